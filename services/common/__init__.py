@@ -1,0 +1,1 @@
+"""Runtime shared by every service. Must not import torch."""

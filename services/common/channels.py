@@ -1,0 +1,153 @@
+"""Client channels between services: deadlines, retries on UNAVAILABLE for idempotent calls, auth."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common import errors
+
+log = logging.getLogger(__name__)
+
+#: Default deadline of one unary call between services, in seconds.
+DEFAULT_TIMEOUT = 30.0
+
+# Calls that may be retried on UNAVAILABLE: reads, and writes that are idempotent by design
+# (upserts, or carrying an idempotency key). Anything else is never retried automatically.
+IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
+    "lesslabels.v1.PoolService": (
+        "GetDataset", "ListDatasets", "ListSamples", "GetCounts", "ExportLabels", "GetRun", "ListRuns",
+        "ListRounds", "ListAcquisitions", "SubmitLabels", "AddAcquisitions", "RevealLabels", "PutRound",
+    ),
+    "lesslabels.v1.TrainerService": (
+        "StartTraining", "WatchJob", "GetJob", "ListJobs", "CancelJob", "ListCheckpoints", "GetCheckpoint",
+    ),
+    "lesslabels.v1.ScorerService": ("Score", "ScorePool", "LoadCheckpoint", "ListLoaded", "UnloadCheckpoint"),
+    "lesslabels.v1.CoordinatorService": (
+        "StartRun", "WatchRun", "GetRun", "ListRuns", "CancelRun", "ResumeRun", "GetPendingLabels",
+        "SubmitRunLabels",
+    ),
+    "grpc.health.v1.Health": ("Check",),
+}
+
+
+def _service_config() -> str:
+    names = [{"service": svc, "method": m} for svc, methods in IDEMPOTENT_METHODS.items() for m in methods]
+    return json.dumps(
+        {
+            "methodConfig": [
+                {
+                    "name": names,
+                    "retryPolicy": {
+                        "maxAttempts": 5,
+                        "initialBackoff": "0.2s",
+                        "maxBackoff": "5s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"],
+                    },
+                }
+            ]
+        }
+    )
+
+
+class _TokenAuth(grpc.AuthMetadataPlugin):
+    def __init__(self, token: str):
+        self._token = token
+
+    def __call__(self, context, callback):
+        callback((("authorization", f"Bearer {self._token}"),), None)
+
+
+class _BearerInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
+                         grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+    """Adds the bearer token to insecure channels (call credentials need TLS)."""
+
+    def __init__(self, token: str):
+        self._pair = ("authorization", f"Bearer {token}")
+
+    def _details(self, details):
+        metadata = list(details.metadata or []) + [self._pair]
+        return details._replace(metadata=metadata) if hasattr(details, "_replace") else _Details(details, metadata)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation, details, request):
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation, details, request_iterator):
+        return continuation(self._details(details), request_iterator)
+
+    def intercept_stream_stream(self, continuation, details, request_iterator):
+        return continuation(self._details(details), request_iterator)
+
+
+class _Details(grpc.ClientCallDetails):
+    def __init__(self, base, metadata):
+        self.method = base.method
+        self.timeout = base.timeout
+        self.metadata = metadata
+        self.credentials = base.credentials
+        self.wait_for_ready = getattr(base, "wait_for_ready", None)
+        self.compression = getattr(base, "compression", None)
+
+
+def make_channel(address: str, *, token: str = "", max_message_bytes: int = 64 * 1024 * 1024) -> grpc.Channel:
+    """An insecure channel to ``address`` with the retry policy and, if given, the bearer token."""
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", _service_config()),
+        ("grpc.keepalive_time_ms", 30_000),
+    ]
+    channel = grpc.insecure_channel(address, options=options)
+    if token:
+        channel = grpc.intercept_channel(channel, _BearerInterceptor(token))
+    return channel
+
+
+def wait_until_serving(address: str, *, service: str = "", timeout: float = 60.0, token: str = "") -> None:
+    """Block until ``address`` answers health SERVING; raise Unavailable after ``timeout``.
+
+    Services call this for their dependencies at start-up, so a service started before its
+    dependency waits instead of crashing.
+    """
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    with make_channel(address, token=token) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+                last = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            except grpc.RpcError as exc:
+                last = f"{exc.code().name}: {exc.details()}"
+            if time.monotonic() >= deadline:
+                raise errors.Unavailable(f"{address} not serving after {timeout:.0f}s ({last})")
+            log.info("event=waiting_for_dependency address=%s last=%r", address, last)
+            time.sleep(0.5)
+
+
+def from_rpc_error(exc: grpc.RpcError, what: str = "") -> errors.LessLabelsError:
+    """Map a downstream RpcError back to a domain error, so it propagates with its code."""
+    code = exc.code()
+    message = f"{what}: {exc.details()}" if what else str(exc.details())
+    mapping = {
+        grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
+        grpc.StatusCode.NOT_FOUND: errors.NotFound,
+        grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
+        grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
+        grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
+        grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
+        grpc.StatusCode.DEADLINE_EXCEEDED: errors.Unavailable,
+        grpc.StatusCode.CANCELLED: errors.Cancelled,
+    }
+    return mapping.get(code, errors.LessLabelsError)(message)

@@ -1,0 +1,48 @@
+"""Domain errors. Cores raise these; one interceptor maps them to gRPC status codes."""
+
+from __future__ import annotations
+
+
+class LessLabelsError(Exception):
+    """Base of all domain errors. Unexpected exceptions become INTERNAL instead."""
+
+    #: Name of the grpc.StatusCode this error maps to.
+    code = "INTERNAL"
+
+
+class InvalidArgument(LessLabelsError):
+    """The request itself is wrong (bad text, unknown label, malformed row)."""
+
+    code = "INVALID_ARGUMENT"
+
+
+class NotFound(LessLabelsError):
+    """A named thing (dataset, run, job, checkpoint) does not exist."""
+
+    code = "NOT_FOUND"
+
+
+class AlreadyExists(LessLabelsError):
+    code = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(LessLabelsError):
+    """The request is valid but the system is not in a state to do it (e.g. too few labels)."""
+
+    code = "FAILED_PRECONDITION"
+
+
+class ResourceExhausted(LessLabelsError):
+    """A size or rate limit was hit; the message names the limit."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+
+class Unavailable(LessLabelsError):
+    """A dependency is not reachable; retrying later may work."""
+
+    code = "UNAVAILABLE"
+
+
+class Cancelled(LessLabelsError):
+    code = "CANCELLED"

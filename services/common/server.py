@@ -1,0 +1,229 @@
+"""One bootstrap for every server: health, reflection, error mapping, auth, graceful stop."""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import logging
+import signal
+import threading
+from concurrent import futures
+from typing import Callable, Iterable
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from services.common import errors
+from services.common.config import ServerSettings
+
+log = logging.getLogger(__name__)
+
+HEALTH_SERVICE = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+_HEALTH_PREFIX = f"/{HEALTH_SERVICE}/"
+
+
+def status_code(exc: errors.LessLabelsError) -> grpc.StatusCode:
+    return getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INTERNAL)
+
+
+def _abort_for(exc: BaseException, context: grpc.ServicerContext, method: str) -> None:
+    """Turn an exception raised by a handler into the call's status. Always raises."""
+    if isinstance(exc, errors.LessLabelsError):
+        log.info("rpc=%s status=%s error=%r", method, exc.code, str(exc))
+        context.abort(status_code(exc), str(exc))
+    log.error("rpc=%s status=INTERNAL unexpected error", method, exc_info=exc)
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(exc).__name__}: {exc}")
+
+
+class ErrorInterceptor(grpc.ServerInterceptor):
+    """Maps domain errors to status codes, in one place, for unary and streaming handlers."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+
+        def wrap_unary(fn):
+            def call(request, context):
+                try:
+                    return fn(request, context)
+                except Exception as exc:  # noqa: BLE001 - mapped, not swallowed
+                    if _is_abort(exc):
+                        raise
+                    _abort_for(exc, context, method)
+
+            return call
+
+        def wrap_stream(fn):
+            def call(request, context):
+                try:
+                    yield from fn(request, context)
+                except Exception as exc:  # noqa: BLE001
+                    if _is_abort(exc):
+                        raise
+                    _abort_for(exc, context, method)
+
+            return call
+
+        return _rewrap(handler, wrap_unary, wrap_stream)
+
+
+def _is_abort(exc: BaseException) -> bool:
+    # context.abort() raises a bare Exception subclass carrying the status already set.
+    return type(exc) is Exception and not exc.args
+
+
+def _rewrap(handler: grpc.RpcMethodHandler, wrap_unary, wrap_stream) -> grpc.RpcMethodHandler:
+    kw = dict(request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer)
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(wrap_unary(handler.unary_unary), **kw)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(wrap_stream(handler.unary_stream), **kw)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(wrap_unary(handler.stream_unary), **kw)
+    return grpc.stream_stream_rpc_method_handler(wrap_stream(handler.stream_stream), **kw)
+
+
+class TokenInterceptor(grpc.ServerInterceptor):
+    """Requires ``authorization: Bearer <token>`` on every call except the health service."""
+
+    def __init__(self, token: str):
+        self._expected = f"Bearer {token}".encode()
+
+    def intercept_service(self, continuation, handler_call_details):
+        if handler_call_details.method.startswith(_HEALTH_PREFIX):
+            return continuation(handler_call_details)
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        given = str(metadata.get("authorization", "")).encode()
+        if hmac.compare_digest(given, self._expected):
+            return continuation(handler_call_details)
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        message = "missing or wrong bearer token (set LESSLABELS_TOKEN / --token on the client)"
+
+        def deny_unary(_fn):
+            def call(request, context):
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+            return call
+
+        def deny_stream(_fn):
+            def call(request, context):
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+                yield  # pragma: no cover - makes this a generator
+
+            return call
+
+        return _rewrap(handler, deny_unary, deny_stream)
+
+
+@dataclasses.dataclass
+class ServiceRegistration:
+    """A servicer to add: ``register(server)`` adds it; ``names`` are its full service names."""
+
+    names: tuple[str, ...]
+    register: Callable[[grpc.Server], None]
+
+
+class Server:
+    """A gRPC server with health (NOT_SERVING until ``set_serving``), reflection and a grace period.
+
+    >>> server = Server(settings, [registration]); port = server.start(); server.set_serving()
+    """
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        services: Iterable[ServiceRegistration],
+        *,
+        name: str = "lesslabels",
+    ):
+        self.settings = settings
+        self.name = name
+        self._services = list(services)
+        self._stopped = threading.Event()
+        self._on_stop: list[Callable[[], None]] = []
+        interceptors: list[grpc.ServerInterceptor] = []
+        if settings.token:
+            interceptors.append(TokenInterceptor(settings.token))
+        interceptors.append(ErrorInterceptor())
+        options = [
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", settings.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix=f"{name}-rpc"),
+            interceptors=interceptors,
+            options=options,
+        )
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        names = [HEALTH_SERVICE, reflection.SERVICE_NAME]
+        for service in self._services:
+            service.register(self._server)
+            names.extend(service.names)
+        reflection.enable_server_reflection(names, self._server)
+        self._served = [n for s in self._services for n in s.names]
+        self.port: int | None = None
+
+    def on_stop(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` after the server stopped accepting calls (close pools, stop workers)."""
+        self._on_stop.append(callback)
+
+    def start(self) -> int:
+        self.port = self._server.add_insecure_port(self.settings.bind_address)
+        if self.port == 0:
+            raise RuntimeError(f"cannot bind {self.settings.bind_address}")
+        self._set_status(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._server.start()
+        log.info("event=started server=%s address=%s:%d", self.name, self.settings.host, self.port)
+        return self.port
+
+    def set_serving(self) -> None:
+        self._set_status(health_pb2.HealthCheckResponse.SERVING)
+        log.info("event=serving server=%s port=%s", self.name, self.port)
+
+    def set_not_serving(self) -> None:
+        self._set_status(health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def _set_status(self, status) -> None:
+        self.health.set("", status)
+        for name in self._served:
+            self.health.set(name, status)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Refuse new calls, give in-flight calls ``grace`` seconds, then run stop callbacks."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        grace = self.settings.grace_seconds if grace is None else grace
+        log.info("event=stopping server=%s grace=%.1fs", self.name, grace)
+        self.health.enter_graceful_shutdown()
+        self._server.stop(grace).wait()
+        for callback in reversed(self._on_stop):
+            try:
+                callback()
+            except Exception:  # noqa: BLE001 - shutdown continues
+                log.exception("event=stop_callback_failed server=%s", self.name)
+        log.info("event=stopped server=%s", self.name)
+
+    def wait(self) -> None:
+        self._stopped.wait()
+        self._server.wait_for_termination()
+
+    def serve_forever(self) -> None:
+        """Block until SIGTERM/SIGINT, then stop gracefully. For ``main()`` only."""
+        stop_requested = threading.Event()
+
+        def handle(signum, _frame):
+            log.info("event=signal signal=%s", signal.Signals(signum).name)
+            stop_requested.set()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+        stop_requested.wait()
+        self.stop()

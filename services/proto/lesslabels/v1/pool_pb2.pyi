@@ -1,0 +1,377 @@
+from services.proto.lesslabels.v1 import common_pb2 as _common_pb2
+from services.proto.lesslabels.v1 import run_pb2 as _run_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ImportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    IMPORT_FORMAT_AUTO: _ClassVar[ImportFormat]
+    IMPORT_FORMAT_CSV_LABEL_TEXT: _ClassVar[ImportFormat]
+    IMPORT_FORMAT_CSV_HEADER: _ClassVar[ImportFormat]
+    IMPORT_FORMAT_JSONL: _ClassVar[ImportFormat]
+
+class LabelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LABEL_STATE_ANY: _ClassVar[LabelState]
+    LABEL_STATE_LABELLED: _ClassVar[LabelState]
+    LABEL_STATE_UNLABELLED: _ClassVar[LabelState]
+IMPORT_FORMAT_AUTO: ImportFormat
+IMPORT_FORMAT_CSV_LABEL_TEXT: ImportFormat
+IMPORT_FORMAT_CSV_HEADER: ImportFormat
+IMPORT_FORMAT_JSONL: ImportFormat
+LABEL_STATE_ANY: LabelState
+LABEL_STATE_LABELLED: LabelState
+LABEL_STATE_UNLABELLED: LabelState
+
+class Dataset(_message.Message):
+    __slots__ = ("name", "description", "labels", "train_count", "test_count", "dev_count", "labelled_count", "created_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_COUNT_FIELD_NUMBER: _ClassVar[int]
+    TEST_COUNT_FIELD_NUMBER: _ClassVar[int]
+    DEV_COUNT_FIELD_NUMBER: _ClassVar[int]
+    LABELLED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    train_count: int
+    test_count: int
+    dev_count: int
+    labelled_count: int
+    created_at: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., train_count: _Optional[int] = ..., test_count: _Optional[int] = ..., dev_count: _Optional[int] = ..., labelled_count: _Optional[int] = ..., created_at: _Optional[str] = ...) -> None: ...
+
+class CreateDatasetRequest(_message.Message):
+    __slots__ = ("name", "description", "labels")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    description: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetDatasetRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListDatasetsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListDatasetsResponse(_message.Message):
+    __slots__ = ("datasets",)
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    datasets: _containers.RepeatedCompositeFieldContainer[Dataset]
+    def __init__(self, datasets: _Optional[_Iterable[_Union[Dataset, _Mapping]]] = ...) -> None: ...
+
+class ImportHeader(_message.Message):
+    __slots__ = ("dataset", "format", "split", "create_dataset", "keep_whitespace")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_FIELD_NUMBER: _ClassVar[int]
+    CREATE_DATASET_FIELD_NUMBER: _ClassVar[int]
+    KEEP_WHITESPACE_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    format: ImportFormat
+    split: _common_pb2.Split
+    create_dataset: bool
+    keep_whitespace: bool
+    def __init__(self, dataset: _Optional[str] = ..., format: _Optional[_Union[ImportFormat, str]] = ..., split: _Optional[_Union[_common_pb2.Split, str]] = ..., create_dataset: _Optional[bool] = ..., keep_whitespace: _Optional[bool] = ...) -> None: ...
+
+class ImportSamplesRequest(_message.Message):
+    __slots__ = ("header", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: ImportHeader
+    data: bytes
+    def __init__(self, header: _Optional[_Union[ImportHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class Duplicate(_message.Message):
+    __slots__ = ("rows", "text", "first_row")
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_ROW_FIELD_NUMBER: _ClassVar[int]
+    rows: _containers.RepeatedScalarFieldContainer[int]
+    text: str
+    first_row: int
+    def __init__(self, rows: _Optional[_Iterable[int]] = ..., text: _Optional[str] = ..., first_row: _Optional[int] = ...) -> None: ...
+
+class ImportSummary(_message.Message):
+    __slots__ = ("dataset", "imported", "by_label", "duplicates", "duplicate_rows", "format")
+    class ByLabelEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    IMPORTED_FIELD_NUMBER: _ClassVar[int]
+    BY_LABEL_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_ROWS_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    imported: int
+    by_label: _containers.ScalarMap[str, int]
+    duplicates: _containers.RepeatedCompositeFieldContainer[Duplicate]
+    duplicate_rows: int
+    format: ImportFormat
+    def __init__(self, dataset: _Optional[str] = ..., imported: _Optional[int] = ..., by_label: _Optional[_Mapping[str, int]] = ..., duplicates: _Optional[_Iterable[_Union[Duplicate, _Mapping]]] = ..., duplicate_rows: _Optional[int] = ..., format: _Optional[_Union[ImportFormat, str]] = ...) -> None: ...
+
+class ListSamplesRequest(_message.Message):
+    __slots__ = ("dataset", "split", "state", "run_id", "page_size", "page_token", "limit", "include_gold")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_GOLD_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    split: _common_pb2.Split
+    state: LabelState
+    run_id: int
+    page_size: int
+    page_token: str
+    limit: int
+    include_gold: bool
+    def __init__(self, dataset: _Optional[str] = ..., split: _Optional[_Union[_common_pb2.Split, str]] = ..., state: _Optional[_Union[LabelState, str]] = ..., run_id: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., limit: _Optional[int] = ..., include_gold: _Optional[bool] = ...) -> None: ...
+
+class SamplePage(_message.Message):
+    __slots__ = ("samples", "next_page_token", "total")
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    samples: _containers.RepeatedCompositeFieldContainer[_common_pb2.Sample]
+    next_page_token: str
+    total: int
+    def __init__(self, samples: _Optional[_Iterable[_Union[_common_pb2.Sample, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., total: _Optional[int] = ...) -> None: ...
+
+class LabelAssignment(_message.Message):
+    __slots__ = ("sample_id", "label")
+    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    sample_id: int
+    label: str
+    def __init__(self, sample_id: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
+
+class SubmitLabelsRequest(_message.Message):
+    __slots__ = ("dataset", "run_id", "labels", "source", "annotator", "idempotency_key")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATOR_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    run_id: int
+    labels: _containers.RepeatedCompositeFieldContainer[LabelAssignment]
+    source: _common_pb2.LabelSource
+    annotator: str
+    idempotency_key: str
+    def __init__(self, dataset: _Optional[str] = ..., run_id: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[LabelAssignment, _Mapping]]] = ..., source: _Optional[_Union[_common_pb2.LabelSource, str]] = ..., annotator: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class SubmitLabelsResponse(_message.Message):
+    __slots__ = ("recorded", "unchanged", "changed", "labels")
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    recorded: int
+    unchanged: int
+    changed: int
+    labels: _containers.RepeatedCompositeFieldContainer[LabelAssignment]
+    def __init__(self, recorded: _Optional[int] = ..., unchanged: _Optional[int] = ..., changed: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[LabelAssignment, _Mapping]]] = ...) -> None: ...
+
+class GetCountsRequest(_message.Message):
+    __slots__ = ("dataset", "run_id")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    run_id: int
+    def __init__(self, dataset: _Optional[str] = ..., run_id: _Optional[int] = ...) -> None: ...
+
+class SplitCounts(_message.Message):
+    __slots__ = ("total", "labelled", "labelled_by_label", "gold_by_label")
+    class LabelledByLabelEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class GoldByLabelEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    LABELLED_FIELD_NUMBER: _ClassVar[int]
+    LABELLED_BY_LABEL_FIELD_NUMBER: _ClassVar[int]
+    GOLD_BY_LABEL_FIELD_NUMBER: _ClassVar[int]
+    total: int
+    labelled: int
+    labelled_by_label: _containers.ScalarMap[str, int]
+    gold_by_label: _containers.ScalarMap[str, int]
+    def __init__(self, total: _Optional[int] = ..., labelled: _Optional[int] = ..., labelled_by_label: _Optional[_Mapping[str, int]] = ..., gold_by_label: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class Counts(_message.Message):
+    __slots__ = ("dataset", "run_id", "train", "test", "dev")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    TRAIN_FIELD_NUMBER: _ClassVar[int]
+    TEST_FIELD_NUMBER: _ClassVar[int]
+    DEV_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    run_id: int
+    train: SplitCounts
+    test: SplitCounts
+    dev: SplitCounts
+    def __init__(self, dataset: _Optional[str] = ..., run_id: _Optional[int] = ..., train: _Optional[_Union[SplitCounts, _Mapping]] = ..., test: _Optional[_Union[SplitCounts, _Mapping]] = ..., dev: _Optional[_Union[SplitCounts, _Mapping]] = ...) -> None: ...
+
+class ExportLabelsRequest(_message.Message):
+    __slots__ = ("dataset", "run_id")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    run_id: int
+    def __init__(self, dataset: _Optional[str] = ..., run_id: _Optional[int] = ...) -> None: ...
+
+class ExportChunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class CreateRunRequest(_message.Message):
+    __slots__ = ("config",)
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    config: _run_pb2.RunConfig
+    def __init__(self, config: _Optional[_Union[_run_pb2.RunConfig, _Mapping]] = ...) -> None: ...
+
+class GetRunRequest(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: int
+    def __init__(self, run_id: _Optional[int] = ...) -> None: ...
+
+class ListRunsRequest(_message.Message):
+    __slots__ = ("dataset", "states")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    states: _containers.RepeatedScalarFieldContainer[_run_pb2.RunState]
+    def __init__(self, dataset: _Optional[str] = ..., states: _Optional[_Iterable[_Union[_run_pb2.RunState, str]]] = ...) -> None: ...
+
+class ListRunsResponse(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[_run_pb2.Run]
+    def __init__(self, runs: _Optional[_Iterable[_Union[_run_pb2.Run, _Mapping]]] = ...) -> None: ...
+
+class UpdateRunRequest(_message.Message):
+    __slots__ = ("run_id", "state", "step", "round", "error", "stop_reason", "expected_step", "expected_round")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    STOP_REASON_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_STEP_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_ROUND_FIELD_NUMBER: _ClassVar[int]
+    run_id: int
+    state: _run_pb2.RunState
+    step: _run_pb2.RunStep
+    round: int
+    error: str
+    stop_reason: str
+    expected_step: _run_pb2.RunStep
+    expected_round: int
+    def __init__(self, run_id: _Optional[int] = ..., state: _Optional[_Union[_run_pb2.RunState, str]] = ..., step: _Optional[_Union[_run_pb2.RunStep, str]] = ..., round: _Optional[int] = ..., error: _Optional[str] = ..., stop_reason: _Optional[str] = ..., expected_step: _Optional[_Union[_run_pb2.RunStep, str]] = ..., expected_round: _Optional[int] = ...) -> None: ...
+
+class ListRoundsRequest(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: int
+    def __init__(self, run_id: _Optional[int] = ...) -> None: ...
+
+class ListRoundsResponse(_message.Message):
+    __slots__ = ("rounds",)
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    rounds: _containers.RepeatedCompositeFieldContainer[_run_pb2.Round]
+    def __init__(self, rounds: _Optional[_Iterable[_Union[_run_pb2.Round, _Mapping]]] = ...) -> None: ...
+
+class Acquisition(_message.Message):
+    __slots__ = ("sample_id", "round", "strategy", "score", "label", "text")
+    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    sample_id: int
+    round: int
+    strategy: _run_pb2.Strategy
+    score: float
+    label: str
+    text: str
+    def __init__(self, sample_id: _Optional[int] = ..., round: _Optional[int] = ..., strategy: _Optional[_Union[_run_pb2.Strategy, str]] = ..., score: _Optional[float] = ..., label: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+
+class AddAcquisitionsRequest(_message.Message):
+    __slots__ = ("run_id", "round", "acquisitions")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    ACQUISITIONS_FIELD_NUMBER: _ClassVar[int]
+    run_id: int
+    round: int
+    acquisitions: _containers.RepeatedCompositeFieldContainer[Acquisition]
+    def __init__(self, run_id: _Optional[int] = ..., round: _Optional[int] = ..., acquisitions: _Optional[_Iterable[_Union[Acquisition, _Mapping]]] = ...) -> None: ...
+
+class AddAcquisitionsResponse(_message.Message):
+    __slots__ = ("added", "already_present")
+    ADDED_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_PRESENT_FIELD_NUMBER: _ClassVar[int]
+    added: int
+    already_present: int
+    def __init__(self, added: _Optional[int] = ..., already_present: _Optional[int] = ...) -> None: ...
+
+class ListAcquisitionsRequest(_message.Message):
+    __slots__ = ("run_id", "round", "pending_only")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    PENDING_ONLY_FIELD_NUMBER: _ClassVar[int]
+    run_id: int
+    round: int
+    pending_only: bool
+    def __init__(self, run_id: _Optional[int] = ..., round: _Optional[int] = ..., pending_only: _Optional[bool] = ...) -> None: ...
+
+class ListAcquisitionsResponse(_message.Message):
+    __slots__ = ("acquisitions",)
+    ACQUISITIONS_FIELD_NUMBER: _ClassVar[int]
+    acquisitions: _containers.RepeatedCompositeFieldContainer[Acquisition]
+    def __init__(self, acquisitions: _Optional[_Iterable[_Union[Acquisition, _Mapping]]] = ...) -> None: ...
+
+class RevealLabelsRequest(_message.Message):
+    __slots__ = ("run_id", "sample_ids", "source")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_IDS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    run_id: int
+    sample_ids: _containers.RepeatedScalarFieldContainer[int]
+    source: _common_pb2.LabelSource
+    def __init__(self, run_id: _Optional[int] = ..., sample_ids: _Optional[_Iterable[int]] = ..., source: _Optional[_Union[_common_pb2.LabelSource, str]] = ...) -> None: ...

@@ -1,0 +1,42 @@
+"""Shared fixtures: real in-process gRPC servers on port 0, a tiny random BERT, ATIS paths."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+from services.common.config import ServerSettings
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+ATIS_DIR = ROOT.parent / "shared" / "data" / "atis"
+ATIS_TRAIN = ATIS_DIR / "atis_intents_train.csv"
+ATIS_TEST = ATIS_DIR / "atis_intents_test.csv"
+
+# Keep the 2-core machine responsive while tests run torch.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def server_settings_for_tests(**overrides) -> ServerSettings:
+    base = dict(host="127.0.0.1", port=0, grace_seconds=1.0, workers=8)
+    base.update(overrides)
+    return ServerSettings(**base)
+
+
+@pytest.fixture
+def atis_train() -> pathlib.Path:
+    if not ATIS_TRAIN.exists():
+        pytest.skip(f"ATIS data not found at {ATIS_TRAIN}")
+    return ATIS_TRAIN
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory) -> pathlib.Path:
+    """A randomly initialised 2-layer BERT (hidden 32) with the bundled MiniLM vocabulary, saved to disk."""
+    from tests.tiny_model import save_tiny_bert
+
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

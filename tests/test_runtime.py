@@ -1,0 +1,221 @@
+"""The shared server runtime: health, reflection, error mapping, token auth, probe, settings."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from services.common import config, errors
+from services.common.channels import make_channel, wait_until_serving
+from services.common.probe import main as probe_main
+from services.common.server import Server, ServiceRegistration
+from tests.conftest import server_settings_for_tests
+
+# A tiny generic service to exercise the runtime without any real servicer.
+SERVICE = "lesslabels.test.Echo"
+
+
+def _echo_registration(behaviour):
+    def unary(request: bytes, context):
+        return behaviour(request)
+
+    def stream(request: bytes, context):
+        yield b"first"
+        yield behaviour(request)
+
+    handlers = {
+        "Unary": grpc.unary_unary_rpc_method_handler(unary),
+        "Stream": grpc.unary_stream_rpc_method_handler(stream),
+    }
+
+    def register(server):
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+
+    return ServiceRegistration(names=(SERVICE,), register=register)
+
+
+def _raise(exc):
+    def behaviour(request):
+        raise exc
+    return behaviour
+
+
+@pytest.fixture
+def server_factory():
+    started = []
+
+    def start(behaviour=lambda r: r, serving=True, **settings):
+        server = Server(server_settings_for_tests(**settings), [_echo_registration(behaviour)], name="test")
+        port = server.start()
+        if serving:
+            server.set_serving()
+        started.append(server)
+        return server, f"127.0.0.1:{port}"
+
+    yield start
+    for server in started:
+        server.stop(0)
+
+
+def _unary(channel, payload=b"x", **kw):
+    return channel.unary_unary(f"/{SERVICE}/Unary")(payload, timeout=5, **kw)
+
+
+def _stream(channel, payload=b"x"):
+    return list(channel.unary_stream(f"/{SERVICE}/Stream")(payload, timeout=5))
+
+
+def _health(address, service=""):
+    with grpc.insecure_channel(address) as ch:
+        return health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=5).status
+
+
+def test_health_is_not_serving_until_ready(server_factory):
+    server, address = server_factory(serving=False)
+    assert _health(address) == health_pb2.HealthCheckResponse.NOT_SERVING
+    assert _health(address, SERVICE) == health_pb2.HealthCheckResponse.NOT_SERVING
+    server.set_serving()
+    assert _health(address) == health_pb2.HealthCheckResponse.SERVING
+    assert _health(address, SERVICE) == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_lists_services(server_factory):
+    _, address = server_factory()
+    with grpc.insecure_channel(address) as ch:
+        stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+        replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+        names = {s.name for r in replies for s in r.list_services_response.service}
+    assert {SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+
+
+@pytest.mark.parametrize(
+    "exc, code",
+    [
+        (errors.InvalidArgument("row 3: empty text"), grpc.StatusCode.INVALID_ARGUMENT),
+        (errors.NotFound("dataset 'x' not found"), grpc.StatusCode.NOT_FOUND),
+        (errors.FailedPrecondition("need 2 classes"), grpc.StatusCode.FAILED_PRECONDITION),
+        (errors.AlreadyExists("dataset 'x' exists"), grpc.StatusCode.ALREADY_EXISTS),
+        (errors.ResourceExhausted("limit 1000 texts"), grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (ZeroDivisionError("boom"), grpc.StatusCode.INTERNAL),
+    ],
+)
+def test_domain_errors_map_to_status_codes(server_factory, exc, code, caplog):
+    _, address = server_factory(_raise(exc))
+    with grpc.insecure_channel(address) as ch:
+        with pytest.raises(grpc.RpcError) as unary_err:
+            _unary(ch)
+        with pytest.raises(grpc.RpcError) as stream_err:
+            _stream(ch)
+    assert unary_err.value.code() == code
+    assert stream_err.value.code() == code
+    assert str(exc) in unary_err.value.details()
+    if code == grpc.StatusCode.INTERNAL:
+        assert any(r.exc_info and "ZeroDivisionError" in str(r.exc_info[1].__class__) for r in caplog.records)
+    # The server keeps serving after any error.
+    assert _health(address) == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_token_required_except_for_health(server_factory):
+    _, address = server_factory(token="s3cret")
+    with grpc.insecure_channel(address) as ch:
+        with pytest.raises(grpc.RpcError) as err:
+            _unary(ch)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        with pytest.raises(grpc.RpcError) as err:
+            _stream(ch)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with make_channel(address, token="wrong") as ch:
+        with pytest.raises(grpc.RpcError) as err:
+            _unary(ch)
+        assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with make_channel(address, token="s3cret") as ch:
+        assert _unary(ch, b"hello") == b"hello"
+        assert _stream(ch, b"hello") == [b"first", b"hello"]
+    assert _health(address) == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_message_size_limit(server_factory):
+    _, address = server_factory(max_message_bytes=1024)
+    with grpc.insecure_channel(address) as ch:
+        with pytest.raises(grpc.RpcError) as err:
+            _unary(ch, b"x" * 4096)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_graceful_stop_lets_inflight_call_finish(server_factory):
+    release = threading.Event()
+
+    def slow(request):
+        release.wait(5)
+        return b"done"
+
+    server, address = server_factory(slow)
+    result = {}
+    with grpc.insecure_channel(address) as ch:
+        t = threading.Thread(target=lambda: result.setdefault("r", _unary(ch)))
+        t.start()
+        threading.Timer(0.3, release.set).start()
+        import time
+        time.sleep(0.1)
+        server.stop(grace=5)
+        t.join(5)
+    assert result.get("r") == b"done"
+
+
+def test_probe_command(server_factory, capsys):
+    server, address = server_factory(serving=False)
+    assert probe_main([address, "--timeout", "2"]) == 1
+    server.set_serving()
+    assert probe_main([address, "--timeout", "2"]) == 0
+    assert "SERVING" in capsys.readouterr().out
+    assert probe_main(["127.0.0.1:1", "--timeout", "0.5"]) == 1
+
+
+def test_wait_until_serving_waits_then_gives_up(server_factory):
+    server, address = server_factory(serving=False)
+    threading.Timer(0.5, server.set_serving).start()
+    wait_until_serving(address, timeout=10)
+    with pytest.raises(errors.Unavailable, match="not serving"):
+        wait_until_serving("127.0.0.1:1", timeout=1)
+
+
+def test_retry_on_unavailable_for_idempotent_calls():
+    # A health Check (idempotent) issued before the server exists succeeds once it starts, with wait_for_ready.
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = Server(server_settings_for_tests(port=port), [], name="late")
+    threading.Timer(0.5, lambda: (server.start(), server.set_serving())).start()
+    try:
+        with make_channel(f"127.0.0.1:{port}") as ch:
+            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10, wait_for_ready=True)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        server.stop(0)
+
+
+def test_flags_fall_back_to_environment(monkeypatch):
+    monkeypatch.setenv("LESSLABELS_PORT", "7001")
+    monkeypatch.setenv("LESSLABELS_TOKEN", "abc")
+    parser = argparse.ArgumentParser()
+    config.add_server_flags(parser, default_port=50051)
+    settings = config.server_settings(parser.parse_args([]))
+    assert (settings.port, settings.token) == (7001, "abc")
+    # A flag on the command line wins over the environment.
+    assert config.server_settings(parser.parse_args(["--port", "7002"])).port == 7002
+
+
+def test_bad_environment_value_is_a_clear_error(monkeypatch, capsys):
+    monkeypatch.setenv("LESSLABELS_PORT", "seventy")
+    parser = argparse.ArgumentParser()
+    with pytest.raises(SystemExit):
+        config.add_server_flags(parser, default_port=50051)
+    assert "LESSLABELS_PORT='seventy'" in capsys.readouterr().err
