@@ -1,0 +1,224 @@
+"""The checkpoint store: a directory (a docker volume) of published checkpoints. No torch.
+
+Layout::
+
+    ROOT/
+      ckpt-<id>/            one published checkpoint (complete, never modified)
+        manifest.json       CheckpointManifest fields as JSON, written last
+        model.safetensors   weights (sha256 recorded in the manifest)
+        config.json, tokenizer files ...
+      .staging/             temporary folders being written (ignored, cleaned on start)
+      latest/run-<id>       text file holding the id of the run's latest checkpoint
+
+Publishing writes into ``.staging``, fsyncs every file and the folder, then renames the folder
+into place (atomic on one filesystem) and only then moves the run's "latest" pointer with the
+same write-fsync-rename. A crash at any point leaves either no checkpoint or a complete one; a
+folder without a valid manifest is never listed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import pathlib
+import shutil
+import threading
+import uuid
+from typing import Any, Iterator
+
+from services.common import errors
+from services.common.timeutil import rfc3339, utcnow
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+WEIGHTS = "model.safetensors"
+_PREFIX = "ckpt-"
+
+
+def sha256_file(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def labelled_set_hash(pairs) -> str:
+    """sha256 over sorted (sample id, label) pairs: identifies exactly what a model was trained on."""
+    digest = hashlib.sha256()
+    for sample_id, label in sorted(pairs):
+        digest.update(f"{int(sample_id)}\t{label}\n".encode())
+    return digest.hexdigest()
+
+
+def _fsync_dir(path: pathlib.Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path: pathlib.Path) -> None:
+    for item in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if item.is_file():
+            with open(item, "rb+") as f:
+                os.fsync(f.fileno())
+        else:
+            _fsync_dir(item)
+    _fsync_dir(path)
+
+
+def _write_atomic(path: pathlib.Path, data: str) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A published checkpoint: its folder and manifest (a dict with CheckpointManifest's field names)."""
+
+    id: str
+    path: pathlib.Path
+    manifest: dict[str, Any]
+
+    @property
+    def run_id(self) -> int:
+        return int(self.manifest.get("run_id", 0))
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.manifest.get("labels", []))
+
+
+class CheckpointStore:
+    def __init__(self, root: str | os.PathLike):
+        self.root = pathlib.Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "latest").mkdir(exist_ok=True)
+        self._staging = self.root / ".staging"
+        self._lock = threading.Lock()
+
+    def clean_staging(self) -> int:
+        """Remove leftovers of publications interrupted by a crash. Returns how many."""
+        if not self._staging.exists():
+            return 0
+        leftovers = list(self._staging.iterdir())
+        for item in leftovers:
+            shutil.rmtree(item, ignore_errors=True)
+        if leftovers:
+            log.warning("event=staging_cleaned count=%d root=%s", len(leftovers), self.root)
+        return len(leftovers)
+
+    @contextlib.contextmanager
+    def publish(self, manifest: dict[str, Any]) -> Iterator[pathlib.Path]:
+        """Yield an empty staging folder; on clean exit, publish it with ``manifest``.
+
+        The caller writes ``model.safetensors`` and tokenizer/config files into the folder.
+        ``id``, ``created_at`` and ``weights_sha256`` are filled in here. On an exception the
+        staging folder is removed and nothing is published. After the block,
+        ``manifest["id"]`` holds the published id.
+        """
+        checkpoint_id = manifest.get("id") or f"{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        self._staging.mkdir(exist_ok=True)
+        staging = self._staging / checkpoint_id
+        staging.mkdir()
+        try:
+            yield staging
+            weights = staging / WEIGHTS
+            if not weights.is_file():
+                raise errors.FailedPrecondition(f"checkpoint {checkpoint_id}: no {WEIGHTS} was written")
+            manifest.update(id=checkpoint_id, created_at=rfc3339(utcnow()), weights_sha256=sha256_file(weights))
+            # The manifest is the last file: a folder without it is incomplete by definition.
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+            _fsync_tree(staging)
+            final = self.root / f"{_PREFIX}{checkpoint_id}"
+            with self._lock:
+                os.rename(staging, final)
+                _fsync_dir(self.root)
+                run_id = int(manifest.get("run_id") or 0)
+                if run_id:
+                    _write_atomic(self.root / "latest" / f"run-{run_id}", checkpoint_id)
+            log.info("event=checkpoint_published id=%s run=%s", checkpoint_id, run_id)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def get(self, checkpoint_id: str, *, verify: bool = False) -> Checkpoint:
+        if not checkpoint_id or "/" in checkpoint_id or checkpoint_id.startswith("."):
+            raise errors.InvalidArgument(f"invalid checkpoint id {checkpoint_id!r}")
+        path = self.root / f"{_PREFIX}{checkpoint_id}"
+        manifest_path = path / MANIFEST
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise errors.NotFound(f"checkpoint {checkpoint_id!r} not found in {self.root}") from None
+        except json.JSONDecodeError as exc:
+            raise errors.FailedPrecondition(f"checkpoint {checkpoint_id!r}: corrupt manifest ({exc})") from None
+        checkpoint = Checkpoint(id=checkpoint_id, path=path, manifest=manifest)
+        if verify:
+            self.verify(checkpoint)
+        return checkpoint
+
+    def verify(self, checkpoint: Checkpoint) -> None:
+        """Raise FailedPrecondition unless the weights match the manifest's sha256."""
+        actual = sha256_file(checkpoint.path / WEIGHTS)
+        if actual != checkpoint.manifest.get("weights_sha256"):
+            raise errors.FailedPrecondition(
+                f"checkpoint {checkpoint.id}: weights sha256 {actual[:12]}… does not match the manifest"
+            )
+
+    def latest(self, run_id: int) -> Checkpoint:
+        pointer = self.root / "latest" / f"run-{int(run_id)}"
+        try:
+            checkpoint_id = pointer.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise errors.NotFound(f"run {run_id} has no published checkpoint") from None
+        return self.get(checkpoint_id)
+
+    def list(self, run_id: int = 0) -> list[Checkpoint]:
+        """Published checkpoints (complete manifests only), newest first."""
+        found = []
+        for path in self.root.glob(f"{_PREFIX}*"):
+            try:
+                checkpoint = self.get(path.name[len(_PREFIX):])
+            except errors.LessLabelsError:
+                continue
+            if run_id and checkpoint.run_id != run_id:
+                continue
+            found.append(checkpoint)
+        found.sort(key=lambda c: (c.manifest.get("created_at", ""), c.id), reverse=True)
+        return found
+
+    def apply_retention(self, run_id: int, keep_last: int, metric: str = "accuracy") -> list[str]:
+        """Delete a run's checkpoints except the newest ``keep_last``, the best on validation
+        ``metric`` and the one "latest" points to. Returns the deleted ids."""
+        if keep_last <= 0:
+            return []
+        checkpoints = self.list(run_id)
+        keep = {c.id for c in checkpoints[:keep_last]}
+        if checkpoints:
+            best = max(checkpoints, key=lambda c: float((c.manifest.get("validation") or {}).get(metric, 0.0)))
+            keep.add(best.id)
+        with contextlib.suppress(errors.NotFound):
+            keep.add(self.latest(run_id).id)
+        deleted = []
+        for checkpoint in checkpoints:
+            if checkpoint.id not in keep:
+                # Remove the manifest first so a half-deleted folder is never listed.
+                (checkpoint.path / MANIFEST).unlink(missing_ok=True)
+                shutil.rmtree(checkpoint.path, ignore_errors=True)
+                deleted.append(checkpoint.id)
+        if deleted:
+            log.info("event=retention run=%s deleted=%s", run_id, ",".join(deleted))
+        return deleted
