@@ -40,3 +40,20 @@ def tiny_bert_dir(tmp_path_factory) -> pathlib.Path:
     from tests.tiny_model import save_tiny_bert
 
     return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture
+def pool_server(tmp_path):
+    """A started in-process pool server on a temporary SQLite database."""
+    from services.pool.main import build_server
+
+    server = build_server(server_settings_for_tests(), f"sqlite:///{tmp_path / 'pool.db'}")
+    server.start()
+    server.set_serving()
+    yield server
+    server.stop(0)
+
+
+@pytest.fixture
+def pool_address(pool_server) -> str:
+    return f"127.0.0.1:{pool_server.port}"

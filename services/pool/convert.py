@@ -1,0 +1,172 @@
+"""Protobuf <-> pool core values, at the edge. Explicit enum maps; nothing else touches protobuf."""
+
+from __future__ import annotations
+
+from google.protobuf import json_format
+
+from services.common.errors import InvalidArgument
+from services.common.timeutil import rfc3339
+from services.pool import importers
+from services.pool.store import (
+    AcquisitionRecord, DatasetInfo, ImportResult, LabelResult, RoundRecord, RunRecord, SampleRecord, SplitCount,
+)
+from services.proto.lesslabels.v1 import common_pb2, pool_pb2, run_pb2
+
+SPLIT_TO_CORE = {common_pb2.SPLIT_TRAIN: "train", common_pb2.SPLIT_TEST: "test", common_pb2.SPLIT_DEV: "dev"}
+SPLIT_TO_PROTO = {v: k for k, v in SPLIT_TO_CORE.items()}
+SOURCE_TO_CORE = {
+    common_pb2.LABEL_SOURCE_SEED: "seed",
+    common_pb2.LABEL_SOURCE_ORACLE: "oracle",
+    common_pb2.LABEL_SOURCE_HUMAN: "human",
+}
+STATE_TO_CORE = {
+    pool_pb2.LABEL_STATE_ANY: "any",
+    pool_pb2.LABEL_STATE_LABELLED: "labelled",
+    pool_pb2.LABEL_STATE_UNLABELLED: "unlabelled",
+}
+FORMAT_TO_CORE = {
+    pool_pb2.IMPORT_FORMAT_AUTO: importers.Format.AUTO,
+    pool_pb2.IMPORT_FORMAT_CSV_LABEL_TEXT: importers.Format.CSV_LABEL_TEXT,
+    pool_pb2.IMPORT_FORMAT_CSV_HEADER: importers.Format.CSV_HEADER,
+    pool_pb2.IMPORT_FORMAT_JSONL: importers.Format.JSONL,
+}
+FORMAT_TO_PROTO = {v: k for k, v in FORMAT_TO_CORE.items()}
+RUN_STATE_TO_CORE = {
+    run_pb2.RUN_STATE_PENDING: "PENDING",
+    run_pb2.RUN_STATE_RUNNING: "RUNNING",
+    run_pb2.RUN_STATE_WAITING_FOR_LABELS: "WAITING_FOR_LABELS",
+    run_pb2.RUN_STATE_COMPLETED: "COMPLETED",
+    run_pb2.RUN_STATE_CANCELLED: "CANCELLED",
+    run_pb2.RUN_STATE_FAILED: "FAILED",
+}
+RUN_STATE_TO_PROTO = {v: k for k, v in RUN_STATE_TO_CORE.items()}
+RUN_STEP_TO_CORE = {
+    run_pb2.RUN_STEP_SEED: "SEED",
+    run_pb2.RUN_STEP_LABEL: "LABEL",
+    run_pb2.RUN_STEP_TRAIN: "TRAIN",
+    run_pb2.RUN_STEP_EVALUATE: "EVALUATE",
+    run_pb2.RUN_STEP_SCORE: "SCORE",
+    run_pb2.RUN_STEP_SELECT: "SELECT",
+    run_pb2.RUN_STEP_DONE: "DONE",
+}
+RUN_STEP_TO_PROTO = {v: k for k, v in RUN_STEP_TO_CORE.items()}
+
+
+def enum_value(mapping: dict, value: int, what: str, *, allow_unspecified=True):
+    """Map a proto enum to its core value; 0 (UNSPECIFIED) -> None when allowed."""
+    if value == 0 and allow_unspecified and 0 not in mapping:
+        return None
+    try:
+        return mapping[value]
+    except KeyError:
+        raise InvalidArgument(f"unknown {what} value {value}") from None
+
+
+def dataset_to_proto(info: DatasetInfo) -> pool_pb2.Dataset:
+    return pool_pb2.Dataset(
+        name=info.name,
+        description=info.description,
+        labels=info.labels,
+        train_count=info.counts.get("train", 0),
+        test_count=info.counts.get("test", 0),
+        dev_count=info.counts.get("dev", 0),
+        labelled_count=info.labelled,
+        created_at=rfc3339(info.created_at),
+    )
+
+
+def import_result_to_proto(result: ImportResult) -> pool_pb2.ImportSummary:
+    return pool_pb2.ImportSummary(
+        dataset=result.dataset,
+        imported=result.imported,
+        by_label=result.by_label,
+        duplicates=[pool_pb2.Duplicate(rows=d.rows, text=d.text, first_row=d.first_row) for d in result.duplicates],
+        duplicate_rows=result.duplicate_rows,
+        format=FORMAT_TO_PROTO[result.format],
+    )
+
+
+def sample_to_proto(sample: SampleRecord) -> common_pb2.Sample:
+    return common_pb2.Sample(
+        id=sample.id, dataset=sample.dataset, text=sample.text, split=SPLIT_TO_PROTO[sample.split],
+        label=sample.label, row=sample.row, gold_label=sample.gold_label,
+    )
+
+
+def label_result_to_proto(result: LabelResult) -> pool_pb2.SubmitLabelsResponse:
+    return pool_pb2.SubmitLabelsResponse(
+        recorded=result.recorded,
+        unchanged=result.unchanged,
+        changed=result.changed,
+        labels=[pool_pb2.LabelAssignment(sample_id=sid, label=label) for sid, label in result.labels],
+    )
+
+
+def split_counts_to_proto(count: SplitCount) -> pool_pb2.SplitCounts:
+    return pool_pb2.SplitCounts(
+        total=count.total, labelled=count.labelled, labelled_by_label=count.labelled_by_label, gold_by_label=count.gold_by_label
+    )
+
+
+def run_config_to_json(config: run_pb2.RunConfig) -> str:
+    return json_format.MessageToJson(config, preserving_proto_field_name=True, indent=None, sort_keys=True)
+
+
+def run_to_proto(record: RunRecord) -> run_pb2.Run:
+    config = json_format.Parse(record.config_json, run_pb2.RunConfig(), ignore_unknown_fields=True)
+    return run_pb2.Run(
+        id=record.id,
+        config=config,
+        state=RUN_STATE_TO_PROTO[record.state],
+        step=RUN_STEP_TO_PROTO[record.step],
+        round=record.round,
+        error=record.error,
+        created_at=rfc3339(record.created_at),
+        updated_at=rfc3339(record.updated_at),
+        labelled_count=record.labelled_count,
+        pool_size=record.pool_size,
+        stop_reason=record.stop_reason,
+    )
+
+
+def round_to_proto(record: RoundRecord) -> run_pb2.Round:
+    test = json_format.ParseDict(record.test_metrics or {}, common_pb2.EvalMetrics(), ignore_unknown_fields=True)
+    return run_pb2.Round(
+        run_id=record.run_id, index=record.index, labelled_count=record.labelled_count, train_job_id=record.train_job_id,
+        checkpoint_id=record.checkpoint_id, test=test, agreement=record.agreement, selected_count=record.selected_count,
+        started_at=rfc3339(record.started_at), finished_at=rfc3339(record.finished_at),
+        train_seconds=record.train_seconds, score_seconds=record.score_seconds,
+    )
+
+
+def round_from_proto(message: run_pb2.Round) -> RoundRecord:
+    import datetime as dt
+
+    def parse_time(value: str):
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+    try:
+        started, finished = parse_time(message.started_at), parse_time(message.finished_at)
+    except ValueError as exc:
+        raise InvalidArgument(f"round time is not RFC 3339: {exc}") from None
+    return RoundRecord(
+        run_id=message.run_id, index=message.index, labelled_count=message.labelled_count,
+        train_job_id=message.train_job_id, checkpoint_id=message.checkpoint_id,
+        test_metrics=json_format.MessageToDict(message.test, preserving_proto_field_name=True),
+        agreement=message.agreement, selected_count=message.selected_count, started_at=started, finished_at=finished,
+        train_seconds=message.train_seconds, score_seconds=message.score_seconds,
+    )
+
+
+def acquisition_to_proto(record: AcquisitionRecord) -> pool_pb2.Acquisition:
+    return pool_pb2.Acquisition(
+        sample_id=record.sample_id, round=record.round, strategy=run_pb2.Strategy.Value(record.strategy)
+        if record.strategy in run_pb2.Strategy.keys() else run_pb2.STRATEGY_UNSPECIFIED,
+        score=record.score, label=record.label, text=record.text,
+    )
+
+
+def acquisition_from_proto(message: pool_pb2.Acquisition) -> AcquisitionRecord:
+    return AcquisitionRecord(
+        sample_id=message.sample_id, round=message.round, strategy=run_pb2.Strategy.Name(message.strategy), score=message.score
+    )

@@ -1,0 +1,40 @@
+"""``lesslabels pool``: run the pool service."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from services.common.config import ServerSettings, add_flag, add_server_flags, server_settings
+from services.common.logs import setup_logging
+from services.common.server import Server
+from services.pool.servicer import PoolServicer, registration
+from services.pool.store import PoolStore
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 50051
+DEFAULT_DATABASE_URL = "sqlite:///.lesslabels/pool.db"
+
+
+def build_server(settings: ServerSettings, database_url: str) -> Server:
+    """A pool server on a migrated database; call ``start()`` then ``set_serving()``."""
+    store = PoolStore(database_url)
+    server = Server(settings, [registration(PoolServicer(store))], name="pool")
+    server.on_stop(store.close)
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lesslabels pool", description="Run the pool service.")
+    add_server_flags(parser, DEFAULT_PORT)
+    add_flag(parser, "--database-url", default=DEFAULT_DATABASE_URL, help="SQLAlchemy URL (sqlite:///path.db, postgresql+psycopg://...)")
+    args = parser.parse_args(argv)
+    settings = server_settings(args)
+    setup_logging(settings.log_level, "pool")
+    # Migrating happens before the port opens; health is SERVING once the store is ready.
+    server = build_server(settings, args.database_url)
+    server.start()
+    server.set_serving()
+    server.serve_forever()
+    return 0

@@ -1,0 +1,133 @@
+"""SQLAlchemy 2 models of the pool. Schema changes go through Alembic (services/pool/migrations)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from services.common.timeutil import utcnow
+
+# Label scopes: labels acquired by a run are visible to that run only; labels given to the
+# dataset itself (a human labelling outside runs) live in the dataset scope.
+DATASET_SCOPE = "dataset"
+
+
+def run_scope(run_id: int) -> str:
+    return f"run:{int(run_id)}" if run_id else DATASET_SCOPE
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    # JSON list of allowed labels, in first-seen order.
+    labels_json: Mapped[str] = mapped_column(Text, default="[]")
+    # True when the label set was given at creation; imports may then not add labels.
+    labels_fixed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Sample(Base):
+    __tablename__ = "samples"
+    __table_args__ = (Index("ix_samples_dataset_split_id", "dataset_id", "split", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    # Row number within its import file (0-based, header excluded).
+    row: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    # "train", "test" or "dev".
+    split: Mapped[str] = mapped_column(String(8))
+    # The hidden gold label (the simulated oracle); never handed to training unless acquired.
+    gold_label: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class LabelEvent(Base):
+    """Append-only history of every label given."""
+
+    __tablename__ = "label_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), index=True)
+    scope: Mapped[str] = mapped_column(String(32))
+    label: Mapped[str] = mapped_column(String(128))
+    # "seed", "oracle" or "human".
+    source: Mapped[str] = mapped_column(String(16))
+    annotator: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Unique: a retried submission with the same key adds nothing.
+    idempotency_key: Mapped[str | None] = mapped_column(String(256), unique=True, nullable=True)
+
+
+class CurrentLabel(Base):
+    """The label in force per (sample, scope): the latest event. One row at most, by primary key."""
+
+    __tablename__ = "current_labels"
+    __table_args__ = (Index("ix_current_labels_scope", "scope", "sample_id"),)
+
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    label: Mapped[str] = mapped_column(String(128))
+    event_id: Mapped[int] = mapped_column(ForeignKey("label_events.id"))
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    # RunConfig as JSON (protobuf JSON mapping), stored as given by the coordinator.
+    config_json: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(32))
+    step: Mapped[str] = mapped_column(String(32))
+    round: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    stop_reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Round(Base):
+    __tablename__ = "rounds"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    labelled_count: Mapped[int] = mapped_column(Integer, default=0)
+    train_job_id: Mapped[str] = mapped_column(String(128), default="")
+    checkpoint_id: Mapped[str] = mapped_column(String(128), default="")
+    # EvalMetrics as JSON.
+    test_metrics_json: Mapped[str] = mapped_column(Text, default="{}")
+    agreement: Mapped[float] = mapped_column(Float, default=0.0)
+    selected_count: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    train_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    score_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class Acquisition(Base):
+    """A sample selected by a run. Unique per (run, sample): nothing is ever selected twice."""
+
+    __tablename__ = "acquisitions"
+    __table_args__ = (
+        UniqueConstraint("run_id", "sample_id", name="uq_acquisitions_run_sample"),
+        Index("ix_acquisitions_run_round", "run_id", "round"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    sample_id: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"))
+    round: Mapped[int] = mapped_column(Integer)
+    strategy: Mapped[str] = mapped_column(String(32))
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,165 @@
+"""PoolService: validate, convert, call the core, convert back."""
+
+from __future__ import annotations
+
+import grpc
+
+from services.common.errors import InvalidArgument, ResourceExhausted
+from services.pool import convert
+from services.pool.store import PoolStore
+from services.proto.lesslabels.v1 import pool_pb2, pool_pb2_grpc
+
+#: Largest file ImportSamples accepts (all rows are parsed and stored in one transaction).
+MAX_IMPORT_BYTES = 256 * 1024 * 1024
+
+
+def _page_token(token: str) -> int:
+    if not token:
+        return 0
+    if not token.isdigit():
+        raise InvalidArgument(f"invalid page_token {token!r}")
+    return int(token)
+
+
+class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
+    def __init__(self, store: PoolStore, *, max_import_bytes: int = MAX_IMPORT_BYTES):
+        self.store = store
+        self.max_import_bytes = max_import_bytes
+
+    def CreateDataset(self, request, context):
+        return convert.dataset_to_proto(self.store.create_dataset(request.name, request.description, list(request.labels)))
+
+    def GetDataset(self, request, context):
+        return convert.dataset_to_proto(self.store.get_dataset(request.name))
+
+    def ListDatasets(self, request, context):
+        return pool_pb2.ListDatasetsResponse(datasets=[convert.dataset_to_proto(d) for d in self.store.list_datasets()])
+
+    def ImportSamples(self, request_iterator, context):
+        header, chunks, size = None, [], 0
+        for message in request_iterator:
+            part = message.WhichOneof("part")
+            if part == "header":
+                if header is not None:
+                    raise InvalidArgument("ImportSamples: the header must be sent once, first")
+                header = message.header
+            elif part == "data":
+                if header is None:
+                    raise InvalidArgument("ImportSamples: the first message must be the header")
+                size += len(message.data)
+                if size > self.max_import_bytes:
+                    raise ResourceExhausted(f"import larger than the limit of {self.max_import_bytes} bytes")
+                chunks.append(message.data)
+        if header is None:
+            raise InvalidArgument("ImportSamples: no header was sent")
+        result = self.store.import_samples(
+            header.dataset,
+            b"".join(chunks),
+            fmt=convert.FORMAT_TO_CORE.get(header.format) or _bad("import format", header.format),
+            default_split=convert.enum_value(convert.SPLIT_TO_CORE, header.split, "split") or "train",
+            create_dataset=header.create_dataset,
+            keep_whitespace=header.keep_whitespace,
+        )
+        return convert.import_result_to_proto(result)
+
+    def ListSamples(self, request, context):
+        pages = self.store.list_samples(
+            request.dataset,
+            split=convert.enum_value(convert.SPLIT_TO_CORE, request.split, "split"),
+            state=convert.enum_value(convert.STATE_TO_CORE, request.state, "label state"),
+            run_id=request.run_id,
+            page_size=request.page_size,
+            after_id=_page_token(request.page_token),
+            limit=request.limit,
+            include_gold=request.include_gold,
+        )
+        first = True
+        for samples, last_id, total in pages:
+            if not context.is_active():
+                return
+            yield pool_pb2.SamplePage(
+                samples=[convert.sample_to_proto(s) for s in samples],
+                next_page_token=str(last_id) if last_id else "",
+                total=total if first else 0,
+            )
+            first = False
+
+    def SubmitLabels(self, request, context):
+        source = convert.enum_value(convert.SOURCE_TO_CORE, request.source, "label source") or "human"
+        result = self.store.submit_labels(
+            request.dataset,
+            [(a.sample_id, a.label) for a in request.labels],
+            run_id=request.run_id,
+            source=source,
+            annotator=request.annotator,
+            idempotency_key=request.idempotency_key,
+        )
+        return convert.label_result_to_proto(result)
+
+    def GetCounts(self, request, context):
+        counts = self.store.counts(request.dataset, request.run_id)
+        return pool_pb2.Counts(
+            dataset=request.dataset,
+            run_id=request.run_id,
+            **{split: convert.split_counts_to_proto(c) for split, c in counts.items()},
+        )
+
+    def ExportLabels(self, request, context):
+        for chunk in self.store.export_labels(request.dataset, request.run_id):
+            yield pool_pb2.ExportChunk(data=chunk)
+
+    def CreateRun(self, request, context):
+        if not request.config.dataset:
+            raise InvalidArgument("run config: dataset is required")
+        return convert.run_to_proto(self.store.create_run(request.config.dataset, convert.run_config_to_json(request.config)))
+
+    def GetRun(self, request, context):
+        return convert.run_to_proto(self.store.get_run(request.run_id))
+
+    def ListRuns(self, request, context):
+        states = [convert.enum_value(convert.RUN_STATE_TO_CORE, s, "run state", allow_unspecified=False) for s in request.states]
+        return pool_pb2.ListRunsResponse(runs=[convert.run_to_proto(r) for r in self.store.list_runs(request.dataset, states)])
+
+    def UpdateRun(self, request, context):
+        record = self.store.update_run(
+            request.run_id,
+            state=convert.enum_value(convert.RUN_STATE_TO_CORE, request.state, "run state"),
+            step=convert.enum_value(convert.RUN_STEP_TO_CORE, request.step, "run step"),
+            round=request.round if request.step or request.round else None,
+            error=request.error if request.state else None,
+            stop_reason=request.stop_reason or None,
+            expected_step=convert.enum_value(convert.RUN_STEP_TO_CORE, request.expected_step, "run step"),
+            expected_round=request.expected_round if request.expected_step else None,
+        )
+        return convert.run_to_proto(record)
+
+    def PutRound(self, request, context):
+        return convert.round_to_proto(self.store.put_round(convert.round_from_proto(request)))
+
+    def ListRounds(self, request, context):
+        return pool_pb2.ListRoundsResponse(rounds=[convert.round_to_proto(r) for r in self.store.list_rounds(request.run_id)])
+
+    def AddAcquisitions(self, request, context):
+        added, present = self.store.add_acquisitions(
+            request.run_id, request.round, [convert.acquisition_from_proto(a) for a in request.acquisitions]
+        )
+        return pool_pb2.AddAcquisitionsResponse(added=added, already_present=present)
+
+    def ListAcquisitions(self, request, context):
+        records = self.store.list_acquisitions(request.run_id, request.round, request.pending_only)
+        return pool_pb2.ListAcquisitionsResponse(acquisitions=[convert.acquisition_to_proto(r) for r in records])
+
+    def RevealLabels(self, request, context):
+        source = convert.enum_value(convert.SOURCE_TO_CORE, request.source, "label source") or "oracle"
+        return convert.label_result_to_proto(self.store.reveal_labels(request.run_id, list(request.sample_ids), source))
+
+
+def _bad(what, value):
+    raise InvalidArgument(f"unknown {what} value {value}")
+
+
+def registration(servicer: PoolServicer):
+    from services.common.server import ServiceRegistration
+
+    name = pool_pb2.DESCRIPTOR.services_by_name["PoolService"].full_name
+    return ServiceRegistration(names=(name,), register=lambda server: pool_pb2_grpc.add_PoolServiceServicer_to_server(servicer, server))
