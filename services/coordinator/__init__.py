@@ -1,0 +1,1 @@
+"""The coordinator service: active-learning runs as persistent state machines."""

@@ -1,0 +1,296 @@
+"""Query and seed strategies: pure, vectorised functions from arrays to selected indices.
+
+Every query strategy has the same signature::
+
+    strategy(k, *, probs=None, embeddings=None, exclude=None, rng=None) -> Selection
+
+``probs`` is ``[n_samples, n_classes]`` (rows sum to 1), ``embeddings`` ``[n_samples, dim]``,
+``exclude`` a boolean mask ``[n_samples]`` (True = already labelled, never selected) or an index
+array. The result holds at most ``k`` unique positions into those arrays, best first, and the
+strategy's score for each (higher = chosen earlier). Asking for more than the allowed samples
+returns all of them. The same inputs and ``rng`` seed always give the same selection.
+
+No torch here, no gRPC: the uncertainty math is ``services.common.uncertainty``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+
+from services.common import uncertainty
+
+__all__ = [
+    "Selection",
+    "QUERY_STRATEGIES",
+    "SEED_STRATEGIES",
+    "select",
+    "select_seed",
+    "kmeans",
+    "entropy_strategy",
+    "margin_strategy",
+    "least_confidence_strategy",
+    "ratio_strategy",
+    "random_strategy",
+    "clustered_entropy_strategy",
+    "random_seed_strategy",
+    "diverse_seed_strategy",
+]
+
+#: Candidates clustered by the clustered-entropy strategy: this many times the batch size.
+CANDIDATE_FACTOR = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    indices: np.ndarray  # [k] int64 positions, best first, unique
+    scores: np.ndarray  # [k] float64, the strategy's score (higher = chosen earlier)
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+
+def _rng(rng) -> np.random.Generator:
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def _allowed(n: int, exclude) -> np.ndarray:
+    """Boolean mask ``[n]`` of selectable positions."""
+    allowed = np.ones(n, dtype=bool)
+    if exclude is None:
+        return allowed
+    exclude = np.asarray(exclude)
+    if exclude.dtype == bool:
+        if exclude.shape != (n,):
+            raise ValueError(f"exclude mask has shape {exclude.shape}, expected ({n},)")
+        return ~exclude
+    idx = exclude.astype(np.int64).ravel()
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"exclude index out of range 0..{n - 1}")
+    allowed[idx] = False
+    return allowed
+
+
+def _check_k(k: int) -> int:
+    k = int(k)
+    if k < 0:
+        raise ValueError(f"cannot select a negative number of samples ({k})")
+    return k
+
+
+def _top_k(priority: np.ndarray, allowed: np.ndarray, k: int, *tie_breakers: np.ndarray) -> np.ndarray:
+    """Positions of the ``k`` highest ``priority`` among ``allowed``; ties broken by each
+    ``tie_breakers`` (higher first), then by position (lower first) so the order is total."""
+    candidates = np.flatnonzero(allowed)  # [m]
+    if k == 0 or candidates.size == 0:
+        return np.empty(0, dtype=np.int64)
+    # np.lexsort sorts by the last key first, ascending: negate to get "higher first".
+    keys = [candidates] + [-t[candidates] for t in reversed(tie_breakers)] + [-priority[candidates]]
+    order = np.lexsort(keys)
+    return candidates[order[:k]].astype(np.int64)
+
+
+def _probs(probs) -> np.ndarray:
+    if probs is None:
+        raise ValueError("this strategy needs class probabilities")
+    return uncertainty.as_probabilities(probs)  # [n, c]
+
+
+def _uncertainty_strategy(score_fn: Callable[[np.ndarray], np.ndarray]):
+    def strategy(k, *, probs=None, embeddings=None, exclude=None, rng=None) -> Selection:
+        p = _probs(probs)  # [n, c]
+        k = _check_k(k)
+        score = score_fn(p)  # [n], higher = more uncertain
+        # Ties (e.g. identical rows) go to the higher entropy, then to the lower position.
+        chosen = _top_k(score, _allowed(p.shape[0], exclude), k, uncertainty.entropy(p))
+        return Selection(chosen, score[chosen])
+
+    return strategy
+
+
+entropy_strategy = _uncertainty_strategy(uncertainty.entropy)
+least_confidence_strategy = _uncertainty_strategy(uncertainty.least_confidence)
+ratio_strategy = _uncertainty_strategy(uncertainty.ratio)
+# Smallest margin first, so the priority is the negated margin; ties broken by entropy.
+margin_strategy = _uncertainty_strategy(lambda p: -uncertainty.margin(p))
+margin_strategy.__doc__ = "Smallest best-minus-second margin first; score is -margin; ties by entropy."
+
+
+def _n_samples(probs, embeddings) -> int:
+    for arr in (probs, embeddings):
+        if arr is not None:
+            return int(np.asarray(arr).shape[0])
+    raise ValueError("random selection needs probs or embeddings to know the pool size")
+
+
+def random_strategy(k, *, probs=None, embeddings=None, exclude=None, rng=None) -> Selection:
+    """Uniformly at random among the allowed positions; scores are 0."""
+    k = _check_k(k)
+    n = _n_samples(probs, embeddings)
+    candidates = np.flatnonzero(_allowed(n, exclude))  # [m]
+    take = min(k, candidates.size)
+    chosen = _rng(rng).choice(candidates, size=take, replace=False).astype(np.int64)
+    return Selection(chosen, np.zeros(take))
+
+
+def kmeans(x: np.ndarray, k: int, *, rng=None, iterations: int = 25) -> tuple[np.ndarray, np.ndarray]:
+    """Lloyd's k-means with k-means++ initialisation.
+
+    ``x`` is ``[n, d]``; returns ``(centroids [k, d], assignment [n])``. ``k`` is capped at the
+    number of distinct points, so no cluster starts empty. Deterministic under ``rng``.
+    """
+    rng = _rng(rng)
+    x = np.asarray(x, dtype=np.float64)  # [n, d]
+    n = x.shape[0]
+    k = min(int(k), n)
+    if k <= 0:
+        return np.empty((0, x.shape[1])), np.zeros(n, dtype=np.int64)
+    sq = np.einsum("nd,nd->n", x, x)  # [n]
+    centroids = np.empty((k, x.shape[1]))
+    first = rng.integers(n)
+    centroids[0] = x[first]
+    closest = np.maximum(sq - 2 * x @ x[first] + sq[first], 0.0)  # [n] squared distance to nearest centroid
+    for j in range(1, k):
+        total = closest.sum()
+        if total <= 0:  # fewer distinct points than k: stop adding duplicates
+            centroids = centroids[:j]
+            break
+        pick = rng.choice(n, p=closest / total)
+        centroids[j] = x[pick]
+        closest = np.minimum(closest, np.maximum(sq - 2 * x @ x[pick] + sq[pick], 0.0))
+    assignment = np.zeros(n, dtype=np.int64)
+    for iteration in range(iterations):
+        dist = sq[:, None] - 2 * x @ centroids.T + np.einsum("kd,kd->k", centroids, centroids)[None, :]  # [n, k]
+        new_assignment = dist.argmin(axis=1)  # [n]
+        counts = np.bincount(new_assignment, minlength=centroids.shape[0])  # [k]
+        sums = np.zeros_like(centroids)
+        np.add.at(sums, new_assignment, x)
+        nonempty = counts > 0
+        centroids[nonempty] = sums[nonempty] / counts[nonempty, None]
+        if iteration > 0 and np.array_equal(new_assignment, assignment):
+            break
+        assignment = new_assignment
+    return centroids, assignment
+
+
+def _normalise(embeddings) -> np.ndarray:
+    if embeddings is None:
+        raise ValueError("this strategy needs embeddings")
+    e = np.asarray(embeddings, dtype=np.float64)  # [n, d]
+    if e.ndim != 2:
+        raise ValueError(f"embeddings must be 2-D [n_samples, dim], got shape {e.shape}")
+    norms = np.linalg.norm(e, axis=1, keepdims=True)  # [n, 1]
+    return e / np.where(norms > 0, norms, 1.0)
+
+
+def clustered_entropy_strategy(k, *, probs=None, embeddings=None, exclude=None, rng=None) -> Selection:
+    """Uncertainty plus diversity: k-means (k clusters) over the embeddings of the
+    ``CANDIDATE_FACTOR * k`` highest-entropy candidates, then the highest-entropy sample of each
+    cluster, so a large batch is not made of near-duplicates. Clusters that come out empty are
+    made up for with the next most uncertain candidates. Scores are entropies."""
+    p = _probs(probs)  # [n, c]
+    k = _check_k(k)
+    e = _normalise(embeddings)  # [n, d]
+    if e.shape[0] != p.shape[0]:
+        raise ValueError(f"{p.shape[0]} probability rows but {e.shape[0]} embeddings")
+    score = uncertainty.entropy(p)  # [n]
+    allowed = _allowed(p.shape[0], exclude)
+    candidates = _top_k(score, allowed, CANDIDATE_FACTOR * k)  # [m], by entropy
+    if candidates.size <= k:
+        return Selection(candidates, score[candidates])
+    _, assignment = kmeans(e[candidates], k, rng=rng)  # [m]
+    # Candidates are sorted by entropy, so the first candidate of each cluster is its most uncertain.
+    _, first = np.unique(assignment, return_index=True)
+    picked = candidates[np.sort(first)]
+    if picked.size < k:
+        rest = np.setdiff1d(candidates, picked, assume_unique=True)
+        rest = rest[np.argsort(-score[rest], kind="stable")]
+        picked = np.concatenate([picked, rest[: k - picked.size]])
+    picked = picked[np.lexsort((picked, -score[picked]))]
+    return Selection(picked.astype(np.int64), score[picked])
+
+
+QUERY_STRATEGIES: dict[str, Callable[..., Selection]] = {
+    "entropy": entropy_strategy,
+    "margin": margin_strategy,
+    "least_confidence": least_confidence_strategy,
+    "ratio": ratio_strategy,
+    "random": random_strategy,
+    "clustered_entropy": clustered_entropy_strategy,
+}
+
+#: Strategies that need the encoder embeddings of the pool.
+NEEDS_EMBEDDINGS = frozenset({"clustered_entropy"})
+#: Strategies that need class probabilities.
+NEEDS_PROBABILITIES = frozenset(QUERY_STRATEGIES) - {"random"}
+
+
+def select(name: str, k: int, *, probs=None, embeddings=None, exclude=None, rng=None) -> Selection:
+    try:
+        strategy = QUERY_STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"unknown strategy {name!r}; choose from {', '.join(QUERY_STRATEGIES)}") from None
+    return strategy(k, probs=probs, embeddings=embeddings, exclude=exclude, rng=rng)
+
+
+# --- seed (cold-start) selection: no model yet, only the pool and pretrained embeddings ---
+
+
+def random_seed_strategy(k, *, n_samples: int | None = None, embeddings=None, exclude=None, rng=None) -> Selection:
+    """``k`` positions uniformly at random out of ``n_samples`` (or ``len(embeddings)``)."""
+    k = _check_k(k)
+    n = int(n_samples) if n_samples is not None else _n_samples(None, embeddings)
+    candidates = np.flatnonzero(_allowed(n, exclude))
+    take = min(k, candidates.size)
+    chosen = _rng(rng).choice(candidates, size=take, replace=False).astype(np.int64)
+    return Selection(chosen, np.zeros(take))
+
+
+def diverse_seed_strategy(k, *, n_samples: int | None = None, embeddings=None, exclude=None, rng=None) -> Selection:
+    """k-means with ``k`` clusters over the (L2-normalised) pretrained-encoder embeddings; the
+    sample nearest each centroid. Where two centroids share a nearest sample, the later one takes
+    its nearest sample not yet chosen. Scores are cosine similarities to the centroid."""
+    k = _check_k(k)
+    e = _normalise(embeddings)  # [n, d]
+    candidates = np.flatnonzero(_allowed(e.shape[0], exclude))  # [m]
+    if k == 0 or candidates.size == 0:
+        return Selection(np.empty(0, dtype=np.int64), np.empty(0))
+    if candidates.size <= k:
+        return Selection(candidates.astype(np.int64), np.ones(candidates.size))
+    x = e[candidates]  # [m, d]
+    centroids, _ = kmeans(x, k, rng=rng)  # [k', d]
+    dist = (
+        np.einsum("md,md->m", x, x)[:, None] - 2 * x @ centroids.T + np.einsum("kd,kd->k", centroids, centroids)[None, :]
+    )  # [m, k']
+    taken = np.zeros(candidates.size, dtype=bool)
+    chosen, scores = [], []
+    for j in range(centroids.shape[0]):
+        column = np.where(taken, np.inf, dist[:, j])
+        best = int(column.argmin())
+        taken[best] = True
+        chosen.append(best)
+        norm = np.linalg.norm(centroids[j]) or 1.0
+        scores.append(float(x[best] @ centroids[j] / norm))
+    chosen = np.asarray(chosen, dtype=np.int64)
+    scores = np.asarray(scores)
+    if chosen.size < k:  # fewer distinct points than clusters: fill at random
+        rest = _rng(rng).permutation(np.flatnonzero(~taken))[: k - chosen.size]
+        chosen = np.concatenate([chosen, rest])
+        scores = np.concatenate([scores, np.zeros(rest.size)])
+    return Selection(candidates[chosen].astype(np.int64), scores)
+
+
+SEED_STRATEGIES: dict[str, Callable[..., Selection]] = {
+    "random": random_seed_strategy,
+    "diverse": diverse_seed_strategy,
+}
+
+
+def select_seed(name: str, k: int, *, n_samples: int | None = None, embeddings=None, exclude=None, rng=None) -> Selection:
+    try:
+        strategy = SEED_STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"unknown seed strategy {name!r}; choose from {', '.join(SEED_STRATEGIES)}") from None
+    return strategy(k, n_samples=n_samples, embeddings=embeddings, exclude=exclude, rng=rng)

@@ -1,0 +1,211 @@
+"""Query and seed strategies: one contract suite for all of them, then hand-computed selections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.coordinator import strategies as s
+
+N, C, D = 60, 4, 8
+
+
+def _pool(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(N, C)) * 2
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)  # [N, C]
+    embeddings = rng.normal(size=(N, D))  # [N, D]
+    return probs, embeddings
+
+
+def _query(name):
+    def run(k, exclude=None, rng=0, probs=None, embeddings=None):
+        p, e = _pool()
+        return s.select(
+            name, k, probs=p if probs is None else probs, embeddings=e if embeddings is None else embeddings,
+            exclude=exclude, rng=rng,
+        )
+
+    return run
+
+
+def _seed(name):
+    def run(k, exclude=None, rng=0, probs=None, embeddings=None):
+        _, e = _pool()
+        e = e if embeddings is None else embeddings
+        return s.select_seed(name, k, n_samples=e.shape[0], embeddings=e, exclude=exclude, rng=rng)
+
+    return run
+
+
+ALL = [pytest.param(_query(n), id=f"query-{n}") for n in s.QUERY_STRATEGIES] + [
+    pytest.param(_seed(n), id=f"seed-{n}") for n in s.SEED_STRATEGIES
+]
+
+
+# ---------------------------------------------------------------- the shared contract
+
+
+@pytest.mark.parametrize("strategy", ALL)
+@pytest.mark.parametrize("k", [1, 7, 20])
+def test_valid_unique_indices_of_the_right_count(strategy, k):
+    sel = strategy(k)
+    assert sel.indices.dtype == np.int64
+    assert len(sel) == k
+    assert sel.scores.shape == (k,)
+    assert len(set(sel.indices.tolist())) == k
+    assert sel.indices.min() >= 0 and sel.indices.max() < N
+
+
+@pytest.mark.parametrize("strategy", ALL)
+def test_count_larger_than_pool_returns_every_allowed_sample(strategy):
+    exclude = np.zeros(N, dtype=bool)
+    exclude[:50] = True
+    sel = strategy(N * 3, exclude=exclude)
+    assert sorted(sel.indices.tolist()) == list(range(50, N))
+
+
+@pytest.mark.parametrize("strategy", ALL)
+def test_zero_count_and_fully_excluded_pool_give_empty_selection(strategy):
+    assert len(strategy(0)) == 0
+    assert len(strategy(5, exclude=np.ones(N, dtype=bool))) == 0
+
+
+@pytest.mark.parametrize("strategy", ALL)
+def test_negative_count_is_refused(strategy):
+    with pytest.raises(ValueError, match="negative"):
+        strategy(-1)
+
+
+@pytest.mark.parametrize("strategy", ALL)
+def test_deterministic_under_seed(strategy):
+    first, again = strategy(10, rng=123), strategy(10, rng=123)
+    np.testing.assert_array_equal(first.indices, again.indices)
+    np.testing.assert_array_equal(first.scores, again.scores)
+
+
+@pytest.mark.parametrize("strategy", ALL)
+@pytest.mark.parametrize("as_mask", [True, False])
+def test_already_labelled_samples_are_never_selected(strategy, as_mask):
+    labelled = np.arange(0, N, 3)  # every third sample
+    exclude = np.isin(np.arange(N), labelled) if as_mask else labelled
+    sel = strategy(15, exclude=exclude)
+    assert len(sel) == 15
+    assert not set(sel.indices.tolist()) & set(labelled.tolist())
+
+
+@pytest.mark.parametrize("strategy", ALL)
+def test_bad_exclude_is_refused(strategy):
+    with pytest.raises(ValueError, match="exclude"):
+        strategy(3, exclude=np.zeros(N + 1, dtype=bool))
+    with pytest.raises(ValueError, match="out of range"):
+        strategy(3, exclude=np.array([N]))
+
+
+def test_random_strategies_depend_on_the_seed():
+    a = s.select("random", 10, probs=_pool()[0], rng=1).indices
+    b = s.select("random", 10, probs=_pool()[0], rng=2).indices
+    assert not np.array_equal(a, b)
+
+
+def test_unknown_strategy_names_are_refused():
+    with pytest.raises(ValueError, match="unknown strategy 'bald'"):
+        s.select("bald", 1, probs=_pool()[0])
+    with pytest.raises(ValueError, match="unknown seed strategy 'kcenter'"):
+        s.select_seed("kcenter", 1, n_samples=3)
+
+
+def test_strategies_that_need_inputs_say_so():
+    with pytest.raises(ValueError, match="probabilities"):
+        s.select("entropy", 1)
+    with pytest.raises(ValueError, match="embeddings"):
+        s.select("clustered_entropy", 1, probs=_pool()[0])
+    with pytest.raises(ValueError, match="embeddings"):
+        s.select_seed("diverse", 1, n_samples=4)
+
+
+# ---------------------------------------------------------------- hand-computed selections
+
+# Row by row: entropy, margin (best - second), least confidence, ratio (second / best).
+HAND = np.array(
+    [
+        [0.90, 0.05, 0.05],  # 0: confident
+        [0.40, 0.35, 0.25],  # 1: flat-ish; margin .05, lc .60, ratio .875
+        [0.50, 0.50, 0.00],  # 2: two-way tie; margin 0, lc .50, ratio 1, H = ln 2 = .693
+        [1 / 3, 1 / 3, 1 / 3],  # 3: uniform; margin 0, lc .667, ratio 1, H = ln 3 = 1.099
+        [0.60, 0.30, 0.10],  # 4: margin .30, lc .40, ratio .5
+    ]
+)
+
+
+def test_entropy_hand_computed():
+    # H: 0 -> .394, 1 -> 1.080, 2 -> .693, 3 -> 1.099, 4 -> .898
+    sel = s.select("entropy", 3, probs=HAND)
+    assert sel.indices.tolist() == [3, 1, 4]
+    np.testing.assert_allclose(sel.scores, [np.log(3), 1.0805, 0.8979], atol=1e-4)
+
+
+def test_margin_breaks_ties_by_entropy():
+    # Rows 2 and 3 both have margin 0; row 3 has the higher entropy so it comes first.
+    assert s.select("margin", 3, probs=HAND).indices.tolist() == [3, 2, 1]
+    swapped = HAND[[0, 1, 3, 2, 4]]  # the tie no longer follows position order
+    assert s.select("margin", 2, probs=swapped).indices.tolist() == [2, 3]
+    np.testing.assert_allclose(s.select("margin", 3, probs=HAND).scores, [0.0, 0.0, -0.05], atol=1e-12)
+
+
+def test_least_confidence_hand_computed():
+    # 1 - max p: .10, .60, .50, .667, .40
+    sel = s.select("least_confidence", 5, probs=HAND)
+    assert sel.indices.tolist() == [3, 1, 2, 4, 0]
+    np.testing.assert_allclose(sel.scores, [2 / 3, 0.6, 0.5, 0.4, 0.1])
+
+
+def test_ratio_hand_computed():
+    # second / best: .056, .875, 1, 1, .5; the tie 2/3 goes to the higher entropy (3).
+    assert s.select("ratio", 4, probs=HAND).indices.tolist() == [3, 2, 1, 4]
+
+
+def test_clustered_entropy_takes_the_most_uncertain_of_each_cluster():
+    # Two tight clusters of embeddings; cluster A holds the three most uncertain samples.
+    # Plain entropy would take two from A; the clustered strategy takes the best of A and of B.
+    probs = np.array(
+        [
+            [0.34, 0.33, 0.33],  # 0 A  highest entropy
+            [0.35, 0.33, 0.32],  # 1 A
+            [0.36, 0.34, 0.30],  # 2 A
+            [0.60, 0.30, 0.10],  # 3 B  most uncertain of B
+            [0.80, 0.10, 0.10],  # 4 B
+            [0.98, 0.01, 0.01],  # 5 B
+        ]
+    )
+    a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    embeddings = np.stack([a, a * 1.01, a + [0, 0.01], b, b * 0.99, b + [0.01, 0]])
+    assert s.select("entropy", 2, probs=probs).indices.tolist() == [0, 1]
+    for seed in range(5):
+        sel = s.select("clustered_entropy", 2, probs=probs, embeddings=embeddings, rng=seed)
+        assert sel.indices.tolist() == [0, 3]
+
+
+def test_clustered_entropy_fills_up_when_candidates_are_duplicates():
+    probs = np.tile([[0.5, 0.3, 0.2]], (30, 1)) + np.linspace(0, 0.01, 30)[:, None] * [1, -1, 0]
+    embeddings = np.ones((30, 4))  # every point the same: one distinct cluster
+    sel = s.select("clustered_entropy", 5, probs=probs, embeddings=embeddings, rng=0)
+    assert len(set(sel.indices.tolist())) == 5
+
+
+def test_diverse_seed_takes_one_sample_per_cluster():
+    rng = np.random.default_rng(0)
+    centres = np.eye(4) * 10  # four well separated clusters of 25 points each
+    x = np.concatenate([c + rng.normal(scale=0.1, size=(25, 4)) for c in centres])
+    sel = s.select_seed("diverse", 4, embeddings=x, rng=0)
+    assert sorted((sel.indices // 25).tolist()) == [0, 1, 2, 3]
+    assert s.select_seed("random", 4, n_samples=100, rng=0).indices.tolist() != sel.indices.tolist()
+
+
+def test_kmeans_recovers_separated_clusters():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(loc=m, scale=0.05, size=(20, 2)) for m in (0.0, 5.0, 10.0)])
+    centroids, assignment = s.kmeans(x, 3, rng=0)
+    assert sorted(np.round(centroids[:, 0]).tolist()) == [0.0, 5.0, 10.0]
+    for block in range(3):
+        assert len(set(assignment[block * 20 : (block + 1) * 20].tolist())) == 1
