@@ -42,7 +42,8 @@ def detect_format(text: str) -> Format:
         return Format.JSONL
     first_line = stripped.splitlines()[0] if stripped else ""
     header = [h.strip().lower() for h in next(csv.reader([first_line]), [])]
-    if "text" in header:
+    # A first row naming a "text" or "label" column is a header (ATIS-style files start with data).
+    if "text" in header or header[:1] == ["label"]:
         return Format.CSV_HEADER
     return Format.CSV_LABEL_TEXT
 

@@ -458,7 +458,7 @@ class PoolStore:
                 raise errors.FailedPrecondition(
                     f"run {run_id} has not acquired samples {missing[:10]}: only acquired samples can be revealed"
                 )
-            gold = dict(session.execute(select(Sample.id, Sample.gold_label).where(Sample.id.in_(sample_ids))).tuples())
+            gold = dict(session.execute(select(Sample.id, Sample.gold_label).where(Sample.id.in_(sample_ids))).all())
             no_gold = [sid for sid in sample_ids if not gold.get(sid)]
             if no_gold:
                 raise errors.FailedPrecondition(f"samples {no_gold[:10]} have no gold label to reveal (use human labelling)")
@@ -624,7 +624,7 @@ class PoolStore:
         def add(session: Session) -> tuple[int, int]:
             run = self._run(session, run_id)
             samples = dict(
-                session.execute(select(Sample.id, Sample.split).where(Sample.dataset_id == run.dataset_id, Sample.id.in_(ids))).tuples()
+                session.execute(select(Sample.id, Sample.split).where(Sample.dataset_id == run.dataset_id, Sample.id.in_(ids))).all()
             )
             for sid in ids:
                 if sid not in samples:
@@ -632,7 +632,7 @@ class PoolStore:
                 if samples[sid] != "train":
                     raise errors.InvalidArgument(f"sample {sid} is in the {samples[sid]} split; only train samples can be acquired")
             existing = dict(
-                session.execute(select(Acquisition.sample_id, Acquisition.round).where(Acquisition.run_id == run_id, Acquisition.sample_id.in_(ids))).tuples()
+                session.execute(select(Acquisition.sample_id, Acquisition.round).where(Acquisition.run_id == run_id, Acquisition.sample_id.in_(ids))).all()
             )
             clash = {sid: r for sid, r in existing.items() if r != round_index}
             if clash:
