@@ -1,4 +1,3 @@
-from services.proto.lesslabels.v1 import common_pb2 as _common_pb2
 from services.proto.lesslabels.v1 import run_pb2 as _run_pb2
 from services.proto.lesslabels.v1 import pool_pb2 as _pool_pb2
 from google.protobuf.internal import containers as _containers
