@@ -13,6 +13,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "coordinator": ("services.coordinator.main:main", "run the coordinator service"),
     "probe": ("services.common.probe:main", "exit 0 if HOST:PORT answers health SERVING"),
     "import": ("services.cli.data:import_main", "import a CSV/JSONL file into the pool"),
+    "export": ("services.cli.data:export_main", "export a labelled set as CSV"),
 }
 
 

@@ -236,6 +236,8 @@ class PoolStore:
         """Import a whole file in one transaction: all rows are stored or none is."""
         if default_split not in SPLITS:
             raise errors.InvalidArgument(f"unknown split {default_split!r}")
+        if not create_dataset:
+            self.get_dataset(dataset_name)  # NOT_FOUND before spending time on parsing
         rows, fmt = importers.parse(data, fmt, keep_whitespace=keep_whitespace)
         for row in rows:
             if row.label is not None and len(row.label) > MAX_LABEL_LENGTH:
