@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup test test-all integration proto demo clean
+.PHONY: setup test test-slow test-all proto demo clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,13 +18,17 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-## Fast suite (tiny models) plus the slow and integration suites: what CI runs.
+## The README's test command: everything except the slow extras (about ten minutes on 2 cores).
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
 
-## Only the fast tests (skip the real-model and topology suites).
-test-fast: setup
-	$(PY) -m pytest -q -m "not slow and not integration"
+## Slow extras: the real MiniLM end to end, longer runs. CI runs them too (.ci/run).
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+## Both.
+test-all: setup
+	$(PY) -m pytest -q
 
 proto: setup
 	$(PY) scripts/gen_protos.py
