@@ -1,0 +1,230 @@
+"""Inference on published checkpoints: loading, tokenisation with truncation flags, forward passes.
+
+Knows nothing of gRPC or batching policy. The scorer's batcher calls :func:`forward` on batches it
+has already grouped by length; everything here is plain torch + transformers.
+
+A checkpoint folder (as published through ``services.common.checkpoints.CheckpointStore``) holds
+``model.safetensors``, ``config.json`` and the tokenizer files; a base model folder (or HF name,
+offline) holds an encoder without a classification head and is used for embeddings only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import pathlib
+from typing import Sequence
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def pick_device(preferred: str = "") -> torch.device:
+    """``preferred`` ("cpu", "cuda", "cuda:1") when given, else CUDA when present, else CPU."""
+    if preferred:
+        return torch.device(preferred)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``; None means plain fp32.
+
+    ``auto`` is bf16 on CUDA devices that support it (fp16 otherwise) and fp32 on CPU: on CPU
+    bf16 was measured (bench/score_bench.py) and is only used when asked for explicitly.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return None
+
+
+@dataclasses.dataclass
+class InferenceModel:
+    """A loaded model ready for :func:`forward`. ``labels`` is empty for a base (embedding-only) model."""
+
+    name: str
+    model: torch.nn.Module
+    tokenizer: object
+    device: torch.device
+    max_length: int
+    labels: list[str]
+    dtype: torch.dtype | None = None
+    source: str = ""
+
+    @property
+    def is_classifier(self) -> bool:
+        return bool(self.labels)
+
+    @property
+    def pad_token_id(self) -> int:
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        return int(pad) if pad is not None else 0
+
+
+def _model_max_length(tokenizer, config) -> int:
+    limits = [int(getattr(config, "max_position_embeddings", 0) or 0)]
+    tok_max = int(getattr(tokenizer, "model_max_length", 0) or 0)
+    if 0 < tok_max < 100_000:  # HF uses a huge sentinel when unknown
+        limits.append(tok_max)
+    limits = [x for x in limits if x > 0]
+    return min(limits) if limits else 512
+
+
+def load_classifier(
+    folder: str | os.PathLike,
+    *,
+    labels: Sequence[str] = (),
+    name: str = "",
+    device: torch.device | None = None,
+    max_length: int = 0,
+    precision: str = "auto",
+) -> InferenceModel:
+    """Load a fine-tuned sequence classifier from a checkpoint folder.
+
+    ``labels`` (from the manifest) win over the config's id2label; ``max_length`` 0 means the
+    model's own limit. Raises ValueError when the head does not match the labels.
+    """
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    device = device or pick_device()
+    folder = pathlib.Path(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
+    n_out = int(model.config.num_labels)
+    if labels:
+        labels = list(labels)
+        if len(labels) != n_out:
+            raise ValueError(f"{folder}: the manifest names {len(labels)} labels but the head has {n_out} outputs")
+    else:
+        id2label = getattr(model.config, "id2label", None) or {}
+        labels = [str(id2label.get(i, f"LABEL_{i}")) for i in range(n_out)]
+    limit = _model_max_length(tokenizer, model.config)
+    return _finish(model, tokenizer, name or folder.name, device, min(max_length, limit) if max_length else limit,
+                   labels, precision, str(folder))
+
+
+def load_encoder(
+    name_or_path: str, *, device: torch.device | None = None, max_length: int = 0, precision: str = "auto"
+) -> InferenceModel:
+    """Load a base encoder (no classification head): embeddings only."""
+    from transformers import AutoModel, AutoTokenizer
+
+    device = device or pick_device()
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
+    model = AutoModel.from_pretrained(name_or_path, local_files_only=True)
+    limit = _model_max_length(tokenizer, model.config)
+    return _finish(model, tokenizer, name_or_path, device, min(max_length, limit) if max_length else limit,
+                   [], precision, name_or_path)
+
+
+def _finish(model, tokenizer, name, device, max_length, labels, precision, source) -> InferenceModel:
+    model.eval()
+    model.to(device)
+    return InferenceModel(
+        name=name,
+        model=model,
+        tokenizer=tokenizer,
+        device=device,
+        max_length=int(max_length),
+        labels=list(labels),
+        dtype=autocast_dtype(precision, device),
+        source=source,
+    )
+
+
+@dataclasses.dataclass
+class Tokenized:
+    """Token ids per text (already truncated, special tokens included) and which were truncated."""
+
+    input_ids: list[list[int]]
+    truncated: np.ndarray  # [n] bool
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def tokenize(model: InferenceModel, texts: Sequence[str]) -> Tokenized:
+    """Tokenise without padding; a text longer than ``model.max_length`` tokens is cut and flagged."""
+    if not texts:
+        return Tokenized([], np.zeros(0, dtype=bool))
+    enc = model.tokenizer(
+        list(texts), truncation=True, max_length=model.max_length, padding=False, return_attention_mask=False
+    )
+    ids = [list(x) for x in enc["input_ids"]]
+    encodings = getattr(enc, "encodings", None)
+    if encodings is not None:
+        # Fast tokenizers keep what truncation cut off in .overflowing.
+        truncated = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(ids))
+    else:
+        full = model.tokenizer(list(texts), truncation=False, padding=False, return_attention_mask=False)
+        truncated = np.fromiter((len(x) > model.max_length for x in full["input_ids"]), dtype=bool, count=len(ids))
+    return Tokenized(ids, truncated)
+
+
+@dataclasses.dataclass
+class ForwardOutput:
+    """Per-row outputs of one forward pass, in the order of the rows given."""
+
+    probabilities: np.ndarray | None  # [n, n_classes] float32, None for an encoder
+    embeddings: np.ndarray | None  # [n, hidden] float32, when asked for
+
+
+def pad_batch(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack token id lists into one ``[n, longest]`` tensor and its attention mask."""
+    longest = max(len(r) for r in rows)
+    ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), longest), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
+        mask[i, : len(row)] = 1
+    return ids, mask
+
+
+def forward(model: InferenceModel, rows: Sequence[Sequence[int]], *, embeddings: bool = False) -> ForwardOutput:
+    """One forward pass over ``rows`` (token id lists), all stacked into one padded tensor."""
+    if not rows:
+        return ForwardOutput(
+            np.zeros((0, len(model.labels)), np.float32) if model.is_classifier else None,
+            np.zeros((0, 0), np.float32) if embeddings else None,
+        )
+    ids, mask = pad_batch(rows, model.pad_token_id)
+    ids, mask = ids.to(model.device), mask.to(model.device)
+    autocast = (
+        torch.autocast(device_type=model.device.type, dtype=model.dtype)
+        if model.dtype is not None
+        else contextlib.nullcontext()
+    )
+    with torch.inference_mode(), autocast:
+        if model.is_classifier:
+            out = model.model(input_ids=ids, attention_mask=mask, output_hidden_states=embeddings)
+            probs = torch.softmax(out.logits.float(), dim=-1)  # [n, c]
+            hidden = out.hidden_states[-1] if embeddings else None
+        else:
+            out = model.model(input_ids=ids, attention_mask=mask)
+            probs = None
+            hidden = out.last_hidden_state
+        pooled = mean_pool(hidden, mask) if hidden is not None and embeddings else None
+    return ForwardOutput(
+        probs.cpu().numpy().astype(np.float32, copy=False) if probs is not None else None,
+        pooled.cpu().numpy().astype(np.float32, copy=False) if pooled is not None else None,
+    )
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the token vectors that are not padding: ``[n, t, h]`` x ``[n, t]`` -> ``[n, h]``."""
+    weights = mask.unsqueeze(-1).to(torch.float32)  # [n, t, 1]
+    summed = (hidden.float() * weights).sum(dim=1)  # [n, h]
+    return summed / weights.sum(dim=1).clamp(min=1.0)

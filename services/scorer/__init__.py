@@ -1,0 +1,1 @@
+"""The scorer service: dynamic batched inference for uncertainty, as a public RPC."""

@@ -1,0 +1,74 @@
+"""Conversion between scorer protos and the engine's domain objects. The only place both meet."""
+
+from __future__ import annotations
+
+from services.common import errors
+from services.common.timeutil import rfc3339
+from services.proto.lesslabels.v1 import common_pb2, scorer_pb2
+from services.scorer.engine import LoadedEntry, ModelSpec, Scores
+
+SPLIT_NAMES = {
+    common_pb2.SPLIT_UNSPECIFIED: "train",  # ScorePool's documented default
+    common_pb2.SPLIT_TRAIN: "train",
+    common_pb2.SPLIT_TEST: "test",
+    common_pb2.SPLIT_DEV: "dev",
+}
+
+
+def spec_from_proto(ref: common_pb2.ModelRef) -> ModelSpec:
+    which = ref.WhichOneof("ref")
+    if which is None:
+        raise errors.InvalidArgument("model is required: set checkpoint_id, latest_of_run or base_model")
+    if which == "latest_of_run" and ref.latest_of_run <= 0:
+        raise errors.InvalidArgument(f"latest_of_run must be a positive run id, got {ref.latest_of_run}")
+    if which == "checkpoint_id" and not ref.checkpoint_id:
+        raise errors.InvalidArgument("checkpoint_id is empty")
+    return ModelSpec(
+        checkpoint_id=ref.checkpoint_id if which == "checkpoint_id" else "",
+        latest_of_run=ref.latest_of_run if which == "latest_of_run" else 0,
+        base_model=ref.base_model if which == "base_model" else "",
+    )
+
+
+def text_scores_to_proto(scores: Scores, *, omit_probabilities: bool = False) -> list[scorer_pb2.TextScore]:
+    """One TextScore per row of ``scores``, in row order."""
+    predicted = scores.predicted_labels()
+    probs = scores.probabilities.tolist()
+    ent, mar = scores.entropy.tolist(), scores.margin.tolist()
+    lc, rat = scores.least_confidence.tolist(), scores.ratio.tolist()
+    trunc = scores.truncated.tolist()
+    emb = scores.embeddings.tolist() if scores.embeddings is not None else None
+    out = []
+    for i in range(len(scores)):
+        out.append(
+            scorer_pb2.TextScore(
+                probabilities=() if omit_probabilities else probs[i],
+                predicted_label=predicted[i],
+                entropy=ent[i],
+                margin=mar[i],
+                least_confidence=lc[i],
+                ratio=rat[i],
+                truncated=trunc[i],
+                embedding=emb[i] if emb is not None else (),
+            )
+        )
+    return out
+
+
+def score_response_to_proto(scores: Scores, *, omit_probabilities: bool = False) -> scorer_pb2.ScoreResponse:
+    return scorer_pb2.ScoreResponse(
+        checkpoint_id=scores.checkpoint_id,
+        labels=scores.labels,
+        scores=text_scores_to_proto(scores, omit_probabilities=omit_probabilities),
+    )
+
+
+def loaded_to_proto(entry: LoadedEntry) -> scorer_pb2.LoadedModel:
+    return scorer_pb2.LoadedModel(
+        checkpoint_id=entry.checkpoint_id or entry.key,
+        labels=entry.labels,
+        base_model=entry.base_model,
+        device=str(entry.model.device),
+        max_length=entry.model.max_length,
+        loaded_at=rfc3339(entry.loaded_at),
+    )

@@ -1,0 +1,255 @@
+"""The scorer's core: a small LRU cache of loaded checkpoints, each with its own dynamic batcher,
+and scoring (probabilities, uncertainty, embeddings). Knows nothing of gRPC."""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import datetime
+import logging
+import threading
+from typing import Sequence
+
+import numpy as np
+
+from services.common import errors, uncertainty
+from services.common.checkpoints import CheckpointStore
+from services.common.timeutil import utcnow
+from services.modeling import inference
+from services.scorer.batching import BatcherClosed, DynamicBatcher
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Which model to use: exactly one of a checkpoint id, the latest of a run, or a base model."""
+
+    checkpoint_id: str = ""
+    latest_of_run: int = 0
+    base_model: str = ""
+
+    def describe(self) -> str:
+        if self.checkpoint_id:
+            return f"checkpoint {self.checkpoint_id!r}"
+        if self.latest_of_run:
+            return f"latest checkpoint of run {self.latest_of_run}"
+        return f"base model {self.base_model!r}"
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    cache_size: int = 3
+    device: str = ""  # "" = CUDA when present, else CPU
+    precision: str = "auto"
+    max_length: int = 0  # 0 = the checkpoint's training max_length, else the model's limit
+    max_batch_size: int = 64
+    max_tokens: int = 8192
+    max_wait_ms: float = 5.0
+
+
+@dataclasses.dataclass
+class LoadedEntry:
+    key: str
+    checkpoint_id: str  # "" for a base model
+    base_model: str
+    model: inference.InferenceModel
+    batcher: DynamicBatcher
+    loaded_at: datetime.datetime
+
+    @property
+    def labels(self) -> list[str]:
+        return self.model.labels
+
+
+@dataclasses.dataclass
+class Scores:
+    """Scores of n texts. Arrays are row-aligned with the input texts."""
+
+    checkpoint_id: str
+    labels: list[str]
+    probabilities: np.ndarray  # [n, n_classes] float32 ([n, 0] for a base model)
+    predicted: np.ndarray  # [n] int, index into labels (-1 for a base model)
+    entropy: np.ndarray  # [n]
+    margin: np.ndarray  # [n]
+    least_confidence: np.ndarray  # [n]
+    ratio: np.ndarray  # [n]
+    truncated: np.ndarray  # [n] bool
+    embeddings: np.ndarray | None  # [n, hidden] float32 when asked for
+
+    def __len__(self) -> int:
+        return len(self.truncated)
+
+    def predicted_labels(self) -> list[str]:
+        return [self.labels[i] if i >= 0 else "" for i in self.predicted]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Row:
+    ids: list[int]
+    embed: bool
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class ScorerEngine:
+    """Load checkpoints (LRU), score texts through each model's dynamic batcher."""
+
+    def __init__(self, store: CheckpointStore, config: EngineConfig | None = None):
+        self.store = store
+        self.config = config or EngineConfig()
+        if self.config.cache_size < 1:
+            raise ValueError(f"cache_size must be >= 1, got {self.config.cache_size}")
+        self.device = inference.pick_device(self.config.device)
+        inference.autocast_dtype(self.config.precision, self.device)  # validates the name early
+        self._cache: collections.OrderedDict[str, LoadedEntry] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self._load_lock = threading.Lock()
+
+    # -- cache -----------------------------------------------------------------------------
+    def _resolve(self, spec: ModelSpec) -> tuple[str, str]:
+        """(cache key, checkpoint id) for ``spec``; raises NotFound for an unknown checkpoint/run."""
+        given = sum(bool(x) for x in (spec.checkpoint_id, spec.latest_of_run, spec.base_model))
+        if given != 1:
+            raise errors.InvalidArgument("name exactly one model: a checkpoint id, latest_of_run or a base model")
+        if spec.checkpoint_id:
+            return spec.checkpoint_id, spec.checkpoint_id
+        if spec.latest_of_run:
+            if spec.latest_of_run < 0:
+                raise errors.InvalidArgument(f"latest_of_run must be positive, got {spec.latest_of_run}")
+            checkpoint_id = self.store.latest(spec.latest_of_run).id
+            return checkpoint_id, checkpoint_id
+        return f"base:{spec.base_model}", ""
+
+    def load(self, spec: ModelSpec) -> LoadedEntry:
+        """The loaded model for ``spec``, loading it (and evicting the least recently used) if needed."""
+        key, checkpoint_id = self._resolve(spec)
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None:
+                self._cache.move_to_end(key)
+                return entry
+        with self._load_lock:  # one load at a time: loads are rare and memory-heavy
+            with self._lock:
+                entry = self._cache.get(key)
+                if entry is not None:
+                    self._cache.move_to_end(key)
+                    return entry
+            entry = self._load_entry(key, checkpoint_id, spec)
+            evicted = []
+            with self._lock:
+                self._cache[key] = entry
+                while len(self._cache) > self.config.cache_size:
+                    evicted.append(self._cache.popitem(last=False)[1])
+            for old in evicted:
+                log.info("event=model_evicted key=%s", old.key)
+                old.batcher.close()
+            return entry
+
+    def _load_entry(self, key: str, checkpoint_id: str, spec: ModelSpec) -> LoadedEntry:
+        cfg = self.config
+        if checkpoint_id:
+            checkpoint = self.store.get(checkpoint_id, verify=True)
+            hp = checkpoint.manifest.get("hyperparameters") or {}
+            max_length = cfg.max_length or int(hp.get("max_length") or 0)
+            try:
+                model = inference.load_classifier(
+                    checkpoint.path, labels=checkpoint.labels, name=checkpoint_id, device=self.device,
+                    max_length=max_length, precision=cfg.precision,
+                )
+            except (OSError, ValueError) as exc:
+                raise errors.FailedPrecondition(f"checkpoint {checkpoint_id!r} cannot be loaded: {exc}") from None
+            base = str(checkpoint.manifest.get("base_model", ""))
+        else:
+            from services.modeling.models import resolve_base_model
+
+            base = spec.base_model
+            try:
+                model = inference.load_encoder(
+                    resolve_base_model(base), device=self.device, max_length=cfg.max_length, precision=cfg.precision
+                )
+            except OSError as exc:
+                raise errors.NotFound(f"base model {base!r} cannot be loaded offline: {exc}") from None
+        batcher = DynamicBatcher(
+            lambda rows, m=model: self._run_batch(m, rows),
+            max_batch_size=cfg.max_batch_size,
+            max_tokens=cfg.max_tokens,
+            max_wait_s=cfg.max_wait_ms / 1000.0,
+            name=f"batcher-{key}",
+        )
+        log.info("event=model_loaded key=%s device=%s max_length=%d dtype=%s labels=%d", key, self.device,
+                 model.max_length, model.dtype, len(model.labels))
+        return LoadedEntry(key, checkpoint_id, base, model, batcher, utcnow())
+
+    def loaded(self) -> list[LoadedEntry]:
+        """Loaded models, most recently used first."""
+        with self._lock:
+            return list(reversed(self._cache.values()))
+
+    def unload(self, key: str) -> bool:
+        with self._lock:
+            entry = self._cache.pop(key, None)
+        if entry is None:
+            return False
+        entry.batcher.close()
+        log.info("event=model_unloaded key=%s", key)
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            entries = list(self._cache.values())
+            self._cache.clear()
+        for entry in entries:
+            entry.batcher.close()
+
+    # -- scoring ---------------------------------------------------------------------------
+    @staticmethod
+    def _run_batch(model: inference.InferenceModel, rows: list[_Row]) -> list[tuple]:
+        embed = any(r.embed for r in rows)
+        out = inference.forward(model, [r.ids for r in rows], embeddings=embed)
+        n = len(rows)
+        probs = out.probabilities if out.probabilities is not None else np.zeros((n, 0), np.float32)
+        return [(probs[i], out.embeddings[i] if embed else None) for i in range(n)]
+
+    def score(
+        self, spec: ModelSpec, texts: Sequence[str], *, embeddings: bool = False, timeout: float | None = None
+    ) -> Scores:
+        """Score ``texts`` (any number; the batcher splits them). Empty list -> empty Scores."""
+        for attempt in (0, 1):
+            entry = self.load(spec)
+            if not entry.model.is_classifier and not embeddings:
+                raise errors.InvalidArgument(
+                    f"{spec.describe()} has no classification head: only embeddings can be asked of it"
+                )
+            tokens = inference.tokenize(entry.model, texts)
+            rows = [_Row(ids, embeddings) for ids in tokens.input_ids]
+            try:
+                results = entry.batcher.submit(rows).result(timeout)
+            except concurrent.futures.TimeoutError:
+                raise errors.Unavailable(f"scoring {len(texts)} texts did not finish within {timeout:.1f}s") from None
+            except BatcherClosed:
+                if attempt:
+                    raise errors.Unavailable(f"{spec.describe()} was unloaded while scoring; retry") from None
+                continue  # evicted between lookup and submit: load again once
+            return self._assemble(entry, results, tokens.truncated, embeddings)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _assemble(entry: LoadedEntry, results: list[tuple], truncated: np.ndarray, embeddings: bool) -> Scores:
+        n_classes = len(entry.labels)
+        n = len(results)
+        probs = np.stack([r[0] for r in results]) if n else np.zeros((0, n_classes), np.float32)  # [n, c]
+        emb = None
+        if embeddings:
+            emb = np.stack([r[1] for r in results]) if n else np.zeros((0, 0), np.float32)  # [n, h]
+        if n_classes:
+            predicted = probs.argmax(axis=1)
+            ent, mar = uncertainty.entropy(probs), uncertainty.margin(probs)
+            lc, rat = uncertainty.least_confidence(probs), uncertainty.ratio(probs)
+        else:
+            predicted = np.full(n, -1)
+            ent = mar = lc = rat = np.zeros(n)
+        return Scores(entry.checkpoint_id, list(entry.labels), probs, predicted, ent, mar, lc, rat,
+                      np.asarray(truncated, dtype=bool), emb)

@@ -1,0 +1,100 @@
+"""``lesslabels scorer``: run the scorer service (ScorerService + the Open Inference Protocol, one port)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from grpc_health.v1 import health_pb2
+
+from services.common.channels import make_channel, wait_until_serving
+from services.common.checkpoints import CheckpointStore
+from services.common.config import ServerSettings, add_flag, add_server_flags, server_settings
+from services.common.logs import setup_logging
+from services.common.server import Server
+from services.scorer import oip
+from services.scorer.engine import EngineConfig, ModelSpec, ScorerEngine
+from services.scorer.servicer import DEFAULT_MAX_TEXTS, ScorerServicer, registration
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 50053
+DEFAULT_CHECKPOINT_DIR = ".lesslabels/checkpoints"
+
+
+def build_server(
+    settings: ServerSettings,
+    checkpoint_dir: str,
+    pool_address: str = "",
+    *,
+    engine_config: EngineConfig | None = None,
+    max_texts: int = DEFAULT_MAX_TEXTS,
+    pool_token: str = "",
+    pool_stream_timeout: float = 3600.0,
+) -> Server:
+    """A scorer server (not started). ``start()`` it, then ``set_serving()``; ``stop()`` closes the
+    models and the pool channel. ``server.scorer_engine`` is the engine, for in-process use."""
+    engine = ScorerEngine(CheckpointStore(checkpoint_dir), engine_config or EngineConfig())
+    pool_channel = make_channel(pool_address, token=pool_token) if pool_address else None
+    scorer = ScorerServicer(engine, pool_channel=pool_channel, max_texts=max_texts,
+                            pool_stream_timeout=pool_stream_timeout)
+    holder: list[Server] = []
+    # OIP ServerReady mirrors the health status (NOT_SERVING until set_serving).
+    inference = oip.InferenceServicer(engine, max_texts=max_texts, ready=lambda: _is_serving(holder[0]))
+    server = Server(settings, [registration(scorer), oip.registration(inference)], name="scorer")
+    holder.append(server)
+    server.scorer_engine = engine
+    server.on_stop(engine.close)
+    if pool_channel is not None:
+        server.on_stop(pool_channel.close)
+    return server
+
+
+def _is_serving(server: Server) -> bool:
+    reply = server.health.Check(health_pb2.HealthCheckRequest(service=""), None)
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lesslabels scorer", description="Run the scorer service.")
+    add_server_flags(parser, DEFAULT_PORT)
+    add_flag(parser, "--checkpoint-dir", default=DEFAULT_CHECKPOINT_DIR, help="the checkpoint store the trainer publishes to")
+    add_flag(parser, "--pool-address", default="", help="pool service HOST:PORT, needed by ScorePool")
+    add_flag(parser, "--cache-size", default=3, type=int, help="models kept loaded (least recently used evicted)")
+    add_flag(parser, "--device", default="", help="cpu, cuda, cuda:N ('' = CUDA when present)")
+    add_flag(parser, "--precision", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16")
+    add_flag(parser, "--max-length", default=0, type=int, help="tokens per text (0 = the checkpoint's training length)")
+    add_flag(parser, "--max-batch-size", default=64, type=int, help="rows per forward pass")
+    add_flag(parser, "--max-tokens", default=8192, type=int, help="padded tokens per forward pass")
+    add_flag(parser, "--max-wait-ms", default=5.0, type=float, help="how long a batch waits for more requests")
+    add_flag(parser, "--max-texts", default=DEFAULT_MAX_TEXTS, type=int, help="texts per Score/ModelInfer request")
+    add_flag(parser, "--threads", default=0, type=int, help="torch intra-op threads (0 = torch's default)")
+    add_flag(parser, "--preload", default="", help="comma-separated checkpoint ids (or run-<id>) to load at start")
+    args = parser.parse_args(argv)
+    settings = server_settings(args)
+    for flag in ("cache_size", "max_batch_size", "max_tokens", "max_texts"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1")
+    setup_logging(settings.log_level, "scorer")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    config = EngineConfig(
+        cache_size=args.cache_size, device=args.device, precision=args.precision, max_length=args.max_length,
+        max_batch_size=args.max_batch_size, max_tokens=args.max_tokens, max_wait_ms=args.max_wait_ms,
+    )
+    server = build_server(settings, args.checkpoint_dir, args.pool_address, engine_config=config,
+                          max_texts=args.max_texts, pool_token=settings.token)
+    server.start()
+    if args.pool_address:
+        # Health stays NOT_SERVING until the pool answers: the scorer waits, it does not crash.
+        wait_until_serving(args.pool_address, timeout=600.0, token=settings.token)
+    for name in filter(None, (n.strip() for n in args.preload.split(","))):
+        server.scorer_engine.load(oip.spec_from_model_name(name))
+    server.set_serving()
+    server.serve_forever()
+    return 0
+
+
+__all__ = ["build_server", "main", "ModelSpec"]

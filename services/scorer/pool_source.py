@@ -1,0 +1,97 @@
+"""Pull a dataset's samples from the pool service page by page (a client of PoolService.ListSamples).
+
+Pages are read lazily from one server stream, so only one page is held at a time however large
+the pool is; when the stream breaks (UNAVAILABLE, deadline) it resumes after the last page seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from typing import Iterator
+
+import grpc
+
+from services.common import errors
+from services.common.channels import from_rpc_error
+from services.proto.lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SPLITS = {"train": common_pb2.SPLIT_TRAIN, "test": common_pb2.SPLIT_TEST, "dev": common_pb2.SPLIT_DEV}
+MAX_PAGE = 5000  # the pool's own page size limit
+_RESUMABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+@dataclasses.dataclass
+class PoolPage:
+    sample_ids: list[int]
+    texts: list[str]
+    gold_labels: list[str]
+    total: int  # matching samples, as the pool counted them at the start
+
+
+def iter_pool_pages(
+    stub: pool_pb2_grpc.PoolServiceStub,
+    *,
+    dataset: str,
+    split: str,
+    run_id: int,
+    include_all: bool,
+    page_size: int,
+    cancelled: threading.Event,
+    stream_timeout: float,
+    max_resumes: int = 3,
+) -> Iterator[PoolPage]:
+    """Yield pages of at most ``page_size`` samples until the pool is exhausted or ``cancelled`` is set."""
+    with_gold = split in ("test", "dev")
+    request = pool_pb2.ListSamplesRequest(
+        dataset=dataset,
+        split=SPLITS[split],
+        state=pool_pb2.LABEL_STATE_ANY if include_all else pool_pb2.LABEL_STATE_UNLABELLED,
+        run_id=run_id,
+        page_size=min(page_size, MAX_PAGE),
+        include_gold=with_gold,
+    )
+    token = ""
+    total = 0
+    resumes = 0
+    while not cancelled.is_set():
+        request.page_token = token
+        call = stub.ListSamples(request, timeout=stream_timeout)
+        stop_call = call.cancel  # stop the pool's stream as soon as our caller goes away
+        try:
+            for page in call:
+                if cancelled.is_set():
+                    stop_call()
+                    return
+                if page.total and not total:
+                    total = page.total
+                yield PoolPage(
+                    sample_ids=[s.id for s in page.samples],
+                    texts=[s.text for s in page.samples],
+                    gold_labels=[s.gold_label for s in page.samples] if with_gold else [],
+                    total=total,
+                )
+                token = page.next_page_token
+                if not token:
+                    return
+            return
+        except grpc.RpcError as exc:
+            if cancelled.is_set():
+                return
+            if exc.code() in _RESUMABLE and resumes < max_resumes:
+                resumes += 1
+                log.warning("event=pool_stream_resumed dataset=%s after=%s code=%s", dataset, token, exc.code().name)
+                continue
+            raise from_rpc_error(exc, f"listing samples of dataset {dataset!r} from the pool") from None
+        finally:
+            stop_call()
+    return
+
+
+def check_split(name: str) -> str:
+    if name not in SPLITS:
+        raise errors.InvalidArgument(f"unknown split {name!r}")
+    return name

@@ -1,0 +1,115 @@
+"""ScorerService: thin handlers around the engine (validate, convert, call the core, convert back)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import grpc
+import numpy as np
+
+from services.common import errors
+from services.common.server import ServiceRegistration
+from services.proto.lesslabels.v1 import pool_pb2_grpc, scorer_pb2, scorer_pb2_grpc
+from services.scorer import convert
+from services.scorer.engine import ScorerEngine
+from services.scorer.pool_source import iter_pool_pages
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_TEXTS = 4096
+DEFAULT_CHUNK = 512
+MAX_CHUNK = 5000
+
+
+def check_request_size(n_texts: int, max_texts: int) -> None:
+    if n_texts > max_texts:
+        raise errors.ResourceExhausted(
+            f"{n_texts} texts in one request: the limit is {max_texts} (--max-texts); split the request"
+        )
+
+
+class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
+    def __init__(
+        self,
+        engine: ScorerEngine,
+        *,
+        pool_channel: grpc.Channel | None = None,
+        max_texts: int = DEFAULT_MAX_TEXTS,
+        pool_stream_timeout: float = 3600.0,
+    ):
+        self.engine = engine
+        self.max_texts = max_texts
+        self._pool = pool_pb2_grpc.PoolServiceStub(pool_channel) if pool_channel is not None else None
+        self._pool_stream_timeout = pool_stream_timeout
+
+    def Score(self, request, context):
+        check_request_size(len(request.texts), self.max_texts)
+        spec = convert.spec_from_proto(request.model)
+        scores = self.engine.score(spec, list(request.texts), embeddings=request.include_embeddings,
+                                   timeout=_remaining(context))
+        return convert.score_response_to_proto(scores, omit_probabilities=request.omit_probabilities)
+
+    def ScorePool(self, request, context):
+        if self._pool is None:
+            raise errors.FailedPrecondition("this scorer has no pool address (--pool-address); ScorePool needs one")
+        if not request.dataset:
+            raise errors.InvalidArgument("dataset is required")
+        if request.chunk_size < 0:
+            raise errors.InvalidArgument(f"chunk_size must not be negative, got {request.chunk_size}")
+        chunk = min(request.chunk_size or DEFAULT_CHUNK, MAX_CHUNK, self.max_texts)
+        split = convert.SPLIT_NAMES.get(request.split)
+        if split is None:
+            raise errors.InvalidArgument(f"unknown split {request.split}")
+        spec = convert.spec_from_proto(request.model)
+        entry = self.engine.load(spec)  # NOT_FOUND before any pool traffic
+        cancelled = threading.Event()
+        context.add_callback(cancelled.set)
+        done = 0
+        pages = iter_pool_pages(
+            self._pool, dataset=request.dataset, split=split, run_id=request.run_id,
+            include_all=request.include_all, page_size=chunk, cancelled=cancelled,
+            stream_timeout=self._pool_stream_timeout,
+        )
+        for page in pages:
+            if cancelled.is_set():
+                break
+            scores = self.engine.score(spec, page.texts, embeddings=request.include_embeddings)
+            done += len(page.texts)
+            yield scorer_pb2.ScorePoolChunk(
+                checkpoint_id=scores.checkpoint_id or entry.key,
+                labels=scores.labels,
+                sample_ids=page.sample_ids,
+                scores=convert.text_scores_to_proto(scores, omit_probabilities=request.omit_probabilities),
+                done=done,
+                total=max(page.total, done),
+                gold_labels=page.gold_labels,
+            )
+        if cancelled.is_set():
+            log.info("event=score_pool_cancelled dataset=%s done=%d", request.dataset, done)
+        else:
+            log.info("event=score_pool_done dataset=%s run=%s scored=%d", request.dataset, request.run_id, done)
+
+    def LoadCheckpoint(self, request, context):
+        entry = self.engine.load(convert.spec_from_proto(request.model))
+        return convert.loaded_to_proto(entry)
+
+    def ListLoaded(self, request, context):
+        return scorer_pb2.ListLoadedResponse(models=[convert.loaded_to_proto(e) for e in self.engine.loaded()])
+
+    def UnloadCheckpoint(self, request, context):
+        if not request.checkpoint_id:
+            raise errors.InvalidArgument("checkpoint_id is required")
+        return scorer_pb2.UnloadCheckpointResponse(unloaded=self.engine.unload(request.checkpoint_id))
+
+
+def _remaining(context) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None or not np.isfinite(remaining) or remaining > 1e8 else max(remaining, 0.001)
+
+
+def registration(servicer: ScorerServicer) -> ServiceRegistration:
+    name = scorer_pb2.DESCRIPTOR.services_by_name["ScorerService"].full_name
+    return ServiceRegistration(
+        names=(name,), register=lambda server: scorer_pb2_grpc.add_ScorerServiceServicer_to_server(servicer, server)
+    )

@@ -1,0 +1,465 @@
+"""Scorer: dynamic batcher, engine (tiny BERT checkpoint), ScorerService over real gRPC."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common import errors, uncertainty
+from services.common.channels import make_channel
+from services.common.checkpoints import CheckpointStore
+from services.proto.lesslabels.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
+from services.scorer.batching import BatcherClosed, DynamicBatcher, plan_batches
+from services.scorer.engine import EngineConfig, ModelSpec, ScorerEngine
+from tests.conftest import server_settings_for_tests
+
+LABELS = ["a", "b", "c"]
+RUN_ID = 7
+TEXTS = [
+    "show me flights from boston to denver",
+    "what is the cheapest fare",
+    "",
+    "ground transportation in atlanta please",
+    "which airlines fly to dallas on monday morning before noon",
+    "abbreviation ap57",
+    "hello",
+]
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def publish_tiny_checkpoint(store: CheckpointStore, tiny_bert_dir, *, run_id: int = RUN_ID, labels=LABELS,
+                            max_length: int = 16, seed: int = 0) -> str:
+    """Publish the tiny BERT with a random classification head, as the trainer would."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    # A random BERT maps every text to almost the same pooled vector; centre and scale the head on
+    # a few texts so that different texts get visibly different probability rows.
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    with torch.no_grad():
+        enc = tokenizer(TEXTS, padding=True, return_tensors="pt")
+        pooled = model.eval().bert(**enc).pooler_output  # [n, h]
+        spread = (pooled - pooled.mean(0)).std()
+        weight = torch.randn(len(labels), pooled.shape[1]) / (spread * pooled.shape[1] ** 0.5)
+        model.classifier.weight.copy_(weight)
+        model.classifier.bias.copy_(-weight @ pooled.mean(0))
+    manifest = {"run_id": run_id, "labels": list(labels), "base_model": str(tiny_bert_dir),
+                "hyperparameters": {"max_length": max_length}, "dataset": "toy"}
+    with store.publish(manifest) as folder:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    return manifest["id"]
+
+
+@pytest.fixture(scope="module")
+def store_and_id(tmp_path_factory, tiny_bert_dir):
+    store = CheckpointStore(tmp_path_factory.mktemp("checkpoints"))
+    return store, publish_tiny_checkpoint(store, tiny_bert_dir)
+
+
+@pytest.fixture(scope="module")
+def engine(store_and_id):
+    eng = ScorerEngine(store_and_id[0], EngineConfig(max_batch_size=4, max_tokens=64, max_wait_ms=20))
+    yield eng
+    eng.close()
+
+
+# -- batching ------------------------------------------------------------------------------
+def test_plan_batches_bounds_and_covers_every_row():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 60, size=200).tolist() + [500]
+    batches = plan_batches(lengths, max_batch_size=16, max_tokens=256)
+    seen = np.concatenate(batches)
+    assert sorted(seen.tolist()) == list(range(len(lengths)))
+    for rows in batches:
+        longest = max(lengths[i] for i in rows)
+        assert len(rows) <= 16
+        assert len(rows) * longest <= 256 or len(rows) == 1  # a row over budget goes alone
+    # length bucketing: padding stays small compared with file order
+    padded = sum(len(r) * max(lengths[i] for i in r) for r in batches)
+    naive = sum(16 * max(lengths[i : i + 16]) for i in range(0, len(lengths), 16))
+    assert padded < 0.75 * naive
+    assert plan_batches([], 4, 10) == []
+
+
+def test_concurrent_callers_each_get_their_own_rows_in_order():
+    calls = []
+
+    def batch_fn(items):
+        calls.append(len(items))
+        return [("out", tag, idx) for tag, idx in items]
+
+    batcher = DynamicBatcher(batch_fn, length_fn=lambda item: 1 + item[1] % 7, max_batch_size=8, max_tokens=64,
+                             max_wait_s=0.05)
+    barrier = threading.Barrier(12)
+
+    def caller(tag):
+        items = [(tag, i) for i in range(tag % 5 + 1)]
+        barrier.wait()
+        return tag, batcher(items, timeout=10)
+
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        results = list(pool.map(caller, range(12)))
+    batcher.close()
+    for tag, rows in results:
+        assert rows == [("out", tag, i) for i in range(tag % 5 + 1)]
+    assert batcher.stats.collections < 12  # requests really were merged
+    assert max(calls) <= 8
+
+
+def test_error_reaches_every_caller_of_the_failed_batch_and_worker_survives():
+    fail = threading.Event()
+    fail.set()
+
+    def batch_fn(items):
+        if fail.is_set():
+            raise ValueError("boom")
+        return items
+
+    batcher = DynamicBatcher(batch_fn, length_fn=lambda _: 1, max_batch_size=64, max_wait_s=0.1)
+    futures = [batcher.submit([i, i + 100]) for i in range(5)]
+    for f in futures:
+        with pytest.raises(ValueError, match="boom"):
+            f.result(5)
+    fail.clear()
+    assert batcher([1, 2, 3], timeout=5) == [1, 2, 3]
+    batcher.close()
+
+
+def test_wrong_number_of_outputs_is_an_error_for_all_callers():
+    batcher = DynamicBatcher(lambda items: items[:-1], length_fn=lambda _: 1, max_wait_s=0.05)
+    futures = [batcher.submit([1, 2]), batcher.submit([3])]
+    for f in futures:
+        with pytest.raises(RuntimeError, match="results for"):
+            f.result(5)
+    batcher.close()
+
+
+def test_closed_batcher_finishes_queued_work_and_refuses_new():
+    gate = threading.Event()
+
+    def slow(items):
+        gate.wait(5)
+        return items
+
+    batcher = DynamicBatcher(slow, length_fn=lambda _: 1, max_wait_s=0)
+    first = batcher.submit([1])
+    time.sleep(0.05)
+    second = batcher.submit([2])
+    closer = threading.Thread(target=batcher.close)
+    closer.start()
+    gate.set()
+    closer.join(5)
+    assert first.result(5) == [1] and second.result(5) == [2]
+    with pytest.raises(BatcherClosed):
+        batcher.submit([3])
+    assert batcher.submit([]).result(0) == []
+
+
+# -- engine --------------------------------------------------------------------------------
+def test_scores_are_distributions_and_uncertainty_matches(engine, store_and_id):
+    scores = engine.score(ModelSpec(checkpoint_id=store_and_id[1]), TEXTS)
+    assert scores.labels == LABELS and len(scores) == len(TEXTS)
+    np.testing.assert_allclose(scores.probabilities.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(scores.entropy, uncertainty.entropy(scores.probabilities))
+    np.testing.assert_allclose(scores.margin, uncertainty.margin(scores.probabilities))
+    np.testing.assert_allclose(scores.ratio, uncertainty.ratio(scores.probabilities))
+    assert scores.predicted_labels() == [LABELS[i] for i in scores.probabilities.argmax(1)]
+    # the random head gives texts visibly different rows
+    assert np.ptp(scores.probabilities[:, 0]) > 0.01
+
+
+def test_batching_does_not_change_results(engine, store_and_id):
+    spec = ModelSpec(checkpoint_id=store_and_id[1])
+    together = engine.score(spec, TEXTS).probabilities
+    alone = np.concatenate([engine.score(spec, [t]).probabilities for t in TEXTS])
+    np.testing.assert_allclose(together, alone, atol=1e-4)
+
+
+def test_empty_list_empty_string_and_truncation(engine, store_and_id):
+    spec = ModelSpec(latest_of_run=RUN_ID)
+    empty = engine.score(spec, [])
+    assert len(empty) == 0 and empty.probabilities.shape == (0, 3)
+    scored = engine.score(spec, ["", "word " * 100, "short text"])
+    assert scored.checkpoint_id == store_and_id[1]
+    assert scored.truncated.tolist() == [False, True, False]  # max_length 16 from the manifest
+    assert np.all(np.isfinite(scored.probabilities))
+
+
+def test_embeddings_are_mean_pooled(engine, store_and_id):
+    scores = engine.score(ModelSpec(checkpoint_id=store_and_id[1]), ["hello there", "x"], embeddings=True)
+    assert scores.embeddings.shape == (2, 32)
+    assert not np.allclose(scores.embeddings[0], scores.embeddings[1])
+
+
+def test_unknown_checkpoint_and_run_are_not_found(engine):
+    with pytest.raises(errors.NotFound, match="nope"):
+        engine.score(ModelSpec(checkpoint_id="nope"), ["x"])
+    with pytest.raises(errors.NotFound, match="run 999"):
+        engine.score(ModelSpec(latest_of_run=999), ["x"])
+
+
+def test_base_model_gives_embeddings_only(engine, tiny_bert_dir):
+    spec = ModelSpec(base_model=str(tiny_bert_dir))
+    scores = engine.score(spec, ["a b c"], embeddings=True)
+    assert scores.embeddings.shape == (1, 32) and scores.labels == []
+    with pytest.raises(errors.InvalidArgument, match="only embeddings"):
+        engine.score(spec, ["a b c"])
+    assert engine.unload(f"base:{tiny_bert_dir}")
+
+
+def test_lru_cache_evicts_least_recently_used(tmp_path, tiny_bert_dir):
+    store = CheckpointStore(tmp_path)
+    first = publish_tiny_checkpoint(store, tiny_bert_dir, run_id=1, seed=1)
+    second = publish_tiny_checkpoint(store, tiny_bert_dir, run_id=2, seed=2)
+    eng = ScorerEngine(store, EngineConfig(cache_size=1))
+    try:
+        a = eng.score(ModelSpec(checkpoint_id=first), ["hi"]).probabilities
+        eng.score(ModelSpec(checkpoint_id=second), ["hi"])
+        assert [e.key for e in eng.loaded()] == [second]
+        again = eng.score(ModelSpec(checkpoint_id=first), ["hi"]).probabilities  # reloads transparently
+        np.testing.assert_allclose(a, again, atol=1e-6)
+        assert [e.key for e in eng.loaded()] == [first]
+    finally:
+        eng.close()
+
+
+# -- ScorerService over gRPC ---------------------------------------------------------------
+@pytest.fixture
+def scorer(store_and_id, pool_address):
+    from services.scorer.main import build_server
+
+    server = build_server(
+        server_settings_for_tests(max_message_bytes=256 * 1024), str(store_and_id[0].root), pool_address,
+        engine_config=EngineConfig(max_batch_size=8, max_tokens=256, max_wait_ms=10), max_texts=50,
+    )
+    port = server.start()
+    server.set_serving()
+    channel = make_channel(f"127.0.0.1:{port}", max_message_bytes=8 * 1024 * 1024)
+    yield server, channel, store_and_id[1], pool_address
+    channel.close()
+    server.stop(0)
+
+
+def _health(channel) -> int:
+    return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+
+
+def _ref(checkpoint_id="", run=0):
+    return common_pb2.ModelRef(checkpoint_id=checkpoint_id) if checkpoint_id else common_pb2.ModelRef(latest_of_run=run)
+
+
+def test_score_rpc(scorer):
+    _, channel, checkpoint_id, _ = scorer
+    stub = scorer_pb2_grpc.ScorerServiceStub(channel)
+    reply = stub.Score(scorer_pb2.ScoreRequest(model=_ref(run=RUN_ID), texts=TEXTS, include_embeddings=True), timeout=30)
+    assert reply.checkpoint_id == checkpoint_id and list(reply.labels) == LABELS
+    assert len(reply.scores) == len(TEXTS)
+    first = reply.scores[0]
+    assert len(first.probabilities) == 3 and len(first.embedding) == 32
+    assert first.predicted_label == LABELS[int(np.argmax(first.probabilities))]
+    assert first.entropy == pytest.approx(float(uncertainty.entropy(np.array([first.probabilities]))[0]), abs=1e-6)
+    slim = stub.Score(scorer_pb2.ScoreRequest(model=_ref(checkpoint_id), texts=["x"], omit_probabilities=True), timeout=30)
+    assert len(slim.scores[0].probabilities) == 0 and slim.scores[0].predicted_label in LABELS
+    empty = stub.Score(scorer_pb2.ScoreRequest(model=_ref(checkpoint_id), texts=[]), timeout=30)
+    assert len(empty.scores) == 0 and list(empty.labels) == LABELS
+
+
+def test_concurrent_grpc_callers_get_their_own_rows(scorer):
+    server, channel, checkpoint_id, _ = scorer
+    stub = scorer_pb2_grpc.ScorerServiceStub(channel)
+    words = "flight fare boston denver monday airline ground ticket cheap first class meal".split()
+    requests = [[" ".join(words[(i + j) % len(words)] for j in range(1 + (i * 3 + k) % 9)) for k in range(1 + i % 4)]
+                for i in range(16)]
+    expected = [server.scorer_engine.score(ModelSpec(checkpoint_id=checkpoint_id), texts).probabilities
+                for texts in requests]
+
+    def call(texts):
+        return stub.Score(scorer_pb2.ScoreRequest(model=_ref(checkpoint_id), texts=texts), timeout=30)
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(call, requests))
+    for texts, reply, want in zip(requests, replies, expected):
+        got = np.array([list(s.probabilities) for s in reply.scores])
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "request_kw, code, fragment",
+    [
+        (dict(model=common_pb2.ModelRef(checkpoint_id="missing"), texts=["x"]), grpc.StatusCode.NOT_FOUND, "missing"),
+        (dict(model=common_pb2.ModelRef(latest_of_run=12345), texts=["x"]), grpc.StatusCode.NOT_FOUND, "12345"),
+        (dict(texts=["x"]), grpc.StatusCode.INVALID_ARGUMENT, "model is required"),
+        (dict(model=common_pb2.ModelRef(latest_of_run=RUN_ID), texts=["x"] * 51), grpc.StatusCode.RESOURCE_EXHAUSTED,
+         "limit is 50"),
+        (dict(model=common_pb2.ModelRef(latest_of_run=RUN_ID), texts=["y" * 300_000]),
+         grpc.StatusCode.RESOURCE_EXHAUSTED, "262144"),
+    ],
+    ids=["unknown-checkpoint", "unknown-run", "no-model", "too-many-texts", "over-message-limit"],
+)
+def test_bad_score_requests_get_clear_status_and_server_stays_serving(scorer, request_kw, code, fragment):
+    _, channel, _, _ = scorer
+    stub = scorer_pb2_grpc.ScorerServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Score(scorer_pb2.ScoreRequest(**request_kw), timeout=30)
+    assert info.value.code() == code
+    assert fragment in info.value.details()
+    assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+    ok = stub.Score(scorer_pb2.ScoreRequest(model=_ref(run=RUN_ID), texts=["still works"]), timeout=30)
+    assert len(ok.scores) == 1
+
+
+def test_load_list_unload(scorer):
+    _, channel, checkpoint_id, _ = scorer
+    stub = scorer_pb2_grpc.ScorerServiceStub(channel)
+    loaded = stub.LoadCheckpoint(scorer_pb2.LoadCheckpointRequest(model=_ref(run=RUN_ID)), timeout=30)
+    assert loaded.checkpoint_id == checkpoint_id and list(loaded.labels) == LABELS
+    assert loaded.max_length == 16 and loaded.device == "cpu" and loaded.loaded_at.endswith("Z")
+    listed = stub.ListLoaded(scorer_pb2.ListLoadedRequest(), timeout=30)
+    assert [m.checkpoint_id for m in listed.models] == [checkpoint_id]
+    assert stub.UnloadCheckpoint(scorer_pb2.UnloadCheckpointRequest(checkpoint_id=checkpoint_id), timeout=30).unloaded
+    assert not stub.UnloadCheckpoint(scorer_pb2.UnloadCheckpointRequest(checkpoint_id=checkpoint_id), timeout=30).unloaded
+    assert len(stub.ListLoaded(scorer_pb2.ListLoadedRequest(), timeout=30).models) == 0
+    with pytest.raises(grpc.RpcError) as info:
+        stub.LoadCheckpoint(scorer_pb2.LoadCheckpointRequest(model=_ref("nope")), timeout=30)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+
+
+def _import_toy(pool_address, n=10):
+    from tests.helpers import import_rows
+
+    train = [(LABELS[i % 3], f"train text number {i} about flights") for i in range(n)]
+    test = [(LABELS[i % 3], f"test text {i}") for i in range(4)]
+    import_rows(pool_address, "toy", train)
+    import_rows(pool_address, "toy", test, split="test", create=False)
+    return train, test
+
+
+def test_score_pool_streams_chunks_in_pages(scorer):
+    server, channel, checkpoint_id, pool_address = scorer
+    train, test = _import_toy(pool_address, n=10)
+    stub = scorer_pb2_grpc.ScorerServiceStub(channel)
+    chunks = list(stub.ScorePool(scorer_pb2.ScorePoolRequest(model=_ref(checkpoint_id), dataset="toy", chunk_size=3),
+                                 timeout=60))
+    assert [len(c.sample_ids) for c in chunks] == [3, 3, 3, 1]
+    assert [c.done for c in chunks] == [3, 6, 9, 10] and chunks[0].total == 10
+    ids = [i for c in chunks for i in c.sample_ids]
+    assert len(set(ids)) == 10
+    assert all(len(c.scores) == len(c.sample_ids) and not c.gold_labels for c in chunks)
+    # the chunk's scores belong to its samples: rescoring the texts gives the same rows
+    from tests.helpers import pool_stub
+    from services.proto.lesslabels.v1 import pool_pb2
+
+    pages = list(pool_stub(pool_address).ListSamples(pool_pb2.ListSamplesRequest(dataset="toy", split=common_pb2.SPLIT_TRAIN), timeout=30))
+    text_of = {s.id: s.text for p in pages for s in p.samples}
+    direct = server.scorer_engine.score(ModelSpec(checkpoint_id=checkpoint_id), [text_of[i] for i in ids]).probabilities
+    streamed = np.array([list(s.probabilities) for c in chunks for s in c.scores])
+    np.testing.assert_allclose(streamed, direct, atol=1e-4)
+    # the test split with include_all carries gold labels for evaluation
+    test_chunks = list(stub.ScorePool(scorer_pb2.ScorePoolRequest(
+        model=_ref(checkpoint_id), dataset="toy", split=common_pb2.SPLIT_TEST, include_all=True), timeout=60))
+    assert sorted(g for c in test_chunks for g in c.gold_labels) == sorted(label for label, _ in test)
+
+
+def test_score_pool_errors_and_cancellation(scorer, caplog):
+    _, channel, checkpoint_id, pool_address = scorer
+    _import_toy(pool_address, n=40)
+    stub = scorer_pb2_grpc.ScorerServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.ScorePool(scorer_pb2.ScorePoolRequest(model=_ref(checkpoint_id), dataset="no-such"), timeout=30))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.ScorePool(scorer_pb2.ScorePoolRequest(model=_ref("gone"), dataset="toy"), timeout=30))
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    caplog.set_level(logging.INFO, logger="services.scorer.servicer")
+    call = stub.ScorePool(scorer_pb2.ScorePoolRequest(model=_ref(checkpoint_id), dataset="toy", chunk_size=2),
+                          timeout=60)
+    first = next(call)
+    assert len(first.sample_ids) == 2
+    call.cancel()
+    deadline = time.monotonic() + 10
+    while "event=score_pool_cancelled" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "event=score_pool_cancelled" in caplog.text
+    assert "event=score_pool_done" not in caplog.text
+    assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_score_pool_without_pool_address_is_failed_precondition(store_and_id):
+    from services.scorer.main import build_server
+
+    server = build_server(server_settings_for_tests(), str(store_and_id[0].root), "")
+    port = server.start()
+    server.set_serving()
+    try:
+        with make_channel(f"127.0.0.1:{port}") as channel:
+            stub = scorer_pb2_grpc.ScorerServiceStub(channel)
+            with pytest.raises(grpc.RpcError) as info:
+                list(stub.ScorePool(scorer_pb2.ScorePoolRequest(model=_ref(store_and_id[1]), dataset="toy"), timeout=10))
+            assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "--pool-address" in info.value.details()
+    finally:
+        server.stop(0)
+
+
+def test_main_rejects_bad_flags(tmp_path):
+    from services.scorer.main import main
+
+    with pytest.raises(SystemExit):
+        main(["--port", "0", "--checkpoint-dir", str(tmp_path), "--cache-size", "0"])
+    with pytest.raises(SystemExit):
+        main(["--port", "0", "--checkpoint-dir", str(tmp_path), "--max-texts", "0"])
+
+
+@pytest.mark.slow
+def test_real_minilm_checkpoint_scores(tmp_path):
+    """The bundled all-MiniLM-L6-v2 with a fresh head: loads, scores, truncates at 256 tokens."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from services.modeling.models import default_model_path
+
+    base = default_model_path()
+    store = CheckpointStore(tmp_path)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=3)
+    manifest = {"run_id": 3, "labels": LABELS, "base_model": "default", "hyperparameters": {"max_length": 64}}
+    with store.publish(manifest) as folder:
+        model.save_pretrained(folder)
+        AutoTokenizer.from_pretrained(base).save_pretrained(folder)
+    eng = ScorerEngine(store)
+    try:
+        scores = eng.score(ModelSpec(latest_of_run=3), TEXTS + ["flight " * 200], embeddings=True)
+        assert scores.probabilities.shape == (len(TEXTS) + 1, 3)
+        assert scores.embeddings.shape[1] == 384
+        assert scores.truncated.tolist() == [False] * len(TEXTS) + [True]
+        with torch.inference_mode():
+            tok = AutoTokenizer.from_pretrained(base)
+            enc = tok(TEXTS, padding=True, truncation=True, max_length=64, return_tensors="pt")
+            ref = torch.softmax(model.eval()(**enc).logits, -1).numpy()
+        np.testing.assert_allclose(scores.probabilities[: len(TEXTS)], ref, atol=1e-4)
+    finally:
+        eng.close()
