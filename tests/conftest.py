@@ -42,12 +42,32 @@ def tiny_bert_dir(tmp_path_factory) -> pathlib.Path:
     return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A throwaway PostgreSQL server, or a skip when its binaries or psycopg are missing."""
+    from tests.postgres import PostgresCluster, find_bin
+
+    bindir = find_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+    pytest.importorskip("psycopg")
+    cluster = PostgresCluster(bindir)
+    yield cluster
+    cluster.close()
+
+
 @pytest.fixture
-def pool_server(tmp_path):
-    """A started in-process pool server on a temporary SQLite database."""
+def database_url(tmp_path) -> str:
+    """The pool database of a test: SQLite in a temporary folder."""
+    return f"sqlite:///{tmp_path / 'pool.db'}"
+
+
+@pytest.fixture
+def pool_server(database_url):
+    """A started in-process pool server on ``database_url`` (a temporary SQLite by default)."""
     from services.pool.main import build_server
 
-    server = build_server(server_settings_for_tests(), f"sqlite:///{tmp_path / 'pool.db'}")
+    server = build_server(server_settings_for_tests(), database_url)
     server.start()
     server.set_serving()
     yield server

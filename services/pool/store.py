@@ -161,17 +161,26 @@ class PoolStore:
         with self._read() as session, session.begin():
             yield session
 
-    def _writing(self, fn, *, attempts: int = 5):
-        """Run ``fn(session)`` in a write transaction, retrying on a lost uniqueness race or lock."""
+    def _writing(self, fn, *, attempts: int = 6):
+        """Run ``fn(session)`` in a write transaction, retried when it lost a race.
+
+        A concurrent writer can win a uniqueness race (two submissions of the same label,
+        same idempotency key, same new dataset) or a lock; the retry then reads what the
+        winner wrote and reports it, so the outcome is as if the calls had run in turn.
+        """
         for attempt in range(attempts):
             try:
                 with self._write() as session, session.begin():
                     return fn(session)
             except (IntegrityError, OperationalError) as exc:
-                transient = isinstance(exc, OperationalError) and "locked" in str(exc).lower()
-                if attempt == attempts - 1 or not (transient or getattr(exc, "_lesslabels_retry", False)):
+                text = str(exc).lower()
+                transient = isinstance(exc, IntegrityError) or any(
+                    word in text for word in ("locked", "deadlock", "could not serialize")
+                )
+                if attempt == attempts - 1 or not transient:
                     raise
-                time.sleep(0.05 * (attempt + 1))
+                log.info("event=write_retry attempt=%d reason=%s", attempt + 1, type(exc.orig).__name__)
+                time.sleep(0.02 * (attempt + 1))
 
     # -- datasets -----------------------------------------------------------------------
 
@@ -435,11 +444,7 @@ class PoolStore:
                 existing.label, existing.event_id = label, event.id
                 result.changed += 1
             result.labels.append((sample_id, label))
-        try:
-            session.flush()
-        except IntegrityError as exc:
-            exc._lesslabels_retry = True  # a concurrent submission won the race: retry and see its label
-            raise
+        session.flush()
         return result
 
     def reveal_labels(self, run_id: int, sample_ids: Sequence[int], source: str = "oracle") -> LabelResult:
