@@ -14,6 +14,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("services.common.probe:main", "exit 0 if HOST:PORT answers health SERVING"),
     "import": ("services.cli.data:import_main", "import a CSV/JSONL file into the pool"),
     "export": ("services.cli.data:export_main", "export a labelled set as CSV"),
+    "up": ("services.cli.stack:up_main", "start the four services locally until Ctrl-C"),
+    "demo": ("services.cli.demo:demo_main", "start the services, run active learning on demo data, plot it"),
+    "run": ("services.cli.runs:run_main", "start an active-learning run"),
+    "status": ("services.cli.runs:status_main", "show a run and its rounds (live while it runs)"),
+    "runs": ("services.cli.runs:runs_main", "list runs"),
+    "cancel": ("services.cli.runs:cancel_main", "cancel a run"),
+    "resume": ("services.cli.runs:resume_main", "resume a failed or interrupted run"),
+    "label": ("services.cli.runs:label_main", "export a run's pending batch / import its labels"),
+    "report": ("services.cli.results:report_main", "a run's learning curve: table, CSV/JSON, PNG"),
+    "compare": ("services.cli.results:compare_main", "strategies x seeds: mean curves, area under them, one plot"),
 }
 
 

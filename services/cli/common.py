@@ -1,0 +1,83 @@
+"""What every user-facing command shares: addresses, the token, clean errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import sys
+from typing import Callable
+
+import grpc
+
+from services.common.config import add_flag
+
+#: Default ports of ``lesslabels up`` and the addresses clients use when none is configured.
+DEFAULT_PORTS = {"pool": 50051, "trainer": 50052, "scorer": 50053, "coordinator": 50054}
+SERVICES = ("pool", "trainer", "scorer", "coordinator")
+
+
+def default_address(service: str) -> str:
+    return f"localhost:{DEFAULT_PORTS[service]}"
+
+
+class CliError(Exception):
+    """An error the user can act on; printed as one line, no traceback."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that raises CliError (exit code 2) instead of exiting, so commands stay testable."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise CliError(f"{message}\n{self.format_usage().strip()}", exit_code=2)
+
+
+def add_client_flags(parser: argparse.ArgumentParser, *services: str) -> None:
+    """``--<service>-address`` for each service (env LESSLABELS_<SERVICE>_ADDRESS), ``--token``, ``--timeout``."""
+    for service in services:
+        add_flag(parser, f"--{service}-address", default=default_address(service), help=f"{service} service HOST:PORT")
+    add_flag(parser, "--token", default="", help="bearer token the services require")
+    add_flag(parser, "--timeout", default=30.0, type=float, help="deadline of each call, in seconds")
+
+
+def rpc_error_message(exc: grpc.RpcError, service: str, address: str) -> str:
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and (
+        code is grpc.StatusCode.DEADLINE_EXCEEDED or "connect" in (details or "").lower()
+        or "unavailable" in (details or "").lower() or "dns" in (details or "").lower()
+    ):
+        env = f"LESSLABELS_{service.upper()}_ADDRESS"
+        return (f"cannot reach the {service} service at {address} ({code.name}). "
+                f"Is it running ('lesslabels up')? Set --{service}-address or {env}.")
+    if code is grpc.StatusCode.UNAUTHENTICATED:
+        return f"the {service} service at {address} refused the token: set LESSLABELS_TOKEN or --token"
+    name = code.name if code is not None else "ERROR"
+    return f"{service} service: {details} ({name})"
+
+
+def command(func: Callable[[list[str]], int]) -> Callable[[list[str] | None], int]:
+    """Run a command, turning CliError, gRPC errors and Ctrl-C into a one-line message and an exit code."""
+
+    @functools.wraps(func)
+    def wrapper(argv: list[str] | None = None) -> int:
+        prog = "lesslabels " + func.__name__.removesuffix("_main").replace("_", "-")
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+        try:
+            return int(func(list(sys.argv[1:] if argv is None else argv)) or 0)
+        except CliError as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
+
+    return wrapper
+
+
+class ServiceCallError(CliError):
+    """A call to a service failed; the message says which service, where, and why."""

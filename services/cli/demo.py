@@ -1,0 +1,124 @@
+"""``lesslabels demo``: start the stack, run active learning on the demo data, print and plot the result."""
+
+from __future__ import annotations
+
+import contextlib
+import pathlib
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+
+import grpc
+
+from services.cli import report
+from services.cli.client import Client
+from services.cli.common import ArgumentParser, CliError, command
+from services.cli.data import format_summary, import_file
+from services.cli.live import describe_run, follow_run, progress_enabled
+from services.cli.runconfig import STRATEGY_NAMES, add_run_flags, format_amount, run_config_from_args
+from services.cli.stack import LocalStack, sigterm_as_interrupt
+from services.common.channels import make_channel
+from services.common.config import add_flag
+from services.demo.data import ATIS_MIRROR, DataError, DemoData, resolve_demo_data
+from services.proto.lesslabels.v1 import pool_pb2, pool_pb2_grpc, run_pb2
+
+# A schedule that finishes in a few minutes on 2 CPU cores with the default MiniLM.
+DEMO_DEFAULTS = {"max_rounds": 4, "epochs": 3, "strategy": "entropy"}
+# Seed and batch sizes per dataset: 2% of ATIS is ~97 texts; the synthetic pool is ~10x smaller.
+SIZES = {"atis": ("2%", "2%"), "synthetic": ("5%", "5%")}
+
+
+def import_demo_data(pool_address: str, token: str, dataset: str, data: DemoData) -> list[str]:
+    """Import train and test files unless the dataset is already there; returns lines for the user."""
+    with make_channel(pool_address, token=token) as channel:
+        stub = pool_pb2_grpc.PoolServiceStub(channel)
+        try:
+            existing = stub.GetDataset(pool_pb2.GetDatasetRequest(name=dataset), timeout=30)
+            return [f"dataset {dataset!r} already in the pool ({existing.train_count} train, "
+                    f"{existing.test_count} test); not imported again"]
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise CliError(f"pool: {exc.details()} ({exc.code().name})") from None
+        lines = []
+        for path, split in ((data.train, "train"), (data.test, "test")):
+            try:
+                summary = import_file(stub, path, dataset, split=split, fmt="csv", create=True)
+            except grpc.RpcError as exc:
+                raise CliError(f"importing {path}: {exc.details()} ({exc.code().name})") from None
+            lines.append(format_summary(summary, path).splitlines()[0])
+        return lines
+
+
+@command
+def demo_main(argv: list[str]) -> int:
+    parser = ArgumentParser(
+        prog="lesslabels demo",
+        description="Start the four services, run active learning on ATIS (or the built-in synthetic "
+                    "flight intents), and print and plot the learning curve.",
+    )
+    d = parser.add_argument_group("demo")
+    add_flag(d, "--data", default="", help="folder holding atis_intents_train.csv and atis_intents_test.csv")
+    d.add_argument("--synthetic", action="store_true", help="use the built-in synthetic set even if ATIS is found")
+    d.add_argument("--no-download", action="store_true", help="do not try to download ATIS")
+    add_flag(d, "--atis-mirror", default=ATIS_MIRROR, help="base URL the ATIS files are downloaded from")
+    add_flag(d, "--state-dir", default="", help="keep the database and checkpoints here [a temporary folder]")
+    d.add_argument("--plot", default="lesslabels-demo.png", help="learning-curve PNG [%(default)s]")
+    d.add_argument("--json", metavar="FILE", help="also write the rounds as JSON")
+    d.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for the services")
+    d.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    add_run_flags(parser, dataset_required=False, defaults=DEMO_DEFAULTS)
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+
+    state_dir = pathlib.Path(args.state_dir) if args.state_dir else pathlib.Path(
+        tempfile.mkdtemp(prefix="lesslabels-demo-"))
+    try:
+        try:
+            data, notes = resolve_demo_data(args.data or None, state_dir / "data", download=not args.no_download,
+                                            mirror=args.atis_mirror, synthetic_only=args.synthetic)
+        except DataError as exc:
+            raise CliError(str(exc)) from None
+        if data.name == "atis":
+            print(f"demo data: ATIS intents ({data.source})")
+        else:
+            why = "; ".join(notes) if notes else "--synthetic"
+            print(f"demo data: the built-in synthetic flight-intent set ({why})")
+        seed_size, batch_size = SIZES[data.name]
+        args.seed_size = args.seed_size or seed_size
+        args.batch_size = args.batch_size or batch_size
+        dataset = f"demo-{data.name}"
+        config = run_config_from_args(args, dataset=dataset)
+        progress = progress_enabled(args.progress)
+
+        with sigterm_as_interrupt(), LocalStack(state_dir, startup_timeout=args.startup_timeout) as stack:
+            print(f"services up in {time.monotonic() - started:.0f}s: " +
+                  ", ".join(f"{n} {a}" for n, a in stack.addresses.items()), flush=True)
+            for line in import_demo_data(stack.address("pool"), "", dataset, data):
+                print(line, flush=True)
+            print(f"active learning: strategy {STRATEGY_NAMES[config.strategy]}, seed {format_amount(config.seed_size)}"
+                  f", batch {format_amount(config.batch_size)} per round, up to {config.stopping.max_rounds} rounds, "
+                  f"{config.hyperparameters.max_epochs or 'default'} epochs, base model "
+                  f"{config.base_model or 'all-MiniLM-L6-v2'}", flush=True)
+            with Client(stack.address("coordinator"), timeout=60.0) as client:
+                run = client.start_run(config, request_id=uuid.uuid4().hex)
+                run = follow_run(client, run.id, progress=progress)
+                detail = client.get_run(run.id)
+        print()
+        print(describe_run(detail.run))
+        rows = report.rows_from_rounds(detail.rounds, detail.run.pool_size)
+        if not rows:
+            raise CliError("the run ended without an evaluated round")
+        print(report.rounds_table(rows))
+        path = report.plot_learning_curve(rows, args.plot, title=f"lesslabels demo on {data.name} "
+                                          f"({STRATEGY_NAMES[config.strategy]})")
+        print(f"learning curve: {path.resolve()}")
+        if args.json:
+            pathlib.Path(args.json).write_text(report.rows_to_json(rows, data=data.name, run_id=detail.run.id))
+        print(f"done in {time.monotonic() - started:.0f}s")
+        return 1 if detail.run.state == run_pb2.RUN_STATE_FAILED else 0
+    finally:
+        if not args.state_dir:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(state_dir)

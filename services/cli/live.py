@@ -1,0 +1,156 @@
+"""The live view of a run: a progress bar for the current step, a table row per finished round."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from services.cli.client import Client
+from services.cli.common import ServiceCallError
+from services.cli.report import COLUMNS, format_table, row_cells, rows_from_rounds
+from services.cli.runconfig import FINAL_STATES, STATE_NAMES, STEP_NAMES, STRATEGY_NAMES, format_amount
+from services.proto.lesslabels.v1 import run_pb2
+
+# Steps whose progress is worth a bar (the others take a moment).
+BAR_STEPS = {run_pb2.RUN_STEP_TRAIN, run_pb2.RUN_STEP_EVALUATE, run_pb2.RUN_STEP_SCORE, run_pb2.RUN_STEP_SEED,
+             run_pb2.RUN_STEP_SELECT}
+
+
+def progress_enabled(flag: bool | None, stream: TextIO | None = None) -> bool:
+    """Bars only on a terminal, and never when --no-progress was given."""
+    if flag is False:
+        return False
+    stream = stream or sys.stderr
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+def describe_run(run: run_pb2.Run) -> str:
+    c = run.config
+    parts = [
+        f"run {run.id}" + (f" ({c.name})" if c.name else ""),
+        f"dataset={c.dataset}",
+        f"strategy={STRATEGY_NAMES.get(c.strategy, '?')}",
+        f"seed={format_amount(c.seed_size)}",
+        f"batch={format_amount(c.batch_size)}",
+        f"state={STATE_NAMES.get(run.state, '?')}",
+        f"step={STEP_NAMES.get(run.step, '?')}",
+        f"round={run.round}",
+        f"labels={run.labelled_count}" + (f"/{run.pool_size}" if run.pool_size else ""),
+    ]
+    line = "  ".join(parts)
+    if run.state == run_pb2.RUN_STATE_FAILED and run.error:
+        line += f"\n  error: {run.error}"
+    if run.stop_reason:
+        line += f"\n  stopped: {run.stop_reason}"
+    return line
+
+
+def waiting_hint(run: run_pb2.Run) -> str:
+    return (f"run {run.id} waits for labels: 'lesslabels label export {run.id} FILE.csv', label the file, "
+            f"then 'lesslabels label import {run.id} FILE.csv'")
+
+
+class RunView:
+    """Prints rows of finished rounds once each and drives one bar per (round, step)."""
+
+    def __init__(self, pool_size: int, *, progress: bool, out: TextIO | None = None, err: TextIO | None = None):
+        self.pool_size = pool_size
+        self.progress = progress
+        # Resolved now, not at import, so redirected streams (tests, pipes) are honoured.
+        self.out, self.err = out or sys.stdout, err or sys.stderr
+        self.printed: set[int] = set()
+        self._header = False
+        self._bar = None
+        self._bar_key = None
+        self._last_line = ""
+
+    def _write(self, text: str) -> None:
+        if self._bar is not None:
+            from tqdm import tqdm
+
+            tqdm.write(text, file=self.out)
+        else:
+            print(text, file=self.out, flush=True)
+
+    def add_rounds(self, rounds) -> None:
+        for row in rows_from_rounds(rounds, self.pool_size):
+            if row.round in self.printed:
+                continue
+            self.printed.add(row.round)
+            lines = format_table(COLUMNS, [row_cells(row)]).splitlines()
+            if not self._header:
+                self._write("\n".join(lines[:2]))
+                self._header = True
+            self._write(lines[2])
+
+    def update(self, run: run_pb2.Run, step_progress: float, message: str) -> None:
+        key = (run.round, run.step)
+        label = f"round {run.round} {STEP_NAMES.get(run.step, '?')}"
+        if not self.progress:
+            line = f"{label}: {message}" if message else label
+            if key != self._bar_key and line != self._last_line:
+                print(line, file=self.err, flush=True)
+                self._last_line = line
+            self._bar_key = key
+            return
+        from tqdm import tqdm
+
+        if key != self._bar_key:
+            self.close_bar()
+            if run.step in BAR_STEPS and run.state == run_pb2.RUN_STATE_RUNNING:
+                self._bar = tqdm(total=100, desc=label, file=self.err, leave=False,
+                                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
+            self._bar_key = key
+        if self._bar is not None:
+            target = int(round(100 * max(0.0, min(1.0, step_progress))))
+            if target > self._bar.n:
+                self._bar.update(target - self._bar.n)
+            if message:
+                self._bar.set_postfix_str(message, refresh=True)
+
+    def close_bar(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def follow_run(client: Client, run_id: int, *, progress: bool, out: TextIO | None = None,
+               err: TextIO | None = None, reconnect_seconds: float = 60.0) -> run_pb2.Run:
+    """Show a run live until it ends or waits for labels; returns its last state.
+
+    A dropped stream (a coordinator restart) is re-opened for up to ``reconnect_seconds``.
+    """
+    detail = client.get_run(run_id)
+    view = RunView(detail.run.pool_size, progress=progress, out=out, err=err)
+    view.add_rounds(detail.rounds)
+    run = detail.run
+    lost_since = None
+    try:
+        while run.state not in FINAL_STATES and run.state != run_pb2.RUN_STATE_WAITING_FOR_LABELS:
+            try:
+                for event in client.watch_run(run_id):
+                    lost_since = None
+                    run = event.run
+                    if view.pool_size == 0 and run.pool_size:
+                        view.pool_size = run.pool_size
+                    if event.HasField("round"):
+                        view.add_rounds([event.round])
+                    view.update(run, event.step_progress, event.message)
+                    if run.state in FINAL_STATES or run.state == run_pb2.RUN_STATE_WAITING_FOR_LABELS:
+                        break
+            except ServiceCallError as exc:
+                now = time.monotonic()
+                lost_since = lost_since or now
+                if now - lost_since > reconnect_seconds or "cannot reach" not in str(exc):
+                    raise
+                time.sleep(1.0)
+            # The stream ended (or broke): take the stored state and rounds, then watch again if still active.
+            detail = client.get_run(run_id)
+            run = detail.run
+            view.add_rounds(detail.rounds)
+            if run.state not in FINAL_STATES:
+                time.sleep(0.5)
+    finally:
+        view.close_bar()
+    return run

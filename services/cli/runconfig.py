@@ -1,0 +1,172 @@
+"""Run flags -> RunConfig, with every value checked before anything is sent."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from services.cli.common import CliError
+from services.proto.lesslabels.v1 import common_pb2, run_pb2
+
+STRATEGIES = {
+    "entropy": run_pb2.STRATEGY_ENTROPY,
+    "margin": run_pb2.STRATEGY_MARGIN,
+    "least-confidence": run_pb2.STRATEGY_LEAST_CONFIDENCE,
+    "ratio": run_pb2.STRATEGY_RATIO,
+    "random": run_pb2.STRATEGY_RANDOM,
+    "clustered-entropy": run_pb2.STRATEGY_CLUSTERED_ENTROPY,
+}
+STRATEGY_NAMES = {v: k for k, v in STRATEGIES.items()}
+SEED_STRATEGIES = {"random": run_pb2.SEED_STRATEGY_RANDOM, "diverse": run_pb2.SEED_STRATEGY_DIVERSE}
+ORACLES = {"simulated": run_pb2.ORACLE_MODE_SIMULATED, "human": run_pb2.ORACLE_MODE_HUMAN}
+CLASS_BALANCE = {
+    "none": common_pb2.CLASS_BALANCE_NONE,
+    "weighted-loss": common_pb2.CLASS_BALANCE_WEIGHTED_LOSS,
+    "sampling": common_pb2.CLASS_BALANCE_SAMPLING,
+}
+STATE_NAMES = {
+    run_pb2.RUN_STATE_UNSPECIFIED: "unknown",
+    run_pb2.RUN_STATE_PENDING: "pending",
+    run_pb2.RUN_STATE_RUNNING: "running",
+    run_pb2.RUN_STATE_WAITING_FOR_LABELS: "waiting for labels",
+    run_pb2.RUN_STATE_COMPLETED: "completed",
+    run_pb2.RUN_STATE_CANCELLED: "cancelled",
+    run_pb2.RUN_STATE_FAILED: "failed",
+}
+STEP_NAMES = {
+    run_pb2.RUN_STEP_UNSPECIFIED: "-",
+    run_pb2.RUN_STEP_SEED: "seed",
+    run_pb2.RUN_STEP_LABEL: "label",
+    run_pb2.RUN_STEP_TRAIN: "train",
+    run_pb2.RUN_STEP_EVALUATE: "evaluate",
+    run_pb2.RUN_STEP_SCORE: "score",
+    run_pb2.RUN_STEP_SELECT: "select",
+    run_pb2.RUN_STEP_DONE: "done",
+}
+FINAL_STATES = {run_pb2.RUN_STATE_COMPLETED, run_pb2.RUN_STATE_CANCELLED, run_pb2.RUN_STATE_FAILED}
+
+AMOUNT_HELP = "a count (100), a fraction of the pool in (0, 1] (0.05) or a percentage (5%)"
+_AMOUNT_ARG_HELP = AMOUNT_HELP.replace("%", "%%")  # argparse expands % in help strings
+
+
+def parse_amount(text: str, flag: str) -> run_pb2.Amount:
+    """``"100"`` -> count 100; ``"0.05"`` or ``"5%"`` -> fraction 0.05. Anything else is a CliError."""
+    raw = str(text).strip()
+    try:
+        if raw.endswith("%"):
+            value = float(raw[:-1]) / 100.0
+        elif raw.isdigit():
+            count = int(raw)
+            if count <= 0:
+                raise CliError(f"{flag} {text}: must be positive ({AMOUNT_HELP})", exit_code=2)
+            return run_pb2.Amount(count=count)
+        else:
+            value = float(raw)
+    except ValueError:
+        raise CliError(f"{flag} {text!r}: not a number ({AMOUNT_HELP})", exit_code=2) from None
+    if not (math.isfinite(value) and 0.0 < value <= 1.0):
+        raise CliError(f"{flag} {text}: a fraction must be in (0, 1] ({AMOUNT_HELP})", exit_code=2)
+    return run_pb2.Amount(fraction=value)
+
+
+def format_amount(amount: run_pb2.Amount) -> str:
+    kind = amount.WhichOneof("amount")
+    if kind == "count":
+        return str(amount.count)
+    if kind == "fraction":
+        return f"{100 * amount.fraction:g}%"
+    return "default"
+
+
+def add_run_flags(parser: argparse.ArgumentParser, *, dataset_required: bool = True,
+                  defaults: dict | None = None) -> None:
+    """The flags that define a run. ``defaults`` overrides argparse defaults (the demo's small schedule)."""
+    d = defaults or {}
+    g = parser.add_argument_group("run")
+    if dataset_required:
+        g.add_argument("--dataset", required=True, help="dataset in the pool")
+    g.add_argument("--name", default=d.get("name", ""), help="a name for the run")
+    g.add_argument("--base-model", default=d.get("base_model", ""),
+                   help="HF model name or local path [the bundled all-MiniLM-L6-v2]")
+    g.add_argument("--strategy", choices=sorted(STRATEGIES), default=d.get("strategy", "entropy"),
+                   help="query strategy [%(default)s]")
+    g.add_argument("--seed-size", default=d.get("seed_size"), help=f"initial labelled set: {_AMOUNT_ARG_HELP} [5%%]")
+    g.add_argument("--seed-strategy", choices=sorted(SEED_STRATEGIES), default=d.get("seed_strategy", "random"),
+                   help="how the initial set is chosen [%(default)s]")
+    g.add_argument("--batch-size", default=d.get("batch_size"), help=f"samples labelled per round: {_AMOUNT_ARG_HELP} [10%%]")
+    g.add_argument("--label-budget", default=d.get("label_budget"), help=f"stop at this many labels: {_AMOUNT_ARG_HELP}")
+    g.add_argument("--max-rounds", type=int, default=d.get("max_rounds", 0), help="stop after this many rounds")
+    g.add_argument("--target-accuracy", type=float, default=d.get("target_accuracy", 0.0),
+                   help="stop once test accuracy reaches this, in (0, 1]")
+    g.add_argument("--stable-agreement", type=float, default=d.get("stable_agreement", 0.0),
+                   help="stop once this fraction of pool predictions is unchanged between rounds, in (0, 1]")
+    g.add_argument("--oracle", choices=sorted(ORACLES), default=d.get("oracle", "simulated"),
+                   help="where labels come from [%(default)s]")
+    g.add_argument("--random-seed", type=int, default=d.get("random_seed", 0), help="seed of every random choice")
+    g.add_argument("--warm-start", action="store_true", default=d.get("warm_start", False),
+                   help="train each round from the previous round's checkpoint")
+    h = parser.add_argument_group("training")
+    h.add_argument("--epochs", type=int, default=d.get("epochs", 0), help="maximum epochs per round [10]")
+    h.add_argument("--learning-rate", type=float, default=d.get("learning_rate", 0.0), help="peak learning rate [5e-5]")
+    h.add_argument("--train-batch-size", type=int, default=d.get("train_batch_size", 0), help="training batch size [32]")
+    h.add_argument("--max-length", type=int, default=d.get("max_length", 0), help="tokens per text [64]")
+    h.add_argument("--patience", type=int, default=d.get("patience", 0), help="early-stopping patience in epochs [2]")
+    h.add_argument("--max-steps", type=int, default=d.get("max_steps", 0), help="cap on optimizer steps (tests)")
+    h.add_argument("--num-threads", type=int, default=d.get("num_threads", 0), help="torch CPU threads [all]")
+    h.add_argument("--class-balance", choices=sorted(CLASS_BALANCE), default=d.get("class_balance", "none"),
+                   help="class-imbalance handling [%(default)s]")
+
+
+def _check_unit(value: float, flag: str) -> float:
+    if value and not (0.0 < value <= 1.0):
+        raise CliError(f"{flag} {value}: must be in (0, 1]", exit_code=2)
+    return value
+
+
+def _check_non_negative(value: int, flag: str) -> int:
+    if value < 0:
+        raise CliError(f"{flag} {value}: must not be negative", exit_code=2)
+    return value
+
+
+def run_config_from_args(args: argparse.Namespace, dataset: str | None = None) -> run_pb2.RunConfig:
+    """Build the RunConfig the flags describe; zero values are left for the coordinator's defaults."""
+    dataset = dataset if dataset is not None else args.dataset
+    if not dataset:
+        raise CliError("--dataset is required", exit_code=2)
+    hp = common_pb2.Hyperparameters(
+        max_epochs=_check_non_negative(args.epochs, "--epochs"),
+        batch_size=_check_non_negative(args.train_batch_size, "--train-batch-size"),
+        max_length=_check_non_negative(args.max_length, "--max-length"),
+        patience=_check_non_negative(args.patience, "--patience"),
+        max_steps=_check_non_negative(args.max_steps, "--max-steps"),
+        num_threads=_check_non_negative(args.num_threads, "--num-threads"),
+        class_balance=CLASS_BALANCE[args.class_balance],
+    )
+    if args.learning_rate < 0 or not math.isfinite(args.learning_rate):
+        raise CliError(f"--learning-rate {args.learning_rate}: must be positive", exit_code=2)
+    hp.learning_rate = args.learning_rate
+    stopping = run_pb2.StoppingRule(
+        max_rounds=_check_non_negative(args.max_rounds, "--max-rounds"),
+        target_accuracy=_check_unit(args.target_accuracy, "--target-accuracy"),
+        stable_agreement=_check_unit(args.stable_agreement, "--stable-agreement"),
+    )
+    if args.label_budget is not None:
+        stopping.label_budget.CopyFrom(parse_amount(args.label_budget, "--label-budget"))
+    config = run_pb2.RunConfig(
+        dataset=dataset,
+        name=args.name,
+        base_model=args.base_model,
+        strategy=STRATEGIES[args.strategy],
+        seed_strategy=SEED_STRATEGIES[args.seed_strategy],
+        stopping=stopping,
+        oracle=ORACLES[args.oracle],
+        random_seed=args.random_seed,
+        hyperparameters=hp,
+        warm_start=args.warm_start,
+    )
+    if args.seed_size is not None:
+        config.seed_size.CopyFrom(parse_amount(args.seed_size, "--seed-size"))
+    if args.batch_size is not None:
+        config.batch_size.CopyFrom(parse_amount(args.batch_size, "--batch-size"))
+    return config

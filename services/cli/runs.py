@@ -1,0 +1,287 @@
+"""``lesslabels run | status | runs | cancel | resume | label``: runs from the command line."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import pathlib
+import sys
+import uuid
+
+from services.cli.client import Client
+from services.cli.common import ArgumentParser, CliError, add_client_flags, command
+from services.cli.live import describe_run, follow_run, progress_enabled, waiting_hint
+from services.cli.report import COLUMNS, format_table, row_cells, rows_from_rounds
+from services.cli.runconfig import (
+    FINAL_STATES,
+    STATE_NAMES,
+    STEP_NAMES,
+    STRATEGY_NAMES,
+    add_run_flags,
+    run_config_from_args,
+)
+from services.proto.lesslabels.v1 import run_pb2
+
+
+def parse_run_id(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise CliError(f"run id {text!r} is not a number", exit_code=2) from None
+    if value <= 0:
+        raise CliError(f"run id {text}: must be positive", exit_code=2)
+    return value
+
+
+def _progress_flag(parser) -> None:
+    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                        help="no progress bars (they are off anyway when stderr is not a terminal)")
+
+
+def _finish(run: run_pb2.Run) -> int:
+    print(describe_run(run))
+    if run.state == run_pb2.RUN_STATE_WAITING_FOR_LABELS:
+        print(waiting_hint(run))
+    return 1 if run.state == run_pb2.RUN_STATE_FAILED else 0
+
+
+@command
+def run_main(argv: list[str]) -> int:
+    parser = ArgumentParser(prog="lesslabels run", description="Start an active-learning run.")
+    add_run_flags(parser)
+    parser.add_argument("--watch", action="store_true", help="follow the run live until it ends")
+    parser.add_argument("--request-id", default="", help="idempotency key: repeating it returns the same run")
+    _progress_flag(parser)
+    add_client_flags(parser, "coordinator")
+    args = parser.parse_args(argv)
+    config = run_config_from_args(args)
+    with Client.from_args(args) as client:
+        run = client.start_run(config, request_id=args.request_id or uuid.uuid4().hex)
+        print(f"started run {run.id}")
+        if not args.watch:
+            print(describe_run(run))
+            print(f"follow it with 'lesslabels status {run.id} --watch'")
+            return 0
+        run = follow_run(client, run.id, progress=progress_enabled(args.progress))
+    return _finish(run)
+
+
+def rounds_text(detail) -> str:
+    rows = rows_from_rounds(detail.rounds, detail.run.pool_size)
+    return format_table(COLUMNS, [row_cells(r) for r in rows]) if rows else "(no evaluated rounds yet)"
+
+
+@command
+def status_main(argv: list[str]) -> int:
+    parser = ArgumentParser(prog="lesslabels status", description="Show a run and its rounds, live if it is active.")
+    parser.add_argument("run", help="run id")
+    parser.add_argument("--watch", action="store_true", default=None, help="follow until the run ends "
+                        "[when the run is active and stdout is a terminal]")
+    parser.add_argument("--no-watch", dest="watch", action="store_false", help="print once")
+    _progress_flag(parser)
+    add_client_flags(parser, "coordinator")
+    args = parser.parse_args(argv)
+    run_id = parse_run_id(args.run)
+    with Client.from_args(args) as client:
+        detail = client.get_run(run_id)
+        active = detail.run.state not in FINAL_STATES and detail.run.state != run_pb2.RUN_STATE_WAITING_FOR_LABELS
+        watch = args.watch if args.watch is not None else (active and sys.stdout.isatty())
+        if not (watch and active):
+            print(describe_run(detail.run))
+            print(rounds_text(detail))
+            if detail.run.state == run_pb2.RUN_STATE_WAITING_FOR_LABELS:
+                print(waiting_hint(detail.run))
+            return 0
+        print(describe_run(detail.run))
+        run = follow_run(client, run_id, progress=progress_enabled(args.progress))
+    return _finish(run)
+
+
+@command
+def runs_main(argv: list[str]) -> int:
+    parser = ArgumentParser(prog="lesslabels runs", description="List runs.")
+    parser.add_argument("--dataset", default="", help="only runs on this dataset")
+    parser.add_argument("--state", action="append", default=[], choices=sorted(
+        n.replace(" ", "-") for n in STATE_NAMES.values() if n != "unknown"), help="only runs in this state (repeat)")
+    add_client_flags(parser, "coordinator")
+    args = parser.parse_args(argv)
+    by_name = {name.replace(" ", "-"): state for state, name in STATE_NAMES.items()}
+    with Client.from_args(args) as client:
+        runs = client.list_runs(args.dataset, [by_name[s] for s in args.state])
+    if not runs:
+        print("no runs")
+        return 0
+    rows = [
+        [str(r.id), r.config.name or "-", r.config.dataset, STRATEGY_NAMES.get(r.config.strategy, "?"),
+         STATE_NAMES.get(r.state, "?"), STEP_NAMES.get(r.step, "?"), str(r.round),
+         f"{r.labelled_count}" + (f"/{r.pool_size}" if r.pool_size else ""), r.updated_at or "-"]
+        for r in sorted(runs, key=lambda r: r.id)
+    ]
+    print(format_table(["id", "name", "dataset", "strategy", "state", "step", "round", "labels", "updated"], rows))
+    return 0
+
+
+@command
+def cancel_main(argv: list[str]) -> int:
+    parser = ArgumentParser(prog="lesslabels cancel", description="Cancel a run.")
+    parser.add_argument("run", help="run id")
+    add_client_flags(parser, "coordinator")
+    args = parser.parse_args(argv)
+    with Client.from_args(args) as client:
+        run = client.cancel_run(parse_run_id(args.run))
+    print(describe_run(run))
+    return 0
+
+
+@command
+def resume_main(argv: list[str]) -> int:
+    parser = ArgumentParser(prog="lesslabels resume", description="Resume a failed or interrupted run.")
+    parser.add_argument("run", help="run id")
+    parser.add_argument("--watch", action="store_true", help="follow the run live until it ends")
+    _progress_flag(parser)
+    add_client_flags(parser, "coordinator")
+    args = parser.parse_args(argv)
+    with Client.from_args(args) as client:
+        run = client.resume_run(parse_run_id(args.run))
+        print(f"resumed run {run.id}")
+        if not args.watch:
+            print(describe_run(run))
+            return 0
+        run = follow_run(client, run.id, progress=progress_enabled(args.progress))
+    return _finish(run)
+
+
+# --------------------------------------------------------------------------- labels
+
+
+def _format_for(path: pathlib.Path, given: str) -> str:
+    if given != "auto":
+        return given
+    return "jsonl" if path.suffix.lower() in {".jsonl", ".json", ".ndjson"} else "csv"
+
+
+def pending_to_csv(pending) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["sample_id", "label", "text", "score"])
+    for s in pending.samples:
+        writer.writerow([s.sample_id, s.label, s.text, f"{s.score:.6g}"])
+    return out.getvalue()
+
+
+def pending_to_jsonl(pending) -> str:
+    return "".join(
+        json.dumps({"sample_id": s.sample_id, "label": s.label, "text": s.text, "score": s.score}) + "\n"
+        for s in pending.samples
+    )
+
+
+def read_label_file(path: pathlib.Path, fmt: str) -> list[tuple[int, str]]:
+    """(sample id, label) pairs of the rows that carry a label; rows with an empty label are skipped."""
+    if not path.is_file():
+        raise CliError(f"{path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"{path}: cannot read it ({exc})") from None
+    records: list[tuple[int, dict]] = []
+    if fmt == "jsonl":
+        for lineno, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise CliError(f"{path}:{lineno}: not JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise CliError(f"{path}:{lineno}: expected a JSON object with sample_id and label")
+            records.append((lineno, obj))
+    else:
+        reader = csv.DictReader(io.StringIO(text))
+        fields = set(reader.fieldnames or [])
+        if not {"sample_id", "label"} <= fields:
+            raise CliError(f"{path}: the CSV header must name 'sample_id' and 'label' columns "
+                           f"(found {sorted(fields) or 'no header'}); 'lesslabels label export' writes one")
+        records = [(lineno, row) for lineno, row in enumerate(reader, start=2)]
+    pairs: dict[int, str] = {}
+    for lineno, rec in records:
+        label = str(rec.get("label") or "").strip()
+        if not label:
+            continue
+        try:
+            sample_id = int(str(rec.get("sample_id", "")).strip())
+        except ValueError:
+            raise CliError(f"{path}:{lineno}: sample_id {rec.get('sample_id')!r} is not a number") from None
+        if pairs.get(sample_id, label) != label:
+            raise CliError(f"{path}:{lineno}: sample {sample_id} has two different labels "
+                           f"({pairs[sample_id]!r} and {label!r})")
+        pairs[sample_id] = label
+    return sorted(pairs.items())
+
+
+def check_labels(pairs: list[tuple[int, str]], pending, path: pathlib.Path) -> None:
+    """Every sample must be in the pending batch and every label in the run's label set."""
+    batch = {s.sample_id for s in pending.samples}
+    unknown_ids = [sid for sid, _ in pairs if sid not in batch]
+    if unknown_ids:
+        shown = ", ".join(map(str, unknown_ids[:5])) + (" ..." if len(unknown_ids) > 5 else "")
+        raise CliError(f"{path}: {len(unknown_ids)} sample id(s) are not in the pending batch of run "
+                       f"{pending.run_id}: {shown}")
+    allowed = set(pending.labels)
+    if allowed:
+        unknown_labels = sorted({label for _, label in pairs if label not in allowed})
+        if unknown_labels:
+            raise CliError(f"{path}: unknown label(s) {', '.join(map(repr, unknown_labels))}; "
+                           f"allowed: {', '.join(sorted(allowed))}")
+
+
+def import_key(run_id: int, pairs: list[tuple[int, str]]) -> str:
+    """The same labels for the same run give the same key, so a repeated import changes nothing."""
+    digest = hashlib.sha256(f"run={run_id}\n".encode())
+    for sid, label in pairs:
+        digest.update(f"{sid}\t{label}\n".encode())
+    return f"label-import-{digest.hexdigest()[:32]}"
+
+
+@command
+def label_main(argv: list[str]) -> int:
+    parser = ArgumentParser(prog="lesslabels label", description="Export a run's pending batch, import its labels.")
+    sub = parser.add_subparsers(dest="action", required=True, parser_class=ArgumentParser)
+    for action, helptext in (("export", "write the pending batch to FILE (CSV or JSONL)"),
+                             ("import", "read labels from FILE (columns sample_id and label)")):
+        p = sub.add_parser(action, help=helptext)
+        p.add_argument("run", help="run id")
+        p.add_argument("file", help="path; .jsonl means JSON lines, anything else CSV")
+        p.add_argument("--format", choices=["auto", "csv", "jsonl"], default="auto")
+        if action == "import":
+            p.add_argument("--annotator", default="", help="who labelled")
+        add_client_flags(p, "coordinator")
+    args = parser.parse_args(argv)
+    run_id = parse_run_id(args.run)
+    path = pathlib.Path(args.file)
+    fmt = _format_for(path, args.format)
+    with Client.from_args(args) as client:
+        if args.action == "export":
+            pending = client.pending_labels(run_id)
+            body = pending_to_jsonl(pending) if fmt == "jsonl" else pending_to_csv(pending)
+            try:
+                path.write_text(body, encoding="utf-8")
+            except OSError as exc:
+                raise CliError(f"{path}: cannot write it ({exc})") from None
+            print(f"wrote {len(pending.samples)} samples of round {pending.round} to {path} "
+                  f"({pending.remaining} still unlabelled)")
+            print(f"labels: {', '.join(pending.labels)}")
+            return 0
+        pairs = read_label_file(path, fmt)
+        if not pairs:
+            raise CliError(f"{path}: no row has a label")
+        pending = client.pending_labels(run_id)
+        check_labels(pairs, pending, path)
+        reply = client.submit_labels(run_id, pairs, idempotency_key=import_key(run_id, pairs),
+                                     annotator=args.annotator)
+    r = reply.result
+    print(f"run {run_id}: {r.recorded} labels recorded, {r.unchanged} unchanged, {r.changed} changed; "
+          f"{reply.remaining} of the batch still unlabelled")
+    return 0

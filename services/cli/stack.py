@@ -1,0 +1,247 @@
+"""``lesslabels up``: the four services as local processes, an SQLite file and a checkpoint folder.
+
+:class:`LocalStack` is the reusable part (``demo`` and the tests use it): it starts
+``lesslabels pool|trainer|scorer|coordinator`` as child processes, waits until each answers
+health SERVING, and stops them on exit: SIGTERM in reverse start order, a grace period, then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Mapping
+
+from services.cli.common import DEFAULT_PORTS, SERVICES, ArgumentParser, CliError, command
+from services.common import errors
+from services.common.channels import wait_until_serving
+from services.common.config import add_flag
+
+DEFAULT_STATE_DIR = ".lesslabels"
+
+
+class StackError(CliError):
+    """A service did not start; the message carries the end of its log."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: pathlib.Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join("    " + line for line in text[-lines:])
+
+
+class LocalStack:
+    """Pool, trainer, scorer and coordinator as child processes sharing one state folder.
+
+    ``ports``: service -> port (0 or missing = a free port). ``env``: extra environment for
+    every child (e.g. ``OMP_NUM_THREADS``). Logs go to ``<state_dir>/logs/<service>.log``.
+    """
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike,
+        *,
+        ports: Mapping[str, int] | None = None,
+        host: str = "127.0.0.1",
+        token: str = "",
+        env: Mapping[str, str] | None = None,
+        startup_timeout: float = 180.0,
+        grace_seconds: float = 10.0,
+        python: str = sys.executable,
+    ):
+        self.state_dir = pathlib.Path(state_dir).resolve()
+        self.host = host
+        self.token = token
+        self.extra_env = dict(env or {})
+        self.startup_timeout = startup_timeout
+        self.grace_seconds = grace_seconds
+        self.python = python
+        self._wanted_ports = dict(ports or {})
+        self.ports: dict[str, int] = {}
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    # ------------------------------------------------------------------ layout
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite:///{self.state_dir / 'pool.sqlite3'}"
+
+    @property
+    def checkpoint_dir(self) -> pathlib.Path:
+        return self.state_dir / "checkpoints"
+
+    @property
+    def log_dir(self) -> pathlib.Path:
+        return self.state_dir / "logs"
+
+    def address(self, service: str) -> str:
+        return f"{self.host}:{self.ports[service]}"
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        return {name: self.address(name) for name in self.ports}
+
+    def command_line(self, service: str) -> list[str]:
+        a = self.address
+        extra = {
+            "pool": ["--database-url", self.database_url],
+            "trainer": ["--pool-address", a("pool"), "--checkpoint-dir", str(self.checkpoint_dir)],
+            "scorer": ["--pool-address", a("pool"), "--checkpoint-dir", str(self.checkpoint_dir)],
+            "coordinator": ["--pool-address", a("pool"), "--trainer-address", a("trainer"),
+                            "--scorer-address", a("scorer")],
+        }[service]
+        return [self.python, "-m", "services", service, "--host", self.host, "--port", str(self.ports[service]),
+                *extra]
+
+    def child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.extra_env)
+        if self.token:
+            env["LESSLABELS_TOKEN"] = self.token
+        # The children must import this checkout's packages whatever the caller's working folder.
+        root = str(pathlib.Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> "LocalStack":
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        for name in SERVICES:
+            self.ports[name] = self._wanted_ports.get(name) or free_port(self.host)
+        env = self.child_env()
+        try:
+            # All at once: each service waits for its own dependencies, and torch imports overlap.
+            for name in SERVICES:
+                log = open(self.log_dir / f"{name}.log", "ab")
+                try:
+                    self.processes[name] = subprocess.Popen(
+                        self.command_line(name), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                        env=env, cwd=self.state_dir,
+                        # Own session: Ctrl-C reaches only this process, which then stops the children in order.
+                        start_new_session=True,
+                    )
+                finally:
+                    log.close()
+            deadline = time.monotonic() + self.startup_timeout
+            for name in SERVICES:
+                self._wait_serving(name, deadline)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_serving(self, name: str, deadline: float) -> None:
+        proc = self.processes[name]
+        while True:
+            if proc.poll() is not None:
+                raise StackError(f"the {name} service exited with code {proc.returncode} while starting; "
+                                 f"end of {self.log_dir / (name + '.log')}:\n{_tail(self.log_dir / (name + '.log'))}")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise StackError(f"the {name} service did not answer health SERVING within {self.startup_timeout:.0f}s;"
+                                 f" end of its log:\n{_tail(self.log_dir / (name + '.log'))}")
+            try:
+                wait_until_serving(self.address(name), timeout=min(2.0, remaining), token=self.token)
+                return
+            except errors.Unavailable:
+                continue
+
+    def stop(self) -> None:
+        """SIGTERM every child (coordinator first), wait up to the grace period, then SIGKILL."""
+        order = [n for n in reversed(SERVICES) if n in self.processes]
+        for name in order:
+            proc = self.processes[name]
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.grace_seconds
+        for name in order:
+            proc = self.processes[name]
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                proc.wait()
+        self.processes.clear()
+
+    def check_alive(self) -> None:
+        for name, proc in self.processes.items():
+            if proc.poll() is not None:
+                raise StackError(f"the {name} service exited with code {proc.returncode}; end of its log:\n"
+                                 f"{_tail(self.log_dir / (name + '.log'))}")
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def state_dir_flag(parser, default: str = DEFAULT_STATE_DIR) -> None:
+    add_flag(parser, "--state-dir", default=default, help="folder of the SQLite database, checkpoints and logs")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM raises KeyboardInterrupt in the main thread, so the stack's exit path runs."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@command
+def up_main(argv: list[str]) -> int:
+    parser = ArgumentParser(prog="lesslabels up", description="Run the four services locally until Ctrl-C.")
+    state_dir_flag(parser)
+    parser.add_argument("--host", default="127.0.0.1", help="interface the services listen on")
+    for name in SERVICES:
+        parser.add_argument(f"--{name}-port", type=int, default=DEFAULT_PORTS[name],
+                            help=f"{name} port (0 = any free port) [%(default)s]")
+    add_flag(parser, "--token", default="", help="bearer token the services require")
+    parser.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for each service")
+    args = parser.parse_args(argv)
+    for name in SERVICES:
+        port = getattr(args, f"{name}_port")
+        if not 0 <= port <= 65535:
+            raise CliError(f"--{name}-port {port}: must be within 0..65535", exit_code=2)
+    stack = LocalStack(args.state_dir, host=args.host, token=args.token, startup_timeout=args.startup_timeout,
+                       ports={name: getattr(args, f"{name}_port") for name in SERVICES})
+    with sigterm_as_interrupt():
+        print(f"starting pool, trainer, scorer and coordinator (state in {stack.state_dir}) ...", flush=True)
+        try:
+            with stack:
+                for name, address in stack.addresses.items():
+                    print(f"  {name:<12} {address}", flush=True)
+                print(f"logs in {stack.log_dir}", flush=True)
+                print("export LESSLABELS_COORDINATOR_ADDRESS=" + stack.address("coordinator") +
+                      " LESSLABELS_POOL_ADDRESS=" + stack.address("pool"), flush=True)
+                print("ready; Ctrl-C stops them", flush=True)
+                while True:
+                    stack.check_alive()
+                    time.sleep(1.0)
+        except KeyboardInterrupt:
+            print("stopped", flush=True)
+            return 0

@@ -1,0 +1,425 @@
+"""The user-facing CLI without the real services: flag parsing, label files, errors, and every command
+against a small scripted coordinator served over real gRPC (port 0)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from services.cli import main as cli_main
+from services.cli.common import CliError
+from services.cli.runconfig import parse_amount, run_config_from_args, add_run_flags
+from services.cli.common import ArgumentParser
+from services.cli.runs import check_labels, import_key, read_label_file
+from services.common import errors
+from services.common.server import Server, ServiceRegistration
+from services.proto.lesslabels.v1 import (
+    common_pb2,
+    coordinator_pb2,
+    coordinator_pb2_grpc,
+    pool_pb2,
+    run_pb2,
+)
+from tests.conftest import server_settings_for_tests
+
+
+# --------------------------------------------------------------------------- pure parts
+
+
+@pytest.mark.parametrize("text,kind,value", [
+    ("100", "count", 100), ("0.05", "fraction", 0.05), ("5%", "fraction", 0.05), ("1", "count", 1),
+    ("1.0", "fraction", 1.0), ("100%", "fraction", 1.0),
+])
+def test_parse_amount(text, kind, value):
+    amount = parse_amount(text, "--seed-size")
+    assert amount.WhichOneof("amount") == kind
+    assert getattr(amount, kind) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("1.5", "fraction must be in (0, 1]"), ("0", "must be positive"), ("-3", "fraction must be in"),
+    ("abc", "not a number"), ("150%", "fraction must be in"), ("nan", "fraction must be in"), ("0.0", "fraction"),
+])
+def test_parse_amount_rejects(text, message):
+    with pytest.raises(CliError, match=message.replace("(", r"\(").replace(")", r"\)").replace("]", r"\]")
+                       .replace("[", r"\[")) as info:
+        parse_amount(text, "--seed-size")
+    assert info.value.exit_code == 2
+    assert "--seed-size" in str(info.value)
+
+
+def _parse_run(argv):
+    parser = ArgumentParser(prog="t")
+    add_run_flags(parser)
+    return run_config_from_args(parser.parse_args(argv))
+
+
+def test_run_config_from_flags():
+    config = _parse_run([
+        "--dataset", "atis", "--strategy", "margin", "--seed-size", "2%", "--batch-size", "100",
+        "--max-rounds", "4", "--label-budget", "0.1", "--target-accuracy", "0.95", "--stable-agreement", "0.99",
+        "--oracle", "human", "--random-seed", "7", "--epochs", "3", "--learning-rate", "1e-4",
+        "--base-model", "/models/tiny", "--seed-strategy", "diverse", "--warm-start", "--class-balance",
+        "weighted-loss", "--name", "try",
+    ])
+    assert config.dataset == "atis" and config.name == "try" and config.base_model == "/models/tiny"
+    assert config.strategy == run_pb2.STRATEGY_MARGIN
+    assert config.seed_size.fraction == pytest.approx(0.02)
+    assert config.batch_size.count == 100
+    assert config.stopping.max_rounds == 4
+    assert config.stopping.label_budget.fraction == pytest.approx(0.1)
+    assert config.stopping.target_accuracy == pytest.approx(0.95)
+    assert config.stopping.stable_agreement == pytest.approx(0.99)
+    assert config.oracle == run_pb2.ORACLE_MODE_HUMAN
+    assert config.random_seed == 7
+    assert config.seed_strategy == run_pb2.SEED_STRATEGY_DIVERSE
+    assert config.warm_start
+    assert config.hyperparameters.max_epochs == 3
+    assert config.hyperparameters.learning_rate == pytest.approx(1e-4)
+    assert config.hyperparameters.class_balance == common_pb2.CLASS_BALANCE_WEIGHTED_LOSS
+
+
+def test_run_config_leaves_defaults_to_the_coordinator():
+    config = _parse_run(["--dataset", "atis"])
+    assert not config.HasField("seed_size") and not config.HasField("batch_size")
+    assert config.strategy == run_pb2.STRATEGY_ENTROPY
+    assert config.oracle == run_pb2.ORACLE_MODE_SIMULATED
+    assert config.hyperparameters.max_epochs == 0
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--target-accuracy", "1.5"], "--target-accuracy 1.5: must be in (0, 1]"),
+    (["--stable-agreement", "-0.1"], "--stable-agreement -0.1: must be in (0, 1]"),
+    (["--max-rounds", "-1"], "--max-rounds -1: must not be negative"),
+    (["--epochs", "-2"], "--epochs -2: must not be negative"),
+    (["--learning-rate", "-1"], "--learning-rate -1.0: must be positive"),
+    (["--batch-size", "2.5"], "--batch-size 2.5: a fraction must be in (0, 1]"),
+])
+def test_run_config_rejects_bad_values(argv, message):
+    with pytest.raises(CliError) as info:
+        _parse_run(["--dataset", "d", *argv])
+    assert message in str(info.value) and info.value.exit_code == 2
+
+
+def test_bad_flags_exit_2_with_a_message_and_no_traceback(capsys):
+    assert cli_main.main(["run", "--dataset", "d", "--seed-size", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "lesslabels run: error: --seed-size 1.5: a fraction must be in (0, 1]" in err
+    assert "Traceback" not in err
+    assert cli_main.main(["run", "--dataset", "d", "--strategy", "psychic"]) == 2
+    assert "invalid choice: 'psychic'" in capsys.readouterr().err
+    assert cli_main.main(["run"]) == 2
+    assert "--dataset" in capsys.readouterr().err
+    assert cli_main.main(["status", "abc"]) == 2
+    assert "run id 'abc' is not a number" in capsys.readouterr().err
+    assert cli_main.main(["report", "1", "--reference", "2"]) == 2
+    assert "--reference 2.0: must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_unreachable_coordinator_is_one_clear_line(capsys):
+    assert cli_main.main(["runs", "--coordinator-address", "127.0.0.1:1", "--timeout", "5"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot reach the coordinator service at 127.0.0.1:1" in err
+    assert "LESSLABELS_COORDINATOR_ADDRESS" in err and "Traceback" not in err
+
+
+def test_coordinator_address_comes_from_the_environment(monkeypatch, capsys):
+    monkeypatch.setenv("LESSLABELS_COORDINATOR_ADDRESS", "127.0.0.1:2")
+    assert cli_main.main(["status", "3", "--timeout", "5"]) == 1
+    assert "127.0.0.1:2" in capsys.readouterr().err
+
+
+def test_read_label_file_csv_skips_blank_labels(tmp_path):
+    path = tmp_path / "batch.csv"
+    path.write_text("sample_id,label,text,score\n3,greet,hi,0.5\n4,,bye,0.4\n5, bye ,ciao,0.3\n3,greet,hi,0.5\n")
+    assert read_label_file(path, "csv") == [(3, "greet"), (5, "bye")]
+
+
+def test_read_label_file_jsonl(tmp_path):
+    path = tmp_path / "batch.jsonl"
+    path.write_text('{"sample_id": 9, "label": "bye"}\n\n{"sample_id": "2", "label": "greet", "text": "x"}\n'
+                    '{"sample_id": 4, "label": ""}\n')
+    assert read_label_file(path, "jsonl") == [(2, "greet"), (9, "bye")]
+
+
+@pytest.mark.parametrize("name,body,fmt,message", [
+    ("missing.csv", None, "csv", "no such file"),
+    ("nohdr.csv", "3,greet\n", "csv", "must name 'sample_id' and 'label'"),
+    ("badid.csv", "sample_id,label\nx,greet\n", "csv", "badid.csv:2: sample_id 'x' is not a number"),
+    ("twice.csv", "sample_id,label\n1,a\n1,b\n", "csv", "sample 1 has two different labels"),
+    ("bad.jsonl", '{"sample_id": 1, "label": "a"}\nnot json\n', "jsonl", "bad.jsonl:2: not JSON"),
+    ("list.jsonl", "[1, 2]\n", "jsonl", "expected a JSON object"),
+])
+def test_read_label_file_errors(tmp_path, name, body, fmt, message):
+    path = tmp_path / name
+    if body is not None:
+        path.write_text(body)
+    with pytest.raises(CliError, match=message):
+        read_label_file(path, fmt)
+
+
+def _pending(ids=(1, 2, 3), labels=("greet", "bye")):
+    return coordinator_pb2.PendingLabels(
+        run_id=5, round=1, labels=list(labels),
+        samples=[coordinator_pb2.PendingSample(sample_id=i, text=f"text {i}", score=0.5) for i in ids],
+        remaining=len(ids))
+
+
+def test_check_labels_names_unknown_ids_and_labels(tmp_path):
+    check_labels([(1, "greet"), (3, "bye")], _pending(), tmp_path / "f.csv")
+    with pytest.raises(CliError, match=r"2 sample id\(s\) are not in the pending batch of run 5: 7, 8"):
+        check_labels([(1, "greet"), (7, "bye"), (8, "bye")], _pending(), tmp_path / "f.csv")
+    with pytest.raises(CliError, match=r"unknown label\(s\) 'hello'; allowed: bye, greet"):
+        check_labels([(1, "hello")], _pending(), tmp_path / "f.csv")
+
+
+def test_import_key_depends_on_content_only():
+    assert import_key(5, [(1, "a"), (2, "b")]) == import_key(5, [(1, "a"), (2, "b")])
+    assert import_key(5, [(1, "a")]) != import_key(5, [(1, "b")])
+    assert import_key(5, [(1, "a")]) != import_key(6, [(1, "a")])
+
+
+# --------------------------------------------------------------------------- a scripted coordinator
+
+
+class FakeCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
+    """Just enough of the coordinator's contract to drive the CLI: one human-mode run, one finished run."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.submissions = []
+        self.keys = set()
+        self.labels: dict[int, str] = {}
+        self.started = []
+        config = run_pb2.RunConfig(dataset="d", strategy=run_pb2.STRATEGY_ENTROPY,
+                                   seed_size=run_pb2.Amount(fraction=0.1), batch_size=run_pb2.Amount(count=2))
+        self.runs = {
+            1: run_pb2.Run(id=1, config=config, state=run_pb2.RUN_STATE_COMPLETED, step=run_pb2.RUN_STEP_DONE,
+                           round=1, labelled_count=20, pool_size=100, stop_reason="max rounds 2 reached"),
+            2: run_pb2.Run(id=2, config=config, state=run_pb2.RUN_STATE_WAITING_FOR_LABELS,
+                           step=run_pb2.RUN_STEP_LABEL, round=1, labelled_count=10, pool_size=100),
+        }
+        self.rounds = {
+            1: [run_pb2.Round(run_id=1, index=0, labelled_count=10, selected_count=10,
+                              test=common_pb2.EvalMetrics(accuracy=0.5, macro_f1=0.4, count=50)),
+                run_pb2.Round(run_id=1, index=1, labelled_count=20, agreement=0.9,
+                              test=common_pb2.EvalMetrics(accuracy=0.75, macro_f1=0.7, count=50))],
+            2: [run_pb2.Round(run_id=2, index=0, labelled_count=10, selected_count=3,
+                              test=common_pb2.EvalMetrics(accuracy=0.6, macro_f1=0.5, count=50))],
+        }
+
+    def _run(self, run_id):
+        if run_id not in self.runs:
+            raise errors.NotFound(f"run {run_id} not found")
+        return self.runs[run_id]
+
+    def GetRun(self, request, context):
+        run = self._run(request.run_id)
+        return coordinator_pb2.RunDetail(run=run, rounds=self.rounds.get(run.id, []))
+
+    def ListRuns(self, request, context):
+        return pool_pb2.ListRunsResponse(runs=list(self.runs.values()))
+
+    def StartRun(self, request, context):
+        with self.lock:
+            self.started.append(request)
+            run_id = max(self.runs) + 1
+            self.runs[run_id] = run_pb2.Run(id=run_id, config=request.config, state=run_pb2.RUN_STATE_COMPLETED,
+                                            step=run_pb2.RUN_STEP_DONE, pool_size=100, labelled_count=20)
+            self.rounds[run_id] = [
+                run_pb2.Round(run_id=run_id, index=i, labelled_count=10 * (i + 1),
+                              test=common_pb2.EvalMetrics(accuracy=0.5 + 0.1 * i + 0.01 * request.config.random_seed,
+                                                          macro_f1=0.5, count=50))
+                for i in range(2)
+            ]
+            return self.runs[run_id]
+
+    def CancelRun(self, request, context):
+        run = self._run(request.run_id)
+        run.state = run_pb2.RUN_STATE_CANCELLED
+        return run
+
+    def ResumeRun(self, request, context):
+        run = self._run(request.run_id)
+        if run.state != run_pb2.RUN_STATE_FAILED:
+            raise errors.FailedPrecondition(f"run {run.id} is not failed")
+        return run
+
+    def WatchRun(self, request, context):
+        run = self._run(request.run_id)
+        yield coordinator_pb2.RunEvent(run=run, message="done")
+
+    def GetPendingLabels(self, request, context):
+        self._run(request.run_id)
+        pending = _pending(ids=(11, 12, 13))
+        pending.run_id = request.run_id
+        for s in pending.samples:
+            s.label = self.labels.get(s.sample_id, "")
+        pending.remaining = sum(1 for s in pending.samples if not s.label)
+        return pending
+
+    def SubmitRunLabels(self, request, context):
+        with self.lock:
+            self.submissions.append(request)
+            recorded = unchanged = 0
+            if request.idempotency_key not in self.keys:
+                self.keys.add(request.idempotency_key)
+                for a in request.labels:
+                    if self.labels.get(a.sample_id) == a.label:
+                        unchanged += 1
+                    else:
+                        self.labels[a.sample_id] = a.label
+                        recorded += 1
+            else:
+                unchanged = len(request.labels)
+            remaining = 3 - len(self.labels)
+        return coordinator_pb2.SubmitRunLabelsResponse(
+            result=pool_pb2.SubmitLabelsResponse(recorded=recorded, unchanged=unchanged), remaining=remaining)
+
+
+@pytest.fixture
+def fake_coordinator():
+    servicer = FakeCoordinator()
+    name = coordinator_pb2.DESCRIPTOR.services_by_name["CoordinatorService"].full_name
+    server = Server(server_settings_for_tests(), [ServiceRegistration(
+        names=(name,), register=lambda s: coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(servicer, s))],
+        name="fake-coordinator")
+    port = server.start()
+    server.set_serving()
+    servicer.address = f"127.0.0.1:{port}"
+    yield servicer
+    server.stop(0)
+
+
+def _cli(fake, *argv):
+    return cli_main.main([*argv, "--coordinator-address", fake.address, "--timeout", "10"])
+
+
+def test_runs_lists_every_run(fake_coordinator, capsys):
+    assert _cli(fake_coordinator, "runs") == 0
+    out = capsys.readouterr().out
+    assert "completed" in out and "waiting for labels" in out and "20/100" in out
+
+
+def test_status_prints_the_rounds_table(fake_coordinator, capsys):
+    assert _cli(fake_coordinator, "status", "1") == 0
+    out = capsys.readouterr().out
+    assert "run 1" in out and "state=completed" in out and "stopped: max rounds 2 reached" in out
+    lines = [line.split() for line in out.splitlines()]
+    assert ["1", "20", "20.0%", "75.00", "70.00", "90.0"] in [line[:6] for line in lines]
+
+
+def test_status_of_a_waiting_run_says_how_to_label(fake_coordinator, capsys):
+    assert _cli(fake_coordinator, "status", "2") == 0
+    assert "lesslabels label export 2" in capsys.readouterr().out
+
+
+def test_unknown_run_is_a_clear_error(fake_coordinator, capsys):
+    for command in (["status", "99"], ["report", "99"], ["cancel", "99"], ["label", "export", "99", "x.csv"]):
+        assert _cli(fake_coordinator, *command) == 1
+        err = capsys.readouterr().err
+        assert "run 99 not found (NOT_FOUND)" in err and "Traceback" not in err
+
+
+def test_resume_of_a_completed_run_reports_the_precondition(fake_coordinator, capsys):
+    assert _cli(fake_coordinator, "resume", "1") == 1
+    assert "run 1 is not failed (FAILED_PRECONDITION)" in capsys.readouterr().err
+
+
+def test_cancel(fake_coordinator, capsys):
+    assert _cli(fake_coordinator, "cancel", "2") == 0
+    assert "state=cancelled" in capsys.readouterr().out
+
+
+def test_run_sends_the_config_and_watch_follows_to_the_end(fake_coordinator, capsys):
+    assert _cli(fake_coordinator, "run", "--dataset", "d", "--strategy", "random", "--seed-size", "10",
+                "--max-rounds", "2", "--watch", "--no-progress") == 0
+    out = capsys.readouterr().out
+    sent = fake_coordinator.started[-1]
+    assert sent.config.strategy == run_pb2.STRATEGY_RANDOM and sent.config.seed_size.count == 10
+    assert sent.request_id
+    assert "started run 3" in out and "state=completed" in out
+    assert "60.00" in out  # round 1's accuracy row, printed by the live view
+
+
+def test_label_export_then_partial_and_repeated_imports(fake_coordinator, tmp_path, capsys):
+    exported = tmp_path / "batch.csv"
+    assert _cli(fake_coordinator, "label", "export", "2", str(exported)) == 0
+    assert "wrote 3 samples" in capsys.readouterr().out
+    lines = exported.read_text().splitlines()
+    assert lines[0] == "sample_id,label,text,score" and len(lines) == 4
+    # Label one row only: a partial import.
+    rows = [line.split(",") for line in lines]
+    rows[1][1] = "greet"
+    exported.write_text("\n".join(",".join(r) for r in rows) + "\n")
+    assert _cli(fake_coordinator, "label", "import", "2", str(exported)) == 0
+    out = capsys.readouterr().out
+    assert "1 labels recorded" in out and "2 of the batch still unlabelled" in out
+    # The same file again: the same idempotency key, nothing new.
+    assert _cli(fake_coordinator, "label", "import", "2", str(exported)) == 0
+    assert "0 labels recorded, 1 unchanged" in capsys.readouterr().out
+    assert len({s.idempotency_key for s in fake_coordinator.submissions}) == 1
+    # JSONL export shows the label already given.
+    jsonl = tmp_path / "batch.jsonl"
+    assert _cli(fake_coordinator, "label", "export", "2", str(jsonl)) == 0
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r["label"] for r in records] == ["greet", "", ""]
+
+
+def test_label_import_rejects_unknown_ids_labels_and_missing_files(fake_coordinator, tmp_path, capsys):
+    bad_id = tmp_path / "bad_id.csv"
+    bad_id.write_text("sample_id,label\n11,greet\n999,bye\n")
+    assert _cli(fake_coordinator, "label", "import", "2", str(bad_id)) == 1
+    assert "1 sample id(s) are not in the pending batch of run 2: 999" in capsys.readouterr().err
+    bad_label = tmp_path / "bad_label.csv"
+    bad_label.write_text("sample_id,label\n11,hello\n")
+    assert _cli(fake_coordinator, "label", "import", "2", str(bad_label)) == 1
+    assert "unknown label(s) 'hello'" in capsys.readouterr().err
+    assert _cli(fake_coordinator, "label", "import", "2", str(tmp_path / "nope.csv")) == 1
+    assert "nope.csv: no such file" in capsys.readouterr().err
+    empty = tmp_path / "empty.csv"
+    empty.write_text("sample_id,label\n11,\n")
+    assert _cli(fake_coordinator, "label", "import", "2", str(empty)) == 1
+    assert "no row has a label" in capsys.readouterr().err
+    assert fake_coordinator.submissions == []
+
+
+def test_report_writes_table_csv_json_and_png(fake_coordinator, tmp_path, capsys):
+    png, csv_path, json_path = tmp_path / "r.png", tmp_path / "r.csv", tmp_path / "r.json"
+    assert _cli(fake_coordinator, "report", "1", "--plot", str(png), "--csv", str(csv_path),
+                "--json", str(json_path)) == 0
+    out = capsys.readouterr().out
+    assert "75.00" in out and str(png) in out
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert csv_path.read_text().splitlines()[0].startswith("round,labels,pool_fraction,accuracy,macro_f1")
+    assert [r["labels"] for r in json.loads(json_path.read_text())["rounds"]] == [10, 20]
+    assert _cli(fake_coordinator, "report", "1", "--format", "json", "--no-plot") == 0
+    assert json.loads(capsys.readouterr().out)["rounds"][1]["accuracy"] == pytest.approx(0.75)
+
+
+def test_compare_starts_strategies_times_seeds_and_summarises(fake_coordinator, tmp_path, capsys):
+    png, js = tmp_path / "c.png", tmp_path / "c.json"
+    assert _cli(fake_coordinator, "compare", "--dataset", "d", "--strategies", "entropy,random", "--seeds", "0,2",
+                "--max-rounds", "2", "--plot", str(png), "--json", str(js), "--no-progress",
+                "--reference", "0.605", "--tolerance", "0.01") == 0
+    out = capsys.readouterr().out
+    assert len(fake_coordinator.started) == 4
+    assert {(r.config.strategy, r.config.random_seed) for r in fake_coordinator.started} == {
+        (run_pb2.STRATEGY_ENTROPY, 0), (run_pb2.STRATEGY_ENTROPY, 2), (run_pb2.STRATEGY_RANDOM, 0),
+        (run_pb2.STRATEGY_RANDOM, 2)}
+    # Seeds 0 and 2 give accuracies (0.50, 0.60) and (0.52, 0.62) at 10 and 20 labels: AUC 0.55 and 0.57,
+    # mean 0.56; both reach the target 0.595 at 20 labels.
+    summary = json.loads(js.read_text())
+    entropy = next(s for s in summary["strategies"] if s["strategy"] == "entropy")
+    assert entropy["auc_mean"] == pytest.approx(0.56)
+    assert entropy["labels_to_target_mean"] == pytest.approx(20.0)
+    assert "56.00 ±" in out and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_needs_runs_or_a_dataset(fake_coordinator, capsys):
+    assert _cli(fake_coordinator, "compare") == 2
+    assert "give --runs" in capsys.readouterr().err
+    assert _cli(fake_coordinator, "compare", "--dataset", "d", "--strategies", "entropy,psychic") == 2
+    assert "unknown psychic" in capsys.readouterr().err
