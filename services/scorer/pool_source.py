@@ -24,6 +24,29 @@ MAX_PAGE = 5000  # the pool's own page size limit
 _RESUMABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
+class CancelScope:
+    """Cancels the pool call in flight when the scorer's own caller goes away."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._current = None
+        self._cancelled = False
+
+    def attach(self, call) -> None:
+        with self._lock:
+            self._current = call
+            cancelled = self._cancelled
+        if cancelled:
+            call.cancel()
+
+    def cancel(self) -> None:
+        with self._lock:
+            self._cancelled = True
+            call = self._current
+        if call is not None:
+            call.cancel()
+
+
 @dataclasses.dataclass
 class PoolPage:
     sample_ids: list[int]
@@ -43,6 +66,7 @@ def iter_pool_pages(
     cancelled: threading.Event,
     stream_timeout: float,
     max_resumes: int = 3,
+    scope: CancelScope | None = None,
 ) -> Iterator[PoolPage]:
     """Yield pages of at most ``page_size`` samples until the pool is exhausted or ``cancelled`` is set."""
     with_gold = split in ("test", "dev")
@@ -60,7 +84,9 @@ def iter_pool_pages(
     while not cancelled.is_set():
         request.page_token = token
         call = stub.ListSamples(request, timeout=stream_timeout)
-        stop_call = call.cancel  # stop the pool's stream as soon as our caller goes away
+        stop_call = call.cancel
+        if scope is not None:
+            scope.attach(call)  # the pool's stream stops as soon as our caller goes away
         try:
             for page in call:
                 if cancelled.is_set():

@@ -13,7 +13,7 @@ from services.common.server import ServiceRegistration
 from services.proto.lesslabels.v1 import pool_pb2_grpc, scorer_pb2, scorer_pb2_grpc
 from services.scorer import convert
 from services.scorer.engine import ScorerEngine
-from services.scorer.pool_source import iter_pool_pages
+from services.scorer.pool_source import CancelScope, iter_pool_pages
 
 log = logging.getLogger(__name__)
 
@@ -64,30 +64,43 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         spec = convert.spec_from_proto(request.model)
         entry = self.engine.load(spec)  # NOT_FOUND before any pool traffic
         cancelled = threading.Event()
-        context.add_callback(cancelled.set)
+        finished = threading.Event()
         done = 0
+
+        def on_rpc_end():
+            # Runs when the RPC ends for any reason; before the stream finished = the caller went away.
+            cancelled.set()
+            scope.cancel()
+            if not finished.is_set():
+                log.info("event=score_pool_cancelled dataset=%s done=%d", request.dataset, done)
+
+        scope = CancelScope()
+        context.add_callback(on_rpc_end)
         pages = iter_pool_pages(
             self._pool, dataset=request.dataset, split=split, run_id=request.run_id,
             include_all=request.include_all, page_size=chunk, cancelled=cancelled,
-            stream_timeout=self._pool_stream_timeout,
+            stream_timeout=self._pool_stream_timeout, scope=scope,
         )
-        for page in pages:
-            if cancelled.is_set():
-                break
-            scores = self.engine.score(spec, page.texts, embeddings=request.include_embeddings)
-            done += len(page.texts)
-            yield scorer_pb2.ScorePoolChunk(
-                checkpoint_id=scores.checkpoint_id or entry.key,
-                labels=scores.labels,
-                sample_ids=page.sample_ids,
-                scores=convert.text_scores_to_proto(scores, omit_probabilities=request.omit_probabilities),
-                done=done,
-                total=max(page.total, done),
-                gold_labels=page.gold_labels,
-            )
-        if cancelled.is_set():
-            log.info("event=score_pool_cancelled dataset=%s done=%d", request.dataset, done)
-        else:
+        try:
+            for page in pages:
+                if cancelled.is_set():
+                    return
+                scores = self.engine.score(spec, page.texts, embeddings=request.include_embeddings)
+                done += len(page.texts)
+                yield scorer_pb2.ScorePoolChunk(
+                    checkpoint_id=scores.checkpoint_id or entry.key,
+                    labels=scores.labels,
+                    sample_ids=page.sample_ids,
+                    scores=convert.text_scores_to_proto(scores, omit_probabilities=request.omit_probabilities),
+                    done=done,
+                    total=max(page.total, done),
+                    gold_labels=page.gold_labels,
+                )
+        except Exception:
+            finished.set()  # a failure, reported to the caller as such, not a cancellation
+            raise
+        if not cancelled.is_set():
+            finished.set()
             log.info("event=score_pool_done dataset=%s run=%s scored=%d", request.dataset, request.run_id, done)
 
     def LoadCheckpoint(self, request, context):
