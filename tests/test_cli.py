@@ -423,3 +423,30 @@ def test_compare_needs_runs_or_a_dataset(fake_coordinator, capsys):
     assert "give --runs" in capsys.readouterr().err
     assert _cli(fake_coordinator, "compare", "--dataset", "d", "--strategies", "entropy,psychic") == 2
     assert "unknown psychic" in capsys.readouterr().err
+
+
+def test_live_view_prints_each_round_once_when_it_is_over():
+    import io
+
+    from services.cli.live import RunView
+
+    out, err = io.StringIO(), io.StringIO()
+    view = RunView(100, progress=False, out=out, err=err)
+    running = run_pb2.Run(id=1, state=run_pb2.RUN_STATE_RUNNING, step=run_pb2.RUN_STEP_SCORE, round=0)
+    r0 = run_pb2.Round(index=0, labelled_count=10, test=common_pb2.EvalMetrics(accuracy=0.5, macro_f1=0.4, count=9))
+    view.add_rounds([r0], running)
+    view.update(running, 0.5, "scoring: 50/100")
+    assert out.getvalue() == ""  # round 0 is still selecting: its row is not final yet
+    assert "round 0 score: scoring: 50/100" in err.getvalue()
+    r0_done = run_pb2.Round(index=0, labelled_count=10, selected_count=5,
+                            test=common_pb2.EvalMetrics(accuracy=0.5, macro_f1=0.4, count=9))
+    next_round = run_pb2.Run(id=1, state=run_pb2.RUN_STATE_RUNNING, step=run_pb2.RUN_STEP_TRAIN, round=1)
+    view.add_rounds([r0_done], next_round)
+    view.add_rounds([r0_done], next_round)
+    r1 = run_pb2.Round(index=1, labelled_count=15, test=common_pb2.EvalMetrics(accuracy=0.7, macro_f1=0.6, count=9))
+    view.add_rounds([r1], run_pb2.Run(id=1, state=run_pb2.RUN_STATE_COMPLETED, round=1))
+    lines = out.getvalue().splitlines()
+    assert lines[0].split()[:2] == ["round", "labels"]
+    body = [line.split() for line in lines[2:]]
+    assert [row[:2] for row in body] == [["0", "10"], ["1", "15"]]
+    assert body[0][6] == "5"  # the selection count of the finished round 0

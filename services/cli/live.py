@@ -60,6 +60,7 @@ class RunView:
         # Resolved now, not at import, so redirected streams (tests, pipes) are honoured.
         self.out, self.err = out or sys.stdout, err or sys.stderr
         self.printed: set[int] = set()
+        self.latest: dict[int, run_pb2.Round] = {}
         self._header = False
         self._bar = None
         self._bar_key = None
@@ -73,10 +74,17 @@ class RunView:
         else:
             print(text, file=self.out, flush=True)
 
-    def add_rounds(self, rounds) -> None:
-        for row in rows_from_rounds(rounds, self.pool_size):
-            if row.round in self.printed:
-                continue
+    def add_rounds(self, rounds, run: run_pb2.Run) -> None:
+        """Remember the latest version of each round; print the rounds that are over.
+
+        A round is over once the run has moved past it or has stopped: only then are its
+        selection and timings final, so each row is printed once, complete.
+        """
+        for r in rounds:
+            self.latest[r.index] = r
+        over = run.state in FINAL_STATES or run.state == run_pb2.RUN_STATE_WAITING_FOR_LABELS
+        ready = [r for i, r in sorted(self.latest.items()) if i not in self.printed and (over or i < run.round)]
+        for row in rows_from_rounds(ready, self.pool_size):
             self.printed.add(row.round)
             lines = format_table(COLUMNS, [row_cells(row)]).splitlines()
             if not self._header:
@@ -123,8 +131,8 @@ def follow_run(client: Client, run_id: int, *, progress: bool, out: TextIO | Non
     """
     detail = client.get_run(run_id)
     view = RunView(detail.run.pool_size, progress=progress, out=out, err=err)
-    view.add_rounds(detail.rounds)
     run = detail.run
+    view.add_rounds(detail.rounds, run)
     lost_since = None
     try:
         while run.state not in FINAL_STATES and run.state != run_pb2.RUN_STATE_WAITING_FOR_LABELS:
@@ -134,8 +142,7 @@ def follow_run(client: Client, run_id: int, *, progress: bool, out: TextIO | Non
                     run = event.run
                     if view.pool_size == 0 and run.pool_size:
                         view.pool_size = run.pool_size
-                    if event.HasField("round"):
-                        view.add_rounds([event.round])
+                    view.add_rounds([event.round] if event.HasField("round") else [], run)
                     view.update(run, event.step_progress, event.message)
                     if run.state in FINAL_STATES or run.state == run_pb2.RUN_STATE_WAITING_FOR_LABELS:
                         break
@@ -148,7 +155,7 @@ def follow_run(client: Client, run_id: int, *, progress: bool, out: TextIO | Non
             # The stream ended (or broke): take the stored state and rounds, then watch again if still active.
             detail = client.get_run(run_id)
             run = detail.run
-            view.add_rounds(detail.rounds)
+            view.add_rounds(detail.rounds, run)
             if run.state not in FINAL_STATES:
                 time.sleep(0.5)
     finally:

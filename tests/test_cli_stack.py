@@ -1,0 +1,116 @@
+"""The four services as real processes: ``LocalStack``, ``lesslabels up``, the CLI end to end, ``demo``.
+
+A tiny random BERT stands in for MiniLM (the services accept any base model path), so these
+check the plumbing and the output, not the accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from services.cli.main import main as cli
+from services.cli.stack import LocalStack, StackError
+from services.common.channels import wait_until_serving
+from services.common import errors
+from services.demo.data import synthetic_rows
+from tests.helpers import import_rows
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHILD_ENV = {"OMP_NUM_THREADS": "1", "LESSLABELS_LOG_LEVEL": "WARNING"}
+
+
+def test_a_service_that_cannot_start_is_reported_with_its_log(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        stack = LocalStack(tmp_path / "state", ports={"pool": busy.getsockname()[1]}, startup_timeout=60, env=CHILD_ENV)
+        with pytest.raises(StackError, match=r"the pool service exited with code \d+ while starting") as info:
+            stack.start()
+    assert "pool.log" in str(info.value)
+    assert stack.processes == {}  # the others were stopped too
+
+
+def _up(tmp_path):
+    """``lesslabels up`` as a child process on free ports; returns (process, addresses)."""
+    env = dict(os.environ, **CHILD_ENV, PYTHONPATH=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services", "up", "--state-dir", str(tmp_path / "state"), "--pool-port", "0",
+         "--trainer-port", "0", "--scorer-port", "0", "--coordinator-port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    addresses, lines = {}, []
+    deadline = time.monotonic() + 240
+    for line in proc.stdout:
+        lines.append(line)
+        match = re.match(r"\s+(pool|trainer|scorer|coordinator)\s+(\S+:\d+)$", line.rstrip())
+        if match:
+            addresses[match.group(1)] = match.group(2)
+        if line.startswith("ready") or time.monotonic() > deadline:
+            break
+    if len(addresses) != 4:
+        proc.kill()
+        pytest.fail("lesslabels up did not start:\n" + "".join(lines))
+    return proc, addresses
+
+
+@pytest.mark.slow
+def test_up_then_the_cli_runs_active_learning_end_to_end(tmp_path, tiny_bert_dir, capsys):
+    proc, addresses = _up(tmp_path)
+    try:
+        for address in addresses.values():
+            wait_until_serving(address, timeout=5)
+        train, test = synthetic_rows()
+        import_rows(addresses["pool"], "flights", train[:120], split="train")
+        import_rows(addresses["pool"], "flights", test[:40], split="test")
+        client = ["--coordinator-address", addresses["coordinator"]]
+        assert cli(["run", "--dataset", "flights", "--base-model", str(tiny_bert_dir), "--seed-size", "24",
+                    "--batch-size", "12", "--max-rounds", "2", "--epochs", "1", "--train-batch-size", "8",
+                    "--random-seed", "3", "--watch", "--no-progress", *client]) == 0
+        out = capsys.readouterr().out
+        run_id = int(re.search(r"started run (\d+)", out).group(1))
+        assert "state=completed" in out
+        assert cli(["runs", *client]) == 0
+        assert re.search(rf"^\s*{run_id}\s.*completed", capsys.readouterr().out, re.M)
+        png, js = tmp_path / "curve.png", tmp_path / "curve.json"
+        assert cli(["report", str(run_id), "--plot", str(png), "--json", str(js), *client]) == 0
+        rounds = json.loads(js.read_text())["rounds"]
+        assert [r["labels"] for r in rounds] == [24, 36]
+        assert all(0.0 <= r["accuracy"] <= 1.0 for r in rounds)
+        assert png.stat().st_size > 1000
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, rest
+    assert "stopped" in rest
+    # Every service is gone: nothing answers on their ports any more.
+    for name, address in addresses.items():
+        with pytest.raises(errors.Unavailable):
+            wait_until_serving(address, timeout=1)
+
+
+@pytest.mark.slow
+def test_demo_on_synthetic_data_prints_a_learning_curve_and_writes_the_png(tmp_path, tiny_bert_dir, capsys,
+                                                                           monkeypatch):
+    for key, value in CHILD_ENV.items():
+        monkeypatch.setenv(key, value)
+    png = tmp_path / "demo.png"
+    code = cli(["demo", "--synthetic", "--base-model", str(tiny_bert_dir), "--max-rounds", "2", "--epochs", "1",
+                "--train-batch-size", "16", "--plot", str(png), "--state-dir", str(tmp_path / "state"),
+                "--no-progress"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    out = captured.out
+    assert "demo data: the built-in synthetic flight-intent set" in out
+    table = out[out.index("round  labels"):].splitlines()
+    # Two rounds: 5% of the 510 synthetic training texts, then 5% more.
+    assert [line.split()[:2] for line in table[2:4]] == [["0", "26"], ["1", "52"]]
+    assert f"learning curve: {png}" in out
+    assert png.read_bytes()[:4] == b"\x89PNG"
