@@ -223,8 +223,6 @@ QUERY_STRATEGIES: dict[str, Callable[..., Selection]] = {
 
 #: Strategies that need the encoder embeddings of the pool.
 NEEDS_EMBEDDINGS = frozenset({"clustered_entropy"})
-#: Strategies that need class probabilities.
-NEEDS_PROBABILITIES = frozenset(QUERY_STRATEGIES) - {"random"}
 
 
 def select(name: str, k: int, *, probs=None, embeddings=None, exclude=None, rng=None) -> Selection:

@@ -1,0 +1,80 @@
+"""``lesslabels coordinator``: runs active-learning rounds over the pool, trainer and scorer."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from services.common.channels import wait_until_serving
+from services.common.config import ServerSettings, add_flag, add_server_flags, server_settings
+from services.common.logs import setup_logging
+from services.common.server import Server
+from services.coordinator.clients import PoolClient, ScorerClient, TrainerClient
+from services.coordinator.engine import Coordinator
+from services.coordinator.servicer import CoordinatorServicer, registration
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 50054
+POOL_SERVICE = "lesslabels.v1.PoolService"
+TRAINER_SERVICE = "lesslabels.v1.TrainerService"
+SCORER_SERVICE = "lesslabels.v1.ScorerService"
+
+
+def build_server(
+    settings: ServerSettings,
+    pool_address: str,
+    trainer_address: str,
+    scorer_address: str,
+    *,
+    token: str = "",
+    rpc_timeout: float = 30.0,
+    retry_backoff: float = 2.0,
+) -> Server:
+    """A coordinator server (not started). Call ``start()``, then ``ready()``: it resumes the runs
+    left in progress and reports SERVING. ``server.coordinator`` is the core, for in-process use;
+    ``stop()`` stops its run workers (runs stay as recorded) and closes the channels."""
+    pool = PoolClient(pool_address, token=token, timeout=rpc_timeout)
+    trainer = TrainerClient(trainer_address, token=token, timeout=rpc_timeout)
+    scorer = ScorerClient(scorer_address, token=token)
+    core = Coordinator(pool, trainer, scorer, retry_backoff=retry_backoff)
+    server = Server(settings, [registration(CoordinatorServicer(core))], name="coordinator")
+    server.coordinator = core
+
+    def ready() -> list[int]:
+        resumed = core.recover()
+        server.set_serving()
+        return resumed
+
+    server.ready = ready
+    for client in (scorer, trainer, pool):
+        server.on_stop(client.close)
+    server.on_stop(core.close)
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lesslabels coordinator", description="Run the coordinator service.")
+    add_server_flags(parser, DEFAULT_PORT)
+    add_flag(parser, "--pool-address", default="127.0.0.1:50051", help="pool service HOST:PORT")
+    add_flag(parser, "--trainer-address", default="127.0.0.1:50052", help="trainer service HOST:PORT")
+    add_flag(parser, "--scorer-address", default="127.0.0.1:50053", help="scorer service HOST:PORT")
+    add_flag(parser, "--dependency-timeout", default=300.0, type=float,
+             help="seconds to wait for pool, trainer and scorer to be serving at start-up")
+    add_flag(parser, "--rpc-timeout", default=30.0, type=float, help="deadline of each unary call to another service")
+    args = parser.parse_args(argv)
+    settings = server_settings(args)
+    if args.rpc_timeout <= 0:
+        parser.error("--rpc-timeout must be positive")
+    setup_logging(settings.log_level, "coordinator")
+    server = build_server(settings, args.pool_address, args.trainer_address, args.scorer_address,
+                          token=settings.token, rpc_timeout=args.rpc_timeout)
+    # Health answers NOT_SERVING while we wait for the dependencies, instead of crashing.
+    server.start()
+    for address, service in ((args.pool_address, POOL_SERVICE), (args.trainer_address, TRAINER_SERVICE),
+                             (args.scorer_address, SCORER_SERVICE)):
+        wait_until_serving(address, service=service, timeout=args.dependency_timeout, token=settings.token)
+    resumed = server.ready()
+    log.info("event=ready resumed_runs=%s", resumed)
+    server.serve_forever()
+    return 0

@@ -1,0 +1,62 @@
+"""CoordinatorService: validate, convert, call the core, convert back."""
+
+from __future__ import annotations
+
+from services.common.errors import InvalidArgument
+from services.common.server import ServiceRegistration
+from services.coordinator import convert
+from services.coordinator.engine import Coordinator
+from services.proto.lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2, run_pb2
+
+
+def _run_id(value: int) -> int:
+    if value <= 0:
+        raise InvalidArgument(f"run_id must be positive, got {value}")
+    return value
+
+
+class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
+    def __init__(self, core: Coordinator):
+        self.core = core
+
+    def StartRun(self, request, context):
+        config = convert.run_config_from_proto(request.config)
+        return convert.run_to_proto(self.core.start_run(config, request.request_id))
+
+    def WatchRun(self, request, context):
+        for event in self.core.watch(_run_id(request.run_id), context.is_active):
+            yield convert.event_to_proto(event)
+
+    def GetRun(self, request, context):
+        run, rounds = self.core.get_run(_run_id(request.run_id))
+        return coordinator_pb2.RunDetail(run=convert.run_to_proto(run), rounds=[convert.round_to_proto(r) for r in rounds])
+
+    def ListRuns(self, request, context):
+        states = [convert._enum(convert.STATE_TO_CORE, s, "run state") for s in request.states]
+        if "" in states:
+            raise InvalidArgument("RUN_STATE_UNSPECIFIED is not a state to filter by")
+        runs = self.core.list_runs(request.dataset, states)
+        return pool_pb2.ListRunsResponse(runs=[convert.run_to_proto(r) for r in runs])
+
+    def CancelRun(self, request, context):
+        return convert.run_to_proto(self.core.cancel_run(_run_id(request.run_id)))
+
+    def ResumeRun(self, request, context):
+        return convert.run_to_proto(self.core.resume_run(_run_id(request.run_id)))
+
+    def GetPendingLabels(self, request, context):
+        return convert.pending_to_proto(self.core.pending_labels(_run_id(request.run_id)))
+
+    def SubmitRunLabels(self, request, context):
+        labels = [(a.sample_id, a.label) for a in request.labels]
+        result, remaining = self.core.submit_labels(
+            _run_id(request.run_id), labels, annotator=request.annotator, idempotency_key=request.idempotency_key
+        )
+        return coordinator_pb2.SubmitRunLabelsResponse(result=convert.label_result_to_proto(result), remaining=remaining)
+
+
+def registration(servicer: CoordinatorServicer) -> ServiceRegistration:
+    name = coordinator_pb2.DESCRIPTOR.services_by_name["CoordinatorService"].full_name
+    return ServiceRegistration(
+        names=(name,), register=lambda server: coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(servicer, server)
+    )

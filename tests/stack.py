@@ -1,0 +1,275 @@
+"""In-process stacks for tests: the real pool with fake trainer/scorer (fast, no torch), and the
+real pool + trainer + scorer + coordinator servers on temp dirs (tiny BERT).
+
+Fixtures (import them into a test module or conftest: ``from tests.stack import *`` is not
+allowed, so name them: ``from tests.stack import fake_stack, real_stack``):
+
+- ``fake_stack``: a started pool server, a ``FakeTrainer``, a ``FakeScorer`` and a factory
+  ``fake_stack.coordinator()`` for a ``Coordinator`` core over them (new ones after a "crash").
+- ``real_stack``: pool, trainer, scorer and coordinator servers, in process, on port 0, with
+  ``.addresses`` and ``.coordinator_address``; ``real_stack.restart_coordinator()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+import time
+from typing import Callable
+
+import grpc
+import numpy as np
+import pytest
+
+from services.common import errors
+from services.coordinator import model
+from services.coordinator.clients import PoolClient
+from services.coordinator.engine import Coordinator
+from services.proto.lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
+from tests.conftest import server_settings_for_tests
+from tests.helpers import import_rows
+
+LABELS = ("flight", "airfare", "ground_service", "abbreviation")
+
+
+def toy_rows(n: int, *, offset: int = 0) -> list[tuple[str, str]]:
+    """``n`` (label, text) rows over four labels, all texts distinct."""
+    return [(LABELS[i % len(LABELS)], f"{LABELS[i % len(LABELS)].replace('_', ' ')} request number {i + offset}")
+            for i in range(n)]
+
+
+def load_toy_dataset(pool_address: str, name: str = "toy", *, train: int = 40, test: int = 12) -> None:
+    import_rows(pool_address, name, toy_rows(train), split="train")
+    import_rows(pool_address, name, toy_rows(test, offset=10_000), split="test")
+
+
+def _unit(key: str) -> float:
+    """A deterministic number in [0, 1) from a string."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") / 2**64
+
+
+class FakeTrainer:
+    """Trainer port: jobs keyed by request_id (idempotent), finishing at once unless ``hold`` is
+    cleared; ``lose(request_id)`` marks a job INTERRUPTED as a trainer restart would."""
+
+    def __init__(self):
+        self.jobs: dict[str, model.JobInfo] = {}
+        self.requests: dict[str, model.TrainRequest] = {}
+        self.by_request: dict[str, str] = {}
+        self.cancelled: list[str] = []
+        self.hold = threading.Event()
+        self.hold.set()  # set = jobs finish; clear it to keep them RUNNING
+        self.started = threading.Event()  # set when a job starts running
+        self.lost_keys: set[str] = set()
+        self._lock = threading.Lock()
+
+    def lose(self, request_id: str) -> None:
+        self.lost_keys.add(request_id)
+
+    def start_training(self, request: model.TrainRequest) -> model.JobInfo:
+        with self._lock:
+            if request.request_id in self.by_request:
+                return self.jobs[self.by_request[request.request_id]]
+            job_id = f"job-{len(self.jobs) + 1}"
+            state = "INTERRUPTED" if request.request_id in self.lost_keys else "QUEUED"
+            self.jobs[job_id] = model.JobInfo(job_id, state)
+            self.requests[job_id] = request
+            self.by_request[request.request_id] = job_id
+            return self.jobs[job_id]
+
+    def get_job(self, job_id: str) -> model.JobInfo:
+        try:
+            return self.jobs[job_id]
+        except KeyError:
+            raise errors.NotFound(f"job {job_id} not found") from None
+
+    def cancel_job(self, job_id: str) -> model.JobInfo:
+        self.cancelled.append(job_id)
+        job = self.get_job(job_id)
+        if job.state not in model.JOB_FINAL_STATES:
+            self.jobs[job_id] = dataclasses.replace(job, state="CANCELLED")
+        return self.jobs[job_id]
+
+    def wait_job(self, job_id: str, progress=None, should_stop: Callable[[], bool] = lambda: False) -> model.JobInfo:
+        job = self.get_job(job_id)
+        if job.state in model.JOB_FINAL_STATES:
+            return job
+        self.jobs[job_id] = dataclasses.replace(job, state="RUNNING", started_at="2026-01-01T00:00:00Z")
+        self.started.set()
+        while not self.hold.wait(0.02):
+            if should_stop() or self.jobs[job_id].state == "CANCELLED":
+                return self.jobs[job_id]
+        request = self.requests[job_id]
+        if progress is not None:
+            progress(model.TrainProgress(job_id, "RUNNING", epoch=1, step=1, total_steps=1))
+        self.jobs[job_id] = dataclasses.replace(
+            self.jobs[job_id], state="SUCCEEDED", checkpoint_id=f"ckpt-run{request.run_id}-round{request.round}-{job_id}",
+            finished_at="2026-01-01T00:00:02Z",
+        )
+        return self.jobs[job_id]
+
+    def trained(self, run_id: int) -> list[model.TrainRequest]:
+        """Requests of the jobs that really trained (not the INTERRUPTED ones)."""
+        return [r for j, r in self.requests.items() if r.run_id == run_id and self.jobs[j].state == "SUCCEEDED"]
+
+
+class FakeScorer:
+    """Scorer port over the real pool: deterministic probabilities per (sample, checkpoint),
+    embeddings per sample; on the test split it predicts the gold label for a fraction
+    ``test_accuracy`` of the samples."""
+
+    def __init__(self, pool_address: str, *, test_accuracy: float = 0.75, stable: bool = False):
+        self._channel = grpc.insecure_channel(pool_address)
+        self._pool = pool_pb2_grpc.PoolServiceStub(self._channel)
+        self.test_accuracy = test_accuracy
+        self.stable = stable  # same predictions for every checkpoint
+        self.calls: list[dict] = []
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _samples(self, dataset: str, split: str):
+        request = pool_pb2.ListSamplesRequest(
+            dataset=dataset, split=common_pb2.SPLIT_TEST if split == "test" else common_pb2.SPLIT_TRAIN,
+            page_size=5000, include_gold=split == "test",
+        )
+        return [s for page in self._pool.ListSamples(request, timeout=10) for s in page.samples]
+
+    def score_pool(self, *, dataset, run_id=0, checkpoint_id="", base_model=None, split="train", include_all=False,
+                   embeddings=False, probabilities=True, chunk_size=512, progress=None) -> model.PoolScores:
+        self.calls.append(dict(dataset=dataset, run_id=run_id, checkpoint_id=checkpoint_id, base_model=base_model,
+                               split=split, embeddings=embeddings))
+        samples = self._samples(dataset, split)
+        labels = LABELS
+        ids = np.array([s.id for s in samples], dtype=np.int64)
+        # Depends on the round only, so two runs with the same seed make the same choices.
+        model_key = "stable" if self.stable else checkpoint_id.split("-")[2] if checkpoint_id.count("-") >= 2 else checkpoint_id
+        logits = np.array([[_unit(f"{model_key}/{s.id}/{c}") * 4 for c in range(len(labels))] for s in samples])
+        probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True) if len(samples) else np.zeros((0, 4))
+        predicted = np.array([labels[i] for i in probs.argmax(axis=1)], dtype=object)
+        gold = None
+        if split == "test":
+            gold = np.array([s.gold_label for s in samples], dtype=object)
+            right = np.array([_unit(f"test/{s.id}") < self.test_accuracy for s in samples])
+            wrong = np.array([labels[(labels.index(g) + 1) % len(labels)] for g in gold], dtype=object)
+            predicted = np.where(right, gold, wrong)
+        emb = np.array([[_unit(f"emb/{s.id}/{d}") for d in range(8)] for s in samples]) if embeddings else None
+        if progress is not None:
+            progress(len(samples), len(samples))
+        return model.PoolScores(labels, ids, predicted, probs if probabilities else None, emb, gold)
+
+
+@dataclasses.dataclass
+class FakeStack:
+    pool_address: str
+    trainer: FakeTrainer
+    scorer: FakeScorer
+    coordinators: list = dataclasses.field(default_factory=list)
+
+    def coordinator(self, pool=None) -> Coordinator:
+        core = Coordinator(pool or PoolClient(self.pool_address, timeout=10), self.trainer, self.scorer,
+                           retry_backoff=0.05)
+        self.coordinators.append(core)
+        return core
+
+
+@pytest.fixture
+def fake_stack(pool_address):
+    load_toy_dataset(pool_address)
+    stack = FakeStack(pool_address, FakeTrainer(), FakeScorer(pool_address))
+    yield stack
+    stack.trainer.hold.set()
+    for core in stack.coordinators:
+        core.close(timeout=5)
+    stack.scorer.close()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_for_state(pool: PoolClient, run_id: int, states, timeout: float = 30.0) -> model.RunInfo:
+    states = (states,) if isinstance(states, str) else tuple(states)
+    last = []
+
+    def check():
+        run = pool.get_run(run_id)
+        last[:] = [run]
+        return run if run.state in states else None
+
+    try:
+        return wait_for(check, timeout, what=f"run {run_id} to reach {states}")
+    except pytest.fail.Exception:
+        run = last[0] if last else None
+        pytest.fail(f"run {run_id} never reached {states}; last {run and (run.state, run.step, run.round, run.error)}")
+
+
+# ---------------------------------------------------------------- the real services, in process
+
+
+@dataclasses.dataclass
+class RealStack:
+    pool_address: str
+    trainer_address: str
+    scorer_address: str
+    coordinator_address: str
+    coordinator_server: object
+    servers: dict
+    _build_coordinator: Callable
+
+    def restart_coordinator(self) -> None:
+        """Stop the coordinator (its runs stay as recorded) and start a fresh one that resumes them."""
+        self.coordinator_server.stop(0)
+        self.coordinator_server, self.coordinator_address = self._build_coordinator()
+
+
+def start_real_stack(tmp_path, base_model_dir: str, *, token: str = "") -> tuple[RealStack, Callable[[], None]]:
+    """Pool (temp SQLite), trainer and scorer (temp checkpoint dir) and coordinator, in process."""
+    from services.coordinator.main import build_server as build_coordinator
+    from services.pool.main import build_server as build_pool
+    from services.scorer.main import build_server as build_scorer
+    from services.trainer.main import build_server as build_trainer
+
+    settings = server_settings_for_tests(token=token)
+    servers = {}
+    pool = build_pool(settings, f"sqlite:///{tmp_path / 'pool.db'}")
+    pool.start()
+    pool.set_serving()
+    servers["pool"] = pool
+    pool_address = f"127.0.0.1:{pool.port}"
+    checkpoints = tmp_path / "checkpoints"
+    trainer = build_trainer(settings, pool_address, checkpoints, num_threads=1, progress_every_s=0)
+    trainer.start()
+    trainer.set_serving()
+    servers["trainer"] = trainer
+    scorer = build_scorer(settings, str(checkpoints), pool_address)
+    scorer.start()
+    scorer.set_serving()
+    servers["scorer"] = scorer
+    trainer_address, scorer_address = f"127.0.0.1:{trainer.port}", f"127.0.0.1:{scorer.port}"
+
+    def build():
+        server = build_coordinator(settings, pool_address, trainer_address, scorer_address, token=token,
+                                   rpc_timeout=30, retry_backoff=0.2)
+        server.start()
+        server.ready()
+        return server, f"127.0.0.1:{server.port}"
+
+    coordinator, coordinator_address = build()
+    stack = RealStack(pool_address, trainer_address, scorer_address, coordinator_address, coordinator, servers, build)
+
+    def stop():
+        stack.coordinator_server.stop(0)
+        for name in ("scorer", "trainer", "pool"):
+            servers[name].stop(0)
+
+    return stack, stop
