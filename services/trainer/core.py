@@ -1,0 +1,176 @@
+"""The trainer's core: check a request, fetch its data from the pool, train, publish. No gRPC types.
+
+``Trainer.check`` runs synchronously when a job is asked for, so bad input comes back as the
+call's status (NOT_FOUND, FAILED_PRECONDITION, INVALID_ARGUMENT); ``Trainer.run`` is the job
+runner handed to the JobManager.
+
+Validation data: the dataset's dev split (gold labels) when it has one, unless
+``use_labelled_validation``; otherwise a stratified held-out part of the labelled set. Never the
+test split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from typing import Callable
+
+from services.common import checkpoints, errors
+from services.common.checkpoints import CheckpointStore
+from services.modeling import models
+from services.trainer import engine
+from services.trainer.engine import Example, Progress
+from services.trainer.jobs import Job, RunResult, TrainRequest
+from services.trainer.pool_client import PoolClient
+
+log = logging.getLogger(__name__)
+
+ENUM_CLASS_BALANCE = {"none": "CLASS_BALANCE_NONE", "weighted_loss": "CLASS_BALANCE_WEIGHTED_LOSS",
+                      "sampling": "CLASS_BALANCE_SAMPLING"}
+ENUM_PRECISION = {"auto": "PRECISION_AUTO", "fp32": "PRECISION_FP32", "bf16": "PRECISION_BF16",
+                  "fp16": "PRECISION_FP16"}
+
+# torch.set_num_threads is process-wide: only the job thread changes it, one job at a time.
+_threads_lock = threading.Lock()
+
+
+def hyperparameters_dict(config: engine.TrainConfig) -> dict:
+    """Hyperparameters as in the manifest (CheckpointManifest.hyperparameters field names, enum names)."""
+    data = dataclasses.asdict(config)
+    data["class_balance"] = ENUM_CLASS_BALANCE[config.class_balance]
+    data["precision"] = ENUM_PRECISION[config.precision]
+    return data
+
+
+class Trainer:
+    def __init__(self, pool: PoolClient, store: CheckpointStore, *, device: str = "", keep_checkpoints: int = 3,
+                 default_threads: int = 0, progress_every_s: float = 2.0):
+        self.pool = pool
+        self.store = store
+        self.device = models.select_device(device)
+        self.keep_checkpoints = keep_checkpoints
+        self.default_threads = default_threads
+        self.progress_every_s = progress_every_s
+
+    # -- checks at submission -----------------------------------------------------------------
+
+    def check(self, request: TrainRequest) -> TrainRequest:
+        """Raise the domain error a caller can act on, or return the request with labels filled in."""
+        request.config.validate()
+        if request.config.precision == "fp16" and self.device.type != "cuda":
+            raise errors.InvalidArgument("precision fp16 needs CUDA; this trainer runs on cpu (use bf16 or fp32)")
+        if not request.dataset:
+            raise errors.InvalidArgument("dataset is required")
+        if request.run_id < 0 or request.round < 0:
+            raise errors.InvalidArgument(f"run_id {request.run_id} and round {request.round} must not be negative")
+        dataset = self.pool.dataset(request.dataset)
+        if request.run_id:
+            run = self.pool.run(request.run_id)
+            if run.dataset and run.dataset != dataset.name:
+                raise errors.InvalidArgument(
+                    f"run {run.id} belongs to dataset {run.dataset!r}, not {dataset.name!r}")
+        labels = tuple(request.labels) or dataset.labels
+        if len(set(labels)) != len(labels):
+            raise errors.InvalidArgument(f"labels {list(labels)} contain duplicates")
+        counts = self.pool.labelled_counts(dataset.name, request.run_id)
+        scope = f"run {request.run_id}" if request.run_id else "the dataset (run 0)"
+        if sum(counts.values()) == 0:
+            raise errors.FailedPrecondition(f"no labelled samples in {scope} of {dataset.name!r}: nothing to train on")
+        if len(counts) < 2:
+            raise errors.FailedPrecondition(
+                f"training needs labelled samples of at least 2 classes; {scope} of {dataset.name!r} has {counts}")
+        outside = sorted(set(counts) - set(labels))
+        if outside:
+            raise errors.InvalidArgument(f"labelled classes {outside} are not in the label set {list(labels)}")
+        if request.warm_start_checkpoint:
+            own = self.store.get(request.warm_start_checkpoint).labels
+            if own != list(labels):
+                raise errors.InvalidArgument(
+                    f"warm start checkpoint {request.warm_start_checkpoint} has labels {own}, not {list(labels)}")
+        else:
+            self._check_model(request)
+        return dataclasses.replace(request, labels=labels)
+
+    def _check_model(self, request: TrainRequest) -> None:
+        from transformers import AutoConfig
+
+        resolved = models.check_loadable(request.base_model)
+        config = AutoConfig.from_pretrained(resolved, local_files_only=True)
+        limit = getattr(config, "max_position_embeddings", 0) or 0
+        if limit and request.config.max_length > limit:
+            raise errors.InvalidArgument(
+                f"max_length {request.config.max_length} exceeds the {limit} positions of model {request.base_model!r}")
+
+    # -- the job runner -------------------------------------------------------------------
+
+    def run(self, job: Job, report: Callable[["Progress | str"], None]) -> RunResult:
+        import torch
+
+        request = job.request
+        config = request.config
+        labelled = self.pool.labelled_examples(request.dataset, request.run_id)
+        if len({e.label for e in labelled}) < 2:
+            raise errors.FailedPrecondition(f"the labelled set now has {len(labelled)} samples of fewer than 2 classes")
+        train_set, validation_set, source = self._split(request, labelled)
+        report(f"data: {len(train_set)} training samples, {len(validation_set)} validation samples ({source})")
+        _raise_if_cancelled(job)
+        with _threads_lock:
+            previous = torch.get_num_threads()
+            threads = config.num_threads or self.default_threads
+            if threads:
+                torch.set_num_threads(threads)
+            try:
+                torch.manual_seed(request.seed)  # the fresh head's initialisation
+                source_model = (str(self.store.get(request.warm_start_checkpoint).path)
+                                if request.warm_start_checkpoint else request.base_model)
+                classifier = models.load_classifier(source_model, list(request.labels), device=self.device)
+                _raise_if_cancelled(job)
+                outcome = engine.train(
+                    classifier.model, classifier.tokenizer, list(request.labels), train_set, validation_set, config,
+                    seed=request.seed, device=self.device, cancel=job.cancel, on_progress=report,
+                    progress_every_s=self.progress_every_s,
+                )
+            finally:
+                torch.set_num_threads(previous)
+        _raise_if_cancelled(job)
+        manifest = {
+            "run_id": request.run_id,
+            "round": request.round,
+            "base_model": request.base_model or "default",
+            "labels": list(request.labels),
+            "hyperparameters": hyperparameters_dict(config),
+            "validation": outcome.validation.as_dict() if outcome.validation else None,
+            "labelled_set_hash": checkpoints.labelled_set_hash((e.sample_id, e.label) for e in labelled),
+            "dataset": request.dataset,
+            "train_count": len(train_set),
+            "seed": request.seed,
+            "job_id": job.id,
+            "best_epoch": outcome.best_epoch,
+        }
+        if manifest["validation"] is None:
+            del manifest["validation"]
+        with self.store.publish(manifest) as folder:
+            models.save_classifier(classifier.model.to("cpu"), classifier.tokenizer, folder)
+        checkpoint_id = manifest["id"]
+        if request.run_id and self.keep_checkpoints > 0:
+            self.store.apply_retention(request.run_id, self.keep_checkpoints)
+        message = f"{outcome.stop_reason}; published checkpoint {checkpoint_id} (best epoch {outcome.best_epoch})"
+        return RunResult(checkpoint_id=checkpoint_id, validation=outcome.validation, message=message)
+
+    def _split(self, request: TrainRequest, labelled: list[Example]) -> tuple[list[Example], list[Example], str]:
+        config = request.config
+        if not config.use_labelled_validation:
+            dev = [e for e in self.pool.dev_examples(request.dataset) if e.label in set(request.labels)]
+            if dev:
+                return sorted(labelled, key=lambda e: e.sample_id), dev, "dev split"
+        train_set, validation_set = engine.stratified_split(labelled, config.validation_fraction, request.seed)
+        source = f"{config.validation_fraction:g} of the labelled set held out"
+        if not validation_set:
+            source = "too few labels to hold out validation: no early stopping, last epoch kept"
+        return train_set, validation_set, source
+
+
+def _raise_if_cancelled(job: Job) -> None:
+    if job.cancel.is_set():
+        raise errors.Cancelled("cancelled")

@@ -1,0 +1,365 @@
+"""The fine-tuning loop. Knows nothing of gRPC, the pool or jobs: examples in, trained model out.
+
+AdamW with linear warm-up and decay, length-grouped batches with dynamic padding (texts are
+tokenised once), early stopping with patience on validation accuracy keeping the best epoch's
+weights, max epochs / max steps, seeded shuffling and initialisation (a CPU run with the same
+seed and thread count is repeatable), optional class-weighted loss or class-balanced sampling,
+bf16/fp16 autocast on CUDA. On CPU, ``auto`` precision means fp32: see bench/README.md for the
+bf16 measurement behind that choice. A cancel event is checked before every step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import threading
+import time
+from typing import Callable, Sequence
+
+import numpy as np
+
+from services.common import errors
+from services.modeling.batching import iterate_batches, length_grouped_batches, tokenize
+from services.modeling.metrics import Metrics, classification_metrics
+
+log = logging.getLogger(__name__)
+
+CLASS_BALANCES = ("none", "weighted_loss", "sampling")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+EVAL_BATCH_SIZE = 128
+MAX_GRAD_NORM = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters with their defaults filled in (mirrors lesslabels.v1.Hyperparameters)."""
+
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    max_epochs: int = 10
+    patience: int = 2
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_length: int = 64
+    validation_fraction: float = 0.1
+    use_labelled_validation: bool = False
+    class_balance: str = "none"
+    precision: str = "auto"
+    num_threads: int = 0
+    max_steps: int = 0
+
+    def validate(self) -> "TrainConfig":
+        """Raise InvalidArgument naming every impossible value; return self when all are fine."""
+        problems = []
+        if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate <= 1):
+            problems.append(f"learning_rate {self.learning_rate} must be within (0, 1]")
+        if not 1 <= self.batch_size <= 4096:
+            problems.append(f"batch_size {self.batch_size} must be within 1..4096")
+        if not 1 <= self.max_epochs <= 1000:
+            problems.append(f"max_epochs {self.max_epochs} must be within 1..1000")
+        if not 1 <= self.patience <= 1000:
+            problems.append(f"patience {self.patience} must be within 1..1000")
+        if not (math.isfinite(self.warmup_ratio) and 0 <= self.warmup_ratio < 1):
+            problems.append(f"warmup_ratio {self.warmup_ratio} must be within [0, 1)")
+        if not (math.isfinite(self.weight_decay) and 0 <= self.weight_decay <= 1):
+            problems.append(f"weight_decay {self.weight_decay} must be within [0, 1]")
+        if not 4 <= self.max_length <= 8192:
+            problems.append(f"max_length {self.max_length} must be within 4..8192")
+        if not (math.isfinite(self.validation_fraction) and 0 < self.validation_fraction < 1):
+            problems.append(f"validation_fraction {self.validation_fraction} must be within (0, 1)")
+        if self.class_balance not in CLASS_BALANCES:
+            problems.append(f"class_balance {self.class_balance!r} must be one of {CLASS_BALANCES}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision {self.precision!r} must be one of {PRECISIONS}")
+        if not 0 <= self.num_threads <= 1024:
+            problems.append(f"num_threads {self.num_threads} must be within 0..1024 (0 = all cores)")
+        if self.max_steps < 0:
+            problems.append(f"max_steps {self.max_steps} must not be negative (0 = no limit)")
+        if problems:
+            raise errors.InvalidArgument("impossible hyperparameters: " + "; ".join(problems))
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    sample_id: int
+    text: str
+    label: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """One progress report of the loop (mirrors the training part of lesslabels.v1.TrainProgress)."""
+
+    epoch: int
+    step: int
+    total_steps: int
+    loss: float
+    samples_per_second: float
+    eta_seconds: float
+    validation: Metrics | None = None
+    message: str = ""
+
+
+@dataclasses.dataclass
+class TrainOutcome:
+    best_epoch: int
+    validation: Metrics | None
+    epochs_run: int
+    steps: int
+    train_seconds: float
+    samples_seen: int
+    stop_reason: str
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples_seen / self.train_seconds if self.train_seconds > 0 else 0.0
+
+
+def stratified_split(examples: Sequence[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Hold out about ``fraction`` of each class for validation, keeping at least one per class
+    for training. Deterministic in ``seed`` whatever the input order."""
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[Example]] = {}
+    for example in sorted(examples, key=lambda e: e.sample_id):
+        by_label.setdefault(example.label, []).append(example)
+    train, validation = [], []
+    for label in sorted(by_label):
+        group = by_label[label]
+        order = rng.permutation(len(group))
+        n_val = min(int(round(fraction * len(group))), len(group) - 1)
+        validation.extend(group[i] for i in order[:n_val])
+        train.extend(group[i] for i in order[n_val:])
+    return train, validation
+
+
+def class_weights(targets: np.ndarray, n_classes: int) -> np.ndarray:
+    """n_samples / (n_classes_present * n_class_samples); 0 for classes without samples."""
+    counts = np.bincount(targets, minlength=n_classes).astype(float)  # [n_classes]
+    present = counts > 0
+    weights = np.zeros(n_classes)
+    weights[present] = targets.size / (present.sum() * counts[present])
+    return weights
+
+
+def balanced_order(targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """len(targets) indices drawn with replacement, each class equally likely."""
+    counts = np.bincount(targets)  # [n_classes]
+    p = 1.0 / counts[targets]  # [n_samples]
+    return rng.choice(targets.size, size=targets.size, replace=True, p=p / p.sum())
+
+
+def autocast_dtype(precision: str, device) -> "object | None":
+    """The autocast dtype for ``precision`` on ``device`` (None = fp32)."""
+    import torch
+
+    if precision == "fp32":
+        return None
+    if device.type == "cuda":
+        if precision == "fp16":
+            return torch.float16
+        if precision == "bf16" or torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float16
+    if precision == "fp16":
+        raise errors.InvalidArgument("precision fp16 needs CUDA; use bf16 or fp32 on CPU")
+    # auto on CPU: fp32 (bf16 autocast measured no faster here, see bench/README.md).
+    return torch.bfloat16 if precision == "bf16" else None
+
+
+def _linear_schedule(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
+def _param_groups(model, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "LayerNorm" in name or name.endswith(".bias") else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def evaluate(model, token_ids: Sequence[Sequence[int]], targets: np.ndarray, labels: Sequence[str], *,
+             device, pad_id: int, dtype=None, batch_size: int = EVAL_BATCH_SIZE) -> Metrics:
+    """Accuracy, F1 and mean cross-entropy of ``model`` on tokenised texts (batched by length)."""
+    import torch
+
+    logits = predict_logits(model, token_ids, device=device, pad_id=pad_id, dtype=dtype, batch_size=batch_size)
+    loss = float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(targets, dtype=torch.long)))
+    return classification_metrics(targets, logits.argmax(dim=1).numpy(), labels, loss=loss)
+
+
+def predict_logits(model, token_ids: Sequence[Sequence[int]], *, device, pad_id: int, dtype=None,
+                   batch_size: int = EVAL_BATCH_SIZE):
+    """Logits [n, n_classes] (float32, CPU) in input order; batches sorted by length, inference mode."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    n_classes = model.config.num_labels
+    out = torch.empty((len(token_ids), n_classes), dtype=torch.float32)
+    lengths = [len(ids) for ids in token_ids]
+    try:
+        with torch.inference_mode():
+            for indices, batch in iterate_batches(token_ids, length_grouped_batches(lengths, batch_size), pad_id):
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    logits = model(**batch).logits
+                out[torch.as_tensor(indices)] = logits.float().cpu()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def train(
+    model,
+    tokenizer,
+    labels: Sequence[str],
+    train_set: Sequence[Example],
+    validation_set: Sequence[Example],
+    config: TrainConfig,
+    *,
+    seed: int,
+    device,
+    cancel: threading.Event | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    progress_every_s: float = 2.0,
+) -> TrainOutcome:
+    """Fine-tune ``model`` in place; on return it holds the best epoch's weights.
+
+    Without validation examples every epoch counts as an improvement (no early stopping) and the
+    last epoch is kept. Raises errors.Cancelled when ``cancel`` is set.
+    """
+    import torch
+
+    config.validate()
+    if not train_set:
+        raise errors.FailedPrecondition("no training examples")
+    label_index = {label: i for i, label in enumerate(labels)}
+    unknown = sorted({e.label for e in [*train_set, *validation_set]} - set(label_index))
+    if unknown:
+        raise errors.InvalidArgument(f"labels {unknown} are not in the classifier's label set {list(labels)}")
+    cancel = cancel or threading.Event()
+    emit = on_progress or (lambda _p: None)
+    dtype = autocast_dtype(config.precision, device)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    train_ids = tokenize(tokenizer, [e.text for e in train_set], config.max_length)
+    train_targets = np.array([label_index[e.label] for e in train_set], dtype=np.int64)
+    val_ids = tokenize(tokenizer, [e.text for e in validation_set], config.max_length)
+    val_targets = np.array([label_index[e.label] for e in validation_set], dtype=np.int64)
+    lengths = np.array([len(ids) for ids in train_ids])
+
+    model.to(device)
+    model.train()
+    # The fused kernel matters on CPU: the unfused step over MiniLM's 12M-parameter embedding
+    # matrix cost about as much as the forward pass (bench/README.md).
+    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.learning_rate, fused=True)
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    total_steps = steps_per_epoch * config.max_epochs
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _linear_schedule(int(config.warmup_ratio * total_steps), total_steps)
+    )
+    weight = None
+    if config.class_balance == "weighted_loss":
+        weight = torch.as_tensor(class_weights(train_targets, len(labels)), dtype=torch.float32, device=device)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+
+    step = 0
+    samples_seen = 0
+    train_seconds = 0.0
+    best_accuracy = -1.0
+    best_epoch = 0
+    best_metrics: Metrics | None = None
+    best_state = None
+    bad_epochs = 0
+    stop_reason = f"max_epochs {config.max_epochs} reached"
+    epoch = 0
+    for epoch in range(1, config.max_epochs + 1):
+        order = balanced_order(train_targets, rng) if config.class_balance == "sampling" else None
+        batches = length_grouped_batches(lengths, config.batch_size, rng=rng, order=order)
+        window_loss, window_steps, last_emit = 0.0, 0, time.monotonic()
+        for indices, batch in iterate_batches(train_ids, batches, pad_id):
+            if cancel.is_set():
+                raise errors.Cancelled(f"cancelled at epoch {epoch} step {step}")
+            started = time.perf_counter()
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            target = torch.as_tensor(train_targets[indices], device=device)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits = model(**batch).logits
+            loss = loss_fn(logits.float(), target)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+                optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            loss_value = float(loss.detach())
+            train_seconds += time.perf_counter() - started
+            step += 1
+            samples_seen += len(indices)
+            window_loss += loss_value
+            window_steps += 1
+            if not math.isfinite(loss_value):
+                raise errors.FailedPrecondition(f"training diverged: loss {loss_value} at step {step}")
+            if time.monotonic() - last_emit >= progress_every_s:
+                emit(_progress(epoch, step, total_steps, window_loss / window_steps, samples_seen, train_seconds))
+                window_loss, window_steps, last_emit = 0.0, 0, time.monotonic()
+            if step >= total_steps:
+                break
+        metrics = None
+        message = f"epoch {epoch} done"
+        if validation_set:
+            metrics = evaluate(model, val_ids, val_targets, labels, device=device, pad_id=pad_id, dtype=dtype)
+            message += f", validation accuracy {metrics.accuracy:.4f}"
+        improved = metrics is None or metrics.accuracy > best_accuracy
+        if improved:
+            best_accuracy = metrics.accuracy if metrics else best_accuracy
+            best_epoch, best_metrics, bad_epochs = epoch, metrics, 0
+            if validation_set:
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        else:
+            bad_epochs += 1
+        stop = ""
+        if step >= total_steps and config.max_steps and step >= config.max_steps:
+            stop = f"max_steps {config.max_steps} reached"
+        elif bad_epochs >= config.patience:
+            stop = f"early stop: no gain in validation accuracy for {bad_epochs} epochs (best epoch {best_epoch})"
+        if stop:
+            message += f"; {stop}"
+        mean_loss = window_loss / window_steps if window_steps else 0.0
+        emit(_progress(epoch, step, total_steps, mean_loss, samples_seen, train_seconds, metrics, message))
+        log.info("event=epoch_done epoch=%d step=%d val_accuracy=%s", epoch, step,
+                 f"{metrics.accuracy:.4f}" if metrics else "-")
+        if stop:
+            stop_reason = stop
+            break
+    if best_state is not None and best_epoch != epoch:
+        model.load_state_dict(best_state)
+    return TrainOutcome(best_epoch=best_epoch, validation=best_metrics, epochs_run=epoch, steps=step,
+                        train_seconds=train_seconds, samples_seen=samples_seen, stop_reason=stop_reason)
+
+
+def _progress(epoch, step, total_steps, loss, samples_seen, train_seconds, validation=None, message="") -> Progress:
+    rate = samples_seen / train_seconds if train_seconds > 0 else 0.0
+    seconds_per_step = train_seconds / step if step else 0.0
+    return Progress(epoch=epoch, step=step, total_steps=total_steps, loss=loss, samples_per_second=rate,
+                    eta_seconds=max(0, total_steps - step) * seconds_per_step, validation=validation, message=message)
