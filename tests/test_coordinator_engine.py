@@ -416,10 +416,15 @@ def test_a_restarted_coordinator_continues_a_human_run_once_labels_arrive(fake_s
 
 
 def test_watch_streams_events_until_the_run_ends(fake_stack):
+    fake_stack.trainer.hold.clear()
     core = fake_stack.coordinator()
     run = core.start_run(config(stopping=model.StoppingRule(max_rounds=2)))
-    events = list(core.watch(run.id))
-    assert events[-1].run.state == "COMPLETED"
+    stream = core.watch(run.id)
+    first = next(stream)
+    assert first.run.state in ("PENDING", "RUNNING")
+    fake_stack.trainer.hold.set()
+    events = [first] + list(stream)
+    assert events[-1].run.state == "COMPLETED" and events[-1].run.stop_reason == "round limit 2 reached"
     messages = " | ".join(e.message for e in events)
-    assert "round 1: test accuracy" in messages or events[0].run.state == "COMPLETED"
-    assert any(e.round is not None for e in events)
+    assert "round 1: test accuracy" in messages and "round 0: training on 8 labels" in messages
+    assert {e.round.index for e in events if e.round is not None} == {0, 1}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from services.common import errors
 from services.common.channels import wait_until_serving
 from services.common.config import ServerSettings, add_flag, add_server_flags, server_settings
 from services.common.logs import setup_logging
@@ -71,9 +72,14 @@ def main(argv: list[str] | None = None) -> int:
                           token=settings.token, rpc_timeout=args.rpc_timeout)
     # Health answers NOT_SERVING while we wait for the dependencies, instead of crashing.
     server.start()
-    for address, service in ((args.pool_address, POOL_SERVICE), (args.trainer_address, TRAINER_SERVICE),
-                             (args.scorer_address, SCORER_SERVICE)):
-        wait_until_serving(address, service=service, timeout=args.dependency_timeout, token=settings.token)
+    try:
+        for address, service in ((args.pool_address, POOL_SERVICE), (args.trainer_address, TRAINER_SERVICE),
+                                 (args.scorer_address, SCORER_SERVICE)):
+            wait_until_serving(address, service=service, timeout=args.dependency_timeout, token=settings.token)
+    except errors.Unavailable as exc:
+        log.error("event=dependency_unavailable error=%r", str(exc))
+        server.stop(0)
+        return 1
     resumed = server.ready()
     log.info("event=ready resumed_runs=%s", resumed)
     server.serve_forever()

@@ -1,0 +1,282 @@
+"""CoordinatorService over real gRPC (in-process server, port 0) with the real pool and fake
+trainer/scorer: status codes for bad input, proto conversion, WatchRun, human labelling by RPC."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from services.coordinator import convert, metrics, model
+from services.coordinator.engine import Coordinator
+from services.coordinator.servicer import CoordinatorServicer, registration
+from services.common.server import Server
+from services.proto.lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2, run_pb2
+from tests.conftest import server_settings_for_tests
+from tests.stack import fake_stack, wait_for  # noqa: F401 - fixture
+
+
+@pytest.fixture
+def coordinator(fake_stack):
+    core = fake_stack.coordinator()
+    server = Server(server_settings_for_tests(), [registration(CoordinatorServicer(core))], name="coordinator")
+    port = server.start()
+    server.set_serving()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    yield coordinator_pb2_grpc.CoordinatorServiceStub(channel)
+    channel.close()
+    server.stop(0)
+
+
+def _config(**overrides) -> run_pb2.RunConfig:
+    message = run_pb2.RunConfig(dataset="toy", random_seed=1)
+    message.seed_size.count = 8
+    message.batch_size.count = 6
+    message.stopping.max_rounds = 2
+    for key, value in overrides.items():
+        setattr(message, key, value)
+    return message
+
+
+def _code(call) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as info:
+        call()
+    return info.value.code(), info.value.details()
+
+
+def _start(stub, config):
+    return stub.StartRun(coordinator_pb2.StartRunRequest(config=config), timeout=10)
+
+
+def _wait_final(stub, run_id):
+    return wait_for(
+        lambda: (r := stub.GetRun(pool_pb2.GetRunRequest(run_id=run_id), timeout=10).run).state
+        in (run_pb2.RUN_STATE_COMPLETED, run_pb2.RUN_STATE_FAILED, run_pb2.RUN_STATE_CANCELLED) and r,
+        what=f"run {run_id} to end",
+    )
+
+
+def test_start_run_fills_defaults_and_completes(coordinator):
+    run = _start(coordinator, run_pb2.RunConfig(dataset="toy"))
+    assert run.state == run_pb2.RUN_STATE_PENDING and run.pool_size == 40
+    assert run.config.strategy == run_pb2.STRATEGY_ENTROPY
+    assert run.config.seed_size.fraction == pytest.approx(0.05) and run.config.batch_size.fraction == pytest.approx(0.1)
+    assert run.config.stopping.max_rounds == 5 and run.config.oracle == run_pb2.ORACLE_MODE_SIMULATED
+    done = _wait_final(coordinator, run.id)
+    assert done.state == run_pb2.RUN_STATE_COMPLETED and done.stop_reason == "round limit 5 reached"
+    detail = coordinator.GetRun(pool_pb2.GetRunRequest(run_id=run.id), timeout=10)
+    assert len(detail.rounds) == 5
+    assert detail.rounds[0].test.count == 12 and 0 < detail.rounds[0].test.accuracy < 1
+    assert set(detail.rounds[0].test.per_class_f1) <= {"flight", "airfare", "ground_service", "abbreviation"}
+    listed = coordinator.ListRuns(pool_pb2.ListRunsRequest(states=[run_pb2.RUN_STATE_COMPLETED]), timeout=10)
+    assert [r.id for r in listed.runs] == [run.id]
+
+
+def test_start_run_is_idempotent_under_its_request_id(coordinator):
+    request = coordinator_pb2.StartRunRequest(config=_config(), request_id="abc")
+    first = coordinator.StartRun(request, timeout=10)
+    again = coordinator.StartRun(request, timeout=10)
+    assert first.id == again.id
+    assert len(coordinator.ListRuns(pool_pb2.ListRunsRequest(), timeout=10).runs) == 1
+
+
+def _bad_configs():
+    def cfg(**kw):
+        message = _config()
+        for path, value in kw.items():
+            target = message
+            *parents, leaf = path.split("__")
+            for parent in parents:
+                target = getattr(target, parent)
+            setattr(target, leaf, value)
+        return message
+
+    return [
+        pytest.param(cfg(dataset=""), "dataset is required", id="no-dataset"),
+        pytest.param(cfg(seed_size__fraction=1.5), "seed_size: fraction must be in (0, 1]", id="seed-fraction>1"),
+        pytest.param(cfg(seed_size__fraction=-0.1), "seed_size: fraction must be in (0, 1]", id="seed-fraction<0"),
+        pytest.param(cfg(seed_size__count=-3), "seed_size: amount count must be positive", id="seed-count<0"),
+        pytest.param(cfg(batch_size__count=0), "batch_size: amount count must be positive", id="batch-count-0"),
+        pytest.param(cfg(batch_size__fraction=0.0), "batch_size: fraction must be in (0, 1]", id="batch-fraction-0"),
+        pytest.param(cfg(strategy=42), "unknown strategy value 42", id="unknown-strategy"),
+        pytest.param(cfg(seed_strategy=9), "unknown seed strategy value 9", id="unknown-seed-strategy"),
+        pytest.param(cfg(oracle=7), "unknown oracle mode value 7", id="unknown-oracle"),
+        pytest.param(cfg(stopping__target_accuracy=1.5), "target_accuracy must be in [0, 1]", id="target>1"),
+        pytest.param(cfg(stopping__stable_agreement=-1.0), "stable_agreement must be in [0, 1]", id="agreement<0"),
+        pytest.param(cfg(stopping__max_rounds=-1), "max_rounds must not be negative", id="rounds<0"),
+        pytest.param(cfg(stopping__label_budget__fraction=2.0), "label_budget: fraction must be in (0, 1]", id="budget>1"),
+        pytest.param(cfg(stopping__label_budget__count=1000), "exceeds the pool of 40", id="budget>pool"),
+        pytest.param(cfg(hyperparameters__learning_rate=-1e-5), "learning_rate must not be negative", id="negative-lr"),
+    ]
+
+
+@pytest.mark.parametrize("config, message", _bad_configs())
+def test_invalid_configs_are_invalid_argument(coordinator, config, message):
+    code, details = _code(lambda: _start(coordinator, config))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in details
+
+
+def test_unknown_dataset_and_runs_are_not_found(coordinator):
+    code, details = _code(lambda: _start(coordinator, _config(dataset="missing")))
+    assert code == grpc.StatusCode.NOT_FOUND and "missing" in details
+    for rpc, request in (
+        (coordinator.GetRun, pool_pb2.GetRunRequest(run_id=77)),
+        (coordinator.CancelRun, coordinator_pb2.CancelRunRequest(run_id=77)),
+        (coordinator.ResumeRun, coordinator_pb2.ResumeRunRequest(run_id=77)),
+        (coordinator.GetPendingLabels, coordinator_pb2.GetPendingLabelsRequest(run_id=77)),
+    ):
+        code, details = _code(lambda: rpc(request, timeout=10))
+        assert code == grpc.StatusCode.NOT_FOUND and "run 77" in details
+    code, _ = _code(lambda: list(coordinator.WatchRun(coordinator_pb2.WatchRunRequest(run_id=77), timeout=10)))
+    assert code == grpc.StatusCode.NOT_FOUND
+    code, _ = _code(lambda: coordinator.GetRun(pool_pb2.GetRunRequest(run_id=0), timeout=10))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_resume_of_a_completed_run_is_failed_precondition(coordinator):
+    run = _start(coordinator, _config())
+    _wait_final(coordinator, run.id)
+    code, details = _code(lambda: coordinator.ResumeRun(coordinator_pb2.ResumeRunRequest(run_id=run.id), timeout=10))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "completed" in details
+
+
+def test_watch_run_streams_rounds_until_completion(coordinator, fake_stack):
+    fake_stack.trainer.hold.clear()  # keep round 0 training until the watch is open
+    run = _start(coordinator, _config())
+    stream = coordinator.WatchRun(coordinator_pb2.WatchRunRequest(run_id=run.id), timeout=30)
+    first = next(stream)
+    assert first.run.id == run.id and first.run.state != run_pb2.RUN_STATE_COMPLETED
+    fake_stack.trainer.hold.set()
+    events = [first] + list(stream)
+    assert events[-1].run.state == run_pb2.RUN_STATE_COMPLETED
+    assert {e.round.index for e in events if e.HasField("round")} == {0, 1}
+    messages = [e.message for e in events]
+    assert any(m.startswith("round 1: test accuracy") for m in messages)
+    assert any(m.startswith("round 0: selected 6 samples") for m in messages)
+    # Watching a finished run gives its state and ends.
+    again = list(coordinator.WatchRun(coordinator_pb2.WatchRunRequest(run_id=run.id), timeout=10))
+    assert len(again) == 1 and again[0].run.state == run_pb2.RUN_STATE_COMPLETED
+
+
+def test_human_labelling_over_rpc(coordinator, fake_stack):
+    run = _start(coordinator, _config(oracle=run_pb2.ORACLE_MODE_HUMAN))
+    pending = wait_for(
+        lambda: (p := coordinator.GetPendingLabels(coordinator_pb2.GetPendingLabelsRequest(run_id=run.id), timeout=10))
+        .remaining and p,
+        what="the seed batch",
+    )
+    assert pending.round == 0 and len(pending.samples) == 8 and pending.remaining == 8
+    assert all(s.text for s in pending.samples)
+    first = [pool_pb2.LabelAssignment(sample_id=s.sample_id, label="flight") for s in pending.samples[:5]]
+    reply = coordinator.SubmitRunLabels(
+        coordinator_pb2.SubmitRunLabelsRequest(run_id=run.id, labels=first, idempotency_key="a"), timeout=10)
+    assert reply.remaining == 3 and reply.result.recorded == 5
+    reply = coordinator.SubmitRunLabels(
+        coordinator_pb2.SubmitRunLabelsRequest(run_id=run.id, labels=first, idempotency_key="a"), timeout=10)
+    assert reply.remaining == 3 and reply.result.recorded == 0
+    code, details = _code(lambda: coordinator.SubmitRunLabels(coordinator_pb2.SubmitRunLabelsRequest(
+        run_id=run.id, labels=[pool_pb2.LabelAssignment(sample_id=99999, label="flight")]), timeout=10))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "not in the pending batch" in details
+    listed = coordinator.GetPendingLabels(coordinator_pb2.GetPendingLabelsRequest(run_id=run.id), timeout=10)
+    assert sum(1 for s in listed.samples if s.label == "flight") == 5
+    rest = [pool_pb2.LabelAssignment(sample_id=s.sample_id, label="airfare") for s in pending.samples[5:]]
+    reply = coordinator.SubmitRunLabels(coordinator_pb2.SubmitRunLabelsRequest(run_id=run.id, labels=rest), timeout=10)
+    assert reply.remaining == 0
+    wait_for(lambda: coordinator.GetPendingLabels(coordinator_pb2.GetPendingLabelsRequest(run_id=run.id), timeout=10)
+             .round == 1, what="the next batch")
+
+
+def test_cancel_over_rpc(coordinator, fake_stack):
+    fake_stack.trainer.hold.clear()
+    run = _start(coordinator, _config())
+    wait_for(fake_stack.trainer.started.is_set, what="training to start")
+    cancelled = coordinator.CancelRun(coordinator_pb2.CancelRunRequest(run_id=run.id), timeout=10)
+    assert cancelled.state == run_pb2.RUN_STATE_CANCELLED and cancelled.stop_reason == "cancelled by a user"
+
+
+# ---------------------------------------------------------------- pure pieces
+
+
+def test_metrics_hand_computed():
+    gold = ["a", "a", "b", "b", "c"]
+    pred = ["a", "b", "b", "b", "a"]
+    m = metrics.classification_metrics(gold, pred)
+    # a: TP1 gold2 pred2 -> F1 .5; b: TP2 gold2 pred3 -> .8; c: TP0 -> 0
+    assert m.accuracy == pytest.approx(0.6)
+    assert m.per_class_f1 == pytest.approx({"a": 0.5, "b": 0.8, "c": 0.0})
+    assert m.macro_f1 == pytest.approx(1.3 / 3)
+    assert m.count == 5
+    assert metrics.classification_metrics([], []).count == 0
+    with pytest.raises(ValueError):
+        metrics.classification_metrics(["a"], [])
+
+
+def test_agreement_compares_common_samples_only():
+    import numpy as np
+
+    a = metrics.agreement(np.array([1, 2, 3, 4]), np.array(["x", "y", "x", "y"]), np.array([4, 3, 2, 9]),
+                          np.array(["y", "y", "y", "x"]))
+    assert a == pytest.approx(2 / 3)
+
+
+def test_run_config_round_trips_through_proto():
+    config = model.with_defaults(model.RunConfig(
+        dataset="toy", strategy="clustered_entropy", seed_strategy="diverse", oracle="human", random_seed=5,
+        stopping=model.StoppingRule(label_budget=model.Amount(fraction=0.1), stable_agreement=0.95),
+        hyperparameters={"learning_rate": 3e-5, "max_epochs": 4}, warm_start=True,
+    ))
+    assert convert.run_config_from_proto(convert.run_config_to_proto(config)) == config
+
+
+# ---------------------------------------------------------------- main and build_server
+
+
+def test_build_server_reports_serving_after_ready_and_resumes_runs(pool_address):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from services.coordinator.main import build_server
+    from tests.helpers import pool_stub
+    from tests.stack import load_toy_dataset
+
+    load_toy_dataset(pool_address)
+    # A run left RUNNING by a coordinator that died (the trainer/scorer addresses lead nowhere here).
+    stub = pool_stub(pool_address)
+    left = stub.CreateRun(pool_pb2.CreateRunRequest(config=_config(oracle=run_pb2.ORACLE_MODE_HUMAN)), timeout=10)
+    stub.UpdateRun(pool_pb2.UpdateRunRequest(run_id=left.id, state=run_pb2.RUN_STATE_RUNNING), timeout=10)
+    server = build_server(server_settings_for_tests(), pool_address, "127.0.0.1:1", "127.0.0.1:1", rpc_timeout=5)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert server.ready() == [left.id]
+            assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+            # The resumed human run selected its seed set and now waits for labels.
+            coordinator = coordinator_pb2_grpc.CoordinatorServiceStub(channel)
+            pending = wait_for(lambda: coordinator.GetPendingLabels(
+                coordinator_pb2.GetPendingLabelsRequest(run_id=left.id), timeout=10).remaining, what="seed batch")
+            assert pending == 8
+    finally:
+        server.stop(0)
+
+
+def test_main_refuses_bad_flags(capsys):
+    from services.coordinator.main import main
+
+    with pytest.raises(SystemExit):
+        main(["--rpc-timeout", "0", "--port", "0"])
+    assert "--rpc-timeout must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--port", "70000"])
+
+
+def test_main_waits_for_dependencies_then_gives_up_clearly(monkeypatch, caplog):
+    """`lesslabels coordinator` started without its dependencies waits (health NOT_SERVING), then
+    exits 1 naming the address it waited for (here after 1 s)."""
+    from services.coordinator import main as coordinator_main
+
+    monkeypatch.setenv("LESSLABELS_POOL_ADDRESS", "127.0.0.1:1")
+    monkeypatch.setattr(coordinator_main, "setup_logging", lambda *a, **k: None)
+    with caplog.at_level("INFO"):
+        assert coordinator_main.main(["--port", "0", "--dependency-timeout", "1", "--host", "127.0.0.1"]) == 1
+    assert "127.0.0.1:1 not serving" in caplog.text
