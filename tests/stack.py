@@ -6,8 +6,9 @@ allowed, so name them: ``from tests.stack import fake_stack, real_stack``):
 
 - ``fake_stack``: a started pool server, a ``FakeTrainer``, a ``FakeScorer`` and a factory
   ``fake_stack.coordinator()`` for a ``Coordinator`` core over them (new ones after a "crash").
-- ``real_stack``: pool, trainer, scorer and coordinator servers, in process, on port 0, with
-  ``.addresses`` and ``.coordinator_address``; ``real_stack.restart_coordinator()``.
+- ``real_stack``: pool, trainer, scorer and coordinator servers, in process, on port 0, on temp
+  dirs (``start_real_stack(tmp_path)`` without the fixture); ``real_stack.restart_coordinator()``
+  stops the coordinator and starts a fresh one that resumes the runs in progress.
 """
 
 from __future__ import annotations
@@ -232,7 +233,7 @@ class RealStack:
         self.coordinator_server, self.coordinator_address = self._build_coordinator()
 
 
-def start_real_stack(tmp_path, base_model_dir: str, *, token: str = "") -> tuple[RealStack, Callable[[], None]]:
+def start_real_stack(tmp_path, *, token: str = "") -> tuple[RealStack, Callable[[], None]]:
     """Pool (temp SQLite), trainer and scorer (temp checkpoint dir) and coordinator, in process."""
     from services.coordinator.main import build_server as build_coordinator
     from services.pool.main import build_server as build_pool
@@ -273,3 +274,10 @@ def start_real_stack(tmp_path, base_model_dir: str, *, token: str = "") -> tuple
             servers[name].stop(0)
 
     return stack, stop
+
+
+@pytest.fixture
+def real_stack(tmp_path):
+    stack, stop = start_real_stack(tmp_path)
+    yield stack
+    stop()
