@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import pathlib
 import shutil
-import sys
 import tempfile
 import time
 import uuid
@@ -92,16 +92,18 @@ def demo_main(argv: list[str]) -> int:
         config = run_config_from_args(args, dataset=dataset)
         progress = progress_enabled(args.progress)
 
-        with sigterm_as_interrupt(), LocalStack(state_dir, startup_timeout=args.startup_timeout) as stack:
+        # A token in the environment is one the children will demand too: use it for our calls.
+        token = os.environ.get("LESSLABELS_TOKEN", "")
+        with sigterm_as_interrupt(), LocalStack(state_dir, token=token, startup_timeout=args.startup_timeout) as stack:
             print(f"services up in {time.monotonic() - started:.0f}s: " +
                   ", ".join(f"{n} {a}" for n, a in stack.addresses.items()), flush=True)
-            for line in import_demo_data(stack.address("pool"), "", dataset, data):
+            for line in import_demo_data(stack.address("pool"), token, dataset, data):
                 print(line, flush=True)
             print(f"active learning: strategy {STRATEGY_NAMES[config.strategy]}, seed {format_amount(config.seed_size)}"
                   f", batch {format_amount(config.batch_size)} per round, up to {config.stopping.max_rounds} rounds, "
                   f"{config.hyperparameters.max_epochs or 'default'} epochs, base model "
                   f"{config.base_model or 'all-MiniLM-L6-v2'}", flush=True)
-            with Client(stack.address("coordinator"), timeout=60.0) as client:
+            with Client(stack.address("coordinator"), token=token, timeout=60.0) as client:
                 run = client.start_run(config, request_id=uuid.uuid4().hex)
                 run = follow_run(client, run.id, progress=progress)
                 detail = client.get_run(run.id)

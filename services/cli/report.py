@@ -67,7 +67,7 @@ def row_cells(row: RoundRow) -> list[str]:
         f"{100 * row.pool_fraction:.1f}%",
         f"{100 * row.accuracy:.2f}",
         f"{100 * row.macro_f1:.2f}",
-        f"{100 * row.agreement:.1f}" if row.round > 0 else "-",
+        f"{100 * row.agreement:.1f}" if row.round > 0 and row.agreement > 0 else "-",
         str(row.selected),
         f"{row.train_seconds:.1f}",
         f"{row.score_seconds:.1f}",

@@ -1,0 +1,111 @@
+"""The CLI against the real pool, trainer, scorer and coordinator servers (in process, tiny BERT)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+
+import pytest
+
+from services.cli.main import main as cli
+from services.proto.lesslabels.v1 import pool_pb2, pool_pb2_grpc, run_pb2
+from services.common.channels import make_channel
+from tests.stack import LABELS, load_toy_dataset, real_stack, wait_for  # noqa: F401 - fixture
+
+
+def _gold(text: str) -> str:
+    """The toy rows' label is spelled out at the start of their text."""
+    return next(label for label in LABELS if text.startswith(label.replace("_", " ") + " "))
+
+
+def _flags(tiny_bert_dir) -> list[str]:
+    return ["--dataset", "toy", "--base-model", str(tiny_bert_dir), "--seed-size", "12", "--batch-size", "8",
+            "--max-rounds", "2", "--epochs", "1", "--train-batch-size", "8", "--max-length", "16",
+            "--num-threads", "1", "--random-seed", "3"]
+
+
+@pytest.fixture
+def stack(real_stack):
+    load_toy_dataset(real_stack.pool_address)
+    return real_stack
+
+
+def _run_state(stack, run_id) -> run_pb2.Run:
+    with make_channel(stack.pool_address) as channel:
+        return pool_pb2_grpc.PoolServiceStub(channel).GetRun(pool_pb2.GetRunRequest(run_id=run_id), timeout=10)
+
+
+def _wait_state(stack, run_id, state, timeout=180):
+    return wait_for(lambda: (r := _run_state(stack, run_id)).state == state and r, timeout, 0.2,
+                    f"run {run_id} to be {run_pb2.RunState.Name(state)}")
+
+
+def test_human_mode_through_label_export_and_import(stack, tiny_bert_dir, tmp_path, capsys):
+    client = ["--coordinator-address", stack.coordinator_address]
+    assert cli(["run", *_flags(tiny_bert_dir), "--oracle", "human", *client]) == 0
+    run_id = int(re.search(r"started run (\d+)", capsys.readouterr().out).group(1))
+    _wait_state(stack, run_id, run_pb2.RUN_STATE_WAITING_FOR_LABELS)
+    assert cli(["status", str(run_id), *client]) == 0
+    assert f"lesslabels label export {run_id}" in capsys.readouterr().out
+
+    batch = tmp_path / "batch.csv"
+    assert cli(["label", "export", str(run_id), str(batch), *client]) == 0
+    assert "wrote 12 samples" in capsys.readouterr().out
+    rows = list(csv.DictReader(batch.open()))
+    assert len(rows) == 12 and all(not r["label"] for r in rows)
+
+    # A file with an id outside the batch and one with an unknown label are refused whole.
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text(f"sample_id,label\n{rows[0]['sample_id']},{_gold(rows[0]['text'])}\n999999,flight\n")
+    assert cli(["label", "import", str(run_id), str(wrong), *client]) == 1
+    assert "not in the pending batch" in capsys.readouterr().err
+    wrong.write_text(f"sample_id,label\n{rows[0]['sample_id']},weather\n")
+    assert cli(["label", "import", str(run_id), str(wrong), *client]) == 1
+    assert "unknown label(s) 'weather'" in capsys.readouterr().err
+
+    # Half the batch, twice: the second import changes nothing; the run keeps waiting.
+    half = tmp_path / "half.csv"
+    with half.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["sample_id", "label", "text"])
+        for r in rows[:6]:
+            writer.writerow([r["sample_id"], _gold(r["text"]), r["text"]])
+    assert cli(["label", "import", str(run_id), str(half), *client]) == 0
+    assert "6 labels recorded" in capsys.readouterr().out
+    assert cli(["label", "import", str(run_id), str(half), *client]) == 0
+    out = capsys.readouterr().out
+    assert "0 labels recorded" in out and "6 of the batch still unlabelled" in out
+    assert _run_state(stack, run_id).state == run_pb2.RUN_STATE_WAITING_FOR_LABELS
+
+    # The rest as JSONL, the already-labelled half included again: the run goes on.
+    full = tmp_path / "full.jsonl"
+    full.write_text("".join(json.dumps({"sample_id": int(r["sample_id"]), "label": _gold(r["text"])}) + "\n"
+                            for r in rows))
+    assert cli(["label", "import", str(run_id), str(full), *client]) == 0
+    assert "0 of the batch still unlabelled" in capsys.readouterr().out
+    waiting_again = wait_for(
+        lambda: (r := _run_state(stack, run_id)).round == 1 and r.state == run_pb2.RUN_STATE_WAITING_FOR_LABELS
+        and r, 180, 0.2, "round 1's batch")
+    assert waiting_again.labelled_count == 12
+    assert cli(["cancel", str(run_id), *client]) == 0
+    assert "state=cancelled" in capsys.readouterr().out
+    assert cli(["report", str(run_id), "--no-plot", "--format", "json", *client]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["labels"] for r in report["rounds"]] == [12]
+
+
+def test_simulated_run_watch_report_and_unknown_run(stack, tiny_bert_dir, tmp_path, capsys):
+    client = ["--coordinator-address", stack.coordinator_address]
+    assert cli(["run", *_flags(tiny_bert_dir), "--watch", "--no-progress", *client]) == 0
+    out = capsys.readouterr().out
+    assert "state=completed" in out and "stopped: round limit 2 reached" in out
+    run_id = int(re.search(r"started run (\d+)", out).group(1))
+    table = out[out.index("round  labels"):].splitlines()
+    assert [line.split()[:2] for line in table[2:4]] == [["0", "12"], ["1", "20"]]
+    png = tmp_path / "r.png"
+    assert cli(["report", str(run_id), "--plot", str(png), *client]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert cli(["status", "424242", *client]) == 1
+    err = capsys.readouterr().err
+    assert "424242" in err and "NOT_FOUND" in err and "Traceback" not in err
