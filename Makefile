@@ -30,6 +30,12 @@ test-slow: setup
 test-all: setup
 	$(PY) -m pytest -q
 
+## The README's main command: start the stack, run active learning on the demo data, print and plot.
+## ATIS is used when found (DATA=dir, $$LESSLABELS_DATA, or ../shared/data/atis beside this checkout).
+DATA ?= $(if $(LESSLABELS_DATA),$(LESSLABELS_DATA),$(if $(wildcard ../shared/data/atis/atis_intents_train.csv),../shared/data/atis,))
+demo: setup
+	$(VENV)/bin/lesslabels demo $(if $(DATA),--data $(DATA),) $(DEMO_ARGS)
+
 proto: setup
 	$(PY) scripts/gen_protos.py
 
