@@ -41,7 +41,7 @@ SOURCE_TO_PROTO = {"seed": common_pb2.LABEL_SOURCE_SEED, "oracle": common_pb2.LA
                    "human": common_pb2.LABEL_SOURCE_HUMAN}
 
 
-def _enum(mapping: dict, value: int, what: str) -> str:
+def enum_name(mapping: dict, value: int, what: str) -> str:
     """Proto enum value -> core name; 0 -> "" (use the default); unknown -> InvalidArgument."""
     if value == 0:
         return ""
@@ -91,15 +91,15 @@ def run_config_from_proto(message: run_pb2.RunConfig) -> model.RunConfig:
         dataset=message.dataset,
         name=message.name,
         base_model=message.base_model,
-        strategy=_enum(STRATEGY_TO_CORE, message.strategy, "strategy"),
+        strategy=enum_name(STRATEGY_TO_CORE, message.strategy, "strategy"),
         seed_size=amount("seed_size", "seed_size"),
-        seed_strategy=_enum(SEED_STRATEGY_TO_CORE, message.seed_strategy, "seed strategy"),
+        seed_strategy=enum_name(SEED_STRATEGY_TO_CORE, message.seed_strategy, "seed strategy"),
         batch_size=amount("batch_size", "batch_size"),
         stopping=model.StoppingRule(
             label_budget=budget, max_rounds=stop.max_rounds, target_accuracy=stop.target_accuracy,
             stable_agreement=stop.stable_agreement,
         ),
-        oracle=_enum(ORACLE_TO_CORE, message.oracle, "oracle mode"),
+        oracle=enum_name(ORACLE_TO_CORE, message.oracle, "oracle mode"),
         random_seed=message.random_seed,
         hyperparameters=json_format.MessageToDict(message.hyperparameters, preserving_proto_field_name=True),
         warm_start=message.warm_start,

@@ -234,7 +234,7 @@ class Coordinator:
             log.info("event=labels_submitted run=%d round=%d recorded=%d remaining=%d", run_id, run.round,
                      result.recorded, remaining)
             if remaining == 0:
-                self._ensure_worker(run_id, locked=True)
+                self._ensure_worker(run_id)
         self._publish(self.pool.get_run(run_id), message=f"{remaining} samples of the batch still unlabelled")
         return result, remaining
 
@@ -285,7 +285,7 @@ class Coordinator:
             worker = self._workers.get(run_id)
             return worker is not None and not worker.finished and worker.thread is not None and worker.thread.is_alive()
 
-    def _ensure_worker(self, run_id: int, *, locked: bool = False) -> None:
+    def _ensure_worker(self, run_id: int) -> None:
         """Start a worker for ``run_id`` unless one is advancing it already."""
         with self._lock:
             if self._closed:

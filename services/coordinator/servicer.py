@@ -32,7 +32,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         return coordinator_pb2.RunDetail(run=convert.run_to_proto(run), rounds=[convert.round_to_proto(r) for r in rounds])
 
     def ListRuns(self, request, context):
-        states = [convert._enum(convert.STATE_TO_CORE, s, "run state") for s in request.states]
+        states = [convert.enum_name(convert.STATE_TO_CORE, s, "run state") for s in request.states]
         if "" in states:
             raise InvalidArgument("RUN_STATE_UNSPECIFIED is not a state to filter by")
         runs = self.core.list_runs(request.dataset, states)
