@@ -246,3 +246,49 @@ def test_with_real_tritonclient(oip_server):
     result = client.infer(checkpoint_id, [text])
     assert result.as_numpy("probabilities").shape == (2, 3)
     assert result.as_numpy("entropy").shape == (2,)
+
+
+_TRITON_CLIENT_SCRIPT = r"""
+import json, sys
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+url, model = sys.argv[1], sys.argv[2]
+client = grpcclient.InferenceServerClient(url=url)
+out = {"live": client.is_server_live(), "ready": client.is_server_ready(), "model_ready": client.is_model_ready(model)}
+meta = client.get_model_metadata(model, as_json=True)
+out["inputs"] = [(t["name"], t["datatype"]) for t in meta["inputs"]]
+text = grpcclient.InferInput("text", [3], "BYTES")
+text.set_data_from_numpy(np.array([b"flights to boston", b"", "caf\u00e9".encode()], dtype=object))
+result = client.infer(model, [text], outputs=[grpcclient.InferRequestedOutput("probabilities"),
+                                              grpcclient.InferRequestedOutput("entropy")])
+out["probabilities"] = result.as_numpy("probabilities").tolist()
+out["entropy"] = result.as_numpy("entropy").tolist()
+try:
+    client.infer("no-such-model", [text])
+except Exception as exc:
+    out["unknown_model_status"] = exc.status()
+print(json.dumps(out))
+"""
+
+
+def test_with_real_tritonclient_in_its_own_environment(oip_server):
+    """tritonclient needs protobuf<7, so it lives in a separate virtualenv: point
+    LESSLABELS_TRITON_PYTHON at that environment's python (pip install 'tritonclient[grpc]')."""
+    import os
+    import subprocess
+
+    python = os.environ.get("LESSLABELS_TRITON_PYTHON", "")
+    if not python:
+        pytest.skip("set LESSLABELS_TRITON_PYTHON to a python with tritonclient[grpc] installed")
+    server, _, checkpoint_id, port = oip_server
+    done = subprocess.run([python, "-c", _TRITON_CLIENT_SCRIPT, f"127.0.0.1:{port}", checkpoint_id],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["live"] and got["ready"] and got["model_ready"]
+    assert got["inputs"] == [["text", "BYTES"]]
+    want = server.scorer_engine.score(ModelSpec(checkpoint_id=checkpoint_id), ["flights to boston", "", "café"])
+    np.testing.assert_allclose(np.array(got["probabilities"]), want.probabilities, atol=1e-4)
+    np.testing.assert_allclose(np.array(got["entropy"]), want.entropy, atol=1e-4)
+    assert got["unknown_model_status"] == "StatusCode.NOT_FOUND"
