@@ -450,3 +450,32 @@ def test_live_view_prints_each_round_once_when_it_is_over():
     body = [line.split() for line in lines[2:]]
     assert [row[:2] for row in body] == [["0", "10"], ["1", "15"]]
     assert body[0][6] == "5"  # the selection count of the finished round 0
+
+
+def test_live_view_draws_a_bar_per_step_when_progress_is_on():
+    import io
+
+    from services.cli.live import RunView
+
+    out, err = io.StringIO(), io.StringIO()
+    view = RunView(100, progress=True, out=out, err=err)
+    training = run_pb2.Run(id=1, state=run_pb2.RUN_STATE_RUNNING, step=run_pb2.RUN_STEP_TRAIN, round=0)
+    view.update(training, 0.25, "epoch 1/4")
+    view.update(training, 0.75, "epoch 3/4")
+    assert view._bar is not None and view._bar.n == 75
+    scoring = run_pb2.Run(id=1, state=run_pb2.RUN_STATE_RUNNING, step=run_pb2.RUN_STEP_SCORE, round=0)
+    view.update(scoring, 0.1, "scoring 10/100")
+    assert view._bar.n == 10  # a new bar for the new step
+    view.close_bar()
+    drawn = err.getvalue()
+    assert "round 0 train" in drawn and "epoch 3/4" in drawn and "round 0 score" in drawn
+
+
+def test_compare_existing_runs(fake_coordinator, tmp_path, capsys):
+    png = tmp_path / "c.png"
+    assert _cli(fake_coordinator, "compare", "--runs", "1", "--plot", str(png), "--no-progress") == 0
+    out = capsys.readouterr().out
+    # Run 1: accuracies 0.5 and 0.75 at 10 and 20 labels: AUC 0.625.
+    assert "62.50 ± 0.00" in out and png.stat().st_size > 1000
+    assert _cli(fake_coordinator, "compare", "--runs", "1,x") == 2
+    assert "run id 'x' is not a number" in capsys.readouterr().err
