@@ -8,7 +8,8 @@ with the bundled all-MiniLM-L6-v2, and for every seed:
   best      our strategy and schedule: diverse seed, small clustered-entropy batches, warm start
   random    random sampling on exactly the schedule of ``best``
 
-Every arm uses the same fine-tuning settings. Results are appended to the JSON file after each
+Every arm uses the same fine-tuning settings: at most ``--epochs`` epochs and ``--max-steps``
+optimizer steps per training (whichever comes first), early stopping on a held-out 10 %. Results are appended to the JSON file after each
 run (a restarted benchmark skips what is already there), then summarised: the labels needed to
 come within 0.5 accuracy points of the mean full-data accuracy, the area under each learning
 curve, a plot, and the total wall time.
@@ -58,7 +59,7 @@ def arm_config(arm: str, seed: int, args) -> "run_pb2.RunConfig":
 
     hyper = common_pb2.Hyperparameters(
         learning_rate=args.learning_rate, batch_size=args.batch_size, max_epochs=args.epochs, patience=args.patience,
-        max_length=64, num_threads=args.threads,
+        max_steps=args.max_steps, max_length=64, num_threads=args.threads,
     )
     config = run_pb2.RunConfig(dataset="atis", name=f"headline-{arm}-seed{seed}", random_seed=seed,
                                hyperparameters=hyper)
@@ -337,6 +338,8 @@ def main(argv=None) -> int:
     parser.add_argument("--best-batch", type=float, default=0.02, help="batch fraction of the best and random arms")
     parser.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=False)
     parser.add_argument("--epochs", type=int, default=10, help="max epochs per training (early stopping on)")
+    parser.add_argument("--max-steps", type=int, default=600,
+                        help="optimizer steps per training at most (caps the big trainings; small ones end by epochs)")
     parser.add_argument("--patience", type=int, default=2)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=16)

@@ -428,3 +428,32 @@ def test_watch_streams_events_until_the_run_ends(fake_stack):
     messages = " | ".join(e.message for e in events)
     assert "round 1: test accuracy" in messages and "round 0: training on 8 labels" in messages
     assert {e.round.index for e in events if e.round is not None} == {0, 1}
+
+
+# ---------------------------------------------------------------- dependencies going away
+
+
+def test_an_unavailable_scorer_is_retried_then_fails_the_run_with_a_clear_error(fake_stack):
+    scorer = fake_stack.scorer
+    real = scorer.score_pool
+    outages = {"left": 2}
+
+    def flaky(**kwargs):
+        if outages["left"] > 0:
+            outages["left"] -= 1
+            raise errors.Unavailable("scorer at 127.0.0.1:9 unreachable")
+        return real(**kwargs)
+
+    scorer.score_pool = flaky
+    core = fake_stack.coordinator()
+    run = core.start_run(config(stopping=model.StoppingRule(max_rounds=2)))
+    assert wait_for_state(_pool(fake_stack), run.id, model.FINAL_STATES).state == "COMPLETED"  # two outages ridden out
+
+    outages["left"] = 10**6  # now it never comes back
+    second = core.start_run(config(stopping=model.StoppingRule(max_rounds=2)))
+    failed = wait_for_state(_pool(fake_stack), second.id, model.FINAL_STATES)
+    assert failed.state == "FAILED" and failed.step == "EVALUATE"
+    assert "scorer at 127.0.0.1:9 unreachable" in failed.error
+    outages["left"] = 0
+    core.resume_run(second.id)
+    assert wait_for_state(_pool(fake_stack), second.id, "COMPLETED").error == ""
