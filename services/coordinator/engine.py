@@ -291,7 +291,9 @@ class Coordinator:
             if self._closed:
                 return
             worker = self._workers.get(run_id)
-            if worker is not None and not worker.finished and worker.thread is not None and worker.thread.is_alive():
+            # A stopped worker (cancelled) may still be finishing a call; it writes nothing more.
+            if (worker is not None and not worker.finished and not worker.stop.is_set()
+                    and worker.thread is not None and worker.thread.is_alive()):
                 return
             worker = _Worker(run_id)
             worker.thread = threading.Thread(target=self._drive, args=(worker,), name=f"run-{run_id}", daemon=True)
