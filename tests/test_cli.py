@@ -247,7 +247,12 @@ class FakeCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
             raise errors.FailedPrecondition(f"run {run.id} is not failed")
         return run
 
+    watch = None  # a test may script the stream (the handler is bound when the server starts)
+
     def WatchRun(self, request, context):
+        if self.watch is not None:
+            yield from self.watch(request, context)
+            return
         run = self._run(request.run_id)
         yield coordinator_pb2.RunEvent(run=run, message="done")
 
@@ -479,3 +484,36 @@ def test_compare_existing_runs(fake_coordinator, tmp_path, capsys):
     assert "62.50 ± 0.00" in out and png.stat().st_size > 1000
     assert _cli(fake_coordinator, "compare", "--runs", "1,x") == 2
     assert "run id 'x' is not a number" in capsys.readouterr().err
+
+
+def test_follow_reopens_a_stream_that_reaches_its_deadline(fake_coordinator):
+    import time as time_
+
+    from services.cli.client import Client
+    from services.cli.live import follow_run
+
+    run = fake_coordinator.runs[1]
+    run.state = run_pb2.RUN_STATE_RUNNING
+    calls = []
+
+    def slow_watch(request, context):
+        calls.append(request.run_id)
+        time_.sleep(1.0)  # longer than the watch window: the client's deadline ends the stream
+        run.state = run_pb2.RUN_STATE_COMPLETED
+        yield coordinator_pb2.RunEvent(run=run)
+
+    fake_coordinator.watch = slow_watch
+    with Client(fake_coordinator.address, timeout=5) as client:
+        final = follow_run(client, 1, progress=False, watch_window=0.3)
+    # The first stream hit its deadline before any event: the view opened another instead of failing.
+    assert final.state == run_pb2.RUN_STATE_COMPLETED and len(calls) >= 2
+
+
+def test_follow_gives_up_on_a_lost_coordinator_with_a_clear_error():
+    from services.cli.client import Client
+    from services.cli.common import ServiceCallError
+    from services.cli.live import follow_run
+
+    with Client("127.0.0.1:1", timeout=2) as client:
+        with pytest.raises(ServiceCallError, match="cannot reach the coordinator service at 127.0.0.1:1"):
+            follow_run(client, 1, progress=False, reconnect_seconds=0)

@@ -54,7 +54,7 @@ class Client:
         try:
             return getattr(self._coordinator, method)(request, timeout=timeout or self.timeout)
         except grpc.RpcError as exc:
-            raise ServiceCallError(rpc_error_message(exc, "coordinator", self.coordinator_address)) from None
+            raise ServiceCallError(rpc_error_message(exc, "coordinator", self.coordinator_address), exc.code()) from None
 
     def _pool_call(self, method: str, request, timeout: float | None = None):
         if self._pool is None:
@@ -62,7 +62,7 @@ class Client:
         try:
             return getattr(self._pool, method)(request, timeout=timeout or self.timeout)
         except grpc.RpcError as exc:
-            raise ServiceCallError(rpc_error_message(exc, "pool", self.pool_address)) from None
+            raise ServiceCallError(rpc_error_message(exc, "pool", self.pool_address), exc.code()) from None
 
     # ------------------------------------------------------------------ coordinator
 
@@ -95,12 +95,12 @@ class Client:
         )
         return self._coord("SubmitRunLabels", request)
 
-    def watch_run(self, run_id: int, timeout: float | None = None) -> Iterator[coordinator_pb2.RunEvent]:
-        """The run's events until it ends; ``timeout`` bounds the whole stream (None = as long as it runs)."""
+    def watch_run(self, run_id: int, timeout: float = 600.0) -> Iterator[coordinator_pb2.RunEvent]:
+        """The run's events until it ends or ``timeout`` passes (then the caller opens a new stream)."""
         try:
             yield from self._coordinator.WatchRun(coordinator_pb2.WatchRunRequest(run_id=run_id), timeout=timeout)
         except grpc.RpcError as exc:
-            raise ServiceCallError(rpc_error_message(exc, "coordinator", self.coordinator_address)) from None
+            raise ServiceCallError(rpc_error_message(exc, "coordinator", self.coordinator_address), exc.code()) from None
 
     # ------------------------------------------------------------------ pool
 

@@ -81,3 +81,7 @@ def command(func: Callable[[list[str]], int]) -> Callable[[list[str] | None], in
 
 class ServiceCallError(CliError):
     """A call to a service failed; the message says which service, where, and why."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None):
+        super().__init__(message)
+        self.code = code

@@ -6,8 +6,10 @@ import sys
 import time
 from typing import TextIO
 
+import grpc
+
 from services.cli.client import Client
-from services.cli.common import ServiceCallError
+from services.cli.common import CliError, ServiceCallError
 from services.cli.report import COLUMNS, format_table, row_cells, rows_from_rounds
 from services.cli.runconfig import FINAL_STATES, STATE_NAMES, STEP_NAMES, STRATEGY_NAMES, format_amount
 from services.proto.lesslabels.v1 import run_pb2
@@ -124,7 +126,8 @@ class RunView:
 
 
 def follow_run(client: Client, run_id: int, *, progress: bool, out: TextIO | None = None,
-               err: TextIO | None = None, reconnect_seconds: float = 60.0) -> run_pb2.Run:
+               err: TextIO | None = None, reconnect_seconds: float = 60.0,
+               watch_window: float = 600.0) -> run_pb2.Run:
     """Show a run live until it ends or waits for labels; returns its last state.
 
     A dropped stream (a coordinator restart) is re-opened for up to ``reconnect_seconds``.
@@ -137,7 +140,7 @@ def follow_run(client: Client, run_id: int, *, progress: bool, out: TextIO | Non
     try:
         while run.state not in FINAL_STATES and run.state != run_pb2.RUN_STATE_WAITING_FOR_LABELS:
             try:
-                for event in client.watch_run(run_id):
+                for event in client.watch_run(run_id, timeout=watch_window):
                     lost_since = None
                     run = event.run
                     if view.pool_size == 0 and run.pool_size:
@@ -147,17 +150,23 @@ def follow_run(client: Client, run_id: int, *, progress: bool, out: TextIO | Non
                     if run.state in FINAL_STATES or run.state == run_pb2.RUN_STATE_WAITING_FOR_LABELS:
                         break
             except ServiceCallError as exc:
-                now = time.monotonic()
-                lost_since = lost_since or now
-                if now - lost_since > reconnect_seconds or "cannot reach" not in str(exc):
-                    raise
-                time.sleep(1.0)
+                # The stream's own deadline: open the next one. A lost coordinator: retry for a while.
+                if exc.code is not grpc.StatusCode.DEADLINE_EXCEEDED:
+                    now = time.monotonic()
+                    lost_since = lost_since or now
+                    if exc.code is not grpc.StatusCode.UNAVAILABLE or now - lost_since > reconnect_seconds:
+                        raise
+                    time.sleep(1.0)
             # The stream ended (or broke): take the stored state and rounds, then watch again if still active.
             detail = client.get_run(run_id)
             run = detail.run
             view.add_rounds(detail.rounds, run)
             if run.state not in FINAL_STATES:
                 time.sleep(0.5)
+    except KeyboardInterrupt:
+        view.close_bar()
+        raise CliError(f"stopped watching; run {run_id} goes on ('lesslabels status {run_id} --watch' to follow it, "
+                       f"'lesslabels cancel {run_id}' to stop it)", exit_code=130) from None
     finally:
         view.close_bar()
     return run
