@@ -517,3 +517,20 @@ def test_follow_gives_up_on_a_lost_coordinator_with_a_clear_error():
     with Client("127.0.0.1:1", timeout=2) as client:
         with pytest.raises(ServiceCallError, match="cannot reach the coordinator service at 127.0.0.1:1"):
             follow_run(client, 1, progress=False, reconnect_seconds=0)
+
+
+def test_up_rejects_a_bad_port(capsys):
+    assert cli_main.main(["up", "--pool-port", "70000"]) == 2
+    assert "--pool-port 70000: must be within 0..65535" in capsys.readouterr().err
+
+
+def test_the_cli_process_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, services.cli.runs, services.cli.results, services.cli.stack, services.cli.demo, "
+            "services.cli.live, services.cli.report; "
+            "from services.cli.report import _pyplot; _pyplot(); "
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"

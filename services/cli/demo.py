@@ -25,7 +25,8 @@ from services.demo.data import ATIS_MIRROR, DataError, DemoData, resolve_demo_da
 from services.proto.lesslabels.v1 import pool_pb2, pool_pb2_grpc, run_pb2
 
 # A schedule that finishes in a few minutes on 2 CPU cores with the default MiniLM.
-DEMO_DEFAULTS = {"max_rounds": 4, "epochs": 3, "strategy": "entropy"}
+# Few labels and few epochs need a larger step than the trainer's default 5e-5 to move off the majority class.
+DEMO_DEFAULTS = {"max_rounds": 4, "epochs": 3, "strategy": "entropy", "learning_rate": 1e-4, "train_batch_size": 16}
 # Seed and batch sizes per dataset: 2% of ATIS is ~97 texts; the synthetic pool is ~10x smaller.
 SIZES = {"atis": ("2%", "2%"), "synthetic": ("5%", "5%")}
 
