@@ -1,0 +1,100 @@
+"""Fixtures of the integration suite: the compose topology, as local processes or with Docker.
+
+``deployment`` is parametrised over two backends: ``local`` (always: the compose file's
+services as local processes) and ``docker`` (a real ``docker compose up``; skipped, with the
+reason, when no Docker engine answers). The tiny random BERT stands in for MiniLM.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import pathlib
+import shutil
+
+import pytest
+
+from services.demo.data import synthetic_rows
+from tests.helpers import import_bytes
+from tests.integration.compose import DockerTopology, LocalTopology, docker_unavailable_reason
+
+TOKEN = "integration-test-token"
+DATASET = "flights"
+TRAIN_ROWS, TEST_ROWS = 120, 40
+
+#: What Compose would read from the shell or .env: the only source of interpolated values.
+VARIABLES = {
+    "LESSLABELS_TOKEN": TOKEN,
+    "LESSLABELS_LOG_LEVEL": "INFO",
+    "LESSLABELS_TRAINER_THREADS": "1",
+    "LESSLABELS_SCORER_THREADS": "1",
+}
+#: Extra environment of the local processes (under each service's own): keep the 2 cores usable.
+CHILD_ENV = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
+             "TRANSFORMERS_OFFLINE": "1"}
+
+
+@dataclasses.dataclass
+class Deployment:
+    topology: LocalTopology | DockerTopology
+    base_model: str  # the tiny BERT, at a path the trainer and scorer can read
+
+    @property
+    def backend(self) -> str:
+        return self.topology.backend
+
+
+def csv_bytes(rows) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["label", "text"])
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def make_topology(backend: str, workdir: pathlib.Path, tiny_bert_dir: pathlib.Path):
+    """(topology, base model path) for ``backend``; skips the docker backend without an engine."""
+    if backend == "docker":
+        reason = docker_unavailable_reason()
+        if reason is not None:
+            pytest.skip(f"docker backend: {reason}")
+        # A copy the container user can read (pytest's temporary folders are private to us).
+        model = workdir / "model"
+        shutil.copytree(tiny_bert_dir, model)
+        for path in [model, *model.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        return DockerTopology(workdir / "compose", variables=VARIABLES, mounts=[str(model)]), str(model)
+    return LocalTopology(workdir, variables=VARIABLES, env=CHILD_ENV), str(tiny_bert_dir)
+
+
+@pytest.fixture(scope="module", params=["local", "docker"])
+def deployment(request, tmp_path_factory, tiny_bert_dir):
+    """The whole topology, up and healthy, with the synthetic flight-intent set imported."""
+    topology, base_model = make_topology(request.param, tmp_path_factory.mktemp(f"compose-{request.param}"),
+                                         tiny_bert_dir)
+    try:
+        topology.up()
+        train, test = synthetic_rows()
+        pool = topology.address("pool")
+        import_bytes(pool, DATASET, csv_bytes(train[:TRAIN_ROWS]), split="train", token=TOKEN)
+        import_bytes(pool, DATASET, csv_bytes(test[:TEST_ROWS]), split="test", token=TOKEN)
+        yield Deployment(topology, base_model)
+    finally:
+        topology.down()
+
+
+@pytest.fixture
+def backend_factory(tmp_path, tiny_bert_dir):
+    """``factory(backend)`` -> (topology, base model), brought down after the test."""
+    made = []
+
+    def factory(backend: str):
+        topology, base_model = make_topology(backend, tmp_path / backend, tiny_bert_dir)
+        made.append(topology)
+        return topology, base_model
+
+    yield factory
+    for topology in made:
+        topology.down()
+
