@@ -96,6 +96,7 @@ def test_plan_batches_bounds_and_covers_every_row():
         longest = max(lengths[i] for i in rows)
         assert len(rows) <= 16
         assert len(rows) * longest <= 256 or len(rows) == 1  # a row over budget goes alone
+        assert len(rows) * longest <= 1.1 * sum(lengths[i] for i in rows) + 1e-9  # little padding
     # length bucketing: padding stays small compared with file order
     padded = sum(len(r) * max(lengths[i] for i in r) for r in batches)
     naive = sum(16 * max(lengths[i : i + 16]) for i in range(0, len(lengths), 16))
@@ -144,6 +145,22 @@ def test_error_reaches_every_caller_of_the_failed_batch_and_worker_survives():
             f.result(5)
     fail.clear()
     assert batcher([1, 2, 3], timeout=5) == [1, 2, 3]
+    batcher.close()
+
+
+def test_a_failed_batch_fails_only_its_callers():
+    def batch_fn(items):
+        if "bad" in items:
+            raise ValueError("poisoned batch")
+        return [x.upper() for x in items]
+
+    # lengths 1 vs 5 never share a batch (padding bound), so only the poisoned caller fails
+    batcher = DynamicBatcher(batch_fn, length_fn=lambda x: 1 if x == "bad" else 5, max_wait_s=0.1)
+    poisoned = batcher.submit(["bad"])
+    healthy = batcher.submit(["okay1", "okay2"])
+    with pytest.raises(ValueError, match="poisoned"):
+        poisoned.result(5)
+    assert healthy.result(5) == ["OKAY1", "OKAY2"]
     batcher.close()
 
 
@@ -211,6 +228,20 @@ def test_embeddings_are_mean_pooled(engine, store_and_id):
     scores = engine.score(ModelSpec(checkpoint_id=store_and_id[1]), ["hello there", "x"], embeddings=True)
     assert scores.embeddings.shape == (2, 32)
     assert not np.allclose(scores.embeddings[0], scores.embeddings[1])
+
+
+def test_bf16_with_fp32_refinement_of_uncertain_rows(store_and_id):
+    spec = ModelSpec(checkpoint_id=store_and_id[1])
+    fp32 = ScorerEngine(store_and_id[0], EngineConfig(precision="fp32"))
+    # every row of the random 3-class head is below 1.01, so every row is re-scored in fp32
+    refined = ScorerEngine(store_and_id[0], EngineConfig(precision="bf16", refine_below=1.01))
+    try:
+        assert refined.load(spec).model.dtype is not None  # bf16 autocast really is on
+        np.testing.assert_allclose(refined.score(spec, TEXTS).probabilities, fp32.score(spec, TEXTS).probabilities,
+                                   atol=1e-4)
+    finally:
+        fp32.close()
+        refined.close()
 
 
 def test_unknown_checkpoint_and_run_are_not_found(engine):

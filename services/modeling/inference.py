@@ -193,8 +193,11 @@ def pad_batch(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor,
     return ids, mask
 
 
-def forward(model: InferenceModel, rows: Sequence[Sequence[int]], *, embeddings: bool = False) -> ForwardOutput:
-    """One forward pass over ``rows`` (token id lists), all stacked into one padded tensor."""
+def forward(
+    model: InferenceModel, rows: Sequence[Sequence[int]], *, embeddings: bool = False, full_precision: bool = False
+) -> ForwardOutput:
+    """One forward pass over ``rows`` (token id lists), all stacked into one padded tensor.
+    ``full_precision`` skips the model's autocast dtype (fp32)."""
     if not rows:
         return ForwardOutput(
             np.zeros((0, len(model.labels)), np.float32) if model.is_classifier else None,
@@ -204,7 +207,7 @@ def forward(model: InferenceModel, rows: Sequence[Sequence[int]], *, embeddings:
     ids, mask = ids.to(model.device), mask.to(model.device)
     autocast = (
         torch.autocast(device_type=model.device.type, dtype=model.dtype)
-        if model.dtype is not None
+        if model.dtype is not None and not full_precision
         else contextlib.nullcontext()
     )
     with torch.inference_mode(), autocast:

@@ -7,11 +7,11 @@ threads instead of asyncio because the gRPC server is thread based:
 * one worker thread takes the first waiting request, then keeps collecting for at most
   ``max_wait_s`` or until ``max_batch_size`` items / ``max_tokens`` tokens are waiting;
 * the collected items are sorted by length and cut into batches bounded by ``max_batch_size``
-  rows and ``max_tokens`` padded tokens (rows x longest row), so padding stays small;
+  rows, ``max_tokens`` padded tokens (rows x longest row) and ``max_padding``, so padding stays
+  small;
 * the batch function's output must have exactly one row per input row (checked);
 * each future receives its own rows, in its own order; an exception from the batch function
-  is delivered to every caller whose items were in the failed collection, and the worker
-  carries on with the next one.
+  is delivered to every caller with rows in the failed batch, and the worker carries on.
 """
 
 from __future__ import annotations
@@ -53,20 +53,30 @@ class BatchStats:
     real_tokens: int
 
 
-def plan_batches(lengths: Sequence[int], max_batch_size: int, max_tokens: int) -> list[np.ndarray]:
+def plan_batches(
+    lengths: Sequence[int], max_batch_size: int, max_tokens: int, max_padding: float = 0.1
+) -> list[np.ndarray]:
     """Order rows by length and cut them into batches: each batch has at most ``max_batch_size``
-    rows and ``rows * longest <= max_tokens`` (a single row longer than the budget gets its own
-    batch). Returns arrays of row indices; together they cover every row exactly once."""
+    rows, ``rows * longest <= max_tokens`` and at most ``max_padding`` (a fraction of its real
+    tokens) of padding; a single row over the token budget gets its own batch. Returns arrays of
+    row indices; together they cover every row exactly once."""
     if not len(lengths):
         return []
-    order = np.argsort(np.asarray(lengths), kind="stable")  # shortest first
+    lengths = np.asarray(lengths)
+    order = np.argsort(lengths, kind="stable")  # shortest first
     batches: list[np.ndarray] = []
     start = 0
     n = len(order)
     while start < n:
         end = start + 1
+        real = int(lengths[order[start]])
         # Rows are sorted, so the newest row is the longest: padded cost = rows * its length.
-        while end < n and end - start < max_batch_size and (end - start + 1) * lengths[order[end]] <= max_tokens:
+        while end < n and end - start < max_batch_size:
+            length = int(lengths[order[end]])
+            padded = (end - start + 1) * length
+            if padded > max_tokens or padded > (1.0 + max_padding) * (real + length):
+                break
+            real += length
             end += 1
         batches.append(order[start:end])
         start = end
@@ -84,6 +94,8 @@ class DynamicBatcher:
         max_batch_size: int = 64,
         max_tokens: int = 8192,
         max_wait_s: float = 0.005,
+        max_padding: float = 0.1,
+        max_collect_rows: int = 4096,
         name: str = "batcher",
     ):
         if max_batch_size < 1:
@@ -97,6 +109,8 @@ class DynamicBatcher:
         self.max_batch_size = max_batch_size
         self.max_tokens = max_tokens
         self.max_wait_s = max_wait_s
+        self.max_padding = max_padding
+        self.max_collect_rows = max(max_collect_rows, max_batch_size)
         self.name = name
         self._queue: queue.Queue[_Request | None] = queue.Queue()
         self._closed = threading.Event()
@@ -137,15 +151,21 @@ class DynamicBatcher:
 
     # -- worker ----------------------------------------------------------------------------
     def _collect(self, first: _Request) -> tuple[list[_Request], bool]:
-        """``first`` plus whatever arrives within ``max_wait_s`` until the bounds are reached."""
+        """``first`` plus whatever arrives within ``max_wait_s`` until a batch is full, plus whatever
+        is already waiting (up to ``max_collect_rows``): a larger pool of rows to sort by length
+        means less padding when callers send many mid-sized requests."""
         requests = [first]
         rows = len(first.items)
         tokens = sum(first.lengths)
         deadline = time.monotonic() + self.max_wait_s
-        while rows < self.max_batch_size and tokens < self.max_tokens:
+        while rows < self.max_collect_rows:
+            filling = rows < self.max_batch_size and tokens < self.max_tokens
             remaining = deadline - time.monotonic()
             try:
-                nxt = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
+                if filling and remaining > 0:
+                    nxt = self._queue.get(timeout=remaining)
+                else:
+                    nxt = self._queue.get_nowait()  # full or out of time: take only what is waiting
             except queue.Empty:
                 break
             if nxt is None:
@@ -181,28 +201,36 @@ class DynamicBatcher:
             return
         items = [item for r in live for item in r.items]
         lengths = [n for r in live for n in r.lengths]
+        owner = np.repeat(np.arange(len(live)), [len(r.items) for r in live])  # [rows] -> request index
         results: list[Any] = [None] * len(items)
-        try:
-            for rows in plan_batches(lengths, self.max_batch_size, self.max_tokens):
-                batch = [items[i] for i in rows]
+        failed: dict[int, BaseException] = {}
+        for rows in plan_batches(lengths, self.max_batch_size, self.max_tokens, self.max_padding):
+            callers = set(owner[rows].tolist())
+            if callers <= failed.keys():
+                continue  # everyone in this batch has already failed
+            batch = [items[i] for i in rows]
+            try:
                 out = self._batch_fn(batch)
                 if out is None or len(out) != len(batch):
                     got = "None" if out is None else len(out)
                     raise RuntimeError(f"{self.name}: batch function returned {got} results for {len(batch)} inputs")
-                for i, row in zip(rows, out):
-                    results[i] = row
-                self._batches += 1
-                self._padded += len(rows) * max(lengths[i] for i in rows)
-        except BaseException as exc:  # noqa: BLE001 - delivered to every caller, worker survives
-            log.warning("event=batch_failed batcher=%s callers=%d rows=%d error=%r", self.name, len(live),
-                        len(items), exc)
-            for r in live:
-                r.future.set_exception(exc)
-            return
+            except BaseException as exc:  # noqa: BLE001 - delivered to every caller of this batch
+                log.warning("event=batch_failed batcher=%s callers=%d rows=%d error=%r", self.name, len(callers),
+                            len(batch), exc)
+                for c in callers:
+                    failed.setdefault(c, exc)
+                continue
+            for i, row in zip(rows, out):
+                results[i] = row
+            self._batches += 1
+            self._padded += len(rows) * max(lengths[i] for i in rows)
         self._collections += 1
         self._rows += len(items)
         self._real += sum(lengths)
         start = 0
-        for r in live:
-            r.future.set_result(results[start : start + len(r.items)])
+        for k, r in enumerate(live):
+            if k in failed:
+                r.future.set_exception(failed[k])
+            else:
+                r.future.set_result(results[start : start + len(r.items)])
             start += len(r.items)

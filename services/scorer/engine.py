@@ -44,9 +44,12 @@ class EngineConfig:
     device: str = ""  # "" = CUDA when present, else CPU
     precision: str = "auto"
     max_length: int = 0  # 0 = the checkpoint's training max_length, else the model's limit
-    max_batch_size: int = 64
+    max_batch_size: int = 256
     max_tokens: int = 8192
     max_wait_ms: float = 5.0
+    # With bf16/fp16: rows whose top probability is below this are scored again in fp32, so the
+    # uncertain rows (the ones acquisition looks at) carry full-precision scores. 0 = off.
+    refine_below: float = 0.0
 
 
 @dataclasses.dataclass
@@ -173,7 +176,7 @@ class ScorerEngine:
             except OSError as exc:
                 raise errors.NotFound(f"base model {base!r} cannot be loaded offline: {exc}") from None
         batcher = DynamicBatcher(
-            lambda rows, m=model: self._run_batch(m, rows),
+            lambda rows, m=model: self._run_batch(m, rows, cfg.refine_below),
             max_batch_size=cfg.max_batch_size,
             max_tokens=cfg.max_tokens,
             max_wait_s=cfg.max_wait_ms / 1000.0,
@@ -206,11 +209,19 @@ class ScorerEngine:
 
     # -- scoring ---------------------------------------------------------------------------
     @staticmethod
-    def _run_batch(model: inference.InferenceModel, rows: list[_Row]) -> list[tuple]:
+    def _run_batch(model: inference.InferenceModel, rows: list[_Row], refine_below: float = 0.0) -> list[tuple]:
         embed = any(r.embed for r in rows)
         out = inference.forward(model, [r.ids for r in rows], embeddings=embed)
         n = len(rows)
         probs = out.probabilities if out.probabilities is not None else np.zeros((n, 0), np.float32)
+        if refine_below > 0 and model.dtype is not None and probs.shape[1]:
+            unsure = np.flatnonzero(probs.max(axis=1) < refine_below)  # [k]
+            if len(unsure):
+                exact = inference.forward(model, [rows[i].ids for i in unsure], embeddings=embed, full_precision=True)
+                probs = probs.copy()
+                probs[unsure] = exact.probabilities
+                if embed:
+                    out.embeddings[unsure] = exact.embeddings
         return [(probs[i], out.embeddings[i] if embed else None) for i in range(n)]
 
     def score(

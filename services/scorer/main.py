@@ -63,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     add_flag(parser, "--cache-size", default=3, type=int, help="models kept loaded (least recently used evicted)")
     add_flag(parser, "--device", default="", help="cpu, cuda, cuda:N ('' = CUDA when present)")
     add_flag(parser, "--precision", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16")
+    add_flag(parser, "--refine-below", default=0.0, type=float,
+             help="with bf16/fp16, re-score in fp32 the rows whose top probability is below this (0 = off)")
     add_flag(parser, "--max-length", default=0, type=int, help="tokens per text (0 = the checkpoint's training length)")
-    add_flag(parser, "--max-batch-size", default=64, type=int, help="rows per forward pass")
+    add_flag(parser, "--max-batch-size", default=256, type=int, help="rows per forward pass")
     add_flag(parser, "--max-tokens", default=8192, type=int, help="padded tokens per forward pass")
     add_flag(parser, "--max-wait-ms", default=5.0, type=float, help="how long a batch waits for more requests")
     add_flag(parser, "--max-texts", default=DEFAULT_MAX_TEXTS, type=int, help="texts per Score/ModelInfer request")
@@ -83,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     config = EngineConfig(
         cache_size=args.cache_size, device=args.device, precision=args.precision, max_length=args.max_length,
         max_batch_size=args.max_batch_size, max_tokens=args.max_tokens, max_wait_ms=args.max_wait_ms,
+        refine_below=args.refine_below,
     )
     server = build_server(settings, args.checkpoint_dir, args.pool_address, engine_config=config,
                           max_texts=args.max_texts, pool_token=settings.token)
