@@ -396,7 +396,9 @@ class LocalTopology:
         self.variables = dict(variables or {})
         self.extra_env = dict(env or {})
         self.startup_timeout = startup_timeout
-        self.services = parse(load(self.compose_file, self.variables), self.compose_file.parent)
+        document = load(self.compose_file, self.variables)
+        self.compose = document["services"]
+        self.services = parse(document, self.compose_file.parent)
         check_wiring(self.services, check_variables=check_variables)
         self.ports = {name: free_port() for name in self.services}
         self.processes: dict[str, subprocess.Popen] = {}
@@ -501,6 +503,26 @@ class LocalTopology:
             self.processes[name] = subprocess.Popen(
                 self.command(name), env=self.environment(name), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def run(self, name: str, args: list[str], *, binds: Mapping[str, str] | None = None,
+            timeout: float = 120.0) -> subprocess.CompletedProcess:
+        """``docker compose run --rm --no-deps -v HOST:CONTAINER NAME ARGS``: a one-off command
+        with the service's entrypoint and environment; ``binds`` maps host folders to container paths."""
+        service = self.services[name]
+        argv = [self._rewrite(service, a) for a in service.argv[: len(service.argv) - self._command_length(name)]]
+        for arg in args:
+            for host, target in (binds or {}).items():
+                if arg == target or arg.startswith(target.rstrip("/") + "/"):
+                    arg = str(host) + arg[len(target.rstrip("/")):]
+            argv.append(self._rewrite(service, arg))
+        env = self.environment(name)
+        cwd = self.workdir / "home" / f"{name}-run"
+        cwd.mkdir(parents=True, exist_ok=True)
+        return subprocess.run(local_argv(argv), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+    def _command_length(self, name: str) -> int:
+        command = self.compose[name].get("command") or []
+        return len(shlex.split(command) if isinstance(command, str) else command)
 
     def is_running(self, name: str) -> bool:
         proc = self.processes.get(name)
@@ -665,6 +687,11 @@ class DockerTopology:
 
     def start(self, name: str, *, with_deps: bool = True, wait: bool = True) -> None:
         self._compose("up", "-d", *([] if with_deps else ["--no-deps"]), *(["--wait"] if wait else []), name)
+
+    def run(self, name: str, args: list[str], *, binds: Mapping[str, str] | None = None,
+            timeout: float = 300.0) -> subprocess.CompletedProcess:
+        volumes = [a for host, target in (binds or {}).items() for a in ("-v", f"{host}:{target}:ro")]
+        return self._compose("run", "--rm", "--no-deps", *volumes, name, *args, check=False, timeout=timeout)
 
     def address(self, name: str) -> str:
         port = self.services[name].port

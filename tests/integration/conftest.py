@@ -16,7 +16,6 @@ import shutil
 import pytest
 
 from services.demo.data import synthetic_rows
-from tests.helpers import import_bytes
 from tests.integration.compose import DockerTopology, LocalTopology, docker_unavailable_reason
 
 TOKEN = "integration-test-token"
@@ -75,10 +74,18 @@ def deployment(request, tmp_path_factory, tiny_bert_dir):
                                          tiny_bert_dir)
     try:
         topology.up()
+        # As docs/deployment.md says: a one-off `lesslabels import` in the coordinator service,
+        # which knows the pool's address and the token from the compose file.
+        data = tmp_path_factory.mktemp("import-data")
         train, test = synthetic_rows()
-        pool = topology.address("pool")
-        import_bytes(pool, DATASET, csv_bytes(train[:TRAIN_ROWS]), split="train", token=TOKEN)
-        import_bytes(pool, DATASET, csv_bytes(test[:TEST_ROWS]), split="test", token=TOKEN)
+        for split, rows in (("train", train[:TRAIN_ROWS]), ("test", test[:TEST_ROWS])):
+            (data / f"{split}.csv").write_bytes(csv_bytes(rows))
+        for path in [data, *data.iterdir()]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        for split in ("train", "test"):
+            result = topology.run("coordinator", ["import", f"/import/{split}.csv", "--dataset", DATASET,
+                                                  "--split", split], binds={str(data): "/import"})
+            assert result.returncode == 0, result.stdout + result.stderr
         yield Deployment(topology, base_model)
     finally:
         topology.down()

@@ -24,7 +24,7 @@ from services.proto.lesslabels.v1 import (
     scorer_pb2,
     scorer_pb2_grpc,
 )
-from tests.integration.conftest import DATASET, TOKEN
+from tests.integration.conftest import DATASET, TOKEN, TRAIN_ROWS
 
 pytestmark = pytest.mark.integration
 
@@ -89,6 +89,7 @@ def assert_two_clean_rounds(deployment, detail: coordinator_pb2.RunDetail) -> No
     # Round 1 selected one batch; the final round selects none: nothing acquired twice, nothing lost.
     assert len(labelled) == len(set(labelled)) == SEED + BATCH
     assert detail.run.labelled_count == SEED + BATCH
+    assert detail.run.pool_size == TRAIN_ROWS  # every row the one-off `lesslabels import` sent
 
 
 @pytest.fixture(scope="module")
