@@ -28,6 +28,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import os
 import pathlib
@@ -631,8 +632,11 @@ def docker_unavailable_reason() -> str | None:
     return None
 
 
+_PROJECTS = itertools.count(1)
+
+
 class DockerTopology:
-    """The same interface over ``docker compose`` (project ``lesslabels-it-<pid>``).
+    """The same interface over ``docker compose`` (project ``lesslabels-it-<pid>-<n>``).
 
     Test-only override: the pool and trainer are published on loopback too (only scorer and
     coordinator are public in the real file) so the suite can import data and check the pool;
@@ -651,7 +655,7 @@ class DockerTopology:
         self.variables = dict(variables or {})
         self.services = parse(load(self.compose_file, self.variables), self.compose_file.parent)
         check_wiring(self.services)
-        self.project = f"lesslabels-it-{os.getpid()}"
+        self.project = f"lesslabels-it-{os.getpid()}-{next(_PROJECTS)}"
         for name in self.services:
             if self.services[name].published:
                 self.variables.setdefault(f"LESSLABELS_{name.upper()}_PUBLIC_PORT", str(free_port()))
