@@ -316,6 +316,14 @@ def _references(text: str, services: Mapping[str, Service]) -> list[tuple[str, i
             if host in services]
 
 
+def _container_path(value: str) -> str | None:
+    """The absolute path a setting names: ``/checkpoints``, ``sqlite:////data/pool.db``; else None."""
+    match = re.fullmatch(r"sqlite:///(/[^?]*)(?:\?.*)?", value)
+    if match:
+        return match.group(1)
+    return value.rstrip("/") if value.startswith("/") else None
+
+
 def check_wiring(services: Mapping[str, Service], *, check_variables: bool = True) -> None:
     """Raise ComposeError listing every wiring mistake found without starting anything."""
     problems: list[str] = []
@@ -346,6 +354,12 @@ def check_wiring(services: Mapping[str, Service], *, check_variables: bool = Tru
                      for part in service.healthcheck):
             problems.append(f"service {service.name}: healthcheck {shlex.join(service.healthcheck)} does not probe "
                             f"its own port {service.port}")
+        for variable, value in service.environment.items():
+            path = _container_path(value) if variable.startswith("LESSLABELS_") else None
+            if path is not None and not any(path == m.target.rstrip("/") or path.startswith(m.target.rstrip("/") + "/")
+                                            for m in service.mounts):
+                problems.append(f"service {service.name}: {variable}={value} is not on a volume "
+                                f"(its data would be lost with the container)")
         port_setting = service.environment.get("LESSLABELS_PORT")
         if port_setting is not None and port_setting != str(service.port):
             problems.append(f"service {service.name}: LESSLABELS_PORT={port_setting} but it exposes {service.port}")

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import tomllib
 
 import pytest
@@ -93,9 +94,14 @@ def test_the_real_file_passes_every_check():
         ('test: ["CMD", "lesslabels", "probe", "127.0.0.1:50054"]', 'test: ["CMD", "lesslabels", "probe", "pool:50051"]',
          r"coordinator: healthcheck lesslabels probe pool:50051 does not probe its own port 50054"),
         ('LESSLABELS_PORT: "50053"', 'LESSLABELS_PORT: "50055"', r"scorer: LESSLABELS_PORT=50055 but it exposes 50053"),
+        # State written outside the volumes: lost whenever the container is recreated.
+        ("LESSLABELS_CHECKPOINT_DIR: /checkpoints\n      LESSLABELS_KEEP", "LESSLABELS_CHECKPOINT_DIR: /checkpoint\n      LESSLABELS_KEEP",
+         r"trainer: LESSLABELS_CHECKPOINT_DIR=/checkpoint is not on a volume"),
+        ("${LESSLABELS_DATABASE_URL:-sqlite:////data/pool.db}", "sqlite:////var/pool.db",
+         r"pool: LESSLABELS_DATABASE_URL=sqlite:////var/pool.db is not on a volume"),
     ],
     ids=["command", "variable-name", "variable-name-2", "address-port", "missing-dependency", "missing-dependency-2",
-         "unknown-dependency", "cycle", "healthcheck", "port"],
+         "unknown-dependency", "cycle", "healthcheck", "port", "checkpoints-off-volume", "database-off-volume"],
 )
 def test_a_wiring_mistake_fails_before_anything_starts(tmp_path, old, new, message):
     path = broken_copy(tmp_path, old, new)
@@ -126,6 +132,25 @@ def test_a_bad_setting_value_fails_when_the_service_starts(tmp_path):
     finally:
         topology.down()
     assert "--keep-checkpoints -1: must not be negative" in str(info.value)
+
+
+@pytest.mark.parametrize("policy, comes_back", [("unless-stopped", True), ('"no"', False)])
+def test_the_restart_policy_of_the_file_decides_whether_a_killed_service_comes_back(tmp_path, policy, comes_back):
+    path = broken_copy(tmp_path, "restart: unless-stopped", f"restart: {policy}")
+    topology = topology_of(path, tmp_path)
+    try:
+        topology.up(["pool"])
+        topology.kill("pool")
+        deadline = time.monotonic() + (30 if comes_back else 3)  # the supervisor looks every 0.2 s
+        while time.monotonic() < deadline and topology.restarts("pool") == 0:
+            time.sleep(0.2)
+        if comes_back:
+            topology.wait_healthy("pool", timeout=30)
+            assert topology.restarts("pool") == 1
+        else:
+            assert topology.restarts("pool") == 0 and not topology.is_running("pool")
+    finally:
+        topology.down()
 
 
 def test_the_token_must_be_set():
