@@ -386,6 +386,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the test process dies, so that a killed test run leaks no services."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _tail(path: pathlib.Path, lines: int = 25) -> str:
     try:
         return "\n".join("    " + line for line in path.read_text(errors="replace").splitlines()[-lines:])
@@ -517,7 +526,7 @@ class LocalTopology:
             log.flush()
             self.processes[name] = subprocess.Popen(
                 self.command(name), env=self.environment(name), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True)
+                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
 
     def run(self, name: str, args: list[str], *, binds: Mapping[str, str] | None = None,
             timeout: float = 120.0) -> subprocess.CompletedProcess:
@@ -670,6 +679,8 @@ class DockerTopology:
         self.services = parse(load(self.compose_file, self.variables), self.compose_file.parent)
         check_wiring(self.services)
         self.project = f"lesslabels-it-{os.getpid()}-{next(_PROJECTS)}"
+        # Own image tags: never replace the images of a real deployment on the same host.
+        self.variables.setdefault("LESSLABELS_VERSION", "integration-test")
         for name in self.services:
             if self.services[name].published:
                 self.variables.setdefault(f"LESSLABELS_{name.upper()}_PUBLIC_PORT", str(free_port()))
@@ -741,10 +752,11 @@ class DockerTopology:
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Kill the service's process inside its container (tini, PID 1, then exits with it), so the
         restart policy applies: ``docker kill`` would count as a manual stop and skip it."""
-        script = ("import os,signal\n"
+        script = ("import os\n"
                   "for p in os.listdir('/proc'):\n"
                   " if p.isdigit() and int(p) not in (1, os.getpid()):\n"
-                  "  c = open(f'/proc/{p}/cmdline','rb').read().split(b'\\0')\n"
+                  "  try: c = open(f'/proc/{p}/cmdline','rb').read().split(b'\\0')\n"
+                  "  except OSError: continue\n"
                   f"  if b'lesslabels' in b' '.join(c) and b'{name}' in c: os.kill(int(p), {int(sig)})\n")
         self._compose("exec", "-T", name, "python", "-c", script, check=False, timeout=60)
 
