@@ -219,3 +219,21 @@ def test_bad_environment_value_is_a_clear_error(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         config.add_server_flags(parser, default_port=50051)
     assert "LESSLABELS_PORT='seventy'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_idle_stream_with_client_keepalive_is_not_dropped(server_factory):
+    # A stream idle through several client keepalive pings must not get GOAWAY "Too many pings"
+    # (the gRPC default tolerates one ping per 5 minutes and 2 strikes; ours allows one per 10 s).
+    release = threading.Event()
+
+    def slow(request):
+        release.wait(60)
+        return b"late"
+
+    _, address = server_factory(slow)
+    options = [("grpc.keepalive_time_ms", 10_500), ("grpc.keepalive_permit_without_calls", 1),
+               ("grpc.http2.max_pings_without_data", 0)]
+    with grpc.insecure_channel(address, options=options) as ch:
+        threading.Timer(36.0, release.set).start()
+        assert list(ch.unary_stream(f"/{SERVICE}/Stream")(b"x", timeout=60)) == [b"first", b"late"]

@@ -154,6 +154,11 @@ class Server:
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.so_reuseport", 0),
+            # Clients (services.common.channels) ping every 30 s to keep long streams (WatchRun,
+            # WatchJob) alive through idle periods; accept that instead of answering
+            # GOAWAY too_many_pings, which the default 5-minute minimum would.
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
         ]
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix=f"{name}-rpc"),
