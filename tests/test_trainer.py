@@ -459,3 +459,51 @@ def test_real_minilm_fine_tunes_a_few_steps(trainer, labelled):
     assert max(e.step for e in events) == 4
     manifest = stub.GetCheckpoint(trainer_pb2.GetCheckpointRequest(checkpoint_id=events[-1].checkpoint_id), timeout=5)
     assert manifest.base_model == "default" and manifest.validation.count == 3
+
+
+# -- the command --------------------------------------------------------------------------------
+
+def test_main_rejects_bad_flags(monkeypatch, capsys):
+    from services.trainer.main import main
+
+    with pytest.raises(SystemExit):
+        main(["--keep-checkpoints", "-1"])
+    assert "--keep-checkpoints -1" in capsys.readouterr().err
+    monkeypatch.setenv("LESSLABELS_NUM_THREADS", "many")
+    with pytest.raises(SystemExit):
+        main([])
+    assert "LESSLABELS_NUM_THREADS='many'" in capsys.readouterr().err
+
+
+def test_lesslabels_trainer_command_serves_once_the_pool_does_and_stops_on_sigterm(pool_address, tmp_path):
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, LESSLABELS_POOL_ADDRESS=pool_address, LESSLABELS_CHECKPOINT_DIR=str(tmp_path / "ck"),
+               LESSLABELS_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli.main", "trainer", "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        status = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and status != health_pb2.HealthCheckResponse.SERVING:
+            try:
+                with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+                    status = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=2).status
+            except grpc.RpcError:
+                time.sleep(0.2)
+        assert status == health_pb2.HealthCheckResponse.SERVING
+        with make_channel(f"127.0.0.1:{port}") as ch:
+            assert trainer_pb2_grpc.TrainerServiceStub(ch).ListJobs(trainer_pb2.ListJobsRequest(), timeout=5).jobs == []
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert (tmp_path / "ck" / ".jobs").is_dir()
