@@ -46,6 +46,9 @@ import numpy as np  # noqa: E402
 DATA = ROOT.parent / "shared" / "data" / "atis"
 RESULTS = ROOT / "bench" / "results"
 ARMS = ("full", "best", "random", "original")
+# Each uncertainty strategy alone, on exactly the schedule and random seed set of ``random``, so
+# the only difference from ``random`` is the query strategy (--arms entropy margin ... random).
+STRATEGY_ARMS = ("entropy", "margin", "least-confidence", "ratio", "clustered-entropy")
 WITHIN = 0.005  # 0.5 accuracy points
 
 log = logging.getLogger("headline")
@@ -79,8 +82,15 @@ def arm_config(arm: str, seed: int, args) -> "run_pb2.RunConfig":
         config.batch_size.fraction = args.best_batch
         config.stopping.max_rounds = args.max_rounds
         config.warm_start = args.warm_start
+    elif arm in STRATEGY_ARMS:
+        config.strategy = run_pb2.Strategy.Value("STRATEGY_" + arm.upper().replace("-", "_"))
+        config.seed_strategy = run_pb2.SEED_STRATEGY_RANDOM
+        config.seed_size.fraction = args.best_seed
+        config.batch_size.fraction = args.best_batch
+        config.stopping.max_rounds = args.max_rounds
+        config.warm_start = args.warm_start
     else:
-        raise SystemExit(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
+        raise SystemExit(f"unknown arm {arm!r}; choose from {', '.join(ARMS + STRATEGY_ARMS)}")
     return config
 
 
@@ -331,7 +341,7 @@ def report(data: dict, out: pathlib.Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS)
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=ARMS + STRATEGY_ARMS)
     parser.add_argument("--max-rounds", type=int, default=5, help="rounds of the best and random arms")
     parser.add_argument("--original-rounds", type=int, default=3, help="rounds of the original protocol (5, 15, 25 %%)")
     parser.add_argument("--best-seed", type=float, default=0.02, help="seed fraction of the best and random arms")
