@@ -10,7 +10,6 @@ fixed seed so that every machine gets the same rows.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 import pathlib
@@ -18,6 +17,8 @@ import random
 import tempfile
 import urllib.error
 import urllib.request
+
+from services.common.checkpoints import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -48,14 +49,6 @@ class DataError(Exception):
 def cache_dir() -> pathlib.Path:
     configured = os.environ.get("LESSLABELS_CACHE_DIR", "")
     return pathlib.Path(configured) if configured else pathlib.Path.home() / ".cache" / "lesslabels"
-
-
-def sha256_file(path: pathlib.Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _atis_in(folder: pathlib.Path) -> DemoData | None:

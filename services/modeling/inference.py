@@ -20,6 +20,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from services.modeling.batching import collate
+
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -184,13 +186,8 @@ class ForwardOutput:
 
 def pad_batch(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack token id lists into one ``[n, longest]`` tensor and its attention mask."""
-    longest = max(len(r) for r in rows)
-    ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), longest), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)
-        mask[i, : len(row)] = 1
-    return ids, mask
+    batch = collate(rows, pad_id)
+    return batch["input_ids"], batch["attention_mask"]
 
 
 def forward(
