@@ -62,7 +62,7 @@ def arm_config(arm: str, seed: int, args) -> "run_pb2.RunConfig":
 
     hyper = common_pb2.Hyperparameters(
         learning_rate=args.learning_rate, batch_size=args.batch_size, max_epochs=args.epochs, patience=args.patience,
-        max_steps=args.max_steps, max_length=64, num_threads=args.threads,
+        max_steps=args.max_steps, min_steps=args.min_steps, max_length=64, num_threads=args.threads,
     )
     config = run_pb2.RunConfig(dataset="atis", name=f"headline-{arm}-seed{seed}", random_seed=seed,
                                hyperparameters=hyper)
@@ -350,6 +350,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=10, help="max epochs per training (early stopping on)")
     parser.add_argument("--max-steps", type=int, default=600,
                         help="optimizer steps per training at most (caps the big trainings; small ones end by epochs)")
+    parser.add_argument("--min-steps", type=int, default=250,
+                        help="optimizer steps per training at least (small labelled sets get more epochs)")
     parser.add_argument("--patience", type=int, default=2)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=16)

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
 
 import pytest
 
 from services.common.config import ServerSettings
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """A service's main() configures the root logger with the test's captured stderr; without this
+    the handler outlives the capture and later log lines fail with 'I/O operation on closed file'."""
+    handlers, level = logging.root.handlers[:], logging.root.level
+    yield
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 ATIS_DIR = ROOT.parent / "shared" / "data" / "atis"

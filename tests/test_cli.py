@@ -87,6 +87,9 @@ def test_run_config_leaves_defaults_to_the_coordinator():
     assert config.strategy == run_pb2.STRATEGY_ENTROPY
     assert config.oracle == run_pb2.ORACLE_MODE_SIMULATED
     assert config.hyperparameters.max_epochs == 0
+    # The one training default the CLI sets itself: enough steps for a 100-label round.
+    assert config.hyperparameters.min_steps == 250
+    assert _parse_run(["--dataset", "atis", "--min-steps", "0"]).hyperparameters.min_steps == 0
 
 
 @pytest.mark.parametrize("argv,message", [
@@ -94,6 +97,7 @@ def test_run_config_leaves_defaults_to_the_coordinator():
     (["--stable-agreement", "-0.1"], "--stable-agreement -0.1: must be in (0, 1]"),
     (["--max-rounds", "-1"], "--max-rounds -1: must not be negative"),
     (["--epochs", "-2"], "--epochs -2: must not be negative"),
+    (["--min-steps", "-3"], "--min-steps -3: must not be negative"),
     (["--learning-rate", "-1"], "--learning-rate -1.0: must be positive"),
     (["--batch-size", "2.5"], "--batch-size 2.5: a fraction must be in (0, 1]"),
 ])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from services.common import errors
 from services.modeling.batching import collate, length_grouped_batches, tokenize
-from services.modeling.metrics import classification_metrics
+from services.modeling.metrics import Metrics, classification_metrics
 from services.modeling.models import load_classifier, save_classifier, select_device
 from services.trainer import engine
 from services.trainer.engine import Example, TrainConfig
@@ -137,6 +138,7 @@ def test_select_device():
     (dict(learning_rate=0.0), "learning_rate"), (dict(batch_size=0), "batch_size"),
     (dict(validation_fraction=0.0), "validation_fraction"), (dict(class_balance="magic"), "class_balance"),
     (dict(precision="fp8"), "precision"), (dict(patience=0), "patience"),
+    (dict(min_steps=-1), "min_steps -1"), (dict(min_steps=9, max_steps=8), "must not exceed max_steps 8"),
 ])
 def test_config_validation(kw, words):
     with pytest.raises(errors.InvalidArgument, match=words):
@@ -174,6 +176,28 @@ def test_max_steps_and_no_validation(tiny_bert_dir):
     _, outcome = _train(tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=5, max_steps=7), validation=False)
     assert outcome.steps == 7 and outcome.stop_reason == "max_steps 7 reached" and outcome.validation is None
     assert outcome.best_epoch == outcome.epochs_run == 2
+
+
+def test_min_steps_adds_epochs_and_holds_off_early_stopping(tiny_bert_dir):
+    # 5 steps per epoch; a vanishing learning rate makes every epoch a plateau, so patience 1
+    # alone would stop after epoch 2 (10 steps), and max_epochs 2 would end there too.
+    events = []
+    _, outcome = _train(tiny_bert_dir, TrainConfig(learning_rate=1e-12, batch_size=4, max_epochs=2, patience=1,
+                                                   min_steps=12), on_progress=events.append)
+    assert outcome.steps == 15 and outcome.epochs_run == 3
+    assert all(e.total_steps == 15 for e in events)
+    assert "early stop" in outcome.stop_reason and outcome.best_epoch == 1
+    _, outcome = _train(tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, min_steps=12), validation=False)
+    assert outcome.steps == 15 and outcome.stop_reason == "3 epochs reached (min_steps 12)"
+
+
+def test_equal_validation_accuracy_goes_to_the_lower_loss():
+    best = Metrics(accuracy=0.8, macro_f1=0.1, per_class_f1={}, count=10, loss=1.2)
+    assert engine.improves(dataclasses.replace(best, loss=0.9), best)
+    assert not engine.improves(dataclasses.replace(best, loss=1.3), best)
+    assert not engine.improves(dataclasses.replace(best, accuracy=0.7, loss=0.1), best)
+    assert engine.improves(dataclasses.replace(best, accuracy=0.9, loss=5.0), best)
+    assert engine.improves(best, None)
 
 
 @pytest.mark.parametrize("balance", ["weighted_loss", "sampling"])

@@ -391,6 +391,8 @@ def test_not_serving_until_the_pool_is(tmp_path, tiny_bert_dir):
     (dict(max_length=100000), "max_length 100000"),
     (dict(max_length=512), "exceeds the 128 positions"),
     (dict(max_steps=-5), "max_steps -5"),
+    (dict(min_steps=-1), "min_steps -1"),
+    (dict(min_steps=50, max_steps=20), "min_steps 50 must not exceed max_steps 20"),
     (dict(num_threads=-1), "num_threads -1"),
     (dict(precision=common_pb2.PRECISION_FP16), "fp16 needs CUDA"),
 ])

@@ -45,6 +45,9 @@ STEP_NAMES = {
 }
 FINAL_STATES = {run_pb2.RUN_STATE_COMPLETED, run_pb2.RUN_STATE_CANCELLED, run_pb2.RUN_STATE_FAILED}
 
+# Fine-tuning steps per round at least: with the trainer's plain epoch limit a 100-label round gets
+# a few dozen steps and predicts the majority class (bench/README.md, headline section).
+DEFAULT_MIN_STEPS = 250
 AMOUNT_HELP = "a count (100), a fraction of the pool in (0, 1] (0.05) or a percentage (5%)"
 _AMOUNT_ARG_HELP = AMOUNT_HELP.replace("%", "%%")  # argparse expands % in help strings
 
@@ -112,6 +115,8 @@ def add_run_flags(parser: argparse.ArgumentParser, *, dataset_required: bool = T
     h.add_argument("--max-length", type=int, default=d.get("max_length", 0), help="tokens per text [64]")
     h.add_argument("--patience", type=int, default=d.get("patience", 0), help="early-stopping patience in epochs [2]")
     h.add_argument("--max-steps", type=int, default=d.get("max_steps", 0), help="cap on optimizer steps (tests)")
+    h.add_argument("--min-steps", type=int, default=d.get("min_steps", DEFAULT_MIN_STEPS),
+                   help="optimizer steps per round at least; small labelled sets get more epochs [%(default)s]")
     h.add_argument("--num-threads", type=int, default=d.get("num_threads", 0), help="torch CPU threads [all]")
     h.add_argument("--class-balance", choices=sorted(CLASS_BALANCE), default=d.get("class_balance", "none"),
                    help="class-imbalance handling [%(default)s]")
@@ -140,6 +145,7 @@ def run_config_from_args(args: argparse.Namespace, dataset: str | None = None) -
         max_length=_check_non_negative(args.max_length, "--max-length"),
         patience=_check_non_negative(args.patience, "--patience"),
         max_steps=_check_non_negative(args.max_steps, "--max-steps"),
+        min_steps=_check_non_negative(args.min_steps, "--min-steps"),
         num_threads=_check_non_negative(args.num_threads, "--num-threads"),
         class_balance=CLASS_BALANCE[args.class_balance],
     )

@@ -60,6 +60,7 @@ def config_from_proto(message: common_pb2.Hyperparameters) -> TrainConfig:
         precision=PRECISION_FROM_PROTO[message.precision],
         num_threads=message.num_threads,
         max_steps=message.max_steps,
+        min_steps=message.min_steps,
     )
 
 
@@ -70,7 +71,7 @@ def config_to_proto(config: TrainConfig) -> common_pb2.Hyperparameters:
         max_length=config.max_length, validation_fraction=config.validation_fraction,
         use_labelled_validation=config.use_labelled_validation,
         class_balance=CLASS_BALANCE_TO_PROTO[config.class_balance], precision=PRECISION_TO_PROTO[config.precision],
-        num_threads=config.num_threads, max_steps=config.max_steps,
+        num_threads=config.num_threads, max_steps=config.max_steps, min_steps=config.min_steps,
     )
 
 

@@ -48,6 +48,7 @@ class TrainConfig:
     precision: str = "auto"
     num_threads: int = 0
     max_steps: int = 0
+    min_steps: int = 0
 
     def validate(self) -> "TrainConfig":
         """Raise InvalidArgument naming every impossible value; return self when all are fine."""
@@ -76,6 +77,10 @@ class TrainConfig:
             problems.append(f"num_threads {self.num_threads} must be within 0..1024 (0 = all cores)")
         if self.max_steps < 0:
             problems.append(f"max_steps {self.max_steps} must not be negative (0 = no limit)")
+        if self.min_steps < 0:
+            problems.append(f"min_steps {self.min_steps} must not be negative (0 = none)")
+        elif self.max_steps and self.min_steps > self.max_steps:
+            problems.append(f"min_steps {self.min_steps} must not exceed max_steps {self.max_steps}")
         if problems:
             raise errors.InvalidArgument("impossible hyperparameters: " + "; ".join(problems))
         return self
@@ -266,7 +271,10 @@ def train(
     # matrix cost about as much as the forward pass (bench/README.md).
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.learning_rate, fused=True)
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
-    total_steps = steps_per_epoch * config.max_epochs
+    # A small labelled set gets more epochs: a few dozen steps leave the model predicting the
+    # majority class (97 ATIS labels: 79% test accuracy after 18 steps, 97% after 252).
+    epochs = max(config.max_epochs, math.ceil(config.min_steps / steps_per_epoch))
+    total_steps = steps_per_epoch * epochs
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -280,14 +288,14 @@ def train(
     step = 0
     samples_seen = 0
     train_seconds = 0.0
-    best_accuracy = -1.0
     best_epoch = 0
     best_metrics: Metrics | None = None
     best_state = None
     bad_epochs = 0
-    stop_reason = f"max_epochs {config.max_epochs} reached"
+    stop_reason = (f"max_epochs {config.max_epochs} reached" if epochs == config.max_epochs
+                   else f"{epochs} epochs reached (min_steps {config.min_steps})")
     epoch = 0
-    for epoch in range(1, config.max_epochs + 1):
+    for epoch in range(1, epochs + 1):
         order = balanced_order(train_targets, rng) if config.class_balance == "sampling" else None
         batches = length_grouped_batches(lengths, config.batch_size, rng=rng, order=order)
         window_loss, window_steps, last_emit = 0.0, 0, time.monotonic()
@@ -330,9 +338,7 @@ def train(
         if validation_set:
             metrics = evaluate(model, val_ids, val_targets, labels, device=device, pad_id=pad_id, dtype=dtype)
             message += f", validation accuracy {metrics.accuracy:.4f}"
-        improved = metrics is None or metrics.accuracy > best_accuracy
-        if improved:
-            best_accuracy = metrics.accuracy if metrics else best_accuracy
+        if metrics is None or improves(metrics, best_metrics):
             best_epoch, best_metrics, bad_epochs = epoch, metrics, 0
             if validation_set:
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -341,7 +347,7 @@ def train(
         stop = ""
         if step >= total_steps and config.max_steps and step >= config.max_steps:
             stop = f"max_steps {config.max_steps} reached"
-        elif bad_epochs >= config.patience:
+        elif bad_epochs >= config.patience and step >= config.min_steps:
             stop = f"early stop: no gain in validation accuracy for {bad_epochs} epochs (best epoch {best_epoch})"
         if stop:
             message += f"; {stop}"
@@ -356,6 +362,14 @@ def train(
         model.load_state_dict(best_state)
     return TrainOutcome(best_epoch=best_epoch, validation=best_metrics, epochs_run=epoch, steps=step,
                         train_seconds=train_seconds, samples_seen=samples_seen, stop_reason=stop_reason)
+
+
+def improves(metrics: Metrics, best: Metrics | None) -> bool:
+    """Higher validation accuracy, or equal accuracy and lower loss: a tie is common on a small
+    validation set, and a plateau at the majority class must not pin the first epoch as the best."""
+    if best is None:
+        return True
+    return metrics.accuracy > best.accuracy or (metrics.accuracy == best.accuracy and metrics.loss < best.loss)
 
 
 def _progress(epoch, step, total_steps, loss, samples_seen, train_seconds, validation=None, message="") -> Progress:

@@ -89,7 +89,7 @@ class EvalMetrics(_message.Message):
     def __init__(self, accuracy: _Optional[float] = ..., macro_f1: _Optional[float] = ..., per_class_f1: _Optional[_Mapping[str, float]] = ..., count: _Optional[int] = ..., loss: _Optional[float] = ...) -> None: ...
 
 class Hyperparameters(_message.Message):
-    __slots__ = ("learning_rate", "batch_size", "max_epochs", "patience", "warmup_ratio", "weight_decay", "max_length", "validation_fraction", "use_labelled_validation", "class_balance", "precision", "num_threads", "max_steps")
+    __slots__ = ("learning_rate", "batch_size", "max_epochs", "patience", "warmup_ratio", "weight_decay", "max_length", "validation_fraction", "use_labelled_validation", "class_balance", "precision", "num_threads", "max_steps", "min_steps")
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_EPOCHS_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +103,7 @@ class Hyperparameters(_message.Message):
     PRECISION_FIELD_NUMBER: _ClassVar[int]
     NUM_THREADS_FIELD_NUMBER: _ClassVar[int]
     MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
+    MIN_STEPS_FIELD_NUMBER: _ClassVar[int]
     learning_rate: float
     batch_size: int
     max_epochs: int
@@ -116,7 +117,8 @@ class Hyperparameters(_message.Message):
     precision: Precision
     num_threads: int
     max_steps: int
-    def __init__(self, learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., max_epochs: _Optional[int] = ..., patience: _Optional[int] = ..., warmup_ratio: _Optional[float] = ..., weight_decay: _Optional[float] = ..., max_length: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., use_labelled_validation: _Optional[bool] = ..., class_balance: _Optional[_Union[ClassBalance, str]] = ..., precision: _Optional[_Union[Precision, str]] = ..., num_threads: _Optional[int] = ..., max_steps: _Optional[int] = ...) -> None: ...
+    min_steps: int
+    def __init__(self, learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., max_epochs: _Optional[int] = ..., patience: _Optional[int] = ..., warmup_ratio: _Optional[float] = ..., weight_decay: _Optional[float] = ..., max_length: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., use_labelled_validation: _Optional[bool] = ..., class_balance: _Optional[_Union[ClassBalance, str]] = ..., precision: _Optional[_Union[Precision, str]] = ..., num_threads: _Optional[int] = ..., max_steps: _Optional[int] = ..., min_steps: _Optional[int] = ...) -> None: ...
 
 class ModelRef(_message.Message):
     __slots__ = ("checkpoint_id", "latest_of_run", "base_model")
