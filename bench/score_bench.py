@@ -2,16 +2,22 @@
 
   (a) reference: the original notebook's loop (HF model, batch 32 in file order, padding to the
       longest in the batch, fp32, torch.no_grad);
-  (b) the scorer's engine in process (length-bucketed dynamic batches, inference_mode);
+  (b) the scorer's engine in process, as the service runs it by default (length-bucketed dynamic
+      batches, inference_mode, --precision auto: bf16 with fp32 re-scoring of the rows whose top
+      probability is below --refine-below on CPUs with native bf16, else fp32); with --also-fp32
+      (default) the engine in plain fp32 as well;
   (c) the scorer over gRPC (an in-process server from services.scorer.main.build_server) with
       several concurrent clients, each sending Score requests of --request-size texts.
 
 Every mode runs --repeats times, interleaved (a, b, c, a, b, c, ...) so background load on the
 shared machine hits all of them alike; the best run of each mode is reported, all runs are kept.
+Each run is a fresh process (load and warm up, then the timed scoring), as the scorer service and
+a notebook each are: torch work from several threads of one process slows every one of them.
 Agreement of (b) and (c) with the fp32 reference: argmax agreement and max |p - p_ref|.
 
-Without --checkpoint, the script fine-tunes the bundled all-MiniLM-L6-v2 briefly (--train-epochs
-over --train-samples texts) and publishes it through CheckpointStore into --checkpoint-dir.
+Without --checkpoint, the script fine-tunes the bundled all-MiniLM-L6-v2 with the trainer's engine
+(--train-epochs over --train-samples texts, lr --train-lr, batch 32) and publishes it through
+CheckpointStore into --checkpoint-dir.
 
     python bench/score_bench.py --out bench/results/score_cpu.json
 """
@@ -27,7 +33,9 @@ import os
 import pathlib
 import platform
 import random
+import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -37,6 +45,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from services.scorer.engine import EngineConfig  # noqa: E402
 
 ATIS_TRAIN = ROOT.parent / "shared" / "data" / "atis" / "atis_intents_train.csv"
 
@@ -51,48 +61,26 @@ def read_atis(path: pathlib.Path) -> tuple[list[str], list[str]]:
 
 
 def fine_tune(store, labels, texts, *, samples: int, epochs: int, max_length: int, lr: float, seed: int) -> str:
-    """A brief fine-tune of the default MiniLM (length-grouped batches), published to ``store``."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    """Fine-tune the default MiniLM with the trainer's engine (batch 32, no validation) and publish
+    the checkpoint to ``store`` as the trainer service does."""
+    from services.modeling.models import default_model_path, load_classifier, save_classifier
+    from services.trainer import engine as trainer_engine
 
-    from services.modeling.models import default_model_path
-
-    base = default_model_path()
     classes = sorted(set(labels))
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)
+    examples = [trainer_engine.Example(i, texts[i], labels[i]) for i in order[:samples]]
     torch.manual_seed(seed)
-    rng = random.Random(seed)
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=len(classes), id2label=dict(enumerate(classes)), label2id={c: i for i, c in enumerate(classes)}
-    )
-    idx = list(range(len(texts)))
-    rng.shuffle(idx)
-    idx = idx[:samples]
-    y = torch.tensor([classes.index(labels[i]) for i in idx])
-    enc = tokenizer([texts[i] for i in idx], truncation=True, max_length=max_length)["input_ids"]
-    order = sorted(range(len(idx)), key=lambda k: len(enc[k]))
-    batches = [order[s : s + 32] for s in range(0, len(order), 32)]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    steps = epochs * len(batches)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / (0.1 * steps)) * max(0.0, 1 - s / steps))
-    model.train()
-    start = time.perf_counter()
-    for _ in range(epochs):
-        rng.shuffle(batches)
-        for batch in batches:
-            padded = tokenizer.pad({"input_ids": [enc[k] for k in batch]}, return_tensors="pt")
-            loss = model(**padded, labels=y[batch]).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
-    print(f"fine-tuned on {len(idx)} texts x {epochs} epoch(s) in {time.perf_counter() - start:.0f}s", file=sys.stderr)
+    loaded = load_classifier(default_model_path(), classes)
+    config = trainer_engine.TrainConfig(learning_rate=lr, batch_size=32, max_epochs=epochs, max_length=max_length)
+    outcome = trainer_engine.train(loaded.model, loaded.tokenizer, classes, examples, [], config, seed=seed,
+                                   device=torch.device("cpu"))
+    print(f"fine-tuned on {len(examples)} texts x {epochs} epoch(s) in {outcome.train_seconds:.0f}s", file=sys.stderr)
     manifest = {"run_id": 1, "labels": classes, "base_model": "default", "dataset": "atis",
                 "hyperparameters": {"max_length": max_length, "learning_rate": lr, "max_epochs": epochs},
-                "train_count": len(idx), "seed": seed}
+                "train_count": len(examples), "seed": seed}
     with store.publish(manifest) as folder:
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
+        save_classifier(loaded.model, loaded.tokenizer, folder)
     return manifest["id"]
 
 
@@ -147,80 +135,133 @@ def agreement(probs: np.ndarray, ref: np.ndarray) -> dict:
     }
 
 
-def main(argv=None) -> int:
+MODES = ("a_reference", "b_engine", "c_grpc", "b_engine_fp32")
+
+
+def run_mode(args, mode: str, texts: list[str]) -> tuple[np.ndarray, float, str]:
+    """Load, warm up, then time one scoring of ``texts`` in ``mode``: (probabilities, seconds, dtype)."""
+    from services.common.checkpoints import CheckpointStore
+    from services.common.config import ServerSettings
+    from services.scorer.engine import ModelSpec, ScorerEngine
+    from services.scorer.main import build_server
+
+    store = CheckpointStore(args.checkpoint_dir)
+    checkpoint = store.get(args.checkpoint)
+    spec = ModelSpec(checkpoint_id=args.checkpoint)
+    precision = "fp32" if mode == "b_engine_fp32" else args.precision
+    config = EngineConfig(precision=precision, device="cpu", refine_below=args.refine_below)
+    if mode == "a_reference":
+        reference_loop(checkpoint.path, texts[:64], args.max_length)  # warm up
+        start = time.perf_counter()
+        probs = reference_loop(checkpoint.path, texts, args.max_length)
+        return probs, time.perf_counter() - start, "float32"
+    if mode in ("b_engine", "b_engine_fp32"):
+        engine = ScorerEngine(store, config)
+        try:
+            engine.score(spec, texts[:64])  # load + warm up
+            dtype = str(engine.load(spec).model.dtype or "torch.float32").replace("torch.", "")
+            start = time.perf_counter()
+            probs = engine_mode(engine, spec, texts)
+            return probs, time.perf_counter() - start, dtype
+        finally:
+            engine.close()
+    server = build_server(ServerSettings(host="127.0.0.1", port=0, workers=16, grace_seconds=1),
+                          str(args.checkpoint_dir), "", engine_config=config, max_texts=max(4096, args.request_size))
+    port = server.start()
+    server.set_serving()
+    try:
+        address = f"127.0.0.1:{port}"
+        grpc_mode(address, args.checkpoint, texts[:64], 2, 32)  # load + warm up
+        dtype = str(server.scorer_engine.load(spec).model.dtype or "torch.float32").replace("torch.", "")
+        start = time.perf_counter()
+        probs = grpc_mode(address, args.checkpoint, texts, args.clients, args.request_size)
+        return probs, time.perf_counter() - start, dtype
+    finally:
+        server.stop(0)
+
+
+def worker(args) -> int:
+    """One timed run of one mode in this (fresh) process; results to --worker-out (.npz)."""
+    torch.set_num_threads(args.threads)
+    _, texts = read_atis(args.data)
+    if args.limit:
+        texts = texts[: args.limit]
+    probs, seconds, dtype = run_mode(args, args.worker, texts)
+    np.savez(args.worker_out, probs=probs, seconds=seconds, dtype=dtype)
+    return 0
+
+
+def spawn(args, mode: str, tmp: pathlib.Path, k: int) -> tuple[np.ndarray, float, str]:
+    out = tmp / f"{mode}-{k}.npz"
+    cmd = [sys.executable, __file__, "--worker", mode, "--worker-out", str(out), "--checkpoint", args.checkpoint,
+           "--checkpoint-dir", str(args.checkpoint_dir), "--data", str(args.data), "--threads", str(args.threads),
+           "--limit", str(args.limit), "--max-length", str(args.max_length), "--precision", args.precision,
+           "--refine-below", str(args.refine_below), "--clients", str(args.clients),
+           "--request-size", str(args.request_size)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    data = np.load(out)
+    return data["probs"], float(data["seconds"]), str(data["dtype"])
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=pathlib.Path, default=ATIS_TRAIN)
     parser.add_argument("--checkpoint-dir", type=pathlib.Path, default=ROOT / ".lesslabels" / "bench" / "checkpoints")
     parser.add_argument("--checkpoint", default="", help="a published checkpoint id (default: fine-tune one)")
     parser.add_argument("--train-samples", type=int, default=4834)
-    parser.add_argument("--train-epochs", type=int, default=1)
+    parser.add_argument("--train-epochs", type=int, default=3)
+    parser.add_argument("--train-lr", type=float, default=5e-5)
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--limit", type=int, default=0, help="score only the first N texts (smoke runs)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--request-size", type=int, default=512)
-    parser.add_argument("--precision", default="fp32", help="engine precision for (b) and (c): fp32 or bf16")
-    parser.add_argument("--also-bf16", action=argparse.BooleanOptionalAction, default=True,
-                        help="also time (b) with bf16 autocast + fp32 re-scoring of rows below --refine-below")
-    parser.add_argument("--refine-below", type=float, default=0.7)
+    parser.add_argument("--precision", default="auto",
+                        help="engine precision for (b) and (c) [auto: the scorer's default on this machine]")
+    parser.add_argument("--also-fp32", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time the engine in plain fp32")
+    parser.add_argument("--refine-below", type=float, default=EngineConfig().refine_below,
+                        help="engine's fp32 re-scoring threshold for (b) and (c) [the scorer's default]")
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "bench" / "results" / "score_cpu.json")
-    args = parser.parse_args(argv)
+    parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-out", type=pathlib.Path, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.worker:
+        return worker(args)
 
     from services.common.checkpoints import CheckpointStore
-    from services.scorer.engine import EngineConfig, ModelSpec, ScorerEngine
-    from services.scorer.main import build_server
-    from services.common.config import ServerSettings
 
     torch.set_num_threads(args.threads)
     labels, texts = read_atis(args.data)
     store = CheckpointStore(args.checkpoint_dir)
-    checkpoint_id = args.checkpoint or fine_tune(store, labels, texts, samples=args.train_samples,
-                                                 epochs=args.train_epochs, max_length=args.max_length, lr=1e-4,
-                                                 seed=0)
+    if not args.checkpoint:
+        args.checkpoint = fine_tune(store, labels, texts, samples=args.train_samples, epochs=args.train_epochs,
+                                    max_length=args.max_length, lr=args.train_lr, seed=0)
+    checkpoint_id = args.checkpoint
     checkpoint = store.get(checkpoint_id)
     if args.limit:
         labels, texts = labels[: args.limit], texts[: args.limit]
-    spec = ModelSpec(checkpoint_id=checkpoint_id)
     n = len(texts)
 
-    engine = ScorerEngine(store, EngineConfig(precision=args.precision, device="cpu"))
-    engine.score(spec, texts[:64])  # load + warm up
-    engine_bf16 = None
-    if args.also_bf16:
-        engine_bf16 = ScorerEngine(store, EngineConfig(precision="bf16", device="cpu", refine_below=args.refine_below))
-        engine_bf16.score(spec, texts[:64])
-    server = build_server(ServerSettings(host="127.0.0.1", port=0, workers=16, grace_seconds=1),
-                          str(args.checkpoint_dir), "", engine_config=EngineConfig(precision=args.precision, device="cpu"),
-                          max_texts=max(4096, args.request_size))
-    port = server.start()
-    server.set_serving()
-    address = f"127.0.0.1:{port}"
-    grpc_mode(address, checkpoint_id, texts[:64], 2, 32)  # load + warm up
-
-    modes = {
-        "a_reference": lambda: reference_loop(checkpoint.path, texts, args.max_length),
-        "b_engine": lambda: engine_mode(engine, spec, texts),
-        "c_grpc": lambda: grpc_mode(address, checkpoint_id, texts, args.clients, args.request_size),
-    }
-    if engine_bf16 is not None:
-        modes["b_engine_bf16_refined"] = lambda: engine_mode(engine_bf16, spec, texts)
+    modes = [m for m in MODES if args.also_fp32 or m != "b_engine_fp32"]
     runs: dict[str, list[float]] = {k: [] for k in modes}
     outputs: dict[str, np.ndarray] = {}
-    for r in range(args.repeats):
-        for name, fn in modes.items():
-            start = time.perf_counter()
-            outputs[name] = fn()
-            seconds = time.perf_counter() - start
-            runs[name].append(seconds)
-            print(f"repeat {r} {name}: {n / seconds:.1f} texts/s ({seconds:.1f}s)", file=sys.stderr)
-    server.stop(0)
-    engine.close()
-    if engine_bf16 is not None:
-        engine_bf16.close()
+    dtypes: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="score-bench-") as tmp:
+        for r in range(args.repeats):
+            for mode in modes:  # interleaved, each run in a fresh process
+                outputs[mode], seconds, dtypes[mode] = spawn(args, mode, pathlib.Path(tmp), r)
+                runs[mode].append(seconds)
+                print(f"repeat {r} {mode} ({dtypes[mode]}): {n / seconds:.1f} texts/s ({seconds:.1f}s)", file=sys.stderr)
 
     ref = outputs["a_reference"]
     best = {k: n / min(v) for k, v in runs.items()}
+    engine_config = EngineConfig(precision=args.precision, device="cpu", refine_below=args.refine_below)
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python bench/score_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -230,14 +271,16 @@ def main(argv=None) -> int:
         "texts": n,
         "checkpoint": {"id": checkpoint_id, "train_count": checkpoint.manifest.get("train_count"),
                        "max_length": args.max_length},
-        "settings": {"precision": args.precision, "clients": args.clients, "request_size": args.request_size,
-                     "repeats": args.repeats, "refine_below": args.refine_below, "engine": EngineConfig(precision=args.precision).__dict__},
+        "settings": {"precision": args.precision, "dtypes": dtypes, "clients": args.clients,
+                     "request_size": args.request_size, "repeats": args.repeats, "refine_below": args.refine_below,
+                     "engine": engine_config.__dict__},
+        "rows_below_refine_threshold_fp32": float(np.mean(ref.max(1) < args.refine_below)),
         "texts_per_s_best": best,
         "texts_per_s_all": {k: [n / s for s in v] for k, v in runs.items()},
         "ratios": {
             "b_over_a": best["b_engine"] / best["a_reference"],
             "c_over_b": best["c_grpc"] / best["b_engine"],
-            **({"b_bf16_refined_over_a": best["b_engine_bf16_refined"] / best["a_reference"]} if "b_engine_bf16_refined" in best else {}),
+            **({"b_fp32_over_a": best["b_engine_fp32"] / best["a_reference"]} if "b_engine_fp32" in best else {}),
         },
         "agreement_with_fp32_reference": {k: agreement(v, ref) for k, v in outputs.items() if k != "a_reference"},
         "reference_accuracy_on_train_labels": float(

@@ -176,6 +176,7 @@ def interleaved_runs(args, labels, train_rows, test_rows) -> tuple[dict | None, 
         "test_accuracy": metrics.accuracy,
         "test_macro_f1": metrics.macro_f1,
         "eval_seconds": eval_seconds,
+        "precision_used": str(dtype or "torch.float32").replace("torch.", ""),
     }
     return (reference.evaluate(test_rows) if reference else None), engine
 
@@ -206,7 +207,8 @@ def main(argv=None) -> int:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
+    parser.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"],
+                        help="engine precision [auto: the trainer's default, bf16 on CPUs with native bf16]")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N train/test rows (smoke runs)")
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "train_bench.json"))

@@ -220,6 +220,17 @@ def test_cancel_is_checked_every_step(tiny_bert_dir):
     assert steps == [1, 2]
 
 
+def test_auto_training_precision_on_cpu_follows_native_bf16(monkeypatch):
+    from services.modeling import models
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: True)
+    assert engine.autocast_dtype("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: False)
+    assert engine.autocast_dtype("auto", cpu) is None
+    assert engine.autocast_dtype("bf16", cpu) == torch.bfloat16 and engine.autocast_dtype("fp32", cpu) is None
+
+
 def test_bf16_on_cpu_trains(tiny_bert_dir):
     _, outcome = _train(tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, precision="bf16"))
     assert outcome.steps == 5 and 0 <= outcome.validation.accuracy <= 1

@@ -244,6 +244,47 @@ def test_bf16_with_fp32_refinement_of_uncertain_rows(store_and_id):
         refined.close()
 
 
+def test_refinement_rescores_only_the_uncertain_rows(store_and_id):
+    spec = ModelSpec(checkpoint_id=store_and_id[1])
+    texts = [f"{w} flight to city {i}" for i, w in enumerate(["cheap", "late", "first", "a", "my", "next"] * 4)]
+    fp32 = ScorerEngine(store_and_id[0], EngineConfig(precision="fp32"))
+    try:
+        exact = fp32.score(spec, texts).probabilities
+        threshold = float(np.median(exact.max(axis=1)))
+        mixed = ScorerEngine(store_and_id[0], EngineConfig(precision="bf16", refine_below=threshold))
+        plain = ScorerEngine(store_and_id[0], EngineConfig(precision="bf16", refine_below=0.0))
+        got, bf16 = mixed.score(spec, texts).probabilities, plain.score(spec, texts).probabilities
+    finally:
+        fp32.close()
+    mixed.close()
+    plain.close()
+    unsure = bf16.max(axis=1) < threshold
+    assert 0 < unsure.sum() < len(texts)
+    np.testing.assert_allclose(got[unsure], exact[unsure], atol=1e-5)  # re-scored in fp32
+    np.testing.assert_array_equal(got[~unsure], bf16[~unsure])  # kept from the bf16 pass
+    assert np.abs(bf16 - exact).max() > 1e-5  # bf16 really differs, so the check above means something
+
+
+def test_auto_precision_is_bf16_only_on_cpus_with_native_bf16(monkeypatch, tmp_path):
+    import torch
+
+    from services.modeling import inference
+
+    flags = tmp_path / "cpuinfo"
+    flags.write_text("processor : 0\nflags : fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n")
+    assert inference.cpu_has_native_bf16(str(flags))
+    other = tmp_path / "cpuinfo2"
+    other.write_text("flags : fpu sse2 avx2 avx512f\n")
+    assert not inference.cpu_has_native_bf16(str(other))
+    assert not inference.cpu_has_native_bf16(str(tmp_path / "missing"))
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
+    assert inference.autocast_dtype("auto", cpu) == torch.bfloat16
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    assert inference.autocast_dtype("auto", cpu) is None
+    assert inference.autocast_dtype("bf16", cpu) == torch.bfloat16 and inference.autocast_dtype("fp32", cpu) is None
+
+
 def test_unknown_checkpoint_and_run_are_not_found(engine):
     with pytest.raises(errors.NotFound, match="nope"):
         engine.score(ModelSpec(checkpoint_id="nope"), ["x"])
@@ -463,6 +504,9 @@ def test_main_rejects_bad_flags(tmp_path):
         main(["--port", "0", "--checkpoint-dir", str(tmp_path), "--cache-size", "0"])
     with pytest.raises(SystemExit):
         main(["--port", "0", "--checkpoint-dir", str(tmp_path), "--max-texts", "0"])
+    for bad in ("-0.5", "nan"):
+        with pytest.raises(SystemExit):
+            main(["--port", "0", "--checkpoint-dir", str(tmp_path), "--refine-below", bad])
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import pathlib
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from services.modeling.batching import collate
+from services.modeling.models import cpu_has_native_bf16  # noqa: F401 - re-exported for callers
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +39,10 @@ def pick_device(preferred: str = "") -> torch.device:
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device``; None means plain fp32.
 
-    ``auto`` is bf16 on CUDA devices that support it (fp16 otherwise) and fp32 on CPU: on CPU
-    bf16 was measured (bench/score_bench.py) and is only used when asked for explicitly.
+    ``auto`` is bf16 on CUDA devices that support it (fp16 otherwise), bf16 on CPUs with native
+    bf16 arithmetic (2.9x fp32 for MiniLM on a 2-core Zen 4, bench/README.md) and fp32 on other
+    CPUs. The scorer pairs reduced precision with fp32 re-scoring of the uncertain rows
+    (``EngineConfig.refine_below``) so that the probabilities hold.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
@@ -50,7 +54,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         return torch.float16
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return None
+    return torch.bfloat16 if cpu_has_native_bf16() else None
 
 
 @dataclasses.dataclass

@@ -19,6 +19,7 @@ torch and transformers are imported inside the functions so that importing this 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import pathlib
@@ -51,6 +52,24 @@ def default_model_path() -> str:
 def resolve_base_model(name: str) -> str:
     """'' or 'default' -> the bundled MiniLM; anything else (HF name or local path) unchanged."""
     return default_model_path() if name in ("", "default", "all-MiniLM-L6-v2") else name
+
+
+# CPU flags of native bf16 arithmetic (AVX512-BF16: Cooper Lake, Zen 4 and later; AMX: Sapphire
+# Rapids and later). Without them oneDNN emulates bf16 and it is slower than fp32.
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+@functools.cache
+def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True when the CPU computes bf16 natively (Linux: read from the flags in /proc/cpuinfo)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return bool(NATIVE_BF16_FLAGS & set(line.split(":", 1)[-1].split()))
+    except OSError:
+        pass
+    return False
 
 
 def select_device(preferred: str = "") -> "torch.device":

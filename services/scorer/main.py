@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     add_flag(parser, "--pool-address", default="", help="pool service HOST:PORT, needed by ScorePool")
     add_flag(parser, "--cache-size", default=3, type=int, help="models kept loaded (least recently used evicted)")
     add_flag(parser, "--device", default="", help="cpu, cuda, cuda:N ('' = CUDA when present)")
-    add_flag(parser, "--precision", default="auto", help="auto (bf16 on CUDA, fp32 on CPU), fp32, bf16, fp16")
-    add_flag(parser, "--refine-below", default=0.0, type=float,
+    add_flag(parser, "--precision", default="auto", help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32, bf16, fp16")
+    add_flag(parser, "--refine-below", default=0.8, type=float,
              help="with bf16/fp16, re-score in fp32 the rows whose top probability is below this (0 = off)")
     add_flag(parser, "--max-length", default=0, type=int, help="tokens per text (0 = the checkpoint's training length)")
     add_flag(parser, "--max-batch-size", default=256, type=int, help="rows per forward pass")
@@ -77,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     for flag in ("cache_size", "max_batch_size", "max_tokens", "max_texts"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1")
+    if not args.refine_below >= 0:  # also refuses NaN
+        parser.error(f"--refine-below {args.refine_below} must be at least 0 (0 = no fp32 re-scoring)")
     setup_logging(settings.log_level, "scorer")
     if args.threads:
         import torch

@@ -169,8 +169,13 @@ def autocast_dtype(precision: str, device) -> "object | None":
         return torch.float16
     if precision == "fp16":
         raise errors.InvalidArgument("precision fp16 needs CUDA; use bf16 or fp32 on CPU")
-    # auto on CPU: fp32 (bf16 autocast measured no faster here, see bench/README.md).
-    return torch.bfloat16 if precision == "bf16" else None
+    if precision == "bf16":
+        return torch.bfloat16
+    # auto on CPU: bf16 where the CPU computes it natively (training steps 2x fp32 on a 2-core
+    # Zen 4, accuracy within the benchmark's bound: bench/README.md), else fp32.
+    from services.modeling.models import cpu_has_native_bf16
+
+    return torch.bfloat16 if cpu_has_native_bf16() else None
 
 
 def _linear_schedule(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
