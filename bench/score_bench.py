@@ -46,7 +46,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from services.scorer.engine import EngineConfig  # noqa: E402
+from services.scorer.engine import EngineConfig, parallelism  # noqa: E402
 
 ATIS_TRAIN = ROOT.parent / "shared" / "data" / "atis" / "atis_intents_train.csv"
 
@@ -149,7 +149,10 @@ def run_mode(args, mode: str, texts: list[str]) -> tuple[np.ndarray, float, str]
     checkpoint = store.get(args.checkpoint)
     spec = ModelSpec(checkpoint_id=args.checkpoint)
     precision = "fp32" if mode == "b_engine_fp32" else args.precision
-    config = EngineConfig(precision=precision, device="cpu", refine_below=args.refine_below)
+    # as `lesslabels scorer --threads N` sets itself up: batches side by side, one torch thread each
+    workers, torch_threads = parallelism("cpu", args.threads, args.batch_workers)
+    torch.set_num_threads(args.threads if mode == "a_reference" else torch_threads)
+    config = EngineConfig(precision=precision, device="cpu", refine_below=args.refine_below, batch_workers=workers)
     if mode == "a_reference":
         reference_loop(checkpoint.path, texts[:64], args.max_length)  # warm up
         start = time.perf_counter()
@@ -182,7 +185,6 @@ def run_mode(args, mode: str, texts: list[str]) -> tuple[np.ndarray, float, str]
 
 def worker(args) -> int:
     """One timed run of one mode in this (fresh) process; results to --worker-out (.npz)."""
-    torch.set_num_threads(args.threads)
     _, texts = read_atis(args.data)
     if args.limit:
         texts = texts[: args.limit]
@@ -197,7 +199,7 @@ def spawn(args, mode: str, tmp: pathlib.Path, k: int) -> tuple[np.ndarray, float
            "--checkpoint-dir", str(args.checkpoint_dir), "--data", str(args.data), "--threads", str(args.threads),
            "--limit", str(args.limit), "--max-length", str(args.max_length), "--precision", args.precision,
            "--refine-below", str(args.refine_below), "--clients", str(args.clients),
-           "--request-size", str(args.request_size)]
+           "--request-size", str(args.request_size), "--batch-workers", str(args.batch_workers)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     data = np.load(out)
     return data["probs"], float(data["seconds"]), str(data["dtype"])
@@ -214,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--limit", type=int, default=0, help="score only the first N texts (smoke runs)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-workers", type=int, default=0,
+                        help="engine batches side by side [0: the scorer's default, one per thread]")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--request-size", type=int, default=512)
@@ -271,7 +275,8 @@ def main(argv=None) -> int:
         "texts": n,
         "checkpoint": {"id": checkpoint_id, "train_count": checkpoint.manifest.get("train_count"),
                        "max_length": args.max_length},
-        "settings": {"precision": args.precision, "dtypes": dtypes, "clients": args.clients,
+        "settings": {"precision": args.precision, "dtypes": dtypes,
+                     "batch_workers_and_torch_threads": parallelism("cpu", args.threads, args.batch_workers), "clients": args.clients,
                      "request_size": args.request_size, "repeats": args.repeats, "refine_below": args.refine_below,
                      "engine": engine_config.__dict__},
         "rows_below_refine_threshold_fp32": float(np.mean(ref.max(1) < args.refine_below)),

@@ -104,7 +104,8 @@ def test_plan_batches_bounds_and_covers_every_row():
     assert plan_batches([], 4, 10) == []
 
 
-def test_concurrent_callers_each_get_their_own_rows_in_order():
+@pytest.mark.parametrize("workers", [1, 2])
+def test_concurrent_callers_each_get_their_own_rows_in_order(workers):
     calls = []
 
     def batch_fn(items):
@@ -112,7 +113,7 @@ def test_concurrent_callers_each_get_their_own_rows_in_order():
         return [("out", tag, idx) for tag, idx in items]
 
     batcher = DynamicBatcher(batch_fn, length_fn=lambda item: 1 + item[1] % 7, max_batch_size=8, max_tokens=64,
-                             max_wait_s=0.05)
+                             max_wait_s=0.05, workers=workers)
     barrier = threading.Barrier(12)
 
     def caller(tag):
@@ -148,14 +149,15 @@ def test_error_reaches_every_caller_of_the_failed_batch_and_worker_survives():
     batcher.close()
 
 
-def test_a_failed_batch_fails_only_its_callers():
+@pytest.mark.parametrize("workers", [1, 3])
+def test_a_failed_batch_fails_only_its_callers(workers):
     def batch_fn(items):
         if "bad" in items:
             raise ValueError("poisoned batch")
         return [x.upper() for x in items]
 
     # lengths 1 vs 5 never share a batch (padding bound), so only the poisoned caller fails
-    batcher = DynamicBatcher(batch_fn, length_fn=lambda x: 1 if x == "bad" else 5, max_wait_s=0.1)
+    batcher = DynamicBatcher(batch_fn, length_fn=lambda x: 1 if x == "bad" else 5, max_wait_s=0.1, workers=workers)
     poisoned = batcher.submit(["bad"])
     healthy = batcher.submit(["okay1", "okay2"])
     with pytest.raises(ValueError, match="poisoned"):
@@ -171,6 +173,35 @@ def test_wrong_number_of_outputs_is_an_error_for_all_callers():
         with pytest.raises(RuntimeError, match="results for"):
             f.result(5)
     batcher.close()
+
+
+def test_batches_run_side_by_side_with_several_workers():
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def batch_fn(items):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        return [x * 10 for x in items]
+
+    # lengths 1..4 never share a batch (padding bound): four batches, run two at a time
+    batcher = DynamicBatcher(batch_fn, length_fn=lambda x: x % 4 + 1, max_wait_s=0.05, workers=2)
+    assert batcher(list(range(12)), timeout=5) == [x * 10 for x in range(12)]
+    batcher.close()
+    assert peak[0] == 2
+    with pytest.raises(ValueError, match="workers"):
+        DynamicBatcher(batch_fn, workers=0)
+
+
+def test_scorer_parallelism_is_one_worker_per_cpu_thread():
+    from services.scorer.engine import parallelism
+
+    assert parallelism("cpu", threads=2) == (2, 1)
+    assert parallelism("cpu", threads=4, batch_workers=2) == (2, 2)
+    assert parallelism("cpu", threads=2, batch_workers=1) == (1, 2)
 
 
 def test_closed_batcher_finishes_queued_work_and_refuses_new():
@@ -244,6 +275,30 @@ def test_bf16_with_fp32_refinement_of_uncertain_rows(store_and_id):
         refined.close()
 
 
+def test_last_layer_for_cls_only_gives_the_models_own_probabilities(store_and_id):
+    import dataclasses
+
+    import torch
+
+    from services.modeling import inference
+
+    checkpoint = store_and_id[0].get(store_and_id[1])
+    model = inference.load_classifier(checkpoint.path, precision="fp32", device=torch.device("cpu"))
+    assert model.cls_only  # the load-time probe found it equal to the full forward
+    full = dataclasses.replace(model, cls_only=False)
+    rows = inference.tokenize(model, ["a", "cheap flight to boston tomorrow morning please", "", "fares"]).input_ids
+    fast, slow = inference.forward(model, rows), inference.forward(full, rows)
+    np.testing.assert_allclose(fast.probabilities, slow.probabilities, atol=1e-5)
+    # embeddings need every position of the last layer: those requests take the full forward
+    np.testing.assert_allclose(inference.forward(model, rows, embeddings=True).embeddings,
+                               inference.forward(full, rows, embeddings=True).embeddings, atol=1e-6)
+    ids, mask = inference.pad_batch(rows, model.pad_token_id)
+    with torch.inference_mode():
+        assert inference.cls_only_logits(model.model, ids, mask).shape == (4, len(model.labels))
+    # a model it does not fit (a plain encoder) is never given the shortcut
+    assert not inference._is_plain_bert_classifier(model.model.bert)
+
+
 def test_refinement_rescores_only_the_uncertain_rows(store_and_id):
     spec = ModelSpec(checkpoint_id=store_and_id[1])
     texts = [f"{w} flight to city {i}" for i, w in enumerate(["cheap", "late", "first", "a", "my", "next"] * 4)]
@@ -283,6 +338,19 @@ def test_auto_precision_is_bf16_only_on_cpus_with_native_bf16(monkeypatch, tmp_p
     monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
     assert inference.autocast_dtype("auto", cpu) is None
     assert inference.autocast_dtype("bf16", cpu) == torch.bfloat16 and inference.autocast_dtype("fp32", cpu) is None
+
+
+def test_engine_with_batch_workers_gives_the_same_scores(store_and_id, engine):
+    spec = ModelSpec(checkpoint_id=store_and_id[1])
+    texts = [f"{w} flight to city {i}" * (i % 3 + 1) for i, w in enumerate(["cheap", "late", "first"] * 5)]
+    parallel = ScorerEngine(store_and_id[0], EngineConfig(max_batch_size=4, max_tokens=64, batch_workers=2))
+    try:
+        np.testing.assert_allclose(parallel.score(spec, texts).probabilities, engine.score(spec, texts).probabilities,
+                                   atol=1e-5)
+    finally:
+        parallel.close()
+    with pytest.raises(ValueError, match="batch_workers"):
+        ScorerEngine(store_and_id[0], EngineConfig(batch_workers=0))
 
 
 def test_unknown_checkpoint_and_run_are_not_found(engine):
@@ -507,6 +575,9 @@ def test_main_rejects_bad_flags(tmp_path):
     for bad in ("-0.5", "nan"):
         with pytest.raises(SystemExit):
             main(["--port", "0", "--checkpoint-dir", str(tmp_path), "--refine-below", bad])
+    for flag in ("--threads", "--batch-workers"):
+        with pytest.raises(SystemExit):
+            main(["--port", "0", "--checkpoint-dir", str(tmp_path), flag, "-1"])
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import concurrent.futures
 import dataclasses
 import datetime
 import logging
+import os
 import threading
 import time
 from typing import Sequence
@@ -54,6 +55,20 @@ class EngineConfig:
     # scores. Measured e gives at most 0.05 * p(1 - p), so 0.008 at 0.8; the largest change on
     # two ATIS checkpoints was 0.0054 (bench/README.md). 0 = off.
     refine_below: float = 0.8
+    # Batches run side by side on this many threads (see parallelism()); 1 = one at a time.
+    batch_workers: int = 1
+
+
+def parallelism(device: str = "", threads: int = 0, batch_workers: int = 0) -> tuple[int, int]:
+    """(batch workers, torch threads per forward) for a scorer process. ``threads`` = CPU threads
+    to use (0 = all cores), ``batch_workers`` = 0 for automatic: on a CPU one worker per thread,
+    each forward single-threaded (several small batches side by side beat one batch on every
+    core: 1.4x for MiniLM on 2 cores, bench/README.md); on CUDA one worker."""
+    threads = threads or os.cpu_count() or 1
+    if inference.pick_device(device).type != "cpu":
+        return batch_workers or 1, threads
+    workers = batch_workers or threads
+    return workers, max(1, threads // workers)
 
 
 @dataclasses.dataclass
@@ -115,6 +130,8 @@ class ScorerEngine:
         self.config = config or EngineConfig()
         if self.config.cache_size < 1:
             raise ValueError(f"cache_size must be >= 1, got {self.config.cache_size}")
+        if self.config.batch_workers < 1:
+            raise ValueError(f"batch_workers must be >= 1, got {self.config.batch_workers}")
         if not self.config.refine_below >= 0:
             raise ValueError(f"refine_below must be >= 0, got {self.config.refine_below}")
         self.device = inference.pick_device(self.config.device)
@@ -192,7 +209,7 @@ class ScorerEngine:
         # taking turns, ran 30 % slower on 2 cores (two OpenMP thread teams).
         batcher = DynamicBatcher(lambda rows, m=model: self._run_batch(m, rows), max_batch_size=cfg.max_batch_size,
                                  max_tokens=cfg.max_tokens, max_wait_s=cfg.max_wait_ms / 1000.0,
-                                 name=f"batcher-{key}")
+                                 workers=cfg.batch_workers, name=f"batcher-{key}")
         log.info("event=model_loaded key=%s device=%s max_length=%d dtype=%s refine_below=%s labels=%d", key,
                  self.device, model.max_length, model.dtype, cfg.refine_below if refine else "-", len(model.labels))
         return LoadedEntry(key, checkpoint_id, base, model, batcher, utcnow(), refine)

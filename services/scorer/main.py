@@ -13,7 +13,7 @@ from services.common.config import ServerSettings, add_flag, add_server_flags, s
 from services.common.logs import setup_logging
 from services.common.server import Server
 from services.scorer import oip
-from services.scorer.engine import EngineConfig, ModelSpec, ScorerEngine
+from services.scorer.engine import EngineConfig, ModelSpec, ScorerEngine, parallelism
 from services.scorer.servicer import DEFAULT_MAX_TEXTS, ScorerServicer, registration
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     add_flag(parser, "--max-tokens", default=8192, type=int, help="padded tokens per forward pass")
     add_flag(parser, "--max-wait-ms", default=5.0, type=float, help="how long a batch waits for more requests")
     add_flag(parser, "--max-texts", default=DEFAULT_MAX_TEXTS, type=int, help="texts per Score/ModelInfer request")
-    add_flag(parser, "--threads", default=0, type=int, help="torch intra-op threads (0 = torch's default)")
+    add_flag(parser, "--threads", default=0, type=int, help="CPU threads for scoring (0 = all cores)")
+    add_flag(parser, "--batch-workers", default=0, type=int,
+             help="batches scored side by side (0 = auto: one per CPU thread, each forward single-threaded; "
+                  "1 on CUDA)")
     add_flag(parser, "--preload", default="", help="comma-separated checkpoint ids (or run-<id>) to load at start")
     args = parser.parse_args(argv)
     settings = server_settings(args)
@@ -80,14 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     if not args.refine_below >= 0:  # also refuses NaN
         parser.error(f"--refine-below {args.refine_below} must be at least 0 (0 = no fp32 re-scoring)")
     setup_logging(settings.log_level, "scorer")
-    if args.threads:
-        import torch
+    if args.threads < 0 or args.batch_workers < 0:
+        parser.error("--threads and --batch-workers must not be negative (0 = automatic)")
+    workers, torch_threads = parallelism(args.device, args.threads, args.batch_workers)
+    import torch
 
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(torch_threads)
     config = EngineConfig(
         cache_size=args.cache_size, device=args.device, precision=args.precision, max_length=args.max_length,
         max_batch_size=args.max_batch_size, max_tokens=args.max_tokens, max_wait_ms=args.max_wait_ms,
-        refine_below=args.refine_below,
+        refine_below=args.refine_below, batch_workers=workers,
     )
     server = build_server(settings, args.checkpoint_dir, args.pool_address, engine_config=config,
                           max_texts=args.max_texts, pool_token=settings.token)
