@@ -225,7 +225,8 @@ def main(argv=None) -> int:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": "python bench/train_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-                   f"{args.threads} threads, no GPU; shared with other engineers' jobs during the run",
+                   f"{args.threads} threads, no GPU",
+        "load_average_at_end": os.getloadavg(),
         "train_samples": len(train_rows),
         "test_samples": len(test_rows),
         "epochs": args.epochs,
