@@ -5,11 +5,15 @@ with the bundled all-MiniLM-L6-v2, and for every seed:
 
   full      one round on every training label: the full-data accuracy to match
   original  the original protocol: 5% random seed, +10% of the pool per round, entropy
-  best      our strategy and schedule: diverse seed, small clustered-entropy batches, warm start
+  best      our strategy and schedule: diverse seed, small clustered-entropy batches
   random    random sampling on exactly the schedule of ``best``
+  entropy, margin, least-confidence, ratio, clustered-entropy (``--arms``)
+            each query strategy alone on the schedule of ``random`` (random seed set), so that
+            the strategy is the only difference from ``random``
 
-Every arm uses the same fine-tuning settings: at most ``--epochs`` epochs and ``--max-steps``
-optimizer steps per training (whichever comes first), early stopping on a held-out 10 %. Results are appended to the JSON file after each
+Every arm uses the same fine-tuning settings: at least ``--min-steps`` and at most
+``--max-steps`` optimizer steps per training, at most ``--epochs`` epochs unless ``--min-steps``
+needs more, early stopping on a held-out 10 %. Results are appended to the JSON file after each
 run (a restarted benchmark skips what is already there), then summarised: the labels needed to
 come within 0.5 accuracy points of the mean full-data accuracy, the area under each learning
 curve, a plot, and the total wall time.
