@@ -86,9 +86,6 @@ class LoadedEntry:
     def labels(self) -> list[str]:
         return self.model.labels
 
-    def close(self) -> None:
-        self.batcher.close()
-
 
 @dataclasses.dataclass
 class Scores:
@@ -177,7 +174,7 @@ class ScorerEngine:
                     evicted.append(self._cache.popitem(last=False)[1])
             for old in evicted:
                 log.info("event=model_evicted key=%s", old.key)
-                old.close()
+                old.batcher.close()
             return entry
 
     def _load_entry(self, key: str, checkpoint_id: str, spec: ModelSpec) -> LoadedEntry:
@@ -206,7 +203,7 @@ class ScorerEngine:
                 raise errors.NotFound(f"base model {base!r} cannot be loaded offline: {exc}") from None
         refine = cfg.refine_below > 0 and model.dtype is not None and model.is_classifier
         # One batcher (one worker thread) runs both passes: torch work from two threads, even
-        # taking turns, ran 30 % slower on 2 cores (two OpenMP thread teams).
+        # taking turns, ran about 1.4x slower on 2 cores (bench/README.md).
         batcher = DynamicBatcher(lambda rows, m=model: self._run_batch(m, rows), max_batch_size=cfg.max_batch_size,
                                  max_tokens=cfg.max_tokens, max_wait_s=cfg.max_wait_ms / 1000.0,
                                  workers=cfg.batch_workers, name=f"batcher-{key}")
@@ -224,7 +221,7 @@ class ScorerEngine:
             entry = self._cache.pop(key, None)
         if entry is None:
             return False
-        entry.close()
+        entry.batcher.close()
         log.info("event=model_unloaded key=%s", key)
         return True
 
@@ -233,7 +230,7 @@ class ScorerEngine:
             entries = list(self._cache.values())
             self._cache.clear()
         for entry in entries:
-            entry.close()
+            entry.batcher.close()
 
     # -- scoring ---------------------------------------------------------------------------
     @staticmethod
