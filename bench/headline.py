@@ -6,10 +6,14 @@ with the bundled all-MiniLM-L6-v2, and for every seed:
   full      one round on every training label: the full-data accuracy to match
   original  the original protocol: 5% random seed, +10% of the pool per round, entropy
   best      our strategy and schedule: diverse seed, small clustered-entropy batches
-  random    random sampling on exactly the schedule of ``best``
+  random    random sampling on the schedule of ``best``
   entropy, margin, least-confidence, ratio, clustered-entropy (``--arms``)
-            each query strategy alone on the schedule of ``random`` (random seed set), so that
-            the strategy is the only difference from ``random``
+            each query strategy alone on the schedule of ``random``, so that the strategy is the
+            only difference from ``random``
+
+``--strategy-seed`` picks the initial set of ``random`` and the strategy arms: ``diverse`` (the
+default; k-means over the pretrained encoder's embeddings, as ``best``) or ``random``. Files
+recorded before the option existed used ``random``.
 
 Every arm uses the same fine-tuning settings: at least ``--min-steps`` and at most
 ``--max-steps`` optimizer steps per training, at most ``--epochs`` epochs unless ``--min-steps``
@@ -50,8 +54,8 @@ import numpy as np  # noqa: E402
 DATA = ROOT.parent / "shared" / "data" / "atis"
 RESULTS = ROOT / "bench" / "results"
 ARMS = ("full", "best", "random", "original")
-# Each uncertainty strategy alone, on exactly the schedule and random seed set of ``random``, so
-# the only difference from ``random`` is the query strategy (--arms entropy margin ... random).
+# Each uncertainty strategy alone, on exactly the schedule and initial set of ``random``, so the
+# only difference from ``random`` is the query strategy (--arms entropy margin ... random).
 STRATEGY_ARMS = ("entropy", "margin", "least-confidence", "ratio", "clustered-entropy")
 WITHIN = 0.005  # 0.5 accuracy points
 
@@ -79,16 +83,13 @@ def arm_config(arm: str, seed: int, args) -> "run_pb2.RunConfig":
         config.seed_size.fraction = 0.05
         config.batch_size.fraction = 0.10
         config.stopping.max_rounds = args.original_rounds
-    elif arm in ("best", "random"):
-        config.strategy = run_pb2.STRATEGY_CLUSTERED_ENTROPY if arm == "best" else run_pb2.STRATEGY_RANDOM
-        config.seed_strategy = run_pb2.SEED_STRATEGY_DIVERSE if arm == "best" else run_pb2.SEED_STRATEGY_RANDOM
-        config.seed_size.fraction = args.best_seed
-        config.batch_size.fraction = args.best_batch
-        config.stopping.max_rounds = args.max_rounds
-        config.warm_start = args.warm_start
-    elif arm in STRATEGY_ARMS:
-        config.strategy = run_pb2.Strategy.Value("STRATEGY_" + arm.upper().replace("-", "_"))
-        config.seed_strategy = run_pb2.SEED_STRATEGY_RANDOM
+    elif arm in ("best", "random") or arm in STRATEGY_ARMS:
+        if arm == "best":
+            config.strategy = run_pb2.STRATEGY_CLUSTERED_ENTROPY
+            config.seed_strategy = run_pb2.SEED_STRATEGY_DIVERSE
+        else:
+            config.strategy = run_pb2.Strategy.Value("STRATEGY_" + arm.upper().replace("-", "_"))
+            config.seed_strategy = run_pb2.SeedStrategy.Value("SEED_STRATEGY_" + args.strategy_seed.upper())
         config.seed_size.fraction = args.best_seed
         config.batch_size.fraction = args.best_batch
         config.stopping.max_rounds = args.max_rounds
@@ -220,12 +221,15 @@ def area_under_curve(x_fraction: np.ndarray, y: np.ndarray) -> float:
     return float(np.trapezoid(y, x_fraction) / (x_fraction[-1] - x_fraction[0]))
 
 
-def summarise(results: list[dict]) -> dict:
+def summarise(results: list[dict], full_results: list[dict] = ()) -> dict:
+    """Per-arm mean curves, AUCs and labels to target. The target comes from the ``full`` arm of
+    ``results``, or else from ``full_results`` (another file's full-data runs)."""
     by_arm: dict[str, list[dict]] = {}
     for r in results:
         by_arm.setdefault(r["arm"], []).append(r)
     summary: dict = {"arms": {}}
-    full = [r["rounds"][-1]["accuracy"] for r in by_arm.get("full", [])]
+    full_runs = by_arm.get("full") or [r for r in full_results if r["arm"] == "full"]
+    full = [r["rounds"][-1]["accuracy"] for r in full_runs]
     target = float(np.mean(full)) - WITHIN if full else None
     if full:
         summary["full_accuracy_mean"] = float(np.mean(full))
@@ -259,6 +263,13 @@ def summarise(results: list[dict]) -> dict:
                 per_seed.append(int(x[hit[0]]) if hit.size else None)
             entry["labels_to_target_per_seed"] = per_seed
         summary["arms"][arm] = entry
+    random = summary["arms"].get("random")
+    if random:
+        random_auc = dict(zip(random["seeds"], random["auc_per_seed"]))
+        for arm, entry in summary["arms"].items():
+            if arm in STRATEGY_ARMS or arm == "best":
+                pairs = [(s, a - random_auc[s]) for s, a in zip(entry["seeds"], entry["auc_per_seed"]) if s in random_auc]
+                entry["auc_minus_random_per_seed"] = dict(pairs)
     return summary
 
 
@@ -266,7 +277,8 @@ def markdown(summary: dict, pool: int, meta: dict) -> str:
     lines = [f"ATIS, all-MiniLM-L6-v2, CPU; pool {pool} training samples, {meta.get('test_count', '?')} test samples; "
              f"seeds {meta.get('seeds')}; recorded {meta.get('date')}; total wall time {meta.get('wall_hours', 0):.2f} h."]
     if "full_accuracy_mean" in summary:
-        lines.append(f"\nFull-data accuracy: {100 * summary['full_accuracy_mean']:.2f} % "
+        source = f" (full arm of {meta['full_from']})" if meta.get("full_from") else ""
+        lines.append(f"\nFull-data accuracy{source}: {100 * summary['full_accuracy_mean']:.2f} % "
                      f"(± {100 * summary['full_accuracy_std']:.2f}); target (within 0.5 points): "
                      f"{100 * summary['target_accuracy']:.2f} %.\n")
     lines.append("| arm | labels to target (mean curve) | per seed | AUC (mean acc. over its range) | final labels | final accuracy |")
@@ -280,6 +292,13 @@ def markdown(summary: dict, pool: int, meta: dict) -> str:
             f"(± {100 * np.std(e['auc_per_seed']):.2f}) | {int(e['labelled'][-1])} ({100 * e['labelled_fraction'][-1]:.1f} %) "
             f"| {100 * e['accuracy_mean'][-1]:.2f} ± {100 * e['accuracy_std'][-1]:.2f} % |"
         )
+    paired = {arm: e["auc_minus_random_per_seed"] for arm, e in summary["arms"].items() if e.get("auc_minus_random_per_seed")}
+    if paired:
+        lines.append("\nAUC minus random's AUC on the same seed (points; seed: difference):\n")
+        for arm, diffs in paired.items():
+            wins = sum(d > 0 for d in diffs.values())
+            lines.append(f"- {arm}: " + ", ".join(f"{s}: {100 * d:+.2f}" for s, d in diffs.items())
+                         + f" (mean {100 * np.mean(list(diffs.values())):+.2f}; above random on {wins} of {len(diffs)} seeds)")
     lines.append("\nLearning curves (mean over seeds, labels → accuracy %):\n")
     for arm, e in summary["arms"].items():
         points = ", ".join(f"{int(x)}→{100 * y:.2f}" for x, y in zip(e["labelled"], e["accuracy_mean"]))
@@ -332,7 +351,9 @@ def report(data: dict, out: pathlib.Path) -> None:
     if not data["results"]:
         print("no results yet")
         return
-    summary = summarise(data["results"])
+    full_from = data["meta"].get("full_from")
+    full_results = load(ROOT / full_from)["results"] if full_from else []
+    summary = summarise(data["results"], full_results)
     data["summary"] = summary
     pool = data["results"][0]["pool_size"]
     text = markdown(summary, pool, data["meta"])
@@ -350,6 +371,8 @@ def main(argv=None) -> int:
     parser.add_argument("--original-rounds", type=int, default=3, help="rounds of the original protocol (5, 15, 25 %%)")
     parser.add_argument("--best-seed", type=float, default=0.02, help="seed fraction of the best and random arms")
     parser.add_argument("--best-batch", type=float, default=0.02, help="batch fraction of the best and random arms")
+    parser.add_argument("--strategy-seed", choices=("diverse", "random"), default="diverse",
+                        help="initial set of the random and strategy arms (best always starts diverse)")
     parser.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=False)
     parser.add_argument("--epochs", type=int, default=10, help="max epochs per training (early stopping on)")
     parser.add_argument("--max-steps", type=int, default=600,
@@ -362,6 +385,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N training rows (smoke runs)")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS / "headline.json")
+    parser.add_argument("--full-from", type=pathlib.Path,
+                        help="take the full-data accuracy (the target) from this results file's full arm")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
@@ -369,11 +394,17 @@ def main(argv=None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     data = load(args.out)
+    if args.full_from:
+        full_from = args.full_from.resolve()
+        data["meta"]["full_from"] = str(full_from.relative_to(ROOT) if full_from.is_relative_to(ROOT) else full_from)
     if args.report_only:
         report(data, args.out)
         return 0
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "report_only", "seeds", "arms")}
-    if data["meta"].get("settings") not in (None, settings):
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "report_only", "seeds", "arms", "full_from")}
+    recorded = data["meta"].get("settings")
+    if recorded is not None:
+        recorded.setdefault("strategy_seed", "random")  # recorded before the option existed
+    if recorded not in (None, settings):
         raise SystemExit(f"{args.out} holds results of other settings {data['meta']['settings']}; use another --out")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="headline-") as tmp:

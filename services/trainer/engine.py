@@ -4,8 +4,9 @@ AdamW with linear warm-up and decay, length-grouped batches with dynamic padding
 tokenised once), early stopping with patience on validation accuracy keeping the best epoch's
 weights, max epochs / max steps, seeded shuffling and initialisation (a CPU run with the same
 seed and thread count is repeatable), optional class-weighted loss or class-balanced sampling,
-bf16/fp16 autocast on CUDA. On CPU, ``auto`` precision means fp32: see bench/README.md for the
-bf16 measurement behind that choice. A cancel event is checked before every step.
+bf16/fp16 autocast on CUDA. On CPU, ``auto`` precision means bf16 where the CPU computes it
+natively and fp32 elsewhere (bench/README.md has the measurement). A cancel event is checked
+before every step.
 """
 
 from __future__ import annotations
