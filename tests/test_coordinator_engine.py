@@ -183,9 +183,10 @@ def test_cancelled_run_can_be_resumed_to_completion(fake_stack):
     core = fake_stack.coordinator()
     run = core.start_run(config(stopping=model.StoppingRule(max_rounds=2)))
     wait_for(fake_stack.trainer.started.is_set, what="training to start")
-    core.cancel_run(run.id)
+    assert core.cancel_run(run.id).stop_reason == "cancelled by a user"
     # Resumed at once, while the cancelled worker may still be on its way out.
-    assert core.resume_run(run.id).state == "RUNNING"
+    resumed = core.resume_run(run.id)
+    assert (resumed.state, resumed.stop_reason) == ("RUNNING", "")
     fake_stack.trainer.hold.set()
     assert wait_for_state(_pool(fake_stack), run.id, model.FINAL_STATES).state == "COMPLETED"
     with pytest.raises(errors.FailedPrecondition, match="completed"):

@@ -79,6 +79,36 @@ def test_start_run_is_idempotent_under_its_request_id(coordinator):
     assert len(coordinator.ListRuns(pool_pb2.ListRunsRequest(), timeout=10).runs) == 1
 
 
+def test_a_start_run_retried_after_a_coordinator_restart_returns_the_first_run(fake_stack):
+    """The key lives in the pool: a client retrying StartRun against a restarted coordinator
+    must not get a second run."""
+    request = coordinator_pb2.StartRunRequest(config=_config(), request_id="retry-me")
+    ids = []
+    for _ in range(2):  # the same pool, a fresh coordinator core and server each time
+        core = fake_stack.coordinator()
+        server = Server(server_settings_for_tests(), [registration(CoordinatorServicer(core))], name="coordinator")
+        port = server.start()
+        server.set_serving()
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = coordinator_pb2_grpc.CoordinatorServiceStub(channel)
+            ids.append(stub.StartRun(request, timeout=10).id)
+            other = stub.StartRun(coordinator_pb2.StartRunRequest(config=_config(), request_id=f"other-{len(ids)}"),
+                                  timeout=10)
+            assert other.id not in ids
+            runs = stub.ListRuns(pool_pb2.ListRunsRequest(), timeout=10).runs
+        server.stop(0)
+        core.close()  # the process dies; its runs are left to the next coordinator
+    assert ids[0] == ids[1]
+    assert len(runs) == 3  # retry-me once, other-1, other-2
+
+
+def test_an_overlong_request_id_is_refused_and_creates_nothing(coordinator):
+    request = coordinator_pb2.StartRunRequest(config=_config(), request_id="k" * 129)
+    code, details = _code(lambda: coordinator.StartRun(request, timeout=10))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "request_id is 129 characters; at most 128" in details
+    assert coordinator.ListRuns(pool_pb2.ListRunsRequest(), timeout=10).runs == []
+
+
 def _bad_configs():
     def cfg(**kw):
         message = _config()

@@ -69,6 +69,32 @@ def test_migration_from_empty_to_head_matches_models(tmp_path):
     migrate(url)  # idempotent at head
 
 
+def test_upgrading_a_database_of_the_first_schema_keeps_its_runs(tmp_path):
+    """A pool database made before runs.request_id existed upgrades in place: its run is still
+    there (no key), and new runs can take keys."""
+    from sqlalchemy import create_engine, text
+
+    from services.pool.db import migrate
+    from services.pool.store import PoolStore
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    migrate(url, "0001")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO datasets (id, name, description, labels_json, labels_fixed, created_at) "
+                          "VALUES (1, 'old', '', '[]', 0, '2026-11-23 20:00:00')"))
+        conn.execute(text("INSERT INTO runs (id, dataset_id, config_json, state, step, round, error, stop_reason, "
+                          "created_at, updated_at) VALUES (7, 1, '{}', 'RUNNING', 'TRAIN', 2, '', '', "
+                          "'2026-11-23 20:00:00', '2026-11-23 20:00:00')"))
+    engine.dispose()
+    store = PoolStore(url)  # migrates to head on open
+    old = store.get_run(7)
+    assert (old.dataset, old.state, old.step, old.round) == ("old", "RUNNING", "TRAIN", 2)
+    first = store.create_run("old", "{}", request_id="k1")
+    assert store.create_run("old", "{}", request_id="k1").id == first.id != 7
+    assert store.create_run("old", "{}").id not in (7, first.id)
+
+
 def test_sqlite_pragmas(tmp_path):
     from services.pool.db import make_engine
 

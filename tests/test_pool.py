@@ -346,6 +346,25 @@ def _run(stub, dataset="d"):
     return stub.CreateRun(pool_pb2.CreateRunRequest(config=config), timeout=5)
 
 
+def test_create_run_request_id_and_resumed_runs(pool_address, stub):
+    import_rows(pool_address, "d", ROWS)
+    config = run_pb2.RunConfig(dataset="d", seed_size=run_pb2.Amount(count=2))
+    first = stub.CreateRun(pool_pb2.CreateRunRequest(config=config, request_id="k"), timeout=5)
+    again = stub.CreateRun(pool_pb2.CreateRunRequest(config=config, request_id="k"), timeout=5)
+    other = stub.CreateRun(pool_pb2.CreateRunRequest(config=config, request_id="k2"), timeout=5)
+    plain = [stub.CreateRun(pool_pb2.CreateRunRequest(config=config), timeout=5) for _ in range(2)]
+    assert first.id == again.id and len({first.id, other.id, *(r.id for r in plain)}) == 4
+    err = _code(lambda: stub.CreateRun(pool_pb2.CreateRunRequest(config=config, request_id="x" * 129), timeout=5))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "at most 128" in err.details()
+    assert len(stub.ListRuns(pool_pb2.ListRunsRequest(), timeout=5).runs) == 4
+    # An ended run moved back to an active state loses its old error and stop reason.
+    failed = stub.UpdateRun(pool_pb2.UpdateRunRequest(run_id=first.id, state=run_pb2.RUN_STATE_FAILED, error="boom",
+                                                      stop_reason="gave up"), timeout=5)
+    assert (failed.error, failed.stop_reason) == ("boom", "gave up")
+    resumed = stub.UpdateRun(pool_pb2.UpdateRunRequest(run_id=first.id, state=run_pb2.RUN_STATE_RUNNING), timeout=5)
+    assert (resumed.state, resumed.error, resumed.stop_reason) == (run_pb2.RUN_STATE_RUNNING, "", "")
+
+
 def test_runs_rounds_and_compare_and_set(pool_address, stub):
     import_rows(pool_address, "d", ROWS)
     run = _run(stub)

@@ -52,7 +52,8 @@ def run_main(argv: list[str]) -> int:
     parser = ArgumentParser(prog="lesslabels run", description="Start an active-learning run.")
     add_run_flags(parser)
     parser.add_argument("--watch", action="store_true", help="follow the run live until it ends")
-    parser.add_argument("--request-id", default="", help="idempotency key: repeating it returns the same run")
+    parser.add_argument("--request-id", default="", help="idempotency key (at most 128 characters): repeating it returns the same run, "
+                        "also after a coordinator restart")
     _progress_flag(parser)
     add_client_flags(parser, "coordinator")
     args = parser.parse_args(argv)

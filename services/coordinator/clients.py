@@ -69,9 +69,9 @@ class PoolClient:
             raise from_rpc_error(exc, f"listing samples of {dataset!r}") from None
         return ids
 
-    def create_run(self, config: model.RunConfig) -> model.RunInfo:
-        reply = _call("create run", self._stub.CreateRun,
-                      pool_pb2.CreateRunRequest(config=convert.run_config_to_proto(config)), timeout=self._timeout)
+    def create_run(self, config: model.RunConfig, request_id: str = "") -> model.RunInfo:
+        request = pool_pb2.CreateRunRequest(config=convert.run_config_to_proto(config), request_id=request_id)
+        reply = _call("create run", self._stub.CreateRun, request, timeout=self._timeout)
         return convert.run_from_proto(reply)
 
     def get_run(self, run_id: int) -> model.RunInfo:

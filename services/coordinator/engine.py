@@ -106,7 +106,6 @@ class Coordinator:
         self._lock = threading.Lock()
         self._run_locks_by_id: dict[int, threading.Lock] = {}
         self._workers: dict[int, _Worker] = {}
-        self._start_keys: dict[str, int] = {}
         # (run_id, round) -> pool scores of that round's checkpoint, for selection and agreement.
         self._scores: dict[tuple[int, int], model.PoolScores] = {}
         self._closed = False
@@ -140,11 +139,8 @@ class Coordinator:
     # ------------------------------------------------------------------ API
 
     def start_run(self, config: model.RunConfig, request_id: str = "") -> model.RunInfo:
-        if request_id:
-            with self._lock:
-                known = self._start_keys.get(request_id)
-            if known is not None:
-                return self.pool.get_run(known)
+        """Create a run and start driving it. A repeat with the same ``request_id`` returns the run
+        created first (the pool keeps the key, so this holds across coordinator restarts)."""
         config = model.with_defaults(config)
         dataset = self.pool.get_dataset(config.dataset)
         if dataset.train_count == 0:
@@ -153,10 +149,7 @@ class Coordinator:
             raise errors.InvalidArgument(
                 f"stopping.label_budget {config.stopping.label_budget.count} exceeds the pool of {dataset.train_count}"
             )
-        run = self.pool.create_run(config)
-        if request_id:
-            with self._lock:
-                self._start_keys[request_id] = run.id
+        run = self.pool.create_run(config, request_id)
         log.info("event=run_created run=%d dataset=%s strategy=%s", run.id, config.dataset, config.strategy)
         self._publish(run, message=f"run {run.id} created on {config.dataset}")
         self._ensure_worker(run.id)

@@ -14,6 +14,7 @@ from services.common.timeutil import utcnow
 # Label scopes: labels acquired by a run are visible to that run only; labels given to the
 # dataset itself (a human labelling outside runs) live in the dataset scope.
 DATASET_SCOPE = "dataset"
+REQUEST_ID_MAX = 128
 
 
 def run_scope(run_id: int) -> str:
@@ -93,6 +94,8 @@ class Run(Base):
     round: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str] = mapped_column(Text, default="")
     stop_reason: Mapped[str] = mapped_column(Text, default="")
+    # The StartRun idempotency key (NULL when none was given).
+    request_id: Mapped[str | None] = mapped_column(String(REQUEST_ID_MAX), nullable=True, unique=True, index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -111,7 +111,8 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
     def CreateRun(self, request, context):
         if not request.config.dataset:
             raise InvalidArgument("run config: dataset is required")
-        return convert.run_to_proto(self.store.create_run(request.config.dataset, convert.run_config_to_json(request.config)))
+        return convert.run_to_proto(self.store.create_run(request.config.dataset, convert.run_config_to_json(request.config),
+                                                         request.request_id))
 
     def GetRun(self, request, context):
         return convert.run_to_proto(self.store.get_run(request.run_id))

@@ -27,7 +27,7 @@ from services.common.timeutil import utcnow
 from services.pool import importers
 from services.pool.db import make_engine, migrate
 from services.pool.models import (
-    Acquisition, CurrentLabel, Dataset, LabelEvent, Round, Run, Sample, run_scope,
+    REQUEST_ID_MAX, Acquisition, CurrentLabel, Dataset, LabelEvent, Round, Run, Sample, run_scope,
 )
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,8 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SOURCES = ("seed", "oracle", "human")
 SPLITS = ("train", "test", "dev")
 RUN_STATES = ("PENDING", "RUNNING", "WAITING_FOR_LABELS", "COMPLETED", "CANCELLED", "FAILED")
+ACTIVE_RUN_STATES = ("PENDING", "RUNNING", "WAITING_FOR_LABELS")
+ENDED_RUN_STATES = ("COMPLETED", "CANCELLED", "FAILED")
 RUN_STEPS = ("SEED", "LABEL", "TRAIN", "EVALUATE", "SCORE", "SELECT", "DONE")
 MAX_PAGE = 5000
 MAX_LABEL_LENGTH = 128
@@ -529,10 +531,19 @@ class PoolStore:
             run.created_at, run.updated_at, labelled, pool,
         )
 
-    def create_run(self, dataset_name: str, config_json: str) -> RunRecord:
+    def create_run(self, dataset_name: str, config_json: str, request_id: str = "") -> RunRecord:
+        """A new PENDING run; with ``request_id``, the run created before under that key if any."""
+        if len(request_id) > REQUEST_ID_MAX:
+            raise errors.InvalidArgument(f"request_id is {len(request_id)} characters; at most {REQUEST_ID_MAX}")
+
         def create(session: Session) -> int:
+            if request_id:
+                known = session.scalar(select(Run.id).where(Run.request_id == request_id))
+                if known is not None:
+                    return known
             dataset = self._dataset(session, dataset_name)
-            run = Run(dataset_id=dataset.id, config_json=config_json, state="PENDING", step="SEED", round=0)
+            run = Run(dataset_id=dataset.id, config_json=config_json, state="PENDING", step="SEED", round=0,
+                      request_id=request_id or None)
             session.add(run)
             session.flush()
             return run.id
@@ -579,6 +590,9 @@ class PoolStore:
                 raise errors.FailedPrecondition(
                     f"run {run_id} is at step {run.step} round {run.round}, not {expected_step} round {expected_round}"
                 )
+            if state in ACTIVE_RUN_STATES and run.state in ENDED_RUN_STATES:
+                # Resumed: the old outcome no longer describes the run.
+                run.error, run.stop_reason = "", ""
             for name, value in (("state", state), ("step", step), ("round", round), ("error", error), ("stop_reason", stop_reason)):
                 if value is not None:
                     setattr(run, name, value)

@@ -259,10 +259,12 @@ class ExportChunk(_message.Message):
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class CreateRunRequest(_message.Message):
-    __slots__ = ("config",)
+    __slots__ = ("config", "request_id")
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     config: _run_pb2.RunConfig
-    def __init__(self, config: _Optional[_Union[_run_pb2.RunConfig, _Mapping]] = ...) -> None: ...
+    request_id: str
+    def __init__(self, config: _Optional[_Union[_run_pb2.RunConfig, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class GetRunRequest(_message.Message):
     __slots__ = ("run_id",)

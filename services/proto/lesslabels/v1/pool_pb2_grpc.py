@@ -202,6 +202,8 @@ class PoolServiceServicer:
 
     def UpdateRun(self, request, context):
         """Move a run to a new state/step/round. FAILED_PRECONDITION if expected_step does not match.
+        Moving an ended run (completed, cancelled, failed) back to an active state clears its error
+        and stop_reason.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
