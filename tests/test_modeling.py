@@ -221,12 +221,12 @@ def test_cancel_is_checked_every_step(tiny_bert_dir):
 
 
 def test_auto_training_precision_on_cpu_follows_native_bf16(monkeypatch):
-    from services.modeling import models
+    from services.modeling import inference
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
     assert engine.autocast_dtype("auto", cpu) == torch.bfloat16
-    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
     assert engine.autocast_dtype("auto", cpu) is None
     assert engine.autocast_dtype("bf16", cpu) == torch.bfloat16 and engine.autocast_dtype("fp32", cpu) is None
 

@@ -157,26 +157,14 @@ def balanced_order(targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def autocast_dtype(precision: str, device) -> "object | None":
-    """The autocast dtype for ``precision`` on ``device`` (None = fp32)."""
-    import torch
+    """The autocast dtype for ``precision`` on ``device`` (None = fp32): the scorer's rule
+    (``auto`` = bf16 on CPUs with native bf16, where training steps run 2x fp32 on a 2-core Zen 4:
+    bench/README.md), except that fp16 training needs CUDA (its gradient scaler)."""
+    from services.modeling import inference
 
-    if precision == "fp32":
-        return None
-    if device.type == "cuda":
-        if precision == "fp16":
-            return torch.float16
-        if precision == "bf16" or torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float16
-    if precision == "fp16":
+    if precision == "fp16" and device.type != "cuda":
         raise errors.InvalidArgument("precision fp16 needs CUDA; use bf16 or fp32 on CPU")
-    if precision == "bf16":
-        return torch.bfloat16
-    # auto on CPU: bf16 where the CPU computes it natively (training steps 2x fp32 on a 2-core
-    # Zen 4, accuracy within the benchmark's bound: bench/README.md), else fp32.
-    from services.modeling.models import cpu_has_native_bf16
-
-    return torch.bfloat16 if cpu_has_native_bf16() else None
+    return inference.autocast_dtype(precision, device)
 
 
 def _linear_schedule(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
