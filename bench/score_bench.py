@@ -6,7 +6,7 @@
       batches, inference_mode, --precision auto: bf16 with fp32 re-scoring of the rows whose top
       probability is below --refine-below on CPUs with native bf16, else fp32); with --also-fp32
       (default) the engine in plain fp32 as well;
-  (c) the scorer over gRPC (an in-process server from services.scorer.main.build_server) with
+  (c) the scorer over gRPC (an in-process server from lesslabels.scorer.main.build_server) with
       several concurrent clients, each sending Score requests of --request-size texts.
 
 Every mode runs --repeats times, interleaved (a, b, c, a, b, c, ...) so background load on the
@@ -46,7 +46,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from services.scorer.engine import EngineConfig, parallelism  # noqa: E402
+from lesslabels.scorer.engine import EngineConfig, parallelism  # noqa: E402
 
 ATIS_TRAIN = ROOT.parent / "shared" / "data" / "atis" / "atis_intents_train.csv"
 
@@ -63,8 +63,8 @@ def read_atis(path: pathlib.Path) -> tuple[list[str], list[str]]:
 def fine_tune(store, labels, texts, *, samples: int, epochs: int, max_length: int, lr: float, seed: int) -> str:
     """Fine-tune the default MiniLM with the trainer's engine (batch 32, no validation) and publish
     the checkpoint to ``store`` as the trainer service does."""
-    from services.modeling.models import default_model_path, load_classifier, save_classifier
-    from services.trainer import engine as trainer_engine
+    from lesslabels.modeling.models import default_model_path, load_classifier, save_classifier
+    from lesslabels.trainer import engine as trainer_engine
 
     classes = sorted(set(labels))
     order = list(range(len(texts)))
@@ -104,8 +104,8 @@ def engine_mode(engine, spec, texts):
 
 
 def grpc_mode(address: str, checkpoint_id: str, texts: list[str], clients: int, request_size: int) -> np.ndarray:
-    from services.common.channels import make_channel
-    from services.proto.lesslabels.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
+    from lesslabels.common.channels import make_channel
+    from lesslabels.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
     chunks = [(s, texts[s : s + request_size]) for s in range(0, len(texts), request_size)]
     out = np.zeros((len(texts), 0), np.float32)
@@ -140,10 +140,10 @@ MODES = ("a_reference", "b_engine", "c_grpc", "b_engine_fp32")
 
 def run_mode(args, mode: str, texts: list[str]) -> tuple[np.ndarray, float, str]:
     """Load, warm up, then time one scoring of ``texts`` in ``mode``: (probabilities, seconds, dtype)."""
-    from services.common.checkpoints import CheckpointStore
-    from services.common.config import ServerSettings
-    from services.scorer.engine import ModelSpec, ScorerEngine
-    from services.scorer.main import build_server
+    from lesslabels.common.checkpoints import CheckpointStore
+    from lesslabels.common.config import ServerSettings
+    from lesslabels.scorer.engine import ModelSpec, ScorerEngine
+    from lesslabels.scorer.main import build_server
 
     store = CheckpointStore(args.checkpoint_dir)
     checkpoint = store.get(args.checkpoint)
@@ -238,7 +238,7 @@ def main(argv=None) -> int:
     if args.worker:
         return worker(args)
 
-    from services.common.checkpoints import CheckpointStore
+    from lesslabels.common.checkpoints import CheckpointStore
 
     torch.set_num_threads(args.threads)
     labels, texts = read_atis(args.data)

@@ -58,7 +58,7 @@ class ReferenceLoop:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from services.modeling.models import default_model_path
+        from lesslabels.modeling.models import default_model_path
 
         self.torch = torch
         self.args = args
@@ -124,10 +124,10 @@ def interleaved_runs(args, labels, train_rows, test_rows) -> tuple[dict | None, 
     import numpy as np
     import torch
 
-    from services.modeling.batching import tokenize
-    from services.modeling.metrics import classification_metrics
-    from services.modeling.models import load_classifier, select_device
-    from services.trainer.engine import Example, TrainConfig, autocast_dtype, predict_logits, train
+    from lesslabels.modeling.batching import tokenize
+    from lesslabels.modeling.metrics import classification_metrics
+    from lesslabels.modeling.models import load_classifier, select_device
+    from lesslabels.trainer.engine import Example, TrainConfig, autocast_dtype, predict_logits, train
 
     reference = None if args.skip_reference else ReferenceLoop(args, labels, train_rows)
     device = select_device("cpu")
@@ -185,8 +185,8 @@ def pad_stats(args, train_rows) -> dict:
     """Token positions processed per epoch by each batching (the main source of the speed-up)."""
     import numpy as np
 
-    from services.modeling.batching import length_grouped_batches, tokenize
-    from services.modeling.models import load_tokenizer
+    from lesslabels.modeling.batching import length_grouped_batches, tokenize
+    from lesslabels.modeling.models import load_tokenizer
 
     lengths = np.array([len(ids) for ids in tokenize(load_tokenizer("default"), [t for _, t in train_rows],
                                                       args.max_length)])

@@ -1,3 +1,3 @@
-from services.cli.main import main
+from lesslabels.cli.main import main
 
 raise SystemExit(main())

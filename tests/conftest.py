@@ -8,7 +8,7 @@ import pathlib
 
 import pytest
 
-from services.common.config import ServerSettings
+from lesslabels.common.config import ServerSettings
 
 
 @pytest.fixture(autouse=True)
@@ -76,7 +76,7 @@ def database_url(tmp_path) -> str:
 @pytest.fixture
 def pool_server(database_url):
     """A started in-process pool server on ``database_url`` (a temporary SQLite by default)."""
-    from services.pool.main import build_server
+    from lesslabels.pool.main import build_server
 
     server = build_server(server_settings_for_tests(), database_url)
     server.start()

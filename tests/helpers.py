@@ -6,8 +6,8 @@ import csv
 import io
 from typing import Iterable
 
-from services.common.channels import make_channel
-from services.proto.lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
+from lesslabels.common.channels import make_channel
+from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
 
 SPLITS = {"train": common_pb2.SPLIT_TRAIN, "test": common_pb2.SPLIT_TEST, "dev": common_pb2.SPLIT_DEV}
 

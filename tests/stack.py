@@ -23,11 +23,11 @@ import grpc
 import numpy as np
 import pytest
 
-from services.common import errors
-from services.coordinator import model
-from services.coordinator.clients import PoolClient
-from services.coordinator.engine import Coordinator
-from services.proto.lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
+from lesslabels.common import errors
+from lesslabels.coordinator import model
+from lesslabels.coordinator.clients import PoolClient
+from lesslabels.coordinator.engine import Coordinator
+from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
 from tests.conftest import server_settings_for_tests
 from tests.helpers import import_rows
 
@@ -235,10 +235,10 @@ class RealStack:
 
 def start_real_stack(tmp_path, *, token: str = "") -> tuple[RealStack, Callable[[], None]]:
     """Pool (temp SQLite), trainer and scorer (temp checkpoint dir) and coordinator, in process."""
-    from services.coordinator.main import build_server as build_coordinator
-    from services.pool.main import build_server as build_pool
-    from services.scorer.main import build_server as build_scorer
-    from services.trainer.main import build_server as build_trainer
+    from lesslabels.coordinator.main import build_server as build_coordinator
+    from lesslabels.pool.main import build_server as build_pool
+    from lesslabels.scorer.main import build_server as build_scorer
+    from lesslabels.trainer.main import build_server as build_trainer
 
     settings = server_settings_for_tests(token=token)
     servers = {}

@@ -8,14 +8,14 @@ import threading
 
 import pytest
 
-from services.cli import main as cli_main
-from services.cli.common import CliError
-from services.cli.runconfig import parse_amount, run_config_from_args, add_run_flags
-from services.cli.common import ArgumentParser
-from services.cli.runs import check_labels, import_key, read_label_file
-from services.common import errors
-from services.common.server import Server, ServiceRegistration
-from services.proto.lesslabels.v1 import (
+from lesslabels.cli import main as cli_main
+from lesslabels.cli.common import CliError
+from lesslabels.cli.runconfig import parse_amount, run_config_from_args, add_run_flags
+from lesslabels.cli.common import ArgumentParser
+from lesslabels.cli.runs import check_labels, import_key, read_label_file
+from lesslabels.common import errors
+from lesslabels.common.server import Server, ServiceRegistration
+from lesslabels.v1 import (
     common_pb2,
     coordinator_pb2,
     coordinator_pb2_grpc,
@@ -437,7 +437,7 @@ def test_compare_needs_runs_or_a_dataset(fake_coordinator, capsys):
 def test_live_view_prints_each_round_once_when_it_is_over():
     import io
 
-    from services.cli.live import RunView
+    from lesslabels.cli.live import RunView
 
     out, err = io.StringIO(), io.StringIO()
     view = RunView(100, progress=False, out=out, err=err)
@@ -464,7 +464,7 @@ def test_live_view_prints_each_round_once_when_it_is_over():
 def test_live_view_draws_a_bar_per_step_when_progress_is_on():
     import io
 
-    from services.cli.live import RunView
+    from lesslabels.cli.live import RunView
 
     out, err = io.StringIO(), io.StringIO()
     view = RunView(100, progress=True, out=out, err=err)
@@ -493,8 +493,8 @@ def test_compare_existing_runs(fake_coordinator, tmp_path, capsys):
 def test_follow_reopens_a_stream_that_reaches_its_deadline(fake_coordinator):
     import time as time_
 
-    from services.cli.client import Client
-    from services.cli.live import follow_run
+    from lesslabels.cli.client import Client
+    from lesslabels.cli.live import follow_run
 
     run = fake_coordinator.runs[1]
     run.state = run_pb2.RUN_STATE_RUNNING
@@ -514,9 +514,9 @@ def test_follow_reopens_a_stream_that_reaches_its_deadline(fake_coordinator):
 
 
 def test_follow_gives_up_on_a_lost_coordinator_with_a_clear_error():
-    from services.cli.client import Client
-    from services.cli.common import ServiceCallError
-    from services.cli.live import follow_run
+    from lesslabels.cli.client import Client
+    from lesslabels.cli.common import ServiceCallError
+    from lesslabels.cli.live import follow_run
 
     with Client("127.0.0.1:1", timeout=2) as client:
         with pytest.raises(ServiceCallError, match="cannot reach the coordinator service at 127.0.0.1:1"):
@@ -532,9 +532,9 @@ def test_the_cli_process_never_imports_torch():
     import subprocess
     import sys
 
-    code = ("import sys, services.cli.runs, services.cli.results, services.cli.stack, services.cli.demo, "
-            "services.cli.live, services.cli.report; "
-            "from services.cli.report import _pyplot; _pyplot(); "
+    code = ("import sys, lesslabels.cli.runs, lesslabels.cli.results, lesslabels.cli.stack, lesslabels.cli.demo, "
+            "lesslabels.cli.live, lesslabels.cli.report; "
+            "from lesslabels.cli.report import _pyplot; _pyplot(); "
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.cli.data import export_main, import_main
+from lesslabels.cli.data import export_main, import_main
 
 
 def test_import_and_export_roundtrip(pool_address, tmp_path, capsys):

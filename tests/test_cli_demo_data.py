@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from services.demo import data as demo_data
+from lesslabels.demo import data as demo_data
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +96,7 @@ def test_synthetic_flag_wins_over_a_path(tmp_path, atis_train):
 
 
 def test_demo_with_a_missing_data_path_is_a_clear_error(tmp_path, capsys):
-    from services.cli.main import main
+    from lesslabels.cli.main import main
 
     assert main(["demo", "--data", str(tmp_path / "nowhere")]) == 1
     err = capsys.readouterr().err

@@ -17,11 +17,11 @@ import time
 
 import pytest
 
-from services.cli.main import main as cli
-from services.cli.stack import LocalStack, StackError
-from services.common.channels import wait_until_serving
-from services.common import errors
-from services.demo.data import synthetic_rows
+from lesslabels.cli.main import main as cli
+from lesslabels.cli.stack import LocalStack, StackError
+from lesslabels.common.channels import wait_until_serving
+from lesslabels.common import errors
+from lesslabels.demo.data import synthetic_rows
 from tests.helpers import import_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,7 +43,7 @@ def _up(tmp_path):
     """``lesslabels up`` as a child process on free ports; returns (process, addresses)."""
     env = dict(os.environ, **CHILD_ENV, PYTHONPATH=ROOT)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "services", "up", "--state-dir", str(tmp_path / "state"), "--pool-port", "0",
+        [sys.executable, "-m", "lesslabels", "up", "--state-dir", str(tmp_path / "state"), "--pool-port", "0",
          "--trainer-port", "0", "--scorer-port", "0", "--coordinator-port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
     addresses, lines = {}, []

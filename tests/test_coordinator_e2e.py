@@ -8,7 +8,7 @@ import collections
 import grpc
 import pytest
 
-from services.proto.lesslabels.v1 import (
+from lesslabels.v1 import (
     common_pb2,
     coordinator_pb2,
     coordinator_pb2_grpc,

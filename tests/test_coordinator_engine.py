@@ -8,9 +8,9 @@ import collections
 import numpy as np
 import pytest
 
-from services.common import errors
-from services.coordinator import model
-from services.coordinator.clients import PoolClient
+from lesslabels.common import errors
+from lesslabels.coordinator import model
+from lesslabels.coordinator.clients import PoolClient
 from tests.stack import fake_stack, wait_for, wait_for_state  # noqa: F401 - fixture
 
 TRAIN, TEST = 40, 12

@@ -6,11 +6,11 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from services.coordinator import convert, metrics, model
-from services.coordinator.engine import Coordinator
-from services.coordinator.servicer import CoordinatorServicer, registration
-from services.common.server import Server
-from services.proto.lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2, run_pb2
+from lesslabels.coordinator import convert, metrics, model
+from lesslabels.coordinator.engine import Coordinator
+from lesslabels.coordinator.servicer import CoordinatorServicer, registration
+from lesslabels.common.server import Server
+from lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2, run_pb2
 from tests.conftest import server_settings_for_tests
 from tests.stack import fake_stack, wait_for  # noqa: F401 - fixture
 
@@ -264,7 +264,7 @@ def test_run_config_round_trips_through_proto():
 def test_build_server_reports_serving_after_ready_and_resumes_runs(pool_address):
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from services.coordinator.main import build_server
+    from lesslabels.coordinator.main import build_server
     from tests.helpers import pool_stub
     from tests.stack import load_toy_dataset
 
@@ -291,7 +291,7 @@ def test_build_server_reports_serving_after_ready_and_resumes_runs(pool_address)
 
 
 def test_main_refuses_bad_flags(capsys):
-    from services.coordinator.main import main
+    from lesslabels.coordinator.main import main
 
     with pytest.raises(SystemExit):
         main(["--rpc-timeout", "0", "--port", "0"])
@@ -303,7 +303,7 @@ def test_main_refuses_bad_flags(capsys):
 def test_main_waits_for_dependencies_then_gives_up_clearly(monkeypatch, caplog):
     """`lesslabels coordinator` started without its dependencies waits (health NOT_SERVING), then
     exits 1 naming the address it waited for (here after 1 s)."""
-    from services.coordinator import main as coordinator_main
+    from lesslabels.coordinator import main as coordinator_main
 
     monkeypatch.setenv("LESSLABELS_POOL_ADDRESS", "127.0.0.1:1")
     monkeypatch.setattr(coordinator_main, "setup_logging", lambda *a, **k: None)

@@ -22,19 +22,20 @@ def test_committed_stubs_are_up_to_date(tmp_path):
     pytest.importorskip("grpc_tools")
     sys.path.insert(0, str(ROOT / "scripts"))
     try:
-        from gen_protos import generate
+        from gen_protos import GENERATED, PACKAGE_DIR, generate
     finally:
         sys.path.pop(0)
     generate(tmp_path)
-    committed = ROOT / "services" / "proto"
-    fresh = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
-    existing = sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    generated = tmp_path / "lesslabels"
+    fresh = sorted(p.relative_to(generated) for p in generated.rglob("*") if p.is_file())
+    existing = sorted(p.relative_to(PACKAGE_DIR) for name in GENERATED for p in (PACKAGE_DIR / name).rglob("*")
+                      if p.is_file() and "__pycache__" not in p.parts)
     assert fresh == existing, "stub files differ from protos/: run `make proto`"
-    stale = [str(p) for p in fresh if not filecmp.cmp(tmp_path / p, committed / p, shallow=False)]
+    stale = [str(p) for p in fresh if not filecmp.cmp(generated / p, PACKAGE_DIR / p, shallow=False)]
     assert stale == [], f"stale stubs (run `make proto`): {stale}"
 
 
-@pytest.mark.parametrize("package", ["services.pool.main", "services.coordinator.main", "services.cli.main", "services.common.channels"])
+@pytest.mark.parametrize("package", ["lesslabels.pool.main", "lesslabels.coordinator.main", "lesslabels.cli.main", "lesslabels.common.channels"])
 def test_torch_free_packages_do_not_import_torch(package):
     code = f"import sys, importlib; importlib.import_module({package!r}); print('torch' in sys.modules, 'transformers' in sys.modules)"
     try:
@@ -52,8 +53,8 @@ def test_migration_from_empty_to_head_matches_models(tmp_path):
     from alembic.script import ScriptDirectory
     from sqlalchemy import create_engine, inspect
 
-    from services.pool.db import alembic_config, migrate
-    from services.pool.models import Base
+    from lesslabels.pool.db import alembic_config, migrate
+    from lesslabels.pool.models import Base
 
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     migrate(url)
@@ -74,8 +75,8 @@ def test_upgrading_a_database_of_the_first_schema_keeps_its_runs(tmp_path):
     there (no key), and new runs can take keys."""
     from sqlalchemy import create_engine, text
 
-    from services.pool.db import migrate
-    from services.pool.store import PoolStore
+    from lesslabels.pool.db import migrate
+    from lesslabels.pool.store import PoolStore
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     migrate(url, "0001")
@@ -96,7 +97,7 @@ def test_upgrading_a_database_of_the_first_schema_keeps_its_runs(tmp_path):
 
 
 def test_sqlite_pragmas(tmp_path):
-    from services.pool.db import make_engine
+    from lesslabels.pool.db import make_engine
 
     engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
     with engine.connect() as conn:
@@ -116,13 +117,13 @@ def test_pool_started_from_cli_serves_health_and_reflection(tmp_path):
     port = _free_port()
     env = dict(os.environ, LESSLABELS_PORT=str(port), LESSLABELS_DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}",
                LESSLABELS_HOST="127.0.0.1")
-    proc = subprocess.Popen([sys.executable, "-m", "services", "pool"], env=env, cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "lesslabels", "pool"], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     address = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
-            probe = subprocess.run([sys.executable, "-m", "services", "probe", address, "--timeout", "1"],
+            probe = subprocess.run([sys.executable, "-m", "lesslabels", "probe", address, "--timeout", "1"],
                                    cwd=ROOT, capture_output=True, text=True)
             if probe.returncode == 0:
                 break
@@ -145,7 +146,7 @@ def test_pool_started_from_cli_serves_health_and_reflection(tmp_path):
 
 
 def test_cli_usage_and_unknown_command(capsys):
-    from services.cli.main import main
+    from lesslabels.cli.main import main
 
     assert main([]) == 0 and "pool" in capsys.readouterr().out
     assert main(["frobnicate"]) == 2 and "unknown command 'frobnicate'" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""services.modeling and the trainer's engine, without gRPC: loading, batching, metrics, the loop."""
+"""lesslabels.modeling and the trainer's engine, without gRPC: loading, batching, metrics, the loop."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import threading
 import numpy as np
 import pytest
 
-from services.common import errors
-from services.modeling.batching import collate, length_grouped_batches, tokenize
-from services.modeling.metrics import Metrics, classification_metrics
-from services.modeling.models import load_classifier, save_classifier, select_device
-from services.trainer import engine
-from services.trainer.engine import Example, TrainConfig
+from lesslabels.common import errors
+from lesslabels.modeling.batching import collate, length_grouped_batches, tokenize
+from lesslabels.modeling.metrics import Metrics, classification_metrics
+from lesslabels.modeling.models import load_classifier, save_classifier, select_device
+from lesslabels.trainer import engine
+from lesslabels.trainer.engine import Example, TrainConfig
 
 torch = pytest.importorskip("torch")
 LABELS = ["flight", "airfare", "ground"]
@@ -221,7 +221,7 @@ def test_cancel_is_checked_every_step(tiny_bert_dir):
 
 
 def test_auto_training_precision_on_cpu_follows_native_bf16(monkeypatch):
-    from services.modeling import inference
+    from lesslabels.modeling import inference
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.channels import make_channel
-from services.proto.inference import grpc_predict_v2_pb2 as pb, grpc_predict_v2_pb2_grpc as pb_grpc
-from services.scorer import oip
-from services.scorer.engine import EngineConfig, ModelSpec
+from lesslabels.common.channels import make_channel
+from lesslabels.inference import grpc_predict_v2_pb2 as pb, grpc_predict_v2_pb2_grpc as pb_grpc
+from lesslabels.scorer import oip
+from lesslabels.scorer.engine import EngineConfig, ModelSpec
 from tests.conftest import server_settings_for_tests
 from tests.test_scorer import LABELS, RUN_ID, TEXTS, _few_threads, store_and_id  # noqa: F401 - fixtures
 
@@ -31,7 +31,7 @@ def length_prefixed(texts) -> bytes:
 
 @pytest.fixture
 def oip_server(store_and_id):
-    from services.scorer.main import build_server
+    from lesslabels.scorer.main import build_server
 
     server = build_server(server_settings_for_tests(max_message_bytes=256 * 1024), str(store_and_id[0].root), "",
                           engine_config=EngineConfig(max_wait_ms=5), max_texts=20)
@@ -84,7 +84,7 @@ def test_health_and_metadata(oip_server):
 
 
 def test_server_ready_follows_health(store_and_id):
-    from services.scorer.main import build_server
+    from lesslabels.scorer.main import build_server
 
     server = build_server(server_settings_for_tests(), str(store_and_id[0].root), "")
     port = server.start()

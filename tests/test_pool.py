@@ -12,7 +12,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.proto.lesslabels.v1 import common_pb2, pool_pb2, run_pb2
+from lesslabels.v1 import common_pb2, pool_pb2, run_pb2
 from tests.helpers import import_bytes, import_rows, pool_stub
 
 ROWS = [("greet", "hello there"), ("bye", "see you"), ("greet", "hi"), ("bye", "farewell"), ("greet", "good morning")]
@@ -200,9 +200,9 @@ def test_import_protocol_errors(pool_address, stub):
 
 
 def test_import_size_limit(tmp_path):
-    from services.common.server import Server
-    from services.pool.servicer import PoolServicer, registration
-    from services.pool.store import PoolStore
+    from lesslabels.common.server import Server
+    from lesslabels.pool.servicer import PoolServicer, registration
+    from lesslabels.pool.store import PoolStore
     from tests.conftest import server_settings_for_tests
 
     store = PoolStore(f"sqlite:///{tmp_path / 'p.db'}")
@@ -302,7 +302,7 @@ def test_concurrent_idempotent_submissions_give_exactly_one_label_each(pool_addr
     # And in the database itself: one label event and one label in force per sample.
     from sqlalchemy import create_engine, func, select
 
-    from services.pool.models import CurrentLabel, LabelEvent
+    from lesslabels.pool.models import CurrentLabel, LabelEvent
 
     engine = create_engine(f"sqlite:///{tmp_path / 'pool.db'}")
     with engine.connect() as conn:

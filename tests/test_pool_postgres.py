@@ -24,7 +24,7 @@ def database_url(postgres_cluster) -> str:
 def test_concurrent_submissions_on_postgres(pool_address, stub):
     import threading
 
-    from services.proto.lesslabels.v1 import pool_pb2
+    from lesslabels.v1 import pool_pb2
     from tests.helpers import import_rows, pool_stub
 
     import_rows(pool_address, "d", [("greet", f"text {i}") for i in range(30)])

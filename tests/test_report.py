@@ -9,8 +9,8 @@ import math
 
 import pytest
 
-from services.cli import report
-from services.proto.lesslabels.v1 import common_pb2, run_pb2
+from lesslabels.cli import report
+from lesslabels.v1 import common_pb2, run_pb2
 
 
 def _round(index, labels, acc, f1, count=100, agreement=0.0, selected=10):

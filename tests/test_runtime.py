@@ -10,10 +10,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from services.common import config, errors
-from services.common.channels import make_channel, wait_until_serving
-from services.common.probe import main as probe_main
-from services.common.server import Server, ServiceRegistration
+from lesslabels.common import config, errors
+from lesslabels.common.channels import make_channel, wait_until_serving
+from lesslabels.common.probe import main as probe_main
+from lesslabels.common.server import Server, ServiceRegistration
 from tests.conftest import server_settings_for_tests
 
 # A tiny generic service to exercise the runtime without any real servicer.

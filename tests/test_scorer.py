@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common import errors, uncertainty
-from services.common.channels import make_channel
-from services.common.checkpoints import CheckpointStore
-from services.proto.lesslabels.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
-from services.scorer.batching import BatcherClosed, DynamicBatcher, plan_batches
-from services.scorer.engine import EngineConfig, ModelSpec, ScorerEngine
+from lesslabels.common import errors, uncertainty
+from lesslabels.common.channels import make_channel
+from lesslabels.common.checkpoints import CheckpointStore
+from lesslabels.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
+from lesslabels.scorer.batching import BatcherClosed, DynamicBatcher, plan_batches
+from lesslabels.scorer.engine import EngineConfig, ModelSpec, ScorerEngine
 from tests.conftest import server_settings_for_tests
 
 LABELS = ["a", "b", "c"]
@@ -197,7 +197,7 @@ def test_batches_run_side_by_side_with_several_workers():
 
 
 def test_scorer_parallelism_is_one_worker_per_cpu_thread():
-    from services.scorer.engine import parallelism
+    from lesslabels.scorer.engine import parallelism
 
     assert parallelism("cpu", threads=2) == (2, 1)
     assert parallelism("cpu", threads=4, batch_workers=2) == (2, 2)
@@ -280,7 +280,7 @@ def test_last_layer_for_cls_only_gives_the_models_own_probabilities(store_and_id
 
     import torch
 
-    from services.modeling import inference
+    from lesslabels.modeling import inference
 
     checkpoint = store_and_id[0].get(store_and_id[1])
     model = inference.load_classifier(checkpoint.path, precision="fp32", device=torch.device("cpu"))
@@ -323,7 +323,7 @@ def test_refinement_rescores_only_the_uncertain_rows(store_and_id):
 def test_auto_precision_is_bf16_only_on_cpus_with_native_bf16(monkeypatch, tmp_path):
     import torch
 
-    from services.modeling import inference
+    from lesslabels.modeling import inference
 
     flags = tmp_path / "cpuinfo"
     flags.write_text("processor : 0\nflags : fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n")
@@ -388,7 +388,7 @@ def test_lru_cache_evicts_least_recently_used(tmp_path, tiny_bert_dir):
 # -- ScorerService over gRPC ---------------------------------------------------------------
 @pytest.fixture
 def scorer(store_and_id, pool_address):
-    from services.scorer.main import build_server
+    from lesslabels.scorer.main import build_server
 
     server = build_server(
         server_settings_for_tests(max_message_bytes=256 * 1024), str(store_and_id[0].root), pool_address,
@@ -511,7 +511,7 @@ def test_score_pool_streams_chunks_in_pages(scorer):
     assert all(len(c.scores) == len(c.sample_ids) and not c.gold_labels for c in chunks)
     # the chunk's scores belong to its samples: rescoring the texts gives the same rows
     from tests.helpers import pool_stub
-    from services.proto.lesslabels.v1 import pool_pb2
+    from lesslabels.v1 import pool_pb2
 
     pages = list(pool_stub(pool_address).ListSamples(pool_pb2.ListSamplesRequest(dataset="toy", split=common_pb2.SPLIT_TRAIN), timeout=30))
     text_of = {s.id: s.text for p in pages for s in p.samples}
@@ -534,7 +534,7 @@ def test_score_pool_errors_and_cancellation(scorer, caplog):
     with pytest.raises(grpc.RpcError) as info:
         list(stub.ScorePool(scorer_pb2.ScorePoolRequest(model=_ref("gone"), dataset="toy"), timeout=30))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
-    caplog.set_level(logging.INFO, logger="services.scorer.servicer")
+    caplog.set_level(logging.INFO, logger="lesslabels.scorer.servicer")
     call = stub.ScorePool(scorer_pb2.ScorePoolRequest(model=_ref(checkpoint_id), dataset="toy", chunk_size=2),
                           timeout=60)
     first = next(call)
@@ -549,7 +549,7 @@ def test_score_pool_errors_and_cancellation(scorer, caplog):
 
 
 def test_score_pool_without_pool_address_is_failed_precondition(store_and_id):
-    from services.scorer.main import build_server
+    from lesslabels.scorer.main import build_server
 
     server = build_server(server_settings_for_tests(), str(store_and_id[0].root), "")
     port = server.start()
@@ -566,7 +566,7 @@ def test_score_pool_without_pool_address_is_failed_precondition(store_and_id):
 
 
 def test_main_rejects_bad_flags(tmp_path):
-    from services.scorer.main import main
+    from lesslabels.scorer.main import main
 
     with pytest.raises(SystemExit):
         main(["--port", "0", "--checkpoint-dir", str(tmp_path), "--cache-size", "0"])
@@ -586,7 +586,7 @@ def test_real_minilm_checkpoint_scores(tmp_path):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from services.modeling.models import default_model_path
+    from lesslabels.modeling.models import default_model_path
 
     base = default_model_path()
     store = CheckpointStore(tmp_path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from services.coordinator import strategies as s
+from lesslabels.coordinator import strategies as s
 
 N, C, D = 60, 4, 8
 

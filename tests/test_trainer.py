@@ -9,13 +9,13 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common import checkpoints
-from services.common.channels import make_channel
-from services.common.checkpoints import CheckpointStore
-from services.modeling.models import load_classifier
-from services.proto.lesslabels.v1 import common_pb2, pool_pb2, run_pb2, trainer_pb2, trainer_pb2_grpc
-from services.trainer import jobs as jobs_module
-from services.trainer.main import _wait_for_pool_then_serve, build_server
+from lesslabels.common import checkpoints
+from lesslabels.common.channels import make_channel
+from lesslabels.common.checkpoints import CheckpointStore
+from lesslabels.modeling.models import load_classifier
+from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, trainer_pb2, trainer_pb2_grpc
+from lesslabels.trainer import jobs as jobs_module
+from lesslabels.trainer.main import _wait_for_pool_then_serve, build_server
 from tests.conftest import server_settings_for_tests
 from tests.helpers import import_rows, pool_stub
 
@@ -354,7 +354,7 @@ def test_graceful_stop_interrupts_the_running_job(trainer_factory, labelled, tin
 
 
 def test_not_serving_until_the_pool_is(tmp_path, tiny_bert_dir):
-    from services.pool.main import build_server as build_pool
+    from lesslabels.pool.main import build_server as build_pool
 
     pool = build_pool(server_settings_for_tests(), f"sqlite:///{tmp_path / 'late.db'}")
     pool.start()
@@ -466,7 +466,7 @@ def test_real_minilm_fine_tunes_a_few_steps(trainer, labelled):
 # -- the command --------------------------------------------------------------------------------
 
 def test_main_rejects_bad_flags(monkeypatch, capsys):
-    from services.trainer.main import main
+    from lesslabels.trainer.main import main
 
     with pytest.raises(SystemExit):
         main(["--keep-checkpoints", "-1"])
@@ -489,7 +489,7 @@ def test_lesslabels_trainer_command_serves_once_the_pool_does_and_stops_on_sigte
         port = sock.getsockname()[1]
     env = dict(os.environ, LESSLABELS_POOL_ADDRESS=pool_address, LESSLABELS_CHECKPOINT_DIR=str(tmp_path / "ck"),
                LESSLABELS_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli.main", "trainer", "--host", "127.0.0.1",
+    proc = subprocess.Popen([sys.executable, "-m", "lesslabels.cli.main", "trainer", "--host", "127.0.0.1",
                              "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True)
     try:
         status = None

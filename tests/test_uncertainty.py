@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from services.common import uncertainty as u
+from lesslabels.common import uncertainty as u
 
 PROBS = np.array(
     [

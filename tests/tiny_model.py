@@ -9,7 +9,7 @@ def save_tiny_bert(folder: pathlib.Path, *, seed: int = 0) -> pathlib.Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from services.modeling.models import default_model_path
+    from lesslabels.modeling.models import default_model_path
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(default_model_path())

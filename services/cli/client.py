@@ -7,9 +7,9 @@ from typing import Iterator, Sequence
 
 import grpc
 
-from services.cli.common import ServiceCallError, rpc_error_message
-from services.common.channels import make_channel
-from services.proto.lesslabels.v1 import (
+from lesslabels.cli.common import ServiceCallError, rpc_error_message
+from lesslabels.common.channels import make_channel
+from lesslabels.v1 import (
     coordinator_pb2,
     coordinator_pb2_grpc,
     pool_pb2,

@@ -10,7 +10,7 @@ from typing import Callable
 
 import grpc
 
-from services.common.config import add_flag
+from lesslabels.common.config import add_flag
 
 #: Default ports of ``lesslabels up`` and the addresses clients use when none is configured.
 DEFAULT_PORTS = {"pool": 50051, "trainer": 50052, "scorer": 50053, "coordinator": 50054}

@@ -9,9 +9,9 @@ from typing import Iterator
 
 import grpc
 
-from services.common.channels import make_channel
-from services.common.config import add_flag
-from services.proto.lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
+from lesslabels.common.channels import make_channel
+from lesslabels.common.config import add_flag
+from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
 
 CHUNK_BYTES = 1024 * 1024
 FORMATS = {

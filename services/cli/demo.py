@@ -12,17 +12,17 @@ import uuid
 
 import grpc
 
-from services.cli import report
-from services.cli.client import Client
-from services.cli.common import ArgumentParser, CliError, command
-from services.cli.data import format_summary, import_file
-from services.cli.live import describe_run, follow_run, progress_enabled
-from services.cli.runconfig import STRATEGY_NAMES, add_run_flags, format_amount, run_config_from_args
-from services.cli.stack import LocalStack, sigterm_as_interrupt
-from services.common.channels import make_channel
-from services.common.config import add_flag
-from services.demo.data import ATIS_MIRROR, DataError, DemoData, resolve_demo_data
-from services.proto.lesslabels.v1 import pool_pb2, pool_pb2_grpc, run_pb2
+from lesslabels.cli import report
+from lesslabels.cli.client import Client
+from lesslabels.cli.common import ArgumentParser, CliError, command
+from lesslabels.cli.data import format_summary, import_file
+from lesslabels.cli.live import describe_run, follow_run, progress_enabled
+from lesslabels.cli.runconfig import STRATEGY_NAMES, add_run_flags, format_amount, run_config_from_args
+from lesslabels.cli.stack import LocalStack, sigterm_as_interrupt
+from lesslabels.common.channels import make_channel
+from lesslabels.common.config import add_flag
+from lesslabels.demo.data import ATIS_MIRROR, DataError, DemoData, resolve_demo_data
+from lesslabels.v1 import pool_pb2, pool_pb2_grpc, run_pb2
 
 # The headline benchmark's best configuration (bench/README.md): a diverse seed set, small
 # clustered-entropy batches, up to 10 epochs / 600 steps per round at lr 1e-4, batch 16. On ATIS

@@ -8,11 +8,11 @@ from typing import TextIO
 
 import grpc
 
-from services.cli.client import Client
-from services.cli.common import CliError, ServiceCallError
-from services.cli.report import COLUMNS, format_table, row_cells, rows_from_rounds
-from services.cli.runconfig import FINAL_STATES, STATE_NAMES, STEP_NAMES, STRATEGY_NAMES, format_amount
-from services.proto.lesslabels.v1 import run_pb2
+from lesslabels.cli.client import Client
+from lesslabels.cli.common import CliError, ServiceCallError
+from lesslabels.cli.report import COLUMNS, format_table, row_cells, rows_from_rounds
+from lesslabels.cli.runconfig import FINAL_STATES, STATE_NAMES, STEP_NAMES, STRATEGY_NAMES, format_amount
+from lesslabels.v1 import run_pb2
 
 # Steps whose progress is worth a bar (the others take a moment).
 BAR_STEPS = {run_pb2.RUN_STEP_TRAIN, run_pb2.RUN_STEP_EVALUATE, run_pb2.RUN_STEP_SCORE, run_pb2.RUN_STEP_SEED,

@@ -7,14 +7,14 @@ import sys
 import time
 import uuid
 
-from services.cli import report
-from services.cli.client import Client
-from services.cli.common import ArgumentParser, CliError, add_client_flags, command
-from services.cli.live import describe_run, progress_enabled
-from services.cli.runconfig import FINAL_STATES, STATE_NAMES, STRATEGIES, STRATEGY_NAMES, add_run_flags, \
+from lesslabels.cli import report
+from lesslabels.cli.client import Client
+from lesslabels.cli.common import ArgumentParser, CliError, add_client_flags, command
+from lesslabels.cli.live import describe_run, progress_enabled
+from lesslabels.cli.runconfig import FINAL_STATES, STATE_NAMES, STRATEGIES, STRATEGY_NAMES, add_run_flags, \
     run_config_from_args
-from services.cli.runs import parse_run_id
-from services.proto.lesslabels.v1 import run_pb2
+from lesslabels.cli.runs import parse_run_id
+from lesslabels.v1 import run_pb2
 
 
 def _write(path: str, text: str) -> None:

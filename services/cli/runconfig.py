@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
-from services.cli.common import CliError
-from services.proto.lesslabels.v1 import common_pb2, run_pb2
+from lesslabels.cli.common import CliError
+from lesslabels.v1 import common_pb2, run_pb2
 
 STRATEGIES = {
     "entropy": run_pb2.STRATEGY_ENTROPY,

@@ -10,11 +10,11 @@ import pathlib
 import sys
 import uuid
 
-from services.cli.client import Client
-from services.cli.common import ArgumentParser, CliError, add_client_flags, command
-from services.cli.live import describe_run, follow_run, progress_enabled, waiting_hint
-from services.cli.report import COLUMNS, format_table, row_cells, rows_from_rounds
-from services.cli.runconfig import (
+from lesslabels.cli.client import Client
+from lesslabels.cli.common import ArgumentParser, CliError, add_client_flags, command
+from lesslabels.cli.live import describe_run, follow_run, progress_enabled, waiting_hint
+from lesslabels.cli.report import COLUMNS, format_table, row_cells, rows_from_rounds
+from lesslabels.cli.runconfig import (
     FINAL_STATES,
     STATE_NAMES,
     STEP_NAMES,
@@ -22,7 +22,7 @@ from services.cli.runconfig import (
     add_run_flags,
     run_config_from_args,
 )
-from services.proto.lesslabels.v1 import run_pb2
+from lesslabels.v1 import run_pb2
 
 
 def parse_run_id(text: str) -> int:

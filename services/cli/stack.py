@@ -17,10 +17,10 @@ import sys
 import time
 from typing import Mapping
 
-from services.cli.common import DEFAULT_PORTS, SERVICES, ArgumentParser, CliError, command
-from services.common import errors
-from services.common.channels import wait_until_serving
-from services.common.config import add_flag
+from lesslabels.cli.common import DEFAULT_PORTS, SERVICES, ArgumentParser, CliError, command
+from lesslabels.common import errors
+from lesslabels.common.channels import wait_until_serving
+from lesslabels.common.config import add_flag
 
 DEFAULT_STATE_DIR = ".lesslabels"
 
@@ -103,7 +103,7 @@ class LocalStack:
             "coordinator": ["--pool-address", a("pool"), "--trainer-address", a("trainer"),
                             "--scorer-address", a("scorer")],
         }[service]
-        return [self.python, "-m", "services", service, "--host", self.host, "--port", str(self.ports[service]),
+        return [self.python, "-m", "lesslabels", service, "--host", self.host, "--port", str(self.ports[service]),
                 *extra]
 
     def child_env(self) -> dict[str, str]:

@@ -9,7 +9,7 @@ import time
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common import errors
+from lesslabels.common import errors
 
 log = logging.getLogger(__name__)
 

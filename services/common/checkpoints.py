@@ -30,8 +30,8 @@ import threading
 import uuid
 from typing import Any, Iterator
 
-from services.common import errors
-from services.common.timeutil import rfc3339, utcnow
+from lesslabels.common import errors
+from lesslabels.common.timeutil import rfc3339, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.common import errors
-from services.common.config import ServerSettings
+from lesslabels.common import errors
+from lesslabels.common.config import ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class Server:
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
             ("grpc.so_reuseport", 0),
-            # Clients (services.common.channels) ping every 30 s to keep long streams (WatchRun,
+            # Clients (lesslabels.common.channels) ping every 30 s to keep long streams (WatchRun,
             # WatchJob) alive through idle periods; accept that instead of answering
             # GOAWAY too_many_pings, which the default 5-minute minimum would.
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),

@@ -1,6 +1,6 @@
 """gRPC adapters the coordinator core talks to: pool, trainer, scorer.
 
-Each method takes and returns domain types (``services.coordinator.model``), has a deadline, and
+Each method takes and returns domain types (``lesslabels.coordinator.model``), has a deadline, and
 turns a downstream RpcError into the matching domain error. The core only sees these methods, so
 tests can hand it in-memory fakes with the same names.
 """
@@ -13,10 +13,10 @@ from typing import Callable, Iterable, Optional, Sequence
 
 import grpc
 
-from services.common.channels import DEFAULT_TIMEOUT, from_rpc_error, make_channel
-from services.common import errors
-from services.coordinator import convert, model
-from services.proto.lesslabels.v1 import (
+from lesslabels.common.channels import DEFAULT_TIMEOUT, from_rpc_error, make_channel
+from lesslabels.common import errors
+from lesslabels.coordinator import convert, model
+from lesslabels.v1 import (
     common_pb2,
     pool_pb2,
     pool_pb2_grpc,

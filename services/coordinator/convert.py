@@ -7,9 +7,9 @@ import datetime as dt
 import numpy as np
 from google.protobuf import json_format
 
-from services.common.errors import InvalidArgument
-from services.coordinator import model
-from services.proto.lesslabels.v1 import common_pb2, coordinator_pb2, pool_pb2, run_pb2, trainer_pb2
+from lesslabels.common.errors import InvalidArgument
+from lesslabels.coordinator import model
+from lesslabels.v1 import common_pb2, coordinator_pb2, pool_pb2, run_pb2, trainer_pb2
 
 STRATEGY_TO_CORE = {
     run_pb2.STRATEGY_ENTROPY: "entropy",

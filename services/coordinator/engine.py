@@ -30,9 +30,9 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from services.common import errors
-from services.common.timeutil import rfc3339, utcnow
-from services.coordinator import convert, metrics, model, strategies
+from lesslabels.common import errors
+from lesslabels.common.timeutil import rfc3339, utcnow
+from lesslabels.coordinator import convert, metrics, model, strategies
 
 log = logging.getLogger(__name__)
 

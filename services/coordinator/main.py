@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 
-from services.common import errors
-from services.common.channels import wait_until_serving
-from services.common.config import ServerSettings, add_flag, add_server_flags, server_settings
-from services.common.logs import setup_logging
-from services.common.server import Server
-from services.coordinator.clients import PoolClient, ScorerClient, TrainerClient
-from services.coordinator.engine import Coordinator
-from services.coordinator.servicer import CoordinatorServicer, registration
+from lesslabels.common import errors
+from lesslabels.common.channels import wait_until_serving
+from lesslabels.common.config import ServerSettings, add_flag, add_server_flags, server_settings
+from lesslabels.common.logs import setup_logging
+from lesslabels.common.server import Server
+from lesslabels.coordinator.clients import PoolClient, ScorerClient, TrainerClient
+from lesslabels.coordinator.engine import Coordinator
+from lesslabels.coordinator.servicer import CoordinatorServicer, registration
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from services.coordinator.model import Metrics
+from lesslabels.coordinator.model import Metrics
 
 
 def classification_metrics(gold: Sequence[str], predicted: Sequence[str]) -> Metrics:

@@ -9,8 +9,8 @@ from typing import Optional
 
 import numpy as np
 
-from services.common.errors import InvalidArgument
-from services.coordinator import strategies
+from lesslabels.common.errors import InvalidArgument
+from lesslabels.coordinator import strategies
 
 STATES = ("PENDING", "RUNNING", "WAITING_FOR_LABELS", "COMPLETED", "CANCELLED", "FAILED")
 #: States a coordinator picks up on start-up and keeps advancing.

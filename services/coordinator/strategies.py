@@ -10,7 +10,7 @@ array. The result holds at most ``k`` unique positions into those arrays, best f
 strategy's score for each (higher = chosen earlier). Asking for more than the allowed samples
 returns all of them. The same inputs and ``rng`` seed always give the same selection.
 
-No torch here, no gRPC: the uncertainty math is ``services.common.uncertainty``.
+No torch here, no gRPC: the uncertainty math is ``lesslabels.common.uncertainty``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from services.common import uncertainty
+from lesslabels.common import uncertainty
 
 __all__ = [
     "Selection",

@@ -18,7 +18,7 @@ import tempfile
 import urllib.error
 import urllib.request
 
-from services.common.checkpoints import sha256_file
+from lesslabels.common.checkpoints import sha256_file
 
 log = logging.getLogger(__name__)
 

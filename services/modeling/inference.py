@@ -3,7 +3,7 @@
 Knows nothing of gRPC or batching policy. The scorer's batcher calls :func:`forward` on batches it
 has already grouped by length; everything here is plain torch + transformers.
 
-A checkpoint folder (as published through ``services.common.checkpoints.CheckpointStore``) holds
+A checkpoint folder (as published through ``lesslabels.common.checkpoints.CheckpointStore``) holds
 ``model.safetensors``, ``config.json`` and the tokenizer files; a base model folder (or HF name,
 offline) holds an encoder without a classification head and is used for embeddings only.
 """
@@ -20,8 +20,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from services.modeling.batching import collate
-from services.modeling.models import cpu_has_native_bf16  # noqa: F401 - re-exported for callers
+from lesslabels.modeling.batching import collate
+from lesslabels.modeling.models import cpu_has_native_bf16  # noqa: F401 - re-exported for callers
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ A *checkpoint folder* (what the trainer writes and the scorer loads) is a plain 
     config.json              architecture, ``num_labels``, ``id2label`` / ``label2id``: the label
                              of output i is ``config.id2label[i]``
     tokenizer.json, tokenizer_config.json, vocab.txt, special_tokens_map.json ...
-    manifest.json            added by the checkpoint store (services.common.checkpoints), last
+    manifest.json            added by the checkpoint store (lesslabels.common.checkpoints), last
 
 ``load_classifier(folder)`` loads it back with its labels. Nothing here downloads: names that are
 not local folders must already be in the Hugging Face cache.
@@ -25,7 +25,7 @@ import os
 import pathlib
 from typing import TYPE_CHECKING, Sequence
 
-from services.common import errors
+from lesslabels.common import errors
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from google.protobuf import json_format
 
-from services.common.errors import InvalidArgument
-from services.common.timeutil import rfc3339
-from services.pool import importers
-from services.pool.store import (
+from lesslabels.common.errors import InvalidArgument
+from lesslabels.common.timeutil import rfc3339
+from lesslabels.pool import importers
+from lesslabels.pool.store import (
     AcquisitionRecord, DatasetInfo, ImportResult, LabelResult, RoundRecord, RunRecord, SampleRecord, SplitCount,
 )
-from services.proto.lesslabels.v1 import common_pb2, pool_pb2, run_pb2
+from lesslabels.v1 import common_pb2, pool_pb2, run_pb2
 
 SPLIT_TO_CORE = {common_pb2.SPLIT_TRAIN: "train", common_pb2.SPLIT_TEST: "test", common_pb2.SPLIT_DEV: "dev"}
 SPLIT_TO_PROTO = {v: k for k, v in SPLIT_TO_CORE.items()}

@@ -8,7 +8,7 @@ import enum
 import io
 import json
 
-from services.common.errors import InvalidArgument
+from lesslabels.common.errors import InvalidArgument
 
 SPLITS = {"train": "train", "test": "test", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev"}
 

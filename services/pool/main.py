@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 
-from services.common.config import ServerSettings, add_flag, add_server_flags, server_settings
-from services.common.logs import setup_logging
-from services.common.server import Server
-from services.pool.servicer import PoolServicer, registration
-from services.pool.store import PoolStore
+from lesslabels.common.config import ServerSettings, add_flag, add_server_flags, server_settings
+from lesslabels.common.logs import setup_logging
+from lesslabels.common.server import Server
+from lesslabels.pool.servicer import PoolServicer, registration
+from lesslabels.pool.store import PoolStore
 
 log = logging.getLogger(__name__)
 

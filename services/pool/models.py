@@ -9,7 +9,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.common.timeutil import utcnow
+from lesslabels.common.timeutil import utcnow
 
 # Label scopes: labels acquired by a run are visible to that run only; labels given to the
 # dataset itself (a human labelling outside runs) live in the dataset scope.

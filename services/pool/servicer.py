@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 
-from services.common.errors import InvalidArgument, ResourceExhausted
-from services.pool import convert
-from services.pool.store import PoolStore
-from services.proto.lesslabels.v1 import pool_pb2, pool_pb2_grpc
+from lesslabels.common.errors import InvalidArgument, ResourceExhausted
+from lesslabels.pool import convert
+from lesslabels.pool.store import PoolStore
+from lesslabels.v1 import pool_pb2, pool_pb2_grpc
 
 #: Largest file ImportSamples accepts (all rows are parsed and stored in one transaction).
 MAX_IMPORT_BYTES = 256 * 1024 * 1024
@@ -160,7 +160,7 @@ def _bad(what, value):
 
 
 def registration(servicer: PoolServicer):
-    from services.common.server import ServiceRegistration
+    from lesslabels.common.server import ServiceRegistration
 
     name = pool_pb2.DESCRIPTOR.services_by_name["PoolService"].full_name
     return ServiceRegistration(names=(name,), register=lambda server: pool_pb2_grpc.add_PoolServiceServicer_to_server(servicer, server))

@@ -22,11 +22,11 @@ from sqlalchemy import and_, func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from services.common import errors
-from services.common.timeutil import utcnow
-from services.pool import importers
-from services.pool.db import make_engine, migrate
-from services.pool.models import (
+from lesslabels.common import errors
+from lesslabels.common.timeutil import utcnow
+from lesslabels.pool import importers
+from lesslabels.pool.db import make_engine, migrate
+from lesslabels.pool.models import (
     REQUEST_ID_MAX, Acquisition, CurrentLabel, Dataset, LabelEvent, Round, Run, Sample, run_scope,
 )
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from services.common import errors
-from services.common.timeutil import rfc3339
-from services.proto.lesslabels.v1 import common_pb2, scorer_pb2
-from services.scorer.engine import LoadedEntry, ModelSpec, Scores
+from lesslabels.common import errors
+from lesslabels.common.timeutil import rfc3339
+from lesslabels.v1 import common_pb2, scorer_pb2
+from lesslabels.scorer.engine import LoadedEntry, ModelSpec, Scores
 
 SPLIT_NAMES = {
     common_pb2.SPLIT_UNSPECIFIED: "train",  # ScorePool's documented default

@@ -15,11 +15,11 @@ from typing import Sequence
 
 import numpy as np
 
-from services.common import errors, uncertainty
-from services.common.checkpoints import CheckpointStore
-from services.common.timeutil import utcnow
-from services.modeling import inference
-from services.scorer.batching import BatcherClosed, DynamicBatcher
+from lesslabels.common import errors, uncertainty
+from lesslabels.common.checkpoints import CheckpointStore
+from lesslabels.common.timeutil import utcnow
+from lesslabels.modeling import inference
+from lesslabels.scorer.batching import BatcherClosed, DynamicBatcher
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ class ScorerEngine:
                 raise errors.FailedPrecondition(f"checkpoint {checkpoint_id!r} cannot be loaded: {exc}") from None
             base = str(checkpoint.manifest.get("base_model", ""))
         else:
-            from services.modeling.models import resolve_base_model
+            from lesslabels.modeling.models import resolve_base_model
 
             base = spec.base_model
             try:

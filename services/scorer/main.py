@@ -7,14 +7,14 @@ import logging
 
 from grpc_health.v1 import health_pb2
 
-from services.common.channels import make_channel, wait_until_serving
-from services.common.checkpoints import CheckpointStore
-from services.common.config import ServerSettings, add_flag, add_server_flags, server_settings
-from services.common.logs import setup_logging
-from services.common.server import Server
-from services.scorer import oip
-from services.scorer.engine import EngineConfig, ModelSpec, ScorerEngine, parallelism
-from services.scorer.servicer import DEFAULT_MAX_TEXTS, ScorerServicer, registration
+from lesslabels.common.channels import make_channel, wait_until_serving
+from lesslabels.common.checkpoints import CheckpointStore
+from lesslabels.common.config import ServerSettings, add_flag, add_server_flags, server_settings
+from lesslabels.common.logs import setup_logging
+from lesslabels.common.server import Server
+from lesslabels.scorer import oip
+from lesslabels.scorer.engine import EngineConfig, ModelSpec, ScorerEngine, parallelism
+from lesslabels.scorer.servicer import DEFAULT_MAX_TEXTS, ScorerServicer, registration
 
 log = logging.getLogger(__name__)
 

@@ -22,11 +22,11 @@ import struct
 
 import numpy as np
 
-from services.common import errors
-from services.common.server import ServiceRegistration
-from services.proto.inference import grpc_predict_v2_pb2 as pb, grpc_predict_v2_pb2_grpc as pb_grpc
-from services.scorer.engine import ModelSpec, Scores, ScorerEngine
-from services.scorer.servicer import _remaining, check_request_size
+from lesslabels.common import errors
+from lesslabels.common.server import ServiceRegistration
+from lesslabels.inference import grpc_predict_v2_pb2 as pb, grpc_predict_v2_pb2_grpc as pb_grpc
+from lesslabels.scorer.engine import ModelSpec, Scores, ScorerEngine
+from lesslabels.scorer.servicer import _remaining, check_request_size
 
 SERVER_NAME = "lesslabels-scorer"
 SERVER_VERSION = "1"

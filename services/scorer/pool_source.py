@@ -13,9 +13,9 @@ from typing import Iterator
 
 import grpc
 
-from services.common import errors
-from services.common.channels import from_rpc_error
-from services.proto.lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
+from lesslabels.common import errors
+from lesslabels.common.channels import from_rpc_error
+from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
 
 log = logging.getLogger(__name__)
 

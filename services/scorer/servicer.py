@@ -8,12 +8,12 @@ import threading
 import grpc
 import numpy as np
 
-from services.common import errors
-from services.common.server import ServiceRegistration
-from services.proto.lesslabels.v1 import pool_pb2_grpc, scorer_pb2, scorer_pb2_grpc
-from services.scorer import convert
-from services.scorer.engine import ScorerEngine
-from services.scorer.pool_source import CancelScope, iter_pool_pages
+from lesslabels.common import errors
+from lesslabels.common.server import ServiceRegistration
+from lesslabels.v1 import pool_pb2_grpc, scorer_pb2, scorer_pb2_grpc
+from lesslabels.scorer import convert
+from lesslabels.scorer.engine import ScorerEngine
+from lesslabels.scorer.pool_source import CancelScope, iter_pool_pages
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from google.protobuf import json_format
 
-from services.common import errors
-from services.modeling.metrics import Metrics
-from services.proto.lesslabels.v1 import common_pb2, trainer_pb2
-from services.trainer.engine import TrainConfig
-from services.trainer.jobs import Job, JobEvent, JobState, TrainRequest
+from lesslabels.common import errors
+from lesslabels.modeling.metrics import Metrics
+from lesslabels.v1 import common_pb2, trainer_pb2
+from lesslabels.trainer.engine import TrainConfig
+from lesslabels.trainer.jobs import Job, JobEvent, JobState, TrainRequest
 
 CLASS_BALANCE_FROM_PROTO = {
     common_pb2.CLASS_BALANCE_NONE: "none",

@@ -16,13 +16,13 @@ import logging
 import threading
 from typing import Callable
 
-from services.common import checkpoints, errors
-from services.common.checkpoints import CheckpointStore
-from services.modeling import models
-from services.trainer import engine
-from services.trainer.engine import Example, Progress
-from services.trainer.jobs import Job, RunResult, TrainRequest
-from services.trainer.pool_client import PoolClient
+from lesslabels.common import checkpoints, errors
+from lesslabels.common.checkpoints import CheckpointStore
+from lesslabels.modeling import models
+from lesslabels.trainer import engine
+from lesslabels.trainer.engine import Example, Progress
+from lesslabels.trainer.jobs import Job, RunResult, TrainRequest
+from lesslabels.trainer.pool_client import PoolClient
 
 log = logging.getLogger(__name__)
 

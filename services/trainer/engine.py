@@ -20,9 +20,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from services.common import errors
-from services.modeling.batching import iterate_batches, length_grouped_batches, tokenize
-from services.modeling.metrics import Metrics, classification_metrics
+from lesslabels.common import errors
+from lesslabels.modeling.batching import iterate_batches, length_grouped_batches, tokenize
+from lesslabels.modeling.metrics import Metrics, classification_metrics
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def autocast_dtype(precision: str, device) -> "object | None":
     """The autocast dtype for ``precision`` on ``device`` (None = fp32): the scorer's rule
     (``auto`` = bf16 on CPUs with native bf16, where training steps run 2x fp32 on a 2-core Zen 4:
     bench/README.md), except that fp16 training needs CUDA (its gradient scaler)."""
-    from services.modeling import inference
+    from lesslabels.modeling import inference
 
     if precision == "fp16" and device.type != "cuda":
         raise errors.InvalidArgument("precision fp16 needs CUDA; use bf16 or fp32 on CPU")

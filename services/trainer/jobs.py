@@ -21,10 +21,10 @@ import threading
 import uuid
 from typing import Callable, Iterator
 
-from services.common import errors
-from services.common.timeutil import rfc3339, utcnow
-from services.modeling.metrics import Metrics
-from services.trainer.engine import Progress, TrainConfig
+from lesslabels.common import errors
+from lesslabels.common.timeutil import rfc3339, utcnow
+from lesslabels.modeling.metrics import Metrics
+from lesslabels.trainer.engine import Progress, TrainConfig
 
 log = logging.getLogger(__name__)
 

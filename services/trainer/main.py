@@ -16,16 +16,16 @@ import os
 import pathlib
 import threading
 
-from services.common import errors
-from services.common.channels import wait_until_serving
-from services.common.checkpoints import CheckpointStore
-from services.common.config import ServerSettings, add_flag, add_server_flags, server_settings
-from services.common.logs import setup_logging
-from services.common.server import Server
-from services.trainer.core import Trainer
-from services.trainer.jobs import JobManager
-from services.trainer.pool_client import PoolClient
-from services.trainer.servicer import TrainerServicer, registration
+from lesslabels.common import errors
+from lesslabels.common.channels import wait_until_serving
+from lesslabels.common.checkpoints import CheckpointStore
+from lesslabels.common.config import ServerSettings, add_flag, add_server_flags, server_settings
+from lesslabels.common.logs import setup_logging
+from lesslabels.common.server import Server
+from lesslabels.trainer.core import Trainer
+from lesslabels.trainer.jobs import JobManager
+from lesslabels.trainer.pool_client import PoolClient
+from lesslabels.trainer.servicer import TrainerServicer, registration
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import logging
 
 import grpc
 
-from services.common.channels import DEFAULT_TIMEOUT, from_rpc_error, make_channel
-from services.proto.lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
-from services.trainer.engine import Example
+from lesslabels.common.channels import DEFAULT_TIMEOUT, from_rpc_error, make_channel
+from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
+from lesslabels.trainer.engine import Example
 
 log = logging.getLogger(__name__)
 

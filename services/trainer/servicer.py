@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from services.common import errors
-from services.common.checkpoints import CheckpointStore
-from services.common.server import ServiceRegistration
-from services.proto.lesslabels.v1 import trainer_pb2, trainer_pb2_grpc
-from services.trainer import convert
-from services.trainer.core import Trainer
-from services.trainer.jobs import JobManager
+from lesslabels.common import errors
+from lesslabels.common.checkpoints import CheckpointStore
+from lesslabels.common.server import ServiceRegistration
+from lesslabels.v1 import trainer_pb2, trainer_pb2_grpc
+from lesslabels.trainer import convert
+from lesslabels.trainer.core import Trainer
+from lesslabels.trainer.jobs import JobManager
 
 
 class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):

@@ -287,7 +287,7 @@ def dependency_closure(services: Mapping[str, Service], names: Iterable[str]) ->
 def local_argv(argv: list[str]) -> list[str]:
     """The image runs ``lesslabels ...``; here that is this interpreter on this checkout."""
     if argv and argv[0] == "lesslabels":
-        return [sys.executable, "-m", "services", *argv[1:]]
+        return [sys.executable, "-m", "lesslabels", *argv[1:]]
     return list(argv)
 
 

@@ -15,7 +15,7 @@ import shutil
 
 import pytest
 
-from services.demo.data import synthetic_rows
+from lesslabels.demo.data import synthetic_rows
 from tests.integration.compose import DockerTopology, LocalTopology, docker_unavailable_reason
 
 TOKEN = "integration-test-token"

@@ -19,8 +19,8 @@ import time
 import grpc
 import pytest
 
-from services.common.channels import make_channel
-from services.proto.lesslabels.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
+from lesslabels.common.channels import make_channel
+from lesslabels.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ SERVER = textwrap.dedent("""
     import sys, time
     from concurrent import futures
     import grpc
-    from services.proto.lesslabels.v1 import scorer_pb2, scorer_pb2_grpc
+    from lesslabels.v1 import scorer_pb2, scorer_pb2_grpc
 
     class Stuck(scorer_pb2_grpc.ScorerServiceServicer):
         def ScorePool(self, request, context):

@@ -13,8 +13,8 @@ import uuid
 import grpc
 import pytest
 
-from services.common.channels import make_channel
-from services.proto.lesslabels.v1 import (
+from lesslabels.common.channels import make_channel
+from lesslabels.v1 import (
     common_pb2,
     coordinator_pb2,
     coordinator_pb2_grpc,

@@ -1,11 +1,11 @@
-"""Alembic environment: runs on the connection handed over by services.pool.db.migrate."""
+"""Alembic environment: runs on the connection handed over by lesslabels.pool.db.migrate."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine
 
-from services.pool.models import Base
+from lesslabels.pool.models import Base
 
 target_metadata = Base.metadata
 

@@ -3,9 +3,9 @@
 import grpc
 import warnings
 
-from services.proto.inference import grpc_predict_v2_pb2 as inference_dot_grpc__predict__v2__pb2
+from lesslabels.inference import grpc_predict_v2_pb2 as lesslabels_dot_inference_dot_grpc__predict__v2__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.76.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in inference/grpc_predict_v2_pb2_grpc.py depends on'
+        + ' but the generated code in lesslabels/inference/grpc_predict_v2_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class GRPCInferenceServiceStub:
+class GRPCInferenceServiceStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -36,37 +36,37 @@ class GRPCInferenceServiceStub:
         """
         self.ServerLive = channel.unary_unary(
                 '/inference.GRPCInferenceService/ServerLive',
-                request_serializer=inference_dot_grpc__predict__v2__pb2.ServerLiveRequest.SerializeToString,
-                response_deserializer=inference_dot_grpc__predict__v2__pb2.ServerLiveResponse.FromString,
+                request_serializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ServerLiveRequest.SerializeToString,
+                response_deserializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ServerLiveResponse.FromString,
                 _registered_method=True)
         self.ServerReady = channel.unary_unary(
                 '/inference.GRPCInferenceService/ServerReady',
-                request_serializer=inference_dot_grpc__predict__v2__pb2.ServerReadyRequest.SerializeToString,
-                response_deserializer=inference_dot_grpc__predict__v2__pb2.ServerReadyResponse.FromString,
+                request_serializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ServerReadyRequest.SerializeToString,
+                response_deserializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ServerReadyResponse.FromString,
                 _registered_method=True)
         self.ModelReady = channel.unary_unary(
                 '/inference.GRPCInferenceService/ModelReady',
-                request_serializer=inference_dot_grpc__predict__v2__pb2.ModelReadyRequest.SerializeToString,
-                response_deserializer=inference_dot_grpc__predict__v2__pb2.ModelReadyResponse.FromString,
+                request_serializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ModelReadyRequest.SerializeToString,
+                response_deserializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ModelReadyResponse.FromString,
                 _registered_method=True)
         self.ServerMetadata = channel.unary_unary(
                 '/inference.GRPCInferenceService/ServerMetadata',
-                request_serializer=inference_dot_grpc__predict__v2__pb2.ServerMetadataRequest.SerializeToString,
-                response_deserializer=inference_dot_grpc__predict__v2__pb2.ServerMetadataResponse.FromString,
+                request_serializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ServerMetadataRequest.SerializeToString,
+                response_deserializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ServerMetadataResponse.FromString,
                 _registered_method=True)
         self.ModelMetadata = channel.unary_unary(
                 '/inference.GRPCInferenceService/ModelMetadata',
-                request_serializer=inference_dot_grpc__predict__v2__pb2.ModelMetadataRequest.SerializeToString,
-                response_deserializer=inference_dot_grpc__predict__v2__pb2.ModelMetadataResponse.FromString,
+                request_serializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ModelMetadataRequest.SerializeToString,
+                response_deserializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ModelMetadataResponse.FromString,
                 _registered_method=True)
         self.ModelInfer = channel.unary_unary(
                 '/inference.GRPCInferenceService/ModelInfer',
-                request_serializer=inference_dot_grpc__predict__v2__pb2.ModelInferRequest.SerializeToString,
-                response_deserializer=inference_dot_grpc__predict__v2__pb2.ModelInferResponse.FromString,
+                request_serializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ModelInferRequest.SerializeToString,
+                response_deserializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ModelInferResponse.FromString,
                 _registered_method=True)
 
 
-class GRPCInferenceServiceServicer:
+class GRPCInferenceServiceServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def ServerLive(self, request, context):
@@ -113,33 +113,33 @@ def add_GRPCInferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'ServerLive': grpc.unary_unary_rpc_method_handler(
                     servicer.ServerLive,
-                    request_deserializer=inference_dot_grpc__predict__v2__pb2.ServerLiveRequest.FromString,
-                    response_serializer=inference_dot_grpc__predict__v2__pb2.ServerLiveResponse.SerializeToString,
+                    request_deserializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ServerLiveRequest.FromString,
+                    response_serializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ServerLiveResponse.SerializeToString,
             ),
             'ServerReady': grpc.unary_unary_rpc_method_handler(
                     servicer.ServerReady,
-                    request_deserializer=inference_dot_grpc__predict__v2__pb2.ServerReadyRequest.FromString,
-                    response_serializer=inference_dot_grpc__predict__v2__pb2.ServerReadyResponse.SerializeToString,
+                    request_deserializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ServerReadyRequest.FromString,
+                    response_serializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ServerReadyResponse.SerializeToString,
             ),
             'ModelReady': grpc.unary_unary_rpc_method_handler(
                     servicer.ModelReady,
-                    request_deserializer=inference_dot_grpc__predict__v2__pb2.ModelReadyRequest.FromString,
-                    response_serializer=inference_dot_grpc__predict__v2__pb2.ModelReadyResponse.SerializeToString,
+                    request_deserializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ModelReadyRequest.FromString,
+                    response_serializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ModelReadyResponse.SerializeToString,
             ),
             'ServerMetadata': grpc.unary_unary_rpc_method_handler(
                     servicer.ServerMetadata,
-                    request_deserializer=inference_dot_grpc__predict__v2__pb2.ServerMetadataRequest.FromString,
-                    response_serializer=inference_dot_grpc__predict__v2__pb2.ServerMetadataResponse.SerializeToString,
+                    request_deserializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ServerMetadataRequest.FromString,
+                    response_serializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ServerMetadataResponse.SerializeToString,
             ),
             'ModelMetadata': grpc.unary_unary_rpc_method_handler(
                     servicer.ModelMetadata,
-                    request_deserializer=inference_dot_grpc__predict__v2__pb2.ModelMetadataRequest.FromString,
-                    response_serializer=inference_dot_grpc__predict__v2__pb2.ModelMetadataResponse.SerializeToString,
+                    request_deserializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ModelMetadataRequest.FromString,
+                    response_serializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ModelMetadataResponse.SerializeToString,
             ),
             'ModelInfer': grpc.unary_unary_rpc_method_handler(
                     servicer.ModelInfer,
-                    request_deserializer=inference_dot_grpc__predict__v2__pb2.ModelInferRequest.FromString,
-                    response_serializer=inference_dot_grpc__predict__v2__pb2.ModelInferResponse.SerializeToString,
+                    request_deserializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ModelInferRequest.FromString,
+                    response_serializer=lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ModelInferResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -149,7 +149,7 @@ def add_GRPCInferenceServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class GRPCInferenceService:
+class GRPCInferenceService(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
@@ -167,8 +167,8 @@ class GRPCInferenceService:
             request,
             target,
             '/inference.GRPCInferenceService/ServerLive',
-            inference_dot_grpc__predict__v2__pb2.ServerLiveRequest.SerializeToString,
-            inference_dot_grpc__predict__v2__pb2.ServerLiveResponse.FromString,
+            lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ServerLiveRequest.SerializeToString,
+            lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ServerLiveResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -194,8 +194,8 @@ class GRPCInferenceService:
             request,
             target,
             '/inference.GRPCInferenceService/ServerReady',
-            inference_dot_grpc__predict__v2__pb2.ServerReadyRequest.SerializeToString,
-            inference_dot_grpc__predict__v2__pb2.ServerReadyResponse.FromString,
+            lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ServerReadyRequest.SerializeToString,
+            lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ServerReadyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -221,8 +221,8 @@ class GRPCInferenceService:
             request,
             target,
             '/inference.GRPCInferenceService/ModelReady',
-            inference_dot_grpc__predict__v2__pb2.ModelReadyRequest.SerializeToString,
-            inference_dot_grpc__predict__v2__pb2.ModelReadyResponse.FromString,
+            lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ModelReadyRequest.SerializeToString,
+            lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ModelReadyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -248,8 +248,8 @@ class GRPCInferenceService:
             request,
             target,
             '/inference.GRPCInferenceService/ServerMetadata',
-            inference_dot_grpc__predict__v2__pb2.ServerMetadataRequest.SerializeToString,
-            inference_dot_grpc__predict__v2__pb2.ServerMetadataResponse.FromString,
+            lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ServerMetadataRequest.SerializeToString,
+            lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ServerMetadataResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -275,8 +275,8 @@ class GRPCInferenceService:
             request,
             target,
             '/inference.GRPCInferenceService/ModelMetadata',
-            inference_dot_grpc__predict__v2__pb2.ModelMetadataRequest.SerializeToString,
-            inference_dot_grpc__predict__v2__pb2.ModelMetadataResponse.FromString,
+            lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ModelMetadataRequest.SerializeToString,
+            lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ModelMetadataResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -302,8 +302,8 @@ class GRPCInferenceService:
             request,
             target,
             '/inference.GRPCInferenceService/ModelInfer',
-            inference_dot_grpc__predict__v2__pb2.ModelInferRequest.SerializeToString,
-            inference_dot_grpc__predict__v2__pb2.ModelInferResponse.FromString,
+            lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ModelInferRequest.SerializeToString,
+            lesslabels_dot_inference_dot_grpc__predict__v2__pb2.ModelInferResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,9 +3,9 @@
 import grpc
 import warnings
 
-from services.proto.lesslabels.v1 import scorer_pb2 as lesslabels_dot_v1_dot_scorer__pb2
+from lesslabels.v1 import scorer_pb2 as lesslabels_dot_v1_dot_scorer__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.76.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class ScorerServiceStub:
+class ScorerServiceStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -61,7 +61,7 @@ class ScorerServiceStub:
                 _registered_method=True)
 
 
-class ScorerServiceServicer:
+class ScorerServiceServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Score(self, request, context):
@@ -134,7 +134,7 @@ def add_ScorerServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class ScorerService:
+class ScorerService(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

@@ -3,10 +3,10 @@
 import grpc
 import warnings
 
-from services.proto.lesslabels.v1 import pool_pb2 as lesslabels_dot_v1_dot_pool__pb2
-from services.proto.lesslabels.v1 import run_pb2 as lesslabels_dot_v1_dot_run__pb2
+from lesslabels.v1 import pool_pb2 as lesslabels_dot_v1_dot_pool__pb2
+from lesslabels.v1 import run_pb2 as lesslabels_dot_v1_dot_run__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.76.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -26,7 +26,7 @@ if _version_not_supported:
     )
 
 
-class PoolServiceStub:
+class PoolServiceStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -122,7 +122,7 @@ class PoolServiceStub:
                 _registered_method=True)
 
 
-class PoolServiceServicer:
+class PoolServiceServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def CreateDataset(self, request, context):
@@ -340,7 +340,7 @@ def add_PoolServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class PoolService:
+class PoolService(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

@@ -3,10 +3,10 @@
 import grpc
 import warnings
 
-from services.proto.lesslabels.v1 import common_pb2 as lesslabels_dot_v1_dot_common__pb2
-from services.proto.lesslabels.v1 import trainer_pb2 as lesslabels_dot_v1_dot_trainer__pb2
+from lesslabels.v1 import common_pb2 as lesslabels_dot_v1_dot_common__pb2
+from lesslabels.v1 import trainer_pb2 as lesslabels_dot_v1_dot_trainer__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.76.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -26,7 +26,7 @@ if _version_not_supported:
     )
 
 
-class TrainerServiceStub:
+class TrainerServiceStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -72,7 +72,7 @@ class TrainerServiceStub:
                 _registered_method=True)
 
 
-class TrainerServiceServicer:
+class TrainerServiceServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def StartTraining(self, request, context):
@@ -168,7 +168,7 @@ def add_TrainerServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class TrainerService:
+class TrainerService(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

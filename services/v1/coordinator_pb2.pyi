@@ -1,5 +1,5 @@
-from services.proto.lesslabels.v1 import run_pb2 as _run_pb2
-from services.proto.lesslabels.v1 import pool_pb2 as _pool_pb2
+from lesslabels.v1 import run_pb2 as _run_pb2
+from lesslabels.v1 import pool_pb2 as _pool_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message

@@ -3,11 +3,11 @@
 import grpc
 import warnings
 
-from services.proto.lesslabels.v1 import coordinator_pb2 as lesslabels_dot_v1_dot_coordinator__pb2
-from services.proto.lesslabels.v1 import pool_pb2 as lesslabels_dot_v1_dot_pool__pb2
-from services.proto.lesslabels.v1 import run_pb2 as lesslabels_dot_v1_dot_run__pb2
+from lesslabels.v1 import coordinator_pb2 as lesslabels_dot_v1_dot_coordinator__pb2
+from lesslabels.v1 import pool_pb2 as lesslabels_dot_v1_dot_pool__pb2
+from lesslabels.v1 import run_pb2 as lesslabels_dot_v1_dot_run__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.76.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -27,7 +27,7 @@ if _version_not_supported:
     )
 
 
-class CoordinatorServiceStub:
+class CoordinatorServiceStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -78,7 +78,7 @@ class CoordinatorServiceStub:
                 _registered_method=True)
 
 
-class CoordinatorServiceServicer:
+class CoordinatorServiceServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def StartRun(self, request, context):
@@ -185,7 +185,7 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class CoordinatorService:
+class CoordinatorService(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

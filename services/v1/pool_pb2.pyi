@@ -1,5 +1,5 @@
-from services.proto.lesslabels.v1 import common_pb2 as _common_pb2
-from services.proto.lesslabels.v1 import run_pb2 as _run_pb2
+from lesslabels.v1 import common_pb2 as _common_pb2
+from lesslabels.v1 import run_pb2 as _run_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -87,7 +87,7 @@ class ImportHeader(_message.Message):
     split: _common_pb2.Split
     create_dataset: bool
     keep_whitespace: bool
-    def __init__(self, dataset: _Optional[str] = ..., format: _Optional[_Union[ImportFormat, str]] = ..., split: _Optional[_Union[_common_pb2.Split, str]] = ..., create_dataset: _Optional[bool] = ..., keep_whitespace: _Optional[bool] = ...) -> None: ...
+    def __init__(self, dataset: _Optional[str] = ..., format: _Optional[_Union[ImportFormat, str]] = ..., split: _Optional[_Union[_common_pb2.Split, str]] = ..., create_dataset: bool = ..., keep_whitespace: bool = ...) -> None: ...
 
 class ImportSamplesRequest(_message.Message):
     __slots__ = ("header", "data")
@@ -148,7 +148,7 @@ class ListSamplesRequest(_message.Message):
     page_token: str
     limit: int
     include_gold: bool
-    def __init__(self, dataset: _Optional[str] = ..., split: _Optional[_Union[_common_pb2.Split, str]] = ..., state: _Optional[_Union[LabelState, str]] = ..., run_id: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., limit: _Optional[int] = ..., include_gold: _Optional[bool] = ...) -> None: ...
+    def __init__(self, dataset: _Optional[str] = ..., split: _Optional[_Union[_common_pb2.Split, str]] = ..., state: _Optional[_Union[LabelState, str]] = ..., run_id: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., limit: _Optional[int] = ..., include_gold: bool = ...) -> None: ...
 
 class SamplePage(_message.Message):
     __slots__ = ("samples", "next_page_token", "total")
@@ -360,7 +360,7 @@ class ListAcquisitionsRequest(_message.Message):
     run_id: int
     round: int
     pending_only: bool
-    def __init__(self, run_id: _Optional[int] = ..., round: _Optional[int] = ..., pending_only: _Optional[bool] = ...) -> None: ...
+    def __init__(self, run_id: _Optional[int] = ..., round: _Optional[int] = ..., pending_only: bool = ...) -> None: ...
 
 class ListAcquisitionsResponse(_message.Message):
     __slots__ = ("acquisitions",)

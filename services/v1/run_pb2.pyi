@@ -1,4 +1,4 @@
-from services.proto.lesslabels.v1 import common_pb2 as _common_pb2
+from lesslabels.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -124,7 +124,7 @@ class RunConfig(_message.Message):
     random_seed: int
     hyperparameters: _common_pb2.Hyperparameters
     warm_start: bool
-    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ..., base_model: _Optional[str] = ..., strategy: _Optional[_Union[Strategy, str]] = ..., seed_size: _Optional[_Union[Amount, _Mapping]] = ..., seed_strategy: _Optional[_Union[SeedStrategy, str]] = ..., batch_size: _Optional[_Union[Amount, _Mapping]] = ..., stopping: _Optional[_Union[StoppingRule, _Mapping]] = ..., oracle: _Optional[_Union[OracleMode, str]] = ..., random_seed: _Optional[int] = ..., hyperparameters: _Optional[_Union[_common_pb2.Hyperparameters, _Mapping]] = ..., warm_start: _Optional[bool] = ...) -> None: ...
+    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ..., base_model: _Optional[str] = ..., strategy: _Optional[_Union[Strategy, str]] = ..., seed_size: _Optional[_Union[Amount, _Mapping]] = ..., seed_strategy: _Optional[_Union[SeedStrategy, str]] = ..., batch_size: _Optional[_Union[Amount, _Mapping]] = ..., stopping: _Optional[_Union[StoppingRule, _Mapping]] = ..., oracle: _Optional[_Union[OracleMode, str]] = ..., random_seed: _Optional[int] = ..., hyperparameters: _Optional[_Union[_common_pb2.Hyperparameters, _Mapping]] = ..., warm_start: bool = ...) -> None: ...
 
 class Run(_message.Message):
     __slots__ = ("id", "config", "state", "step", "round", "error", "created_at", "updated_at", "labelled_count", "pool_size", "stop_reason")

@@ -1,4 +1,4 @@
-from services.proto.lesslabels.v1 import common_pb2 as _common_pb2
+from lesslabels.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -25,7 +25,7 @@ class TextScore(_message.Message):
     ratio: float
     truncated: bool
     embedding: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, probabilities: _Optional[_Iterable[float]] = ..., predicted_label: _Optional[str] = ..., entropy: _Optional[float] = ..., margin: _Optional[float] = ..., least_confidence: _Optional[float] = ..., ratio: _Optional[float] = ..., truncated: _Optional[bool] = ..., embedding: _Optional[_Iterable[float]] = ...) -> None: ...
+    def __init__(self, probabilities: _Optional[_Iterable[float]] = ..., predicted_label: _Optional[str] = ..., entropy: _Optional[float] = ..., margin: _Optional[float] = ..., least_confidence: _Optional[float] = ..., ratio: _Optional[float] = ..., truncated: bool = ..., embedding: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ScoreRequest(_message.Message):
     __slots__ = ("model", "texts", "include_embeddings", "omit_probabilities")
@@ -37,7 +37,7 @@ class ScoreRequest(_message.Message):
     texts: _containers.RepeatedScalarFieldContainer[str]
     include_embeddings: bool
     omit_probabilities: bool
-    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., texts: _Optional[_Iterable[str]] = ..., include_embeddings: _Optional[bool] = ..., omit_probabilities: _Optional[bool] = ...) -> None: ...
+    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., texts: _Optional[_Iterable[str]] = ..., include_embeddings: bool = ..., omit_probabilities: bool = ...) -> None: ...
 
 class ScoreResponse(_message.Message):
     __slots__ = ("checkpoint_id", "labels", "scores")
@@ -67,7 +67,7 @@ class ScorePoolRequest(_message.Message):
     omit_probabilities: bool
     split: _common_pb2.Split
     include_all: bool
-    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., dataset: _Optional[str] = ..., run_id: _Optional[int] = ..., chunk_size: _Optional[int] = ..., include_embeddings: _Optional[bool] = ..., omit_probabilities: _Optional[bool] = ..., split: _Optional[_Union[_common_pb2.Split, str]] = ..., include_all: _Optional[bool] = ...) -> None: ...
+    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., dataset: _Optional[str] = ..., run_id: _Optional[int] = ..., chunk_size: _Optional[int] = ..., include_embeddings: bool = ..., omit_probabilities: bool = ..., split: _Optional[_Union[_common_pb2.Split, str]] = ..., include_all: bool = ...) -> None: ...
 
 class ScorePoolChunk(_message.Message):
     __slots__ = ("checkpoint_id", "labels", "sample_ids", "scores", "done", "total", "gold_labels")
@@ -129,4 +129,4 @@ class UnloadCheckpointResponse(_message.Message):
     __slots__ = ("unloaded",)
     UNLOADED_FIELD_NUMBER: _ClassVar[int]
     unloaded: bool
-    def __init__(self, unloaded: _Optional[bool] = ...) -> None: ...
+    def __init__(self, unloaded: bool = ...) -> None: ...

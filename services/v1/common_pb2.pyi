@@ -118,7 +118,7 @@ class Hyperparameters(_message.Message):
     num_threads: int
     max_steps: int
     min_steps: int
-    def __init__(self, learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., max_epochs: _Optional[int] = ..., patience: _Optional[int] = ..., warmup_ratio: _Optional[float] = ..., weight_decay: _Optional[float] = ..., max_length: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., use_labelled_validation: _Optional[bool] = ..., class_balance: _Optional[_Union[ClassBalance, str]] = ..., precision: _Optional[_Union[Precision, str]] = ..., num_threads: _Optional[int] = ..., max_steps: _Optional[int] = ..., min_steps: _Optional[int] = ...) -> None: ...
+    def __init__(self, learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., max_epochs: _Optional[int] = ..., patience: _Optional[int] = ..., warmup_ratio: _Optional[float] = ..., weight_decay: _Optional[float] = ..., max_length: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., use_labelled_validation: bool = ..., class_balance: _Optional[_Union[ClassBalance, str]] = ..., precision: _Optional[_Union[Precision, str]] = ..., num_threads: _Optional[int] = ..., max_steps: _Optional[int] = ..., min_steps: _Optional[int] = ...) -> None: ...
 
 class ModelRef(_message.Message):
     __slots__ = ("checkpoint_id", "latest_of_run", "base_model")
