@@ -14,6 +14,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("lesslabels.common.probe:main", "exit 0 if HOST:PORT answers health SERVING"),
     "import": ("lesslabels.cli.data:import_main", "import a CSV/JSONL file into the pool"),
     "export": ("lesslabels.cli.data:export_main", "export a labelled set as CSV"),
+    "datasets": ("lesslabels.cli.datasets:datasets_main", "list datasets"),
+    "dataset": ("lesslabels.cli.datasets:dataset_main", "show a dataset, change its label set, or delete it"),
     "up": ("lesslabels.cli.stack:up_main", "start the four services locally until Ctrl-C"),
     "demo": ("lesslabels.cli.demo:demo_main", "start the services, run active learning on demo data, plot it"),
     "run": ("lesslabels.cli.runs:run_main", "start an active-learning run"),

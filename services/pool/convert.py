@@ -8,7 +8,7 @@ from lesslabels.common.errors import InvalidArgument
 from lesslabels.common.timeutil import rfc3339
 from lesslabels.pool import importers
 from lesslabels.pool.store import (
-    AcquisitionRecord, DatasetInfo, ImportResult, LabelResult, RoundRecord, RunRecord, SampleRecord, SplitCount,
+    AcquisitionRecord, DatasetInfo, ImportResult, LabelEventRecord, LabelResult, RoundRecord, RunRecord, SampleRecord, SplitCount,
 )
 from lesslabels.v1 import common_pb2, pool_pb2, run_pb2
 
@@ -19,6 +19,7 @@ SOURCE_TO_CORE = {
     common_pb2.LABEL_SOURCE_ORACLE: "oracle",
     common_pb2.LABEL_SOURCE_HUMAN: "human",
 }
+SOURCE_TO_PROTO = {v: k for k, v in SOURCE_TO_CORE.items()}
 STATE_TO_CORE = {
     pool_pb2.LABEL_STATE_ANY: "any",
     pool_pb2.LABEL_STATE_LABELLED: "labelled",
@@ -169,4 +170,11 @@ def acquisition_to_proto(record: AcquisitionRecord) -> pool_pb2.Acquisition:
 def acquisition_from_proto(message: pool_pb2.Acquisition) -> AcquisitionRecord:
     return AcquisitionRecord(
         sample_id=message.sample_id, round=message.round, strategy=run_pb2.Strategy.Name(message.strategy), score=message.score
+    )
+
+
+def label_event_to_proto(record: LabelEventRecord) -> pool_pb2.LabelEvent:
+    return pool_pb2.LabelEvent(
+        sample_id=record.sample_id, label=record.label, source=SOURCE_TO_PROTO[record.source],
+        annotator=record.annotator, created_at=rfc3339(record.created_at),
     )

@@ -154,6 +154,19 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
         source = convert.enum_value(convert.SOURCE_TO_CORE, request.source, "label source") or "oracle"
         return convert.label_result_to_proto(self.store.reveal_labels(request.run_id, list(request.sample_ids), source))
 
+    # -- datasets own their labels (issue 12) --
+
+    def SetDatasetLabels(self, request, context):
+        return convert.dataset_to_proto(self.store.set_labels(request.dataset, list(request.labels)))
+
+    def DeleteDataset(self, request, context):
+        removed = self.store.delete_dataset(request.dataset)
+        return pool_pb2.DeleteDatasetResponse(dataset=request.dataset, samples=removed)
+
+    def GetLabelHistory(self, request, context):
+        events = self.store.label_history(request.dataset, request.sample_id)
+        return pool_pb2.LabelHistory(events=[convert.label_event_to_proto(e) for e in events])
+
 
 def _bad(what, value):
     raise InvalidArgument(f"unknown {what} value {value}")

@@ -19,6 +19,7 @@ import time
 from typing import Iterable, Iterator, Sequence
 
 from sqlalchemy import and_, func, insert, select
+from sqlalchemy import delete as sa_delete
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -51,6 +52,15 @@ class DatasetInfo:
     labels: list[str]
     counts: dict[str, int]  # per split
     labelled: int
+    created_at: dt.datetime
+
+
+@dataclasses.dataclass
+class LabelEventRecord:
+    sample_id: int
+    label: str
+    source: str
+    annotator: str
     created_at: dt.datetime
 
 
@@ -232,6 +242,74 @@ class PoolStore:
         )
         return DatasetInfo(dataset.name, dataset.description, json.loads(dataset.labels_json), counts, labelled, dataset.created_at)
 
+    def set_labels(self, name: str, labels: Sequence[str]) -> DatasetInfo:
+        """Declare the dataset's label set (an explicit change). A label in use may not be dropped."""
+        clean = _validate_label_set(labels)
+        if not clean:
+            raise errors.InvalidArgument("the label set must not be empty")
+
+        def change(session: Session) -> None:
+            dataset = self._dataset(session, name)
+            sample_ids = select(Sample.id).where(Sample.dataset_id == dataset.id)
+            in_use = set(session.scalars(select(CurrentLabel.label).where(CurrentLabel.sample_id.in_(sample_ids)).distinct()))
+            in_use |= {g for g in session.scalars(select(Sample.gold_label).where(Sample.dataset_id == dataset.id).distinct()) if g}
+            dropped = sorted(in_use - set(clean))
+            if dropped:
+                raise errors.FailedPrecondition(
+                    f"labels {dropped} are in use in dataset {name!r} (gold or given labels); keep them in the label set"
+                )
+            dataset.labels_json = json.dumps(clean)
+            dataset.labels_fixed = True
+
+        self._writing(change)
+        log.info("event=label_set_changed dataset=%s labels=%d", name, len(clean))
+        return self.get_dataset(name)
+
+    def delete_dataset(self, name: str) -> int:
+        """Delete a dataset with its samples, labels, runs and acquisitions. Returns the samples removed.
+
+        Every statement is restricted to this dataset's ids, so no other dataset's rows are touched.
+        """
+
+        def delete_rows(session: Session) -> int:
+            dataset = self._dataset(session, name)
+            active = session.scalars(
+                select(Run.id).where(Run.dataset_id == dataset.id, Run.state.in_(ACTIVE_RUN_STATES))
+            ).all()
+            if active:
+                raise errors.FailedPrecondition(
+                    f"dataset {name!r} has active runs {list(active)}: cancel them before deleting the dataset"
+                )
+            samples = select(Sample.id).where(Sample.dataset_id == dataset.id).scalar_subquery()
+            runs = select(Run.id).where(Run.dataset_id == dataset.id).scalar_subquery()
+            count = session.scalar(select(func.count()).select_from(Sample).where(Sample.dataset_id == dataset.id))
+            session.execute(sa_delete(CurrentLabel).where(CurrentLabel.sample_id.in_(samples)))
+            session.execute(sa_delete(LabelEvent).where(LabelEvent.sample_id.in_(samples)))
+            session.execute(sa_delete(Acquisition).where(Acquisition.run_id.in_(runs)))
+            session.execute(sa_delete(Round).where(Round.run_id.in_(runs)))
+            session.execute(sa_delete(Run).where(Run.dataset_id == dataset.id))
+            session.execute(sa_delete(Sample).where(Sample.dataset_id == dataset.id))
+            session.execute(sa_delete(Dataset).where(Dataset.id == dataset.id))
+            return count
+
+        removed = self._writing(delete_rows)
+        log.info("event=dataset_deleted dataset=%s samples=%d", name, removed)
+        return removed
+
+    def label_history(self, dataset_name: str, sample_id: int) -> list[LabelEventRecord]:
+        """Every label given to a sample in the dataset scope, oldest first (the last is in force)."""
+        with self._reading() as session:
+            dataset = self._dataset(session, dataset_name)
+            if session.scalar(select(Sample.id).where(Sample.id == sample_id, Sample.dataset_id == dataset.id)) is None:
+                raise errors.NotFound(f"sample {sample_id} not found in dataset {dataset_name!r}")
+            return [
+                LabelEventRecord(e.sample_id, e.label, e.source, e.annotator, e.created_at)
+                for e in session.scalars(
+                    select(LabelEvent).where(LabelEvent.sample_id == sample_id, LabelEvent.scope == run_scope(0))
+                    .order_by(LabelEvent.id)
+                )
+            ]
+
     # -- import -------------------------------------------------------------------------
 
     def import_samples(
@@ -272,6 +350,7 @@ class PoolStore:
                         raise errors.InvalidArgument(
                             f"row {row.row + 1}: label {row.label!r} is not in the dataset's label set {labels}"
                         )
+                    check_not_near_duplicate(row.label, labels, f"row {row.row + 1}")
                     labels.append(row.label)
                     known.add(row.label)
             dataset.labels_json = json.dumps(labels)
@@ -403,7 +482,8 @@ class PoolStore:
             dataset = self._dataset(session, dataset_name)
             if run_id:
                 self._run(session, run_id, dataset_id=dataset.id)
-            allowed = json.loads(dataset.labels_json)
+            label_set = json.loads(dataset.labels_json)
+            allowed = list(label_set)
             samples = {
                 s.id: s for s in session.scalars(select(Sample).where(Sample.dataset_id == dataset.id, Sample.id.in_(ids)))
             }
@@ -413,8 +493,17 @@ class PoolStore:
                     raise errors.InvalidArgument(f"{where}: no such sample in dataset {dataset_name!r}")
                 if not label or not label.strip():
                     raise errors.InvalidArgument(f"{where}: empty label")
-                if allowed and label not in allowed:
-                    raise errors.InvalidArgument(f"{where}: label {label!r} is not in the dataset's label set {allowed}")
+                if label_set and label not in label_set:
+                    check_not_near_duplicate(label, label_set, where)
+                    raise errors.InvalidArgument(f"{where}: label {label!r} is not in the dataset's label set {label_set}")
+                if not label_set and label not in allowed:
+                    # No label set yet: it is taken from the labels people give.
+                    if len(label) > MAX_LABEL_LENGTH:
+                        raise errors.InvalidArgument(f"{where}: label longer than {MAX_LABEL_LENGTH} characters")
+                    check_not_near_duplicate(label, allowed, where)
+                    allowed.append(label)
+            if not label_set and allowed:
+                dataset.labels_json = json.dumps(allowed)
             return self._apply_labels(session, dataset, assignments, run_id, source, annotator, idempotency_key)
 
         return self._writing(submit)
@@ -447,6 +536,9 @@ class PoolStore:
                 result.changed += 1
             result.labels.append((sample_id, label))
         session.flush()
+        if source == "human" and run_id:
+            # A label a person gives belongs to the dataset: later human-mode runs reuse it.
+            self._apply_labels(session, dataset, assignments, 0, source, annotator, idempotency_key)
         return result
 
     def reveal_labels(self, run_id: int, sample_ids: Sequence[int], source: str = "oracle") -> LabelResult:
@@ -665,9 +757,27 @@ class PoolStore:
                     insert(Acquisition),
                     [dict(run_id=run_id, sample_id=i.sample_id, round=round_index, strategy=i.strategy, score=float(i.score)) for i in new],
                 )
+                if _is_human_run(run):
+                    self._reuse_dataset_labels(session, run, [i.sample_id for i in new])
             return len(new), len(existing)
 
         return self._writing(add)
+
+    def _reuse_dataset_labels(self, session: Session, run: Run, sample_ids: Sequence[int]) -> None:
+        """Label acquired samples that a person already labelled for the dataset, so nobody is asked again."""
+        given = session.execute(
+            select(CurrentLabel.sample_id, CurrentLabel.label, LabelEvent.annotator)
+            .join(LabelEvent, LabelEvent.id == CurrentLabel.event_id)
+            .where(CurrentLabel.scope == run_scope(0), CurrentLabel.sample_id.in_(sample_ids), LabelEvent.source == "human")
+        ).all()
+        by_annotator: dict[str, list[tuple[int, str]]] = collections.defaultdict(list)
+        for sample_id, label, annotator in given:
+            by_annotator[annotator].append((sample_id, label))
+        dataset = session.get(Dataset, run.dataset_id)
+        for annotator, assignments in by_annotator.items():
+            self._apply_labels(session, dataset, assignments, run.id, "human", annotator, f"dataset-label:{run.id}")
+        if given:
+            log.info("event=dataset_labels_reused run=%d samples=%d", run.id, len(given))
 
     def list_acquisitions(self, run_id: int, round_index: int = -1, pending_only: bool = False) -> list[AcquisitionRecord]:
         with self._reading() as session:
@@ -689,6 +799,30 @@ class PoolStore:
             ]
 
 
+def _is_human_run(run: Run) -> bool:
+    try:
+        return json.loads(run.config_json).get("oracle") == "ORACLE_MODE_HUMAN"
+    except (ValueError, AttributeError):
+        return False
+
+
+def label_key(label: str) -> str:
+    """What makes two label names the same class to a person: case and spacing do not count."""
+    return " ".join(label.split()).casefold()
+
+
+def check_not_near_duplicate(label: str, existing: Sequence[str], where: str = "") -> None:
+    """Refuse ``label`` when it differs from a label of ``existing`` only in case or spaces."""
+    key = label_key(label)
+    for other in existing:
+        if other != label and label_key(other) == key:
+            prefix = f"{where}: " if where else ""
+            raise errors.InvalidArgument(
+                f"{prefix}label {label!r} is a near-duplicate of {other!r} (they differ only in case or spaces "
+                f"and would become two classes); use one spelling"
+            )
+
+
 def _validate_label_set(labels: Sequence[str]) -> list[str]:
     clean = []
     for label in labels:
@@ -698,5 +832,8 @@ def _validate_label_set(labels: Sequence[str]) -> list[str]:
             raise errors.InvalidArgument(f"label {label[:20]!r}… longer than {MAX_LABEL_LENGTH} characters")
         if label in clean:
             raise errors.InvalidArgument(f"label {label!r} given twice")
+        check_not_near_duplicate(label, clean)
+        if label != label.strip():
+            raise errors.InvalidArgument(f"label {label!r} starts or ends with spaces; give it without them")
         clean.append(label)
     return clean

@@ -377,3 +377,53 @@ class RevealLabelsRequest(_message.Message):
     sample_ids: _containers.RepeatedScalarFieldContainer[int]
     source: _common_pb2.LabelSource
     def __init__(self, run_id: _Optional[int] = ..., sample_ids: _Optional[_Iterable[int]] = ..., source: _Optional[_Union[_common_pb2.LabelSource, str]] = ...) -> None: ...
+
+class SetDatasetLabelsRequest(_message.Message):
+    __slots__ = ("dataset", "labels")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    labels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, dataset: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteDatasetRequest(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    def __init__(self, dataset: _Optional[str] = ...) -> None: ...
+
+class DeleteDatasetResponse(_message.Message):
+    __slots__ = ("dataset", "samples")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    samples: int
+    def __init__(self, dataset: _Optional[str] = ..., samples: _Optional[int] = ...) -> None: ...
+
+class GetLabelHistoryRequest(_message.Message):
+    __slots__ = ("dataset", "sample_id")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    sample_id: int
+    def __init__(self, dataset: _Optional[str] = ..., sample_id: _Optional[int] = ...) -> None: ...
+
+class LabelEvent(_message.Message):
+    __slots__ = ("sample_id", "label", "source", "annotator", "created_at")
+    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATOR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    sample_id: int
+    label: str
+    source: _common_pb2.LabelSource
+    annotator: str
+    created_at: str
+    def __init__(self, sample_id: _Optional[int] = ..., label: _Optional[str] = ..., source: _Optional[_Union[_common_pb2.LabelSource, str]] = ..., annotator: _Optional[str] = ..., created_at: _Optional[str] = ...) -> None: ...
+
+class LabelHistory(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[LabelEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[LabelEvent, _Mapping]]] = ...) -> None: ...

@@ -120,6 +120,21 @@ class PoolServiceStub(object):
                 request_serializer=lesslabels_dot_v1_dot_pool__pb2.RevealLabelsRequest.SerializeToString,
                 response_deserializer=lesslabels_dot_v1_dot_pool__pb2.SubmitLabelsResponse.FromString,
                 _registered_method=True)
+        self.SetDatasetLabels = channel.unary_unary(
+                '/lesslabels.v1.PoolService/SetDatasetLabels',
+                request_serializer=lesslabels_dot_v1_dot_pool__pb2.SetDatasetLabelsRequest.SerializeToString,
+                response_deserializer=lesslabels_dot_v1_dot_pool__pb2.Dataset.FromString,
+                _registered_method=True)
+        self.DeleteDataset = channel.unary_unary(
+                '/lesslabels.v1.PoolService/DeleteDataset',
+                request_serializer=lesslabels_dot_v1_dot_pool__pb2.DeleteDatasetRequest.SerializeToString,
+                response_deserializer=lesslabels_dot_v1_dot_pool__pb2.DeleteDatasetResponse.FromString,
+                _registered_method=True)
+        self.GetLabelHistory = channel.unary_unary(
+                '/lesslabels.v1.PoolService/GetLabelHistory',
+                request_serializer=lesslabels_dot_v1_dot_pool__pb2.GetLabelHistoryRequest.SerializeToString,
+                response_deserializer=lesslabels_dot_v1_dot_pool__pb2.LabelHistory.FromString,
+                _registered_method=True)
 
 
 class PoolServiceServicer(object):
@@ -244,6 +259,31 @@ class PoolServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetDatasetLabels(self, request, context):
+        """--- Datasets own their labels (issue 12): label set, delete, label history. ---
+        Declare the dataset's label set (an explicit change). INVALID_ARGUMENT for near-duplicate
+        names ("Weather" / "weather "); FAILED_PRECONDITION when a label in use would be dropped.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDataset(self, request, context):
+        """Delete a dataset with its samples, labels, runs and acquisitions (never another dataset's
+        rows). FAILED_PRECONDITION while the dataset has active runs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLabelHistory(self, request, context):
+        """Every label given to a sample of the dataset (dataset scope), oldest first; the last is in force.
+        --- end of issue 12 block ---
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PoolServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -331,6 +371,21 @@ def add_PoolServiceServicer_to_server(servicer, server):
                     servicer.RevealLabels,
                     request_deserializer=lesslabels_dot_v1_dot_pool__pb2.RevealLabelsRequest.FromString,
                     response_serializer=lesslabels_dot_v1_dot_pool__pb2.SubmitLabelsResponse.SerializeToString,
+            ),
+            'SetDatasetLabels': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDatasetLabels,
+                    request_deserializer=lesslabels_dot_v1_dot_pool__pb2.SetDatasetLabelsRequest.FromString,
+                    response_serializer=lesslabels_dot_v1_dot_pool__pb2.Dataset.SerializeToString,
+            ),
+            'DeleteDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDataset,
+                    request_deserializer=lesslabels_dot_v1_dot_pool__pb2.DeleteDatasetRequest.FromString,
+                    response_serializer=lesslabels_dot_v1_dot_pool__pb2.DeleteDatasetResponse.SerializeToString,
+            ),
+            'GetLabelHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLabelHistory,
+                    request_deserializer=lesslabels_dot_v1_dot_pool__pb2.GetLabelHistoryRequest.FromString,
+                    response_serializer=lesslabels_dot_v1_dot_pool__pb2.LabelHistory.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -792,6 +847,87 @@ class PoolService(object):
             '/lesslabels.v1.PoolService/RevealLabels',
             lesslabels_dot_v1_dot_pool__pb2.RevealLabelsRequest.SerializeToString,
             lesslabels_dot_v1_dot_pool__pb2.SubmitLabelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDatasetLabels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lesslabels.v1.PoolService/SetDatasetLabels',
+            lesslabels_dot_v1_dot_pool__pb2.SetDatasetLabelsRequest.SerializeToString,
+            lesslabels_dot_v1_dot_pool__pb2.Dataset.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lesslabels.v1.PoolService/DeleteDataset',
+            lesslabels_dot_v1_dot_pool__pb2.DeleteDatasetRequest.SerializeToString,
+            lesslabels_dot_v1_dot_pool__pb2.DeleteDatasetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLabelHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lesslabels.v1.PoolService/GetLabelHistory',
+            lesslabels_dot_v1_dot_pool__pb2.GetLabelHistoryRequest.SerializeToString,
+            lesslabels_dot_v1_dot_pool__pb2.LabelHistory.FromString,
             options,
             channel_credentials,
             insecure,
