@@ -11,6 +11,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "trainer": ("lesslabels.trainer.main:main", "run the trainer service"),
     "scorer": ("lesslabels.scorer.main:main", "run the scorer service"),
     "coordinator": ("lesslabels.coordinator.main:main", "run the coordinator service"),
+    "web": ("lesslabels.web.main:main", "run the web labelling app"),
     "probe": ("lesslabels.common.probe:main", "exit 0 if HOST:PORT answers health SERVING"),
     "import": ("lesslabels.cli.data:import_main", "import a CSV/JSONL file into the pool"),
     "export": ("lesslabels.cli.data:export_main", "export a labelled set as CSV"),

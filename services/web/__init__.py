@@ -1,0 +1,1 @@
+"""The web labelling app: FastAPI pages over the client SDK (``lesslabels web``). No torch here."""

@@ -1,0 +1,112 @@
+"""The FastAPI application: routers per area, sessions, security headers, errors mapped once."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pathlib
+import secrets
+
+import jinja2
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lesslabels.common import errors
+from lesslabels.web.auth import Sessions
+
+log = logging.getLogger(__name__)
+HERE = pathlib.Path(__file__).resolve().parent
+
+#: Domain error -> HTTP status, in one place.
+HTTP_STATUS = {
+    "INVALID_ARGUMENT": 400, "NOT_FOUND": 404, "ALREADY_EXISTS": 409, "FAILED_PRECONDITION": 409,
+    "RESOURCE_EXHAUSTED": 413, "UNAVAILABLE": 503, "CANCELLED": 503, "UNAUTHENTICATED": 401,
+}
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
+}
+OPEN_PATHS = ("/login", "/static/", "/healthz")
+
+
+@dataclasses.dataclass(frozen=True)
+class WebSettings:
+    token: str = ""
+    secret: bytes = b""
+    secure_cookie: bool = False
+
+
+def status_of(exc: Exception) -> int:
+    return HTTP_STATUS.get(getattr(exc, "code", ""), 500)
+
+
+def create_app(backend, settings: WebSettings = WebSettings()) -> FastAPI:
+    from lesslabels.web.routers import datasets, labelling, login, runs
+
+    app = FastAPI(title="lesslabels", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.backend = backend
+    app.state.sessions = Sessions(settings.secret or secrets.token_bytes(32), settings.token, settings.secure_cookie)
+    # Autoescaping on for every template: texts to label are untrusted input.
+    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True)
+    app.state.templates = Jinja2Templates(env=environment)
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    for module in (login, labelling, runs, datasets):
+        app.include_router(module.router)
+
+    @app.middleware("http")
+    async def sessions_and_headers(request: Request, call_next):
+        sessions: Sessions = request.app.state.sessions
+        sid = sessions.session_id(request)
+        fresh = None
+        if sid is None and not request.url.path.startswith(OPEN_PATHS):
+            if sessions.token:
+                if request.url.path.startswith("/api/"):
+                    response = JSONResponse({"error": "log in first"}, status_code=401)
+                else:
+                    response = RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+                return _secure(response)
+            fresh = Response()
+            sid = sessions.new_session(fresh)
+        request.state.sid = sid
+        response = await call_next(request)
+        if fresh is not None:
+            response.headers.append("set-cookie", fresh.headers["set-cookie"])
+        return _secure(response)
+
+    @app.exception_handler(errors.LessLabelsError)
+    async def domain_error(request: Request, exc: errors.LessLabelsError):
+        return _error_response(request, status_of(exc), str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return _error_response(request, exc.status_code, str(exc.detail))
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz():
+        return {"ok": True}
+
+    return app
+
+
+def _error_response(request: Request, status: int, message: str):
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": message}, status_code=status)
+    return request.app.state.templates.TemplateResponse(
+        request, "error.html", {"status": status, "message": message, "csrf": ""}, status_code=status)
+
+
+def _secure(response):
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response

@@ -1,0 +1,48 @@
+"""``lesslabels web``: the labelling app on uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from lesslabels.cli.common import default_address
+from lesslabels.common.config import add_flag
+
+DEFAULT_PORT = 8080
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lesslabels web", description="The web labelling app (FastAPI on uvicorn).")
+    add_flag(parser, "--web-host", default="127.0.0.1", help="interface to listen on")
+    add_flag(parser, "--web-port", default=DEFAULT_PORT, type=int, help="port to listen on")
+    for service in ("coordinator", "pool", "scorer"):
+        add_flag(parser, f"--{service}-address", default=default_address(service), help=f"{service} service HOST:PORT")
+    add_flag(parser, "--token", default="", help="the stack's token: the app asks for it once and sends it to the services")
+    add_flag(parser, "--web-secret", default="", help="key that signs session cookies (default: random per start)")
+    add_flag(parser, "--secure-cookie", default=False, type=bool, help="mark the session cookie Secure (behind HTTPS)")
+    add_flag(parser, "--timeout", default=30.0, type=float, help="deadline of each call to a service, in seconds")
+    add_flag(parser, "--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    import uvicorn
+
+    from lesslabels.web.app import WebSettings, create_app
+    from lesslabels.web.backend import Addresses, GrpcBackend
+
+    args = build_parser().parse_args(argv)
+    if not 0 <= args.web_port <= 65535:
+        raise SystemExit(f"--web-port {args.web_port}: must be within 0..65535")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    backend = GrpcBackend(Addresses(args.coordinator_address, args.pool_address, args.scorer_address, args.token, args.timeout))
+    app = create_app(backend, WebSettings(token=args.token, secret=args.web_secret.encode(), secure_cookie=args.secure_cookie))
+    logging.getLogger(__name__).info("event=web_starting url=http://%s:%d", args.web_host, args.web_port)
+    try:
+        uvicorn.run(app, host=args.web_host, port=args.web_port, log_level=args.log_level.lower())
+    finally:
+        backend.close()
+    return 0
+
+
+

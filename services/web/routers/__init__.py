@@ -1,0 +1,1 @@
+"""One APIRouter per area: labelling, runs, datasets (and the login)."""

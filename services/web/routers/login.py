@@ -1,0 +1,39 @@
+"""The login form (only when the stack has a token) and logout."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse
+
+from lesslabels.web.auth import COOKIE
+from lesslabels.web.routers.common import csrf_protected, render
+
+router = APIRouter()
+
+
+def _safe_next(target: str) -> str:
+    return target if target.startswith("/") and not target.startswith("//") else "/"
+
+
+@router.get("/login")
+def login_form(request: Request, next: str = "/"):
+    if not request.app.state.sessions.token:
+        return RedirectResponse("/", status_code=303)
+    return render(request, "login.html", {"next": _safe_next(next), "refused": False})
+
+
+@router.post("/login")
+def login(request: Request, token: str = Form(""), next: str = Form("/")):
+    sessions = request.app.state.sessions
+    if not sessions.token_ok(token):
+        return render(request, "login.html", {"next": _safe_next(next), "refused": True}, status_code=401)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    sessions.new_session(response)
+    return response
+
+
+@router.post("/logout", dependencies=[Depends(csrf_protected)])
+def logout(request: Request):
+    response = RedirectResponse("/login" if request.app.state.sessions.token else "/", status_code=303)
+    response.delete_cookie(COOKIE, path="/")
+    return response
