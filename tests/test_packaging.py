@@ -125,7 +125,7 @@ def test_plain_install_in_fresh_venv_is_torch_free(wheel, tmp_path):
     run = subprocess.run([str(py), "-m", "lesslabels", "--help"], capture_output=True, text=True, timeout=120,
                          cwd=tmp_path)
     assert run.returncode == 0 and "pool" in run.stdout
-    code = ("import sys, lesslabels.v1.scorer_pb2, lesslabels.pool.store, lesslabels.coordinator.main;"
+    code = ("import sys, lesslabels.v1.scorer_pb2, lesslabels.pool.store, lesslabels.coordinator.main, lesslabels.client;"
             "print('torch' in sys.modules)")
     assert subprocess.run([str(py), "-c", code], check=True, capture_output=True, text=True,
                           cwd=tmp_path).stdout.strip() == "False"

@@ -100,8 +100,12 @@ class _Details(grpc.ClientCallDetails):
         self.compression = getattr(base, "compression", None)
 
 
-def make_channel(address: str, *, token: str = "", max_message_bytes: int = 64 * 1024 * 1024) -> grpc.Channel:
-    """An insecure channel to ``address`` with the retry policy and, if given, the bearer token."""
+def make_channel(address: str, *, token: str = "", max_message_bytes: int = 64 * 1024 * 1024,
+                 credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:
+    """A channel to ``address`` with the retry policy and, if given, the bearer token.
+
+    Insecure unless ``credentials`` (e.g. ``grpc.ssl_channel_credentials(...)``) are given; over TLS
+    the token travels as call credentials."""
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
@@ -109,6 +113,10 @@ def make_channel(address: str, *, token: str = "", max_message_bytes: int = 64 *
         ("grpc.service_config", _service_config()),
         ("grpc.keepalive_time_ms", 30_000),
     ]
+    if credentials is not None:
+        if token:
+            credentials = grpc.composite_channel_credentials(credentials, grpc.access_token_call_credentials(token))
+        return grpc.secure_channel(address, credentials, options=options)
     channel = grpc.insecure_channel(address, options=options)
     if token:
         channel = grpc.intercept_channel(channel, _BearerInterceptor(token))
@@ -150,7 +158,8 @@ def from_rpc_error(exc: grpc.RpcError, what: str = "") -> errors.LessLabelsError
         grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPrecondition,
         grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhausted,
         grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
-        grpc.StatusCode.DEADLINE_EXCEEDED: errors.Unavailable,
+        grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
+        grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
         grpc.StatusCode.CANCELLED: errors.Cancelled,
     }
     return mapping.get(code, errors.LessLabelsError)(message)

@@ -44,5 +44,15 @@ class Unavailable(LessLabelsError):
     code = "UNAVAILABLE"
 
 
+class DeadlineExceeded(Unavailable):
+    """A call's deadline passed before the answer came; retrying (later, or with a longer deadline) may work."""
+
+
+class Unauthenticated(LessLabelsError):
+    """The service refused the bearer token (missing or wrong)."""
+
+    code = "UNAUTHENTICATED"
+
+
 class Cancelled(LessLabelsError):
     code = "CANCELLED"

@@ -1,0 +1,69 @@
+"""The Python client of lesslabels: one class per service, plain Python and numpy results.
+
+::
+
+    from lesslabels.client import ScorerClient
+
+    with ScorerClient("localhost:50053", token="...") as scorer:
+        scores = scorer.score(["show me flights to denver"], run=1)
+    print(scores.predicted, scores.probabilities.shape, scores.uncertainty.entropy)
+
+- :class:`ScorerClient`: ``score(texts, checkpoint=|run=[, best=True]|base_model=)``, ``score_pool``.
+- :class:`CoordinatorClient`: ``start_run``, ``watch``, ``get_run``, ``list_runs``, ``cancel``,
+  ``resume``, ``pending_labels``, ``submit_labels``.
+- :class:`PoolClient`: ``create_dataset``, ``get_dataset``, ``list_datasets``, ``import_samples``,
+  ``import_file``, ``export_labels``, ``list_samples``, ``get_counts``, ``submit_labels``, run records.
+
+Every call has a deadline (``timeout=`` per client and per call); reads and idempotent writes
+are retried on UNAVAILABLE; failures raise one hierarchy (:mod:`lesslabels.client.errors`):
+``NotFound``, ``InvalidArgument``, ``FailedPrecondition``, ``AlreadyExists``,
+``ResourceExhausted``, ``Unauthenticated``, ``Unavailable`` (``DeadlineExceeded``), ``Cancelled``,
+all subclasses of ``LessLabelsError``. The SDK never imports torch.
+"""
+
+from lesslabels.client.coordinator import CoordinatorClient
+from lesslabels.client.errors import (
+    AlreadyExists,
+    Cancelled,
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    LessLabelsError,
+    NotFound,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
+from lesslabels.client.pool import PoolClient
+from lesslabels.client.scorer import ScorerClient
+from lesslabels.client.types import (
+    Acquisition,
+    Amount,
+    Counts,
+    Dataset,
+    ImportSummary,
+    LabelResult,
+    Metrics,
+    PendingLabels,
+    PendingSample,
+    PoolScores,
+    Round,
+    Run,
+    RunConfig,
+    RunDetail,
+    RunEvent,
+    Sample,
+    Scores,
+    SplitCounts,
+    StoppingRule,
+    SubmittedLabels,
+    Uncertainty,
+)
+
+__all__ = [
+    "Acquisition", "AlreadyExists", "Amount", "Cancelled", "CoordinatorClient", "Counts", "Dataset",
+    "DeadlineExceeded", "FailedPrecondition", "ImportSummary", "InvalidArgument", "LabelResult", "LessLabelsError",
+    "Metrics", "NotFound", "PendingLabels", "PendingSample", "PoolClient", "PoolScores", "ResourceExhausted", "Round",
+    "Run", "RunConfig", "RunDetail", "RunEvent", "Sample", "ScorerClient", "Scores", "SplitCounts", "StoppingRule",
+    "SubmittedLabels", "Unauthenticated", "Unavailable", "Uncertainty",
+]

@@ -1,0 +1,334 @@
+"""``PoolClient``: datasets, samples, labels and run records of the pool service."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterable, Iterator, Mapping, Sequence, Union
+
+import grpc
+
+from lesslabels.client._base import ServiceClient
+from lesslabels.client.errors import InvalidArgument, LessLabelsError
+from lesslabels.client.types import (
+    Acquisition,
+    Counts,
+    Dataset,
+    Duplicate,
+    ImportSummary,
+    LabelResult,
+    Round,
+    Run,
+    RunConfig,
+    Sample,
+    SamplePage,
+    SplitCounts,
+)
+from lesslabels.coordinator import convert
+from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
+
+#: Bytes per ImportSamples message: imports stream in bounded chunks, never one giant message.
+CHUNK_BYTES = 1024 * 1024
+#: Deadline of a whole import or export stream.
+STREAM_TIMEOUT = 300.0
+#: The pool's largest page of ListSamples.
+MAX_PAGE = 5000
+
+SPLITS = {"train": common_pb2.SPLIT_TRAIN, "test": common_pb2.SPLIT_TEST, "dev": common_pb2.SPLIT_DEV}
+SPLIT_NAMES = {v: k for k, v in SPLITS.items()}
+FORMATS = {
+    "auto": pool_pb2.IMPORT_FORMAT_AUTO,
+    "csv": pool_pb2.IMPORT_FORMAT_CSV_LABEL_TEXT,
+    "csv-header": pool_pb2.IMPORT_FORMAT_CSV_HEADER,
+    "jsonl": pool_pb2.IMPORT_FORMAT_JSONL,
+}
+FORMAT_NAMES = {v: k for k, v in FORMATS.items()}
+LABEL_STATES = {"any": pool_pb2.LABEL_STATE_ANY, "labelled": pool_pb2.LABEL_STATE_LABELLED,
+                "unlabelled": pool_pb2.LABEL_STATE_UNLABELLED}
+
+#: A row to import: ``(text, label)`` (label "" or None: unlabelled) or a mapping with "text"
+#: and optional "label" and "split".
+Row = Union[tuple, Mapping]
+
+
+def _choice(value: str, choices: Mapping, what: str):
+    try:
+        return choices[value]
+    except (KeyError, TypeError):
+        raise InvalidArgument(f"unknown {what} {value!r} (expected {', '.join(sorted(choices))})") from None
+
+
+def _dataset(message: pool_pb2.Dataset) -> Dataset:
+    return Dataset(name=message.name, labels=tuple(message.labels), description=message.description,
+                   train_count=message.train_count, test_count=message.test_count, dev_count=message.dev_count,
+                   labelled_count=message.labelled_count, created_at=message.created_at)
+
+
+def _summary(message: pool_pb2.ImportSummary) -> ImportSummary:
+    return ImportSummary(
+        dataset=message.dataset, imported=message.imported, by_label=dict(message.by_label),
+        format=FORMAT_NAMES.get(message.format, "auto"), duplicate_rows=message.duplicate_rows,
+        duplicates=tuple(Duplicate(rows=tuple(d.rows), text=d.text, first_row=d.first_row) for d in message.duplicates),
+    )
+
+
+def _sample(message: common_pb2.Sample) -> Sample:
+    return Sample(id=message.id, text=message.text, split=SPLIT_NAMES.get(message.split, ""), label=message.label,
+                  gold_label=message.gold_label, row=message.row, dataset=message.dataset)
+
+
+def _split_counts(message: pool_pb2.SplitCounts) -> SplitCounts:
+    return SplitCounts(total=message.total, labelled=message.labelled,
+                       labelled_by_label=dict(message.labelled_by_label), gold_by_label=dict(message.gold_by_label))
+
+
+def _assignments(labels: Union[Mapping[int, str], Iterable[tuple[int, str]]]) -> list[pool_pb2.LabelAssignment]:
+    pairs = labels.items() if isinstance(labels, Mapping) else labels
+    out = []
+    for i, pair in enumerate(pairs):
+        try:
+            sample_id, label = pair
+        except (TypeError, ValueError):
+            raise InvalidArgument(f"labels[{i}]: expected a (sample_id, label) pair, got {pair!r}") from None
+        if isinstance(sample_id, bool) or not isinstance(sample_id, int) or not isinstance(label, str):
+            raise InvalidArgument(f"labels[{i}]: expected (int sample_id, str label), got {pair!r}")
+        out.append(pool_pb2.LabelAssignment(sample_id=sample_id, label=label))
+    return out
+
+
+def rows_to_jsonl(rows: Iterable[Row], chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """Encode rows as JSON lines, in chunks of about ``chunk_bytes`` (a row is never split)."""
+    buffer: list[bytes] = []
+    size = 0
+    for i, row in enumerate(rows):
+        if isinstance(row, Mapping):
+            if "text" not in row:
+                raise InvalidArgument(f"row {i + 1}: a record needs a 'text' field")
+            record = {k: row[k] for k in ("text", "label", "split") if row.get(k) is not None}
+        elif isinstance(row, (tuple, list)) and len(row) == 2:
+            record = {"text": row[0]} if row[1] in (None, "") else {"text": row[0], "label": row[1]}
+        else:
+            raise InvalidArgument(f"row {i + 1}: expected (text, label) or a mapping with 'text', got {row!r}")
+        if not isinstance(record["text"], str):
+            raise InvalidArgument(f"row {i + 1}: text must be a string, got {type(record['text']).__name__}")
+        line = (json.dumps(record) + "\n").encode()  # ensure_ascii: no raw line separators inside a row
+        buffer.append(line)
+        size += len(line)
+        if size >= chunk_bytes:
+            yield b"".join(buffer)
+            buffer, size = [], 0
+    if buffer:
+        yield b"".join(buffer)
+
+
+class SampleStream:
+    """Pages of one ListSamples stream, read lazily; ``cancel()`` stops it from another thread."""
+
+    def __init__(self, client: "PoolClient", request: pool_pb2.ListSamplesRequest, timeout: float | None):
+        self._client = client
+        self._call = client._stub.ListSamples(request, timeout=client._deadline(timeout))
+        self._what = f"listing samples of dataset {request.dataset!r}"
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+    def __iter__(self) -> Iterator[SamplePage]:
+        try:
+            for page in self._call:
+                yield SamplePage(tuple(_sample(s) for s in page.samples), page.next_page_token, page.total)
+        except grpc.RpcError as exc:
+            raise self._client._error(exc, self._what) from None
+        finally:
+            self._call.cancel()
+
+
+class PoolClient(ServiceClient):
+    """Client of the pool service (default port 50051).
+
+    >>> with PoolClient("localhost:50051") as pool:
+    ...     pool.import_samples("flights", [("show me flights to denver", "flight")])
+    ...     pool.get_counts("flights").train.labelled
+    """
+
+    service = "pool"
+
+    def __init__(self, address: str, **kwargs):
+        super().__init__(address, **kwargs)
+        self._stub = pool_pb2_grpc.PoolServiceStub(self._channel)
+
+    # ------------------------------------------------------------ datasets
+
+    def create_dataset(self, name: str, *, labels: Sequence[str] = (), description: str = "",
+                       timeout: float | None = None) -> Dataset:
+        """Create an empty dataset (AlreadyExists if the name is taken)."""
+        request = pool_pb2.CreateDatasetRequest(name=name, labels=list(labels), description=description)
+        return _dataset(self._unary(self._stub.CreateDataset, request, f"create dataset {name!r}", timeout))
+
+    def get_dataset(self, name: str, *, timeout: float | None = None) -> Dataset:
+        """The dataset called ``name`` (NotFound if there is none)."""
+        return _dataset(self._unary(self._stub.GetDataset, pool_pb2.GetDatasetRequest(name=name),
+                                    f"dataset {name!r}", timeout))
+
+    def list_datasets(self, *, timeout: float | None = None) -> list[Dataset]:
+        reply = self._unary(self._stub.ListDatasets, pool_pb2.ListDatasetsRequest(), "list datasets", timeout)
+        return [_dataset(d) for d in reply.datasets]
+
+    # ------------------------------------------------------------ import / export
+
+    def import_chunks(self, dataset: str, chunks: Iterable[bytes], *, split: str = "train", format: str = "auto",
+                      create: bool = True, keep_whitespace: bool = False,
+                      timeout: float | None = STREAM_TIMEOUT) -> ImportSummary:
+        """Stream file contents (CSV or JSONL bytes, in chunks) into ``dataset``.
+
+        ``split`` applies to rows that do not name one; ``create`` creates a missing dataset. The
+        pool stores every row or none: a bad row raises InvalidArgument naming it."""
+        header = pool_pb2.ImportHeader(dataset=dataset, format=_choice(format, FORMATS, "import format"),
+                                       split=_choice(split, SPLITS, "split"), create_dataset=create,
+                                       keep_whitespace=keep_whitespace)
+
+        failures: list[BaseException] = []
+
+        def messages() -> Iterator[pool_pb2.ImportSamplesRequest]:
+            yield pool_pb2.ImportSamplesRequest(header=header)
+            try:
+                for chunk in chunks:
+                    for start in range(0, len(chunk), CHUNK_BYTES):
+                        yield pool_pb2.ImportSamplesRequest(data=bytes(chunk[start : start + CHUNK_BYTES]))
+            except Exception as exc:
+                failures.append(exc)  # grpc swallows it and cancels the call; raised below instead
+                raise
+
+        try:
+            reply = self._unary(self._stub.ImportSamples, messages(), f"import into dataset {dataset!r}", timeout)
+        except LessLabelsError:
+            if failures:
+                raise failures[0] from None
+            raise
+        return _summary(reply)
+
+    def import_file(self, path: Union[str, os.PathLike], dataset: str, *, split: str = "train",
+                    format: str = "auto", create: bool = True, timeout: float | None = STREAM_TIMEOUT) -> ImportSummary:
+        """Import a headerless ``label,text`` CSV, a CSV with a ``text`` header, or JSONL."""
+        if not os.path.isfile(path):
+            raise InvalidArgument(f"{path}: no such file")
+
+        def chunks() -> Iterator[bytes]:
+            with open(path, "rb") as f:
+                yield from iter(lambda: f.read(CHUNK_BYTES), b"")
+
+        return self.import_chunks(dataset, chunks(), split=split, format=format, create=create, timeout=timeout)
+
+    def import_samples(self, dataset: str, rows: Iterable[Row], *, split: str = "train", create: bool = True,
+                       timeout: float | None = STREAM_TIMEOUT) -> ImportSummary:
+        """Import ``(text, label)`` pairs or records (``{"text", "label", "split"}``) from any
+        iterable, streamed as JSON lines in bounded chunks (the iterable is read once, lazily)."""
+        return self.import_chunks(dataset, rows_to_jsonl(rows), split=split, format="jsonl", create=create,
+                                  timeout=timeout)
+
+    def export_labels(self, dataset: str, *, run_id: int = 0, timeout: float | None = STREAM_TIMEOUT) -> bytes:
+        """The labelled set as CSV bytes (``label,text``): the run's labels, or the dataset's own."""
+        request = pool_pb2.ExportLabelsRequest(dataset=dataset, run_id=run_id)
+        return b"".join(c.data for c in self._stream(self._stub.ExportLabels, request,
+                                                     f"export labels of dataset {dataset!r}", timeout))
+
+    # ------------------------------------------------------------ samples, counts, labels
+
+    def sample_pages(self, dataset: str, *, split: str = "train", state: str = "any", run_id: int = 0,
+                     include_gold: bool = False, page_size: int = 2000, page_token: str = "", limit: int = 0,
+                     timeout: float | None = STREAM_TIMEOUT) -> SampleStream:
+        """One ListSamples stream of pages; ``page_token`` resumes after an earlier page."""
+        if not 0 < page_size <= MAX_PAGE:
+            raise InvalidArgument(f"page_size must be in 1..{MAX_PAGE}, got {page_size}")
+        request = pool_pb2.ListSamplesRequest(
+            dataset=dataset, split=_choice(split, SPLITS, "split"), state=_choice(state, LABEL_STATES, "label state"),
+            run_id=run_id, include_gold=include_gold, page_size=page_size, page_token=page_token, limit=limit,
+        )
+        return SampleStream(self, request, timeout)
+
+    def list_samples(self, dataset: str, *, split: str = "train", state: str = "any", run_id: int = 0,
+                     include_gold: bool = False, limit: int = 0, page_size: int = 2000,
+                     timeout: float | None = STREAM_TIMEOUT) -> list[Sample]:
+        """Every matching sample (``state``: "any", "labelled" or "unlabelled" in the scope of ``run_id``)."""
+        stream = self.sample_pages(dataset, split=split, state=state, run_id=run_id, include_gold=include_gold,
+                                   limit=limit, page_size=page_size, timeout=timeout)
+        return [s for page in stream for s in page.samples]
+
+    def get_counts(self, dataset: str, *, run_id: int = 0, timeout: float | None = None) -> Counts:
+        """Sizes and labelled counts per split (labels in the scope of ``run_id``; 0 = the dataset's own)."""
+        reply = self._unary(self._stub.GetCounts, pool_pb2.GetCountsRequest(dataset=dataset, run_id=run_id),
+                            f"counts of dataset {dataset!r}", timeout)
+        return Counts(dataset=reply.dataset, run_id=reply.run_id, train=_split_counts(reply.train),
+                      test=_split_counts(reply.test), dev=_split_counts(reply.dev))
+
+    def submit_labels(self, dataset: str, labels: Union[Mapping[int, str], Iterable[tuple[int, str]]], *,
+                      run_id: int = 0, annotator: str = "", idempotency_key: str = "",
+                      timeout: float | None = None) -> LabelResult:
+        """Record human labels, ``{sample_id: label}`` or ``(sample_id, label)`` pairs. Resending
+        the same labels (or the same ``idempotency_key``) records nothing twice."""
+        request = pool_pb2.SubmitLabelsRequest(
+            dataset=dataset, run_id=run_id, labels=_assignments(labels), source=common_pb2.LABEL_SOURCE_HUMAN,
+            annotator=annotator, idempotency_key=idempotency_key,
+        )
+        reply = self._unary(self._stub.SubmitLabels, request, f"labels for dataset {dataset!r}", timeout)
+        return convert.label_result_from_proto(reply)
+
+    # ------------------------------------------------------------ run records (the coordinator's state)
+
+    def create_run(self, config: RunConfig, *, request_id: str = "", timeout: float | None = None) -> Run:
+        request = pool_pb2.CreateRunRequest(config=convert.run_config_to_proto(config), request_id=request_id)
+        return convert.run_from_proto(self._unary(self._stub.CreateRun, request, "create run", timeout))
+
+    def get_run(self, run_id: int, *, timeout: float | None = None) -> Run:
+        return convert.run_from_proto(self._unary(self._stub.GetRun, pool_pb2.GetRunRequest(run_id=run_id),
+                                                  f"run {run_id}", timeout))
+
+    def list_runs(self, *, dataset: str = "", states: Sequence[str] = (), timeout: float | None = None) -> list[Run]:
+        """Runs, optionally of one dataset and in the given states ("RUNNING", "COMPLETED", ...)."""
+        request = pool_pb2.ListRunsRequest(dataset=dataset, states=[_choice(s, convert.STATE_TO_PROTO, "run state")
+                                                                    for s in states])
+        return [convert.run_from_proto(r) for r in self._unary(self._stub.ListRuns, request, "list runs", timeout).runs]
+
+    def update_run(self, run_id: int, *, state: str = "", step: str = "", round: int | None = None, error: str = "",
+                   stop_reason: str = "", expected_step: str = "", expected_round: int = 0,
+                   timeout: float | None = None) -> Run:
+        """Advance a run record; with ``expected_step``/``expected_round`` only if it is still there."""
+        request = pool_pb2.UpdateRunRequest(
+            run_id=run_id, state=_choice(state, convert.STATE_TO_PROTO, "run state") if state else 0,
+            step=_choice(step, convert.STEP_TO_PROTO, "run step") if step else 0, round=round or 0, error=error,
+            stop_reason=stop_reason,
+            expected_step=_choice(expected_step, convert.STEP_TO_PROTO, "run step") if expected_step else 0,
+            expected_round=expected_round,
+        )
+        return convert.run_from_proto(self._unary(self._stub.UpdateRun, request, f"update run {run_id}", timeout))
+
+    def put_round(self, info: Round, *, timeout: float | None = None) -> Round:
+        reply = self._unary(self._stub.PutRound, convert.round_to_proto(info),
+                            f"round {info.index} of run {info.run_id}", timeout)
+        return convert.round_from_proto(reply)
+
+    def list_rounds(self, run_id: int, *, timeout: float | None = None) -> list[Round]:
+        reply = self._unary(self._stub.ListRounds, pool_pb2.ListRoundsRequest(run_id=run_id),
+                            f"rounds of run {run_id}", timeout)
+        return [convert.round_from_proto(r) for r in reply.rounds]
+
+    def add_acquisitions(self, run_id: int, round_index: int, items: Sequence[Acquisition], *,
+                         timeout: float | None = None) -> tuple[int, int]:
+        """Record selected samples; returns (added, already_present). Safe to repeat."""
+        request = pool_pb2.AddAcquisitionsRequest(run_id=run_id, round=round_index,
+                                                  acquisitions=[convert.acquisition_to_proto(a) for a in items])
+        reply = self._unary(self._stub.AddAcquisitions, request, f"acquisitions of run {run_id}", timeout)
+        return reply.added, reply.already_present
+
+    def list_acquisitions(self, run_id: int, *, round_index: int = -1, pending_only: bool = False,
+                          timeout: float | None = None) -> list[Acquisition]:
+        request = pool_pb2.ListAcquisitionsRequest(run_id=run_id, round=round_index, pending_only=pending_only)
+        reply = self._unary(self._stub.ListAcquisitions, request, f"acquisitions of run {run_id}", timeout)
+        return [convert.acquisition_from_proto(a) for a in reply.acquisitions]
+
+    def reveal_labels(self, run_id: int, sample_ids: Sequence[int], *, source: str = "oracle",
+                      timeout: float | None = None) -> LabelResult:
+        """The simulated oracle: record the gold labels of ``sample_ids`` as the run's labels."""
+        request = pool_pb2.RevealLabelsRequest(run_id=run_id, sample_ids=list(sample_ids),
+                                               source=_choice(source, convert.SOURCE_TO_PROTO, "label source"))
+        reply = self._unary(self._stub.RevealLabels, request, f"reveal labels for run {run_id}", timeout)
+        return convert.label_result_from_proto(reply)

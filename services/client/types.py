@@ -1,0 +1,166 @@
+"""Plain-Python results of the SDK: frozen dataclasses and numpy arrays, never protobuf.
+
+Run configuration, runs, rounds, metrics, acquisitions and run events are the coordinator's
+own domain types (``lesslabels.coordinator.model``), so there is one vocabulary: strategies,
+states and steps are strings (``"entropy"``, ``"RUNNING"``, ``"TRAIN"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+
+from lesslabels.coordinator.model import (
+    Acquisition,
+    Amount,
+    LabelResult,
+    Metrics,
+    PoolScores,
+    RoundInfo as Round,
+    RunConfig,
+    RunEvent,
+    RunInfo as Run,
+    StoppingRule,
+)
+
+__all__ = [
+    "Acquisition", "Amount", "Counts", "Dataset", "Duplicate", "ImportSummary", "LabelResult", "Metrics",
+    "PendingLabels", "PendingSample", "PoolScores", "Round", "Run", "RunConfig", "RunDetail", "RunEvent", "Sample",
+    "SamplePage", "Scores", "SplitCounts", "StoppingRule", "SubmittedLabels", "Uncertainty",
+]
+
+
+# ---------------------------------------------------------------- scorer
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Uncertainty:
+    """Per-text uncertainty, each an array of shape [n] (higher = less certain, except margin)."""
+
+    entropy: np.ndarray  # [n] float64
+    margin: np.ndarray  # [n] float64: top-1 minus top-2 probability (small = uncertain)
+    least_confidence: np.ndarray  # [n] float64: 1 - top-1 probability
+    ratio: np.ndarray  # [n] float64: top-2 / top-1 probability
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Scores:
+    """The scores of ``n`` texts under one checkpoint, rows in the order of the texts sent."""
+
+    checkpoint_id: str
+    labels: tuple[str, ...]  # the k class names, column order of ``probabilities``
+    probabilities: np.ndarray  # [n, k] float32 ([n, 0] when probabilities were not asked for)
+    predicted: tuple[str, ...]  # [n] the most probable label of each text
+    uncertainty: Uncertainty
+    truncated: np.ndarray  # [n] bool: the text was longer than the model's limit and was cut
+    embeddings: Optional[np.ndarray] = None  # [n, d] float32 when asked for
+
+    def __len__(self) -> int:
+        return len(self.predicted)
+
+
+# ---------------------------------------------------------------- pool
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    name: str
+    labels: tuple[str, ...]
+    description: str = ""
+    train_count: int = 0
+    test_count: int = 0
+    dev_count: int = 0
+    labelled_count: int = 0
+    created_at: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Duplicate:
+    """Rows (0-based) of one import whose text repeats; ``first_row`` -1: already in the dataset."""
+
+    rows: tuple[int, ...]
+    text: str
+    first_row: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportSummary:
+    dataset: str
+    imported: int
+    by_label: dict[str, int]
+    format: str  # "auto", "csv", "csv-header" or "jsonl": the format the pool read
+    duplicate_rows: int = 0
+    duplicates: tuple[Duplicate, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    id: int
+    text: str
+    split: str  # "train", "test" or "dev"
+    label: str = ""  # the label in scope (the run's, or the dataset's own)
+    gold_label: str = ""  # only when asked for
+    row: int = 0
+    dataset: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplePage:
+    """One page of a sample listing; ``next_page_token`` resumes after it ("" after the last)."""
+
+    samples: tuple[Sample, ...]
+    next_page_token: str
+    total: int  # matching samples, as the pool counted them when the listing began
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitCounts:
+    total: int = 0
+    labelled: int = 0
+    labelled_by_label: dict[str, int] = dataclasses.field(default_factory=dict)
+    gold_by_label: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Counts:
+    dataset: str
+    run_id: int
+    train: SplitCounts
+    test: SplitCounts
+    dev: SplitCounts
+
+
+# ---------------------------------------------------------------- coordinator
+
+
+@dataclasses.dataclass(frozen=True)
+class RunDetail:
+    run: Run
+    rounds: tuple[Round, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingSample:
+    sample_id: int
+    text: str
+    score: float = 0.0  # the acquisition score that selected it
+    label: str = ""  # "" until labelled
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingLabels:
+    """The batch a human-oracle run waits for."""
+
+    run_id: int
+    round: int
+    labels: tuple[str, ...]
+    samples: tuple[PendingSample, ...]
+    remaining: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SubmittedLabels:
+    result: LabelResult
+    remaining: int  # samples of the pending batch still without a label
