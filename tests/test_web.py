@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from lesslabels.common import errors
 from lesslabels.v1 import pool_pb2, run_pb2
 from lesslabels.web.app import create_app, WebSettings
-from lesslabels.web.backend import Addresses, GrpcBackend
+from lesslabels.web.backend import Addresses, SdkBackend
 from lesslabels.web.curve import accuracy_drops, learning_curve_svg
 from tests.stack import LABELS, load_toy_dataset, real_stack, wait_for  # noqa: F401 - fixture
 from tests.test_cli_e2e import _flags, _gold, _run_state
@@ -45,7 +45,7 @@ def _runs(stack):
 @pytest.fixture
 def web(real_stack):
     load_toy_dataset(real_stack.pool_address)
-    backend = GrpcBackend(Addresses(real_stack.coordinator_address, real_stack.pool_address, real_stack.scorer_address))
+    backend = SdkBackend(Addresses(real_stack.coordinator_address, real_stack.pool_address, real_stack.scorer_address))
     with TestClient(create_app(backend)) as client:
         yield real_stack, client
     backend.close()

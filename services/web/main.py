@@ -29,13 +29,13 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from lesslabels.web.app import WebSettings, create_app
-    from lesslabels.web.backend import Addresses, GrpcBackend
+    from lesslabels.web.backend import Addresses, SdkBackend
 
     args = build_parser().parse_args(argv)
     if not 0 <= args.web_port <= 65535:
         raise SystemExit(f"--web-port {args.web_port}: must be within 0..65535")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    backend = GrpcBackend(Addresses(args.coordinator_address, args.pool_address, args.scorer_address, args.token, args.timeout))
+    backend = SdkBackend(Addresses(args.coordinator_address, args.pool_address, args.scorer_address, args.token, args.timeout))
     app = create_app(backend, WebSettings(token=args.token, secret=args.web_secret.encode(), secure_cookie=args.secure_cookie))
     logging.getLogger(__name__).info("event=web_starting url=http://%s:%d", args.web_host, args.web_port)
     try:
