@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -44,7 +45,7 @@ def _up(tmp_path):
     env = dict(os.environ, **CHILD_ENV, PYTHONPATH=ROOT)
     proc = subprocess.Popen(
         [sys.executable, "-m", "lesslabels", "up", "--state-dir", str(tmp_path / "state"), "--pool-port", "0",
-         "--trainer-port", "0", "--scorer-port", "0", "--coordinator-port", "0"],
+         "--trainer-port", "0", "--scorer-port", "0", "--coordinator-port", "0", "--web-port", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
     addresses, lines = {}, []
     deadline = time.monotonic() + 240
@@ -53,9 +54,12 @@ def _up(tmp_path):
         match = re.match(r"\s+(pool|trainer|scorer|coordinator)\s+(\S+:\d+)$", line.rstrip())
         if match:
             addresses[match.group(1)] = match.group(2)
+        web = re.match(r"\s+web\s+(http://\S+/)", line)
+        if web:
+            addresses["web"] = web.group(1)
         if line.startswith("ready") or time.monotonic() > deadline:
             break
-    if len(addresses) != 4:
+    if len(addresses) != 5:
         proc.kill()
         pytest.fail("lesslabels up did not start:\n" + "".join(lines))
     return proc, addresses
@@ -64,9 +68,12 @@ def _up(tmp_path):
 @pytest.mark.slow
 def test_up_then_the_cli_runs_active_learning_end_to_end(tmp_path, tiny_bert_dir, capsys):
     proc, addresses = _up(tmp_path)
+    web = addresses.pop("web")
     try:
         for address in addresses.values():
             wait_until_serving(address, timeout=5)
+        with urllib.request.urlopen(web + "healthz", timeout=5) as reply:
+            assert reply.status == 200
         train, test = synthetic_rows()
         import_rows(addresses["pool"], "flights", train[:120], split="train")
         import_rows(addresses["pool"], "flights", test[:40], split="test")
@@ -90,6 +97,8 @@ def test_up_then_the_cli_runs_active_learning_end_to_end(tmp_path, tiny_bert_dir
         rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, rest
     assert "stopped" in rest
+    with pytest.raises(OSError):
+        urllib.request.urlopen(web + "healthz", timeout=2)
     # Every service is gone: nothing answers on their ports any more.
     for name, address in addresses.items():
         with pytest.raises(errors.Unavailable):
@@ -109,8 +118,24 @@ def test_demo_on_synthetic_data_prints_a_learning_curve_and_writes_the_png(tmp_p
     assert code == 0, captured.err
     out = captured.out
     assert "demo data: the built-in synthetic flight-intent set" in out
+    assert re.search(r"^web app: http://127\.0\.0\.1:\d+/ ", out, re.M)
     table = out[out.index("round  labels"):].splitlines()
     # Two rounds: 5% of the 510 synthetic training texts, then 5% more.
     assert [line.split()[:2] for line in table[2:4]] == [["0", "26"], ["1", "52"]]
     assert f"learning curve: {png}" in out
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_local_stack_starts_the_web_app_and_stops_it(tmp_path, monkeypatch):
+    for key, value in CHILD_ENV.items():
+        monkeypatch.setenv(key, value)
+    with LocalStack(tmp_path / "state", web_port=0) as stack:
+        with urllib.request.urlopen(stack.web_url + "runs", timeout=10) as reply:
+            page = reply.read().decode()
+            assert reply.status == 200 and "<h1>Runs</h1>" in page
+            assert "script-src 'self'" in reply.headers["Content-Security-Policy"]
+        web = stack.processes["web"]
+    assert web.poll() is not None
+    with pytest.raises(OSError):
+        urllib.request.urlopen(stack.web_url + "healthz", timeout=2)

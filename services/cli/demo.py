@@ -72,6 +72,8 @@ def demo_main(argv: list[str]) -> int:
     d.add_argument("--json", metavar="FILE", help="also write the rounds as JSON")
     d.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for the services")
     d.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    d.add_argument("--web-port", type=int, default=0, help="port of the web app (0 = any free port) [%(default)s]")
+    d.add_argument("--no-web", action="store_true", help="do not start the web app")
     add_run_flags(parser, dataset_required=False, defaults=DEMO_DEFAULTS)
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -98,9 +100,12 @@ def demo_main(argv: list[str]) -> int:
 
         # A token in the environment is one the children will demand too: use it for our calls.
         token = os.environ.get("LESSLABELS_TOKEN", "")
-        with sigterm_as_interrupt(), LocalStack(state_dir, token=token, startup_timeout=args.startup_timeout) as stack:
+        with sigterm_as_interrupt(), LocalStack(state_dir, token=token, startup_timeout=args.startup_timeout,
+                                                web_port=None if args.no_web else args.web_port) as stack:
             print(f"services up in {time.monotonic() - started:.0f}s: " +
-                  ", ".join(f"{n} {a}" for n, a in stack.addresses.items()), flush=True)
+                  ", ".join(f"{n} {a}" for n, a in stack.addresses.items() if n != "web"), flush=True)
+            if "web" in stack.ports:
+                print(f"web app: {stack.web_url} (runs, learning curves, datasets)", flush=True)
             for line in import_demo_data(stack.address("pool"), token, dataset, data):
                 print(line, flush=True)
             print(f"active learning: strategy {STRATEGY_NAMES[config.strategy]}, seed {format_amount(config.seed_size)}"

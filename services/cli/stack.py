@@ -1,4 +1,4 @@
-"""``lesslabels up``: the four services as local processes, an SQLite file and a checkpoint folder.
+"""``lesslabels up``: the four services (and the web app) as local processes, an SQLite file and a checkpoint folder.
 
 :class:`LocalStack` is the reusable part (``demo`` and the tests use it): it starts
 ``lesslabels pool|trainer|scorer|coordinator`` as child processes, waits until each answers
@@ -15,6 +15,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from typing import Mapping
 
 from lesslabels.cli.common import DEFAULT_PORTS, SERVICES, ArgumentParser, CliError, command
@@ -23,6 +25,7 @@ from lesslabels.common.channels import wait_until_serving
 from lesslabels.common.config import add_flag
 
 DEFAULT_STATE_DIR = ".lesslabels"
+DEFAULT_WEB_PORT = 8080
 
 
 class StackError(CliError):
@@ -48,6 +51,7 @@ class LocalStack:
 
     ``ports``: service -> port (0 or missing = a free port). ``env``: extra environment for
     every child (e.g. ``OMP_NUM_THREADS``). Logs go to ``<state_dir>/logs/<service>.log``.
+    ``web_port``: also start the web labelling app there (0 = a free port; None = no web app).
     """
 
     def __init__(
@@ -61,7 +65,9 @@ class LocalStack:
         startup_timeout: float = 180.0,
         grace_seconds: float = 10.0,
         python: str = sys.executable,
+        web_port: int | None = None,
     ):
+        self.web_port = web_port
         self.state_dir = pathlib.Path(state_dir).resolve()
         self.host = host
         self.token = token
@@ -94,8 +100,16 @@ class LocalStack:
     def addresses(self) -> dict[str, str]:
         return {name: self.address(name) for name in self.ports}
 
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.address('web')}/"
+
     def command_line(self, service: str) -> list[str]:
         a = self.address
+        if service == "web":
+            return [self.python, "-m", "lesslabels", "web", "--host", self.host, "--port", str(self.ports["web"]),
+                    "--coordinator-address", a("coordinator"), "--pool-address", a("pool"),
+                    "--scorer-address", a("scorer"), "--log-level", "WARNING"]
         extra = {
             "pool": ["--database-url", self.database_url],
             "trainer": ["--pool-address", a("pool"), "--checkpoint-dir", str(self.checkpoint_dir)],
@@ -142,10 +156,39 @@ class LocalStack:
             deadline = time.monotonic() + self.startup_timeout
             for name in SERVICES:
                 self._wait_serving(name, deadline)
+            if self.web_port is not None:
+                self.ports["web"] = self.web_port or free_port(self.host)
+                self._spawn("web", env)
+                self._wait_web(deadline)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _spawn(self, name: str, env: Mapping[str, str]) -> None:
+        log = open(self.log_dir / f"{name}.log", "ab")
+        try:
+            self.processes[name] = subprocess.Popen(
+                self.command_line(name), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=dict(env), cwd=self.state_dir, start_new_session=True,
+            )
+        finally:
+            log.close()
+
+    def _wait_web(self, deadline: float) -> None:
+        proc, log = self.processes["web"], self.log_dir / "web.log"
+        while True:
+            if proc.poll() is not None:
+                raise StackError(f"the web app exited with code {proc.returncode} while starting; end of {log}:\n{_tail(log)}")
+            if time.monotonic() > deadline:
+                raise StackError(f"the web app did not answer {self.web_url}healthz within {self.startup_timeout:.0f}s; "
+                                 f"end of its log:\n{_tail(log)}")
+            try:
+                with urllib.request.urlopen(self.web_url + "healthz", timeout=2) as reply:
+                    if reply.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.2)
 
     def _wait_serving(self, name: str, deadline: float) -> None:
         proc = self.processes[name]
@@ -165,7 +208,7 @@ class LocalStack:
 
     def stop(self) -> None:
         """SIGTERM every child (coordinator first), wait up to the grace period, then SIGKILL."""
-        order = [n for n in reversed(SERVICES) if n in self.processes]
+        order = [n for n in ("web", *reversed(SERVICES)) if n in self.processes]
         for name in order:
             proc = self.processes[name]
             if proc.poll() is None:
@@ -214,27 +257,37 @@ def sigterm_as_interrupt():
 
 @command
 def up_main(argv: list[str]) -> int:
-    parser = ArgumentParser(prog="lesslabels up", description="Run the four services locally until Ctrl-C.")
+    parser = ArgumentParser(prog="lesslabels up", description="Run the four services and the web app locally until Ctrl-C.")
     state_dir_flag(parser)
     parser.add_argument("--host", default="127.0.0.1", help="interface the services listen on")
     for name in SERVICES:
         parser.add_argument(f"--{name}-port", type=int, default=DEFAULT_PORTS[name],
                             help=f"{name} port (0 = any free port) [%(default)s]")
+    parser.add_argument("--web-port", type=int, default=DEFAULT_WEB_PORT,
+                        help="port of the web labelling app (0 = any free port) [%(default)s]")
+    parser.add_argument("--no-web", action="store_true", help="do not start the web labelling app")
     add_flag(parser, "--token", default="", help="bearer token the services require")
     parser.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for each service")
     args = parser.parse_args(argv)
+    if not 0 <= args.web_port <= 65535:
+        raise CliError(f"--web-port {args.web_port}: must be within 0..65535", exit_code=2)
     for name in SERVICES:
         port = getattr(args, f"{name}_port")
         if not 0 <= port <= 65535:
             raise CliError(f"--{name}-port {port}: must be within 0..65535", exit_code=2)
     stack = LocalStack(args.state_dir, host=args.host, token=args.token, startup_timeout=args.startup_timeout,
-                       ports={name: getattr(args, f"{name}_port") for name in SERVICES})
+                       ports={name: getattr(args, f"{name}_port") for name in SERVICES},
+                       web_port=None if args.no_web else args.web_port)
     with sigterm_as_interrupt():
-        print(f"starting pool, trainer, scorer and coordinator (state in {stack.state_dir}) ...", flush=True)
+        print(f"starting pool, trainer, scorer, coordinator{'' if args.no_web else ' and the web app'} "
+              f"(state in {stack.state_dir}) ...", flush=True)
         try:
             with stack:
                 for name, address in stack.addresses.items():
-                    print(f"  {name:<12} {address}", flush=True)
+                    if name != "web":
+                        print(f"  {name:<12} {address}", flush=True)
+                if "web" in stack.ports:
+                    print(f"  {'web':<12} {stack.web_url}  (label in the browser)", flush=True)
                 print(f"logs in {stack.log_dir}", flush=True)
                 print("export LESSLABELS_COORDINATOR_ADDRESS=" + stack.address("coordinator") +
                       " LESSLABELS_POOL_ADDRESS=" + stack.address("pool"), flush=True)

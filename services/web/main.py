@@ -13,8 +13,8 @@ DEFAULT_PORT = 8080
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lesslabels web", description="The web labelling app (FastAPI on uvicorn).")
-    add_flag(parser, "--web-host", default="127.0.0.1", help="interface to listen on")
-    add_flag(parser, "--web-port", default=DEFAULT_PORT, type=int, help="port to listen on")
+    add_flag(parser, "--host", default="127.0.0.1", help="interface to listen on")
+    add_flag(parser, "--port", default=DEFAULT_PORT, type=int, help="port to listen on")
     for service in ("coordinator", "pool", "scorer"):
         add_flag(parser, f"--{service}-address", default=default_address(service), help=f"{service} service HOST:PORT")
     add_flag(parser, "--token", default="", help="the stack's token: the app asks for it once and sends it to the services")
@@ -32,14 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     from lesslabels.web.backend import Addresses, SdkBackend
 
     args = build_parser().parse_args(argv)
-    if not 0 <= args.web_port <= 65535:
-        raise SystemExit(f"--web-port {args.web_port}: must be within 0..65535")
+    if not 0 <= args.port <= 65535:
+        raise SystemExit(f"--port {args.port}: must be within 0..65535")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     backend = SdkBackend(Addresses(args.coordinator_address, args.pool_address, args.scorer_address, args.token, args.timeout))
     app = create_app(backend, WebSettings(token=args.token, secret=args.web_secret.encode(), secure_cookie=args.secure_cookie))
-    logging.getLogger(__name__).info("event=web_starting url=http://%s:%d", args.web_host, args.web_port)
+    logging.getLogger(__name__).info("event=web_starting url=http://%s:%d", args.host, args.port)
     try:
-        uvicorn.run(app, host=args.web_host, port=args.web_port, log_level=args.log_level.lower())
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower())
     finally:
         backend.close()
     return 0

@@ -50,10 +50,10 @@ def topology_of(path, tmp_path, **kw) -> LocalTopology:
 
 def test_the_real_file_passes_every_check():
     services = parse(load(COMPOSE_FILE, VARIABLES))
-    assert set(services) == {"pool", "trainer", "scorer", "coordinator"}
+    assert set(services) == {"pool", "trainer", "scorer", "coordinator", "web"}
     assert {name: s.port for name, s in services.items()} == {
-        "pool": 50051, "trainer": 50052, "scorer": 50053, "coordinator": 50054}
-    assert {name for name, s in services.items() if s.published} == {"scorer", "coordinator"}
+        "pool": 50051, "trainer": 50052, "scorer": 50053, "coordinator": 50054, "web": 8080}
+    assert {name for name, s in services.items() if s.published} == {"scorer", "coordinator", "web"}
     assert all(s.restart == "unless-stopped" and s.environment["LESSLABELS_TOKEN"] == VARIABLES["LESSLABELS_TOKEN"]
                for s in services.values())
     check_wiring(services)

@@ -127,6 +127,21 @@ def test_external_client_scores_on_the_public_scorer_port_with_the_token(deploym
         assert not deployment.topology.services[name].published
 
 
+def test_the_web_app_on_its_public_port_asks_for_the_token_then_shows_the_run(deployment, completed_run):
+    import httpx
+
+    base = f"http://{deployment.topology.public_address('web')}"
+    with httpx.Client(base_url=base, timeout=30) as browser:
+        first = browser.get("/runs", follow_redirects=False)
+        assert first.status_code == 303 and first.headers["location"].startswith("/login")
+        assert "default-src 'self'" in first.headers["content-security-policy"]
+        assert browser.post("/login", data={"token": "wrong-token", "next": "/runs"}).status_code == 401
+        reply = browser.post("/login", data={"token": TOKEN, "next": "/runs"}, follow_redirects=True)
+        assert reply.status_code == 200 and f'href="/runs/{completed_run.run.id}"' in reply.text
+        page = browser.get(f"/runs/{completed_run.run.id}")
+        assert page.status_code == 200 and 'class="accuracy"' in page.text  # the learning curve, through the SDK
+
+
 def test_scorer_killed_mid_run_restarts_and_the_run_loses_no_round(deployment, completed_run):
     killed = []
 
