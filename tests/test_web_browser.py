@@ -1,0 +1,217 @@
+"""The web app in a real browser (headless Chromium through selenium), against the real
+in-process stack with the tiny BERT: what a person does with the keyboard, and what is stored.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them) and selenium;
+skipped, saying why, without them. ``LESSLABELS_SCREENSHOT_DIR=docs/img`` saves the README's
+screenshots of the labelling page and the run page.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import threading
+import time
+
+import pytest
+
+from lesslabels.client import CoordinatorClient, PoolClient
+from lesslabels.cli.stack import free_port
+from lesslabels.web.app import WebSettings, create_app
+from lesslabels.web.backend import Addresses, SdkBackend
+from tests.stack import LABELS, load_toy_dataset, real_stack, wait_for  # noqa: F401 - fixture
+from tests.test_cli_e2e import _gold
+from tests.test_web import start_human_run
+
+pytestmark = pytest.mark.slow
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+TOKEN = "browser-test-token"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--no-first-run", "--window-size=1100,800"]
+
+if not (CHROMIUM and CHROMEDRIVER):
+    pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)",
+                allow_module_level=True)
+
+
+def new_browser():
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in FLAGS:
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+@pytest.fixture
+def web_url(real_stack):
+    """The web app on uvicorn in this process, with a token, over the real stack."""
+    import uvicorn
+
+    load_toy_dataset(real_stack.pool_address)
+    backend = SdkBackend(Addresses(real_stack.coordinator_address, real_stack.pool_address, real_stack.scorer_address))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(backend, WebSettings(token=TOKEN)), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 20, 0.05, "uvicorn to start")
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+    backend.close()
+
+
+@pytest.fixture
+def browsers():
+    made = []
+
+    def make():
+        made.append(new_browser())
+        return made[-1]
+
+    yield make
+    for browser in made:
+        browser.quit()
+
+
+def log_in(browser, url: str, token: str = TOKEN, path: str = "/runs") -> None:
+    browser.get(url + path)
+    WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.ID, "token"))
+    field = browser.find_element(By.ID, "token")
+    field.send_keys(token)
+    field.send_keys(Keys.ENTER)
+
+
+def text_of(browser, element_id: str) -> str:
+    return browser.find_element(By.ID, element_id).text
+
+
+def task_visible(browser) -> bool:
+    return browser.find_element(By.ID, "task").is_displayed()
+
+
+def label_current(browser, key: str | None = None) -> str:
+    """Choose the gold label of the text on screen with its number key, press Enter; returns the text."""
+    text = text_of(browser, "text")
+    options = [li.get_attribute("data-label") for li in browser.find_elements(By.CSS_SELECTOR, "#options li")]
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys(key or str(options.index(_gold(text)) + 1))
+    body.send_keys(Keys.ENTER)
+    WebDriverWait(browser, 15).until(
+        lambda b: not task_visible(b) or text_of(b, "text") != text or "Not saved" in text_of(b, "status"))
+    assert "Not saved" not in text_of(browser, "status"), text_of(browser, "status")
+    return text
+
+
+def open_queue(browser, url: str, run_id: int, annotator: str) -> None:
+    browser.get(f"{url}/runs/{run_id}/label")
+    WebDriverWait(browser, 15).until(lambda b: task_visible(b))
+    name = browser.find_element(By.ID, "annotator")
+    if name.get_attribute("value") != annotator:
+        name.clear()
+        name.send_keys(annotator)
+        name.send_keys(Keys.ENTER)
+
+
+def screenshot(browser, name: str) -> None:
+    folder = os.environ.get("LESSLABELS_SCREENSHOT_DIR")
+    if folder:
+        pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(pathlib.Path(folder) / name))
+
+
+def test_a_person_labels_a_batch_with_the_keyboard_reloads_and_a_second_person_joins(real_stack, web_url, browsers,
+                                                                                       tiny_bert_dir):
+    run_id = start_human_run(real_stack, tiny_bert_dir)
+    ada = browsers()
+    log_in(ada, web_url, path=f"/runs/{run_id}/label")
+    WebDriverWait(ada, 15).until(lambda b: task_visible(b))
+    open_queue(ada, web_url, run_id, "ada")
+    assert text_of(ada, "progress") == "0 / 12"
+
+    # Three labels with number keys and Enter; Backspace goes back one and shows the label given.
+    done = [label_current(ada) for _ in range(3)]
+    assert text_of(ada, "progress") == "3 / 12"
+    body = ada.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.BACKSPACE)
+    WebDriverWait(ada, 5).until(lambda b: text_of(b, "text") == done[-1])
+    selected = ada.find_element(By.CSS_SELECTOR, "#options li.selected").get_attribute("data-label")
+    assert selected == _gold(done[-1])
+    label_current(ada)  # the same label again: nothing changes, one label kept
+    # `s` skips: another text comes, the skipped one stays unlabelled.
+    skipped = text_of(ada, "text")
+    body.send_keys("s")
+    WebDriverWait(ada, 5).until(lambda b: text_of(b, "text") != skipped)
+    assert text_of(ada, "progress") == "3 / 12"
+    screenshot(ada, "labelling.png")
+
+    # A reload mid-batch loses nothing: the progress and the annotator name are still there.
+    ada.refresh()
+    WebDriverWait(ada, 15).until(lambda b: task_visible(b) and text_of(b, "progress") == "3 / 12")
+    assert ada.find_element(By.ID, "annotator").get_attribute("value") == "ada"
+
+    # A second person on the same batch: both press on whatever they see until the batch is complete.
+    bob = browsers()
+    log_in(bob, web_url, path=f"/runs/{run_id}/label")
+    open_queue(bob, web_url, run_id, "bob")
+    with CoordinatorClient(real_stack.coordinator_address) as coordinator:
+        def batch_open() -> bool:
+            pending = coordinator.pending_labels(run_id)
+            return pending.round == 0 and pending.remaining > 0
+
+        while batch_open():
+            for browser in (ada, bob):
+                if task_visible(browser) and batch_open():
+                    label_current(browser)
+        assert coordinator.get_run(run_id).run.labelled_count == 12
+
+    # Exactly one label event per sample, whoever pressed first.
+    with PoolClient(real_stack.pool_address) as pool:
+        acquisitions = pool.list_acquisitions(run_id, round_index=0)
+        assert len(acquisitions) == 12 and all(a.label == _gold(a.text) for a in acquisitions)
+    from lesslabels.v1 import pool_pb2, pool_pb2_grpc
+    from lesslabels.common.channels import make_channel
+
+    with make_channel(real_stack.pool_address) as channel:
+        stub = pool_pb2_grpc.PoolServiceStub(channel)
+        histories = [stub.GetLabelHistory(pool_pb2.GetLabelHistoryRequest(dataset="toy", sample_id=a.sample_id),
+                                          timeout=10).events for a in acquisitions]
+    assert [len(h) for h in histories] == [1] * 12
+
+    # The run moves on by itself; the page shows the next batch, with the model's suggestion.
+    WebDriverWait(ada, 180, poll_frequency=0.5).until(
+        lambda b: task_visible(b) and text_of(b, "progress") == "0 / 8" and "Round 1" in text_of(b, "status"))
+    assert "suggested" in ada.find_element(By.CSS_SELECTOR, "#options li.selected").text
+    label_current(ada)
+    label_current(ada)
+    screenshot(ada, "labelling.png")
+    while task_visible(ada):
+        label_current(ada)
+    assert "Batch complete" in text_of(ada, "status")
+
+    # The run page follows the run: two evaluated rounds on the learning curve once it completes.
+    ada.get(f"{web_url}/runs/{run_id}")
+    WebDriverWait(ada, 180, poll_frequency=0.5).until(
+        lambda b: len(b.find_elements(By.CSS_SELECTOR, "#rounds tbody tr")) == 2 and "COMPLETED" in text_of(b, "run-state"))
+    points = ada.find_element(By.CSS_SELECTOR, "svg#curve polyline.accuracy").get_attribute("points").split()
+    assert len(points) == 2
+    screenshot(ada, "run.png")
+
+
+def test_a_wrong_token_is_refused(web_url, browsers):
+    browser = browsers()
+    log_in(browser, web_url, token="not-the-token")
+    WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.ID, "login-error"))
+    assert "refused" in text_of(browser, "login-error")
+    assert browser.get_cookies() == []
+    browser.get(web_url + "/runs")
+    assert "/login" in browser.current_url
