@@ -60,6 +60,7 @@ def test_label_a_batch_through_the_api_and_the_next_round_comes_with_suggestions
     token = CSRF.search(page.text).group(1)
 
     queue = client.get(f"/api/runs/{run_id}/queue").json()
+    first_batch = queue["items"]
     assert (queue["round"], queue["total"], queue["done"], queue["model"]) == (0, 12, 0, "")
     assert all(item["suggestion"] == "" and len(item["options"]) == len(LABELS) for item in queue["items"])
 
@@ -97,6 +98,14 @@ def test_label_a_batch_through_the_api_and_the_next_round_comes_with_suggestions
     assert 'class="accuracy"' in run_page.text and "<td>12</td>" in run_page.text  # round 0 trained on 12 labels
     detail = client.get(f"/api/runs/{run_id}").json()
     assert detail["rounds"][0]["labelled"] == 12 and detail["rounds"][0]["accuracy"] is not None
+
+    # A second human-mode run with the same seed set asks nothing already labelled: its seed batch
+    # is taken from the dataset's labels and it waits first for round 1.
+    second = start_human_run(stack, tiny_bert_dir)
+    assert second != run_id
+    queue = client.get(f"/api/runs/{second}/queue").json()
+    assert queue["round"] == 1 and queue["run"]["labelled"] == 12
+    assert not {i["sample_id"] for i in queue["items"]} & {i["sample_id"] for i in first_batch}
 
     # The labels people gave belong to the dataset: counted and exported there.
     dataset = client.get("/datasets/toy")
@@ -167,6 +176,8 @@ def test_a_token_asks_for_a_login_once_and_refuses_a_wrong_one(fake):
     assert client.get("/runs/1").status_code == 200
     evil = client.post("/login", data={"token": "s3cret", "next": "//evil.example"}, follow_redirects=False)
     assert evil.headers["location"] == "/"
+    cross = client.post("/login", data={"token": "s3cret"}, headers={"Origin": "https://evil.example"})
+    assert cross.status_code == 403 and "set-cookie" not in cross.headers
     forged = TestClient(create_app(fake, WebSettings(token="s3cret")), cookies={"lesslabels_session": "abc.def"})
     assert forged.get("/runs", follow_redirects=False).status_code == 303
 

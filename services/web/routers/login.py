@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Form, Request
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 
 from lesslabels.web.auth import COOKIE
@@ -25,6 +27,9 @@ def login_form(request: Request, next: str = "/"):
 @router.post("/login")
 def login(request: Request, token: str = Form(""), next: str = Form("/")):
     sessions = request.app.state.sessions
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.headers.get("host", ""):
+        raise HTTPException(403, "cross-site request refused")  # login CSRF: a session forced on someone
     if not sessions.token_ok(token):
         return render(request, "login.html", {"next": _safe_next(next), "refused": True}, status_code=401)
     response = RedirectResponse(_safe_next(next), status_code=303)
