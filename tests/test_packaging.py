@@ -105,6 +105,10 @@ def test_wheel_installs_only_lesslabels_at_top_level(wheel):
     protos = sorted(n for n in names if n.endswith(".proto"))
     assert protos == sorted(f"lesslabels/protos/{p.relative_to(ROOT / 'protos').as_posix()}"
                             for p in (ROOT / "protos").rglob("*.proto"))
+    # The web app's templates and static files travel with it.
+    web_files = sorted(f"lesslabels/web/{p.relative_to(ROOT / 'services' / 'web').as_posix()}"
+                       for folder in ("templates", "static") for p in (ROOT / "services" / "web" / folder).iterdir())
+    assert web_files and set(web_files) <= set(names)
     assert "lesslabels/pool/migrations/alembic.ini" in names or any(n.startswith("lesslabels/pool/migrations/versions/") for n in names)
 
 
