@@ -175,18 +175,21 @@ def test_delete_dataset_with_an_active_run_is_refused(pool_address, stub):
 
 
 def test_upgrading_a_database_at_the_previous_head_keeps_everything_and_moves_human_labels_to_the_dataset(tmp_path):
+    upgrade_keeps_everything(f"sqlite:///{tmp_path / 'old.db'}")
+
+
+def upgrade_keeps_everything(url: str) -> None:
     from sqlalchemy import create_engine, text
 
     from lesslabels.pool.db import migrate
     from lesslabels.pool.store import PoolStore
 
-    url = f"sqlite:///{tmp_path / 'old.db'}"
     migrate(url, "0002")
     engine = create_engine(url)
     human = '{"dataset": "old", "oracle": "ORACLE_MODE_HUMAN"}'
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO datasets (id, name, description, labels_json, labels_fixed, created_at) "
-                          "VALUES (1, 'old', '', '[\"greet\", \"bye\"]', 0, '2026-11-23 20:00:00')"))
+                          "VALUES (1, 'old', '', '[\"greet\", \"bye\"]', FALSE, '2026-11-23 20:00:00')"))
         for sid, txt in ((1, 'hello'), (2, 'bye now'), (3, 'hi')):
             conn.execute(text(f"INSERT INTO samples (id, dataset_id, row, text, split, gold_label) VALUES ({sid}, 1, {sid - 1}, '{txt}', 'train', NULL)"))
         conn.execute(text("INSERT INTO runs (id, dataset_id, config_json, state, step, round, error, stop_reason, created_at, "
@@ -200,6 +203,9 @@ def test_upgrading_a_database_at_the_previous_head_keeps_everything_and_moves_hu
                           "(2, 1, 'run:7', 'greet', 'human', 'bob', '2026-11-23 20:02:00', 'k2'), "
                           "(3, 2, 'run:7', 'bye', 'oracle', 'oracle', '2026-11-23 20:03:00', NULL)"))
         conn.execute(text("INSERT INTO current_labels (sample_id, scope, label, event_id) VALUES (1, 'run:7', 'greet', 2), (2, 'run:7', 'bye', 3)"))
+        if conn.dialect.name == "postgresql":  # rows written with explicit ids, as the app never does
+            for table in ("datasets", "samples", "runs", "acquisitions", "label_events"):
+                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
     engine.dispose()
 
     store = PoolStore(url)  # migrates to head on open

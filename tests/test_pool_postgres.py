@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests import test_pool
+from tests import test_pool, test_pool_dataset_labels
 
 # Re-run a representative part of the pool suite with database_url pointing at PostgreSQL.
 test_import_atis_counts_per_label = test_pool.test_import_atis_counts_per_label
@@ -14,6 +14,10 @@ test_acquisitions_never_twice_and_oracle_reveal = test_pool.test_acquisitions_ne
 test_runs_rounds_and_compare_and_set = test_pool.test_runs_rounds_and_compare_and_set
 test_create_run_request_id_and_resumed_runs = test_pool.test_create_run_request_id_and_resumed_runs
 test_failed_import_into_new_dataset_leaves_no_dataset = test_pool.test_failed_import_into_new_dataset_leaves_no_dataset
+# Labels that belong to the dataset, and deleting one dataset's rows only.
+test_human_labels_belong_to_the_dataset = (
+    test_pool_dataset_labels.test_human_labels_belong_to_the_dataset_and_later_human_runs_ask_nothing_again)
+test_delete_dataset_removes_only_its_own_rows = test_pool_dataset_labels.test_delete_dataset_removes_only_its_own_rows
 
 
 @pytest.fixture
@@ -45,3 +49,7 @@ def test_concurrent_submissions_on_postgres(pool_address, stub):
 
 
 stub = test_pool.stub
+
+
+def test_upgrading_a_database_at_the_previous_head_on_postgres(postgres_cluster):
+    test_pool_dataset_labels.upgrade_keeps_everything(postgres_cluster.new_database())
