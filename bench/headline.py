@@ -143,14 +143,10 @@ class Stack:
 
 
 def import_atis(stack: Stack, workdir: pathlib.Path, limit: int) -> dict:
-    import grpc
-
-    from lesslabels.cli.data import import_file
-    from lesslabels.v1 import pool_pb2_grpc
+    from lesslabels.client import PoolClient
 
     counts = {}
-    with grpc.insecure_channel(stack.pool_address) as channel:
-        stub = pool_pb2_grpc.PoolServiceStub(channel)
+    with PoolClient(stack.pool_address) as pool:
         for split in ("train", "test"):
             path = DATA / f"atis_intents_{split}.csv"
             if limit:  # a stratification-free prefix, for smoke runs only
@@ -159,7 +155,7 @@ def import_atis(stack: Stack, workdir: pathlib.Path, limit: int) -> dict:
                 path = workdir / f"{split}.csv"
                 with open(path, "w", newline="", encoding="utf-8") as f:
                     csv.writer(f).writerows(rows)
-            summary = import_file(stub, path, "atis", split=split, fmt="csv")
+            summary = pool.import_file(path, "atis", split=split, format="csv", timeout=300)
             counts[split] = summary.imported
     return counts
 
