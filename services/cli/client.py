@@ -1,7 +1,7 @@
 """The CLI's view of the services: the SDK's clients, every failure a ServiceCallError.
 
-Runs, rounds and events stay protobuf here because the CLI's tables and live view render the
-protocol's enums; labelling and data use the SDK's typed results."""
+Results are the SDK's plain types (runs, rounds, events, pending batches); only the run
+configuration the flags build is sent as protobuf, which ``CoordinatorClient.start_run`` accepts."""
 
 from __future__ import annotations
 
@@ -9,9 +9,18 @@ import argparse
 from typing import Iterator, Sequence
 
 from lesslabels.cli.common import ServiceCallError, sdk_error_message
-from lesslabels.client import CoordinatorClient, LessLabelsError, PendingLabels, PoolClient, SubmittedLabels
+from lesslabels.client import (
+    CoordinatorClient,
+    LessLabelsError,
+    PendingLabels,
+    PoolClient,
+    Run,
+    RunDetail,
+    RunEvent,
+    SubmittedLabels,
+)
 from lesslabels.client._base import ServiceClient
-from lesslabels.v1 import coordinator_pb2, pool_pb2, run_pb2
+from lesslabels.v1 import run_pb2
 
 
 class Client:
@@ -48,9 +57,6 @@ class Client:
             raise ServiceCallError(sdk_error_message(exc, client.service, client.address),
                                    getattr(exc, "status", None)) from None
 
-    def _coord(self, method: str, request, timeout: float | None = None):
-        return self._guard(self.coordinator, self.coordinator.call, method, request, timeout=timeout or self.timeout)
-
     def _pool_client(self) -> PoolClient:
         if self.pool is None:
             raise ServiceCallError("no pool address configured (--pool-address / LESSLABELS_POOL_ADDRESS)")
@@ -58,21 +64,23 @@ class Client:
 
     # ------------------------------------------------------------------ coordinator
 
-    def start_run(self, config: run_pb2.RunConfig, request_id: str = "") -> run_pb2.Run:
-        return self._coord("StartRun", coordinator_pb2.StartRunRequest(config=config, request_id=request_id))
+    def _coord(self, method: str, *args, **kwargs):
+        return self._guard(self.coordinator, getattr(self.coordinator, method), *args, **kwargs)
 
-    def get_run(self, run_id: int) -> coordinator_pb2.RunDetail:
-        return self._coord("GetRun", pool_pb2.GetRunRequest(run_id=run_id))
+    def start_run(self, config: run_pb2.RunConfig, request_id: str = "") -> Run:
+        return self._coord("start_run", config, request_id=request_id)
 
-    def list_runs(self, dataset: str = "", states: Sequence[int] = ()) -> list[run_pb2.Run]:
-        reply = self._coord("ListRuns", pool_pb2.ListRunsRequest(dataset=dataset, states=list(states)))
-        return list(reply.runs)
+    def get_run(self, run_id: int) -> RunDetail:
+        return self._coord("get_run", run_id)
 
-    def cancel_run(self, run_id: int) -> run_pb2.Run:
-        return self._coord("CancelRun", coordinator_pb2.CancelRunRequest(run_id=run_id))
+    def list_runs(self, dataset: str = "", states: Sequence[str] = ()) -> list[Run]:
+        return self._coord("list_runs", dataset=dataset, states=states)
 
-    def resume_run(self, run_id: int) -> run_pb2.Run:
-        return self._coord("ResumeRun", coordinator_pb2.ResumeRunRequest(run_id=run_id))
+    def cancel_run(self, run_id: int) -> Run:
+        return self._coord("cancel", run_id)
+
+    def resume_run(self, run_id: int) -> Run:
+        return self._coord("resume", run_id)
 
     def pending_labels(self, run_id: int) -> PendingLabels:
         return self._guard(self.coordinator, self.coordinator.pending_labels, run_id, timeout=self.timeout)
@@ -82,9 +90,9 @@ class Client:
         return self._guard(self.coordinator, self.coordinator.submit_labels, run_id, list(labels),
                            idempotency_key=idempotency_key, annotator=annotator, timeout=self.timeout)
 
-    def watch_run(self, run_id: int, timeout: float = 600.0) -> Iterator[coordinator_pb2.RunEvent]:
+    def watch_run(self, run_id: int, timeout: float = 600.0) -> Iterator[RunEvent]:
         """The run's events until it ends or ``timeout`` passes (then the caller opens a new stream)."""
-        stream = self.coordinator.stream("WatchRun", coordinator_pb2.WatchRunRequest(run_id=run_id), timeout=timeout)
+        stream = self.coordinator.watch_stream(run_id, timeout=timeout)
         while True:
             event = self._guard(self.coordinator, next, stream, None)
             if event is None:

@@ -20,7 +20,6 @@ from lesslabels.cli.stack import LocalStack, sigterm_as_interrupt
 from lesslabels.client import LessLabelsError, NotFound, PoolClient
 from lesslabels.common.config import add_flag
 from lesslabels.demo.data import ATIS_MIRROR, DataError, DemoData, resolve_demo_data
-from lesslabels.v1 import run_pb2
 
 # The headline benchmark's best configuration (bench/README.md): a diverse seed set, small
 # clustered-entropy batches, up to 10 epochs / 600 steps per round at lr 1e-4, batch 16. On ATIS
@@ -121,7 +120,7 @@ def demo_main(argv: list[str]) -> int:
         if args.json:
             pathlib.Path(args.json).write_text(report.rows_to_json(rows, data=data.name, run_id=detail.run.id))
         print(f"done in {time.monotonic() - started:.0f}s")
-        return 1 if detail.run.state == run_pb2.RUN_STATE_FAILED else 0
+        return 1 if detail.run.state == "FAILED" else 0
     finally:
         if not args.state_dir:
             with contextlib.suppress(OSError):
