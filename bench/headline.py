@@ -143,14 +143,10 @@ class Stack:
 
 
 def import_atis(stack: Stack, workdir: pathlib.Path, limit: int) -> dict:
-    import grpc
-
-    from lesslabels.cli.data import import_file
-    from lesslabels.v1 import pool_pb2_grpc
+    from lesslabels.client import PoolClient
 
     counts = {}
-    with grpc.insecure_channel(stack.pool_address) as channel:
-        stub = pool_pb2_grpc.PoolServiceStub(channel)
+    with PoolClient(stack.pool_address) as pool:
         for split in ("train", "test"):
             path = DATA / f"atis_intents_{split}.csv"
             if limit:  # a stratification-free prefix, for smoke runs only
@@ -159,29 +155,26 @@ def import_atis(stack: Stack, workdir: pathlib.Path, limit: int) -> dict:
                 path = workdir / f"{split}.csv"
                 with open(path, "w", newline="", encoding="utf-8") as f:
                     csv.writer(f).writerows(rows)
-            summary = import_file(stub, path, "atis", split=split, fmt="csv")
+            summary = pool.import_file(path, "atis", split=split, format="csv", timeout=300)
             counts[split] = summary.imported
     return counts
 
 
 def run_arm(stack: Stack, arm: str, seed: int, args) -> dict:
-    import grpc
-
-    from lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2, run_pb2
+    from lesslabels.client import CoordinatorClient, Metrics
 
     started = time.monotonic()
-    with grpc.insecure_channel(stack.coordinator_address) as channel:
-        stub = coordinator_pb2_grpc.CoordinatorServiceStub(channel)
-        run = stub.StartRun(coordinator_pb2.StartRunRequest(config=arm_config(arm, seed, args)), timeout=60)
+    with CoordinatorClient(stack.coordinator_address, timeout=60) as coordinator:
+        run = coordinator.start_run(arm_config(arm, seed, args))
         last = None
-        for event in stub.WatchRun(coordinator_pb2.WatchRunRequest(run_id=run.id), timeout=6 * 3600):
-            if event.HasField("round") and event.message and event.message != last and "test accuracy" in event.message:
+        for event in coordinator.watch(run.id):
+            if event.round is not None and event.message and event.message != last and "test accuracy" in event.message:
                 log.info("arm=%s seed=%d %s", arm, seed, event.message)
                 last = event.message
-        detail = stub.GetRun(pool_pb2.GetRunRequest(run_id=run.id), timeout=60)
-    if detail.run.state != run_pb2.RUN_STATE_COMPLETED:
-        raise RuntimeError(f"{arm} seed {seed}: run {run.id} ended {run_pb2.RunState.Name(detail.run.state)}: "
-                           f"{detail.run.error}")
+        detail = coordinator.get_run(run.id)
+    if detail.run.state != "COMPLETED":
+        raise RuntimeError(f"{arm} seed {seed}: run {run.id} ended {detail.run.state}: {detail.run.error}")
+    unevaluated = Metrics()
     return {
         "arm": arm,
         "seed": seed,
@@ -193,9 +186,9 @@ def run_arm(stack: Stack, arm: str, seed: int, args) -> dict:
             {
                 "round": r.index,
                 "labelled": r.labelled_count,
-                "accuracy": r.test.accuracy,
-                "macro_f1": r.test.macro_f1,
-                "test_count": r.test.count,
+                "accuracy": (r.test or unevaluated).accuracy,
+                "macro_f1": (r.test or unevaluated).macro_f1,
+                "test_count": (r.test or unevaluated).count,
                 "agreement": r.agreement,
                 "train_seconds": round(r.train_seconds, 1),
                 "score_seconds": round(r.score_seconds, 1),

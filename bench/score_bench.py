@@ -104,27 +104,21 @@ def engine_mode(engine, spec, texts):
 
 
 def grpc_mode(address: str, checkpoint_id: str, texts: list[str], clients: int, request_size: int) -> np.ndarray:
-    from lesslabels.common.channels import make_channel
-    from lesslabels.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
+    from lesslabels.client import ScorerClient
 
     chunks = [(s, texts[s : s + request_size]) for s in range(0, len(texts), request_size)]
-    out = np.zeros((len(texts), 0), np.float32)
     results: dict[int, np.ndarray] = {}
-    channels = [make_channel(address) for _ in range(clients)]
-    stubs = [scorer_pb2_grpc.ScorerServiceStub(c) for c in channels]
-    ref = common_pb2.ModelRef(checkpoint_id=checkpoint_id)
+    scorers = [ScorerClient(address, timeout=600) for _ in range(clients)]
 
     def client(k: int) -> None:
         for start, chunk in chunks[k::clients]:  # each client takes every clients-th request
-            reply = stubs[k].Score(scorer_pb2.ScoreRequest(model=ref, texts=chunk), timeout=600)
-            results[start] = np.array([s.probabilities for s in reply.scores], dtype=np.float32)
+            results[start] = scorers[k].score(chunk, checkpoint=checkpoint_id).probabilities  # [n, k]
 
     with concurrent.futures.ThreadPoolExecutor(clients) as pool:
         list(pool.map(client, range(clients)))
-    for c in channels:
-        c.close()
-    out = np.concatenate([results[s] for s, _ in chunks])
-    return out
+    for scorer in scorers:
+        scorer.close()
+    return np.concatenate([results[s] for s, _ in chunks])
 
 
 def agreement(probs: np.ndarray, ref: np.ndarray) -> dict:

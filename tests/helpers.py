@@ -1,11 +1,13 @@
-"""Small client helpers for tests: import rows into a pool over real gRPC."""
+"""Small client helpers for tests: import rows into a pool over real gRPC.
+
+``import_rows`` goes through the client SDK, like every caller of the pool; ``import_bytes`` and
+``pool_stub`` stay at the protocol level for the pool's own status-code tests."""
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Iterable
 
+from lesslabels.client import ImportSummary, PoolClient
 from lesslabels.common.channels import make_channel
 from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
 
@@ -27,13 +29,10 @@ def import_bytes(address: str, dataset: str, data: bytes, *, split: str = "train
 
 
 def import_rows(address: str, dataset: str, rows: Iterable[tuple[str, str]], *, split: str = "train",
-                create: bool = True) -> pool_pb2.ImportSummary:
-    """Import (label, text) rows as a headered CSV."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["label", "text"])
-    writer.writerows(rows)
-    return import_bytes(address, dataset, buffer.getvalue().encode(), split=split, create=create)
+                create: bool = True, token: str = "") -> ImportSummary:
+    """Import (label, text) rows with the SDK's PoolClient."""
+    with PoolClient(address, token=token, timeout=60) as pool:
+        return pool.import_samples(dataset, ((text, label) for label, text in rows), split=split, create=create)
 
 
 def pool_stub(address: str, token: str = "") -> pool_pb2_grpc.PoolServiceStub:

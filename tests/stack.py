@@ -19,15 +19,14 @@ import threading
 import time
 from typing import Callable
 
-import grpc
 import numpy as np
 import pytest
 
 from lesslabels.common import errors
 from lesslabels.coordinator import model
+from lesslabels.client import PoolClient as SdkPoolClient
 from lesslabels.coordinator.clients import PoolClient
 from lesslabels.coordinator.engine import Coordinator
-from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
 from tests.conftest import server_settings_for_tests
 from tests.helpers import import_rows
 
@@ -121,21 +120,17 @@ class FakeScorer:
     ``test_accuracy`` of the samples."""
 
     def __init__(self, pool_address: str, *, test_accuracy: float = 0.75, stable: bool = False):
-        self._channel = grpc.insecure_channel(pool_address)
-        self._pool = pool_pb2_grpc.PoolServiceStub(self._channel)
+        self._pool = SdkPoolClient(pool_address, timeout=10)
         self.test_accuracy = test_accuracy
         self.stable = stable  # same predictions for every checkpoint
         self.calls: list[dict] = []
 
     def close(self) -> None:
-        self._channel.close()
+        self._pool.close()
 
     def _samples(self, dataset: str, split: str):
-        request = pool_pb2.ListSamplesRequest(
-            dataset=dataset, split=common_pb2.SPLIT_TEST if split == "test" else common_pb2.SPLIT_TRAIN,
-            page_size=5000, include_gold=split == "test",
-        )
-        return [s for page in self._pool.ListSamples(request, timeout=10) for s in page.samples]
+        return self._pool.list_samples(dataset, split="test" if split == "test" else "train", page_size=5000,
+                                       include_gold=split == "test", timeout=10)
 
     def score_pool(self, *, dataset, run_id=0, checkpoint_id="", base_model=None, split="train", include_all=False,
                    embeddings=False, probabilities=True, chunk_size=512, progress=None) -> model.PoolScores:

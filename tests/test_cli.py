@@ -438,22 +438,22 @@ def test_live_view_prints_each_round_once_when_it_is_over():
     import io
 
     from lesslabels.cli.live import RunView
+    from lesslabels.client import Metrics, Round, Run, RunConfig
 
     out, err = io.StringIO(), io.StringIO()
     view = RunView(100, progress=False, out=out, err=err)
-    running = run_pb2.Run(id=1, state=run_pb2.RUN_STATE_RUNNING, step=run_pb2.RUN_STEP_SCORE, round=0)
-    r0 = run_pb2.Round(index=0, labelled_count=10, test=common_pb2.EvalMetrics(accuracy=0.5, macro_f1=0.4, count=9))
+    running = Run(1, RunConfig("d"), state="RUNNING", step="SCORE", round=0)
+    r0 = Round(1, 0, labelled_count=10, test=Metrics(accuracy=0.5, macro_f1=0.4, count=9))
     view.add_rounds([r0], running)
     view.update(running, 0.5, "scoring: 50/100")
     assert out.getvalue() == ""  # round 0 is still selecting: its row is not final yet
     assert "round 0 score: scoring: 50/100" in err.getvalue()
-    r0_done = run_pb2.Round(index=0, labelled_count=10, selected_count=5,
-                            test=common_pb2.EvalMetrics(accuracy=0.5, macro_f1=0.4, count=9))
-    next_round = run_pb2.Run(id=1, state=run_pb2.RUN_STATE_RUNNING, step=run_pb2.RUN_STEP_TRAIN, round=1)
+    r0_done = Round(1, 0, labelled_count=10, selected_count=5, test=Metrics(accuracy=0.5, macro_f1=0.4, count=9))
+    next_round = Run(1, RunConfig("d"), state="RUNNING", step="TRAIN", round=1)
     view.add_rounds([r0_done], next_round)
     view.add_rounds([r0_done], next_round)
-    r1 = run_pb2.Round(index=1, labelled_count=15, test=common_pb2.EvalMetrics(accuracy=0.7, macro_f1=0.6, count=9))
-    view.add_rounds([r1], run_pb2.Run(id=1, state=run_pb2.RUN_STATE_COMPLETED, round=1))
+    r1 = Round(1, 1, labelled_count=15, test=Metrics(accuracy=0.7, macro_f1=0.6, count=9))
+    view.add_rounds([r1], Run(1, RunConfig("d"), state="COMPLETED", step="DONE", round=1))
     lines = out.getvalue().splitlines()
     assert lines[0].split()[:2] == ["round", "labels"]
     body = [line.split() for line in lines[2:]]
@@ -465,14 +465,15 @@ def test_live_view_draws_a_bar_per_step_when_progress_is_on():
     import io
 
     from lesslabels.cli.live import RunView
+    from lesslabels.client import Run, RunConfig
 
     out, err = io.StringIO(), io.StringIO()
     view = RunView(100, progress=True, out=out, err=err)
-    training = run_pb2.Run(id=1, state=run_pb2.RUN_STATE_RUNNING, step=run_pb2.RUN_STEP_TRAIN, round=0)
+    training = Run(1, RunConfig("d"), state="RUNNING", step="TRAIN", round=0)
     view.update(training, 0.25, "epoch 1/4")
     view.update(training, 0.75, "epoch 3/4")
     assert view._bar is not None and view._bar.n == 75
-    scoring = run_pb2.Run(id=1, state=run_pb2.RUN_STATE_RUNNING, step=run_pb2.RUN_STEP_SCORE, round=0)
+    scoring = Run(1, RunConfig("d"), state="RUNNING", step="SCORE", round=0)
     view.update(scoring, 0.1, "scoring 10/100")
     assert view._bar.n == 10  # a new bar for the new step
     view.close_bar()
@@ -510,7 +511,7 @@ def test_follow_reopens_a_stream_that_reaches_its_deadline(fake_coordinator):
     with Client(fake_coordinator.address, timeout=5) as client:
         final = follow_run(client, 1, progress=False, watch_window=0.3)
     # The first stream hit its deadline before any event: the view opened another instead of failing.
-    assert final.state == run_pb2.RUN_STATE_COMPLETED and len(calls) >= 2
+    assert final.state == "COMPLETED" and len(calls) >= 2
 
 
 def test_follow_gives_up_on_a_lost_coordinator_with_a_clear_error():

@@ -343,3 +343,41 @@ def test_the_sdk_never_imports_torch():
             "print(sorted(m for m in ('torch', 'transformers', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[]"
+
+
+def test_tls_with_a_root_certificate_carries_the_token(tmp_path):
+    """root_certificates= makes a TLS channel; the token then travels as call credentials."""
+    import shutil
+    import subprocess
+    from concurrent import futures
+
+    import grpc
+
+    from lesslabels.v1 import pool_pb2, pool_pb2_grpc
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True, timeout=60)
+    seen = []
+
+    class Pool(pool_pb2_grpc.PoolServiceServicer):
+        def ListDatasets(self, request, context):
+            seen.append(dict(context.invocation_metadata()).get("authorization"))
+            return pool_pb2.ListDatasetsResponse(datasets=[pool_pb2.Dataset(name="secure")])
+
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    pool_pb2_grpc.add_PoolServiceServicer_to_server(Pool(), server)
+    port = server.add_secure_port("localhost:0", grpc.ssl_server_credentials([(key.read_bytes(), cert.read_bytes())]))
+    server.start()
+    try:
+        with PoolClient(f"localhost:{port}", token="s3cret", root_certificates=cert.read_bytes(), timeout=10) as pool:
+            assert [d.name for d in pool.list_datasets()] == ["secure"]
+        assert seen == ["Bearer s3cret"]
+        with PoolClient(f"localhost:{port}", timeout=3) as plaintext:  # no TLS: the handshake fails
+            with pytest.raises(Unavailable):
+                plaintext.list_datasets()
+    finally:
+        server.stop(0)

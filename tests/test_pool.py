@@ -77,7 +77,7 @@ def test_unknown_dataset_is_not_found_everywhere(stub, pool_address):
         lambda: stub.SubmitLabels(pool_pb2.SubmitLabelsRequest(dataset="nope", labels=[pool_pb2.LabelAssignment(sample_id=1, label="a")]), timeout=5),
         lambda: list(stub.ExportLabels(pool_pb2.ExportLabelsRequest(dataset="nope"), timeout=5)),
         lambda: stub.CreateRun(pool_pb2.CreateRunRequest(config=run_pb2.RunConfig(dataset="nope")), timeout=5),
-        lambda: import_rows(pool_address, "nope", ROWS, create=False),
+        lambda: import_bytes(pool_address, "nope", b"greet,hello there\n", create=False),
     ]
     for call in calls:
         err = _code(call)

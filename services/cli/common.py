@@ -44,12 +44,14 @@ def add_client_flags(parser: argparse.ArgumentParser, *services: str) -> None:
     add_flag(parser, "--timeout", default=30.0, type=float, help="deadline of each call, in seconds")
 
 
-def rpc_error_message(exc: grpc.RpcError, service: str, address: str) -> str:
-    code = exc.code() if hasattr(exc, "code") else None
-    details = exc.details() if hasattr(exc, "details") else str(exc)
+def sdk_error_message(exc: Exception, service: str, address: str) -> str:
+    """One line for a failed call of the SDK (``lesslabels.client``): what to do when the service is
+    unreachable or refuses the token, else the service's own message and status."""
+    code = getattr(exc, "status", None)
+    details = getattr(exc, "details", None) or str(exc)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and (
-        code is grpc.StatusCode.DEADLINE_EXCEEDED or "connect" in (details or "").lower()
-        or "unavailable" in (details or "").lower() or "dns" in (details or "").lower()
+        code is grpc.StatusCode.DEADLINE_EXCEEDED or "connect" in details.lower()
+        or "unavailable" in details.lower() or "dns" in details.lower()
     ):
         env = f"LESSLABELS_{service.upper()}_ADDRESS"
         return (f"cannot reach the {service} service at {address} ({code.name}). "

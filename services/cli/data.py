@@ -5,50 +5,34 @@ from __future__ import annotations
 import argparse
 import pathlib
 import sys
-from typing import Iterator
 
-import grpc
-
-from lesslabels.common.channels import make_channel
+from lesslabels.client import ImportSummary, LessLabelsError, PoolClient
+from lesslabels.client.pool import FORMATS, SPLITS
 from lesslabels.common.config import add_flag
-from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
-
-CHUNK_BYTES = 1024 * 1024
-FORMATS = {
-    "auto": pool_pb2.IMPORT_FORMAT_AUTO,
-    "csv": pool_pb2.IMPORT_FORMAT_CSV_LABEL_TEXT,
-    "csv-header": pool_pb2.IMPORT_FORMAT_CSV_HEADER,
-    "jsonl": pool_pb2.IMPORT_FORMAT_JSONL,
-}
-SPLITS = {"train": common_pb2.SPLIT_TRAIN, "test": common_pb2.SPLIT_TEST, "dev": common_pb2.SPLIT_DEV}
 
 
-def import_file(stub: pool_pb2_grpc.PoolServiceStub, path: pathlib.Path, dataset: str, *, split: str = "train",
-                fmt: str = "auto", create: bool = True, timeout: float = 300.0) -> pool_pb2.ImportSummary:
+def import_file(pool: PoolClient, path: pathlib.Path, dataset: str, *, split: str = "train", fmt: str = "auto",
+                create: bool = True, timeout: float = 300.0) -> ImportSummary:
     """Stream ``path`` to the pool in bounded chunks. The pool stores all rows or none."""
-    header = pool_pb2.ImportHeader(dataset=dataset, format=FORMATS[fmt], split=SPLITS[split], create_dataset=create)
-
-    def messages() -> Iterator[pool_pb2.ImportSamplesRequest]:
-        yield pool_pb2.ImportSamplesRequest(header=header)
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(CHUNK_BYTES), b""):
-                yield pool_pb2.ImportSamplesRequest(data=chunk)
-
-    return stub.ImportSamples(messages(), timeout=timeout)
+    return pool.import_file(path, dataset, split=split, format=fmt, create=create, timeout=timeout)
 
 
-def format_summary(summary: pool_pb2.ImportSummary, path: pathlib.Path) -> str:
-    lines = [f"imported {summary.imported} rows from {path} into dataset {summary.dataset!r} "
-             f"({pool_pb2.ImportFormat.Name(summary.format).removeprefix('IMPORT_FORMAT_').lower()})"]
+def format_summary(summary: ImportSummary, path: pathlib.Path) -> str:
+    lines = [f"imported {summary.imported} rows from {path} into dataset {summary.dataset!r} ({summary.format})"]
     width = max((len(k) for k in summary.by_label), default=5)
     for label, count in sorted(summary.by_label.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"  {label or '(no label)':<{width}}  {count:>7}")
     if summary.duplicate_rows:
         lines.append(f"{summary.duplicate_rows} rows repeat a text seen before (stored, not dropped); first ones:")
-        for dup in list(summary.duplicates)[:5]:
+        for dup in summary.duplicates[:5]:
             where = "already in the dataset" if dup.first_row < 0 else f"first at row {dup.first_row + 1}"
-            lines.append(f"  rows {', '.join(str(r + 1) for r in list(dup.rows)[:5])}: {dup.text[:60]!r} ({where})")
+            lines.append(f"  rows {', '.join(str(r + 1) for r in dup.rows[:5])}: {dup.text[:60]!r} ({where})")
     return "\n".join(lines)
+
+
+def _reason(exc: LessLabelsError) -> str:
+    status = getattr(exc, "status", None)
+    return f"{status.name}: {exc.details}" if status is not None else str(exc)
 
 
 def _pool_flags(parser: argparse.ArgumentParser) -> None:
@@ -68,12 +52,12 @@ def import_main(argv: list[str] | None = None) -> int:
     if not args.file.is_file():
         print(f"lesslabels import: {args.file}: no such file", file=sys.stderr)
         return 2
-    with make_channel(args.pool_address, token=args.token) as channel:
+    with PoolClient(args.pool_address, token=args.token) as pool:
         try:
-            summary = import_file(pool_pb2_grpc.PoolServiceStub(channel), args.file, args.dataset,
-                                  split=args.split, fmt=args.format, create=not args.no_create)
-        except grpc.RpcError as exc:
-            print(f"lesslabels import: {args.file}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            summary = import_file(pool, args.file, args.dataset, split=args.split, fmt=args.format,
+                                  create=not args.no_create)
+        except LessLabelsError as exc:
+            print(f"lesslabels import: {args.file}: {_reason(exc)}", file=sys.stderr)
             return 1
     print(format_summary(summary, args.file))
     return 0
@@ -86,14 +70,12 @@ def export_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", "-o", type=pathlib.Path, help="file to write (default: stdout)")
     _pool_flags(parser)
     args = parser.parse_args(argv)
-    with make_channel(args.pool_address, token=args.token) as channel:
+    with PoolClient(args.pool_address, token=args.token) as pool:
         try:
-            chunks = [c.data for c in pool_pb2_grpc.PoolServiceStub(channel).ExportLabels(
-                pool_pb2.ExportLabelsRequest(dataset=args.dataset, run_id=args.run), timeout=300)]
-        except grpc.RpcError as exc:
-            print(f"lesslabels export: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            data = pool.export_labels(args.dataset, run_id=args.run, timeout=300)
+        except LessLabelsError as exc:
+            print(f"lesslabels export: {_reason(exc)}", file=sys.stderr)
             return 1
-    data = b"".join(chunks)
     if args.output:
         args.output.write_bytes(data)
     else:

@@ -10,19 +10,16 @@ import tempfile
 import time
 import uuid
 
-import grpc
-
 from lesslabels.cli import report
 from lesslabels.cli.client import Client
-from lesslabels.cli.common import ArgumentParser, CliError, command
+from lesslabels.cli.common import ArgumentParser, CliError, command, sdk_error_message
 from lesslabels.cli.data import format_summary, import_file
 from lesslabels.cli.live import describe_run, follow_run, progress_enabled
 from lesslabels.cli.runconfig import STRATEGY_NAMES, add_run_flags, format_amount, run_config_from_args
 from lesslabels.cli.stack import LocalStack, sigterm_as_interrupt
-from lesslabels.common.channels import make_channel
+from lesslabels.client import LessLabelsError, NotFound, PoolClient
 from lesslabels.common.config import add_flag
 from lesslabels.demo.data import ATIS_MIRROR, DataError, DemoData, resolve_demo_data
-from lesslabels.v1 import pool_pb2, pool_pb2_grpc, run_pb2
 
 # The headline benchmark's best configuration (bench/README.md): a diverse seed set, small
 # clustered-entropy batches, up to 10 epochs / 600 steps per round at lr 1e-4, batch 16. On ATIS
@@ -36,21 +33,21 @@ SIZES = {"atis": ("2%", "2%"), "synthetic": ("5%", "5%")}
 
 def import_demo_data(pool_address: str, token: str, dataset: str, data: DemoData) -> list[str]:
     """Import train and test files unless the dataset is already there; returns lines for the user."""
-    with make_channel(pool_address, token=token) as channel:
-        stub = pool_pb2_grpc.PoolServiceStub(channel)
+    with PoolClient(pool_address, token=token, timeout=30) as pool:
         try:
-            existing = stub.GetDataset(pool_pb2.GetDatasetRequest(name=dataset), timeout=30)
+            existing = pool.get_dataset(dataset)
             return [f"dataset {dataset!r} already in the pool ({existing.train_count} train, "
                     f"{existing.test_count} test); not imported again"]
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.NOT_FOUND:
-                raise CliError(f"pool: {exc.details()} ({exc.code().name})") from None
+        except NotFound:
+            pass
+        except LessLabelsError as exc:
+            raise CliError(sdk_error_message(exc, "pool", pool_address)) from None
         lines = []
         for path, split in ((data.train, "train"), (data.test, "test")):
             try:
-                summary = import_file(stub, path, dataset, split=split, fmt="csv", create=True)
-            except grpc.RpcError as exc:
-                raise CliError(f"importing {path}: {exc.details()} ({exc.code().name})") from None
+                summary = import_file(pool, path, dataset, split=split, fmt="csv", create=True)
+            except LessLabelsError as exc:
+                raise CliError(f"importing {path}: {sdk_error_message(exc, 'pool', pool_address)}") from None
             lines.append(format_summary(summary, path).splitlines()[0])
         return lines
 
@@ -128,7 +125,7 @@ def demo_main(argv: list[str]) -> int:
         if args.json:
             pathlib.Path(args.json).write_text(report.rows_to_json(rows, data=data.name, run_id=detail.run.id))
         print(f"done in {time.monotonic() - started:.0f}s")
-        return 1 if detail.run.state == run_pb2.RUN_STATE_FAILED else 0
+        return 1 if detail.run.state == "FAILED" else 0
     finally:
         if not args.state_dir:
             with contextlib.suppress(OSError):

@@ -11,12 +11,11 @@ import grpc
 from lesslabels.cli.client import Client
 from lesslabels.cli.common import CliError, ServiceCallError
 from lesslabels.cli.report import COLUMNS, format_table, row_cells, rows_from_rounds
-from lesslabels.cli.runconfig import FINAL_STATES, STATE_NAMES, STEP_NAMES, STRATEGY_NAMES, format_amount
-from lesslabels.v1 import run_pb2
+from lesslabels.cli.runconfig import FINAL_STATES, STATE_NAMES, STEP_NAMES, WAITING, format_amount, strategy_label
+from lesslabels.client import Round, Run
 
 # Steps whose progress is worth a bar (the others take a moment).
-BAR_STEPS = {run_pb2.RUN_STEP_TRAIN, run_pb2.RUN_STEP_EVALUATE, run_pb2.RUN_STEP_SCORE, run_pb2.RUN_STEP_SEED,
-             run_pb2.RUN_STEP_SELECT}
+BAR_STEPS = {"TRAIN", "EVALUATE", "SCORE", "SEED", "SELECT"}
 
 
 def progress_enabled(flag: bool | None, stream: TextIO | None = None) -> bool:
@@ -27,12 +26,12 @@ def progress_enabled(flag: bool | None, stream: TextIO | None = None) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)())
 
 
-def describe_run(run: run_pb2.Run) -> str:
+def describe_run(run: Run) -> str:
     c = run.config
     parts = [
         f"run {run.id}" + (f" ({c.name})" if c.name else ""),
         f"dataset={c.dataset}",
-        f"strategy={STRATEGY_NAMES.get(c.strategy, '?')}",
+        f"strategy={strategy_label(c.strategy)}",
         f"seed={format_amount(c.seed_size)}",
         f"batch={format_amount(c.batch_size)}",
         f"state={STATE_NAMES.get(run.state, '?')}",
@@ -41,14 +40,14 @@ def describe_run(run: run_pb2.Run) -> str:
         f"labels={run.labelled_count}" + (f"/{run.pool_size}" if run.pool_size else ""),
     ]
     line = "  ".join(parts)
-    if run.state == run_pb2.RUN_STATE_FAILED and run.error:
+    if run.state == "FAILED" and run.error:
         line += f"\n  error: {run.error}"
     if run.stop_reason:
         line += f"\n  stopped: {run.stop_reason}"
     return line
 
 
-def waiting_hint(run: run_pb2.Run) -> str:
+def waiting_hint(run: Run) -> str:
     return (f"run {run.id} waits for labels: 'lesslabels label export {run.id} FILE.csv', label the file, "
             f"then 'lesslabels label import {run.id} FILE.csv'")
 
@@ -62,7 +61,7 @@ class RunView:
         # Resolved now, not at import, so redirected streams (tests, pipes) are honoured.
         self.out, self.err = out or sys.stdout, err or sys.stderr
         self.printed: set[int] = set()
-        self.latest: dict[int, run_pb2.Round] = {}
+        self.latest: dict[int, Round] = {}
         self._header = False
         self._bar = None
         self._bar_key = None
@@ -76,7 +75,7 @@ class RunView:
         else:
             print(text, file=self.out, flush=True)
 
-    def add_rounds(self, rounds, run: run_pb2.Run) -> None:
+    def add_rounds(self, rounds, run: Run) -> None:
         """Remember the latest version of each round; print the rounds that are over.
 
         A round is over once the run has moved past it or has stopped: only then are its
@@ -84,7 +83,7 @@ class RunView:
         """
         for r in rounds:
             self.latest[r.index] = r
-        over = run.state in FINAL_STATES or run.state == run_pb2.RUN_STATE_WAITING_FOR_LABELS
+        over = run.state in FINAL_STATES or run.state == WAITING
         ready = [r for i, r in sorted(self.latest.items()) if i not in self.printed and (over or i < run.round)]
         for row in rows_from_rounds(ready, self.pool_size):
             self.printed.add(row.round)
@@ -94,7 +93,7 @@ class RunView:
                 self._header = True
             self._write(lines[2])
 
-    def update(self, run: run_pb2.Run, step_progress: float, message: str) -> None:
+    def update(self, run: Run, step_progress: float, message: str) -> None:
         key = (run.round, run.step)
         label = f"round {run.round} {STEP_NAMES.get(run.step, '?')}"
         if not self.progress:
@@ -108,7 +107,7 @@ class RunView:
 
         if key != self._bar_key:
             self.close_bar()
-            if run.step in BAR_STEPS and run.state == run_pb2.RUN_STATE_RUNNING:
+            if run.step in BAR_STEPS and run.state == "RUNNING":
                 self._bar = tqdm(total=100, desc=label, file=self.err, leave=False,
                                  bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
             self._bar_key = key
@@ -127,7 +126,7 @@ class RunView:
 
 def follow_run(client: Client, run_id: int, *, progress: bool, out: TextIO | None = None,
                err: TextIO | None = None, reconnect_seconds: float = 60.0,
-               watch_window: float = 600.0) -> run_pb2.Run:
+               watch_window: float = 600.0) -> Run:
     """Show a run live until it ends or waits for labels; returns its last state.
 
     A dropped stream (a coordinator restart) is re-opened for up to ``reconnect_seconds``.
@@ -138,16 +137,16 @@ def follow_run(client: Client, run_id: int, *, progress: bool, out: TextIO | Non
     view.add_rounds(detail.rounds, run)
     lost_since = None
     try:
-        while run.state not in FINAL_STATES and run.state != run_pb2.RUN_STATE_WAITING_FOR_LABELS:
+        while run.state not in FINAL_STATES and run.state != WAITING:
             try:
                 for event in client.watch_run(run_id, timeout=watch_window):
                     lost_since = None
                     run = event.run
                     if view.pool_size == 0 and run.pool_size:
                         view.pool_size = run.pool_size
-                    view.add_rounds([event.round] if event.HasField("round") else [], run)
+                    view.add_rounds([event.round] if event.round is not None else [], run)
                     view.update(run, event.step_progress, event.message)
-                    if run.state in FINAL_STATES or run.state == run_pb2.RUN_STATE_WAITING_FOR_LABELS:
+                    if run.state in FINAL_STATES or run.state == WAITING:
                         break
             except ServiceCallError as exc:
                 # The stream's own deadline: open the next one. A lost coordinator: retry for a while.

@@ -36,13 +36,13 @@ COLUMNS = ("round", "labels", "% of pool", "accuracy", "macro-F1", "agreement", 
 
 
 def rows_from_rounds(rounds: Iterable, pool_size: int) -> list[RoundRow]:
-    """``Round`` messages (or anything with the same attributes) -> rows sorted by round index.
+    """The SDK's ``Round`` results -> rows sorted by round index.
 
-    Rounds without test metrics yet (``test.count == 0``) are left out: a curve point needs both axes.
+    Rounds without test metrics yet (``test`` None or empty) are left out: a curve point needs both axes.
     """
     rows = []
     for r in rounds:
-        if not r.test.count:
+        if r.test is None or not r.test.count:
             continue
         rows.append(
             RoundRow(

@@ -11,10 +11,9 @@ from lesslabels.cli import report
 from lesslabels.cli.client import Client
 from lesslabels.cli.common import ArgumentParser, CliError, add_client_flags, command
 from lesslabels.cli.live import describe_run, progress_enabled
-from lesslabels.cli.runconfig import FINAL_STATES, STATE_NAMES, STRATEGIES, STRATEGY_NAMES, add_run_flags, \
-    run_config_from_args
+from lesslabels.cli.runconfig import FINAL_STATES, STATE_NAMES, STRATEGIES, WAITING, add_run_flags, \
+    run_config_from_args, strategy_label
 from lesslabels.cli.runs import parse_run_id
-from lesslabels.v1 import run_pb2
 
 
 def _write(path: str, text: str) -> None:
@@ -40,7 +39,7 @@ def print_report(detail, *, plot: str | None, reference: float | None = None, ou
     rows = report_rows(detail)
     print(report.rounds_table(rows) if rows else "(no evaluated rounds yet)", file=out)
     if plot and rows:
-        title = f"run {detail.run.id}: {detail.run.config.dataset}, {STRATEGY_NAMES.get(detail.run.config.strategy, '?')}"
+        title = f"run {detail.run.id}: {detail.run.config.dataset}, {strategy_label(detail.run.config.strategy)}"
         path = report.plot_learning_curve(rows, plot, title=title, reference=reference)
         print(f"learning curve: {path.resolve()}", file=out)
         return path
@@ -66,7 +65,7 @@ def report_main(argv: list[str]) -> int:
         detail = client.get_run(run_id)
     rows = report_rows(detail)
     extra = {"run_id": run_id, "dataset": detail.run.config.dataset,
-             "strategy": STRATEGY_NAMES.get(detail.run.config.strategy, "?"),
+             "strategy": strategy_label(detail.run.config.strategy),
              "state": STATE_NAMES.get(detail.run.state, "?"), "pool_size": detail.run.pool_size}
     if args.csv:
         _write(args.csv, report.rows_to_csv(rows))
@@ -106,7 +105,7 @@ def wait_for_runs(client: Client, run_ids: list[int], *, progress: bool, poll: f
     try:
         while True:
             details = {rid: client.get_run(rid) for rid in run_ids}
-            done = sum(d.run.state in FINAL_STATES or d.run.state == run_pb2.RUN_STATE_WAITING_FOR_LABELS
+            done = sum(d.run.state in FINAL_STATES or d.run.state == WAITING
                        for d in details.values())
             if bar is not None:
                 bar.update(done - bar.n)
@@ -126,14 +125,14 @@ def group_curves(details: dict[int, object], group_by: str) -> tuple[dict, list[
     notes = []
     for rid, detail in sorted(details.items()):
         rows = report_rows(detail)
-        if detail.run.state == run_pb2.RUN_STATE_FAILED:
+        if detail.run.state == "FAILED":
             notes.append(f"run {rid} failed ({detail.run.error}); left out")
             continue
         if not rows:
             notes.append(f"run {rid} has no evaluated round; left out")
             continue
         key = (detail.run.config.name or f"run {rid}") if group_by == "name" else \
-            STRATEGY_NAMES.get(detail.run.config.strategy, "?")
+            strategy_label(detail.run.config.strategy)
         groups.setdefault(key, {})[rid] = ([r.labels for r in rows], [r.accuracy for r in rows])
     return groups, notes
 

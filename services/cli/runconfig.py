@@ -24,26 +24,24 @@ CLASS_BALANCE = {
     "weighted-loss": common_pb2.CLASS_BALANCE_WEIGHTED_LOSS,
     "sampling": common_pb2.CLASS_BALANCE_SAMPLING,
 }
+# Display names of run states and steps as the client SDK returns them (the coordinator's vocabulary).
 STATE_NAMES = {
-    run_pb2.RUN_STATE_UNSPECIFIED: "unknown",
-    run_pb2.RUN_STATE_PENDING: "pending",
-    run_pb2.RUN_STATE_RUNNING: "running",
-    run_pb2.RUN_STATE_WAITING_FOR_LABELS: "waiting for labels",
-    run_pb2.RUN_STATE_COMPLETED: "completed",
-    run_pb2.RUN_STATE_CANCELLED: "cancelled",
-    run_pb2.RUN_STATE_FAILED: "failed",
+    "PENDING": "pending",
+    "RUNNING": "running",
+    "WAITING_FOR_LABELS": "waiting for labels",
+    "COMPLETED": "completed",
+    "CANCELLED": "cancelled",
+    "FAILED": "failed",
 }
-STEP_NAMES = {
-    run_pb2.RUN_STEP_UNSPECIFIED: "-",
-    run_pb2.RUN_STEP_SEED: "seed",
-    run_pb2.RUN_STEP_LABEL: "label",
-    run_pb2.RUN_STEP_TRAIN: "train",
-    run_pb2.RUN_STEP_EVALUATE: "evaluate",
-    run_pb2.RUN_STEP_SCORE: "score",
-    run_pb2.RUN_STEP_SELECT: "select",
-    run_pb2.RUN_STEP_DONE: "done",
-}
-FINAL_STATES = {run_pb2.RUN_STATE_COMPLETED, run_pb2.RUN_STATE_CANCELLED, run_pb2.RUN_STATE_FAILED}
+STEP_NAMES = {"SEED": "seed", "LABEL": "label", "TRAIN": "train", "EVALUATE": "evaluate", "SCORE": "score",
+              "SELECT": "select", "DONE": "done"}
+FINAL_STATES = frozenset({"COMPLETED", "CANCELLED", "FAILED"})
+WAITING = "WAITING_FOR_LABELS"
+
+
+def strategy_label(name: str) -> str:
+    """The CLI's spelling of a strategy the SDK returns ("least_confidence" -> "least-confidence")."""
+    return name.replace("_", "-") if name else "?"
 
 # Fine-tuning steps per round at least: with the trainer's plain epoch limit a 100-label round gets
 # a few dozen steps and predicts the majority class (bench/README.md, headline section).
@@ -72,12 +70,18 @@ def parse_amount(text: str, flag: str) -> run_pb2.Amount:
     return run_pb2.Amount(fraction=value)
 
 
-def format_amount(amount: run_pb2.Amount) -> str:
-    kind = amount.WhichOneof("amount")
+def format_amount(amount) -> str:
+    """A count or a percentage, from a protobuf ``Amount`` (flags) or the SDK's ``Amount`` (results)."""
+    if isinstance(amount, run_pb2.Amount):
+        kind = amount.WhichOneof("amount")
+        count, fraction = amount.count, amount.fraction
+    else:
+        kind = None if amount is None else "count" if amount.count else "fraction" if amount.fraction else None
+        count, fraction = (amount.count, amount.fraction) if amount is not None else (0, 0.0)
     if kind == "count":
-        return str(amount.count)
+        return str(count)
     if kind == "fraction":
-        return f"{100 * amount.fraction:g}%"
+        return f"{100 * fraction:g}%"
     return "default"
 
 

@@ -18,11 +18,12 @@ from lesslabels.cli.runconfig import (
     FINAL_STATES,
     STATE_NAMES,
     STEP_NAMES,
-    STRATEGY_NAMES,
+    WAITING,
     add_run_flags,
     run_config_from_args,
+    strategy_label,
 )
-from lesslabels.v1 import run_pb2
+from lesslabels.client import Run
 
 
 def parse_run_id(text: str) -> int:
@@ -40,11 +41,11 @@ def _progress_flag(parser) -> None:
                         help="no progress bars (they are off anyway when stderr is not a terminal)")
 
 
-def _finish(run: run_pb2.Run) -> int:
+def _finish(run: Run) -> int:
     print(describe_run(run))
-    if run.state == run_pb2.RUN_STATE_WAITING_FOR_LABELS:
+    if run.state == WAITING:
         print(waiting_hint(run))
-    return 1 if run.state == run_pb2.RUN_STATE_FAILED else 0
+    return 1 if run.state == "FAILED" else 0
 
 
 @command
@@ -87,12 +88,12 @@ def status_main(argv: list[str]) -> int:
     run_id = parse_run_id(args.run)
     with Client.from_args(args) as client:
         detail = client.get_run(run_id)
-        active = detail.run.state not in FINAL_STATES and detail.run.state != run_pb2.RUN_STATE_WAITING_FOR_LABELS
+        active = detail.run.state not in FINAL_STATES and detail.run.state != WAITING
         watch = args.watch if args.watch is not None else (active and sys.stdout.isatty())
         if not (watch and active):
             print(describe_run(detail.run))
             print(rounds_text(detail))
-            if detail.run.state == run_pb2.RUN_STATE_WAITING_FOR_LABELS:
+            if detail.run.state == WAITING:
                 print(waiting_hint(detail.run))
             return 0
         print(describe_run(detail.run))
@@ -105,7 +106,7 @@ def runs_main(argv: list[str]) -> int:
     parser = ArgumentParser(prog="lesslabels runs", description="List runs.")
     parser.add_argument("--dataset", default="", help="only runs on this dataset")
     parser.add_argument("--state", action="append", default=[], choices=sorted(
-        n.replace(" ", "-") for n in STATE_NAMES.values() if n != "unknown"), help="only runs in this state (repeat)")
+        n.replace(" ", "-") for n in STATE_NAMES.values()), help="only runs in this state (repeat)")
     add_client_flags(parser, "coordinator")
     args = parser.parse_args(argv)
     by_name = {name.replace(" ", "-"): state for state, name in STATE_NAMES.items()}
@@ -115,7 +116,7 @@ def runs_main(argv: list[str]) -> int:
         print("no runs")
         return 0
     rows = [
-        [str(r.id), r.config.name or "-", r.config.dataset, STRATEGY_NAMES.get(r.config.strategy, "?"),
+        [str(r.id), r.config.name or "-", r.config.dataset, strategy_label(r.config.strategy),
          STATE_NAMES.get(r.state, "?"), STEP_NAMES.get(r.step, "?"), str(r.round),
          f"{r.labelled_count}" + (f"/{r.pool_size}" if r.pool_size else ""), r.updated_at or "-"]
         for r in sorted(runs, key=lambda r: r.id)

@@ -54,6 +54,21 @@ class ServiceClient:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.address!r})"
 
+    def call(self, method: str, request: Any, *, timeout: float | None = None) -> Any:
+        """A unary RPC by name (``"GetRun"``) with a protobuf request: the protobuf reply, with this
+        client's deadline, token and errors. For what the typed methods do not cover."""
+        return self._unary(self._method(method), request, method, timeout)
+
+    def stream(self, method: str, request: Any, *, timeout: float | None = None) -> Iterator[Any]:
+        """A server-streaming RPC by name: its protobuf messages (closing the iterator cancels it)."""
+        return self._stream(self._method(method), request, method, timeout)
+
+    def _method(self, name: str) -> Callable:
+        fn = getattr(getattr(self, "_stub", None), name, None)
+        if fn is None or name.startswith("_"):
+            raise InvalidArgument(f"the {self.service} service has no method {name!r}")
+        return fn
+
     def _deadline(self, timeout: float | None) -> float:
         if timeout is None:
             return self.timeout

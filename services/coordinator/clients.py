@@ -1,30 +1,24 @@
-"""gRPC adapters the coordinator core talks to: pool, trainer, scorer.
+"""The services the coordinator core talks to: pool, trainer, scorer.
 
-Each method takes and returns domain types (``lesslabels.coordinator.model``), has a deadline, and
-turns a downstream RpcError into the matching domain error. The core only sees these methods, so
-tests can hand it in-memory fakes with the same names.
+Pool and scorer are thin adapters over the client SDK (``lesslabels.client``): the SDK owns the
+channel, deadlines, retries and error mapping, and these classes keep the method names and
+domain types (``lesslabels.coordinator.model``) the core was written against, so tests can hand
+the core in-memory fakes with the same names. The trainer has no public SDK client; its adapter
+builds on the SDK's ``ServiceClient`` for the same channel and errors.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
-import grpc
-
-from lesslabels.common.channels import DEFAULT_TIMEOUT, from_rpc_error, make_channel
+from lesslabels import client
+from lesslabels.client._base import ServiceClient
 from lesslabels.common import errors
+from lesslabels.common.channels import DEFAULT_TIMEOUT
 from lesslabels.coordinator import convert, model
-from lesslabels.v1 import (
-    common_pb2,
-    pool_pb2,
-    pool_pb2_grpc,
-    scorer_pb2,
-    scorer_pb2_grpc,
-    trainer_pb2,
-    trainer_pb2_grpc,
-)
+from lesslabels.v1 import trainer_pb2, trainer_pb2_grpc
 
 log = logging.getLogger(__name__)
 
@@ -36,124 +30,86 @@ WATCH_TIMEOUT = 600.0
 TRAINER_OUTAGE_SECONDS = 120.0
 
 
-def _call(what: str, fn, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except grpc.RpcError as exc:
-        raise from_rpc_error(exc, what) from None
-
-
 class PoolClient:
+    """The pool as the coordinator core sees it (an adapter over ``lesslabels.client.PoolClient``)."""
+
     def __init__(self, address: str, *, token: str = "", timeout: float = DEFAULT_TIMEOUT):
         self.address = address
-        self._channel = make_channel(address, token=token)
-        self._stub = pool_pb2_grpc.PoolServiceStub(self._channel)
         self._timeout = timeout
+        self._pool = client.PoolClient(address, token=token, timeout=timeout)
 
     def close(self) -> None:
-        self._channel.close()
+        self._pool.close()
 
     def get_dataset(self, name: str) -> model.DatasetInfo:
-        reply = _call(f"dataset {name!r}", self._stub.GetDataset, pool_pb2.GetDatasetRequest(name=name), timeout=self._timeout)
-        return model.DatasetInfo(name=reply.name, labels=tuple(reply.labels), train_count=reply.train_count,
+        reply = self._pool.get_dataset(name)
+        return model.DatasetInfo(name=reply.name, labels=reply.labels, train_count=reply.train_count,
                                  test_count=reply.test_count)
 
     def train_sample_ids(self, dataset: str) -> list[int]:
         """Ids of every training-pool sample, in pool order."""
-        request = pool_pb2.ListSamplesRequest(dataset=dataset, split=common_pb2.SPLIT_TRAIN, page_size=5000)
-        ids: list[int] = []
-        try:
-            for page in self._stub.ListSamples(request, timeout=self._timeout * 10):
-                ids.extend(s.id for s in page.samples)
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc, f"listing samples of {dataset!r}") from None
-        return ids
+        samples = self._pool.list_samples(dataset, split="train", page_size=5000, timeout=self._timeout * 10)
+        return [s.id for s in samples]
 
     def create_run(self, config: model.RunConfig, request_id: str = "") -> model.RunInfo:
-        request = pool_pb2.CreateRunRequest(config=convert.run_config_to_proto(config), request_id=request_id)
-        reply = _call("create run", self._stub.CreateRun, request, timeout=self._timeout)
-        return convert.run_from_proto(reply)
+        return self._pool.create_run(config, request_id=request_id)
 
     def get_run(self, run_id: int) -> model.RunInfo:
-        reply = _call(f"run {run_id}", self._stub.GetRun, pool_pb2.GetRunRequest(run_id=run_id), timeout=self._timeout)
-        return convert.run_from_proto(reply)
+        return self._pool.get_run(run_id)
 
     def list_runs(self, dataset: str = "", states: Sequence[str] = ()) -> list[model.RunInfo]:
-        request = pool_pb2.ListRunsRequest(dataset=dataset, states=[convert.STATE_TO_PROTO[s] for s in states])
-        reply = _call("list runs", self._stub.ListRuns, request, timeout=self._timeout)
-        return [convert.run_from_proto(r) for r in reply.runs]
+        return self._pool.list_runs(dataset=dataset, states=states)
 
     def update_run(self, run_id: int, *, state: str = "", step: str = "", round: Optional[int] = None,
                    error: str = "", stop_reason: str = "", expected_step: str = "",
                    expected_round: int = 0) -> model.RunInfo:
-        request = pool_pb2.UpdateRunRequest(
-            run_id=run_id, state=convert.STATE_TO_PROTO[state] if state else 0,
-            step=convert.STEP_TO_PROTO[step] if step else 0, round=round or 0, error=error, stop_reason=stop_reason,
-            expected_step=convert.STEP_TO_PROTO[expected_step] if expected_step else 0, expected_round=expected_round,
-        )
-        return convert.run_from_proto(_call(f"update run {run_id}", self._stub.UpdateRun, request, timeout=self._timeout))
+        return self._pool.update_run(run_id, state=state, step=step, round=round, error=error,
+                                     stop_reason=stop_reason, expected_step=expected_step,
+                                     expected_round=expected_round)
 
     def put_round(self, info: model.RoundInfo) -> model.RoundInfo:
-        _call(f"round {info.index} of run {info.run_id}", self._stub.PutRound, convert.round_to_proto(info),
-              timeout=self._timeout)
+        self._pool.put_round(info)
         return info
 
     def list_rounds(self, run_id: int) -> list[model.RoundInfo]:
-        reply = _call(f"rounds of run {run_id}", self._stub.ListRounds, pool_pb2.ListRoundsRequest(run_id=run_id),
-                      timeout=self._timeout)
-        return [convert.round_from_proto(r) for r in reply.rounds]
+        return self._pool.list_rounds(run_id)
 
     def add_acquisitions(self, run_id: int, round_index: int, items: Sequence[model.Acquisition]) -> tuple[int, int]:
-        request = pool_pb2.AddAcquisitionsRequest(
-            run_id=run_id, round=round_index, acquisitions=[convert.acquisition_to_proto(a) for a in items]
-        )
-        reply = _call(f"acquisitions of run {run_id}", self._stub.AddAcquisitions, request, timeout=self._timeout)
-        return reply.added, reply.already_present
+        return self._pool.add_acquisitions(run_id, round_index, items)
 
     def list_acquisitions(self, run_id: int, round_index: int = -1, pending_only: bool = False) -> list[model.Acquisition]:
-        request = pool_pb2.ListAcquisitionsRequest(run_id=run_id, round=round_index, pending_only=pending_only)
-        reply = _call(f"acquisitions of run {run_id}", self._stub.ListAcquisitions, request, timeout=self._timeout)
-        return [convert.acquisition_from_proto(a) for a in reply.acquisitions]
+        return self._pool.list_acquisitions(run_id, round_index=round_index, pending_only=pending_only)
 
     def reveal_labels(self, run_id: int, sample_ids: Sequence[int], source: str) -> model.LabelResult:
-        request = pool_pb2.RevealLabelsRequest(run_id=run_id, sample_ids=list(sample_ids),
-                                               source=convert.SOURCE_TO_PROTO[source])
-        reply = _call(f"reveal labels for run {run_id}", self._stub.RevealLabels, request, timeout=self._timeout)
-        return convert.label_result_from_proto(reply)
+        return self._pool.reveal_labels(run_id, sample_ids, source=source)
 
     def submit_labels(self, dataset: str, run_id: int, labels: Sequence[tuple[int, str]], *, annotator: str = "",
                       idempotency_key: str = "") -> model.LabelResult:
-        request = pool_pb2.SubmitLabelsRequest(
-            dataset=dataset, run_id=run_id, labels=[pool_pb2.LabelAssignment(sample_id=i, label=l) for i, l in labels],
-            source=common_pb2.LABEL_SOURCE_HUMAN, annotator=annotator, idempotency_key=idempotency_key,
-        )
-        reply = _call(f"labels for run {run_id}", self._stub.SubmitLabels, request, timeout=self._timeout)
-        return convert.label_result_from_proto(reply)
+        return self._pool.submit_labels(dataset, labels, run_id=run_id, annotator=annotator,
+                                        idempotency_key=idempotency_key)
 
 
-class TrainerClient:
+class TrainerClient(ServiceClient):
+    """The trainer as the coordinator core sees it."""
+
+    service = "trainer"
+
     def __init__(self, address: str, *, token: str = "", timeout: float = DEFAULT_TIMEOUT):
-        self.address = address
-        self._channel = make_channel(address, token=token)
+        super().__init__(address, token=token, timeout=timeout)
         self._stub = trainer_pb2_grpc.TrainerServiceStub(self._channel)
-        self._timeout = timeout
-
-    def close(self) -> None:
-        self._channel.close()
 
     def start_training(self, request: model.TrainRequest) -> model.JobInfo:
-        reply = _call(f"start training for run {request.run_id} round {request.round}", self._stub.StartTraining,
-                      convert.train_request_to_proto(request), timeout=self._timeout)
+        reply = self._unary(self._stub.StartTraining, convert.train_request_to_proto(request),
+                            f"start training for run {request.run_id} round {request.round}")
         return convert.job_from_proto(reply)
 
     def get_job(self, job_id: str) -> model.JobInfo:
-        reply = _call(f"job {job_id}", self._stub.GetJob, trainer_pb2.GetJobRequest(job_id=job_id), timeout=self._timeout)
-        return convert.job_from_proto(reply)
+        return convert.job_from_proto(self._unary(self._stub.GetJob, trainer_pb2.GetJobRequest(job_id=job_id),
+                                                  f"job {job_id}"))
 
     def cancel_job(self, job_id: str) -> model.JobInfo:
-        reply = _call(f"cancel job {job_id}", self._stub.CancelJob, trainer_pb2.CancelJobRequest(job_id=job_id),
-                      timeout=self._timeout)
-        return convert.job_from_proto(reply)
+        return convert.job_from_proto(self._unary(self._stub.CancelJob, trainer_pb2.CancelJobRequest(job_id=job_id),
+                                                  f"cancel job {job_id}"))
 
     def wait_job(self, job_id: str, progress: Callable[[model.TrainProgress], None] | None = None,
                  should_stop: Callable[[], bool] = lambda: False) -> model.JobInfo:
@@ -164,27 +120,27 @@ class TrainerClient:
         while True:
             if should_stop():
                 return self.get_job(job_id)
-            call = self._stub.WatchJob(trainer_pb2.WatchJobRequest(job_id=job_id), timeout=WATCH_TIMEOUT)
+            stream = self._stream(self._stub.WatchJob, trainer_pb2.WatchJobRequest(job_id=job_id),
+                                  f"watching job {job_id}", WATCH_TIMEOUT)
             try:
-                for event in call:
+                for event in stream:
                     outage_since = None
                     if should_stop():
-                        call.cancel()
                         break
                     if progress is not None:
                         progress(convert.progress_from_proto(event))
-            except grpc.RpcError as exc:
-                code = exc.code()
-                if code == grpc.StatusCode.NOT_FOUND:
-                    raise errors.NotFound(f"trainer lost job {job_id}: {exc.details()}") from None
-                if code == grpc.StatusCode.UNAVAILABLE:
-                    outage_since = outage_since or time.monotonic()
-                    if time.monotonic() - outage_since > TRAINER_OUTAGE_SECONDS:
-                        raise errors.Unavailable(f"trainer at {self.address} unreachable while watching {job_id}") from None
-                    time.sleep(1.0)
-                    continue
-                if code not in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
-                    raise from_rpc_error(exc, f"watching job {job_id}") from None
+            except errors.NotFound as exc:
+                raise errors.NotFound(f"trainer lost job {job_id}: {exc.details}") from None
+            except (errors.DeadlineExceeded, errors.Cancelled):
+                pass  # the stream's own deadline: look at the job, then open the next one
+            except errors.Unavailable:
+                outage_since = outage_since or time.monotonic()
+                if time.monotonic() - outage_since > TRAINER_OUTAGE_SECONDS:
+                    raise errors.Unavailable(f"trainer at {self.address} unreachable while watching {job_id}") from None
+                time.sleep(1.0)
+                continue
+            finally:
+                stream.close()  # cancels the call when we stopped early
             try:
                 job = self.get_job(job_id)
             except errors.Unavailable:
@@ -198,36 +154,22 @@ class TrainerClient:
 
 
 class ScorerClient:
+    """The scorer as the coordinator core sees it (an adapter over ``lesslabels.client.ScorerClient``)."""
+
     def __init__(self, address: str, *, token: str = "", timeout: float = SCORE_POOL_TIMEOUT):
         self.address = address
-        self._channel = make_channel(address, token=token)
-        self._stub = scorer_pb2_grpc.ScorerServiceStub(self._channel)
         self._timeout = timeout
+        self._scorer = client.ScorerClient(address, token=token, timeout=timeout)
 
     def close(self) -> None:
-        self._channel.close()
+        self._scorer.close()
 
     def score_pool(self, *, dataset: str, run_id: int = 0, checkpoint_id: str = "", base_model: str | None = None,
                    split: str = "train", include_all: bool = False, embeddings: bool = False,
                    probabilities: bool = True, chunk_size: int = 512,
                    progress: Callable[[int, int], None] | None = None) -> model.PoolScores:
-        ref = common_pb2.ModelRef(base_model=base_model) if base_model is not None else common_pb2.ModelRef(
-            checkpoint_id=checkpoint_id)
-        request = scorer_pb2.ScorePoolRequest(
-            model=ref, dataset=dataset, run_id=run_id, chunk_size=chunk_size, include_embeddings=embeddings,
-            omit_probabilities=not probabilities, split=convert.SPLIT_TO_PROTO[split], include_all=include_all,
-        )
-
-        def chunks(stream: Iterable):
-            for chunk in stream:
-                if progress is not None:
-                    progress(chunk.done, chunk.total)
-                yield chunk
-
-        try:
-            return convert.pool_scores_from_chunks(
-                chunks(self._stub.ScorePool(request, timeout=self._timeout)), probabilities=probabilities,
-                embeddings=embeddings,
-            )
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc, f"scoring the {split} split of {dataset!r}") from None
+        # base_model "" is the scorer's default encoder (embeddings for the diverse seed set).
+        ref = {"base_model": base_model} if base_model is not None else {"checkpoint": checkpoint_id}
+        return self._scorer.score_pool(dataset, run_id=run_id, split=split, include_all=include_all,
+                                       embeddings=embeddings, probabilities=probabilities, chunk_size=chunk_size,
+                                       progress=progress, timeout=self._timeout, **ref)

@@ -7,7 +7,8 @@ import logging
 
 from grpc_health.v1 import health_pb2
 
-from lesslabels.common.channels import make_channel, wait_until_serving
+from lesslabels.client import PoolClient
+from lesslabels.common.channels import wait_until_serving
 from lesslabels.common.checkpoints import CheckpointStore
 from lesslabels.common.config import ServerSettings, add_flag, add_server_flags, server_settings
 from lesslabels.common.logs import setup_logging
@@ -35,8 +36,8 @@ def build_server(
     """A scorer server (not started). ``start()`` it, then ``set_serving()``; ``stop()`` closes the
     models and the pool channel. ``server.scorer_engine`` is the engine, for in-process use."""
     engine = ScorerEngine(CheckpointStore(checkpoint_dir), engine_config or EngineConfig())
-    pool_channel = make_channel(pool_address, token=pool_token) if pool_address else None
-    scorer = ScorerServicer(engine, pool_channel=pool_channel, max_texts=max_texts,
+    pool = PoolClient(pool_address, token=pool_token) if pool_address else None
+    scorer = ScorerServicer(engine, pool=pool, max_texts=max_texts,
                             pool_stream_timeout=pool_stream_timeout)
     holder: list[Server] = []
     # OIP ServerReady mirrors the health status (NOT_SERVING until set_serving).
@@ -45,8 +46,8 @@ def build_server(
     holder.append(server)
     server.scorer_engine = engine
     server.on_stop(engine.close)
-    if pool_channel is not None:
-        server.on_stop(pool_channel.close)
+    if pool is not None:
+        server.on_stop(pool.close)
     return server
 
 

@@ -11,17 +11,11 @@ import logging
 import threading
 from typing import Iterator
 
-import grpc
-
+from lesslabels.client import PoolClient
+from lesslabels.client.pool import MAX_PAGE, SPLITS
 from lesslabels.common import errors
-from lesslabels.common.channels import from_rpc_error
-from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
 
 log = logging.getLogger(__name__)
-
-SPLITS = {"train": common_pb2.SPLIT_TRAIN, "test": common_pb2.SPLIT_TEST, "dev": common_pb2.SPLIT_DEV}
-MAX_PAGE = 5000  # the pool's own page size limit
-_RESUMABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
 class CancelScope:
@@ -56,7 +50,7 @@ class PoolPage:
 
 
 def iter_pool_pages(
-    stub: pool_pb2_grpc.PoolServiceStub,
+    pool: PoolClient,
     *,
     dataset: str,
     split: str,
@@ -70,27 +64,19 @@ def iter_pool_pages(
 ) -> Iterator[PoolPage]:
     """Yield pages of at most ``page_size`` samples until the pool is exhausted or ``cancelled`` is set."""
     with_gold = split in ("test", "dev")
-    request = pool_pb2.ListSamplesRequest(
-        dataset=dataset,
-        split=SPLITS[split],
-        state=pool_pb2.LABEL_STATE_ANY if include_all else pool_pb2.LABEL_STATE_UNLABELLED,
-        run_id=run_id,
-        page_size=min(page_size, MAX_PAGE),
-        include_gold=with_gold,
-    )
     token = ""
     total = 0
     resumes = 0
     while not cancelled.is_set():
-        request.page_token = token
-        call = stub.ListSamples(request, timeout=stream_timeout)
-        stop_call = call.cancel
+        stream = pool.sample_pages(
+            dataset, split=split, state="any" if include_all else "unlabelled", run_id=run_id,
+            page_size=min(page_size, MAX_PAGE), page_token=token, include_gold=with_gold, timeout=stream_timeout,
+        )
         if scope is not None:
-            scope.attach(call)  # the pool's stream stops as soon as our caller goes away
+            scope.attach(stream)  # the pool's stream stops as soon as our caller goes away
         try:
-            for page in call:
+            for page in stream:
                 if cancelled.is_set():
-                    stop_call()
                     return
                 if page.total and not total:
                     total = page.total
@@ -104,16 +90,20 @@ def iter_pool_pages(
                 if not token:
                     return
             return
-        except grpc.RpcError as exc:
+        except errors.Unavailable as exc:  # DeadlineExceeded included: resume after the last page seen
             if cancelled.is_set():
                 return
-            if exc.code() in _RESUMABLE and resumes < max_resumes:
+            if resumes < max_resumes:
                 resumes += 1
-                log.warning("event=pool_stream_resumed dataset=%s after=%s code=%s", dataset, token, exc.code().name)
+                log.warning("event=pool_stream_resumed dataset=%s after=%s error=%r", dataset, token, str(exc))
                 continue
-            raise from_rpc_error(exc, f"listing samples of dataset {dataset!r} from the pool") from None
+            raise errors.Unavailable(f"listing samples of dataset {dataset!r} from the pool: {exc}") from None
+        except errors.LessLabelsError:
+            if cancelled.is_set():
+                return
+            raise
         finally:
-            stop_call()
+            stream.cancel()
     return
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import threading
 
-import grpc
 import numpy as np
 
 from lesslabels.common import errors
 from lesslabels.common.server import ServiceRegistration
-from lesslabels.v1 import pool_pb2_grpc, scorer_pb2, scorer_pb2_grpc
+from lesslabels.client import PoolClient
+from lesslabels.v1 import scorer_pb2, scorer_pb2_grpc
 from lesslabels.scorer import convert
 from lesslabels.scorer.engine import ScorerEngine
 from lesslabels.scorer.pool_source import CancelScope, iter_pool_pages
@@ -34,13 +34,13 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         self,
         engine: ScorerEngine,
         *,
-        pool_channel: grpc.Channel | None = None,
+        pool: PoolClient | None = None,
         max_texts: int = DEFAULT_MAX_TEXTS,
         pool_stream_timeout: float = 3600.0,
     ):
         self.engine = engine
         self.max_texts = max_texts
-        self._pool = pool_pb2_grpc.PoolServiceStub(pool_channel) if pool_channel is not None else None
+        self._pool = pool
         self._pool_stream_timeout = pool_stream_timeout
 
     def Score(self, request, context):

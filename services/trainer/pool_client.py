@@ -9,10 +9,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-import grpc
-
-from lesslabels.common.channels import DEFAULT_TIMEOUT, from_rpc_error, make_channel
-from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
+from lesslabels import client
+from lesslabels.common.channels import DEFAULT_TIMEOUT
 from lesslabels.trainer.engine import Example
 
 log = logging.getLogger(__name__)
@@ -37,54 +35,38 @@ class RunInfo:
 
 
 class PoolClient:
+    """The trainer's port to the pool: an adapter over the SDK's ``lesslabels.client.PoolClient``
+    (its errors are the domain errors the trainer's servicer maps to status codes)."""
+
     def __init__(self, address: str, *, token: str = "", timeout: float = DEFAULT_TIMEOUT):
         self.address = address
-        self._channel = make_channel(address, token=token)
-        self._stub = pool_pb2_grpc.PoolServiceStub(self._channel)
-        self._timeout = timeout
+        self._pool = client.PoolClient(address, token=token, timeout=timeout)
 
     def close(self) -> None:
-        self._channel.close()
+        self._pool.close()
 
     def dataset(self, name: str) -> DatasetInfo:
-        try:
-            reply = self._stub.GetDataset(pool_pb2.GetDatasetRequest(name=name), timeout=self._timeout)
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc, f"pool GetDataset {name!r}") from None
-        return DatasetInfo(name=reply.name, labels=tuple(reply.labels), train_count=reply.train_count,
+        reply = self._pool.get_dataset(name)
+        return DatasetInfo(name=reply.name, labels=reply.labels, train_count=reply.train_count,
                            dev_count=reply.dev_count)
 
     def run(self, run_id: int) -> RunInfo:
-        try:
-            reply = self._stub.GetRun(pool_pb2.GetRunRequest(run_id=run_id), timeout=self._timeout)
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc, f"pool GetRun {run_id}") from None
+        reply = self._pool.get_run(run_id)
         return RunInfo(id=reply.id, dataset=reply.config.dataset)
 
     def labelled_counts(self, dataset: str, run_id: int) -> dict[str, int]:
         """Acquired labels per label in the train split, in the scope of ``run_id``."""
-        try:
-            reply = self._stub.GetCounts(pool_pb2.GetCountsRequest(dataset=dataset, run_id=run_id),
-                                         timeout=self._timeout)
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc, f"pool GetCounts {dataset!r} run {run_id}") from None
-        return {label: int(n) for label, n in reply.train.labelled_by_label.items() if n}
+        counts = self._pool.get_counts(dataset, run_id=run_id)
+        return {label: int(n) for label, n in counts.train.labelled_by_label.items() if n}
 
     def labelled_examples(self, dataset: str, run_id: int) -> list[Example]:
         """The train-split samples labelled in the scope of ``run_id``, with those labels."""
-        request = pool_pb2.ListSamplesRequest(dataset=dataset, split=common_pb2.SPLIT_TRAIN,
-                                              state=pool_pb2.LABEL_STATE_LABELLED, run_id=run_id,
-                                              page_size=PAGE_SIZE)
-        return [Example(s.id, s.text, s.label) for s in self._list(request) if s.label]
+        samples = self._pool.list_samples(dataset, split="train", state="labelled", run_id=run_id,
+                                          page_size=PAGE_SIZE, timeout=LIST_TIMEOUT)
+        return [Example(s.id, s.text, s.label) for s in samples if s.label]
 
     def dev_examples(self, dataset: str) -> list[Example]:
         """The dev split with its gold labels (samples without one are skipped)."""
-        request = pool_pb2.ListSamplesRequest(dataset=dataset, split=common_pb2.SPLIT_DEV, include_gold=True,
-                                              page_size=PAGE_SIZE)
-        return [Example(s.id, s.text, s.gold_label) for s in self._list(request) if s.gold_label]
-
-    def _list(self, request: pool_pb2.ListSamplesRequest) -> list[common_pb2.Sample]:
-        try:
-            return [s for page in self._stub.ListSamples(request, timeout=LIST_TIMEOUT) for s in page.samples]
-        except grpc.RpcError as exc:
-            raise from_rpc_error(exc, f"pool ListSamples {request.dataset!r}") from None
+        samples = self._pool.list_samples(dataset, split="dev", include_gold=True, page_size=PAGE_SIZE,
+                                          timeout=LIST_TIMEOUT)
+        return [Example(s.id, s.text, s.gold_label) for s in samples if s.gold_label]
