@@ -112,9 +112,18 @@ def label_current(browser, key: str | None = None) -> str:
     return text
 
 
+def wait_task(browser, timeout: float = 15) -> None:
+    """Until a text to label is on screen; a timeout says what the page said instead."""
+    try:
+        WebDriverWait(browser, timeout).until(lambda b: task_visible(b))
+    except Exception:
+        status = browser.find_elements(By.ID, "status")
+        pytest.fail(f"no text to label at {browser.current_url}: {status[0].text if status else browser.page_source[:500]}")
+
+
 def open_queue(browser, url: str, run_id: int, annotator: str) -> None:
     browser.get(f"{url}/runs/{run_id}/label")
-    WebDriverWait(browser, 15).until(lambda b: task_visible(b))
+    wait_task(browser)
     name = browser.find_element(By.ID, "annotator")
     if name.get_attribute("value") != annotator:
         name.clear()
@@ -134,7 +143,7 @@ def test_a_person_labels_a_batch_with_the_keyboard_reloads_and_a_second_person_j
     run_id = start_human_run(real_stack, tiny_bert_dir)
     ada = browsers()
     log_in(ada, web_url, path=f"/runs/{run_id}/label")
-    WebDriverWait(ada, 15).until(lambda b: task_visible(b))
+    wait_task(ada)
     open_queue(ada, web_url, run_id, "ada")
     assert text_of(ada, "progress") == "0 / 12"
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import grpc
-
-from lesslabels.cli.common import ArgumentParser, CliError, command, rpc_error_message
-from lesslabels.common.channels import make_channel
+from lesslabels.cli.common import ArgumentParser, CliError, command, sdk_error_message
+from lesslabels.client import LessLabelsError, PoolClient
 from lesslabels.common.config import add_flag
-from lesslabels.v1 import pool_pb2, pool_pb2_grpc
+from lesslabels.v1 import pool_pb2
 
 
 def _flags(parser: ArgumentParser) -> None:
@@ -17,11 +15,12 @@ def _flags(parser: ArgumentParser) -> None:
 
 
 def _call(args, method: str, request):
-    with make_channel(args.pool_address, token=args.token) as channel:
-        try:
-            return getattr(pool_pb2_grpc.PoolServiceStub(channel), method)(request, timeout=args.timeout)
-        except grpc.RpcError as exc:
-            raise CliError(rpc_error_message(exc, "pool", args.pool_address)) from None
+    """One pool RPC through the SDK's client (these dataset RPCs have no typed SDK method yet)."""
+    try:
+        with PoolClient(args.pool_address, token=args.token, timeout=args.timeout) as pool:
+            return pool.call(method, request)
+    except LessLabelsError as exc:
+        raise CliError(sdk_error_message(exc, "pool", args.pool_address)) from None
 
 
 @command
