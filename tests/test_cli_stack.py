@@ -42,7 +42,8 @@ def test_a_service_that_cannot_start_is_reported_with_its_log(tmp_path):
 
 def _up(tmp_path):
     """``lesslabels up`` as a child process on free ports; returns (process, addresses)."""
-    env = dict(os.environ, **CHILD_ENV, PYTHONPATH=ROOT)
+    # ROOT first, then the caller's path (as LocalStack does), so the child imports this checkout.
+    env = dict(os.environ, **CHILD_ENV, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
     proc = subprocess.Popen(
         [sys.executable, "-m", "lesslabels", "up", "--state-dir", str(tmp_path / "state"), "--pool-port", "0",
          "--trainer-port", "0", "--scorer-port", "0", "--coordinator-port", "0", "--web-port", "0"],
