@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
             run = coordinator.start_run(RunConfig(
                 dataset="bench", oracle="human", seed_strategy="random", seed_size=Amount(count=args.labels),
                 stopping=StoppingRule(max_rounds=1)))
-            for event in coordinator.watch(run.id, until_waiting=True):
+            for _ in coordinator.watch(run.id, until_waiting=True):
                 pass
             with httpx.Client(base_url=stack.web_url.rstrip("/"), timeout=30) as browser:
                 page = browser.get(f"/runs/{run.id}/label")

@@ -12,7 +12,6 @@ import os
 import pathlib
 import shutil
 import threading
-import time
 
 import pytest
 
@@ -20,12 +19,13 @@ from lesslabels.client import CoordinatorClient, PoolClient
 from lesslabels.cli.stack import free_port
 from lesslabels.web.app import WebSettings, create_app
 from lesslabels.web.backend import Addresses, SdkBackend
-from tests.stack import LABELS, load_toy_dataset, real_stack, wait_for  # noqa: F401 - fixture
+from tests.stack import load_toy_dataset, real_stack, wait_for  # noqa: F401 - fixture
 from tests.test_cli_e2e import _gold
 from tests.test_web import start_human_run
 
 pytestmark = pytest.mark.slow
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
+from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -116,7 +116,7 @@ def wait_task(browser, timeout: float = 15) -> None:
     """Until a text to label is on screen; a timeout says what the page said instead."""
     try:
         WebDriverWait(browser, timeout).until(lambda b: task_visible(b))
-    except Exception:
+    except TimeoutException:
         status = browser.find_elements(By.ID, "status")
         pytest.fail(f"no text to label at {browser.current_url}: {status[0].text if status else browser.page_source[:500]}")
 

@@ -51,9 +51,10 @@ def status_of(exc: Exception) -> int:
     return HTTP_STATUS.get(getattr(exc, "code", ""), 500)
 
 
-def create_app(backend, settings: WebSettings = WebSettings()) -> FastAPI:
+def create_app(backend, settings: WebSettings | None = None) -> FastAPI:
     from lesslabels.web.routers import datasets, labelling, login, runs
 
+    settings = settings or WebSettings()
     app = FastAPI(title="lesslabels", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.backend = backend
     app.state.sessions = Sessions(settings.secret or secrets.token_bytes(32), settings.token, settings.secure_cookie)

@@ -104,8 +104,8 @@ class SdkBackend:
         except LessLabelsError as exc:  # labelling goes on without suggestions
             log.warning("event=suggestions_unavailable run=%d round=%d error=%s", run_id, round_, exc)
             return {}
-        result = {s.sample_id: [(label, float(p)) for label, p in zip(scores.labels, row)]
-                  for s, row in zip(samples, scores.probabilities)}  # probabilities: [n, k]
+        result = {s.sample_id: [(label, float(p)) for label, p in zip(scores.labels, row, strict=True)]
+                  for s, row in zip(samples, scores.probabilities, strict=True)}  # probabilities: [n, k]
         with self._lock:
             self._suggestions = {k: v for k, v in self._suggestions.items() if k[0] != run_id}
             self._suggestions[key] = result
