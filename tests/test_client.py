@@ -14,7 +14,6 @@ from lesslabels.client import (
     CoordinatorClient,
     FailedPrecondition,
     InvalidArgument,
-    LessLabelsError,
     NotFound,
     PoolClient,
     ScorerClient,
@@ -139,8 +138,9 @@ def test_sample_pages_resume_from_a_token(pool):
 
 
 def test_client_arguments_are_checked():
-    with pytest.raises(InvalidArgument, match="address"):
+    with pytest.raises(InvalidArgument, match="address") as info:
         PoolClient("")
+    assert info.value.status is None  # refused before any call
     with pytest.raises(InvalidArgument, match="timeout must be a positive number"):
         PoolClient("127.0.0.1:1", timeout=0)
 
@@ -167,8 +167,9 @@ def test_the_token_is_sent_and_a_wrong_one_is_unauthenticated(database_url):
             with pytest.raises(Unauthenticated):
                 pool.list_datasets()
         with PoolClient(address, timeout=10) as pool:
-            with pytest.raises(LessLabelsError):
+            with pytest.raises(Unauthenticated) as info:
                 pool.list_datasets()
+        assert info.value.status.name == "UNAUTHENTICATED" and info.value.service == "pool"
     finally:
         server.stop(0)
 
