@@ -12,6 +12,7 @@ import pytest
 from lesslabels.client import (
     AlreadyExists,
     CoordinatorClient,
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -217,6 +218,27 @@ def test_start_watch_and_read_a_run(coordinator, fake_stack):
     assert coordinator.list_runs(states=["FAILED"]) == []
     with pytest.raises(FailedPrecondition, match="completed"):
         coordinator.resume(run.id)
+
+
+def test_watch_reopens_streams_past_their_deadline_until_the_run_ends(coordinator, fake_stack):
+    import threading
+
+    fake_stack.trainer.hold.clear()  # training waits: each 0.3 s stream ends on its deadline
+    run = coordinator.start_run(_small())
+    threading.Timer(1.5, fake_stack.trainer.hold.set).start()
+    with pytest.raises(DeadlineExceeded):
+        list(coordinator.watch_stream(run.id, timeout=0.3))
+    opened = []
+    watch_stream = coordinator.watch_stream
+
+    def counting(run_id, **kwargs):
+        opened.append(run_id)
+        return watch_stream(run_id, **kwargs)
+
+    coordinator.watch_stream = counting
+    events = list(coordinator.watch(run.id, window=0.3))
+    assert events[-1].run.state == "COMPLETED"
+    assert len(opened) >= 2  # the first streams ended on their deadline while training waited
 
 
 def test_start_run_from_keywords_and_bad_configs(coordinator):
