@@ -12,9 +12,9 @@ import pytest
 from lesslabels.client import (
     AlreadyExists,
     CoordinatorClient,
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
-    LessLabelsError,
     NotFound,
     PoolClient,
     ScorerClient,
@@ -139,8 +139,9 @@ def test_sample_pages_resume_from_a_token(pool):
 
 
 def test_client_arguments_are_checked():
-    with pytest.raises(InvalidArgument, match="address"):
+    with pytest.raises(InvalidArgument, match="address") as info:
         PoolClient("")
+    assert info.value.status is None  # refused before any call
     with pytest.raises(InvalidArgument, match="timeout must be a positive number"):
         PoolClient("127.0.0.1:1", timeout=0)
 
@@ -167,8 +168,9 @@ def test_the_token_is_sent_and_a_wrong_one_is_unauthenticated(database_url):
             with pytest.raises(Unauthenticated):
                 pool.list_datasets()
         with PoolClient(address, timeout=10) as pool:
-            with pytest.raises(LessLabelsError):
+            with pytest.raises(Unauthenticated) as info:
                 pool.list_datasets()
+        assert info.value.status.name == "UNAUTHENTICATED" and info.value.service == "pool"
     finally:
         server.stop(0)
 
@@ -216,6 +218,27 @@ def test_start_watch_and_read_a_run(coordinator, fake_stack):
     assert coordinator.list_runs(states=["FAILED"]) == []
     with pytest.raises(FailedPrecondition, match="completed"):
         coordinator.resume(run.id)
+
+
+def test_watch_reopens_streams_past_their_deadline_until_the_run_ends(coordinator, fake_stack):
+    import threading
+
+    fake_stack.trainer.hold.clear()  # training waits: each 0.3 s stream ends on its deadline
+    run = coordinator.start_run(_small())
+    threading.Timer(1.5, fake_stack.trainer.hold.set).start()
+    with pytest.raises(DeadlineExceeded):
+        list(coordinator.watch_stream(run.id, timeout=0.3))
+    opened = []
+    watch_stream = coordinator.watch_stream
+
+    def counting(run_id, **kwargs):
+        opened.append(run_id)
+        return watch_stream(run_id, **kwargs)
+
+    coordinator.watch_stream = counting
+    events = list(coordinator.watch(run.id, window=0.3))
+    assert events[-1].run.state == "COMPLETED"
+    assert len(opened) >= 2  # the first streams ended on their deadline while training waited
 
 
 def test_start_run_from_keywords_and_bad_configs(coordinator):

@@ -1,5 +1,6 @@
 """End to end over the real in-process services (pool, trainer, scorer, coordinator) with the
-tiny random BERT: a two-round run, a coordinator stopped between steps and resumed, human mode."""
+tiny random BERT: a two-round run, a coordinator stopped between steps and resumed, human mode.
+Driven through the client SDK, as a user would; the trainer (no SDK client) through its stub."""
 
 from __future__ import annotations
 
@@ -8,60 +9,48 @@ import collections
 import grpc
 import pytest
 
-from lesslabels.v1 import (
-    common_pb2,
-    coordinator_pb2,
-    coordinator_pb2_grpc,
-    pool_pb2,
-    pool_pb2_grpc,
-    run_pb2,
-    trainer_pb2,
-    trainer_pb2_grpc,
-)
+from lesslabels.client import Amount, CoordinatorClient, PoolClient, RunConfig, StoppingRule
+from lesslabels.coordinator.model import FINAL_STATES, STEPS
+from lesslabels.v1 import trainer_pb2, trainer_pb2_grpc
 from tests.stack import load_toy_dataset, real_stack, wait_for  # noqa: F401 - fixture
 
-FINAL = (run_pb2.RUN_STATE_COMPLETED, run_pb2.RUN_STATE_FAILED, run_pb2.RUN_STATE_CANCELLED)
 
-
-def _config(tiny_bert_dir, **overrides) -> run_pb2.RunConfig:
-    message = run_pb2.RunConfig(
-        dataset="toy", base_model=str(tiny_bert_dir), random_seed=3,
-        hyperparameters=common_pb2.Hyperparameters(max_epochs=2, batch_size=8, max_length=16, num_threads=1,
-                                                   learning_rate=1e-3),
+def _config(tiny_bert_dir, **overrides) -> RunConfig:
+    return RunConfig(
+        dataset="toy", base_model=str(tiny_bert_dir), random_seed=3, seed_size=Amount(count=12),
+        batch_size=Amount(count=8), stopping=StoppingRule(max_rounds=2),
+        hyperparameters={"max_epochs": 2, "batch_size": 8, "max_length": 16, "num_threads": 1, "learning_rate": 1e-3},
+        **overrides,
     )
-    message.seed_size.count = 12
-    message.batch_size.count = 8
-    message.stopping.max_rounds = 2
-    for key, value in overrides.items():
-        setattr(message, key, value)
-    return message
 
 
 class Clients:
     def __init__(self, stack):
-        self._channels = [grpc.insecure_channel(a) for a in (stack.pool_address, stack.trainer_address)]
-        self.pool = pool_pb2_grpc.PoolServiceStub(self._channels[0])
-        self.trainer = trainer_pb2_grpc.TrainerServiceStub(self._channels[1])
+        self.pool = PoolClient(stack.pool_address, timeout=10)
+        self._trainer_channel = grpc.insecure_channel(stack.trainer_address)
+        self.trainer = trainer_pb2_grpc.TrainerServiceStub(self._trainer_channel)
+        self.coordinator = None
         self.connect(stack)
 
     def connect(self, stack):
-        channel = grpc.insecure_channel(stack.coordinator_address)
-        self._channels.append(channel)
-        self.coordinator = coordinator_pb2_grpc.CoordinatorServiceStub(channel)
+        if self.coordinator is not None:
+            self.coordinator.close()
+        self.coordinator = CoordinatorClient(stack.coordinator_address, timeout=30)
 
     def close(self):
-        for channel in self._channels:
-            channel.close()
+        self.pool.close()
+        self.coordinator.close()
+        self._trainer_channel.close()
 
-    def run(self, run_id) -> run_pb2.Run:
-        return self.pool.GetRun(pool_pb2.GetRunRequest(run_id=run_id), timeout=10)
+    def run(self, run_id):
+        return self.pool.get_run(run_id)
 
-    def wait_final(self, run_id, timeout=240) -> run_pb2.Run:
-        return wait_for(lambda: (r := self.run(run_id)).state in FINAL and r, timeout, 0.2, f"run {run_id} to end")
+    def wait_final(self, run_id, timeout=240):
+        return wait_for(lambda: (r := self.run(run_id)).state in FINAL_STATES and r, timeout, 0.2,
+                        f"run {run_id} to end")
 
     def acquisitions(self, run_id):
-        reply = self.pool.ListAcquisitions(pool_pb2.ListAcquisitionsRequest(run_id=run_id, round=-1), timeout=10)
-        return list(reply.acquisitions)
+        return self.pool.list_acquisitions(run_id)
 
     def jobs(self, run_id):
         return list(self.trainer.ListJobs(trainer_pb2.ListJobsRequest(run_id=run_id), timeout=10).jobs)
@@ -86,14 +75,13 @@ def _assert_recorded_once(clients, run_id, rounds: int, labelled: int):
 
 
 def test_two_round_run_over_the_real_services(clients, tiny_bert_dir):
-    config = _config(tiny_bert_dir, seed_strategy=run_pb2.SEED_STRATEGY_DIVERSE,
-                     strategy=run_pb2.STRATEGY_CLUSTERED_ENTROPY)
-    run = clients.coordinator.StartRun(coordinator_pb2.StartRunRequest(config=config), timeout=30)
-    events = list(clients.coordinator.WatchRun(coordinator_pb2.WatchRunRequest(run_id=run.id), timeout=240))
-    assert events[-1].run.state == run_pb2.RUN_STATE_COMPLETED, events[-1].run.error
+    config = _config(tiny_bert_dir, seed_strategy="diverse", strategy="clustered_entropy")
+    run = clients.coordinator.start_run(config)
+    events = list(clients.coordinator.watch(run.id))
+    assert events[-1].run.state == "COMPLETED", events[-1].run.error
     done = clients.run(run.id)
     assert done.stop_reason == "round limit 2 reached" and done.labelled_count == 20
-    detail = clients.coordinator.GetRun(pool_pb2.GetRunRequest(run_id=run.id), timeout=10)
+    detail = clients.coordinator.get_run(run.id)
     assert [r.index for r in detail.rounds] == [0, 1]
     assert [r.labelled_count for r in detail.rounds] == [12, 20]
     assert detail.rounds[0].selected_count == 8
@@ -111,56 +99,52 @@ def test_two_round_run_over_the_real_services(clients, tiny_bert_dir):
 
 
 def test_a_coordinator_stopped_between_steps_resumes_without_selecting_twice(clients, real_stack, tiny_bert_dir):
-    run = clients.coordinator.StartRun(coordinator_pb2.StartRunRequest(config=_config(tiny_bert_dir)), timeout=30)
+    run = clients.coordinator.start_run(_config(tiny_bert_dir))
     seen = []
     # Stop the coordinator at three points of the run, each time starting a fresh one that resumes it.
-    for step, round_index in ((run_pb2.RUN_STEP_TRAIN, 0), (run_pb2.RUN_STEP_SCORE, 0), (run_pb2.RUN_STEP_LABEL, 1)):
+    for step, round_index in (("TRAIN", 0), ("SCORE", 0), ("LABEL", 1)):
         current = wait_for(
-            lambda: (r := clients.run(run.id)).state in FINAL or (r.round, r.step) >= (round_index, step) and r,
-            240, 0.05, f"step {run_pb2.RunStep.Name(step)} of round {round_index}",
+            lambda: (r := clients.run(run.id)).state in FINAL_STATES
+            or (r.round, STEPS.index(r.step)) >= (round_index, STEPS.index(step)) and r,
+            240, 0.05, f"step {step} of round {round_index}",
         )
-        assert current.state not in FINAL, "the run ended before the coordinator could be stopped"
-        seen.append((current.round, run_pb2.RunStep.Name(current.step)))
+        assert current.state not in FINAL_STATES, "the run ended before the coordinator could be stopped"
+        seen.append((current.round, current.step))
         real_stack.restart_coordinator()
         clients.connect(real_stack)
     done = clients.wait_final(run.id)
-    assert done.state == run_pb2.RUN_STATE_COMPLETED, (done.error, seen)
+    assert done.state == "COMPLETED", (done.error, seen)
     _assert_recorded_once(clients, run.id, rounds=2, labelled=20)
-    detail = clients.coordinator.GetRun(pool_pb2.GetRunRequest(run_id=run.id), timeout=10)
+    detail = clients.coordinator.get_run(run.id)
     assert [r.index for r in detail.rounds] == [0, 1] and all(r.test.count == 12 for r in detail.rounds)
 
 
 def test_human_mode_with_partial_and_repeated_label_submissions(clients, real_stack, tiny_bert_dir):
-    run = clients.coordinator.StartRun(
-        coordinator_pb2.StartRunRequest(config=_config(tiny_bert_dir, oracle=run_pb2.ORACLE_MODE_HUMAN)), timeout=30)
-    coordinator = clients.coordinator
+    run = clients.coordinator.start_run(_config(tiny_bert_dir, oracle="human"))
 
     def pending():
-        return coordinator.GetPendingLabels(coordinator_pb2.GetPendingLabelsRequest(run_id=run.id), timeout=10)
+        return clients.coordinator.pending_labels(run.id)
 
     def submit(samples, label_of, key=""):
-        labels = [pool_pb2.LabelAssignment(sample_id=s.sample_id, label=label_of(s.text)) for s in samples]
-        return coordinator.SubmitRunLabels(
-            coordinator_pb2.SubmitRunLabelsRequest(run_id=run.id, labels=labels, annotator="t", idempotency_key=key),
-            timeout=10)
+        labels = {s.sample_id: label_of(s.text) for s in samples}
+        return clients.coordinator.submit_labels(run.id, labels, annotator="t", idempotency_key=key)
 
     def truth(text):  # the toy texts start with their label
         return next(l for l in ("flight", "airfare", "ground_service", "abbreviation") if text.startswith(l.replace("_", " ")))
 
     batch = wait_for(lambda: (p := pending()).remaining and p, 60, 0.1, "the seed batch")
-    assert clients.run(run.id).state == run_pb2.RUN_STATE_WAITING_FOR_LABELS
+    assert clients.run(run.id).state == "WAITING_FOR_LABELS"
     assert batch.round == 0 and batch.remaining == 12
     samples = list(batch.samples)
     assert submit(samples[:5], truth, key="part-1").remaining == 7
     assert submit(samples[:5], truth, key="part-1").result.recorded == 0  # the same import again
     again = submit(samples[3:8], truth)  # overlapping, without a key
     assert (again.result.recorded, again.result.unchanged, again.remaining) == (3, 2, 4)
-    assert clients.run(run.id).state == run_pb2.RUN_STATE_WAITING_FOR_LABELS
+    assert clients.run(run.id).state == "WAITING_FOR_LABELS"
     assert not clients.jobs(run.id), "training started before the batch was complete"
     # The coordinator restarts while the batch is half done; the labels so far are kept.
     real_stack.restart_coordinator()
     clients.connect(real_stack)
-    coordinator = clients.coordinator
     assert pending().remaining == 4
     assert submit(samples[8:], truth).remaining == 0
     second = wait_for(lambda: (p := pending()).round == 1 and p.remaining and p, 240, 0.2, "the round 1 batch")
@@ -168,6 +152,6 @@ def test_human_mode_with_partial_and_repeated_label_submissions(clients, real_st
     submit(list(second.samples), truth)
     submit(list(second.samples), truth)  # a repeat after the batch completed is harmless
     done = clients.wait_final(run.id)
-    assert done.state == run_pb2.RUN_STATE_COMPLETED, done.error
+    assert done.state == "COMPLETED", done.error
     acquisitions = _assert_recorded_once(clients, run.id, rounds=2, labelled=20)
     assert all(a.label == truth(a.text) for a in acquisitions)

@@ -1,7 +1,7 @@
 """The CLI's view of the services: the SDK's clients, every failure a ServiceCallError.
 
-Results are the SDK's plain types (runs, rounds, events, pending batches); only the run
-configuration the flags build is sent as protobuf, which ``CoordinatorClient.start_run`` accepts."""
+Arguments and results are the SDK's plain types (run configuration, runs, rounds, events,
+pending batches); no protobuf here."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from lesslabels.client import (
     PendingLabels,
     PoolClient,
     Run,
+    RunConfig,
     RunDetail,
     RunEvent,
     SubmittedLabels,
 )
 from lesslabels.client._base import ServiceClient
-from lesslabels.v1 import run_pb2
 
 
 class Client:
@@ -67,7 +67,7 @@ class Client:
     def _coord(self, method: str, *args, **kwargs):
         return self._guard(self.coordinator, getattr(self.coordinator, method), *args, **kwargs)
 
-    def start_run(self, config: run_pb2.RunConfig, request_id: str = "") -> Run:
+    def start_run(self, config: RunConfig, request_id: str = "") -> Run:
         return self._coord("start_run", config, request_id=request_id)
 
     def get_run(self, run_id: int) -> RunDetail:

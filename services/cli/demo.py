@@ -15,7 +15,7 @@ from lesslabels.cli.client import Client
 from lesslabels.cli.common import ArgumentParser, CliError, command, sdk_error_message
 from lesslabels.cli.data import format_summary, import_file
 from lesslabels.cli.live import describe_run, follow_run, progress_enabled
-from lesslabels.cli.runconfig import STRATEGY_NAMES, add_run_flags, format_amount, run_config_from_args
+from lesslabels.cli.runconfig import add_run_flags, format_amount, run_config_from_args, strategy_label
 from lesslabels.cli.stack import LocalStack, sigterm_as_interrupt
 from lesslabels.client import LessLabelsError, NotFound, PoolClient
 from lesslabels.common.config import add_flag
@@ -105,9 +105,9 @@ def demo_main(argv: list[str]) -> int:
                 print(f"web app: {stack.web_url} (runs, learning curves, datasets)", flush=True)
             for line in import_demo_data(stack.address("pool"), token, dataset, data):
                 print(line, flush=True)
-            print(f"active learning: strategy {STRATEGY_NAMES[config.strategy]}, seed {format_amount(config.seed_size)}"
+            print(f"active learning: strategy {strategy_label(config.strategy)}, seed {format_amount(config.seed_size)}"
                   f", batch {format_amount(config.batch_size)} per round, up to {config.stopping.max_rounds} rounds, "
-                  f"{config.hyperparameters.max_epochs or 'default'} epochs, base model "
+                  f"{config.hyperparameters.get('max_epochs') or 'default'} epochs, base model "
                   f"{config.base_model or 'all-MiniLM-L6-v2'}", flush=True)
             with Client(stack.address("coordinator"), token=token, timeout=60.0) as client:
                 run = client.start_run(config, request_id=uuid.uuid4().hex)
@@ -120,7 +120,7 @@ def demo_main(argv: list[str]) -> int:
             raise CliError("the run ended without an evaluated round")
         print(report.rounds_table(rows))
         path = report.plot_learning_curve(rows, args.plot, title=f"lesslabels demo on {data.name} "
-                                          f"({STRATEGY_NAMES[config.strategy]})")
+                                          f"({strategy_label(config.strategy)})")
         print(f"learning curve: {path.resolve()}")
         if args.json:
             pathlib.Path(args.json).write_text(report.rows_to_json(rows, data=data.name, run_id=detail.run.id))

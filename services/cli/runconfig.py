@@ -1,4 +1,4 @@
-"""Run flags -> RunConfig, with every value checked before anything is sent."""
+"""Run flags -> the SDK's RunConfig, with every value checked before anything is sent."""
 
 from __future__ import annotations
 
@@ -6,23 +6,24 @@ import argparse
 import math
 
 from lesslabels.cli.common import CliError
-from lesslabels.v1 import common_pb2, run_pb2
+from lesslabels.client import Amount, RunConfig, StoppingRule
 
+# CLI spelling -> the SDK's (the coordinator's) name.
 STRATEGIES = {
-    "entropy": run_pb2.STRATEGY_ENTROPY,
-    "margin": run_pb2.STRATEGY_MARGIN,
-    "least-confidence": run_pb2.STRATEGY_LEAST_CONFIDENCE,
-    "ratio": run_pb2.STRATEGY_RATIO,
-    "random": run_pb2.STRATEGY_RANDOM,
-    "clustered-entropy": run_pb2.STRATEGY_CLUSTERED_ENTROPY,
+    "entropy": "entropy",
+    "margin": "margin",
+    "least-confidence": "least_confidence",
+    "ratio": "ratio",
+    "random": "random",
+    "clustered-entropy": "clustered_entropy",
 }
-STRATEGY_NAMES = {v: k for k, v in STRATEGIES.items()}
-SEED_STRATEGIES = {"random": run_pb2.SEED_STRATEGY_RANDOM, "diverse": run_pb2.SEED_STRATEGY_DIVERSE}
-ORACLES = {"simulated": run_pb2.ORACLE_MODE_SIMULATED, "human": run_pb2.ORACLE_MODE_HUMAN}
+SEED_STRATEGIES = {"random": "random", "diverse": "diverse"}
+ORACLES = {"simulated": "simulated", "human": "human"}
+# Hyperparameters travel as proto field names and enum names (the coordinator passes them to the trainer).
 CLASS_BALANCE = {
-    "none": common_pb2.CLASS_BALANCE_NONE,
-    "weighted-loss": common_pb2.CLASS_BALANCE_WEIGHTED_LOSS,
-    "sampling": common_pb2.CLASS_BALANCE_SAMPLING,
+    "none": "CLASS_BALANCE_NONE",
+    "weighted-loss": "CLASS_BALANCE_WEIGHTED_LOSS",
+    "sampling": "CLASS_BALANCE_SAMPLING",
 }
 # Display names of run states and steps as the client SDK returns them (the coordinator's vocabulary).
 STATE_NAMES = {
@@ -50,7 +51,7 @@ AMOUNT_HELP = "a count (100), a fraction of the pool in (0, 1] (0.05) or a perce
 _AMOUNT_ARG_HELP = AMOUNT_HELP.replace("%", "%%")  # argparse expands % in help strings
 
 
-def parse_amount(text: str, flag: str) -> run_pb2.Amount:
+def parse_amount(text: str, flag: str) -> Amount:
     """``"100"`` -> count 100; ``"0.05"`` or ``"5%"`` -> fraction 0.05. Anything else is a CliError."""
     raw = str(text).strip()
     try:
@@ -60,28 +61,22 @@ def parse_amount(text: str, flag: str) -> run_pb2.Amount:
             count = int(raw)
             if count <= 0:
                 raise CliError(f"{flag} {text}: must be positive ({AMOUNT_HELP})", exit_code=2)
-            return run_pb2.Amount(count=count)
+            return Amount(count=count)
         else:
             value = float(raw)
     except ValueError:
         raise CliError(f"{flag} {text!r}: not a number ({AMOUNT_HELP})", exit_code=2) from None
     if not (math.isfinite(value) and 0.0 < value <= 1.0):
         raise CliError(f"{flag} {text}: a fraction must be in (0, 1] ({AMOUNT_HELP})", exit_code=2)
-    return run_pb2.Amount(fraction=value)
+    return Amount(fraction=value)
 
 
-def format_amount(amount) -> str:
-    """A count or a percentage, from a protobuf ``Amount`` (flags) or the SDK's ``Amount`` (results)."""
-    if isinstance(amount, run_pb2.Amount):
-        kind = amount.WhichOneof("amount")
-        count, fraction = amount.count, amount.fraction
-    else:
-        kind = None if amount is None else "count" if amount.count else "fraction" if amount.fraction else None
-        count, fraction = (amount.count, amount.fraction) if amount is not None else (0, 0.0)
-    if kind == "count":
-        return str(count)
-    if kind == "fraction":
-        return f"{100 * fraction:g}%"
+def format_amount(amount: Amount | None) -> str:
+    """A count or a percentage; "default" when unset (the coordinator's default applies)."""
+    if amount is not None and amount.count:
+        return str(amount.count)
+    if amount is not None and amount.fraction:
+        return f"{100 * amount.fraction:g}%"
     return "default"
 
 
@@ -138,45 +133,42 @@ def _check_non_negative(value: int, flag: str) -> int:
     return value
 
 
-def run_config_from_args(args: argparse.Namespace, dataset: str | None = None) -> run_pb2.RunConfig:
-    """Build the RunConfig the flags describe; zero values are left for the coordinator's defaults."""
+def run_config_from_args(args: argparse.Namespace, dataset: str | None = None) -> RunConfig:
+    """Build the RunConfig the flags describe; unset values are left for the coordinator's defaults."""
     dataset = dataset if dataset is not None else args.dataset
     if not dataset:
         raise CliError("--dataset is required", exit_code=2)
-    hp = common_pb2.Hyperparameters(
-        max_epochs=_check_non_negative(args.epochs, "--epochs"),
-        batch_size=_check_non_negative(args.train_batch_size, "--train-batch-size"),
-        max_length=_check_non_negative(args.max_length, "--max-length"),
-        patience=_check_non_negative(args.patience, "--patience"),
-        max_steps=_check_non_negative(args.max_steps, "--max-steps"),
-        min_steps=_check_non_negative(args.min_steps, "--min-steps"),
-        num_threads=_check_non_negative(args.num_threads, "--num-threads"),
-        class_balance=CLASS_BALANCE[args.class_balance],
-    )
+    hp = {
+        "max_epochs": _check_non_negative(args.epochs, "--epochs"),
+        "batch_size": _check_non_negative(args.train_batch_size, "--train-batch-size"),
+        "max_length": _check_non_negative(args.max_length, "--max-length"),
+        "patience": _check_non_negative(args.patience, "--patience"),
+        "max_steps": _check_non_negative(args.max_steps, "--max-steps"),
+        "min_steps": _check_non_negative(args.min_steps, "--min-steps"),
+        "num_threads": _check_non_negative(args.num_threads, "--num-threads"),
+        "class_balance": CLASS_BALANCE[args.class_balance],
+    }
     if args.learning_rate < 0 or not math.isfinite(args.learning_rate):
         raise CliError(f"--learning-rate {args.learning_rate}: must be positive", exit_code=2)
-    hp.learning_rate = args.learning_rate
-    stopping = run_pb2.StoppingRule(
+    hp["learning_rate"] = args.learning_rate
+    stopping = StoppingRule(
+        label_budget=parse_amount(args.label_budget, "--label-budget") if args.label_budget is not None else None,
         max_rounds=_check_non_negative(args.max_rounds, "--max-rounds"),
         target_accuracy=_check_unit(args.target_accuracy, "--target-accuracy"),
         stable_agreement=_check_unit(args.stable_agreement, "--stable-agreement"),
     )
-    if args.label_budget is not None:
-        stopping.label_budget.CopyFrom(parse_amount(args.label_budget, "--label-budget"))
-    config = run_pb2.RunConfig(
+    return RunConfig(
         dataset=dataset,
         name=args.name,
         base_model=args.base_model,
         strategy=STRATEGIES[args.strategy],
         seed_strategy=SEED_STRATEGIES[args.seed_strategy],
+        seed_size=parse_amount(args.seed_size, "--seed-size") if args.seed_size is not None else None,
+        batch_size=parse_amount(args.batch_size, "--batch-size") if args.batch_size is not None else None,
         stopping=stopping,
         oracle=ORACLES[args.oracle],
         random_seed=args.random_seed,
-        hyperparameters=hp,
+        # Zero values are left out: the trainer's defaults apply (as with an unset proto field).
+        hyperparameters={k: v for k, v in hp.items() if v and v != "CLASS_BALANCE_NONE"},
         warm_start=args.warm_start,
     )
-    if args.seed_size is not None:
-        config.seed_size.CopyFrom(parse_amount(args.seed_size, "--seed-size"))
-    if args.batch_size is not None:
-        config.batch_size.CopyFrom(parse_amount(args.batch_size, "--batch-size"))
-    return config

@@ -8,6 +8,12 @@ class LessLabelsError(Exception):
 
     #: Name of the grpc.StatusCode this error maps to.
     code = "INTERNAL"
+    # Set by the client SDK on an error that came back from a call (lesslabels.client.errors.rpc_error):
+    # the call's grpc.StatusCode, the server's message, and which service at which address answered.
+    status = None
+    details = ""
+    service = ""
+    address = ""
 
 
 class InvalidArgument(LessLabelsError):
