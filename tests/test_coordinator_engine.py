@@ -239,10 +239,11 @@ class _Crash(BaseException):
 
 
 class CrashingPool:
-    """Delegates to a PoolClient and dies once, right *after* the n-th matching write went through."""
+    """Delegates to a PoolClient and dies once, right *after* the n-th matching write went through
+    (or right before it, with ``before=True``: the write never reaches the pool)."""
 
-    def __init__(self, pool: PoolClient, method: str, nth: int = 1, **match):
-        self._pool, self._method, self._nth, self._match = pool, method, nth, match
+    def __init__(self, pool: PoolClient, method: str, nth: int = 1, *, before: bool = False, **match):
+        self._pool, self._method, self._nth, self._before, self._match = pool, method, nth, before, match
         self.crashed = False
 
     def __getattr__(self, name):
@@ -251,8 +252,12 @@ class CrashingPool:
             return target
 
         def call(*args, **kwargs):
+            hit = not self.crashed and all(kwargs.get(k) == v for k, v in self._match.items())
+            if hit and self._before and self._nth == 1:
+                self.crashed = True
+                raise _Crash()
             result = target(*args, **kwargs)
-            if not self.crashed and all(kwargs.get(k) == v for k, v in self._match.items()):
+            if hit:
                 self._nth -= 1
                 if self._nth == 0:
                     self.crashed = True
@@ -262,18 +267,19 @@ class CrashingPool:
         return call
 
 
+# Every write of a run, killed just after it (and the steps' one transaction, killed just before it).
 CRASH_POINTS = [
-    pytest.param("add_acquisitions", 1, {}, id="after-storing-the-seed-set"),
-    pytest.param("update_run", 1, {"step": "LABEL"}, id="after-seed-step"),
+    pytest.param("record_step", 1, {"step": "LABEL", "before": True}, id="before-recording-the-seed-set"),
+    pytest.param("record_step", 1, {"step": "LABEL"}, id="after-seed-step"),
     pytest.param("reveal_labels", 1, {}, id="after-revealing-seed-labels"),
     pytest.param("put_round", 1, {}, id="after-recording-the-train-job"),
-    pytest.param("update_run", 1, {"step": "EVALUATE"}, id="after-training"),
-    pytest.param("update_run", 1, {"step": "SCORE"}, id="after-evaluating"),
-    pytest.param("add_acquisitions", 2, {}, id="after-storing-a-selection"),
-    pytest.param("update_run", 1, {"step": "SELECT"}, id="between-score-and-select"),
-    pytest.param("update_run", 2, {"step": "LABEL"}, id="after-select-step"),
+    pytest.param("record_step", 1, {"step": "EVALUATE"}, id="after-training"),
+    pytest.param("record_step", 1, {"step": "SCORE"}, id="after-evaluating"),
+    pytest.param("record_step", 2, {"step": "LABEL", "before": True}, id="before-recording-a-selection"),
+    pytest.param("record_step", 1, {"step": "SELECT"}, id="between-score-and-select"),
+    pytest.param("record_step", 2, {"step": "LABEL"}, id="after-select-step"),
     pytest.param("reveal_labels", 2, {}, id="after-revealing-oracle-labels"),
-    pytest.param("update_run", 2, {"step": "TRAIN"}, id="before-second-training"),
+    pytest.param("record_step", 2, {"step": "TRAIN"}, id="before-second-training"),
 ]
 
 

@@ -93,6 +93,21 @@ class PoolClient:
         )
         return convert.run_from_proto(_call(f"update run {run_id}", self._stub.UpdateRun, request, timeout=self._timeout))
 
+    def record_step(self, run_id: int, *, expected_step: str, expected_round: int, step: str = "",
+                    round: Optional[int] = None, state: str = "", stop_reason: str = "",
+                    round_info: Optional[model.RoundInfo] = None, acquisitions: Sequence[model.Acquisition] = (),
+                    acquisition_round: int = 0) -> model.RunInfo:
+        """Store a step's outcome and advance the run (compare-and-set) in one transaction."""
+        request = pool_pb2.RecordStepRequest(
+            run_id=run_id, expected_step=convert.STEP_TO_PROTO[expected_step], expected_round=expected_round,
+            round_record=convert.round_to_proto(round_info) if round_info is not None else None,
+            acquisitions=[convert.acquisition_to_proto(a) for a in acquisitions], acquisition_round=acquisition_round,
+            state=convert.STATE_TO_PROTO[state] if state else 0, step=convert.STEP_TO_PROTO[step] if step else 0,
+            round=expected_round if round is None else round, stop_reason=stop_reason,
+        )
+        return convert.run_from_proto(_call(f"record step {expected_step} of run {run_id}", self._stub.RecordStep, request,
+                                            timeout=self._timeout))
+
     def put_round(self, info: model.RoundInfo) -> model.RoundInfo:
         _call(f"round {info.index} of run {info.run_id}", self._stub.PutRound, convert.round_to_proto(info),
               timeout=self._timeout)

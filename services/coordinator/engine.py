@@ -3,11 +3,12 @@
 Knows nothing of gRPC. It talks to three ports (see ``clients``): ``pool`` (runs, rounds,
 acquisitions, labels), ``trainer`` (training jobs) and ``scorer`` (pool and test-split scores).
 
-Durability: every step writes its outcome to the pool, then moves the run to the next step with a
-compare-and-set on (step, round). A coordinator killed anywhere re-reads the run and redoes at most
-the step it was in, and every step is safe to redo:
-- SEED/SELECT store their acquisitions *before* advancing; a redo finds them and selects nothing new
-  (the pool also refuses a sample acquired twice in a run);
+Durability: every step ends with one pool call (RecordStep) that stores the step's outcome (round
+record, acquisitions) and moves the run to the next step with a compare-and-set on (step, round), in
+one database transaction: the step happened entirely or not at all. A coordinator killed anywhere
+re-reads the run and redoes at most the step it was in, and every step is safe to redo:
+- SEED/SELECT are deterministic under the run's seed, so a redo selects the same samples (and a run
+  recorded before RecordStep existed, with acquisitions stored but not advanced, reuses them);
 - LABEL only reveals/asks for labels still missing;
 - TRAIN uses an idempotency key derived from (run, round, attempt), so a retried StartTraining
   returns the job already started; a job the trainer lost is started again under the next attempt;
@@ -62,6 +63,8 @@ class _Worker:
     finished: bool = False
     thread: Optional[threading.Thread] = None
     job_id: str = ""
+    #: The run as this worker last advanced it (RecordStep's reply); None = read it from the pool.
+    run: Optional[model.RunInfo] = None
 
 
 class EventBus:
@@ -298,7 +301,10 @@ class Coordinator:
         failures = 0
         try:
             while not worker.stop.is_set():
-                run = self.pool.get_run(run_id)
+                # The pool is read once per worker (and after a failed step); then each step goes on
+                # from the run as its predecessor advanced it, with the configuration decoded once.
+                run = worker.run or self.pool.get_run(run_id)
+                worker.run = None
                 if run.state not in model.ACTIVE_STATES or run.step == "DONE":
                     return
                 try:
@@ -307,6 +313,7 @@ class Coordinator:
                 except (_Stopped, _Pause):
                     return
                 except errors.Unavailable as exc:
+                    worker.run = None
                     failures += 1
                     if failures > MAX_STEP_RETRIES:
                         self._fail(worker, run, exc)
@@ -335,15 +342,20 @@ class Coordinator:
 
     def _advance(self, worker: _Worker, run: model.RunInfo, *, step: str = "", round: Optional[int] = None,
                  state: str = "RUNNING", stop_reason: str = "", message: str = "",
-                 round_info: Optional[model.RoundInfo] = None) -> model.RunInfo:
-        """Move ``run`` on from the step it was read at (compare-and-set), unless cancelled/stopped."""
+                 round_info: Optional[model.RoundInfo] = None,
+                 acquisitions: Sequence[model.Acquisition] = (), acquisition_round: int = 0) -> model.RunInfo:
+        """Store the step's outcome (``round_info``, ``acquisitions``) and move ``run`` on from the step
+        it was read at (compare-and-set), in one pool transaction, unless cancelled/stopped."""
         with self._run_lock(run.id):
             if worker.cancelled or worker.stop.is_set():
                 raise _Stopped()
-            updated = self.pool.update_run(
-                run.id, state=state, step=step, round=run.round if round is None else round,
-                stop_reason=stop_reason, expected_step=run.step, expected_round=run.round,
+            updated = self.pool.record_step(
+                run.id, expected_step=run.step, expected_round=run.round, state=state, step=step,
+                round=run.round if round is None else round, stop_reason=stop_reason, round_info=round_info,
+                acquisitions=acquisitions, acquisition_round=acquisition_round,
             )
+        updated = dataclasses.replace(updated, config=run.config)
+        worker.run = updated
         self._publish(updated, round_info, message=message)
         return updated
 
@@ -391,13 +403,11 @@ class Coordinator:
                 chosen_ids = ids[selection.indices]
                 strategy = "random"
             items = [model.Acquisition(int(i), 0, strategy, float(s)) for i, s in zip(chosen_ids, selection.scores)]
-            self._check_not_stopped(worker)
-            self.pool.add_acquisitions(run.id, 0, items)
-            count = len(items)
         else:
-            count = len(existing)
-        self._advance(worker, run, step="LABEL", round=0, message=f"seed set of {count} samples chosen "
-                                                                   f"({config.seed_strategy})")
+            items = []  # stored by a coordinator that predates RecordStep: keep them
+        count = len(items or existing)
+        self._advance(worker, run, step="LABEL", round=0, acquisitions=items, acquisition_round=0,
+                      message=f"seed set of {count} samples chosen ({config.seed_strategy})")
 
     def _label(self, worker: _Worker, run: model.RunInfo) -> None:
         pending = self.pool.list_acquisitions(run.id, run.round, pending_only=True)
@@ -462,7 +472,6 @@ class Coordinator:
         started, finished = convert.parse_time(job.started_at), convert.parse_time(job.finished_at)
         seconds = (finished - started).total_seconds() if started and finished else 0.0
         info = dataclasses.replace(info, checkpoint_id=job.checkpoint_id, train_seconds=seconds)
-        self.pool.put_round(info)
         self._advance(worker, run, step="EVALUATE", round_info=info,
                       message=f"round {run.round}: trained checkpoint {job.checkpoint_id} in {seconds:.0f}s")
 
@@ -475,12 +484,10 @@ class Coordinator:
         test = metrics.classification_metrics(scores.gold if scores.gold is not None else [], scores.predicted
                                               if scores.gold is not None else [])
         info = dataclasses.replace(info, test=test, labelled_count=run.labelled_count)
-        self.pool.put_round(info)
         text = f"round {run.round}: test accuracy {test.accuracy:.4f} macro-F1 {test.macro_f1:.4f} on {test.count}"
         reason = self._stop_reason(run, test)
         if reason:
             info = dataclasses.replace(info, finished_at=rfc3339(utcnow()))
-            self.pool.put_round(info)
             self._advance(worker, run, step="DONE", state="COMPLETED", stop_reason=reason, round_info=info,
                           message=f"{text}; stopping: {reason}")
         else:
@@ -496,12 +503,10 @@ class Coordinator:
             if previous is not None:
                 agreement = metrics.agreement(scores.sample_ids, scores.predicted, previous.sample_ids, previous.predicted)
         info = dataclasses.replace(info, agreement=agreement, score_seconds=time.monotonic() - started)
-        self.pool.put_round(info)
         rule = run.config.stopping.stable_agreement
         if rule and run.round > 0 and agreement >= rule:
             reason = f"predictions stable: {agreement:.4f} of the pool unchanged (>= {rule:g})"
             info = dataclasses.replace(info, finished_at=rfc3339(utcnow()))
-            self.pool.put_round(info)
             self._advance(worker, run, step="DONE", state="COMPLETED", stop_reason=reason, round_info=info,
                           message=f"round {run.round}: stopping: {reason}")
             return
@@ -512,9 +517,10 @@ class Coordinator:
         config = run.config
         info = self._round(run)
         next_round = run.round + 1
+        items: list[model.Acquisition] = []
         existing = self.pool.list_acquisitions(run.id, next_round)
         if existing:
-            count = len(existing)  # selected before a restart: never select again
+            count = len(existing)  # stored by a coordinator that predates RecordStep: never select again
         else:
             started = time.monotonic()
             scores = self._pool_scores(run, run.round, info.checkpoint_id)
@@ -533,19 +539,15 @@ class Coordinator:
             ]
             if not items:
                 info = dataclasses.replace(info, finished_at=rfc3339(utcnow()))
-                self.pool.put_round(info)
                 self._advance(worker, run, step="DONE", state="COMPLETED", stop_reason="every pool sample is labelled",
                               round_info=info, message="pool exhausted")
                 return
-            self._check_not_stopped(worker)
-            self.pool.add_acquisitions(run.id, next_round, items)
             count = len(items)
             info = dataclasses.replace(info, score_seconds=info.score_seconds + time.monotonic() - started)
         info = dataclasses.replace(info, selected_count=count, finished_at=rfc3339(utcnow()))
-        self.pool.put_round(info)
+        self._advance(worker, run, step="LABEL", round=next_round, round_info=info, acquisitions=items,
+                      acquisition_round=next_round, message=f"round {run.round}: selected {count} samples ({config.strategy})")
         self._forget_scores(run.id, run.round - 1)
-        self._advance(worker, run, step="LABEL", round=next_round, round_info=info,
-                      message=f"round {run.round}: selected {count} samples ({config.strategy})")
 
     # ------------------------------------------------------------------ helpers
 

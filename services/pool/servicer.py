@@ -5,7 +5,7 @@ from __future__ import annotations
 import grpc
 
 from lesslabels.common.errors import InvalidArgument, ResourceExhausted
-from lesslabels.pool import convert
+from lesslabels.pool import convert, steps
 from lesslabels.pool.store import PoolStore
 from lesslabels.v1 import pool_pb2, pool_pb2_grpc
 
@@ -153,6 +153,21 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
     def RevealLabels(self, request, context):
         source = convert.enum_value(convert.SOURCE_TO_CORE, request.source, "label source") or "oracle"
         return convert.label_result_to_proto(self.store.reveal_labels(request.run_id, list(request.sample_ids), source))
+
+    def RecordStep(self, request, context):
+        outcome = steps.StepOutcome(
+            expected_step=convert.enum_value(convert.RUN_STEP_TO_CORE, request.expected_step, "expected_step",
+                                             allow_unspecified=False),
+            expected_round=request.expected_round,
+            round_record=convert.round_from_proto(request.round_record) if request.HasField("round_record") else None,
+            acquisitions=[convert.acquisition_from_proto(a) for a in request.acquisitions],
+            acquisition_round=request.acquisition_round,
+            state=convert.enum_value(convert.RUN_STATE_TO_CORE, request.state, "run state"),
+            step=convert.enum_value(convert.RUN_STEP_TO_CORE, request.step, "run step"),
+            round=request.round if request.step else None,
+            stop_reason=request.stop_reason or None,
+        )
+        return convert.run_to_proto(steps.record_step(self.store, request.run_id, outcome))
 
 
 def _bad(what, value):

@@ -120,6 +120,11 @@ class PoolServiceStub(object):
                 request_serializer=lesslabels_dot_v1_dot_pool__pb2.RevealLabelsRequest.SerializeToString,
                 response_deserializer=lesslabels_dot_v1_dot_pool__pb2.SubmitLabelsResponse.FromString,
                 _registered_method=True)
+        self.RecordStep = channel.unary_unary(
+                '/lesslabels.v1.PoolService/RecordStep',
+                request_serializer=lesslabels_dot_v1_dot_pool__pb2.RecordStepRequest.SerializeToString,
+                response_deserializer=lesslabels_dot_v1_dot_run__pb2.Run.FromString,
+                _registered_method=True)
 
 
 class PoolServiceServicer(object):
@@ -244,6 +249,17 @@ class PoolServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordStep(self, request, context):
+        """Record the outcome of one run step and advance the run, in one database transaction: the
+        round record (when given) is created or replaced, the acquisitions (when given) are added,
+        and the run moves on with the compare-and-set on expected_step and expected_round.
+        FAILED_PRECONDITION when the run is not at that step and round, and then nothing is written;
+        ALREADY_EXISTS for a sample acquired in another round (nothing is written either).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PoolServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -331,6 +347,11 @@ def add_PoolServiceServicer_to_server(servicer, server):
                     servicer.RevealLabels,
                     request_deserializer=lesslabels_dot_v1_dot_pool__pb2.RevealLabelsRequest.FromString,
                     response_serializer=lesslabels_dot_v1_dot_pool__pb2.SubmitLabelsResponse.SerializeToString,
+            ),
+            'RecordStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordStep,
+                    request_deserializer=lesslabels_dot_v1_dot_pool__pb2.RecordStepRequest.FromString,
+                    response_serializer=lesslabels_dot_v1_dot_run__pb2.Run.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -792,6 +813,33 @@ class PoolService(object):
             '/lesslabels.v1.PoolService/RevealLabels',
             lesslabels_dot_v1_dot_pool__pb2.RevealLabelsRequest.SerializeToString,
             lesslabels_dot_v1_dot_pool__pb2.SubmitLabelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lesslabels.v1.PoolService/RecordStep',
+            lesslabels_dot_v1_dot_pool__pb2.RecordStepRequest.SerializeToString,
+            lesslabels_dot_v1_dot_run__pb2.Run.FromString,
             options,
             channel_credentials,
             insecure,
