@@ -8,7 +8,7 @@ from lesslabels.common import errors
 from lesslabels.modeling.metrics import Metrics
 from lesslabels.v1 import common_pb2, trainer_pb2
 from lesslabels.trainer.engine import TrainConfig
-from lesslabels.trainer.jobs import Job, JobEvent, JobState, TrainRequest
+from lesslabels.trainer.job_types import Job, JobEvent, JobState, TrainRequest
 
 CLASS_BALANCE_FROM_PROTO = {
     common_pb2.CLASS_BALANCE_NONE: "none",
