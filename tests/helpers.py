@@ -6,10 +6,11 @@ import csv
 import io
 from typing import Iterable
 
+from lesslabels.common import vocabulary
 from lesslabels.common.channels import make_channel
-from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
+from lesslabels.v1 import pool_pb2, pool_pb2_grpc
 
-SPLITS = {"train": common_pb2.SPLIT_TRAIN, "test": common_pb2.SPLIT_TEST, "dev": common_pb2.SPLIT_DEV}
+SPLITS = vocabulary.SPLIT_TO_PROTO
 
 
 def import_bytes(address: str, dataset: str, data: bytes, *, split: str = "train",

@@ -9,9 +9,10 @@ from typing import Iterator
 
 import grpc
 
+from lesslabels.common import vocabulary
 from lesslabels.common.channels import make_channel
 from lesslabels.common.config import add_flag
-from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
+from lesslabels.v1 import pool_pb2, pool_pb2_grpc
 
 CHUNK_BYTES = 1024 * 1024
 FORMATS = {
@@ -20,7 +21,7 @@ FORMATS = {
     "csv-header": pool_pb2.IMPORT_FORMAT_CSV_HEADER,
     "jsonl": pool_pb2.IMPORT_FORMAT_JSONL,
 }
-SPLITS = {"train": common_pb2.SPLIT_TRAIN, "test": common_pb2.SPLIT_TEST, "dev": common_pb2.SPLIT_DEV}
+SPLITS = vocabulary.SPLIT_TO_PROTO
 
 
 def import_file(stub: pool_pb2_grpc.PoolServiceStub, path: pathlib.Path, dataset: str, *, split: str = "train",

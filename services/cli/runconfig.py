@@ -6,44 +6,24 @@ import argparse
 import math
 
 from lesslabels.cli.common import CliError
+from lesslabels.common import vocabulary
 from lesslabels.v1 import common_pb2, run_pb2
 
-STRATEGIES = {
-    "entropy": run_pb2.STRATEGY_ENTROPY,
-    "margin": run_pb2.STRATEGY_MARGIN,
-    "least-confidence": run_pb2.STRATEGY_LEAST_CONFIDENCE,
-    "ratio": run_pb2.STRATEGY_RATIO,
-    "random": run_pb2.STRATEGY_RANDOM,
-    "clustered-entropy": run_pb2.STRATEGY_CLUSTERED_ENTROPY,
-}
+#: Command-line names (the core's names, with '-' for '_') -> proto enums.
+STRATEGIES = {vocabulary.flag_name(name): value for name, value in vocabulary.STRATEGY_TO_PROTO.items()}
 STRATEGY_NAMES = {v: k for k, v in STRATEGIES.items()}
-SEED_STRATEGIES = {"random": run_pb2.SEED_STRATEGY_RANDOM, "diverse": run_pb2.SEED_STRATEGY_DIVERSE}
-ORACLES = {"simulated": run_pb2.ORACLE_MODE_SIMULATED, "human": run_pb2.ORACLE_MODE_HUMAN}
+SEED_STRATEGIES = {vocabulary.flag_name(name): value for name, value in vocabulary.SEED_STRATEGY_TO_PROTO.items()}
+ORACLES = {vocabulary.flag_name(name): value for name, value in vocabulary.ORACLE_TO_PROTO.items()}
 CLASS_BALANCE = {
     "none": common_pb2.CLASS_BALANCE_NONE,
     "weighted-loss": common_pb2.CLASS_BALANCE_WEIGHTED_LOSS,
     "sampling": common_pb2.CLASS_BALANCE_SAMPLING,
 }
-STATE_NAMES = {
-    run_pb2.RUN_STATE_UNSPECIFIED: "unknown",
-    run_pb2.RUN_STATE_PENDING: "pending",
-    run_pb2.RUN_STATE_RUNNING: "running",
-    run_pb2.RUN_STATE_WAITING_FOR_LABELS: "waiting for labels",
-    run_pb2.RUN_STATE_COMPLETED: "completed",
-    run_pb2.RUN_STATE_CANCELLED: "cancelled",
-    run_pb2.RUN_STATE_FAILED: "failed",
-}
-STEP_NAMES = {
-    run_pb2.RUN_STEP_UNSPECIFIED: "-",
-    run_pb2.RUN_STEP_SEED: "seed",
-    run_pb2.RUN_STEP_LABEL: "label",
-    run_pb2.RUN_STEP_TRAIN: "train",
-    run_pb2.RUN_STEP_EVALUATE: "evaluate",
-    run_pb2.RUN_STEP_SCORE: "score",
-    run_pb2.RUN_STEP_SELECT: "select",
-    run_pb2.RUN_STEP_DONE: "done",
-}
-FINAL_STATES = {run_pb2.RUN_STATE_COMPLETED, run_pb2.RUN_STATE_CANCELLED, run_pb2.RUN_STATE_FAILED}
+#: Proto enums -> names as printed ("waiting for labels", "evaluate").
+STATE_NAMES = {run_pb2.RUN_STATE_UNSPECIFIED: "unknown",
+               **{value: name.lower().replace("_", " ") for value, name in vocabulary.RUN_STATE_TO_CORE.items()}}
+STEP_NAMES = {run_pb2.RUN_STEP_UNSPECIFIED: "-", **{value: name.lower() for value, name in vocabulary.RUN_STEP_TO_CORE.items()}}
+FINAL_STATES = {vocabulary.RUN_STATE_TO_PROTO[name] for name in vocabulary.FINAL_RUN_STATES}
 
 # Fine-tuning steps per round at least: with the trainer's plain epoch limit a 100-label round gets
 # a few dozen steps and predicts the majority class (bench/README.md, headline section).

@@ -30,6 +30,7 @@ import numpy as np
 
 from lesslabels.common import errors
 from lesslabels.common.timeutil import rfc3339, utcnow
+from lesslabels.common.metrics import classification_metrics
 from lesslabels.coordinator import convert, metrics, model, strategies
 from lesslabels.coordinator.events import EventBus
 from lesslabels.coordinator.ports import PoolPort, Progress, ScorerPort, TrainerPort
@@ -194,8 +195,8 @@ class StepRunner:
             dataset=run.config.dataset, run_id=run.id, checkpoint_id=info.checkpoint_id, split="test",
             include_all=True, probabilities=False, progress=self._progress_cb(run, "scoring the test split"),
         )
-        test = metrics.classification_metrics(scores.gold if scores.gold is not None else [], scores.predicted
-                                              if scores.gold is not None else [])
+        has_gold = scores.gold is not None
+        test = classification_metrics(scores.gold if has_gold else [], scores.predicted if has_gold else [])
         info = dataclasses.replace(info, test=test, labelled_count=run.labelled_count)
         text = f"round {run.round}: test accuracy {test.accuracy:.4f} macro-F1 {test.macro_f1:.4f} on {test.count}"
         reason = stop_reason(run, test)

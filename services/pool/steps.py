@@ -14,21 +14,14 @@ import dataclasses
 import json
 from collections.abc import Sequence
 
-from lesslabels.common import errors
-from lesslabels.common.timeutil import utcnow
-from lesslabels.pool.models import Acquisition, Round, Run, Sample
-from lesslabels.pool.store import (
-    ACTIVE_RUN_STATES,
-    ENDED_RUN_STATES,
-    RUN_STATES,
-    RUN_STEPS,
-    AcquisitionRecord,
-    PoolStore,
-    RoundRecord,
-    RunRecord,
-)
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
+
+from lesslabels.common import errors
+from lesslabels.common.timeutil import utcnow
+from lesslabels.common.vocabulary import ACTIVE_RUN_STATES, FINAL_RUN_STATES, RUN_STATES, RUN_STEPS
+from lesslabels.pool.models import Acquisition, Round, Run, Sample
+from lesslabels.pool.store import AcquisitionRecord, PoolStore, RoundRecord, RunRecord
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +132,7 @@ def _put_round(session: Session, record: RoundRecord) -> None:
 
 
 def _advance(run: Run, outcome: StepOutcome) -> None:
-    if outcome.state in ACTIVE_RUN_STATES and run.state in ENDED_RUN_STATES:
+    if outcome.state in ACTIVE_RUN_STATES and run.state in FINAL_RUN_STATES:
         run.error, run.stop_reason = "", ""  # resumed: the old outcome no longer describes the run
     for name in ("state", "step", "round", "stop_reason"):
         value = getattr(outcome, name)

@@ -13,13 +13,13 @@ from typing import Iterator
 
 import grpc
 
-from lesslabels.common import errors
+from lesslabels.common import errors, vocabulary
 from lesslabels.common.channels import from_rpc_error
-from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
+from lesslabels.v1 import pool_pb2, pool_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-SPLITS = {"train": common_pb2.SPLIT_TRAIN, "test": common_pb2.SPLIT_TEST, "dev": common_pb2.SPLIT_DEV}
+SPLITS = vocabulary.SPLIT_TO_PROTO
 MAX_PAGE = 5000  # the pool's own page size limit
 _RESUMABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 

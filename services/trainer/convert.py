@@ -5,7 +5,7 @@ from __future__ import annotations
 from google.protobuf import json_format
 
 from lesslabels.common import errors
-from lesslabels.modeling.metrics import Metrics
+from lesslabels.common.metrics import Metrics
 from lesslabels.v1 import common_pb2, trainer_pb2
 from lesslabels.trainer.engine import TrainConfig
 from lesslabels.trainer.job_types import Job, JobEvent, JobState, TrainRequest

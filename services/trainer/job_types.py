@@ -7,7 +7,7 @@ import enum
 import threading
 from typing import Callable
 
-from lesslabels.modeling.metrics import Metrics
+from lesslabels.common.metrics import Metrics
 from lesslabels.trainer.engine import Progress, TrainConfig
 
 
