@@ -34,19 +34,6 @@ def report_rows(detail) -> list[report.RoundRow]:
     return report.rows_from_rounds(detail.rounds, detail.run.pool_size)
 
 
-def print_report(detail, *, plot: str | None, reference: float | None = None, out=None) -> pathlib.Path | None:
-    """The rounds table, and the learning-curve PNG when ``plot`` is a path. Returns the PNG path."""
-    out = out or sys.stdout
-    rows = report_rows(detail)
-    print(report.rounds_table(rows) if rows else "(no evaluated rounds yet)", file=out)
-    if plot and rows:
-        title = f"run {detail.run.id}: {detail.run.config.dataset}, {STRATEGY_NAMES.get(detail.run.config.strategy, '?')}"
-        path = plots.plot_learning_curve(rows, plot, title=title, reference=reference)
-        print(f"learning curve: {path.resolve()}", file=out)
-        return path
-    return None
-
-
 @command
 def report_main(argv: list[str]) -> int:
     parser = ArgumentParser(prog="lesslabels report",

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import grpc
 
-from lesslabels.common import errors, vocabulary
+from lesslabels.common import vocabulary
 from lesslabels.common.channels import from_rpc_error
 from lesslabels.v1 import pool_pb2, pool_pb2_grpc
 
@@ -115,9 +115,3 @@ def iter_pool_pages(
         finally:
             stop_call()
     return
-
-
-def check_split(name: str) -> str:
-    if name not in SPLITS:
-        raise errors.InvalidArgument(f"unknown split {name!r}")
-    return name
