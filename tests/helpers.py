@@ -1,16 +1,30 @@
-"""Small client helpers for tests: import rows into a pool over real gRPC."""
+"""Small helpers for tests: server settings, importing rows into a pool and labelling over real gRPC,
+running a test on both pool databases."""
 
 from __future__ import annotations
 
 import csv
 import io
+import pathlib
 from typing import Iterable
+
+import pytest
 
 from lesslabels.common import vocabulary
 from lesslabels.common.channels import make_channel
-from lesslabels.v1 import pool_pb2, pool_pb2_grpc
+from lesslabels.common.config import ServerSettings
+from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
 
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 SPLITS = vocabulary.SPLIT_TO_PROTO
+#: Run a test on SQLite and on PostgreSQL (skipped where PostgreSQL is not installed).
+BOTH_DATABASES = pytest.mark.parametrize("database_backend", ["sqlite", "postgres"], indirect=True)
+
+
+def server_settings_for_tests(**overrides) -> ServerSettings:
+    base = dict(host="127.0.0.1", port=0, grace_seconds=1.0, workers=8)
+    base.update(overrides)
+    return ServerSettings(**base)
 
 
 def import_bytes(address: str, dataset: str, data: bytes, *, split: str = "train",
@@ -39,3 +53,15 @@ def import_rows(address: str, dataset: str, rows: Iterable[tuple[str, str]], *, 
 
 def pool_stub(address: str, token: str = "") -> pool_pb2_grpc.PoolServiceStub:
     return pool_pb2_grpc.PoolServiceStub(make_channel(address, token=token))
+
+
+def submit_labels(stub: pool_pb2_grpc.PoolServiceStub, ids_labels, key: str = "", run_id: int = 0,
+                  dataset: str = "d") -> pool_pb2.SubmitLabelsResponse:
+    """Human labels for ``(sample_id, label)`` pairs, with an optional idempotency key."""
+    return stub.SubmitLabels(
+        pool_pb2.SubmitLabelsRequest(
+            dataset=dataset, run_id=run_id, idempotency_key=key, source=common_pb2.LABEL_SOURCE_HUMAN, annotator="ann",
+            labels=[pool_pb2.LabelAssignment(sample_id=i, label=l) for i, l in ids_labels],
+        ),
+        timeout=10,
+    )

@@ -22,7 +22,7 @@ from lesslabels.v1 import (
     pool_pb2,
     run_pb2,
 )
-from tests.conftest import server_settings_for_tests
+from tests.helpers import server_settings_for_tests
 
 
 # --------------------------------------------------------------------------- pure parts

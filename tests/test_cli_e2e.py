@@ -11,7 +11,7 @@ import pytest
 from lesslabels.cli.main import main as cli
 from lesslabels.v1 import pool_pb2, pool_pb2_grpc, run_pb2
 from lesslabels.common.channels import make_channel
-from tests.stack import LABELS, load_toy_dataset, real_stack, wait_for  # noqa: F401 - fixture
+from tests.stack import LABELS, load_toy_dataset, wait_for
 
 
 def _gold(text: str) -> str:

@@ -18,7 +18,7 @@ from lesslabels.v1 import (
     trainer_pb2,
     trainer_pb2_grpc,
 )
-from tests.stack import load_toy_dataset, real_stack, wait_for  # noqa: F401 - fixture
+from tests.stack import load_toy_dataset, wait_for
 
 FINAL = (run_pb2.RUN_STATE_COMPLETED, run_pb2.RUN_STATE_FAILED, run_pb2.RUN_STATE_CANCELLED)
 

@@ -11,7 +11,7 @@ import pytest
 from lesslabels.common import errors
 from lesslabels.coordinator import model
 from lesslabels.coordinator.clients import PoolClient
-from tests.stack import fake_stack, wait_for, wait_for_state  # noqa: F401 - fixture
+from tests.stack import wait_for, wait_for_state
 
 TRAIN, TEST = 40, 12
 

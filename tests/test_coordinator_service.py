@@ -10,8 +10,8 @@ from lesslabels.coordinator import convert, metrics, model
 from lesslabels.coordinator.servicer import CoordinatorServicer, registration
 from lesslabels.common.server import Server
 from lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2, run_pb2
-from tests.conftest import server_settings_for_tests
-from tests.stack import fake_stack, wait_for  # noqa: F401 - fixture
+from tests.helpers import server_settings_for_tests
+from tests.stack import wait_for
 
 
 @pytest.fixture

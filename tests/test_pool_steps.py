@@ -9,22 +9,13 @@ import grpc
 import pytest
 from lesslabels.v1 import common_pb2, pool_pb2, run_pb2
 
-from tests.helpers import import_rows, pool_stub
+from tests.helpers import BOTH_DATABASES, import_rows, pool_stub
 
 ROWS = [("greet", "hello there"), ("bye", "see you"), ("greet", "hi"), ("bye", "farewell"), ("greet", "good morning")]
 SEED, LABEL, TRAIN, EVALUATE = run_pb2.RUN_STEP_SEED, run_pb2.RUN_STEP_LABEL, run_pb2.RUN_STEP_TRAIN, run_pb2.RUN_STEP_EVALUATE
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request, tmp_path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'pool.db'}"
-    return request.getfixturevalue("postgres_cluster").new_database()
-
-
-@pytest.fixture
-def stub(pool_address):
-    return pool_stub(pool_address)
+pytestmark = BOTH_DATABASES
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from lesslabels.trainer.engine import TrainConfig
 from lesslabels.trainer.job_types import JobState, TrainRequest
 from lesslabels.trainer.jobs import JobManager
 from lesslabels.trainer.main import _wait_for_pool_then_serve, build_server
-from tests.conftest import server_settings_for_tests
+from tests.helpers import server_settings_for_tests
 from tests.helpers import import_rows, pool_stub
 
 torch = pytest.importorskip("torch")

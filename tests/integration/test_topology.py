@@ -24,7 +24,7 @@ from lesslabels.v1 import (
     scorer_pb2,
     scorer_pb2_grpc,
 )
-from tests.integration.conftest import DATASET, TOKEN, TRAIN_ROWS
+from tests.integration.values import DATASET, TOKEN, TRAIN_ROWS
 
 pytestmark = pytest.mark.integration
 
