@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import pathlib
-from typing import Iterable
+from typing import Any, Iterable
 
 import pytest
 
@@ -22,7 +22,7 @@ BOTH_DATABASES = pytest.mark.parametrize("database_backend", ["sqlite", "postgre
 
 
 def server_settings_for_tests(**overrides) -> ServerSettings:
-    base = dict(host="127.0.0.1", port=0, grace_seconds=1.0, workers=8)
+    base: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "grace_seconds": 1.0, "workers": 8}
     base.update(overrides)
     return ServerSettings(**base)
 

@@ -82,7 +82,7 @@ def test_a_failed_compare_and_set_writes_no_round_and_no_acquisitions(stub, run,
         round_record=run_pb2.Round(run_id=run.id, index=0, checkpoint_id="c0"),
     ), timeout=5))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "is at step SEED round 0" in err.details()
+    assert "is at step SEED round 0" in (err.details() or "")
     _nothing_written(stub, run.id)
 
 
@@ -95,7 +95,7 @@ def test_a_sample_acquired_in_another_round_refuses_the_whole_step(stub, run):
         acquisitions=_acquisitions(ids[:3]), acquisition_round=1,
         round_record=run_pb2.Round(run_id=run.id, index=0, checkpoint_id="c0"),
     ), timeout=5))
-    assert err.code() == grpc.StatusCode.ALREADY_EXISTS and f"sample {ids[0]} was already acquired" in err.details()
+    assert err.code() == grpc.StatusCode.ALREADY_EXISTS and f"sample {ids[0]} was already acquired" in (err.details() or "")
     _nothing_written(stub, run.id, acquired=1)
 
 
@@ -139,7 +139,7 @@ def test_bad_steps_are_refused_and_write_nothing(stub, run, change, code, words)
     }
     fields = {k: named[v] if isinstance(v, str) and v in named else v for k, v in fields.items()}
     err = _refused(lambda: stub.RecordStep(pool_pb2.RecordStepRequest(**fields), timeout=5))
-    assert err.code() == code and words in err.details(), err.details()
+    assert err.code() == code and words in (err.details() or ""), err.details()
     _nothing_written(stub, run.id)
 
 

@@ -195,8 +195,9 @@ class StepRunner:
             dataset=run.config.dataset, run_id=run.id, checkpoint_id=info.checkpoint_id, split="test",
             include_all=True, probabilities=False, progress=self._progress_cb(run, "scoring the test split"),
         )
-        has_gold = scores.gold is not None
-        test = classification_metrics(scores.gold if has_gold else [], scores.predicted if has_gold else [])
+        gold = scores.gold if scores.gold is not None else np.array([], dtype=object)  # [n]
+        predicted = scores.predicted if scores.gold is not None else np.array([], dtype=object)  # [n]
+        test = classification_metrics(gold, predicted)
         info = dataclasses.replace(info, test=test, labelled_count=run.labelled_count)
         text = f"round {run.round}: test accuracy {test.accuracy:.4f} macro-F1 {test.macro_f1:.4f} on {test.count}"
         reason = stop_reason(run, test)
