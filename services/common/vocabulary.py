@@ -1,5 +1,6 @@
 """The one vocabulary of the system: the core's names for splits, label sources, run states and
-steps, strategies and oracle modes, and their maps to and from the protobuf enums.
+steps, strategies, oracle modes and training-job states, and their maps to and from the protobuf
+enums.
 
 Cores use the plain names (``"train"``, ``"RUNNING"``, ``"least_confidence"``); the edges (servicers,
 clients, the CLI) convert with these maps and nothing else. UNSPECIFIED (0) is in no map: each edge
@@ -8,7 +9,7 @@ decides what an unset enum means.
 
 from __future__ import annotations
 
-from lesslabels.v1 import common_pb2, run_pb2
+from lesslabels.v1 import common_pb2, run_pb2, trainer_pb2
 
 
 def _inverse(mapping: dict) -> dict:
@@ -55,6 +56,12 @@ SEED_STRATEGY_TO_PROTO = _inverse(SEED_STRATEGY_TO_CORE)
 ORACLE_TO_CORE = {run_pb2.ORACLE_MODE_SIMULATED: "simulated", run_pb2.ORACLE_MODE_HUMAN: "human"}
 ORACLE_TO_PROTO = _inverse(ORACLE_TO_CORE)
 ORACLES = tuple(ORACLE_TO_PROTO)
+
+JOB_STATES = ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "INTERRUPTED")
+#: States a training job ends in.
+FINAL_JOB_STATES = ("SUCCEEDED", "FAILED", "CANCELLED", "INTERRUPTED")
+JOB_STATE_TO_CORE = {trainer_pb2.JobState.Value(f"JOB_STATE_{s}"): s for s in JOB_STATES}
+JOB_STATE_TO_PROTO = _inverse(JOB_STATE_TO_CORE)
 
 
 def flag_name(core_name: str) -> str:
