@@ -65,6 +65,38 @@ def test_simulated_run_goes_through_every_round_and_records_each(fake_stack):
     assert len({r.request_id for r in fake_stack.trainer.requests.values()}) == len(fake_stack.trainer.requests)
 
 
+class CountingPool:
+    """Delegates to a PoolClient and counts the calls of each method."""
+
+    def __init__(self, pool: PoolClient):
+        self._pool = pool
+        self.calls: collections.Counter = collections.Counter()
+
+    def __getattr__(self, name):
+        target = getattr(self._pool, name)
+
+        def call(*args, **kwargs):
+            self.calls[name] += 1
+            return target(*args, **kwargs)
+
+        return call
+
+
+def test_a_worker_reads_the_run_once_and_records_each_step_in_one_call(fake_stack):
+    counting = CountingPool(_pool(fake_stack))
+    core = fake_stack.coordinator(pool=counting)
+    run = core.start_run(config())
+    assert wait_for_state(_pool(fake_stack), run.id, model.FINAL_STATES).state == "COMPLETED"
+    wait_for(lambda: not core.active_runs(), what="the worker to end")
+    # Read once (configuration decoded once); then each step goes on from RecordStep's reply.
+    assert counting.calls["get_run"] == 1
+    # PENDING->RUNNING, then SEED, and LABEL/TRAIN/EVALUATE/SCORE/SELECT per round (the last round
+    # stops at EVALUATE): 1 + 1 + 5 + 5 + 3.
+    assert counting.calls["record_step"] == 15
+    assert counting.calls["add_acquisitions"] == counting.calls["update_run"] == 0
+    assert counting.calls["put_round"] == 3  # only the training job's id, as soon as it is known
+
+
 def test_margin_selection_takes_the_smallest_margins_of_the_unlabelled_pool(fake_stack):
     core = fake_stack.coordinator()
     run = core.start_run(config(strategy="margin", stopping=model.StoppingRule(max_rounds=2)))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -72,11 +72,13 @@ class StepRunner:
         handler(worker, run)
 
     def advance(self, worker: Worker, run: model.RunInfo, *, step: str = "", round: Optional[int] = None,
-                state: str = "RUNNING", stop_reason: str = "", message: str = "",
+                state: str = "RUNNING", stop_reason: str = "",
+                message: Union[str, Callable[[model.RunInfo], str]] = "",
                 round_info: Optional[model.RoundInfo] = None,
                 acquisitions: Sequence[model.Acquisition] = (), acquisition_round: int = 0) -> model.RunInfo:
         """Store the step's outcome (``round_info``, ``acquisitions``) and move ``run`` on from the step
-        it was read at (compare-and-set), in one pool transaction, unless cancelled/stopped."""
+        it was read at (compare-and-set), in one pool transaction, unless cancelled/stopped. ``message``
+        may be a function of the advanced run."""
         with self.locks(run.id):
             worker.check_not_stopped()
             updated = self.pool.record_step(
@@ -87,7 +89,7 @@ class StepRunner:
         # The configuration never changes: keep the one decoded when the worker first read the run.
         updated = dataclasses.replace(updated, config=run.config)
         worker.run = updated
-        self.events.announce(updated, round_info, message=message)
+        self.events.announce(updated, round_info, message=message(updated) if callable(message) else message)
         return updated
 
     # ------------------------------------------------------------------ steps
@@ -142,8 +144,7 @@ class StepRunner:
         elif pending:
             source = "seed" if run.round == 0 else "oracle"
             self.pool.reveal_labels(run.id, [a.sample_id for a in pending], source)
-        labelled = self.pool.get_run(run.id).labelled_count
-        self.advance(worker, run, step="TRAIN", message=f"round {run.round}: {labelled} labels")
+        self.advance(worker, run, step="TRAIN", message=lambda moved: f"round {run.round}: {moved.labelled_count} labels")
 
     def _train(self, worker: Worker, run: model.RunInfo) -> None:
         config = run.config
