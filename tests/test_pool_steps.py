@@ -111,7 +111,7 @@ def test_a_repeated_selection_in_the_same_round_is_kept_once(stub, run):
 @pytest.mark.parametrize(
     "change, code, words",
     [
-        ({"expected_step": 0}, grpc.StatusCode.INVALID_ARGUMENT, "unknown expected_step value 0"),
+        ({"expected_step": 0}, grpc.StatusCode.INVALID_ARGUMENT, "expected_step is required"),
         ({"expected_step": 99}, grpc.StatusCode.INVALID_ARGUMENT, "unknown expected_step value 99"),
         ({"step": 99}, grpc.StatusCode.INVALID_ARGUMENT, "unknown run step value 99"),
         ({"state": 99}, grpc.StatusCode.INVALID_ARGUMENT, "unknown run state value 99"),

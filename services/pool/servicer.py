@@ -154,9 +154,10 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
         return convert.label_result_to_proto(self.store.reveal_labels(request.run_id, list(request.sample_ids), source))
 
     def RecordStep(self, request, context):
+        if not request.expected_step:
+            raise InvalidArgument("RecordStep: expected_step is required (the step the run must be at)")
         outcome = steps.StepOutcome(
-            expected_step=convert.enum_value(convert.RUN_STEP_TO_CORE, request.expected_step, "expected_step",
-                                             allow_unspecified=False),
+            expected_step=convert.enum_value(convert.RUN_STEP_TO_CORE, request.expected_step, "expected_step"),
             expected_round=request.expected_round,
             round_record=convert.round_from_proto(request.round_record) if request.HasField("round_record") else None,
             acquisitions=[convert.acquisition_from_proto(a) for a in request.acquisitions],
