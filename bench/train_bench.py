@@ -125,7 +125,7 @@ def interleaved_runs(args, labels, train_rows, test_rows) -> tuple[dict | None, 
     import torch
 
     from lesslabels.modeling.batching import tokenize
-    from lesslabels.modeling.metrics import classification_metrics
+    from lesslabels.common.metrics import classification_metrics
     from lesslabels.modeling.models import load_classifier, select_device
     from lesslabels.trainer.engine import Example, TrainConfig, autocast_dtype, predict_logits, train
 

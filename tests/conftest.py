@@ -1,4 +1,8 @@
-"""Shared fixtures: real in-process gRPC servers on port 0, a tiny random BERT, ATIS paths."""
+"""Shared fixtures: real in-process gRPC servers on port 0 (a pool on SQLite or PostgreSQL, a
+coordinator over fake or real services), a tiny random BERT and a checkpoint of it, ATIS paths.
+
+Test modules share fixtures only through this file; plain helpers live in helper modules
+(``helpers``, ``stack``, ``scorer_checkpoints``), never in test modules."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import pathlib
 
 import pytest
 
-from lesslabels.common.config import ServerSettings
+from tests.helpers import ROOT, server_settings_for_tests
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +24,6 @@ def _restore_root_logging():
     logging.root.handlers[:] = handlers
     logging.root.setLevel(level)
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 ATIS_DIR = ROOT.parent / "shared" / "data" / "atis"
 ATIS_TRAIN = ATIS_DIR / "atis_intents_train.csv"
 ATIS_TEST = ATIS_DIR / "atis_intents_test.csv"
@@ -30,12 +33,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
-def server_settings_for_tests(**overrides) -> ServerSettings:
-    base = dict(host="127.0.0.1", port=0, grace_seconds=1.0, workers=8)
-    base.update(overrides)
-    return ServerSettings(**base)
 
 
 @pytest.fixture
@@ -68,8 +65,17 @@ def postgres_cluster():
 
 
 @pytest.fixture
-def database_url(tmp_path) -> str:
-    """The pool database of a test: SQLite in a temporary folder."""
+def database_backend(request) -> str:
+    """"sqlite" unless a test parametrizes it (``helpers.BOTH_DATABASES``, or "postgres")."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def database_url(request, database_backend, tmp_path) -> str:
+    """The pool database of a test: SQLite in a temporary folder, or a fresh PostgreSQL database
+    (skipped when PostgreSQL is not installed)."""
+    if database_backend == "postgres":
+        return request.getfixturevalue("postgres_cluster").new_database()
     return f"sqlite:///{tmp_path / 'pool.db'}"
 
 
@@ -88,3 +94,56 @@ def pool_server(database_url):
 @pytest.fixture
 def pool_address(pool_server) -> str:
     return f"127.0.0.1:{pool_server.port}"
+
+
+@pytest.fixture
+def stub(pool_address):
+    """A PoolService stub on the test's pool."""
+    from tests.helpers import pool_stub
+
+    return pool_stub(pool_address)
+
+
+@pytest.fixture
+def fake_stack(pool_address):
+    """The real pool with a fake trainer and scorer (``tests.stack``), the toy dataset loaded."""
+    from tests.stack import FakeScorer, FakeStack, FakeTrainer, load_toy_dataset
+
+    load_toy_dataset(pool_address)
+    stack = FakeStack(pool_address, FakeTrainer(), FakeScorer(pool_address))
+    yield stack
+    stack.trainer.hold.set()
+    for core in stack.coordinators:
+        core.close(timeout=5)
+    stack.scorer.close()
+
+
+@pytest.fixture
+def real_stack(tmp_path):
+    """Pool, trainer, scorer and coordinator servers in-process (``tests.stack.start_real_stack``)."""
+    from tests.stack import start_real_stack
+
+    stack, stop = start_real_stack(tmp_path)
+    yield stack
+    stop()
+
+
+@pytest.fixture
+def few_torch_threads():
+    """One torch thread while the test runs (the machine's cores are shared)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def store_and_id(tmp_path_factory, tiny_bert_dir):
+    """A checkpoint store holding the tiny BERT with a random head (``scorer_checkpoints``), and its id."""
+    from lesslabels.common.checkpoints import CheckpointStore
+    from tests.scorer_checkpoints import publish_tiny_checkpoint
+
+    store = CheckpointStore(tmp_path_factory.mktemp("checkpoints"))
+    return store, publish_tiny_checkpoint(store, tiny_bert_dir)

@@ -1,17 +1,29 @@
-"""Small client helpers for tests: import rows into a pool over real gRPC.
-
-``import_rows`` goes through the client SDK, like every caller of the pool; ``import_bytes`` and
-``pool_stub`` stay at the protocol level for the pool's own status-code tests."""
+"""Small helpers for tests: server settings, importing rows into a pool and labelling over real gRPC,
+running a test on both pool databases."""
 
 from __future__ import annotations
 
-from typing import Iterable
+import pathlib
+from typing import Any, Iterable
+
+import pytest
 
 from lesslabels.client import ImportSummary, PoolClient
+from lesslabels.common import vocabulary
 from lesslabels.common.channels import make_channel
+from lesslabels.common.config import ServerSettings
 from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
 
-SPLITS = {"train": common_pb2.SPLIT_TRAIN, "test": common_pb2.SPLIT_TEST, "dev": common_pb2.SPLIT_DEV}
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SPLITS = vocabulary.SPLIT_TO_PROTO
+#: Run a test on SQLite and on PostgreSQL (skipped where PostgreSQL is not installed).
+BOTH_DATABASES = pytest.mark.parametrize("database_backend", ["sqlite", "postgres"], indirect=True)
+
+
+def server_settings_for_tests(**overrides) -> ServerSettings:
+    base: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "grace_seconds": 1.0, "workers": 8}
+    base.update(overrides)
+    return ServerSettings(**base)
 
 
 def import_bytes(address: str, dataset: str, data: bytes, *, split: str = "train",
@@ -37,3 +49,15 @@ def import_rows(address: str, dataset: str, rows: Iterable[tuple[str, str]], *, 
 
 def pool_stub(address: str, token: str = "") -> pool_pb2_grpc.PoolServiceStub:
     return pool_pb2_grpc.PoolServiceStub(make_channel(address, token=token))
+
+
+def submit_labels(stub: pool_pb2_grpc.PoolServiceStub, ids_labels, key: str = "", run_id: int = 0,
+                  dataset: str = "d") -> pool_pb2.SubmitLabelsResponse:
+    """Human labels for ``(sample_id, label)`` pairs, with an optional idempotency key."""
+    return stub.SubmitLabels(
+        pool_pb2.SubmitLabelsRequest(
+            dataset=dataset, run_id=run_id, idempotency_key=key, source=common_pb2.LABEL_SOURCE_HUMAN, annotator="ann",
+            labels=[pool_pb2.LabelAssignment(sample_id=i, label=l) for i, l in ids_labels],
+        ),
+        timeout=10,
+    )

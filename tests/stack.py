@@ -1,8 +1,7 @@
 """In-process stacks for tests: the real pool with fake trainer/scorer (fast, no torch), and the
 real pool + trainer + scorer + coordinator servers on temp dirs (tiny BERT).
 
-Fixtures (import them into a test module or conftest: ``from tests.stack import *`` is not
-allowed, so name them: ``from tests.stack import fake_stack, real_stack``):
+The fixtures over them are in ``tests/conftest.py``:
 
 - ``fake_stack``: a started pool server, a ``FakeTrainer``, a ``FakeScorer`` and a factory
   ``fake_stack.coordinator()`` for a ``Coordinator`` core over them (new ones after a "crash").
@@ -27,8 +26,7 @@ from lesslabels.coordinator import model
 from lesslabels.client import PoolClient as SdkPoolClient
 from lesslabels.coordinator.clients import PoolClient
 from lesslabels.coordinator.engine import Coordinator
-from tests.conftest import server_settings_for_tests
-from tests.helpers import import_rows
+from tests.helpers import import_rows, server_settings_for_tests
 
 LABELS = ("flight", "airfare", "ground_service", "abbreviation")
 
@@ -170,17 +168,6 @@ class FakeStack:
         return core
 
 
-@pytest.fixture
-def fake_stack(pool_address):
-    load_toy_dataset(pool_address)
-    stack = FakeStack(pool_address, FakeTrainer(), FakeScorer(pool_address))
-    yield stack
-    stack.trainer.hold.set()
-    for core in stack.coordinators:
-        core.close(timeout=5)
-    stack.scorer.close()
-
-
 def wait_for(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.05, what: str = "condition"):
     """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -269,10 +256,3 @@ def start_real_stack(tmp_path, *, token: str = "") -> tuple[RealStack, Callable[
             servers[name].stop(0)
 
     return stack, stop
-
-
-@pytest.fixture
-def real_stack(tmp_path):
-    stack, stop = start_real_stack(tmp_path)
-    yield stack
-    stop()

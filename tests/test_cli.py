@@ -22,7 +22,7 @@ from lesslabels.v1 import (
     pool_pb2,
     run_pb2,
 )
-from tests.conftest import server_settings_for_tests
+from tests.helpers import server_settings_for_tests
 
 
 # --------------------------------------------------------------------------- pure parts
@@ -535,7 +535,7 @@ def test_the_cli_process_never_imports_torch():
 
     code = ("import sys, lesslabels.cli.runs, lesslabels.cli.results, lesslabels.cli.stack, lesslabels.cli.demo, "
             "lesslabels.cli.live, lesslabels.cli.report; "
-            "from lesslabels.cli.report import _pyplot; _pyplot(); "
+            "from lesslabels.cli.plots import _pyplot; _pyplot(); "
             "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"

@@ -9,20 +9,9 @@ import re
 import pytest
 
 from lesslabels.cli.main import main as cli
-from lesslabels.v1 import pool_pb2, pool_pb2_grpc, run_pb2
-from lesslabels.common.channels import make_channel
-from tests.stack import LABELS, load_toy_dataset, real_stack, wait_for  # noqa: F401 - fixture
-
-
-def _gold(text: str) -> str:
-    """The toy rows' label is spelled out at the start of their text."""
-    return next(label for label in LABELS if text.startswith(label.replace("_", " ") + " "))
-
-
-def _flags(tiny_bert_dir) -> list[str]:
-    return ["--dataset", "toy", "--base-model", str(tiny_bert_dir), "--seed-size", "12", "--batch-size", "8",
-            "--max-rounds", "2", "--epochs", "1", "--train-batch-size", "8", "--max-length", "16",
-            "--num-threads", "1", "--random-seed", "3"]
+from lesslabels.v1 import run_pb2
+from tests.stack import load_toy_dataset, wait_for
+from tests.humanrun import gold, run_flags, run_state
 
 
 @pytest.fixture
@@ -31,19 +20,14 @@ def stack(real_stack):
     return real_stack
 
 
-def _run_state(stack, run_id) -> run_pb2.Run:
-    with make_channel(stack.pool_address) as channel:
-        return pool_pb2_grpc.PoolServiceStub(channel).GetRun(pool_pb2.GetRunRequest(run_id=run_id), timeout=10)
-
-
 def _wait_state(stack, run_id, state, timeout=180):
-    return wait_for(lambda: (r := _run_state(stack, run_id)).state == state and r, timeout, 0.2,
+    return wait_for(lambda: (r := run_state(stack, run_id)).state == state and r, timeout, 0.2,
                     f"run {run_id} to be {run_pb2.RunState.Name(state)}")
 
 
 def test_human_mode_through_label_export_and_import(stack, tiny_bert_dir, tmp_path, capsys):
     client = ["--coordinator-address", stack.coordinator_address]
-    assert cli(["run", *_flags(tiny_bert_dir), "--oracle", "human", *client]) == 0
+    assert cli(["run", *run_flags(tiny_bert_dir), "--oracle", "human", *client]) == 0
     run_id = int(re.search(r"started run (\d+)", capsys.readouterr().out).group(1))
     _wait_state(stack, run_id, run_pb2.RUN_STATE_WAITING_FOR_LABELS)
     assert cli(["status", str(run_id), *client]) == 0
@@ -57,7 +41,7 @@ def test_human_mode_through_label_export_and_import(stack, tiny_bert_dir, tmp_pa
 
     # A file with an id outside the batch and one with an unknown label are refused whole.
     wrong = tmp_path / "wrong.csv"
-    wrong.write_text(f"sample_id,label\n{rows[0]['sample_id']},{_gold(rows[0]['text'])}\n999999,flight\n")
+    wrong.write_text(f"sample_id,label\n{rows[0]['sample_id']},{gold(rows[0]['text'])}\n999999,flight\n")
     assert cli(["label", "import", str(run_id), str(wrong), *client]) == 1
     assert "not in the pending batch" in capsys.readouterr().err
     wrong.write_text(f"sample_id,label\n{rows[0]['sample_id']},weather\n")
@@ -70,22 +54,22 @@ def test_human_mode_through_label_export_and_import(stack, tiny_bert_dir, tmp_pa
         writer = csv.writer(fh)
         writer.writerow(["sample_id", "label", "text"])
         for r in rows[:6]:
-            writer.writerow([r["sample_id"], _gold(r["text"]), r["text"]])
+            writer.writerow([r["sample_id"], gold(r["text"]), r["text"]])
     assert cli(["label", "import", str(run_id), str(half), *client]) == 0
     assert "6 labels recorded" in capsys.readouterr().out
     assert cli(["label", "import", str(run_id), str(half), *client]) == 0
     out = capsys.readouterr().out
     assert "0 labels recorded" in out and "6 of the batch still unlabelled" in out
-    assert _run_state(stack, run_id).state == run_pb2.RUN_STATE_WAITING_FOR_LABELS
+    assert run_state(stack, run_id).state == run_pb2.RUN_STATE_WAITING_FOR_LABELS
 
     # The rest as JSONL, the already-labelled half included again: the run goes on.
     full = tmp_path / "full.jsonl"
-    full.write_text("".join(json.dumps({"sample_id": int(r["sample_id"]), "label": _gold(r["text"])}) + "\n"
+    full.write_text("".join(json.dumps({"sample_id": int(r["sample_id"]), "label": gold(r["text"])}) + "\n"
                             for r in rows))
     assert cli(["label", "import", str(run_id), str(full), *client]) == 0
     assert "0 of the batch still unlabelled" in capsys.readouterr().out
     waiting_again = wait_for(
-        lambda: (r := _run_state(stack, run_id)).round == 1 and r.state == run_pb2.RUN_STATE_WAITING_FOR_LABELS
+        lambda: (r := run_state(stack, run_id)).round == 1 and r.state == run_pb2.RUN_STATE_WAITING_FOR_LABELS
         and r, 180, 0.2, "round 1's batch")
     assert waiting_again.labelled_count == 12
     assert cli(["cancel", str(run_id), *client]) == 0
@@ -97,7 +81,7 @@ def test_human_mode_through_label_export_and_import(stack, tiny_bert_dir, tmp_pa
 
 def test_simulated_run_watch_report_and_unknown_run(stack, tiny_bert_dir, tmp_path, capsys):
     client = ["--coordinator-address", stack.coordinator_address]
-    assert cli(["run", *_flags(tiny_bert_dir), "--watch", "--no-progress", *client]) == 0
+    assert cli(["run", *run_flags(tiny_bert_dir), "--watch", "--no-progress", *client]) == 0
     out = capsys.readouterr().out
     assert "state=completed" in out and "stopped: round limit 2 reached" in out
     run_id = int(re.search(r"started run (\d+)", out).group(1))

@@ -26,8 +26,8 @@ from lesslabels.client import (
 )
 from lesslabels.client.pool import rows_to_jsonl
 from lesslabels.common import uncertainty
-from tests.conftest import server_settings_for_tests
-from tests.stack import fake_stack, wait_for  # noqa: F401 - fixture
+from tests.helpers import server_settings_for_tests
+from tests.stack import wait_for
 
 ROWS = [("show me flights to denver", "flight"), ("what is the fare to boston", "airfare"),
         ("cheapest fare, please", "airfare"), ("is there a limo in dallas", "ground_service"),

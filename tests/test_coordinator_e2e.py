@@ -12,7 +12,7 @@ import pytest
 from lesslabels.client import Amount, CoordinatorClient, PoolClient, RunConfig, StoppingRule
 from lesslabels.coordinator.model import FINAL_STATES, STEPS
 from lesslabels.v1 import trainer_pb2, trainer_pb2_grpc
-from tests.stack import load_toy_dataset, real_stack, wait_for  # noqa: F401 - fixture
+from tests.stack import load_toy_dataset, wait_for
 
 
 def _config(tiny_bert_dir, **overrides) -> RunConfig:

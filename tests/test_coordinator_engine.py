@@ -11,7 +11,7 @@ import pytest
 from lesslabels.common import errors
 from lesslabels.coordinator import model
 from lesslabels.coordinator.clients import PoolClient
-from tests.stack import fake_stack, wait_for, wait_for_state  # noqa: F401 - fixture
+from tests.stack import wait_for, wait_for_state
 
 TRAIN, TEST = 40, 12
 
@@ -63,6 +63,38 @@ def test_simulated_run_goes_through_every_round_and_records_each(fake_stack):
     assert sorted(r.round for r in trained) == [0, 1, 2]
     assert all(r.seed == 7 and r.warm_start_checkpoint == "" for r in trained)
     assert len({r.request_id for r in fake_stack.trainer.requests.values()}) == len(fake_stack.trainer.requests)
+
+
+class CountingPool:
+    """Delegates to a PoolClient and counts the calls of each method."""
+
+    def __init__(self, pool: PoolClient):
+        self._pool = pool
+        self.calls: collections.Counter = collections.Counter()
+
+    def __getattr__(self, name):
+        target = getattr(self._pool, name)
+
+        def call(*args, **kwargs):
+            self.calls[name] += 1
+            return target(*args, **kwargs)
+
+        return call
+
+
+def test_a_worker_reads_the_run_once_and_records_each_step_in_one_call(fake_stack):
+    counting = CountingPool(_pool(fake_stack))
+    core = fake_stack.coordinator(pool=counting)
+    run = core.start_run(config())
+    assert wait_for_state(_pool(fake_stack), run.id, model.FINAL_STATES).state == "COMPLETED"
+    wait_for(lambda: not core.active_runs(), what="the worker to end")
+    # Read once (configuration decoded once); then each step goes on from RecordStep's reply.
+    assert counting.calls["get_run"] == 1
+    # PENDING->RUNNING, then SEED, and LABEL/TRAIN/EVALUATE/SCORE/SELECT per round (the last round
+    # stops at EVALUATE): 1 + 1 + 5 + 5 + 3.
+    assert counting.calls["record_step"] == 15
+    assert counting.calls["add_acquisitions"] == counting.calls["update_run"] == 0
+    assert counting.calls["put_round"] == 3  # only the training job's id, as soon as it is known
 
 
 def test_margin_selection_takes_the_smallest_margins_of_the_unlabelled_pool(fake_stack):
@@ -239,10 +271,11 @@ class _Crash(BaseException):
 
 
 class CrashingPool:
-    """Delegates to a PoolClient and dies once, right *after* the n-th matching write went through."""
+    """Delegates to a PoolClient and dies once, right *after* the n-th matching write went through
+    (or right before it, with ``before=True``: the write never reaches the pool)."""
 
-    def __init__(self, pool: PoolClient, method: str, nth: int = 1, **match):
-        self._pool, self._method, self._nth, self._match = pool, method, nth, match
+    def __init__(self, pool: PoolClient, method: str, nth: int = 1, *, before: bool = False, **match):
+        self._pool, self._method, self._nth, self._before, self._match = pool, method, nth, before, match
         self.crashed = False
 
     def __getattr__(self, name):
@@ -251,8 +284,12 @@ class CrashingPool:
             return target
 
         def call(*args, **kwargs):
+            hit = not self.crashed and all(kwargs.get(k) == v for k, v in self._match.items())
+            if hit and self._before and self._nth == 1:
+                self.crashed = True
+                raise _Crash()
             result = target(*args, **kwargs)
-            if not self.crashed and all(kwargs.get(k) == v for k, v in self._match.items()):
+            if hit:
                 self._nth -= 1
                 if self._nth == 0:
                     self.crashed = True
@@ -262,18 +299,19 @@ class CrashingPool:
         return call
 
 
+# Every write of a run, killed just after it (and the steps' one transaction, killed just before it).
 CRASH_POINTS = [
-    pytest.param("add_acquisitions", 1, {}, id="after-storing-the-seed-set"),
-    pytest.param("update_run", 1, {"step": "LABEL"}, id="after-seed-step"),
+    pytest.param("record_step", 1, {"step": "LABEL", "before": True}, id="before-recording-the-seed-set"),
+    pytest.param("record_step", 1, {"step": "LABEL"}, id="after-seed-step"),
     pytest.param("reveal_labels", 1, {}, id="after-revealing-seed-labels"),
     pytest.param("put_round", 1, {}, id="after-recording-the-train-job"),
-    pytest.param("update_run", 1, {"step": "EVALUATE"}, id="after-training"),
-    pytest.param("update_run", 1, {"step": "SCORE"}, id="after-evaluating"),
-    pytest.param("add_acquisitions", 2, {}, id="after-storing-a-selection"),
-    pytest.param("update_run", 1, {"step": "SELECT"}, id="between-score-and-select"),
-    pytest.param("update_run", 2, {"step": "LABEL"}, id="after-select-step"),
+    pytest.param("record_step", 1, {"step": "EVALUATE"}, id="after-training"),
+    pytest.param("record_step", 1, {"step": "SCORE"}, id="after-evaluating"),
+    pytest.param("record_step", 2, {"step": "LABEL", "before": True}, id="before-recording-a-selection"),
+    pytest.param("record_step", 1, {"step": "SELECT"}, id="between-score-and-select"),
+    pytest.param("record_step", 2, {"step": "LABEL"}, id="after-select-step"),
     pytest.param("reveal_labels", 2, {}, id="after-revealing-oracle-labels"),
-    pytest.param("update_run", 2, {"step": "TRAIN"}, id="before-second-training"),
+    pytest.param("record_step", 2, {"step": "TRAIN"}, id="before-second-training"),
 ]
 
 

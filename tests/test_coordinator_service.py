@@ -7,12 +7,11 @@ import grpc
 import pytest
 
 from lesslabels.coordinator import convert, metrics, model
-from lesslabels.coordinator.engine import Coordinator
 from lesslabels.coordinator.servicer import CoordinatorServicer, registration
 from lesslabels.common.server import Server
 from lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2, run_pb2
-from tests.conftest import server_settings_for_tests
-from tests.stack import fake_stack, wait_for  # noqa: F401 - fixture
+from tests.helpers import server_settings_for_tests
+from tests.stack import wait_for
 
 
 @pytest.fixture
@@ -225,20 +224,6 @@ def test_cancel_over_rpc(coordinator, fake_stack):
 
 
 # ---------------------------------------------------------------- pure pieces
-
-
-def test_metrics_hand_computed():
-    gold = ["a", "a", "b", "b", "c"]
-    pred = ["a", "b", "b", "b", "a"]
-    m = metrics.classification_metrics(gold, pred)
-    # a: TP1 gold2 pred2 -> F1 .5; b: TP2 gold2 pred3 -> .8; c: TP0 -> 0
-    assert m.accuracy == pytest.approx(0.6)
-    assert m.per_class_f1 == pytest.approx({"a": 0.5, "b": 0.8, "c": 0.0})
-    assert m.macro_f1 == pytest.approx(1.3 / 3)
-    assert m.count == 5
-    assert metrics.classification_metrics([], []).count == 0
-    with pytest.raises(ValueError):
-        metrics.classification_metrics(["a"], [])
 
 
 def test_agreement_compares_common_samples_only():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import filecmp
 import os
-import pathlib
 import socket
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_committed_stubs_are_up_to_date(tmp_path):

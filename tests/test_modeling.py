@@ -10,7 +10,7 @@ import pytest
 
 from lesslabels.common import errors
 from lesslabels.modeling.batching import collate, length_grouped_batches, tokenize
-from lesslabels.modeling.metrics import Metrics, classification_metrics
+from lesslabels.common.metrics import Metrics
 from lesslabels.modeling.models import load_classifier, save_classifier, select_device
 from lesslabels.trainer import engine
 from lesslabels.trainer.engine import Example, TrainConfig
@@ -66,18 +66,7 @@ def test_tokenize_truncates_and_does_not_pad(tiny_bert_dir):
     assert len(ids[0]) == 3 and len(ids[1]) == 16
 
 
-# -- metrics --------------------------------------------------------------------------------------
-
-def test_metrics_by_hand():
-    # gold    a a b b c ; predicted a b b b a
-    m = classification_metrics([0, 0, 1, 1, 2], [0, 1, 1, 1, 0], ["a", "b", "c", "d"], loss=0.5)
-    assert m.accuracy == pytest.approx(3 / 5) and m.count == 5 and m.loss == 0.5
-    # a: tp1 gold2 pred2 -> 0.5; b: tp2 gold2 pred3 -> 0.8; c: 0; d absent from both.
-    assert m.per_class_f1 == pytest.approx({"a": 0.5, "b": 0.8, "c": 0.0})
-    assert m.macro_f1 == pytest.approx((0.5 + 0.8 + 0.0) / 3)
-    empty = classification_metrics([], [], ["a"])
-    assert empty.count == 0 and empty.accuracy == 0.0
-
+# -- class balance ---------------------------------------------------------------------------------
 
 def test_class_weights_and_balanced_sampling():
     targets = np.array([0, 0, 0, 1])

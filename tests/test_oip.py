@@ -20,8 +20,10 @@ from lesslabels.common.channels import make_channel
 from lesslabels.inference import grpc_predict_v2_pb2 as pb, grpc_predict_v2_pb2_grpc as pb_grpc
 from lesslabels.scorer import oip
 from lesslabels.scorer.engine import EngineConfig, ModelSpec
-from tests.conftest import server_settings_for_tests
-from tests.test_scorer import LABELS, RUN_ID, TEXTS, _few_threads, store_and_id  # noqa: F401 - fixtures
+from tests.helpers import server_settings_for_tests
+from tests.scorer_checkpoints import LABELS, RUN_ID, TEXTS
+
+pytestmark = pytest.mark.usefixtures("few_torch_threads")
 
 
 def length_prefixed(texts) -> bytes:

@@ -12,7 +12,7 @@ import zipfile
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 

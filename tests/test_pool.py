@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import threading
 import time
 
@@ -12,15 +11,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lesslabels.common import vocabulary
 from lesslabels.v1 import common_pb2, pool_pb2, run_pb2
-from tests.helpers import import_bytes, import_rows, pool_stub
+from tests.helpers import BOTH_DATABASES, import_bytes, import_rows, pool_stub, submit_labels
 
 ROWS = [("greet", "hello there"), ("bye", "see you"), ("greet", "hi"), ("bye", "farewell"), ("greet", "good morning")]
-
-
-@pytest.fixture
-def stub(pool_address):
-    return pool_stub(pool_address)
 
 
 def _code(call) -> grpc.StatusCode:
@@ -87,6 +82,7 @@ def test_unknown_dataset_is_not_found_everywhere(stub, pool_address):
 
 # -- import -----------------------------------------------------------------------------
 
+@BOTH_DATABASES
 def test_import_atis_counts_per_label(pool_address, stub, atis_train):
     started = time.monotonic()
     summary = import_bytes(pool_address, "atis", atis_train.read_bytes())
@@ -124,7 +120,7 @@ def test_import_formats(pool_address, stub, data, fmt, expected):
     counts = stub.GetCounts(pool_pb2.GetCountsRequest(dataset="d"), timeout=5)
     got = []
     for s in _samples(stub, dataset="d"):
-        split = {common_pb2.SPLIT_TRAIN: "train", common_pb2.SPLIT_TEST: "test", common_pb2.SPLIT_DEV: "dev"}[s.split]
+        split = vocabulary.SPLIT_TO_CORE[s.split]
         gold = test_gold.get(s.text, dev_gold.get(s.text))
         got.append((gold, s.text, split))
     # Train-split gold stays hidden: check it through the counts instead.
@@ -157,6 +153,7 @@ def test_import_in_many_small_chunks(pool_address):
         (b"label,text\n", "no data rows"),
     ],
 )
+@BOTH_DATABASES
 def test_bad_imports_name_the_row_and_store_nothing(pool_address, stub, data, words):
     import_rows(pool_address, "d", ROWS)
     err = _code(lambda: import_bytes(pool_address, "d", data))
@@ -166,6 +163,7 @@ def test_bad_imports_name_the_row_and_store_nothing(pool_address, stub, data, wo
     assert _serving(pool_address)
 
 
+@BOTH_DATABASES
 def test_failed_import_into_new_dataset_leaves_no_dataset(pool_address, stub):
     err = _code(lambda: import_bytes(pool_address, "fresh", b"greet,hello\nbye,\n"))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -203,7 +201,7 @@ def test_import_size_limit(tmp_path):
     from lesslabels.common.server import Server
     from lesslabels.pool.servicer import PoolServicer, registration
     from lesslabels.pool.store import PoolStore
-    from tests.conftest import server_settings_for_tests
+    from tests.helpers import server_settings_for_tests
 
     store = PoolStore(f"sqlite:///{tmp_path / 'p.db'}")
     server = Server(server_settings_for_tests(), [registration(PoolServicer(store, max_import_bytes=100))])
@@ -239,20 +237,10 @@ def test_train_gold_labels_are_never_listed(pool_address, stub):
     assert [s.gold_label for s in _samples(stub, dataset="d", split=common_pb2.SPLIT_TEST, include_gold=True)] == ["greet"]
 
 
-def _submit(stub, ids_labels, key="", run_id=0, dataset="d"):
-    return stub.SubmitLabels(
-        pool_pb2.SubmitLabelsRequest(
-            dataset=dataset, run_id=run_id, idempotency_key=key, source=common_pb2.LABEL_SOURCE_HUMAN, annotator="ann",
-            labels=[pool_pb2.LabelAssignment(sample_id=i, label=l) for i, l in ids_labels],
-        ),
-        timeout=10,
-    )
-
-
 def test_labels_filter_state_and_counts(pool_address, stub):
     import_rows(pool_address, "d", ROWS)
     ids = [s.id for s in _samples(stub, dataset="d")]
-    reply = _submit(stub, [(ids[0], "greet"), (ids[1], "bye")], key="batch-1")
+    reply = submit_labels(stub, [(ids[0], "greet"), (ids[1], "bye")], key="batch-1")
     assert (reply.recorded, reply.unchanged, reply.changed) == (2, 0, 0)
     labelled = _samples(stub, dataset="d", state=pool_pb2.LABEL_STATE_LABELLED)
     assert [(s.id, s.label) for s in labelled] == [(ids[0], "greet"), (ids[1], "bye")]
@@ -260,18 +248,19 @@ def test_labels_filter_state_and_counts(pool_address, stub):
     counts = stub.GetCounts(pool_pb2.GetCountsRequest(dataset="d"), timeout=5)
     assert counts.train.labelled == 2 and dict(counts.train.labelled_by_label) == {"greet": 1, "bye": 1}
     # A correction appends an event and replaces the label in force.
-    assert _submit(stub, [(ids[1], "greet")], key="batch-2").changed == 1
+    assert submit_labels(stub, [(ids[1], "greet")], key="batch-2").changed == 1
     assert dict(stub.GetCounts(pool_pb2.GetCountsRequest(dataset="d"), timeout=5).train.labelled_by_label) == {"greet": 2}
 
 
+@BOTH_DATABASES
 def test_same_label_batch_twice_leaves_one_label_per_sample(pool_address, stub):
     import_rows(pool_address, "d", ROWS)
     ids = [s.id for s in _samples(stub, dataset="d")]
     batch = [(i, "greet") for i in ids[:3]]
-    assert _submit(stub, batch, key="k").recorded == 3
-    again = _submit(stub, batch, key="k")
+    assert submit_labels(stub, batch, key="k").recorded == 3
+    again = submit_labels(stub, batch, key="k")
     assert (again.recorded, again.unchanged) == (0, 3)
-    no_key = _submit(stub, batch)
+    no_key = submit_labels(stub, batch)
     assert (no_key.recorded, no_key.unchanged) == (0, 3)
     assert stub.GetCounts(pool_pb2.GetCountsRequest(dataset="d"), timeout=5).train.labelled == 3
     assert len(_samples(stub, dataset="d", state=pool_pb2.LABEL_STATE_LABELLED)) == 3
@@ -286,7 +275,7 @@ def test_concurrent_idempotent_submissions_give_exactly_one_label_each(pool_addr
     def worker(n):
         try:
             # Half retry the same keyed batch, half send it without a key.
-            results.append(_submit(pool_stub(pool_address), batch, key="same" if n % 2 else ""))
+            results.append(submit_labels(pool_stub(pool_address), batch, key="same" if n % 2 else ""))
         except Exception as exc:  # noqa: BLE001
             failures.append(exc)
 
@@ -324,7 +313,7 @@ def test_bad_labels_are_rejected_and_store_nothing(pool_address, stub, labels, w
     import_rows(pool_address, "d", ROWS)
     first = _samples(stub, dataset="d")[0].id
     labels = [(first if sid is None else sid, label) for sid, label in labels]
-    err = _code(lambda: _submit(stub, labels))
+    err = _code(lambda: submit_labels(stub, labels))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and words in err.details()
     assert stub.GetCounts(pool_pb2.GetCountsRequest(dataset="d"), timeout=5).train.labelled == 0
 
@@ -332,7 +321,7 @@ def test_bad_labels_are_rejected_and_store_nothing(pool_address, stub, labels, w
 def test_export_labelled_set_as_csv(pool_address, stub):
     import_rows(pool_address, "d", [("greet", "hello, friend"), ("bye", 'say "bye"'), ("greet", "hi")])
     ids = [s.id for s in _samples(stub, dataset="d")]
-    _submit(stub, [(ids[0], "greet"), (ids[1], "bye")])
+    submit_labels(stub, [(ids[0], "greet"), (ids[1], "bye")])
     data = b"".join(c.data for c in stub.ExportLabels(pool_pb2.ExportLabelsRequest(dataset="d"), timeout=5))
     assert list(csv.reader(io.StringIO(data.decode()))) == [["label", "text"], ["greet", "hello, friend"], ["bye", 'say "bye"']]
     # The export re-imports as a headered CSV.
@@ -346,6 +335,7 @@ def _run(stub, dataset="d"):
     return stub.CreateRun(pool_pb2.CreateRunRequest(config=config), timeout=5)
 
 
+@BOTH_DATABASES
 def test_create_run_request_id_and_resumed_runs(pool_address, stub):
     import_rows(pool_address, "d", ROWS)
     config = run_pb2.RunConfig(dataset="d", seed_size=run_pb2.Amount(count=2))
@@ -365,6 +355,7 @@ def test_create_run_request_id_and_resumed_runs(pool_address, stub):
     assert (resumed.state, resumed.error, resumed.stop_reason) == (run_pb2.RUN_STATE_RUNNING, "", "")
 
 
+@BOTH_DATABASES
 def test_runs_rounds_and_compare_and_set(pool_address, stub):
     import_rows(pool_address, "d", ROWS)
     run = _run(stub)
@@ -394,6 +385,7 @@ def test_runs_rounds_and_compare_and_set(pool_address, stub):
         assert _code(call).code() == grpc.StatusCode.NOT_FOUND
 
 
+@BOTH_DATABASES
 def test_acquisitions_never_twice_and_oracle_reveal(pool_address, stub):
     import_rows(pool_address, "d", ROWS)
     import_rows(pool_address, "d", [("greet", "test text")], split="test")

@@ -7,14 +7,9 @@ import grpc
 import pytest
 
 from lesslabels.v1 import common_pb2, pool_pb2, run_pb2
-from tests.helpers import import_bytes, import_rows, pool_stub
+from tests.helpers import BOTH_DATABASES, import_bytes, import_rows
 
 ROWS = [("greet", "hello there"), ("bye", "see you"), ("greet", "hi"), ("bye", "farewell"), ("greet", "good morning")]
-
-
-@pytest.fixture
-def stub(pool_address):
-    return pool_stub(pool_address)
 
 
 def _error(call) -> grpc.RpcError:
@@ -53,6 +48,7 @@ def _export(stub, dataset="d", run_id=0) -> str:
     return b"".join(c.data for c in stub.ExportLabels(pool_pb2.ExportLabelsRequest(dataset=dataset, run_id=run_id), timeout=5)).decode()
 
 
+@BOTH_DATABASES
 def test_human_labels_belong_to_the_dataset_and_later_human_runs_ask_nothing_again(pool_address, stub):
     import_rows(pool_address, "d", ROWS)
     ids = _ids(stub)
@@ -142,6 +138,7 @@ def test_changing_the_label_set_is_explicit_and_keeps_labels_in_use(pool_address
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "not in the dataset's label set" in err.details()
 
 
+@BOTH_DATABASES
 def test_delete_dataset_removes_only_its_own_rows(pool_address, stub):
     import_rows(pool_address, "a", ROWS)
     import_rows(pool_address, "b", ROWS)
@@ -174,8 +171,10 @@ def test_delete_dataset_with_an_active_run_is_refused(pool_address, stub):
     assert len(_ids(stub)) == len(ROWS)
 
 
-def test_upgrading_a_database_at_the_previous_head_keeps_everything_and_moves_human_labels_to_the_dataset(tmp_path):
-    upgrade_keeps_everything(f"sqlite:///{tmp_path / 'old.db'}")
+@BOTH_DATABASES
+def test_upgrading_a_database_at_the_previous_head_keeps_everything_and_moves_human_labels_to_the_dataset(
+        database_url):
+    upgrade_keeps_everything(database_url)
 
 
 def upgrade_keeps_everything(url: str) -> None:

@@ -14,7 +14,7 @@ from lesslabels.common import config, errors
 from lesslabels.common.channels import make_channel, wait_until_serving
 from lesslabels.common.probe import main as probe_main
 from lesslabels.common.server import Server, ServiceRegistration
-from tests.conftest import server_settings_for_tests
+from tests.helpers import server_settings_for_tests
 
 # A tiny generic service to exercise the runtime without any real servicer.
 SERVICE = "lesslabels.test.Echo"

@@ -14,9 +14,11 @@ from lesslabels.common.channels import make_channel
 from lesslabels.common.checkpoints import CheckpointStore
 from lesslabels.modeling.models import load_classifier
 from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, trainer_pb2, trainer_pb2_grpc
-from lesslabels.trainer import jobs as jobs_module
+from lesslabels.trainer.engine import TrainConfig
+from lesslabels.trainer.job_types import JobState, TrainRequest
+from lesslabels.trainer.jobs import JobManager
 from lesslabels.trainer.main import _wait_for_pool_then_serve, build_server
-from tests.conftest import server_settings_for_tests
+from tests.helpers import server_settings_for_tests
 from tests.helpers import import_rows, pool_stub
 
 torch = pytest.importorskip("torch")
@@ -318,14 +320,14 @@ def test_running_jobs_are_interrupted_on_restart(tmp_path, trainer_factory, labe
         raise AssertionError("never finishes: the process 'crashed' before")
 
     jobs_dir = tmp_path / "checkpoints" / ".jobs"
-    crashed = jobs_module.JobManager(jobs_dir, blocking_runner)
+    crashed = JobManager(jobs_dir, blocking_runner)
     crashed.start()
-    running = crashed.submit(jobs_module.TrainRequest(dataset="d", request_id="r1"))
-    queued = crashed.submit(jobs_module.TrainRequest(dataset="d", base_model=str(tiny_bert_dir), seed=1,
+    running = crashed.submit(TrainRequest(dataset="d", request_id="r1"))
+    queued = crashed.submit(TrainRequest(dataset="d", base_model=str(tiny_bert_dir), seed=1,
                                                      labels=("flight", "airfare", "ground"),
-                                                     config=jobs_module.TrainConfig(max_epochs=1)))
+                                                     config=TrainConfig(max_epochs=1)))
     deadline = time.monotonic() + 10
-    while crashed.get(running.id).state != jobs_module.JobState.RUNNING and time.monotonic() < deadline:
+    while crashed.get(running.id).state != JobState.RUNNING and time.monotonic() < deadline:
         time.sleep(0.01)
     # "Restart": a new trainer on the same folders while the old one never wrote its end.
     server, stub = trainer_factory()

@@ -9,12 +9,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from lesslabels.common import errors
-from lesslabels.v1 import pool_pb2, run_pb2
 from lesslabels.web.app import create_app, WebSettings
 from lesslabels.web.backend import Addresses, SdkBackend
 from lesslabels.web.curve import accuracy_drops, learning_curve_svg
-from tests.stack import LABELS, load_toy_dataset, real_stack, wait_for  # noqa: F401 - fixture
-from tests.test_cli_e2e import _flags, _gold, _run_state
+from tests.stack import LABELS, load_toy_dataset, wait_for
+from tests.humanrun import gold, start_human_run
 
 CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 
@@ -23,23 +22,6 @@ def csrf_of(client: TestClient, path: str = "/runs") -> str:
     page = client.get(path)
     assert page.status_code == 200, page.text
     return CSRF.search(page.text).group(1)
-
-
-def start_human_run(stack, tiny_bert_dir) -> int:
-    from lesslabels.cli.main import main as cli
-
-    assert cli(["run", *_flags(tiny_bert_dir), "--oracle", "human", "--coordinator-address", stack.coordinator_address]) == 0
-    run_id = max(r.id for r in _runs(stack))
-    wait_for(lambda: _run_state(stack, run_id).state == run_pb2.RUN_STATE_WAITING_FOR_LABELS, 180, 0.2, "the seed batch")
-    return run_id
-
-
-def _runs(stack):
-    from lesslabels.common.channels import make_channel
-    from lesslabels.v1 import pool_pb2_grpc
-
-    with make_channel(stack.pool_address) as channel:
-        return pool_pb2_grpc.PoolServiceStub(channel).ListRuns(pool_pb2.ListRunsRequest(), timeout=10).runs
 
 
 @pytest.fixture
@@ -65,7 +47,7 @@ def test_label_a_batch_through_the_api_and_the_next_round_comes_with_suggestions
     assert all(item["suggestion"] == "" and len(item["options"]) == len(LABELS) for item in queue["items"])
 
     first = queue["items"][0]
-    body = {"sample_id": first["sample_id"], "label": _gold(first["text"]), "annotator": "ada", "nonce": "aaaaaaaa1"}
+    body = {"sample_id": first["sample_id"], "label": gold(first["text"]), "annotator": "ada", "nonce": "aaaaaaaa1"}
     assert client.post(f"/api/runs/{run_id}/labels", json=body).status_code == 403  # no CSRF token
     headers = {"X-CSRF-Token": token}
     reply = client.post(f"/api/runs/{run_id}/labels", json=body, headers=headers).json()
@@ -78,7 +60,7 @@ def test_label_a_batch_through_the_api_and_the_next_round_comes_with_suggestions
 
     for i, item in enumerate(queue["items"][1:]):
         reply = client.post(f"/api/runs/{run_id}/labels", headers=headers, json={
-            "sample_id": item["sample_id"], "label": _gold(item["text"]), "annotator": "ada", "nonce": f"cccccccc{i}"})
+            "sample_id": item["sample_id"], "label": gold(item["text"]), "annotator": "ada", "nonce": f"cccccccc{i}"})
         assert reply.status_code == 200, reply.text
     assert reply.json()["remaining"] == 0
 

@@ -19,9 +19,9 @@ from lesslabels.client import CoordinatorClient, PoolClient
 from lesslabels.cli.stack import free_port
 from lesslabels.web.app import WebSettings, create_app
 from lesslabels.web.backend import Addresses, SdkBackend
-from tests.stack import load_toy_dataset, real_stack, wait_for  # noqa: F401 - fixture
-from tests.test_cli_e2e import _gold
-from tests.test_web import start_human_run
+from tests.stack import load_toy_dataset, wait_for
+from tests.humanrun import gold
+from tests.humanrun import start_human_run
 
 pytestmark = pytest.mark.slow
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install selenium)")
@@ -104,7 +104,7 @@ def label_current(browser, key: str | None = None) -> str:
     text = text_of(browser, "text")
     options = [li.get_attribute("data-label") for li in browser.find_elements(By.CSS_SELECTOR, "#options li")]
     body = browser.find_element(By.TAG_NAME, "body")
-    body.send_keys(key or str(options.index(_gold(text)) + 1))
+    body.send_keys(key or str(options.index(gold(text)) + 1))
     body.send_keys(Keys.ENTER)
     WebDriverWait(browser, 15).until(
         lambda b: not task_visible(b) or text_of(b, "text") != text or "Not saved" in text_of(b, "status"))
@@ -154,7 +154,7 @@ def test_a_person_labels_a_batch_with_the_keyboard_reloads_and_a_second_person_j
     body.send_keys(Keys.BACKSPACE)
     WebDriverWait(ada, 5).until(lambda b: text_of(b, "text") == done[-1])
     selected = ada.find_element(By.CSS_SELECTOR, "#options li.selected").get_attribute("data-label")
-    assert selected == _gold(done[-1])
+    assert selected == gold(done[-1])
     label_current(ada)  # the same label again: nothing changes, one label kept
     # `s` skips: another text comes, the skipped one stays unlabelled.
     skipped = text_of(ada, "text")
@@ -186,7 +186,7 @@ def test_a_person_labels_a_batch_with_the_keyboard_reloads_and_a_second_person_j
     # Exactly one label event per sample, whoever pressed first.
     with PoolClient(real_stack.pool_address) as pool:
         acquisitions = pool.list_acquisitions(run_id, round_index=0)
-        assert len(acquisitions) == 12 and all(a.label == _gold(a.text) for a in acquisitions)
+        assert len(acquisitions) == 12 and all(a.label == gold(a.text) for a in acquisitions)
     from lesslabels.v1 import pool_pb2, pool_pb2_grpc
     from lesslabels.common.channels import make_channel
 

@@ -10,7 +10,7 @@ import tempfile
 import time
 import uuid
 
-from lesslabels.cli import report
+from lesslabels.cli import plots, report
 from lesslabels.cli.client import Client
 from lesslabels.cli.common import ArgumentParser, CliError, command, sdk_error_message
 from lesslabels.cli.data import format_summary, import_file
@@ -119,7 +119,7 @@ def demo_main(argv: list[str]) -> int:
         if not rows:
             raise CliError("the run ended without an evaluated round")
         print(report.rounds_table(rows))
-        path = report.plot_learning_curve(rows, args.plot, title=f"lesslabels demo on {data.name} "
+        path = plots.plot_learning_curve(rows, args.plot, title=f"lesslabels demo on {data.name} "
                                           f"({strategy_label(config.strategy)})")
         print(f"learning curve: {path.resolve()}")
         if args.json:

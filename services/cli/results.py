@@ -7,7 +7,7 @@ import sys
 import time
 import uuid
 
-from lesslabels.cli import report
+from lesslabels.cli import comparison, curves, plots, report
 from lesslabels.cli.client import Client
 from lesslabels.cli.common import ArgumentParser, CliError, add_client_flags, command
 from lesslabels.cli.live import describe_run, progress_enabled
@@ -31,19 +31,6 @@ def _unit(value: float | None, flag: str) -> float | None:
 
 def report_rows(detail) -> list[report.RoundRow]:
     return report.rows_from_rounds(detail.rounds, detail.run.pool_size)
-
-
-def print_report(detail, *, plot: str | None, reference: float | None = None, out=None) -> pathlib.Path | None:
-    """The rounds table, and the learning-curve PNG when ``plot`` is a path. Returns the PNG path."""
-    out = out or sys.stdout
-    rows = report_rows(detail)
-    print(report.rounds_table(rows) if rows else "(no evaluated rounds yet)", file=out)
-    if plot and rows:
-        title = f"run {detail.run.id}: {detail.run.config.dataset}, {strategy_label(detail.run.config.strategy)}"
-        path = report.plot_learning_curve(rows, plot, title=title, reference=reference)
-        print(f"learning curve: {path.resolve()}", file=out)
-        return path
-    return None
 
 
 @command
@@ -81,7 +68,7 @@ def report_main(argv: list[str]) -> int:
     if not args.no_plot and rows:
         target = args.plot or f"lesslabels-run-{run_id}.png"
         title = f"run {run_id}: {extra['dataset']}, {extra['strategy']}"
-        path = report.plot_learning_curve(rows, target, title=title, reference=reference)
+        path = plots.plot_learning_curve(rows, target, title=title, reference=reference)
         print(f"learning curve: {path.resolve()}", file=sys.stderr if args.format != "table" else sys.stdout)
     return 0
 
@@ -193,15 +180,15 @@ def compare_main(argv: list[str]) -> int:
         print(note, file=sys.stderr)
     if not groups:
         raise CliError("no run has an evaluated round to compare")
-    summaries = report.summarise_groups(groups, target=target)
-    print(report.curves_table(summaries))
+    summaries = comparison.summarise_groups(groups, target=target)
+    print(comparison.curves_table(summaries))
     print()
-    print(report.summary_table(summaries, target=target))
-    lo, hi = report.common_range([c for runs in groups.values() for c in runs.values()])
+    print(comparison.summary_table(summaries, target=target))
+    lo, hi = curves.common_range([c for runs in groups.values() for c in runs.values()])
     print(f"AUC: mean test accuracy over labels {lo:.0f}..{hi:.0f} (area divided by the label range)")
     if args.json:
-        _write(args.json, report.summaries_to_json(summaries, auc_range=[lo, hi], reference=reference,
+        _write(args.json, comparison.summaries_to_json(summaries, auc_range=[lo, hi], reference=reference,
                                                    target=target))
-    path = report.plot_comparison(summaries, args.plot, reference=reference)
+    path = plots.plot_comparison(summaries, args.plot, reference=reference)
     print(f"plot: {path.resolve()}")
     return 0

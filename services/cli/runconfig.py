@@ -7,18 +7,12 @@ import math
 
 from lesslabels.cli.common import CliError
 from lesslabels.client import Amount, RunConfig, StoppingRule
+from lesslabels.common import vocabulary
 
 # CLI spelling -> the SDK's (the coordinator's) name.
-STRATEGIES = {
-    "entropy": "entropy",
-    "margin": "margin",
-    "least-confidence": "least_confidence",
-    "ratio": "ratio",
-    "random": "random",
-    "clustered-entropy": "clustered_entropy",
-}
-SEED_STRATEGIES = {"random": "random", "diverse": "diverse"}
-ORACLES = {"simulated": "simulated", "human": "human"}
+STRATEGIES = {vocabulary.flag_name(name): name for name in vocabulary.STRATEGY_TO_PROTO}
+SEED_STRATEGIES = {vocabulary.flag_name(name): name for name in vocabulary.SEED_STRATEGY_TO_PROTO}
+ORACLES = {vocabulary.flag_name(name): name for name in vocabulary.ORACLE_TO_PROTO}
 # Hyperparameters travel as proto field names and enum names (the coordinator passes them to the trainer).
 CLASS_BALANCE = {
     "none": "CLASS_BALANCE_NONE",
@@ -26,17 +20,9 @@ CLASS_BALANCE = {
     "sampling": "CLASS_BALANCE_SAMPLING",
 }
 # Display names of run states and steps as the client SDK returns them (the coordinator's vocabulary).
-STATE_NAMES = {
-    "PENDING": "pending",
-    "RUNNING": "running",
-    "WAITING_FOR_LABELS": "waiting for labels",
-    "COMPLETED": "completed",
-    "CANCELLED": "cancelled",
-    "FAILED": "failed",
-}
-STEP_NAMES = {"SEED": "seed", "LABEL": "label", "TRAIN": "train", "EVALUATE": "evaluate", "SCORE": "score",
-              "SELECT": "select", "DONE": "done"}
-FINAL_STATES = frozenset({"COMPLETED", "CANCELLED", "FAILED"})
+STATE_NAMES = {name: name.lower().replace("_", " ") for name in vocabulary.RUN_STATES}
+STEP_NAMES = {name: name.lower() for name in vocabulary.RUN_STEPS}
+FINAL_STATES = frozenset(vocabulary.FINAL_RUN_STATES)
 WAITING = "WAITING_FOR_LABELS"
 
 

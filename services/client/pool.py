@@ -301,6 +301,25 @@ class PoolClient(ServiceClient):
         )
         return convert.run_from_proto(self._unary(self._stub.UpdateRun, request, f"update run {run_id}", timeout))
 
+    def record_step(self, run_id: int, *, expected_step: str, expected_round: int, step: str = "",
+                    round: int | None = None, state: str = "", stop_reason: str = "",
+                    round_info: Round | None = None, acquisitions: Sequence[Acquisition] = (),
+                    acquisition_round: int = 0, timeout: float | None = None) -> Run:
+        """Store a step's outcome (round record, acquisitions) and advance the run, in one transaction,
+        only if the run is still at ``expected_step``/``expected_round`` (else FailedPrecondition and
+        nothing is written)."""
+        request = pool_pb2.RecordStepRequest(
+            run_id=run_id, expected_step=_choice(expected_step, convert.STEP_TO_PROTO, "run step"),
+            expected_round=expected_round,
+            round_record=convert.round_to_proto(round_info) if round_info is not None else None,
+            acquisitions=[convert.acquisition_to_proto(a) for a in acquisitions], acquisition_round=acquisition_round,
+            state=_choice(state, convert.STATE_TO_PROTO, "run state") if state else 0,
+            step=_choice(step, convert.STEP_TO_PROTO, "run step") if step else 0,
+            round=expected_round if round is None else round, stop_reason=stop_reason,
+        )
+        reply = self._unary(self._stub.RecordStep, request, f"record step {expected_step} of run {run_id}", timeout)
+        return convert.run_from_proto(reply)
+
     def put_round(self, info: Round, *, timeout: float | None = None) -> Round:
         reply = self._unary(self._stub.PutRound, convert.round_to_proto(info),
                             f"round {info.index} of run {info.run_id}", timeout)

@@ -58,14 +58,6 @@ def _service_config() -> str:
     )
 
 
-class _TokenAuth(grpc.AuthMetadataPlugin):
-    def __init__(self, token: str):
-        self._token = token
-
-    def __call__(self, context, callback):
-        callback((("authorization", f"Bearer {self._token}"),), None)
-
-
 class _BearerInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
                          grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
     """Adds the bearer token to insecure channels (call credentials need TLS)."""

@@ -67,6 +67,15 @@ class PoolClient:
                                      stop_reason=stop_reason, expected_step=expected_step,
                                      expected_round=expected_round)
 
+    def record_step(self, run_id: int, *, expected_step: str, expected_round: int, step: str = "",
+                    round: Optional[int] = None, state: str = "", stop_reason: str = "",
+                    round_info: Optional[model.RoundInfo] = None, acquisitions: Sequence[model.Acquisition] = (),
+                    acquisition_round: int = 0) -> model.RunInfo:
+        """Store a step's outcome and advance the run (compare-and-set) in one transaction."""
+        return self._pool.record_step(run_id, expected_step=expected_step, expected_round=expected_round, step=step,
+                                      round=round, state=state, stop_reason=stop_reason, round_info=round_info,
+                                      acquisitions=acquisitions, acquisition_round=acquisition_round)
+
     def put_round(self, info: model.RoundInfo) -> model.RoundInfo:
         self._pool.put_round(info)
         return info

@@ -7,38 +7,24 @@ import datetime as dt
 import numpy as np
 from google.protobuf import json_format
 
+from lesslabels.common import vocabulary
 from lesslabels.common.errors import InvalidArgument
 from lesslabels.coordinator import model
 from lesslabels.v1 import common_pb2, coordinator_pb2, pool_pb2, run_pb2, trainer_pb2
 
-STRATEGY_TO_CORE = {
-    run_pb2.STRATEGY_ENTROPY: "entropy",
-    run_pb2.STRATEGY_MARGIN: "margin",
-    run_pb2.STRATEGY_LEAST_CONFIDENCE: "least_confidence",
-    run_pb2.STRATEGY_RATIO: "ratio",
-    run_pb2.STRATEGY_RANDOM: "random",
-    run_pb2.STRATEGY_CLUSTERED_ENTROPY: "clustered_entropy",
-}
-STRATEGY_TO_PROTO = {v: k for k, v in STRATEGY_TO_CORE.items()}
-SEED_STRATEGY_TO_CORE = {run_pb2.SEED_STRATEGY_RANDOM: "random", run_pb2.SEED_STRATEGY_DIVERSE: "diverse"}
-SEED_STRATEGY_TO_PROTO = {v: k for k, v in SEED_STRATEGY_TO_CORE.items()}
-ORACLE_TO_CORE = {run_pb2.ORACLE_MODE_SIMULATED: "simulated", run_pb2.ORACLE_MODE_HUMAN: "human"}
-ORACLE_TO_PROTO = {v: k for k, v in ORACLE_TO_CORE.items()}
-STATE_TO_CORE = {getattr(run_pb2, f"RUN_STATE_{s}"): s for s in model.STATES}
-STATE_TO_PROTO = {v: k for k, v in STATE_TO_CORE.items()}
-STEP_TO_CORE = {getattr(run_pb2, f"RUN_STEP_{s}"): s for s in model.STEPS}
-STEP_TO_PROTO = {v: k for k, v in STEP_TO_CORE.items()}
-JOB_STATE_TO_CORE = {
-    trainer_pb2.JOB_STATE_QUEUED: "QUEUED",
-    trainer_pb2.JOB_STATE_RUNNING: "RUNNING",
-    trainer_pb2.JOB_STATE_SUCCEEDED: "SUCCEEDED",
-    trainer_pb2.JOB_STATE_FAILED: "FAILED",
-    trainer_pb2.JOB_STATE_CANCELLED: "CANCELLED",
-    trainer_pb2.JOB_STATE_INTERRUPTED: "INTERRUPTED",
-}
-SPLIT_TO_PROTO = {"train": common_pb2.SPLIT_TRAIN, "test": common_pb2.SPLIT_TEST, "dev": common_pb2.SPLIT_DEV}
-SOURCE_TO_PROTO = {"seed": common_pb2.LABEL_SOURCE_SEED, "oracle": common_pb2.LABEL_SOURCE_ORACLE,
-                   "human": common_pb2.LABEL_SOURCE_HUMAN}
+STRATEGY_TO_CORE = vocabulary.STRATEGY_TO_CORE
+STRATEGY_TO_PROTO = vocabulary.STRATEGY_TO_PROTO
+SEED_STRATEGY_TO_CORE = vocabulary.SEED_STRATEGY_TO_CORE
+SEED_STRATEGY_TO_PROTO = vocabulary.SEED_STRATEGY_TO_PROTO
+ORACLE_TO_CORE = vocabulary.ORACLE_TO_CORE
+ORACLE_TO_PROTO = vocabulary.ORACLE_TO_PROTO
+STATE_TO_CORE = vocabulary.RUN_STATE_TO_CORE
+STATE_TO_PROTO = vocabulary.RUN_STATE_TO_PROTO
+STEP_TO_CORE = vocabulary.RUN_STEP_TO_CORE
+STEP_TO_PROTO = vocabulary.RUN_STEP_TO_PROTO
+JOB_STATE_TO_CORE = vocabulary.JOB_STATE_TO_CORE
+SPLIT_TO_PROTO = vocabulary.SPLIT_TO_PROTO
+SOURCE_TO_PROTO = vocabulary.SOURCE_TO_PROTO
 
 
 def enum_name(mapping: dict, value: int, what: str) -> str:

@@ -9,17 +9,19 @@ from typing import Optional
 
 import numpy as np
 
+from lesslabels.common import vocabulary
+from lesslabels.common.metrics import Metrics as Metrics  # a round's test metrics, re-exported
 from lesslabels.common.errors import InvalidArgument
 from lesslabels.coordinator import strategies
 
-STATES = ("PENDING", "RUNNING", "WAITING_FOR_LABELS", "COMPLETED", "CANCELLED", "FAILED")
+STATES = vocabulary.RUN_STATES
 #: States a coordinator picks up on start-up and keeps advancing.
-ACTIVE_STATES = ("PENDING", "RUNNING", "WAITING_FOR_LABELS")
+ACTIVE_STATES = vocabulary.ACTIVE_RUN_STATES
 #: States a watch stream ends on.
-FINAL_STATES = ("COMPLETED", "CANCELLED", "FAILED")
-STEPS = ("SEED", "LABEL", "TRAIN", "EVALUATE", "SCORE", "SELECT", "DONE")
-ORACLES = ("simulated", "human")
-JOB_FINAL_STATES = ("SUCCEEDED", "FAILED", "CANCELLED", "INTERRUPTED")
+FINAL_STATES = vocabulary.FINAL_RUN_STATES
+STEPS = vocabulary.RUN_STEPS
+ORACLES = vocabulary.ORACLES
+JOB_FINAL_STATES = vocabulary.FINAL_JOB_STATES
 
 DEFAULT_SEED_FRACTION = 0.05
 DEFAULT_BATCH_FRACTION = 0.10
@@ -116,15 +118,6 @@ def with_defaults(config: RunConfig) -> RunConfig:
         config, strategy=strategy, seed_strategy=seed_strategy, oracle=oracle, seed_size=seed_size,
         batch_size=batch_size, stopping=stop,
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class Metrics:
-    accuracy: float = 0.0
-    macro_f1: float = 0.0
-    per_class_f1: dict = dataclasses.field(default_factory=dict)
-    count: int = 0
-    loss: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from google.protobuf import json_format
 
+from lesslabels.common import vocabulary
 from lesslabels.common.errors import InvalidArgument
 from lesslabels.common.timeutil import rfc3339
 from lesslabels.pool import importers
@@ -12,14 +13,10 @@ from lesslabels.pool.store import (
 )
 from lesslabels.v1 import common_pb2, pool_pb2, run_pb2
 
-SPLIT_TO_CORE = {common_pb2.SPLIT_TRAIN: "train", common_pb2.SPLIT_TEST: "test", common_pb2.SPLIT_DEV: "dev"}
-SPLIT_TO_PROTO = {v: k for k, v in SPLIT_TO_CORE.items()}
-SOURCE_TO_CORE = {
-    common_pb2.LABEL_SOURCE_SEED: "seed",
-    common_pb2.LABEL_SOURCE_ORACLE: "oracle",
-    common_pb2.LABEL_SOURCE_HUMAN: "human",
-}
-SOURCE_TO_PROTO = {v: k for k, v in SOURCE_TO_CORE.items()}
+SPLIT_TO_CORE = vocabulary.SPLIT_TO_CORE
+SPLIT_TO_PROTO = vocabulary.SPLIT_TO_PROTO
+SOURCE_TO_CORE = vocabulary.SOURCE_TO_CORE
+SOURCE_TO_PROTO = vocabulary.SOURCE_TO_PROTO
 STATE_TO_CORE = {
     pool_pb2.LABEL_STATE_ANY: "any",
     pool_pb2.LABEL_STATE_LABELLED: "labelled",
@@ -32,25 +29,10 @@ FORMAT_TO_CORE = {
     pool_pb2.IMPORT_FORMAT_JSONL: importers.Format.JSONL,
 }
 FORMAT_TO_PROTO = {v: k for k, v in FORMAT_TO_CORE.items()}
-RUN_STATE_TO_CORE = {
-    run_pb2.RUN_STATE_PENDING: "PENDING",
-    run_pb2.RUN_STATE_RUNNING: "RUNNING",
-    run_pb2.RUN_STATE_WAITING_FOR_LABELS: "WAITING_FOR_LABELS",
-    run_pb2.RUN_STATE_COMPLETED: "COMPLETED",
-    run_pb2.RUN_STATE_CANCELLED: "CANCELLED",
-    run_pb2.RUN_STATE_FAILED: "FAILED",
-}
-RUN_STATE_TO_PROTO = {v: k for k, v in RUN_STATE_TO_CORE.items()}
-RUN_STEP_TO_CORE = {
-    run_pb2.RUN_STEP_SEED: "SEED",
-    run_pb2.RUN_STEP_LABEL: "LABEL",
-    run_pb2.RUN_STEP_TRAIN: "TRAIN",
-    run_pb2.RUN_STEP_EVALUATE: "EVALUATE",
-    run_pb2.RUN_STEP_SCORE: "SCORE",
-    run_pb2.RUN_STEP_SELECT: "SELECT",
-    run_pb2.RUN_STEP_DONE: "DONE",
-}
-RUN_STEP_TO_PROTO = {v: k for k, v in RUN_STEP_TO_CORE.items()}
+RUN_STATE_TO_CORE = vocabulary.RUN_STATE_TO_CORE
+RUN_STATE_TO_PROTO = vocabulary.RUN_STATE_TO_PROTO
+RUN_STEP_TO_CORE = vocabulary.RUN_STEP_TO_CORE
+RUN_STEP_TO_PROTO = vocabulary.RUN_STEP_TO_PROTO
 
 
 def enum_value(mapping: dict, value: int, what: str, *, allow_unspecified=True):

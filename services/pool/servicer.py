@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import grpc
 
 from lesslabels.common.errors import InvalidArgument, ResourceExhausted
-from lesslabels.pool import convert
+from lesslabels.pool import convert, steps
 from lesslabels.pool.store import PoolStore
 from lesslabels.v1 import pool_pb2, pool_pb2_grpc
 
@@ -166,6 +165,21 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
     def GetLabelHistory(self, request, context):
         events = self.store.label_history(request.dataset, request.sample_id)
         return pool_pb2.LabelHistory(events=[convert.label_event_to_proto(e) for e in events])
+    def RecordStep(self, request, context):
+        if not request.expected_step:
+            raise InvalidArgument("RecordStep: expected_step is required (the step the run must be at)")
+        outcome = steps.StepOutcome(
+            expected_step=convert.enum_value(convert.RUN_STEP_TO_CORE, request.expected_step, "expected_step"),
+            expected_round=request.expected_round,
+            round_record=convert.round_from_proto(request.round_record) if request.HasField("round_record") else None,
+            acquisitions=[convert.acquisition_from_proto(a) for a in request.acquisitions],
+            acquisition_round=request.acquisition_round,
+            state=convert.enum_value(convert.RUN_STATE_TO_CORE, request.state, "run state"),
+            step=convert.enum_value(convert.RUN_STEP_TO_CORE, request.step, "run step"),
+            round=request.round if request.step else None,
+            stop_reason=request.stop_reason or None,
+        )
+        return convert.run_to_proto(steps.record_step(self.store, request.run_id, outcome))
 
 
 def _bad(what, value):

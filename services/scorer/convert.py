@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from lesslabels.common import errors
+from lesslabels.common import errors, vocabulary
 from lesslabels.common.timeutil import rfc3339
 from lesslabels.v1 import common_pb2, scorer_pb2
 from lesslabels.scorer.engine import LoadedEntry, ModelSpec, Scores
 
-SPLIT_NAMES = {
-    common_pb2.SPLIT_UNSPECIFIED: "train",  # ScorePool's documented default
-    common_pb2.SPLIT_TRAIN: "train",
-    common_pb2.SPLIT_TEST: "test",
-    common_pb2.SPLIT_DEV: "dev",
-}
+SPLIT_NAMES = {common_pb2.SPLIT_UNSPECIFIED: "train", **vocabulary.SPLIT_TO_CORE}  # train: ScorePool's documented default
 
 
 def spec_from_proto(ref: common_pb2.ModelRef) -> ModelSpec:

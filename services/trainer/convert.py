@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from google.protobuf import json_format
 
-from lesslabels.common import errors
-from lesslabels.modeling.metrics import Metrics
+from lesslabels.common import errors, vocabulary
+from lesslabels.common.metrics import Metrics
 from lesslabels.v1 import common_pb2, trainer_pb2
 from lesslabels.trainer.engine import TrainConfig
-from lesslabels.trainer.jobs import Job, JobEvent, JobState, TrainRequest
+from lesslabels.trainer.job_types import Job, JobEvent, JobState, TrainRequest
 
 CLASS_BALANCE_FROM_PROTO = {
     common_pb2.CLASS_BALANCE_NONE: "none",
@@ -23,14 +23,7 @@ PRECISION_FROM_PROTO = {
     common_pb2.PRECISION_FP16: "fp16",
 }
 PRECISION_TO_PROTO = {v: k for k, v in PRECISION_FROM_PROTO.items()}
-JOB_STATE_TO_PROTO = {
-    JobState.QUEUED: trainer_pb2.JOB_STATE_QUEUED,
-    JobState.RUNNING: trainer_pb2.JOB_STATE_RUNNING,
-    JobState.SUCCEEDED: trainer_pb2.JOB_STATE_SUCCEEDED,
-    JobState.FAILED: trainer_pb2.JOB_STATE_FAILED,
-    JobState.CANCELLED: trainer_pb2.JOB_STATE_CANCELLED,
-    JobState.INTERRUPTED: trainer_pb2.JOB_STATE_INTERRUPTED,
-}
+JOB_STATE_TO_PROTO = {JobState(name): value for name, value in vocabulary.JOB_STATE_TO_PROTO.items()}
 
 _DEFAULTS = TrainConfig()
 

@@ -21,7 +21,7 @@ from lesslabels.common.checkpoints import CheckpointStore
 from lesslabels.modeling import models
 from lesslabels.trainer import engine
 from lesslabels.trainer.engine import Example, Progress
-from lesslabels.trainer.jobs import Job, RunResult, TrainRequest
+from lesslabels.trainer.job_types import Job, RunResult, TrainRequest
 from lesslabels.trainer.pool_client import PoolClient
 
 log = logging.getLogger(__name__)

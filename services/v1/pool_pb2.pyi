@@ -427,3 +427,27 @@ class LabelHistory(_message.Message):
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[LabelEvent]
     def __init__(self, events: _Optional[_Iterable[_Union[LabelEvent, _Mapping]]] = ...) -> None: ...
+
+class RecordStepRequest(_message.Message):
+    __slots__ = ("run_id", "expected_step", "expected_round", "round_record", "acquisitions", "acquisition_round", "state", "step", "round", "stop_reason")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_STEP_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_ROUND_FIELD_NUMBER: _ClassVar[int]
+    ROUND_RECORD_FIELD_NUMBER: _ClassVar[int]
+    ACQUISITIONS_FIELD_NUMBER: _ClassVar[int]
+    ACQUISITION_ROUND_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    STOP_REASON_FIELD_NUMBER: _ClassVar[int]
+    run_id: int
+    expected_step: _run_pb2.RunStep
+    expected_round: int
+    round_record: _run_pb2.Round
+    acquisitions: _containers.RepeatedCompositeFieldContainer[Acquisition]
+    acquisition_round: int
+    state: _run_pb2.RunState
+    step: _run_pb2.RunStep
+    round: int
+    stop_reason: str
+    def __init__(self, run_id: _Optional[int] = ..., expected_step: _Optional[_Union[_run_pb2.RunStep, str]] = ..., expected_round: _Optional[int] = ..., round_record: _Optional[_Union[_run_pb2.Round, _Mapping]] = ..., acquisitions: _Optional[_Iterable[_Union[Acquisition, _Mapping]]] = ..., acquisition_round: _Optional[int] = ..., state: _Optional[_Union[_run_pb2.RunState, str]] = ..., step: _Optional[_Union[_run_pb2.RunStep, str]] = ..., round: _Optional[int] = ..., stop_reason: _Optional[str] = ...) -> None: ...

@@ -135,6 +135,11 @@ class PoolServiceStub(object):
                 request_serializer=lesslabels_dot_v1_dot_pool__pb2.GetLabelHistoryRequest.SerializeToString,
                 response_deserializer=lesslabels_dot_v1_dot_pool__pb2.LabelHistory.FromString,
                 _registered_method=True)
+        self.RecordStep = channel.unary_unary(
+                '/lesslabels.v1.PoolService/RecordStep',
+                request_serializer=lesslabels_dot_v1_dot_pool__pb2.RecordStepRequest.SerializeToString,
+                response_deserializer=lesslabels_dot_v1_dot_run__pb2.Run.FromString,
+                _registered_method=True)
 
 
 class PoolServiceServicer(object):
@@ -278,7 +283,18 @@ class PoolServiceServicer(object):
 
     def GetLabelHistory(self, request, context):
         """Every label given to a sample of the dataset (dataset scope), oldest first; the last is in force.
-        --- end of issue 12 block ---
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordStep(self, request, context):
+        """--- end of issue 12 block ---
+        Record the outcome of one run step and advance the run, in one database transaction: the
+        round record (when given) is created or replaced, the acquisitions (when given) are added,
+        and the run moves on with the compare-and-set on expected_step and expected_round.
+        FAILED_PRECONDITION when the run is not at that step and round, and then nothing is written;
+        ALREADY_EXISTS for a sample acquired in another round (nothing is written either).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -386,6 +402,11 @@ def add_PoolServiceServicer_to_server(servicer, server):
                     servicer.GetLabelHistory,
                     request_deserializer=lesslabels_dot_v1_dot_pool__pb2.GetLabelHistoryRequest.FromString,
                     response_serializer=lesslabels_dot_v1_dot_pool__pb2.LabelHistory.SerializeToString,
+            ),
+            'RecordStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordStep,
+                    request_deserializer=lesslabels_dot_v1_dot_pool__pb2.RecordStepRequest.FromString,
+                    response_serializer=lesslabels_dot_v1_dot_run__pb2.Run.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -928,6 +949,33 @@ class PoolService(object):
             '/lesslabels.v1.PoolService/GetLabelHistory',
             lesslabels_dot_v1_dot_pool__pb2.GetLabelHistoryRequest.SerializeToString,
             lesslabels_dot_v1_dot_pool__pb2.LabelHistory.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lesslabels.v1.PoolService/RecordStep',
+            lesslabels_dot_v1_dot_pool__pb2.RecordStepRequest.SerializeToString,
+            lesslabels_dot_v1_dot_run__pb2.Run.FromString,
             options,
             channel_credentials,
             insecure,

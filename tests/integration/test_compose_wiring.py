@@ -27,7 +27,7 @@ from tests.integration.compose import (
     load,
     parse,
 )
-from tests.integration.conftest import CHILD_ENV, VARIABLES
+from tests.integration.values import CHILD_ENV, VARIABLES
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ from lesslabels.client import (
     Unauthenticated,
 )
 from lesslabels.coordinator.model import FINAL_STATES
-from tests.integration.conftest import DATASET, TOKEN, TRAIN_ROWS
+from tests.integration.values import DATASET, TOKEN, TRAIN_ROWS
 
 pytestmark = pytest.mark.integration
 

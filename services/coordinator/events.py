@@ -1,0 +1,45 @@
+"""Recent events per run, for WatchRun streams."""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import threading
+from typing import Optional
+
+from lesslabels.coordinator import model
+
+
+class EventBus:
+    """Recent events per run. Bounded; watchers wake on publish."""
+
+    def __init__(self, keep: int = 200):
+        self._cond = threading.Condition()
+        self._events: dict[int, collections.deque] = collections.defaultdict(lambda: collections.deque(maxlen=keep))
+        self._seq = itertools.count(1)
+
+    def publish(self, event: model.RunEvent) -> None:
+        with self._cond:
+            self._events[event.run.id].append((next(self._seq), event))
+            self._cond.notify_all()
+
+    def announce(self, run: model.RunInfo, round_info: Optional[model.RoundInfo] = None, *,
+                 progress: float = 0.0, message: str = "") -> None:
+        """Publish the run's current state with a message (and the round, and a step's progress)."""
+        self.publish(model.RunEvent(run, round_info, progress, message))
+
+    def after(self, run_id: int, seq: int, timeout: float) -> list[tuple[int, model.RunEvent]]:
+        with self._cond:
+            def fresh():
+                return [(s, e) for s, e in self._events.get(run_id, ()) if s > seq]
+
+            found = fresh()
+            if not found:
+                self._cond.wait(timeout)
+                found = fresh()
+            return found
+
+    def last_seq(self, run_id: int) -> int:
+        with self._cond:
+            events = self._events.get(run_id)
+            return events[-1][0] if events else 0

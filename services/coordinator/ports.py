@@ -1,0 +1,67 @@
+"""The coordinator's dependencies, as typed ports: what the engine calls on the pool, the trainer
+and the scorer. ``clients`` implements them over gRPC; tests hand in fakes, which the type checker
+holds to the same signatures."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Protocol, Sequence
+
+from lesslabels.coordinator import model
+
+#: Progress of a long call: (done, total).
+Progress = Callable[[int, int], None]
+
+
+class PoolPort(Protocol):
+    """Datasets, runs, rounds, acquisitions and labels (the pool service)."""
+
+    def get_dataset(self, name: str) -> model.DatasetInfo: ...
+
+    def train_sample_ids(self, dataset: str) -> list[int]: ...
+
+    def create_run(self, config: model.RunConfig, request_id: str = "") -> model.RunInfo: ...
+
+    def get_run(self, run_id: int) -> model.RunInfo: ...
+
+    def list_runs(self, dataset: str = "", states: Sequence[str] = ()) -> list[model.RunInfo]: ...
+
+    def update_run(self, run_id: int, *, state: str = "", step: str = "", round: Optional[int] = None,
+                   error: str = "", stop_reason: str = "", expected_step: str = "",
+                   expected_round: int = 0) -> model.RunInfo: ...
+
+    def record_step(self, run_id: int, *, expected_step: str, expected_round: int, step: str = "",
+                    round: Optional[int] = None, state: str = "", stop_reason: str = "",
+                    round_info: Optional[model.RoundInfo] = None, acquisitions: Sequence[model.Acquisition] = (),
+                    acquisition_round: int = 0) -> model.RunInfo: ...
+
+    def put_round(self, info: model.RoundInfo) -> model.RoundInfo: ...
+
+    def list_rounds(self, run_id: int) -> list[model.RoundInfo]: ...
+
+    def list_acquisitions(self, run_id: int, round_index: int = -1,
+                          pending_only: bool = False) -> list[model.Acquisition]: ...
+
+    def reveal_labels(self, run_id: int, sample_ids: Sequence[int], source: str) -> model.LabelResult: ...
+
+    def submit_labels(self, dataset: str, run_id: int, labels: Sequence[tuple[int, str]], *, annotator: str = "",
+                      idempotency_key: str = "") -> model.LabelResult: ...
+
+
+class TrainerPort(Protocol):
+    """Training jobs (the trainer service)."""
+
+    def start_training(self, request: model.TrainRequest) -> model.JobInfo: ...
+
+    def cancel_job(self, job_id: str) -> model.JobInfo: ...
+
+    def wait_job(self, job_id: str, progress: Optional[Callable[[model.TrainProgress], None]] = None,
+                 should_stop: Callable[[], bool] = ...) -> model.JobInfo: ...
+
+
+class ScorerPort(Protocol):
+    """Scores of a split by a checkpoint or a base model (the scorer service)."""
+
+    def score_pool(self, *, dataset: str, run_id: int = 0, checkpoint_id: str = "", base_model: Optional[str] = None,
+                   split: str = "train", include_all: bool = False, embeddings: bool = False,
+                   probabilities: bool = True, chunk_size: int = 512,
+                   progress: Optional[Progress] = None) -> model.PoolScores: ...

@@ -1,0 +1,298 @@
+"""The steps of a run: seed -> label -> train -> evaluate -> score -> select -> label -> ...
+
+Knows nothing of gRPC. It talks to three ports (see ``ports``): ``pool`` (runs, rounds,
+acquisitions, labels), ``trainer`` (training jobs) and ``scorer`` (pool and test-split scores).
+
+Durability: every step ends with one pool call (RecordStep) that stores the step's outcome (round
+record, acquisitions) and moves the run to the next step with a compare-and-set on (step, round), in
+one database transaction: the step happened entirely or not at all. A coordinator killed anywhere
+re-reads the run and redoes at most the step it was in, and every step is safe to redo:
+- SEED/SELECT are deterministic under the run's seed, so a redo selects the same samples (and a run
+  recorded before RecordStep existed, with acquisitions stored but not advanced, reuses them);
+- LABEL only reveals/asks for labels still missing;
+- TRAIN uses an idempotency key derived from (run, round, attempt), so a retried StartTraining
+  returns the job already started; a job the trainer lost is started again under the next attempt;
+- EVALUATE/SCORE are pure functions of the round's checkpoint.
+
+Acquisition rounds: the seed set is stored as round 0, the batch selected at the end of round r as
+round r + 1, i.e. acquisitions of round r are labelled in round r's LABEL step and first trained on
+in round r.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+
+from lesslabels.common import errors
+from lesslabels.common.timeutil import rfc3339, utcnow
+from lesslabels.common.metrics import classification_metrics
+from lesslabels.coordinator import convert, metrics, model, strategies
+from lesslabels.coordinator.events import EventBus
+from lesslabels.coordinator.ports import PoolPort, Progress, ScorerPort, TrainerPort
+from lesslabels.coordinator.scores import PoolScoreCache
+from lesslabels.coordinator.stopping import label_budget, stop_reason
+from lesslabels.coordinator.worker import Pause, RunLocks, Worker
+
+log = logging.getLogger(__name__)
+
+#: Training jobs started for one round before the run fails (a job lost by a trainer restart, or
+#: ended by a cancel or failure before a resume, is started again under the next attempt key).
+MAX_TRAIN_ATTEMPTS = 20
+#: Base model name the scorer resolves to the bundled encoder, used when a run leaves it empty.
+DEFAULT_BASE_MODEL = "default"
+
+
+class StepRunner:
+    """Runs one step of a run and records its outcome."""
+
+    def __init__(self, pool: PoolPort, trainer: TrainerPort, scorer: ScorerPort, events: EventBus, locks: RunLocks):
+        self.pool = pool
+        self.trainer = trainer
+        self.scorer = scorer
+        self.events = events
+        self.locks = locks
+        self.scores = PoolScoreCache(pool, scorer)
+
+    def run_step(self, worker: Worker, run: model.RunInfo) -> None:
+        if run.state == "PENDING":
+            run = self.advance(worker, run, message=f"run {run.id} started")
+        handler = {
+            "SEED": self._seed,
+            "LABEL": self._label,
+            "TRAIN": self._train,
+            "EVALUATE": self._evaluate,
+            "SCORE": self._score,
+            "SELECT": self._select,
+        }[run.step]
+        handler(worker, run)
+
+    def advance(self, worker: Worker, run: model.RunInfo, *, step: str = "", round: Optional[int] = None,
+                state: str = "RUNNING", stop_reason: str = "",
+                message: Union[str, Callable[[model.RunInfo], str]] = "",
+                round_info: Optional[model.RoundInfo] = None,
+                acquisitions: Sequence[model.Acquisition] = (), acquisition_round: int = 0) -> model.RunInfo:
+        """Store the step's outcome (``round_info``, ``acquisitions``) and move ``run`` on from the step
+        it was read at (compare-and-set), in one pool transaction, unless cancelled/stopped. ``message``
+        may be a function of the advanced run."""
+        with self.locks(run.id):
+            worker.check_not_stopped()
+            updated = self.pool.record_step(
+                run.id, expected_step=run.step, expected_round=run.round, state=state, step=step,
+                round=run.round if round is None else round, stop_reason=stop_reason, round_info=round_info,
+                acquisitions=acquisitions, acquisition_round=acquisition_round,
+            )
+        # The configuration never changes: keep the one decoded when the worker first read the run.
+        updated = dataclasses.replace(updated, config=run.config)
+        worker.run = updated
+        self.events.announce(updated, round_info, message=message(updated) if callable(message) else message)
+        return updated
+
+    # ------------------------------------------------------------------ steps
+
+    def _seed(self, worker: Worker, run: model.RunInfo) -> None:
+        config = run.config
+        existing = self.pool.list_acquisitions(run.id, 0)
+        items: list[model.Acquisition] = []
+        if not existing:
+            ids = np.asarray(self.pool.train_sample_ids(config.dataset), dtype=np.int64)  # [n]
+            assert config.seed_size is not None  # filled in by model.with_defaults
+            k = config.seed_size.resolve(len(ids))
+            budget = label_budget(run)
+            if budget:
+                k = min(k, budget)
+            rng = np.random.default_rng([config.random_seed, 0])
+            if config.seed_strategy == "diverse":
+                self.events.announce(run, message="embedding the pool with the pretrained encoder")
+                scores = self.scorer.score_pool(
+                    dataset=config.dataset, run_id=run.id, base_model=config.base_model or DEFAULT_BASE_MODEL,
+                    split="train", include_all=True, embeddings=True, probabilities=False,
+                    progress=self._progress_cb(run, "embedding the pool"),
+                )
+                selection = strategies.select_seed("diverse", k, embeddings=scores.embeddings, rng=rng)
+                chosen_ids = scores.sample_ids[selection.indices]
+                strategy = ""
+            else:
+                selection = strategies.select_seed("random", k, n_samples=len(ids), rng=rng)
+                chosen_ids = ids[selection.indices]
+                strategy = "random"
+            items = [model.Acquisition(int(i), 0, strategy, float(s)) for i, s in zip(chosen_ids, selection.scores)]
+        # else: stored by a coordinator that predates RecordStep: keep them.
+        count = len(items or existing)
+        self.advance(worker, run, step="LABEL", round=0, acquisitions=items, acquisition_round=0,
+                     message=f"seed set of {count} samples chosen ({config.seed_strategy})")
+
+    def _label(self, worker: Worker, run: model.RunInfo) -> None:
+        pending = self.pool.list_acquisitions(run.id, run.round, pending_only=True)
+        if pending and run.config.oracle == "human":
+            with self.locks(run.id):
+                worker.check_not_stopped()
+                still = self.pool.list_acquisitions(run.id, run.round, pending_only=True)
+                if still:
+                    waiting = run
+                    if run.state != "WAITING_FOR_LABELS":
+                        waiting = self.pool.update_run(run.id, state="WAITING_FOR_LABELS")
+                    # Marked finished under the lock, so a submission completing the batch starts a new worker.
+                    worker.finished = True
+            if still:
+                self.events.announce(waiting, message=f"round {run.round}: waiting for {len(still)} human labels")
+                raise Pause()
+        elif pending:
+            source = "seed" if run.round == 0 else "oracle"
+            self.pool.reveal_labels(run.id, [a.sample_id for a in pending], source)
+        self.advance(worker, run, step="TRAIN", message=lambda moved: f"round {run.round}: {moved.labelled_count} labels")
+
+    def _train(self, worker: Worker, run: model.RunInfo) -> None:
+        config = run.config
+        rounds = {r.index: r for r in self.pool.list_rounds(run.id)}
+        warm = rounds[run.round - 1].checkpoint_id if config.warm_start and run.round - 1 in rounds else ""
+        info = rounds.get(run.round) or model.RoundInfo(run.id, run.round, started_at=rfc3339(utcnow()))
+        info = dataclasses.replace(info, labelled_count=run.labelled_count)
+        self.events.announce(run, info, message=f"round {run.round}: training on {run.labelled_count} labels")
+        job = None
+        for attempt in range(MAX_TRAIN_ATTEMPTS):
+            request = model.TrainRequest(
+                dataset=config.dataset, run_id=run.id, round=run.round, base_model=config.base_model,
+                hyperparameters=config.hyperparameters, seed=config.random_seed, warm_start_checkpoint=warm,
+                request_id=f"run-{run.id}-round-{run.round}-attempt-{attempt}",
+            )
+            job = self.trainer.start_training(request)
+            # Ended before this worker watched it: INTERRUPTED (lost by a trainer restart), CANCELLED
+            # (with this run, now resumed) or FAILED (the run failed and was resumed): train afresh.
+            if job.state in ("INTERRUPTED", "CANCELLED", "FAILED"):
+                log.info("event=train_job_lost run=%d round=%d job=%s attempt=%d", run.id, run.round, job.id, attempt)
+                continue
+            worker.job_id = job.id
+            if info.train_job_id != job.id:
+                info = dataclasses.replace(info, train_job_id=job.id)
+                self.pool.put_round(info)
+            try:
+                job = self.trainer.wait_job(job.id, self._train_progress_cb(run, info), worker.stop.is_set)
+            except errors.NotFound:
+                log.info("event=train_job_lost run=%d round=%d job=%s attempt=%d", run.id, run.round, job.id, attempt)
+                continue
+            finally:
+                worker.job_id = ""
+            if job.state not in ("INTERRUPTED", "CANCELLED") or worker.stop.is_set():
+                break
+        worker.check_not_stopped()
+        if job is None or job.state in ("INTERRUPTED", "CANCELLED", "QUEUED", "RUNNING"):
+            raise errors.Unavailable(f"training of round {run.round} was interrupted {MAX_TRAIN_ATTEMPTS} times")
+        if job.state != "SUCCEEDED":
+            raise errors.FailedPrecondition(f"training job {job.id} {job.state.lower()}: {job.error or 'no reason given'}")
+        started, finished = convert.parse_time(job.started_at), convert.parse_time(job.finished_at)
+        seconds = (finished - started).total_seconds() if started and finished else 0.0
+        info = dataclasses.replace(info, checkpoint_id=job.checkpoint_id, train_seconds=seconds)
+        self.advance(worker, run, step="EVALUATE", round_info=info,
+                     message=f"round {run.round}: trained checkpoint {job.checkpoint_id} in {seconds:.0f}s")
+
+    def _evaluate(self, worker: Worker, run: model.RunInfo) -> None:
+        info = self._round(run)
+        scores = self.scorer.score_pool(
+            dataset=run.config.dataset, run_id=run.id, checkpoint_id=info.checkpoint_id, split="test",
+            include_all=True, probabilities=False, progress=self._progress_cb(run, "scoring the test split"),
+        )
+        gold = scores.gold if scores.gold is not None else np.array([], dtype=object)  # [n]
+        predicted = scores.predicted if scores.gold is not None else np.array([], dtype=object)  # [n]
+        test = classification_metrics(gold, predicted)
+        info = dataclasses.replace(info, test=test, labelled_count=run.labelled_count)
+        text = f"round {run.round}: test accuracy {test.accuracy:.4f} macro-F1 {test.macro_f1:.4f} on {test.count}"
+        reason = stop_reason(run, test)
+        if reason:
+            info = dataclasses.replace(info, finished_at=rfc3339(utcnow()))
+            self.advance(worker, run, step="DONE", state="COMPLETED", stop_reason=reason, round_info=info,
+                         message=f"{text}; stopping: {reason}")
+        else:
+            self.advance(worker, run, step="SCORE", round_info=info, message=text)
+
+    def _score(self, worker: Worker, run: model.RunInfo) -> None:
+        info = self._round(run)
+        started = time.monotonic()
+        scores = self._pool_scores(run, info)
+        agreement = 0.0
+        if run.round > 0:
+            previous = self.scores.of_previous_round(run)
+            if previous is not None:
+                agreement = metrics.agreement(scores.sample_ids, scores.predicted, previous.sample_ids, previous.predicted)
+        info = dataclasses.replace(info, agreement=agreement, score_seconds=time.monotonic() - started)
+        rule = run.config.stopping.stable_agreement
+        if rule and run.round > 0 and agreement >= rule:
+            reason = f"predictions stable: {agreement:.4f} of the pool unchanged (>= {rule:g})"
+            info = dataclasses.replace(info, finished_at=rfc3339(utcnow()))
+            self.advance(worker, run, step="DONE", state="COMPLETED", stop_reason=reason, round_info=info,
+                         message=f"round {run.round}: stopping: {reason}")
+            return
+        self.advance(worker, run, step="SELECT", round_info=info,
+                     message=f"round {run.round}: pool scored, agreement {agreement:.4f}")
+
+    def _select(self, worker: Worker, run: model.RunInfo) -> None:
+        config = run.config
+        info = self._round(run)
+        next_round = run.round + 1
+        items: list[model.Acquisition] = []
+        existing = self.pool.list_acquisitions(run.id, next_round)
+        if existing:
+            count = len(existing)  # stored by a coordinator that predates RecordStep: never select again
+        else:
+            started = time.monotonic()
+            scores = self._pool_scores(run, info)
+            acquired = {a.sample_id for a in self.pool.list_acquisitions(run.id)}
+            exclude = np.isin(scores.sample_ids, np.fromiter(acquired, dtype=np.int64, count=len(acquired)))  # [n]
+            assert config.batch_size is not None  # filled in by model.with_defaults
+            k = config.batch_size.resolve(run.pool_size)
+            budget = label_budget(run)
+            if budget:
+                k = min(k, budget - run.labelled_count)
+            rng = np.random.default_rng([config.random_seed, next_round])
+            selection = strategies.select(config.strategy, k, probs=scores.probabilities, embeddings=scores.embeddings,
+                                          exclude=exclude, rng=rng)
+            items = [
+                model.Acquisition(int(scores.sample_ids[i]), next_round, config.strategy, float(s))
+                for i, s in zip(selection.indices, selection.scores)
+            ]
+            if not items:
+                info = dataclasses.replace(info, finished_at=rfc3339(utcnow()))
+                self.advance(worker, run, step="DONE", state="COMPLETED", stop_reason="every pool sample is labelled",
+                             round_info=info, message="pool exhausted")
+                return
+            count = len(items)
+            info = dataclasses.replace(info, score_seconds=info.score_seconds + time.monotonic() - started)
+        info = dataclasses.replace(info, selected_count=count, finished_at=rfc3339(utcnow()))
+        self.advance(worker, run, step="LABEL", round=next_round, round_info=info, acquisitions=items,
+                     acquisition_round=next_round, message=f"round {run.round}: selected {count} samples ({config.strategy})")
+        self.scores.forget(run.id, run.round - 1)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _round(self, run: model.RunInfo) -> model.RoundInfo:
+        for info in self.pool.list_rounds(run.id):
+            if info.index == run.round:
+                return info
+        raise errors.FailedPrecondition(f"run {run.id} is at {run.step} of round {run.round} but the round is not recorded")
+
+    def _pool_scores(self, run: model.RunInfo, info: model.RoundInfo) -> model.PoolScores:
+        return self.scores.of_round(run, run.round, info.checkpoint_id,
+                                    self._progress_cb(run, f"round {run.round}: scoring the pool"))
+
+    def _progress_cb(self, run: model.RunInfo, what: str) -> Progress:
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            now = time.monotonic()
+            if total and (done >= total or now - last[0] > 1.0):
+                last[0] = now
+                self.events.announce(run, progress=done / total, message=f"{what}: {done}/{total}")
+
+        return progress
+
+    def _train_progress_cb(self, run: model.RunInfo, info: model.RoundInfo) -> Callable[[model.TrainProgress], None]:
+        def progress(event: model.TrainProgress) -> None:
+            fraction = event.step / event.total_steps if event.total_steps else 0.0
+            text = f"round {run.round}: training epoch {event.epoch} step {event.step}/{event.total_steps}"
+            self.events.announce(run, info, progress=fraction, message=event.message or text)
+
+        return progress

@@ -1,0 +1,47 @@
+"""What one run's worker thread shares with the rest of the coordinator: its stop signal, the
+run as it last advanced it, and the per-run locks that serialise state changes."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import Optional
+
+from lesslabels.coordinator import model
+
+
+class Stopped(Exception):
+    """The worker was asked to stop (shutdown or cancel); the run is left as recorded."""
+
+
+class Pause(Exception):
+    """The run waits for something outside the coordinator (human labels)."""
+
+
+@dataclasses.dataclass
+class Worker:
+    run_id: int
+    stop: threading.Event = dataclasses.field(default_factory=threading.Event)
+    cancelled: bool = False
+    finished: bool = False
+    thread: Optional[threading.Thread] = None
+    job_id: str = ""
+    #: The run as this worker last advanced it (RecordStep's reply); None = read it from the pool.
+    run: Optional[model.RunInfo] = None
+
+    def check_not_stopped(self) -> None:
+        if self.cancelled or self.stop.is_set():
+            raise Stopped()
+
+
+class RunLocks:
+    """One lock per run: serialises a run's state changes between its worker, cancel and label
+    submissions."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_id: dict[int, threading.Lock] = {}
+
+    def __call__(self, run_id: int) -> threading.Lock:
+        with self._lock:
+            return self._by_id.setdefault(run_id, threading.Lock())

@@ -1,0 +1,121 @@
+"""Training jobs as data: states, requests, events, results, and a job's JSON form. No gRPC here."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import threading
+from typing import Callable
+
+from lesslabels.common.metrics import Metrics
+from lesslabels.trainer.engine import Progress, TrainConfig
+
+
+class JobState(enum.Enum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    INTERRUPTED = "INTERRUPTED"
+
+    @property
+    def done(self) -> bool:
+        return self not in (JobState.QUEUED, JobState.RUNNING)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRequest:
+    """What to train (mirrors lesslabels.v1.StartTrainingRequest, defaults filled in)."""
+
+    dataset: str
+    run_id: int = 0
+    round: int = 0
+    base_model: str = ""
+    config: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    seed: int = 0
+    warm_start_checkpoint: str = ""
+    labels: tuple[str, ...] = ()
+    request_id: str = ""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainRequest":
+        data = dict(data)
+        data["config"] = TrainConfig(**data.get("config", {}))
+        data["labels"] = tuple(data.get("labels", ()))
+        return cls(**data)
+
+
+@dataclasses.dataclass(frozen=True)
+class JobEvent:
+    """One entry of a job's event stream (mirrors lesslabels.v1.TrainProgress)."""
+
+    job_id: str
+    state: JobState
+    epoch: int = 0
+    step: int = 0
+    total_steps: int = 0
+    loss: float = 0.0
+    validation: Metrics | None = None
+    samples_per_second: float = 0.0
+    eta_seconds: float = 0.0
+    message: str = ""
+    checkpoint_id: str = ""
+    queue_position: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What a successful runner returns."""
+
+    checkpoint_id: str
+    validation: Metrics | None
+    message: str = ""
+
+
+@dataclasses.dataclass
+class Job:
+    id: str
+    request: TrainRequest
+    state: JobState = JobState.QUEUED
+    created_at: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+    checkpoint_id: str = ""
+    error: str = ""
+    validation: Metrics | None = None
+    device: str = ""
+    queue_position: int = 0
+    events: list[JobEvent] = dataclasses.field(default_factory=list, repr=False)
+    cancel: threading.Event = dataclasses.field(default_factory=threading.Event, repr=False)
+
+    def snapshot(self) -> "Job":
+        """A copy safe to hand out (the live job keeps changing)."""
+        return dataclasses.replace(self, events=[])
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id, "request": self.request.to_dict(), "state": self.state.value,
+            "created_at": self.created_at, "started_at": self.started_at, "finished_at": self.finished_at,
+            "checkpoint_id": self.checkpoint_id, "error": self.error,
+            "validation": self.validation.as_dict() if self.validation else None, "device": self.device,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Job":
+        validation = data.get("validation")
+        return cls(
+            id=data["id"], request=TrainRequest.from_dict(data["request"]), state=JobState(data["state"]),
+            created_at=data.get("created_at", ""), started_at=data.get("started_at", ""),
+            finished_at=data.get("finished_at", ""), checkpoint_id=data.get("checkpoint_id", ""),
+            error=data.get("error", ""), validation=Metrics(**validation) if validation else None,
+            device=data.get("device", ""),
+        )
+
+
+#: runner(job, report) trains ``job`` and publishes its checkpoint; ``report`` takes engine
+#: Progress or a message string. Raises errors.Cancelled when ``job.cancel`` is set.
+Runner = Callable[[Job, Callable[["Progress | str"], None]], RunResult]

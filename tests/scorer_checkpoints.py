@@ -1,0 +1,46 @@
+"""A tiny published checkpoint for scorer tests (the scorer's and the Open Inference Protocol's)."""
+
+from __future__ import annotations
+
+from lesslabels.common.checkpoints import CheckpointStore
+
+LABELS = ["a", "b", "c"]
+RUN_ID = 7
+TEXTS = [
+    "show me flights from boston to denver",
+    "what is the cheapest fare",
+    "",
+    "ground transportation in atlanta please",
+    "which airlines fly to dallas on monday morning before noon",
+    "abbreviation ap57",
+    "hello",
+]
+
+
+def publish_tiny_checkpoint(store: CheckpointStore, tiny_bert_dir, *, run_id: int = RUN_ID, labels=LABELS,
+                            max_length: int = 16, seed: int = 0) -> str:
+    """Publish the tiny BERT with a random classification head, as the trainer would."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(seed)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    # A random BERT maps every text to almost the same pooled vector; centre and scale the head on
+    # a few texts so that different texts get visibly different probability rows.
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    with torch.no_grad():
+        enc = tokenizer(TEXTS, padding=True, return_tensors="pt")
+        pooled = model.eval().bert(**enc).pooler_output  # [n, h]
+        spread = (pooled - pooled.mean(0)).std()
+        weight = torch.randn(len(labels), pooled.shape[1]) / (spread * pooled.shape[1] ** 0.5)
+        model.classifier.weight.copy_(weight)
+        model.classifier.bias.copy_(-weight @ pooled.mean(0))
+    manifest = {"run_id": run_id, "labels": list(labels), "base_model": str(tiny_bert_dir),
+                "hyperparameters": {"max_length": max_length}, "dataset": "toy"}
+    with store.publish(manifest) as folder:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    return manifest["id"]

@@ -1,0 +1,50 @@
+"""The one vocabulary: every protobuf enum value has exactly one core name, both ways."""
+
+from __future__ import annotations
+
+import pytest
+
+from lesslabels.common import vocabulary
+from lesslabels.v1 import common_pb2, run_pb2, trainer_pb2
+
+
+@pytest.mark.parametrize(
+    "enum, to_core, to_proto",
+    [
+        (common_pb2.Split, vocabulary.SPLIT_TO_CORE, vocabulary.SPLIT_TO_PROTO),
+        (common_pb2.LabelSource, vocabulary.SOURCE_TO_CORE, vocabulary.SOURCE_TO_PROTO),
+        (run_pb2.RunState, vocabulary.RUN_STATE_TO_CORE, vocabulary.RUN_STATE_TO_PROTO),
+        (run_pb2.RunStep, vocabulary.RUN_STEP_TO_CORE, vocabulary.RUN_STEP_TO_PROTO),
+        (run_pb2.Strategy, vocabulary.STRATEGY_TO_CORE, vocabulary.STRATEGY_TO_PROTO),
+        (run_pb2.SeedStrategy, vocabulary.SEED_STRATEGY_TO_CORE, vocabulary.SEED_STRATEGY_TO_PROTO),
+        (run_pb2.OracleMode, vocabulary.ORACLE_TO_CORE, vocabulary.ORACLE_TO_PROTO),
+        (trainer_pb2.JobState, vocabulary.JOB_STATE_TO_CORE, vocabulary.JOB_STATE_TO_PROTO),
+    ],
+    ids=lambda v: getattr(v, "DESCRIPTOR", None) and v.DESCRIPTOR.name,
+)
+def test_every_enum_value_has_one_core_name(enum, to_core, to_proto):
+    specified = {value for value in enum.values() if value != 0}
+    assert set(to_core) == specified, f"{enum.DESCRIPTOR.name}: values without a core name or names of no value"
+    assert {to_proto[name] for name in to_core.values()} == specified
+    assert len(set(to_core.values())) == len(to_core)
+
+
+def test_the_strategy_names_are_the_coordinators():
+    from lesslabels.coordinator import strategies
+
+    assert set(vocabulary.STRATEGY_TO_CORE.values()) == set(strategies.QUERY_STRATEGIES)
+    assert set(vocabulary.SEED_STRATEGY_TO_CORE.values()) == set(strategies.SEED_STRATEGIES)
+
+
+def test_the_trainers_job_states_are_the_vocabularys():
+    pytest.importorskip("torch")
+    from lesslabels.trainer.job_types import JobState
+
+    assert tuple(s.value for s in JobState) == vocabulary.JOB_STATES
+    assert {s.value for s in JobState if s.done} == set(vocabulary.FINAL_JOB_STATES)
+
+
+def test_subsets_are_drawn_from_their_sets():
+    assert set(vocabulary.ACTIVE_RUN_STATES) | set(vocabulary.FINAL_RUN_STATES) == set(vocabulary.RUN_STATES)
+    assert not set(vocabulary.ACTIVE_RUN_STATES) & set(vocabulary.FINAL_RUN_STATES)
+    assert vocabulary.flag_name("least_confidence") == "least-confidence"
