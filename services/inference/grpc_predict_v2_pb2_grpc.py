@@ -80,21 +80,22 @@ class GRPCInferenceServiceServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def ServerLive(self, request, context):
-        """Whether the server can receive and answer requests.
+        """Whether the server can receive and answer requests. Needs no bearer token (like health).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ServerReady(self, request, context):
-        """Whether the server is ready for inference.
+        """Whether the server is ready for inference. Needs no bearer token (like health).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ModelReady(self, request, context):
-        """Whether a model (a checkpoint id, or "run-<id>" for a run's latest) is ready.
+        """Whether a model version exists and is a classifier (false for an unknown name or version).
+        Answered from the checkpoint store's manifests: loads and evicts nothing, as ModelMetadata.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

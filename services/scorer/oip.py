@@ -32,12 +32,12 @@ import struct
 import time
 
 import numpy as np
-
 from lesslabels.common import errors
 from lesslabels.common.checkpoints import Checkpoint
 from lesslabels.common.server import ServiceRegistration
-from lesslabels.inference import grpc_predict_v2_pb2 as pb, grpc_predict_v2_pb2_grpc as pb_grpc
-from lesslabels.scorer.engine import ModelSpec, Scores, ScorerEngine
+from lesslabels.inference import grpc_predict_v2_pb2 as pb
+from lesslabels.inference import grpc_predict_v2_pb2_grpc as pb_grpc
+from lesslabels.scorer.engine import ModelSpec, ScorerEngine, Scores
 from lesslabels.scorer.servicer import _remaining, check_request_size
 from lesslabels.scorer.statistics import Duration, InferenceStatistics, ModelStats
 
@@ -89,15 +89,17 @@ def spec_from_model_version(name: str, version: str) -> ModelSpec:
 def resolve_checkpoint(engine: ScorerEngine, name: str, version: str) -> Checkpoint:
     """The published checkpoint ``name``/``version`` selects, from the manifests (nothing is loaded)."""
     spec = spec_from_model_version(name, version)
+    run = _RUN_NAME.match(name)
+    if not run or version in ("", LATEST, BEST):
+        return engine.checkpoint(spec)  # its NotFound says what is missing (a run's checkpoint, metrics)
+    expected = f"versions are {LATEST!r}, {BEST!r} or the id of one of run {run.group(1)}'s checkpoints"
     try:
         checkpoint = engine.checkpoint(spec)
-    except errors.InvalidArgument:
-        if not version:
-            raise
-        raise errors.NotFound(f"model {name!r} has no version {version!r}") from None
-    run = _RUN_NAME.match(name)
-    if run and checkpoint.run_id != int(run.group(1)):
-        raise errors.NotFound(f"model {name!r} has no version {version!r}: that checkpoint is not one of run {run.group(1)}")
+    except (errors.NotFound, errors.InvalidArgument):
+        raise errors.NotFound(f"model {name!r} has no version {version!r}: {expected}") from None
+    if checkpoint.run_id != int(run.group(1)):
+        raise errors.NotFound(f"model {name!r} has no version {version!r}: that checkpoint is not one of run "
+                              f"{run.group(1)} ({expected})")
     return checkpoint
 
 
