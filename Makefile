@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup triton-client test test-slow test-all proto demo clean
+.PHONY: setup triton-client kserve-client test test-slow test-all proto demo clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,17 @@ $(TRITON_VENV)/.installed:
 triton-client: $(TRITON_VENV)/.installed
 export LESSLABELS_TRITON_PYTHON ?= $(if $(wildcard $(TRITON_VENV)/.installed),$(abspath $(TRITON_VENV))/bin/python,)
 
+# The KServe SDK (InferenceGRPCClient) pins protobuf, grpcio and pandas/fastapi/kubernetes; it gets
+# its own environment too, for its Open Inference Protocol interop tests (skipped, saying so, without it).
+KSERVE_VENV ?= .venv-kserve
+$(KSERVE_VENV)/.installed:
+	$(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/python -m pip install -q kserve numpy
+	touch $@
+
+kserve-client: $(KSERVE_VENV)/.installed
+export LESSLABELS_KSERVE_PYTHON ?= $(if $(wildcard $(KSERVE_VENV)/.installed),$(abspath $(KSERVE_VENV))/bin/python,)
+
 ## The README's test command: everything except the slow extras (about ten minutes on 2 cores).
 test: setup
 	$(PY) -m pytest -q -m "not slow"
@@ -51,4 +62,4 @@ proto: setup
 	$(PY) scripts/gen_protos.py
 
 clean:
-	rm -rf $(VENV) $(TRITON_VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(TRITON_VENV) $(KSERVE_VENV) .pytest_cache build *.egg-info

@@ -18,7 +18,7 @@ TEXTS = [
 
 
 def publish_tiny_checkpoint(store: CheckpointStore, tiny_bert_dir, *, run_id: int = RUN_ID, labels=LABELS,
-                            max_length: int = 16, seed: int = 0) -> str:
+                            max_length: int = 16, seed: int = 0, manifest_extra: dict | None = None) -> str:
     """Publish the tiny BERT with a random classification head, as the trainer would."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -39,7 +39,7 @@ def publish_tiny_checkpoint(store: CheckpointStore, tiny_bert_dir, *, run_id: in
         model.classifier.weight.copy_(weight)
         model.classifier.bias.copy_(-weight @ pooled.mean(0))
     manifest = {"run_id": run_id, "labels": list(labels), "base_model": str(tiny_bert_dir),
-                "hyperparameters": {"max_length": max_length}, "dataset": "toy"}
+                "hyperparameters": {"max_length": max_length}, "dataset": "toy", **(manifest_extra or {})}
     with store.publish(manifest) as folder:
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)

@@ -330,6 +330,59 @@ def test_lru_cache_evicts_least_recently_used(tmp_path, tiny_bert_dir):
         eng.close()
 
 
+# -- the best checkpoint of a run ------------------------------------------------------------
+def _publish_manifest(store: CheckpointStore, **manifest) -> str:
+    """A checkpoint with dummy weights: enough for the store's manifest logic. Returns its id."""
+    with store.publish(manifest) as folder:
+        (folder / "model.safetensors").write_bytes(b"not really weights")
+    return manifest["id"]
+
+
+def test_best_checkpoint_is_chosen_by_validation_never_test(tmp_path):
+    store = CheckpointStore(tmp_path)
+    # Round 0 has the best test accuracy and round 2 the latest; round 1 the best validation.
+    r0 = _publish_manifest(store, run_id=5, round=0, labels=LABELS, validation={"accuracy": 0.6}, test={"accuracy": 0.99})
+    r1 = _publish_manifest(store, run_id=5, round=1, labels=LABELS, validation={"accuracy": 0.8}, test={"accuracy": 0.1})
+    r2 = _publish_manifest(store, run_id=5, round=2, labels=LABELS, validation={"accuracy": 0.7})
+    _publish_manifest(store, run_id=6, round=0, labels=LABELS, validation={"accuracy": 0.95})  # another run
+    _publish_manifest(store, run_id=5, round=3, labels=LABELS)  # no validation metrics: not a candidate
+    assert store.best(5).id == r1
+    assert store.latest(5).id not in (r0, r1, r2)
+    with pytest.raises(errors.NotFound, match="run 5 has no checkpoint with a validation macro_f1"):
+        store.best(5, "macro_f1")
+    with pytest.raises(errors.NotFound, match="run 404 has no published checkpoint"):
+        store.best(404)
+
+
+def test_best_checkpoint_tie_goes_to_the_later_round(tmp_path):
+    store = CheckpointStore(tmp_path)
+    later = _publish_manifest(store, run_id=5, round=4, labels=LABELS, validation={"accuracy": 0.75})
+    _publish_manifest(store, run_id=5, round=3, labels=LABELS, validation={"accuracy": 0.75})  # newer, earlier round
+    assert store.best(5).id == later
+
+
+def test_retention_keeps_the_best_and_the_latest(tmp_path):
+    store = CheckpointStore(tmp_path)
+    best = _publish_manifest(store, run_id=5, round=0, labels=LABELS, validation={"accuracy": 0.9})
+    _publish_manifest(store, run_id=5, round=1, labels=LABELS, validation={"accuracy": 0.5})
+    _publish_manifest(store, run_id=5, round=2, labels=LABELS, validation={"accuracy": 0.4}, test={"accuracy": 1.0})
+    latest = _publish_manifest(store, run_id=5, round=3, labels=LABELS, validation={"accuracy": 0.6})
+    assert len(store.apply_retention(5, keep_last=1)) == 2
+    assert {c.id for c in store.list(5)} == {best, latest}
+
+
+def test_store_errors_do_not_name_the_store_path(tmp_path):
+    store = CheckpointStore(tmp_path)
+    checkpoint_id = _publish_manifest(store, run_id=5, labels=LABELS)
+    with pytest.raises(errors.NotFound) as missing:
+        store.get("ghost")
+    (store.get(checkpoint_id).path / "model.safetensors").unlink()
+    with pytest.raises(errors.FailedPrecondition, match="weights cannot be read") as unreadable:
+        store.get(checkpoint_id, verify=True)
+    for exc in (missing.value, unreadable.value):
+        assert str(tmp_path) not in str(exc)
+
+
 # -- ScorerService over gRPC ---------------------------------------------------------------
 @pytest.fixture
 def scorer(store_and_id, pool_address):
@@ -401,16 +454,25 @@ def test_concurrent_grpc_callers_get_their_own_rows(scorer):
          "limit is 50"),
         (dict(model=common_pb2.ModelRef(latest_of_run=RUN_ID), texts=["y" * 300_000]),
          grpc.StatusCode.RESOURCE_EXHAUSTED, "262144"),
+        (dict(model=common_pb2.ModelRef(best_of_run=12345), texts=["x"]), grpc.StatusCode.NOT_FOUND, "run 12345"),
+        (dict(model=common_pb2.ModelRef(best_of_run=RUN_ID), texts=["x"]), grpc.StatusCode.NOT_FOUND,
+         f"run {RUN_ID} has no checkpoint with a validation accuracy"),
+        (dict(model=common_pb2.ModelRef(best_of_run=-2), texts=["x"]), grpc.StatusCode.INVALID_ARGUMENT,
+         "best_of_run must be a positive run id"),
+        (dict(model=common_pb2.ModelRef(checkpoint_id="../etc"), texts=["x"]), grpc.StatusCode.INVALID_ARGUMENT,
+         "invalid checkpoint id"),
     ],
-    ids=["unknown-checkpoint", "unknown-run", "no-model", "too-many-texts", "over-message-limit"],
+    ids=["unknown-checkpoint", "unknown-run", "no-model", "too-many-texts", "over-message-limit", "best-unknown-run",
+         "best-without-validation", "best-negative", "bad-checkpoint-id"],
 )
 def test_bad_score_requests_get_clear_status_and_server_stays_serving(scorer, request_kw, code, fragment):
-    _, channel, _, _ = scorer
+    server, channel, _, _ = scorer
     stub = scorer_pb2_grpc.ScorerServiceStub(channel)
     with pytest.raises(grpc.RpcError) as info:
         stub.Score(scorer_pb2.ScoreRequest(**request_kw), timeout=30)
     assert info.value.code() == code
     assert fragment in info.value.details()
+    assert str(server.scorer_engine.store.root) not in info.value.details()  # no server paths in errors
     assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
     ok = stub.Score(scorer_pb2.ScoreRequest(model=_ref(run=RUN_ID), texts=["still works"]), timeout=30)
     assert len(ok.scores) == 1

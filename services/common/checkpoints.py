@@ -10,6 +10,8 @@ Layout::
       .staging/             temporary folders being written (ignored, cleaned on start)
       latest/run-<id>       text file holding the id of the run's latest checkpoint
 
+A run's best checkpoint is not stored: ``best`` picks it from the manifests' validation metrics.
+
 Publishing writes into ``.staging``, fsyncs every file and the folder, then renames the folder
 into place (atomic on one filesystem) and only then moves the run's "latest" pointer with the
 same write-fsync-rename. A crash at any point leaves either no checkpoint or a complete one; a
@@ -82,6 +84,15 @@ def _write_atomic(path: pathlib.Path, data: str) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync_dir(path.parent)
+
+
+def validation_metric(checkpoint: Checkpoint, metric: str) -> float | None:
+    """``metric`` from the checkpoint's validation metrics, or None when it has none."""
+    value = (checkpoint.manifest.get("validation") or {}).get(metric)
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclasses.dataclass
@@ -162,7 +173,8 @@ class CheckpointStore:
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise errors.NotFound(f"checkpoint {checkpoint_id!r} not found in {self.root}") from None
+            # The message goes to clients: it names the id, never the store's path.
+            raise errors.NotFound(f"checkpoint {checkpoint_id!r} not found") from None
         except json.JSONDecodeError as exc:
             raise errors.FailedPrecondition(f"checkpoint {checkpoint_id!r}: corrupt manifest ({exc})") from None
         checkpoint = Checkpoint(id=checkpoint_id, path=path, manifest=manifest)
@@ -172,7 +184,11 @@ class CheckpointStore:
 
     def verify(self, checkpoint: Checkpoint) -> None:
         """Raise FailedPrecondition unless the weights match the manifest's sha256."""
-        actual = sha256_file(checkpoint.path / WEIGHTS)
+        try:
+            actual = sha256_file(checkpoint.path / WEIGHTS)
+        except OSError as exc:
+            log.error("event=weights_unreadable id=%s error=%r", checkpoint.id, exc)
+            raise errors.FailedPrecondition(f"checkpoint {checkpoint.id}: its weights cannot be read") from None
         if actual != checkpoint.manifest.get("weights_sha256"):
             raise errors.FailedPrecondition(
                 f"checkpoint {checkpoint.id}: weights sha256 {actual[:12]}… does not match the manifest"
@@ -185,6 +201,19 @@ class CheckpointStore:
         except FileNotFoundError:
             raise errors.NotFound(f"run {run_id} has no published checkpoint") from None
         return self.get(checkpoint_id)
+
+    def best(self, run_id: int, metric: str = "accuracy") -> Checkpoint:
+        """The run's checkpoint with the highest ``metric`` on its validation data (the manifest's
+        ``validation``; test metrics are never consulted). A tie goes to the later round (then the
+        newer checkpoint). Checkpoints published without validation metrics are not candidates."""
+        checkpoints = self.list(run_id)
+        if not checkpoints:
+            raise errors.NotFound(f"run {run_id} has no published checkpoint")
+        scored = [(value, c) for c in checkpoints if (value := validation_metric(c, metric)) is not None]
+        if not scored:
+            raise errors.NotFound(f"run {run_id} has no checkpoint with a validation {metric} to pick the best by")
+        return max(scored, key=lambda vc: (vc[0], int(vc[1].manifest.get("round") or 0),
+                                           vc[1].manifest.get("created_at", ""), vc[1].id))[1]
 
     def list(self, run_id: int = 0) -> list[Checkpoint]:
         """Published checkpoints (complete manifests only), newest first."""
@@ -207,9 +236,9 @@ class CheckpointStore:
             return []
         checkpoints = self.list(run_id)
         keep = {c.id for c in checkpoints[:keep_last]}
-        if checkpoints:
-            best = max(checkpoints, key=lambda c: float((c.manifest.get("validation") or {}).get(metric, 0.0)))
-            keep.add(best.id)
+        # The checkpoints a model reference can name (best_of_run, latest_of_run) always stay.
+        with contextlib.suppress(errors.NotFound):
+            keep.add(self.best(run_id, metric).id)
         with contextlib.suppress(errors.NotFound):
             keep.add(self.latest(run_id).id)
         deleted = []

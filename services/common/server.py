@@ -33,7 +33,8 @@ def _abort_for(exc: BaseException, context: grpc.ServicerContext, method: str) -
         log.info("rpc=%s status=%s error=%r", method, exc.code, str(exc))
         context.abort(status_code(exc), str(exc))
     log.error("rpc=%s status=INTERNAL unexpected error", method, exc_info=exc)
-    context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(exc).__name__}: {exc}")
+    # Only the type goes to the caller: an unexpected error's text can name server files.
+    context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method} ({type(exc).__name__}); see the server's log")
 
 
 class ErrorInterceptor(grpc.ServerInterceptor):
@@ -87,13 +88,16 @@ def _rewrap(handler: grpc.RpcMethodHandler, wrap_unary, wrap_stream) -> grpc.Rpc
 
 
 class TokenInterceptor(grpc.ServerInterceptor):
-    """Requires ``authorization: Bearer <token>`` on every call except the health service."""
+    """Requires ``authorization: Bearer <token>`` on every call except the health service and
+    ``open_methods`` (full method paths, ``/package.Service/Method``: liveness probes)."""
 
-    def __init__(self, token: str):
+    def __init__(self, token: str, open_methods: Iterable[str] = ()):
         self._expected = f"Bearer {token}".encode()
+        self._open = frozenset(open_methods)
 
     def intercept_service(self, continuation, handler_call_details):
-        if handler_call_details.method.startswith(_HEALTH_PREFIX):
+        method = handler_call_details.method
+        if method.startswith(_HEALTH_PREFIX) or method in self._open:
             return continuation(handler_call_details)
         metadata = dict(handler_call_details.invocation_metadata or ())
         given = str(metadata.get("authorization", "")).encode()
@@ -122,10 +126,12 @@ class TokenInterceptor(grpc.ServerInterceptor):
 
 @dataclasses.dataclass
 class ServiceRegistration:
-    """A servicer to add: ``register(server)`` adds it; ``names`` are its full service names."""
+    """A servicer to add: ``register(server)`` adds it; ``names`` are its full service names;
+    ``open_methods`` are full method paths answered without the bearer token (probes)."""
 
     names: tuple[str, ...]
     register: Callable[[grpc.Server], None]
+    open_methods: tuple[str, ...] = ()
 
 
 class Server:
@@ -148,7 +154,7 @@ class Server:
         self._on_stop: list[Callable[[], None]] = []
         interceptors: list[grpc.ServerInterceptor] = []
         if settings.token:
-            interceptors.append(TokenInterceptor(settings.token))
+            interceptors.append(TokenInterceptor(settings.token, [m for s in self._services for m in s.open_methods]))
         interceptors.append(ErrorInterceptor())
         options = [
             ("grpc.max_receive_message_length", settings.max_message_bytes),

@@ -13,15 +13,16 @@ SPLIT_NAMES = {common_pb2.SPLIT_UNSPECIFIED: "train", **vocabulary.SPLIT_TO_CORE
 def spec_from_proto(ref: common_pb2.ModelRef) -> ModelSpec:
     which = ref.WhichOneof("ref")
     if which is None:
-        raise errors.InvalidArgument("model is required: set checkpoint_id, latest_of_run or base_model")
-    if which == "latest_of_run" and ref.latest_of_run <= 0:
-        raise errors.InvalidArgument(f"latest_of_run must be a positive run id, got {ref.latest_of_run}")
+        raise errors.InvalidArgument("model is required: set checkpoint_id, latest_of_run, best_of_run or base_model")
+    if which in ("latest_of_run", "best_of_run") and getattr(ref, which) <= 0:
+        raise errors.InvalidArgument(f"{which} must be a positive run id, got {getattr(ref, which)}")
     if which == "checkpoint_id" and not ref.checkpoint_id:
         raise errors.InvalidArgument("checkpoint_id is empty")
     return ModelSpec(
         checkpoint_id=ref.checkpoint_id if which == "checkpoint_id" else "",
         latest_of_run=ref.latest_of_run if which == "latest_of_run" else 0,
         base_model=ref.base_model if which == "base_model" else "",
+        best_of_run=ref.best_of_run if which == "best_of_run" else 0,
     )
 
 

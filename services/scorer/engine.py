@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from lesslabels.common import errors, uncertainty
-from lesslabels.common.checkpoints import CheckpointStore
+from lesslabels.common.checkpoints import Checkpoint, CheckpointStore
 from lesslabels.common.timeutil import utcnow
 from lesslabels.modeling import inference
 from lesslabels.scorer.batching import BatcherClosed, DynamicBatcher
@@ -26,18 +26,31 @@ log = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
-    """Which model to use: exactly one of a checkpoint id, the latest of a run, or a base model."""
+    """Which model to use: exactly one of a checkpoint id, the latest or the best (on validation)
+    checkpoint of a run, or a base model."""
 
     checkpoint_id: str = ""
     latest_of_run: int = 0
     base_model: str = ""
+    best_of_run: int = 0
 
     def describe(self) -> str:
         if self.checkpoint_id:
             return f"checkpoint {self.checkpoint_id!r}"
         if self.latest_of_run:
             return f"latest checkpoint of run {self.latest_of_run}"
+        if self.best_of_run:
+            return f"best checkpoint of run {self.best_of_run}"
         return f"base model {self.base_model!r}"
+
+
+def _check_one(spec: ModelSpec) -> None:
+    given = sum(bool(x) for x in (spec.checkpoint_id, spec.latest_of_run, spec.best_of_run, spec.base_model))
+    if given != 1:
+        raise errors.InvalidArgument("name exactly one model: a checkpoint id, latest_of_run, best_of_run or a base model")
+    for field in ("latest_of_run", "best_of_run"):
+        if getattr(spec, field) < 0:
+            raise errors.InvalidArgument(f"{field} must be positive, got {getattr(spec, field)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,17 +153,25 @@ class ScorerEngine:
     # -- cache -----------------------------------------------------------------------------
     def _resolve(self, spec: ModelSpec) -> tuple[str, str]:
         """(cache key, checkpoint id) for ``spec``; raises NotFound for an unknown checkpoint/run."""
-        given = sum(bool(x) for x in (spec.checkpoint_id, spec.latest_of_run, spec.base_model))
-        if given != 1:
-            raise errors.InvalidArgument("name exactly one model: a checkpoint id, latest_of_run or a base model")
+        _check_one(spec)
+        if spec.base_model:
+            return f"base:{spec.base_model}", ""
         if spec.checkpoint_id:
-            return spec.checkpoint_id, spec.checkpoint_id
+            return spec.checkpoint_id, spec.checkpoint_id  # a cached model needs no manifest read
+        checkpoint_id = self.checkpoint(spec).id
+        return checkpoint_id, checkpoint_id
+
+    def checkpoint(self, spec: ModelSpec) -> Checkpoint:
+        """The published checkpoint ``spec`` names, from the store's manifests (nothing is loaded).
+        NotFound for an unknown checkpoint or a run without one; InvalidArgument for a base model."""
+        _check_one(spec)
+        if spec.checkpoint_id:
+            return self.store.get(spec.checkpoint_id)
         if spec.latest_of_run:
-            if spec.latest_of_run < 0:
-                raise errors.InvalidArgument(f"latest_of_run must be positive, got {spec.latest_of_run}")
-            checkpoint_id = self.store.latest(spec.latest_of_run).id
-            return checkpoint_id, checkpoint_id
-        return f"base:{spec.base_model}", ""
+            return self.store.latest(spec.latest_of_run)
+        if spec.best_of_run:
+            return self.store.best(spec.best_of_run)
+        raise errors.InvalidArgument(f"{spec.describe()} is not a published checkpoint")
 
     def load(self, spec: ModelSpec) -> LoadedEntry:
         """The loaded model for ``spec``, loading it (and evicting the least recently used) if needed."""
@@ -189,7 +210,11 @@ class ScorerEngine:
                     max_length=max_length, precision=cfg.precision,
                 )
             except (OSError, ValueError) as exc:
-                raise errors.FailedPrecondition(f"checkpoint {checkpoint_id!r} cannot be loaded: {exc}") from None
+                # The cause names files on this server: it goes to the log, not to the caller.
+                log.error("event=load_failed id=%s error=%r", checkpoint_id, exc)
+                raise errors.FailedPrecondition(
+                    f"checkpoint {checkpoint_id!r} cannot be loaded ({type(exc).__name__}; see the scorer's log)"
+                ) from None
             base = str(checkpoint.manifest.get("base_model", ""))
         else:
             from lesslabels.modeling.models import resolve_base_model

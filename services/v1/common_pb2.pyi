@@ -121,14 +121,16 @@ class Hyperparameters(_message.Message):
     def __init__(self, learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., max_epochs: _Optional[int] = ..., patience: _Optional[int] = ..., warmup_ratio: _Optional[float] = ..., weight_decay: _Optional[float] = ..., max_length: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., use_labelled_validation: bool = ..., class_balance: _Optional[_Union[ClassBalance, str]] = ..., precision: _Optional[_Union[Precision, str]] = ..., num_threads: _Optional[int] = ..., max_steps: _Optional[int] = ..., min_steps: _Optional[int] = ...) -> None: ...
 
 class ModelRef(_message.Message):
-    __slots__ = ("checkpoint_id", "latest_of_run", "base_model")
+    __slots__ = ("checkpoint_id", "latest_of_run", "base_model", "best_of_run")
     CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
     LATEST_OF_RUN_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    BEST_OF_RUN_FIELD_NUMBER: _ClassVar[int]
     checkpoint_id: str
     latest_of_run: int
     base_model: str
-    def __init__(self, checkpoint_id: _Optional[str] = ..., latest_of_run: _Optional[int] = ..., base_model: _Optional[str] = ...) -> None: ...
+    best_of_run: int
+    def __init__(self, checkpoint_id: _Optional[str] = ..., latest_of_run: _Optional[int] = ..., base_model: _Optional[str] = ..., best_of_run: _Optional[int] = ...) -> None: ...
 
 class CheckpointManifest(_message.Message):
     __slots__ = ("id", "run_id", "round", "base_model", "labels", "hyperparameters", "validation", "labelled_set_hash", "weights_sha256", "created_at", "dataset", "train_count", "seed", "job_id", "best_epoch")
