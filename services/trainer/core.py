@@ -5,8 +5,10 @@ call's status (NOT_FOUND, FAILED_PRECONDITION, INVALID_ARGUMENT); ``Trainer.run`
 runner handed to the JobManager.
 
 Validation data: the dataset's dev split (gold labels) when it has one, unless
-``use_labelled_validation``; otherwise a stratified held-out part of the labelled set. Never the
-test split.
+``use_labelled_validation``; otherwise a stratified held-out part of the labelled set when it has
+at least ``holdout_min_per_class`` labels per class, else none (every label trains, no early
+stopping). Never the test split. A warm start keeps its checkpoint's head; a fresh head starts
+from the class prototypes (``head_init``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 
 AdamW with linear warm-up and decay, length-grouped batches with dynamic padding (texts are
 tokenised once), early stopping with patience on validation accuracy keeping the best epoch's
-weights, max epochs / max steps, seeded shuffling and initialisation (a CPU run with the same
+weights, a length planned from the data (``max_epochs`` passes, more when ``min_steps`` or
+``min_steps_per_class`` x classes need more; ``max_steps`` caps), a fresh head initialised from
+class prototypes, no hold-out below ``holdout_min_per_class`` labels per class
+(``validation_split``), seeded shuffling and initialisation (a CPU run with the same
 seed and thread count is repeatable), optional class-weighted loss or class-balanced sampling,
 bf16/fp16 autocast on CUDA. On CPU, ``auto`` precision means bf16 where the CPU computes it
 natively and fp32 elsewhere (bench/README.md has the measurement). A cancel event is checked
