@@ -16,6 +16,7 @@ No torch here, no gRPC: the uncertainty math is ``lesslabels.common.uncertainty`
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -153,7 +154,9 @@ def kmeans(x: np.ndarray, k: int, *, rng=None, iterations: int = 25) -> tuple[np
     k = min(k, np.unique(x, axis=0).shape[0])  # ++ init cannot place more centroids than distinct points
     if k == 1:
         return x.mean(axis=0, keepdims=True), np.zeros(n, dtype=np.int64)
-    centroids, assignment = kmeans2(x, k, iter=iterations, minit="++", missing="warn", seed=rng)
+    with warnings.catch_warnings():  # an empty cluster keeps its centroid, as intended: no warning
+        warnings.simplefilter("ignore", UserWarning)
+        centroids, assignment = kmeans2(x, k, iter=iterations, minit="++", missing="warn", seed=rng)
     return centroids, assignment.astype(np.int64)
 
 
