@@ -299,7 +299,7 @@ def markdown(summary: dict, pool: int, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(summary: dict, path: pathlib.Path) -> None:
+def plot(summary: dict, path: pathlib.Path, title: str = "ATIS active learning, MiniLM-L6, mean ± sd over seeds") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -317,7 +317,7 @@ def plot(summary: dict, path: pathlib.Path) -> None:
         ax.axhline(full - 100 * WITHIN, color="black", lw=1, ls="--", label="full − 0.5 pt")
     ax.set_xlabel("labelled samples (% of the pool)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("ATIS active learning, MiniLM-L6, mean ± sd over seeds")
+    ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -59,3 +59,67 @@ def test_a_file_with_its_own_full_arm_ignores_the_other_file(headline):
     results = [_result("full", 0, [0.95], labelled=(1000,)), _result("random", 0, [0.90, 0.95, 0.96])]
     other = [_result("full", 0, [0.99], labelled=(1000,))]
     assert headline.summarise(results, other)["target_accuracy"] == pytest.approx(0.945)
+
+
+# -- bench/clinc_headline.py: the many-class headline's targets -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clinc():
+    spec = importlib.util.spec_from_file_location("clinc_headline_bench", ROOT / "bench" / "clinc_headline.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_largest_fall_between_rounds(clinc):
+    assert clinc.largest_fall(np.array([0.5, 0.6, 0.58, 0.7, 0.65])) == pytest.approx(0.05)
+    assert clinc.largest_fall(np.array([0.5, 0.6, 0.7])) == 0.0
+    assert clinc.largest_fall(np.array([0.5])) == 0.0
+
+
+def test_accuracy_at_a_fraction_interpolates_between_rounds(clinc):
+    x, y = np.array([0.02, 0.06, 0.12]), np.array([0.5, 0.7, 0.82])
+    assert clinc.accuracy_at(0.10, x, y) == pytest.approx(0.78)  # 0.7 + (0.04 / 0.06) * 0.12
+    assert clinc.accuracy_at(0.06, x, y) == pytest.approx(0.7)
+    assert clinc.accuracy_at(0.20, x, y) is None and clinc.accuracy_at(0.01, x, y) is None
+
+
+def test_targets_read_off_a_summary(headline, clinc):
+    labelled = (100, 500, 1000)  # pool 5000: 2 %, 10 %, 20 %
+    results = [_result("full", 0, [0.90], labelled=(5000,), pool=5000),
+               _result("best", 0, [0.60, 0.88, 0.92], labelled=labelled, pool=5000),
+               _result("random", 0, [0.60, 0.80, 0.79], labelled=labelled, pool=5000)]
+    t = clinc.targets(headline.summarise(results))
+    best, random = t["arms"]["best"], t["arms"]["random"]
+    assert best["largest_fall"] == 0.0 and best["falls_ok"]
+    assert best["accuracy_at_10pct"] == pytest.approx(0.88) and best["gap_to_full_at_10pct"] == pytest.approx(0.02)
+    assert best["gap_ok"] is True
+    assert random["largest_fall"] == pytest.approx(0.01) and not random["falls_ok"]
+    assert random["gap_to_full_at_10pct"] == pytest.approx(0.10) and random["gap_ok"] is False
+    # AUC over 2-20 %: trapezoids / width; best (0.6, .88, .92) vs random (0.6, .8, .79).
+    auc_best = (0.08 * (0.60 + 0.88) / 2 + 0.10 * (0.88 + 0.92) / 2) / 0.18
+    auc_random = (0.08 * (0.60 + 0.80) / 2 + 0.10 * (0.80 + 0.79) / 2) / 0.18
+    assert t["best_minus_random_auc"] == pytest.approx(auc_best - auc_random) and t["best_above_random"]
+    assert "MISSED" in clinc.targets_markdown(t) and "best minus random AUC: +" in clinc.targets_markdown(t)
+
+
+def test_clinc_arms_use_the_trainer_defaults(clinc):
+    import argparse
+
+    from lesslabels.v1 import run_pb2
+
+    args = argparse.Namespace(learning_rate=1e-4, batch_size=16, min_steps=250, threads=1, full_epochs=3,
+                              best_strategy="clustered-margin", seed_size=0.02, batch=0.02, rounds=10,
+                              min_steps_per_class=0)
+    best = clinc.arm_config("best", 1, args)
+    assert best.dataset == "clinc150" and best.strategy == run_pb2.STRATEGY_CLUSTERED_MARGIN
+    assert best.seed_strategy == run_pb2.SEED_STRATEGY_DIVERSE and best.stopping.max_rounds == 10
+    # the recipe's own fields are left at zero, i.e. the trainer's defaults
+    assert (best.hyperparameters.max_epochs, best.hyperparameters.min_steps_per_class,
+            best.hyperparameters.head_init, best.hyperparameters.holdout_min_per_class) == (0, 0, 0, 0)
+    random = clinc.arm_config("random", 1, args)
+    assert random.strategy == run_pb2.STRATEGY_RANDOM and random.seed_size.fraction == best.seed_size.fraction
+    assert clinc.arm_config("full", 0, args).hyperparameters.max_epochs == 3
+    with pytest.raises(SystemExit, match="unknown arm 'original'"):
+        clinc.arm_config("original", 0, args)

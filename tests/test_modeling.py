@@ -128,6 +128,8 @@ def test_select_device():
     (dict(validation_fraction=0.0), "validation_fraction"), (dict(class_balance="magic"), "class_balance"),
     (dict(precision="fp8"), "precision"), (dict(patience=0), "patience"),
     (dict(min_steps=-1), "min_steps -1"), (dict(min_steps=9, max_steps=8), "must not exceed max_steps 8"),
+    (dict(min_steps_per_class=-1), "min_steps_per_class -1"), (dict(head_init="zeros"), "head_init 'zeros'"),
+    (dict(holdout_min_per_class=-3), "holdout_min_per_class -3"),
 ])
 def test_config_validation(kw, words):
     with pytest.raises(errors.InvalidArgument, match=words):
@@ -172,12 +174,83 @@ def test_min_steps_adds_epochs_and_holds_off_early_stopping(tiny_bert_dir):
     # alone would stop after epoch 2 (10 steps), and max_epochs 2 would end there too.
     events = []
     _, outcome = _train(tiny_bert_dir, TrainConfig(learning_rate=1e-12, batch_size=4, max_epochs=2, patience=1,
-                                                   min_steps=12), on_progress=events.append)
+                                                   min_steps=12, min_steps_per_class=0), on_progress=events.append)
     assert outcome.steps == 15 and outcome.epochs_run == 3
     assert all(e.total_steps == 15 for e in events)
     assert "early stop" in outcome.stop_reason and outcome.best_epoch == 1
-    _, outcome = _train(tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, min_steps=12), validation=False)
-    assert outcome.steps == 15 and outcome.stop_reason == "3 epochs reached (min_steps 12)"
+    _, outcome = _train(tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, min_steps=12, min_steps_per_class=0),
+                        validation=False)
+    assert outcome.steps == 15 and outcome.stop_reason.startswith("3 epochs reached (min_steps 12")
+
+
+def test_min_steps_per_class_plans_steps_for_the_number_of_classes(tiny_bert_dir):
+    # 18 training texts, batch 4: 5 steps per epoch; 3 classes x 4 steps = 12 steps -> 3 epochs.
+    _, outcome = _train(tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, min_steps_per_class=4),
+                        validation=False)
+    assert outcome.steps == 15 and outcome.epochs_run == 3
+    assert "min_steps_per_class 4 x 3 classes" in outcome.stop_reason
+
+
+@pytest.mark.parametrize("kw, n_train, n_classes, expected", [
+    (dict(max_epochs=10, min_steps_per_class=0), 100, 5, (10, 70)),  # 7 steps/epoch x 10
+    (dict(max_epochs=10, min_steps=250, min_steps_per_class=8), 300, 150, (64, 1216)),  # 19/epoch, 1200 needed
+    (dict(max_epochs=10, min_steps=250, min_steps_per_class=8), 100, 8, (36, 252)),  # 7/epoch, 250 needed
+    (dict(max_epochs=10, min_steps=250, min_steps_per_class=8, max_steps=600), 300, 150, (64, 600)),  # capped
+])
+def test_planned_steps_hand_computed(kw, n_train, n_classes, expected):
+    assert engine.planned_steps(TrainConfig(batch_size=16, **kw), n_train, n_classes) == expected
+
+
+def test_validation_split_holds_out_only_with_enough_labels_per_class():
+    examples = _examples(8)  # 3 classes x 8
+    train, val = engine.validation_split(examples, TrainConfig(holdout_min_per_class=10), seed=0)
+    assert val == [] and sorted(e.sample_id for e in train) == sorted(e.sample_id for e in examples)
+    train, val = engine.validation_split(examples, TrainConfig(holdout_min_per_class=8, validation_fraction=0.25),
+                                         seed=0)
+    assert len(val) == 6 and len(train) == 18 and {e.label for e in val} == set(LABELS)
+    assert engine.validation_split([], TrainConfig(), seed=0) == ([], [])
+
+
+def test_prototype_head_is_the_normalised_class_mean_of_the_head_input(tiny_bert_dir):
+    torch.manual_seed(0)
+    loaded = load_classifier(str(tiny_bert_dir), LABELS)
+    examples = [e for e in _examples(4) if e.label != "ground"]  # "ground" has no texts
+    ids = tokenize(loaded.tokenizer, [e.text for e in examples], 64)
+    targets = np.array([LABELS.index(e.label) for e in examples])
+    assert engine.init_head_from_prototypes(loaded.model, ids, targets, device=torch.device("cpu"), pad_id=0)
+    model = loaded.model.eval()
+    with torch.no_grad():
+        weight = model.classifier.weight.clone()
+        for c, label in enumerate(LABELS[:2]):
+            rows = [ids[i] for i in range(len(ids)) if targets[i] == c]
+            pooled = torch.stack([model.bert(input_ids=torch.tensor([r])).pooler_output[0] for r in rows])
+            mean = pooled.mean(dim=0)
+            assert torch.allclose(weight[c], mean / mean.norm(), atol=1e-5), label
+        assert torch.all(weight[2] == 0) and torch.all(model.classifier.bias == 0)
+    assert loaded.model.training is False  # left in the mode it was in
+
+
+def test_prototype_head_skips_a_head_that_is_not_linear(tiny_bert_dir):
+    loaded = load_classifier(str(tiny_bert_dir), LABELS)
+    loaded.model.classifier = torch.nn.Sequential(torch.nn.Linear(loaded.model.config.hidden_size, 3))
+    before = loaded.model.classifier[0].weight.clone()
+    assert not engine.init_head_from_prototypes(loaded.model, [[101, 102]], np.array([0]),
+                                                device=torch.device("cpu"), pad_id=0)
+    assert torch.equal(loaded.model.classifier[0].weight, before)
+
+
+def test_prototype_head_learns_before_any_step(tiny_bert_dir):
+    """With max_steps 1 at a vanishing learning rate the model is (almost) its initialisation:
+    the prototype head separates the training classes better than the random one."""
+    accuracies = {}
+    for head in ("prototype", "random"):
+        loaded, _ = _train(tiny_bert_dir, TrainConfig(learning_rate=1e-12, batch_size=4, max_epochs=1, max_steps=1,
+                                                      head_init=head), validation=False)
+        train, _ = engine.stratified_split(_examples(), 0.25, 0)
+        ids = tokenize(loaded.tokenizer, [e.text for e in train], 64)
+        accuracies[head] = engine.evaluate(loaded.model, ids, np.array([LABELS.index(e.label) for e in train]),
+                                           LABELS, device=torch.device("cpu"), pad_id=0).accuracy
+    assert accuracies["prototype"] > accuracies["random"], accuracies
 
 
 def test_equal_validation_accuracy_goes_to_the_lower_loss():
@@ -191,7 +264,8 @@ def test_equal_validation_accuracy_goes_to_the_lower_loss():
 
 @pytest.mark.parametrize("balance", ["weighted_loss", "sampling"])
 def test_class_balance_options_train(tiny_bert_dir, balance):
-    _, outcome = _train(tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, class_balance=balance))
+    _, outcome = _train(tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, min_steps_per_class=0,
+                                                   class_balance=balance))
     assert outcome.steps == 5 and outcome.validation.count == 6
 
 
@@ -221,7 +295,17 @@ def test_auto_training_precision_on_cpu_follows_native_bf16(monkeypatch):
 
 
 def test_bf16_on_cpu_trains(tiny_bert_dir):
-    _, outcome = _train(tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, precision="bf16"))
+    _, outcome = _train(tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, min_steps_per_class=0, precision="bf16"))
     assert outcome.steps == 5 and 0 <= outcome.validation.accuracy <= 1
     with pytest.raises(errors.InvalidArgument, match="fp16 needs CUDA"):
         _train(tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, precision="fp16"))
+
+
+def test_a_warm_started_head_is_kept(tiny_bert_dir):
+    torch.manual_seed(0)
+    loaded = load_classifier(str(tiny_bert_dir), LABELS)
+    before = loaded.model.classifier.weight.detach().clone()
+    train, _ = engine.stratified_split(_examples(), 0.25, 0)
+    engine.train(loaded.model, loaded.tokenizer, LABELS, train, [], TrainConfig(learning_rate=1e-12, batch_size=4,
+                 max_steps=1), seed=0, device=torch.device("cpu"), fresh_head=False)
+    assert torch.allclose(loaded.model.classifier.weight, before, atol=1e-6)

@@ -209,3 +209,85 @@ def test_kmeans_recovers_separated_clusters():
     assert sorted(np.round(centroids[:, 0]).tolist()) == [0.0, 5.0, 10.0]
     for block in range(3):
         assert len(set(assignment[block * 20 : (block + 1) * 20].tolist())) == 1
+
+
+def test_clustered_margin_takes_the_smallest_margin_of_each_cluster():
+    # Cluster A holds the two smallest margins (0 and .01); B's smallest is row 3 (.05).
+    probs = np.array(
+        [
+            [0.45, 0.45, 0.10],  # 0 A  margin 0
+            [0.40, 0.39, 0.21],  # 1 A  margin .01
+            [0.70, 0.20, 0.10],  # 2 A  margin .50
+            [0.40, 0.35, 0.25],  # 3 B  margin .05
+            [0.80, 0.10, 0.10],  # 4 B  margin .70
+            [0.98, 0.01, 0.01],  # 5 B  margin .97
+        ]
+    )
+    a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    embeddings = np.stack([a, a * 1.01, a + [0, 0.01], b, b * 0.99, b + [0.01, 0]])
+    assert s.select("margin", 2, probs=probs).indices.tolist() == [0, 1]
+    for seed in range(5):
+        sel = s.select("clustered_margin", 2, probs=probs, embeddings=embeddings, rng=seed)
+        assert sel.indices.tolist() == [0, 3]
+        np.testing.assert_allclose(sel.scores, [0.0, -0.05], atol=1e-12)
+
+
+# ---------------------------------------------------------------- many classes, few labels
+
+
+def _blobs(n_blobs: int, per_blob: int, dim: int = 16, seed: int = 0) -> np.ndarray:
+    """``n_blobs`` well separated Gaussian blobs (blob b = rows b*per_blob ... ) on the unit sphere's scale."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_blobs, dim)) * 10
+    return np.concatenate([c + rng.normal(scale=0.1, size=(per_blob, dim)) for c in centres])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_kmeans_on_blobs_finds_every_blob(seed):
+    x = _blobs(12, 30, seed=seed)
+    centroids, assignment = s.kmeans(x, 12, rng=seed)
+    assert centroids.shape == (12, 16) and assignment.shape == (360,) and assignment.dtype == np.int64
+    # one cluster per blob: each blob's points share a cluster, and no two blobs share one.
+    per_blob = [set(assignment[b * 30 : (b + 1) * 30].tolist()) for b in range(12)]
+    assert all(len(c) == 1 for c in per_blob) and len(set().union(*per_blob)) == 12
+
+
+def test_kmeans_caps_k_at_the_distinct_points():
+    x = np.repeat(np.eye(3), 4, axis=0)  # 12 rows, 3 distinct
+    centroids, assignment = s.kmeans(x, 8, rng=0)
+    assert centroids.shape == (3, 3) and len(set(assignment.tolist())) == 3
+    centroids, assignment = s.kmeans(np.ones((5, 2)), 3, rng=0)
+    assert centroids.shape == (1, 2) and assignment.tolist() == [0] * 5
+
+
+def test_kmeans_is_deterministic_under_seed():
+    x = np.random.default_rng(3).normal(size=(200, 8))
+    a, b, c = (s.kmeans(x, 10, rng=r) for r in (7, 7, 8))
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_allclose(a[0], b[0])
+    assert not np.array_equal(a[1], c[1])
+
+
+@pytest.mark.parametrize("k", [5, 12, 20])
+def test_diverse_seed_smaller_than_the_classes_covers_one_blob_per_sample(k):
+    # 20 "classes" (blobs) of 30 texts: a seed set of k <= 20 should touch k different classes,
+    # whatever the seed; random sampling does not (it repeats classes).
+    x = _blobs(20, 30)
+    for seed in range(5):
+        sel = s.select_seed("diverse", k, embeddings=x, rng=seed)
+        assert len(set((sel.indices // 30).tolist())) == k, seed
+    randoms = [len(set((s.select_seed("random", 12, n_samples=600, rng=r).indices // 30).tolist())) for r in range(5)]
+    assert min(randoms) < 12
+
+
+@pytest.mark.parametrize("name", sorted(s.QUERY_STRATEGIES))
+def test_query_strategies_with_more_classes_than_the_batch(name):
+    # 150 classes, a batch of 10: valid, unique, never an excluded sample.
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(300, 150))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    embeddings = rng.normal(size=(300, 8))
+    exclude = np.arange(0, 300, 3)
+    sel = s.select(name, 10, probs=probs, embeddings=embeddings, exclude=exclude, rng=0)
+    assert len(sel) == 10 and len(set(sel.indices.tolist())) == 10
+    assert not set(sel.indices.tolist()) & set(exclude.tolist())

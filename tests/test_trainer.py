@@ -82,7 +82,9 @@ def labelled(pool_address):
 
 
 def _request(tiny_bert_dir, **kw) -> trainer_pb2.StartTrainingRequest:
-    hyper = dict(learning_rate=1e-3, batch_size=8, max_epochs=2)
+    # min_steps_per_class 1: the epoch counts below stay max_epochs (the default 8 x 3 classes
+    # would plan 24 steps).
+    hyper = dict(learning_rate=1e-3, batch_size=8, max_epochs=2, min_steps_per_class=1)
     hyper.update(kw.pop("hyper", {}))
     base = dict(dataset="d", base_model=str(tiny_bert_dir), seed=7, hyperparameters=common_pb2.Hyperparameters(**hyper))
     base.update(kw)
@@ -133,6 +135,9 @@ def test_trains_and_publishes_a_checkpoint_whose_manifest_verifies(trainer, labe
     assert manifest.labelled_set_hash == checkpoints.labelled_set_hash(labelled)
     assert manifest.hyperparameters.batch_size == 8 and manifest.hyperparameters.max_length == 64
     assert manifest.validation.count == 3 and manifest.best_epoch in (1, 2)
+    # Defaults filled in: a prototype head; 10 labels per class is enough to hold some out.
+    assert manifest.hyperparameters.head_init == common_pb2.HEAD_INIT_PROTOTYPE
+    assert (manifest.hyperparameters.min_steps_per_class, manifest.hyperparameters.holdout_min_per_class) == (1, 10)
     store = CheckpointStore(server.store.root)
     checkpoint = store.get(manifest.id, verify=True)  # sha256 of the weights matches
     assert manifest.weights_sha256 == checkpoints.sha256_file(checkpoint.path / "model.safetensors")
@@ -396,6 +401,9 @@ def test_not_serving_until_the_pool_is(tmp_path, tiny_bert_dir):
     (dict(min_steps=-1), "min_steps -1"),
     (dict(min_steps=50, max_steps=20), "min_steps 50 must not exceed max_steps 20"),
     (dict(num_threads=-1), "num_threads -1"),
+    (dict(min_steps_per_class=-1), "min_steps_per_class -1"),
+    (dict(holdout_min_per_class=-2), "holdout_min_per_class -2"),
+    (dict(head_init=99), "unknown head_init 99"),
     (dict(precision=common_pb2.PRECISION_FP16), "fp16 needs CUDA"),
 ])
 def test_impossible_hyperparameters_are_invalid_argument(trainer, labelled, tiny_bert_dir, hyper, words):

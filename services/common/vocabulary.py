@@ -47,6 +47,7 @@ STRATEGY_TO_CORE = {
     run_pb2.STRATEGY_RATIO: "ratio",
     run_pb2.STRATEGY_RANDOM: "random",
     run_pb2.STRATEGY_CLUSTERED_ENTROPY: "clustered_entropy",
+    run_pb2.STRATEGY_CLUSTERED_MARGIN: "clustered_margin",
 }
 STRATEGY_TO_PROTO = _inverse(STRATEGY_TO_CORE)
 

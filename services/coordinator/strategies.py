@@ -16,6 +16,7 @@ No torch here, no gRPC: the uncertainty math is ``lesslabels.common.uncertainty`
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -35,6 +36,7 @@ __all__ = [
     "ratio_strategy",
     "random_strategy",
     "clustered_entropy_strategy",
+    "clustered_margin_strategy",
     "random_seed_strategy",
     "diverse_seed_strategy",
 ]
@@ -136,43 +138,26 @@ def random_strategy(k, *, probs=None, embeddings=None, exclude=None, rng=None) -
 
 
 def kmeans(x: np.ndarray, k: int, *, rng=None, iterations: int = 25) -> tuple[np.ndarray, np.ndarray]:
-    """Lloyd's k-means with k-means++ initialisation.
+    """k-means with k-means++ initialisation: scipy's ``kmeans2(minit="++")``.
 
-    ``x`` is ``[n, d]``; returns ``(centroids [k, d], assignment [n])``. ``k`` is capped at the
-    number of distinct points, so no cluster starts empty. Deterministic under ``rng``.
+    ``x`` is ``[n, d]``; returns ``(centroids [k', d], assignment [n])``. ``k`` is capped at the
+    number of distinct points (k' <= k), so no cluster starts empty. Deterministic under ``rng``.
     """
+    from scipy.cluster.vq import kmeans2
+
     rng = _rng(rng)
     x = np.asarray(x, dtype=np.float64)  # [n, d]
     n = x.shape[0]
     k = min(int(k), n)
     if k <= 0:
         return np.empty((0, x.shape[1])), np.zeros(n, dtype=np.int64)
-    sq = np.einsum("nd,nd->n", x, x)  # [n]
-    centroids = np.empty((k, x.shape[1]))
-    first = rng.integers(n)
-    centroids[0] = x[first]
-    closest = np.maximum(sq - 2 * x @ x[first] + sq[first], 0.0)  # [n] squared distance to nearest centroid
-    for j in range(1, k):
-        total = closest.sum()
-        if total <= 0:  # fewer distinct points than k: stop adding duplicates
-            centroids = centroids[:j]
-            break
-        pick = rng.choice(n, p=closest / total)
-        centroids[j] = x[pick]
-        closest = np.minimum(closest, np.maximum(sq - 2 * x @ x[pick] + sq[pick], 0.0))
-    assignment = np.zeros(n, dtype=np.int64)
-    for iteration in range(iterations):
-        dist = sq[:, None] - 2 * x @ centroids.T + np.einsum("kd,kd->k", centroids, centroids)[None, :]  # [n, k]
-        new_assignment = dist.argmin(axis=1)  # [n]
-        counts = np.bincount(new_assignment, minlength=centroids.shape[0])  # [k]
-        sums = np.zeros_like(centroids)
-        np.add.at(sums, new_assignment, x)
-        nonempty = counts > 0
-        centroids[nonempty] = sums[nonempty] / counts[nonempty, None]
-        if iteration > 0 and np.array_equal(new_assignment, assignment):
-            break
-        assignment = new_assignment
-    return centroids, assignment
+    k = min(k, np.unique(x, axis=0).shape[0])  # ++ init cannot place more centroids than distinct points
+    if k == 1:
+        return x.mean(axis=0, keepdims=True), np.zeros(n, dtype=np.int64)
+    with warnings.catch_warnings():  # an empty cluster keeps its centroid, as intended: no warning
+        warnings.simplefilter("ignore", UserWarning)
+        centroids, assignment = kmeans2(x, k, iter=iterations, minit="++", missing="warn", seed=rng)
+    return centroids, assignment.astype(np.int64)
 
 
 def _normalise(embeddings) -> np.ndarray:
@@ -185,31 +170,43 @@ def _normalise(embeddings) -> np.ndarray:
     return e / np.where(norms > 0, norms, 1.0)
 
 
-def clustered_entropy_strategy(k, *, probs=None, embeddings=None, exclude=None, rng=None) -> Selection:
-    """Uncertainty plus diversity: k-means (k clusters) over the embeddings of the
-    ``CANDIDATE_FACTOR * k`` highest-entropy candidates, then the highest-entropy sample of each
-    cluster, so a large batch is not made of near-duplicates. Clusters that come out empty are
-    made up for with the next most uncertain candidates. Scores are entropies."""
-    p = _probs(probs)  # [n, c]
-    k = _check_k(k)
-    e = _normalise(embeddings)  # [n, d]
-    if e.shape[0] != p.shape[0]:
-        raise ValueError(f"{p.shape[0]} probability rows but {e.shape[0]} embeddings")
-    score = uncertainty.entropy(p)  # [n]
-    allowed = _allowed(p.shape[0], exclude)
-    candidates = _top_k(score, allowed, CANDIDATE_FACTOR * k)  # [m], by entropy
-    if candidates.size <= k:
-        return Selection(candidates, score[candidates])
-    _, assignment = kmeans(e[candidates], k, rng=rng)  # [m]
-    # Candidates are sorted by entropy, so the first candidate of each cluster is its most uncertain.
-    _, first = np.unique(assignment, return_index=True)
-    picked = candidates[np.sort(first)]
-    if picked.size < k:
-        rest = np.setdiff1d(candidates, picked, assume_unique=True)
-        rest = rest[np.argsort(-score[rest], kind="stable")]
-        picked = np.concatenate([picked, rest[: k - picked.size]])
-    picked = picked[np.lexsort((picked, -score[picked]))]
-    return Selection(picked.astype(np.int64), score[picked])
+def _clustered_strategy(score_fn: Callable[[np.ndarray], np.ndarray], name: str):
+    def strategy(k, *, probs=None, embeddings=None, exclude=None, rng=None) -> Selection:
+        p = _probs(probs)  # [n, c]
+        k = _check_k(k)
+        e = _normalise(embeddings)  # [n, d]
+        if e.shape[0] != p.shape[0]:
+            raise ValueError(f"{p.shape[0]} probability rows but {e.shape[0]} embeddings")
+        score = score_fn(p)  # [n], higher = more uncertain
+        allowed = _allowed(p.shape[0], exclude)
+        candidates = _top_k(score, allowed, CANDIDATE_FACTOR * k, uncertainty.entropy(p))  # [m], by score
+        if candidates.size <= k:
+            return Selection(candidates, score[candidates])
+        _, assignment = kmeans(e[candidates], k, rng=rng)  # [m]
+        # Candidates are sorted by score, so the first candidate of each cluster is its most uncertain.
+        _, first = np.unique(assignment, return_index=True)
+        picked = candidates[np.sort(first)]
+        if picked.size < k:
+            rest = np.setdiff1d(candidates, picked, assume_unique=True)
+            rest = rest[np.argsort(-score[rest], kind="stable")]
+            picked = np.concatenate([picked, rest[: k - picked.size]])
+        picked = picked[np.lexsort((picked, -score[picked]))]
+        return Selection(picked.astype(np.int64), score[picked])
+
+    strategy.__name__ = f"clustered_{name}_strategy"
+    strategy.__doc__ = (
+        f"Uncertainty plus diversity: k-means (k clusters) over the embeddings of the "
+        f"``CANDIDATE_FACTOR * k`` most uncertain candidates by {name}, then the most uncertain sample of "
+        f"each cluster, so a large batch is not made of near-duplicates. Clusters that come out empty "
+        f"are made up for with the next most uncertain candidates. Scores are the {name} scores."
+    )
+    return strategy
+
+
+clustered_entropy_strategy = _clustered_strategy(uncertainty.entropy, "entropy")
+# With many classes the entropy of a row is spread over classes the sample is not near; the
+# margin between the two best classes looks only at the decision the model is unsure about.
+clustered_margin_strategy = _clustered_strategy(lambda p: -uncertainty.margin(p), "margin")
 
 
 QUERY_STRATEGIES: dict[str, Callable[..., Selection]] = {
@@ -219,10 +216,11 @@ QUERY_STRATEGIES: dict[str, Callable[..., Selection]] = {
     "ratio": ratio_strategy,
     "random": random_strategy,
     "clustered_entropy": clustered_entropy_strategy,
+    "clustered_margin": clustered_margin_strategy,
 }
 
 #: Strategies that need the encoder embeddings of the pool.
-NEEDS_EMBEDDINGS = frozenset({"clustered_entropy"})
+NEEDS_EMBEDDINGS = frozenset({"clustered_entropy", "clustered_margin"})
 
 
 def select(name: str, k: int, *, probs=None, embeddings=None, exclude=None, rng=None) -> Selection:

@@ -23,6 +23,12 @@ PRECISION_FROM_PROTO = {
     common_pb2.PRECISION_FP16: "fp16",
 }
 PRECISION_TO_PROTO = {v: k for k, v in PRECISION_FROM_PROTO.items()}
+HEAD_INIT_FROM_PROTO = {
+    common_pb2.HEAD_INIT_UNSPECIFIED: None,  # the default
+    common_pb2.HEAD_INIT_PROTOTYPE: "prototype",
+    common_pb2.HEAD_INIT_RANDOM: "random",
+}
+HEAD_INIT_TO_PROTO = {"prototype": common_pb2.HEAD_INIT_PROTOTYPE, "random": common_pb2.HEAD_INIT_RANDOM}
 JOB_STATE_TO_PROTO = {JobState(name): value for name, value in vocabulary.JOB_STATE_TO_PROTO.items()}
 
 _DEFAULTS = TrainConfig()
@@ -39,6 +45,8 @@ def config_from_proto(message: common_pb2.Hyperparameters) -> TrainConfig:
         raise errors.InvalidArgument(f"unknown class_balance {message.class_balance}")
     if message.precision not in PRECISION_FROM_PROTO:
         raise errors.InvalidArgument(f"unknown precision {message.precision}")
+    if message.head_init not in HEAD_INIT_FROM_PROTO:
+        raise errors.InvalidArgument(f"unknown head_init {message.head_init}")
     return TrainConfig(
         learning_rate=pick("learning_rate"),
         batch_size=pick("batch_size"),
@@ -54,6 +62,9 @@ def config_from_proto(message: common_pb2.Hyperparameters) -> TrainConfig:
         num_threads=message.num_threads,
         max_steps=message.max_steps,
         min_steps=message.min_steps,
+        min_steps_per_class=pick("min_steps_per_class"),
+        head_init=HEAD_INIT_FROM_PROTO[message.head_init] or _DEFAULTS.head_init,
+        holdout_min_per_class=pick("holdout_min_per_class"),
     )
 
 
@@ -65,6 +76,8 @@ def config_to_proto(config: TrainConfig) -> common_pb2.Hyperparameters:
         use_labelled_validation=config.use_labelled_validation,
         class_balance=CLASS_BALANCE_TO_PROTO[config.class_balance], precision=PRECISION_TO_PROTO[config.precision],
         num_threads=config.num_threads, max_steps=config.max_steps, min_steps=config.min_steps,
+        min_steps_per_class=config.min_steps_per_class, head_init=HEAD_INIT_TO_PROTO[config.head_init],
+        holdout_min_per_class=config.holdout_min_per_class,
     )
 
 

@@ -5,8 +5,10 @@ call's status (NOT_FOUND, FAILED_PRECONDITION, INVALID_ARGUMENT); ``Trainer.run`
 runner handed to the JobManager.
 
 Validation data: the dataset's dev split (gold labels) when it has one, unless
-``use_labelled_validation``; otherwise a stratified held-out part of the labelled set. Never the
-test split.
+``use_labelled_validation``; otherwise a stratified held-out part of the labelled set when it has
+at least ``holdout_min_per_class`` labels per class, else none (every label trains, no early
+stopping). Never the test split. A warm start keeps its checkpoint's head; a fresh head starts
+from the class prototypes (``head_init``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ ENUM_CLASS_BALANCE = {"none": "CLASS_BALANCE_NONE", "weighted_loss": "CLASS_BALA
                       "sampling": "CLASS_BALANCE_SAMPLING"}
 ENUM_PRECISION = {"auto": "PRECISION_AUTO", "fp32": "PRECISION_FP32", "bf16": "PRECISION_BF16",
                   "fp16": "PRECISION_FP16"}
+ENUM_HEAD_INIT = {"prototype": "HEAD_INIT_PROTOTYPE", "random": "HEAD_INIT_RANDOM"}
 
 # torch.set_num_threads is process-wide: only the job thread changes it, one job at a time.
 _threads_lock = threading.Lock()
@@ -40,6 +43,7 @@ def hyperparameters_dict(config: engine.TrainConfig) -> dict:
     data = dataclasses.asdict(config)
     data["class_balance"] = ENUM_CLASS_BALANCE[config.class_balance]
     data["precision"] = ENUM_PRECISION[config.precision]
+    data["head_init"] = ENUM_HEAD_INIT[config.head_init]
     return data
 
 
@@ -129,7 +133,7 @@ class Trainer:
                 outcome = engine.train(
                     classifier.model, classifier.tokenizer, list(request.labels), train_set, validation_set, config,
                     seed=request.seed, device=self.device, cancel=job.cancel, on_progress=report,
-                    progress_every_s=self.progress_every_s,
+                    progress_every_s=self.progress_every_s, fresh_head=not request.warm_start_checkpoint,
                 )
             finally:
                 torch.set_num_threads(previous)
@@ -164,10 +168,11 @@ class Trainer:
             dev = [e for e in self.pool.dev_examples(request.dataset) if e.label in set(request.labels)]
             if dev:
                 return sorted(labelled, key=lambda e: e.sample_id), dev, "dev split"
-        train_set, validation_set = engine.stratified_split(labelled, config.validation_fraction, request.seed)
+        train_set, validation_set = engine.validation_split(labelled, config, request.seed)
         source = f"{config.validation_fraction:g} of the labelled set held out"
         if not validation_set:
-            source = "too few labels to hold out validation: no early stopping, last epoch kept"
+            source = (f"fewer than {config.holdout_min_per_class} labels per class (or too few to hold out): "
+                      "no validation, no early stopping, last epoch kept")
         return train_set, validation_set, source
 
 

@@ -2,7 +2,10 @@
 
 AdamW with linear warm-up and decay, length-grouped batches with dynamic padding (texts are
 tokenised once), early stopping with patience on validation accuracy keeping the best epoch's
-weights, max epochs / max steps, seeded shuffling and initialisation (a CPU run with the same
+weights, a length planned from the data (``max_epochs`` passes, more when ``min_steps`` or
+``min_steps_per_class`` x classes need more; ``max_steps`` caps), a fresh head initialised from
+class prototypes, no hold-out below ``holdout_min_per_class`` labels per class
+(``validation_split``), seeded shuffling and initialisation (a CPU run with the same
 seed and thread count is repeatable), optional class-weighted loss or class-balanced sampling,
 bf16/fp16 autocast on CUDA. On CPU, ``auto`` precision means bf16 where the CPU computes it
 natively and fp32 elsewhere (bench/README.md has the measurement). A cancel event is checked
@@ -28,6 +31,7 @@ log = logging.getLogger(__name__)
 
 CLASS_BALANCES = ("none", "weighted_loss", "sampling")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+HEAD_INITS = ("prototype", "random")
 EVAL_BATCH_SIZE = 128
 MAX_GRAD_NORM = 1.0
 
@@ -50,6 +54,11 @@ class TrainConfig:
     num_threads: int = 0
     max_steps: int = 0
     min_steps: int = 0
+    # Many classes with a few labels each need more steps than a fixed epoch count gives
+    # (bench/README.md, "Many classes").
+    min_steps_per_class: int = 8
+    head_init: str = "prototype"
+    holdout_min_per_class: int = 10
 
     def validate(self) -> "TrainConfig":
         """Raise InvalidArgument naming every impossible value; return self when all are fine."""
@@ -78,6 +87,12 @@ class TrainConfig:
             problems.append(f"num_threads {self.num_threads} must be within 0..1024 (0 = all cores)")
         if self.max_steps < 0:
             problems.append(f"max_steps {self.max_steps} must not be negative (0 = no limit)")
+        if self.min_steps_per_class < 0:
+            problems.append(f"min_steps_per_class {self.min_steps_per_class} must not be negative")
+        if self.head_init not in HEAD_INITS:
+            problems.append(f"head_init {self.head_init!r} must be one of {HEAD_INITS}")
+        if self.holdout_min_per_class < 0:
+            problems.append(f"holdout_min_per_class {self.holdout_min_per_class} must not be negative")
         if self.min_steps < 0:
             problems.append(f"min_steps {self.min_steps} must not be negative (0 = none)")
         elif self.max_steps and self.min_steps > self.max_steps:
@@ -138,6 +153,31 @@ def stratified_split(examples: Sequence[Example], fraction: float, seed: int) ->
         validation.extend(group[i] for i in order[:n_val])
         train.extend(group[i] for i in order[n_val:])
     return train, validation
+
+
+def validation_split(examples: Sequence[Example], config: TrainConfig, seed: int
+                     ) -> tuple[list[Example], list[Example]]:
+    """The labelled set as (train, validation): a stratified hold-out of ``validation_fraction``
+    when there are at least ``holdout_min_per_class`` labels per class on average, else every
+    label for training and no validation (no early stopping). A hold-out of one or two texts per
+    class judges epochs on noise and takes labels the model needs (bench/README.md)."""
+    ordered = sorted(examples, key=lambda e: e.sample_id)
+    n_classes = len({e.label for e in ordered})
+    if not ordered or len(ordered) < config.holdout_min_per_class * n_classes:
+        return ordered, []
+    return stratified_split(ordered, config.validation_fraction, seed)
+
+
+def planned_steps(config: TrainConfig, n_train: int, n_classes: int) -> tuple[int, int]:
+    """(epochs, steps) the loop plans: ``max_epochs`` passes, more when ``min_steps`` or
+    ``min_steps_per_class * n_classes`` need more, capped by ``max_steps``."""
+    steps_per_epoch = math.ceil(n_train / config.batch_size)
+    floor = max(config.min_steps, config.min_steps_per_class * n_classes)
+    epochs = max(config.max_epochs, math.ceil(floor / steps_per_epoch))
+    total = steps_per_epoch * epochs
+    if config.max_steps:
+        total = min(total, config.max_steps)
+    return epochs, total
 
 
 def class_weights(targets: np.ndarray, n_classes: int) -> np.ndarray:
@@ -217,6 +257,48 @@ def predict_logits(model, token_ids: Sequence[Sequence[int]], *, device, pad_id:
     return out
 
 
+def init_head_from_prototypes(model, token_ids: Sequence[Sequence[int]], targets: np.ndarray, *, device,
+                              pad_id: int, dtype=None, batch_size: int = EVAL_BATCH_SIZE) -> bool:
+    """Set the linear classification head to the class prototypes: row c = the L2-normalised mean
+    of the features the head receives (e.g. BERT's pooled output) over class c's texts, zeros for
+    a class without texts, bias 0. Weight imprinting (Qi et al. 2018) / prototypical networks
+    (Snell et al. 2017). Returns False (head unchanged) when the model's ``classifier`` is not a
+    single linear layer."""
+    import torch
+
+    head = getattr(model, "classifier", None)
+    if not isinstance(head, torch.nn.Linear):
+        log.info("event=prototype_head_skipped reason=classifier_not_linear")
+        return False
+    features = torch.zeros((len(token_ids), head.in_features), dtype=torch.float32)
+    captured: list = []
+    hook = head.register_forward_pre_hook(lambda _m, inputs: captured.append(inputs[0].detach().float().cpu()))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            lengths = [len(ids) for ids in token_ids]
+            for indices, batch in iterate_batches(token_ids, length_grouped_batches(lengths, batch_size), pad_id):
+                batch = {k: v.to(device) for k, v in batch.items()}
+                captured.clear()
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    model(**batch)
+                features[torch.as_tensor(indices)] = captured[0]
+    finally:
+        hook.remove()
+        model.train(was_training)
+    n_classes = head.out_features
+    target = torch.as_tensor(targets, dtype=torch.long)
+    sums = torch.zeros((n_classes, head.in_features)).index_add_(0, target, features)  # [c, d]
+    counts = torch.bincount(target, minlength=n_classes).clamp(min=1)[:, None]  # [c, 1]
+    prototypes = torch.nn.functional.normalize(sums / counts, dim=1)  # zero rows stay zero
+    with torch.no_grad():
+        head.weight.copy_(prototypes.to(head.weight.dtype))
+        if head.bias is not None:
+            head.bias.zero_()
+    return True
+
+
 def train(
     model,
     tokenizer,
@@ -230,8 +312,11 @@ def train(
     cancel: threading.Event | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     progress_every_s: float = 2.0,
+    fresh_head: bool = True,
 ) -> TrainOutcome:
     """Fine-tune ``model`` in place; on return it holds the best epoch's weights.
+
+    ``fresh_head``: the head is untrained (not a warm start), so ``head_init`` applies to it.
 
     Without validation examples every epoch counts as an improvement (no early stopping) and the
     last epoch is kept. Raises errors.Cancelled when ``cancel`` is set.
@@ -260,17 +345,17 @@ def train(
     lengths = np.array([len(ids) for ids in train_ids])
 
     model.to(device)
+    if fresh_head and config.head_init == "prototype":
+        init_head_from_prototypes(model, train_ids, train_targets, device=device, pad_id=pad_id, dtype=dtype)
     model.train()
     # The fused kernel matters on CPU: the unfused step over MiniLM's 12M-parameter embedding
     # matrix cost about as much as the forward pass (bench/README.md).
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.learning_rate, fused=True)
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     # A small labelled set gets more epochs: a few dozen steps leave the model predicting the
-    # majority class (97 ATIS labels: 79% test accuracy after 18 steps, 97% after 252).
-    epochs = max(config.max_epochs, math.ceil(config.min_steps / steps_per_epoch))
-    total_steps = steps_per_epoch * epochs
-    if config.max_steps:
-        total_steps = min(total_steps, config.max_steps)
+    # majority class (97 ATIS labels: 79% test accuracy after 18 steps, 97% after 252), and many
+    # classes need steps in proportion to their number (bench/README.md, "Many classes").
+    min_total = max(config.min_steps, config.min_steps_per_class * len(labels))
+    epochs, total_steps = planned_steps(config, len(train_set), len(labels))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _linear_schedule(int(config.warmup_ratio * total_steps), total_steps)
     )
@@ -287,7 +372,8 @@ def train(
     best_state = None
     bad_epochs = 0
     stop_reason = (f"max_epochs {config.max_epochs} reached" if epochs == config.max_epochs
-                   else f"{epochs} epochs reached (min_steps {config.min_steps})")
+                   else f"{epochs} epochs reached (min_steps {config.min_steps}, "
+                        f"min_steps_per_class {config.min_steps_per_class} x {len(labels)} classes)")
     epoch = 0
     for epoch in range(1, epochs + 1):
         order = balanced_order(train_targets, rng) if config.class_balance == "sampling" else None
@@ -341,7 +427,7 @@ def train(
         stop = ""
         if step >= total_steps and config.max_steps and step >= config.max_steps:
             stop = f"max_steps {config.max_steps} reached"
-        elif bad_epochs >= config.patience and step >= config.min_steps:
+        elif bad_epochs >= config.patience and step >= min_total:
             stop = f"early stop: no gain in validation accuracy for {bad_epochs} epochs (best epoch {best_epoch})"
         if stop:
             message += f"; {stop}"

@@ -16,6 +16,7 @@ class Strategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STRATEGY_RATIO: _ClassVar[Strategy]
     STRATEGY_RANDOM: _ClassVar[Strategy]
     STRATEGY_CLUSTERED_ENTROPY: _ClassVar[Strategy]
+    STRATEGY_CLUSTERED_MARGIN: _ClassVar[Strategy]
 
 class SeedStrategy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -56,6 +57,7 @@ STRATEGY_LEAST_CONFIDENCE: Strategy
 STRATEGY_RATIO: Strategy
 STRATEGY_RANDOM: Strategy
 STRATEGY_CLUSTERED_ENTROPY: Strategy
+STRATEGY_CLUSTERED_MARGIN: Strategy
 SEED_STRATEGY_UNSPECIFIED: SeedStrategy
 SEED_STRATEGY_RANDOM: SeedStrategy
 SEED_STRATEGY_DIVERSE: SeedStrategy

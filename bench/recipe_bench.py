@@ -1,0 +1,155 @@
+"""The trainer's recipe on few labels per class: the ATIS-tuned recipe vs the adaptive one.
+
+Fine-tunes the bundled all-MiniLM-L6-v2 with the trainer's engine on a random labelled subset
+and reports accuracy on data never used for training or tuning decisions of the run:
+
+  clinc150  N random labels of CLINC150's train split (150 intents, 100 texts each); accuracy on
+            the dev split (never the test split)
+  atis      N random labels of 80 % of ATIS train; accuracy on the other 20 % of ATIS train
+            (held out by a fixed permutation; never the test split)
+
+Recipes (every one lr 1e-4, batch 16, max length 64, at least 250 steps, as ``run``/the demo):
+
+  old        the ATIS-tuned recipe: 10 epochs (more when 250 steps need them), at most 600 steps
+             (the demo's cap), 10 % of the labels held out for early stopping (patience 2),
+             random head
+  new        the trainer's defaults now: at least 8 steps per class, prototype head, no hold-out
+             below 10 labels per class (so training runs the planned steps on every label)
+  new-random-head, new-holdout
+             ``new`` with one part reverted (the random head; the old hold-out)
+  prototype  the prototype head alone, no fine-tuning (nearest class mean): a reference
+
+    python bench/recipe_bench.py --dataset clinc150 --labels 300 --recipes old new --seeds 0
+    python bench/recipe_bench.py --dataset atis --labels 100 300 --recipes old new --seeds 0
+
+One torch thread by default (a shared machine: accuracy is what this measures, not speed).
+Each result is appended to bench/results/recipe_bench.jsonl as it finishes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import pathlib
+import sys
+import time
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "bench" / "results" / "recipe_bench.jsonl"
+RECIPES = ("old", "new", "new-random-head", "new-holdout", "prototype")
+COMMON = dict(learning_rate=1e-4, batch_size=16, max_length=64, min_steps=250)
+
+
+def recipe_config(name: str):
+    from lesslabels.trainer.engine import TrainConfig
+
+    if name == "old":
+        return TrainConfig(**COMMON, max_epochs=10, patience=2, max_steps=600, min_steps_per_class=0,
+                           head_init="random", holdout_min_per_class=0)
+    if name in ("new", "prototype"):
+        return TrainConfig(**COMMON)
+    if name == "new-random-head":
+        return TrainConfig(**COMMON, head_init="random")
+    if name == "new-holdout":
+        return TrainConfig(**COMMON, holdout_min_per_class=0)
+    raise SystemExit(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
+
+
+def read_rows(path: pathlib.Path, header: bool) -> list[tuple[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    return [(r[0], r[1]) for r in rows[1 if header else 0:] if len(r) >= 2]
+
+
+def load_split(dataset: str):
+    """(pool rows, evaluation rows) as (label, text) pairs."""
+    import numpy as np
+
+    if dataset == "clinc150":
+        return read_rows(DATA / "clinc150" / "train.csv", True), read_rows(DATA / "clinc150" / "dev.csv", True)
+    if dataset == "atis":
+        rows = read_rows(DATA / "atis" / "atis_intents_train.csv", False)
+        order = np.random.default_rng(12345).permutation(len(rows))
+        cut = int(0.8 * len(rows))
+        return [rows[i] for i in order[:cut]], [rows[i] for i in order[cut:]]
+    raise SystemExit(f"unknown dataset {dataset!r}")
+
+
+def run_one(dataset: str, n_labels: int, recipe: str, seed: int, device) -> dict:
+    import numpy as np
+    import torch
+
+    from lesslabels.modeling import models
+    from lesslabels.modeling.batching import tokenize
+    from lesslabels.trainer import engine
+
+    pool, evaluation = load_split(dataset)
+    labels = sorted({label for label, _ in pool})
+    picked = np.random.default_rng(seed).choice(len(pool), size=n_labels, replace=False)
+    labelled = [engine.Example(int(i), pool[i][1], pool[i][0]) for i in picked]
+    config = recipe_config(recipe)
+    train_set, validation_set = engine.validation_split(labelled, config, seed)
+    torch.manual_seed(seed)
+    classifier = models.load_classifier(models.default_model_path(), labels, device=device)
+    started = time.perf_counter()
+    pad_id = classifier.tokenizer.pad_token_id or 0
+    if recipe == "prototype":
+        ids = tokenize(classifier.tokenizer, [e.text for e in train_set], config.max_length)
+        index = {label: i for i, label in enumerate(labels)}
+        engine.init_head_from_prototypes(classifier.model, ids, np.array([index[e.label] for e in train_set]),
+                                         device=device, pad_id=pad_id)
+        outcome = None
+    else:
+        outcome = engine.train(classifier.model, classifier.tokenizer, labels, train_set, validation_set, config,
+                               seed=seed, device=device)
+    train_s = time.perf_counter() - started
+    eval_ids = tokenize(classifier.tokenizer, [t for _, t in evaluation], config.max_length)
+    targets = np.array([labels.index(label) for label, _ in evaluation])
+    metrics = engine.evaluate(classifier.model, eval_ids, targets, labels, device=device, pad_id=pad_id)
+    return {
+        "dataset": dataset, "labels": n_labels, "recipe": recipe, "seed": seed,
+        "classes_labelled": len({e.label for e in labelled}), "train": len(train_set),
+        "validation": len(validation_set), "steps": outcome.steps if outcome else 0,
+        "epochs": outcome.epochs_run if outcome else 0, "best_epoch": outcome.best_epoch if outcome else 0,
+        "stop": outcome.stop_reason if outcome else "no training",
+        "eval_split": "dev" if dataset == "clinc150" else "20% of train held out",
+        "accuracy": metrics.accuracy, "macro_f1": metrics.macro_f1, "train_seconds": round(train_s, 1),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=("clinc150", "atis"), required=True)
+    parser.add_argument("--labels", type=int, nargs="+", required=True, help="labelled-set sizes")
+    parser.add_argument("--recipes", nargs="+", default=["old", "new"], choices=RECIPES)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from lesslabels.modeling import models
+
+    torch.set_num_threads(args.threads)
+    device = models.select_device("cpu")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for n_labels in args.labels:
+        for seed in args.seeds:
+            for recipe in args.recipes:
+                result = run_one(args.dataset, n_labels, recipe, seed, device)
+                print(json.dumps(result), flush=True)
+                with args.out.open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
