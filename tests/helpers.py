@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Iterable
+from collections.abc import Iterable
 
 from lesslabels.common.channels import make_channel
 from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc

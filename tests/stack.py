@@ -17,7 +17,7 @@ import dataclasses
 import hashlib
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import grpc
 import numpy as np

@@ -91,7 +91,7 @@ def test_up_then_the_cli_runs_active_learning_end_to_end(tmp_path, tiny_bert_dir
     assert proc.returncode == 0, rest
     assert "stopped" in rest
     # Every service is gone: nothing answers on their ports any more.
-    for name, address in addresses.items():
+    for address in addresses.values():
         with pytest.raises(errors.Unavailable):
             wait_until_serving(address, timeout=1)
 

@@ -116,7 +116,7 @@ def test_a_coordinator_stopped_between_steps_resumes_without_selecting_twice(cli
     # Stop the coordinator at three points of the run, each time starting a fresh one that resumes it.
     for step, round_index in ((run_pb2.RUN_STEP_TRAIN, 0), (run_pb2.RUN_STEP_SCORE, 0), (run_pb2.RUN_STEP_LABEL, 1)):
         current = wait_for(
-            lambda: (r := clients.run(run.id)).state in FINAL or (r.round, r.step) >= (round_index, step) and r,
+            lambda round_index=round_index, step=step: (r := clients.run(run.id)).state in FINAL or (r.round, r.step) >= (round_index, step) and r,
             240, 0.05, f"step {run_pb2.RunStep.Name(step)} of round {round_index}",
         )
         assert current.state not in FINAL, "the run ended before the coordinator could be stopped"
@@ -145,7 +145,7 @@ def test_human_mode_with_partial_and_repeated_label_submissions(clients, real_st
             timeout=10)
 
     def truth(text):  # the toy texts start with their label
-        return next(l for l in ("flight", "airfare", "ground_service", "abbreviation") if text.startswith(l.replace("_", " ")))
+        return next(name for name in ("flight", "airfare", "ground_service", "abbreviation") if text.startswith(name.replace("_", " ")))
 
     batch = wait_for(lambda: (p := pending()).remaining and p, 60, 0.1, "the seed batch")
     assert clients.run(run.id).state == run_pb2.RUN_STATE_WAITING_FOR_LABELS

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import filecmp
 import os
-import pathlib
 import socket
 import subprocess
 import sys

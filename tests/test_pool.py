@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import threading
 import time
 
@@ -128,7 +127,7 @@ def test_import_formats(pool_address, stub, data, fmt, expected):
         gold = test_gold.get(s.text, dev_gold.get(s.text))
         got.append((gold, s.text, split))
     # Train-split gold stays hidden: check it through the counts instead.
-    for i, (gold, text, split) in enumerate(got):
+    for i, (_gold, text, split) in enumerate(got):
         if split == "train":
             got[i] = (expected[i][0], text, split)
     assert got == expected
@@ -195,7 +194,7 @@ def test_import_protocol_errors(pool_address, stub):
     header = pool_pb2.ImportSamplesRequest(header=pool_pb2.ImportHeader(dataset="d", create_dataset=True))
     data = pool_pb2.ImportSamplesRequest(data=b"greet,hi\n")
     for messages, words in [([], "no header"), ([data, header], "first message"), ([header, header, data], "once")]:
-        err = _code(lambda: call(messages))
+        err = _code(lambda messages=messages: call(messages))
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and words in err.details()
 
 
@@ -243,7 +242,7 @@ def _submit(stub, ids_labels, key="", run_id=0, dataset="d"):
     return stub.SubmitLabels(
         pool_pb2.SubmitLabelsRequest(
             dataset=dataset, run_id=run_id, idempotency_key=key, source=common_pb2.LABEL_SOURCE_HUMAN, annotator="ann",
-            labels=[pool_pb2.LabelAssignment(sample_id=i, label=l) for i, l in ids_labels],
+            labels=[pool_pb2.LabelAssignment(sample_id=i, label=label) for i, label in ids_labels],
         ),
         timeout=10,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import grpc
 
@@ -36,7 +36,7 @@ class Client:
             self._pool = pool_pb2_grpc.PoolServiceStub(pool_channel)
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "Client":
+    def from_args(cls, args: argparse.Namespace) -> Client:
         return cls(args.coordinator_address, pool_address=getattr(args, "pool_address", "") or "",
                    token=args.token, timeout=args.timeout)
 
@@ -44,7 +44,7 @@ class Client:
         for channel in self._channels:
             channel.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -12,7 +12,7 @@ import io
 import json
 import math
 import pathlib
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -78,10 +78,10 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A plain fixed-width text table, numbers right-aligned."""
     widths = [len(h) for h in headers]
     for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
-    lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths))]
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines += ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(lines)
 
 
@@ -159,7 +159,7 @@ def common_range(curves: Sequence[tuple[Sequence[float], Sequence[float]]]) -> t
     """The label range every curve covers: [max of the starts, min of the ends]."""
     if not curves:
         raise ValueError("no curves")
-    starts, ends = zip(*((min(xs), max(xs)) for xs, _ in curves))
+    starts, ends = zip(*((min(xs), max(xs)) for xs, _ in curves), strict=True)
     lo, hi = max(starts), min(ends)
     if hi < lo:
         raise ValueError(f"the curves share no label range (starts up to {lo}, ends from {hi})")

@@ -15,7 +15,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 from lesslabels.cli.common import DEFAULT_PORTS, SERVICES, ArgumentParser, CliError, command
 from lesslabels.common import errors
@@ -119,7 +119,7 @@ class LocalStack:
 
     # ------------------------------------------------------------------ life cycle
 
-    def start(self) -> "LocalStack":
+    def start(self) -> LocalStack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -188,7 +188,7 @@ class LocalStack:
                 raise StackError(f"the {name} service exited with code {proc.returncode}; end of its log:\n"
                                  f"{_tail(self.log_dir / (name + '.log'))}")
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -28,7 +28,8 @@ import pathlib
 import shutil
 import threading
 import uuid
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 from lesslabels.common import errors
 from lesslabels.common.timeutil import rfc3339, utcnow

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Iterable, Optional, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import grpc
 
@@ -83,7 +83,7 @@ class PoolClient:
         reply = _call("list runs", self._stub.ListRuns, request, timeout=self._timeout)
         return [convert.run_from_proto(r) for r in reply.runs]
 
-    def update_run(self, run_id: int, *, state: str = "", step: str = "", round: Optional[int] = None,
+    def update_run(self, run_id: int, *, state: str = "", step: str = "", round: int | None = None,
                    error: str = "", stop_reason: str = "", expected_step: str = "",
                    expected_round: int = 0) -> model.RunInfo:
         request = pool_pb2.UpdateRunRequest(
@@ -124,7 +124,7 @@ class PoolClient:
     def submit_labels(self, dataset: str, run_id: int, labels: Sequence[tuple[int, str]], *, annotator: str = "",
                       idempotency_key: str = "") -> model.LabelResult:
         request = pool_pb2.SubmitLabelsRequest(
-            dataset=dataset, run_id=run_id, labels=[pool_pb2.LabelAssignment(sample_id=i, label=l) for i, l in labels],
+            dataset=dataset, run_id=run_id, labels=[pool_pb2.LabelAssignment(sample_id=i, label=label) for i, label in labels],
             source=common_pb2.LABEL_SOURCE_HUMAN, annotator=annotator, idempotency_key=idempotency_key,
         )
         reply = _call(f"labels for run {run_id}", self._stub.SubmitLabels, request, timeout=self._timeout)

@@ -26,7 +26,7 @@ import itertools
 import logging
 import threading
 import time
-from typing import Callable, Iterator, Optional, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -60,7 +60,7 @@ class _Worker:
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     cancelled: bool = False
     finished: bool = False
-    thread: Optional[threading.Thread] = None
+    thread: threading.Thread | None = None
     job_id: str = ""
 
 
@@ -255,7 +255,7 @@ class Coordinator:
         if run.state in model.FINAL_STATES:
             return
         while is_active():
-            for seq, event in self.events.after(run_id, seq, poll):
+            for seq, event in self.events.after(run_id, seq, poll):  # noqa: B007, B020 - the cursor follows the events read
                 yield event
                 if event.run.state in model.FINAL_STATES:
                     return
@@ -333,9 +333,9 @@ class Coordinator:
             failed = self.pool.update_run(run.id, state="FAILED", error=message)
         self._publish(failed, message=message)
 
-    def _advance(self, worker: _Worker, run: model.RunInfo, *, step: str = "", round: Optional[int] = None,
+    def _advance(self, worker: _Worker, run: model.RunInfo, *, step: str = "", round: int | None = None,
                  state: str = "RUNNING", stop_reason: str = "", message: str = "",
-                 round_info: Optional[model.RoundInfo] = None) -> model.RunInfo:
+                 round_info: model.RoundInfo | None = None) -> model.RunInfo:
         """Move ``run`` on from the step it was read at (compare-and-set), unless cancelled/stopped."""
         with self._run_lock(run.id):
             if worker.cancelled or worker.stop.is_set():
@@ -347,7 +347,7 @@ class Coordinator:
         self._publish(updated, round_info, message=message)
         return updated
 
-    def _publish(self, run: model.RunInfo, round_info: Optional[model.RoundInfo] = None, *,
+    def _publish(self, run: model.RunInfo, round_info: model.RoundInfo | None = None, *,
                  progress: float = 0.0, message: str = "") -> None:
         self.events.publish(model.RunEvent(run, round_info, progress, message))
 
@@ -390,7 +390,7 @@ class Coordinator:
                 selection = strategies.select_seed("random", k, n_samples=len(ids), rng=rng)
                 chosen_ids = ids[selection.indices]
                 strategy = "random"
-            items = [model.Acquisition(int(i), 0, strategy, float(s)) for i, s in zip(chosen_ids, selection.scores)]
+            items = [model.Acquisition(int(i), 0, strategy, float(s)) for i, s in zip(chosen_ids, selection.scores, strict=True)]
             self._check_not_stopped(worker)
             self.pool.add_acquisitions(run.id, 0, items)
             count = len(items)
@@ -529,7 +529,7 @@ class Coordinator:
                                           exclude=exclude, rng=rng)
             items = [
                 model.Acquisition(int(scores.sample_ids[i]), next_round, config.strategy, float(s))
-                for i, s in zip(selection.indices, selection.scores)
+                for i, s in zip(selection.indices, selection.scores, strict=True)
             ]
             if not items:
                 info = dataclasses.replace(info, finished_at=rfc3339(utcnow()))
@@ -592,7 +592,7 @@ class Coordinator:
             self._scores[key] = scores
         return scores
 
-    def _previous_scores(self, run: model.RunInfo) -> Optional[model.PoolScores]:
+    def _previous_scores(self, run: model.RunInfo) -> model.PoolScores | None:
         with self._lock:
             cached = self._scores.get((run.id, run.round - 1))
         if cached is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -29,7 +29,7 @@ def classification_metrics(gold: Sequence[str], predicted: Sequence[str]) -> Met
     return Metrics(
         accuracy=float((g == p).mean()),
         macro_f1=float(f1.mean()),
-        per_class_f1={str(label): float(score) for label, score in zip(classes, f1)},
+        per_class_f1={str(label): float(score) for label, score in zip(classes, f1, strict=True)},
         count=int(n),
     )
 

@@ -6,7 +6,7 @@ from lesslabels.common.errors import InvalidArgument
 from lesslabels.common.server import ServiceRegistration
 from lesslabels.coordinator import convert
 from lesslabels.coordinator.engine import Coordinator
-from lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2, run_pb2
+from lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2
 
 
 def _run_id(value: int) -> int:

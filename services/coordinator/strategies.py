@@ -16,7 +16,7 @@ No torch here, no gRPC: the uncertainty math is ``lesslabels.common.uncertainty`
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -7,7 +7,8 @@ pad tokens, which is where a naive "batch 32 in file order" loop spends much of 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -61,7 +62,7 @@ def length_grouped_batches(
     return batches
 
 
-def collate(token_ids: Sequence[Sequence[int]], pad_id: int) -> "dict[str, torch.Tensor]":
+def collate(token_ids: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
     """Pad a batch to its longest sequence: ``input_ids`` and ``attention_mask``, [batch, longest]."""
     import torch
 
@@ -76,7 +77,7 @@ def collate(token_ids: Sequence[Sequence[int]], pad_id: int) -> "dict[str, torch
 
 def iterate_batches(
     token_ids: Sequence[Sequence[int]], batches: Sequence[np.ndarray], pad_id: int
-) -> Iterator[tuple[np.ndarray, "dict[str, torch.Tensor]"]]:
+) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
     """Yield (indices, padded tensors) for each batch of indices."""
     for indices in batches:
         yield indices, collate([token_ids[i] for i in indices], pad_id)

@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import os
 import pathlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import grpc
 
 from lesslabels.common.errors import InvalidArgument, ResourceExhausted
 from lesslabels.pool import convert

@@ -16,7 +16,7 @@ import json
 import logging
 import re
 import time
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from sqlalchemy import and_, func, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -430,7 +430,7 @@ class PoolStore:
         }
         keys = [f"{idempotency_key}:{scope}:{sid}" if idempotency_key else None for sid, _ in assignments]
         seen_keys = set(session.scalars(select(LabelEvent.idempotency_key).where(LabelEvent.idempotency_key.in_([k for k in keys if k]))))
-        for (sample_id, label), key in zip(assignments, keys):
+        for (sample_id, label), key in zip(assignments, keys, strict=True):
             existing = current.get(sample_id)
             if key in seen_keys or (existing is not None and existing.label == label):
                 result.unchanged += 1

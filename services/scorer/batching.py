@@ -25,7 +25,8 @@ import queue
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -239,7 +240,7 @@ class DynamicBatcher:
                 continue
             if out is None:
                 continue
-            for i, row in zip(rows, out):
+            for i, row in zip(rows, out, strict=True):
                 results[i] = row
             self._batches += 1
             self._padded += len(rows) * max(lengths[i] for i in rows)

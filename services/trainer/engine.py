@@ -16,7 +16,7 @@ import logging
 import math
 import threading
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -51,7 +51,7 @@ class TrainConfig:
     max_steps: int = 0
     min_steps: int = 0
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Raise InvalidArgument naming every impossible value; return self when all are fine."""
         problems = []
         if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate <= 1):
@@ -156,7 +156,7 @@ def balanced_order(targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return rng.choice(targets.size, size=targets.size, replace=True, p=p / p.sum())
 
 
-def autocast_dtype(precision: str, device) -> "object | None":
+def autocast_dtype(precision: str, device) -> object | None:
     """The autocast dtype for ``precision`` on ``device`` (None = fp32): the scorer's rule
     (``auto`` = bf16 on CPUs with native bf16, where training steps run 2x fp32 on a 2-core Zen 4:
     bench/README.md), except that fp16 training needs CUDA (its gradient scaler)."""

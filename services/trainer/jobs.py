@@ -19,7 +19,7 @@ import os
 import pathlib
 import threading
 import uuid
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from lesslabels.common import errors
 from lesslabels.common.timeutil import rfc3339, utcnow
@@ -60,7 +60,7 @@ class TrainRequest:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainRequest":
+    def from_dict(cls, data: dict) -> TrainRequest:
         data = dict(data)
         data["config"] = TrainConfig(**data.get("config", {}))
         data["labels"] = tuple(data.get("labels", ()))
@@ -110,7 +110,7 @@ class Job:
     events: list[JobEvent] = dataclasses.field(default_factory=list, repr=False)
     cancel: threading.Event = dataclasses.field(default_factory=threading.Event, repr=False)
 
-    def snapshot(self) -> "Job":
+    def snapshot(self) -> Job:
         """A copy safe to hand out (the live job keeps changing)."""
         return dataclasses.replace(self, events=[])
 
@@ -123,7 +123,7 @@ class Job:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Job":
+    def from_dict(cls, data: dict) -> Job:
         validation = data.get("validation")
         return cls(
             id=data["id"], request=TrainRequest.from_dict(data["request"]), state=JobState(data["state"]),
@@ -268,7 +268,7 @@ class JobManager:
         while True:
             with self._changed:
                 job = self._get(job_id)
-                self._changed.wait_for(lambda: len(job.events) > index or self._stopping, timeout=poll)
+                self._changed.wait_for(lambda job=job, index=index: len(job.events) > index or self._stopping, timeout=poll)
                 new = job.events[index:]
                 index += len(new)
                 done = job.state.done and index >= len(job.events)
@@ -335,7 +335,7 @@ class JobManager:
                 self._update_positions()
 
     def _run(self, job: Job) -> None:
-        def report(item: "Progress | str") -> None:
+        def report(item: Progress | str) -> None:
             if isinstance(item, str):
                 event = JobEvent(job.id, JobState.RUNNING, message=item)
             else:
