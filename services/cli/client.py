@@ -72,7 +72,7 @@ class Client:
     def get_run(self, run_id: int) -> coordinator_pb2.RunDetail:
         return self._coord("GetRun", pool_pb2.GetRunRequest(run_id=run_id))
 
-    def list_runs(self, dataset: str = "", states: Sequence[int] = ()) -> list[run_pb2.Run]:
+    def list_runs(self, dataset: str = "", states: Sequence[run_pb2.RunState] = ()) -> list[run_pb2.Run]:
         reply = self._coord("ListRuns", pool_pb2.ListRunsRequest(dataset=dataset, states=list(states)))
         return list(reply.runs)
 

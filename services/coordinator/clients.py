@@ -20,6 +20,7 @@ from lesslabels.v1 import (
     common_pb2,
     pool_pb2,
     pool_pb2_grpc,
+    run_pb2,
     scorer_pb2,
     scorer_pb2_grpc,
     trainer_pb2,
@@ -87,9 +88,9 @@ class PoolClient:
                    error: str = "", stop_reason: str = "", expected_step: str = "",
                    expected_round: int = 0) -> model.RunInfo:
         request = pool_pb2.UpdateRunRequest(
-            run_id=run_id, state=convert.STATE_TO_PROTO[state] if state else 0,
-            step=convert.STEP_TO_PROTO[step] if step else 0, round=round or 0, error=error, stop_reason=stop_reason,
-            expected_step=convert.STEP_TO_PROTO[expected_step] if expected_step else 0, expected_round=expected_round,
+            run_id=run_id, state=convert.STATE_TO_PROTO[state] if state else run_pb2.RUN_STATE_UNSPECIFIED,
+            step=convert.STEP_TO_PROTO[step] if step else run_pb2.RUN_STEP_UNSPECIFIED, round=round or 0, error=error, stop_reason=stop_reason,
+            expected_step=convert.STEP_TO_PROTO[expected_step] if expected_step else run_pb2.RUN_STEP_UNSPECIFIED, expected_round=expected_round,
         )
         return convert.run_from_proto(_call(f"update run {run_id}", self._stub.UpdateRun, request, timeout=self._timeout))
 

@@ -371,6 +371,7 @@ class Coordinator:
         existing = self.pool.list_acquisitions(run.id, 0)
         if not existing:
             ids = np.asarray(self.pool.train_sample_ids(config.dataset), dtype=np.int64)  # [n]
+            assert config.seed_size is not None  # filled in by model.with_defaults
             k = config.seed_size.resolve(len(ids))
             budget = self._budget(run)
             if budget:
@@ -520,6 +521,7 @@ class Coordinator:
             scores = self._pool_scores(run, run.round, info.checkpoint_id)
             acquired = {a.sample_id for a in self.pool.list_acquisitions(run.id)}
             exclude = np.isin(scores.sample_ids, np.fromiter(acquired, dtype=np.int64, count=len(acquired)))  # [n]
+            assert config.batch_size is not None  # filled in by model.with_defaults
             k = config.batch_size.resolve(run.pool_size)
             budget = self._budget(run)
             if budget:

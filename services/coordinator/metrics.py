@@ -9,7 +9,7 @@ import numpy as np
 from lesslabels.coordinator.model import Metrics
 
 
-def classification_metrics(gold: Sequence[str], predicted: Sequence[str]) -> Metrics:
+def classification_metrics(gold: Sequence[str] | np.ndarray, predicted: Sequence[str] | np.ndarray) -> Metrics:
     """Accuracy, macro F1 over the classes present in gold or predictions, per-class F1."""
     gold = np.asarray(gold, dtype=object)  # [n]
     predicted = np.asarray(predicted, dtype=object)  # [n]

@@ -25,11 +25,11 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]
 
 
 def length_grouped_batches(
-    lengths: Sequence[int],
+    lengths: Sequence[int] | np.ndarray,
     batch_size: int,
     *,
     rng: np.random.Generator | None = None,
-    order: Sequence[int] | None = None,
+    order: Sequence[int] | np.ndarray | None = None,
     group_factor: int = 50,
 ) -> list[np.ndarray]:
     """Split sample indices into batches of similar length.
@@ -50,6 +50,7 @@ def length_grouped_batches(
     if order is not None:
         indices = np.asarray(order, dtype=np.int64)
     else:
+        assert rng is not None  # both None returned above
         indices = rng.permutation(len(lengths))
     chunk = batch_size * max(1, group_factor)
     batches: list[np.ndarray] = []

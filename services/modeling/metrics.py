@@ -23,7 +23,7 @@ class Metrics:
 
 
 def classification_metrics(
-    gold: Sequence[int], predicted: Sequence[int], labels: Sequence[str], *, loss: float = 0.0
+    gold: Sequence[int] | np.ndarray, predicted: Sequence[int] | np.ndarray, labels: Sequence[str], *, loss: float = 0.0
 ) -> Metrics:
     """Metrics of predicted vs gold class indices; macro F1 over classes present in either."""
     gold = np.asarray(gold, dtype=np.int64)  # [n]

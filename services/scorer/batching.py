@@ -58,7 +58,7 @@ class BatchStats:
 
 
 def plan_batches(
-    lengths: Sequence[int], max_batch_size: int, max_tokens: int, max_padding: float = 0.1
+    lengths: Sequence[int] | np.ndarray, max_batch_size: int, max_tokens: int, max_padding: float = 0.1
 ) -> list[np.ndarray]:
     """Order rows by length and cut them into batches: each batch has at most ``max_batch_size``
     rows, ``rows * longest <= max_tokens`` and at most ``max_padding`` (a fraction of its real

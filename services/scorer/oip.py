@@ -52,7 +52,7 @@ def spec_from_model_name(name: str) -> ModelSpec:
 def decode_bytes_elements(raw: bytes) -> list[bytes]:
     """Split a raw BYTES tensor (4-byte little-endian length, then the bytes, per element)."""
     view = memoryview(raw)
-    out = []
+    out: list[bytes] = []
     offset = 0
     while offset < len(view):
         if offset + 4 > len(view):

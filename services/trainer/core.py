@@ -151,8 +151,8 @@ class Trainer:
         if manifest["validation"] is None:
             del manifest["validation"]
         with self.store.publish(manifest) as folder:
-            models.save_classifier(classifier.model.to("cpu"), classifier.tokenizer, folder)
-        checkpoint_id = manifest["id"]
+            models.save_classifier(classifier.model.cpu(), classifier.tokenizer, folder)
+        checkpoint_id = str(manifest["id"])
         if request.run_id and self.keep_checkpoints > 0:
             self.store.apply_retention(request.run_id, self.keep_checkpoints)
         message = f"{outcome.stop_reason}; published checkpoint {checkpoint_id} (best epoch {outcome.best_epoch})"

@@ -17,12 +17,16 @@ import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lesslabels.common import errors
 from lesslabels.modeling.batching import iterate_batches, length_grouped_batches, tokenize
 from lesslabels.modeling.metrics import Metrics, classification_metrics
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +134,8 @@ def stratified_split(examples: Sequence[Example], fraction: float, seed: int) ->
     by_label: dict[str, list[Example]] = {}
     for example in sorted(examples, key=lambda e: e.sample_id):
         by_label.setdefault(example.label, []).append(example)
-    train, validation = [], []
+    train: list[Example] = []
+    validation: list[Example] = []
     for label in sorted(by_label):
         group = by_label[label]
         order = rng.permutation(len(group))
@@ -156,7 +161,7 @@ def balanced_order(targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return rng.choice(targets.size, size=targets.size, replace=True, p=p / p.sum())
 
 
-def autocast_dtype(precision: str, device) -> object | None:
+def autocast_dtype(precision: str, device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device`` (None = fp32): the scorer's rule
     (``auto`` = bf16 on CPUs with native bf16, where training steps run 2x fp32 on a 2-core Zen 4:
     bench/README.md), except that fp16 training needs CUDA (its gradient scaler)."""
@@ -177,7 +182,8 @@ def _linear_schedule(warmup_steps: int, total_steps: int) -> Callable[[int], flo
 
 
 def _param_groups(model, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
+    decay: list[Any] = []  # torch parameters
+    no_decay: list[Any] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue

@@ -268,7 +268,7 @@ class JobManager:
         while True:
             with self._changed:
                 job = self._get(job_id)
-                self._changed.wait_for(lambda job=job, index=index: len(job.events) > index or self._stopping, timeout=poll)
+                self._changed.wait_for(lambda: len(job.events) > index or self._stopping, timeout=poll)  # noqa: B023 - used at once
                 new = job.events[index:]
                 index += len(new)
                 done = job.state.done and index >= len(job.events)
