@@ -17,10 +17,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from lesslabels.common import errors, uncertainty
-from lesslabels.common.checkpoints import CheckpointStore
 from lesslabels.common.timeutil import utcnow
 from lesslabels.modeling import inference
 from lesslabels.scorer.batching import BatcherClosed, DynamicBatcher
+from lesslabels.scorer.ports import CheckpointSource
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class _Row:
 class ScorerEngine:
     """Load checkpoints (LRU), score texts through each model's dynamic batcher."""
 
-    def __init__(self, store: CheckpointStore, config: EngineConfig | None = None):
+    def __init__(self, store: CheckpointSource, config: EngineConfig | None = None):
         self.store = store
         self.config = config or EngineConfig()
         if self.config.cache_size < 1:

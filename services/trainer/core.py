@@ -17,12 +17,11 @@ import threading
 from collections.abc import Callable
 
 from lesslabels.common import checkpoints, errors
-from lesslabels.common.checkpoints import CheckpointStore
 from lesslabels.modeling import models
 from lesslabels.trainer import engine
 from lesslabels.trainer.engine import Example, Progress
 from lesslabels.trainer.jobs import Job, RunResult, TrainRequest
-from lesslabels.trainer.pool_client import PoolClient
+from lesslabels.trainer.ports import CheckpointSink, LabelSource
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ def hyperparameters_dict(config: engine.TrainConfig) -> dict:
 
 
 class Trainer:
-    def __init__(self, pool: PoolClient, store: CheckpointStore, *, device: str = "", keep_checkpoints: int = 3,
+    def __init__(self, pool: LabelSource, store: CheckpointSink, *, device: str = "", keep_checkpoints: int = 3,
                  default_threads: int = 0, progress_every_s: float = 2.0):
         self.pool = pool
         self.store = store
