@@ -42,6 +42,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -92,8 +93,8 @@ def arm_config(arm: str, seed: int, args) -> run_pb2.RunConfig:
             config.strategy = run_pb2.STRATEGY_CLUSTERED_ENTROPY
             config.seed_strategy = run_pb2.SEED_STRATEGY_DIVERSE
         else:
-            config.strategy = run_pb2.Strategy.Value("STRATEGY_" + arm.upper().replace("-", "_"))
-            config.seed_strategy = run_pb2.SeedStrategy.Value("SEED_STRATEGY_" + args.strategy_seed.upper())
+            config.strategy = run_pb2.Strategy.Value("STRATEGY_" + arm.upper().replace("-", "_"))  # type: ignore[assignment]  # Value() is typed int
+            config.seed_strategy = run_pb2.SeedStrategy.Value("SEED_STRATEGY_" + args.strategy_seed.upper())  # type: ignore[assignment]  # Value() is typed int
         config.seed_size.fraction = args.best_seed
         config.batch_size.fraction = args.best_batch
         config.stopping.max_rounds = args.max_rounds
@@ -225,7 +226,7 @@ def area_under_curve(x_fraction: np.ndarray, y: np.ndarray) -> float:
     return float(np.trapezoid(y, x_fraction) / (x_fraction[-1] - x_fraction[0]))
 
 
-def summarise(results: list[dict], full_results: list[dict] = ()) -> dict:
+def summarise(results: list[dict], full_results: Sequence[dict] = ()) -> dict:
     """Per-arm mean curves, AUCs and labels to target. The target comes from the ``full`` arm of
     ``results``, or else from ``full_results`` (another file's full-data runs)."""
     by_arm: dict[str, list[dict]] = {}

@@ -81,7 +81,7 @@ def fine_tune(store, labels, texts, *, samples: int, epochs: int, max_length: in
                 "train_count": len(examples), "seed": seed}
     with store.publish(manifest) as folder:
         save_classifier(loaded.model, loaded.tokenizer, folder)
-    return manifest["id"]
+    return str(manifest["id"])
 
 
 def reference_loop(folder: pathlib.Path, texts: list[str], max_length: int) -> np.ndarray:
