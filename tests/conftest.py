@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def server_settings_for_tests(**overrides) -> ServerSettings:
-    base = dict(host="127.0.0.1", port=0, grace_seconds=1.0, workers=8)
+    base: dict[str, Any] = dict(host="127.0.0.1", port=0, grace_seconds=1.0, workers=8)
     base.update(overrides)
     return ServerSettings(**base)
 

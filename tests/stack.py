@@ -27,6 +27,7 @@ from lesslabels.common import errors
 from lesslabels.coordinator import model
 from lesslabels.coordinator.clients import PoolClient
 from lesslabels.coordinator.engine import Coordinator
+from lesslabels.coordinator.main import CoordinatorServer
 from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
 from tests.conftest import server_settings_for_tests
 from tests.helpers import import_rows
@@ -200,7 +201,7 @@ def wait_for(predicate: Callable[[], object], timeout: float = 20.0, interval: f
 
 def wait_for_state(pool: PoolClient, run_id: int, states, timeout: float = 30.0) -> model.RunInfo:
     states = (states,) if isinstance(states, str) else tuple(states)
-    last = []
+    last: list[model.RunInfo] = []
 
     def check():
         run = pool.get_run(run_id)
@@ -223,7 +224,7 @@ class RealStack:
     trainer_address: str
     scorer_address: str
     coordinator_address: str
-    coordinator_server: object
+    coordinator_server: CoordinatorServer
     servers: dict
     _build_coordinator: Callable
 
