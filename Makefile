@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup triton-client kserve-client test test-slow test-all proto demo clean
+.PHONY: setup triton-client kserve-client test test-slow test-all lint proto demo clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,13 @@ test-slow: setup
 ## Both.
 test-all: setup
 	$(PY) -m pytest -q
+
+## The quality gate: ruff and mypy, zero findings (configured in pyproject.toml; CI runs it after the tests).
+## mypy reads the package under its installed name: build/typecheck/lesslabels links to services/.
+lint: setup
+	$(VENV)/bin/ruff check services tests bench scripts
+	mkdir -p build/typecheck && ln -sfn ../../services build/typecheck/lesslabels
+	$(VENV)/bin/mypy
 
 ## The README's main command: start the stack, run active learning on the demo data, print and plot.
 ## ATIS is used when found (DATA=dir, $$LESSLABELS_DATA, or ../shared/data/atis beside this checkout).

@@ -42,6 +42,8 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -50,6 +52,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+
+if TYPE_CHECKING:
+    from lesslabels.v1 import run_pb2
 
 DATA = ROOT.parent / "shared" / "data" / "atis"
 RESULTS = ROOT / "bench" / "results"
@@ -65,7 +70,7 @@ log = logging.getLogger("headline")
 # ---------------------------------------------------------------- arms
 
 
-def arm_config(arm: str, seed: int, args) -> "run_pb2.RunConfig":
+def arm_config(arm: str, seed: int, args) -> run_pb2.RunConfig:
     from lesslabels.v1 import common_pb2, run_pb2
 
     hyper = common_pb2.Hyperparameters(
@@ -88,8 +93,8 @@ def arm_config(arm: str, seed: int, args) -> "run_pb2.RunConfig":
             config.strategy = run_pb2.STRATEGY_CLUSTERED_ENTROPY
             config.seed_strategy = run_pb2.SEED_STRATEGY_DIVERSE
         else:
-            config.strategy = run_pb2.Strategy.Value("STRATEGY_" + arm.upper().replace("-", "_"))
-            config.seed_strategy = run_pb2.SeedStrategy.Value("SEED_STRATEGY_" + args.strategy_seed.upper())
+            config.strategy = run_pb2.Strategy.Value("STRATEGY_" + arm.upper().replace("-", "_"))  # type: ignore[assignment]  # Value() is typed int
+            config.seed_strategy = run_pb2.SeedStrategy.Value("SEED_STRATEGY_" + args.strategy_seed.upper())  # type: ignore[assignment]  # Value() is typed int
         config.seed_size.fraction = args.best_seed
         config.batch_size.fraction = args.best_batch
         config.stopping.max_rounds = args.max_rounds
@@ -214,7 +219,7 @@ def area_under_curve(x_fraction: np.ndarray, y: np.ndarray) -> float:
     return float(np.trapezoid(y, x_fraction) / (x_fraction[-1] - x_fraction[0]))
 
 
-def summarise(results: list[dict], full_results: list[dict] = ()) -> dict:
+def summarise(results: list[dict], full_results: Sequence[dict] = ()) -> dict:
     """Per-arm mean curves, AUCs and labels to target. The target comes from the ``full`` arm of
     ``results``, or else from ``full_results`` (another file's full-data runs)."""
     by_arm: dict[str, list[dict]] = {}
@@ -244,7 +249,7 @@ def summarise(results: list[dict], full_results: list[dict] = ()) -> dict:
             "accuracy_mean": mean_y.tolist(),
             "accuracy_std": ys.std(axis=0).tolist(),
             "auc": area_under_curve(mean_x / pool, mean_y),
-            "auc_per_seed": [area_under_curve(x / pool, y) for x, y in zip(xs, ys)],
+            "auc_per_seed": [area_under_curve(x / pool, y) for x, y in zip(xs, ys, strict=True)],
             "wall_seconds_mean": float(np.mean([r["wall_seconds"] for r in runs])),
         }
         if target is not None:
@@ -258,10 +263,10 @@ def summarise(results: list[dict], full_results: list[dict] = ()) -> dict:
         summary["arms"][arm] = entry
     random = summary["arms"].get("random")
     if random:
-        random_auc = dict(zip(random["seeds"], random["auc_per_seed"]))
+        random_auc = dict(zip(random["seeds"], random["auc_per_seed"], strict=True))
         for arm, entry in summary["arms"].items():
             if arm in STRATEGY_ARMS or arm == "best":
-                pairs = [(s, a - random_auc[s]) for s, a in zip(entry["seeds"], entry["auc_per_seed"]) if s in random_auc]
+                pairs = [(s, a - random_auc[s]) for s, a in zip(entry["seeds"], entry["auc_per_seed"], strict=True) if s in random_auc]
                 entry["auc_minus_random_per_seed"] = dict(pairs)
     return summary
 
@@ -294,7 +299,7 @@ def markdown(summary: dict, pool: int, meta: dict) -> str:
                          + f" (mean {100 * np.mean(list(diffs.values())):+.2f}; above random on {wins} of {len(diffs)} seeds)")
     lines.append("\nLearning curves (mean over seeds, labels → accuracy %):\n")
     for arm, e in summary["arms"].items():
-        points = ", ".join(f"{int(x)}→{100 * y:.2f}" for x, y in zip(e["labelled"], e["accuracy_mean"]))
+        points = ", ".join(f"{int(x)}→{100 * y:.2f}" for x, y in zip(e["labelled"], e["accuracy_mean"], strict=True))
         lines.append(f"- {arm}: {points}")
     return "\n".join(lines) + "\n"
 
@@ -422,7 +427,7 @@ def main(argv=None) -> int:
                     data["results"].append(result)
                     data["meta"]["wall_hours"] = data["meta"].get("wall_hours", 0.0) + result["wall_seconds"] / 3600
                     data["meta"]["seeds"] = sorted({r["seed"] for r in data["results"]})
-                    data["meta"]["date"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+                    data["meta"]["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
                     save(args.out, data)
         finally:
             stack.stop()

@@ -81,7 +81,7 @@ def fine_tune(store, labels, texts, *, samples: int, epochs: int, max_length: in
                 "train_count": len(examples), "seed": seed}
     with store.publish(manifest) as folder:
         save_classifier(loaded.model, loaded.tokenizer, folder)
-    return manifest["id"]
+    return str(manifest["id"])
 
 
 def reference_loop(folder: pathlib.Path, texts: list[str], max_length: int) -> np.ndarray:
@@ -261,7 +261,7 @@ def main(argv=None) -> int:
     best = {k: n / min(v) for k, v in runs.items()}
     engine_config = EngineConfig(precision=args.precision, device="cpu", refine_below=args.refine_below)
     result = {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python bench/score_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": args.threads, "torch": torch.__version__,
                     "python": platform.python_version(), "gpu": "none (CPU only in this task)",

@@ -106,7 +106,7 @@ class ReferenceLoop:
                 batch = self.tokenizer([t for _, t in chunk], padding=True, truncation=True,
                                        max_length=self.args.max_length, return_tensors="pt")
                 predicted = self.model(**batch).logits.argmax(dim=1)
-                correct += sum(int(p) == self.label_index[label] for p, (label, _) in zip(predicted, chunk))
+                correct += sum(int(p) == self.label_index[label] for p, (label, _) in zip(predicted, chunk, strict=True))
         n = len(self.rows) * self.args.epochs
         return {
             "train_seconds": self.seconds,
@@ -222,7 +222,7 @@ def main(argv=None) -> int:
     labels = sorted({label for label, _ in train_rows})
     test_rows = [r for r in test_rows if r[0] in set(labels)]
     result = {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": "python bench/train_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
                    f"{args.threads} threads, no GPU",

@@ -22,7 +22,7 @@ def headline():
 
 def _result(arm, seed, accuracies, labelled=(100, 200, 300), pool=1000):
     return {"arm": arm, "seed": seed, "pool_size": pool, "wall_seconds": 1.0,
-            "rounds": [{"labelled": n, "accuracy": a} for n, a in zip(labelled, accuracies)]}
+            "rounds": [{"labelled": n, "accuracy": a} for n, a in zip(labelled, accuracies, strict=True)]}
 
 
 def test_area_under_curve_is_the_mean_accuracy_over_the_range(headline):

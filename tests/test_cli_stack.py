@@ -101,7 +101,7 @@ def test_up_then_the_cli_runs_active_learning_end_to_end(tmp_path, tiny_bert_dir
     with pytest.raises(OSError):
         urllib.request.urlopen(web + "healthz", timeout=2)
     # Every service is gone: nothing answers on their ports any more.
-    for name, address in addresses.items():
+    for address in addresses.values():
         with pytest.raises(errors.Unavailable):
             wait_until_serving(address, timeout=1)
 

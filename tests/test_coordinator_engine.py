@@ -108,7 +108,7 @@ def test_margin_selection_takes_the_smallest_margins_of_the_unlabelled_pool(fake
     scores = fake_stack.scorer.score_pool(dataset="toy", checkpoint_id=rounds[0].checkpoint_id)
     top2 = np.sort(scores.probabilities, axis=1)[:, -2:]
     margin = top2[:, 1] - top2[:, 0]
-    candidates = [(m, i) for m, i in zip(margin, scores.sample_ids) if i not in seed_ids]
+    candidates = [(m, i) for m, i in zip(margin, scores.sample_ids, strict=True) if i not in seed_ids]
     assert chosen == [int(i) for _, i in sorted(candidates)[:6]]
 
 
@@ -371,8 +371,8 @@ def _gold(stack, sample_ids):
     out = []
     for i in sample_ids:
         text = texts[i]
-        out.append(next(l for l in ("flight", "airfare", "ground_service", "abbreviation")
-                        if text.startswith(l.replace("_", " "))))
+        out.append(next(name for name in ("flight", "airfare", "ground_service", "abbreviation")
+                        if text.startswith(name.replace("_", " "))))
     return out
 
 
@@ -386,7 +386,7 @@ def test_human_mode_waits_for_the_batch_and_accepts_partial_and_repeated_labels(
     assert batch.round == 0 and batch.remaining == 8 and len(batch.samples) == 8
     assert set(batch.labels) == {"flight", "airfare", "ground_service", "abbreviation"}
     ids = [s.sample_id for s in batch.samples]
-    labels = list(zip(ids, _gold(fake_stack, ids)))
+    labels = list(zip(ids, _gold(fake_stack, ids), strict=True))
 
     result, remaining = core.submit_labels(run.id, labels[:3], annotator="ann", idempotency_key="k1")
     assert (result.recorded, remaining) == (3, 5)
@@ -417,7 +417,7 @@ def test_human_mode_waits_for_the_batch_and_accepts_partial_and_repeated_labels(
         core.submit_labels(run.id, [(never, "flight")])
     assert core.pending_labels(run.id).remaining == 6
     second = [s.sample_id for s in core.pending_labels(run.id).samples]
-    core.submit_labels(run.id, list(zip(second, ["flight"] * len(second))))
+    core.submit_labels(run.id, list(zip(second, ["flight"] * len(second), strict=True)))
     done = wait_for_state(pool, run.id, model.FINAL_STATES)
     assert done.state == "COMPLETED" and done.labelled_count == 14
     _assert_no_sample_acquired_twice(pool, run.id)
@@ -446,7 +446,7 @@ def test_a_restarted_coordinator_continues_a_human_run_once_labels_arrive(fake_s
     assert second.recover() == [run.id]
     batch = second.pending_labels(run.id)
     ids = [s.sample_id for s in batch.samples]
-    _, remaining = second.submit_labels(run.id, list(zip(ids, _gold(fake_stack, ids))))
+    _, remaining = second.submit_labels(run.id, list(zip(ids, _gold(fake_stack, ids), strict=True)))
     assert remaining == 0
     assert wait_for_state(_pool(fake_stack), run.id, model.FINAL_STATES).state == "COMPLETED"
 

@@ -154,7 +154,7 @@ def test_unknown_dataset_and_runs_are_not_found(coordinator):
         (coordinator.ResumeRun, coordinator_pb2.ResumeRunRequest(run_id=77)),
         (coordinator.GetPendingLabels, coordinator_pb2.GetPendingLabelsRequest(run_id=77)),
     ):
-        code, details = _code(lambda: rpc(request, timeout=10))
+        code, details = _code(lambda rpc=rpc, request=request: rpc(request, timeout=10))
         assert code == grpc.StatusCode.NOT_FOUND and "run 77" in details
     code, _ = _code(lambda: list(coordinator.WatchRun(coordinator_pb2.WatchRunRequest(run_id=77), timeout=10)))
     assert code == grpc.StatusCode.NOT_FOUND

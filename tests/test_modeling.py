@@ -94,7 +94,7 @@ def test_encoder_gets_a_fresh_head_and_a_saved_classifier_reloads(tiny_bert_dir,
     assert (folder / "model.safetensors").is_file() and (folder / "tokenizer.json").is_file()
     back = load_classifier(str(folder))
     assert back.labels == LABELS
-    for (name, a), (_, b) in zip(loaded.model.state_dict().items(), back.model.state_dict().items()):
+    for (name, a), (_, b) in zip(loaded.model.state_dict().items(), back.model.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     with pytest.raises(errors.InvalidArgument, match="trained for labels"):
         load_classifier(str(folder), ["x", "y"])

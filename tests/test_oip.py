@@ -82,7 +82,7 @@ def _raw_request(model, texts, shape=None, datatype="BYTES", **kw):
 def _outputs(response) -> dict[str, np.ndarray]:
     """Decode raw_output_contents the way tritonclient's InferResult.as_numpy does."""
     out = {}
-    for tensor, raw in zip(response.outputs, response.raw_output_contents):
+    for tensor, raw in zip(response.outputs, response.raw_output_contents, strict=True):
         shape = list(tensor.shape)
         if tensor.datatype == "FP32":
             out[tensor.name] = np.frombuffer(raw, dtype="<f4").reshape(shape)

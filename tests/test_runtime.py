@@ -226,6 +226,14 @@ def test_bad_environment_value_is_a_clear_error(monkeypatch, capsys):
     assert "LESSLABELS_PORT='seventy'" in capsys.readouterr().err
 
 
+def test_bad_environment_value_of_a_flag_in_an_argument_group_is_a_clear_error(monkeypatch):
+    # An argument group has no parser.error(): the message still names the variable.
+    monkeypatch.setenv("LESSLABELS_TIMEOUT", "soon")
+    group = argparse.ArgumentParser().add_argument_group("calls")
+    with pytest.raises(SystemExit, match="LESSLABELS_TIMEOUT='soon'"):
+        config.add_flag(group, "--timeout", default=30.0, type=float)
+
+
 @pytest.mark.slow
 def test_idle_stream_with_client_keepalive_is_not_dropped(server_factory):
     # A stream idle through several client keepalive pings must not get GOAWAY "Too many pings"

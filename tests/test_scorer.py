@@ -438,7 +438,7 @@ def test_concurrent_grpc_callers_get_their_own_rows(scorer):
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         replies = list(pool.map(call, requests))
-    for texts, reply, want in zip(requests, replies, expected):
+    for _texts, reply, want in zip(requests, replies, expected, strict=True):
         got = np.array([list(s.probabilities) for s in reply.scores])
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, atol=1e-4)

@@ -42,11 +42,11 @@ def _label_all(pool_address: str, dataset: str = "d", run_id: int = 0, only: set
     stub = pool_stub(pool_address)
     samples = [s for page in stub.ListSamples(pool_pb2.ListSamplesRequest(
         dataset=dataset, split=common_pb2.SPLIT_TRAIN), timeout=10) for s in page.samples]
-    texts = dict((t, l) for l, t in _rows(200))
+    texts = dict((t, label) for label, t in _rows(200))
     pairs = [(s.id, texts[s.text]) for s in samples if only is None or texts[s.text] in only][:limit]
     stub.SubmitLabels(pool_pb2.SubmitLabelsRequest(
         dataset=dataset, run_id=run_id, source=common_pb2.LABEL_SOURCE_HUMAN,
-        labels=[pool_pb2.LabelAssignment(sample_id=i, label=l) for i, l in pairs]), timeout=10)
+        labels=[pool_pb2.LabelAssignment(sample_id=i, label=label) for i, label in pairs]), timeout=10)
     return pairs
 
 
@@ -162,8 +162,8 @@ def test_run_scope_dev_split_and_latest_pointer(trainer, pool_address, tiny_bert
     _, stub = trainer
     pool = pool_stub(pool_address)
     import_rows(pool_address, "d", _rows(6))
-    import_rows(pool_address, "d", [(l, t + " dev") for l, t in _rows(2)], split="dev")
-    import_rows(pool_address, "d", [(l, t + " test") for l, t in _rows(2)], split="test")
+    import_rows(pool_address, "d", [(label, t + " dev") for label, t in _rows(2)], split="dev")
+    import_rows(pool_address, "d", [(label, t + " test") for label, t in _rows(2)], split="test")
     run = pool.CreateRun(pool_pb2.CreateRunRequest(config=run_pb2.RunConfig(
         dataset="d", seed_size=run_pb2.Amount(count=9))), timeout=5)
     train_ids = [s.id for p in pool.ListSamples(pool_pb2.ListSamplesRequest(
@@ -449,7 +449,7 @@ def test_unloadable_base_model_is_invalid_argument_naming_it(trainer, labelled, 
     _, stub = trainer
     (tmp_path / "empty-model").mkdir()
     for name in [str(tmp_path / "empty-model"), "no-such-org/no-such-model"]:
-        err = _error(lambda: stub.StartTraining(_request(tiny_bert_dir, base_model=name), timeout=30))
+        err = _error(lambda name=name: stub.StartTraining(_request(tiny_bert_dir, base_model=name), timeout=30))
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and name in err.details()
     err = _error(lambda: stub.StartTraining(_request(tiny_bert_dir, labels=["flight", "flight"]), timeout=30))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "duplicates" in err.details()

@@ -6,7 +6,7 @@ import argparse
 import functools
 import logging
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import grpc
 

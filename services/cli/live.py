@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 import grpc
 
@@ -63,8 +63,8 @@ class RunView:
         self.printed: set[int] = set()
         self.latest: dict[int, Round] = {}
         self._header = False
-        self._bar = None
-        self._bar_key = None
+        self._bar: Any = None  # a tqdm bar; tqdm is imported when first needed
+        self._bar_key: tuple[int, int] | None = None
         self._last_line = ""
 
     def _write(self, text: str) -> None:

@@ -20,6 +20,7 @@ folder without a valid manifest is never listed.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import hashlib
@@ -30,7 +31,8 @@ import pathlib
 import shutil
 import threading
 import uuid
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 from lesslabels.common import errors
 from lesslabels.common.timeutil import rfc3339, utcnow
@@ -229,7 +231,7 @@ class CheckpointStore:
         found.sort(key=lambda c: (c.manifest.get("created_at", ""), c.id), reverse=True)
         return found
 
-    def apply_retention(self, run_id: int, keep_last: int, metric: str = "accuracy") -> list[str]:
+    def apply_retention(self, run_id: int, keep_last: int, metric: str = "accuracy") -> builtins.list[str]:  # `list` here is the method above
         """Delete a run's checkpoints except the newest ``keep_last``, the best on validation
         ``metric`` and the one "latest" points to. Returns the deleted ids."""
         if keep_last <= 0:

@@ -19,7 +19,8 @@ def env_name(flag: str) -> str:
     return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
 
 
-def add_flag(parser: argparse.ArgumentParser, flag: str, *, default=None, type=str, help: str = "", **kw):
+def add_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str, *, default=None, type=str,
+             help: str = "", **kw):
     """Add ``flag`` whose default comes from its ``LESSLABELS_*`` variable when set."""
     var = env_name(flag)
     raw = os.environ.get(var)
@@ -27,7 +28,9 @@ def add_flag(parser: argparse.ArgumentParser, flag: str, *, default=None, type=s
         try:
             value = type(raw) if type is not bool else raw.strip().lower() in {"1", "true", "yes", "on"}
         except ValueError as exc:
-            parser.error(f"{var}={raw!r}: {exc}")
+            if isinstance(parser, argparse.ArgumentParser):
+                parser.error(f"{var}={raw!r}: {exc}")
+            raise SystemExit(f"error: {var}={raw!r}: {exc}") from exc  # a group has no parser.error
         default = value
     suffix = f" (env {var}; default {default!r})"
     if type is bool:

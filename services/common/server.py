@@ -8,7 +8,7 @@ import logging
 import signal
 import threading
 from concurrent import futures
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc

@@ -98,12 +98,12 @@ def run_config_to_proto(config: model.RunConfig) -> run_pb2.RunConfig:
         dataset=config.dataset,
         name=config.name,
         base_model=config.base_model,
-        strategy=STRATEGY_TO_PROTO.get(config.strategy, 0),
-        seed_strategy=SEED_STRATEGY_TO_PROTO.get(config.seed_strategy, 0),
+        strategy=STRATEGY_TO_PROTO.get(config.strategy, run_pb2.STRATEGY_UNSPECIFIED),
+        seed_strategy=SEED_STRATEGY_TO_PROTO.get(config.seed_strategy, run_pb2.SEED_STRATEGY_UNSPECIFIED),
         stopping=run_pb2.StoppingRule(
             max_rounds=stop.max_rounds, target_accuracy=stop.target_accuracy, stable_agreement=stop.stable_agreement,
         ),
-        oracle=ORACLE_TO_PROTO.get(config.oracle, 0),
+        oracle=ORACLE_TO_PROTO.get(config.oracle, run_pb2.ORACLE_MODE_UNSPECIFIED),
         random_seed=config.random_seed,
         hyperparameters=hyperparameters_to_proto(config.hyperparameters),
         warm_start=config.warm_start,
@@ -195,7 +195,7 @@ def acquisition_from_proto(message: pool_pb2.Acquisition) -> model.Acquisition:
 
 def acquisition_to_proto(item: model.Acquisition) -> pool_pb2.Acquisition:
     return pool_pb2.Acquisition(
-        sample_id=item.sample_id, round=item.round, strategy=STRATEGY_TO_PROTO.get(item.strategy, 0),
+        sample_id=item.sample_id, round=item.round, strategy=STRATEGY_TO_PROTO.get(item.strategy, run_pb2.STRATEGY_UNSPECIFIED),
         score=item.score, label=item.label, text=item.text,
     )
 

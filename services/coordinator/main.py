@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 
 from lesslabels.common import errors
 from lesslabels.common.channels import wait_until_serving
@@ -22,6 +23,13 @@ TRAINER_SERVICE = "lesslabels.v1.TrainerService"
 SCORER_SERVICE = "lesslabels.v1.ScorerService"
 
 
+class CoordinatorServer(Server):
+    """The coordinator's server: its core for in-process use and ``ready()`` (see build_server)."""
+
+    coordinator: Coordinator
+    ready: Callable[[], list[int]]
+
+
 def build_server(
     settings: ServerSettings,
     pool_address: str,
@@ -31,7 +39,7 @@ def build_server(
     token: str = "",
     rpc_timeout: float = 30.0,
     retry_backoff: float = 2.0,
-) -> Server:
+) -> CoordinatorServer:
     """A coordinator server (not started). Call ``start()``, then ``ready()``: it resumes the runs
     left in progress and reports SERVING. ``server.coordinator`` is the core, for in-process use;
     ``stop()`` stops its run workers (runs stay as recorded) and closes the channels."""
@@ -39,7 +47,7 @@ def build_server(
     trainer = TrainerClient(trainer_address, token=token, timeout=rpc_timeout)
     scorer = ScorerClient(scorer_address, token=token)
     core = Coordinator(pool, trainer, scorer, retry_backoff=retry_backoff)
-    server = Server(settings, [registration(CoordinatorServicer(core))], name="coordinator")
+    server = CoordinatorServer(settings, [registration(CoordinatorServicer(core))], name="coordinator")
     server.coordinator = core
 
     def ready() -> list[int]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Optional
 
 import numpy as np
 
@@ -54,7 +53,7 @@ class Amount:
 
 @dataclasses.dataclass(frozen=True)
 class StoppingRule:
-    label_budget: Optional[Amount] = None
+    label_budget: Amount | None = None
     max_rounds: int = 0
     target_accuracy: float = 0.0
     stable_agreement: float = 0.0
@@ -70,9 +69,9 @@ class RunConfig:
     name: str = ""
     base_model: str = ""
     strategy: str = ""
-    seed_size: Optional[Amount] = None
+    seed_size: Amount | None = None
     seed_strategy: str = ""
-    batch_size: Optional[Amount] = None
+    batch_size: Amount | None = None
     stopping: StoppingRule = StoppingRule()
     oracle: str = ""
     random_seed: int = 0
@@ -150,7 +149,7 @@ class RoundInfo:
     labelled_count: int = 0
     train_job_id: str = ""
     checkpoint_id: str = ""
-    test: Optional[Metrics] = None
+    test: Metrics | None = None
     agreement: float = 0.0
     selected_count: int = 0
     started_at: str = ""
@@ -228,14 +227,14 @@ class PoolScores:
     labels: tuple[str, ...]
     sample_ids: np.ndarray  # [n] int64
     predicted: np.ndarray  # [n] str
-    probabilities: Optional[np.ndarray] = None  # [n, c] float64, in label order
-    embeddings: Optional[np.ndarray] = None  # [n, d] float32
-    gold: Optional[np.ndarray] = None  # [n] str, test/dev splits only
+    probabilities: np.ndarray | None = None  # [n, c] float64, in label order
+    embeddings: np.ndarray | None = None  # [n, d] float32
+    gold: np.ndarray | None = None  # [n] str, test/dev splits only
 
 
 @dataclasses.dataclass(frozen=True)
 class RunEvent:
     run: RunInfo
-    round: Optional[RoundInfo] = None
+    round: RoundInfo | None = None
     step_progress: float = 0.0
     message: str = ""

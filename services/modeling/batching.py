@@ -7,7 +7,8 @@ pad tokens, which is where a naive "batch 32 in file order" loop spends much of 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -24,11 +25,11 @@ def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]
 
 
 def length_grouped_batches(
-    lengths: Sequence[int],
+    lengths: Sequence[int] | np.ndarray,
     batch_size: int,
     *,
     rng: np.random.Generator | None = None,
-    order: Sequence[int] | None = None,
+    order: Sequence[int] | np.ndarray | None = None,
     group_factor: int = 50,
 ) -> list[np.ndarray]:
     """Split sample indices into batches of similar length.
@@ -49,6 +50,7 @@ def length_grouped_batches(
     if order is not None:
         indices = np.asarray(order, dtype=np.int64)
     else:
+        assert rng is not None  # both None returned above
         indices = rng.permutation(len(lengths))
     chunk = batch_size * max(1, group_factor)
     batches: list[np.ndarray] = []
@@ -61,7 +63,7 @@ def length_grouped_batches(
     return batches
 
 
-def collate(token_ids: Sequence[Sequence[int]], pad_id: int) -> "dict[str, torch.Tensor]":
+def collate(token_ids: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
     """Pad a batch to its longest sequence: ``input_ids`` and ``attention_mask``, [batch, longest]."""
     import torch
 
@@ -76,7 +78,7 @@ def collate(token_ids: Sequence[Sequence[int]], pad_id: int) -> "dict[str, torch
 
 def iterate_batches(
     token_ids: Sequence[Sequence[int]], batches: Sequence[np.ndarray], pad_id: int
-) -> Iterator[tuple[np.ndarray, "dict[str, torch.Tensor]"]]:
+) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
     """Yield (indices, padded tensors) for each batch of indices."""
     for indices in batches:
         yield indices, collate([token_ids[i] for i in indices], pad_id)

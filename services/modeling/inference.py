@@ -15,13 +15,17 @@ import dataclasses
 import logging
 import os
 import pathlib
-from typing import Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from lesslabels.modeling.batching import collate
 from lesslabels.modeling.models import cpu_has_native_bf16  # noqa: F401 - re-exported for callers
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +65,8 @@ class InferenceModel:
     """A loaded model ready for :func:`forward`. ``labels`` is empty for a base (embedding-only) model."""
 
     name: str
-    model: torch.nn.Module
-    tokenizer: object
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
     device: torch.device
     max_length: int
     labels: list[str]
@@ -174,8 +178,9 @@ def _is_plain_bert_classifier(model: torch.nn.Module) -> bool:
             and all(type(layer) is BertLayer and type(layer.attention.self) is BertSelfAttention for layer in layers))
 
 
-def cls_only_logits(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def cls_only_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Logits of a BertForSequenceClassification in eval mode, the last layer for [CLS] only."""
+    # Any: the layers reached through nn.Module attributes type as Tensor | Module.
     from transformers.masking_utils import create_bidirectional_mask
 
     bert = model.bert

@@ -23,7 +23,8 @@ import functools
 import logging
 import os
 import pathlib
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 from lesslabels.common import errors
 
@@ -72,7 +73,7 @@ def cpu_has_native_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return False
 
 
-def select_device(preferred: str = "") -> "torch.device":
+def select_device(preferred: str = "") -> torch.device:
     """``preferred`` ('cpu', 'cuda', 'cuda:1') or '' / 'auto' = cuda when available, else cpu."""
     import torch
 
@@ -111,7 +112,7 @@ def _short(exc: BaseException) -> str:
     return text[:300]
 
 
-def load_tokenizer(name: str) -> "PreTrainedTokenizerBase":
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
     resolved = resolve_base_model(name)
@@ -123,8 +124,8 @@ def load_tokenizer(name: str) -> "PreTrainedTokenizerBase":
 
 @dataclasses.dataclass
 class LoadedClassifier:
-    model: "PreTrainedModel"
-    tokenizer: "PreTrainedTokenizerBase"
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
     labels: list[str]
     source: str
 
@@ -133,7 +134,7 @@ def load_classifier(
     name: str,
     labels: Sequence[str] | None = None,
     *,
-    device: "torch.device | str | None" = None,
+    device: torch.device | str | None = None,
 ) -> LoadedClassifier:
     """Load a sequence classifier from a base model (HF name or local path) or a checkpoint folder.
 
@@ -183,7 +184,7 @@ def _config_labels(config) -> list[str] | None:
     return labels or None
 
 
-def save_classifier(model: "PreTrainedModel", tokenizer: "PreTrainedTokenizerBase", folder: str | os.PathLike) -> pathlib.Path:
+def save_classifier(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: str | os.PathLike) -> pathlib.Path:
     """Write the model (``model.safetensors`` + config.json) and tokenizer files into ``folder``."""
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -143,7 +143,7 @@ def round_from_proto(message: run_pb2.Round) -> RoundRecord:
 
 def acquisition_to_proto(record: AcquisitionRecord) -> pool_pb2.Acquisition:
     return pool_pb2.Acquisition(
-        sample_id=record.sample_id, round=record.round, strategy=run_pb2.Strategy.Value(record.strategy)
+        sample_id=record.sample_id, round=record.round, strategy=record.strategy
         if record.strategy in run_pb2.Strategy.keys() else run_pb2.STRATEGY_UNSPECIFIED,
         score=record.score, label=record.label, text=record.text,
     )

@@ -102,7 +102,7 @@ def _csv_reader(text: str):
 
 
 def _parse_csv_label_text(text: str, keep_whitespace: bool) -> list[ImportRow]:
-    rows = []
+    rows: list[ImportRow] = []
     reader = _csv_reader(text)
     try:
         for fields in reader:
@@ -124,7 +124,7 @@ def _parse_csv_label_text(text: str, keep_whitespace: bool) -> list[ImportRow]:
 
 def _parse_csv_header(text: str, keep_whitespace: bool) -> list[ImportRow]:
     reader = _csv_reader(text)
-    rows = []
+    rows: list[ImportRow] = []
     try:
         header = [h.strip().lower() for h in next(reader)]
         if "text" not in header:
@@ -148,7 +148,7 @@ def _parse_csv_header(text: str, keep_whitespace: bool) -> list[ImportRow]:
 
 
 def _parse_jsonl(text: str, keep_whitespace: bool) -> list[ImportRow]:
-    rows = []
+    rows: list[ImportRow] = []
     for line_number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue

@@ -16,7 +16,7 @@ import json
 import logging
 import re
 import time
-from typing import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from sqlalchemy import and_, func, insert, select
 from sqlalchemy import delete as sa_delete
@@ -236,10 +236,10 @@ class PoolStore:
             select(Sample.split, func.count()).where(Sample.dataset_id == dataset.id).group_by(Sample.split)
         ):
             counts[split] = n
-        labelled = session.scalar(
+        labelled = session.execute(
             select(func.count()).select_from(CurrentLabel).join(Sample, Sample.id == CurrentLabel.sample_id)
             .where(Sample.dataset_id == dataset.id, CurrentLabel.scope == run_scope(0))
-        )
+        ).scalar_one()
         return DatasetInfo(dataset.name, dataset.description, json.loads(dataset.labels_json), counts, labelled, dataset.created_at)
 
     def set_labels(self, name: str, labels: Sequence[str]) -> DatasetInfo:
@@ -427,9 +427,9 @@ class PoolStore:
                 conditions.append(CurrentLabel.label.is_not(None))
             elif state == "unlabelled":
                 conditions.append(CurrentLabel.label.is_(None))
-            total = session.scalar(
+            total = session.execute(
                 select(func.count()).select_from(Sample).outerjoin(CurrentLabel, labels_join).where(*conditions)
-            )
+            ).scalar_one()
             if limit:
                 total = min(total, limit)
         yielded = 0
@@ -519,7 +519,7 @@ class PoolStore:
         }
         keys = [f"{idempotency_key}:{scope}:{sid}" if idempotency_key else None for sid, _ in assignments]
         seen_keys = set(session.scalars(select(LabelEvent.idempotency_key).where(LabelEvent.idempotency_key.in_([k for k in keys if k]))))
-        for (sample_id, label), key in zip(assignments, keys):
+        for (sample_id, label), key in zip(assignments, keys, strict=True):
             existing = current.get(sample_id)
             if key in seen_keys or (existing is not None and existing.label == label):
                 result.unchanged += 1
@@ -615,9 +615,9 @@ class PoolStore:
         return run
 
     def _run_record(self, session: Session, run: Run) -> RunRecord:
-        dataset = session.get(Dataset, run.dataset_id)
-        labelled = session.scalar(select(func.count()).select_from(CurrentLabel).where(CurrentLabel.scope == run_scope(run.id)))
-        pool = session.scalar(select(func.count()).select_from(Sample).where(Sample.dataset_id == run.dataset_id, Sample.split == "train"))
+        dataset = session.get_one(Dataset, run.dataset_id)
+        labelled = session.execute(select(func.count()).select_from(CurrentLabel).where(CurrentLabel.scope == run_scope(run.id))).scalar_one()
+        pool = session.execute(select(func.count()).select_from(Sample).where(Sample.dataset_id == run.dataset_id, Sample.split == "train")).scalar_one()
         return RunRecord(
             run.id, dataset.name, run.config_json, run.state, run.step, run.round, run.error, run.stop_reason,
             run.created_at, run.updated_at, labelled, pool,

@@ -25,7 +25,8 @@ import queue
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -57,7 +58,7 @@ class BatchStats:
 
 
 def plan_batches(
-    lengths: Sequence[int], max_batch_size: int, max_tokens: int, max_padding: float = 0.1
+    lengths: Sequence[int] | np.ndarray, max_batch_size: int, max_tokens: int, max_padding: float = 0.1
 ) -> list[np.ndarray]:
     """Order rows by length and cut them into batches: each batch has at most ``max_batch_size``
     rows, ``rows * longest <= max_tokens`` and at most ``max_padding`` (a fraction of its real
@@ -239,7 +240,7 @@ class DynamicBatcher:
                 continue
             if out is None:
                 continue
-            for i, row in zip(rows, out):
+            for i, row in zip(rows, out, strict=True):
                 results[i] = row
             self._batches += 1
             self._padded += len(rows) * max(lengths[i] for i in rows)

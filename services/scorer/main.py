@@ -23,6 +23,12 @@ DEFAULT_PORT = 50053
 DEFAULT_CHECKPOINT_DIR = ".lesslabels/checkpoints"
 
 
+class ScorerServer(Server):
+    """The scorer's server, with its engine for in-process use."""
+
+    scorer_engine: ScorerEngine
+
+
 def build_server(
     settings: ServerSettings,
     checkpoint_dir: str,
@@ -32,7 +38,7 @@ def build_server(
     max_texts: int = DEFAULT_MAX_TEXTS,
     pool_token: str = "",
     pool_stream_timeout: float = 3600.0,
-) -> Server:
+) -> ScorerServer:
     """A scorer server (not started). ``start()`` it, then ``set_serving()``; ``stop()`` closes the
     models and the pool channel. ``server.scorer_engine`` is the engine, for in-process use."""
     engine = ScorerEngine(CheckpointStore(checkpoint_dir), engine_config or EngineConfig())
@@ -42,7 +48,7 @@ def build_server(
     holder: list[Server] = []
     # OIP ServerReady mirrors the health status (NOT_SERVING until set_serving).
     inference = oip.InferenceServicer(engine, max_texts=max_texts, ready=lambda: _is_serving(holder[0]))
-    server = Server(settings, [registration(scorer), oip.registration(inference)], name="scorer")
+    server = ScorerServer(settings, [registration(scorer), oip.registration(inference)], name="scorer")
     holder.append(server)
     server.scorer_engine = engine
     server.on_stop(engine.close)
@@ -52,7 +58,7 @@ def build_server(
 
 
 def _is_serving(server: Server) -> bool:
-    reply = server.health.Check(health_pb2.HealthCheckRequest(service=""), None)
+    reply = server.health.Check(health_pb2.HealthCheckRequest(service=""), None)  # type: ignore[arg-type]  # Check never reads its context
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 

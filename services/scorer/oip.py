@@ -106,7 +106,7 @@ def resolve_checkpoint(engine: ScorerEngine, name: str, version: str) -> Checkpo
 def decode_bytes_elements(raw: bytes) -> list[bytes]:
     """Split a raw BYTES tensor (4-byte little-endian length, then the bytes, per element)."""
     view = memoryview(raw)
-    out = []
+    out: list[bytes] = []
     offset = 0
     while offset < len(view):
         if offset + 4 > len(view):

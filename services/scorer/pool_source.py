@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 from lesslabels.client import PoolClient
 from lesslabels.client.pool import MAX_PAGE, SPLITS

@@ -19,13 +19,17 @@ import logging
 import math
 import threading
 import time
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lesslabels.common import errors
 from lesslabels.modeling.batching import iterate_batches, length_grouped_batches, tokenize
 from lesslabels.modeling.metrics import Metrics, classification_metrics
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +64,7 @@ class TrainConfig:
     head_init: str = "prototype"
     holdout_min_per_class: int = 10
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Raise InvalidArgument naming every impossible value; return self when all are fine."""
         problems = []
         if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate <= 1):
@@ -145,7 +149,8 @@ def stratified_split(examples: Sequence[Example], fraction: float, seed: int) ->
     by_label: dict[str, list[Example]] = {}
     for example in sorted(examples, key=lambda e: e.sample_id):
         by_label.setdefault(example.label, []).append(example)
-    train, validation = [], []
+    train: list[Example] = []
+    validation: list[Example] = []
     for label in sorted(by_label):
         group = by_label[label]
         order = rng.permutation(len(group))
@@ -196,7 +201,7 @@ def balanced_order(targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return rng.choice(targets.size, size=targets.size, replace=True, p=p / p.sum())
 
 
-def autocast_dtype(precision: str, device) -> "object | None":
+def autocast_dtype(precision: str, device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device`` (None = fp32): the scorer's rule
     (``auto`` = bf16 on CPUs with native bf16, where training steps run 2x fp32 on a 2-core Zen 4:
     bench/README.md), except that fp16 training needs CUDA (its gradient scaler)."""
@@ -217,7 +222,8 @@ def _linear_schedule(warmup_steps: int, total_steps: int) -> Callable[[int], flo
 
 
 def _param_groups(model, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
+    decay: list[Any] = []  # torch parameters
+    no_decay: list[Any] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue

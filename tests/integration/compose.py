@@ -41,7 +41,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import yaml
 
@@ -462,7 +462,7 @@ class LocalTopology:
         for mount in service.mounts:
             local = str(self.volume_dir(mount.volume)) if mount.named else str(
                 (self.compose_file.parent / mount.volume).resolve())
-            value = re.sub(rf"(?<![^:=/,\s]){re.escape(mount.target.rstrip('/'))}(?=/|$)", lambda m: local, value)
+            value = re.sub(rf"(?<![^:=/,\s]){re.escape(mount.target.rstrip('/'))}(?=/|$)", lambda m, local=local: local, value)
         return value
 
     def command(self, name: str) -> list[str]:
@@ -493,7 +493,7 @@ class LocalTopology:
 
     # ------------------------------------------------------------ life cycle
 
-    def up(self, names: Iterable[str] | None = None) -> "LocalTopology":
+    def up(self, names: Iterable[str] | None = None) -> LocalTopology:
         """Start ``names`` (all by default) and their dependencies, each once its dependencies are healthy."""
         for name in dependency_closure(self.services, names or self.services):
             if not self.is_running(name):
@@ -631,7 +631,7 @@ class LocalTopology:
         for name in reversed(start_order(self.services)):
             self.stop(name)
 
-    def __enter__(self) -> "LocalTopology":
+    def __enter__(self) -> LocalTopology:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -710,7 +710,7 @@ class DockerTopology:
             raise ComposeError(f"docker compose {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         return proc
 
-    def up(self, names: Iterable[str] | None = None) -> "DockerTopology":
+    def up(self, names: Iterable[str] | None = None) -> DockerTopology:
         self._compose("up", "-d", "--build", "--wait", *(names or []))
         return self
 
@@ -775,7 +775,7 @@ class DockerTopology:
     def down(self) -> None:
         self._compose("down", "-v", "--remove-orphans", "-t", "10", check=False)
 
-    def __enter__(self) -> "DockerTopology":
+    def __enter__(self) -> DockerTopology:
         return self
 
     def __exit__(self, *exc) -> None:

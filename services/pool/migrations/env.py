@@ -13,7 +13,10 @@ target_metadata = Base.metadata
 def run_migrations_online() -> None:
     connection = context.config.attributes.get("connection")
     if connection is None:
-        engine = create_engine(context.config.get_main_option("sqlalchemy.url"))
+        url = context.config.get_main_option("sqlalchemy.url")
+        if not url:
+            raise RuntimeError("alembic: give a connection or set sqlalchemy.url")
+        engine = create_engine(url)
         with engine.begin() as connection:
             _run(connection)
     else:
