@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import threading
+import time
 
 import grpc
 import pytest
@@ -250,3 +251,80 @@ def test_idle_stream_with_client_keepalive_is_not_dropped(server_factory):
     with grpc.insecure_channel(address, options=options) as ch:
         threading.Timer(36.0, release.set).start()
         assert list(ch.unary_stream(f"/{SERVICE}/Stream")(b"x", timeout=60)) == [b"first", b"late"]
+
+
+def _flood(address: str, token: str, holds: int, watches: int, release: threading.Event):
+    """Open ``holds`` authenticated response streams (each waits for ``release``) and ``watches``
+    unauthenticated health Watch streams, over several channels; return calls and channels."""
+    channels = [grpc.insecure_channel(address) for _ in range(max(1, (holds + watches) // 50))]
+    auth = (("authorization", f"Bearer {token}"),)
+    calls = []
+    for i in range(holds):
+        call = channels[i % len(channels)].unary_stream(f"/{SERVICE}/Stream")(b"x", timeout=60, metadata=auth)
+        assert next(call) == b"first"  # admitted: its handler runs in a thread of its own
+        calls.append(call)
+    for i in range(watches):
+        call = health_pb2_grpc.HealthStub(channels[i % len(channels)]).Watch(health_pb2.HealthCheckRequest(), timeout=60)
+        assert next(call).status == health_pb2.HealthCheckResponse.SERVING
+        calls.append(call)
+    return calls, channels
+
+
+@pytest.mark.parametrize("holds,watches", [(500, 500)])
+def test_idle_streams_do_not_starve_unary_calls(server_factory, holds, watches):
+    """500 idle authenticated streams and 500 unauthenticated health watches: unary calls and
+    health checks still answer within a second; one stream past the budget is RESOURCE_EXHAUSTED."""
+    release = threading.Event()
+
+    def hold(request):  # streams (payload b"x") wait; unary pings answer at once
+        if request == b"x":
+            release.wait(60)
+        return request
+
+    _, address = server_factory(hold, token="s3cret", workers=4, max_streams=holds)
+    calls, channels = _flood(address, "s3cret", holds, watches, release)
+    try:
+        auth = (("authorization", "Bearer s3cret"),)
+        with grpc.insecure_channel(address) as ch:
+            for _ in range(5):
+                assert ch.unary_unary(f"/{SERVICE}/Unary")(b"ping", timeout=1.0, metadata=auth) == b"ping"
+                assert health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1.0).status \
+                    == health_pb2.HealthCheckResponse.SERVING
+            extra = ch.unary_stream(f"/{SERVICE}/Stream")(b"x", timeout=5, metadata=auth)
+            with pytest.raises(grpc.RpcError) as info:
+                next(extra)
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "--max-streams" in info.value.details()
+    finally:
+        release.set()
+        for call in calls:
+            call.cancel()
+        for channel in channels:
+            channel.close()
+
+
+def test_stream_slot_is_freed_when_a_stream_ends(server_factory):
+    release = threading.Event()
+
+    def hold(request):
+        release.wait(30)
+        return request
+
+    _, address = server_factory(hold, workers=2, max_streams=2)
+    with grpc.insecure_channel(address) as ch:
+        method = ch.unary_stream(f"/{SERVICE}/Stream")
+        first, second = method(b"a", timeout=30), method(b"b", timeout=30)
+        assert next(first) == b"first" and next(second) == b"first"
+        with pytest.raises(grpc.RpcError) as info:
+            next(method(b"c", timeout=5))
+        assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        release.set()
+        assert list(first) == [b"a"] and list(second) == [b"b"]
+        assert list(method(b"d", timeout=5)) == [b"first", b"d"]
+
+
+def test_bad_stream_budget_is_refused(monkeypatch):
+    parser = argparse.ArgumentParser()
+    config.add_server_flags(parser, default_port=0)
+    with pytest.raises(SystemExit, match="--max-streams"):
+        config.server_settings(parser.parse_args(["--max-streams", "0"]))

@@ -50,6 +50,11 @@ class ServerSettings:
     grace_seconds: float = 10.0
     log_level: str = "INFO"
     workers: int = 16
+    #: Response streams (WatchRun, WatchJob, ListSamples, ScorePool...) served at once; each holds
+    #: a thread of its own, apart from the ``workers`` that unary calls always have. Past it a new
+    #: stream gets RESOURCE_EXHAUSTED. Health Watch streams hold no thread (grpc's non-blocking
+    #: health servicer) and have a budget of the same size.
+    max_streams: int = 512
 
     @property
     def bind_address(self) -> str:
@@ -64,7 +69,9 @@ def add_server_flags(parser: argparse.ArgumentParser, default_port: int) -> None
     add_flag(parser, "--max-message-mb", default=64, type=int, help="largest request/response message")
     add_flag(parser, "--grace-seconds", default=10.0, type=float, help="time in-flight calls get on shutdown")
     add_flag(parser, "--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
-    add_flag(parser, "--workers", default=16, type=int, help="threads serving calls")
+    add_flag(parser, "--workers", default=16, type=int, help="threads serving unary calls")
+    add_flag(parser, "--max-streams", default=512, type=int,
+             help="response streams served at once (each its own thread); more get RESOURCE_EXHAUSTED")
 
 
 def server_settings(args: argparse.Namespace) -> ServerSettings:
@@ -72,6 +79,8 @@ def server_settings(args: argparse.Namespace) -> ServerSettings:
         raise SystemExit(f"--port {args.port}: must be within 0..65535")
     if args.max_message_mb <= 0:
         raise SystemExit(f"--max-message-mb {args.max_message_mb}: must be positive")
+    if args.workers <= 0 or args.max_streams <= 0:
+        raise SystemExit(f"--workers {args.workers} / --max-streams {args.max_streams}: must be positive")
     return ServerSettings(
         host=args.host,
         port=args.port,
@@ -80,4 +89,5 @@ def server_settings(args: argparse.Namespace) -> ServerSettings:
         grace_seconds=args.grace_seconds,
         log_level=args.log_level,
         workers=args.workers,
+        max_streams=args.max_streams,
     )

@@ -38,13 +38,26 @@ def _abort_for(exc: BaseException, context: grpc.ServicerContext, method: str) -
 
 
 class ErrorInterceptor(grpc.ServerInterceptor):
-    """Maps domain errors to status codes, in one place, for unary and streaming handlers."""
+    """Maps domain errors to status codes, in one place, for unary and streaming handlers.
+
+    Response streams also take a slot of ``streams`` (a semaphore) for their whole life, and are
+    refused with RESOURCE_EXHAUSTED when none is free, so streams cannot take the threads that
+    unary calls need. The health service is passed through untouched: re-wrapping its handler
+    would lose grpc's non-blocking Watch, and every idle Watch would then hold a thread.
+    """
+
+    def __init__(self, streams: threading.Semaphore | None = None, stream_limit: int = 0):
+        self._streams = streams
+        self._stream_limit = stream_limit
 
     def intercept_service(self, continuation, handler_call_details):
+        if handler_call_details.method.startswith(_HEALTH_PREFIX):
+            return continuation(handler_call_details)
         handler = continuation(handler_call_details)
         if handler is None:
             return None
         method = handler_call_details.method
+        streams, limit = self._streams, self._stream_limit
 
         def wrap_unary(fn):
             def call(request, context):
@@ -59,12 +72,19 @@ class ErrorInterceptor(grpc.ServerInterceptor):
 
         def wrap_stream(fn):
             def call(request, context):
+                if streams is not None and not streams.acquire(blocking=False):
+                    log.warning("rpc=%s status=RESOURCE_EXHAUSTED streams=%d", method, limit)
+                    context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                  f"this server already serves {limit} streams (--max-streams); try again later")
                 try:
                     yield from fn(request, context)
                 except Exception as exc:  # noqa: BLE001
                     if _is_abort(exc):
                         raise
                     _abort_for(exc, context, method)
+                finally:
+                    if streams is not None:
+                        streams.release()
 
             return call
 
@@ -155,7 +175,7 @@ class Server:
         interceptors: list[grpc.ServerInterceptor] = []
         if settings.token:
             interceptors.append(TokenInterceptor(settings.token, [m for s in self._services for m in s.open_methods]))
-        interceptors.append(ErrorInterceptor())
+        interceptors.append(ErrorInterceptor(threading.Semaphore(settings.max_streams), settings.max_streams))
         options = [
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -166,10 +186,16 @@ class Server:
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),
         ]
+        # Threads: ``workers`` for unary calls plus one per admitted response stream, so a full
+        # stream budget still leaves every worker to unary calls. grpc itself answers
+        # RESOURCE_EXHAUSTED past maximum_concurrent_rpcs: the streams of both budgets (ours and
+        # the thread-less health watches) and a queue of unary calls four times the workers.
         self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix=f"{name}-rpc"),
+            futures.ThreadPoolExecutor(max_workers=settings.workers + settings.max_streams,
+                                       thread_name_prefix=f"{name}-rpc"),
             interceptors=interceptors,
             options=options,
+            maximum_concurrent_rpcs=2 * settings.max_streams + 4 * settings.workers,
         )
         self.health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
@@ -213,7 +239,10 @@ class Server:
         self._stopped.set()
         grace = self.settings.grace_seconds if grace is None else grace
         log.info("event=stopping server=%s grace=%.1fs", self.name, grace)
-        self.health.enter_graceful_shutdown()
+        # No health.enter_graceful_shutdown() here: it sends NOT_SERVING to every Watch stream
+        # while holding the health servicer's lock, and a watcher that disconnects meanwhile makes
+        # grpc's polling thread wait for that lock: with hundreds of watchers the stop hung
+        # (tests/test_runtime.py flood test). Stopping ends the watch streams instead.
         self._server.stop(grace).wait()
         for callback in reversed(self._on_stop):
             try:
