@@ -241,7 +241,7 @@ def main(argv=None) -> int:
                     data["results"].append(result)
                     data["meta"]["wall_hours"] = data["meta"].get("wall_hours", 0.0) + result["wall_seconds"] / 3600
                     data["meta"]["seeds"] = sorted({r["seed"] for r in data["results"]})
-                    data["meta"]["date"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+                    data["meta"]["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
                     headline.save(args.out, data)
         finally:
             stack.stop()

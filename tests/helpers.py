@@ -4,7 +4,8 @@ running a test on both pool databases."""
 from __future__ import annotations
 
 import pathlib
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import pytest
 
@@ -57,7 +58,7 @@ def submit_labels(stub: pool_pb2_grpc.PoolServiceStub, ids_labels, key: str = ""
     return stub.SubmitLabels(
         pool_pb2.SubmitLabelsRequest(
             dataset=dataset, run_id=run_id, idempotency_key=key, source=common_pb2.LABEL_SOURCE_HUMAN, annotator="ann",
-            labels=[pool_pb2.LabelAssignment(sample_id=i, label=l) for i, l in ids_labels],
+            labels=[pool_pb2.LabelAssignment(sample_id=i, label=label) for i, label in ids_labels],
         ),
         timeout=10,
     )

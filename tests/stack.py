@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pytest

@@ -104,7 +104,7 @@ def test_a_coordinator_stopped_between_steps_resumes_without_selecting_twice(cli
     # Stop the coordinator at three points of the run, each time starting a fresh one that resumes it.
     for step, round_index in (("TRAIN", 0), ("SCORE", 0), ("LABEL", 1)):
         current = wait_for(
-            lambda: (r := clients.run(run.id)).state in FINAL_STATES
+            lambda round_index=round_index, step=step: (r := clients.run(run.id)).state in FINAL_STATES
             or (r.round, STEPS.index(r.step)) >= (round_index, STEPS.index(step)) and r,
             240, 0.05, f"step {step} of round {round_index}",
         )
@@ -130,7 +130,8 @@ def test_human_mode_with_partial_and_repeated_label_submissions(clients, real_st
         return clients.coordinator.submit_labels(run.id, labels, annotator="t", idempotency_key=key)
 
     def truth(text):  # the toy texts start with their label
-        return next(l for l in ("flight", "airfare", "ground_service", "abbreviation") if text.startswith(l.replace("_", " ")))
+        return next(label for label in ("flight", "airfare", "ground_service", "abbreviation")
+                    if text.startswith(label.replace("_", " ")))
 
     batch = wait_for(lambda: (p := pending()).remaining and p, 60, 0.1, "the seed batch")
     assert clients.run(run.id).state == "WAITING_FOR_LABELS"

@@ -409,7 +409,7 @@ def test_classification_returns_top_k_strings_as_triton(oip_server):
         assert [(t.name, t.datatype, list(t.shape)) for t in reply.outputs] == [
             ("probabilities", "BYTES", [len(TEXTS), width]), ("entropy", "FP32", [len(TEXTS)])]
         rows = np.array(oip.decode_bytes_elements(reply.raw_output_contents[0]), dtype=object).reshape(len(TEXTS), width)
-        for row, probs in zip(rows, want):
+        for row, probs in zip(rows, want, strict=False):
             parts = [r.decode().split(":") for r in row]
             order = np.argsort(-probs, kind="stable")[:width]
             assert [int(p[1]) for p in parts] == order.tolist()

@@ -124,7 +124,7 @@ def test_import_formats(pool_address, stub, data, fmt, expected):
         gold = test_gold.get(s.text, dev_gold.get(s.text))
         got.append((gold, s.text, split))
     # Train-split gold stays hidden: check it through the counts instead.
-    for i, (gold, text, split) in enumerate(got):
+    for i, (_gold, text, split) in enumerate(got):
         if split == "train":
             got[i] = (expected[i][0], text, split)
     assert got == expected
@@ -193,7 +193,7 @@ def test_import_protocol_errors(pool_address, stub):
     header = pool_pb2.ImportSamplesRequest(header=pool_pb2.ImportHeader(dataset="d", create_dataset=True))
     data = pool_pb2.ImportSamplesRequest(data=b"greet,hi\n")
     for messages, words in [([], "no header"), ([data, header], "first message"), ([header, header, data], "once")]:
-        err = _code(lambda: call(messages))
+        err = _code(lambda messages=messages: call(messages))
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and words in err.details()
 
 

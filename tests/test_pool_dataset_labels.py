@@ -41,7 +41,7 @@ def _pending(stub, run_id):
 def _submit(stub, labels, *, run_id=0, annotator="ann", key="", dataset="d"):
     return stub.SubmitLabels(pool_pb2.SubmitLabelsRequest(
         dataset=dataset, run_id=run_id, source=common_pb2.LABEL_SOURCE_HUMAN, annotator=annotator, idempotency_key=key,
-        labels=[pool_pb2.LabelAssignment(sample_id=i, label=l) for i, l in labels]), timeout=5)
+        labels=[pool_pb2.LabelAssignment(sample_id=i, label=label) for i, label in labels]), timeout=5)
 
 
 def _export(stub, dataset="d", run_id=0) -> str:

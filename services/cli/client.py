@@ -6,7 +6,7 @@ pending batches); no protobuf here."""
 from __future__ import annotations
 
 import argparse
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from lesslabels.cli.common import ServiceCallError, sdk_error_message
 from lesslabels.client import (
@@ -34,7 +34,7 @@ class Client:
         self.pool = PoolClient(pool_address, token=token, timeout=timeout) if pool_address else None
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "Client":
+    def from_args(cls, args: argparse.Namespace) -> Client:
         return cls(args.coordinator_address, pool_address=getattr(args, "pool_address", "") or "",
                    token=args.token, timeout=args.timeout)
 
@@ -43,7 +43,7 @@ class Client:
         if self.pool is not None:
             self.pool.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc) -> None:

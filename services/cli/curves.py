@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -60,7 +60,7 @@ def common_range(curves: Sequence[tuple[Sequence[float], Sequence[float]]]) -> t
     """The label range every curve covers: [max of the starts, min of the ends]."""
     if not curves:
         raise ValueError("no curves")
-    starts, ends = zip(*((min(xs), max(xs)) for xs, _ in curves))
+    starts, ends = zip(*((min(xs), max(xs)) for xs, _ in curves), strict=False)
     lo, hi = max(starts), min(ends)
     if hi < lo:
         raise ValueError(f"the curves share no label range (starts up to {lo}, ends from {hi})")

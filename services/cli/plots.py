@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pathlib
-from typing import Sequence
+from collections.abc import Sequence
 
 from lesslabels.cli.comparison import GroupSummary
 from lesslabels.cli.report import RoundRow

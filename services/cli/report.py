@@ -11,7 +11,7 @@ import csv
 import dataclasses
 import io
 import json
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,10 +75,10 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """A plain fixed-width text table, numbers right-aligned."""
     widths = [len(h) for h in headers]
     for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
-    lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths))]
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=False)]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=False))]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
+    lines += ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=False)) for row in rows]
     return "\n".join(lines)
 
 

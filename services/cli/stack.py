@@ -17,7 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Mapping
+from collections.abc import Mapping
 
 from lesslabels.cli.common import DEFAULT_PORTS, SERVICES, ArgumentParser, CliError, command
 from lesslabels.common import errors
@@ -133,7 +133,7 @@ class LocalStack:
 
     # ------------------------------------------------------------------ life cycle
 
-    def start(self) -> "LocalStack":
+    def start(self) -> LocalStack:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -231,7 +231,7 @@ class LocalStack:
                 raise StackError(f"the {name} service exited with code {proc.returncode}; end of its log:\n"
                                  f"{_tail(self.log_dir / (name + '.log'))}")
 
-    def __enter__(self) -> "LocalStack":
+    def __enter__(self) -> LocalStack:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Iterator, Mapping, Sequence, Union
+from collections.abc import Iterator, Mapping, Sequence
 
 from google.protobuf import json_format
 
@@ -27,7 +27,7 @@ from lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2, run_p
 WATCH_WINDOW = 600.0
 
 
-def _config(config: Union[RunConfig, run_pb2.RunConfig, None], fields: dict) -> run_pb2.RunConfig:
+def _config(config: RunConfig | run_pb2.RunConfig | None, fields: dict) -> run_pb2.RunConfig:
     if isinstance(config, run_pb2.RunConfig):
         if fields:
             raise InvalidArgument(f"give a RunConfig or keyword fields, not both ({', '.join(fields)})")
@@ -79,7 +79,7 @@ class CoordinatorClient(ServiceClient):
         super().__init__(address, **kwargs)
         self._stub = coordinator_pb2_grpc.CoordinatorServiceStub(self._channel)
 
-    def start_run(self, config: Union[RunConfig, run_pb2.RunConfig, None] = None, *, request_id: str = "",
+    def start_run(self, config: RunConfig | run_pb2.RunConfig | None = None, *, request_id: str = "",
                   timeout: float | None = None, **fields) -> Run:
         """Start a run from a ``RunConfig`` (or its fields as keywords: ``dataset=``, ``strategy=``,
         ``seed_size=Amount(fraction=0.02)``, ``stopping=StoppingRule(max_rounds=5)``, ...); unset
@@ -152,7 +152,7 @@ class CoordinatorClient(ServiceClient):
                           for s in reply.samples),
         )
 
-    def submit_labels(self, run_id: int, labels: Union[Mapping[int, str], Sequence[tuple[int, str]]], *,
+    def submit_labels(self, run_id: int, labels: Mapping[int, str] | Sequence[tuple[int, str]], *,
                       annotator: str = "", idempotency_key: str = "", timeout: float | None = None) -> SubmittedLabels:
         """Label samples of the pending batch (``{sample_id: label}`` or pairs); the run goes on
         once the batch is complete. Partial and repeated submissions are safe."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Iterable, Iterator, Mapping, Sequence, Union
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import grpc
 
@@ -48,7 +48,7 @@ LABEL_STATES = {"any": pool_pb2.LABEL_STATE_ANY, "labelled": pool_pb2.LABEL_STAT
 
 #: A row to import: ``(text, label)`` (label "" or None: unlabelled) or a mapping with "text"
 #: and optional "label" and "split".
-Row = Union[tuple, Mapping]
+Row = tuple | Mapping
 
 
 def _choice(value: str, choices: Mapping, what: str):
@@ -82,7 +82,7 @@ def _split_counts(message: pool_pb2.SplitCounts) -> SplitCounts:
                        labelled_by_label=dict(message.labelled_by_label), gold_by_label=dict(message.gold_by_label))
 
 
-def _assignments(labels: Union[Mapping[int, str], Iterable[tuple[int, str]]]) -> list[pool_pb2.LabelAssignment]:
+def _assignments(labels: Mapping[int, str] | Iterable[tuple[int, str]]) -> list[pool_pb2.LabelAssignment]:
     pairs = labels.items() if isinstance(labels, Mapping) else labels
     out = []
     for i, pair in enumerate(pairs):
@@ -124,7 +124,7 @@ def rows_to_jsonl(rows: Iterable[Row], chunk_bytes: int = CHUNK_BYTES) -> Iterat
 class SampleStream:
     """Pages of one ListSamples stream, read lazily; ``cancel()`` stops it from another thread."""
 
-    def __init__(self, client: "PoolClient", request: pool_pb2.ListSamplesRequest, timeout: float | None):
+    def __init__(self, client: PoolClient, request: pool_pb2.ListSamplesRequest, timeout: float | None):
         self._client = client
         self._call = client._stub.ListSamples(request, timeout=client._deadline(timeout))
         self._what = f"listing samples of dataset {request.dataset!r}"
@@ -206,7 +206,7 @@ class PoolClient(ServiceClient):
             raise
         return _summary(reply)
 
-    def import_file(self, path: Union[str, os.PathLike], dataset: str, *, split: str = "train",
+    def import_file(self, path: str | os.PathLike, dataset: str, *, split: str = "train",
                     format: str = "auto", create: bool = True, timeout: float | None = STREAM_TIMEOUT) -> ImportSummary:
         """Import a headerless ``label,text`` CSV, a CSV with a ``text`` header, or JSONL."""
         if not os.path.isfile(path):
@@ -260,7 +260,7 @@ class PoolClient(ServiceClient):
         return Counts(dataset=reply.dataset, run_id=reply.run_id, train=_split_counts(reply.train),
                       test=_split_counts(reply.test), dev=_split_counts(reply.dev))
 
-    def submit_labels(self, dataset: str, labels: Union[Mapping[int, str], Iterable[tuple[int, str]]], *,
+    def submit_labels(self, dataset: str, labels: Mapping[int, str] | Iterable[tuple[int, str]], *,
                       run_id: int = 0, annotator: str = "", idempotency_key: str = "",
                       timeout: float | None = None) -> LabelResult:
         """Record human labels, ``{sample_id: label}`` or ``(sample_id, label)`` pairs. Resending

@@ -8,7 +8,6 @@ states and steps are strings (``"entropy"``, ``"RUNNING"``, ``"TRAIN"``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
 
 import numpy as np
 
@@ -55,7 +54,7 @@ class Scores:
     predicted: tuple[str, ...]  # [n] the most probable label of each text
     uncertainty: Uncertainty
     truncated: np.ndarray  # [n] bool: the text was longer than the model's limit and was cut
-    embeddings: Optional[np.ndarray] = None  # [n, d] float32 when asked for
+    embeddings: np.ndarray | None = None  # [n, d] float32 when asked for
 
     def __len__(self) -> int:
         return len(self.predicted)

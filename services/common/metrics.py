@@ -5,7 +5,7 @@ coordinator (each round's test split) and the benchmarks."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -25,7 +25,7 @@ class Metrics:
 
 
 def classification_metrics(gold: Sequence | np.ndarray, predicted: Sequence | np.ndarray,
-                           labels: Optional[Sequence[str]] = None, *, loss: float = 0.0) -> Metrics:
+                           labels: Sequence[str] | None = None, *, loss: float = 0.0) -> Metrics:
     """Metrics of ``predicted`` against ``gold``: label strings, or class indices into ``labels``.
 
     Macro F1 averages the classes present in gold or predictions (a class absent from both has
@@ -51,7 +51,7 @@ def classification_metrics(gold: Sequence | np.ndarray, predicted: Sequence | np
     return Metrics(
         accuracy=float((g == p).mean()),
         macro_f1=float(f1.mean()),
-        per_class_f1={str(label): float(score) for label, score in zip(classes, f1)},
+        per_class_f1={str(label): float(score) for label, score in zip(classes, f1, strict=False)},
         count=int(n),
         loss=float(loss),
     )

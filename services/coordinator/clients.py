@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 from lesslabels import client
 from lesslabels.client._base import ServiceClient
@@ -60,7 +60,7 @@ class PoolClient:
     def list_runs(self, dataset: str = "", states: Sequence[str] = ()) -> list[model.RunInfo]:
         return self._pool.list_runs(dataset=dataset, states=states)
 
-    def update_run(self, run_id: int, *, state: str = "", step: str = "", round: Optional[int] = None,
+    def update_run(self, run_id: int, *, state: str = "", step: str = "", round: int | None = None,
                    error: str = "", stop_reason: str = "", expected_step: str = "",
                    expected_round: int = 0) -> model.RunInfo:
         return self._pool.update_run(run_id, state=state, step=step, round=round, error=error,
@@ -68,8 +68,8 @@ class PoolClient:
                                      expected_round=expected_round)
 
     def record_step(self, run_id: int, *, expected_step: str, expected_round: int, step: str = "",
-                    round: Optional[int] = None, state: str = "", stop_reason: str = "",
-                    round_info: Optional[model.RoundInfo] = None, acquisitions: Sequence[model.Acquisition] = (),
+                    round: int | None = None, state: str = "", stop_reason: str = "",
+                    round_info: model.RoundInfo | None = None, acquisitions: Sequence[model.Acquisition] = (),
                     acquisition_round: int = 0) -> model.RunInfo:
         """Store a step's outcome and advance the run (compare-and-set) in one transaction."""
         return self._pool.record_step(run_id, expected_step=expected_step, expected_round=expected_round, step=step,

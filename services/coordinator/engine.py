@@ -10,7 +10,7 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from lesslabels.common import errors
 from lesslabels.coordinator import model
@@ -187,7 +187,7 @@ class Coordinator:
         if run.state in model.FINAL_STATES:
             return
         while is_active():
-            for seq, event in self.events.after(run_id, seq, poll):
+            for seq, event in self.events.after(run_id, seq, poll):  # noqa: B007, B020 - the cursor follows the events read
                 yield event
                 if event.run.state in model.FINAL_STATES:
                     return

@@ -5,7 +5,6 @@ from __future__ import annotations
 import collections
 import itertools
 import threading
-from typing import Optional
 
 from lesslabels.coordinator import model
 
@@ -23,7 +22,7 @@ class EventBus:
             self._events[event.run.id].append((next(self._seq), event))
             self._cond.notify_all()
 
-    def announce(self, run: model.RunInfo, round_info: Optional[model.RoundInfo] = None, *,
+    def announce(self, run: model.RunInfo, round_info: model.RoundInfo | None = None, *,
                  progress: float = 0.0, message: str = "") -> None:
         """Publish the run's current state with a message (and the round, and a step's progress)."""
         self.publish(model.RunEvent(run, round_info, progress, message))

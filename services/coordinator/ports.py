@@ -4,7 +4,8 @@ holds to the same signatures."""
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Protocol, Sequence
+from typing import Protocol
+from collections.abc import Callable, Sequence
 
 from lesslabels.coordinator import model
 
@@ -25,13 +26,13 @@ class PoolPort(Protocol):
 
     def list_runs(self, dataset: str = "", states: Sequence[str] = ()) -> list[model.RunInfo]: ...
 
-    def update_run(self, run_id: int, *, state: str = "", step: str = "", round: Optional[int] = None,
+    def update_run(self, run_id: int, *, state: str = "", step: str = "", round: int | None = None,
                    error: str = "", stop_reason: str = "", expected_step: str = "",
                    expected_round: int = 0) -> model.RunInfo: ...
 
     def record_step(self, run_id: int, *, expected_step: str, expected_round: int, step: str = "",
-                    round: Optional[int] = None, state: str = "", stop_reason: str = "",
-                    round_info: Optional[model.RoundInfo] = None, acquisitions: Sequence[model.Acquisition] = (),
+                    round: int | None = None, state: str = "", stop_reason: str = "",
+                    round_info: model.RoundInfo | None = None, acquisitions: Sequence[model.Acquisition] = (),
                     acquisition_round: int = 0) -> model.RunInfo: ...
 
     def put_round(self, info: model.RoundInfo) -> model.RoundInfo: ...
@@ -54,14 +55,14 @@ class TrainerPort(Protocol):
 
     def cancel_job(self, job_id: str) -> model.JobInfo: ...
 
-    def wait_job(self, job_id: str, progress: Optional[Callable[[model.TrainProgress], None]] = None,
+    def wait_job(self, job_id: str, progress: Callable[[model.TrainProgress], None] | None = None,
                  should_stop: Callable[[], bool] = ...) -> model.JobInfo: ...
 
 
 class ScorerPort(Protocol):
     """Scores of a split by a checkpoint or a base model (the scorer service)."""
 
-    def score_pool(self, *, dataset: str, run_id: int = 0, checkpoint_id: str = "", base_model: Optional[str] = None,
+    def score_pool(self, *, dataset: str, run_id: int = 0, checkpoint_id: str = "", base_model: str | None = None,
                    split: str = "train", include_all: bool = False, embeddings: bool = False,
                    probabilities: bool = True, chunk_size: int = 512,
-                   progress: Optional[Progress] = None) -> model.PoolScores: ...
+                   progress: Progress | None = None) -> model.PoolScores: ...

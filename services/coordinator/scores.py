@@ -4,7 +4,6 @@ round's agreement; re-scored (deterministically) when lost with a restart."""
 from __future__ import annotations
 
 import threading
-from typing import Optional
 
 from lesslabels.coordinator import model, strategies
 from lesslabels.coordinator.ports import PoolPort, Progress, ScorerPort
@@ -19,7 +18,7 @@ class PoolScoreCache:
         self._scores: dict[tuple[int, int], model.PoolScores] = {}
 
     def of_round(self, run: model.RunInfo, round_index: int, checkpoint_id: str,
-                 progress: Optional[Progress] = None) -> model.PoolScores:
+                 progress: Progress | None = None) -> model.PoolScores:
         """The training pool scored by the round's checkpoint (probabilities, and embeddings when the
         run's strategy needs them)."""
         key = (run.id, round_index)
@@ -35,7 +34,7 @@ class PoolScoreCache:
             self._scores[key] = scores
         return scores
 
-    def of_previous_round(self, run: model.RunInfo) -> Optional[model.PoolScores]:
+    def of_previous_round(self, run: model.RunInfo) -> model.PoolScores | None:
         """Predictions of the previous round's checkpoint on the pool, or None in round 0."""
         with self._lock:
             cached = self._scores.get((run.id, run.round - 1))

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from typing import Callable, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -71,10 +71,10 @@ class StepRunner:
         }[run.step]
         handler(worker, run)
 
-    def advance(self, worker: Worker, run: model.RunInfo, *, step: str = "", round: Optional[int] = None,
+    def advance(self, worker: Worker, run: model.RunInfo, *, step: str = "", round: int | None = None,
                 state: str = "RUNNING", stop_reason: str = "",
-                message: Union[str, Callable[[model.RunInfo], str]] = "",
-                round_info: Optional[model.RoundInfo] = None,
+                message: str | Callable[[model.RunInfo], str] = "",
+                round_info: model.RoundInfo | None = None,
                 acquisitions: Sequence[model.Acquisition] = (), acquisition_round: int = 0) -> model.RunInfo:
         """Store the step's outcome (``round_info``, ``acquisitions``) and move ``run`` on from the step
         it was read at (compare-and-set), in one pool transaction, unless cancelled/stopped. ``message``
@@ -120,7 +120,7 @@ class StepRunner:
                 selection = strategies.select_seed("random", k, n_samples=len(ids), rng=rng)
                 chosen_ids = ids[selection.indices]
                 strategy = "random"
-            items = [model.Acquisition(int(i), 0, strategy, float(s)) for i, s in zip(chosen_ids, selection.scores)]
+            items = [model.Acquisition(int(i), 0, strategy, float(s)) for i, s in zip(chosen_ids, selection.scores, strict=False)]
         # else: stored by a coordinator that predates RecordStep: keep them.
         count = len(items or existing)
         self.advance(worker, run, step="LABEL", round=0, acquisitions=items, acquisition_round=0,
@@ -252,7 +252,7 @@ class StepRunner:
                                           exclude=exclude, rng=rng)
             items = [
                 model.Acquisition(int(scores.sample_ids[i]), next_round, config.strategy, float(s))
-                for i, s in zip(selection.indices, selection.scores)
+                for i, s in zip(selection.indices, selection.scores, strict=False)
             ]
             if not items:
                 info = dataclasses.replace(info, finished_at=rfc3339(utcnow()))

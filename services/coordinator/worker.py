@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from typing import Optional
 
 from lesslabels.coordinator import model
 
@@ -24,10 +23,10 @@ class Worker:
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     cancelled: bool = False
     finished: bool = False
-    thread: Optional[threading.Thread] = None
+    thread: threading.Thread | None = None
     job_id: str = ""
     #: The run as this worker last advanced it (RecordStep's reply); None = read it from the pool.
-    run: Optional[model.RunInfo] = None
+    run: model.RunInfo | None = None
 
     def check_not_stopped(self) -> None:
         if self.cancelled or self.stop.is_set():

@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -287,7 +287,7 @@ class ScorerEngine:
         again = [dataclasses.replace(rows[i], full_precision=True) for i in unsure]
         exact = entry.batcher.submit(again).result(timeout)
         results = list(results)
-        for i, row in zip(unsure, exact):
+        for i, row in zip(unsure, exact, strict=False):
             results[i] = row
         return results
 

@@ -225,7 +225,7 @@ def classification_strings(probabilities: np.ndarray, labels: list[str], k: int)
     first, each ``"score:index:label"`` with the score printed as C++ std::to_string does (%f)."""
     k = min(k, len(labels))
     order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]  # [n, k]
-    return [[f"{row[i]:f}:{i}:{labels[i]}" for i in top] for row, top in zip(probabilities, order)]
+    return [[f"{row[i]:f}:{i}:{labels[i]}" for i in top] for row, top in zip(probabilities, order, strict=False)]
 
 
 def _output_array(output: OutputRequest, scores: Scores) -> tuple[str, list[int], bytes]:

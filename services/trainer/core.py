@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from lesslabels.common import checkpoints, errors
 from lesslabels.common.checkpoints import CheckpointStore
@@ -108,7 +108,7 @@ class Trainer:
 
     # -- the job runner -------------------------------------------------------------------
 
-    def run(self, job: Job, report: Callable[["Progress | str"], None]) -> RunResult:
+    def run(self, job: Job, report: Callable[[Progress | str], None]) -> RunResult:
         import torch
 
         request = job.request

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from lesslabels.common.metrics import Metrics
 from lesslabels.trainer.engine import Progress, TrainConfig
@@ -42,7 +42,7 @@ class TrainRequest:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainRequest":
+    def from_dict(cls, data: dict) -> TrainRequest:
         data = dict(data)
         data["config"] = TrainConfig(**data.get("config", {}))
         data["labels"] = tuple(data.get("labels", ()))
@@ -92,7 +92,7 @@ class Job:
     events: list[JobEvent] = dataclasses.field(default_factory=list, repr=False)
     cancel: threading.Event = dataclasses.field(default_factory=threading.Event, repr=False)
 
-    def snapshot(self) -> "Job":
+    def snapshot(self) -> Job:
         """A copy safe to hand out (the live job keeps changing)."""
         return dataclasses.replace(self, events=[])
 
@@ -105,7 +105,7 @@ class Job:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Job":
+    def from_dict(cls, data: dict) -> Job:
         validation = data.get("validation")
         return cls(
             id=data["id"], request=TrainRequest.from_dict(data["request"]), state=JobState(data["state"]),

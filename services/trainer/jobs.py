@@ -17,7 +17,7 @@ import os
 import pathlib
 import threading
 import uuid
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from lesslabels.common import errors
 from lesslabels.common.timeutil import rfc3339, utcnow
@@ -138,7 +138,7 @@ class JobManager:
         while True:
             with self._changed:
                 job = self._get(job_id)
-                self._changed.wait_for(lambda: len(job.events) > index or self._stopping, timeout=poll)
+                self._changed.wait_for(lambda: len(job.events) > index or self._stopping, timeout=poll)  # noqa: B023 - used at once
                 new = job.events[index:]
                 index += len(new)
                 done = job.state.done and index >= len(job.events)
@@ -205,7 +205,7 @@ class JobManager:
                 self._update_positions()
 
     def _run(self, job: Job) -> None:
-        def report(item: "Progress | str") -> None:
+        def report(item: Progress | str) -> None:
             if isinstance(item, str):
                 event = JobEvent(job.id, JobState.RUNNING, message=item)
             else:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 #: A round whose test accuracy is this much (absolute) below the previous round's gets a warning.
 SHARP_DROP = 0.05
