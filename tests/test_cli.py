@@ -358,7 +358,9 @@ def test_label_export_then_partial_and_repeated_imports(fake_coordinator, tmp_pa
     assert _cli(fake_coordinator, "label", "export", "2", str(exported)) == 0
     assert "wrote 3 samples" in capsys.readouterr().out
     lines = exported.read_text().splitlines()
-    assert lines[0] == "sample_id,label,text,score" and len(lines) == 4
+    assert lines[0] == "sample_id,label,text,predicted_label,probability,uncertainty,model" and len(lines) == 4
+    # The fake run has no model yet: no suggestions, said so, and the acquisition score is kept.
+    assert lines[1].endswith(",,,0.5,")
     # Label one row only: a partial import.
     rows = [line.split(",") for line in lines]
     rows[1][1] = "greet"

@@ -10,7 +10,7 @@ import pytest
 
 from lesslabels.cli.main import main as cli
 from lesslabels.v1 import run_pb2
-from tests.stack import load_toy_dataset, wait_for
+from tests.stack import LABELS, load_toy_dataset, wait_for
 from tests.humanrun import gold, run_flags, run_state
 
 
@@ -23,6 +23,14 @@ def stack(real_stack):
 def _wait_state(stack, run_id, state, timeout=180):
     return wait_for(lambda: (r := run_state(stack, run_id)).state == state and r, timeout, 0.2,
                     f"run {run_id} to be {run_pb2.RunState.Name(state)}")
+
+
+def waiting_again_model(stack, run_id) -> str:
+    """The checkpoint of the run's round 0 (the model that chose round 1's batch)."""
+    from lesslabels.client import CoordinatorClient
+
+    with CoordinatorClient(stack.coordinator_address) as coordinator:
+        return next(r.checkpoint_id for r in coordinator.get_run(run_id).rounds if r.index == 0)
 
 
 def test_human_mode_through_label_export_and_import(stack, tiny_bert_dir, tmp_path, capsys):
@@ -72,6 +80,21 @@ def test_human_mode_through_label_export_and_import(stack, tiny_bert_dir, tmp_pa
         lambda: (r := run_state(stack, run_id)).round == 1 and r.state == run_pb2.RUN_STATE_WAITING_FOR_LABELS
         and r, 180, 0.2, "round 1's batch")
     assert waiting_again.labelled_count == 12
+
+    # Round 1's batch comes with the round-0 model's suggestions (CSV and JSONL alike).
+    scorer = ["--scorer-address", stack.scorer_address]
+    for name in ("round1.csv", "round1.jsonl"):
+        assert cli(["label", "export", str(run_id), str(tmp_path / name), *client, *scorer]) == 0
+        assert "suggestions from model" in capsys.readouterr().out
+    suggested = list(csv.DictReader((tmp_path / "round1.csv").open()))
+    as_json = [json.loads(line) for line in (tmp_path / "round1.jsonl").read_text().splitlines()]
+    assert len(suggested) == len(as_json) == 8
+    checkpoint = waiting_again_model(stack, run_id)
+    for row, obj in zip(suggested, as_json, strict=True):
+        assert row["predicted_label"] in LABELS and row["model"] == checkpoint and not row["label"]
+        assert 1 / len(LABELS) <= float(row["probability"]) <= 1.0
+        assert obj["predicted_label"] == row["predicted_label"] and obj["probability"] == float(row["probability"])
+        assert obj["uncertainty"] == float(row["uncertainty"])
     assert cli(["cancel", str(run_id), *client]) == 0
     assert "state=cancelled" in capsys.readouterr().out
     assert cli(["report", str(run_id), "--no-plot", "--format", "json", *client]) == 0

@@ -112,9 +112,23 @@ def test_wheel_installs_only_lesslabels_at_top_level(wheel):
     assert "lesslabels/pool/migrations/alembic.ini" in names or any(n.startswith("lesslabels/pool/migrations/versions/") for n in names)
 
 
+@pytest.fixture
+def scorer_address(store_and_id):
+    """A real scorer (from this environment, with torch) serving the tiny checkpoint."""
+    from lesslabels.scorer.main import build_server
+    from tests.helpers import server_settings_for_tests
+
+    server = build_server(server_settings_for_tests(), str(store_and_id[0].root), "")
+    port = server.start()
+    server.set_serving()
+    yield f"127.0.0.1:{port}", store_and_id[1]
+    server.stop(0)
+
+
 @pytest.mark.slow
-def test_plain_install_in_fresh_venv_is_torch_free(wheel, tmp_path):
-    """`pip install lesslabels` (the wheel, its dependencies from the index): no torch, the CLI and SDK import."""
+def test_plain_install_in_fresh_venv_is_torch_free(wheel, tmp_path, scorer_address):
+    """`pip install lesslabels` (the wheel, its dependencies from the index): no torch, the CLI
+    imports, the SDK scores texts against a running scorer, and tritonclient installs beside it."""
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"
@@ -133,3 +147,14 @@ def test_plain_install_in_fresh_venv_is_torch_free(wheel, tmp_path):
             "print('torch' in sys.modules)")
     assert subprocess.run([str(py), "-c", code], check=True, capture_output=True, text=True,
                           cwd=tmp_path).stdout.strip() == "False"
+    address, checkpoint = scorer_address
+    score = ("from lesslabels.client import ScorerClient\n"
+             f"with ScorerClient({address!r}, timeout=60) as c:\n"
+             f"    s = c.score(['show me flights', 'fare to boston'], checkpoint={checkpoint!r})\n"
+             "print(s.probabilities.shape, sorted(s.labels), len(s.predicted))")
+    out = subprocess.run([str(py), "-c", score], check=True, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.stdout.split("\n")[0] == "(2, 3) ['a', 'b', 'c'] 2"
+    # Installs beside tritonclient (protobuf < 7): the resolver finds one set, and `pip check` agrees.
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "tritonclient[grpc]"], check=True, timeout=900)
+    check = subprocess.run([str(py), "-m", "pip", "check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout

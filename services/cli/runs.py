@@ -23,7 +23,7 @@ from lesslabels.cli.runconfig import (
     run_config_from_args,
     strategy_label,
 )
-from lesslabels.client import Run
+from lesslabels.client import LessLabelsError, Run, ScorerClient, batch_model, suggest
 
 
 def parse_run_id(text: str) -> int:
@@ -164,20 +164,50 @@ def _format_for(path: pathlib.Path, given: str) -> str:
     return "jsonl" if path.suffix.lower() in {".jsonl", ".json", ".ndjson"} else "csv"
 
 
-def pending_to_csv(pending) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["sample_id", "label", "text", "score"])
+#: Columns of `lesslabels label export` (CSV header; the keys of each JSONL object).
+EXPORT_COLUMNS = ("sample_id", "label", "text", "predicted_label", "probability", "uncertainty", "model")
+
+
+def export_records(pending, suggestions, model: str) -> list[dict]:
+    """One record per pending text: ``label`` to fill in (or as already given), the model's
+    suggestion and its probability ("" before the run has a model), and ``uncertainty``, the
+    acquisition score that selected the text (higher = more uncertain under the run's strategy)."""
+    records = []
     for s in pending.samples:
-        writer.writerow([s.sample_id, s.label, s.text, f"{s.score:.6g}"])
+        suggestion = suggestions.get(s.sample_id)
+        records.append({
+            "sample_id": s.sample_id, "label": s.label, "text": s.text,
+            "predicted_label": suggestion.predicted if suggestion else "",
+            "probability": round(suggestion.probability, 6) if suggestion else None,
+            "uncertainty": round(s.score, 6), "model": model if suggestion else "",
+        })
+    return records
+
+
+def pending_to_csv(records: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in records)
     return out.getvalue()
 
 
-def pending_to_jsonl(pending) -> str:
-    return "".join(
-        json.dumps({"sample_id": s.sample_id, "label": s.label, "text": s.text, "score": s.score}) + "\n"
-        for s in pending.samples
-    )
+def pending_to_jsonl(records: list[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+
+
+def batch_suggestions(client: Client, args, pending) -> tuple[dict, str]:
+    """The model's suggestions for the batch, from the scorer; ``({}, "")`` with a warning on
+    stderr when there is no model yet or the scorer cannot be reached (the export goes on)."""
+    try:
+        model = batch_model(client.get_run(pending.run_id).rounds, pending.round)
+        if not model:
+            return {}, ""
+        with ScorerClient(args.scorer_address, token=args.token, timeout=max(args.timeout, 120.0)) as scorer:
+            return suggest(scorer, pending, model), model
+    except (LessLabelsError, CliError) as exc:
+        print(f"warning: no model suggestions in the export ({exc})", file=sys.stderr)
+        return {}, ""
 
 
 def read_label_file(path: pathlib.Path, fmt: str) -> list[tuple[int, str]]:
@@ -259,7 +289,9 @@ def label_main(argv: list[str]) -> int:
         p.add_argument("--format", choices=["auto", "csv", "jsonl"], default="auto")
         if action == "import":
             p.add_argument("--annotator", default="", help="who labelled")
-        add_client_flags(p, "coordinator")
+            add_client_flags(p, "coordinator")
+        else:
+            add_client_flags(p, "coordinator", "scorer")
     args = parser.parse_args(argv)
     run_id = parse_run_id(args.run)
     path = pathlib.Path(args.file)
@@ -267,7 +299,9 @@ def label_main(argv: list[str]) -> int:
     with Client.from_args(args) as client:
         if args.action == "export":
             pending = client.pending_labels(run_id)
-            body = pending_to_jsonl(pending) if fmt == "jsonl" else pending_to_csv(pending)
+            suggestions, model = batch_suggestions(client, args, pending)
+            records = export_records(pending, suggestions, model)
+            body = pending_to_jsonl(records) if fmt == "jsonl" else pending_to_csv(records)
             try:
                 path.write_text(body, encoding="utf-8")
             except OSError as exc:
@@ -275,6 +309,7 @@ def label_main(argv: list[str]) -> int:
             print(f"wrote {len(pending.samples)} samples of round {pending.round} to {path} "
                   f"({pending.remaining} still unlabelled)")
             print(f"labels: {', '.join(pending.labels)}")
+            print(f"suggestions from model {model}" if suggestions else "no model suggestions (no model yet)")
             return 0
         pairs = read_label_file(path, fmt)
         if not pairs:

@@ -36,6 +36,7 @@ from lesslabels.client.errors import (
 )
 from lesslabels.client.pool import PoolClient
 from lesslabels.client.scorer import ScorerClient
+from lesslabels.client.suggestions import Suggestion, batch_model, suggest
 from lesslabels.client.types import (
     Acquisition,
     Amount,
@@ -65,5 +66,5 @@ __all__ = [
     "DeadlineExceeded", "FailedPrecondition", "ImportSummary", "InvalidArgument", "LabelResult", "LessLabelsError",
     "Metrics", "NotFound", "PendingLabels", "PendingSample", "PoolClient", "PoolScores", "ResourceExhausted", "Round",
     "Run", "RunConfig", "RunDetail", "RunEvent", "Sample", "ScorerClient", "Scores", "SplitCounts", "StoppingRule",
-    "SubmittedLabels", "Unauthenticated", "Unavailable", "Uncertainty",
+    "SubmittedLabels", "Suggestion", "Unauthenticated", "batch_model", "suggest", "Unavailable", "Uncertainty",
 ]

@@ -11,8 +11,16 @@ import dataclasses
 import logging
 import threading
 
-from lesslabels.client import CoordinatorClient, LessLabelsError, PoolClient, ScorerClient
-from lesslabels.client import InvalidArgument
+from lesslabels.client import (
+    CoordinatorClient,
+    InvalidArgument,
+    LessLabelsError,
+    PoolClient,
+    ScorerClient,
+    Suggestion,
+    batch_model,
+    suggest,
+)
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "test", "dev")
@@ -55,8 +63,7 @@ class SdkBackend:
         self.coordinator = CoordinatorClient(addresses.coordinator, **options)
         self.pool = PoolClient(addresses.pool, **options)
         self.scorer = ScorerClient(addresses.scorer, **options)
-        # Suggestions per (run, round, checkpoint): the batch is scored once, not per keystroke.
-        self._suggestions: dict[tuple[int, int, str], dict[int, list[tuple[str, float]]]] = {}
+        self._suggestions: dict[tuple[int, int, str], dict[int, Suggestion]] = {}
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -76,13 +83,13 @@ class SdkBackend:
         """The pending batch of a human-mode run, each text with the model's suggestion."""
         detail = self.coordinator.get_run(run_id)
         pending = self.coordinator.pending_labels(run_id)
-        checkpoint = next((r.checkpoint_id for r in sorted(detail.rounds, key=lambda r: -r.index)
-                           if r.checkpoint_id and r.index < pending.round), "")
-        suggestions = self._suggest(run_id, pending.round, checkpoint, pending.samples) if checkpoint else {}
+        checkpoint = batch_model(detail.rounds, pending.round)
+        suggestions = self._suggest(run_id, checkpoint, pending)
         labels = list(pending.labels)
         items = []
         for s in pending.samples:
-            probabilities = dict(suggestions.get(s.sample_id, ()))
+            suggestion = suggestions.get(s.sample_id)
+            probabilities = dict(suggestion.options) if suggestion else {}
             options = sorted(labels, key=lambda label: (-probabilities.get(label, -1.0), labels.index(label)))
             items.append({
                 "sample_id": s.sample_id, "text": s.text, "label": s.label,
@@ -93,19 +100,18 @@ class SdkBackend:
                 "total": len(items), "done": len(items) - pending.remaining, "remaining": pending.remaining,
                 "model": checkpoint}
 
-    def _suggest(self, run_id: int, round_: int, checkpoint: str, samples) -> dict[int, list[tuple[str, float]]]:
-        key = (run_id, round_, checkpoint)
+    def _suggest(self, run_id: int, checkpoint: str, pending) -> dict[int, Suggestion]:
+        """Suggestions per (run, round, checkpoint): the batch is scored once, not per keystroke."""
+        key = (run_id, pending.round, checkpoint)
         with self._lock:
             cached = self._suggestions.get(key)
-        if cached is not None and all(s.sample_id in cached for s in samples):
+        if cached is not None and all(s.sample_id in cached for s in pending.samples):
             return cached
         try:
-            scores = self.scorer.score([s.text for s in samples], checkpoint=checkpoint, timeout=120)
+            result = suggest(self.scorer, pending, checkpoint, timeout=120)
         except LessLabelsError as exc:  # labelling goes on without suggestions
-            log.warning("event=suggestions_unavailable run=%d round=%d error=%s", run_id, round_, exc)
+            log.warning("event=suggestions_unavailable run=%d round=%d error=%s", run_id, pending.round, exc)
             return {}
-        result = {s.sample_id: [(label, float(p)) for label, p in zip(scores.labels, row, strict=True)]
-                  for s, row in zip(samples, scores.probabilities, strict=True)}  # probabilities: [n, k]
         with self._lock:
             self._suggestions = {k: v for k, v in self._suggestions.items() if k[0] != run_id}
             self._suggestions[key] = result
