@@ -13,6 +13,8 @@ import io
 import json
 from collections.abc import Iterable, Sequence
 
+from lesslabels.client import kept_round
+
 
 @dataclasses.dataclass(frozen=True)
 class RoundRow:
@@ -27,9 +29,12 @@ class RoundRow:
     selected: int
     train_seconds: float
     score_seconds: float
+    validation_accuracy: float | None = None  # on the round's validation data; None without any
+    kept: bool = False  # the run's model: its best round by validation (never test), else its latest
 
 
-COLUMNS = ("round", "labels", "% of pool", "accuracy", "macro-F1", "agreement", "selected", "train s", "score s")
+COLUMNS = ("round", "labels", "% of pool", "accuracy", "macro-F1", "agreement", "selected", "train s", "score s",
+           "val acc", "model")
 
 
 def rows_from_rounds(rounds: Iterable, pool_size: int) -> list[RoundRow]:
@@ -37,6 +42,8 @@ def rows_from_rounds(rounds: Iterable, pool_size: int) -> list[RoundRow]:
 
     Rounds without test metrics yet (``test`` None or empty) are left out: a curve point needs both axes.
     """
+    rounds = list(rounds)
+    kept = kept_round(rounds)
     rows = []
     for r in rounds:
         if r.test is None or not r.test.count:
@@ -52,6 +59,8 @@ def rows_from_rounds(rounds: Iterable, pool_size: int) -> list[RoundRow]:
                 selected=int(r.selected_count),
                 train_seconds=float(r.train_seconds),
                 score_seconds=float(r.score_seconds),
+                validation_accuracy=float(r.validation.accuracy) if r.validation and r.validation.count else None,
+                kept=kept is not None and r.index == kept.index,
             )
         )
     return sorted(rows, key=lambda row: row.round)
@@ -68,6 +77,8 @@ def row_cells(row: RoundRow) -> list[str]:
         str(row.selected),
         f"{row.train_seconds:.1f}",
         f"{row.score_seconds:.1f}",
+        f"{100 * row.validation_accuracy:.2f}" if row.validation_accuracy is not None else "-",
+        "kept" if row.kept else "",
     ]
 
 
@@ -80,6 +91,17 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=False)) for row in rows]
     return "\n".join(lines)
+
+
+def kept_model_line(rounds: Sequence) -> str:
+    """Which round's model the run keeps, and how to ask the scorer for it."""
+    kept = kept_round(rounds)
+    if kept is None:
+        return "model: none yet"
+    why = (f"best validation accuracy {100 * kept.validation.accuracy:.2f}" if kept.validation and kept.validation.count
+           else "the latest: no round has validation metrics")
+    return (f"model: round {kept.index}, checkpoint {kept.checkpoint_id} ({why}); the scorer serves it as "
+            f"best_of_run={kept.run_id}, OIP model run-{kept.run_id} version best")
 
 
 def rounds_table(rows: Sequence[RoundRow]) -> str:

@@ -65,6 +65,7 @@ def report_main(argv: list[str]) -> int:
     else:
         print(describe_run(detail.run))
         print(report.rounds_table(rows) if rows else "(no evaluated rounds yet)")
+        print(report.kept_model_line(detail.rounds))
     if not args.no_plot and rows:
         target = args.plot or f"lesslabels-run-{run_id}.png"
         title = f"run {run_id}: {extra['dataset']}, {extra['strategy']}"

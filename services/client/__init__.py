@@ -37,6 +37,7 @@ from lesslabels.client.errors import (
 from lesslabels.client.pool import PoolClient
 from lesslabels.client.scorer import ScorerClient
 from lesslabels.client.suggestions import Suggestion, batch_model, suggest
+from lesslabels.coordinator.model import kept_round
 from lesslabels.client.types import (
     Acquisition,
     Amount,
@@ -66,5 +67,5 @@ __all__ = [
     "DeadlineExceeded", "FailedPrecondition", "ImportSummary", "InvalidArgument", "LabelResult", "LessLabelsError",
     "Metrics", "NotFound", "PendingLabels", "PendingSample", "PoolClient", "PoolScores", "ResourceExhausted", "Round",
     "Run", "RunConfig", "RunDetail", "RunEvent", "Sample", "ScorerClient", "Scores", "SplitCounts", "StoppingRule",
-    "SubmittedLabels", "Suggestion", "Unauthenticated", "batch_model", "suggest", "Unavailable", "Uncertainty",
+    "SubmittedLabels", "Suggestion", "Unauthenticated", "batch_model", "kept_round", "suggest", "Unavailable", "Uncertainty",
 ]

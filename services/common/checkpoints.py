@@ -10,7 +10,8 @@ Layout::
       .staging/             temporary folders being written (ignored, cleaned on start)
       latest/run-<id>       text file holding the id of the run's latest checkpoint
 
-A run's best checkpoint is not stored: ``best`` picks it from the manifests' validation metrics.
+A run's best checkpoint is not stored: ``best`` picks it from the manifests' validation metrics
+(``lesslabels.common.best``, the rule rounds follow too).
 
 Publishing writes into ``.staging``, fsyncs every file and the folder, then renames the folder
 into place (atomic on one filesystem) and only then moves the run's "latest" pointer with the
@@ -35,6 +36,7 @@ from typing import Any
 from collections.abc import Iterator
 
 from lesslabels.common import errors
+from lesslabels.common.best import pick_best
 from lesslabels.common.timeutil import rfc3339, utcnow
 
 log = logging.getLogger(__name__)
@@ -206,16 +208,14 @@ class CheckpointStore:
 
     def best(self, run_id: int, metric: str = "accuracy") -> Checkpoint:
         """The run's checkpoint with the highest ``metric`` on its validation data (the manifest's
-        ``validation``; test metrics are never consulted). A tie goes to the later round (then the
-        newer checkpoint). Checkpoints published without validation metrics are not candidates."""
+        ``validation``; test metrics are never consulted), a tie going to the later round (then the
+        newer checkpoint); the latest when none has validation metrics (``common.best``)."""
         checkpoints = self.list(run_id)
-        if not checkpoints:
+        best = pick_best(checkpoints, lambda c: validation_metric(c, metric),
+                         lambda c: (int(c.manifest.get("round") or 0), c.manifest.get("created_at", ""), c.id))
+        if best is None:
             raise errors.NotFound(f"run {run_id} has no published checkpoint")
-        scored = [(value, c) for c in checkpoints if (value := validation_metric(c, metric)) is not None]
-        if not scored:
-            raise errors.NotFound(f"run {run_id} has no checkpoint with a validation {metric} to pick the best by")
-        return max(scored, key=lambda vc: (vc[0], int(vc[1].manifest.get("round") or 0),
-                                           vc[1].manifest.get("created_at", ""), vc[1].id))[1]
+        return best
 
     def list(self, run_id: int = 0) -> list[Checkpoint]:
         """Published checkpoints (complete manifests only), newest first."""

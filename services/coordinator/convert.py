@@ -171,6 +171,7 @@ def round_from_proto(message: run_pb2.Round) -> model.RoundInfo:
         test=metrics_from_proto(message.test) if message.HasField("test") and message.test.count else None,
         agreement=message.agreement, selected_count=message.selected_count, started_at=message.started_at,
         finished_at=message.finished_at, train_seconds=message.train_seconds, score_seconds=message.score_seconds,
+        validation=metrics_from_proto(message.validation) if message.validation.count else None,
     )
 
 
@@ -183,6 +184,8 @@ def round_to_proto(info: model.RoundInfo) -> run_pb2.Round:
     )
     if info.test is not None:
         message.test.CopyFrom(metrics_to_proto(info.test))
+    if info.validation is not None:
+        message.validation.CopyFrom(metrics_to_proto(info.validation))
     return message
 
 
@@ -247,6 +250,7 @@ def job_from_proto(message: trainer_pb2.TrainJob) -> model.JobInfo:
     return model.JobInfo(
         id=message.id, state=JOB_STATE_TO_CORE.get(message.state, "QUEUED"), checkpoint_id=message.checkpoint_id,
         error=message.error, started_at=message.started_at, finished_at=message.finished_at,
+        validation=metrics_from_proto(message.validation) if message.validation.count else None,
     )
 
 

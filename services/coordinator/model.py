@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
 from lesslabels.common import vocabulary
+from lesslabels.common.best import pick_best
 from lesslabels.common.metrics import Metrics as Metrics  # a round's test metrics, re-exported
 from lesslabels.common.errors import InvalidArgument
 from lesslabels.coordinator import strategies
@@ -156,6 +158,15 @@ class RoundInfo:
     finished_at: str = ""
     train_seconds: float = 0.0
     score_seconds: float = 0.0
+    validation: Metrics | None = None
+
+
+def kept_round(rounds: Sequence[RoundInfo]) -> RoundInfo | None:
+    """The round whose model the run keeps: the best by validation accuracy (never test), a tie
+    to the later round; the latest when no round has validation metrics (``common.best``)."""
+    trained = [r for r in rounds if r.checkpoint_id]
+    return pick_best(trained, lambda r: r.validation.accuracy if r.validation and r.validation.count else None,
+                     lambda r: (r.index,))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +219,7 @@ class JobInfo:
     error: str = ""
     started_at: str = ""
     finished_at: str = ""
+    validation: Metrics | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -186,7 +186,8 @@ class StepRunner:
             raise errors.FailedPrecondition(f"training job {job.id} {job.state.lower()}: {job.error or 'no reason given'}")
         started, finished = convert.parse_time(job.started_at), convert.parse_time(job.finished_at)
         seconds = (finished - started).total_seconds() if started and finished else 0.0
-        info = dataclasses.replace(info, checkpoint_id=job.checkpoint_id, train_seconds=seconds)
+        info = dataclasses.replace(info, checkpoint_id=job.checkpoint_id, train_seconds=seconds,
+                                   validation=job.validation)
         self.advance(worker, run, step="EVALUATE", round_info=info,
                      message=f"round {run.round}: trained checkpoint {job.checkpoint_id} in {seconds:.0f}s")
 
