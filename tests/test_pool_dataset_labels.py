@@ -79,6 +79,30 @@ def test_human_labels_belong_to_the_dataset_and_later_human_runs_ask_nothing_aga
     assert stub.GetDataset(pool_pb2.GetDatasetRequest(name="d"), timeout=5).labelled_count == 2
 
 
+@BOTH_DATABASES
+def test_a_recorded_step_in_a_human_run_reuses_the_dataset_labels_as_add_acquisitions_does(pool_address, stub):
+    # The coordinator stores a selection with RecordStep, not AddAcquisitions: both write through
+    # one function, so a human-mode run's step asks nobody again for a label the dataset has.
+    import_rows(pool_address, "d", ROWS)
+    ids = _ids(stub)
+    _submit(stub, [(ids[0], "greet"), (ids[1], "bye")], annotator="ada")
+    run = _run(stub, run_pb2.ORACLE_MODE_HUMAN)
+    moved = stub.RecordStep(pool_pb2.RecordStepRequest(
+        run_id=run, expected_step=run_pb2.RUN_STEP_SEED, expected_round=0, step=run_pb2.RUN_STEP_LABEL, round=0,
+        acquisitions=[pool_pb2.Acquisition(sample_id=i) for i in ids[:3]], acquisition_round=0), timeout=5)
+    assert moved.labelled_count == 2
+    assert _pending(stub, run) == [ids[2]]
+    acquired = stub.ListAcquisitions(pool_pb2.ListAcquisitionsRequest(run_id=run, round=-1), timeout=5).acquisitions
+    assert {a.sample_id: a.label for a in acquired} == {ids[0]: "greet", ids[1]: "bye", ids[2]: ""}
+
+    # A simulated run's step keeps its own scope.
+    simulated = _run(stub, run_pb2.ORACLE_MODE_SIMULATED)
+    stub.RecordStep(pool_pb2.RecordStepRequest(
+        run_id=simulated, expected_step=run_pb2.RUN_STEP_SEED, expected_round=0, step=run_pb2.RUN_STEP_LABEL, round=0,
+        acquisitions=[pool_pb2.Acquisition(sample_id=i) for i in ids[:2]], acquisition_round=0), timeout=5)
+    assert _pending(stub, simulated) == ids[:2]
+
+
 def test_relabelling_appends_an_event_and_the_latest_is_in_force(pool_address, stub):
     import_rows(pool_address, "d", ROWS)
     sid = _ids(stub)[0]

@@ -11,17 +11,17 @@ Knows nothing of gRPC: ``services/pool/servicer.py`` converts the request.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 
-from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from lesslabels.common import errors
 from lesslabels.common.timeutil import utcnow
 from lesslabels.common.vocabulary import ACTIVE_RUN_STATES, FINAL_RUN_STATES, RUN_STATES, RUN_STEPS
-from lesslabels.pool.models import Acquisition, Round, Run, Sample
-from lesslabels.pool.store import AcquisitionRecord, PoolStore, RoundRecord, RunRecord
+from lesslabels.pool.models import Run
+from lesslabels.pool.records import AcquisitionRecord, RoundRecord, RunRecord
+from lesslabels.pool.runs import store_acquisitions, store_round
+from lesslabels.pool.store import PoolStore
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,52 +83,14 @@ def record_step(store: PoolStore, run_id: int, outcome: StepOutcome) -> RunRecor
                 f"not {outcome.expected_step} round {outcome.expected_round}"
             )
         if outcome.acquisitions:
-            _add_acquisitions(session, run, outcome.acquisition_round, outcome.acquisitions)
+            store_acquisitions(session, run, outcome.acquisition_round, outcome.acquisitions)
         if outcome.round_record is not None:
-            _put_round(session, outcome.round_record)
+            store_round(session, outcome.round_record)
         _advance(run, outcome)
         session.flush()
         return store._run_record(session, run)
 
     return store._writing(write)
-
-
-def _add_acquisitions(session: Session, run: Run, round_index: int, items: Sequence[AcquisitionRecord]) -> None:
-    """As PoolStore.add_acquisitions, inside the caller's transaction."""
-    ids = [item.sample_id for item in items]
-    splits = dict(session.execute(select(Sample.id, Sample.split).where(Sample.dataset_id == run.dataset_id, Sample.id.in_(ids))).all())
-    for sid in ids:
-        if sid not in splits:
-            raise errors.InvalidArgument(f"sample {sid} is not in the run's dataset")
-        if splits[sid] != "train":
-            raise errors.InvalidArgument(f"sample {sid} is in the {splits[sid]} split; only train samples can be acquired")
-    existing = dict(session.execute(
-        select(Acquisition.sample_id, Acquisition.round).where(Acquisition.run_id == run.id, Acquisition.sample_id.in_(ids))
-    ).all())
-    for sid, r in existing.items():
-        if r != round_index:
-            raise errors.AlreadyExists(f"sample {sid} was already acquired by run {run.id} in round {r}")
-    new = [item for item in items if item.sample_id not in existing]
-    if new:
-        session.execute(insert(Acquisition), [
-            {"run_id": run.id, "sample_id": i.sample_id, "round": round_index, "strategy": i.strategy, "score": float(i.score)} for i in new
-        ])
-
-
-def _put_round(session: Session, record: RoundRecord) -> None:
-    """As PoolStore.put_round, inside the caller's transaction."""
-    row = session.get(Round, (record.run_id, record.index)) or Round(run_id=record.run_id, index=record.index)
-    row.labelled_count = record.labelled_count
-    row.train_job_id = record.train_job_id
-    row.checkpoint_id = record.checkpoint_id
-    row.test_metrics_json = json.dumps(record.test_metrics)
-    row.agreement = record.agreement
-    row.selected_count = record.selected_count
-    row.started_at = record.started_at
-    row.finished_at = record.finished_at
-    row.train_seconds = record.train_seconds
-    row.score_seconds = record.score_seconds
-    session.merge(row)
 
 
 def _advance(run: Run, outcome: StepOutcome) -> None:

@@ -1,0 +1,177 @@
+"""Labels: submit a person's or the oracle's labels, reveal gold labels to a simulated run, the label
+history of a sample, and the reuse of the dataset's human labels by a human-mode run."""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from lesslabels.common import errors
+from lesslabels.common.vocabulary import SOURCES
+from lesslabels.pool.base import StorePart, find_dataset, find_run
+from lesslabels.pool.labelset import MAX_LABEL_LENGTH, check_not_near_duplicate
+from lesslabels.pool.models import Acquisition, CurrentLabel, Dataset, LabelEvent, Run, Sample, run_scope
+from lesslabels.pool.records import LabelEventRecord, LabelResult
+
+log = logging.getLogger(__name__)
+
+
+class LabelsPart(StorePart):
+    """The label operations of ``PoolStore``."""
+
+    def label_history(self, dataset_name: str, sample_id: int) -> list[LabelEventRecord]:
+        """Every label given to a sample in the dataset scope, oldest first (the last is in force)."""
+        with self._reading() as session:
+            dataset = find_dataset(session, dataset_name)
+            if session.scalar(select(Sample.id).where(Sample.id == sample_id, Sample.dataset_id == dataset.id)) is None:
+                raise errors.NotFound(f"sample {sample_id} not found in dataset {dataset_name!r}")
+            return [
+                LabelEventRecord(e.sample_id, e.label, e.source, e.annotator, e.created_at)
+                for e in session.scalars(
+                    select(LabelEvent).where(LabelEvent.sample_id == sample_id, LabelEvent.scope == run_scope(0))
+                    .order_by(LabelEvent.id)
+                )
+            ]
+
+    def submit_labels(
+        self,
+        dataset_name: str,
+        assignments: Sequence[tuple[int, str]],
+        *,
+        run_id: int = 0,
+        source: str = "human",
+        annotator: str = "",
+        idempotency_key: str = "",
+    ) -> LabelResult:
+        """Record labels. Idempotent twice over: a key seen before changes nothing, and a label equal
+        to the one in force is reported unchanged instead of adding an event."""
+        if source not in SOURCES:
+            raise errors.InvalidArgument(f"unknown label source {source!r}")
+        ids = [sid for sid, _ in assignments]
+        if len(set(ids)) != len(ids):
+            dup = next(sid for sid, n in collections.Counter(ids).items() if n > 1)
+            raise errors.InvalidArgument(f"sample {dup} appears more than once in one submission")
+
+        def submit(session: Session) -> LabelResult:
+            dataset = find_dataset(session, dataset_name)
+            if run_id:
+                find_run(session, run_id, dataset_id=dataset.id)
+            label_set = json.loads(dataset.labels_json)
+            allowed = list(label_set)
+            samples = {
+                s.id: s for s in session.scalars(select(Sample).where(Sample.dataset_id == dataset.id, Sample.id.in_(ids)))
+            }
+            for index, (sample_id, label) in enumerate(assignments):
+                where = f"label {index + 1} (sample {sample_id})"
+                if sample_id not in samples:
+                    raise errors.InvalidArgument(f"{where}: no such sample in dataset {dataset_name!r}")
+                if not label or not label.strip():
+                    raise errors.InvalidArgument(f"{where}: empty label")
+                if label_set and label not in label_set:
+                    check_not_near_duplicate(label, label_set, where)
+                    raise errors.InvalidArgument(f"{where}: label {label!r} is not in the dataset's label set {label_set}")
+                if not label_set and label not in allowed:
+                    # No label set yet: it is taken from the labels people give.
+                    if len(label) > MAX_LABEL_LENGTH:
+                        raise errors.InvalidArgument(f"{where}: label longer than {MAX_LABEL_LENGTH} characters")
+                    check_not_near_duplicate(label, allowed, where)
+                    allowed.append(label)
+            if not label_set and allowed:
+                dataset.labels_json = json.dumps(allowed)
+            return apply_labels(session, dataset, assignments, run_id, source, annotator, idempotency_key)
+
+        return self._writing(submit)
+
+    def reveal_labels(self, run_id: int, sample_ids: Sequence[int], source: str = "oracle") -> LabelResult:
+        """The simulated oracle: label samples the run acquired with their hidden gold labels."""
+        if source not in ("seed", "oracle"):
+            raise errors.InvalidArgument(f"reveal source must be seed or oracle, not {source!r}")
+        if len(set(sample_ids)) != len(sample_ids):
+            raise errors.InvalidArgument("a sample id appears more than once")
+
+        def reveal(session: Session) -> LabelResult:
+            run = find_run(session, run_id)
+            dataset = session.get(Dataset, run.dataset_id)
+            acquired = set(
+                session.scalars(select(Acquisition.sample_id).where(Acquisition.run_id == run_id, Acquisition.sample_id.in_(sample_ids)))
+            )
+            missing = [sid for sid in sample_ids if sid not in acquired]
+            if missing:
+                raise errors.FailedPrecondition(
+                    f"run {run_id} has not acquired samples {missing[:10]}: only acquired samples can be revealed"
+                )
+            gold = {sid: g for sid, g in session.execute(select(Sample.id, Sample.gold_label).where(Sample.id.in_(sample_ids))) if g}
+            no_gold = [sid for sid in sample_ids if sid not in gold]
+            if no_gold:
+                raise errors.FailedPrecondition(f"samples {no_gold[:10]} have no gold label to reveal (use human labelling)")
+            assignments = [(sid, gold[sid]) for sid in sample_ids]
+            return apply_labels(session, dataset, assignments, run_id, source, "oracle", f"reveal:{run_id}")
+
+        return self._writing(reveal)
+
+
+
+def apply_labels(
+    session: Session,
+    dataset: Dataset | None,
+    assignments: Sequence[tuple[int, str]],
+    run_id: int,
+    source: str,
+    annotator: str,
+    idempotency_key: str,
+) -> LabelResult:
+    """Record checked labels in the run's scope (the dataset's for run 0), inside the caller's transaction."""
+    scope = run_scope(run_id)
+    result = LabelResult()
+    current = {
+        c.sample_id: c
+        for c in session.scalars(
+            select(CurrentLabel).where(CurrentLabel.scope == scope, CurrentLabel.sample_id.in_([a[0] for a in assignments]))
+        )
+    }
+    keys = [f"{idempotency_key}:{scope}:{sid}" if idempotency_key else None for sid, _ in assignments]
+    seen_keys = set(session.scalars(select(LabelEvent.idempotency_key).where(LabelEvent.idempotency_key.in_([k for k in keys if k]))))
+    for (sample_id, label), key in zip(assignments, keys, strict=True):
+        existing = current.get(sample_id)
+        if key in seen_keys or (existing is not None and existing.label == label):
+            result.unchanged += 1
+            result.labels.append((sample_id, existing.label if existing else label))
+            continue
+        event = LabelEvent(sample_id=sample_id, scope=scope, label=label, source=source, annotator=annotator, idempotency_key=key)
+        session.add(event)
+        session.flush()
+        if existing is None:
+            session.add(CurrentLabel(sample_id=sample_id, scope=scope, label=label, event_id=event.id))
+            result.recorded += 1
+        else:
+            existing.label, existing.event_id = label, event.id
+            result.changed += 1
+        result.labels.append((sample_id, label))
+    session.flush()
+    if source == "human" and run_id:
+        # A label a person gives belongs to the dataset: later human-mode runs reuse it.
+        apply_labels(session, dataset, assignments, 0, source, annotator, idempotency_key)
+    return result
+
+
+def reuse_dataset_labels(session: Session, run: Run, sample_ids: Sequence[int]) -> None:
+    """Label acquired samples that a person already labelled for the dataset, so nobody is asked again."""
+    given = session.execute(
+        select(CurrentLabel.sample_id, CurrentLabel.label, LabelEvent.annotator)
+        .join(LabelEvent, LabelEvent.id == CurrentLabel.event_id)
+        .where(CurrentLabel.scope == run_scope(0), CurrentLabel.sample_id.in_(sample_ids), LabelEvent.source == "human")
+    ).all()
+    by_annotator: dict[str, list[tuple[int, str]]] = collections.defaultdict(list)
+    for sample_id, label, annotator in given:
+        by_annotator[annotator].append((sample_id, label))
+    dataset = session.get(Dataset, run.dataset_id)
+    for annotator, assignments in by_annotator.items():
+        apply_labels(session, dataset, assignments, run.id, "human", annotator, f"dataset-label:{run.id}")
+    if given:
+        log.info("event=dataset_labels_reused run=%d samples=%d", run.id, len(given))
+

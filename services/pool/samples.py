@@ -1,0 +1,213 @@
+"""Samples: import a file, list pages of samples, count them per split and label, export the labelled set."""
+
+from __future__ import annotations
+
+import collections
+import csv
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+from sqlalchemy import and_, func, insert, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from lesslabels.common import errors
+from lesslabels.common.vocabulary import SPLITS
+from lesslabels.pool import importers
+from lesslabels.pool.base import NAME_RE, StorePart, find_dataset, find_run
+from lesslabels.pool.labelset import MAX_LABEL_LENGTH, check_not_near_duplicate
+from lesslabels.pool.models import CurrentLabel, Dataset, Sample, run_scope
+from lesslabels.pool.records import DuplicateInfo, ImportResult, SampleRecord, SplitCount
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE = 5000
+_INSERT_CHUNK = 1000
+
+
+class SamplesPart(StorePart):
+    """The sample operations of ``PoolStore``."""
+
+    def import_samples(
+        self,
+        dataset_name: str,
+        data: bytes,
+        *,
+        fmt: importers.Format = importers.Format.AUTO,
+        default_split: str = "train",
+        create_dataset: bool = False,
+        keep_whitespace: bool = False,
+    ) -> ImportResult:
+        """Import a whole file in one transaction: all rows are stored or none is."""
+        if default_split not in SPLITS:
+            raise errors.InvalidArgument(f"unknown split {default_split!r}")
+        if not create_dataset:
+            with self._reading() as session:
+                find_dataset(session, dataset_name)  # NOT_FOUND before spending time on parsing
+        rows, fmt = importers.parse(data, fmt, keep_whitespace=keep_whitespace)
+        for row in rows:
+            if row.label is not None and len(row.label) > MAX_LABEL_LENGTH:
+                raise errors.InvalidArgument(f"row {row.row + 1}: label longer than {MAX_LABEL_LENGTH} characters")
+
+        def do_import(session: Session) -> ImportResult:
+            dataset = session.scalar(select(Dataset).where(Dataset.name == dataset_name))
+            if dataset is None:
+                if not create_dataset:
+                    raise errors.NotFound(f"dataset {dataset_name!r} not found (create it first, or ask to create it)")
+                if not NAME_RE.match(dataset_name or ""):
+                    raise errors.InvalidArgument(f"invalid dataset name {dataset_name!r}")
+                dataset = Dataset(name=dataset_name, description="", labels_json="[]", labels_fixed=False)
+                session.add(dataset)
+                session.flush()
+            labels = json.loads(dataset.labels_json)
+            known = set(labels)
+            for row in rows:
+                if row.label is not None and row.label not in known:
+                    if dataset.labels_fixed:
+                        raise errors.InvalidArgument(
+                            f"row {row.row + 1}: label {row.label!r} is not in the dataset's label set {labels}"
+                        )
+                    check_not_near_duplicate(row.label, labels, f"row {row.row + 1}")
+                    labels.append(row.label)
+                    known.add(row.label)
+            dataset.labels_json = json.dumps(labels)
+            duplicates = self._find_duplicates(session, dataset.id, rows)
+            values = [
+                dict(dataset_id=dataset.id, row=row.row, text=row.text, split=row.split or default_split, gold_label=row.label)
+                for row in rows
+            ]
+            for start in range(0, len(values), _INSERT_CHUNK):
+                session.execute(insert(Sample), values[start : start + _INSERT_CHUNK])
+            by_label = collections.Counter(row.label or "" for row in rows)
+            return ImportResult(dataset_name, len(rows), dict(by_label), duplicates, fmt)
+
+        try:
+            result = self._writing(do_import)
+        except IntegrityError as exc:
+            raise errors.AlreadyExists(f"dataset {dataset_name!r} was created concurrently: {exc.orig}") from None
+        log.info("event=imported dataset=%s rows=%d duplicates=%d", dataset_name, result.imported, result.duplicate_rows)
+        return result
+
+    @staticmethod
+    def _find_duplicates(session: Session, dataset_id: int, rows: list[importers.ImportRow]) -> list[DuplicateInfo]:
+        seen: dict[str, list[int]] = collections.defaultdict(list)
+        for row in rows:
+            seen[row.text].append(row.row)
+        existing: set[str] = set()
+        texts = list(seen)
+        for start in range(0, len(texts), 500):
+            chunk = texts[start : start + 500]
+            existing.update(session.scalars(select(Sample.text).where(Sample.dataset_id == dataset_id, Sample.text.in_(chunk))))
+        duplicates = []
+        for text, occurrences in seen.items():
+            if text in existing:
+                duplicates.append(DuplicateInfo(text, occurrences, -1))
+            elif len(occurrences) > 1:
+                duplicates.append(DuplicateInfo(text, occurrences[1:], occurrences[0]))
+        return duplicates
+
+    def list_samples(
+        self,
+        dataset_name: str,
+        *,
+        split: str | None = None,
+        state: str = "any",
+        run_id: int = 0,
+        page_size: int = 500,
+        after_id: int = 0,
+        limit: int = 0,
+        include_gold: bool = False,
+    ) -> Iterator[tuple[list[SampleRecord], int, int]]:
+        """Yield pages ``(samples, last_id, total)`` in id order; ``total`` is counted for the first page."""
+        if state not in ("any", "labelled", "unlabelled"):
+            raise errors.InvalidArgument(f"unknown label state {state!r}")
+        if page_size < 0 or limit < 0 or after_id < 0:
+            raise errors.InvalidArgument("page_size, limit and page_token must not be negative")
+        page_size = min(page_size or 500, MAX_PAGE)
+        if include_gold and split not in ("test", "dev"):
+            raise errors.InvalidArgument(
+                "include_gold is only allowed for the test and dev splits: train-split gold labels are "
+                "the hidden oracle, revealed only for samples a run acquired"
+            )
+        scope = run_scope(run_id)
+        with self._reading() as session:
+            dataset = find_dataset(session, dataset_name)
+            if run_id:
+                find_run(session, run_id, dataset_id=dataset.id)
+            labels_join = and_(CurrentLabel.sample_id == Sample.id, CurrentLabel.scope == scope)
+            conditions = [Sample.dataset_id == dataset.id]
+            if split:
+                conditions.append(Sample.split == split)
+            if state == "labelled":
+                conditions.append(CurrentLabel.label.is_not(None))
+            elif state == "unlabelled":
+                conditions.append(CurrentLabel.label.is_(None))
+            total = session.execute(
+                select(func.count()).select_from(Sample).outerjoin(CurrentLabel, labels_join).where(*conditions)
+            ).scalar_one()
+            if limit:
+                total = min(total, limit)
+        yielded = 0
+        while True:
+            take = page_size if not limit else min(page_size, limit - yielded)
+            if take <= 0:
+                return
+            with self._reading() as session:
+                rows = session.execute(
+                    select(Sample.id, Sample.text, Sample.split, Sample.row, Sample.gold_label, CurrentLabel.label)
+                    .outerjoin(CurrentLabel, labels_join)
+                    .where(*conditions, Sample.id > after_id)
+                    .order_by(Sample.id)
+                    .limit(take)
+                ).all()
+            page = [
+                SampleRecord(r.id, dataset_name, r.text, r.split, r.row, r.label or "", (r.gold_label or "") if include_gold else "")
+                for r in rows
+            ]
+            yielded += len(page)
+            if page:
+                after_id = page[-1].id
+            last_page = len(page) < take or (limit and yielded >= limit)
+            yield page, (0 if last_page else after_id), total
+            if last_page:
+                return
+
+
+    def counts(self, dataset_name: str, run_id: int = 0) -> dict[str, SplitCount]:
+        scope = run_scope(run_id)
+        with self._reading() as session:
+            dataset = find_dataset(session, dataset_name)
+            if run_id:
+                find_run(session, run_id, dataset_id=dataset.id)
+            result = {split: SplitCount() for split in SPLITS}
+            for split, gold, n in session.execute(
+                select(Sample.split, Sample.gold_label, func.count()).where(Sample.dataset_id == dataset.id).group_by(Sample.split, Sample.gold_label)
+            ):
+                result[split].total += n
+                result[split].gold_by_label[gold or ""] = n
+            for split, label, n in session.execute(
+                select(Sample.split, CurrentLabel.label, func.count())
+                .join(CurrentLabel, and_(CurrentLabel.sample_id == Sample.id, CurrentLabel.scope == scope))
+                .where(Sample.dataset_id == dataset.id)
+                .group_by(Sample.split, CurrentLabel.label)
+            ):
+                result[split].labelled += n
+                result[split].labelled_by_label[label] = n
+            return result
+
+    def export_labels(self, dataset_name: str, run_id: int = 0, chunk_rows: int = 1000) -> Iterator[bytes]:
+        """The labelled set as CSV with a ``label,text`` header, in chunks."""
+        header_sent = False
+        for page, _, _ in self.list_samples(dataset_name, state="labelled", run_id=run_id, page_size=chunk_rows):
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            if not header_sent:
+                writer.writerow(["label", "text"])
+                header_sent = True
+            writer.writerows([s.label, s.text] for s in page)
+            yield buffer.getvalue().encode()
+        if not header_sent:
+            yield b"label,text\n"
+
