@@ -95,6 +95,31 @@ def test_upgrading_a_database_of_the_first_schema_keeps_its_runs(tmp_path):
     assert store.create_run("old", "{}").id not in (7, first.id)
 
 
+def test_upgrading_rounds_recorded_before_validation_metrics_keeps_them(tmp_path):
+    """Migration 0004 adds the rounds' validation metrics: a round recorded before keeps its test
+    metrics and has none (so its run keeps the latest round)."""
+    from sqlalchemy import create_engine, text
+
+    from lesslabels.pool.db import migrate
+    from lesslabels.pool.store import PoolStore
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    migrate(url, "0003")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO datasets (id, name, description, labels_json, labels_fixed, created_at) "
+                          "VALUES (1, 'old', '', '[]', 0, '2026-11-23 20:00:00')"))
+        conn.execute(text("INSERT INTO runs (id, dataset_id, config_json, state, step, round, error, stop_reason, "
+                          "created_at, updated_at) VALUES (7, 1, '{}', 'COMPLETED', 'DONE', 1, '', '', "
+                          "'2026-11-23 20:00:00', '2026-11-23 20:00:00')"))
+        conn.execute(text("INSERT INTO rounds (run_id, \"index\", labelled_count, train_job_id, checkpoint_id, "
+                          "test_metrics_json, agreement, selected_count, train_seconds, score_seconds) VALUES "
+                          "(7, 0, 20, 'j0', 'c0', '{\"accuracy\": 0.9, \"count\": 10}', 0, 5, 1.0, 2.0)"))
+    engine.dispose()
+    (kept,) = PoolStore(url).list_rounds(7)
+    assert (kept.checkpoint_id, kept.test_metrics["accuracy"], kept.validation_metrics) == ("c0", 0.9, {})
+
+
 def test_sqlite_pragmas(tmp_path):
     from lesslabels.pool.db import make_engine
 

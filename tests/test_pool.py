@@ -368,6 +368,7 @@ def test_runs_rounds_and_compare_and_set(pool_address, stub):
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "TRAIN" in err.details()
     rnd = run_pb2.Round(run_id=run.id, index=0, labelled_count=2, checkpoint_id="c0",
                         test=common_pb2.EvalMetrics(accuracy=0.5, macro_f1=0.4, per_class_f1={"greet": 0.6}, count=10),
+                        validation=common_pb2.EvalMetrics(accuracy=0.75, macro_f1=0.7, count=4),
                         started_at="2026-01-01T00:00:00Z")
     stub.PutRound(rnd, timeout=5)
     stub.PutRound(run_pb2.Round(run_id=run.id, index=0, labelled_count=2, checkpoint_id="c0b"), timeout=5)
@@ -377,6 +378,8 @@ def test_runs_rounds_and_compare_and_set(pool_address, stub):
     stub.PutRound(rnd, timeout=5)
     rounds = stub.ListRounds(pool_pb2.ListRoundsRequest(run_id=run.id), timeout=5).rounds
     assert rounds[0].test.per_class_f1["greet"] == pytest.approx(0.6) and rounds[0].started_at == "2026-01-01T00:00:00Z"
+    assert (rounds[0].validation.accuracy, rounds[0].validation.count) == (0.75, 4)
+    assert not rounds[1].HasField("validation") or rounds[1].validation.count == 0
     assert [r.id for r in stub.ListRuns(pool_pb2.ListRunsRequest(states=[run_pb2.RUN_STATE_RUNNING]), timeout=5).runs] == [run.id]
     assert stub.ListRuns(pool_pb2.ListRunsRequest(states=[run_pb2.RUN_STATE_FAILED]), timeout=5).runs == []
     for call in [lambda: stub.GetRun(pool_pb2.GetRunRequest(run_id=999), timeout=5),

@@ -77,6 +77,7 @@ def test_label_a_batch_through_the_api_and_the_next_round_comes_with_suggestions
 
     run_page = client.get(f"/runs/{run_id}")
     assert run_page.status_code == 200
+    assert re.search(r'id="kept-model">Model: round 0, checkpoint <code>[^<]+</code>', run_page.text)
     assert 'class="accuracy"' in run_page.text and "<td>12</td>" in run_page.text  # round 0 trained on 12 labels
     detail = client.get(f"/api/runs/{run_id}").json()
     assert detail["rounds"][0]["labelled"] == 12 and detail["rounds"][0]["accuracy"] is not None
@@ -129,9 +130,11 @@ class FakeBackend:
         if run_id == 404:
             raise errors.NotFound("run 404 not found <script>alert(1)</script>")
         run = {**self.list_runs()[0], "id": run_id, "human": run_id != 2, "strategy": "entropy", "error": "", "stop_reason": ""}
-        rounds = [{"index": 0, "labelled": 10, "accuracy": 0.73, "macro_f1": 0.7, "per_class_f1": {"a": 0.8, "b": 0.6}},
-                  {"index": 1, "labelled": 22, "accuracy": 0.15, "macro_f1": 0.1, "per_class_f1": {"a": 0.2, "b": 0.0}}]
-        return {"run": run, "rounds": rounds}
+        rounds = [{"index": 0, "labelled": 10, "accuracy": 0.73, "macro_f1": 0.7, "per_class_f1": {"a": 0.8, "b": 0.6},
+                   "checkpoint_id": "c0", "validation_accuracy": 0.8},
+                  {"index": 1, "labelled": 22, "accuracy": 0.15, "macro_f1": 0.1, "per_class_f1": {"a": 0.2, "b": 0.0},
+                   "checkpoint_id": "c1", "validation_accuracy": 0.2}]
+        return {"run": run, "rounds": rounds, "kept": rounds[0]}
 
     def submit_label(self, run_id, sample_id, label, annotator, key):
         self.submitted.append(key)
@@ -208,6 +211,9 @@ def test_run_page_warns_on_a_sharp_accuracy_drop(fake):
     page = TestClient(create_app(fake)).get("/runs/1").text
     assert 'class="drop"' in page and "accuracy fell from 73.0% to 15.0%" in page
     assert "<th>F1 a</th>" in page and "<td>0.80</td>" in page
+    # The run keeps the model before the drop: its best round by validation, not the latest.
+    assert "Model: round 0, checkpoint <code>c0</code> (best validation accuracy 80.0%" in " ".join(page.split())
+    assert page.count('<strong class="kept">model</strong>') == 1
 
 
 def test_accuracy_drops_and_curve_coordinates():

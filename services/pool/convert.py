@@ -114,11 +114,13 @@ def run_to_proto(record: RunRecord) -> run_pb2.Run:
 
 def round_to_proto(record: RoundRecord) -> run_pb2.Round:
     test = json_format.ParseDict(record.test_metrics or {}, common_pb2.EvalMetrics(), ignore_unknown_fields=True)
+    validation = json_format.ParseDict(record.validation_metrics or {}, common_pb2.EvalMetrics(),
+                                       ignore_unknown_fields=True)
     return run_pb2.Round(
         run_id=record.run_id, index=record.index, labelled_count=record.labelled_count, train_job_id=record.train_job_id,
         checkpoint_id=record.checkpoint_id, test=test, agreement=record.agreement, selected_count=record.selected_count,
         started_at=rfc3339(record.started_at), finished_at=rfc3339(record.finished_at),
-        train_seconds=record.train_seconds, score_seconds=record.score_seconds,
+        train_seconds=record.train_seconds, score_seconds=record.score_seconds, validation=validation,
     )
 
 
@@ -138,6 +140,7 @@ def round_from_proto(message: run_pb2.Round) -> RoundRecord:
         test_metrics=json_format.MessageToDict(message.test, preserving_proto_field_name=True),
         agreement=message.agreement, selected_count=message.selected_count, started_at=started, finished_at=finished,
         train_seconds=message.train_seconds, score_seconds=message.score_seconds,
+        validation_metrics=json_format.MessageToDict(message.validation, preserving_proto_field_name=True),
     )
 
 

@@ -110,6 +110,7 @@ class Round(Base):
     checkpoint_id: Mapped[str] = mapped_column(String(128), default="")
     # EvalMetrics as JSON.
     test_metrics_json: Mapped[str] = mapped_column(Text, default="{}")
+    validation_metrics_json: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
     agreement: Mapped[float] = mapped_column(Float, default=0.0)
     selected_count: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

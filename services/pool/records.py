@@ -107,6 +107,7 @@ class RoundRecord:
     finished_at: dt.datetime | None = None
     train_seconds: float = 0.0
     score_seconds: float = 0.0
+    validation_metrics: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass

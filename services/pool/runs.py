@@ -119,6 +119,7 @@ class RunsPart(StorePart):
                 RoundRecord(
                     r.run_id, r.index, r.labelled_count, r.train_job_id, r.checkpoint_id, json.loads(r.test_metrics_json or "{}"),
                     r.agreement, r.selected_count, r.started_at, r.finished_at, r.train_seconds, r.score_seconds,
+                    json.loads(r.validation_metrics_json or "{}"),
                 )
                 for r in session.scalars(select(Round).where(Round.run_id == run_id).order_by(Round.index))
             ]
@@ -166,6 +167,7 @@ def store_round(session: Session, record: RoundRecord) -> None:
     row.train_job_id = record.train_job_id
     row.checkpoint_id = record.checkpoint_id
     row.test_metrics_json = json.dumps(record.test_metrics)
+    row.validation_metrics_json = json.dumps(record.validation_metrics)
     row.agreement = record.agreement
     row.selected_count = record.selected_count
     row.started_at = record.started_at

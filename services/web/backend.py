@@ -19,6 +19,7 @@ from lesslabels.client import (
     ScorerClient,
     Suggestion,
     batch_model,
+    kept_round,
     suggest,
 )
 
@@ -52,6 +53,7 @@ def round_view(r) -> dict:
         "accuracy": test.accuracy if test else None, "macro_f1": test.macro_f1 if test else None,
         "per_class_f1": dict(sorted(test.per_class_f1.items())) if test else {}, "selected": r.selected_count,
         "train_seconds": r.train_seconds,
+        "validation_accuracy": r.validation.accuracy if r.validation and r.validation.count else None,
     }
 
 
@@ -77,7 +79,9 @@ class SdkBackend:
 
     def run_detail(self, run_id: int) -> dict:
         detail = self.coordinator.get_run(run_id)
-        return {"run": run_view(detail.run), "rounds": [round_view(r) for r in detail.rounds]}
+        kept = kept_round(detail.rounds)
+        return {"run": run_view(detail.run), "rounds": [round_view(r) for r in detail.rounds],
+                "kept": round_view(kept) if kept else None}
 
     def queue(self, run_id: int) -> dict:
         """The pending batch of a human-mode run, each text with the model's suggestion."""

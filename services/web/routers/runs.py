@@ -27,7 +27,8 @@ def run_page(request: Request, run_id: int):
     rounds = detail["rounds"]
     classes = sorted({c for r in rounds for c in r["per_class_f1"]})
     return render(request, "run.html", {
-        "run": detail["run"], "rounds": rounds, "classes": classes, "warnings": accuracy_drops(rounds),
+        "run": detail["run"], "rounds": rounds, "kept": detail.get("kept"), "classes": classes,
+        "warnings": accuracy_drops(rounds),
         "curve": learning_curve_svg(rounds),
     })
 
