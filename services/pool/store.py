@@ -290,7 +290,7 @@ class PoolStore:
             session.execute(sa_delete(Run).where(Run.dataset_id == dataset.id))
             session.execute(sa_delete(Sample).where(Sample.dataset_id == dataset.id))
             session.execute(sa_delete(Dataset).where(Dataset.id == dataset.id))
-            return count
+            return count or 0  # COUNT(*) is never NULL; 0 keeps the type an int
 
         removed = self._writing(delete_rows)
         log.info("event=dataset_deleted dataset=%s samples=%d", name, removed)
@@ -824,7 +824,7 @@ def check_not_near_duplicate(label: str, existing: Sequence[str], where: str = "
 
 
 def _validate_label_set(labels: Sequence[str]) -> list[str]:
-    clean = []
+    clean: list[str] = []
     for label in labels:
         if not label or not label.strip():
             raise errors.InvalidArgument("labels must not be empty strings")
