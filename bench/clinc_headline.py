@@ -53,6 +53,8 @@ log = logging.getLogger("clinc_headline")
 def _headline():
     """bench/headline.py as a module (bench/ is not a package): its stack, run loop and AUC."""
     spec = importlib.util.spec_from_file_location("headline_bench", ROOT / "bench" / "headline.py")
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {ROOT / 'bench' / 'headline.py'}")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -62,6 +64,7 @@ def _headline():
 
 
 def arm_config(arm: str, seed: int, args):
+    from lesslabels.common import vocabulary
     from lesslabels.v1 import common_pb2, run_pb2
 
     # Zero fields are the trainer's defaults: the recipe under test.
@@ -76,7 +79,10 @@ def arm_config(arm: str, seed: int, args):
         config.hyperparameters.max_epochs = args.full_epochs
     elif arm in ("best", "random"):
         name = args.best_strategy if arm == "best" else "random"
-        config.strategy = run_pb2.Strategy.Value("STRATEGY_" + name.upper().replace("-", "_"))
+        key = name.lower().replace("-", "_")
+        if key not in vocabulary.STRATEGY_TO_PROTO:
+            raise SystemExit(f"unknown strategy {name!r}; choose from {', '.join(vocabulary.STRATEGY_TO_PROTO)}")
+        config.strategy = vocabulary.STRATEGY_TO_PROTO[key]
         config.seed_strategy = run_pb2.SEED_STRATEGY_DIVERSE
         config.seed_size.fraction = args.seed_size
         config.batch_size.fraction = args.batch
@@ -89,14 +95,11 @@ def arm_config(arm: str, seed: int, args):
 def import_clinc(stack, workdir: pathlib.Path, limit: int) -> dict:
     """Train and test splits into the pool as ``clinc150``. ``limit`` (smoke runs): a random
     ``limit`` training rows and ``limit // 5`` test rows (seeded, so every class can appear)."""
-    import grpc
-
     from lesslabels.cli.data import import_file
-    from lesslabels.v1 import pool_pb2_grpc
+    from lesslabels.client import PoolClient
 
     counts = {}
-    with grpc.insecure_channel(stack.pool_address) as channel:
-        stub = pool_pb2_grpc.PoolServiceStub(channel)
+    with PoolClient(stack.pool_address) as pool:
         for split in ("train", "test"):
             path = DATA / f"{split}.csv"
             if limit:
@@ -107,7 +110,7 @@ def import_clinc(stack, workdir: pathlib.Path, limit: int) -> dict:
                 path = workdir / f"{split}.csv"
                 with open(path, "w", newline="", encoding="utf-8") as f:
                     csv.writer(f).writerows([header] + [rows[i] for i in sorted(order)])
-            counts[split] = import_file(stub, path, DATASET, split=split, fmt="csv-header").imported
+            counts[split] = import_file(pool, path, DATASET, split=split, fmt="csv-header").imported
     return counts
 
 
@@ -136,11 +139,10 @@ def targets(summary: dict) -> dict:
         y = np.array(entry["accuracy_mean"])
         x = np.array(entry["labelled_fraction"])
         at = accuracy_at(GAP_AT, x, y)
-        row = {"largest_fall": largest_fall(y), "accuracy_at_10pct": at,
-               "gap_to_full_at_10pct": (full - at) if (full is not None and at is not None) else None}
-        row["falls_ok"] = row["largest_fall"] <= MAX_FALL
-        row["gap_ok"] = None if row["gap_to_full_at_10pct"] is None else row["gap_to_full_at_10pct"] <= MAX_GAP
-        out["arms"][arm] = row
+        fall = largest_fall(y)
+        gap = (full - at) if (full is not None and at is not None) else None
+        out["arms"][arm] = {"largest_fall": fall, "accuracy_at_10pct": at, "gap_to_full_at_10pct": gap,
+                            "falls_ok": fall <= MAX_FALL, "gap_ok": None if gap is None else gap <= MAX_GAP}
     best, random = summary["arms"].get("best"), summary["arms"].get("random")
     if best and random:
         out["best_minus_random_auc"] = best["auc"] - random["auc"]

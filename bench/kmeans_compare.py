@@ -20,11 +20,13 @@ with tempfile.TemporaryDirectory() as tmp:
     path.write_text(subprocess.run(["git", "-C", str(ROOT), "show", "e0a5cf2:services/coordinator/strategies.py"],
                                    check=True, capture_output=True, text=True).stdout)
     spec = importlib.util.spec_from_file_location("old_strategies", path)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"cannot load {path}")
     old = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(old)
 for spread in (0.5, 2.0, 4.0):  # blob sd vs centre sd 10/sqrt(dim)... harder as it grows
     for k in (50, 150):
-        cov = {"old": [], "new": []}
+        cov: dict[str, list[int]] = {"old": [], "new": []}
         for seed in range(10):
             rng = np.random.default_rng(seed)
             centres = rng.normal(size=(150, 32)) * 1.0

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import pathlib
@@ -43,21 +44,21 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results" / "recipe_bench.jsonl"
 RECIPES = ("old", "new", "new-random-head", "new-holdout", "prototype")
-COMMON = dict(learning_rate=1e-4, batch_size=16, max_length=64, min_steps=250)
 
 
 def recipe_config(name: str):
     from lesslabels.trainer.engine import TrainConfig
 
+    common = TrainConfig(learning_rate=1e-4, batch_size=16, max_length=64, min_steps=250)
     if name == "old":
-        return TrainConfig(**COMMON, max_epochs=10, patience=2, max_steps=600, min_steps_per_class=0,
-                           head_init="random", holdout_min_per_class=0)
+        return dataclasses.replace(common, max_epochs=10, patience=2, max_steps=600, min_steps_per_class=0,
+                                   head_init="random", holdout_min_per_class=0)
     if name in ("new", "prototype"):
-        return TrainConfig(**COMMON)
+        return common
     if name == "new-random-head":
-        return TrainConfig(**COMMON, head_init="random")
+        return dataclasses.replace(common, head_init="random")
     if name == "new-holdout":
-        return TrainConfig(**COMMON, holdout_min_per_class=0)
+        return dataclasses.replace(common, holdout_min_per_class=0)
     raise SystemExit(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
 
 

@@ -44,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
                 pass
             with httpx.Client(base_url=stack.web_url.rstrip("/"), timeout=30) as browser:
                 page = browser.get(f"/runs/{run.id}/label")
-                csrf = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)
+                found = re.search(r'name="csrf-token" content="([^"]+)"', page.text)
+                if found is None:
+                    raise SystemExit(f"no csrf-token on the labelling page (HTTP {page.status_code})")
+                csrf = found.group(1)
                 queue = browser.get(f"/api/runs/{run.id}/queue").json()
                 items = queue["items"][:-1]  # the last one would start training
                 timings = []

@@ -28,7 +28,7 @@ def server_settings_for_tests(**overrides) -> ServerSettings:
 
 
 def import_bytes(address: str, dataset: str, data: bytes, *, split: str = "train",
-                 fmt: int = pool_pb2.IMPORT_FORMAT_AUTO, create: bool = True, chunk: int = 64 * 1024,
+                 fmt: pool_pb2.ImportFormat = pool_pb2.IMPORT_FORMAT_AUTO, create: bool = True, chunk: int = 64 * 1024,
                  token: str = "") -> pool_pb2.ImportSummary:
     header = pool_pb2.ImportHeader(dataset=dataset, format=fmt, split=SPLITS[split], create_dataset=create)
 

@@ -17,6 +17,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -27,6 +28,10 @@ from lesslabels.client import PoolClient as SdkPoolClient
 from lesslabels.coordinator.clients import PoolClient
 from lesslabels.coordinator.engine import Coordinator
 from tests.helpers import import_rows, server_settings_for_tests
+
+if TYPE_CHECKING:
+    from lesslabels.common.server import Server
+    from lesslabels.coordinator.main import CoordinatorServer
 
 LABELS = ("flight", "airfare", "ground_service", "abbreviation")
 
@@ -182,7 +187,7 @@ def wait_for(predicate: Callable[[], object], timeout: float = 20.0, interval: f
 
 def wait_for_state(pool: PoolClient, run_id: int, states, timeout: float = 30.0) -> model.RunInfo:
     states = (states,) if isinstance(states, str) else tuple(states)
-    last = []
+    last: list[model.RunInfo] = []
 
     def check():
         run = pool.get_run(run_id)
@@ -205,9 +210,9 @@ class RealStack:
     trainer_address: str
     scorer_address: str
     coordinator_address: str
-    coordinator_server: object
-    servers: dict
-    _build_coordinator: Callable
+    coordinator_server: CoordinatorServer
+    servers: dict[str, Server]
+    _build_coordinator: Callable[[], tuple[CoordinatorServer, str]]
 
     def restart_coordinator(self) -> None:
         """Stop the coordinator (its runs stay as recorded) and start a fresh one that resumes them."""
@@ -223,7 +228,7 @@ def start_real_stack(tmp_path, *, token: str = "") -> tuple[RealStack, Callable[
     from lesslabels.trainer.main import build_server as build_trainer
 
     settings = server_settings_for_tests(token=token)
-    servers = {}
+    servers: dict[str, Server] = {}
     pool = build_pool(settings, f"sqlite:///{tmp_path / 'pool.db'}")
     pool.start()
     pool.set_serving()
@@ -240,7 +245,7 @@ def start_real_stack(tmp_path, *, token: str = "") -> tuple[RealStack, Callable[
     servers["scorer"] = scorer
     trainer_address, scorer_address = f"127.0.0.1:{trainer.port}", f"127.0.0.1:{scorer.port}"
 
-    def build():
+    def build() -> tuple[CoordinatorServer, str]:
         server = build_coordinator(settings, pool_address, trainer_address, scorer_address, token=token,
                                    rpc_timeout=30, retry_backoff=0.2)
         server.start()

@@ -64,7 +64,7 @@ class RunView:
         self.latest: dict[int, Round] = {}
         self._header = False
         self._bar: Any = None  # a tqdm bar; tqdm is imported when first needed
-        self._bar_key: tuple[int, int] | None = None
+        self._bar_key: tuple[int, str] | None = None
         self._last_line = ""
 
     def _write(self, text: str) -> None:

@@ -14,6 +14,7 @@ from lesslabels.cli.live import describe_run, progress_enabled
 from lesslabels.cli.runconfig import FINAL_STATES, STATE_NAMES, STRATEGIES, WAITING, add_run_flags, \
     run_config_from_args, strategy_label
 from lesslabels.cli.runs import parse_run_id
+from lesslabels.client import RunDetail
 
 
 def _write(path: str, text: str) -> None:
@@ -82,14 +83,14 @@ def _csv_list(text: str, flag: str, cast=str) -> list:
         raise CliError(f"{flag} {text!r}: expected a comma-separated list", exit_code=2) from None
 
 
-def wait_for_runs(client: Client, run_ids: list[int], *, progress: bool, poll: float = 2.0) -> dict[int, object]:
+def wait_for_runs(client: Client, run_ids: list[int], *, progress: bool, poll: float = 2.0) -> dict[int, RunDetail]:
     """Poll until every run is final or waits for labels; one bar counting finished runs."""
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(run_ids), desc="runs finished", file=sys.stderr)
-    details: dict[int, object] = {}
+    details: dict[int, RunDetail] = {}
     try:
         while True:
             details = {rid: client.get_run(rid) for rid in run_ids}
@@ -107,7 +108,7 @@ def wait_for_runs(client: Client, run_ids: list[int], *, progress: bool, poll: f
             bar.close()
 
 
-def group_curves(details: dict[int, object], group_by: str) -> tuple[dict, list[str]]:
+def group_curves(details: dict[int, RunDetail], group_by: str) -> tuple[dict, list[str]]:
     """{group: {run_id: (labels, accuracies)}} from completed runs; notes on the runs left out."""
     groups: dict[str, dict[int, tuple[list[float], list[float]]]] = {}
     notes = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 
 import grpc
 
@@ -85,7 +85,7 @@ class ServiceClient:
         except grpc.RpcError as exc:
             raise self._error(exc, what) from None
 
-    def _stream(self, fn: Callable, request: Any, what: str, timeout: float | None) -> Iterator[Any]:
+    def _stream(self, fn: Callable, request: Any, what: str, timeout: float | None) -> Generator[Any, None, None]:
         """The messages of a server stream; a failure mid-stream raises the domain error. Closing
         the generator early cancels the call."""
         call = fn(request, timeout=self._deadline(timeout))

@@ -27,6 +27,17 @@ from lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2, run_p
 WATCH_WINDOW = 600.0
 
 
+def _vocabulary_name(value: str, mapping: Mapping[str, object], what: str) -> str:
+    """``value`` as the vocabulary's name: "" takes the coordinator's default; "least-confidence" is
+    "least_confidence"; an unknown name is InvalidArgument."""
+    if not value:
+        return value
+    name = value.replace("-", "_") if isinstance(value, str) else value
+    if name not in mapping:
+        raise InvalidArgument(f"run config: unknown {what} {value!r} (expected {', '.join(sorted(mapping))})")
+    return name
+
+
 def _config(config: RunConfig | run_pb2.RunConfig | None, fields: dict) -> run_pb2.RunConfig:
     if isinstance(config, run_pb2.RunConfig):
         if fields:
@@ -41,19 +52,12 @@ def _config(config: RunConfig | run_pb2.RunConfig | None, fields: dict) -> run_p
         config = dataclasses.replace(config, **fields)
     if not isinstance(config, RunConfig):
         raise InvalidArgument(f"config must be a RunConfig, got {type(config).__name__}")
-    names = {}
-    for field, mapping, what in (("strategy", convert.STRATEGY_TO_PROTO, "strategy"),
-                                 ("seed_strategy", convert.SEED_STRATEGY_TO_PROTO, "seed strategy"),
-                                 ("oracle", convert.ORACLE_TO_PROTO, "oracle mode")):
-        value = getattr(config, field)
-        if value:  # "" takes the coordinator's default; "least-confidence" is "least_confidence"
-            name = value.replace("-", "_") if isinstance(value, str) else value
-            if name not in mapping:
-                raise InvalidArgument(f"run config: unknown {what} {value!r} "
-                                      f"(expected {', '.join(sorted(mapping))})")
-            names[field] = name
+    normalized = dataclasses.replace(
+        config, strategy=_vocabulary_name(config.strategy, convert.STRATEGY_TO_PROTO, "strategy"),
+        seed_strategy=_vocabulary_name(config.seed_strategy, convert.SEED_STRATEGY_TO_PROTO, "seed strategy"),
+        oracle=_vocabulary_name(config.oracle, convert.ORACLE_TO_PROTO, "oracle mode"))
     try:
-        return convert.run_config_to_proto(dataclasses.replace(config, **names))
+        return convert.run_config_to_proto(normalized)
     except json_format.ParseError as exc:
         raise InvalidArgument(f"run config: hyperparameters: {exc}") from None
 

@@ -25,7 +25,7 @@ from lesslabels.client.types import (
     SplitCounts,
 )
 from lesslabels.coordinator import convert
-from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
+from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc, run_pb2
 
 #: Bytes per ImportSamples message: imports stream in bounded chunks, never one giant message.
 CHUNK_BYTES = 1024 * 1024
@@ -293,10 +293,12 @@ class PoolClient(ServiceClient):
                    timeout: float | None = None) -> Run:
         """Advance a run record; with ``expected_step``/``expected_round`` only if it is still there."""
         request = pool_pb2.UpdateRunRequest(
-            run_id=run_id, state=_choice(state, convert.STATE_TO_PROTO, "run state") if state else 0,
-            step=_choice(step, convert.STEP_TO_PROTO, "run step") if step else 0, round=round or 0, error=error,
-            stop_reason=stop_reason,
-            expected_step=_choice(expected_step, convert.STEP_TO_PROTO, "run step") if expected_step else 0,
+            run_id=run_id,
+            state=_choice(state, convert.STATE_TO_PROTO, "run state") if state else run_pb2.RUN_STATE_UNSPECIFIED,
+            step=_choice(step, convert.STEP_TO_PROTO, "run step") if step else run_pb2.RUN_STEP_UNSPECIFIED,
+            round=round or 0, error=error, stop_reason=stop_reason,
+            expected_step=(_choice(expected_step, convert.STEP_TO_PROTO, "run step") if expected_step
+                           else run_pb2.RUN_STEP_UNSPECIFIED),
             expected_round=expected_round,
         )
         return convert.run_from_proto(self._unary(self._stub.UpdateRun, request, f"update run {run_id}", timeout))
@@ -313,8 +315,8 @@ class PoolClient(ServiceClient):
             expected_round=expected_round,
             round_record=convert.round_to_proto(round_info) if round_info is not None else None,
             acquisitions=[convert.acquisition_to_proto(a) for a in acquisitions], acquisition_round=acquisition_round,
-            state=_choice(state, convert.STATE_TO_PROTO, "run state") if state else 0,
-            step=_choice(step, convert.STEP_TO_PROTO, "run step") if step else 0,
+            state=_choice(state, convert.STATE_TO_PROTO, "run state") if state else run_pb2.RUN_STATE_UNSPECIFIED,
+            step=_choice(step, convert.STEP_TO_PROTO, "run step") if step else run_pb2.RUN_STEP_UNSPECIFIED,
             round=expected_round if round is None else round, stop_reason=stop_reason,
         )
         reply = self._unary(self._stub.RecordStep, request, f"record step {expected_step} of run {run_id}", timeout)

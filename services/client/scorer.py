@@ -41,7 +41,7 @@ def model_ref(*, checkpoint: str | None = None, run: int | None = None, best: bo
             if BEST_FIELD not in common_pb2.ModelRef.DESCRIPTOR.fields_by_name:
                 raise InvalidArgument("best=True needs a scorer protocol with a best-checkpoint reference; "
                                       "this version has only the latest checkpoint of a run")
-            return common_pb2.ModelRef(**{BEST_FIELD: run})
+            return common_pb2.ModelRef(best_of_run=run)
         return common_pb2.ModelRef(latest_of_run=run)
     return common_pb2.ModelRef(base_model=base_model)
 

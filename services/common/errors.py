@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import grpc
+
 
 class LessLabelsError(Exception):
     """Base of all domain errors. Unexpected exceptions become INTERNAL instead."""
@@ -10,7 +15,7 @@ class LessLabelsError(Exception):
     code = "INTERNAL"
     # Set by the client SDK on an error that came back from a call (lesslabels.client.errors.rpc_error):
     # the call's grpc.StatusCode, the server's message, and which service at which address answered.
-    status = None
+    status: grpc.StatusCode | None = None
     details = ""
     service = ""
     address = ""

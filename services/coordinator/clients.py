@@ -178,7 +178,7 @@ class ScorerClient:
                    probabilities: bool = True, chunk_size: int = 512,
                    progress: Callable[[int, int], None] | None = None) -> model.PoolScores:
         # base_model "" is the scorer's default encoder (embeddings for the diverse seed set).
-        ref = {"base_model": base_model} if base_model is not None else {"checkpoint": checkpoint_id}
-        return self._scorer.score_pool(dataset, run_id=run_id, split=split, include_all=include_all,
+        return self._scorer.score_pool(dataset, checkpoint=checkpoint_id if base_model is None else None,
+                                       base_model=base_model, run_id=run_id, split=split, include_all=include_all,
                                        embeddings=embeddings, probabilities=probabilities, chunk_size=chunk_size,
-                                       progress=progress, timeout=self._timeout, **ref)
+                                       progress=progress, timeout=self._timeout)

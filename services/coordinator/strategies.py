@@ -261,16 +261,17 @@ def diverse_seed_strategy(k, *, n_samples: int | None = None, embeddings=None, e
         np.einsum("md,md->m", x, x)[:, None] - 2 * x @ centroids.T + np.einsum("kd,kd->k", centroids, centroids)[None, :]
     )  # [m, k']
     taken = np.zeros(candidates.size, dtype=bool)
-    chosen, scores = [], []
+    picked: list[int] = []
+    picked_scores: list[float] = []
     for j in range(centroids.shape[0]):
         column = np.where(taken, np.inf, dist[:, j])
         best = int(column.argmin())
         taken[best] = True
-        chosen.append(best)
+        picked.append(best)
         norm = np.linalg.norm(centroids[j]) or 1.0
-        scores.append(float(x[best] @ centroids[j] / norm))
-    chosen = np.asarray(chosen, dtype=np.int64)
-    scores = np.asarray(scores)
+        picked_scores.append(float(x[best] @ centroids[j] / norm))
+    chosen = np.asarray(picked, dtype=np.int64)
+    scores = np.asarray(picked_scores)
     if chosen.size < k:  # fewer distinct points than clusters: fill at random
         rest = _rng(rng).permutation(np.flatnonzero(~taken))[: k - chosen.size]
         chosen = np.concatenate([chosen, rest])

@@ -7,6 +7,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import datetime
+import functools
 import logging
 import os
 import threading
@@ -229,7 +230,7 @@ class ScorerEngine:
         refine = cfg.refine_below > 0 and model.dtype is not None and model.is_classifier
         # One batcher (one worker thread) runs both passes: torch work from two threads, even
         # taking turns, ran about 1.4x slower on 2 cores (bench/README.md).
-        batcher = DynamicBatcher(lambda rows, m=model: self._run_batch(m, rows), max_batch_size=cfg.max_batch_size,
+        batcher = DynamicBatcher(functools.partial(self._run_batch, model), max_batch_size=cfg.max_batch_size,
                                  max_tokens=cfg.max_tokens, max_wait_s=cfg.max_wait_ms / 1000.0,
                                  workers=cfg.batch_workers, name=f"batcher-{key}")
         log.info("event=model_loaded key=%s device=%s max_length=%d dtype=%s refine_below=%s labels=%d", key,
@@ -269,8 +270,9 @@ class ScorerEngine:
             embed = any(rows[i].embed for i in group)
             out = inference.forward(model, [rows[i].ids for i in group], embeddings=embed, full_precision=full)
             probs = out.probabilities if out.probabilities is not None else np.zeros((len(group), 0), np.float32)
+            embs = out.embeddings if embed else None  # forward() fills them in when asked
             for k, i in enumerate(group):
-                results[i] = (probs[k], out.embeddings[k] if embed else None)
+                results[i] = (probs[k], embs[k] if embs is not None else None)
         return results
 
     def _refine(self, entry: LoadedEntry, rows: list[_Row], results: list[tuple], deadline: float | None) -> list[tuple]:

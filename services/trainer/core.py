@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from lesslabels.common import checkpoints, errors
 from lesslabels.common.checkpoints import CheckpointStore
@@ -138,7 +139,7 @@ class Trainer:
             finally:
                 torch.set_num_threads(previous)
         _raise_if_cancelled(job)
-        manifest = {
+        manifest: dict[str, Any] = {  # the store's publish() fills in id, created_at, weights_sha256
             "run_id": request.run_id,
             "round": request.round,
             "base_model": request.base_model or "default",
@@ -155,7 +156,9 @@ class Trainer:
         if manifest["validation"] is None:
             del manifest["validation"]
         with self.store.publish(manifest) as folder:
-            models.save_classifier(classifier.model.to("cpu"), classifier.tokenizer, folder)
+            # transformers declares to() through functools.wraps(torch.nn.Module.to), which drops the bound self
+            cpu_model = classifier.model.to("cpu")  # type: ignore[arg-type]
+            models.save_classifier(cpu_model, classifier.tokenizer, folder)
         checkpoint_id = manifest["id"]
         if request.run_id and self.keep_checkpoints > 0:
             self.store.apply_retention(request.run_id, self.keep_checkpoints)

@@ -72,11 +72,12 @@ def create_app(backend, settings: WebSettings | None = None) -> FastAPI:
         fresh = None
         if sid is None and not request.url.path.startswith(OPEN_PATHS):
             if sessions.token:
+                refusal: Response
                 if request.url.path.startswith("/api/"):
-                    response = JSONResponse({"error": "log in first"}, status_code=401)
+                    refusal = JSONResponse({"error": "log in first"}, status_code=401)
                 else:
-                    response = RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-                return _secure(response)
+                    refusal = RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+                return _secure(refusal)
             fresh = Response()
             sid = sessions.new_session(fresh)
         request.state.sid = sid

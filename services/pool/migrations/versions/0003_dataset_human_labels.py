@@ -33,7 +33,7 @@ def upgrade() -> None:
         sa.column('event_id', sa.Integer),
     )
     in_dataset = set(bind.execute(sa.select(current.c.sample_id).where(current.c.scope == DATASET_SCOPE)).scalars())
-    latest: dict[int, tuple] = {}
+    latest: dict[int, sa.Row] = {}
     rows = bind.execute(
         sa.select(events.c.id, events.c.sample_id, events.c.label, events.c.annotator, events.c.created_at)
         .select_from(current.join(events, events.c.id == current.c.event_id))
