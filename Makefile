@@ -56,6 +56,7 @@ test-all: setup
 ## mypy reads the package under its installed name: build/typecheck/lesslabels links to services/.
 lint: setup
 	$(VENV)/bin/ruff check services tests bench scripts
+	$(VENV)/bin/ruff format --check services tests bench scripts
 	mkdir -p build/typecheck && ln -sfn ../../services build/typecheck/lesslabels
 	$(VENV)/bin/mypy
 

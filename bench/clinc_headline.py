@@ -68,11 +68,15 @@ def arm_config(arm: str, seed: int, args):
     from lesslabels.v1 import common_pb2, run_pb2
 
     # Zero fields are the trainer's defaults: the recipe under test.
-    hyper = common_pb2.Hyperparameters(learning_rate=args.learning_rate, batch_size=args.batch_size,
-                                       min_steps=args.min_steps, max_length=64, num_threads=args.threads,
-                                       min_steps_per_class=args.min_steps_per_class)
-    config = run_pb2.RunConfig(dataset=DATASET, name=f"clinc-{arm}-seed{seed}", random_seed=seed,
-                               hyperparameters=hyper)
+    hyper = common_pb2.Hyperparameters(
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        min_steps=args.min_steps,
+        max_length=64,
+        num_threads=args.threads,
+        min_steps_per_class=args.min_steps_per_class,
+    )
+    config = run_pb2.RunConfig(dataset=DATASET, name=f"clinc-{arm}-seed{seed}", random_seed=seed, hyperparameters=hyper)
     if arm == "full":
         config.seed_size.fraction = 1.0
         config.stopping.max_rounds = 1
@@ -141,8 +145,13 @@ def targets(summary: dict) -> dict:
         at = accuracy_at(GAP_AT, x, y)
         fall = largest_fall(y)
         gap = (full - at) if (full is not None and at is not None) else None
-        out["arms"][arm] = {"largest_fall": fall, "accuracy_at_10pct": at, "gap_to_full_at_10pct": gap,
-                            "falls_ok": fall <= MAX_FALL, "gap_ok": None if gap is None else gap <= MAX_GAP}
+        out["arms"][arm] = {
+            "largest_fall": fall,
+            "accuracy_at_10pct": at,
+            "gap_to_full_at_10pct": gap,
+            "falls_ok": fall <= MAX_FALL,
+            "gap_ok": None if gap is None else gap <= MAX_GAP,
+        }
     best, random = summary["arms"].get("best"), summary["arms"].get("random")
     if best and random:
         out["best_minus_random_auc"] = best["auc"] - random["auc"]
@@ -154,14 +163,21 @@ def targets_markdown(t: dict) -> str:
     lines = ["\nTargets (largest fall ≤ 0.5 points; at 10 % within 3 points of full data; best above random):\n"]
     for arm, row in t["arms"].items():
         gap = row["gap_to_full_at_10pct"]
-        lines.append(f"- {arm}: largest fall {100 * row['largest_fall']:.2f} points "
-                     f"({'ok' if row['falls_ok'] else 'MISSED'}); at 10 %: "
-                     + ("not covered" if row["accuracy_at_10pct"] is None else f"{100 * row['accuracy_at_10pct']:.2f} %")
-                     + ("" if gap is None else f", {100 * gap:.2f} points below full data "
-                                               f"({'ok' if row['gap_ok'] else 'MISSED'})"))
+        lines.append(
+            f"- {arm}: largest fall {100 * row['largest_fall']:.2f} points "
+            f"({'ok' if row['falls_ok'] else 'MISSED'}); at 10 %: "
+            + ("not covered" if row["accuracy_at_10pct"] is None else f"{100 * row['accuracy_at_10pct']:.2f} %")
+            + (
+                ""
+                if gap is None
+                else f", {100 * gap:.2f} points below full data ({'ok' if row['gap_ok'] else 'MISSED'})"
+            )
+        )
     if "best_minus_random_auc" in t:
-        lines.append(f"- best minus random AUC: {100 * t['best_minus_random_auc']:+.2f} points "
-                     f"({'ok' if t['best_above_random'] else 'MISSED'})")
+        lines.append(
+            f"- best minus random AUC: {100 * t['best_minus_random_auc']:+.2f} points "
+            f"({'ok' if t['best_above_random'] else 'MISSED'})"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -177,7 +193,9 @@ def report(headline, data: dict, out: pathlib.Path) -> None:
     text += targets_markdown(data["targets"])
     out.with_suffix(".md").write_text(text)
     try:
-        headline.plot(summary, out.with_suffix(".png"), title="CLINC150 active learning, MiniLM-L6, mean ± sd over seeds")
+        headline.plot(
+            summary, out.with_suffix(".png"), title="CLINC150 active learning, MiniLM-L6, mean ± sd over seeds"
+        )
     except ImportError:  # matplotlib is the plot extra
         log.warning("matplotlib missing: no plot")
     headline.save(out, data)
@@ -194,12 +212,16 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=10, help="rounds of best and random [10: 2 %% .. 20 %%]")
     parser.add_argument("--seed-size", type=float, default=0.02, help="initial labelled fraction [0.02]")
     parser.add_argument("--batch", type=float, default=0.02, help="fraction labelled per round [0.02]")
-    parser.add_argument("--best-strategy", default="clustered-entropy",
-                        choices=("clustered-entropy", "clustered-margin", "entropy", "margin"))
+    parser.add_argument(
+        "--best-strategy",
+        default="clustered-entropy",
+        choices=("clustered-entropy", "clustered-margin", "entropy", "margin"),
+    )
     parser.add_argument("--full-epochs", type=int, default=3, help="passes of the full-data arm [3]")
     parser.add_argument("--min-steps", type=int, default=250, help="as `lesslabels run` [250]")
-    parser.add_argument("--min-steps-per-class", type=int, default=0,
-                        help="0 = the trainer's default; smaller for smoke runs only")
+    parser.add_argument(
+        "--min-steps-per-class", type=int, default=0, help="0 = the trainer's default; smaller for smoke runs only"
+    )
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
@@ -227,9 +249,13 @@ def main(argv=None) -> int:
         headline.arm_config = lambda arm, seed, _args: arm_config(arm, seed, args)  # run_arm builds runs with it
         try:
             counts = import_clinc(stack, workdir, args.limit)
-            data["meta"].update(settings=settings, test_count=counts["test"], machine=platform.platform(),
-                                cpus=os.cpu_count(),
-                                command="python bench/clinc_headline.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+            data["meta"].update(
+                settings=settings,
+                test_count=counts["test"],
+                machine=platform.platform(),
+                cpus=os.cpu_count(),
+                command="python bench/clinc_headline.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            )
             done = {(r["arm"], r["seed"]) for r in data["results"]}
             for seed in args.seeds:
                 for arm in args.arms:
@@ -238,8 +264,13 @@ def main(argv=None) -> int:
                         continue
                     log.info("start arm=%s seed=%d", arm, seed)
                     result = headline.run_arm(stack, arm, seed, args)
-                    log.info("done arm=%s seed=%d wall=%.0fs final=%s", arm, seed, result["wall_seconds"],
-                             result["rounds"][-1])
+                    log.info(
+                        "done arm=%s seed=%d wall=%.0fs final=%s",
+                        arm,
+                        seed,
+                        result["wall_seconds"],
+                        result["rounds"][-1],
+                    )
                     data["results"].append(result)
                     data["meta"]["wall_hours"] = data["meta"].get("wall_hours", 0.0) + result["wall_seconds"] / 3600
                     data["meta"]["seeds"] = sorted({r["seed"] for r in data["results"]})

@@ -74,11 +74,18 @@ def arm_config(arm: str, seed: int, args) -> run_pb2.RunConfig:
     from lesslabels.v1 import common_pb2, run_pb2
 
     hyper = common_pb2.Hyperparameters(
-        learning_rate=args.learning_rate, batch_size=args.batch_size, max_epochs=args.epochs, patience=args.patience,
-        max_steps=args.max_steps, min_steps=args.min_steps, max_length=64, num_threads=args.threads,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        max_epochs=args.epochs,
+        patience=args.patience,
+        max_steps=args.max_steps,
+        min_steps=args.min_steps,
+        max_length=64,
+        num_threads=args.threads,
     )
-    config = run_pb2.RunConfig(dataset="atis", name=f"headline-{arm}-seed{seed}", random_seed=seed,
-                               hyperparameters=hyper)
+    config = run_pb2.RunConfig(
+        dataset="atis", name=f"headline-{arm}-seed{seed}", random_seed=seed, hyperparameters=hyper
+    )
     if arm == "full":
         config.seed_size.fraction = 1.0
         config.stopping.max_rounds = 1
@@ -125,13 +132,15 @@ class Stack:
         pool = build_pool(settings, f"sqlite:///{workdir / 'pool.db'}")
         self._up(pool)
         self.pool_address = f"127.0.0.1:{pool.port}"
-        trainer = build_trainer(settings, self.pool_address, workdir / "checkpoints", num_threads=threads,
-                                keep_checkpoints=0)
+        trainer = build_trainer(
+            settings, self.pool_address, workdir / "checkpoints", num_threads=threads, keep_checkpoints=0
+        )
         self._up(trainer)
         scorer = build_scorer(settings, str(workdir / "checkpoints"), self.pool_address)
         self._up(scorer)
-        coordinator = build_coordinator(settings, self.pool_address, f"127.0.0.1:{trainer.port}",
-                                        f"127.0.0.1:{scorer.port}", rpc_timeout=120)
+        coordinator = build_coordinator(
+            settings, self.pool_address, f"127.0.0.1:{trainer.port}", f"127.0.0.1:{scorer.port}", rpc_timeout=120
+        )
         coordinator.start()
         coordinator.ready()
         self.servers.append(coordinator)
@@ -266,20 +275,30 @@ def summarise(results: list[dict], full_results: Sequence[dict] = ()) -> dict:
         random_auc = dict(zip(random["seeds"], random["auc_per_seed"], strict=True))
         for arm, entry in summary["arms"].items():
             if arm in STRATEGY_ARMS or arm == "best":
-                pairs = [(s, a - random_auc[s]) for s, a in zip(entry["seeds"], entry["auc_per_seed"], strict=True) if s in random_auc]
+                pairs = [
+                    (s, a - random_auc[s])
+                    for s, a in zip(entry["seeds"], entry["auc_per_seed"], strict=True)
+                    if s in random_auc
+                ]
                 entry["auc_minus_random_per_seed"] = dict(pairs)
     return summary
 
 
 def markdown(summary: dict, pool: int, meta: dict) -> str:
-    lines = [f"ATIS, all-MiniLM-L6-v2, CPU; pool {pool} training samples, {meta.get('test_count', '?')} test samples; "
-             f"seeds {meta.get('seeds')}; recorded {meta.get('date')}; total wall time {meta.get('wall_hours', 0):.2f} h."]
+    lines = [
+        f"ATIS, all-MiniLM-L6-v2, CPU; pool {pool} training samples, {meta.get('test_count', '?')} test samples; "
+        f"seeds {meta.get('seeds')}; recorded {meta.get('date')}; total wall time {meta.get('wall_hours', 0):.2f} h."
+    ]
     if "full_accuracy_mean" in summary:
         source = f" (full arm of {meta['full_from']})" if meta.get("full_from") else ""
-        lines.append(f"\nFull-data accuracy{source}: {100 * summary['full_accuracy_mean']:.2f} % "
-                     f"(± {100 * summary['full_accuracy_std']:.2f}); target (within 0.5 points): "
-                     f"{100 * summary['target_accuracy']:.2f} %.\n")
-    lines.append("| arm | labels to target (mean curve) | per seed | AUC (mean acc. over its range) | final labels | final accuracy |")
+        lines.append(
+            f"\nFull-data accuracy{source}: {100 * summary['full_accuracy_mean']:.2f} % "
+            f"(± {100 * summary['full_accuracy_std']:.2f}); target (within 0.5 points): "
+            f"{100 * summary['target_accuracy']:.2f} %.\n"
+        )
+    lines.append(
+        "| arm | labels to target (mean curve) | per seed | AUC (mean acc. over its range) | final labels | final accuracy |"
+    )
     lines.append("|---|---|---|---|---|---|")
     for arm, e in summary["arms"].items():
         reach = e.get("labels_to_target_mean_curve")
@@ -290,13 +309,18 @@ def markdown(summary: dict, pool: int, meta: dict) -> str:
             f"(± {100 * np.std(e['auc_per_seed']):.2f}) | {int(e['labelled'][-1])} ({100 * e['labelled_fraction'][-1]:.1f} %) "
             f"| {100 * e['accuracy_mean'][-1]:.2f} ± {100 * e['accuracy_std'][-1]:.2f} % |"
         )
-    paired = {arm: e["auc_minus_random_per_seed"] for arm, e in summary["arms"].items() if e.get("auc_minus_random_per_seed")}
+    paired = {
+        arm: e["auc_minus_random_per_seed"] for arm, e in summary["arms"].items() if e.get("auc_minus_random_per_seed")
+    }
     if paired:
         lines.append("\nAUC minus random's AUC on the same seed (points; seed: difference):\n")
         for arm, diffs in paired.items():
             wins = sum(d > 0 for d in diffs.values())
-            lines.append(f"- {arm}: " + ", ".join(f"{s}: {100 * d:+.2f}" for s, d in diffs.items())
-                         + f" (mean {100 * np.mean(list(diffs.values())):+.2f}; above random on {wins} of {len(diffs)} seeds)")
+            lines.append(
+                f"- {arm}: "
+                + ", ".join(f"{s}: {100 * d:+.2f}" for s, d in diffs.items())
+                + f" (mean {100 * np.mean(list(diffs.values())):+.2f}; above random on {wins} of {len(diffs)} seeds)"
+            )
     lines.append("\nLearning curves (mean over seeds, labels → accuracy %):\n")
     for arm, e in summary["arms"].items():
         points = ", ".join(f"{int(x)}→{100 * y:.2f}" for x, y in zip(e["labelled"], e["accuracy_mean"], strict=True))
@@ -304,7 +328,9 @@ def markdown(summary: dict, pool: int, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(summary: dict, path: pathlib.Path, title: str = "ATIS active learning, MiniLM-L6, mean ± sd over seeds") -> None:
+def plot(
+    summary: dict, path: pathlib.Path, title: str = "ATIS active learning, MiniLM-L6, mean ± sd over seeds"
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -369,22 +395,37 @@ def main(argv=None) -> int:
     parser.add_argument("--original-rounds", type=int, default=3, help="rounds of the original protocol (5, 15, 25 %%)")
     parser.add_argument("--best-seed", type=float, default=0.02, help="seed fraction of the best and random arms")
     parser.add_argument("--best-batch", type=float, default=0.02, help="batch fraction of the best and random arms")
-    parser.add_argument("--strategy-seed", choices=("diverse", "random"), default="diverse",
-                        help="initial set of the random and strategy arms (best always starts diverse)")
+    parser.add_argument(
+        "--strategy-seed",
+        choices=("diverse", "random"),
+        default="diverse",
+        help="initial set of the random and strategy arms (best always starts diverse)",
+    )
     parser.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=False)
     parser.add_argument("--epochs", type=int, default=10, help="max epochs per training (early stopping on)")
-    parser.add_argument("--max-steps", type=int, default=600,
-                        help="optimizer steps per training at most (caps the big trainings; small ones end by epochs)")
-    parser.add_argument("--min-steps", type=int, default=250,
-                        help="optimizer steps per training at least (small labelled sets get more epochs)")
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=600,
+        help="optimizer steps per training at most (caps the big trainings; small ones end by epochs)",
+    )
+    parser.add_argument(
+        "--min-steps",
+        type=int,
+        default=250,
+        help="optimizer steps per training at least (small labelled sets get more epochs)",
+    )
     parser.add_argument("--patience", type=int, default=2)
     parser.add_argument("--learning-rate", type=float, default=1e-4)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N training rows (smoke runs)")
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS / "headline.json")
-    parser.add_argument("--full-from", type=pathlib.Path,
-                        help="take the full-data accuracy (the target) from this results file's full arm")
+    parser.add_argument(
+        "--full-from",
+        type=pathlib.Path,
+        help="take the full-data accuracy (the target) from this results file's full arm",
+    )
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
@@ -411,7 +452,10 @@ def main(argv=None) -> int:
         try:
             counts = import_atis(stack, workdir, args.limit)
             data["meta"].update(
-                settings=settings, test_count=counts["test"], machine=platform.platform(), cpus=os.cpu_count(),
+                settings=settings,
+                test_count=counts["test"],
+                machine=platform.platform(),
+                cpus=os.cpu_count(),
                 command="python bench/headline.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             )
             done = {(r["arm"], r["seed"]) for r in data["results"]}
@@ -422,8 +466,13 @@ def main(argv=None) -> int:
                         continue
                     log.info("start arm=%s seed=%d", arm, seed)
                     result = run_arm(stack, arm, seed, args)
-                    log.info("done arm=%s seed=%d wall=%.0fs final=%s", arm, seed, result["wall_seconds"],
-                             result["rounds"][-1])
+                    log.info(
+                        "done arm=%s seed=%d wall=%.0fs final=%s",
+                        arm,
+                        seed,
+                        result["wall_seconds"],
+                        result["rounds"][-1],
+                    )
                     data["results"].append(result)
                     data["meta"]["wall_hours"] = data["meta"].get("wall_hours", 0.0) + result["wall_seconds"] / 3600
                     data["meta"]["seeds"] = sorted({r["seed"] for r in data["results"]})

@@ -51,8 +51,15 @@ def recipe_config(name: str):
 
     common = TrainConfig(learning_rate=1e-4, batch_size=16, max_length=64, min_steps=250)
     if name == "old":
-        return dataclasses.replace(common, max_epochs=10, patience=2, max_steps=600, min_steps_per_class=0,
-                                   head_init="random", holdout_min_per_class=0)
+        return dataclasses.replace(
+            common,
+            max_epochs=10,
+            patience=2,
+            max_steps=600,
+            min_steps_per_class=0,
+            head_init="random",
+            holdout_min_per_class=0,
+        )
     if name in ("new", "prototype"):
         return common
     if name == "new-random-head":
@@ -65,7 +72,7 @@ def recipe_config(name: str):
 def read_rows(path: pathlib.Path, header: bool) -> list[tuple[str, str]]:
     with path.open(newline="", encoding="utf-8") as handle:
         rows = list(csv.reader(handle))
-    return [(r[0], r[1]) for r in rows[1 if header else 0:] if len(r) >= 2]
+    return [(r[0], r[1]) for r in rows[1 if header else 0 :] if len(r) >= 2]
 
 
 def load_split(dataset: str):
@@ -103,24 +110,34 @@ def run_one(dataset: str, n_labels: int, recipe: str, seed: int, device) -> dict
     if recipe == "prototype":
         ids = tokenize(classifier.tokenizer, [e.text for e in train_set], config.max_length)
         index = {label: i for i, label in enumerate(labels)}
-        engine.init_head_from_prototypes(classifier.model, ids, np.array([index[e.label] for e in train_set]),
-                                         device=device, pad_id=pad_id)
+        engine.init_head_from_prototypes(
+            classifier.model, ids, np.array([index[e.label] for e in train_set]), device=device, pad_id=pad_id
+        )
         outcome = None
     else:
-        outcome = engine.train(classifier.model, classifier.tokenizer, labels, train_set, validation_set, config,
-                               seed=seed, device=device)
+        outcome = engine.train(
+            classifier.model, classifier.tokenizer, labels, train_set, validation_set, config, seed=seed, device=device
+        )
     train_s = time.perf_counter() - started
     eval_ids = tokenize(classifier.tokenizer, [t for _, t in evaluation], config.max_length)
     targets = np.array([labels.index(label) for label, _ in evaluation])
     metrics = engine.evaluate(classifier.model, eval_ids, targets, labels, device=device, pad_id=pad_id)
     return {
-        "dataset": dataset, "labels": n_labels, "recipe": recipe, "seed": seed,
-        "classes_labelled": len({e.label for e in labelled}), "train": len(train_set),
-        "validation": len(validation_set), "steps": outcome.steps if outcome else 0,
-        "epochs": outcome.epochs_run if outcome else 0, "best_epoch": outcome.best_epoch if outcome else 0,
+        "dataset": dataset,
+        "labels": n_labels,
+        "recipe": recipe,
+        "seed": seed,
+        "classes_labelled": len({e.label for e in labelled}),
+        "train": len(train_set),
+        "validation": len(validation_set),
+        "steps": outcome.steps if outcome else 0,
+        "epochs": outcome.epochs_run if outcome else 0,
+        "best_epoch": outcome.best_epoch if outcome else 0,
         "stop": outcome.stop_reason if outcome else "no training",
         "eval_split": "dev" if dataset == "clinc150" else "20% of train held out",
-        "accuracy": metrics.accuracy, "macro_f1": metrics.macro_f1, "train_seconds": round(train_s, 1),
+        "accuracy": metrics.accuracy,
+        "macro_f1": metrics.macro_f1,
+        "train_seconds": round(train_s, 1),
         "threads": torch.get_num_threads(),
     }
 

@@ -73,12 +73,19 @@ def fine_tune(store, labels, texts, *, samples: int, epochs: int, max_length: in
     torch.manual_seed(seed)
     loaded = load_classifier(default_model_path(), classes)
     config = trainer_engine.TrainConfig(learning_rate=lr, batch_size=32, max_epochs=epochs, max_length=max_length)
-    outcome = trainer_engine.train(loaded.model, loaded.tokenizer, classes, examples, [], config, seed=seed,
-                                   device=torch.device("cpu"))
+    outcome = trainer_engine.train(
+        loaded.model, loaded.tokenizer, classes, examples, [], config, seed=seed, device=torch.device("cpu")
+    )
     print(f"fine-tuned on {len(examples)} texts x {epochs} epoch(s) in {outcome.train_seconds:.0f}s", file=sys.stderr)
-    manifest = {"run_id": 1, "labels": classes, "base_model": "default", "dataset": "atis",
-                "hyperparameters": {"max_length": max_length, "learning_rate": lr, "max_epochs": epochs},
-                "train_count": len(examples), "seed": seed}
+    manifest = {
+        "run_id": 1,
+        "labels": classes,
+        "base_model": "default",
+        "dataset": "atis",
+        "hyperparameters": {"max_length": max_length, "learning_rate": lr, "max_epochs": epochs},
+        "train_count": len(examples),
+        "seed": seed,
+    }
     with store.publish(manifest) as folder:
         save_classifier(loaded.model, loaded.tokenizer, folder)
     return str(manifest["id"])
@@ -93,8 +100,9 @@ def reference_loop(folder: pathlib.Path, texts: list[str], max_length: int) -> n
     out = []
     with torch.no_grad():
         for start in range(0, len(texts), 32):
-            enc = tokenizer(texts[start : start + 32], padding=True, truncation=True, max_length=max_length,
-                            return_tensors="pt")
+            enc = tokenizer(
+                texts[start : start + 32], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            )
             out.append(torch.softmax(model(**enc).logits, dim=-1).numpy())
     return np.concatenate(out)
 
@@ -162,8 +170,13 @@ def run_mode(args, mode: str, texts: list[str]) -> tuple[np.ndarray, float, str]
             return probs, time.perf_counter() - start, dtype
         finally:
             engine.close()
-    server = build_server(ServerSettings(host="127.0.0.1", port=0, workers=16, grace_seconds=1),
-                          str(args.checkpoint_dir), "", engine_config=config, max_texts=max(4096, args.request_size))
+    server = build_server(
+        ServerSettings(host="127.0.0.1", port=0, workers=16, grace_seconds=1),
+        str(args.checkpoint_dir),
+        "",
+        engine_config=config,
+        max_texts=max(4096, args.request_size),
+    )
     port = server.start()
     server.set_serving()
     try:
@@ -189,11 +202,36 @@ def worker(args) -> int:
 
 def spawn(args, mode: str, tmp: pathlib.Path, k: int) -> tuple[np.ndarray, float, str]:
     out = tmp / f"{mode}-{k}.npz"
-    cmd = [sys.executable, __file__, "--worker", mode, "--worker-out", str(out), "--checkpoint", args.checkpoint,
-           "--checkpoint-dir", str(args.checkpoint_dir), "--data", str(args.data), "--threads", str(args.threads),
-           "--limit", str(args.limit), "--max-length", str(args.max_length), "--precision", args.precision,
-           "--refine-below", str(args.refine_below), "--clients", str(args.clients),
-           "--request-size", str(args.request_size), "--batch-workers", str(args.batch_workers)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        mode,
+        "--worker-out",
+        str(out),
+        "--checkpoint",
+        args.checkpoint,
+        "--checkpoint-dir",
+        str(args.checkpoint_dir),
+        "--data",
+        str(args.data),
+        "--threads",
+        str(args.threads),
+        "--limit",
+        str(args.limit),
+        "--max-length",
+        str(args.max_length),
+        "--precision",
+        args.precision,
+        "--refine-below",
+        str(args.refine_below),
+        "--clients",
+        str(args.clients),
+        "--request-size",
+        str(args.request_size),
+        "--batch-workers",
+        str(args.batch_workers),
+    ]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     data = np.load(out)
     return data["probs"], float(data["seconds"]), str(data["dtype"])
@@ -210,17 +248,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--limit", type=int, default=0, help="score only the first N texts (smoke runs)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-workers", type=int, default=0,
-                        help="engine batches side by side [0: the scorer's default, one per thread]")
+    parser.add_argument(
+        "--batch-workers",
+        type=int,
+        default=0,
+        help="engine batches side by side [0: the scorer's default, one per thread]",
+    )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--request-size", type=int, default=512)
-    parser.add_argument("--precision", default="auto",
-                        help="engine precision for (b) and (c) [auto: the scorer's default on this machine]")
-    parser.add_argument("--also-fp32", action=argparse.BooleanOptionalAction, default=True,
-                        help="also time the engine in plain fp32")
-    parser.add_argument("--refine-below", type=float, default=EngineConfig().refine_below,
-                        help="engine's fp32 re-scoring threshold for (b) and (c) [the scorer's default]")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        help="engine precision for (b) and (c) [auto: the scorer's default on this machine]",
+    )
+    parser.add_argument(
+        "--also-fp32", action=argparse.BooleanOptionalAction, default=True, help="also time the engine in plain fp32"
+    )
+    parser.add_argument(
+        "--refine-below",
+        type=float,
+        default=EngineConfig().refine_below,
+        help="engine's fp32 re-scoring threshold for (b) and (c) [the scorer's default]",
+    )
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "bench" / "results" / "score_cpu.json")
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", type=pathlib.Path, help=argparse.SUPPRESS)
@@ -238,8 +288,16 @@ def main(argv=None) -> int:
     labels, texts = read_atis(args.data)
     store = CheckpointStore(args.checkpoint_dir)
     if not args.checkpoint:
-        args.checkpoint = fine_tune(store, labels, texts, samples=args.train_samples, epochs=args.train_epochs,
-                                    max_length=args.max_length, lr=args.train_lr, seed=0)
+        args.checkpoint = fine_tune(
+            store,
+            labels,
+            texts,
+            samples=args.train_samples,
+            epochs=args.train_epochs,
+            max_length=args.max_length,
+            lr=args.train_lr,
+            seed=0,
+        )
     checkpoint_id = args.checkpoint
     checkpoint = store.get(checkpoint_id)
     if args.limit:
@@ -255,7 +313,9 @@ def main(argv=None) -> int:
             for mode in modes:  # interleaved, each run in a fresh process
                 outputs[mode], seconds, dtypes[mode] = spawn(args, mode, pathlib.Path(tmp), r)
                 runs[mode].append(seconds)
-                print(f"repeat {r} {mode} ({dtypes[mode]}): {n / seconds:.1f} texts/s ({seconds:.1f}s)", file=sys.stderr)
+                print(
+                    f"repeat {r} {mode} ({dtypes[mode]}): {n / seconds:.1f} texts/s ({seconds:.1f}s)", file=sys.stderr
+                )
 
     ref = outputs["a_reference"]
     best = {k: n / min(v) for k, v in runs.items()}
@@ -263,16 +323,30 @@ def main(argv=None) -> int:
     result = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python bench/score_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {"cpu_count": os.cpu_count(), "torch_threads": args.threads, "torch": torch.__version__,
-                    "python": platform.python_version(), "gpu": "none (CPU only in this task)",
-                    "load_average_at_end": os.getloadavg()},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "torch_threads": args.threads,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "gpu": "none (CPU only in this task)",
+            "load_average_at_end": os.getloadavg(),
+        },
         "texts": n,
-        "checkpoint": {"id": checkpoint_id, "train_count": checkpoint.manifest.get("train_count"),
-                       "max_length": args.max_length},
-        "settings": {"precision": args.precision, "dtypes": dtypes,
-                     "batch_workers_and_torch_threads": parallelism("cpu", args.threads, args.batch_workers), "clients": args.clients,
-                     "request_size": args.request_size, "repeats": args.repeats, "refine_below": args.refine_below,
-                     "engine": engine_config.__dict__},
+        "checkpoint": {
+            "id": checkpoint_id,
+            "train_count": checkpoint.manifest.get("train_count"),
+            "max_length": args.max_length,
+        },
+        "settings": {
+            "precision": args.precision,
+            "dtypes": dtypes,
+            "batch_workers_and_torch_threads": parallelism("cpu", args.threads, args.batch_workers),
+            "clients": args.clients,
+            "request_size": args.request_size,
+            "repeats": args.repeats,
+            "refine_below": args.refine_below,
+            "engine": engine_config.__dict__,
+        },
         "rows_below_refine_threshold_fp32": float(np.mean(ref.max(1) < args.refine_below)),
         "texts_per_s_best": best,
         "texts_per_s_all": {k: [n / s for s in v] for k, v in runs.items()},
@@ -283,12 +357,21 @@ def main(argv=None) -> int:
         },
         "agreement_with_fp32_reference": {k: agreement(v, ref) for k, v in outputs.items() if k != "a_reference"},
         "reference_accuracy_on_train_labels": float(
-            np.mean(np.array(checkpoint.labels)[ref.argmax(1)] == np.array(labels))),
+            np.mean(np.array(checkpoint.labels)[ref.argmax(1)] == np.array(labels))
+        ),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({"texts_per_s_best": best, "ratios": result["ratios"],
-                      "agreement": result["agreement_with_fp32_reference"]}, indent=2))
+    print(
+        json.dumps(
+            {
+                "texts_per_s_best": best,
+                "ratios": result["ratios"],
+                "agreement": result["agreement_with_fp32_reference"],
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -67,7 +67,8 @@ class ReferenceLoop:
         torch.manual_seed(args.seed)
         self.tokenizer = AutoTokenizer.from_pretrained(default_model_path())
         self.model = AutoModelForSequenceClassification.from_pretrained(
-            default_model_path(), num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=self.label_index)
+            default_model_path(), num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=self.label_index
+        )
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=args.lr, weight_decay=0.01)
         steps_per_epoch = math.ceil(len(train_rows) / args.batch_size)
         self.total_steps = steps_per_epoch * args.epochs
@@ -82,9 +83,10 @@ class ReferenceLoop:
         if self.done >= len(self.starts):
             return False
         started, cpu_started = time.perf_counter(), time.process_time()
-        chunk = self.rows[self.starts[self.done]:self.starts[self.done] + self.args.batch_size]
-        batch = self.tokenizer([t for _, t in chunk], padding=True, truncation=True, max_length=self.args.max_length,
-                               return_tensors="pt")
+        chunk = self.rows[self.starts[self.done] : self.starts[self.done] + self.args.batch_size]
+        batch = self.tokenizer(
+            [t for _, t in chunk], padding=True, truncation=True, max_length=self.args.max_length, return_tensors="pt"
+        )
         target = self.torch.tensor([self.label_index[label] for label, _ in chunk])
         loss = self.model(**batch, labels=target).loss
         loss.backward()
@@ -102,11 +104,18 @@ class ReferenceLoop:
         started = time.perf_counter()
         with self.torch.no_grad():
             for i in range(0, len(test_rows), self.args.batch_size):
-                chunk = test_rows[i:i + self.args.batch_size]
-                batch = self.tokenizer([t for _, t in chunk], padding=True, truncation=True,
-                                       max_length=self.args.max_length, return_tensors="pt")
+                chunk = test_rows[i : i + self.args.batch_size]
+                batch = self.tokenizer(
+                    [t for _, t in chunk],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.args.max_length,
+                    return_tensors="pt",
+                )
                 predicted = self.model(**batch).logits.argmax(dim=1)
-                correct += sum(int(p) == self.label_index[label] for p, (label, _) in zip(predicted, chunk, strict=True))
+                correct += sum(
+                    int(p) == self.label_index[label] for p, (label, _) in zip(predicted, chunk, strict=True)
+                )
         n = len(self.rows) * self.args.epochs
         return {
             "train_seconds": self.seconds,
@@ -133,8 +142,13 @@ def interleaved_runs(args, labels, train_rows, test_rows) -> tuple[dict | None, 
     device = select_device("cpu")
     torch.manual_seed(args.seed)
     classifier = load_classifier("default", labels)
-    config = TrainConfig(learning_rate=args.lr, batch_size=args.engine_batch_size, max_epochs=args.epochs,
-                         max_length=args.max_length, precision=args.precision)
+    config = TrainConfig(
+        learning_rate=args.lr,
+        batch_size=args.engine_batch_size,
+        max_epochs=args.epochs,
+        max_length=args.max_length,
+        precision=args.precision,
+    )
     examples = [Example(i, text, label) for i, (label, text) in enumerate(train_rows)]
     side = {"seconds": 0.0, "cpu": 0.0}
     wall_started = time.perf_counter()
@@ -142,16 +156,29 @@ def interleaved_runs(args, labels, train_rows, test_rows) -> tuple[dict | None, 
     def on_progress(p):
         started, cpu_started = time.perf_counter(), time.process_time()
         if p.message:
-            print(f"engine {p.message} at {time.perf_counter() - wall_started:.0f}s; reference at step "
-                  f"{reference.done if reference else '-'}", flush=True)
+            print(
+                f"engine {p.message} at {time.perf_counter() - wall_started:.0f}s; reference at step "
+                f"{reference.done if reference else '-'}",
+                flush=True,
+            )
         elif reference is not None:
             reference.step()
         side["seconds"] += time.perf_counter() - started
         side["cpu"] += time.process_time() - cpu_started
 
     started, cpu_started = time.perf_counter(), time.process_time()
-    outcome = train(classifier.model, classifier.tokenizer, labels, examples, [], config, seed=args.seed,
-                    device=device, on_progress=on_progress, progress_every_s=0.0)
+    outcome = train(
+        classifier.model,
+        classifier.tokenizer,
+        labels,
+        examples,
+        [],
+        config,
+        seed=args.seed,
+        device=device,
+        on_progress=on_progress,
+        progress_every_s=0.0,
+    )
     train_seconds = time.perf_counter() - started - side["seconds"]
     cpu_seconds = time.process_time() - cpu_started - side["cpu"]
     if reference is not None:
@@ -160,12 +187,14 @@ def interleaved_runs(args, labels, train_rows, test_rows) -> tuple[dict | None, 
     started = time.perf_counter()
     dtype = autocast_dtype(args.precision, device)
     token_ids = tokenize(classifier.tokenizer, [t for _, t in test_rows], args.max_length)
-    logits = predict_logits(classifier.model, token_ids, device=device, pad_id=classifier.tokenizer.pad_token_id,
-                            dtype=dtype)
+    logits = predict_logits(
+        classifier.model, token_ids, device=device, pad_id=classifier.tokenizer.pad_token_id, dtype=dtype
+    )
     eval_seconds = time.perf_counter() - started
     label_index = {label: i for i, label in enumerate(labels)}
-    metrics = classification_metrics(np.array([label_index[label] for label, _ in test_rows]),
-                                     logits.argmax(dim=1).numpy(), labels)
+    metrics = classification_metrics(
+        np.array([label_index[label] for label, _ in test_rows]), logits.argmax(dim=1).numpy(), labels
+    )
     n = len(train_rows) * args.epochs
     engine = {
         "train_seconds": train_seconds,
@@ -188,14 +217,22 @@ def pad_stats(args, train_rows) -> dict:
     from lesslabels.modeling.batching import length_grouped_batches, tokenize
     from lesslabels.modeling.models import load_tokenizer
 
-    lengths = np.array([len(ids) for ids in tokenize(load_tokenizer("default"), [t for _, t in train_rows],
-                                                      args.max_length)])
-    file_order = sum(lengths[i:i + args.batch_size].max() * len(lengths[i:i + args.batch_size])
-                     for i in range(0, len(lengths), args.batch_size))
-    grouped = sum(lengths[b].max() * len(b) for b in length_grouped_batches(
-        lengths, args.engine_batch_size, rng=np.random.default_rng(args.seed)))
-    return {"real_tokens": int(lengths.sum()), "file_order_padded_tokens": int(file_order),
-            "length_grouped_padded_tokens": int(grouped)}
+    lengths = np.array(
+        [len(ids) for ids in tokenize(load_tokenizer("default"), [t for _, t in train_rows], args.max_length)]
+    )
+    file_order = sum(
+        lengths[i : i + args.batch_size].max() * len(lengths[i : i + args.batch_size])
+        for i in range(0, len(lengths), args.batch_size)
+    )
+    grouped = sum(
+        lengths[b].max() * len(b)
+        for b in length_grouped_batches(lengths, args.engine_batch_size, rng=np.random.default_rng(args.seed))
+    )
+    return {
+        "real_tokens": int(lengths.sum()),
+        "file_order_padded_tokens": int(file_order),
+        "length_grouped_padded_tokens": int(grouped),
+    }
 
 
 def main(argv=None) -> int:
@@ -207,8 +244,12 @@ def main(argv=None) -> int:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--precision", default="auto", choices=["fp32", "bf16", "auto"],
-                        help="engine precision [auto: the trainer's default, bf16 on CPUs with native bf16]")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["fp32", "bf16", "auto"],
+        help="engine precision [auto: the trainer's default, bf16 on CPUs with native bf16]",
+    )
     parser.add_argument("--limit", type=int, default=0, help="use only the first N train/test rows (smoke runs)")
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "train_bench.json"))
@@ -225,7 +266,7 @@ def main(argv=None) -> int:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": "python bench/train_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-                   f"{args.threads} threads, no GPU",
+        f"{args.threads} threads, no GPU",
         "load_average_at_end": os.getloadavg(),
         "train_samples": len(train_rows),
         "test_samples": len(test_rows),
@@ -240,10 +281,12 @@ def main(argv=None) -> int:
     print("engine", json.dumps(result["engine"]), flush=True)
     if "reference" in result:
         result["speedup"] = result["engine"]["samples_per_second"] / result["reference"]["samples_per_second"]
-        result["speedup_cpu_time"] = (result["engine"]["samples_per_cpu_second"]
-                                      / result["reference"]["samples_per_cpu_second"])
-        result["accuracy_gap_points"] = 100 * abs(result["engine"]["test_accuracy"]
-                                                  - result["reference"]["test_accuracy"])
+        result["speedup_cpu_time"] = (
+            result["engine"]["samples_per_cpu_second"] / result["reference"]["samples_per_cpu_second"]
+        )
+        result["accuracy_gap_points"] = 100 * abs(
+            result["engine"]["test_accuracy"] - result["reference"]["test_accuracy"]
+        )
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

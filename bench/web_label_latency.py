@@ -37,9 +37,15 @@ def main(argv: list[str] | None = None) -> int:
         with PoolClient(stack.address("pool")) as pool, CoordinatorClient(stack.address("coordinator")) as coordinator:
             pool.import_samples("bench", [(text, label) for label, text in train], split="train")
             pool.import_samples("bench", [(text, label) for label, text in test], split="test")
-            run = coordinator.start_run(RunConfig(
-                dataset="bench", oracle="human", seed_strategy="random", seed_size=Amount(count=args.labels),
-                stopping=StoppingRule(max_rounds=1)))
+            run = coordinator.start_run(
+                RunConfig(
+                    dataset="bench",
+                    oracle="human",
+                    seed_strategy="random",
+                    seed_size=Amount(count=args.labels),
+                    stopping=StoppingRule(max_rounds=1),
+                )
+            )
             for _ in coordinator.watch(run.id, until_waiting=True):
                 pass
             with httpx.Client(base_url=stack.web_url.rstrip("/"), timeout=30) as browser:
@@ -52,18 +58,28 @@ def main(argv: list[str] | None = None) -> int:
                 items = queue["items"][:-1]  # the last one would start training
                 timings = []
                 for i, item in enumerate(items):
-                    body = {"sample_id": item["sample_id"], "label": gold[item["text"]], "annotator": "bench",
-                            "nonce": f"bench{i:08d}"}
+                    body = {
+                        "sample_id": item["sample_id"],
+                        "label": gold[item["text"]],
+                        "annotator": "bench",
+                        "nonce": f"bench{i:08d}",
+                    }
                     started = time.perf_counter()
                     reply = browser.post(f"/api/runs/{run.id}/labels", json=body, headers={"X-CSRF-Token": csrf})
                     timings.append((time.perf_counter() - started) * 1000)
                     reply.raise_for_status()
             coordinator.cancel(run.id)
     timings.sort()
-    result = {"labels": len(timings), "median_ms": round(statistics.median(timings), 1),
-              "p90_ms": round(timings[int(0.9 * (len(timings) - 1))], 1), "mean_ms": round(statistics.fmean(timings), 1)}
-    print(f"{result['labels']} labels: median {result['median_ms']} ms, p90 {result['p90_ms']} ms, "
-          f"mean {result['mean_ms']} ms per submitted label (target: median under 50 ms)")
+    result = {
+        "labels": len(timings),
+        "median_ms": round(statistics.median(timings), 1),
+        "p90_ms": round(timings[int(0.9 * (len(timings) - 1))], 1),
+        "mean_ms": round(statistics.fmean(timings), 1),
+    }
+    print(
+        f"{result['labels']} labels: median {result['median_ms']} ms, p90 {result['p90_ms']} ms, "
+        f"mean {result['mean_ms']} ms per submitted label (target: median under 50 ms)"
+    )
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0

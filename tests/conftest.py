@@ -24,6 +24,7 @@ def _restore_root_logging():
     logging.root.handlers[:] = handlers
     logging.root.setLevel(level)
 
+
 ATIS_DIR = ROOT.parent / "shared" / "data" / "atis"
 ATIS_TRAIN = ATIS_DIR / "atis_intents_train.csv"
 ATIS_TEST = ATIS_DIR / "atis_intents_test.csv"
@@ -66,7 +67,7 @@ def postgres_cluster():
 
 @pytest.fixture
 def database_backend(request) -> str:
-    """"sqlite" unless a test parametrizes it (``helpers.BOTH_DATABASES``, or "postgres")."""
+    """ "sqlite" unless a test parametrizes it (``helpers.BOTH_DATABASES``, or "postgres")."""
     return getattr(request, "param", "sqlite")
 
 

@@ -27,9 +27,17 @@ def server_settings_for_tests(**overrides) -> ServerSettings:
     return ServerSettings(**base)
 
 
-def import_bytes(address: str, dataset: str, data: bytes, *, split: str = "train",
-                 fmt: pool_pb2.ImportFormat = pool_pb2.IMPORT_FORMAT_AUTO, create: bool = True, chunk: int = 64 * 1024,
-                 token: str = "") -> pool_pb2.ImportSummary:
+def import_bytes(
+    address: str,
+    dataset: str,
+    data: bytes,
+    *,
+    split: str = "train",
+    fmt: pool_pb2.ImportFormat = pool_pb2.IMPORT_FORMAT_AUTO,
+    create: bool = True,
+    chunk: int = 64 * 1024,
+    token: str = "",
+) -> pool_pb2.ImportSummary:
     header = pool_pb2.ImportHeader(dataset=dataset, format=fmt, split=SPLITS[split], create_dataset=create)
 
     def messages():
@@ -41,8 +49,15 @@ def import_bytes(address: str, dataset: str, data: bytes, *, split: str = "train
         return pool_pb2_grpc.PoolServiceStub(channel).ImportSamples(messages(), timeout=60)
 
 
-def import_rows(address: str, dataset: str, rows: Iterable[tuple[str, str]], *, split: str = "train",
-                create: bool = True, token: str = "") -> ImportSummary:
+def import_rows(
+    address: str,
+    dataset: str,
+    rows: Iterable[tuple[str, str]],
+    *,
+    split: str = "train",
+    create: bool = True,
+    token: str = "",
+) -> ImportSummary:
     """Import (label, text) rows with the SDK's PoolClient."""
     with PoolClient(address, token=token, timeout=60) as pool:
         return pool.import_samples(dataset, ((text, label) for label, text in rows), split=split, create=create)
@@ -52,12 +67,17 @@ def pool_stub(address: str, token: str = "") -> pool_pb2_grpc.PoolServiceStub:
     return pool_pb2_grpc.PoolServiceStub(make_channel(address, token=token))
 
 
-def submit_labels(stub: pool_pb2_grpc.PoolServiceStub, ids_labels, key: str = "", run_id: int = 0,
-                  dataset: str = "d") -> pool_pb2.SubmitLabelsResponse:
+def submit_labels(
+    stub: pool_pb2_grpc.PoolServiceStub, ids_labels, key: str = "", run_id: int = 0, dataset: str = "d"
+) -> pool_pb2.SubmitLabelsResponse:
     """Human labels for ``(sample_id, label)`` pairs, with an optional idempotency key."""
     return stub.SubmitLabels(
         pool_pb2.SubmitLabelsRequest(
-            dataset=dataset, run_id=run_id, idempotency_key=key, source=common_pb2.LABEL_SOURCE_HUMAN, annotator="ann",
+            dataset=dataset,
+            run_id=run_id,
+            idempotency_key=key,
+            source=common_pb2.LABEL_SOURCE_HUMAN,
+            annotator="ann",
             labels=[pool_pb2.LabelAssignment(sample_id=i, label=label) for i, label in ids_labels],
         ),
         timeout=10,

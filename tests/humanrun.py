@@ -14,9 +14,28 @@ def gold(text: str) -> str:
 
 def run_flags(tiny_bert_dir) -> list[str]:
     """`lesslabels run` flags for a short run on the toy dataset with the tiny model."""
-    return ["--dataset", "toy", "--base-model", str(tiny_bert_dir), "--seed-size", "12", "--batch-size", "8",
-            "--max-rounds", "2", "--epochs", "1", "--train-batch-size", "8", "--max-length", "16",
-            "--num-threads", "1", "--random-seed", "3"]
+    return [
+        "--dataset",
+        "toy",
+        "--base-model",
+        str(tiny_bert_dir),
+        "--seed-size",
+        "12",
+        "--batch-size",
+        "8",
+        "--max-rounds",
+        "2",
+        "--epochs",
+        "1",
+        "--train-batch-size",
+        "8",
+        "--max-length",
+        "16",
+        "--num-threads",
+        "1",
+        "--random-seed",
+        "3",
+    ]
 
 
 def run_state(stack, run_id) -> run_pb2.Run:
@@ -33,8 +52,10 @@ def start_human_run(stack, tiny_bert_dir) -> int:
     """Start a human-mode run with the CLI and wait until its seed batch waits for labels."""
     from lesslabels.cli.main import main as cli
 
-    assert cli(["run", *run_flags(tiny_bert_dir), "--oracle", "human",
-                "--coordinator-address", stack.coordinator_address]) == 0
+    assert (
+        cli(["run", *run_flags(tiny_bert_dir), "--oracle", "human", "--coordinator-address", stack.coordinator_address])
+        == 0
+    )
     run_id = max(r.id for r in runs(stack))
     wait_for(lambda: run_state(stack, run_id).state == run_pb2.RUN_STATE_WAITING_FOR_LABELS, 180, 0.2, "the seed batch")
     return run_id

@@ -17,15 +17,25 @@ TEXTS = [
 ]
 
 
-def publish_tiny_checkpoint(store: CheckpointStore, tiny_bert_dir, *, run_id: int = RUN_ID, labels=LABELS,
-                            max_length: int = 16, seed: int = 0, manifest_extra: dict | None = None) -> str:
+def publish_tiny_checkpoint(
+    store: CheckpointStore,
+    tiny_bert_dir,
+    *,
+    run_id: int = RUN_ID,
+    labels=LABELS,
+    max_length: int = 16,
+    seed: int = 0,
+    manifest_extra: dict | None = None,
+) -> str:
     """Publish the tiny BERT with a random classification head, as the trainer would."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(
-        tiny_bert_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        tiny_bert_dir,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
     )
     # A random BERT maps every text to almost the same pooled vector; centre and scale the head on
@@ -38,8 +48,14 @@ def publish_tiny_checkpoint(store: CheckpointStore, tiny_bert_dir, *, run_id: in
         weight = torch.randn(len(labels), pooled.shape[1]) / (spread * pooled.shape[1] ** 0.5)
         model.classifier.weight.copy_(weight)
         model.classifier.bias.copy_(-weight @ pooled.mean(0))
-    manifest = {"run_id": run_id, "labels": list(labels), "base_model": str(tiny_bert_dir),
-                "hyperparameters": {"max_length": max_length}, "dataset": "toy", **(manifest_extra or {})}
+    manifest = {
+        "run_id": run_id,
+        "labels": list(labels),
+        "base_model": str(tiny_bert_dir),
+        "hyperparameters": {"max_length": max_length},
+        "dataset": "toy",
+        **(manifest_extra or {}),
+    }
     with store.publish(manifest) as folder:
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)

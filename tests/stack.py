@@ -38,8 +38,10 @@ LABELS = ("flight", "airfare", "ground_service", "abbreviation")
 
 def toy_rows(n: int, *, offset: int = 0) -> list[tuple[str, str]]:
     """``n`` (label, text) rows over four labels, all texts distinct."""
-    return [(LABELS[i % len(LABELS)], f"{LABELS[i % len(LABELS)].replace('_', ' ')} request number {i + offset}")
-            for i in range(n)]
+    return [
+        (LABELS[i % len(LABELS)], f"{LABELS[i % len(LABELS)].replace('_', ' ')} request number {i + offset}")
+        for i in range(n)
+    ]
 
 
 def load_toy_dataset(pool_address: str, name: str = "toy", *, train: int = 40, test: int = 12) -> None:
@@ -107,7 +109,9 @@ class FakeTrainer:
         if progress is not None:
             progress(model.TrainProgress(job_id, "RUNNING", epoch=1, step=1, total_steps=1))
         self.jobs[job_id] = dataclasses.replace(
-            self.jobs[job_id], state="SUCCEEDED", checkpoint_id=f"ckpt-run{request.run_id}-round{request.round}-{job_id}",
+            self.jobs[job_id],
+            state="SUCCEEDED",
+            checkpoint_id=f"ckpt-run{request.run_id}-round{request.round}-{job_id}",
             finished_at="2026-01-01T00:00:02Z",
         )
         return self.jobs[job_id]
@@ -132,18 +136,45 @@ class FakeScorer:
         self._pool.close()
 
     def _samples(self, dataset: str, split: str):
-        return self._pool.list_samples(dataset, split="test" if split == "test" else "train", page_size=5000,
-                                       include_gold=split == "test", timeout=10)
+        return self._pool.list_samples(
+            dataset,
+            split="test" if split == "test" else "train",
+            page_size=5000,
+            include_gold=split == "test",
+            timeout=10,
+        )
 
-    def score_pool(self, *, dataset, run_id=0, checkpoint_id="", base_model=None, split="train", include_all=False,
-                   embeddings=False, probabilities=True, chunk_size=512, progress=None) -> model.PoolScores:
-        self.calls.append(dict(dataset=dataset, run_id=run_id, checkpoint_id=checkpoint_id, base_model=base_model,
-                               split=split, embeddings=embeddings))
+    def score_pool(
+        self,
+        *,
+        dataset,
+        run_id=0,
+        checkpoint_id="",
+        base_model=None,
+        split="train",
+        include_all=False,
+        embeddings=False,
+        probabilities=True,
+        chunk_size=512,
+        progress=None,
+    ) -> model.PoolScores:
+        self.calls.append(
+            dict(
+                dataset=dataset,
+                run_id=run_id,
+                checkpoint_id=checkpoint_id,
+                base_model=base_model,
+                split=split,
+                embeddings=embeddings,
+            )
+        )
         samples = self._samples(dataset, split)
         labels = LABELS
         ids = np.array([s.id for s in samples], dtype=np.int64)
         # Depends on the round only, so two runs with the same seed make the same choices.
-        model_key = "stable" if self.stable else checkpoint_id.split("-")[2] if checkpoint_id.count("-") >= 2 else checkpoint_id
+        model_key = (
+            "stable" if self.stable else checkpoint_id.split("-")[2] if checkpoint_id.count("-") >= 2 else checkpoint_id
+        )
         logits = np.array([[_unit(f"{model_key}/{s.id}/{c}") * 4 for c in range(len(labels))] for s in samples])
         probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True) if len(samples) else np.zeros((0, 4))
         predicted = np.array([labels[i] for i in probs.argmax(axis=1)], dtype=object)
@@ -167,8 +198,9 @@ class FakeStack:
     coordinators: list = dataclasses.field(default_factory=list)
 
     def coordinator(self, pool=None) -> Coordinator:
-        core = Coordinator(pool or PoolClient(self.pool_address, timeout=10), self.trainer, self.scorer,
-                           retry_backoff=0.05)
+        core = Coordinator(
+            pool or PoolClient(self.pool_address, timeout=10), self.trainer, self.scorer, retry_backoff=0.05
+        )
         self.coordinators.append(core)
         return core
 
@@ -246,8 +278,9 @@ def start_real_stack(tmp_path, *, token: str = "") -> tuple[RealStack, Callable[
     trainer_address, scorer_address = f"127.0.0.1:{trainer.port}", f"127.0.0.1:{scorer.port}"
 
     def build() -> tuple[CoordinatorServer, str]:
-        server = build_coordinator(settings, pool_address, trainer_address, scorer_address, token=token,
-                                   rpc_timeout=30, retry_backoff=0.2)
+        server = build_coordinator(
+            settings, pool_address, trainer_address, scorer_address, token=token, rpc_timeout=30, retry_backoff=0.2
+        )
         server.start()
         server.ready()
         return server, f"127.0.0.1:{server.port}"

@@ -21,8 +21,13 @@ def headline():
 
 
 def _result(arm, seed, accuracies, labelled=(100, 200, 300), pool=1000):
-    return {"arm": arm, "seed": seed, "pool_size": pool, "wall_seconds": 1.0,
-            "rounds": [{"labelled": n, "accuracy": a} for n, a in zip(labelled, accuracies, strict=True)]}
+    return {
+        "arm": arm,
+        "seed": seed,
+        "pool_size": pool,
+        "wall_seconds": 1.0,
+        "rounds": [{"labelled": n, "accuracy": a} for n, a in zip(labelled, accuracies, strict=True)],
+    }
 
 
 def test_area_under_curve_is_the_mean_accuracy_over_the_range(headline):
@@ -31,13 +36,16 @@ def test_area_under_curve_is_the_mean_accuracy_over_the_range(headline):
     assert headline.area_under_curve(x, np.array([0.90, 0.95, 1.00])) == pytest.approx(0.95)
     # Trapezoids, not the mean of the points: uneven spacing weighs the longer interval more.
     assert headline.area_under_curve(np.array([0.1, 0.2, 0.5]), np.array([0.8, 1.0, 1.0])) == pytest.approx(
-        (0.1 * 0.9 + 0.3 * 1.0) / 0.4)
+        (0.1 * 0.9 + 0.3 * 1.0) / 0.4
+    )
 
 
 def test_summary_pairs_each_strategy_with_random_on_the_same_seed(headline):
     results = [
-        _result("random", 0, [0.90, 0.95, 0.97]), _result("random", 1, [0.92, 0.96, 0.98]),
-        _result("entropy", 0, [0.90, 0.97, 0.99]), _result("entropy", 1, [0.92, 0.94, 0.98]),
+        _result("random", 0, [0.90, 0.95, 0.97]),
+        _result("random", 1, [0.92, 0.96, 0.98]),
+        _result("entropy", 0, [0.90, 0.97, 0.99]),
+        _result("entropy", 1, [0.92, 0.94, 0.98]),
     ]
     full = [_result("full", 0, [0.99], labelled=(1000,)), _result("full", 1, [0.99], labelled=(1000,))]
     summary = headline.summarise(results, full)
@@ -87,9 +95,11 @@ def test_accuracy_at_a_fraction_interpolates_between_rounds(clinc):
 
 def test_targets_read_off_a_summary(headline, clinc):
     labelled = (100, 500, 1000)  # pool 5000: 2 %, 10 %, 20 %
-    results = [_result("full", 0, [0.90], labelled=(5000,), pool=5000),
-               _result("best", 0, [0.60, 0.88, 0.92], labelled=labelled, pool=5000),
-               _result("random", 0, [0.60, 0.80, 0.79], labelled=labelled, pool=5000)]
+    results = [
+        _result("full", 0, [0.90], labelled=(5000,), pool=5000),
+        _result("best", 0, [0.60, 0.88, 0.92], labelled=labelled, pool=5000),
+        _result("random", 0, [0.60, 0.80, 0.79], labelled=labelled, pool=5000),
+    ]
     t = clinc.targets(headline.summarise(results))
     best, random = t["arms"]["best"], t["arms"]["random"]
     assert best["largest_fall"] == 0.0 and best["falls_ok"]
@@ -109,15 +119,28 @@ def test_clinc_arms_use_the_trainer_defaults(clinc):
 
     from lesslabels.v1 import run_pb2
 
-    args = argparse.Namespace(learning_rate=1e-4, batch_size=16, min_steps=250, threads=1, full_epochs=3,
-                              best_strategy="clustered-margin", seed_size=0.02, batch=0.02, rounds=10,
-                              min_steps_per_class=0)
+    args = argparse.Namespace(
+        learning_rate=1e-4,
+        batch_size=16,
+        min_steps=250,
+        threads=1,
+        full_epochs=3,
+        best_strategy="clustered-margin",
+        seed_size=0.02,
+        batch=0.02,
+        rounds=10,
+        min_steps_per_class=0,
+    )
     best = clinc.arm_config("best", 1, args)
     assert best.dataset == "clinc150" and best.strategy == run_pb2.STRATEGY_CLUSTERED_MARGIN
     assert best.seed_strategy == run_pb2.SEED_STRATEGY_DIVERSE and best.stopping.max_rounds == 10
     # the recipe's own fields are left at zero, i.e. the trainer's defaults
-    assert (best.hyperparameters.max_epochs, best.hyperparameters.min_steps_per_class,
-            best.hyperparameters.head_init, best.hyperparameters.holdout_min_per_class) == (0, 0, 0, 0)
+    assert (
+        best.hyperparameters.max_epochs,
+        best.hyperparameters.min_steps_per_class,
+        best.hyperparameters.head_init,
+        best.hyperparameters.holdout_min_per_class,
+    ) == (0, 0, 0, 0)
     random = clinc.arm_config("random", 1, args)
     assert random.strategy == run_pb2.STRATEGY_RANDOM and random.seed_size.fraction == best.seed_size.fraction
     assert clinc.arm_config("full", 0, args).hyperparameters.max_epochs == 3

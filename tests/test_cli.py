@@ -28,23 +28,39 @@ from tests.helpers import server_settings_for_tests
 # --------------------------------------------------------------------------- pure parts
 
 
-@pytest.mark.parametrize("text,kind,value", [
-    ("100", "count", 100), ("0.05", "fraction", 0.05), ("5%", "fraction", 0.05), ("1", "count", 1),
-    ("1.0", "fraction", 1.0), ("100%", "fraction", 1.0),
-])
+@pytest.mark.parametrize(
+    "text,kind,value",
+    [
+        ("100", "count", 100),
+        ("0.05", "fraction", 0.05),
+        ("5%", "fraction", 0.05),
+        ("1", "count", 1),
+        ("1.0", "fraction", 1.0),
+        ("100%", "fraction", 1.0),
+    ],
+)
 def test_parse_amount(text, kind, value):
     amount = parse_amount(text, "--seed-size")
     assert getattr(amount, kind) == pytest.approx(value)
     assert not getattr(amount, "fraction" if kind == "count" else "count")  # exactly one is set
 
 
-@pytest.mark.parametrize("text,message", [
-    ("1.5", "fraction must be in (0, 1]"), ("0", "must be positive"), ("-3", "fraction must be in"),
-    ("abc", "not a number"), ("150%", "fraction must be in"), ("nan", "fraction must be in"), ("0.0", "fraction"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("1.5", "fraction must be in (0, 1]"),
+        ("0", "must be positive"),
+        ("-3", "fraction must be in"),
+        ("abc", "not a number"),
+        ("150%", "fraction must be in"),
+        ("nan", "fraction must be in"),
+        ("0.0", "fraction"),
+    ],
+)
 def test_parse_amount_rejects(text, message):
-    with pytest.raises(CliError, match=message.replace("(", r"\(").replace(")", r"\)").replace("]", r"\]")
-                       .replace("[", r"\[")) as info:
+    with pytest.raises(
+        CliError, match=message.replace("(", r"\(").replace(")", r"\)").replace("]", r"\]").replace("[", r"\[")
+    ) as info:
         parse_amount(text, "--seed-size")
     assert info.value.exit_code == 2
     assert "--seed-size" in str(info.value)
@@ -57,13 +73,43 @@ def _parse_run(argv):
 
 
 def test_run_config_from_flags():
-    config = _parse_run([
-        "--dataset", "atis", "--strategy", "margin", "--seed-size", "2%", "--batch-size", "100",
-        "--max-rounds", "4", "--label-budget", "0.1", "--target-accuracy", "0.95", "--stable-agreement", "0.99",
-        "--oracle", "human", "--random-seed", "7", "--epochs", "3", "--learning-rate", "1e-4",
-        "--base-model", "/models/tiny", "--seed-strategy", "diverse", "--warm-start", "--class-balance",
-        "weighted-loss", "--name", "try",
-    ])
+    config = _parse_run(
+        [
+            "--dataset",
+            "atis",
+            "--strategy",
+            "margin",
+            "--seed-size",
+            "2%",
+            "--batch-size",
+            "100",
+            "--max-rounds",
+            "4",
+            "--label-budget",
+            "0.1",
+            "--target-accuracy",
+            "0.95",
+            "--stable-agreement",
+            "0.99",
+            "--oracle",
+            "human",
+            "--random-seed",
+            "7",
+            "--epochs",
+            "3",
+            "--learning-rate",
+            "1e-4",
+            "--base-model",
+            "/models/tiny",
+            "--seed-strategy",
+            "diverse",
+            "--warm-start",
+            "--class-balance",
+            "weighted-loss",
+            "--name",
+            "try",
+        ]
+    )
     assert config.dataset == "atis" and config.name == "try" and config.base_model == "/models/tiny"
     assert config.strategy == "margin"
     assert config.seed_size.fraction == pytest.approx(0.02)
@@ -92,15 +138,18 @@ def test_run_config_leaves_defaults_to_the_coordinator():
     assert "min_steps" not in _parse_run(["--dataset", "atis", "--min-steps", "0"]).hyperparameters
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["--target-accuracy", "1.5"], "--target-accuracy 1.5: must be in (0, 1]"),
-    (["--stable-agreement", "-0.1"], "--stable-agreement -0.1: must be in (0, 1]"),
-    (["--max-rounds", "-1"], "--max-rounds -1: must not be negative"),
-    (["--epochs", "-2"], "--epochs -2: must not be negative"),
-    (["--min-steps", "-3"], "--min-steps -3: must not be negative"),
-    (["--learning-rate", "-1"], "--learning-rate -1.0: must be positive"),
-    (["--batch-size", "2.5"], "--batch-size 2.5: a fraction must be in (0, 1]"),
-])
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--target-accuracy", "1.5"], "--target-accuracy 1.5: must be in (0, 1]"),
+        (["--stable-agreement", "-0.1"], "--stable-agreement -0.1: must be in (0, 1]"),
+        (["--max-rounds", "-1"], "--max-rounds -1: must not be negative"),
+        (["--epochs", "-2"], "--epochs -2: must not be negative"),
+        (["--min-steps", "-3"], "--min-steps -3: must not be negative"),
+        (["--learning-rate", "-1"], "--learning-rate -1.0: must be positive"),
+        (["--batch-size", "2.5"], "--batch-size 2.5: a fraction must be in (0, 1]"),
+    ],
+)
 def test_run_config_rejects_bad_values(argv, message):
     with pytest.raises(CliError) as info:
         _parse_run(["--dataset", "d", *argv])
@@ -143,19 +192,24 @@ def test_read_label_file_csv_skips_blank_labels(tmp_path):
 
 def test_read_label_file_jsonl(tmp_path):
     path = tmp_path / "batch.jsonl"
-    path.write_text('{"sample_id": 9, "label": "bye"}\n\n{"sample_id": "2", "label": "greet", "text": "x"}\n'
-                    '{"sample_id": 4, "label": ""}\n')
+    path.write_text(
+        '{"sample_id": 9, "label": "bye"}\n\n{"sample_id": "2", "label": "greet", "text": "x"}\n'
+        '{"sample_id": 4, "label": ""}\n'
+    )
     assert read_label_file(path, "jsonl") == [(2, "greet"), (9, "bye")]
 
 
-@pytest.mark.parametrize("name,body,fmt,message", [
-    ("missing.csv", None, "csv", "no such file"),
-    ("nohdr.csv", "3,greet\n", "csv", "must name 'sample_id' and 'label'"),
-    ("badid.csv", "sample_id,label\nx,greet\n", "csv", "badid.csv:2: sample_id 'x' is not a number"),
-    ("twice.csv", "sample_id,label\n1,a\n1,b\n", "csv", "sample 1 has two different labels"),
-    ("bad.jsonl", '{"sample_id": 1, "label": "a"}\nnot json\n', "jsonl", "bad.jsonl:2: not JSON"),
-    ("list.jsonl", "[1, 2]\n", "jsonl", "expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    "name,body,fmt,message",
+    [
+        ("missing.csv", None, "csv", "no such file"),
+        ("nohdr.csv", "3,greet\n", "csv", "must name 'sample_id' and 'label'"),
+        ("badid.csv", "sample_id,label\nx,greet\n", "csv", "badid.csv:2: sample_id 'x' is not a number"),
+        ("twice.csv", "sample_id,label\n1,a\n1,b\n", "csv", "sample 1 has two different labels"),
+        ("bad.jsonl", '{"sample_id": 1, "label": "a"}\nnot json\n', "jsonl", "bad.jsonl:2: not JSON"),
+        ("list.jsonl", "[1, 2]\n", "jsonl", "expected a JSON object"),
+    ],
+)
 def test_read_label_file_errors(tmp_path, name, body, fmt, message):
     path = tmp_path / name
     if body is not None:
@@ -166,9 +220,12 @@ def test_read_label_file_errors(tmp_path, name, body, fmt, message):
 
 def _pending(ids=(1, 2, 3), labels=("greet", "bye")):
     return coordinator_pb2.PendingLabels(
-        run_id=5, round=1, labels=list(labels),
+        run_id=5,
+        round=1,
+        labels=list(labels),
         samples=[coordinator_pb2.PendingSample(sample_id=i, text=f"text {i}", score=0.5) for i in ids],
-        remaining=len(ids))
+        remaining=len(ids),
+    )
 
 
 def test_check_labels_names_unknown_ids_and_labels(tmp_path):
@@ -197,21 +254,59 @@ class FakeCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
         self.keys = set()
         self.labels: dict[int, str] = {}
         self.started = []
-        config = run_pb2.RunConfig(dataset="d", strategy=run_pb2.STRATEGY_ENTROPY,
-                                   seed_size=run_pb2.Amount(fraction=0.1), batch_size=run_pb2.Amount(count=2))
+        config = run_pb2.RunConfig(
+            dataset="d",
+            strategy=run_pb2.STRATEGY_ENTROPY,
+            seed_size=run_pb2.Amount(fraction=0.1),
+            batch_size=run_pb2.Amount(count=2),
+        )
         self.runs = {
-            1: run_pb2.Run(id=1, config=config, state=run_pb2.RUN_STATE_COMPLETED, step=run_pb2.RUN_STEP_DONE,
-                           round=1, labelled_count=20, pool_size=100, stop_reason="max rounds 2 reached"),
-            2: run_pb2.Run(id=2, config=config, state=run_pb2.RUN_STATE_WAITING_FOR_LABELS,
-                           step=run_pb2.RUN_STEP_LABEL, round=1, labelled_count=10, pool_size=100),
+            1: run_pb2.Run(
+                id=1,
+                config=config,
+                state=run_pb2.RUN_STATE_COMPLETED,
+                step=run_pb2.RUN_STEP_DONE,
+                round=1,
+                labelled_count=20,
+                pool_size=100,
+                stop_reason="max rounds 2 reached",
+            ),
+            2: run_pb2.Run(
+                id=2,
+                config=config,
+                state=run_pb2.RUN_STATE_WAITING_FOR_LABELS,
+                step=run_pb2.RUN_STEP_LABEL,
+                round=1,
+                labelled_count=10,
+                pool_size=100,
+            ),
         }
         self.rounds = {
-            1: [run_pb2.Round(run_id=1, index=0, labelled_count=10, selected_count=10,
-                              test=common_pb2.EvalMetrics(accuracy=0.5, macro_f1=0.4, count=50)),
-                run_pb2.Round(run_id=1, index=1, labelled_count=20, agreement=0.9,
-                              test=common_pb2.EvalMetrics(accuracy=0.75, macro_f1=0.7, count=50))],
-            2: [run_pb2.Round(run_id=2, index=0, labelled_count=10, selected_count=3,
-                              test=common_pb2.EvalMetrics(accuracy=0.6, macro_f1=0.5, count=50))],
+            1: [
+                run_pb2.Round(
+                    run_id=1,
+                    index=0,
+                    labelled_count=10,
+                    selected_count=10,
+                    test=common_pb2.EvalMetrics(accuracy=0.5, macro_f1=0.4, count=50),
+                ),
+                run_pb2.Round(
+                    run_id=1,
+                    index=1,
+                    labelled_count=20,
+                    agreement=0.9,
+                    test=common_pb2.EvalMetrics(accuracy=0.75, macro_f1=0.7, count=50),
+                ),
+            ],
+            2: [
+                run_pb2.Round(
+                    run_id=2,
+                    index=0,
+                    labelled_count=10,
+                    selected_count=3,
+                    test=common_pb2.EvalMetrics(accuracy=0.6, macro_f1=0.5, count=50),
+                )
+            ],
         }
 
     def _run(self, run_id):
@@ -230,12 +325,23 @@ class FakeCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
         with self.lock:
             self.started.append(request)
             run_id = max(self.runs) + 1
-            self.runs[run_id] = run_pb2.Run(id=run_id, config=request.config, state=run_pb2.RUN_STATE_COMPLETED,
-                                            step=run_pb2.RUN_STEP_DONE, pool_size=100, labelled_count=20)
+            self.runs[run_id] = run_pb2.Run(
+                id=run_id,
+                config=request.config,
+                state=run_pb2.RUN_STATE_COMPLETED,
+                step=run_pb2.RUN_STEP_DONE,
+                pool_size=100,
+                labelled_count=20,
+            )
             self.rounds[run_id] = [
-                run_pb2.Round(run_id=run_id, index=i, labelled_count=10 * (i + 1),
-                              test=common_pb2.EvalMetrics(accuracy=0.5 + 0.1 * i + 0.01 * request.config.random_seed,
-                                                          macro_f1=0.5, count=50))
+                run_pb2.Round(
+                    run_id=run_id,
+                    index=i,
+                    labelled_count=10 * (i + 1),
+                    test=common_pb2.EvalMetrics(
+                        accuracy=0.5 + 0.1 * i + 0.01 * request.config.random_seed, macro_f1=0.5, count=50
+                    ),
+                )
                 for i in range(2)
             ]
             return self.runs[run_id]
@@ -285,16 +391,24 @@ class FakeCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
                 unchanged = len(request.labels)
             remaining = 3 - len(self.labels)
         return coordinator_pb2.SubmitRunLabelsResponse(
-            result=pool_pb2.SubmitLabelsResponse(recorded=recorded, unchanged=unchanged), remaining=remaining)
+            result=pool_pb2.SubmitLabelsResponse(recorded=recorded, unchanged=unchanged), remaining=remaining
+        )
 
 
 @pytest.fixture
 def fake_coordinator():
     servicer = FakeCoordinator()
     name = coordinator_pb2.DESCRIPTOR.services_by_name["CoordinatorService"].full_name
-    server = Server(server_settings_for_tests(), [ServiceRegistration(
-        names=(name,), register=lambda s: coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(servicer, s))],
-        name="fake-coordinator")
+    server = Server(
+        server_settings_for_tests(),
+        [
+            ServiceRegistration(
+                names=(name,),
+                register=lambda s: coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(servicer, s),
+            )
+        ],
+        name="fake-coordinator",
+    )
     port = server.start()
     server.set_serving()
     servicer.address = f"127.0.0.1:{port}"
@@ -343,8 +457,23 @@ def test_cancel(fake_coordinator, capsys):
 
 
 def test_run_sends_the_config_and_watch_follows_to_the_end(fake_coordinator, capsys):
-    assert _cli(fake_coordinator, "run", "--dataset", "d", "--strategy", "random", "--seed-size", "10",
-                "--max-rounds", "2", "--watch", "--no-progress") == 0
+    assert (
+        _cli(
+            fake_coordinator,
+            "run",
+            "--dataset",
+            "d",
+            "--strategy",
+            "random",
+            "--seed-size",
+            "10",
+            "--max-rounds",
+            "2",
+            "--watch",
+            "--no-progress",
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     sent = fake_coordinator.started[-1]
     assert sent.config.strategy == run_pb2.STRATEGY_RANDOM and sent.config.seed_size.count == 10
@@ -399,8 +528,9 @@ def test_label_import_rejects_unknown_ids_labels_and_missing_files(fake_coordina
 
 def test_report_writes_table_csv_json_and_png(fake_coordinator, tmp_path, capsys):
     png, csv_path, json_path = tmp_path / "r.png", tmp_path / "r.csv", tmp_path / "r.json"
-    assert _cli(fake_coordinator, "report", "1", "--plot", str(png), "--csv", str(csv_path),
-                "--json", str(json_path)) == 0
+    assert (
+        _cli(fake_coordinator, "report", "1", "--plot", str(png), "--csv", str(csv_path), "--json", str(json_path)) == 0
+    )
     out = capsys.readouterr().out
     assert "75.00" in out and str(png) in out
     assert png.read_bytes()[:4] == b"\x89PNG"
@@ -412,14 +542,38 @@ def test_report_writes_table_csv_json_and_png(fake_coordinator, tmp_path, capsys
 
 def test_compare_starts_strategies_times_seeds_and_summarises(fake_coordinator, tmp_path, capsys):
     png, js = tmp_path / "c.png", tmp_path / "c.json"
-    assert _cli(fake_coordinator, "compare", "--dataset", "d", "--strategies", "entropy,random", "--seeds", "0,2",
-                "--max-rounds", "2", "--plot", str(png), "--json", str(js), "--no-progress",
-                "--reference", "0.605", "--tolerance", "0.01") == 0
+    assert (
+        _cli(
+            fake_coordinator,
+            "compare",
+            "--dataset",
+            "d",
+            "--strategies",
+            "entropy,random",
+            "--seeds",
+            "0,2",
+            "--max-rounds",
+            "2",
+            "--plot",
+            str(png),
+            "--json",
+            str(js),
+            "--no-progress",
+            "--reference",
+            "0.605",
+            "--tolerance",
+            "0.01",
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert len(fake_coordinator.started) == 4
     assert {(r.config.strategy, r.config.random_seed) for r in fake_coordinator.started} == {
-        (run_pb2.STRATEGY_ENTROPY, 0), (run_pb2.STRATEGY_ENTROPY, 2), (run_pb2.STRATEGY_RANDOM, 0),
-        (run_pb2.STRATEGY_RANDOM, 2)}
+        (run_pb2.STRATEGY_ENTROPY, 0),
+        (run_pb2.STRATEGY_ENTROPY, 2),
+        (run_pb2.STRATEGY_RANDOM, 0),
+        (run_pb2.STRATEGY_RANDOM, 2),
+    }
     # Seeds 0 and 2 give accuracies (0.50, 0.60) and (0.52, 0.62) at 10 and 20 labels: AUC 0.55 and 0.57,
     # mean 0.56; both reach the target 0.595 at 20 labels.
     summary = json.loads(js.read_text())
@@ -535,9 +689,11 @@ def test_the_cli_process_never_imports_torch():
     import subprocess
     import sys
 
-    code = ("import sys, lesslabels.cli.runs, lesslabels.cli.results, lesslabels.cli.stack, lesslabels.cli.demo, "
-            "lesslabels.cli.live, lesslabels.cli.report; "
-            "from lesslabels.cli.plots import _pyplot; _pyplot(); "
-            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))")
+    code = (
+        "import sys, lesslabels.cli.runs, lesslabels.cli.results, lesslabels.cli.stack, lesslabels.cli.demo, "
+        "lesslabels.cli.live, lesslabels.cli.report; "
+        "from lesslabels.cli.plots import _pyplot; _pyplot(); "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"

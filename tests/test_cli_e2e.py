@@ -21,8 +21,12 @@ def stack(real_stack):
 
 
 def _wait_state(stack, run_id, state, timeout=180):
-    return wait_for(lambda: (r := run_state(stack, run_id)).state == state and r, timeout, 0.2,
-                    f"run {run_id} to be {run_pb2.RunState.Name(state)}")
+    return wait_for(
+        lambda: (r := run_state(stack, run_id)).state == state and r,
+        timeout,
+        0.2,
+        f"run {run_id} to be {run_pb2.RunState.Name(state)}",
+    )
 
 
 def waiting_again_model(stack, run_id) -> str:
@@ -72,13 +76,17 @@ def test_human_mode_through_label_export_and_import(stack, tiny_bert_dir, tmp_pa
 
     # The rest as JSONL, the already-labelled half included again: the run goes on.
     full = tmp_path / "full.jsonl"
-    full.write_text("".join(json.dumps({"sample_id": int(r["sample_id"]), "label": gold(r["text"])}) + "\n"
-                            for r in rows))
+    full.write_text(
+        "".join(json.dumps({"sample_id": int(r["sample_id"]), "label": gold(r["text"])}) + "\n" for r in rows)
+    )
     assert cli(["label", "import", str(run_id), str(full), *client]) == 0
     assert "0 of the batch still unlabelled" in capsys.readouterr().out
     waiting_again = wait_for(
-        lambda: (r := run_state(stack, run_id)).round == 1 and r.state == run_pb2.RUN_STATE_WAITING_FOR_LABELS
-        and r, 180, 0.2, "round 1's batch")
+        lambda: (r := run_state(stack, run_id)).round == 1 and r.state == run_pb2.RUN_STATE_WAITING_FOR_LABELS and r,
+        180,
+        0.2,
+        "round 1's batch",
+    )
     assert waiting_again.labelled_count == 12
 
     # Round 1's batch comes with the round-0 model's suggestions (CSV and JSONL alike).
@@ -108,7 +116,7 @@ def test_simulated_run_watch_report_and_unknown_run(stack, tiny_bert_dir, tmp_pa
     out = capsys.readouterr().out
     assert "state=completed" in out and "stopped: round limit 2 reached" in out
     run_id = int(re.search(r"started run (\d+)", out).group(1))
-    table = out[out.index("round  labels"):].splitlines()
+    table = out[out.index("round  labels") :].splitlines()
     assert [line.split()[:2] for line in table[2:4]] == [["0", "12"], ["1", "20"]]
     png = tmp_path / "r.png"
     assert cli(["report", str(run_id), "--plot", str(png), *client]) == 0

@@ -45,9 +45,30 @@ def _up(tmp_path):
     # ROOT first, then the caller's path (as LocalStack does), so the child imports this checkout.
     env = dict(os.environ, **CHILD_ENV, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lesslabels", "up", "--state-dir", str(tmp_path / "state"), "--pool-port", "0",
-         "--trainer-port", "0", "--scorer-port", "0", "--coordinator-port", "0", "--web-port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+        [
+            sys.executable,
+            "-m",
+            "lesslabels",
+            "up",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--pool-port",
+            "0",
+            "--trainer-port",
+            "0",
+            "--scorer-port",
+            "0",
+            "--coordinator-port",
+            "0",
+            "--web-port",
+            "0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     addresses, lines = {}, []
     deadline = time.monotonic() + 240
     for line in proc.stdout:
@@ -79,9 +100,33 @@ def test_up_then_the_cli_runs_active_learning_end_to_end(tmp_path, tiny_bert_dir
         import_rows(addresses["pool"], "flights", train[:120], split="train")
         import_rows(addresses["pool"], "flights", test[:40], split="test")
         client = ["--coordinator-address", addresses["coordinator"]]
-        assert cli(["run", "--dataset", "flights", "--base-model", str(tiny_bert_dir), "--seed-size", "24",
-                    "--batch-size", "12", "--max-rounds", "2", "--epochs", "1", "--train-batch-size", "8",
-                    "--random-seed", "3", "--watch", "--no-progress", *client]) == 0
+        assert (
+            cli(
+                [
+                    "run",
+                    "--dataset",
+                    "flights",
+                    "--base-model",
+                    str(tiny_bert_dir),
+                    "--seed-size",
+                    "24",
+                    "--batch-size",
+                    "12",
+                    "--max-rounds",
+                    "2",
+                    "--epochs",
+                    "1",
+                    "--train-batch-size",
+                    "8",
+                    "--random-seed",
+                    "3",
+                    "--watch",
+                    "--no-progress",
+                    *client,
+                ]
+            )
+            == 0
+        )
         out = capsys.readouterr().out
         run_id = int(re.search(r"started run (\d+)", out).group(1))
         assert "state=completed" in out
@@ -107,20 +152,37 @@ def test_up_then_the_cli_runs_active_learning_end_to_end(tmp_path, tiny_bert_dir
 
 
 @pytest.mark.slow
-def test_demo_on_synthetic_data_prints_a_learning_curve_and_writes_the_png(tmp_path, tiny_bert_dir, capsys,
-                                                                           monkeypatch):
+def test_demo_on_synthetic_data_prints_a_learning_curve_and_writes_the_png(
+    tmp_path, tiny_bert_dir, capsys, monkeypatch
+):
     for key, value in CHILD_ENV.items():
         monkeypatch.setenv(key, value)
     png = tmp_path / "demo.png"
-    code = cli(["demo", "--synthetic", "--base-model", str(tiny_bert_dir), "--max-rounds", "2", "--epochs", "1",
-                "--train-batch-size", "16", "--plot", str(png), "--state-dir", str(tmp_path / "state"),
-                "--no-progress"])
+    code = cli(
+        [
+            "demo",
+            "--synthetic",
+            "--base-model",
+            str(tiny_bert_dir),
+            "--max-rounds",
+            "2",
+            "--epochs",
+            "1",
+            "--train-batch-size",
+            "16",
+            "--plot",
+            str(png),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--no-progress",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     out = captured.out
     assert "demo data: the built-in synthetic flight-intent set" in out
     assert re.search(r"^web app: http://127\.0\.0\.1:\d+/ ", out, re.M)
-    table = out[out.index("round  labels"):].splitlines()
+    table = out[out.index("round  labels") :].splitlines()
     # Two rounds: 5% of the 510 synthetic training texts, then 5% more.
     assert [line.split()[:2] for line in table[2:4]] == [["0", "26"], ["1", "52"]]
     assert f"learning curve: {png}" in out

@@ -29,9 +29,14 @@ from lesslabels.common import uncertainty
 from tests.helpers import server_settings_for_tests
 from tests.stack import wait_for
 
-ROWS = [("show me flights to denver", "flight"), ("what is the fare to boston", "airfare"),
-        ("cheapest fare, please", "airfare"), ("is there a limo in dallas", "ground_service"),
-        ("flights from boston", "flight"), ("what does ap57 mean", None)]
+ROWS = [
+    ("show me flights to denver", "flight"),
+    ("what is the fare to boston", "airfare"),
+    ("cheapest fare, please", "airfare"),
+    ("is there a limo in dallas", "ground_service"),
+    ("flights from boston", "flight"),
+    ("what does ap57 mean", None),
+]
 
 
 @pytest.fixture
@@ -52,8 +57,11 @@ def _free_address() -> str:
 def test_import_rows_and_records_then_read_them_back(pool):
     summary = pool.import_samples("flights", ROWS)
     assert summary.dataset == "flights" and summary.imported == 6 and summary.format == "jsonl"
-    assert summary.by_label == {"flight": 2, "airfare": 2, "ground_service": 1, "": 1} or \
-        summary.by_label == {"flight": 2, "airfare": 2, "ground_service": 1}
+    assert summary.by_label == {"flight": 2, "airfare": 2, "ground_service": 1, "": 1} or summary.by_label == {
+        "flight": 2,
+        "airfare": 2,
+        "ground_service": 1,
+    }
     records = [{"text": "fare to dallas", "label": "airfare", "split": "test"}, {"text": "a flight", "label": "flight"}]
     assert pool.import_samples("flights", iter(records), split="dev").imported == 2
     dataset = pool.get_dataset("flights")
@@ -67,7 +75,7 @@ def test_import_rows_and_records_then_read_them_back(pool):
 
 
 def test_rows_stream_in_bounded_chunks_without_splitting_a_row():
-    rows = [(f"text number {i} with a comma, and \"quotes\"\nand a newline", "x") for i in range(300)]
+    rows = [(f'text number {i} with a comma, and "quotes"\nand a newline', "x") for i in range(300)]
     chunks = list(rows_to_jsonl(rows, chunk_bytes=1000))
     assert len(chunks) > 5 and all(len(c) < 1000 + 200 for c in chunks)
     decoded = [json.loads(line) for c in chunks for line in c.decode().splitlines()]
@@ -193,8 +201,13 @@ def coordinator(fake_stack):
 
 
 def _small(**overrides) -> RunConfig:
-    base = dict(dataset="toy", random_seed=1, seed_size=Amount(count=8), batch_size=Amount(count=6),
-                stopping=StoppingRule(max_rounds=2))
+    base = dict(
+        dataset="toy",
+        random_seed=1,
+        seed_size=Amount(count=8),
+        batch_size=Amount(count=6),
+        stopping=StoppingRule(max_rounds=2),
+    )
     base.update(overrides)
     return RunConfig(**base)
 
@@ -246,8 +259,12 @@ def test_start_run_from_keywords_and_bad_configs(coordinator):
     assert run.config.strategy == "margin"
     with pytest.raises(InvalidArgument, match="unknown strategy 'best-guess'"):
         coordinator.start_run(dataset="toy", strategy="best-guess")
-    assert coordinator.start_run(dataset="toy", strategy="least-confidence",
-                                 stopping=StoppingRule(max_rounds=1)).config.strategy == "least_confidence"
+    assert (
+        coordinator.start_run(
+            dataset="toy", strategy="least-confidence", stopping=StoppingRule(max_rounds=1)
+        ).config.strategy
+        == "least_confidence"
+    )
     with pytest.raises(InvalidArgument, match="hyperparameters: .*learning_speed"):
         coordinator.start_run(dataset="toy", hyperparameters={"learning_speed": 1})
     with pytest.raises(InvalidArgument, match="run config: .*colour"):
@@ -362,8 +379,10 @@ def test_the_sdk_never_imports_torch():
     import subprocess
     import sys
 
-    code = ("import sys, lesslabels.client;"
-            "print(sorted(m for m in ('torch', 'transformers', 'matplotlib') if m in sys.modules))")
+    code = (
+        "import sys, lesslabels.client;"
+        "print(sorted(m for m in ('torch', 'transformers', 'matplotlib') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "[]"
 
@@ -381,9 +400,29 @@ def test_tls_with_a_root_certificate_carries_the_token(tmp_path):
     if shutil.which("openssl") is None:
         pytest.skip("openssl not installed")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     seen = []
 
     class Pool(pool_pb2_grpc.PoolServiceServicer):

@@ -17,8 +17,12 @@ from tests.stack import load_toy_dataset, wait_for
 
 def _config(tiny_bert_dir, **overrides) -> RunConfig:
     return RunConfig(
-        dataset="toy", base_model=str(tiny_bert_dir), random_seed=3, seed_size=Amount(count=12),
-        batch_size=Amount(count=8), stopping=StoppingRule(max_rounds=2),
+        dataset="toy",
+        base_model=str(tiny_bert_dir),
+        random_seed=3,
+        seed_size=Amount(count=12),
+        batch_size=Amount(count=8),
+        stopping=StoppingRule(max_rounds=2),
         hyperparameters={"max_epochs": 2, "batch_size": 8, "max_length": 16, "num_threads": 1, "learning_rate": 1e-3},
         **overrides,
     )
@@ -46,8 +50,9 @@ class Clients:
         return self.pool.get_run(run_id)
 
     def wait_final(self, run_id, timeout=240):
-        return wait_for(lambda: (r := self.run(run_id)).state in FINAL_STATES and r, timeout, 0.2,
-                        f"run {run_id} to end")
+        return wait_for(
+            lambda: (r := self.run(run_id)).state in FINAL_STATES and r, timeout, 0.2, f"run {run_id} to end"
+        )
 
     def acquisitions(self, run_id):
         return self.pool.list_acquisitions(run_id)
@@ -104,9 +109,14 @@ def test_a_coordinator_stopped_between_steps_resumes_without_selecting_twice(cli
     # Stop the coordinator at three points of the run, each time starting a fresh one that resumes it.
     for step, round_index in (("TRAIN", 0), ("SCORE", 0), ("LABEL", 1)):
         current = wait_for(
-            lambda round_index=round_index, step=step: (r := clients.run(run.id)).state in FINAL_STATES
-            or (r.round, STEPS.index(r.step)) >= (round_index, STEPS.index(step)) and r,
-            240, 0.05, f"step {step} of round {round_index}",
+            lambda round_index=round_index, step=step: (
+                (r := clients.run(run.id)).state in FINAL_STATES
+                or (r.round, STEPS.index(r.step)) >= (round_index, STEPS.index(step))
+                and r
+            ),
+            240,
+            0.05,
+            f"step {step} of round {round_index}",
         )
         assert current.state not in FINAL_STATES, "the run ended before the coordinator could be stopped"
         seen.append((current.round, current.step))
@@ -130,8 +140,11 @@ def test_human_mode_with_partial_and_repeated_label_submissions(clients, real_st
         return clients.coordinator.submit_labels(run.id, labels, annotator="t", idempotency_key=key)
 
     def truth(text):  # the toy texts start with their label
-        return next(label for label in ("flight", "airfare", "ground_service", "abbreviation")
-                    if text.startswith(label.replace("_", " ")))
+        return next(
+            label
+            for label in ("flight", "airfare", "ground_service", "abbreviation")
+            if text.startswith(label.replace("_", " "))
+        )
 
     batch = wait_for(lambda: (p := pending()).remaining and p, 60, 0.1, "the seed batch")
     assert clients.run(run.id).state == "WAITING_FOR_LABELS"

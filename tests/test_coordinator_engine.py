@@ -18,8 +18,11 @@ TRAIN, TEST = 40, 12
 
 def config(**overrides) -> model.RunConfig:
     base = dict(
-        dataset="toy", seed_size=model.Amount(count=8), batch_size=model.Amount(count=6),
-        stopping=model.StoppingRule(max_rounds=3), random_seed=7,
+        dataset="toy",
+        seed_size=model.Amount(count=8),
+        batch_size=model.Amount(count=6),
+        stopping=model.StoppingRule(max_rounds=3),
+        random_seed=7,
     )
     base.update(overrides)
     return model.RunConfig(**base)
@@ -53,7 +56,12 @@ def test_simulated_run_goes_through_every_round_and_records_each(fake_stack):
     for r in rounds:
         assert r.checkpoint_id.startswith(f"ckpt-run{run.id}-round{r.index}")
         assert r.test is not None and r.test.count == TEST
-        assert 0 < r.test.accuracy < 1 and set(r.test.per_class_f1) <= {"flight", "airfare", "ground_service", "abbreviation"}
+        assert 0 < r.test.accuracy < 1 and set(r.test.per_class_f1) <= {
+            "flight",
+            "airfare",
+            "ground_service",
+            "abbreviation",
+        }
         assert r.started_at and r.finished_at
     acquisitions = _assert_no_sample_acquired_twice(_pool(fake_stack), run.id)
     assert collections.Counter(a.round for a in acquisitions) == {0: 8, 1: 6, 2: 6}
@@ -175,8 +183,9 @@ def test_defaults_are_filled_in_and_stored(fake_stack):
 
 def test_diverse_seed_embeds_the_pool_with_the_base_model(fake_stack):
     core = fake_stack.coordinator()
-    run = core.start_run(config(seed_strategy="diverse", strategy="clustered_entropy",
-                                stopping=model.StoppingRule(max_rounds=2)))
+    run = core.start_run(
+        config(seed_strategy="diverse", strategy="clustered_entropy", stopping=model.StoppingRule(max_rounds=2))
+    )
     assert wait_for_state(_pool(fake_stack), run.id, model.FINAL_STATES).state == "COMPLETED"
     first = fake_stack.scorer.calls[0]
     assert first["base_model"] == "default" and first["embeddings"] and first["split"] == "train"
@@ -371,8 +380,13 @@ def _gold(stack, sample_ids):
     out = []
     for i in sample_ids:
         text = texts[i]
-        out.append(next(name for name in ("flight", "airfare", "ground_service", "abbreviation")
-                        if text.startswith(name.replace("_", " "))))
+        out.append(
+            next(
+                name
+                for name in ("flight", "airfare", "ground_service", "abbreviation")
+                if text.startswith(name.replace("_", " "))
+            )
+        )
     return out
 
 
@@ -401,8 +415,10 @@ def test_human_mode_waits_for_the_batch_and_accepts_partial_and_repeated_labels(
     _, remaining = core.submit_labels(run.id, labels[5:])
     assert remaining == 0
     # The run trains round 0, selects a batch of 6 and waits again.
-    wait_for(lambda: core.pending_labels(run.id).round == 1 and pool.get_run(run.id).state == "WAITING_FOR_LABELS",
-             what="the round 1 batch")
+    wait_for(
+        lambda: core.pending_labels(run.id).round == 1 and pool.get_run(run.id).state == "WAITING_FOR_LABELS",
+        what="the round 1 batch",
+    )
     assert core.pending_labels(run.id).remaining == 6
     # Repeating the round-0 labels now that the run moved on is harmless...
     result, _ = core.submit_labels(run.id, labels[:2])

@@ -48,8 +48,11 @@ def _start(stub, config):
 
 def _wait_final(stub, run_id):
     return wait_for(
-        lambda: (r := stub.GetRun(pool_pb2.GetRunRequest(run_id=run_id), timeout=10).run).state
-        in (run_pb2.RUN_STATE_COMPLETED, run_pb2.RUN_STATE_FAILED, run_pb2.RUN_STATE_CANCELLED) and r,
+        lambda: (
+            (r := stub.GetRun(pool_pb2.GetRunRequest(run_id=run_id), timeout=10).run).state
+            in (run_pb2.RUN_STATE_COMPLETED, run_pb2.RUN_STATE_FAILED, run_pb2.RUN_STATE_CANCELLED)
+            and r
+        ),
         what=f"run {run_id} to end",
     )
 
@@ -91,8 +94,9 @@ def test_a_start_run_retried_after_a_coordinator_restart_returns_the_first_run(f
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = coordinator_pb2_grpc.CoordinatorServiceStub(channel)
             ids.append(stub.StartRun(request, timeout=10).id)
-            other = stub.StartRun(coordinator_pb2.StartRunRequest(config=_config(), request_id=f"other-{len(ids)}"),
-                                  timeout=10)
+            other = stub.StartRun(
+                coordinator_pb2.StartRunRequest(config=_config(), request_id=f"other-{len(ids)}"), timeout=10
+            )
             assert other.id not in ids
             runs = stub.ListRuns(pool_pb2.ListRunsRequest(), timeout=10).runs
         server.stop(0)
@@ -132,7 +136,9 @@ def _bad_configs():
         pytest.param(cfg(stopping__target_accuracy=1.5), "target_accuracy must be in [0, 1]", id="target>1"),
         pytest.param(cfg(stopping__stable_agreement=-1.0), "stable_agreement must be in [0, 1]", id="agreement<0"),
         pytest.param(cfg(stopping__max_rounds=-1), "max_rounds must not be negative", id="rounds<0"),
-        pytest.param(cfg(stopping__label_budget__fraction=2.0), "label_budget: fraction must be in (0, 1]", id="budget>1"),
+        pytest.param(
+            cfg(stopping__label_budget__fraction=2.0), "label_budget: fraction must be in (0, 1]", id="budget>1"
+        ),
         pytest.param(cfg(stopping__label_budget__count=1000), "exceeds the pool of 40", id="budget>pool"),
         pytest.param(cfg(hyperparameters__learning_rate=-1e-5), "learning_rate must not be negative", id="negative-lr"),
     ]
@@ -190,29 +196,45 @@ def test_watch_run_streams_rounds_until_completion(coordinator, fake_stack):
 def test_human_labelling_over_rpc(coordinator, fake_stack):
     run = _start(coordinator, _config(oracle=run_pb2.ORACLE_MODE_HUMAN))
     pending = wait_for(
-        lambda: (p := coordinator.GetPendingLabels(coordinator_pb2.GetPendingLabelsRequest(run_id=run.id), timeout=10))
-        .remaining and p,
+        lambda: (
+            (
+                p := coordinator.GetPendingLabels(coordinator_pb2.GetPendingLabelsRequest(run_id=run.id), timeout=10)
+            ).remaining
+            and p
+        ),
         what="the seed batch",
     )
     assert pending.round == 0 and len(pending.samples) == 8 and pending.remaining == 8
     assert all(s.text for s in pending.samples)
     first = [pool_pb2.LabelAssignment(sample_id=s.sample_id, label="flight") for s in pending.samples[:5]]
     reply = coordinator.SubmitRunLabels(
-        coordinator_pb2.SubmitRunLabelsRequest(run_id=run.id, labels=first, idempotency_key="a"), timeout=10)
+        coordinator_pb2.SubmitRunLabelsRequest(run_id=run.id, labels=first, idempotency_key="a"), timeout=10
+    )
     assert reply.remaining == 3 and reply.result.recorded == 5
     reply = coordinator.SubmitRunLabels(
-        coordinator_pb2.SubmitRunLabelsRequest(run_id=run.id, labels=first, idempotency_key="a"), timeout=10)
+        coordinator_pb2.SubmitRunLabelsRequest(run_id=run.id, labels=first, idempotency_key="a"), timeout=10
+    )
     assert reply.remaining == 3 and reply.result.recorded == 0
-    code, details = _code(lambda: coordinator.SubmitRunLabels(coordinator_pb2.SubmitRunLabelsRequest(
-        run_id=run.id, labels=[pool_pb2.LabelAssignment(sample_id=99999, label="flight")]), timeout=10))
+    code, details = _code(
+        lambda: coordinator.SubmitRunLabels(
+            coordinator_pb2.SubmitRunLabelsRequest(
+                run_id=run.id, labels=[pool_pb2.LabelAssignment(sample_id=99999, label="flight")]
+            ),
+            timeout=10,
+        )
+    )
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "not in the pending batch" in details
     listed = coordinator.GetPendingLabels(coordinator_pb2.GetPendingLabelsRequest(run_id=run.id), timeout=10)
     assert sum(1 for s in listed.samples if s.label == "flight") == 5
     rest = [pool_pb2.LabelAssignment(sample_id=s.sample_id, label="airfare") for s in pending.samples[5:]]
     reply = coordinator.SubmitRunLabels(coordinator_pb2.SubmitRunLabelsRequest(run_id=run.id, labels=rest), timeout=10)
     assert reply.remaining == 0
-    wait_for(lambda: coordinator.GetPendingLabels(coordinator_pb2.GetPendingLabelsRequest(run_id=run.id), timeout=10)
-             .round == 1, what="the next batch")
+    wait_for(
+        lambda: (
+            coordinator.GetPendingLabels(coordinator_pb2.GetPendingLabelsRequest(run_id=run.id), timeout=10).round == 1
+        ),
+        what="the next batch",
+    )
 
 
 def test_cancel_over_rpc(coordinator, fake_stack):
@@ -229,17 +251,25 @@ def test_cancel_over_rpc(coordinator, fake_stack):
 def test_agreement_compares_common_samples_only():
     import numpy as np
 
-    a = metrics.agreement(np.array([1, 2, 3, 4]), np.array(["x", "y", "x", "y"]), np.array([4, 3, 2, 9]),
-                          np.array(["y", "y", "y", "x"]))
+    a = metrics.agreement(
+        np.array([1, 2, 3, 4]), np.array(["x", "y", "x", "y"]), np.array([4, 3, 2, 9]), np.array(["y", "y", "y", "x"])
+    )
     assert a == pytest.approx(2 / 3)
 
 
 def test_run_config_round_trips_through_proto():
-    config = model.with_defaults(model.RunConfig(
-        dataset="toy", strategy="clustered_entropy", seed_strategy="diverse", oracle="human", random_seed=5,
-        stopping=model.StoppingRule(label_budget=model.Amount(fraction=0.1), stable_agreement=0.95),
-        hyperparameters={"learning_rate": 3e-5, "max_epochs": 4}, warm_start=True,
-    ))
+    config = model.with_defaults(
+        model.RunConfig(
+            dataset="toy",
+            strategy="clustered_entropy",
+            seed_strategy="diverse",
+            oracle="human",
+            random_seed=5,
+            stopping=model.StoppingRule(label_budget=model.Amount(fraction=0.1), stable_agreement=0.95),
+            hyperparameters={"learning_rate": 3e-5, "max_epochs": 4},
+            warm_start=True,
+        )
+    )
     assert convert.run_config_from_proto(convert.run_config_to_proto(config)) == config
 
 
@@ -263,13 +293,25 @@ def test_build_server_reports_serving_after_ready_and_resumes_runs(pool_address)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
-            assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert (
+                health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+                == health_pb2.HealthCheckResponse.NOT_SERVING
+            )
             assert server.ready() == [left.id]
-            assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+            assert (
+                health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+                == health_pb2.HealthCheckResponse.SERVING
+            )
             # The resumed human run selected its seed set and now waits for labels.
             coordinator = coordinator_pb2_grpc.CoordinatorServiceStub(channel)
-            pending = wait_for(lambda: coordinator.GetPendingLabels(
-                coordinator_pb2.GetPendingLabelsRequest(run_id=left.id), timeout=10).remaining, what="seed batch")
+            pending = wait_for(
+                lambda: (
+                    coordinator.GetPendingLabels(
+                        coordinator_pb2.GetPendingLabelsRequest(run_id=left.id), timeout=10
+                    ).remaining
+                ),
+                what="seed batch",
+            )
             assert pending == 8
     finally:
         server.stop(0)

@@ -27,18 +27,27 @@ def test_committed_stubs_are_up_to_date(tmp_path):
     generate(tmp_path)
     generated = tmp_path / "lesslabels"
     fresh = sorted(p.relative_to(generated) for p in generated.rglob("*") if p.is_file())
-    existing = sorted(p.relative_to(PACKAGE_DIR) for name in GENERATED for p in (PACKAGE_DIR / name).rglob("*")
-                      if p.is_file() and "__pycache__" not in p.parts)
+    existing = sorted(
+        p.relative_to(PACKAGE_DIR)
+        for name in GENERATED
+        for p in (PACKAGE_DIR / name).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    )
     assert fresh == existing, "stub files differ from protos/: run `make proto`"
     stale = [str(p) for p in fresh if not filecmp.cmp(generated / p, PACKAGE_DIR / p, shallow=False)]
     assert stale == [], f"stale stubs (run `make proto`): {stale}"
 
 
-@pytest.mark.parametrize("package", ["lesslabels.pool.main", "lesslabels.coordinator.main", "lesslabels.cli.main", "lesslabels.common.channels"])
+@pytest.mark.parametrize(
+    "package",
+    ["lesslabels.pool.main", "lesslabels.coordinator.main", "lesslabels.cli.main", "lesslabels.common.channels"],
+)
 def test_torch_free_packages_do_not_import_torch(package):
     code = f"import sys, importlib; importlib.import_module({package!r}); print('torch' in sys.modules, 'transformers' in sys.modules)"
     try:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, timeout=120
+        )
     except subprocess.CalledProcessError as exc:
         if "No module named" in exc.stderr and package.split(".")[1] in exc.stderr:
             pytest.skip(f"{package} does not exist yet")
@@ -62,7 +71,15 @@ def test_migration_from_empty_to_head_matches_models(tmp_path):
         context = MigrationContext.configure(conn)
         head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
         assert context.get_current_revision() == head
-        assert set(inspect(conn).get_table_names()) >= {"datasets", "samples", "label_events", "current_labels", "runs", "rounds", "acquisitions"}
+        assert set(inspect(conn).get_table_names()) >= {
+            "datasets",
+            "samples",
+            "label_events",
+            "current_labels",
+            "runs",
+            "rounds",
+            "acquisitions",
+        }
         # The migrations create exactly what the models declare.
         assert compare_metadata(context, Base.metadata) == []
     engine.dispose()
@@ -81,11 +98,19 @@ def test_upgrading_a_database_of_the_first_schema_keeps_its_runs(tmp_path):
     migrate(url, "0001")
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO datasets (id, name, description, labels_json, labels_fixed, created_at) "
-                          "VALUES (1, 'old', '', '[]', 0, '2026-11-23 20:00:00')"))
-        conn.execute(text("INSERT INTO runs (id, dataset_id, config_json, state, step, round, error, stop_reason, "
-                          "created_at, updated_at) VALUES (7, 1, '{}', 'RUNNING', 'TRAIN', 2, '', '', "
-                          "'2026-11-23 20:00:00', '2026-11-23 20:00:00')"))
+        conn.execute(
+            text(
+                "INSERT INTO datasets (id, name, description, labels_json, labels_fixed, created_at) "
+                "VALUES (1, 'old', '', '[]', 0, '2026-11-23 20:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO runs (id, dataset_id, config_json, state, step, round, error, stop_reason, "
+                "created_at, updated_at) VALUES (7, 1, '{}', 'RUNNING', 'TRAIN', 2, '', '', "
+                "'2026-11-23 20:00:00', '2026-11-23 20:00:00')"
+            )
+        )
     engine.dispose()
     store = PoolStore(url)  # migrates to head on open
     old = store.get_run(7)
@@ -107,14 +132,26 @@ def test_upgrading_rounds_recorded_before_validation_metrics_keeps_them(tmp_path
     migrate(url, "0003")
     engine = create_engine(url)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO datasets (id, name, description, labels_json, labels_fixed, created_at) "
-                          "VALUES (1, 'old', '', '[]', 0, '2026-11-23 20:00:00')"))
-        conn.execute(text("INSERT INTO runs (id, dataset_id, config_json, state, step, round, error, stop_reason, "
-                          "created_at, updated_at) VALUES (7, 1, '{}', 'COMPLETED', 'DONE', 1, '', '', "
-                          "'2026-11-23 20:00:00', '2026-11-23 20:00:00')"))
-        conn.execute(text("INSERT INTO rounds (run_id, \"index\", labelled_count, train_job_id, checkpoint_id, "
-                          "test_metrics_json, agreement, selected_count, train_seconds, score_seconds) VALUES "
-                          "(7, 0, 20, 'j0', 'c0', '{\"accuracy\": 0.9, \"count\": 10}', 0, 5, 1.0, 2.0)"))
+        conn.execute(
+            text(
+                "INSERT INTO datasets (id, name, description, labels_json, labels_fixed, created_at) "
+                "VALUES (1, 'old', '', '[]', 0, '2026-11-23 20:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO runs (id, dataset_id, config_json, state, step, round, error, stop_reason, "
+                "created_at, updated_at) VALUES (7, 1, '{}', 'COMPLETED', 'DONE', 1, '', '', "
+                "'2026-11-23 20:00:00', '2026-11-23 20:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                'INSERT INTO rounds (run_id, "index", labelled_count, train_job_id, checkpoint_id, '
+                "test_metrics_json, agreement, selected_count, train_seconds, score_seconds) VALUES "
+                "(7, 0, 20, 'j0', 'c0', '{\"accuracy\": 0.9, \"count\": 10}', 0, 5, 1.0, 2.0)"
+            )
+        )
     engine.dispose()
     (kept,) = PoolStore(url).list_rounds(7)
     assert (kept.checkpoint_id, kept.test_metrics["accuracy"], kept.validation_metrics) == ("c0", 0.9, {})
@@ -139,16 +176,30 @@ def _free_port() -> int:
 
 def test_pool_started_from_cli_serves_health_and_reflection(tmp_path):
     port = _free_port()
-    env = dict(os.environ, LESSLABELS_PORT=str(port), LESSLABELS_DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}",
-               LESSLABELS_HOST="127.0.0.1")
-    proc = subprocess.Popen([sys.executable, "-m", "lesslabels", "pool"], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = dict(
+        os.environ,
+        LESSLABELS_PORT=str(port),
+        LESSLABELS_DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}",
+        LESSLABELS_HOST="127.0.0.1",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lesslabels", "pool"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     address = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
-            probe = subprocess.run([sys.executable, "-m", "lesslabels", "probe", address, "--timeout", "1"],
-                                   cwd=ROOT, capture_output=True, text=True)
+            probe = subprocess.run(
+                [sys.executable, "-m", "lesslabels", "probe", address, "--timeout", "1"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            )
             if probe.returncode == 0:
                 break
             assert proc.poll() is None, proc.stdout.read()
@@ -156,10 +207,13 @@ def test_pool_started_from_cli_serves_health_and_reflection(tmp_path):
             time.sleep(0.3)
         assert "SERVING" in probe.stdout
         with grpc.insecure_channel(address) as channel:
-            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service="lesslabels.v1.PoolService"), timeout=5)
+            status = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service="lesslabels.v1.PoolService"), timeout=5
+            )
             assert status.status == health_pb2.HealthCheckResponse.SERVING
             replies = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
-                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+            )
             names = {s.name for r in replies for s in r.list_services_response.service}
         assert {"lesslabels.v1.PoolService", "grpc.health.v1.Health"} <= names
     finally:

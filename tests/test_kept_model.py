@@ -11,13 +11,22 @@ def _round(index, *, test=None, validation=None, checkpoint="c") -> Round:
     def metrics(acc):
         return Metrics(accuracy=acc, macro_f1=acc, per_class_f1={}, count=10) if acc is not None else None
 
-    return Round(run_id=3, index=index, labelled_count=10 * (index + 1),
-                 checkpoint_id=f"{checkpoint}{index}" if checkpoint else "",
-                 test=metrics(test), validation=metrics(validation))
+    return Round(
+        run_id=3,
+        index=index,
+        labelled_count=10 * (index + 1),
+        checkpoint_id=f"{checkpoint}{index}" if checkpoint else "",
+        test=metrics(test),
+        validation=metrics(validation),
+    )
 
 
 def test_best_validation_wins_never_test():
-    rounds = [_round(0, test=0.99, validation=0.6), _round(1, test=0.10, validation=0.8), _round(2, test=0.7, validation=0.7)]
+    rounds = [
+        _round(0, test=0.99, validation=0.6),
+        _round(1, test=0.10, validation=0.8),
+        _round(2, test=0.7, validation=0.7),
+    ]
     assert kept_round(rounds).index == 1
 
 
@@ -34,7 +43,11 @@ def test_without_any_validation_the_latest_trained_round_is_kept():
 
 
 def test_report_marks_the_kept_round_and_says_how_to_serve_it():
-    rounds = [_round(0, test=0.99, validation=0.6), _round(1, test=0.15, validation=0.9), _round(2, test=0.8, validation=0.7)]
+    rounds = [
+        _round(0, test=0.99, validation=0.6),
+        _round(1, test=0.15, validation=0.9),
+        _round(2, test=0.8, validation=0.7),
+    ]
     rows = report.rows_from_rounds(rounds, pool_size=100)
     assert [row.kept for row in rows] == [False, True, False]
     table = report.rounds_table(rows).splitlines()

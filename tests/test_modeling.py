@@ -35,6 +35,7 @@ def _examples(n_per_class: int = 8) -> list[Example]:
 
 # -- batching -----------------------------------------------------------------------------------
 
+
 def test_length_grouped_batches_cover_every_index_once_with_less_padding():
     rng = np.random.default_rng(0)
     lengths = rng.integers(3, 60, size=1000)
@@ -43,7 +44,7 @@ def test_length_grouped_batches_cover_every_index_once_with_less_padding():
     assert sorted(flat.tolist()) == list(range(1000))
     assert all(len(b) <= 32 for b in batches)
     padded = sum(lengths[b].max() * len(b) for b in batches)
-    file_order = sum(lengths[i:i + 32].max() * len(lengths[i:i + 32]) for i in range(0, 1000, 32))
+    file_order = sum(lengths[i : i + 32].max() * len(lengths[i : i + 32]) for i in range(0, 1000, 32))
     assert padded < 0.7 * file_order
     # Different epochs (rng states) give different batches; evaluation order is sorted.
     again = length_grouped_batches(lengths, 32, rng=np.random.default_rng(2))
@@ -68,6 +69,7 @@ def test_tokenize_truncates_and_does_not_pad(tiny_bert_dir):
 
 # -- class balance ---------------------------------------------------------------------------------
 
+
 def test_class_weights_and_balanced_sampling():
     targets = np.array([0, 0, 0, 1])
     assert engine.class_weights(targets, 3).tolist() == pytest.approx([4 / 6, 4 / 2, 0.0])
@@ -87,6 +89,7 @@ def test_stratified_split_keeps_a_training_sample_per_class_and_is_deterministic
 
 # -- models -------------------------------------------------------------------------------------
 
+
 def test_encoder_gets_a_fresh_head_and_a_saved_classifier_reloads(tiny_bert_dir, tmp_path):
     loaded = load_classifier(str(tiny_bert_dir), LABELS)
     assert loaded.model.config.num_labels == 3 and loaded.labels == LABELS
@@ -100,8 +103,10 @@ def test_encoder_gets_a_fresh_head_and_a_saved_classifier_reloads(tiny_bert_dir,
         load_classifier(str(folder), ["x", "y"])
 
 
-@pytest.mark.parametrize("labels, words", [(None, "no classifier labels"), (["a"], "at least 2 distinct"),
-                                           (["a", "a"], "at least 2 distinct")])
+@pytest.mark.parametrize(
+    "labels, words",
+    [(None, "no classifier labels"), (["a"], "at least 2 distinct"), (["a", "a"], "at least 2 distinct")],
+)
 def test_classifier_label_errors(tiny_bert_dir, labels, words):
     with pytest.raises(errors.InvalidArgument, match=words):
         load_classifier(str(tiny_bert_dir), labels)
@@ -123,14 +128,23 @@ def test_select_device():
 
 # -- the loop -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kw, words", [
-    (dict(learning_rate=0.0), "learning_rate"), (dict(batch_size=0), "batch_size"),
-    (dict(validation_fraction=0.0), "validation_fraction"), (dict(class_balance="magic"), "class_balance"),
-    (dict(precision="fp8"), "precision"), (dict(patience=0), "patience"),
-    (dict(min_steps=-1), "min_steps -1"), (dict(min_steps=9, max_steps=8), "must not exceed max_steps 8"),
-    (dict(min_steps_per_class=-1), "min_steps_per_class -1"), (dict(head_init="zeros"), "head_init 'zeros'"),
-    (dict(holdout_min_per_class=-3), "holdout_min_per_class -3"),
-])
+
+@pytest.mark.parametrize(
+    "kw, words",
+    [
+        (dict(learning_rate=0.0), "learning_rate"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(validation_fraction=0.0), "validation_fraction"),
+        (dict(class_balance="magic"), "class_balance"),
+        (dict(precision="fp8"), "precision"),
+        (dict(patience=0), "patience"),
+        (dict(min_steps=-1), "min_steps -1"),
+        (dict(min_steps=9, max_steps=8), "must not exceed max_steps 8"),
+        (dict(min_steps_per_class=-1), "min_steps_per_class -1"),
+        (dict(head_init="zeros"), "head_init 'zeros'"),
+        (dict(holdout_min_per_class=-3), "holdout_min_per_class -3"),
+    ],
+)
 def test_config_validation(kw, words):
     with pytest.raises(errors.InvalidArgument, match=words):
         TrainConfig(**kw).validate()
@@ -140,16 +154,29 @@ def _train(tiny_bert_dir, config, *, seed=0, cancel=None, on_progress=None, vali
     torch.manual_seed(seed)
     loaded = load_classifier(str(tiny_bert_dir), LABELS)
     train, val = engine.stratified_split(_examples(), 0.25, seed)
-    outcome = engine.train(loaded.model, loaded.tokenizer, LABELS, train, val if validation else [], config,
-                           seed=seed, device=torch.device("cpu"), cancel=cancel, on_progress=on_progress,
-                           progress_every_s=0.0)
+    outcome = engine.train(
+        loaded.model,
+        loaded.tokenizer,
+        LABELS,
+        train,
+        val if validation else [],
+        config,
+        seed=seed,
+        device=torch.device("cpu"),
+        cancel=cancel,
+        on_progress=on_progress,
+        progress_every_s=0.0,
+    )
     return loaded, outcome
 
 
 def test_training_learns_and_keeps_the_best_epoch(tiny_bert_dir):
     events = []
-    loaded, outcome = _train(tiny_bert_dir, TrainConfig(learning_rate=5e-3, batch_size=4, max_epochs=6, patience=6),
-                             on_progress=events.append)
+    loaded, outcome = _train(
+        tiny_bert_dir,
+        TrainConfig(learning_rate=5e-3, batch_size=4, max_epochs=6, patience=6),
+        on_progress=events.append,
+    )
     epoch_metrics = [e.validation for e in events if e.validation is not None]
     assert len(epoch_metrics) == outcome.epochs_run == 6
     best = max(m.accuracy for m in epoch_metrics)
@@ -158,8 +185,9 @@ def test_training_learns_and_keeps_the_best_epoch(tiny_bert_dir):
     # The model holds the best epoch's weights: re-evaluating gives the same accuracy.
     _, val = engine.stratified_split(_examples(), 0.25, 0)
     ids = tokenize(loaded.tokenizer, [e.text for e in val], 64)
-    again = engine.evaluate(loaded.model, ids, np.array([LABELS.index(e.label) for e in val]), LABELS,
-                            device=torch.device("cpu"), pad_id=0)
+    again = engine.evaluate(
+        loaded.model, ids, np.array([LABELS.index(e.label) for e in val]), LABELS, device=torch.device("cpu"), pad_id=0
+    )
     assert again.accuracy == pytest.approx(best)
 
 
@@ -173,30 +201,36 @@ def test_min_steps_adds_epochs_and_holds_off_early_stopping(tiny_bert_dir):
     # 5 steps per epoch; a vanishing learning rate makes every epoch a plateau, so patience 1
     # alone would stop after epoch 2 (10 steps), and max_epochs 2 would end there too.
     events = []
-    _, outcome = _train(tiny_bert_dir, TrainConfig(learning_rate=1e-12, batch_size=4, max_epochs=2, patience=1,
-                                                   min_steps=12, min_steps_per_class=0), on_progress=events.append)
+    _, outcome = _train(
+        tiny_bert_dir,
+        TrainConfig(learning_rate=1e-12, batch_size=4, max_epochs=2, patience=1, min_steps=12, min_steps_per_class=0),
+        on_progress=events.append,
+    )
     assert outcome.steps == 15 and outcome.epochs_run == 3
     assert all(e.total_steps == 15 for e in events)
     assert "early stop" in outcome.stop_reason and outcome.best_epoch == 1
-    _, outcome = _train(tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, min_steps=12, min_steps_per_class=0),
-                        validation=False)
+    _, outcome = _train(
+        tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, min_steps=12, min_steps_per_class=0), validation=False
+    )
     assert outcome.steps == 15 and outcome.stop_reason.startswith("3 epochs reached (min_steps 12")
 
 
 def test_min_steps_per_class_plans_steps_for_the_number_of_classes(tiny_bert_dir):
     # 18 training texts, batch 4: 5 steps per epoch; 3 classes x 4 steps = 12 steps -> 3 epochs.
-    _, outcome = _train(tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, min_steps_per_class=4),
-                        validation=False)
+    _, outcome = _train(tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, min_steps_per_class=4), validation=False)
     assert outcome.steps == 15 and outcome.epochs_run == 3
     assert "min_steps_per_class 4 x 3 classes" in outcome.stop_reason
 
 
-@pytest.mark.parametrize("kw, n_train, n_classes, expected", [
-    (dict(max_epochs=10, min_steps_per_class=0), 100, 5, (10, 70)),  # 7 steps/epoch x 10
-    (dict(max_epochs=10, min_steps=250, min_steps_per_class=8), 300, 150, (64, 1216)),  # 19/epoch, 1200 needed
-    (dict(max_epochs=10, min_steps=250, min_steps_per_class=8), 100, 8, (36, 252)),  # 7/epoch, 250 needed
-    (dict(max_epochs=10, min_steps=250, min_steps_per_class=8, max_steps=600), 300, 150, (64, 600)),  # capped
-])
+@pytest.mark.parametrize(
+    "kw, n_train, n_classes, expected",
+    [
+        (dict(max_epochs=10, min_steps_per_class=0), 100, 5, (10, 70)),  # 7 steps/epoch x 10
+        (dict(max_epochs=10, min_steps=250, min_steps_per_class=8), 300, 150, (64, 1216)),  # 19/epoch, 1200 needed
+        (dict(max_epochs=10, min_steps=250, min_steps_per_class=8), 100, 8, (36, 252)),  # 7/epoch, 250 needed
+        (dict(max_epochs=10, min_steps=250, min_steps_per_class=8, max_steps=600), 300, 150, (64, 600)),  # capped
+    ],
+)
 def test_planned_steps_hand_computed(kw, n_train, n_classes, expected):
     assert engine.planned_steps(TrainConfig(batch_size=16, **kw), n_train, n_classes) == expected
 
@@ -205,8 +239,9 @@ def test_validation_split_holds_out_only_with_enough_labels_per_class():
     examples = _examples(8)  # 3 classes x 8
     train, val = engine.validation_split(examples, TrainConfig(holdout_min_per_class=10), seed=0)
     assert val == [] and sorted(e.sample_id for e in train) == sorted(e.sample_id for e in examples)
-    train, val = engine.validation_split(examples, TrainConfig(holdout_min_per_class=8, validation_fraction=0.25),
-                                         seed=0)
+    train, val = engine.validation_split(
+        examples, TrainConfig(holdout_min_per_class=8, validation_fraction=0.25), seed=0
+    )
     assert len(val) == 6 and len(train) == 18 and {e.label for e in val} == set(LABELS)
     assert engine.validation_split([], TrainConfig(), seed=0) == ([], [])
 
@@ -234,8 +269,9 @@ def test_prototype_head_skips_a_head_that_is_not_linear(tiny_bert_dir):
     loaded = load_classifier(str(tiny_bert_dir), LABELS)
     loaded.model.classifier = torch.nn.Sequential(torch.nn.Linear(loaded.model.config.hidden_size, 3))
     before = loaded.model.classifier[0].weight.clone()
-    assert not engine.init_head_from_prototypes(loaded.model, [[101, 102]], np.array([0]),
-                                                device=torch.device("cpu"), pad_id=0)
+    assert not engine.init_head_from_prototypes(
+        loaded.model, [[101, 102]], np.array([0]), device=torch.device("cpu"), pad_id=0
+    )
     assert torch.equal(loaded.model.classifier[0].weight, before)
 
 
@@ -244,12 +280,21 @@ def test_prototype_head_learns_before_any_step(tiny_bert_dir):
     the prototype head separates the training classes better than the random one."""
     accuracies = {}
     for head in ("prototype", "random"):
-        loaded, _ = _train(tiny_bert_dir, TrainConfig(learning_rate=1e-12, batch_size=4, max_epochs=1, max_steps=1,
-                                                      head_init=head), validation=False)
+        loaded, _ = _train(
+            tiny_bert_dir,
+            TrainConfig(learning_rate=1e-12, batch_size=4, max_epochs=1, max_steps=1, head_init=head),
+            validation=False,
+        )
         train, _ = engine.stratified_split(_examples(), 0.25, 0)
         ids = tokenize(loaded.tokenizer, [e.text for e in train], 64)
-        accuracies[head] = engine.evaluate(loaded.model, ids, np.array([LABELS.index(e.label) for e in train]),
-                                           LABELS, device=torch.device("cpu"), pad_id=0).accuracy
+        accuracies[head] = engine.evaluate(
+            loaded.model,
+            ids,
+            np.array([LABELS.index(e.label) for e in train]),
+            LABELS,
+            device=torch.device("cpu"),
+            pad_id=0,
+        ).accuracy
     assert accuracies["prototype"] > accuracies["random"], accuracies
 
 
@@ -264,8 +309,9 @@ def test_equal_validation_accuracy_goes_to_the_lower_loss():
 
 @pytest.mark.parametrize("balance", ["weighted_loss", "sampling"])
 def test_class_balance_options_train(tiny_bert_dir, balance):
-    _, outcome = _train(tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, min_steps_per_class=0,
-                                                   class_balance=balance))
+    _, outcome = _train(
+        tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, min_steps_per_class=0, class_balance=balance)
+    )
     assert outcome.steps == 5 and outcome.validation.count == 6
 
 
@@ -306,6 +352,15 @@ def test_a_warm_started_head_is_kept(tiny_bert_dir):
     loaded = load_classifier(str(tiny_bert_dir), LABELS)
     before = loaded.model.classifier.weight.detach().clone()
     train, _ = engine.stratified_split(_examples(), 0.25, 0)
-    engine.train(loaded.model, loaded.tokenizer, LABELS, train, [], TrainConfig(learning_rate=1e-12, batch_size=4,
-                 max_steps=1), seed=0, device=torch.device("cpu"), fresh_head=False)
+    engine.train(
+        loaded.model,
+        loaded.tokenizer,
+        LABELS,
+        train,
+        [],
+        TrainConfig(learning_rate=1e-12, batch_size=4, max_steps=1),
+        seed=0,
+        device=torch.device("cpu"),
+        fresh_head=False,
+    )
     assert torch.allclose(loaded.model.classifier.weight, before, atol=1e-6)

@@ -41,11 +41,21 @@ def run_versions(store_and_id, tiny_bert_dir):
     """Three checkpoints of run 9 with different weights: round 0 has the best TEST accuracy,
     round 1 the best validation accuracy (the "best"), round 2 is the latest."""
     store = store_and_id[0]
-    metrics = [({"accuracy": 0.6}, {"accuracy": 0.99}), ({"accuracy": 0.8}, {"accuracy": 0.1}),
-               ({"accuracy": 0.7}, {"accuracy": 0.5})]
-    ids = [publish_tiny_checkpoint(store, tiny_bert_dir, run_id=VERSIONED_RUN, seed=10 + i,
-                                   manifest_extra={"round": i, "validation": val, "test": test})
-           for i, (val, test) in enumerate(metrics)]
+    metrics = [
+        ({"accuracy": 0.6}, {"accuracy": 0.99}),
+        ({"accuracy": 0.8}, {"accuracy": 0.1}),
+        ({"accuracy": 0.7}, {"accuracy": 0.5}),
+    ]
+    ids = [
+        publish_tiny_checkpoint(
+            store,
+            tiny_bert_dir,
+            run_id=VERSIONED_RUN,
+            seed=10 + i,
+            manifest_extra={"round": i, "validation": val, "test": test},
+        )
+        for i, (val, test) in enumerate(metrics)
+    ]
     return {"round0": ids[0], "best": ids[1], "latest": ids[2]}
 
 
@@ -58,8 +68,13 @@ def length_prefixed(texts) -> bytes:
 def oip_server(store_and_id):
     from lesslabels.scorer.main import build_server
 
-    server = build_server(server_settings_for_tests(max_message_bytes=256 * 1024), str(store_and_id[0].root), "",
-                          engine_config=EngineConfig(max_wait_ms=5), max_texts=20)
+    server = build_server(
+        server_settings_for_tests(max_message_bytes=256 * 1024),
+        str(store_and_id[0].root),
+        "",
+        engine_config=EngineConfig(max_wait_ms=5),
+        max_texts=20,
+    )
     port = server.start()
     server.set_serving()
     channel = make_channel(f"127.0.0.1:{port}")
@@ -140,8 +155,12 @@ def test_model_infer_raw_and_typed_agree_with_the_engine(oip_server):
     assert got["truncated"].tolist() == [False] * len(TEXTS)
 
     typed = pb.ModelInferRequest(model_name=f"run-{RUN_ID}")
-    typed.inputs.add(name="text", datatype="BYTES", shape=[len(TEXTS), 1],
-                     contents=pb.InferTensorContents(bytes_contents=[t.encode() for t in TEXTS]))
+    typed.inputs.add(
+        name="text",
+        datatype="BYTES",
+        shape=[len(TEXTS), 1],
+        contents=pb.InferTensorContents(bytes_contents=[t.encode() for t in TEXTS]),
+    )
     typed.outputs.add(name="entropy")
     typed.outputs.add(name="probabilities")
     reply = stub.ModelInfer(typed, timeout=30)
@@ -161,8 +180,9 @@ def test_empty_batch_and_empty_string(oip_server):
 def _bad(kind, checkpoint_id):
     if kind == "wrong-datatype":
         request = pb.ModelInferRequest(model_name=checkpoint_id)
-        request.inputs.add(name="text", datatype="FP32", shape=[2],
-                           contents=pb.InferTensorContents(fp32_contents=[1.0, 2.0]))
+        request.inputs.add(
+            name="text", datatype="FP32", shape=[2], contents=pb.InferTensorContents(fp32_contents=[1.0, 2.0])
+        )
         return request
     if kind == "shape-mismatch":
         return _raw_request(checkpoint_id, ["a", "b", "c"], shape=[2])
@@ -170,8 +190,9 @@ def _bad(kind, checkpoint_id):
         return _raw_request(checkpoint_id, ["a", "b"], shape=[1, 2])
     if kind == "typed-count-mismatch":
         request = pb.ModelInferRequest(model_name=checkpoint_id)
-        request.inputs.add(name="text", datatype="BYTES", shape=[3],
-                           contents=pb.InferTensorContents(bytes_contents=[b"a"]))
+        request.inputs.add(
+            name="text", datatype="BYTES", shape=[3], contents=pb.InferTensorContents(bytes_contents=[b"a"])
+        )
         return request
     if kind == "length-prefix-too-long":
         request = _raw_request(checkpoint_id, ["a"], shape=[1])
@@ -308,8 +329,13 @@ def test_model_version_selects_the_checkpoint(oip_server, run_versions):
     server, channel, checkpoint_id, _ = oip_server
     stub = _stub(channel)
     model = f"run-{VERSIONED_RUN}"
-    for version, want in [("", "latest"), ("latest", "latest"), ("best", "best"), (run_versions["round0"], "round0"),
-                          (run_versions["best"], "best")]:
+    for version, want in [
+        ("", "latest"),
+        ("latest", "latest"),
+        ("best", "best"),
+        (run_versions["round0"], "round0"),
+        (run_versions["best"], "best"),
+    ]:
         reply = _infer(stub, model, TEXTS, version)
         assert reply.model_version == run_versions[want] == reply.parameters["checkpoint_id"].string_param, version
         expected = server.scorer_engine.score(ModelSpec(checkpoint_id=run_versions[want]), TEXTS).probabilities
@@ -325,8 +351,9 @@ def test_model_version_selects_the_checkpoint(oip_server, run_versions):
 def test_best_of_run_in_the_scorer_api(oip_server, run_versions):
     _, channel, _, _ = oip_server
     stub = scorer_pb2_grpc.ScorerServiceStub(channel)
-    reply = stub.Score(scorer_pb2.ScoreRequest(model=common_pb2.ModelRef(best_of_run=VERSIONED_RUN), texts=["x"]),
-                       timeout=30)
+    reply = stub.Score(
+        scorer_pb2.ScoreRequest(model=common_pb2.ModelRef(best_of_run=VERSIONED_RUN), texts=["x"]), timeout=30
+    )
     assert reply.checkpoint_id == run_versions["best"]  # best validation, not best test (round 0) nor latest
 
 
@@ -407,8 +434,12 @@ def test_classification_returns_top_k_strings_as_triton(oip_server):
         request.outputs.add(name="entropy")
         reply = stub.ModelInfer(request, timeout=30)
         assert [(t.name, t.datatype, list(t.shape)) for t in reply.outputs] == [
-            ("probabilities", "BYTES", [len(TEXTS), width]), ("entropy", "FP32", [len(TEXTS)])]
-        rows = np.array(oip.decode_bytes_elements(reply.raw_output_contents[0]), dtype=object).reshape(len(TEXTS), width)
+            ("probabilities", "BYTES", [len(TEXTS), width]),
+            ("entropy", "FP32", [len(TEXTS)]),
+        ]
+        rows = np.array(oip.decode_bytes_elements(reply.raw_output_contents[0]), dtype=object).reshape(
+            len(TEXTS), width
+        )
         for row, probs in zip(rows, want, strict=False):
             parts = [r.decode().split(":") for r in row]
             order = np.argsort(-probs, kind="stable")[:width]
@@ -454,9 +485,11 @@ def test_liveness_and_readiness_need_no_token(store_and_id):
             stub = _stub(channel)
             assert stub.ServerLive(pb.ServerLiveRequest(), timeout=10).live
             assert stub.ServerReady(pb.ServerReadyRequest(), timeout=10).ready
-            for call in (lambda: stub.ServerMetadata(pb.ServerMetadataRequest(), timeout=10),
-                         lambda: stub.ModelReady(pb.ModelReadyRequest(name=store_and_id[1]), timeout=10),
-                         lambda: _infer(stub, store_and_id[1], ["x"])):
+            for call in (
+                lambda: stub.ServerMetadata(pb.ServerMetadataRequest(), timeout=10),
+                lambda: stub.ModelReady(pb.ModelReadyRequest(name=store_and_id[1]), timeout=10),
+                lambda: _infer(stub, store_and_id[1], ["x"]),
+            ):
                 with pytest.raises(grpc.RpcError) as info:
                     call()
                 assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -533,8 +566,9 @@ def test_with_real_tritonclient(oip_server, run_versions):
         pytest.skip("tritonclient[grpc] is not installed here and LESSLABELS_TRITON_PYTHON is not set")
     server, _, _, port = oip_server
     model = f"run-{VERSIONED_RUN}"
-    got = _run_client(python, _TRITON_CLIENT_SCRIPT, f"127.0.0.1:{port}", model, run_versions["best"],
-                      run_versions["round0"])
+    got = _run_client(
+        python, _TRITON_CLIENT_SCRIPT, f"127.0.0.1:{port}", model, run_versions["best"], run_versions["round0"]
+    )
     assert got["live"] and got["ready"] and got["model_ready"] and got["best_ready"] and not got["nope_ready"]
     assert got["inputs"] == [["text", "BYTES"]] and set(got["versions"]) == set(run_versions.values())
     assert got["config_inputs"] == [["text", "TYPE_STRING"]] and got["config_checkpoint"] == run_versions["best"]
@@ -605,8 +639,9 @@ def test_with_real_kserve_client(oip_server, run_versions):
         pytest.skip("set LESSLABELS_KSERVE_PYTHON to a python with kserve installed (make kserve-client)")
     server, _, _, port = oip_server
     model = f"run-{VERSIONED_RUN}"
-    got = _run_client(python, _KSERVE_CLIENT_SCRIPT, f"127.0.0.1:{port}", model, run_versions["best"],
-                      run_versions["round0"])
+    got = _run_client(
+        python, _KSERVE_CLIENT_SCRIPT, f"127.0.0.1:{port}", model, run_versions["best"], run_versions["round0"]
+    )
     assert got["live"] and got["ready"] and got["model_ready"]
     assert set(got["versions"]) == set(run_versions.values()) and got["inputs"] == [["text", "BYTES"]]
     texts = ["flights to boston", "", "café"]

@@ -30,8 +30,10 @@ def _floor(requirement_prefix: str) -> tuple[int, ...]:
 def _stub_protobuf_versions() -> set[tuple[int, ...]]:
     found = set()
     for path in (ROOT / "services").rglob("*_pb2.py"):
-        match = re.search(r"ValidateProtobufRuntimeVersion\(\s*_runtime_version\.Domain\.PUBLIC,\s*(\d+),\s*(\d+),\s*(\d+),",
-                          path.read_text())
+        match = re.search(
+            r"ValidateProtobufRuntimeVersion\(\s*_runtime_version\.Domain\.PUBLIC,\s*(\d+),\s*(\d+),\s*(\d+),",
+            path.read_text(),
+        )
         assert match, f"{path} has no protobuf runtime version check"
         found.add(tuple(int(g) for g in match.groups()))
     return found
@@ -72,8 +74,11 @@ def test_base_install_has_no_heavy_dependencies():
 
 def test_package_list_covers_every_folder():
     declared = set(PYPROJECT["tool"]["setuptools"]["packages"])
-    on_disk = {".".join(("lesslabels", *p.parent.relative_to(ROOT / "services").parts))
-               for p in (ROOT / "services").rglob("__init__.py") if "__pycache__" not in p.parts}
+    on_disk = {
+        ".".join(("lesslabels", *p.parent.relative_to(ROOT / "services").parts))
+        for p in (ROOT / "services").rglob("__init__.py")
+        if "__pycache__" not in p.parts
+    }
     assert on_disk - declared == set(), "add these to [tool.setuptools] packages in pyproject.toml"
     assert declared - on_disk == {"lesslabels.protos"}
 
@@ -91,8 +96,13 @@ def test_nothing_imports_the_folder_name():
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> pathlib.Path:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)],
-                   check=True, capture_output=True, text=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     (path,) = out.glob("lesslabels-*.whl")
     return path
 
@@ -103,13 +113,19 @@ def test_wheel_installs_only_lesslabels_at_top_level(wheel):
     assert {t for t in top if not t.endswith(".dist-info")} == {"lesslabels"}
     assert "lesslabels/v1/pool_pb2.py" in names and "lesslabels/inference/grpc_predict_v2_pb2.py" in names
     protos = sorted(n for n in names if n.endswith(".proto"))
-    assert protos == sorted(f"lesslabels/protos/{p.relative_to(ROOT / 'protos').as_posix()}"
-                            for p in (ROOT / "protos").rglob("*.proto"))
+    assert protos == sorted(
+        f"lesslabels/protos/{p.relative_to(ROOT / 'protos').as_posix()}" for p in (ROOT / "protos").rglob("*.proto")
+    )
     # The web app's templates and static files travel with it.
-    web_files = sorted(f"lesslabels/web/{p.relative_to(ROOT / 'services' / 'web').as_posix()}"
-                       for folder in ("templates", "static") for p in (ROOT / "services" / "web" / folder).iterdir())
+    web_files = sorted(
+        f"lesslabels/web/{p.relative_to(ROOT / 'services' / 'web').as_posix()}"
+        for folder in ("templates", "static")
+        for p in (ROOT / "services" / "web" / folder).iterdir()
+    )
     assert web_files and set(web_files) <= set(names)
-    assert "lesslabels/pool/migrations/alembic.ini" in names or any(n.startswith("lesslabels/pool/migrations/versions/") for n in names)
+    assert "lesslabels/pool/migrations/alembic.ini" in names or any(
+        n.startswith("lesslabels/pool/migrations/versions/") for n in names
+    )
 
 
 @pytest.fixture
@@ -133,25 +149,38 @@ def test_plain_install_in_fresh_venv_is_torch_free(wheel, tmp_path, scorer_addre
     venv.create(env_dir, with_pip=True)
     py = env_dir / "bin" / "python"
     subprocess.run([str(py), "-m", "pip", "install", "-q", str(wheel)], check=True, timeout=900)
-    listed = subprocess.run([str(py), "-m", "pip", "list", "--format=freeze"], check=True, capture_output=True, text=True)
+    listed = subprocess.run(
+        [str(py), "-m", "pip", "list", "--format=freeze"], check=True, capture_output=True, text=True
+    )
     installed = {line.split("==")[0].lower() for line in listed.stdout.split()}
     assert not installed & {"torch", "transformers", "matplotlib"}
-    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     ours = {p.name for p in pathlib.Path(site).iterdir() if p.name.startswith("lesslabels")}
     assert {n for n in ours if not n.endswith(".dist-info")} == {"lesslabels"}
-    run = subprocess.run([str(py), "-m", "lesslabels", "--help"], capture_output=True, text=True, timeout=120,
-                         cwd=tmp_path)
+    run = subprocess.run(
+        [str(py), "-m", "lesslabels", "--help"], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert run.returncode == 0 and "pool" in run.stdout
-    code = ("import sys, lesslabels.v1.scorer_pb2, lesslabels.pool.store, lesslabels.coordinator.main, lesslabels.client;"
-            "print('torch' in sys.modules)")
-    assert subprocess.run([str(py), "-c", code], check=True, capture_output=True, text=True,
-                          cwd=tmp_path).stdout.strip() == "False"
+    code = (
+        "import sys, lesslabels.v1.scorer_pb2, lesslabels.pool.store, lesslabels.coordinator.main, lesslabels.client;"
+        "print('torch' in sys.modules)"
+    )
+    assert (
+        subprocess.run([str(py), "-c", code], check=True, capture_output=True, text=True, cwd=tmp_path).stdout.strip()
+        == "False"
+    )
     address, checkpoint = scorer_address
-    score = ("from lesslabels.client import ScorerClient\n"
-             f"with ScorerClient({address!r}, timeout=60) as c:\n"
-             f"    s = c.score(['show me flights', 'fare to boston'], checkpoint={checkpoint!r})\n"
-             "print(s.probabilities.shape, sorted(s.labels), len(s.predicted))")
+    score = (
+        "from lesslabels.client import ScorerClient\n"
+        f"with ScorerClient({address!r}, timeout=60) as c:\n"
+        f"    s = c.score(['show me flights', 'fare to boston'], checkpoint={checkpoint!r})\n"
+        "print(s.probabilities.shape, sorted(s.labels), len(s.predicted))"
+    )
     out = subprocess.run([str(py), "-c", score], check=True, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert out.stdout.split("\n")[0] == "(2, 3) ['a', 'b', 'c'] 2"
     # Installs beside tritonclient (protobuf < 7): the resolver finds one set, and `pip check` agrees.

@@ -31,17 +31,26 @@ def _samples(stub, **kw) -> list[common_pb2.Sample]:
 
 def _serving(address):
     with grpc.insecure_channel(address) as ch:
-        return health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+        return (
+            health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+            == health_pb2.HealthCheckResponse.SERVING
+        )
 
 
 # -- datasets ---------------------------------------------------------------------------
 
+
 def test_create_get_list_datasets(stub):
-    created = stub.CreateDataset(pool_pb2.CreateDatasetRequest(name="intents", description="d", labels=["a", "b"]), timeout=5)
+    created = stub.CreateDataset(
+        pool_pb2.CreateDatasetRequest(name="intents", description="d", labels=["a", "b"]), timeout=5
+    )
     assert (created.name, list(created.labels), created.train_count) == ("intents", ["a", "b"], 0)
     stub.CreateDataset(pool_pb2.CreateDatasetRequest(name="other"), timeout=5)
     assert stub.GetDataset(pool_pb2.GetDatasetRequest(name="intents"), timeout=5).description == "d"
-    assert [d.name for d in stub.ListDatasets(pool_pb2.ListDatasetsRequest(), timeout=5).datasets] == ["intents", "other"]
+    assert [d.name for d in stub.ListDatasets(pool_pb2.ListDatasetsRequest(), timeout=5).datasets] == [
+        "intents",
+        "other",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -61,7 +70,10 @@ def test_create_dataset_bad_input(stub, request_, code, words):
 
 def test_duplicate_dataset_is_already_exists(stub):
     stub.CreateDataset(pool_pb2.CreateDatasetRequest(name="x"), timeout=5)
-    assert _code(lambda: stub.CreateDataset(pool_pb2.CreateDatasetRequest(name="x"), timeout=5)).code() == grpc.StatusCode.ALREADY_EXISTS
+    assert (
+        _code(lambda: stub.CreateDataset(pool_pb2.CreateDatasetRequest(name="x"), timeout=5)).code()
+        == grpc.StatusCode.ALREADY_EXISTS
+    )
 
 
 def test_unknown_dataset_is_not_found_everywhere(stub, pool_address):
@@ -69,7 +81,10 @@ def test_unknown_dataset_is_not_found_everywhere(stub, pool_address):
         lambda: stub.GetDataset(pool_pb2.GetDatasetRequest(name="nope"), timeout=5),
         lambda: _samples(stub, dataset="nope"),
         lambda: stub.GetCounts(pool_pb2.GetCountsRequest(dataset="nope"), timeout=5),
-        lambda: stub.SubmitLabels(pool_pb2.SubmitLabelsRequest(dataset="nope", labels=[pool_pb2.LabelAssignment(sample_id=1, label="a")]), timeout=5),
+        lambda: stub.SubmitLabels(
+            pool_pb2.SubmitLabelsRequest(dataset="nope", labels=[pool_pb2.LabelAssignment(sample_id=1, label="a")]),
+            timeout=5,
+        ),
         lambda: list(stub.ExportLabels(pool_pb2.ExportLabelsRequest(dataset="nope"), timeout=5)),
         lambda: stub.CreateRun(pool_pb2.CreateRunRequest(config=run_pb2.RunConfig(dataset="nope")), timeout=5),
         lambda: import_bytes(pool_address, "nope", b"greet,hello there\n", create=False),
@@ -82,6 +97,7 @@ def test_unknown_dataset_is_not_found_everywhere(stub, pool_address):
 
 # -- import -----------------------------------------------------------------------------
 
+
 @BOTH_DATABASES
 def test_import_atis_counts_per_label(pool_address, stub, atis_train):
     started = time.monotonic()
@@ -89,8 +105,16 @@ def test_import_atis_counts_per_label(pool_address, stub, atis_train):
     elapsed = time.monotonic() - started
     assert summary.imported == 4834
     assert summary.format == pool_pb2.IMPORT_FORMAT_CSV_LABEL_TEXT
-    expected = {"atis_flight": 3666, "atis_airfare": 423, "atis_ground_service": 255, "atis_airline": 157,
-                "atis_abbreviation": 147, "atis_aircraft": 81, "atis_flight_time": 54, "atis_quantity": 51}
+    expected = {
+        "atis_flight": 3666,
+        "atis_airfare": 423,
+        "atis_ground_service": 255,
+        "atis_airline": 157,
+        "atis_abbreviation": 147,
+        "atis_aircraft": 81,
+        "atis_flight_time": 54,
+        "atis_quantity": 51,
+    }
     assert dict(summary.by_label) == expected
     counts = stub.GetCounts(pool_pb2.GetCountsRequest(dataset="atis"), timeout=5)
     assert dict(counts.train.gold_by_label) == expected and counts.train.total == 4834 and counts.train.labelled == 0
@@ -104,19 +128,38 @@ def test_import_atis_counts_per_label(pool_address, stub, atis_train):
 @pytest.mark.parametrize(
     "data, fmt, expected",
     [
-        (b"greet, hello\nbye,see you\n", pool_pb2.IMPORT_FORMAT_AUTO, [("greet", "hello", "train"), ("bye", "see you", "train")]),
+        (
+            b"greet, hello\nbye,see you\n",
+            pool_pb2.IMPORT_FORMAT_AUTO,
+            [("greet", "hello", "train"), ("bye", "see you", "train")],
+        ),
         (b"label,text\ngreet,hello\n", pool_pb2.IMPORT_FORMAT_AUTO, [("greet", "hello", "train")]),
         (b"text\nhello\nworld\n", pool_pb2.IMPORT_FORMAT_AUTO, [("", "hello", "train"), ("", "world", "train")]),
-        (b'text,label,split\n"hello, you",greet,test\n', pool_pb2.IMPORT_FORMAT_CSV_HEADER, [("greet", "hello, you", "test")]),
-        (b'{"text": "hi", "label": "greet"}\n\n{"text": "yo", "split": "dev"}\n', pool_pb2.IMPORT_FORMAT_AUTO,
-         [("greet", "hi", "train"), ("", "yo", "dev")]),
-        ("\ufefflabel,text\ngreet,h\u00e9llo\n".encode(), pool_pb2.IMPORT_FORMAT_AUTO, [("greet", "h\u00e9llo", "train")]),
+        (
+            b'text,label,split\n"hello, you",greet,test\n',
+            pool_pb2.IMPORT_FORMAT_CSV_HEADER,
+            [("greet", "hello, you", "test")],
+        ),
+        (
+            b'{"text": "hi", "label": "greet"}\n\n{"text": "yo", "split": "dev"}\n',
+            pool_pb2.IMPORT_FORMAT_AUTO,
+            [("greet", "hi", "train"), ("", "yo", "dev")],
+        ),
+        (
+            "\ufefflabel,text\ngreet,h\u00e9llo\n".encode(),
+            pool_pb2.IMPORT_FORMAT_AUTO,
+            [("greet", "h\u00e9llo", "train")],
+        ),
     ],
 )
 def test_import_formats(pool_address, stub, data, fmt, expected):
     import_bytes(pool_address, "d", data, fmt=fmt)
-    test_gold = {s.text: s.gold_label for s in _samples(stub, dataset="d", split=common_pb2.SPLIT_TEST, include_gold=True)}
-    dev_gold = {s.text: s.gold_label for s in _samples(stub, dataset="d", split=common_pb2.SPLIT_DEV, include_gold=True)}
+    test_gold = {
+        s.text: s.gold_label for s in _samples(stub, dataset="d", split=common_pb2.SPLIT_TEST, include_gold=True)
+    }
+    dev_gold = {
+        s.text: s.gold_label for s in _samples(stub, dataset="d", split=common_pb2.SPLIT_DEV, include_gold=True)
+    }
     counts = stub.GetCounts(pool_pb2.GetCountsRequest(dataset="d"), timeout=5)
     got = []
     for s in _samples(stub, dataset="d"):
@@ -216,6 +259,7 @@ def test_import_size_limit(tmp_path):
 
 # -- samples, paging, labels --------------------------------------------------------------
 
+
 def test_list_samples_pages_and_resumes(pool_address, stub):
     import_rows(pool_address, "d", [("greet", f"t{i}") for i in range(25)])
     pages = list(stub.ListSamples(pool_pb2.ListSamplesRequest(dataset="d", page_size=10), timeout=5))
@@ -234,7 +278,9 @@ def test_train_gold_labels_are_never_listed(pool_address, stub):
     err = _code(lambda: _samples(stub, dataset="d", split=common_pb2.SPLIT_TRAIN, include_gold=True))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "hidden oracle" in err.details()
     import_rows(pool_address, "d", [("greet", "test hi")], split="test")
-    assert [s.gold_label for s in _samples(stub, dataset="d", split=common_pb2.SPLIT_TEST, include_gold=True)] == ["greet"]
+    assert [s.gold_label for s in _samples(stub, dataset="d", split=common_pb2.SPLIT_TEST, include_gold=True)] == [
+        "greet"
+    ]
 
 
 def test_labels_filter_state_and_counts(pool_address, stub):
@@ -249,7 +295,9 @@ def test_labels_filter_state_and_counts(pool_address, stub):
     assert counts.train.labelled == 2 and dict(counts.train.labelled_by_label) == {"greet": 1, "bye": 1}
     # A correction appends an event and replaces the label in force.
     assert submit_labels(stub, [(ids[1], "greet")], key="batch-2").changed == 1
-    assert dict(stub.GetCounts(pool_pb2.GetCountsRequest(dataset="d"), timeout=5).train.labelled_by_label) == {"greet": 2}
+    assert dict(stub.GetCounts(pool_pb2.GetCountsRequest(dataset="d"), timeout=5).train.labelled_by_label) == {
+        "greet": 2
+    }
 
 
 @BOTH_DATABASES
@@ -323,12 +371,17 @@ def test_export_labelled_set_as_csv(pool_address, stub):
     ids = [s.id for s in _samples(stub, dataset="d")]
     submit_labels(stub, [(ids[0], "greet"), (ids[1], "bye")])
     data = b"".join(c.data for c in stub.ExportLabels(pool_pb2.ExportLabelsRequest(dataset="d"), timeout=5))
-    assert list(csv.reader(io.StringIO(data.decode()))) == [["label", "text"], ["greet", "hello, friend"], ["bye", 'say "bye"']]
+    assert list(csv.reader(io.StringIO(data.decode()))) == [
+        ["label", "text"],
+        ["greet", "hello, friend"],
+        ["bye", 'say "bye"'],
+    ]
     # The export re-imports as a headered CSV.
     assert import_bytes(pool_address, "copy", data).imported == 2
 
 
 # -- runs, rounds, acquisitions ---------------------------------------------------------------
+
 
 def _run(stub, dataset="d"):
     config = run_pb2.RunConfig(dataset=dataset, strategy=run_pb2.STRATEGY_ENTROPY, seed_size=run_pb2.Amount(count=2))
@@ -348,8 +401,10 @@ def test_create_run_request_id_and_resumed_runs(pool_address, stub):
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "at most 128" in err.details()
     assert len(stub.ListRuns(pool_pb2.ListRunsRequest(), timeout=5).runs) == 4
     # An ended run moved back to an active state loses its old error and stop reason.
-    failed = stub.UpdateRun(pool_pb2.UpdateRunRequest(run_id=first.id, state=run_pb2.RUN_STATE_FAILED, error="boom",
-                                                      stop_reason="gave up"), timeout=5)
+    failed = stub.UpdateRun(
+        pool_pb2.UpdateRunRequest(run_id=first.id, state=run_pb2.RUN_STATE_FAILED, error="boom", stop_reason="gave up"),
+        timeout=5,
+    )
     assert (failed.error, failed.stop_reason) == ("boom", "gave up")
     resumed = stub.UpdateRun(pool_pb2.UpdateRunRequest(run_id=first.id, state=run_pb2.RUN_STATE_RUNNING), timeout=5)
     assert (resumed.state, resumed.error, resumed.stop_reason) == (run_pb2.RUN_STATE_RUNNING, "", "")
@@ -359,17 +414,38 @@ def test_create_run_request_id_and_resumed_runs(pool_address, stub):
 def test_runs_rounds_and_compare_and_set(pool_address, stub):
     import_rows(pool_address, "d", ROWS)
     run = _run(stub)
-    assert (run.state, run.step, run.pool_size, run.config.seed_size.count) == (run_pb2.RUN_STATE_PENDING, run_pb2.RUN_STEP_SEED, 5, 2)
-    moved = stub.UpdateRun(pool_pb2.UpdateRunRequest(run_id=run.id, state=run_pb2.RUN_STATE_RUNNING, step=run_pb2.RUN_STEP_TRAIN,
-                                                     expected_step=run_pb2.RUN_STEP_SEED), timeout=5)
+    assert (run.state, run.step, run.pool_size, run.config.seed_size.count) == (
+        run_pb2.RUN_STATE_PENDING,
+        run_pb2.RUN_STEP_SEED,
+        5,
+        2,
+    )
+    moved = stub.UpdateRun(
+        pool_pb2.UpdateRunRequest(
+            run_id=run.id,
+            state=run_pb2.RUN_STATE_RUNNING,
+            step=run_pb2.RUN_STEP_TRAIN,
+            expected_step=run_pb2.RUN_STEP_SEED,
+        ),
+        timeout=5,
+    )
     assert (moved.state, moved.step) == (run_pb2.RUN_STATE_RUNNING, run_pb2.RUN_STEP_TRAIN)
-    err = _code(lambda: stub.UpdateRun(pool_pb2.UpdateRunRequest(run_id=run.id, step=run_pb2.RUN_STEP_SCORE,
-                                                                 expected_step=run_pb2.RUN_STEP_SEED), timeout=5))
+    err = _code(
+        lambda: stub.UpdateRun(
+            pool_pb2.UpdateRunRequest(run_id=run.id, step=run_pb2.RUN_STEP_SCORE, expected_step=run_pb2.RUN_STEP_SEED),
+            timeout=5,
+        )
+    )
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "TRAIN" in err.details()
-    rnd = run_pb2.Round(run_id=run.id, index=0, labelled_count=2, checkpoint_id="c0",
-                        test=common_pb2.EvalMetrics(accuracy=0.5, macro_f1=0.4, per_class_f1={"greet": 0.6}, count=10),
-                        validation=common_pb2.EvalMetrics(accuracy=0.75, macro_f1=0.7, count=4),
-                        started_at="2026-01-01T00:00:00Z")
+    rnd = run_pb2.Round(
+        run_id=run.id,
+        index=0,
+        labelled_count=2,
+        checkpoint_id="c0",
+        test=common_pb2.EvalMetrics(accuracy=0.5, macro_f1=0.4, per_class_f1={"greet": 0.6}, count=10),
+        validation=common_pb2.EvalMetrics(accuracy=0.75, macro_f1=0.7, count=4),
+        started_at="2026-01-01T00:00:00Z",
+    )
     stub.PutRound(rnd, timeout=5)
     stub.PutRound(run_pb2.Round(run_id=run.id, index=0, labelled_count=2, checkpoint_id="c0b"), timeout=5)
     stub.PutRound(run_pb2.Round(run_id=run.id, index=1, labelled_count=4), timeout=5)
@@ -380,11 +456,15 @@ def test_runs_rounds_and_compare_and_set(pool_address, stub):
     assert rounds[0].test.per_class_f1["greet"] == pytest.approx(0.6) and rounds[0].started_at == "2026-01-01T00:00:00Z"
     assert (rounds[0].validation.accuracy, rounds[0].validation.count) == (0.75, 4)
     assert not rounds[1].HasField("validation") or rounds[1].validation.count == 0
-    assert [r.id for r in stub.ListRuns(pool_pb2.ListRunsRequest(states=[run_pb2.RUN_STATE_RUNNING]), timeout=5).runs] == [run.id]
+    assert [
+        r.id for r in stub.ListRuns(pool_pb2.ListRunsRequest(states=[run_pb2.RUN_STATE_RUNNING]), timeout=5).runs
+    ] == [run.id]
     assert stub.ListRuns(pool_pb2.ListRunsRequest(states=[run_pb2.RUN_STATE_FAILED]), timeout=5).runs == []
-    for call in [lambda: stub.GetRun(pool_pb2.GetRunRequest(run_id=999), timeout=5),
-                 lambda: stub.PutRound(run_pb2.Round(run_id=999, index=0), timeout=5),
-                 lambda: stub.ListRounds(pool_pb2.ListRoundsRequest(run_id=999), timeout=5)]:
+    for call in [
+        lambda: stub.GetRun(pool_pb2.GetRunRequest(run_id=999), timeout=5),
+        lambda: stub.PutRound(run_pb2.Round(run_id=999, index=0), timeout=5),
+        lambda: stub.ListRounds(pool_pb2.ListRoundsRequest(run_id=999), timeout=5),
+    ]:
         assert _code(call).code() == grpc.StatusCode.NOT_FOUND
 
 
@@ -397,9 +477,16 @@ def test_acquisitions_never_twice_and_oracle_reveal(pool_address, stub):
     run = _run(stub)
 
     def add(round_, sample_ids):
-        return stub.AddAcquisitions(pool_pb2.AddAcquisitionsRequest(
-            run_id=run.id, round=round_,
-            acquisitions=[pool_pb2.Acquisition(sample_id=i, strategy=run_pb2.STRATEGY_RANDOM, score=0.5) for i in sample_ids]), timeout=5)
+        return stub.AddAcquisitions(
+            pool_pb2.AddAcquisitionsRequest(
+                run_id=run.id,
+                round=round_,
+                acquisitions=[
+                    pool_pb2.Acquisition(sample_id=i, strategy=run_pb2.STRATEGY_RANDOM, score=0.5) for i in sample_ids
+                ],
+            ),
+            timeout=5,
+        )
 
     assert add(0, ids[:2]).added == 2
     repeat = add(0, ids[:2])
@@ -407,12 +494,16 @@ def test_acquisitions_never_twice_and_oracle_reveal(pool_address, stub):
     err = _code(lambda: add(1, [ids[1], ids[2]]))
     assert err.code() == grpc.StatusCode.ALREADY_EXISTS and "round 0" in err.details()
     assert _code(lambda: add(1, [test_id])).code() == grpc.StatusCode.INVALID_ARGUMENT
-    pending = stub.ListAcquisitions(pool_pb2.ListAcquisitionsRequest(run_id=run.id, round=-1, pending_only=True), timeout=5)
+    pending = stub.ListAcquisitions(
+        pool_pb2.ListAcquisitionsRequest(run_id=run.id, round=-1, pending_only=True), timeout=5
+    )
     assert [a.sample_id for a in pending.acquisitions] == ids[:2] and pending.acquisitions[0].text == "hello there"
     # The oracle only reveals acquired samples.
     err = _code(lambda: stub.RevealLabels(pool_pb2.RevealLabelsRequest(run_id=run.id, sample_ids=[ids[3]]), timeout=5))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "not acquired" in err.details()
-    revealed = stub.RevealLabels(pool_pb2.RevealLabelsRequest(run_id=run.id, sample_ids=ids[:2], source=common_pb2.LABEL_SOURCE_SEED), timeout=5)
+    revealed = stub.RevealLabels(
+        pool_pb2.RevealLabelsRequest(run_id=run.id, sample_ids=ids[:2], source=common_pb2.LABEL_SOURCE_SEED), timeout=5
+    )
     assert [(a.sample_id, a.label) for a in revealed.labels] == [(ids[0], "greet"), (ids[1], "bye")]
     again = stub.RevealLabels(pool_pb2.RevealLabelsRequest(run_id=run.id, sample_ids=ids[:2]), timeout=5)
     assert (again.recorded, again.unchanged) == (0, 2)
@@ -421,22 +512,36 @@ def test_acquisitions_never_twice_and_oracle_reveal(pool_address, stub):
     assert [(s.id, s.label) for s in in_run] == [(ids[0], "greet"), (ids[1], "bye")]
     assert _samples(stub, dataset="d", state=pool_pb2.LABEL_STATE_LABELLED) == []
     assert stub.GetRun(pool_pb2.GetRunRequest(run_id=run.id), timeout=5).labelled_count == 2
-    assert stub.ListAcquisitions(pool_pb2.ListAcquisitionsRequest(run_id=run.id, round=0, pending_only=True), timeout=5).acquisitions == []
+    assert (
+        stub.ListAcquisitions(
+            pool_pb2.ListAcquisitionsRequest(run_id=run.id, round=0, pending_only=True), timeout=5
+        ).acquisitions
+        == []
+    )
 
 
 def test_human_samples_without_gold_cannot_be_revealed(pool_address, stub):
     import_bytes(pool_address, "d", b"text\nunlabelled one\nunlabelled two\n")
     ids = [s.id for s in _samples(stub, dataset="d")]
     run = _run(stub)
-    stub.AddAcquisitions(pool_pb2.AddAcquisitionsRequest(run_id=run.id, round=0, acquisitions=[pool_pb2.Acquisition(sample_id=ids[0])]), timeout=5)
+    stub.AddAcquisitions(
+        pool_pb2.AddAcquisitionsRequest(run_id=run.id, round=0, acquisitions=[pool_pb2.Acquisition(sample_id=ids[0])]),
+        timeout=5,
+    )
     err = _code(lambda: stub.RevealLabels(pool_pb2.RevealLabelsRequest(run_id=run.id, sample_ids=ids[:1]), timeout=5))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "no gold label" in err.details()
 
 
 def test_run_config_roundtrips_as_json(pool_address, stub, pool_server):
     import_rows(pool_address, "d", ROWS)
-    config = run_pb2.RunConfig(dataset="d", name="n", strategy=run_pb2.STRATEGY_MARGIN, batch_size=run_pb2.Amount(fraction=0.1),
-                               stopping=run_pb2.StoppingRule(max_rounds=3, target_accuracy=0.9), random_seed=7,
-                               hyperparameters=common_pb2.Hyperparameters(learning_rate=3e-5, max_epochs=4))
+    config = run_pb2.RunConfig(
+        dataset="d",
+        name="n",
+        strategy=run_pb2.STRATEGY_MARGIN,
+        batch_size=run_pb2.Amount(fraction=0.1),
+        stopping=run_pb2.StoppingRule(max_rounds=3, target_accuracy=0.9),
+        random_seed=7,
+        hyperparameters=common_pb2.Hyperparameters(learning_rate=3e-5, max_epochs=4),
+    )
     run = stub.CreateRun(pool_pb2.CreateRunRequest(config=config), timeout=5)
     assert stub.GetRun(pool_pb2.GetRunRequest(run_id=run.id), timeout=5).config == config

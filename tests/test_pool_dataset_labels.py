@@ -29,23 +29,39 @@ def _run(stub, oracle, dataset="d"):
 
 
 def _acquire(stub, run_id, round_, ids):
-    stub.AddAcquisitions(pool_pb2.AddAcquisitionsRequest(
-        run_id=run_id, round=round_, acquisitions=[pool_pb2.Acquisition(sample_id=i) for i in ids]), timeout=5)
+    stub.AddAcquisitions(
+        pool_pb2.AddAcquisitionsRequest(
+            run_id=run_id, round=round_, acquisitions=[pool_pb2.Acquisition(sample_id=i) for i in ids]
+        ),
+        timeout=5,
+    )
 
 
 def _pending(stub, run_id):
-    reply = stub.ListAcquisitions(pool_pb2.ListAcquisitionsRequest(run_id=run_id, round=-1, pending_only=True), timeout=5)
+    reply = stub.ListAcquisitions(
+        pool_pb2.ListAcquisitionsRequest(run_id=run_id, round=-1, pending_only=True), timeout=5
+    )
     return [a.sample_id for a in reply.acquisitions]
 
 
 def _submit(stub, labels, *, run_id=0, annotator="ann", key="", dataset="d"):
-    return stub.SubmitLabels(pool_pb2.SubmitLabelsRequest(
-        dataset=dataset, run_id=run_id, source=common_pb2.LABEL_SOURCE_HUMAN, annotator=annotator, idempotency_key=key,
-        labels=[pool_pb2.LabelAssignment(sample_id=i, label=label) for i, label in labels]), timeout=5)
+    return stub.SubmitLabels(
+        pool_pb2.SubmitLabelsRequest(
+            dataset=dataset,
+            run_id=run_id,
+            source=common_pb2.LABEL_SOURCE_HUMAN,
+            annotator=annotator,
+            idempotency_key=key,
+            labels=[pool_pb2.LabelAssignment(sample_id=i, label=label) for i, label in labels],
+        ),
+        timeout=5,
+    )
 
 
 def _export(stub, dataset="d", run_id=0) -> str:
-    return b"".join(c.data for c in stub.ExportLabels(pool_pb2.ExportLabelsRequest(dataset=dataset, run_id=run_id), timeout=5)).decode()
+    return b"".join(
+        c.data for c in stub.ExportLabels(pool_pb2.ExportLabelsRequest(dataset=dataset, run_id=run_id), timeout=5)
+    ).decode()
 
 
 @BOTH_DATABASES
@@ -87,9 +103,18 @@ def test_a_recorded_step_in_a_human_run_reuses_the_dataset_labels_as_add_acquisi
     ids = _ids(stub)
     _submit(stub, [(ids[0], "greet"), (ids[1], "bye")], annotator="ada")
     run = _run(stub, run_pb2.ORACLE_MODE_HUMAN)
-    moved = stub.RecordStep(pool_pb2.RecordStepRequest(
-        run_id=run, expected_step=run_pb2.RUN_STEP_SEED, expected_round=0, step=run_pb2.RUN_STEP_LABEL, round=0,
-        acquisitions=[pool_pb2.Acquisition(sample_id=i) for i in ids[:3]], acquisition_round=0), timeout=5)
+    moved = stub.RecordStep(
+        pool_pb2.RecordStepRequest(
+            run_id=run,
+            expected_step=run_pb2.RUN_STEP_SEED,
+            expected_round=0,
+            step=run_pb2.RUN_STEP_LABEL,
+            round=0,
+            acquisitions=[pool_pb2.Acquisition(sample_id=i) for i in ids[:3]],
+            acquisition_round=0,
+        ),
+        timeout=5,
+    )
     assert moved.labelled_count == 2
     assert _pending(stub, run) == [ids[2]]
     acquired = stub.ListAcquisitions(pool_pb2.ListAcquisitionsRequest(run_id=run, round=-1), timeout=5).acquisitions
@@ -97,9 +122,18 @@ def test_a_recorded_step_in_a_human_run_reuses_the_dataset_labels_as_add_acquisi
 
     # A simulated run's step keeps its own scope.
     simulated = _run(stub, run_pb2.ORACLE_MODE_SIMULATED)
-    stub.RecordStep(pool_pb2.RecordStepRequest(
-        run_id=simulated, expected_step=run_pb2.RUN_STEP_SEED, expected_round=0, step=run_pb2.RUN_STEP_LABEL, round=0,
-        acquisitions=[pool_pb2.Acquisition(sample_id=i) for i in ids[:2]], acquisition_round=0), timeout=5)
+    stub.RecordStep(
+        pool_pb2.RecordStepRequest(
+            run_id=simulated,
+            expected_step=run_pb2.RUN_STEP_SEED,
+            expected_round=0,
+            step=run_pb2.RUN_STEP_LABEL,
+            round=0,
+            acquisitions=[pool_pb2.Acquisition(sample_id=i) for i in ids[:2]],
+            acquisition_round=0,
+        ),
+        timeout=5,
+    )
     assert _pending(stub, simulated) == ids[:2]
 
 
@@ -122,7 +156,9 @@ def test_label_history_of_an_unknown_sample_is_not_found(pool_address, stub):
 
 
 def test_near_duplicate_label_names_are_refused_everywhere(pool_address, stub):
-    err = _error(lambda: stub.CreateDataset(pool_pb2.CreateDatasetRequest(name="w", labels=["Weather", "weather "]), timeout=5))
+    err = _error(
+        lambda: stub.CreateDataset(pool_pb2.CreateDatasetRequest(name="w", labels=["Weather", "weather "]), timeout=5)
+    )
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "near-duplicate of 'Weather'" in err.details()
 
     err = _error(lambda: import_bytes(pool_address, "x", b"Weather,rain today\nweather,sunny\n", create=True))
@@ -134,9 +170,17 @@ def test_near_duplicate_label_names_are_refused_everywhere(pool_address, stub):
     err = _error(lambda: _submit(stub, [(_ids(stub)[0], "Greet ")]))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "near-duplicate of 'greet'" in err.details()
 
-    err = _error(lambda: stub.SetDatasetLabels(pool_pb2.SetDatasetLabelsRequest(dataset="d", labels=["greet", "bye", "GREET"]), timeout=5))
+    err = _error(
+        lambda: stub.SetDatasetLabels(
+            pool_pb2.SetDatasetLabelsRequest(dataset="d", labels=["greet", "bye", "GREET"]), timeout=5
+        )
+    )
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "near-duplicate" in err.details()
-    err = _error(lambda: stub.SetDatasetLabels(pool_pb2.SetDatasetLabelsRequest(dataset="d", labels=["greet", "bye "]), timeout=5))
+    err = _error(
+        lambda: stub.SetDatasetLabels(
+            pool_pb2.SetDatasetLabelsRequest(dataset="d", labels=["greet", "bye "]), timeout=5
+        )
+    )
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "ends with spaces" in err.details()
 
 
@@ -151,9 +195,13 @@ def test_label_set_from_human_labels_when_none_is_declared(pool_address, stub):
 
 def test_changing_the_label_set_is_explicit_and_keeps_labels_in_use(pool_address, stub):
     import_rows(pool_address, "d", ROWS)
-    changed = stub.SetDatasetLabels(pool_pb2.SetDatasetLabelsRequest(dataset="d", labels=["greet", "bye", "thanks"]), timeout=5)
+    changed = stub.SetDatasetLabels(
+        pool_pb2.SetDatasetLabelsRequest(dataset="d", labels=["greet", "bye", "thanks"]), timeout=5
+    )
     assert list(changed.labels) == ["greet", "bye", "thanks"]
-    err = _error(lambda: stub.SetDatasetLabels(pool_pb2.SetDatasetLabelsRequest(dataset="d", labels=["greet"]), timeout=5))
+    err = _error(
+        lambda: stub.SetDatasetLabels(pool_pb2.SetDatasetLabelsRequest(dataset="d", labels=["greet"]), timeout=5)
+    )
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "['bye']" in err.details()
     err = _error(lambda: stub.SetDatasetLabels(pool_pb2.SetDatasetLabelsRequest(dataset="d", labels=[]), timeout=5))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "must not be empty" in err.details()
@@ -181,7 +229,10 @@ def test_delete_dataset_removes_only_its_own_rows(pool_address, stub):
     assert names == ["b"]
     assert _export(stub, "b") == before_b
     b_runs = stub.ListRuns(pool_pb2.ListRunsRequest(dataset="b"), timeout=5).runs
-    assert len(b_runs) == 1 and len(stub.ListRounds(pool_pb2.ListRoundsRequest(run_id=b_runs[0].id), timeout=5).rounds) == 1
+    assert (
+        len(b_runs) == 1
+        and len(stub.ListRounds(pool_pb2.ListRoundsRequest(run_id=b_runs[0].id), timeout=5).rounds) == 1
+    )
     assert len(_ids(stub, "b")) == len(ROWS)
     err = _error(lambda: stub.DeleteDataset(pool_pb2.DeleteDatasetRequest(dataset="a"), timeout=5))
     assert err.code() == grpc.StatusCode.NOT_FOUND
@@ -196,8 +247,7 @@ def test_delete_dataset_with_an_active_run_is_refused(pool_address, stub):
 
 
 @BOTH_DATABASES
-def test_upgrading_a_database_at_the_previous_head_keeps_everything_and_moves_human_labels_to_the_dataset(
-        database_url):
+def test_upgrading_a_database_at_the_previous_head_keeps_everything_and_moves_human_labels_to_the_dataset(database_url):
     upgrade_keeps_everything(database_url)
 
 
@@ -211,24 +261,50 @@ def upgrade_keeps_everything(url: str) -> None:
     engine = create_engine(url)
     human = '{"dataset": "old", "oracle": "ORACLE_MODE_HUMAN"}'
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO datasets (id, name, description, labels_json, labels_fixed, created_at) "
-                          "VALUES (1, 'old', '', '[\"greet\", \"bye\"]', FALSE, '2026-11-23 20:00:00')"))
-        for sid, txt in ((1, 'hello'), (2, 'bye now'), (3, 'hi')):
-            conn.execute(text(f"INSERT INTO samples (id, dataset_id, row, text, split, gold_label) VALUES ({sid}, 1, {sid - 1}, '{txt}', 'train', NULL)"))
-        conn.execute(text("INSERT INTO runs (id, dataset_id, config_json, state, step, round, error, stop_reason, created_at, "
-                          f"updated_at, request_id) VALUES (7, 1, '{human}', 'COMPLETED', 'DONE', 1, '', '', "
-                          "'2026-11-23 20:00:00', '2026-11-23 20:00:00', 'req-7')"))
-        conn.execute(text("INSERT INTO acquisitions (id, run_id, sample_id, round, strategy, score, created_at) VALUES "
-                          "(1, 7, 1, 0, 'STRATEGY_RANDOM', 0, '2026-11-23 20:00:00'), (2, 7, 2, 0, 'STRATEGY_RANDOM', 0, '2026-11-23 20:00:00')"))
+        conn.execute(
+            text(
+                "INSERT INTO datasets (id, name, description, labels_json, labels_fixed, created_at) "
+                "VALUES (1, 'old', '', '[\"greet\", \"bye\"]', FALSE, '2026-11-23 20:00:00')"
+            )
+        )
+        for sid, txt in ((1, "hello"), (2, "bye now"), (3, "hi")):
+            conn.execute(
+                text(
+                    f"INSERT INTO samples (id, dataset_id, row, text, split, gold_label) VALUES ({sid}, 1, {sid - 1}, '{txt}', 'train', NULL)"
+                )
+            )
+        conn.execute(
+            text(
+                "INSERT INTO runs (id, dataset_id, config_json, state, step, round, error, stop_reason, created_at, "
+                f"updated_at, request_id) VALUES (7, 1, '{human}', 'COMPLETED', 'DONE', 1, '', '', "
+                "'2026-11-23 20:00:00', '2026-11-23 20:00:00', 'req-7')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO acquisitions (id, run_id, sample_id, round, strategy, score, created_at) VALUES "
+                "(1, 7, 1, 0, 'STRATEGY_RANDOM', 0, '2026-11-23 20:00:00'), (2, 7, 2, 0, 'STRATEGY_RANDOM', 0, '2026-11-23 20:00:00')"
+            )
+        )
         # Sample 1: labelled then corrected by a person in run 7; sample 2: revealed by the oracle.
-        conn.execute(text("INSERT INTO label_events (id, sample_id, scope, label, source, annotator, created_at, idempotency_key) VALUES "
-                          "(1, 1, 'run:7', 'bye', 'human', 'ada', '2026-11-23 20:01:00', 'k1'), "
-                          "(2, 1, 'run:7', 'greet', 'human', 'bob', '2026-11-23 20:02:00', 'k2'), "
-                          "(3, 2, 'run:7', 'bye', 'oracle', 'oracle', '2026-11-23 20:03:00', NULL)"))
-        conn.execute(text("INSERT INTO current_labels (sample_id, scope, label, event_id) VALUES (1, 'run:7', 'greet', 2), (2, 'run:7', 'bye', 3)"))
+        conn.execute(
+            text(
+                "INSERT INTO label_events (id, sample_id, scope, label, source, annotator, created_at, idempotency_key) VALUES "
+                "(1, 1, 'run:7', 'bye', 'human', 'ada', '2026-11-23 20:01:00', 'k1'), "
+                "(2, 1, 'run:7', 'greet', 'human', 'bob', '2026-11-23 20:02:00', 'k2'), "
+                "(3, 2, 'run:7', 'bye', 'oracle', 'oracle', '2026-11-23 20:03:00', NULL)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO current_labels (sample_id, scope, label, event_id) VALUES (1, 'run:7', 'greet', 2), (2, 'run:7', 'bye', 3)"
+            )
+        )
         if conn.dialect.name == "postgresql":  # rows written with explicit ids, as the app never does
             for table in ("datasets", "samples", "runs", "acquisitions", "label_events"):
-                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
+                conn.execute(
+                    text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
+                )
     engine.dispose()
 
     store = PoolStore(url)  # migrates to head on open

@@ -14,9 +14,16 @@ from lesslabels.client import Metrics, Round
 
 
 def _round(index, labels, acc, f1, count=100, agreement=0.0, selected=10):
-    return Round(run_id=1, index=index, labelled_count=labels, agreement=agreement, selected_count=selected,
-                 test=Metrics(accuracy=acc, macro_f1=f1, count=count) if count else None,
-                 train_seconds=1.5, score_seconds=0.5)
+    return Round(
+        run_id=1,
+        index=index,
+        labelled_count=labels,
+        agreement=agreement,
+        selected_count=selected,
+        test=Metrics(accuracy=acc, macro_f1=f1, count=count) if count else None,
+        train_seconds=1.5,
+        score_seconds=0.5,
+    )
 
 
 def test_rows_from_rounds_sorts_skips_unevaluated_and_computes_pool_fraction():

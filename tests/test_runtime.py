@@ -42,6 +42,7 @@ def _echo_registration(behaviour):
 def _raise(exc):
     def behaviour(request):
         raise exc
+
     return behaviour
 
 
@@ -102,7 +103,10 @@ def test_reflection_lists_services(server_factory):
         (errors.AlreadyExists("dataset 'x' exists"), grpc.StatusCode.ALREADY_EXISTS),
         (errors.ResourceExhausted("limit 1000 texts"), grpc.StatusCode.RESOURCE_EXHAUSTED),
         (ZeroDivisionError("boom"), grpc.StatusCode.INTERNAL),
-        (FileNotFoundError(2, "No such file or directory", "/srv/lesslabels/secret/model.bin"), grpc.StatusCode.INTERNAL),
+        (
+            FileNotFoundError(2, "No such file or directory", "/srv/lesslabels/secret/model.bin"),
+            grpc.StatusCode.INTERNAL,
+        ),
     ],
 )
 def test_domain_errors_map_to_status_codes(server_factory, exc, code, caplog):
@@ -166,6 +170,7 @@ def test_graceful_stop_lets_inflight_call_finish(server_factory):
         t.start()
         threading.Timer(0.3, release.set).start()
         import time
+
         time.sleep(0.1)
         server.stop(grace=5)
         t.join(5)
@@ -201,7 +206,9 @@ def test_retry_on_unavailable_for_idempotent_calls():
     threading.Timer(0.5, lambda: (server.start(), server.set_serving())).start()
     try:
         with make_channel(f"127.0.0.1:{port}") as ch:
-            reply = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10, wait_for_ready=True)
+            reply = health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(), timeout=10, wait_for_ready=True
+            )
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         server.stop(0)
@@ -245,8 +252,11 @@ def test_idle_stream_with_client_keepalive_is_not_dropped(server_factory):
         return b"late"
 
     _, address = server_factory(slow)
-    options = [("grpc.keepalive_time_ms", 10_500), ("grpc.keepalive_permit_without_calls", 1),
-               ("grpc.http2.max_pings_without_data", 0)]
+    options = [
+        ("grpc.keepalive_time_ms", 10_500),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
     with grpc.insecure_channel(address, options=options) as ch:
         threading.Timer(36.0, release.set).start()
         assert list(ch.unary_stream(f"/{SERVICE}/Stream")(b"x", timeout=60)) == [b"first", b"late"]
@@ -263,7 +273,9 @@ def _flood(address: str, token: str, holds: int, watches: int, release: threadin
         assert next(call) == b"first"  # admitted: its handler runs in a thread of its own
         calls.append(call)
     for i in range(watches):
-        call = health_pb2_grpc.HealthStub(channels[i % len(channels)]).Watch(health_pb2.HealthCheckRequest(), timeout=60)
+        call = health_pb2_grpc.HealthStub(channels[i % len(channels)]).Watch(
+            health_pb2.HealthCheckRequest(), timeout=60
+        )
         assert next(call).status == health_pb2.HealthCheckResponse.SERVING
         calls.append(call)
     return calls, channels
@@ -287,8 +299,10 @@ def test_idle_streams_do_not_starve_unary_calls(server_factory, holds, watches):
         with grpc.insecure_channel(address) as ch:
             for _ in range(5):
                 assert ch.unary_unary(f"/{SERVICE}/Unary")(b"ping", timeout=1.0, metadata=auth) == b"ping"
-                assert health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1.0).status \
+                assert (
+                    health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=1.0).status
                     == health_pb2.HealthCheckResponse.SERVING
+                )
             extra = ch.unary_stream(f"/{SERVICE}/Stream")(b"x", timeout=5, metadata=auth)
             with pytest.raises(grpc.RpcError) as info:
                 next(extra)

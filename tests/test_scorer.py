@@ -23,6 +23,7 @@ from tests.scorer_checkpoints import LABELS, RUN_ID, TEXTS, publish_tiny_checkpo
 
 pytestmark = pytest.mark.usefixtures("few_torch_threads")
 
+
 @pytest.fixture(scope="module")
 def engine(store_and_id):
     eng = ScorerEngine(store_and_id[0], EngineConfig(max_batch_size=4, max_tokens=64, max_wait_ms=20))
@@ -57,8 +58,14 @@ def test_concurrent_callers_each_get_their_own_rows_in_order(workers):
         calls.append(len(items))
         return [("out", tag, idx) for tag, idx in items]
 
-    batcher = DynamicBatcher(batch_fn, length_fn=lambda item: 1 + item[1] % 7, max_batch_size=8, max_tokens=64,
-                             max_wait_s=0.05, workers=workers)
+    batcher = DynamicBatcher(
+        batch_fn,
+        length_fn=lambda item: 1 + item[1] % 7,
+        max_batch_size=8,
+        max_tokens=64,
+        max_wait_s=0.05,
+        workers=workers,
+    )
     barrier = threading.Barrier(12)
 
     def caller(tag):
@@ -213,8 +220,9 @@ def test_bf16_with_fp32_refinement_of_uncertain_rows(store_and_id):
     refined = ScorerEngine(store_and_id[0], EngineConfig(precision="bf16", refine_below=1.01))
     try:
         assert refined.load(spec).model.dtype is not None  # bf16 autocast really is on
-        np.testing.assert_allclose(refined.score(spec, TEXTS).probabilities, fp32.score(spec, TEXTS).probabilities,
-                                   atol=1e-4)
+        np.testing.assert_allclose(
+            refined.score(spec, TEXTS).probabilities, fp32.score(spec, TEXTS).probabilities, atol=1e-4
+        )
     finally:
         fp32.close()
         refined.close()
@@ -235,8 +243,11 @@ def test_last_layer_for_cls_only_gives_the_models_own_probabilities(store_and_id
     fast, slow = inference.forward(model, rows), inference.forward(full, rows)
     np.testing.assert_allclose(fast.probabilities, slow.probabilities, atol=1e-5)
     # embeddings need every position of the last layer: those requests take the full forward
-    np.testing.assert_allclose(inference.forward(model, rows, embeddings=True).embeddings,
-                               inference.forward(full, rows, embeddings=True).embeddings, atol=1e-6)
+    np.testing.assert_allclose(
+        inference.forward(model, rows, embeddings=True).embeddings,
+        inference.forward(full, rows, embeddings=True).embeddings,
+        atol=1e-6,
+    )
     ids, mask = inference.pad_batch(rows, model.pad_token_id)
     with torch.inference_mode():
         assert inference.cls_only_logits(model.model, ids, mask).shape == (4, len(model.labels))
@@ -290,8 +301,9 @@ def test_engine_with_batch_workers_gives_the_same_scores(store_and_id, engine):
     texts = [f"{w} flight to city {i}" * (i % 3 + 1) for i, w in enumerate(["cheap", "late", "first"] * 5)]
     parallel = ScorerEngine(store_and_id[0], EngineConfig(max_batch_size=4, max_tokens=64, batch_workers=2))
     try:
-        np.testing.assert_allclose(parallel.score(spec, texts).probabilities, engine.score(spec, texts).probabilities,
-                                   atol=1e-5)
+        np.testing.assert_allclose(
+            parallel.score(spec, texts).probabilities, engine.score(spec, texts).probabilities, atol=1e-5
+        )
     finally:
         parallel.close()
     with pytest.raises(ValueError, match="batch_workers"):
@@ -341,8 +353,12 @@ def _publish_manifest(store: CheckpointStore, **manifest) -> str:
 def test_best_checkpoint_is_chosen_by_validation_never_test(tmp_path):
     store = CheckpointStore(tmp_path)
     # Round 0 has the best test accuracy and round 2 the latest; round 1 the best validation.
-    r0 = _publish_manifest(store, run_id=5, round=0, labels=LABELS, validation={"accuracy": 0.6}, test={"accuracy": 0.99})
-    r1 = _publish_manifest(store, run_id=5, round=1, labels=LABELS, validation={"accuracy": 0.8}, test={"accuracy": 0.1})
+    r0 = _publish_manifest(
+        store, run_id=5, round=0, labels=LABELS, validation={"accuracy": 0.6}, test={"accuracy": 0.99}
+    )
+    r1 = _publish_manifest(
+        store, run_id=5, round=1, labels=LABELS, validation={"accuracy": 0.8}, test={"accuracy": 0.1}
+    )
     r2 = _publish_manifest(store, run_id=5, round=2, labels=LABELS, validation={"accuracy": 0.7})
     _publish_manifest(store, run_id=6, round=0, labels=LABELS, validation={"accuracy": 0.95})  # another run
     _publish_manifest(store, run_id=5, round=3, labels=LABELS)  # no validation metrics: not a candidate
@@ -389,8 +405,11 @@ def scorer(store_and_id, pool_address):
     from lesslabels.scorer.main import build_server
 
     server = build_server(
-        server_settings_for_tests(max_message_bytes=256 * 1024), str(store_and_id[0].root), pool_address,
-        engine_config=EngineConfig(max_batch_size=8, max_tokens=256, max_wait_ms=10), max_texts=50,
+        server_settings_for_tests(max_message_bytes=256 * 1024),
+        str(store_and_id[0].root),
+        pool_address,
+        engine_config=EngineConfig(max_batch_size=8, max_tokens=256, max_wait_ms=10),
+        max_texts=50,
     )
     port = server.start()
     server.set_serving()
@@ -411,14 +430,18 @@ def _ref(checkpoint_id="", run=0):
 def test_score_rpc(scorer):
     _, channel, checkpoint_id, _ = scorer
     stub = scorer_pb2_grpc.ScorerServiceStub(channel)
-    reply = stub.Score(scorer_pb2.ScoreRequest(model=_ref(run=RUN_ID), texts=TEXTS, include_embeddings=True), timeout=30)
+    reply = stub.Score(
+        scorer_pb2.ScoreRequest(model=_ref(run=RUN_ID), texts=TEXTS, include_embeddings=True), timeout=30
+    )
     assert reply.checkpoint_id == checkpoint_id and list(reply.labels) == LABELS
     assert len(reply.scores) == len(TEXTS)
     first = reply.scores[0]
     assert len(first.probabilities) == 3 and len(first.embedding) == 32
     assert first.predicted_label == LABELS[int(np.argmax(first.probabilities))]
     assert first.entropy == pytest.approx(float(uncertainty.entropy(np.array([first.probabilities]))[0]), abs=1e-6)
-    slim = stub.Score(scorer_pb2.ScoreRequest(model=_ref(checkpoint_id), texts=["x"], omit_probabilities=True), timeout=30)
+    slim = stub.Score(
+        scorer_pb2.ScoreRequest(model=_ref(checkpoint_id), texts=["x"], omit_probabilities=True), timeout=30
+    )
     assert len(slim.scores[0].probabilities) == 0 and slim.scores[0].predicted_label in LABELS
     empty = stub.Score(scorer_pb2.ScoreRequest(model=_ref(checkpoint_id), texts=[]), timeout=30)
     assert len(empty.scores) == 0 and list(empty.labels) == LABELS
@@ -428,10 +451,13 @@ def test_concurrent_grpc_callers_get_their_own_rows(scorer):
     server, channel, checkpoint_id, _ = scorer
     stub = scorer_pb2_grpc.ScorerServiceStub(channel)
     words = "flight fare boston denver monday airline ground ticket cheap first class meal".split()
-    requests = [[" ".join(words[(i + j) % len(words)] for j in range(1 + (i * 3 + k) % 9)) for k in range(1 + i % 4)]
-                for i in range(16)]
-    expected = [server.scorer_engine.score(ModelSpec(checkpoint_id=checkpoint_id), texts).probabilities
-                for texts in requests]
+    requests = [
+        [" ".join(words[(i + j) % len(words)] for j in range(1 + (i * 3 + k) % 9)) for k in range(1 + i % 4)]
+        for i in range(16)
+    ]
+    expected = [
+        server.scorer_engine.score(ModelSpec(checkpoint_id=checkpoint_id), texts).probabilities for texts in requests
+    ]
 
     def call(texts):
         return stub.Score(scorer_pb2.ScoreRequest(model=_ref(checkpoint_id), texts=texts), timeout=30)
@@ -450,18 +476,39 @@ def test_concurrent_grpc_callers_get_their_own_rows(scorer):
         (dict(model=common_pb2.ModelRef(checkpoint_id="missing"), texts=["x"]), grpc.StatusCode.NOT_FOUND, "missing"),
         (dict(model=common_pb2.ModelRef(latest_of_run=12345), texts=["x"]), grpc.StatusCode.NOT_FOUND, "12345"),
         (dict(texts=["x"]), grpc.StatusCode.INVALID_ARGUMENT, "model is required"),
-        (dict(model=common_pb2.ModelRef(latest_of_run=RUN_ID), texts=["x"] * 51), grpc.StatusCode.RESOURCE_EXHAUSTED,
-         "limit is 50"),
-        (dict(model=common_pb2.ModelRef(latest_of_run=RUN_ID), texts=["y" * 300_000]),
-         grpc.StatusCode.RESOURCE_EXHAUSTED, "262144"),
+        (
+            dict(model=common_pb2.ModelRef(latest_of_run=RUN_ID), texts=["x"] * 51),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "limit is 50",
+        ),
+        (
+            dict(model=common_pb2.ModelRef(latest_of_run=RUN_ID), texts=["y" * 300_000]),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "262144",
+        ),
         (dict(model=common_pb2.ModelRef(best_of_run=12345), texts=["x"]), grpc.StatusCode.NOT_FOUND, "run 12345"),
-        (dict(model=common_pb2.ModelRef(best_of_run=-2), texts=["x"]), grpc.StatusCode.INVALID_ARGUMENT,
-         "best_of_run must be a positive run id"),
-        (dict(model=common_pb2.ModelRef(checkpoint_id="../etc"), texts=["x"]), grpc.StatusCode.INVALID_ARGUMENT,
-         "invalid checkpoint id"),
+        (
+            dict(model=common_pb2.ModelRef(best_of_run=-2), texts=["x"]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "best_of_run must be a positive run id",
+        ),
+        (
+            dict(model=common_pb2.ModelRef(checkpoint_id="../etc"), texts=["x"]),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "invalid checkpoint id",
+        ),
     ],
-    ids=["unknown-checkpoint", "unknown-run", "no-model", "too-many-texts", "over-message-limit", "best-unknown-run",
-         "best-without-validation", "best-negative", "bad-checkpoint-id"],
+    ids=[
+        "unknown-checkpoint",
+        "unknown-run",
+        "no-model",
+        "too-many-texts",
+        "over-message-limit",
+        "best-unknown-run",
+        "best-without-validation",
+        "best-negative",
+        "bad-checkpoint-id",
+    ],
 )
 def test_bad_score_requests_get_clear_status_and_server_stays_serving(scorer, request_kw, code, fragment):
     server, channel, _, _ = scorer
@@ -485,7 +532,9 @@ def test_load_list_unload(scorer):
     listed = stub.ListLoaded(scorer_pb2.ListLoadedRequest(), timeout=30)
     assert [m.checkpoint_id for m in listed.models] == [checkpoint_id]
     assert stub.UnloadCheckpoint(scorer_pb2.UnloadCheckpointRequest(checkpoint_id=checkpoint_id), timeout=30).unloaded
-    assert not stub.UnloadCheckpoint(scorer_pb2.UnloadCheckpointRequest(checkpoint_id=checkpoint_id), timeout=30).unloaded
+    assert not stub.UnloadCheckpoint(
+        scorer_pb2.UnloadCheckpointRequest(checkpoint_id=checkpoint_id), timeout=30
+    ).unloaded
     assert len(stub.ListLoaded(scorer_pb2.ListLoadedRequest(), timeout=30).models) == 0
     with pytest.raises(grpc.RpcError) as info:
         stub.LoadCheckpoint(scorer_pb2.LoadCheckpointRequest(model=_ref("nope")), timeout=30)
@@ -507,8 +556,9 @@ def test_score_pool_streams_chunks_in_pages(scorer):
     server, channel, checkpoint_id, pool_address = scorer
     train, test = _import_toy(pool_address, n=10)
     stub = scorer_pb2_grpc.ScorerServiceStub(channel)
-    chunks = list(stub.ScorePool(scorer_pb2.ScorePoolRequest(model=_ref(checkpoint_id), dataset="toy", chunk_size=3),
-                                 timeout=60))
+    chunks = list(
+        stub.ScorePool(scorer_pb2.ScorePoolRequest(model=_ref(checkpoint_id), dataset="toy", chunk_size=3), timeout=60)
+    )
     assert [len(c.sample_ids) for c in chunks] == [3, 3, 3, 1]
     assert [c.done for c in chunks] == [3, 6, 9, 10] and chunks[0].total == 10
     ids = [i for c in chunks for i in c.sample_ids]
@@ -518,14 +568,24 @@ def test_score_pool_streams_chunks_in_pages(scorer):
     from tests.helpers import pool_stub
     from lesslabels.v1 import pool_pb2
 
-    pages = list(pool_stub(pool_address).ListSamples(pool_pb2.ListSamplesRequest(dataset="toy", split=common_pb2.SPLIT_TRAIN), timeout=30))
+    pages = list(
+        pool_stub(pool_address).ListSamples(
+            pool_pb2.ListSamplesRequest(dataset="toy", split=common_pb2.SPLIT_TRAIN), timeout=30
+        )
+    )
     text_of = {s.id: s.text for p in pages for s in p.samples}
     direct = server.scorer_engine.score(ModelSpec(checkpoint_id=checkpoint_id), [text_of[i] for i in ids]).probabilities
     streamed = np.array([list(s.probabilities) for c in chunks for s in c.scores])
     np.testing.assert_allclose(streamed, direct, atol=1e-4)
     # the test split with include_all carries gold labels for evaluation
-    test_chunks = list(stub.ScorePool(scorer_pb2.ScorePoolRequest(
-        model=_ref(checkpoint_id), dataset="toy", split=common_pb2.SPLIT_TEST, include_all=True), timeout=60))
+    test_chunks = list(
+        stub.ScorePool(
+            scorer_pb2.ScorePoolRequest(
+                model=_ref(checkpoint_id), dataset="toy", split=common_pb2.SPLIT_TEST, include_all=True
+            ),
+            timeout=60,
+        )
+    )
     assert sorted(g for c in test_chunks for g in c.gold_labels) == sorted(label for label, _ in test)
 
 
@@ -540,8 +600,9 @@ def test_score_pool_errors_and_cancellation(scorer, caplog):
         list(stub.ScorePool(scorer_pb2.ScorePoolRequest(model=_ref("gone"), dataset="toy"), timeout=30))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     caplog.set_level(logging.INFO, logger="lesslabels.scorer.servicer")
-    call = stub.ScorePool(scorer_pb2.ScorePoolRequest(model=_ref(checkpoint_id), dataset="toy", chunk_size=2),
-                          timeout=60)
+    call = stub.ScorePool(
+        scorer_pb2.ScorePoolRequest(model=_ref(checkpoint_id), dataset="toy", chunk_size=2), timeout=60
+    )
     first = next(call)
     assert len(first.sample_ids) == 2
     call.cancel()
@@ -563,7 +624,9 @@ def test_score_pool_without_pool_address_is_failed_precondition(store_and_id):
         with make_channel(f"127.0.0.1:{port}") as channel:
             stub = scorer_pb2_grpc.ScorerServiceStub(channel)
             with pytest.raises(grpc.RpcError) as info:
-                list(stub.ScorePool(scorer_pb2.ScorePoolRequest(model=_ref(store_and_id[1]), dataset="toy"), timeout=10))
+                list(
+                    stub.ScorePool(scorer_pb2.ScorePoolRequest(model=_ref(store_and_id[1]), dataset="toy"), timeout=10)
+                )
             assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
             assert "--pool-address" in info.value.details()
     finally:

@@ -22,8 +22,12 @@ def _query(name):
     def run(k, exclude=None, rng=0, probs=None, embeddings=None):
         p, e = _pool()
         return s.select(
-            name, k, probs=p if probs is None else probs, embeddings=e if embeddings is None else embeddings,
-            exclude=exclude, rng=rng,
+            name,
+            k,
+            probs=p if probs is None else probs,
+            embeddings=e if embeddings is None else embeddings,
+            exclude=exclude,
+            rng=rng,
         )
 
     return run

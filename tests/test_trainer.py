@@ -36,17 +36,29 @@ def _rows(n_per_class: int = 10) -> list[tuple[str, str]]:
     return rows
 
 
-def _label_all(pool_address: str, dataset: str = "d", run_id: int = 0, only: set[str] | None = None,
-               limit: int | None = None) -> list[tuple[int, str]]:
+def _label_all(
+    pool_address: str, dataset: str = "d", run_id: int = 0, only: set[str] | None = None, limit: int | None = None
+) -> list[tuple[int, str]]:
     """Label train samples of the dataset scope (run 0) with their known label; returns (id, label)."""
     stub = pool_stub(pool_address)
-    samples = [s for page in stub.ListSamples(pool_pb2.ListSamplesRequest(
-        dataset=dataset, split=common_pb2.SPLIT_TRAIN), timeout=10) for s in page.samples]
+    samples = [
+        s
+        for page in stub.ListSamples(
+            pool_pb2.ListSamplesRequest(dataset=dataset, split=common_pb2.SPLIT_TRAIN), timeout=10
+        )
+        for s in page.samples
+    ]
     texts = dict((t, label) for label, t in _rows(200))
     pairs = [(s.id, texts[s.text]) for s in samples if only is None or texts[s.text] in only][:limit]
-    stub.SubmitLabels(pool_pb2.SubmitLabelsRequest(
-        dataset=dataset, run_id=run_id, source=common_pb2.LABEL_SOURCE_HUMAN,
-        labels=[pool_pb2.LabelAssignment(sample_id=i, label=label) for i, label in pairs]), timeout=10)
+    stub.SubmitLabels(
+        pool_pb2.SubmitLabelsRequest(
+            dataset=dataset,
+            run_id=run_id,
+            source=common_pb2.LABEL_SOURCE_HUMAN,
+            labels=[pool_pb2.LabelAssignment(sample_id=i, label=label) for i, label in pairs],
+        ),
+        timeout=10,
+    )
     return pairs
 
 
@@ -113,6 +125,7 @@ def _error(call) -> grpc.RpcError:
 
 # -- training and publishing --------------------------------------------------------------------
 
+
 def test_trains_and_publishes_a_checkpoint_whose_manifest_verifies(trainer, labelled, tiny_bert_dir):
     server, stub = trainer
     job = stub.StartTraining(_request(tiny_bert_dir, round=2), timeout=30)
@@ -154,8 +167,10 @@ def test_checkpoint_weights_are_the_trained_ones(trainer, labelled, tiny_bert_di
     done = _wait_done(stub, job.id)
     assert done.state == trainer_pb2.JOB_STATE_SUCCEEDED
     assert done.validation.accuracy == pytest.approx(
-        stub.GetCheckpoint(trainer_pb2.GetCheckpointRequest(checkpoint_id=done.checkpoint_id), timeout=5)
-        .validation.accuracy)
+        stub.GetCheckpoint(
+            trainer_pb2.GetCheckpointRequest(checkpoint_id=done.checkpoint_id), timeout=5
+        ).validation.accuracy
+    )
 
 
 def test_run_scope_dev_split_and_latest_pointer(trainer, pool_address, tiny_bert_dir):
@@ -164,13 +179,23 @@ def test_run_scope_dev_split_and_latest_pointer(trainer, pool_address, tiny_bert
     import_rows(pool_address, "d", _rows(6))
     import_rows(pool_address, "d", [(label, t + " dev") for label, t in _rows(2)], split="dev")
     import_rows(pool_address, "d", [(label, t + " test") for label, t in _rows(2)], split="test")
-    run = pool.CreateRun(pool_pb2.CreateRunRequest(config=run_pb2.RunConfig(
-        dataset="d", seed_size=run_pb2.Amount(count=9))), timeout=5)
-    train_ids = [s.id for p in pool.ListSamples(pool_pb2.ListSamplesRequest(
-        dataset="d", split=common_pb2.SPLIT_TRAIN), timeout=5) for s in p.samples]
+    run = pool.CreateRun(
+        pool_pb2.CreateRunRequest(config=run_pb2.RunConfig(dataset="d", seed_size=run_pb2.Amount(count=9))), timeout=5
+    )
+    train_ids = [
+        s.id
+        for p in pool.ListSamples(pool_pb2.ListSamplesRequest(dataset="d", split=common_pb2.SPLIT_TRAIN), timeout=5)
+        for s in p.samples
+    ]
     acquired = train_ids[:9]
-    pool.AddAcquisitions(pool_pb2.AddAcquisitionsRequest(run_id=run.id, round=0, acquisitions=[
-        pool_pb2.Acquisition(sample_id=i, strategy=run_pb2.STRATEGY_RANDOM) for i in acquired]), timeout=5)
+    pool.AddAcquisitions(
+        pool_pb2.AddAcquisitionsRequest(
+            run_id=run.id,
+            round=0,
+            acquisitions=[pool_pb2.Acquisition(sample_id=i, strategy=run_pb2.STRATEGY_RANDOM) for i in acquired],
+        ),
+        timeout=5,
+    )
     revealed = pool.RevealLabels(pool_pb2.RevealLabelsRequest(run_id=run.id, sample_ids=acquired), timeout=5)
     # Labels given to the dataset scope must not leak into the run's training set.
     _label_all(pool_address)
@@ -184,8 +209,9 @@ def test_run_scope_dev_split_and_latest_pointer(trainer, pool_address, tiny_bert
     assert latest.id == events[-1].checkpoint_id and latest.run_id == run.id and latest.train_count == 9
     assert latest.validation.count == 6
     assert latest.labelled_set_hash == checkpoints.labelled_set_hash((a.sample_id, a.label) for a in revealed.labels)
-    assert [c.id for c in stub.ListCheckpoints(trainer_pb2.ListCheckpointsRequest(run_id=run.id), timeout=5)
-            .checkpoints] == [latest.id]
+    assert [
+        c.id for c in stub.ListCheckpoints(trainer_pb2.ListCheckpointsRequest(run_id=run.id), timeout=5).checkpoints
+    ] == [latest.id]
     assert stub.ListCheckpoints(trainer_pb2.ListCheckpointsRequest(run_id=run.id + 1), timeout=5).checkpoints == []
 
 
@@ -195,11 +221,23 @@ def test_warm_start_and_retention(trainer_factory, labelled, pool_address, tiny_
     pairs = _label_all(pool_address, run_id=run.id)
     assert pairs
     first = _wait_done(stub, stub.StartTraining(_request(tiny_bert_dir, run_id=run.id), timeout=30).id)
-    second = _wait_done(stub, stub.StartTraining(_request(
-        tiny_bert_dir, run_id=run.id, round=1, warm_start_checkpoint=first.checkpoint_id,
-        hyper=dict(max_epochs=1, learning_rate=1e-12)), timeout=30).id)
+    second = _wait_done(
+        stub,
+        stub.StartTraining(
+            _request(
+                tiny_bert_dir,
+                run_id=run.id,
+                round=1,
+                warm_start_checkpoint=first.checkpoint_id,
+                hyper=dict(max_epochs=1, learning_rate=1e-12),
+            ),
+            timeout=30,
+        ).id,
+    )
     assert second.state == trainer_pb2.JOB_STATE_SUCCEEDED, second.error
-    kept = [c.id for c in stub.ListCheckpoints(trainer_pb2.ListCheckpointsRequest(run_id=run.id), timeout=5).checkpoints]
+    kept = [
+        c.id for c in stub.ListCheckpoints(trainer_pb2.ListCheckpointsRequest(run_id=run.id), timeout=5).checkpoints
+    ]
     # keep 1 + the best + latest: the warm-started one (latest) and, if it was better, the first.
     assert second.checkpoint_id in kept
     first_acc, second_acc = first.validation.accuracy, second.validation.accuracy
@@ -221,7 +259,9 @@ def test_cpu_run_with_a_seed_is_repeatable(trainer, labelled, tiny_bert_dir):
     results = []
     for _ in range(2):
         done = _wait_done(stub, stub.StartTraining(_request(tiny_bert_dir, seed=3), timeout=30).id)
-        results.append(stub.GetCheckpoint(trainer_pb2.GetCheckpointRequest(checkpoint_id=done.checkpoint_id), timeout=5))
+        results.append(
+            stub.GetCheckpoint(trainer_pb2.GetCheckpointRequest(checkpoint_id=done.checkpoint_id), timeout=5)
+        )
     other = _wait_done(stub, stub.StartTraining(_request(tiny_bert_dir, seed=4), timeout=30).id)
     other_manifest = stub.GetCheckpoint(trainer_pb2.GetCheckpointRequest(checkpoint_id=other.checkpoint_id), timeout=5)
     assert results[0].id != results[1].id
@@ -232,11 +272,13 @@ def test_cpu_run_with_a_seed_is_repeatable(trainer, labelled, tiny_bert_dir):
 
 # -- early stopping, cancel, queue ----------------------------------------------------------------
 
+
 def test_early_stopping_stops_on_a_plateau(trainer, labelled, tiny_bert_dir):
     _, stub = trainer
     # A vanishing learning rate leaves the predictions, hence validation accuracy, unchanged.
-    job = stub.StartTraining(_request(tiny_bert_dir, hyper=dict(learning_rate=1e-12, max_epochs=10, patience=2)),
-                             timeout=30)
+    job = stub.StartTraining(
+        _request(tiny_bert_dir, hyper=dict(learning_rate=1e-12, max_epochs=10, patience=2)), timeout=30
+    )
     events = _watch(stub, job.id)
     epoch_ends = [e for e in events if e.state == trainer_pb2.JOB_STATE_RUNNING and e.HasField("validation")]
     assert [e.epoch for e in epoch_ends] == [1, 2, 3]
@@ -275,8 +317,9 @@ def test_cancel_mid_epoch(trainer, pool_address, tiny_bert_dir):
 def test_jobs_queue_in_order_and_report_positions(trainer, labelled, tiny_bert_dir):
     _, stub = trainer
     long = stub.StartTraining(_request(tiny_bert_dir, hyper=dict(batch_size=1, max_epochs=50)), timeout=30)
-    queued = [stub.StartTraining(_request(tiny_bert_dir, seed=i, hyper=dict(max_epochs=1)), timeout=30)
-              for i in range(3)]
+    queued = [
+        stub.StartTraining(_request(tiny_bert_dir, seed=i, hyper=dict(max_epochs=1)), timeout=30) for i in range(3)
+    ]
     assert [j.queue_position for j in queued] == [1, 2, 3]
     assert all(j.state == trainer_pb2.JOB_STATE_QUEUED for j in queued)
     # A queued job can be cancelled at once; those behind it move up.
@@ -303,8 +346,10 @@ def test_late_watcher_gets_every_event_then_live_ones(trainer, labelled, tiny_be
     watcher.start()
     # Join while the job is running, after some events have gone by.
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and stub.GetJob(trainer_pb2.GetJobRequest(job_id=job.id), timeout=5).state \
-            == trainer_pb2.JOB_STATE_QUEUED:
+    while (
+        time.monotonic() < deadline
+        and stub.GetJob(trainer_pb2.GetJobRequest(job_id=job.id), timeout=5).state == trainer_pb2.JOB_STATE_QUEUED
+    ):
         time.sleep(0.01)
     late = _watch(stub, job.id)
     watcher.join(60)
@@ -314,6 +359,7 @@ def test_late_watcher_gets_every_event_then_live_ones(trainer, labelled, tiny_be
 
 
 # -- restart and shutdown ---------------------------------------------------------------------
+
 
 def test_running_jobs_are_interrupted_on_restart(tmp_path, trainer_factory, labelled, tiny_bert_dir):
     """A crash leaves a job file saying RUNNING; the next trainer reports the job INTERRUPTED."""
@@ -328,9 +374,15 @@ def test_running_jobs_are_interrupted_on_restart(tmp_path, trainer_factory, labe
     crashed = JobManager(jobs_dir, blocking_runner)
     crashed.start()
     running = crashed.submit(TrainRequest(dataset="d", request_id="r1"))
-    queued = crashed.submit(TrainRequest(dataset="d", base_model=str(tiny_bert_dir), seed=1,
-                                                     labels=("flight", "airfare", "ground"),
-                                                     config=TrainConfig(max_epochs=1)))
+    queued = crashed.submit(
+        TrainRequest(
+            dataset="d",
+            base_model=str(tiny_bert_dir),
+            seed=1,
+            labels=("flight", "airfare", "ground"),
+            config=TrainConfig(max_epochs=1),
+        )
+    )
     deadline = time.monotonic() + 10
     while crashed.get(running.id).state != JobState.RUNNING and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -372,6 +424,7 @@ def test_not_serving_until_the_pool_is(tmp_path, tiny_bert_dir):
     waiter = threading.Thread(target=_wait_for_pool_then_serve, args=(server, address, "", stopped))
     waiter.start()
     try:
+
         def health():
             with grpc.insecure_channel(f"127.0.0.1:{server.port}") as ch:
                 return health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5).status
@@ -389,23 +442,27 @@ def test_not_serving_until_the_pool_is(tmp_path, tiny_bert_dir):
 
 # -- bad input ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("hyper, words", [
-    (dict(learning_rate=-1e-3), "learning_rate -0.001"),
-    (dict(batch_size=-1), "batch_size -1"),
-    (dict(validation_fraction=1.5), "validation_fraction 1.5"),
-    (dict(warmup_ratio=1.0), "warmup_ratio 1.0"),
-    (dict(max_epochs=-2, patience=-1), "max_epochs -2"),
-    (dict(max_length=100000), "max_length 100000"),
-    (dict(max_length=512), "exceeds the 128 positions"),
-    (dict(max_steps=-5), "max_steps -5"),
-    (dict(min_steps=-1), "min_steps -1"),
-    (dict(min_steps=50, max_steps=20), "min_steps 50 must not exceed max_steps 20"),
-    (dict(num_threads=-1), "num_threads -1"),
-    (dict(min_steps_per_class=-1), "min_steps_per_class -1"),
-    (dict(holdout_min_per_class=-2), "holdout_min_per_class -2"),
-    (dict(head_init=99), "unknown head_init 99"),
-    (dict(precision=common_pb2.PRECISION_FP16), "fp16 needs CUDA"),
-])
+
+@pytest.mark.parametrize(
+    "hyper, words",
+    [
+        (dict(learning_rate=-1e-3), "learning_rate -0.001"),
+        (dict(batch_size=-1), "batch_size -1"),
+        (dict(validation_fraction=1.5), "validation_fraction 1.5"),
+        (dict(warmup_ratio=1.0), "warmup_ratio 1.0"),
+        (dict(max_epochs=-2, patience=-1), "max_epochs -2"),
+        (dict(max_length=100000), "max_length 100000"),
+        (dict(max_length=512), "exceeds the 128 positions"),
+        (dict(max_steps=-5), "max_steps -5"),
+        (dict(min_steps=-1), "min_steps -1"),
+        (dict(min_steps=50, max_steps=20), "min_steps 50 must not exceed max_steps 20"),
+        (dict(num_threads=-1), "num_threads -1"),
+        (dict(min_steps_per_class=-1), "min_steps_per_class -1"),
+        (dict(holdout_min_per_class=-2), "holdout_min_per_class -2"),
+        (dict(head_init=99), "unknown head_init 99"),
+        (dict(precision=common_pb2.PRECISION_FP16), "fp16 needs CUDA"),
+    ],
+)
 def test_impossible_hyperparameters_are_invalid_argument(trainer, labelled, tiny_bert_dir, hyper, words):
     _, stub = trainer
     err = _error(lambda: stub.StartTraining(_request(tiny_bert_dir, hyper=hyper), timeout=30))
@@ -418,8 +475,10 @@ def test_unknown_dataset_run_job_checkpoint_are_not_found(trainer, labelled, tin
     cases = [
         (lambda: stub.StartTraining(_request(tiny_bert_dir, dataset="nope"), timeout=30), "nope"),
         (lambda: stub.StartTraining(_request(tiny_bert_dir, run_id=4242), timeout=30), "4242"),
-        (lambda: stub.StartTraining(_request(tiny_bert_dir, warm_start_checkpoint="20260101-abc"), timeout=30),
-         "20260101-abc"),
+        (
+            lambda: stub.StartTraining(_request(tiny_bert_dir, warm_start_checkpoint="20260101-abc"), timeout=30),
+            "20260101-abc",
+        ),
         (lambda: stub.GetJob(trainer_pb2.GetJobRequest(job_id="job-x"), timeout=5), "job-x"),
         (lambda: stub.CancelJob(trainer_pb2.CancelJobRequest(job_id="job-x"), timeout=5), "job-x"),
         (lambda: list(stub.WatchJob(trainer_pb2.WatchJobRequest(job_id="job-x"), timeout=5)), "job-x"),
@@ -459,12 +518,16 @@ def test_unloadable_base_model_is_invalid_argument_naming_it(trainer, labelled, 
 
 # -- the real model -----------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_real_minilm_fine_tunes_a_few_steps(trainer, labelled):
     _, stub = trainer
     request = trainer_pb2.StartTrainingRequest(
-        dataset="d", base_model="default", seed=1,
-        hyperparameters=common_pb2.Hyperparameters(batch_size=8, max_steps=4, num_threads=2))
+        dataset="d",
+        base_model="default",
+        seed=1,
+        hyperparameters=common_pb2.Hyperparameters(batch_size=8, max_steps=4, num_threads=2),
+    )
     events = _watch(stub, stub.StartTraining(request, timeout=30).id)
     assert events[-1].state == trainer_pb2.JOB_STATE_SUCCEEDED, events[-1].message
     assert "max_steps 4 reached" in events[-1].message
@@ -474,6 +537,7 @@ def test_real_minilm_fine_tunes_a_few_steps(trainer, labelled):
 
 
 # -- the command --------------------------------------------------------------------------------
+
 
 def test_main_rejects_bad_flags(monkeypatch, capsys):
     from lesslabels.trainer.main import main
@@ -497,10 +561,18 @@ def test_lesslabels_trainer_command_serves_once_the_pool_does_and_stops_on_sigte
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = dict(os.environ, LESSLABELS_POOL_ADDRESS=pool_address, LESSLABELS_CHECKPOINT_DIR=str(tmp_path / "ck"),
-               LESSLABELS_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "lesslabels.cli.main", "trainer", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, stderr=subprocess.PIPE, text=True)
+    env = dict(
+        os.environ,
+        LESSLABELS_POOL_ADDRESS=pool_address,
+        LESSLABELS_CHECKPOINT_DIR=str(tmp_path / "ck"),
+        LESSLABELS_NUM_THREADS="1",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lesslabels.cli.main", "trainer", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         status = None
         deadline = time.monotonic() + 60

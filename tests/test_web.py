@@ -54,19 +54,33 @@ def test_label_a_batch_through_the_api_and_the_next_round_comes_with_suggestions
     assert (reply["recorded"], reply["remaining"]) == (1, 11)
     # A retry, a double click and a second tab all leave one label.
     assert client.post(f"/api/runs/{run_id}/labels", json=body, headers=headers).json()["recorded"] == 0
-    other = client.post(f"/api/runs/{run_id}/labels", json={**body, "annotator": "bob", "nonce": "bbbbbbbb1"}, headers=headers)
+    other = client.post(
+        f"/api/runs/{run_id}/labels", json={**body, "annotator": "bob", "nonce": "bbbbbbbb1"}, headers=headers
+    )
     assert (other.json()["recorded"], other.json()["remaining"]) == (0, 11)
     assert client.get(f"/api/runs/{run_id}/queue").json()["done"] == 1
 
     for i, item in enumerate(queue["items"][1:]):
-        reply = client.post(f"/api/runs/{run_id}/labels", headers=headers, json={
-            "sample_id": item["sample_id"], "label": gold(item["text"]), "annotator": "ada", "nonce": f"cccccccc{i}"})
+        reply = client.post(
+            f"/api/runs/{run_id}/labels",
+            headers=headers,
+            json={
+                "sample_id": item["sample_id"],
+                "label": gold(item["text"]),
+                "annotator": "ada",
+                "nonce": f"cccccccc{i}",
+            },
+        )
         assert reply.status_code == 200, reply.text
     assert reply.json()["remaining"] == 0
 
     # The run moves on by itself and comes back with the next batch, now with the model's suggestions.
-    wait_for(lambda: (q := client.get(f"/api/runs/{run_id}/queue").json())["round"] == 1 and q["remaining"] > 0,
-             180, 0.3, "the round-1 batch")
+    wait_for(
+        lambda: (q := client.get(f"/api/runs/{run_id}/queue").json())["round"] == 1 and q["remaining"] > 0,
+        180,
+        0.3,
+        "the round-1 batch",
+    )
     queue = client.get(f"/api/runs/{run_id}/queue").json()
     assert queue["model"] and queue["total"] == 8
     for item in queue["items"]:
@@ -103,14 +117,21 @@ def test_import_and_export_a_dataset_from_the_browser(web):
     files = {"file": ("new.csv", b"text\nfirst text\nsecond text\n", "text/csv")}
     refused = client.post("/datasets/import", data={"dataset": "fresh", "split": "train"}, files=files)
     assert refused.status_code == 403
-    reply = client.post("/datasets/import", data={"dataset": "fresh", "split": "train", "csrf_token": token}, files=files,
-                        follow_redirects=False)
+    reply = client.post(
+        "/datasets/import",
+        data={"dataset": "fresh", "split": "train", "csrf_token": token},
+        files=files,
+        follow_redirects=False,
+    )
     assert reply.status_code == 303 and reply.headers["location"] == "/datasets/fresh?imported=2"
     page = client.get("/datasets/fresh?imported=2")
     assert "Imported 2 rows" in page.text and "<td>train</td><td>2</td><td>0</td><td>2</td>" in page.text
     assert client.get("/datasets/fresh/export.csv").text == "label,text\n"
-    bad = client.post("/datasets/import", data={"dataset": "fresh", "split": "train", "csrf_token": token},
-                      files={"file": ("bad.csv", b"", "text/csv")})
+    bad = client.post(
+        "/datasets/import",
+        data={"dataset": "fresh", "split": "train", "csrf_token": token},
+        files={"file": ("bad.csv", b"", "text/csv")},
+    )
     assert bad.status_code == 400 and "the file is empty" in bad.text
     assert client.get("/datasets/nope").status_code == 404
 
@@ -123,17 +144,50 @@ class FakeBackend:
         self.submitted = []
 
     def list_runs(self):
-        return [{"id": 1, "dataset": "d", "state": "WAITING_FOR_LABELS", "step": "LABEL", "round": 0, "labelled": 0,
-                 "pool_size": 5, "human": True}]
+        return [
+            {
+                "id": 1,
+                "dataset": "d",
+                "state": "WAITING_FOR_LABELS",
+                "step": "LABEL",
+                "round": 0,
+                "labelled": 0,
+                "pool_size": 5,
+                "human": True,
+            }
+        ]
 
     def run_detail(self, run_id):
         if run_id == 404:
             raise errors.NotFound("run 404 not found <script>alert(1)</script>")
-        run = {**self.list_runs()[0], "id": run_id, "human": run_id != 2, "strategy": "entropy", "error": "", "stop_reason": ""}
-        rounds = [{"index": 0, "labelled": 10, "accuracy": 0.73, "macro_f1": 0.7, "per_class_f1": {"a": 0.8, "b": 0.6},
-                   "checkpoint_id": "c0", "validation_accuracy": 0.8},
-                  {"index": 1, "labelled": 22, "accuracy": 0.15, "macro_f1": 0.1, "per_class_f1": {"a": 0.2, "b": 0.0},
-                   "checkpoint_id": "c1", "validation_accuracy": 0.2}]
+        run = {
+            **self.list_runs()[0],
+            "id": run_id,
+            "human": run_id != 2,
+            "strategy": "entropy",
+            "error": "",
+            "stop_reason": "",
+        }
+        rounds = [
+            {
+                "index": 0,
+                "labelled": 10,
+                "accuracy": 0.73,
+                "macro_f1": 0.7,
+                "per_class_f1": {"a": 0.8, "b": 0.6},
+                "checkpoint_id": "c0",
+                "validation_accuracy": 0.8,
+            },
+            {
+                "index": 1,
+                "labelled": 22,
+                "accuracy": 0.15,
+                "macro_f1": 0.1,
+                "per_class_f1": {"a": 0.2, "b": 0.0},
+                "checkpoint_id": "c1",
+                "validation_accuracy": 0.2,
+            },
+        ]
         return {"run": run, "rounds": rounds, "kept": rounds[0]}
 
     def submit_label(self, run_id, sample_id, label, annotator, key):
@@ -173,7 +227,9 @@ def test_writes_need_the_csrf_token_and_this_origin(fake):
     body = {"sample_id": 3, "label": "a", "annotator": "ada", "nonce": "0123456789"}
     assert client.post("/api/runs/1/labels", json=body).status_code == 403
     assert client.post("/api/runs/1/labels", json=body, headers={"X-CSRF-Token": "x" * 64}).status_code == 403
-    cross = client.post("/api/runs/1/labels", json=body, headers={"X-CSRF-Token": token, "Origin": "https://evil.example"})
+    cross = client.post(
+        "/api/runs/1/labels", json=body, headers={"X-CSRF-Token": token, "Origin": "https://evil.example"}
+    )
     assert cross.status_code == 403 and "cross-site" in cross.json()["error"]
     ok = client.post("/api/runs/1/labels", json=body, headers={"X-CSRF-Token": token, "Origin": "http://testserver"})
     assert ok.status_code == 200 and fake.submitted == ["web:1:3:ada:0123456789"]
@@ -182,12 +238,15 @@ def test_writes_need_the_csrf_token_and_this_origin(fake):
     assert other.post("/api/runs/1/labels", json=body, headers={"X-CSRF-Token": token}).status_code == 403
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"sample_id": 3, "label": "", "annotator": "ada", "nonce": "0123456789"}, "label"),
-    ({"sample_id": 3, "label": "a", "annotator": "", "nonce": "0123456789"}, "annotator"),
-    ({"sample_id": 0, "label": "a", "annotator": "ada", "nonce": "0123456789"}, "sample_id"),
-    ({"sample_id": 3, "label": "a", "annotator": "ada", "nonce": "bad nonce!"}, "nonce"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"sample_id": 3, "label": "", "annotator": "ada", "nonce": "0123456789"}, "label"),
+        ({"sample_id": 3, "label": "a", "annotator": "", "nonce": "0123456789"}, "annotator"),
+        ({"sample_id": 0, "label": "a", "annotator": "ada", "nonce": "0123456789"}, "sample_id"),
+        ({"sample_id": 3, "label": "a", "annotator": "ada", "nonce": "bad nonce!"}, "nonce"),
+    ],
+)
 def test_bad_label_submissions_are_refused(fake, body, field):
     client = TestClient(create_app(fake))
     reply = client.post("/api/runs/1/labels", json=body, headers={"X-CSRF-Token": csrf_of(client)})
@@ -217,10 +276,12 @@ def test_run_page_warns_on_a_sharp_accuracy_drop(fake):
 
 
 def test_accuracy_drops_and_curve_coordinates():
-    rounds = [{"index": 0, "labelled": 10, "accuracy": 0.80, "macro_f1": 0.7},
-              {"index": 1, "labelled": 20, "accuracy": 0.77, "macro_f1": 0.7},
-              {"index": 2, "labelled": 30, "accuracy": 0.70, "macro_f1": 0.6},
-              {"index": 3, "labelled": 40, "accuracy": None, "macro_f1": None}]
+    rounds = [
+        {"index": 0, "labelled": 10, "accuracy": 0.80, "macro_f1": 0.7},
+        {"index": 1, "labelled": 20, "accuracy": 0.77, "macro_f1": 0.7},
+        {"index": 2, "labelled": 30, "accuracy": 0.70, "macro_f1": 0.6},
+        {"index": 3, "labelled": 40, "accuracy": None, "macro_f1": None},
+    ]
     assert list(accuracy_drops(rounds)) == [2]
     curve = learning_curve_svg(rounds)
     assert [x for x, _ in curve["accuracy"]] == [48, 336.0, 624]

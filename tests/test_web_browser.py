@@ -33,12 +33,21 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 TOKEN = "browser-test-token"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--no-first-run", "--window-size=1100,800"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--window-size=1100,800",
+]
 
 if not (CHROMIUM and CHROMEDRIVER):
-    pytest.skip("chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)",
-                allow_module_level=True)
+    pytest.skip(
+        "chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)",
+        allow_module_level=True,
+    )
 
 
 def new_browser():
@@ -59,8 +68,9 @@ def web_url(real_stack):
     load_toy_dataset(real_stack.pool_address)
     backend = SdkBackend(Addresses(real_stack.coordinator_address, real_stack.pool_address, real_stack.scorer_address))
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(backend, WebSettings(token=TOKEN)), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(backend, WebSettings(token=TOKEN)), host="127.0.0.1", port=port, log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, 20, 0.05, "uvicorn to start")
@@ -107,7 +117,8 @@ def label_current(browser, key: str | None = None) -> str:
     body.send_keys(key or str(options.index(gold(text)) + 1))
     body.send_keys(Keys.ENTER)
     WebDriverWait(browser, 15).until(
-        lambda b: not task_visible(b) or text_of(b, "text") != text or "Not saved" in text_of(b, "status"))
+        lambda b: not task_visible(b) or text_of(b, "text") != text or "Not saved" in text_of(b, "status")
+    )
     assert "Not saved" not in text_of(browser, "status"), text_of(browser, "status")
     return text
 
@@ -118,7 +129,9 @@ def wait_task(browser, timeout: float = 15) -> None:
         WebDriverWait(browser, timeout).until(lambda b: task_visible(b))
     except TimeoutException:
         status = browser.find_elements(By.ID, "status")
-        pytest.fail(f"no text to label at {browser.current_url}: {status[0].text if status else browser.page_source[:500]}")
+        pytest.fail(
+            f"no text to label at {browser.current_url}: {status[0].text if status else browser.page_source[:500]}"
+        )
 
 
 def open_queue(browser, url: str, run_id: int, annotator: str) -> None:
@@ -138,8 +151,9 @@ def screenshot(browser, name: str) -> None:
         browser.save_screenshot(str(pathlib.Path(folder) / name))
 
 
-def test_a_person_labels_a_batch_with_the_keyboard_reloads_and_a_second_person_joins(real_stack, web_url, browsers,
-                                                                                       tiny_bert_dir):
+def test_a_person_labels_a_batch_with_the_keyboard_reloads_and_a_second_person_joins(
+    real_stack, web_url, browsers, tiny_bert_dir
+):
     run_id = start_human_run(real_stack, tiny_bert_dir)
     ada = browsers()
     log_in(ada, web_url, path=f"/runs/{run_id}/label")
@@ -173,6 +187,7 @@ def test_a_person_labels_a_batch_with_the_keyboard_reloads_and_a_second_person_j
     log_in(bob, web_url, path=f"/runs/{run_id}/label")
     open_queue(bob, web_url, run_id, "bob")
     with CoordinatorClient(real_stack.coordinator_address) as coordinator:
+
         def batch_open() -> bool:
             pending = coordinator.pending_labels(run_id)
             return pending.round == 0 and pending.remaining > 0
@@ -192,13 +207,18 @@ def test_a_person_labels_a_batch_with_the_keyboard_reloads_and_a_second_person_j
 
     with make_channel(real_stack.pool_address) as channel:
         stub = pool_pb2_grpc.PoolServiceStub(channel)
-        histories = [stub.GetLabelHistory(pool_pb2.GetLabelHistoryRequest(dataset="toy", sample_id=a.sample_id),
-                                          timeout=10).events for a in acquisitions]
+        histories = [
+            stub.GetLabelHistory(
+                pool_pb2.GetLabelHistoryRequest(dataset="toy", sample_id=a.sample_id), timeout=10
+            ).events
+            for a in acquisitions
+        ]
     assert [len(h) for h in histories] == [1] * 12
 
     # The run moves on by itself; the page shows the next batch, with the model's suggestion.
     WebDriverWait(ada, 180, poll_frequency=0.5).until(
-        lambda b: task_visible(b) and text_of(b, "progress") == "0 / 8" and "Round 1" in text_of(b, "status"))
+        lambda b: task_visible(b) and text_of(b, "progress") == "0 / 8" and "Round 1" in text_of(b, "status")
+    )
     assert "suggested" in ada.find_element(By.CSS_SELECTOR, "#options li.selected").text
     label_current(ada)
     label_current(ada)
@@ -210,7 +230,10 @@ def test_a_person_labels_a_batch_with_the_keyboard_reloads_and_a_second_person_j
     # The run page follows the run: two evaluated rounds on the learning curve once it completes.
     ada.get(f"{web_url}/runs/{run_id}")
     WebDriverWait(ada, 180, poll_frequency=0.5).until(
-        lambda b: len(b.find_elements(By.CSS_SELECTOR, "#rounds tbody tr")) == 2 and "COMPLETED" in text_of(b, "run-state"))
+        lambda b: (
+            len(b.find_elements(By.CSS_SELECTOR, "#rounds tbody tr")) == 2 and "COMPLETED" in text_of(b, "run-state")
+        )
+    )
     points = ada.find_element(By.CSS_SELECTOR, "svg#curve polyline.accuracy").get_attribute("points").split()
     assert len(points) == 2
     screenshot(ada, "run.png")

@@ -26,8 +26,9 @@ def save_tiny_bert(folder: pathlib.Path, *, seed: int = 0) -> pathlib.Path:
     return folder
 
 
-def publish_tiny_classifier(store, base_dir: pathlib.Path, *, run_id: int, labels, dataset: str = "toy",
-                            max_length: int = 16, seed: int = 0) -> str:
+def publish_tiny_classifier(
+    store, base_dir: pathlib.Path, *, run_id: int, labels, dataset: str = "toy", max_length: int = 16, seed: int = 0
+) -> str:
     """Publish the tiny BERT with a random classification head as a checkpoint of ``run_id``, as
     the trainer would; returns its id."""
     import torch
@@ -35,13 +36,20 @@ def publish_tiny_classifier(store, base_dir: pathlib.Path, *, run_id: int, label
 
     torch.manual_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(
-        base_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        base_dir,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
     )
     with torch.no_grad():  # a large random head, so different texts get visibly different rows
         model.classifier.weight.mul_(50.0)
-    manifest = {"run_id": run_id, "labels": list(labels), "base_model": str(base_dir),
-                "hyperparameters": {"max_length": max_length}, "dataset": dataset}
+    manifest = {
+        "run_id": run_id,
+        "labels": list(labels),
+        "base_model": str(base_dir),
+        "hyperparameters": {"max_length": max_length},
+        "dataset": dataset,
+    }
     with store.publish(manifest) as folder:
         model.save_pretrained(folder)
         AutoTokenizer.from_pretrained(base_dir).save_pretrained(folder)

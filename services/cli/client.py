@@ -35,8 +35,12 @@ class Client:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Client:
-        return cls(args.coordinator_address, pool_address=getattr(args, "pool_address", "") or "",
-                   token=args.token, timeout=args.timeout)
+        return cls(
+            args.coordinator_address,
+            pool_address=getattr(args, "pool_address", "") or "",
+            token=args.token,
+            timeout=args.timeout,
+        )
 
     def close(self) -> None:
         self.coordinator.close()
@@ -54,8 +58,9 @@ class Client:
         try:
             return fn(*args, **kwargs)
         except LessLabelsError as exc:
-            raise ServiceCallError(sdk_error_message(exc, client.service, client.address),
-                                   getattr(exc, "status", None)) from None
+            raise ServiceCallError(
+                sdk_error_message(exc, client.service, client.address), getattr(exc, "status", None)
+            ) from None
 
     def _pool_client(self) -> PoolClient:
         if self.pool is None:
@@ -85,10 +90,18 @@ class Client:
     def pending_labels(self, run_id: int) -> PendingLabels:
         return self._guard(self.coordinator, self.coordinator.pending_labels, run_id, timeout=self.timeout)
 
-    def submit_labels(self, run_id: int, labels: Sequence[tuple[int, str]], *, idempotency_key: str = "",
-                      annotator: str = "") -> SubmittedLabels:
-        return self._guard(self.coordinator, self.coordinator.submit_labels, run_id, list(labels),
-                           idempotency_key=idempotency_key, annotator=annotator, timeout=self.timeout)
+    def submit_labels(
+        self, run_id: int, labels: Sequence[tuple[int, str]], *, idempotency_key: str = "", annotator: str = ""
+    ) -> SubmittedLabels:
+        return self._guard(
+            self.coordinator,
+            self.coordinator.submit_labels,
+            run_id,
+            list(labels),
+            idempotency_key=idempotency_key,
+            annotator=annotator,
+            timeout=self.timeout,
+        )
 
     def watch_run(self, run_id: int, timeout: float = 600.0) -> Iterator[RunEvent]:
         """The run's events until it ends or ``timeout`` passes (then the caller opens a new stream)."""

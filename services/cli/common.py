@@ -50,12 +50,16 @@ def sdk_error_message(exc: Exception, service: str, address: str) -> str:
     code = getattr(exc, "status", None)
     details = getattr(exc, "details", None) or str(exc)
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED) and (
-        code is grpc.StatusCode.DEADLINE_EXCEEDED or "connect" in details.lower()
-        or "unavailable" in details.lower() or "dns" in details.lower()
+        code is grpc.StatusCode.DEADLINE_EXCEEDED
+        or "connect" in details.lower()
+        or "unavailable" in details.lower()
+        or "dns" in details.lower()
     ):
         env = f"LESSLABELS_{service.upper()}_ADDRESS"
-        return (f"cannot reach the {service} service at {address} ({code.name}). "
-                f"Is it running ('lesslabels up')? Set --{service}-address or {env}.")
+        return (
+            f"cannot reach the {service} service at {address} ({code.name}). "
+            f"Is it running ('lesslabels up')? Set --{service}-address or {env}."
+        )
     if code is grpc.StatusCode.UNAUTHENTICATED:
         return f"the {service} service at {address} refused the token: set LESSLABELS_TOKEN or --token"
     name = code.name if code is not None else "ERROR"

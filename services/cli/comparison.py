@@ -81,8 +81,11 @@ def summary_table(summaries: Sequence[GroupSummary], target: float | None = None
             f"{s.final_labels:.0f}",
         ]
         if target is not None:
-            row.append(f"{s.labels_to_target_mean:.0f}" if s.labels_to_target_mean is not None
-                       else f"not reached ({s.reached}/{len(s.runs)})")
+            row.append(
+                f"{s.labels_to_target_mean:.0f}"
+                if s.labels_to_target_mean is not None
+                else f"not reached ({s.reached}/{len(s.runs)})"
+            )
         rows.append(row)
     return format_table(headers, rows)
 

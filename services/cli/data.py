@@ -11,8 +11,16 @@ from lesslabels.client.pool import FORMATS, SPLITS
 from lesslabels.common.config import add_flag
 
 
-def import_file(pool: PoolClient, path: pathlib.Path, dataset: str, *, split: str = "train", fmt: str = "auto",
-                create: bool = True, timeout: float = 300.0) -> ImportSummary:
+def import_file(
+    pool: PoolClient,
+    path: pathlib.Path,
+    dataset: str,
+    *,
+    split: str = "train",
+    fmt: str = "auto",
+    create: bool = True,
+    timeout: float = 300.0,
+) -> ImportSummary:
     """Stream ``path`` to the pool in bounded chunks. The pool stores all rows or none."""
     return pool.import_file(path, dataset, split=split, format=fmt, create=create, timeout=timeout)
 
@@ -41,8 +49,12 @@ def _pool_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def import_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lesslabels import", description="Import a CSV or JSONL file into a pool dataset.")
-    parser.add_argument("file", type=pathlib.Path, help="headerless label,text CSV; CSV with a text (and label, split) header; or JSONL")
+    parser = argparse.ArgumentParser(
+        prog="lesslabels import", description="Import a CSV or JSONL file into a pool dataset."
+    )
+    parser.add_argument(
+        "file", type=pathlib.Path, help="headerless label,text CSV; CSV with a text (and label, split) header; or JSONL"
+    )
     parser.add_argument("--dataset", required=True, help="dataset name (created when missing unless --no-create)")
     parser.add_argument("--split", choices=sorted(SPLITS), default="train", help="split of rows that do not name one")
     parser.add_argument("--format", choices=sorted(FORMATS), default="auto")
@@ -54,8 +66,9 @@ def import_main(argv: list[str] | None = None) -> int:
         return 2
     with PoolClient(args.pool_address, token=args.token) as pool:
         try:
-            summary = import_file(pool, args.file, args.dataset, split=args.split, fmt=args.format,
-                                  create=not args.no_create)
+            summary = import_file(
+                pool, args.file, args.dataset, split=args.split, fmt=args.format, create=not args.no_create
+            )
         except LessLabelsError as exc:
             print(f"lesslabels import: {args.file}: {_reason(exc)}", file=sys.stderr)
             return 1
@@ -64,9 +77,13 @@ def import_main(argv: list[str] | None = None) -> int:
 
 
 def export_main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lesslabels export", description="Export a dataset's labelled set as CSV (label,text).")
+    parser = argparse.ArgumentParser(
+        prog="lesslabels export", description="Export a dataset's labelled set as CSV (label,text)."
+    )
     parser.add_argument("--dataset", required=True)
-    parser.add_argument("--run", type=int, default=0, help="labels acquired by this run (default: the dataset's own labels)")
+    parser.add_argument(
+        "--run", type=int, default=0, help="labels acquired by this run (default: the dataset's own labels)"
+    )
     parser.add_argument("--output", "-o", type=pathlib.Path, help="file to write (default: stdout)")
     _pool_flags(parser)
     args = parser.parse_args(argv)

@@ -35,8 +35,10 @@ def datasets_main(argv: list[str]) -> int:
     width = max(7, *(len(d.name) for d in datasets))
     print(f"{'dataset':<{width}}  {'train':>7}  {'test':>6}  {'dev':>6}  {'labelled':>8}  labels")
     for d in datasets:
-        print(f"{d.name:<{width}}  {d.train_count:>7}  {d.test_count:>6}  {d.dev_count:>6}  {d.labelled_count:>8}  "
-              f"{len(d.labels)}")
+        print(
+            f"{d.name:<{width}}  {d.train_count:>7}  {d.test_count:>6}  {d.dev_count:>6}  {d.labelled_count:>8}  "
+            f"{len(d.labels)}"
+        )
     return 0
 
 
@@ -47,20 +49,25 @@ def format_dataset(dataset: pool_pb2.Dataset, counts: pool_pb2.Counts) -> str:
     lines.append("split   samples  labelled  unlabelled")
     for name, c in splits:
         lines.append(f"{name:<6} {c.total:>8}  {c.labelled:>8}  {c.total - c.labelled:>10}")
-    names = list(dataset.labels) + sorted({k for _, c in splits for k in (*c.labelled_by_label, *c.gold_by_label)}
-                                          - set(dataset.labels))
+    names = list(dataset.labels) + sorted(
+        {k for _, c in splits for k in (*c.labelled_by_label, *c.gold_by_label)} - set(dataset.labels)
+    )
     width = max([5, *(len(n or "(none)") for n in names)])
     lines.append("")
     lines.append(f"{'label':<{width}}  " + "  ".join(f"{s + ' given':>11}  {s + ' gold':>10}" for s, _ in splits))
     for label in names:
-        cells = "  ".join(f"{c.labelled_by_label.get(label, 0):>11}  {c.gold_by_label.get(label, 0):>10}" for _, c in splits)
+        cells = "  ".join(
+            f"{c.labelled_by_label.get(label, 0):>11}  {c.gold_by_label.get(label, 0):>10}" for _, c in splits
+        )
         lines.append(f"{label or '(none)':<{width}}  {cells}")
     return "\n".join(lines)
 
 
 @command
 def dataset_main(argv: list[str]) -> int:
-    parser = ArgumentParser(prog="lesslabels dataset", description="Show, relabel the label set of, or delete a dataset.")
+    parser = ArgumentParser(
+        prog="lesslabels dataset", description="Show, relabel the label set of, or delete a dataset."
+    )
     sub = parser.add_subparsers(dest="action", required=True)
     show = sub.add_parser("show", help="counts per label and split, labelled and unlabelled")
     show.add_argument("name")
@@ -81,11 +88,16 @@ def dataset_main(argv: list[str]) -> int:
         if not args.yes:
             dataset = _call(args, "GetDataset", pool_pb2.GetDatasetRequest(name=args.name))
             total = dataset.train_count + dataset.test_count + dataset.dev_count
-            raise CliError(f"this deletes dataset {args.name!r} ({total} samples, {dataset.labelled_count} labelled) with "
-                           f"its runs; run again with --yes to confirm", exit_code=2)
+            raise CliError(
+                f"this deletes dataset {args.name!r} ({total} samples, {dataset.labelled_count} labelled) with "
+                f"its runs; run again with --yes to confirm",
+                exit_code=2,
+            )
         reply = _call(args, "DeleteDataset", pool_pb2.DeleteDatasetRequest(dataset=args.name))
         print(f"deleted dataset {reply.dataset!r} ({reply.samples} samples)")
     else:
-        dataset = _call(args, "SetDatasetLabels", pool_pb2.SetDatasetLabelsRequest(dataset=args.name, labels=args.labels))
+        dataset = _call(
+            args, "SetDatasetLabels", pool_pb2.SetDatasetLabelsRequest(dataset=args.name, labels=args.labels)
+        )
         print(f"dataset {dataset.name}: label set is now {', '.join(dataset.labels)}")
     return 0

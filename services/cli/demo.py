@@ -25,8 +25,16 @@ from lesslabels.demo.data import ATIS_MIRROR, DataError, DemoData, resolve_demo_
 # clustered-entropy batches, up to 10 epochs / 600 steps per round at lr 1e-4, batch 16. On ATIS
 # it comes within 0.5 points of the full-data accuracy with 8-10 % of the labels, in a few minutes
 # on 2 CPU cores.
-DEMO_DEFAULTS = {"max_rounds": 5, "epochs": 10, "max_steps": 600, "patience": 2, "strategy": "clustered-entropy",
-                 "seed_strategy": "diverse", "learning_rate": 1e-4, "train_batch_size": 16}
+DEMO_DEFAULTS = {
+    "max_rounds": 5,
+    "epochs": 10,
+    "max_steps": 600,
+    "patience": 2,
+    "strategy": "clustered-entropy",
+    "seed_strategy": "diverse",
+    "learning_rate": 1e-4,
+    "train_batch_size": 16,
+}
 # Seed and batch sizes per dataset: 2% of ATIS is ~97 texts; the synthetic pool is ~10x smaller.
 SIZES = {"atis": ("2%", "2%"), "synthetic": ("5%", "5%")}
 
@@ -36,8 +44,10 @@ def import_demo_data(pool_address: str, token: str, dataset: str, data: DemoData
     with PoolClient(pool_address, token=token, timeout=30) as pool:
         try:
             existing = pool.get_dataset(dataset)
-            return [f"dataset {dataset!r} already in the pool ({existing.train_count} train, "
-                    f"{existing.test_count} test); not imported again"]
+            return [
+                f"dataset {dataset!r} already in the pool ({existing.train_count} train, "
+                f"{existing.test_count} test); not imported again"
+            ]
         except NotFound:
             pass
         except LessLabelsError as exc:
@@ -57,7 +67,7 @@ def demo_main(argv: list[str]) -> int:
     parser = ArgumentParser(
         prog="lesslabels demo",
         description="Start the four services, run active learning on ATIS (or the built-in synthetic "
-                    "flight intents), and print and plot the learning curve.",
+        "flight intents), and print and plot the learning curve.",
     )
     d = parser.add_argument_group("demo")
     add_flag(d, "--data", default="", help="folder holding atis_intents_train.csv and atis_intents_test.csv")
@@ -75,12 +85,18 @@ def demo_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
 
-    state_dir = pathlib.Path(args.state_dir) if args.state_dir else pathlib.Path(
-        tempfile.mkdtemp(prefix="lesslabels-demo-"))
+    state_dir = (
+        pathlib.Path(args.state_dir) if args.state_dir else pathlib.Path(tempfile.mkdtemp(prefix="lesslabels-demo-"))
+    )
     try:
         try:
-            data, notes = resolve_demo_data(args.data or None, state_dir / "data", download=not args.no_download,
-                                            mirror=args.atis_mirror, synthetic_only=args.synthetic)
+            data, notes = resolve_demo_data(
+                args.data or None,
+                state_dir / "data",
+                download=not args.no_download,
+                mirror=args.atis_mirror,
+                synthetic_only=args.synthetic,
+            )
         except DataError as exc:
             raise CliError(str(exc)) from None
         if data.name == "atis":
@@ -97,18 +113,31 @@ def demo_main(argv: list[str]) -> int:
 
         # A token in the environment is one the children will demand too: use it for our calls.
         token = os.environ.get("LESSLABELS_TOKEN", "")
-        with sigterm_as_interrupt(), LocalStack(state_dir, token=token, startup_timeout=args.startup_timeout,
-                                                web_port=None if args.no_web else args.web_port) as stack:
-            print(f"services up in {time.monotonic() - started:.0f}s: " +
-                  ", ".join(f"{n} {a}" for n, a in stack.addresses.items() if n != "web"), flush=True)
+        with (
+            sigterm_as_interrupt(),
+            LocalStack(
+                state_dir,
+                token=token,
+                startup_timeout=args.startup_timeout,
+                web_port=None if args.no_web else args.web_port,
+            ) as stack,
+        ):
+            print(
+                f"services up in {time.monotonic() - started:.0f}s: "
+                + ", ".join(f"{n} {a}" for n, a in stack.addresses.items() if n != "web"),
+                flush=True,
+            )
             if "web" in stack.ports:
                 print(f"web app: {stack.web_url} (runs, learning curves, datasets)", flush=True)
             for line in import_demo_data(stack.address("pool"), token, dataset, data):
                 print(line, flush=True)
-            print(f"active learning: strategy {strategy_label(config.strategy)}, seed {format_amount(config.seed_size)}"
-                  f", batch {format_amount(config.batch_size)} per round, up to {config.stopping.max_rounds} rounds, "
-                  f"{config.hyperparameters.get('max_epochs') or 'default'} epochs, base model "
-                  f"{config.base_model or 'all-MiniLM-L6-v2'}", flush=True)
+            print(
+                f"active learning: strategy {strategy_label(config.strategy)}, seed {format_amount(config.seed_size)}"
+                f", batch {format_amount(config.batch_size)} per round, up to {config.stopping.max_rounds} rounds, "
+                f"{config.hyperparameters.get('max_epochs') or 'default'} epochs, base model "
+                f"{config.base_model or 'all-MiniLM-L6-v2'}",
+                flush=True,
+            )
             with Client(stack.address("coordinator"), token=token, timeout=60.0) as client:
                 run = client.start_run(config, request_id=uuid.uuid4().hex)
                 run = follow_run(client, run.id, progress=progress)
@@ -119,8 +148,9 @@ def demo_main(argv: list[str]) -> int:
         if not rows:
             raise CliError("the run ended without an evaluated round")
         print(report.rounds_table(rows))
-        path = plots.plot_learning_curve(rows, args.plot, title=f"lesslabels demo on {data.name} "
-                                          f"({strategy_label(config.strategy)})")
+        path = plots.plot_learning_curve(
+            rows, args.plot, title=f"lesslabels demo on {data.name} ({strategy_label(config.strategy)})"
+        )
         print(f"learning curve: {path.resolve()}")
         if args.json:
             pathlib.Path(args.json).write_text(report.rows_to_json(rows, data=data.name, run_id=detail.run.id))

@@ -48,8 +48,10 @@ def describe_run(run: Run) -> str:
 
 
 def waiting_hint(run: Run) -> str:
-    return (f"run {run.id} waits for labels: 'lesslabels label export {run.id} FILE.csv', label the file, "
-            f"then 'lesslabels label import {run.id} FILE.csv'")
+    return (
+        f"run {run.id} waits for labels: 'lesslabels label export {run.id} FILE.csv', label the file, "
+        f"then 'lesslabels label import {run.id} FILE.csv'"
+    )
 
 
 class RunView:
@@ -108,8 +110,13 @@ class RunView:
         if key != self._bar_key:
             self.close_bar()
             if run.step in BAR_STEPS and run.state == "RUNNING":
-                self._bar = tqdm(total=100, desc=label, file=self.err, leave=False,
-                                 bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}")
+                self._bar = tqdm(
+                    total=100,
+                    desc=label,
+                    file=self.err,
+                    leave=False,
+                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
+                )
             self._bar_key = key
         if self._bar is not None:
             target = int(round(100 * max(0.0, min(1.0, step_progress))))
@@ -124,9 +131,16 @@ class RunView:
             self._bar = None
 
 
-def follow_run(client: Client, run_id: int, *, progress: bool, out: TextIO | None = None,
-               err: TextIO | None = None, reconnect_seconds: float = 60.0,
-               watch_window: float = 600.0) -> Run:
+def follow_run(
+    client: Client,
+    run_id: int,
+    *,
+    progress: bool,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    reconnect_seconds: float = 60.0,
+    watch_window: float = 600.0,
+) -> Run:
     """Show a run live until it ends or waits for labels; returns its last state.
 
     A dropped stream (a coordinator restart) is re-opened for up to ``reconnect_seconds``.
@@ -164,8 +178,11 @@ def follow_run(client: Client, run_id: int, *, progress: bool, out: TextIO | Non
                 time.sleep(0.5)
     except KeyboardInterrupt:
         view.close_bar()
-        raise CliError(f"stopped watching; run {run_id} goes on ('lesslabels status {run_id} --watch' to follow it, "
-                       f"'lesslabels cancel {run_id}' to stop it)", exit_code=130) from None
+        raise CliError(
+            f"stopped watching; run {run_id} goes on ('lesslabels status {run_id} --watch' to follow it, "
+            f"'lesslabels cancel {run_id}' to stop it)",
+            exit_code=130,
+        ) from None
     finally:
         view.close_bar()
     return run

@@ -51,10 +51,19 @@ def plot_comparison(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
     for s in summaries:
-        line, = ax.plot(s.curve.labels, 100 * s.curve.mean, marker="o",
-                        label=f"{s.name} (AUC {100 * s.auc_mean:.1f}, n={s.curve.n})")
-        ax.fill_between(s.curve.labels, 100 * (s.curve.mean - s.curve.std), 100 * (s.curve.mean + s.curve.std),
-                        color=line.get_color(), alpha=0.2)
+        (line,) = ax.plot(
+            s.curve.labels,
+            100 * s.curve.mean,
+            marker="o",
+            label=f"{s.name} (AUC {100 * s.auc_mean:.1f}, n={s.curve.n})",
+        )
+        ax.fill_between(
+            s.curve.labels,
+            100 * (s.curve.mean - s.curve.std),
+            100 * (s.curve.mean + s.curve.std),
+            color=line.get_color(),
+            alpha=0.2,
+        )
     if reference is not None:
         ax.axhline(100 * reference, color="grey", linestyle=":", label=f"reference {100 * reference:.1f}")
     _decorate(ax, title or "learning curves (mean ± std over seeds)")

@@ -33,8 +33,19 @@ class RoundRow:
     kept: bool = False  # the run's model: its best round by validation (never test), else its latest
 
 
-COLUMNS = ("round", "labels", "% of pool", "accuracy", "macro-F1", "agreement", "selected", "train s", "score s",
-           "val acc", "model")
+COLUMNS = (
+    "round",
+    "labels",
+    "% of pool",
+    "accuracy",
+    "macro-F1",
+    "agreement",
+    "selected",
+    "train s",
+    "score s",
+    "val acc",
+    "model",
+)
 
 
 def rows_from_rounds(rounds: Iterable, pool_size: int) -> list[RoundRow]:
@@ -98,10 +109,15 @@ def kept_model_line(rounds: Sequence) -> str:
     kept = kept_round(rounds)
     if kept is None:
         return "model: none yet"
-    why = (f"best validation accuracy {100 * kept.validation.accuracy:.2f}" if kept.validation and kept.validation.count
-           else "the latest: no round has validation metrics")
-    return (f"model: round {kept.index}, checkpoint {kept.checkpoint_id} ({why}); the scorer serves it as "
-            f"best_of_run={kept.run_id}, OIP model run-{kept.run_id} version best")
+    why = (
+        f"best validation accuracy {100 * kept.validation.accuracy:.2f}"
+        if kept.validation and kept.validation.count
+        else "the latest: no round has validation metrics"
+    )
+    return (
+        f"model: round {kept.index}, checkpoint {kept.checkpoint_id} ({why}); the scorer serves it as "
+        f"best_of_run={kept.run_id}, OIP model run-{kept.run_id} version best"
+    )
 
 
 def rounds_table(rows: Sequence[RoundRow]) -> str:

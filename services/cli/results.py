@@ -11,8 +11,15 @@ from lesslabels.cli import comparison, curves, plots, report
 from lesslabels.cli.client import Client
 from lesslabels.cli.common import ArgumentParser, CliError, add_client_flags, command
 from lesslabels.cli.live import describe_run, progress_enabled
-from lesslabels.cli.runconfig import FINAL_STATES, STATE_NAMES, STRATEGIES, WAITING, add_run_flags, \
-    run_config_from_args, strategy_label
+from lesslabels.cli.runconfig import (
+    FINAL_STATES,
+    STATE_NAMES,
+    STRATEGIES,
+    WAITING,
+    add_run_flags,
+    run_config_from_args,
+    strategy_label,
+)
 from lesslabels.cli.runs import parse_run_id
 from lesslabels.client import RunDetail
 
@@ -36,8 +43,10 @@ def report_rows(detail) -> list[report.RoundRow]:
 
 @command
 def report_main(argv: list[str]) -> int:
-    parser = ArgumentParser(prog="lesslabels report",
-                            description="A run's rounds: labels used, %% of pool, accuracy, macro-F1; CSV, JSON, PNG.")
+    parser = ArgumentParser(
+        prog="lesslabels report",
+        description="A run's rounds: labels used, %% of pool, accuracy, macro-F1; CSV, JSON, PNG.",
+    )
     parser.add_argument("run", help="run id")
     parser.add_argument("--format", choices=["table", "csv", "json"], default="table", help="what to print")
     parser.add_argument("--csv", metavar="FILE", help="also write the rows as CSV")
@@ -52,9 +61,13 @@ def report_main(argv: list[str]) -> int:
     with Client.from_args(args) as client:
         detail = client.get_run(run_id)
     rows = report_rows(detail)
-    extra = {"run_id": run_id, "dataset": detail.run.config.dataset,
-             "strategy": strategy_label(detail.run.config.strategy),
-             "state": STATE_NAMES.get(detail.run.state, "?"), "pool_size": detail.run.pool_size}
+    extra = {
+        "run_id": run_id,
+        "dataset": detail.run.config.dataset,
+        "strategy": strategy_label(detail.run.config.strategy),
+        "state": STATE_NAMES.get(detail.run.state, "?"),
+        "pool_size": detail.run.pool_size,
+    }
     if args.csv:
         _write(args.csv, report.rows_to_csv(rows))
     if args.json:
@@ -94,8 +107,7 @@ def wait_for_runs(client: Client, run_ids: list[int], *, progress: bool, poll: f
     try:
         while True:
             details = {rid: client.get_run(rid) for rid in run_ids}
-            done = sum(d.run.state in FINAL_STATES or d.run.state == WAITING
-                       for d in details.values())
+            done = sum(d.run.state in FINAL_STATES or d.run.state == WAITING for d in details.values())
             if bar is not None:
                 bar.update(done - bar.n)
                 active = [f"{rid}:r{d.run.round}" for rid, d in details.items() if d.run.state not in FINAL_STATES]
@@ -120,8 +132,11 @@ def group_curves(details: dict[int, RunDetail], group_by: str) -> tuple[dict, li
         if not rows:
             notes.append(f"run {rid} has no evaluated round; left out")
             continue
-        key = (detail.run.config.name or f"run {rid}") if group_by == "name" else \
-            strategy_label(detail.run.config.strategy)
+        key = (
+            (detail.run.config.name or f"run {rid}")
+            if group_by == "name"
+            else strategy_label(detail.run.config.strategy)
+        )
         groups.setdefault(key, {})[rid] = ([r.labels for r in rows], [r.accuracy for r in rows])
     return groups, notes
 
@@ -131,17 +146,21 @@ def compare_main(argv: list[str]) -> int:
     parser = ArgumentParser(
         prog="lesslabels compare",
         description="Strategies x seeds on the same data: mean and spread of the learning curves, area under each, "
-                    "one plot. Either give finished runs (--runs) or let it start them (--dataset, --strategies, "
-                    "--seeds and the run flags).",
+        "one plot. Either give finished runs (--runs) or let it start them (--dataset, --strategies, "
+        "--seeds and the run flags).",
     )
     parser.add_argument("--runs", default="", help="comma-separated ids of existing runs to compare")
     parser.add_argument("--dataset", default="", help="dataset to start new runs on")
     parser.add_argument("--strategies", default="entropy,random", help="comma-separated strategies [%(default)s]")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated random seeds [%(default)s]")
     parser.add_argument("--group-by", choices=["strategy", "name"], default="strategy", help="what makes a curve")
-    parser.add_argument("--reference", type=float, default=None,
-                        help="reference accuracy (e.g. full data): plotted, and labels needed to reach "
-                             "reference minus --tolerance are reported")
+    parser.add_argument(
+        "--reference",
+        type=float,
+        default=None,
+        help="reference accuracy (e.g. full data): plotted, and labels needed to reach "
+        "reference minus --tolerance are reported",
+    )
     parser.add_argument("--tolerance", type=float, default=0.005, help="[0.005 = 0.5 points]")
     parser.add_argument("--plot", metavar="FILE", default="lesslabels-compare.png", help="PNG [%(default)s]")
     parser.add_argument("--json", metavar="FILE", help="also write the summary as JSON")
@@ -162,8 +181,11 @@ def compare_main(argv: list[str]) -> int:
             strategies = _csv_list(args.strategies, "--strategies")
             unknown = [s for s in strategies if s not in STRATEGIES]
             if unknown or not strategies:
-                raise CliError(f"--strategies: unknown {', '.join(unknown) or '(none given)'}; "
-                               f"choose from {', '.join(sorted(STRATEGIES))}", exit_code=2)
+                raise CliError(
+                    f"--strategies: unknown {', '.join(unknown) or '(none given)'}; "
+                    f"choose from {', '.join(sorted(STRATEGIES))}",
+                    exit_code=2,
+                )
             seeds = _csv_list(args.seeds, "--seeds", int)
             if not seeds:
                 raise CliError("--seeds: give at least one seed", exit_code=2)
@@ -189,8 +211,9 @@ def compare_main(argv: list[str]) -> int:
     lo, hi = curves.common_range([c for runs in groups.values() for c in runs.values()])
     print(f"AUC: mean test accuracy over labels {lo:.0f}..{hi:.0f} (area divided by the label range)")
     if args.json:
-        _write(args.json, comparison.summaries_to_json(summaries, auc_range=[lo, hi], reference=reference,
-                                                   target=target))
+        _write(
+            args.json, comparison.summaries_to_json(summaries, auc_range=[lo, hi], reference=reference, target=target)
+        )
     path = plots.plot_comparison(summaries, args.plot, reference=reference)
     print(f"plot: {path.resolve()}")
     return 0

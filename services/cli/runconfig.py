@@ -30,6 +30,7 @@ def strategy_label(name: str) -> str:
     """The CLI's spelling of a strategy the SDK returns ("least_confidence" -> "least-confidence")."""
     return name.replace("_", "-") if name else "?"
 
+
 # Fine-tuning steps per round at least: with the trainer's plain epoch limit a 100-label round gets
 # a few dozen steps and predicts the majority class (bench/README.md, headline section).
 DEFAULT_MIN_STEPS = 250
@@ -66,45 +67,87 @@ def format_amount(amount: Amount | None) -> str:
     return "default"
 
 
-def add_run_flags(parser: argparse.ArgumentParser, *, dataset_required: bool = True,
-                  defaults: dict | None = None) -> None:
+def add_run_flags(
+    parser: argparse.ArgumentParser, *, dataset_required: bool = True, defaults: dict | None = None
+) -> None:
     """The flags that define a run. ``defaults`` overrides argparse defaults (the demo's small schedule)."""
     d = defaults or {}
     g = parser.add_argument_group("run")
     if dataset_required:
         g.add_argument("--dataset", required=True, help="dataset in the pool")
     g.add_argument("--name", default=d.get("name", ""), help="a name for the run")
-    g.add_argument("--base-model", default=d.get("base_model", ""),
-                   help="HF model name or local path [the bundled all-MiniLM-L6-v2]")
-    g.add_argument("--strategy", choices=sorted(STRATEGIES), default=d.get("strategy", "entropy"),
-                   help="query strategy [%(default)s]")
+    g.add_argument(
+        "--base-model",
+        default=d.get("base_model", ""),
+        help="HF model name or local path [the bundled all-MiniLM-L6-v2]",
+    )
+    g.add_argument(
+        "--strategy",
+        choices=sorted(STRATEGIES),
+        default=d.get("strategy", "entropy"),
+        help="query strategy [%(default)s]",
+    )
     g.add_argument("--seed-size", default=d.get("seed_size"), help=f"initial labelled set: {_AMOUNT_ARG_HELP} [5%%]")
-    g.add_argument("--seed-strategy", choices=sorted(SEED_STRATEGIES), default=d.get("seed_strategy", "random"),
-                   help="how the initial set is chosen [%(default)s]")
-    g.add_argument("--batch-size", default=d.get("batch_size"), help=f"samples labelled per round: {_AMOUNT_ARG_HELP} [10%%]")
-    g.add_argument("--label-budget", default=d.get("label_budget"), help=f"stop at this many labels: {_AMOUNT_ARG_HELP}")
+    g.add_argument(
+        "--seed-strategy",
+        choices=sorted(SEED_STRATEGIES),
+        default=d.get("seed_strategy", "random"),
+        help="how the initial set is chosen [%(default)s]",
+    )
+    g.add_argument(
+        "--batch-size", default=d.get("batch_size"), help=f"samples labelled per round: {_AMOUNT_ARG_HELP} [10%%]"
+    )
+    g.add_argument(
+        "--label-budget", default=d.get("label_budget"), help=f"stop at this many labels: {_AMOUNT_ARG_HELP}"
+    )
     g.add_argument("--max-rounds", type=int, default=d.get("max_rounds", 0), help="stop after this many rounds")
-    g.add_argument("--target-accuracy", type=float, default=d.get("target_accuracy", 0.0),
-                   help="stop once test accuracy reaches this, in (0, 1]")
-    g.add_argument("--stable-agreement", type=float, default=d.get("stable_agreement", 0.0),
-                   help="stop once this fraction of pool predictions is unchanged between rounds, in (0, 1]")
-    g.add_argument("--oracle", choices=sorted(ORACLES), default=d.get("oracle", "simulated"),
-                   help="where labels come from [%(default)s]")
+    g.add_argument(
+        "--target-accuracy",
+        type=float,
+        default=d.get("target_accuracy", 0.0),
+        help="stop once test accuracy reaches this, in (0, 1]",
+    )
+    g.add_argument(
+        "--stable-agreement",
+        type=float,
+        default=d.get("stable_agreement", 0.0),
+        help="stop once this fraction of pool predictions is unchanged between rounds, in (0, 1]",
+    )
+    g.add_argument(
+        "--oracle",
+        choices=sorted(ORACLES),
+        default=d.get("oracle", "simulated"),
+        help="where labels come from [%(default)s]",
+    )
     g.add_argument("--random-seed", type=int, default=d.get("random_seed", 0), help="seed of every random choice")
-    g.add_argument("--warm-start", action="store_true", default=d.get("warm_start", False),
-                   help="train each round from the previous round's checkpoint")
+    g.add_argument(
+        "--warm-start",
+        action="store_true",
+        default=d.get("warm_start", False),
+        help="train each round from the previous round's checkpoint",
+    )
     h = parser.add_argument_group("training")
     h.add_argument("--epochs", type=int, default=d.get("epochs", 0), help="maximum epochs per round [10]")
     h.add_argument("--learning-rate", type=float, default=d.get("learning_rate", 0.0), help="peak learning rate [5e-5]")
-    h.add_argument("--train-batch-size", type=int, default=d.get("train_batch_size", 0), help="training batch size [32]")
+    h.add_argument(
+        "--train-batch-size", type=int, default=d.get("train_batch_size", 0), help="training batch size [32]"
+    )
     h.add_argument("--max-length", type=int, default=d.get("max_length", 0), help="tokens per text [64]")
     h.add_argument("--patience", type=int, default=d.get("patience", 0), help="early-stopping patience in epochs [2]")
     h.add_argument("--max-steps", type=int, default=d.get("max_steps", 0), help="cap on optimizer steps (tests)")
-    h.add_argument("--min-steps", type=int, default=d.get("min_steps", DEFAULT_MIN_STEPS),
-                   help="optimizer steps per round at least; small labelled sets get more epochs [%(default)s]")
+    h.add_argument(
+        "--min-steps",
+        type=int,
+        default=d.get("min_steps", DEFAULT_MIN_STEPS),
+        help="optimizer steps per round at least; small labelled sets get more epochs [%(default)s]",
+    )
     h.add_argument("--num-threads", type=int, default=d.get("num_threads", 0), help="torch CPU threads [all]")
-    h.add_argument("--class-balance", choices=sorted(CLASS_BALANCE), default=d.get("class_balance", "none"),
-                   help="class-imbalance handling [%(default)s]")
+    h.add_argument(
+        "--class-balance",
+        choices=sorted(CLASS_BALANCE),
+        default=d.get("class_balance", "none"),
+        help="class-imbalance handling [%(default)s]",
+    )
 
 
 def _check_unit(value: float, flag: str) -> float:

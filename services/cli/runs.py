@@ -37,8 +37,13 @@ def parse_run_id(text: str) -> int:
 
 
 def _progress_flag(parser) -> None:
-    parser.add_argument("--no-progress", dest="progress", action="store_false", default=None,
-                        help="no progress bars (they are off anyway when stderr is not a terminal)")
+    parser.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        default=None,
+        help="no progress bars (they are off anyway when stderr is not a terminal)",
+    )
 
 
 def _finish(run: Run) -> int:
@@ -53,8 +58,12 @@ def run_main(argv: list[str]) -> int:
     parser = ArgumentParser(prog="lesslabels run", description="Start an active-learning run.")
     add_run_flags(parser)
     parser.add_argument("--watch", action="store_true", help="follow the run live until it ends")
-    parser.add_argument("--request-id", default="", help="idempotency key (at most 128 characters): repeating it returns the same run, "
-                        "also after a coordinator restart")
+    parser.add_argument(
+        "--request-id",
+        default="",
+        help="idempotency key (at most 128 characters): repeating it returns the same run, "
+        "also after a coordinator restart",
+    )
     _progress_flag(parser)
     add_client_flags(parser, "coordinator")
     args = parser.parse_args(argv)
@@ -79,8 +88,12 @@ def rounds_text(detail) -> str:
 def status_main(argv: list[str]) -> int:
     parser = ArgumentParser(prog="lesslabels status", description="Show a run and its rounds, live if it is active.")
     parser.add_argument("run", help="run id")
-    parser.add_argument("--watch", action="store_true", default=None, help="follow until the run ends "
-                        "[when the run is active and stdout is a terminal]")
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        default=None,
+        help="follow until the run ends [when the run is active and stdout is a terminal]",
+    )
     parser.add_argument("--no-watch", dest="watch", action="store_false", help="print once")
     _progress_flag(parser)
     add_client_flags(parser, "coordinator")
@@ -105,8 +118,13 @@ def status_main(argv: list[str]) -> int:
 def runs_main(argv: list[str]) -> int:
     parser = ArgumentParser(prog="lesslabels runs", description="List runs.")
     parser.add_argument("--dataset", default="", help="only runs on this dataset")
-    parser.add_argument("--state", action="append", default=[], choices=sorted(
-        n.replace(" ", "-") for n in STATE_NAMES.values()), help="only runs in this state (repeat)")
+    parser.add_argument(
+        "--state",
+        action="append",
+        default=[],
+        choices=sorted(n.replace(" ", "-") for n in STATE_NAMES.values()),
+        help="only runs in this state (repeat)",
+    )
     add_client_flags(parser, "coordinator")
     args = parser.parse_args(argv)
     by_name = {name.replace(" ", "-"): state for state, name in STATE_NAMES.items()}
@@ -116,9 +134,17 @@ def runs_main(argv: list[str]) -> int:
         print("no runs")
         return 0
     rows = [
-        [str(r.id), r.config.name or "-", r.config.dataset, strategy_label(r.config.strategy),
-         STATE_NAMES.get(r.state, "?"), STEP_NAMES.get(r.step, "?"), str(r.round),
-         f"{r.labelled_count}" + (f"/{r.pool_size}" if r.pool_size else ""), r.updated_at or "-"]
+        [
+            str(r.id),
+            r.config.name or "-",
+            r.config.dataset,
+            strategy_label(r.config.strategy),
+            STATE_NAMES.get(r.state, "?"),
+            STEP_NAMES.get(r.step, "?"),
+            str(r.round),
+            f"{r.labelled_count}" + (f"/{r.pool_size}" if r.pool_size else ""),
+            r.updated_at or "-",
+        ]
         for r in sorted(runs, key=lambda r: r.id)
     ]
     print(format_table(["id", "name", "dataset", "strategy", "state", "step", "round", "labels", "updated"], rows))
@@ -175,12 +201,17 @@ def export_records(pending, suggestions, model: str) -> list[dict]:
     records = []
     for s in pending.samples:
         suggestion = suggestions.get(s.sample_id)
-        records.append({
-            "sample_id": s.sample_id, "label": s.label, "text": s.text,
-            "predicted_label": suggestion.predicted if suggestion else "",
-            "probability": round(suggestion.probability, 6) if suggestion else None,
-            "uncertainty": round(s.score, 6), "model": model if suggestion else "",
-        })
+        records.append(
+            {
+                "sample_id": s.sample_id,
+                "label": s.label,
+                "text": s.text,
+                "predicted_label": suggestion.predicted if suggestion else "",
+                "probability": round(suggestion.probability, 6) if suggestion else None,
+                "uncertainty": round(s.score, 6),
+                "model": model if suggestion else "",
+            }
+        )
     return records
 
 
@@ -234,8 +265,10 @@ def read_label_file(path: pathlib.Path, fmt: str) -> list[tuple[int, str]]:
         reader = csv.DictReader(io.StringIO(text))
         fields = set(reader.fieldnames or [])
         if not {"sample_id", "label"} <= fields:
-            raise CliError(f"{path}: the CSV header must name 'sample_id' and 'label' columns "
-                           f"(found {sorted(fields) or 'no header'}); 'lesslabels label export' writes one")
+            raise CliError(
+                f"{path}: the CSV header must name 'sample_id' and 'label' columns "
+                f"(found {sorted(fields) or 'no header'}); 'lesslabels label export' writes one"
+            )
         records = [(lineno, row) for lineno, row in enumerate(reader, start=2)]
     pairs: dict[int, str] = {}
     for lineno, rec in records:
@@ -247,8 +280,9 @@ def read_label_file(path: pathlib.Path, fmt: str) -> list[tuple[int, str]]:
         except ValueError:
             raise CliError(f"{path}:{lineno}: sample_id {rec.get('sample_id')!r} is not a number") from None
         if pairs.get(sample_id, label) != label:
-            raise CliError(f"{path}:{lineno}: sample {sample_id} has two different labels "
-                           f"({pairs[sample_id]!r} and {label!r})")
+            raise CliError(
+                f"{path}:{lineno}: sample {sample_id} has two different labels ({pairs[sample_id]!r} and {label!r})"
+            )
         pairs[sample_id] = label
     return sorted(pairs.items())
 
@@ -259,14 +293,17 @@ def check_labels(pairs: list[tuple[int, str]], pending, path: pathlib.Path) -> N
     unknown_ids = [sid for sid, _ in pairs if sid not in batch]
     if unknown_ids:
         shown = ", ".join(map(str, unknown_ids[:5])) + (" ..." if len(unknown_ids) > 5 else "")
-        raise CliError(f"{path}: {len(unknown_ids)} sample id(s) are not in the pending batch of run "
-                       f"{pending.run_id}: {shown}")
+        raise CliError(
+            f"{path}: {len(unknown_ids)} sample id(s) are not in the pending batch of run {pending.run_id}: {shown}"
+        )
     allowed = set(pending.labels)
     if allowed:
         unknown_labels = sorted({label for _, label in pairs if label not in allowed})
         if unknown_labels:
-            raise CliError(f"{path}: unknown label(s) {', '.join(map(repr, unknown_labels))}; "
-                           f"allowed: {', '.join(sorted(allowed))}")
+            raise CliError(
+                f"{path}: unknown label(s) {', '.join(map(repr, unknown_labels))}; "
+                f"allowed: {', '.join(sorted(allowed))}"
+            )
 
 
 def import_key(run_id: int, pairs: list[tuple[int, str]]) -> str:
@@ -281,8 +318,10 @@ def import_key(run_id: int, pairs: list[tuple[int, str]]) -> str:
 def label_main(argv: list[str]) -> int:
     parser = ArgumentParser(prog="lesslabels label", description="Export a run's pending batch, import its labels.")
     sub = parser.add_subparsers(dest="action", required=True, parser_class=ArgumentParser)
-    for action, helptext in (("export", "write the pending batch to FILE (CSV or JSONL)"),
-                             ("import", "read labels from FILE (columns sample_id and label)")):
+    for action, helptext in (
+        ("export", "write the pending batch to FILE (CSV or JSONL)"),
+        ("import", "read labels from FILE (columns sample_id and label)"),
+    ):
         p = sub.add_parser(action, help=helptext)
         p.add_argument("run", help="run id")
         p.add_argument("file", help="path; .jsonl means JSON lines, anything else CSV")
@@ -306,8 +345,10 @@ def label_main(argv: list[str]) -> int:
                 path.write_text(body, encoding="utf-8")
             except OSError as exc:
                 raise CliError(f"{path}: cannot write it ({exc})") from None
-            print(f"wrote {len(pending.samples)} samples of round {pending.round} to {path} "
-                  f"({pending.remaining} still unlabelled)")
+            print(
+                f"wrote {len(pending.samples)} samples of round {pending.round} to {path} "
+                f"({pending.remaining} still unlabelled)"
+            )
             print(f"labels: {', '.join(pending.labels)}")
             print(f"suggestions from model {model}" if suggestions else "no model suggestions (no model yet)")
             return 0
@@ -316,9 +357,10 @@ def label_main(argv: list[str]) -> int:
             raise CliError(f"{path}: no row has a label")
         pending = client.pending_labels(run_id)
         check_labels(pairs, pending, path)
-        reply = client.submit_labels(run_id, pairs, idempotency_key=import_key(run_id, pairs),
-                                     annotator=args.annotator)
+        reply = client.submit_labels(run_id, pairs, idempotency_key=import_key(run_id, pairs), annotator=args.annotator)
     r = reply.result
-    print(f"run {run_id}: {r.recorded} labels recorded, {r.unchanged} unchanged, {r.changed} changed; "
-          f"{reply.remaining} of the batch still unlabelled")
+    print(
+        f"run {run_id}: {r.recorded} labels recorded, {r.unchanged} unchanged, {r.changed} changed; "
+        f"{reply.remaining} of the batch still unlabelled"
+    )
     return 0

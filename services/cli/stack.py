@@ -107,18 +107,48 @@ class LocalStack:
     def command_line(self, service: str) -> list[str]:
         a = self.address
         if service == "web":
-            return [self.python, "-m", "lesslabels", "web", "--host", self.host, "--port", str(self.ports["web"]),
-                    "--coordinator-address", a("coordinator"), "--pool-address", a("pool"),
-                    "--scorer-address", a("scorer"), "--log-level", "WARNING"]
+            return [
+                self.python,
+                "-m",
+                "lesslabels",
+                "web",
+                "--host",
+                self.host,
+                "--port",
+                str(self.ports["web"]),
+                "--coordinator-address",
+                a("coordinator"),
+                "--pool-address",
+                a("pool"),
+                "--scorer-address",
+                a("scorer"),
+                "--log-level",
+                "WARNING",
+            ]
         extra = {
             "pool": ["--database-url", self.database_url],
             "trainer": ["--pool-address", a("pool"), "--checkpoint-dir", str(self.checkpoint_dir)],
             "scorer": ["--pool-address", a("pool"), "--checkpoint-dir", str(self.checkpoint_dir)],
-            "coordinator": ["--pool-address", a("pool"), "--trainer-address", a("trainer"),
-                            "--scorer-address", a("scorer")],
+            "coordinator": [
+                "--pool-address",
+                a("pool"),
+                "--trainer-address",
+                a("trainer"),
+                "--scorer-address",
+                a("scorer"),
+            ],
         }[service]
-        return [self.python, "-m", "lesslabels", service, "--host", self.host, "--port", str(self.ports[service]),
-                *extra]
+        return [
+            self.python,
+            "-m",
+            "lesslabels",
+            service,
+            "--host",
+            self.host,
+            "--port",
+            str(self.ports[service]),
+            *extra,
+        ]
 
     def child_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -146,8 +176,12 @@ class LocalStack:
                 log = open(self.log_dir / f"{name}.log", "ab")
                 try:
                     self.processes[name] = subprocess.Popen(
-                        self.command_line(name), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                        env=env, cwd=self.state_dir,
+                        self.command_line(name),
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        env=env,
+                        cwd=self.state_dir,
                         # Own session: Ctrl-C reaches only this process, which then stops the children in order.
                         start_new_session=True,
                     )
@@ -169,8 +203,13 @@ class LocalStack:
         log = open(self.log_dir / f"{name}.log", "ab")
         try:
             self.processes[name] = subprocess.Popen(
-                self.command_line(name), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=dict(env), cwd=self.state_dir, start_new_session=True,
+                self.command_line(name),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=dict(env),
+                cwd=self.state_dir,
+                start_new_session=True,
             )
         finally:
             log.close()
@@ -179,10 +218,14 @@ class LocalStack:
         proc, log = self.processes["web"], self.log_dir / "web.log"
         while True:
             if proc.poll() is not None:
-                raise StackError(f"the web app exited with code {proc.returncode} while starting; end of {log}:\n{_tail(log)}")
+                raise StackError(
+                    f"the web app exited with code {proc.returncode} while starting; end of {log}:\n{_tail(log)}"
+                )
             if time.monotonic() > deadline:
-                raise StackError(f"the web app did not answer {self.web_url}healthz within {self.startup_timeout:.0f}s; "
-                                 f"end of its log:\n{_tail(log)}")
+                raise StackError(
+                    f"the web app did not answer {self.web_url}healthz within {self.startup_timeout:.0f}s; "
+                    f"end of its log:\n{_tail(log)}"
+                )
             try:
                 with urllib.request.urlopen(self.web_url + "healthz", timeout=2) as reply:
                     if reply.status == 200:
@@ -194,12 +237,16 @@ class LocalStack:
         proc = self.processes[name]
         while True:
             if proc.poll() is not None:
-                raise StackError(f"the {name} service exited with code {proc.returncode} while starting; "
-                                 f"end of {self.log_dir / (name + '.log')}:\n{_tail(self.log_dir / (name + '.log'))}")
+                raise StackError(
+                    f"the {name} service exited with code {proc.returncode} while starting; "
+                    f"end of {self.log_dir / (name + '.log')}:\n{_tail(self.log_dir / (name + '.log'))}"
+                )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise StackError(f"the {name} service did not answer health SERVING within {self.startup_timeout:.0f}s;"
-                                 f" end of its log:\n{_tail(self.log_dir / (name + '.log'))}")
+                raise StackError(
+                    f"the {name} service did not answer health SERVING within {self.startup_timeout:.0f}s;"
+                    f" end of its log:\n{_tail(self.log_dir / (name + '.log'))}"
+                )
             try:
                 wait_until_serving(self.address(name), timeout=min(2.0, remaining), token=self.token)
                 return
@@ -228,8 +275,10 @@ class LocalStack:
     def check_alive(self) -> None:
         for name, proc in self.processes.items():
             if proc.poll() is not None:
-                raise StackError(f"the {name} service exited with code {proc.returncode}; end of its log:\n"
-                                 f"{_tail(self.log_dir / (name + '.log'))}")
+                raise StackError(
+                    f"the {name} service exited with code {proc.returncode}; end of its log:\n"
+                    f"{_tail(self.log_dir / (name + '.log'))}"
+                )
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -245,6 +294,7 @@ def state_dir_flag(parser, default: str = DEFAULT_STATE_DIR) -> None:
 @contextlib.contextmanager
 def sigterm_as_interrupt():
     """SIGTERM raises KeyboardInterrupt in the main thread, so the stack's exit path runs."""
+
     def handler(signum, frame):
         raise KeyboardInterrupt
 
@@ -257,14 +307,24 @@ def sigterm_as_interrupt():
 
 @command
 def up_main(argv: list[str]) -> int:
-    parser = ArgumentParser(prog="lesslabels up", description="Run the four services and the web app locally until Ctrl-C.")
+    parser = ArgumentParser(
+        prog="lesslabels up", description="Run the four services and the web app locally until Ctrl-C."
+    )
     state_dir_flag(parser)
     parser.add_argument("--host", default="127.0.0.1", help="interface the services listen on")
     for name in SERVICES:
-        parser.add_argument(f"--{name}-port", type=int, default=DEFAULT_PORTS[name],
-                            help=f"{name} port (0 = any free port) [%(default)s]")
-    parser.add_argument("--web-port", type=int, default=DEFAULT_WEB_PORT,
-                        help="port of the web labelling app (0 = any free port) [%(default)s]")
+        parser.add_argument(
+            f"--{name}-port",
+            type=int,
+            default=DEFAULT_PORTS[name],
+            help=f"{name} port (0 = any free port) [%(default)s]",
+        )
+    parser.add_argument(
+        "--web-port",
+        type=int,
+        default=DEFAULT_WEB_PORT,
+        help="port of the web labelling app (0 = any free port) [%(default)s]",
+    )
     parser.add_argument("--no-web", action="store_true", help="do not start the web labelling app")
     add_flag(parser, "--token", default="", help="bearer token the services require")
     parser.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for each service")
@@ -275,12 +335,20 @@ def up_main(argv: list[str]) -> int:
         port = getattr(args, f"{name}_port")
         if not 0 <= port <= 65535:
             raise CliError(f"--{name}-port {port}: must be within 0..65535", exit_code=2)
-    stack = LocalStack(args.state_dir, host=args.host, token=args.token, startup_timeout=args.startup_timeout,
-                       ports={name: getattr(args, f"{name}_port") for name in SERVICES},
-                       web_port=None if args.no_web else args.web_port)
+    stack = LocalStack(
+        args.state_dir,
+        host=args.host,
+        token=args.token,
+        startup_timeout=args.startup_timeout,
+        ports={name: getattr(args, f"{name}_port") for name in SERVICES},
+        web_port=None if args.no_web else args.web_port,
+    )
     with sigterm_as_interrupt():
-        print(f"starting pool, trainer, scorer, coordinator{'' if args.no_web else ' and the web app'} "
-              f"(state in {stack.state_dir}) ...", flush=True)
+        print(
+            f"starting pool, trainer, scorer, coordinator{'' if args.no_web else ' and the web app'} "
+            f"(state in {stack.state_dir}) ...",
+            flush=True,
+        )
         try:
             with stack:
                 for name, address in stack.addresses.items():
@@ -289,8 +357,13 @@ def up_main(argv: list[str]) -> int:
                 if "web" in stack.ports:
                     print(f"  {'web':<12} {stack.web_url}  (label in the browser)", flush=True)
                 print(f"logs in {stack.log_dir}", flush=True)
-                print("export LESSLABELS_COORDINATOR_ADDRESS=" + stack.address("coordinator") +
-                      " LESSLABELS_POOL_ADDRESS=" + stack.address("pool"), flush=True)
+                print(
+                    "export LESSLABELS_COORDINATOR_ADDRESS="
+                    + stack.address("coordinator")
+                    + " LESSLABELS_POOL_ADDRESS="
+                    + stack.address("pool"),
+                    flush=True,
+                )
                 print("ready; Ctrl-C stops them", flush=True)
                 while True:
                     stack.check_alive()

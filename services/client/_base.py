@@ -24,9 +24,17 @@ class ServiceClient:
     #: The service's name in messages and errors ("pool", "scorer", "coordinator").
     service = ""
 
-    def __init__(self, address: str, *, token: str = "", timeout: float = DEFAULT_TIMEOUT,
-                 root_certificates: bytes | None = None, private_key: bytes | None = None,
-                 certificate_chain: bytes | None = None, max_message_bytes: int = 64 * 1024 * 1024):
+    def __init__(
+        self,
+        address: str,
+        *,
+        token: str = "",
+        timeout: float = DEFAULT_TIMEOUT,
+        root_certificates: bytes | None = None,
+        private_key: bytes | None = None,
+        certificate_chain: bytes | None = None,
+        max_message_bytes: int = 64 * 1024 * 1024,
+    ):
         if not address or not isinstance(address, str):
             raise InvalidArgument(f"{self.service} client: address must be 'HOST:PORT', got {address!r}")
         _check_timeout(timeout)
@@ -35,8 +43,7 @@ class ServiceClient:
         credentials = None
         if root_certificates or private_key or certificate_chain:
             credentials = grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
-        self._channel = make_channel(address, token=token, credentials=credentials,
-                                     max_message_bytes=max_message_bytes)
+        self._channel = make_channel(address, token=token, credentials=credentials, max_message_bytes=max_message_bytes)
 
     @property
     def channel(self) -> grpc.Channel:

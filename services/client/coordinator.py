@@ -53,9 +53,11 @@ def _config(config: RunConfig | run_pb2.RunConfig | None, fields: dict) -> run_p
     if not isinstance(config, RunConfig):
         raise InvalidArgument(f"config must be a RunConfig, got {type(config).__name__}")
     normalized = dataclasses.replace(
-        config, strategy=_vocabulary_name(config.strategy, convert.STRATEGY_TO_PROTO, "strategy"),
+        config,
+        strategy=_vocabulary_name(config.strategy, convert.STRATEGY_TO_PROTO, "strategy"),
         seed_strategy=_vocabulary_name(config.seed_strategy, convert.SEED_STRATEGY_TO_PROTO, "seed strategy"),
-        oracle=_vocabulary_name(config.oracle, convert.ORACLE_TO_PROTO, "oracle mode"))
+        oracle=_vocabulary_name(config.oracle, convert.ORACLE_TO_PROTO, "oracle mode"),
+    )
     try:
         return convert.run_config_to_proto(normalized)
     except json_format.ParseError as exc:
@@ -63,9 +65,12 @@ def _config(config: RunConfig | run_pb2.RunConfig | None, fields: dict) -> run_p
 
 
 def event_from_proto(message: coordinator_pb2.RunEvent) -> RunEvent:
-    return RunEvent(run=convert.run_from_proto(message.run),
-                    round=convert.round_from_proto(message.round) if message.HasField("round") else None,
-                    step_progress=message.step_progress, message=message.message)
+    return RunEvent(
+        run=convert.run_from_proto(message.run),
+        round=convert.round_from_proto(message.round) if message.HasField("round") else None,
+        step_progress=message.step_progress,
+        message=message.message,
+    )
 
 
 class CoordinatorClient(ServiceClient):
@@ -83,8 +88,14 @@ class CoordinatorClient(ServiceClient):
         super().__init__(address, **kwargs)
         self._stub = coordinator_pb2_grpc.CoordinatorServiceStub(self._channel)
 
-    def start_run(self, config: RunConfig | run_pb2.RunConfig | None = None, *, request_id: str = "",
-                  timeout: float | None = None, **fields) -> Run:
+    def start_run(
+        self,
+        config: RunConfig | run_pb2.RunConfig | None = None,
+        *,
+        request_id: str = "",
+        timeout: float | None = None,
+        **fields,
+    ) -> Run:
         """Start a run from a ``RunConfig`` (or its fields as keywords: ``dataset=``, ``strategy=``,
         ``seed_size=Amount(fraction=0.02)``, ``stopping=StoppingRule(max_rounds=5)``, ...); unset
         fields take the coordinator's defaults. With ``request_id`` a retried start returns the
@@ -95,36 +106,40 @@ class CoordinatorClient(ServiceClient):
     def get_run(self, run_id: int, *, timeout: float | None = None) -> RunDetail:
         """A run and its rounds (test metrics per round)."""
         reply = self._unary(self._stub.GetRun, pool_pb2.GetRunRequest(run_id=run_id), f"run {run_id}", timeout)
-        return RunDetail(run=convert.run_from_proto(reply.run),
-                         rounds=tuple(convert.round_from_proto(r) for r in reply.rounds))
+        return RunDetail(
+            run=convert.run_from_proto(reply.run), rounds=tuple(convert.round_from_proto(r) for r in reply.rounds)
+        )
 
     def list_runs(self, *, dataset: str = "", states: Sequence[str] = (), timeout: float | None = None) -> list[Run]:
         """Runs, optionally of one dataset and in the given states ("RUNNING", "COMPLETED", ...)."""
-        request = pool_pb2.ListRunsRequest(dataset=dataset, states=[_choice(s, convert.STATE_TO_PROTO, "run state")
-                                                                    for s in states])
+        request = pool_pb2.ListRunsRequest(
+            dataset=dataset, states=[_choice(s, convert.STATE_TO_PROTO, "run state") for s in states]
+        )
         return [convert.run_from_proto(r) for r in self._unary(self._stub.ListRuns, request, "list runs", timeout).runs]
 
     def cancel(self, run_id: int, *, timeout: float | None = None) -> Run:
         """Stop a run (its training job too); the run ends CANCELLED."""
-        reply = self._unary(self._stub.CancelRun, coordinator_pb2.CancelRunRequest(run_id=run_id),
-                            f"cancel run {run_id}", timeout)
+        reply = self._unary(
+            self._stub.CancelRun, coordinator_pb2.CancelRunRequest(run_id=run_id), f"cancel run {run_id}", timeout
+        )
         return convert.run_from_proto(reply)
 
     def resume(self, run_id: int, *, timeout: float | None = None) -> Run:
         """Continue a cancelled or failed run where it stopped (FailedPrecondition for a completed one)."""
-        reply = self._unary(self._stub.ResumeRun, coordinator_pb2.ResumeRunRequest(run_id=run_id),
-                            f"resume run {run_id}", timeout)
+        reply = self._unary(
+            self._stub.ResumeRun, coordinator_pb2.ResumeRunRequest(run_id=run_id), f"resume run {run_id}", timeout
+        )
         return convert.run_from_proto(reply)
 
     def watch_stream(self, run_id: int, *, timeout: float | None = WATCH_WINDOW) -> Iterator[RunEvent]:
         """One WatchRun stream: the run's current state, then its events until it stops or the
         deadline passes (DeadlineExceeded)."""
-        for message in self._stream(self._stub.WatchRun, coordinator_pb2.WatchRunRequest(run_id=run_id),
-                                    f"watch run {run_id}", timeout):
+        for message in self._stream(
+            self._stub.WatchRun, coordinator_pb2.WatchRunRequest(run_id=run_id), f"watch run {run_id}", timeout
+        ):
             yield event_from_proto(message)
 
-    def watch(self, run_id: int, *, until_waiting: bool = False,
-              window: float = WATCH_WINDOW) -> Iterator[RunEvent]:
+    def watch(self, run_id: int, *, until_waiting: bool = False, window: float = WATCH_WINDOW) -> Iterator[RunEvent]:
         """The run's events until it is COMPLETED, CANCELLED or FAILED (and, with
         ``until_waiting``, until it waits for labels). Streams are reopened every ``window``
         seconds; a lost coordinator raises Unavailable."""
@@ -148,19 +163,35 @@ class CoordinatorClient(ServiceClient):
 
     def pending_labels(self, run_id: int, *, timeout: float | None = None) -> PendingLabels:
         """The batch a human-oracle run waits for, with the labels given so far."""
-        reply = self._unary(self._stub.GetPendingLabels, coordinator_pb2.GetPendingLabelsRequest(run_id=run_id),
-                            f"pending labels of run {run_id}", timeout)
+        reply = self._unary(
+            self._stub.GetPendingLabels,
+            coordinator_pb2.GetPendingLabelsRequest(run_id=run_id),
+            f"pending labels of run {run_id}",
+            timeout,
+        )
         return PendingLabels(
-            run_id=reply.run_id, round=reply.round, labels=tuple(reply.labels), remaining=reply.remaining,
-            samples=tuple(PendingSample(sample_id=s.sample_id, text=s.text, score=s.score, label=s.label)
-                          for s in reply.samples),
+            run_id=reply.run_id,
+            round=reply.round,
+            labels=tuple(reply.labels),
+            remaining=reply.remaining,
+            samples=tuple(
+                PendingSample(sample_id=s.sample_id, text=s.text, score=s.score, label=s.label) for s in reply.samples
+            ),
         )
 
-    def submit_labels(self, run_id: int, labels: Mapping[int, str] | Sequence[tuple[int, str]], *,
-                      annotator: str = "", idempotency_key: str = "", timeout: float | None = None) -> SubmittedLabels:
+    def submit_labels(
+        self,
+        run_id: int,
+        labels: Mapping[int, str] | Sequence[tuple[int, str]],
+        *,
+        annotator: str = "",
+        idempotency_key: str = "",
+        timeout: float | None = None,
+    ) -> SubmittedLabels:
         """Label samples of the pending batch (``{sample_id: label}`` or pairs); the run goes on
         once the batch is complete. Partial and repeated submissions are safe."""
-        request = coordinator_pb2.SubmitRunLabelsRequest(run_id=run_id, labels=_assignments(labels),
-                                                         annotator=annotator, idempotency_key=idempotency_key)
+        request = coordinator_pb2.SubmitRunLabelsRequest(
+            run_id=run_id, labels=_assignments(labels), annotator=annotator, idempotency_key=idempotency_key
+        )
         reply = self._unary(self._stub.SubmitRunLabels, request, f"labels for run {run_id}", timeout)
         return SubmittedLabels(result=convert.label_result_from_proto(reply.result), remaining=reply.remaining)

@@ -26,8 +26,17 @@ from lesslabels.common.errors import (
 )
 
 __all__ = [
-    "AlreadyExists", "Cancelled", "DeadlineExceeded", "FailedPrecondition", "InvalidArgument", "LessLabelsError",
-    "NotFound", "ResourceExhausted", "Unauthenticated", "Unavailable", "rpc_error",
+    "AlreadyExists",
+    "Cancelled",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "InvalidArgument",
+    "LessLabelsError",
+    "NotFound",
+    "ResourceExhausted",
+    "Unauthenticated",
+    "Unavailable",
+    "rpc_error",
 ]
 
 

@@ -43,8 +43,11 @@ FORMATS = {
     "jsonl": pool_pb2.IMPORT_FORMAT_JSONL,
 }
 FORMAT_NAMES = {v: k for k, v in FORMATS.items()}
-LABEL_STATES = {"any": pool_pb2.LABEL_STATE_ANY, "labelled": pool_pb2.LABEL_STATE_LABELLED,
-                "unlabelled": pool_pb2.LABEL_STATE_UNLABELLED}
+LABEL_STATES = {
+    "any": pool_pb2.LABEL_STATE_ANY,
+    "labelled": pool_pb2.LABEL_STATE_LABELLED,
+    "unlabelled": pool_pb2.LABEL_STATE_UNLABELLED,
+}
 
 #: A row to import: ``(text, label)`` (label "" or None: unlabelled) or a mapping with "text"
 #: and optional "label" and "split".
@@ -59,27 +62,48 @@ def _choice(value: str, choices: Mapping, what: str):
 
 
 def _dataset(message: pool_pb2.Dataset) -> Dataset:
-    return Dataset(name=message.name, labels=tuple(message.labels), description=message.description,
-                   train_count=message.train_count, test_count=message.test_count, dev_count=message.dev_count,
-                   labelled_count=message.labelled_count, created_at=message.created_at)
+    return Dataset(
+        name=message.name,
+        labels=tuple(message.labels),
+        description=message.description,
+        train_count=message.train_count,
+        test_count=message.test_count,
+        dev_count=message.dev_count,
+        labelled_count=message.labelled_count,
+        created_at=message.created_at,
+    )
 
 
 def _summary(message: pool_pb2.ImportSummary) -> ImportSummary:
     return ImportSummary(
-        dataset=message.dataset, imported=message.imported, by_label=dict(message.by_label),
-        format=FORMAT_NAMES.get(message.format, "auto"), duplicate_rows=message.duplicate_rows,
+        dataset=message.dataset,
+        imported=message.imported,
+        by_label=dict(message.by_label),
+        format=FORMAT_NAMES.get(message.format, "auto"),
+        duplicate_rows=message.duplicate_rows,
         duplicates=tuple(Duplicate(rows=tuple(d.rows), text=d.text, first_row=d.first_row) for d in message.duplicates),
     )
 
 
 def _sample(message: common_pb2.Sample) -> Sample:
-    return Sample(id=message.id, text=message.text, split=SPLIT_NAMES.get(message.split, ""), label=message.label,
-                  gold_label=message.gold_label, row=message.row, dataset=message.dataset)
+    return Sample(
+        id=message.id,
+        text=message.text,
+        split=SPLIT_NAMES.get(message.split, ""),
+        label=message.label,
+        gold_label=message.gold_label,
+        row=message.row,
+        dataset=message.dataset,
+    )
 
 
 def _split_counts(message: pool_pb2.SplitCounts) -> SplitCounts:
-    return SplitCounts(total=message.total, labelled=message.labelled,
-                       labelled_by_label=dict(message.labelled_by_label), gold_by_label=dict(message.gold_by_label))
+    return SplitCounts(
+        total=message.total,
+        labelled=message.labelled,
+        labelled_by_label=dict(message.labelled_by_label),
+        gold_by_label=dict(message.gold_by_label),
+    )
 
 
 def _assignments(labels: Mapping[int, str] | Iterable[tuple[int, str]]) -> list[pool_pb2.LabelAssignment]:
@@ -158,16 +182,18 @@ class PoolClient(ServiceClient):
 
     # ------------------------------------------------------------ datasets
 
-    def create_dataset(self, name: str, *, labels: Sequence[str] = (), description: str = "",
-                       timeout: float | None = None) -> Dataset:
+    def create_dataset(
+        self, name: str, *, labels: Sequence[str] = (), description: str = "", timeout: float | None = None
+    ) -> Dataset:
         """Create an empty dataset (AlreadyExists if the name is taken)."""
         request = pool_pb2.CreateDatasetRequest(name=name, labels=list(labels), description=description)
         return _dataset(self._unary(self._stub.CreateDataset, request, f"create dataset {name!r}", timeout))
 
     def get_dataset(self, name: str, *, timeout: float | None = None) -> Dataset:
         """The dataset called ``name`` (NotFound if there is none)."""
-        return _dataset(self._unary(self._stub.GetDataset, pool_pb2.GetDatasetRequest(name=name),
-                                    f"dataset {name!r}", timeout))
+        return _dataset(
+            self._unary(self._stub.GetDataset, pool_pb2.GetDatasetRequest(name=name), f"dataset {name!r}", timeout)
+        )
 
     def list_datasets(self, *, timeout: float | None = None) -> list[Dataset]:
         reply = self._unary(self._stub.ListDatasets, pool_pb2.ListDatasetsRequest(), "list datasets", timeout)
@@ -175,16 +201,28 @@ class PoolClient(ServiceClient):
 
     # ------------------------------------------------------------ import / export
 
-    def import_chunks(self, dataset: str, chunks: Iterable[bytes], *, split: str = "train", format: str = "auto",
-                      create: bool = True, keep_whitespace: bool = False,
-                      timeout: float | None = STREAM_TIMEOUT) -> ImportSummary:
+    def import_chunks(
+        self,
+        dataset: str,
+        chunks: Iterable[bytes],
+        *,
+        split: str = "train",
+        format: str = "auto",
+        create: bool = True,
+        keep_whitespace: bool = False,
+        timeout: float | None = STREAM_TIMEOUT,
+    ) -> ImportSummary:
         """Stream file contents (CSV or JSONL bytes, in chunks) into ``dataset``.
 
         ``split`` applies to rows that do not name one; ``create`` creates a missing dataset. The
         pool stores every row or none: a bad row raises InvalidArgument naming it."""
-        header = pool_pb2.ImportHeader(dataset=dataset, format=_choice(format, FORMATS, "import format"),
-                                       split=_choice(split, SPLITS, "split"), create_dataset=create,
-                                       keep_whitespace=keep_whitespace)
+        header = pool_pb2.ImportHeader(
+            dataset=dataset,
+            format=_choice(format, FORMATS, "import format"),
+            split=_choice(split, SPLITS, "split"),
+            create_dataset=create,
+            keep_whitespace=keep_whitespace,
+        )
 
         failures: list[BaseException] = []
 
@@ -206,8 +244,16 @@ class PoolClient(ServiceClient):
             raise
         return _summary(reply)
 
-    def import_file(self, path: str | os.PathLike, dataset: str, *, split: str = "train",
-                    format: str = "auto", create: bool = True, timeout: float | None = STREAM_TIMEOUT) -> ImportSummary:
+    def import_file(
+        self,
+        path: str | os.PathLike,
+        dataset: str,
+        *,
+        split: str = "train",
+        format: str = "auto",
+        create: bool = True,
+        timeout: float | None = STREAM_TIMEOUT,
+    ) -> ImportSummary:
         """Import a headerless ``label,text`` CSV, a CSV with a ``text`` header, or JSONL."""
         if not os.path.isfile(path):
             raise InvalidArgument(f"{path}: no such file")
@@ -218,56 +264,119 @@ class PoolClient(ServiceClient):
 
         return self.import_chunks(dataset, chunks(), split=split, format=format, create=create, timeout=timeout)
 
-    def import_samples(self, dataset: str, rows: Iterable[Row], *, split: str = "train", create: bool = True,
-                       timeout: float | None = STREAM_TIMEOUT) -> ImportSummary:
+    def import_samples(
+        self,
+        dataset: str,
+        rows: Iterable[Row],
+        *,
+        split: str = "train",
+        create: bool = True,
+        timeout: float | None = STREAM_TIMEOUT,
+    ) -> ImportSummary:
         """Import ``(text, label)`` pairs or records (``{"text", "label", "split"}``) from any
         iterable, streamed as JSON lines in bounded chunks (the iterable is read once, lazily)."""
-        return self.import_chunks(dataset, rows_to_jsonl(rows), split=split, format="jsonl", create=create,
-                                  timeout=timeout)
+        return self.import_chunks(
+            dataset, rows_to_jsonl(rows), split=split, format="jsonl", create=create, timeout=timeout
+        )
 
     def export_labels(self, dataset: str, *, run_id: int = 0, timeout: float | None = STREAM_TIMEOUT) -> bytes:
         """The labelled set as CSV bytes (``label,text``): the run's labels, or the dataset's own."""
         request = pool_pb2.ExportLabelsRequest(dataset=dataset, run_id=run_id)
-        return b"".join(c.data for c in self._stream(self._stub.ExportLabels, request,
-                                                     f"export labels of dataset {dataset!r}", timeout))
+        return b"".join(
+            c.data
+            for c in self._stream(self._stub.ExportLabels, request, f"export labels of dataset {dataset!r}", timeout)
+        )
 
     # ------------------------------------------------------------ samples, counts, labels
 
-    def sample_pages(self, dataset: str, *, split: str = "train", state: str = "any", run_id: int = 0,
-                     include_gold: bool = False, page_size: int = 2000, page_token: str = "", limit: int = 0,
-                     timeout: float | None = STREAM_TIMEOUT) -> SampleStream:
+    def sample_pages(
+        self,
+        dataset: str,
+        *,
+        split: str = "train",
+        state: str = "any",
+        run_id: int = 0,
+        include_gold: bool = False,
+        page_size: int = 2000,
+        page_token: str = "",
+        limit: int = 0,
+        timeout: float | None = STREAM_TIMEOUT,
+    ) -> SampleStream:
         """One ListSamples stream of pages; ``page_token`` resumes after an earlier page."""
         if not 0 < page_size <= MAX_PAGE:
             raise InvalidArgument(f"page_size must be in 1..{MAX_PAGE}, got {page_size}")
         request = pool_pb2.ListSamplesRequest(
-            dataset=dataset, split=_choice(split, SPLITS, "split"), state=_choice(state, LABEL_STATES, "label state"),
-            run_id=run_id, include_gold=include_gold, page_size=page_size, page_token=page_token, limit=limit,
+            dataset=dataset,
+            split=_choice(split, SPLITS, "split"),
+            state=_choice(state, LABEL_STATES, "label state"),
+            run_id=run_id,
+            include_gold=include_gold,
+            page_size=page_size,
+            page_token=page_token,
+            limit=limit,
         )
         return SampleStream(self, request, timeout)
 
-    def list_samples(self, dataset: str, *, split: str = "train", state: str = "any", run_id: int = 0,
-                     include_gold: bool = False, limit: int = 0, page_size: int = 2000,
-                     timeout: float | None = STREAM_TIMEOUT) -> list[Sample]:
+    def list_samples(
+        self,
+        dataset: str,
+        *,
+        split: str = "train",
+        state: str = "any",
+        run_id: int = 0,
+        include_gold: bool = False,
+        limit: int = 0,
+        page_size: int = 2000,
+        timeout: float | None = STREAM_TIMEOUT,
+    ) -> list[Sample]:
         """Every matching sample (``state``: "any", "labelled" or "unlabelled" in the scope of ``run_id``)."""
-        stream = self.sample_pages(dataset, split=split, state=state, run_id=run_id, include_gold=include_gold,
-                                   limit=limit, page_size=page_size, timeout=timeout)
+        stream = self.sample_pages(
+            dataset,
+            split=split,
+            state=state,
+            run_id=run_id,
+            include_gold=include_gold,
+            limit=limit,
+            page_size=page_size,
+            timeout=timeout,
+        )
         return [s for page in stream for s in page.samples]
 
     def get_counts(self, dataset: str, *, run_id: int = 0, timeout: float | None = None) -> Counts:
         """Sizes and labelled counts per split (labels in the scope of ``run_id``; 0 = the dataset's own)."""
-        reply = self._unary(self._stub.GetCounts, pool_pb2.GetCountsRequest(dataset=dataset, run_id=run_id),
-                            f"counts of dataset {dataset!r}", timeout)
-        return Counts(dataset=reply.dataset, run_id=reply.run_id, train=_split_counts(reply.train),
-                      test=_split_counts(reply.test), dev=_split_counts(reply.dev))
+        reply = self._unary(
+            self._stub.GetCounts,
+            pool_pb2.GetCountsRequest(dataset=dataset, run_id=run_id),
+            f"counts of dataset {dataset!r}",
+            timeout,
+        )
+        return Counts(
+            dataset=reply.dataset,
+            run_id=reply.run_id,
+            train=_split_counts(reply.train),
+            test=_split_counts(reply.test),
+            dev=_split_counts(reply.dev),
+        )
 
-    def submit_labels(self, dataset: str, labels: Mapping[int, str] | Iterable[tuple[int, str]], *,
-                      run_id: int = 0, annotator: str = "", idempotency_key: str = "",
-                      timeout: float | None = None) -> LabelResult:
+    def submit_labels(
+        self,
+        dataset: str,
+        labels: Mapping[int, str] | Iterable[tuple[int, str]],
+        *,
+        run_id: int = 0,
+        annotator: str = "",
+        idempotency_key: str = "",
+        timeout: float | None = None,
+    ) -> LabelResult:
         """Record human labels, ``{sample_id: label}`` or ``(sample_id, label)`` pairs. Resending
         the same labels (or the same ``idempotency_key``) records nothing twice."""
         request = pool_pb2.SubmitLabelsRequest(
-            dataset=dataset, run_id=run_id, labels=_assignments(labels), source=common_pb2.LABEL_SOURCE_HUMAN,
-            annotator=annotator, idempotency_key=idempotency_key,
+            dataset=dataset,
+            run_id=run_id,
+            labels=_assignments(labels),
+            source=common_pb2.LABEL_SOURCE_HUMAN,
+            annotator=annotator,
+            idempotency_key=idempotency_key,
         )
         reply = self._unary(self._stub.SubmitLabels, request, f"labels for dataset {dataset!r}", timeout)
         return convert.label_result_from_proto(reply)
@@ -279,77 +388,115 @@ class PoolClient(ServiceClient):
         return convert.run_from_proto(self._unary(self._stub.CreateRun, request, "create run", timeout))
 
     def get_run(self, run_id: int, *, timeout: float | None = None) -> Run:
-        return convert.run_from_proto(self._unary(self._stub.GetRun, pool_pb2.GetRunRequest(run_id=run_id),
-                                                  f"run {run_id}", timeout))
+        return convert.run_from_proto(
+            self._unary(self._stub.GetRun, pool_pb2.GetRunRequest(run_id=run_id), f"run {run_id}", timeout)
+        )
 
     def list_runs(self, *, dataset: str = "", states: Sequence[str] = (), timeout: float | None = None) -> list[Run]:
         """Runs, optionally of one dataset and in the given states ("RUNNING", "COMPLETED", ...)."""
-        request = pool_pb2.ListRunsRequest(dataset=dataset, states=[_choice(s, convert.STATE_TO_PROTO, "run state")
-                                                                    for s in states])
+        request = pool_pb2.ListRunsRequest(
+            dataset=dataset, states=[_choice(s, convert.STATE_TO_PROTO, "run state") for s in states]
+        )
         return [convert.run_from_proto(r) for r in self._unary(self._stub.ListRuns, request, "list runs", timeout).runs]
 
-    def update_run(self, run_id: int, *, state: str = "", step: str = "", round: int | None = None, error: str = "",
-                   stop_reason: str = "", expected_step: str = "", expected_round: int = 0,
-                   timeout: float | None = None) -> Run:
+    def update_run(
+        self,
+        run_id: int,
+        *,
+        state: str = "",
+        step: str = "",
+        round: int | None = None,
+        error: str = "",
+        stop_reason: str = "",
+        expected_step: str = "",
+        expected_round: int = 0,
+        timeout: float | None = None,
+    ) -> Run:
         """Advance a run record; with ``expected_step``/``expected_round`` only if it is still there."""
         request = pool_pb2.UpdateRunRequest(
             run_id=run_id,
             state=_choice(state, convert.STATE_TO_PROTO, "run state") if state else run_pb2.RUN_STATE_UNSPECIFIED,
             step=_choice(step, convert.STEP_TO_PROTO, "run step") if step else run_pb2.RUN_STEP_UNSPECIFIED,
-            round=round or 0, error=error, stop_reason=stop_reason,
-            expected_step=(_choice(expected_step, convert.STEP_TO_PROTO, "run step") if expected_step
-                           else run_pb2.RUN_STEP_UNSPECIFIED),
+            round=round or 0,
+            error=error,
+            stop_reason=stop_reason,
+            expected_step=(
+                _choice(expected_step, convert.STEP_TO_PROTO, "run step")
+                if expected_step
+                else run_pb2.RUN_STEP_UNSPECIFIED
+            ),
             expected_round=expected_round,
         )
         return convert.run_from_proto(self._unary(self._stub.UpdateRun, request, f"update run {run_id}", timeout))
 
-    def record_step(self, run_id: int, *, expected_step: str, expected_round: int, step: str = "",
-                    round: int | None = None, state: str = "", stop_reason: str = "",
-                    round_info: Round | None = None, acquisitions: Sequence[Acquisition] = (),
-                    acquisition_round: int = 0, timeout: float | None = None) -> Run:
+    def record_step(
+        self,
+        run_id: int,
+        *,
+        expected_step: str,
+        expected_round: int,
+        step: str = "",
+        round: int | None = None,
+        state: str = "",
+        stop_reason: str = "",
+        round_info: Round | None = None,
+        acquisitions: Sequence[Acquisition] = (),
+        acquisition_round: int = 0,
+        timeout: float | None = None,
+    ) -> Run:
         """Store a step's outcome (round record, acquisitions) and advance the run, in one transaction,
         only if the run is still at ``expected_step``/``expected_round`` (else FailedPrecondition and
         nothing is written)."""
         request = pool_pb2.RecordStepRequest(
-            run_id=run_id, expected_step=_choice(expected_step, convert.STEP_TO_PROTO, "run step"),
+            run_id=run_id,
+            expected_step=_choice(expected_step, convert.STEP_TO_PROTO, "run step"),
             expected_round=expected_round,
             round_record=convert.round_to_proto(round_info) if round_info is not None else None,
-            acquisitions=[convert.acquisition_to_proto(a) for a in acquisitions], acquisition_round=acquisition_round,
+            acquisitions=[convert.acquisition_to_proto(a) for a in acquisitions],
+            acquisition_round=acquisition_round,
             state=_choice(state, convert.STATE_TO_PROTO, "run state") if state else run_pb2.RUN_STATE_UNSPECIFIED,
             step=_choice(step, convert.STEP_TO_PROTO, "run step") if step else run_pb2.RUN_STEP_UNSPECIFIED,
-            round=expected_round if round is None else round, stop_reason=stop_reason,
+            round=expected_round if round is None else round,
+            stop_reason=stop_reason,
         )
         reply = self._unary(self._stub.RecordStep, request, f"record step {expected_step} of run {run_id}", timeout)
         return convert.run_from_proto(reply)
 
     def put_round(self, info: Round, *, timeout: float | None = None) -> Round:
-        reply = self._unary(self._stub.PutRound, convert.round_to_proto(info),
-                            f"round {info.index} of run {info.run_id}", timeout)
+        reply = self._unary(
+            self._stub.PutRound, convert.round_to_proto(info), f"round {info.index} of run {info.run_id}", timeout
+        )
         return convert.round_from_proto(reply)
 
     def list_rounds(self, run_id: int, *, timeout: float | None = None) -> list[Round]:
-        reply = self._unary(self._stub.ListRounds, pool_pb2.ListRoundsRequest(run_id=run_id),
-                            f"rounds of run {run_id}", timeout)
+        reply = self._unary(
+            self._stub.ListRounds, pool_pb2.ListRoundsRequest(run_id=run_id), f"rounds of run {run_id}", timeout
+        )
         return [convert.round_from_proto(r) for r in reply.rounds]
 
-    def add_acquisitions(self, run_id: int, round_index: int, items: Sequence[Acquisition], *,
-                         timeout: float | None = None) -> tuple[int, int]:
+    def add_acquisitions(
+        self, run_id: int, round_index: int, items: Sequence[Acquisition], *, timeout: float | None = None
+    ) -> tuple[int, int]:
         """Record selected samples; returns (added, already_present). Safe to repeat."""
-        request = pool_pb2.AddAcquisitionsRequest(run_id=run_id, round=round_index,
-                                                  acquisitions=[convert.acquisition_to_proto(a) for a in items])
+        request = pool_pb2.AddAcquisitionsRequest(
+            run_id=run_id, round=round_index, acquisitions=[convert.acquisition_to_proto(a) for a in items]
+        )
         reply = self._unary(self._stub.AddAcquisitions, request, f"acquisitions of run {run_id}", timeout)
         return reply.added, reply.already_present
 
-    def list_acquisitions(self, run_id: int, *, round_index: int = -1, pending_only: bool = False,
-                          timeout: float | None = None) -> list[Acquisition]:
+    def list_acquisitions(
+        self, run_id: int, *, round_index: int = -1, pending_only: bool = False, timeout: float | None = None
+    ) -> list[Acquisition]:
         request = pool_pb2.ListAcquisitionsRequest(run_id=run_id, round=round_index, pending_only=pending_only)
         reply = self._unary(self._stub.ListAcquisitions, request, f"acquisitions of run {run_id}", timeout)
         return [convert.acquisition_from_proto(a) for a in reply.acquisitions]
 
-    def reveal_labels(self, run_id: int, sample_ids: Sequence[int], *, source: str = "oracle",
-                      timeout: float | None = None) -> LabelResult:
+    def reveal_labels(
+        self, run_id: int, sample_ids: Sequence[int], *, source: str = "oracle", timeout: float | None = None
+    ) -> LabelResult:
         """The simulated oracle: record the gold labels of ``sample_ids`` as the run's labels."""
-        request = pool_pb2.RevealLabelsRequest(run_id=run_id, sample_ids=list(sample_ids),
-                                               source=_choice(source, convert.SOURCE_TO_PROTO, "label source"))
+        request = pool_pb2.RevealLabelsRequest(
+            run_id=run_id, sample_ids=list(sample_ids), source=_choice(source, convert.SOURCE_TO_PROTO, "label source")
+        )
         reply = self._unary(self._stub.RevealLabels, request, f"reveal labels for run {run_id}", timeout)
         return convert.label_result_from_proto(reply)

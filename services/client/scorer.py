@@ -19,15 +19,20 @@ SPLITS = {"train": common_pb2.SPLIT_TRAIN, "test": common_pb2.SPLIT_TEST, "dev":
 BEST_FIELD = "best_of_run"
 
 
-def model_ref(*, checkpoint: str | None = None, run: int | None = None, best: bool = False,
-              base_model: str | None = None) -> common_pb2.ModelRef:
+def model_ref(
+    *, checkpoint: str | None = None, run: int | None = None, best: bool = False, base_model: str | None = None
+) -> common_pb2.ModelRef:
     """The model to score with: a checkpoint id, a run's latest (or ``best``) checkpoint, or a
     pretrained base model (embeddings only). Exactly one of them."""
-    given = [name for name, value in (("checkpoint", checkpoint), ("run", run), ("base_model", base_model))
-             if value is not None]
+    given = [
+        name
+        for name, value in (("checkpoint", checkpoint), ("run", run), ("base_model", base_model))
+        if value is not None
+    ]
     if len(given) != 1:
-        raise InvalidArgument("give exactly one of checkpoint=, run= or base_model= "
-                              f"(got {', '.join(given) if given else 'none'})")
+        raise InvalidArgument(
+            f"give exactly one of checkpoint=, run= or base_model= (got {', '.join(given) if given else 'none'})"
+        )
     if best and run is None:
         raise InvalidArgument("best=True selects the best checkpoint of a run: give run= too")
     if checkpoint is not None:
@@ -39,8 +44,10 @@ def model_ref(*, checkpoint: str | None = None, run: int | None = None, best: bo
             raise InvalidArgument(f"run must be a positive run id, got {run!r}")
         if best:
             if BEST_FIELD not in common_pb2.ModelRef.DESCRIPTOR.fields_by_name:
-                raise InvalidArgument("best=True needs a scorer protocol with a best-checkpoint reference; "
-                                      "this version has only the latest checkpoint of a run")
+                raise InvalidArgument(
+                    "best=True needs a scorer protocol with a best-checkpoint reference; "
+                    "this version has only the latest checkpoint of a run"
+                )
             return common_pb2.ModelRef(best_of_run=run)
         return common_pb2.ModelRef(latest_of_run=run)
     return common_pb2.ModelRef(base_model=base_model)
@@ -59,7 +66,11 @@ def _texts(texts: Sequence[str]) -> list[str]:
 def scores_from_proto(reply: scorer_pb2.ScoreResponse, *, embeddings: bool = False) -> Scores:
     rows = reply.scores
     n, k = len(rows), len(reply.labels)
-    probs = np.array([list(s.probabilities) for s in rows], dtype=np.float32).reshape(n, -1) if n else np.zeros((0, k), np.float32)
+    probs = (
+        np.array([list(s.probabilities) for s in rows], dtype=np.float32).reshape(n, -1)
+        if n
+        else np.zeros((0, k), np.float32)
+    )
 
     def column(name: str) -> np.ndarray:
         return np.fromiter((getattr(s, name) for s in rows), dtype=np.float64, count=n)
@@ -69,8 +80,12 @@ def scores_from_proto(reply: scorer_pb2.ScoreResponse, *, embeddings: bool = Fal
         labels=tuple(reply.labels),
         probabilities=probs,  # [n, k]
         predicted=tuple(s.predicted_label for s in rows),
-        uncertainty=Uncertainty(entropy=column("entropy"), margin=column("margin"),
-                                least_confidence=column("least_confidence"), ratio=column("ratio")),
+        uncertainty=Uncertainty(
+            entropy=column("entropy"),
+            margin=column("margin"),
+            least_confidence=column("least_confidence"),
+            ratio=column("ratio"),
+        ),
         truncated=np.fromiter((s.truncated for s in rows), dtype=bool, count=n),
         embeddings=np.array([list(s.embedding) for s in rows], dtype=np.float32) if embeddings and n else None,
     )
@@ -90,26 +105,49 @@ class ScorerClient(ServiceClient):
         super().__init__(address, **kwargs)
         self._stub = scorer_pb2_grpc.ScorerServiceStub(self._channel)
 
-    def score(self, texts: Sequence[str], *, checkpoint: str | None = None, run: int | None = None,
-              best: bool = False, base_model: str | None = None, embeddings: bool = False,
-              probabilities: bool = True, timeout: float | None = None) -> Scores:
+    def score(
+        self,
+        texts: Sequence[str],
+        *,
+        checkpoint: str | None = None,
+        run: int | None = None,
+        best: bool = False,
+        base_model: str | None = None,
+        embeddings: bool = False,
+        probabilities: bool = True,
+        timeout: float | None = None,
+    ) -> Scores:
         """Score ``texts`` with a checkpoint (``checkpoint="..."``), a run's latest checkpoint
         (``run=1``; ``best=True`` for its best by validation), or a base model (embeddings).
 
         Raises NotFound for an unknown checkpoint or a run without one, ResourceExhausted over the
         scorer's text limit, InvalidArgument for bad arguments."""
         request = scorer_pb2.ScoreRequest(
-            model=model_ref(checkpoint=checkpoint, run=run, best=best, base_model=base_model), texts=_texts(texts),
-            include_embeddings=embeddings, omit_probabilities=not probabilities,
+            model=model_ref(checkpoint=checkpoint, run=run, best=best, base_model=base_model),
+            texts=_texts(texts),
+            include_embeddings=embeddings,
+            omit_probabilities=not probabilities,
         )
         what = f"score {len(request.texts)} texts"
         return scores_from_proto(self._unary(self._stub.Score, request, what, timeout), embeddings=embeddings)
 
-    def score_pool(self, dataset: str, *, checkpoint: str | None = None, run: int | None = None, best: bool = False,
-                   base_model: str | None = None, run_id: int = 0, split: str = "train", include_all: bool = False,
-                   embeddings: bool = False, probabilities: bool = True, chunk_size: int = 512,
-                   progress: Callable[[int, int], None] | None = None,
-                   timeout: float | None = SCORE_POOL_TIMEOUT) -> PoolScores:
+    def score_pool(
+        self,
+        dataset: str,
+        *,
+        checkpoint: str | None = None,
+        run: int | None = None,
+        best: bool = False,
+        base_model: str | None = None,
+        run_id: int = 0,
+        split: str = "train",
+        include_all: bool = False,
+        embeddings: bool = False,
+        probabilities: bool = True,
+        chunk_size: int = 512,
+        progress: Callable[[int, int], None] | None = None,
+        timeout: float | None = SCORE_POOL_TIMEOUT,
+    ) -> PoolScores:
         """Score a split of ``dataset`` on the scorer (texts never travel through the caller).
 
         By default only the samples unlabelled in the scope of ``run_id``; ``include_all`` for
@@ -118,9 +156,14 @@ class ScorerClient(ServiceClient):
         if split not in SPLITS:
             raise InvalidArgument(f"unknown split {split!r} (expected dev, test or train)")
         request = scorer_pb2.ScorePoolRequest(
-            model=model_ref(checkpoint=checkpoint, run=run, best=best, base_model=base_model), dataset=dataset,
-            run_id=run_id, chunk_size=chunk_size, include_embeddings=embeddings, omit_probabilities=not probabilities,
-            split=SPLITS[split], include_all=include_all,
+            model=model_ref(checkpoint=checkpoint, run=run, best=best, base_model=base_model),
+            dataset=dataset,
+            run_id=run_id,
+            chunk_size=chunk_size,
+            include_embeddings=embeddings,
+            omit_probabilities=not probabilities,
+            split=SPLITS[split],
+            include_all=include_all,
         )
 
         def chunks(stream: Iterable):

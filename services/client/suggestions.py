@@ -32,8 +32,9 @@ def batch_model(rounds: Sequence, batch_round: int) -> str:
     return max(earlier, key=lambda r: r.index).checkpoint_id if earlier else ""
 
 
-def suggest(scorer: ScorerClient, pending: PendingLabels, checkpoint: str, *,
-            timeout: float | None = None) -> dict[int, Suggestion]:
+def suggest(
+    scorer: ScorerClient, pending: PendingLabels, checkpoint: str, *, timeout: float | None = None
+) -> dict[int, Suggestion]:
     """Score the batch's texts with ``checkpoint``; ``{}`` when there is no model yet."""
     if not checkpoint or not pending.samples:
         return {}

@@ -25,9 +25,29 @@ from lesslabels.coordinator.model import (
 )
 
 __all__ = [
-    "Acquisition", "Amount", "Counts", "Dataset", "Duplicate", "ImportSummary", "LabelResult", "Metrics",
-    "PendingLabels", "PendingSample", "PoolScores", "Round", "Run", "RunConfig", "RunDetail", "RunEvent", "Sample",
-    "SamplePage", "Scores", "SplitCounts", "StoppingRule", "SubmittedLabels", "Uncertainty",
+    "Acquisition",
+    "Amount",
+    "Counts",
+    "Dataset",
+    "Duplicate",
+    "ImportSummary",
+    "LabelResult",
+    "Metrics",
+    "PendingLabels",
+    "PendingSample",
+    "PoolScores",
+    "Round",
+    "Run",
+    "RunConfig",
+    "RunDetail",
+    "RunEvent",
+    "Sample",
+    "SamplePage",
+    "Scores",
+    "SplitCounts",
+    "StoppingRule",
+    "SubmittedLabels",
+    "Uncertainty",
 ]
 
 

@@ -23,15 +23,34 @@ DEFAULT_TIMEOUT = 30.0
 # Callers of the streams (ListSamples, ExportLabels, WatchJob, ScorePool, WatchRun) retry themselves.
 IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
     "lesslabels.v1.PoolService": (
-        "GetDataset", "ListDatasets", "GetCounts", "GetRun", "ListRuns",
-        "ListRounds", "ListAcquisitions", "SubmitLabels", "AddAcquisitions", "RevealLabels", "PutRound",
+        "GetDataset",
+        "ListDatasets",
+        "GetCounts",
+        "GetRun",
+        "ListRuns",
+        "ListRounds",
+        "ListAcquisitions",
+        "SubmitLabels",
+        "AddAcquisitions",
+        "RevealLabels",
+        "PutRound",
     ),
     "lesslabels.v1.TrainerService": (
-        "StartTraining", "GetJob", "ListJobs", "CancelJob", "ListCheckpoints", "GetCheckpoint",
+        "StartTraining",
+        "GetJob",
+        "ListJobs",
+        "CancelJob",
+        "ListCheckpoints",
+        "GetCheckpoint",
     ),
     "lesslabels.v1.ScorerService": ("Score", "LoadCheckpoint", "ListLoaded", "UnloadCheckpoint"),
     "lesslabels.v1.CoordinatorService": (
-        "StartRun", "GetRun", "ListRuns", "CancelRun", "ResumeRun", "GetPendingLabels",
+        "StartRun",
+        "GetRun",
+        "ListRuns",
+        "CancelRun",
+        "ResumeRun",
+        "GetPendingLabels",
         "SubmitRunLabels",
     ),
     "grpc.health.v1.Health": ("Check",),
@@ -58,8 +77,12 @@ def _service_config() -> str:
     )
 
 
-class _BearerInterceptor(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,
-                         grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):
+class _BearerInterceptor(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
     """Adds the bearer token to insecure channels (call credentials need TLS)."""
 
     def __init__(self, token: str):
@@ -92,8 +115,13 @@ class _Details(grpc.ClientCallDetails):
         self.compression = getattr(base, "compression", None)
 
 
-def make_channel(address: str, *, token: str = "", max_message_bytes: int = 64 * 1024 * 1024,
-                 credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:
+def make_channel(
+    address: str,
+    *,
+    token: str = "",
+    max_message_bytes: int = 64 * 1024 * 1024,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> grpc.Channel:
     """A channel to ``address`` with the retry policy and, if given, the bearer token.
 
     Insecure unless ``credentials`` (e.g. ``grpc.ssl_channel_credentials(...)``) are given; over TLS

@@ -211,8 +211,11 @@ class CheckpointStore:
         ``validation``; test metrics are never consulted), a tie going to the later round (then the
         newer checkpoint); the latest when none has validation metrics (``common.best``)."""
         checkpoints = self.list(run_id)
-        best = pick_best(checkpoints, lambda c: validation_metric(c, metric),
-                         lambda c: (int(c.manifest.get("round") or 0), c.manifest.get("created_at", ""), c.id))
+        best = pick_best(
+            checkpoints,
+            lambda c: validation_metric(c, metric),
+            lambda c: (int(c.manifest.get("round") or 0), c.manifest.get("created_at", ""), c.id),
+        )
         if best is None:
             raise errors.NotFound(f"run {run_id} has no published checkpoint")
         return best
@@ -222,7 +225,7 @@ class CheckpointStore:
         found = []
         for path in self.root.glob(f"{_PREFIX}*"):
             try:
-                checkpoint = self.get(path.name[len(_PREFIX):])
+                checkpoint = self.get(path.name[len(_PREFIX) :])
             except errors.LessLabelsError:
                 continue
             if run_id and checkpoint.run_id != run_id:
@@ -231,7 +234,9 @@ class CheckpointStore:
         found.sort(key=lambda c: (c.manifest.get("created_at", ""), c.id), reverse=True)
         return found
 
-    def apply_retention(self, run_id: int, keep_last: int, metric: str = "accuracy") -> builtins.list[str]:  # `list` here is the method above
+    def apply_retention(
+        self, run_id: int, keep_last: int, metric: str = "accuracy"
+    ) -> builtins.list[str]:  # `list` here is the method above
         """Delete a run's checkpoints except the newest ``keep_last``, the best on validation
         ``metric`` and the one "latest" points to. Returns the deleted ids."""
         if keep_last <= 0:

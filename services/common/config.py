@@ -19,8 +19,15 @@ def env_name(flag: str) -> str:
     return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
 
 
-def add_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str, *, default=None, type=str,
-             help: str = "", **kw):
+def add_flag(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    flag: str,
+    *,
+    default=None,
+    type=str,
+    help: str = "",
+    **kw,
+):
     """Add ``flag`` whose default comes from its ``LESSLABELS_*`` variable when set."""
     var = env_name(flag)
     raw = os.environ.get(var)
@@ -70,8 +77,13 @@ def add_server_flags(parser: argparse.ArgumentParser, default_port: int) -> None
     add_flag(parser, "--grace-seconds", default=10.0, type=float, help="time in-flight calls get on shutdown")
     add_flag(parser, "--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     add_flag(parser, "--workers", default=16, type=int, help="threads serving unary calls")
-    add_flag(parser, "--max-streams", default=512, type=int,
-             help="response streams served at once (each its own thread); more get RESOURCE_EXHAUSTED")
+    add_flag(
+        parser,
+        "--max-streams",
+        default=512,
+        type=int,
+        help="response streams served at once (each its own thread); more get RESOURCE_EXHAUSTED",
+    )
 
 
 def server_settings(args: argparse.Namespace) -> ServerSettings:

@@ -24,8 +24,13 @@ class Metrics:
         return dataclasses.asdict(self)
 
 
-def classification_metrics(gold: Sequence | np.ndarray, predicted: Sequence | np.ndarray,
-                           labels: Sequence[str] | None = None, *, loss: float = 0.0) -> Metrics:
+def classification_metrics(
+    gold: Sequence | np.ndarray,
+    predicted: Sequence | np.ndarray,
+    labels: Sequence[str] | None = None,
+    *,
+    loss: float = 0.0,
+) -> Metrics:
     """Metrics of ``predicted`` against ``gold``: label strings, or class indices into ``labels``.
 
     Macro F1 averages the classes present in gold or predictions (a class absent from both has

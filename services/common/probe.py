@@ -16,7 +16,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lesslabels probe", description=__doc__)
-    parser.add_argument("address", help="HOST:PORT of a lesslabels server, or the http:// URL of the web app's /healthz")
+    parser.add_argument(
+        "address", help="HOST:PORT of a lesslabels server, or the http:// URL of the web app's /healthz"
+    )
     parser.add_argument("--service", default="", help="service name to check ('' = the whole server)")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer")
     args = parser.parse_args(argv)

@@ -74,8 +74,10 @@ class ErrorInterceptor(grpc.ServerInterceptor):
             def call(request, context):
                 if streams is not None and not streams.acquire(blocking=False):
                     log.warning("rpc=%s status=RESOURCE_EXHAUSTED streams=%d", method, limit)
-                    context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                  f"this server already serves {limit} streams (--max-streams); try again later")
+                    context.abort(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"this server already serves {limit} streams (--max-streams); try again later",
+                    )
                 try:
                     yield from fn(request, context)
                 except Exception as exc:  # noqa: BLE001
@@ -191,8 +193,9 @@ class Server:
         # RESOURCE_EXHAUSTED past maximum_concurrent_rpcs: the streams of both budgets (ours and
         # the thread-less health watches) and a queue of unary calls four times the workers.
         self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=settings.workers + settings.max_streams,
-                                       thread_name_prefix=f"{name}-rpc"),
+            futures.ThreadPoolExecutor(
+                max_workers=settings.workers + settings.max_streams, thread_name_prefix=f"{name}-rpc"
+            ),
             interceptors=interceptors,
             options=options,
             maximum_concurrent_rpcs=2 * settings.max_streams + 4 * settings.workers,

@@ -43,8 +43,9 @@ class PoolClient:
 
     def get_dataset(self, name: str) -> model.DatasetInfo:
         reply = self._pool.get_dataset(name)
-        return model.DatasetInfo(name=reply.name, labels=reply.labels, train_count=reply.train_count,
-                                 test_count=reply.test_count)
+        return model.DatasetInfo(
+            name=reply.name, labels=reply.labels, train_count=reply.train_count, test_count=reply.test_count
+        )
 
     def train_sample_ids(self, dataset: str) -> list[int]:
         """Ids of every training-pool sample, in pool order."""
@@ -60,21 +61,56 @@ class PoolClient:
     def list_runs(self, dataset: str = "", states: Sequence[str] = ()) -> list[model.RunInfo]:
         return self._pool.list_runs(dataset=dataset, states=states)
 
-    def update_run(self, run_id: int, *, state: str = "", step: str = "", round: int | None = None,
-                   error: str = "", stop_reason: str = "", expected_step: str = "",
-                   expected_round: int = 0) -> model.RunInfo:
-        return self._pool.update_run(run_id, state=state, step=step, round=round, error=error,
-                                     stop_reason=stop_reason, expected_step=expected_step,
-                                     expected_round=expected_round)
+    def update_run(
+        self,
+        run_id: int,
+        *,
+        state: str = "",
+        step: str = "",
+        round: int | None = None,
+        error: str = "",
+        stop_reason: str = "",
+        expected_step: str = "",
+        expected_round: int = 0,
+    ) -> model.RunInfo:
+        return self._pool.update_run(
+            run_id,
+            state=state,
+            step=step,
+            round=round,
+            error=error,
+            stop_reason=stop_reason,
+            expected_step=expected_step,
+            expected_round=expected_round,
+        )
 
-    def record_step(self, run_id: int, *, expected_step: str, expected_round: int, step: str = "",
-                    round: int | None = None, state: str = "", stop_reason: str = "",
-                    round_info: model.RoundInfo | None = None, acquisitions: Sequence[model.Acquisition] = (),
-                    acquisition_round: int = 0) -> model.RunInfo:
+    def record_step(
+        self,
+        run_id: int,
+        *,
+        expected_step: str,
+        expected_round: int,
+        step: str = "",
+        round: int | None = None,
+        state: str = "",
+        stop_reason: str = "",
+        round_info: model.RoundInfo | None = None,
+        acquisitions: Sequence[model.Acquisition] = (),
+        acquisition_round: int = 0,
+    ) -> model.RunInfo:
         """Store a step's outcome and advance the run (compare-and-set) in one transaction."""
-        return self._pool.record_step(run_id, expected_step=expected_step, expected_round=expected_round, step=step,
-                                      round=round, state=state, stop_reason=stop_reason, round_info=round_info,
-                                      acquisitions=acquisitions, acquisition_round=acquisition_round)
+        return self._pool.record_step(
+            run_id,
+            expected_step=expected_step,
+            expected_round=expected_round,
+            step=step,
+            round=round,
+            state=state,
+            stop_reason=stop_reason,
+            round_info=round_info,
+            acquisitions=acquisitions,
+            acquisition_round=acquisition_round,
+        )
 
     def put_round(self, info: model.RoundInfo) -> model.RoundInfo:
         self._pool.put_round(info)
@@ -86,16 +122,26 @@ class PoolClient:
     def add_acquisitions(self, run_id: int, round_index: int, items: Sequence[model.Acquisition]) -> tuple[int, int]:
         return self._pool.add_acquisitions(run_id, round_index, items)
 
-    def list_acquisitions(self, run_id: int, round_index: int = -1, pending_only: bool = False) -> list[model.Acquisition]:
+    def list_acquisitions(
+        self, run_id: int, round_index: int = -1, pending_only: bool = False
+    ) -> list[model.Acquisition]:
         return self._pool.list_acquisitions(run_id, round_index=round_index, pending_only=pending_only)
 
     def reveal_labels(self, run_id: int, sample_ids: Sequence[int], source: str) -> model.LabelResult:
         return self._pool.reveal_labels(run_id, sample_ids, source=source)
 
-    def submit_labels(self, dataset: str, run_id: int, labels: Sequence[tuple[int, str]], *, annotator: str = "",
-                      idempotency_key: str = "") -> model.LabelResult:
-        return self._pool.submit_labels(dataset, labels, run_id=run_id, annotator=annotator,
-                                        idempotency_key=idempotency_key)
+    def submit_labels(
+        self,
+        dataset: str,
+        run_id: int,
+        labels: Sequence[tuple[int, str]],
+        *,
+        annotator: str = "",
+        idempotency_key: str = "",
+    ) -> model.LabelResult:
+        return self._pool.submit_labels(
+            dataset, labels, run_id=run_id, annotator=annotator, idempotency_key=idempotency_key
+        )
 
 
 class TrainerClient(ServiceClient):
@@ -108,20 +154,29 @@ class TrainerClient(ServiceClient):
         self._stub = trainer_pb2_grpc.TrainerServiceStub(self._channel)
 
     def start_training(self, request: model.TrainRequest) -> model.JobInfo:
-        reply = self._unary(self._stub.StartTraining, convert.train_request_to_proto(request),
-                            f"start training for run {request.run_id} round {request.round}")
+        reply = self._unary(
+            self._stub.StartTraining,
+            convert.train_request_to_proto(request),
+            f"start training for run {request.run_id} round {request.round}",
+        )
         return convert.job_from_proto(reply)
 
     def get_job(self, job_id: str) -> model.JobInfo:
-        return convert.job_from_proto(self._unary(self._stub.GetJob, trainer_pb2.GetJobRequest(job_id=job_id),
-                                                  f"job {job_id}"))
+        return convert.job_from_proto(
+            self._unary(self._stub.GetJob, trainer_pb2.GetJobRequest(job_id=job_id), f"job {job_id}")
+        )
 
     def cancel_job(self, job_id: str) -> model.JobInfo:
-        return convert.job_from_proto(self._unary(self._stub.CancelJob, trainer_pb2.CancelJobRequest(job_id=job_id),
-                                                  f"cancel job {job_id}"))
+        return convert.job_from_proto(
+            self._unary(self._stub.CancelJob, trainer_pb2.CancelJobRequest(job_id=job_id), f"cancel job {job_id}")
+        )
 
-    def wait_job(self, job_id: str, progress: Callable[[model.TrainProgress], None] | None = None,
-                 should_stop: Callable[[], bool] = lambda: False) -> model.JobInfo:
+    def wait_job(
+        self,
+        job_id: str,
+        progress: Callable[[model.TrainProgress], None] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> model.JobInfo:
         """Follow ``job_id`` until it ends and return it. Reopens the stream on its deadline and
         rides out a trainer restart for up to ``TRAINER_OUTAGE_SECONDS``; raises NotFound when the
         trainer no longer knows the job (the caller starts it again)."""
@@ -129,8 +184,9 @@ class TrainerClient(ServiceClient):
         while True:
             if should_stop():
                 return self.get_job(job_id)
-            stream = self._stream(self._stub.WatchJob, trainer_pb2.WatchJobRequest(job_id=job_id),
-                                  f"watching job {job_id}", WATCH_TIMEOUT)
+            stream = self._stream(
+                self._stub.WatchJob, trainer_pb2.WatchJobRequest(job_id=job_id), f"watching job {job_id}", WATCH_TIMEOUT
+            )
             try:
                 for event in stream:
                     outage_since = None
@@ -173,12 +229,31 @@ class ScorerClient:
     def close(self) -> None:
         self._scorer.close()
 
-    def score_pool(self, *, dataset: str, run_id: int = 0, checkpoint_id: str = "", base_model: str | None = None,
-                   split: str = "train", include_all: bool = False, embeddings: bool = False,
-                   probabilities: bool = True, chunk_size: int = 512,
-                   progress: Callable[[int, int], None] | None = None) -> model.PoolScores:
+    def score_pool(
+        self,
+        *,
+        dataset: str,
+        run_id: int = 0,
+        checkpoint_id: str = "",
+        base_model: str | None = None,
+        split: str = "train",
+        include_all: bool = False,
+        embeddings: bool = False,
+        probabilities: bool = True,
+        chunk_size: int = 512,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> model.PoolScores:
         # base_model "" is the scorer's default encoder (embeddings for the diverse seed set).
-        return self._scorer.score_pool(dataset, checkpoint=checkpoint_id if base_model is None else None,
-                                       base_model=base_model, run_id=run_id, split=split, include_all=include_all,
-                                       embeddings=embeddings, probabilities=probabilities, chunk_size=chunk_size,
-                                       progress=progress, timeout=self._timeout)
+        return self._scorer.score_pool(
+            dataset,
+            checkpoint=checkpoint_id if base_model is None else None,
+            base_model=base_model,
+            run_id=run_id,
+            split=split,
+            include_all=include_all,
+            embeddings=embeddings,
+            probabilities=probabilities,
+            chunk_size=chunk_size,
+            progress=progress,
+            timeout=self._timeout,
+        )

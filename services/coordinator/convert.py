@@ -82,7 +82,9 @@ def run_config_from_proto(message: run_pb2.RunConfig) -> model.RunConfig:
         seed_strategy=enum_name(SEED_STRATEGY_TO_CORE, message.seed_strategy, "seed strategy"),
         batch_size=amount("batch_size", "batch_size"),
         stopping=model.StoppingRule(
-            label_budget=budget, max_rounds=stop.max_rounds, target_accuracy=stop.target_accuracy,
+            label_budget=budget,
+            max_rounds=stop.max_rounds,
+            target_accuracy=stop.target_accuracy,
             stable_agreement=stop.stable_agreement,
         ),
         oracle=enum_name(ORACLE_TO_CORE, message.oracle, "oracle mode"),
@@ -101,7 +103,9 @@ def run_config_to_proto(config: model.RunConfig) -> run_pb2.RunConfig:
         strategy=STRATEGY_TO_PROTO.get(config.strategy, run_pb2.STRATEGY_UNSPECIFIED),
         seed_strategy=SEED_STRATEGY_TO_PROTO.get(config.seed_strategy, run_pb2.SEED_STRATEGY_UNSPECIFIED),
         stopping=run_pb2.StoppingRule(
-            max_rounds=stop.max_rounds, target_accuracy=stop.target_accuracy, stable_agreement=stop.stable_agreement,
+            max_rounds=stop.max_rounds,
+            target_accuracy=stop.target_accuracy,
+            stable_agreement=stop.stable_agreement,
         ),
         oracle=ORACLE_TO_PROTO.get(config.oracle, run_pb2.ORACLE_MODE_UNSPECIFIED),
         random_seed=config.random_seed,
@@ -126,8 +130,11 @@ def hyperparameters_to_proto(values: dict) -> common_pb2.Hyperparameters:
 
 def metrics_from_proto(message: common_pb2.EvalMetrics) -> model.Metrics:
     return model.Metrics(
-        accuracy=message.accuracy, macro_f1=message.macro_f1, per_class_f1=dict(message.per_class_f1),
-        count=message.count, loss=message.loss,
+        accuracy=message.accuracy,
+        macro_f1=message.macro_f1,
+        per_class_f1=dict(message.per_class_f1),
+        count=message.count,
+        loss=message.loss,
     )
 
 
@@ -135,8 +142,11 @@ def metrics_to_proto(metrics: model.Metrics | None) -> common_pb2.EvalMetrics:
     if metrics is None:
         return common_pb2.EvalMetrics()
     return common_pb2.EvalMetrics(
-        accuracy=metrics.accuracy, macro_f1=metrics.macro_f1, per_class_f1=metrics.per_class_f1,
-        count=metrics.count, loss=metrics.loss,
+        accuracy=metrics.accuracy,
+        macro_f1=metrics.macro_f1,
+        per_class_f1=metrics.per_class_f1,
+        count=metrics.count,
+        loss=metrics.loss,
     )
 
 
@@ -158,28 +168,50 @@ def run_from_proto(message: run_pb2.Run) -> model.RunInfo:
 
 def run_to_proto(run: model.RunInfo) -> run_pb2.Run:
     return run_pb2.Run(
-        id=run.id, config=run_config_to_proto(run.config), state=STATE_TO_PROTO[run.state], step=STEP_TO_PROTO[run.step],
-        round=run.round, error=run.error, created_at=run.created_at, updated_at=run.updated_at,
-        labelled_count=run.labelled_count, pool_size=run.pool_size, stop_reason=run.stop_reason,
+        id=run.id,
+        config=run_config_to_proto(run.config),
+        state=STATE_TO_PROTO[run.state],
+        step=STEP_TO_PROTO[run.step],
+        round=run.round,
+        error=run.error,
+        created_at=run.created_at,
+        updated_at=run.updated_at,
+        labelled_count=run.labelled_count,
+        pool_size=run.pool_size,
+        stop_reason=run.stop_reason,
     )
 
 
 def round_from_proto(message: run_pb2.Round) -> model.RoundInfo:
     return model.RoundInfo(
-        run_id=message.run_id, index=message.index, labelled_count=message.labelled_count,
-        train_job_id=message.train_job_id, checkpoint_id=message.checkpoint_id,
+        run_id=message.run_id,
+        index=message.index,
+        labelled_count=message.labelled_count,
+        train_job_id=message.train_job_id,
+        checkpoint_id=message.checkpoint_id,
         test=metrics_from_proto(message.test) if message.HasField("test") and message.test.count else None,
-        agreement=message.agreement, selected_count=message.selected_count, started_at=message.started_at,
-        finished_at=message.finished_at, train_seconds=message.train_seconds, score_seconds=message.score_seconds,
+        agreement=message.agreement,
+        selected_count=message.selected_count,
+        started_at=message.started_at,
+        finished_at=message.finished_at,
+        train_seconds=message.train_seconds,
+        score_seconds=message.score_seconds,
         validation=metrics_from_proto(message.validation) if message.validation.count else None,
     )
 
 
 def round_to_proto(info: model.RoundInfo) -> run_pb2.Round:
     message = run_pb2.Round(
-        run_id=info.run_id, index=info.index, labelled_count=info.labelled_count, train_job_id=info.train_job_id,
-        checkpoint_id=info.checkpoint_id, agreement=info.agreement, selected_count=info.selected_count,
-        started_at=info.started_at, finished_at=info.finished_at, train_seconds=info.train_seconds,
+        run_id=info.run_id,
+        index=info.index,
+        labelled_count=info.labelled_count,
+        train_job_id=info.train_job_id,
+        checkpoint_id=info.checkpoint_id,
+        agreement=info.agreement,
+        selected_count=info.selected_count,
+        started_at=info.started_at,
+        finished_at=info.finished_at,
+        train_seconds=info.train_seconds,
         score_seconds=info.score_seconds,
     )
     if info.test is not None:
@@ -191,35 +223,50 @@ def round_to_proto(info: model.RoundInfo) -> run_pb2.Round:
 
 def acquisition_from_proto(message: pool_pb2.Acquisition) -> model.Acquisition:
     return model.Acquisition(
-        sample_id=message.sample_id, round=message.round, strategy=STRATEGY_TO_CORE.get(message.strategy, ""),
-        score=message.score, label=message.label, text=message.text,
+        sample_id=message.sample_id,
+        round=message.round,
+        strategy=STRATEGY_TO_CORE.get(message.strategy, ""),
+        score=message.score,
+        label=message.label,
+        text=message.text,
     )
 
 
 def acquisition_to_proto(item: model.Acquisition) -> pool_pb2.Acquisition:
     return pool_pb2.Acquisition(
-        sample_id=item.sample_id, round=item.round, strategy=STRATEGY_TO_PROTO.get(item.strategy, run_pb2.STRATEGY_UNSPECIFIED),
-        score=item.score, label=item.label, text=item.text,
+        sample_id=item.sample_id,
+        round=item.round,
+        strategy=STRATEGY_TO_PROTO.get(item.strategy, run_pb2.STRATEGY_UNSPECIFIED),
+        score=item.score,
+        label=item.label,
+        text=item.text,
     )
 
 
 def label_result_from_proto(message: pool_pb2.SubmitLabelsResponse) -> model.LabelResult:
     return model.LabelResult(
-        recorded=message.recorded, unchanged=message.unchanged, changed=message.changed,
+        recorded=message.recorded,
+        unchanged=message.unchanged,
+        changed=message.changed,
         labels=tuple((a.sample_id, a.label) for a in message.labels),
     )
 
 
 def label_result_to_proto(result: model.LabelResult) -> pool_pb2.SubmitLabelsResponse:
     return pool_pb2.SubmitLabelsResponse(
-        recorded=result.recorded, unchanged=result.unchanged, changed=result.changed,
+        recorded=result.recorded,
+        unchanged=result.unchanged,
+        changed=result.changed,
         labels=[pool_pb2.LabelAssignment(sample_id=i, label=label) for i, label in result.labels],
     )
 
 
 def pending_to_proto(batch: model.PendingBatch) -> coordinator_pb2.PendingLabels:
     return coordinator_pb2.PendingLabels(
-        run_id=batch.run_id, round=batch.round, labels=list(batch.labels), remaining=batch.remaining,
+        run_id=batch.run_id,
+        round=batch.round,
+        labels=list(batch.labels),
+        remaining=batch.remaining,
         samples=[
             coordinator_pb2.PendingSample(sample_id=s.sample_id, text=s.text, score=s.score, label=s.label)
             for s in batch.samples
@@ -228,8 +275,9 @@ def pending_to_proto(batch: model.PendingBatch) -> coordinator_pb2.PendingLabels
 
 
 def event_to_proto(event: model.RunEvent) -> coordinator_pb2.RunEvent:
-    message = coordinator_pb2.RunEvent(run=run_to_proto(event.run), step_progress=event.step_progress,
-                                       message=event.message)
+    message = coordinator_pb2.RunEvent(
+        run=run_to_proto(event.run), step_progress=event.step_progress, message=event.message
+    )
     if event.round is not None:
         message.round.CopyFrom(round_to_proto(event.round))
     return message
@@ -240,24 +288,37 @@ def event_to_proto(event: model.RunEvent) -> coordinator_pb2.RunEvent:
 
 def train_request_to_proto(request: model.TrainRequest) -> trainer_pb2.StartTrainingRequest:
     return trainer_pb2.StartTrainingRequest(
-        dataset=request.dataset, run_id=request.run_id, round=request.round, base_model=request.base_model,
-        hyperparameters=hyperparameters_to_proto(request.hyperparameters), seed=request.seed,
-        warm_start_checkpoint=request.warm_start_checkpoint, request_id=request.request_id,
+        dataset=request.dataset,
+        run_id=request.run_id,
+        round=request.round,
+        base_model=request.base_model,
+        hyperparameters=hyperparameters_to_proto(request.hyperparameters),
+        seed=request.seed,
+        warm_start_checkpoint=request.warm_start_checkpoint,
+        request_id=request.request_id,
     )
 
 
 def job_from_proto(message: trainer_pb2.TrainJob) -> model.JobInfo:
     return model.JobInfo(
-        id=message.id, state=JOB_STATE_TO_CORE.get(message.state, "QUEUED"), checkpoint_id=message.checkpoint_id,
-        error=message.error, started_at=message.started_at, finished_at=message.finished_at,
+        id=message.id,
+        state=JOB_STATE_TO_CORE.get(message.state, "QUEUED"),
+        checkpoint_id=message.checkpoint_id,
+        error=message.error,
+        started_at=message.started_at,
+        finished_at=message.finished_at,
         validation=metrics_from_proto(message.validation) if message.validation.count else None,
     )
 
 
 def progress_from_proto(message: trainer_pb2.TrainProgress) -> model.TrainProgress:
     return model.TrainProgress(
-        job_id=message.job_id, state=JOB_STATE_TO_CORE.get(message.state, "QUEUED"), epoch=message.epoch,
-        step=message.step, total_steps=message.total_steps, message=message.message,
+        job_id=message.job_id,
+        state=JOB_STATE_TO_CORE.get(message.state, "QUEUED"),
+        epoch=message.epoch,
+        step=message.step,
+        total_steps=message.total_steps,
+        message=message.message,
     )
 
 
@@ -281,7 +342,9 @@ def pool_scores_from_chunks(chunks, *, probabilities: bool, embeddings: bool) ->
         labels=labels,
         sample_ids=np.asarray(ids, dtype=np.int64),
         predicted=np.asarray(predicted, dtype=object),
-        probabilities=np.stack(probs) if probabilities and n else (np.zeros((0, len(labels))) if probabilities else None),
+        probabilities=np.stack(probs)
+        if probabilities and n
+        else (np.zeros((0, len(labels))) if probabilities else None),
         embeddings=np.stack(embs) if embeddings and n else None,
         gold=np.asarray(gold, dtype=object) if gold else None,
     )

@@ -29,8 +29,9 @@ RETRY_BACKOFF_SECONDS = 2.0
 class Coordinator:
     """Starts, advances, watches and cancels runs; one thread per run in progress."""
 
-    def __init__(self, pool: PoolPort, trainer: TrainerPort, scorer: ScorerPort, *,
-                 retry_backoff: float = RETRY_BACKOFF_SECONDS):
+    def __init__(
+        self, pool: PoolPort, trainer: TrainerPort, scorer: ScorerPort, *, retry_backoff: float = RETRY_BACKOFF_SECONDS
+    ):
         self.pool = pool
         self.trainer = trainer
         self.scorer = scorer
@@ -134,8 +135,9 @@ class Coordinator:
         batch = self.pool.list_acquisitions(run_id, run.round)
         return model.PendingBatch(run_id, run.round, labels, tuple(batch))
 
-    def submit_labels(self, run_id: int, labels: Sequence[tuple[int, str]], *, annotator: str = "",
-                      idempotency_key: str = "") -> tuple[model.LabelResult, int]:
+    def submit_labels(
+        self, run_id: int, labels: Sequence[tuple[int, str]], *, annotator: str = "", idempotency_key: str = ""
+    ) -> tuple[model.LabelResult, int]:
         """Record human labels for the pending batch. Returns the pool's result and the number of
         samples of the batch still unlabelled; the run continues when that reaches 0."""
         run = self.pool.get_run(run_id)
@@ -151,13 +153,20 @@ class Coordinator:
             repeats = self._repeats_of_recorded(run, [(i, label) for i, label in labels if i not in batch])
             if not fresh:
                 return repeats, len(self.pool.list_acquisitions(run_id, run.round, pending_only=True)) if waiting else 0
-            result = self.pool.submit_labels(run.config.dataset, run_id, fresh, annotator=annotator,
-                                             idempotency_key=idempotency_key)
-            result = dataclasses.replace(result, unchanged=result.unchanged + repeats.unchanged,
-                                         labels=result.labels + repeats.labels)
+            result = self.pool.submit_labels(
+                run.config.dataset, run_id, fresh, annotator=annotator, idempotency_key=idempotency_key
+            )
+            result = dataclasses.replace(
+                result, unchanged=result.unchanged + repeats.unchanged, labels=result.labels + repeats.labels
+            )
             remaining = len(self.pool.list_acquisitions(run_id, run.round, pending_only=True))
-            log.info("event=labels_submitted run=%d round=%d recorded=%d remaining=%d", run_id, run.round,
-                     result.recorded, remaining)
+            log.info(
+                "event=labels_submitted run=%d round=%d recorded=%d remaining=%d",
+                run_id,
+                run.round,
+                result.recorded,
+                remaining,
+            )
             if remaining == 0:
                 self._ensure_worker(run_id)
         self.events.announce(self.pool.get_run(run_id), message=f"{remaining} samples of the batch still unlabelled")
@@ -177,8 +186,9 @@ class Coordinator:
             )
         return model.LabelResult(unchanged=len(labels), labels=tuple(labels))
 
-    def watch(self, run_id: int, is_active: Callable[[], bool] = lambda: True,
-              poll: float = 1.0) -> Iterator[model.RunEvent]:
+    def watch(
+        self, run_id: int, is_active: Callable[[], bool] = lambda: True, poll: float = 1.0
+    ) -> Iterator[model.RunEvent]:
         """The run's current state, then each event until it ends or ``is_active()`` turns false."""
         seq = self.events.last_seq(run_id)
         run = self.pool.get_run(run_id)
@@ -212,8 +222,13 @@ class Coordinator:
                 return
             worker = self._workers.get(run_id)
             # A stopped worker (cancelled) may still be finishing a call; it writes nothing more.
-            if (worker is not None and not worker.finished and not worker.stop.is_set()
-                    and worker.thread is not None and worker.thread.is_alive()):
+            if (
+                worker is not None
+                and not worker.finished
+                and not worker.stop.is_set()
+                and worker.thread is not None
+                and worker.thread.is_alive()
+            ):
                 return
             worker = Worker(run_id)
             worker.thread = threading.Thread(target=self._drive, args=(worker,), name=f"run-{run_id}", daemon=True)
@@ -242,7 +257,9 @@ class Coordinator:
                     if failures > MAX_STEP_RETRIES:
                         self._fail(worker, run, exc)
                         return
-                    log.warning("event=step_retry run=%d step=%s attempt=%d error=%r", run_id, run.step, failures, str(exc))
+                    log.warning(
+                        "event=step_retry run=%d step=%s attempt=%d error=%r", run_id, run.step, failures, str(exc)
+                    )
                     worker.stop.wait(self._retry_backoff * failures)
                 except Exception as exc:  # noqa: BLE001 - recorded on the run, which can be resumed
                     if worker.stop.is_set():

@@ -22,13 +22,15 @@ class EventBus:
             self._events[event.run.id].append((next(self._seq), event))
             self._cond.notify_all()
 
-    def announce(self, run: model.RunInfo, round_info: model.RoundInfo | None = None, *,
-                 progress: float = 0.0, message: str = "") -> None:
+    def announce(
+        self, run: model.RunInfo, round_info: model.RoundInfo | None = None, *, progress: float = 0.0, message: str = ""
+    ) -> None:
         """Publish the run's current state with a message (and the round, and a step's progress)."""
         self.publish(model.RunEvent(run, round_info, progress, message))
 
     def after(self, run_id: int, seq: int, timeout: float) -> list[tuple[int, model.RunEvent]]:
         with self._cond:
+
             def fresh():
                 return [(s, e) for s, e in self._events.get(run_id, ()) if s > seq]
 

@@ -68,21 +68,35 @@ def main(argv: list[str] | None = None) -> int:
     add_flag(parser, "--pool-address", default="127.0.0.1:50051", help="pool service HOST:PORT")
     add_flag(parser, "--trainer-address", default="127.0.0.1:50052", help="trainer service HOST:PORT")
     add_flag(parser, "--scorer-address", default="127.0.0.1:50053", help="scorer service HOST:PORT")
-    add_flag(parser, "--dependency-timeout", default=300.0, type=float,
-             help="seconds to wait for pool, trainer and scorer to be serving at start-up")
+    add_flag(
+        parser,
+        "--dependency-timeout",
+        default=300.0,
+        type=float,
+        help="seconds to wait for pool, trainer and scorer to be serving at start-up",
+    )
     add_flag(parser, "--rpc-timeout", default=30.0, type=float, help="deadline of each unary call to another service")
     args = parser.parse_args(argv)
     settings = server_settings(args)
     if args.rpc_timeout <= 0:
         parser.error("--rpc-timeout must be positive")
     setup_logging(settings.log_level, "coordinator")
-    server = build_server(settings, args.pool_address, args.trainer_address, args.scorer_address,
-                          token=settings.token, rpc_timeout=args.rpc_timeout)
+    server = build_server(
+        settings,
+        args.pool_address,
+        args.trainer_address,
+        args.scorer_address,
+        token=settings.token,
+        rpc_timeout=args.rpc_timeout,
+    )
     # Health answers NOT_SERVING while we wait for the dependencies, instead of crashing.
     server.start()
     try:
-        for address, service in ((args.pool_address, POOL_SERVICE), (args.trainer_address, TRAINER_SERVICE),
-                                 (args.scorer_address, SCORER_SERVICE)):
+        for address, service in (
+            (args.pool_address, POOL_SERVICE),
+            (args.trainer_address, TRAINER_SERVICE),
+            (args.scorer_address, SCORER_SERVICE),
+        ):
             wait_until_serving(address, service=service, timeout=args.dependency_timeout, token=settings.token)
     except errors.Unavailable as exc:
         log.error("event=dependency_unavailable error=%r", str(exc))

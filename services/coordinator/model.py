@@ -116,8 +116,13 @@ def with_defaults(config: RunConfig) -> RunConfig:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             raise InvalidArgument(f"hyperparameters.{name} must not be negative, got {value}")
     return dataclasses.replace(
-        config, strategy=strategy, seed_strategy=seed_strategy, oracle=oracle, seed_size=seed_size,
-        batch_size=batch_size, stopping=stop,
+        config,
+        strategy=strategy,
+        seed_strategy=seed_strategy,
+        oracle=oracle,
+        seed_size=seed_size,
+        batch_size=batch_size,
+        stopping=stop,
     )
 
 
@@ -165,8 +170,9 @@ def kept_round(rounds: Sequence[RoundInfo]) -> RoundInfo | None:
     """The round whose model the run keeps: the best by validation accuracy (never test), a tie
     to the later round; the latest when no round has validation metrics (``common.best``)."""
     trained = [r for r in rounds if r.checkpoint_id]
-    return pick_best(trained, lambda r: r.validation.accuracy if r.validation and r.validation.count else None,
-                     lambda r: (r.index,))
+    return pick_best(
+        trained, lambda r: r.validation.accuracy if r.validation and r.validation.count else None, lambda r: (r.index,)
+    )
 
 
 @dataclasses.dataclass(frozen=True)

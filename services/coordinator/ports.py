@@ -26,26 +26,53 @@ class PoolPort(Protocol):
 
     def list_runs(self, dataset: str = "", states: Sequence[str] = ()) -> list[model.RunInfo]: ...
 
-    def update_run(self, run_id: int, *, state: str = "", step: str = "", round: int | None = None,
-                   error: str = "", stop_reason: str = "", expected_step: str = "",
-                   expected_round: int = 0) -> model.RunInfo: ...
+    def update_run(
+        self,
+        run_id: int,
+        *,
+        state: str = "",
+        step: str = "",
+        round: int | None = None,
+        error: str = "",
+        stop_reason: str = "",
+        expected_step: str = "",
+        expected_round: int = 0,
+    ) -> model.RunInfo: ...
 
-    def record_step(self, run_id: int, *, expected_step: str, expected_round: int, step: str = "",
-                    round: int | None = None, state: str = "", stop_reason: str = "",
-                    round_info: model.RoundInfo | None = None, acquisitions: Sequence[model.Acquisition] = (),
-                    acquisition_round: int = 0) -> model.RunInfo: ...
+    def record_step(
+        self,
+        run_id: int,
+        *,
+        expected_step: str,
+        expected_round: int,
+        step: str = "",
+        round: int | None = None,
+        state: str = "",
+        stop_reason: str = "",
+        round_info: model.RoundInfo | None = None,
+        acquisitions: Sequence[model.Acquisition] = (),
+        acquisition_round: int = 0,
+    ) -> model.RunInfo: ...
 
     def put_round(self, info: model.RoundInfo) -> model.RoundInfo: ...
 
     def list_rounds(self, run_id: int) -> list[model.RoundInfo]: ...
 
-    def list_acquisitions(self, run_id: int, round_index: int = -1,
-                          pending_only: bool = False) -> list[model.Acquisition]: ...
+    def list_acquisitions(
+        self, run_id: int, round_index: int = -1, pending_only: bool = False
+    ) -> list[model.Acquisition]: ...
 
     def reveal_labels(self, run_id: int, sample_ids: Sequence[int], source: str) -> model.LabelResult: ...
 
-    def submit_labels(self, dataset: str, run_id: int, labels: Sequence[tuple[int, str]], *, annotator: str = "",
-                      idempotency_key: str = "") -> model.LabelResult: ...
+    def submit_labels(
+        self,
+        dataset: str,
+        run_id: int,
+        labels: Sequence[tuple[int, str]],
+        *,
+        annotator: str = "",
+        idempotency_key: str = "",
+    ) -> model.LabelResult: ...
 
 
 class TrainerPort(Protocol):
@@ -55,14 +82,28 @@ class TrainerPort(Protocol):
 
     def cancel_job(self, job_id: str) -> model.JobInfo: ...
 
-    def wait_job(self, job_id: str, progress: Callable[[model.TrainProgress], None] | None = None,
-                 should_stop: Callable[[], bool] = ...) -> model.JobInfo: ...
+    def wait_job(
+        self,
+        job_id: str,
+        progress: Callable[[model.TrainProgress], None] | None = None,
+        should_stop: Callable[[], bool] = ...,
+    ) -> model.JobInfo: ...
 
 
 class ScorerPort(Protocol):
     """Scores of a split by a checkpoint or a base model (the scorer service)."""
 
-    def score_pool(self, *, dataset: str, run_id: int = 0, checkpoint_id: str = "", base_model: str | None = None,
-                   split: str = "train", include_all: bool = False, embeddings: bool = False,
-                   probabilities: bool = True, chunk_size: int = 512,
-                   progress: Progress | None = None) -> model.PoolScores: ...
+    def score_pool(
+        self,
+        *,
+        dataset: str,
+        run_id: int = 0,
+        checkpoint_id: str = "",
+        base_model: str | None = None,
+        split: str = "train",
+        include_all: bool = False,
+        embeddings: bool = False,
+        probabilities: bool = True,
+        chunk_size: int = 512,
+        progress: Progress | None = None,
+    ) -> model.PoolScores: ...

@@ -17,8 +17,9 @@ class PoolScoreCache:
         # (run_id, round) -> pool scores of that round's checkpoint, for selection and agreement.
         self._scores: dict[tuple[int, int], model.PoolScores] = {}
 
-    def of_round(self, run: model.RunInfo, round_index: int, checkpoint_id: str,
-                 progress: Progress | None = None) -> model.PoolScores:
+    def of_round(
+        self, run: model.RunInfo, round_index: int, checkpoint_id: str, progress: Progress | None = None
+    ) -> model.PoolScores:
         """The training pool scored by the round's checkpoint (probabilities, and embeddings when the
         run's strategy needs them)."""
         key = (run.id, round_index)
@@ -27,8 +28,14 @@ class PoolScoreCache:
         if cached is not None:
             return cached
         scores = self.scorer.score_pool(
-            dataset=run.config.dataset, run_id=run.id, checkpoint_id=checkpoint_id, split="train", include_all=True,
-            embeddings=run.config.strategy in strategies.NEEDS_EMBEDDINGS, probabilities=True, progress=progress,
+            dataset=run.config.dataset,
+            run_id=run.id,
+            checkpoint_id=checkpoint_id,
+            split="train",
+            include_all=True,
+            embeddings=run.config.strategy in strategies.NEEDS_EMBEDDINGS,
+            probabilities=True,
+            progress=progress,
         )
         with self._lock:
             self._scores[key] = scores
@@ -45,8 +52,12 @@ class PoolScoreCache:
             return None
         # Lost with a restart: re-score the previous checkpoint (deterministic) for the agreement.
         return self.scorer.score_pool(
-            dataset=run.config.dataset, run_id=run.id, checkpoint_id=previous.checkpoint_id, split="train",
-            include_all=True, probabilities=False,
+            dataset=run.config.dataset,
+            run_id=run.id,
+            checkpoint_id=previous.checkpoint_id,
+            split="train",
+            include_all=True,
+            probabilities=False,
         )
 
     def forget(self, run_id: int, up_to_round: int) -> None:

@@ -29,7 +29,9 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
 
     def GetRun(self, request, context):
         run, rounds = self.core.get_run(_run_id(request.run_id))
-        return coordinator_pb2.RunDetail(run=convert.run_to_proto(run), rounds=[convert.round_to_proto(r) for r in rounds])
+        return coordinator_pb2.RunDetail(
+            run=convert.run_to_proto(run), rounds=[convert.round_to_proto(r) for r in rounds]
+        )
 
     def ListRuns(self, request, context):
         states = [convert.enum_name(convert.STATE_TO_CORE, s, "run state") for s in request.states]
@@ -52,11 +54,14 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         result, remaining = self.core.submit_labels(
             _run_id(request.run_id), labels, annotator=request.annotator, idempotency_key=request.idempotency_key
         )
-        return coordinator_pb2.SubmitRunLabelsResponse(result=convert.label_result_to_proto(result), remaining=remaining)
+        return coordinator_pb2.SubmitRunLabelsResponse(
+            result=convert.label_result_to_proto(result), remaining=remaining
+        )
 
 
 def registration(servicer: CoordinatorServicer) -> ServiceRegistration:
     name = coordinator_pb2.DESCRIPTOR.services_by_name["CoordinatorService"].full_name
     return ServiceRegistration(
-        names=(name,), register=lambda server: coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(servicer, server)
+        names=(name,),
+        register=lambda server: coordinator_pb2_grpc.add_CoordinatorServiceServicer_to_server(servicer, server),
     )

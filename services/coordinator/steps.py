@@ -71,20 +71,36 @@ class StepRunner:
         }[run.step]
         handler(worker, run)
 
-    def advance(self, worker: Worker, run: model.RunInfo, *, step: str = "", round: int | None = None,
-                state: str = "RUNNING", stop_reason: str = "",
-                message: str | Callable[[model.RunInfo], str] = "",
-                round_info: model.RoundInfo | None = None,
-                acquisitions: Sequence[model.Acquisition] = (), acquisition_round: int = 0) -> model.RunInfo:
+    def advance(
+        self,
+        worker: Worker,
+        run: model.RunInfo,
+        *,
+        step: str = "",
+        round: int | None = None,
+        state: str = "RUNNING",
+        stop_reason: str = "",
+        message: str | Callable[[model.RunInfo], str] = "",
+        round_info: model.RoundInfo | None = None,
+        acquisitions: Sequence[model.Acquisition] = (),
+        acquisition_round: int = 0,
+    ) -> model.RunInfo:
         """Store the step's outcome (``round_info``, ``acquisitions``) and move ``run`` on from the step
         it was read at (compare-and-set), in one pool transaction, unless cancelled/stopped. ``message``
         may be a function of the advanced run."""
         with self.locks(run.id):
             worker.check_not_stopped()
             updated = self.pool.record_step(
-                run.id, expected_step=run.step, expected_round=run.round, state=state, step=step,
-                round=run.round if round is None else round, stop_reason=stop_reason, round_info=round_info,
-                acquisitions=acquisitions, acquisition_round=acquisition_round,
+                run.id,
+                expected_step=run.step,
+                expected_round=run.round,
+                state=state,
+                step=step,
+                round=run.round if round is None else round,
+                stop_reason=stop_reason,
+                round_info=round_info,
+                acquisitions=acquisitions,
+                acquisition_round=acquisition_round,
             )
         # The configuration never changes: keep the one decoded when the worker first read the run.
         updated = dataclasses.replace(updated, config=run.config)
@@ -109,8 +125,13 @@ class StepRunner:
             if config.seed_strategy == "diverse":
                 self.events.announce(run, message="embedding the pool with the pretrained encoder")
                 scores = self.scorer.score_pool(
-                    dataset=config.dataset, run_id=run.id, base_model=config.base_model or DEFAULT_BASE_MODEL,
-                    split="train", include_all=True, embeddings=True, probabilities=False,
+                    dataset=config.dataset,
+                    run_id=run.id,
+                    base_model=config.base_model or DEFAULT_BASE_MODEL,
+                    split="train",
+                    include_all=True,
+                    embeddings=True,
+                    probabilities=False,
                     progress=self._progress_cb(run, "embedding the pool"),
                 )
                 selection = strategies.select_seed("diverse", k, embeddings=scores.embeddings, rng=rng)
@@ -120,11 +141,21 @@ class StepRunner:
                 selection = strategies.select_seed("random", k, n_samples=len(ids), rng=rng)
                 chosen_ids = ids[selection.indices]
                 strategy = "random"
-            items = [model.Acquisition(int(i), 0, strategy, float(s)) for i, s in zip(chosen_ids, selection.scores, strict=False)]
+            items = [
+                model.Acquisition(int(i), 0, strategy, float(s))
+                for i, s in zip(chosen_ids, selection.scores, strict=False)
+            ]
         # else: stored by a coordinator that predates RecordStep: keep them.
         count = len(items or existing)
-        self.advance(worker, run, step="LABEL", round=0, acquisitions=items, acquisition_round=0,
-                     message=f"seed set of {count} samples chosen ({config.seed_strategy})")
+        self.advance(
+            worker,
+            run,
+            step="LABEL",
+            round=0,
+            acquisitions=items,
+            acquisition_round=0,
+            message=f"seed set of {count} samples chosen ({config.seed_strategy})",
+        )
 
     def _label(self, worker: Worker, run: model.RunInfo) -> None:
         pending = self.pool.list_acquisitions(run.id, run.round, pending_only=True)
@@ -144,7 +175,9 @@ class StepRunner:
         elif pending:
             source = "seed" if run.round == 0 else "oracle"
             self.pool.reveal_labels(run.id, [a.sample_id for a in pending], source)
-        self.advance(worker, run, step="TRAIN", message=lambda moved: f"round {run.round}: {moved.labelled_count} labels")
+        self.advance(
+            worker, run, step="TRAIN", message=lambda moved: f"round {run.round}: {moved.labelled_count} labels"
+        )
 
     def _train(self, worker: Worker, run: model.RunInfo) -> None:
         config = run.config
@@ -156,8 +189,13 @@ class StepRunner:
         job = None
         for attempt in range(MAX_TRAIN_ATTEMPTS):
             request = model.TrainRequest(
-                dataset=config.dataset, run_id=run.id, round=run.round, base_model=config.base_model,
-                hyperparameters=config.hyperparameters, seed=config.random_seed, warm_start_checkpoint=warm,
+                dataset=config.dataset,
+                run_id=run.id,
+                round=run.round,
+                base_model=config.base_model,
+                hyperparameters=config.hyperparameters,
+                seed=config.random_seed,
+                warm_start_checkpoint=warm,
                 request_id=f"run-{run.id}-round-{run.round}-attempt-{attempt}",
             )
             job = self.trainer.start_training(request)
@@ -183,19 +221,32 @@ class StepRunner:
         if job is None or job.state in ("INTERRUPTED", "CANCELLED", "QUEUED", "RUNNING"):
             raise errors.Unavailable(f"training of round {run.round} was interrupted {MAX_TRAIN_ATTEMPTS} times")
         if job.state != "SUCCEEDED":
-            raise errors.FailedPrecondition(f"training job {job.id} {job.state.lower()}: {job.error or 'no reason given'}")
+            raise errors.FailedPrecondition(
+                f"training job {job.id} {job.state.lower()}: {job.error or 'no reason given'}"
+            )
         started, finished = convert.parse_time(job.started_at), convert.parse_time(job.finished_at)
         seconds = (finished - started).total_seconds() if started and finished else 0.0
-        info = dataclasses.replace(info, checkpoint_id=job.checkpoint_id, train_seconds=seconds,
-                                   validation=job.validation)
-        self.advance(worker, run, step="EVALUATE", round_info=info,
-                     message=f"round {run.round}: trained checkpoint {job.checkpoint_id} in {seconds:.0f}s")
+        info = dataclasses.replace(
+            info, checkpoint_id=job.checkpoint_id, train_seconds=seconds, validation=job.validation
+        )
+        self.advance(
+            worker,
+            run,
+            step="EVALUATE",
+            round_info=info,
+            message=f"round {run.round}: trained checkpoint {job.checkpoint_id} in {seconds:.0f}s",
+        )
 
     def _evaluate(self, worker: Worker, run: model.RunInfo) -> None:
         info = self._round(run)
         scores = self.scorer.score_pool(
-            dataset=run.config.dataset, run_id=run.id, checkpoint_id=info.checkpoint_id, split="test",
-            include_all=True, probabilities=False, progress=self._progress_cb(run, "scoring the test split"),
+            dataset=run.config.dataset,
+            run_id=run.id,
+            checkpoint_id=info.checkpoint_id,
+            split="test",
+            include_all=True,
+            probabilities=False,
+            progress=self._progress_cb(run, "scoring the test split"),
         )
         gold = scores.gold if scores.gold is not None else np.array([], dtype=object)  # [n]
         predicted = scores.predicted if scores.gold is not None else np.array([], dtype=object)  # [n]
@@ -205,8 +256,15 @@ class StepRunner:
         reason = stop_reason(run, test)
         if reason:
             info = dataclasses.replace(info, finished_at=rfc3339(utcnow()))
-            self.advance(worker, run, step="DONE", state="COMPLETED", stop_reason=reason, round_info=info,
-                         message=f"{text}; stopping: {reason}")
+            self.advance(
+                worker,
+                run,
+                step="DONE",
+                state="COMPLETED",
+                stop_reason=reason,
+                round_info=info,
+                message=f"{text}; stopping: {reason}",
+            )
         else:
             self.advance(worker, run, step="SCORE", round_info=info, message=text)
 
@@ -218,17 +276,31 @@ class StepRunner:
         if run.round > 0:
             previous = self.scores.of_previous_round(run)
             if previous is not None:
-                agreement = metrics.agreement(scores.sample_ids, scores.predicted, previous.sample_ids, previous.predicted)
+                agreement = metrics.agreement(
+                    scores.sample_ids, scores.predicted, previous.sample_ids, previous.predicted
+                )
         info = dataclasses.replace(info, agreement=agreement, score_seconds=time.monotonic() - started)
         rule = run.config.stopping.stable_agreement
         if rule and run.round > 0 and agreement >= rule:
             reason = f"predictions stable: {agreement:.4f} of the pool unchanged (>= {rule:g})"
             info = dataclasses.replace(info, finished_at=rfc3339(utcnow()))
-            self.advance(worker, run, step="DONE", state="COMPLETED", stop_reason=reason, round_info=info,
-                         message=f"round {run.round}: stopping: {reason}")
+            self.advance(
+                worker,
+                run,
+                step="DONE",
+                state="COMPLETED",
+                stop_reason=reason,
+                round_info=info,
+                message=f"round {run.round}: stopping: {reason}",
+            )
             return
-        self.advance(worker, run, step="SELECT", round_info=info,
-                     message=f"round {run.round}: pool scored, agreement {agreement:.4f}")
+        self.advance(
+            worker,
+            run,
+            step="SELECT",
+            round_info=info,
+            message=f"round {run.round}: pool scored, agreement {agreement:.4f}",
+        )
 
     def _select(self, worker: Worker, run: model.RunInfo) -> None:
         config = run.config
@@ -249,22 +321,38 @@ class StepRunner:
             if budget:
                 k = min(k, budget - run.labelled_count)
             rng = np.random.default_rng([config.random_seed, next_round])
-            selection = strategies.select(config.strategy, k, probs=scores.probabilities, embeddings=scores.embeddings,
-                                          exclude=exclude, rng=rng)
+            selection = strategies.select(
+                config.strategy, k, probs=scores.probabilities, embeddings=scores.embeddings, exclude=exclude, rng=rng
+            )
             items = [
                 model.Acquisition(int(scores.sample_ids[i]), next_round, config.strategy, float(s))
                 for i, s in zip(selection.indices, selection.scores, strict=False)
             ]
             if not items:
                 info = dataclasses.replace(info, finished_at=rfc3339(utcnow()))
-                self.advance(worker, run, step="DONE", state="COMPLETED", stop_reason="every pool sample is labelled",
-                             round_info=info, message="pool exhausted")
+                self.advance(
+                    worker,
+                    run,
+                    step="DONE",
+                    state="COMPLETED",
+                    stop_reason="every pool sample is labelled",
+                    round_info=info,
+                    message="pool exhausted",
+                )
                 return
             count = len(items)
             info = dataclasses.replace(info, score_seconds=info.score_seconds + time.monotonic() - started)
         info = dataclasses.replace(info, selected_count=count, finished_at=rfc3339(utcnow()))
-        self.advance(worker, run, step="LABEL", round=next_round, round_info=info, acquisitions=items,
-                     acquisition_round=next_round, message=f"round {run.round}: selected {count} samples ({config.strategy})")
+        self.advance(
+            worker,
+            run,
+            step="LABEL",
+            round=next_round,
+            round_info=info,
+            acquisitions=items,
+            acquisition_round=next_round,
+            message=f"round {run.round}: selected {count} samples ({config.strategy})",
+        )
         self.scores.forget(run.id, run.round - 1)
 
     # ------------------------------------------------------------------ helpers
@@ -273,11 +361,14 @@ class StepRunner:
         for info in self.pool.list_rounds(run.id):
             if info.index == run.round:
                 return info
-        raise errors.FailedPrecondition(f"run {run.id} is at {run.step} of round {run.round} but the round is not recorded")
+        raise errors.FailedPrecondition(
+            f"run {run.id} is at {run.step} of round {run.round} but the round is not recorded"
+        )
 
     def _pool_scores(self, run: model.RunInfo, info: model.RoundInfo) -> model.PoolScores:
-        return self.scores.of_round(run, run.round, info.checkpoint_id,
-                                    self._progress_cb(run, f"round {run.round}: scoring the pool"))
+        return self.scores.of_round(
+            run, run.round, info.checkpoint_id, self._progress_cb(run, f"round {run.round}: scoring the pool")
+        )
 
     def _progress_cb(self, run: model.RunInfo, what: str) -> Progress:
         last = [0.0]

@@ -258,7 +258,9 @@ def diverse_seed_strategy(k, *, n_samples: int | None = None, embeddings=None, e
     x = e[candidates]  # [m, d]
     centroids, _ = kmeans(x, k, rng=rng)  # [k', d]
     dist = (
-        np.einsum("md,md->m", x, x)[:, None] - 2 * x @ centroids.T + np.einsum("kd,kd->k", centroids, centroids)[None, :]
+        np.einsum("md,md->m", x, x)[:, None]
+        - 2 * x @ centroids.T
+        + np.einsum("kd,kd->k", centroids, centroids)[None, :]
     )  # [m, k']
     taken = np.zeros(candidates.size, dtype=bool)
     picked: list[int] = []
@@ -285,7 +287,9 @@ SEED_STRATEGIES: dict[str, Callable[..., Selection]] = {
 }
 
 
-def select_seed(name: str, k: int, *, n_samples: int | None = None, embeddings=None, exclude=None, rng=None) -> Selection:
+def select_seed(
+    name: str, k: int, *, n_samples: int | None = None, embeddings=None, exclude=None, rng=None
+) -> Selection:
     try:
         strategy = SEED_STRATEGIES[name]
     except KeyError:

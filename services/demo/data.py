@@ -131,8 +131,22 @@ def resolve_demo_data(
 # --------------------------------------------------------------------------- synthetic data
 
 CITIES = [
-    "boston", "denver", "atlanta", "dallas", "pittsburgh", "baltimore", "san francisco", "philadelphia",
-    "washington", "oakland", "seattle", "chicago", "miami", "new york", "houston", "phoenix",
+    "boston",
+    "denver",
+    "atlanta",
+    "dallas",
+    "pittsburgh",
+    "baltimore",
+    "san francisco",
+    "philadelphia",
+    "washington",
+    "oakland",
+    "seattle",
+    "chicago",
+    "miami",
+    "new york",
+    "houston",
+    "phoenix",
 ]
 DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "tomorrow", "today"]
 TIMES = ["in the morning", "in the afternoon", "in the evening", "before noon", "after 5 pm", "around 8 am"]
@@ -191,10 +205,15 @@ TEMPLATES: dict[str, list[str]] = {
     ],
 }
 # Rows per intent in the training pool; skewed like ATIS, where most queries ask for flights.
-TRAIN_PER_INTENT = {"flight": 200, "airfare": 90, "ground_service": 70, "airline": 60, "abbreviation": 40,
-                    "aircraft": 50}
-TEST_PER_INTENT = {"flight": 60, "airfare": 25, "ground_service": 20, "airline": 20, "abbreviation": 15,
-                   "aircraft": 15}
+TRAIN_PER_INTENT = {
+    "flight": 200,
+    "airfare": 90,
+    "ground_service": 70,
+    "airline": 60,
+    "abbreviation": 40,
+    "aircraft": 50,
+}
+TEST_PER_INTENT = {"flight": 60, "airfare": 25, "ground_service": 20, "airline": 20, "abbreviation": 15, "aircraft": 15}
 
 
 def synthetic_rows(seed: int = 13) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -206,8 +225,13 @@ def synthetic_rows(seed: int = 13) -> tuple[list[tuple[str, str]], list[tuple[st
         for _ in range(1000):
             a, b = rng.sample(CITIES, 2)
             text = rng.choice(TEMPLATES[intent]).format(
-                a=a, b=b, d=rng.choice(DAYS), t=rng.choice(TIMES), al=rng.choice(AIRLINES),
-                c=rng.choice(CODES), ac=rng.choice(AIRCRAFT),
+                a=a,
+                b=b,
+                d=rng.choice(DAYS),
+                t=rng.choice(TIMES),
+                al=rng.choice(AIRLINES),
+                c=rng.choice(CODES),
+                ac=rng.choice(AIRCRAFT),
             )
             text = " ".join(text.split())
             if text not in seen:

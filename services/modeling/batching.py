@@ -46,7 +46,7 @@ def length_grouped_batches(
     if rng is None and order is None:
         # Stable sort keeps the result independent of the sort implementation.
         ranked = np.argsort(lengths, kind="stable")
-        return [ranked[i:i + batch_size] for i in range(0, len(ranked), batch_size)]
+        return [ranked[i : i + batch_size] for i in range(0, len(ranked), batch_size)]
     if order is not None:
         indices = np.asarray(order, dtype=np.int64)
     else:
@@ -55,9 +55,9 @@ def length_grouped_batches(
     chunk = batch_size * max(1, group_factor)
     batches: list[np.ndarray] = []
     for start in range(0, len(indices), chunk):
-        part = indices[start:start + chunk]
+        part = indices[start : start + chunk]
         part = part[np.argsort(lengths[part], kind="stable")]
-        batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
     if rng is not None and len(batches) > 1:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches

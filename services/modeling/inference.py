@@ -123,8 +123,16 @@ def load_classifier(
         id2label = getattr(model.config, "id2label", None) or {}
         labels = [str(id2label.get(i, f"LABEL_{i}")) for i in range(n_out)]
     limit = _model_max_length(tokenizer, model.config)
-    return _finish(model, tokenizer, name or folder.name, device, min(max_length, limit) if max_length else limit,
-                   labels, precision, str(folder))
+    return _finish(
+        model,
+        tokenizer,
+        name or folder.name,
+        device,
+        min(max_length, limit) if max_length else limit,
+        labels,
+        precision,
+        str(folder),
+    )
 
 
 def load_encoder(
@@ -137,8 +145,16 @@ def load_encoder(
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
     model = AutoModel.from_pretrained(name_or_path, local_files_only=True)
     limit = _model_max_length(tokenizer, model.config)
-    return _finish(model, tokenizer, name_or_path, device, min(max_length, limit) if max_length else limit,
-                   [], precision, name_or_path)
+    return _finish(
+        model,
+        tokenizer,
+        name_or_path,
+        device,
+        min(max_length, limit) if max_length else limit,
+        [],
+        precision,
+        name_or_path,
+    )
 
 
 def _finish(model, tokenizer, name, device, max_length, labels, precision, source) -> InferenceModel:
@@ -173,9 +189,14 @@ def _is_plain_bert_classifier(model: torch.nn.Module) -> bool:
         return False
     config = model.config
     layers = model.bert.encoder.layer
-    return (not config.is_decoder and not config.add_cross_attention and config.chunk_size_feed_forward == 0
-            and getattr(config, "_attn_implementation", "") in ("sdpa", "eager") and len(layers) > 0
-            and all(type(layer) is BertLayer and type(layer.attention.self) is BertSelfAttention for layer in layers))
+    return (
+        not config.is_decoder
+        and not config.add_cross_attention
+        and config.chunk_size_feed_forward == 0
+        and getattr(config, "_attn_implementation", "") in ("sdpa", "eager")
+        and len(layers) > 0
+        and all(type(layer) is BertLayer and type(layer.attention.self) is BertSelfAttention for layer in layers)
+    )
 
 
 def cls_only_logits(model: Any, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

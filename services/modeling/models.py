@@ -157,9 +157,7 @@ def load_classifier(
     if len(labels) < 2 or len(set(labels)) != len(labels):
         raise errors.InvalidArgument(f"a classifier needs at least 2 distinct labels, got {labels}")
     if own_labels is not None and own_labels != labels:
-        raise errors.InvalidArgument(
-            f"model {name!r} was trained for labels {own_labels}, not {labels}"
-        )
+        raise errors.InvalidArgument(f"model {name!r} was trained for labels {own_labels}, not {labels}")
     id2label = dict(enumerate(labels))
     label2id = {label: i for i, label in id2label.items()}
     try:
@@ -184,7 +182,9 @@ def _config_labels(config) -> list[str] | None:
     return labels or None
 
 
-def save_classifier(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: str | os.PathLike) -> pathlib.Path:
+def save_classifier(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: str | os.PathLike
+) -> pathlib.Path:
     """Write the model (``model.safetensors`` + config.json) and tokenizer files into ``folder``."""
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,15 @@ from lesslabels.common.errors import InvalidArgument
 from lesslabels.common.timeutil import rfc3339
 from lesslabels.pool import importers
 from lesslabels.pool.store import (
-    AcquisitionRecord, DatasetInfo, ImportResult, LabelEventRecord, LabelResult, RoundRecord, RunRecord, SampleRecord, SplitCount,
+    AcquisitionRecord,
+    DatasetInfo,
+    ImportResult,
+    LabelEventRecord,
+    LabelResult,
+    RoundRecord,
+    RunRecord,
+    SampleRecord,
+    SplitCount,
 )
 from lesslabels.v1 import common_pb2, pool_pb2, run_pb2
 
@@ -71,8 +79,13 @@ def import_result_to_proto(result: ImportResult) -> pool_pb2.ImportSummary:
 
 def sample_to_proto(sample: SampleRecord) -> common_pb2.Sample:
     return common_pb2.Sample(
-        id=sample.id, dataset=sample.dataset, text=sample.text, split=SPLIT_TO_PROTO[sample.split],
-        label=sample.label, row=sample.row, gold_label=sample.gold_label,
+        id=sample.id,
+        dataset=sample.dataset,
+        text=sample.text,
+        split=SPLIT_TO_PROTO[sample.split],
+        label=sample.label,
+        row=sample.row,
+        gold_label=sample.gold_label,
     )
 
 
@@ -87,7 +100,10 @@ def label_result_to_proto(result: LabelResult) -> pool_pb2.SubmitLabelsResponse:
 
 def split_counts_to_proto(count: SplitCount) -> pool_pb2.SplitCounts:
     return pool_pb2.SplitCounts(
-        total=count.total, labelled=count.labelled, labelled_by_label=count.labelled_by_label, gold_by_label=count.gold_by_label
+        total=count.total,
+        labelled=count.labelled,
+        labelled_by_label=count.labelled_by_label,
+        gold_by_label=count.gold_by_label,
     )
 
 
@@ -114,13 +130,23 @@ def run_to_proto(record: RunRecord) -> run_pb2.Run:
 
 def round_to_proto(record: RoundRecord) -> run_pb2.Round:
     test = json_format.ParseDict(record.test_metrics or {}, common_pb2.EvalMetrics(), ignore_unknown_fields=True)
-    validation = json_format.ParseDict(record.validation_metrics or {}, common_pb2.EvalMetrics(),
-                                       ignore_unknown_fields=True)
+    validation = json_format.ParseDict(
+        record.validation_metrics or {}, common_pb2.EvalMetrics(), ignore_unknown_fields=True
+    )
     return run_pb2.Round(
-        run_id=record.run_id, index=record.index, labelled_count=record.labelled_count, train_job_id=record.train_job_id,
-        checkpoint_id=record.checkpoint_id, test=test, agreement=record.agreement, selected_count=record.selected_count,
-        started_at=rfc3339(record.started_at), finished_at=rfc3339(record.finished_at),
-        train_seconds=record.train_seconds, score_seconds=record.score_seconds, validation=validation,
+        run_id=record.run_id,
+        index=record.index,
+        labelled_count=record.labelled_count,
+        train_job_id=record.train_job_id,
+        checkpoint_id=record.checkpoint_id,
+        test=test,
+        agreement=record.agreement,
+        selected_count=record.selected_count,
+        started_at=rfc3339(record.started_at),
+        finished_at=rfc3339(record.finished_at),
+        train_seconds=record.train_seconds,
+        score_seconds=record.score_seconds,
+        validation=validation,
     )
 
 
@@ -135,31 +161,47 @@ def round_from_proto(message: run_pb2.Round) -> RoundRecord:
     except ValueError as exc:
         raise InvalidArgument(f"round time is not RFC 3339: {exc}") from None
     return RoundRecord(
-        run_id=message.run_id, index=message.index, labelled_count=message.labelled_count,
-        train_job_id=message.train_job_id, checkpoint_id=message.checkpoint_id,
+        run_id=message.run_id,
+        index=message.index,
+        labelled_count=message.labelled_count,
+        train_job_id=message.train_job_id,
+        checkpoint_id=message.checkpoint_id,
         test_metrics=json_format.MessageToDict(message.test, preserving_proto_field_name=True),
-        agreement=message.agreement, selected_count=message.selected_count, started_at=started, finished_at=finished,
-        train_seconds=message.train_seconds, score_seconds=message.score_seconds,
+        agreement=message.agreement,
+        selected_count=message.selected_count,
+        started_at=started,
+        finished_at=finished,
+        train_seconds=message.train_seconds,
+        score_seconds=message.score_seconds,
         validation_metrics=json_format.MessageToDict(message.validation, preserving_proto_field_name=True),
     )
 
 
 def acquisition_to_proto(record: AcquisitionRecord) -> pool_pb2.Acquisition:
     return pool_pb2.Acquisition(
-        sample_id=record.sample_id, round=record.round, strategy=record.strategy
-        if record.strategy in run_pb2.Strategy.keys() else run_pb2.STRATEGY_UNSPECIFIED,
-        score=record.score, label=record.label, text=record.text,
+        sample_id=record.sample_id,
+        round=record.round,
+        strategy=record.strategy if record.strategy in run_pb2.Strategy.keys() else run_pb2.STRATEGY_UNSPECIFIED,
+        score=record.score,
+        label=record.label,
+        text=record.text,
     )
 
 
 def acquisition_from_proto(message: pool_pb2.Acquisition) -> AcquisitionRecord:
     return AcquisitionRecord(
-        sample_id=message.sample_id, round=message.round, strategy=run_pb2.Strategy.Name(message.strategy), score=message.score
+        sample_id=message.sample_id,
+        round=message.round,
+        strategy=run_pb2.Strategy.Name(message.strategy),
+        score=message.score,
     )
 
 
 def label_event_to_proto(record: LabelEventRecord) -> pool_pb2.LabelEvent:
     return pool_pb2.LabelEvent(
-        sample_id=record.sample_id, label=record.label, source=SOURCE_TO_PROTO[record.source],
-        annotator=record.annotator, created_at=rfc3339(record.created_at),
+        sample_id=record.sample_id,
+        label=record.label,
+        source=SOURCE_TO_PROTO[record.source],
+        annotator=record.annotator,
+        created_at=rfc3339(record.created_at),
     )

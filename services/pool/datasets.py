@@ -34,7 +34,9 @@ class DatasetsPart(StorePart):
         def create(session: Session):
             if session.scalar(select(Dataset.id).where(Dataset.name == name)) is not None:
                 raise errors.AlreadyExists(f"dataset {name!r} already exists")
-            session.add(Dataset(name=name, description=description, labels_json=json.dumps(clean), labels_fixed=bool(clean)))
+            session.add(
+                Dataset(name=name, description=description, labels_json=json.dumps(clean), labels_fixed=bool(clean))
+            )
 
         try:
             self._writing(create)
@@ -57,10 +59,14 @@ class DatasetsPart(StorePart):
         ):
             counts[split] = n
         labelled = session.execute(
-            select(func.count()).select_from(CurrentLabel).join(Sample, Sample.id == CurrentLabel.sample_id)
+            select(func.count())
+            .select_from(CurrentLabel)
+            .join(Sample, Sample.id == CurrentLabel.sample_id)
             .where(Sample.dataset_id == dataset.id, CurrentLabel.scope == run_scope(0))
         ).scalar_one()
-        return DatasetInfo(dataset.name, dataset.description, json.loads(dataset.labels_json), counts, labelled, dataset.created_at)
+        return DatasetInfo(
+            dataset.name, dataset.description, json.loads(dataset.labels_json), counts, labelled, dataset.created_at
+        )
 
     def set_labels(self, name: str, labels: Sequence[str]) -> DatasetInfo:
         """Declare the dataset's label set (an explicit change). A label in use may not be dropped."""
@@ -71,8 +77,14 @@ class DatasetsPart(StorePart):
         def change(session: Session) -> None:
             dataset = find_dataset(session, name)
             sample_ids = select(Sample.id).where(Sample.dataset_id == dataset.id)
-            in_use = set(session.scalars(select(CurrentLabel.label).where(CurrentLabel.sample_id.in_(sample_ids)).distinct()))
-            in_use |= {g for g in session.scalars(select(Sample.gold_label).where(Sample.dataset_id == dataset.id).distinct()) if g}
+            in_use = set(
+                session.scalars(select(CurrentLabel.label).where(CurrentLabel.sample_id.in_(sample_ids)).distinct())
+            )
+            in_use |= {
+                g
+                for g in session.scalars(select(Sample.gold_label).where(Sample.dataset_id == dataset.id).distinct())
+                if g
+            }
             dropped = sorted(in_use - set(clean))
             if dropped:
                 raise errors.FailedPrecondition(
@@ -102,7 +114,9 @@ class DatasetsPart(StorePart):
                 )
             samples = select(Sample.id).where(Sample.dataset_id == dataset.id).scalar_subquery()
             runs = select(Run.id).where(Run.dataset_id == dataset.id).scalar_subquery()
-            count = session.execute(select(func.count()).select_from(Sample).where(Sample.dataset_id == dataset.id)).scalar_one()
+            count = session.execute(
+                select(func.count()).select_from(Sample).where(Sample.dataset_id == dataset.id)
+            ).scalar_one()
             session.execute(sa_delete(CurrentLabel).where(CurrentLabel.sample_id.in_(samples)))
             session.execute(sa_delete(LabelEvent).where(LabelEvent.sample_id.in_(samples)))
             session.execute(sa_delete(Acquisition).where(Acquisition.run_id.in_(runs)))
@@ -115,4 +129,3 @@ class DatasetsPart(StorePart):
         removed = self._writing(delete_rows)
         log.info("event=dataset_deleted dataset=%s samples=%d", name, removed)
         return removed
-

@@ -165,6 +165,11 @@ def _parse_jsonl(text: str, keep_whitespace: bool) -> list[ImportRow]:
         if split is not None and not isinstance(split, str):
             raise InvalidArgument(f"{where}: split must be a string")
         rows.append(
-            ImportRow(len(rows), _text(obj["text"], where, keep_whitespace), _label(obj.get("label"), where), _split(split, where))
+            ImportRow(
+                len(rows),
+                _text(obj["text"], where, keep_whitespace),
+                _label(obj.get("label"), where),
+                _split(split, where),
+            )
         )
     return rows

@@ -33,7 +33,8 @@ class LabelsPart(StorePart):
             return [
                 LabelEventRecord(e.sample_id, e.label, e.source, e.annotator, e.created_at)
                 for e in session.scalars(
-                    select(LabelEvent).where(LabelEvent.sample_id == sample_id, LabelEvent.scope == run_scope(0))
+                    select(LabelEvent)
+                    .where(LabelEvent.sample_id == sample_id, LabelEvent.scope == run_scope(0))
                     .order_by(LabelEvent.id)
                 )
             ]
@@ -64,7 +65,8 @@ class LabelsPart(StorePart):
             label_set = json.loads(dataset.labels_json)
             allowed = list(label_set)
             samples = {
-                s.id: s for s in session.scalars(select(Sample).where(Sample.dataset_id == dataset.id, Sample.id.in_(ids)))
+                s.id: s
+                for s in session.scalars(select(Sample).where(Sample.dataset_id == dataset.id, Sample.id.in_(ids)))
             }
             for index, (sample_id, label) in enumerate(assignments):
                 where = f"label {index + 1} (sample {sample_id})"
@@ -74,7 +76,9 @@ class LabelsPart(StorePart):
                     raise errors.InvalidArgument(f"{where}: empty label")
                 if label_set and label not in label_set:
                     check_not_near_duplicate(label, label_set, where)
-                    raise errors.InvalidArgument(f"{where}: label {label!r} is not in the dataset's label set {label_set}")
+                    raise errors.InvalidArgument(
+                        f"{where}: label {label!r} is not in the dataset's label set {label_set}"
+                    )
                 if not label_set and label not in allowed:
                     # No label set yet: it is taken from the labels people give.
                     if len(label) > MAX_LABEL_LENGTH:
@@ -98,22 +102,31 @@ class LabelsPart(StorePart):
             run = find_run(session, run_id)
             dataset = session.get(Dataset, run.dataset_id)
             acquired = set(
-                session.scalars(select(Acquisition.sample_id).where(Acquisition.run_id == run_id, Acquisition.sample_id.in_(sample_ids)))
+                session.scalars(
+                    select(Acquisition.sample_id).where(
+                        Acquisition.run_id == run_id, Acquisition.sample_id.in_(sample_ids)
+                    )
+                )
             )
             missing = [sid for sid in sample_ids if sid not in acquired]
             if missing:
                 raise errors.FailedPrecondition(
                     f"run {run_id} has not acquired samples {missing[:10]}: only acquired samples can be revealed"
                 )
-            gold = {sid: g for sid, g in session.execute(select(Sample.id, Sample.gold_label).where(Sample.id.in_(sample_ids))) if g}
+            gold = {
+                sid: g
+                for sid, g in session.execute(select(Sample.id, Sample.gold_label).where(Sample.id.in_(sample_ids)))
+                if g
+            }
             no_gold = [sid for sid in sample_ids if sid not in gold]
             if no_gold:
-                raise errors.FailedPrecondition(f"samples {no_gold[:10]} have no gold label to reveal (use human labelling)")
+                raise errors.FailedPrecondition(
+                    f"samples {no_gold[:10]} have no gold label to reveal (use human labelling)"
+                )
             assignments = [(sid, gold[sid]) for sid in sample_ids]
             return apply_labels(session, dataset, assignments, run_id, source, "oracle", f"reveal:{run_id}")
 
         return self._writing(reveal)
-
 
 
 def apply_labels(
@@ -131,18 +144,26 @@ def apply_labels(
     current = {
         c.sample_id: c
         for c in session.scalars(
-            select(CurrentLabel).where(CurrentLabel.scope == scope, CurrentLabel.sample_id.in_([a[0] for a in assignments]))
+            select(CurrentLabel).where(
+                CurrentLabel.scope == scope, CurrentLabel.sample_id.in_([a[0] for a in assignments])
+            )
         )
     }
     keys = [f"{idempotency_key}:{scope}:{sid}" if idempotency_key else None for sid, _ in assignments]
-    seen_keys = set(session.scalars(select(LabelEvent.idempotency_key).where(LabelEvent.idempotency_key.in_([k for k in keys if k]))))
+    seen_keys = set(
+        session.scalars(
+            select(LabelEvent.idempotency_key).where(LabelEvent.idempotency_key.in_([k for k in keys if k]))
+        )
+    )
     for (sample_id, label), key in zip(assignments, keys, strict=True):
         existing = current.get(sample_id)
         if key in seen_keys or (existing is not None and existing.label == label):
             result.unchanged += 1
             result.labels.append((sample_id, existing.label if existing else label))
             continue
-        event = LabelEvent(sample_id=sample_id, scope=scope, label=label, source=source, annotator=annotator, idempotency_key=key)
+        event = LabelEvent(
+            sample_id=sample_id, scope=scope, label=label, source=source, annotator=annotator, idempotency_key=key
+        )
         session.add(event)
         session.flush()
         if existing is None:
@@ -174,4 +195,3 @@ def reuse_dataset_labels(session: Session, run: Run, sample_ids: Sequence[int]) 
         apply_labels(session, dataset, assignments, run.id, "human", annotator, f"dataset-label:{run.id}")
     if given:
         log.info("event=dataset_labels_reused run=%d samples=%d", run.id, len(given))
-

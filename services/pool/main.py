@@ -28,7 +28,12 @@ def build_server(settings: ServerSettings, database_url: str) -> Server:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lesslabels pool", description="Run the pool service.")
     add_server_flags(parser, DEFAULT_PORT)
-    add_flag(parser, "--database-url", default=DEFAULT_DATABASE_URL, help="SQLAlchemy URL (sqlite:///path.db, postgresql+psycopg://...)")
+    add_flag(
+        parser,
+        "--database-url",
+        default=DEFAULT_DATABASE_URL,
+        help="SQLAlchemy URL (sqlite:///path.db, postgresql+psycopg://...)",
+    )
     args = parser.parse_args(argv)
     settings = server_settings(args)
     setup_logging(settings.log_level, "pool")

@@ -24,11 +24,25 @@ class RunsPart(StorePart):
 
     def _run_record(self, session: Session, run: Run) -> RunRecord:
         dataset = session.get_one(Dataset, run.dataset_id)
-        labelled = session.execute(select(func.count()).select_from(CurrentLabel).where(CurrentLabel.scope == run_scope(run.id))).scalar_one()
-        pool = session.execute(select(func.count()).select_from(Sample).where(Sample.dataset_id == run.dataset_id, Sample.split == "train")).scalar_one()
+        labelled = session.execute(
+            select(func.count()).select_from(CurrentLabel).where(CurrentLabel.scope == run_scope(run.id))
+        ).scalar_one()
+        pool = session.execute(
+            select(func.count()).select_from(Sample).where(Sample.dataset_id == run.dataset_id, Sample.split == "train")
+        ).scalar_one()
         return RunRecord(
-            run.id, dataset.name, run.config_json, run.state, run.step, run.round, run.error, run.stop_reason,
-            run.created_at, run.updated_at, labelled, pool,
+            run.id,
+            dataset.name,
+            run.config_json,
+            run.state,
+            run.step,
+            run.round,
+            run.error,
+            run.stop_reason,
+            run.created_at,
+            run.updated_at,
+            labelled,
+            pool,
         )
 
     def create_run(self, dataset_name: str, config_json: str, request_id: str = "") -> RunRecord:
@@ -42,8 +56,14 @@ class RunsPart(StorePart):
                 if known is not None:
                     return known
             dataset = find_dataset(session, dataset_name)
-            run = Run(dataset_id=dataset.id, config_json=config_json, state="PENDING", step="SEED", round=0,
-                      request_id=request_id or None)
+            run = Run(
+                dataset_id=dataset.id,
+                config_json=config_json,
+                state="PENDING",
+                step="SEED",
+                round=0,
+                request_id=request_id or None,
+            )
             session.add(run)
             session.flush()
             return run.id
@@ -86,14 +106,22 @@ class RunsPart(StorePart):
 
         def update(session: Session) -> None:
             run = find_run(session, run_id)
-            if expected_step is not None and (run.step != expected_step or (expected_round is not None and run.round != expected_round)):
+            if expected_step is not None and (
+                run.step != expected_step or (expected_round is not None and run.round != expected_round)
+            ):
                 raise errors.FailedPrecondition(
                     f"run {run_id} is at step {run.step} round {run.round}, not {expected_step} round {expected_round}"
                 )
             if state in ACTIVE_RUN_STATES and run.state in FINAL_RUN_STATES:
                 # Resumed: the old outcome no longer describes the run.
                 run.error, run.stop_reason = "", ""
-            for name, value in (("state", state), ("step", step), ("round", round), ("error", error), ("stop_reason", stop_reason)):
+            for name, value in (
+                ("state", state),
+                ("step", step),
+                ("round", round),
+                ("error", error),
+                ("stop_reason", stop_reason),
+            ):
                 if value is not None:
                     setattr(run, name, value)
             run.updated_at = utcnow()
@@ -117,8 +145,18 @@ class RunsPart(StorePart):
             find_run(session, run_id)
             return [
                 RoundRecord(
-                    r.run_id, r.index, r.labelled_count, r.train_job_id, r.checkpoint_id, json.loads(r.test_metrics_json or "{}"),
-                    r.agreement, r.selected_count, r.started_at, r.finished_at, r.train_seconds, r.score_seconds,
+                    r.run_id,
+                    r.index,
+                    r.labelled_count,
+                    r.train_job_id,
+                    r.checkpoint_id,
+                    json.loads(r.test_metrics_json or "{}"),
+                    r.agreement,
+                    r.selected_count,
+                    r.started_at,
+                    r.finished_at,
+                    r.train_seconds,
+                    r.score_seconds,
                     json.loads(r.validation_metrics_json or "{}"),
                 )
                 for r in session.scalars(select(Round).where(Round.run_id == run_id).order_by(Round.index))
@@ -138,13 +176,18 @@ class RunsPart(StorePart):
 
         return self._writing(add)
 
-    def list_acquisitions(self, run_id: int, round_index: int = -1, pending_only: bool = False) -> list[AcquisitionRecord]:
+    def list_acquisitions(
+        self, run_id: int, round_index: int = -1, pending_only: bool = False
+    ) -> list[AcquisitionRecord]:
         with self._reading() as session:
             find_run(session, run_id)
             query = (
                 select(Acquisition, Sample.text, CurrentLabel.label)
                 .join(Sample, Sample.id == Acquisition.sample_id)
-                .outerjoin(CurrentLabel, and_(CurrentLabel.sample_id == Acquisition.sample_id, CurrentLabel.scope == run_scope(run_id)))
+                .outerjoin(
+                    CurrentLabel,
+                    and_(CurrentLabel.sample_id == Acquisition.sample_id, CurrentLabel.scope == run_scope(run_id)),
+                )
                 .where(Acquisition.run_id == run_id)
                 .order_by(Acquisition.round, Acquisition.id)
             )
@@ -156,8 +199,6 @@ class RunsPart(StorePart):
                 AcquisitionRecord(a.sample_id, a.round, a.strategy, a.score, label or "", text)
                 for a, text, label in session.execute(query)
             ]
-
-
 
 
 def store_round(session: Session, record: RoundRecord) -> None:
@@ -177,7 +218,9 @@ def store_round(session: Session, record: RoundRecord) -> None:
     session.merge(row)
 
 
-def store_acquisitions(session: Session, run: Run, round_index: int, items: Sequence[AcquisitionRecord]) -> tuple[int, int]:
+def store_acquisitions(
+    session: Session, run: Run, round_index: int, items: Sequence[AcquisitionRecord]
+) -> tuple[int, int]:
     """Record samples ``run`` selected in round ``round_index``, inside the caller's transaction; in a
     human-mode run, those a person already labelled for the dataset are labelled at once.
 
@@ -186,15 +229,23 @@ def store_acquisitions(session: Session, run: Run, round_index: int, items: Sequ
     ``round_index`` is not negative and that no sample is given twice."""
     ids = [item.sample_id for item in items]
     samples = dict(
-        session.execute(select(Sample.id, Sample.split).where(Sample.dataset_id == run.dataset_id, Sample.id.in_(ids))).all()
+        session.execute(
+            select(Sample.id, Sample.split).where(Sample.dataset_id == run.dataset_id, Sample.id.in_(ids))
+        ).all()
     )
     for sid in ids:
         if sid not in samples:
             raise errors.InvalidArgument(f"sample {sid} is not in the run's dataset")
         if samples[sid] != "train":
-            raise errors.InvalidArgument(f"sample {sid} is in the {samples[sid]} split; only train samples can be acquired")
+            raise errors.InvalidArgument(
+                f"sample {sid} is in the {samples[sid]} split; only train samples can be acquired"
+            )
     existing = dict(
-        session.execute(select(Acquisition.sample_id, Acquisition.round).where(Acquisition.run_id == run.id, Acquisition.sample_id.in_(ids))).all()
+        session.execute(
+            select(Acquisition.sample_id, Acquisition.round).where(
+                Acquisition.run_id == run.id, Acquisition.sample_id.in_(ids)
+            )
+        ).all()
     )
     clash = {sid: r for sid, r in existing.items() if r != round_index}
     if clash:
@@ -204,7 +255,10 @@ def store_acquisitions(session: Session, run: Run, round_index: int, items: Sequ
     if new:
         session.execute(
             insert(Acquisition),
-            [dict(run_id=run.id, sample_id=i.sample_id, round=round_index, strategy=i.strategy, score=float(i.score)) for i in new],
+            [
+                dict(run_id=run.id, sample_id=i.sample_id, round=round_index, strategy=i.strategy, score=float(i.score))
+                for i in new
+            ],
         )
         if _is_human_run(run):
             reuse_dataset_labels(session, run, [i.sample_id for i in new])

@@ -75,7 +75,13 @@ class SamplesPart(StorePart):
             dataset.labels_json = json.dumps(labels)
             duplicates = self._find_duplicates(session, dataset.id, rows)
             values = [
-                dict(dataset_id=dataset.id, row=row.row, text=row.text, split=row.split or default_split, gold_label=row.label)
+                dict(
+                    dataset_id=dataset.id,
+                    row=row.row,
+                    text=row.text,
+                    split=row.split or default_split,
+                    gold_label=row.label,
+                )
                 for row in rows
             ]
             for start in range(0, len(values), _INSERT_CHUNK):
@@ -87,7 +93,9 @@ class SamplesPart(StorePart):
             result = self._writing(do_import)
         except IntegrityError as exc:
             raise errors.AlreadyExists(f"dataset {dataset_name!r} was created concurrently: {exc.orig}") from None
-        log.info("event=imported dataset=%s rows=%d duplicates=%d", dataset_name, result.imported, result.duplicate_rows)
+        log.info(
+            "event=imported dataset=%s rows=%d duplicates=%d", dataset_name, result.imported, result.duplicate_rows
+        )
         return result
 
     @staticmethod
@@ -99,7 +107,9 @@ class SamplesPart(StorePart):
         texts = list(seen)
         for start in range(0, len(texts), 500):
             chunk = texts[start : start + 500]
-            existing.update(session.scalars(select(Sample.text).where(Sample.dataset_id == dataset_id, Sample.text.in_(chunk))))
+            existing.update(
+                session.scalars(select(Sample.text).where(Sample.dataset_id == dataset_id, Sample.text.in_(chunk)))
+            )
         duplicates = []
         for text, occurrences in seen.items():
             if text in existing:
@@ -163,7 +173,15 @@ class SamplesPart(StorePart):
                     .limit(take)
                 ).all()
             page = [
-                SampleRecord(r.id, dataset_name, r.text, r.split, r.row, r.label or "", (r.gold_label or "") if include_gold else "")
+                SampleRecord(
+                    r.id,
+                    dataset_name,
+                    r.text,
+                    r.split,
+                    r.row,
+                    r.label or "",
+                    (r.gold_label or "") if include_gold else "",
+                )
                 for r in rows
             ]
             yielded += len(page)
@@ -174,7 +192,6 @@ class SamplesPart(StorePart):
             if last_page:
                 return
 
-
     def counts(self, dataset_name: str, run_id: int = 0) -> dict[str, SplitCount]:
         scope = run_scope(run_id)
         with self._reading() as session:
@@ -183,7 +200,9 @@ class SamplesPart(StorePart):
                 find_run(session, run_id, dataset_id=dataset.id)
             result = {split: SplitCount() for split in SPLITS}
             for split, gold, n in session.execute(
-                select(Sample.split, Sample.gold_label, func.count()).where(Sample.dataset_id == dataset.id).group_by(Sample.split, Sample.gold_label)
+                select(Sample.split, Sample.gold_label, func.count())
+                .where(Sample.dataset_id == dataset.id)
+                .group_by(Sample.split, Sample.gold_label)
             ):
                 result[split].total += n
                 result[split].gold_by_label[gold or ""] = n
@@ -210,4 +229,3 @@ class SamplesPart(StorePart):
             yield buffer.getvalue().encode()
         if not header_sent:
             yield b"label,text\n"
-

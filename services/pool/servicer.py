@@ -26,7 +26,9 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
         self.max_import_bytes = max_import_bytes
 
     def CreateDataset(self, request, context):
-        return convert.dataset_to_proto(self.store.create_dataset(request.name, request.description, list(request.labels)))
+        return convert.dataset_to_proto(
+            self.store.create_dataset(request.name, request.description, list(request.labels))
+        )
 
     def GetDataset(self, request, context):
         return convert.dataset_to_proto(self.store.get_dataset(request.name))
@@ -110,15 +112,23 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
     def CreateRun(self, request, context):
         if not request.config.dataset:
             raise InvalidArgument("run config: dataset is required")
-        return convert.run_to_proto(self.store.create_run(request.config.dataset, convert.run_config_to_json(request.config),
-                                                         request.request_id))
+        return convert.run_to_proto(
+            self.store.create_run(
+                request.config.dataset, convert.run_config_to_json(request.config), request.request_id
+            )
+        )
 
     def GetRun(self, request, context):
         return convert.run_to_proto(self.store.get_run(request.run_id))
 
     def ListRuns(self, request, context):
-        states = [convert.enum_value(convert.RUN_STATE_TO_CORE, s, "run state", allow_unspecified=False) for s in request.states]
-        return pool_pb2.ListRunsResponse(runs=[convert.run_to_proto(r) for r in self.store.list_runs(request.dataset, states)])
+        states = [
+            convert.enum_value(convert.RUN_STATE_TO_CORE, s, "run state", allow_unspecified=False)
+            for s in request.states
+        ]
+        return pool_pb2.ListRunsResponse(
+            runs=[convert.run_to_proto(r) for r in self.store.list_runs(request.dataset, states)]
+        )
 
     def UpdateRun(self, request, context):
         record = self.store.update_run(
@@ -137,7 +147,9 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
         return convert.round_to_proto(self.store.put_round(convert.round_from_proto(request)))
 
     def ListRounds(self, request, context):
-        return pool_pb2.ListRoundsResponse(rounds=[convert.round_to_proto(r) for r in self.store.list_rounds(request.run_id)])
+        return pool_pb2.ListRoundsResponse(
+            rounds=[convert.round_to_proto(r) for r in self.store.list_rounds(request.run_id)]
+        )
 
     def AddAcquisitions(self, request, context):
         added, present = self.store.add_acquisitions(
@@ -165,6 +177,7 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
     def GetLabelHistory(self, request, context):
         events = self.store.label_history(request.dataset, request.sample_id)
         return pool_pb2.LabelHistory(events=[convert.label_event_to_proto(e) for e in events])
+
     def RecordStep(self, request, context):
         if not request.expected_step:
             raise InvalidArgument("RecordStep: expected_step is required (the step the run must be at)")
@@ -190,4 +203,6 @@ def registration(servicer: PoolServicer):
     from lesslabels.common.server import ServiceRegistration
 
     name = pool_pb2.DESCRIPTOR.services_by_name["PoolService"].full_name
-    return ServiceRegistration(names=(name,), register=lambda server: pool_pb2_grpc.add_PoolServiceServicer_to_server(servicer, server))
+    return ServiceRegistration(
+        names=(name,), register=lambda server: pool_pb2_grpc.add_PoolServiceServicer_to_server(servicer, server)
+    )

@@ -42,7 +42,9 @@ class StepOutcome:
 def validate(run_id: int, outcome: StepOutcome) -> None:
     """Raises InvalidArgument naming the first bad field."""
     if outcome.expected_step not in RUN_STEPS:
-        raise errors.InvalidArgument(f"expected_step is required (one of {', '.join(RUN_STEPS)}), got {outcome.expected_step!r}")
+        raise errors.InvalidArgument(
+            f"expected_step is required (one of {', '.join(RUN_STEPS)}), got {outcome.expected_step!r}"
+        )
     if outcome.expected_round < 0:
         raise errors.InvalidArgument("expected_round must not be negative")
     if outcome.state is not None and outcome.state not in RUN_STATES:

@@ -22,16 +22,37 @@ from lesslabels.pool.db import make_engine, migrate
 from lesslabels.pool.labels import LabelsPart
 from lesslabels.pool.labelset import MAX_LABEL_LENGTH, check_not_near_duplicate, label_key
 from lesslabels.pool.records import (
-    AcquisitionRecord, DatasetInfo, DuplicateInfo, ImportResult, LabelEventRecord, LabelResult, RoundRecord, RunRecord,
-    SampleRecord, SplitCount,
+    AcquisitionRecord,
+    DatasetInfo,
+    DuplicateInfo,
+    ImportResult,
+    LabelEventRecord,
+    LabelResult,
+    RoundRecord,
+    RunRecord,
+    SampleRecord,
+    SplitCount,
 )
 from lesslabels.pool.runs import RunsPart
 from lesslabels.pool.samples import MAX_PAGE, SamplesPart
 
 __all__ = [
-    "MAX_LABEL_LENGTH", "MAX_PAGE", "NAME_RE", "AcquisitionRecord", "DatasetInfo", "DuplicateInfo", "ImportResult",
-    "LabelEventRecord", "LabelResult", "PoolStore", "RoundRecord", "RunRecord", "SampleRecord", "SplitCount",
-    "check_not_near_duplicate", "label_key",
+    "MAX_LABEL_LENGTH",
+    "MAX_PAGE",
+    "NAME_RE",
+    "AcquisitionRecord",
+    "DatasetInfo",
+    "DuplicateInfo",
+    "ImportResult",
+    "LabelEventRecord",
+    "LabelResult",
+    "PoolStore",
+    "RoundRecord",
+    "RunRecord",
+    "SampleRecord",
+    "SplitCount",
+    "check_not_near_duplicate",
+    "label_key",
 ]
 
 log = logging.getLogger(__name__)

@@ -233,8 +233,9 @@ class DynamicBatcher:
         for rows, out, exc in outcomes:  # lazily, in order: a sequential run sees earlier failures
             callers = set(owner[rows].tolist())
             if exc is not None:
-                log.warning("event=batch_failed batcher=%s callers=%d rows=%d error=%r", self.name, len(callers),
-                            len(rows), exc)
+                log.warning(
+                    "event=batch_failed batcher=%s callers=%d rows=%d error=%r", self.name, len(callers), len(rows), exc
+                )
                 for c in callers:
                     failed.setdefault(c, exc)
                 continue

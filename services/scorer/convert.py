@@ -7,7 +7,10 @@ from lesslabels.common.timeutil import rfc3339
 from lesslabels.v1 import common_pb2, scorer_pb2
 from lesslabels.scorer.engine import LoadedEntry, ModelSpec, Scores
 
-SPLIT_NAMES = {common_pb2.SPLIT_UNSPECIFIED: "train", **vocabulary.SPLIT_TO_CORE}  # train: ScorePool's documented default
+SPLIT_NAMES = {
+    common_pb2.SPLIT_UNSPECIFIED: "train",
+    **vocabulary.SPLIT_TO_CORE,
+}  # train: ScorePool's documented default
 
 
 def spec_from_proto(ref: common_pb2.ModelRef) -> ModelSpec:

@@ -48,7 +48,9 @@ class ModelSpec:
 def _check_one(spec: ModelSpec) -> None:
     given = sum(bool(x) for x in (spec.checkpoint_id, spec.latest_of_run, spec.best_of_run, spec.base_model))
     if given != 1:
-        raise errors.InvalidArgument("name exactly one model: a checkpoint id, latest_of_run, best_of_run or a base model")
+        raise errors.InvalidArgument(
+            "name exactly one model: a checkpoint id, latest_of_run, best_of_run or a base model"
+        )
     for field in ("latest_of_run", "best_of_run"):
         if getattr(spec, field) < 0:
             raise errors.InvalidArgument(f"{field} must be positive, got {getattr(spec, field)}")
@@ -207,8 +209,12 @@ class ScorerEngine:
             max_length = cfg.max_length or int(hp.get("max_length") or 0)
             try:
                 model = inference.load_classifier(
-                    checkpoint.path, labels=checkpoint.labels, name=checkpoint_id, device=self.device,
-                    max_length=max_length, precision=cfg.precision,
+                    checkpoint.path,
+                    labels=checkpoint.labels,
+                    name=checkpoint_id,
+                    device=self.device,
+                    max_length=max_length,
+                    precision=cfg.precision,
                 )
             except (OSError, ValueError) as exc:
                 # The cause names files on this server: it goes to the log, not to the caller.
@@ -230,11 +236,23 @@ class ScorerEngine:
         refine = cfg.refine_below > 0 and model.dtype is not None and model.is_classifier
         # One batcher (one worker thread) runs both passes: torch work from two threads, even
         # taking turns, ran about 1.4x slower on 2 cores (bench/README.md).
-        batcher = DynamicBatcher(functools.partial(self._run_batch, model), max_batch_size=cfg.max_batch_size,
-                                 max_tokens=cfg.max_tokens, max_wait_s=cfg.max_wait_ms / 1000.0,
-                                 workers=cfg.batch_workers, name=f"batcher-{key}")
-        log.info("event=model_loaded key=%s device=%s max_length=%d dtype=%s refine_below=%s labels=%d", key,
-                 self.device, model.max_length, model.dtype, cfg.refine_below if refine else "-", len(model.labels))
+        batcher = DynamicBatcher(
+            functools.partial(self._run_batch, model),
+            max_batch_size=cfg.max_batch_size,
+            max_tokens=cfg.max_tokens,
+            max_wait_s=cfg.max_wait_ms / 1000.0,
+            workers=cfg.batch_workers,
+            name=f"batcher-{key}",
+        )
+        log.info(
+            "event=model_loaded key=%s device=%s max_length=%d dtype=%s refine_below=%s labels=%d",
+            key,
+            self.device,
+            model.max_length,
+            model.dtype,
+            cfg.refine_below if refine else "-",
+            len(model.labels),
+        )
         return LoadedEntry(key, checkpoint_id, base, model, batcher, utcnow(), refine)
 
     def loaded(self) -> list[LoadedEntry]:
@@ -275,7 +293,9 @@ class ScorerEngine:
                 results[i] = (probs[k], embs[k] if embs is not None else None)
         return results
 
-    def _refine(self, entry: LoadedEntry, rows: list[_Row], results: list[tuple], deadline: float | None) -> list[tuple]:
+    def _refine(
+        self, entry: LoadedEntry, rows: list[_Row], results: list[tuple], deadline: float | None
+    ) -> list[tuple]:
         """Score again in fp32 the rows whose reduced-precision top probability is below
         ``refine_below``: a second request to the same batcher, so the uncertain rows of
         concurrent requests share fp32 batches."""
@@ -333,5 +353,15 @@ class ScorerEngine:
         else:
             predicted = np.full(n, -1)
             ent = mar = lc = rat = np.zeros(n)
-        return Scores(entry.checkpoint_id, list(entry.labels), probs, predicted, ent, mar, lc, rat,
-                      np.asarray(truncated, dtype=bool), emb)
+        return Scores(
+            entry.checkpoint_id,
+            list(entry.labels),
+            probs,
+            predicted,
+            ent,
+            mar,
+            lc,
+            rat,
+            np.asarray(truncated, dtype=bool),
+            emb,
+        )

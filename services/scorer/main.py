@@ -43,8 +43,7 @@ def build_server(
     models and the pool channel. ``server.scorer_engine`` is the engine, for in-process use."""
     engine = ScorerEngine(CheckpointStore(checkpoint_dir), engine_config or EngineConfig())
     pool = PoolClient(pool_address, token=pool_token) if pool_address else None
-    scorer = ScorerServicer(engine, pool=pool, max_texts=max_texts,
-                            pool_stream_timeout=pool_stream_timeout)
+    scorer = ScorerServicer(engine, pool=pool, max_texts=max_texts, pool_stream_timeout=pool_stream_timeout)
     holder: list[Server] = []
     # OIP ServerReady mirrors the health status (NOT_SERVING until set_serving).
     inference = oip.InferenceServicer(engine, max_texts=max_texts, ready=lambda: _is_serving(holder[0]))
@@ -65,22 +64,38 @@ def _is_serving(server: Server) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lesslabels scorer", description="Run the scorer service.")
     add_server_flags(parser, DEFAULT_PORT)
-    add_flag(parser, "--checkpoint-dir", default=DEFAULT_CHECKPOINT_DIR, help="the checkpoint store the trainer publishes to")
+    add_flag(
+        parser, "--checkpoint-dir", default=DEFAULT_CHECKPOINT_DIR, help="the checkpoint store the trainer publishes to"
+    )
     add_flag(parser, "--pool-address", default="", help="pool service HOST:PORT, needed by ScorePool")
     add_flag(parser, "--cache-size", default=3, type=int, help="models kept loaded (least recently used evicted)")
     add_flag(parser, "--device", default="", help="cpu, cuda, cuda:N ('' = CUDA when present)")
-    add_flag(parser, "--precision", default="auto", help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32, bf16, fp16")
-    add_flag(parser, "--refine-below", default=0.8, type=float,
-             help="with bf16/fp16, re-score in fp32 the rows whose top probability is below this (0 = off)")
+    add_flag(
+        parser,
+        "--precision",
+        default="auto",
+        help="auto (bf16 on CUDA and on CPUs with native bf16, else fp32), fp32, bf16, fp16",
+    )
+    add_flag(
+        parser,
+        "--refine-below",
+        default=0.8,
+        type=float,
+        help="with bf16/fp16, re-score in fp32 the rows whose top probability is below this (0 = off)",
+    )
     add_flag(parser, "--max-length", default=0, type=int, help="tokens per text (0 = the checkpoint's training length)")
     add_flag(parser, "--max-batch-size", default=256, type=int, help="rows per forward pass")
     add_flag(parser, "--max-tokens", default=8192, type=int, help="padded tokens per forward pass")
     add_flag(parser, "--max-wait-ms", default=5.0, type=float, help="how long a batch waits for more requests")
     add_flag(parser, "--max-texts", default=DEFAULT_MAX_TEXTS, type=int, help="texts per Score/ModelInfer request")
     add_flag(parser, "--threads", default=0, type=int, help="CPU threads for scoring (0 = all cores)")
-    add_flag(parser, "--batch-workers", default=0, type=int,
-             help="batches scored side by side (0 = auto: one per CPU thread, each forward single-threaded; "
-                  "1 on CUDA)")
+    add_flag(
+        parser,
+        "--batch-workers",
+        default=0,
+        type=int,
+        help="batches scored side by side (0 = auto: one per CPU thread, each forward single-threaded; 1 on CUDA)",
+    )
     add_flag(parser, "--preload", default="", help="comma-separated checkpoint ids (or run-<id>) to load at start")
     args = parser.parse_args(argv)
     settings = server_settings(args)
@@ -97,12 +112,24 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(torch_threads)
     config = EngineConfig(
-        cache_size=args.cache_size, device=args.device, precision=args.precision, max_length=args.max_length,
-        max_batch_size=args.max_batch_size, max_tokens=args.max_tokens, max_wait_ms=args.max_wait_ms,
-        refine_below=args.refine_below, batch_workers=workers,
+        cache_size=args.cache_size,
+        device=args.device,
+        precision=args.precision,
+        max_length=args.max_length,
+        max_batch_size=args.max_batch_size,
+        max_tokens=args.max_tokens,
+        max_wait_ms=args.max_wait_ms,
+        refine_below=args.refine_below,
+        batch_workers=workers,
     )
-    server = build_server(settings, args.checkpoint_dir, args.pool_address, engine_config=config,
-                          max_texts=args.max_texts, pool_token=settings.token)
+    server = build_server(
+        settings,
+        args.checkpoint_dir,
+        args.pool_address,
+        engine_config=config,
+        max_texts=args.max_texts,
+        pool_token=settings.token,
+    )
     server.start()
     if args.pool_address:
         # Health stays NOT_SERVING until the pool answers: the scorer waits, it does not crash.

@@ -98,8 +98,9 @@ def resolve_checkpoint(engine: ScorerEngine, name: str, version: str) -> Checkpo
     except (errors.NotFound, errors.InvalidArgument):
         raise errors.NotFound(f"model {name!r} has no version {version!r}: {expected}") from None
     if checkpoint.run_id != int(run.group(1)):
-        raise errors.NotFound(f"model {name!r} has no version {version!r}: that checkpoint is not one of run "
-                              f"{run.group(1)} ({expected})")
+        raise errors.NotFound(
+            f"model {name!r} has no version {version!r}: that checkpoint is not one of run {run.group(1)} ({expected})"
+        )
     return checkpoint
 
 
@@ -215,7 +216,11 @@ def requested_outputs(request: pb.ModelInferRequest) -> list[OutputRequest]:
     out = []
     for output in request.outputs:
         _check_parameters(f"output {output.name!r}", output.parameters, OUTPUT_PARAMETERS)
-        k = _classification(output.name, output.parameters["classification"]) if "classification" in output.parameters else 0
+        k = (
+            _classification(output.name, output.parameters["classification"])
+            if "classification" in output.parameters
+            else 0
+        )
         out.append(OutputRequest(output.name, k))
     return out
 
@@ -246,10 +251,10 @@ def _output_array(output: OutputRequest, scores: Scores) -> tuple[str, list[int]
     return "FP32", [n], np.ascontiguousarray(values, dtype="<f4").tobytes()
 
 
-def infer_response(request: pb.ModelInferRequest, outputs: list[OutputRequest], scores: Scores) -> pb.ModelInferResponse:
-    response = pb.ModelInferResponse(
-        model_name=request.model_name, model_version=scores.checkpoint_id, id=request.id
-    )
+def infer_response(
+    request: pb.ModelInferRequest, outputs: list[OutputRequest], scores: Scores
+) -> pb.ModelInferResponse:
+    response = pb.ModelInferResponse(model_name=request.model_name, model_version=scores.checkpoint_id, id=request.id)
     response.parameters["labels"].string_param = json.dumps(scores.labels)
     response.parameters["checkpoint_id"].string_param = scores.checkpoint_id
     for output in outputs:
@@ -289,16 +294,21 @@ def _duration(d: Duration) -> pb.StatisticDuration:
 
 def model_statistics_to_proto(stats: ModelStats) -> pb.ModelStatistics:
     return pb.ModelStatistics(
-        name=stats.name, version=stats.version, last_inference=stats.last_inference_ms,
-        inference_count=stats.inference_count, execution_count=stats.execution_count,
-        inference_stats=pb.InferStatistics(success=_duration(stats.success), fail=_duration(stats.fail),
-                                           compute_infer=_duration(stats.compute_infer)),
+        name=stats.name,
+        version=stats.version,
+        last_inference=stats.last_inference_ms,
+        inference_count=stats.inference_count,
+        execution_count=stats.execution_count,
+        inference_stats=pb.InferStatistics(
+            success=_duration(stats.success), fail=_duration(stats.fail), compute_infer=_duration(stats.compute_infer)
+        ),
     )
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, engine: ScorerEngine, *, max_texts: int, ready=lambda: True,
-                 statistics: InferenceStatistics | None = None):
+    def __init__(
+        self, engine: ScorerEngine, *, max_texts: int, ready=lambda: True, statistics: InferenceStatistics | None = None
+    ):
         self.engine = engine
         self.max_texts = max_texts
         self._ready = ready
@@ -368,8 +378,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except Exception:
             self.statistics.record_failure(request.model_name, checkpoint.id, total_ns=time.perf_counter_ns() - started)
             raise
-        self.statistics.record_success(request.model_name, checkpoint.id, texts=len(texts),
-                                       total_ns=time.perf_counter_ns() - started, infer_ns=infer_ns)
+        self.statistics.record_success(
+            request.model_name,
+            checkpoint.id,
+            texts=len(texts),
+            total_ns=time.perf_counter_ns() - started,
+            infer_ns=infer_ns,
+        )
         return response
 
 
@@ -378,6 +393,7 @@ def registration(servicer: InferenceServicer) -> ServiceRegistration:
     # Liveness and readiness are probes, answered without the bearer token like grpc.health.v1.
     probes = tuple(f"/{name}/{method}" for method in ("ServerLive", "ServerReady"))
     return ServiceRegistration(
-        names=(name,), register=lambda server: pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server),
+        names=(name,),
+        register=lambda server: pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server),
         open_methods=probes,
     )

@@ -69,8 +69,14 @@ def iter_pool_pages(
     resumes = 0
     while not cancelled.is_set():
         stream = pool.sample_pages(
-            dataset, split=split, state="any" if include_all else "unlabelled", run_id=run_id,
-            page_size=min(page_size, MAX_PAGE), page_token=token, include_gold=with_gold, timeout=stream_timeout,
+            dataset,
+            split=split,
+            state="any" if include_all else "unlabelled",
+            run_id=run_id,
+            page_size=min(page_size, MAX_PAGE),
+            page_token=token,
+            include_gold=with_gold,
+            timeout=stream_timeout,
         )
         if scope is not None:
             scope.attach(stream)  # the pool's stream stops as soon as our caller goes away

@@ -46,8 +46,9 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
     def Score(self, request, context):
         check_request_size(len(request.texts), self.max_texts)
         spec = convert.spec_from_proto(request.model)
-        scores = self.engine.score(spec, list(request.texts), embeddings=request.include_embeddings,
-                                   timeout=_remaining(context))
+        scores = self.engine.score(
+            spec, list(request.texts), embeddings=request.include_embeddings, timeout=_remaining(context)
+        )
         return convert.score_response_to_proto(scores, omit_probabilities=request.omit_probabilities)
 
     def ScorePool(self, request, context):
@@ -77,9 +78,15 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         scope = CancelScope()
         context.add_callback(on_rpc_end)
         pages = iter_pool_pages(
-            self._pool, dataset=request.dataset, split=split, run_id=request.run_id,
-            include_all=request.include_all, page_size=chunk, cancelled=cancelled,
-            stream_timeout=self._pool_stream_timeout, scope=scope,
+            self._pool,
+            dataset=request.dataset,
+            split=split,
+            run_id=request.run_id,
+            include_all=request.include_all,
+            page_size=chunk,
+            cancelled=cancelled,
+            stream_timeout=self._pool_stream_timeout,
+            scope=scope,
         )
         try:
             for page in pages:

@@ -63,10 +63,16 @@ class InferenceStatistics:
         """Copies of the entries for ``name`` (all when empty) and ``version`` (all when empty),
         sorted by name then version. A named model never used yet gets an all-zero entry."""
         with self._lock:
-            found = [dataclasses.replace(s, success=dataclasses.replace(s.success), fail=dataclasses.replace(s.fail),
-                                         compute_infer=dataclasses.replace(s.compute_infer))
-                     for (n, v), s in self._stats.items()
-                     if (not name or n == name) and (not version or v == version)]
+            found = [
+                dataclasses.replace(
+                    s,
+                    success=dataclasses.replace(s.success),
+                    fail=dataclasses.replace(s.fail),
+                    compute_infer=dataclasses.replace(s.compute_infer),
+                )
+                for (n, v), s in self._stats.items()
+                if (not name or n == name) and (not version or v == version)
+            ]
         if name and version and not found:
             found = [ModelStats(name, version)]
         return sorted(found, key=lambda s: (s.name, s.version))

@@ -70,31 +70,50 @@ def config_from_proto(message: common_pb2.Hyperparameters) -> TrainConfig:
 
 def config_to_proto(config: TrainConfig) -> common_pb2.Hyperparameters:
     return common_pb2.Hyperparameters(
-        learning_rate=config.learning_rate, batch_size=config.batch_size, max_epochs=config.max_epochs,
-        patience=config.patience, warmup_ratio=config.warmup_ratio, weight_decay=config.weight_decay,
-        max_length=config.max_length, validation_fraction=config.validation_fraction,
+        learning_rate=config.learning_rate,
+        batch_size=config.batch_size,
+        max_epochs=config.max_epochs,
+        patience=config.patience,
+        warmup_ratio=config.warmup_ratio,
+        weight_decay=config.weight_decay,
+        max_length=config.max_length,
+        validation_fraction=config.validation_fraction,
         use_labelled_validation=config.use_labelled_validation,
-        class_balance=CLASS_BALANCE_TO_PROTO[config.class_balance], precision=PRECISION_TO_PROTO[config.precision],
-        num_threads=config.num_threads, max_steps=config.max_steps, min_steps=config.min_steps,
-        min_steps_per_class=config.min_steps_per_class, head_init=HEAD_INIT_TO_PROTO[config.head_init],
+        class_balance=CLASS_BALANCE_TO_PROTO[config.class_balance],
+        precision=PRECISION_TO_PROTO[config.precision],
+        num_threads=config.num_threads,
+        max_steps=config.max_steps,
+        min_steps=config.min_steps,
+        min_steps_per_class=config.min_steps_per_class,
+        head_init=HEAD_INIT_TO_PROTO[config.head_init],
         holdout_min_per_class=config.holdout_min_per_class,
     )
 
 
 def request_from_proto(message: trainer_pb2.StartTrainingRequest) -> TrainRequest:
     return TrainRequest(
-        dataset=message.dataset, run_id=message.run_id, round=message.round, base_model=message.base_model,
-        config=config_from_proto(message.hyperparameters), seed=message.seed,
-        warm_start_checkpoint=message.warm_start_checkpoint, labels=tuple(message.labels),
+        dataset=message.dataset,
+        run_id=message.run_id,
+        round=message.round,
+        base_model=message.base_model,
+        config=config_from_proto(message.hyperparameters),
+        seed=message.seed,
+        warm_start_checkpoint=message.warm_start_checkpoint,
+        labels=tuple(message.labels),
         request_id=message.request_id,
     )
 
 
 def request_to_proto(request: TrainRequest) -> trainer_pb2.StartTrainingRequest:
     return trainer_pb2.StartTrainingRequest(
-        dataset=request.dataset, run_id=request.run_id, round=request.round, base_model=request.base_model,
-        hyperparameters=config_to_proto(request.config), seed=request.seed,
-        warm_start_checkpoint=request.warm_start_checkpoint, labels=list(request.labels),
+        dataset=request.dataset,
+        run_id=request.run_id,
+        round=request.round,
+        base_model=request.base_model,
+        hyperparameters=config_to_proto(request.config),
+        seed=request.seed,
+        warm_start_checkpoint=request.warm_start_checkpoint,
+        labels=list(request.labels),
         request_id=request.request_id,
     )
 
@@ -102,25 +121,45 @@ def request_to_proto(request: TrainRequest) -> trainer_pb2.StartTrainingRequest:
 def metrics_to_proto(metrics: Metrics | None) -> common_pb2.EvalMetrics | None:
     if metrics is None:
         return None
-    return common_pb2.EvalMetrics(accuracy=metrics.accuracy, macro_f1=metrics.macro_f1,
-                                  per_class_f1=metrics.per_class_f1, count=metrics.count, loss=metrics.loss)
+    return common_pb2.EvalMetrics(
+        accuracy=metrics.accuracy,
+        macro_f1=metrics.macro_f1,
+        per_class_f1=metrics.per_class_f1,
+        count=metrics.count,
+        loss=metrics.loss,
+    )
 
 
 def job_to_proto(job: Job) -> trainer_pb2.TrainJob:
     return trainer_pb2.TrainJob(
-        id=job.id, state=JOB_STATE_TO_PROTO[job.state], queue_position=job.queue_position,
-        request=request_to_proto(job.request), checkpoint_id=job.checkpoint_id, error=job.error,
-        created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
-        validation=metrics_to_proto(job.validation), device=job.device,
+        id=job.id,
+        state=JOB_STATE_TO_PROTO[job.state],
+        queue_position=job.queue_position,
+        request=request_to_proto(job.request),
+        checkpoint_id=job.checkpoint_id,
+        error=job.error,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        validation=metrics_to_proto(job.validation),
+        device=job.device,
     )
 
 
 def event_to_proto(event: JobEvent) -> trainer_pb2.TrainProgress:
     return trainer_pb2.TrainProgress(
-        job_id=event.job_id, state=JOB_STATE_TO_PROTO[event.state], epoch=event.epoch, step=event.step,
-        total_steps=event.total_steps, loss=event.loss, validation=metrics_to_proto(event.validation),
-        samples_per_second=event.samples_per_second, eta_seconds=event.eta_seconds, message=event.message,
-        checkpoint_id=event.checkpoint_id, queue_position=event.queue_position,
+        job_id=event.job_id,
+        state=JOB_STATE_TO_PROTO[event.state],
+        epoch=event.epoch,
+        step=event.step,
+        total_steps=event.total_steps,
+        loss=event.loss,
+        validation=metrics_to_proto(event.validation),
+        samples_per_second=event.samples_per_second,
+        eta_seconds=event.eta_seconds,
+        message=event.message,
+        checkpoint_id=event.checkpoint_id,
+        queue_position=event.queue_position,
     )
 
 

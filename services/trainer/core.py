@@ -29,10 +29,17 @@ from lesslabels.trainer.pool_client import PoolClient
 
 log = logging.getLogger(__name__)
 
-ENUM_CLASS_BALANCE = {"none": "CLASS_BALANCE_NONE", "weighted_loss": "CLASS_BALANCE_WEIGHTED_LOSS",
-                      "sampling": "CLASS_BALANCE_SAMPLING"}
-ENUM_PRECISION = {"auto": "PRECISION_AUTO", "fp32": "PRECISION_FP32", "bf16": "PRECISION_BF16",
-                  "fp16": "PRECISION_FP16"}
+ENUM_CLASS_BALANCE = {
+    "none": "CLASS_BALANCE_NONE",
+    "weighted_loss": "CLASS_BALANCE_WEIGHTED_LOSS",
+    "sampling": "CLASS_BALANCE_SAMPLING",
+}
+ENUM_PRECISION = {
+    "auto": "PRECISION_AUTO",
+    "fp32": "PRECISION_FP32",
+    "bf16": "PRECISION_BF16",
+    "fp16": "PRECISION_FP16",
+}
 ENUM_HEAD_INIT = {"prototype": "HEAD_INIT_PROTOTYPE", "random": "HEAD_INIT_RANDOM"}
 
 # torch.set_num_threads is process-wide: only the job thread changes it, one job at a time.
@@ -49,8 +56,16 @@ def hyperparameters_dict(config: engine.TrainConfig) -> dict:
 
 
 class Trainer:
-    def __init__(self, pool: PoolClient, store: CheckpointStore, *, device: str = "", keep_checkpoints: int = 3,
-                 default_threads: int = 0, progress_every_s: float = 2.0):
+    def __init__(
+        self,
+        pool: PoolClient,
+        store: CheckpointStore,
+        *,
+        device: str = "",
+        keep_checkpoints: int = 3,
+        default_threads: int = 0,
+        progress_every_s: float = 2.0,
+    ):
         self.pool = pool
         self.store = store
         self.device = models.select_device(device)
@@ -73,8 +88,7 @@ class Trainer:
         if request.run_id:
             run = self.pool.run(request.run_id)
             if run.dataset and run.dataset != dataset.name:
-                raise errors.InvalidArgument(
-                    f"run {run.id} belongs to dataset {run.dataset!r}, not {dataset.name!r}")
+                raise errors.InvalidArgument(f"run {run.id} belongs to dataset {run.dataset!r}, not {dataset.name!r}")
         labels = tuple(request.labels) or dataset.labels
         if len(set(labels)) != len(labels):
             raise errors.InvalidArgument(f"labels {list(labels)} contain duplicates")
@@ -84,7 +98,8 @@ class Trainer:
             raise errors.FailedPrecondition(f"no labelled samples in {scope} of {dataset.name!r}: nothing to train on")
         if len(counts) < 2:
             raise errors.FailedPrecondition(
-                f"training needs labelled samples of at least 2 classes; {scope} of {dataset.name!r} has {counts}")
+                f"training needs labelled samples of at least 2 classes; {scope} of {dataset.name!r} has {counts}"
+            )
         outside = sorted(set(counts) - set(labels))
         if outside:
             raise errors.InvalidArgument(f"labelled classes {outside} are not in the label set {list(labels)}")
@@ -92,7 +107,8 @@ class Trainer:
             own = self.store.get(request.warm_start_checkpoint).labels
             if own != list(labels):
                 raise errors.InvalidArgument(
-                    f"warm start checkpoint {request.warm_start_checkpoint} has labels {own}, not {list(labels)}")
+                    f"warm start checkpoint {request.warm_start_checkpoint} has labels {own}, not {list(labels)}"
+                )
         else:
             self._check_model(request)
         return dataclasses.replace(request, labels=labels)
@@ -105,7 +121,8 @@ class Trainer:
         limit = getattr(config, "max_position_embeddings", 0) or 0
         if limit and request.config.max_length > limit:
             raise errors.InvalidArgument(
-                f"max_length {request.config.max_length} exceeds the {limit} positions of model {request.base_model!r}")
+                f"max_length {request.config.max_length} exceeds the {limit} positions of model {request.base_model!r}"
+            )
 
     # -- the job runner -------------------------------------------------------------------
 
@@ -127,14 +144,26 @@ class Trainer:
                 torch.set_num_threads(threads)
             try:
                 torch.manual_seed(request.seed)  # the fresh head's initialisation
-                source_model = (str(self.store.get(request.warm_start_checkpoint).path)
-                                if request.warm_start_checkpoint else request.base_model)
+                source_model = (
+                    str(self.store.get(request.warm_start_checkpoint).path)
+                    if request.warm_start_checkpoint
+                    else request.base_model
+                )
                 classifier = models.load_classifier(source_model, list(request.labels), device=self.device)
                 _raise_if_cancelled(job)
                 outcome = engine.train(
-                    classifier.model, classifier.tokenizer, list(request.labels), train_set, validation_set, config,
-                    seed=request.seed, device=self.device, cancel=job.cancel, on_progress=report,
-                    progress_every_s=self.progress_every_s, fresh_head=not request.warm_start_checkpoint,
+                    classifier.model,
+                    classifier.tokenizer,
+                    list(request.labels),
+                    train_set,
+                    validation_set,
+                    config,
+                    seed=request.seed,
+                    device=self.device,
+                    cancel=job.cancel,
+                    on_progress=report,
+                    progress_every_s=self.progress_every_s,
+                    fresh_head=not request.warm_start_checkpoint,
                 )
             finally:
                 torch.set_num_threads(previous)
@@ -174,8 +203,10 @@ class Trainer:
         train_set, validation_set = engine.validation_split(labelled, config, request.seed)
         source = f"{config.validation_fraction:g} of the labelled set held out"
         if not validation_set:
-            source = (f"fewer than {config.holdout_min_per_class} labels per class (or too few to hold out): "
-                      "no validation, no early stopping, last epoch kept")
+            source = (
+                f"fewer than {config.holdout_min_per_class} labels per class (or too few to hold out): "
+                "no validation, no early stopping, last epoch kept"
+            )
         return train_set, validation_set, source
 
 

@@ -160,8 +160,9 @@ def stratified_split(examples: Sequence[Example], fraction: float, seed: int) ->
     return train, validation
 
 
-def validation_split(examples: Sequence[Example], config: TrainConfig, seed: int
-                     ) -> tuple[list[Example], list[Example]]:
+def validation_split(
+    examples: Sequence[Example], config: TrainConfig, seed: int
+) -> tuple[list[Example], list[Example]]:
     """The labelled set as (train, validation): a stratified hold-out of ``validation_fraction``
     when there are at least ``holdout_min_per_class`` labels per class on average, else every
     label for training and no validation (no early stopping). A hold-out of one or two texts per
@@ -231,8 +232,17 @@ def _param_groups(model, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def evaluate(model, token_ids: Sequence[Sequence[int]], targets: np.ndarray, labels: Sequence[str], *,
-             device, pad_id: int, dtype=None, batch_size: int = EVAL_BATCH_SIZE) -> Metrics:
+def evaluate(
+    model,
+    token_ids: Sequence[Sequence[int]],
+    targets: np.ndarray,
+    labels: Sequence[str],
+    *,
+    device,
+    pad_id: int,
+    dtype=None,
+    batch_size: int = EVAL_BATCH_SIZE,
+) -> Metrics:
     """Accuracy, F1 and mean cross-entropy of ``model`` on tokenised texts (batched by length)."""
     import torch
 
@@ -241,8 +251,9 @@ def evaluate(model, token_ids: Sequence[Sequence[int]], targets: np.ndarray, lab
     return classification_metrics(targets, logits.argmax(dim=1).numpy(), labels, loss=loss)
 
 
-def predict_logits(model, token_ids: Sequence[Sequence[int]], *, device, pad_id: int, dtype=None,
-                   batch_size: int = EVAL_BATCH_SIZE):
+def predict_logits(
+    model, token_ids: Sequence[Sequence[int]], *, device, pad_id: int, dtype=None, batch_size: int = EVAL_BATCH_SIZE
+):
     """Logits [n, n_classes] (float32, CPU) in input order; batches sorted by length, inference mode."""
     import torch
 
@@ -263,8 +274,16 @@ def predict_logits(model, token_ids: Sequence[Sequence[int]], *, device, pad_id:
     return out
 
 
-def init_head_from_prototypes(model, token_ids: Sequence[Sequence[int]], targets: np.ndarray, *, device,
-                              pad_id: int, dtype=None, batch_size: int = EVAL_BATCH_SIZE) -> bool:
+def init_head_from_prototypes(
+    model,
+    token_ids: Sequence[Sequence[int]],
+    targets: np.ndarray,
+    *,
+    device,
+    pad_id: int,
+    dtype=None,
+    batch_size: int = EVAL_BATCH_SIZE,
+) -> bool:
     """Set the linear classification head to the class prototypes: row c = the L2-normalised mean
     of the features the head receives (e.g. BERT's pooled output) over class c's texts, zeros for
     a class without texts, bias 0. Weight imprinting (Qi et al. 2018) / prototypical networks
@@ -377,9 +396,12 @@ def train(
     best_metrics: Metrics | None = None
     best_state = None
     bad_epochs = 0
-    stop_reason = (f"max_epochs {config.max_epochs} reached" if epochs == config.max_epochs
-                   else f"{epochs} epochs reached (min_steps {config.min_steps}, "
-                        f"min_steps_per_class {config.min_steps_per_class} x {len(labels)} classes)")
+    stop_reason = (
+        f"max_epochs {config.max_epochs} reached"
+        if epochs == config.max_epochs
+        else f"{epochs} epochs reached (min_steps {config.min_steps}, "
+        f"min_steps_per_class {config.min_steps_per_class} x {len(labels)} classes)"
+    )
     epoch = 0
     for epoch in range(1, epochs + 1):
         order = balanced_order(train_targets, rng) if config.class_balance == "sampling" else None
@@ -439,15 +461,26 @@ def train(
             message += f"; {stop}"
         mean_loss = window_loss / window_steps if window_steps else 0.0
         emit(_progress(epoch, step, total_steps, mean_loss, samples_seen, train_seconds, metrics, message))
-        log.info("event=epoch_done epoch=%d step=%d val_accuracy=%s", epoch, step,
-                 f"{metrics.accuracy:.4f}" if metrics else "-")
+        log.info(
+            "event=epoch_done epoch=%d step=%d val_accuracy=%s",
+            epoch,
+            step,
+            f"{metrics.accuracy:.4f}" if metrics else "-",
+        )
         if stop:
             stop_reason = stop
             break
     if best_state is not None and best_epoch != epoch:
         model.load_state_dict(best_state)
-    return TrainOutcome(best_epoch=best_epoch, validation=best_metrics, epochs_run=epoch, steps=step,
-                        train_seconds=train_seconds, samples_seen=samples_seen, stop_reason=stop_reason)
+    return TrainOutcome(
+        best_epoch=best_epoch,
+        validation=best_metrics,
+        epochs_run=epoch,
+        steps=step,
+        train_seconds=train_seconds,
+        samples_seen=samples_seen,
+        stop_reason=stop_reason,
+    )
 
 
 def improves(metrics: Metrics, best: Metrics | None) -> bool:
@@ -461,5 +494,13 @@ def improves(metrics: Metrics, best: Metrics | None) -> bool:
 def _progress(epoch, step, total_steps, loss, samples_seen, train_seconds, validation=None, message="") -> Progress:
     rate = samples_seen / train_seconds if train_seconds > 0 else 0.0
     seconds_per_step = train_seconds / step if step else 0.0
-    return Progress(epoch=epoch, step=step, total_steps=total_steps, loss=loss, samples_per_second=rate,
-                    eta_seconds=max(0, total_steps - step) * seconds_per_step, validation=validation, message=message)
+    return Progress(
+        epoch=epoch,
+        step=step,
+        total_steps=total_steps,
+        loss=loss,
+        samples_per_second=rate,
+        eta_seconds=max(0, total_steps - step) * seconds_per_step,
+        validation=validation,
+        message=message,
+    )

@@ -98,20 +98,31 @@ class Job:
 
     def to_dict(self) -> dict:
         return {
-            "id": self.id, "request": self.request.to_dict(), "state": self.state.value,
-            "created_at": self.created_at, "started_at": self.started_at, "finished_at": self.finished_at,
-            "checkpoint_id": self.checkpoint_id, "error": self.error,
-            "validation": self.validation.as_dict() if self.validation else None, "device": self.device,
+            "id": self.id,
+            "request": self.request.to_dict(),
+            "state": self.state.value,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "checkpoint_id": self.checkpoint_id,
+            "error": self.error,
+            "validation": self.validation.as_dict() if self.validation else None,
+            "device": self.device,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> Job:
         validation = data.get("validation")
         return cls(
-            id=data["id"], request=TrainRequest.from_dict(data["request"]), state=JobState(data["state"]),
-            created_at=data.get("created_at", ""), started_at=data.get("started_at", ""),
-            finished_at=data.get("finished_at", ""), checkpoint_id=data.get("checkpoint_id", ""),
-            error=data.get("error", ""), validation=Metrics(**validation) if validation else None,
+            id=data["id"],
+            request=TrainRequest.from_dict(data["request"]),
+            state=JobState(data["state"]),
+            created_at=data.get("created_at", ""),
+            started_at=data.get("started_at", ""),
+            finished_at=data.get("finished_at", ""),
+            checkpoint_id=data.get("checkpoint_id", ""),
+            error=data.get("error", ""),
+            validation=Metrics(**validation) if validation else None,
             device=data.get("device", ""),
         )
 

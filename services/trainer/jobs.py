@@ -88,8 +88,12 @@ class JobManager:
                 raise errors.Unavailable("the trainer is shutting down")
             if request.request_id and request.request_id in self._by_request:
                 return self._jobs[self._by_request[request.request_id]].snapshot()
-            job = Job(id=f"job-{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}", request=request,
-                      created_at=rfc3339(utcnow()), device=self._device)
+            job = Job(
+                id=f"job-{utcnow():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}",
+                request=request,
+                created_at=rfc3339(utcnow()),
+                device=self._device,
+            )
             self._jobs[job.id] = job
             if request.request_id:
                 self._by_request[request.request_id] = job.id
@@ -97,8 +101,13 @@ class JobManager:
             self._update_positions()
             self._save(job)
             self._changed.notify_all()
-            log.info("event=job_queued job=%s dataset=%s run=%s position=%d", job.id, request.dataset,
-                     request.run_id, job.queue_position)
+            log.info(
+                "event=job_queued job=%s dataset=%s run=%s position=%d",
+                job.id,
+                request.dataset,
+                request.run_id,
+                job.queue_position,
+            )
             return job.snapshot()
 
     def find_request(self, request_id: str) -> Job | None:
@@ -131,8 +140,7 @@ class JobManager:
                 self._changed.wait_for(lambda: job.state.done, timeout=wait)
             return job.snapshot()
 
-    def watch(self, job_id: str, is_active: Callable[[], bool] = lambda: True,
-              poll: float = 0.5) -> Iterator[JobEvent]:
+    def watch(self, job_id: str, is_active: Callable[[], bool] = lambda: True, poll: float = 0.5) -> Iterator[JobEvent]:
         """Every event of the job so far, then live ones until it ends (or ``is_active`` turns false)."""
         index = 0
         while True:
@@ -161,8 +169,11 @@ class JobManager:
             job = self._jobs[job_id]
             if job.queue_position != position or not job.events:
                 job.queue_position = position
-                job.events.append(JobEvent(job.id, JobState.QUEUED, queue_position=position,
-                                           message=f"queued behind {position} job(s)"))
+                job.events.append(
+                    JobEvent(
+                        job.id, JobState.QUEUED, queue_position=position, message=f"queued behind {position} job(s)"
+                    )
+                )
         self._changed.notify_all()
 
     def _finish(self, job: Job, state: JobState, *, message: str = "", error: str = "") -> None:
@@ -178,10 +189,15 @@ class JobManager:
     def _final_event(job: Job, message: str = "") -> JobEvent:
         last = next((e for e in reversed(job.events) if e.state == JobState.RUNNING), None)
         return JobEvent(
-            job.id, job.state, epoch=last.epoch if last else 0, step=last.step if last else 0,
-            total_steps=last.total_steps if last else 0, validation=job.validation,
+            job.id,
+            job.state,
+            epoch=last.epoch if last else 0,
+            step=last.step if last else 0,
+            total_steps=last.total_steps if last else 0,
+            validation=job.validation,
             samples_per_second=last.samples_per_second if last else 0.0,
-            message=message or job.error or job.state.value.lower(), checkpoint_id=job.checkpoint_id,
+            message=message or job.error or job.state.value.lower(),
+            checkpoint_id=job.checkpoint_id,
         )
 
     def _work(self) -> None:
@@ -209,10 +225,18 @@ class JobManager:
             if isinstance(item, str):
                 event = JobEvent(job.id, JobState.RUNNING, message=item)
             else:
-                event = JobEvent(job.id, JobState.RUNNING, epoch=item.epoch, step=item.step,
-                                 total_steps=item.total_steps, loss=item.loss, validation=item.validation,
-                                 samples_per_second=item.samples_per_second, eta_seconds=item.eta_seconds,
-                                 message=item.message)
+                event = JobEvent(
+                    job.id,
+                    JobState.RUNNING,
+                    epoch=item.epoch,
+                    step=item.step,
+                    total_steps=item.total_steps,
+                    loss=item.loss,
+                    validation=item.validation,
+                    samples_per_second=item.samples_per_second,
+                    eta_seconds=item.eta_seconds,
+                    message=item.message,
+                )
             with self._changed:
                 job.events.append(event)
                 self._changed.notify_all()
@@ -222,8 +246,11 @@ class JobManager:
         except errors.Cancelled as exc:
             with self._changed:
                 if self._stopping:
-                    self._finish(job, JobState.INTERRUPTED,
-                                 error="the trainer stopped while this job was running; no checkpoint was published")
+                    self._finish(
+                        job,
+                        JobState.INTERRUPTED,
+                        error="the trainer stopped while this job was running; no checkpoint was published",
+                    )
                 else:
                     self._finish(job, JobState.CANCELLED, message=str(exc))
             log.info("event=job_cancelled job=%s stopping=%s", job.id, self._stopping)

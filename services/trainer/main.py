@@ -77,8 +77,14 @@ def build_server(
     store = CheckpointStore(checkpoint_dir)
     store.clean_staging()
     pool = PoolClient(pool_address, token=settings.token)
-    trainer = Trainer(pool, store, device=device, keep_checkpoints=keep_checkpoints, default_threads=num_threads,
-                      progress_every_s=progress_every_s)
+    trainer = Trainer(
+        pool,
+        store,
+        device=device,
+        keep_checkpoints=keep_checkpoints,
+        default_threads=num_threads,
+        progress_every_s=progress_every_s,
+    )
     jobs = JobManager(jobs_dir or pathlib.Path(checkpoint_dir) / JOBS_SUBDIR, trainer.run, device=str(trainer.device))
     return TrainerServer(settings, trainer, jobs, store)
 
@@ -101,8 +107,13 @@ def main(argv: list[str] | None = None) -> int:
     add_flag(parser, "--pool-address", default="127.0.0.1:50051", help="HOST:PORT of the pool service")
     add_flag(parser, "--checkpoint-dir", default=DEFAULT_CHECKPOINT_DIR, help="checkpoint store (a shared volume)")
     add_flag(parser, "--jobs-dir", default="", help="where job files are kept ('' = CHECKPOINT_DIR/.jobs)")
-    add_flag(parser, "--keep-checkpoints", default=3, type=int,
-             help="per run, keep the last N checkpoints plus the best and the latest (0 = keep all)")
+    add_flag(
+        parser,
+        "--keep-checkpoints",
+        default=3,
+        type=int,
+        help="per run, keep the last N checkpoints plus the best and the latest (0 = keep all)",
+    )
     add_flag(parser, "--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
     add_flag(parser, "--num-threads", default=0, type=int, help="torch CPU threads for jobs that set none (0 = all)")
     args = parser.parse_args(argv)
@@ -113,15 +124,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_threads < 0:
         parser.error(f"--num-threads {args.num_threads}: must not be negative")
     try:
-        server = build_server(settings, args.pool_address, args.checkpoint_dir, jobs_dir=args.jobs_dir or None,
-                              keep_checkpoints=args.keep_checkpoints, device=args.device,
-                              num_threads=args.num_threads)
+        server = build_server(
+            settings,
+            args.pool_address,
+            args.checkpoint_dir,
+            jobs_dir=args.jobs_dir or None,
+            keep_checkpoints=args.keep_checkpoints,
+            device=args.device,
+            num_threads=args.num_threads,
+        )
     except errors.InvalidArgument as exc:
         parser.error(str(exc))
     server.start()
     stopped = threading.Event()
     server.on_stop(stopped.set)
-    threading.Thread(target=_wait_for_pool_then_serve, args=(server, args.pool_address, settings.token, stopped),
-                     name="trainer-wait-pool", daemon=True).start()
+    threading.Thread(
+        target=_wait_for_pool_then_serve,
+        args=(server, args.pool_address, settings.token, stopped),
+        name="trainer-wait-pool",
+        daemon=True,
+    ).start()
     server.serve_forever()
     return 0

@@ -47,8 +47,9 @@ class PoolClient:
 
     def dataset(self, name: str) -> DatasetInfo:
         reply = self._pool.get_dataset(name)
-        return DatasetInfo(name=reply.name, labels=reply.labels, train_count=reply.train_count,
-                           dev_count=reply.dev_count)
+        return DatasetInfo(
+            name=reply.name, labels=reply.labels, train_count=reply.train_count, dev_count=reply.dev_count
+        )
 
     def run(self, run_id: int) -> RunInfo:
         reply = self._pool.get_run(run_id)
@@ -61,12 +62,14 @@ class PoolClient:
 
     def labelled_examples(self, dataset: str, run_id: int) -> list[Example]:
         """The train-split samples labelled in the scope of ``run_id``, with those labels."""
-        samples = self._pool.list_samples(dataset, split="train", state="labelled", run_id=run_id,
-                                          page_size=PAGE_SIZE, timeout=LIST_TIMEOUT)
+        samples = self._pool.list_samples(
+            dataset, split="train", state="labelled", run_id=run_id, page_size=PAGE_SIZE, timeout=LIST_TIMEOUT
+        )
         return [Example(s.id, s.text, s.label) for s in samples if s.label]
 
     def dev_examples(self, dataset: str) -> list[Example]:
         """The dev split with its gold labels (samples without one are skipped)."""
-        samples = self._pool.list_samples(dataset, split="dev", include_gold=True, page_size=PAGE_SIZE,
-                                          timeout=LIST_TIMEOUT)
+        samples = self._pool.list_samples(
+            dataset, split="dev", include_gold=True, page_size=PAGE_SIZE, timeout=LIST_TIMEOUT
+        )
         return [Example(s.id, s.text, s.gold_label) for s in samples if s.gold_label]

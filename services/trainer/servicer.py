@@ -42,7 +42,8 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
     def ListCheckpoints(self, request, context):
         checkpoints = self.store.list(request.run_id)
         return trainer_pb2.ListCheckpointsResponse(
-            checkpoints=[convert.manifest_to_proto(c.manifest) for c in checkpoints])
+            checkpoints=[convert.manifest_to_proto(c.manifest) for c in checkpoints]
+        )
 
     def GetCheckpoint(self, request, context):
         which = request.WhichOneof("ref")
@@ -58,4 +59,5 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
 def registration(servicer: TrainerServicer) -> ServiceRegistration:
     name = trainer_pb2.DESCRIPTOR.services_by_name["TrainerService"].full_name
     return ServiceRegistration(
-        names=(name,), register=lambda server: trainer_pb2_grpc.add_TrainerServiceServicer_to_server(servicer, server))
+        names=(name,), register=lambda server: trainer_pb2_grpc.add_TrainerServiceServicer_to_server(servicer, server)
+    )

@@ -23,11 +23,19 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 #: Domain error -> HTTP status, in one place.
 HTTP_STATUS = {
-    "INVALID_ARGUMENT": 400, "NOT_FOUND": 404, "ALREADY_EXISTS": 409, "FAILED_PRECONDITION": 409,
-    "RESOURCE_EXHAUSTED": 413, "UNAVAILABLE": 503, "CANCELLED": 503, "UNAUTHENTICATED": 401,
+    "INVALID_ARGUMENT": 400,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "FAILED_PRECONDITION": 409,
+    "RESOURCE_EXHAUSTED": 413,
+    "UNAVAILABLE": 503,
+    "CANCELLED": 503,
+    "UNAUTHENTICATED": 401,
 }
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-       "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
@@ -105,7 +113,8 @@ def _error_response(request: Request, status: int, message: str):
     if request.url.path.startswith("/api/"):
         return JSONResponse({"error": message}, status_code=status)
     return request.app.state.templates.TemplateResponse(
-        request, "error.html", {"status": status, "message": message, "csrf": ""}, status_code=status)
+        request, "error.html", {"status": status, "message": message, "csrf": ""}, status_code=status
+    )
 
 
 def _secure(response):

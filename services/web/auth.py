@@ -31,8 +31,14 @@ class Sessions:
 
     def new_session(self, response: Response) -> str:
         sid = secrets.token_urlsafe(24)
-        response.set_cookie(COOKIE, f"{sid}.{self._sign('sid:' + sid)}", httponly=True, samesite="strict",
-                            secure=self.secure_cookie, path="/")
+        response.set_cookie(
+            COOKIE,
+            f"{sid}.{self._sign('sid:' + sid)}",
+            httponly=True,
+            samesite="strict",
+            secure=self.secure_cookie,
+            path="/",
+        )
         return sid
 
     def session_id(self, request: Request) -> str | None:
@@ -56,7 +62,9 @@ class Sessions:
         if origin and urlsplit(origin).netloc != request.headers.get("host", ""):
             raise HTTPException(403, "cross-site request refused")
         given = request.headers.get("x-csrf-token", "")
-        if not given and request.headers.get("content-type", "").startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        if not given and request.headers.get("content-type", "").startswith(
+            ("multipart/form-data", "application/x-www-form-urlencoded")
+        ):
             given = str((await request.form()).get("csrf_token", ""))
         if sid is None or not given or not hmac.compare_digest(given, self.csrf_token(sid)):
             raise HTTPException(403, "missing or wrong CSRF token: reload the page")

@@ -39,9 +39,18 @@ class Addresses:
 def run_view(run) -> dict:
     config = run.config
     return {
-        "id": run.id, "dataset": config.dataset, "state": run.state, "step": run.step, "round": run.round,
-        "labelled": run.labelled_count, "pool_size": run.pool_size, "error": run.error, "stop_reason": run.stop_reason,
-        "human": config.oracle == "human", "strategy": config.strategy or "", "created_at": run.created_at,
+        "id": run.id,
+        "dataset": config.dataset,
+        "state": run.state,
+        "step": run.step,
+        "round": run.round,
+        "labelled": run.labelled_count,
+        "pool_size": run.pool_size,
+        "error": run.error,
+        "stop_reason": run.stop_reason,
+        "human": config.oracle == "human",
+        "strategy": config.strategy or "",
+        "created_at": run.created_at,
         "updated_at": run.updated_at,
     }
 
@@ -49,9 +58,13 @@ def run_view(run) -> dict:
 def round_view(r) -> dict:
     test = r.test
     return {
-        "index": r.index, "labelled": r.labelled_count, "checkpoint_id": r.checkpoint_id,
-        "accuracy": test.accuracy if test else None, "macro_f1": test.macro_f1 if test else None,
-        "per_class_f1": dict(sorted(test.per_class_f1.items())) if test else {}, "selected": r.selected_count,
+        "index": r.index,
+        "labelled": r.labelled_count,
+        "checkpoint_id": r.checkpoint_id,
+        "accuracy": test.accuracy if test else None,
+        "macro_f1": test.macro_f1 if test else None,
+        "per_class_f1": dict(sorted(test.per_class_f1.items())) if test else {},
+        "selected": r.selected_count,
         "train_seconds": r.train_seconds,
         "validation_accuracy": r.validation.accuracy if r.validation and r.validation.count else None,
     }
@@ -80,8 +93,11 @@ class SdkBackend:
     def run_detail(self, run_id: int) -> dict:
         detail = self.coordinator.get_run(run_id)
         kept = kept_round(detail.rounds)
-        return {"run": run_view(detail.run), "rounds": [round_view(r) for r in detail.rounds],
-                "kept": round_view(kept) if kept else None}
+        return {
+            "run": run_view(detail.run),
+            "rounds": [round_view(r) for r in detail.rounds],
+            "kept": round_view(kept) if kept else None,
+        }
 
     def queue(self, run_id: int) -> dict:
         """The pending batch of a human-mode run, each text with the model's suggestion."""
@@ -95,14 +111,25 @@ class SdkBackend:
             suggestion = suggestions.get(s.sample_id)
             probabilities = dict(suggestion.options) if suggestion else {}
             options = sorted(labels, key=lambda label: (-probabilities.get(label, -1.0), labels.index(label)))
-            items.append({
-                "sample_id": s.sample_id, "text": s.text, "label": s.label,
-                "suggestion": options[0] if probabilities and options else "",
-                "options": [{"label": label, "probability": probabilities.get(label)} for label in options],
-            })
-        return {"run": run_view(detail.run), "round": pending.round, "labels": labels, "items": items,
-                "total": len(items), "done": len(items) - pending.remaining, "remaining": pending.remaining,
-                "model": checkpoint}
+            items.append(
+                {
+                    "sample_id": s.sample_id,
+                    "text": s.text,
+                    "label": s.label,
+                    "suggestion": options[0] if probabilities and options else "",
+                    "options": [{"label": label, "probability": probabilities.get(label)} for label in options],
+                }
+            )
+        return {
+            "run": run_view(detail.run),
+            "round": pending.round,
+            "labels": labels,
+            "items": items,
+            "total": len(items),
+            "done": len(items) - pending.remaining,
+            "remaining": pending.remaining,
+            "model": checkpoint,
+        }
 
     def _suggest(self, run_id: int, checkpoint: str, pending) -> dict[int, Suggestion]:
         """Suggestions per (run, round, checkpoint): the batch is scored once, not per keystroke."""
@@ -124,8 +151,14 @@ class SdkBackend:
     def submit_label(self, run_id: int, sample_id: int, label: str, annotator: str, key: str) -> dict:
         reply = self.coordinator.submit_labels(run_id, [(sample_id, label)], annotator=annotator, idempotency_key=key)
         in_force = dict(reply.result.labels)
-        return {"sample_id": sample_id, "label": in_force.get(sample_id, label), "remaining": reply.remaining,
-                "recorded": reply.result.recorded, "changed": reply.result.changed, "unchanged": reply.result.unchanged}
+        return {
+            "sample_id": sample_id,
+            "label": in_force.get(sample_id, label),
+            "remaining": reply.remaining,
+            "recorded": reply.result.recorded,
+            "changed": reply.result.changed,
+            "unchanged": reply.result.unchanged,
+        }
 
     # -- datasets -----------------------------------------------------------------------
 
@@ -138,12 +171,17 @@ class SdkBackend:
         view = _dataset_view(dataset)
         splits = {"train": counts.train, "test": counts.test, "dev": counts.dev}
         names = list(dataset.labels) + sorted(
-            {k for c in splits.values() for k in (*c.labelled_by_label, *c.gold_by_label) if k} - set(dataset.labels))
-        view["splits"] = {s: {"total": c.total, "labelled": c.labelled, "unlabelled": c.total - c.labelled}
-                          for s, c in splits.items()}
+            {k for c in splits.values() for k in (*c.labelled_by_label, *c.gold_by_label) if k} - set(dataset.labels)
+        )
+        view["splits"] = {
+            s: {"total": c.total, "labelled": c.labelled, "unlabelled": c.total - c.labelled} for s, c in splits.items()
+        }
         view["by_label"] = [
-            {"label": label, **{f"{s}_given": c.labelled_by_label.get(label, 0) for s, c in splits.items()},
-             **{f"{s}_gold": c.gold_by_label.get(label, 0) for s, c in splits.items()}}
+            {
+                "label": label,
+                **{f"{s}_given": c.labelled_by_label.get(label, 0) for s, c in splits.items()},
+                **{f"{s}_gold": c.gold_by_label.get(label, 0) for s, c in splits.items()},
+            }
             for label in names
         ]
         return view
@@ -159,5 +197,12 @@ class SdkBackend:
 
 
 def _dataset_view(d) -> dict:
-    return {"name": d.name, "description": d.description, "labels": list(d.labels), "train": d.train_count,
-            "test": d.test_count, "dev": d.dev_count, "labelled": d.labelled_count}
+    return {
+        "name": d.name,
+        "description": d.description,
+        "labels": list(d.labels),
+        "train": d.train_count,
+        "test": d.test_count,
+        "dev": d.dev_count,
+        "labelled": d.labelled_count,
+    }

@@ -17,8 +17,10 @@ def accuracy_drops(rounds: Sequence[dict], threshold: float = SHARP_DROP) -> dic
         if accuracy is None:
             continue
         if previous is not None and previous - accuracy >= threshold:
-            warnings[r["index"]] = (f"accuracy fell from {previous:.1%} to {accuracy:.1%}: check the batch's labels "
-                                    f"(near-identical texts, or a label given by mistake)")
+            warnings[r["index"]] = (
+                f"accuracy fell from {previous:.1%} to {accuracy:.1%}: check the batch's labels "
+                f"(near-identical texts, or a label given by mistake)"
+            )
         previous = accuracy
     return warnings
 
@@ -43,8 +45,14 @@ def learning_curve_svg(rounds: Sequence[dict], width: int = 640, height: int = 2
         return [(x(r["labelled"]), y(r[key])) for r in points]
 
     return {
-        "width": width, "height": height, "left": left, "top": top, "bottom": height - bottom, "right": width - right,
-        "accuracy": series("accuracy"), "macro_f1": series("macro_f1"),
+        "width": width,
+        "height": height,
+        "left": left,
+        "top": top,
+        "bottom": height - bottom,
+        "right": width - right,
+        "accuracy": series("accuracy"),
+        "macro_f1": series("macro_f1"),
         "y_ticks": [(y(v), f"{v:.0%}") for v in (0, 0.25, 0.5, 0.75, 1.0)],
         "x_ticks": [(x(v), str(v)) for v in sorted(set(xs))],
         "empty": not points,

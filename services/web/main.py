@@ -17,7 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(parser, "--port", default=DEFAULT_PORT, type=int, help="port to listen on")
     for service in ("coordinator", "pool", "scorer"):
         add_flag(parser, f"--{service}-address", default=default_address(service), help=f"{service} service HOST:PORT")
-    add_flag(parser, "--token", default="", help="the stack's token: the app asks for it once and sends it to the services")
+    add_flag(
+        parser, "--token", default="", help="the stack's token: the app asks for it once and sends it to the services"
+    )
     add_flag(parser, "--web-secret", default="", help="key that signs session cookies (default: random per start)")
     add_flag(parser, "--secure-cookie", default=False, type=bool, help="mark the session cookie Secure (behind HTTPS)")
     add_flag(parser, "--timeout", default=30.0, type=float, help="deadline of each call to a service, in seconds")
@@ -35,14 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= args.port <= 65535:
         raise SystemExit(f"--port {args.port}: must be within 0..65535")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    backend = SdkBackend(Addresses(args.coordinator_address, args.pool_address, args.scorer_address, args.token, args.timeout))
-    app = create_app(backend, WebSettings(token=args.token, secret=args.web_secret.encode(), secure_cookie=args.secure_cookie))
+    backend = SdkBackend(
+        Addresses(args.coordinator_address, args.pool_address, args.scorer_address, args.token, args.timeout)
+    )
+    app = create_app(
+        backend, WebSettings(token=args.token, secret=args.web_secret.encode(), secure_cookie=args.secure_cookie)
+    )
     logging.getLogger(__name__).info("event=web_starting url=http://%s:%d", args.host, args.port)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower())
     finally:
         backend.close()
     return 0
-
-
-

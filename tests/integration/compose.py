@@ -62,8 +62,6 @@ class _Loader(yaml.SafeLoader):
     """YAML with Compose's ``!reset`` / ``!override`` tags (used by override files)."""
 
 
-
-
 def _override(loader: yaml.SafeLoader, node: yaml.Node):
     if isinstance(node, yaml.MappingNode):
         return loader.construct_mapping(node, deep=True)
@@ -178,7 +176,7 @@ def _entrypoint(name: str, spec: dict, base_dir: pathlib.Path) -> list[str]:
     entrypoint: list[str] = []
     for line in dockerfile.read_text().splitlines():
         if line.strip().upper().startswith("ENTRYPOINT"):
-            rest = line.strip()[len("ENTRYPOINT"):].strip()
+            rest = line.strip()[len("ENTRYPOINT") :].strip()
             try:
                 entrypoint = [str(v) for v in json.loads(rest)]
             except json.JSONDecodeError:
@@ -205,11 +203,15 @@ def parse(document: dict, base_dir: str | os.PathLike = ROOT) -> dict[str, Servi
         raw_env = spec.get("environment") or {}
         if isinstance(raw_env, list):
             raw_env = dict(item.split("=", 1) if "=" in item else (item, None) for item in raw_env)
-        environment = {str(k): ("" if v is None else str(v).lower() if isinstance(v, bool) else str(v))
-                       for k, v in raw_env.items()}
+        environment = {
+            str(k): ("" if v is None else str(v).lower() if isinstance(v, bool) else str(v)) for k, v in raw_env.items()
+        }
         raw_deps = spec.get("depends_on") or {}
-        depends_on = ({d: "service_started" for d in raw_deps} if isinstance(raw_deps, list)
-                      else {d: (c or {}).get("condition", "service_started") for d, c in raw_deps.items()})
+        depends_on = (
+            {d: "service_started" for d in raw_deps}
+            if isinstance(raw_deps, list)
+            else {d: (c or {}).get("condition", "service_started") for d, c in raw_deps.items()}
+        )
         check = spec.get("healthcheck") or {}
         test = check.get("test") or []
         if isinstance(test, str):
@@ -240,9 +242,16 @@ def parse(document: dict, base_dir: str | os.PathLike = ROOT) -> dict[str, Servi
                 raise ComposeError(f"service {name}: volume {source!r} is not declared under top-level volumes")
             mounts.append(Mount(source, target, ro, named))
         services[name] = Service(
-            name=name, argv=_entrypoint(name, spec, base_dir) + command, environment=environment,
-            depends_on=depends_on, healthcheck=healthcheck, healthcheck_timeout=_duration(check.get("timeout"), 30.0),
-            port=listening[0], published=published, mounts=mounts, restart=str(spec.get("restart", "no")),
+            name=name,
+            argv=_entrypoint(name, spec, base_dir) + command,
+            environment=environment,
+            depends_on=depends_on,
+            healthcheck=healthcheck,
+            healthcheck_timeout=_duration(check.get("timeout"), 30.0),
+            port=listening[0],
+            published=published,
+            mounts=mounts,
+            restart=str(spec.get("restart", "no")),
         )
     return services
 
@@ -306,14 +315,19 @@ def accepted_variables(argv: tuple[str, ...]) -> frozenset[str]:
     env = child_environment({"COLUMNS": "2000", "OMP_NUM_THREADS": "1"})
     proc = subprocess.run(local_argv(list(argv)) + ["--help"], capture_output=True, text=True, env=env, timeout=120)
     if proc.returncode != 0:
-        raise ComposeError(f"`{shlex.join(argv)} --help` failed with code {proc.returncode}: "
-                           f"{(proc.stderr or proc.stdout).strip()[-800:]}")
+        raise ComposeError(
+            f"`{shlex.join(argv)} --help` failed with code {proc.returncode}: "
+            f"{(proc.stderr or proc.stdout).strip()[-800:]}"
+        )
     return frozenset(re.findall(r"env\s+(LESSLABELS_[A-Z0-9_]+)", proc.stdout))
 
 
 def _references(text: str, services: Mapping[str, Service]) -> list[tuple[str, int]]:
-    return [(host, int(port)) for host, port in re.findall(r"(?<![\w.-])([A-Za-z][\w.-]*):(\d+)\b", text)
-            if host in services]
+    return [
+        (host, int(port))
+        for host, port in re.findall(r"(?<![\w.-])([A-Za-z][\w.-]*):(\d+)\b", text)
+        if host in services
+    ]
 
 
 def _container_path(value: str) -> str | None:
@@ -344,22 +358,32 @@ def check_wiring(services: Mapping[str, Service], *, check_variables: bool = Tru
             for host, port in _references(value, services):
                 target = services[host]
                 if port != target.port:
-                    problems.append(f"service {service.name} refers to {host}:{port}, but {host} listens on {target.port}")
+                    problems.append(
+                        f"service {service.name} refers to {host}:{port}, but {host} listens on {target.port}"
+                    )
                 elif host != service.name and service.depends_on.get(host) != "service_healthy":
-                    problems.append(f"service {service.name} calls {host} but has no depends_on {host} with "
-                                    f"condition: service_healthy")
+                    problems.append(
+                        f"service {service.name} calls {host} but has no depends_on {host} with "
+                        f"condition: service_healthy"
+                    )
         if not service.healthcheck:
             problems.append(f"service {service.name} has no healthcheck")
-        elif not any(re.search(rf"(?:127\.0\.0\.1|localhost|\[::1\]):{service.port}\b", part)
-                     for part in service.healthcheck):
-            problems.append(f"service {service.name}: healthcheck {shlex.join(service.healthcheck)} does not probe "
-                            f"its own port {service.port}")
+        elif not any(
+            re.search(rf"(?:127\.0\.0\.1|localhost|\[::1\]):{service.port}\b", part) for part in service.healthcheck
+        ):
+            problems.append(
+                f"service {service.name}: healthcheck {shlex.join(service.healthcheck)} does not probe "
+                f"its own port {service.port}"
+            )
         for variable, value in service.environment.items():
             path = _container_path(value) if variable.startswith("LESSLABELS_") else None
-            if path is not None and not any(path == m.target.rstrip("/") or path.startswith(m.target.rstrip("/") + "/")
-                                            for m in service.mounts):
-                problems.append(f"service {service.name}: {variable}={value} is not on a volume "
-                                f"(its data would be lost with the container)")
+            if path is not None and not any(
+                path == m.target.rstrip("/") or path.startswith(m.target.rstrip("/") + "/") for m in service.mounts
+            ):
+                problems.append(
+                    f"service {service.name}: {variable}={value} is not on a volume "
+                    f"(its data would be lost with the container)"
+                )
         port_setting = service.environment.get("LESSLABELS_PORT")
         if port_setting is not None and port_setting != str(service.port):
             problems.append(f"service {service.name}: LESSLABELS_PORT={port_setting} but it exposes {service.port}")
@@ -371,8 +395,10 @@ def check_wiring(services: Mapping[str, Service], *, check_variables: bool = Tru
             else:
                 for variable in sorted(service.environment):
                     if variable.startswith("LESSLABELS_") and variable not in known:
-                        problems.append(f"service {service.name}: {variable} is not a setting of "
-                                        f"`{shlex.join(service.argv)}` (it reads {', '.join(sorted(known))})")
+                        problems.append(
+                            f"service {service.name}: {variable} is not a setting of "
+                            f"`{shlex.join(service.argv)}` (it reads {', '.join(sorted(known))})"
+                        )
     if problems:
         raise ComposeError("docker-compose wiring:\n  " + "\n  ".join(problems))
 
@@ -412,9 +438,16 @@ class LocalTopology:
 
     backend = "local"
 
-    def __init__(self, workdir: str | os.PathLike, *, compose_file: str | os.PathLike = COMPOSE_FILE,
-                 variables: Mapping[str, str] | None = None, env: Mapping[str, str] | None = None,
-                 startup_timeout: float = 120.0, check_variables: bool = True):
+    def __init__(
+        self,
+        workdir: str | os.PathLike,
+        *,
+        compose_file: str | os.PathLike = COMPOSE_FILE,
+        variables: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        startup_timeout: float = 120.0,
+        check_variables: bool = True,
+    ):
         self.compose_file = pathlib.Path(compose_file)
         self.workdir = pathlib.Path(workdir).resolve()
         self.variables = dict(variables or {})
@@ -457,12 +490,20 @@ class LocalTopology:
     def _rewrite(self, service: Service, value: str) -> str:
         for other in self.services.values():
             value = re.sub(rf"(?<![\w.-]){re.escape(other.name)}:{other.port}\b", self.address(other.name), value)
-        value = re.sub(rf"(?<![\w.-])(?:127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]):{service.port}\b",
-                       self.address(service.name), value)
+        value = re.sub(
+            rf"(?<![\w.-])(?:127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]):{service.port}\b",
+            self.address(service.name),
+            value,
+        )
         for mount in service.mounts:
-            local = str(self.volume_dir(mount.volume)) if mount.named else str(
-                (self.compose_file.parent / mount.volume).resolve())
-            value = re.sub(rf"(?<![^:=/,\s]){re.escape(mount.target.rstrip('/'))}(?=/|$)", lambda m, local=local: local, value)
+            local = (
+                str(self.volume_dir(mount.volume))
+                if mount.named
+                else str((self.compose_file.parent / mount.volume).resolve())
+            )
+            value = re.sub(
+                rf"(?<![^:=/,\s]){re.escape(mount.target.rstrip('/'))}(?=/|$)", lambda m, local=local: local, value
+            )
         return value
 
     def command(self, name: str) -> list[str]:
@@ -525,11 +566,19 @@ class LocalTopology:
             log.write(f"--- start {shlex.join(self.command(name))}\n".encode())
             log.flush()
             self.processes[name] = subprocess.Popen(
-                self.command(name), env=self.environment(name), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+                self.command(name),
+                env=self.environment(name),
+                cwd=cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
 
-    def run(self, name: str, args: list[str], *, binds: Mapping[str, str] | None = None,
-            timeout: float = 120.0) -> subprocess.CompletedProcess:
+    def run(
+        self, name: str, args: list[str], *, binds: Mapping[str, str] | None = None, timeout: float = 120.0
+    ) -> subprocess.CompletedProcess:
         """``docker compose run --rm --no-deps -v HOST:CONTAINER NAME ARGS``: a one-off command
         with the service's entrypoint and environment; ``binds`` maps host folders to container paths."""
         service = self.services[name]
@@ -537,7 +586,7 @@ class LocalTopology:
         for arg in args:
             for host, target in (binds or {}).items():
                 if arg == target or arg.startswith(target.rstrip("/") + "/"):
-                    arg = str(host) + arg[len(target.rstrip("/")):]
+                    arg = str(host) + arg[len(target.rstrip("/")) :]
             argv.append(self._rewrite(service, arg))
         env = self.environment(name)
         cwd = self.workdir / "home" / f"{name}-run"
@@ -556,8 +605,13 @@ class LocalTopology:
         """Run the service's health check once: (passed, its output)."""
         service = self.services[name]
         try:
-            proc = subprocess.run(self.health_command(name), capture_output=True, text=True,
-                                  env=child_environment(self.extra_env), timeout=service.healthcheck_timeout + 10)
+            proc = subprocess.run(
+                self.health_command(name),
+                capture_output=True,
+                text=True,
+                env=child_environment(self.extra_env),
+                timeout=service.healthcheck_timeout + 10,
+            )
         except subprocess.TimeoutExpired:
             return False, "health check timed out"
         return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
@@ -572,16 +626,20 @@ class LocalTopology:
                 raise ComposeError(f"service {name} was never started")
             code = proc.poll()
             if code is not None and name not in self._healthy_once:
-                raise ComposeError(f"service {name} exited with code {code} while starting "
-                                   f"({shlex.join(self.command(name))}); end of its log:\n{_tail(self.log_path(name))}")
+                raise ComposeError(
+                    f"service {name} exited with code {code} while starting "
+                    f"({shlex.join(self.command(name))}); end of its log:\n{_tail(self.log_path(name))}"
+                )
             if code is None:
                 ok, output = self.health(name)
                 if ok:
                     self._healthy_once.add(name)
                     return
             if time.monotonic() > deadline:
-                raise ComposeError(f"service {name} not healthy after {limit:.0f}s (last health check: {output!r}); "
-                                   f"end of its log:\n{_tail(self.log_path(name))}")
+                raise ComposeError(
+                    f"service {name} not healthy after {limit:.0f}s (last health check: {output!r}); "
+                    f"end of its log:\n{_tail(self.log_path(name))}"
+                )
             time.sleep(0.3)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
@@ -669,8 +727,15 @@ class DockerTopology:
 
     backend = "docker"
 
-    def __init__(self, workdir: str | os.PathLike, *, compose_file: str | os.PathLike = COMPOSE_FILE,
-                 variables: Mapping[str, str] | None = None, mounts: Iterable[str] = (), startup_timeout: float = 900.0):
+    def __init__(
+        self,
+        workdir: str | os.PathLike,
+        *,
+        compose_file: str | os.PathLike = COMPOSE_FILE,
+        variables: Mapping[str, str] | None = None,
+        mounts: Iterable[str] = (),
+        startup_timeout: float = 900.0,
+    ):
         self.compose_file = pathlib.Path(compose_file)
         self.workdir = pathlib.Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -704,8 +769,9 @@ class DockerTopology:
             argv += ["-f", str(path)]
         env = {k: v for k, v in os.environ.items() if not k.startswith("LESSLABELS_")}
         env.update(self.variables)
-        proc = subprocess.run(argv + list(args), capture_output=True, text=True, env=env,
-                              timeout=timeout or self.startup_timeout)
+        proc = subprocess.run(
+            argv + list(args), capture_output=True, text=True, env=env, timeout=timeout or self.startup_timeout
+        )
         if check and proc.returncode != 0:
             raise ComposeError(f"docker compose {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         return proc
@@ -717,8 +783,9 @@ class DockerTopology:
     def start(self, name: str, *, with_deps: bool = True, wait: bool = True) -> None:
         self._compose("up", "-d", *([] if with_deps else ["--no-deps"]), *(["--wait"] if wait else []), name)
 
-    def run(self, name: str, args: list[str], *, binds: Mapping[str, str] | None = None,
-            timeout: float = 300.0) -> subprocess.CompletedProcess:
+    def run(
+        self, name: str, args: list[str], *, binds: Mapping[str, str] | None = None, timeout: float = 300.0
+    ) -> subprocess.CompletedProcess:
         volumes = [a for host, target in (binds or {}).items() for a in ("-v", f"{host}:{target}:ro")]
         return self._compose("run", "--rm", "--no-deps", *volumes, name, *args, check=False, timeout=timeout)
 
@@ -752,18 +819,24 @@ class DockerTopology:
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Kill the service's process inside its container (tini, PID 1, then exits with it), so the
         restart policy applies: ``docker kill`` would count as a manual stop and skip it."""
-        script = ("import os\n"
-                  "for p in os.listdir('/proc'):\n"
-                  " if p.isdigit() and int(p) not in (1, os.getpid()):\n"
-                  "  try: c = open(f'/proc/{p}/cmdline','rb').read().split(b'\\0')\n"
-                  "  except OSError: continue\n"
-                  f"  if b'lesslabels' in b' '.join(c) and b'{name}' in c: os.kill(int(p), {int(sig)})\n")
+        script = (
+            "import os\n"
+            "for p in os.listdir('/proc'):\n"
+            " if p.isdigit() and int(p) not in (1, os.getpid()):\n"
+            "  try: c = open(f'/proc/{p}/cmdline','rb').read().split(b'\\0')\n"
+            "  except OSError: continue\n"
+            f"  if b'lesslabels' in b' '.join(c) and b'{name}' in c: os.kill(int(p), {int(sig)})\n"
+        )
         self._compose("exec", "-T", name, "python", "-c", script, check=False, timeout=60)
 
     def restarts(self, name: str) -> int:
         container = self._compose("ps", "-q", "-a", name).stdout.strip().splitlines()[0]
-        proc = subprocess.run(["docker", "inspect", "--format", "{{.RestartCount}}", container],
-                              capture_output=True, text=True, check=True)
+        proc = subprocess.run(
+            ["docker", "inspect", "--format", "{{.RestartCount}}", container],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         return int(proc.stdout.strip())
 
     def stop(self, name: str, grace: float = 15.0) -> None:

@@ -19,6 +19,7 @@ from lesslabels.demo.data import synthetic_rows
 from tests.integration.compose import DockerTopology, LocalTopology, docker_unavailable_reason
 from tests.integration.values import CHILD_ENV, DATASET, TEST_ROWS, TRAIN_ROWS, VARIABLES
 
+
 @dataclasses.dataclass
 class Deployment:
     topology: LocalTopology | DockerTopology
@@ -55,8 +56,9 @@ def make_topology(backend: str, workdir: pathlib.Path, tiny_bert_dir: pathlib.Pa
 @pytest.fixture(scope="module", params=["local", "docker"])
 def deployment(request, tmp_path_factory, tiny_bert_dir):
     """The whole topology, up and healthy, with the synthetic flight-intent set imported."""
-    topology, base_model = make_topology(request.param, tmp_path_factory.mktemp(f"compose-{request.param}"),
-                                         tiny_bert_dir)
+    topology, base_model = make_topology(
+        request.param, tmp_path_factory.mktemp(f"compose-{request.param}"), tiny_bert_dir
+    )
     try:
         topology.up()
         # As docs/deployment.md says: a one-off `lesslabels import` in the coordinator service,
@@ -68,8 +70,11 @@ def deployment(request, tmp_path_factory, tiny_bert_dir):
         for path in [data, *data.iterdir()]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         for split in ("train", "test"):
-            result = topology.run("coordinator", ["import", f"/import/{split}.csv", "--dataset", DATASET,
-                                                  "--split", split], binds={str(data): "/import"})
+            result = topology.run(
+                "coordinator",
+                ["import", f"/import/{split}.csv", "--dataset", DATASET, "--split", split],
+                binds={str(data): "/import"},
+            )
             assert result.returncode == 0, result.stdout + result.stderr
         yield Deployment(topology, base_model)
     finally:
@@ -89,4 +94,3 @@ def backend_factory(tmp_path, tiny_bert_dir):
     yield factory
     for topology in made:
         topology.down()
-

@@ -52,10 +52,17 @@ def test_the_real_file_passes_every_check():
     services = parse(load(COMPOSE_FILE, VARIABLES))
     assert set(services) == {"pool", "trainer", "scorer", "coordinator", "web"}
     assert {name: s.port for name, s in services.items()} == {
-        "pool": 50051, "trainer": 50052, "scorer": 50053, "coordinator": 50054, "web": 8080}
+        "pool": 50051,
+        "trainer": 50052,
+        "scorer": 50053,
+        "coordinator": 50054,
+        "web": 8080,
+    }
     assert {name for name, s in services.items() if s.published} == {"scorer", "coordinator", "web"}
-    assert all(s.restart == "unless-stopped" and s.environment["LESSLABELS_TOKEN"] == VARIABLES["LESSLABELS_TOKEN"]
-               for s in services.values())
+    assert all(
+        s.restart == "unless-stopped" and s.environment["LESSLABELS_TOKEN"] == VARIABLES["LESSLABELS_TOKEN"]
+        for s in services.values()
+    )
     check_wiring(services)
 
 
@@ -65,43 +72,82 @@ def test_the_real_file_passes_every_check():
         # A command the image does not have.
         ('command: ["trainer"]', 'command: ["trainr"]', r"trainer: `lesslabels trainr --help` failed"),
         # A misspelt variable: the service would silently use its default.
-        ("LESSLABELS_DATABASE_URL: ${", "LESSLABELS_DATABSE_URL: ${",
-         r"pool: LESSLABELS_DATABSE_URL is not a setting of `lesslabels pool`"),
-        ("LESSLABELS_SCORER_ADDRESS: scorer:50053", "LESSLABELS_SCORER_ADRESS: scorer:50053",
-         r"coordinator: LESSLABELS_SCORER_ADRESS is not a setting"),
+        (
+            "LESSLABELS_DATABASE_URL: ${",
+            "LESSLABELS_DATABSE_URL: ${",
+            r"pool: LESSLABELS_DATABSE_URL is not a setting of `lesslabels pool`",
+        ),
+        (
+            "LESSLABELS_SCORER_ADDRESS: scorer:50053",
+            "LESSLABELS_SCORER_ADRESS: scorer:50053",
+            r"coordinator: LESSLABELS_SCORER_ADRESS is not a setting",
+        ),
         # A value pointing at the wrong port of a service.
-        ("LESSLABELS_TRAINER_ADDRESS: trainer:50052", "LESSLABELS_TRAINER_ADDRESS: trainer:50051",
-         r"coordinator refers to trainer:50051, but trainer listens on 50052"),
+        (
+            "LESSLABELS_TRAINER_ADDRESS: trainer:50052",
+            "LESSLABELS_TRAINER_ADDRESS: trainer:50051",
+            r"coordinator refers to trainer:50051, but trainer listens on 50052",
+        ),
         # A call without the dependency that orders the start-up.
-        ("      scorer:\n        condition: service_healthy\n", "",
-         r"coordinator calls scorer but has no depends_on scorer"),
-        ("      pool:\n        condition: service_healthy\n    healthcheck:\n      test: [\"CMD\", \"lesslabels\", "
-         "\"probe\", \"127.0.0.1:50052\"]",
-         "    healthcheck:\n      test: [\"CMD\", \"lesslabels\", \"probe\", \"127.0.0.1:50052\"]",
-         r"trainer calls pool but has no depends_on pool"),
+        (
+            "      scorer:\n        condition: service_healthy\n",
+            "",
+            r"coordinator calls scorer but has no depends_on scorer",
+        ),
+        (
+            '      pool:\n        condition: service_healthy\n    healthcheck:\n      test: ["CMD", "lesslabels", '
+            '"probe", "127.0.0.1:50052"]',
+            '    healthcheck:\n      test: ["CMD", "lesslabels", "probe", "127.0.0.1:50052"]',
+            r"trainer calls pool but has no depends_on pool",
+        ),
         # A dependency on nothing, and a cycle.
-        ("      trainer:\n        condition: service_healthy\n    healthcheck:\n      test: [\"CMD\", \"lesslabels\", "
-         "\"probe\", \"127.0.0.1:50053\"]",
-         "      trainr:\n        condition: service_healthy\n    healthcheck:\n      test: [\"CMD\", \"lesslabels\", "
-         "\"probe\", \"127.0.0.1:50053\"]",
-         r"scorer depends on 'trainr', which is not a service"),
-        ("    depends_on:\n      pool:\n        condition: service_healthy\n    healthcheck:\n      test: [\"CMD\", "
-         "\"lesslabels\", \"probe\", \"127.0.0.1:50052\"]",
-         "    depends_on:\n      pool:\n        condition: service_healthy\n      coordinator:\n        condition: "
-         "service_healthy\n    healthcheck:\n      test: [\"CMD\", \"lesslabels\", \"probe\", \"127.0.0.1:50052\"]",
-         r"dependency cycle: .*trainer -> coordinator -> .*trainer|dependency cycle: .*coordinator -> .*trainer"),
+        (
+            '      trainer:\n        condition: service_healthy\n    healthcheck:\n      test: ["CMD", "lesslabels", '
+            '"probe", "127.0.0.1:50053"]',
+            '      trainr:\n        condition: service_healthy\n    healthcheck:\n      test: ["CMD", "lesslabels", '
+            '"probe", "127.0.0.1:50053"]',
+            r"scorer depends on 'trainr', which is not a service",
+        ),
+        (
+            '    depends_on:\n      pool:\n        condition: service_healthy\n    healthcheck:\n      test: ["CMD", '
+            '"lesslabels", "probe", "127.0.0.1:50052"]',
+            "    depends_on:\n      pool:\n        condition: service_healthy\n      coordinator:\n        condition: "
+            'service_healthy\n    healthcheck:\n      test: ["CMD", "lesslabels", "probe", "127.0.0.1:50052"]',
+            r"dependency cycle: .*trainer -> coordinator -> .*trainer|dependency cycle: .*coordinator -> .*trainer",
+        ),
         # A health check that probes another service, and a port setting that contradicts expose.
-        ('test: ["CMD", "lesslabels", "probe", "127.0.0.1:50054"]', 'test: ["CMD", "lesslabels", "probe", "pool:50051"]',
-         r"coordinator: healthcheck lesslabels probe pool:50051 does not probe its own port 50054"),
+        (
+            'test: ["CMD", "lesslabels", "probe", "127.0.0.1:50054"]',
+            'test: ["CMD", "lesslabels", "probe", "pool:50051"]',
+            r"coordinator: healthcheck lesslabels probe pool:50051 does not probe its own port 50054",
+        ),
         ('LESSLABELS_PORT: "50053"', 'LESSLABELS_PORT: "50055"', r"scorer: LESSLABELS_PORT=50055 but it exposes 50053"),
         # State written outside the volumes: lost whenever the container is recreated.
-        ("LESSLABELS_CHECKPOINT_DIR: /checkpoints\n      LESSLABELS_KEEP", "LESSLABELS_CHECKPOINT_DIR: /checkpoint\n      LESSLABELS_KEEP",
-         r"trainer: LESSLABELS_CHECKPOINT_DIR=/checkpoint is not on a volume"),
-        ("${LESSLABELS_DATABASE_URL:-sqlite:////data/pool.db}", "sqlite:////var/pool.db",
-         r"pool: LESSLABELS_DATABASE_URL=sqlite:////var/pool.db is not on a volume"),
+        (
+            "LESSLABELS_CHECKPOINT_DIR: /checkpoints\n      LESSLABELS_KEEP",
+            "LESSLABELS_CHECKPOINT_DIR: /checkpoint\n      LESSLABELS_KEEP",
+            r"trainer: LESSLABELS_CHECKPOINT_DIR=/checkpoint is not on a volume",
+        ),
+        (
+            "${LESSLABELS_DATABASE_URL:-sqlite:////data/pool.db}",
+            "sqlite:////var/pool.db",
+            r"pool: LESSLABELS_DATABASE_URL=sqlite:////var/pool.db is not on a volume",
+        ),
     ],
-    ids=["command", "variable-name", "variable-name-2", "address-port", "missing-dependency", "missing-dependency-2",
-         "unknown-dependency", "cycle", "healthcheck", "port", "checkpoints-off-volume", "database-off-volume"],
+    ids=[
+        "command",
+        "variable-name",
+        "variable-name-2",
+        "address-port",
+        "missing-dependency",
+        "missing-dependency-2",
+        "unknown-dependency",
+        "cycle",
+        "healthcheck",
+        "port",
+        "checkpoints-off-volume",
+        "database-off-volume",
+    ],
 )
 def test_a_wiring_mistake_fails_before_anything_starts(tmp_path, old, new, message):
     path = broken_copy(tmp_path, old, new)
@@ -122,8 +168,9 @@ def test_a_bad_flag_in_a_command_fails_when_the_service_starts(tmp_path):
 
 
 def test_a_bad_setting_value_fails_when_the_service_starts(tmp_path):
-    path = broken_copy(tmp_path, "LESSLABELS_KEEP_CHECKPOINTS: ${LESSLABELS_KEEP_CHECKPOINTS:-3}",
-                       'LESSLABELS_KEEP_CHECKPOINTS: "-1"')
+    path = broken_copy(
+        tmp_path, "LESSLABELS_KEEP_CHECKPOINTS: ${LESSLABELS_KEEP_CHECKPOINTS:-3}", 'LESSLABELS_KEEP_CHECKPOINTS: "-1"'
+    )
     topology = topology_of(path, tmp_path)
     try:
         with pytest.raises(ComposeError, match=r"service trainer exited with code 2 while starting") as info:
@@ -160,10 +207,21 @@ def test_the_token_must_be_set():
         load(COMPOSE_FILE, {"LESSLABELS_TOKEN": ""})
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("${A}", "a"), ("$A/x", "a/x"), ("${B:-d}", "d"), ("${E:-d}", "d"), ("${E-d}", ""), ("${A:+yes}", "yes"),
-    ("${B:+yes}", ""), ("$$A", "$A"), ("${B}", ""), ("x${A}y${A}", "xaya"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("${A}", "a"),
+        ("$A/x", "a/x"),
+        ("${B:-d}", "d"),
+        ("${E:-d}", "d"),
+        ("${E-d}", ""),
+        ("${A:+yes}", "yes"),
+        ("${B:+yes}", ""),
+        ("$$A", "$A"),
+        ("${B}", ""),
+        ("x${A}y${A}", "xaya"),
+    ],
+)
 def test_interpolation_follows_compose(text, expected):
     assert interpolate(text, {"A": "a", "E": ""}) == expected
 
@@ -175,8 +233,11 @@ def test_paths_and_addresses_are_rewritten_for_local_processes(tmp_path):
         assert pool_env["LESSLABELS_DATABASE_URL"] == f"sqlite:///{tmp_path.resolve()}/volumes/pool-data/pool.db"
         assert pool_env["LESSLABELS_PORT"] == str(topology.ports["pool"]) and pool_env["LESSLABELS_HOST"] == "127.0.0.1"
         assert coordinator_env["LESSLABELS_SCORER_ADDRESS"] == topology.address("scorer")
-        assert topology.environment("scorer")["LESSLABELS_CHECKPOINT_DIR"] == \
-            topology.environment("trainer")["LESSLABELS_CHECKPOINT_DIR"] == str(tmp_path.resolve() / "volumes/checkpoints")
+        assert (
+            topology.environment("scorer")["LESSLABELS_CHECKPOINT_DIR"]
+            == topology.environment("trainer")["LESSLABELS_CHECKPOINT_DIR"]
+            == str(tmp_path.resolve() / "volumes/checkpoints")
+        )
         assert topology.health_command("trainer")[-1] == topology.address("trainer")
     finally:
         topology.down()
@@ -191,15 +252,17 @@ def test_dockerfile_entrypoint_is_the_console_script_and_the_user_is_not_root():
     assert re.search(r"^ARG TORCH_VARIANT=cpu$", dockerfile, re.M)
 
 
-@pytest.mark.skipif(shutil.which("docker") is None or subprocess.run(
-    ["docker", "compose", "version"], capture_output=True).returncode != 0,
-    reason="the docker compose client is not installed")
+@pytest.mark.skipif(
+    shutil.which("docker") is None
+    or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0,
+    reason="the docker compose client is not installed",
+)
 @pytest.mark.parametrize("files", [[COMPOSE_FILE], [COMPOSE_FILE, CPU_OVERRIDE]], ids=["gpu", "cpu"])
 def test_docker_compose_config_accepts_the_file(files):
     argv = ["docker", "compose"] + [a for f in files for a in ("-f", str(f))]
-    ok = subprocess.run(argv + ["config", "--quiet"], capture_output=True, text=True,
-                        env=dict(CLEAN_ENV, LESSLABELS_TOKEN="t"))
+    ok = subprocess.run(
+        argv + ["config", "--quiet"], capture_output=True, text=True, env=dict(CLEAN_ENV, LESSLABELS_TOKEN="t")
+    )
     assert ok.returncode == 0, ok.stderr
-    missing = subprocess.run(argv + ["config", "--quiet"], capture_output=True, text=True,
-                             env=CLEAN_ENV)
+    missing = subprocess.run(argv + ["config", "--quiet"], capture_output=True, text=True, env=CLEAN_ENV)
     assert missing.returncode != 0 and "LESSLABELS_TOKEN" in missing.stderr

@@ -48,8 +48,9 @@ SERVER = textwrap.dedent("""
 
 def test_a_stream_whose_server_is_killed_fails_fast_with_unavailable():
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    proc = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True,
-                            env=dict(os.environ, PYTHONPATH=root))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=root)
+    )
     try:
         port = int(proc.stdout.readline())
         stub = scorer_pb2_grpc.ScorerServiceStub(make_channel(f"127.0.0.1:{port}"))

@@ -34,9 +34,15 @@ RUN_TIMEOUT = 300.0
 
 def run_config(base_model: str, seed: int = 3) -> RunConfig:
     return RunConfig(
-        dataset=DATASET, base_model=base_model, strategy="entropy", seed_size=Amount(count=SEED),
-        batch_size=Amount(count=BATCH), stopping=StoppingRule(max_rounds=ROUNDS), oracle="simulated",
-        random_seed=seed, hyperparameters={"max_epochs": 1, "batch_size": 8, "max_length": 32, "num_threads": 1},
+        dataset=DATASET,
+        base_model=base_model,
+        strategy="entropy",
+        seed_size=Amount(count=SEED),
+        batch_size=Amount(count=BATCH),
+        stopping=StoppingRule(max_rounds=ROUNDS),
+        oracle="simulated",
+        random_seed=seed,
+        hyperparameters={"max_epochs": 1, "batch_size": 8, "max_length": 32, "num_threads": 1},
     )
 
 
@@ -102,8 +108,10 @@ def test_external_client_scores_on_the_public_scorer_port_with_the_token(deploym
         with ScorerClient(address, token=token, timeout=30) as scorer, pytest.raises(Unauthenticated):
             scorer.score(texts, run=completed_run.run.id)
     # The coordinator's public port too.
-    with CoordinatorClient(deployment.topology.public_address("coordinator"), timeout=30) as coordinator, \
-            pytest.raises(Unauthenticated):
+    with (
+        CoordinatorClient(deployment.topology.public_address("coordinator"), timeout=30) as coordinator,
+        pytest.raises(Unauthenticated),
+    ):
         coordinator.list_runs()
     # The pool and the trainer are not published: only scorer and coordinator are public.
     for name in ("pool", "trainer"):

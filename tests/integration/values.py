@@ -12,5 +12,9 @@ VARIABLES = {
     "LESSLABELS_SCORER_THREADS": "1",
 }
 #: Extra environment of the local processes (under each service's own): keep the 2 cores usable.
-CHILD_ENV = {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
-             "TRANSFORMERS_OFFLINE": "1"}
+CHILD_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+}

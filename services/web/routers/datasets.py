@@ -23,10 +23,14 @@ def dataset_page(request: Request, name: str, imported: int = -1):
 
 
 @router.post("/datasets/import", dependencies=[Depends(csrf_protected)])
-async def import_file(request: Request, dataset: str = Form(...), split: str = Form("train"), file: UploadFile = File(...)):
+async def import_file(
+    request: Request, dataset: str = Form(...), split: str = Form("train"), file: UploadFile = File(...)
+):
     data = await file.read(MAX_UPLOAD_BYTES + 1)
     if len(data) > MAX_UPLOAD_BYTES:
-        raise errors.ResourceExhausted(f"file larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB: use `lesslabels import`")
+        raise errors.ResourceExhausted(
+            f"file larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB: use `lesslabels import`"
+        )
     summary = backend(request).import_data(dataset.strip(), data, split)
     return RedirectResponse(f"/datasets/{summary['dataset']}?imported={summary['imported']}", status_code=303)
 
@@ -34,5 +38,8 @@ async def import_file(request: Request, dataset: str = Form(...), split: str = F
 @router.get("/datasets/{name}/export.csv")
 def export(request: Request, name: str):
     data = backend(request).export_labels(name)
-    return Response(data, media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{name}-labels.csv"'})
+    return Response(
+        data,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}-labels.csv"'},
+    )

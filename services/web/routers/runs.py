@@ -26,11 +26,18 @@ def run_page(request: Request, run_id: int):
     detail = backend(request).run_detail(run_id)
     rounds = detail["rounds"]
     classes = sorted({c for r in rounds for c in r["per_class_f1"]})
-    return render(request, "run.html", {
-        "run": detail["run"], "rounds": rounds, "kept": detail.get("kept"), "classes": classes,
-        "warnings": accuracy_drops(rounds),
-        "curve": learning_curve_svg(rounds),
-    })
+    return render(
+        request,
+        "run.html",
+        {
+            "run": detail["run"],
+            "rounds": rounds,
+            "kept": detail.get("kept"),
+            "classes": classes,
+            "warnings": accuracy_drops(rounds),
+            "curve": learning_curve_svg(rounds),
+        },
+    )
 
 
 @router.get("/api/runs/{run_id}")
