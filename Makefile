@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup triton-client kserve-client test test-slow test-all lint proto demo clean
+.PHONY: setup kserve-client test test-slow test-all lint proto demo clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,17 +17,6 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 setup: $(VENV)/.installed
-
-# tritonclient pins protobuf<7, so it gets its own environment; the Open Inference Protocol
-# interop test runs the real client from there (and is skipped, saying so, without it).
-TRITON_VENV ?= .venv-triton
-$(TRITON_VENV)/.installed:
-	$(PYTHON) -m venv $(TRITON_VENV)
-	$(TRITON_VENV)/bin/python -m pip install -q 'tritonclient[grpc]' numpy
-	touch $@
-
-triton-client: $(TRITON_VENV)/.installed
-export LESSLABELS_TRITON_PYTHON ?= $(if $(wildcard $(TRITON_VENV)/.installed),$(abspath $(TRITON_VENV))/bin/python,)
 
 # The KServe SDK (InferenceGRPCClient) pins protobuf, grpcio and pandas/fastapi/kubernetes; it gets
 # its own environment too, for its Open Inference Protocol interop tests (skipped, saying so, without it).
@@ -70,4 +59,4 @@ proto: setup
 	$(PY) scripts/gen_protos.py
 
 clean:
-	rm -rf $(VENV) $(TRITON_VENV) $(KSERVE_VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(KSERVE_VENV) .pytest_cache build *.egg-info

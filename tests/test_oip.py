@@ -355,6 +355,10 @@ def test_best_of_run_in_the_scorer_api(oip_server, run_versions):
         scorer_pb2.ScoreRequest(model=common_pb2.ModelRef(best_of_run=VERSIONED_RUN), texts=["x"]), timeout=30
     )
     assert reply.checkpoint_id == run_versions["best"]  # best validation, not best test (round 0) nor latest
+    # Run 7's one checkpoint has no validation metrics: its best is its latest.
+    _, _, only_checkpoint, _ = oip_server
+    reply = stub.Score(scorer_pb2.ScoreRequest(model=common_pb2.ModelRef(best_of_run=RUN_ID), texts=["x"]), timeout=30)
+    assert reply.checkpoint_id == only_checkpoint
 
 
 @pytest.mark.parametrize("version", ["nope", "../../etc/passwd", "other-run", "LATEST"])

@@ -505,7 +505,6 @@ def test_concurrent_grpc_callers_get_their_own_rows(scorer):
         "too-many-texts",
         "over-message-limit",
         "best-unknown-run",
-        "best-without-validation",
         "best-negative",
         "bad-checkpoint-id",
     ],
