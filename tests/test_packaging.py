@@ -183,7 +183,10 @@ def test_plain_install_in_fresh_venv_is_torch_free(wheel, tmp_path, scorer_addre
     )
     out = subprocess.run([str(py), "-c", score], check=True, capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert out.stdout.split("\n")[0] == "(2, 3) ['a', 'b', 'c'] 2"
-    # Installs beside tritonclient (protobuf < 7): the resolver finds one set, and `pip check` agrees.
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "tritonclient[grpc]"], check=True, timeout=900)
+    # Installs beside tritonclient (protobuf < 7) when both are asked of one resolver: it finds one
+    # consistent set (older grpcio-health-checking/-reflection, whose newest releases need protobuf 7),
+    # and `pip check` agrees. (A later `pip install tritonclient` alone downgrades protobuf under
+    # them, which pip only warns about.)
+    subprocess.run([str(py), "-m", "pip", "install", "-q", str(wheel), "tritonclient[grpc]"], check=True, timeout=900)
     check = subprocess.run([str(py), "-m", "pip", "check"], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout
