@@ -271,7 +271,7 @@ def test_run_page_warns_on_a_sharp_accuracy_drop(fake):
     assert 'class="drop"' in page and "accuracy fell from 73.0% to 15.0%" in page
     assert "<th>F1 a</th>" in page and "<td>0.80</td>" in page
     # The run keeps the model before the drop: its best round by validation, not the latest.
-    assert "Model: round 0, checkpoint <code>c0</code> (best validation accuracy 80.0%" in " ".join(page.split())
+    assert "Model: round 0, checkpoint <code>c0</code> (validation accuracy 80.0%" in " ".join(page.split())
     assert page.count('<strong class="kept">model</strong>') == 1
 
 

@@ -148,6 +148,7 @@ def demo_main(argv: list[str]) -> int:
         if not rows:
             raise CliError("the run ended without an evaluated round")
         print(report.rounds_table(rows))
+        print(report.kept_model_line(detail.rounds))
         path = plots.plot_learning_curve(
             rows, args.plot, title=f"lesslabels demo on {data.name} ({strategy_label(config.strategy)})"
         )

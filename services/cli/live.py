@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from typing import Any, TextIO
@@ -88,6 +89,8 @@ class RunView:
         over = run.state in FINAL_STATES or run.state == WAITING
         ready = [r for i, r in sorted(self.latest.items()) if i not in self.printed and (over or i < run.round)]
         for row in rows_from_rounds(ready, self.pool_size):
+            # Which round the run keeps is known only at its end (the final table and `report` say).
+            row = dataclasses.replace(row, kept=False)
             self.printed.add(row.round)
             lines = format_table(COLUMNS, [row_cells(row)]).splitlines()
             if not self._header:

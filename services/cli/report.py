@@ -109,11 +109,10 @@ def kept_model_line(rounds: Sequence) -> str:
     kept = kept_round(rounds)
     if kept is None:
         return "model: none yet"
-    why = (
-        f"best validation accuracy {100 * kept.validation.accuracy:.2f}"
-        if kept.validation and kept.validation.count
-        else "the latest: no round has validation metrics"
-    )
+    if kept.validation and kept.validation.count:
+        why = f"validation accuracy {100 * kept.validation.accuracy:.2f} on {kept.validation.count} texts"
+    else:
+        why = "the latest: no round has validation metrics"
     return (
         f"model: round {kept.index}, checkpoint {kept.checkpoint_id} ({why}); the scorer serves it as "
         f"best_of_run={kept.run_id}, OIP model run-{kept.run_id} version best"

@@ -90,6 +90,19 @@ def _write_atomic(path: pathlib.Path, data: str) -> None:
     _fsync_dir(path.parent)
 
 
+def _validation_and_count(checkpoint: Checkpoint, metric: str) -> tuple[float, int] | None:
+    """(``metric``, texts it was measured on) from the checkpoint's validation metrics; the count
+    is 0 when the manifest does not give it."""
+    value = validation_metric(checkpoint, metric)
+    if value is None:
+        return None
+    try:
+        count = int((checkpoint.manifest.get("validation") or {}).get("count") or 0)
+    except (TypeError, ValueError):
+        count = 0
+    return value, count
+
+
 def validation_metric(checkpoint: Checkpoint, metric: str) -> float | None:
     """``metric`` from the checkpoint's validation metrics, or None when it has none."""
     value = (checkpoint.manifest.get("validation") or {}).get(metric)
@@ -207,13 +220,14 @@ class CheckpointStore:
         return self.get(checkpoint_id)
 
     def best(self, run_id: int, metric: str = "accuracy") -> Checkpoint:
-        """The run's checkpoint with the highest ``metric`` on its validation data (the manifest's
-        ``validation``; test metrics are never consulted), a tie going to the later round (then the
-        newer checkpoint); the latest when none has validation metrics (``common.best``)."""
+        """The checkpoint the run keeps, by ``metric`` on its validation data (the manifest's
+        ``validation``; test metrics are never consulted): the latest validated one unless an earlier
+        one leads it by more than two standard errors; the latest when none has validation metrics
+        (``lesslabels.common.best``)."""
         checkpoints = self.list(run_id)
         best = pick_best(
             checkpoints,
-            lambda c: validation_metric(c, metric),
+            lambda c: _validation_and_count(c, metric),
             lambda c: (int(c.manifest.get("round") or 0), c.manifest.get("created_at", ""), c.id),
         )
         if best is None:

@@ -167,11 +167,13 @@ class RoundInfo:
 
 
 def kept_round(rounds: Sequence[RoundInfo]) -> RoundInfo | None:
-    """The round whose model the run keeps: the best by validation accuracy (never test), a tie
-    to the later round; the latest when no round has validation metrics (``common.best``)."""
+    """The round whose model the run keeps, by validation accuracy, never test: the latest round
+    unless an earlier one leads it by more than two standard errors (``common.best``)."""
     trained = [r for r in rounds if r.checkpoint_id]
     return pick_best(
-        trained, lambda r: r.validation.accuracy if r.validation and r.validation.count else None, lambda r: (r.index,)
+        trained,
+        lambda r: (r.validation.accuracy, r.validation.count) if r.validation and r.validation.count else None,
+        lambda r: (r.index,),
     )
 
 
