@@ -163,7 +163,7 @@ def labels_from_export(export: Any) -> ExportReading:
         kept = [(i, a) for i, a in enumerate(annotations) if not a.get("was_cancelled")]
         choice = None
         latest: Mapping[str, Any] = {}
-        for position, annotation in sorted(kept, key=lambda pa: _recency(*pa), reverse=True):
+        for _position, annotation in sorted(kept, key=lambda pa: _recency(*pa), reverse=True):
             choice = _choice(annotation, where)
             if choice is not None:
                 latest = annotation
