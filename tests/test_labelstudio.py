@@ -241,6 +241,14 @@ def test_round_trip_through_a_real_stack(real_stack, tiny_bert_dir, tmp_path, ca
         assert prediction["model_version"] and 0 < prediction["score"] <= 1
         assert prediction["result"][0]["value"]["choices"][0] in LABELS
 
+    # The checkpoint the trainer published for round 0 is a folder transformers loads as is.
+    from transformers import pipeline
+
+    folder = tmp_path / "checkpoints" / f"ckpt-{tasks[0]['predictions'][0]['model_version']}"
+    (result,) = pipeline("text-classification", model=str(folder), device="cpu")(tasks[0]["data"]["text"])
+    assert result["label"] == tasks[0]["predictions"][0]["result"][0]["value"]["choices"][0]
+    assert result["score"] == pytest.approx(tasks[0]["predictions"][0]["score"], abs=1e-3)
+
     # The labelled set for Hugging Face datasets: text, label index, and the names beside it.
     hf = tmp_path / "toy.jsonl"
     assert cli(["export-hf", "--dataset", "toy", "-o", str(hf), "--pool-address", stack.pool_address]) == 0
@@ -279,3 +287,27 @@ def test_a_checkpoint_folder_loads_in_a_transformers_pipeline_as_is(store_and_id
     assert result["label"] in CHECKPOINT_LABELS and 0 < result["score"] <= 1
     every = classifier("hello", top_k=None)
     assert sorted(r["label"] for r in every) == sorted(CHECKPOINT_LABELS)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_hf_export_loads_in_datasets_with_the_label_names(fmt, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from lesslabels.client import Sample, hfexport
+
+    samples = [Sample(1, "to denver, please", "train", "flight"), Sample(2, 'a "quoted" fare', "train", "airfare")]
+    samples.append(Sample(3, "not labelled", "train", ""))
+    names = hfexport.label_names(["flight", "airfare", "ground_service"], samples)
+    path = tmp_path / f"set.{fmt}"
+    path.write_text(hfexport.render(hfexport.hf_rows(samples, names), fmt), encoding="utf-8")
+    declared = json.loads(hfexport.names_document(names))["label"]["names"]
+    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=declared)})
+    loaded = datasets.load_dataset(
+        "json" if fmt == "jsonl" else "csv", data_files=str(path), features=features, cache_dir=str(tmp_path / "c")
+    )["train"]
+    assert loaded.features["label"].names == ["flight", "airfare", "ground_service"]
+    assert [(r["text"], loaded.features["label"].int2str(r["label"])) for r in loaded] == [
+        ("to denver, please", "flight"),
+        ('a "quoted" fare', "airfare"),
+    ]
+    with pytest.raises(InvalidArgument, match="format 'parquet'"):
+        hfexport.render([], "parquet")
