@@ -5,6 +5,7 @@ stack, and a checkpoint folder loaded by ``transformers.pipeline`` as is."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -212,13 +213,20 @@ def test_round_trip_through_a_real_stack(real_stack, tiny_bert_dir, tmp_path, ca
     def second_pass(task):
         gold_label = gold(task["data"]["text"])
         if task["data"]["sample_id"] == last:
-            return [_annotation(None, cancelled=True), _annotation(gold_label, completed_by=3, id=2002)]
+            # An export that names nobody: --annotator names them.
+            return [_annotation(None, cancelled=True), _annotation(gold_label, completed_by=None, id=2002)]
         return [_annotation(gold_label, completed_by=person[task["id"]])]
 
     export_path.write_text(json.dumps(_ls_export(tasks, second_pass)))
-    assert cli(["labelstudio", "import", str(run_id), str(export_path), *coord]) == 0
+    assert cli(["labelstudio", "import", str(run_id), str(export_path), *coord, "--annotator", "carol"]) == 0
     out = capsys.readouterr().out
     assert "1 labels recorded, 11 unchanged" in out and "0 of the batch still unlabelled" in out
+    # Each label is kept with its Label Studio annotator (completed_by), in the pool's label history.
+    with sqlite3.connect(tmp_path / "pool.db") as db:
+        annotators = dict(db.execute("SELECT sample_id, annotator FROM label_events WHERE source = 'human'"))
+    assert annotators == {
+        t["data"]["sample_id"]: "carol" if t["data"]["sample_id"] == last else str(person[t["id"]]) for t in tasks
+    }
 
     from lesslabels.v1 import run_pb2
 
