@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup kserve-client test test-slow test-all lint proto demo clean
+.PHONY: setup kserve-client labelstudio-server test test-slow test-all lint proto demo clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,18 @@ $(KSERVE_VENV)/.installed:
 
 kserve-client: $(KSERVE_VENV)/.installed
 export LESSLABELS_KSERVE_PYTHON ?= $(if $(wildcard $(KSERVE_VENV)/.installed),$(abspath $(KSERVE_VENV))/bin/python,)
+
+# Label Studio (the server and its SDK) pins Django and friends: a side environment too, for the slow
+# round trip against a real Label Studio server (tests/test_labelstudio_server.py; skipped, saying so, without it).
+LABELSTUDIO_VENV ?= .venv-labelstudio
+$(LABELSTUDIO_VENV)/.installed:
+	$(PYTHON) -m venv $(LABELSTUDIO_VENV)
+	$(LABELSTUDIO_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LABELSTUDIO_VENV)/bin/python -m pip install -q label-studio label-studio-sdk
+	touch $@
+
+labelstudio-server: $(LABELSTUDIO_VENV)/.installed
+export LESSLABELS_LABELSTUDIO_PYTHON ?= $(if $(wildcard $(LABELSTUDIO_VENV)/.installed),$(abspath $(LABELSTUDIO_VENV))/bin/python,)
 
 ## The README's test command: everything except the slow extras (about ten minutes on 2 cores).
 test: setup
@@ -59,4 +71,4 @@ proto: setup
 	$(PY) scripts/gen_protos.py
 
 clean:
-	rm -rf $(VENV) $(KSERVE_VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(KSERVE_VENV) $(LABELSTUDIO_VENV) .pytest_cache build *.egg-info

@@ -25,6 +25,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cancel": ("lesslabels.cli.runs:cancel_main", "cancel a run"),
     "resume": ("lesslabels.cli.runs:resume_main", "resume a failed or interrupted run"),
     "label": ("lesslabels.cli.runs:label_main", "export a run's pending batch / import its labels"),
+    "labelstudio": (
+        "lesslabels.cli.labelstudio:labelstudio_main",
+        "a run's pending batch to Label Studio and its labels back",
+    ),
+    "export-hf": (
+        "lesslabels.cli.labelstudio:export_hf_main",
+        "export a labelled set for Hugging Face datasets (JSONL/CSV)",
+    ),
     "report": ("lesslabels.cli.results:report_main", "a run's learning curve: table, CSV/JSON, PNG"),
     "compare": ("lesslabels.cli.results:compare_main", "strategies x seeds: mean curves, area under them, one plot"),
 }

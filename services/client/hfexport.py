@@ -1,0 +1,57 @@
+"""A labelled set in the layout of Hugging Face ``datasets``: ``text`` and ``label`` columns, the label
+an index into a names list (a ``ClassLabel``), and that names list beside the file.
+
+Pure conversion, no ``datasets`` import: load the result with
+``datasets.load_dataset("json", data_files=FILE, features=Features({"text": Value("string"),
+"label": ClassLabel(names=NAMES)}))`` (``"csv"`` for the CSV file).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+
+from lesslabels.client.errors import FailedPrecondition, InvalidArgument
+from lesslabels.client.types import Sample
+
+FORMATS = ("jsonl", "csv")
+
+
+def label_names(declared: Sequence[str], samples: Iterable[Sample]) -> list[str]:
+    """The dataset's declared label set in its order, then any label found only in the samples, sorted."""
+    names = list(declared)
+    extra = sorted({s.label for s in samples if s.label} - set(names))
+    return names + extra
+
+
+def hf_rows(samples: Iterable[Sample], names: Sequence[str]) -> list[dict]:
+    index = {name: i for i, name in enumerate(names)}
+    rows = [{"text": s.text, "label": index[s.label]} for s in samples if s.label]
+    if not rows:
+        raise FailedPrecondition("no labelled texts to export")
+    return rows
+
+
+def to_jsonl(rows: Sequence[dict]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+def to_csv(rows: Sequence[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=["text", "label"], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def render(rows: Sequence[dict], fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise InvalidArgument(f"format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    return to_jsonl(rows) if fmt == "jsonl" else to_csv(rows)
+
+
+def names_document(names: Sequence[str]) -> str:
+    """The names list file: ``{"label": {"names": [...]}}``, the ``ClassLabel`` of the ``label`` column."""
+    return json.dumps({"label": {"names": list(names)}}, ensure_ascii=False, indent=1) + "\n"
