@@ -237,6 +237,7 @@ MISREADABLE = [
     (b"weather,what is it like\n greet ,hi\nGreet,hello\n", {}, "near-duplicate of 'greet'"),
     (b"id,text,label\n7,hi,greet\n7,hello,greet\n", {}, "row 2: id '7' repeats the id of row 1"),
     (b'{"text": "hi", "id": [1]}\n', {}, "id must be a string or an integer"),
+    (b'[{"text": "hi", "label": "greet"}]\n', {}, "the file is a JSON array; write one JSON object per line"),
 ]
 
 
@@ -266,6 +267,13 @@ def test_header_names_and_column_flags_map_the_columns(pool_address, stub):
     )
     assert dict(summary.columns) == {"text": "body", "label": "tag", "id": "ref"}
     assert [s.text for s in _samples(stub, dataset="c")] == ["hello there", "see you"]
+
+
+def test_tab_and_semicolon_separated_files(pool_address):
+    summary = import_bytes(pool_address, "t", b"text\tlabel\nhello, there\tgreet\nsee you\tbye\n")
+    assert dict(summary.by_label) == {"greet": 1, "bye": 1} and summary.format == pool_pb2.IMPORT_FORMAT_CSV_HEADER
+    summary = import_bytes(pool_address, "s", b"greet;hello there\nbye;see you\n")
+    assert dict(summary.by_label) == {"greet": 1, "bye": 1}
 
 
 def test_label_names_are_normalised_for_whitespace(pool_address, stub):

@@ -109,12 +109,28 @@ def _known_name(cell: str, columns: Columns) -> bool:
     return cell in flags or cell.lower() in TEXT_NAMES + LABEL_NAMES + ID_NAMES + SPLIT_NAMES
 
 
+def delimiter(text: str) -> str:
+    """The field separator: the first of tab (TSV), comma and semicolon that splits the first line
+    into two fields or more as valid CSV; a comma when none does."""
+    stripped = text.lstrip()
+    first_line = stripped.splitlines()[0] if stripped else ""
+    for candidate in ("\t", ",", ";"):
+        try:
+            if len(next(csv.reader([first_line], delimiter=candidate, strict=True), [])) >= 2:
+                return candidate
+        except csv.Error:
+            continue
+    return ","
+
+
 def detect_format(text: str, columns: Columns = DEFAULT_COLUMNS) -> Format:
     stripped = text.lstrip()
     if stripped.startswith("{"):
         return Format.JSONL
+    if stripped.startswith("["):
+        raise InvalidArgument("the file is a JSON array; write one JSON object per line (JSONL) instead")
     first_line = stripped.splitlines()[0] if stripped else ""
-    header = [h.strip() for h in next(csv.reader([first_line]), [])]
+    header = [h.strip() for h in next(csv.reader([first_line], delimiter=delimiter(text)), [])]
     # A first row naming a known column (or one a flag names) is a header (ATIS-style files start with data).
     if columns.given or any(_known_name(h, columns) for h in header):
         return Format.CSV_HEADER
@@ -260,7 +276,7 @@ def _refuse_repeated_ids(rows: list[ImportRow]) -> None:
 
 
 def _csv_reader(text: str):
-    return csv.reader(io.StringIO(text, newline=""), strict=True)
+    return csv.reader(io.StringIO(text, newline=""), strict=True, delimiter=delimiter(text))
 
 
 def _parse_csv_label_text(text: str, keep_whitespace: bool) -> list[ImportRow]:
