@@ -647,6 +647,25 @@ def test_compare_existing_runs(fake_coordinator, tmp_path, capsys):
     assert "run id 'x' is not a number" in capsys.readouterr().err
 
 
+def test_compare_runs_with_no_shared_label_range_says_why(fake_coordinator, tmp_path, capsys):
+    late = run_pb2.Run()
+    late.CopyFrom(fake_coordinator.runs[1])
+    late.id = 9
+    fake_coordinator.runs[9] = late
+    fake_coordinator.rounds[9] = [
+        run_pb2.Round(
+            run_id=9, index=i, labelled_count=100 * (i + 1), test=common_pb2.EvalMetrics(accuracy=0.8, count=50)
+        )
+        for i in range(2)
+    ]
+    png = tmp_path / "c.png"
+    assert _cli(fake_coordinator, "compare", "--runs", "1,9", "--plot", str(png), "--no-progress") == 1
+    err = capsys.readouterr().err
+    assert "cannot be compared: their learning curves share no label range" in err
+    assert "run 1 10..20, run 9 100..200" in err and "Traceback" not in err
+    assert not png.exists()
+
+
 def test_follow_reopens_a_stream_that_reaches_its_deadline(fake_coordinator):
     import time as time_
 
