@@ -228,10 +228,10 @@ def _pending(ids=(1, 2, 3), labels=("greet", "bye")):
     )
 
 
-def test_check_labels_names_unknown_ids_and_labels(tmp_path):
+def test_check_labels_names_unknown_labels(tmp_path):
     check_labels([(1, "greet"), (3, "bye")], _pending(), tmp_path / "f.csv")
-    with pytest.raises(CliError, match=r"2 sample id\(s\) are not in the pending batch of run 5: 7, 8"):
-        check_labels([(1, "greet"), (7, "bye"), (8, "bye")], _pending(), tmp_path / "f.csv")
+    # Samples outside the pending batch are the coordinator's to judge (repeats of recorded labels pass).
+    check_labels([(1, "greet"), (7, "bye")], _pending(), tmp_path / "f.csv")
     with pytest.raises(CliError, match=r"unknown label\(s\) 'hello'; allowed: bye, greet"):
         check_labels([(1, "hello")], _pending(), tmp_path / "f.csv")
 
@@ -368,14 +368,21 @@ class FakeCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
 
     def GetPendingLabels(self, request, context):
         self._run(request.run_id)
-        pending = _pending(ids=(11, 12, 13))
+        pending = _pending(ids=self.pending_ids)
         pending.run_id = request.run_id
         for s in pending.samples:
             s.label = self.labels.get(s.sample_id, "")
         pending.remaining = sum(1 for s in pending.samples if not s.label)
         return pending
 
+    pending_ids = (11, 12, 13)
+
     def SubmitRunLabels(self, request, context):
+        # As the coordinator: outside the pending batch only repeats of recorded labels are taken.
+        outside = [a.sample_id for a in request.labels if a.sample_id not in self.pending_ids]
+        outside = [i for i in outside if self.labels.get(i) != dict((a.sample_id, a.label) for a in request.labels)[i]]
+        if outside:
+            raise errors.InvalidArgument(f"samples {outside} are not in the pending batch of run {request.run_id}")
         with self.lock:
             self.submissions.append(request)
             recorded = unchanged = 0
@@ -499,8 +506,13 @@ def test_label_export_then_partial_and_repeated_imports(fake_coordinator, tmp_pa
     assert "1 labels recorded" in out and "2 of the batch still unlabelled" in out
     # The same file again: the same idempotency key, nothing new.
     assert _cli(fake_coordinator, "label", "import", "2", str(exported)) == 0
-    assert "0 labels recorded, 1 unchanged" in capsys.readouterr().out
+    assert "0 labels recorded, 1 unchanged (already labelled)" in capsys.readouterr().out
     assert len({s.idempotency_key for s in fake_coordinator.submissions}) == 1
+    # Late: the run moved on to its next batch; the file's label is a repeat and still succeeds.
+    fake_coordinator.pending_ids = (14, 15, 16)
+    assert _cli(fake_coordinator, "label", "import", "2", str(exported)) == 0
+    assert "1 unchanged (already labelled)" in capsys.readouterr().out
+    fake_coordinator.pending_ids = (11, 12, 13)
     # JSONL export shows the label already given.
     jsonl = tmp_path / "batch.jsonl"
     assert _cli(fake_coordinator, "label", "export", "2", str(jsonl)) == 0
@@ -512,7 +524,7 @@ def test_label_import_rejects_unknown_ids_labels_and_missing_files(fake_coordina
     bad_id = tmp_path / "bad_id.csv"
     bad_id.write_text("sample_id,label\n11,greet\n999,bye\n")
     assert _cli(fake_coordinator, "label", "import", "2", str(bad_id)) == 1
-    assert "1 sample id(s) are not in the pending batch of run 2: 999" in capsys.readouterr().err
+    assert "samples [999] are not in the pending batch of run 2" in capsys.readouterr().err
     bad_label = tmp_path / "bad_label.csv"
     bad_label.write_text("sample_id,label\n11,hello\n")
     assert _cli(fake_coordinator, "label", "import", "2", str(bad_label)) == 1
@@ -523,7 +535,7 @@ def test_label_import_rejects_unknown_ids_labels_and_missing_files(fake_coordina
     empty.write_text("sample_id,label\n11,\n")
     assert _cli(fake_coordinator, "label", "import", "2", str(empty)) == 1
     assert "no row has a label" in capsys.readouterr().err
-    assert fake_coordinator.submissions == []
+    assert fake_coordinator.submissions == [] and fake_coordinator.labels == {}
 
 
 def test_report_writes_table_csv_json_and_png(fake_coordinator, tmp_path, capsys):

@@ -158,6 +158,10 @@ class Coordinator:
             raise errors.InvalidArgument("no labels given")
         with self._run_lock(run_id):
             run = self.pool.get_run(run_id)
+            if run.state == "CANCELLED":
+                raise errors.FailedPrecondition(
+                    f"run {run_id} is cancelled: resume it first ('lesslabels resume {run_id}'), then label"
+                )
             waiting = run.step == "LABEL" and run.state in ("RUNNING", "WAITING_FOR_LABELS", "PENDING")
             batch = {a.sample_id for a in self.pool.list_acquisitions(run_id, run.round)} if waiting else set()
             fresh = [(i, label) for i, label in labels if i in batch]
