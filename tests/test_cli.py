@@ -127,15 +127,34 @@ def test_run_config_from_flags():
     assert config.hyperparameters["class_balance"] == "CLASS_BALANCE_WEIGHTED_LOSS"
 
 
-def test_run_config_leaves_defaults_to_the_coordinator():
+def test_run_defaults_are_the_recommended_protocol_and_the_original_is_one_flag_away():
     config = _parse_run(["--dataset", "atis"])
-    assert config.seed_size is None and config.batch_size is None and config.stopping.label_budget is None
-    assert config.strategy == "entropy"
+    assert (config.strategy, config.seed_strategy) == ("clustered_entropy", "diverse")
+    assert config.seed_size.fraction == pytest.approx(0.02) and config.batch_size.fraction == pytest.approx(0.02)
+    assert config.stopping.label_budget is None
     assert config.oracle == "simulated"
     assert "max_epochs" not in config.hyperparameters and "class_balance" not in config.hyperparameters
+    original = _parse_run(["--dataset", "atis", "--protocol", "original"])
+    assert (original.strategy, original.seed_strategy) == ("entropy", "random")
+    assert original.seed_size.fraction == pytest.approx(0.05) and original.batch_size.fraction == pytest.approx(0.1)
+    # A flag given wins over the protocol's default.
+    assert _parse_run(["--dataset", "atis", "--protocol", "original", "--strategy", "margin"]).strategy == "margin"
     # The one training default the CLI sets itself: enough steps for a 100-label round.
     assert config.hyperparameters["min_steps"] == 250
     assert "min_steps" not in _parse_run(["--dataset", "atis", "--min-steps", "0"]).hyperparameters
+
+
+def test_epochs_alone_turn_the_step_floor_off_and_the_plan_says_so():
+    from lesslabels.cli.runconfig import training_plan
+
+    default = _parse_run(["--dataset", "atis"])
+    assert "10 epochs, more when that is under 250 optimizer steps" in training_plan(default)
+    epochs = _parse_run(["--dataset", "atis", "--epochs", "3"])
+    assert epochs.hyperparameters["max_epochs"] == 3 and "min_steps" not in epochs.hyperparameters
+    assert training_plan(epochs).startswith("training per round: 3 epochs (no --min-steps floor)")
+    both = _parse_run(["--dataset", "atis", "--epochs", "3", "--min-steps", "40"])
+    assert (both.hyperparameters["max_epochs"], both.hyperparameters["min_steps"]) == (3, 40)
+    assert "3 epochs, more when that is under 40 optimizer steps" in training_plan(both)
 
 
 @pytest.mark.parametrize(
@@ -486,6 +505,7 @@ def test_run_sends_the_config_and_watch_follows_to_the_end(fake_coordinator, cap
     assert sent.config.strategy == run_pb2.STRATEGY_RANDOM and sent.config.seed_size.count == 10
     assert sent.request_id
     assert "started run 3" in out and "state=completed" in out
+    assert "training per round: 10 epochs, more when that is under 250 optimizer steps" in out  # the plan
     assert "60.00" in out  # round 1's accuracy row, printed by the live view
 
 

@@ -21,6 +21,7 @@ from lesslabels.cli.runconfig import (
     WAITING,
     add_run_flags,
     run_config_from_args,
+    training_plan,
     strategy_label,
 )
 from lesslabels.client import LessLabelsError, Run, ScorerClient, batch_model, suggest
@@ -71,6 +72,7 @@ def run_main(argv: list[str]) -> int:
     with Client.from_args(args) as client:
         run = client.start_run(config, request_id=args.request_id or uuid.uuid4().hex)
         print(f"started run {run.id}")
+        print(training_plan(config))
         if not args.watch:
             print(describe_run(run))
             print(f"follow it with 'lesslabels status {run.id} --watch'")
