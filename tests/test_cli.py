@@ -669,6 +669,36 @@ def test_live_view_draws_a_bar_per_step_when_progress_is_on():
     assert "round 0 train" in drawn and "epoch 3/4" in drawn and "round 0 score" in drawn
 
 
+def test_live_bars_show_an_eta_and_a_rate_once_they_can_know_them(monkeypatch):
+    import io
+
+    from lesslabels.cli import live
+    from lesslabels.client import Run, RunConfig
+
+    clock = [100.0]
+    monkeypatch.setattr(live.time, "monotonic", lambda: clock[0])
+    err = io.StringIO()
+    view = live.RunView(100, progress=True, out=io.StringIO(), err=err)
+    scoring = Run(1, RunConfig("d"), state="RUNNING", step="SCORE", round=0)
+    view.update(scoring, 0.0, "scoring 0/1000")
+    assert "<?" in err.getvalue() and "/s)" not in err.getvalue()  # nothing done yet: no ETA, no rate
+    clock[0] += 2.0
+    view.update(scoring, 0.4, "scoring 400/1000")
+    assert "scoring 400/1000 (200/s)" in err.getvalue() and "<00:0" in err.getvalue()  # rate and ETA
+    assert view._rate("embedding the pool") == ""  # no counts: no rate
+    view.close_bar()
+
+
+def test_compare_bar_shows_no_eta(fake_coordinator, capsys):
+    from lesslabels.cli.client import Client
+    from lesslabels.cli.results import wait_for_runs
+
+    with Client(fake_coordinator.address, timeout=10) as client:
+        wait_for_runs(client, [1], progress=True)
+    drawn = capsys.readouterr().err
+    assert "runs finished: 1/1" in drawn and "<" not in drawn and "?" not in drawn
+
+
 def test_compare_existing_runs(fake_coordinator, tmp_path, capsys):
     png = tmp_path / "c.png"
     assert _cli(fake_coordinator, "compare", "--runs", "1", "--plot", str(png), "--no-progress") == 0

@@ -102,7 +102,13 @@ def wait_for_runs(client: Client, run_ids: list[int], *, progress: bool, poll: f
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(run_ids), desc="runs finished", file=sys.stderr)
+        # No ETA: runs go side by side and finish in bursts, so the rate of finished runs predicts nothing.
+        bar = tqdm(
+            total=len(run_ids),
+            desc="runs finished",
+            file=sys.stderr,
+            bar_format="{desc}: {n}/{total} |{bar}| {elapsed} {postfix}",
+        )
     details: dict[int, RunDetail] = {}
     try:
         while True:
