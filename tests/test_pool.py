@@ -238,6 +238,8 @@ MISREADABLE = [
     (b"id,text,label\n7,hi,greet\n7,hello,greet\n", {}, "row 2: id '7' repeats the id of row 1"),
     (b'{"text": "hi", "id": [1]}\n', {}, "id must be a string or an integer"),
     (b'[{"text": "hi", "label": "greet"}]\n', {}, "the file is a JSON array; write one JSON object per line"),
+    (b"text,label,\nhi,greet,\nbye,bye,web\n", {}, "row 2 (line 3): a value in unnamed column 3"),
+    ("caf\xe9,hi\n".encode("latin-1"), {}, "not valid UTF-8 (byte offset 3); save the file as UTF-8"),
 ]
 
 
@@ -267,6 +269,12 @@ def test_header_names_and_column_flags_map_the_columns(pool_address, stub):
     )
     assert dict(summary.columns) == {"text": "body", "label": "tag", "id": "ref"}
     assert [s.text for s in _samples(stub, dataset="c")] == ["hello there", "see you"]
+
+
+def test_empty_unnamed_columns_are_skipped(pool_address):
+    summary = import_bytes(pool_address, "d", b"\xef\xbb\xbfText,Label,\r\nhello there,greet,\r\nsee you,bye,\r\n")
+    assert dict(summary.by_label) == {"greet": 1, "bye": 1}
+    assert dict(summary.columns) == {"text": "Text", "label": "Label"}
 
 
 def test_tab_and_semicolon_separated_files(pool_address):

@@ -37,7 +37,9 @@ def decode(data: bytes) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise InvalidArgument(f"line {line}: not valid UTF-8 (byte offset {exc.start})") from None
+        raise InvalidArgument(
+            f"line {line}: not valid UTF-8 (byte offset {exc.start}); save the file as UTF-8"
+        ) from None
 
 
 #: Column (CSV header) or key (JSONL) names read as each field when no flag names one.
@@ -316,14 +318,23 @@ def _parse_csv_header(text: str, keep_whitespace: bool, columns: Columns) -> tup
     rows: list[ImportRow] = []
     try:
         header = [h.strip() for h in next(reader)]
-        mapping = resolve_columns(header, columns, "line 1 (header)")
+        # Unnamed columns (a spreadsheet's trailing separators) are skipped while they stay empty.
+        unnamed = [i for i, name in enumerate(header) if not name]
+        mapping = resolve_columns([name for name in header if name], columns, "line 1 (header)")
         index = {field: header.index(name) for field, name in mapping.items()}
         for fields in reader:
             if not fields or all(not f.strip() for f in fields):
                 continue
             where = f"row {len(rows) + 1} (line {reader.line_num})"
             if len(fields) != len(header):
-                raise InvalidArgument(f"{where}: expected {len(header)} fields, got {len(fields)}")
+                raise InvalidArgument(
+                    f"{where}: expected {len(header)} fields, got {len(fields)} (quote texts that contain the separator)"
+                )
+            filled = [i + 1 for i in unnamed if fields[i].strip()]
+            if filled:
+                raise InvalidArgument(
+                    f"{where}: a value in unnamed column {filled[0]}; name it in the header line or remove it"
+                )
             label = _label(fields[index["label"]], where) if "label" in index else None
             split = _split(fields[index["split"]], where) if "split" in index else None
             external_id = _external_id(fields[index["id"]], where) if "id" in index else None
