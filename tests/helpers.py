@@ -37,8 +37,12 @@ def import_bytes(
     create: bool = True,
     chunk: int = 64 * 1024,
     token: str = "",
+    **header_fields: Any,
 ) -> pool_pb2.ImportSummary:
-    header = pool_pb2.ImportHeader(dataset=dataset, format=fmt, split=SPLITS[split], create_dataset=create)
+    """Import ``data`` with the raw stub; ``header_fields`` are more ImportHeader fields (text_column...)."""
+    header = pool_pb2.ImportHeader(
+        dataset=dataset, format=fmt, split=SPLITS[split], create_dataset=create, **header_fields
+    )
 
     def messages():
         yield pool_pb2.ImportSamplesRequest(header=header)

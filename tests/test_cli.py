@@ -127,15 +127,34 @@ def test_run_config_from_flags():
     assert config.hyperparameters["class_balance"] == "CLASS_BALANCE_WEIGHTED_LOSS"
 
 
-def test_run_config_leaves_defaults_to_the_coordinator():
+def test_run_defaults_are_the_recommended_protocol_and_the_original_is_one_flag_away():
     config = _parse_run(["--dataset", "atis"])
-    assert config.seed_size is None and config.batch_size is None and config.stopping.label_budget is None
-    assert config.strategy == "entropy"
+    assert (config.strategy, config.seed_strategy) == ("clustered_entropy", "diverse")
+    assert config.seed_size.fraction == pytest.approx(0.02) and config.batch_size.fraction == pytest.approx(0.02)
+    assert config.stopping.label_budget is None
     assert config.oracle == "simulated"
     assert "max_epochs" not in config.hyperparameters and "class_balance" not in config.hyperparameters
+    original = _parse_run(["--dataset", "atis", "--protocol", "original"])
+    assert (original.strategy, original.seed_strategy) == ("entropy", "random")
+    assert original.seed_size.fraction == pytest.approx(0.05) and original.batch_size.fraction == pytest.approx(0.1)
+    # A flag given wins over the protocol's default.
+    assert _parse_run(["--dataset", "atis", "--protocol", "original", "--strategy", "margin"]).strategy == "margin"
     # The one training default the CLI sets itself: enough steps for a 100-label round.
     assert config.hyperparameters["min_steps"] == 250
     assert "min_steps" not in _parse_run(["--dataset", "atis", "--min-steps", "0"]).hyperparameters
+
+
+def test_epochs_alone_turn_the_step_floor_off_and_the_plan_says_so():
+    from lesslabels.cli.runconfig import training_plan
+
+    default = _parse_run(["--dataset", "atis"])
+    assert "10 epochs, more when that is under 250 optimizer steps" in training_plan(default)
+    epochs = _parse_run(["--dataset", "atis", "--epochs", "3"])
+    assert epochs.hyperparameters["max_epochs"] == 3 and "min_steps" not in epochs.hyperparameters
+    assert training_plan(epochs).startswith("training per round: 3 epochs (no --min-steps floor)")
+    both = _parse_run(["--dataset", "atis", "--epochs", "3", "--min-steps", "40"])
+    assert (both.hyperparameters["max_epochs"], both.hyperparameters["min_steps"]) == (3, 40)
+    assert "3 epochs, more when that is under 40 optimizer steps" in training_plan(both)
 
 
 @pytest.mark.parametrize(
@@ -228,10 +247,10 @@ def _pending(ids=(1, 2, 3), labels=("greet", "bye")):
     )
 
 
-def test_check_labels_names_unknown_ids_and_labels(tmp_path):
+def test_check_labels_names_unknown_labels(tmp_path):
     check_labels([(1, "greet"), (3, "bye")], _pending(), tmp_path / "f.csv")
-    with pytest.raises(CliError, match=r"2 sample id\(s\) are not in the pending batch of run 5: 7, 8"):
-        check_labels([(1, "greet"), (7, "bye"), (8, "bye")], _pending(), tmp_path / "f.csv")
+    # Samples outside the pending batch are the coordinator's to judge (repeats of recorded labels pass).
+    check_labels([(1, "greet"), (7, "bye")], _pending(), tmp_path / "f.csv")
     with pytest.raises(CliError, match=r"unknown label\(s\) 'hello'; allowed: bye, greet"):
         check_labels([(1, "hello")], _pending(), tmp_path / "f.csv")
 
@@ -368,14 +387,21 @@ class FakeCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
 
     def GetPendingLabels(self, request, context):
         self._run(request.run_id)
-        pending = _pending(ids=(11, 12, 13))
+        pending = _pending(ids=self.pending_ids)
         pending.run_id = request.run_id
         for s in pending.samples:
             s.label = self.labels.get(s.sample_id, "")
         pending.remaining = sum(1 for s in pending.samples if not s.label)
         return pending
 
+    pending_ids = (11, 12, 13)
+
     def SubmitRunLabels(self, request, context):
+        # As the coordinator: outside the pending batch only repeats of recorded labels are taken.
+        outside = [a.sample_id for a in request.labels if a.sample_id not in self.pending_ids]
+        outside = [i for i in outside if self.labels.get(i) != dict((a.sample_id, a.label) for a in request.labels)[i]]
+        if outside:
+            raise errors.InvalidArgument(f"samples {outside} are not in the pending batch of run {request.run_id}")
         with self.lock:
             self.submissions.append(request)
             recorded = unchanged = 0
@@ -479,6 +505,7 @@ def test_run_sends_the_config_and_watch_follows_to_the_end(fake_coordinator, cap
     assert sent.config.strategy == run_pb2.STRATEGY_RANDOM and sent.config.seed_size.count == 10
     assert sent.request_id
     assert "started run 3" in out and "state=completed" in out
+    assert "training per round: 10 epochs, more when that is under 250 optimizer steps" in out  # the plan
     assert "60.00" in out  # round 1's accuracy row, printed by the live view
 
 
@@ -499,8 +526,13 @@ def test_label_export_then_partial_and_repeated_imports(fake_coordinator, tmp_pa
     assert "1 labels recorded" in out and "2 of the batch still unlabelled" in out
     # The same file again: the same idempotency key, nothing new.
     assert _cli(fake_coordinator, "label", "import", "2", str(exported)) == 0
-    assert "0 labels recorded, 1 unchanged" in capsys.readouterr().out
+    assert "0 labels recorded, 1 unchanged (already labelled)" in capsys.readouterr().out
     assert len({s.idempotency_key for s in fake_coordinator.submissions}) == 1
+    # Late: the run moved on to its next batch; the file's label is a repeat and still succeeds.
+    fake_coordinator.pending_ids = (14, 15, 16)
+    assert _cli(fake_coordinator, "label", "import", "2", str(exported)) == 0
+    assert "1 unchanged (already labelled)" in capsys.readouterr().out
+    fake_coordinator.pending_ids = (11, 12, 13)
     # JSONL export shows the label already given.
     jsonl = tmp_path / "batch.jsonl"
     assert _cli(fake_coordinator, "label", "export", "2", str(jsonl)) == 0
@@ -512,7 +544,7 @@ def test_label_import_rejects_unknown_ids_labels_and_missing_files(fake_coordina
     bad_id = tmp_path / "bad_id.csv"
     bad_id.write_text("sample_id,label\n11,greet\n999,bye\n")
     assert _cli(fake_coordinator, "label", "import", "2", str(bad_id)) == 1
-    assert "1 sample id(s) are not in the pending batch of run 2: 999" in capsys.readouterr().err
+    assert "samples [999] are not in the pending batch of run 2" in capsys.readouterr().err
     bad_label = tmp_path / "bad_label.csv"
     bad_label.write_text("sample_id,label\n11,hello\n")
     assert _cli(fake_coordinator, "label", "import", "2", str(bad_label)) == 1
@@ -523,7 +555,7 @@ def test_label_import_rejects_unknown_ids_labels_and_missing_files(fake_coordina
     empty.write_text("sample_id,label\n11,\n")
     assert _cli(fake_coordinator, "label", "import", "2", str(empty)) == 1
     assert "no row has a label" in capsys.readouterr().err
-    assert fake_coordinator.submissions == []
+    assert fake_coordinator.submissions == [] and fake_coordinator.labels == {}
 
 
 def test_report_writes_table_csv_json_and_png(fake_coordinator, tmp_path, capsys):
@@ -637,6 +669,36 @@ def test_live_view_draws_a_bar_per_step_when_progress_is_on():
     assert "round 0 train" in drawn and "epoch 3/4" in drawn and "round 0 score" in drawn
 
 
+def test_live_bars_show_an_eta_and_a_rate_once_they_can_know_them(monkeypatch):
+    import io
+
+    from lesslabels.cli import live
+    from lesslabels.client import Run, RunConfig
+
+    clock = [100.0]
+    monkeypatch.setattr(live.time, "monotonic", lambda: clock[0])
+    err = io.StringIO()
+    view = live.RunView(100, progress=True, out=io.StringIO(), err=err)
+    scoring = Run(1, RunConfig("d"), state="RUNNING", step="SCORE", round=0)
+    view.update(scoring, 0.0, "scoring 0/1000")
+    assert "<?" in err.getvalue() and "/s)" not in err.getvalue()  # nothing done yet: no ETA, no rate
+    clock[0] += 2.0
+    view.update(scoring, 0.4, "scoring 400/1000")
+    assert "scoring 400/1000 (200/s)" in err.getvalue() and "<00:0" in err.getvalue()  # rate and ETA
+    assert view._rate("embedding the pool") == ""  # no counts: no rate
+    view.close_bar()
+
+
+def test_compare_bar_shows_no_eta(fake_coordinator, capsys):
+    from lesslabels.cli.client import Client
+    from lesslabels.cli.results import wait_for_runs
+
+    with Client(fake_coordinator.address, timeout=10) as client:
+        wait_for_runs(client, [1], progress=True)
+    drawn = capsys.readouterr().err
+    assert "runs finished: 1/1" in drawn and "<" not in drawn and "?" not in drawn
+
+
 def test_compare_existing_runs(fake_coordinator, tmp_path, capsys):
     png = tmp_path / "c.png"
     assert _cli(fake_coordinator, "compare", "--runs", "1", "--plot", str(png), "--no-progress") == 0
@@ -645,6 +707,25 @@ def test_compare_existing_runs(fake_coordinator, tmp_path, capsys):
     assert "62.50 ± 0.00" in out and png.stat().st_size > 1000
     assert _cli(fake_coordinator, "compare", "--runs", "1,x") == 2
     assert "run id 'x' is not a number" in capsys.readouterr().err
+
+
+def test_compare_runs_with_no_shared_label_range_says_why(fake_coordinator, tmp_path, capsys):
+    late = run_pb2.Run()
+    late.CopyFrom(fake_coordinator.runs[1])
+    late.id = 9
+    fake_coordinator.runs[9] = late
+    fake_coordinator.rounds[9] = [
+        run_pb2.Round(
+            run_id=9, index=i, labelled_count=100 * (i + 1), test=common_pb2.EvalMetrics(accuracy=0.8, count=50)
+        )
+        for i in range(2)
+    ]
+    png = tmp_path / "c.png"
+    assert _cli(fake_coordinator, "compare", "--runs", "1,9", "--plot", str(png), "--no-progress") == 1
+    err = capsys.readouterr().err
+    assert "cannot be compared: their learning curves share no label range" in err
+    assert "run 1 10..20, run 9 100..200" in err and "Traceback" not in err
+    assert not png.exists()
 
 
 def test_follow_reopens_a_stream_that_reaches_its_deadline(fake_coordinator):

@@ -26,3 +26,33 @@ def test_import_errors_are_clear(pool_address, tmp_path, capsys):
     assert "INVALID_ARGUMENT" in err and "row 2" in err and "empty text" in err
     assert import_main([str(bad), "--dataset", "new", "--no-create", "--pool-address", pool_address]) == 1
     assert "NOT_FOUND" in capsys.readouterr().err
+
+
+def test_import_check_prints_the_plan_and_stores_nothing(pool_address, tmp_path, capsys):
+    src = tmp_path / "d.csv"
+    src.write_text("body,tag,split\nhello there,greet,train\nsee you,bye,test\nhi,greet,\n")
+    argv = [str(src), "--dataset", "d", "--pool-address", pool_address, "--text-column", "body"]
+    assert import_main([*argv, "--label-column", "tag", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert "would import (--check: nothing stored) 3 rows" in out
+    assert "columns: text='body', label='tag', split='split'" in out and "per split: test 1, train 2" in out
+    assert export_main(["--dataset", "d", "--pool-address", pool_address]) == 1
+    assert "NOT_FOUND" in capsys.readouterr().err  # the check created no dataset
+    assert import_main([*argv, "--label-column", "tag"]) == 0
+    assert "imported 3 rows" in capsys.readouterr().out
+
+
+def test_import_refusals_name_the_flags(pool_address, tmp_path, capsys):
+    src = tmp_path / "d.jsonl"
+    src.write_text('{"body": "hello there", "tag": "greet"}\n')
+    assert import_main([str(src), "--dataset", "d", "--pool-address", pool_address]) == 1
+    err = capsys.readouterr().err
+    assert "no text column among 'body', 'tag'" in err and "--text-column" in err
+    similar = tmp_path / "s.csv"
+    similar.write_text("weather,what is it like\nwether,will it rain\n")
+    assert import_main([str(similar), "--dataset", "d", "--pool-address", pool_address]) == 1
+    assert "--allow-similar-labels" in capsys.readouterr().err
+    assert export_main(["--dataset", "d", "--pool-address", pool_address]) == 1  # nothing was stored
+    capsys.readouterr()
+    assert import_main([str(similar), "--dataset", "d", "--pool-address", pool_address, "--allow-similar-labels"]) == 0
+    assert "imported 2 rows" in capsys.readouterr().out

@@ -40,6 +40,41 @@ def test_a_service_that_cannot_start_is_reported_with_its_log(tmp_path):
     assert stack.processes == {}  # the others were stopped too
 
 
+def test_a_second_up_on_the_same_state_folder_is_refused_without_touching_it(tmp_path, capsys):
+    state = tmp_path / "state"
+    first = LocalStack(state)
+    first.lock()  # the running stack's hold on its folder
+    try:
+        database = state / "pool.sqlite3"
+        database.write_bytes(b"the live database")
+        before = sorted(p.name for p in state.iterdir())
+        assert cli(["up", "--state-dir", str(state), "--no-web"]) == 1
+        err = capsys.readouterr().err
+        assert f"another 'lesslabels up' (process {os.getpid()}) is already running on {state}" in err
+        assert "Traceback" not in err
+        assert database.read_bytes() == b"the live database"
+        assert sorted(p.name for p in state.iterdir()) == before  # no logs, no checkpoints folder
+    finally:
+        first.unlock()
+    again = LocalStack(state)
+    again.lock()  # released: the folder can be taken again
+    again.unlock()
+
+
+def test_up_says_which_runs_it_resumed():
+    from lesslabels.cli.stack import resumed_runs_text
+    from lesslabels.client import Run, RunConfig
+
+    assert resumed_runs_text([]) == "no unfinished runs to resume"
+    runs = [
+        Run(3, RunConfig("flights"), state="WAITING_FOR_LABELS", step="LABEL", round=2),
+        Run(5, RunConfig("d"), state="RUNNING", step="TRAIN", round=0),
+    ]
+    assert resumed_runs_text(runs) == (
+        "resumed 2 unfinished run(s): run 3 (flights, waiting for labels at round 2), run 5 (d, running at round 0)"
+    )
+
+
 def _up(tmp_path):
     """``lesslabels up`` as a child process on free ports; returns (process, addresses)."""
     # ROOT first, then the caller's path (as LocalStack does), so the child imports this checkout.
@@ -84,6 +119,7 @@ def _up(tmp_path):
     if len(addresses) != 5:
         proc.kill()
         pytest.fail("lesslabels up did not start:\n" + "".join(lines))
+    assert "no unfinished runs to resume\n" in lines  # a fresh state folder
     return proc, addresses
 
 

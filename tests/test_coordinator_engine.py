@@ -390,6 +390,23 @@ def _gold(stack, sample_ids):
     return out
 
 
+def test_labels_for_a_cancelled_run_are_refused_until_it_is_resumed(fake_stack):
+    core = fake_stack.coordinator()
+    run = core.start_run(config(oracle="human", stopping=model.StoppingRule(max_rounds=2)))
+    pool = _pool(fake_stack)
+    wait_for_state(pool, run.id, "WAITING_FOR_LABELS")
+    ids = [s.sample_id for s in core.pending_labels(run.id).samples]
+    labels = list(zip(ids, _gold(fake_stack, ids), strict=True))
+    core.cancel_run(run.id)
+    with pytest.raises(errors.FailedPrecondition, match=rf"run {run.id} is cancelled: resume it first"):
+        core.submit_labels(run.id, labels[:2])
+    assert core.pending_labels(run.id).remaining == len(ids)  # nothing recorded
+    core.resume_run(run.id)
+    result, _ = core.submit_labels(run.id, labels[:2])
+    assert result.recorded == 2
+    core.cancel_run(run.id)
+
+
 def test_human_mode_waits_for_the_batch_and_accepts_partial_and_repeated_labels(fake_stack):
     core = fake_stack.coordinator()
     run = core.start_run(config(oracle="human", stopping=model.StoppingRule(max_rounds=2)))

@@ -10,7 +10,7 @@ from lesslabels.coordinator import convert, metrics, model
 from lesslabels.coordinator.servicer import CoordinatorServicer, registration
 from lesslabels.common.server import Server
 from lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2, run_pb2
-from tests.helpers import server_settings_for_tests
+from tests.helpers import import_rows, server_settings_for_tests
 from tests.stack import wait_for
 
 
@@ -140,6 +140,7 @@ def _bad_configs():
             cfg(stopping__label_budget__fraction=2.0), "label_budget: fraction must be in (0, 1]", id="budget>1"
         ),
         pytest.param(cfg(stopping__label_budget__count=1000), "exceeds the pool of 40", id="budget>pool"),
+        pytest.param(cfg(seed_size__count=600), "seed_size 600 exceeds the pool of 40 training texts", id="seed>pool"),
         pytest.param(cfg(hyperparameters__learning_rate=-1e-5), "learning_rate must not be negative", id="negative-lr"),
     ]
 
@@ -149,6 +150,15 @@ def test_invalid_configs_are_invalid_argument(coordinator, config, message):
     code, details = _code(lambda: _start(coordinator, config))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert message in details
+
+
+def test_target_accuracy_without_a_test_split_is_refused(coordinator, pool_address):
+    import_rows(pool_address, "no-test", [("greet", f"hello {i}") for i in range(10)])
+    config = _config(dataset="no-test")
+    config.stopping.target_accuracy = 0.9
+    code, details = _code(lambda: _start(coordinator, config))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "target_accuracy 0.9 can never be reached" in details and "no test split" in details
 
 
 def test_unknown_dataset_and_runs_are_not_found(coordinator):

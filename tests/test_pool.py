@@ -190,7 +190,7 @@ def test_import_in_many_small_chunks(pool_address):
         (b'{"text": "a"}\n{"label": "b"}\n', "row 2 (line 2): no 'text' field"),
         (b'{"text": "a"}\n{"text": 5}\n', "row 2 (line 2): text must be a string"),
         (b"label,text,split\ngreet,hi,holdout\n", "unknown split 'holdout'"),
-        (b"label,txt\ngreet,hi\n", "line 1: the header has no 'text' column"),
+        (b"label,txt\ngreet,hi\n", "no text column among 'label', 'txt'"),
         (b"\xff\xfe bad bytes", "not valid UTF-8"),
         (b"", "empty"),
         (b"label,text\n", "no data rows"),
@@ -204,6 +204,126 @@ def test_bad_imports_name_the_row_and_store_nothing(pool_address, stub, data, wo
     assert words in err.details()
     assert stub.GetDataset(pool_pb2.GetDatasetRequest(name="d"), timeout=5).train_count == len(ROWS)
     assert _serving(pool_address)
+
+
+MISREADABLE = [
+    # A header of unknown names, read as headerless label,text data, would become a one-text class.
+    (
+        b"kind,phrase\nweather,what is the weather today\nweather,will it rain\ngreet,hello there\n",
+        {},
+        "looks like a header",
+    ),
+    # Headerless with the columns the wrong way round: 4 one-text classes instead of 2.
+    (
+        b"what is the weather today,weather\nwill it rain tomorrow,weather\nhello there my friend,greet\n"
+        b"hi how are you,greet\n",
+        {},
+        "the columns look swapped",
+    ),
+    # The same with a header that names them the wrong way round.
+    (
+        b"label,text\nwhat is the weather today,weather\nwill it rain tomorrow,weather\nhello there friend,greet\n"
+        b"hi how are you,greet\n",
+        {},
+        "the columns look swapped",
+    ),
+    (b'{"text": "a", "intent": "x", "source": "web"}\n', {}, "unknown columns ['source']"),
+    (b"text,label,source\nhi,greet,web\n", {}, "unknown columns ['source']"),
+    (b"text,sentence,label\nhi,hello,greet\n", {}, "could each be the text; choose one with --text-column"),
+    (b"body,tag\nhi,greet\n", {"text_column": "content"}, "no column 'content' for the text"),
+    (b"greet,hi\n", {"text_column": "x", "fmt": pool_pb2.IMPORT_FORMAT_CSV_LABEL_TEXT}, "add a header line"),
+    (b"weather,what is it like\nwether,will it rain\n", {}, "'weather' and 'wether'"),
+    (b"weather,what is it like\nWeather,will it rain\n", {}, "near-duplicate of 'weather'"),
+    (b"weather,what is it like\n greet ,hi\nGreet,hello\n", {}, "near-duplicate of 'greet'"),
+    (b"id,text,label\n7,hi,greet\n7,hello,greet\n", {}, "row 2: id '7' repeats the id of row 1"),
+    (b'{"text": "hi", "id": [1]}\n', {}, "id must be a string or an integer"),
+    (b'[{"text": "hi", "label": "greet"}]\n', {}, "the file is a JSON array; write one JSON object per line"),
+    (b"text,label,\nhi,greet,\nbye,bye,web\n", {}, "row 2 (line 3): a value in unnamed column 3"),
+    ("caf\xe9,hi\n".encode("latin-1"), {}, "not valid UTF-8 (byte offset 3); save the file as UTF-8"),
+]
+
+
+@pytest.mark.parametrize("data, header, words", MISREADABLE)
+def test_imports_that_would_be_misread_are_refused_and_store_nothing(pool_address, stub, data, header, words):
+    import_rows(pool_address, "d", ROWS)
+    err = _code(lambda: import_bytes(pool_address, "d", data, **header))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert words in err.details()
+    dataset = stub.GetDataset(pool_pb2.GetDatasetRequest(name="d"), timeout=5)
+    assert dataset.train_count == len(ROWS) and sorted(dataset.labels) == ["bye", "greet"]
+
+
+def test_header_names_and_column_flags_map_the_columns(pool_address, stub):
+    summary = import_bytes(pool_address, "a", b"utterance,intent\nwhat is the weather,weather\nhello there,greet\n")
+    assert dict(summary.columns) == {"text": "utterance", "label": "intent"}
+    assert dict(summary.by_label) == {"weather": 1, "greet": 1}
+    summary = import_bytes(pool_address, "b", b'{"sentence": "hello there", "intent": "greet"}\n')
+    assert dict(summary.columns) == {"text": "sentence", "label": "intent"} and dict(summary.by_label) == {"greet": 1}
+    summary = import_bytes(
+        pool_address,
+        "c",
+        b"body,tag,ref\nhello there,greet,u-1\nsee you,bye,u-2\n",
+        text_column="body",
+        label_column="tag",
+        id_column="ref",
+    )
+    assert dict(summary.columns) == {"text": "body", "label": "tag", "id": "ref"}
+    assert [s.text for s in _samples(stub, dataset="c")] == ["hello there", "see you"]
+
+
+def test_empty_unnamed_columns_are_skipped(pool_address):
+    summary = import_bytes(pool_address, "d", b"\xef\xbb\xbfText,Label,\r\nhello there,greet,\r\nsee you,bye,\r\n")
+    assert dict(summary.by_label) == {"greet": 1, "bye": 1}
+    assert dict(summary.columns) == {"text": "Text", "label": "Label"}
+
+
+def test_tab_and_semicolon_separated_files(pool_address):
+    summary = import_bytes(pool_address, "t", b"text\tlabel\nhello, there\tgreet\nsee you\tbye\n")
+    assert dict(summary.by_label) == {"greet": 1, "bye": 1} and summary.format == pool_pb2.IMPORT_FORMAT_CSV_HEADER
+    summary = import_bytes(pool_address, "s", b"greet;hello there\nbye;see you\n")
+    assert dict(summary.by_label) == {"greet": 1, "bye": 1}
+
+
+def test_label_names_are_normalised_for_whitespace(pool_address, stub):
+    summary = import_bytes(pool_address, "d", b'"  weather\t report ",what is it like\nweather report,rain\n')
+    assert dict(summary.by_label) == {"weather report": 2}
+    assert list(stub.GetDataset(pool_pb2.GetDatasetRequest(name="d"), timeout=5).labels) == ["weather report"]
+
+
+def test_similar_labels_are_accepted_when_asked_for(pool_address, stub):
+    data = b"weather,what is it like\nwether,will it rain\n"
+    summary = import_bytes(pool_address, "d", data, allow_similar_labels=True)
+    assert dict(summary.by_label) == {"weather": 1, "wether": 1}
+    # Near-duplicates of labels already in the dataset are refused too.
+    err = _code(lambda: import_bytes(pool_address, "d", b"wheather,is it sunny\n"))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "'wheather' and 'weather'" in err.details()
+
+
+def test_user_ids_are_kept_exported_and_not_repeated(pool_address, stub):
+    import_bytes(pool_address, "d", b"id,text,label\nu-1,hello there,greet\nu-2,see you,bye\n")
+    err = _code(lambda: import_bytes(pool_address, "d", b"id,text,label\nu-2,again,bye\n"))
+    assert (
+        err.code() == grpc.StatusCode.INVALID_ARGUMENT and "row 1: id 'u-2' is already in the dataset" in err.details()
+    )
+    assert stub.GetDataset(pool_pb2.GetDatasetRequest(name="d"), timeout=5).train_count == 2
+    train = _samples(stub, dataset="d")
+    submit_labels(stub, [(train[0].id, "greet")])
+    exported = b"".join(c.data for c in stub.ExportLabels(pool_pb2.ExportLabelsRequest(dataset="d"), timeout=5))
+    assert exported == b"label,text,id\ngreet,hello there,u-1\n"
+
+
+def test_check_only_reports_and_stores_nothing(pool_address, stub):
+    data = b"text,label,split\nhello there,greet,train\nsee you,bye,test\nhi,greet,\n"
+    summary = import_bytes(pool_address, "fresh", data, check_only=True)
+    assert summary.checked_only and summary.imported == 3
+    assert dict(summary.by_split) == {"train": 2, "test": 1} and dict(summary.by_label) == {"greet": 2, "bye": 1}
+    assert stub.ListDatasets(pool_pb2.ListDatasetsRequest(), timeout=5).datasets == []
+    import_rows(pool_address, "d", ROWS)
+    assert import_bytes(pool_address, "d", data, check_only=True).imported == 3
+    assert stub.GetDataset(pool_pb2.GetDatasetRequest(name="d"), timeout=5).train_count == len(ROWS)
+    # A check refuses what the import would refuse.
+    err = _code(lambda: import_bytes(pool_address, "d", b"weather,a\nwether,b\n", check_only=True))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 @BOTH_DATABASES

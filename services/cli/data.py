@@ -19,14 +19,40 @@ def import_file(
     split: str = "train",
     fmt: str = "auto",
     create: bool = True,
+    text_column: str = "",
+    label_column: str = "",
+    id_column: str = "",
+    allow_similar_labels: bool = False,
+    check: bool = False,
     timeout: float = 300.0,
 ) -> ImportSummary:
     """Stream ``path`` to the pool in bounded chunks. The pool stores all rows or none."""
-    return pool.import_file(path, dataset, split=split, format=fmt, create=create, timeout=timeout)
+    return pool.import_file(
+        path,
+        dataset,
+        split=split,
+        format=fmt,
+        create=create,
+        text_column=text_column,
+        label_column=label_column,
+        id_column=id_column,
+        allow_similar_labels=allow_similar_labels,
+        check=check,
+        timeout=timeout,
+    )
 
 
 def format_summary(summary: ImportSummary, path: pathlib.Path) -> str:
-    lines = [f"imported {summary.imported} rows from {path} into dataset {summary.dataset!r} ({summary.format})"]
+    verb = "would import (--check: nothing stored)" if summary.checked_only else "imported"
+    lines = [f"{verb} {summary.imported} rows from {path} into dataset {summary.dataset!r} ({summary.format})"]
+    if summary.columns:
+        order = ("text", "label", "id", "split")
+        fields = sorted(summary.columns, key=lambda f: (order.index(f) if f in order else len(order), f))
+        used = ", ".join(f"{field}={summary.columns[field]!r}" for field in fields)
+        lines.append(f"columns: {used}")
+    if summary.by_split:
+        lines.append("per split: " + ", ".join(f"{split} {n}" for split, n in sorted(summary.by_split.items())))
+    lines.append(f"per label ({len([k for k in summary.by_label if k])} labels):")
     width = max((len(k) for k in summary.by_label), default=5)
     for label, count in sorted(summary.by_label.items(), key=lambda kv: (-kv[1], kv[0])):
         lines.append(f"  {label or '(no label)':<{width}}  {count:>7}")
@@ -53,12 +79,26 @@ def import_main(argv: list[str] | None = None) -> int:
         prog="lesslabels import", description="Import a CSV or JSONL file into a pool dataset."
     )
     parser.add_argument(
-        "file", type=pathlib.Path, help="headerless label,text CSV; CSV with a text (and label, split) header; or JSONL"
+        "file",
+        type=pathlib.Path,
+        help="headerless label,text CSV; CSV with a header (text, label, split, id, or columns named by the flags); "
+        "or JSONL",
     )
     parser.add_argument("--dataset", required=True, help="dataset name (created when missing unless --no-create)")
     parser.add_argument("--split", choices=sorted(SPLITS), default="train", help="split of rows that do not name one")
     parser.add_argument("--format", choices=sorted(FORMATS), default="auto")
     parser.add_argument("--no-create", action="store_true", help="fail if the dataset does not exist")
+    parser.add_argument("--text-column", default="", help="header column (or JSON key) of the texts")
+    parser.add_argument("--label-column", default="", help="header column (or JSON key) of the labels")
+    parser.add_argument("--id-column", default="", help="header column (or JSON key) of your own ids (kept, exported)")
+    parser.add_argument(
+        "--allow-similar-labels",
+        action="store_true",
+        help="accept label names that look like one class spelled differently (e.g. weather / wether)",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="dry run: check the file and print what would be imported; store nothing"
+    )
     _pool_flags(parser)
     args = parser.parse_args(argv)
     if not args.file.is_file():
@@ -67,7 +107,17 @@ def import_main(argv: list[str] | None = None) -> int:
     with PoolClient(args.pool_address, token=args.token) as pool:
         try:
             summary = import_file(
-                pool, args.file, args.dataset, split=args.split, fmt=args.format, create=not args.no_create
+                pool,
+                args.file,
+                args.dataset,
+                split=args.split,
+                fmt=args.format,
+                create=not args.no_create,
+                text_column=args.text_column,
+                label_column=args.label_column,
+                id_column=args.id_column,
+                allow_similar_labels=args.allow_similar_labels,
+                check=args.check,
             )
         except LessLabelsError as exc:
             print(f"lesslabels import: {args.file}: {_reason(exc)}", file=sys.stderr)

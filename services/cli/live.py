@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 import time
 from typing import Any, TextIO
@@ -69,6 +70,7 @@ class RunView:
         self._bar: Any = None  # a tqdm bar; tqdm is imported when first needed
         self._bar_key: tuple[int, str] | None = None
         self._last_line = ""
+        self._first_count: tuple[float, int] | None = None  # (time, n) of the first "n/total" of this bar
 
     def _write(self, text: str) -> None:
         if self._bar is not None:
@@ -118,15 +120,34 @@ class RunView:
                     desc=label,
                     file=self.err,
                     leave=False,
-                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed} {postfix}",
+                    # ETA from the step's own progress; "?" until there is some.
+                    bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining} {postfix}",
                 )
             self._bar_key = key
+            self._first_count = None
         if self._bar is not None:
             target = int(round(100 * max(0.0, min(1.0, step_progress))))
             if target > self._bar.n:
                 self._bar.update(target - self._bar.n)
             if message:
-                self._bar.set_postfix_str(message, refresh=True)
+                rate = self._rate(message)
+                self._bar.set_postfix_str(f"{message} ({rate})" if rate else message, refresh=True)
+
+    def _rate(self, message: str) -> str:
+        """Items per second from the "n/total" counts of the step's messages (scoring 400/4000),
+        measured between the first count this bar saw and now; "" until it can be known."""
+        match = re.search(r"(\d+)/(\d+)", message)
+        if match is None:
+            return ""
+        now, n = time.monotonic(), int(match.group(1))
+        if self._first_count is None:
+            self._first_count = (now, n)
+            return ""
+        t0, n0 = self._first_count
+        if now - t0 < 0.5 or n <= n0:
+            return ""
+        per_second = (n - n0) / (now - t0)
+        return f"{per_second:.1f}/s" if per_second < 100 else f"{per_second:.0f}/s"
 
     def close_bar(self) -> None:
         if self._bar is not None:

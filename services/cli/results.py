@@ -102,7 +102,13 @@ def wait_for_runs(client: Client, run_ids: list[int], *, progress: bool, poll: f
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(run_ids), desc="runs finished", file=sys.stderr)
+        # No ETA: runs go side by side and finish in bursts, so the rate of finished runs predicts nothing.
+        bar = tqdm(
+            total=len(run_ids),
+            desc="runs finished",
+            file=sys.stderr,
+            bar_format="{desc}: {n}/{total} |{bar}| {elapsed} {postfix}",
+        )
     details: dict[int, RunDetail] = {}
     try:
         while True:
@@ -139,6 +145,24 @@ def group_curves(details: dict[int, RunDetail], group_by: str) -> tuple[dict, li
         )
         groups.setdefault(key, {})[rid] = ([r.labels for r in rows], [r.accuracy for r in rows])
     return groups, notes
+
+
+def _check_shared_label_range(groups: dict[str, dict[int, tuple[list[float], list[float]]]]) -> None:
+    """Curves are compared over the label counts every run reached; refuse, saying which runs
+    cover which counts, when there are none."""
+    spans = {rid: (min(xs), max(xs)) for runs in groups.values() for rid, (xs, _) in runs.items()}
+    lo, hi = max(start for start, _ in spans.values()), min(end for _, end in spans.values())
+    if hi >= lo:
+        return
+    late = max(spans, key=lambda rid: spans[rid][0])
+    early = min(spans, key=lambda rid: spans[rid][1])
+    raise CliError(
+        f"these runs cannot be compared: their learning curves share no label range (run {early} was evaluated "
+        f"at {spans[early][0]:.0f}..{spans[early][1]:.0f} labels, run {late} at "
+        f"{spans[late][0]:.0f}..{spans[late][1]:.0f}); compare runs on the same dataset with the same seed and "
+        "batch sizes, or let it finish the shorter runs first. Each run's curve: "
+        + ", ".join(f"run {rid} {a:.0f}..{b:.0f}" for rid, (a, b) in sorted(spans.items()))
+    )
 
 
 @command
@@ -204,6 +228,7 @@ def compare_main(argv: list[str]) -> int:
         print(note, file=sys.stderr)
     if not groups:
         raise CliError("no run has an evaluated round to compare")
+    _check_shared_label_range(groups)
     summaries = comparison.summarise_groups(groups, target=target)
     print(comparison.curves_table(summaries))
     print()

@@ -67,6 +67,32 @@ def format_amount(amount: Amount | None) -> str:
     return "default"
 
 
+#: The defaults of ``lesslabels run``: the configuration the benchmarks recommend (README "Results",
+#: bench/README.md), and the original protocol of the papers it is compared with.
+PROTOCOLS = {
+    "recommended": {"strategy": "clustered-entropy", "seed_strategy": "diverse", "seed_size": "2%", "batch_size": "2%"},
+    "original": {"strategy": "entropy", "seed_strategy": "random", "seed_size": "5%", "batch_size": "10%"},
+}
+
+
+def training_plan(config: RunConfig) -> str:
+    """How long each round trains, as the trainer will plan it (trainer defaults in brackets)."""
+    hp = config.hyperparameters
+    epochs = hp.get("max_epochs") or 10
+    parts = [f"training per round: {epochs} epochs"]
+    if hp.get("min_steps"):
+        parts.append(
+            f", more when that is under {hp['min_steps']} optimizer steps (small labelled sets); "
+            "early stopping never ends it sooner"
+        )
+    else:
+        parts.append(" (no --min-steps floor)")
+    parts.append("; the trainer also trains at least 8 steps per class")
+    if hp.get("max_steps"):
+        parts.append(f"; at most {hp['max_steps']} steps")
+    return "".join(parts)
+
+
 def add_run_flags(
     parser: argparse.ArgumentParser, *, dataset_required: bool = True, defaults: dict | None = None
 ) -> None:
@@ -82,20 +108,31 @@ def add_run_flags(
         help="HF model name or local path [the bundled all-MiniLM-L6-v2]",
     )
     g.add_argument(
+        "--protocol",
+        choices=sorted(PROTOCOLS),
+        default=d.get("protocol", "recommended"),
+        help="defaults of the four flags below: 'recommended' (the benchmarked best: diverse 2%% seed, "
+        "clustered-entropy, +2%% per round) or 'original' (random 5%% seed, entropy, +10%% per round) [%(default)s]",
+    )
+    g.add_argument(
         "--strategy",
         choices=sorted(STRATEGIES),
-        default=d.get("strategy", "entropy"),
-        help="query strategy [%(default)s]",
+        default=d.get("strategy"),
+        help="query strategy [the protocol's: clustered-entropy, or entropy]",
     )
-    g.add_argument("--seed-size", default=d.get("seed_size"), help=f"initial labelled set: {_AMOUNT_ARG_HELP} [5%%]")
+    g.add_argument(
+        "--seed-size", default=d.get("seed_size"), help=f"initial labelled set: {_AMOUNT_ARG_HELP} [2%%, or 5%%]"
+    )
     g.add_argument(
         "--seed-strategy",
         choices=sorted(SEED_STRATEGIES),
-        default=d.get("seed_strategy", "random"),
-        help="how the initial set is chosen [%(default)s]",
+        default=d.get("seed_strategy"),
+        help="how the initial set is chosen [diverse, or random]",
     )
     g.add_argument(
-        "--batch-size", default=d.get("batch_size"), help=f"samples labelled per round: {_AMOUNT_ARG_HELP} [10%%]"
+        "--batch-size",
+        default=d.get("batch_size"),
+        help=f"samples labelled per round: {_AMOUNT_ARG_HELP} [2%%, or 10%%]",
     )
     g.add_argument(
         "--label-budget", default=d.get("label_budget"), help=f"stop at this many labels: {_AMOUNT_ARG_HELP}"
@@ -127,7 +164,12 @@ def add_run_flags(
         help="train each round from the previous round's checkpoint",
     )
     h = parser.add_argument_group("training")
-    h.add_argument("--epochs", type=int, default=d.get("epochs", 0), help="maximum epochs per round [10]")
+    h.add_argument(
+        "--epochs",
+        type=int,
+        default=d.get("epochs", 0),
+        help="epochs per round [10]; given alone it turns the --min-steps floor off",
+    )
     h.add_argument("--learning-rate", type=float, default=d.get("learning_rate", 0.0), help="peak learning rate [5e-5]")
     h.add_argument(
         "--train-batch-size", type=int, default=d.get("train_batch_size", 0), help="training batch size [32]"
@@ -138,9 +180,12 @@ def add_run_flags(
     h.add_argument(
         "--min-steps",
         type=int,
-        default=d.get("min_steps", DEFAULT_MIN_STEPS),
-        help="optimizer steps per round at least; small labelled sets get more epochs [%(default)s]",
+        default=None,
+        help=f"optimizer steps per round at least: small labelled sets get more epochs than --epochs "
+        f"[{d.get('min_steps', DEFAULT_MIN_STEPS)}, or 0 when --epochs is given]",
     )
+    # What run_config_from_args needs to tell a flag given from a default.
+    parser.set_defaults(_default_epochs=d.get("epochs", 0), _default_min_steps=d.get("min_steps", DEFAULT_MIN_STEPS))
     h.add_argument("--num-threads", type=int, default=d.get("num_threads", 0), help="torch CPU threads [all]")
     h.add_argument(
         "--class-balance",
@@ -167,13 +212,19 @@ def run_config_from_args(args: argparse.Namespace, dataset: str | None = None) -
     dataset = dataset if dataset is not None else args.dataset
     if not dataset:
         raise CliError("--dataset is required", exit_code=2)
+    epochs_given = bool(args.epochs) and args.epochs != getattr(args, "_default_epochs", 0)
+    min_steps = args.min_steps
+    if min_steps is None:
+        # --epochs alone means those epochs: the step floor would silently train for more.
+        min_steps = 0 if epochs_given else getattr(args, "_default_min_steps", DEFAULT_MIN_STEPS)
+    protocol = PROTOCOLS[getattr(args, "protocol", None) or "recommended"]
     hp = {
         "max_epochs": _check_non_negative(args.epochs, "--epochs"),
         "batch_size": _check_non_negative(args.train_batch_size, "--train-batch-size"),
         "max_length": _check_non_negative(args.max_length, "--max-length"),
         "patience": _check_non_negative(args.patience, "--patience"),
         "max_steps": _check_non_negative(args.max_steps, "--max-steps"),
-        "min_steps": _check_non_negative(args.min_steps, "--min-steps"),
+        "min_steps": _check_non_negative(min_steps, "--min-steps"),
         "num_threads": _check_non_negative(args.num_threads, "--num-threads"),
         "class_balance": CLASS_BALANCE[args.class_balance],
     }
@@ -190,10 +241,10 @@ def run_config_from_args(args: argparse.Namespace, dataset: str | None = None) -
         dataset=dataset,
         name=args.name,
         base_model=args.base_model,
-        strategy=STRATEGIES[args.strategy],
-        seed_strategy=SEED_STRATEGIES[args.seed_strategy],
-        seed_size=parse_amount(args.seed_size, "--seed-size") if args.seed_size is not None else None,
-        batch_size=parse_amount(args.batch_size, "--batch-size") if args.batch_size is not None else None,
+        strategy=STRATEGIES[args.strategy or protocol["strategy"]],
+        seed_strategy=SEED_STRATEGIES[args.seed_strategy or protocol["seed_strategy"]],
+        seed_size=parse_amount(args.seed_size or protocol["seed_size"], "--seed-size"),
+        batch_size=parse_amount(args.batch_size or protocol["batch_size"], "--batch-size"),
         stopping=stopping,
         oracle=ORACLES[args.oracle],
         random_seed=args.random_seed,

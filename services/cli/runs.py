@@ -21,6 +21,7 @@ from lesslabels.cli.runconfig import (
     WAITING,
     add_run_flags,
     run_config_from_args,
+    training_plan,
     strategy_label,
 )
 from lesslabels.client import LessLabelsError, Run, ScorerClient, batch_model, suggest
@@ -71,6 +72,7 @@ def run_main(argv: list[str]) -> int:
     with Client.from_args(args) as client:
         run = client.start_run(config, request_id=args.request_id or uuid.uuid4().hex)
         print(f"started run {run.id}")
+        print(training_plan(config))
         if not args.watch:
             print(describe_run(run))
             print(f"follow it with 'lesslabels status {run.id} --watch'")
@@ -288,14 +290,9 @@ def read_label_file(path: pathlib.Path, fmt: str) -> list[tuple[int, str]]:
 
 
 def check_labels(pairs: list[tuple[int, str]], pending, path: pathlib.Path) -> None:
-    """Every sample must be in the pending batch and every label in the run's label set."""
-    batch = {s.sample_id for s in pending.samples}
-    unknown_ids = [sid for sid, _ in pairs if sid not in batch]
-    if unknown_ids:
-        shown = ", ".join(map(str, unknown_ids[:5])) + (" ..." if len(unknown_ids) > 5 else "")
-        raise CliError(
-            f"{path}: {len(unknown_ids)} sample id(s) are not in the pending batch of run {pending.run_id}: {shown}"
-        )
+    """Every label must be in the run's label set. Samples outside the pending batch go to the
+    coordinator, which takes them as repeats of labels already recorded (a repeated or late
+    import) and refuses anything else."""
     allowed = set(pending.labels)
     if allowed:
         unknown_labels = sorted({label for _, label in pairs if label not in allowed})
@@ -360,7 +357,7 @@ def label_main(argv: list[str]) -> int:
         reply = client.submit_labels(run_id, pairs, idempotency_key=import_key(run_id, pairs), annotator=args.annotator)
     r = reply.result
     print(
-        f"run {run_id}: {r.recorded} labels recorded, {r.unchanged} unchanged, {r.changed} changed; "
-        f"{reply.remaining} of the batch still unlabelled"
+        f"run {run_id}: {r.recorded} labels recorded, {r.unchanged} unchanged (already labelled), "
+        f"{r.changed} changed; {reply.remaining} of the batch still unlabelled"
     )
     return 0

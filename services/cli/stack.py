@@ -8,6 +8,7 @@ health SERVING, and stops them on exit: SIGTERM in reverse start order, a grace 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pathlib
 import signal
@@ -18,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from typing import IO
 
 from lesslabels.cli.common import DEFAULT_PORTS, SERVICES, ArgumentParser, CliError, command
 from lesslabels.common import errors
@@ -78,8 +80,41 @@ class LocalStack:
         self._wanted_ports = dict(ports or {})
         self.ports: dict[str, int] = {}
         self.processes: dict[str, subprocess.Popen] = {}
+        self._lock_file: IO[str] | None = None
 
     # ------------------------------------------------------------------ layout
+
+    @property
+    def lock_path(self) -> pathlib.Path:
+        return self.state_dir / "stack.lock"
+
+    def lock(self) -> None:
+        """Take the state folder for this stack (an exclusive ``flock`` on ``stack.lock``, released
+        when this process ends); StackError, touching nothing else, when another stack holds it."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.lock_path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise StackError(
+                f"another 'lesslabels up' (process {holder}) is already running on {self.state_dir}: stop it "
+                f"first (Ctrl-C in its terminal, or 'kill {holder}'), or give another --state-dir; nothing was "
+                "started and its database was not touched"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._lock_file = handle
+
+    def unlock(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
 
     @property
     def database_url(self) -> str:
@@ -164,7 +199,7 @@ class LocalStack:
     # ------------------------------------------------------------------ life cycle
 
     def start(self) -> LocalStack:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.lock()  # before anything reaches the database, the logs or the ports
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for name in SERVICES:
@@ -271,6 +306,7 @@ class LocalStack:
                     proc.kill()
                 proc.wait()
         self.processes.clear()
+        self.unlock()
 
     def check_alive(self) -> None:
         for name, proc in self.processes.items():
@@ -303,6 +339,27 @@ def sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def resumed_runs_text(runs) -> str:
+    """What ``up`` says about the runs its coordinator picked up from the state folder."""
+    if not runs:
+        return "no unfinished runs to resume"
+    described = [
+        f"run {r.id} ({r.config.dataset}, {r.state.lower().replace('_', ' ')} at round {r.round})" for r in runs
+    ]
+    return f"resumed {len(runs)} unfinished run(s): " + ", ".join(described)
+
+
+def _resumed_runs(stack: LocalStack) -> str:
+    from lesslabels.cli.client import Client
+    from lesslabels.common.vocabulary import ACTIVE_RUN_STATES
+
+    try:
+        with Client(stack.address("coordinator"), token=stack.token, timeout=10) as client:
+            return resumed_runs_text(client.list_runs(states=tuple(ACTIVE_RUN_STATES)))
+    except CliError as exc:
+        return f"could not list the resumed runs ({exc})"
 
 
 @command
@@ -357,6 +414,7 @@ def up_main(argv: list[str]) -> int:
                 if "web" in stack.ports:
                     print(f"  {'web':<12} {stack.web_url}  (label in the browser)", flush=True)
                 print(f"logs in {stack.log_dir}", flush=True)
+                print(_resumed_runs(stack), flush=True)
                 print(
                     "export LESSLABELS_COORDINATOR_ADDRESS="
                     + stack.address("coordinator")

@@ -82,6 +82,9 @@ def _summary(message: pool_pb2.ImportSummary) -> ImportSummary:
         format=FORMAT_NAMES.get(message.format, "auto"),
         duplicate_rows=message.duplicate_rows,
         duplicates=tuple(Duplicate(rows=tuple(d.rows), text=d.text, first_row=d.first_row) for d in message.duplicates),
+        by_split=dict(message.by_split),
+        columns=dict(message.columns),
+        checked_only=message.checked_only,
     )
 
 
@@ -210,18 +213,29 @@ class PoolClient(ServiceClient):
         format: str = "auto",
         create: bool = True,
         keep_whitespace: bool = False,
+        text_column: str = "",
+        label_column: str = "",
+        id_column: str = "",
+        allow_similar_labels: bool = False,
+        check: bool = False,
         timeout: float | None = STREAM_TIMEOUT,
     ) -> ImportSummary:
         """Stream file contents (CSV or JSONL bytes, in chunks) into ``dataset``.
 
         ``split`` applies to rows that do not name one; ``create`` creates a missing dataset. The
-        pool stores every row or none: a bad row raises InvalidArgument naming it."""
+        pool stores every row or none: a bad row raises InvalidArgument naming it. ``*_column``
+        name the header columns (or JSON keys) to read; ``check`` only reports what would be stored."""
         header = pool_pb2.ImportHeader(
             dataset=dataset,
             format=_choice(format, FORMATS, "import format"),
             split=_choice(split, SPLITS, "split"),
             create_dataset=create,
             keep_whitespace=keep_whitespace,
+            text_column=text_column,
+            label_column=label_column,
+            id_column=id_column,
+            allow_similar_labels=allow_similar_labels,
+            check_only=check,
         )
 
         failures: list[BaseException] = []
@@ -252,9 +266,15 @@ class PoolClient(ServiceClient):
         split: str = "train",
         format: str = "auto",
         create: bool = True,
+        text_column: str = "",
+        label_column: str = "",
+        id_column: str = "",
+        allow_similar_labels: bool = False,
+        check: bool = False,
         timeout: float | None = STREAM_TIMEOUT,
     ) -> ImportSummary:
-        """Import a headerless ``label,text`` CSV, a CSV with a ``text`` header, or JSONL."""
+        """Import a headerless ``label,text`` CSV, a CSV with a header (``text``, ``label``, ``split``,
+        ``id`` or the columns named by ``*_column``), or JSONL. See ``import_chunks``."""
         if not os.path.isfile(path):
             raise InvalidArgument(f"{path}: no such file")
 
@@ -262,7 +282,19 @@ class PoolClient(ServiceClient):
             with open(path, "rb") as f:
                 yield from iter(lambda: f.read(CHUNK_BYTES), b"")
 
-        return self.import_chunks(dataset, chunks(), split=split, format=format, create=create, timeout=timeout)
+        return self.import_chunks(
+            dataset,
+            chunks(),
+            split=split,
+            format=format,
+            create=create,
+            text_column=text_column,
+            label_column=label_column,
+            id_column=id_column,
+            allow_similar_labels=allow_similar_labels,
+            check=check,
+            timeout=timeout,
+        )
 
     def import_samples(
         self,

@@ -112,6 +112,9 @@ class ImportSummary:
     format: str  # "auto", "csv", "csv-header" or "jsonl": the format the pool read
     duplicate_rows: int = 0
     duplicates: tuple[Duplicate, ...] = ()
+    by_split: dict[str, int] = dataclasses.field(default_factory=dict)
+    columns: dict[str, str] = dataclasses.field(default_factory=dict)  # field -> column (or JSON key) read
+    checked_only: bool = False  # a dry run (check=True): nothing was stored
 
 
 @dataclasses.dataclass(frozen=True)

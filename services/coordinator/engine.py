@@ -82,6 +82,17 @@ class Coordinator:
             raise errors.InvalidArgument(
                 f"stopping.label_budget {config.stopping.label_budget.count} exceeds the pool of {dataset.train_count}"
             )
+        if config.seed_size is not None and config.seed_size.count > dataset.train_count:
+            raise errors.InvalidArgument(
+                f"seed_size {config.seed_size.count} exceeds the pool of {dataset.train_count} training texts "
+                "(the run would label the whole pool at once); give fewer, or a fraction such as 2%"
+            )
+        if config.stopping.target_accuracy and dataset.test_count == 0:
+            raise errors.InvalidArgument(
+                f"stopping.target_accuracy {config.stopping.target_accuracy:g} can never be reached: dataset "
+                f"{config.dataset!r} has no test split to measure accuracy on (import labelled test rows first, "
+                "or stop on a label budget or a number of rounds)"
+            )
         run = self.pool.create_run(config, request_id)
         log.info("event=run_created run=%d dataset=%s strategy=%s", run.id, config.dataset, config.strategy)
         self.events.announce(run, message=f"run {run.id} created on {config.dataset}")
@@ -147,6 +158,10 @@ class Coordinator:
             raise errors.InvalidArgument("no labels given")
         with self._run_lock(run_id):
             run = self.pool.get_run(run_id)
+            if run.state == "CANCELLED":
+                raise errors.FailedPrecondition(
+                    f"run {run_id} is cancelled: resume it first ('lesslabels resume {run_id}'), then label"
+                )
             waiting = run.step == "LABEL" and run.state in ("RUNNING", "WAITING_FOR_LABELS", "PENDING")
             batch = {a.sample_id for a in self.pool.list_acquisitions(run_id, run.round)} if waiting else set()
             fresh = [(i, label) for i, label in labels if i in batch]

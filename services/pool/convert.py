@@ -66,6 +66,10 @@ def dataset_to_proto(info: DatasetInfo) -> pool_pb2.Dataset:
     )
 
 
+def import_columns_from_proto(header: pool_pb2.ImportHeader) -> importers.Columns:
+    return importers.Columns(text=header.text_column, label=header.label_column, id=header.id_column)
+
+
 def import_result_to_proto(result: ImportResult) -> pool_pb2.ImportSummary:
     return pool_pb2.ImportSummary(
         dataset=result.dataset,
@@ -74,6 +78,9 @@ def import_result_to_proto(result: ImportResult) -> pool_pb2.ImportSummary:
         duplicates=[pool_pb2.Duplicate(rows=d.rows, text=d.text, first_row=d.first_row) for d in result.duplicates],
         duplicate_rows=result.duplicate_rows,
         format=FORMAT_TO_PROTO[result.format],
+        by_split=result.by_split,
+        columns=result.columns,
+        checked_only=result.checked_only,
     )
 
 

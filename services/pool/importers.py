@@ -7,8 +7,11 @@ import dataclasses
 import enum
 import io
 import json
+import re
 
 from lesslabels.common.errors import InvalidArgument
+
+MAX_ID_LENGTH = 256
 
 SPLITS = {"train": "train", "test": "test", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev"}
 
@@ -26,6 +29,7 @@ class ImportRow:
     text: str
     label: str | None
     split: str | None  # None = the import's default
+    external_id: str | None = None  # the user's own id (--id-column)
 
 
 def decode(data: bytes) -> str:
@@ -33,19 +37,111 @@ def decode(data: bytes) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise InvalidArgument(f"line {line}: not valid UTF-8 (byte offset {exc.start})") from None
+        raise InvalidArgument(
+            f"line {line}: not valid UTF-8 (byte offset {exc.start}); save the file as UTF-8"
+        ) from None
 
 
-def detect_format(text: str) -> Format:
+#: Column (CSV header) or key (JSONL) names read as each field when no flag names one.
+TEXT_NAMES = ("text", "utterance", "sentence", "query", "question", "message", "content", "document", "review")
+LABEL_NAMES = ("label", "intent", "class", "category", "target", "topic")
+ID_NAMES = ("id",)
+SPLIT_NAMES = ("split",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Columns:
+    """Which column (CSV header name) or JSONL key holds each field; "" = the default names."""
+
+    text: str = ""
+    label: str = ""
+    id: str = ""
+
+    @property
+    def given(self) -> bool:
+        return bool(self.text or self.label or self.id)
+
+
+#: The default: every field read from its known names.
+DEFAULT_COLUMNS = Columns()
+
+
+def _flags_hint() -> str:
+    return "name the columns with --text-column and --label-column (and --id-column for your own ids)"
+
+
+def resolve_columns(names: list[str], columns: Columns, where: str) -> dict[str, str]:
+    """Map each field (text, label, split, id) to one of ``names`` (a header or the JSONL keys).
+
+    Flags win; otherwise the one known name present is used. Refused: a flag naming no column,
+    a field two known names could fill, no text column, and any column nothing reads."""
+    found = ", ".join(repr(n) for n in names)
+    mapping: dict[str, str] = {}
+    for field, flag, known in (
+        ("text", columns.text, TEXT_NAMES),
+        ("label", columns.label, LABEL_NAMES),
+        ("id", columns.id, ID_NAMES),
+        ("split", "", SPLIT_NAMES),
+    ):
+        if flag:
+            if flag not in names:
+                raise InvalidArgument(f"{where}: no column {flag!r} for the {field} (found {found})")
+            mapping[field] = flag
+            continue
+        candidates = [n for n in names if n.lower() in known and n not in mapping.values()]
+        if len(candidates) > 1:
+            how = "rename one" if field == "split" else f"choose one with --{field}-column"
+            raise InvalidArgument(f"{where}: columns {candidates} could each be the {field}; {how}")
+        if candidates:
+            mapping[field] = candidates[0]
+    if "text" not in mapping:
+        raise InvalidArgument(f"{where}: no text column among {found}; {_flags_hint()}")
+    unknown = [n for n in names if n not in mapping.values()]
+    if unknown:
+        raise InvalidArgument(
+            f"{where}: unknown columns {unknown} (found {found}; read: "
+            + ", ".join(f"{field}={name!r}" for field, name in mapping.items())
+            + f"); {_flags_hint()}, or remove the others"
+        )
+    return mapping
+
+
+def _known_name(cell: str, columns: Columns) -> bool:
+    flags = {columns.text, columns.label, columns.id} - {""}
+    return cell in flags or cell.lower() in TEXT_NAMES + LABEL_NAMES + ID_NAMES + SPLIT_NAMES
+
+
+def delimiter(text: str) -> str:
+    """The field separator: the first of tab (TSV), comma and semicolon that splits the first line
+    into two fields or more as valid CSV; a comma when none does."""
+    stripped = text.lstrip()
+    first_line = stripped.splitlines()[0] if stripped else ""
+    for candidate in ("\t", ",", ";"):
+        try:
+            if len(next(csv.reader([first_line], delimiter=candidate, strict=True), [])) >= 2:
+                return candidate
+        except csv.Error:
+            continue
+    return ","
+
+
+def detect_format(text: str, columns: Columns = DEFAULT_COLUMNS) -> Format:
     stripped = text.lstrip()
     if stripped.startswith("{"):
         return Format.JSONL
+    if stripped.startswith("["):
+        raise InvalidArgument("the file is a JSON array; write one JSON object per line (JSONL) instead")
     first_line = stripped.splitlines()[0] if stripped else ""
-    header = [h.strip().lower() for h in next(csv.reader([first_line]), [])]
-    # A first row naming a "text" or "label" column is a header (ATIS-style files start with data).
-    if "text" in header or header[:1] == ["label"]:
+    header = [h.strip() for h in next(csv.reader([first_line], delimiter=delimiter(text)), [])]
+    # A first row naming a known column (or one a flag names) is a header (ATIS-style files start with data).
+    if columns.given or any(_known_name(h, columns) for h in header):
         return Format.CSV_HEADER
     return Format.CSV_LABEL_TEXT
+
+
+def normalise_label(label: str) -> str:
+    """Runs of whitespace (tabs, newlines, doubled spaces) become one space; ends are stripped."""
+    return " ".join(label.split())
 
 
 def _clean(text: str, keep_whitespace: bool) -> str:
@@ -66,7 +162,7 @@ def _label(value, where: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidArgument(f"{where}: label must be a string, got {type(value).__name__}")
-    value = value.strip()
+    value = normalise_label(value)
     return value or None
 
 
@@ -79,26 +175,110 @@ def _text(value, where: str, keep_whitespace: bool) -> str:
     return cleaned
 
 
-def parse(data: bytes, fmt: Format = Format.AUTO, *, keep_whitespace: bool = False) -> tuple[list[ImportRow], Format]:
-    """Parse a whole file. Raises InvalidArgument for the first bad row, naming it (1-based)."""
+def parse(
+    data: bytes, fmt: Format = Format.AUTO, *, keep_whitespace: bool = False, columns: Columns = DEFAULT_COLUMNS
+) -> tuple[list[ImportRow], Format, dict[str, str]]:
+    """Parse a whole file into rows, the format read and the columns used (field -> column name).
+
+    Raises InvalidArgument for the first bad row, naming it (1-based), and for files that would be
+    misread: a first row that looks like a header read as data, columns that look swapped, keys
+    or columns nothing reads."""
     text = decode(data)
-    if fmt is Format.AUTO:
-        fmt = detect_format(text)
+    auto = fmt is Format.AUTO
+    if auto:
+        fmt = detect_format(text, columns)
     if not text.strip():
         raise InvalidArgument("the file is empty")
     if fmt is Format.JSONL:
-        rows = _parse_jsonl(text, keep_whitespace)
+        rows, mapping = _parse_jsonl(text, keep_whitespace, columns)
     elif fmt is Format.CSV_HEADER:
-        rows = _parse_csv_header(text, keep_whitespace)
+        rows, mapping = _parse_csv_header(text, keep_whitespace, columns)
     else:
+        if columns.given:
+            raise InvalidArgument(
+                "--text-column, --label-column and --id-column name header columns; "
+                "a headerless label,text file has none (add a header line)"
+            )
         rows = _parse_csv_label_text(text, keep_whitespace)
+        mapping = {"label": "column 1", "text": "column 2"}
+        if auto:
+            _refuse_header_read_as_data(rows)
     if not rows:
         raise InvalidArgument("the file has no data rows")
-    return rows, fmt
+    if not (columns.text or columns.label):
+        _refuse_swapped(rows, mapping)
+    _refuse_repeated_ids(rows)
+    return rows, fmt, mapping
+
+
+_WORDLIKE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,39}$")
+
+
+def _refuse_header_read_as_data(rows: list[ImportRow]) -> None:
+    """A headerless file whose first row is two lone names used nowhere else, while the other
+    classes repeat and the other texts have several words: a header nobody named."""
+    if len(rows) < 2:
+        return
+    first, rest = rows[0], rows[1:]
+    label = first.label or ""
+    if not (_WORDLIKE.match(label) and _WORDLIKE.match(first.text)):
+        return
+    if any(r.label == label for r in rest) or any(r.text == first.text for r in rest):
+        return
+    if not any(len(r.text.split()) > 1 for r in rest):
+        return  # texts of one word each: the first row reads like the others
+    if len({r.label for r in rest}) == len(rest):
+        return  # every class has one example: a lone first class is no sign of a header
+    raise InvalidArgument(
+        f"line 1: the first row ({label!r}, {first.text!r}) looks like a header, but the file would be read as "
+        f"headerless label,text data (the row would become a sample of a class {label!r}); if it is a header, "
+        f"{_flags_hint()}, e.g. --text-column {first.text} --label-column {label}; if it is data, "
+        "pass --format csv_label_text"
+    )
+
+
+def _mean_words(values: list[str]) -> float:
+    return sum(len(v.split()) for v in values) / max(len(values), 1)
+
+
+def _refuse_swapped(rows: list[ImportRow], mapping: dict[str, str]) -> None:
+    """Labels that read like texts (long, multi-word, nearly all distinct) next to texts that read
+    like labels (short, few distinct): the columns are the wrong way round."""
+    labels = [r.label for r in rows if r.label is not None]
+    if len(labels) < 4 or len(labels) < len(rows) // 2:
+        return
+    texts = [r.text for r in rows]
+    distinct_labels, distinct_texts = len(set(labels)), len(set(texts))
+    label_words, text_words = _mean_words(labels), _mean_words(texts)
+    if (
+        label_words >= 3
+        and text_words <= 2
+        and label_words >= 2 * text_words
+        and distinct_labels >= len(labels) / 2
+        and distinct_texts <= distinct_labels / 2
+    ):
+        raise InvalidArgument(
+            f"the columns look swapped: the label column ({mapping.get('label')}) holds {distinct_labels} "
+            f"distinct values of {label_words:.1f} words on average, the text column ({mapping.get('text')}) "
+            f"{distinct_texts} distinct values of {text_words:.1f} words; a headerless file is label,text: "
+            f"swap the columns, or add a header line and {_flags_hint()}"
+        )
+
+
+def _refuse_repeated_ids(rows: list[ImportRow]) -> None:
+    first_row: dict[str, int] = {}
+    for row in rows:
+        if row.external_id is None:
+            continue
+        if row.external_id in first_row:
+            raise InvalidArgument(
+                f"row {row.row + 1}: id {row.external_id!r} repeats the id of row {first_row[row.external_id] + 1}"
+            )
+        first_row[row.external_id] = row.row
 
 
 def _csv_reader(text: str):
-    return csv.reader(io.StringIO(text, newline=""), strict=True)
+    return csv.reader(io.StringIO(text, newline=""), strict=True, delimiter=delimiter(text))
 
 
 def _parse_csv_label_text(text: str, keep_whitespace: bool) -> list[ImportRow]:
@@ -122,54 +302,81 @@ def _parse_csv_label_text(text: str, keep_whitespace: bool) -> list[ImportRow]:
     return rows
 
 
-def _parse_csv_header(text: str, keep_whitespace: bool) -> list[ImportRow]:
+def _external_id(value, where: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidArgument(f"{where}: id must be a string or an integer, got {type(value).__name__}")
+    value = str(value).strip()
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidArgument(f"{where}: id longer than {MAX_ID_LENGTH} characters")
+    return value or None
+
+
+def _parse_csv_header(text: str, keep_whitespace: bool, columns: Columns) -> tuple[list[ImportRow], dict[str, str]]:
     reader = _csv_reader(text)
     rows: list[ImportRow] = []
     try:
-        header = [h.strip().lower() for h in next(reader)]
-        if "text" not in header:
-            raise InvalidArgument("line 1: the header has no 'text' column")
-        unknown = set(header) - {"text", "label", "split", "id"}
-        if unknown:
-            raise InvalidArgument(f"line 1: unknown columns {sorted(unknown)} (allowed: text, label, split, id)")
-        index = {name: header.index(name) for name in header}
+        header = [h.strip() for h in next(reader)]
+        # Unnamed columns (a spreadsheet's trailing separators) are skipped while they stay empty.
+        unnamed = [i for i, name in enumerate(header) if not name]
+        mapping = resolve_columns([name for name in header if name], columns, "line 1 (header)")
+        index = {field: header.index(name) for field, name in mapping.items()}
         for fields in reader:
             if not fields or all(not f.strip() for f in fields):
                 continue
             where = f"row {len(rows) + 1} (line {reader.line_num})"
             if len(fields) != len(header):
-                raise InvalidArgument(f"{where}: expected {len(header)} fields, got {len(fields)}")
+                raise InvalidArgument(
+                    f"{where}: expected {len(header)} fields, got {len(fields)} (quote texts that contain the separator)"
+                )
+            filled = [i + 1 for i in unnamed if fields[i].strip()]
+            if filled:
+                raise InvalidArgument(
+                    f"{where}: a value in unnamed column {filled[0]}; name it in the header line or remove it"
+                )
             label = _label(fields[index["label"]], where) if "label" in index else None
             split = _split(fields[index["split"]], where) if "split" in index else None
-            rows.append(ImportRow(len(rows), _text(fields[index["text"]], where, keep_whitespace), label, split))
+            external_id = _external_id(fields[index["id"]], where) if "id" in index else None
+            text_value = _text(fields[index["text"]], where, keep_whitespace)
+            rows.append(ImportRow(len(rows), text_value, label, split, external_id))
     except csv.Error as exc:
         raise InvalidArgument(f"row {len(rows) + 1} (line {reader.line_num}): malformed CSV: {exc}") from None
-    return rows
+    return rows, mapping
 
 
-def _parse_jsonl(text: str, keep_whitespace: bool) -> list[ImportRow]:
-    rows: list[ImportRow] = []
+def _parse_jsonl(text: str, keep_whitespace: bool, columns: Columns) -> tuple[list[ImportRow], dict[str, str]]:
+    objects: list[tuple[str, dict]] = []
+    keys: dict[str, None] = {}
     for line_number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        where = f"row {len(rows) + 1} (line {line_number})"
+        where = f"row {len(objects) + 1} (line {line_number})"
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InvalidArgument(f"{where}: invalid JSON: {exc.msg}") from None
         if not isinstance(obj, dict):
             raise InvalidArgument(f"{where}: expected a JSON object")
-        if "text" not in obj:
-            raise InvalidArgument(f"{where}: no 'text' field")
-        split = obj.get("split")
+        keys.update(dict.fromkeys(obj))
+        objects.append((where, obj))
+    if not objects:
+        return [], {}
+    mapping = resolve_columns(list(keys), columns, "JSON keys")
+    rows: list[ImportRow] = []
+    for where, obj in objects:
+        if mapping["text"] not in obj:
+            raise InvalidArgument(f"{where}: no {mapping['text']!r} field")
+        split = obj.get(mapping["split"]) if "split" in mapping else None
         if split is not None and not isinstance(split, str):
             raise InvalidArgument(f"{where}: split must be a string")
         rows.append(
             ImportRow(
                 len(rows),
-                _text(obj["text"], where, keep_whitespace),
-                _label(obj.get("label"), where),
+                _text(obj[mapping["text"]], where, keep_whitespace),
+                _label(obj.get(mapping["label"]), where) if "label" in mapping else None,
                 _split(split, where),
+                _external_id(obj.get(mapping["id"]), where) if "id" in mapping else None,
             )
         )
-    return rows
+    return rows, mapping

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 
 from lesslabels.common import errors
@@ -42,3 +43,34 @@ def validate_label_set(labels: Sequence[str]) -> list[str]:
             raise errors.InvalidArgument(f"label {label!r} starts or ends with spaces; give it without them")
         clean.append(label)
     return clean
+
+
+def _one_edit_apart(a: str, b: str) -> bool:
+    """One substitution, insertion or deletion turns ``a`` into ``b``."""
+    if abs(len(a) - len(b)) > 1 or a == b:
+        return False
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    edits = 0
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag != "equal":
+            edits += max(i2 - i1, j2 - j1)
+    return edits == 1
+
+
+def similar_labels(new: Sequence[str], existing: Sequence[str]) -> list[tuple[str, str]]:
+    """Pairs ``(a, b)`` with ``a`` of ``new`` that a person would likely read as one class with
+    ``b`` (of ``new`` or ``existing``): names of five or more characters one edit apart, or with a
+    difflib ratio of 0.9 or more (``wether`` / ``weather``, ``book_flight`` / ``book_flights``)."""
+    pairs: list[tuple[str, str]] = []
+    seen: set[frozenset[str]] = set()
+    pool = list(dict.fromkeys([*existing, *new]))
+    for a in new:
+        ka = label_key(a)
+        for b in pool:
+            kb = label_key(b)
+            if a == b or ka == kb or frozenset((a, b)) in seen or min(len(ka), len(kb)) < 5:
+                continue
+            if _one_edit_apart(ka, kb) or difflib.SequenceMatcher(None, ka, kb, autojunk=False).ratio() >= 0.9:
+                seen.add(frozenset((a, b)))
+                pairs.append((a, b))
+    return pairs

@@ -48,7 +48,10 @@ class Dataset(Base):
 
 class Sample(Base):
     __tablename__ = "samples"
-    __table_args__ = (Index("ix_samples_dataset_split_id", "dataset_id", "split", "id"),)
+    __table_args__ = (
+        Index("ix_samples_dataset_split_id", "dataset_id", "split", "id"),
+        Index("ix_samples_dataset_external_id", "dataset_id", "external_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
@@ -59,6 +62,8 @@ class Sample(Base):
     split: Mapped[str] = mapped_column(String(8))
     # The hidden gold label (the simulated oracle); never handed to training unless acquired.
     gold_label: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # The user's own id for the text (an import's id column), kept and exported; unique per dataset.
+    external_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 
 class LabelEvent(Base):

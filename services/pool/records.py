@@ -39,6 +39,7 @@ class SampleRecord:
     row: int
     label: str = ""
     gold_label: str = ""
+    external_id: str = ""  # the user's own id, from the import's id column
 
 
 @dataclasses.dataclass
@@ -55,6 +56,9 @@ class ImportResult:
     by_label: dict[str, int]
     duplicates: list[DuplicateInfo]
     format: importers.Format
+    by_split: dict[str, int] = dataclasses.field(default_factory=dict)
+    columns: dict[str, str] = dataclasses.field(default_factory=dict)  # field -> column (or key) read
+    checked_only: bool = False  # a dry run: nothing was stored
 
     @property
     def duplicate_rows(self) -> int:

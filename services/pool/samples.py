@@ -17,7 +17,7 @@ from lesslabels.common import errors
 from lesslabels.common.vocabulary import SPLITS
 from lesslabels.pool import importers
 from lesslabels.pool.base import NAME_RE, StorePart, find_dataset, find_run
-from lesslabels.pool.labelset import MAX_LABEL_LENGTH, check_not_near_duplicate
+from lesslabels.pool.labelset import MAX_LABEL_LENGTH, check_not_near_duplicate, similar_labels
 from lesslabels.pool.models import CurrentLabel, Dataset, Sample, run_scope
 from lesslabels.pool.records import DuplicateInfo, ImportResult, SampleRecord, SplitCount
 
@@ -25,6 +25,38 @@ log = logging.getLogger(__name__)
 
 MAX_PAGE = 5000
 _INSERT_CHUNK = 1000
+
+
+class _Checked(Exception):
+    """Raised out of a check-only import's transaction so that nothing it did is kept."""
+
+    def __init__(self, result: ImportResult):
+        super().__init__("check only")
+        self.result = result
+
+
+def _refuse_similar_labels(new: list[str], existing: list[str]) -> None:
+    pairs = similar_labels(new, existing)
+    if pairs:
+        shown = "; ".join(f"{a!r} and {b!r}" for a, b in pairs[:10])
+        raise errors.InvalidArgument(
+            f"label names that look like one class spelled differently: {shown} (they would become "
+            f"separate classes); fix the spelling in the file, or pass --allow-similar-labels if they are "
+            f"really different classes"
+        )
+
+
+def _refuse_known_ids(session: Session, dataset_id: int, rows: list[importers.ImportRow]) -> None:
+    ids = [row.external_id for row in rows if row.external_id is not None]
+    for start in range(0, len(ids), 500):
+        taken = session.scalars(
+            select(Sample.external_id).where(
+                Sample.dataset_id == dataset_id, Sample.external_id.in_(ids[start : start + 500])
+            )
+        ).first()
+        if taken is not None:
+            row = next(r for r in rows if r.external_id == taken)
+            raise errors.InvalidArgument(f"row {row.row + 1}: id {taken!r} is already in the dataset")
 
 
 class SamplesPart(StorePart):
@@ -39,14 +71,19 @@ class SamplesPart(StorePart):
         default_split: str = "train",
         create_dataset: bool = False,
         keep_whitespace: bool = False,
+        columns: importers.Columns = importers.DEFAULT_COLUMNS,
+        allow_similar_labels: bool = False,
+        check_only: bool = False,
     ) -> ImportResult:
-        """Import a whole file in one transaction: all rows are stored or none is."""
+        """Import a whole file in one transaction: all rows are stored or none is.
+
+        ``check_only`` does every check and reports what would be stored, then stores nothing."""
         if default_split not in SPLITS:
             raise errors.InvalidArgument(f"unknown split {default_split!r}")
         if not create_dataset:
             with self._reading() as session:
                 find_dataset(session, dataset_name)  # NOT_FOUND before spending time on parsing
-        rows, fmt = importers.parse(data, fmt, keep_whitespace=keep_whitespace)
+        rows, fmt, used = importers.parse(data, fmt, keep_whitespace=keep_whitespace, columns=columns)
         for row in rows:
             if row.label is not None and len(row.label) > MAX_LABEL_LENGTH:
                 raise errors.InvalidArgument(f"row {row.row + 1}: label longer than {MAX_LABEL_LENGTH} characters")
@@ -63,6 +100,7 @@ class SamplesPart(StorePart):
                 session.flush()
             labels = json.loads(dataset.labels_json)
             known = set(labels)
+            new_labels = list(dict.fromkeys(r.label for r in rows if r.label is not None and r.label not in known))
             for row in rows:
                 if row.label is not None and row.label not in known:
                     if dataset.labels_fixed:
@@ -72,8 +110,11 @@ class SamplesPart(StorePart):
                     check_not_near_duplicate(row.label, labels, f"row {row.row + 1}")
                     labels.append(row.label)
                     known.add(row.label)
+            if not allow_similar_labels and not dataset.labels_fixed:
+                _refuse_similar_labels(new_labels, [label for label in labels if label not in new_labels])
             dataset.labels_json = json.dumps(labels)
             duplicates = self._find_duplicates(session, dataset.id, rows)
+            _refuse_known_ids(session, dataset.id, rows)
             values = [
                 dict(
                     dataset_id=dataset.id,
@@ -81,16 +122,25 @@ class SamplesPart(StorePart):
                     text=row.text,
                     split=row.split or default_split,
                     gold_label=row.label,
+                    external_id=row.external_id,
                 )
                 for row in rows
             ]
+            by_label = collections.Counter(row.label or "" for row in rows)
+            by_split = collections.Counter(row.split or default_split for row in rows)
+            result = ImportResult(
+                dataset_name, len(rows), dict(by_label), duplicates, fmt, dict(by_split), used, check_only
+            )
+            if check_only:
+                raise _Checked(result)  # rolls the transaction back: a created dataset is not kept either
             for start in range(0, len(values), _INSERT_CHUNK):
                 session.execute(insert(Sample), values[start : start + _INSERT_CHUNK])
-            by_label = collections.Counter(row.label or "" for row in rows)
-            return ImportResult(dataset_name, len(rows), dict(by_label), duplicates, fmt)
+            return result
 
         try:
             result = self._writing(do_import)
+        except _Checked as checked:
+            return checked.result
         except IntegrityError as exc:
             raise errors.AlreadyExists(f"dataset {dataset_name!r} was created concurrently: {exc.orig}") from None
         log.info(
@@ -166,7 +216,15 @@ class SamplesPart(StorePart):
                 return
             with self._reading() as session:
                 rows = session.execute(
-                    select(Sample.id, Sample.text, Sample.split, Sample.row, Sample.gold_label, CurrentLabel.label)
+                    select(
+                        Sample.id,
+                        Sample.text,
+                        Sample.split,
+                        Sample.row,
+                        Sample.gold_label,
+                        Sample.external_id,
+                        CurrentLabel.label,
+                    )
                     .outerjoin(CurrentLabel, labels_join)
                     .where(*conditions, Sample.id > after_id)
                     .order_by(Sample.id)
@@ -181,6 +239,7 @@ class SamplesPart(StorePart):
                     r.row,
                     r.label or "",
                     (r.gold_label or "") if include_gold else "",
+                    r.external_id or "",
                 )
                 for r in rows
             ]
@@ -217,15 +276,28 @@ class SamplesPart(StorePart):
             return result
 
     def export_labels(self, dataset_name: str, run_id: int = 0, chunk_rows: int = 1000) -> Iterator[bytes]:
-        """The labelled set as CSV with a ``label,text`` header, in chunks."""
+        """The labelled set as CSV with a ``label,text`` header (``label,text,id`` when the dataset's
+        samples carry the user's own ids), in chunks."""
+        with self._reading() as session:
+            dataset = find_dataset(session, dataset_name)
+            with_ids = (
+                session.scalar(
+                    select(Sample.id).where(Sample.dataset_id == dataset.id, Sample.external_id.is_not(None)).limit(1)
+                )
+                is not None
+            )
+        header = ["label", "text", "id"] if with_ids else ["label", "text"]
         header_sent = False
         for page, _, _ in self.list_samples(dataset_name, state="labelled", run_id=run_id, page_size=chunk_rows):
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
             if not header_sent:
-                writer.writerow(["label", "text"])
+                writer.writerow(header)
                 header_sent = True
-            writer.writerows([s.label, s.text] for s in page)
+            if with_ids:
+                writer.writerows([s.label, s.text, s.external_id] for s in page)
+            else:
+                writer.writerows([s.label, s.text] for s in page)
             yield buffer.getvalue().encode()
         if not header_sent:
-            yield b"label,text\n"
+            yield (",".join(header) + "\n").encode()

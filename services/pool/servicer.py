@@ -60,6 +60,9 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
             default_split=convert.enum_value(convert.SPLIT_TO_CORE, header.split, "split") or "train",
             create_dataset=header.create_dataset,
             keep_whitespace=header.keep_whitespace,
+            columns=convert.import_columns_from_proto(header),
+            allow_similar_labels=header.allow_similar_labels,
+            check_only=header.check_only,
         )
         return convert.import_result_to_proto(result)
 

@@ -76,18 +76,28 @@ class ListDatasetsResponse(_message.Message):
     def __init__(self, datasets: _Optional[_Iterable[_Union[Dataset, _Mapping]]] = ...) -> None: ...
 
 class ImportHeader(_message.Message):
-    __slots__ = ("dataset", "format", "split", "create_dataset", "keep_whitespace")
+    __slots__ = ("dataset", "format", "split", "create_dataset", "keep_whitespace", "text_column", "label_column", "id_column", "allow_similar_labels", "check_only")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     SPLIT_FIELD_NUMBER: _ClassVar[int]
     CREATE_DATASET_FIELD_NUMBER: _ClassVar[int]
     KEEP_WHITESPACE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    LABEL_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    ID_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_SIMILAR_LABELS_FIELD_NUMBER: _ClassVar[int]
+    CHECK_ONLY_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     format: ImportFormat
     split: _common_pb2.Split
     create_dataset: bool
     keep_whitespace: bool
-    def __init__(self, dataset: _Optional[str] = ..., format: _Optional[_Union[ImportFormat, str]] = ..., split: _Optional[_Union[_common_pb2.Split, str]] = ..., create_dataset: bool = ..., keep_whitespace: bool = ...) -> None: ...
+    text_column: str
+    label_column: str
+    id_column: str
+    allow_similar_labels: bool
+    check_only: bool
+    def __init__(self, dataset: _Optional[str] = ..., format: _Optional[_Union[ImportFormat, str]] = ..., split: _Optional[_Union[_common_pb2.Split, str]] = ..., create_dataset: bool = ..., keep_whitespace: bool = ..., text_column: _Optional[str] = ..., label_column: _Optional[str] = ..., id_column: _Optional[str] = ..., allow_similar_labels: bool = ..., check_only: bool = ...) -> None: ...
 
 class ImportSamplesRequest(_message.Message):
     __slots__ = ("header", "data")
@@ -108,7 +118,7 @@ class Duplicate(_message.Message):
     def __init__(self, rows: _Optional[_Iterable[int]] = ..., text: _Optional[str] = ..., first_row: _Optional[int] = ...) -> None: ...
 
 class ImportSummary(_message.Message):
-    __slots__ = ("dataset", "imported", "by_label", "duplicates", "duplicate_rows", "format")
+    __slots__ = ("dataset", "imported", "by_label", "duplicates", "duplicate_rows", "format", "by_split", "columns", "checked_only")
     class ByLabelEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -116,19 +126,39 @@ class ImportSummary(_message.Message):
         key: str
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class BySplitEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class ColumnsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     DATASET_FIELD_NUMBER: _ClassVar[int]
     IMPORTED_FIELD_NUMBER: _ClassVar[int]
     BY_LABEL_FIELD_NUMBER: _ClassVar[int]
     DUPLICATES_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_ROWS_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    BY_SPLIT_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_ONLY_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     imported: int
     by_label: _containers.ScalarMap[str, int]
     duplicates: _containers.RepeatedCompositeFieldContainer[Duplicate]
     duplicate_rows: int
     format: ImportFormat
-    def __init__(self, dataset: _Optional[str] = ..., imported: _Optional[int] = ..., by_label: _Optional[_Mapping[str, int]] = ..., duplicates: _Optional[_Iterable[_Union[Duplicate, _Mapping]]] = ..., duplicate_rows: _Optional[int] = ..., format: _Optional[_Union[ImportFormat, str]] = ...) -> None: ...
+    by_split: _containers.ScalarMap[str, int]
+    columns: _containers.ScalarMap[str, str]
+    checked_only: bool
+    def __init__(self, dataset: _Optional[str] = ..., imported: _Optional[int] = ..., by_label: _Optional[_Mapping[str, int]] = ..., duplicates: _Optional[_Iterable[_Union[Duplicate, _Mapping]]] = ..., duplicate_rows: _Optional[int] = ..., format: _Optional[_Union[ImportFormat, str]] = ..., by_split: _Optional[_Mapping[str, int]] = ..., columns: _Optional[_Mapping[str, str]] = ..., checked_only: bool = ...) -> None: ...
 
 class ListSamplesRequest(_message.Message):
     __slots__ = ("dataset", "split", "state", "run_id", "page_size", "page_token", "limit", "include_gold")
