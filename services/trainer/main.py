@@ -19,7 +19,7 @@ import threading
 from lesslabels.common import errors
 from lesslabels.common.channels import wait_until_serving
 from lesslabels.common.checkpoints import CheckpointStore
-from lesslabels.common.config import ServerSettings, add_flag, add_server_flags, server_settings
+from lesslabels.common.config import ClientTLS, ServerSettings, add_flag, add_server_flags, server_settings
 from lesslabels.common.logs import setup_logging
 from lesslabels.common.server import Server
 from lesslabels.trainer.core import Trainer
@@ -71,12 +71,13 @@ def build_server(
 ) -> TrainerServer:
     """A trainer server (not started). ``start()`` then ``set_serving()`` (which starts the job worker).
 
-    Jobs are persisted under ``jobs_dir`` [CHECKPOINT_DIR/.jobs]; the pool is called with ``settings.token``;
+    Jobs are persisted under ``jobs_dir`` [CHECKPOINT_DIR/.jobs]; the pool is called with
+    ``settings.outbound_token`` (the internal token, else the public one) and ``settings.client_tls``;
     ``progress_every_s`` spaces the loop's progress events (0 = one per step, for tests).
     """
     store = CheckpointStore(checkpoint_dir)
     store.clean_staging()
-    pool = PoolClient(pool_address, token=settings.token)
+    pool = PoolClient(pool_address, token=settings.outbound_token, tls=settings.client_tls)
     trainer = Trainer(
         pool,
         store,
@@ -89,10 +90,12 @@ def build_server(
     return TrainerServer(settings, trainer, jobs, store)
 
 
-def _wait_for_pool_then_serve(server: TrainerServer, pool_address: str, token: str, stopped: threading.Event) -> None:
+def _wait_for_pool_then_serve(
+    server: TrainerServer, pool_address: str, token: str, stopped: threading.Event, tls: ClientTLS | None = None
+) -> None:
     while not stopped.is_set():
         try:
-            wait_until_serving(pool_address, token=token, timeout=30)
+            wait_until_serving(pool_address, token=token, tls=tls, timeout=30)
         except errors.Unavailable as exc:
             log.warning("event=pool_unavailable address=%s error=%r", pool_address, str(exc))
             continue
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     server.on_stop(stopped.set)
     threading.Thread(
         target=_wait_for_pool_then_serve,
-        args=(server, args.pool_address, settings.token, stopped),
+        args=(server, args.pool_address, settings.outbound_token, stopped, settings.client_tls),
         name="trainer-wait-pool",
         daemon=True,
     ).start()
