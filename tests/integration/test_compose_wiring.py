@@ -72,7 +72,9 @@ def test_the_real_file_passes_every_check():
     }
     assert services["pool"].environment["LESSLABELS_INTERNAL_TOKEN"] == VARIABLES["LESSLABELS_INTERNAL_TOKEN"]
     # TLS is off unless its variables are set.
-    assert services["scorer"].environment["LESSLABELS_TLS_CERT"] == services["web"].environment["LESSLABELS_TLS_CA"] == ""
+    assert (
+        services["scorer"].environment["LESSLABELS_TLS_CERT"] == services["web"].environment["LESSLABELS_TLS_CA"] == ""
+    )
     check_wiring(services)
 
 
