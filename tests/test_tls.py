@@ -16,9 +16,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lesslabels.cli import datasets as cli_datasets
 from lesslabels.cli import stack as cli_stack
-from lesslabels.client import PoolClient, Unauthenticated, Unavailable
+from lesslabels.client import ClientTLS, PoolClient, Unauthenticated, Unavailable
 from lesslabels.common import probe
-from lesslabels.common.config import ClientTLS, add_server_flags, server_settings
+from lesslabels.common.config import add_server_flags, server_settings
 from lesslabels.pool import main as pool_main
 from tests.helpers import server_settings_for_tests
 
