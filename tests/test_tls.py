@@ -17,7 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from lesslabels.cli import datasets as cli_datasets
 from lesslabels.cli import stack as cli_stack
 from lesslabels.client import ClientTLS, PoolClient, Unauthenticated, Unavailable
-from lesslabels.common import probe
+from lesslabels.common import errors, probe
 from lesslabels.common.config import add_server_flags, server_settings
 from lesslabels.pool import main as pool_main
 from tests.helpers import server_settings_for_tests
@@ -292,3 +292,31 @@ def test_the_token_travels_over_tls(certs, start_pool):
     assert _list(address, token="secret", tls=ClientTLS(ca=certs.ca)) == []
     with pytest.raises(Unauthenticated):
         _list(address, tls=ClientTLS(ca=certs.ca))
+
+
+def test_the_coordinator_reaches_the_pool_with_the_internal_token_over_mutual_tls(certs, start_pool):
+    from lesslabels.coordinator import main as coordinator_main
+
+    pool_address = start_pool(
+        token="internal-token", tls_cert=certs.server_cert, tls_key=certs.server_key, tls_client_ca=certs.ca
+    )
+    settings = server_settings_for_tests(token="public-token", internal_token="internal-token", client_tls=_mtls(certs))
+    nowhere = "127.0.0.1:9"  # trainer and scorer: not called by recover()
+    server = coordinator_main.build_server(
+        settings, pool_address, nowhere, nowhere, token=settings.outbound_token, tls=settings.client_tls
+    )
+    try:
+        server.start()
+        assert server.ready() == []  # recover() listed the pool's runs: token and certificate accepted
+    finally:
+        server.stop(0)
+    # The same core built with the public token is refused by this pool.
+    refused = coordinator_main.build_server(
+        settings, pool_address, nowhere, nowhere, token="public-token", tls=_mtls(certs)
+    )
+    try:
+        refused.start()
+        with pytest.raises(errors.Unauthenticated, match="token"):
+            refused.ready()
+    finally:
+        refused.stop(0)
