@@ -98,6 +98,30 @@ def client_tls(args: argparse.Namespace) -> ClientTLS:
     return tls
 
 
+def add_model_dir_flag(parser: argparse.ArgumentParser) -> None:
+    """``--model-dir`` (repeatable; env LESSLABELS_MODEL_DIR, folders separated by os.pathsep)."""
+    var = env_name("--model-dir")
+    parser.add_argument(
+        "--model-dir",
+        action="append",
+        default=None,
+        help="a folder of base models that runs and Score may name (repeatable); besides it only the bundled "
+        f"model and the checkpoint store are allowed (env {var}, folders separated by {os.pathsep!r})",
+    )
+
+
+def model_dirs(args: argparse.Namespace) -> tuple[str, ...]:
+    """The ``--model-dir`` folders, else those of LESSLABELS_MODEL_DIR; each must be a folder."""
+    given = args.model_dir
+    if given is None:
+        given = os.environ.get(env_name("--model-dir"), "").split(os.pathsep)
+    dirs = tuple(d for d in given if d.strip())
+    for folder in dirs:
+        if not os.path.isdir(folder):
+            raise SystemExit(f"error: --model-dir {folder}: not a folder")
+    return dirs
+
+
 def is_loopback(host: str) -> bool:
     """True for ``localhost`` and loopback addresses; '' and ``0.0.0.0`` (every interface) are not."""
     host = host.strip("[]")

@@ -10,7 +10,15 @@ from grpc_health.v1 import health_pb2
 from lesslabels.client import PoolClient
 from lesslabels.common.channels import wait_until_serving
 from lesslabels.common.checkpoints import CheckpointStore
-from lesslabels.common.config import ClientTLS, ServerSettings, add_flag, add_server_flags, server_settings
+from lesslabels.common.config import (
+    ClientTLS,
+    ServerSettings,
+    add_flag,
+    add_model_dir_flag,
+    model_dirs,
+    add_server_flags,
+    server_settings,
+)
 from lesslabels.common.logs import setup_logging
 from lesslabels.common.server import Server
 from lesslabels.scorer import oip
@@ -98,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         help="batches scored side by side (0 = auto: one per CPU thread, each forward single-threaded; 1 on CUDA)",
     )
     add_flag(parser, "--preload", default="", help="comma-separated checkpoint ids (or run-<id>) to load at start")
+    add_model_dir_flag(parser)
     args = parser.parse_args(argv)
     settings = server_settings(args)
     for flag in ("cache_size", "max_batch_size", "max_tokens", "max_texts"):
@@ -122,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         max_wait_ms=args.max_wait_ms,
         refine_below=args.refine_below,
         batch_workers=workers,
+        model_dirs=model_dirs(args),
     )
     server = build_server(
         settings,
