@@ -66,8 +66,10 @@ class LocalStack:
         grace_seconds: float = 10.0,
         python: str = sys.executable,
         web_port: int | None = None,
+        model_dirs: tuple[str, ...] = (),
     ):
         self.web_port = web_port
+        self.model_dirs = tuple(model_dirs)
         self.state_dir = pathlib.Path(state_dir).resolve()
         self.host = host
         self.token = token
@@ -125,10 +127,11 @@ class LocalStack:
                 "--log-level",
                 "WARNING",
             ]
+        models = [arg for folder in self.model_dirs for arg in ("--model-dir", folder)]
         extra = {
             "pool": ["--database-url", self.database_url],
-            "trainer": ["--pool-address", a("pool"), "--checkpoint-dir", str(self.checkpoint_dir)],
-            "scorer": ["--pool-address", a("pool"), "--checkpoint-dir", str(self.checkpoint_dir)],
+            "trainer": ["--pool-address", a("pool"), "--checkpoint-dir", str(self.checkpoint_dir), *models],
+            "scorer": ["--pool-address", a("pool"), "--checkpoint-dir", str(self.checkpoint_dir), *models],
             "coordinator": [
                 "--pool-address",
                 a("pool"),
@@ -327,6 +330,12 @@ def up_main(argv: list[str]) -> int:
     )
     parser.add_argument("--no-web", action="store_true", help="do not start the web labelling app")
     add_flag(parser, "--token", default="", help="bearer token the services require")
+    parser.add_argument(
+        "--model-dir",
+        action="append",
+        default=[],
+        help="a folder of base models runs may name (repeatable; given to the trainer and the scorer)",
+    )
     parser.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for each service")
     args = parser.parse_args(argv)
     if not args.token and not is_loopback(args.host):
@@ -348,6 +357,7 @@ def up_main(argv: list[str]) -> int:
         startup_timeout=args.startup_timeout,
         ports={name: getattr(args, f"{name}_port") for name in SERVICES},
         web_port=None if args.no_web else args.web_port,
+        model_dirs=tuple(str(pathlib.Path(d).resolve()) for d in args.model_dir),
     )
     with sigterm_as_interrupt():
         print(
