@@ -724,3 +724,22 @@ def test_real_minilm_checkpoint_scores(tmp_path):
         np.testing.assert_allclose(scores.probabilities[: len(TEXTS)], ref, atol=1e-4)
     finally:
         eng.close()
+
+
+def test_model_dir_flag_is_repeatable_and_falls_back_to_the_environment(tmp_path, monkeypatch):
+    import argparse
+    import os
+
+    from lesslabels.common.config import add_model_dir_flag, model_dirs
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    parser = argparse.ArgumentParser()
+    add_model_dir_flag(parser)
+    assert model_dirs(parser.parse_args(["--model-dir", str(a), "--model-dir", str(b)])) == (str(a), str(b))
+    monkeypatch.setenv("LESSLABELS_MODEL_DIR", f"{a}{os.pathsep}{b}")
+    assert model_dirs(parser.parse_args([])) == (str(a), str(b))
+    assert model_dirs(parser.parse_args(["--model-dir", str(a)])) == (str(a),)  # the flag wins
+    with pytest.raises(SystemExit, match="not a folder"):
+        model_dirs(parser.parse_args(["--model-dir", str(tmp_path / "missing")]))
