@@ -120,11 +120,12 @@ def fake_stack(pool_address):
 
 
 @pytest.fixture
-def real_stack(tmp_path):
-    """Pool, trainer, scorer and coordinator servers in-process (``tests.stack.start_real_stack``)."""
+def real_stack(tmp_path, tiny_bert_dir):
+    """Pool, trainer, scorer and coordinator servers in-process (``tests.stack.start_real_stack``);
+    runs and Score may name the tiny BERT by its path (its folder is a model folder of both)."""
     from tests.stack import start_real_stack
 
-    stack, stop = start_real_stack(tmp_path)
+    stack, stop = start_real_stack(tmp_path, model_dirs=(str(tiny_bert_dir),))
     yield stack
     stop()
 

@@ -252,10 +252,14 @@ class RealStack:
         self.coordinator_server, self.coordinator_address = self._build_coordinator()
 
 
-def start_real_stack(tmp_path, *, token: str = "") -> tuple[RealStack, Callable[[], None]]:
-    """Pool (temp SQLite), trainer and scorer (temp checkpoint dir) and coordinator, in process."""
+def start_real_stack(
+    tmp_path, *, token: str = "", model_dirs: tuple[str, ...] = ()
+) -> tuple[RealStack, Callable[[], None]]:
+    """Pool (temp SQLite), trainer and scorer (temp checkpoint dir) and coordinator, in process;
+    ``model_dirs``: the model folders of the trainer and the scorer (where base models may come from)."""
     from lesslabels.coordinator.main import build_server as build_coordinator
     from lesslabels.pool.main import build_server as build_pool
+    from lesslabels.scorer.engine import EngineConfig
     from lesslabels.scorer.main import build_server as build_scorer
     from lesslabels.trainer.main import build_server as build_trainer
 
@@ -267,11 +271,13 @@ def start_real_stack(tmp_path, *, token: str = "") -> tuple[RealStack, Callable[
     servers["pool"] = pool
     pool_address = f"127.0.0.1:{pool.port}"
     checkpoints = tmp_path / "checkpoints"
-    trainer = build_trainer(settings, pool_address, checkpoints, num_threads=1, progress_every_s=0)
+    trainer = build_trainer(
+        settings, pool_address, checkpoints, num_threads=1, progress_every_s=0, model_dirs=model_dirs
+    )
     trainer.start()
     trainer.set_serving()
     servers["trainer"] = trainer
-    scorer = build_scorer(settings, str(checkpoints), pool_address)
+    scorer = build_scorer(settings, str(checkpoints), pool_address, engine_config=EngineConfig(model_dirs=model_dirs))
     scorer.start()
     scorer.set_serving()
     servers["scorer"] = scorer

@@ -75,8 +75,8 @@ def test_up_says_which_runs_it_resumed():
     )
 
 
-def _up(tmp_path):
-    """``lesslabels up`` as a child process on free ports; returns (process, addresses)."""
+def _up(tmp_path, *extra: str):
+    """``lesslabels up`` as a child process on free ports (``extra``: more flags); returns (process, addresses)."""
     # ROOT first, then the caller's path (as LocalStack does), so the child imports this checkout.
     env = dict(os.environ, **CHILD_ENV, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
     proc = subprocess.Popen(
@@ -97,6 +97,7 @@ def _up(tmp_path):
             "0",
             "--web-port",
             "0",
+            *extra,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -125,7 +126,7 @@ def _up(tmp_path):
 
 @pytest.mark.slow
 def test_up_then_the_cli_runs_active_learning_end_to_end(tmp_path, tiny_bert_dir, capsys):
-    proc, addresses = _up(tmp_path)
+    proc, addresses = _up(tmp_path, "--model-dir", str(tiny_bert_dir))
     web = addresses.pop("web")
     try:
         for address in addresses.values():

@@ -25,8 +25,9 @@ pytestmark = pytest.mark.usefixtures("few_torch_threads")
 
 
 @pytest.fixture(scope="module")
-def engine(store_and_id):
-    eng = ScorerEngine(store_and_id[0], EngineConfig(max_batch_size=4, max_tokens=64, max_wait_ms=20))
+def engine(store_and_id, tiny_bert_dir):
+    config = EngineConfig(max_batch_size=4, max_tokens=64, max_wait_ms=20, model_dirs=(str(tiny_bert_dir),))
+    eng = ScorerEngine(store_and_id[0], config)
     yield eng
     eng.close()
 
@@ -419,6 +420,53 @@ def scorer(store_and_id, pool_address):
     server.stop(0)
 
 
+def test_score_base_model_outside_the_model_folders_is_one_invalid_argument(scorer, tmp_path, tiny_bert_dir):
+    from lesslabels.modeling.models import NOT_ALLOWED
+
+    _, channel, _, _ = scorer  # no --model-dir: only the bundled model and the checkpoint store
+    stub = scorer_pb2_grpc.ScorerServiceStub(channel)
+    (tmp_path / "empty").mkdir()
+    names = [
+        "/etc",
+        "/root",
+        "/etc/passwd",
+        "/nonexistent/model",
+        "../x",
+        "sentence-transformers/all-mpnet-base-v2",  # a hub name, not present locally
+        str(tiny_bert_dir),  # a real model, but not in a model folder of this server
+        str(tmp_path / "empty"),
+        "a\x00b",
+    ]
+    for name in names:
+        model = common_pb2.ModelRef(base_model=name)
+        with pytest.raises(grpc.RpcError) as info:
+            stub.Score(scorer_pb2.ScoreRequest(model=model, texts=["hello"]), timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+        assert info.value.details() == NOT_ALLOWED, name  # the same answer whether or not it exists
+    assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_model_places_allow_only_the_bundled_model_the_model_folders_and_the_store(tmp_path, tiny_bert_dir):
+    from lesslabels.modeling.models import NOT_ALLOWED, ModelPlaces, default_model_path
+
+    models_dir = tmp_path / "models"
+    (models_dir / "org").mkdir(parents=True)
+    (models_dir / "org" / "tiny").symlink_to(tiny_bert_dir)  # a link out of the folder: not allowed
+    (models_dir / "escape").symlink_to("/etc")
+    store = tmp_path / "store"
+    (store / "ckpt-1").mkdir(parents=True)
+    (store / "ckpt-1" / "config.json").write_text("{}")
+    places = ModelPlaces((str(models_dir), str(tiny_bert_dir)), str(store))
+    assert places.resolve("default") == places.resolve("") == default_model_path()
+    assert places.resolve(str(tiny_bert_dir)) == str(tiny_bert_dir.resolve())
+    assert places.resolve(str(store / "ckpt-1")) == str((store / "ckpt-1").resolve())
+    only_models = ModelPlaces((str(models_dir),), "")
+    for name in ["org/tiny", "escape", str(tiny_bert_dir), "ckpt-1", "org", "/", "x/../../etc"]:
+        with pytest.raises(errors.InvalidArgument) as info:
+            only_models.resolve(name)
+        assert str(info.value) == NOT_ALLOWED, name
+
+
 def _health(channel) -> int:
     return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
 
@@ -676,3 +724,22 @@ def test_real_minilm_checkpoint_scores(tmp_path):
         np.testing.assert_allclose(scores.probabilities[: len(TEXTS)], ref, atol=1e-4)
     finally:
         eng.close()
+
+
+def test_model_dir_flag_is_repeatable_and_falls_back_to_the_environment(tmp_path, monkeypatch):
+    import argparse
+    import os
+
+    from lesslabels.common.config import add_model_dir_flag, model_dirs
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    parser = argparse.ArgumentParser()
+    add_model_dir_flag(parser)
+    assert model_dirs(parser.parse_args(["--model-dir", str(a), "--model-dir", str(b)])) == (str(a), str(b))
+    monkeypatch.setenv("LESSLABELS_MODEL_DIR", f"{a}{os.pathsep}{b}")
+    assert model_dirs(parser.parse_args([])) == (str(a), str(b))
+    assert model_dirs(parser.parse_args(["--model-dir", str(a)])) == (str(a),)  # the flag wins
+    with pytest.raises(SystemExit, match="not a folder"):
+        model_dirs(parser.parse_args(["--model-dir", str(tmp_path / "missing")]))

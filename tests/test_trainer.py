@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lesslabels.common import checkpoints
 from lesslabels.common.channels import make_channel
 from lesslabels.common.checkpoints import CheckpointStore
+from lesslabels.modeling import models
 from lesslabels.modeling.models import load_classifier
 from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, trainer_pb2, trainer_pb2_grpc
 from lesslabels.trainer.engine import TrainConfig
@@ -68,7 +69,12 @@ def trainer_factory(pool_address, tmp_path, tiny_bert_dir):
     started = []
 
     def start(serving: bool = True, **kw):
-        options = dict(checkpoint_dir=tmp_path / "checkpoints", num_threads=1, progress_every_s=0.0)
+        options = dict(
+            checkpoint_dir=tmp_path / "checkpoints",
+            num_threads=1,
+            progress_every_s=0.0,
+            model_dirs=(str(tiny_bert_dir),),
+        )
         options.update(kw)
         server = build_server(server_settings_for_tests(), pool_address, options.pop("checkpoint_dir"), **options)
         server.start()
@@ -504,12 +510,24 @@ def test_too_few_labels_is_failed_precondition_with_counts(trainer, pool_address
     assert "at least 2 classes" in err.details() and "{'flight': 4}" in err.details()
 
 
-def test_unloadable_base_model_is_invalid_argument_naming_it(trainer, labelled, tmp_path, tiny_bert_dir):
+def test_a_base_model_outside_the_model_folders_is_invalid_argument(trainer, labelled, tmp_path, tiny_bert_dir):
     _, stub = trainer
     (tmp_path / "empty-model").mkdir()
-    for name in [str(tmp_path / "empty-model"), "no-such-org/no-such-model"]:
+    names = [
+        str(tmp_path / "empty-model"),  # exists, outside the model folders
+        "no-such-org/no-such-model",  # a hub name not in a model folder
+        "/etc",
+        "/root",
+        "/etc/passwd",
+        "/nonexistent/model",
+        "../x",
+        f"{tiny_bert_dir}/../{tiny_bert_dir.name}",  # the allowed folder, reached through ..
+        "bert-base-uncased",
+    ]
+    for name in names:
         err = _error(lambda name=name: stub.StartTraining(_request(tiny_bert_dir, base_model=name), timeout=30))
-        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and name in err.details()
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+        assert err.details() == models.NOT_ALLOWED, name  # the same answer whether or not it exists
     err = _error(lambda: stub.StartTraining(_request(tiny_bert_dir, labels=["flight", "flight"]), timeout=30))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "duplicates" in err.details()
     err = _error(lambda: stub.StartTraining(_request(tiny_bert_dir, labels=["flight", "other"]), timeout=30))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Iterator, Sequence
 
-from lesslabels.cli.common import ServiceCallError, sdk_error_message
+from lesslabels.cli.common import ServiceCallError, sdk_error_message, tls_of
 from lesslabels.client import (
     CoordinatorClient,
     LessLabelsError,
@@ -21,17 +21,26 @@ from lesslabels.client import (
     SubmittedLabels,
 )
 from lesslabels.client._base import ServiceClient
+from lesslabels.common.config import ClientTLS
 
 
 class Client:
     """The coordinator (and optionally pool) SDK clients behind methods that raise ServiceCallError."""
 
-    def __init__(self, coordinator_address: str, *, pool_address: str = "", token: str = "", timeout: float = 30.0):
+    def __init__(
+        self,
+        coordinator_address: str,
+        *,
+        pool_address: str = "",
+        token: str = "",
+        timeout: float = 30.0,
+        tls: ClientTLS | None = None,
+    ):
         self.coordinator_address = coordinator_address
         self.pool_address = pool_address
         self.timeout = timeout
-        self.coordinator = CoordinatorClient(coordinator_address, token=token, timeout=timeout)
-        self.pool = PoolClient(pool_address, token=token, timeout=timeout) if pool_address else None
+        self.coordinator = CoordinatorClient(coordinator_address, token=token, timeout=timeout, tls=tls)
+        self.pool = PoolClient(pool_address, token=token, timeout=timeout, tls=tls) if pool_address else None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Client:
@@ -40,6 +49,7 @@ class Client:
             pool_address=getattr(args, "pool_address", "") or "",
             token=args.token,
             timeout=args.timeout,
+            tls=tls_of(args) if hasattr(args, "tls_ca") else None,
         )
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import grpc
 
-from lesslabels.common.config import add_flag
+from lesslabels.common.config import ClientTLS, add_client_tls_flags, add_flag, client_tls
 
 #: Default ports of ``lesslabels up`` and the addresses clients use when none is configured.
 DEFAULT_PORTS = {"pool": 50051, "trainer": 50052, "scorer": 50053, "coordinator": 50054}
@@ -37,11 +37,22 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def add_client_flags(parser: argparse.ArgumentParser, *services: str) -> None:
-    """``--<service>-address`` for each service (env LESSLABELS_<SERVICE>_ADDRESS), ``--token``, ``--timeout``."""
+    """``--<service>-address`` for each service (env LESSLABELS_<SERVICE>_ADDRESS), ``--token``, ``--timeout``,
+    and TLS: ``--tls-ca``, ``--tls-client-cert``, ``--tls-client-key`` (read with ``tls_of``)."""
     for service in services:
         add_flag(parser, f"--{service}-address", default=default_address(service), help=f"{service} service HOST:PORT")
     add_flag(parser, "--token", default="", help="bearer token the services require")
     add_flag(parser, "--timeout", default=30.0, type=float, help="deadline of each call, in seconds")
+    add_client_tls_flags(parser)
+
+
+def tls_of(args: argparse.Namespace) -> ClientTLS:
+    """The TLS settings of parsed client flags; an unreadable file or a certificate without its key
+    is a CliError."""
+    try:
+        return client_tls(args)
+    except SystemExit as exc:
+        raise CliError(str(exc.code).removeprefix("error: "), exit_code=2) from None
 
 
 def sdk_error_message(exc: Exception, service: str, address: str) -> str:

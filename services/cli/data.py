@@ -6,9 +6,10 @@ import argparse
 import pathlib
 import sys
 
+from lesslabels.cli.common import tls_of
 from lesslabels.client import ImportSummary, LessLabelsError, PoolClient
 from lesslabels.client.pool import FORMATS, SPLITS
-from lesslabels.common.config import add_flag
+from lesslabels.common.config import add_client_tls_flags, add_flag
 
 
 def import_file(
@@ -72,6 +73,7 @@ def _reason(exc: LessLabelsError) -> str:
 def _pool_flags(parser: argparse.ArgumentParser) -> None:
     add_flag(parser, "--pool-address", default="127.0.0.1:50051", help="pool service HOST:PORT")
     add_flag(parser, "--token", default="", help="bearer token of the services")
+    add_client_tls_flags(parser)
 
 
 def import_main(argv: list[str] | None = None) -> int:
@@ -104,7 +106,7 @@ def import_main(argv: list[str] | None = None) -> int:
     if not args.file.is_file():
         print(f"lesslabels import: {args.file}: no such file", file=sys.stderr)
         return 2
-    with PoolClient(args.pool_address, token=args.token) as pool:
+    with PoolClient(args.pool_address, token=args.token, tls=tls_of(args)) as pool:
         try:
             summary = import_file(
                 pool,
@@ -137,7 +139,7 @@ def export_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", "-o", type=pathlib.Path, help="file to write (default: stdout)")
     _pool_flags(parser)
     args = parser.parse_args(argv)
-    with PoolClient(args.pool_address, token=args.token) as pool:
+    with PoolClient(args.pool_address, token=args.token, tls=tls_of(args)) as pool:
         try:
             data = pool.export_labels(args.dataset, run_id=args.run, timeout=300)
         except LessLabelsError as exc:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from lesslabels.cli.common import ArgumentParser, CliError, command, sdk_error_message
+from lesslabels.cli.common import ArgumentParser, CliError, command, sdk_error_message, tls_of
 from lesslabels.client import LessLabelsError, PoolClient
-from lesslabels.common.config import add_flag
+from lesslabels.common.config import add_client_tls_flags, add_flag
 from lesslabels.v1 import pool_pb2
 
 
@@ -12,12 +12,13 @@ def _flags(parser: ArgumentParser) -> None:
     add_flag(parser, "--pool-address", default="127.0.0.1:50051", help="pool service HOST:PORT")
     add_flag(parser, "--token", default="", help="bearer token of the services")
     add_flag(parser, "--timeout", default=30.0, type=float, help="deadline of each call, in seconds")
+    add_client_tls_flags(parser)
 
 
 def _call(args, method: str, request):
     """One pool RPC through the SDK's client (these dataset RPCs have no typed SDK method yet)."""
     try:
-        with PoolClient(args.pool_address, token=args.token, timeout=args.timeout) as pool:
+        with PoolClient(args.pool_address, token=args.token, timeout=args.timeout, tls=tls_of(args)) as pool:
             return pool.call(method, request)
     except LessLabelsError as exc:
         raise CliError(sdk_error_message(exc, "pool", args.pool_address)) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pathlib
 import shutil
@@ -109,6 +110,12 @@ def demo_main(argv: list[str]) -> int:
         args.batch_size = args.batch_size or batch_size
         dataset = f"demo-{data.name}"
         config = run_config_from_args(args, dataset=dataset)
+        # A model folder given on this machine becomes a model folder of the local trainer and scorer
+        # (they accept base models only from their model folders, the bundled model and checkpoints).
+        model_dirs: tuple[str, ...] = ()
+        if config.base_model and os.path.isdir(config.base_model):
+            folder = str(pathlib.Path(config.base_model).resolve())
+            config, model_dirs = dataclasses.replace(config, base_model=folder), (folder,)
         progress = progress_enabled(args.progress)
 
         # A token in the environment is one the children will demand too: use it for our calls.
@@ -120,6 +127,7 @@ def demo_main(argv: list[str]) -> int:
                 token=token,
                 startup_timeout=args.startup_timeout,
                 web_port=None if args.no_web else args.web_port,
+                model_dirs=model_dirs,
             ) as stack,
         ):
             print(

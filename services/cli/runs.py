@@ -11,7 +11,7 @@ import sys
 import uuid
 
 from lesslabels.cli.client import Client
-from lesslabels.cli.common import ArgumentParser, CliError, add_client_flags, command
+from lesslabels.cli.common import ArgumentParser, CliError, add_client_flags, command, tls_of
 from lesslabels.cli.live import describe_run, follow_run, progress_enabled, waiting_hint
 from lesslabels.cli.report import COLUMNS, format_table, row_cells, rows_from_rounds
 from lesslabels.cli.runconfig import (
@@ -236,7 +236,9 @@ def batch_suggestions(client: Client, args, pending) -> tuple[dict, str]:
         model = batch_model(client.get_run(pending.run_id).rounds, pending.round)
         if not model:
             return {}, ""
-        with ScorerClient(args.scorer_address, token=args.token, timeout=max(args.timeout, 120.0)) as scorer:
+        with ScorerClient(
+            args.scorer_address, token=args.token, timeout=max(args.timeout, 120.0), tls=tls_of(args)
+        ) as scorer:
             return suggest(scorer, pending, model), model
     except (LessLabelsError, CliError) as exc:
         print(f"warning: no model suggestions in the export ({exc})", file=sys.stderr)

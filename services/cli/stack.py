@@ -24,7 +24,7 @@ from typing import IO
 from lesslabels.cli.common import DEFAULT_PORTS, SERVICES, ArgumentParser, CliError, command
 from lesslabels.common import errors
 from lesslabels.common.channels import wait_until_serving
-from lesslabels.common.config import add_flag
+from lesslabels.common.config import add_flag, is_loopback
 
 DEFAULT_STATE_DIR = ".lesslabels"
 DEFAULT_WEB_PORT = 8080
@@ -68,8 +68,10 @@ class LocalStack:
         grace_seconds: float = 10.0,
         python: str = sys.executable,
         web_port: int | None = None,
+        model_dirs: tuple[str, ...] = (),
     ):
         self.web_port = web_port
+        self.model_dirs = tuple(model_dirs)
         self.state_dir = pathlib.Path(state_dir).resolve()
         self.host = host
         self.token = token
@@ -160,10 +162,11 @@ class LocalStack:
                 "--log-level",
                 "WARNING",
             ]
+        models = [arg for folder in self.model_dirs for arg in ("--model-dir", folder)]
         extra = {
             "pool": ["--database-url", self.database_url],
-            "trainer": ["--pool-address", a("pool"), "--checkpoint-dir", str(self.checkpoint_dir)],
-            "scorer": ["--pool-address", a("pool"), "--checkpoint-dir", str(self.checkpoint_dir)],
+            "trainer": ["--pool-address", a("pool"), "--checkpoint-dir", str(self.checkpoint_dir), *models],
+            "scorer": ["--pool-address", a("pool"), "--checkpoint-dir", str(self.checkpoint_dir), *models],
             "coordinator": [
                 "--pool-address",
                 a("pool"),
@@ -384,8 +387,20 @@ def up_main(argv: list[str]) -> int:
     )
     parser.add_argument("--no-web", action="store_true", help="do not start the web labelling app")
     add_flag(parser, "--token", default="", help="bearer token the services require")
+    parser.add_argument(
+        "--model-dir",
+        action="append",
+        default=[],
+        help="a folder of base models runs may name (repeatable; given to the trainer and the scorer)",
+    )
     parser.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for each service")
     args = parser.parse_args(argv)
+    if not args.token and not is_loopback(args.host):
+        raise CliError(
+            f"--host {args.host}: the services would listen beyond this machine without a token; "
+            "set --token (LESSLABELS_TOKEN) or keep the default 127.0.0.1",
+            exit_code=2,
+        )
     if not 0 <= args.web_port <= 65535:
         raise CliError(f"--web-port {args.web_port}: must be within 0..65535", exit_code=2)
     for name in SERVICES:
@@ -399,6 +414,7 @@ def up_main(argv: list[str]) -> int:
         startup_timeout=args.startup_timeout,
         ports={name: getattr(args, f"{name}_port") for name in SERVICES},
         web_port=None if args.no_web else args.web_port,
+        model_dirs=tuple(str(pathlib.Path(d).resolve()) for d in args.model_dir),
     )
     with sigterm_as_interrupt():
         print(

@@ -18,7 +18,9 @@ Every call has a deadline (``timeout=`` per client and per call); reads and idem
 are retried on UNAVAILABLE; failures raise one hierarchy (:mod:`lesslabels.client.errors`):
 ``NotFound``, ``InvalidArgument``, ``FailedPrecondition``, ``AlreadyExists``,
 ``ResourceExhausted``, ``Unauthenticated``, ``Unavailable`` (``DeadlineExceeded``), ``Cancelled``,
-all subclasses of ``LessLabelsError``. The SDK never imports torch.
+all subclasses of ``LessLabelsError``. TLS: ``root_certificates=`` (PEM bytes; with
+``certificate_chain=`` and ``private_key=`` for mutual TLS), or ``tls=ClientTLS(ca=, cert=, key=)``
+with file paths. The SDK never imports torch.
 """
 
 from lesslabels.client.coordinator import CoordinatorClient
@@ -38,6 +40,7 @@ from lesslabels.client.pool import PoolClient
 from lesslabels.client.scorer import ScorerClient
 from lesslabels.client.suggestions import Suggestion, batch_model, suggest
 from lesslabels.coordinator.model import kept_round
+from lesslabels.common.config import ClientTLS
 from lesslabels.client.types import (
     Acquisition,
     Amount,
@@ -67,6 +70,7 @@ __all__ = [
     "AlreadyExists",
     "Amount",
     "Cancelled",
+    "ClientTLS",
     "CoordinatorClient",
     "Counts",
     "Dataset",

@@ -9,6 +9,7 @@ import grpc
 
 from lesslabels.client.errors import InvalidArgument, rpc_error
 from lesslabels.common.channels import DEFAULT_TIMEOUT, make_channel
+from lesslabels.common.config import ClientTLS
 
 
 class ServiceClient:
@@ -18,6 +19,7 @@ class ServiceClient:
     ``timeout`` is the deadline of each unary call in seconds (each method also takes its own
     ``timeout=``). Give ``root_certificates`` (PEM bytes) to use TLS, and ``private_key`` and
     ``certificate_chain`` for a client certificate; without them the channel is plaintext.
+    ``tls`` gives the same as PEM file paths (``ClientTLS(ca=..., cert=..., key=...)``).
     Unary reads and idempotent writes are retried on UNAVAILABLE by the channel's policy.
     """
 
@@ -34,6 +36,7 @@ class ServiceClient:
         private_key: bytes | None = None,
         certificate_chain: bytes | None = None,
         max_message_bytes: int = 64 * 1024 * 1024,
+        tls: ClientTLS | None = None,
     ):
         if not address or not isinstance(address, str):
             raise InvalidArgument(f"{self.service} client: address must be 'HOST:PORT', got {address!r}")
@@ -43,7 +46,9 @@ class ServiceClient:
         credentials = None
         if root_certificates or private_key or certificate_chain:
             credentials = grpc.ssl_channel_credentials(root_certificates, private_key, certificate_chain)
-        self._channel = make_channel(address, token=token, credentials=credentials, max_message_bytes=max_message_bytes)
+        self._channel = make_channel(
+            address, token=token, credentials=credentials, tls=tls, max_message_bytes=max_message_bytes
+        )
 
     @property
     def channel(self) -> grpc.Channel:

@@ -10,6 +10,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lesslabels.common import errors
+from lesslabels.common.config import ClientTLS
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +122,14 @@ def make_channel(
     token: str = "",
     max_message_bytes: int = 64 * 1024 * 1024,
     credentials: grpc.ChannelCredentials | None = None,
+    tls: ClientTLS | None = None,
 ) -> grpc.Channel:
     """A channel to ``address`` with the retry policy and, if given, the bearer token.
 
-    Insecure unless ``credentials`` (e.g. ``grpc.ssl_channel_credentials(...)``) are given; over TLS
-    the token travels as call credentials."""
+    Insecure unless ``credentials`` (e.g. ``grpc.ssl_channel_credentials(...)``) or an enabled
+    ``tls`` are given; over TLS the token travels as call credentials."""
+    if credentials is None and tls is not None and tls.enabled:
+        credentials = grpc.ssl_channel_credentials(**tls.sdk_options())
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
@@ -143,7 +147,9 @@ def make_channel(
     return channel
 
 
-def wait_until_serving(address: str, *, service: str = "", timeout: float = 60.0, token: str = "") -> None:
+def wait_until_serving(
+    address: str, *, service: str = "", timeout: float = 60.0, token: str = "", tls: ClientTLS | None = None
+) -> None:
     """Block until ``address`` answers health SERVING; raise Unavailable after ``timeout``.
 
     Services call this for their dependencies at start-up, so a service started before its
@@ -151,7 +157,7 @@ def wait_until_serving(address: str, *, service: str = "", timeout: float = 60.0
     """
     deadline = time.monotonic() + timeout
     last = "no answer"
-    with make_channel(address, token=token) as channel:
+    with make_channel(address, token=token, tls=tls) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:

@@ -13,6 +13,9 @@ import urllib.request
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from lesslabels.common.channels import make_channel
+from lesslabels.common.config import add_client_tls_flags, client_tls
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lesslabels probe", description=__doc__)
@@ -21,10 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--service", default="", help="service name to check ('' = the whole server)")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds to wait for the answer")
+    add_client_tls_flags(parser)  # a server with TLS on (LESSLABELS_TLS_CA ... in its container)
     args = parser.parse_args(argv)
     if args.address.startswith(("http://", "https://")):
         return _probe_http(args.address, args.timeout)
-    with grpc.insecure_channel(args.address) as channel:
+    with make_channel(args.address, tls=client_tls(args)) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout

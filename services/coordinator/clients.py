@@ -17,6 +17,7 @@ from lesslabels import client
 from lesslabels.client._base import ServiceClient
 from lesslabels.common import errors
 from lesslabels.common.channels import DEFAULT_TIMEOUT
+from lesslabels.common.config import ClientTLS
 from lesslabels.coordinator import convert, model
 from lesslabels.v1 import trainer_pb2, trainer_pb2_grpc
 
@@ -33,10 +34,12 @@ TRAINER_OUTAGE_SECONDS = 120.0
 class PoolClient:
     """The pool as the coordinator core sees it (an adapter over ``lesslabels.client.PoolClient``)."""
 
-    def __init__(self, address: str, *, token: str = "", timeout: float = DEFAULT_TIMEOUT):
+    def __init__(
+        self, address: str, *, token: str = "", timeout: float = DEFAULT_TIMEOUT, tls: ClientTLS | None = None
+    ):
         self.address = address
         self._timeout = timeout
-        self._pool = client.PoolClient(address, token=token, timeout=timeout)
+        self._pool = client.PoolClient(address, token=token, timeout=timeout, tls=tls)
 
     def close(self) -> None:
         self._pool.close()
@@ -149,8 +152,10 @@ class TrainerClient(ServiceClient):
 
     service = "trainer"
 
-    def __init__(self, address: str, *, token: str = "", timeout: float = DEFAULT_TIMEOUT):
-        super().__init__(address, token=token, timeout=timeout)
+    def __init__(
+        self, address: str, *, token: str = "", timeout: float = DEFAULT_TIMEOUT, tls: ClientTLS | None = None
+    ):
+        super().__init__(address, token=token, timeout=timeout, tls=tls)
         self._stub = trainer_pb2_grpc.TrainerServiceStub(self._channel)
 
     def start_training(self, request: model.TrainRequest) -> model.JobInfo:
@@ -221,10 +226,12 @@ class TrainerClient(ServiceClient):
 class ScorerClient:
     """The scorer as the coordinator core sees it (an adapter over ``lesslabels.client.ScorerClient``)."""
 
-    def __init__(self, address: str, *, token: str = "", timeout: float = SCORE_POOL_TIMEOUT):
+    def __init__(
+        self, address: str, *, token: str = "", timeout: float = SCORE_POOL_TIMEOUT, tls: ClientTLS | None = None
+    ):
         self.address = address
         self._timeout = timeout
-        self._scorer = client.ScorerClient(address, token=token, timeout=timeout)
+        self._scorer = client.ScorerClient(address, token=token, timeout=timeout, tls=tls)
 
     def close(self) -> None:
         self._scorer.close()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from lesslabels.common import errors
 from lesslabels.common.channels import wait_until_serving
-from lesslabels.common.config import ServerSettings, add_flag, add_server_flags, server_settings
+from lesslabels.common.config import ClientTLS, ServerSettings, add_flag, add_server_flags, server_settings
 from lesslabels.common.logs import setup_logging
 from lesslabels.common.server import Server
 from lesslabels.coordinator.clients import PoolClient, ScorerClient, TrainerClient
@@ -37,15 +37,16 @@ def build_server(
     scorer_address: str,
     *,
     token: str = "",
+    tls: ClientTLS | None = None,
     rpc_timeout: float = 30.0,
     retry_backoff: float = 2.0,
 ) -> CoordinatorServer:
     """A coordinator server (not started). Call ``start()``, then ``ready()``: it resumes the runs
     left in progress and reports SERVING. ``server.coordinator`` is the core, for in-process use;
     ``stop()`` stops its run workers (runs stay as recorded) and closes the channels."""
-    pool = PoolClient(pool_address, token=token, timeout=rpc_timeout)
-    trainer = TrainerClient(trainer_address, token=token, timeout=rpc_timeout)
-    scorer = ScorerClient(scorer_address, token=token)
+    pool = PoolClient(pool_address, token=token, timeout=rpc_timeout, tls=tls)
+    trainer = TrainerClient(trainer_address, token=token, timeout=rpc_timeout, tls=tls)
+    scorer = ScorerClient(scorer_address, token=token, tls=tls)
     core = Coordinator(pool, trainer, scorer, retry_backoff=retry_backoff)
     server = CoordinatorServer(settings, [registration(CoordinatorServicer(core))], name="coordinator")
     server.coordinator = core
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         args.pool_address,
         args.trainer_address,
         args.scorer_address,
-        token=settings.token,
+        token=settings.outbound_token,
+        tls=settings.client_tls,
         rpc_timeout=args.rpc_timeout,
     )
     # Health answers NOT_SERVING while we wait for the dependencies, instead of crashing.
@@ -97,7 +99,13 @@ def main(argv: list[str] | None = None) -> int:
             (args.trainer_address, TRAINER_SERVICE),
             (args.scorer_address, SCORER_SERVICE),
         ):
-            wait_until_serving(address, service=service, timeout=args.dependency_timeout, token=settings.token)
+            wait_until_serving(
+                address,
+                service=service,
+                timeout=args.dependency_timeout,
+                token=settings.outbound_token,
+                tls=settings.client_tls,
+            )
     except errors.Unavailable as exc:
         log.error("event=dependency_unavailable error=%r", str(exc))
         server.stop(0)

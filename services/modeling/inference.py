@@ -112,8 +112,8 @@ def load_classifier(
 
     device = device or pick_device()
     folder = pathlib.Path(folder)
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
+    model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
     n_out = int(model.config.num_labels)
     if labels:
         labels = list(labels)
@@ -142,8 +142,8 @@ def load_encoder(
     from transformers import AutoModel, AutoTokenizer
 
     device = device or pick_device()
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
-    model = AutoModel.from_pretrained(name_or_path, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=True, trust_remote_code=False)
+    model = AutoModel.from_pretrained(name_or_path, local_files_only=True, trust_remote_code=False)
     limit = _model_max_length(tokenizer, model.config)
     return _finish(
         model,

@@ -50,9 +50,58 @@ def default_model_path() -> str:
     return str(pathlib.Path(spec.origin).parent / "model")
 
 
+DEFAULT_NAMES = ("", "default", "all-MiniLM-L6-v2")
+
+#: The one answer to a base model outside the allowed places: the same whether or not the path
+#: exists, is a folder, a file or a model, so that it tells a caller nothing about the server's disk.
+NOT_ALLOWED = (
+    "base_model must be 'default' (the bundled all-MiniLM-L6-v2) or a model folder inside the server's "
+    "model folders (--model-dir / LESSLABELS_MODEL_DIR), by its name there or its full path"
+)
+
+
 def resolve_base_model(name: str) -> str:
-    """'' or 'default' -> the bundled MiniLM; anything else (HF name or local path) unchanged."""
-    return default_model_path() if name in ("", "default", "all-MiniLM-L6-v2") else name
+    """'' or 'default' -> the bundled MiniLM; anything else unchanged. Trusted names only (the
+    places a server allows are checked by ``ModelPlaces.resolve``)."""
+    return default_model_path() if name in DEFAULT_NAMES else name
+
+
+def model_dirs_from_env(value: str) -> tuple[str, ...]:
+    """``LESSLABELS_MODEL_DIR``: folders separated by ``os.pathsep``."""
+    return tuple(p for p in value.split(os.pathsep) if p.strip())
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelPlaces:
+    """Where a base model given by a caller may come from: the bundled model, the configured model
+    folders (``model_dirs``) and the checkpoint store (``checkpoint_dir``).
+
+    ``resolve(name)`` is the only way a caller's ``base_model`` becomes a path: a name is looked up
+    inside each model folder (``my-encoder``, ``org/model``), an absolute path must lie inside one
+    of them (symbolic links resolved first); the folder must hold a ``config.json``. Anything else
+    (other paths, ``..``, hub names not in a model folder) is InvalidArgument with NOT_ALLOWED.
+    """
+
+    model_dirs: tuple[str, ...] = ()
+    checkpoint_dir: str = ""
+
+    def resolve(self, name: str) -> str:
+        if name in DEFAULT_NAMES:
+            return default_model_path()
+        if not name or "\0" in name or len(name) > 4096 or ".." in pathlib.PurePath(name).parts:
+            raise errors.InvalidArgument(NOT_ALLOWED)
+        roots = [pathlib.Path(d) for d in (*self.model_dirs, self.checkpoint_dir) if d]
+        path = pathlib.Path(name)
+        candidates = [path] if path.is_absolute() else [pathlib.Path(d) / path for d in self.model_dirs if d]
+        for candidate in candidates:
+            try:
+                real = candidate.resolve(strict=True)
+                allowed = any(real == r or real.is_relative_to(r) for r in (root.resolve() for root in roots))
+                if allowed and real.is_dir() and (real / "config.json").is_file():
+                    return str(real)
+            except (OSError, RuntimeError, ValueError):
+                continue
+        raise errors.InvalidArgument(NOT_ALLOWED)
 
 
 # CPU flags of native bf16 arithmetic (AVX512-BF16: Cooper Lake, Zen 4 and later; AMX: Sapphire
@@ -89,7 +138,8 @@ def select_device(preferred: str = "") -> torch.device:
 
 
 def _offline_kwargs() -> dict:
-    return {"local_files_only": True}
+    # Never downloads, never runs code shipped with a model folder.
+    return {"local_files_only": True, "trust_remote_code": False}
 
 
 def check_loadable(name: str) -> str:

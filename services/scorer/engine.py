@@ -20,9 +20,12 @@ from lesslabels.common import errors, uncertainty
 from lesslabels.common.checkpoints import Checkpoint, CheckpointStore
 from lesslabels.common.timeutil import utcnow
 from lesslabels.modeling import inference
+from lesslabels.modeling.models import ModelPlaces
 from lesslabels.scorer.batching import BatcherClosed, DynamicBatcher
 
 log = logging.getLogger(__name__)
+
+BASE_PREFIX = "base:"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +76,9 @@ class EngineConfig:
     refine_below: float = 0.8
     # Batches run side by side on this many threads (see parallelism()); 1 = one at a time.
     batch_workers: int = 1
+    # Folders a request's base_model may name a model in (besides the bundled model and the
+    # checkpoint store): lesslabels.modeling.models.ModelPlaces.
+    model_dirs: tuple[str, ...] = ()
 
 
 def parallelism(device: str = "", threads: int = 0, batch_workers: int = 0) -> tuple[int, int]:
@@ -141,6 +147,7 @@ class ScorerEngine:
     def __init__(self, store: CheckpointStore, config: EngineConfig | None = None):
         self.store = store
         self.config = config or EngineConfig()
+        self.places = ModelPlaces(tuple(self.config.model_dirs), str(store.root))
         if self.config.cache_size < 1:
             raise ValueError(f"cache_size must be >= 1, got {self.config.cache_size}")
         if self.config.batch_workers < 1:
@@ -158,7 +165,7 @@ class ScorerEngine:
         """(cache key, checkpoint id) for ``spec``; raises NotFound for an unknown checkpoint/run."""
         _check_one(spec)
         if spec.base_model:
-            return f"base:{spec.base_model}", ""
+            return f"{BASE_PREFIX}{self.places.resolve(spec.base_model)}", ""
         if spec.checkpoint_id:
             return spec.checkpoint_id, spec.checkpoint_id  # a cached model needs no manifest read
         checkpoint_id = self.checkpoint(spec).id
@@ -224,15 +231,20 @@ class ScorerEngine:
                 ) from None
             base = str(checkpoint.manifest.get("base_model", ""))
         else:
-            from lesslabels.modeling.models import resolve_base_model
-
             base = spec.base_model
             try:
                 model = inference.load_encoder(
-                    resolve_base_model(base), device=self.device, max_length=cfg.max_length, precision=cfg.precision
+                    key.removeprefix(BASE_PREFIX),
+                    device=self.device,
+                    max_length=cfg.max_length,
+                    precision=cfg.precision,
                 )
-            except OSError as exc:
-                raise errors.NotFound(f"base model {base!r} cannot be loaded offline: {exc}") from None
+            except (OSError, ValueError) as exc:
+                # An allowed folder that is not a loadable model: the details (server paths) go to the log.
+                log.error("event=load_failed base_model=%r error=%r", base, exc)
+                raise errors.FailedPrecondition(
+                    f"base model {base[:200]!r} cannot be loaded ({type(exc).__name__}; see the scorer's log)"
+                ) from None
         refine = cfg.refine_below > 0 and model.dtype is not None and model.is_classifier
         # One batcher (one worker thread) runs both passes: torch work from two threads, even
         # taking turns, ran about 1.4x slower on 2 cores (bench/README.md).

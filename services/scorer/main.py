@@ -10,7 +10,15 @@ from grpc_health.v1 import health_pb2
 from lesslabels.client import PoolClient
 from lesslabels.common.channels import wait_until_serving
 from lesslabels.common.checkpoints import CheckpointStore
-from lesslabels.common.config import ServerSettings, add_flag, add_server_flags, server_settings
+from lesslabels.common.config import (
+    ClientTLS,
+    ServerSettings,
+    add_flag,
+    add_model_dir_flag,
+    model_dirs,
+    add_server_flags,
+    server_settings,
+)
 from lesslabels.common.logs import setup_logging
 from lesslabels.common.server import Server
 from lesslabels.scorer import oip
@@ -37,12 +45,13 @@ def build_server(
     engine_config: EngineConfig | None = None,
     max_texts: int = DEFAULT_MAX_TEXTS,
     pool_token: str = "",
+    pool_tls: ClientTLS | None = None,
     pool_stream_timeout: float = 3600.0,
 ) -> ScorerServer:
     """A scorer server (not started). ``start()`` it, then ``set_serving()``; ``stop()`` closes the
     models and the pool channel. ``server.scorer_engine`` is the engine, for in-process use."""
     engine = ScorerEngine(CheckpointStore(checkpoint_dir), engine_config or EngineConfig())
-    pool = PoolClient(pool_address, token=pool_token) if pool_address else None
+    pool = PoolClient(pool_address, token=pool_token, tls=pool_tls) if pool_address else None
     scorer = ScorerServicer(engine, pool=pool, max_texts=max_texts, pool_stream_timeout=pool_stream_timeout)
     holder: list[Server] = []
     # OIP ServerReady mirrors the health status (NOT_SERVING until set_serving).
@@ -97,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         help="batches scored side by side (0 = auto: one per CPU thread, each forward single-threaded; 1 on CUDA)",
     )
     add_flag(parser, "--preload", default="", help="comma-separated checkpoint ids (or run-<id>) to load at start")
+    add_model_dir_flag(parser)
     args = parser.parse_args(argv)
     settings = server_settings(args)
     for flag in ("cache_size", "max_batch_size", "max_tokens", "max_texts"):
@@ -121,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         max_wait_ms=args.max_wait_ms,
         refine_below=args.refine_below,
         batch_workers=workers,
+        model_dirs=model_dirs(args),
     )
     server = build_server(
         settings,
@@ -128,12 +139,13 @@ def main(argv: list[str] | None = None) -> int:
         args.pool_address,
         engine_config=config,
         max_texts=args.max_texts,
-        pool_token=settings.token,
+        pool_token=settings.outbound_token,
+        pool_tls=settings.client_tls,
     )
     server.start()
     if args.pool_address:
         # Health stays NOT_SERVING until the pool answers: the scorer waits, it does not crash.
-        wait_until_serving(args.pool_address, timeout=600.0, token=settings.token)
+        wait_until_serving(args.pool_address, timeout=600.0, token=settings.outbound_token, tls=settings.client_tls)
     for name in filter(None, (n.strip() for n in args.preload.split(","))):
         server.scorer_engine.load(oip.spec_from_model_name(name))
     server.set_serving()

@@ -65,9 +65,12 @@ class Trainer:
         keep_checkpoints: int = 3,
         default_threads: int = 0,
         progress_every_s: float = 2.0,
+        model_dirs: tuple[str, ...] = (),
     ):
         self.pool = pool
         self.store = store
+        #: Where a request's base_model may come from (the bundled model, model_dirs, the store).
+        self.places = models.ModelPlaces(tuple(model_dirs), str(store.root))
         self.device = models.select_device(device)
         self.keep_checkpoints = keep_checkpoints
         self.default_threads = default_threads
@@ -116,8 +119,8 @@ class Trainer:
     def _check_model(self, request: TrainRequest) -> None:
         from transformers import AutoConfig
 
-        resolved = models.check_loadable(request.base_model)
-        config = AutoConfig.from_pretrained(resolved, local_files_only=True)
+        resolved = models.check_loadable(self.places.resolve(request.base_model))
+        config = AutoConfig.from_pretrained(resolved, local_files_only=True, trust_remote_code=False)
         limit = getattr(config, "max_position_embeddings", 0) or 0
         if limit and request.config.max_length > limit:
             raise errors.InvalidArgument(
@@ -147,7 +150,7 @@ class Trainer:
                 source_model = (
                     str(self.store.get(request.warm_start_checkpoint).path)
                     if request.warm_start_checkpoint
-                    else request.base_model
+                    else self.places.resolve(request.base_model)
                 )
                 classifier = models.load_classifier(source_model, list(request.labels), device=self.device)
                 _raise_if_cancelled(job)

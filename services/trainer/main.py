@@ -19,7 +19,15 @@ import threading
 from lesslabels.common import errors
 from lesslabels.common.channels import wait_until_serving
 from lesslabels.common.checkpoints import CheckpointStore
-from lesslabels.common.config import ServerSettings, add_flag, add_server_flags, server_settings
+from lesslabels.common.config import (
+    ClientTLS,
+    ServerSettings,
+    add_flag,
+    add_model_dir_flag,
+    model_dirs,
+    add_server_flags,
+    server_settings,
+)
 from lesslabels.common.logs import setup_logging
 from lesslabels.common.server import Server
 from lesslabels.trainer.core import Trainer
@@ -68,15 +76,18 @@ def build_server(
     device: str = "",
     num_threads: int = 0,
     progress_every_s: float = 2.0,
+    model_dirs: tuple[str, ...] = (),
 ) -> TrainerServer:
     """A trainer server (not started). ``start()`` then ``set_serving()`` (which starts the job worker).
 
-    Jobs are persisted under ``jobs_dir`` [CHECKPOINT_DIR/.jobs]; the pool is called with ``settings.token``;
-    ``progress_every_s`` spaces the loop's progress events (0 = one per step, for tests).
+    Jobs are persisted under ``jobs_dir`` [CHECKPOINT_DIR/.jobs]; the pool is called with
+    ``settings.outbound_token`` (the internal token, else the public one) and ``settings.client_tls``;
+    ``progress_every_s`` spaces the loop's progress events (0 = one per step, for tests); a job's
+    base_model must be the bundled model or a folder inside ``model_dirs``.
     """
     store = CheckpointStore(checkpoint_dir)
     store.clean_staging()
-    pool = PoolClient(pool_address, token=settings.token)
+    pool = PoolClient(pool_address, token=settings.outbound_token, tls=settings.client_tls)
     trainer = Trainer(
         pool,
         store,
@@ -84,15 +95,18 @@ def build_server(
         keep_checkpoints=keep_checkpoints,
         default_threads=num_threads,
         progress_every_s=progress_every_s,
+        model_dirs=model_dirs,
     )
     jobs = JobManager(jobs_dir or pathlib.Path(checkpoint_dir) / JOBS_SUBDIR, trainer.run, device=str(trainer.device))
     return TrainerServer(settings, trainer, jobs, store)
 
 
-def _wait_for_pool_then_serve(server: TrainerServer, pool_address: str, token: str, stopped: threading.Event) -> None:
+def _wait_for_pool_then_serve(
+    server: TrainerServer, pool_address: str, token: str, stopped: threading.Event, tls: ClientTLS | None = None
+) -> None:
     while not stopped.is_set():
         try:
-            wait_until_serving(pool_address, token=token, timeout=30)
+            wait_until_serving(pool_address, token=token, tls=tls, timeout=30)
         except errors.Unavailable as exc:
             log.warning("event=pool_unavailable address=%s error=%r", pool_address, str(exc))
             continue
@@ -116,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_flag(parser, "--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
     add_flag(parser, "--num-threads", default=0, type=int, help="torch CPU threads for jobs that set none (0 = all)")
+    add_model_dir_flag(parser)
     args = parser.parse_args(argv)
     settings = server_settings(args)
     setup_logging(settings.log_level, "trainer")
@@ -132,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             keep_checkpoints=args.keep_checkpoints,
             device=args.device,
             num_threads=args.num_threads,
+            model_dirs=model_dirs(args),
         )
     except errors.InvalidArgument as exc:
         parser.error(str(exc))
@@ -140,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     server.on_stop(stopped.set)
     threading.Thread(
         target=_wait_for_pool_then_serve,
-        args=(server, args.pool_address, settings.token, stopped),
+        args=(server, args.pool_address, settings.outbound_token, stopped, settings.client_tls),
         name="trainer-wait-pool",
         daemon=True,
     ).start()

@@ -11,6 +11,7 @@ import logging
 
 from lesslabels import client
 from lesslabels.common.channels import DEFAULT_TIMEOUT
+from lesslabels.common.config import ClientTLS
 from lesslabels.trainer.engine import Example
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,11 @@ class PoolClient:
     """The trainer's port to the pool: an adapter over the SDK's ``lesslabels.client.PoolClient``
     (its errors are the domain errors the trainer's servicer maps to status codes)."""
 
-    def __init__(self, address: str, *, token: str = "", timeout: float = DEFAULT_TIMEOUT):
+    def __init__(
+        self, address: str, *, token: str = "", timeout: float = DEFAULT_TIMEOUT, tls: ClientTLS | None = None
+    ):
         self.address = address
-        self._pool = client.PoolClient(address, token=token, timeout=timeout)
+        self._pool = client.PoolClient(address, token=token, timeout=timeout, tls=tls)
 
     def close(self) -> None:
         self._pool.close()

@@ -22,6 +22,7 @@ from lesslabels.client import (
     kept_round,
     suggest,
 )
+from lesslabels.common.config import ClientTLS
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "test", "dev")
@@ -34,6 +35,7 @@ class Addresses:
     scorer: str
     token: str = ""
     timeout: float = 30.0
+    tls: ClientTLS | None = None
 
 
 def run_view(run) -> dict:
@@ -74,7 +76,7 @@ class SdkBackend:
     """The services through ``lesslabels.client``. Every call has the SDK's deadline."""
 
     def __init__(self, addresses: Addresses):
-        options = {"token": addresses.token, "timeout": addresses.timeout}
+        options = {"token": addresses.token, "timeout": addresses.timeout, "tls": addresses.tls}
         self.coordinator = CoordinatorClient(addresses.coordinator, **options)
         self.pool = PoolClient(addresses.pool, **options)
         self.scorer = ScorerClient(addresses.scorer, **options)

@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from lesslabels.cli.common import default_address
-from lesslabels.common.config import add_flag
+from lesslabels.common.config import add_client_tls_flags, add_flag, client_tls
 
 DEFAULT_PORT = 8080
 
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(parser, "--web-secret", default="", help="key that signs session cookies (default: random per start)")
     add_flag(parser, "--secure-cookie", default=False, type=bool, help="mark the session cookie Secure (behind HTTPS)")
     add_flag(parser, "--timeout", default=30.0, type=float, help="deadline of each call to a service, in seconds")
+    add_client_tls_flags(parser)
     add_flag(parser, "--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     return parser
 
@@ -38,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--port {args.port}: must be within 0..65535")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     backend = SdkBackend(
-        Addresses(args.coordinator_address, args.pool_address, args.scorer_address, args.token, args.timeout)
+        Addresses(
+            args.coordinator_address, args.pool_address, args.scorer_address, args.token, args.timeout, client_tls(args)
+        )
     )
     app = create_app(
         backend, WebSettings(token=args.token, secret=args.web_secret.encode(), secure_cookie=args.secure_cookie)

@@ -50,7 +50,10 @@ def make_topology(backend: str, workdir: pathlib.Path, tiny_bert_dir: pathlib.Pa
         for path in [model, *model.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
         return DockerTopology(workdir / "compose", variables=VARIABLES, mounts=[str(model)]), str(model)
-    return LocalTopology(workdir, variables=VARIABLES, env=CHILD_ENV), str(tiny_bert_dir)
+    # The tiny BERT's folder is a model folder of the trainer and the scorer (base models come only
+    # from those, the bundled model and the checkpoint store).
+    env = dict(CHILD_ENV, LESSLABELS_MODEL_DIR=str(tiny_bert_dir))
+    return LocalTopology(workdir, variables=VARIABLES, env=env), str(tiny_bert_dir)
 
 
 @pytest.fixture(scope="module", params=["local", "docker"])

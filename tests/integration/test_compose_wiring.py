@@ -63,6 +63,18 @@ def test_the_real_file_passes_every_check():
         s.restart == "unless-stopped" and s.environment["LESSLABELS_TOKEN"] == VARIABLES["LESSLABELS_TOKEN"]
         for s in services.values()
     )
+    # The servers also take the internal token (the web app is a public caller: it has none).
+    assert {name for name, s in services.items() if "LESSLABELS_INTERNAL_TOKEN" in s.environment} == {
+        "pool",
+        "trainer",
+        "scorer",
+        "coordinator",
+    }
+    assert services["pool"].environment["LESSLABELS_INTERNAL_TOKEN"] == VARIABLES["LESSLABELS_INTERNAL_TOKEN"]
+    # TLS is off unless its variables are set.
+    assert (
+        services["scorer"].environment["LESSLABELS_TLS_CERT"] == services["web"].environment["LESSLABELS_TLS_CA"] == ""
+    )
     check_wiring(services)
 
 
@@ -202,9 +214,14 @@ def test_the_restart_policy_of_the_file_decides_whether_a_killed_service_comes_b
 
 def test_the_token_must_be_set():
     with pytest.raises(ComposeError, match=r"required variable LESSLABELS_TOKEN is missing a value"):
-        load(COMPOSE_FILE, {})
+        load(COMPOSE_FILE, {"LESSLABELS_INTERNAL_TOKEN": "i"})
     with pytest.raises(ComposeError, match=r"LESSLABELS_TOKEN"):
-        load(COMPOSE_FILE, {"LESSLABELS_TOKEN": ""})
+        load(COMPOSE_FILE, {"LESSLABELS_TOKEN": "", "LESSLABELS_INTERNAL_TOKEN": "i"})
+
+
+def test_the_internal_token_must_be_set():
+    with pytest.raises(ComposeError, match=r"required variable LESSLABELS_INTERNAL_TOKEN is missing a value"):
+        load(COMPOSE_FILE, {"LESSLABELS_TOKEN": "t"})
 
 
 @pytest.mark.parametrize(
@@ -261,7 +278,10 @@ def test_dockerfile_entrypoint_is_the_console_script_and_the_user_is_not_root():
 def test_docker_compose_config_accepts_the_file(files):
     argv = ["docker", "compose"] + [a for f in files for a in ("-f", str(f))]
     ok = subprocess.run(
-        argv + ["config", "--quiet"], capture_output=True, text=True, env=dict(CLEAN_ENV, LESSLABELS_TOKEN="t")
+        argv + ["config", "--quiet"],
+        capture_output=True,
+        text=True,
+        env=dict(CLEAN_ENV, LESSLABELS_TOKEN="t", LESSLABELS_INTERNAL_TOKEN="i"),
     )
     assert ok.returncode == 0, ok.stderr
     missing = subprocess.run(argv + ["config", "--quiet"], capture_output=True, text=True, env=CLEAN_ENV)
