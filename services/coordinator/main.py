@@ -39,6 +39,8 @@ def build_server(
     token: str = "",
     rpc_timeout: float = 30.0,
     retry_backoff: float = 2.0,
+    outage_seconds: float = 300.0,
+    supervise_seconds: float = 5.0,
 ) -> CoordinatorServer:
     """A coordinator server (not started). Call ``start()``, then ``ready()``: it resumes the runs
     left in progress and reports SERVING. ``server.coordinator`` is the core, for in-process use;
@@ -46,7 +48,14 @@ def build_server(
     pool = PoolClient(pool_address, token=token, timeout=rpc_timeout)
     trainer = TrainerClient(trainer_address, token=token, timeout=rpc_timeout)
     scorer = ScorerClient(scorer_address, token=token)
-    core = Coordinator(pool, trainer, scorer, retry_backoff=retry_backoff)
+    core = Coordinator(
+        pool,
+        trainer,
+        scorer,
+        retry_backoff=retry_backoff,
+        outage_seconds=outage_seconds,
+        supervise_seconds=supervise_seconds,
+    )
     server = CoordinatorServer(settings, [registration(CoordinatorServicer(core))], name="coordinator")
     server.coordinator = core
 
@@ -76,10 +85,19 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds to wait for pool, trainer and scorer to be serving at start-up",
     )
     add_flag(parser, "--rpc-timeout", default=30.0, type=float, help="deadline of each unary call to another service")
+    add_flag(
+        parser,
+        "--outage-seconds",
+        default=300.0,
+        type=float,
+        help="how long a run rides out an unreachable (or timing-out) pool, trainer or scorer before it fails",
+    )
     args = parser.parse_args(argv)
     settings = server_settings(args)
     if args.rpc_timeout <= 0:
         parser.error("--rpc-timeout must be positive")
+    if args.outage_seconds < 0:
+        parser.error("--outage-seconds must not be negative")
     setup_logging(settings.log_level, "coordinator")
     server = build_server(
         settings,
@@ -88,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         args.scorer_address,
         token=settings.token,
         rpc_timeout=args.rpc_timeout,
+        outage_seconds=args.outage_seconds,
     )
     # Health answers NOT_SERVING while we wait for the dependencies, instead of crashing.
     server.start()

@@ -112,7 +112,11 @@ def run_config_to_json(config: run_pb2.RunConfig) -> str:
 
 
 def run_to_proto(record: RunRecord) -> run_pb2.Run:
-    config = json_format.Parse(record.config_json, run_pb2.RunConfig(), ignore_unknown_fields=True)
+    try:
+        config = json_format.Parse(record.config_json, run_pb2.RunConfig(), ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError, RecursionError):
+        # runs.bad_config let it through, yet protobuf refuses it: still list the run.
+        config = run_pb2.RunConfig(dataset=record.dataset)
     return run_pb2.Run(
         id=record.id,
         config=config,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 from lesslabels.common.errors import InvalidArgument, ResourceExhausted
-from lesslabels.pool import convert, steps
+from lesslabels.pool import convert, runconfig, steps
 from lesslabels.pool.store import PoolStore
 from lesslabels.v1 import pool_pb2, pool_pb2_grpc
 
@@ -110,13 +110,9 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
             yield pool_pb2.ExportChunk(data=chunk)
 
     def CreateRun(self, request, context):
-        if not request.config.dataset:
-            raise InvalidArgument("run config: dataset is required")
-        return convert.run_to_proto(
-            self.store.create_run(
-                request.config.dataset, convert.run_config_to_json(request.config), request.request_id
-            )
-        )
+        config_json = convert.run_config_to_json(request.config)
+        runconfig.check_config_json(config_json)
+        return convert.run_to_proto(self.store.create_run(request.config.dataset, config_json, request.request_id))
 
     def GetRun(self, request, context):
         return convert.run_to_proto(self.store.get_run(request.run_id))
