@@ -121,7 +121,9 @@ class Coordinator:
         config = model.with_defaults(config)
         dataset = self.pool.get_dataset(config.dataset)
         if dataset.train_count == 0:
-            raise errors.FailedPrecondition(f"dataset {config.dataset!r} has no training samples to select from")
+            raise errors.FailedPrecondition(
+                f"dataset {errors.quote(config.dataset)} has no training samples to select from"
+            )
         if config.stopping.label_budget is not None and config.stopping.label_budget.count > dataset.train_count:
             raise errors.InvalidArgument(
                 f"stopping.label_budget {config.stopping.label_budget.count} exceeds the pool of {dataset.train_count}"

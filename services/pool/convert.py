@@ -193,6 +193,8 @@ def acquisition_to_proto(record: AcquisitionRecord) -> pool_pb2.Acquisition:
 
 
 def acquisition_from_proto(message: pool_pb2.Acquisition) -> AcquisitionRecord:
+    if message.strategy not in run_pb2.Strategy.values():
+        raise InvalidArgument(f"acquisition of sample {message.sample_id}: unknown strategy value {message.strategy}")
     return AcquisitionRecord(
         sample_id=message.sample_id,
         round=message.round,

@@ -20,6 +20,9 @@ from lesslabels.pool.models import REQUEST_ID_MAX, Acquisition, CurrentLabel, Da
 from lesslabels.pool.runconfig import check_config_json
 from lesslabels.pool.records import AcquisitionRecord, RoundRecord, RunRecord
 
+#: Longest training job id and checkpoint id a round records (the columns hold 128 characters).
+ROUND_ID_MAX = 128
+
 
 class RunsPart(StorePart):
     """The run operations of ``PoolStore``."""
@@ -126,10 +129,10 @@ class RunsPart(StorePart):
         expected_round: int | None = None,
     ) -> RunRecord:
         if state is not None and state not in RUN_STATES:
-            raise errors.InvalidArgument(f"unknown run state {state!r}")
+            raise errors.InvalidArgument(f"unknown run state {errors.quote(state)}")
         for name, value in (("step", step), ("expected_step", expected_step)):
             if value is not None and value not in RUN_STEPS:
-                raise errors.InvalidArgument(f"unknown {name} {value!r}")
+                raise errors.InvalidArgument(f"unknown {name} {errors.quote(value)}")
         if round is not None and round < 0:
             raise errors.InvalidArgument("round must not be negative")
 
@@ -241,6 +244,11 @@ def bad_config(config_json: str) -> str:
 
 def store_round(session: Session, record: RoundRecord) -> None:
     """Write a round record (insert or replace), inside the caller's transaction. The run must exist."""
+    for name in ("train_job_id", "checkpoint_id"):
+        if len(getattr(record, name)) > ROUND_ID_MAX:
+            raise errors.InvalidArgument(
+                f"round {name} is {len(getattr(record, name))} characters; at most {ROUND_ID_MAX}"
+            )
     row = session.get(Round, (record.run_id, record.index)) or Round(run_id=record.run_id, index=record.index)
     row.labelled_count = record.labelled_count
     row.train_job_id = record.train_job_id

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 
-from lesslabels.common.errors import InvalidArgument, ResourceExhausted
+import re
+
+from lesslabels.common.errors import InvalidArgument, ResourceExhausted, quote
 from lesslabels.pool import convert, runconfig, steps
 from lesslabels.pool.store import PoolStore
 from lesslabels.v1 import pool_pb2, pool_pb2_grpc
@@ -12,11 +14,17 @@ from lesslabels.v1 import pool_pb2, pool_pb2_grpc
 MAX_IMPORT_BYTES = 256 * 1024 * 1024
 
 
+#: Page tokens are sample ids: ASCII digits, at most a 64-bit integer.
+_PAGE_TOKEN = re.compile(r"[0-9]{1,19}")
+
+
 def _page_token(token: str) -> int:
+    """The sample id a page token names; InvalidArgument for anything but one (``isdigit`` would let
+    "²" through, and 25 nines overflow the database's integers)."""
     if not token:
         return 0
-    if not token.isdigit():
-        raise InvalidArgument(f"invalid page_token {token!r}")
+    if not _PAGE_TOKEN.fullmatch(token) or int(token) > 2**63 - 1:
+        raise InvalidArgument(f"invalid page_token {quote(token)}: give the next_page_token of the previous page")
     return int(token)
 
 

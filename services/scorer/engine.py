@@ -37,12 +37,12 @@ class ModelSpec:
 
     def describe(self) -> str:
         if self.checkpoint_id:
-            return f"checkpoint {self.checkpoint_id!r}"
+            return f"checkpoint {errors.quote(self.checkpoint_id)}"
         if self.latest_of_run:
             return f"latest checkpoint of run {self.latest_of_run}"
         if self.best_of_run:
             return f"best checkpoint of run {self.best_of_run}"
-        return f"base model {self.base_model!r}"
+        return f"base model {errors.quote(self.base_model)}"
 
 
 def _check_one(spec: ModelSpec) -> None:
@@ -220,7 +220,7 @@ class ScorerEngine:
                 # The cause names files on this server: it goes to the log, not to the caller.
                 log.error("event=load_failed id=%s error=%r", checkpoint_id, exc)
                 raise errors.FailedPrecondition(
-                    f"checkpoint {checkpoint_id!r} cannot be loaded ({type(exc).__name__}; see the scorer's log)"
+                    f"checkpoint {errors.quote(checkpoint_id)} cannot be loaded ({type(exc).__name__}; see the scorer's log)"
                 ) from None
             base = str(checkpoint.manifest.get("base_model", ""))
         else:
@@ -232,7 +232,7 @@ class ScorerEngine:
                     resolve_base_model(base), device=self.device, max_length=cfg.max_length, precision=cfg.precision
                 )
             except OSError as exc:
-                raise errors.NotFound(f"base model {base!r} cannot be loaded offline: {exc}") from None
+                raise errors.NotFound(f"base model {errors.quote(base)} cannot be loaded offline: {exc}") from None
         refine = cfg.refine_below > 0 and model.dtype is not None and model.is_classifier
         # One batcher (one worker thread) runs both passes: torch work from two threads, even
         # taking turns, ran about 1.4x slower on 2 cores (bench/README.md).
