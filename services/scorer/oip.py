@@ -108,12 +108,20 @@ def resolve_checkpoint(engine: ScorerEngine, name: str, version: str) -> Checkpo
     return checkpoint
 
 
-def decode_bytes_elements(raw: bytes) -> list[bytes]:
-    """Split a raw BYTES tensor (4-byte little-endian length, then the bytes, per element)."""
+def decode_bytes_elements(raw: bytes, expected: int | None = None) -> list[bytes]:
+    """Split a raw BYTES tensor (4-byte little-endian length, then the bytes, per element). With
+    ``expected`` (the count the declared shape holds), decoding stops there: bytes left over are
+    refused without being split (60 MiB of empty elements would otherwise become 15 million
+    objects before any count check)."""
     view = memoryview(raw)
     out: list[bytes] = []
     offset = 0
     while offset < len(view):
+        if expected is not None and len(out) == expected:
+            raise errors.InvalidArgument(
+                f"raw BYTES tensor: the shape holds {expected} element(s) but more were sent "
+                f"({len(view) - offset} byte(s) follow the last of them)"
+            )
         if offset + 4 > len(view):
             raise errors.InvalidArgument(
                 f"raw BYTES tensor: {len(view) - offset} trailing byte(s) at offset {offset} are not a 4-byte length prefix"
@@ -170,7 +178,7 @@ def texts_from_request(request: pb.ModelInferRequest, max_texts: int) -> list[st
             raise errors.InvalidArgument(
                 f"input {errors.quote(tensor.name)}: both raw and typed contents given; use one"
             )
-        elements = decode_bytes_elements(request.raw_input_contents[0])
+        elements = decode_bytes_elements(request.raw_input_contents[0], count)
     else:
         elements = list(tensor.contents.bytes_contents)
     if len(elements) != count:
