@@ -74,8 +74,6 @@ def check_config(config: dict[str, Any]) -> None:
             raise InvalidArgument(f"run config: {key} must be a string")
         if len(value) > limit:
             raise InvalidArgument(f"run config: {key} is {len(value)} characters; at most {limit}")
-    if not config.get("dataset"):
-        raise InvalidArgument("run config: dataset is required")
     for key, enum in _ENUMS.items():
         _check_enum(f"run config: {key}", config.get(key), enum)
     for key in ("seed_size", "batch_size"):
