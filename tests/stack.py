@@ -199,7 +199,12 @@ class FakeStack:
 
     def coordinator(self, pool=None) -> Coordinator:
         core = Coordinator(
-            pool or PoolClient(self.pool_address, timeout=10), self.trainer, self.scorer, retry_backoff=0.05
+            pool or PoolClient(self.pool_address, timeout=10),
+            self.trainer,
+            self.scorer,
+            retry_backoff=0.05,
+            outage_seconds=1.0,
+            supervise_seconds=0.2,
         )
         self.coordinators.append(core)
         return core

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import dataclasses
 import threading
 
@@ -9,7 +11,7 @@ import numpy as np
 import pytest
 
 from lesslabels.common import errors
-from lesslabels.modeling.batching import collate, length_grouped_batches, tokenize
+from lesslabels.modeling.batching import char_limit, collate, length_grouped_batches, tokenize
 from lesslabels.common.metrics import Metrics
 from lesslabels.modeling.models import load_classifier, save_classifier, select_device
 from lesslabels.trainer import engine
@@ -65,6 +67,16 @@ def test_tokenize_truncates_and_does_not_pad(tiny_bert_dir):
     loaded = load_classifier(str(tiny_bert_dir), LABELS)
     ids = tokenize(loaded.tokenizer, ["hi", "word " * 100], max_length=16)
     assert len(ids[0]) == 3 and len(ids[1]) == 16
+
+
+def test_tokenize_cuts_a_huge_text_to_a_character_limit_first(tiny_bert_dir):
+    """The trainer's tokenisation of an 8 MiB text costs what its first ``char_limit`` characters do."""
+    loaded = load_classifier(str(tiny_bert_dir), LABELS)
+    huge = "word " * (8 * 1024 * 1024 // 5)
+    started = time.monotonic()
+    ids = tokenize(loaded.tokenizer, [huge], max_length=64)
+    assert time.monotonic() - started < 5
+    assert ids == tokenize(loaded.tokenizer, [huge[: char_limit(64)]], max_length=64) and len(ids[0]) == 64
 
 
 # -- class balance ---------------------------------------------------------------------------------

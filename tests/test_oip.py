@@ -15,6 +15,7 @@ import importlib.util
 import json
 import os
 import struct
+import tracemalloc
 import subprocess
 import sys
 
@@ -23,6 +24,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lesslabels.common.channels import make_channel
+from lesslabels.common import errors
 from lesslabels.inference import grpc_predict_v2_pb2 as pb
 from lesslabels.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from lesslabels.scorer import oip
@@ -259,7 +261,7 @@ def _bad(kind, checkpoint_id):
     "kind, fragment",
     [
         ("wrong-datatype", "expected BYTES"),
-        ("shape-mismatch", "holds 2 element(s) but 3"),
+        ("shape-mismatch", "holds 2 element(s) but more were sent"),
         ("bad-shape", "must be [n] or [n, 1]"),
         ("typed-count-mismatch", "holds 3 element(s) but 1"),
         ("length-prefix-too-long", "claims 100 bytes"),
@@ -507,6 +509,23 @@ def test_decode_bytes_elements_round_trip():
     texts = ["", "a", "ünïcode ✓", "x" * 1000]
     assert [e.decode() for e in oip.decode_bytes_elements(oip.encode_bytes_elements(texts))] == texts
     assert oip.decode_bytes_elements(b"") == []
+
+
+def test_raw_bytes_decoding_stops_at_the_declared_shape():
+    """60 MiB of empty elements under shape [1] (issue 14: +703 MiB, 30 s, decoded in full before
+    the count check) is refused after the first element, allocating next to nothing."""
+    raw = b"\x00\x00\x00\x00" * (15 * 1024 * 1024)
+    tracemalloc.start()
+    try:
+        with pytest.raises(
+            errors.InvalidArgument, match=r"the shape holds 1 element\(s\) but more were sent \(62914556 byte\(s\)"
+        ):
+            oip.decode_bytes_elements(raw, 1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024
+    assert oip.decode_bytes_elements(oip.encode_bytes_elements(["a", "b"]), 2) == [b"a", b"b"]
 
 
 _TRITON_CLIENT_SCRIPT = r"""

@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 _PREFIX = "ckpt-"
+#: Longest checkpoint id (the folder name, with its prefix, must stay under the 255 bytes file systems allow).
+MAX_ID_LENGTH = 200
 
 
 def sha256_file(path: pathlib.Path) -> str:
@@ -183,17 +185,32 @@ class CheckpointStore:
             raise
 
     def get(self, checkpoint_id: str, *, verify: bool = False) -> Checkpoint:
-        if not checkpoint_id or "/" in checkpoint_id or checkpoint_id.startswith("."):
-            raise errors.InvalidArgument(f"invalid checkpoint id {checkpoint_id!r}")
+        if (
+            not checkpoint_id
+            or len(checkpoint_id) > MAX_ID_LENGTH
+            or "/" in checkpoint_id
+            or "\\" in checkpoint_id
+            or checkpoint_id.startswith(".")
+            or not checkpoint_id.isprintable()
+        ):
+            raise errors.InvalidArgument(
+                f"invalid checkpoint id {errors.quote(checkpoint_id)}: at most {MAX_ID_LENGTH} printable characters, "
+                "no '/' and no leading '.'"
+            )
         path = self.root / f"{_PREFIX}{checkpoint_id}"
         manifest_path = path / MANIFEST
+        # The messages go to clients: they name the id, never the store's path.
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            # The message goes to clients: it names the id, never the store's path.
-            raise errors.NotFound(f"checkpoint {checkpoint_id!r} not found") from None
-        except json.JSONDecodeError as exc:
-            raise errors.FailedPrecondition(f"checkpoint {checkpoint_id!r}: corrupt manifest ({exc})") from None
+        except (FileNotFoundError, NotADirectoryError):
+            raise errors.NotFound(f"checkpoint {errors.quote(checkpoint_id)} not found") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise errors.FailedPrecondition(
+                f"checkpoint {errors.quote(checkpoint_id)}: corrupt manifest ({exc})"
+            ) from None
+        except (OSError, ValueError) as exc:
+            log.error("event=manifest_unreadable id=%r error=%r", checkpoint_id, exc)
+            raise errors.NotFound(f"checkpoint {errors.quote(checkpoint_id)} not found") from None
         checkpoint = Checkpoint(id=checkpoint_id, path=path, manifest=manifest)
         if verify:
             self.verify(checkpoint)

@@ -67,3 +67,17 @@ class Unauthenticated(LessLabelsError):
 
 class Cancelled(LessLabelsError):
     code = "CANCELLED"
+
+
+#: Characters of an offending value an error message quotes at most.
+QUOTE_LIMIT = 80
+
+
+def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` cut to its first ``limit`` characters (with the full length when cut), for
+    error messages: a huge bad value must not become a huge message."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f"{len(value)} characters" if isinstance(value, (str, bytes)) else f"{len(text)} characters as written"
+    return f"{text[:limit]}... ({size})"

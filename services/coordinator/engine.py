@@ -21,22 +21,38 @@ from lesslabels.coordinator.worker import Pause, RunLocks, Stopped, Worker
 
 log = logging.getLogger(__name__)
 
-#: Retries of a step that failed because a dependency was unavailable.
-MAX_STEP_RETRIES = 5
+#: First pause after a step failed because a dependency was unavailable; it doubles up to
+#: MAX_RETRY_BACKOFF_SECONDS while the outage lasts.
 RETRY_BACKOFF_SECONDS = 2.0
+MAX_RETRY_BACKOFF_SECONDS = 30.0
+#: How long a run rides out UNAVAILABLE / DEADLINE_EXCEEDED from pool, trainer or scorer before it fails.
+OUTAGE_SECONDS = 300.0
+#: How often the coordinator looks for active runs that no worker advances (see ``_supervise``).
+SUPERVISE_SECONDS = 5.0
 
 
 class Coordinator:
     """Starts, advances, watches and cancels runs; one thread per run in progress."""
 
     def __init__(
-        self, pool: PoolPort, trainer: TrainerPort, scorer: ScorerPort, *, retry_backoff: float = RETRY_BACKOFF_SECONDS
+        self,
+        pool: PoolPort,
+        trainer: TrainerPort,
+        scorer: ScorerPort,
+        *,
+        retry_backoff: float = RETRY_BACKOFF_SECONDS,
+        outage_seconds: float = OUTAGE_SECONDS,
+        supervise_seconds: float = SUPERVISE_SECONDS,
     ):
         self.pool = pool
         self.trainer = trainer
         self.scorer = scorer
         self.events = EventBus()
         self._retry_backoff = retry_backoff
+        self._outage_seconds = outage_seconds
+        self._supervise_seconds = supervise_seconds
+        self._supervisor: threading.Thread | None = None
+        self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._run_lock = RunLocks()
         self._workers: dict[int, Worker] = {}
@@ -46,15 +62,43 @@ class Coordinator:
     # ------------------------------------------------------------------ lifecycle
 
     def recover(self) -> list[int]:
-        """Pick up the runs left PENDING/RUNNING/WAITING_FOR_LABELS in the pool. Returns their ids."""
-        runs = self.pool.list_runs(states=model.ACTIVE_STATES)
+        """Pick up the runs left PENDING/RUNNING/WAITING_FOR_LABELS in the pool and start watching for
+        runs no worker advances (``_supervise``). Returns the ids picked up now; with the pool
+        unreachable, none: the supervisor picks them up once it answers."""
+        with self._lock:
+            if self._supervisor is None and not self._closed:
+                self._supervisor = threading.Thread(target=self._supervise, name="run-supervisor", daemon=True)
+                self._supervisor.start()
+        try:
+            runs = self.pool.list_runs(states=model.ACTIVE_STATES)
+        except errors.Unavailable as exc:
+            log.warning("event=recover_deferred error=%r", str(exc))
+            return []
         for run in runs:
             log.info("event=recover run=%d state=%s step=%s round=%d", run.id, run.state, run.step, run.round)
             self._ensure_worker(run.id)
         return [r.id for r in runs]
 
+    def _supervise(self) -> None:
+        """Every few seconds: start a worker for each active run that has none, or whose worker
+        ended without an outcome (it crashed, or the pool was gone when it tried to record one)."""
+        while not self._stopping.wait(self._supervise_seconds):
+            try:
+                runs = self.pool.list_runs(states=model.ACTIVE_STATES)
+            except errors.LessLabelsError as exc:
+                log.warning("event=supervise_skipped error=%r", str(exc))
+                continue
+            for run in runs:
+                with self._lock:
+                    worker = self._workers.get(run.id)
+                    orphaned = worker is None or (worker.finished and not worker.outcome)
+                if orphaned:
+                    log.warning("event=run_picked_up run=%d state=%s step=%s", run.id, run.state, run.step)
+                    self._ensure_worker(run.id)
+
     def close(self, timeout: float = 10.0) -> None:
         """Stop every worker, leaving runs as recorded (a later coordinator resumes them)."""
+        self._stopping.set()
         with self._lock:
             self._closed = True
             workers = list(self._workers.values())
@@ -77,7 +121,9 @@ class Coordinator:
         config = model.with_defaults(config)
         dataset = self.pool.get_dataset(config.dataset)
         if dataset.train_count == 0:
-            raise errors.FailedPrecondition(f"dataset {config.dataset!r} has no training samples to select from")
+            raise errors.FailedPrecondition(
+                f"dataset {errors.quote(config.dataset)} has no training samples to select from"
+            )
         if config.stopping.label_budget is not None and config.stopping.label_budget.count > dataset.train_count:
             raise errors.InvalidArgument(
                 f"stopping.label_budget {config.stopping.label_budget.count} exceeds the pool of {dataset.train_count}"
@@ -252,46 +298,56 @@ class Coordinator:
 
     def _drive(self, worker: Worker) -> None:
         run_id = worker.run_id
-        failures = 0
+        failures, outage_since = 0, 0.0
         try:
             while not worker.stop.is_set():
-                # The pool is read once per worker (and after a failed step); then each step goes on
-                # from the run as its predecessor advanced it, with the configuration decoded once.
-                run = worker.run or self.pool.get_run(run_id)
-                worker.run = None
-                if run.state not in model.ACTIVE_STATES or run.step == "DONE":
-                    return
                 try:
+                    # The pool is read once per worker (and after a failed step); then each step goes on
+                    # from the run as its predecessor advanced it, with the configuration decoded once.
+                    run = worker.run or self.pool.get_run(run_id)
+                    worker.run = None
+                    if run.state not in model.ACTIVE_STATES or run.step == "DONE":
+                        worker.outcome = True
+                        return
                     self._steps.run_step(worker, run)
                     failures = 0
                 except (Stopped, Pause):
+                    worker.outcome = True
                     return
-                except errors.Unavailable as exc:
+                except errors.Unavailable as exc:  # DeadlineExceeded too
                     worker.run = None
                     failures += 1
-                    if failures > MAX_STEP_RETRIES:
-                        self._fail(worker, run, exc)
+                    now = time.monotonic()
+                    if failures == 1:
+                        outage_since = now
+                    if now - outage_since >= self._outage_seconds:
+                        self._fail(worker, run_id, exc)
                         return
-                    log.warning(
-                        "event=step_retry run=%d step=%s attempt=%d error=%r", run_id, run.step, failures, str(exc)
-                    )
-                    worker.stop.wait(self._retry_backoff * failures)
+                    log.warning("event=step_retry run=%d attempt=%d error=%r", run_id, failures, str(exc))
+                    backoff = min(self._retry_backoff * 2 ** (failures - 1), MAX_RETRY_BACKOFF_SECONDS)
+                    worker.stop.wait(max(0.0, min(backoff, outage_since + self._outage_seconds - now)))
                 except Exception as exc:  # noqa: BLE001 - recorded on the run, which can be resumed
                     if worker.stop.is_set():
+                        worker.outcome = True
                         return
-                    log.exception("event=step_failed run=%d step=%s round=%d", run_id, run.step, run.round)
-                    self._fail(worker, run, exc)
+                    log.exception("event=step_failed run=%d", run_id)
+                    self._fail(worker, run_id, exc)
                     return
-        except Exception:  # noqa: BLE001 - the pool itself is gone; the run stays as recorded
+            worker.outcome = True
+        except Exception:  # noqa: BLE001 - the pool itself is gone; the supervisor picks the run up again
             log.exception("event=worker_crashed run=%d", run_id)
         finally:
             with self._run_lock(run_id):
                 worker.finished = True
 
-    def _fail(self, worker: Worker, run: model.RunInfo, exc: BaseException) -> None:
+    def _fail(self, worker: Worker, run_id: int, exc: BaseException) -> None:
+        """Record the run FAILED (then the worker has an outcome); raises when the pool cannot."""
+        run = self.pool.get_run(run_id)
         message = f"{run.step} of round {run.round} failed: {exc}"
-        with self._run_lock(run.id):
+        with self._run_lock(run_id):
             if worker.cancelled:
+                worker.outcome = True
                 return
-            failed = self.pool.update_run(run.id, state="FAILED", error=message)
+            failed = self.pool.update_run(run_id, state="FAILED", error=message)
+            worker.outcome = True
         self.events.announce(failed, message=message)

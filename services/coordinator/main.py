@@ -40,6 +40,8 @@ def build_server(
     tls: ClientTLS | None = None,
     rpc_timeout: float = 30.0,
     retry_backoff: float = 2.0,
+    outage_seconds: float = 300.0,
+    supervise_seconds: float = 5.0,
 ) -> CoordinatorServer:
     """A coordinator server (not started). Call ``start()``, then ``ready()``: it resumes the runs
     left in progress and reports SERVING. ``server.coordinator`` is the core, for in-process use;
@@ -47,7 +49,14 @@ def build_server(
     pool = PoolClient(pool_address, token=token, timeout=rpc_timeout, tls=tls)
     trainer = TrainerClient(trainer_address, token=token, timeout=rpc_timeout, tls=tls)
     scorer = ScorerClient(scorer_address, token=token, tls=tls)
-    core = Coordinator(pool, trainer, scorer, retry_backoff=retry_backoff)
+    core = Coordinator(
+        pool,
+        trainer,
+        scorer,
+        retry_backoff=retry_backoff,
+        outage_seconds=outage_seconds,
+        supervise_seconds=supervise_seconds,
+    )
     server = CoordinatorServer(settings, [registration(CoordinatorServicer(core))], name="coordinator")
     server.coordinator = core
 
@@ -77,10 +86,19 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds to wait for pool, trainer and scorer to be serving at start-up",
     )
     add_flag(parser, "--rpc-timeout", default=30.0, type=float, help="deadline of each unary call to another service")
+    add_flag(
+        parser,
+        "--outage-seconds",
+        default=300.0,
+        type=float,
+        help="how long a run rides out an unreachable (or timing-out) pool, trainer or scorer before it fails",
+    )
     args = parser.parse_args(argv)
     settings = server_settings(args)
     if args.rpc_timeout <= 0:
         parser.error("--rpc-timeout must be positive")
+    if args.outage_seconds < 0:
+        parser.error("--outage-seconds must not be negative")
     setup_logging(settings.log_level, "coordinator")
     server = build_server(
         settings,
@@ -90,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         token=settings.outbound_token,
         tls=settings.client_tls,
         rpc_timeout=args.rpc_timeout,
+        outage_seconds=args.outage_seconds,
     )
     # Health answers NOT_SERVING while we wait for the dependencies, instead of crashing.
     server.start()

@@ -12,7 +12,7 @@ import numpy as np
 from lesslabels.common import vocabulary
 from lesslabels.common.best import pick_best
 from lesslabels.common.metrics import Metrics as Metrics  # a round's test metrics, re-exported
-from lesslabels.common.errors import InvalidArgument
+from lesslabels.common.errors import InvalidArgument, quote
 from lesslabels.coordinator import strategies
 
 STATES = vocabulary.RUN_STATES
@@ -90,13 +90,13 @@ def with_defaults(config: RunConfig) -> RunConfig:
         raise InvalidArgument("run config: dataset is required")
     strategy = config.strategy or "entropy"
     if strategy not in strategies.QUERY_STRATEGIES:
-        raise InvalidArgument(f"run config: unknown strategy {strategy!r}")
+        raise InvalidArgument(f"run config: unknown strategy {quote(strategy)}")
     seed_strategy = config.seed_strategy or "random"
     if seed_strategy not in strategies.SEED_STRATEGIES:
-        raise InvalidArgument(f"run config: unknown seed strategy {seed_strategy!r}")
+        raise InvalidArgument(f"run config: unknown seed strategy {quote(seed_strategy)}")
     oracle = config.oracle or "simulated"
     if oracle not in ORACLES:
-        raise InvalidArgument(f"run config: unknown oracle mode {oracle!r}")
+        raise InvalidArgument(f"run config: unknown oracle mode {quote(oracle)}")
     seed_size = config.seed_size or Amount(fraction=DEFAULT_SEED_FRACTION)
     seed_size.validate("seed_size")
     batch_size = config.batch_size or Amount(fraction=DEFAULT_BATCH_FRACTION)

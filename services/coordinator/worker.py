@@ -23,6 +23,9 @@ class Worker:
     stop: threading.Event = dataclasses.field(default_factory=threading.Event)
     cancelled: bool = False
     finished: bool = False
+    #: Set when the worker ended with an outcome (run final, paused, stopped, or recorded FAILED);
+    #: a worker that finished without one left its run to be picked up again.
+    outcome: bool = False
     thread: threading.Thread | None = None
     job_id: str = ""
     #: The run as this worker last advanced it (RecordStep's reply); None = read it from the pool.

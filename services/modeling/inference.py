@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from lesslabels.modeling.batching import collate
+from lesslabels.modeling.batching import collate, cut_texts
 from lesslabels.modeling.models import cpu_has_native_bf16  # noqa: F401 - re-exported for callers
 
 if TYPE_CHECKING:
@@ -264,8 +264,9 @@ def tokenize(model: InferenceModel, texts: Sequence[str]) -> Tokenized:
     """Tokenise without padding; a text longer than ``model.max_length`` tokens is cut and flagged."""
     if not texts:
         return Tokenized([], np.zeros(0, dtype=bool))
+    texts, cut = cut_texts(texts, model.max_length)  # bounded work for huge texts; a cut text is truncated
     enc = model.tokenizer(
-        list(texts), truncation=True, max_length=model.max_length, padding=False, return_attention_mask=False
+        texts, truncation=True, max_length=model.max_length, padding=False, return_attention_mask=False
     )
     ids = [list(x) for x in enc["input_ids"]]
     encodings = getattr(enc, "encodings", None)
@@ -275,7 +276,7 @@ def tokenize(model: InferenceModel, texts: Sequence[str]) -> Tokenized:
     else:
         full = model.tokenizer(list(texts), truncation=False, padding=False, return_attention_mask=False)
         truncated = np.fromiter((len(x) > model.max_length for x in full["input_ids"]), dtype=bool, count=len(ids))
-    return Tokenized(ids, truncated)
+    return Tokenized(ids, truncated | cut)
 
 
 @dataclasses.dataclass

@@ -36,7 +36,7 @@ def find_dataset(session: Session, name: str) -> Dataset:
         raise errors.InvalidArgument("dataset name is required")
     dataset = session.scalar(select(Dataset).where(Dataset.name == name))
     if dataset is None:
-        raise errors.NotFound(f"dataset {name!r} not found")
+        raise errors.NotFound(f"dataset {errors.quote(name)} not found")
     return dataset
 
 

@@ -119,7 +119,11 @@ def run_config_to_json(config: run_pb2.RunConfig) -> str:
 
 
 def run_to_proto(record: RunRecord) -> run_pb2.Run:
-    config = json_format.Parse(record.config_json, run_pb2.RunConfig(), ignore_unknown_fields=True)
+    try:
+        config = json_format.Parse(record.config_json, run_pb2.RunConfig(), ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError, RecursionError):
+        # runs.bad_config let it through, yet protobuf refuses it: still list the run.
+        config = run_pb2.RunConfig(dataset=record.dataset)
     return run_pb2.Run(
         id=record.id,
         config=config,
@@ -196,6 +200,8 @@ def acquisition_to_proto(record: AcquisitionRecord) -> pool_pb2.Acquisition:
 
 
 def acquisition_from_proto(message: pool_pb2.Acquisition) -> AcquisitionRecord:
+    if message.strategy not in run_pb2.Strategy.values():
+        raise InvalidArgument(f"acquisition of sample {message.sample_id}: unknown strategy value {message.strategy}")
     return AcquisitionRecord(
         sample_id=message.sample_id,
         round=message.round,

@@ -27,13 +27,13 @@ class DatasetsPart(StorePart):
     def create_dataset(self, name: str, description: str = "", labels: Sequence[str] = ()) -> DatasetInfo:
         if not NAME_RE.match(name or ""):
             raise errors.InvalidArgument(
-                f"invalid dataset name {name!r}: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+                f"invalid dataset name {errors.quote(name)}: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
             )
         clean = validate_label_set(labels)
 
         def create(session: Session):
             if session.scalar(select(Dataset.id).where(Dataset.name == name)) is not None:
-                raise errors.AlreadyExists(f"dataset {name!r} already exists")
+                raise errors.AlreadyExists(f"dataset {errors.quote(name)} already exists")
             session.add(
                 Dataset(name=name, description=description, labels_json=json.dumps(clean), labels_fixed=bool(clean))
             )
@@ -41,7 +41,7 @@ class DatasetsPart(StorePart):
         try:
             self._writing(create)
         except IntegrityError:
-            raise errors.AlreadyExists(f"dataset {name!r} already exists") from None
+            raise errors.AlreadyExists(f"dataset {errors.quote(name)} already exists") from None
         return self.get_dataset(name)
 
     def get_dataset(self, name: str) -> DatasetInfo:
@@ -88,7 +88,7 @@ class DatasetsPart(StorePart):
             dropped = sorted(in_use - set(clean))
             if dropped:
                 raise errors.FailedPrecondition(
-                    f"labels {dropped} are in use in dataset {name!r} (gold or given labels); keep them in the label set"
+                    f"labels {dropped} are in use in dataset {errors.quote(name)} (gold or given labels); keep them in the label set"
                 )
             dataset.labels_json = json.dumps(clean)
             dataset.labels_fixed = True
@@ -110,7 +110,7 @@ class DatasetsPart(StorePart):
             ).all()
             if active:
                 raise errors.FailedPrecondition(
-                    f"dataset {name!r} has active runs {list(active)}: cancel them before deleting the dataset"
+                    f"dataset {errors.quote(name)} has active runs {list(active)}: cancel them before deleting the dataset"
                 )
             samples = select(Sample.id).where(Sample.dataset_id == dataset.id).scalar_subquery()
             runs = select(Run.id).where(Run.dataset_id == dataset.id).scalar_subquery()

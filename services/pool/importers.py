@@ -9,7 +9,8 @@ import io
 import json
 import re
 
-from lesslabels.common.errors import InvalidArgument
+from lesslabels.common.errors import InvalidArgument, quote
+from lesslabels.pool.labelset import MAX_LABEL_LENGTH
 
 MAX_ID_LENGTH = 256
 
@@ -148,12 +149,21 @@ def _clean(text: str, keep_whitespace: bool) -> str:
     return text if keep_whitespace else text.strip()
 
 
+def _unicode(value: str, where: str, what: str) -> str:
+    """``value`` unless it holds a lone surrogate (JSON can escape one; no database can store it)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidArgument(f"{where}: the {what} holds a lone surrogate (character {exc.start + 1})") from None
+    return value
+
+
 def _split(value: str | None, where: str) -> str | None:
     if value is None or value.strip() == "":
         return None
     key = value.strip().lower()
     if key not in SPLITS:
-        raise InvalidArgument(f"{where}: unknown split {value!r} (expected train, test or dev)")
+        raise InvalidArgument(f"{where}: unknown split {quote(value)} (expected train, test or dev)")
     return SPLITS[key]
 
 
@@ -162,14 +172,16 @@ def _label(value, where: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidArgument(f"{where}: label must be a string, got {type(value).__name__}")
-    value = normalise_label(value)
+    value = normalise_label(_unicode(value, where, "label"))
+    if len(value) > MAX_LABEL_LENGTH:
+        raise InvalidArgument(f"{where}: label {quote(value)} is longer than {MAX_LABEL_LENGTH} characters")
     return value or None
 
 
 def _text(value, where: str, keep_whitespace: bool) -> str:
     if not isinstance(value, str):
         raise InvalidArgument(f"{where}: text must be a string, got {type(value).__name__}")
-    cleaned = _clean(value, keep_whitespace)
+    cleaned = _unicode(_clean(value, keep_whitespace), where, "text")
     if not cleaned.strip():
         raise InvalidArgument(f"{where}: empty text")
     return cleaned
@@ -356,6 +368,8 @@ def _parse_jsonl(text: str, keep_whitespace: bool, columns: Columns) -> tuple[li
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InvalidArgument(f"{where}: invalid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise InvalidArgument(f"{where}: JSON nested too deeply") from None
         if not isinstance(obj, dict):
             raise InvalidArgument(f"{where}: expected a JSON object")
         keys.update(dict.fromkeys(obj))

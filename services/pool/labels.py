@@ -21,6 +21,12 @@ from lesslabels.pool.records import LabelEventRecord, LabelResult
 log = logging.getLogger(__name__)
 
 
+#: Longest annotator name (the column holds 128 characters).
+MAX_ANNOTATOR_LENGTH = 128
+#: Longest idempotency key: stored as "<key>:<scope>:<sample id>" in a 256-character column.
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
+
+
 class LabelsPart(StorePart):
     """The label operations of ``PoolStore``."""
 
@@ -29,7 +35,7 @@ class LabelsPart(StorePart):
         with self._reading() as session:
             dataset = find_dataset(session, dataset_name)
             if session.scalar(select(Sample.id).where(Sample.id == sample_id, Sample.dataset_id == dataset.id)) is None:
-                raise errors.NotFound(f"sample {sample_id} not found in dataset {dataset_name!r}")
+                raise errors.NotFound(f"sample {sample_id} not found in dataset {errors.quote(dataset_name)}")
             return [
                 LabelEventRecord(e.sample_id, e.label, e.source, e.annotator, e.created_at)
                 for e in session.scalars(
@@ -52,7 +58,13 @@ class LabelsPart(StorePart):
         """Record labels. Idempotent twice over: a key seen before changes nothing, and a label equal
         to the one in force is reported unchanged instead of adding an event."""
         if source not in SOURCES:
-            raise errors.InvalidArgument(f"unknown label source {source!r}")
+            raise errors.InvalidArgument(f"unknown label source {errors.quote(source)}")
+        if len(annotator) > MAX_ANNOTATOR_LENGTH:
+            raise errors.InvalidArgument(f"annotator is {len(annotator)} characters; at most {MAX_ANNOTATOR_LENGTH}")
+        if len(idempotency_key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+            raise errors.InvalidArgument(
+                f"idempotency_key is {len(idempotency_key)} characters; at most {MAX_IDEMPOTENCY_KEY_LENGTH}"
+            )
         ids = [sid for sid, _ in assignments]
         if len(set(ids)) != len(ids):
             dup = next(sid for sid, n in collections.Counter(ids).items() if n > 1)
@@ -71,13 +83,13 @@ class LabelsPart(StorePart):
             for index, (sample_id, label) in enumerate(assignments):
                 where = f"label {index + 1} (sample {sample_id})"
                 if sample_id not in samples:
-                    raise errors.InvalidArgument(f"{where}: no such sample in dataset {dataset_name!r}")
+                    raise errors.InvalidArgument(f"{where}: no such sample in dataset {errors.quote(dataset_name)}")
                 if not label or not label.strip():
                     raise errors.InvalidArgument(f"{where}: empty label")
                 if label_set and label not in label_set:
                     check_not_near_duplicate(label, label_set, where)
                     raise errors.InvalidArgument(
-                        f"{where}: label {label!r} is not in the dataset's label set {label_set}"
+                        f"{where}: label {errors.quote(label)} is not in the dataset's label set {label_set}"
                     )
                 if not label_set and label not in allowed:
                     # No label set yet: it is taken from the labels people give.
@@ -94,7 +106,7 @@ class LabelsPart(StorePart):
     def reveal_labels(self, run_id: int, sample_ids: Sequence[int], source: str = "oracle") -> LabelResult:
         """The simulated oracle: label samples the run acquired with their hidden gold labels."""
         if source not in ("seed", "oracle"):
-            raise errors.InvalidArgument(f"reveal source must be seed or oracle, not {source!r}")
+            raise errors.InvalidArgument(f"reveal source must be seed or oracle, not {errors.quote(source)}")
         if len(set(sample_ids)) != len(sample_ids):
             raise errors.InvalidArgument("a sample id appears more than once")
 

@@ -22,7 +22,7 @@ def check_not_near_duplicate(label: str, existing: Sequence[str], where: str = "
         if other != label and label_key(other) == key:
             prefix = f"{where}: " if where else ""
             raise errors.InvalidArgument(
-                f"{prefix}label {label!r} is a near-duplicate of {other!r} (they differ only in case or spaces "
+                f"{prefix}label {errors.quote(label)} is a near-duplicate of {errors.quote(other)} (they differ only in case or spaces "
                 f"and would become two classes); use one spelling"
             )
 
@@ -35,12 +35,14 @@ def validate_label_set(labels: Sequence[str]) -> list[str]:
         if not label or not label.strip():
             raise errors.InvalidArgument("labels must not be empty strings")
         if len(label) > MAX_LABEL_LENGTH:
-            raise errors.InvalidArgument(f"label {label[:20]!r}… longer than {MAX_LABEL_LENGTH} characters")
+            raise errors.InvalidArgument(f"label {errors.quote(label)} longer than {MAX_LABEL_LENGTH} characters")
         if label in clean:
-            raise errors.InvalidArgument(f"label {label!r} given twice")
+            raise errors.InvalidArgument(f"label {errors.quote(label)} given twice")
         check_not_near_duplicate(label, clean)
         if label != label.strip():
-            raise errors.InvalidArgument(f"label {label!r} starts or ends with spaces; give it without them")
+            raise errors.InvalidArgument(
+                f"label {errors.quote(label)} starts or ends with spaces; give it without them"
+            )
         clean.append(label)
     return clean
 

@@ -8,7 +8,7 @@ import logging
 from lesslabels.common.config import ServerSettings, add_flag, add_server_flags, server_settings
 from lesslabels.common.logs import setup_logging
 from lesslabels.common.server import Server
-from lesslabels.pool.servicer import PoolServicer, registration
+from lesslabels.pool.servicer import PAGE_BYTES, PoolServicer, registration
 from lesslabels.pool.store import PoolStore
 
 log = logging.getLogger(__name__)
@@ -17,10 +17,16 @@ DEFAULT_PORT = 50051
 DEFAULT_DATABASE_URL = "sqlite:///.lesslabels/pool.db"
 
 
-def build_server(settings: ServerSettings, database_url: str) -> Server:
-    """A pool server on a migrated database; call ``start()`` then ``set_serving()``."""
+def build_server(settings: ServerSettings, database_url: str, *, max_concurrent_imports: int = 2) -> Server:
+    """A pool server on a migrated database; call ``start()`` then ``set_serving()``. Pages of
+    samples stay under a quarter of the message limit."""
     store = PoolStore(database_url)
-    server = Server(settings, [registration(PoolServicer(store))], name="pool")
+    servicer = PoolServicer(
+        store,
+        page_bytes=min(PAGE_BYTES, settings.max_message_bytes // 4),
+        max_concurrent_imports=max_concurrent_imports,
+    )
+    server = Server(settings, [registration(servicer)], name="pool")
     server.on_stop(store.close)
     return server
 

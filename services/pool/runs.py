@@ -11,19 +11,33 @@ from sqlalchemy import and_, func, insert, select
 from sqlalchemy.orm import Session
 
 from lesslabels.common import errors
+from lesslabels.common.errors import quote
 from lesslabels.common.timeutil import utcnow
 from lesslabels.common.vocabulary import ACTIVE_RUN_STATES, FINAL_RUN_STATES, RUN_STATES, RUN_STEPS
 from lesslabels.pool.base import StorePart, find_dataset, find_run
 from lesslabels.pool.labels import reuse_dataset_labels
 from lesslabels.pool.models import REQUEST_ID_MAX, Acquisition, CurrentLabel, Dataset, Round, Run, Sample, run_scope
+from lesslabels.pool.runconfig import check_config_json
 from lesslabels.pool.records import AcquisitionRecord, RoundRecord, RunRecord
+
+#: Longest training job id and checkpoint id a round records (the columns hold 128 characters).
+ROUND_ID_MAX = 128
 
 
 class RunsPart(StorePart):
     """The run operations of ``PoolStore``."""
 
     def _run_record(self, session: Session, run: Run) -> RunRecord:
+        """The record of ``run``; one whose stored configuration fails the checks (runconfig.py)
+        comes back FAILED with the reason and a configuration naming only its dataset (see
+        ``_fail_bad_configs``, which records that)."""
         dataset = session.get_one(Dataset, run.dataset_id)
+        config_json, state, error = run.config_json, run.state, run.error
+        problem = bad_config(config_json)
+        if problem or state not in RUN_STATES or run.step not in RUN_STEPS:
+            config_json = json.dumps({"dataset": dataset.name})
+            state, error = "FAILED", problem or f"stored run state {quote(state)} / step {quote(run.step)} is unknown"
+        step = run.step if run.step in RUN_STEPS else "SEED"
         labelled = session.execute(
             select(func.count()).select_from(CurrentLabel).where(CurrentLabel.scope == run_scope(run.id))
         ).scalar_one()
@@ -33,11 +47,11 @@ class RunsPart(StorePart):
         return RunRecord(
             run.id,
             dataset.name,
-            run.config_json,
-            run.state,
-            run.step,
+            config_json,
+            state,
+            step,
             run.round,
-            run.error,
+            error,
             run.stop_reason,
             run.created_at,
             run.updated_at,
@@ -70,12 +84,30 @@ class RunsPart(StorePart):
 
         return self.get_run(self._writing(create))
 
+    def _fail_bad_configs(self, run_id: int = 0) -> None:
+        """Mark FAILED, with the reason, each active run (or run ``run_id``) whose stored
+        configuration fails the checks, so that no coordinator picks it up."""
+        query = select(Run.id, Run.config_json).where(Run.state.in_(ACTIVE_RUN_STATES))
+        if run_id:
+            query = query.where(Run.id == run_id)
+        with self._reading() as session:
+            bad = [(i, problem) for i, text in session.execute(query) if (problem := bad_config(text))]
+        for i, problem in bad:
+
+            def mark(session: Session, i: int = i, problem: str = problem) -> None:
+                run = session.get_one(Run, i)
+                run.state, run.error, run.updated_at = "FAILED", problem, utcnow()
+
+            self._writing(mark)
+
     def get_run(self, run_id: int) -> RunRecord:
+        self._fail_bad_configs(run_id)
         with self._reading() as session:
             return self._run_record(session, find_run(session, run_id))
 
     def list_runs(self, dataset_name: str = "", states: Iterable[str] = ()) -> list[RunRecord]:
         states = list(states)
+        self._fail_bad_configs()
         with self._reading() as session:
             query = select(Run).order_by(Run.id)
             if dataset_name:
@@ -97,10 +129,10 @@ class RunsPart(StorePart):
         expected_round: int | None = None,
     ) -> RunRecord:
         if state is not None and state not in RUN_STATES:
-            raise errors.InvalidArgument(f"unknown run state {state!r}")
+            raise errors.InvalidArgument(f"unknown run state {errors.quote(state)}")
         for name, value in (("step", step), ("expected_step", expected_step)):
             if value is not None and value not in RUN_STEPS:
-                raise errors.InvalidArgument(f"unknown {name} {value!r}")
+                raise errors.InvalidArgument(f"unknown {name} {errors.quote(value)}")
         if round is not None and round < 0:
             raise errors.InvalidArgument("round must not be negative")
 
@@ -201,8 +233,22 @@ class RunsPart(StorePart):
             ]
 
 
+def bad_config(config_json: str) -> str:
+    """Why the stored configuration ``config_json`` is unusable, or "" when it passes the checks."""
+    try:
+        check_config_json(config_json)
+    except errors.InvalidArgument as exc:
+        return f"stored configuration refused: {exc}"
+    return ""
+
+
 def store_round(session: Session, record: RoundRecord) -> None:
     """Write a round record (insert or replace), inside the caller's transaction. The run must exist."""
+    for name in ("train_job_id", "checkpoint_id"):
+        if len(getattr(record, name)) > ROUND_ID_MAX:
+            raise errors.InvalidArgument(
+                f"round {name} is {len(getattr(record, name))} characters; at most {ROUND_ID_MAX}"
+            )
     row = session.get(Round, (record.run_id, record.index)) or Round(run_id=record.run_id, index=record.index)
     row.labelled_count = record.labelled_count
     row.train_job_id = record.train_job_id

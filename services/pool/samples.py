@@ -79,7 +79,7 @@ class SamplesPart(StorePart):
 
         ``check_only`` does every check and reports what would be stored, then stores nothing."""
         if default_split not in SPLITS:
-            raise errors.InvalidArgument(f"unknown split {default_split!r}")
+            raise errors.InvalidArgument(f"unknown split {errors.quote(default_split)}")
         if not create_dataset:
             with self._reading() as session:
                 find_dataset(session, dataset_name)  # NOT_FOUND before spending time on parsing
@@ -92,9 +92,11 @@ class SamplesPart(StorePart):
             dataset = session.scalar(select(Dataset).where(Dataset.name == dataset_name))
             if dataset is None:
                 if not create_dataset:
-                    raise errors.NotFound(f"dataset {dataset_name!r} not found (create it first, or ask to create it)")
+                    raise errors.NotFound(
+                        f"dataset {errors.quote(dataset_name)} not found (create it first, or ask to create it)"
+                    )
                 if not NAME_RE.match(dataset_name or ""):
-                    raise errors.InvalidArgument(f"invalid dataset name {dataset_name!r}")
+                    raise errors.InvalidArgument(f"invalid dataset name {errors.quote(dataset_name)}")
                 dataset = Dataset(name=dataset_name, description="", labels_json="[]", labels_fixed=False)
                 session.add(dataset)
                 session.flush()
@@ -105,7 +107,7 @@ class SamplesPart(StorePart):
                 if row.label is not None and row.label not in known:
                     if dataset.labels_fixed:
                         raise errors.InvalidArgument(
-                            f"row {row.row + 1}: label {row.label!r} is not in the dataset's label set {labels}"
+                            f"row {row.row + 1}: label {errors.quote(row.label)} is not in the dataset's label set {labels}"
                         )
                     check_not_near_duplicate(row.label, labels, f"row {row.row + 1}")
                     labels.append(row.label)
@@ -142,7 +144,9 @@ class SamplesPart(StorePart):
         except _Checked as checked:
             return checked.result
         except IntegrityError as exc:
-            raise errors.AlreadyExists(f"dataset {dataset_name!r} was created concurrently: {exc.orig}") from None
+            raise errors.AlreadyExists(
+                f"dataset {errors.quote(dataset_name)} was created concurrently: {exc.orig}"
+            ) from None
         log.info(
             "event=imported dataset=%s rows=%d duplicates=%d", dataset_name, result.imported, result.duplicate_rows
         )
@@ -182,7 +186,7 @@ class SamplesPart(StorePart):
     ) -> Iterator[tuple[list[SampleRecord], int, int]]:
         """Yield pages ``(samples, last_id, total)`` in id order; ``total`` is counted for the first page."""
         if state not in ("any", "labelled", "unlabelled"):
-            raise errors.InvalidArgument(f"unknown label state {state!r}")
+            raise errors.InvalidArgument(f"unknown label state {errors.quote(state)}")
         if page_size < 0 or limit < 0 or after_id < 0:
             raise errors.InvalidArgument("page_size, limit and page_token must not be negative")
         page_size = min(page_size or 500, MAX_PAGE)

@@ -3,27 +3,70 @@
 from __future__ import annotations
 
 
-from lesslabels.common.errors import InvalidArgument, ResourceExhausted
-from lesslabels.pool import convert, steps
+import re
+import threading
+from collections.abc import Iterator
+
+from lesslabels.common.errors import InvalidArgument, ResourceExhausted, quote
+from lesslabels.pool import convert, runconfig, steps
 from lesslabels.pool.store import PoolStore
 from lesslabels.v1 import pool_pb2, pool_pb2_grpc
 
 #: Largest file ImportSamples accepts (all rows are parsed and stored in one transaction).
 MAX_IMPORT_BYTES = 256 * 1024 * 1024
+#: Imports parsed at once; one more is RESOURCE_EXHAUSTED (each may hold its file several times over).
+MAX_CONCURRENT_IMPORTS = 2
+#: Bytes of samples in one ListSamples message: far under any message limit, however long the texts.
+PAGE_BYTES = 4 * 1024 * 1024
+
+
+def _by_bytes(items: list, budget: int) -> Iterator[list]:
+    """``items`` (messages) in runs of at most ``budget`` serialized bytes; an item larger than the
+    budget goes alone. A list that fits is yielded as itself."""
+    sizes = [item.ByteSize() + 8 for item in items]  # + field tag and length prefix
+    if sum(sizes) <= budget:
+        yield items
+        return
+    part: list = []
+    used = 0
+    for item, size in zip(items, sizes, strict=True):
+        if part and used + size > budget:
+            yield part
+            part, used = [], 0
+        part.append(item)
+        used += size
+    if part:
+        yield part
+
+
+#: Page tokens are sample ids: ASCII digits, at most a 64-bit integer.
+_PAGE_TOKEN = re.compile(r"[0-9]{1,19}")
 
 
 def _page_token(token: str) -> int:
+    """The sample id a page token names; InvalidArgument for anything but one (``isdigit`` would let
+    "²" through, and 25 nines overflow the database's integers)."""
     if not token:
         return 0
-    if not token.isdigit():
-        raise InvalidArgument(f"invalid page_token {token!r}")
+    if not _PAGE_TOKEN.fullmatch(token) or int(token) > 2**63 - 1:
+        raise InvalidArgument(f"invalid page_token {quote(token)}: give the next_page_token of the previous page")
     return int(token)
 
 
 class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
-    def __init__(self, store: PoolStore, *, max_import_bytes: int = MAX_IMPORT_BYTES):
+    def __init__(
+        self,
+        store: PoolStore,
+        *,
+        max_import_bytes: int = MAX_IMPORT_BYTES,
+        page_bytes: int = PAGE_BYTES,
+        max_concurrent_imports: int = MAX_CONCURRENT_IMPORTS,
+    ):
         self.store = store
         self.max_import_bytes = max_import_bytes
+        self.page_bytes = page_bytes
+        self.max_concurrent_imports = max_concurrent_imports
+        self._imports = threading.BoundedSemaphore(max_concurrent_imports)
 
     def CreateDataset(self, request, context):
         return convert.dataset_to_proto(
@@ -37,6 +80,16 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
         return pool_pb2.ListDatasetsResponse(datasets=[convert.dataset_to_proto(d) for d in self.store.list_datasets()])
 
     def ImportSamples(self, request_iterator, context):
+        if not self._imports.acquire(blocking=False):
+            raise ResourceExhausted(
+                f"{self.max_concurrent_imports} imports are in progress, the most this pool takes at once; retry later"
+            )
+        try:
+            return self._import(request_iterator)
+        finally:
+            self._imports.release()
+
+    def _import(self, request_iterator):
         header, chunks, size = None, [], 0
         for message in request_iterator:
             part = message.WhichOneof("part")
@@ -79,14 +132,18 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
         )
         first = True
         for samples, last_id, total in pages:
-            if not context.is_active():
-                return
-            yield pool_pb2.SamplePage(
-                samples=[convert.sample_to_proto(s) for s in samples],
-                next_page_token=str(last_id) if last_id else "",
-                total=total if first else 0,
-            )
-            first = False
+            protos = [convert.sample_to_proto(s) for s in samples]
+            for part in _by_bytes(protos, self.page_bytes):
+                if not context.is_active():
+                    return
+                # Each message goes on from its own last sample; the store's last page ends the stream.
+                last = part is protos or part[-1] is protos[-1]
+                yield pool_pb2.SamplePage(
+                    samples=part,
+                    next_page_token=(str(last_id) if last_id else "") if last else str(part[-1].id),
+                    total=total if first else 0,
+                )
+                first = False
 
     def SubmitLabels(self, request, context):
         source = convert.enum_value(convert.SOURCE_TO_CORE, request.source, "label source") or "human"
@@ -113,13 +170,9 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
             yield pool_pb2.ExportChunk(data=chunk)
 
     def CreateRun(self, request, context):
-        if not request.config.dataset:
-            raise InvalidArgument("run config: dataset is required")
-        return convert.run_to_proto(
-            self.store.create_run(
-                request.config.dataset, convert.run_config_to_json(request.config), request.request_id
-            )
-        )
+        config_json = convert.run_config_to_json(request.config)
+        runconfig.check_config_json(config_json)
+        return convert.run_to_proto(self.store.create_run(request.config.dataset, config_json, request.request_id))
 
     def GetRun(self, request, context):
         return convert.run_to_proto(self.store.get_run(request.run_id))

@@ -43,14 +43,14 @@ def validate(run_id: int, outcome: StepOutcome) -> None:
     """Raises InvalidArgument naming the first bad field."""
     if outcome.expected_step not in RUN_STEPS:
         raise errors.InvalidArgument(
-            f"expected_step is required (one of {', '.join(RUN_STEPS)}), got {outcome.expected_step!r}"
+            f"expected_step is required (one of {', '.join(RUN_STEPS)}), got {errors.quote(outcome.expected_step)}"
         )
     if outcome.expected_round < 0:
         raise errors.InvalidArgument("expected_round must not be negative")
     if outcome.state is not None and outcome.state not in RUN_STATES:
-        raise errors.InvalidArgument(f"unknown run state {outcome.state!r}")
+        raise errors.InvalidArgument(f"unknown run state {errors.quote(outcome.state)}")
     if outcome.step is not None and outcome.step not in RUN_STEPS:
-        raise errors.InvalidArgument(f"unknown step {outcome.step!r}")
+        raise errors.InvalidArgument(f"unknown step {errors.quote(outcome.step)}")
     if outcome.round is not None and outcome.round < 0:
         raise errors.InvalidArgument("round must not be negative")
     record = outcome.round_record

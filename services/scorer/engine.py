@@ -40,12 +40,12 @@ class ModelSpec:
 
     def describe(self) -> str:
         if self.checkpoint_id:
-            return f"checkpoint {self.checkpoint_id!r}"
+            return f"checkpoint {errors.quote(self.checkpoint_id)}"
         if self.latest_of_run:
             return f"latest checkpoint of run {self.latest_of_run}"
         if self.best_of_run:
             return f"best checkpoint of run {self.best_of_run}"
-        return f"base model {self.base_model!r}"
+        return f"base model {errors.quote(self.base_model)}"
 
 
 def _check_one(spec: ModelSpec) -> None:
@@ -227,7 +227,7 @@ class ScorerEngine:
                 # The cause names files on this server: it goes to the log, not to the caller.
                 log.error("event=load_failed id=%s error=%r", checkpoint_id, exc)
                 raise errors.FailedPrecondition(
-                    f"checkpoint {checkpoint_id!r} cannot be loaded ({type(exc).__name__}; see the scorer's log)"
+                    f"checkpoint {errors.quote(checkpoint_id)} cannot be loaded ({type(exc).__name__}; see the scorer's log)"
                 ) from None
             base = str(checkpoint.manifest.get("base_model", ""))
         else:

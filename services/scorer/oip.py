@@ -65,7 +65,7 @@ def spec_from_model_name(name: str) -> ModelSpec:
     if match:
         run_id = int(match.group(1))
         if run_id <= 0:
-            raise errors.InvalidArgument(f"model {name!r}: run ids are positive")
+            raise errors.InvalidArgument(f"model {errors.quote(name)}: run ids are positive")
         return ModelSpec(latest_of_run=run_id)
     return ModelSpec(checkpoint_id=name)
 
@@ -77,7 +77,9 @@ def spec_from_model_version(name: str, version: str) -> ModelSpec:
     spec = spec_from_model_name(name)
     if spec.checkpoint_id:
         if version not in ("", spec.checkpoint_id):
-            raise errors.NotFound(f"model {name!r} has no version {version!r} (a checkpoint's only version is its id)")
+            raise errors.NotFound(
+                f"model {errors.quote(name)} has no version {errors.quote(version)} (a checkpoint's only version is its id)"
+            )
         return spec
     if version in ("", LATEST):
         return spec
@@ -92,24 +94,34 @@ def resolve_checkpoint(engine: ScorerEngine, name: str, version: str) -> Checkpo
     run = _RUN_NAME.match(name)
     if not run or version in ("", LATEST, BEST):
         return engine.checkpoint(spec)  # its NotFound says what is missing (a run's checkpoint, metrics)
-    expected = f"versions are {LATEST!r}, {BEST!r} or the id of one of run {run.group(1)}'s checkpoints"
+    expected = f"versions are {errors.quote(LATEST)}, {errors.quote(BEST)} or the id of one of run {run.group(1)}'s checkpoints"
     try:
         checkpoint = engine.checkpoint(spec)
     except (errors.NotFound, errors.InvalidArgument):
-        raise errors.NotFound(f"model {name!r} has no version {version!r}: {expected}") from None
+        raise errors.NotFound(
+            f"model {errors.quote(name)} has no version {errors.quote(version)}: {expected}"
+        ) from None
     if checkpoint.run_id != int(run.group(1)):
         raise errors.NotFound(
-            f"model {name!r} has no version {version!r}: that checkpoint is not one of run {run.group(1)} ({expected})"
+            f"model {errors.quote(name)} has no version {errors.quote(version)}: that checkpoint is not one of run {run.group(1)} ({expected})"
         )
     return checkpoint
 
 
-def decode_bytes_elements(raw: bytes) -> list[bytes]:
-    """Split a raw BYTES tensor (4-byte little-endian length, then the bytes, per element)."""
+def decode_bytes_elements(raw: bytes, expected: int | None = None) -> list[bytes]:
+    """Split a raw BYTES tensor (4-byte little-endian length, then the bytes, per element). With
+    ``expected`` (the count the declared shape holds), decoding stops there: bytes left over are
+    refused without being split (60 MiB of empty elements would otherwise become 15 million
+    objects before any count check)."""
     view = memoryview(raw)
     out: list[bytes] = []
     offset = 0
     while offset < len(view):
+        if expected is not None and len(out) == expected:
+            raise errors.InvalidArgument(
+                f"raw BYTES tensor: the shape holds {expected} element(s) but more were sent "
+                f"({len(view) - offset} byte(s) follow the last of them)"
+            )
         if offset + 4 > len(view):
             raise errors.InvalidArgument(
                 f"raw BYTES tensor: {len(view) - offset} trailing byte(s) at offset {offset} are not a 4-byte length prefix"
@@ -137,7 +149,7 @@ def encode_bytes_elements(values) -> bytes:
 def _element_count(shape, max_texts: int) -> int:
     dims = list(shape)
     if not 1 <= len(dims) <= 2 or any(d < 0 for d in dims) or (len(dims) == 2 and dims[1] != 1):
-        raise errors.InvalidArgument(f"input {INPUT_NAME!r}: shape {dims} must be [n] or [n, 1]")
+        raise errors.InvalidArgument(f"input {errors.quote(INPUT_NAME)}: shape {dims} must be [n] or [n, 1]")
     check_request_size(dims[0], max_texts)
     return dims[0]
 
@@ -148,10 +160,14 @@ def texts_from_request(request: pb.ModelInferRequest, max_texts: int) -> list[st
         raise errors.InvalidArgument(f"expected exactly one input (BYTES texts), got {len(request.inputs)}")
     tensor = request.inputs[0]
     if tensor.name != INPUT_NAME:
-        raise errors.InvalidArgument(f"unknown input {tensor.name!r}: this model takes one BYTES input {INPUT_NAME!r}")
-    _check_parameters(f"input {tensor.name!r}", tensor.parameters, INPUT_PARAMETERS)
+        raise errors.InvalidArgument(
+            f"unknown input {errors.quote(tensor.name)}: this model takes one BYTES input {errors.quote(INPUT_NAME)}"
+        )
+    _check_parameters(f"input {errors.quote(tensor.name)}", tensor.parameters, INPUT_PARAMETERS)
     if tensor.datatype != "BYTES":
-        raise errors.InvalidArgument(f"input {tensor.name!r}: datatype {tensor.datatype!r}, expected BYTES")
+        raise errors.InvalidArgument(
+            f"input {errors.quote(tensor.name)}: datatype {errors.quote(tensor.datatype)}, expected BYTES"
+        )
     count = _element_count(tensor.shape, max_texts)
     if request.raw_input_contents:
         if len(request.raw_input_contents) != len(request.inputs):
@@ -159,18 +175,20 @@ def texts_from_request(request: pb.ModelInferRequest, max_texts: int) -> list[st
                 f"{len(request.raw_input_contents)} raw_input_contents for {len(request.inputs)} input(s)"
             )
         if tensor.HasField("contents") and tensor.contents.ByteSize():
-            raise errors.InvalidArgument(f"input {tensor.name!r}: both raw and typed contents given; use one")
-        elements = decode_bytes_elements(request.raw_input_contents[0])
+            raise errors.InvalidArgument(
+                f"input {errors.quote(tensor.name)}: both raw and typed contents given; use one"
+            )
+        elements = decode_bytes_elements(request.raw_input_contents[0], count)
     else:
         elements = list(tensor.contents.bytes_contents)
     if len(elements) != count:
         raise errors.InvalidArgument(
-            f"input {tensor.name!r}: shape {list(tensor.shape)} holds {count} element(s) but {len(elements)} were sent"
+            f"input {errors.quote(tensor.name)}: shape {list(tensor.shape)} holds {count} element(s) but {len(elements)} were sent"
         )
     try:
         return [e.decode("utf-8") for e in elements]
     except UnicodeDecodeError as exc:
-        raise errors.InvalidArgument(f"input {tensor.name!r}: texts must be UTF-8 ({exc})") from None
+        raise errors.InvalidArgument(f"input {errors.quote(tensor.name)}: texts must be UTF-8 ({exc})") from None
 
 
 def _check_parameters(where: str, given, known: frozenset[str]) -> None:
@@ -193,12 +211,14 @@ class OutputRequest:
 def _classification(name: str, param: pb.InferParameter) -> int:
     which = param.WhichOneof("parameter_choice")
     if which not in ("int64_param", "uint64_param"):
-        raise errors.InvalidArgument(f"output {name!r}: classification must be an integer (top k), got {which}")
+        raise errors.InvalidArgument(
+            f"output {errors.quote(name)}: classification must be an integer (top k), got {which}"
+        )
     k = getattr(param, which)
     if k < 1:
-        raise errors.InvalidArgument(f"output {name!r}: classification must be at least 1, got {k}")
+        raise errors.InvalidArgument(f"output {errors.quote(name)}: classification must be at least 1, got {k}")
     if name != "probabilities":
-        raise errors.InvalidArgument(f"output {name!r}: classification applies to 'probabilities' only")
+        raise errors.InvalidArgument(f"output {errors.quote(name)}: classification applies to 'probabilities' only")
     return k
 
 
@@ -215,7 +235,7 @@ def requested_outputs(request: pb.ModelInferRequest) -> list[OutputRequest]:
         raise errors.InvalidArgument(f"output(s) {repeated} requested more than once")
     out = []
     for output in request.outputs:
-        _check_parameters(f"output {output.name!r}", output.parameters, OUTPUT_PARAMETERS)
+        _check_parameters(f"output {errors.quote(output.name)}", output.parameters, OUTPUT_PARAMETERS)
         k = (
             _classification(output.name, output.parameters["classification"])
             if "classification" in output.parameters
@@ -370,7 +390,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             texts = texts_from_request(request, self.max_texts)
             outputs = requested_outputs(request)
             if not checkpoint.labels:
-                raise errors.InvalidArgument(f"model {request.model_name!r} has no classification head")
+                raise errors.InvalidArgument(f"model {errors.quote(request.model_name)} has no classification head")
             scoring = time.perf_counter_ns()
             scores = self.engine.score(ModelSpec(checkpoint_id=checkpoint.id), texts, timeout=_remaining(context))
             infer_ns = time.perf_counter_ns() - scoring

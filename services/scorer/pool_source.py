@@ -103,7 +103,9 @@ def iter_pool_pages(
                 resumes += 1
                 log.warning("event=pool_stream_resumed dataset=%s after=%s error=%r", dataset, token, str(exc))
                 continue
-            raise errors.Unavailable(f"listing samples of dataset {dataset!r} from the pool: {exc}") from None
+            raise errors.Unavailable(
+                f"listing samples of dataset {errors.quote(dataset)} from the pool: {exc}"
+            ) from None
         except errors.LessLabelsError:
             if cancelled.is_set():
                 return
@@ -115,5 +117,5 @@ def iter_pool_pages(
 
 def check_split(name: str) -> str:
     if name not in SPLITS:
-        raise errors.InvalidArgument(f"unknown split {name!r}")
+        raise errors.InvalidArgument(f"unknown split {errors.quote(name)}")
     return name

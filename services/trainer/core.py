@@ -91,17 +91,21 @@ class Trainer:
         if request.run_id:
             run = self.pool.run(request.run_id)
             if run.dataset and run.dataset != dataset.name:
-                raise errors.InvalidArgument(f"run {run.id} belongs to dataset {run.dataset!r}, not {dataset.name!r}")
+                raise errors.InvalidArgument(
+                    f"run {run.id} belongs to dataset {errors.quote(run.dataset)}, not {errors.quote(dataset.name)}"
+                )
         labels = tuple(request.labels) or dataset.labels
         if len(set(labels)) != len(labels):
             raise errors.InvalidArgument(f"labels {list(labels)} contain duplicates")
         counts = self.pool.labelled_counts(dataset.name, request.run_id)
         scope = f"run {request.run_id}" if request.run_id else "the dataset (run 0)"
         if sum(counts.values()) == 0:
-            raise errors.FailedPrecondition(f"no labelled samples in {scope} of {dataset.name!r}: nothing to train on")
+            raise errors.FailedPrecondition(
+                f"no labelled samples in {scope} of {errors.quote(dataset.name)}: nothing to train on"
+            )
         if len(counts) < 2:
             raise errors.FailedPrecondition(
-                f"training needs labelled samples of at least 2 classes; {scope} of {dataset.name!r} has {counts}"
+                f"training needs labelled samples of at least 2 classes; {scope} of {errors.quote(dataset.name)} has {counts}"
             )
         outside = sorted(set(counts) - set(labels))
         if outside:
@@ -124,7 +128,7 @@ class Trainer:
         limit = getattr(config, "max_position_embeddings", 0) or 0
         if limit and request.config.max_length > limit:
             raise errors.InvalidArgument(
-                f"max_length {request.config.max_length} exceeds the {limit} positions of model {request.base_model!r}"
+                f"max_length {request.config.max_length} exceeds the {limit} positions of model {errors.quote(request.base_model)}"
             )
 
     # -- the job runner -------------------------------------------------------------------

@@ -159,7 +159,7 @@ class JobManager:
     def _get(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)
         if job is None:
-            raise errors.NotFound(f"training job {job_id!r} not found")
+            raise errors.NotFound(f"training job {errors.quote(job_id)} not found")
         return job
 
     def _update_positions(self) -> None:
