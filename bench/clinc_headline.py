@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as dt
 import importlib.util
 import logging
 import os
@@ -246,7 +245,6 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="clinc-headline-") as tmp:
         workdir = pathlib.Path(tmp)
         stack = headline.Stack(workdir, args.threads)
-        headline.arm_config = lambda arm, seed, _args: arm_config(arm, seed, args)  # run_arm builds runs with it
         try:
             counts = import_clinc(stack, workdir, args.limit)
             data["meta"].update(
@@ -256,26 +254,7 @@ def main(argv=None) -> int:
                 cpus=os.cpu_count(),
                 command="python bench/clinc_headline.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             )
-            done = {(r["arm"], r["seed"]) for r in data["results"]}
-            for seed in args.seeds:
-                for arm in args.arms:
-                    if (arm, seed) in done:
-                        log.info("skip arm=%s seed=%d (already recorded)", arm, seed)
-                        continue
-                    log.info("start arm=%s seed=%d", arm, seed)
-                    result = headline.run_arm(stack, arm, seed, args)
-                    log.info(
-                        "done arm=%s seed=%d wall=%.0fs final=%s",
-                        arm,
-                        seed,
-                        result["wall_seconds"],
-                        result["rounds"][-1],
-                    )
-                    data["results"].append(result)
-                    data["meta"]["wall_hours"] = data["meta"].get("wall_hours", 0.0) + result["wall_seconds"] / 3600
-                    data["meta"]["seeds"] = sorted({r["seed"] for r in data["results"]})
-                    data["meta"]["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-                    headline.save(args.out, data)
+            headline.run_arms(stack, args, data, args.out, config=arm_config)
         finally:
             stack.stop()
     log.info("benchmark wall time this invocation: %.1f min", (time.monotonic() - started) / 60)

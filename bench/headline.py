@@ -174,12 +174,13 @@ def import_atis(stack: Stack, workdir: pathlib.Path, limit: int) -> dict:
     return counts
 
 
-def run_arm(stack: Stack, arm: str, seed: int, args) -> dict:
+def run_arm(stack: Stack, arm: str, seed: int, args, config=None) -> dict:
+    """One arm of one seed; ``config(arm, seed, args)`` builds its run (``arm_config`` by default)."""
     from lesslabels.client import CoordinatorClient, Metrics
 
     started = time.monotonic()
     with CoordinatorClient(stack.coordinator_address, timeout=60) as coordinator:
-        run = coordinator.start_run(arm_config(arm, seed, args))
+        run = coordinator.start_run((config or arm_config)(arm, seed, args))
         last = None
         for event in coordinator.watch(run.id):
             if event.round is not None and event.message and event.message != last and "test accuracy" in event.message:
@@ -387,6 +388,25 @@ def report(data: dict, out: pathlib.Path) -> None:
     print(text)
 
 
+def run_arms(stack: Stack, args, data: dict, out: pathlib.Path, config=None) -> None:
+    """Every (seed, arm) not yet in ``data``, each saved to ``out`` as it ends (a stopped benchmark
+    resumes where it was). ``config`` builds the runs (``arm_config`` by default)."""
+    done = {(r["arm"], r["seed"]) for r in data["results"]}
+    for seed in args.seeds:
+        for arm in args.arms:
+            if (arm, seed) in done:
+                log.info("skip arm=%s seed=%d (already recorded)", arm, seed)
+                continue
+            log.info("start arm=%s seed=%d", arm, seed)
+            result = run_arm(stack, arm, seed, args, config)
+            log.info("done arm=%s seed=%d wall=%.0fs final=%s", arm, seed, result["wall_seconds"], result["rounds"][-1])
+            data["results"].append(result)
+            data["meta"]["wall_hours"] = data["meta"].get("wall_hours", 0.0) + result["wall_seconds"] / 3600
+            data["meta"]["seeds"] = sorted({r["seed"] for r in data["results"]})
+            data["meta"]["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+            save(out, data)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -458,26 +478,7 @@ def main(argv=None) -> int:
                 cpus=os.cpu_count(),
                 command="python bench/headline.py " + " ".join(argv if argv is not None else sys.argv[1:]),
             )
-            done = {(r["arm"], r["seed"]) for r in data["results"]}
-            for seed in args.seeds:
-                for arm in args.arms:
-                    if (arm, seed) in done:
-                        log.info("skip arm=%s seed=%d (already recorded)", arm, seed)
-                        continue
-                    log.info("start arm=%s seed=%d", arm, seed)
-                    result = run_arm(stack, arm, seed, args)
-                    log.info(
-                        "done arm=%s seed=%d wall=%.0fs final=%s",
-                        arm,
-                        seed,
-                        result["wall_seconds"],
-                        result["rounds"][-1],
-                    )
-                    data["results"].append(result)
-                    data["meta"]["wall_hours"] = data["meta"].get("wall_hours", 0.0) + result["wall_seconds"] / 3600
-                    data["meta"]["seeds"] = sorted({r["seed"] for r in data["results"]})
-                    data["meta"]["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-                    save(args.out, data)
+            run_arms(stack, args, data, args.out)
         finally:
             stack.stop()
     log.info("benchmark wall time this invocation: %.1f min", (time.monotonic() - started) / 60)
