@@ -98,7 +98,6 @@ def arm_config(arm: str, seed: int, args):
 def import_clinc(stack, workdir: pathlib.Path, limit: int) -> dict:
     """Train and test splits into the pool as ``clinc150``. ``limit`` (smoke runs): a random
     ``limit`` training rows and ``limit // 5`` test rows (seeded, so every class can appear)."""
-    from lesslabels.cli.data import import_file
     from lesslabels.client import PoolClient
 
     counts = {}
@@ -113,7 +112,7 @@ def import_clinc(stack, workdir: pathlib.Path, limit: int) -> dict:
                 path = workdir / f"{split}.csv"
                 with open(path, "w", newline="", encoding="utf-8") as f:
                     csv.writer(f).writerows([header] + [rows[i] for i in sorted(order)])
-            counts[split] = import_file(pool, path, DATASET, split=split, fmt="csv-header").imported
+            counts[split] = pool.import_file(path, DATASET, split=split, format="csv-header").imported
     return counts
 
 

@@ -12,37 +12,6 @@ from lesslabels.client.pool import FORMATS, SPLITS
 from lesslabels.common.config import add_client_tls_flags, add_flag
 
 
-def import_file(
-    pool: PoolClient,
-    path: pathlib.Path,
-    dataset: str,
-    *,
-    split: str = "train",
-    fmt: str = "auto",
-    create: bool = True,
-    text_column: str = "",
-    label_column: str = "",
-    id_column: str = "",
-    allow_similar_labels: bool = False,
-    check: bool = False,
-    timeout: float = 300.0,
-) -> ImportSummary:
-    """Stream ``path`` to the pool in bounded chunks. The pool stores all rows or none."""
-    return pool.import_file(
-        path,
-        dataset,
-        split=split,
-        format=fmt,
-        create=create,
-        text_column=text_column,
-        label_column=label_column,
-        id_column=id_column,
-        allow_similar_labels=allow_similar_labels,
-        check=check,
-        timeout=timeout,
-    )
-
-
 def format_summary(summary: ImportSummary, path: pathlib.Path) -> str:
     verb = "would import (--check: nothing stored)" if summary.checked_only else "imported"
     lines = [f"{verb} {summary.imported} rows from {path} into dataset {summary.dataset!r} ({summary.format})"]
@@ -108,12 +77,11 @@ def import_main(argv: list[str] | None = None) -> int:
         return 2
     with PoolClient(args.pool_address, token=args.token, tls=tls_of(args)) as pool:
         try:
-            summary = import_file(
-                pool,
+            summary = pool.import_file(
                 args.file,
                 args.dataset,
                 split=args.split,
-                fmt=args.format,
+                format=args.format,
                 create=not args.no_create,
                 text_column=args.text_column,
                 label_column=args.label_column,

@@ -14,7 +14,7 @@ import uuid
 from lesslabels.cli import plots, report
 from lesslabels.cli.client import Client
 from lesslabels.cli.common import ArgumentParser, CliError, command, sdk_error_message
-from lesslabels.cli.data import format_summary, import_file
+from lesslabels.cli.data import format_summary
 from lesslabels.cli.live import describe_run, follow_run, progress_enabled
 from lesslabels.cli.runconfig import add_run_flags, format_amount, run_config_from_args, strategy_label
 from lesslabels.cli.stack import LocalStack, sigterm_as_interrupt
@@ -56,7 +56,7 @@ def import_demo_data(pool_address: str, token: str, dataset: str, data: DemoData
         lines = []
         for path, split in ((data.train, "train"), (data.test, "test")):
             try:
-                summary = import_file(pool, path, dataset, split=split, fmt="csv", create=True)
+                summary = pool.import_file(path, dataset, split=split, format="csv", create=True)
             except LessLabelsError as exc:
                 raise CliError(f"importing {path}: {sdk_error_message(exc, 'pool', pool_address)}") from None
             lines.append(format_summary(summary, path).splitlines()[0])
