@@ -143,6 +143,7 @@ def test_trains_and_publishes_a_checkpoint_whose_manifest_verifies(trainer, labe
     assert [e.epoch for e in epoch_ends] == [1, 2]
     assert all(e.samples_per_second > 0 and e.total_steps > 0 for e in epoch_ends)
     assert epoch_ends[-1].eta_seconds == 0 and epoch_ends[-1].step == epoch_ends[-1].total_steps
+    assert any(e.message.startswith("threads: 1 of ") for e in events)  # the server's --num-threads 1
 
     done = stub.GetJob(trainer_pb2.GetJobRequest(job_id=job.id), timeout=5)
     assert done.state == trainer_pb2.JOB_STATE_SUCCEEDED and done.device == "cpu"
@@ -164,6 +165,16 @@ def test_trains_and_publishes_a_checkpoint_whose_manifest_verifies(trainer, labe
     assert reloaded.labels == list(manifest.labels)
     listed = stub.ListCheckpoints(trainer_pb2.ListCheckpointsRequest(), timeout=5).checkpoints
     assert [c.id for c in listed] == [manifest.id]
+
+
+def test_a_job_without_a_thread_count_takes_the_free_cpus(trainer_factory, labelled, tiny_bert_dir):
+    _server, stub = trainer_factory(num_threads=0)
+    job = stub.StartTraining(_request(tiny_bert_dir), timeout=30)
+    events = _watch(stub, job.id)
+    assert events[-1].state == trainer_pb2.JOB_STATE_SUCCEEDED
+    chosen = [e.message for e in events if e.message.startswith("threads: ")]
+    assert len(chosen) == 1 and chosen[0].endswith("usable CPUs (free now)"), chosen
+    assert torch.get_num_threads() == 1  # the fixture's count is back after the job
 
 
 def test_checkpoint_weights_are_the_trained_ones(trainer, labelled, tiny_bert_dir):

@@ -170,9 +170,9 @@ def add_run_flags(
         default=d.get("epochs", 0),
         help="epochs per round [10]; given alone it turns the --min-steps floor off",
     )
-    h.add_argument("--learning-rate", type=float, default=d.get("learning_rate", 0.0), help="peak learning rate [5e-5]")
+    h.add_argument("--learning-rate", type=float, default=d.get("learning_rate", 0.0), help="peak learning rate [1e-4]")
     h.add_argument(
-        "--train-batch-size", type=int, default=d.get("train_batch_size", 0), help="training batch size [32]"
+        "--train-batch-size", type=int, default=d.get("train_batch_size", 0), help="training batch size [16]"
     )
     h.add_argument("--max-length", type=int, default=d.get("max_length", 0), help="tokens per text [64]")
     h.add_argument("--patience", type=int, default=d.get("patience", 0), help="early-stopping patience in epochs [2]")

@@ -26,6 +26,7 @@ from lesslabels.trainer import engine
 from lesslabels.trainer.engine import Example, Progress
 from lesslabels.trainer.job_types import Job, RunResult, TrainRequest
 from lesslabels.trainer.pool_client import PoolClient
+from lesslabels.trainer.threads import ThreadGovernor
 
 log = logging.getLogger(__name__)
 
@@ -146,9 +147,11 @@ class Trainer:
         _raise_if_cancelled(job)
         with _threads_lock:
             previous = torch.get_num_threads()
-            threads = config.num_threads or self.default_threads
-            if threads:
-                torch.set_num_threads(threads)
+            governor = ThreadGovernor(config.num_threads or self.default_threads)
+            report(
+                f"threads: {governor.start()} of {governor.usable} usable CPUs"
+                + ("" if governor.fixed else " (free now)")
+            )
             try:
                 torch.manual_seed(request.seed)  # the fresh head's initialisation
                 source_model = (
@@ -171,7 +174,15 @@ class Trainer:
                     on_progress=report,
                     progress_every_s=self.progress_every_s,
                     fresh_head=not request.warm_start_checkpoint,
+                    between_steps=governor.tick,
                 )
+                if len(governor.changes) > 1:
+                    log.info(
+                        "event=threads_changed run=%s round=%s threads=%s",
+                        request.run_id,
+                        request.round,
+                        governor.changes,
+                    )
             finally:
                 torch.set_num_threads(previous)
         _raise_if_cancelled(job)

@@ -44,8 +44,9 @@ MAX_GRAD_NORM = 1.0
 class TrainConfig:
     """Hyperparameters with their defaults filled in (mirrors lesslabels.v1.Hyperparameters)."""
 
-    learning_rate: float = 5e-5
-    batch_size: int = 32
+    # lr 1e-4 and batch 16: every recipe measurement in bench/README.md (ATIS and CLINC150) used them.
+    learning_rate: float = 1e-4
+    batch_size: int = 16
     max_epochs: int = 10
     patience: int = 2
     warmup_ratio: float = 0.1
@@ -88,7 +89,7 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             problems.append(f"precision {self.precision!r} must be one of {PRECISIONS}")
         if not 0 <= self.num_threads <= 1024:
-            problems.append(f"num_threads {self.num_threads} must be within 0..1024 (0 = all cores)")
+            problems.append(f"num_threads {self.num_threads} must be within 0..1024 (0 = the free CPUs)")
         if self.max_steps < 0:
             problems.append(f"max_steps {self.max_steps} must not be negative (0 = no limit)")
         if self.min_steps_per_class < 0:
@@ -338,10 +339,12 @@ def train(
     on_progress: Callable[[Progress], None] | None = None,
     progress_every_s: float = 2.0,
     fresh_head: bool = True,
+    between_steps: Callable[[], object] | None = None,
 ) -> TrainOutcome:
     """Fine-tune ``model`` in place; on return it holds the best epoch's weights.
 
     ``fresh_head``: the head is untrained (not a warm start), so ``head_init`` applies to it.
+    ``between_steps`` is called after every optimizer step (the trainer's thread governor).
 
     Without validation examples every epoch counts as an improvement (no early stopping) and the
     last epoch is kept. Raises errors.Cancelled when ``cancel`` is set.
@@ -432,6 +435,8 @@ def train(
             train_seconds += time.perf_counter() - started
             step += 1
             samples_seen += len(indices)
+            if between_steps is not None:
+                between_steps()
             window_loss += loss_value
             window_steps += 1
             if not math.isfinite(loss_value):

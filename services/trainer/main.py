@@ -129,7 +129,13 @@ def main(argv: list[str] | None = None) -> int:
         help="per run, keep the last N checkpoints plus the best and the latest (0 = keep all)",
     )
     add_flag(parser, "--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
-    add_flag(parser, "--num-threads", default=0, type=int, help="torch CPU threads for jobs that set none (0 = all)")
+    add_flag(
+        parser,
+        "--num-threads",
+        default=0,
+        type=int,
+        help="torch CPU threads for jobs that set none (0 = the usable CPUs not busy with other work, re-read as it trains)",
+    )
     add_model_dir_flag(parser)
     args = parser.parse_args(argv)
     settings = server_settings(args)
