@@ -157,6 +157,44 @@ def test_upgrading_rounds_recorded_before_validation_metrics_keeps_them(tmp_path
     assert (kept.checkpoint_id, kept.test_metrics["accuracy"], kept.validation_metrics) == ("c0", 0.9, {})
 
 
+def test_upgrading_samples_stored_before_the_text_hash_fills_it_in(tmp_path):
+    """Migration 0006 adds samples.text_hash and computes it for every stored row, so the indexed
+    duplicate check of later imports sees the old texts."""
+    from sqlalchemy import create_engine, text
+
+    from lesslabels.pool.db import migrate
+    from lesslabels.pool.store import PoolStore
+    from lesslabels.pool.texthash import text_hash
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    migrate(url, "0005")
+    engine = create_engine(url)
+    texts = [f"text {i} ünïcode" for i in range(12)]
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO datasets (id, name, description, labels_json, labels_fixed, created_at) "
+                "VALUES (1, 'old', '', '[\"greet\"]', 0, '2026-11-23 20:00:00')"
+            )
+        )
+        for sid, body in enumerate(texts, start=1):
+            conn.execute(
+                text(
+                    "INSERT INTO samples (id, dataset_id, row, text, split, gold_label) VALUES (:id, 1, :row, :t, 'train', 'greet')"
+                ),
+                {"id": sid, "row": sid - 1, "t": body},
+            )
+    engine.dispose()
+    store = PoolStore(url)  # migrates to head on open
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT text, text_hash FROM samples ORDER BY id")).all()
+    engine.dispose()
+    assert [(t, h) for t, h in stored] == [(t, text_hash(t)) for t in texts]
+    result = store.import_samples("old", f"greet,{texts[3]}\ngreet,brand new\n".encode())
+    assert [(d.text, d.first_row) for d in result.duplicates] == [(texts[3], -1)]
+
+
 def test_sqlite_pragmas(tmp_path):
     from lesslabels.pool.db import make_engine
 

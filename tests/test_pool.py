@@ -349,6 +349,22 @@ def test_duplicates_are_reported_not_dropped(pool_address, stub):
     assert stub.GetDataset(pool_pb2.GetDatasetRequest(name="d"), timeout=5).train_count == 5
 
 
+def test_texts_sharing_a_hash_are_not_duplicates(tmp_path, monkeypatch):
+    """The hash only finds candidates: with every text hashed alike, only equal texts are duplicates."""
+    from lesslabels.pool import samples
+    from lesslabels.pool.store import PoolStore
+
+    store = PoolStore(f"sqlite:///{tmp_path / 'p.db'}")
+    monkeypatch.setattr(samples, "text_hash", lambda text: 42)
+    store.import_samples("d", b"greet,hi\nbye,bye\n", create_dataset=True)
+    result = store.import_samples("d", b"greet,hello\nbye,bye\ngreet,hello\n")
+    assert sorted((d.text, d.first_row, list(d.rows)) for d in result.duplicates) == [
+        ("bye", -1, [1]),
+        ("hello", 0, [2]),
+    ]
+    assert result.imported == 3
+
+
 def test_import_protocol_errors(pool_address, stub):
     def call(messages):
         return stub.ImportSamples(iter(messages), timeout=5)

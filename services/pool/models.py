@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -51,6 +52,7 @@ class Sample(Base):
     __table_args__ = (
         Index("ix_samples_dataset_split_id", "dataset_id", "split", "id"),
         Index("ix_samples_dataset_external_id", "dataset_id", "external_id"),
+        Index("ix_samples_dataset_text_hash", "dataset_id", "text_hash"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -58,6 +60,9 @@ class Sample(Base):
     # Row number within its import file (0-based, header excluded).
     row: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
+    # lesslabels.pool.texthash.text_hash(text): the indexed duplicate check of imports. Always
+    # written; nullable only so that migration 0006 could add it without rebuilding the table.
+    text_hash: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     # "train", "test" or "dev".
     split: Mapped[str] = mapped_column(String(8))
     # The hidden gold label (the simulated oracle); never handed to training unless acquired.

@@ -20,6 +20,7 @@ from lesslabels.pool.base import NAME_RE, StorePart, find_dataset, find_run
 from lesslabels.pool.labelset import MAX_LABEL_LENGTH, check_not_near_duplicate, similar_labels
 from lesslabels.pool.models import CurrentLabel, Dataset, Sample, run_scope
 from lesslabels.pool.records import DuplicateInfo, ImportResult, SampleRecord, SplitCount
+from lesslabels.pool.texthash import text_hash
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,7 @@ class SamplesPart(StorePart):
                     dataset_id=dataset.id,
                     row=row.row,
                     text=row.text,
+                    text_hash=text_hash(row.text),
                     split=row.split or default_split,
                     gold_label=row.label,
                     external_id=row.external_id,
@@ -157,13 +159,20 @@ class SamplesPart(StorePart):
         seen: dict[str, list[int]] = collections.defaultdict(list)
         for row in rows:
             seen[row.text].append(row.row)
+        # The index (dataset_id, text_hash) finds the stored rows that may be equal; their texts decide.
+        hashes: dict[int, list[str]] = collections.defaultdict(list)
+        for text in seen:
+            hashes[text_hash(text)].append(text)
         existing: set[str] = set()
-        texts = list(seen)
-        for start in range(0, len(texts), 500):
-            chunk = texts[start : start + 500]
-            existing.update(
-                session.scalars(select(Sample.text).where(Sample.dataset_id == dataset_id, Sample.text.in_(chunk)))
-            )
+        keys = list(hashes)
+        for start in range(0, len(keys), 500):
+            for stored in session.scalars(
+                select(Sample.text).where(
+                    Sample.dataset_id == dataset_id, Sample.text_hash.in_(keys[start : start + 500])
+                )
+            ):
+                if stored in seen:
+                    existing.add(stored)
         duplicates = []
         for text, occurrences in seen.items():
             if text in existing:
