@@ -183,6 +183,8 @@ def test_import_in_many_small_chunks(pool_address):
     "data, words",
     [
         (b"greet,hello\nbye,   \n", "row 2 (line 2): empty text"),
+        (b"greet,hello\nbye," + b"x" * 100_001 + b"\n", "row 2 (line 2): text of 100,001 characters, longer than"),
+        (b'{"text": "a"}\n{"text": "' + "é".encode() * 100_001 + b'"}\n', "row 2 (line 2): text of 100,001 characters"),
         (b"greet,hello\nbye\n", "row 2 (line 2): expected 2 fields"),
         (b"greet,hello\nbye,see,you\n", "row 2 (line 2): expected 2 fields"),
         (b'greet,hello\nbye,"unterminated\n', "malformed CSV"),

@@ -13,6 +13,10 @@ from lesslabels.common.errors import InvalidArgument, quote
 from lesslabels.pool.labelset import MAX_LABEL_LENGTH
 
 MAX_ID_LENGTH = 256
+#: Longest text a sample may have, in characters: a page of samples must fit in one gRPC message
+#: however long its texts (at most 4 bytes a character: 400 kB), and the models read a few
+#: hundred tokens at most (the scorer cuts texts to a character limit before tokenising).
+MAX_TEXT_LENGTH = 100_000
 
 SPLITS = {"train": "train", "test": "test", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev"}
 
@@ -184,6 +188,11 @@ def _text(value, where: str, keep_whitespace: bool) -> str:
     cleaned = _unicode(_clean(value, keep_whitespace), where, "text")
     if not cleaned.strip():
         raise InvalidArgument(f"{where}: empty text")
+    if len(cleaned) > MAX_TEXT_LENGTH:
+        raise InvalidArgument(
+            f"{where}: text of {len(cleaned):,} characters, longer than the limit of {MAX_TEXT_LENGTH:,}; "
+            "shorten or split it"
+        )
     return cleaned
 
 
