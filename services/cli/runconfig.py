@@ -186,7 +186,7 @@ def add_run_flags(
     )
     # What run_config_from_args needs to tell a flag given from a default.
     parser.set_defaults(_default_epochs=d.get("epochs", 0), _default_min_steps=d.get("min_steps", DEFAULT_MIN_STEPS))
-    h.add_argument("--num-threads", type=int, default=d.get("num_threads", 0), help="torch CPU threads [all]")
+    h.add_argument("--num-threads", type=int, default=d.get("num_threads", 0), help="torch CPU threads [the free CPUs]")
     h.add_argument(
         "--class-balance",
         choices=sorted(CLASS_BALANCE),
