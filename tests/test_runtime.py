@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import threading
+import time
 
 import grpc
 import pytest
@@ -212,6 +213,38 @@ def test_retry_on_unavailable_for_idempotent_calls():
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         server.stop(0)
+
+
+def test_a_target_of_several_addresses_spreads_calls_over_them():
+    """Channels balance round robin: a name resolving to several replicas reaches all of them."""
+    from concurrent import futures
+
+    counts = [0, 0]
+    servers, ports = [], []
+    for i in range(2):
+
+        def hit(request, context, i=i):
+            counts[i] += 1
+            return b""
+
+        server = grpc.server(futures.ThreadPoolExecutor(2))
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler("test.Count", {"Hit": grpc.unary_unary_rpc_method_handler(hit)}),)
+        )
+        ports.append(server.add_insecure_port("127.0.0.1:0"))
+        server.start()
+        servers.append(server)
+    try:
+        with make_channel(f"ipv4:127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}") as ch:
+            call = ch.unary_unary("/test.Count/Hit")
+            call(b"", timeout=5, wait_for_ready=True)
+            time.sleep(0.5)  # both subchannels connect
+            for _ in range(40):
+                call(b"", timeout=5, wait_for_ready=True)
+        assert min(counts) >= 10, counts  # pick_first would send every call to one server
+    finally:
+        for server in servers:
+            server.stop(0)
 
 
 def test_flags_fall_back_to_environment(monkeypatch):

@@ -62,6 +62,10 @@ def _service_config() -> str:
     names = [{"service": svc, "method": m} for svc, methods in IDEMPOTENT_METHODS.items() for m in methods]
     return json.dumps(
         {
+            # A name that resolves to several addresses (a Kubernetes headless Service of scorer
+            # replicas, dns:///scorer:50053) gets its calls spread over all of them; one address
+            # behaves as with the default pick_first.
+            "loadBalancingConfig": [{"round_robin": {}}],
             "methodConfig": [
                 {
                     "name": names,
@@ -73,7 +77,7 @@ def _service_config() -> str:
                         "retryableStatusCodes": ["UNAVAILABLE"],
                     },
                 }
-            ]
+            ],
         }
     )
 
