@@ -376,3 +376,55 @@ def test_a_warm_started_head_is_kept(tiny_bert_dir):
         fresh_head=False,
     )
     assert torch.allclose(loaded.model.classifier.weight, before, atol=1e-6)
+
+
+# -- importing transformers -----------------------------------------------------------------------
+
+_FIRST_START = """
+import sys, threading
+from lesslabels.common import server
+
+def start(self):
+    imported = "transformers" in sys.modules
+    failures = []
+
+    def load():
+        try:
+            from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer  # noqa: F401
+        except Exception as exc:
+            failures.append(repr(exc))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print(f"imported={imported} failures={failures}", flush=True)
+    raise SystemExit(0)
+
+server.Server.start = start
+from lesslabels.{service}.main import main
+main(["--checkpoint-dir", sys.argv[1], "--pool-address", "127.0.0.1:9"])
+"""
+
+
+@pytest.mark.parametrize("service", ["trainer", "scorer"])
+def test_the_model_services_import_transformers_before_they_serve(service, tmp_path):
+    """transformers 5 is not safe to import first from two threads at once ("cannot import name
+    'AutoConfig' from 'transformers'"): found by the chaos suite (tests/integration/test_chaos.py,
+    seed 1401), where a restarted trainer took two StartTraining calls side by side. Each service
+    imports it before it starts its server; then its threads may import it together."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LESSLABELS_")}
+    proc = subprocess.run(
+        [sys.executable, "-c", _FIRST_START.replace("{service}", service), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "imported=True failures=[]" in proc.stdout, proc.stdout + proc.stderr[-3000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
@@ -9,7 +10,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from lesslabels.common import checkpoints
+from lesslabels.common import checkpoints, errors
 from lesslabels.common.channels import make_channel
 from lesslabels.common.checkpoints import CheckpointStore
 from lesslabels.modeling import models
@@ -427,6 +428,51 @@ def test_graceful_stop_interrupts_the_running_job(trainer_factory, labelled, tin
     stopped = stub2.GetJob(trainer_pb2.GetJobRequest(job_id=job.id), timeout=5)
     assert stopped.state == trainer_pb2.JOB_STATE_INTERRUPTED
     assert stub2.ListCheckpoints(trainer_pb2.ListCheckpointsRequest(), timeout=5).checkpoints == []
+
+
+def test_a_jobs_reads_ride_out_a_pool_restart(pool_server, pool_address, database_url, labelled, caplog):
+    """Found by the chaos suite (tests/integration/test_chaos.py, seed 1419): the pool killed while a
+    job read its labels (a ListSamples stream, which the channel does not retry) failed the job."""
+    from lesslabels.pool.main import build_server as build_pool
+    from lesslabels.trainer.pool_client import PoolClient as TrainerPool
+
+    pool = TrainerPool(pool_address, retry_backoff=0.1)
+    assert len(pool.labelled_examples("d", 0)) == len(labelled)
+    port = pool_server.port
+    pool_server.stop(0)
+    restarted = []
+
+    def restart() -> None:
+        time.sleep(1.0)
+        server = build_pool(server_settings_for_tests(port=port), database_url)
+        server.start()
+        server.set_serving()
+        restarted.append(server)
+
+    thread = threading.Thread(target=restart)
+    caplog.set_level(logging.WARNING, logger="lesslabels.trainer.pool_client")
+    thread.start()
+    try:
+        examples = pool.labelled_examples("d", 0)
+    finally:
+        thread.join()
+        for server in restarted:
+            server.stop(0)
+        pool.close()
+    assert sorted((e.sample_id, e.label) for e in examples) == sorted(labelled)
+    assert any("event=pool_read_retry" in r.getMessage() for r in caplog.records)
+
+
+def test_a_jobs_reads_give_up_once_the_pool_stays_away(pool_server, pool_address, labelled):
+    from lesslabels.trainer.pool_client import PoolClient as TrainerPool
+
+    pool = TrainerPool(pool_address, outage_seconds=0.5, retry_backoff=0.1)
+    pool_server.stop(0)
+    started = time.monotonic()
+    with pytest.raises(errors.Unavailable):
+        pool.labelled_examples("d", 0)
+    assert time.monotonic() - started < 10
+    pool.close()
 
 
 def test_not_serving_until_the_pool_is(tmp_path, tiny_bert_dir):

@@ -60,6 +60,18 @@ NOT_ALLOWED = (
 )
 
 
+def import_transformers() -> None:
+    """Import transformers (and the names the services take from it) on the calling thread.
+
+    transformers 5 is not safe to import first from two threads at once: one of them can get the
+    half-built package ("cannot import name 'AutoConfig' from 'transformers'"). The trainer and the
+    scorer call this before they start serving, so that no RPC or job thread imports it first.
+    Found by the chaos suite (tests/integration/test_chaos.py, seed 1401): a freshly restarted
+    trainer took a dead coordinator's StartTraining and its retry side by side, and one failed.
+    """
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer  # noqa: F401
+
+
 def resolve_base_model(name: str) -> str:
     """'' or 'default' -> the bundled MiniLM; anything else unchanged. Trusted names only (the
     places a server allows are checked by ``ModelPlaces.resolve``)."""

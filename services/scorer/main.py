@@ -21,6 +21,7 @@ from lesslabels.common.config import (
 )
 from lesslabels.common.logs import setup_logging
 from lesslabels.common.server import Server
+from lesslabels.modeling import models
 from lesslabels.scorer import oip
 from lesslabels.scorer.engine import EngineConfig, ModelSpec, ScorerEngine, parallelism
 from lesslabels.scorer.servicer import DEFAULT_MAX_TEXTS, ScorerServicer, registration
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(torch_threads)
+    models.import_transformers()  # before any RPC thread can (not thread-safe the first time)
     config = EngineConfig(
         cache_size=args.cache_size,
         device=args.device,

@@ -30,6 +30,7 @@ from lesslabels.common.config import (
 )
 from lesslabels.common.logs import setup_logging
 from lesslabels.common.server import Server
+from lesslabels.modeling import models
 from lesslabels.trainer.core import Trainer
 from lesslabels.trainer.jobs import JobManager
 from lesslabels.trainer.pool_client import PoolClient
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--keep-checkpoints {args.keep_checkpoints}: must not be negative")
     if args.num_threads < 0:
         parser.error(f"--num-threads {args.num_threads}: must not be negative")
+    models.import_transformers()  # before any RPC or job thread can (not thread-safe the first time)
     try:
         server = build_server(
             settings,

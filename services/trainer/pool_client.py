@@ -2,14 +2,23 @@
 
 Only the run's acquired labels of the train split are read for training; gold labels are only
 asked for the dev split (validation). The test split is never read.
+
+A job's reads (ListSamples streams, which the channel does not retry) ride out a pool that is
+unreachable for up to ``outage_seconds`` (a pool restart), retrying with backoff, before the job
+fails: found by the chaos suite (tests/integration/test_chaos.py, seed 1419), where a pool killed
+while a job read its labels failed the job, and with it the run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from lesslabels import client
+from lesslabels.common import errors
 from lesslabels.common.channels import DEFAULT_TIMEOUT
 from lesslabels.common.config import ClientTLS
 from lesslabels.trainer.engine import Example
@@ -19,6 +28,12 @@ log = logging.getLogger(__name__)
 #: Deadline of a whole ListSamples stream (large labelled sets come in many pages).
 LIST_TIMEOUT = 300.0
 PAGE_SIZE = 2000
+#: How long a job's reads wait for an unreachable pool, and the first and longest pause between tries.
+OUTAGE_SECONDS = 60.0
+RETRY_BACKOFF_SECONDS = 0.5
+MAX_RETRY_BACKOFF_SECONDS = 5.0
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,9 +55,18 @@ class PoolClient:
     (its errors are the domain errors the trainer's servicer maps to status codes)."""
 
     def __init__(
-        self, address: str, *, token: str = "", timeout: float = DEFAULT_TIMEOUT, tls: ClientTLS | None = None
+        self,
+        address: str,
+        *,
+        token: str = "",
+        timeout: float = DEFAULT_TIMEOUT,
+        tls: ClientTLS | None = None,
+        outage_seconds: float = OUTAGE_SECONDS,
+        retry_backoff: float = RETRY_BACKOFF_SECONDS,
     ):
         self.address = address
+        self.outage_seconds = outage_seconds
+        self.retry_backoff = retry_backoff
         self._pool = client.PoolClient(address, token=token, timeout=timeout, tls=tls)
 
     def close(self) -> None:
@@ -65,14 +89,36 @@ class PoolClient:
 
     def labelled_examples(self, dataset: str, run_id: int) -> list[Example]:
         """The train-split samples labelled in the scope of ``run_id``, with those labels."""
-        samples = self._pool.list_samples(
-            dataset, split="train", state="labelled", run_id=run_id, page_size=PAGE_SIZE, timeout=LIST_TIMEOUT
+        samples = self._riding_out(
+            f"labelled samples of run {run_id}",
+            lambda: self._pool.list_samples(
+                dataset, split="train", state="labelled", run_id=run_id, page_size=PAGE_SIZE, timeout=LIST_TIMEOUT
+            ),
         )
         return [Example(s.id, s.text, s.label) for s in samples if s.label]
 
     def dev_examples(self, dataset: str) -> list[Example]:
         """The dev split with its gold labels (samples without one are skipped)."""
-        samples = self._pool.list_samples(
-            dataset, split="dev", include_gold=True, page_size=PAGE_SIZE, timeout=LIST_TIMEOUT
+        samples = self._riding_out(
+            f"dev split of {dataset!r}",
+            lambda: self._pool.list_samples(
+                dataset, split="dev", include_gold=True, page_size=PAGE_SIZE, timeout=LIST_TIMEOUT
+            ),
         )
         return [Example(s.id, s.text, s.gold_label) for s in samples if s.gold_label]
+
+    def _riding_out(self, what: str, read: Callable[[], T]) -> T:
+        """``read()``, tried again with backoff while the pool is unavailable, for up to ``outage_seconds``."""
+        started = time.monotonic()
+        pause = self.retry_backoff
+        attempt = 1
+        while True:
+            try:
+                return read()
+            except errors.Unavailable as exc:  # DeadlineExceeded too (a stream's deadline outlasts the window)
+                if time.monotonic() - started + pause > self.outage_seconds:
+                    raise
+                log.warning("event=pool_read_retry what=%r attempt=%d error=%r", what, attempt, str(exc))
+            time.sleep(pause)
+            pause = min(pause * 2, MAX_RETRY_BACKOFF_SECONDS)
+            attempt += 1

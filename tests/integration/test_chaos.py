@@ -1,0 +1,362 @@
+"""Chaos suite (issue 14): seeded trials, each a short active-learning run through the real
+services of ``docker-compose.yml`` as local processes (``LocalTopology``), during which one service
+(pool, trainer, scorer or coordinator) gets SIGKILL at a seeded moment and comes back by the
+compose restart policy (``unless-stopped``), as it would in Docker.
+
+Every run must still complete, and then:
+
+- no sample was acquired twice by the run (``ListAcquisitions``, and the pool's table);
+- the oracle gave no sample two labels in the run (the pool's ``label_events``, run scope);
+- no label was lost: every acquired sample has its label, the run's labelled samples are exactly
+  its acquisitions, and each round's labelled count is what the rounds before it acquired;
+- rounds are numbered 0..n-1 without gaps, each trained, evaluated and finished;
+- the run is COMPLETED by its stopping rule (the round limit);
+- the killed service was restarted once, by the restart policy, and is healthy again; no other
+  service restarted.
+
+The moment: a seeded phase of the run (a (round, step) pair, SEED to the last EVALUATE) and a
+seeded fraction of that phase, timed from the coordinator's announcement of the phase (WatchRun)
+with the phase's length in an uninterrupted run measured once at the start (steps such as LABEL
+take milliseconds, TRAIN a second or more). Should the run end before the moment (it ran faster
+than the measured one), the trial runs again, killing as the phase begins. The pool has no API
+that lists the label events of a run's scope, so after each run the test reads the pool's SQLite
+file directly, read-only.
+
+One topology serves all trials (as one long-lived deployment would); each trial is a new run.
+``LESSLABELS_CHAOS_TRIALS`` (default 20) and ``LESSLABELS_CHAOS_SEED`` (default 1400) choose the
+trials: trial i uses seed SEED + i, which alone decides its service, phase, fraction and the run's
+random seed (the timing of processes is not seeded: a replay kills at the same point of the run,
+give or take the machine's load). A failure names its seed;
+``LESSLABELS_CHAOS_SEED=<seed> LESSLABELS_CHAOS_TRIALS=1`` replays that trial.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import os
+import random
+import sqlite3
+import threading
+import time
+import uuid
+
+import pytest
+
+from lesslabels.client import (
+    Amount,
+    CoordinatorClient,
+    DeadlineExceeded,
+    PoolClient,
+    RunConfig,
+    RunDetail,
+    RunEvent,
+    StoppingRule,
+    Unavailable,
+)
+from lesslabels.coordinator.model import FINAL_STATES
+from lesslabels.demo.data import synthetic_rows
+from tests.integration.compose import LocalTopology
+from tests.integration.values import CHILD_ENV, DATASET, TEST_ROWS, TOKEN, TRAIN_ROWS, VARIABLES
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+TRIALS = int(os.environ.get("LESSLABELS_CHAOS_TRIALS", "20"))
+BASE_SEED = int(os.environ.get("LESSLABELS_CHAOS_SEED", "1400"))
+
+SERVICES = ("pool", "trainer", "scorer", "coordinator")
+SEED, BATCH, ROUNDS = 16, 8, 2
+#: The phases of a 2-round run in order, as (round, step) the coordinator announces on entering them.
+PHASES = (
+    (0, "SEED"),
+    (0, "LABEL"),
+    (0, "TRAIN"),
+    (0, "EVALUATE"),
+    (0, "SCORE"),
+    (0, "SELECT"),
+    (1, "LABEL"),
+    (1, "TRAIN"),
+    (1, "EVALUATE"),
+)
+RUN_TIMEOUT = 300.0
+HEALTHY_TIMEOUT = 120.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What one trial does, decided by its seed alone: which service dies, in which phase of the
+    run, and how far into that phase (a fraction of the phase's length in the uninterrupted run)."""
+
+    seed: int
+    service: str
+    phase: int  # an index into PHASES
+    fraction: float
+    run_seed: int
+
+    @classmethod
+    def of(cls, seed: int) -> Plan:
+        rng = random.Random(seed)
+        service = rng.choice(SERVICES)
+        phase = rng.randrange(len(PHASES))
+        fraction = round(rng.random(), 3)
+        return cls(seed, service, phase, fraction, rng.randrange(1, 10_000))
+
+    def __str__(self) -> str:
+        round_index, step = PHASES[self.phase]
+        return (
+            f"chaos seed {self.seed}: SIGKILL {self.service} {self.fraction:.0%} into round {round_index} {step} "
+            f"(replay: LESSLABELS_CHAOS_SEED={self.seed} LESSLABELS_CHAOS_TRIALS=1)"
+        )
+
+
+def _phase_index(run) -> int:
+    """Where the run is in PHASES (len(PHASES) once it is over)."""
+    if run.state in FINAL_STATES or run.step == "DONE":
+        return len(PHASES)
+    step = "SEED" if run.state == "PENDING" else run.step
+    return PHASES.index((run.round, step)) if (run.round, step) in PHASES else len(PHASES)
+
+
+@pytest.fixture(scope="module")
+def topology(tmp_path_factory, tiny_bert_dir):
+    """Pool, trainer, scorer and coordinator up and healthy (no web app), the synthetic flight set imported."""
+    env = dict(CHILD_ENV, LESSLABELS_MODEL_DIR=str(tiny_bert_dir))
+    # The wiring (commands, variables) is checked by test_compose_wiring.py; not again here.
+    stack = LocalTopology(tmp_path_factory.mktemp("chaos"), variables=VARIABLES, env=env, check_variables=False)
+    try:
+        stack.up(["coordinator"])
+        train, test = synthetic_rows()
+        with PoolClient(stack.address("pool"), token=TOKEN, timeout=60) as pool:
+            # synthetic_rows() gives (label, text) rows; import_samples takes (text, label).
+            pool.import_samples(DATASET, [(t, label) for label, t in train[:TRAIN_ROWS]], split="train")
+            pool.import_samples(DATASET, [(t, label) for label, t in test[:TEST_ROWS]], split="test")
+        yield stack
+    finally:
+        stack.down()
+
+
+def run_config(base_model: str, random_seed: int) -> RunConfig:
+    return RunConfig(
+        dataset=DATASET,
+        base_model=base_model,
+        strategy="entropy",
+        seed_size=Amount(count=SEED),
+        batch_size=Amount(count=BATCH),
+        stopping=StoppingRule(max_rounds=ROUNDS),
+        oracle="simulated",
+        random_seed=random_seed,
+        hyperparameters={"max_epochs": 1, "batch_size": 8, "max_length": 32, "num_threads": 1},
+    )
+
+
+class Chaos:
+    """Starts a run and follows its events; with a kill planned, kills ``service`` ``delay`` seconds
+    after the run announced phase ``phase`` (on a timer thread)."""
+
+    def __init__(self, topology: LocalTopology, service: str = "", phase: int = 0, delay: float = 0.0):
+        self.topology = topology
+        self.service, self.phase, self.delay = service, phase, delay
+        self.started = time.monotonic()
+        self.last = None  # the run as last announced
+        self.phase_started: dict[int, float] = {}  # PHASES index (len(PHASES): over) -> seconds into the run
+        self.timer: threading.Timer | None = None
+        self.killed_at: float | None = None  # seconds into the run
+        self.seen_at_kill = ""  # the run as last announced when the kill came
+        self.state_at_kill = ""
+        self.timeline: list[str] = []  # each phase as it was announced, and the kill, with their times
+        self._lock = threading.Lock()
+
+    def run(self, config: RunConfig) -> RunDetail:
+        with CoordinatorClient(self.topology.public_address("coordinator"), token=TOKEN, timeout=30) as coordinator:
+            run = coordinator.start_run(config, request_id=str(uuid.uuid4()))
+        self.started = time.monotonic()
+        try:
+            return self.follow(run.id)
+        finally:
+            if self.timer is not None:
+                self.timer.join(self.delay + 10)
+
+    def on_event(self, event: RunEvent) -> None:
+        with self._lock:
+            now, run = time.monotonic() - self.started, event.run
+            phase = f"{run.state} round {run.round} {run.step}"
+            if not self.timeline or not self.timeline[-1].endswith(phase):
+                self.timeline.append(f"{now:.2f}s {phase}")
+            self.last = run
+            index = _phase_index(run)
+            self.phase_started.setdefault(index, now)
+            if self.service and self.timer is None and index >= self.phase:
+                self.timer = threading.Timer(self.delay, self._kill)
+                self.timer.daemon = True
+                self.timer.start()
+
+    def _kill(self) -> None:
+        with self._lock:
+            self.topology.kill(self.service)
+            self.killed_at = time.monotonic() - self.started
+            self.timeline.append(f"{self.killed_at:.2f}s SIGKILL {self.service}")
+            run = self.last
+            self.state_at_kill = run.state if run else ""
+            self.seen_at_kill = f"{run.state} round {run.round} {run.step}" if run else "nothing yet"
+
+    @property
+    def killed_during_run(self) -> bool:
+        return self.killed_at is not None and self.state_at_kill not in FINAL_STATES
+
+    def follow(self, run_id: int) -> RunDetail:
+        """Watch the run until it is over, reconnecting while the coordinator (or the pool behind it) is down."""
+        address = self.topology.public_address("coordinator")
+        deadline = self.started + RUN_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                with CoordinatorClient(address, token=TOKEN, timeout=10) as coordinator:
+                    for event in coordinator.watch(run_id, window=20):
+                        self.on_event(event)
+                        if time.monotonic() > deadline:
+                            break
+                    detail = coordinator.get_run(run_id)
+                if detail.run.state in FINAL_STATES:
+                    return detail
+            except (Unavailable, DeadlineExceeded):
+                time.sleep(0.5)
+        raise AssertionError(f"run {run_id} not over after {RUN_TIMEOUT:.0f}s ({self.describe()})")
+
+    def phase_seconds(self) -> list[float]:
+        """How long each phase of PHASES lasted (0 for one not seen)."""
+        marks = sorted(self.phase_started.items())
+        lengths = [0.0] * len(PHASES)
+        for (index, start), (_, end) in zip(marks, marks[1:], strict=False):
+            if index < len(PHASES):
+                lengths[index] = end - start
+        return lengths
+
+    def describe(self) -> str:
+        kill = "no kill" if self.killed_at is None else f"killed {self.killed_at:.2f}s into the run"
+        return f"{kill}, the run last announced as {self.seen_at_kill}; timeline: {', '.join(self.timeline)}"
+
+
+def read_pool_database(
+    topology: LocalTopology, run_id: int
+) -> tuple[list[tuple[int, int]], list[tuple[int, str, str]]]:
+    """The run's acquisitions (sample, round) and its label events (sample, label, source), read-only."""
+    path = topology.volume_dir("pool-data") / "pool.db"
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
+        acquisitions = db.execute(
+            "SELECT sample_id, round FROM acquisitions WHERE run_id = ? ORDER BY id", (run_id,)
+        ).fetchall()
+        events = db.execute(
+            "SELECT sample_id, label, source FROM label_events WHERE scope = ? ORDER BY id", (f"run:{run_id}",)
+        ).fetchall()
+    return acquisitions, events
+
+
+def check_run(topology: LocalTopology, detail: RunDetail) -> list[str]:
+    """Every invariant of a completed chaos run; returns what is broken (empty when nothing)."""
+    problems: list[str] = []
+    run, rounds = detail.run, list(detail.rounds)
+    run_id = run.id
+    if run.state != "COMPLETED" or run.stop_reason != f"round limit {ROUNDS} reached":
+        problems.append(f"run ended {run.state} ({run.stop_reason!r}; error {run.error!r}), not by its round limit")
+    indices = [r.index for r in rounds]
+    if indices != list(range(ROUNDS)):
+        problems.append(f"rounds are {indices}, not 0..{ROUNDS - 1}")
+    for r in rounds:
+        if not (r.checkpoint_id and r.train_job_id and r.test is not None and r.finished_at):
+            problems.append(f"round {r.index} is unfinished: {r}")
+    with PoolClient(topology.address("pool"), token=TOKEN, timeout=30) as pool:
+        acquired = pool.list_acquisitions(run_id)
+        labelled = [s.id for s in pool.list_samples(DATASET, state="labelled", run_id=run_id, page_size=5000)]
+        counts = pool.get_counts(DATASET, run_id=run_id)
+    ids = [a.sample_id for a in acquired]
+    twice = sorted(i for i, n in collections.Counter(ids).items() if n > 1)
+    if twice:
+        problems.append(f"samples acquired twice: {twice}")
+    by_round = collections.Counter(a.round for a in acquired)
+    expected_by_round = {0: SEED, **{r: BATCH for r in range(1, ROUNDS)}}
+    if dict(by_round) != expected_by_round:
+        problems.append(f"acquisitions per round {dict(by_round)}, expected {expected_by_round}")
+    unlabelled = sorted(a.sample_id for a in acquired if not a.label)
+    if unlabelled:
+        problems.append(f"acquired samples without a label (lost labels): {unlabelled}")
+    if sorted(labelled) != sorted(set(ids)):
+        problems.append(
+            f"labelled samples of the run != its acquisitions: only labelled {sorted(set(labelled) - set(ids))}, "
+            f"only acquired {sorted(set(ids) - set(labelled))}"
+        )
+    if not (run.labelled_count == counts.train.labelled == len(ids)):
+        problems.append(
+            f"labelled counts disagree: run {run.labelled_count}, pool counts {counts.train.labelled}, "
+            f"acquisitions {len(ids)}"
+        )
+    expected_counts = [SEED + BATCH * i for i in range(ROUNDS)]
+    if [r.labelled_count for r in rounds] != expected_counts:
+        problems.append(f"labelled count per round {[r.labelled_count for r in rounds]}, expected {expected_counts}")
+    # The pool's own tables: the unique constraint and the label events of the run's scope.
+    table, events = read_pool_database(topology, run_id)
+    if sorted(table) != sorted((a.sample_id, a.round) for a in acquired):
+        problems.append("the acquisitions table disagrees with ListAcquisitions")
+    given = collections.Counter(sample for sample, _, _ in events)
+    relabelled = sorted(s for s, n in given.items() if n > 1)
+    if relabelled:
+        problems.append(f"samples labelled more than once by the oracle: {relabelled}")
+    strays = sorted(set(given) - set(ids))
+    if strays:
+        problems.append(f"labels given to samples the run never acquired: {strays}")
+    round_of = {a.sample_id: a.round for a in acquired}
+    wrong_source = sorted(s for s, _, source in events if source != ("seed" if round_of.get(s) == 0 else "oracle"))
+    if wrong_source:
+        problems.append(f"labels with the wrong source (seed for round 0, oracle after): {wrong_source}")
+    return problems
+
+
+def restarted_once(topology: LocalTopology, service: str, before: dict[str, int]) -> list[str]:
+    """What is wrong with the restarts: ``service`` must have been brought back once by the restart
+    policy (not the test) and be healthy again, and no other service may have restarted."""
+    deadline = time.monotonic() + HEALTHY_TIMEOUT
+    while topology.restarts(service) == before[service] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    problems = [
+        f"{name} restarted {topology.restarts(name) - before[name]} times, expected {int(name == service)}"
+        for name in SERVICES
+        if topology.restarts(name) - before[name] != int(name == service)
+    ]
+    if not problems:
+        topology.wait_healthy(service, timeout=HEALTHY_TIMEOUT)
+    return problems
+
+
+@pytest.fixture(scope="module")
+def phase_seconds(topology, tiny_bert_dir) -> list[float]:
+    """A run with no kill: it warms the trainer and scorer up, passes every check, and measures the
+    phases that the trials' fractions apply to."""
+    for random_seed in (1, 2):  # the first run loads the models: its phases are not typical
+        chaos = Chaos(topology)
+        detail = chaos.run(run_config(str(tiny_bert_dir), random_seed))
+        problems = check_run(topology, detail)
+        assert not problems, f"run {detail.run.id} without a kill:\n  " + "\n  ".join(problems)
+    return chaos.phase_seconds()
+
+
+@pytest.mark.parametrize("seed", [BASE_SEED + i for i in range(TRIALS)])
+def test_a_service_killed_at_a_random_moment_loses_nothing(topology, tiny_bert_dir, phase_seconds, seed):
+    plan = Plan.of(seed)
+    delay = plan.fraction * phase_seconds[plan.phase]
+    # A run faster than the measured one may end before the moment: then once more, killing as the phase begins.
+    for attempt_delay in (delay, 0.0):
+        for name in SERVICES:  # a previous trial's restart is over
+            topology.wait_healthy(name, timeout=HEALTHY_TIMEOUT)
+        restarts = {name: topology.restarts(name) for name in SERVICES}
+        chaos = Chaos(topology, plan.service, plan.phase, attempt_delay)
+        try:
+            detail = chaos.run(run_config(str(tiny_bert_dir), plan.run_seed))
+        except AssertionError as exc:
+            raise AssertionError(f"{plan}: {exc}") from None
+        # The restart first: with the pool killed late, its stream reads (ListSamples) would fail while it comes back.
+        problems = restarted_once(topology, plan.service, restarts)
+        problems += check_run(topology, detail)
+        print(f"{plan}; run {detail.run.id}, delay {attempt_delay:.3f}s, {chaos.describe()}")
+        assert not problems, f"{plan}; run {detail.run.id}, {chaos.describe()}:\n  " + "\n  ".join(problems)
+        if chaos.killed_during_run:
+            return
+    pytest.fail(f"{plan}: the run ended before the kill twice ({chaos.describe()})")
