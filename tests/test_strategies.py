@@ -295,3 +295,14 @@ def test_query_strategies_with_more_classes_than_the_batch(name):
     sel = s.select(name, 10, probs=probs, embeddings=embeddings, exclude=exclude, rng=0)
     assert len(sel) == 10 and len(set(sel.indices.tolist())) == 10
     assert not set(sel.indices.tolist()) & set(exclude.tolist())
+
+
+@pytest.mark.parametrize(("n", "d", "k"), [(300, 8, 1), (300, 8, 2), (500, 16, 40), (1200, 64, 150)])
+def test_kmeans_pp_draws_what_scipys_plus_plus_draws(n, d, k):
+    """The O(k n d) seeding picks the same centroids as scipy's own (private) ++ seeding."""
+    from scipy.cluster import vq
+
+    x = np.random.default_rng(n + k).normal(size=(n, d))
+    ours = s.kmeans_pp(x, k, np.random.default_rng(3))
+    theirs = vq._kpp(x, k, np.random.default_rng(3), np)
+    np.testing.assert_array_equal(ours, theirs)

@@ -30,6 +30,7 @@ __all__ = [
     "select",
     "select_seed",
     "kmeans",
+    "kmeans_pp",
     "entropy_strategy",
     "margin_strategy",
     "least_confidence_strategy",
@@ -138,7 +139,7 @@ def random_strategy(k, *, probs=None, embeddings=None, exclude=None, rng=None) -
 
 
 def kmeans(x: np.ndarray, k: int, *, rng=None, iterations: int = 25) -> tuple[np.ndarray, np.ndarray]:
-    """k-means with k-means++ initialisation: scipy's ``kmeans2(minit="++")``.
+    """k-means with k-means++ initialisation: scipy's ``kmeans2`` from ``kmeans_pp`` centroids.
 
     ``x`` is ``[n, d]``; returns ``(centroids [k', d], assignment [n])``. ``k`` is capped at the
     number of distinct points (k' <= k), so no cluster starts empty. Deterministic under ``rng``.
@@ -156,8 +157,29 @@ def kmeans(x: np.ndarray, k: int, *, rng=None, iterations: int = 25) -> tuple[np
         return x.mean(axis=0, keepdims=True), np.zeros(n, dtype=np.int64)
     with warnings.catch_warnings():  # an empty cluster keeps its centroid, as intended: no warning
         warnings.simplefilter("ignore", UserWarning)
-        centroids, assignment = kmeans2(x, k, iter=iterations, minit="++", missing="warn", seed=rng)
+        centroids, assignment = kmeans2(x, kmeans_pp(x, k, rng), iter=iterations, minit="matrix", missing="warn")
     return centroids, assignment.astype(np.int64)
+
+
+def kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++ seeding (Arthur and Vassilvitskii, 2007): the draws of scipy's ``kmeans2(minit="++")``
+    from the same ``rng``, in O(k n d) instead of O(k^2 n d).
+
+    scipy recomputes every point's distance to all centroids so far at each of the k steps: with
+    k = 900 (a batch of 6 % of CLINC150's pool) over 9,000 candidates that took over 20 minutes.
+    Keeping each point's squared distance to its nearest centroid, updated with the newest one,
+    gives the same numbers (the same pairwise distances, the same minimum) and the same picks.
+    """
+    from scipy.spatial.distance import cdist
+
+    centroids = np.empty((k, x.shape[1]))  # [k, d]
+    centroids[0] = x[rng.integers(x.shape[0], dtype=np.int64)]
+    nearest = cdist(centroids[:1], x, metric="sqeuclidean")[0]  # [n]
+    for i in range(1, k):
+        cumulative = np.cumsum(nearest / nearest.sum())
+        centroids[i] = x[int(np.searchsorted(cumulative, rng.uniform()))]
+        np.minimum(nearest, cdist(centroids[i : i + 1], x, metric="sqeuclidean")[0], out=nearest)
+    return centroids
 
 
 def _normalise(embeddings) -> np.ndarray:
