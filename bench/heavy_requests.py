@@ -8,8 +8,10 @@ what the request cost at most. Cases:
 - ``score-8mib``: one 8 MiB text to ``Score`` (bundled encoder, embeddings);
 - ``oip-raw-60mib``: Open Inference Protocol ``ModelInfer`` with 60 MiB of raw BYTES (empty
   elements) under shape [1];
-- ``list-samples-250x300kb``: ``ListSamples`` over 250 texts of 300 kB (imported first; the
-  import's own growth is recorded too).
+- ``list-samples-750x100kb``: ``ListSamples`` over 750 texts of 100 kB (imported first; the
+  import's own growth is recorded too);
+- ``import-100mib``: ``ImportSamples`` of a 100 MiB headerless ``label,text`` CSV of ~1 kB texts
+  (~100,000 rows) in 1 MiB messages.
 
 Usage: ``PYTHONPATH=<tree>/.pyshim python bench/heavy_requests.py [--json out.json]``.
 """
@@ -109,38 +111,63 @@ def oip_raw_60mib(tmp: pathlib.Path) -> dict:
             return _measure(pid, lambda: stub.ModelInfer(request, timeout=300))
 
 
-def list_samples_250x300kb(tmp: pathlib.Path) -> dict:
+def _import_messages(header: pool_pb2.ImportHeader, pieces: Iterator[bytes]) -> Iterator[pool_pb2.ImportSamplesRequest]:
+    yield pool_pb2.ImportSamplesRequest(header=header)
+    for piece in pieces:
+        for start in range(0, len(piece), MiB):
+            yield pool_pb2.ImportSamplesRequest(data=piece[start : start + MiB])
+
+
+def list_samples_750x100kb(tmp: pathlib.Path) -> dict:
     database = f"sqlite:///{tmp / 'pool.db'}"
     with _server("pool", "lesslabels.v1.PoolService", "--database-url", database) as (address, pid):
-        rows = b"".join(
-            json.dumps({"text": f"{i} " + "x" * 300_000, "label": "a"}).encode() + b"\n" for i in range(250)
-        )
+        rows = b"".join(json.dumps({"text": f"{i} " + "x" * 99_990, "label": "a"}).encode() + b"\n" for i in range(750))
         header = pool_pb2.ImportHeader(dataset="long", format=pool_pb2.IMPORT_FORMAT_JSONL, create_dataset=True)
-
-        def messages():
-            yield pool_pb2.ImportSamplesRequest(header=header)
-            for start in range(0, len(rows), MiB):
-                yield pool_pb2.ImportSamplesRequest(data=rows[start : start + MiB])
-
         with make_channel(address) as channel:
             stub = pool_pb2_grpc.PoolServiceStub(channel)
-            imported = _measure(pid, lambda: stub.ImportSamples(messages(), timeout=300))
+            imported = _measure(pid, lambda: stub.ImportSamples(_import_messages(header, iter([rows])), timeout=300))
 
             def list_all():
                 count = sum(
                     len(p.samples) for p in stub.ListSamples(pool_pb2.ListSamplesRequest(dataset="long"), timeout=300)
                 )
-                if count != 250:
-                    raise RuntimeError(f"listed {count} samples, not 250")
+                if count != 750:
+                    raise RuntimeError(f"listed {count} samples, not 750")
 
             listed = _measure(pid, list_all)
         return {**listed, "import_75mb": imported}
 
 
+def _csv_pieces(size: int) -> Iterator[bytes]:
+    """A headerless label,text CSV of ``size`` bytes or a little more, ~1 kB a row, in pieces of ~1 MiB."""
+    labels = ("flight", "airfare", "ground_service", "airline", "abbreviation")
+    text = "show me the flights from boston to denver on monday morning please " * 15
+    sent, row = 0, 0
+    while sent < size:
+        piece = "".join(f"{labels[(row + i) % 5]},{row + i} {text}\n" for i in range(1000)).encode()
+        row += 1000
+        sent += len(piece)
+        yield piece
+
+
+def import_100mib(tmp: pathlib.Path) -> dict:
+    database = f"sqlite:///{tmp / 'pool.db'}"
+    with _server("pool", "lesslabels.v1.PoolService", "--database-url", database) as (address, pid):
+        header = pool_pb2.ImportHeader(dataset="big", create_dataset=True)
+        with make_channel(address) as channel:
+            stub = pool_pb2_grpc.PoolServiceStub(channel)
+            result = _measure(
+                pid, lambda: stub.ImportSamples(_import_messages(header, _csv_pieces(100 * MiB)), timeout=600)
+            )
+        result["bytes"] = sum(len(piece) for piece in _csv_pieces(100 * MiB))
+        return result
+
+
 CASES = {
     "score-8mib": score_8mib,
     "oip-raw-60mib": oip_raw_60mib,
-    "list-samples-250x300kb": list_samples_250x300kb,
+    "list-samples-750x100kb": list_samples_750x100kb,
+    "import-100mib": import_100mib,
 }
 
 

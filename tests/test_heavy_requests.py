@@ -36,8 +36,9 @@ def _jsonl(n: int, size: int) -> bytes:
 
 
 def test_pages_of_long_texts_stay_under_the_message_limit(small_pool):
-    """40 texts of 100 kB (4 MB) in one page of rows would be "larger than max" at a 1 MiB limit."""
-    import_bytes(small_pool, "long", _jsonl(40, 100_000), fmt=pool_pb2.IMPORT_FORMAT_JSONL, chunk=256 * 1024)
+    """40 texts of 100 kB (4 MB; just under the 100,000-character limit) in one page of rows would be
+    "larger than max" at a 1 MiB limit."""
+    import_bytes(small_pool, "long", _jsonl(40, 99_990), fmt=pool_pb2.IMPORT_FORMAT_JSONL, chunk=256 * 1024)
     with make_channel(small_pool) as channel:
         stub = pool_pb2_grpc.PoolServiceStub(channel)
         pages = list(stub.ListSamples(pool_pb2.ListSamplesRequest(dataset="long", page_size=500), timeout=30))

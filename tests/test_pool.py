@@ -353,11 +353,11 @@ def test_duplicates_are_reported_not_dropped(pool_address, stub):
 
 def test_texts_sharing_a_hash_are_not_duplicates(tmp_path, monkeypatch):
     """The hash only finds candidates: with every text hashed alike, only equal texts are duplicates."""
-    from lesslabels.pool import samples
+    from lesslabels.pool import imports
     from lesslabels.pool.store import PoolStore
 
     store = PoolStore(f"sqlite:///{tmp_path / 'p.db'}")
-    monkeypatch.setattr(samples, "text_hash", lambda text: 42)
+    monkeypatch.setattr(imports, "text_hash", lambda text: 42)
     store.import_samples("d", b"greet,hi\nbye,bye\n", create_dataset=True)
     result = store.import_samples("d", b"greet,hello\nbye,bye\ngreet,hello\n")
     assert sorted((d.text, d.first_row, list(d.rows)) for d in result.duplicates) == [

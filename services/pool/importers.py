@@ -1,13 +1,26 @@
-"""Parse import files into rows. Pure functions: bytes in, ``ImportRow`` list out, or InvalidArgument naming the row."""
+"""Parse import files into rows, as a stream. Pure functions: a file in, ``ImportRow``s out one at a
+time, or InvalidArgument naming the row.
+
+``open_import`` reads what every row depends on (the encoding, the format, the columns) and checks
+what needs more than one row on the first rows of the file (a header read as data, swapped
+columns: ``CHECKED_ROWS``); ``ImportFile.rows()`` then reads the rows from the start of the file,
+anew on each call, holding one row at a time. Whether an id repeats within the file is left to the
+store, which asks its index once the rows are in (a set of every id would grow with the file).
+"""
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import csv
 import dataclasses
 import enum
+import functools
 import io
 import json
 import re
+from collections.abc import Callable, Generator, Iterator
+from typing import IO, TextIO
 
 from lesslabels.common.errors import InvalidArgument, quote
 from lesslabels.pool.labelset import MAX_LABEL_LENGTH
@@ -17,6 +30,16 @@ MAX_ID_LENGTH = 256
 #: however long its texts (at most 4 bytes a character: 400 kB), and the models read a few
 #: hundred tokens at most (the scorer cuts texts to a character limit before tokenising).
 MAX_TEXT_LENGTH = 100_000
+
+#: The rows, and the characters of text, on which the checks that look at more than one row are
+#: made (a header read as data, swapped columns): the first rows of a file show both; the
+#: rest is read as it comes.
+CHECKED_ROWS = 1000
+CHECKED_CHARS = 1_000_000
+#: Characters of the first line read to detect the format (a header, or a first row, is far shorter).
+FIRST_LINE_CHARS = 1 << 20
+#: Bytes read at a time when checking the encoding.
+_BLOCK = 1 << 20
 
 SPLITS = {"train": "train", "test": "test", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev"}
 
@@ -37,14 +60,29 @@ class ImportRow:
     external_id: str | None = None  # the user's own id (--id-column)
 
 
-def decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InvalidArgument(
-            f"line {line}: not valid UTF-8 (byte offset {exc.start}); save the file as UTF-8"
-        ) from None
+#: Rows as a file gives them, one at a time (a generator: closing it stops the reading).
+Rows = Generator[ImportRow, None, None]
+
+
+def check_utf8(file: IO[bytes]) -> None:
+    """InvalidArgument naming the line and byte offset of the first byte of ``file`` that is not
+    UTF-8; read from the start, a block at a time."""
+    file.seek(0)
+    pending, offset, line = b"", 0, 1
+    while True:
+        block = file.read(_BLOCK)
+        data = pending + block
+        try:
+            _, used = codecs.utf_8_decode(data, "strict", not block)
+        except UnicodeDecodeError as exc:
+            line += data.count(b"\n", 0, exc.start)
+            raise InvalidArgument(
+                f"line {line}: not valid UTF-8 (byte offset {offset + exc.start}); save the file as UTF-8"
+            ) from None
+        if not block:
+            return
+        line += data.count(b"\n", 0, used)
+        pending, offset = data[used:], offset + used
 
 
 #: Column (CSV header) or key (JSONL) names read as each field when no flag names one.
@@ -196,48 +234,117 @@ def _text(value, where: str, keep_whitespace: bool) -> str:
     return cleaned
 
 
-def parse(
-    data: bytes, fmt: Format = Format.AUTO, *, keep_whitespace: bool = False, columns: Columns = DEFAULT_COLUMNS
-) -> tuple[list[ImportRow], Format, dict[str, str]]:
-    """Parse a whole file into rows, the format read and the columns used (field -> column name).
+class ImportFile:
+    """A file opened for import: its format, the column (or key) read for each field, and its rows."""
 
-    Raises InvalidArgument for the first bad row, naming it (1-based), and for files that would be
-    misread: a first row that looks like a header read as data, columns that look swapped, keys
-    or columns nothing reads."""
-    text = decode(data)
+    def __init__(self, fmt: Format, columns: dict[str, str], read: Callable[[], Rows]):
+        self.format = fmt
+        self.columns = columns
+        self._read = read
+
+    def rows(self) -> Rows:
+        """Every row, read from the start of the file (each call reads it again: one reading at a
+        time), one at a time. InvalidArgument for the first bad row, naming it (1-based)."""
+        return self._read()
+
+    def first_rows(self) -> list[ImportRow]:
+        """The rows the checks look at: ``CHECKED_ROWS``, or fewer holding ``CHECKED_CHARS`` of text."""
+        taken: list[ImportRow] = []
+        chars = 0
+        with contextlib.closing(self.rows()) as rows:
+            for row in rows:
+                taken.append(row)
+                chars += len(row.text)
+                if len(taken) >= CHECKED_ROWS or chars >= CHECKED_CHARS:
+                    break
+        return taken
+
+
+def open_import(
+    data: bytes | IO[bytes],
+    fmt: Format = Format.AUTO,
+    *,
+    keep_whitespace: bool = False,
+    columns: Columns = DEFAULT_COLUMNS,
+) -> ImportFile:
+    """Open a file (its bytes, or a seekable binary file, left open) for import.
+
+    Raises InvalidArgument for a file that is not UTF-8, has no rows, or would be misread: a first
+    row that looks like a header read as data, columns that look swapped (both judged on the first
+    rows), keys or columns nothing reads; and for the first bad row among the first rows."""
+    file = io.BytesIO(data) if isinstance(data, bytes) else data
+    check_utf8(file)
+    with _as_text(file) as text:
+        first_line = _first_line(text)
     auto = fmt is Format.AUTO
     if auto:
-        fmt = detect_format(text, columns)
-    if not text.strip():
+        fmt = detect_format(first_line, columns)
+    if not first_line:
         raise InvalidArgument("the file is empty")
+    read: Callable[[TextIO], Rows]
     if fmt is Format.JSONL:
-        rows, mapping = _parse_jsonl(text, keep_whitespace, columns)
+        with _as_text(file) as text:
+            mapping = _jsonl_columns(text, columns)
+        read = functools.partial(_jsonl_rows, mapping=mapping, keep_whitespace=keep_whitespace)
     elif fmt is Format.CSV_HEADER:
-        rows, mapping = _parse_csv_header(text, keep_whitespace, columns)
+        separator = delimiter(first_line)
+        with _as_text(file) as text:
+            mapping = _csv_columns(text, separator, columns)
+        read = functools.partial(
+            _csv_header_rows, separator=separator, columns=columns, keep_whitespace=keep_whitespace
+        )
     else:
         if columns.given:
             raise InvalidArgument(
                 "--text-column, --label-column and --id-column name header columns; "
                 "a headerless label,text file has none (add a header line)"
             )
-        rows = _parse_csv_label_text(text, keep_whitespace)
+        separator = delimiter(first_line)
         mapping = {"label": "column 1", "text": "column 2"}
-        if auto:
-            _refuse_header_read_as_data(rows)
-    if not rows:
+        read = functools.partial(_csv_label_text_rows, separator=separator, keep_whitespace=keep_whitespace)
+    opened = ImportFile(fmt, mapping, functools.partial(_read, file, read))
+    first_rows = opened.first_rows()
+    if auto and fmt is Format.CSV_LABEL_TEXT:
+        _refuse_header_read_as_data(first_rows)
+    if not first_rows:
         raise InvalidArgument("the file has no data rows")
     if not (columns.text or columns.label):
-        _refuse_swapped(rows, mapping)
-    _refuse_repeated_ids(rows)
-    return rows, fmt, mapping
+        _refuse_swapped(first_rows, mapping)
+    return opened
+
+
+@contextlib.contextmanager
+def _as_text(file: IO[bytes]) -> Iterator[TextIO]:
+    """``file`` read as text from its start (UTF-8, a BOM skipped, line ends kept as they are for
+    the CSV reader); ``file`` stays open after."""
+    file.seek(0)
+    text = io.TextIOWrapper(file, encoding="utf-8-sig", newline="")
+    try:
+        yield text
+    finally:
+        text.detach()
+
+
+def _read(file: IO[bytes], read: Callable[[TextIO], Rows]) -> Rows:
+    with _as_text(file) as text:
+        yield from read(text)
+
+
+def _first_line(text: TextIO) -> str:
+    """The first line holding more than whitespace, without its leading whitespace; "" when none does."""
+    while line := text.readline(FIRST_LINE_CHARS):
+        stripped = line.lstrip()
+        if stripped:
+            return stripped.splitlines()[0]
+    return ""
 
 
 _WORDLIKE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,39}$")
 
 
 def _refuse_header_read_as_data(rows: list[ImportRow]) -> None:
-    """A headerless file whose first row is two lone names used nowhere else, while the other
-    classes repeat and the other texts have several words: a header nobody named."""
+    """A headerless file whose first row is two lone names used nowhere else (in the rows given),
+    while the other classes repeat and the other texts have several words: a header nobody named."""
     if len(rows) < 2:
         return
     first, rest = rows[0], rows[1:]
@@ -286,30 +393,26 @@ def _refuse_swapped(rows: list[ImportRow], mapping: dict[str, str]) -> None:
         )
 
 
-def _refuse_repeated_ids(rows: list[ImportRow]) -> None:
-    first_row: dict[str, int] = {}
-    for row in rows:
-        if row.external_id is None:
-            continue
-        if row.external_id in first_row:
-            raise InvalidArgument(
-                f"row {row.row + 1}: id {row.external_id!r} repeats the id of row {first_row[row.external_id] + 1}"
-            )
-        first_row[row.external_id] = row.row
+def _csv_reader(text: TextIO, separator: str):
+    return csv.reader(text, strict=True, delimiter=separator)
 
 
-def _csv_reader(text: str):
-    return csv.reader(io.StringIO(text, newline=""), strict=True, delimiter=delimiter(text))
+def _malformed(row: int, reader, exc: csv.Error) -> InvalidArgument:
+    return InvalidArgument(f"row {row} (line {reader.line_num}): malformed CSV: {exc}")
 
 
-def _parse_csv_label_text(text: str, keep_whitespace: bool) -> list[ImportRow]:
-    rows: list[ImportRow] = []
-    reader = _csv_reader(text)
+def _blank(fields: list[str]) -> bool:
+    return not fields or all(not f.strip() for f in fields)
+
+
+def _csv_label_text_rows(text: TextIO, separator: str, keep_whitespace: bool) -> Rows:
+    reader = _csv_reader(text, separator)
+    count = 0
     try:
         for fields in reader:
-            if not fields or all(not f.strip() for f in fields):
-                continue  # blank line
-            where = f"row {len(rows) + 1} (line {reader.line_num})"
+            if _blank(fields):
+                continue
+            where = f"row {count + 1} (line {reader.line_num})"
             if len(fields) != 2:
                 raise InvalidArgument(
                     f"{where}: expected 2 fields 'label,text', got {len(fields)} (quote texts that contain commas)"
@@ -317,10 +420,10 @@ def _parse_csv_label_text(text: str, keep_whitespace: bool) -> list[ImportRow]:
             label = _label(fields[0], where)
             if label is None:
                 raise InvalidArgument(f"{where}: empty label")
-            rows.append(ImportRow(len(rows), _text(fields[1], where, keep_whitespace), label, None))
+            yield ImportRow(count, _text(fields[1], where, keep_whitespace), label, None)
+            count += 1
     except csv.Error as exc:
-        raise InvalidArgument(f"row {len(rows) + 1} (line {reader.line_num}): malformed CSV: {exc}") from None
-    return rows
+        raise _malformed(count + 1, reader, exc) from None
 
 
 def _external_id(value, where: str) -> str | None:
@@ -334,19 +437,32 @@ def _external_id(value, where: str) -> str | None:
     return value or None
 
 
-def _parse_csv_header(text: str, keep_whitespace: bool, columns: Columns) -> tuple[list[ImportRow], dict[str, str]]:
-    reader = _csv_reader(text)
-    rows: list[ImportRow] = []
+def _csv_header(reader, columns: Columns) -> tuple[list[str], dict[str, str]]:
+    """The header line's names (stripped) and the column read for each field."""
+    header = [h.strip() for h in next(reader)]
+    return header, resolve_columns([name for name in header if name], columns, "line 1 (header)")
+
+
+def _csv_columns(text: TextIO, separator: str, columns: Columns) -> dict[str, str]:
+    reader = _csv_reader(text, separator)
     try:
-        header = [h.strip() for h in next(reader)]
+        return _csv_header(reader, columns)[1]
+    except csv.Error as exc:
+        raise _malformed(1, reader, exc) from None
+
+
+def _csv_header_rows(text: TextIO, separator: str, columns: Columns, keep_whitespace: bool) -> Rows:
+    reader = _csv_reader(text, separator)
+    count = 0
+    try:
+        header, mapping = _csv_header(reader, columns)
         # Unnamed columns (a spreadsheet's trailing separators) are skipped while they stay empty.
         unnamed = [i for i, name in enumerate(header) if not name]
-        mapping = resolve_columns([name for name in header if name], columns, "line 1 (header)")
         index = {field: header.index(name) for field, name in mapping.items()}
         for fields in reader:
-            if not fields or all(not f.strip() for f in fields):
+            if _blank(fields):
                 continue
-            where = f"row {len(rows) + 1} (line {reader.line_num})"
+            where = f"row {count + 1} (line {reader.line_num})"
             if len(fields) != len(header):
                 raise InvalidArgument(
                     f"{where}: expected {len(header)} fields, got {len(fields)} (quote texts that contain the separator)"
@@ -360,19 +476,20 @@ def _parse_csv_header(text: str, keep_whitespace: bool, columns: Columns) -> tup
             split = _split(fields[index["split"]], where) if "split" in index else None
             external_id = _external_id(fields[index["id"]], where) if "id" in index else None
             text_value = _text(fields[index["text"]], where, keep_whitespace)
-            rows.append(ImportRow(len(rows), text_value, label, split, external_id))
+            yield ImportRow(count, text_value, label, split, external_id)
+            count += 1
     except csv.Error as exc:
-        raise InvalidArgument(f"row {len(rows) + 1} (line {reader.line_num}): malformed CSV: {exc}") from None
-    return rows, mapping
+        raise _malformed(count + 1, reader, exc) from None
 
 
-def _parse_jsonl(text: str, keep_whitespace: bool, columns: Columns) -> tuple[list[ImportRow], dict[str, str]]:
-    objects: list[tuple[str, dict]] = []
-    keys: dict[str, None] = {}
-    for line_number, line in enumerate(text.splitlines(), start=1):
+def _jsonl_objects(text: TextIO) -> Iterator[tuple[str, dict]]:
+    """``(where, object)`` for each line that is not blank; InvalidArgument for one that is not a JSON object."""
+    count = 0
+    for line_number, line in enumerate(text, start=1):
         if not line.strip():
             continue
-        where = f"row {len(objects) + 1} (line {line_number})"
+        count += 1
+        where = f"row {count} (line {line_number})"
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
@@ -381,25 +498,28 @@ def _parse_jsonl(text: str, keep_whitespace: bool, columns: Columns) -> tuple[li
             raise InvalidArgument(f"{where}: JSON nested too deeply") from None
         if not isinstance(obj, dict):
             raise InvalidArgument(f"{where}: expected a JSON object")
+        yield where, obj
+
+
+def _jsonl_columns(text: TextIO, columns: Columns) -> dict[str, str]:
+    """The key read for each field, from the keys of every line (a pass over the whole file)."""
+    keys: dict[str, None] = {}
+    for _, obj in _jsonl_objects(text):
         keys.update(dict.fromkeys(obj))
-        objects.append((where, obj))
-    if not objects:
-        return [], {}
-    mapping = resolve_columns(list(keys), columns, "JSON keys")
-    rows: list[ImportRow] = []
-    for where, obj in objects:
+    return resolve_columns(list(keys), columns, "JSON keys")
+
+
+def _jsonl_rows(text: TextIO, mapping: dict[str, str], keep_whitespace: bool) -> Rows:
+    for count, (where, obj) in enumerate(_jsonl_objects(text)):
         if mapping["text"] not in obj:
             raise InvalidArgument(f"{where}: no {mapping['text']!r} field")
         split = obj.get(mapping["split"]) if "split" in mapping else None
         if split is not None and not isinstance(split, str):
             raise InvalidArgument(f"{where}: split must be a string")
-        rows.append(
-            ImportRow(
-                len(rows),
-                _text(obj[mapping["text"]], where, keep_whitespace),
-                _label(obj.get(mapping["label"]), where) if "label" in mapping else None,
-                _split(split, where),
-                _external_id(obj.get(mapping["id"]), where) if "id" in mapping else None,
-            )
+        yield ImportRow(
+            count,
+            _text(obj[mapping["text"]], where, keep_whitespace),
+            _label(obj.get(mapping["label"]), where) if "label" in mapping else None,
+            _split(split, where),
+            _external_id(obj.get(mapping["id"]), where) if "id" in mapping else None,
         )
-    return rows, mapping

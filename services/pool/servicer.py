@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-
 import re
+import tempfile
 import threading
 from collections.abc import Iterator
+from typing import IO
 
 from lesslabels.common.errors import InvalidArgument, ResourceExhausted, quote
 from lesslabels.pool import convert, runconfig, steps
 from lesslabels.pool.store import PoolStore
 from lesslabels.v1 import pool_pb2, pool_pb2_grpc
 
-#: Largest file ImportSamples accepts (all rows are parsed and stored in one transaction).
+#: Largest file ImportSamples accepts (all rows are stored in one transaction).
 MAX_IMPORT_BYTES = 256 * 1024 * 1024
-#: Imports parsed at once; one more is RESOURCE_EXHAUSTED (each may hold its file several times over).
+#: Bytes of an import file kept in memory as it arrives; the rest waits in a temporary file (TMPDIR).
+SPOOL_BYTES = 4 * 1024 * 1024
+#: Imports at once; one more is RESOURCE_EXHAUSTED. Each is read as a stream (in memory: SPOOL_BYTES
+#: of its file and a batch of rows, a few tens of MiB in all), but takes a temporary file of up to
+#: MAX_IMPORT_BYTES, and locks its dataset while it stores its rows (on SQLite, the whole database:
+#: one writer at a time).
 MAX_CONCURRENT_IMPORTS = 2
 #: Bytes of samples in one ListSamples message: far under any message limit, however long the texts.
 PAGE_BYTES = 4 * 1024 * 1024
@@ -90,7 +96,24 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
             self._imports.release()
 
     def _import(self, request_iterator):
-        header, chunks, size = None, [], 0
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as file:
+            header = self._receive(request_iterator, file)
+            result = self.store.import_samples(
+                header.dataset,
+                file,
+                fmt=convert.FORMAT_TO_CORE.get(header.format) or _bad("import format", header.format),
+                default_split=convert.enum_value(convert.SPLIT_TO_CORE, header.split, "split") or "train",
+                create_dataset=header.create_dataset,
+                keep_whitespace=header.keep_whitespace,
+                columns=convert.import_columns_from_proto(header),
+                allow_similar_labels=header.allow_similar_labels,
+                check_only=header.check_only,
+            )
+        return convert.import_result_to_proto(result)
+
+    def _receive(self, request_iterator, file: IO[bytes]) -> pool_pb2.ImportHeader:
+        """The import's header; its data written to ``file`` as it arrives, up to the size limit."""
+        header, size = None, 0
         for message in request_iterator:
             part = message.WhichOneof("part")
             if part == "header":
@@ -103,21 +126,10 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
                 size += len(message.data)
                 if size > self.max_import_bytes:
                     raise ResourceExhausted(f"import larger than the limit of {self.max_import_bytes} bytes")
-                chunks.append(message.data)
+                file.write(message.data)
         if header is None:
             raise InvalidArgument("ImportSamples: no header was sent")
-        result = self.store.import_samples(
-            header.dataset,
-            b"".join(chunks),
-            fmt=convert.FORMAT_TO_CORE.get(header.format) or _bad("import format", header.format),
-            default_split=convert.enum_value(convert.SPLIT_TO_CORE, header.split, "split") or "train",
-            create_dataset=header.create_dataset,
-            keep_whitespace=header.keep_whitespace,
-            columns=convert.import_columns_from_proto(header),
-            allow_similar_labels=header.allow_similar_labels,
-            check_only=header.check_only,
-        )
-        return convert.import_result_to_proto(result)
+        return header
 
     def ListSamples(self, request, context):
         pages = self.store.list_samples(

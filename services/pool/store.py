@@ -2,7 +2,7 @@
 
 Values cross this boundary as plain dataclasses (records.py) and strings ("train", "oracle",
 "RUNNING", the names of lesslabels.common.vocabulary); services/pool/servicer.py converts them to and
-from protobuf. ``PoolStore`` is composed of one part per area (datasets, samples, labels, runs) over
+from protobuf. ``PoolStore`` is composed of one part per area (datasets, imports, samples, labels, runs) over
 the sessions it owns; the records and label helpers are re-exported here for the store's callers.
 """
 
@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from lesslabels.pool.base import NAME_RE
 from lesslabels.pool.datasets import DatasetsPart
 from lesslabels.pool.db import make_engine, migrate
+from lesslabels.pool.imports import ImportsPart
 from lesslabels.pool.labels import LabelsPart
 from lesslabels.pool.labelset import MAX_LABEL_LENGTH, check_not_near_duplicate, label_key
 from lesslabels.pool.records import (
@@ -58,10 +59,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class PoolStore(DatasetsPart, SamplesPart, LabelsPart, RunsPart):
+class PoolStore(DatasetsPart, ImportsPart, SamplesPart, LabelsPart, RunsPart):
     """All pool operations. Thread-safe: each call runs in its own short transaction.
 
-    The operations live in their parts (datasets.py, samples.py, labels.py, runs.py); the store owns
+    The operations live in their parts (datasets.py, imports.py, samples.py, labels.py, runs.py); the store owns
     the engine and the two ways they reach it: ``_reading()`` and ``_writing(fn)``, retried when a
     concurrent writer won a race."""
 

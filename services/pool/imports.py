@@ -1,0 +1,298 @@
+"""Imports: a file's rows stored in one transaction as they are read, all of them or none.
+
+Rows are parsed and inserted a batch at a time, so an import holds one batch, never the file. What
+needs every row is asked of the database once they are all in, inside the same transaction (a
+refusal rolls everything back): ids repeated within the file or already in the dataset, and the
+texts the dataset holds twice (found by the (dataset_id, text_hash) index; the texts decide).
+The import's rows are the dataset's rows past the largest sample id stored before it: the
+dataset's row is locked for the import (SQLite has one writer anyway), so no other import adds to
+the dataset meanwhile.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import json
+import logging
+from collections.abc import Iterator
+from typing import IO
+
+from sqlalchemy import and_, func, insert, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, aliased
+
+from lesslabels.common import errors
+from lesslabels.common.vocabulary import SPLITS
+from lesslabels.pool import importers
+from lesslabels.pool.base import NAME_RE, StorePart, find_dataset
+from lesslabels.pool.labelset import check_not_near_duplicate, similar_labels
+from lesslabels.pool.models import Dataset, Sample
+from lesslabels.pool.records import DuplicateInfo, ImportResult
+from lesslabels.pool.texthash import text_hash
+
+log = logging.getLogger(__name__)
+
+#: Rows inserted in one statement, and the characters of text that close a batch sooner.
+BATCH_ROWS = 1000
+BATCH_CHARS = 4_000_000
+#: Hashes looked up in one query when reading the rows of duplicate texts.
+_HASHES_PER_QUERY = 500
+
+
+class _Checked(Exception):
+    """Raised out of a check-only import's transaction so that nothing it did is kept."""
+
+    def __init__(self, result: ImportResult):
+        super().__init__("check only")
+        self.result = result
+
+
+class ImportsPart(StorePart):
+    """The import operation of ``PoolStore``."""
+
+    def import_samples(
+        self,
+        dataset_name: str,
+        data: bytes | IO[bytes],
+        *,
+        fmt: importers.Format = importers.Format.AUTO,
+        default_split: str = "train",
+        create_dataset: bool = False,
+        keep_whitespace: bool = False,
+        columns: importers.Columns = importers.DEFAULT_COLUMNS,
+        allow_similar_labels: bool = False,
+        check_only: bool = False,
+    ) -> ImportResult:
+        """Import a file (its bytes, or a seekable binary file, read from its start several times) in
+        one transaction: all rows are stored or none is.
+
+        ``check_only`` does every check and reports what would be stored, then stores nothing."""
+        if default_split not in SPLITS:
+            raise errors.InvalidArgument(f"unknown split {errors.quote(default_split)}")
+        if not create_dataset:
+            with self._reading() as session:
+                find_dataset(session, dataset_name)  # NOT_FOUND before spending time on parsing
+        source = importers.open_import(data, fmt, keep_whitespace=keep_whitespace, columns=columns)
+
+        def do_import(session: Session) -> ImportResult:
+            dataset = _locked_dataset(session, dataset_name, create_dataset)
+            result = _store(session, dataset, source, default_split, allow_similar_labels)
+            if check_only:
+                # Rolls the transaction back: the rows, and a created dataset, are not kept.
+                raise _Checked(dataclasses.replace(result, checked_only=True))
+            return result
+
+        try:
+            result = self._writing(do_import)
+        except _Checked as checked:
+            return checked.result
+        except IntegrityError as exc:
+            raise errors.AlreadyExists(
+                f"dataset {errors.quote(dataset_name)} was created concurrently: {exc.orig}"
+            ) from None
+        log.info(
+            "event=imported dataset=%s rows=%d duplicates=%d", dataset_name, result.imported, result.duplicate_rows
+        )
+        return result
+
+
+def _locked_dataset(session: Session, name: str, create: bool) -> Dataset:
+    """The dataset to import into, locked until the transaction ends; created when asked to."""
+    dataset = session.scalar(select(Dataset).where(Dataset.name == name).with_for_update(key_share=True))
+    if dataset is not None:
+        return dataset
+    if not create:
+        raise errors.NotFound(f"dataset {errors.quote(name)} not found (create it first, or ask to create it)")
+    if not NAME_RE.match(name or ""):
+        raise errors.InvalidArgument(f"invalid dataset name {errors.quote(name)}")
+    dataset = Dataset(name=name, description="", labels_json="[]", labels_fixed=False)
+    session.add(dataset)
+    session.flush()
+    return dataset
+
+
+def _store(
+    session: Session, dataset: Dataset, source: importers.ImportFile, default_split: str, allow_similar_labels: bool
+) -> ImportResult:
+    """Insert every row of ``source``, checking each as it comes, then what needs them all."""
+    stored_before = session.scalar(select(func.max(Sample.id))) or 0
+    labels = _Labels(dataset)
+    by_label: collections.Counter[str] = collections.Counter()
+    by_split: collections.Counter[str] = collections.Counter()
+    with_ids = False
+    with contextlib.closing(source.rows()) as rows:
+        for batch in _batches(rows):
+            values = []
+            for row in batch:
+                labels.add(row)
+                split = row.split or default_split
+                by_label[row.label or ""] += 1
+                by_split[split] += 1
+                with_ids = with_ids or row.external_id is not None
+                values.append(
+                    dict(
+                        dataset_id=dataset.id,
+                        row=row.row,
+                        text=row.text,
+                        text_hash=text_hash(row.text),
+                        split=split,
+                        gold_label=row.label,
+                        external_id=row.external_id,
+                    )
+                )
+            session.execute(insert(Sample), values)
+    _analyze(session)
+    if with_ids:
+        _refuse_repeated_ids(session, dataset.id, stored_before)
+    if not allow_similar_labels and not dataset.labels_fixed:
+        labels.refuse_similar()
+    dataset.labels_json = json.dumps(labels.names)
+    if with_ids:
+        _refuse_known_ids(session, dataset.id, stored_before)
+    duplicates = _find_duplicates(session, dataset.id, stored_before)
+    return ImportResult(
+        dataset.name, by_split.total(), dict(by_label), duplicates, source.format, dict(by_split), source.columns
+    )
+
+
+def _analyze(session: Session) -> None:
+    """On PostgreSQL, bring the statistics of the samples up to date with the rows this transaction
+    inserted (ANALYZE counts them): without, the planner takes them for a handful and plans the
+    queries over them as nested loops, quadratic in the import's size. SQLite plans without
+    statistics. (ANALYZE waits for another import's to commit: imports end one at a time.)"""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ANALYZE samples"))
+
+
+def _batches(rows: Iterator[importers.ImportRow]) -> Iterator[list[importers.ImportRow]]:
+    """``rows`` in lists of ``BATCH_ROWS``, or fewer holding ``BATCH_CHARS`` of text."""
+    batch: list[importers.ImportRow] = []
+    chars = 0
+    for row in rows:
+        batch.append(row)
+        chars += len(row.text)
+        if len(batch) >= BATCH_ROWS or chars >= BATCH_CHARS:
+            yield batch
+            batch, chars = [], 0
+    if batch:
+        yield batch
+
+
+class _Labels:
+    """The dataset's label set as an import adds to it, row by row."""
+
+    def __init__(self, dataset: Dataset):
+        self.names: list[str] = json.loads(dataset.labels_json)
+        self._stored = len(self.names)
+        self._known = set(self.names)
+        self._fixed = dataset.labels_fixed
+
+    def add(self, row: importers.ImportRow) -> None:
+        """Take the row's label: refused outside a fixed label set, or as a near-duplicate of one."""
+        label = row.label
+        if label is None or label in self._known:
+            return
+        if self._fixed:
+            raise errors.InvalidArgument(
+                f"row {row.row + 1}: label {errors.quote(label)} is not in the dataset's label set {self.names}"
+            )
+        check_not_near_duplicate(label, self.names, f"row {row.row + 1}")
+        self.names.append(label)
+        self._known.add(label)
+
+    def refuse_similar(self) -> None:
+        """Refuse new labels that look like one class spelled differently (from each other or a stored one)."""
+        pairs = similar_labels(self.names[self._stored :], self.names[: self._stored])
+        if pairs:
+            shown = "; ".join(f"{a!r} and {b!r}" for a, b in pairs[:10])
+            raise errors.InvalidArgument(
+                f"label names that look like one class spelled differently: {shown} (they would become "
+                f"separate classes); fix the spelling in the file, or pass --allow-similar-labels if they are "
+                f"really different classes"
+            )
+
+
+def _refuse_repeated_ids(session: Session, dataset_id: int, stored_before: int) -> None:
+    """Refuse the first row (in file order) whose id an earlier row of the file has."""
+    new = and_(Sample.dataset_id == dataset_id, Sample.id > stored_before)
+    repeated = (
+        select(Sample.external_id)
+        .where(new, Sample.external_id.is_not(None))
+        .group_by(Sample.external_id)
+        .having(func.count() > 1)
+    )
+    first_row: dict[str | None, int] = {}
+    for row, external_id in session.execute(
+        select(Sample.row, Sample.external_id).where(new, Sample.external_id.in_(repeated)).order_by(Sample.row)
+    ):
+        if external_id in first_row:
+            raise errors.InvalidArgument(
+                f"row {row + 1}: id {external_id!r} repeats the id of row {first_row[external_id] + 1}"
+            )
+        first_row[external_id] = row
+
+
+def _refuse_known_ids(session: Session, dataset_id: int, stored_before: int) -> None:
+    """Refuse the first row whose id a sample stored before the import has."""
+    stored = aliased(Sample)
+    taken = session.execute(
+        select(Sample.row, Sample.external_id)
+        .join(
+            stored,
+            and_(
+                stored.dataset_id == dataset_id,
+                stored.external_id == Sample.external_id,
+                stored.id <= stored_before,
+            ),
+        )
+        .where(Sample.dataset_id == dataset_id, Sample.id > stored_before)
+        .order_by(Sample.row)
+        .limit(1)
+    ).first()
+    if taken is not None:
+        raise errors.InvalidArgument(f"row {taken.row + 1}: id {taken.external_id!r} is already in the dataset")
+
+
+def _find_duplicates(session: Session, dataset_id: int, stored_before: int) -> list[DuplicateInfo]:
+    """The import's texts that the dataset holds more than once, in the order of their first row.
+
+    A text stored before the import lists every row of the file that has it (``first_row`` -1);
+    a text repeated within the file lists its later rows after the first."""
+    duplicates: list[DuplicateInfo] = []
+    hashes = _duplicate_hashes(session, dataset_id, stored_before)
+    for start in range(0, len(hashes), _HASHES_PER_QUERY):
+        stored: set[str] = set()
+        rows: dict[str, list[int]] = collections.defaultdict(list)
+        for sample_id, row, sample_text in session.execute(
+            select(Sample.id, Sample.row, Sample.text).where(
+                Sample.dataset_id == dataset_id, Sample.text_hash.in_(hashes[start : start + _HASHES_PER_QUERY])
+            )
+        ):
+            if sample_id <= stored_before:
+                stored.add(sample_text)
+            else:
+                rows[sample_text].append(row)
+        for sample_text, occurrences in rows.items():
+            occurrences.sort()
+            if sample_text in stored:
+                duplicates.append(DuplicateInfo(sample_text, occurrences, -1))
+            elif len(occurrences) > 1:
+                duplicates.append(DuplicateInfo(sample_text, occurrences[1:], occurrences[0]))
+    duplicates.sort(key=lambda d: d.rows[0] if d.first_row == -1 else d.first_row)
+    return duplicates
+
+
+def _duplicate_hashes(session: Session, dataset_id: int, stored_before: int) -> list[int]:
+    """The text hashes of the import's rows that another row of the dataset has too (candidates:
+    equal hashes, the texts decide)."""
+    new = select(Sample.text_hash).where(Sample.dataset_id == dataset_id, Sample.id > stored_before)
+    return list(
+        session.scalars(
+            select(Sample.text_hash)
+            .where(Sample.dataset_id == dataset_id, Sample.text_hash.in_(new))
+            .group_by(Sample.text_hash)
+            .having(func.count() > 1)
+        )
+    )

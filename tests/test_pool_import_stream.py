@@ -1,0 +1,128 @@
+"""Imports read as a stream (issues 14 and 15): every row stored or none, however late in the file a
+refusal comes; the file read again for each pass. (Their memory: test_pool_import_memory.py.)"""
+
+from __future__ import annotations
+
+import collections
+import io
+import tempfile
+
+import pytest
+
+from lesslabels.common.errors import InvalidArgument
+from lesslabels.pool import importers
+from lesslabels.pool.imports import BATCH_ROWS
+from lesslabels.pool.store import PoolStore
+from tests.helpers import BOTH_DATABASES
+
+ROWS = 3 * BATCH_ROWS + 17  # rows spread over several inserted batches
+LABELS = ("flight", "airfare", "ground_service")
+
+
+def _csv(rows: int, *, ids: bool = False, last: str = "") -> bytes:
+    """A ``text,label`` CSV (``id,text,label`` with ids) of ``rows`` rows, ``last`` replacing the last line."""
+    lines = ["id,text,label" if ids else "text,label"]
+    for i in range(rows):
+        label = LABELS[i % 3]
+        lines.append(f"u{i},text number {i},{label}" if ids else f"text number {i},{label}")
+    if last:
+        lines[-1] = last
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.fixture
+def store(database_url):
+    store = PoolStore(database_url)
+    store.create_dataset("d")
+    store.import_samples("d", b"text,label\nstored before,flight\n")
+    yield store
+    store.close()
+
+
+def _stored(store: PoolStore) -> int:
+    return sum(store.get_dataset("d").counts.values())
+
+
+@BOTH_DATABASES
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (_csv(ROWS, last="   ,flight"), f"row {ROWS} (line {ROWS + 1}): empty text"),
+        (_csv(ROWS, last="a text,Flight"), f"row {ROWS}: label 'Flight' is a near-duplicate of 'flight'"),
+        (_csv(ROWS, last="a text,flights"), "'flights' and 'flight'"),
+        (_csv(ROWS, ids=True, last="u7,a text,flight"), f"row {ROWS}: id 'u7' repeats the id of row 8"),
+    ],
+    ids=["bad-row", "near-duplicate-label", "similar-label", "repeated-id"],
+)
+def test_a_refusal_at_the_end_of_a_large_file_stores_nothing(store, data, words):
+    with pytest.raises(InvalidArgument) as refused:
+        store.import_samples("d", data)
+    assert words in str(refused.value)
+    assert _stored(store) == 1 and store.get_dataset("d").labels == ["flight"]
+    with pytest.raises(InvalidArgument):
+        store.import_samples("new", data, create_dataset=True)
+    assert [d.name for d in store.list_datasets()] == ["d"]
+
+
+@BOTH_DATABASES
+def test_an_id_already_stored_is_refused_after_the_rows_before_it(store):
+    store.import_samples("d", b"id,text\nkept,one\n")
+    data = _csv(ROWS, ids=True, last="kept,a text,flight")
+    with pytest.raises(InvalidArgument, match=f"row {ROWS}: id 'kept' is already in the dataset"):
+        store.import_samples("d", data)
+    assert _stored(store) == 2
+
+
+@BOTH_DATABASES
+def test_check_only_of_a_large_file_reports_everything_and_stores_nothing(store):
+    data = _csv(ROWS, last="stored before,flight") + b"text number 5,airfare\n"
+    result = store.import_samples("d", data, check_only=True)
+    assert result.checked_only and result.imported == ROWS + 1
+    labels = collections.Counter(LABELS[i % 3] for i in range(ROWS - 1)) + collections.Counter(["flight", "airfare"])
+    assert result.by_label == dict(labels)
+    assert result.by_split == {"train": ROWS + 1}
+    assert [(d.text, d.first_row, d.rows) for d in result.duplicates] == [
+        ("text number 5", 5, [ROWS]),
+        ("stored before", -1, [ROWS - 1]),
+    ]
+    assert _stored(store) == 1 and store.get_dataset("d").labels == ["flight"]
+    stored = store.import_samples("d", data)
+    assert (stored.imported, stored.duplicates) == (result.imported, result.duplicates)
+    assert _stored(store) == ROWS + 2
+
+
+def _spooled(data: bytes):
+    file = tempfile.SpooledTemporaryFile(max_size=1024)
+    file.write(data)
+    return file
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_a_file_is_read_again_for_each_pass_and_left_open(fmt):
+    if fmt == "csv":
+        data = b"\xef\xbb\xbftext,label\r\n" + b"".join(b"text %d,greet\r\n" % i for i in range(2500))
+    else:
+        data = b"".join(b'{"text": "text %d", "label": "greet"}\n' % i for i in range(2500))
+    with _spooled(data) as file:
+        opened = importers.open_import(file)
+        first, again = list(opened.rows()), list(opened.rows())
+        del opened
+        assert not file.closed  # the caller's file stays the caller's
+    assert first == again and len(first) == 2500
+    assert (first[0].text, first[-1].row, first[-1].label) == ("text 0", 2499, "greet")
+
+
+def test_a_utf8_error_names_its_line_however_far_into_the_file():
+    # A two-byte character split by the end of the first 1 MiB block is fine; a lone byte later is not.
+    prefix = b"greet," + b"x" * ((1 << 20) - 7) + "é".encode() + b"\n"
+    data = prefix + b"greet,fine\n" * 3 + b"bye,caf\xe9\n"
+    with pytest.raises(InvalidArgument, match=rf"line 5: not valid UTF-8 \(byte offset {len(data) - 2}\)"):
+        importers.open_import(io.BytesIO(data))
+
+
+def test_the_misreading_checks_look_at_the_first_rows():
+    """A header read as data is judged on the first CHECKED_ROWS rows: a lone first row there is
+    refused even if its class turns up later."""
+    rows = [f"weather,will it rain on day {i}" for i in range(importers.CHECKED_ROWS)]
+    with pytest.raises(InvalidArgument, match="looks like a header"):
+        importers.open_import(("kind,phrase\n" + "\n".join(rows) + "\nkind,phrase\n").encode())
