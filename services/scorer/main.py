@@ -8,6 +8,7 @@ import logging
 from grpc_health.v1 import health_pb2
 
 from lesslabels.client import PoolClient
+from lesslabels.common import errors
 from lesslabels.common.channels import wait_until_serving
 from lesslabels.common.checkpoints import CheckpointStore
 from lesslabels.common.config import (
@@ -123,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(torch_threads)
     models.import_transformers()  # before any RPC thread can (not thread-safe the first time)
+    try:  # the default base model loads, or the service does not start (no SERVING that fails later)
+        models.check_loadable("default")
+    except (errors.InvalidArgument, ModuleNotFoundError) as exc:
+        parser.error(f"the bundled base model cannot be loaded: {exc}")
     config = EngineConfig(
         cache_size=args.cache_size,
         device=args.device,

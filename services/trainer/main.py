@@ -146,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_threads < 0:
         parser.error(f"--num-threads {args.num_threads}: must not be negative")
     models.import_transformers()  # before any RPC or job thread can (not thread-safe the first time)
+    try:  # the default base model loads, or the service does not start (no SERVING that fails later)
+        models.check_loadable("default")
+    except (errors.InvalidArgument, ModuleNotFoundError) as exc:
+        parser.error(f"the bundled base model cannot be loaded: {exc}")
     try:
         server = build_server(
             settings,
