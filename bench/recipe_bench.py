@@ -14,10 +14,13 @@ Recipes (every one lr 1e-4, batch 16, max length 64, at least 250 steps, as ``ru
              (the demo's cap), 10 % of the labels held out for early stopping (patience 2),
              random head
   new        the trainer's defaults now: at least 8 steps per class, prototype head, no hold-out
-             below 10 labels per class (so training runs the planned steps on every label)
-  new-random-head, new-holdout
-             ``new`` with one part reverted (the random head; the old hold-out)
-  prototype  the prototype head alone, no fine-tuning (nearest class mean): a reference
+             below 10 labels per class (so training runs the planned steps on every label), the
+             head reading mean-pooled token vectors
+  new-random-head, new-holdout, new-cls
+             ``new`` with one part reverted (the random head; the old hold-out; BERT's pooled
+             [CLS] output, the pooling before 2026-12-01 afternoon)
+  prototype, prototype-cls
+             the prototype head alone, no fine-tuning (nearest class mean): a reference
 
     python bench/recipe_bench.py --dataset clinc150 --labels 300 --recipes old new --seeds 0
     python bench/recipe_bench.py --dataset atis --labels 100 300 --recipes old new --seeds 0
@@ -43,7 +46,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results" / "recipe_bench.jsonl"
-RECIPES = ("old", "new", "new-random-head", "new-holdout", "prototype")
+RECIPES = ("old", "new", "new-random-head", "new-holdout", "new-cls", "prototype", "prototype-cls")
 
 
 def recipe_config(name: str):
@@ -59,11 +62,14 @@ def recipe_config(name: str):
             min_steps_per_class=0,
             head_init="random",
             holdout_min_per_class=0,
+            pooling="cls",
         )
     if name in ("new", "prototype"):
         return common
     if name == "new-random-head":
         return dataclasses.replace(common, head_init="random")
+    if name in ("new-cls", "prototype-cls"):
+        return dataclasses.replace(common, pooling="cls")
     if name == "new-holdout":
         return dataclasses.replace(common, holdout_min_per_class=0)
     raise SystemExit(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
@@ -95,6 +101,7 @@ def run_one(dataset: str, n_labels: int, recipe: str, seed: int, device) -> dict
 
     from lesslabels.modeling import models
     from lesslabels.modeling.batching import tokenize
+    from lesslabels.modeling.pooling import set_pooling
     from lesslabels.trainer import engine
 
     pool, evaluation = load_split(dataset)
@@ -107,7 +114,8 @@ def run_one(dataset: str, n_labels: int, recipe: str, seed: int, device) -> dict
     classifier = models.load_classifier(models.default_model_path(), labels, device=device)
     started = time.perf_counter()
     pad_id = classifier.tokenizer.pad_token_id or 0
-    if recipe == "prototype":
+    if recipe.startswith("prototype"):
+        set_pooling(classifier.model, config.pooling)
         ids = tokenize(classifier.tokenizer, [e.text for e in train_set], config.max_length)
         index = {label: i for i, label in enumerate(labels)}
         engine.init_head_from_prototypes(
@@ -126,6 +134,7 @@ def run_one(dataset: str, n_labels: int, recipe: str, seed: int, device) -> dict
         "dataset": dataset,
         "labels": n_labels,
         "recipe": recipe,
+        "pooling": config.pooling,
         "seed": seed,
         "classes_labelled": len({e.label for e in labelled}),
         "train": len(train_set),

@@ -154,6 +154,7 @@ def test_select_device():
         (dict(min_steps=9, max_steps=8), "must not exceed max_steps 8"),
         (dict(min_steps_per_class=-1), "min_steps_per_class -1"),
         (dict(head_init="zeros"), "head_init 'zeros'"),
+        (dict(pooling="max"), "pooling 'max'"),
         (dict(holdout_min_per_class=-3), "holdout_min_per_class -3"),
     ],
 )
@@ -225,6 +226,31 @@ def test_min_steps_adds_epochs_and_holds_off_early_stopping(tiny_bert_dir):
         tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, min_steps=12, min_steps_per_class=0), validation=False
     )
     assert outcome.steps == 15 and outcome.stop_reason.startswith("3 epochs reached (min_steps 12")
+
+
+def test_validation_every_few_epochs_when_there_are_many(tiny_bert_dir):
+    """25 short epochs validate every 3rd epoch and after the last: 9 passes, not 25."""
+    assert [engine.validation_every(n) for n in (1, 10, 11, 25, 64)] == [1, 1, 2, 3, 7]
+    events = []
+    _, outcome = _train(
+        tiny_bert_dir,
+        TrainConfig(learning_rate=5e-3, batch_size=4, max_epochs=25, patience=100, min_steps_per_class=0),
+        on_progress=events.append,
+    )
+    validated = [e.epoch for e in events if e.validation is not None]
+    assert outcome.epochs_run == 25 and validated == [3, 6, 9, 12, 15, 18, 21, 24, 25]
+    assert outcome.best_epoch in validated
+
+
+def test_patience_counts_validations_not_epochs(tiny_bert_dir):
+    # 22 epochs validate every 3rd; a vanishing learning rate makes every validation a plateau, so
+    # patience 2 stops at the third validation (epoch 9), not at epoch 3.
+    _, outcome = _train(
+        tiny_bert_dir,
+        TrainConfig(learning_rate=1e-12, batch_size=4, max_epochs=22, patience=2, min_steps_per_class=0),
+    )
+    assert outcome.epochs_run == 9 and outcome.best_epoch == 3
+    assert "for 2 validations (one every 3 epochs" in outcome.stop_reason
 
 
 def test_min_steps_per_class_plans_steps_for_the_number_of_classes(tiny_bert_dir):

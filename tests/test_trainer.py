@@ -523,6 +523,7 @@ def test_not_serving_until_the_pool_is(tmp_path, tiny_bert_dir):
         (dict(min_steps_per_class=-1), "min_steps_per_class -1"),
         (dict(holdout_min_per_class=-2), "holdout_min_per_class -2"),
         (dict(head_init=99), "unknown head_init 99"),
+        (dict(pooling=99), "unknown pooling 99"),
         (dict(precision=common_pb2.PRECISION_FP16), "fp16 needs CUDA"),
     ],
 )

@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from lesslabels.modeling import pooling
 from lesslabels.modeling.batching import collate, cut_texts
 from lesslabels.modeling.models import cpu_has_native_bf16  # noqa: F401 - re-exported for callers
+from lesslabels.modeling.pooling import mean_pool
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -185,7 +187,7 @@ def _is_plain_bert_classifier(model: torch.nn.Module) -> bool:
     from transformers import BertForSequenceClassification
     from transformers.models.bert.modeling_bert import BertLayer, BertSelfAttention
 
-    if type(model) is not BertForSequenceClassification:
+    if type(model) is not BertForSequenceClassification or pooling.pooling_of(model) != "cls":
         return False
     config = model.config
     layers = model.bert.encoder.layer
@@ -315,9 +317,8 @@ def forward(
             probs = torch.softmax(cls_only_logits(model.model, ids, mask).float(), dim=-1)  # [n, c]
             hidden = None
         elif model.is_classifier:
-            out = model.model(input_ids=ids, attention_mask=mask, output_hidden_states=embeddings)
-            probs = torch.softmax(out.logits.float(), dim=-1)  # [n, c]
-            hidden = out.hidden_states[-1] if embeddings else None
+            logits, hidden = pooling.classify(model.model, ids, mask, hidden=embeddings)
+            probs = torch.softmax(logits.float(), dim=-1)  # [n, c]
         else:
             out = model.model(input_ids=ids, attention_mask=mask)
             probs = None
@@ -327,10 +328,3 @@ def forward(
         probs.cpu().numpy().astype(np.float32, copy=False) if probs is not None else None,
         pooled.cpu().numpy().astype(np.float32, copy=False) if pooled is not None else None,
     )
-
-
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of the token vectors that are not padding: ``[n, t, h]`` x ``[n, t]`` -> ``[n, h]``."""
-    weights = mask.unsqueeze(-1).to(torch.float32)  # [n, t, 1]
-    summed = (hidden.float() * weights).sum(dim=1)  # [n, h]
-    return summed / weights.sum(dim=1).clamp(min=1.0)

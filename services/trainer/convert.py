@@ -29,6 +29,12 @@ HEAD_INIT_FROM_PROTO = {
     common_pb2.HEAD_INIT_RANDOM: "random",
 }
 HEAD_INIT_TO_PROTO = {"prototype": common_pb2.HEAD_INIT_PROTOTYPE, "random": common_pb2.HEAD_INIT_RANDOM}
+POOLING_FROM_PROTO = {
+    common_pb2.POOLING_UNSPECIFIED: None,  # the default
+    common_pb2.POOLING_MEAN: "mean",
+    common_pb2.POOLING_CLS: "cls",
+}
+POOLING_TO_PROTO = {"mean": common_pb2.POOLING_MEAN, "cls": common_pb2.POOLING_CLS}
 JOB_STATE_TO_PROTO = {JobState(name): value for name, value in vocabulary.JOB_STATE_TO_PROTO.items()}
 
 _DEFAULTS = TrainConfig()
@@ -47,6 +53,8 @@ def config_from_proto(message: common_pb2.Hyperparameters) -> TrainConfig:
         raise errors.InvalidArgument(f"unknown precision {message.precision}")
     if message.head_init not in HEAD_INIT_FROM_PROTO:
         raise errors.InvalidArgument(f"unknown head_init {message.head_init}")
+    if message.pooling not in POOLING_FROM_PROTO:
+        raise errors.InvalidArgument(f"unknown pooling {message.pooling}")
     return TrainConfig(
         learning_rate=pick("learning_rate"),
         batch_size=pick("batch_size"),
@@ -65,6 +73,7 @@ def config_from_proto(message: common_pb2.Hyperparameters) -> TrainConfig:
         min_steps_per_class=pick("min_steps_per_class"),
         head_init=HEAD_INIT_FROM_PROTO[message.head_init] or _DEFAULTS.head_init,
         holdout_min_per_class=pick("holdout_min_per_class"),
+        pooling=POOLING_FROM_PROTO[message.pooling] or _DEFAULTS.pooling,
     )
 
 
@@ -87,6 +96,7 @@ def config_to_proto(config: TrainConfig) -> common_pb2.Hyperparameters:
         min_steps_per_class=config.min_steps_per_class,
         head_init=HEAD_INIT_TO_PROTO[config.head_init],
         holdout_min_per_class=config.holdout_min_per_class,
+        pooling=POOLING_TO_PROTO[config.pooling],
     )
 
 

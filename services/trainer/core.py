@@ -22,6 +22,7 @@ from typing import Any
 from lesslabels.common import checkpoints, errors
 from lesslabels.common.checkpoints import CheckpointStore
 from lesslabels.modeling import models
+from lesslabels.modeling.pooling import pooling_of
 from lesslabels.trainer import engine
 from lesslabels.trainer.engine import Example, Progress
 from lesslabels.trainer.job_types import Job, RunResult, TrainRequest
@@ -42,6 +43,7 @@ ENUM_PRECISION = {
     "fp16": "PRECISION_FP16",
 }
 ENUM_HEAD_INIT = {"prototype": "HEAD_INIT_PROTOTYPE", "random": "HEAD_INIT_RANDOM"}
+ENUM_POOLING = {"mean": "POOLING_MEAN", "cls": "POOLING_CLS"}
 
 # torch.set_num_threads is process-wide: only the job thread changes it, one job at a time.
 _threads_lock = threading.Lock()
@@ -53,6 +55,7 @@ def hyperparameters_dict(config: engine.TrainConfig) -> dict:
     data["class_balance"] = ENUM_CLASS_BALANCE[config.class_balance]
     data["precision"] = ENUM_PRECISION[config.precision]
     data["head_init"] = ENUM_HEAD_INIT[config.head_init]
+    data["pooling"] = ENUM_POOLING[config.pooling]
     return data
 
 
@@ -191,7 +194,8 @@ class Trainer:
             "round": request.round,
             "base_model": request.base_model or "default",
             "labels": list(request.labels),
-            "hyperparameters": hyperparameters_dict(config),
+            # the pooling the model computes with (a warm start keeps its checkpoint's)
+            "hyperparameters": hyperparameters_dict(dataclasses.replace(config, pooling=pooling_of(classifier.model))),
             "validation": outcome.validation.as_dict() if outcome.validation else None,
             "labelled_set_hash": checkpoints.labelled_set_hash((e.sample_id, e.label) for e in labelled),
             "dataset": request.dataset,

@@ -33,6 +33,12 @@ class HeadInit(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     HEAD_INIT_PROTOTYPE: _ClassVar[HeadInit]
     HEAD_INIT_RANDOM: _ClassVar[HeadInit]
 
+class Pooling(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    POOLING_UNSPECIFIED: _ClassVar[Pooling]
+    POOLING_MEAN: _ClassVar[Pooling]
+    POOLING_CLS: _ClassVar[Pooling]
+
 class Precision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PRECISION_AUTO: _ClassVar[Precision]
@@ -53,6 +59,9 @@ CLASS_BALANCE_SAMPLING: ClassBalance
 HEAD_INIT_UNSPECIFIED: HeadInit
 HEAD_INIT_PROTOTYPE: HeadInit
 HEAD_INIT_RANDOM: HeadInit
+POOLING_UNSPECIFIED: Pooling
+POOLING_MEAN: Pooling
+POOLING_CLS: Pooling
 PRECISION_AUTO: Precision
 PRECISION_FP32: Precision
 PRECISION_BF16: Precision
@@ -98,7 +107,7 @@ class EvalMetrics(_message.Message):
     def __init__(self, accuracy: _Optional[float] = ..., macro_f1: _Optional[float] = ..., per_class_f1: _Optional[_Mapping[str, float]] = ..., count: _Optional[int] = ..., loss: _Optional[float] = ...) -> None: ...
 
 class Hyperparameters(_message.Message):
-    __slots__ = ("learning_rate", "batch_size", "max_epochs", "patience", "warmup_ratio", "weight_decay", "max_length", "validation_fraction", "use_labelled_validation", "class_balance", "precision", "num_threads", "max_steps", "min_steps", "min_steps_per_class", "head_init", "holdout_min_per_class")
+    __slots__ = ("learning_rate", "batch_size", "max_epochs", "patience", "warmup_ratio", "weight_decay", "max_length", "validation_fraction", "use_labelled_validation", "class_balance", "precision", "num_threads", "max_steps", "min_steps", "min_steps_per_class", "head_init", "holdout_min_per_class", "pooling")
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_EPOCHS_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +125,7 @@ class Hyperparameters(_message.Message):
     MIN_STEPS_PER_CLASS_FIELD_NUMBER: _ClassVar[int]
     HEAD_INIT_FIELD_NUMBER: _ClassVar[int]
     HOLDOUT_MIN_PER_CLASS_FIELD_NUMBER: _ClassVar[int]
+    POOLING_FIELD_NUMBER: _ClassVar[int]
     learning_rate: float
     batch_size: int
     max_epochs: int
@@ -133,7 +143,8 @@ class Hyperparameters(_message.Message):
     min_steps_per_class: int
     head_init: HeadInit
     holdout_min_per_class: int
-    def __init__(self, learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., max_epochs: _Optional[int] = ..., patience: _Optional[int] = ..., warmup_ratio: _Optional[float] = ..., weight_decay: _Optional[float] = ..., max_length: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., use_labelled_validation: bool = ..., class_balance: _Optional[_Union[ClassBalance, str]] = ..., precision: _Optional[_Union[Precision, str]] = ..., num_threads: _Optional[int] = ..., max_steps: _Optional[int] = ..., min_steps: _Optional[int] = ..., min_steps_per_class: _Optional[int] = ..., head_init: _Optional[_Union[HeadInit, str]] = ..., holdout_min_per_class: _Optional[int] = ...) -> None: ...
+    pooling: Pooling
+    def __init__(self, learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., max_epochs: _Optional[int] = ..., patience: _Optional[int] = ..., warmup_ratio: _Optional[float] = ..., weight_decay: _Optional[float] = ..., max_length: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., use_labelled_validation: bool = ..., class_balance: _Optional[_Union[ClassBalance, str]] = ..., precision: _Optional[_Union[Precision, str]] = ..., num_threads: _Optional[int] = ..., max_steps: _Optional[int] = ..., min_steps: _Optional[int] = ..., min_steps_per_class: _Optional[int] = ..., head_init: _Optional[_Union[HeadInit, str]] = ..., holdout_min_per_class: _Optional[int] = ..., pooling: _Optional[_Union[Pooling, str]] = ...) -> None: ...
 
 class ModelRef(_message.Message):
     __slots__ = ("checkpoint_id", "latest_of_run", "base_model", "best_of_run")
