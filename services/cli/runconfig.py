@@ -175,7 +175,12 @@ def add_run_flags(
         "--train-batch-size", type=int, default=d.get("train_batch_size", 0), help="training batch size [16]"
     )
     h.add_argument("--max-length", type=int, default=d.get("max_length", 0), help="tokens per text [64]")
-    h.add_argument("--patience", type=int, default=d.get("patience", 0), help="early-stopping patience in epochs [2]")
+    h.add_argument(
+        "--patience",
+        type=int,
+        default=d.get("patience", 0),
+        help="early-stopping patience in validations (one per epoch, at most 10 per training) [2]",
+    )
     h.add_argument("--max-steps", type=int, default=d.get("max_steps", 0), help="cap on optimizer steps (tests)")
     h.add_argument(
         "--min-steps",
