@@ -101,7 +101,6 @@ def run_one(dataset: str, n_labels: int, recipe: str, seed: int, device) -> dict
 
     from lesslabels.modeling import models
     from lesslabels.modeling.batching import tokenize
-    from lesslabels.modeling.pooling import set_pooling
     from lesslabels.trainer import engine
 
     pool, evaluation = load_split(dataset)
@@ -111,11 +110,10 @@ def run_one(dataset: str, n_labels: int, recipe: str, seed: int, device) -> dict
     config = recipe_config(recipe)
     train_set, validation_set = engine.validation_split(labelled, config, seed)
     torch.manual_seed(seed)
-    classifier = models.load_classifier(models.default_model_path(), labels, device=device)
+    classifier = models.load_classifier(models.default_model_path(), labels, device=device, pooling=config.pooling)
     started = time.perf_counter()
     pad_id = classifier.tokenizer.pad_token_id or 0
     if recipe.startswith("prototype"):
-        set_pooling(classifier.model, config.pooling)
         ids = tokenize(classifier.tokenizer, [e.text for e in train_set], config.max_length)
         index = {label: i for i, label in enumerate(labels)}
         engine.init_head_from_prototypes(

@@ -249,11 +249,13 @@ def test_round_trip_through_a_real_stack(real_stack, tiny_bert_dir, tmp_path, ca
         assert prediction["model_version"] and 0 < prediction["score"] <= 1
         assert prediction["result"][0]["value"]["choices"][0] in LABELS
 
-    # The checkpoint the trainer published for round 0 is a folder transformers loads as is.
+    # The checkpoint the trainer published for round 0 is a folder transformers loads with the
+    # mean-pooling classifier's code that it carries (tests/test_pooling.py checks that outside lesslabels).
     from transformers import pipeline
 
     folder = tmp_path / "checkpoints" / f"ckpt-{tasks[0]['predictions'][0]['model_version']}"
-    (result,) = pipeline("text-classification", model=str(folder), device="cpu")(tasks[0]["data"]["text"])
+    classify = pipeline("text-classification", model=str(folder), device="cpu", trust_remote_code=True)
+    (result,) = classify(tasks[0]["data"]["text"])
     assert result["label"] == tasks[0]["predictions"][0]["result"][0]["value"]["choices"][0]
     assert result["score"] == pytest.approx(tasks[0]["predictions"][0]["score"], abs=1e-3)
 

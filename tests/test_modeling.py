@@ -284,9 +284,10 @@ def test_validation_split_holds_out_only_with_enough_labels_per_class():
     assert engine.validation_split([], TrainConfig(), seed=0) == ([], [])
 
 
-def test_prototype_head_is_the_normalised_class_mean_of_the_head_input(tiny_bert_dir):
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_prototype_head_is_the_normalised_class_mean_of_the_head_input(tiny_bert_dir, pooling):
     torch.manual_seed(0)
-    loaded = load_classifier(str(tiny_bert_dir), LABELS)
+    loaded = load_classifier(str(tiny_bert_dir), LABELS, pooling=pooling)
     examples = [e for e in _examples(4) if e.label != "ground"]  # "ground" has no texts
     ids = tokenize(loaded.tokenizer, [e.text for e in examples], 64)
     targets = np.array([LABELS.index(e.label) for e in examples])
@@ -296,7 +297,9 @@ def test_prototype_head_is_the_normalised_class_mean_of_the_head_input(tiny_bert
         weight = model.classifier.weight.clone()
         for c, label in enumerate(LABELS[:2]):
             rows = [ids[i] for i in range(len(ids)) if targets[i] == c]
-            pooled = torch.stack([model.bert(input_ids=torch.tensor([r])).pooler_output[0] for r in rows])
+            out = [model.bert(input_ids=torch.tensor([r])) for r in rows]
+            head_input = [o.last_hidden_state[0].mean(dim=0) if pooling == "mean" else o.pooler_output[0] for o in out]
+            pooled = torch.stack(head_input)
             mean = pooled.mean(dim=0)
             assert torch.allclose(weight[c], mean / mean.norm(), atol=1e-5), label
         assert torch.all(weight[2] == 0) and torch.all(model.classifier.bias == 0)

@@ -1,9 +1,12 @@
-"""Pooling (lesslabels.modeling.pooling): what the head reads, recorded in the checkpoint, so that
-the trainer's logits and the scorer's probabilities agree for either pooling."""
+"""Pooling (lesslabels.modeling.pooling): the head reads mean-pooled token vectors through its own
+model class, saved with the checkpoint, so the trainer's logits, the scorer's probabilities and a
+plain transformers pipeline agree."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,7 +20,6 @@ from lesslabels.trainer.engine import Example, TrainConfig
 torch = pytest.importorskip("torch")
 LABELS = ["flight", "airfare", "ground"]
 TEXTS = ["a", "cheap flight to boston tomorrow morning please", "", "taxi at the airport", "fares"]
-CPU = None
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +38,7 @@ def _examples() -> list[Example]:
 
 def _trained(source: str, config: TrainConfig, *, fresh_head: bool = True):
     torch.manual_seed(0)
-    loaded = load_classifier(source, LABELS)
+    loaded = load_classifier(source, LABELS, pooling=config.pooling)
     engine.train(
         loaded.model,
         loaded.tokenizer,
@@ -56,8 +58,14 @@ def test_the_scorer_reproduces_the_trainers_logits_from_the_saved_folder(tiny_be
     from lesslabels.modeling import inference
 
     loaded = _trained(str(tiny_bert_dir), TrainConfig(batch_size=4, max_steps=6, pooling=kind))
+    assert pooling.pooling_of(loaded.model) == kind
     folder = save_classifier(loaded.model, loaded.tokenizer, tmp_path / "checkpoint")
-    assert json.loads((folder / "config.json").read_text())[pooling.CONFIG_ATTRIBUTE] == kind
+    config = json.loads((folder / "config.json").read_text())
+    if kind == "mean":
+        assert config["model_type"] == "lesslabels-bert-mean" and (folder / "meanpool_bert.py").is_file()
+        assert config["auto_map"]["AutoModelForSequenceClassification"].startswith("meanpool_bert.")
+    else:
+        assert config["model_type"] == "bert" and "auto_map" not in config
 
     ids = tokenize(loaded.tokenizer, TEXTS, 64)
     trainer_probs = torch.softmax(
@@ -72,26 +80,23 @@ def test_the_scorer_reproduces_the_trainers_logits_from_the_saved_folder(tiny_be
     np.testing.assert_allclose(with_embeddings.probabilities, trainer_probs, atol=1e-5)
 
 
-def test_the_two_poolings_give_different_logits(tiny_bert_dir):
-    loaded = load_classifier(str(tiny_bert_dir), LABELS)
+def test_mean_pooling_is_the_masked_mean_of_the_last_layer(tiny_bert_dir):
+    mean = load_classifier(str(tiny_bert_dir), LABELS, pooling="mean").model.eval()
+    torch.manual_seed(0)
+    cls = load_classifier(str(tiny_bert_dir), LABELS, pooling="cls").model.eval()
     ids, mask = torch.tensor([[101, 2000, 3000, 102]]), torch.ones(1, 4, dtype=torch.long)
-    loaded.model.eval()
     with torch.inference_mode():
-        pooling.set_pooling(loaded.model, "cls")
-        cls = pooling.logits(loaded.model, ids, mask)
-        pooling.set_pooling(loaded.model, "mean")
-        mean = pooling.logits(loaded.model, ids, mask)
-        states = loaded.model.bert(input_ids=ids, attention_mask=mask).last_hidden_state
-        expected = loaded.model.classifier(states.mean(dim=1))
-    assert not torch.allclose(cls, mean)
-    torch.testing.assert_close(mean, expected)
+        states = mean.bert(input_ids=ids, attention_mask=mask).last_hidden_state
+        torch.testing.assert_close(mean(input_ids=ids, attention_mask=mask).logits, mean.classifier(states.mean(dim=1)))
+        cls.classifier.load_state_dict(mean.classifier.state_dict())  # the same head, the other pooling
+        assert not torch.allclose(
+            cls(input_ids=ids, attention_mask=mask).logits, mean(input_ids=ids, attention_mask=mask).logits
+        )
 
 
 def test_mean_pooling_leaves_padding_out(tiny_bert_dir):
     """A text's logits are the same alone and padded beside a longer text."""
-    loaded = load_classifier(str(tiny_bert_dir), LABELS)
-    pooling.set_pooling(loaded.model, "mean")
-    loaded.model.eval()
+    loaded = load_classifier(str(tiny_bert_dir), LABELS, pooling="mean")
     short = [101, 2000, 102]
     alone = engine.predict_logits(loaded.model, [short], device=torch.device("cpu"), pad_id=0)
     padded = engine.predict_logits(
@@ -100,25 +105,13 @@ def test_mean_pooling_leaves_padding_out(tiny_bert_dir):
     torch.testing.assert_close(alone[0], padded[0], atol=1e-5, rtol=1e-5)
 
 
-def test_a_folder_without_the_attribute_is_cls(tiny_bert_dir):
-    """Checkpoints written before pooling existed keep computing as they were trained."""
-    loaded = load_classifier(str(tiny_bert_dir), LABELS)
-    assert not hasattr(loaded.model.config, pooling.CONFIG_ATTRIBUTE)
-    assert pooling.pooling_of(loaded.model) == "cls"
-    ids, mask = torch.tensor([[101, 2000, 102]]), torch.ones(1, 3, dtype=torch.long)
-    loaded.model.eval()
-    with torch.inference_mode():
-        torch.testing.assert_close(pooling.logits(loaded.model, ids, mask), loaded.model(ids, mask).logits)
+def test_unknown_pooling_is_refused(tiny_bert_dir):
+    from lesslabels.common import errors
 
-
-def test_mean_is_refused_to_a_head_that_is_not_one_linear_layer(tiny_bert_dir):
-    loaded = load_classifier(str(tiny_bert_dir), LABELS)
-    hidden = loaded.model.config.hidden_size
-    loaded.model.classifier = torch.nn.Sequential(torch.nn.Linear(hidden, 3))
-    assert pooling.set_pooling(loaded.model, "mean") == "cls"
-    assert pooling.pooling_of(loaded.model) == "cls"
+    with pytest.raises(errors.InvalidArgument, match="pooling 'max'"):
+        TrainConfig(pooling="max").validate()
     with pytest.raises(ValueError, match="pooling 'max'"):
-        pooling.set_pooling(loaded.model, "max")
+        load_classifier(str(tiny_bert_dir), LABELS, pooling="max")
 
 
 def test_a_warm_start_keeps_its_checkpoints_pooling(tiny_bert_dir, tmp_path):
@@ -126,3 +119,47 @@ def test_a_warm_start_keeps_its_checkpoints_pooling(tiny_bert_dir, tmp_path):
     folder = save_classifier(first.model, first.tokenizer, tmp_path / "round0")
     again = _trained(str(folder), TrainConfig(batch_size=4, max_steps=2, pooling="mean"), fresh_head=False)
     assert pooling.pooling_of(again.model) == "cls"
+
+
+PIPELINE = """
+import sys
+from transformers import pipeline
+folder, trust = sys.argv[1], sys.argv[2] == "trust"
+try:
+    classify = pipeline("text-classification", model=folder, device="cpu", trust_remote_code=trust)
+except ValueError as exc:
+    print("REFUSED", str(exc).splitlines()[0])
+    raise SystemExit(0)
+(out,) = classify("taxi at the airport")
+print("LABEL", out["label"], out["score"], type(classify.model).__name__)
+"""
+
+
+def test_a_mean_pooled_folder_loads_in_a_plain_transformers_pipeline_with_its_code(tiny_bert_dir, tmp_path):
+    """Outside lesslabels (a fresh interpreter that never imported it) the folder loads with
+    trust_remote_code=True and gives the scorer's prediction; without it transformers refuses the
+    folder instead of silently reading the [CLS] position."""
+    from lesslabels.modeling import inference
+
+    loaded = _trained(str(tiny_bert_dir), TrainConfig(batch_size=4, max_steps=6, pooling="mean"))
+    folder = save_classifier(loaded.model, loaded.tokenizer, tmp_path / "checkpoint")
+    served = inference.load_classifier(folder, precision="fp32", device=torch.device("cpu"))
+    probs = inference.forward(served, inference.tokenize(served, ["taxi at the airport"]).input_ids).probabilities[0]
+
+    def outside(trust: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", PIPELINE, str(folder), trust],
+            capture_output=True,
+            text=True,
+            timeout=240,
+            stdin=subprocess.DEVNULL,
+            cwd=tmp_path,
+            env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    label, score, cls_name = outside("trust").split("LABEL", 1)[1].split()
+    assert label == LABELS[int(probs.argmax())] and float(score) == pytest.approx(float(probs.max()), abs=1e-4)
+    assert cls_name == "MeanPoolBertForSequenceClassification"
+    assert "REFUSED" in outside("no") and "custom code" in outside("no")

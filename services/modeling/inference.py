@@ -112,6 +112,7 @@ def load_classifier(
     """
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    pooling.register()  # mean-pooled checkpoints load from our code, never the folder's
     device = device or pick_device()
     folder = pathlib.Path(folder)
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
@@ -187,7 +188,7 @@ def _is_plain_bert_classifier(model: torch.nn.Module) -> bool:
     from transformers import BertForSequenceClassification
     from transformers.models.bert.modeling_bert import BertLayer, BertSelfAttention
 
-    if type(model) is not BertForSequenceClassification or pooling.pooling_of(model) != "cls":
+    if type(model) is not BertForSequenceClassification:  # not a subclass (mean pooling)
         return False
     config = model.config
     layers = model.bert.encoder.layer
@@ -317,8 +318,9 @@ def forward(
             probs = torch.softmax(cls_only_logits(model.model, ids, mask).float(), dim=-1)  # [n, c]
             hidden = None
         elif model.is_classifier:
-            logits, hidden = pooling.classify(model.model, ids, mask, hidden=embeddings)
-            probs = torch.softmax(logits.float(), dim=-1)  # [n, c]
+            out = model.model(input_ids=ids, attention_mask=mask, output_hidden_states=embeddings)
+            probs = torch.softmax(out.logits.float(), dim=-1)  # [n, c]
+            hidden = out.hidden_states[-1] if embeddings else None
         else:
             out = model.model(input_ids=ids, attention_mask=mask)
             probs = None

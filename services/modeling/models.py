@@ -197,16 +197,21 @@ def load_classifier(
     labels: Sequence[str] | None = None,
     *,
     device: torch.device | str | None = None,
+    pooling: str = "mean",
 ) -> LoadedClassifier:
     """Load a sequence classifier from a base model (HF name or local path) or a checkpoint folder.
 
     ``labels`` gives the head's classes in output order. A plain encoder (e.g. MiniLM saved as
-    ``BertModel``) gets a freshly initialised head (seed torch first for repeatability). With
+    ``BertModel``) gets a freshly initialised head (seed torch first for repeatability) reading
+    ``pooling`` (lesslabels.modeling.pooling); a checkpoint keeps the pooling it was trained with. With
     ``labels=None`` the folder must be a classifier checkpoint and its own labels are used; when
     both are given they must match, else InvalidArgument.
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
+    from lesslabels.modeling import pooling as poolings
+
+    poolings.register()
     resolved = check_loadable(name)
     tokenizer = load_tokenizer(name)
     config = AutoConfig.from_pretrained(resolved, **_offline_kwargs())
@@ -222,15 +227,26 @@ def load_classifier(
         raise errors.InvalidArgument(f"model {name!r} was trained for labels {own_labels}, not {labels}")
     id2label = dict(enumerate(labels))
     label2id = {label: i for i, label in id2label.items()}
+    model_class, model_config = (None, config) if own_labels is not None else poolings.classifier_class(config, pooling)
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            resolved, num_labels=len(labels), id2label=id2label, label2id=label2id, **_offline_kwargs()
-        )
+        if model_class is not None:
+            model_config.update({"num_labels": len(labels), "id2label": id2label, "label2id": label2id})
+            model = model_class.from_pretrained(resolved, config=model_config, **_offline_kwargs())
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                resolved, num_labels=len(labels), id2label=id2label, label2id=label2id, **_offline_kwargs()
+            )
     except Exception as exc:  # noqa: BLE001
         raise errors.InvalidArgument(f"base model {name or resolved!r} cannot be loaded: {_short(exc)}") from None
     if device is not None:
         model.to(device)
-    log.info("event=model_loaded model=%s labels=%d fresh_head=%s", resolved, len(labels), own_labels is None)
+    log.info(
+        "event=model_loaded model=%s labels=%d fresh_head=%s pooling=%s",
+        resolved,
+        len(labels),
+        own_labels is None,
+        poolings.pooling_of(model),
+    )
     return LoadedClassifier(model=model, tokenizer=tokenizer, labels=labels, source=resolved)
 
 
@@ -248,6 +264,9 @@ def save_classifier(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: str | os.PathLike
 ) -> pathlib.Path:
     """Write the model (``model.safetensors`` + config.json) and tokenizer files into ``folder``."""
+    from lesslabels.modeling import pooling
+
+    pooling.register()  # a mean-pooled model's folder gets its class's code and an auto_map
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder, safe_serialization=True)

@@ -1,52 +1,67 @@
 """How a classifier turns an encoder's token vectors into the features its head reads.
 
-Two poolings, named in the checkpoint's ``config.json`` (``lesslabels_pooling``) so that the
-trainer and the scorer compute the same logits from the same folder:
+``mean``  the mean of the last layer's token vectors (padding excluded), then dropout and the
+          linear ``classifier``: ``meanpool_bert.MeanPoolBertForSequenceClassification``. Sentence
+          encoders such as all-MiniLM-L6-v2 were trained with exactly this pooling; their [CLS]
+          position was not. On CLINC150 dev with the encoder frozen, nearest class mean from 1,350
+          labels reaches 87.9 % on mean-pooled features against 67.6 % on BERT's pooled [CLS]
+          output (bench/README.md, "Pooling"). BERT-family base models only (``model_type``
+          ``bert``); any other model keeps its own classifier.
+``cls``   the model's own ``*ForSequenceClassification`` (for BERT: pooler over [CLS]).
 
-``mean``  the mean of the last layer's token vectors (padding excluded), then the model's own
-          dropout and linear ``classifier``. Sentence encoders such as all-MiniLM-L6-v2 were
-          trained with exactly this pooling; their [CLS] position was not. On CLINC150 dev with
-          the encoder frozen, nearest class mean from 1,350 labels reaches 87.9 % on mean-pooled
-          features against 67.6 % on BERT's pooled [CLS] output (bench/README.md, "Pooling").
-``cls``   the model's own forward (for BERT: pooler over [CLS], dropout, classifier). A folder
-          without the attribute is ``cls``: every checkpoint written before pooling existed.
+The pooling is the checkpoint's model class, so the trainer, the scorer and anyone loading the
+folder compute the same logits with a plain ``model(**batch).logits``. Checkpoints written before
+pooling existed are plain ``BertForSequenceClassification`` folders: ``cls``.
 
-Mean pooling needs a model whose head is one linear layer fed by a pooled vector (BERT-family
-``*ForSequenceClassification``: ``.classifier`` a ``Linear``, ``.dropout``); any other model
-keeps its own forward (``set_pooling`` answers ``cls``).
+torch and transformers are imported inside the functions (importing this module stays cheap).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 POOLINGS = ("mean", "cls")
-CONFIG_ATTRIBUTE = "lesslabels_pooling"
+
+
+@functools.cache
+def register() -> None:
+    """Make the Auto classes load mean-pooled checkpoints from our own code (never the folder's),
+    and make ``save_pretrained`` copy that code into the folder with an ``auto_map``."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from lesslabels.modeling.meanpool_bert import MODEL_TYPE, MeanPoolBertConfig, MeanPoolBertForSequenceClassification
+
+    AutoConfig.register(MODEL_TYPE, MeanPoolBertConfig, exist_ok=True)
+    AutoModelForSequenceClassification.register(
+        MeanPoolBertConfig, MeanPoolBertForSequenceClassification, exist_ok=True
+    )
+    MeanPoolBertConfig.register_for_auto_class()
+    MeanPoolBertForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
 
 
 def pooling_of(model: Any) -> str:
-    """The pooling a loaded classifier computes with (``cls`` when its config names none)."""
-    value = getattr(model.config, CONFIG_ATTRIBUTE, None)
-    return value if value in POOLINGS else "cls"
+    """The pooling a loaded classifier computes with."""
+    from lesslabels.modeling.meanpool_bert import MeanPoolBertForSequenceClassification
+
+    return "mean" if isinstance(model, MeanPoolBertForSequenceClassification) else "cls"
 
 
-def supports_mean(model: Any) -> bool:
-    import torch
-
-    return isinstance(getattr(model, "classifier", None), torch.nn.Linear) and hasattr(model, "dropout")
-
-
-def set_pooling(model: Any, pooling: str) -> str:
-    """Make ``model`` compute with ``pooling`` (recorded in its config, so saved with it); returns
-    the pooling it got: ``cls`` when ``mean`` is asked of a model that cannot take it."""
+def classifier_class(config: Any, pooling: str) -> Any:
+    """The class a fresh classifier over a base model with ``config`` gets for ``pooling``, with the
+    config to build it from: ``(None, config)`` means the model's own Auto class."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling {pooling!r}: expected one of {', '.join(POOLINGS)}")
-    chosen = pooling if pooling == "cls" or supports_mean(model) else "cls"
-    setattr(model.config, CONFIG_ATTRIBUTE, chosen)
-    return chosen
+    from lesslabels.modeling.meanpool_bert import MeanPoolBertConfig, MeanPoolBertForSequenceClassification
+
+    if pooling == "mean" and getattr(config, "model_type", "") == "bert":
+        register()
+        fields = {k: v for k, v in config.to_dict().items() if k not in ("model_type", "architectures", "auto_map")}
+        return MeanPoolBertForSequenceClassification, MeanPoolBertConfig(**fields)
+    return None, config
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -56,19 +71,3 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     weights = mask.unsqueeze(-1).to(torch.float32)  # [n, t, 1]
     summed = (hidden.float() * weights).sum(dim=1)  # [n, h]
     return summed / weights.sum(dim=1).clamp(min=1.0)
-
-
-def classify(
-    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, hidden: bool = False
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(logits [n, c], the last layer's token vectors [n, t, h] when ``hidden``, else None)."""
-    if pooling_of(model) == "mean":
-        states = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        features = mean_pool(states, attention_mask).to(states.dtype)
-        return model.classifier(model.dropout(features)), (states if hidden else None)
-    out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=hidden)
-    return out.logits, (out.hidden_states[-1] if hidden else None)
-
-
-def logits(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    return classify(model, input_ids, attention_mask)[0]

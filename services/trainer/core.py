@@ -162,7 +162,9 @@ class Trainer:
                     if request.warm_start_checkpoint
                     else self.places.resolve(request.base_model)
                 )
-                classifier = models.load_classifier(source_model, list(request.labels), device=self.device)
+                classifier = models.load_classifier(
+                    source_model, list(request.labels), device=self.device, pooling=config.pooling
+                )
                 _raise_if_cancelled(job)
                 outcome = engine.train(
                     classifier.model,

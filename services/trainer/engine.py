@@ -5,7 +5,7 @@ tokenised once), early stopping with patience on validation accuracy keeping the
 weights (validation after every epoch, or every few epochs so that a training validates at most
 ``MAX_VALIDATIONS`` times, always after the last), a length planned from the data (``max_epochs`` passes, more when ``min_steps`` or
 ``min_steps_per_class`` x classes need more; ``max_steps`` caps), a fresh head initialised from
-class prototypes and reading mean-pooled token vectors (``pooling``), no hold-out below ``holdout_min_per_class`` labels per class
+class prototypes, no hold-out below ``holdout_min_per_class`` labels per class
 (``validation_split``), seeded shuffling and initialisation (a CPU run with the same
 seed and thread count is repeatable), optional class-weighted loss or class-balanced sampling,
 bf16/fp16 autocast on CUDA. On CPU, ``auto`` precision means bf16 where the CPU computes it
@@ -28,8 +28,7 @@ import numpy as np
 from lesslabels.common import errors
 from lesslabels.modeling.batching import iterate_batches, length_grouped_batches, tokenize
 from lesslabels.modeling.metrics import Metrics, classification_metrics
-from lesslabels.modeling.pooling import POOLINGS, set_pooling
-from lesslabels.modeling.pooling import logits as classifier_logits
+from lesslabels.modeling.pooling import POOLINGS
 
 if TYPE_CHECKING:
     import torch
@@ -285,7 +284,7 @@ def predict_logits(
             for indices, batch in iterate_batches(token_ids, length_grouped_batches(lengths, batch_size), pad_id):
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                    logits = classifier_logits(model, batch["input_ids"], batch["attention_mask"])
+                    logits = model(**batch).logits
                 out[torch.as_tensor(indices)] = logits.float().cpu()
     finally:
         model.train(was_training)
@@ -325,7 +324,7 @@ def init_head_from_prototypes(
                 batch = {k: v.to(device) for k, v in batch.items()}
                 captured.clear()
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                    classifier_logits(model, batch["input_ids"], batch["attention_mask"])
+                    model(**batch)
                 features[torch.as_tensor(indices)] = captured[0]
     finally:
         hook.remove()
@@ -390,8 +389,6 @@ def train(
     lengths = np.array([len(ids) for ids in train_ids])
 
     model.to(device)
-    if fresh_head:
-        set_pooling(model, config.pooling)  # a warm start keeps its checkpoint's pooling
     if fresh_head and config.head_init == "prototype":
         init_head_from_prototypes(model, train_ids, train_targets, device=device, pad_id=pad_id, dtype=dtype)
     model.train()
@@ -437,7 +434,7 @@ def train(
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             target = torch.as_tensor(train_targets[indices], device=device)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = classifier_logits(model, batch["input_ids"], batch["attention_mask"])
+                logits = model(**batch).logits
             loss = loss_fn(logits.float(), target)
             if scaler is not None:
                 scaler.scale(loss).backward()
