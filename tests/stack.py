@@ -16,13 +16,13 @@ import dataclasses
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
-from lesslabels.common import errors
+from lesslabels.common import errors, uncertainty
 from lesslabels.coordinator import model
 from lesslabels.client import PoolClient as SdkPoolClient
 from lesslabels.coordinator.clients import PoolClient
@@ -124,27 +124,46 @@ class FakeTrainer:
 class FakeScorer:
     """Scorer port over the real pool: deterministic probabilities per (sample, checkpoint),
     embeddings per sample; on the test split it predicts the gold label for a fraction
-    ``test_accuracy`` of the samples."""
+    ``test_accuracy`` of the samples. It lists what it scores from the pool as the real scorer
+    does (unlabelled in the run unless ``include_all``; the pool's random ``subset``; ``sample_ids``)
+    and records each call with the ids it scored (``calls``)."""
 
     def __init__(self, pool_address: str, *, test_accuracy: float = 0.75, stable: bool = False):
         self._pool = SdkPoolClient(pool_address, timeout=10)
         self.test_accuracy = test_accuracy
         self.stable = stable  # same predictions for every checkpoint
         self.calls: list[dict] = []
+        self.chunk_size = 16  # small, so that selection sees several chunks
 
     def close(self) -> None:
         self._pool.close()
 
-    def _samples(self, dataset: str, split: str):
-        return self._pool.list_samples(
-            dataset,
-            split="test" if split == "test" else "train",
-            page_size=5000,
-            include_gold=split == "test",
-            timeout=10,
+    def train_calls(self, run_id: int, *, embeddings: bool = False) -> list[dict]:
+        """The calls that scored run ``run_id``'s training pool with a checkpoint, in order."""
+        return [
+            c
+            for c in self.calls
+            if c["run_id"] == run_id and c["split"] == "train" and c["checkpoint_id"] and c["embeddings"] == embeddings
+        ]
+
+    def score_pool(self, **kwargs) -> model.PoolScores:
+        chunks = list(self.iter_pool_scores(**kwargs))
+        if not chunks:
+            return self._scores(kwargs.get("checkpoint_id", ""), kwargs.get("split", "train"), [], False, False)
+        probabilities, embeddings = kwargs.get("probabilities", True), kwargs.get("embeddings", False)
+        return model.PoolScores(
+            chunks[0].labels,
+            np.concatenate([c.sample_ids for c in chunks]),
+            np.concatenate([c.predicted for c in chunks]),
+            np.concatenate([c.probabilities for c in chunks]) if probabilities else None,
+            np.concatenate([c.embeddings for c in chunks]) if embeddings else None,
+            np.concatenate([c.gold for c in chunks]) if chunks[0].gold is not None else None,
+            model.Uncertainty(
+                *(np.concatenate([getattr(c.uncertainty, f) for c in chunks]) for f in UNCERTAINTY_FIELDS)
+            ),
         )
 
-    def score_pool(
+    def iter_pool_scores(
         self,
         *,
         dataset,
@@ -155,20 +174,47 @@ class FakeScorer:
         include_all=False,
         embeddings=False,
         probabilities=True,
+        subset=0,
+        subset_seed=0,
+        sample_ids=(),
         chunk_size=512,
         progress=None,
-    ) -> model.PoolScores:
-        self.calls.append(
-            dict(
-                dataset=dataset,
-                run_id=run_id,
-                checkpoint_id=checkpoint_id,
-                base_model=base_model,
-                split=split,
-                embeddings=embeddings,
-            )
+    ) -> Iterator[model.PoolScores]:
+        call = dict(
+            dataset=dataset,
+            run_id=run_id,
+            checkpoint_id=checkpoint_id,
+            base_model=base_model,
+            split=split,
+            embeddings=embeddings,
+            probabilities=probabilities,
+            include_all=include_all,
+            subset=subset,
+            subset_seed=subset_seed,
+            sample_ids=list(sample_ids),
+            scored=[],
         )
-        samples = self._samples(dataset, split)
+        self.calls.append(call)
+        samples = self._pool.list_samples(
+            dataset,
+            split="test" if split == "test" else "train",
+            state="any" if include_all or split == "test" else "unlabelled",
+            run_id=run_id,
+            page_size=5000,
+            include_gold=split == "test",
+            subset=subset,
+            subset_seed=subset_seed,
+            sample_ids=sample_ids,
+            timeout=10,
+        )
+        for start in range(0, len(samples), self.chunk_size):
+            chunk = samples[start : start + self.chunk_size]
+            call["scored"].extend(s.id for s in chunk)
+            if progress is not None:
+                progress(start + len(chunk), len(samples))
+            yield self._scores(checkpoint_id, split, chunk, probabilities, embeddings)
+
+    def _scores(self, checkpoint_id, split, samples, probabilities, embeddings) -> model.PoolScores:
         labels = LABELS
         ids = np.array([s.id for s in samples], dtype=np.int64)
         # Depends on the round only, so two runs with the same seed make the same choices.
@@ -185,9 +231,13 @@ class FakeScorer:
             wrong = np.array([labels[(labels.index(g) + 1) % len(labels)] for g in gold], dtype=object)
             predicted = np.where(right, gold, wrong)
         emb = np.array([[_unit(f"emb/{s.id}/{d}") for d in range(8)] for s in samples]) if embeddings else None
-        if progress is not None:
-            progress(len(samples), len(samples))
-        return model.PoolScores(labels, ids, predicted, probs if probabilities else None, emb, gold)
+        if embeddings and not len(samples):
+            emb = np.zeros((0, 8))
+        uncertainty_scores = model.Uncertainty(*(uncertainty.SCORES[f][0](probs) for f in UNCERTAINTY_FIELDS))
+        return model.PoolScores(labels, ids, predicted, probs if probabilities else None, emb, gold, uncertainty_scores)
+
+
+UNCERTAINTY_FIELDS = ("entropy", "margin", "least_confidence", "ratio")
 
 
 @dataclasses.dataclass

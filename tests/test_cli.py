@@ -108,9 +108,12 @@ def test_run_config_from_flags():
             "weighted-loss",
             "--name",
             "try",
+            "--candidates",
+            "5000",
         ]
     )
     assert config.dataset == "atis" and config.name == "try" and config.base_model == "/models/tiny"
+    assert config.candidates == 5000 and _parse_run(["--dataset", "atis"]).candidates == 0
     assert config.strategy == "margin"
     assert config.seed_size.fraction == pytest.approx(0.02)
     assert config.batch_size.count == 100
@@ -165,6 +168,7 @@ def test_epochs_alone_turn_the_step_floor_off_and_the_plan_says_so():
         (["--max-rounds", "-1"], "--max-rounds -1: must not be negative"),
         (["--epochs", "-2"], "--epochs -2: must not be negative"),
         (["--min-steps", "-3"], "--min-steps -3: must not be negative"),
+        (["--candidates", "-5"], "--candidates -5: must not be negative"),
         (["--learning-rate", "-1"], "--learning-rate -1.0: must be positive"),
         (["--batch-size", "2.5"], "--batch-size 2.5: a fraction must be in (0, 1]"),
     ],

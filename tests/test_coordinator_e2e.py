@@ -5,6 +5,8 @@ Driven through the client SDK, as a user would; the trainer (no SDK client) thro
 from __future__ import annotations
 
 import collections
+import dataclasses
+import threading
 
 import grpc
 import pytest
@@ -169,3 +171,59 @@ def test_human_mode_with_partial_and_repeated_label_submissions(clients, real_st
     assert done.state == "COMPLETED", done.error
     acquisitions = _assert_recorded_once(clients, run.id, rounds=2, labelled=20)
     assert all(a.label == truth(a.text) for a in acquisitions)
+
+
+class _ScoredSamples:
+    """Wraps the scorer's pool reader to record, per ScorePool call, the samples the scorer received
+    from the pool; can hold the first call of a run's training pool until ``release`` is set."""
+
+    def __init__(self, real, hold_first: bool = False):
+        self._real = real
+        self.calls: list[dict] = []
+        self.held = threading.Event()
+        self.release = threading.Event()
+        self._hold = hold_first
+
+    def __call__(self, pool, **kwargs):
+        call = dict(split=kwargs["split"], run_id=kwargs["run_id"], subset=kwargs.get("subset_size", 0), ids=[])
+        self.calls.append(call)
+        pages = list(self._real(pool, **kwargs))
+        for page in pages:
+            call["ids"].extend(page.sample_ids)
+        if self._hold and call["split"] == "train" and call["subset"]:
+            self._hold = False
+            self.held.set()
+            self.release.wait(60)
+        yield from pages
+
+
+def test_candidates_score_exactly_n_unlabelled_samples_and_a_restart_scores_the_same(
+    real_stack, tiny_bert_dir, monkeypatch
+):
+    from lesslabels.scorer import servicer
+
+    load_toy_dataset(real_stack.pool_address, "big", train=300, test=12)
+    scored = _ScoredSamples(servicer.iter_pool_pages, hold_first=True)
+    monkeypatch.setattr(servicer, "iter_pool_pages", scored)
+    clients = Clients(real_stack)
+    try:
+        config = dataclasses.replace(_config(tiny_bert_dir, strategy="entropy"), dataset="big", candidates=50)
+        run = clients.coordinator.start_run(config)
+        assert scored.held.wait(120), "round 0 never scored its candidates"
+        # The coordinator goes away while the scorer streams round 0's candidates; a fresh one resumes.
+        real_stack.restart_coordinator()
+        scored.release.set()
+        clients.connect(real_stack)
+        done = clients.wait_final(run.id)
+        assert done.state == "COMPLETED", done.error
+        acquisitions = _assert_recorded_once(clients, run.id, rounds=2, labelled=20)
+    finally:
+        scored.release.set()
+        clients.close()
+    train_calls = [c for c in scored.calls if c["split"] == "train" and c["run_id"] == run.id]
+    assert all(c["subset"] == 50 and len(c["ids"]) == 50 for c in train_calls), [len(c["ids"]) for c in train_calls]
+    seed_set = {a.sample_id for a in acquisitions if a.round == 0}
+    first, *again = [c["ids"] for c in train_calls]
+    assert again and all(ids == first for ids in again), "the restarted round scored another subset"
+    assert not set(first) & seed_set, "a labelled sample was scored as a candidate"
+    assert {a.sample_id for a in acquisitions if a.round == 1} <= set(first)

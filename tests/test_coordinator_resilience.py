@@ -51,6 +51,8 @@ BAD_CONFIGS = [
     ({"stopping.target_accuracy": float("nan")}, "stopping.target_accuracy must be finite"),
     ({"stopping.max_rounds": -3}, "stopping.max_rounds must be in [0,"),
     ({"base_model": "m" * 5000}, "base_model is 5000 characters; at most 1024"),
+    ({"candidates": -5}, "run config: candidates must not be negative, got -5"),
+    ({"candidates": 10**12}, "run config: candidates must be at most 1000000000"),
 ]
 
 

@@ -142,6 +142,8 @@ def _bad_configs():
         pytest.param(cfg(stopping__label_budget__count=1000), "exceeds the pool of 40", id="budget>pool"),
         pytest.param(cfg(seed_size__count=600), "seed_size 600 exceeds the pool of 40 training texts", id="seed>pool"),
         pytest.param(cfg(hyperparameters__learning_rate=-1e-5), "learning_rate must not be negative", id="negative-lr"),
+        pytest.param(cfg(candidates=-5), "candidates must not be negative, got -5", id="negative-candidates"),
+        pytest.param(cfg(candidates=4), "batch_size 6 (6 samples) exceeds candidates 4", id="batch>candidates"),
     ]
 
 

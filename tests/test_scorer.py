@@ -658,6 +658,54 @@ def test_score_pool_streams_chunks_in_pages(scorer):
     assert sorted(g for c in test_chunks for g in c.gold_labels) == sorted(label for label, _ in test)
 
 
+def test_score_pool_scores_a_random_subset_or_given_samples_and_only_what_is_asked(scorer):
+    from lesslabels.client import PoolClient, ScorerClient
+    from lesslabels.client.errors import InvalidArgument as ClientInvalidArgument
+
+    server, channel, checkpoint_id, pool_address = scorer
+    _import_toy(pool_address, n=40)
+    stub = scorer_pb2_grpc.ScorerServiceStub(channel)
+    with ScorerClient(f"127.0.0.1:{server.port}", timeout=60) as client, PoolClient(pool_address, timeout=30) as pool:
+        expected = [s.id for s in pool.list_samples("toy", split="train", state="unlabelled", subset=7, subset_seed=11)]
+        seen = []
+        chunks = list(
+            client.score_pool_chunks(
+                "toy",
+                checkpoint=checkpoint_id,
+                subset=7,
+                subset_seed=11,
+                probabilities=False,
+                chunk_size=3,
+                progress=lambda done, total: seen.append((done, total)),
+            )
+        )
+        # Exactly the pool's subset, chunk by chunk, with uncertainty and no probability rows.
+        assert [c.sample_ids.tolist() for c in chunks] == [expected[:3], expected[3:6], expected[6:]]
+        assert seen == [(3, 7), (6, 7), (7, 7)]
+        assert all(c.probabilities is None and c.uncertainty.entropy.shape == (len(c.sample_ids),) for c in chunks)
+        whole = client.score_pool("toy", checkpoint=checkpoint_id, subset=7, subset_seed=11)
+        assert whole.sample_ids.tolist() == expected and whole.probabilities.shape == (7, 3)
+        np.testing.assert_allclose(whole.uncertainty.entropy, uncertainty.entropy(whole.probabilities), atol=1e-6)
+        # Given samples, labelled or not, with their embeddings.
+        picked = client.score_pool(
+            "toy", checkpoint=checkpoint_id, include_all=True, embeddings=True, sample_ids=expected[::-2]
+        )
+        assert picked.sample_ids.tolist() == sorted(expected[::-2]) and picked.embeddings.shape[0] == 4
+        with pytest.raises(ClientInvalidArgument, match="subset must be a number of samples"):
+            client.score_pool("toy", checkpoint=checkpoint_id, subset=-2)
+    for request, fragment in (
+        (dict(subset=common_pb2.RandomSubset(size=-2)), "subset.size must not be negative, got -2"),
+        (dict(subset=common_pb2.RandomSubset(size=2), sample_ids=[1]), "random subset or sample_ids, not both"),
+    ):
+        with pytest.raises(grpc.RpcError) as info:
+            list(
+                stub.ScorePool(
+                    scorer_pb2.ScorePoolRequest(model=_ref(checkpoint_id), dataset="toy", **request), timeout=30
+                )
+            )
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and fragment in info.value.details()
+
+
 def test_score_pool_errors_and_cancellation(scorer, caplog):
     _, channel, checkpoint_id, pool_address = scorer
     _import_toy(pool_address, n=40)

@@ -306,3 +306,86 @@ def test_kmeans_pp_draws_what_scipys_plus_plus_draws(n, d, k):
     ours = s.kmeans_pp(x, k, np.random.default_rng(3))
     theirs = vq._kpp(x, k, np.random.default_rng(3), np)
     np.testing.assert_array_equal(ours, theirs)
+
+
+# ---------------------------------------------------------------- streamed selection
+
+
+def _uncertainty(probs):
+    """The scorer's per-row columns, as lesslabels.coordinator.model.Uncertainty holds them."""
+    from lesslabels.common import uncertainty
+    from lesslabels.coordinator.model import Uncertainty
+
+    return Uncertainty(*(uncertainty.SCORES[f][0](probs) for f in ("entropy", "margin", "least_confidence", "ratio")))
+
+
+def _chunks(n: int, rng: np.random.Generator) -> list[slice]:
+    cuts = np.sort(rng.choice(np.arange(1, n), size=min(n - 1, int(rng.integers(0, 12))), replace=False))
+    bounds = [0, *cuts.tolist(), n]
+    return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+@pytest.mark.parametrize("trial", range(40))
+def test_running_top_k_over_chunks_equals_top_k_over_the_whole_pool(trial):
+    rng = np.random.default_rng(trial)
+    n = int(rng.integers(1, 400))
+    # Few distinct values, so that ties on the priority and on the tie-breaker are common; and NaNs.
+    priority = rng.integers(0, 6, size=n).astype(float)
+    tie = rng.integers(0, 3, size=n).astype(float)
+    priority[rng.random(n) < 0.05] = np.nan
+    allowed = rng.random(n) < 0.8
+    k = int(rng.integers(0, n + 3))
+    ids = np.arange(n) * 3 + 100  # sample ids: growing in pool order, like positions
+    top = s.RunningTopK(k)
+    for part in _chunks(n, rng):
+        mask = allowed[part]
+        top.push(ids[part][mask], priority[part][mask], tie[part][mask])
+        assert top.keys.size <= k, "more rows kept than the capacity"
+    keys, kept_priority = top.best_first()
+    expected = s._top_k(priority, allowed, k, tie)  # positions
+    assert keys.tolist() == ids[expected].tolist()
+    np.testing.assert_array_equal(kept_priority, np.where(np.isnan(priority), -np.inf, priority)[expected])
+    assert top.seen == int(allowed.sum())
+
+
+def test_running_top_k_refuses_a_negative_capacity():
+    with pytest.raises(ValueError, match="negative"):
+        s.RunningTopK(-1)
+
+
+@pytest.mark.parametrize("name", sorted(s.NEEDS))
+def test_each_strategy_ranks_by_what_it_asks_the_scorer_for(name):
+    """NEEDS holds each strategy to its own selection: ranking the scorer's per-row column (no
+    probability rows) with the running top-k, then clustering the kept candidates' embeddings,
+    selects what the strategy selects from the whole pool."""
+    probs, embeddings = _pool(3)
+    exclude = np.zeros(N, dtype=bool)
+    exclude[[1, 5, 8]] = True
+    k = 4
+    expected = s.select(name, k, probs=probs, embeddings=embeddings, exclude=exclude, rng=11)
+    needs = s.NEEDS[name]
+    assert needs.embeddings == (name in s.NEEDS_EMBEDDINGS)
+    ids = np.arange(N)
+    if not needs.priority:
+        chosen = np.random.default_rng(11).choice(ids[~exclude], size=k, replace=False)
+        assert chosen.tolist() == expected.indices.tolist()
+        return
+    columns = _uncertainty(probs)
+    top = s.RunningTopK(needs.keep * k)
+    for part in _chunks(N, np.random.default_rng(0)):
+        keep = ~exclude[part]
+        top.push(ids[part][keep], needs.priority_of(columns)[part][keep], columns.entropy[part][keep])
+    keys, scores = top.best_first()
+    if needs.embeddings:
+        got = s.cluster_candidates(keys, scores, embeddings[keys], k, rng=np.random.default_rng(11))
+    else:
+        got = s.Selection(keys[:k], scores[:k])
+    assert got.indices.tolist() == expected.indices.tolist()
+    np.testing.assert_array_equal(got.scores, expected.scores)
+
+
+def test_cluster_candidates_checks_its_embeddings():
+    with pytest.raises(ValueError, match="3 candidates but 2 embeddings"):
+        s.cluster_candidates(np.arange(3), np.zeros(3), np.ones((2, 4)), 1)
+    few = s.cluster_candidates(np.array([7, 3]), np.array([0.9, 0.1]), None, 5)  # no clustering needed
+    assert few.indices.tolist() == [7, 3]

@@ -36,6 +36,7 @@ def describe_run(run: Run) -> str:
         f"strategy={strategy_label(c.strategy)}",
         f"seed={format_amount(c.seed_size)}",
         f"batch={format_amount(c.batch_size)}",
+        *([f"candidates={c.candidates}"] if c.candidates else []),
         f"state={STATE_NAMES.get(run.state, '?')}",
         f"step={STEP_NAMES.get(run.step, '?')}",
         f"round={run.round}",

@@ -135,6 +135,14 @@ def add_run_flags(
         help=f"samples labelled per round: {_AMOUNT_ARG_HELP} [2%%, or 10%%]",
     )
     g.add_argument(
+        "--candidates",
+        type=int,
+        default=d.get("candidates", 0),
+        metavar="N",
+        help="unlabelled samples each round scores to select from: a fresh random subset of the unlabelled "
+        "pool, drawn by the pool under the run's seed (0 = the whole unlabelled pool) [%(default)s]",
+    )
+    g.add_argument(
         "--label-budget", default=d.get("label_budget"), help=f"stop at this many labels: {_AMOUNT_ARG_HELP}"
     )
     g.add_argument("--max-rounds", type=int, default=d.get("max_rounds", 0), help="stop after this many rounds")
@@ -256,4 +264,5 @@ def run_config_from_args(args: argparse.Namespace, dataset: str | None = None) -
         # Zero values are left out: the trainer's defaults apply (as with an unset proto field).
         hyperparameters={k: v for k, v in hp.items() if v and v != "CLASS_BALANCE_NONE"},
         warm_start=args.warm_start,
+        candidates=_check_non_negative(args.candidates, "--candidates"),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import numbers
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
@@ -59,6 +60,13 @@ def _choice(value: str, choices: Mapping, what: str):
         return choices[value]
     except (KeyError, TypeError):
         raise InvalidArgument(f"unknown {what} {value!r} (expected {', '.join(sorted(choices))})") from None
+
+
+def random_subset(size: int, seed: int) -> common_pb2.RandomSubset | None:
+    """The RandomSubset of ``size`` samples under ``seed`` (None for 0: no subset)."""
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 0:
+        raise InvalidArgument(f"subset must be a number of samples, 0 or more (0 = all of them), got {size!r}")
+    return common_pb2.RandomSubset(size=int(size), seed=int(seed)) if size else None
 
 
 def _dataset(message: pool_pb2.Dataset) -> Dataset:
@@ -332,9 +340,14 @@ class PoolClient(ServiceClient):
         page_size: int = 2000,
         page_token: str = "",
         limit: int = 0,
+        subset: int = 0,
+        subset_seed: int = 0,
+        sample_ids: Sequence[int] = (),
         timeout: float | None = STREAM_TIMEOUT,
     ) -> SampleStream:
-        """One ListSamples stream of pages; ``page_token`` resumes after an earlier page."""
+        """One ListSamples stream of pages; ``page_token`` resumes after an earlier page. ``subset``:
+        only that many of the matching samples, a random subset the pool draws under ``subset_seed``
+        (the same seed over the same samples, the same subset); ``sample_ids``: only those samples."""
         if not 0 < page_size <= MAX_PAGE:
             raise InvalidArgument(f"page_size must be in 1..{MAX_PAGE}, got {page_size}")
         request = pool_pb2.ListSamplesRequest(
@@ -346,6 +359,8 @@ class PoolClient(ServiceClient):
             page_size=page_size,
             page_token=page_token,
             limit=limit,
+            subset=random_subset(subset, subset_seed),
+            sample_ids=sample_ids,
         )
         return SampleStream(self, request, timeout)
 
@@ -359,9 +374,13 @@ class PoolClient(ServiceClient):
         include_gold: bool = False,
         limit: int = 0,
         page_size: int = 2000,
+        subset: int = 0,
+        subset_seed: int = 0,
+        sample_ids: Sequence[int] = (),
         timeout: float | None = STREAM_TIMEOUT,
     ) -> list[Sample]:
-        """Every matching sample (``state``: "any", "labelled" or "unlabelled" in the scope of ``run_id``)."""
+        """Every matching sample (``state``: "any", "labelled" or "unlabelled" in the scope of ``run_id``);
+        ``subset``/``subset_seed`` and ``sample_ids`` as in ``sample_pages``."""
         stream = self.sample_pages(
             dataset,
             split=split,
@@ -370,6 +389,9 @@ class PoolClient(ServiceClient):
             include_gold=include_gold,
             limit=limit,
             page_size=page_size,
+            subset=subset,
+            subset_seed=subset_seed,
+            sample_ids=sample_ids,
             timeout=timeout,
         )
         return [s for page in stream for s in page.samples]

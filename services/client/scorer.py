@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from lesslabels.client._base import ServiceClient
 from lesslabels.client.errors import InvalidArgument
+from lesslabels.client.pool import random_subset
 from lesslabels.client.types import PoolScores, Scores, Uncertainty
 from lesslabels.coordinator import convert
 from lesslabels.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
@@ -144,6 +145,9 @@ class ScorerClient(ServiceClient):
         include_all: bool = False,
         embeddings: bool = False,
         probabilities: bool = True,
+        subset: int = 0,
+        subset_seed: int = 0,
+        sample_ids: Sequence[int] = (),
         chunk_size: int = 512,
         progress: Callable[[int, int], None] | None = None,
         timeout: float | None = SCORE_POOL_TIMEOUT,
@@ -151,12 +155,89 @@ class ScorerClient(ServiceClient):
         """Score a split of ``dataset`` on the scorer (texts never travel through the caller).
 
         By default only the samples unlabelled in the scope of ``run_id``; ``include_all`` for
-        every sample. ``progress(done, total)`` is called per chunk. Arrays are in the order the
-        scorer returned the samples (``sample_ids``)."""
+        every sample. ``subset=N``: only N of them, a random subset the pool draws under
+        ``subset_seed`` (the same seed over the same samples gives the same subset);
+        ``sample_ids``: only those samples. ``probabilities=False`` leaves out the probability
+        rows (``uncertainty`` and ``predicted`` are always there). ``progress(done, total)`` is
+        called per chunk. Arrays are in the order the scorer returned the samples (``sample_ids``)."""
+        stream = self._score_pool_stream(
+            dataset,
+            model=model_ref(checkpoint=checkpoint, run=run, best=best, base_model=base_model),
+            run_id=run_id,
+            split=split,
+            include_all=include_all,
+            embeddings=embeddings,
+            probabilities=probabilities,
+            subset=subset,
+            subset_seed=subset_seed,
+            sample_ids=sample_ids,
+            chunk_size=chunk_size,
+            progress=progress,
+            timeout=timeout,
+        )
+        return convert.pool_scores_from_chunks(stream, probabilities=probabilities, embeddings=embeddings)
+
+    def score_pool_chunks(
+        self,
+        dataset: str,
+        *,
+        checkpoint: str | None = None,
+        run: int | None = None,
+        best: bool = False,
+        base_model: str | None = None,
+        run_id: int = 0,
+        split: str = "train",
+        include_all: bool = False,
+        embeddings: bool = False,
+        probabilities: bool = True,
+        subset: int = 0,
+        subset_seed: int = 0,
+        sample_ids: Sequence[int] = (),
+        chunk_size: int = 512,
+        progress: Callable[[int, int], None] | None = None,
+        timeout: float | None = SCORE_POOL_TIMEOUT,
+    ) -> Iterator[PoolScores]:
+        """``score_pool`` one chunk at a time, as the scorer streams it: for a caller that keeps only
+        part of a large pool (the best candidates), so memory does not grow with the pool."""
+        stream = self._score_pool_stream(
+            dataset,
+            model=model_ref(checkpoint=checkpoint, run=run, best=best, base_model=base_model),
+            run_id=run_id,
+            split=split,
+            include_all=include_all,
+            embeddings=embeddings,
+            probabilities=probabilities,
+            subset=subset,
+            subset_seed=subset_seed,
+            sample_ids=sample_ids,
+            chunk_size=chunk_size,
+            progress=progress,
+            timeout=timeout,
+        )
+        for chunk in stream:
+            yield convert.pool_scores_from_chunks([chunk], probabilities=probabilities, embeddings=embeddings)
+
+    def _score_pool_stream(
+        self,
+        dataset: str,
+        *,
+        model: common_pb2.ModelRef,
+        run_id: int,
+        split: str,
+        include_all: bool,
+        embeddings: bool,
+        probabilities: bool,
+        subset: int,
+        subset_seed: int,
+        sample_ids: Sequence[int],
+        chunk_size: int,
+        progress: Callable[[int, int], None] | None,
+        timeout: float | None,
+    ) -> Iterator[scorer_pb2.ScorePoolChunk]:
         if split not in SPLITS:
             raise InvalidArgument(f"unknown split {split!r} (expected dev, test or train)")
         request = scorer_pb2.ScorePoolRequest(
-            model=model_ref(checkpoint=checkpoint, run=run, best=best, base_model=base_model),
+            model=model,
             dataset=dataset,
             run_id=run_id,
             chunk_size=chunk_size,
@@ -164,13 +245,11 @@ class ScorerClient(ServiceClient):
             omit_probabilities=not probabilities,
             split=SPLITS[split],
             include_all=include_all,
+            subset=random_subset(subset, subset_seed),
+            sample_ids=[int(i) for i in sample_ids],
         )
-
-        def chunks(stream: Iterable):
-            for chunk in stream:
-                if progress is not None:
-                    progress(chunk.done, chunk.total)
-                yield chunk
-
         stream = self._stream(self._stub.ScorePool, request, f"scoring the {split} split of {dataset!r}", timeout)
-        return convert.pool_scores_from_chunks(chunks(stream), probabilities=probabilities, embeddings=embeddings)
+        for chunk in stream:
+            if progress is not None:
+                progress(chunk.done, chunk.total)
+            yield chunk

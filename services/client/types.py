@@ -22,6 +22,7 @@ from lesslabels.coordinator.model import (
     RunEvent,
     RunInfo as Run,
     StoppingRule,
+    Uncertainty,
 )
 
 __all__ = [
@@ -52,16 +53,6 @@ __all__ = [
 
 
 # ---------------------------------------------------------------- scorer
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class Uncertainty:
-    """Per-text uncertainty, each an array of shape [n] (higher = less certain, except margin)."""
-
-    entropy: np.ndarray  # [n] float64
-    margin: np.ndarray  # [n] float64: top-1 minus top-2 probability (small = uncertain)
-    least_confidence: np.ndarray  # [n] float64: 1 - top-1 probability
-    ratio: np.ndarray  # [n] float64: top-2 / top-1 probability
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

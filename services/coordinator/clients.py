@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from lesslabels import client
 from lesslabels.client._base import ServiceClient
@@ -247,6 +247,9 @@ class ScorerClient:
         include_all: bool = False,
         embeddings: bool = False,
         probabilities: bool = True,
+        subset: int = 0,
+        subset_seed: int = 0,
+        sample_ids: Sequence[int] = (),
         chunk_size: int = 512,
         progress: Callable[[int, int], None] | None = None,
     ) -> model.PoolScores:
@@ -260,6 +263,43 @@ class ScorerClient:
             include_all=include_all,
             embeddings=embeddings,
             probabilities=probabilities,
+            subset=subset,
+            subset_seed=subset_seed,
+            sample_ids=sample_ids,
+            chunk_size=chunk_size,
+            progress=progress,
+            timeout=self._timeout,
+        )
+
+    def iter_pool_scores(
+        self,
+        *,
+        dataset: str,
+        run_id: int = 0,
+        checkpoint_id: str = "",
+        base_model: str | None = None,
+        split: str = "train",
+        include_all: bool = False,
+        embeddings: bool = False,
+        probabilities: bool = True,
+        subset: int = 0,
+        subset_seed: int = 0,
+        sample_ids: Sequence[int] = (),
+        chunk_size: int = 512,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Iterator[model.PoolScores]:
+        return self._scorer.score_pool_chunks(
+            dataset,
+            checkpoint=checkpoint_id if base_model is None else None,
+            base_model=base_model,
+            run_id=run_id,
+            split=split,
+            include_all=include_all,
+            embeddings=embeddings,
+            probabilities=probabilities,
+            subset=subset,
+            subset_seed=subset_seed,
+            sample_ids=sample_ids,
             chunk_size=chunk_size,
             progress=progress,
             timeout=self._timeout,

@@ -91,6 +91,7 @@ def run_config_from_proto(message: run_pb2.RunConfig) -> model.RunConfig:
         random_seed=message.random_seed,
         hyperparameters=json_format.MessageToDict(message.hyperparameters, preserving_proto_field_name=True),
         warm_start=message.warm_start,
+        candidates=message.candidates,
     )
 
 
@@ -111,6 +112,7 @@ def run_config_to_proto(config: model.RunConfig) -> run_pb2.RunConfig:
         random_seed=config.random_seed,
         hyperparameters=hyperparameters_to_proto(config.hyperparameters),
         warm_start=config.warm_start,
+        candidates=config.candidates,
     )
     if config.seed_size is not None:
         message.seed_size.CopyFrom(amount_to_proto(config.seed_size))
@@ -323,9 +325,11 @@ def progress_from_proto(message: trainer_pb2.TrainProgress) -> model.TrainProgre
 
 
 def pool_scores_from_chunks(chunks, *, probabilities: bool, embeddings: bool) -> model.PoolScores:
-    """Stack a ScorePool stream into arrays (one pass, no per-row Python objects kept)."""
+    """Stack a ScorePool stream (or one chunk of it, as a one-item list) into arrays (one pass, no
+    per-row Python objects kept)."""
     labels: tuple[str, ...] = ()
     ids, predicted, probs, embs, gold = [], [], [], [], []
+    entropy, margin, least_confidence, ratio = [], [], [], []
     for chunk in chunks:
         if chunk.labels:
             labels = tuple(chunk.labels)
@@ -333,6 +337,10 @@ def pool_scores_from_chunks(chunks, *, probabilities: bool, embeddings: bool) ->
         gold.extend(chunk.gold_labels)
         for score in chunk.scores:
             predicted.append(score.predicted_label)
+            entropy.append(score.entropy)
+            margin.append(score.margin)
+            least_confidence.append(score.least_confidence)
+            ratio.append(score.ratio)
             if probabilities:
                 probs.append(np.asarray(score.probabilities, dtype=np.float64))
             if embeddings:
@@ -347,6 +355,12 @@ def pool_scores_from_chunks(chunks, *, probabilities: bool, embeddings: bool) ->
         else (np.zeros((0, len(labels))) if probabilities else None),
         embeddings=np.stack(embs) if embeddings and n else None,
         gold=np.asarray(gold, dtype=object) if gold else None,
+        uncertainty=model.Uncertainty(
+            entropy=np.asarray(entropy, dtype=np.float64),
+            margin=np.asarray(margin, dtype=np.float64),
+            least_confidence=np.asarray(least_confidence, dtype=np.float64),
+            ratio=np.asarray(ratio, dtype=np.float64),
+        ),
     )
 
 

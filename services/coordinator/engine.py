@@ -139,6 +139,14 @@ class Coordinator:
                 f"{config.dataset!r} has no test split to measure accuracy on (import labelled test rows first, "
                 "or stop on a label budget or a number of rounds)"
             )
+        if config.candidates and config.batch_size is not None:
+            batch = config.batch_size.resolve(dataset.train_count)
+            if batch > config.candidates:
+                raise errors.InvalidArgument(
+                    f"batch_size {config.batch_size.describe()} ({batch} samples) exceeds candidates "
+                    f"{config.candidates}: a round selects its batch out of the candidates it scores; give "
+                    "more candidates or a smaller batch"
+                )
         run = self.pool.create_run(config, request_id)
         log.info("event=run_created run=%d dataset=%s strategy=%s", run.id, config.dataset, config.strategy)
         self.events.announce(run, message=f"run {run.id} created on {config.dataset}")

@@ -80,6 +80,8 @@ class RunConfig:
     # Fine-tuning settings, passed through to the trainer untouched (proto field name -> value).
     hyperparameters: dict = dataclasses.field(default_factory=dict)
     warm_start: bool = False
+    # Unlabelled samples each round scores: a fresh seeded random subset of the unlabelled pool (0 = all of it).
+    candidates: int = 0
 
 
 def with_defaults(config: RunConfig) -> RunConfig:
@@ -112,6 +114,11 @@ def with_defaults(config: RunConfig) -> RunConfig:
             raise InvalidArgument(f"stopping.{name} must be in [0, 1], got {value}")
     if not stop.any_set:
         stop = dataclasses.replace(stop, max_rounds=DEFAULT_MAX_ROUNDS)
+    if config.candidates < 0:
+        raise InvalidArgument(
+            f"run config: candidates must not be negative, got {config.candidates} "
+            "(the unlabelled samples a round scores; 0 = the whole unlabelled pool)"
+        )
     for name, value in config.hyperparameters.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             raise InvalidArgument(f"hyperparameters.{name} must not be negative, got {value}")
@@ -240,9 +247,19 @@ class TrainProgress:
     message: str = ""
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Uncertainty:
+    """Per-text uncertainty, each an array of shape [n] (higher = less certain, except margin)."""
+
+    entropy: np.ndarray  # [n] float64
+    margin: np.ndarray  # [n] float64: top-1 minus top-2 probability (small = uncertain)
+    least_confidence: np.ndarray  # [n] float64: 1 - top-1 probability
+    ratio: np.ndarray  # [n] float64: top-2 / top-1 probability
+
+
 @dataclasses.dataclass(frozen=True)
 class PoolScores:
-    """A scored split, in the order the scorer returned it."""
+    """A scored split (or one chunk of it), in the order the scorer returned it."""
 
     labels: tuple[str, ...]
     sample_ids: np.ndarray  # [n] int64
@@ -250,6 +267,7 @@ class PoolScores:
     probabilities: np.ndarray | None = None  # [n, c] float64, in label order
     embeddings: np.ndarray | None = None  # [n, d] float32
     gold: np.ndarray | None = None  # [n] str, test/dev splits only
+    uncertainty: Uncertainty | None = None  # [n] each, as the scorer computed them from the probabilities
 
 
 @dataclasses.dataclass(frozen=True)

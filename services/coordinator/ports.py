@@ -5,7 +5,7 @@ holds to the same signatures."""
 from __future__ import annotations
 
 from typing import Protocol
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from lesslabels.coordinator import model
 
@@ -91,7 +91,11 @@ class TrainerPort(Protocol):
 
 
 class ScorerPort(Protocol):
-    """Scores of a split by a checkpoint or a base model (the scorer service)."""
+    """Scores of a split by a checkpoint or a base model (the scorer service).
+
+    By default the samples unlabelled in the scope of ``run_id``; ``include_all`` for every sample
+    of the split; ``subset=N``: a random subset of N of them that the pool draws under
+    ``subset_seed``; ``sample_ids``: only those samples."""
 
     def score_pool(
         self,
@@ -104,6 +108,29 @@ class ScorerPort(Protocol):
         include_all: bool = False,
         embeddings: bool = False,
         probabilities: bool = True,
+        subset: int = 0,
+        subset_seed: int = 0,
+        sample_ids: Sequence[int] = (),
         chunk_size: int = 512,
         progress: Progress | None = None,
     ) -> model.PoolScores: ...
+
+    def iter_pool_scores(
+        self,
+        *,
+        dataset: str,
+        run_id: int = 0,
+        checkpoint_id: str = "",
+        base_model: str | None = None,
+        split: str = "train",
+        include_all: bool = False,
+        embeddings: bool = False,
+        probabilities: bool = True,
+        subset: int = 0,
+        subset_seed: int = 0,
+        sample_ids: Sequence[int] = (),
+        chunk_size: int = 512,
+        progress: Progress | None = None,
+    ) -> Iterator[model.PoolScores]:
+        """``score_pool`` one chunk at a time, as the scorer streams it."""
+        ...

@@ -31,10 +31,10 @@ import numpy as np
 from lesslabels.common import errors
 from lesslabels.common.timeutil import rfc3339, utcnow
 from lesslabels.common.metrics import classification_metrics
-from lesslabels.coordinator import convert, metrics, model, strategies
+from lesslabels.coordinator import convert, model, strategies
 from lesslabels.coordinator.events import EventBus
 from lesslabels.coordinator.ports import PoolPort, Progress, ScorerPort, TrainerPort
-from lesslabels.coordinator.scores import PoolScoreCache
+from lesslabels.coordinator.scores import PoolScoreCache, RoundScores
 from lesslabels.coordinator.stopping import label_budget, stop_reason
 from lesslabels.coordinator.worker import Pause, RunLocks, Worker
 
@@ -273,12 +273,10 @@ class StepRunner:
         started = time.monotonic()
         scores = self._pool_scores(run, info)
         agreement = 0.0
-        if run.round > 0:
-            previous = self.scores.of_previous_round(run)
+        if run.round > 0 and scores.predictions is not None:
+            previous = self.scores.previous_predictions(run)
             if previous is not None:
-                agreement = metrics.agreement(
-                    scores.sample_ids, scores.predicted, previous.sample_ids, previous.predicted
-                )
+                agreement = scores.predictions.agreement(previous)
         info = dataclasses.replace(info, agreement=agreement, score_seconds=time.monotonic() - started)
         rule = run.config.stopping.stable_agreement
         if rule and run.round > 0 and agreement >= rule:
@@ -299,7 +297,7 @@ class StepRunner:
             run,
             step="SELECT",
             round_info=info,
-            message=f"round {run.round}: pool scored, agreement {agreement:.4f}",
+            message=f"round {run.round}: {scores.scored} unlabelled samples scored, agreement {agreement:.4f}",
         )
 
     def _select(self, worker: Worker, run: model.RunInfo) -> None:
@@ -313,20 +311,10 @@ class StepRunner:
         else:
             started = time.monotonic()
             scores = self._pool_scores(run, info)
-            acquired = {a.sample_id for a in self.pool.list_acquisitions(run.id)}
-            exclude = np.isin(scores.sample_ids, np.fromiter(acquired, dtype=np.int64, count=len(acquired)))  # [n]
-            assert config.batch_size is not None  # filled in by model.with_defaults
-            k = config.batch_size.resolve(run.pool_size)
-            budget = label_budget(run)
-            if budget:
-                k = min(k, budget - run.labelled_count)
-            rng = np.random.default_rng([config.random_seed, next_round])
-            selection = strategies.select(
-                config.strategy, k, probs=scores.probabilities, embeddings=scores.embeddings, exclude=exclude, rng=rng
-            )
+            selection = self._selection(run, info, scores)
             items = [
-                model.Acquisition(int(scores.sample_ids[i]), next_round, config.strategy, float(s))
-                for i, s in zip(selection.indices, selection.scores, strict=False)
+                model.Acquisition(int(i), next_round, config.strategy, float(s))
+                for i, s in zip(selection.indices, selection.scores, strict=True)
             ]
             if not items:
                 info = dataclasses.replace(info, finished_at=rfc3339(utcnow()))
@@ -365,10 +353,59 @@ class StepRunner:
             f"run {run.id} is at {run.step} of round {run.round} but the round is not recorded"
         )
 
-    def _pool_scores(self, run: model.RunInfo, info: model.RoundInfo) -> model.PoolScores:
+    @staticmethod
+    def _selection_size(run: model.RunInfo) -> int:
+        """How many samples the round selects: the batch size, within what is left of the label budget."""
+        assert run.config.batch_size is not None  # filled in by model.with_defaults
+        k = run.config.batch_size.resolve(run.pool_size)
+        budget = label_budget(run)
+        if budget:
+            k = min(k, budget - run.labelled_count)
+        return k
+
+    def _pool_scores(self, run: model.RunInfo, info: model.RoundInfo) -> RoundScores:
+        what = f"{run.config.candidates} candidates" if run.config.candidates else "the unlabelled pool"
         return self.scores.of_round(
-            run, run.round, info.checkpoint_id, self._progress_cb(run, f"round {run.round}: scoring the pool")
+            run,
+            run.round,
+            info.checkpoint_id,
+            self._selection_size(run),
+            self._progress_cb(run, f"round {run.round}: scoring {what}"),
         )
+
+    def _selection(self, run: model.RunInfo, info: model.RoundInfo, scores: RoundScores) -> strategies.Selection:
+        """The next batch, out of the candidates the round kept (sample ids, best first)."""
+        config = run.config
+        k = self._selection_size(run)
+        needs = strategies.NEEDS[config.strategy]
+        rng = np.random.default_rng([config.random_seed, run.round + 1])
+        if not needs.priority:  # random: the same draw as strategies.random_strategy over the candidates
+            take = min(k, scores.candidates.size)
+            chosen = rng.choice(scores.candidates.size, take, replace=False)
+            return strategies.Selection(scores.candidates[chosen], np.zeros(take))
+        if not needs.embeddings or scores.candidates.size <= k:
+            return strategies.Selection(scores.candidates[:k], scores.scores[:k])
+        # Embeddings of the kept candidates only (CANDIDATE_FACTOR * k of them), not of the pool.
+        embedded = self.scorer.score_pool(
+            dataset=config.dataset,
+            run_id=run.id,
+            checkpoint_id=info.checkpoint_id,
+            split="train",
+            include_all=True,
+            embeddings=True,
+            probabilities=False,
+            sample_ids=scores.candidates.tolist(),
+        )
+        order = np.argsort(embedded.sample_ids)  # the rows in candidate order (the k-means draws depend on it)
+        by_id = embedded.sample_ids[order]
+        at = np.minimum(np.searchsorted(by_id, scores.candidates), max(by_id.size - 1, 0))
+        if embedded.embeddings is None or by_id.size == 0 or not np.array_equal(by_id[at], scores.candidates):
+            raise errors.FailedPrecondition(
+                f"run {run.id} round {run.round}: the scorer did not embed every kept candidate "
+                f"({embedded.sample_ids.size} of {scores.candidates.size}); were samples deleted?"
+            )
+        rows = embedded.embeddings[order[at]]  # [K, d]
+        return strategies.cluster_candidates(scores.candidates, scores.scores, rows, k, rng=rng)
 
     def _progress_cb(self, run: model.RunInfo, what: str) -> Progress:
         last = [0.0]

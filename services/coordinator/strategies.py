@@ -10,6 +10,12 @@ array. The result holds at most ``k`` unique positions into those arrays, best f
 strategy's score for each (higher = chosen earlier). Asking for more than the allowed samples
 returns all of them. The same inputs and ``rng`` seed always give the same selection.
 
+A round of a run does not hold the whole pool: ``NEEDS`` says what each strategy needs of the
+scorer per candidate (one of the scorer's uncertainty columns, never whole probability rows),
+``RunningTopK`` keeps the best candidates while the scores stream in, in exactly the order
+``_top_k`` gives, and ``cluster_candidates`` picks the diverse batch from the kept candidates'
+embeddings alone.
+
 No torch here, no gRPC: the uncertainty math is ``lesslabels.common.uncertainty``.
 """
 
@@ -18,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 
@@ -25,6 +32,10 @@ from lesslabels.common import uncertainty
 
 __all__ = [
     "Selection",
+    "ScoreNeeds",
+    "NEEDS",
+    "RunningTopK",
+    "cluster_candidates",
     "QUERY_STRATEGIES",
     "SEED_STRATEGIES",
     "select",
@@ -93,6 +104,56 @@ def _top_k(priority: np.ndarray, allowed: np.ndarray, k: int, *tie_breakers: np.
     keys = [candidates] + [-t[candidates] for t in reversed(tie_breakers)] + [-priority[candidates]]
     order = np.lexsort(keys)
     return candidates[order[:k]].astype(np.int64)
+
+
+class RunningTopK:
+    """The ``capacity`` best rows of a stream of chunks, in the order of ``_top_k``: highest
+    ``priority`` first, ties to the higher ``tie_breaker``, then to the lower key (the sample id,
+    which grows in pool order as positions do), so the result equals ``_top_k`` over the whole
+    stream. Each chunk costs one ``np.argpartition`` over the kept rows and the chunk; memory is
+    O(capacity + chunk), whatever the length of the stream. NaN scores rank last, as in ``_top_k``."""
+
+    def __init__(self, capacity: int):
+        self.capacity = _check_k(capacity)
+        self.keys = np.empty(0, dtype=np.int64)  # [m]
+        self.priority = np.empty(0)  # [m]
+        self.tie_breaker = np.empty(0)  # [m]
+        self.seen = 0
+
+    def push(self, keys, priority, tie_breaker) -> None:
+        keys = np.asarray(keys, dtype=np.int64)  # [n]
+        self.seen += int(keys.size)
+        if self.capacity == 0 or keys.size == 0:
+            return
+        all_keys = np.concatenate([self.keys, keys])
+        all_priority = np.concatenate([self.priority, _nan_last(priority)])
+        all_tie = np.concatenate([self.tie_breaker, _nan_last(tie_breaker)])
+        if all_keys.size > self.capacity:
+            keep = _best_unordered(all_priority, all_tie, all_keys, self.capacity)
+            all_keys, all_priority, all_tie = all_keys[keep], all_priority[keep], all_tie[keep]
+        self.keys, self.priority, self.tie_breaker = all_keys, all_priority, all_tie
+
+    def best_first(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(keys [m], priority [m])`` of the kept rows, best first (m <= capacity)."""
+        order = np.lexsort((self.keys, -self.tie_breaker, -self.priority))
+        return self.keys[order], self.priority[order]
+
+
+def _nan_last(values) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    return np.where(np.isnan(v), -np.inf, v)
+
+
+def _best_unordered(priority: np.ndarray, tie: np.ndarray, keys: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` best rows (as ``_top_k`` ranks them), in no particular order."""
+    kth = np.argpartition(-priority, k - 1)[k - 1]
+    threshold = priority[kth]  # the k-th highest priority
+    above = np.flatnonzero(priority > threshold)  # fewer than k: all of them are in
+    tied = np.flatnonzero(priority == threshold)  # the rest comes from these, by tie-breaker then key
+    need = k - above.size
+    if tied.size > need:
+        tied = tied[np.lexsort((keys[tied], -tie[tied]))[:need]]
+    return np.concatenate([above, tied])
 
 
 def _probs(probs) -> np.ndarray:
@@ -192,6 +253,33 @@ def _normalise(embeddings) -> np.ndarray:
     return e / np.where(norms > 0, norms, 1.0)
 
 
+def cluster_candidates(keys, scores, embeddings, k: int, *, rng=None) -> Selection:
+    """The diverse batch of ``k`` out of candidates already ranked best first: k-means (k clusters)
+    over their embeddings, the best candidate of each cluster; clusters that come out empty are made
+    up for with the next best candidates. ``keys`` [m] identify the candidates (positions, or sample
+    ids in pool order: ties go to the lower key), ``scores`` [m] their scores, ``embeddings``
+    [m, d] theirs; the result holds keys, best first."""
+    keys = np.asarray(keys, dtype=np.int64)  # [m], best first
+    scores = np.asarray(scores, dtype=np.float64)  # [m]
+    k = _check_k(k)
+    if keys.size <= k:
+        return Selection(keys, scores)
+    e = _normalise(embeddings)  # [m, d]
+    if e.shape[0] != keys.size:
+        raise ValueError(f"{keys.size} candidates but {e.shape[0]} embeddings")
+    _, assignment = kmeans(e, k, rng=rng)  # [m]
+    # Candidates are sorted by score, so the first candidate of each cluster is its most uncertain.
+    _, first = np.unique(assignment, return_index=True)
+    picked = np.sort(first)  # positions into keys
+    if picked.size < k:
+        rest = np.setdiff1d(np.arange(keys.size), picked, assume_unique=True)
+        rest = rest[np.argsort(keys[rest], kind="stable")]
+        rest = rest[np.argsort(-scores[rest], kind="stable")]
+        picked = np.concatenate([picked, rest[: k - picked.size]])
+    picked = picked[np.lexsort((keys[picked], -scores[picked]))]
+    return Selection(keys[picked], scores[picked])
+
+
 def _clustered_strategy(score_fn: Callable[[np.ndarray], np.ndarray], name: str):
     def strategy(k, *, probs=None, embeddings=None, exclude=None, rng=None) -> Selection:
         p = _probs(probs)  # [n, c]
@@ -202,18 +290,8 @@ def _clustered_strategy(score_fn: Callable[[np.ndarray], np.ndarray], name: str)
         score = score_fn(p)  # [n], higher = more uncertain
         allowed = _allowed(p.shape[0], exclude)
         candidates = _top_k(score, allowed, CANDIDATE_FACTOR * k, uncertainty.entropy(p))  # [m], by score
-        if candidates.size <= k:
-            return Selection(candidates, score[candidates])
-        _, assignment = kmeans(e[candidates], k, rng=rng)  # [m]
-        # Candidates are sorted by score, so the first candidate of each cluster is its most uncertain.
-        _, first = np.unique(assignment, return_index=True)
-        picked = candidates[np.sort(first)]
-        if picked.size < k:
-            rest = np.setdiff1d(candidates, picked, assume_unique=True)
-            rest = rest[np.argsort(-score[rest], kind="stable")]
-            picked = np.concatenate([picked, rest[: k - picked.size]])
-        picked = picked[np.lexsort((picked, -score[picked]))]
-        return Selection(picked.astype(np.int64), score[picked])
+        # The raw rows: cluster_candidates normalises them (normalising twice would move the last bits).
+        return cluster_candidates(candidates, score[candidates], np.asarray(embeddings)[candidates], k, rng=rng)
 
     strategy.__name__ = f"clustered_{name}_strategy"
     strategy.__doc__ = (
@@ -241,8 +319,59 @@ QUERY_STRATEGIES: dict[str, Callable[..., Selection]] = {
     "clustered_margin": clustered_margin_strategy,
 }
 
-#: Strategies that need the encoder embeddings of the pool.
-NEEDS_EMBEDDINGS = frozenset({"clustered_entropy", "clustered_margin"})
+
+@dataclasses.dataclass(frozen=True)
+class ScoreNeeds:
+    """What a query strategy needs of the scorer, so that a round asks for no more.
+
+    ``priority`` names the scorer's per-row uncertainty the strategy ranks by (``TextScore``'s
+    entropy, margin, least_confidence or ratio, which the scorer computes with the same functions
+    from the probabilities it would send; ``negate`` for smallest first), ties going to the higher
+    entropy as in the strategy itself; "" for none (random). ``keep`` candidates per selected
+    sample are kept while the pool streams in, and ``embeddings`` are asked for those kept
+    candidates only. No strategy needs whole probability rows (c floats per sample), so a round
+    never asks for them."""
+
+    priority: str = ""
+    negate: bool = False
+    keep: int = 1
+    embeddings: bool = False
+
+    def priority_of(self, scores: Uncertainty) -> np.ndarray:
+        """The strategy's score per row (higher = chosen earlier) from the scorer's uncertainty."""
+        values = np.asarray(getattr(scores, self.priority), dtype=np.float64)  # [n]
+        return -values if self.negate else values
+
+
+class Uncertainty(Protocol):
+    """The scorer's per-row uncertainty columns, each [n] (``lesslabels.coordinator.model.Uncertainty``)."""
+
+    @property
+    def entropy(self) -> np.ndarray: ...
+
+    @property
+    def margin(self) -> np.ndarray: ...
+
+    @property
+    def least_confidence(self) -> np.ndarray: ...
+
+    @property
+    def ratio(self) -> np.ndarray: ...
+
+
+#: Query strategy -> what it needs of the scorer (tests/test_strategies.py holds each to the strategy itself).
+NEEDS: dict[str, ScoreNeeds] = {
+    "entropy": ScoreNeeds("entropy"),
+    "margin": ScoreNeeds("margin", negate=True),
+    "least_confidence": ScoreNeeds("least_confidence"),
+    "ratio": ScoreNeeds("ratio"),
+    "random": ScoreNeeds(),
+    "clustered_entropy": ScoreNeeds("entropy", keep=CANDIDATE_FACTOR, embeddings=True),
+    "clustered_margin": ScoreNeeds("margin", negate=True, keep=CANDIDATE_FACTOR, embeddings=True),
+}
+
+#: Strategies that need the encoder embeddings (of their kept candidates).
+NEEDS_EMBEDDINGS = frozenset(name for name, needs in NEEDS.items() if needs.embeddings)
 
 
 def select(name: str, k: int, *, probs=None, embeddings=None, exclude=None, rng=None) -> Selection:

@@ -20,6 +20,8 @@ MAX_STRING = {"dataset": 64, "name": 256, "base_model": 1024}
 MAX_COUNT = 10_000_000
 MAX_ROUNDS = 100_000
 MAX_SEED = 2**32 - 1  # numpy's generators take seeds below 2**32
+#: Largest number of candidates a round may score (more than the unlabelled pool means all of it).
+MAX_CANDIDATES = 1_000_000_000
 
 _ENUMS = {
     "strategy": run_pb2.Strategy,
@@ -64,7 +66,7 @@ def check_config_json(text: str) -> dict[str, Any]:
 
 def check_config(config: dict[str, Any]) -> None:
     known = set(MAX_STRING) | set(_ENUMS) | {"seed_size", "batch_size", "stopping"}
-    known |= {"random_seed", "hyperparameters", "warm_start"}
+    known |= {"random_seed", "hyperparameters", "warm_start", "candidates"}
     for key in config:
         if key not in known:
             raise InvalidArgument(f"run config: unknown field {quote(key)}")
@@ -87,6 +89,14 @@ def check_config(config: dict[str, Any]) -> None:
     for key in ("target_accuracy", "stable_agreement"):
         _number(f"run config: stopping.{key}", stopping.get(key, 0), 0.0, 1.0)
     _number("run config: random_seed", config.get("random_seed", 0), 0, MAX_SEED, integer=True)
+    candidates = _number("run config: candidates", config.get("candidates", 0), -math.inf, math.inf, integer=True)
+    if candidates < 0:
+        raise InvalidArgument(
+            f"run config: candidates must not be negative, got {int(candidates)} "
+            "(the unlabelled samples a round scores; 0 = the whole unlabelled pool)"
+        )
+    if candidates > MAX_CANDIDATES:
+        raise InvalidArgument(f"run config: candidates must be at most {MAX_CANDIDATES}, got {int(candidates)}")
     if not isinstance(config.get("warm_start", False), bool):
         raise InvalidArgument("run config: warm_start must be true or false")
     _check_hyperparameters(_object("run config: hyperparameters", config.get("hyperparameters")))

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from sqlalchemy import and_, func, select
 
 from lesslabels.common import errors
 from lesslabels.common.vocabulary import SPLITS
+from lesslabels.pool import subset
 from lesslabels.pool.base import StorePart, find_dataset, find_run
 from lesslabels.pool.models import CurrentLabel, Sample, run_scope
 from lesslabels.pool.records import SampleRecord, SplitCount
 
 MAX_PAGE = 5000
+#: The largest sample id there can be (``samples.id`` is an INTEGER: 32 bits on PostgreSQL).
+MAX_ID = 2**31 - 1
 
 
 class SamplesPart(StorePart):
@@ -31,12 +35,24 @@ class SamplesPart(StorePart):
         after_id: int = 0,
         limit: int = 0,
         include_gold: bool = False,
+        subset_size: int = 0,
+        subset_seed: int = 0,
+        sample_ids: Sequence[int] = (),
     ) -> Iterator[tuple[list[SampleRecord], int, int]]:
-        """Yield pages ``(samples, last_id, total)`` in id order; ``total`` is counted for the first page."""
+        """Yield pages ``(samples, last_id, total)`` in id order; ``total`` is counted for the first page.
+
+        ``subset_size``: only the matching samples first in the order of ``subset_seed`` (``subset``),
+        drawn in the database; ``sample_ids``: only those of these ids that match."""
         if state not in ("any", "labelled", "unlabelled"):
             raise errors.InvalidArgument(f"unknown label state {errors.quote(state)}")
         if page_size < 0 or limit < 0 or after_id < 0:
             raise errors.InvalidArgument("page_size, limit and page_token must not be negative")
+        if subset_size < 0:
+            raise errors.InvalidArgument(
+                f"subset.size must not be negative, got {subset_size} (0 lists every matching sample)"
+            )
+        if subset_size and len(sample_ids):
+            raise errors.InvalidArgument("give a random subset or sample_ids, not both")
         page_size = min(page_size or 500, MAX_PAGE)
         if include_gold and split not in ("test", "dev"):
             raise errors.InvalidArgument(
@@ -44,11 +60,12 @@ class SamplesPart(StorePart):
                 "the hidden oracle, revealed only for samples a run acquired"
             )
         scope = run_scope(run_id)
+        labels_join = and_(CurrentLabel.sample_id == Sample.id, CurrentLabel.scope == scope)
+        chosen: list[int] | None = None  # the ids to list, ascending, when a subset or ids were asked for
         with self._reading() as session:
             dataset = find_dataset(session, dataset_name)
             if run_id:
                 find_run(session, run_id, dataset_id=dataset.id)
-            labels_join = and_(CurrentLabel.sample_id == Sample.id, CurrentLabel.scope == scope)
             conditions = [Sample.dataset_id == dataset.id]
             if split:
                 conditions.append(Sample.split == split)
@@ -56,32 +73,74 @@ class SamplesPart(StorePart):
                 conditions.append(CurrentLabel.label.is_not(None))
             elif state == "unlabelled":
                 conditions.append(CurrentLabel.label.is_(None))
-            total = session.execute(
-                select(func.count()).select_from(Sample).outerjoin(CurrentLabel, labels_join).where(*conditions)
-            ).scalar_one()
+            if subset_size:
+                chosen = sorted(
+                    session.scalars(
+                        select(Sample.id)
+                        .outerjoin(CurrentLabel, labels_join)
+                        .where(*conditions)
+                        .order_by(subset.rank_sql(Sample.id, subset_seed), Sample.id)
+                        .limit(subset_size)
+                    )
+                )
+                total = len(chosen)
+            elif len(sample_ids):
+                # An id outside the id column's range (32-bit on PostgreSQL) is nobody's: leave it out.
+                chosen = sorted({int(i) for i in sample_ids if 0 < i <= MAX_ID})
+                total = 0
+                for start in range(0, len(chosen), MAX_PAGE):
+                    total += session.execute(
+                        select(func.count())
+                        .select_from(Sample)
+                        .outerjoin(CurrentLabel, labels_join)
+                        .where(*conditions, Sample.id.in_(chosen[start : start + MAX_PAGE]))
+                    ).scalar_one()
+            else:
+                total = session.execute(
+                    select(func.count()).select_from(Sample).outerjoin(CurrentLabel, labels_join).where(*conditions)
+                ).scalar_one()
             if limit:
                 total = min(total, limit)
+        if chosen is not None:
+            # Resume after a page token: the ids after it (a token need not be one of them).
+            chosen = chosen[bisect.bisect_right(chosen, after_id) :]
+        columns = (
+            Sample.id,
+            Sample.text,
+            Sample.split,
+            Sample.row,
+            Sample.gold_label,
+            Sample.external_id,
+            CurrentLabel.label,
+        )
         yielded = 0
         while True:
             take = page_size if not limit else min(page_size, limit - yielded)
             if take <= 0:
                 return
             with self._reading() as session:
-                rows = session.execute(
-                    select(
-                        Sample.id,
-                        Sample.text,
-                        Sample.split,
-                        Sample.row,
-                        Sample.gold_label,
-                        Sample.external_id,
-                        CurrentLabel.label,
-                    )
-                    .outerjoin(CurrentLabel, labels_join)
-                    .where(*conditions, Sample.id > after_id)
-                    .order_by(Sample.id)
-                    .limit(take)
-                ).all()
+                if chosen is None:
+                    rows = session.execute(
+                        select(*columns)
+                        .outerjoin(CurrentLabel, labels_join)
+                        .where(*conditions, Sample.id > after_id)
+                        .order_by(Sample.id)
+                        .limit(take)
+                    ).all()
+                    exhausted = len(rows) < take
+                else:
+                    # The next ids in order, until a page is full or none are left (some may no longer match).
+                    rows = []
+                    while chosen and len(rows) < take:
+                        batch, chosen = chosen[: take - len(rows)], chosen[take - len(rows) :]
+                        rows += session.execute(
+                            select(*columns)
+                            .outerjoin(CurrentLabel, labels_join)
+                            .where(*conditions, Sample.id.in_(batch))
+                            .order_by(Sample.id)
+                        ).all()
+                        after_id = batch[-1]
+                    exhausted = not chosen
             page = [
                 SampleRecord(
                     r.id,
@@ -96,9 +155,9 @@ class SamplesPart(StorePart):
                 for r in rows
             ]
             yielded += len(page)
-            if page:
+            if page and chosen is None:
                 after_id = page[-1].id
-            last_page = len(page) < take or (limit and yielded >= limit)
+            last_page = exhausted or (limit and yielded >= limit)
             yield page, (0 if last_page else after_id), total
             if last_page:
                 return

@@ -141,6 +141,9 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
             after_id=_page_token(request.page_token),
             limit=request.limit,
             include_gold=request.include_gold,
+            subset_size=request.subset.size,
+            subset_seed=request.subset.seed,
+            sample_ids=request.sample_ids,
         )
         first = True
         for samples, last_id, total in pages:

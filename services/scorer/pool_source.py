@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from lesslabels.client import PoolClient
 from lesslabels.client.pool import MAX_PAGE, SPLITS
@@ -61,8 +61,14 @@ def iter_pool_pages(
     stream_timeout: float,
     max_resumes: int = 3,
     scope: CancelScope | None = None,
+    subset_size: int = 0,
+    subset_seed: int = 0,
+    sample_ids: Sequence[int] = (),
 ) -> Iterator[PoolPage]:
-    """Yield pages of at most ``page_size`` samples until the pool is exhausted or ``cancelled`` is set."""
+    """Yield pages of at most ``page_size`` samples until the pool is exhausted or ``cancelled`` is set.
+
+    ``subset_size``/``subset_seed``: only the random subset the pool draws (a resumed stream asks for
+    the same one); ``sample_ids``: only those samples."""
     with_gold = split in ("test", "dev")
     token = ""
     total = 0
@@ -76,6 +82,9 @@ def iter_pool_pages(
             page_size=min(page_size, MAX_PAGE),
             page_token=token,
             include_gold=with_gold,
+            subset=subset_size,
+            subset_seed=subset_seed,
+            sample_ids=sample_ids,
             timeout=stream_timeout,
         )
         if scope is not None:

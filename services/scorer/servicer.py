@@ -58,6 +58,12 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
             raise errors.InvalidArgument("dataset is required")
         if request.chunk_size < 0:
             raise errors.InvalidArgument(f"chunk_size must not be negative, got {request.chunk_size}")
+        if request.subset.size < 0:
+            raise errors.InvalidArgument(
+                f"subset.size must not be negative, got {request.subset.size} (0 scores every matching sample)"
+            )
+        if request.subset.size and request.sample_ids:
+            raise errors.InvalidArgument("give a random subset or sample_ids, not both")
         chunk = min(request.chunk_size or DEFAULT_CHUNK, MAX_CHUNK, self.max_texts)
         split = convert.SPLIT_NAMES.get(request.split)
         if split is None:
@@ -87,6 +93,9 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
             cancelled=cancelled,
             stream_timeout=self._pool_stream_timeout,
             scope=scope,
+            subset_size=request.subset.size,
+            subset_seed=request.subset.seed,
+            sample_ids=request.sample_ids,
         )
         try:
             for page in pages:

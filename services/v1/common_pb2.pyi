@@ -85,6 +85,14 @@ class Sample(_message.Message):
     gold_label: str
     def __init__(self, id: _Optional[int] = ..., dataset: _Optional[str] = ..., text: _Optional[str] = ..., split: _Optional[_Union[Split, str]] = ..., label: _Optional[str] = ..., row: _Optional[int] = ..., gold_label: _Optional[str] = ...) -> None: ...
 
+class RandomSubset(_message.Message):
+    __slots__ = ("size", "seed")
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    size: int
+    seed: int
+    def __init__(self, size: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+
 class EvalMetrics(_message.Message):
     __slots__ = ("accuracy", "macro_f1", "per_class_f1", "count", "loss")
     class PerClassF1Entry(_message.Message):

@@ -72,7 +72,8 @@ class ScorerServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def ScorePool(self, request, context):
-        """Score a dataset's unlabelled pool, pulled from the pool service in chunks, as a stream.
+        """Score a dataset's unlabelled pool (or a random subset of it, or given samples), pulled from the
+        pool service in chunks, as a stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
