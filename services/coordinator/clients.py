@@ -18,6 +18,7 @@ from lesslabels.client._base import ServiceClient
 from lesslabels.common import errors
 from lesslabels.common.channels import DEFAULT_TIMEOUT
 from lesslabels.common.config import ClientTLS
+from lesslabels.common.shards import Shard
 from lesslabels.coordinator import convert, model
 from lesslabels.v1 import trainer_pb2, trainer_pb2_grpc
 
@@ -250,6 +251,7 @@ class ScorerClient:
         subset: int = 0,
         subset_seed: int = 0,
         sample_ids: Sequence[int] = (),
+        shard: Shard | None = None,
         chunk_size: int = 512,
         progress: Callable[[int, int], None] | None = None,
     ) -> model.PoolScores:
@@ -266,6 +268,7 @@ class ScorerClient:
             subset=subset,
             subset_seed=subset_seed,
             sample_ids=sample_ids,
+            shard=shard,
             chunk_size=chunk_size,
             progress=progress,
             timeout=self._timeout,
@@ -285,6 +288,7 @@ class ScorerClient:
         subset: int = 0,
         subset_seed: int = 0,
         sample_ids: Sequence[int] = (),
+        shard: Shard | None = None,
         chunk_size: int = 512,
         progress: Callable[[int, int], None] | None = None,
     ) -> Iterator[model.PoolScores]:
@@ -300,6 +304,7 @@ class ScorerClient:
             subset=subset,
             subset_seed=subset_seed,
             sample_ids=sample_ids,
+            shard=shard,
             chunk_size=chunk_size,
             progress=progress,
             timeout=self._timeout,

@@ -35,6 +35,7 @@ from lesslabels.coordinator import convert, model, strategies
 from lesslabels.coordinator.events import EventBus
 from lesslabels.coordinator.ports import PoolPort, Progress, ScorerPort, TrainerPort
 from lesslabels.coordinator.scores import PoolScoreCache, RoundScores
+from lesslabels.coordinator.sharding import ScorerReplicas, as_replicas
 from lesslabels.coordinator.stopping import label_budget, stop_reason
 from lesslabels.coordinator.worker import Pause, RunLocks, Worker
 
@@ -50,13 +51,22 @@ DEFAULT_BASE_MODEL = "default"
 class StepRunner:
     """Runs one step of a run and records its outcome."""
 
-    def __init__(self, pool: PoolPort, trainer: TrainerPort, scorer: ScorerPort, events: EventBus, locks: RunLocks):
+    def __init__(
+        self,
+        pool: PoolPort,
+        trainer: TrainerPort,
+        scorer: ScorerPort | ScorerReplicas,
+        events: EventBus,
+        locks: RunLocks,
+    ):
         self.pool = pool
         self.trainer = trainer
-        self.scorer = scorer
+        # Every call goes to one of the scorer replicas, on another when one is unavailable; a
+        # round's scoring is sharded over all of them (PoolScoreCache).
+        self.scorer = as_replicas(scorer)
         self.events = events
         self.locks = locks
-        self.scores = PoolScoreCache(pool, scorer)
+        self.scores = PoolScoreCache(pool, self.scorer)
 
     def run_step(self, worker: Worker, run: model.RunInfo) -> None:
         if run.state == "PENDING":
