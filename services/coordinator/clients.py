@@ -51,9 +51,16 @@ class PoolClient:
             name=reply.name, labels=reply.labels, train_count=reply.train_count, test_count=reply.test_count
         )
 
-    def train_sample_ids(self, dataset: str) -> list[int]:
-        """Ids of every training-pool sample, in pool order."""
-        samples = self._pool.list_samples(dataset, split="train", page_size=5000, timeout=self._timeout * 10)
+    def train_sample_ids(self, dataset: str, *, subset: int = 0, subset_seed: int = 0) -> list[int]:
+        """Ids of every training-pool sample (or of a random subset of ``subset``), in pool order."""
+        samples = self._pool.list_samples(
+            dataset,
+            split="train",
+            page_size=5000,
+            subset=subset,
+            subset_seed=subset_seed,
+            timeout=self._timeout * 10,
+        )
         return [s.id for s in samples]
 
     def create_run(self, config: model.RunConfig, request_id: str = "") -> model.RunInfo:

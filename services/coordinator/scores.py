@@ -40,6 +40,12 @@ def candidate_seed(random_seed: int, round_index: int) -> int:
     return _seed(random_seed, 1, round_index)
 
 
+def seed_set_seed(random_seed: int) -> int:
+    """The pool's ``RandomSubset.seed`` of a run's seed set: the random seed set itself, or the
+    samples the diverse seed set embeds."""
+    return _seed(random_seed, 3)
+
+
 def agreement_seed(random_seed: int) -> int:
     """The pool's ``RandomSubset.seed`` of a run's agreement set: the same every round."""
     return _seed(random_seed, 2)
