@@ -395,6 +395,17 @@ def check_scale_and_resources(r: Rendering) -> Iterator[str]:
         scorer = commands["scorer"].workload
         if int(scorer["spec"].get("replicas", 1)) < 2:
             yield f"{_name(scorer)}: {scorer['spec'].get('replicas', 1)} replica(s); the scorer runs several"
+        replicas = int(scorer["spec"].get("replicas", 1))
+        coordinator = commands.get("coordinator")
+        if coordinator is not None:
+            env = r.env(coordinator)
+            address = env.get("LESSLABELS_SCORER_ADDRESS") or ""
+            shards = int(env.get("LESSLABELS_SCORE_SHARDS") or 0) or len(address.split(","))
+            if shards < replicas:
+                yield (
+                    f"{coordinator.name}: a round is scored in {shards} part(s) (LESSLABELS_SCORE_SHARDS) but "
+                    f"{_name(scorer)} runs {replicas} replicas: give at least as many shards as replicas"
+                )
         services = [s for s in r.services.values() if any(w is scorer for w in r.selected(s))]
         if not services:
             yield f"{_name(scorer)}: no Service selects its pods"

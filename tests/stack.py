@@ -177,6 +177,7 @@ class FakeScorer:
         subset=0,
         subset_seed=0,
         sample_ids=(),
+        shard=None,
         chunk_size=512,
         progress=None,
     ) -> Iterator[model.PoolScores]:
@@ -192,6 +193,7 @@ class FakeScorer:
             subset=subset,
             subset_seed=subset_seed,
             sample_ids=list(sample_ids),
+            shard=shard,
             scored=[],
         )
         self.calls.append(call)
@@ -205,6 +207,7 @@ class FakeScorer:
             subset=subset,
             subset_seed=subset_seed,
             sample_ids=sample_ids,
+            shard=shard,
             timeout=10,
         )
         for start in range(0, len(samples), self.chunk_size):

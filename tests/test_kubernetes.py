@@ -231,6 +231,11 @@ MISTAKES = {
         lambda d: find(d, "Deployment", "scorer")["spec"].update(replicas=1),
         r"Deployment/scorer: 1 replica",
     ),
+    "fewer-shards-than-scorers": (
+        lambda d: set_env(d, "coordinator", "LESSLABELS_SCORE_SHARDS", ""),
+        r"coordinator\[coordinator\]: a round is scored in 1 part\(s\) \(LESSLABELS_SCORE_SHARDS\) but "
+        r"Deployment/scorer runs 2 replicas",
+    ),
     "no-gpu": (
         lambda d: container(d, "trainer")["resources"]["limits"].pop("nvidia.com/gpu"),
         r"trainer\[trainer\]: no GPU",

@@ -706,6 +706,42 @@ def test_score_pool_scores_a_random_subset_or_given_samples_and_only_what_is_ask
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and fragment in info.value.details()
 
 
+def test_score_pool_scores_one_shard_and_refuses_bad_shards(scorer):
+    from lesslabels.client import PoolClient, ScorerClient
+    from lesslabels.common.shards import Shard, all_shards
+
+    server, channel, checkpoint_id, pool_address = scorer
+    _import_toy(pool_address, n=40)
+    stub = scorer_pb2_grpc.ScorerServiceStub(channel)
+    with ScorerClient(f"127.0.0.1:{server.port}", timeout=60) as client, PoolClient(pool_address, timeout=30) as pool:
+        subset = [s.id for s in pool.list_samples("toy", split="train", state="unlabelled", subset=13, subset_seed=5)]
+        parts = [
+            client.score_pool("toy", checkpoint=checkpoint_id, subset=13, subset_seed=5, shard=shard)
+            for shard in all_shards(3)
+        ]
+        # The three shards of the subset: each only its own ids, together the subset exactly once.
+        assert sorted(i for p in parts for i in p.sample_ids.tolist()) == subset
+        assert all((p.sample_ids % 3 == index).all() for index, p in enumerate(parts))
+        whole = client.score_pool("toy", checkpoint=checkpoint_id, subset=13, subset_seed=5)
+        by_id = dict(zip(whole.sample_ids.tolist(), whole.uncertainty.entropy.tolist(), strict=True))
+        # The same scores as unsharded, up to the last bits a batch's padding moves (batches differ).
+        for part in parts:
+            for i, e in zip(part.sample_ids.tolist(), part.uncertainty.entropy.tolist(), strict=True):
+                assert e == pytest.approx(by_id[i], abs=1e-4)
+    for shard, fragment in (
+        (common_pb2.Shard(index=2, count=2), "shard.index must be in [0, 2) for shard.count 2, got 2"),
+        (common_pb2.Shard(), "shard.count must be at least 1, got 0"),
+    ):
+        with pytest.raises(grpc.RpcError) as info:
+            list(
+                stub.ScorePool(
+                    scorer_pb2.ScorePoolRequest(model=_ref(checkpoint_id), dataset="toy", shard=shard), timeout=30
+                )
+            )
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and fragment in info.value.details()
+    assert Shard(0, 1).count == 1
+
+
 def test_score_pool_errors_and_cancellation(scorer, caplog):
     _, channel, checkpoint_id, pool_address = scorer
     _import_toy(pool_address, n=40)

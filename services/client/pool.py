@@ -25,6 +25,7 @@ from lesslabels.client.types import (
     SamplePage,
     SplitCounts,
 )
+from lesslabels.common.shards import Shard, shard_to_proto
 from lesslabels.coordinator import convert
 from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc, run_pb2
 
@@ -343,11 +344,13 @@ class PoolClient(ServiceClient):
         subset: int = 0,
         subset_seed: int = 0,
         sample_ids: Sequence[int] = (),
+        shard: Shard | None = None,
         timeout: float | None = STREAM_TIMEOUT,
     ) -> SampleStream:
         """One ListSamples stream of pages; ``page_token`` resumes after an earlier page. ``subset``:
         only that many of the matching samples, a random subset the pool draws under ``subset_seed``
-        (the same seed over the same samples, the same subset); ``sample_ids``: only those samples."""
+        (the same seed over the same samples, the same subset); ``sample_ids``: only those samples;
+        ``shard``: only the samples of that shard (of the subset, when one is asked for)."""
         if not 0 < page_size <= MAX_PAGE:
             raise InvalidArgument(f"page_size must be in 1..{MAX_PAGE}, got {page_size}")
         request = pool_pb2.ListSamplesRequest(
@@ -361,6 +364,7 @@ class PoolClient(ServiceClient):
             limit=limit,
             subset=random_subset(subset, subset_seed),
             sample_ids=sample_ids,
+            shard=shard_to_proto(shard),
         )
         return SampleStream(self, request, timeout)
 
@@ -377,10 +381,11 @@ class PoolClient(ServiceClient):
         subset: int = 0,
         subset_seed: int = 0,
         sample_ids: Sequence[int] = (),
+        shard: Shard | None = None,
         timeout: float | None = STREAM_TIMEOUT,
     ) -> list[Sample]:
         """Every matching sample (``state``: "any", "labelled" or "unlabelled" in the scope of ``run_id``);
-        ``subset``/``subset_seed`` and ``sample_ids`` as in ``sample_pages``."""
+        ``subset``/``subset_seed``, ``sample_ids`` and ``shard`` as in ``sample_pages``."""
         stream = self.sample_pages(
             dataset,
             split=split,
@@ -392,6 +397,7 @@ class PoolClient(ServiceClient):
             subset=subset,
             subset_seed=subset_seed,
             sample_ids=sample_ids,
+            shard=shard,
             timeout=timeout,
         )
         return [s for page in stream for s in page.samples]

@@ -9,6 +9,7 @@ import numpy as np
 from lesslabels.client._base import ServiceClient
 from lesslabels.client.errors import InvalidArgument
 from lesslabels.client.pool import random_subset
+from lesslabels.common.shards import Shard, shard_to_proto
 from lesslabels.client.types import PoolScores, Scores, Uncertainty
 from lesslabels.coordinator import convert
 from lesslabels.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
@@ -148,6 +149,7 @@ class ScorerClient(ServiceClient):
         subset: int = 0,
         subset_seed: int = 0,
         sample_ids: Sequence[int] = (),
+        shard: Shard | None = None,
         chunk_size: int = 512,
         progress: Callable[[int, int], None] | None = None,
         timeout: float | None = SCORE_POOL_TIMEOUT,
@@ -157,7 +159,8 @@ class ScorerClient(ServiceClient):
         By default only the samples unlabelled in the scope of ``run_id``; ``include_all`` for
         every sample. ``subset=N``: only N of them, a random subset the pool draws under
         ``subset_seed`` (the same seed over the same samples gives the same subset);
-        ``sample_ids``: only those samples. ``probabilities=False`` leaves out the probability
+        ``sample_ids``: only those samples; ``shard`` (``lesslabels.common.shards.Shard``): only that
+        shard of them, for one of several scorer replicas. ``probabilities=False`` leaves out the probability
         rows (``uncertainty`` and ``predicted`` are always there). ``progress(done, total)`` is
         called per chunk. Arrays are in the order the scorer returned the samples (``sample_ids``)."""
         stream = self._score_pool_stream(
@@ -171,6 +174,7 @@ class ScorerClient(ServiceClient):
             subset=subset,
             subset_seed=subset_seed,
             sample_ids=sample_ids,
+            shard=shard,
             chunk_size=chunk_size,
             progress=progress,
             timeout=timeout,
@@ -193,6 +197,7 @@ class ScorerClient(ServiceClient):
         subset: int = 0,
         subset_seed: int = 0,
         sample_ids: Sequence[int] = (),
+        shard: Shard | None = None,
         chunk_size: int = 512,
         progress: Callable[[int, int], None] | None = None,
         timeout: float | None = SCORE_POOL_TIMEOUT,
@@ -210,6 +215,7 @@ class ScorerClient(ServiceClient):
             subset=subset,
             subset_seed=subset_seed,
             sample_ids=sample_ids,
+            shard=shard,
             chunk_size=chunk_size,
             progress=progress,
             timeout=timeout,
@@ -230,6 +236,7 @@ class ScorerClient(ServiceClient):
         subset: int,
         subset_seed: int,
         sample_ids: Sequence[int],
+        shard: Shard | None,
         chunk_size: int,
         progress: Callable[[int, int], None] | None,
         timeout: float | None,
@@ -247,6 +254,7 @@ class ScorerClient(ServiceClient):
             include_all=include_all,
             subset=random_subset(subset, subset_seed),
             sample_ids=[int(i) for i in sample_ids],
+            shard=shard_to_proto(shard),
         )
         stream = self._stream(self._stub.ScorePool, request, f"scoring the {split} split of {dataset!r}", timeout)
         for chunk in stream:

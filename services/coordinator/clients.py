@@ -18,6 +18,7 @@ from lesslabels.client._base import ServiceClient
 from lesslabels.common import errors
 from lesslabels.common.channels import DEFAULT_TIMEOUT
 from lesslabels.common.config import ClientTLS
+from lesslabels.common.shards import Shard
 from lesslabels.coordinator import convert, model
 from lesslabels.v1 import trainer_pb2, trainer_pb2_grpc
 
@@ -50,9 +51,16 @@ class PoolClient:
             name=reply.name, labels=reply.labels, train_count=reply.train_count, test_count=reply.test_count
         )
 
-    def train_sample_ids(self, dataset: str) -> list[int]:
-        """Ids of every training-pool sample, in pool order."""
-        samples = self._pool.list_samples(dataset, split="train", page_size=5000, timeout=self._timeout * 10)
+    def train_sample_ids(self, dataset: str, *, subset: int = 0, subset_seed: int = 0) -> list[int]:
+        """Ids of every training-pool sample (or of a random subset of ``subset``), in pool order."""
+        samples = self._pool.list_samples(
+            dataset,
+            split="train",
+            page_size=5000,
+            subset=subset,
+            subset_seed=subset_seed,
+            timeout=self._timeout * 10,
+        )
         return [s.id for s in samples]
 
     def create_run(self, config: model.RunConfig, request_id: str = "") -> model.RunInfo:
@@ -250,6 +258,7 @@ class ScorerClient:
         subset: int = 0,
         subset_seed: int = 0,
         sample_ids: Sequence[int] = (),
+        shard: Shard | None = None,
         chunk_size: int = 512,
         progress: Callable[[int, int], None] | None = None,
     ) -> model.PoolScores:
@@ -266,6 +275,7 @@ class ScorerClient:
             subset=subset,
             subset_seed=subset_seed,
             sample_ids=sample_ids,
+            shard=shard,
             chunk_size=chunk_size,
             progress=progress,
             timeout=self._timeout,
@@ -285,6 +295,7 @@ class ScorerClient:
         subset: int = 0,
         subset_seed: int = 0,
         sample_ids: Sequence[int] = (),
+        shard: Shard | None = None,
         chunk_size: int = 512,
         progress: Callable[[int, int], None] | None = None,
     ) -> Iterator[model.PoolScores]:
@@ -300,6 +311,7 @@ class ScorerClient:
             subset=subset,
             subset_seed=subset_seed,
             sample_ids=sample_ids,
+            shard=shard,
             chunk_size=chunk_size,
             progress=progress,
             timeout=self._timeout,

@@ -16,6 +16,7 @@ from lesslabels.common import errors
 from lesslabels.coordinator import model
 from lesslabels.coordinator.events import EventBus
 from lesslabels.coordinator.ports import PoolPort, ScorerPort, TrainerPort
+from lesslabels.coordinator.sharding import ScorerReplicas
 from lesslabels.coordinator.steps import StepRunner
 from lesslabels.coordinator.worker import Pause, RunLocks, Stopped, Worker
 
@@ -38,7 +39,7 @@ class Coordinator:
         self,
         pool: PoolPort,
         trainer: TrainerPort,
-        scorer: ScorerPort,
+        scorer: ScorerPort | ScorerReplicas,
         *,
         retry_backoff: float = RETRY_BACKOFF_SECONDS,
         outage_seconds: float = OUTAGE_SECONDS,

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from lesslabels.common import errors
 from lesslabels.common.channels import wait_until_serving
 from lesslabels.common.config import ClientTLS, ServerSettings, add_flag, add_server_flags, server_settings
 from lesslabels.common.logs import setup_logging
 from lesslabels.common.server import Server
+from lesslabels.common.shards import MAX_SHARDS
 from lesslabels.coordinator.clients import PoolClient, ScorerClient, TrainerClient
 from lesslabels.coordinator.engine import Coordinator
 from lesslabels.coordinator.servicer import CoordinatorServicer, registration
+from lesslabels.coordinator.sharding import DEFAULT_ATTEMPTS, ScorerReplicas
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +36,10 @@ def build_server(
     settings: ServerSettings,
     pool_address: str,
     trainer_address: str,
-    scorer_address: str,
+    scorer_address: str | Sequence[str],
     *,
+    score_shards: int = 0,
+    score_attempts: int = DEFAULT_ATTEMPTS,
     token: str = "",
     tls: ClientTLS | None = None,
     rpc_timeout: float = 30.0,
@@ -45,10 +49,21 @@ def build_server(
 ) -> CoordinatorServer:
     """A coordinator server (not started). Call ``start()``, then ``ready()``: it resumes the runs
     left in progress and reports SERVING. ``server.coordinator`` is the core, for in-process use;
-    ``stop()`` stops its run workers (runs stay as recorded) and closes the channels."""
+    ``stop()`` stops its run workers (runs stay as recorded) and closes the channels.
+
+    ``scorer_address``: one address, or several (scorer replicas, a round's scoring sharded over
+    them); ``score_shards``: the parts a round is cut into (0 = one per address; with one address
+    that resolves to several replicas, e.g. ``dns:///scorer:50053``, as many as there are replicas);
+    ``score_attempts``: replicas tried per shard before the round fails."""
     pool = PoolClient(pool_address, token=token, timeout=rpc_timeout, tls=tls)
     trainer = TrainerClient(trainer_address, token=token, timeout=rpc_timeout, tls=tls)
-    scorer = ScorerClient(scorer_address, token=token, tls=tls)
+    addresses = [scorer_address] if isinstance(scorer_address, str) else list(scorer_address)
+    scorer = ScorerReplicas(
+        [ScorerClient(address, token=token, tls=tls) for address in addresses],
+        names=[f"scorer at {address}" for address in addresses],
+        shards=score_shards,
+        attempts=score_attempts,
+    )
     core = Coordinator(
         pool,
         trainer,
@@ -72,12 +87,40 @@ def build_server(
     return server
 
 
+def scorer_address_list(value: str) -> list[str]:
+    """The scorer addresses of ``--scorer-address`` (comma-separated, blanks ignored)."""
+    return [address.strip() for address in value.split(",") if address.strip()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="lesslabels coordinator", description="Run the coordinator service.")
     add_server_flags(parser, DEFAULT_PORT)
     add_flag(parser, "--pool-address", default="127.0.0.1:50051", help="pool service HOST:PORT")
     add_flag(parser, "--trainer-address", default="127.0.0.1:50052", help="trainer service HOST:PORT")
-    add_flag(parser, "--scorer-address", default="127.0.0.1:50053", help="scorer service HOST:PORT")
+    add_flag(
+        parser,
+        "--scorer-address",
+        default="127.0.0.1:50053",
+        help="scorer service HOST:PORT; several scorer replicas as a comma-separated list (a round is scored in "
+        "shards over them), or one DNS name that resolves to all of them (dns:///scorer:50053, spread by "
+        "round_robin: give --score-shards)",
+    )
+    add_flag(
+        parser,
+        "--score-shards",
+        default=0,
+        type=int,
+        help="parts a round's scoring is cut into, scored concurrently (0 = one per --scorer-address; with one "
+        "DNS name of several replicas, their number)",
+    )
+    add_flag(
+        parser,
+        "--score-attempts",
+        default=DEFAULT_ATTEMPTS,
+        type=int,
+        help="scorer replicas a shard is tried on (UNAVAILABLE, DEADLINE_EXCEEDED, a dropped stream) before the "
+        "round fails and is retried as in an outage",
+    )
     add_flag(
         parser,
         "--dependency-timeout",
@@ -99,12 +142,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rpc-timeout must be positive")
     if args.outage_seconds < 0:
         parser.error("--outage-seconds must not be negative")
+    scorer_addresses = scorer_address_list(args.scorer_address)
+    if not scorer_addresses:
+        parser.error("--scorer-address must name at least one scorer")
+    if not 0 <= args.score_shards <= MAX_SHARDS:
+        parser.error(f"--score-shards must be in 0..{MAX_SHARDS} (0 = one per --scorer-address)")
+    if args.score_attempts < 1:
+        parser.error("--score-attempts must be at least 1")
     setup_logging(settings.log_level, "coordinator")
     server = build_server(
         settings,
         args.pool_address,
         args.trainer_address,
-        args.scorer_address,
+        scorer_addresses,
+        score_shards=args.score_shards,
+        score_attempts=args.score_attempts,
         token=settings.outbound_token,
         tls=settings.client_tls,
         rpc_timeout=args.rpc_timeout,
@@ -116,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         for address, service in (
             (args.pool_address, POOL_SERVICE),
             (args.trainer_address, TRAINER_SERVICE),
-            (args.scorer_address, SCORER_SERVICE),
+            *((address, SCORER_SERVICE) for address in scorer_addresses),
         ):
             wait_until_serving(
                 address,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Protocol
 from collections.abc import Callable, Iterator, Sequence
 
+from lesslabels.common.shards import Shard
 from lesslabels.coordinator import model
 
 #: Progress of a long call: (done, total).
@@ -18,7 +19,10 @@ class PoolPort(Protocol):
 
     def get_dataset(self, name: str) -> model.DatasetInfo: ...
 
-    def train_sample_ids(self, dataset: str) -> list[int]: ...
+    def train_sample_ids(self, dataset: str, *, subset: int = 0, subset_seed: int = 0) -> list[int]:
+        """Ids of the training pool's samples in pool order; ``subset`` N: only the N of a random
+        subset the pool draws under ``subset_seed`` (the pool sends those N, not the whole pool)."""
+        ...
 
     def create_run(self, config: model.RunConfig, request_id: str = "") -> model.RunInfo: ...
 
@@ -95,7 +99,8 @@ class ScorerPort(Protocol):
 
     By default the samples unlabelled in the scope of ``run_id``; ``include_all`` for every sample
     of the split; ``subset=N``: a random subset of N of them that the pool draws under
-    ``subset_seed``; ``sample_ids``: only those samples."""
+    ``subset_seed``; ``sample_ids``: only those samples; ``shard``: only that shard of them
+    (``lesslabels.common.shards``), for one of several scorer replicas."""
 
     def score_pool(
         self,
@@ -111,6 +116,7 @@ class ScorerPort(Protocol):
         subset: int = 0,
         subset_seed: int = 0,
         sample_ids: Sequence[int] = (),
+        shard: Shard | None = None,
         chunk_size: int = 512,
         progress: Progress | None = None,
     ) -> model.PoolScores: ...
@@ -129,6 +135,7 @@ class ScorerPort(Protocol):
         subset: int = 0,
         subset_seed: int = 0,
         sample_ids: Sequence[int] = (),
+        shard: Shard | None = None,
         chunk_size: int = 512,
         progress: Progress | None = None,
     ) -> Iterator[model.PoolScores]:

@@ -8,6 +8,8 @@ label; probability rows are never asked for (every strategy ranks by one of the 
 scores, ``strategies.NEEDS``), embeddings only of the candidates a diverse strategy kept. While the
 scores stream in, the round keeps only the strategy's best candidates (``strategies.RunningTopK``),
 and the random strategy the ids it draws from: memory grows with the candidates kept, not the pool.
+With several scorer replicas the round is scored in shards, concurrently
+(``sharding.ScorerReplicas``); each shard keeps its own top-k and the merge equals the unsharded one.
 
 Agreement (``StoppingRule.stable_agreement``) compares two rounds' predicted labels on the samples
 still unlabelled that both rounds scored, so it is not inflated by the labelled samples the models
@@ -23,17 +25,25 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Iterator
 
 import numpy as np
 
 from lesslabels.coordinator import metrics, model, strategies
 from lesslabels.coordinator.ports import PoolPort, Progress, ScorerPort
+from lesslabels.coordinator.sharding import ScorerReplicas, as_replicas
 
 
 def candidate_seed(random_seed: int, round_index: int) -> int:
     """The pool's ``RandomSubset.seed`` of a round's candidates: a fresh subset each round, the same
     one for the same (run seed, round) on every coordinator."""
     return _seed(random_seed, 1, round_index)
+
+
+def seed_set_seed(random_seed: int) -> int:
+    """The pool's ``RandomSubset.seed`` of a run's seed set: the random seed set itself, or the
+    samples the diverse seed set embeds."""
+    return _seed(random_seed, 3)
 
 
 def agreement_seed(random_seed: int) -> int:
@@ -95,11 +105,37 @@ class _PredictionsBuilder:
         predicted = np.concatenate(self._predicted) if self._predicted else np.empty(0, dtype=np.int32)
         return Predictions(self.labels, ids, predicted)
 
+    @staticmethod
+    def merge(parts: list[_PredictionsBuilder]) -> Predictions:
+        """The predictions of several shards as one set, in id order (each shard's label indices
+        are into the same labels: one checkpoint scored them all)."""
+        labels = next((part.labels for part in parts if part.labels), ())
+        for part in parts:
+            if part.labels and part.labels != labels:
+                raise ValueError(f"scorer replicas disagree on the labels: {labels} and {part.labels}")
+        built = [part.build() for part in parts]
+        ids = np.concatenate([b.sample_ids for b in built]) if built else np.empty(0, dtype=np.int64)
+        predicted = np.concatenate([b.predicted for b in built]) if built else np.empty(0, dtype=np.int32)
+        order = np.argsort(ids, kind="stable")
+        return Predictions(labels, ids[order], predicted[order])
+
+
+@dataclasses.dataclass
+class _ShardScores:
+    """What one shard of a round's scoring keeps (see ``PoolScoreCache.of_round``)."""
+
+    top: strategies.RunningTopK | None  # the strategy's best candidates of the shard
+    every_id: list[np.ndarray]  # the random strategy draws from all of them
+    predictions: _PredictionsBuilder | None  # the shard's part of the agreement set
+    scored: int = 0
+
 
 class PoolScoreCache:
-    def __init__(self, pool: PoolPort, scorer: ScorerPort):
+    """A round's scores, scored (sharded over the scorer replicas) on first use and kept until forgotten."""
+
+    def __init__(self, pool: PoolPort, scorer: ScorerPort | ScorerReplicas):
         self.pool = pool
-        self.scorer = scorer
+        self.scorer = as_replicas(scorer)
         self._lock = threading.Lock()
         # (run_id, round) -> what the round keeps of its scores, for selection and agreement.
         self._scores: dict[tuple[int, int], RoundScores] = {}
@@ -108,7 +144,11 @@ class PoolScoreCache:
         self, run: model.RunInfo, round_index: int, checkpoint_id: str, k: int, progress: Progress | None = None
     ) -> RoundScores:
         """The round's candidates scored by its checkpoint, the best ``strategies.NEEDS[...].keep * k``
-        of them kept, and its predictions on the agreement set."""
+        of them kept, and its predictions on the agreement set.
+
+        Scored in shards over the scorer replicas (``ScorerReplicas.map_shards``): each shard keeps
+        its own running top-k (and ids, predictions), and the merge of the shards' is what one
+        unsharded pass would have kept, whatever the number of shards."""
         key = (run.id, round_index)
         with self._lock:
             cached = self._scores.get(key)
@@ -116,13 +156,37 @@ class PoolScoreCache:
             return cached
         config = run.config
         needs = strategies.NEEDS[config.strategy]
+        capacity = needs.keep * k
         acquired = np.unique(np.fromiter((a.sample_id for a in self.pool.list_acquisitions(run.id)), dtype=np.int64))
-        top = strategies.RunningTopK(needs.keep * k) if needs.priority else None
-        every_id: list[np.ndarray] = []  # the random strategy draws from all of them
         # Without candidates the round scores the whole unlabelled pool: the agreement set itself.
-        predictions = _PredictionsBuilder() if not config.candidates else None
-        scored = 0
-        for chunk in self.scorer.iter_pool_scores(
+        with_predictions = not config.candidates
+
+        def fold(chunks: Iterator[model.PoolScores]) -> _ShardScores:
+            kept = _ShardScores(
+                top=strategies.RunningTopK(capacity) if needs.priority else None,
+                every_id=[],
+                predictions=_PredictionsBuilder() if with_predictions else None,
+            )
+            for chunk in chunks:
+                ids = np.asarray(chunk.sample_ids, dtype=np.int64)  # [n]
+                kept.scored += int(ids.size)
+                if kept.predictions is not None:
+                    kept.predictions.add(chunk)
+                # Unlabelled samples only are streamed; an acquired one is never selected all the same.
+                allowed = ~np.isin(ids, acquired)  # [n]
+                if kept.top is not None:
+                    if chunk.uncertainty is None:
+                        raise ValueError("the scorer sent no uncertainty scores")
+                    priority = needs.priority_of(chunk.uncertainty)
+                    kept.top.push(ids[allowed], priority[allowed], np.asarray(chunk.uncertainty.entropy)[allowed])
+                else:
+                    kept.every_id.append(ids[allowed])
+            return kept
+
+        shards = self.scorer.map_shards(
+            fold,
+            what=f"run {run.id} round {round_index}: scoring the pool",
+            progress=progress,
             dataset=config.dataset,
             run_id=run.id,
             checkpoint_id=checkpoint_id,
@@ -130,33 +194,23 @@ class PoolScoreCache:
             probabilities=False,
             subset=config.candidates,
             subset_seed=candidate_seed(config.random_seed, round_index),
-            progress=progress,
-        ):
-            ids = np.asarray(chunk.sample_ids, dtype=np.int64)  # [n]
-            scored += int(ids.size)
-            if predictions is not None:
-                predictions.add(chunk)
-            # Unlabelled samples only are streamed; an acquired one is never selected all the same.
-            allowed = ~np.isin(ids, acquired)  # [n]
-            if top is not None:
-                if chunk.uncertainty is None:
-                    raise ValueError("the scorer sent no uncertainty scores")
-                priority = needs.priority_of(chunk.uncertainty)
-                top.push(ids[allowed], priority[allowed], np.asarray(chunk.uncertainty.entropy)[allowed])
-            else:
-                every_id.append(ids[allowed])
-        if top is not None:
+        )
+        if needs.priority:
+            top = strategies.RunningTopK.merge([s.top for s in shards if s.top is not None], capacity)
             candidates, scores = top.best_first()
         else:
-            candidates = np.concatenate(every_id) if every_id else np.empty(0, dtype=np.int64)
+            # In pool order, as one unsharded stream lists them (the random draw depends on the order).
+            candidates = np.sort(np.concatenate([i for s in shards for i in s.every_id] or [np.empty(0, np.int64)]))
             scores = np.zeros(candidates.size)
-        if predictions is not None:
-            agreement_set: Predictions | None = predictions.build()
+        if with_predictions:
+            agreement_set: Predictions | None = _PredictionsBuilder.merge(
+                [s.predictions for s in shards if s.predictions is not None]
+            )
         elif config.stopping.stable_agreement:
             agreement_set = self._agreement_set(run, checkpoint_id)
         else:
             agreement_set = None
-        result = RoundScores(candidates, scores, scored, agreement_set)
+        result = RoundScores(candidates, scores, sum(s.scored for s in shards), agreement_set)
         with self._lock:
             self._scores[key] = result
         return result
@@ -179,8 +233,16 @@ class PoolScoreCache:
 
     def _agreement_set(self, run: model.RunInfo, checkpoint_id: str) -> Predictions:
         config = run.config
-        builder = _PredictionsBuilder()
-        for chunk in self.scorer.iter_pool_scores(
+
+        def fold(chunks: Iterator[model.PoolScores]) -> _PredictionsBuilder:
+            builder = _PredictionsBuilder()
+            for chunk in chunks:
+                builder.add(chunk)
+            return builder
+
+        parts = self.scorer.map_shards(
+            fold,
+            what=f"run {run.id}: scoring the agreement set",
             dataset=config.dataset,
             run_id=run.id,
             checkpoint_id=checkpoint_id,
@@ -188,9 +250,8 @@ class PoolScoreCache:
             probabilities=False,
             subset=config.candidates,
             subset_seed=agreement_seed(config.random_seed),
-        ):
-            builder.add(chunk)
-        return builder.build()
+        )
+        return _PredictionsBuilder.merge(parts)
 
     def forget(self, run_id: int, up_to_round: int) -> None:
         with self._lock:

@@ -34,7 +34,8 @@ from lesslabels.common.metrics import classification_metrics
 from lesslabels.coordinator import convert, model, strategies
 from lesslabels.coordinator.events import EventBus
 from lesslabels.coordinator.ports import PoolPort, Progress, ScorerPort, TrainerPort
-from lesslabels.coordinator.scores import PoolScoreCache, RoundScores
+from lesslabels.coordinator.scores import PoolScoreCache, RoundScores, seed_set_seed
+from lesslabels.coordinator.sharding import ScorerReplicas, as_replicas
 from lesslabels.coordinator.stopping import label_budget, stop_reason
 from lesslabels.coordinator.worker import Pause, RunLocks, Worker
 
@@ -45,18 +46,37 @@ log = logging.getLogger(__name__)
 MAX_TRAIN_ATTEMPTS = 20
 #: Base model name the scorer resolves to the bundled encoder, used when a run leaves it empty.
 DEFAULT_BASE_MODEL = "default"
+#: The diverse seed set of k samples embeds at most max(DIVERSE_SAMPLE_PER_SEED * k, DIVERSE_SAMPLE_FLOOR)
+#: samples of the pool, a random subset the pool draws (k-means finds k clusters in a few thousand
+#: points as well as in millions; embedding millions with the base encoder costs hours).
+DIVERSE_SAMPLE_PER_SEED = 20
+DIVERSE_SAMPLE_FLOOR = 2000
+
+
+def diverse_seed_sample(k: int) -> int:
+    """The most samples the diverse seed set of ``k`` embeds."""
+    return max(DIVERSE_SAMPLE_PER_SEED * k, DIVERSE_SAMPLE_FLOOR)
 
 
 class StepRunner:
     """Runs one step of a run and records its outcome."""
 
-    def __init__(self, pool: PoolPort, trainer: TrainerPort, scorer: ScorerPort, events: EventBus, locks: RunLocks):
+    def __init__(
+        self,
+        pool: PoolPort,
+        trainer: TrainerPort,
+        scorer: ScorerPort | ScorerReplicas,
+        events: EventBus,
+        locks: RunLocks,
+    ):
         self.pool = pool
         self.trainer = trainer
-        self.scorer = scorer
+        # Every call goes to one of the scorer replicas, on another when one is unavailable; a
+        # round's scoring is sharded over all of them (PoolScoreCache).
+        self.scorer = as_replicas(scorer)
         self.events = events
         self.locks = locks
-        self.scores = PoolScoreCache(pool, scorer)
+        self.scores = PoolScoreCache(pool, self.scorer)
 
     def run_step(self, worker: Worker, run: model.RunInfo) -> None:
         if run.state == "PENDING":
@@ -115,15 +135,23 @@ class StepRunner:
         existing = self.pool.list_acquisitions(run.id, 0)
         items: list[model.Acquisition] = []
         if not existing:
-            ids = np.asarray(self.pool.train_sample_ids(config.dataset), dtype=np.int64)  # [n]
+            n = self.pool.get_dataset(config.dataset).train_count
             assert config.seed_size is not None  # filled in by model.with_defaults
-            k = config.seed_size.resolve(len(ids))
+            k = config.seed_size.resolve(n)
             budget = label_budget(run)
             if budget:
                 k = min(k, budget)
             rng = np.random.default_rng([config.random_seed, 0])
-            if config.seed_strategy == "diverse":
-                self.events.announce(run, message="embedding the pool with the pretrained encoder")
+            # Both seed sets start from a random subset the pool draws (ids only travel, not the pool).
+            subset_seed = seed_set_seed(config.random_seed)
+            chosen_ids: list[int] = []
+            seed_scores: list[float] = []
+            strategy = "random" if config.seed_strategy != "diverse" else ""
+            if k > 0 and config.seed_strategy == "diverse":
+                bound = diverse_seed_sample(k)
+                sample = bound if n > bound else 0  # 0: the whole pool
+                what = f"{sample} samples of the pool" if sample else "the pool"
+                self.events.announce(run, message=f"embedding {what} with the pretrained encoder")
                 scores = self.scorer.score_pool(
                     dataset=config.dataset,
                     run_id=run.id,
@@ -132,18 +160,18 @@ class StepRunner:
                     include_all=True,
                     embeddings=True,
                     probabilities=False,
-                    progress=self._progress_cb(run, "embedding the pool"),
+                    subset=sample,
+                    subset_seed=subset_seed,
+                    progress=self._progress_cb(run, f"embedding {what}"),
                 )
                 selection = strategies.select_seed("diverse", k, embeddings=scores.embeddings, rng=rng)
-                chosen_ids = scores.sample_ids[selection.indices]
-                strategy = ""
-            else:
-                selection = strategies.select_seed("random", k, n_samples=len(ids), rng=rng)
-                chosen_ids = ids[selection.indices]
-                strategy = "random"
+                chosen_ids = scores.sample_ids[selection.indices].tolist()
+                seed_scores = selection.scores.tolist()
+            elif k > 0:
+                chosen_ids = self.pool.train_sample_ids(config.dataset, subset=k, subset_seed=subset_seed)
+                seed_scores = [0.0] * len(chosen_ids)
             items = [
-                model.Acquisition(int(i), 0, strategy, float(s))
-                for i, s in zip(chosen_ids, selection.scores, strict=False)
+                model.Acquisition(int(i), 0, strategy, float(s)) for i, s in zip(chosen_ids, seed_scores, strict=True)
             ]
         # else: stored by a coordinator that predates RecordStep: keep them.
         count = len(items or existing)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -132,6 +132,17 @@ class RunningTopK:
             keep = _best_unordered(all_priority, all_tie, all_keys, self.capacity)
             all_keys, all_priority, all_tie = all_keys[keep], all_priority[keep], all_tie[keep]
         self.keys, self.priority, self.tie_breaker = all_keys, all_priority, all_tie
+
+    @classmethod
+    def merge(cls, parts: Sequence[RunningTopK], capacity: int) -> RunningTopK:
+        """The best ``capacity`` rows of several running top-ks over disjoint streams (the shards
+        of a pool): equal to one running top-k over all of them, since each part kept its own best
+        ``capacity`` in the same total order."""
+        merged = cls(capacity)
+        for part in parts:
+            merged.push(part.keys, part.priority, part.tie_breaker)
+        merged.seen = sum(part.seen for part in parts)
+        return merged
 
     def best_first(self) -> tuple[np.ndarray, np.ndarray]:
         """``(keys [m], priority [m])`` of the kept rows, best first (m <= capacity)."""

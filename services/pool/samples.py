@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from sqlalchemy import and_, func, select
 
 from lesslabels.common import errors
+from lesslabels.common.shards import Shard
 from lesslabels.common.vocabulary import SPLITS
 from lesslabels.pool import subset
 from lesslabels.pool.base import StorePart, find_dataset, find_run
@@ -38,11 +39,14 @@ class SamplesPart(StorePart):
         subset_size: int = 0,
         subset_seed: int = 0,
         sample_ids: Sequence[int] = (),
+        shard: Shard | None = None,
     ) -> Iterator[tuple[list[SampleRecord], int, int]]:
         """Yield pages ``(samples, last_id, total)`` in id order; ``total`` is counted for the first page.
 
         ``subset_size``: only the matching samples first in the order of ``subset_seed`` (``subset``),
-        drawn in the database; ``sample_ids``: only those of these ids that match."""
+        drawn in the database; ``sample_ids``: only those of these ids that match; ``shard``: only
+        those of them in that shard (of the subset, which is drawn over every matching sample first,
+        so that the shards of a subset split it without overlap or loss)."""
         if state not in ("any", "labelled", "unlabelled"):
             raise errors.InvalidArgument(f"unknown label state {errors.quote(state)}")
         if page_size < 0 or limit < 0 or after_id < 0:
@@ -73,16 +77,18 @@ class SamplesPart(StorePart):
                 conditions.append(CurrentLabel.label.is_not(None))
             elif state == "unlabelled":
                 conditions.append(CurrentLabel.label.is_(None))
+            in_shard = [] if shard is None else [subset.in_shard_sql(Sample.id, shard)]
             if subset_size:
-                chosen = sorted(
-                    session.scalars(
-                        select(Sample.id)
-                        .outerjoin(CurrentLabel, labels_join)
-                        .where(*conditions)
-                        .order_by(subset.rank_sql(Sample.id, subset_seed), Sample.id)
-                        .limit(subset_size)
-                    )
+                drawn = (
+                    select(Sample.id)
+                    .outerjoin(CurrentLabel, labels_join)
+                    .where(*conditions)
+                    .order_by(subset.rank_sql(Sample.id, subset_seed), Sample.id)
+                    .limit(subset_size)
+                    .subquery()
                 )
+                shard_of_drawn = [] if shard is None else [subset.in_shard_sql(drawn.c.id, shard)]
+                chosen = sorted(session.scalars(select(drawn.c.id).where(*shard_of_drawn)))
                 total = len(chosen)
             elif len(sample_ids):
                 # An id outside the id column's range (32-bit on PostgreSQL) is nobody's: leave it out.
@@ -93,14 +99,18 @@ class SamplesPart(StorePart):
                         select(func.count())
                         .select_from(Sample)
                         .outerjoin(CurrentLabel, labels_join)
-                        .where(*conditions, Sample.id.in_(chosen[start : start + MAX_PAGE]))
+                        .where(*conditions, *in_shard, Sample.id.in_(chosen[start : start + MAX_PAGE]))
                     ).scalar_one()
             else:
                 total = session.execute(
-                    select(func.count()).select_from(Sample).outerjoin(CurrentLabel, labels_join).where(*conditions)
+                    select(func.count())
+                    .select_from(Sample)
+                    .outerjoin(CurrentLabel, labels_join)
+                    .where(*conditions, *in_shard)
                 ).scalar_one()
             if limit:
                 total = min(total, limit)
+        conditions += in_shard
         if chosen is not None:
             # Resume after a page token: the ids after it (a token need not be one of them).
             chosen = chosen[bisect.bisect_right(chosen, after_id) :]

@@ -20,6 +20,8 @@ import hashlib
 
 from sqlalchemy import BigInteger, ColumnElement, cast, literal
 
+from lesslabels.common.shards import Shard
+
 #: The largest prime below 2**31 with P % 3 == 2 (cubing permutes [0, P) exactly when 3 does not divide P - 1).
 P = 2_147_483_579
 ROUNDS = 2
@@ -49,3 +51,9 @@ def rank_sql(column, seed: int) -> ColumnElement:
     for r in range(1, ROUNDS + 1):
         x = ((x * x % p) * x % p * c[2 * r] + c[2 * r + 1]) % p
     return x
+
+
+def in_shard_sql(column, shard: Shard) -> ColumnElement:
+    """Whether an integer id ``column`` is in ``shard`` (``id % count == index``, as
+    ``lesslabels.common.shards.bucket``): ids are positive, so both databases agree on the remainder."""
+    return cast(column, BigInteger) % literal(shard.count, BigInteger) == literal(shard.index, BigInteger)

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from lesslabels.client import PoolClient
 from lesslabels.client.pool import MAX_PAGE, SPLITS
 from lesslabels.common import errors
+from lesslabels.common.shards import Shard
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +65,12 @@ def iter_pool_pages(
     subset_size: int = 0,
     subset_seed: int = 0,
     sample_ids: Sequence[int] = (),
+    shard: Shard | None = None,
 ) -> Iterator[PoolPage]:
     """Yield pages of at most ``page_size`` samples until the pool is exhausted or ``cancelled`` is set.
 
     ``subset_size``/``subset_seed``: only the random subset the pool draws (a resumed stream asks for
-    the same one); ``sample_ids``: only those samples."""
+    the same one); ``sample_ids``: only those samples; ``shard``: only that shard of them."""
     with_gold = split in ("test", "dev")
     token = ""
     total = 0
@@ -85,6 +87,7 @@ def iter_pool_pages(
             subset=subset_size,
             subset_seed=subset_seed,
             sample_ids=sample_ids,
+            shard=shard,
             timeout=stream_timeout,
         )
         if scope is not None:

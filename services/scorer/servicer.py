@@ -8,6 +8,7 @@ import threading
 import numpy as np
 
 from lesslabels.common import errors
+from lesslabels.common.shards import shard_from_proto
 from lesslabels.common.server import ServiceRegistration
 from lesslabels.client import PoolClient
 from lesslabels.v1 import scorer_pb2, scorer_pb2_grpc
@@ -64,6 +65,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
             )
         if request.subset.size and request.sample_ids:
             raise errors.InvalidArgument("give a random subset or sample_ids, not both")
+        shard = shard_from_proto(request)
         chunk = min(request.chunk_size or DEFAULT_CHUNK, MAX_CHUNK, self.max_texts)
         split = convert.SPLIT_NAMES.get(request.split)
         if split is None:
@@ -96,6 +98,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
             subset_size=request.subset.size,
             subset_seed=request.subset.seed,
             sample_ids=request.sample_ids,
+            shard=shard,
         )
         try:
             for page in pages:

@@ -93,6 +93,14 @@ class RandomSubset(_message.Message):
     seed: int
     def __init__(self, size: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
 
+class Shard(_message.Message):
+    __slots__ = ("index", "count")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    count: int
+    def __init__(self, index: _Optional[int] = ..., count: _Optional[int] = ...) -> None: ...
+
 class EvalMetrics(_message.Message):
     __slots__ = ("accuracy", "macro_f1", "per_class_f1", "count", "loss")
     class PerClassF1Entry(_message.Message):

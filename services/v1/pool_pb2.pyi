@@ -161,7 +161,7 @@ class ImportSummary(_message.Message):
     def __init__(self, dataset: _Optional[str] = ..., imported: _Optional[int] = ..., by_label: _Optional[_Mapping[str, int]] = ..., duplicates: _Optional[_Iterable[_Union[Duplicate, _Mapping]]] = ..., duplicate_rows: _Optional[int] = ..., format: _Optional[_Union[ImportFormat, str]] = ..., by_split: _Optional[_Mapping[str, int]] = ..., columns: _Optional[_Mapping[str, str]] = ..., checked_only: bool = ...) -> None: ...
 
 class ListSamplesRequest(_message.Message):
-    __slots__ = ("dataset", "split", "state", "run_id", "page_size", "page_token", "limit", "include_gold", "subset", "sample_ids")
+    __slots__ = ("dataset", "split", "state", "run_id", "page_size", "page_token", "limit", "include_gold", "subset", "sample_ids", "shard")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     SPLIT_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -172,6 +172,7 @@ class ListSamplesRequest(_message.Message):
     INCLUDE_GOLD_FIELD_NUMBER: _ClassVar[int]
     SUBSET_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_IDS_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     split: _common_pb2.Split
     state: LabelState
@@ -182,7 +183,8 @@ class ListSamplesRequest(_message.Message):
     include_gold: bool
     subset: _common_pb2.RandomSubset
     sample_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, dataset: _Optional[str] = ..., split: _Optional[_Union[_common_pb2.Split, str]] = ..., state: _Optional[_Union[LabelState, str]] = ..., run_id: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., limit: _Optional[int] = ..., include_gold: bool = ..., subset: _Optional[_Union[_common_pb2.RandomSubset, _Mapping]] = ..., sample_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    shard: _common_pb2.Shard
+    def __init__(self, dataset: _Optional[str] = ..., split: _Optional[_Union[_common_pb2.Split, str]] = ..., state: _Optional[_Union[LabelState, str]] = ..., run_id: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., limit: _Optional[int] = ..., include_gold: bool = ..., subset: _Optional[_Union[_common_pb2.RandomSubset, _Mapping]] = ..., sample_ids: _Optional[_Iterable[int]] = ..., shard: _Optional[_Union[_common_pb2.Shard, _Mapping]] = ...) -> None: ...
 
 class SamplePage(_message.Message):
     __slots__ = ("samples", "next_page_token", "total")

@@ -50,7 +50,7 @@ class ScoreResponse(_message.Message):
     def __init__(self, checkpoint_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., scores: _Optional[_Iterable[_Union[TextScore, _Mapping]]] = ...) -> None: ...
 
 class ScorePoolRequest(_message.Message):
-    __slots__ = ("model", "dataset", "run_id", "chunk_size", "include_embeddings", "omit_probabilities", "split", "include_all", "subset", "sample_ids")
+    __slots__ = ("model", "dataset", "run_id", "chunk_size", "include_embeddings", "omit_probabilities", "split", "include_all", "subset", "sample_ids", "shard")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +61,7 @@ class ScorePoolRequest(_message.Message):
     INCLUDE_ALL_FIELD_NUMBER: _ClassVar[int]
     SUBSET_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_IDS_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
     model: _common_pb2.ModelRef
     dataset: str
     run_id: int
@@ -71,7 +72,8 @@ class ScorePoolRequest(_message.Message):
     include_all: bool
     subset: _common_pb2.RandomSubset
     sample_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., dataset: _Optional[str] = ..., run_id: _Optional[int] = ..., chunk_size: _Optional[int] = ..., include_embeddings: bool = ..., omit_probabilities: bool = ..., split: _Optional[_Union[_common_pb2.Split, str]] = ..., include_all: bool = ..., subset: _Optional[_Union[_common_pb2.RandomSubset, _Mapping]] = ..., sample_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    shard: _common_pb2.Shard
+    def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., dataset: _Optional[str] = ..., run_id: _Optional[int] = ..., chunk_size: _Optional[int] = ..., include_embeddings: bool = ..., omit_probabilities: bool = ..., split: _Optional[_Union[_common_pb2.Split, str]] = ..., include_all: bool = ..., subset: _Optional[_Union[_common_pb2.RandomSubset, _Mapping]] = ..., sample_ids: _Optional[_Iterable[int]] = ..., shard: _Optional[_Union[_common_pb2.Shard, _Mapping]] = ...) -> None: ...
 
 class ScorePoolChunk(_message.Message):
     __slots__ = ("checkpoint_id", "labels", "sample_ids", "scores", "done", "total", "gold_labels")
