@@ -67,8 +67,9 @@ def postgres_cluster():
 
 @pytest.fixture
 def database_backend(request) -> str:
-    """ "sqlite" unless a test parametrizes it (``helpers.BOTH_DATABASES``, or "postgres")."""
-    return getattr(request, "param", "sqlite")
+    """ "sqlite" unless a test parametrizes it (``helpers.BOTH_DATABASES``, or "postgres"), or
+    LESSLABELS_TEST_DATABASE=postgres runs every unparametrized pool test on PostgreSQL."""
+    return getattr(request, "param", os.environ.get("LESSLABELS_TEST_DATABASE", "sqlite"))
 
 
 @pytest.fixture

@@ -452,7 +452,7 @@ def test_same_label_batch_twice_leaves_one_label_per_sample(pool_address, stub):
     assert len(_samples(stub, dataset="d", state=pool_pb2.LABEL_STATE_LABELLED)) == 3
 
 
-def test_concurrent_idempotent_submissions_give_exactly_one_label_each(pool_address, stub, tmp_path):
+def test_concurrent_idempotent_submissions_give_exactly_one_label_each(pool_address, stub, database_url):
     import_rows(pool_address, "d", [("greet", f"text {i}") for i in range(40)])
     ids = [s.id for s in _samples(stub, dataset="d")]
     batch = [(i, "greet") for i in ids]
@@ -479,7 +479,7 @@ def test_concurrent_idempotent_submissions_give_exactly_one_label_each(pool_addr
 
     from lesslabels.pool.models import CurrentLabel, LabelEvent
 
-    engine = create_engine(f"sqlite:///{tmp_path / 'pool.db'}")
+    engine = create_engine(database_url)
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(LabelEvent)) == len(ids)
         assert conn.scalar(select(func.count()).select_from(CurrentLabel)) == len(ids)

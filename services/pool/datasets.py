@@ -7,12 +7,13 @@ import logging
 from collections.abc import Sequence
 
 from sqlalchemy import delete as sa_delete
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lesslabels.common import errors
 from lesslabels.common.vocabulary import ACTIVE_RUN_STATES, SPLITS
+from lesslabels.pool import counts
 from lesslabels.pool.base import NAME_RE, StorePart, find_dataset
 from lesslabels.pool.labelset import validate_label_set
 from lesslabels.pool.models import Acquisition, CurrentLabel, Dataset, LabelEvent, Round, Run, Sample, run_scope
@@ -53,19 +54,10 @@ class DatasetsPart(StorePart):
             return [self._dataset_info(session, d) for d in session.scalars(select(Dataset).order_by(Dataset.name))]
 
     def _dataset_info(self, session: Session, dataset: Dataset) -> DatasetInfo:
-        counts = dict.fromkeys(SPLITS, 0)
-        for split, n in session.execute(
-            select(Sample.split, func.count()).where(Sample.dataset_id == dataset.id).group_by(Sample.split)
-        ):
-            counts[split] = n
-        labelled = session.execute(
-            select(func.count())
-            .select_from(CurrentLabel)
-            .join(Sample, Sample.id == CurrentLabel.sample_id)
-            .where(Sample.dataset_id == dataset.id, CurrentLabel.scope == run_scope(0))
-        ).scalar_one()
+        per_split = dict.fromkeys(SPLITS, 0) | counts.samples_by_split(session, dataset.id)
+        labelled = counts.labelled_total(session, dataset.id, run_scope(0))
         return DatasetInfo(
-            dataset.name, dataset.description, json.loads(dataset.labels_json), counts, labelled, dataset.created_at
+            dataset.name, dataset.description, json.loads(dataset.labels_json), per_split, labelled, dataset.created_at
         )
 
     def set_labels(self, name: str, labels: Sequence[str]) -> DatasetInfo:
@@ -114,9 +106,8 @@ class DatasetsPart(StorePart):
                 )
             samples = select(Sample.id).where(Sample.dataset_id == dataset.id).scalar_subquery()
             runs = select(Run.id).where(Run.dataset_id == dataset.id).scalar_subquery()
-            count = session.execute(
-                select(func.count()).select_from(Sample).where(Sample.dataset_id == dataset.id)
-            ).scalar_one()
+            count = counts.sample_total(session, dataset.id)
+            counts.forget_dataset(session, dataset.id)
             session.execute(sa_delete(CurrentLabel).where(CurrentLabel.sample_id.in_(samples)))
             session.execute(sa_delete(LabelEvent).where(LabelEvent.sample_id.in_(samples)))
             session.execute(sa_delete(Acquisition).where(Acquisition.run_id.in_(runs)))

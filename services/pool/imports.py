@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, aliased
 
 from lesslabels.common import errors
 from lesslabels.common.vocabulary import SPLITS
-from lesslabels.pool import importers
+from lesslabels.pool import counts, importers
 from lesslabels.pool.base import NAME_RE, StorePart, find_dataset
 from lesslabels.pool.labelset import check_not_near_duplicate, similar_labels
 from lesslabels.pool.models import Dataset, Sample
@@ -121,6 +121,7 @@ def _store(
     labels = _Labels(dataset)
     by_label: collections.Counter[str] = collections.Counter()
     by_split: collections.Counter[str] = collections.Counter()
+    by_split_gold: collections.Counter[tuple[str, str]] = collections.Counter()
     with_ids = False
     with contextlib.closing(source.rows()) as rows:
         for batch in _batches(rows):
@@ -130,6 +131,7 @@ def _store(
                 split = row.split or default_split
                 by_label[row.label or ""] += 1
                 by_split[split] += 1
+                by_split_gold[split, row.label or ""] += 1
                 with_ids = with_ids or row.external_id is not None
                 values.append(
                     dict(
@@ -143,6 +145,8 @@ def _store(
                     )
                 )
             session.execute(insert(Sample), values)
+    # In this transaction: a refusal below rolls the counts back with the rows.
+    counts.add_samples(session, dataset.id, by_split_gold)
     _analyze(session)
     if with_ids:
         _refuse_repeated_ids(session, dataset.id, stored_before)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from lesslabels.common import errors
 from lesslabels.common.vocabulary import SOURCES
+from lesslabels.pool import counts
 from lesslabels.pool.base import StorePart, find_dataset, find_run
 from lesslabels.pool.labelset import MAX_LABEL_LENGTH, check_not_near_duplicate
 from lesslabels.pool.models import Acquisition, CurrentLabel, Dataset, LabelEvent, Run, Sample, run_scope
@@ -153,12 +154,17 @@ def apply_labels(
     """Record checked labels in the run's scope (the dataset's for run 0), inside the caller's transaction."""
     scope = run_scope(run_id)
     result = LabelResult()
+    # Locked (PostgreSQL; SQLite has one writer): the label replaced must be the one in force when
+    # this transaction commits, or the kept counts would take back a label another writer replaced.
+    # In sample order, so that two submissions lock their common samples in the same order.
     current = {
         c.sample_id: c
         for c in session.scalars(
-            select(CurrentLabel).where(
-                CurrentLabel.scope == scope, CurrentLabel.sample_id.in_([a[0] for a in assignments])
-            )
+            select(CurrentLabel)
+            .where(CurrentLabel.scope == scope, CurrentLabel.sample_id.in_([a[0] for a in assignments]))
+            .order_by(CurrentLabel.sample_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
         )
     }
     keys = [f"{idempotency_key}:{scope}:{sid}" if idempotency_key else None for sid, _ in assignments]
@@ -167,6 +173,14 @@ def apply_labels(
             select(LabelEvent.idempotency_key).where(LabelEvent.idempotency_key.in_([k for k in keys if k]))
         )
     )
+    placed = {
+        sid: (dataset_id, split)
+        for sid, dataset_id, split in session.execute(
+            select(Sample.id, Sample.dataset_id, Sample.split).where(Sample.id.in_([a[0] for a in assignments]))
+        )
+    }
+    # (dataset, split, label) -> change in the samples labelled so in the scope.
+    counted: collections.Counter[tuple[int, str, str]] = collections.Counter()
     for (sample_id, label), key in zip(assignments, keys, strict=True):
         existing = current.get(sample_id)
         if key in seen_keys or (existing is not None and existing.label == label):
@@ -178,14 +192,24 @@ def apply_labels(
         )
         session.add(event)
         session.flush()
+        dataset_id, split = placed[sample_id]
         if existing is None:
             session.add(CurrentLabel(sample_id=sample_id, scope=scope, label=label, event_id=event.id))
             result.recorded += 1
         else:
+            counted[dataset_id, split, existing.label] -= 1
             existing.label, existing.event_id = label, event.id
             result.changed += 1
+        counted[dataset_id, split, label] += 1
         result.labels.append((sample_id, label))
     session.flush()
+    for dataset_id in sorted({d for d, _, _ in counted}):
+        counts.add_labels(
+            session,
+            dataset_id,
+            scope,
+            {(split, label): n for (d, split, label), n in counted.items() if d == dataset_id},
+        )
     if source == "human" and run_id:
         # A label a person gives belongs to the dataset: later human-mode runs reuse it.
         apply_labels(session, dataset, assignments, 0, source, annotator, idempotency_key)

@@ -71,6 +71,32 @@ class Sample(Base):
     external_id: Mapped[str | None] = mapped_column(String(256), nullable=True)
 
 
+class SampleCount(Base):
+    """How many samples a dataset holds per (split, gold label), kept by the writes that add or remove
+    samples (lesslabels.pool.counts), so that reading the counts does not scan the samples."""
+
+    __tablename__ = "sample_counts"
+
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    split: Mapped[str] = mapped_column(String(8), primary_key=True)
+    # "" for the samples without a gold label.
+    gold_label: Mapped[str] = mapped_column(String(128), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
+class LabelCount(Base):
+    """How many samples of a dataset carry each label in force in a scope, per split: the current
+    labels counted, kept by the writes that change them (lesslabels.pool.counts)."""
+
+    __tablename__ = "label_counts"
+
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    split: Mapped[str] = mapped_column(String(8), primary_key=True)
+    label: Mapped[str] = mapped_column(String(128), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
 class LabelEvent(Base):
     """Append-only history of every label given."""
 

@@ -7,13 +7,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import and_, func, insert, select
+from sqlalchemy import and_, insert, select
 from sqlalchemy.orm import Session
 
 from lesslabels.common import errors
 from lesslabels.common.errors import quote
 from lesslabels.common.timeutil import utcnow
 from lesslabels.common.vocabulary import ACTIVE_RUN_STATES, FINAL_RUN_STATES, RUN_STATES, RUN_STEPS
+from lesslabels.pool import counts
 from lesslabels.pool.base import StorePart, find_dataset, find_run
 from lesslabels.pool.labels import reuse_dataset_labels
 from lesslabels.pool.models import REQUEST_ID_MAX, Acquisition, CurrentLabel, Dataset, Round, Run, Sample, run_scope
@@ -38,12 +39,8 @@ class RunsPart(StorePart):
             config_json = json.dumps({"dataset": dataset.name})
             state, error = "FAILED", problem or f"stored run state {quote(state)} / step {quote(run.step)} is unknown"
         step = run.step if run.step in RUN_STEPS else "SEED"
-        labelled = session.execute(
-            select(func.count()).select_from(CurrentLabel).where(CurrentLabel.scope == run_scope(run.id))
-        ).scalar_one()
-        pool = session.execute(
-            select(func.count()).select_from(Sample).where(Sample.dataset_id == run.dataset_id, Sample.split == "train")
-        ).scalar_one()
+        labelled = counts.labelled_total(session, run.dataset_id, run_scope(run.id))
+        pool = counts.sample_total(session, run.dataset_id, ["train"])
         return RunRecord(
             run.id,
             dataset.name,

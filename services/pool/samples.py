@@ -8,11 +8,12 @@ import io
 from collections.abc import Iterator, Sequence
 
 from sqlalchemy import and_, func, select
+from sqlalchemy.orm import Session
 
 from lesslabels.common import errors
 from lesslabels.common.shards import Shard
 from lesslabels.common.vocabulary import SPLITS
-from lesslabels.pool import subset
+from lesslabels.pool import counts, subset
 from lesslabels.pool.base import StorePart, find_dataset, find_run
 from lesslabels.pool.models import CurrentLabel, Sample, run_scope
 from lesslabels.pool.records import SampleRecord, SplitCount
@@ -101,6 +102,8 @@ class SamplesPart(StorePart):
                         .outerjoin(CurrentLabel, labels_join)
                         .where(*conditions, *in_shard, Sample.id.in_(chosen[start : start + MAX_PAGE]))
                     ).scalar_one()
+            elif shard is None:
+                total = _kept_total(session, dataset.id, scope, split, state)
             else:
                 total = session.execute(
                     select(func.count())
@@ -179,19 +182,10 @@ class SamplesPart(StorePart):
             if run_id:
                 find_run(session, run_id, dataset_id=dataset.id)
             result = {split: SplitCount() for split in SPLITS}
-            for split, gold, n in session.execute(
-                select(Sample.split, Sample.gold_label, func.count())
-                .where(Sample.dataset_id == dataset.id)
-                .group_by(Sample.split, Sample.gold_label)
-            ):
+            for split, gold, n in counts.samples_by_gold(session, dataset.id):
                 result[split].total += n
-                result[split].gold_by_label[gold or ""] = n
-            for split, label, n in session.execute(
-                select(Sample.split, CurrentLabel.label, func.count())
-                .join(CurrentLabel, and_(CurrentLabel.sample_id == Sample.id, CurrentLabel.scope == scope))
-                .where(Sample.dataset_id == dataset.id)
-                .group_by(Sample.split, CurrentLabel.label)
-            ):
+                result[split].gold_by_label[gold] = n
+            for split, label, n in counts.labels_by_split(session, dataset.id, scope):
                 result[split].labelled += n
                 result[split].labelled_by_label[label] = n
             return result
@@ -222,3 +216,12 @@ class SamplesPart(StorePart):
             yield buffer.getvalue().encode()
         if not header_sent:
             yield (",".join(header) + "\n").encode()
+
+
+def _kept_total(session: Session, dataset_id: int, scope: str, split: str | None, state: str) -> int:
+    """How many samples of the dataset (in ``split``) are in label ``state`` in ``scope``, from the kept counts."""
+    splits = [split] if split else []
+    labelled = 0 if state == "any" else counts.labelled_total(session, dataset_id, scope, splits)
+    if state == "labelled":
+        return labelled
+    return counts.sample_total(session, dataset_id, splits) - labelled
