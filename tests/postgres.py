@@ -20,6 +20,31 @@ def find_bin() -> pathlib.Path | None:
     return pathlib.Path(initdb).parent if initdb else None
 
 
+def as_postgres_user() -> list[str]:
+    """The prefix that runs a server binary as the postgres user when we are root (initdb and
+    postgres refuse to run as root); empty otherwise."""
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+def initdb(bindir: pathlib.Path, data: pathlib.Path, *, user: str = "postgres", password: str = "") -> None:
+    """A new cluster in ``data`` with superuser ``user``: TCP logins need ``password`` when one is given
+    (scram-sha-256), any login is trusted otherwise."""
+    auth = ["--auth=trust"]
+    with tempfile.TemporaryDirectory(prefix="lesslabels-pw-") as folder:
+        if password:
+            pwfile = pathlib.Path(folder) / "pw"
+            pwfile.write_text(password + "\n")
+            if as_postgres_user():
+                shutil.chown(folder, "postgres")
+                shutil.chown(pwfile, "postgres")
+            auth = ["--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}"]
+        subprocess.run(
+            [*as_postgres_user(), str(bindir / "initdb"), "-D", str(data), "-U", user, *auth, "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+        )
+
+
 class PostgresCluster:
     """initdb + postgres on a free loopback port in a temporary folder; stopped on close()."""
 
@@ -29,16 +54,11 @@ class PostgresCluster:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
-        # initdb refuses to run as root: run the cluster as the postgres user when we are root.
-        self._as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        self._as = as_postgres_user()
         if self._as:
             shutil.chown(self.dir, "postgres")
         data = self.dir / "data"
-        subprocess.run(
-            [*self._as, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-            check=True,
-            capture_output=True,
-        )
+        initdb(bindir, data)
         self.proc = subprocess.Popen(
             [
                 *self._as,

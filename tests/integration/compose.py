@@ -8,7 +8,10 @@ runs the image's ``ENTRYPOINT`` (read from the service's Dockerfile) followed by
   ``127.0.0.1:<pool's port>``; a service's own ``LESSLABELS_PORT`` / ``--port`` and the
   ``127.0.0.1:50051`` its health check probes become its port; ``LESSLABELS_HOST`` becomes loopback;
 - each named volume becomes a temporary folder, and paths under a service's mount point
-  (``sqlite:////data/pool.db``) point into it;
+  (``sqlite:////data/pool.db``, ``PGDATA``) point into it;
+- a service that runs an image nobody builds here (``postgres``) runs its local stand-in
+  (``STAND_INS``: for ``postgres``, ``tests.integration.postgres_image`` on this machine's PostgreSQL
+  binaries, set up from the service's own ``POSTGRES_*`` environment);
 - services start in ``depends_on`` order; one with a ``service_healthy`` dependency starts once
   that dependency's health check (the compose file's own command, run here) passes;
 - ``restart`` policies apply: a service that dies after it was healthy is started again.
@@ -16,8 +19,9 @@ runs the image's ``ENTRYPOINT`` (read from the service's Dockerfile) followed by
 Before anything starts, :func:`check_wiring` checks what would otherwise fail late or silently:
 dependencies that exist and have no cycle, ``service:port`` references to real services and
 ports, each one backed by a ``service_healthy`` dependency, health checks that probe the
-service's own port, and every ``LESSLABELS_*`` variable accepted by the service's command
-(``lesslabels <service> --help`` lists them; a misspelt one would be ignored by the service).
+service's own port, every ``LESSLABELS_*`` variable accepted by the service's command
+(``lesslabels <service> --help`` lists them; a misspelt one would be ignored by the service), and
+state (``LESSLABELS_*`` paths, ``PGDATA``) on volumes.
 
 :class:`DockerTopology` offers the same interface over a real ``docker compose up``.
 """
@@ -49,6 +53,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 CPU_OVERRIDE = ROOT / "docker-compose.cpu.yml"
 RESTARTING_POLICIES = ("always", "unless-stopped", "on-failure")
+#: Images run without Docker: the repository's name -> the command that stands in for it locally
+#: (``--port`` is set to the service's local port).
+STAND_INS = {"postgres": [sys.executable, "-m", "tests.integration.postgres_image", "--port"]}
 
 
 class ComposeError(Exception):
@@ -148,6 +155,12 @@ class Service:
     published: list[int]  # container ports published to the host
     mounts: list[Mount]
     restart: str
+    image: str = ""  # the image it runs when nothing here builds it ("postgres:17"), else ""
+
+    @property
+    def image_name(self) -> str:
+        """The image's repository without registry, tag or digest: ``postgres`` for ``docker.io/library/postgres:17``."""
+        return self.image.split("@")[0].rsplit("/", 1)[-1].split(":")[0]
 
 
 def _duration(text, default: float) -> float:
@@ -168,7 +181,9 @@ def _entrypoint(name: str, spec: dict, base_dir: pathlib.Path) -> list[str]:
         return shlex.split(value) if isinstance(value, str) else [str(v) for v in value]
     build = spec.get("build")
     if build is None:
-        raise ComposeError(f"service {name}: no build and no entrypoint, so its command cannot be run locally")
+        if not spec.get("image"):
+            raise ComposeError(f"service {name}: no build, no image and no entrypoint")
+        return []  # the image's own entrypoint: run by its stand-in (STAND_INS)
     context = base_dir / (build if isinstance(build, str) else build.get("context", "."))
     dockerfile = context / ("Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile"))
     if not dockerfile.exists():
@@ -252,6 +267,7 @@ def parse(document: dict, base_dir: str | os.PathLike = ROOT) -> dict[str, Servi
             published=published,
             mounts=mounts,
             restart=str(spec.get("restart", "no")),
+            image="" if spec.get("build") is not None else str(spec.get("image", "")),
         )
     return services
 
@@ -297,6 +313,12 @@ def local_argv(argv: list[str]) -> list[str]:
     """The image runs ``lesslabels ...``; here that is this interpreter on this checkout."""
     if argv and argv[0] == "lesslabels":
         return [sys.executable, "-m", "lesslabels", *argv[1:]]
+    if argv and argv[0].startswith("pg_") and shutil.which(argv[0]) is None:
+        from tests.postgres import find_bin  # the health check of the postgres service: pg_isready
+
+        bindir = find_bin()
+        if bindir is not None and (bindir / argv[0]).exists():
+            return [str(bindir / argv[0]), *argv[1:]]
     return list(argv)
 
 
@@ -376,7 +398,7 @@ def check_wiring(services: Mapping[str, Service], *, check_variables: bool = Tru
                 f"its own port {service.port}"
             )
         for variable, value in service.environment.items():
-            path = _container_path(value) if variable.startswith("LESSLABELS_") else None
+            path = _container_path(value) if variable.startswith("LESSLABELS_") or variable == "PGDATA" else None
             if path is not None and not any(
                 path == m.target.rstrip("/") or path.startswith(m.target.rstrip("/") + "/") for m in service.mounts
             ):
@@ -457,6 +479,12 @@ class LocalTopology:
         self.compose = document["services"]
         self.services = parse(document, self.compose_file.parent)
         check_wiring(self.services, check_variables=check_variables)
+        for service in self.services.values():
+            if service.image and service.image_name not in STAND_INS:
+                raise ComposeError(
+                    f"service {service.name} runs image {service.image}, which has no local stand-in "
+                    f"(known: {', '.join(sorted(STAND_INS))})"
+                )
         self.ports = {name: free_port() for name in self.services}
         self.processes: dict[str, subprocess.Popen] = {}
         self.restart_counts: dict[str, int] = {name: 0 for name in self.services}
@@ -508,6 +536,8 @@ class LocalTopology:
 
     def command(self, name: str) -> list[str]:
         service = self.services[name]
+        if service.image:
+            return [*STAND_INS[service.image_name], str(self.ports[name])]
         argv = [self._rewrite(service, a) for a in service.argv]
         for flag in ("--port",):
             if flag in argv[:-1]:
@@ -697,6 +727,15 @@ class LocalTopology:
 
 
 # ---------------------------------------------------------------- a real Docker engine
+
+
+def stand_in_unavailable_reason(services: Mapping[str, Service]) -> str | None:
+    """None when every image-only service (``postgres``) of ``services`` can run as a local stand-in, else why not."""
+    from tests.postgres import find_bin
+
+    if any(s.image_name == "postgres" for s in services.values() if s.image) and find_bin() is None:
+        return "the postgres service's local stand-in needs the PostgreSQL server binaries (apt-get install postgresql)"
+    return None
 
 
 def docker_unavailable_reason() -> str | None:

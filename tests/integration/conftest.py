@@ -16,7 +16,12 @@ import shutil
 import pytest
 
 from lesslabels.demo.data import synthetic_rows
-from tests.integration.compose import DockerTopology, LocalTopology, docker_unavailable_reason
+from tests.integration.compose import (
+    DockerTopology,
+    LocalTopology,
+    docker_unavailable_reason,
+    stand_in_unavailable_reason,
+)
 from tests.integration.values import CHILD_ENV, DATASET, TEST_ROWS, TRAIN_ROWS, VARIABLES
 
 
@@ -53,7 +58,12 @@ def make_topology(backend: str, workdir: pathlib.Path, tiny_bert_dir: pathlib.Pa
     # The tiny BERT's folder is a model folder of the trainer and the scorer (base models come only
     # from those, the bundled model and the checkpoint store).
     env = dict(CHILD_ENV, LESSLABELS_MODEL_DIR=str(tiny_bert_dir))
-    return LocalTopology(workdir, variables=VARIABLES, env=env), str(tiny_bert_dir)
+    topology = LocalTopology(workdir, variables=VARIABLES, env=env)
+    reason = stand_in_unavailable_reason(topology.services)
+    if reason is not None:
+        topology.down()
+        pytest.skip(f"local backend: {reason}")
+    return topology, str(tiny_bert_dir)
 
 
 @pytest.fixture(scope="module", params=["local", "docker"])

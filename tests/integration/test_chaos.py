@@ -19,8 +19,8 @@ seeded fraction of that phase, timed from the coordinator's announcement of the 
 with the phase's length in an uninterrupted run measured once at the start (steps such as LABEL
 take milliseconds, TRAIN a second or more). Should the run end before the moment (it ran faster
 than the measured one), the trial runs again, killing as the phase begins. The pool has no API
-that lists the label events of a run's scope, so after each run the test reads the pool's SQLite
-file directly, read-only.
+that lists the label events of a run's scope, so after each run the test reads the pool's database
+(the compose file's postgres service) directly, in a read-only transaction.
 
 One topology serves all trials (as one long-lived deployment would); each trial is a new run.
 ``LESSLABELS_CHAOS_TRIALS`` (default 20) and ``LESSLABELS_CHAOS_SEED`` (default 1400) choose the
@@ -33,16 +33,16 @@ give or take the machine's load). A failure names its seed;
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import os
 import random
-import sqlite3
 import threading
 import time
 import uuid
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from lesslabels.client import (
     Amount,
@@ -57,7 +57,7 @@ from lesslabels.client import (
 )
 from lesslabels.coordinator.model import FINAL_STATES
 from lesslabels.demo.data import synthetic_rows
-from tests.integration.compose import LocalTopology
+from tests.integration.compose import LocalTopology, stand_in_unavailable_reason
 from tests.integration.values import CHILD_ENV, DATASET, TEST_ROWS, TOKEN, TRAIN_ROWS, VARIABLES
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -124,6 +124,10 @@ def topology(tmp_path_factory, tiny_bert_dir):
     env = dict(CHILD_ENV, LESSLABELS_MODEL_DIR=str(tiny_bert_dir))
     # The wiring (commands, variables) is checked by test_compose_wiring.py; not again here.
     stack = LocalTopology(tmp_path_factory.mktemp("chaos"), variables=VARIABLES, env=env, check_variables=False)
+    reason = stand_in_unavailable_reason(stack.services)
+    if reason is not None:
+        stack.down()
+        pytest.skip(reason)
     try:
         stack.up(["coordinator"])
         train, test = synthetic_rows()
@@ -239,15 +243,32 @@ class Chaos:
 def read_pool_database(
     topology: LocalTopology, run_id: int
 ) -> tuple[list[tuple[int, int]], list[tuple[int, str, str]]]:
-    """The run's acquisitions (sample, round) and its label events (sample, label, source), read-only."""
-    path = topology.volume_dir("pool-data") / "pool.db"
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
-        acquisitions = db.execute(
-            "SELECT sample_id, round FROM acquisitions WHERE run_id = ? ORDER BY id", (run_id,)
-        ).fetchall()
-        events = db.execute(
-            "SELECT sample_id, label, source FROM label_events WHERE scope = ? ORDER BY id", (f"run:{run_id}",)
-        ).fetchall()
+    """The run's acquisitions (sample, round) and its label events (sample, label, source), read
+    from the pool's database (the compose file's postgres service) in a read-only transaction."""
+    env = topology.environment("pool")
+    url = make_url(env["LESSLABELS_DATABASE_URL"])
+    if "PGPASSWORD" in env:
+        url = url.set(password=env["PGPASSWORD"])
+    engine = create_engine(url)
+    try:
+        with engine.connect() as db:
+            if engine.dialect.name == "postgresql":
+                db.execute(text("SET TRANSACTION READ ONLY"))
+            acquisitions = [
+                (sample, round_)
+                for sample, round_ in db.execute(
+                    text("SELECT sample_id, round FROM acquisitions WHERE run_id = :run ORDER BY id"), {"run": run_id}
+                )
+            ]
+            events = [
+                (sample, label, source)
+                for sample, label, source in db.execute(
+                    text("SELECT sample_id, label, source FROM label_events WHERE scope = :scope ORDER BY id"),
+                    {"scope": f"run:{run_id}"},
+                )
+            ]
+    finally:
+        engine.dispose()
     return acquisitions, events
 
 

@@ -26,12 +26,21 @@ from tests.integration.compose import (
     interpolate,
     load,
     parse,
+    stand_in_unavailable_reason,
 )
-from tests.integration.values import CHILD_ENV, VARIABLES
+from tests.integration.values import CHILD_ENV, POSTGRES_PASSWORD, VARIABLES
 
 pytestmark = pytest.mark.integration
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("LESSLABELS_")}
+
+
+def needs_stand_ins(topology: LocalTopology) -> None:
+    """Skip, saying why, where an image-only service (postgres) cannot run here."""
+    reason = stand_in_unavailable_reason(topology.services)
+    if reason is not None:
+        topology.down()
+        pytest.skip(reason)
 
 
 def broken_copy(tmp_path, old: str, new: str, *, count: int = 1):
@@ -50,8 +59,9 @@ def topology_of(path, tmp_path, **kw) -> LocalTopology:
 
 def test_the_real_file_passes_every_check():
     services = parse(load(COMPOSE_FILE, VARIABLES))
-    assert set(services) == {"pool", "trainer", "scorer", "coordinator", "web"}
+    assert set(services) == {"postgres", "pool", "trainer", "scorer", "coordinator", "web"}
     assert {name: s.port for name, s in services.items()} == {
+        "postgres": 5432,
         "pool": 50051,
         "trainer": 50052,
         "scorer": 50053,
@@ -59,9 +69,11 @@ def test_the_real_file_passes_every_check():
         "web": 8080,
     }
     assert {name for name, s in services.items() if s.published} == {"scorer", "coordinator", "web"}
+    assert all(s.restart == "unless-stopped" for s in services.values())
     assert all(
-        s.restart == "unless-stopped" and s.environment["LESSLABELS_TOKEN"] == VARIABLES["LESSLABELS_TOKEN"]
-        for s in services.values()
+        s.environment["LESSLABELS_TOKEN"] == VARIABLES["LESSLABELS_TOKEN"]
+        for name, s in services.items()
+        if name != "postgres"
     )
     # The servers also take the internal token (the web app is a public caller: it has none).
     assert {name for name, s in services.items() if "LESSLABELS_INTERNAL_TOKEN" in s.environment} == {
@@ -85,8 +97,8 @@ def test_the_real_file_passes_every_check():
         ('command: ["trainer"]', 'command: ["trainr"]', r"trainer: `lesslabels trainr --help` failed"),
         # A misspelt variable: the service would silently use its default.
         (
-            "LESSLABELS_DATABASE_URL: ${",
-            "LESSLABELS_DATABSE_URL: ${",
+            "LESSLABELS_DATABASE_URL: postgresql",
+            "LESSLABELS_DATABSE_URL: postgresql",
             r"pool: LESSLABELS_DATABSE_URL is not a setting of `lesslabels pool`",
         ),
         (
@@ -141,10 +153,23 @@ def test_the_real_file_passes_every_check():
             r"trainer: LESSLABELS_CHECKPOINT_DIR=/checkpoint is not on a volume",
         ),
         (
-            "${LESSLABELS_DATABASE_URL:-sqlite:////data/pool.db}",
-            "sqlite:////var/pool.db",
-            r"pool: LESSLABELS_DATABASE_URL=sqlite:////var/pool.db is not on a volume",
+            "PGDATA: /var/lib/postgresql/data/pgdata",
+            "PGDATA: /var/lib/postgresql/pgdata",
+            r"postgres: PGDATA=/var/lib/postgresql/pgdata is not on a volume",
         ),
+        # The pool's database: its address, its dependency, its health check.
+        ("@postgres:5432/", "@postgres:5433/", r"pool refers to postgres:5433, but postgres listens on 5432"),
+        (
+            "    depends_on:\n      postgres:\n        condition: service_healthy\n",
+            "",
+            r"pool calls postgres but has no depends_on postgres",
+        ),
+        (
+            "@127.0.0.1:5432/",
+            "@127.0.0.1:5433/",
+            r"postgres: healthcheck pg_isready .* does not probe its own port 5432",
+        ),
+        ("image: postgres:", "image: mysql:", r"service postgres runs image mysql:17, which has no local stand-in"),
     ],
     ids=[
         "command",
@@ -159,6 +184,10 @@ def test_the_real_file_passes_every_check():
         "port",
         "checkpoints-off-volume",
         "database-off-volume",
+        "database-port",
+        "database-dependency",
+        "database-healthcheck",
+        "database-image",
     ],
 )
 def test_a_wiring_mistake_fails_before_anything_starts(tmp_path, old, new, message):
@@ -171,6 +200,7 @@ def test_a_wiring_mistake_fails_before_anything_starts(tmp_path, old, new, messa
 def test_a_bad_flag_in_a_command_fails_when_the_service_starts(tmp_path):
     path = broken_copy(tmp_path, 'command: ["pool"]', 'command: ["pool", "--prot", "50051"]')
     topology = topology_of(path, tmp_path)
+    needs_stand_ins(topology)
     try:
         with pytest.raises(ComposeError, match=r"service pool exited with code 2 while starting") as info:
             topology.up(["pool"])
@@ -184,6 +214,7 @@ def test_a_bad_setting_value_fails_when_the_service_starts(tmp_path):
         tmp_path, "LESSLABELS_KEEP_CHECKPOINTS: ${LESSLABELS_KEEP_CHECKPOINTS:-3}", 'LESSLABELS_KEEP_CHECKPOINTS: "-1"'
     )
     topology = topology_of(path, tmp_path)
+    needs_stand_ins(topology)
     try:
         with pytest.raises(ComposeError, match=r"service trainer exited with code 2 while starting") as info:
             topology.up(["trainer"])
@@ -195,8 +226,9 @@ def test_a_bad_setting_value_fails_when_the_service_starts(tmp_path):
 
 @pytest.mark.parametrize("policy, comes_back", [("unless-stopped", True), ('"no"', False)])
 def test_the_restart_policy_of_the_file_decides_whether_a_killed_service_comes_back(tmp_path, policy, comes_back):
-    path = broken_copy(tmp_path, "restart: unless-stopped", f"restart: {policy}")
+    path = broken_copy(tmp_path, "restart: unless-stopped", f"restart: {policy}", count=2)
     topology = topology_of(path, tmp_path)
+    needs_stand_ins(topology)
     try:
         topology.up(["pool"])
         topology.kill("pool")
@@ -212,6 +244,25 @@ def test_the_restart_policy_of_the_file_decides_whether_a_killed_service_comes_b
         topology.down()
 
 
+def test_the_pool_does_not_come_up_with_a_wrong_database_password(tmp_path):
+    """The local postgres takes passwords seriously: a pool given another password than the one the
+    postgres service was created with fails at its start, naming the cause."""
+    path = broken_copy(
+        tmp_path,
+        "PGPASSWORD: ${LESSLABELS_POSTGRES_PASSWORD:?set LESSLABELS_POSTGRES_PASSWORD, the password of the pool's PostgreSQL}",
+        "PGPASSWORD: not-the-password",
+    )
+    topology = topology_of(path, tmp_path)
+    needs_stand_ins(topology)
+    try:
+        with pytest.raises(ComposeError, match=r"service pool exited with code \d+ while starting") as info:
+            topology.up(["pool"])
+        assert topology.health("postgres")[0]
+    finally:
+        topology.down()
+    assert "password authentication failed" in str(info.value)
+
+
 def test_the_token_must_be_set():
     with pytest.raises(ComposeError, match=r"required variable LESSLABELS_TOKEN is missing a value"):
         load(COMPOSE_FILE, {"LESSLABELS_INTERNAL_TOKEN": "i"})
@@ -221,7 +272,54 @@ def test_the_token_must_be_set():
 
 def test_the_internal_token_must_be_set():
     with pytest.raises(ComposeError, match=r"required variable LESSLABELS_INTERNAL_TOKEN is missing a value"):
-        load(COMPOSE_FILE, {"LESSLABELS_TOKEN": "t"})
+        load(COMPOSE_FILE, {"LESSLABELS_TOKEN": "t", "LESSLABELS_POSTGRES_PASSWORD": "p"})
+
+
+def test_the_postgres_password_must_be_set():
+    with pytest.raises(ComposeError, match=r"required variable LESSLABELS_POSTGRES_PASSWORD is missing a value"):
+        load(COMPOSE_FILE, {"LESSLABELS_TOKEN": "t", "LESSLABELS_INTERNAL_TOKEN": "i"})
+
+
+def test_the_pool_runs_on_the_postgres_service_with_its_credentials():
+    """The pool's URL names the postgres service's port, user and database; its password is the one
+    the postgres service is created with; all from variables that .env.example documents."""
+    from sqlalchemy.engine import make_url
+
+    variables = dict(VARIABLES, LESSLABELS_POSTGRES_USER="alice", LESSLABELS_POSTGRES_DB="pooldb")
+    document = load(COMPOSE_FILE, variables)
+    services = parse(document)
+    postgres, pool = services["postgres"], services["pool"]
+    assert re.fullmatch(r"postgres:\d+", postgres.image)  # the official image, a pinned major version
+    assert postgres.environment["POSTGRES_USER"] == "alice" and postgres.environment["POSTGRES_DB"] == "pooldb"
+    assert pool.environment["PGPASSWORD"] == postgres.environment["POSTGRES_PASSWORD"] == POSTGRES_PASSWORD
+    url = make_url(pool.environment["LESSLABELS_DATABASE_URL"])
+    assert (url.drivername, url.host, url.port, url.username, url.database, url.password) == (
+        "postgresql+psycopg",
+        "postgres",
+        postgres.port,
+        "alice",
+        "pooldb",
+        None,  # the secret stays out of the URL (PGPASSWORD)
+    )
+    assert pool.depends_on["postgres"] == "service_healthy"
+    # Its data on a named volume; its health check pg_isready on its own port, as the pool's user.
+    (mount,) = postgres.mounts
+    assert mount.named and mount.volume in document["volumes"] and not mount.read_only
+    assert postgres.environment["PGDATA"].startswith(mount.target.rstrip("/") + "/")
+    assert postgres.healthcheck[0] == "pg_isready"
+    assert "postgresql://alice@127.0.0.1:5432/pooldb" in postgres.healthcheck[-1]
+    # The defaults.
+    defaults = parse(load(COMPOSE_FILE, VARIABLES))
+    assert make_url(defaults["pool"].environment["LESSLABELS_DATABASE_URL"]).database == "lesslabels"
+    # Every variable the file reads is in .env.example, the secrets without a value.
+    template = (ROOT / ".env.example").read_text()
+    documented = dict(re.findall(r"^#?(LESSLABELS_[A-Z0-9_]+)=(.*)$", template, re.M))
+    used = set(re.findall(r"\$\{(LESSLABELS_[A-Z0-9_]+)", COMPOSE_FILE.read_text()))
+    assert used - set(documented) == set()
+    required = set(re.findall(r"\$\{(LESSLABELS_[A-Z0-9_]+):\?", COMPOSE_FILE.read_text()))
+    assert required == {"LESSLABELS_TOKEN", "LESSLABELS_INTERNAL_TOKEN", "LESSLABELS_POSTGRES_PASSWORD"}
+    assert all(documented[name] == "" for name in required)
+    assert "/.env" in (ROOT / ".gitignore").read_text().splitlines()  # the filled-in copy is never committed
 
 
 @pytest.mark.parametrize(
@@ -247,7 +345,13 @@ def test_paths_and_addresses_are_rewritten_for_local_processes(tmp_path):
     topology = LocalTopology(tmp_path, variables=VARIABLES, check_variables=False)
     try:
         pool_env, coordinator_env = topology.environment("pool"), topology.environment("coordinator")
-        assert pool_env["LESSLABELS_DATABASE_URL"] == f"sqlite:///{tmp_path.resolve()}/volumes/pool-data/pool.db"
+        assert (
+            pool_env["LESSLABELS_DATABASE_URL"]
+            == f"postgresql+psycopg://lesslabels@{topology.address('postgres')}/lesslabels"
+        )
+        assert topology.environment("postgres")["PGDATA"] == str(tmp_path.resolve() / "volumes/postgres-data/pgdata")
+        assert topology.command("postgres")[-2:] == ["--port", str(topology.ports["postgres"])]
+        assert topology.health_command("postgres")[-1].endswith(f"@{topology.address('postgres')}/lesslabels")
         assert pool_env["LESSLABELS_PORT"] == str(topology.ports["pool"]) and pool_env["LESSLABELS_HOST"] == "127.0.0.1"
         assert coordinator_env["LESSLABELS_SCORER_ADDRESS"] == topology.address("scorer")
         assert (

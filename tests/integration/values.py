@@ -2,6 +2,8 @@
 
 TOKEN = "integration-test-token"
 INTERNAL_TOKEN = "integration-internal-token"
+#: With characters a URL would need escaped: the pool must get it through PGPASSWORD intact.
+POSTGRES_PASSWORD = "integration pg:p@ss/word"
 DATASET = "flights"
 TRAIN_ROWS, TEST_ROWS = 120, 40
 
@@ -9,6 +11,7 @@ TRAIN_ROWS, TEST_ROWS = 120, 40
 VARIABLES = {
     "LESSLABELS_TOKEN": TOKEN,
     "LESSLABELS_INTERNAL_TOKEN": INTERNAL_TOKEN,
+    "LESSLABELS_POSTGRES_PASSWORD": POSTGRES_PASSWORD,
     "LESSLABELS_LOG_LEVEL": "INFO",
     "LESSLABELS_TRAINER_THREADS": "1",
     "LESSLABELS_SCORER_THREADS": "1",
