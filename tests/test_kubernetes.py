@@ -77,7 +77,10 @@ def test_it_runs_what_compose_runs_with_the_same_images_and_ports(rendered):
     services = parse(load(COMPOSE_FILE, VARIABLES))
     r = Rendering(rendered)
     ours = {c.command: (c.spec["image"], r.listens(c)) for c in r.containers if c.command}
-    assert ours == {s.argv[1]: (compose[name]["image"], {s.port}) for name, s in services.items()}
+    assert ours == {s.argv[1]: (compose[name]["image"], {s.port}) for name, s in services.items() if not s.image}
+    # The pool's PostgreSQL: the same official image in both.
+    databases = {c.spec["image"] for c in r.containers if c.spec["image"].startswith("postgres:")}
+    assert databases == {compose["postgres"]["image"]} == {"postgres:16"}
 
 
 @needs_kustomize

@@ -169,7 +169,7 @@ def test_the_real_file_passes_every_check():
             "@127.0.0.1:5433/",
             r"postgres: healthcheck pg_isready .* does not probe its own port 5432",
         ),
-        ("image: postgres:", "image: mysql:", r"service postgres runs image mysql:17, which has no local stand-in"),
+        ("image: postgres:", "image: mysql:", r"service postgres runs image mysql:16, which has no local stand-in"),
     ],
     ids=[
         "command",
