@@ -52,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 from collections.abc import Iterator, Sequence
 
 MiB = 1024 * 1024
@@ -223,7 +224,7 @@ def csv_chunks(start: int, stop: int, rows_per_chunk: int = 20_000) -> Iterator[
         yield "".join(f"{LABELS[i % 4]},{text_of(i)}\n" for i in range(begin, end)).encode()
 
 
-def _import(pool_address: str, dataset: str, start: int, stop: int, split: str = "train") -> tuple[float, object]:
+def _import(pool_address: str, dataset: str, start: int, stop: int, split: str = "train") -> tuple[float, Any]:
     from lesslabels.client import PoolClient
 
     with PoolClient(pool_address, timeout=60) as pool:
@@ -341,7 +342,7 @@ def publish_minilm_classifier(store_dir: pathlib.Path) -> str:
         id2label=dict(enumerate(LABELS)),
         label2id={label: i for i, label in enumerate(LABELS)},
     )
-    manifest = {
+    manifest: dict[str, Any] = {
         "run_id": 1,
         "labels": list(LABELS),
         "base_model": str(base),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+from typing import Any
 
 
 def save_tiny_bert(folder: pathlib.Path, *, seed: int = 0) -> pathlib.Path:
@@ -43,7 +44,7 @@ def publish_tiny_classifier(
     )
     with torch.no_grad():  # a large random head, so different texts get visibly different rows
         model.classifier.weight.mul_(50.0)
-    manifest = {
+    manifest: dict[str, Any] = {
         "run_id": run_id,
         "labels": list(labels),
         "base_model": str(base_dir),
