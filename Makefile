@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup kserve-client labelstudio-server test test-slow test-all lint proto demo clean
+.PHONY: setup kserve-client labelstudio-server test test-slow test-pool-postgres test-all lint proto demo clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,12 @@ test: setup
 ## Slow extras: the real MiniLM end to end, longer runs. CI runs them too (.ci/run).
 test-slow: setup
 	$(PY) -m pytest -q -m slow
+
+## The pool's tests again with PostgreSQL behind every unparametrised one (needs PostgreSQL binaries).
+test-pool-postgres: setup
+	LESSLABELS_TEST_DATABASE=postgres $(PY) -m pytest -q -m "not slow" tests/test_pool.py tests/test_pool_steps.py \
+		tests/test_pool_dataset_labels.py tests/test_pool_import_stream.py tests/test_pool_counts.py \
+		tests/test_pool_subset.py tests/test_pool_shards.py
 
 ## Both.
 test-all: setup
