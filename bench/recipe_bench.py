@@ -21,9 +21,15 @@ Recipes (every one lr 1e-4, batch 16, max length 64, at least 250 steps, as ``ru
              [CLS] output, the pooling before 2026-12-01 afternoon)
   prototype, prototype-cls
              the prototype head alone, no fine-tuning (nearest class mean): a reference
+  warm, warm-half
+             a warm start as ``run --warm-start`` does it: ``new`` trained first on a random
+             ``--warm-from`` of the N labels (the previous round), then trained on all N from that
+             model, head included (``warm``: the planned steps of ``new``; ``warm-half``: half of
+             them). Accuracy and ``train_seconds`` are the second training's, the round's cost
 
     python bench/recipe_bench.py --dataset clinc150 --labels 300 --recipes old new --seeds 0
     python bench/recipe_bench.py --dataset atis --labels 100 300 --recipes old new --seeds 0
+    python bench/recipe_bench.py --dataset clinc150 --labels 1200 --warm-from 300 --recipes new warm warm-half
 
 One torch thread by default (a shared machine: accuracy is what this measures, not speed).
 Each result is appended to bench/results/recipe_bench.jsonl as it finishes.
@@ -46,7 +52,17 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results" / "recipe_bench.jsonl"
-RECIPES = ("old", "new", "new-random-head", "new-holdout", "new-cls", "prototype", "prototype-cls")
+RECIPES = (
+    "old",
+    "new",
+    "new-random-head",
+    "new-holdout",
+    "new-cls",
+    "prototype",
+    "prototype-cls",
+    "warm",
+    "warm-half",
+)
 
 
 def recipe_config(name: str):
@@ -64,7 +80,7 @@ def recipe_config(name: str):
             holdout_min_per_class=0,
             pooling="cls",
         )
-    if name in ("new", "prototype"):
+    if name in ("new", "prototype", "warm", "warm-half"):
         return common
     if name == "new-random-head":
         return dataclasses.replace(common, head_init="random")
@@ -95,7 +111,11 @@ def load_split(dataset: str):
     raise SystemExit(f"unknown dataset {dataset!r}")
 
 
-def run_one(dataset: str, n_labels: int, recipe: str, seed: int, device) -> dict:
+# (dataset, labels, warm_from, seed) -> the first training's state dict, shared by warm and warm-half
+_WARM_STATES: dict[tuple, dict] = {}
+
+
+def run_one(dataset: str, n_labels: int, recipe: str, seed: int, device, warm_from: int = 0) -> dict:
     import numpy as np
     import torch
 
@@ -111,8 +131,34 @@ def run_one(dataset: str, n_labels: int, recipe: str, seed: int, device) -> dict
     train_set, validation_set = engine.validation_split(labelled, config, seed)
     torch.manual_seed(seed)
     classifier = models.load_classifier(models.default_model_path(), labels, device=device, pooling=config.pooling)
-    started = time.perf_counter()
     pad_id = classifier.tokenizer.pad_token_id or 0
+    warm = recipe.startswith("warm")
+    first_steps = 0
+    if warm:
+        n_first = warm_from or n_labels // 4
+        key = (dataset, n_labels, n_first, seed)
+        if key not in _WARM_STATES:
+            # the previous round: the same recipe on the first n_first of the same random draw
+            first = engine.train(
+                classifier.model,
+                classifier.tokenizer,
+                labels,
+                *engine.validation_split(labelled[:n_first], config, seed),
+                config,
+                seed=seed,
+                device=device,
+            )
+            _WARM_STATES[key] = {
+                "state": {k: v.clone() for k, v in classifier.model.state_dict().items()},
+                "steps": first.steps,
+            }
+        classifier.model.load_state_dict(_WARM_STATES[key]["state"])
+        first_steps = _WARM_STATES[key]["steps"]
+        if recipe == "warm-half":
+            _epochs, planned = engine.planned_steps(config, len(train_set), len(labels))
+            half = max(1, planned // 2)
+            config = dataclasses.replace(config, min_steps=half, min_steps_per_class=0, max_steps=half)
+    started = time.perf_counter()
     if recipe.startswith("prototype"):
         ids = tokenize(classifier.tokenizer, [e.text for e in train_set], config.max_length)
         index = {label: i for i, label in enumerate(labels)}
@@ -122,7 +168,15 @@ def run_one(dataset: str, n_labels: int, recipe: str, seed: int, device) -> dict
         outcome = None
     else:
         outcome = engine.train(
-            classifier.model, classifier.tokenizer, labels, train_set, validation_set, config, seed=seed, device=device
+            classifier.model,
+            classifier.tokenizer,
+            labels,
+            train_set,
+            validation_set,
+            config,
+            seed=seed,
+            device=device,
+            fresh_head=not warm,
         )
     train_s = time.perf_counter() - started
     eval_ids = tokenize(classifier.tokenizer, [t for _, t in evaluation], config.max_length)
@@ -138,6 +192,8 @@ def run_one(dataset: str, n_labels: int, recipe: str, seed: int, device) -> dict
         "train": len(train_set),
         "validation": len(validation_set),
         "steps": outcome.steps if outcome else 0,
+        "warm_from": (warm_from or n_labels // 4) if warm else 0,
+        "first_steps": first_steps,
         "epochs": outcome.epochs_run if outcome else 0,
         "best_epoch": outcome.best_epoch if outcome else 0,
         "stop": outcome.stop_reason if outcome else "no training",
@@ -156,6 +212,9 @@ def main(argv=None) -> int:
     parser.add_argument("--recipes", nargs="+", default=["old", "new"], choices=RECIPES)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--warm-from", type=int, default=0, help="warm recipes: labels of the first training [a quarter of N]"
+    )
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS)
     args = parser.parse_args(argv)
 
@@ -169,7 +228,7 @@ def main(argv=None) -> int:
     for n_labels in args.labels:
         for seed in args.seeds:
             for recipe in args.recipes:
-                result = run_one(args.dataset, n_labels, recipe, seed, device)
+                result = run_one(args.dataset, n_labels, recipe, seed, device, warm_from=args.warm_from)
                 print(json.dumps(result), flush=True)
                 with args.out.open("a", encoding="utf-8") as handle:
                     handle.write(json.dumps(result) + "\n")
