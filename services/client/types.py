@@ -101,8 +101,8 @@ class ImportSummary:
     imported: int
     by_label: dict[str, int]
     format: str  # "auto", "csv", "csv-header" or "jsonl": the format the pool read
-    duplicate_rows: int = 0
-    duplicates: tuple[Duplicate, ...] = ()
+    duplicate_rows: int = 0  # every row that repeats a text
+    duplicates: tuple[Duplicate, ...] = ()  # the first 100 texts, each with its first 100 rows
     by_split: dict[str, int] = dataclasses.field(default_factory=dict)
     columns: dict[str, str] = dataclasses.field(default_factory=dict)  # field -> column (or JSON key) read
     checked_only: bool = False  # a dry run (check=True): nothing was stored

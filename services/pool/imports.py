@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import heapq
 import json
 import logging
 from collections.abc import Iterator
@@ -37,6 +38,11 @@ log = logging.getLogger(__name__)
 #: Rows inserted in one statement, and the characters of text that close a batch sooner.
 BATCH_ROWS = 1000
 BATCH_CHARS = 4_000_000
+#: An import's summary names the first REPORTED_DUPLICATES repeated texts (in row order) and the
+#: first REPORTED_ROWS rows of each; its duplicate_rows counts them all. Re-importing a million-row
+#: file stays a small reply.
+REPORTED_DUPLICATES = 100
+REPORTED_ROWS = 100
 #: Hashes looked up in one query when reading the rows of duplicate texts.
 _HASHES_PER_QUERY = 500
 
@@ -155,9 +161,16 @@ def _store(
     dataset.labels_json = json.dumps(labels.names)
     if with_ids:
         _refuse_known_ids(session, dataset.id, stored_before)
-    duplicates = _find_duplicates(session, dataset.id, stored_before)
+    duplicates, repeated_rows = _find_duplicates(session, dataset.id, stored_before)
     return ImportResult(
-        dataset.name, by_split.total(), dict(by_label), duplicates, source.format, dict(by_split), source.columns
+        dataset.name,
+        by_split.total(),
+        dict(by_label),
+        duplicates,
+        source.format,
+        dict(by_split),
+        source.columns,
+        duplicate_rows=repeated_rows,
     )
 
 
@@ -259,12 +272,15 @@ def _refuse_known_ids(session: Session, dataset_id: int, stored_before: int) -> 
         raise errors.InvalidArgument(f"row {taken.row + 1}: id {taken.external_id!r} is already in the dataset")
 
 
-def _find_duplicates(session: Session, dataset_id: int, stored_before: int) -> list[DuplicateInfo]:
-    """The import's texts that the dataset holds more than once, in the order of their first row.
+def _find_duplicates(session: Session, dataset_id: int, stored_before: int) -> tuple[list[DuplicateInfo], int]:
+    """The import's texts that the dataset holds more than once: the first REPORTED_DUPLICATES of
+    them in the order of their first row, each with its first REPORTED_ROWS rows, and the number
+    of repeated rows in all.
 
-    A text stored before the import lists every row of the file that has it (``first_row`` -1);
+    A text stored before the import lists the rows of the file that have it (``first_row`` -1);
     a text repeated within the file lists its later rows after the first."""
-    duplicates: list[DuplicateInfo] = []
+    earliest: list[tuple[int, DuplicateInfo]] = []  # a heap of (-first row, text): the earliest kept
+    repeated_rows = 0
     hashes = _duplicate_hashes(session, dataset_id, stored_before)
     for start in range(0, len(hashes), _HASHES_PER_QUERY):
         stored: set[str] = set()
@@ -281,11 +297,19 @@ def _find_duplicates(session: Session, dataset_id: int, stored_before: int) -> l
         for sample_text, occurrences in rows.items():
             occurrences.sort()
             if sample_text in stored:
-                duplicates.append(DuplicateInfo(sample_text, occurrences, -1))
+                info = DuplicateInfo(sample_text, occurrences[:REPORTED_ROWS], -1)
+                repeated_rows += len(occurrences)
             elif len(occurrences) > 1:
-                duplicates.append(DuplicateInfo(sample_text, occurrences[1:], occurrences[0]))
-    duplicates.sort(key=lambda d: d.rows[0] if d.first_row == -1 else d.first_row)
-    return duplicates
+                info = DuplicateInfo(sample_text, occurrences[1 : 1 + REPORTED_ROWS], occurrences[0])
+                repeated_rows += len(occurrences) - 1
+            else:
+                continue
+            # Row numbers are unique, so two entries never tie and DuplicateInfos are never compared.
+            if len(earliest) < REPORTED_DUPLICATES:
+                heapq.heappush(earliest, (-occurrences[0], info))
+            elif occurrences[0] < -earliest[0][0]:
+                heapq.heapreplace(earliest, (-occurrences[0], info))
+    return [info for _, info in sorted(earliest, reverse=True)], repeated_rows
 
 
 def _duplicate_hashes(session: Session, dataset_id: int, stored_before: int) -> list[int]:

@@ -59,10 +59,7 @@ class ImportResult:
     by_split: dict[str, int] = dataclasses.field(default_factory=dict)
     columns: dict[str, str] = dataclasses.field(default_factory=dict)  # field -> column (or key) read
     checked_only: bool = False  # a dry run: nothing was stored
-
-    @property
-    def duplicate_rows(self) -> int:
-        return sum(len(d.rows) for d in self.duplicates)
+    duplicate_rows: int = 0  # rows repeating a text, all of them (``duplicates`` names the first)
 
 
 @dataclasses.dataclass
