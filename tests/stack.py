@@ -67,6 +67,7 @@ class FakeTrainer:
         self.hold.set()  # set = jobs finish; clear it to keep them RUNNING
         self.started = threading.Event()  # set when a job starts running
         self.lost_keys: set[str] = set()
+        self.interrupts = 0  # the next this many watched jobs end INTERRUPTED (a trainer restart)
         self._lock = threading.Lock()
 
     def lose(self, request_id: str) -> None:
@@ -102,6 +103,10 @@ class FakeTrainer:
             return job
         self.jobs[job_id] = dataclasses.replace(job, state="RUNNING", started_at="2026-01-01T00:00:00Z")
         self.started.set()
+        if self.interrupts > 0:
+            self.interrupts -= 1
+            self.jobs[job_id] = dataclasses.replace(self.jobs[job_id], state="INTERRUPTED")
+            return self.jobs[job_id]
         while not self.hold.wait(0.02):
             if should_stop() or self.jobs[job_id].state == "CANCELLED":
                 return self.jobs[job_id]

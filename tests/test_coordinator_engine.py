@@ -254,6 +254,29 @@ def test_a_job_lost_by_the_trainer_is_started_again(fake_stack):
     assert len(fake_stack.trainer.trained(run.id)) == 1
 
 
+def test_a_round_lost_every_time_fails_the_run_and_a_resume_trains_it(fake_stack):
+    """A trainer that restarts under every job: the round gives up after MAX_TRAIN_ATTEMPTS jobs
+    lost while watched (the outage window then fails the run, naming it). Once the trainer holds,
+    a resume trains the round on a new key: the lost attempts' keys stay INTERRUPTED in the
+    trainer, so reusing them would fail every resume."""
+    from lesslabels.coordinator.steps import MAX_TRAIN_ATTEMPTS
+
+    core = fake_stack.coordinator()
+    fake_stack.trainer.interrupts = 10**6
+    run = core.start_run(config(stopping=model.StoppingRule(max_rounds=1)))
+    failed = wait_for_state(_pool(fake_stack), run.id, "FAILED")
+    assert f"training of round 0 was interrupted {MAX_TRAIN_ATTEMPTS} times" in failed.error
+    assert failed.step == "TRAIN" and fake_stack.trainer.trained(run.id) == []
+    lost = len(fake_stack.trainer.requests)
+    assert lost >= MAX_TRAIN_ATTEMPTS and lost % MAX_TRAIN_ATTEMPTS == 0  # each retry got its own attempts
+
+    fake_stack.trainer.interrupts = 0
+    core.resume_run(run.id)
+    assert wait_for_state(_pool(fake_stack), run.id, "COMPLETED").error == ""
+    trained = fake_stack.trainer.trained(run.id)
+    assert [r.request_id for r in trained] == [f"run-1-round-0-attempt-{lost}"]
+
+
 def test_a_failed_training_job_fails_the_run_with_its_reason(fake_stack):
     core = fake_stack.coordinator()
     trainer = fake_stack.trainer

@@ -215,7 +215,8 @@ class StepRunner:
         info = dataclasses.replace(info, labelled_count=run.labelled_count)
         self.events.announce(run, info, message=f"round {run.round}: training on {run.labelled_count} labels")
         job = None
-        for attempt in range(MAX_TRAIN_ATTEMPTS):
+        attempt = lost = 0
+        while lost < MAX_TRAIN_ATTEMPTS:
             request = model.TrainRequest(
                 dataset=config.dataset,
                 run_id=run.id,
@@ -226,11 +227,14 @@ class StepRunner:
                 warm_start_checkpoint=warm,
                 request_id=f"run-{run.id}-round-{run.round}-attempt-{attempt}",
             )
+            attempt += 1
             job = self.trainer.start_training(request)
-            # Ended before this worker watched it: INTERRUPTED (lost by a trainer restart), CANCELLED
-            # (with this run, now resumed) or FAILED (the run failed and was resumed): train afresh.
+            # Ended before this worker watched it: an attempt of an earlier pass, INTERRUPTED (lost by
+            # a trainer restart), CANCELLED (with this run, now resumed) or FAILED (the run failed and
+            # was resumed). The next key trains afresh; only attempts lost while watched count, so a
+            # resume always gets its own MAX_TRAIN_ATTEMPTS.
             if job.state in ("INTERRUPTED", "CANCELLED", "FAILED"):
-                log.info("event=train_job_lost run=%d round=%d job=%s attempt=%d", run.id, run.round, job.id, attempt)
+                log.info("event=train_job_ended run=%d round=%d job=%s attempt=%d", run.id, run.round, job.id, attempt)
                 continue
             worker.job_id = job.id
             if info.train_job_id != job.id:
@@ -239,12 +243,15 @@ class StepRunner:
             try:
                 job = self.trainer.wait_job(job.id, self._train_progress_cb(run, info), worker.stop.is_set)
             except errors.NotFound:
+                lost += 1
                 log.info("event=train_job_lost run=%d round=%d job=%s attempt=%d", run.id, run.round, job.id, attempt)
                 continue
             finally:
                 worker.job_id = ""
             if job.state not in ("INTERRUPTED", "CANCELLED") or worker.stop.is_set():
                 break
+            lost += 1
+            log.info("event=train_job_lost run=%d round=%d job=%s attempt=%d", run.id, run.round, job.id, attempt)
         worker.check_not_stopped()
         if job is None or job.state in ("INTERRUPTED", "CANCELLED", "QUEUED", "RUNNING"):
             raise errors.Unavailable(f"training of round {run.round} was interrupted {MAX_TRAIN_ATTEMPTS} times")
