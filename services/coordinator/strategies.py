@@ -309,7 +309,10 @@ def _clustered_strategy(score_fn: Callable[[np.ndarray], np.ndarray], name: str)
         f"Uncertainty plus diversity: k-means (k clusters) over the embeddings of the "
         f"``CANDIDATE_FACTOR * k`` most uncertain candidates by {name}, then the most uncertain sample of "
         f"each cluster, so a large batch is not made of near-duplicates. Clusters that come out empty "
-        f"are made up for with the next most uncertain candidates. Scores are the {name} scores."
+        f"are made up for with the next most uncertain candidates. Scores are the {name} scores. "
+        f"After Zhdanov 2019 (Diverse mini-batch Active Learning: pre-filter the most informative "
+        f"samples, k-means with k clusters over them); with margin, close to Cluster-Margin "
+        f"(Citovsky et al. 2021)."
     )
     return strategy
 
