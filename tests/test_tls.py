@@ -16,7 +16,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from lesslabels.cli import datasets as cli_datasets
 from lesslabels.cli import stack as cli_stack
-from lesslabels.client import ClientTLS, PoolClient, Unauthenticated, Unavailable
+from lesslabels.client import ClientTLS, PermissionDenied, PoolClient, Unauthenticated, Unavailable
 from lesslabels.common import errors, probe
 from lesslabels.common.config import add_server_flags, server_settings
 from lesslabels.pool import main as pool_main
@@ -260,6 +260,46 @@ def test_a_server_accepts_the_public_and_the_internal_token_and_nothing_else(sta
     for wrong in ("", "other", "public-tokeninternal-token"):
         with pytest.raises(Unauthenticated):
             _list(address, token=wrong)
+
+
+def _create_run(address: str, token: str):
+    from lesslabels.coordinator import model
+
+    with PoolClient(address, timeout=5, token=token) as pool:
+        if not pool.list_datasets():
+            pool.create_dataset("d", labels=["a", "b"])
+        return pool.create_run(model.with_defaults(model.RunConfig(dataset="d")))
+
+
+def test_the_services_own_writes_take_only_the_internal_token(start_pool):
+    """A run's state is the coordinator's to write: with both tokens set, the public token reads
+    runs but cannot create one (PERMISSION_DENIED, saying why); the internal token can."""
+    address = start_pool(token="public-token", internal_token="internal-token")
+    with pytest.raises(PermissionDenied, match="service-to-service method.*internal token"):
+        _create_run(address, "public-token")
+    with pytest.raises(Unauthenticated):
+        _create_run(address, "wrong")
+    run = _create_run(address, "internal-token")
+    with PoolClient(address, timeout=5, token="public-token") as pool:
+        assert [r.id for r in pool.list_runs()] == [run.id]  # reads stay public
+
+
+def test_without_an_internal_token_the_public_one_opens_every_method(start_pool):
+    address = start_pool(token="public-token")
+    assert _create_run(address, "public-token").id == 1
+
+
+@pytest.mark.parametrize("service", ["pool", "trainer"])
+def test_internal_methods_name_real_methods(service):
+    """A misspelt name would leave a method open to the public token without anyone noticing."""
+    import importlib
+
+    servicer = importlib.import_module(f"lesslabels.{service}.servicer")
+    proto = importlib.import_module(f"lesslabels.v1.{service}_pb2")
+    (descriptor,) = proto.DESCRIPTOR.services_by_name.values()
+    registration = servicer.registration(None)
+    assert servicer.INTERNAL_METHODS and set(servicer.INTERNAL_METHODS) <= set(descriptor.methods_by_name)
+    assert registration.internal_methods == tuple(f"/{descriptor.full_name}/{m}" for m in servicer.INTERNAL_METHODS)
 
 
 def test_services_call_each_other_with_the_internal_token_over_mutual_tls(certs, start_pool):

@@ -73,6 +73,8 @@ def sdk_error_message(exc: Exception, service: str, address: str) -> str:
         )
     if code is grpc.StatusCode.UNAUTHENTICATED:
         return f"the {service} service at {address} refused the token: set LESSLABELS_TOKEN or --token"
+    if code is grpc.StatusCode.PERMISSION_DENIED:
+        return f"the {service} service at {address}: {details}"
     name = code.name if code is not None else "ERROR"
     return f"{service} service: {details} ({name})"
 

@@ -17,7 +17,7 @@
 Every call has a deadline (``timeout=`` per client and per call); reads and idempotent writes
 are retried on UNAVAILABLE; failures raise one hierarchy (:mod:`lesslabels.client.errors`):
 ``NotFound``, ``InvalidArgument``, ``FailedPrecondition``, ``AlreadyExists``,
-``ResourceExhausted``, ``Unauthenticated``, ``Unavailable`` (``DeadlineExceeded``), ``Cancelled``,
+``ResourceExhausted``, ``Unauthenticated``, ``PermissionDenied``, ``Unavailable`` (``DeadlineExceeded``), ``Cancelled``,
 all subclasses of ``LessLabelsError``. TLS: ``root_certificates=`` (PEM bytes; with
 ``certificate_chain=`` and ``private_key=`` for mutual TLS), or ``tls=ClientTLS(ca=, cert=, key=)``
 with file paths. The SDK never imports torch.
@@ -32,6 +32,7 @@ from lesslabels.client.errors import (
     InvalidArgument,
     LessLabelsError,
     NotFound,
+    PermissionDenied,
     ResourceExhausted,
     Unauthenticated,
     Unavailable,
@@ -82,6 +83,7 @@ __all__ = [
     "LessLabelsError",
     "Metrics",
     "NotFound",
+    "PermissionDenied",
     "PendingLabels",
     "PendingSample",
     "PoolClient",

@@ -190,6 +190,7 @@ def from_rpc_error(exc: grpc.RpcError, what: str = "") -> errors.LessLabelsError
         grpc.StatusCode.UNAVAILABLE: errors.Unavailable,
         grpc.StatusCode.DEADLINE_EXCEEDED: errors.DeadlineExceeded,
         grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
+        grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
         grpc.StatusCode.CANCELLED: errors.Cancelled,
     }
     return mapping.get(code, errors.LessLabelsError)(message)

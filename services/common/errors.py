@@ -65,6 +65,13 @@ class Unauthenticated(LessLabelsError):
     code = "UNAUTHENTICATED"
 
 
+class PermissionDenied(LessLabelsError):
+    """The token is valid but not for this method: a service-to-service method called with the
+    public token."""
+
+    code = "PERMISSION_DENIED"
+
+
 class Cancelled(LessLabelsError):
     code = "CANCELLED"
 

@@ -110,16 +110,28 @@ def _rewrap(handler: grpc.RpcMethodHandler, wrap_unary, wrap_stream) -> grpc.Rpc
 
 
 class TokenInterceptor(grpc.ServerInterceptor):
-    """Requires ``authorization: Bearer <token>`` with one of ``tokens`` (the public one and the
-    service-to-service one) on every call except the health service and ``open_methods`` (full
-    method paths, ``/package.Service/Method``: liveness probes)."""
+    """Requires ``authorization: Bearer <token>`` on every call except the health service and
+    ``open_methods`` (full method paths, ``/package.Service/Method``: liveness probes).
 
-    def __init__(self, token: str | Iterable[str], open_methods: Iterable[str] = ()):
-        tokens = [token] if isinstance(token, str) else list(token)
-        self._expected = [f"Bearer {t}".encode() for t in tokens if t]
-        if not self._expected:
+    Either token is accepted, the public one (users, the CLI, the SDK, the web app) and the
+    service-to-service one, except on ``internal_methods`` (the services' own writes, such as a run's
+    rounds and acquisitions): when the server has an internal token, those need it, and the public
+    one gets PERMISSION_DENIED. Without an internal token the public one opens everything."""
+
+    def __init__(
+        self,
+        token: str,
+        internal_token: str = "",
+        *,
+        open_methods: Iterable[str] = (),
+        internal_methods: Iterable[str] = (),
+    ):
+        if not (token or internal_token):
             raise ValueError("TokenInterceptor needs at least one non-empty token")
+        self._public = f"Bearer {token}".encode() if token else None
+        self._internal = f"Bearer {internal_token}".encode() if internal_token else None
         self._open = frozenset(open_methods)
+        self._internal_methods = frozenset(internal_methods)
 
     def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
@@ -127,23 +139,34 @@ class TokenInterceptor(grpc.ServerInterceptor):
             return continuation(handler_call_details)
         metadata = dict(handler_call_details.invocation_metadata or ())
         given = str(metadata.get("authorization", "")).encode()
-        # Every token is compared (no early exit), so the time taken tells nothing about which matched.
-        if sum(hmac.compare_digest(given, expected) for expected in self._expected):
+        # Both tokens are compared (no early exit), so the time taken tells nothing about which matched.
+        is_public = self._public is not None and hmac.compare_digest(given, self._public)
+        is_internal = self._internal is not None and hmac.compare_digest(given, self._internal)
+        internal_only = self._internal is not None and method in self._internal_methods
+        if is_internal or (is_public and not internal_only):
             return continuation(handler_call_details)
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        message = "missing or wrong bearer token (set LESSLABELS_TOKEN / --token on the client)"
+        if is_public:
+            code = grpc.StatusCode.PERMISSION_DENIED
+            message = (
+                f"{method} is a service-to-service method: it takes the internal token "
+                "(LESSLABELS_INTERNAL_TOKEN / --internal-token), not the public one"
+            )
+        else:
+            code = grpc.StatusCode.UNAUTHENTICATED
+            message = "missing or wrong bearer token (set LESSLABELS_TOKEN / --token on the client)"
 
         def deny_unary(_fn):
             def call(request, context):
-                context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+                context.abort(code, message)
 
             return call
 
         def deny_stream(_fn):
             def call(request, context):
-                context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+                context.abort(code, message)
                 yield  # pragma: no cover - makes this a generator
 
             return call
@@ -168,11 +191,14 @@ def server_credentials(settings: ServerSettings) -> grpc.ServerCredentials | Non
 @dataclasses.dataclass
 class ServiceRegistration:
     """A servicer to add: ``register(server)`` adds it; ``names`` are its full service names;
-    ``open_methods`` are full method paths answered without the bearer token (probes)."""
+    ``open_methods`` are full method paths answered without the bearer token (probes);
+    ``internal_methods`` those only the services call, which take only the internal token when the
+    server has one (``TokenInterceptor``)."""
 
     names: tuple[str, ...]
     register: Callable[[grpc.Server], None]
     open_methods: tuple[str, ...] = ()
+    internal_methods: tuple[str, ...] = ()
 
 
 class Server:
@@ -195,8 +221,14 @@ class Server:
         self._on_stop: list[Callable[[], None]] = []
         interceptors: list[grpc.ServerInterceptor] = []
         if settings.token or settings.internal_token:
-            open_methods = [m for s in self._services for m in s.open_methods]
-            interceptors.append(TokenInterceptor((settings.token, settings.internal_token), open_methods))
+            interceptors.append(
+                TokenInterceptor(
+                    settings.token,
+                    settings.internal_token,
+                    open_methods=[m for s in self._services for m in s.open_methods],
+                    internal_methods=[m for s in self._services for m in s.internal_methods],
+                )
+            )
         interceptors.append(ErrorInterceptor(threading.Semaphore(settings.max_streams), settings.max_streams))
         options = [
             ("grpc.max_receive_message_length", settings.max_message_bytes),

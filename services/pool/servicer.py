@@ -272,10 +272,17 @@ def _bad(what, value):
     raise InvalidArgument(f"unknown {what} value {value}")
 
 
+#: The coordinator's writes of a run's state: with an internal token set, the public one cannot call
+#: them (a user changes runs through the coordinator's StartRun/CancelRun/SubmitRunLabels).
+INTERNAL_METHODS = ("CreateRun", "UpdateRun", "RecordStep", "PutRound", "AddAcquisitions", "RevealLabels")
+
+
 def registration(servicer: PoolServicer):
     from lesslabels.common.server import ServiceRegistration
 
     name = pool_pb2.DESCRIPTOR.services_by_name["PoolService"].full_name
     return ServiceRegistration(
-        names=(name,), register=lambda server: pool_pb2_grpc.add_PoolServiceServicer_to_server(servicer, server)
+        names=(name,),
+        register=lambda server: pool_pb2_grpc.add_PoolServiceServicer_to_server(servicer, server),
+        internal_methods=tuple(f"/{name}/{method}" for method in INTERNAL_METHODS),
     )

@@ -56,8 +56,15 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         return convert.manifest_to_proto(checkpoint.manifest)
 
 
+#: Training jobs are the coordinator's to start and cancel: with an internal token set, the public one
+#: cannot (it still watches jobs and reads checkpoints).
+INTERNAL_METHODS = ("StartTraining", "CancelJob")
+
+
 def registration(servicer: TrainerServicer) -> ServiceRegistration:
     name = trainer_pb2.DESCRIPTOR.services_by_name["TrainerService"].full_name
     return ServiceRegistration(
-        names=(name,), register=lambda server: trainer_pb2_grpc.add_TrainerServiceServicer_to_server(servicer, server)
+        names=(name,),
+        register=lambda server: trainer_pb2_grpc.add_TrainerServiceServicer_to_server(servicer, server),
+        internal_methods=tuple(f"/{name}/{method}" for method in INTERNAL_METHODS),
     )

@@ -31,6 +31,7 @@ HTTP_STATUS = {
     "UNAVAILABLE": 503,
     "CANCELLED": 503,
     "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
 }
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
