@@ -45,20 +45,18 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from lesslabels.client import (
-    Amount,
     CoordinatorClient,
     DeadlineExceeded,
     PoolClient,
     RunConfig,
     RunDetail,
     RunEvent,
-    StoppingRule,
     Unavailable,
 )
 from lesslabels.coordinator.model import FINAL_STATES
 from lesslabels.demo.data import synthetic_rows
 from tests.integration.compose import LocalTopology, stand_in_unavailable_reason
-from tests.integration.values import CHILD_ENV, DATASET, TEST_ROWS, TOKEN, TRAIN_ROWS, VARIABLES
+from tests.integration.values import CHILD_ENV, DATASET, TEST_ROWS, TOKEN, TRAIN_ROWS, VARIABLES, tiny_run_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -141,17 +139,7 @@ def topology(tmp_path_factory, tiny_bert_dir):
 
 
 def run_config(base_model: str, random_seed: int) -> RunConfig:
-    return RunConfig(
-        dataset=DATASET,
-        base_model=base_model,
-        strategy="entropy",
-        seed_size=Amount(count=SEED),
-        batch_size=Amount(count=BATCH),
-        stopping=StoppingRule(max_rounds=ROUNDS),
-        oracle="simulated",
-        random_seed=random_seed,
-        hyperparameters={"max_epochs": 1, "batch_size": 8, "max_length": 32, "num_threads": 1},
-    )
+    return tiny_run_config(base_model, seed_size=SEED, batch_size=BATCH, rounds=ROUNDS, random_seed=random_seed)
 
 
 class Chaos:

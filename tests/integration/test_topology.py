@@ -13,18 +13,16 @@ import uuid
 import pytest
 
 from lesslabels.client import (
-    Amount,
     CoordinatorClient,
     PoolClient,
     RunConfig,
     RunDetail,
     RunEvent,
     ScorerClient,
-    StoppingRule,
     Unauthenticated,
 )
 from lesslabels.coordinator.model import FINAL_STATES
-from tests.integration.values import DATASET, TOKEN, TRAIN_ROWS
+from tests.integration.values import DATASET, TOKEN, TRAIN_ROWS, tiny_run_config
 
 pytestmark = pytest.mark.integration
 
@@ -33,17 +31,7 @@ RUN_TIMEOUT = 300.0
 
 
 def run_config(base_model: str, seed: int = 3) -> RunConfig:
-    return RunConfig(
-        dataset=DATASET,
-        base_model=base_model,
-        strategy="entropy",
-        seed_size=Amount(count=SEED),
-        batch_size=Amount(count=BATCH),
-        stopping=StoppingRule(max_rounds=ROUNDS),
-        oracle="simulated",
-        random_seed=seed,
-        hyperparameters={"max_epochs": 1, "batch_size": 8, "max_length": 32, "num_threads": 1},
-    )
+    return tiny_run_config(base_model, seed_size=SEED, batch_size=BATCH, rounds=ROUNDS, random_seed=seed)
 
 
 def run_to_the_end(deployment, config: RunConfig, on_event=None) -> RunDetail:
