@@ -195,6 +195,14 @@ def test_wait_until_serving_waits_then_gives_up(server_factory):
         wait_until_serving("127.0.0.1:1", timeout=1)
 
 
+def test_wait_until_serving_one_of_several_replicas_is_enough(server_factory):
+    """A dead replica listed first does not hold up a dependant: the first SERVING one is returned."""
+    _server, address = server_factory(serving=True)
+    assert wait_until_serving(["127.0.0.1:1", address], timeout=10) == address
+    with pytest.raises(errors.Unavailable, match=r"none of 2 replicas serving.*127\.0\.0\.1:1: .*127\.0\.0\.1:9: "):
+        wait_until_serving(["127.0.0.1:1", "127.0.0.1:9"], timeout=1)
+
+
 def test_retry_on_unavailable_for_idempotent_calls():
     # A health Check (idempotent) issued before the server exists succeeds once it starts, with wait_for_ready.
     import socket

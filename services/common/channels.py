@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -152,28 +154,44 @@ def make_channel(
 
 
 def wait_until_serving(
-    address: str, *, service: str = "", timeout: float = 60.0, token: str = "", tls: ClientTLS | None = None
-) -> None:
-    """Block until ``address`` answers health SERVING; raise Unavailable after ``timeout``.
+    address: str | Sequence[str],
+    *,
+    service: str = "",
+    timeout: float = 60.0,
+    token: str = "",
+    tls: ClientTLS | None = None,
+) -> str:
+    """Block until ``address`` answers health SERVING, or any one of several (replicas: the others
+    may come later, or never); return the one that did. Raise Unavailable after ``timeout``.
 
     Services call this for their dependencies at start-up, so a service started before its
     dependency waits instead of crashing.
     """
+    addresses = [address] if isinstance(address, str) else list(address)
+    if not addresses:
+        raise ValueError("wait_until_serving needs at least one address")
     deadline = time.monotonic() + timeout
-    last = "no answer"
-    with make_channel(address, token=token, tls=tls) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+    last = dict.fromkeys(addresses, "no answer")
+    with contextlib.ExitStack() as channels:
+        stubs = {
+            a: health_pb2_grpc.HealthStub(channels.enter_context(make_channel(a, token=token, tls=tls)))
+            for a in addresses
+        }
         while True:
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2.0)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-                last = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-            except grpc.RpcError as exc:
-                last = f"{exc.code().name}: {exc.details()}"
+            for a, stub in stubs.items():
+                try:
+                    reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=2.0)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return a
+                    last[a] = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+                except grpc.RpcError as exc:
+                    last[a] = f"{exc.code().name}: {exc.details()}"
             if time.monotonic() >= deadline:
-                raise errors.Unavailable(f"{address} not serving after {timeout:.0f}s ({last})")
-            log.info("event=waiting_for_dependency address=%s last=%r", address, last)
+                if len(addresses) == 1:
+                    raise errors.Unavailable(f"{addresses[0]} not serving after {timeout:.0f}s ({last[addresses[0]]})")
+                answers = "; ".join(f"{a}: {answer}" for a, answer in last.items())
+                raise errors.Unavailable(f"none of {len(addresses)} replicas serving after {timeout:.0f}s ({answers})")
+            log.info("event=waiting_for_dependency addresses=%s last=%r", ",".join(addresses), last)
             time.sleep(0.5)
 
 

@@ -165,10 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     # Health answers NOT_SERVING while we wait for the dependencies, instead of crashing.
     server.start()
     try:
+        # One scorer replica serving is enough: a round's shards go to the replicas that answer.
         for address, service in (
             (args.pool_address, POOL_SERVICE),
             (args.trainer_address, TRAINER_SERVICE),
-            *((address, SCORER_SERVICE) for address in scorer_addresses),
+            (scorer_addresses, SCORER_SERVICE),
         ):
             wait_until_serving(
                 address,
