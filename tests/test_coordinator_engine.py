@@ -256,7 +256,8 @@ def test_a_job_lost_by_the_trainer_is_started_again(fake_stack):
 
 def test_a_round_lost_every_time_fails_the_run_and_a_resume_trains_it(fake_stack):
     """A trainer that restarts under every job: the round gives up after MAX_TRAIN_ATTEMPTS jobs
-    lost while watched (the outage window then fails the run, naming it). Once the trainer holds,
+    lost while watched, and the outage window fails the run, naming it, without starting more.
+    Once the trainer holds,
     a resume trains the round on a new key: the lost attempts' keys stay INTERRUPTED in the
     trainer, so reusing them would fail every resume."""
     from lesslabels.coordinator.steps import MAX_TRAIN_ATTEMPTS
@@ -267,14 +268,29 @@ def test_a_round_lost_every_time_fails_the_run_and_a_resume_trains_it(fake_stack
     failed = wait_for_state(_pool(fake_stack), run.id, "FAILED")
     assert f"training of round 0 was interrupted {MAX_TRAIN_ATTEMPTS} times" in failed.error
     assert failed.step == "TRAIN" and fake_stack.trainer.trained(run.id) == []
+    # The outage retries started no further training: MAX_TRAIN_ATTEMPTS jobs in all.
     lost = len(fake_stack.trainer.requests)
-    assert lost >= MAX_TRAIN_ATTEMPTS and lost % MAX_TRAIN_ATTEMPTS == 0  # each retry got its own attempts
+    assert lost == MAX_TRAIN_ATTEMPTS
 
     fake_stack.trainer.interrupts = 0
     core.resume_run(run.id)
     assert wait_for_state(_pool(fake_stack), run.id, "COMPLETED").error == ""
     trained = fake_stack.trainer.trained(run.id)
     assert [r.request_id for r in trained] == [f"run-1-round-0-attempt-{lost}"]
+
+
+def test_a_trainer_answering_only_ended_jobs_fails_the_run(fake_stack, monkeypatch):
+    """Keys whose jobs already ended are skipped, but not forever: past MAX_TRAIN_KEYS the run fails."""
+    from lesslabels.coordinator import steps
+
+    monkeypatch.setattr(steps, "MAX_TRAIN_KEYS", 5)
+    for attempt in range(10):
+        fake_stack.trainer.lose(f"run-1-round-0-attempt-{attempt}")
+    core = fake_stack.coordinator()
+    run = core.start_run(config(stopping=model.StoppingRule(max_rounds=1)))
+    failed = wait_for_state(_pool(fake_stack), run.id, "FAILED")
+    assert "the trainer answered 5 training requests with ended jobs" in failed.error
+    assert len(fake_stack.trainer.requests) == 5
 
 
 def test_a_failed_training_job_fails_the_run_with_its_reason(fake_stack):

@@ -351,18 +351,24 @@ def test_duplicates_are_reported_not_dropped(pool_address, stub):
     assert stub.GetDataset(pool_pb2.GetDatasetRequest(name="d"), timeout=5).train_count == 5
 
 
-def test_duplicates_report_is_bounded_and_counts_every_row(pool_address, stub):
-    """Re-importing a file repeats every row: the reply names the first 100 texts and 100 rows of
-    each, duplicate_rows counts them all, and every row is stored."""
+def test_duplicates_report_is_bounded_and_counts_every_row(pool_address, stub, monkeypatch):
+    """Re-importing a file repeats every row: the reply names the first 100 texts (in row order,
+    though looked up in hash order, a few at a time) with 100 rows each and 200 characters of text,
+    duplicate_rows counts them all, and every row is stored."""
+    from lesslabels.pool import imports
+
+    monkeypatch.setattr(imports, "_HASHES_PER_QUERY", 7)
+    long_text = "x" * 1000
     texts = [("greet", f"hello {i}") for i in range(250)]
     import_rows(pool_address, "d", texts)
     again = import_rows(pool_address, "d", texts + [("greet", "same")] * 302)
     assert again.imported == 552 and again.duplicate_rows == 250 + 301
     assert [d.text for d in again.duplicates] == [f"hello {i}" for i in range(100)]
     assert all(list(d.rows) == [i] and d.first_row == -1 for i, d in enumerate(again.duplicates))
-    alone = import_rows(pool_address, "e", [("greet", "same")] * 302)
-    assert alone.duplicate_rows == 301 and len(alone.duplicates) == 1
+    alone = import_rows(pool_address, "e", [("greet", "same")] * 302 + [("greet", long_text)] * 2)
+    assert alone.duplicate_rows == 301 + 1 and len(alone.duplicates) == 2
     assert (alone.duplicates[0].first_row, list(alone.duplicates[0].rows)) == (0, list(range(1, 101)))
+    assert alone.duplicates[1].text == long_text[:200]
     assert stub.GetDataset(pool_pb2.GetDatasetRequest(name="d"), timeout=5).train_count == 802
 
 

@@ -262,23 +262,27 @@ def test_a_server_accepts_the_public_and_the_internal_token_and_nothing_else(sta
             _list(address, token=wrong)
 
 
-def _create_run(address: str, token: str):
+def _create_run(address: str, token: str, *, setup_token: str = "internal-token"):
+    """CreateRun (a service-to-service method) with ``token``, on a dataset made with ``setup_token``."""
     from lesslabels.coordinator import model
 
-    with PoolClient(address, timeout=5, token=token) as pool:
+    with PoolClient(address, timeout=5, token=setup_token) as pool:
         if not pool.list_datasets():
             pool.create_dataset("d", labels=["a", "b"])
+    with PoolClient(address, timeout=5, token=token) as pool:
         return pool.create_run(model.with_defaults(model.RunConfig(dataset="d")))
 
 
 def test_the_services_own_writes_take_only_the_internal_token(start_pool):
     """A run's state is the coordinator's to write: with both tokens set, the public token reads
-    runs but cannot create one (PERMISSION_DENIED, saying why); the internal token can."""
+    runs but cannot create one (PERMISSION_DENIED, saying why); a wrong token is UNAUTHENTICATED as
+    anywhere; the internal token can."""
     address = start_pool(token="public-token", internal_token="internal-token")
-    with pytest.raises(PermissionDenied, match="service-to-service method.*internal token"):
+    with pytest.raises(PermissionDenied, match="CreateRun is a service-to-service method.*internal token"):
         _create_run(address, "public-token")
-    with pytest.raises(Unauthenticated):
-        _create_run(address, "wrong")
+    for wrong in ("", "wrong"):
+        with pytest.raises(Unauthenticated):
+            _create_run(address, wrong)
     run = _create_run(address, "internal-token")
     with PoolClient(address, timeout=5, token="public-token") as pool:
         assert [r.id for r in pool.list_runs()] == [run.id]  # reads stay public
@@ -286,7 +290,53 @@ def test_the_services_own_writes_take_only_the_internal_token(start_pool):
 
 def test_without_an_internal_token_the_public_one_opens_every_method(start_pool):
     address = start_pool(token="public-token")
-    assert _create_run(address, "public-token").id == 1
+    assert _create_run(address, "public-token", setup_token="public-token").id == 1
+
+
+def test_with_only_an_internal_token_nothing_else_opens_anything(start_pool):
+    address = start_pool(internal_token="internal-token")
+    for wrong in ("", "public-token"):
+        with pytest.raises(Unauthenticated):
+            _list(address, token=wrong)
+    assert _create_run(address, "internal-token").id == 1
+
+
+def test_the_trainer_starts_jobs_only_for_the_internal_token(start_pool, tmp_path):
+    """StartTraining goes through the interceptor: the public token is refused before the trainer
+    looks at the request, the internal one reaches it (here: an unknown dataset), and the public
+    token still lists jobs."""
+    import grpc
+
+    from lesslabels.trainer import main as trainer_main
+    from lesslabels.v1 import trainer_pb2, trainer_pb2_grpc
+
+    pool_address = start_pool(token="public-token", internal_token="internal-token")
+    settings = server_settings_for_tests(token="public-token", internal_token="internal-token")
+    trainer = trainer_main.build_server(settings, pool_address, tmp_path / "checkpoints")
+    port = trainer.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = trainer_pb2_grpc.TrainerServiceStub(channel)
+            request = trainer_pb2.StartTrainingRequest(dataset="nope", run_id=1)
+
+            def call(method, message, token):
+                return method(message, metadata=[("authorization", f"Bearer {token}")], timeout=10)
+
+            with pytest.raises(grpc.RpcError) as public:
+                call(stub.StartTraining, request, "public-token")
+            assert public.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            assert "StartTraining is a service-to-service method" in public.value.details()
+            with pytest.raises(grpc.RpcError) as internal:
+                call(stub.StartTraining, request, "internal-token")
+            assert internal.value.code() not in (
+                grpc.StatusCode.PERMISSION_DENIED,
+                grpc.StatusCode.UNAUTHENTICATED,
+            ), internal.value.details()
+            assert "nope" in internal.value.details()
+            assert list(call(stub.ListJobs, trainer_pb2.ListJobsRequest(), "public-token").jobs) == []
+    finally:
+        trainer.stop(0)
+        trainer.trainer.pool.close()
 
 
 @pytest.mark.parametrize("service", ["pool", "trainer"])

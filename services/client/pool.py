@@ -442,6 +442,8 @@ class PoolClient(ServiceClient):
         return convert.label_result_from_proto(reply)
 
     # ------------------------------------------------------------ run records (the coordinator's state)
+    # Writes here (create_run, update_run, record_step, put_round, add_acquisitions, reveal_labels)
+    # take only the internal token on a pool that has one; the public token gets PermissionDenied.
 
     def create_run(self, config: RunConfig, *, request_id: str = "", timeout: float | None = None) -> Run:
         request = pool_pb2.CreateRunRequest(config=convert.run_config_to_proto(config), request_id=request_id)

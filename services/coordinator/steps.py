@@ -41,9 +41,12 @@ from lesslabels.coordinator.worker import Pause, RunLocks, Worker
 
 log = logging.getLogger(__name__)
 
-#: Training jobs started for one round before the run fails (a job lost by a trainer restart, or
-#: ended by a cancel or failure before a resume, is started again under the next attempt key).
+#: Training jobs of one round a worker may see lost (a trainer restart) before the round is an
+#: outage, which fails the run after --outage-seconds. A job lost, or ended by a cancel or failure
+#: before a resume, is started again under the next attempt key.
 MAX_TRAIN_ATTEMPTS = 20
+#: Keys tried for one round's training before giving up on a trainer that answers only ended jobs.
+MAX_TRAIN_KEYS = 10_000
 #: Base model name the scorer resolves to the bundled encoder, used when a run leaves it empty.
 DEFAULT_BASE_MODEL = "default"
 #: The diverse seed set of k samples embeds at most max(DIVERSE_SAMPLE_PER_SEED * k, DIVERSE_SAMPLE_FLOOR)
@@ -215,8 +218,8 @@ class StepRunner:
         info = dataclasses.replace(info, labelled_count=run.labelled_count)
         self.events.announce(run, info, message=f"round {run.round}: training on {run.labelled_count} labels")
         job = None
-        attempt = lost = 0
-        while lost < MAX_TRAIN_ATTEMPTS:
+        attempt = 0
+        while worker.train_lost < MAX_TRAIN_ATTEMPTS:
             request = model.TrainRequest(
                 dataset=config.dataset,
                 run_id=run.id,
@@ -227,14 +230,19 @@ class StepRunner:
                 warm_start_checkpoint=warm,
                 request_id=f"run-{run.id}-round-{run.round}-attempt-{attempt}",
             )
-            attempt += 1
             job = self.trainer.start_training(request)
-            # Ended before this worker watched it: an attempt of an earlier pass, INTERRUPTED (lost by
+            # Ended before this worker watched it: an attempt of an earlier worker, INTERRUPTED (lost by
             # a trainer restart), CANCELLED (with this run, now resumed) or FAILED (the run failed and
-            # was resumed). The next key trains afresh; only attempts lost while watched count, so a
-            # resume always gets its own MAX_TRAIN_ATTEMPTS.
+            # was resumed). The next key trains afresh; only jobs this worker saw lost count, so a
+            # resumed run gets its own MAX_TRAIN_ATTEMPTS.
             if job.state in ("INTERRUPTED", "CANCELLED", "FAILED"):
                 log.info("event=train_job_ended run=%d round=%d job=%s attempt=%d", run.id, run.round, job.id, attempt)
+                attempt += 1
+                if attempt >= MAX_TRAIN_KEYS:
+                    raise errors.FailedPrecondition(
+                        f"round {run.round}: the trainer answered {attempt} training requests with ended jobs"
+                    )
+                worker.check_not_stopped()
                 continue
             worker.job_id = job.id
             if info.train_job_id != job.id:
@@ -243,22 +251,23 @@ class StepRunner:
             try:
                 job = self.trainer.wait_job(job.id, self._train_progress_cb(run, info), worker.stop.is_set)
             except errors.NotFound:
-                lost += 1
-                log.info("event=train_job_lost run=%d round=%d job=%s attempt=%d", run.id, run.round, job.id, attempt)
-                continue
+                job = None
             finally:
                 worker.job_id = ""
-            if job.state not in ("INTERRUPTED", "CANCELLED") or worker.stop.is_set():
+            if job is not None and (job.state not in ("INTERRUPTED", "CANCELLED") or worker.stop.is_set()):
                 break
-            lost += 1
-            log.info("event=train_job_lost run=%d round=%d job=%s attempt=%d", run.id, run.round, job.id, attempt)
+            worker.train_lost += 1
+            log.info("event=train_job_lost run=%d round=%d attempt=%d", run.id, run.round, attempt)
+            attempt += 1
         worker.check_not_stopped()
         if job is None or job.state in ("INTERRUPTED", "CANCELLED", "QUEUED", "RUNNING"):
+            # An outage for the worker: retried until --outage-seconds, with no further training.
             raise errors.Unavailable(f"training of round {run.round} was interrupted {MAX_TRAIN_ATTEMPTS} times")
         if job.state != "SUCCEEDED":
             raise errors.FailedPrecondition(
                 f"training job {job.id} {job.state.lower()}: {job.error or 'no reason given'}"
             )
+        worker.train_lost = 0  # the next round starts its own count
         started, finished = convert.parse_time(job.started_at), convert.parse_time(job.finished_at)
         seconds = (finished - started).total_seconds() if started and finished else 0.0
         info = dataclasses.replace(

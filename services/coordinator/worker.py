@@ -30,6 +30,9 @@ class Worker:
     job_id: str = ""
     #: The run as this worker last advanced it (RecordStep's reply); None = read it from the pool.
     run: model.RunInfo | None = None
+    #: Training jobs of the current round this worker saw lost (MAX_TRAIN_ATTEMPTS): kept across the
+    #: step's outage retries, fresh for a resumed run's new worker.
+    train_lost: int = 0
 
     def check_not_stopped(self) -> None:
         if self.cancelled or self.stop.is_set():

@@ -43,6 +43,8 @@ BATCH_CHARS = 4_000_000
 #: file stays a small reply.
 REPORTED_DUPLICATES = 100
 REPORTED_ROWS = 100
+#: Characters of each repeated text the summary quotes (a text may have 100,000).
+REPORTED_TEXT_CHARS = 200
 #: Hashes looked up in one query when reading the rows of duplicate texts.
 _HASHES_PER_QUERY = 500
 
@@ -297,10 +299,12 @@ def _find_duplicates(session: Session, dataset_id: int, stored_before: int) -> t
         for sample_text, occurrences in rows.items():
             occurrences.sort()
             if sample_text in stored:
-                info = DuplicateInfo(sample_text, occurrences[:REPORTED_ROWS], -1)
+                info = DuplicateInfo(sample_text[:REPORTED_TEXT_CHARS], occurrences[:REPORTED_ROWS], -1)
                 repeated_rows += len(occurrences)
             elif len(occurrences) > 1:
-                info = DuplicateInfo(sample_text, occurrences[1 : 1 + REPORTED_ROWS], occurrences[0])
+                info = DuplicateInfo(
+                    sample_text[:REPORTED_TEXT_CHARS], occurrences[1 : 1 + REPORTED_ROWS], occurrences[0]
+                )
                 repeated_rows += len(occurrences) - 1
             else:
                 continue
