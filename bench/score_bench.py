@@ -92,11 +92,14 @@ def fine_tune(store, labels, texts, *, samples: int, epochs: int, max_length: in
 
 
 def reference_loop(folder: pathlib.Path, texts: list[str], max_length: int) -> np.ndarray:
-    """The notebook's way: HF model, batch 32 in file order, pad to the batch's longest, fp32."""
+    """The notebook's way: HF model, batch 32 in file order, pad to the batch's longest, fp32.
+
+    A mean-pooled checkpoint's model class is a file in its folder, which transformers runs only
+    with ``trust_remote_code=True`` (and refuses to load without): how a notebook loads it."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
     out = []
     with torch.no_grad():
         for start in range(0, len(texts), 32):
