@@ -1,9 +1,11 @@
 """Small helpers for tests: server settings, importing rows into a pool and labelling over real gRPC,
-running a test on both pool databases."""
+running a test on both pool databases, loading a benchmark script."""
 
 from __future__ import annotations
 
+import importlib.util
 import pathlib
+import types
 from typing import Any
 from collections.abc import Iterable
 
@@ -19,6 +21,15 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 SPLITS = vocabulary.SPLIT_TO_PROTO
 #: Run a test on SQLite and on PostgreSQL (skipped where PostgreSQL is not installed).
 BOTH_DATABASES = pytest.mark.parametrize("database_backend", ["sqlite", "postgres"], indirect=True)
+
+
+def load_bench(script: str) -> types.ModuleType:
+    """``bench/<script>`` as a module (the benchmarks are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{pathlib.Path(script).stem}", ROOT / "bench" / script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def server_settings_for_tests(**overrides) -> ServerSettings:

@@ -3,20 +3,15 @@ rests on this arithmetic, so it is checked on hand-made results."""
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from tests.helpers import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("round_scale_bench", ROOT / "bench" / "round_scale.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("round_scale.py")
 
 
 def _round(n, coordinator_peak, import_seconds=1.0, add_seconds=0.5, add=10_000):

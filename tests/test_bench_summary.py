@@ -3,21 +3,16 @@ recorded results rests on it, so it is checked on hand-made curves."""
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 
 import numpy as np
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from tests.helpers import load_bench
 
 
 @pytest.fixture(scope="module")
 def headline():
-    spec = importlib.util.spec_from_file_location("headline_bench", ROOT / "bench" / "headline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("headline.py")
 
 
 def _result(arm, seed, accuracies, labelled=(100, 200, 300), pool=1000):
@@ -74,10 +69,7 @@ def test_a_file_with_its_own_full_arm_ignores_the_other_file(headline):
 
 @pytest.fixture(scope="module")
 def clinc():
-    spec = importlib.util.spec_from_file_location("clinc_headline_bench", ROOT / "bench" / "clinc_headline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("clinc_headline.py")
 
 
 def test_largest_fall_between_rounds(clinc):
