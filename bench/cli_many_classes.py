@@ -152,7 +152,10 @@ def main() -> int:
             cli("import", str(workdir / "test.csv"), "--dataset", DATASET, "--split", "test")
             full_flags = "--seed-size 100% --max-rounds 1 --epochs 1 --watch --no-progress".split()
             out = cli("run", "--dataset", DATASET, *full_flags)
-            full_run = re.search(r"started run (\d+)", out).group(1)
+            started_run = re.search(r"started run (\d+)", out)
+            if started_run is None:
+                raise SystemExit(f"`lesslabels run` printed no run id:\n{out[-2000:]}")
+            full_run = started_run.group(1)
             full_rows = json.loads(cli("report", full_run, "--format", "json", "--no-plot"))["rounds"]
             full_accuracy = full_rows[-1]["accuracy"]
             compare_json = workdir / "compare.json"
