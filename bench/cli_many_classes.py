@@ -20,7 +20,9 @@ Every command's output goes to the log; the summary JSON holds the full-data acc
     python bench/cli_many_classes.py --classes 77 --rounds 4 --seeds 0 \\
         --out bench/results/cli_many_classes.json
 
-Reads ``../shared/data/clinc150`` (or ``--data``); writes nothing else outside a temporary folder.
+Reads ``../shared/data/clinc150`` (or ``--data``). Works in a temporary folder; the JSON, log and
+plot beside ``--out`` are replaced only when the whole run succeeded, and a failed run keeps its
+folder and names it.
 """
 
 from __future__ import annotations
@@ -141,9 +143,37 @@ def main() -> int:
 
     started = time.time()
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="lesslabels-cli-bench-"))
-    log_path = args.out.with_suffix(".log")
-    with open(log_path, "w", encoding="utf-8") as log:
+    # Everything is written in workdir and copied over the recorded files only when the whole run
+    # succeeded: a bad flag or a failed run leaves the recorded log, plot and JSON as they were.
+    try:
         subset = write_subset(args.data, args.classes, args.subset_seed, workdir)
+    except SystemExit:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    try:
+        result = measure(args, workdir, subset)
+    except BaseException:
+        print(f"the run failed; its files are in {workdir} (log: {workdir / 'run.log'})", file=sys.stderr)
+        raise
+    result = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": "python bench/cli_many_classes.py " + " ".join(sys.argv[1:]),
+        "wall_minutes": round((time.time() - started) / 60, 1),
+        "classes": args.classes,
+        "subset": subset,
+        **result,
+    }
+    shutil.copyfile(workdir / "run.log", args.out.with_suffix(".log"))
+    shutil.copyfile(workdir / "compare.png", args.out.with_suffix(".png"))
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    shutil.rmtree(workdir, ignore_errors=True)
+    print(f"full data {result['full_data']['accuracy']:.4f}; {args.out} and its .log, .png")
+    return 0
+
+
+def measure(args, workdir: pathlib.Path, subset: dict) -> dict:
+    """The commands against one stack; every command and its output go to ``workdir/run.log``."""
+    with open(workdir / "run.log", "w", encoding="utf-8") as log:
         log.write(f"{args.classes} intents (seed {args.subset_seed}): {subset['train']} train, {subset['test']} test\n")
         stack, addresses = start_stack(workdir / "state", log)
         try:
@@ -162,25 +192,15 @@ def main() -> int:
             cli(
                 "compare", "--dataset", DATASET, "--strategies", "clustered-entropy,random", "--seeds", args.seeds,
                 "--max-rounds", str(args.rounds), "--reference", str(full_accuracy), "--no-progress",
-                "--json", str(compare_json), "--plot", str(args.out.with_suffix(".png")),
+                "--json", str(compare_json), "--plot", str(workdir / "compare.png"),
             )  # fmt: skip
-            comparison = json.loads(compare_json.read_text())
         finally:
             stack.terminate()
             stack.wait(timeout=60)
-    result = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": "python bench/cli_many_classes.py " + " ".join(sys.argv[1:]),
-        "wall_minutes": round((time.time() - started) / 60, 1),
-        "classes": args.classes,
-        "subset": subset,
+    return {
         "full_data": {"run": int(full_run), "rows": full_rows, "accuracy": full_accuracy},
-        "compare": comparison,
+        "compare": json.loads(compare_json.read_text()),
     }
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    shutil.rmtree(workdir, ignore_errors=True)
-    print(f"full data {full_accuracy:.4f}; {args.out}, {log_path}")
-    return 0
 
 
 if __name__ == "__main__":
