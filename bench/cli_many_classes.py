@@ -163,6 +163,7 @@ def main() -> int:
         "subset": subset,
         **result,
     }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(workdir / "run.log", args.out.with_suffix(".log"))
     shutil.copyfile(workdir / "compare.png", args.out.with_suffix(".png"))
     args.out.write_text(json.dumps(result, indent=2) + "\n")
