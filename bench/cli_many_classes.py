@@ -4,7 +4,7 @@ The headlines drive the services from Python; this script types what a user type
 random ``--classes`` of CLINC150's 150 intents (train and test texts of those intents, seeded),
 writes them as two CSV files, then runs, each as its own process and in this order:
 
-    lesslabels up --state-dir STATE --no-web --*-port FREE      (until the end)
+    lesslabels up --state-dir STATE --no-web --*-port=0         (until the end)
     lesslabels import train.csv --dataset DS
     lesslabels import test.csv --dataset DS --split test
     lesslabels run --dataset DS --seed-size 100% --max-rounds 1 --epochs 1 --watch     (full data)
@@ -36,7 +36,6 @@ import pathlib
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,17 +45,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "clinc150"
 DATASET = "clinc-subset"
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def write_subset(data: pathlib.Path, classes: int, seed: int, folder: pathlib.Path) -> dict:
@@ -109,22 +97,23 @@ class Cli:
 
 
 def start_stack(state: pathlib.Path, log) -> tuple[subprocess.Popen, dict]:
-    ports = dict(zip(("pool", "trainer", "scorer", "coordinator"), free_ports(4), strict=True))
-    flags = [f"--{name}-port={port}" for name, port in ports.items()]
-    up_log = open(state.parent / "up.log", "w+", encoding="utf-8")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "lesslabels.cli.main", "up", "--state-dir", str(state), "--no-web", *flags],
-        stdout=up_log,
-        stderr=subprocess.STDOUT,
-    )
+    """``lesslabels up`` on ports it picks; the addresses are read from the export line it prints."""
+    flags = ["--no-web", *(f"--{name}-port=0" for name in ("pool", "trainer", "scorer", "coordinator"))]
+    up_log = state.parent / "up.log"
+    with open(up_log, "w", encoding="utf-8") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "lesslabels.cli.main", "up", "--state-dir", str(state), *flags],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         time.sleep(1)
-        up_log.seek(0)
-        text = up_log.read()
+        text = up_log.read_text(encoding="utf-8")
         if "ready" in text:
-            log.write(f"$ lesslabels up --state-dir {state} --no-web {' '.join(flags)}\n{text}")
-            return process, {name: f"127.0.0.1:{port}" for name, port in ports.items()}
+            log.write(f"$ lesslabels up --state-dir {state} {' '.join(flags)}\n{text}")
+            exported = dict(re.findall(r"LESSLABELS_(\w+)_ADDRESS=(\S+)", text))
+            return process, {"coordinator": exported["COORDINATOR"], "pool": exported["POOL"]}
         if process.poll() is not None:
             raise SystemExit(f"lesslabels up exited {process.returncode}:\n{text[-2000:]}")
     process.terminate()
