@@ -46,7 +46,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from lesslabels.scorer.engine import EngineConfig, parallelism  # noqa: E402
+from lesslabels.scorer.model_cache import CacheConfig, parallelism  # noqa: E402
 
 ATIS_TRAIN = ROOT.parent / "shared" / "data" / "atis" / "atis_intents_train.csv"
 
@@ -147,7 +147,7 @@ def run_mode(args, mode: str, texts: list[str]) -> tuple[np.ndarray, float, str]
     """Load, warm up, then time one scoring of ``texts`` in ``mode``: (probabilities, seconds, dtype)."""
     from lesslabels.common.checkpoints import CheckpointStore
     from lesslabels.common.config import ServerSettings
-    from lesslabels.scorer.engine import ModelSpec, ScorerEngine
+    from lesslabels.scorer.model_cache import ModelSpec, ModelCache
     from lesslabels.scorer.main import build_server
 
     store = CheckpointStore(args.checkpoint_dir)
@@ -157,14 +157,14 @@ def run_mode(args, mode: str, texts: list[str]) -> tuple[np.ndarray, float, str]
     # as `lesslabels scorer --threads N` sets itself up: batches side by side, one torch thread each
     workers, torch_threads = parallelism("cpu", args.threads, args.batch_workers)
     torch.set_num_threads(args.threads if mode == "a_reference" else torch_threads)
-    config = EngineConfig(precision=precision, device="cpu", refine_below=args.refine_below, batch_workers=workers)
+    config = CacheConfig(precision=precision, device="cpu", refine_below=args.refine_below, batch_workers=workers)
     if mode == "a_reference":
         reference_loop(checkpoint.path, texts[:64], args.max_length)  # warm up
         start = time.perf_counter()
         probs = reference_loop(checkpoint.path, texts, args.max_length)
         return probs, time.perf_counter() - start, "float32"
     if mode in ("b_engine", "b_engine_fp32"):
-        engine = ScorerEngine(store, config)
+        engine = ModelCache(store, config)
         try:
             engine.score(spec, texts[:64])  # load + warm up
             dtype = str(engine.load(spec).model.dtype or "torch.float32").replace("torch.", "")
@@ -177,7 +177,7 @@ def run_mode(args, mode: str, texts: list[str]) -> tuple[np.ndarray, float, str]
         ServerSettings(host="127.0.0.1", port=0, workers=16, grace_seconds=1),
         str(args.checkpoint_dir),
         "",
-        engine_config=config,
+        cache_config=config,
         max_texts=max(4096, args.request_size),
     )
     port = server.start()
@@ -185,7 +185,7 @@ def run_mode(args, mode: str, texts: list[str]) -> tuple[np.ndarray, float, str]
     try:
         address = f"127.0.0.1:{port}"
         grpc_mode(address, args.checkpoint, texts[:64], 2, 32)  # load + warm up
-        dtype = str(server.scorer_engine.load(spec).model.dtype or "torch.float32").replace("torch.", "")
+        dtype = str(server.model_cache.load(spec).model.dtype or "torch.float32").replace("torch.", "")
         start = time.perf_counter()
         probs = grpc_mode(address, args.checkpoint, texts, args.clients, args.request_size)
         return probs, time.perf_counter() - start, dtype
@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--refine-below",
         type=float,
-        default=EngineConfig().refine_below,
+        default=CacheConfig().refine_below,
         help="engine's fp32 re-scoring threshold for (b) and (c) [the scorer's default]",
     )
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "bench" / "results" / "score_cpu.json")
@@ -322,7 +322,7 @@ def main(argv=None) -> int:
 
     ref = outputs["a_reference"]
     best = {k: n / min(v) for k, v in runs.items()}
-    engine_config = EngineConfig(precision=args.precision, device="cpu", refine_below=args.refine_below)
+    engine_config = CacheConfig(precision=args.precision, device="cpu", refine_below=args.refine_below)
     result = {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python bench/score_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -28,7 +28,7 @@ from lesslabels.common import errors
 from lesslabels.inference import grpc_predict_v2_pb2 as pb
 from lesslabels.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from lesslabels.scorer import oip
-from lesslabels.scorer.engine import EngineConfig, ModelSpec
+from lesslabels.scorer.model_cache import CacheConfig, ModelSpec
 from lesslabels.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 from tests.helpers import server_settings_for_tests
 from tests.scorer_checkpoints import LABELS, RUN_ID, TEXTS, publish_tiny_checkpoint
@@ -74,7 +74,7 @@ def oip_server(store_and_id):
         server_settings_for_tests(max_message_bytes=256 * 1024),
         str(store_and_id[0].root),
         "",
-        engine_config=EngineConfig(max_wait_ms=5),
+        cache_config=CacheConfig(max_wait_ms=5),
         max_texts=20,
     )
     port = server.start()
@@ -148,7 +148,7 @@ def test_model_infer_raw_and_typed_agree_with_the_engine(oip_server):
     assert len(raw.raw_output_contents) == len(raw.outputs) == len(oip.OUTPUTS)
     assert all(not t.HasField("contents") for t in raw.outputs)
     got = _outputs(raw)
-    want = server.scorer_engine.score(ModelSpec(checkpoint_id=checkpoint_id), TEXTS)
+    want = server.model_cache.score(ModelSpec(checkpoint_id=checkpoint_id), TEXTS)
     assert got["probabilities"].shape == (len(TEXTS), 3)
     np.testing.assert_allclose(got["probabilities"], want.probabilities, atol=1e-4)
     np.testing.assert_allclose(got["entropy"], want.entropy, atol=1e-4)
@@ -340,7 +340,7 @@ def test_model_version_selects_the_checkpoint(oip_server, run_versions):
     ]:
         reply = _infer(stub, model, TEXTS, version)
         assert reply.model_version == run_versions[want] == reply.parameters["checkpoint_id"].string_param, version
-        expected = server.scorer_engine.score(ModelSpec(checkpoint_id=run_versions[want]), TEXTS).probabilities
+        expected = server.model_cache.score(ModelSpec(checkpoint_id=run_versions[want]), TEXTS).probabilities
         np.testing.assert_allclose(_outputs(reply)["probabilities"], expected, atol=1e-4)
     # Different versions really are different models (different weights, different scores).
     first = _outputs(_infer(stub, model, TEXTS, run_versions["round0"]))["probabilities"]
@@ -368,7 +368,7 @@ def test_unknown_versions_are_not_found_and_name_no_path(oip_server, run_version
     server, channel, checkpoint_id, _ = oip_server
     stub = _stub(channel)
     version = checkpoint_id if version == "other-run" else version  # a checkpoint of run 7, not of run 9
-    root = str(server.scorer_engine.store.root)
+    root = str(server.model_cache.store.root)
     calls = [
         lambda: _infer(stub, f"run-{VERSIONED_RUN}", ["x"], version),
         lambda: stub.ModelMetadata(pb.ModelMetadataRequest(name=f"run-{VERSIONED_RUN}", version=version), timeout=30),
@@ -389,12 +389,12 @@ def test_unknown_models_name_no_server_path(oip_server, model):
     with pytest.raises(grpc.RpcError) as info:
         _infer(_stub(channel), model, ["x"])
     assert info.value.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT)
-    assert str(server.scorer_engine.store.root) not in info.value.details()
+    assert str(server.model_cache.store.root) not in info.value.details()
 
 
 def test_unloadable_checkpoint_error_names_no_path(oip_server, tiny_bert_dir):
     server, channel, _, _ = oip_server
-    store = server.scorer_engine.store
+    store = server.model_cache.store
     broken = publish_tiny_checkpoint(store, tiny_bert_dir, run_id=77)
     (store.get(broken).path / "config.json").unlink()  # weights intact, the model cannot be built
     with pytest.raises(grpc.RpcError) as info:
@@ -405,8 +405,8 @@ def test_unloadable_checkpoint_error_names_no_path(oip_server, tiny_bert_dir):
 
 def test_ready_metadata_and_config_answer_from_manifests_without_loading(oip_server, run_versions):
     server, channel, _, _ = oip_server
-    engine, stub = server.scorer_engine, _stub(channel)
-    assert engine.loaded() == []
+    cache, stub = server.model_cache, _stub(channel)
+    assert cache.loaded() == []
     model = f"run-{VERSIONED_RUN}"
     for version in ("", "latest", "best", run_versions["round0"]):
         assert stub.ModelReady(pb.ModelReadyRequest(name=model, version=version), timeout=30).ready
@@ -420,20 +420,20 @@ def test_ready_metadata_and_config_answer_from_manifests_without_loading(oip_ser
     assert outputs["probabilities"] == (pb.TYPE_FP32, [-1, 3]) and outputs["truncated"] == (pb.TYPE_BOOL, [-1])
     assert json.loads(config.parameters["labels"].string_value) == LABELS
     assert config.parameters["checkpoint_id"].string_value == run_versions["best"]
-    assert engine.loaded() == []  # nothing was loaded by the probes
+    assert cache.loaded() == []  # nothing was loaded by the probes
     # ...and with a model loaded, they load nothing more and evict nothing.
     _infer(stub, model, ["x"], "best")
-    keys = [e.key for e in engine.loaded()]
+    keys = [e.key for e in cache.loaded()]
     for version in ("latest", run_versions["round0"]):
         stub.ModelReady(pb.ModelReadyRequest(name=model, version=version), timeout=30)
         stub.ModelMetadata(pb.ModelMetadataRequest(name=model, version=version), timeout=30)
-    assert [e.key for e in engine.loaded()] == keys
+    assert [e.key for e in cache.loaded()] == keys
 
 
 def test_classification_returns_top_k_strings_as_triton(oip_server):
     server, channel, checkpoint_id, _ = oip_server
     stub = _stub(channel)
-    want = server.scorer_engine.score(ModelSpec(checkpoint_id=checkpoint_id), TEXTS).probabilities  # [n, 3]
+    want = server.model_cache.score(ModelSpec(checkpoint_id=checkpoint_id), TEXTS).probabilities  # [n, 3]
     for k, width in [(2, 2), (1, 1), (10, 3)]:  # more than the classes: all of them, as Triton
         request = _raw_request(checkpoint_id, TEXTS)
         request.outputs.add(name="probabilities").parameters["classification"].int64_param = k
@@ -597,10 +597,10 @@ def test_with_real_tritonclient(oip_server, run_versions):
     assert got["config_inputs"] == [["text", "TYPE_STRING"]] and got["config_checkpoint"] == run_versions["best"]
     texts = ["flights to boston", "", "café"]
     assert got["round0_version"] == run_versions["round0"]
-    want = server.scorer_engine.score(ModelSpec(checkpoint_id=run_versions["round0"]), texts)
+    want = server.model_cache.score(ModelSpec(checkpoint_id=run_versions["round0"]), texts)
     np.testing.assert_allclose(np.array(got["probabilities"]), want.probabilities, atol=1e-4)
     np.testing.assert_allclose(np.array(got["entropy"]), want.entropy, atol=1e-4)
-    best = server.scorer_engine.score(ModelSpec(checkpoint_id=run_versions["best"]), texts).probabilities
+    best = server.model_cache.score(ModelSpec(checkpoint_id=run_versions["best"]), texts).probabilities
     assert got["best_version"] == run_versions["best"]
     assert got["top2"] == oip.classification_strings(best, LABELS, 2)
     assert got["stats"] == [[run_versions["best"], "3", "1"]]
@@ -669,10 +669,10 @@ def test_with_real_kserve_client(oip_server, run_versions):
     assert set(got["versions"]) == set(run_versions.values()) and got["inputs"] == [["text", "BYTES"]]
     texts = ["flights to boston", "", "café"]
     assert got["round0_version"] == run_versions["round0"]
-    want = server.scorer_engine.score(ModelSpec(checkpoint_id=run_versions["round0"]), texts)
+    want = server.model_cache.score(ModelSpec(checkpoint_id=run_versions["round0"]), texts)
     np.testing.assert_allclose(np.array(got["probabilities"]), want.probabilities, atol=1e-4)
     np.testing.assert_allclose(np.array(got["entropy"]), want.entropy, atol=1e-4)
-    best = server.scorer_engine.score(ModelSpec(checkpoint_id=run_versions["best"]), texts).probabilities
+    best = server.model_cache.score(ModelSpec(checkpoint_id=run_versions["best"]), texts).probabilities
     assert got["best_version"] == run_versions["best"]
     assert got["top2"] == oip.classification_strings(best, LABELS, 2)
     assert got["unknown_version"][0] == "NOT_FOUND" and "has no version 'nope'" in got["unknown_version"][1]

@@ -1,4 +1,4 @@
-"""Scorer: dynamic batcher, engine (tiny BERT checkpoint), ScorerService over real gRPC."""
+"""Scorer: dynamic batcher, model cache (tiny BERT checkpoint), ScorerService over real gRPC."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from lesslabels.common.checkpoints import CheckpointStore
 from lesslabels.modeling.batching import char_limit, cut_texts
 from lesslabels.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 from lesslabels.scorer.batching import BatcherClosed, DynamicBatcher, plan_batches
-from lesslabels.scorer.engine import EngineConfig, ModelSpec, ScorerEngine
+from lesslabels.scorer.model_cache import CacheConfig, ModelSpec, ModelCache
 from tests.helpers import server_settings_for_tests
 from tests.scorer_checkpoints import LABELS, RUN_ID, TEXTS, publish_tiny_checkpoint
 
@@ -26,11 +26,11 @@ pytestmark = pytest.mark.usefixtures("few_torch_threads")
 
 
 @pytest.fixture(scope="module")
-def engine(store_and_id, tiny_bert_dir):
-    config = EngineConfig(max_batch_size=4, max_tokens=64, max_wait_ms=20, model_dirs=(str(tiny_bert_dir),))
-    eng = ScorerEngine(store_and_id[0], config)
-    yield eng
-    eng.close()
+def cache(store_and_id, tiny_bert_dir):
+    config = CacheConfig(max_batch_size=4, max_tokens=64, max_wait_ms=20, model_dirs=(str(tiny_bert_dir),))
+    cache = ModelCache(store_and_id[0], config)
+    yield cache
+    cache.close()
 
 
 # -- batching ------------------------------------------------------------------------------
@@ -151,7 +151,7 @@ def test_batches_run_side_by_side_with_several_workers():
 
 
 def test_scorer_parallelism_is_one_worker_per_cpu_thread():
-    from lesslabels.scorer.engine import parallelism
+    from lesslabels.scorer.model_cache import parallelism
 
     assert parallelism("cpu", threads=2) == (2, 1)
     assert parallelism("cpu", threads=4, batch_workers=2) == (2, 2)
@@ -179,9 +179,9 @@ def test_closed_batcher_finishes_queued_work_and_refuses_new():
     assert batcher.submit([]).result(0) == []
 
 
-# -- engine --------------------------------------------------------------------------------
-def test_scores_are_distributions_and_uncertainty_matches(engine, store_and_id):
-    scores = engine.score(ModelSpec(checkpoint_id=store_and_id[1]), TEXTS)
+# -- model cache ---------------------------------------------------------------------------
+def test_scores_are_distributions_and_uncertainty_matches(cache, store_and_id):
+    scores = cache.score(ModelSpec(checkpoint_id=store_and_id[1]), TEXTS)
     assert scores.labels == LABELS and len(scores) == len(TEXTS)
     np.testing.assert_allclose(scores.probabilities.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(scores.entropy, uncertainty.entropy(scores.probabilities))
@@ -192,32 +192,32 @@ def test_scores_are_distributions_and_uncertainty_matches(engine, store_and_id):
     assert np.ptp(scores.probabilities[:, 0]) > 0.01
 
 
-def test_batching_does_not_change_results(engine, store_and_id):
+def test_batching_does_not_change_results(cache, store_and_id):
     spec = ModelSpec(checkpoint_id=store_and_id[1])
-    together = engine.score(spec, TEXTS).probabilities
-    alone = np.concatenate([engine.score(spec, [t]).probabilities for t in TEXTS])
+    together = cache.score(spec, TEXTS).probabilities
+    alone = np.concatenate([cache.score(spec, [t]).probabilities for t in TEXTS])
     np.testing.assert_allclose(together, alone, atol=1e-4)
 
 
-def test_empty_list_empty_string_and_truncation(engine, store_and_id):
+def test_empty_list_empty_string_and_truncation(cache, store_and_id):
     spec = ModelSpec(latest_of_run=RUN_ID)
-    empty = engine.score(spec, [])
+    empty = cache.score(spec, [])
     assert len(empty) == 0 and empty.probabilities.shape == (0, 3)
-    scored = engine.score(spec, ["", "word " * 100, "short text"])
+    scored = cache.score(spec, ["", "word " * 100, "short text"])
     assert scored.checkpoint_id == store_and_id[1]
     assert scored.truncated.tolist() == [False, True, False]  # max_length 16 from the manifest
     assert np.all(np.isfinite(scored.probabilities))
 
 
-def test_a_huge_text_is_cut_to_a_character_limit_before_tokenising(engine):
+def test_a_huge_text_is_cut_to_a_character_limit_before_tokenising(cache):
     """An 8 MiB text (issue 14: +1.16 GB and 27 s when tokenised whole) is cut to
     ``char_limit(max_length)`` characters first: same scores as its cut prefix, flagged truncated."""
     spec = ModelSpec(latest_of_run=RUN_ID)
     huge = "the flight from boston to denver " * (8 * 1024 * 1024 // 33)
     started = time.monotonic()
-    scored = engine.score(spec, [huge, "short text"])
+    scored = cache.score(spec, [huge, "short text"])
     elapsed = time.monotonic() - started
-    prefix = engine.score(spec, [huge[: char_limit(16)]])
+    prefix = cache.score(spec, [huge[: char_limit(16)]])
     assert scored.truncated.tolist() == [True, False]
     np.testing.assert_allclose(scored.probabilities[0], prefix.probabilities[0], atol=1e-5)
     assert elapsed < 10, f"scoring one 8 MiB text took {elapsed:.1f}s"
@@ -230,17 +230,17 @@ def test_cut_texts_flags_only_the_texts_it_cut():
     assert char_limit(512) == 512 * 64
 
 
-def test_embeddings_are_mean_pooled(engine, store_and_id):
-    scores = engine.score(ModelSpec(checkpoint_id=store_and_id[1]), ["hello there", "x"], embeddings=True)
+def test_embeddings_are_mean_pooled(cache, store_and_id):
+    scores = cache.score(ModelSpec(checkpoint_id=store_and_id[1]), ["hello there", "x"], embeddings=True)
     assert scores.embeddings.shape == (2, 32)
     assert not np.allclose(scores.embeddings[0], scores.embeddings[1])
 
 
 def test_bf16_with_fp32_refinement_of_uncertain_rows(store_and_id):
     spec = ModelSpec(checkpoint_id=store_and_id[1])
-    fp32 = ScorerEngine(store_and_id[0], EngineConfig(precision="fp32"))
+    fp32 = ModelCache(store_and_id[0], CacheConfig(precision="fp32"))
     # every row of the random 3-class head is below 1.01, so every row is re-scored in fp32
-    refined = ScorerEngine(store_and_id[0], EngineConfig(precision="bf16", refine_below=1.01))
+    refined = ModelCache(store_and_id[0], CacheConfig(precision="bf16", refine_below=1.01))
     try:
         assert refined.load(spec).model.dtype is not None  # bf16 autocast really is on
         np.testing.assert_allclose(
@@ -281,12 +281,12 @@ def test_last_layer_for_cls_only_gives_the_models_own_probabilities(store_and_id
 def test_refinement_rescores_only_the_uncertain_rows(store_and_id):
     spec = ModelSpec(checkpoint_id=store_and_id[1])
     texts = [f"{w} flight to city {i}" for i, w in enumerate(["cheap", "late", "first", "a", "my", "next"] * 4)]
-    fp32 = ScorerEngine(store_and_id[0], EngineConfig(precision="fp32"))
+    fp32 = ModelCache(store_and_id[0], CacheConfig(precision="fp32"))
     try:
         exact = fp32.score(spec, texts).probabilities
         threshold = float(np.median(exact.max(axis=1)))
-        mixed = ScorerEngine(store_and_id[0], EngineConfig(precision="bf16", refine_below=threshold))
-        plain = ScorerEngine(store_and_id[0], EngineConfig(precision="bf16", refine_below=0.0))
+        mixed = ModelCache(store_and_id[0], CacheConfig(precision="bf16", refine_below=threshold))
+        plain = ModelCache(store_and_id[0], CacheConfig(precision="bf16", refine_below=0.0))
         got, bf16 = mixed.score(spec, texts).probabilities, plain.score(spec, texts).probabilities
     finally:
         fp32.close()
@@ -319,50 +319,50 @@ def test_auto_precision_is_bf16_only_on_cpus_with_native_bf16(monkeypatch, tmp_p
     assert inference.autocast_dtype("bf16", cpu) == torch.bfloat16 and inference.autocast_dtype("fp32", cpu) is None
 
 
-def test_engine_with_batch_workers_gives_the_same_scores(store_and_id, engine):
+def test_cache_with_batch_workers_gives_the_same_scores(store_and_id, cache):
     spec = ModelSpec(checkpoint_id=store_and_id[1])
     texts = [f"{w} flight to city {i}" * (i % 3 + 1) for i, w in enumerate(["cheap", "late", "first"] * 5)]
-    parallel = ScorerEngine(store_and_id[0], EngineConfig(max_batch_size=4, max_tokens=64, batch_workers=2))
+    parallel = ModelCache(store_and_id[0], CacheConfig(max_batch_size=4, max_tokens=64, batch_workers=2))
     try:
         np.testing.assert_allclose(
-            parallel.score(spec, texts).probabilities, engine.score(spec, texts).probabilities, atol=1e-5
+            parallel.score(spec, texts).probabilities, cache.score(spec, texts).probabilities, atol=1e-5
         )
     finally:
         parallel.close()
     with pytest.raises(ValueError, match="batch_workers"):
-        ScorerEngine(store_and_id[0], EngineConfig(batch_workers=0))
+        ModelCache(store_and_id[0], CacheConfig(batch_workers=0))
 
 
-def test_unknown_checkpoint_and_run_are_not_found(engine):
+def test_unknown_checkpoint_and_run_are_not_found(cache):
     with pytest.raises(errors.NotFound, match="nope"):
-        engine.score(ModelSpec(checkpoint_id="nope"), ["x"])
+        cache.score(ModelSpec(checkpoint_id="nope"), ["x"])
     with pytest.raises(errors.NotFound, match="run 999"):
-        engine.score(ModelSpec(latest_of_run=999), ["x"])
+        cache.score(ModelSpec(latest_of_run=999), ["x"])
 
 
-def test_base_model_gives_embeddings_only(engine, tiny_bert_dir):
+def test_base_model_gives_embeddings_only(cache, tiny_bert_dir):
     spec = ModelSpec(base_model=str(tiny_bert_dir))
-    scores = engine.score(spec, ["a b c"], embeddings=True)
+    scores = cache.score(spec, ["a b c"], embeddings=True)
     assert scores.embeddings.shape == (1, 32) and scores.labels == []
     with pytest.raises(errors.InvalidArgument, match="only embeddings"):
-        engine.score(spec, ["a b c"])
-    assert engine.unload(f"base:{tiny_bert_dir}")
+        cache.score(spec, ["a b c"])
+    assert cache.unload(f"base:{tiny_bert_dir}")
 
 
 def test_lru_cache_evicts_least_recently_used(tmp_path, tiny_bert_dir):
     store = CheckpointStore(tmp_path)
     first = publish_tiny_checkpoint(store, tiny_bert_dir, run_id=1, seed=1)
     second = publish_tiny_checkpoint(store, tiny_bert_dir, run_id=2, seed=2)
-    eng = ScorerEngine(store, EngineConfig(cache_size=1))
+    cache = ModelCache(store, CacheConfig(cache_size=1))
     try:
-        a = eng.score(ModelSpec(checkpoint_id=first), ["hi"]).probabilities
-        eng.score(ModelSpec(checkpoint_id=second), ["hi"])
-        assert [e.key for e in eng.loaded()] == [second]
-        again = eng.score(ModelSpec(checkpoint_id=first), ["hi"]).probabilities  # reloads transparently
+        a = cache.score(ModelSpec(checkpoint_id=first), ["hi"]).probabilities
+        cache.score(ModelSpec(checkpoint_id=second), ["hi"])
+        assert [e.key for e in cache.loaded()] == [second]
+        again = cache.score(ModelSpec(checkpoint_id=first), ["hi"]).probabilities  # reloads transparently
         np.testing.assert_allclose(a, again, atol=1e-6)
-        assert [e.key for e in eng.loaded()] == [first]
+        assert [e.key for e in cache.loaded()] == [first]
     finally:
-        eng.close()
+        cache.close()
 
 
 # -- the best checkpoint of a run ------------------------------------------------------------
@@ -431,7 +431,7 @@ def scorer(store_and_id, pool_address):
         server_settings_for_tests(max_message_bytes=256 * 1024),
         str(store_and_id[0].root),
         pool_address,
-        engine_config=EngineConfig(max_batch_size=8, max_tokens=256, max_wait_ms=10),
+        cache_config=CacheConfig(max_batch_size=8, max_tokens=256, max_wait_ms=10),
         max_texts=50,
     )
     port = server.start()
@@ -526,7 +526,7 @@ def test_concurrent_grpc_callers_get_their_own_rows(scorer):
         for i in range(16)
     ]
     expected = [
-        server.scorer_engine.score(ModelSpec(checkpoint_id=checkpoint_id), texts).probabilities for texts in requests
+        server.model_cache.score(ModelSpec(checkpoint_id=checkpoint_id), texts).probabilities for texts in requests
     ]
 
     def call(texts):
@@ -586,7 +586,7 @@ def test_bad_score_requests_get_clear_status_and_server_stays_serving(scorer, re
         stub.Score(scorer_pb2.ScoreRequest(**request_kw), timeout=30)
     assert info.value.code() == code
     assert fragment in info.value.details()
-    assert str(server.scorer_engine.store.root) not in info.value.details()  # no server paths in errors
+    assert str(server.model_cache.store.root) not in info.value.details()  # no server paths in errors
     assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
     ok = stub.Score(scorer_pb2.ScoreRequest(model=_ref(run=RUN_ID), texts=["still works"]), timeout=30)
     assert len(ok.scores) == 1
@@ -643,7 +643,7 @@ def test_score_pool_streams_chunks_in_pages(scorer):
         )
     )
     text_of = {s.id: s.text for p in pages for s in p.samples}
-    direct = server.scorer_engine.score(ModelSpec(checkpoint_id=checkpoint_id), [text_of[i] for i in ids]).probabilities
+    direct = server.model_cache.score(ModelSpec(checkpoint_id=checkpoint_id), [text_of[i] for i in ids]).probabilities
     streamed = np.array([list(s.probabilities) for c in chunks for s in c.scores])
     np.testing.assert_allclose(streamed, direct, atol=1e-4)
     # the test split with include_all carries gold labels for evaluation
@@ -817,9 +817,9 @@ def test_real_minilm_checkpoint_scores(tmp_path):
     with store.publish(manifest) as folder:
         model.save_pretrained(folder)
         AutoTokenizer.from_pretrained(base).save_pretrained(folder)
-    eng = ScorerEngine(store)
+    cache = ModelCache(store)
     try:
-        scores = eng.score(ModelSpec(latest_of_run=3), TEXTS + ["flight " * 200], embeddings=True)
+        scores = cache.score(ModelSpec(latest_of_run=3), TEXTS + ["flight " * 200], embeddings=True)
         assert scores.probabilities.shape == (len(TEXTS) + 1, 3)
         assert scores.embeddings.shape[1] == 384
         assert scores.truncated.tolist() == [False] * len(TEXTS) + [True]
@@ -829,7 +829,7 @@ def test_real_minilm_checkpoint_scores(tmp_path):
             ref = torch.softmax(model.eval()(**enc).logits, -1).numpy()
         np.testing.assert_allclose(scores.probabilities[: len(TEXTS)], ref, atol=1e-4)
     finally:
-        eng.close()
+        cache.close()
 
 
 def test_model_dir_flag_is_repeatable_and_falls_back_to_the_environment(tmp_path, monkeypatch):

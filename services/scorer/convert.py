@@ -1,15 +1,16 @@
-"""Conversion between scorer protos and the engine's domain objects. The only place both meet."""
+"""Conversion between scorer protos and the model cache's domain objects. The only place both meet."""
 
 from __future__ import annotations
 
-from lesslabels.common import errors, vocabulary
+from lesslabels.common import errors
+from lesslabels.contract import wire
 from lesslabels.common.timeutil import rfc3339
 from lesslabels.v1 import common_pb2, scorer_pb2
-from lesslabels.scorer.engine import LoadedEntry, ModelSpec, Scores
+from lesslabels.scorer.model_cache import LoadedEntry, ModelSpec, Scores
 
 SPLIT_NAMES = {
     common_pb2.SPLIT_UNSPECIFIED: "train",
-    **vocabulary.SPLIT_TO_CORE,
+    **wire.SPLIT_TO_CORE,
 }  # train: ScorePool's documented default
 
 

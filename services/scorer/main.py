@@ -24,7 +24,7 @@ from lesslabels.common.logs import setup_logging
 from lesslabels.common.server import Server
 from lesslabels.modeling import models
 from lesslabels.scorer import oip
-from lesslabels.scorer.engine import EngineConfig, ModelSpec, ScorerEngine, parallelism
+from lesslabels.scorer.model_cache import CacheConfig, ModelSpec, ModelCache, parallelism
 from lesslabels.scorer.servicer import DEFAULT_MAX_TEXTS, ScorerServicer, registration
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,9 @@ DEFAULT_CHECKPOINT_DIR = ".lesslabels/checkpoints"
 
 
 class ScorerServer(Server):
-    """The scorer's server, with its engine for in-process use."""
+    """The scorer's server, with its model cache for in-process use."""
 
-    scorer_engine: ScorerEngine
+    model_cache: ModelCache
 
 
 def build_server(
@@ -44,24 +44,26 @@ def build_server(
     checkpoint_dir: str,
     pool_address: str = "",
     *,
-    engine_config: EngineConfig | None = None,
+    cache_config: CacheConfig | None = None,
     max_texts: int = DEFAULT_MAX_TEXTS,
     pool_token: str = "",
     pool_tls: ClientTLS | None = None,
     pool_stream_timeout: float = 3600.0,
+    engine_config: CacheConfig | None = None,
 ) -> ScorerServer:
     """A scorer server (not started). ``start()`` it, then ``set_serving()``; ``stop()`` closes the
-    models and the pool channel. ``server.scorer_engine`` is the engine, for in-process use."""
-    engine = ScorerEngine(CheckpointStore(checkpoint_dir), engine_config or EngineConfig())
+    models and the pool channel. ``server.model_cache`` is the model cache, for in-process use.
+    ``engine_config`` is the former name of ``cache_config``, still accepted."""
+    cache = ModelCache(CheckpointStore(checkpoint_dir), cache_config or engine_config or CacheConfig())
     pool = PoolClient(pool_address, token=pool_token, tls=pool_tls) if pool_address else None
-    scorer = ScorerServicer(engine, pool=pool, max_texts=max_texts, pool_stream_timeout=pool_stream_timeout)
+    scorer = ScorerServicer(cache, pool=pool, max_texts=max_texts, pool_stream_timeout=pool_stream_timeout)
     holder: list[Server] = []
     # OIP ServerReady mirrors the health status (NOT_SERVING until set_serving).
-    inference = oip.InferenceServicer(engine, max_texts=max_texts, ready=lambda: _is_serving(holder[0]))
+    inference = oip.InferenceServicer(cache, max_texts=max_texts, ready=lambda: _is_serving(holder[0]))
     server = ScorerServer(settings, [registration(scorer), oip.registration(inference)], name="scorer")
     holder.append(server)
-    server.scorer_engine = engine
-    server.on_stop(engine.close)
+    server.model_cache = cache
+    server.on_stop(cache.close)
     if pool is not None:
         server.on_stop(pool.close)
     return server
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         models.check_loadable("default")
     except (errors.InvalidArgument, ModuleNotFoundError) as exc:
         parser.error(f"the bundled base model cannot be loaded: {exc}")
-    config = EngineConfig(
+    config = CacheConfig(
         cache_size=args.cache_size,
         device=args.device,
         precision=args.precision,
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         settings,
         args.checkpoint_dir,
         args.pool_address,
-        engine_config=config,
+        cache_config=config,
         max_texts=args.max_texts,
         pool_token=settings.outbound_token,
         pool_tls=settings.client_tls,
@@ -154,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         # Health stays NOT_SERVING until the pool answers: the scorer waits, it does not crash.
         wait_until_serving(args.pool_address, timeout=600.0, token=settings.outbound_token, tls=settings.client_tls)
     for name in filter(None, (n.strip() for n in args.preload.split(","))):
-        server.scorer_engine.load(oip.spec_from_model_name(name))
+        server.model_cache.load(oip.spec_from_model_name(name))
     server.set_serving()
     server.serve_forever()
     return 0

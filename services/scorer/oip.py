@@ -37,7 +37,7 @@ from lesslabels.common.checkpoints import Checkpoint
 from lesslabels.common.server import ServiceRegistration
 from lesslabels.inference import grpc_predict_v2_pb2 as pb
 from lesslabels.inference import grpc_predict_v2_pb2_grpc as pb_grpc
-from lesslabels.scorer.engine import ModelSpec, ScorerEngine, Scores
+from lesslabels.scorer.model_cache import ModelSpec, ModelCache, Scores
 from lesslabels.scorer.servicer import _remaining, check_request_size
 from lesslabels.scorer.statistics import Duration, InferenceStatistics, ModelStats
 
@@ -88,15 +88,15 @@ def spec_from_model_version(name: str, version: str) -> ModelSpec:
     return ModelSpec(checkpoint_id=version)
 
 
-def resolve_checkpoint(engine: ScorerEngine, name: str, version: str) -> Checkpoint:
+def resolve_checkpoint(cache: ModelCache, name: str, version: str) -> Checkpoint:
     """The published checkpoint ``name``/``version`` selects, from the manifests (nothing is loaded)."""
     spec = spec_from_model_version(name, version)
     run = _RUN_NAME.match(name)
     if not run or version in ("", LATEST, BEST):
-        return engine.checkpoint(spec)  # its NotFound says what is missing (a run's checkpoint, metrics)
+        return cache.checkpoint(spec)  # its NotFound says what is missing (a run's checkpoint, metrics)
     expected = f"versions are {errors.quote(LATEST)}, {errors.quote(BEST)} or the id of one of run {run.group(1)}'s checkpoints"
     try:
-        checkpoint = engine.checkpoint(spec)
+        checkpoint = cache.checkpoint(spec)
     except (errors.NotFound, errors.InvalidArgument):
         raise errors.NotFound(
             f"model {errors.quote(name)} has no version {errors.quote(version)}: {expected}"
@@ -327,9 +327,9 @@ def model_statistics_to_proto(stats: ModelStats) -> pb.ModelStatistics:
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(
-        self, engine: ScorerEngine, *, max_texts: int, ready=lambda: True, statistics: InferenceStatistics | None = None
+        self, cache: ModelCache, *, max_texts: int, ready=lambda: True, statistics: InferenceStatistics | None = None
     ):
-        self.engine = engine
+        self.cache = cache
         self.max_texts = max_texts
         self._ready = ready
         self.statistics = statistics or InferenceStatistics()
@@ -346,7 +346,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         if not request.name:
             raise errors.InvalidArgument("model name is required (a checkpoint id, or run-<id> for a run)")
         try:
-            checkpoint = resolve_checkpoint(self.engine, request.name, request.version)
+            checkpoint = resolve_checkpoint(self.cache, request.name, request.version)
         except (errors.NotFound, errors.InvalidArgument, errors.FailedPrecondition):
             return pb.ModelReadyResponse(ready=False)
         return pb.ModelReadyResponse(ready=bool(checkpoint.labels))
@@ -355,10 +355,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.ServerMetadataResponse(name=SERVER_NAME, version=SERVER_VERSION, extensions=[])
 
     def ModelMetadata(self, request, context):
-        checkpoint = resolve_checkpoint(self.engine, request.name, request.version)
+        checkpoint = resolve_checkpoint(self.cache, request.name, request.version)
         versions = [checkpoint.id]
         if _RUN_NAME.match(request.name):  # every checkpoint of the run, newest first
-            versions = [c.id for c in self.engine.store.list(checkpoint.run_id)]
+            versions = [c.id for c in self.cache.store.list(checkpoint.run_id)]
         meta = pb.ModelMetadataResponse(name=request.name, versions=versions, platform=PLATFORM)
         inputs, outputs = _tensor_metadata(len(checkpoint.labels))
         for name, datatype, shape in inputs:
@@ -368,7 +368,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return meta
 
     def ModelConfig(self, request, context):
-        checkpoint = resolve_checkpoint(self.engine, request.name, request.version)
+        checkpoint = resolve_checkpoint(self.cache, request.name, request.version)
         return pb.ModelConfigResponse(config=model_config(request.name, checkpoint))
 
     def ModelStatistics(self, request, context):
@@ -377,14 +377,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 raise errors.InvalidArgument("a version needs a model name")
             found = self.statistics.snapshot()
         else:
-            checkpoint = resolve_checkpoint(self.engine, request.name, request.version)
+            checkpoint = resolve_checkpoint(self.cache, request.name, request.version)
             version = checkpoint.id if request.version else ""
             found = self.statistics.snapshot(request.name, version) or [ModelStats(request.name, checkpoint.id)]
         return pb.ModelStatisticsResponse(model_stats=[model_statistics_to_proto(s) for s in found])
 
     def ModelInfer(self, request, context):
         started = time.perf_counter_ns()
-        checkpoint = resolve_checkpoint(self.engine, request.model_name, request.model_version)
+        checkpoint = resolve_checkpoint(self.cache, request.model_name, request.model_version)
         try:
             check_request_parameters(request)
             texts = texts_from_request(request, self.max_texts)
@@ -392,7 +392,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             if not checkpoint.labels:
                 raise errors.InvalidArgument(f"model {errors.quote(request.model_name)} has no classification head")
             scoring = time.perf_counter_ns()
-            scores = self.engine.score(ModelSpec(checkpoint_id=checkpoint.id), texts, timeout=_remaining(context))
+            scores = self.cache.score(ModelSpec(checkpoint_id=checkpoint.id), texts, timeout=_remaining(context))
             infer_ns = time.perf_counter_ns() - scoring
             response = infer_response(request, outputs, scores)
         except Exception:

@@ -1,4 +1,4 @@
-"""ScorerService: thin handlers around the engine (validate, convert, call the core, convert back)."""
+"""ScorerService: thin handlers around the model cache (validate, convert, call the core, convert back)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from lesslabels.common.server import ServiceRegistration
 from lesslabels.client import PoolClient
 from lesslabels.v1 import scorer_pb2, scorer_pb2_grpc
 from lesslabels.scorer import convert
-from lesslabels.scorer.engine import ScorerEngine
+from lesslabels.scorer.model_cache import ModelCache
 from lesslabels.scorer.pool_source import CancelScope, iter_pool_pages
 
 log = logging.getLogger(__name__)
@@ -33,13 +33,13 @@ def check_request_size(n_texts: int, max_texts: int) -> None:
 class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
     def __init__(
         self,
-        engine: ScorerEngine,
+        cache: ModelCache,
         *,
         pool: PoolClient | None = None,
         max_texts: int = DEFAULT_MAX_TEXTS,
         pool_stream_timeout: float = 3600.0,
     ):
-        self.engine = engine
+        self.cache = cache
         self.max_texts = max_texts
         self._pool = pool
         self._pool_stream_timeout = pool_stream_timeout
@@ -47,7 +47,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
     def Score(self, request, context):
         check_request_size(len(request.texts), self.max_texts)
         spec = convert.spec_from_proto(request.model)
-        scores = self.engine.score(
+        scores = self.cache.score(
             spec, list(request.texts), embeddings=request.include_embeddings, timeout=_remaining(context)
         )
         return convert.score_response_to_proto(scores, omit_probabilities=request.omit_probabilities)
@@ -71,7 +71,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         if split is None:
             raise errors.InvalidArgument(f"unknown split {request.split}")
         spec = convert.spec_from_proto(request.model)
-        entry = self.engine.load(spec)  # NOT_FOUND before any pool traffic
+        entry = self.cache.load(spec)  # NOT_FOUND before any pool traffic
         cancelled = threading.Event()
         finished = threading.Event()
         done = 0
@@ -104,7 +104,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
             for page in pages:
                 if cancelled.is_set():
                     return
-                scores = self.engine.score(spec, page.texts, embeddings=request.include_embeddings)
+                scores = self.cache.score(spec, page.texts, embeddings=request.include_embeddings)
                 done += len(page.texts)
                 yield scorer_pb2.ScorePoolChunk(
                     checkpoint_id=scores.checkpoint_id or entry.key,
@@ -123,16 +123,16 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
             log.info("event=score_pool_done dataset=%s run=%s scored=%d", request.dataset, request.run_id, done)
 
     def LoadCheckpoint(self, request, context):
-        entry = self.engine.load(convert.spec_from_proto(request.model))
+        entry = self.cache.load(convert.spec_from_proto(request.model))
         return convert.loaded_to_proto(entry)
 
     def ListLoaded(self, request, context):
-        return scorer_pb2.ListLoadedResponse(models=[convert.loaded_to_proto(e) for e in self.engine.loaded()])
+        return scorer_pb2.ListLoadedResponse(models=[convert.loaded_to_proto(e) for e in self.cache.loaded()])
 
     def UnloadCheckpoint(self, request, context):
         if not request.checkpoint_id:
             raise errors.InvalidArgument("checkpoint_id is required")
-        return scorer_pb2.UnloadCheckpointResponse(unloaded=self.engine.unload(request.checkpoint_id))
+        return scorer_pb2.UnloadCheckpointResponse(unloaded=self.cache.unload(request.checkpoint_id))
 
 
 def _remaining(context) -> float | None:
