@@ -18,7 +18,9 @@ from lesslabels.common.checkpoints import CheckpointStore
 from lesslabels.modeling.batching import char_limit, cut_texts
 from lesslabels.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 from lesslabels.scorer.batching import BatcherClosed, DynamicBatcher, plan_batches
-from lesslabels.scorer.model_cache import CacheConfig, ModelSpec, ModelCache
+from lesslabels.scorer.model_cache import CacheConfig, ModelCache, ModelSpec
+from lesslabels.scorer.pool_scoring import PoolQuery, PoolScoring
+from lesslabels.scorer.pool_source import PoolPage
 from tests.helpers import server_settings_for_tests
 from tests.scorer_checkpoints import LABELS, RUN_ID, TEXTS, publish_tiny_checkpoint
 
@@ -331,6 +333,55 @@ def test_cache_with_batch_workers_gives_the_same_scores(store_and_id, cache):
         parallel.close()
     with pytest.raises(ValueError, match="batch_workers"):
         ModelCache(store_and_id[0], CacheConfig(batch_workers=0))
+
+
+def _fake_pages(texts, asked):
+    """A pool reader over ``texts`` (sample i has id 100 + i) that records what it was asked."""
+
+    def read_pages(*, page_size, cancel, **query):
+        asked.update(query, page_size=page_size)
+        for start in range(0, len(texts), page_size):
+            if cancel.is_set():
+                return
+            ids = list(range(100 + start, 100 + min(start + page_size, len(texts))))
+            yield PoolPage(ids, texts[start : start + page_size], [], len(texts))
+
+    return read_pages
+
+
+def test_pool_scoring_scores_each_page_and_stops_when_cancelled(cache, store_and_id, caplog):
+    spec = ModelSpec(checkpoint_id=store_and_id[1])
+    asked: dict = {}
+    query = PoolQuery("toy", spec, subset_size=5, subset_seed=3, chunk_size=50)
+    chunks = list(PoolScoring(cache, _fake_pages(TEXTS, asked), query, max_chunk=3))
+    # chunk_size is capped by max_chunk; each chunk carries its page's ids and the scores of its texts
+    assert asked["page_size"] == 3 and asked["subset_size"] == 5 and asked["subset_seed"] == 3
+    assert [c.sample_ids for c in chunks] == [[100, 101, 102], [103, 104, 105], [106]]
+    assert [(c.done, c.total) for c in chunks] == [(3, 7), (6, 7), (7, 7)]
+    assert all(c.checkpoint_id == store_and_id[1] for c in chunks)
+    together = np.concatenate([c.scores.probabilities for c in chunks])
+    np.testing.assert_allclose(together, cache.score(spec, TEXTS).probabilities, atol=1e-5)
+
+    caplog.set_level(logging.INFO, logger="lesslabels.scorer.pool_scoring")
+    scoring = PoolScoring(cache, _fake_pages(TEXTS, {}), PoolQuery("toy", spec, chunk_size=2), max_chunk=100)
+    scored = iter(scoring)
+    assert len(next(scored).sample_ids) == 2
+    scoring.cancel()
+    assert list(scored) == []  # no further page is read or scored
+    assert "event=score_pool_cancelled dataset=toy done=2" in caplog.text
+    assert "event=score_pool_done" not in caplog.text
+
+
+def test_pool_query_refuses_what_cannot_be_scored():
+    spec = ModelSpec(checkpoint_id="c")
+    for kwargs, fragment in (
+        (dict(dataset=""), "dataset is required"),
+        (dict(chunk_size=-1), "chunk_size must not be negative, got -1"),
+        (dict(subset_size=-2), "subset.size must not be negative, got -2"),
+        (dict(subset_size=2, sample_ids=(1,)), "random subset or sample_ids, not both"),
+    ):
+        with pytest.raises(errors.InvalidArgument, match=fragment):
+            PoolQuery(**{"dataset": "toy", "spec": spec, **kwargs})
 
 
 def test_unknown_checkpoint_and_run_are_not_found(cache):
@@ -752,7 +803,7 @@ def test_score_pool_errors_and_cancellation(scorer, caplog):
     with pytest.raises(grpc.RpcError) as info:
         list(stub.ScorePool(scorer_pb2.ScorePoolRequest(model=_ref("gone"), dataset="toy"), timeout=30))
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
-    caplog.set_level(logging.INFO, logger="lesslabels.scorer.servicer")
+    caplog.set_level(logging.INFO, logger="lesslabels.scorer.pool_scoring")
     call = stub.ScorePool(
         scorer_pb2.ScorePoolRequest(model=_ref(checkpoint_id), dataset="toy", chunk_size=2), timeout=60
     )

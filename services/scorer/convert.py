@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from lesslabels.common import errors
-from lesslabels.contract import wire
+from lesslabels.common.shards import shard_from_proto
 from lesslabels.common.timeutil import rfc3339
-from lesslabels.v1 import common_pb2, scorer_pb2
+from lesslabels.contract import wire
 from lesslabels.scorer.model_cache import LoadedEntry, ModelSpec, Scores
+from lesslabels.scorer.pool_scoring import PoolChunk, PoolQuery
+from lesslabels.v1 import common_pb2, scorer_pb2
 
 SPLIT_NAMES = {
     common_pb2.SPLIT_UNSPECIFIED: "train",
@@ -71,4 +73,36 @@ def loaded_to_proto(entry: LoadedEntry) -> scorer_pb2.LoadedModel:
         device=str(entry.model.device),
         max_length=entry.model.max_length,
         loaded_at=rfc3339(entry.loaded_at),
+    )
+
+
+def pool_query_from_proto(request: scorer_pb2.ScorePoolRequest) -> PoolQuery:
+    """The samples and model a ScorePool request asks for; InvalidArgument when it is not valid."""
+    split = SPLIT_NAMES.get(request.split)
+    if split is None:
+        raise errors.InvalidArgument(f"unknown split {request.split}")
+    return PoolQuery(
+        dataset=request.dataset,
+        spec=spec_from_proto(request.model),
+        split=split,
+        run_id=request.run_id,
+        include_all=request.include_all,
+        subset_size=request.subset.size,
+        subset_seed=request.subset.seed,
+        sample_ids=tuple(request.sample_ids),
+        shard=shard_from_proto(request),
+        chunk_size=request.chunk_size,
+        embeddings=request.include_embeddings,
+    )
+
+
+def pool_chunk_to_proto(chunk: PoolChunk, *, omit_probabilities: bool = False) -> scorer_pb2.ScorePoolChunk:
+    return scorer_pb2.ScorePoolChunk(
+        checkpoint_id=chunk.checkpoint_id,
+        labels=chunk.scores.labels,
+        sample_ids=chunk.sample_ids,
+        scores=text_scores_to_proto(chunk.scores, omit_probabilities=omit_probabilities),
+        done=chunk.done,
+        total=chunk.total,
+        gold_labels=chunk.gold_labels,
     )

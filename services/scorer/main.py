@@ -25,7 +25,8 @@ from lesslabels.common.server import Server
 from lesslabels.modeling import models
 from lesslabels.scorer import oip
 from lesslabels.scorer.model_cache import CacheConfig, ModelSpec, ModelCache, parallelism
-from lesslabels.scorer.servicer import DEFAULT_MAX_TEXTS, ScorerServicer, registration
+from lesslabels.scorer.limits import DEFAULT_MAX_TEXTS
+from lesslabels.scorer.servicer import ScorerServicer, registration
 
 log = logging.getLogger(__name__)
 

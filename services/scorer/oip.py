@@ -38,7 +38,8 @@ from lesslabels.common.server import ServiceRegistration
 from lesslabels.inference import grpc_predict_v2_pb2 as pb
 from lesslabels.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from lesslabels.scorer.model_cache import ModelSpec, ModelCache, Scores
-from lesslabels.scorer.servicer import _remaining, check_request_size
+from lesslabels.scorer.deadline import time_left
+from lesslabels.scorer.limits import check_request_size
 from lesslabels.scorer.statistics import Duration, InferenceStatistics, ModelStats
 
 SERVER_NAME = "lesslabels-scorer"
@@ -392,7 +393,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             if not checkpoint.labels:
                 raise errors.InvalidArgument(f"model {errors.quote(request.model_name)} has no classification head")
             scoring = time.perf_counter_ns()
-            scores = self.cache.score(ModelSpec(checkpoint_id=checkpoint.id), texts, timeout=_remaining(context))
+            scores = self.cache.score(ModelSpec(checkpoint_id=checkpoint.id), texts, timeout=time_left(context))
             infer_ns = time.perf_counter_ns() - scoring
             response = infer_response(request, outputs, scores)
         except Exception:

@@ -12,7 +12,7 @@ import threading
 from collections.abc import Iterator, Sequence
 
 from lesslabels.client import PoolClient
-from lesslabels.client.pool import MAX_PAGE, SPLITS
+from lesslabels.client.pool import MAX_PAGE
 from lesslabels.common import errors
 from lesslabels.common.shards import Shard
 
@@ -20,26 +20,30 @@ log = logging.getLogger(__name__)
 
 
 class CancelScope:
-    """Cancels the pool call in flight when the scorer's own caller goes away."""
+    """Set once when the scorer's own caller goes away: the work checks ``is_set()`` between steps,
+    and the pool call in flight (``attach``) is cancelled at once."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._current = None
-        self._cancelled = False
+        self._cancelled = threading.Event()
 
     def attach(self, call) -> None:
         with self._lock:
             self._current = call
-            cancelled = self._cancelled
+            cancelled = self._cancelled.is_set()
         if cancelled:
             call.cancel()
 
     def cancel(self) -> None:
         with self._lock:
-            self._cancelled = True
+            self._cancelled.set()
             call = self._current
         if call is not None:
             call.cancel()
+
+    def is_set(self) -> bool:
+        return self._cancelled.is_set()
 
 
 @dataclasses.dataclass
@@ -58,16 +62,15 @@ def iter_pool_pages(
     run_id: int,
     include_all: bool,
     page_size: int,
-    cancelled: threading.Event,
+    cancel: CancelScope,
     stream_timeout: float,
     max_resumes: int = 3,
-    scope: CancelScope | None = None,
     subset_size: int = 0,
     subset_seed: int = 0,
     sample_ids: Sequence[int] = (),
     shard: Shard | None = None,
 ) -> Iterator[PoolPage]:
-    """Yield pages of at most ``page_size`` samples until the pool is exhausted or ``cancelled`` is set.
+    """Yield pages of at most ``page_size`` samples until the pool is exhausted or ``cancel`` is set.
 
     ``subset_size``/``subset_seed``: only the random subset the pool draws (a resumed stream asks for
     the same one); ``sample_ids``: only those samples; ``shard``: only that shard of them."""
@@ -75,7 +78,7 @@ def iter_pool_pages(
     token = ""
     total = 0
     resumes = 0
-    while not cancelled.is_set():
+    while not cancel.is_set():
         stream = pool.sample_pages(
             dataset,
             split=split,
@@ -90,11 +93,10 @@ def iter_pool_pages(
             shard=shard,
             timeout=stream_timeout,
         )
-        if scope is not None:
-            scope.attach(stream)  # the pool's stream stops as soon as our caller goes away
+        cancel.attach(stream)  # the pool's stream stops as soon as our caller goes away
         try:
             for page in stream:
-                if cancelled.is_set():
+                if cancel.is_set():
                     return
                 if page.total and not total:
                     total = page.total
@@ -109,7 +111,7 @@ def iter_pool_pages(
                     return
             return
         except errors.Unavailable as exc:  # DeadlineExceeded included: resume after the last page seen
-            if cancelled.is_set():
+            if cancel.is_set():
                 return
             if resumes < max_resumes:
                 resumes += 1
@@ -119,15 +121,9 @@ def iter_pool_pages(
                 f"listing samples of dataset {errors.quote(dataset)} from the pool: {exc}"
             ) from None
         except errors.LessLabelsError:
-            if cancelled.is_set():
+            if cancel.is_set():
                 return
             raise
         finally:
             stream.cancel()
     return
-
-
-def check_split(name: str) -> str:
-    if name not in SPLITS:
-        raise errors.InvalidArgument(f"unknown split {errors.quote(name)}")
-    return name

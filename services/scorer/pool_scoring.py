@@ -1,0 +1,125 @@
+"""Score a dataset's pool chunk by chunk, as ScorePool streams it. Knows nothing of gRPC: it takes a
+:class:`PoolQuery` and a page reader, and yields :class:`PoolChunk` values; the servicer converts
+the request and each chunk, and calls :meth:`PoolScoring.cancel` when its caller goes away."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable, Iterator
+
+from lesslabels.common import errors
+from lesslabels.common.shards import Shard
+from lesslabels.scorer.model_cache import ModelCache, ModelSpec, Scores
+from lesslabels.scorer.pool_source import CancelScope, PoolPage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHUNK = 512
+MAX_CHUNK = 5000
+
+#: Reads a pool page by page, with the keywords of ``pool_source.iter_pool_pages`` after the pool.
+PageReader = Callable[..., Iterator[PoolPage]]
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolQuery:
+    """Which samples of a dataset to score, with which model, in chunks of how many."""
+
+    dataset: str
+    spec: ModelSpec
+    split: str = "train"
+    run_id: int = 0
+    include_all: bool = False  # False: only the samples not yet labelled
+    subset_size: int = 0  # 0: every matching sample, else a random subset of this size
+    subset_seed: int = 0
+    sample_ids: tuple[int, ...] = ()  # only these samples (not with a subset)
+    shard: Shard | None = None
+    chunk_size: int = 0  # 0: DEFAULT_CHUNK
+    embeddings: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.dataset:
+            raise errors.InvalidArgument("dataset is required")
+        if self.chunk_size < 0:
+            raise errors.InvalidArgument(f"chunk_size must not be negative, got {self.chunk_size}")
+        if self.subset_size < 0:
+            raise errors.InvalidArgument(
+                f"subset.size must not be negative, got {self.subset_size} (0 scores every matching sample)"
+            )
+        if self.subset_size and self.sample_ids:
+            raise errors.InvalidArgument("give a random subset or sample_ids, not both")
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolChunk:
+    """The scores of one page of samples, row-aligned with ``sample_ids``."""
+
+    checkpoint_id: str  # the key of the loaded model when it is a base model
+    sample_ids: list[int]
+    gold_labels: list[str]  # test and dev splits only
+    scores: Scores
+    done: int  # samples scored so far, this chunk included
+    total: int  # matching samples, at least ``done``
+
+
+class PoolScoring:
+    """One scoring of a pool: iterate it for the chunks. ``cancel()``, from any thread, stops it:
+    the pool call in flight is cancelled and no further page is scored."""
+
+    def __init__(self, cache: ModelCache, read_pages: PageReader, query: PoolQuery, *, max_chunk: int):
+        self.query = query
+        self.done = 0
+        self._cache = cache
+        self._read_pages = read_pages
+        self._chunk = min(query.chunk_size or DEFAULT_CHUNK, MAX_CHUNK, max_chunk)
+        self._cancel = CancelScope()
+        self._finished = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop; logged as a cancellation unless the scoring already finished or failed."""
+        self._cancel.cancel()
+        if not self._finished.is_set():
+            log.info("event=score_pool_cancelled dataset=%s done=%d", self.query.dataset, self.done)
+
+    def __iter__(self) -> Iterator[PoolChunk]:
+        try:
+            yield from self._chunks()
+        except Exception:
+            self._finished.set()  # a failure, reported to the caller as such, not a cancellation
+            raise
+        if not self._cancel.is_set():
+            self._finished.set()
+            log.info(
+                "event=score_pool_done dataset=%s run=%s scored=%d", self.query.dataset, self.query.run_id, self.done
+            )
+
+    def _chunks(self) -> Iterator[PoolChunk]:
+        query = self.query
+        entry = self._cache.load(query.spec)  # NOT_FOUND before any pool traffic
+        pages = self._read_pages(
+            dataset=query.dataset,
+            split=query.split,
+            run_id=query.run_id,
+            include_all=query.include_all,
+            page_size=self._chunk,
+            cancel=self._cancel,
+            subset_size=query.subset_size,
+            subset_seed=query.subset_seed,
+            sample_ids=query.sample_ids,
+            shard=query.shard,
+        )
+        for page in pages:
+            if self._cancel.is_set():
+                return
+            scores = self._cache.score(query.spec, page.texts, embeddings=query.embeddings)
+            self.done += len(page.texts)
+            yield PoolChunk(
+                checkpoint_id=scores.checkpoint_id or entry.key,
+                sample_ids=page.sample_ids,
+                gold_labels=page.gold_labels,
+                scores=scores,
+                done=self.done,
+                total=max(page.total, self.done),
+            )
