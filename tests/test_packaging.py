@@ -72,17 +72,6 @@ def test_base_install_has_no_heavy_dependencies():
     assert not base & {"torch", "transformers", "matplotlib", "safetensors"}
 
 
-def test_package_list_covers_every_folder():
-    declared = set(PYPROJECT["tool"]["setuptools"]["packages"])
-    on_disk = {
-        ".".join(("lesslabels", *p.parent.relative_to(ROOT / "services").parts))
-        for p in (ROOT / "services").rglob("__init__.py")
-        if "__pycache__" not in p.parts
-    }
-    assert on_disk - declared == set(), "add these to [tool.setuptools] packages in pyproject.toml"
-    assert declared - on_disk == {"lesslabels.protos"}
-
-
 def test_nothing_imports_the_folder_name():
     """Code imports `lesslabels.*`; `services.*` exists only as a folder on disk."""
     offenders = []
@@ -107,25 +96,53 @@ def wheel(tmp_path_factory) -> pathlib.Path:
     return path
 
 
+def _shipped(path: pathlib.Path) -> bool:
+    return "__pycache__" not in path.parts and path.suffix in {".py", ".pyi", ".typed", ".html", ".js", ".css", ".ini"}
+
+
 def test_wheel_installs_only_lesslabels_at_top_level(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/", 1)[0] for n in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"lesslabels"}
-    assert "lesslabels/v1/pool_pb2.py" in names and "lesslabels/inference/grpc_predict_v2_pb2.py" in names
-    protos = sorted(n for n in names if n.endswith(".proto"))
-    assert protos == sorted(
-        f"lesslabels/protos/{p.relative_to(ROOT / 'protos').as_posix()}" for p in (ROOT / "protos").rglob("*.proto")
+    assert len(names) == len(set(names))
+
+
+def test_wheel_ships_every_package_and_file_under_services(wheel):
+    """Packages are found, not listed (setup.py): a new folder under services/ ships without an edit."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    services = ROOT / "services"
+    packages = {p.parent for p in services.rglob("__init__.py") if "__pycache__" not in p.parts}
+    assert len(packages) > 10
+    missing_packages = sorted(
+        str(p.relative_to(ROOT))
+        for p in packages
+        if f"lesslabels/{(p / '__init__.py').relative_to(services).as_posix()}" not in names
     )
-    # The web app's templates and static files travel with it.
-    web_files = sorted(
-        f"lesslabels/web/{p.relative_to(ROOT / 'services' / 'web').as_posix()}"
-        for folder in ("templates", "static")
-        for p in (ROOT / "services" / "web" / folder).iterdir()
-    )
-    assert web_files and set(web_files) <= set(names)
+    assert missing_packages == []
+    expected = {
+        f"lesslabels/{p.relative_to(services).as_posix()}" for p in services.rglob("*") if p.is_file() and _shipped(p)
+    }
+    assert sorted(expected - names) == []
+    # What the loops above rely on: the stubs with their .pyi files, the marker for type checkers, the
+    # web app's templates and static files, the pool's migrations.
+    assert {"lesslabels/py.typed", "lesslabels/v1/pool_pb2.py", "lesslabels/v1/pool_pb2.pyi"} <= names
+    assert {"lesslabels/inference/grpc_predict_v2_pb2.py", "lesslabels/inference/grpc_predict_v2_pb2.pyi"} <= names
+    assert "lesslabels/web/templates/base.html" in names and "lesslabels/web/static/app.css" in names
     assert "lesslabels/pool/migrations/alembic.ini" in names or any(
         n.startswith("lesslabels/pool/migrations/versions/") for n in names
     )
+
+
+def test_wheel_ships_each_proto_once_beside_its_stubs(wheel):
+    """protos/lesslabels/v1/pool.proto is lesslabels/v1/pool.proto: the folder holding the package is
+    protoc's include root, as the files import each other (``import "lesslabels/v1/common.proto"``)."""
+    names = zipfile.ZipFile(wheel).namelist()
+    protos = sorted(n for n in names if n.endswith(".proto"))
+    on_disk = sorted(p.relative_to(ROOT / "protos").as_posix() for p in (ROOT / "protos").rglob("*.proto"))
+    assert protos == on_disk and protos
+    for proto in protos:
+        stub = proto.removesuffix(".proto") + "_pb2.py"
+        assert stub in names, f"{proto} ships without its stubs {stub}"
 
 
 @pytest.fixture
