@@ -27,7 +27,7 @@ from lesslabels.common.channels import make_channel
 from lesslabels.common import errors
 from lesslabels.inference import grpc_predict_v2_pb2 as pb
 from lesslabels.inference import grpc_predict_v2_pb2_grpc as pb_grpc
-from lesslabels.scorer import oip
+from lesslabels.scorer.oip import codec
 from lesslabels.scorer.model_cache import CacheConfig, ModelSpec
 from lesslabels.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 from tests.helpers import server_settings_for_tests
@@ -106,7 +106,7 @@ def _outputs(response) -> dict[str, np.ndarray]:
         elif tensor.datatype == "BOOL":
             out[tensor.name] = np.frombuffer(raw, dtype=np.bool_).reshape(shape)
         elif tensor.datatype == "BYTES":
-            out[tensor.name] = np.array(oip.decode_bytes_elements(raw), dtype=object).reshape(shape)
+            out[tensor.name] = np.array(codec.decode_bytes_elements(raw), dtype=object).reshape(shape)
     return out
 
 
@@ -145,7 +145,7 @@ def test_model_infer_raw_and_typed_agree_with_the_engine(oip_server):
     raw = stub.ModelInfer(_raw_request(checkpoint_id, TEXTS), timeout=30)
     assert raw.id == "req-1" and raw.model_name == checkpoint_id
     assert json.loads(raw.parameters["labels"].string_param) == LABELS
-    assert len(raw.raw_output_contents) == len(raw.outputs) == len(oip.OUTPUTS)
+    assert len(raw.raw_output_contents) == len(raw.outputs) == len(codec.OUTPUTS)
     assert all(not t.HasField("contents") for t in raw.outputs)
     got = _outputs(raw)
     want = server.model_cache.score(ModelSpec(checkpoint_id=checkpoint_id), TEXTS)
@@ -443,7 +443,7 @@ def test_classification_returns_top_k_strings_as_triton(oip_server):
             ("probabilities", "BYTES", [len(TEXTS), width]),
             ("entropy", "FP32", [len(TEXTS)]),
         ]
-        rows = np.array(oip.decode_bytes_elements(reply.raw_output_contents[0]), dtype=object).reshape(
+        rows = np.array(codec.decode_bytes_elements(reply.raw_output_contents[0]), dtype=object).reshape(
             len(TEXTS), width
         )
         for row, probs in zip(rows, want, strict=False):
@@ -507,8 +507,8 @@ def test_liveness_and_readiness_need_no_token(store_and_id):
 
 def test_decode_bytes_elements_round_trip():
     texts = ["", "a", "ünïcode ✓", "x" * 1000]
-    assert [e.decode() for e in oip.decode_bytes_elements(oip.encode_bytes_elements(texts))] == texts
-    assert oip.decode_bytes_elements(b"") == []
+    assert [e.decode() for e in codec.decode_bytes_elements(codec.encode_bytes_elements(texts))] == texts
+    assert codec.decode_bytes_elements(b"") == []
 
 
 def test_raw_bytes_decoding_stops_at_the_declared_shape():
@@ -520,12 +520,12 @@ def test_raw_bytes_decoding_stops_at_the_declared_shape():
         with pytest.raises(
             errors.InvalidArgument, match=r"the shape holds 1 element\(s\) but more were sent \(62914556 byte\(s\)"
         ):
-            oip.decode_bytes_elements(raw, 1)
+            codec.decode_bytes_elements(raw, 1)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert peak < 1024 * 1024
-    assert oip.decode_bytes_elements(oip.encode_bytes_elements(["a", "b"]), 2) == [b"a", b"b"]
+    assert codec.decode_bytes_elements(codec.encode_bytes_elements(["a", "b"]), 2) == [b"a", b"b"]
 
 
 _TRITON_CLIENT_SCRIPT = r"""
@@ -602,7 +602,7 @@ def test_with_real_tritonclient(oip_server, run_versions):
     np.testing.assert_allclose(np.array(got["entropy"]), want.entropy, atol=1e-4)
     best = server.model_cache.score(ModelSpec(checkpoint_id=run_versions["best"]), texts).probabilities
     assert got["best_version"] == run_versions["best"]
-    assert got["top2"] == oip.classification_strings(best, LABELS, 2)
+    assert got["top2"] == codec.classification_strings(best, LABELS, 2)
     assert got["stats"] == [[run_versions["best"], "3", "1"]]
     assert got["unknown_model"][0] == "StatusCode.NOT_FOUND"
     assert got["unknown_version"][0] == "StatusCode.NOT_FOUND" and "has no version 'nope'" in got["unknown_version"][1]
@@ -674,5 +674,5 @@ def test_with_real_kserve_client(oip_server, run_versions):
     np.testing.assert_allclose(np.array(got["entropy"]), want.entropy, atol=1e-4)
     best = server.model_cache.score(ModelSpec(checkpoint_id=run_versions["best"]), texts).probabilities
     assert got["best_version"] == run_versions["best"]
-    assert got["top2"] == oip.classification_strings(best, LABELS, 2)
+    assert got["top2"] == codec.classification_strings(best, LABELS, 2)
     assert got["unknown_version"][0] == "NOT_FOUND" and "has no version 'nope'" in got["unknown_version"][1]

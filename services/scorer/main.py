@@ -23,8 +23,10 @@ from lesslabels.common.config import (
 from lesslabels.common.logs import setup_logging
 from lesslabels.common.server import Server
 from lesslabels.modeling import models
-from lesslabels.scorer import oip
-from lesslabels.scorer.model_cache import CacheConfig, ModelSpec, ModelCache, parallelism
+from lesslabels.scorer.model_cache import CacheConfig, ModelCache, ModelSpec, parallelism
+from lesslabels.scorer.oip.model_names import spec_from_model_name
+from lesslabels.scorer.oip.servicer import InferenceServicer
+from lesslabels.scorer.oip.servicer import registration as oip_registration
 from lesslabels.scorer.limits import DEFAULT_MAX_TEXTS
 from lesslabels.scorer.servicer import ScorerServicer, registration
 
@@ -60,8 +62,8 @@ def build_server(
     scorer = ScorerServicer(cache, pool=pool, max_texts=max_texts, pool_stream_timeout=pool_stream_timeout)
     holder: list[Server] = []
     # OIP ServerReady mirrors the health status (NOT_SERVING until set_serving).
-    inference = oip.InferenceServicer(cache, max_texts=max_texts, ready=lambda: _is_serving(holder[0]))
-    server = ScorerServer(settings, [registration(scorer), oip.registration(inference)], name="scorer")
+    inference = InferenceServicer(cache, max_texts=max_texts, ready=lambda: _is_serving(holder[0]))
+    server = ScorerServer(settings, [registration(scorer), oip_registration(inference)], name="scorer")
     holder.append(server)
     server.model_cache = cache
     server.on_stop(cache.close)
@@ -157,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         # Health stays NOT_SERVING until the pool answers: the scorer waits, it does not crash.
         wait_until_serving(args.pool_address, timeout=600.0, token=settings.outbound_token, tls=settings.client_tls)
     for name in filter(None, (n.strip() for n in args.preload.split(","))):
-        server.model_cache.load(oip.spec_from_model_name(name))
+        server.model_cache.load(spec_from_model_name(name))
     server.set_serving()
     server.serve_forever()
     return 0

@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from lesslabels.common import errors
 from lesslabels.common.shards import Shard
@@ -18,6 +19,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK = 512
 MAX_CHUNK = 5000
+
+_LISTING_FIELDS = ("dataset", "split", "run_id", "include_all", "subset_size", "subset_seed", "sample_ids", "shard")
 
 #: Reads a pool page by page, with the keywords of ``pool_source.iter_pool_pages`` after the pool.
 PageReader = Callable[..., Iterator[PoolPage]]
@@ -50,6 +53,10 @@ class PoolQuery:
             )
         if self.subset_size and self.sample_ids:
             raise errors.InvalidArgument("give a random subset or sample_ids, not both")
+
+    def listing(self) -> dict[str, Any]:
+        """The keywords that tell a page reader which samples to list."""
+        return {name: getattr(self, name) for name in _LISTING_FIELDS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,18 +105,7 @@ class PoolScoring:
     def _chunks(self) -> Iterator[PoolChunk]:
         query = self.query
         entry = self._cache.load(query.spec)  # NOT_FOUND before any pool traffic
-        pages = self._read_pages(
-            dataset=query.dataset,
-            split=query.split,
-            run_id=query.run_id,
-            include_all=query.include_all,
-            page_size=self._chunk,
-            cancel=self._cancel,
-            subset_size=query.subset_size,
-            subset_seed=query.subset_seed,
-            sample_ids=query.sample_ids,
-            shard=query.shard,
-        )
+        pages = self._read_pages(page_size=self._chunk, cancel=self._cancel, **query.listing())
         for page in pages:
             if self._cancel.is_set():
                 return

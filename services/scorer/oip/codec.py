@@ -1,54 +1,25 @@
-"""The Open Inference Protocol (KServe / Triton v2 ``inference.GRPCInferenceService``) on the scorer.
-
-Model name = a checkpoint id, or ``run-<id>`` for a run. Version (``model_version``): for a
-checkpoint id, "" or the id; for ``run-<id>``, "" or ``latest`` (the run's latest checkpoint),
-``best`` (its best by the validation accuracy in the manifests; a tie goes to the later round) or
-one of the run's checkpoint ids; anything else is NOT_FOUND. ModelReady, ModelMetadata and
-ModelConfig answer from the checkpoint manifests and never load or evict a model.
-
-One BYTES input named ``text`` (the texts, shape ``[n]`` or ``[n, 1]``), typed
-(``contents.bytes_contents``) or raw (``raw_input_contents``: each element a 4-byte little-endian
-length then its bytes). Outputs are returned in ``raw_output_contents`` (little-endian, row-major):
-
-    probabilities     FP32 [n, n_classes]   (class order in the response parameter "labels", JSON)
-    entropy           FP32 [n]
-    margin            FP32 [n]
-    least_confidence  FP32 [n]
-    ratio             FP32 [n]
-    predicted_label   BYTES [n]
-    truncated         BOOL [n]
-
-Requesting ``probabilities`` with the output parameter ``classification: k`` (Triton's) returns
-instead BYTES [n, k] strings ``"score:index:label"``, highest first. Unknown request, input or
-output parameters, an input not named ``text`` and an output requested twice are INVALID_ARGUMENT.
-"""
+"""The Open Inference Protocol's messages, converted at the edge: the request's BYTES texts and
+requested outputs in, the scores as raw little-endian output tensors out, and a checkpoint's model
+config and the inference statistics as protobuf. Knows nothing of how a model is found or run."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import struct
-import time
 
 import numpy as np
+
 from lesslabels.common import errors
 from lesslabels.common.checkpoints import Checkpoint
-from lesslabels.common.server import ServiceRegistration
 from lesslabels.inference import grpc_predict_v2_pb2 as pb
-from lesslabels.inference import grpc_predict_v2_pb2_grpc as pb_grpc
-from lesslabels.scorer.model_cache import ModelSpec, ModelCache, Scores
-from lesslabels.scorer.deadline import time_left
 from lesslabels.scorer.limits import check_request_size
-from lesslabels.scorer.statistics import Duration, InferenceStatistics, ModelStats
+from lesslabels.scorer.model_cache import Scores
+from lesslabels.scorer.statistics import Duration, ModelStats
 
-SERVER_NAME = "lesslabels-scorer"
-SERVER_VERSION = "1"
 INPUT_NAME = "text"
 OUTPUTS = ("probabilities", "entropy", "margin", "least_confidence", "ratio", "predicted_label", "truncated")
 _DATATYPES = {name: "FP32" for name in OUTPUTS[:5]} | {"predicted_label": "BYTES", "truncated": "BOOL"}
-_RUN_NAME = re.compile(r"^run-(\d+)$")
-LATEST, BEST = "latest", "best"
 # Parameters the scorer understands. Request-level: none. Inputs: the KServe client's
 # binary_data_size (the raw tensor's length, sent with every raw input). Outputs: Triton's
 # classification (top-k) and KServe's binary_data (outputs are always raw here).
@@ -56,57 +27,6 @@ REQUEST_PARAMETERS: frozenset[str] = frozenset()
 INPUT_PARAMETERS = frozenset({"binary_data_size"})
 OUTPUT_PARAMETERS = frozenset({"classification", "binary_data"})
 _LEN = struct.Struct("<I")
-
-
-def spec_from_model_name(name: str) -> ModelSpec:
-    """The model an OIP model name names at its default version (``run-<id>``: the latest)."""
-    if not name:
-        raise errors.InvalidArgument("model name is required (a checkpoint id, or run-<id> for a run)")
-    match = _RUN_NAME.match(name)
-    if match:
-        run_id = int(match.group(1))
-        if run_id <= 0:
-            raise errors.InvalidArgument(f"model {errors.quote(name)}: run ids are positive")
-        return ModelSpec(latest_of_run=run_id)
-    return ModelSpec(checkpoint_id=name)
-
-
-def spec_from_model_version(name: str, version: str) -> ModelSpec:
-    """The model ``name`` at ``version``: for a checkpoint id, "" or the id itself; for
-    ``run-<id>``, "" or "latest", "best" (by validation metrics), or one of the run's checkpoint
-    ids (checked against its manifest by ``resolve_checkpoint``)."""
-    spec = spec_from_model_name(name)
-    if spec.checkpoint_id:
-        if version not in ("", spec.checkpoint_id):
-            raise errors.NotFound(
-                f"model {errors.quote(name)} has no version {errors.quote(version)} (a checkpoint's only version is its id)"
-            )
-        return spec
-    if version in ("", LATEST):
-        return spec
-    if version == BEST:
-        return ModelSpec(best_of_run=spec.latest_of_run)
-    return ModelSpec(checkpoint_id=version)
-
-
-def resolve_checkpoint(cache: ModelCache, name: str, version: str) -> Checkpoint:
-    """The published checkpoint ``name``/``version`` selects, from the manifests (nothing is loaded)."""
-    spec = spec_from_model_version(name, version)
-    run = _RUN_NAME.match(name)
-    if not run or version in ("", LATEST, BEST):
-        return cache.checkpoint(spec)  # its NotFound says what is missing (a run's checkpoint, metrics)
-    expected = f"versions are {errors.quote(LATEST)}, {errors.quote(BEST)} or the id of one of run {run.group(1)}'s checkpoints"
-    try:
-        checkpoint = cache.checkpoint(spec)
-    except (errors.NotFound, errors.InvalidArgument):
-        raise errors.NotFound(
-            f"model {errors.quote(name)} has no version {errors.quote(version)}: {expected}"
-        ) from None
-    if checkpoint.run_id != int(run.group(1)):
-        raise errors.NotFound(
-            f"model {errors.quote(name)} has no version {errors.quote(version)}: that checkpoint is not one of run {run.group(1)} ({expected})"
-        )
-    return checkpoint
 
 
 def decode_bytes_elements(raw: bytes, expected: int | None = None) -> list[bytes]:
@@ -296,6 +216,16 @@ _CONFIG_TYPES = {"FP32": pb.TYPE_FP32, "BYTES": pb.TYPE_STRING, "BOOL": pb.TYPE_
 PLATFORM = "pytorch_transformers"
 
 
+def model_metadata(name: str, versions: list[str], checkpoint: Checkpoint) -> pb.ModelMetadataResponse:
+    meta = pb.ModelMetadataResponse(name=name, versions=versions, platform=PLATFORM)
+    inputs, outputs = _tensor_metadata(len(checkpoint.labels))
+    for tname, datatype, shape in inputs:
+        meta.inputs.add(name=tname, datatype=datatype, shape=shape)
+    for tname, datatype, shape in outputs:
+        meta.outputs.add(name=tname, datatype=datatype, shape=shape)
+    return meta
+
+
 def model_config(name: str, checkpoint: Checkpoint) -> pb.ModelConfig:
     inputs, outputs = _tensor_metadata(len(checkpoint.labels))
     config = pb.ModelConfig(name=name, platform=PLATFORM, backend="lesslabels", max_batch_size=0)
@@ -323,98 +253,4 @@ def model_statistics_to_proto(stats: ModelStats) -> pb.ModelStatistics:
         inference_stats=pb.InferStatistics(
             success=_duration(stats.success), fail=_duration(stats.fail), compute_infer=_duration(stats.compute_infer)
         ),
-    )
-
-
-class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(
-        self, cache: ModelCache, *, max_texts: int, ready=lambda: True, statistics: InferenceStatistics | None = None
-    ):
-        self.cache = cache
-        self.max_texts = max_texts
-        self._ready = ready
-        self.statistics = statistics or InferenceStatistics()
-
-    def ServerLive(self, request, context):
-        return pb.ServerLiveResponse(live=True)
-
-    def ServerReady(self, request, context):
-        return pb.ServerReadyResponse(ready=bool(self._ready()))
-
-    def ModelReady(self, request, context):
-        # From the manifests: a probe must not load (or evict) models. An unknown name or version
-        # is simply not ready (probes want a boolean).
-        if not request.name:
-            raise errors.InvalidArgument("model name is required (a checkpoint id, or run-<id> for a run)")
-        try:
-            checkpoint = resolve_checkpoint(self.cache, request.name, request.version)
-        except (errors.NotFound, errors.InvalidArgument, errors.FailedPrecondition):
-            return pb.ModelReadyResponse(ready=False)
-        return pb.ModelReadyResponse(ready=bool(checkpoint.labels))
-
-    def ServerMetadata(self, request, context):
-        return pb.ServerMetadataResponse(name=SERVER_NAME, version=SERVER_VERSION, extensions=[])
-
-    def ModelMetadata(self, request, context):
-        checkpoint = resolve_checkpoint(self.cache, request.name, request.version)
-        versions = [checkpoint.id]
-        if _RUN_NAME.match(request.name):  # every checkpoint of the run, newest first
-            versions = [c.id for c in self.cache.store.list(checkpoint.run_id)]
-        meta = pb.ModelMetadataResponse(name=request.name, versions=versions, platform=PLATFORM)
-        inputs, outputs = _tensor_metadata(len(checkpoint.labels))
-        for name, datatype, shape in inputs:
-            meta.inputs.add(name=name, datatype=datatype, shape=shape)
-        for name, datatype, shape in outputs:
-            meta.outputs.add(name=name, datatype=datatype, shape=shape)
-        return meta
-
-    def ModelConfig(self, request, context):
-        checkpoint = resolve_checkpoint(self.cache, request.name, request.version)
-        return pb.ModelConfigResponse(config=model_config(request.name, checkpoint))
-
-    def ModelStatistics(self, request, context):
-        if not request.name:
-            if request.version:
-                raise errors.InvalidArgument("a version needs a model name")
-            found = self.statistics.snapshot()
-        else:
-            checkpoint = resolve_checkpoint(self.cache, request.name, request.version)
-            version = checkpoint.id if request.version else ""
-            found = self.statistics.snapshot(request.name, version) or [ModelStats(request.name, checkpoint.id)]
-        return pb.ModelStatisticsResponse(model_stats=[model_statistics_to_proto(s) for s in found])
-
-    def ModelInfer(self, request, context):
-        started = time.perf_counter_ns()
-        checkpoint = resolve_checkpoint(self.cache, request.model_name, request.model_version)
-        try:
-            check_request_parameters(request)
-            texts = texts_from_request(request, self.max_texts)
-            outputs = requested_outputs(request)
-            if not checkpoint.labels:
-                raise errors.InvalidArgument(f"model {errors.quote(request.model_name)} has no classification head")
-            scoring = time.perf_counter_ns()
-            scores = self.cache.score(ModelSpec(checkpoint_id=checkpoint.id), texts, timeout=time_left(context))
-            infer_ns = time.perf_counter_ns() - scoring
-            response = infer_response(request, outputs, scores)
-        except Exception:
-            self.statistics.record_failure(request.model_name, checkpoint.id, total_ns=time.perf_counter_ns() - started)
-            raise
-        self.statistics.record_success(
-            request.model_name,
-            checkpoint.id,
-            texts=len(texts),
-            total_ns=time.perf_counter_ns() - started,
-            infer_ns=infer_ns,
-        )
-        return response
-
-
-def registration(servicer: InferenceServicer) -> ServiceRegistration:
-    name = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
-    # Liveness and readiness are probes, answered without the bearer token like grpc.health.v1.
-    probes = tuple(f"/{name}/{method}" for method in ("ServerLive", "ServerReady"))
-    return ServiceRegistration(
-        names=(name,),
-        register=lambda server: pb_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server),
-        open_methods=probes,
     )
