@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 
 .PHONY: setup kserve-client labelstudio-server test test-slow test-pool-postgres test-all lint proto demo clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torch first, pinned to the CPU wheel; then the package with every extra and the dev tools.
@@ -60,11 +60,14 @@ test-all: setup
 	$(PY) -m pytest -q
 
 ## The quality gate: ruff and mypy, zero findings (configured in pyproject.toml; CI runs it after the tests).
-## mypy reads the package under its installed name: build/typecheck/lesslabels links to services/.
+## mypy finds `lesslabels` through the editable install's links (setup.py, services/__init__.py); they are
+## redone first when a file was added to or removed from services/ or protos/ since the last time.
 lint: setup
-	$(VENV)/bin/ruff check services tests bench scripts
-	$(VENV)/bin/ruff format --check services tests bench scripts
-	mkdir -p build/typecheck && ln -sfn ../../services build/typecheck/lesslabels
+	$(VENV)/bin/ruff check services tests bench scripts setup.py
+	$(VENV)/bin/ruff format --check services tests bench scripts setup.py
+	@find services protos -name __pycache__ -prune -o -type f -print | LC_ALL=C sort > $(VENV)/.linked.new
+	@cmp -s $(VENV)/.linked.new $(VENV)/.linked || { echo "relinking the editable install"; \
+		$(PIP) install -q --no-deps --no-build-isolation -e . && mv $(VENV)/.linked.new $(VENV)/.linked; }
 	$(VENV)/bin/mypy
 
 ## The README's main command: start the stack, run active learning on the demo data, print and plot.

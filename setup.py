@@ -60,4 +60,9 @@ class build_py_with_protos(build_py):  # noqa: N801 (setuptools' command naming)
 setup(
     packages=packages(),
     cmdclass={"build_py": build_py_with_protos},
+    # `pip install -e .` (make setup) links each file into build/__editable__.*/lesslabels/ and puts that
+    # folder on sys.path: mypy, editors and other tools that read imports from files find `lesslabels`
+    # there, as they would in site-packages. services/__init__.py keeps new modules importable without
+    # a reinstall; `make lint` redoes the links when a file is added or removed.
+    options={"editable_wheel": {"mode": "strict"}},
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import pathlib
 import re
 import subprocess
@@ -70,6 +71,20 @@ def test_generator_pin_matches_the_stubs():
 def test_base_install_has_no_heavy_dependencies():
     base = {re.split(r"[<>=!~ ;\[]", r, maxsplit=1)[0].lower() for r in PYPROJECT["project"]["dependencies"]}
     assert not base & {"torch", "transformers", "matplotlib", "safetensors"}
+
+
+def test_the_editable_install_is_files_that_tools_can_read():
+    """mypy, editors and other tools that do not run import hooks find `lesslabels` on sys.path (the
+    editable install's links, setup.py), and the package imports its modules from services/ itself,
+    so that a module added since the install is importable at once (services/__init__.py)."""
+    import lesslabels
+
+    spec = importlib.machinery.PathFinder.find_spec("lesslabels")  # sys.path only, as mypy looks
+    if spec is None or spec.origin is None or ROOT not in pathlib.Path(spec.origin).resolve().parents:
+        pytest.skip("lesslabels is not an editable install of this checkout")
+    assert pathlib.Path(spec.origin).resolve() == ROOT / "services" / "__init__.py"
+    assert (pathlib.Path(spec.origin).parent / "py.typed").is_file()
+    assert pathlib.Path(lesslabels.__path__[0]).resolve() == ROOT / "services"
 
 
 def test_nothing_imports_the_folder_name():
