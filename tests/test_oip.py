@@ -512,8 +512,8 @@ def test_decode_bytes_elements_round_trip():
 
 
 def test_raw_bytes_decoding_stops_at_the_declared_shape():
-    """60 MiB of empty elements under shape [1] (issue 14: +703 MiB, 30 s, decoded in full before
-    the count check) is refused after the first element, allocating next to nothing."""
+    """60 MiB of empty elements under shape [1] (decoded in full before the count check, about
+    703 MiB more memory and 30 s) is refused after the first element, allocating next to nothing."""
     raw = b"\x00\x00\x00\x00" * (15 * 1024 * 1024)
     tracemalloc.start()
     try:

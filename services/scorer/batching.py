@@ -88,7 +88,8 @@ def plan_batches(
 
 
 class DynamicBatcher:
-    """Merge concurrent requests into bounded, length-bucketed batches run by one worker thread."""
+    """Merge concurrent requests into bounded, length-bucketed batches: one worker thread collects
+    them and runs each batch itself, or on ``workers`` threads side by side when ``workers`` > 1."""
 
     def __init__(
         self,

@@ -161,7 +161,8 @@ def _load_errors(what: str, log_context: str) -> Iterator[None]:
 
 
 class ModelCache:
-    """Load checkpoints (LRU), score texts through each model's dynamic batcher."""
+    """Keep the most recently used models loaded (checkpoints and base models), score texts through
+    each model's dynamic batcher."""
 
     def __init__(self, store: CheckpointSource, config: CacheConfig | None = None):
         self.store = store
@@ -253,8 +254,9 @@ class ModelCache:
                     precision=cfg.precision,
                 )
         refine = cfg.refine_below > 0 and model.dtype is not None and model.is_classifier
-        # One batcher (one worker thread) runs both passes: torch work from two threads, even
-        # taking turns, ran about 1.4x slower on 2 cores (bench/README.md).
+        # The fp32 re-scoring rows go through this same batcher, not a second one with threads of
+        # its own: torch work from two sets of threads, even taking turns, ran about 1.4x slower
+        # on 2 cores (bench/README.md).
         batcher = DynamicBatcher(
             functools.partial(self._run_batch, model),
             max_batch_size=cfg.max_batch_size,
