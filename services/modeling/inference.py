@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from lesslabels.contract.vocabulary import PRECISIONS
 from lesslabels.modeling import pooling
 from lesslabels.modeling.batching import collate, cut_texts
 from lesslabels.modeling.models import cpu_has_native_bf16  # noqa: F401 - re-exported for callers
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def pick_device(preferred: str = "") -> torch.device:
@@ -47,7 +46,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     ``auto`` is bf16 on CUDA devices that support it (fp16 otherwise), bf16 on CPUs with native
     bf16 arithmetic (2.9x fp32 for MiniLM on a 2-core Zen 4, bench/README.md) and fp32 on other
     CPUs. The scorer pairs reduced precision with fp32 re-scoring of the uncertain rows
-    (``EngineConfig.refine_below``) so that the probabilities hold.
+    (``lesslabels.scorer.model_cache.CacheConfig.refine_below``) so that the probabilities hold.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")

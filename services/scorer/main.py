@@ -52,12 +52,10 @@ def build_server(
     pool_token: str = "",
     pool_tls: ClientTLS | None = None,
     pool_stream_timeout: float = 3600.0,
-    engine_config: CacheConfig | None = None,
 ) -> ScorerServer:
     """A scorer server (not started). ``start()`` it, then ``set_serving()``; ``stop()`` closes the
-    models and the pool channel. ``server.model_cache`` is the model cache, for in-process use.
-    ``engine_config`` is the former name of ``cache_config``, still accepted."""
-    cache = ModelCache(CheckpointStore(checkpoint_dir), cache_config or engine_config or CacheConfig())
+    models and the pool channel. ``server.model_cache`` is the model cache, for in-process use."""
+    cache = ModelCache(CheckpointStore(checkpoint_dir), cache_config or CacheConfig())
     pool = PoolClient(pool_address, token=pool_token, tls=pool_tls) if pool_address else None
     scorer = ScorerServicer(cache, pool=pool, max_texts=max_texts, pool_stream_timeout=pool_stream_timeout)
     holder: list[Server] = []
