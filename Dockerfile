@@ -22,7 +22,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN pip install "torch==${TORCH_VERSION}" --index-url "https://download.pytorch.org/whl/${TORCH_VARIANT}"
 
 WORKDIR /opt/lesslabels
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY services ./services
 COPY protos ./protos
 # The package with the PostgreSQL driver (LESSLABELS_DATABASE_URL=postgresql+psycopg://...), then the

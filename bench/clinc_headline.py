@@ -64,7 +64,7 @@ def _headline():
 
 
 def arm_config(arm: str, seed: int, args):
-    from lesslabels.common import vocabulary
+    from lesslabels.contract import wire
     from lesslabels.v1 import common_pb2, run_pb2
 
     # Zero fields are the trainer's defaults: the recipe under test.
@@ -84,9 +84,9 @@ def arm_config(arm: str, seed: int, args):
     elif arm in ("best", "random"):
         name = args.best_strategy if arm == "best" else "random"
         key = name.lower().replace("-", "_")
-        if key not in vocabulary.STRATEGY_TO_PROTO:
-            raise SystemExit(f"unknown strategy {name!r}; choose from {', '.join(vocabulary.STRATEGY_TO_PROTO)}")
-        config.strategy = vocabulary.STRATEGY_TO_PROTO[key]
+        if key not in wire.STRATEGY_TO_PROTO:
+            raise SystemExit(f"unknown strategy {name!r}; choose from {', '.join(wire.STRATEGY_TO_PROTO)}")
+        config.strategy = wire.STRATEGY_TO_PROTO[key]
         config.seed_strategy = run_pb2.SEED_STRATEGY_DIVERSE
         config.seed_size.fraction = args.seed_size
         config.batch_size.fraction = args.batch

@@ -52,11 +52,13 @@ def demo_round(rows, fraction: float, seed: int):
     """A random ``fraction`` of the rows as the trainer's (train, validation) examples."""
     import numpy as np
 
-    from lesslabels.trainer.engine import Example, TrainConfig, validation_split
+    from lesslabels.contract import Hyperparameters
+
+    from lesslabels.trainer.engine import Example, validation_split
 
     picked = np.random.default_rng(seed).permutation(len(rows))[: max(2, round(fraction * len(rows)))]
     examples = [Example(int(i), rows[i][1], rows[i][0]) for i in sorted(picked)]
-    return validation_split(examples, TrainConfig(), seed)
+    return validation_split(examples, Hyperparameters(), seed)
 
 
 class Neighbour:
@@ -83,14 +85,15 @@ def engine_trial(choice: str, labels, train_set, validation_set, args) -> dict:
     import torch
 
     from lesslabels.modeling.models import load_classifier, select_device
-    from lesslabels.trainer.engine import TrainConfig, train
+    from lesslabels.contract import Hyperparameters
+    from lesslabels.trainer.engine import train
     from lesslabels.trainer.threads import ThreadGovernor
 
     fixed = 0 if choice == "auto" else int(choice.split("-")[1])
     previous = torch.get_num_threads()
     governor = ThreadGovernor(fixed)
     classifier = load_classifier("default", labels)
-    config = TrainConfig(
+    config = Hyperparameters(
         learning_rate=1e-4, batch_size=16, min_steps=min(250, args.steps), max_steps=args.steps, max_length=64
     )
     started, cpu_started = time.perf_counter(), time.process_time()

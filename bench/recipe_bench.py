@@ -66,9 +66,9 @@ RECIPES = (
 
 
 def recipe_config(name: str):
-    from lesslabels.trainer.engine import TrainConfig
+    from lesslabels.contract import Hyperparameters
 
-    common = TrainConfig(learning_rate=1e-4, batch_size=16, max_length=64, min_steps=250)
+    common = Hyperparameters(learning_rate=1e-4, batch_size=16, max_length=64, min_steps=250)
     if name == "old":
         return dataclasses.replace(
             common,

@@ -238,7 +238,7 @@ def _import(pool_address: str, dataset: str, start: int, stop: int, split: str =
 
 def round_at_scale(n: int, args, tiny_dir: pathlib.Path, workdir: pathlib.Path) -> dict:
     from lesslabels.client import CoordinatorClient
-    from lesslabels.coordinator.model import Amount, RunConfig, StoppingRule
+    from lesslabels.contract import Amount, Hyperparameters, RunConfig, StoppingRule
 
     database = f"sqlite:///{workdir / 'pool.db'}"
     checkpoints = workdir / "checkpoints"
@@ -288,7 +288,7 @@ def round_at_scale(n: int, args, tiny_dir: pathlib.Path, workdir: pathlib.Path) 
             oracle="simulated",
             random_seed=0,
             candidates=args.candidates,
-            hyperparameters={"max_epochs": 1, "max_steps": 4, "batch_size": 8, "max_length": 32, "num_threads": 1},
+            hyperparameters=Hyperparameters(max_epochs=1, max_steps=4, batch_size=8, max_length=32, num_threads=1),
         )
         with CoordinatorClient(coordinator.address, timeout=60) as client:
             started_at = time.perf_counter()

@@ -72,7 +72,7 @@ def fine_tune(store, labels, texts, *, samples: int, epochs: int, max_length: in
     examples = [trainer_engine.Example(i, texts[i], labels[i]) for i in order[:samples]]
     torch.manual_seed(seed)
     loaded = load_classifier(default_model_path(), classes)
-    config = trainer_engine.TrainConfig(learning_rate=lr, batch_size=32, max_epochs=epochs, max_length=max_length)
+    config = trainer_engine.Hyperparameters(learning_rate=lr, batch_size=32, max_epochs=epochs, max_length=max_length)
     outcome = trainer_engine.train(
         loaded.model, loaded.tokenizer, classes, examples, [], config, seed=seed, device=torch.device("cpu")
     )

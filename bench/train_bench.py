@@ -136,13 +136,14 @@ def interleaved_runs(args, labels, train_rows, test_rows) -> tuple[dict | None, 
     from lesslabels.modeling.batching import tokenize
     from lesslabels.common.metrics import classification_metrics
     from lesslabels.modeling.models import load_classifier, select_device
-    from lesslabels.trainer.engine import Example, TrainConfig, autocast_dtype, predict_logits, train
+    from lesslabels.contract import Hyperparameters
+    from lesslabels.trainer.engine import Example, autocast_dtype, predict_logits, train
 
     reference = None if args.skip_reference else ReferenceLoop(args, labels, train_rows)
     device = select_device("cpu")
     torch.manual_seed(args.seed)
     classifier = load_classifier("default", labels)
-    config = TrainConfig(
+    config = Hyperparameters(
         learning_rate=args.lr,
         batch_size=args.engine_batch_size,
         max_epochs=args.epochs,

@@ -12,13 +12,13 @@ from collections.abc import Iterable
 import pytest
 
 from lesslabels.client import ImportSummary, PoolClient
-from lesslabels.common import vocabulary
+from lesslabels.contract import wire
 from lesslabels.common.channels import make_channel
 from lesslabels.common.config import ServerSettings
 from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-SPLITS = vocabulary.SPLIT_TO_PROTO
+SPLITS = wire.SPLIT_TO_PROTO
 #: Run a test on SQLite and on PostgreSQL (skipped where PostgreSQL is not installed).
 BOTH_DATABASES = pytest.mark.parametrize("database_backend", ["sqlite", "postgres"], indirect=True)
 

@@ -23,7 +23,9 @@ import numpy as np
 import pytest
 
 from lesslabels.common import errors, uncertainty
-from lesslabels.coordinator import model
+from lesslabels import contract
+from lesslabels.contract import vocabulary
+from lesslabels.coordinator import domain
 from lesslabels.client import PoolClient as SdkPoolClient
 from lesslabels.coordinator.clients import PoolClient
 from lesslabels.coordinator.engine import Coordinator
@@ -59,8 +61,8 @@ class FakeTrainer:
     cleared; ``lose(request_id)`` marks a job INTERRUPTED as a trainer restart would."""
 
     def __init__(self):
-        self.jobs: dict[str, model.JobInfo] = {}
-        self.requests: dict[str, model.TrainRequest] = {}
+        self.jobs: dict[str, domain.JobInfo] = {}
+        self.requests: dict[str, contract.TrainRequest] = {}
         self.by_request: dict[str, str] = {}
         self.cancelled: list[str] = []
         self.hold = threading.Event()
@@ -73,33 +75,33 @@ class FakeTrainer:
     def lose(self, request_id: str) -> None:
         self.lost_keys.add(request_id)
 
-    def start_training(self, request: model.TrainRequest) -> model.JobInfo:
+    def start_training(self, request: contract.TrainRequest) -> domain.JobInfo:
         with self._lock:
             if request.request_id in self.by_request:
                 return self.jobs[self.by_request[request.request_id]]
             job_id = f"job-{len(self.jobs) + 1}"
             state = "INTERRUPTED" if request.request_id in self.lost_keys else "QUEUED"
-            self.jobs[job_id] = model.JobInfo(job_id, state)
+            self.jobs[job_id] = domain.JobInfo(job_id, state)
             self.requests[job_id] = request
             self.by_request[request.request_id] = job_id
             return self.jobs[job_id]
 
-    def get_job(self, job_id: str) -> model.JobInfo:
+    def get_job(self, job_id: str) -> domain.JobInfo:
         try:
             return self.jobs[job_id]
         except KeyError:
             raise errors.NotFound(f"job {job_id} not found") from None
 
-    def cancel_job(self, job_id: str) -> model.JobInfo:
+    def cancel_job(self, job_id: str) -> domain.JobInfo:
         self.cancelled.append(job_id)
         job = self.get_job(job_id)
-        if job.state not in model.JOB_FINAL_STATES:
+        if job.state not in vocabulary.FINAL_JOB_STATES:
             self.jobs[job_id] = dataclasses.replace(job, state="CANCELLED")
         return self.jobs[job_id]
 
-    def wait_job(self, job_id: str, progress=None, should_stop: Callable[[], bool] = lambda: False) -> model.JobInfo:
+    def wait_job(self, job_id: str, progress=None, should_stop: Callable[[], bool] = lambda: False) -> domain.JobInfo:
         job = self.get_job(job_id)
-        if job.state in model.JOB_FINAL_STATES:
+        if job.state in vocabulary.FINAL_JOB_STATES:
             return job
         self.jobs[job_id] = dataclasses.replace(job, state="RUNNING", started_at="2026-01-01T00:00:00Z")
         self.started.set()
@@ -112,7 +114,7 @@ class FakeTrainer:
                 return self.jobs[job_id]
         request = self.requests[job_id]
         if progress is not None:
-            progress(model.TrainProgress(job_id, "RUNNING", epoch=1, step=1, total_steps=1))
+            progress(domain.TrainProgress(job_id, "RUNNING", epoch=1, step=1, total_steps=1))
         self.jobs[job_id] = dataclasses.replace(
             self.jobs[job_id],
             state="SUCCEEDED",
@@ -121,7 +123,7 @@ class FakeTrainer:
         )
         return self.jobs[job_id]
 
-    def trained(self, run_id: int) -> list[model.TrainRequest]:
+    def trained(self, run_id: int) -> list[contract.TrainRequest]:
         """Requests of the jobs that really trained (not the INTERRUPTED ones)."""
         return [r for j, r in self.requests.items() if r.run_id == run_id and self.jobs[j].state == "SUCCEEDED"]
 
@@ -151,19 +153,19 @@ class FakeScorer:
             if c["run_id"] == run_id and c["split"] == "train" and c["checkpoint_id"] and c["embeddings"] == embeddings
         ]
 
-    def score_pool(self, **kwargs) -> model.PoolScores:
+    def score_pool(self, **kwargs) -> contract.PoolScores:
         chunks = list(self.iter_pool_scores(**kwargs))
         if not chunks:
             return self._scores(kwargs.get("checkpoint_id", ""), kwargs.get("split", "train"), [], False, False)
         probabilities, embeddings = kwargs.get("probabilities", True), kwargs.get("embeddings", False)
-        return model.PoolScores(
+        return contract.PoolScores(
             chunks[0].labels,
             np.concatenate([c.sample_ids for c in chunks]),
             np.concatenate([c.predicted for c in chunks]),
             np.concatenate([c.probabilities for c in chunks]) if probabilities else None,
             np.concatenate([c.embeddings for c in chunks]) if embeddings else None,
             np.concatenate([c.gold for c in chunks]) if chunks[0].gold is not None else None,
-            model.Uncertainty(
+            contract.Uncertainty(
                 *(np.concatenate([getattr(c.uncertainty, f) for c in chunks]) for f in UNCERTAINTY_FIELDS)
             ),
         )
@@ -185,7 +187,7 @@ class FakeScorer:
         shard=None,
         chunk_size=512,
         progress=None,
-    ) -> Iterator[model.PoolScores]:
+    ) -> Iterator[contract.PoolScores]:
         call = dict(
             dataset=dataset,
             run_id=run_id,
@@ -222,7 +224,7 @@ class FakeScorer:
                 progress(start + len(chunk), len(samples))
             yield self._scores(checkpoint_id, split, chunk, probabilities, embeddings)
 
-    def _scores(self, checkpoint_id, split, samples, probabilities, embeddings) -> model.PoolScores:
+    def _scores(self, checkpoint_id, split, samples, probabilities, embeddings) -> contract.PoolScores:
         labels = LABELS
         ids = np.array([s.id for s in samples], dtype=np.int64)
         # Depends on the round only, so two runs with the same seed make the same choices.
@@ -241,8 +243,10 @@ class FakeScorer:
         emb = np.array([[_unit(f"emb/{s.id}/{d}") for d in range(8)] for s in samples]) if embeddings else None
         if embeddings and not len(samples):
             emb = np.zeros((0, 8))
-        uncertainty_scores = model.Uncertainty(*(uncertainty.SCORES[f][0](probs) for f in UNCERTAINTY_FIELDS))
-        return model.PoolScores(labels, ids, predicted, probs if probabilities else None, emb, gold, uncertainty_scores)
+        uncertainty_scores = contract.Uncertainty(*(uncertainty.SCORES[f][0](probs) for f in UNCERTAINTY_FIELDS))
+        return contract.PoolScores(
+            labels, ids, predicted, probs if probabilities else None, emb, gold, uncertainty_scores
+        )
 
 
 UNCERTAINTY_FIELDS = ("entropy", "margin", "least_confidence", "ratio")
@@ -280,9 +284,9 @@ def wait_for(predicate: Callable[[], object], timeout: float = 20.0, interval: f
         time.sleep(interval)
 
 
-def wait_for_state(pool: PoolClient, run_id: int, states, timeout: float = 30.0) -> model.RunInfo:
+def wait_for_state(pool: PoolClient, run_id: int, states, timeout: float = 30.0) -> contract.Run:
     states = (states,) if isinstance(states, str) else tuple(states)
-    last: list[model.RunInfo] = []
+    last: list[contract.Run] = []
 
     def check():
         run = pool.get_run(run_id)
@@ -322,7 +326,7 @@ def start_real_stack(
     ``model_dirs``: the model folders of the trainer and the scorer (where base models may come from)."""
     from lesslabels.coordinator.main import build_server as build_coordinator
     from lesslabels.pool.main import build_server as build_pool
-    from lesslabels.scorer.engine import EngineConfig
+    from lesslabels.scorer.model_cache import CacheConfig
     from lesslabels.scorer.main import build_server as build_scorer
     from lesslabels.trainer.main import build_server as build_trainer
 
@@ -340,7 +344,7 @@ def start_real_stack(
     trainer.start()
     trainer.set_serving()
     servers["trainer"] = trainer
-    scorer = build_scorer(settings, str(checkpoints), pool_address, engine_config=EngineConfig(model_dirs=model_dirs))
+    scorer = build_scorer(settings, str(checkpoints), pool_address, cache_config=CacheConfig(model_dirs=model_dirs))
     scorer.start()
     scorer.set_serving()
     servers["scorer"] = scorer

@@ -125,9 +125,9 @@ def test_run_config_from_flags():
     assert config.random_seed == 7
     assert config.seed_strategy == "diverse"
     assert config.warm_start
-    assert config.hyperparameters["max_epochs"] == 3
-    assert config.hyperparameters["learning_rate"] == pytest.approx(1e-4)
-    assert config.hyperparameters["class_balance"] == "CLASS_BALANCE_WEIGHTED_LOSS"
+    assert config.hyperparameters.max_epochs == 3
+    assert config.hyperparameters.learning_rate == pytest.approx(1e-4)
+    assert config.hyperparameters.class_balance == "weighted_loss"
 
 
 def test_run_defaults_are_the_recommended_protocol_and_the_original_is_one_flag_away():
@@ -136,15 +136,16 @@ def test_run_defaults_are_the_recommended_protocol_and_the_original_is_one_flag_
     assert config.seed_size.fraction == pytest.approx(0.02) and config.batch_size.fraction == pytest.approx(0.02)
     assert config.stopping.label_budget is None
     assert config.oracle == "simulated"
-    assert "max_epochs" not in config.hyperparameters and "class_balance" not in config.hyperparameters
+    assert "max_epochs" not in config.hyperparameters.changed()
+    assert "class_balance" not in config.hyperparameters.changed()
     original = _parse_run(["--dataset", "atis", "--protocol", "original"])
     assert (original.strategy, original.seed_strategy) == ("entropy", "random")
     assert original.seed_size.fraction == pytest.approx(0.05) and original.batch_size.fraction == pytest.approx(0.1)
     # A flag given wins over the protocol's default.
     assert _parse_run(["--dataset", "atis", "--protocol", "original", "--strategy", "margin"]).strategy == "margin"
     # The one training default the CLI sets itself: enough steps for a 100-label round.
-    assert config.hyperparameters["min_steps"] == 250
-    assert "min_steps" not in _parse_run(["--dataset", "atis", "--min-steps", "0"]).hyperparameters
+    assert config.hyperparameters.min_steps == 250
+    assert _parse_run(["--dataset", "atis", "--min-steps", "0"]).hyperparameters.min_steps == 0
 
 
 def test_epochs_alone_turn_the_step_floor_off_and_the_plan_says_so():
@@ -153,23 +154,25 @@ def test_epochs_alone_turn_the_step_floor_off_and_the_plan_says_so():
     default = _parse_run(["--dataset", "atis"])
     assert "10 epochs, more when that is under 250 optimizer steps" in training_plan(default)
     epochs = _parse_run(["--dataset", "atis", "--epochs", "3"])
-    assert epochs.hyperparameters["max_epochs"] == 3 and "min_steps" not in epochs.hyperparameters
+    assert epochs.hyperparameters.max_epochs == 3 and epochs.hyperparameters.min_steps == 0
     assert training_plan(epochs).startswith("training per round: 3 epochs (no --min-steps floor)")
     both = _parse_run(["--dataset", "atis", "--epochs", "3", "--min-steps", "40"])
-    assert (both.hyperparameters["max_epochs"], both.hyperparameters["min_steps"]) == (3, 40)
+    assert (both.hyperparameters.max_epochs, both.hyperparameters.min_steps) == (3, 40)
     assert "3 epochs, more when that is under 40 optimizer steps" in training_plan(both)
 
 
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["--target-accuracy", "1.5"], "--target-accuracy 1.5: must be in (0, 1]"),
-        (["--stable-agreement", "-0.1"], "--stable-agreement -0.1: must be in (0, 1]"),
-        (["--max-rounds", "-1"], "--max-rounds -1: must not be negative"),
-        (["--epochs", "-2"], "--epochs -2: must not be negative"),
-        (["--min-steps", "-3"], "--min-steps -3: must not be negative"),
-        (["--candidates", "-5"], "--candidates -5: must not be negative"),
-        (["--learning-rate", "-1"], "--learning-rate -1.0: must be positive"),
+        (["--target-accuracy", "1.5"], "--target-accuracy: stopping.target_accuracy must be in [0, 1], got 1.5"),
+        (["--stable-agreement", "-0.1"], "--stable-agreement: stopping.stable_agreement must be in [0, 1], got -0.1"),
+        (["--max-rounds", "-1"], "--max-rounds: stopping.max_rounds must be in [0, 100000], got -1"),
+        (["--epochs", "-2"], "--epochs: hyperparameters.max_epochs must be in [1, 1000], got -2"),
+        (["--min-steps", "-3"], "--min-steps: hyperparameters.min_steps must be in [0, 10000000], got -3"),
+        (["--candidates", "-5"], "--candidates: candidates must not be negative, got -5"),
+        (["--learning-rate", "-1"], "--learning-rate: hyperparameters.learning_rate must be in (0, 1], got -1.0"),
+        (["--learning-rate", "nan"], "--learning-rate: hyperparameters.learning_rate must be finite, got nan"),
+        (["--max-length", "100000"], "--max-length: hyperparameters.max_length must be in [8, 8192], got 100000"),
         (["--batch-size", "2.5"], "--batch-size 2.5: a fraction must be in (0, 1]"),
     ],
 )

@@ -11,7 +11,9 @@ import collections
 import numpy as np
 import pytest
 
-from lesslabels.coordinator import model, strategies
+from lesslabels import contract
+from lesslabels.contract import vocabulary
+from lesslabels.coordinator import strategies
 from lesslabels.coordinator.clients import PoolClient
 from lesslabels.coordinator.scores import PoolScoreCache, agreement_seed, candidate_seed
 from tests.stack import FakeScorer, load_toy_dataset, wait_for, wait_for_state
@@ -27,18 +29,18 @@ def big(fake_stack):
     return fake_stack
 
 
-def config(**overrides) -> model.RunConfig:
+def config(**overrides) -> contract.RunConfig:
     base = dict(
         dataset="big",
-        seed_size=model.Amount(count=SEED),
-        batch_size=model.Amount(count=BATCH),
-        stopping=model.StoppingRule(max_rounds=3),
+        seed_size=contract.Amount(count=SEED),
+        batch_size=contract.Amount(count=BATCH),
+        stopping=contract.StoppingRule(max_rounds=3),
         random_seed=7,
         strategy="entropy",
         candidates=50,
     )
     base.update(overrides)
-    return model.RunConfig(**base)
+    return contract.RunConfig(**base)
 
 
 def _pool(stack) -> PoolClient:
@@ -49,7 +51,7 @@ def _round(call: dict) -> int:
     return int(call["checkpoint_id"].split("-")[2].removeprefix("round"))
 
 
-def _selection_calls(scorer: FakeScorer, run: model.RunInfo) -> dict[int, list[dict]]:
+def _selection_calls(scorer: FakeScorer, run: contract.Run) -> dict[int, list[dict]]:
     """Round -> the calls that scored the round's candidates (not its agreement set, not embeddings)."""
     seed = run.config.random_seed
     calls = collections.defaultdict(list)
@@ -66,8 +68,8 @@ def _acquired(stack, run_id: int) -> dict[int, list[int]]:
     return by_round
 
 
-def _finish(stack, run: model.RunInfo) -> model.RunInfo:
-    done = wait_for_state(_pool(stack), run.id, model.FINAL_STATES)
+def _finish(stack, run: contract.Run) -> contract.Run:
+    done = wait_for_state(_pool(stack), run.id, vocabulary.FINAL_RUN_STATES)
     assert done.state == "COMPLETED", done.error
     return done
 
@@ -162,7 +164,7 @@ def test_a_restarted_coordinator_scores_the_same_subset_again(big):
 
 
 def test_more_candidates_than_the_unlabelled_pool_scores_all_of_it(big):
-    run = big.coordinator().start_run(config(candidates=10_000, stopping=model.StoppingRule(max_rounds=2)))
+    run = big.coordinator().start_run(config(candidates=10_000, stopping=contract.StoppingRule(max_rounds=2)))
     _finish(big, run)
     [call] = _selection_calls(big.scorer, run)[0]
     assert sorted(call["scored"]) == sorted(set(call["scored"])) and len(call["scored"]) == TRAIN - SEED
@@ -170,7 +172,7 @@ def test_more_candidates_than_the_unlabelled_pool_scores_all_of_it(big):
 
 def test_with_candidates_agreement_is_measured_on_a_fixed_set_only_when_the_run_stops_on_it(big):
     big.scorer.stable = True  # the same predictions every round: agreement 1
-    run = big.coordinator().start_run(config(stopping=model.StoppingRule(stable_agreement=0.99, max_rounds=5)))
+    run = big.coordinator().start_run(config(stopping=contract.StoppingRule(stable_agreement=0.99, max_rounds=5)))
     done = _finish(big, run)
     assert done.stop_reason.startswith("predictions stable: 1.0000 of the pool unchanged")
     agreement_calls = [c for c in big.scorer.train_calls(run.id) if c["subset_seed"] == agreement_seed(7)]
@@ -184,7 +186,7 @@ def test_with_candidates_agreement_is_measured_on_a_fixed_set_only_when_the_run_
 
 
 def test_without_candidates_agreement_compares_the_unlabelled_samples_both_rounds_scored(big):
-    run = big.coordinator().start_run(config(candidates=0, stopping=model.StoppingRule(max_rounds=3)))
+    run = big.coordinator().start_run(config(candidates=0, stopping=contract.StoppingRule(max_rounds=3)))
     _finish(big, run)
     calls = _selection_calls(big.scorer, run)
     acquired = _acquired(big, run.id)
@@ -209,7 +211,7 @@ def test_streamed_selection_equals_the_strategy_over_the_whole_pool(big, strateg
     """What a round selects from the stream (running top-k, embeddings of the kept candidates
     only) is what the strategy selects given every sample's probabilities and embeddings."""
     run = big.coordinator().start_run(
-        config(strategy=strategy, candidates=0, stopping=model.StoppingRule(max_rounds=2))
+        config(strategy=strategy, candidates=0, stopping=contract.StoppingRule(max_rounds=2))
     )
     _finish(big, run)
     acquired = _acquired(big, run.id)
@@ -244,7 +246,7 @@ def test_streamed_selection_equals_the_strategy_over_the_whole_pool(big, strateg
 )
 def test_a_round_keeps_only_the_candidates_selection_needs(big, strategy, candidates, kept):
     pool = _pool(big)
-    run = pool.create_run(model.with_defaults(config(strategy=strategy, candidates=candidates)))
+    run = pool.create_run(config(strategy=strategy, candidates=candidates).with_defaults())
     run = pool.get_run(run.id)
     cache = PoolScoreCache(pool, big.scorer)
     scores = cache.of_round(run, 0, "ckpt-run1-round0-x", BATCH)

@@ -12,7 +12,8 @@ import grpc
 import pytest
 
 from lesslabels.client import Amount, CoordinatorClient, PoolClient, RunConfig, StoppingRule
-from lesslabels.coordinator.model import FINAL_STATES, STEPS
+from lesslabels.contract.vocabulary import FINAL_RUN_STATES as FINAL_STATES
+from lesslabels.contract.vocabulary import RUN_STEPS as STEPS
 from lesslabels.v1 import trainer_pb2, trainer_pb2_grpc
 from tests.stack import load_toy_dataset, wait_for
 

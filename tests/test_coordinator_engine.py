@@ -9,30 +9,32 @@ import numpy as np
 import pytest
 
 from lesslabels.common import errors
-from lesslabels.coordinator import model
+from lesslabels import contract
+from lesslabels.contract import vocabulary
+from lesslabels.coordinator import domain
 from lesslabels.coordinator.clients import PoolClient
 from tests.stack import wait_for, wait_for_state
 
 TRAIN, TEST = 40, 12
 
 
-def config(**overrides) -> model.RunConfig:
+def config(**overrides) -> contract.RunConfig:
     base = dict(
         dataset="toy",
-        seed_size=model.Amount(count=8),
-        batch_size=model.Amount(count=6),
-        stopping=model.StoppingRule(max_rounds=3),
+        seed_size=contract.Amount(count=8),
+        batch_size=contract.Amount(count=6),
+        stopping=contract.StoppingRule(max_rounds=3),
         random_seed=7,
     )
     base.update(overrides)
-    return model.RunConfig(**base)
+    return contract.RunConfig(**base)
 
 
 def _pool(stack) -> PoolClient:
     return PoolClient(stack.pool_address, timeout=10)
 
 
-def _assert_no_sample_acquired_twice(pool: PoolClient, run_id: int) -> list[model.Acquisition]:
+def _assert_no_sample_acquired_twice(pool: PoolClient, run_id: int) -> list[contract.Acquisition]:
     acquisitions = pool.list_acquisitions(run_id)
     ids = [a.sample_id for a in acquisitions]
     assert len(ids) == len(set(ids)), "a sample was acquired twice"
@@ -43,7 +45,7 @@ def test_simulated_run_goes_through_every_round_and_records_each(fake_stack):
     core = fake_stack.coordinator()
     run = core.start_run(config(strategy="margin"))
     assert run.config.strategy == "margin" and run.config.oracle == "simulated"
-    done = wait_for_state(_pool(fake_stack), run.id, model.FINAL_STATES)
+    done = wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES)
     assert done.state == "COMPLETED", done.error
     assert done.stop_reason == "round limit 3 reached"
     assert done.step == "DONE" and done.round == 2
@@ -94,7 +96,7 @@ def test_a_worker_reads_the_run_once_and_records_each_step_in_one_call(fake_stac
     counting = CountingPool(_pool(fake_stack))
     core = fake_stack.coordinator(pool=counting)
     run = core.start_run(config())
-    assert wait_for_state(_pool(fake_stack), run.id, model.FINAL_STATES).state == "COMPLETED"
+    assert wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
     wait_for(lambda: not core.active_runs(), what="the worker to end")
     # Read once (configuration decoded once); then each step goes on from RecordStep's reply.
     assert counting.calls["get_run"] == 1
@@ -107,7 +109,7 @@ def test_a_worker_reads_the_run_once_and_records_each_step_in_one_call(fake_stac
 
 def test_margin_selection_takes_the_smallest_margins_of_the_unlabelled_pool(fake_stack):
     core = fake_stack.coordinator()
-    run = core.start_run(config(strategy="margin", stopping=model.StoppingRule(max_rounds=2)))
+    run = core.start_run(config(strategy="margin", stopping=contract.StoppingRule(max_rounds=2)))
     wait_for_state(_pool(fake_stack), run.id, "COMPLETED")
     _, rounds = core.get_run(run.id)
     pool = _pool(fake_stack)
@@ -127,7 +129,7 @@ def test_runs_are_deterministic_under_their_random_seed(fake_stack):
     c = core.start_run(config(strategy="random", random_seed=4))
     pool = _pool(fake_stack)
     for run in (a, b, c):
-        assert wait_for_state(pool, run.id, model.FINAL_STATES).state == "COMPLETED"
+        assert wait_for_state(pool, run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
 
     def picks(run):
         return [(x.round, x.sample_id) for x in pool.list_acquisitions(run.id)]
@@ -138,7 +140,7 @@ def test_runs_are_deterministic_under_their_random_seed(fake_stack):
 
 def test_warm_start_passes_the_previous_checkpoint(fake_stack):
     core = fake_stack.coordinator()
-    run = core.start_run(config(warm_start=True, stopping=model.StoppingRule(max_rounds=2)))
+    run = core.start_run(config(warm_start=True, stopping=contract.StoppingRule(max_rounds=2)))
     wait_for_state(_pool(fake_stack), run.id, "COMPLETED")
     _, rounds = core.get_run(run.id)
     trained = sorted(fake_stack.trainer.trained(run.id), key=lambda r: r.round)
@@ -149,17 +151,17 @@ def test_warm_start_passes_the_previous_checkpoint(fake_stack):
 @pytest.mark.parametrize(
     "stopping, reason, rounds",
     [
-        (model.StoppingRule(label_budget=model.Amount(count=17)), "label budget 17 reached (17 labelled)", 3),
-        (model.StoppingRule(label_budget=model.Amount(fraction=0.5)), "label budget 20 reached (20 labelled)", 3),
-        (model.StoppingRule(target_accuracy=0.5), "target accuracy 0.5 reached", 1),
-        (model.StoppingRule(stable_agreement=0.99), "predictions stable: 1.0000 of the pool unchanged", 2),
+        (contract.StoppingRule(label_budget=contract.Amount(count=17)), "label budget 17 reached (17 labelled)", 3),
+        (contract.StoppingRule(label_budget=contract.Amount(fraction=0.5)), "label budget 20 reached (20 labelled)", 3),
+        (contract.StoppingRule(target_accuracy=0.5), "target accuracy 0.5 reached", 1),
+        (contract.StoppingRule(stable_agreement=0.99), "predictions stable: 1.0000 of the pool unchanged", 2),
     ],
 )
 def test_stopping_rules(fake_stack, stopping, reason, rounds):
     fake_stack.scorer.stable = True  # same pool predictions every round: agreement 1
     core = fake_stack.coordinator()
     run = core.start_run(config(stopping=stopping))
-    done = wait_for_state(_pool(fake_stack), run.id, model.FINAL_STATES)
+    done = wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES)
     assert done.state == "COMPLETED", done.error
     assert done.stop_reason.startswith(reason)
     _, recorded = core.get_run(run.id)
@@ -170,12 +172,12 @@ def test_stopping_rules(fake_stack, stopping, reason, rounds):
 
 def test_defaults_are_filled_in_and_stored(fake_stack):
     core = fake_stack.coordinator()
-    run = core.start_run(model.RunConfig(dataset="toy"))
+    run = core.start_run(contract.RunConfig(dataset="toy"))
     stored = _pool(fake_stack).get_run(run.id).config
     assert stored.strategy == "entropy" and stored.seed_strategy == "random" and stored.oracle == "simulated"
-    assert stored.seed_size == model.Amount(fraction=0.05) and stored.batch_size == model.Amount(fraction=0.10)
+    assert stored.seed_size == contract.Amount(fraction=0.05) and stored.batch_size == contract.Amount(fraction=0.10)
     assert stored.stopping.max_rounds == 5
-    done = wait_for_state(_pool(fake_stack), run.id, model.FINAL_STATES)
+    done = wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES)
     assert done.state == "COMPLETED"
     # 5% of 40 = 2 seed samples, then +4 per round, for 5 rounds.
     assert done.labelled_count == 2 + 4 * 4
@@ -184,9 +186,9 @@ def test_defaults_are_filled_in_and_stored(fake_stack):
 def test_diverse_seed_embeds_the_pool_with_the_base_model(fake_stack):
     core = fake_stack.coordinator()
     run = core.start_run(
-        config(seed_strategy="diverse", strategy="clustered_entropy", stopping=model.StoppingRule(max_rounds=2))
+        config(seed_strategy="diverse", strategy="clustered_entropy", stopping=contract.StoppingRule(max_rounds=2))
     )
-    assert wait_for_state(_pool(fake_stack), run.id, model.FINAL_STATES).state == "COMPLETED"
+    assert wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
     first = fake_stack.scorer.calls[0]
     assert first["base_model"] == "default" and first["embeddings"] and first["split"] == "train"
     assert any(c["embeddings"] and c["checkpoint_id"] for c in fake_stack.scorer.calls)
@@ -201,7 +203,7 @@ def test_several_runs_progress_concurrently(fake_stack):
     assert sorted(r.run_id for r in fake_stack.trainer.requests.values()) == sorted(r.id for r in runs)
     fake_stack.trainer.hold.set()
     for run in runs:
-        assert wait_for_state(_pool(fake_stack), run.id, model.FINAL_STATES).state == "COMPLETED"
+        assert wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
 
 
 def test_cancel_stops_a_training_run_and_cancels_its_job(fake_stack):
@@ -222,14 +224,14 @@ def test_cancel_stops_a_training_run_and_cancels_its_job(fake_stack):
 def test_cancelled_run_can_be_resumed_to_completion(fake_stack):
     fake_stack.trainer.hold.clear()
     core = fake_stack.coordinator()
-    run = core.start_run(config(stopping=model.StoppingRule(max_rounds=2)))
+    run = core.start_run(config(stopping=contract.StoppingRule(max_rounds=2)))
     wait_for(fake_stack.trainer.started.is_set, what="training to start")
     assert core.cancel_run(run.id).stop_reason == "cancelled by a user"
     # Resumed at once, while the cancelled worker may still be on its way out.
     resumed = core.resume_run(run.id)
     assert (resumed.state, resumed.stop_reason) == ("RUNNING", "")
     fake_stack.trainer.hold.set()
-    assert wait_for_state(_pool(fake_stack), run.id, model.FINAL_STATES).state == "COMPLETED"
+    assert wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
     with pytest.raises(errors.FailedPrecondition, match="completed"):
         core.resume_run(run.id)
 
@@ -246,9 +248,9 @@ def test_unknown_runs_and_datasets_are_not_found(fake_stack):
 def test_a_job_lost_by_the_trainer_is_started_again(fake_stack):
     core = fake_stack.coordinator()
     fake_stack.trainer.lose("run-1-round-0-attempt-0")  # the trainer restarted while training it
-    run = core.start_run(config(stopping=model.StoppingRule(max_rounds=1)))
+    run = core.start_run(config(stopping=contract.StoppingRule(max_rounds=1)))
     assert run.id == 1
-    assert wait_for_state(_pool(fake_stack), run.id, model.FINAL_STATES).state == "COMPLETED"
+    assert wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
     keys = sorted(r.request_id for r in fake_stack.trainer.requests.values())
     assert keys == ["run-1-round-0-attempt-0", "run-1-round-0-attempt-1"]
     assert len(fake_stack.trainer.trained(run.id)) == 1
@@ -264,7 +266,7 @@ def test_a_round_lost_every_time_fails_the_run_and_a_resume_trains_it(fake_stack
 
     core = fake_stack.coordinator()
     fake_stack.trainer.interrupts = 10**6
-    run = core.start_run(config(stopping=model.StoppingRule(max_rounds=1)))
+    run = core.start_run(config(stopping=contract.StoppingRule(max_rounds=1)))
     failed = wait_for_state(_pool(fake_stack), run.id, "FAILED")
     assert f"training of round 0 was interrupted {MAX_TRAIN_ATTEMPTS} times" in failed.error
     assert failed.step == "TRAIN" and fake_stack.trainer.trained(run.id) == []
@@ -287,7 +289,7 @@ def test_a_trainer_answering_only_ended_jobs_fails_the_run(fake_stack, monkeypat
     for attempt in range(10):
         fake_stack.trainer.lose(f"run-1-round-0-attempt-{attempt}")
     core = fake_stack.coordinator()
-    run = core.start_run(config(stopping=model.StoppingRule(max_rounds=1)))
+    run = core.start_run(config(stopping=contract.StoppingRule(max_rounds=1)))
     failed = wait_for_state(_pool(fake_stack), run.id, "FAILED")
     assert "the trainer answered 5 training requests with ended jobs" in failed.error
     assert len(fake_stack.trainer.requests) == 5
@@ -299,7 +301,7 @@ def test_a_failed_training_job_fails_the_run_with_its_reason(fake_stack):
     original = trainer.wait_job
 
     def failing(job_id, progress=None, should_stop=lambda: False):
-        trainer.jobs[job_id] = model.JobInfo(job_id, "FAILED", error="too few labels for 4 classes")
+        trainer.jobs[job_id] = domain.JobInfo(job_id, "FAILED", error="too few labels for 4 classes")
         return trainer.jobs[job_id]
 
     trainer.wait_job = failing
@@ -383,7 +385,7 @@ def test_killed_coordinator_resumes_and_selects_nothing_twice(fake_stack, method
 
     second = fake_stack.coordinator()
     assert second.recover() == [run.id]
-    done = wait_for_state(_pool(fake_stack), run.id, model.FINAL_STATES)
+    done = wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES)
     assert done.state == "COMPLETED", done.error
     got = [(a.round, a.sample_id) for a in _assert_no_sample_acquired_twice(_pool(fake_stack), run.id)]
     # The same selections as the uninterrupted run: nothing re-selected differently or twice.
@@ -398,14 +400,14 @@ def test_killed_coordinator_resumes_and_selects_nothing_twice(fake_stack, method
 def test_a_stopped_coordinator_leaves_training_running_and_the_next_reuses_the_job(fake_stack):
     fake_stack.trainer.hold.clear()
     first = fake_stack.coordinator()
-    run = first.start_run(config(stopping=model.StoppingRule(max_rounds=1)))
+    run = first.start_run(config(stopping=contract.StoppingRule(max_rounds=1)))
     wait_for(fake_stack.trainer.started.is_set, what="training to start")
     first.close()
     assert _pool(fake_stack).get_run(run.id).state == "RUNNING"
     second = fake_stack.coordinator()
     second.recover()
     fake_stack.trainer.hold.set()
-    assert wait_for_state(_pool(fake_stack), run.id, model.FINAL_STATES).state == "COMPLETED"
+    assert wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
     assert len(fake_stack.trainer.requests) == 1  # StartTraining's idempotency key returned the same job
 
 
@@ -431,7 +433,7 @@ def _gold(stack, sample_ids):
 
 def test_labels_for_a_cancelled_run_are_refused_until_it_is_resumed(fake_stack):
     core = fake_stack.coordinator()
-    run = core.start_run(config(oracle="human", stopping=model.StoppingRule(max_rounds=2)))
+    run = core.start_run(config(oracle="human", stopping=contract.StoppingRule(max_rounds=2)))
     pool = _pool(fake_stack)
     wait_for_state(pool, run.id, "WAITING_FOR_LABELS")
     ids = [s.sample_id for s in core.pending_labels(run.id).samples]
@@ -448,7 +450,7 @@ def test_labels_for_a_cancelled_run_are_refused_until_it_is_resumed(fake_stack):
 
 def test_human_mode_waits_for_the_batch_and_accepts_partial_and_repeated_labels(fake_stack):
     core = fake_stack.coordinator()
-    run = core.start_run(config(oracle="human", stopping=model.StoppingRule(max_rounds=2)))
+    run = core.start_run(config(oracle="human", stopping=contract.StoppingRule(max_rounds=2)))
     pool = _pool(fake_stack)
     waiting = wait_for_state(pool, run.id, "WAITING_FOR_LABELS")
     assert waiting.step == "LABEL" and waiting.round == 0
@@ -490,7 +492,7 @@ def test_human_mode_waits_for_the_batch_and_accepts_partial_and_repeated_labels(
     assert core.pending_labels(run.id).remaining == 6
     second = [s.sample_id for s in core.pending_labels(run.id).samples]
     core.submit_labels(run.id, list(zip(second, ["flight"] * len(second), strict=True)))
-    done = wait_for_state(pool, run.id, model.FINAL_STATES)
+    done = wait_for_state(pool, run.id, vocabulary.FINAL_RUN_STATES)
     assert done.state == "COMPLETED" and done.labelled_count == 14
     _assert_no_sample_acquired_twice(pool, run.id)
 
@@ -511,7 +513,7 @@ def test_human_labels_are_refused_for_simulated_runs_and_unknown_labels(fake_sta
 
 def test_a_restarted_coordinator_continues_a_human_run_once_labels_arrive(fake_stack):
     first = fake_stack.coordinator()
-    run = first.start_run(config(oracle="human", stopping=model.StoppingRule(max_rounds=1)))
+    run = first.start_run(config(oracle="human", stopping=contract.StoppingRule(max_rounds=1)))
     wait_for_state(_pool(fake_stack), run.id, "WAITING_FOR_LABELS")
     first.close()
     second = fake_stack.coordinator()
@@ -520,7 +522,7 @@ def test_a_restarted_coordinator_continues_a_human_run_once_labels_arrive(fake_s
     ids = [s.sample_id for s in batch.samples]
     _, remaining = second.submit_labels(run.id, list(zip(ids, _gold(fake_stack, ids), strict=True)))
     assert remaining == 0
-    assert wait_for_state(_pool(fake_stack), run.id, model.FINAL_STATES).state == "COMPLETED"
+    assert wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
 
 
 # ---------------------------------------------------------------- watching
@@ -529,7 +531,7 @@ def test_a_restarted_coordinator_continues_a_human_run_once_labels_arrive(fake_s
 def test_watch_streams_events_until_the_run_ends(fake_stack):
     fake_stack.trainer.hold.clear()
     core = fake_stack.coordinator()
-    run = core.start_run(config(stopping=model.StoppingRule(max_rounds=2)))
+    run = core.start_run(config(stopping=contract.StoppingRule(max_rounds=2)))
     stream = core.watch(run.id)
     first = next(stream)
     assert first.run.state in ("PENDING", "RUNNING")
@@ -557,12 +559,14 @@ def test_an_unavailable_scorer_is_retried_then_fails_the_run_with_a_clear_error(
 
     scorer.score_pool = flaky
     core = fake_stack.coordinator()
-    run = core.start_run(config(stopping=model.StoppingRule(max_rounds=2)))
-    assert wait_for_state(_pool(fake_stack), run.id, model.FINAL_STATES).state == "COMPLETED"  # two outages ridden out
+    run = core.start_run(config(stopping=contract.StoppingRule(max_rounds=2)))
+    assert (
+        wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
+    )  # two outages ridden out
 
     outages["left"] = 10**6  # now it never comes back
-    second = core.start_run(config(stopping=model.StoppingRule(max_rounds=2)))
-    failed = wait_for_state(_pool(fake_stack), second.id, model.FINAL_STATES)
+    second = core.start_run(config(stopping=contract.StoppingRule(max_rounds=2)))
+    failed = wait_for_state(_pool(fake_stack), second.id, vocabulary.FINAL_RUN_STATES)
     assert failed.state == "FAILED" and failed.step == "EVALUATE"
     assert "scorer at 127.0.0.1:9 unreachable" in failed.error
     outages["left"] = 0

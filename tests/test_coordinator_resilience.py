@@ -11,7 +11,8 @@ import grpc
 import pytest
 
 from lesslabels.common.channels import wait_until_serving
-from lesslabels.coordinator import model
+from lesslabels import contract
+from lesslabels.contract import vocabulary
 from lesslabels.coordinator.clients import PoolClient
 from lesslabels.pool.main import build_server as build_pool
 from lesslabels.v1 import common_pb2, pool_pb2, run_pb2
@@ -34,19 +35,21 @@ def _config(**fields) -> run_pb2.RunConfig:
 
 
 BAD_CONFIGS = [
-    ({"oracle": 7}, "oracle: unknown value 7"),
-    ({"strategy": 99}, "strategy: unknown value 99"),
-    ({"seed_strategy": 5}, "seed_strategy: unknown value 5"),
-    ({"hyperparameters.learning_rate": float("nan")}, "hyperparameters.'learning_rate' must be finite"),
-    ({"hyperparameters.learning_rate": 2.0}, "hyperparameters.'learning_rate' must be 0 (the default) or in (0.0"),
-    ({"hyperparameters.max_length": 100000}, "hyperparameters.'max_length' must be 0 (the default) or in [8, 512]"),
-    ({"hyperparameters.max_length": 4}, "hyperparameters.'max_length'"),
-    ({"hyperparameters.batch_size": 1_000_000}, "hyperparameters.'batch_size'"),
-    ({"hyperparameters.batch_size": -1}, "hyperparameters.'batch_size'"),
-    ({"hyperparameters.class_balance": 9}, "hyperparameters.'class_balance': unknown value 9"),
-    ({"hyperparameters.warmup_ratio": float("inf")}, "hyperparameters.'warmup_ratio' must be finite"),
+    ({"oracle": 7}, "run config: oracle: unknown value 7"),
+    ({"strategy": 99}, "run config: strategy: unknown value 99"),
+    ({"seed_strategy": 5}, "run config: seed_strategy: unknown value 5"),
+    ({"hyperparameters.learning_rate": float("nan")}, "run config: hyperparameters.learning_rate must be finite"),
+    ({"hyperparameters.learning_rate": 2.0}, "hyperparameters.learning_rate must be in (0, 1], got 2.0"),
+    ({"hyperparameters.max_length": 100000}, "hyperparameters.max_length must be in [8, 8192], got 100000"),
+    ({"hyperparameters.max_length": 4}, "hyperparameters.max_length must be in [8, 8192], got 4"),
+    ({"hyperparameters.batch_size": 1_000_000}, "hyperparameters.batch_size must be in [1, 4096], got 1000000"),
+    ({"hyperparameters.batch_size": -1}, "hyperparameters.batch_size must be in [1, 4096], got -1"),
+    ({"hyperparameters.class_balance": 9}, "run config: hyperparameters.class_balance: unknown value 9"),
+    ({"hyperparameters.warmup_ratio": float("inf")}, "hyperparameters.warmup_ratio must be finite"),
+    ({"hyperparameters.warmup_ratio": 1.0}, "hyperparameters.warmup_ratio must be in [0, 1), got 1.0"),
+    ({"hyperparameters.pooling": 7}, "run config: hyperparameters.pooling: unknown value 7"),
     ({"random_seed": -1}, "random_seed must be in [0,"),
-    ({"seed_size.fraction": 2.0}, "seed_size.fraction must be in [0.0, 1.0]"),
+    ({"seed_size.fraction": 2.0}, "seed_size.fraction must be in (0, 1], got 2.0"),
     ({"batch_size.count": 10**12}, "batch_size.count must be in [1,"),
     ({"stopping.target_accuracy": float("nan")}, "stopping.target_accuracy must be finite"),
     ({"stopping.max_rounds": -3}, "stopping.max_rounds must be in [0,"),
@@ -73,10 +76,13 @@ def test_create_run_takes_a_config_at_its_bounds(pool_address, stub):
     load_toy_dataset(pool_address)
     config = _config(random_seed=2**32 - 1)
     config.hyperparameters.CopyFrom(
-        common_pb2.Hyperparameters(learning_rate=1.0, max_length=512, batch_size=8, warmup_ratio=0.0)
+        common_pb2.Hyperparameters(
+            learning_rate=1.0, max_length=8192, batch_size=8, warmup_ratio=0.0, pooling=common_pb2.POOLING_CLS
+        )
     )
     run = stub.CreateRun(pool_pb2.CreateRunRequest(config=config), timeout=10)
-    assert run.state == run_pb2.RUN_STATE_PENDING and run.config.hyperparameters.max_length == 512
+    assert run.state == run_pb2.RUN_STATE_PENDING and run.config.hyperparameters.max_length == 8192
+    assert run.config.hyperparameters.pooling == common_pb2.POOLING_CLS
 
 
 @pytest.mark.parametrize(
@@ -111,7 +117,7 @@ def test_a_bad_stored_run_is_reported_failed_and_breaks_nothing(pool_address, st
     core = fake_stack.coordinator()
     assert core.recover() == [good.id]
     pool = PoolClient(pool_address, timeout=10)
-    assert wait_for_state(pool, good.id, model.FINAL_STATES).state == "COMPLETED"
+    assert wait_for_state(pool, good.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
     assert pool.get_run(bad.id).state == "FAILED"
 
 
@@ -132,7 +138,7 @@ def test_a_run_rides_out_a_pool_that_is_stopped_and_started(fake_stack, pool_ser
     core = fake_stack.coordinator()
     core._outage_seconds = 60.0  # longer than the outage below
     pool = PoolClient(fake_stack.pool_address, timeout=10)
-    run = core.start_run(model.RunConfig(**{**_engine_config(), "stopping": model.StoppingRule(max_rounds=2)}))
+    run = core.start_run(contract.RunConfig(**{**_engine_config(), "stopping": contract.StoppingRule(max_rounds=2)}))
     assert fake_stack.trainer.started.wait(20)
     caplog.set_level(logging.WARNING, logger="lesslabels.coordinator.engine")
 
@@ -143,7 +149,7 @@ def test_a_run_rides_out_a_pool_that_is_stopped_and_started(fake_stack, pool_ser
     server = _stop_pool_until(fake_stack, pool_server, database_url, retried)
     pool = PoolClient(fake_stack.pool_address, timeout=10)  # a fresh channel, not one in reconnect backoff
     try:
-        done = wait_for_state(pool, run.id, model.FINAL_STATES)
+        done = wait_for_state(pool, run.id, vocabulary.FINAL_RUN_STATES)
         assert done.state == "COMPLETED" and done.error == ""
         # The same worker rode the outage out (no supervisor runs here: recover() was not called).
         assert not any("event=worker_crashed" in r.getMessage() for r in caplog.records)
@@ -157,7 +163,7 @@ def test_a_run_whose_worker_ended_without_an_outcome_is_picked_up_again(fake_sta
     core._outage_seconds = 0.3  # the worker gives up during the outage, and cannot record FAILED
     core.recover()  # starts the supervisor
     pool = PoolClient(fake_stack.pool_address, timeout=10)
-    run = core.start_run(model.RunConfig(**{**_engine_config(), "stopping": model.StoppingRule(max_rounds=2)}))
+    run = core.start_run(contract.RunConfig(**{**_engine_config(), "stopping": contract.StoppingRule(max_rounds=2)}))
     assert fake_stack.trainer.started.wait(20)
     caplog.set_level(logging.WARNING, logger="lesslabels.coordinator.engine")
 
@@ -169,7 +175,7 @@ def test_a_run_whose_worker_ended_without_an_outcome_is_picked_up_again(fake_sta
     pool = PoolClient(fake_stack.pool_address, timeout=10)  # a fresh channel, not one in reconnect backoff
     try:
         assert any("event=worker_crashed" in r.getMessage() for r in caplog.records)
-        done = wait_for_state(pool, run.id, model.FINAL_STATES)
+        done = wait_for_state(pool, run.id, vocabulary.FINAL_RUN_STATES)
         assert done.state == "COMPLETED" and done.error == ""
         assert any(f"event=run_picked_up run={run.id}" in r.getMessage() for r in caplog.records)
     finally:
@@ -180,7 +186,9 @@ def test_recover_with_the_pool_down_picks_the_runs_up_once_it_answers(fake_stack
     pool = PoolClient(fake_stack.pool_address, timeout=10)
     fake_stack.trainer.hold.clear()
     stub_run = fake_stack.coordinator()
-    run = stub_run.start_run(model.RunConfig(**{**_engine_config(), "stopping": model.StoppingRule(max_rounds=1)}))
+    run = stub_run.start_run(
+        contract.RunConfig(**{**_engine_config(), "stopping": contract.StoppingRule(max_rounds=1)})
+    )
     assert fake_stack.trainer.started.wait(20)
     stub_run.close()
     port = pool_server.port
@@ -202,7 +210,7 @@ def test_recover_with_the_pool_down_picks_the_runs_up_once_it_answers(fake_stack
 def _engine_config() -> dict:
     return dict(
         dataset="toy",
-        seed_size=model.Amount(count=8),
-        batch_size=model.Amount(count=6),
+        seed_size=contract.Amount(count=8),
+        batch_size=contract.Amount(count=6),
         random_seed=7,
     )

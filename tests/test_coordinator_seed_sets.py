@@ -8,7 +8,9 @@ from __future__ import annotations
 import pytest
 
 from lesslabels.client import PoolClient as SdkPoolClient
-from lesslabels.coordinator import model, steps
+from lesslabels import contract
+from lesslabels.contract import vocabulary
+from lesslabels.coordinator import steps
 from lesslabels.coordinator.clients import PoolClient
 from lesslabels.coordinator.scores import seed_set_seed
 from tests.stack import load_toy_dataset, wait_for_state
@@ -39,17 +41,17 @@ def big(fake_stack):
     return fake_stack
 
 
-def config(**overrides) -> model.RunConfig:
+def config(**overrides) -> contract.RunConfig:
     base = dict(
         dataset="big",
-        seed_size=model.Amount(count=SEED),
-        batch_size=model.Amount(count=BATCH),
-        stopping=model.StoppingRule(max_rounds=1),
+        seed_size=contract.Amount(count=SEED),
+        batch_size=contract.Amount(count=BATCH),
+        stopping=contract.StoppingRule(max_rounds=1),
         random_seed=7,
         strategy="entropy",
     )
     base.update(overrides)
-    return model.RunConfig(**base)
+    return contract.RunConfig(**base)
 
 
 def _seed_set(stack, run_id: int) -> list[int]:
@@ -61,7 +63,7 @@ def test_the_random_seed_set_is_the_pools_random_subset_of_k_ids(big):
     core = big.coordinator(pool)
     runs = [core.start_run(config()), core.start_run(config()), core.start_run(config(random_seed=8))]
     for run in runs:
-        assert wait_for_state(pool.inner, run.id, model.FINAL_STATES).state == "COMPLETED"
+        assert wait_for_state(pool.inner, run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
     # One listing per run, of k ids: the pool never sent the whole pool for a seed set.
     assert [(c["subset"], c["returned"]) for c in pool.listings] == [(SEED, SEED)] * 3
     # The three runs seed concurrently, so their listings arrive in any order.
@@ -80,7 +82,7 @@ def test_the_diverse_seed_set_embeds_no_more_than_its_bound_of_a_larger_pool(big
     assert bound == 20 * SEED < TRAIN
     pool = RecordingPool(big.pool_address)
     run = big.coordinator(pool).start_run(config(seed_strategy="diverse", strategy="clustered_entropy"))
-    assert wait_for_state(pool.inner, run.id, model.FINAL_STATES).state == "COMPLETED"
+    assert wait_for_state(pool.inner, run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
     [embedded] = [c for c in big.scorer.calls if c["base_model"] is not None]
     assert embedded["embeddings"] and embedded["subset"] == bound and embedded["subset_seed"] == seed_set_seed(7)
     assert len(embedded["scored"]) == bound, "the coordinator embedded more of the pool than the bound"
@@ -92,6 +94,9 @@ def test_the_diverse_seed_set_embeds_no_more_than_its_bound_of_a_larger_pool(big
 def test_the_diverse_seed_set_embeds_a_pool_within_its_bound_whole(big):
     assert steps.diverse_seed_sample(SEED) == steps.DIVERSE_SAMPLE_FLOOR > TRAIN
     run = big.coordinator().start_run(config(seed_strategy="diverse", strategy="clustered_entropy"))
-    assert wait_for_state(PoolClient(big.pool_address, timeout=10), run.id, model.FINAL_STATES).state == "COMPLETED"
+    assert (
+        wait_for_state(PoolClient(big.pool_address, timeout=10), run.id, vocabulary.FINAL_RUN_STATES).state
+        == "COMPLETED"
+    )
     [embedded] = [c for c in big.scorer.calls if c["base_model"] is not None]
     assert embedded["subset"] == 0 and len(embedded["scored"]) == TRAIN

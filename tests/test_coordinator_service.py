@@ -6,7 +6,9 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from lesslabels.coordinator import convert, metrics, model
+from lesslabels import contract
+from lesslabels.contract import wire
+from lesslabels.coordinator import metrics
 from lesslabels.coordinator.servicer import CoordinatorServicer, registration
 from lesslabels.common.server import Server
 from lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2, run_pb2
@@ -125,23 +127,55 @@ def _bad_configs():
 
     return [
         pytest.param(cfg(dataset=""), "dataset is required", id="no-dataset"),
-        pytest.param(cfg(seed_size__fraction=1.5), "seed_size: fraction must be in (0, 1]", id="seed-fraction>1"),
-        pytest.param(cfg(seed_size__fraction=-0.1), "seed_size: fraction must be in (0, 1]", id="seed-fraction<0"),
-        pytest.param(cfg(seed_size__count=-3), "seed_size: amount count must be positive", id="seed-count<0"),
-        pytest.param(cfg(batch_size__count=0), "batch_size: amount count must be positive", id="batch-count-0"),
-        pytest.param(cfg(batch_size__fraction=0.0), "batch_size: fraction must be in (0, 1]", id="batch-fraction-0"),
-        pytest.param(cfg(strategy=42), "unknown strategy value 42", id="unknown-strategy"),
-        pytest.param(cfg(seed_strategy=9), "unknown seed strategy value 9", id="unknown-seed-strategy"),
-        pytest.param(cfg(oracle=7), "unknown oracle mode value 7", id="unknown-oracle"),
-        pytest.param(cfg(stopping__target_accuracy=1.5), "target_accuracy must be in [0, 1]", id="target>1"),
-        pytest.param(cfg(stopping__stable_agreement=-1.0), "stable_agreement must be in [0, 1]", id="agreement<0"),
-        pytest.param(cfg(stopping__max_rounds=-1), "max_rounds must not be negative", id="rounds<0"),
         pytest.param(
-            cfg(stopping__label_budget__fraction=2.0), "label_budget: fraction must be in (0, 1]", id="budget>1"
+            cfg(seed_size__fraction=1.5),
+            "run config: seed_size.fraction must be in (0, 1], got 1.5",
+            id="seed-fraction>1",
+        ),
+        pytest.param(
+            cfg(seed_size__fraction=-0.1),
+            "run config: seed_size.fraction must be in (0, 1], got -0.1",
+            id="seed-fraction<0",
+        ),
+        pytest.param(
+            cfg(seed_size__count=-3), "run config: seed_size.count must be in [1, 10000000], got -3", id="seed-count<0"
+        ),
+        pytest.param(
+            cfg(batch_size__count=0), "run config: batch_size: give a count or a fraction", id="batch-count-0"
+        ),
+        pytest.param(
+            cfg(batch_size__fraction=0.0), "run config: batch_size: give a count or a fraction", id="batch-fraction-0"
+        ),
+        pytest.param(cfg(strategy=42), "run config: strategy: unknown value 42", id="unknown-strategy"),
+        pytest.param(cfg(seed_strategy=9), "run config: seed_strategy: unknown value 9", id="unknown-seed-strategy"),
+        pytest.param(cfg(oracle=7), "run config: oracle: unknown value 7", id="unknown-oracle"),
+        pytest.param(
+            cfg(stopping__target_accuracy=1.5),
+            "run config: stopping.target_accuracy must be in [0, 1], got 1.5",
+            id="target>1",
+        ),
+        pytest.param(
+            cfg(stopping__stable_agreement=-1.0),
+            "run config: stopping.stable_agreement must be in [0, 1], got -1.0",
+            id="agreement<0",
+        ),
+        pytest.param(
+            cfg(stopping__max_rounds=-1),
+            "run config: stopping.max_rounds must be in [0, 100000], got -1",
+            id="rounds<0",
+        ),
+        pytest.param(
+            cfg(stopping__label_budget__fraction=2.0),
+            "run config: stopping.label_budget.fraction must be in (0, 1], got 2.0",
+            id="budget>1",
         ),
         pytest.param(cfg(stopping__label_budget__count=1000), "exceeds the pool of 40", id="budget>pool"),
         pytest.param(cfg(seed_size__count=600), "seed_size 600 exceeds the pool of 40 training texts", id="seed>pool"),
-        pytest.param(cfg(hyperparameters__learning_rate=-1e-5), "learning_rate must not be negative", id="negative-lr"),
+        pytest.param(
+            cfg(hyperparameters__learning_rate=-1e-5),
+            "run config: hyperparameters.learning_rate must be in (0, 1], got -1e-05",
+            id="negative-lr",
+        ),
         pytest.param(cfg(candidates=-5), "candidates must not be negative, got -5", id="negative-candidates"),
         pytest.param(cfg(candidates=4), "batch_size 6 (6 samples) exceeds candidates 4", id="batch>candidates"),
     ]
@@ -270,19 +304,17 @@ def test_agreement_compares_common_samples_only():
 
 
 def test_run_config_round_trips_through_proto():
-    config = model.with_defaults(
-        model.RunConfig(
-            dataset="toy",
-            strategy="clustered_entropy",
-            seed_strategy="diverse",
-            oracle="human",
-            random_seed=5,
-            stopping=model.StoppingRule(label_budget=model.Amount(fraction=0.1), stable_agreement=0.95),
-            hyperparameters={"learning_rate": 3e-5, "max_epochs": 4},
-            warm_start=True,
-        )
-    )
-    assert convert.run_config_from_proto(convert.run_config_to_proto(config)) == config
+    config = contract.RunConfig(
+        dataset="toy",
+        strategy="clustered_entropy",
+        seed_strategy="diverse",
+        oracle="human",
+        random_seed=5,
+        stopping=contract.StoppingRule(label_budget=contract.Amount(fraction=0.1), stable_agreement=0.95),
+        hyperparameters={"learning_rate": 3e-5, "max_epochs": 4},
+        warm_start=True,
+    ).with_defaults()
+    assert wire.run_config_from_proto(wire.run_config_to_proto(config)) == config
 
 
 # ---------------------------------------------------------------- main and build_server

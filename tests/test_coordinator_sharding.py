@@ -14,7 +14,9 @@ import pytest
 
 from lesslabels.common import errors
 from lesslabels.common.shards import Shard
-from lesslabels.coordinator import model, strategies
+from lesslabels import contract
+from lesslabels.contract import vocabulary
+from lesslabels.coordinator import strategies
 from lesslabels.coordinator.clients import PoolClient
 from lesslabels.coordinator.engine import Coordinator
 from lesslabels.coordinator.main import scorer_address_list
@@ -41,21 +43,21 @@ def replicas(big):
         scorer.close()
 
 
-def config(**overrides) -> model.RunConfig:
+def config(**overrides) -> contract.RunConfig:
     base = dict(
         dataset="big",
-        seed_size=model.Amount(count=SEED),
-        batch_size=model.Amount(count=BATCH),
-        stopping=model.StoppingRule(max_rounds=3),
+        seed_size=contract.Amount(count=SEED),
+        batch_size=contract.Amount(count=BATCH),
+        stopping=contract.StoppingRule(max_rounds=3),
         random_seed=7,
         strategy="entropy",
     )
     base.update(overrides)
-    return model.RunConfig(**base)
+    return contract.RunConfig(**base)
 
 
-def _run(pool: PoolClient, **overrides) -> model.RunInfo:
-    run = pool.create_run(model.with_defaults(config(**overrides)))
+def _run(pool: PoolClient, **overrides) -> contract.Run:
+    run = pool.create_run(config(**overrides).with_defaults())
     return pool.get_run(run.id)
 
 
@@ -122,10 +124,10 @@ def test_a_sharded_run_selects_what_a_one_scorer_run_selects(big, replicas):
     sharded = ScorerReplicas(replicas[:2], shards=3)
     core = Coordinator(pool, big.trainer, sharded, retry_backoff=0.05, outage_seconds=1.0, supervise_seconds=0.2)
     big.coordinators.append(core)
-    rule = model.StoppingRule(max_rounds=3, stable_agreement=0.99)
+    rule = contract.StoppingRule(max_rounds=3, stable_agreement=0.99)
     for strategy in ("entropy", "clustered_entropy"):
         runs = [c.start_run(config(strategy=strategy, stopping=rule)) for c in (big.coordinator(), core)]
-        done = [wait_for_state(pool, r.id, model.FINAL_STATES) for r in runs]
+        done = [wait_for_state(pool, r.id, vocabulary.FINAL_RUN_STATES) for r in runs]
         assert [d.state for d in done] == ["COMPLETED", "COMPLETED"], [d.error for d in done]
         acquired = [[(a.round, a.sample_id) for a in pool.list_acquisitions(r.id)] for r in runs]
         assert acquired[0] == acquired[1] and len(acquired[0]) == SEED + 2 * BATCH
@@ -198,7 +200,7 @@ def test_a_run_rides_out_a_round_whose_shards_all_failed_and_completes(big, repl
     core = Coordinator(pool, big.trainer, sharded, retry_backoff=0.05, outage_seconds=30.0, supervise_seconds=0.2)
     big.coordinators.append(core)
     runs = [c.start_run(config(candidates=100)) for c in (big.coordinator(), core)]
-    done = [wait_for_state(pool, r.id, model.FINAL_STATES) for r in runs]
+    done = [wait_for_state(pool, r.id, vocabulary.FINAL_RUN_STATES) for r in runs]
     assert [d.state for d in done] == ["COMPLETED", "COMPLETED"], [d.error for d in done]
     assert all(f.failed == 2 for f in flaky)
     acquired = [[(a.round, a.sample_id) for a in pool.list_acquisitions(r.id)] for r in runs]

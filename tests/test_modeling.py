@@ -15,7 +15,8 @@ from lesslabels.modeling.batching import char_limit, collate, length_grouped_bat
 from lesslabels.common.metrics import Metrics
 from lesslabels.modeling.models import load_classifier, save_classifier, select_device
 from lesslabels.trainer import engine
-from lesslabels.trainer.engine import Example, TrainConfig
+from lesslabels.contract import Hyperparameters
+from lesslabels.trainer.engine import Example
 
 torch = pytest.importorskip("torch")
 LABELS = ["flight", "airfare", "ground"]
@@ -150,17 +151,17 @@ def test_select_device():
         (dict(class_balance="magic"), "class_balance"),
         (dict(precision="fp8"), "precision"),
         (dict(patience=0), "patience"),
-        (dict(min_steps=-1), "min_steps -1"),
+        (dict(min_steps=-1), r"min_steps must be in \[0, 10000000\], got -1"),
         (dict(min_steps=9, max_steps=8), "must not exceed max_steps 8"),
-        (dict(min_steps_per_class=-1), "min_steps_per_class -1"),
+        (dict(min_steps_per_class=-1), r"min_steps_per_class must be in \[0, 100000\], got -1"),
         (dict(head_init="zeros"), "head_init 'zeros'"),
         (dict(pooling="max"), "pooling 'max'"),
-        (dict(holdout_min_per_class=-3), "holdout_min_per_class -3"),
+        (dict(holdout_min_per_class=-3), r"holdout_min_per_class must be in \[0, 100000\], got -3"),
     ],
 )
 def test_config_validation(kw, words):
     with pytest.raises(errors.InvalidArgument, match=words):
-        TrainConfig(**kw).validate()
+        Hyperparameters(**kw).validate()
 
 
 def _train(tiny_bert_dir, config, *, seed=0, cancel=None, on_progress=None, validation=True):
@@ -187,7 +188,7 @@ def test_training_learns_and_keeps_the_best_epoch(tiny_bert_dir):
     events = []
     loaded, outcome = _train(
         tiny_bert_dir,
-        TrainConfig(learning_rate=5e-3, batch_size=4, max_epochs=6, patience=6),
+        Hyperparameters(learning_rate=5e-3, batch_size=4, max_epochs=6, patience=6),
         on_progress=events.append,
     )
     epoch_metrics = [e.validation for e in events if e.validation is not None]
@@ -205,7 +206,7 @@ def test_training_learns_and_keeps_the_best_epoch(tiny_bert_dir):
 
 
 def test_max_steps_and_no_validation(tiny_bert_dir):
-    _, outcome = _train(tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=5, max_steps=7), validation=False)
+    _, outcome = _train(tiny_bert_dir, Hyperparameters(batch_size=4, max_epochs=5, max_steps=7), validation=False)
     assert outcome.steps == 7 and outcome.stop_reason == "max_steps 7 reached" and outcome.validation is None
     assert outcome.best_epoch == outcome.epochs_run == 2
 
@@ -216,14 +217,18 @@ def test_min_steps_adds_epochs_and_holds_off_early_stopping(tiny_bert_dir):
     events = []
     _, outcome = _train(
         tiny_bert_dir,
-        TrainConfig(learning_rate=1e-12, batch_size=4, max_epochs=2, patience=1, min_steps=12, min_steps_per_class=0),
+        Hyperparameters(
+            learning_rate=1e-12, batch_size=4, max_epochs=2, patience=1, min_steps=12, min_steps_per_class=0
+        ),
         on_progress=events.append,
     )
     assert outcome.steps == 15 and outcome.epochs_run == 3
     assert all(e.total_steps == 15 for e in events)
     assert "early stop" in outcome.stop_reason and outcome.best_epoch == 1
     _, outcome = _train(
-        tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, min_steps=12, min_steps_per_class=0), validation=False
+        tiny_bert_dir,
+        Hyperparameters(batch_size=4, max_epochs=1, min_steps=12, min_steps_per_class=0),
+        validation=False,
     )
     assert outcome.steps == 15 and outcome.stop_reason.startswith("3 epochs reached (min_steps 12")
 
@@ -234,7 +239,7 @@ def test_validation_every_few_epochs_when_there_are_many(tiny_bert_dir):
     events = []
     _, outcome = _train(
         tiny_bert_dir,
-        TrainConfig(learning_rate=5e-3, batch_size=4, max_epochs=25, patience=100, min_steps_per_class=0),
+        Hyperparameters(learning_rate=5e-3, batch_size=4, max_epochs=25, patience=100, min_steps_per_class=0),
         on_progress=events.append,
     )
     validated = [e.epoch for e in events if e.validation is not None]
@@ -247,7 +252,7 @@ def test_patience_counts_validations_not_epochs(tiny_bert_dir):
     # patience 2 stops at the third validation (epoch 9), not at epoch 3.
     _, outcome = _train(
         tiny_bert_dir,
-        TrainConfig(learning_rate=1e-12, batch_size=4, max_epochs=22, patience=2, min_steps_per_class=0),
+        Hyperparameters(learning_rate=1e-12, batch_size=4, max_epochs=22, patience=2, min_steps_per_class=0),
     )
     assert outcome.epochs_run == 9 and outcome.best_epoch == 3
     assert "for 2 validations (one every 3 epochs" in outcome.stop_reason
@@ -255,7 +260,9 @@ def test_patience_counts_validations_not_epochs(tiny_bert_dir):
 
 def test_min_steps_per_class_plans_steps_for_the_number_of_classes(tiny_bert_dir):
     # 18 training texts, batch 4: 5 steps per epoch; 3 classes x 4 steps = 12 steps -> 3 epochs.
-    _, outcome = _train(tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, min_steps_per_class=4), validation=False)
+    _, outcome = _train(
+        tiny_bert_dir, Hyperparameters(batch_size=4, max_epochs=1, min_steps_per_class=4), validation=False
+    )
     assert outcome.steps == 15 and outcome.epochs_run == 3
     assert "min_steps_per_class 4 x 3 classes" in outcome.stop_reason
 
@@ -270,18 +277,18 @@ def test_min_steps_per_class_plans_steps_for_the_number_of_classes(tiny_bert_dir
     ],
 )
 def test_planned_steps_hand_computed(kw, n_train, n_classes, expected):
-    assert engine.planned_steps(TrainConfig(batch_size=16, **kw), n_train, n_classes) == expected
+    assert engine.planned_steps(Hyperparameters(batch_size=16, **kw), n_train, n_classes) == expected
 
 
 def test_validation_split_holds_out_only_with_enough_labels_per_class():
     examples = _examples(8)  # 3 classes x 8
-    train, val = engine.validation_split(examples, TrainConfig(holdout_min_per_class=10), seed=0)
+    train, val = engine.validation_split(examples, Hyperparameters(holdout_min_per_class=10), seed=0)
     assert val == [] and sorted(e.sample_id for e in train) == sorted(e.sample_id for e in examples)
     train, val = engine.validation_split(
-        examples, TrainConfig(holdout_min_per_class=8, validation_fraction=0.25), seed=0
+        examples, Hyperparameters(holdout_min_per_class=8, validation_fraction=0.25), seed=0
     )
     assert len(val) == 6 and len(train) == 18 and {e.label for e in val} == set(LABELS)
-    assert engine.validation_split([], TrainConfig(), seed=0) == ([], [])
+    assert engine.validation_split([], Hyperparameters(), seed=0) == ([], [])
 
 
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
@@ -323,7 +330,7 @@ def test_prototype_head_learns_before_any_step(tiny_bert_dir):
     for head in ("prototype", "random"):
         loaded, _ = _train(
             tiny_bert_dir,
-            TrainConfig(learning_rate=1e-12, batch_size=4, max_epochs=1, max_steps=1, head_init=head),
+            Hyperparameters(learning_rate=1e-12, batch_size=4, max_epochs=1, max_steps=1, head_init=head),
             validation=False,
         )
         train, _ = engine.stratified_split(_examples(), 0.25, 0)
@@ -351,7 +358,7 @@ def test_equal_validation_accuracy_goes_to_the_lower_loss():
 @pytest.mark.parametrize("balance", ["weighted_loss", "sampling"])
 def test_class_balance_options_train(tiny_bert_dir, balance):
     _, outcome = _train(
-        tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, min_steps_per_class=0, class_balance=balance)
+        tiny_bert_dir, Hyperparameters(batch_size=4, max_epochs=1, min_steps_per_class=0, class_balance=balance)
     )
     assert outcome.steps == 5 and outcome.validation.count == 6
 
@@ -366,7 +373,7 @@ def test_cancel_is_checked_every_step(tiny_bert_dir):
             cancel.set()
 
     with pytest.raises(errors.Cancelled, match="epoch 1 step 2"):
-        _train(tiny_bert_dir, TrainConfig(batch_size=2, max_epochs=3), cancel=cancel, on_progress=on_progress)
+        _train(tiny_bert_dir, Hyperparameters(batch_size=2, max_epochs=3), cancel=cancel, on_progress=on_progress)
     assert steps == [1, 2]
 
 
@@ -382,10 +389,12 @@ def test_auto_training_precision_on_cpu_follows_native_bf16(monkeypatch):
 
 
 def test_bf16_on_cpu_trains(tiny_bert_dir):
-    _, outcome = _train(tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, min_steps_per_class=0, precision="bf16"))
+    _, outcome = _train(
+        tiny_bert_dir, Hyperparameters(batch_size=4, max_epochs=1, min_steps_per_class=0, precision="bf16")
+    )
     assert outcome.steps == 5 and 0 <= outcome.validation.accuracy <= 1
     with pytest.raises(errors.InvalidArgument, match="fp16 needs CUDA"):
-        _train(tiny_bert_dir, TrainConfig(batch_size=4, max_epochs=1, precision="fp16"))
+        _train(tiny_bert_dir, Hyperparameters(batch_size=4, max_epochs=1, precision="fp16"))
 
 
 def test_a_warm_started_head_is_kept(tiny_bert_dir):
@@ -399,7 +408,7 @@ def test_a_warm_started_head_is_kept(tiny_bert_dir):
         LABELS,
         train,
         [],
-        TrainConfig(learning_rate=1e-12, batch_size=4, max_steps=1),
+        Hyperparameters(learning_rate=1e-12, batch_size=4, max_steps=1),
         seed=0,
         device=torch.device("cpu"),
         fresh_head=False,

@@ -11,7 +11,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from lesslabels.common import vocabulary
+from lesslabels.contract import wire
 from lesslabels.v1 import common_pb2, pool_pb2, run_pb2
 from tests.helpers import BOTH_DATABASES, import_bytes, import_rows, pool_stub, submit_labels
 
@@ -163,7 +163,7 @@ def test_import_formats(pool_address, stub, data, fmt, expected):
     counts = stub.GetCounts(pool_pb2.GetCountsRequest(dataset="d"), timeout=5)
     got = []
     for s in _samples(stub, dataset="d"):
-        split = vocabulary.SPLIT_TO_CORE[s.split]
+        split = wire.SPLIT_TO_CORE[s.split]
         gold = test_gold.get(s.text, dev_gold.get(s.text))
         got.append((gold, s.text, split))
     # Train-split gold stays hidden: check it through the counts instead.

@@ -15,7 +15,8 @@ from lesslabels.modeling import pooling
 from lesslabels.modeling.batching import tokenize
 from lesslabels.modeling.models import load_classifier, save_classifier
 from lesslabels.trainer import engine
-from lesslabels.trainer.engine import Example, TrainConfig
+from lesslabels.contract import Hyperparameters
+from lesslabels.trainer.engine import Example
 
 torch = pytest.importorskip("torch")
 LABELS = ["flight", "airfare", "ground"]
@@ -36,7 +37,7 @@ def _examples() -> list[Example]:
     return out
 
 
-def _trained(source: str, config: TrainConfig, *, fresh_head: bool = True):
+def _trained(source: str, config: Hyperparameters, *, fresh_head: bool = True):
     torch.manual_seed(0)
     loaded = load_classifier(source, LABELS, pooling=config.pooling)
     engine.train(
@@ -57,7 +58,7 @@ def _trained(source: str, config: TrainConfig, *, fresh_head: bool = True):
 def test_the_scorer_reproduces_the_trainers_logits_from_the_saved_folder(tiny_bert_dir, tmp_path, kind):
     from lesslabels.modeling import inference
 
-    loaded = _trained(str(tiny_bert_dir), TrainConfig(batch_size=4, max_steps=6, pooling=kind))
+    loaded = _trained(str(tiny_bert_dir), Hyperparameters(batch_size=4, max_steps=6, pooling=kind))
     assert pooling.pooling_of(loaded.model) == kind
     folder = save_classifier(loaded.model, loaded.tokenizer, tmp_path / "checkpoint")
     config = json.loads((folder / "config.json").read_text())
@@ -109,15 +110,15 @@ def test_unknown_pooling_is_refused(tiny_bert_dir):
     from lesslabels.common import errors
 
     with pytest.raises(errors.InvalidArgument, match="pooling 'max'"):
-        TrainConfig(pooling="max").validate()
+        Hyperparameters(pooling="max").validate()
     with pytest.raises(ValueError, match="pooling 'max'"):
         load_classifier(str(tiny_bert_dir), LABELS, pooling="max")
 
 
 def test_a_warm_start_keeps_its_checkpoints_pooling(tiny_bert_dir, tmp_path):
-    first = _trained(str(tiny_bert_dir), TrainConfig(batch_size=4, max_steps=2, pooling="cls"))
+    first = _trained(str(tiny_bert_dir), Hyperparameters(batch_size=4, max_steps=2, pooling="cls"))
     folder = save_classifier(first.model, first.tokenizer, tmp_path / "round0")
-    again = _trained(str(folder), TrainConfig(batch_size=4, max_steps=2, pooling="mean"), fresh_head=False)
+    again = _trained(str(folder), Hyperparameters(batch_size=4, max_steps=2, pooling="mean"), fresh_head=False)
     assert pooling.pooling_of(again.model) == "cls"
 
 
@@ -141,7 +142,7 @@ def test_a_mean_pooled_folder_loads_in_a_plain_transformers_pipeline_with_its_co
     folder instead of silently reading the [CLS] position."""
     from lesslabels.modeling import inference
 
-    loaded = _trained(str(tiny_bert_dir), TrainConfig(batch_size=4, max_steps=6, pooling="mean"))
+    loaded = _trained(str(tiny_bert_dir), Hyperparameters(batch_size=4, max_steps=6, pooling="mean"))
     folder = save_classifier(loaded.model, loaded.tokenizer, tmp_path / "checkpoint")
     served = inference.load_classifier(folder, precision="fp32", device=torch.device("cpu"))
     probs = inference.forward(served, inference.tokenize(served, ["taxi at the airport"]).input_ids).probabilities[0]

@@ -312,9 +312,9 @@ def test_kmeans_pp_draws_what_scipys_plus_plus_draws(n, d, k):
 
 
 def _uncertainty(probs):
-    """The scorer's per-row columns, as lesslabels.coordinator.model.Uncertainty holds them."""
+    """The scorer's per-row columns, as lesslabels.contract.Uncertainty holds them."""
     from lesslabels.common import uncertainty
-    from lesslabels.coordinator.model import Uncertainty
+    from lesslabels.contract import Uncertainty
 
     return Uncertainty(*(uncertainty.SCORES[f][0](probs) for f in ("entropy", "margin", "least_confidence", "ratio")))
 

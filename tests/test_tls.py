@@ -264,13 +264,13 @@ def test_a_server_accepts_the_public_and_the_internal_token_and_nothing_else(sta
 
 def _create_run(address: str, token: str, *, setup_token: str = "internal-token"):
     """CreateRun (a service-to-service method) with ``token``, on a dataset made with ``setup_token``."""
-    from lesslabels.coordinator import model
+    from lesslabels import contract
 
     with PoolClient(address, timeout=5, token=setup_token) as pool:
         if not pool.list_datasets():
             pool.create_dataset("d", labels=["a", "b"])
     with PoolClient(address, timeout=5, token=token) as pool:
-        return pool.create_run(model.with_defaults(model.RunConfig(dataset="d")))
+        return pool.create_run(contract.RunConfig(dataset="d").with_defaults())
 
 
 def test_the_services_own_writes_take_only_the_internal_token(start_pool):

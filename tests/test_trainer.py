@@ -16,8 +16,9 @@ from lesslabels.common.checkpoints import CheckpointStore
 from lesslabels.modeling import models
 from lesslabels.modeling.models import load_classifier
 from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, trainer_pb2, trainer_pb2_grpc
-from lesslabels.trainer.engine import TrainConfig
-from lesslabels.trainer.job_types import JobState, TrainRequest
+from lesslabels.contract import Hyperparameters
+from lesslabels.contract import TrainRequest
+from lesslabels.trainer.job_types import JobState
 from lesslabels.trainer.jobs import JobManager
 from lesslabels.trainer.main import _wait_for_pool_then_serve, build_server
 from tests.helpers import server_settings_for_tests
@@ -398,7 +399,7 @@ def test_running_jobs_are_interrupted_on_restart(tmp_path, trainer_factory, labe
             base_model=str(tiny_bert_dir),
             seed=1,
             labels=("flight", "airfare", "ground"),
-            config=TrainConfig(max_epochs=1),
+            hyperparameters=Hyperparameters(max_epochs=1),
         )
     )
     deadline = time.monotonic() + 10
@@ -509,21 +510,21 @@ def test_not_serving_until_the_pool_is(tmp_path, tiny_bert_dir):
 @pytest.mark.parametrize(
     "hyper, words",
     [
-        (dict(learning_rate=-1e-3), "learning_rate -0.001"),
-        (dict(batch_size=-1), "batch_size -1"),
-        (dict(validation_fraction=1.5), "validation_fraction 1.5"),
-        (dict(warmup_ratio=1.0), "warmup_ratio 1.0"),
-        (dict(max_epochs=-2, patience=-1), "max_epochs -2"),
-        (dict(max_length=100000), "max_length 100000"),
+        (dict(learning_rate=-1e-3), "learning_rate must be in (0, 1], got -0.001"),
+        (dict(batch_size=-1), "batch_size must be in [1, 4096], got -1"),
+        (dict(validation_fraction=1.5), "validation_fraction must be in (0, 0.9], got 1.5"),
+        (dict(warmup_ratio=1.0), "warmup_ratio must be in [0, 1), got 1.0"),
+        (dict(max_epochs=-2, patience=-1), "max_epochs must be in [1, 1000], got -2; patience"),
+        (dict(max_length=100000), "max_length must be in [8, 8192], got 100000"),
         (dict(max_length=512), "exceeds the 128 positions"),
-        (dict(max_steps=-5), "max_steps -5"),
-        (dict(min_steps=-1), "min_steps -1"),
+        (dict(max_steps=-5), "max_steps must be in [0, 10000000], got -5"),
+        (dict(min_steps=-1), "min_steps must be in [0, 10000000], got -1"),
         (dict(min_steps=50, max_steps=20), "min_steps 50 must not exceed max_steps 20"),
-        (dict(num_threads=-1), "num_threads -1"),
-        (dict(min_steps_per_class=-1), "min_steps_per_class -1"),
-        (dict(holdout_min_per_class=-2), "holdout_min_per_class -2"),
-        (dict(head_init=99), "unknown head_init 99"),
-        (dict(pooling=99), "unknown pooling 99"),
+        (dict(num_threads=-1), "num_threads must be in [0, 1024], got -1"),
+        (dict(min_steps_per_class=-1), "min_steps_per_class must be in [0, 100000], got -1"),
+        (dict(holdout_min_per_class=-2), "holdout_min_per_class must be in [0, 100000], got -2"),
+        (dict(head_init=99), "hyperparameters.head_init: unknown value 99"),
+        (dict(pooling=99), "hyperparameters.pooling: unknown value 99"),
         (dict(precision=common_pb2.PRECISION_FP16), "fp16 needs CUDA"),
     ],
 )

@@ -142,7 +142,7 @@ def demo_main(argv: list[str]) -> int:
             print(
                 f"active learning: strategy {strategy_label(config.strategy)}, seed {format_amount(config.seed_size)}"
                 f", batch {format_amount(config.batch_size)} per round, up to {config.stopping.max_rounds} rounds, "
-                f"{config.hyperparameters.get('max_epochs') or 'default'} epochs, base model "
+                f"{config.hyperparameters.max_epochs} epochs, base model "
                 f"{config.base_model or 'all-MiniLM-L6-v2'}",
                 flush=True,
             )

@@ -6,18 +6,31 @@ import argparse
 import math
 
 from lesslabels.cli.common import CliError
-from lesslabels.client import Amount, RunConfig, StoppingRule
-from lesslabels.common import vocabulary
+from lesslabels.client import Amount, Hyperparameters, RunConfig, StoppingRule
+from lesslabels.contract import vocabulary
 
-# CLI spelling -> the SDK's (the coordinator's) name.
-STRATEGIES = {vocabulary.flag_name(name): name for name in vocabulary.STRATEGY_TO_PROTO}
-SEED_STRATEGIES = {vocabulary.flag_name(name): name for name in vocabulary.SEED_STRATEGY_TO_PROTO}
-ORACLES = {vocabulary.flag_name(name): name for name in vocabulary.ORACLE_TO_PROTO}
-# Hyperparameters travel as proto field names and enum names (the coordinator passes them to the trainer).
-CLASS_BALANCE = {
-    "none": "CLASS_BALANCE_NONE",
-    "weighted-loss": "CLASS_BALANCE_WEIGHTED_LOSS",
-    "sampling": "CLASS_BALANCE_SAMPLING",
+# CLI spelling -> the SDK's name.
+STRATEGIES = {vocabulary.flag_name(name): name for name in vocabulary.STRATEGIES}
+SEED_STRATEGIES = {vocabulary.flag_name(name): name for name in vocabulary.SEED_STRATEGIES}
+ORACLES = {vocabulary.flag_name(name): name for name in vocabulary.ORACLES}
+CLASS_BALANCE = {vocabulary.flag_name(name): name for name in vocabulary.CLASS_BALANCES}
+#: The flag that sets each checked field, to name it when ``RunConfig.validate`` refuses a value.
+FLAGS = {
+    "hyperparameters.max_epochs": "--epochs",
+    "hyperparameters.batch_size": "--train-batch-size",
+    "hyperparameters.max_length": "--max-length",
+    "hyperparameters.patience": "--patience",
+    "hyperparameters.max_steps": "--max-steps",
+    "hyperparameters.min_steps": "--min-steps",
+    "hyperparameters.num_threads": "--num-threads",
+    "hyperparameters.learning_rate": "--learning-rate",
+    "stopping.max_rounds": "--max-rounds",
+    "stopping.target_accuracy": "--target-accuracy",
+    "stopping.stable_agreement": "--stable-agreement",
+    "candidates": "--candidates",
+    "random_seed": "--random-seed",
+    "name": "--name",
+    "base_model": "--base-model",
 }
 # Display names of run states and steps as the client SDK returns them (the coordinator's vocabulary).
 STATE_NAMES = {name: name.lower().replace("_", " ") for name in vocabulary.RUN_STATES}
@@ -78,18 +91,17 @@ PROTOCOLS = {
 def training_plan(config: RunConfig) -> str:
     """How long each round trains, as the trainer will plan it (trainer defaults in brackets)."""
     hp = config.hyperparameters
-    epochs = hp.get("max_epochs") or 10
-    parts = [f"training per round: {epochs} epochs"]
-    if hp.get("min_steps"):
+    parts = [f"training per round: {hp.max_epochs} epochs"]
+    if hp.min_steps:
         parts.append(
-            f", more when that is under {hp['min_steps']} optimizer steps (small labelled sets); "
+            f", more when that is under {hp.min_steps} optimizer steps (small labelled sets); "
             "early stopping never ends it sooner"
         )
     else:
         parts.append(" (no --min-steps floor)")
     parts.append("; the trainer also trains at least 8 steps per class")
-    if hp.get("max_steps"):
-        parts.append(f"; at most {hp['max_steps']} steps")
+    if hp.max_steps:
+        parts.append(f"; at most {hp.max_steps} steps")
     return "".join(parts)
 
 
@@ -208,18 +220,6 @@ def add_run_flags(
     )
 
 
-def _check_unit(value: float, flag: str) -> float:
-    if value and not (0.0 < value <= 1.0):
-        raise CliError(f"{flag} {value}: must be in (0, 1]", exit_code=2)
-    return value
-
-
-def _check_non_negative(value: int, flag: str) -> int:
-    if value < 0:
-        raise CliError(f"{flag} {value}: must not be negative", exit_code=2)
-    return value
-
-
 def run_config_from_args(args: argparse.Namespace, dataset: str | None = None) -> RunConfig:
     """Build the RunConfig the flags describe; unset values are left for the coordinator's defaults."""
     dataset = dataset if dataset is not None else args.dataset
@@ -232,25 +232,17 @@ def run_config_from_args(args: argparse.Namespace, dataset: str | None = None) -
         min_steps = 0 if epochs_given else getattr(args, "_default_min_steps", DEFAULT_MIN_STEPS)
     protocol = PROTOCOLS[getattr(args, "protocol", None) or "recommended"]
     hp = {
-        "max_epochs": _check_non_negative(args.epochs, "--epochs"),
-        "batch_size": _check_non_negative(args.train_batch_size, "--train-batch-size"),
-        "max_length": _check_non_negative(args.max_length, "--max-length"),
-        "patience": _check_non_negative(args.patience, "--patience"),
-        "max_steps": _check_non_negative(args.max_steps, "--max-steps"),
-        "min_steps": _check_non_negative(min_steps, "--min-steps"),
-        "num_threads": _check_non_negative(args.num_threads, "--num-threads"),
+        "max_epochs": args.epochs,
+        "batch_size": args.train_batch_size,
+        "max_length": args.max_length,
+        "patience": args.patience,
+        "max_steps": args.max_steps,
+        "min_steps": min_steps,
+        "num_threads": args.num_threads,
+        "learning_rate": args.learning_rate,
         "class_balance": CLASS_BALANCE[args.class_balance],
     }
-    if args.learning_rate < 0 or not math.isfinite(args.learning_rate):
-        raise CliError(f"--learning-rate {args.learning_rate}: must be positive", exit_code=2)
-    hp["learning_rate"] = args.learning_rate
-    stopping = StoppingRule(
-        label_budget=parse_amount(args.label_budget, "--label-budget") if args.label_budget is not None else None,
-        max_rounds=_check_non_negative(args.max_rounds, "--max-rounds"),
-        target_accuracy=_check_unit(args.target_accuracy, "--target-accuracy"),
-        stable_agreement=_check_unit(args.stable_agreement, "--stable-agreement"),
-    )
-    return RunConfig(
+    config = RunConfig(
         dataset=dataset,
         name=args.name,
         base_model=args.base_model,
@@ -258,11 +250,22 @@ def run_config_from_args(args: argparse.Namespace, dataset: str | None = None) -
         seed_strategy=SEED_STRATEGIES[args.seed_strategy or protocol["seed_strategy"]],
         seed_size=parse_amount(args.seed_size or protocol["seed_size"], "--seed-size"),
         batch_size=parse_amount(args.batch_size or protocol["batch_size"], "--batch-size"),
-        stopping=stopping,
+        stopping=StoppingRule(
+            label_budget=parse_amount(args.label_budget, "--label-budget") if args.label_budget is not None else None,
+            max_rounds=args.max_rounds,
+            target_accuracy=args.target_accuracy,
+            stable_agreement=args.stable_agreement,
+        ),
         oracle=ORACLES[args.oracle],
         random_seed=args.random_seed,
         # Zero values are left out: the trainer's defaults apply (as with an unset proto field).
-        hyperparameters={k: v for k, v in hp.items() if v and v != "CLASS_BALANCE_NONE"},
+        hyperparameters=Hyperparameters.from_mapping({k: v for k, v in hp.items() if v}),
         warm_start=args.warm_start,
-        candidates=_check_non_negative(args.candidates, "--candidates"),
+        candidates=args.candidates,
     )
+    problems = config.problems()
+    if problems:
+        field = problems[0].split(" ", 1)[0]
+        flag = FLAGS.get(field)
+        raise CliError(f"{flag}: {problems[0]}" if flag else f"run config: {problems[0]}", exit_code=2)
+    return config

@@ -356,7 +356,7 @@ def resumed_runs_text(runs) -> str:
 
 def _resumed_runs(stack: LocalStack) -> str:
     from lesslabels.cli.client import Client
-    from lesslabels.common.vocabulary import ACTIVE_RUN_STATES
+    from lesslabels.contract.vocabulary import ACTIVE_RUN_STATES
 
     try:
         with Client(stack.address("coordinator"), token=stack.token, timeout=10) as client:

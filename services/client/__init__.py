@@ -40,13 +40,14 @@ from lesslabels.client.errors import (
 from lesslabels.client.pool import PoolClient
 from lesslabels.client.scorer import ScorerClient
 from lesslabels.client.suggestions import Suggestion, batch_model, suggest
-from lesslabels.coordinator.model import kept_round
+from lesslabels.contract import kept_round
 from lesslabels.common.config import ClientTLS
 from lesslabels.client.types import (
     Acquisition,
     Amount,
     Counts,
     Dataset,
+    Hyperparameters,
     ImportSummary,
     LabelResult,
     Metrics,
@@ -77,6 +78,7 @@ __all__ = [
     "Dataset",
     "DeadlineExceeded",
     "FailedPrecondition",
+    "Hyperparameters",
     "ImportSummary",
     "InvalidArgument",
     "LabelResult",

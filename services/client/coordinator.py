@@ -6,8 +6,6 @@ import dataclasses
 import time
 from collections.abc import Iterator, Mapping, Sequence
 
-from google.protobuf import json_format
-
 from lesslabels.client._base import ServiceClient
 from lesslabels.client.errors import DeadlineExceeded, InvalidArgument
 from lesslabels.client.pool import _assignments, _choice
@@ -20,21 +18,21 @@ from lesslabels.client.types import (
     RunEvent,
     SubmittedLabels,
 )
-from lesslabels.coordinator import convert, model
+from lesslabels.contract import vocabulary, wire
 from lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2, run_pb2
 
 #: Deadline of one WatchRun stream; ``watch`` opens the next one until the run stops.
 WATCH_WINDOW = 600.0
 
 
-def _vocabulary_name(value: str, mapping: Mapping[str, object], what: str) -> str:
+def _vocabulary_name(value: str, names: Sequence[str], what: str) -> str:
     """``value`` as the vocabulary's name: "" takes the coordinator's default; "least-confidence" is
     "least_confidence"; an unknown name is InvalidArgument."""
     if not value:
         return value
     name = value.replace("-", "_") if isinstance(value, str) else value
-    if name not in mapping:
-        raise InvalidArgument(f"run config: unknown {what} {value!r} (expected {', '.join(sorted(mapping))})")
+    if name not in names:
+        raise InvalidArgument(f"run config: unknown {what} {value!r} (expected {', '.join(sorted(names))})")
     return name
 
 
@@ -43,31 +41,28 @@ def _config(config: RunConfig | run_pb2.RunConfig | None, fields: dict) -> run_p
         if fields:
             raise InvalidArgument(f"give a RunConfig or keyword fields, not both ({', '.join(fields)})")
         return config
-    if config is None:
-        try:
+    try:
+        if config is None:
             config = RunConfig(**fields)
-        except TypeError as exc:
-            raise InvalidArgument(f"run config: {exc}") from None
-    elif fields:
-        config = dataclasses.replace(config, **fields)
+        elif fields:
+            config = dataclasses.replace(config, **fields)
+    except TypeError as exc:
+        raise InvalidArgument(f"run config: {exc}") from None
     if not isinstance(config, RunConfig):
         raise InvalidArgument(f"config must be a RunConfig, got {type(config).__name__}")
     normalized = dataclasses.replace(
         config,
-        strategy=_vocabulary_name(config.strategy, convert.STRATEGY_TO_PROTO, "strategy"),
-        seed_strategy=_vocabulary_name(config.seed_strategy, convert.SEED_STRATEGY_TO_PROTO, "seed strategy"),
-        oracle=_vocabulary_name(config.oracle, convert.ORACLE_TO_PROTO, "oracle mode"),
+        strategy=_vocabulary_name(config.strategy, vocabulary.STRATEGIES, "strategy"),
+        seed_strategy=_vocabulary_name(config.seed_strategy, vocabulary.SEED_STRATEGIES, "seed strategy"),
+        oracle=_vocabulary_name(config.oracle, vocabulary.ORACLES, "oracle mode"),
     )
-    try:
-        return convert.run_config_to_proto(normalized)
-    except json_format.ParseError as exc:
-        raise InvalidArgument(f"run config: hyperparameters: {exc}") from None
+    return wire.run_config_to_proto(normalized)
 
 
 def event_from_proto(message: coordinator_pb2.RunEvent) -> RunEvent:
     return RunEvent(
-        run=convert.run_from_proto(message.run),
-        round=convert.round_from_proto(message.round) if message.HasField("round") else None,
+        run=wire.run_from_proto(message.run),
+        round=wire.round_from_proto(message.round) if message.HasField("round") else None,
         step_progress=message.step_progress,
         message=message.message,
     )
@@ -101,35 +96,35 @@ class CoordinatorClient(ServiceClient):
         fields take the coordinator's defaults. With ``request_id`` a retried start returns the
         run it started instead of a second one."""
         request = coordinator_pb2.StartRunRequest(config=_config(config, fields), request_id=request_id)
-        return convert.run_from_proto(self._unary(self._stub.StartRun, request, "start run", timeout))
+        return wire.run_from_proto(self._unary(self._stub.StartRun, request, "start run", timeout))
 
     def get_run(self, run_id: int, *, timeout: float | None = None) -> RunDetail:
         """A run and its rounds (test metrics per round)."""
         reply = self._unary(self._stub.GetRun, pool_pb2.GetRunRequest(run_id=run_id), f"run {run_id}", timeout)
         return RunDetail(
-            run=convert.run_from_proto(reply.run), rounds=tuple(convert.round_from_proto(r) for r in reply.rounds)
+            run=wire.run_from_proto(reply.run), rounds=tuple(wire.round_from_proto(r) for r in reply.rounds)
         )
 
     def list_runs(self, *, dataset: str = "", states: Sequence[str] = (), timeout: float | None = None) -> list[Run]:
         """Runs, optionally of one dataset and in the given states ("RUNNING", "COMPLETED", ...)."""
         request = pool_pb2.ListRunsRequest(
-            dataset=dataset, states=[_choice(s, convert.STATE_TO_PROTO, "run state") for s in states]
+            dataset=dataset, states=[_choice(s, wire.RUN_STATE_TO_PROTO, "run state") for s in states]
         )
-        return [convert.run_from_proto(r) for r in self._unary(self._stub.ListRuns, request, "list runs", timeout).runs]
+        return [wire.run_from_proto(r) for r in self._unary(self._stub.ListRuns, request, "list runs", timeout).runs]
 
     def cancel(self, run_id: int, *, timeout: float | None = None) -> Run:
         """Stop a run (its training job too); the run ends CANCELLED."""
         reply = self._unary(
             self._stub.CancelRun, coordinator_pb2.CancelRunRequest(run_id=run_id), f"cancel run {run_id}", timeout
         )
-        return convert.run_from_proto(reply)
+        return wire.run_from_proto(reply)
 
     def resume(self, run_id: int, *, timeout: float | None = None) -> Run:
         """Continue a cancelled or failed run where it stopped (FailedPrecondition for a completed one)."""
         reply = self._unary(
             self._stub.ResumeRun, coordinator_pb2.ResumeRunRequest(run_id=run_id), f"resume run {run_id}", timeout
         )
-        return convert.run_from_proto(reply)
+        return wire.run_from_proto(reply)
 
     def watch_stream(self, run_id: int, *, timeout: float | None = WATCH_WINDOW) -> Iterator[RunEvent]:
         """One WatchRun stream: the run's current state, then its events until it stops or the
@@ -143,7 +138,7 @@ class CoordinatorClient(ServiceClient):
         """The run's events until it is COMPLETED, CANCELLED or FAILED (and, with
         ``until_waiting``, until it waits for labels). Streams are reopened every ``window``
         seconds; a lost coordinator raises Unavailable."""
-        stop = set(model.FINAL_STATES) | ({"WAITING_FOR_LABELS"} if until_waiting else set())
+        stop = set(vocabulary.FINAL_RUN_STATES) | ({"WAITING_FOR_LABELS"} if until_waiting else set())
         while True:
             last = None
             try:
@@ -194,4 +189,4 @@ class CoordinatorClient(ServiceClient):
             run_id=run_id, labels=_assignments(labels), annotator=annotator, idempotency_key=idempotency_key
         )
         reply = self._unary(self._stub.SubmitRunLabels, request, f"labels for run {run_id}", timeout)
-        return SubmittedLabels(result=convert.label_result_from_proto(reply.result), remaining=reply.remaining)
+        return SubmittedLabels(result=wire.label_result_from_proto(reply.result), remaining=reply.remaining)

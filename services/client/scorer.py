@@ -11,7 +11,7 @@ from lesslabels.client.errors import InvalidArgument
 from lesslabels.client.pool import random_subset
 from lesslabels.common.shards import Shard, shard_to_proto
 from lesslabels.client.types import PoolScores, Scores, Uncertainty
-from lesslabels.coordinator import convert
+from lesslabels.contract import wire
 from lesslabels.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
 #: Deadline of one ScorePool stream (a whole split on CPU).
@@ -179,7 +179,7 @@ class ScorerClient(ServiceClient):
             progress=progress,
             timeout=timeout,
         )
-        return convert.pool_scores_from_chunks(stream, probabilities=probabilities, embeddings=embeddings)
+        return wire.pool_scores_from_chunks(stream, probabilities=probabilities, embeddings=embeddings)
 
     def score_pool_chunks(
         self,
@@ -221,7 +221,7 @@ class ScorerClient(ServiceClient):
             timeout=timeout,
         )
         for chunk in stream:
-            yield convert.pool_scores_from_chunks([chunk], probabilities=probabilities, embeddings=embeddings)
+            yield wire.pool_scores_from_chunks([chunk], probabilities=probabilities, embeddings=embeddings)
 
     def _score_pool_stream(
         self,

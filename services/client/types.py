@@ -1,8 +1,8 @@
 """Plain-Python results of the SDK: frozen dataclasses and numpy arrays, never protobuf.
 
-Run configuration, runs, rounds, metrics, acquisitions and run events are the coordinator's
-own domain types (``lesslabels.coordinator.model``), so there is one vocabulary: strategies,
-states and steps are strings (``"entropy"``, ``"RUNNING"``, ``"TRAIN"``).
+Run configuration, runs, rounds, metrics, acquisitions and run events are the system's shared
+contract (``lesslabels.contract``), so there is one vocabulary: strategies, states and steps are
+strings (``"entropy"``, ``"RUNNING"``, ``"TRAIN"``).
 """
 
 from __future__ import annotations
@@ -11,16 +11,17 @@ import dataclasses
 
 import numpy as np
 
-from lesslabels.coordinator.model import (
+from lesslabels.contract import (
     Acquisition,
     Amount,
+    Hyperparameters,
     LabelResult,
     Metrics,
     PoolScores,
-    RoundInfo as Round,
+    Round,
+    Run,
     RunConfig,
     RunEvent,
-    RunInfo as Run,
     StoppingRule,
     Uncertainty,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "Counts",
     "Dataset",
     "Duplicate",
+    "Hyperparameters",
     "ImportSummary",
     "LabelResult",
     "Metrics",

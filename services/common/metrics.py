@@ -4,24 +4,11 @@ coordinator (each round's test split) and the benchmarks."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 
-
-@dataclasses.dataclass(frozen=True)
-class Metrics:
-    """Mirrors lesslabels.v1.EvalMetrics."""
-
-    accuracy: float = 0.0
-    macro_f1: float = 0.0
-    per_class_f1: dict[str, float] = dataclasses.field(default_factory=dict)
-    count: int = 0
-    loss: float = 0.0
-
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+from lesslabels.contract.metrics import Metrics
 
 
 def classification_metrics(

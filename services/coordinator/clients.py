@@ -2,7 +2,7 @@
 
 Pool and scorer are thin adapters over the client SDK (``lesslabels.client``): the SDK owns the
 channel, deadlines, retries and error mapping, and these classes keep the method names and
-domain types (``lesslabels.coordinator.model``) the core was written against, so tests can hand
+domain types (``lesslabels.contract``, ``coordinator.domain``) the core was written against, so tests can hand
 the core in-memory fakes with the same names. The trainer has no public SDK client; its adapter
 builds on the SDK's ``ServiceClient`` for the same channel and errors.
 """
@@ -19,7 +19,9 @@ from lesslabels.common import errors
 from lesslabels.common.channels import DEFAULT_TIMEOUT
 from lesslabels.common.config import ClientTLS
 from lesslabels.common.shards import Shard
-from lesslabels.coordinator import convert, model
+from lesslabels import contract
+from lesslabels.contract import vocabulary, wire
+from lesslabels.coordinator import convert, domain
 from lesslabels.v1 import trainer_pb2, trainer_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -45,9 +47,9 @@ class PoolClient:
     def close(self) -> None:
         self._pool.close()
 
-    def get_dataset(self, name: str) -> model.DatasetInfo:
+    def get_dataset(self, name: str) -> domain.DatasetInfo:
         reply = self._pool.get_dataset(name)
-        return model.DatasetInfo(
+        return domain.DatasetInfo(
             name=reply.name, labels=reply.labels, train_count=reply.train_count, test_count=reply.test_count
         )
 
@@ -63,13 +65,13 @@ class PoolClient:
         )
         return [s.id for s in samples]
 
-    def create_run(self, config: model.RunConfig, request_id: str = "") -> model.RunInfo:
+    def create_run(self, config: contract.RunConfig, request_id: str = "") -> contract.Run:
         return self._pool.create_run(config, request_id=request_id)
 
-    def get_run(self, run_id: int) -> model.RunInfo:
+    def get_run(self, run_id: int) -> contract.Run:
         return self._pool.get_run(run_id)
 
-    def list_runs(self, dataset: str = "", states: Sequence[str] = ()) -> list[model.RunInfo]:
+    def list_runs(self, dataset: str = "", states: Sequence[str] = ()) -> list[contract.Run]:
         return self._pool.list_runs(dataset=dataset, states=states)
 
     def update_run(
@@ -83,7 +85,7 @@ class PoolClient:
         stop_reason: str = "",
         expected_step: str = "",
         expected_round: int = 0,
-    ) -> model.RunInfo:
+    ) -> contract.Run:
         return self._pool.update_run(
             run_id,
             state=state,
@@ -105,10 +107,10 @@ class PoolClient:
         round: int | None = None,
         state: str = "",
         stop_reason: str = "",
-        round_info: model.RoundInfo | None = None,
-        acquisitions: Sequence[model.Acquisition] = (),
+        round_info: contract.Round | None = None,
+        acquisitions: Sequence[contract.Acquisition] = (),
         acquisition_round: int = 0,
-    ) -> model.RunInfo:
+    ) -> contract.Run:
         """Store a step's outcome and advance the run (compare-and-set) in one transaction."""
         return self._pool.record_step(
             run_id,
@@ -123,22 +125,22 @@ class PoolClient:
             acquisition_round=acquisition_round,
         )
 
-    def put_round(self, info: model.RoundInfo) -> model.RoundInfo:
+    def put_round(self, info: contract.Round) -> contract.Round:
         self._pool.put_round(info)
         return info
 
-    def list_rounds(self, run_id: int) -> list[model.RoundInfo]:
+    def list_rounds(self, run_id: int) -> list[contract.Round]:
         return self._pool.list_rounds(run_id)
 
-    def add_acquisitions(self, run_id: int, round_index: int, items: Sequence[model.Acquisition]) -> tuple[int, int]:
+    def add_acquisitions(self, run_id: int, round_index: int, items: Sequence[contract.Acquisition]) -> tuple[int, int]:
         return self._pool.add_acquisitions(run_id, round_index, items)
 
     def list_acquisitions(
         self, run_id: int, round_index: int = -1, pending_only: bool = False
-    ) -> list[model.Acquisition]:
+    ) -> list[contract.Acquisition]:
         return self._pool.list_acquisitions(run_id, round_index=round_index, pending_only=pending_only)
 
-    def reveal_labels(self, run_id: int, sample_ids: Sequence[int], source: str) -> model.LabelResult:
+    def reveal_labels(self, run_id: int, sample_ids: Sequence[int], source: str) -> contract.LabelResult:
         return self._pool.reveal_labels(run_id, sample_ids, source=source)
 
     def submit_labels(
@@ -149,7 +151,7 @@ class PoolClient:
         *,
         annotator: str = "",
         idempotency_key: str = "",
-    ) -> model.LabelResult:
+    ) -> contract.LabelResult:
         return self._pool.submit_labels(
             dataset, labels, run_id=run_id, annotator=annotator, idempotency_key=idempotency_key
         )
@@ -166,20 +168,20 @@ class TrainerClient(ServiceClient):
         super().__init__(address, token=token, timeout=timeout, tls=tls)
         self._stub = trainer_pb2_grpc.TrainerServiceStub(self._channel)
 
-    def start_training(self, request: model.TrainRequest) -> model.JobInfo:
+    def start_training(self, request: contract.TrainRequest) -> domain.JobInfo:
         reply = self._unary(
             self._stub.StartTraining,
-            convert.train_request_to_proto(request),
+            wire.train_request_to_proto(request),
             f"start training for run {request.run_id} round {request.round}",
         )
         return convert.job_from_proto(reply)
 
-    def get_job(self, job_id: str) -> model.JobInfo:
+    def get_job(self, job_id: str) -> domain.JobInfo:
         return convert.job_from_proto(
             self._unary(self._stub.GetJob, trainer_pb2.GetJobRequest(job_id=job_id), f"job {job_id}")
         )
 
-    def cancel_job(self, job_id: str) -> model.JobInfo:
+    def cancel_job(self, job_id: str) -> domain.JobInfo:
         return convert.job_from_proto(
             self._unary(self._stub.CancelJob, trainer_pb2.CancelJobRequest(job_id=job_id), f"cancel job {job_id}")
         )
@@ -187,9 +189,9 @@ class TrainerClient(ServiceClient):
     def wait_job(
         self,
         job_id: str,
-        progress: Callable[[model.TrainProgress], None] | None = None,
+        progress: Callable[[domain.TrainProgress], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
-    ) -> model.JobInfo:
+    ) -> domain.JobInfo:
         """Follow ``job_id`` until it ends and return it. Reopens the stream on its deadline and
         rides out a trainer restart for up to ``TRAINER_OUTAGE_SECONDS``; raises NotFound when the
         trainer no longer knows the job (the caller starts it again)."""
@@ -227,7 +229,7 @@ class TrainerClient(ServiceClient):
                     raise
                 time.sleep(1.0)
                 continue
-            if job.state in model.JOB_FINAL_STATES or should_stop():
+            if job.state in vocabulary.FINAL_JOB_STATES or should_stop():
                 return job
 
 
@@ -261,7 +263,7 @@ class ScorerClient:
         shard: Shard | None = None,
         chunk_size: int = 512,
         progress: Callable[[int, int], None] | None = None,
-    ) -> model.PoolScores:
+    ) -> contract.PoolScores:
         # base_model "" is the scorer's default encoder (embeddings for the diverse seed set).
         return self._scorer.score_pool(
             dataset,
@@ -298,7 +300,7 @@ class ScorerClient:
         shard: Shard | None = None,
         chunk_size: int = 512,
         progress: Callable[[int, int], None] | None = None,
-    ) -> Iterator[model.PoolScores]:
+    ) -> Iterator[contract.PoolScores]:
         return self._scorer.score_pool_chunks(
             dataset,
             checkpoint=checkpoint_id if base_model is None else None,

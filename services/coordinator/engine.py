@@ -13,7 +13,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 
 from lesslabels.common import errors
-from lesslabels.coordinator import model
+from lesslabels import contract
+from lesslabels.contract import vocabulary
 from lesslabels.coordinator.events import EventBus
 from lesslabels.coordinator.ports import PoolPort, ScorerPort, TrainerPort
 from lesslabels.coordinator.sharding import ScorerReplicas
@@ -71,7 +72,7 @@ class Coordinator:
                 self._supervisor = threading.Thread(target=self._supervise, name="run-supervisor", daemon=True)
                 self._supervisor.start()
         try:
-            runs = self.pool.list_runs(states=model.ACTIVE_STATES)
+            runs = self.pool.list_runs(states=vocabulary.ACTIVE_RUN_STATES)
         except errors.Unavailable as exc:
             log.warning("event=recover_deferred error=%r", str(exc))
             return []
@@ -85,7 +86,7 @@ class Coordinator:
         ended without an outcome (it crashed, or the pool was gone when it tried to record one)."""
         while not self._stopping.wait(self._supervise_seconds):
             try:
-                runs = self.pool.list_runs(states=model.ACTIVE_STATES)
+                runs = self.pool.list_runs(states=vocabulary.ACTIVE_RUN_STATES)
             except errors.LessLabelsError as exc:
                 log.warning("event=supervise_skipped error=%r", str(exc))
                 continue
@@ -116,10 +117,10 @@ class Coordinator:
 
     # ------------------------------------------------------------------ API
 
-    def start_run(self, config: model.RunConfig, request_id: str = "") -> model.RunInfo:
+    def start_run(self, config: contract.RunConfig, request_id: str = "") -> contract.Run:
         """Create a run and start driving it. A repeat with the same ``request_id`` returns the run
         created first (the pool keeps the key, so this holds across coordinator restarts)."""
-        config = model.with_defaults(config)
+        config = config.with_defaults()
         dataset = self.pool.get_dataset(config.dataset)
         if dataset.train_count == 0:
             raise errors.FailedPrecondition(
@@ -154,13 +155,13 @@ class Coordinator:
         self._ensure_worker(run.id)
         return run
 
-    def get_run(self, run_id: int) -> tuple[model.RunInfo, list[model.RoundInfo]]:
+    def get_run(self, run_id: int) -> tuple[contract.Run, list[contract.Round]]:
         return self.pool.get_run(run_id), self.pool.list_rounds(run_id)
 
-    def list_runs(self, dataset: str = "", states: Sequence[str] = ()) -> list[model.RunInfo]:
+    def list_runs(self, dataset: str = "", states: Sequence[str] = ()) -> list[contract.Run]:
         return self.pool.list_runs(dataset=dataset, states=states)
 
-    def cancel_run(self, run_id: int) -> model.RunInfo:
+    def cancel_run(self, run_id: int) -> contract.Run:
         run = self.pool.get_run(run_id)
         if run.state in ("CANCELLED", "COMPLETED"):
             return run
@@ -182,7 +183,7 @@ class Coordinator:
         self.events.announce(run, message=f"run {run_id} cancelled")
         return run
 
-    def resume_run(self, run_id: int) -> model.RunInfo:
+    def resume_run(self, run_id: int) -> contract.Run:
         run = self.pool.get_run(run_id)
         if run.state == "COMPLETED":
             raise errors.FailedPrecondition(f"run {run_id} is completed ({run.stop_reason}); start a new run instead")
@@ -193,17 +194,17 @@ class Coordinator:
         self._ensure_worker(run_id)
         return run
 
-    def pending_labels(self, run_id: int) -> model.PendingBatch:
+    def pending_labels(self, run_id: int) -> contract.PendingBatch:
         run = self.pool.get_run(run_id)
         labels = self.pool.get_dataset(run.config.dataset).labels
         if run.step != "LABEL":
-            return model.PendingBatch(run_id, run.round, labels, ())
+            return contract.PendingBatch(run_id, run.round, labels, ())
         batch = self.pool.list_acquisitions(run_id, run.round)
-        return model.PendingBatch(run_id, run.round, labels, tuple(batch))
+        return contract.PendingBatch(run_id, run.round, labels, tuple(batch))
 
     def submit_labels(
         self, run_id: int, labels: Sequence[tuple[int, str]], *, annotator: str = "", idempotency_key: str = ""
-    ) -> tuple[model.LabelResult, int]:
+    ) -> tuple[contract.LabelResult, int]:
         """Record human labels for the pending batch. Returns the pool's result and the number of
         samples of the batch still unlabelled; the run continues when that reaches 0."""
         run = self.pool.get_run(run_id)
@@ -242,11 +243,11 @@ class Coordinator:
         self.events.announce(self.pool.get_run(run_id), message=f"{remaining} samples of the batch still unlabelled")
         return result, remaining
 
-    def _repeats_of_recorded(self, run: model.RunInfo, labels: Sequence[tuple[int, str]]) -> model.LabelResult:
+    def _repeats_of_recorded(self, run: contract.Run, labels: Sequence[tuple[int, str]]) -> contract.LabelResult:
         """Labels outside the pending batch are fine only as repeats of labels already recorded
         (a retried import after the batch completed); anything else is refused."""
         if not labels:
-            return model.LabelResult()
+            return contract.LabelResult()
         recorded = {a.sample_id: a.label for a in self.pool.list_acquisitions(run.id)}
         outside = sorted({i for i, label in labels if recorded.get(i) != label or not label})
         if outside:
@@ -254,28 +255,28 @@ class Coordinator:
             raise errors.InvalidArgument(
                 f"samples {outside[:10]} are not in the pending batch of run {run.id} ({where})"
             )
-        return model.LabelResult(unchanged=len(labels), labels=tuple(labels))
+        return contract.LabelResult(unchanged=len(labels), labels=tuple(labels))
 
     def watch(
         self, run_id: int, is_active: Callable[[], bool] = lambda: True, poll: float = 1.0
-    ) -> Iterator[model.RunEvent]:
+    ) -> Iterator[contract.RunEvent]:
         """The run's current state, then each event until it ends or ``is_active()`` turns false."""
         seq = self.events.last_seq(run_id)
         run = self.pool.get_run(run_id)
         rounds = self.pool.list_rounds(run_id)
-        yield model.RunEvent(run, rounds[-1] if rounds else None, message=f"run {run_id} is {run.state}")
-        if run.state in model.FINAL_STATES:
+        yield contract.RunEvent(run, rounds[-1] if rounds else None, message=f"run {run_id} is {run.state}")
+        if run.state in vocabulary.FINAL_RUN_STATES:
             return
         while is_active():
             for seq, event in self.events.after(run_id, seq, poll):  # noqa: B007, B020 - the cursor follows the events read
                 yield event
-                if event.run.state in model.FINAL_STATES:
+                if event.run.state in vocabulary.FINAL_RUN_STATES:
                     return
             if not self._has_live_worker(run_id):
                 # Nothing will publish (paused, or stopped elsewhere): end once the stored state is final.
                 current = self.pool.get_run(run_id)
-                if current.state in model.FINAL_STATES:
-                    yield model.RunEvent(current, message=f"run {run_id} is {current.state}")
+                if current.state in vocabulary.FINAL_RUN_STATES:
+                    yield contract.RunEvent(current, message=f"run {run_id} is {current.state}")
                     return
 
     # ------------------------------------------------------------------ workers
@@ -315,7 +316,7 @@ class Coordinator:
                     # from the run as its predecessor advanced it, with the configuration decoded once.
                     run = worker.run or self.pool.get_run(run_id)
                     worker.run = None
-                    if run.state not in model.ACTIVE_STATES or run.step == "DONE":
+                    if run.state not in vocabulary.ACTIVE_RUN_STATES or run.step == "DONE":
                         worker.outcome = True
                         return
                     self._steps.run_step(worker, run)

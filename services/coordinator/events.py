@@ -6,7 +6,7 @@ import collections
 import itertools
 import threading
 
-from lesslabels.coordinator import model
+from lesslabels import contract
 
 
 class EventBus:
@@ -17,18 +17,18 @@ class EventBus:
         self._events: dict[int, collections.deque] = collections.defaultdict(lambda: collections.deque(maxlen=keep))
         self._seq = itertools.count(1)
 
-    def publish(self, event: model.RunEvent) -> None:
+    def publish(self, event: contract.RunEvent) -> None:
         with self._cond:
             self._events[event.run.id].append((next(self._seq), event))
             self._cond.notify_all()
 
     def announce(
-        self, run: model.RunInfo, round_info: model.RoundInfo | None = None, *, progress: float = 0.0, message: str = ""
+        self, run: contract.Run, round_info: contract.Round | None = None, *, progress: float = 0.0, message: str = ""
     ) -> None:
         """Publish the run's current state with a message (and the round, and a step's progress)."""
-        self.publish(model.RunEvent(run, round_info, progress, message))
+        self.publish(contract.RunEvent(run, round_info, progress, message))
 
-    def after(self, run_id: int, seq: int, timeout: float) -> list[tuple[int, model.RunEvent]]:
+    def after(self, run_id: int, seq: int, timeout: float) -> list[tuple[int, contract.RunEvent]]:
         with self._cond:
 
             def fresh():

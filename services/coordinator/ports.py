@@ -8,7 +8,8 @@ from typing import Protocol
 from collections.abc import Callable, Iterator, Sequence
 
 from lesslabels.common.shards import Shard
-from lesslabels.coordinator import model
+from lesslabels import contract
+from lesslabels.coordinator import domain
 
 #: Progress of a long call: (done, total).
 Progress = Callable[[int, int], None]
@@ -17,18 +18,18 @@ Progress = Callable[[int, int], None]
 class PoolPort(Protocol):
     """Datasets, runs, rounds, acquisitions and labels (the pool service)."""
 
-    def get_dataset(self, name: str) -> model.DatasetInfo: ...
+    def get_dataset(self, name: str) -> domain.DatasetInfo: ...
 
     def train_sample_ids(self, dataset: str, *, subset: int = 0, subset_seed: int = 0) -> list[int]:
         """Ids of the training pool's samples in pool order; ``subset`` N: only the N of a random
         subset the pool draws under ``subset_seed`` (the pool sends those N, not the whole pool)."""
         ...
 
-    def create_run(self, config: model.RunConfig, request_id: str = "") -> model.RunInfo: ...
+    def create_run(self, config: contract.RunConfig, request_id: str = "") -> contract.Run: ...
 
-    def get_run(self, run_id: int) -> model.RunInfo: ...
+    def get_run(self, run_id: int) -> contract.Run: ...
 
-    def list_runs(self, dataset: str = "", states: Sequence[str] = ()) -> list[model.RunInfo]: ...
+    def list_runs(self, dataset: str = "", states: Sequence[str] = ()) -> list[contract.Run]: ...
 
     def update_run(
         self,
@@ -41,7 +42,7 @@ class PoolPort(Protocol):
         stop_reason: str = "",
         expected_step: str = "",
         expected_round: int = 0,
-    ) -> model.RunInfo: ...
+    ) -> contract.Run: ...
 
     def record_step(
         self,
@@ -53,20 +54,20 @@ class PoolPort(Protocol):
         round: int | None = None,
         state: str = "",
         stop_reason: str = "",
-        round_info: model.RoundInfo | None = None,
-        acquisitions: Sequence[model.Acquisition] = (),
+        round_info: contract.Round | None = None,
+        acquisitions: Sequence[contract.Acquisition] = (),
         acquisition_round: int = 0,
-    ) -> model.RunInfo: ...
+    ) -> contract.Run: ...
 
-    def put_round(self, info: model.RoundInfo) -> model.RoundInfo: ...
+    def put_round(self, info: contract.Round) -> contract.Round: ...
 
-    def list_rounds(self, run_id: int) -> list[model.RoundInfo]: ...
+    def list_rounds(self, run_id: int) -> list[contract.Round]: ...
 
     def list_acquisitions(
         self, run_id: int, round_index: int = -1, pending_only: bool = False
-    ) -> list[model.Acquisition]: ...
+    ) -> list[contract.Acquisition]: ...
 
-    def reveal_labels(self, run_id: int, sample_ids: Sequence[int], source: str) -> model.LabelResult: ...
+    def reveal_labels(self, run_id: int, sample_ids: Sequence[int], source: str) -> contract.LabelResult: ...
 
     def submit_labels(
         self,
@@ -76,22 +77,22 @@ class PoolPort(Protocol):
         *,
         annotator: str = "",
         idempotency_key: str = "",
-    ) -> model.LabelResult: ...
+    ) -> contract.LabelResult: ...
 
 
 class TrainerPort(Protocol):
     """Training jobs (the trainer service)."""
 
-    def start_training(self, request: model.TrainRequest) -> model.JobInfo: ...
+    def start_training(self, request: contract.TrainRequest) -> domain.JobInfo: ...
 
-    def cancel_job(self, job_id: str) -> model.JobInfo: ...
+    def cancel_job(self, job_id: str) -> domain.JobInfo: ...
 
     def wait_job(
         self,
         job_id: str,
-        progress: Callable[[model.TrainProgress], None] | None = None,
+        progress: Callable[[domain.TrainProgress], None] | None = None,
         should_stop: Callable[[], bool] = ...,
-    ) -> model.JobInfo: ...
+    ) -> domain.JobInfo: ...
 
 
 class ScorerPort(Protocol):
@@ -119,7 +120,7 @@ class ScorerPort(Protocol):
         shard: Shard | None = None,
         chunk_size: int = 512,
         progress: Progress | None = None,
-    ) -> model.PoolScores: ...
+    ) -> contract.PoolScores: ...
 
     def iter_pool_scores(
         self,
@@ -138,6 +139,6 @@ class ScorerPort(Protocol):
         shard: Shard | None = None,
         chunk_size: int = 512,
         progress: Progress | None = None,
-    ) -> Iterator[model.PoolScores]:
+    ) -> Iterator[contract.PoolScores]:
         """``score_pool`` one chunk at a time, as the scorer streams it."""
         ...

@@ -29,7 +29,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from lesslabels.coordinator import metrics, model, strategies
+from lesslabels import contract
+from lesslabels.coordinator import metrics, strategies
 from lesslabels.coordinator.ports import PoolPort, Progress, ScorerPort
 from lesslabels.coordinator.sharding import ScorerReplicas, as_replicas
 
@@ -89,7 +90,7 @@ class _PredictionsBuilder:
         self._ids: list[np.ndarray] = []
         self._predicted: list[np.ndarray] = []
 
-    def add(self, chunk: model.PoolScores) -> None:
+    def add(self, chunk: contract.PoolScores) -> None:
         if chunk.labels and chunk.labels != self.labels:
             if self.labels:
                 raise ValueError(f"the scorer changed its labels mid-stream: {self.labels} then {chunk.labels}")
@@ -141,7 +142,7 @@ class PoolScoreCache:
         self._scores: dict[tuple[int, int], RoundScores] = {}
 
     def of_round(
-        self, run: model.RunInfo, round_index: int, checkpoint_id: str, k: int, progress: Progress | None = None
+        self, run: contract.Run, round_index: int, checkpoint_id: str, k: int, progress: Progress | None = None
     ) -> RoundScores:
         """The round's candidates scored by its checkpoint, the best ``strategies.NEEDS[...].keep * k``
         of them kept, and its predictions on the agreement set.
@@ -161,7 +162,7 @@ class PoolScoreCache:
         # Without candidates the round scores the whole unlabelled pool: the agreement set itself.
         with_predictions = not config.candidates
 
-        def fold(chunks: Iterator[model.PoolScores]) -> _ShardScores:
+        def fold(chunks: Iterator[contract.PoolScores]) -> _ShardScores:
             kept = _ShardScores(
                 top=strategies.RunningTopK(capacity) if needs.priority else None,
                 every_id=[],
@@ -215,7 +216,7 @@ class PoolScoreCache:
             self._scores[key] = result
         return result
 
-    def previous_predictions(self, run: model.RunInfo) -> Predictions | None:
+    def previous_predictions(self, run: contract.Run) -> Predictions | None:
         """The previous round's predictions on the agreement set, or None in round 0 (or when the
         run does not measure agreement)."""
         with self._lock:
@@ -231,10 +232,10 @@ class PoolScoreCache:
         # of the samples it scored then, those still unlabelled are scored again.
         return self._agreement_set(run, previous.checkpoint_id)
 
-    def _agreement_set(self, run: model.RunInfo, checkpoint_id: str) -> Predictions:
+    def _agreement_set(self, run: contract.Run, checkpoint_id: str) -> Predictions:
         config = run.config
 
-        def fold(chunks: Iterator[model.PoolScores]) -> _PredictionsBuilder:
+        def fold(chunks: Iterator[contract.PoolScores]) -> _PredictionsBuilder:
             builder = _PredictionsBuilder()
             for chunk in chunks:
                 builder.add(chunk)

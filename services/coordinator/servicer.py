@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lesslabels.common.errors import InvalidArgument
 from lesslabels.common.server import ServiceRegistration
+from lesslabels.contract import wire
 from lesslabels.coordinator import convert
 from lesslabels.coordinator.engine import Coordinator
 from lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2
@@ -20,31 +21,29 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         self.core = core
 
     def StartRun(self, request, context):
-        config = convert.run_config_from_proto(request.config)
-        return convert.run_to_proto(self.core.start_run(config, request.request_id))
+        config = wire.run_config_from_proto(request.config)
+        return wire.run_to_proto(self.core.start_run(config, request.request_id))
 
     def WatchRun(self, request, context):
         for event in self.core.watch(_run_id(request.run_id), context.is_active):
-            yield convert.event_to_proto(event)
+            yield wire.run_event_to_proto(event)
 
     def GetRun(self, request, context):
         run, rounds = self.core.get_run(_run_id(request.run_id))
-        return coordinator_pb2.RunDetail(
-            run=convert.run_to_proto(run), rounds=[convert.round_to_proto(r) for r in rounds]
-        )
+        return coordinator_pb2.RunDetail(run=wire.run_to_proto(run), rounds=[wire.round_to_proto(r) for r in rounds])
 
     def ListRuns(self, request, context):
-        states = [convert.enum_name(convert.STATE_TO_CORE, s, "run state") for s in request.states]
+        states = [wire.enum_name(wire.RUN_STATE_TO_CORE, s, "run state") for s in request.states]
         if "" in states:
             raise InvalidArgument("RUN_STATE_UNSPECIFIED is not a state to filter by")
         runs = self.core.list_runs(request.dataset, states)
-        return pool_pb2.ListRunsResponse(runs=[convert.run_to_proto(r) for r in runs])
+        return pool_pb2.ListRunsResponse(runs=[wire.run_to_proto(r) for r in runs])
 
     def CancelRun(self, request, context):
-        return convert.run_to_proto(self.core.cancel_run(_run_id(request.run_id)))
+        return wire.run_to_proto(self.core.cancel_run(_run_id(request.run_id)))
 
     def ResumeRun(self, request, context):
-        return convert.run_to_proto(self.core.resume_run(_run_id(request.run_id)))
+        return wire.run_to_proto(self.core.resume_run(_run_id(request.run_id)))
 
     def GetPendingLabels(self, request, context):
         return convert.pending_to_proto(self.core.pending_labels(_run_id(request.run_id)))
@@ -54,9 +53,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         result, remaining = self.core.submit_labels(
             _run_id(request.run_id), labels, annotator=request.annotator, idempotency_key=request.idempotency_key
         )
-        return coordinator_pb2.SubmitRunLabelsResponse(
-            result=convert.label_result_to_proto(result), remaining=remaining
-        )
+        return coordinator_pb2.SubmitRunLabelsResponse(result=wire.label_result_to_proto(result), remaining=remaining)
 
 
 def registration(servicer: CoordinatorServicer) -> ServiceRegistration:

@@ -32,7 +32,7 @@ from typing import TypeVar
 
 from lesslabels.common import errors
 from lesslabels.common.shards import MAX_SHARDS, Shard, all_shards
-from lesslabels.coordinator import model
+from lesslabels import contract
 from lesslabels.coordinator.ports import Progress, ScorerPort
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class ScorerReplicas:
 
     def map_shards(
         self,
-        fold: Callable[[Iterator[model.PoolScores]], T],
+        fold: Callable[[Iterator[contract.PoolScores]], T],
         *,
         what: str,
         progress: Progress | None = None,
@@ -101,7 +101,7 @@ class ScorerReplicas:
         stop = threading.Event()
         tracker = _ProgressSum(progress, len(shards))
 
-        def chunks_until_stopped(chunks: Iterator[model.PoolScores]) -> Iterator[model.PoolScores]:
+        def chunks_until_stopped(chunks: Iterator[contract.PoolScores]) -> Iterator[contract.PoolScores]:
             for chunk in chunks:
                 if stop.is_set():  # another shard failed: stop reading (closing the stream cancels it)
                     raise errors.Cancelled(f"{what}: stopped, another shard failed")
@@ -115,7 +115,7 @@ class ScorerReplicas:
                 if stop.is_set():
                     raise errors.Cancelled(f"{what}: stopped, another shard failed")
                 replica = (position + attempt) % len(self.replicas)
-                chunks: Iterator[model.PoolScores] | None = None
+                chunks: Iterator[contract.PoolScores] | None = None
                 try:
                     chunks = self.replicas[replica].iter_pool_scores(
                         **request, shard=shard, progress=tracker.of(position)
@@ -156,7 +156,7 @@ class ScorerReplicas:
 
     # ------------------------------------------------------------ ScorerPort, one replica per call
 
-    def score_pool(self, **request) -> model.PoolScores:
+    def score_pool(self, **request) -> contract.PoolScores:
         """``ScorerPort.score_pool`` on one replica (taking turns), on the next one when it is unavailable."""
         start = self._turn()
         failures: list[str] = []
@@ -173,7 +173,7 @@ class ScorerReplicas:
                 )
         raise errors.Unavailable(f"scoring failed on all {self.attempts} attempts ({'; '.join(failures)})")
 
-    def iter_pool_scores(self, **request) -> Iterator[model.PoolScores]:
+    def iter_pool_scores(self, **request) -> Iterator[contract.PoolScores]:
         """``ScorerPort.iter_pool_scores`` on one replica (taking turns); a failure is the caller's to retry."""
         return self.replicas[self._turn()].iter_pool_scores(**request)
 

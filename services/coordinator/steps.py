@@ -31,7 +31,9 @@ import numpy as np
 from lesslabels.common import errors
 from lesslabels.common.timeutil import rfc3339, utcnow
 from lesslabels.common.metrics import classification_metrics
-from lesslabels.coordinator import convert, model, strategies
+from lesslabels import contract
+from lesslabels.contract import wire
+from lesslabels.coordinator import domain, strategies
 from lesslabels.coordinator.events import EventBus
 from lesslabels.coordinator.ports import PoolPort, Progress, ScorerPort, TrainerPort
 from lesslabels.coordinator.scores import PoolScoreCache, RoundScores, seed_set_seed
@@ -81,7 +83,7 @@ class StepRunner:
         self.locks = locks
         self.scores = PoolScoreCache(pool, self.scorer)
 
-    def run_step(self, worker: Worker, run: model.RunInfo) -> None:
+    def run_step(self, worker: Worker, run: contract.Run) -> None:
         if run.state == "PENDING":
             run = self.advance(worker, run, message=f"run {run.id} started")
         handler = {
@@ -97,17 +99,17 @@ class StepRunner:
     def advance(
         self,
         worker: Worker,
-        run: model.RunInfo,
+        run: contract.Run,
         *,
         step: str = "",
         round: int | None = None,
         state: str = "RUNNING",
         stop_reason: str = "",
-        message: str | Callable[[model.RunInfo], str] = "",
-        round_info: model.RoundInfo | None = None,
-        acquisitions: Sequence[model.Acquisition] = (),
+        message: str | Callable[[contract.Run], str] = "",
+        round_info: contract.Round | None = None,
+        acquisitions: Sequence[contract.Acquisition] = (),
         acquisition_round: int = 0,
-    ) -> model.RunInfo:
+    ) -> contract.Run:
         """Store the step's outcome (``round_info``, ``acquisitions``) and move ``run`` on from the step
         it was read at (compare-and-set), in one pool transaction, unless cancelled/stopped. ``message``
         may be a function of the advanced run."""
@@ -133,13 +135,13 @@ class StepRunner:
 
     # ------------------------------------------------------------------ steps
 
-    def _seed(self, worker: Worker, run: model.RunInfo) -> None:
+    def _seed(self, worker: Worker, run: contract.Run) -> None:
         config = run.config
         existing = self.pool.list_acquisitions(run.id, 0)
-        items: list[model.Acquisition] = []
+        items: list[contract.Acquisition] = []
         if not existing:
             n = self.pool.get_dataset(config.dataset).train_count
-            assert config.seed_size is not None  # filled in by model.with_defaults
+            assert config.seed_size is not None  # filled in by RunConfig.with_defaults
             k = config.seed_size.resolve(n)
             budget = label_budget(run)
             if budget:
@@ -174,7 +176,8 @@ class StepRunner:
                 chosen_ids = self.pool.train_sample_ids(config.dataset, subset=k, subset_seed=subset_seed)
                 seed_scores = [0.0] * len(chosen_ids)
             items = [
-                model.Acquisition(int(i), 0, strategy, float(s)) for i, s in zip(chosen_ids, seed_scores, strict=True)
+                contract.Acquisition(int(i), 0, strategy, float(s))
+                for i, s in zip(chosen_ids, seed_scores, strict=True)
             ]
         # else: stored by a coordinator that predates RecordStep: keep them.
         count = len(items or existing)
@@ -188,7 +191,7 @@ class StepRunner:
             message=f"seed set of {count} samples chosen ({config.seed_strategy})",
         )
 
-    def _label(self, worker: Worker, run: model.RunInfo) -> None:
+    def _label(self, worker: Worker, run: contract.Run) -> None:
         pending = self.pool.list_acquisitions(run.id, run.round, pending_only=True)
         if pending and run.config.oracle == "human":
             with self.locks(run.id):
@@ -210,17 +213,17 @@ class StepRunner:
             worker, run, step="TRAIN", message=lambda moved: f"round {run.round}: {moved.labelled_count} labels"
         )
 
-    def _train(self, worker: Worker, run: model.RunInfo) -> None:
+    def _train(self, worker: Worker, run: contract.Run) -> None:
         config = run.config
         rounds = {r.index: r for r in self.pool.list_rounds(run.id)}
         warm = rounds[run.round - 1].checkpoint_id if config.warm_start and run.round - 1 in rounds else ""
-        info = rounds.get(run.round) or model.RoundInfo(run.id, run.round, started_at=rfc3339(utcnow()))
+        info = rounds.get(run.round) or contract.Round(run.id, run.round, started_at=rfc3339(utcnow()))
         info = dataclasses.replace(info, labelled_count=run.labelled_count)
         self.events.announce(run, info, message=f"round {run.round}: training on {run.labelled_count} labels")
         job = None
         attempt = 0
         while worker.train_lost < MAX_TRAIN_ATTEMPTS:
-            request = model.TrainRequest(
+            request = contract.TrainRequest(
                 dataset=config.dataset,
                 run_id=run.id,
                 round=run.round,
@@ -268,7 +271,7 @@ class StepRunner:
                 f"training job {job.id} {job.state.lower()}: {job.error or 'no reason given'}"
             )
         worker.train_lost = 0  # the next round starts its own count
-        started, finished = convert.parse_time(job.started_at), convert.parse_time(job.finished_at)
+        started, finished = wire.parse_time(job.started_at), wire.parse_time(job.finished_at)
         seconds = (finished - started).total_seconds() if started and finished else 0.0
         info = dataclasses.replace(
             info, checkpoint_id=job.checkpoint_id, train_seconds=seconds, validation=job.validation
@@ -281,7 +284,7 @@ class StepRunner:
             message=f"round {run.round}: trained checkpoint {job.checkpoint_id} in {seconds:.0f}s",
         )
 
-    def _evaluate(self, worker: Worker, run: model.RunInfo) -> None:
+    def _evaluate(self, worker: Worker, run: contract.Run) -> None:
         info = self._round(run)
         scores = self.scorer.score_pool(
             dataset=run.config.dataset,
@@ -312,7 +315,7 @@ class StepRunner:
         else:
             self.advance(worker, run, step="SCORE", round_info=info, message=text)
 
-    def _score(self, worker: Worker, run: model.RunInfo) -> None:
+    def _score(self, worker: Worker, run: contract.Run) -> None:
         info = self._round(run)
         started = time.monotonic()
         scores = self._pool_scores(run, info)
@@ -344,11 +347,11 @@ class StepRunner:
             message=f"round {run.round}: {scores.scored} unlabelled samples scored, agreement {agreement:.4f}",
         )
 
-    def _select(self, worker: Worker, run: model.RunInfo) -> None:
+    def _select(self, worker: Worker, run: contract.Run) -> None:
         config = run.config
         info = self._round(run)
         next_round = run.round + 1
-        items: list[model.Acquisition] = []
+        items: list[contract.Acquisition] = []
         existing = self.pool.list_acquisitions(run.id, next_round)
         if existing:
             count = len(existing)  # stored by a coordinator that predates RecordStep: never select again
@@ -357,7 +360,7 @@ class StepRunner:
             scores = self._pool_scores(run, info)
             selection = self._selection(run, info, scores)
             items = [
-                model.Acquisition(int(i), next_round, config.strategy, float(s))
+                contract.Acquisition(int(i), next_round, config.strategy, float(s))
                 for i, s in zip(selection.indices, selection.scores, strict=True)
             ]
             if not items:
@@ -389,7 +392,7 @@ class StepRunner:
 
     # ------------------------------------------------------------------ helpers
 
-    def _round(self, run: model.RunInfo) -> model.RoundInfo:
+    def _round(self, run: contract.Run) -> contract.Round:
         for info in self.pool.list_rounds(run.id):
             if info.index == run.round:
                 return info
@@ -398,16 +401,16 @@ class StepRunner:
         )
 
     @staticmethod
-    def _selection_size(run: model.RunInfo) -> int:
+    def _selection_size(run: contract.Run) -> int:
         """How many samples the round selects: the batch size, within what is left of the label budget."""
-        assert run.config.batch_size is not None  # filled in by model.with_defaults
+        assert run.config.batch_size is not None  # filled in by RunConfig.with_defaults
         k = run.config.batch_size.resolve(run.pool_size)
         budget = label_budget(run)
         if budget:
             k = min(k, budget - run.labelled_count)
         return k
 
-    def _pool_scores(self, run: model.RunInfo, info: model.RoundInfo) -> RoundScores:
+    def _pool_scores(self, run: contract.Run, info: contract.Round) -> RoundScores:
         what = f"{run.config.candidates} candidates" if run.config.candidates else "the unlabelled pool"
         return self.scores.of_round(
             run,
@@ -417,7 +420,7 @@ class StepRunner:
             self._progress_cb(run, f"round {run.round}: scoring {what}"),
         )
 
-    def _selection(self, run: model.RunInfo, info: model.RoundInfo, scores: RoundScores) -> strategies.Selection:
+    def _selection(self, run: contract.Run, info: contract.Round, scores: RoundScores) -> strategies.Selection:
         """The next batch, out of the candidates the round kept (sample ids, best first)."""
         config = run.config
         k = self._selection_size(run)
@@ -451,7 +454,7 @@ class StepRunner:
         rows = embedded.embeddings[order[at]]  # [K, d]
         return strategies.cluster_candidates(scores.candidates, scores.scores, rows, k, rng=rng)
 
-    def _progress_cb(self, run: model.RunInfo, what: str) -> Progress:
+    def _progress_cb(self, run: contract.Run, what: str) -> Progress:
         last = [0.0]
 
         def progress(done: int, total: int) -> None:
@@ -462,8 +465,8 @@ class StepRunner:
 
         return progress
 
-    def _train_progress_cb(self, run: model.RunInfo, info: model.RoundInfo) -> Callable[[model.TrainProgress], None]:
-        def progress(event: model.TrainProgress) -> None:
+    def _train_progress_cb(self, run: contract.Run, info: contract.Round) -> Callable[[domain.TrainProgress], None]:
+        def progress(event: domain.TrainProgress) -> None:
             fraction = event.step / event.total_steps if event.total_steps else 0.0
             text = f"round {run.round}: training epoch {event.epoch} step {event.step}/{event.total_steps}"
             self.events.announce(run, info, progress=fraction, message=event.message or text)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from lesslabels.coordinator import model
+from lesslabels import contract
 
 
-def label_budget(run: model.RunInfo) -> int:
+def label_budget(run: contract.Run) -> int:
     """The run's label budget in samples (0 = none)."""
     budget = run.config.stopping.label_budget
     return budget.resolve(run.pool_size) if budget is not None else 0
 
 
-def stop_reason(run: model.RunInfo, test: model.Metrics) -> str:
+def stop_reason(run: contract.Run, test: contract.Metrics) -> str:
     """Why the run stops after evaluating its round on ``test``, or "" to go on."""
     stop = run.config.stopping
     budget = label_budget(run)

@@ -358,7 +358,7 @@ class ScoreNeeds:
 
 
 class Uncertainty(Protocol):
-    """The scorer's per-row uncertainty columns, each [n] (``lesslabels.coordinator.model.Uncertainty``)."""
+    """The scorer's per-row uncertainty columns, each [n] (``lesslabels.contract.Uncertainty``)."""
 
     @property
     def entropy(self) -> np.ndarray: ...

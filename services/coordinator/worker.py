@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 
-from lesslabels.coordinator import model
+from lesslabels import contract
 
 
 class Stopped(Exception):
@@ -29,7 +29,7 @@ class Worker:
     thread: threading.Thread | None = None
     job_id: str = ""
     #: The run as this worker last advanced it (RecordStep's reply); None = read it from the pool.
-    run: model.RunInfo | None = None
+    run: contract.Run | None = None
     #: Training jobs of the current round this worker saw lost (MAX_TRAIN_ATTEMPTS): kept across the
     #: step's outage retries, fresh for a resumed run's new worker.
     train_lost: int = 0

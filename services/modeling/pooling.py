@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import functools
 from typing import TYPE_CHECKING, Any
+from lesslabels.contract.vocabulary import POOLINGS
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
-
-POOLINGS = ("mean", "cls")
 
 
 @functools.cache

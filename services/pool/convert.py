@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from google.protobuf import json_format
 
-from lesslabels.common import vocabulary
+from lesslabels.contract import wire
 from lesslabels.common.errors import InvalidArgument
 from lesslabels.common.timeutil import rfc3339
 from lesslabels.pool import importers
@@ -21,10 +21,6 @@ from lesslabels.pool.store import (
 )
 from lesslabels.v1 import common_pb2, pool_pb2, run_pb2
 
-SPLIT_TO_CORE = vocabulary.SPLIT_TO_CORE
-SPLIT_TO_PROTO = vocabulary.SPLIT_TO_PROTO
-SOURCE_TO_CORE = vocabulary.SOURCE_TO_CORE
-SOURCE_TO_PROTO = vocabulary.SOURCE_TO_PROTO
 STATE_TO_CORE = {
     pool_pb2.LABEL_STATE_ANY: "any",
     pool_pb2.LABEL_STATE_LABELLED: "labelled",
@@ -37,10 +33,6 @@ FORMAT_TO_CORE = {
     pool_pb2.IMPORT_FORMAT_JSONL: importers.Format.JSONL,
 }
 FORMAT_TO_PROTO = {v: k for k, v in FORMAT_TO_CORE.items()}
-RUN_STATE_TO_CORE = vocabulary.RUN_STATE_TO_CORE
-RUN_STATE_TO_PROTO = vocabulary.RUN_STATE_TO_PROTO
-RUN_STEP_TO_CORE = vocabulary.RUN_STEP_TO_CORE
-RUN_STEP_TO_PROTO = vocabulary.RUN_STEP_TO_PROTO
 
 
 def enum_value(mapping: dict, value: int, what: str, *, allow_unspecified=True):
@@ -89,7 +81,7 @@ def sample_to_proto(sample: SampleRecord) -> common_pb2.Sample:
         id=sample.id,
         dataset=sample.dataset,
         text=sample.text,
-        split=SPLIT_TO_PROTO[sample.split],
+        split=wire.SPLIT_TO_PROTO[sample.split],
         label=sample.label,
         row=sample.row,
         gold_label=sample.gold_label,
@@ -114,10 +106,6 @@ def split_counts_to_proto(count: SplitCount) -> pool_pb2.SplitCounts:
     )
 
 
-def run_config_to_json(config: run_pb2.RunConfig) -> str:
-    return json_format.MessageToJson(config, preserving_proto_field_name=True, indent=None, sort_keys=True)
-
-
 def run_to_proto(record: RunRecord) -> run_pb2.Run:
     try:
         config = json_format.Parse(record.config_json, run_pb2.RunConfig(), ignore_unknown_fields=True)
@@ -127,8 +115,8 @@ def run_to_proto(record: RunRecord) -> run_pb2.Run:
     return run_pb2.Run(
         id=record.id,
         config=config,
-        state=RUN_STATE_TO_PROTO[record.state],
-        step=RUN_STEP_TO_PROTO[record.step],
+        state=wire.RUN_STATE_TO_PROTO[record.state],
+        step=wire.RUN_STEP_TO_PROTO[record.step],
         round=record.round,
         error=record.error,
         created_at=rfc3339(record.created_at),
@@ -214,7 +202,7 @@ def label_event_to_proto(record: LabelEventRecord) -> pool_pb2.LabelEvent:
     return pool_pb2.LabelEvent(
         sample_id=record.sample_id,
         label=record.label,
-        source=SOURCE_TO_PROTO[record.source],
+        source=wire.SOURCE_TO_PROTO[record.source],
         annotator=record.annotator,
         created_at=rfc3339(record.created_at),
     )

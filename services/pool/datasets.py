@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lesslabels.common import errors
-from lesslabels.common.vocabulary import ACTIVE_RUN_STATES, SPLITS
+from lesslabels.contract.vocabulary import ACTIVE_RUN_STATES, SPLITS
 from lesslabels.pool import counts
 from lesslabels.pool.base import NAME_RE, StorePart, find_dataset
 from lesslabels.pool.labelset import validate_label_set

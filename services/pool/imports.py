@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from lesslabels.common import errors
-from lesslabels.common.vocabulary import SPLITS
+from lesslabels.contract.vocabulary import SPLITS
 from lesslabels.pool import counts, importers
 from lesslabels.pool.base import NAME_RE, StorePart, find_dataset
 from lesslabels.pool.labelset import check_not_near_duplicate, similar_labels

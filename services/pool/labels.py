@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lesslabels.common import errors
-from lesslabels.common.vocabulary import SOURCES
+from lesslabels.contract.vocabulary import SOURCES
 from lesslabels.pool import counts
 from lesslabels.pool.base import StorePart, find_dataset, find_run
 from lesslabels.pool.labelset import MAX_LABEL_LENGTH, check_not_near_duplicate

@@ -13,12 +13,12 @@ from sqlalchemy.orm import Session
 from lesslabels.common import errors
 from lesslabels.common.errors import quote
 from lesslabels.common.timeutil import utcnow
-from lesslabels.common.vocabulary import ACTIVE_RUN_STATES, FINAL_RUN_STATES, RUN_STATES, RUN_STEPS
+from lesslabels.contract.vocabulary import ACTIVE_RUN_STATES, FINAL_RUN_STATES, RUN_STATES, RUN_STEPS
 from lesslabels.pool import counts
 from lesslabels.pool.base import StorePart, find_dataset, find_run
 from lesslabels.pool.labels import reuse_dataset_labels
 from lesslabels.pool.models import REQUEST_ID_MAX, Acquisition, CurrentLabel, Dataset, Round, Run, Sample, run_scope
-from lesslabels.pool.runconfig import check_config_json
+from lesslabels.contract import wire
 from lesslabels.pool.records import AcquisitionRecord, RoundRecord, RunRecord
 
 #: Longest training job id and checkpoint id a round records (the columns hold 128 characters).
@@ -29,7 +29,7 @@ class RunsPart(StorePart):
     """The run operations of ``PoolStore``."""
 
     def _run_record(self, session: Session, run: Run) -> RunRecord:
-        """The record of ``run``; one whose stored configuration fails the checks (runconfig.py)
+        """The record of ``run``; one whose stored configuration fails the checks (``RunConfig.validate``)
         comes back FAILED with the reason and a configuration naming only its dataset (see
         ``_fail_bad_configs``, which records that)."""
         dataset = session.get_one(Dataset, run.dataset_id)
@@ -233,7 +233,7 @@ class RunsPart(StorePart):
 def bad_config(config_json: str) -> str:
     """Why the stored configuration ``config_json`` is unusable, or "" when it passes the checks."""
     try:
-        check_config_json(config_json)
+        wire.run_config_from_json(config_json)
     except errors.InvalidArgument as exc:
         return f"stored configuration refused: {exc}"
     return ""

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from lesslabels.common import errors
 from lesslabels.common.shards import Shard
-from lesslabels.common.vocabulary import SPLITS
+from lesslabels.contract.vocabulary import SPLITS
 from lesslabels.pool import counts, subset
 from lesslabels.pool.base import StorePart, find_dataset, find_run
 from lesslabels.pool.models import CurrentLabel, Sample, run_scope

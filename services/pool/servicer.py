@@ -10,7 +10,8 @@ from typing import IO
 
 from lesslabels.common.errors import InvalidArgument, ResourceExhausted, quote
 from lesslabels.common.shards import shard_from_proto
-from lesslabels.pool import convert, runconfig, steps
+from lesslabels.contract import wire
+from lesslabels.pool import convert, steps
 from lesslabels.pool.store import PoolStore
 from lesslabels.v1 import pool_pb2, pool_pb2_grpc
 
@@ -103,7 +104,7 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
                 header.dataset,
                 file,
                 fmt=convert.FORMAT_TO_CORE.get(header.format) or _bad("import format", header.format),
-                default_split=convert.enum_value(convert.SPLIT_TO_CORE, header.split, "split") or "train",
+                default_split=convert.enum_value(wire.SPLIT_TO_CORE, header.split, "split") or "train",
                 create_dataset=header.create_dataset,
                 keep_whitespace=header.keep_whitespace,
                 columns=convert.import_columns_from_proto(header),
@@ -135,7 +136,7 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
     def ListSamples(self, request, context):
         pages = self.store.list_samples(
             request.dataset,
-            split=convert.enum_value(convert.SPLIT_TO_CORE, request.split, "split"),
+            split=convert.enum_value(wire.SPLIT_TO_CORE, request.split, "split"),
             state=convert.enum_value(convert.STATE_TO_CORE, request.state, "label state"),
             run_id=request.run_id,
             page_size=request.page_size,
@@ -163,7 +164,7 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
                 first = False
 
     def SubmitLabels(self, request, context):
-        source = convert.enum_value(convert.SOURCE_TO_CORE, request.source, "label source") or "human"
+        source = convert.enum_value(wire.SOURCE_TO_CORE, request.source, "label source") or "human"
         result = self.store.submit_labels(
             request.dataset,
             [(a.sample_id, a.label) for a in request.labels],
@@ -187,17 +188,16 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
             yield pool_pb2.ExportChunk(data=chunk)
 
     def CreateRun(self, request, context):
-        config_json = convert.run_config_to_json(request.config)
-        runconfig.check_config_json(config_json)
-        return convert.run_to_proto(self.store.create_run(request.config.dataset, config_json, request.request_id))
+        config = wire.run_config_from_proto(request.config).validate()
+        record = self.store.create_run(config.dataset, wire.run_config_to_json(config), request.request_id)
+        return convert.run_to_proto(record)
 
     def GetRun(self, request, context):
         return convert.run_to_proto(self.store.get_run(request.run_id))
 
     def ListRuns(self, request, context):
         states = [
-            convert.enum_value(convert.RUN_STATE_TO_CORE, s, "run state", allow_unspecified=False)
-            for s in request.states
+            convert.enum_value(wire.RUN_STATE_TO_CORE, s, "run state", allow_unspecified=False) for s in request.states
         ]
         return pool_pb2.ListRunsResponse(
             runs=[convert.run_to_proto(r) for r in self.store.list_runs(request.dataset, states)]
@@ -206,12 +206,12 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
     def UpdateRun(self, request, context):
         record = self.store.update_run(
             request.run_id,
-            state=convert.enum_value(convert.RUN_STATE_TO_CORE, request.state, "run state"),
-            step=convert.enum_value(convert.RUN_STEP_TO_CORE, request.step, "run step"),
+            state=convert.enum_value(wire.RUN_STATE_TO_CORE, request.state, "run state"),
+            step=convert.enum_value(wire.RUN_STEP_TO_CORE, request.step, "run step"),
             round=request.round if request.step or request.round else None,
             error=request.error if request.state else None,
             stop_reason=request.stop_reason or None,
-            expected_step=convert.enum_value(convert.RUN_STEP_TO_CORE, request.expected_step, "run step"),
+            expected_step=convert.enum_value(wire.RUN_STEP_TO_CORE, request.expected_step, "run step"),
             expected_round=request.expected_round if request.expected_step else None,
         )
         return convert.run_to_proto(record)
@@ -235,7 +235,7 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
         return pool_pb2.ListAcquisitionsResponse(acquisitions=[convert.acquisition_to_proto(r) for r in records])
 
     def RevealLabels(self, request, context):
-        source = convert.enum_value(convert.SOURCE_TO_CORE, request.source, "label source") or "oracle"
+        source = convert.enum_value(wire.SOURCE_TO_CORE, request.source, "label source") or "oracle"
         return convert.label_result_to_proto(self.store.reveal_labels(request.run_id, list(request.sample_ids), source))
 
     # -- datasets own their labels (issue 12) --
@@ -255,13 +255,13 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
         if not request.expected_step:
             raise InvalidArgument("RecordStep: expected_step is required (the step the run must be at)")
         outcome = steps.StepOutcome(
-            expected_step=convert.enum_value(convert.RUN_STEP_TO_CORE, request.expected_step, "expected_step"),
+            expected_step=convert.enum_value(wire.RUN_STEP_TO_CORE, request.expected_step, "expected_step"),
             expected_round=request.expected_round,
             round_record=convert.round_from_proto(request.round_record) if request.HasField("round_record") else None,
             acquisitions=[convert.acquisition_from_proto(a) for a in request.acquisitions],
             acquisition_round=request.acquisition_round,
-            state=convert.enum_value(convert.RUN_STATE_TO_CORE, request.state, "run state"),
-            step=convert.enum_value(convert.RUN_STEP_TO_CORE, request.step, "run step"),
+            state=convert.enum_value(wire.RUN_STATE_TO_CORE, request.state, "run state"),
+            step=convert.enum_value(wire.RUN_STEP_TO_CORE, request.step, "run step"),
             round=request.round if request.step else None,
             stop_reason=request.stop_reason or None,
         )

@@ -19,44 +19,33 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from google.protobuf import json_format
+
 from lesslabels.common import checkpoints, errors
 from lesslabels.common.checkpoints import CheckpointStore
+from lesslabels.contract import Hyperparameters, TrainRequest, wire
 from lesslabels.modeling import models
 from lesslabels.modeling.pooling import pooling_of
 from lesslabels.trainer import engine
 from lesslabels.trainer.engine import Example, Progress
-from lesslabels.trainer.job_types import Job, RunResult, TrainRequest
+from lesslabels.trainer.job_types import Job, RunResult
 from lesslabels.trainer.pool_client import PoolClient
 from lesslabels.trainer.threads import ThreadGovernor
 
 log = logging.getLogger(__name__)
 
-ENUM_CLASS_BALANCE = {
-    "none": "CLASS_BALANCE_NONE",
-    "weighted_loss": "CLASS_BALANCE_WEIGHTED_LOSS",
-    "sampling": "CLASS_BALANCE_SAMPLING",
-}
-ENUM_PRECISION = {
-    "auto": "PRECISION_AUTO",
-    "fp32": "PRECISION_FP32",
-    "bf16": "PRECISION_BF16",
-    "fp16": "PRECISION_FP16",
-}
-ENUM_HEAD_INIT = {"prototype": "HEAD_INIT_PROTOTYPE", "random": "HEAD_INIT_RANDOM"}
-ENUM_POOLING = {"mean": "POOLING_MEAN", "cls": "POOLING_CLS"}
-
 # torch.set_num_threads is process-wide: only the job thread changes it, one job at a time.
 _threads_lock = threading.Lock()
 
 
-def hyperparameters_dict(config: engine.TrainConfig) -> dict:
-    """Hyperparameters as in the manifest (CheckpointManifest.hyperparameters field names, enum names)."""
-    data = dataclasses.asdict(config)
-    data["class_balance"] = ENUM_CLASS_BALANCE[config.class_balance]
-    data["precision"] = ENUM_PRECISION[config.precision]
-    data["head_init"] = ENUM_HEAD_INIT[config.head_init]
-    data["pooling"] = ENUM_POOLING[config.pooling]
-    return data
+def hyperparameters_dict(config: Hyperparameters) -> dict:
+    """Hyperparameters as the manifest records them: every value, by CheckpointManifest field
+    names and enum names."""
+    return json_format.MessageToDict(
+        wire.hyperparameters_to_proto(config, explicit=True),
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=True,
+    )
 
 
 class Trainer:
@@ -84,8 +73,8 @@ class Trainer:
 
     def check(self, request: TrainRequest) -> TrainRequest:
         """Raise the domain error a caller can act on, or return the request with labels filled in."""
-        request.config.validate()
-        if request.config.precision == "fp16" and self.device.type != "cuda":
+        request.hyperparameters.validate()
+        if request.hyperparameters.precision == "fp16" and self.device.type != "cuda":
             raise errors.InvalidArgument("precision fp16 needs CUDA; this trainer runs on cpu (use bf16 or fp32)")
         if not request.dataset:
             raise errors.InvalidArgument("dataset is required")
@@ -130,9 +119,9 @@ class Trainer:
         resolved = models.check_loadable(self.places.resolve(request.base_model))
         config = AutoConfig.from_pretrained(resolved, local_files_only=True, trust_remote_code=False)
         limit = getattr(config, "max_position_embeddings", 0) or 0
-        if limit and request.config.max_length > limit:
+        if limit and request.hyperparameters.max_length > limit:
             raise errors.InvalidArgument(
-                f"max_length {request.config.max_length} exceeds the {limit} positions of model {errors.quote(request.base_model)}"
+                f"max_length {request.hyperparameters.max_length} exceeds the {limit} positions of model {errors.quote(request.base_model)}"
             )
 
     # -- the job runner -------------------------------------------------------------------
@@ -141,7 +130,7 @@ class Trainer:
         import torch
 
         request = job.request
-        config = request.config
+        config = request.hyperparameters
         labelled = self.pool.labelled_examples(request.dataset, request.run_id)
         if len({e.label for e in labelled}) < 2:
             raise errors.FailedPrecondition(f"the labelled set now has {len(labelled)} samples of fewer than 2 classes")
@@ -219,7 +208,7 @@ class Trainer:
         return RunResult(checkpoint_id=checkpoint_id, validation=outcome.validation, message=message)
 
     def _split(self, request: TrainRequest, labelled: list[Example]) -> tuple[list[Example], list[Example], str]:
-        config = request.config
+        config = request.hyperparameters
         if not config.use_labelled_validation:
             dev = [e for e in self.pool.dev_examples(request.dataset) if e.label in set(request.labels)]
             if dev:

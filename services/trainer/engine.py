@@ -26,96 +26,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lesslabels.common import errors
+from lesslabels.contract import Hyperparameters
 from lesslabels.modeling.batching import iterate_batches, length_grouped_batches, tokenize
 from lesslabels.modeling.metrics import Metrics, classification_metrics
-from lesslabels.modeling.pooling import POOLINGS
 
 if TYPE_CHECKING:
     import torch
 
 log = logging.getLogger(__name__)
 
-CLASS_BALANCES = ("none", "weighted_loss", "sampling")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-HEAD_INITS = ("prototype", "random")
 EVAL_BATCH_SIZE = 128
 # Validation passes per training at most: with few labels per class training runs many short
 # epochs (300 CLINC150 labels: 64 epochs of 19 steps), and a 3,000-text dev split evaluated after
 # each of them cost several times the training itself.
 MAX_VALIDATIONS = 10
 MAX_GRAD_NORM = 1.0
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Hyperparameters with their defaults filled in (mirrors lesslabels.v1.Hyperparameters)."""
-
-    # lr 1e-4 and batch 16: every recipe measurement in bench/README.md (ATIS and CLINC150) used them.
-    learning_rate: float = 1e-4
-    batch_size: int = 16
-    max_epochs: int = 10
-    patience: int = 2
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_length: int = 64
-    validation_fraction: float = 0.1
-    use_labelled_validation: bool = False
-    class_balance: str = "none"
-    precision: str = "auto"
-    num_threads: int = 0
-    max_steps: int = 0
-    min_steps: int = 0
-    # Many classes with a few labels each need more steps than a fixed epoch count gives
-    # (bench/README.md, "Many classes").
-    min_steps_per_class: int = 8
-    head_init: str = "prototype"
-    holdout_min_per_class: int = 10
-    # The head reads the mean of the token vectors, as sentence encoders were trained
-    # (lesslabels.modeling.pooling; bench/README.md, "Pooling").
-    pooling: str = "mean"
-
-    def validate(self) -> TrainConfig:
-        """Raise InvalidArgument naming every impossible value; return self when all are fine."""
-        problems = []
-        if not (math.isfinite(self.learning_rate) and 0 < self.learning_rate <= 1):
-            problems.append(f"learning_rate {self.learning_rate} must be within (0, 1]")
-        if not 1 <= self.batch_size <= 4096:
-            problems.append(f"batch_size {self.batch_size} must be within 1..4096")
-        if not 1 <= self.max_epochs <= 1000:
-            problems.append(f"max_epochs {self.max_epochs} must be within 1..1000")
-        if not 1 <= self.patience <= 1000:
-            problems.append(f"patience {self.patience} must be within 1..1000")
-        if not (math.isfinite(self.warmup_ratio) and 0 <= self.warmup_ratio < 1):
-            problems.append(f"warmup_ratio {self.warmup_ratio} must be within [0, 1)")
-        if not (math.isfinite(self.weight_decay) and 0 <= self.weight_decay <= 1):
-            problems.append(f"weight_decay {self.weight_decay} must be within [0, 1]")
-        if not 4 <= self.max_length <= 8192:
-            problems.append(f"max_length {self.max_length} must be within 4..8192")
-        if not (math.isfinite(self.validation_fraction) and 0 < self.validation_fraction < 1):
-            problems.append(f"validation_fraction {self.validation_fraction} must be within (0, 1)")
-        if self.class_balance not in CLASS_BALANCES:
-            problems.append(f"class_balance {self.class_balance!r} must be one of {CLASS_BALANCES}")
-        if self.precision not in PRECISIONS:
-            problems.append(f"precision {self.precision!r} must be one of {PRECISIONS}")
-        if not 0 <= self.num_threads <= 1024:
-            problems.append(f"num_threads {self.num_threads} must be within 0..1024 (0 = the free CPUs)")
-        if self.max_steps < 0:
-            problems.append(f"max_steps {self.max_steps} must not be negative (0 = no limit)")
-        if self.min_steps_per_class < 0:
-            problems.append(f"min_steps_per_class {self.min_steps_per_class} must not be negative")
-        if self.head_init not in HEAD_INITS:
-            problems.append(f"head_init {self.head_init!r} must be one of {HEAD_INITS}")
-        if self.pooling not in POOLINGS:
-            problems.append(f"pooling {self.pooling!r} must be one of {POOLINGS}")
-        if self.holdout_min_per_class < 0:
-            problems.append(f"holdout_min_per_class {self.holdout_min_per_class} must not be negative")
-        if self.min_steps < 0:
-            problems.append(f"min_steps {self.min_steps} must not be negative (0 = none)")
-        elif self.max_steps and self.min_steps > self.max_steps:
-            problems.append(f"min_steps {self.min_steps} must not exceed max_steps {self.max_steps}")
-        if problems:
-            raise errors.InvalidArgument("impossible hyperparameters: " + "; ".join(problems))
-        return self
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,7 +98,7 @@ def stratified_split(examples: Sequence[Example], fraction: float, seed: int) ->
 
 
 def validation_split(
-    examples: Sequence[Example], config: TrainConfig, seed: int
+    examples: Sequence[Example], config: Hyperparameters, seed: int
 ) -> tuple[list[Example], list[Example]]:
     """The labelled set as (train, validation): a stratified hold-out of ``validation_fraction``
     when there are at least ``holdout_min_per_class`` labels per class on average, else every
@@ -191,7 +116,7 @@ def validation_every(epochs: int) -> int:
     return max(1, math.ceil(epochs / MAX_VALIDATIONS))
 
 
-def planned_steps(config: TrainConfig, n_train: int, n_classes: int) -> tuple[int, int]:
+def planned_steps(config: Hyperparameters, n_train: int, n_classes: int) -> tuple[int, int]:
     """(epochs, steps) the loop plans: ``max_epochs`` passes, more when ``min_steps`` or
     ``min_steps_per_class * n_classes`` need more, capped by ``max_steps``."""
     steps_per_epoch = math.ceil(n_train / config.batch_size)
@@ -347,7 +272,7 @@ def train(
     labels: Sequence[str],
     train_set: Sequence[Example],
     validation_set: Sequence[Example],
-    config: TrainConfig,
+    config: Hyperparameters,
     *,
     seed: int,
     device,

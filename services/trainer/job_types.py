@@ -7,8 +7,8 @@ import enum
 import threading
 from collections.abc import Callable
 
-from lesslabels.common.metrics import Metrics
-from lesslabels.trainer.engine import Progress, TrainConfig
+from lesslabels.contract import Hyperparameters, Metrics, TrainRequest
+from lesslabels.trainer.engine import Progress
 
 
 class JobState(enum.Enum):
@@ -24,29 +24,18 @@ class JobState(enum.Enum):
         return self not in (JobState.QUEUED, JobState.RUNNING)
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainRequest:
-    """What to train (mirrors lesslabels.v1.StartTrainingRequest, defaults filled in)."""
+def request_to_dict(request: TrainRequest) -> dict:
+    """A request as a job file stores it."""
+    return dataclasses.asdict(request)
 
-    dataset: str
-    run_id: int = 0
-    round: int = 0
-    base_model: str = ""
-    config: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-    seed: int = 0
-    warm_start_checkpoint: str = ""
-    labels: tuple[str, ...] = ()
-    request_id: str = ""
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> TrainRequest:
-        data = dict(data)
-        data["config"] = TrainConfig(**data.get("config", {}))
-        data["labels"] = tuple(data.get("labels", ()))
-        return cls(**data)
+def request_from_dict(data: dict) -> TrainRequest:
+    """A request from a job file (files written before the shared contract call the settings "config")."""
+    data = dict(data)
+    settings = data.pop("hyperparameters", None) or data.pop("config", None) or {}
+    data["hyperparameters"] = Hyperparameters(**settings)
+    data["labels"] = tuple(data.get("labels", ()))
+    return TrainRequest(**data)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +88,7 @@ class Job:
     def to_dict(self) -> dict:
         return {
             "id": self.id,
-            "request": self.request.to_dict(),
+            "request": request_to_dict(self.request),
             "state": self.state.value,
             "created_at": self.created_at,
             "started_at": self.started_at,
@@ -115,7 +104,7 @@ class Job:
         validation = data.get("validation")
         return cls(
             id=data["id"],
-            request=TrainRequest.from_dict(data["request"]),
+            request=request_from_dict(data["request"]),
             state=JobState(data["state"]),
             created_at=data.get("created_at", ""),
             started_at=data.get("started_at", ""),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from lesslabels.common import errors
 from lesslabels.common.checkpoints import CheckpointStore
 from lesslabels.common.server import ServiceRegistration
+from lesslabels.contract import wire
 from lesslabels.v1 import trainer_pb2, trainer_pb2_grpc
 from lesslabels.trainer import convert
 from lesslabels.trainer.core import Trainer
@@ -18,7 +19,7 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
         self.store = store
 
     def StartTraining(self, request, context):
-        train_request = convert.request_from_proto(request)
+        train_request = wire.train_request_from_proto(request)
         # A retried request returns its job without being checked again (its data may have moved on).
         existing = self.jobs.find_request(train_request.request_id)
         if existing is not None:

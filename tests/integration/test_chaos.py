@@ -53,7 +53,7 @@ from lesslabels.client import (
     RunEvent,
     Unavailable,
 )
-from lesslabels.coordinator.model import FINAL_STATES
+from lesslabels.contract.vocabulary import FINAL_RUN_STATES as FINAL_STATES
 from lesslabels.demo.data import synthetic_rows
 from tests.integration.compose import LocalTopology, stand_in_unavailable_reason
 from tests.integration.values import CHILD_ENV, DATASET, TEST_ROWS, TOKEN, TRAIN_ROWS, VARIABLES, tiny_run_config

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from lesslabels.common.channels import wait_until_serving
-from lesslabels.coordinator import model
+from lesslabels import contract
 from lesslabels.coordinator.clients import PoolClient, ScorerClient
 from lesslabels.coordinator.scores import PoolScoreCache
 from lesslabels.coordinator.sharding import ScorerReplicas
@@ -145,17 +145,17 @@ def cluster(tmp_path_factory, store_and_id, tiny_bert_dir):
     try:
         for scorer in scorers:
             scorer.wait_serving()
-        config = model.RunConfig(
+        config = contract.RunConfig(
             dataset="flights",
-            seed_size=model.Amount(count=20),
-            batch_size=model.Amount(count=BATCH),
-            stopping=model.StoppingRule(max_rounds=2),
+            seed_size=contract.Amount(count=20),
+            batch_size=contract.Amount(count=BATCH),
+            stopping=contract.StoppingRule(max_rounds=2),
             random_seed=3,
             strategy="entropy",
         )
-        run = pool.get_run(pool.create_run(model.with_defaults(config)).id)
+        run = pool.get_run(pool.create_run(config.with_defaults()).id)
         train_ids = pool.train_sample_ids("flights")
-        pool.add_acquisitions(run.id, 0, [model.Acquisition(i, 0, "random", 0.0) for i in train_ids[::12]])
+        pool.add_acquisitions(run.id, 0, [contract.Acquisition(i, 0, "random", 0.0) for i in train_ids[::12]])
         pool.reveal_labels(run.id, train_ids[::12], source="seed")
         unlabelled = sorted(set(train_ids) - set(train_ids[::12]))
         yield dict(pool=pool, run=run, checkpoint=checkpoint_id, scorers=scorers, unlabelled=unlabelled)

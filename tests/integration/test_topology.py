@@ -21,7 +21,7 @@ from lesslabels.client import (
     ScorerClient,
     Unauthenticated,
 )
-from lesslabels.coordinator.model import FINAL_STATES
+from lesslabels.contract.vocabulary import FINAL_RUN_STATES as FINAL_STATES
 from tests.integration.values import DATASET, TOKEN, TRAIN_ROWS, tiny_run_config
 
 pytestmark = pytest.mark.integration

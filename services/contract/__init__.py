@@ -1,0 +1,44 @@
+"""The contract every service shares: typed values with their bounds declared once and one
+``validate()`` each. No torch and no protobuf here; ``lesslabels.contract.wire`` holds every
+protobuf codec and enum map of these types.
+
+- ``vocabulary``: the names of splits, sources, states, steps, strategies and training choices.
+- ``hyperparameters``: ``Hyperparameters``, how a round fine-tunes.
+- ``run``: ``RunConfig``, ``Run``, ``Round``, ``Acquisition``, ``TrainRequest`` and friends.
+- ``metrics``, ``scores``: ``Metrics``, ``Uncertainty``, ``PoolScores``.
+"""
+
+from lesslabels.contract.hyperparameters import Hyperparameters
+from lesslabels.contract.metrics import Metrics
+from lesslabels.contract.run import (
+    Acquisition,
+    Amount,
+    LabelResult,
+    PendingBatch,
+    Round,
+    Run,
+    RunConfig,
+    RunEvent,
+    StoppingRule,
+    TrainRequest,
+    kept_round,
+)
+from lesslabels.contract.scores import PoolScores, Uncertainty
+
+__all__ = [
+    "Acquisition",
+    "Amount",
+    "Hyperparameters",
+    "LabelResult",
+    "Metrics",
+    "PendingBatch",
+    "PoolScores",
+    "Round",
+    "Run",
+    "RunConfig",
+    "RunEvent",
+    "StoppingRule",
+    "TrainRequest",
+    "Uncertainty",
+    "kept_round",
+]

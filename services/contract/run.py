@@ -1,0 +1,260 @@
+"""A run as every service sees it: its configuration (bounds declared once, one ``validate()``),
+its state, its rounds and what each round acquired. No protobuf here (``contract.wire``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+
+from lesslabels.common.best import pick_best
+from lesslabels.common.errors import InvalidArgument, quote
+from lesslabels.contract import vocabulary
+from lesslabels.contract.hyperparameters import Hyperparameters
+from lesslabels.contract.metrics import Metrics
+
+DEFAULT_STRATEGY = "entropy"
+DEFAULT_SEED_STRATEGY = "random"
+DEFAULT_ORACLE = "simulated"
+DEFAULT_SEED_FRACTION = 0.05
+DEFAULT_BATCH_FRACTION = 0.10
+DEFAULT_MAX_ROUNDS = 5
+
+#: Longest dataset name, run name and base model accepted.
+MAX_STRING = {"dataset": 64, "name": 256, "base_model": 1024}
+#: Largest count of an Amount (seed_size, batch_size, stopping.label_budget).
+MAX_COUNT = 10_000_000
+MAX_ROUNDS = 100_000
+MAX_SEED = 2**32 - 1  # numpy's generators take seeds below 2**32
+#: Largest number of candidates a round may score (more than the unlabelled pool means all of it).
+MAX_CANDIDATES = 1_000_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Amount:
+    """A count or a fraction of the training pool (exactly one is set)."""
+
+    count: int = 0
+    fraction: float = 0.0
+
+    def resolve(self, pool_size: int) -> int:
+        if self.count:
+            return self.count
+        return max(1, int(round(self.fraction * pool_size)))
+
+    def problems(self, what: str) -> list[str]:
+        if self.count and self.fraction:
+            return [f"{what}: give a count or a fraction, not both"]
+        if self.count:
+            if not 1 <= self.count <= MAX_COUNT:
+                return [f"{what}.count must be in [1, {MAX_COUNT}], got {self.count}"]
+        elif not self.fraction:
+            return [f"{what}: give a count or a fraction"]
+        elif not (math.isfinite(self.fraction) and 0 < self.fraction <= 1):
+            return [f"{what}.fraction must be in (0, 1], got {self.fraction}"]
+        return []
+
+    def describe(self) -> str:
+        return str(self.count) if self.count else f"{self.fraction:g} of the pool"
+
+
+@dataclasses.dataclass(frozen=True)
+class StoppingRule:
+    label_budget: Amount | None = None
+    max_rounds: int = 0
+    target_accuracy: float = 0.0
+    stable_agreement: float = 0.0
+
+    @property
+    def any_set(self) -> bool:
+        return bool(self.label_budget or self.max_rounds or self.target_accuracy or self.stable_agreement)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """What a run does. Empty strings and unset amounts take the defaults of ``with_defaults``;
+    ``hyperparameters`` may be given as a mapping of field names (``{"max_epochs": 3}``)."""
+
+    dataset: str
+    name: str = ""
+    base_model: str = ""
+    strategy: str = ""
+    seed_size: Amount | None = None
+    seed_strategy: str = ""
+    batch_size: Amount | None = None
+    stopping: StoppingRule = StoppingRule()
+    oracle: str = ""
+    random_seed: int = 0
+    hyperparameters: Hyperparameters = Hyperparameters()
+    warm_start: bool = False
+    # Unlabelled samples each round scores: a fresh seeded random subset of the unlabelled pool (0 = all of it).
+    candidates: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.hyperparameters, Mapping):
+            object.__setattr__(self, "hyperparameters", Hyperparameters.from_mapping(self.hyperparameters))
+
+    def problems(self) -> list[str]:
+        """Every impossible value, each naming its field; empty when all are fine."""
+        found = []
+        if not self.dataset:
+            found.append("dataset is required")
+        for key, limit in MAX_STRING.items():
+            value = getattr(self, key)
+            if len(value) > limit:
+                found.append(f"{key} is {len(value)} characters; at most {limit}")
+        for key, names in (
+            ("strategy", vocabulary.STRATEGIES),
+            ("seed_strategy", vocabulary.SEED_STRATEGIES),
+            ("oracle", vocabulary.ORACLES),
+        ):
+            value = getattr(self, key)
+            if value and value not in names:
+                found.append(f"unknown {key} {quote(value)} (expected one of {', '.join(names)})")
+        for key in ("seed_size", "batch_size"):
+            amount = getattr(self, key)
+            if amount is not None:
+                found.extend(amount.problems(key))
+        stop = self.stopping
+        if stop.label_budget is not None:
+            found.extend(stop.label_budget.problems("stopping.label_budget"))
+        if not 0 <= stop.max_rounds <= MAX_ROUNDS:
+            found.append(f"stopping.max_rounds must be in [0, {MAX_ROUNDS}], got {stop.max_rounds}")
+        for key in ("target_accuracy", "stable_agreement"):
+            value = getattr(stop, key)
+            if not math.isfinite(value):
+                found.append(f"stopping.{key} must be finite, got {value}")
+            elif not 0 <= value <= 1:
+                found.append(f"stopping.{key} must be in [0, 1], got {value}")
+        if not 0 <= self.random_seed <= MAX_SEED:
+            found.append(f"random_seed must be in [0, {MAX_SEED}], got {self.random_seed}")
+        if self.candidates < 0:
+            found.append(
+                f"candidates must not be negative, got {self.candidates} "
+                "(the unlabelled samples a round scores; 0 = the whole unlabelled pool)"
+            )
+        elif self.candidates > MAX_CANDIDATES:
+            found.append(f"candidates must be at most {MAX_CANDIDATES}, got {self.candidates}")
+        found.extend(f"hyperparameters.{p}" for p in self.hyperparameters.problems())
+        return found
+
+    def validate(self) -> RunConfig:
+        """Raise InvalidArgument naming the first impossible value; return self when all are fine."""
+        found = self.problems()
+        if found:
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            raise InvalidArgument(f"run config: {found[0]}{more}")
+        return self
+
+    def with_defaults(self) -> RunConfig:
+        """Validated, with the documented defaults (run.proto) filled in."""
+        self.validate()
+        stop = (
+            self.stopping
+            if self.stopping.any_set
+            else dataclasses.replace(self.stopping, max_rounds=DEFAULT_MAX_ROUNDS)
+        )
+        return dataclasses.replace(
+            self,
+            strategy=self.strategy or DEFAULT_STRATEGY,
+            seed_strategy=self.seed_strategy or DEFAULT_SEED_STRATEGY,
+            oracle=self.oracle or DEFAULT_ORACLE,
+            seed_size=self.seed_size or Amount(fraction=DEFAULT_SEED_FRACTION),
+            batch_size=self.batch_size or Amount(fraction=DEFAULT_BATCH_FRACTION),
+            stopping=stop,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    id: int
+    config: RunConfig
+    state: str
+    step: str
+    round: int
+    error: str = ""
+    labelled_count: int = 0
+    pool_size: int = 0
+    stop_reason: str = ""
+    created_at: str = ""
+    updated_at: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Round:
+    run_id: int
+    index: int
+    labelled_count: int = 0
+    train_job_id: str = ""
+    checkpoint_id: str = ""
+    test: Metrics | None = None
+    agreement: float = 0.0
+    selected_count: int = 0
+    started_at: str = ""
+    finished_at: str = ""
+    train_seconds: float = 0.0
+    score_seconds: float = 0.0
+    validation: Metrics | None = None
+
+
+def kept_round(rounds: Sequence[Round]) -> Round | None:
+    """The round whose model the run keeps, by validation accuracy, never test (``common.best``)."""
+    trained = [r for r in rounds if r.checkpoint_id]
+    return pick_best(
+        trained,
+        lambda r: (r.validation.accuracy, r.validation.count) if r.validation and r.validation.count else None,
+        lambda r: (r.index,),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Acquisition:
+    sample_id: int
+    round: int
+    strategy: str = ""
+    score: float = 0.0
+    label: str = ""
+    text: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelResult:
+    recorded: int = 0
+    unchanged: int = 0
+    changed: int = 0
+    labels: tuple[tuple[int, str], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingBatch:
+    run_id: int
+    round: int
+    labels: tuple[str, ...]
+    samples: tuple[Acquisition, ...]
+
+    @property
+    def remaining(self) -> int:
+        return sum(1 for s in self.samples if not s.label)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunEvent:
+    run: Run
+    round: Round | None = None
+    step_progress: float = 0.0
+    message: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainRequest:
+    """What to train (mirrors lesslabels.v1.StartTrainingRequest)."""
+
+    dataset: str
+    run_id: int = 0
+    round: int = 0
+    base_model: str = ""
+    hyperparameters: Hyperparameters = Hyperparameters()
+    seed: int = 0
+    warm_start_checkpoint: str = ""
+    labels: tuple[str, ...] = ()
+    request_id: str = ""

@@ -1,0 +1,45 @@
+"""The one vocabulary of the system: the names cores use for splits, label sources, run states
+and steps, strategies, oracle modes, training-job states and the training settings' choices.
+
+No protobuf here: ``lesslabels.contract.wire`` maps these names to and from the protobuf enums.
+"""
+
+from __future__ import annotations
+
+SPLITS = ("train", "test", "dev")
+SOURCES = ("seed", "oracle", "human")
+
+RUN_STATES = ("PENDING", "RUNNING", "WAITING_FOR_LABELS", "COMPLETED", "CANCELLED", "FAILED")
+#: States a coordinator picks up on start-up and keeps advancing.
+ACTIVE_RUN_STATES = ("PENDING", "RUNNING", "WAITING_FOR_LABELS")
+#: States a run ends in (a watch stream ends on them; a resume moves a run out of them).
+FINAL_RUN_STATES = ("COMPLETED", "CANCELLED", "FAILED")
+RUN_STEPS = ("SEED", "LABEL", "TRAIN", "EVALUATE", "SCORE", "SELECT", "DONE")
+
+#: Query strategies (how a round picks the next batch).
+STRATEGIES = (
+    "entropy",
+    "margin",
+    "least_confidence",
+    "ratio",
+    "random",
+    "clustered_entropy",
+    "clustered_margin",
+)
+#: How the first labelled set is chosen.
+SEED_STRATEGIES = ("random", "diverse")
+ORACLES = ("simulated", "human")
+
+JOB_STATES = ("QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "INTERRUPTED")
+#: States a training job ends in.
+FINAL_JOB_STATES = ("SUCCEEDED", "FAILED", "CANCELLED", "INTERRUPTED")
+
+CLASS_BALANCES = ("none", "weighted_loss", "sampling")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+HEAD_INITS = ("prototype", "random")
+POOLINGS = ("mean", "cls")
+
+
+def flag_name(core_name: str) -> str:
+    """A core name as a command-line value: ``least_confidence`` -> ``least-confidence``."""
+    return core_name.replace("_", "-")

@@ -1,0 +1,37 @@
+"""The coordinator's own views of the other services: a dataset's labels and sizes, a training
+job and its progress. The values every service shares live in ``lesslabels.contract``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from lesslabels.contract import Metrics
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    labels: tuple[str, ...]
+    train_count: int
+    test_count: int
+
+
+@dataclasses.dataclass(frozen=True)
+class JobInfo:
+    id: str
+    state: str
+    checkpoint_id: str = ""
+    error: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+    validation: Metrics | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainProgress:
+    job_id: str
+    state: str
+    epoch: int = 0
+    step: int = 0
+    total_steps: int = 0
+    message: str = ""
