@@ -100,7 +100,7 @@ def pool_address(pool_server) -> str:
 
 @pytest.fixture
 def stub(pool_address):
-    """A PoolService stub on the test's pool."""
+    """The stubs of the test's pool (PoolService and RunStore, ``tests.helpers.PoolProcessStub``)."""
     from tests.helpers import pool_stub
 
     return pool_stub(pool_address)

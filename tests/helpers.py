@@ -15,7 +15,7 @@ from lesslabels.client import ImportSummary, PoolClient
 from lesslabels.contract import wire
 from lesslabels.common.channels import make_channel
 from lesslabels.common.config import ServerSettings
-from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
+from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc, run_store_pb2_grpc
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SPLITS = wire.SPLIT_TO_PROTO
@@ -78,12 +78,25 @@ def import_rows(
         return pool.import_samples(dataset, ((text, label) for label, text in rows), split=split, create=create)
 
 
-def pool_stub(address: str, token: str = "") -> pool_pb2_grpc.PoolServiceStub:
-    return pool_pb2_grpc.PoolServiceStub(make_channel(address, token=token))
+class PoolProcessStub:
+    """The stubs of the pool process's two services on one channel: ``pool`` (PoolService, public)
+    and ``runs`` (RunStore, internal); a method by name goes to the service that has it."""
+
+    def __init__(self, channel):
+        self.pool = pool_pb2_grpc.PoolServiceStub(channel)
+        self.runs = run_store_pb2_grpc.RunStoreStub(channel)
+
+    def __getattr__(self, name: str):
+        return getattr(self.pool if hasattr(self.pool, name) else self.runs, name)
+
+
+def pool_stub(address: str, token: str = "") -> Any:
+    """``PoolProcessStub`` on ``address``: PoolService and RunStore methods alike."""
+    return PoolProcessStub(make_channel(address, token=token))
 
 
 def submit_labels(
-    stub: pool_pb2_grpc.PoolServiceStub, ids_labels, key: str = "", run_id: int = 0, dataset: str = "d"
+    stub: Any, ids_labels, key: str = "", run_id: int = 0, dataset: str = "d"
 ) -> pool_pb2.SubmitLabelsResponse:
     """Human labels for ``(sample_id, label)`` pairs, with an optional idempotency key."""
     return stub.SubmitLabels(

@@ -154,6 +154,18 @@ def test_client_arguments_are_checked():
         PoolClient("127.0.0.1:1", timeout=0)
 
 
+def test_the_public_pool_client_has_no_run_state_methods():
+    """A run's state is the coordinator's: the public SDK neither writes nor reads it on the pool
+    (users go through ``CoordinatorClient``), and ``call`` cannot reach the run store's methods."""
+    run_methods = {"create_run", "get_run", "list_runs", "update_run", "record_step", "put_round"}
+    run_methods |= {"list_rounds", "add_acquisitions", "list_acquisitions", "reveal_labels"}
+    assert not run_methods & set(dir(PoolClient))
+    with PoolClient("127.0.0.1:1") as pool:
+        for method in ("CreateRun", "RecordStep", "GetRun"):
+            with pytest.raises(InvalidArgument, match=f"no method '{method}'"):
+                pool.call(method, None)
+
+
 def test_an_unreachable_service_is_unavailable_with_its_address():
     address = _free_address()
     with PoolClient(address, timeout=1.0) as pool:

@@ -15,7 +15,7 @@ from lesslabels import contract
 from lesslabels.contract import vocabulary
 from lesslabels.coordinator.clients import PoolClient
 from lesslabels.pool.main import build_server as build_pool
-from lesslabels.v1 import common_pb2, pool_pb2, run_pb2
+from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, run_store_pb2
 from tests.helpers import server_settings_for_tests
 from tests.stack import load_toy_dataset, wait_for, wait_for_state
 
@@ -65,7 +65,7 @@ BAD_CONFIGS = [
 def test_create_run_refuses_a_bad_config_naming_the_field(pool_address, stub, fields, message):
     load_toy_dataset(pool_address)
     with pytest.raises(grpc.RpcError) as caught:
-        stub.CreateRun(pool_pb2.CreateRunRequest(config=_config(**fields)), timeout=10)
+        stub.CreateRun(run_store_pb2.CreateRunRequest(config=_config(**fields)), timeout=10)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in caught.value.details()
     assert len(caught.value.details()) < 300
@@ -80,7 +80,7 @@ def test_create_run_takes_a_config_at_its_bounds(pool_address, stub):
             learning_rate=1.0, max_length=8192, batch_size=8, warmup_ratio=0.0, pooling=common_pb2.POOLING_CLS
         )
     )
-    run = stub.CreateRun(pool_pb2.CreateRunRequest(config=config), timeout=10)
+    run = stub.CreateRun(run_store_pb2.CreateRunRequest(config=config), timeout=10)
     assert run.state == run_pb2.RUN_STATE_PENDING and run.config.hyperparameters.max_length == 8192
     assert run.config.hyperparameters.pooling == common_pb2.POOLING_CLS
 
@@ -100,8 +100,8 @@ def test_a_bad_stored_run_is_reported_failed_and_breaks_nothing(pool_address, st
         seed_strategy=run_pb2.SEED_STRATEGY_RANDOM,
         oracle=run_pb2.ORACLE_MODE_SIMULATED,
     )
-    good = stub.CreateRun(pool_pb2.CreateRunRequest(config=full), timeout=10)
-    bad = stub.CreateRun(pool_pb2.CreateRunRequest(config=_config()), timeout=10)
+    good = stub.CreateRun(run_store_pb2.CreateRunRequest(config=full), timeout=10)
+    bad = stub.CreateRun(run_store_pb2.CreateRunRequest(config=_config()), timeout=10)
     with sqlite3.connect(database_url.removeprefix("sqlite:///")) as db:
         db.execute("UPDATE runs SET config_json = ? WHERE id = ?", (stored, bad.id))
     runs = {r.id: r for r in stub.ListRuns(pool_pb2.ListRunsRequest(), timeout=10).runs}

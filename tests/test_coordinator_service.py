@@ -11,7 +11,7 @@ from lesslabels.contract import wire
 from lesslabels.coordinator import metrics
 from lesslabels.coordinator.servicer import CoordinatorServicer, registration
 from lesslabels.common.server import Server
-from lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2, run_pb2
+from lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2, run_pb2, run_store_pb2
 from tests.helpers import import_rows, server_settings_for_tests
 from tests.stack import wait_for
 
@@ -330,8 +330,8 @@ def test_build_server_reports_serving_after_ready_and_resumes_runs(pool_address)
     load_toy_dataset(pool_address)
     # A run left RUNNING by a coordinator that died (the trainer/scorer addresses lead nowhere here).
     stub = pool_stub(pool_address)
-    left = stub.CreateRun(pool_pb2.CreateRunRequest(config=_config(oracle=run_pb2.ORACLE_MODE_HUMAN)), timeout=10)
-    stub.UpdateRun(pool_pb2.UpdateRunRequest(run_id=left.id, state=run_pb2.RUN_STATE_RUNNING), timeout=10)
+    left = stub.CreateRun(run_store_pb2.CreateRunRequest(config=_config(oracle=run_pb2.ORACLE_MODE_HUMAN)), timeout=10)
+    stub.UpdateRun(run_store_pb2.UpdateRunRequest(run_id=left.id, state=run_pb2.RUN_STATE_RUNNING), timeout=10)
     server = build_server(server_settings_for_tests(), pool_address, "127.0.0.1:1", "127.0.0.1:1", rpc_timeout=5)
     server.start()
     try:

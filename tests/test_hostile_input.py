@@ -7,7 +7,7 @@ import grpc
 import pytest
 
 from lesslabels.common import errors
-from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, scorer_pb2, scorer_pb2_grpc
+from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, run_store_pb2, scorer_pb2, scorer_pb2_grpc
 from lesslabels.common.channels import make_channel
 from tests.helpers import import_bytes, server_settings_for_tests
 from tests.stack import load_toy_dataset
@@ -22,19 +22,19 @@ def _refused(call, code=grpc.StatusCode.INVALID_ARGUMENT) -> str:
 
 def _run(stub) -> int:
     config = run_pb2.RunConfig(dataset="toy", strategy=run_pb2.STRATEGY_ENTROPY)
-    return stub.CreateRun(pool_pb2.CreateRunRequest(config=config), timeout=10).id
+    return stub.CreateRun(run_store_pb2.CreateRunRequest(config=config), timeout=10).id
 
 
 def test_add_acquisitions_with_an_unknown_strategy_value(pool_address, stub):
     load_toy_dataset(pool_address)
     run_id = _run(stub)
     sample = next(iter(stub.ListSamples(pool_pb2.ListSamplesRequest(dataset="toy"), timeout=10))).samples[0]
-    request = pool_pb2.AddAcquisitionsRequest(
+    request = run_store_pb2.AddAcquisitionsRequest(
         run_id=run_id, round=0, acquisitions=[pool_pb2.Acquisition(sample_id=sample.id, strategy=99)]
     )
     message = _refused(lambda: stub.AddAcquisitions(request, timeout=10))
     assert "unknown strategy value 99" in message
-    assert stub.ListAcquisitions(pool_pb2.ListAcquisitionsRequest(run_id=run_id), timeout=10).acquisitions == []
+    assert stub.ListAcquisitions(run_store_pb2.ListAcquisitionsRequest(run_id=run_id), timeout=10).acquisitions == []
 
 
 @pytest.mark.parametrize("token", ["²", "9" * 25, "-1", " 5", "1e3"])

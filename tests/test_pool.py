@@ -12,7 +12,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lesslabels.contract import wire
-from lesslabels.v1 import common_pb2, pool_pb2, run_pb2
+from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, run_store_pb2
 from tests.helpers import BOTH_DATABASES, import_bytes, import_rows, pool_stub, submit_labels
 
 ROWS = [("greet", "hello there"), ("bye", "see you"), ("greet", "hi"), ("bye", "farewell"), ("greet", "good morning")]
@@ -35,6 +35,22 @@ def _serving(address):
             health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5).status
             == health_pb2.HealthCheckResponse.SERVING
         )
+
+
+def test_the_pool_process_serves_and_reports_both_services(pool_address):
+    """One server, two services: health answers SERVING for the public pool service and the internal
+    run store by name, and reflection lists both."""
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    with grpc.insecure_channel(pool_address) as ch:
+        health = health_pb2_grpc.HealthStub(ch)
+        for service in ("lesslabels.v1.PoolService", "lesslabels.v1.RunStore"):
+            reply = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING, service
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        (answer,) = reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo(iter([request]), timeout=5)
+        listed = {s.name for s in answer.list_services_response.service}
+    assert {"lesslabels.v1.PoolService", "lesslabels.v1.RunStore"} <= listed
 
 
 # -- datasets ---------------------------------------------------------------------------
@@ -86,7 +102,7 @@ def test_unknown_dataset_is_not_found_everywhere(stub, pool_address):
             timeout=5,
         ),
         lambda: list(stub.ExportLabels(pool_pb2.ExportLabelsRequest(dataset="nope"), timeout=5)),
-        lambda: stub.CreateRun(pool_pb2.CreateRunRequest(config=run_pb2.RunConfig(dataset="nope")), timeout=5),
+        lambda: stub.CreateRun(run_store_pb2.CreateRunRequest(config=run_pb2.RunConfig(dataset="nope")), timeout=5),
         lambda: import_bytes(pool_address, "nope", b"greet,hello there\n", create=False),
     ]
     for call in calls:
@@ -544,28 +560,32 @@ def test_export_labelled_set_as_csv(pool_address, stub):
 
 def _run(stub, dataset="d"):
     config = run_pb2.RunConfig(dataset=dataset, strategy=run_pb2.STRATEGY_ENTROPY, seed_size=run_pb2.Amount(count=2))
-    return stub.CreateRun(pool_pb2.CreateRunRequest(config=config), timeout=5)
+    return stub.CreateRun(run_store_pb2.CreateRunRequest(config=config), timeout=5)
 
 
 @BOTH_DATABASES
 def test_create_run_request_id_and_resumed_runs(pool_address, stub):
     import_rows(pool_address, "d", ROWS)
     config = run_pb2.RunConfig(dataset="d", seed_size=run_pb2.Amount(count=2))
-    first = stub.CreateRun(pool_pb2.CreateRunRequest(config=config, request_id="k"), timeout=5)
-    again = stub.CreateRun(pool_pb2.CreateRunRequest(config=config, request_id="k"), timeout=5)
-    other = stub.CreateRun(pool_pb2.CreateRunRequest(config=config, request_id="k2"), timeout=5)
-    plain = [stub.CreateRun(pool_pb2.CreateRunRequest(config=config), timeout=5) for _ in range(2)]
+    first = stub.CreateRun(run_store_pb2.CreateRunRequest(config=config, request_id="k"), timeout=5)
+    again = stub.CreateRun(run_store_pb2.CreateRunRequest(config=config, request_id="k"), timeout=5)
+    other = stub.CreateRun(run_store_pb2.CreateRunRequest(config=config, request_id="k2"), timeout=5)
+    plain = [stub.CreateRun(run_store_pb2.CreateRunRequest(config=config), timeout=5) for _ in range(2)]
     assert first.id == again.id and len({first.id, other.id, *(r.id for r in plain)}) == 4
-    err = _code(lambda: stub.CreateRun(pool_pb2.CreateRunRequest(config=config, request_id="x" * 129), timeout=5))
+    err = _code(lambda: stub.CreateRun(run_store_pb2.CreateRunRequest(config=config, request_id="x" * 129), timeout=5))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "at most 128" in err.details()
     assert len(stub.ListRuns(pool_pb2.ListRunsRequest(), timeout=5).runs) == 4
     # An ended run moved back to an active state loses its old error and stop reason.
     failed = stub.UpdateRun(
-        pool_pb2.UpdateRunRequest(run_id=first.id, state=run_pb2.RUN_STATE_FAILED, error="boom", stop_reason="gave up"),
+        run_store_pb2.UpdateRunRequest(
+            run_id=first.id, state=run_pb2.RUN_STATE_FAILED, error="boom", stop_reason="gave up"
+        ),
         timeout=5,
     )
     assert (failed.error, failed.stop_reason) == ("boom", "gave up")
-    resumed = stub.UpdateRun(pool_pb2.UpdateRunRequest(run_id=first.id, state=run_pb2.RUN_STATE_RUNNING), timeout=5)
+    resumed = stub.UpdateRun(
+        run_store_pb2.UpdateRunRequest(run_id=first.id, state=run_pb2.RUN_STATE_RUNNING), timeout=5
+    )
     assert (resumed.state, resumed.error, resumed.stop_reason) == (run_pb2.RUN_STATE_RUNNING, "", "")
 
 
@@ -580,7 +600,7 @@ def test_runs_rounds_and_compare_and_set(pool_address, stub):
         2,
     )
     moved = stub.UpdateRun(
-        pool_pb2.UpdateRunRequest(
+        run_store_pb2.UpdateRunRequest(
             run_id=run.id,
             state=run_pb2.RUN_STATE_RUNNING,
             step=run_pb2.RUN_STEP_TRAIN,
@@ -591,7 +611,9 @@ def test_runs_rounds_and_compare_and_set(pool_address, stub):
     assert (moved.state, moved.step) == (run_pb2.RUN_STATE_RUNNING, run_pb2.RUN_STEP_TRAIN)
     err = _code(
         lambda: stub.UpdateRun(
-            pool_pb2.UpdateRunRequest(run_id=run.id, step=run_pb2.RUN_STEP_SCORE, expected_step=run_pb2.RUN_STEP_SEED),
+            run_store_pb2.UpdateRunRequest(
+                run_id=run.id, step=run_pb2.RUN_STEP_SCORE, expected_step=run_pb2.RUN_STEP_SEED
+            ),
             timeout=5,
         )
     )
@@ -608,10 +630,10 @@ def test_runs_rounds_and_compare_and_set(pool_address, stub):
     stub.PutRound(rnd, timeout=5)
     stub.PutRound(run_pb2.Round(run_id=run.id, index=0, labelled_count=2, checkpoint_id="c0b"), timeout=5)
     stub.PutRound(run_pb2.Round(run_id=run.id, index=1, labelled_count=4), timeout=5)
-    rounds = stub.ListRounds(pool_pb2.ListRoundsRequest(run_id=run.id), timeout=5).rounds
+    rounds = stub.ListRounds(run_store_pb2.ListRoundsRequest(run_id=run.id), timeout=5).rounds
     assert [(r.index, r.checkpoint_id) for r in rounds] == [(0, "c0b"), (1, "")]
     stub.PutRound(rnd, timeout=5)
-    rounds = stub.ListRounds(pool_pb2.ListRoundsRequest(run_id=run.id), timeout=5).rounds
+    rounds = stub.ListRounds(run_store_pb2.ListRoundsRequest(run_id=run.id), timeout=5).rounds
     assert rounds[0].test.per_class_f1["greet"] == pytest.approx(0.6) and rounds[0].started_at == "2026-01-01T00:00:00Z"
     assert (rounds[0].validation.accuracy, rounds[0].validation.count) == (0.75, 4)
     assert not rounds[1].HasField("validation") or rounds[1].validation.count == 0
@@ -622,7 +644,7 @@ def test_runs_rounds_and_compare_and_set(pool_address, stub):
     for call in [
         lambda: stub.GetRun(pool_pb2.GetRunRequest(run_id=999), timeout=5),
         lambda: stub.PutRound(run_pb2.Round(run_id=999, index=0), timeout=5),
-        lambda: stub.ListRounds(pool_pb2.ListRoundsRequest(run_id=999), timeout=5),
+        lambda: stub.ListRounds(run_store_pb2.ListRoundsRequest(run_id=999), timeout=5),
     ]:
         assert _code(call).code() == grpc.StatusCode.NOT_FOUND
 
@@ -637,7 +659,7 @@ def test_acquisitions_never_twice_and_oracle_reveal(pool_address, stub):
 
     def add(round_, sample_ids):
         return stub.AddAcquisitions(
-            pool_pb2.AddAcquisitionsRequest(
+            run_store_pb2.AddAcquisitionsRequest(
                 run_id=run.id,
                 round=round_,
                 acquisitions=[
@@ -654,17 +676,20 @@ def test_acquisitions_never_twice_and_oracle_reveal(pool_address, stub):
     assert err.code() == grpc.StatusCode.ALREADY_EXISTS and "round 0" in err.details()
     assert _code(lambda: add(1, [test_id])).code() == grpc.StatusCode.INVALID_ARGUMENT
     pending = stub.ListAcquisitions(
-        pool_pb2.ListAcquisitionsRequest(run_id=run.id, round=-1, pending_only=True), timeout=5
+        run_store_pb2.ListAcquisitionsRequest(run_id=run.id, round=-1, pending_only=True), timeout=5
     )
     assert [a.sample_id for a in pending.acquisitions] == ids[:2] and pending.acquisitions[0].text == "hello there"
     # The oracle only reveals acquired samples.
-    err = _code(lambda: stub.RevealLabels(pool_pb2.RevealLabelsRequest(run_id=run.id, sample_ids=[ids[3]]), timeout=5))
+    err = _code(
+        lambda: stub.RevealLabels(run_store_pb2.RevealLabelsRequest(run_id=run.id, sample_ids=[ids[3]]), timeout=5)
+    )
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "not acquired" in err.details()
     revealed = stub.RevealLabels(
-        pool_pb2.RevealLabelsRequest(run_id=run.id, sample_ids=ids[:2], source=common_pb2.LABEL_SOURCE_SEED), timeout=5
+        run_store_pb2.RevealLabelsRequest(run_id=run.id, sample_ids=ids[:2], source=common_pb2.LABEL_SOURCE_SEED),
+        timeout=5,
     )
     assert [(a.sample_id, a.label) for a in revealed.labels] == [(ids[0], "greet"), (ids[1], "bye")]
-    again = stub.RevealLabels(pool_pb2.RevealLabelsRequest(run_id=run.id, sample_ids=ids[:2]), timeout=5)
+    again = stub.RevealLabels(run_store_pb2.RevealLabelsRequest(run_id=run.id, sample_ids=ids[:2]), timeout=5)
     assert (again.recorded, again.unchanged) == (0, 2)
     # Run-scoped labels: visible to the run, not to the dataset scope.
     in_run = _samples(stub, dataset="d", run_id=run.id, state=pool_pb2.LABEL_STATE_LABELLED)
@@ -673,7 +698,7 @@ def test_acquisitions_never_twice_and_oracle_reveal(pool_address, stub):
     assert stub.GetRun(pool_pb2.GetRunRequest(run_id=run.id), timeout=5).labelled_count == 2
     assert (
         stub.ListAcquisitions(
-            pool_pb2.ListAcquisitionsRequest(run_id=run.id, round=0, pending_only=True), timeout=5
+            run_store_pb2.ListAcquisitionsRequest(run_id=run.id, round=0, pending_only=True), timeout=5
         ).acquisitions
         == []
     )
@@ -684,10 +709,14 @@ def test_human_samples_without_gold_cannot_be_revealed(pool_address, stub):
     ids = [s.id for s in _samples(stub, dataset="d")]
     run = _run(stub)
     stub.AddAcquisitions(
-        pool_pb2.AddAcquisitionsRequest(run_id=run.id, round=0, acquisitions=[pool_pb2.Acquisition(sample_id=ids[0])]),
+        run_store_pb2.AddAcquisitionsRequest(
+            run_id=run.id, round=0, acquisitions=[pool_pb2.Acquisition(sample_id=ids[0])]
+        ),
         timeout=5,
     )
-    err = _code(lambda: stub.RevealLabels(pool_pb2.RevealLabelsRequest(run_id=run.id, sample_ids=ids[:1]), timeout=5))
+    err = _code(
+        lambda: stub.RevealLabels(run_store_pb2.RevealLabelsRequest(run_id=run.id, sample_ids=ids[:1]), timeout=5)
+    )
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "no gold label" in err.details()
 
 
@@ -702,5 +731,5 @@ def test_run_config_roundtrips_as_json(pool_address, stub, pool_server):
         random_seed=7,
         hyperparameters=common_pb2.Hyperparameters(learning_rate=3e-5, max_epochs=4),
     )
-    run = stub.CreateRun(pool_pb2.CreateRunRequest(config=config), timeout=5)
+    run = stub.CreateRun(run_store_pb2.CreateRunRequest(config=config), timeout=5)
     assert stub.GetRun(pool_pb2.GetRunRequest(run_id=run.id), timeout=5).config == config

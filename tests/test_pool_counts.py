@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 
-from lesslabels.v1 import common_pb2, pool_pb2, run_pb2
+from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, run_store_pb2
 from tests.helpers import BOTH_DATABASES, import_bytes, import_rows, pool_stub, submit_labels
 
 TRAIN = [("greet", "hello there"), ("bye", "see you"), ("greet", "hi"), ("bye", "farewell"), ("greet", "good morning")]
@@ -135,12 +135,12 @@ def _run(stub, dataset="d", oracle=run_pb2.ORACLE_MODE_SIMULATED) -> run_pb2.Run
     config = run_pb2.RunConfig(
         dataset=dataset, strategy=run_pb2.STRATEGY_ENTROPY, seed_size=run_pb2.Amount(count=2), oracle=oracle
     )
-    return stub.CreateRun(pool_pb2.CreateRunRequest(config=config), timeout=5)
+    return stub.CreateRun(run_store_pb2.CreateRunRequest(config=config), timeout=5)
 
 
 def _acquire(stub, run_id: int, round_: int, sample_ids) -> None:
     stub.AddAcquisitions(
-        pool_pb2.AddAcquisitionsRequest(
+        run_store_pb2.AddAcquisitionsRequest(
             run_id=run_id,
             round=round_,
             acquisitions=[pool_pb2.Acquisition(sample_id=i, strategy=run_pb2.STRATEGY_RANDOM) for i in sample_ids],
@@ -166,7 +166,7 @@ def test_counts_agree_with_a_recount_after_imports_labels_and_relabels(pool_addr
     # A simulated run: the oracle reveals gold labels in the run's scope only.
     simulated = _run(stub)
     _acquire(stub, simulated.id, 0, train[:3])
-    stub.RevealLabels(pool_pb2.RevealLabelsRequest(run_id=simulated.id, sample_ids=train[:3]), timeout=5)
+    stub.RevealLabels(run_store_pb2.RevealLabelsRequest(run_id=simulated.id, sample_ids=train[:3]), timeout=5)
     # A human-mode run: acquiring reuses the dataset's human labels; a person's label in the run
     # counts in both scopes, and relabelling it moves both.
     human = _run(stub, oracle=run_pb2.ORACLE_MODE_HUMAN)
@@ -180,8 +180,8 @@ def test_counts_agree_with_a_recount_after_imports_labels_and_relabels(pool_addr
     _assert_reported_counts_agree(stub, database_url, "other")
 
     # Deleting a dataset takes its counts with it and leaves the other's.
-    stub.UpdateRun(pool_pb2.UpdateRunRequest(run_id=simulated.id, state=run_pb2.RUN_STATE_CANCELLED), timeout=5)
-    stub.UpdateRun(pool_pb2.UpdateRunRequest(run_id=human.id, state=run_pb2.RUN_STATE_CANCELLED), timeout=5)
+    stub.UpdateRun(run_store_pb2.UpdateRunRequest(run_id=simulated.id, state=run_pb2.RUN_STATE_CANCELLED), timeout=5)
+    stub.UpdateRun(run_store_pb2.UpdateRunRequest(run_id=human.id, state=run_pb2.RUN_STATE_CANCELLED), timeout=5)
     stub.DeleteDataset(pool_pb2.DeleteDatasetRequest(dataset="d"), timeout=5)
     samples, labels = _assert_kept_counts_are_a_recount(database_url)
     assert {key[0] for key in samples} == {_dataset_id(database_url, "other")} and labels == {}
@@ -239,7 +239,7 @@ def test_reading_counts_does_not_scan_the_samples(pool_address, stub):
     ids = _ids(stub)
     run = _run(stub)
     _acquire(stub, run.id, 0, ids[:2])
-    stub.RevealLabels(pool_pb2.RevealLabelsRequest(run_id=run.id, sample_ids=ids[:2]), timeout=5)
+    stub.RevealLabels(run_store_pb2.RevealLabelsRequest(run_id=run.id, sample_ids=ids[:2]), timeout=5)
     submit_labels(stub, [(ids[0], "greet")])
     statements: list[str] = []
 

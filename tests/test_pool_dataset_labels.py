@@ -6,7 +6,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from lesslabels.v1 import common_pb2, pool_pb2, run_pb2
+from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, run_store_pb2
 from tests.helpers import BOTH_DATABASES, import_bytes, import_rows
 
 ROWS = [("greet", "hello there"), ("bye", "see you"), ("greet", "hi"), ("bye", "farewell"), ("greet", "good morning")]
@@ -25,12 +25,12 @@ def _ids(stub, dataset="d"):
 
 def _run(stub, oracle, dataset="d"):
     config = run_pb2.RunConfig(dataset=dataset, strategy=run_pb2.STRATEGY_ENTROPY, oracle=oracle)
-    return stub.CreateRun(pool_pb2.CreateRunRequest(config=config), timeout=5).id
+    return stub.CreateRun(run_store_pb2.CreateRunRequest(config=config), timeout=5).id
 
 
 def _acquire(stub, run_id, round_, ids):
     stub.AddAcquisitions(
-        pool_pb2.AddAcquisitionsRequest(
+        run_store_pb2.AddAcquisitionsRequest(
             run_id=run_id, round=round_, acquisitions=[pool_pb2.Acquisition(sample_id=i) for i in ids]
         ),
         timeout=5,
@@ -39,7 +39,7 @@ def _acquire(stub, run_id, round_, ids):
 
 def _pending(stub, run_id):
     reply = stub.ListAcquisitions(
-        pool_pb2.ListAcquisitionsRequest(run_id=run_id, round=-1, pending_only=True), timeout=5
+        run_store_pb2.ListAcquisitionsRequest(run_id=run_id, round=-1, pending_only=True), timeout=5
     )
     return [a.sample_id for a in reply.acquisitions]
 
@@ -84,14 +84,16 @@ def test_human_labels_belong_to_the_dataset_and_later_human_runs_ask_nothing_aga
     second = _run(stub, run_pb2.ORACLE_MODE_HUMAN)
     _acquire(stub, second, 0, ids[:3])
     assert _pending(stub, second) == [ids[2]]
-    acquired = stub.ListAcquisitions(pool_pb2.ListAcquisitionsRequest(run_id=second, round=-1), timeout=5).acquisitions
+    acquired = stub.ListAcquisitions(
+        run_store_pb2.ListAcquisitionsRequest(run_id=second, round=-1), timeout=5
+    ).acquisitions
     assert {a.sample_id: a.label for a in acquired} == {ids[0]: "greet", ids[1]: "bye", ids[2]: ""}
 
     # A simulated-oracle run keeps its own scope: strategy comparisons stay independent.
     simulated = _run(stub, run_pb2.ORACLE_MODE_SIMULATED)
     _acquire(stub, simulated, 0, ids[:2])
     assert _pending(stub, simulated) == ids[:2]
-    stub.RevealLabels(pool_pb2.RevealLabelsRequest(run_id=simulated, sample_ids=ids[:2]), timeout=5)
+    stub.RevealLabels(run_store_pb2.RevealLabelsRequest(run_id=simulated, sample_ids=ids[:2]), timeout=5)
     assert stub.GetDataset(pool_pb2.GetDatasetRequest(name="d"), timeout=5).labelled_count == 2
 
 
@@ -104,7 +106,7 @@ def test_a_recorded_step_in_a_human_run_reuses_the_dataset_labels_as_add_acquisi
     _submit(stub, [(ids[0], "greet"), (ids[1], "bye")], annotator="ada")
     run = _run(stub, run_pb2.ORACLE_MODE_HUMAN)
     moved = stub.RecordStep(
-        pool_pb2.RecordStepRequest(
+        run_store_pb2.RecordStepRequest(
             run_id=run,
             expected_step=run_pb2.RUN_STEP_SEED,
             expected_round=0,
@@ -117,13 +119,15 @@ def test_a_recorded_step_in_a_human_run_reuses_the_dataset_labels_as_add_acquisi
     )
     assert moved.labelled_count == 2
     assert _pending(stub, run) == [ids[2]]
-    acquired = stub.ListAcquisitions(pool_pb2.ListAcquisitionsRequest(run_id=run, round=-1), timeout=5).acquisitions
+    acquired = stub.ListAcquisitions(
+        run_store_pb2.ListAcquisitionsRequest(run_id=run, round=-1), timeout=5
+    ).acquisitions
     assert {a.sample_id: a.label for a in acquired} == {ids[0]: "greet", ids[1]: "bye", ids[2]: ""}
 
     # A simulated run's step keeps its own scope.
     simulated = _run(stub, run_pb2.ORACLE_MODE_SIMULATED)
     stub.RecordStep(
-        pool_pb2.RecordStepRequest(
+        run_store_pb2.RecordStepRequest(
             run_id=simulated,
             expected_step=run_pb2.RUN_STEP_SEED,
             expected_round=0,
@@ -220,7 +224,7 @@ def test_delete_dataset_removes_only_its_own_rows(pool_address, stub):
         _acquire(stub, run, 0, ids[:2])
         _submit(stub, [(ids[0], "greet"), (ids[1], "bye")], run_id=run, dataset=dataset)
         stub.PutRound(run_pb2.Round(run_id=run, index=0, labelled_count=2), timeout=5)
-        stub.UpdateRun(pool_pb2.UpdateRunRequest(run_id=run, state=run_pb2.RUN_STATE_COMPLETED), timeout=5)
+        stub.UpdateRun(run_store_pb2.UpdateRunRequest(run_id=run, state=run_pb2.RUN_STATE_COMPLETED), timeout=5)
     before_b = _export(stub, "b")
 
     reply = stub.DeleteDataset(pool_pb2.DeleteDatasetRequest(dataset="a"), timeout=5)
@@ -231,7 +235,7 @@ def test_delete_dataset_removes_only_its_own_rows(pool_address, stub):
     b_runs = stub.ListRuns(pool_pb2.ListRunsRequest(dataset="b"), timeout=5).runs
     assert (
         len(b_runs) == 1
-        and len(stub.ListRounds(pool_pb2.ListRoundsRequest(run_id=b_runs[0].id), timeout=5).rounds) == 1
+        and len(stub.ListRounds(run_store_pb2.ListRoundsRequest(run_id=b_runs[0].id), timeout=5).rounds) == 1
     )
     assert len(_ids(stub, "b")) == len(ROWS)
     err = _error(lambda: stub.DeleteDataset(pool_pb2.DeleteDatasetRequest(dataset="a"), timeout=5))

@@ -7,7 +7,7 @@ import threading
 
 import grpc
 import pytest
-from lesslabels.v1 import common_pb2, pool_pb2, run_pb2
+from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, run_store_pb2
 
 from tests.helpers import BOTH_DATABASES, import_rows, pool_stub
 
@@ -28,7 +28,7 @@ def run(pool_address, stub) -> run_pb2.Run:
     import_rows(pool_address, "d", ROWS)
     import_rows(pool_address, "d", [("greet", "test text")], split="test")
     config = run_pb2.RunConfig(dataset="d", strategy=run_pb2.STRATEGY_ENTROPY, seed_size=run_pb2.Amount(count=2))
-    return stub.CreateRun(pool_pb2.CreateRunRequest(config=config), timeout=5)
+    return stub.CreateRun(run_store_pb2.CreateRunRequest(config=config), timeout=5)
 
 
 def _ids(stub, split=common_pb2.SPLIT_TRAIN) -> list[int]:
@@ -50,16 +50,20 @@ def _nothing_written(stub, run_id: int, *, step=SEED, round_=0, acquired=0) -> N
     stored = stub.GetRun(pool_pb2.GetRunRequest(run_id=run_id), timeout=5)
     assert (stored.step, stored.round) == (step, round_)
     assert (
-        len(stub.ListAcquisitions(pool_pb2.ListAcquisitionsRequest(run_id=run_id, round=-1), timeout=5).acquisitions)
+        len(
+            stub.ListAcquisitions(
+                run_store_pb2.ListAcquisitionsRequest(run_id=run_id, round=-1), timeout=5
+            ).acquisitions
+        )
         == acquired
     )
-    assert list(stub.ListRounds(pool_pb2.ListRoundsRequest(run_id=run_id), timeout=5).rounds) == []
+    assert list(stub.ListRounds(run_store_pb2.ListRoundsRequest(run_id=run_id), timeout=5).rounds) == []
 
 
 def test_a_step_stores_its_round_and_acquisitions_and_advances_the_run(stub, run):
     ids = _ids(stub)
     moved = stub.RecordStep(
-        pool_pb2.RecordStepRequest(
+        run_store_pb2.RecordStepRequest(
             run_id=run.id,
             expected_step=SEED,
             expected_round=0,
@@ -72,13 +76,15 @@ def test_a_step_stores_its_round_and_acquisitions_and_advances_the_run(stub, run
         timeout=5,
     )
     assert (moved.state, moved.step, moved.round, moved.config.dataset) == (run_pb2.RUN_STATE_RUNNING, LABEL, 0, "d")
-    acquired = stub.ListAcquisitions(pool_pb2.ListAcquisitionsRequest(run_id=run.id, round=0), timeout=5).acquisitions
+    acquired = stub.ListAcquisitions(
+        run_store_pb2.ListAcquisitionsRequest(run_id=run.id, round=0), timeout=5
+    ).acquisitions
     assert [(a.sample_id, a.strategy, a.score) for a in acquired] == [
         (i, run_pb2.STRATEGY_RANDOM, 0.25) for i in ids[:2]
     ]
 
     moved = stub.RecordStep(
-        pool_pb2.RecordStepRequest(
+        run_store_pb2.RecordStepRequest(
             run_id=run.id,
             expected_step=LABEL,
             expected_round=0,
@@ -89,11 +95,11 @@ def test_a_step_stores_its_round_and_acquisitions_and_advances_the_run(stub, run
         timeout=5,
     )
     assert (moved.step, moved.round) == (EVALUATE, 0)
-    rounds = stub.ListRounds(pool_pb2.ListRoundsRequest(run_id=run.id), timeout=5).rounds
+    rounds = stub.ListRounds(run_store_pb2.ListRoundsRequest(run_id=run.id), timeout=5).rounds
     assert [(r.index, r.checkpoint_id, r.labelled_count) for r in rounds] == [(0, "c0", 2)]
 
     done = stub.RecordStep(
-        pool_pb2.RecordStepRequest(
+        run_store_pb2.RecordStepRequest(
             run_id=run.id,
             expected_step=EVALUATE,
             expected_round=0,
@@ -116,7 +122,7 @@ def test_a_failed_compare_and_set_writes_no_round_and_no_acquisitions(stub, run,
     ids = _ids(stub)
     err = _refused(
         lambda: stub.RecordStep(
-            pool_pb2.RecordStepRequest(
+            run_store_pb2.RecordStepRequest(
                 run_id=run.id,
                 expected_step=expected_step,
                 expected_round=expected_round,
@@ -137,11 +143,11 @@ def test_a_failed_compare_and_set_writes_no_round_and_no_acquisitions(stub, run,
 def test_a_sample_acquired_in_another_round_refuses_the_whole_step(stub, run):
     ids = _ids(stub)
     stub.AddAcquisitions(
-        pool_pb2.AddAcquisitionsRequest(run_id=run.id, round=0, acquisitions=_acquisitions(ids[:1])), timeout=5
+        run_store_pb2.AddAcquisitionsRequest(run_id=run.id, round=0, acquisitions=_acquisitions(ids[:1])), timeout=5
     )
     err = _refused(
         lambda: stub.RecordStep(
-            pool_pb2.RecordStepRequest(
+            run_store_pb2.RecordStepRequest(
                 run_id=run.id,
                 expected_step=SEED,
                 expected_round=0,
@@ -163,16 +169,20 @@ def test_a_sample_acquired_in_another_round_refuses_the_whole_step(stub, run):
 def test_a_repeated_selection_in_the_same_round_is_kept_once(stub, run):
     ids = _ids(stub)
     stub.AddAcquisitions(
-        pool_pb2.AddAcquisitionsRequest(run_id=run.id, round=0, acquisitions=_acquisitions(ids[:2])), timeout=5
+        run_store_pb2.AddAcquisitionsRequest(run_id=run.id, round=0, acquisitions=_acquisitions(ids[:2])), timeout=5
     )
     stub.RecordStep(
-        pool_pb2.RecordStepRequest(
+        run_store_pb2.RecordStepRequest(
             run_id=run.id, expected_step=SEED, step=LABEL, acquisitions=_acquisitions(ids[:2]), acquisition_round=0
         ),
         timeout=5,
     )
     assert (
-        len(stub.ListAcquisitions(pool_pb2.ListAcquisitionsRequest(run_id=run.id, round=-1), timeout=5).acquisitions)
+        len(
+            stub.ListAcquisitions(
+                run_store_pb2.ListAcquisitionsRequest(run_id=run.id, round=-1), timeout=5
+            ).acquisitions
+        )
         == 2
     )
 
@@ -218,7 +228,7 @@ def test_bad_steps_are_refused_and_write_nothing(stub, run, change, code, words)
         "unknown": _acquisitions([10**9]),
     }
     fields = {k: named[v] if isinstance(v, str) and v in named else v for k, v in fields.items()}
-    err = _refused(lambda: stub.RecordStep(pool_pb2.RecordStepRequest(**fields), timeout=5))
+    err = _refused(lambda: stub.RecordStep(run_store_pb2.RecordStepRequest(**fields), timeout=5))
     assert err.code() == code and words in (err.details() or ""), err.details()
     _nothing_written(stub, run.id)
 
@@ -232,7 +242,7 @@ def test_racing_steps_advance_the_run_once(pool_address, stub, run):
         try:
             outcomes.append(
                 pool_stub(pool_address).RecordStep(
-                    pool_pb2.RecordStepRequest(
+                    run_store_pb2.RecordStepRequest(
                         run_id=run.id,
                         expected_step=SEED,
                         expected_round=0,
@@ -255,5 +265,7 @@ def test_racing_steps_advance_the_run_once(pool_address, stub, run):
     assert sorted(str(o) for o in outcomes if isinstance(o, grpc.StatusCode)) == [
         str(grpc.StatusCode.FAILED_PRECONDITION)
     ]
-    acquired = stub.ListAcquisitions(pool_pb2.ListAcquisitionsRequest(run_id=run.id, round=-1), timeout=5).acquisitions
+    acquired = stub.ListAcquisitions(
+        run_store_pb2.ListAcquisitionsRequest(run_id=run.id, round=-1), timeout=5
+    ).acquisitions
     assert len(acquired) == 2  # only the winner's selection

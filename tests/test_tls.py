@@ -17,6 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from lesslabels.cli import datasets as cli_datasets
 from lesslabels.cli import stack as cli_stack
 from lesslabels.client import ClientTLS, PermissionDenied, PoolClient, Unauthenticated, Unavailable
+from lesslabels.pool.run_store_client import RunStoreClient
 from lesslabels.common import errors, probe
 from lesslabels.common.config import add_server_flags, server_settings
 from lesslabels.pool import main as pool_main
@@ -269,23 +270,59 @@ def _create_run(address: str, token: str, *, setup_token: str = "internal-token"
     with PoolClient(address, timeout=5, token=setup_token) as pool:
         if not pool.list_datasets():
             pool.create_dataset("d", labels=["a", "b"])
-    with PoolClient(address, timeout=5, token=token) as pool:
-        return pool.create_run(contract.RunConfig(dataset="d").with_defaults())
+    with RunStoreClient(address, timeout=5, token=token) as runs:
+        return runs.create_run(contract.RunConfig(dataset="d").with_defaults())
 
 
-def test_the_services_own_writes_take_only_the_internal_token(start_pool):
-    """A run's state is the coordinator's to write: with both tokens set, the public token reads
-    runs but cannot create one (PERMISSION_DENIED, saying why); a wrong token is UNAUTHENTICATED as
-    anywhere; the internal token can."""
+def test_the_run_store_takes_only_the_internal_token(start_pool):
+    """A run's state is the coordinator's: with both tokens set, the public token can neither create
+    nor read a run in the pool's run store (PERMISSION_DENIED, saying why: users read runs through
+    the coordinator); a wrong token is UNAUTHENTICATED as anywhere; the internal token can, and the
+    public token still reaches the pool's datasets."""
     address = start_pool(token="public-token", internal_token="internal-token")
-    with pytest.raises(PermissionDenied, match="CreateRun is a service-to-service method.*internal token"):
+    with pytest.raises(PermissionDenied, match="RunStore/CreateRun is a service-to-service method.*internal token"):
         _create_run(address, "public-token")
     for wrong in ("", "wrong"):
         with pytest.raises(Unauthenticated):
             _create_run(address, wrong)
     run = _create_run(address, "internal-token")
-    with PoolClient(address, timeout=5, token="public-token") as pool:
-        assert [r.id for r in pool.list_runs()] == [run.id]  # reads stay public
+    with RunStoreClient(address, timeout=5, token="public-token") as public:
+        for read in (public.list_runs, lambda: public.get_run(run.id), lambda: public.list_rounds(run.id)):
+            with pytest.raises(PermissionDenied, match="RunStore/.* is a service-to-service method"):
+                read()
+    with RunStoreClient(address, timeout=5, token="internal-token") as internal:
+        assert [r.id for r in internal.list_runs()] == [run.id]
+    assert [d.name for d in _datasets(address, "public-token")] == ["d"]
+
+
+def _datasets(address: str, token: str):
+    with PoolClient(address, timeout=5, token=token) as pool:
+        return pool.list_datasets()
+
+
+def test_every_run_store_method_is_internal_and_no_pool_method_is(start_pool):
+    """The whole RunStore service is gated, a method added to it later included; PoolService is not."""
+    import grpc
+
+    from lesslabels.v1 import pool_pb2, run_store_pb2
+
+    address = start_pool(token="public-token", internal_token="internal-token")
+    (runs,) = run_store_pb2.DESCRIPTOR.services_by_name.values()
+    (pool,) = pool_pb2.DESCRIPTOR.services_by_name.values()
+    with grpc.insecure_channel(address) as channel:
+
+        def code(service, method):
+            call = channel.unary_unary(f"/{service.full_name}/{method.name}")
+            try:
+                call(b"", metadata=[("authorization", "Bearer public-token")], timeout=5)
+            except grpc.RpcError as exc:
+                return exc.code()
+            return grpc.StatusCode.OK
+
+        assert {m.name: code(runs, m) for m in runs.methods} == {
+            m.name: grpc.StatusCode.PERMISSION_DENIED for m in runs.methods
+        }
+        assert grpc.StatusCode.PERMISSION_DENIED not in {code(pool, m) for m in pool.methods}
 
 
 def test_without_an_internal_token_the_public_one_opens_every_method(start_pool):
@@ -339,13 +376,11 @@ def test_the_trainer_starts_jobs_only_for_the_internal_token(start_pool, tmp_pat
         trainer.trainer.pool.close()
 
 
-@pytest.mark.parametrize("service", ["pool", "trainer"])
-def test_internal_methods_name_real_methods(service):
+def test_internal_methods_name_real_methods():
     """A misspelt name would leave a method open to the public token without anyone noticing."""
-    import importlib
+    from lesslabels.trainer import servicer
+    from lesslabels.v1 import trainer_pb2 as proto
 
-    servicer = importlib.import_module(f"lesslabels.{service}.servicer")
-    proto = importlib.import_module(f"lesslabels.v1.{service}_pb2")
     (descriptor,) = proto.DESCRIPTOR.services_by_name.values()
     registration = servicer.registration(None)
     assert servicer.INTERNAL_METHODS and set(servicer.INTERNAL_METHODS) <= set(descriptor.methods_by_name)

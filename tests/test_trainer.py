@@ -15,7 +15,7 @@ from lesslabels.common.channels import make_channel
 from lesslabels.common.checkpoints import CheckpointStore
 from lesslabels.modeling import models
 from lesslabels.modeling.models import load_classifier
-from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, trainer_pb2, trainer_pb2_grpc
+from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, run_store_pb2, trainer_pb2, trainer_pb2_grpc
 from lesslabels.contract import Hyperparameters
 from lesslabels.contract import TrainRequest
 from lesslabels.trainer.job_types import JobState
@@ -199,7 +199,8 @@ def test_run_scope_dev_split_and_latest_pointer(trainer, pool_address, tiny_bert
     import_rows(pool_address, "d", [(label, t + " dev") for label, t in _rows(2)], split="dev")
     import_rows(pool_address, "d", [(label, t + " test") for label, t in _rows(2)], split="test")
     run = pool.CreateRun(
-        pool_pb2.CreateRunRequest(config=run_pb2.RunConfig(dataset="d", seed_size=run_pb2.Amount(count=9))), timeout=5
+        run_store_pb2.CreateRunRequest(config=run_pb2.RunConfig(dataset="d", seed_size=run_pb2.Amount(count=9))),
+        timeout=5,
     )
     train_ids = [
         s.id
@@ -208,14 +209,14 @@ def test_run_scope_dev_split_and_latest_pointer(trainer, pool_address, tiny_bert
     ]
     acquired = train_ids[:9]
     pool.AddAcquisitions(
-        pool_pb2.AddAcquisitionsRequest(
+        run_store_pb2.AddAcquisitionsRequest(
             run_id=run.id,
             round=0,
             acquisitions=[pool_pb2.Acquisition(sample_id=i, strategy=run_pb2.STRATEGY_RANDOM) for i in acquired],
         ),
         timeout=5,
     )
-    revealed = pool.RevealLabels(pool_pb2.RevealLabelsRequest(run_id=run.id, sample_ids=acquired), timeout=5)
+    revealed = pool.RevealLabels(run_store_pb2.RevealLabelsRequest(run_id=run.id, sample_ids=acquired), timeout=5)
     # Labels given to the dataset scope must not leak into the run's training set.
     _label_all(pool_address)
 
@@ -236,7 +237,9 @@ def test_run_scope_dev_split_and_latest_pointer(trainer, pool_address, tiny_bert
 
 def test_warm_start_and_retention(trainer_factory, labelled, pool_address, tiny_bert_dir):
     server, stub = trainer_factory(keep_checkpoints=1)
-    run = pool_stub(pool_address).CreateRun(pool_pb2.CreateRunRequest(config=run_pb2.RunConfig(dataset="d")), timeout=5)
+    run = pool_stub(pool_address).CreateRun(
+        run_store_pb2.CreateRunRequest(config=run_pb2.RunConfig(dataset="d")), timeout=5
+    )
     pairs = _label_all(pool_address, run_id=run.id)
     assert pairs
     first = _wait_done(stub, stub.StartTraining(_request(tiny_bert_dir, run_id=run.id), timeout=30).id)

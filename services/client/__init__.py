@@ -12,7 +12,10 @@
 - :class:`CoordinatorClient`: ``start_run``, ``watch``, ``get_run``, ``list_runs``, ``cancel``,
   ``resume``, ``pending_labels``, ``submit_labels``.
 - :class:`PoolClient`: ``create_dataset``, ``get_dataset``, ``list_datasets``, ``import_samples``,
-  ``import_file``, ``export_labels``, ``list_samples``, ``get_counts``, ``submit_labels``, run records.
+  ``import_file``, ``export_labels``, ``list_samples``, ``get_counts``, ``submit_labels``.
+
+Runs are read and changed through the coordinator: the pool's run store (a run's rounds and
+acquisitions, written by the coordinator) is an internal service, with no client here.
 
 Every call has a deadline (``timeout=`` per client and per call); reads and idempotent writes
 are retried on UNAVAILABLE; failures raise one hierarchy (:mod:`lesslabels.client.errors`):

@@ -1,4 +1,5 @@
-"""``PoolClient``: datasets, samples, labels and run records of the pool service."""
+"""``PoolClient``: datasets, samples, labels and exports of the pool service. Runs are read and
+changed through the coordinator (``CoordinatorClient``); the pool's run store is internal."""
 
 from __future__ import annotations
 
@@ -12,22 +13,18 @@ import grpc
 from lesslabels.client._base import ServiceClient
 from lesslabels.client.errors import InvalidArgument, LessLabelsError
 from lesslabels.client.types import (
-    Acquisition,
     Counts,
     Dataset,
     Duplicate,
     ImportSummary,
     LabelResult,
-    Round,
-    Run,
-    RunConfig,
     Sample,
     SamplePage,
     SplitCounts,
 )
 from lesslabels.common.shards import Shard, shard_to_proto
 from lesslabels.contract import wire
-from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc, run_pb2
+from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
 
 #: Bytes per ImportSamples message: imports stream in bounded chunks, never one giant message.
 CHUNK_BYTES = 1024 * 1024
@@ -439,126 +436,4 @@ class PoolClient(ServiceClient):
             idempotency_key=idempotency_key,
         )
         reply = self._unary(self._stub.SubmitLabels, request, f"labels for dataset {dataset!r}", timeout)
-        return wire.label_result_from_proto(reply)
-
-    # ------------------------------------------------------------ run records (the coordinator's state)
-    # Writes here (create_run, update_run, record_step, put_round, add_acquisitions, reveal_labels)
-    # take only the internal token on a pool that has one; the public token gets PermissionDenied.
-
-    def create_run(self, config: RunConfig, *, request_id: str = "", timeout: float | None = None) -> Run:
-        request = pool_pb2.CreateRunRequest(config=wire.run_config_to_proto(config), request_id=request_id)
-        return wire.run_from_proto(self._unary(self._stub.CreateRun, request, "create run", timeout))
-
-    def get_run(self, run_id: int, *, timeout: float | None = None) -> Run:
-        return wire.run_from_proto(
-            self._unary(self._stub.GetRun, pool_pb2.GetRunRequest(run_id=run_id), f"run {run_id}", timeout)
-        )
-
-    def list_runs(self, *, dataset: str = "", states: Sequence[str] = (), timeout: float | None = None) -> list[Run]:
-        """Runs, optionally of one dataset and in the given states ("RUNNING", "COMPLETED", ...)."""
-        request = pool_pb2.ListRunsRequest(
-            dataset=dataset, states=[_choice(s, wire.RUN_STATE_TO_PROTO, "run state") for s in states]
-        )
-        return [wire.run_from_proto(r) for r in self._unary(self._stub.ListRuns, request, "list runs", timeout).runs]
-
-    def update_run(
-        self,
-        run_id: int,
-        *,
-        state: str = "",
-        step: str = "",
-        round: int | None = None,
-        error: str = "",
-        stop_reason: str = "",
-        expected_step: str = "",
-        expected_round: int = 0,
-        timeout: float | None = None,
-    ) -> Run:
-        """Advance a run record; with ``expected_step``/``expected_round`` only if it is still there."""
-        request = pool_pb2.UpdateRunRequest(
-            run_id=run_id,
-            state=_choice(state, wire.RUN_STATE_TO_PROTO, "run state") if state else run_pb2.RUN_STATE_UNSPECIFIED,
-            step=_choice(step, wire.RUN_STEP_TO_PROTO, "run step") if step else run_pb2.RUN_STEP_UNSPECIFIED,
-            round=round or 0,
-            error=error,
-            stop_reason=stop_reason,
-            expected_step=(
-                _choice(expected_step, wire.RUN_STEP_TO_PROTO, "run step")
-                if expected_step
-                else run_pb2.RUN_STEP_UNSPECIFIED
-            ),
-            expected_round=expected_round,
-        )
-        return wire.run_from_proto(self._unary(self._stub.UpdateRun, request, f"update run {run_id}", timeout))
-
-    def record_step(
-        self,
-        run_id: int,
-        *,
-        expected_step: str,
-        expected_round: int,
-        step: str = "",
-        round: int | None = None,
-        state: str = "",
-        stop_reason: str = "",
-        round_info: Round | None = None,
-        acquisitions: Sequence[Acquisition] = (),
-        acquisition_round: int = 0,
-        timeout: float | None = None,
-    ) -> Run:
-        """Store a step's outcome (round record, acquisitions) and advance the run, in one transaction,
-        only if the run is still at ``expected_step``/``expected_round`` (else FailedPrecondition and
-        nothing is written)."""
-        request = pool_pb2.RecordStepRequest(
-            run_id=run_id,
-            expected_step=_choice(expected_step, wire.RUN_STEP_TO_PROTO, "run step"),
-            expected_round=expected_round,
-            round_record=wire.round_to_proto(round_info) if round_info is not None else None,
-            acquisitions=[wire.acquisition_to_proto(a) for a in acquisitions],
-            acquisition_round=acquisition_round,
-            state=_choice(state, wire.RUN_STATE_TO_PROTO, "run state") if state else run_pb2.RUN_STATE_UNSPECIFIED,
-            step=_choice(step, wire.RUN_STEP_TO_PROTO, "run step") if step else run_pb2.RUN_STEP_UNSPECIFIED,
-            round=expected_round if round is None else round,
-            stop_reason=stop_reason,
-        )
-        reply = self._unary(self._stub.RecordStep, request, f"record step {expected_step} of run {run_id}", timeout)
-        return wire.run_from_proto(reply)
-
-    def put_round(self, info: Round, *, timeout: float | None = None) -> Round:
-        reply = self._unary(
-            self._stub.PutRound, wire.round_to_proto(info), f"round {info.index} of run {info.run_id}", timeout
-        )
-        return wire.round_from_proto(reply)
-
-    def list_rounds(self, run_id: int, *, timeout: float | None = None) -> list[Round]:
-        reply = self._unary(
-            self._stub.ListRounds, pool_pb2.ListRoundsRequest(run_id=run_id), f"rounds of run {run_id}", timeout
-        )
-        return [wire.round_from_proto(r) for r in reply.rounds]
-
-    def add_acquisitions(
-        self, run_id: int, round_index: int, items: Sequence[Acquisition], *, timeout: float | None = None
-    ) -> tuple[int, int]:
-        """Record selected samples; returns (added, already_present). Safe to repeat."""
-        request = pool_pb2.AddAcquisitionsRequest(
-            run_id=run_id, round=round_index, acquisitions=[wire.acquisition_to_proto(a) for a in items]
-        )
-        reply = self._unary(self._stub.AddAcquisitions, request, f"acquisitions of run {run_id}", timeout)
-        return reply.added, reply.already_present
-
-    def list_acquisitions(
-        self, run_id: int, *, round_index: int = -1, pending_only: bool = False, timeout: float | None = None
-    ) -> list[Acquisition]:
-        request = pool_pb2.ListAcquisitionsRequest(run_id=run_id, round=round_index, pending_only=pending_only)
-        reply = self._unary(self._stub.ListAcquisitions, request, f"acquisitions of run {run_id}", timeout)
-        return [wire.acquisition_from_proto(a) for a in reply.acquisitions]
-
-    def reveal_labels(
-        self, run_id: int, sample_ids: Sequence[int], *, source: str = "oracle", timeout: float | None = None
-    ) -> LabelResult:
-        """The simulated oracle: record the gold labels of ``sample_ids`` as the run's labels."""
-        request = pool_pb2.RevealLabelsRequest(
-            run_id=run_id, sample_ids=list(sample_ids), source=_choice(source, wire.SOURCE_TO_PROTO, "label source")
-        )
-        reply = self._unary(self._stub.RevealLabels, request, f"reveal labels for run {run_id}", timeout)
         return wire.label_result_from_proto(reply)

@@ -25,15 +25,12 @@ DEFAULT_TIMEOUT = 30.0
 # killed before its first response hangs past its deadline (tests/integration/test_server_crash.py).
 # Callers of the streams (ListSamples, ExportLabels, WatchJob, ScorePool, WatchRun) retry themselves.
 IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
-    "lesslabels.v1.PoolService": (
-        "GetDataset",
-        "ListDatasets",
-        "GetCounts",
+    "lesslabels.v1.PoolService": ("GetDataset", "ListDatasets", "GetCounts", "GetLabelHistory", "SubmitLabels"),
+    "lesslabels.v1.RunStore": (
         "GetRun",
         "ListRuns",
         "ListRounds",
         "ListAcquisitions",
-        "SubmitLabels",
         "AddAcquisitions",
         "RevealLabels",
         "PutRound",

@@ -114,9 +114,11 @@ class TokenInterceptor(grpc.ServerInterceptor):
     ``open_methods`` (full method paths, ``/package.Service/Method``: liveness probes).
 
     Either token is accepted, the public one (users, the CLI, the SDK, the web app) and the
-    service-to-service one, except on ``internal_methods`` (the services' own writes, such as a run's
-    rounds and acquisitions): when the server has an internal token, those need it, and the public
-    one gets PERMISSION_DENIED. Without an internal token the public one opens everything."""
+    service-to-service one, except on ``internal_methods`` (full method paths: the services' own
+    writes, such as starting a training job) and on every method of ``internal_services`` (full
+    service names: internal APIs, such as the pool process's run store): when the server has an
+    internal token, those need it, and the public one gets PERMISSION_DENIED. Without an internal
+    token the public one opens everything."""
 
     def __init__(
         self,
@@ -125,6 +127,7 @@ class TokenInterceptor(grpc.ServerInterceptor):
         *,
         open_methods: Iterable[str] = (),
         internal_methods: Iterable[str] = (),
+        internal_services: Iterable[str] = (),
     ):
         if not (token or internal_token):
             raise ValueError("TokenInterceptor needs at least one non-empty token")
@@ -132,6 +135,7 @@ class TokenInterceptor(grpc.ServerInterceptor):
         self._internal = f"Bearer {internal_token}".encode() if internal_token else None
         self._open = frozenset(open_methods)
         self._internal_methods = frozenset(internal_methods)
+        self._internal_prefixes = tuple(f"/{name}/" for name in internal_services)
 
     def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
@@ -142,7 +146,9 @@ class TokenInterceptor(grpc.ServerInterceptor):
         # Both tokens are compared (no early exit), so the time taken tells nothing about which matched.
         is_public = self._public is not None and hmac.compare_digest(given, self._public)
         is_internal = self._internal is not None and hmac.compare_digest(given, self._internal)
-        internal_only = self._internal is not None and method in self._internal_methods
+        internal_only = self._internal is not None and (
+            method in self._internal_methods or method.startswith(self._internal_prefixes)
+        )
         if is_internal or (is_public and not internal_only):
             return continuation(handler_call_details)
         handler = continuation(handler_call_details)
@@ -193,12 +199,14 @@ class ServiceRegistration:
     """A servicer to add: ``register(server)`` adds it; ``names`` are its full service names;
     ``open_methods`` are full method paths answered without the bearer token (probes);
     ``internal_methods`` those only the services call, which take only the internal token when the
-    server has one (``TokenInterceptor``)."""
+    server has one (``TokenInterceptor``); ``internal``: every method of the services is such a
+    one (an internal API served beside a public one)."""
 
     names: tuple[str, ...]
     register: Callable[[grpc.Server], None]
     open_methods: tuple[str, ...] = ()
     internal_methods: tuple[str, ...] = ()
+    internal: bool = False
 
 
 class Server:
@@ -227,6 +235,7 @@ class Server:
                     settings.internal_token,
                     open_methods=[m for s in self._services for m in s.open_methods],
                     internal_methods=[m for s in self._services for m in s.internal_methods],
+                    internal_services=[n for s in self._services if s.internal for n in s.names],
                 )
             )
         interceptors.append(ErrorInterceptor(threading.Semaphore(settings.max_streams), settings.max_streams))

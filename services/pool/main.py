@@ -1,4 +1,5 @@
-"""``lesslabels pool``: run the pool service."""
+"""``lesslabels pool``: run the pool process: the public pool service and the internal run store, on
+one server and one store."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 from lesslabels.common.config import ServerSettings, add_flag, add_server_flags, server_settings
 from lesslabels.common.logs import setup_logging
 from lesslabels.common.server import Server
-from lesslabels.pool.servicer import PAGE_BYTES, PoolServicer, registration
+from lesslabels.pool import run_servicer, servicer
 from lesslabels.pool.store import PoolStore
 
 log = logging.getLogger(__name__)
@@ -18,15 +19,16 @@ DEFAULT_DATABASE_URL = "sqlite:///.lesslabels/pool.db"
 
 
 def build_server(settings: ServerSettings, database_url: str, *, max_concurrent_imports: int = 2) -> Server:
-    """A pool server on a migrated database; call ``start()`` then ``set_serving()``. Pages of
-    samples stay under a quarter of the message limit."""
+    """A pool server (PoolService and RunStore) on a migrated database; call ``start()`` then
+    ``set_serving()``. Pages of samples stay under a quarter of the message limit."""
     store = PoolStore(database_url)
-    servicer = PoolServicer(
+    pool = servicer.PoolServicer(
         store,
-        page_bytes=min(PAGE_BYTES, settings.max_message_bytes // 4),
+        page_bytes=min(servicer.PAGE_BYTES, settings.max_message_bytes // 4),
         max_concurrent_imports=max_concurrent_imports,
     )
-    server = Server(settings, [registration(servicer)], name="pool")
+    runs = run_servicer.RunStoreServicer(store)
+    server = Server(settings, [servicer.registration(pool), run_servicer.registration(runs)], name="pool")
     server.on_stop(store.close)
     return server
 

@@ -1,4 +1,5 @@
-"""PoolService: validate, convert, call the core, convert back."""
+"""PoolService, the pool's public API (datasets, samples, labels, exports): validate, convert, call the
+core, convert back. The run store beside it is ``run_servicer``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import IO
 from lesslabels.common.errors import InvalidArgument, ResourceExhausted, quote
 from lesslabels.common.shards import shard_from_proto
 from lesslabels.contract import wire
-from lesslabels.pool import convert, steps
+from lesslabels.pool import convert
 from lesslabels.pool.store import PoolStore
 from lesslabels.v1 import pool_pb2, pool_pb2_grpc
 
@@ -187,59 +188,6 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
         for chunk in self.store.export_labels(request.dataset, request.run_id):
             yield pool_pb2.ExportChunk(data=chunk)
 
-    def CreateRun(self, request, context):
-        config = wire.run_config_from_proto(request.config).validate()
-        record = self.store.create_run(config.dataset, wire.run_config_to_json(config), request.request_id)
-        return convert.run_to_proto(record)
-
-    def GetRun(self, request, context):
-        return convert.run_to_proto(self.store.get_run(request.run_id))
-
-    def ListRuns(self, request, context):
-        states = [
-            convert.enum_value(wire.RUN_STATE_TO_CORE, s, "run state", allow_unspecified=False) for s in request.states
-        ]
-        return pool_pb2.ListRunsResponse(
-            runs=[convert.run_to_proto(r) for r in self.store.list_runs(request.dataset, states)]
-        )
-
-    def UpdateRun(self, request, context):
-        record = self.store.update_run(
-            request.run_id,
-            state=convert.enum_value(wire.RUN_STATE_TO_CORE, request.state, "run state"),
-            step=convert.enum_value(wire.RUN_STEP_TO_CORE, request.step, "run step"),
-            round=request.round if request.step or request.round else None,
-            error=request.error if request.state else None,
-            stop_reason=request.stop_reason or None,
-            expected_step=convert.enum_value(wire.RUN_STEP_TO_CORE, request.expected_step, "run step"),
-            expected_round=request.expected_round if request.expected_step else None,
-        )
-        return convert.run_to_proto(record)
-
-    def PutRound(self, request, context):
-        return convert.round_to_proto(self.store.put_round(convert.round_from_proto(request)))
-
-    def ListRounds(self, request, context):
-        return pool_pb2.ListRoundsResponse(
-            rounds=[convert.round_to_proto(r) for r in self.store.list_rounds(request.run_id)]
-        )
-
-    def AddAcquisitions(self, request, context):
-        added, present = self.store.add_acquisitions(
-            request.run_id, request.round, [convert.acquisition_from_proto(a) for a in request.acquisitions]
-        )
-        return pool_pb2.AddAcquisitionsResponse(added=added, already_present=present)
-
-    def ListAcquisitions(self, request, context):
-        records = self.store.list_acquisitions(request.run_id, request.round, request.pending_only)
-        return pool_pb2.ListAcquisitionsResponse(acquisitions=[convert.acquisition_to_proto(r) for r in records])
-
-    def RevealLabels(self, request, context):
-        source = convert.enum_value(wire.SOURCE_TO_CORE, request.source, "label source") or "oracle"
-        return convert.label_result_to_proto(self.store.reveal_labels(request.run_id, list(request.sample_ids), source))
-
-    # -- datasets own their labels (issue 12) --
-
     def SetDatasetLabels(self, request, context):
         return convert.dataset_to_proto(self.store.set_labels(request.dataset, list(request.labels)))
 
@@ -251,38 +199,15 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
         events = self.store.label_history(request.dataset, request.sample_id)
         return pool_pb2.LabelHistory(events=[convert.label_event_to_proto(e) for e in events])
 
-    def RecordStep(self, request, context):
-        if not request.expected_step:
-            raise InvalidArgument("RecordStep: expected_step is required (the step the run must be at)")
-        outcome = steps.StepOutcome(
-            expected_step=convert.enum_value(wire.RUN_STEP_TO_CORE, request.expected_step, "expected_step"),
-            expected_round=request.expected_round,
-            round_record=convert.round_from_proto(request.round_record) if request.HasField("round_record") else None,
-            acquisitions=[convert.acquisition_from_proto(a) for a in request.acquisitions],
-            acquisition_round=request.acquisition_round,
-            state=convert.enum_value(wire.RUN_STATE_TO_CORE, request.state, "run state"),
-            step=convert.enum_value(wire.RUN_STEP_TO_CORE, request.step, "run step"),
-            round=request.round if request.step else None,
-            stop_reason=request.stop_reason or None,
-        )
-        return convert.run_to_proto(steps.record_step(self.store, request.run_id, outcome))
-
 
 def _bad(what, value):
     raise InvalidArgument(f"unknown {what} value {value}")
 
 
-#: The coordinator's writes of a run's state: with an internal token set, the public one cannot call
-#: them (a user changes runs through the coordinator's StartRun/CancelRun/SubmitRunLabels).
-INTERNAL_METHODS = ("CreateRun", "UpdateRun", "RecordStep", "PutRound", "AddAcquisitions", "RevealLabels")
-
-
 def registration(servicer: PoolServicer):
     from lesslabels.common.server import ServiceRegistration
 
-    name = pool_pb2.DESCRIPTOR.services_by_name["PoolService"].full_name
     return ServiceRegistration(
-        names=(name,),
+        names=(pool_pb2.DESCRIPTOR.services_by_name["PoolService"].full_name,),
         register=lambda server: pool_pb2_grpc.add_PoolServiceServicer_to_server(servicer, server),
-        internal_methods=tuple(f"/{name}/{method}" for method in INTERNAL_METHODS),
     )

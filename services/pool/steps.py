@@ -5,7 +5,7 @@ selected) and moving the run to its next step with a compare-and-set on (step, r
 as separate writes leaves a window where a killed coordinator has stored half a step; here they are
 one transaction: either the run advanced with everything the step produced, or nothing was written.
 
-Knows nothing of gRPC: ``services/pool/servicer.py`` converts the request.
+Knows nothing of gRPC: ``services/pool/run_servicer.py`` converts the request.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The pool's core: every operation of the pool service, on SQLAlchemy, knowing nothing of gRPC.
 
 Values cross this boundary as plain dataclasses (records.py) and strings ("train", "oracle",
-"RUNNING", the names of lesslabels.contract.vocabulary); services/pool/servicer.py converts them to and
-from protobuf. ``PoolStore`` is composed of one part per area (datasets, imports, samples, labels, runs) over
+"RUNNING", the names of lesslabels.contract.vocabulary); services/pool/servicer.py (PoolService) and
+run_servicer.py (RunStore) convert them to and from protobuf. ``PoolStore`` is composed of one part per area (datasets, imports, samples, labels, runs) over
 the sessions it owns; the records and label helpers are re-exported here for the store's callers.
 """
 

@@ -5,8 +5,10 @@ asked for the dev split (validation). The test split is never read.
 
 A job's reads (ListSamples streams, which the channel does not retry) ride out a pool that is
 unreachable for up to ``outage_seconds`` (a pool restart), retrying with backoff, before the job
-fails: found by the chaos suite (tests/integration/test_chaos.py, seed 1419), where a pool killed
-while a job read its labels failed the job, and with it the run.
+fails, and with it the run.
+
+The run a job trains for is read from the pool process's internal run store (``RunStoreClient``,
+with the internal token the trainer sends); everything else from the public pool service.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from lesslabels import client
 from lesslabels.common import errors
 from lesslabels.common.channels import DEFAULT_TIMEOUT
 from lesslabels.common.config import ClientTLS
+from lesslabels.pool.run_store_client import RunStoreClient
 from lesslabels.trainer.engine import Example
 
 log = logging.getLogger(__name__)
@@ -51,8 +54,9 @@ class RunInfo:
 
 
 class PoolClient:
-    """The trainer's port to the pool: an adapter over the SDK's ``lesslabels.client.PoolClient``
-    (its errors are the domain errors the trainer's servicer maps to status codes)."""
+    """The trainer's port to the pool: an adapter over the SDK's ``lesslabels.client.PoolClient`` and
+    the ``RunStoreClient`` (their errors are the domain errors the trainer's servicer maps to status
+    codes)."""
 
     def __init__(
         self,
@@ -68,9 +72,11 @@ class PoolClient:
         self.outage_seconds = outage_seconds
         self.retry_backoff = retry_backoff
         self._pool = client.PoolClient(address, token=token, timeout=timeout, tls=tls)
+        self._runs = RunStoreClient(address, token=token, timeout=timeout, tls=tls)
 
     def close(self) -> None:
         self._pool.close()
+        self._runs.close()
 
     def dataset(self, name: str) -> DatasetInfo:
         reply = self._pool.get_dataset(name)
@@ -79,7 +85,7 @@ class PoolClient:
         )
 
     def run(self, run_id: int) -> RunInfo:
-        reply = self._pool.get_run(run_id)
+        reply = self._runs.get_run(run_id)
         return RunInfo(id=reply.id, dataset=reply.config.dataset)
 
     def labelled_counts(self, dataset: str, run_id: int) -> dict[str, int]:

@@ -294,126 +294,6 @@ class ExportChunk(_message.Message):
     data: bytes
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
-class CreateRunRequest(_message.Message):
-    __slots__ = ("config", "request_id")
-    CONFIG_FIELD_NUMBER: _ClassVar[int]
-    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
-    config: _run_pb2.RunConfig
-    request_id: str
-    def __init__(self, config: _Optional[_Union[_run_pb2.RunConfig, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
-
-class GetRunRequest(_message.Message):
-    __slots__ = ("run_id",)
-    RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    run_id: int
-    def __init__(self, run_id: _Optional[int] = ...) -> None: ...
-
-class ListRunsRequest(_message.Message):
-    __slots__ = ("dataset", "states")
-    DATASET_FIELD_NUMBER: _ClassVar[int]
-    STATES_FIELD_NUMBER: _ClassVar[int]
-    dataset: str
-    states: _containers.RepeatedScalarFieldContainer[_run_pb2.RunState]
-    def __init__(self, dataset: _Optional[str] = ..., states: _Optional[_Iterable[_Union[_run_pb2.RunState, str]]] = ...) -> None: ...
-
-class ListRunsResponse(_message.Message):
-    __slots__ = ("runs",)
-    RUNS_FIELD_NUMBER: _ClassVar[int]
-    runs: _containers.RepeatedCompositeFieldContainer[_run_pb2.Run]
-    def __init__(self, runs: _Optional[_Iterable[_Union[_run_pb2.Run, _Mapping]]] = ...) -> None: ...
-
-class UpdateRunRequest(_message.Message):
-    __slots__ = ("run_id", "state", "step", "round", "error", "stop_reason", "expected_step", "expected_round")
-    RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    STATE_FIELD_NUMBER: _ClassVar[int]
-    STEP_FIELD_NUMBER: _ClassVar[int]
-    ROUND_FIELD_NUMBER: _ClassVar[int]
-    ERROR_FIELD_NUMBER: _ClassVar[int]
-    STOP_REASON_FIELD_NUMBER: _ClassVar[int]
-    EXPECTED_STEP_FIELD_NUMBER: _ClassVar[int]
-    EXPECTED_ROUND_FIELD_NUMBER: _ClassVar[int]
-    run_id: int
-    state: _run_pb2.RunState
-    step: _run_pb2.RunStep
-    round: int
-    error: str
-    stop_reason: str
-    expected_step: _run_pb2.RunStep
-    expected_round: int
-    def __init__(self, run_id: _Optional[int] = ..., state: _Optional[_Union[_run_pb2.RunState, str]] = ..., step: _Optional[_Union[_run_pb2.RunStep, str]] = ..., round: _Optional[int] = ..., error: _Optional[str] = ..., stop_reason: _Optional[str] = ..., expected_step: _Optional[_Union[_run_pb2.RunStep, str]] = ..., expected_round: _Optional[int] = ...) -> None: ...
-
-class ListRoundsRequest(_message.Message):
-    __slots__ = ("run_id",)
-    RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    run_id: int
-    def __init__(self, run_id: _Optional[int] = ...) -> None: ...
-
-class ListRoundsResponse(_message.Message):
-    __slots__ = ("rounds",)
-    ROUNDS_FIELD_NUMBER: _ClassVar[int]
-    rounds: _containers.RepeatedCompositeFieldContainer[_run_pb2.Round]
-    def __init__(self, rounds: _Optional[_Iterable[_Union[_run_pb2.Round, _Mapping]]] = ...) -> None: ...
-
-class Acquisition(_message.Message):
-    __slots__ = ("sample_id", "round", "strategy", "score", "label", "text")
-    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
-    ROUND_FIELD_NUMBER: _ClassVar[int]
-    STRATEGY_FIELD_NUMBER: _ClassVar[int]
-    SCORE_FIELD_NUMBER: _ClassVar[int]
-    LABEL_FIELD_NUMBER: _ClassVar[int]
-    TEXT_FIELD_NUMBER: _ClassVar[int]
-    sample_id: int
-    round: int
-    strategy: _run_pb2.Strategy
-    score: float
-    label: str
-    text: str
-    def __init__(self, sample_id: _Optional[int] = ..., round: _Optional[int] = ..., strategy: _Optional[_Union[_run_pb2.Strategy, str]] = ..., score: _Optional[float] = ..., label: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
-
-class AddAcquisitionsRequest(_message.Message):
-    __slots__ = ("run_id", "round", "acquisitions")
-    RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    ROUND_FIELD_NUMBER: _ClassVar[int]
-    ACQUISITIONS_FIELD_NUMBER: _ClassVar[int]
-    run_id: int
-    round: int
-    acquisitions: _containers.RepeatedCompositeFieldContainer[Acquisition]
-    def __init__(self, run_id: _Optional[int] = ..., round: _Optional[int] = ..., acquisitions: _Optional[_Iterable[_Union[Acquisition, _Mapping]]] = ...) -> None: ...
-
-class AddAcquisitionsResponse(_message.Message):
-    __slots__ = ("added", "already_present")
-    ADDED_FIELD_NUMBER: _ClassVar[int]
-    ALREADY_PRESENT_FIELD_NUMBER: _ClassVar[int]
-    added: int
-    already_present: int
-    def __init__(self, added: _Optional[int] = ..., already_present: _Optional[int] = ...) -> None: ...
-
-class ListAcquisitionsRequest(_message.Message):
-    __slots__ = ("run_id", "round", "pending_only")
-    RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    ROUND_FIELD_NUMBER: _ClassVar[int]
-    PENDING_ONLY_FIELD_NUMBER: _ClassVar[int]
-    run_id: int
-    round: int
-    pending_only: bool
-    def __init__(self, run_id: _Optional[int] = ..., round: _Optional[int] = ..., pending_only: bool = ...) -> None: ...
-
-class ListAcquisitionsResponse(_message.Message):
-    __slots__ = ("acquisitions",)
-    ACQUISITIONS_FIELD_NUMBER: _ClassVar[int]
-    acquisitions: _containers.RepeatedCompositeFieldContainer[Acquisition]
-    def __init__(self, acquisitions: _Optional[_Iterable[_Union[Acquisition, _Mapping]]] = ...) -> None: ...
-
-class RevealLabelsRequest(_message.Message):
-    __slots__ = ("run_id", "sample_ids", "source")
-    RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    SAMPLE_IDS_FIELD_NUMBER: _ClassVar[int]
-    SOURCE_FIELD_NUMBER: _ClassVar[int]
-    run_id: int
-    sample_ids: _containers.RepeatedScalarFieldContainer[int]
-    source: _common_pb2.LabelSource
-    def __init__(self, run_id: _Optional[int] = ..., sample_ids: _Optional[_Iterable[int]] = ..., source: _Optional[_Union[_common_pb2.LabelSource, str]] = ...) -> None: ...
-
 class SetDatasetLabelsRequest(_message.Message):
     __slots__ = ("dataset", "labels")
     DATASET_FIELD_NUMBER: _ClassVar[int]
@@ -464,26 +344,38 @@ class LabelHistory(_message.Message):
     events: _containers.RepeatedCompositeFieldContainer[LabelEvent]
     def __init__(self, events: _Optional[_Iterable[_Union[LabelEvent, _Mapping]]] = ...) -> None: ...
 
-class RecordStepRequest(_message.Message):
-    __slots__ = ("run_id", "expected_step", "expected_round", "round_record", "acquisitions", "acquisition_round", "state", "step", "round", "stop_reason")
+class GetRunRequest(_message.Message):
+    __slots__ = ("run_id",)
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    EXPECTED_STEP_FIELD_NUMBER: _ClassVar[int]
-    EXPECTED_ROUND_FIELD_NUMBER: _ClassVar[int]
-    ROUND_RECORD_FIELD_NUMBER: _ClassVar[int]
-    ACQUISITIONS_FIELD_NUMBER: _ClassVar[int]
-    ACQUISITION_ROUND_FIELD_NUMBER: _ClassVar[int]
-    STATE_FIELD_NUMBER: _ClassVar[int]
-    STEP_FIELD_NUMBER: _ClassVar[int]
-    ROUND_FIELD_NUMBER: _ClassVar[int]
-    STOP_REASON_FIELD_NUMBER: _ClassVar[int]
     run_id: int
-    expected_step: _run_pb2.RunStep
-    expected_round: int
-    round_record: _run_pb2.Round
-    acquisitions: _containers.RepeatedCompositeFieldContainer[Acquisition]
-    acquisition_round: int
-    state: _run_pb2.RunState
-    step: _run_pb2.RunStep
+    def __init__(self, run_id: _Optional[int] = ...) -> None: ...
+
+class ListRunsRequest(_message.Message):
+    __slots__ = ("dataset", "states")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    states: _containers.RepeatedScalarFieldContainer[_run_pb2.RunState]
+    def __init__(self, dataset: _Optional[str] = ..., states: _Optional[_Iterable[_Union[_run_pb2.RunState, str]]] = ...) -> None: ...
+
+class ListRunsResponse(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[_run_pb2.Run]
+    def __init__(self, runs: _Optional[_Iterable[_Union[_run_pb2.Run, _Mapping]]] = ...) -> None: ...
+
+class Acquisition(_message.Message):
+    __slots__ = ("sample_id", "round", "strategy", "score", "label", "text")
+    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    sample_id: int
     round: int
-    stop_reason: str
-    def __init__(self, run_id: _Optional[int] = ..., expected_step: _Optional[_Union[_run_pb2.RunStep, str]] = ..., expected_round: _Optional[int] = ..., round_record: _Optional[_Union[_run_pb2.Round, _Mapping]] = ..., acquisitions: _Optional[_Iterable[_Union[Acquisition, _Mapping]]] = ..., acquisition_round: _Optional[int] = ..., state: _Optional[_Union[_run_pb2.RunState, str]] = ..., step: _Optional[_Union[_run_pb2.RunStep, str]] = ..., round: _Optional[int] = ..., stop_reason: _Optional[str] = ...) -> None: ...
+    strategy: _run_pb2.Strategy
+    score: float
+    label: str
+    text: str
+    def __init__(self, sample_id: _Optional[int] = ..., round: _Optional[int] = ..., strategy: _Optional[_Union[_run_pb2.Strategy, str]] = ..., score: _Optional[float] = ..., label: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...

@@ -4,7 +4,6 @@ import grpc
 import warnings
 
 from lesslabels.v1 import pool_pb2 as lesslabels_dot_v1_dot_pool__pb2
-from lesslabels.v1 import run_pb2 as lesslabels_dot_v1_dot_run__pb2
 
 GRPC_GENERATED_VERSION = '1.76.0'
 GRPC_VERSION = grpc.__version__
@@ -75,51 +74,6 @@ class PoolServiceStub(object):
                 request_serializer=lesslabels_dot_v1_dot_pool__pb2.ExportLabelsRequest.SerializeToString,
                 response_deserializer=lesslabels_dot_v1_dot_pool__pb2.ExportChunk.FromString,
                 _registered_method=True)
-        self.CreateRun = channel.unary_unary(
-                '/lesslabels.v1.PoolService/CreateRun',
-                request_serializer=lesslabels_dot_v1_dot_pool__pb2.CreateRunRequest.SerializeToString,
-                response_deserializer=lesslabels_dot_v1_dot_run__pb2.Run.FromString,
-                _registered_method=True)
-        self.GetRun = channel.unary_unary(
-                '/lesslabels.v1.PoolService/GetRun',
-                request_serializer=lesslabels_dot_v1_dot_pool__pb2.GetRunRequest.SerializeToString,
-                response_deserializer=lesslabels_dot_v1_dot_run__pb2.Run.FromString,
-                _registered_method=True)
-        self.ListRuns = channel.unary_unary(
-                '/lesslabels.v1.PoolService/ListRuns',
-                request_serializer=lesslabels_dot_v1_dot_pool__pb2.ListRunsRequest.SerializeToString,
-                response_deserializer=lesslabels_dot_v1_dot_pool__pb2.ListRunsResponse.FromString,
-                _registered_method=True)
-        self.UpdateRun = channel.unary_unary(
-                '/lesslabels.v1.PoolService/UpdateRun',
-                request_serializer=lesslabels_dot_v1_dot_pool__pb2.UpdateRunRequest.SerializeToString,
-                response_deserializer=lesslabels_dot_v1_dot_run__pb2.Run.FromString,
-                _registered_method=True)
-        self.PutRound = channel.unary_unary(
-                '/lesslabels.v1.PoolService/PutRound',
-                request_serializer=lesslabels_dot_v1_dot_run__pb2.Round.SerializeToString,
-                response_deserializer=lesslabels_dot_v1_dot_run__pb2.Round.FromString,
-                _registered_method=True)
-        self.ListRounds = channel.unary_unary(
-                '/lesslabels.v1.PoolService/ListRounds',
-                request_serializer=lesslabels_dot_v1_dot_pool__pb2.ListRoundsRequest.SerializeToString,
-                response_deserializer=lesslabels_dot_v1_dot_pool__pb2.ListRoundsResponse.FromString,
-                _registered_method=True)
-        self.AddAcquisitions = channel.unary_unary(
-                '/lesslabels.v1.PoolService/AddAcquisitions',
-                request_serializer=lesslabels_dot_v1_dot_pool__pb2.AddAcquisitionsRequest.SerializeToString,
-                response_deserializer=lesslabels_dot_v1_dot_pool__pb2.AddAcquisitionsResponse.FromString,
-                _registered_method=True)
-        self.ListAcquisitions = channel.unary_unary(
-                '/lesslabels.v1.PoolService/ListAcquisitions',
-                request_serializer=lesslabels_dot_v1_dot_pool__pb2.ListAcquisitionsRequest.SerializeToString,
-                response_deserializer=lesslabels_dot_v1_dot_pool__pb2.ListAcquisitionsResponse.FromString,
-                _registered_method=True)
-        self.RevealLabels = channel.unary_unary(
-                '/lesslabels.v1.PoolService/RevealLabels',
-                request_serializer=lesslabels_dot_v1_dot_pool__pb2.RevealLabelsRequest.SerializeToString,
-                response_deserializer=lesslabels_dot_v1_dot_pool__pb2.SubmitLabelsResponse.FromString,
-                _registered_method=True)
         self.SetDatasetLabels = channel.unary_unary(
                 '/lesslabels.v1.PoolService/SetDatasetLabels',
                 request_serializer=lesslabels_dot_v1_dot_pool__pb2.SetDatasetLabelsRequest.SerializeToString,
@@ -134,11 +88,6 @@ class PoolServiceStub(object):
                 '/lesslabels.v1.PoolService/GetLabelHistory',
                 request_serializer=lesslabels_dot_v1_dot_pool__pb2.GetLabelHistoryRequest.SerializeToString,
                 response_deserializer=lesslabels_dot_v1_dot_pool__pb2.LabelHistory.FromString,
-                _registered_method=True)
-        self.RecordStep = channel.unary_unary(
-                '/lesslabels.v1.PoolService/RecordStep',
-                request_serializer=lesslabels_dot_v1_dot_pool__pb2.RecordStepRequest.SerializeToString,
-                response_deserializer=lesslabels_dot_v1_dot_run__pb2.Run.FromString,
                 _registered_method=True)
 
 
@@ -201,72 +150,8 @@ class PoolServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def CreateRun(self, request, context):
-        """Runs: created and advanced by the coordinator, stored here.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def GetRun(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ListRuns(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def UpdateRun(self, request, context):
-        """Move a run to a new state/step/round. FAILED_PRECONDITION if expected_step does not match.
-        Moving an ended run (completed, cancelled, failed) back to an active state clears its error
-        and stop_reason.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def PutRound(self, request, context):
-        """Create or replace a round (keyed by run id and index).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ListRounds(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def AddAcquisitions(self, request, context):
-        """Record selected samples. A sample is acquired at most once per run (ALREADY_EXISTS
-        when it was acquired in another round; a repeat within the same round is a no-op).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def ListAcquisitions(self, request, context):
-        """Missing associated documentation comment in .proto file."""
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def RevealLabels(self, request, context):
-        """Simulated oracle: label acquired samples of a run with their hidden gold labels.
-        FAILED_PRECONDITION for a sample not acquired by the run or without a gold label.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def SetDatasetLabels(self, request, context):
-        """--- Datasets own their labels (issue 12): label set, delete, label history. ---
-        Declare the dataset's label set (an explicit change). INVALID_ARGUMENT for near-duplicate
+        """Declare the dataset's label set (an explicit change). INVALID_ARGUMENT for near-duplicate
         names ("Weather" / "weather "); FAILED_PRECONDITION when a label in use would be dropped.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -283,18 +168,6 @@ class PoolServiceServicer(object):
 
     def GetLabelHistory(self, request, context):
         """Every label given to a sample of the dataset (dataset scope), oldest first; the last is in force.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
-    def RecordStep(self, request, context):
-        """--- end of issue 12 block ---
-        Record the outcome of one run step and advance the run, in one database transaction: the
-        round record (when given) is created or replaced, the acquisitions (when given) are added,
-        and the run moves on with the compare-and-set on expected_step and expected_round.
-        FAILED_PRECONDITION when the run is not at that step and round, and then nothing is written;
-        ALREADY_EXISTS for a sample acquired in another round (nothing is written either).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -343,51 +216,6 @@ def add_PoolServiceServicer_to_server(servicer, server):
                     request_deserializer=lesslabels_dot_v1_dot_pool__pb2.ExportLabelsRequest.FromString,
                     response_serializer=lesslabels_dot_v1_dot_pool__pb2.ExportChunk.SerializeToString,
             ),
-            'CreateRun': grpc.unary_unary_rpc_method_handler(
-                    servicer.CreateRun,
-                    request_deserializer=lesslabels_dot_v1_dot_pool__pb2.CreateRunRequest.FromString,
-                    response_serializer=lesslabels_dot_v1_dot_run__pb2.Run.SerializeToString,
-            ),
-            'GetRun': grpc.unary_unary_rpc_method_handler(
-                    servicer.GetRun,
-                    request_deserializer=lesslabels_dot_v1_dot_pool__pb2.GetRunRequest.FromString,
-                    response_serializer=lesslabels_dot_v1_dot_run__pb2.Run.SerializeToString,
-            ),
-            'ListRuns': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListRuns,
-                    request_deserializer=lesslabels_dot_v1_dot_pool__pb2.ListRunsRequest.FromString,
-                    response_serializer=lesslabels_dot_v1_dot_pool__pb2.ListRunsResponse.SerializeToString,
-            ),
-            'UpdateRun': grpc.unary_unary_rpc_method_handler(
-                    servicer.UpdateRun,
-                    request_deserializer=lesslabels_dot_v1_dot_pool__pb2.UpdateRunRequest.FromString,
-                    response_serializer=lesslabels_dot_v1_dot_run__pb2.Run.SerializeToString,
-            ),
-            'PutRound': grpc.unary_unary_rpc_method_handler(
-                    servicer.PutRound,
-                    request_deserializer=lesslabels_dot_v1_dot_run__pb2.Round.FromString,
-                    response_serializer=lesslabels_dot_v1_dot_run__pb2.Round.SerializeToString,
-            ),
-            'ListRounds': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListRounds,
-                    request_deserializer=lesslabels_dot_v1_dot_pool__pb2.ListRoundsRequest.FromString,
-                    response_serializer=lesslabels_dot_v1_dot_pool__pb2.ListRoundsResponse.SerializeToString,
-            ),
-            'AddAcquisitions': grpc.unary_unary_rpc_method_handler(
-                    servicer.AddAcquisitions,
-                    request_deserializer=lesslabels_dot_v1_dot_pool__pb2.AddAcquisitionsRequest.FromString,
-                    response_serializer=lesslabels_dot_v1_dot_pool__pb2.AddAcquisitionsResponse.SerializeToString,
-            ),
-            'ListAcquisitions': grpc.unary_unary_rpc_method_handler(
-                    servicer.ListAcquisitions,
-                    request_deserializer=lesslabels_dot_v1_dot_pool__pb2.ListAcquisitionsRequest.FromString,
-                    response_serializer=lesslabels_dot_v1_dot_pool__pb2.ListAcquisitionsResponse.SerializeToString,
-            ),
-            'RevealLabels': grpc.unary_unary_rpc_method_handler(
-                    servicer.RevealLabels,
-                    request_deserializer=lesslabels_dot_v1_dot_pool__pb2.RevealLabelsRequest.FromString,
-                    response_serializer=lesslabels_dot_v1_dot_pool__pb2.SubmitLabelsResponse.SerializeToString,
-            ),
             'SetDatasetLabels': grpc.unary_unary_rpc_method_handler(
                     servicer.SetDatasetLabels,
                     request_deserializer=lesslabels_dot_v1_dot_pool__pb2.SetDatasetLabelsRequest.FromString,
@@ -402,11 +230,6 @@ def add_PoolServiceServicer_to_server(servicer, server):
                     servicer.GetLabelHistory,
                     request_deserializer=lesslabels_dot_v1_dot_pool__pb2.GetLabelHistoryRequest.FromString,
                     response_serializer=lesslabels_dot_v1_dot_pool__pb2.LabelHistory.SerializeToString,
-            ),
-            'RecordStep': grpc.unary_unary_rpc_method_handler(
-                    servicer.RecordStep,
-                    request_deserializer=lesslabels_dot_v1_dot_pool__pb2.RecordStepRequest.FromString,
-                    response_serializer=lesslabels_dot_v1_dot_run__pb2.Run.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -636,249 +459,6 @@ class PoolService(object):
             _registered_method=True)
 
     @staticmethod
-    def CreateRun(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/lesslabels.v1.PoolService/CreateRun',
-            lesslabels_dot_v1_dot_pool__pb2.CreateRunRequest.SerializeToString,
-            lesslabels_dot_v1_dot_run__pb2.Run.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def GetRun(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/lesslabels.v1.PoolService/GetRun',
-            lesslabels_dot_v1_dot_pool__pb2.GetRunRequest.SerializeToString,
-            lesslabels_dot_v1_dot_run__pb2.Run.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ListRuns(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/lesslabels.v1.PoolService/ListRuns',
-            lesslabels_dot_v1_dot_pool__pb2.ListRunsRequest.SerializeToString,
-            lesslabels_dot_v1_dot_pool__pb2.ListRunsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def UpdateRun(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/lesslabels.v1.PoolService/UpdateRun',
-            lesslabels_dot_v1_dot_pool__pb2.UpdateRunRequest.SerializeToString,
-            lesslabels_dot_v1_dot_run__pb2.Run.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def PutRound(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/lesslabels.v1.PoolService/PutRound',
-            lesslabels_dot_v1_dot_run__pb2.Round.SerializeToString,
-            lesslabels_dot_v1_dot_run__pb2.Round.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ListRounds(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/lesslabels.v1.PoolService/ListRounds',
-            lesslabels_dot_v1_dot_pool__pb2.ListRoundsRequest.SerializeToString,
-            lesslabels_dot_v1_dot_pool__pb2.ListRoundsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def AddAcquisitions(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/lesslabels.v1.PoolService/AddAcquisitions',
-            lesslabels_dot_v1_dot_pool__pb2.AddAcquisitionsRequest.SerializeToString,
-            lesslabels_dot_v1_dot_pool__pb2.AddAcquisitionsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def ListAcquisitions(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/lesslabels.v1.PoolService/ListAcquisitions',
-            lesslabels_dot_v1_dot_pool__pb2.ListAcquisitionsRequest.SerializeToString,
-            lesslabels_dot_v1_dot_pool__pb2.ListAcquisitionsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def RevealLabels(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/lesslabels.v1.PoolService/RevealLabels',
-            lesslabels_dot_v1_dot_pool__pb2.RevealLabelsRequest.SerializeToString,
-            lesslabels_dot_v1_dot_pool__pb2.SubmitLabelsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
     def SetDatasetLabels(request,
             target,
             options=(),
@@ -949,33 +529,6 @@ class PoolService(object):
             '/lesslabels.v1.PoolService/GetLabelHistory',
             lesslabels_dot_v1_dot_pool__pb2.GetLabelHistoryRequest.SerializeToString,
             lesslabels_dot_v1_dot_pool__pb2.LabelHistory.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def RecordStep(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/lesslabels.v1.PoolService/RecordStep',
-            lesslabels_dot_v1_dot_pool__pb2.RecordStepRequest.SerializeToString,
-            lesslabels_dot_v1_dot_run__pb2.Run.FromString,
             options,
             channel_credentials,
             insecure,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from lesslabels.common.errors import InvalidArgument
 from lesslabels.contract import Hyperparameters, RunConfig, TrainRequest, wire
 from lesslabels.contract.hyperparameters import BOUNDS, CHOICES
-from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, trainer_pb2
+from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, run_store_pb2, trainer_pb2
 from tests.stack import load_toy_dataset
 
 INT32 = st.integers(-(2**31), 2**31 - 1)
@@ -66,7 +66,7 @@ def test_the_pool_stores_exactly_what_the_trainer_accepts(toy_pool, message):
     accepted = _trainer_accepts(message)
     config = run_pb2.RunConfig(dataset="toy", hyperparameters=message)
     try:
-        run = toy_pool.CreateRun(pool_pb2.CreateRunRequest(config=config), timeout=10)
+        run = toy_pool.CreateRun(run_store_pb2.CreateRunRequest(config=config), timeout=10)
     except grpc.RpcError as exc:
         assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, exc.details()
         assert accepted is None, f"the pool refused what the trainer accepts: {exc.details()}"
