@@ -1,6 +1,6 @@
 """The trainer on a busy machine: the demo's recipe, quiet and beside one CPU-bound neighbour.
 
-Trains the bundled all-MiniLM-L6-v2 with the trainer's engine and its default recipe as the demo
+Trains the bundled all-MiniLM-L6-v2 with the trainer's training loop (lesslabels.trainer.loop) and its default recipe as the demo
 runs it (`lesslabels run`: min_steps 250, batch 16, max_length 64, validation held out as the
 trainer does) on a random 2 % of ATIS train (the demo's first round), capped at ``--steps``
 steps so every trial does the same work. Thread choices:
@@ -54,7 +54,7 @@ def demo_round(rows, fraction: float, seed: int):
 
     from lesslabels.contract import Hyperparameters
 
-    from lesslabels.trainer.engine import Example, validation_split
+    from lesslabels.trainer.loop import Example, validation_split
 
     picked = np.random.default_rng(seed).permutation(len(rows))[: max(2, round(fraction * len(rows)))]
     examples = [Example(int(i), rows[i][1], rows[i][0]) for i in sorted(picked)]
@@ -86,7 +86,7 @@ def engine_trial(choice: str, labels, train_set, validation_set, args) -> dict:
 
     from lesslabels.modeling.models import load_classifier, select_device
     from lesslabels.contract import Hyperparameters
-    from lesslabels.trainer.engine import train
+    from lesslabels.trainer.loop import train
     from lesslabels.trainer.threads import ThreadGovernor
 
     fixed = 0 if choice == "auto" else int(choice.split("-")[1])

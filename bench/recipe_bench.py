@@ -1,6 +1,6 @@
 """The trainer's recipe on few labels per class: the ATIS-tuned recipe vs the adaptive one.
 
-Fine-tunes the bundled all-MiniLM-L6-v2 with the trainer's engine on a random labelled subset
+Fine-tunes the bundled all-MiniLM-L6-v2 with the trainer's training loop (lesslabels.trainer.loop) on a random labelled subset
 and reports accuracy on data never used for training or tuning decisions of the run:
 
   clinc150  N random labels of CLINC150's train split (150 intents, 100 texts each); accuracy on
@@ -121,14 +121,14 @@ def run_one(dataset: str, n_labels: int, recipe: str, seed: int, device, warm_fr
 
     from lesslabels.modeling import models
     from lesslabels.modeling.batching import tokenize
-    from lesslabels.trainer import engine
+    from lesslabels.trainer import loop
 
     pool, evaluation = load_split(dataset)
     labels = sorted({label for label, _ in pool})
     picked = np.random.default_rng(seed).choice(len(pool), size=n_labels, replace=False)
-    labelled = [engine.Example(int(i), pool[i][1], pool[i][0]) for i in picked]
+    labelled = [loop.Example(int(i), pool[i][1], pool[i][0]) for i in picked]
     config = recipe_config(recipe)
-    train_set, validation_set = engine.validation_split(labelled, config, seed)
+    train_set, validation_set = loop.validation_split(labelled, config, seed)
     torch.manual_seed(seed)
     classifier = models.load_classifier(models.default_model_path(), labels, device=device, pooling=config.pooling)
     pad_id = classifier.tokenizer.pad_token_id or 0
@@ -139,11 +139,11 @@ def run_one(dataset: str, n_labels: int, recipe: str, seed: int, device, warm_fr
         key = (dataset, n_labels, n_first, seed)
         if key not in _WARM_STATES:
             # the previous round: the same recipe on the first n_first of the same random draw
-            first = engine.train(
+            first = loop.train(
                 classifier.model,
                 classifier.tokenizer,
                 labels,
-                *engine.validation_split(labelled[:n_first], config, seed),
+                *loop.validation_split(labelled[:n_first], config, seed),
                 config,
                 seed=seed,
                 device=device,
@@ -155,19 +155,19 @@ def run_one(dataset: str, n_labels: int, recipe: str, seed: int, device, warm_fr
         classifier.model.load_state_dict(_WARM_STATES[key]["state"])
         first_steps = _WARM_STATES[key]["steps"]
         if recipe == "warm-half":
-            _epochs, planned = engine.planned_steps(config, len(train_set), len(labels))
+            _epochs, planned = loop.planned_steps(config, len(train_set), len(labels))
             half = max(1, planned // 2)
             config = dataclasses.replace(config, min_steps=half, min_steps_per_class=0, max_steps=half)
     started = time.perf_counter()
     if recipe.startswith("prototype"):
         ids = tokenize(classifier.tokenizer, [e.text for e in train_set], config.max_length)
         index = {label: i for i, label in enumerate(labels)}
-        engine.init_head_from_prototypes(
+        loop.init_head_from_prototypes(
             classifier.model, ids, np.array([index[e.label] for e in train_set]), device=device, pad_id=pad_id
         )
         outcome = None
     else:
-        outcome = engine.train(
+        outcome = loop.train(
             classifier.model,
             classifier.tokenizer,
             labels,
@@ -181,7 +181,7 @@ def run_one(dataset: str, n_labels: int, recipe: str, seed: int, device, warm_fr
     train_s = time.perf_counter() - started
     eval_ids = tokenize(classifier.tokenizer, [t for _, t in evaluation], config.max_length)
     targets = np.array([labels.index(label) for label, _ in evaluation])
-    metrics = engine.evaluate(classifier.model, eval_ids, targets, labels, device=device, pad_id=pad_id)
+    metrics = loop.evaluate(classifier.model, eval_ids, targets, labels, device=device, pad_id=pad_id)
     return {
         "dataset": dataset,
         "labels": n_labels,

@@ -15,7 +15,7 @@ Each run is a fresh process (load and warm up, then the timed scoring), as the s
 a notebook each are: torch work from several threads of one process slows every one of them.
 Agreement of (b) and (c) with the fp32 reference: argmax agreement and max |p - p_ref|.
 
-Without --checkpoint, the script fine-tunes the bundled all-MiniLM-L6-v2 with the trainer's engine
+Without --checkpoint, the script fine-tunes the bundled all-MiniLM-L6-v2 with the trainer's training loop (lesslabels.trainer.loop)
 (--train-epochs over --train-samples texts, lr --train-lr, batch 32) and publishes it through
 CheckpointStore into --checkpoint-dir.
 
@@ -61,19 +61,20 @@ def read_atis(path: pathlib.Path) -> tuple[list[str], list[str]]:
 
 
 def fine_tune(store, labels, texts, *, samples: int, epochs: int, max_length: int, lr: float, seed: int) -> str:
-    """Fine-tune the default MiniLM with the trainer's engine (batch 32, no validation) and publish
-    the checkpoint to ``store`` as the trainer service does."""
+    """Fine-tune the default MiniLM with the trainer's training loop (batch 32, no validation) and
+    publish the checkpoint to ``store`` as the trainer service does."""
+    from lesslabels.contract import Hyperparameters
     from lesslabels.modeling.models import default_model_path, load_classifier, save_classifier
-    from lesslabels.trainer import engine as trainer_engine
+    from lesslabels.trainer import loop as trainer_loop
 
     classes = sorted(set(labels))
     order = list(range(len(texts)))
     random.Random(seed).shuffle(order)
-    examples = [trainer_engine.Example(i, texts[i], labels[i]) for i in order[:samples]]
+    examples = [trainer_loop.Example(i, texts[i], labels[i]) for i in order[:samples]]
     torch.manual_seed(seed)
     loaded = load_classifier(default_model_path(), classes)
-    config = trainer_engine.Hyperparameters(learning_rate=lr, batch_size=32, max_epochs=epochs, max_length=max_length)
-    outcome = trainer_engine.train(
+    config = Hyperparameters(learning_rate=lr, batch_size=32, max_epochs=epochs, max_length=max_length)
+    outcome = trainer_loop.train(
         loaded.model, loaded.tokenizer, classes, examples, [], config, seed=seed, device=torch.device("cpu")
     )
     print(f"fine-tuned on {len(examples)} texts x {epochs} epoch(s) in {outcome.train_seconds:.0f}s", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Fine-tuning throughput on CPU: the trainer's engine vs a naive reference loop, same run.
+"""Fine-tuning throughput on CPU: the trainer's training loop (lesslabels.trainer.loop) vs a naive reference loop, same run.
 
 Both fine-tune the bundled all-MiniLM-L6-v2 on the full ATIS train set for the same number of
 epochs with the same optimizer (AdamW, same learning rate, linear warm-up/decay), batch size
@@ -137,7 +137,7 @@ def interleaved_runs(args, labels, train_rows, test_rows) -> tuple[dict | None, 
     from lesslabels.common.metrics import classification_metrics
     from lesslabels.modeling.models import load_classifier, select_device
     from lesslabels.contract import Hyperparameters
-    from lesslabels.trainer.engine import Example, autocast_dtype, predict_logits, train
+    from lesslabels.trainer.loop import Example, autocast_dtype, predict_logits, train
 
     reference = None if args.skip_reference else ReferenceLoop(args, labels, train_rows)
     device = select_device("cpu")

@@ -1,4 +1,4 @@
-"""lesslabels.modeling and the trainer's engine, without gRPC: loading, batching, metrics, the loop."""
+"""lesslabels.modeling and the trainer's training loop (lesslabels.trainer.loop), without gRPC: loading, batching, metrics, the loop."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from lesslabels.common import errors
 from lesslabels.modeling.batching import char_limit, collate, length_grouped_batches, tokenize
 from lesslabels.common.metrics import Metrics
 from lesslabels.modeling.models import load_classifier, save_classifier, select_device
-from lesslabels.trainer import engine
+from lesslabels.trainer import loop
 from lesslabels.contract import Hyperparameters
-from lesslabels.trainer.engine import Example
+from lesslabels.trainer.loop import Example
 
 torch = pytest.importorskip("torch")
 LABELS = ["flight", "airfare", "ground"]
@@ -85,19 +85,19 @@ def test_tokenize_cuts_a_huge_text_to_a_character_limit_first(tiny_bert_dir):
 
 def test_class_weights_and_balanced_sampling():
     targets = np.array([0, 0, 0, 1])
-    assert engine.class_weights(targets, 3).tolist() == pytest.approx([4 / 6, 4 / 2, 0.0])
-    order = engine.balanced_order(np.array([0] * 90 + [1] * 10), np.random.default_rng(0))
+    assert loop.class_weights(targets, 3).tolist() == pytest.approx([4 / 6, 4 / 2, 0.0])
+    order = loop.balanced_order(np.array([0] * 90 + [1] * 10), np.random.default_rng(0))
     share_minority = np.mean(order >= 90)
     assert order.size == 100 and 0.35 < share_minority < 0.65
 
 
 def test_stratified_split_keeps_a_training_sample_per_class_and_is_deterministic():
     examples = _examples(10) + [Example(1000, "lonely", "rare")]
-    train, val = engine.stratified_split(examples, 0.2, seed=1)
+    train, val = loop.stratified_split(examples, 0.2, seed=1)
     assert len(val) == 6 and {e.label for e in val} == set(LABELS)
     assert "rare" in {e.label for e in train} and not {e.sample_id for e in train} & {e.sample_id for e in val}
-    assert engine.stratified_split(list(reversed(examples)), 0.2, seed=1) == (train, val)
-    assert engine.stratified_split(examples, 0.2, seed=2)[1] != val
+    assert loop.stratified_split(list(reversed(examples)), 0.2, seed=1) == (train, val)
+    assert loop.stratified_split(examples, 0.2, seed=2)[1] != val
 
 
 # -- models -------------------------------------------------------------------------------------
@@ -167,8 +167,8 @@ def test_config_validation(kw, words):
 def _train(tiny_bert_dir, config, *, seed=0, cancel=None, on_progress=None, validation=True):
     torch.manual_seed(seed)
     loaded = load_classifier(str(tiny_bert_dir), LABELS)
-    train, val = engine.stratified_split(_examples(), 0.25, seed)
-    outcome = engine.train(
+    train, val = loop.stratified_split(_examples(), 0.25, seed)
+    outcome = loop.train(
         loaded.model,
         loaded.tokenizer,
         LABELS,
@@ -197,9 +197,9 @@ def test_training_learns_and_keeps_the_best_epoch(tiny_bert_dir):
     assert outcome.validation.accuracy == best and best > 1 / 3
     assert epoch_metrics[outcome.best_epoch - 1].accuracy == best
     # The model holds the best epoch's weights: re-evaluating gives the same accuracy.
-    _, val = engine.stratified_split(_examples(), 0.25, 0)
+    _, val = loop.stratified_split(_examples(), 0.25, 0)
     ids = tokenize(loaded.tokenizer, [e.text for e in val], 64)
-    again = engine.evaluate(
+    again = loop.evaluate(
         loaded.model, ids, np.array([LABELS.index(e.label) for e in val]), LABELS, device=torch.device("cpu"), pad_id=0
     )
     assert again.accuracy == pytest.approx(best)
@@ -235,7 +235,7 @@ def test_min_steps_adds_epochs_and_holds_off_early_stopping(tiny_bert_dir):
 
 def test_validation_every_few_epochs_when_there_are_many(tiny_bert_dir):
     """25 short epochs validate every 3rd epoch and after the last: 9 passes, not 25."""
-    assert [engine.validation_every(n) for n in (1, 10, 11, 25, 64)] == [1, 1, 2, 3, 7]
+    assert [loop.validation_every(n) for n in (1, 10, 11, 25, 64)] == [1, 1, 2, 3, 7]
     events = []
     _, outcome = _train(
         tiny_bert_dir,
@@ -277,18 +277,18 @@ def test_min_steps_per_class_plans_steps_for_the_number_of_classes(tiny_bert_dir
     ],
 )
 def test_planned_steps_hand_computed(kw, n_train, n_classes, expected):
-    assert engine.planned_steps(Hyperparameters(batch_size=16, **kw), n_train, n_classes) == expected
+    assert loop.planned_steps(Hyperparameters(batch_size=16, **kw), n_train, n_classes) == expected
 
 
 def test_validation_split_holds_out_only_with_enough_labels_per_class():
     examples = _examples(8)  # 3 classes x 8
-    train, val = engine.validation_split(examples, Hyperparameters(holdout_min_per_class=10), seed=0)
+    train, val = loop.validation_split(examples, Hyperparameters(holdout_min_per_class=10), seed=0)
     assert val == [] and sorted(e.sample_id for e in train) == sorted(e.sample_id for e in examples)
-    train, val = engine.validation_split(
+    train, val = loop.validation_split(
         examples, Hyperparameters(holdout_min_per_class=8, validation_fraction=0.25), seed=0
     )
     assert len(val) == 6 and len(train) == 18 and {e.label for e in val} == set(LABELS)
-    assert engine.validation_split([], Hyperparameters(), seed=0) == ([], [])
+    assert loop.validation_split([], Hyperparameters(), seed=0) == ([], [])
 
 
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
@@ -298,7 +298,7 @@ def test_prototype_head_is_the_normalised_class_mean_of_the_head_input(tiny_bert
     examples = [e for e in _examples(4) if e.label != "ground"]  # "ground" has no texts
     ids = tokenize(loaded.tokenizer, [e.text for e in examples], 64)
     targets = np.array([LABELS.index(e.label) for e in examples])
-    assert engine.init_head_from_prototypes(loaded.model, ids, targets, device=torch.device("cpu"), pad_id=0)
+    assert loop.init_head_from_prototypes(loaded.model, ids, targets, device=torch.device("cpu"), pad_id=0)
     model = loaded.model.eval()
     with torch.no_grad():
         weight = model.classifier.weight.clone()
@@ -317,7 +317,7 @@ def test_prototype_head_skips_a_head_that_is_not_linear(tiny_bert_dir):
     loaded = load_classifier(str(tiny_bert_dir), LABELS)
     loaded.model.classifier = torch.nn.Sequential(torch.nn.Linear(loaded.model.config.hidden_size, 3))
     before = loaded.model.classifier[0].weight.clone()
-    assert not engine.init_head_from_prototypes(
+    assert not loop.init_head_from_prototypes(
         loaded.model, [[101, 102]], np.array([0]), device=torch.device("cpu"), pad_id=0
     )
     assert torch.equal(loaded.model.classifier[0].weight, before)
@@ -333,9 +333,9 @@ def test_prototype_head_learns_before_any_step(tiny_bert_dir):
             Hyperparameters(learning_rate=1e-12, batch_size=4, max_epochs=1, max_steps=1, head_init=head),
             validation=False,
         )
-        train, _ = engine.stratified_split(_examples(), 0.25, 0)
+        train, _ = loop.stratified_split(_examples(), 0.25, 0)
         ids = tokenize(loaded.tokenizer, [e.text for e in train], 64)
-        accuracies[head] = engine.evaluate(
+        accuracies[head] = loop.evaluate(
             loaded.model,
             ids,
             np.array([LABELS.index(e.label) for e in train]),
@@ -348,11 +348,11 @@ def test_prototype_head_learns_before_any_step(tiny_bert_dir):
 
 def test_equal_validation_accuracy_goes_to_the_lower_loss():
     best = Metrics(accuracy=0.8, macro_f1=0.1, per_class_f1={}, count=10, loss=1.2)
-    assert engine.improves(dataclasses.replace(best, loss=0.9), best)
-    assert not engine.improves(dataclasses.replace(best, loss=1.3), best)
-    assert not engine.improves(dataclasses.replace(best, accuracy=0.7, loss=0.1), best)
-    assert engine.improves(dataclasses.replace(best, accuracy=0.9, loss=5.0), best)
-    assert engine.improves(best, None)
+    assert loop.improves(dataclasses.replace(best, loss=0.9), best)
+    assert not loop.improves(dataclasses.replace(best, loss=1.3), best)
+    assert not loop.improves(dataclasses.replace(best, accuracy=0.7, loss=0.1), best)
+    assert loop.improves(dataclasses.replace(best, accuracy=0.9, loss=5.0), best)
+    assert loop.improves(best, None)
 
 
 @pytest.mark.parametrize("balance", ["weighted_loss", "sampling"])
@@ -382,10 +382,10 @@ def test_auto_training_precision_on_cpu_follows_native_bf16(monkeypatch):
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
-    assert engine.autocast_dtype("auto", cpu) == torch.bfloat16
+    assert loop.autocast_dtype("auto", cpu) == torch.bfloat16
     monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
-    assert engine.autocast_dtype("auto", cpu) is None
-    assert engine.autocast_dtype("bf16", cpu) == torch.bfloat16 and engine.autocast_dtype("fp32", cpu) is None
+    assert loop.autocast_dtype("auto", cpu) is None
+    assert loop.autocast_dtype("bf16", cpu) == torch.bfloat16 and loop.autocast_dtype("fp32", cpu) is None
 
 
 def test_bf16_on_cpu_trains(tiny_bert_dir):
@@ -401,8 +401,8 @@ def test_a_warm_started_head_is_kept(tiny_bert_dir):
     torch.manual_seed(0)
     loaded = load_classifier(str(tiny_bert_dir), LABELS)
     before = loaded.model.classifier.weight.detach().clone()
-    train, _ = engine.stratified_split(_examples(), 0.25, 0)
-    engine.train(
+    train, _ = loop.stratified_split(_examples(), 0.25, 0)
+    loop.train(
         loaded.model,
         loaded.tokenizer,
         LABELS,

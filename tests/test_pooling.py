@@ -14,9 +14,9 @@ import pytest
 from lesslabels.modeling import pooling
 from lesslabels.modeling.batching import tokenize
 from lesslabels.modeling.models import load_classifier, save_classifier
-from lesslabels.trainer import engine
+from lesslabels.trainer import loop
 from lesslabels.contract import Hyperparameters
-from lesslabels.trainer.engine import Example
+from lesslabels.trainer.loop import Example
 
 torch = pytest.importorskip("torch")
 LABELS = ["flight", "airfare", "ground"]
@@ -40,7 +40,7 @@ def _examples() -> list[Example]:
 def _trained(source: str, config: Hyperparameters, *, fresh_head: bool = True):
     torch.manual_seed(0)
     loaded = load_classifier(source, LABELS, pooling=config.pooling)
-    engine.train(
+    loop.train(
         loaded.model,
         loaded.tokenizer,
         LABELS,
@@ -70,7 +70,7 @@ def test_the_scorer_reproduces_the_trainers_logits_from_the_saved_folder(tiny_be
 
     ids = tokenize(loaded.tokenizer, TEXTS, 64)
     trainer_probs = torch.softmax(
-        engine.predict_logits(loaded.model, ids, device=torch.device("cpu"), pad_id=0), dim=1
+        loop.predict_logits(loaded.model, ids, device=torch.device("cpu"), pad_id=0), dim=1
     ).numpy()
     served = inference.load_classifier(folder, precision="fp32", device=torch.device("cpu"))
     assert pooling.pooling_of(served.model) == kind
@@ -99,8 +99,8 @@ def test_mean_pooling_leaves_padding_out(tiny_bert_dir):
     """A text's logits are the same alone and padded beside a longer text."""
     loaded = load_classifier(str(tiny_bert_dir), LABELS, pooling="mean")
     short = [101, 2000, 102]
-    alone = engine.predict_logits(loaded.model, [short], device=torch.device("cpu"), pad_id=0)
-    padded = engine.predict_logits(
+    alone = loop.predict_logits(loaded.model, [short], device=torch.device("cpu"), pad_id=0)
+    padded = loop.predict_logits(
         loaded.model, [short, [101] + [2001] * 20 + [102]], device=torch.device("cpu"), pad_id=0, batch_size=2
     )
     torch.testing.assert_close(alone[0], padded[0], atol=1e-5, rtol=1e-5)

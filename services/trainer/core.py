@@ -26,8 +26,8 @@ from lesslabels.common.checkpoints import CheckpointStore
 from lesslabels.contract import Hyperparameters, TrainRequest, wire
 from lesslabels.modeling import models
 from lesslabels.modeling.pooling import pooling_of
-from lesslabels.trainer import engine
-from lesslabels.trainer.engine import Example, Progress
+from lesslabels.trainer import loop
+from lesslabels.trainer.loop import Example, Progress
 from lesslabels.trainer.job_types import Job, RunResult
 from lesslabels.trainer.pool_client import PoolClient
 from lesslabels.trainer.threads import ThreadGovernor
@@ -155,7 +155,7 @@ class Trainer:
                     source_model, list(request.labels), device=self.device, pooling=config.pooling
                 )
                 _raise_if_cancelled(job)
-                outcome = engine.train(
+                outcome = loop.train(
                     classifier.model,
                     classifier.tokenizer,
                     list(request.labels),
@@ -213,7 +213,7 @@ class Trainer:
             dev = [e for e in self.pool.dev_examples(request.dataset) if e.label in set(request.labels)]
             if dev:
                 return sorted(labelled, key=lambda e: e.sample_id), dev, "dev split"
-        train_set, validation_set = engine.validation_split(labelled, config, request.seed)
+        train_set, validation_set = loop.validation_split(labelled, config, request.seed)
         source = f"{config.validation_fraction:g} of the labelled set held out"
         if not validation_set:
             source = (

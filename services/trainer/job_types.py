@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 
 from lesslabels.contract import Hyperparameters, Metrics, TrainRequest
-from lesslabels.trainer.engine import Progress
+from lesslabels.trainer.loop import Progress
 
 
 class JobState(enum.Enum):
@@ -116,6 +116,6 @@ class Job:
         )
 
 
-#: runner(job, report) trains ``job`` and publishes its checkpoint; ``report`` takes engine
+#: runner(job, report) trains ``job`` and publishes its checkpoint; ``report`` takes training-loop
 #: Progress or a message string. Raises errors.Cancelled when ``job.cancel`` is set.
 Runner = Callable[[Job, Callable[["Progress | str"], None]], RunResult]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from lesslabels.common import errors
 from lesslabels.common.timeutil import rfc3339, utcnow
 from lesslabels.trainer import job_files
-from lesslabels.trainer.engine import Progress
+from lesslabels.trainer.loop import Progress
 from lesslabels.trainer.job_types import Job, JobEvent, JobState, Runner, TrainRequest
 
 log = logging.getLogger(__name__)

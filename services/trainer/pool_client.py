@@ -24,7 +24,7 @@ from lesslabels.common import errors
 from lesslabels.common.channels import DEFAULT_TIMEOUT
 from lesslabels.common.config import ClientTLS
 from lesslabels.pool.run_store_client import RunStoreClient
-from lesslabels.trainer.engine import Example
+from lesslabels.trainer.loop import Example
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import pathlib
 from typing import Any, Protocol
 
 from lesslabels.common.checkpoints import Checkpoint
-from lesslabels.trainer.engine import Example
+from lesslabels.trainer.loop import Example
 from lesslabels.trainer.pool_client import DatasetInfo, RunInfo
 
 

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lesslabels.common import errors
-from lesslabels.contract import Hyperparameters
 from lesslabels.modeling.batching import iterate_batches, length_grouped_batches, tokenize
-from lesslabels.modeling.metrics import Metrics, classification_metrics
+from lesslabels.common.metrics import classification_metrics
+from lesslabels.contract import Hyperparameters, Metrics
 
 if TYPE_CHECKING:
     import torch
