@@ -65,9 +65,8 @@ def import_transformers() -> None:
 
     transformers 5 is not safe to import first from two threads at once: one of them can get the
     half-built package ("cannot import name 'AutoConfig' from 'transformers'"). The trainer and the
-    scorer call this before they start serving, so that no RPC or job thread imports it first.
-    Found by the chaos suite (tests/integration/test_chaos.py, seed 1401): a freshly restarted
-    trainer took a dead coordinator's StartTraining and its retry side by side, and one failed.
+    scorer call this before they start serving, so that no RPC or job thread imports it first (a
+    restarted trainer can take a StartTraining and its retry side by side).
     """
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoTokenizer  # noqa: F401
 

@@ -1,19 +1,13 @@
-"""Conversion between scorer protos and the model cache's domain objects. The only place both meet."""
+"""Protobuf <-> the scorer's own values (model references, scores, pool chunks), at the edge of ScorerService."""
 
 from __future__ import annotations
 
 from lesslabels.common import errors
-from lesslabels.common.shards import shard_from_proto
 from lesslabels.common.timeutil import rfc3339
 from lesslabels.contract import wire
 from lesslabels.scorer.model_cache import LoadedEntry, ModelSpec, Scores
 from lesslabels.scorer.pool_scoring import PoolChunk, PoolQuery
 from lesslabels.v1 import common_pb2, scorer_pb2
-
-SPLIT_NAMES = {
-    common_pb2.SPLIT_UNSPECIFIED: "train",
-    **wire.SPLIT_TO_CORE,
-}  # train: ScorePool's documented default
 
 
 def spec_from_proto(ref: common_pb2.ModelRef) -> ModelSpec:
@@ -78,19 +72,9 @@ def loaded_to_proto(entry: LoadedEntry) -> scorer_pb2.LoadedModel:
 
 def pool_query_from_proto(request: scorer_pb2.ScorePoolRequest) -> PoolQuery:
     """The samples and model a ScorePool request asks for; InvalidArgument when it is not valid."""
-    split = SPLIT_NAMES.get(request.split)
-    if split is None:
-        raise errors.InvalidArgument(f"unknown split {request.split}")
     return PoolQuery(
-        dataset=request.dataset,
+        samples=wire.sample_query_from_proto(request),
         spec=spec_from_proto(request.model),
-        split=split,
-        run_id=request.run_id,
-        include_all=request.include_all,
-        subset_size=request.subset.size,
-        subset_seed=request.subset.seed,
-        sample_ids=tuple(request.sample_ids),
-        shard=shard_from_proto(request),
         chunk_size=request.chunk_size,
         embeddings=request.include_embeddings,
     )
