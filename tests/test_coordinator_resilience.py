@@ -13,7 +13,7 @@ import pytest
 from lesslabels.common.channels import wait_until_serving
 from lesslabels import contract
 from lesslabels.contract import vocabulary
-from lesslabels.coordinator.clients import PoolClient
+from lesslabels.pool.run_store_client import RunStoreClient
 from lesslabels.pool.main import build_server as build_pool
 from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, run_store_pb2
 from tests.helpers import server_settings_for_tests
@@ -116,7 +116,7 @@ def test_a_bad_stored_run_is_reported_failed_and_breaks_nothing(pool_address, st
     assert [r.id for r in active] == [good.id]
     core = fake_stack.coordinator()
     assert core.recover() == [good.id]
-    pool = PoolClient(pool_address, timeout=10)
+    pool = RunStoreClient(pool_address, timeout=10)
     assert wait_for_state(pool, good.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
     assert pool.get_run(bad.id).state == "FAILED"
 
@@ -137,7 +137,7 @@ def test_a_run_rides_out_a_pool_that_is_stopped_and_started(fake_stack, pool_ser
     fake_stack.trainer.hold.clear()
     core = fake_stack.coordinator()
     core._outage_seconds = 60.0  # longer than the outage below
-    pool = PoolClient(fake_stack.pool_address, timeout=10)
+    pool = RunStoreClient(fake_stack.pool_address, timeout=10)
     run = core.start_run(contract.RunConfig(**{**_engine_config(), "stopping": contract.StoppingRule(max_rounds=2)}))
     assert fake_stack.trainer.started.wait(20)
     caplog.set_level(logging.WARNING, logger="lesslabels.coordinator.engine")
@@ -147,7 +147,7 @@ def test_a_run_rides_out_a_pool_that_is_stopped_and_started(fake_stack, pool_ser
         return sum("event=step_retry" in r.getMessage() for r in caplog.records) >= 3
 
     server = _stop_pool_until(fake_stack, pool_server, database_url, retried)
-    pool = PoolClient(fake_stack.pool_address, timeout=10)  # a fresh channel, not one in reconnect backoff
+    pool = RunStoreClient(fake_stack.pool_address, timeout=10)  # a fresh channel, not one in reconnect backoff
     try:
         done = wait_for_state(pool, run.id, vocabulary.FINAL_RUN_STATES)
         assert done.state == "COMPLETED" and done.error == ""
@@ -162,7 +162,7 @@ def test_a_run_whose_worker_ended_without_an_outcome_is_picked_up_again(fake_sta
     core = fake_stack.coordinator()
     core._outage_seconds = 0.3  # the worker gives up during the outage, and cannot record FAILED
     core.recover()  # starts the supervisor
-    pool = PoolClient(fake_stack.pool_address, timeout=10)
+    pool = RunStoreClient(fake_stack.pool_address, timeout=10)
     run = core.start_run(contract.RunConfig(**{**_engine_config(), "stopping": contract.StoppingRule(max_rounds=2)}))
     assert fake_stack.trainer.started.wait(20)
     caplog.set_level(logging.WARNING, logger="lesslabels.coordinator.engine")
@@ -172,7 +172,7 @@ def test_a_run_whose_worker_ended_without_an_outcome_is_picked_up_again(fake_sta
         return run.id not in core.active_runs()
 
     server = _stop_pool_until(fake_stack, pool_server, database_url, worker_gone)
-    pool = PoolClient(fake_stack.pool_address, timeout=10)  # a fresh channel, not one in reconnect backoff
+    pool = RunStoreClient(fake_stack.pool_address, timeout=10)  # a fresh channel, not one in reconnect backoff
     try:
         assert any("event=worker_crashed" in r.getMessage() for r in caplog.records)
         done = wait_for_state(pool, run.id, vocabulary.FINAL_RUN_STATES)
@@ -183,7 +183,7 @@ def test_a_run_whose_worker_ended_without_an_outcome_is_picked_up_again(fake_sta
 
 
 def test_recover_with_the_pool_down_picks_the_runs_up_once_it_answers(fake_stack, pool_server, database_url):
-    pool = PoolClient(fake_stack.pool_address, timeout=10)
+    pool = RunStoreClient(fake_stack.pool_address, timeout=10)
     fake_stack.trainer.hold.clear()
     stub_run = fake_stack.coordinator()
     run = stub_run.start_run(
@@ -200,7 +200,7 @@ def test_recover_with_the_pool_down_picks_the_runs_up_once_it_answers(fake_stack
     server.set_serving()
     wait_until_serving(fake_stack.pool_address, service="lesslabels.v1.PoolService", timeout=30)
     fake_stack.trainer.hold.set()
-    pool = PoolClient(fake_stack.pool_address, timeout=10)
+    pool = RunStoreClient(fake_stack.pool_address, timeout=10)
     try:
         assert wait_for_state(pool, run.id, "COMPLETED").error == ""
     finally:

@@ -5,40 +5,34 @@ Over the real pool (gRPC, temp SQLite) with the fake scorer that records what it
 
 from __future__ import annotations
 
-import pytest
 
-from lesslabels.client import PoolClient as SdkPoolClient
+from lesslabels.client import PoolClient
 from lesslabels import contract
 from lesslabels.contract import vocabulary
 from lesslabels.coordinator import steps
-from lesslabels.coordinator.clients import PoolClient
+from lesslabels.pool.run_store_client import RunStoreClient
 from lesslabels.coordinator.scores import seed_set_seed
-from tests.stack import load_toy_dataset, wait_for_state
+from tests.helpers import BIG_TRAIN
+from tests.stack import wait_for_state
 
-TRAIN = 300
+TRAIN = BIG_TRAIN
 SEED, BATCH = 8, 6
 
 
 class RecordingPool:
-    """The coordinator's pool adapter, recording every ``train_sample_ids`` call."""
+    """The public pool client the coordinator uses, recording every ``list_samples`` call."""
 
     def __init__(self, address: str):
         self.inner = PoolClient(address, timeout=10)
         self.listings: list[dict] = []
 
-    def train_sample_ids(self, dataset: str, **kwargs) -> list[int]:
-        ids = self.inner.train_sample_ids(dataset, **kwargs)
-        self.listings.append(dict(kwargs, dataset=dataset, returned=len(ids)))
-        return ids
+    def list_samples(self, dataset: str, **kwargs):
+        samples = self.inner.list_samples(dataset, **kwargs)
+        self.listings.append(dict(kwargs, dataset=dataset, returned=len(samples)))
+        return samples
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
-
-
-@pytest.fixture
-def big(fake_stack):
-    load_toy_dataset(fake_stack.pool_address, "big", train=TRAIN, test=12)
-    return fake_stack
 
 
 def config(**overrides) -> contract.RunConfig:
@@ -55,7 +49,7 @@ def config(**overrides) -> contract.RunConfig:
 
 
 def _seed_set(stack, run_id: int) -> list[int]:
-    return sorted(a.sample_id for a in PoolClient(stack.pool_address, timeout=10).list_acquisitions(run_id, 0))
+    return sorted(a.sample_id for a in RunStoreClient(stack.pool_address, timeout=10).list_acquisitions(run_id, 0))
 
 
 def test_the_random_seed_set_is_the_pools_random_subset_of_k_ids(big):
@@ -63,14 +57,17 @@ def test_the_random_seed_set_is_the_pools_random_subset_of_k_ids(big):
     core = big.coordinator(pool)
     runs = [core.start_run(config()), core.start_run(config()), core.start_run(config(random_seed=8))]
     for run in runs:
-        assert wait_for_state(pool.inner, run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
+        assert (
+            wait_for_state(RunStoreClient(big.pool_address, timeout=10), run.id, vocabulary.FINAL_RUN_STATES).state
+            == "COMPLETED"
+        )
     # One listing per run, of k ids: the pool never sent the whole pool for a seed set.
     assert [(c["subset"], c["returned"]) for c in pool.listings] == [(SEED, SEED)] * 3
     # The three runs seed concurrently, so their listings arrive in any order.
     assert sorted(c["subset_seed"] for c in pool.listings) == sorted(
         [seed_set_seed(7), seed_set_seed(7), seed_set_seed(8)]
     )
-    with SdkPoolClient(big.pool_address, timeout=10) as sdk:
+    with PoolClient(big.pool_address, timeout=10) as sdk:
         expected = [s.id for s in sdk.list_samples("big", split="train", subset=SEED, subset_seed=seed_set_seed(7))]
     assert _seed_set(big, runs[0].id) == _seed_set(big, runs[1].id) == expected
     assert _seed_set(big, runs[2].id) != expected and len(_seed_set(big, runs[2].id)) == SEED
@@ -82,7 +79,10 @@ def test_the_diverse_seed_set_embeds_no_more_than_its_bound_of_a_larger_pool(big
     assert bound == 20 * SEED < TRAIN
     pool = RecordingPool(big.pool_address)
     run = big.coordinator(pool).start_run(config(seed_strategy="diverse", strategy="clustered_entropy"))
-    assert wait_for_state(pool.inner, run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
+    assert (
+        wait_for_state(RunStoreClient(big.pool_address, timeout=10), run.id, vocabulary.FINAL_RUN_STATES).state
+        == "COMPLETED"
+    )
     [embedded] = [c for c in big.scorer.calls if c["base_model"] is not None]
     assert embedded["embeddings"] and embedded["subset"] == bound and embedded["subset_seed"] == seed_set_seed(7)
     assert len(embedded["scored"]) == bound, "the coordinator embedded more of the pool than the bound"
@@ -95,7 +95,7 @@ def test_the_diverse_seed_set_embeds_a_pool_within_its_bound_whole(big):
     assert steps.diverse_seed_sample(SEED) == steps.DIVERSE_SAMPLE_FLOOR > TRAIN
     run = big.coordinator().start_run(config(seed_strategy="diverse", strategy="clustered_entropy"))
     assert (
-        wait_for_state(PoolClient(big.pool_address, timeout=10), run.id, vocabulary.FINAL_RUN_STATES).state
+        wait_for_state(RunStoreClient(big.pool_address, timeout=10), run.id, vocabulary.FINAL_RUN_STATES).state
         == "COMPLETED"
     )
     [embedded] = [c for c in big.scorer.calls if c["base_model"] is not None]

@@ -15,7 +15,8 @@ import threading
 
 import pytest
 
-from lesslabels.client import CoordinatorClient, PoolClient
+from lesslabels.client import CoordinatorClient
+from lesslabels.pool.run_store_client import RunStoreClient
 from lesslabels.cli.stack import free_port
 from lesslabels.web.app import WebSettings, create_app
 from lesslabels.web.backend import Addresses, SdkBackend
@@ -199,8 +200,8 @@ def test_a_person_labels_a_batch_with_the_keyboard_reloads_and_a_second_person_j
         assert coordinator.get_run(run_id).run.labelled_count == 12
 
     # Exactly one label event per sample, whoever pressed first.
-    with PoolClient(real_stack.pool_address) as pool:
-        acquisitions = pool.list_acquisitions(run_id, round_index=0)
+    with RunStoreClient(real_stack.pool_address) as runs:
+        acquisitions = runs.list_acquisitions(run_id, round_index=0)
         assert len(acquisitions) == 12 and all(a.label == gold(a.text) for a in acquisitions)
     from lesslabels.v1 import pool_pb2, pool_pb2_grpc
     from lesslabels.common.channels import make_channel

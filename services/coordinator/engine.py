@@ -17,6 +17,7 @@ from lesslabels import contract
 from lesslabels.contract import vocabulary
 from lesslabels.coordinator.events import EventBus
 from lesslabels.coordinator.ports import PoolPort, ScorerPort, TrainerPort
+from lesslabels.pool.run_store_client import RunStoreClient
 from lesslabels.coordinator.sharding import ScorerReplicas
 from lesslabels.coordinator.steps import StepRunner
 from lesslabels.coordinator.worker import Pause, RunLocks, Stopped, Worker
@@ -39,6 +40,7 @@ class Coordinator:
     def __init__(
         self,
         pool: PoolPort,
+        runs: RunStoreClient,
         trainer: TrainerPort,
         scorer: ScorerPort | ScorerReplicas,
         *,
@@ -47,6 +49,7 @@ class Coordinator:
         supervise_seconds: float = SUPERVISE_SECONDS,
     ):
         self.pool = pool
+        self.runs = runs
         self.trainer = trainer
         self.scorer = scorer
         self.events = EventBus()
@@ -58,7 +61,7 @@ class Coordinator:
         self._lock = threading.Lock()
         self._run_lock = RunLocks()
         self._workers: dict[int, Worker] = {}
-        self._steps = StepRunner(pool, trainer, scorer, self.events, self._run_lock)
+        self._steps = StepRunner(pool, runs, trainer, scorer, self.events, self._run_lock)
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -72,7 +75,7 @@ class Coordinator:
                 self._supervisor = threading.Thread(target=self._supervise, name="run-supervisor", daemon=True)
                 self._supervisor.start()
         try:
-            runs = self.pool.list_runs(states=vocabulary.ACTIVE_RUN_STATES)
+            runs = self.runs.list_runs(states=vocabulary.ACTIVE_RUN_STATES)
         except errors.Unavailable as exc:
             log.warning("event=recover_deferred error=%r", str(exc))
             return []
@@ -86,7 +89,7 @@ class Coordinator:
         ended without an outcome (it crashed, or the pool was gone when it tried to record one)."""
         while not self._stopping.wait(self._supervise_seconds):
             try:
-                runs = self.pool.list_runs(states=vocabulary.ACTIVE_RUN_STATES)
+                runs = self.runs.list_runs(states=vocabulary.ACTIVE_RUN_STATES)
             except errors.LessLabelsError as exc:
                 log.warning("event=supervise_skipped error=%r", str(exc))
                 continue
@@ -149,20 +152,20 @@ class Coordinator:
                     f"{config.candidates}: a round selects its batch out of the candidates it scores; give "
                     "more candidates or a smaller batch"
                 )
-        run = self.pool.create_run(config, request_id)
+        run = self.runs.create_run(config, request_id)
         log.info("event=run_created run=%d dataset=%s strategy=%s", run.id, config.dataset, config.strategy)
         self.events.announce(run, message=f"run {run.id} created on {config.dataset}")
         self._ensure_worker(run.id)
         return run
 
     def get_run(self, run_id: int) -> tuple[contract.Run, list[contract.Round]]:
-        return self.pool.get_run(run_id), self.pool.list_rounds(run_id)
+        return self.runs.get_run(run_id), self.runs.list_rounds(run_id)
 
     def list_runs(self, dataset: str = "", states: Sequence[str] = ()) -> list[contract.Run]:
-        return self.pool.list_runs(dataset=dataset, states=states)
+        return self.runs.list_runs(dataset=dataset, states=states)
 
     def cancel_run(self, run_id: int) -> contract.Run:
-        run = self.pool.get_run(run_id)
+        run = self.runs.get_run(run_id)
         if run.state in ("CANCELLED", "COMPLETED"):
             return run
         with self._run_lock(run_id):
@@ -173,7 +176,7 @@ class Coordinator:
                 job_id = worker.job_id  # read before stopping: the worker clears it on its way out
                 worker.cancelled = True
                 worker.stop.set()
-            run = self.pool.update_run(run_id, state="CANCELLED", stop_reason="cancelled by a user")
+            run = self.runs.update_run(run_id, state="CANCELLED", stop_reason="cancelled by a user")
         if job_id:
             try:
                 self.trainer.cancel_job(job_id)
@@ -184,22 +187,22 @@ class Coordinator:
         return run
 
     def resume_run(self, run_id: int) -> contract.Run:
-        run = self.pool.get_run(run_id)
+        run = self.runs.get_run(run_id)
         if run.state == "COMPLETED":
             raise errors.FailedPrecondition(f"run {run_id} is completed ({run.stop_reason}); start a new run instead")
         if run.state in ("FAILED", "CANCELLED"):
             with self._run_lock(run_id):
-                run = self.pool.update_run(run_id, state="RUNNING")
+                run = self.runs.update_run(run_id, state="RUNNING")
             log.info("event=run_resumed run=%d step=%s round=%d", run_id, run.step, run.round)
         self._ensure_worker(run_id)
         return run
 
     def pending_labels(self, run_id: int) -> contract.PendingBatch:
-        run = self.pool.get_run(run_id)
+        run = self.runs.get_run(run_id)
         labels = self.pool.get_dataset(run.config.dataset).labels
         if run.step != "LABEL":
             return contract.PendingBatch(run_id, run.round, labels, ())
-        batch = self.pool.list_acquisitions(run_id, run.round)
+        batch = self.runs.list_acquisitions(run_id, run.round)
         return contract.PendingBatch(run_id, run.round, labels, tuple(batch))
 
     def submit_labels(
@@ -207,30 +210,30 @@ class Coordinator:
     ) -> tuple[contract.LabelResult, int]:
         """Record human labels for the pending batch. Returns the pool's result and the number of
         samples of the batch still unlabelled; the run continues when that reaches 0."""
-        run = self.pool.get_run(run_id)
+        run = self.runs.get_run(run_id)
         if run.config.oracle != "human":
             raise errors.FailedPrecondition(f"run {run_id} uses the simulated oracle; it takes no human labels")
         if not labels:
             raise errors.InvalidArgument("no labels given")
         with self._run_lock(run_id):
-            run = self.pool.get_run(run_id)
+            run = self.runs.get_run(run_id)
             if run.state == "CANCELLED":
                 raise errors.FailedPrecondition(
                     f"run {run_id} is cancelled: resume it first ('lesslabels resume {run_id}'), then label"
                 )
             waiting = run.step == "LABEL" and run.state in ("RUNNING", "WAITING_FOR_LABELS", "PENDING")
-            batch = {a.sample_id for a in self.pool.list_acquisitions(run_id, run.round)} if waiting else set()
+            batch = {a.sample_id for a in self.runs.list_acquisitions(run_id, run.round)} if waiting else set()
             fresh = [(i, label) for i, label in labels if i in batch]
             repeats = self._repeats_of_recorded(run, [(i, label) for i, label in labels if i not in batch])
             if not fresh:
-                return repeats, len(self.pool.list_acquisitions(run_id, run.round, pending_only=True)) if waiting else 0
+                return repeats, len(self.runs.list_acquisitions(run_id, run.round, pending_only=True)) if waiting else 0
             result = self.pool.submit_labels(
-                run.config.dataset, run_id, fresh, annotator=annotator, idempotency_key=idempotency_key
+                run.config.dataset, fresh, run_id=run_id, annotator=annotator, idempotency_key=idempotency_key
             )
             result = dataclasses.replace(
                 result, unchanged=result.unchanged + repeats.unchanged, labels=result.labels + repeats.labels
             )
-            remaining = len(self.pool.list_acquisitions(run_id, run.round, pending_only=True))
+            remaining = len(self.runs.list_acquisitions(run_id, run.round, pending_only=True))
             log.info(
                 "event=labels_submitted run=%d round=%d recorded=%d remaining=%d",
                 run_id,
@@ -240,7 +243,7 @@ class Coordinator:
             )
             if remaining == 0:
                 self._ensure_worker(run_id)
-        self.events.announce(self.pool.get_run(run_id), message=f"{remaining} samples of the batch still unlabelled")
+        self.events.announce(self.runs.get_run(run_id), message=f"{remaining} samples of the batch still unlabelled")
         return result, remaining
 
     def _repeats_of_recorded(self, run: contract.Run, labels: Sequence[tuple[int, str]]) -> contract.LabelResult:
@@ -248,7 +251,7 @@ class Coordinator:
         (a retried import after the batch completed); anything else is refused."""
         if not labels:
             return contract.LabelResult()
-        recorded = {a.sample_id: a.label for a in self.pool.list_acquisitions(run.id)}
+        recorded = {a.sample_id: a.label for a in self.runs.list_acquisitions(run.id)}
         outside = sorted({i for i, label in labels if recorded.get(i) != label or not label})
         if outside:
             where = f"round {run.round}" if run.step == "LABEL" else f"none pending: run is {run.state} at {run.step}"
@@ -262,8 +265,8 @@ class Coordinator:
     ) -> Iterator[contract.RunEvent]:
         """The run's current state, then each event until it ends or ``is_active()`` turns false."""
         seq = self.events.last_seq(run_id)
-        run = self.pool.get_run(run_id)
-        rounds = self.pool.list_rounds(run_id)
+        run = self.runs.get_run(run_id)
+        rounds = self.runs.list_rounds(run_id)
         yield contract.RunEvent(run, rounds[-1] if rounds else None, message=f"run {run_id} is {run.state}")
         if run.state in vocabulary.FINAL_RUN_STATES:
             return
@@ -274,7 +277,7 @@ class Coordinator:
                     return
             if not self._has_live_worker(run_id):
                 # Nothing will publish (paused, or stopped elsewhere): end once the stored state is final.
-                current = self.pool.get_run(run_id)
+                current = self.runs.get_run(run_id)
                 if current.state in vocabulary.FINAL_RUN_STATES:
                     yield contract.RunEvent(current, message=f"run {run_id} is {current.state}")
                     return
@@ -314,7 +317,7 @@ class Coordinator:
                 try:
                     # The pool is read once per worker (and after a failed step); then each step goes on
                     # from the run as its predecessor advanced it, with the configuration decoded once.
-                    run = worker.run or self.pool.get_run(run_id)
+                    run = worker.run or self.runs.get_run(run_id)
                     worker.run = None
                     if run.state not in vocabulary.ACTIVE_RUN_STATES or run.step == "DONE":
                         worker.outcome = True
@@ -352,12 +355,12 @@ class Coordinator:
 
     def _fail(self, worker: Worker, run_id: int, exc: BaseException) -> None:
         """Record the run FAILED (then the worker has an outcome); raises when the pool cannot."""
-        run = self.pool.get_run(run_id)
+        run = self.runs.get_run(run_id)
         message = f"{run.step} of round {run.round} failed: {exc}"
         with self._run_lock(run_id):
             if worker.cancelled:
                 worker.outcome = True
                 return
-            failed = self.pool.update_run(run_id, state="FAILED", error=message)
+            failed = self.runs.update_run(run_id, state="FAILED", error=message)
             worker.outcome = True
         self.events.announce(failed, message=message)

@@ -10,6 +10,7 @@ retries and errors; results are the contract types (``lesslabels.contract``). Im
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from lesslabels import contract
 from lesslabels.client._base import ServiceClient
@@ -18,11 +19,11 @@ from lesslabels.contract import wire
 from lesslabels.v1 import pool_pb2, run_pb2, run_store_pb2, run_store_pb2_grpc
 
 
-def _state(name: str) -> int:
+def _state(name: str) -> Any:
     return _choice(name, wire.RUN_STATE_TO_PROTO, "run state") if name else run_pb2.RUN_STATE_UNSPECIFIED
 
 
-def _step(name: str) -> int:
+def _step(name: str) -> Any:
     return _choice(name, wire.RUN_STEP_TO_PROTO, "run step") if name else run_pb2.RUN_STEP_UNSPECIFIED
 
 

@@ -55,8 +55,18 @@ from lesslabels.client import (
 )
 from lesslabels.contract.vocabulary import FINAL_RUN_STATES as FINAL_STATES
 from lesslabels.demo.data import synthetic_rows
+from lesslabels.pool.run_store_client import RunStoreClient
 from tests.integration.compose import LocalTopology, stand_in_unavailable_reason
-from tests.integration.values import CHILD_ENV, DATASET, TEST_ROWS, TOKEN, TRAIN_ROWS, VARIABLES, tiny_run_config
+from tests.integration.values import (
+    CHILD_ENV,
+    DATASET,
+    INTERNAL_TOKEN,
+    TEST_ROWS,
+    TOKEN,
+    TRAIN_ROWS,
+    VARIABLES,
+    tiny_run_config,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -273,8 +283,9 @@ def check_run(topology: LocalTopology, detail: RunDetail) -> list[str]:
     for r in rounds:
         if not (r.checkpoint_id and r.train_job_id and r.test is not None and r.finished_at):
             problems.append(f"round {r.index} is unfinished: {r}")
+    with RunStoreClient(topology.address("pool"), token=INTERNAL_TOKEN, timeout=30) as runs:
+        acquired = runs.list_acquisitions(run_id)
     with PoolClient(topology.address("pool"), token=TOKEN, timeout=30) as pool:
-        acquired = pool.list_acquisitions(run_id)
         labelled = [s.id for s in pool.list_samples(DATASET, state="labelled", run_id=run_id, page_size=5000)]
         counts = pool.get_counts(DATASET, run_id=run_id)
     ids = [a.sample_id for a in acquired]
