@@ -12,7 +12,7 @@ import pathlib
 
 import pytest
 
-from tests.helpers import ROOT, server_settings_for_tests
+from tests.helpers import BIG_TRAIN, LABELLED_POOL_TRAIN, ROOT, server_settings_for_tests
 
 
 @pytest.fixture(autouse=True)
@@ -104,6 +104,32 @@ def stub(pool_address):
     from tests.helpers import pool_stub
 
     return pool_stub(pool_address)
+
+
+@pytest.fixture
+def big(fake_stack):
+    """The fake stack with a dataset "big" of 300 training texts (and 12 test texts)."""
+    from tests.stack import load_toy_dataset
+
+    load_toy_dataset(fake_stack.pool_address, "big", train=BIG_TRAIN, test=12)
+    return fake_stack
+
+
+@pytest.fixture
+def labelled_pool(pool_address, stub):
+    """A PoolClient on a dataset "d" of 300 train and 20 test texts, the first 40 train texts labelled
+    (dataset scope); ``train_ids`` holds the train texts' ids in order."""
+    from lesslabels.client import PoolClient
+    from tests.helpers import import_rows, submit_labels
+
+    import_rows(pool_address, "d", [("a" if i % 3 else "b", f"train text {i}") for i in range(LABELLED_POOL_TRAIN)])
+    import_rows(pool_address, "d", [("a", f"test text {i}") for i in range(20)], split="test")
+    client = PoolClient(pool_address, timeout=30)
+    train = [s.id for s in client.list_samples("d", split="train")]
+    submit_labels(stub, [(i, "a") for i in train[:40]])
+    client.train_ids = train  # type: ignore[attr-defined]
+    yield client
+    client.close()
 
 
 @pytest.fixture

@@ -23,6 +23,12 @@ SPLITS = wire.SPLIT_TO_PROTO
 BOTH_DATABASES = pytest.mark.parametrize("database_backend", ["sqlite", "postgres"], indirect=True)
 
 
+#: Training texts of the dataset of the ``labelled_pool`` fixture (conftest.py).
+LABELLED_POOL_TRAIN = 300
+#: Training texts of the dataset "big" of the ``big`` fixture (conftest.py).
+BIG_TRAIN = 300
+
+
 def load_bench(script: str) -> types.ModuleType:
     """``bench/<script>`` as a module (the benchmarks are scripts, not a package)."""
     spec = importlib.util.spec_from_file_location(f"bench_{pathlib.Path(script).stem}", ROOT / "bench" / script)

@@ -26,8 +26,8 @@ from lesslabels.common import errors, uncertainty
 from lesslabels import contract
 from lesslabels.contract import vocabulary
 from lesslabels.coordinator import domain
-from lesslabels.client import PoolClient as SdkPoolClient
-from lesslabels.coordinator.clients import PoolClient
+from lesslabels.client import PoolClient
+from lesslabels.pool.run_store_client import RunStoreClient
 from lesslabels.coordinator.engine import Coordinator
 from tests.helpers import import_rows, server_settings_for_tests
 
@@ -136,7 +136,7 @@ class FakeScorer:
     and records each call with the ids it scored (``calls``)."""
 
     def __init__(self, pool_address: str, *, test_accuracy: float = 0.75, stable: bool = False):
-        self._pool = SdkPoolClient(pool_address, timeout=10)
+        self._pool = PoolClient(pool_address, timeout=10)
         self.test_accuracy = test_accuracy
         self.stable = stable  # same predictions for every checkpoint
         self.calls: list[dict] = []
@@ -153,10 +153,10 @@ class FakeScorer:
             if c["run_id"] == run_id and c["split"] == "train" and c["checkpoint_id"] and c["embeddings"] == embeddings
         ]
 
-    def score_pool(self, **kwargs) -> contract.PoolScores:
-        chunks = list(self.iter_pool_scores(**kwargs))
+    def score_pool(self, samples: contract.SampleQuery, **kwargs) -> contract.PoolScores:
+        chunks = list(self.score_pool_chunks(samples, **kwargs))
         if not chunks:
-            return self._scores(kwargs.get("checkpoint_id", ""), kwargs.get("split", "train"), [], False, False)
+            return self._scores(kwargs.get("checkpoint") or "", samples.split, [], False, False)
         probabilities, embeddings = kwargs.get("probabilities", True), kwargs.get("embeddings", False)
         return contract.PoolScores(
             chunks[0].labels,
@@ -170,59 +170,46 @@ class FakeScorer:
             ),
         )
 
-    def iter_pool_scores(
-        self,
-        *,
-        dataset,
-        run_id=0,
-        checkpoint_id="",
-        base_model=None,
-        split="train",
-        include_all=False,
-        embeddings=False,
-        probabilities=True,
-        subset=0,
-        subset_seed=0,
-        sample_ids=(),
-        shard=None,
-        chunk_size=512,
-        progress=None,
-    ) -> Iterator[contract.PoolScores]:
+    def score_pool_chunks(self, samples: contract.SampleQuery, **options) -> Iterator[contract.PoolScores]:
+        query = samples
+        checkpoint_id, split = options.get("checkpoint") or "", query.split
+        base_model, progress = options.get("base_model"), options.get("progress")
+        embeddings, probabilities = options.get("embeddings", False), options.get("probabilities", True)
         call = dict(
-            dataset=dataset,
-            run_id=run_id,
+            dataclasses.asdict(query),
+            sample_ids=list(query.sample_ids),
+            shard=query.shard,
             checkpoint_id=checkpoint_id,
             base_model=base_model,
-            split=split,
             embeddings=embeddings,
             probabilities=probabilities,
-            include_all=include_all,
-            subset=subset,
-            subset_seed=subset_seed,
-            sample_ids=list(sample_ids),
-            shard=shard,
             scored=[],
         )
         self.calls.append(call)
-        samples = self._pool.list_samples(
-            dataset,
+        listed = self._pool.list_samples(
+            query.dataset,
             split="test" if split == "test" else "train",
-            state="any" if include_all or split == "test" else "unlabelled",
-            run_id=run_id,
+            state="any" if query.include_all or split == "test" else "unlabelled",
+            run_id=query.run_id,
             page_size=5000,
             include_gold=split == "test",
-            subset=subset,
-            subset_seed=subset_seed,
-            sample_ids=sample_ids,
-            shard=shard,
+            subset=query.subset,
+            subset_seed=query.subset_seed,
+            sample_ids=query.sample_ids,
+            shard=query.shard,
             timeout=10,
         )
-        for start in range(0, len(samples), self.chunk_size):
-            chunk = samples[start : start + self.chunk_size]
+        for start in range(0, len(listed), self.chunk_size):
+            chunk = listed[start : start + self.chunk_size]
             call["scored"].extend(s.id for s in chunk)
             if progress is not None:
-                progress(start + len(chunk), len(samples))
+                progress(start + len(chunk), len(listed))
             yield self._scores(checkpoint_id, split, chunk, probabilities, embeddings)
+
+    def expected_test_accuracy(self, dataset: str) -> float:
+        """The test accuracy this scorer gives every checkpoint on ``dataset``, worked out from its rule."""
+        ids = [s.id for s in self._pool.list_samples(dataset, split="test", page_size=5000, timeout=10)]
+        return float(np.mean([_unit(f"test/{i}") < self.test_accuracy for i in ids]))
 
     def _scores(self, checkpoint_id, split, samples, probabilities, embeddings) -> contract.PoolScores:
         labels = LABELS
@@ -259,9 +246,12 @@ class FakeStack:
     scorer: FakeScorer
     coordinators: list = dataclasses.field(default_factory=list)
 
-    def coordinator(self, pool=None) -> Coordinator:
+    def coordinator(self, pool=None, runs=None) -> Coordinator:
+        """A coordinator core on the pool, the fake trainer and scorer; ``pool`` (the public pool
+        service) and ``runs`` (the run store) may be wrapped clients."""
         core = Coordinator(
             pool or PoolClient(self.pool_address, timeout=10),
+            runs or RunStoreClient(self.pool_address, timeout=10),
             self.trainer,
             self.scorer,
             retry_backoff=0.05,
@@ -284,12 +274,12 @@ def wait_for(predicate: Callable[[], object], timeout: float = 20.0, interval: f
         time.sleep(interval)
 
 
-def wait_for_state(pool: PoolClient, run_id: int, states, timeout: float = 30.0) -> contract.Run:
+def wait_for_state(runs: RunStoreClient, run_id: int, states, timeout: float = 30.0) -> contract.Run:
     states = (states,) if isinstance(states, str) else tuple(states)
     last: list[contract.Run] = []
 
     def check():
-        run = pool.get_run(run_id)
+        run = runs.get_run(run_id)
         last[:] = [run]
         return run if run.state in states else None
 

@@ -238,7 +238,9 @@ def test_start_watch_and_read_a_run(coordinator, fake_stack):
     assert {e.round.index for e in [first, *rest] if e.round is not None} == {0, 1}
     detail = coordinator.get_run(run.id)
     assert detail.run.state == "COMPLETED" and [r.index for r in detail.rounds] == [0, 1]
-    assert 0 <= detail.rounds[1].test.accuracy <= 1
+    expected = fake_stack.scorer.expected_test_accuracy("toy")
+    assert 0 < expected < 1 and [r.test.accuracy for r in detail.rounds] == [expected, expected]
+    assert [r.test.count for r in detail.rounds] == [12, 12]
     assert [r.id for r in coordinator.list_runs(dataset="toy", states=["COMPLETED"])] == [run.id]
     assert coordinator.list_runs(states=["FAILED"]) == []
     with pytest.raises(FailedPrecondition, match="completed"):

@@ -14,19 +14,13 @@ import pytest
 from lesslabels import contract
 from lesslabels.contract import vocabulary
 from lesslabels.coordinator import strategies
-from lesslabels.coordinator.clients import PoolClient
+from lesslabels.pool.run_store_client import RunStoreClient
 from lesslabels.coordinator.scores import PoolScoreCache, agreement_seed, candidate_seed
-from tests.stack import FakeScorer, load_toy_dataset, wait_for, wait_for_state
+from tests.helpers import BIG_TRAIN
+from tests.stack import FakeScorer, wait_for, wait_for_state
 
-TRAIN = 300
+TRAIN = BIG_TRAIN
 SEED, BATCH = 8, 6
-
-
-@pytest.fixture
-def big(fake_stack):
-    """The fake stack with a dataset "big" of 300 training texts (and 12 test texts)."""
-    load_toy_dataset(fake_stack.pool_address, "big", train=TRAIN, test=12)
-    return fake_stack
 
 
 def config(**overrides) -> contract.RunConfig:
@@ -43,8 +37,8 @@ def config(**overrides) -> contract.RunConfig:
     return contract.RunConfig(**base)
 
 
-def _pool(stack) -> PoolClient:
-    return PoolClient(stack.pool_address, timeout=10)
+def _pool(stack) -> RunStoreClient:
+    return RunStoreClient(stack.pool_address, timeout=10)
 
 
 def _round(call: dict) -> int:
@@ -90,7 +84,8 @@ def test_a_run_with_candidates_scores_exactly_n_unlabelled_samples_per_round(big
         assert not set(scored) & labelled, "a labelled sample was scored as a candidate"
         # The batch is the 6 most uncertain of exactly those 50, as the entropy strategy ranks them.
         scores = big.scorer.score_pool(
-            dataset="big", run_id=run.id, checkpoint_id=call["checkpoint_id"], include_all=True, sample_ids=scored
+            contract.SampleQuery("big", run_id=run.id, include_all=True, sample_ids=scored),
+            checkpoint=call["checkpoint_id"],
         )
         expected = scores.sample_ids[strategies.select("entropy", BATCH, probs=scores.probabilities).indices]
         assert acquired[r + 1] == expected.tolist()
@@ -126,7 +121,7 @@ class _Died(BaseException):
 class _DieAfterScoring:
     """A pool that dies right after the SCORE step of round 0 was recorded (the run moved to SELECT)."""
 
-    def __init__(self, pool: PoolClient):
+    def __init__(self, pool: RunStoreClient):
         self._pool = pool
         self.died = False
 
@@ -149,7 +144,7 @@ def test_a_restarted_coordinator_scores_the_same_subset_again(big):
     reference = big.coordinator().start_run(config())
     _finish(big, reference)
     dying = _DieAfterScoring(_pool(big))
-    first = big.coordinator(pool=dying)
+    first = big.coordinator(runs=dying)
     run = first.start_run(config())
     wait_for(lambda: dying.died and not first.active_runs(), what="the coordinator to die after scoring")
     first.close()
@@ -195,12 +190,9 @@ def test_without_candidates_agreement_compares_the_unlabelled_samples_both_round
     assert not set(calls[1][0]["scored"]) & {i for r in (0, 1) for i in acquired[r]}
     # Round 1's agreement: the samples unlabelled in round 1, predicted by both checkpoints.
     both = calls[1][0]["scored"]
-    before = big.scorer.score_pool(
-        dataset="big", run_id=run.id, checkpoint_id=calls[0][0]["checkpoint_id"], include_all=True, sample_ids=both
-    )
-    after = big.scorer.score_pool(
-        dataset="big", run_id=run.id, checkpoint_id=calls[1][0]["checkpoint_id"], include_all=True, sample_ids=both
-    )
+    both_query = contract.SampleQuery("big", run_id=run.id, include_all=True, sample_ids=both)
+    before = big.scorer.score_pool(both_query, checkpoint=calls[0][0]["checkpoint_id"])
+    after = big.scorer.score_pool(both_query, checkpoint=calls[1][0]["checkpoint_id"])
     expected = float(np.mean(before.predicted == after.predicted))
     _, rounds = big.coordinator().get_run(run.id)
     assert 0 < expected < 1 and rounds[1].agreement == pytest.approx(expected)
@@ -225,7 +217,7 @@ def test_streamed_selection_equals_the_strategy_over_the_whole_pool(big, strateg
     else:
         assert embedded == []
     whole = big.scorer.score_pool(
-        dataset="big", run_id=run.id, checkpoint_id=checkpoint, include_all=True, embeddings=True
+        contract.SampleQuery("big", run_id=run.id, include_all=True), checkpoint=checkpoint, embeddings=True
     )
     selection = strategies.select(
         strategy,

@@ -11,8 +11,11 @@ import threading
 import grpc
 import pytest
 
-from lesslabels.client import Amount, CoordinatorClient, PoolClient, RunConfig, StoppingRule
+import numpy as np
+
+from lesslabels.client import Amount, CoordinatorClient, PoolClient, RunConfig, SampleQuery, ScorerClient, StoppingRule
 from lesslabels.contract.vocabulary import FINAL_RUN_STATES as FINAL_STATES
+from lesslabels.pool.run_store_client import RunStoreClient
 from lesslabels.contract.vocabulary import RUN_STEPS as STEPS
 from lesslabels.v1 import trainer_pb2, trainer_pb2_grpc
 from tests.stack import load_toy_dataset, wait_for
@@ -34,6 +37,8 @@ def _config(tiny_bert_dir, **overrides) -> RunConfig:
 class Clients:
     def __init__(self, stack):
         self.pool = PoolClient(stack.pool_address, timeout=10)
+        self.runs = RunStoreClient(stack.pool_address, timeout=10)  # the run records, as the coordinator reads them
+        self.scorer = ScorerClient(stack.scorer_address, timeout=60)
         self._trainer_channel = grpc.insecure_channel(stack.trainer_address)
         self.trainer = trainer_pb2_grpc.TrainerServiceStub(self._trainer_channel)
         self.coordinator = None
@@ -46,11 +51,13 @@ class Clients:
 
     def close(self):
         self.pool.close()
+        self.runs.close()
+        self.scorer.close()
         self.coordinator.close()
         self._trainer_channel.close()
 
     def run(self, run_id):
-        return self.pool.get_run(run_id)
+        return self.runs.get_run(run_id)
 
     def wait_final(self, run_id, timeout=240):
         return wait_for(
@@ -58,7 +65,7 @@ class Clients:
         )
 
     def acquisitions(self, run_id):
-        return self.pool.list_acquisitions(run_id)
+        return self.runs.list_acquisitions(run_id)
 
     def jobs(self, run_id):
         return list(self.trainer.ListJobs(trainer_pb2.ListJobsRequest(run_id=run_id), timeout=10).jobs)
@@ -95,7 +102,12 @@ def test_two_round_run_over_the_real_services(clients, tiny_bert_dir):
     assert detail.rounds[0].selected_count == 8
     for r in detail.rounds:
         assert r.checkpoint_id and r.train_job_id
-        assert r.test.count == 12 and 0 <= r.test.accuracy <= 1 and r.test.per_class_f1
+        # The round's accuracy is its checkpoint's on the test split, as the scorer scores it now.
+        test = clients.scorer.score_pool(
+            SampleQuery(config.dataset, split="test", include_all=True), checkpoint=r.checkpoint_id
+        )
+        assert r.test.count == 12 and r.test.per_class_f1
+        assert r.test.accuracy == pytest.approx(float(np.mean(test.predicted == test.gold)))
         assert r.train_seconds > 0
     assert 0 <= detail.rounds[0].agreement <= 1
     acquisitions = _assert_recorded_once(clients, run.id, rounds=2, labelled=20)
@@ -185,10 +197,10 @@ class _ScoredSamples:
         self.release = threading.Event()
         self._hold = hold_first
 
-    def __call__(self, pool, **kwargs):
-        call = dict(split=kwargs["split"], run_id=kwargs["run_id"], subset=kwargs.get("subset_size", 0), ids=[])
+    def __call__(self, pool, query, **kwargs):
+        call = dict(split=query.split, run_id=query.run_id, subset=query.subset, ids=[])
         self.calls.append(call)
-        pages = list(self._real(pool, **kwargs))
+        pages = list(self._real(pool, query, **kwargs))
         for page in pages:
             call["ids"].extend(page.sample_ids)
         if self._hold and call["split"] == "train" and call["subset"]:

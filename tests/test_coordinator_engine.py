@@ -12,7 +12,8 @@ from lesslabels.common import errors
 from lesslabels import contract
 from lesslabels.contract import vocabulary
 from lesslabels.coordinator import domain
-from lesslabels.coordinator.clients import PoolClient
+from lesslabels.client import PoolClient
+from lesslabels.pool.run_store_client import RunStoreClient
 from tests.stack import wait_for, wait_for_state
 
 TRAIN, TEST = 40, 12
@@ -30,11 +31,11 @@ def config(**overrides) -> contract.RunConfig:
     return contract.RunConfig(**base)
 
 
-def _pool(stack) -> PoolClient:
-    return PoolClient(stack.pool_address, timeout=10)
+def _pool(stack) -> RunStoreClient:
+    return RunStoreClient(stack.pool_address, timeout=10)
 
 
-def _assert_no_sample_acquired_twice(pool: PoolClient, run_id: int) -> list[contract.Acquisition]:
+def _assert_no_sample_acquired_twice(pool: RunStoreClient, run_id: int) -> list[contract.Acquisition]:
     acquisitions = pool.list_acquisitions(run_id)
     ids = [a.sample_id for a in acquisitions]
     assert len(ids) == len(set(ids)), "a sample was acquired twice"
@@ -76,9 +77,9 @@ def test_simulated_run_goes_through_every_round_and_records_each(fake_stack):
 
 
 class CountingPool:
-    """Delegates to a PoolClient and counts the calls of each method."""
+    """Delegates to a RunStoreClient and counts the calls of each method."""
 
-    def __init__(self, pool: PoolClient):
+    def __init__(self, pool: RunStoreClient):
         self._pool = pool
         self.calls: collections.Counter = collections.Counter()
 
@@ -94,7 +95,7 @@ class CountingPool:
 
 def test_a_worker_reads_the_run_once_and_records_each_step_in_one_call(fake_stack):
     counting = CountingPool(_pool(fake_stack))
-    core = fake_stack.coordinator(pool=counting)
+    core = fake_stack.coordinator(runs=counting)
     run = core.start_run(config())
     assert wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
     wait_for(lambda: not core.active_runs(), what="the worker to end")
@@ -115,7 +116,7 @@ def test_margin_selection_takes_the_smallest_margins_of_the_unlabelled_pool(fake
     pool = _pool(fake_stack)
     seed_ids = {a.sample_id for a in pool.list_acquisitions(run.id, 0)}
     chosen = [a.sample_id for a in pool.list_acquisitions(run.id, 1)]
-    scores = fake_stack.scorer.score_pool(dataset="toy", checkpoint_id=rounds[0].checkpoint_id)
+    scores = fake_stack.scorer.score_pool(contract.SampleQuery("toy"), checkpoint=rounds[0].checkpoint_id)
     top2 = np.sort(scores.probabilities, axis=1)[:, -2:]
     margin = top2[:, 1] - top2[:, 0]
     candidates = [(m, i) for m, i in zip(margin, scores.sample_ids, strict=True) if i not in seed_ids]
@@ -321,10 +322,10 @@ class _Crash(BaseException):
 
 
 class CrashingPool:
-    """Delegates to a PoolClient and dies once, right *after* the n-th matching write went through
+    """Delegates to a RunStoreClient and dies once, right *after* the n-th matching write went through
     (or right before it, with ``before=True``: the write never reaches the pool)."""
 
-    def __init__(self, pool: PoolClient, method: str, nth: int = 1, *, before: bool = False, **match):
+    def __init__(self, pool: RunStoreClient, method: str, nth: int = 1, *, before: bool = False, **match):
         self._pool, self._method, self._nth, self._before, self._match = pool, method, nth, before, match
         self.crashed = False
 
@@ -376,7 +377,7 @@ def test_killed_coordinator_resumes_and_selects_nothing_twice(fake_stack, method
     reference.close()
 
     crashing = CrashingPool(_pool(fake_stack), method, nth, **match)
-    first = fake_stack.coordinator(pool=crashing)
+    first = fake_stack.coordinator(runs=crashing)
     run = first.start_run(config(strategy=strategy))
     wait_for(lambda: crashing.crashed and not first.active_runs(), what="the coordinator to die")
     first.close()
@@ -486,7 +487,8 @@ def test_human_mode_waits_for_the_batch_and_accepts_partial_and_repeated_labels(
     with pytest.raises(errors.InvalidArgument, match="not in the pending batch"):
         core.submit_labels(run.id, [(ids[0], changed)])
     acquired = {a.sample_id for a in pool.list_acquisitions(run.id)}
-    never = next(s for s in pool.train_sample_ids("toy") if s not in acquired)
+    with PoolClient(fake_stack.pool_address, timeout=10) as samples:
+        never = next(s.id for s in samples.list_samples("toy", page_size=5000) if s.id not in acquired)
     with pytest.raises(errors.InvalidArgument, match=rf"samples \[{never}\] are not in the pending batch"):
         core.submit_labels(run.id, [(never, "flight")])
     assert core.pending_labels(run.id).remaining == 6
@@ -551,11 +553,11 @@ def test_an_unavailable_scorer_is_retried_then_fails_the_run_with_a_clear_error(
     real = scorer.score_pool
     outages = {"left": 2}
 
-    def flaky(**kwargs):
+    def flaky(samples, **kwargs):
         if outages["left"] > 0:
             outages["left"] -= 1
             raise errors.Unavailable("scorer at 127.0.0.1:9 unreachable")
-        return real(**kwargs)
+        return real(samples, **kwargs)
 
     scorer.score_pool = flaky
     core = fake_stack.coordinator()

@@ -17,7 +17,8 @@ from lesslabels.common.shards import Shard
 from lesslabels import contract
 from lesslabels.contract import vocabulary
 from lesslabels.coordinator import strategies
-from lesslabels.coordinator.clients import PoolClient
+from lesslabels.client import PoolClient
+from lesslabels.pool.run_store_client import RunStoreClient
 from lesslabels.coordinator.engine import Coordinator
 from lesslabels.coordinator.main import scorer_address_list
 from lesslabels.coordinator.scores import PoolScoreCache
@@ -56,7 +57,7 @@ def config(**overrides) -> contract.RunConfig:
     return contract.RunConfig(**base)
 
 
-def _run(pool: PoolClient, **overrides) -> contract.Run:
+def _run(pool: RunStoreClient, **overrides) -> contract.Run:
     run = pool.create_run(config(**overrides).with_defaults())
     return pool.get_run(run.id)
 
@@ -69,11 +70,11 @@ class Flaky:
         self.inner, self.error, self.after, self.times = inner, error, after, times
         self.failed = 0
 
-    def score_pool(self, **kwargs):
-        return self.inner.score_pool(**kwargs)
+    def score_pool(self, samples, **kwargs):
+        return self.inner.score_pool(samples, **kwargs)
 
-    def iter_pool_scores(self, **kwargs):
-        for n, chunk in enumerate(self.inner.iter_pool_scores(**kwargs)):
+    def score_pool_chunks(self, samples, **kwargs):
+        for n, chunk in enumerate(self.inner.score_pool_chunks(samples, **kwargs)):
             if n == self.after and self.failed < self.times:
                 self.failed += 1
                 raise self.error
@@ -101,7 +102,7 @@ def _same_round(a, b) -> None:
 @pytest.mark.parametrize("candidates", [0, 120])
 @pytest.mark.parametrize("shards", [2, 3, 5])
 def test_a_sharded_round_keeps_exactly_what_one_unsharded_pass_keeps(big, replicas, strategy, candidates, shards):
-    pool = PoolClient(big.pool_address, timeout=10)
+    pool = RunStoreClient(big.pool_address, timeout=10)
     run = _run(pool, strategy=strategy, candidates=candidates)
     one = PoolScoreCache(pool, big.scorer).of_round(run, 0, "ckpt-run1-round0-x", BATCH)
     sharded = PoolScoreCache(pool, ScorerReplicas(replicas, shards=shards)).of_round(
@@ -120,9 +121,17 @@ def test_a_sharded_round_keeps_exactly_what_one_unsharded_pass_keeps(big, replic
 
 def test_a_sharded_run_selects_what_a_one_scorer_run_selects(big, replicas):
     """Whole runs (seed set, three rounds, agreement) through the coordinator: the same acquisitions."""
-    pool = PoolClient(big.pool_address, timeout=10)
+    pool = RunStoreClient(big.pool_address, timeout=10)
     sharded = ScorerReplicas(replicas[:2], shards=3)
-    core = Coordinator(pool, big.trainer, sharded, retry_backoff=0.05, outage_seconds=1.0, supervise_seconds=0.2)
+    core = Coordinator(
+        PoolClient(big.pool_address, timeout=10),
+        pool,
+        big.trainer,
+        sharded,
+        retry_backoff=0.05,
+        outage_seconds=1.0,
+        supervise_seconds=0.2,
+    )
     big.coordinators.append(core)
     rule = contract.StoppingRule(max_rounds=3, stable_agreement=0.99)
     for strategy in ("entropy", "clustered_entropy"):
@@ -146,7 +155,7 @@ def test_a_sharded_run_selects_what_a_one_scorer_run_selects(big, replicas):
     ids=["unavailable", "deadline"],
 )
 def test_a_shard_whose_replica_fails_is_scored_again_on_another(big, replicas, error, caplog):
-    pool = PoolClient(big.pool_address, timeout=10)
+    pool = RunStoreClient(big.pool_address, timeout=10)
     run = _run(pool, candidates=150)
     one = PoolScoreCache(pool, big.scorer).of_round(run, 0, "ckpt-run1-round0-x", BATCH)
     flaky = Flaky(replicas[1], error, after=2)
@@ -169,7 +178,7 @@ def test_a_shard_whose_replica_fails_is_scored_again_on_another(big, replicas, e
 
 
 def test_when_every_attempt_fails_the_error_names_the_shard_and_each_attempt(big, replicas):
-    pool = PoolClient(big.pool_address, timeout=10)
+    pool = RunStoreClient(big.pool_address, timeout=10)
     run = _run(pool)
     down = [Flaky(r, errors.Unavailable(f"scorer {i} is down"), after=0, times=10) for i, r in enumerate(replicas)]
     sharded = ScorerReplicas(down[:2] + [replicas[2]], names=["s0", "s1", "s2"], shards=3, attempts=2)
@@ -183,7 +192,7 @@ def test_when_every_attempt_fails_the_error_names_the_shard_and_each_attempt(big
 
 
 def test_an_error_no_replica_can_mend_fails_at_once_without_retries(big, replicas):
-    pool = PoolClient(big.pool_address, timeout=10)
+    pool = RunStoreClient(big.pool_address, timeout=10)
     run = _run(pool)
     bad = [Flaky(r, errors.NotFound("checkpoint ckpt-x not found"), after=0, times=10) for r in replicas]
     with pytest.raises(errors.NotFound, match="checkpoint ckpt-x not found"):
@@ -194,10 +203,18 @@ def test_an_error_no_replica_can_mend_fails_at_once_without_retries(big, replica
 def test_a_run_rides_out_a_round_whose_shards_all_failed_and_completes(big, replicas):
     """Every replica fails once per shard: the round fails as an outage, is redone, and selects
     what a one-scorer run selects (scoring is deterministic)."""
-    pool = PoolClient(big.pool_address, timeout=10)
+    pool = RunStoreClient(big.pool_address, timeout=10)
     flaky = [Flaky(r, errors.Unavailable("gone"), after=1, times=2) for r in replicas[:2]]
     sharded = ScorerReplicas(flaky, shards=2, attempts=1)
-    core = Coordinator(pool, big.trainer, sharded, retry_backoff=0.05, outage_seconds=30.0, supervise_seconds=0.2)
+    core = Coordinator(
+        PoolClient(big.pool_address, timeout=10),
+        pool,
+        big.trainer,
+        sharded,
+        retry_backoff=0.05,
+        outage_seconds=30.0,
+        supervise_seconds=0.2,
+    )
     big.coordinators.append(core)
     runs = [c.start_run(config(candidates=100)) for c in (big.coordinator(), core)]
     done = [wait_for_state(pool, r.id, vocabulary.FINAL_RUN_STATES) for r in runs]

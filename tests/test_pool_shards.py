@@ -13,22 +13,7 @@ from lesslabels.client import InvalidArgument, PoolClient
 from lesslabels.common import shards
 from lesslabels.common.shards import Shard
 from lesslabels.v1 import common_pb2, pool_pb2
-from tests.helpers import BOTH_DATABASES, import_rows, submit_labels
-
-N_TRAIN = 300
-
-
-@pytest.fixture
-def pool(pool_address, stub):
-    """A dataset "d" of 300 train and 20 test texts, the first 40 train texts labelled (dataset scope)."""
-    import_rows(pool_address, "d", [("a" if i % 3 else "b", f"train text {i}") for i in range(N_TRAIN)])
-    import_rows(pool_address, "d", [("a", f"test text {i}") for i in range(20)], split="test")
-    client = PoolClient(pool_address, timeout=30)
-    train = [s.id for s in client.list_samples("d", split="train")]
-    submit_labels(stub, [(i, "a") for i in train[:40]])
-    client.train_ids = train  # type: ignore[attr-defined]
-    yield client
-    client.close()
+from tests.helpers import BOTH_DATABASES
 
 
 def _ids(pool: PoolClient, **kwargs) -> list[int]:
@@ -37,50 +22,58 @@ def _ids(pool: PoolClient, **kwargs) -> list[int]:
 
 @BOTH_DATABASES
 @pytest.mark.parametrize("count", [1, 2, 3, 7])
-def test_the_shards_of_a_count_split_the_unlabelled_pool_without_overlap_or_loss(pool, count):
-    unlabelled = pool.train_ids[40:]
-    parts = [_ids(pool, state="unlabelled", shard=s) for s in shards.all_shards(count)]
+def test_the_shards_of_a_count_split_the_unlabelled_pool_without_overlap_or_loss(labelled_pool, count):
+    unlabelled = labelled_pool.train_ids[40:]
+    parts = [_ids(labelled_pool, state="unlabelled", shard=s) for s in shards.all_shards(count)]
     assert sorted(i for part in parts for i in part) == unlabelled  # each sample in exactly one shard
     for index, part in enumerate(parts):
         assert part == sorted(part)
         assert (shards.bucket(part, count) == index).all()  # the bucket computed in SQL is id % count
         # Consecutive ids: the shards are the same size to within one sample.
         assert abs(len(part) - len(unlabelled) / count) <= 1
-    pages = list(pool.sample_pages("d", split="train", state="unlabelled", shard=Shard(0, count)))
+    pages = list(labelled_pool.sample_pages("d", split="train", state="unlabelled", shard=Shard(0, count)))
     assert pages[0].total == len(parts[0])
 
 
 @BOTH_DATABASES
 @pytest.mark.parametrize("count", [2, 3])
-def test_the_shards_of_a_random_subset_split_that_subset(pool, count):
-    whole = _ids(pool, state="unlabelled", subset=50, subset_seed=7)
-    parts = [_ids(pool, state="unlabelled", subset=50, subset_seed=7, shard=s) for s in shards.all_shards(count)]
+def test_the_shards_of_a_random_subset_split_that_subset(labelled_pool, count):
+    whole = _ids(labelled_pool, state="unlabelled", subset=50, subset_seed=7)
+    parts = [
+        _ids(labelled_pool, state="unlabelled", subset=50, subset_seed=7, shard=s) for s in shards.all_shards(count)
+    ]
     assert sorted(i for part in parts for i in part) == whole
     for index, part in enumerate(parts):
         assert (shards.bucket(part, count) == index).all()
         assert part, "a shard of a random subset of 50 is empty: the subset's ids are not spread"
     first = list(
-        pool.sample_pages("d", split="train", state="unlabelled", subset=50, subset_seed=7, shard=Shard(1, count))
+        labelled_pool.sample_pages(
+            "d", split="train", state="unlabelled", subset=50, subset_seed=7, shard=Shard(1, count)
+        )
     )
     assert first[0].total == len(parts[1])  # the shard's share of the subset, not the subset
 
 
-def test_a_shard_pages_and_resumes_after_a_token(pool):
-    expected = _ids(pool, state="any", shard=Shard(1, 3))
-    pages = list(pool.sample_pages("d", split="train", shard=Shard(1, 3), page_size=30))
+def test_a_shard_pages_and_resumes_after_a_token(labelled_pool):
+    expected = _ids(labelled_pool, state="any", shard=Shard(1, 3))
+    pages = list(labelled_pool.sample_pages("d", split="train", shard=Shard(1, 3), page_size=30))
     assert [s.id for p in pages for s in p.samples] == expected and len(pages) == 4
-    rest = pool.sample_pages("d", split="train", shard=Shard(1, 3), page_size=30, page_token=pages[1].next_page_token)
+    rest = labelled_pool.sample_pages(
+        "d", split="train", shard=Shard(1, 3), page_size=30, page_token=pages[1].next_page_token
+    )
     assert [s.id for p in rest for s in p.samples] == expected[60:]
-    subset_expected = _ids(pool, state="any", subset=60, subset_seed=2, shard=Shard(0, 2))
-    pages = list(pool.sample_pages("d", split="train", subset=60, subset_seed=2, shard=Shard(0, 2), page_size=7))
+    subset_expected = _ids(labelled_pool, state="any", subset=60, subset_seed=2, shard=Shard(0, 2))
+    pages = list(
+        labelled_pool.sample_pages("d", split="train", subset=60, subset_seed=2, shard=Shard(0, 2), page_size=7)
+    )
     assert [s.id for p in pages for s in p.samples] == subset_expected
 
 
-def test_a_shard_of_given_sample_ids_keeps_only_those_in_it(pool):
-    wanted = pool.train_ids[:10]
-    got = _ids(pool, sample_ids=wanted, shard=Shard(0, 2))
+def test_a_shard_of_given_sample_ids_keeps_only_those_in_it(labelled_pool):
+    wanted = labelled_pool.train_ids[:10]
+    got = _ids(labelled_pool, sample_ids=wanted, shard=Shard(0, 2))
     assert got == [i for i in wanted if i % 2 == 0] and got
-    pages = list(pool.sample_pages("d", split="train", sample_ids=wanted, shard=Shard(1, 2)))
+    pages = list(labelled_pool.sample_pages("d", split="train", sample_ids=wanted, shard=Shard(1, 2)))
     assert pages[0].total == len([i for i in wanted if i % 2 == 1])
 
 
@@ -95,7 +88,7 @@ def test_a_shard_of_given_sample_ids_keeps_only_those_in_it(pool):
         (common_pb2.Shard(index=0, count=10**6), f"shard.count must be at most {shards.MAX_SHARDS}, got 1000000"),
     ],
 )
-def test_bad_shards_are_invalid_arguments_that_say_what_is_wrong(pool, stub, shard, message):
+def test_bad_shards_are_invalid_arguments_that_say_what_is_wrong(labelled_pool, stub, shard, message):
     request = pool_pb2.ListSamplesRequest(dataset="d", split=common_pb2.SPLIT_TRAIN, shard=shard)
     with pytest.raises(grpc.RpcError) as err:
         list(stub.ListSamples(request, timeout=10))

@@ -95,14 +95,36 @@ def test_reflection_lists_services(server_factory):
     assert {SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
 
 
+#: Every domain error and the status a caller sees; a new error without a row here fails the test below.
+DOMAIN_ERRORS = [
+    (errors.InvalidArgument("row 3: empty text"), grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFound("dataset 'x' not found"), grpc.StatusCode.NOT_FOUND),
+    (errors.FailedPrecondition("need 2 classes"), grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.AlreadyExists("dataset 'x' exists"), grpc.StatusCode.ALREADY_EXISTS),
+    (errors.ResourceExhausted("limit 1000 texts"), grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.Unavailable("the pool at 127.0.0.1:9 is unreachable"), grpc.StatusCode.UNAVAILABLE),
+    # A server's own call to another service ran out of time: its caller's deadline did not pass, and
+    # retrying later may work, so the caller sees UNAVAILABLE (DeadlineExceeded is an Unavailable).
+    (errors.DeadlineExceeded("the pool did not answer in 30 s"), grpc.StatusCode.UNAVAILABLE),
+    (errors.Unauthenticated("a token is required"), grpc.StatusCode.UNAUTHENTICATED),
+    (errors.PermissionDenied("UpdateRun takes the internal token"), grpc.StatusCode.PERMISSION_DENIED),
+    (errors.Cancelled("the job was cancelled"), grpc.StatusCode.CANCELLED),
+]
+
+
+def test_every_domain_error_has_a_mapping_test():
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    assert {type(exc) for exc, _ in DOMAIN_ERRORS} == set(subclasses(errors.LessLabelsError))
+
+
 @pytest.mark.parametrize(
     "exc, code",
     [
-        (errors.InvalidArgument("row 3: empty text"), grpc.StatusCode.INVALID_ARGUMENT),
-        (errors.NotFound("dataset 'x' not found"), grpc.StatusCode.NOT_FOUND),
-        (errors.FailedPrecondition("need 2 classes"), grpc.StatusCode.FAILED_PRECONDITION),
-        (errors.AlreadyExists("dataset 'x' exists"), grpc.StatusCode.ALREADY_EXISTS),
-        (errors.ResourceExhausted("limit 1000 texts"), grpc.StatusCode.RESOURCE_EXHAUSTED),
+        *DOMAIN_ERRORS,
         (ZeroDivisionError("boom"), grpc.StatusCode.INTERNAL),
         (
             FileNotFoundError(2, "No such file or directory", "/srv/lesslabels/secret/model.bin"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import concurrent.futures
 import logging
 import threading
@@ -19,6 +20,7 @@ from lesslabels.modeling.batching import char_limit, cut_texts
 from lesslabels.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 from lesslabels.scorer.batching import BatcherClosed, DynamicBatcher, plan_batches
 from lesslabels.scorer.model_cache import CacheConfig, ModelCache, ModelSpec
+from lesslabels.contract import SampleQuery
 from lesslabels.scorer.pool_scoring import PoolQuery, PoolScoring
 from lesslabels.scorer.pool_source import PoolPage
 from tests.helpers import server_settings_for_tests
@@ -338,8 +340,8 @@ def test_cache_with_batch_workers_gives_the_same_scores(store_and_id, cache):
 def _fake_pages(texts, asked):
     """A pool reader over ``texts`` (sample i has id 100 + i) that records what it was asked."""
 
-    def read_pages(*, page_size, cancel, **query):
-        asked.update(query, page_size=page_size)
+    def read_pages(query, *, page_size, cancel):
+        asked.update(dataclasses.asdict(query), page_size=page_size)
         for start in range(0, len(texts), page_size):
             if cancel.is_set():
                 return
@@ -352,10 +354,10 @@ def _fake_pages(texts, asked):
 def test_pool_scoring_scores_each_page_and_stops_when_cancelled(cache, store_and_id, caplog):
     spec = ModelSpec(checkpoint_id=store_and_id[1])
     asked: dict = {}
-    query = PoolQuery("toy", spec, subset_size=5, subset_seed=3, chunk_size=50)
+    query = PoolQuery(SampleQuery("toy", subset=5, subset_seed=3), spec, chunk_size=50)
     chunks = list(PoolScoring(cache, _fake_pages(TEXTS, asked), query, max_chunk=3))
     # chunk_size is capped by max_chunk; each chunk carries its page's ids and the scores of its texts
-    assert asked["page_size"] == 3 and asked["subset_size"] == 5 and asked["subset_seed"] == 3
+    assert asked["page_size"] == 3 and asked["subset"] == 5 and asked["subset_seed"] == 3
     assert [c.sample_ids for c in chunks] == [[100, 101, 102], [103, 104, 105], [106]]
     assert [(c.done, c.total) for c in chunks] == [(3, 7), (6, 7), (7, 7)]
     assert all(c.checkpoint_id == store_and_id[1] for c in chunks)
@@ -363,7 +365,9 @@ def test_pool_scoring_scores_each_page_and_stops_when_cancelled(cache, store_and
     np.testing.assert_allclose(together, cache.score(spec, TEXTS).probabilities, atol=1e-5)
 
     caplog.set_level(logging.INFO, logger="lesslabels.scorer.pool_scoring")
-    scoring = PoolScoring(cache, _fake_pages(TEXTS, {}), PoolQuery("toy", spec, chunk_size=2), max_chunk=100)
+    scoring = PoolScoring(
+        cache, _fake_pages(TEXTS, {}), PoolQuery(SampleQuery("toy"), spec, chunk_size=2), max_chunk=100
+    )
     scored = iter(scoring)
     assert len(next(scored).sample_ids) == 2
     scoring.cancel()
@@ -374,14 +378,15 @@ def test_pool_scoring_scores_each_page_and_stops_when_cancelled(cache, store_and
 
 def test_pool_query_refuses_what_cannot_be_scored():
     spec = ModelSpec(checkpoint_id="c")
-    for kwargs, fragment in (
-        (dict(dataset=""), "dataset is required"),
-        (dict(chunk_size=-1), "chunk_size must not be negative, got -1"),
-        (dict(subset_size=-2), "subset.size must not be negative, got -2"),
-        (dict(subset_size=2, sample_ids=(1,)), "random subset or sample_ids, not both"),
+    for samples, kwargs, fragment in (
+        (dict(dataset=""), {}, "dataset is required"),
+        ({}, dict(chunk_size=-1), "chunk_size must not be negative, got -1"),
+        (dict(subset=-2), {}, "subset.size must not be negative, got -2"),
+        (dict(subset=2, sample_ids=(1,)), {}, "random subset or sample_ids, not both"),
+        (dict(split="holdout"), {}, "unknown split 'holdout'"),
     ):
         with pytest.raises(errors.InvalidArgument, match=fragment):
-            PoolQuery(**{"dataset": "toy", "spec": spec, **kwargs})
+            PoolQuery(SampleQuery(**{"dataset": "toy", **samples}), spec, **kwargs)
 
 
 def test_unknown_checkpoint_and_run_are_not_found(cache):
@@ -742,8 +747,14 @@ def test_score_pool_scores_a_random_subset_or_given_samples_and_only_what_is_ask
             "toy", checkpoint=checkpoint_id, include_all=True, embeddings=True, sample_ids=expected[::-2]
         )
         assert picked.sample_ids.tolist() == sorted(expected[::-2]) and picked.embeddings.shape[0] == 4
-        with pytest.raises(ClientInvalidArgument, match="subset must be a number of samples"):
+        with pytest.raises(ClientInvalidArgument, match="subset.size must not be negative, got -2"):
             client.score_pool("toy", checkpoint=checkpoint_id, subset=-2)
+        with pytest.raises(ClientInvalidArgument, match="subset.size must be a whole number of samples, got 2.5"):
+            client.score_pool("toy", checkpoint=checkpoint_id, subset=2.5)
+        with pytest.raises(ClientInvalidArgument, match="give a SampleQuery or its fields as keywords, not both"):
+            client.score_pool(SampleQuery("toy"), checkpoint=checkpoint_id, subset=2)
+        with pytest.raises(ClientInvalidArgument, match="unexpected keyword argument 'colour'"):
+            client.score_pool("toy", checkpoint=checkpoint_id, colour="red")
     for request, fragment in (
         (dict(subset=common_pb2.RandomSubset(size=-2)), "subset.size must not be negative, got -2"),
         (dict(subset=common_pb2.RandomSubset(size=2), sample_ids=[1]), "random subset or sample_ids, not both"),

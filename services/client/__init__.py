@@ -8,7 +8,8 @@
         scores = scorer.score(["show me flights to denver"], run=1)
     print(scores.predicted, scores.probabilities.shape, scores.uncertainty.entropy)
 
-- :class:`ScorerClient`: ``score(texts, checkpoint=|run=[, best=True]|base_model=)``, ``score_pool``.
+- :class:`ScorerClient`: ``score(texts, checkpoint=|run=[, best=True]|base_model=)``, ``score_pool``
+  (which samples: a :class:`SampleQuery`, or a dataset name and its fields as keywords).
 - :class:`CoordinatorClient`: ``start_run``, ``watch``, ``get_run``, ``list_runs``, ``cancel``,
   ``resume``, ``pending_labels``, ``submit_labels``.
 - :class:`PoolClient`: ``create_dataset``, ``get_dataset``, ``list_datasets``, ``import_samples``,
@@ -63,6 +64,7 @@ from lesslabels.client.types import (
     RunDetail,
     RunEvent,
     Sample,
+    SampleQuery,
     Scores,
     SplitCounts,
     StoppingRule,
@@ -100,6 +102,7 @@ __all__ = [
     "RunDetail",
     "RunEvent",
     "Sample",
+    "SampleQuery",
     "ScorerClient",
     "Scores",
     "SplitCounts",

@@ -22,7 +22,7 @@ from lesslabels.client.types import (
     SamplePage,
     SplitCounts,
 )
-from lesslabels.common.shards import Shard, shard_to_proto
+from lesslabels.common.shards import Shard
 from lesslabels.contract import wire
 from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
 
@@ -361,7 +361,7 @@ class PoolClient(ServiceClient):
             limit=limit,
             subset=random_subset(subset, subset_seed),
             sample_ids=sample_ids,
-            shard=shard_to_proto(shard),
+            shard=wire.shard_to_proto(shard),
         )
         return SampleStream(self, request, timeout)
 

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from lesslabels.client._base import ServiceClient
 from lesslabels.client.errors import InvalidArgument
-from lesslabels.client.pool import random_subset
-from lesslabels.common.shards import Shard, shard_to_proto
 from lesslabels.client.types import PoolScores, Scores, Uncertainty
-from lesslabels.contract import wire
+from lesslabels.contract import SampleQuery, wire
 from lesslabels.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
 #: Deadline of one ScorePool stream (a whole split on CPU).
 SCORE_POOL_TIMEOUT = 3 * 3600.0
-SPLITS = {"train": common_pb2.SPLIT_TRAIN, "test": common_pb2.SPLIT_TEST, "dev": common_pb2.SPLIT_DEV}
 #: Name of the ModelRef field for a run's best checkpoint (by validation metrics), where the protocol has it.
 BEST_FIELD = "best_of_run"
 
@@ -53,6 +51,18 @@ def model_ref(
             return common_pb2.ModelRef(best_of_run=run)
         return common_pb2.ModelRef(latest_of_run=run)
     return common_pb2.ModelRef(base_model=base_model)
+
+
+def _sample_query(samples: SampleQuery | str, which: dict) -> SampleQuery:
+    """``samples`` as a validated SampleQuery: one given, or a dataset name and SampleQuery's fields."""
+    if isinstance(samples, SampleQuery):
+        if which:
+            raise InvalidArgument(f"give a SampleQuery or its fields as keywords, not both ({', '.join(which)})")
+        return samples.validate()
+    try:
+        return SampleQuery(samples, **which).validate()
+    except TypeError as exc:
+        raise InvalidArgument(f"score_pool: {exc}") from None
 
 
 def _texts(texts: Sequence[str]) -> list[str]:
@@ -133,131 +143,60 @@ class ScorerClient(ServiceClient):
         what = f"score {len(request.texts)} texts"
         return scores_from_proto(self._unary(self._stub.Score, request, what, timeout), embeddings=embeddings)
 
-    def score_pool(
-        self,
-        dataset: str,
-        *,
-        checkpoint: str | None = None,
-        run: int | None = None,
-        best: bool = False,
-        base_model: str | None = None,
-        run_id: int = 0,
-        split: str = "train",
-        include_all: bool = False,
-        embeddings: bool = False,
-        probabilities: bool = True,
-        subset: int = 0,
-        subset_seed: int = 0,
-        sample_ids: Sequence[int] = (),
-        shard: Shard | None = None,
-        chunk_size: int = 512,
-        progress: Callable[[int, int], None] | None = None,
-        timeout: float | None = SCORE_POOL_TIMEOUT,
-    ) -> PoolScores:
-        """Score a split of ``dataset`` on the scorer (texts never travel through the caller).
+    def score_pool(self, samples: SampleQuery | str, **options: Any) -> PoolScores:
+        """Score samples of a dataset on the scorer (texts never travel through the caller).
 
-        By default only the samples unlabelled in the scope of ``run_id``; ``include_all`` for
-        every sample. ``subset=N``: only N of them, a random subset the pool draws under
-        ``subset_seed`` (the same seed over the same samples gives the same subset);
-        ``sample_ids``: only those samples; ``shard`` (``lesslabels.common.shards.Shard``): only that
-        shard of them, for one of several scorer replicas. ``probabilities=False`` leaves out the probability
-        rows (``uncertainty`` and ``predicted`` are always there). ``progress(done, total)`` is
-        called per chunk. Arrays are in the order the scorer returned the samples (``sample_ids``)."""
-        stream = self._score_pool_stream(
-            dataset,
-            model=model_ref(checkpoint=checkpoint, run=run, best=best, base_model=base_model),
-            run_id=run_id,
-            split=split,
-            include_all=include_all,
-            embeddings=embeddings,
-            probabilities=probabilities,
-            subset=subset,
-            subset_seed=subset_seed,
-            sample_ids=sample_ids,
-            shard=shard,
-            chunk_size=chunk_size,
-            progress=progress,
-            timeout=timeout,
-        )
+        ``samples`` is a :class:`SampleQuery`, or a dataset name with its fields as keywords:
+        ``score_pool("flights", run=3, subset=1000)``; by default the train split's samples without a
+        label in the scope of ``run_id``. The model: ``checkpoint=ID``, ``run=N`` (its latest
+        checkpoint, or with ``best=True`` the one it keeps) or ``base_model=NAME`` (embeddings only).
+        ``embeddings=True`` adds them; ``probabilities=False`` leaves out the probability rows
+        (``uncertainty`` and ``predicted`` are always there). ``chunk_size`` (512) samples per streamed
+        chunk, ``progress(done, total)`` called per chunk, ``timeout`` (3 h) for the whole stream.
+        Arrays are in the order the scorer returned the samples (``sample_ids``)."""
+        stream, probabilities, embeddings = self._score_pool_stream(samples, **options)
         return wire.pool_scores_from_chunks(stream, probabilities=probabilities, embeddings=embeddings)
 
-    def score_pool_chunks(
-        self,
-        dataset: str,
-        *,
-        checkpoint: str | None = None,
-        run: int | None = None,
-        best: bool = False,
-        base_model: str | None = None,
-        run_id: int = 0,
-        split: str = "train",
-        include_all: bool = False,
-        embeddings: bool = False,
-        probabilities: bool = True,
-        subset: int = 0,
-        subset_seed: int = 0,
-        sample_ids: Sequence[int] = (),
-        shard: Shard | None = None,
-        chunk_size: int = 512,
-        progress: Callable[[int, int], None] | None = None,
-        timeout: float | None = SCORE_POOL_TIMEOUT,
-    ) -> Iterator[PoolScores]:
-        """``score_pool`` one chunk at a time, as the scorer streams it: for a caller that keeps only
-        part of a large pool (the best candidates), so memory does not grow with the pool."""
-        stream = self._score_pool_stream(
-            dataset,
-            model=model_ref(checkpoint=checkpoint, run=run, best=best, base_model=base_model),
-            run_id=run_id,
-            split=split,
-            include_all=include_all,
-            embeddings=embeddings,
-            probabilities=probabilities,
-            subset=subset,
-            subset_seed=subset_seed,
-            sample_ids=sample_ids,
-            shard=shard,
-            chunk_size=chunk_size,
-            progress=progress,
-            timeout=timeout,
-        )
+    def score_pool_chunks(self, samples: SampleQuery | str, **options: Any) -> Iterator[PoolScores]:
+        """``score_pool`` (the same arguments) one chunk at a time, as the scorer streams it: for a
+        caller that keeps only part of a large pool (the best candidates), so memory does not grow
+        with the pool."""
+        stream, probabilities, embeddings = self._score_pool_stream(samples, **options)
         for chunk in stream:
             yield wire.pool_scores_from_chunks([chunk], probabilities=probabilities, embeddings=embeddings)
 
     def _score_pool_stream(
         self,
-        dataset: str,
+        samples: SampleQuery | str,
         *,
-        model: common_pb2.ModelRef,
-        run_id: int,
-        split: str,
-        include_all: bool,
-        embeddings: bool,
-        probabilities: bool,
-        subset: int,
-        subset_seed: int,
-        sample_ids: Sequence[int],
-        shard: Shard | None,
-        chunk_size: int,
-        progress: Callable[[int, int], None] | None,
-        timeout: float | None,
-    ) -> Iterator[scorer_pb2.ScorePoolChunk]:
-        if split not in SPLITS:
-            raise InvalidArgument(f"unknown split {split!r} (expected dev, test or train)")
+        checkpoint: str | None = None,
+        run: int | None = None,
+        best: bool = False,
+        base_model: str | None = None,
+        embeddings: bool = False,
+        probabilities: bool = True,
+        chunk_size: int = 512,
+        progress: Callable[[int, int], None] | None = None,
+        timeout: float | None = SCORE_POOL_TIMEOUT,
+        **which: Any,
+    ) -> tuple[Iterator[scorer_pb2.ScorePoolChunk], bool, bool]:
+        query = _sample_query(samples, which)
         request = scorer_pb2.ScorePoolRequest(
-            model=model,
-            dataset=dataset,
-            run_id=run_id,
+            model=model_ref(checkpoint=checkpoint, run=run, best=best, base_model=base_model),
             chunk_size=chunk_size,
             include_embeddings=embeddings,
             omit_probabilities=not probabilities,
-            split=SPLITS[split],
-            include_all=include_all,
-            subset=random_subset(subset, subset_seed),
-            sample_ids=[int(i) for i in sample_ids],
-            shard=shard_to_proto(shard),
+            **wire.sample_query_fields(query),
         )
-        stream = self._stream(self._stub.ScorePool, request, f"scoring the {split} split of {dataset!r}", timeout)
-        for chunk in stream:
-            if progress is not None:
-                progress(chunk.done, chunk.total)
-            yield chunk
+        what = f"scoring the {query.split} split of {query.dataset!r}"
+        stream = self._stream(self._stub.ScorePool, request, what, timeout)
+        return _with_progress(stream, progress), probabilities, embeddings
+
+
+def _with_progress(
+    stream: Iterator[scorer_pb2.ScorePoolChunk], progress: Callable[[int, int], None] | None
+) -> Iterator[scorer_pb2.ScorePoolChunk]:
+    for chunk in stream:
+        if progress is not None:
+            progress(chunk.done, chunk.total)
+        yield chunk

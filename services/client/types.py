@@ -22,6 +22,7 @@ from lesslabels.contract import (
     Run,
     RunConfig,
     RunEvent,
+    SampleQuery,
     StoppingRule,
     Uncertainty,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "RunEvent",
     "Sample",
     "SamplePage",
+    "SampleQuery",
     "Scores",
     "SplitCounts",
     "StoppingRule",

@@ -8,8 +8,8 @@ order, so its shards are balanced too. The shards of one count never overlap and
 every sample, which is what lets several scorer replicas share a round without losing or
 repeating a sample.
 
-``shard_from_proto`` / ``shard_to_proto`` convert ``lesslabels.v1.Shard`` at the edge of the pool,
-the scorer and the client SDK, which all take one.
+``lesslabels.contract.wire`` converts ``lesslabels.v1.Shard`` at the edge of the pool, the scorer and
+the client SDK, which all take one.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import dataclasses
 import numpy as np
 
 from lesslabels.common import errors
-from lesslabels.v1 import common_pb2
 
 #: The most shards a listing may be split into (Shard.count is an int32; more parts than this only
 #: adds calls, each scorer replica taking one or a few).
@@ -60,15 +59,3 @@ def all_shards(count: int) -> list[Shard]:
 def bucket(sample_ids, count: int) -> np.ndarray:
     """The shard index of each id, as the pool computes it: ``[n] int64``."""
     return np.asarray(sample_ids, dtype=np.int64) % count
-
-
-def shard_from_proto(request) -> Shard | None:
-    """The ``shard`` field of a ListSamples or ScorePool request: None when unset; a set one is checked
-    (an explicit ``Shard{}`` has count 0 and is refused)."""
-    if not request.HasField("shard"):
-        return None
-    return Shard(request.shard.index, request.shard.count)
-
-
-def shard_to_proto(shard: Shard | None) -> common_pb2.Shard | None:
-    return None if shard is None else common_pb2.Shard(index=shard.index, count=shard.count)

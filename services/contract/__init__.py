@@ -5,6 +5,7 @@ protobuf codec and enum map of these types.
 - ``vocabulary``: the names of splits, sources, states, steps, strategies and training choices.
 - ``hyperparameters``: ``Hyperparameters``, how a round fine-tunes.
 - ``run``: ``RunConfig``, ``Run``, ``Round``, ``Acquisition``, ``TrainRequest`` and friends.
+- ``samples``: ``SampleQuery``, which samples of a dataset a call is about.
 - ``metrics``, ``scores``: ``Metrics``, ``Uncertainty``, ``PoolScores``.
 """
 
@@ -23,6 +24,7 @@ from lesslabels.contract.run import (
     TrainRequest,
     kept_round,
 )
+from lesslabels.contract.samples import SampleQuery
 from lesslabels.contract.scores import PoolScores, Uncertainty
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "Run",
     "RunConfig",
     "RunEvent",
+    "SampleQuery",
     "StoppingRule",
     "TrainRequest",
     "Uncertainty",

@@ -16,6 +16,7 @@ import numpy as np
 from google.protobuf import json_format
 
 from lesslabels.common.errors import InvalidArgument
+from lesslabels.common.shards import Shard
 from lesslabels.contract import vocabulary
 from lesslabels.contract.hyperparameters import Hyperparameters
 from lesslabels.contract.metrics import Metrics
@@ -30,6 +31,7 @@ from lesslabels.contract.run import (
     StoppingRule,
     TrainRequest,
 )
+from lesslabels.contract.samples import SampleQuery
 from lesslabels.contract.scores import PoolScores, Uncertainty
 from lesslabels.v1 import common_pb2, coordinator_pb2, pool_pb2, run_pb2, trainer_pb2
 
@@ -213,8 +215,9 @@ def run_config_to_json(config: RunConfig) -> str:
     )
 
 
-def run_config_from_json(text: str) -> RunConfig:
-    """A stored configuration, validated; InvalidArgument naming what is wrong."""
+def run_config_from_json(text: str, *, dataset: str = "") -> RunConfig:
+    """A stored configuration, validated; InvalidArgument naming what is wrong. ``dataset`` stands in
+    for a configuration that names none."""
     message = run_pb2.RunConfig()
     try:
         json_format.Parse(text, message)
@@ -222,7 +225,10 @@ def run_config_from_json(text: str) -> RunConfig:
         raise InvalidArgument(f"run config: {str(exc)[:200]}") from None
     except (ValueError, TypeError, RecursionError):
         raise InvalidArgument("run config: not valid JSON") from None
-    return run_config_from_proto(message).validate()
+    config = run_config_from_proto(message)
+    if dataset and not config.dataset:
+        config = dataclasses.replace(config, dataset=dataset)
+    return config.validate()
 
 
 # ---------------------------------------------------------------- runs, rounds, metrics
@@ -381,6 +387,54 @@ def run_event_to_proto(event: RunEvent) -> coordinator_pb2.RunEvent:
     if event.round is not None:
         message.round.CopyFrom(round_to_proto(event.round))
     return message
+
+
+# ---------------------------------------------------------------- which samples
+
+
+def shard_from_proto(request: Any) -> Shard | None:
+    """The ``shard`` field of a ListSamples or ScorePool request: None when unset; a set one is checked
+    (an explicit ``Shard{}`` has count 0 and is refused)."""
+    if not request.HasField("shard"):
+        return None
+    return Shard(request.shard.index, request.shard.count)
+
+
+def shard_to_proto(shard: Shard | None) -> common_pb2.Shard | None:
+    return None if shard is None else common_pb2.Shard(index=shard.index, count=shard.count)
+
+
+def random_subset(size: int, seed: int) -> common_pb2.RandomSubset | None:
+    """The RandomSubset message of ``size`` samples under ``seed``; None (no subset) when ``size`` is 0."""
+    return common_pb2.RandomSubset(size=size, seed=seed) if size else None
+
+
+def sample_query_from_proto(request: Any) -> SampleQuery:
+    """The samples a ScorePool request names, validated; an unset split is the train split."""
+    split = "train" if request.split == 0 else enum_name(SPLIT_TO_CORE, request.split, "split")
+    return SampleQuery(
+        dataset=request.dataset,
+        split=split,
+        run_id=request.run_id,
+        include_all=request.include_all,
+        subset=request.subset.size,
+        subset_seed=request.subset.seed,
+        sample_ids=tuple(request.sample_ids),
+        shard=shard_from_proto(request),
+    ).validate()
+
+
+def sample_query_fields(query: SampleQuery) -> dict[str, Any]:
+    """The fields of a ScorePool request that name ``query``'s samples."""
+    return {
+        "dataset": query.dataset,
+        "split": SPLIT_TO_PROTO[query.split],
+        "run_id": query.run_id,
+        "include_all": query.include_all,
+        "subset": random_subset(query.subset, query.subset_seed),
+        "sample_ids": list(query.sample_ids),
+        "shard": shard_to_proto(query.shard),
+    }
 
 
 # ---------------------------------------------------------------- training and scoring

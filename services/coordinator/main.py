@@ -12,9 +12,11 @@ from lesslabels.common.config import ClientTLS, ServerSettings, add_flag, add_se
 from lesslabels.common.logs import setup_logging
 from lesslabels.common.server import Server
 from lesslabels.common.shards import MAX_SHARDS
-from lesslabels.coordinator.clients import PoolClient, ScorerClient, TrainerClient
+from lesslabels.client import PoolClient, ScorerClient
+from lesslabels.coordinator.clients import TrainerClient
 from lesslabels.coordinator.engine import Coordinator
 from lesslabels.coordinator.servicer import CoordinatorServicer, registration
+from lesslabels.pool.run_store_client import RunStoreClient
 from lesslabels.coordinator.sharding import DEFAULT_ATTEMPTS, ScorerReplicas
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,7 @@ def build_server(
     that resolves to several replicas, e.g. ``dns:///scorer:50053``, as many as there are replicas);
     ``score_attempts``: replicas tried per shard before the round fails."""
     pool = PoolClient(pool_address, token=token, timeout=rpc_timeout, tls=tls)
+    runs = RunStoreClient(pool_address, token=token, timeout=rpc_timeout, tls=tls)
     trainer = TrainerClient(trainer_address, token=token, timeout=rpc_timeout, tls=tls)
     addresses = [scorer_address] if isinstance(scorer_address, str) else list(scorer_address)
     scorer = ScorerReplicas(
@@ -66,6 +69,7 @@ def build_server(
     )
     core = Coordinator(
         pool,
+        runs,
         trainer,
         scorer,
         retry_backoff=retry_backoff,
@@ -81,7 +85,7 @@ def build_server(
         return resumed
 
     server.ready = ready
-    for client in (scorer, trainer, pool):
+    for client in (scorer, trainer, runs, pool):
         server.on_stop(client.close)
     server.on_stop(core.close)
     return server

@@ -1,14 +1,15 @@
 """The coordinator's dependencies, as typed ports: what the engine calls on the pool, the trainer
-and the scorer. ``clients`` implements them over gRPC; tests hand in fakes, which the type checker
-holds to the same signatures."""
+and the scorer. ``clients`` and the SDK implement them over gRPC; tests hand in fakes, which the
+type checker holds to the same signatures. A run's state goes to the run store's one client
+(``lesslabels.pool.run_store_client.RunStoreClient``)."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 from collections.abc import Callable, Iterator, Sequence
 
-from lesslabels.common.shards import Shard
 from lesslabels import contract
+from lesslabels.client.types import Dataset, Sample
 from lesslabels.coordinator import domain
 
 #: Progress of a long call: (done, total).
@@ -16,65 +17,25 @@ Progress = Callable[[int, int], None]
 
 
 class PoolPort(Protocol):
-    """Datasets, runs, rounds, acquisitions and labels (the pool service)."""
+    """What the core reads and writes in the public pool service: a dataset, its training pool's
+    samples, human labels. ``lesslabels.client.PoolClient`` in production; a run's own state is in
+    the run store (``lesslabels.pool.run_store_client.RunStoreClient``)."""
 
-    def get_dataset(self, name: str) -> domain.DatasetInfo: ...
+    def get_dataset(self, name: str) -> Dataset: ...
 
-    def train_sample_ids(self, dataset: str, *, subset: int = 0, subset_seed: int = 0) -> list[int]:
-        """Ids of the training pool's samples in pool order; ``subset`` N: only the N of a random
-        subset the pool draws under ``subset_seed`` (the pool sends those N, not the whole pool)."""
+    def list_samples(
+        self, dataset: str, *, page_size: int = 2000, subset: int = 0, subset_seed: int = 0
+    ) -> list[Sample]:
+        """The training split's samples in pool order; ``subset`` N: only the N of a random subset
+        the pool draws under ``subset_seed`` (the pool sends those N, not the whole pool)."""
         ...
-
-    def create_run(self, config: contract.RunConfig, request_id: str = "") -> contract.Run: ...
-
-    def get_run(self, run_id: int) -> contract.Run: ...
-
-    def list_runs(self, dataset: str = "", states: Sequence[str] = ()) -> list[contract.Run]: ...
-
-    def update_run(
-        self,
-        run_id: int,
-        *,
-        state: str = "",
-        step: str = "",
-        round: int | None = None,
-        error: str = "",
-        stop_reason: str = "",
-        expected_step: str = "",
-        expected_round: int = 0,
-    ) -> contract.Run: ...
-
-    def record_step(
-        self,
-        run_id: int,
-        *,
-        expected_step: str,
-        expected_round: int,
-        step: str = "",
-        round: int | None = None,
-        state: str = "",
-        stop_reason: str = "",
-        round_info: contract.Round | None = None,
-        acquisitions: Sequence[contract.Acquisition] = (),
-        acquisition_round: int = 0,
-    ) -> contract.Run: ...
-
-    def put_round(self, info: contract.Round) -> contract.Round: ...
-
-    def list_rounds(self, run_id: int) -> list[contract.Round]: ...
-
-    def list_acquisitions(
-        self, run_id: int, round_index: int = -1, pending_only: bool = False
-    ) -> list[contract.Acquisition]: ...
-
-    def reveal_labels(self, run_id: int, sample_ids: Sequence[int], source: str) -> contract.LabelResult: ...
 
     def submit_labels(
         self,
         dataset: str,
-        run_id: int,
         labels: Sequence[tuple[int, str]],
         *,
+        run_id: int = 0,
         annotator: str = "",
         idempotency_key: str = "",
     ) -> contract.LabelResult: ...
@@ -96,49 +57,14 @@ class TrainerPort(Protocol):
 
 
 class ScorerPort(Protocol):
-    """Scores of a split by a checkpoint or a base model (the scorer service).
+    """Scores of samples by a checkpoint or a base model (the scorer service:
+    ``lesslabels.client.ScorerClient`` is one, ``ScorerReplicas`` spreads calls over several).
 
-    By default the samples unlabelled in the scope of ``run_id``; ``include_all`` for every sample
-    of the split; ``subset=N``: a random subset of N of them that the pool draws under
-    ``subset_seed``; ``sample_ids``: only those samples; ``shard``: only that shard of them
-    (``lesslabels.common.shards``), for one of several scorer replicas."""
+    ``options`` are those of ``ScorerClient.score_pool``: the model (``checkpoint=`` or
+    ``base_model=``), ``embeddings``, ``probabilities``, ``chunk_size``, ``progress``."""
 
-    def score_pool(
-        self,
-        *,
-        dataset: str,
-        run_id: int = 0,
-        checkpoint_id: str = "",
-        base_model: str | None = None,
-        split: str = "train",
-        include_all: bool = False,
-        embeddings: bool = False,
-        probabilities: bool = True,
-        subset: int = 0,
-        subset_seed: int = 0,
-        sample_ids: Sequence[int] = (),
-        shard: Shard | None = None,
-        chunk_size: int = 512,
-        progress: Progress | None = None,
-    ) -> contract.PoolScores: ...
+    def score_pool(self, samples: contract.SampleQuery, **options: Any) -> contract.PoolScores: ...
 
-    def iter_pool_scores(
-        self,
-        *,
-        dataset: str,
-        run_id: int = 0,
-        checkpoint_id: str = "",
-        base_model: str | None = None,
-        split: str = "train",
-        include_all: bool = False,
-        embeddings: bool = False,
-        probabilities: bool = True,
-        subset: int = 0,
-        subset_seed: int = 0,
-        sample_ids: Sequence[int] = (),
-        shard: Shard | None = None,
-        chunk_size: int = 512,
-        progress: Progress | None = None,
-    ) -> Iterator[contract.PoolScores]:
+    def score_pool_chunks(self, samples: contract.SampleQuery, **options: Any) -> Iterator[contract.PoolScores]:
         """``score_pool`` one chunk at a time, as the scorer streams it."""
         ...

@@ -31,7 +31,8 @@ import numpy as np
 
 from lesslabels import contract
 from lesslabels.coordinator import metrics, strategies
-from lesslabels.coordinator.ports import PoolPort, Progress, ScorerPort
+from lesslabels.coordinator.ports import Progress, ScorerPort
+from lesslabels.pool.run_store_client import RunStoreClient
 from lesslabels.coordinator.sharding import ScorerReplicas, as_replicas
 
 
@@ -134,8 +135,8 @@ class _ShardScores:
 class PoolScoreCache:
     """A round's scores, scored (sharded over the scorer replicas) on first use and kept until forgotten."""
 
-    def __init__(self, pool: PoolPort, scorer: ScorerPort | ScorerReplicas):
-        self.pool = pool
+    def __init__(self, runs: RunStoreClient, scorer: ScorerPort | ScorerReplicas):
+        self.runs = runs
         self.scorer = as_replicas(scorer)
         self._lock = threading.Lock()
         # (run_id, round) -> what the round keeps of its scores, for selection and agreement.
@@ -158,7 +159,7 @@ class PoolScoreCache:
         config = run.config
         needs = strategies.NEEDS[config.strategy]
         capacity = needs.keep * k
-        acquired = np.unique(np.fromiter((a.sample_id for a in self.pool.list_acquisitions(run.id)), dtype=np.int64))
+        acquired = np.unique(np.fromiter((a.sample_id for a in self.runs.list_acquisitions(run.id)), dtype=np.int64))
         # Without candidates the round scores the whole unlabelled pool: the agreement set itself.
         with_predictions = not config.candidates
 
@@ -188,13 +189,14 @@ class PoolScoreCache:
             fold,
             what=f"run {run.id} round {round_index}: scoring the pool",
             progress=progress,
-            dataset=config.dataset,
-            run_id=run.id,
-            checkpoint_id=checkpoint_id,
-            split="train",
+            samples=contract.SampleQuery(
+                config.dataset,
+                run_id=run.id,
+                subset=config.candidates,
+                subset_seed=candidate_seed(config.random_seed, round_index),
+            ),
+            checkpoint=checkpoint_id,
             probabilities=False,
-            subset=config.candidates,
-            subset_seed=candidate_seed(config.random_seed, round_index),
         )
         if needs.priority:
             top = strategies.RunningTopK.merge([s.top for s in shards if s.top is not None], capacity)
@@ -225,7 +227,7 @@ class PoolScoreCache:
             return cached.predictions
         if run.config.candidates and not run.config.stopping.stable_agreement:
             return None
-        previous = {r.index: r for r in self.pool.list_rounds(run.id)}.get(run.round - 1)
+        previous = {r.index: r for r in self.runs.list_rounds(run.id)}.get(run.round - 1)
         if previous is None or not previous.checkpoint_id:
             return None
         # Lost with a restart: the previous checkpoint scores the agreement set again (deterministic);
@@ -244,13 +246,11 @@ class PoolScoreCache:
         parts = self.scorer.map_shards(
             fold,
             what=f"run {run.id}: scoring the agreement set",
-            dataset=config.dataset,
-            run_id=run.id,
-            checkpoint_id=checkpoint_id,
-            split="train",
+            samples=contract.SampleQuery(
+                config.dataset, run_id=run.id, subset=config.candidates, subset_seed=agreement_seed(config.random_seed)
+            ),
+            checkpoint=checkpoint_id,
             probabilities=False,
-            subset=config.candidates,
-            subset_seed=agreement_seed(config.random_seed),
         )
         return _PredictionsBuilder.merge(parts)
 

@@ -24,6 +24,7 @@ Knows nothing of gRPC: it talks to ``ScorerPort``s and sees domain errors.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import logging
 import threading
 import time
@@ -90,12 +91,13 @@ class ScorerReplicas:
         fold: Callable[[Iterator[contract.PoolScores]], T],
         *,
         what: str,
+        samples: contract.SampleQuery,
         progress: Progress | None = None,
-        **request,
+        **scoring,
     ) -> list[T]:
-        """``fold`` applied to the chunks of each shard of ``request`` (``ScorerPort.iter_pool_scores``'s
-        arguments), shards scored concurrently; the folds in shard order. One shard of one (no
-        ``shard`` sent) when there is a single part."""
+        """``fold`` applied to the chunks of each shard of ``samples`` (``scoring``: the other arguments
+        of ``ScorerPort.score_pool_chunks``), shards scored concurrently; the folds in shard order. One
+        shard of one (no ``shard`` sent) when there is a single part."""
         count = self.shard_count
         shards: list[Shard | None] = list(all_shards(count)) if count > 1 else [None]
         stop = threading.Event()
@@ -117,8 +119,8 @@ class ScorerReplicas:
                 replica = (position + attempt) % len(self.replicas)
                 chunks: Iterator[contract.PoolScores] | None = None
                 try:
-                    chunks = self.replicas[replica].iter_pool_scores(
-                        **request, shard=shard, progress=tracker.of(position)
+                    chunks = self.replicas[replica].score_pool_chunks(
+                        dataclasses.replace(samples, shard=shard), progress=tracker.of(position), **scoring
                     )
                     return fold(chunks_until_stopped(chunks))
                 except RETRYABLE as exc:
@@ -156,7 +158,7 @@ class ScorerReplicas:
 
     # ------------------------------------------------------------ ScorerPort, one replica per call
 
-    def score_pool(self, **request) -> contract.PoolScores:
+    def score_pool(self, samples: contract.SampleQuery, **scoring) -> contract.PoolScores:
         """``ScorerPort.score_pool`` on one replica (taking turns), on the next one when it is unavailable."""
         start = self._turn()
         failures: list[str] = []
@@ -165,7 +167,7 @@ class ScorerReplicas:
                 time.sleep(RETRY_PAUSE * attempt)
             replica = (start + attempt) % len(self.replicas)
             try:
-                return self.replicas[replica].score_pool(**request)
+                return self.replicas[replica].score_pool(samples, **scoring)
             except RETRYABLE as exc:
                 failures.append(f"{self.names[replica]}: {exc}")
                 log.warning(
@@ -173,9 +175,9 @@ class ScorerReplicas:
                 )
         raise errors.Unavailable(f"scoring failed on all {self.attempts} attempts ({'; '.join(failures)})")
 
-    def iter_pool_scores(self, **request) -> Iterator[contract.PoolScores]:
-        """``ScorerPort.iter_pool_scores`` on one replica (taking turns); a failure is the caller's to retry."""
-        return self.replicas[self._turn()].iter_pool_scores(**request)
+    def score_pool_chunks(self, samples: contract.SampleQuery, **scoring) -> Iterator[contract.PoolScores]:
+        """``ScorerPort.score_pool_chunks`` on one replica (taking turns); a failure is the caller's to retry."""
+        return self.replicas[self._turn()].score_pool_chunks(samples, **scoring)
 
     def _turn(self) -> int:
         with self._lock:

@@ -36,6 +36,7 @@ from lesslabels.contract import wire
 from lesslabels.coordinator import domain, strategies
 from lesslabels.coordinator.events import EventBus
 from lesslabels.coordinator.ports import PoolPort, Progress, ScorerPort, TrainerPort
+from lesslabels.pool.run_store_client import RunStoreClient
 from lesslabels.coordinator.scores import PoolScoreCache, RoundScores, seed_set_seed
 from lesslabels.coordinator.sharding import ScorerReplicas, as_replicas
 from lesslabels.coordinator.stopping import label_budget, stop_reason
@@ -69,19 +70,21 @@ class StepRunner:
     def __init__(
         self,
         pool: PoolPort,
+        runs: RunStoreClient,
         trainer: TrainerPort,
         scorer: ScorerPort | ScorerReplicas,
         events: EventBus,
         locks: RunLocks,
     ):
         self.pool = pool
+        self.runs = runs
         self.trainer = trainer
         # Every call goes to one of the scorer replicas, on another when one is unavailable; a
         # round's scoring is sharded over all of them (PoolScoreCache).
         self.scorer = as_replicas(scorer)
         self.events = events
         self.locks = locks
-        self.scores = PoolScoreCache(pool, self.scorer)
+        self.scores = PoolScoreCache(runs, self.scorer)
 
     def run_step(self, worker: Worker, run: contract.Run) -> None:
         if run.state == "PENDING":
@@ -115,7 +118,7 @@ class StepRunner:
         may be a function of the advanced run."""
         with self.locks(run.id):
             worker.check_not_stopped()
-            updated = self.pool.record_step(
+            updated = self.runs.record_step(
                 run.id,
                 expected_step=run.step,
                 expected_round=run.round,
@@ -137,7 +140,7 @@ class StepRunner:
 
     def _seed(self, worker: Worker, run: contract.Run) -> None:
         config = run.config
-        existing = self.pool.list_acquisitions(run.id, 0)
+        existing = self.runs.list_acquisitions(run.id, 0)
         items: list[contract.Acquisition] = []
         if not existing:
             n = self.pool.get_dataset(config.dataset).train_count
@@ -158,22 +161,20 @@ class StepRunner:
                 what = f"{sample} samples of the pool" if sample else "the pool"
                 self.events.announce(run, message=f"embedding {what} with the pretrained encoder")
                 scores = self.scorer.score_pool(
-                    dataset=config.dataset,
-                    run_id=run.id,
+                    contract.SampleQuery(
+                        config.dataset, run_id=run.id, include_all=True, subset=sample, subset_seed=subset_seed
+                    ),
                     base_model=config.base_model or DEFAULT_BASE_MODEL,
-                    split="train",
-                    include_all=True,
                     embeddings=True,
                     probabilities=False,
-                    subset=sample,
-                    subset_seed=subset_seed,
                     progress=self._progress_cb(run, f"embedding {what}"),
                 )
                 selection = strategies.select_seed("diverse", k, embeddings=scores.embeddings, rng=rng)
                 chosen_ids = scores.sample_ids[selection.indices].tolist()
                 seed_scores = selection.scores.tolist()
             elif k > 0:
-                chosen_ids = self.pool.train_sample_ids(config.dataset, subset=k, subset_seed=subset_seed)
+                pool = self.pool.list_samples(config.dataset, page_size=5000, subset=k, subset_seed=subset_seed)
+                chosen_ids = [s.id for s in pool]
                 seed_scores = [0.0] * len(chosen_ids)
             items = [
                 contract.Acquisition(int(i), 0, strategy, float(s))
@@ -192,15 +193,15 @@ class StepRunner:
         )
 
     def _label(self, worker: Worker, run: contract.Run) -> None:
-        pending = self.pool.list_acquisitions(run.id, run.round, pending_only=True)
+        pending = self.runs.list_acquisitions(run.id, run.round, pending_only=True)
         if pending and run.config.oracle == "human":
             with self.locks(run.id):
                 worker.check_not_stopped()
-                still = self.pool.list_acquisitions(run.id, run.round, pending_only=True)
+                still = self.runs.list_acquisitions(run.id, run.round, pending_only=True)
                 if still:
                     waiting = run
                     if run.state != "WAITING_FOR_LABELS":
-                        waiting = self.pool.update_run(run.id, state="WAITING_FOR_LABELS")
+                        waiting = self.runs.update_run(run.id, state="WAITING_FOR_LABELS")
                     # Marked finished under the lock, so a submission completing the batch starts a new worker.
                     worker.finished = True
             if still:
@@ -208,14 +209,14 @@ class StepRunner:
                 raise Pause()
         elif pending:
             source = "seed" if run.round == 0 else "oracle"
-            self.pool.reveal_labels(run.id, [a.sample_id for a in pending], source)
+            self.runs.reveal_labels(run.id, [a.sample_id for a in pending], source)
         self.advance(
             worker, run, step="TRAIN", message=lambda moved: f"round {run.round}: {moved.labelled_count} labels"
         )
 
     def _train(self, worker: Worker, run: contract.Run) -> None:
         config = run.config
-        rounds = {r.index: r for r in self.pool.list_rounds(run.id)}
+        rounds = {r.index: r for r in self.runs.list_rounds(run.id)}
         warm = rounds[run.round - 1].checkpoint_id if config.warm_start and run.round - 1 in rounds else ""
         info = rounds.get(run.round) or contract.Round(run.id, run.round, started_at=rfc3339(utcnow()))
         info = dataclasses.replace(info, labelled_count=run.labelled_count)
@@ -250,7 +251,7 @@ class StepRunner:
             worker.job_id = job.id
             if info.train_job_id != job.id:
                 info = dataclasses.replace(info, train_job_id=job.id)
-                self.pool.put_round(info)
+                self.runs.put_round(info)
             try:
                 job = self.trainer.wait_job(job.id, self._train_progress_cb(run, info), worker.stop.is_set)
             except errors.NotFound:
@@ -287,11 +288,8 @@ class StepRunner:
     def _evaluate(self, worker: Worker, run: contract.Run) -> None:
         info = self._round(run)
         scores = self.scorer.score_pool(
-            dataset=run.config.dataset,
-            run_id=run.id,
-            checkpoint_id=info.checkpoint_id,
-            split="test",
-            include_all=True,
+            contract.SampleQuery(run.config.dataset, split="test", run_id=run.id, include_all=True),
+            checkpoint=info.checkpoint_id,
             probabilities=False,
             progress=self._progress_cb(run, "scoring the test split"),
         )
@@ -352,7 +350,7 @@ class StepRunner:
         info = self._round(run)
         next_round = run.round + 1
         items: list[contract.Acquisition] = []
-        existing = self.pool.list_acquisitions(run.id, next_round)
+        existing = self.runs.list_acquisitions(run.id, next_round)
         if existing:
             count = len(existing)  # stored by a coordinator that predates RecordStep: never select again
         else:
@@ -393,7 +391,7 @@ class StepRunner:
     # ------------------------------------------------------------------ helpers
 
     def _round(self, run: contract.Run) -> contract.Round:
-        for info in self.pool.list_rounds(run.id):
+        for info in self.runs.list_rounds(run.id):
             if info.index == run.round:
                 return info
         raise errors.FailedPrecondition(
@@ -434,14 +432,12 @@ class StepRunner:
             return strategies.Selection(scores.candidates[:k], scores.scores[:k])
         # Embeddings of the kept candidates only (CANDIDATE_FACTOR * k of them), not of the pool.
         embedded = self.scorer.score_pool(
-            dataset=config.dataset,
-            run_id=run.id,
-            checkpoint_id=info.checkpoint_id,
-            split="train",
-            include_all=True,
+            contract.SampleQuery(
+                config.dataset, run_id=run.id, include_all=True, sample_ids=tuple(scores.candidates.tolist())
+            ),
+            checkpoint=info.checkpoint_id,
             embeddings=True,
             probabilities=False,
-            sample_ids=scores.candidates.tolist(),
         )
         order = np.argsort(embedded.sample_ids)  # the rows in candidate order (the k-means draws depend on it)
         by_id = embedded.sample_ids[order]

@@ -34,7 +34,7 @@ class RunsPart(StorePart):
         ``_fail_bad_configs``, which records that)."""
         dataset = session.get_one(Dataset, run.dataset_id)
         config_json, state, error = run.config_json, run.state, run.error
-        problem = bad_config(config_json)
+        problem = bad_config(config_json, dataset.name)
         if problem or state not in RUN_STATES or run.step not in RUN_STEPS:
             config_json = json.dumps({"dataset": dataset.name})
             state, error = "FAILED", problem or f"stored run state {quote(state)} / step {quote(run.step)} is unknown"
@@ -84,11 +84,15 @@ class RunsPart(StorePart):
     def _fail_bad_configs(self, run_id: int = 0) -> None:
         """Mark FAILED, with the reason, each active run (or run ``run_id``) whose stored
         configuration fails the checks, so that no coordinator picks it up."""
-        query = select(Run.id, Run.config_json).where(Run.state.in_(ACTIVE_RUN_STATES))
+        query = (
+            select(Run.id, Run.config_json, Dataset.name)
+            .join(Dataset, Dataset.id == Run.dataset_id)
+            .where(Run.state.in_(ACTIVE_RUN_STATES))
+        )
         if run_id:
             query = query.where(Run.id == run_id)
         with self._reading() as session:
-            bad = [(i, problem) for i, text in session.execute(query) if (problem := bad_config(text))]
+            bad = [(i, problem) for i, text, name in session.execute(query) if (problem := bad_config(text, name))]
         for i, problem in bad:
 
             def mark(session: Session, i: int = i, problem: str = problem) -> None:
@@ -230,10 +234,11 @@ class RunsPart(StorePart):
             ]
 
 
-def bad_config(config_json: str) -> str:
-    """Why the stored configuration ``config_json`` is unusable, or "" when it passes the checks."""
+def bad_config(config_json: str, dataset: str) -> str:
+    """Why the stored configuration ``config_json`` of a run of ``dataset`` is unusable, or "" when it
+    passes the checks (the run's row names its dataset, so a configuration without one is not refused)."""
     try:
-        wire.run_config_from_json(config_json)
+        wire.run_config_from_json(config_json, dataset=dataset)
     except errors.InvalidArgument as exc:
         return f"stored configuration refused: {exc}"
     return ""

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from lesslabels.common.errors import InvalidArgument, ResourceExhausted, quote
-from lesslabels.common.shards import shard_from_proto
+
 from lesslabels.contract import wire
 from lesslabels.pool import convert
 from lesslabels.pool.store import PoolStore
@@ -147,7 +147,7 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
             subset_size=request.subset.size,
             subset_seed=request.subset.seed,
             sample_ids=request.sample_ids,
-            shard=shard_from_proto(request),
+            shard=wire.shard_from_proto(request),
         )
         first = True
         for samples, last_id, total in pages:

@@ -8,10 +8,9 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from lesslabels.common import errors
-from lesslabels.common.shards import Shard
+from lesslabels.contract import SampleQuery
 from lesslabels.scorer.model_cache import ModelCache, ModelSpec, Scores
 from lesslabels.scorer.pool_source import CancelScope, PoolPage
 
@@ -20,43 +19,23 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK = 512
 MAX_CHUNK = 5000
 
-_LISTING_FIELDS = ("dataset", "split", "run_id", "include_all", "subset_size", "subset_seed", "sample_ids", "shard")
-
 #: Reads a pool page by page, with the keywords of ``pool_source.iter_pool_pages`` after the pool.
 PageReader = Callable[..., Iterator[PoolPage]]
 
 
 @dataclasses.dataclass(frozen=True)
 class PoolQuery:
-    """Which samples of a dataset to score, with which model, in chunks of how many."""
+    """Which samples to score, with which model, in chunks of how many."""
 
-    dataset: str
+    samples: SampleQuery
     spec: ModelSpec
-    split: str = "train"
-    run_id: int = 0
-    include_all: bool = False  # False: only the samples not yet labelled
-    subset_size: int = 0  # 0: every matching sample, else a random subset of this size
-    subset_seed: int = 0
-    sample_ids: tuple[int, ...] = ()  # only these samples (not with a subset)
-    shard: Shard | None = None
     chunk_size: int = 0  # 0: DEFAULT_CHUNK
     embeddings: bool = False
 
     def __post_init__(self) -> None:
-        if not self.dataset:
-            raise errors.InvalidArgument("dataset is required")
+        self.samples.validate()
         if self.chunk_size < 0:
             raise errors.InvalidArgument(f"chunk_size must not be negative, got {self.chunk_size}")
-        if self.subset_size < 0:
-            raise errors.InvalidArgument(
-                f"subset.size must not be negative, got {self.subset_size} (0 scores every matching sample)"
-            )
-        if self.subset_size and self.sample_ids:
-            raise errors.InvalidArgument("give a random subset or sample_ids, not both")
-
-    def listing(self) -> dict[str, Any]:
-        """The keywords that tell a page reader which samples to list."""
-        return {name: getattr(self, name) for name in _LISTING_FIELDS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,7 +67,7 @@ class PoolScoring:
         """Stop; logged as a cancellation unless the scoring already finished or failed."""
         self._cancel.cancel()
         if not self._finished.is_set():
-            log.info("event=score_pool_cancelled dataset=%s done=%d", self.query.dataset, self.done)
+            log.info("event=score_pool_cancelled dataset=%s done=%d", self.query.samples.dataset, self.done)
 
     def __iter__(self) -> Iterator[PoolChunk]:
         try:
@@ -99,13 +78,16 @@ class PoolScoring:
         if not self._cancel.is_set():
             self._finished.set()
             log.info(
-                "event=score_pool_done dataset=%s run=%s scored=%d", self.query.dataset, self.query.run_id, self.done
+                "event=score_pool_done dataset=%s run=%s scored=%d",
+                self.query.samples.dataset,
+                self.query.samples.run_id,
+                self.done,
             )
 
     def _chunks(self) -> Iterator[PoolChunk]:
         query = self.query
         entry = self._cache.load(query.spec)  # NOT_FOUND before any pool traffic
-        pages = self._read_pages(page_size=self._chunk, cancel=self._cancel, **query.listing())
+        pages = self._read_pages(query.samples, page_size=self._chunk, cancel=self._cancel)
         for page in pages:
             if self._cancel.is_set():
                 return

@@ -9,12 +9,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 from lesslabels.client import PoolClient
 from lesslabels.client.pool import MAX_PAGE
 from lesslabels.common import errors
-from lesslabels.common.shards import Shard
+from lesslabels.contract import SampleQuery
 
 log = logging.getLogger(__name__)
 
@@ -56,41 +56,33 @@ class PoolPage:
 
 def iter_pool_pages(
     pool: PoolClient,
+    query: SampleQuery,
     *,
-    dataset: str,
-    split: str,
-    run_id: int,
-    include_all: bool,
     page_size: int,
     cancel: CancelScope,
     stream_timeout: float,
     max_resumes: int = 3,
-    subset_size: int = 0,
-    subset_seed: int = 0,
-    sample_ids: Sequence[int] = (),
-    shard: Shard | None = None,
 ) -> Iterator[PoolPage]:
-    """Yield pages of at most ``page_size`` samples until the pool is exhausted or ``cancel`` is set.
-
-    ``subset_size``/``subset_seed``: only the random subset the pool draws (a resumed stream asks for
-    the same one); ``sample_ids``: only those samples; ``shard``: only that shard of them."""
-    with_gold = split in ("test", "dev")
+    """Yield pages of at most ``page_size`` of ``query``'s samples until the pool is exhausted or
+    ``cancel`` is set (a resumed stream asks for the same random subset)."""
+    dataset = query.dataset
+    with_gold = query.split in ("test", "dev")
     token = ""
     total = 0
     resumes = 0
     while not cancel.is_set():
         stream = pool.sample_pages(
             dataset,
-            split=split,
-            state="any" if include_all else "unlabelled",
-            run_id=run_id,
+            split=query.split,
+            state="any" if query.include_all else "unlabelled",
+            run_id=query.run_id,
             page_size=min(page_size, MAX_PAGE),
             page_token=token,
             include_gold=with_gold,
-            subset=subset_size,
-            subset_seed=subset_seed,
-            sample_ids=sample_ids,
-            shard=shard,
+            subset=query.subset,
+            subset_seed=query.subset_seed,
+            sample_ids=query.sample_ids,
+            shard=query.shard,
             timeout=stream_timeout,
         )
         cancel.attach(stream)  # the pool's stream stops as soon as our caller goes away

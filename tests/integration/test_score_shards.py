@@ -22,9 +22,12 @@ import pytest
 
 from lesslabels.common.channels import wait_until_serving
 from lesslabels import contract
-from lesslabels.coordinator.clients import PoolClient, ScorerClient
+from lesslabels.client import PoolClient, ScorerClient
+from lesslabels.contract import wire
+from lesslabels.pool.run_store_client import RunStoreClient
 from lesslabels.coordinator.scores import PoolScoreCache
 from lesslabels.coordinator.sharding import ScorerReplicas
+from lesslabels.v1 import run_store_pb2
 from tests.helpers import import_rows
 from tests.integration.compose import _die_with_parent, child_environment, free_port, local_argv
 from tests.integration.values import CHILD_ENV
@@ -101,15 +104,15 @@ class Recorded:
     def close(self) -> None:
         self.client.close()
 
-    def score_pool(self, **kwargs):
-        return self.client.score_pool(**kwargs)
+    def score_pool(self, samples, **kwargs):
+        return self.client.score_pool(samples, **kwargs)
 
-    def iter_pool_scores(self, **kwargs):
-        stream = {"shard": kwargs.get("shard"), "ids": [], "completed": False, "error": None}
+    def score_pool_chunks(self, samples, **kwargs):
+        stream = {"shard": samples.shard, "ids": [], "completed": False, "error": None}
         with self._lock:
             self.streams.append(stream)
         try:
-            for chunk in self.client.iter_pool_scores(**dict(kwargs, chunk_size=CHUNK)):
+            for chunk in self.client.score_pool_chunks(samples, **dict(kwargs, chunk_size=CHUNK)):
                 stream["ids"].extend(chunk.sample_ids.tolist())
                 yield chunk
                 if self.on_chunk is not None:
@@ -141,7 +144,7 @@ def cluster(tmp_path_factory, store_and_id, tiny_bert_dir):
         ScorerProcess(workdir, pool_address=pool_address, checkpoint_dir=str(store.root), model_dir=str(tiny_bert_dir))
         for _ in range(3)
     ]
-    pool = PoolClient(pool_address, timeout=30)
+    pool = RunStoreClient(pool_address, timeout=30)
     try:
         for scorer in scorers:
             scorer.wait_serving()
@@ -154,8 +157,10 @@ def cluster(tmp_path_factory, store_and_id, tiny_bert_dir):
             strategy="entropy",
         )
         run = pool.get_run(pool.create_run(config.with_defaults()).id)
-        train_ids = pool.train_sample_ids("flights")
-        pool.add_acquisitions(run.id, 0, [contract.Acquisition(i, 0, "random", 0.0) for i in train_ids[::12]])
+        with PoolClient(pool_address, timeout=30) as samples:
+            train_ids = [s.id for s in samples.list_samples("flights", page_size=5000)]
+        seeds = [wire.acquisition_to_proto(contract.Acquisition(i, 0, "random", 0.0)) for i in train_ids[::12]]
+        pool.call("AddAcquisitions", run_store_pb2.AddAcquisitionsRequest(run_id=run.id, round=0, acquisitions=seeds))
         pool.reveal_labels(run.id, train_ids[::12], source="seed")
         unlabelled = sorted(set(train_ids) - set(train_ids[::12]))
         yield dict(pool=pool, run=run, checkpoint=checkpoint_id, scorers=scorers, unlabelled=unlabelled)
