@@ -30,7 +30,7 @@ kserve-client: $(KSERVE_VENV)/.installed
 export LESSLABELS_KSERVE_PYTHON ?= $(if $(wildcard $(KSERVE_VENV)/.installed),$(abspath $(KSERVE_VENV))/bin/python,)
 
 # Label Studio (the server and its SDK) pins Django and friends: a side environment too, for the slow
-# round trip against a real Label Studio server (tests/test_labelstudio_server.py; skipped, saying so, without it).
+# round trip against a real Label Studio server (tests/integration/test_labelstudio_server.py; skipped, saying so, without it).
 LABELSTUDIO_VENV ?= .venv-labelstudio
 $(LABELSTUDIO_VENV)/.installed:
 	$(PYTHON) -m venv $(LABELSTUDIO_VENV)
@@ -51,9 +51,9 @@ test-slow: setup
 
 ## The pool's tests again with PostgreSQL behind every unparametrised one (needs PostgreSQL binaries).
 test-pool-postgres: setup
-	LESSLABELS_TEST_DATABASE=postgres $(PY) -m pytest -q -m "not slow" tests/test_pool.py tests/test_pool_steps.py \
-		tests/test_pool_dataset_labels.py tests/test_pool_import_stream.py tests/test_pool_counts.py \
-		tests/test_pool_subset.py tests/test_pool_shards.py
+	LESSLABELS_TEST_DATABASE=postgres $(PY) -m pytest -q -m "not slow" tests/unit/pool/test_store.py tests/unit/pool/test_steps.py \
+		tests/unit/pool/test_labelset.py tests/unit/pool/test_imports.py tests/unit/pool/test_counts.py \
+		tests/unit/pool/test_subset.py tests/unit/pool/test_shards.py
 
 ## Both.
 test-all: setup

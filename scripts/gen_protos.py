@@ -4,7 +4,7 @@ Every .proto lives under ``protos/lesslabels/``, so protoc writes modules that i
 other as ``lesslabels.v1.x_pb2`` / ``lesslabels.inference.x_pb2``, exactly where the installed
 package has them (``services/`` is installed as ``lesslabels``). Nothing is rewritten.
 Uses the pinned grpcio-tools from the dev extra, so the committed output is reproducible;
-tests/test_foundation.py fails when it is stale.
+tests/project/test_foundation.py fails when it is stale.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from lesslabels.contract import vocabulary
 from lesslabels.coordinator import domain
 from lesslabels.client import PoolClient
 from lesslabels.pool.run_store_client import RunStoreClient
-from lesslabels.coordinator.engine import Coordinator
+from lesslabels.coordinator.orchestrator import Coordinator
 from tests.helpers import import_rows, server_settings_for_tests
 
 if TYPE_CHECKING:

@@ -317,7 +317,7 @@ class Server:
         # No health.enter_graceful_shutdown() here: it sends NOT_SERVING to every Watch stream
         # while holding the health servicer's lock, and a watcher that disconnects meanwhile makes
         # grpc's polling thread wait for that lock: with hundreds of watchers the stop hung
-        # (tests/test_runtime.py flood test). Stopping ends the watch streams instead.
+        # (tests/unit/common/test_server.py flood test). Stopping ends the watch streams instead.
         self._server.stop(grace).wait()
         for callback in reversed(self._on_stop):
             try:

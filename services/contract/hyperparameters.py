@@ -2,7 +2,7 @@
 
 The pool checks a run's settings with this at StartRun, the coordinator passes them on as they
 are, and the trainer trains with exactly them, so a run the pool stores is a run the trainer
-accepts (tests/contract/test_hyperparameters.py shows it field by field).
+accepts (tests/unit/contract/test_hyperparameters.py shows it field by field).
 
 On the wire (``lesslabels.v1.Hyperparameters``) zero means "the default"; here every field holds
 the value training uses, defaults filled in. A few fields read 0 as "none" or "automatic", as

@@ -14,7 +14,7 @@ from lesslabels.common.server import Server
 from lesslabels.common.shards import MAX_SHARDS
 from lesslabels.client import PoolClient, ScorerClient
 from lesslabels.coordinator.clients import TrainerClient
-from lesslabels.coordinator.engine import Coordinator
+from lesslabels.coordinator.orchestrator import Coordinator
 from lesslabels.coordinator.servicer import CoordinatorServicer, registration
 from lesslabels.pool.run_store_client import RunStoreClient
 from lesslabels.coordinator.sharding import DEFAULT_ATTEMPTS, ScorerReplicas

@@ -1,4 +1,4 @@
-"""The coordinator's dependencies, as typed ports: what the engine calls on the pool, the trainer
+"""The coordinator's dependencies, as typed ports: what the orchestrator calls on the pool, the trainer
 and the scorer. ``clients`` and the SDK implement them over gRPC; tests hand in fakes, which the
 type checker holds to the same signatures. A run's state goes to the run store's one client
 (``lesslabels.pool.run_store_client.RunStoreClient``)."""

@@ -6,7 +6,7 @@ from lesslabels.common.errors import InvalidArgument
 from lesslabels.common.server import ServiceRegistration
 from lesslabels.contract import wire
 from lesslabels.coordinator import convert
-from lesslabels.coordinator.engine import Coordinator
+from lesslabels.coordinator.orchestrator import Coordinator
 from lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2
 
 

@@ -373,7 +373,7 @@ class Uncertainty(Protocol):
     def ratio(self) -> np.ndarray: ...
 
 
-#: Query strategy -> what it needs of the scorer (tests/test_strategies.py holds each to the strategy itself).
+#: Query strategy -> what it needs of the scorer (tests/unit/coordinator/test_strategies.py holds each to the strategy itself).
 NEEDS: dict[str, ScoreNeeds] = {
     "entropy": ScoreNeeds("entropy"),
     "margin": ScoreNeeds("margin", negate=True),

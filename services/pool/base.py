@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lesslabels.common import errors
-from lesslabels.pool.models import Dataset, Run
+from lesslabels.pool.tables import Dataset, Run
 
 T = TypeVar("T")
 

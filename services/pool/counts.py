@@ -16,7 +16,7 @@ from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from lesslabels.pool.models import LabelCount, SampleCount
+from lesslabels.pool.tables import LabelCount, SampleCount
 
 
 def add_samples(session: Session, dataset_id: int, changes: Mapping[tuple[str, str], int]) -> None:

@@ -16,7 +16,7 @@ from lesslabels.contract.vocabulary import ACTIVE_RUN_STATES, SPLITS
 from lesslabels.pool import counts
 from lesslabels.pool.base import NAME_RE, StorePart, find_dataset
 from lesslabels.pool.labelset import validate_label_set
-from lesslabels.pool.models import Acquisition, CurrentLabel, Dataset, LabelEvent, Round, Run, Sample, run_scope
+from lesslabels.pool.tables import Acquisition, CurrentLabel, Dataset, LabelEvent, Round, Run, Sample, run_scope
 from lesslabels.pool.records import DatasetInfo
 
 log = logging.getLogger(__name__)

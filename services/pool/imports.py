@@ -29,7 +29,7 @@ from lesslabels.contract.vocabulary import SPLITS
 from lesslabels.pool import counts, importers
 from lesslabels.pool.base import NAME_RE, StorePart, find_dataset
 from lesslabels.pool.labelset import check_not_near_duplicate, similar_labels
-from lesslabels.pool.models import Dataset, Sample
+from lesslabels.pool.tables import Dataset, Sample
 from lesslabels.pool.records import DuplicateInfo, ImportResult
 from lesslabels.pool.texthash import text_hash
 

@@ -16,7 +16,7 @@ from lesslabels.contract.vocabulary import SOURCES
 from lesslabels.pool import counts
 from lesslabels.pool.base import StorePart, find_dataset, find_run
 from lesslabels.pool.labelset import MAX_LABEL_LENGTH, check_not_near_duplicate
-from lesslabels.pool.models import Acquisition, CurrentLabel, Dataset, LabelEvent, Run, Sample, run_scope
+from lesslabels.pool.tables import Acquisition, CurrentLabel, Dataset, LabelEvent, Run, Sample, run_scope
 from lesslabels.pool.records import LabelEventRecord, LabelResult
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from lesslabels.contract.vocabulary import ACTIVE_RUN_STATES, FINAL_RUN_STATES, 
 from lesslabels.pool import counts
 from lesslabels.pool.base import StorePart, find_dataset, find_run
 from lesslabels.pool.labels import reuse_dataset_labels
-from lesslabels.pool.models import REQUEST_ID_MAX, Acquisition, CurrentLabel, Dataset, Round, Run, Sample, run_scope
+from lesslabels.pool.tables import REQUEST_ID_MAX, Acquisition, CurrentLabel, Dataset, Round, Run, Sample, run_scope
 from lesslabels.contract import wire
 from lesslabels.pool.records import AcquisitionRecord, RoundRecord, RunRecord
 

@@ -15,7 +15,7 @@ from lesslabels.common.shards import Shard
 from lesslabels.contract.vocabulary import SPLITS
 from lesslabels.pool import counts, subset
 from lesslabels.pool.base import StorePart, find_dataset, find_run
-from lesslabels.pool.models import CurrentLabel, Sample, run_scope
+from lesslabels.pool.tables import CurrentLabel, Sample, run_scope
 from lesslabels.pool.records import SampleRecord, SplitCount
 
 MAX_PAGE = 5000

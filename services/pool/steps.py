@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from lesslabels.common import errors
 from lesslabels.common.timeutil import utcnow
 from lesslabels.contract.vocabulary import ACTIVE_RUN_STATES, FINAL_RUN_STATES, RUN_STATES, RUN_STEPS
-from lesslabels.pool.models import Run
+from lesslabels.pool.tables import Run
 from lesslabels.pool.records import AcquisitionRecord, RoundRecord, RunRecord
 from lesslabels.pool.runs import store_acquisitions, store_round
 from lesslabels.pool.store import PoolStore

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from lesslabels.pool.models import Base
+from lesslabels.pool.tables import Base
 
 target_metadata = Base.metadata
 

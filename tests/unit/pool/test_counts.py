@@ -1,4 +1,4 @@
-"""Counts kept, not recounted (issue 15, item 3): the pool keeps its sample and label counts in
+"""Counts kept, not recounted: the pool keeps its sample and label counts in
 sample_counts and label_counts, written in the transactions that change what they count. Each test
 compares the kept counts, and what GetCounts / GetRun / GetDataset / ListSamples report, with a
 recount of the rows themselves, on SQLite and PostgreSQL."""

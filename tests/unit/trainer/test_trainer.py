@@ -435,7 +435,7 @@ def test_graceful_stop_interrupts_the_running_job(trainer_factory, labelled, tin
 
 
 def test_a_jobs_reads_ride_out_a_pool_restart(pool_server, pool_address, database_url, labelled, caplog):
-    """Found by the chaos suite (tests/integration/test_chaos.py, seed 1419): the pool killed while a
+    """Found by the chaos suite (tests/chaos/test_chaos.py, seed 1419): the pool killed while a
     job read its labels (a ListSamples stream, which the channel does not retry) failed the job."""
     from lesslabels.pool.main import build_server as build_pool
     from lesslabels.trainer.pool_client import PoolClient as TrainerPool

@@ -62,7 +62,7 @@ def test_migration_from_empty_to_head_matches_models(tmp_path):
     from sqlalchemy import create_engine, inspect
 
     from lesslabels.pool.db import alembic_config, migrate
-    from lesslabels.pool.models import Base
+    from lesslabels.pool.tables import Base
 
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     migrate(url)

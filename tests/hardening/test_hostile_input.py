@@ -1,4 +1,4 @@
-"""Bad input gets a clear status, never INTERNAL (issue 14): each case below answered INTERNAL
+"""Bad input gets a clear status, never INTERNAL: each case below answered INTERNAL
 before, against the real servers."""
 
 from __future__ import annotations

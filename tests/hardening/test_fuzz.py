@@ -1,4 +1,4 @@
-"""Seeded fuzzing over the proto descriptors (issue 14, item 6): requests of the right types with
+"""Seeded fuzzing over the proto descriptors: requests of the right types with
 random, extreme and malformed values. No answer may be INTERNAL or UNKNOWN, none may hang past its
 deadline, health stays SERVING, and the rows stored before are unchanged.
 
@@ -54,8 +54,8 @@ def _value(rng: random.Random, field: FieldDescriptor, depth: int):
     return rng.choice(_INTS + [rng.randrange(-1000, 1000)])
 
 
-#: Fields left unset: ``base_model`` names a model folder or hub name, which the scorer tries to
-#: load (issue 14 item 4 restricts those to allowed folders; fuzz it once that lands).
+#: Fields left unset: ``base_model`` names a model folder or hub name, which the scorer resolves
+#: against its allowed folders (tests/unit/scorer/test_scorer.py refuses the disallowed ones).
 SKIPPED_FIELDS = {"base_model"}
 
 

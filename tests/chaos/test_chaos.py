@@ -1,4 +1,4 @@
-"""Chaos suite (issue 14): seeded trials, each a short active-learning run through the real
+"""Chaos suite: seeded trials, each a short active-learning run through the real
 services of ``docker-compose.yml`` as local processes (``LocalTopology``), during which one service
 (pool, trainer, scorer or coordinator) gets SIGKILL at a seeded moment and comes back by the
 compose restart policy (``unless-stopped``), as it would in Docker.

@@ -250,7 +250,7 @@ def test_round_trip_through_a_real_stack(real_stack, tiny_bert_dir, tmp_path, ca
         assert prediction["result"][0]["value"]["choices"][0] in LABELS
 
     # The checkpoint the trainer published for round 0 is a folder transformers loads with the
-    # mean-pooling classifier's code that it carries (tests/test_pooling.py checks that outside lesslabels).
+    # mean-pooling classifier's code that it carries (tests/unit/modeling/test_pooling.py checks that outside lesslabels).
     from transformers import pipeline
 
     folder = tmp_path / "checkpoints" / f"ckpt-{tasks[0]['predictions'][0]['model_version']}"

@@ -19,7 +19,7 @@ from lesslabels.contract import vocabulary
 from lesslabels.coordinator import strategies
 from lesslabels.client import PoolClient
 from lesslabels.pool.run_store_client import RunStoreClient
-from lesslabels.coordinator.engine import Coordinator
+from lesslabels.coordinator.orchestrator import Coordinator
 from lesslabels.coordinator.main import scorer_address_list
 from lesslabels.coordinator.scores import PoolScoreCache
 from lesslabels.coordinator.sharding import ScorerReplicas

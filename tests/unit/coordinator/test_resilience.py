@@ -1,4 +1,4 @@
-"""The coordinator survives bad data and outages (issue 14, item 5): the pool refuses bad run
+"""The coordinator survives bad data and outages: the pool refuses bad run
 configurations at write, a bad stored run is reported FAILED instead of breaking ListRuns and
 recover(), and runs ride out a pool that is stopped and started again."""
 
@@ -140,7 +140,7 @@ def test_a_run_rides_out_a_pool_that_is_stopped_and_started(fake_stack, pool_ser
     pool = RunStoreClient(fake_stack.pool_address, timeout=10)
     run = core.start_run(contract.RunConfig(**{**_engine_config(), "stopping": contract.StoppingRule(max_rounds=2)}))
     assert fake_stack.trainer.started.wait(20)
-    caplog.set_level(logging.WARNING, logger="lesslabels.coordinator.engine")
+    caplog.set_level(logging.WARNING, logger="lesslabels.coordinator.orchestrator")
 
     def retried():
         fake_stack.trainer.hold.set()  # the job ends while the pool is down: recording it fails
@@ -165,7 +165,7 @@ def test_a_run_whose_worker_ended_without_an_outcome_is_picked_up_again(fake_sta
     pool = RunStoreClient(fake_stack.pool_address, timeout=10)
     run = core.start_run(contract.RunConfig(**{**_engine_config(), "stopping": contract.StoppingRule(max_rounds=2)}))
     assert fake_stack.trainer.started.wait(20)
-    caplog.set_level(logging.WARNING, logger="lesslabels.coordinator.engine")
+    caplog.set_level(logging.WARNING, logger="lesslabels.coordinator.orchestrator")
 
     def worker_gone():
         fake_stack.trainer.hold.set()

@@ -1,4 +1,4 @@
-"""Seed sets drawn in the pool (issue 15): the random seed set is the pool's seeded RandomSubset of
+"""Seed sets drawn in the pool: the random seed set is the pool's seeded RandomSubset of
 k ids (the pool sends k samples, never the whole pool); the diverse seed set embeds at most
 ``steps.diverse_seed_sample(k)`` samples, a random subset, when the pool is larger than that.
 Over the real pool (gRPC, temp SQLite) with the fake scorer that records what it scored."""

@@ -449,7 +449,7 @@ main(["--checkpoint-dir", sys.argv[1], "--pool-address", "127.0.0.1:9"])
 @pytest.mark.parametrize("service", ["trainer", "scorer"])
 def test_the_model_services_import_transformers_before_they_serve(service, tmp_path):
     """transformers 5 is not safe to import first from two threads at once ("cannot import name
-    'AutoConfig' from 'transformers'"): found by the chaos suite (tests/integration/test_chaos.py,
+    'AutoConfig' from 'transformers'"): found by the chaos suite (tests/chaos/test_chaos.py,
     seed 1401), where a restarted trainer took two StartTraining calls side by side. Each service
     imports it before it starts its server; then its threads may import it together."""
     import os

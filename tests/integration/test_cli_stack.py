@@ -25,9 +25,10 @@ from lesslabels.cli.stack import LocalStack, StackError
 from lesslabels.common.channels import wait_until_serving
 from lesslabels.common import errors
 from lesslabels.demo.data import synthetic_rows
+from tests.helpers import ROOT as REPO_ROOT
 from tests.helpers import import_rows
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(REPO_ROOT)
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "LESSLABELS_LOG_LEVEL": "WARNING"}
 
 

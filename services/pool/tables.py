@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 models of the pool. Schema changes go through Alembic (services/pool/migrations)."""
+"""The pool's tables (SQLAlchemy 2 mapped classes). Schema changes go through Alembic (services/pool/migrations)."""
 
 from __future__ import annotations
 

@@ -514,7 +514,7 @@ def test_concurrent_idempotent_submissions_give_exactly_one_label_each(pool_addr
     # And in the database itself: one label event and one label in force per sample.
     from sqlalchemy import create_engine, func, select
 
-    from lesslabels.pool.models import CurrentLabel, LabelEvent
+    from lesslabels.pool.tables import CurrentLabel, LabelEvent
 
     engine = create_engine(database_url)
     with engine.connect() as conn:

@@ -1,4 +1,4 @@
-"""Work bounded by bytes in the pool (issue 14): pages of samples sized under the message limit,
+"""Work bounded by bytes in the pool: pages of samples sized under the message limit,
 and a limit on concurrent imports."""
 
 from __future__ import annotations

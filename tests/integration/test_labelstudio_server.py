@@ -18,12 +18,13 @@ import urllib.request
 import pytest
 
 from lesslabels.cli.main import main as cli
+from tests.helpers import ROOT
 from tests.humanrun import gold, run_state, start_human_run
 from tests.stack import LABELS, load_toy_dataset, wait_for
 
 pytestmark = pytest.mark.slow
 
-DRIVER = pathlib.Path(__file__).with_name("labelstudio_driver.py")
+DRIVER = ROOT / "tests" / "labelstudio_driver.py"
 TOKEN = "0123456789abcdef0123456789abcdef01234567"
 
 

@@ -1,4 +1,4 @@
-"""Labels belong to the dataset (issue 12): human labels kept with the dataset and reused by later
+"""Labels belong to the dataset: human labels kept with the dataset and reused by later
 human-mode runs, label history, label sets without near-duplicates, delete, and the migration."""
 
 from __future__ import annotations
