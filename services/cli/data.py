@@ -8,7 +8,8 @@ import sys
 
 from lesslabels.cli.common import tls_of
 from lesslabels.client import ImportSummary, LessLabelsError, PoolClient
-from lesslabels.client.pool import FORMATS, SPLITS
+from lesslabels.client.pool import FORMATS
+from lesslabels.contract.vocabulary import SPLITS
 from lesslabels.common.config import add_client_tls_flags, add_flag
 
 

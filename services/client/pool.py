@@ -33,8 +33,6 @@ STREAM_TIMEOUT = 300.0
 #: The pool's largest page of ListSamples.
 MAX_PAGE = 5000
 
-SPLITS = {"train": common_pb2.SPLIT_TRAIN, "test": common_pb2.SPLIT_TEST, "dev": common_pb2.SPLIT_DEV}
-SPLIT_NAMES = {v: k for k, v in SPLITS.items()}
 FORMATS = {
     "auto": pool_pb2.IMPORT_FORMAT_AUTO,
     "csv": pool_pb2.IMPORT_FORMAT_CSV_LABEL_TEXT,
@@ -64,7 +62,7 @@ def random_subset(size: int, seed: int) -> common_pb2.RandomSubset | None:
     """The RandomSubset of ``size`` samples under ``seed`` (None for 0: no subset)."""
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 0:
         raise InvalidArgument(f"subset must be a number of samples, 0 or more (0 = all of them), got {size!r}")
-    return common_pb2.RandomSubset(size=int(size), seed=int(seed)) if size else None
+    return wire.random_subset(int(size), int(seed))
 
 
 def _dataset(message: pool_pb2.Dataset) -> Dataset:
@@ -98,7 +96,7 @@ def _sample(message: common_pb2.Sample) -> Sample:
     return Sample(
         id=message.id,
         text=message.text,
-        split=SPLIT_NAMES.get(message.split, ""),
+        split=wire.SPLIT_TO_CORE.get(message.split, ""),
         label=message.label,
         gold_label=message.gold_label,
         row=message.row,
@@ -234,7 +232,7 @@ class PoolClient(ServiceClient):
         header = pool_pb2.ImportHeader(
             dataset=dataset,
             format=_choice(format, FORMATS, "import format"),
-            split=_choice(split, SPLITS, "split"),
+            split=_choice(split, wire.SPLIT_TO_PROTO, "split"),
             create_dataset=create,
             keep_whitespace=keep_whitespace,
             text_column=text_column,
@@ -352,7 +350,7 @@ class PoolClient(ServiceClient):
             raise InvalidArgument(f"page_size must be in 1..{MAX_PAGE}, got {page_size}")
         request = pool_pb2.ListSamplesRequest(
             dataset=dataset,
-            split=_choice(split, SPLITS, "split"),
+            split=_choice(split, wire.SPLIT_TO_PROTO, "split"),
             state=_choice(state, LABEL_STATES, "label state"),
             run_id=run_id,
             include_gold=include_gold,

@@ -23,9 +23,9 @@ from lesslabels.client import (
     suggest,
 )
 from lesslabels.common.config import ClientTLS
+from lesslabels.contract import vocabulary
 
 log = logging.getLogger(__name__)
-SPLITS = ("train", "test", "dev")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,7 +189,7 @@ class SdkBackend:
         return view
 
     def import_data(self, dataset: str, data: bytes, split: str = "train") -> dict:
-        if split not in SPLITS:
+        if split not in vocabulary.SPLITS:
             raise InvalidArgument(f"unknown split {split!r} (train, test or dev)")
         summary = self.pool.import_chunks(dataset, [data], split=split, create=True)
         return {"dataset": summary.dataset, "imported": summary.imported, "duplicate_rows": summary.duplicate_rows}

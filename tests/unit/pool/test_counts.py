@@ -14,11 +14,12 @@ import pytest
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
 
+from lesslabels.contract import wire
 from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, run_store_pb2
 from tests.helpers import BOTH_DATABASES, import_bytes, import_rows, pool_stub, submit_labels
 
 TRAIN = [("greet", "hello there"), ("bye", "see you"), ("greet", "hi"), ("bye", "farewell"), ("greet", "good morning")]
-SPLIT_NAMES = {"train": common_pb2.SPLIT_TRAIN, "test": common_pb2.SPLIT_TEST, "dev": common_pb2.SPLIT_DEV}
+SPLIT_NAMES = wire.SPLIT_TO_PROTO
 
 
 def _recount(url: str) -> tuple[dict, dict]:
