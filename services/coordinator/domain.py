@@ -1,19 +1,11 @@
-"""The coordinator's own views of the other services: a dataset's labels and sizes, a training
-job and its progress. The values every service shares live in ``lesslabels.contract``."""
+"""The coordinator's own views of the trainer: a training job and its progress. The values every
+service shares live in ``lesslabels.contract``."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from lesslabels.contract import Metrics
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    labels: tuple[str, ...]
-    train_count: int
-    test_count: int
 
 
 @dataclasses.dataclass(frozen=True)

@@ -83,9 +83,9 @@ class Trainer:
         dataset = self.pool.dataset(request.dataset)
         if request.run_id:
             run = self.pool.run(request.run_id)
-            if run.dataset and run.dataset != dataset.name:
+            if run.config.dataset and run.config.dataset != dataset.name:
                 raise errors.InvalidArgument(
-                    f"run {run.id} belongs to dataset {errors.quote(run.dataset)}, not {errors.quote(dataset.name)}"
+                    f"run {run.id} belongs to dataset {errors.quote(run.config.dataset)}, not {errors.quote(dataset.name)}"
                 )
         labels = tuple(request.labels) or dataset.labels
         if len(set(labels)) != len(labels):

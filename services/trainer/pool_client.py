@@ -13,13 +13,13 @@ with the internal token the trainer sends); everything else from the public pool
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from lesslabels import client
+from lesslabels import client, contract
+from lesslabels.client import Dataset
 from lesslabels.common import errors
 from lesslabels.common.channels import DEFAULT_TIMEOUT
 from lesslabels.common.config import ClientTLS
@@ -37,20 +37,6 @@ RETRY_BACKOFF_SECONDS = 0.5
 MAX_RETRY_BACKOFF_SECONDS = 5.0
 
 T = TypeVar("T")
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    labels: tuple[str, ...]
-    train_count: int
-    dev_count: int
-
-
-@dataclasses.dataclass(frozen=True)
-class RunInfo:
-    id: int
-    dataset: str
 
 
 class PoolClient:
@@ -78,15 +64,11 @@ class PoolClient:
         self._pool.close()
         self._runs.close()
 
-    def dataset(self, name: str) -> DatasetInfo:
-        reply = self._pool.get_dataset(name)
-        return DatasetInfo(
-            name=reply.name, labels=reply.labels, train_count=reply.train_count, dev_count=reply.dev_count
-        )
+    def dataset(self, name: str) -> Dataset:
+        return self._pool.get_dataset(name)
 
-    def run(self, run_id: int) -> RunInfo:
-        reply = self._runs.get_run(run_id)
-        return RunInfo(id=reply.id, dataset=reply.config.dataset)
+    def run(self, run_id: int) -> contract.Run:
+        return self._runs.get_run(run_id)
 
     def labelled_counts(self, dataset: str, run_id: int) -> dict[str, int]:
         """Acquired labels per label in the train split, in the scope of ``run_id``."""

@@ -14,15 +14,16 @@ from typing import Any, Protocol
 
 from lesslabels.common.checkpoints import Checkpoint
 from lesslabels.trainer.loop import Example
-from lesslabels.trainer.pool_client import DatasetInfo, RunInfo
+from lesslabels import contract
+from lesslabels.client import Dataset
 
 
 class LabelSource(Protocol):
     """The pool, as far as training reads it."""
 
-    def dataset(self, name: str) -> DatasetInfo: ...
+    def dataset(self, name: str) -> Dataset: ...
 
-    def run(self, run_id: int) -> RunInfo: ...
+    def run(self, run_id: int) -> contract.Run: ...
 
     def labelled_counts(self, dataset: str, run_id: int) -> dict[str, int]: ...
 
