@@ -211,20 +211,7 @@ class LocalStack:
         try:
             # All at once: each service waits for its own dependencies, and torch imports overlap.
             for name in SERVICES:
-                log = open(self.log_dir / f"{name}.log", "ab")
-                try:
-                    self.processes[name] = subprocess.Popen(
-                        self.command_line(name),
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        env=env,
-                        cwd=self.state_dir,
-                        # Own session: Ctrl-C reaches only this process, which then stops the children in order.
-                        start_new_session=True,
-                    )
-                finally:
-                    log.close()
+                self._spawn(name, env)
             deadline = time.monotonic() + self.startup_timeout
             for name in SERVICES:
                 self._wait_serving(name, deadline)
@@ -247,6 +234,7 @@ class LocalStack:
                 stdin=subprocess.DEVNULL,
                 env=dict(env),
                 cwd=self.state_dir,
+                # Own session: Ctrl-C reaches only this process, which then stops the children in order.
                 start_new_session=True,
             )
         finally:
