@@ -230,6 +230,8 @@ def run_config_from_args(args: argparse.Namespace, dataset: str | None = None) -
     if min_steps is None:
         # --epochs alone means those epochs: the step floor would silently train for more.
         min_steps = 0 if epochs_given else getattr(args, "_default_min_steps", DEFAULT_MIN_STEPS)
+        if args.max_steps > 0:
+            min_steps = min(min_steps, args.max_steps)  # the default floor never exceeds a cap asked for
     protocol = PROTOCOLS[getattr(args, "protocol", None) or "recommended"]
     hp = {
         "max_epochs": args.epochs,

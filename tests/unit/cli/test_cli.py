@@ -158,6 +158,10 @@ def test_epochs_alone_turn_the_step_floor_off_and_the_plan_says_so():
     assert training_plan(epochs).startswith("training per round: 3 epochs (no --min-steps floor)")
     both = _parse_run(["--dataset", "atis", "--epochs", "3", "--min-steps", "40"])
     assert (both.hyperparameters.max_epochs, both.hyperparameters.min_steps) == (3, 40)
+    # --max-steps lowers the default floor to itself; a floor given above the cap is refused.
+    assert _parse_run(["--dataset", "atis", "--max-steps", "10"]).hyperparameters.min_steps == 10
+    with pytest.raises(CliError, match="--min-steps: hyperparameters.min_steps 40 must not exceed max_steps 10"):
+        _parse_run(["--dataset", "atis", "--max-steps", "10", "--min-steps", "40"])
     assert "3 epochs, more when that is under 40 optimizer steps" in training_plan(both)
 
 
