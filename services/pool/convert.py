@@ -1,4 +1,6 @@
-"""Protobuf <-> pool core values, at the edge. Explicit enum maps; nothing else touches protobuf."""
+"""Protobuf <-> the pool core's own values, at the edge of PoolService and RunStore. The shared types'
+codecs and enum maps are ``lesslabels.contract.wire`` (whose JSON form of a run configuration the
+store also reads back to check it)."""
 
 from __future__ import annotations
 

@@ -131,7 +131,7 @@ class Run(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
-    # RunConfig as JSON (protobuf JSON mapping), stored as given by the coordinator.
+    # RunConfig as JSON (protobuf JSON mapping), as RunConfig.validate passed it (contract.wire).
     config_json: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(32))
     step: Mapped[str] = mapped_column(String(32))
