@@ -29,7 +29,7 @@ from lesslabels.modeling.pooling import pooling_of
 from lesslabels.trainer import loop
 from lesslabels.trainer.loop import Example, Progress
 from lesslabels.trainer.job_types import Job, RunResult
-from lesslabels.trainer.pool_client import PoolClient
+from lesslabels.trainer.label_source import PoolLabelSource
 from lesslabels.trainer.threads import ThreadGovernor
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def hyperparameters_dict(config: Hyperparameters) -> dict:
 class Trainer:
     def __init__(
         self,
-        pool: PoolClient,
+        pool: PoolLabelSource,
         store: CheckpointStore,
         *,
         device: str = "",

@@ -33,7 +33,7 @@ from lesslabels.common.server import Server
 from lesslabels.modeling import models
 from lesslabels.trainer.core import Trainer
 from lesslabels.trainer.jobs import JobManager
-from lesslabels.trainer.pool_client import PoolClient
+from lesslabels.trainer.label_source import PoolLabelSource
 from lesslabels.trainer.servicer import TrainerServicer, registration
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def build_server(
     """
     store = CheckpointStore(checkpoint_dir)
     store.clean_staging()
-    pool = PoolClient(pool_address, token=settings.outbound_token, tls=settings.client_tls)
+    pool = PoolLabelSource(pool_address, token=settings.outbound_token, tls=settings.client_tls)
     trainer = Trainer(
         pool,
         store,

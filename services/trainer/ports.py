@@ -1,7 +1,7 @@
 """What the trainer needs from outside, as typed ports.
 
 :class:`~lesslabels.trainer.core.Trainer` reads labelled examples and run facts from a
-:class:`LabelSource` (in production :class:`lesslabels.trainer.pool_client.PoolClient`) and
+:class:`LabelSource` (in production :class:`lesslabels.trainer.label_source.PoolLabelSource`) and
 publishes checkpoints to a :class:`CheckpointSink` (:class:`lesslabels.common.checkpoints.CheckpointStore`).
 Anything with these methods will do, a test fake included, and mypy checks that it fits.
 """

@@ -438,7 +438,7 @@ def test_a_jobs_reads_ride_out_a_pool_restart(pool_server, pool_address, databas
     """Found by the chaos suite (tests/chaos/test_chaos.py, seed 1419): the pool killed while a
     job read its labels (a ListSamples stream, which the channel does not retry) failed the job."""
     from lesslabels.pool.main import build_server as build_pool
-    from lesslabels.trainer.pool_client import PoolClient as TrainerPool
+    from lesslabels.trainer.label_source import PoolLabelSource as TrainerPool
 
     pool = TrainerPool(pool_address, retry_backoff=0.1)
     assert len(pool.labelled_examples("d", 0)) == len(labelled)
@@ -454,7 +454,7 @@ def test_a_jobs_reads_ride_out_a_pool_restart(pool_server, pool_address, databas
         restarted.append(server)
 
     thread = threading.Thread(target=restart)
-    caplog.set_level(logging.WARNING, logger="lesslabels.trainer.pool_client")
+    caplog.set_level(logging.WARNING, logger="lesslabels.trainer.label_source")
     thread.start()
     try:
         examples = pool.labelled_examples("d", 0)
@@ -468,7 +468,7 @@ def test_a_jobs_reads_ride_out_a_pool_restart(pool_server, pool_address, databas
 
 
 def test_a_jobs_reads_give_up_once_the_pool_stays_away(pool_server, pool_address, labelled):
-    from lesslabels.trainer.pool_client import PoolClient as TrainerPool
+    from lesslabels.trainer.label_source import PoolLabelSource as TrainerPool
 
     pool = TrainerPool(pool_address, outage_seconds=0.5, retry_backoff=0.1)
     pool_server.stop(0)

@@ -39,8 +39,8 @@ MAX_RETRY_BACKOFF_SECONDS = 5.0
 T = TypeVar("T")
 
 
-class PoolClient:
-    """The trainer's port to the pool: an adapter over the SDK's ``lesslabels.client.PoolClient`` and
+class PoolLabelSource:
+    """The trainer's ``LabelSource``: the pool read through the SDK's ``lesslabels.client.PoolClient`` and
     the ``RunStoreClient`` (their errors are the domain errors the trainer's servicer maps to status
     codes)."""
 
