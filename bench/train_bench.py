@@ -134,7 +134,7 @@ def interleaved_runs(args, labels, train_rows, test_rows) -> tuple[dict | None, 
     import torch
 
     from lesslabels.modeling.batching import tokenize
-    from lesslabels.common.metrics import classification_metrics
+    from lesslabels.contract.metrics import classification_metrics
     from lesslabels.modeling.models import load_classifier, select_device
     from lesslabels.contract import Hyperparameters
     from lesslabels.trainer.loop import Example, autocast_dtype, predict_logits, train

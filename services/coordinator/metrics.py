@@ -1,5 +1,5 @@
 """How much a run's predictions changed between rounds (the test-split metrics are
-``lesslabels.common.metrics``)."""
+``lesslabels.contract.metrics``)."""
 
 from __future__ import annotations
 

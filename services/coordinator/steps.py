@@ -30,7 +30,7 @@ import numpy as np
 
 from lesslabels.common import errors
 from lesslabels.common.timeutil import rfc3339, utcnow
-from lesslabels.common.metrics import classification_metrics
+from lesslabels.contract.metrics import classification_metrics
 from lesslabels import contract
 from lesslabels.contract import wire
 from lesslabels.coordinator import domain, strategies

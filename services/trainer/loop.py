@@ -27,7 +27,7 @@ import numpy as np
 
 from lesslabels.common import errors
 from lesslabels.modeling.batching import iterate_batches, length_grouped_batches, tokenize
-from lesslabels.common.metrics import classification_metrics
+from lesslabels.contract.metrics import classification_metrics
 from lesslabels.contract import Hyperparameters, Metrics
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ import pytest
 
 from lesslabels.common import errors
 from lesslabels.modeling.batching import char_limit, collate, length_grouped_batches, tokenize
-from lesslabels.common.metrics import Metrics
+from lesslabels.contract.metrics import Metrics
 from lesslabels.modeling.models import load_classifier, save_classifier, select_device
 from lesslabels.trainer import loop
 from lesslabels.contract import Hyperparameters

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from lesslabels.common.metrics import Metrics, classification_metrics
+from lesslabels.contract.metrics import Metrics, classification_metrics
 
 
 def test_label_strings_by_hand():
@@ -37,5 +37,5 @@ def test_empty_input_and_mismatched_lengths():
 
 
 def test_the_metrics_module_never_imports_torch():
-    code = "import sys, lesslabels.common.metrics, lesslabels.coordinator.steps; assert 'torch' not in sys.modules"
+    code = "import sys, lesslabels.contract.metrics, lesslabels.coordinator.steps; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
