@@ -1,7 +1,8 @@
 """The coordinator's core: starts, watches, cancels and resumes runs, takes human labels, and keeps
 one worker thread per run in progress, which drives the run step by step (``steps``).
 
-Knows nothing of gRPC; its dependencies are the ports in ``ports``.
+Knows nothing of gRPC; its dependencies are the pool, the run store, the trainer and the scorer
+(``ports``).
 """
 
 from __future__ import annotations

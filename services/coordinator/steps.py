@@ -1,14 +1,15 @@
 """The steps of a run: seed -> label -> train -> evaluate -> score -> select -> label -> ...
 
-Knows nothing of gRPC. It talks to three ports (see ``ports``): ``pool`` (runs, rounds,
-acquisitions, labels), ``trainer`` (training jobs) and ``scorer`` (pool and test-split scores).
+Knows nothing of gRPC. It talks to four ports (see ``ports``): ``pool`` (datasets, samples,
+labels), ``runs`` (the pool's run store: runs, rounds, acquisitions), ``trainer`` (training jobs)
+and ``scorer`` (pool and test-split scores).
 
-Durability: every step ends with one pool call (RecordStep) that stores the step's outcome (round
-record, acquisitions) and moves the run to the next step with a compare-and-set on (step, round), in
-one database transaction: the step happened entirely or not at all. A coordinator killed anywhere
-re-reads the run and redoes at most the step it was in, and every step is safe to redo:
-- SEED/SELECT are deterministic under the run's seed, so a redo selects the same samples (and a run
-  recorded before RecordStep existed, with acquisitions stored but not advanced, reuses them);
+Durability: every step ends with one run-store call (RecordStep) that stores the step's outcome
+(round record, acquisitions) and moves the run to the next step with a compare-and-set on (step,
+round), in one database transaction: the step happened entirely or not at all. A coordinator killed
+anywhere re-reads the run and redoes at most the step it was in, and every step is safe to redo:
+- SEED/SELECT are deterministic under the run's seed, so a redo selects the same samples (a run
+  whose acquisitions are stored but which did not advance reuses them);
 - LABEL only reveals/asks for labels still missing;
 - TRAIN uses an idempotency key derived from (run, round, attempt), so a retried StartTraining
   returns the job already started; a job the trainer lost is started again under the next attempt;
@@ -300,16 +301,7 @@ class StepRunner:
         text = f"round {run.round}: test accuracy {test.accuracy:.4f} macro-F1 {test.macro_f1:.4f} on {test.count}"
         reason = stop_reason(run, test)
         if reason:
-            info = dataclasses.replace(info, finished_at=rfc3339(utcnow()))
-            self.advance(
-                worker,
-                run,
-                step="DONE",
-                state="COMPLETED",
-                stop_reason=reason,
-                round_info=info,
-                message=f"{text}; stopping: {reason}",
-            )
+            self._complete(worker, run, info, reason, f"{text}; stopping: {reason}")
         else:
             self.advance(worker, run, step="SCORE", round_info=info, message=text)
 
@@ -326,16 +318,7 @@ class StepRunner:
         rule = run.config.stopping.stable_agreement
         if rule and run.round > 0 and agreement >= rule:
             reason = f"predictions stable: {agreement:.4f} of the pool unchanged (>= {rule:g})"
-            info = dataclasses.replace(info, finished_at=rfc3339(utcnow()))
-            self.advance(
-                worker,
-                run,
-                step="DONE",
-                state="COMPLETED",
-                stop_reason=reason,
-                round_info=info,
-                message=f"round {run.round}: stopping: {reason}",
-            )
+            self._complete(worker, run, info, reason, f"round {run.round}: stopping: {reason}")
             return
         self.advance(
             worker,
@@ -344,6 +327,11 @@ class StepRunner:
             round_info=info,
             message=f"round {run.round}: {scores.scored} unlabelled samples scored, agreement {agreement:.4f}",
         )
+
+    def _complete(self, worker: Worker, run: contract.Run, info: contract.Round, reason: str, message: str) -> None:
+        """Finish the round and the run: COMPLETED at DONE, for ``reason``."""
+        info = dataclasses.replace(info, finished_at=rfc3339(utcnow()))
+        self.advance(worker, run, step="DONE", state="COMPLETED", stop_reason=reason, round_info=info, message=message)
 
     def _select(self, worker: Worker, run: contract.Run) -> None:
         config = run.config
@@ -362,16 +350,7 @@ class StepRunner:
                 for i, s in zip(selection.indices, selection.scores, strict=True)
             ]
             if not items:
-                info = dataclasses.replace(info, finished_at=rfc3339(utcnow()))
-                self.advance(
-                    worker,
-                    run,
-                    step="DONE",
-                    state="COMPLETED",
-                    stop_reason="every pool sample is labelled",
-                    round_info=info,
-                    message="pool exhausted",
-                )
+                self._complete(worker, run, info, "every pool sample is labelled", "pool exhausted")
                 return
             count = len(items)
             info = dataclasses.replace(info, score_seconds=info.score_seconds + time.monotonic() - started)
