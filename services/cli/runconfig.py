@@ -47,6 +47,8 @@ def strategy_label(name: str) -> str:
 # Fine-tuning steps per round at least: with the trainer's plain epoch limit a 100-label round gets
 # a few dozen steps and predicts the majority class (bench/README.md, headline section).
 DEFAULT_MIN_STEPS = 250
+#: The trainer's defaults, shown in the training flags' help.
+TRAINING = Hyperparameters()
 AMOUNT_HELP = "a count (100), a fraction of the pool in (0, 1] (0.05) or a percentage (5%)"
 _AMOUNT_ARG_HELP = AMOUNT_HELP.replace("%", "%%")  # argparse expands % in help strings
 
@@ -117,7 +119,8 @@ def add_run_flags(
     g.add_argument(
         "--base-model",
         default=d.get("base_model", ""),
-        help="HF model name or local path [the bundled all-MiniLM-L6-v2]",
+        help="'default' or a model name or path inside the servers' model folders (--model-dir) "
+        "[the bundled all-MiniLM-L6-v2]",
     )
     g.add_argument(
         "--protocol",
@@ -188,18 +191,28 @@ def add_run_flags(
         "--epochs",
         type=int,
         default=d.get("epochs", 0),
-        help="epochs per round [10]; given alone it turns the --min-steps floor off",
+        help=f"epochs per round [{TRAINING.max_epochs}]; given alone it turns the --min-steps floor off",
     )
-    h.add_argument("--learning-rate", type=float, default=d.get("learning_rate", 0.0), help="peak learning rate [1e-4]")
     h.add_argument(
-        "--train-batch-size", type=int, default=d.get("train_batch_size", 0), help="training batch size [16]"
+        "--learning-rate",
+        type=float,
+        default=d.get("learning_rate", 0.0),
+        help=f"peak learning rate [{TRAINING.learning_rate:g}]",
     )
-    h.add_argument("--max-length", type=int, default=d.get("max_length", 0), help="tokens per text [64]")
+    h.add_argument(
+        "--train-batch-size",
+        type=int,
+        default=d.get("train_batch_size", 0),
+        help=f"training batch size [{TRAINING.batch_size}]",
+    )
+    h.add_argument(
+        "--max-length", type=int, default=d.get("max_length", 0), help=f"tokens per text [{TRAINING.max_length}]"
+    )
     h.add_argument(
         "--patience",
         type=int,
         default=d.get("patience", 0),
-        help="early-stopping patience in validations (one per epoch, at most 10 per training) [2]",
+        help=f"early-stopping patience in validations (one per epoch, at most 10 per training) [{TRAINING.patience}]",
     )
     h.add_argument("--max-steps", type=int, default=d.get("max_steps", 0), help="cap on optimizer steps (tests)")
     h.add_argument(

@@ -15,8 +15,6 @@ from lesslabels.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
 #: Deadline of one ScorePool stream (a whole split on CPU).
 SCORE_POOL_TIMEOUT = 3 * 3600.0
-#: Name of the ModelRef field for a run's best checkpoint (by validation metrics), where the protocol has it.
-BEST_FIELD = "best_of_run"
 
 
 def model_ref(
@@ -43,11 +41,6 @@ def model_ref(
         if isinstance(run, bool) or not isinstance(run, int) or run <= 0:
             raise InvalidArgument(f"run must be a positive run id, got {run!r}")
         if best:
-            if BEST_FIELD not in common_pb2.ModelRef.DESCRIPTOR.fields_by_name:
-                raise InvalidArgument(
-                    "best=True needs a scorer protocol with a best-checkpoint reference; "
-                    "this version has only the latest checkpoint of a run"
-                )
             return common_pb2.ModelRef(best_of_run=run)
         return common_pb2.ModelRef(latest_of_run=run)
     return common_pb2.ModelRef(base_model=base_model)

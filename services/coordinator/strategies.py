@@ -384,9 +384,6 @@ NEEDS: dict[str, ScoreNeeds] = {
     "clustered_margin": ScoreNeeds("margin", negate=True, keep=CANDIDATE_FACTOR, embeddings=True),
 }
 
-#: Strategies that need the encoder embeddings (of their kept candidates).
-NEEDS_EMBEDDINGS = frozenset(name for name, needs in NEEDS.items() if needs.embeddings)
-
 
 def select(name: str, k: int, *, probs=None, embeddings=None, exclude=None, rng=None) -> Selection:
     try:

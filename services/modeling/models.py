@@ -77,11 +77,6 @@ def resolve_base_model(name: str) -> str:
     return default_model_path() if name in DEFAULT_NAMES else name
 
 
-def model_dirs_from_env(value: str) -> tuple[str, ...]:
-    """``LESSLABELS_MODEL_DIR``: folders separated by ``os.pathsep``."""
-    return tuple(p for p in value.split(os.pathsep) if p.strip())
-
-
 @dataclasses.dataclass(frozen=True)
 class ModelPlaces:
     """Where a base model given by a caller may come from: the bundled model, the configured model

@@ -17,7 +17,6 @@ from urllib.parse import urlsplit
 from fastapi import HTTPException, Request, Response
 
 COOKIE = "lesslabels_session"
-SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 
 class Sessions:

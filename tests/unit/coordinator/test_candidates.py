@@ -211,7 +211,7 @@ def test_streamed_selection_equals_the_strategy_over_the_whole_pool(big, strateg
     calls = list(big.scorer.train_calls(run.id)) + big.scorer.train_calls(run.id, embeddings=True)
     assert not any(c["probabilities"] for c in calls), "a round asked for probability rows"
     embedded = big.scorer.train_calls(run.id, embeddings=True)
-    if strategy in strategies.NEEDS_EMBEDDINGS:
+    if strategies.NEEDS[strategy].embeddings:
         [call] = embedded  # only the kept candidates: CANDIDATE_FACTOR * batch of them
         assert len(call["sample_ids"]) == strategies.CANDIDATE_FACTOR * BATCH and call["include_all"]
     else:
