@@ -389,7 +389,7 @@ def _timed_score_pool(calls: list[tuple[Service, object]], pool: Service, checkp
 
 
 def scoring_throughput(args, workdir: pathlib.Path) -> dict:
-    from lesslabels.common.shards import Shard
+    from lesslabels.contract.shards import Shard
 
     store = workdir / "checkpoints"
     checkpoint = publish_minilm_classifier(store)

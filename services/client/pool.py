@@ -22,7 +22,7 @@ from lesslabels.client.types import (
     SamplePage,
     SplitCounts,
 )
-from lesslabels.common.shards import Shard
+from lesslabels.contract.shards import Shard
 from lesslabels.contract import wire
 from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
 

@@ -6,7 +6,10 @@ protobuf codec and enum map of these types.
 - ``hyperparameters``: ``Hyperparameters``, how a round fine-tunes.
 - ``run``: ``RunConfig``, ``Run``, ``Round``, ``Acquisition``, ``TrainRequest`` and friends.
 - ``samples``: ``SampleQuery``, which samples of a dataset a call is about.
-- ``metrics``, ``scores``: ``Metrics``, ``Uncertainty``, ``PoolScores``.
+- ``shards``: ``Shard``, one of ``count`` disjoint parts of a listing (``MAX_SHARDS``, ``all_shards``,
+  ``bucket``).
+- ``metrics``, ``scores``: ``Metrics`` (and ``classification_metrics``, which computes them),
+  ``Uncertainty``, ``PoolScores``.
 """
 
 from lesslabels.contract.hyperparameters import Hyperparameters
@@ -26,6 +29,7 @@ from lesslabels.contract.run import (
 )
 from lesslabels.contract.samples import SampleQuery
 from lesslabels.contract.scores import PoolScores, Uncertainty
+from lesslabels.contract.shards import Shard
 
 __all__ = [
     "Acquisition",
@@ -40,6 +44,7 @@ __all__ = [
     "RunConfig",
     "RunEvent",
     "SampleQuery",
+    "Shard",
     "StoppingRule",
     "TrainRequest",
     "Uncertainty",

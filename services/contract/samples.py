@@ -6,7 +6,7 @@ import dataclasses
 import numbers
 
 from lesslabels.common.errors import InvalidArgument, quote
-from lesslabels.common.shards import Shard
+from lesslabels.contract.shards import Shard
 from lesslabels.contract import vocabulary
 
 
@@ -16,7 +16,7 @@ class SampleQuery:
     ``run_id`` (0: the dataset's own labels), every one with ``include_all``. ``subset=N``: a random
     subset of N of them that the pool draws under ``subset_seed`` (the same seed over the same samples
     gives the same subset); ``sample_ids``: only those; ``shard``: only that shard of them
-    (``lesslabels.common.shards``), for one of several scorer replicas."""
+    (``lesslabels.contract.shards``), for one of several scorer replicas."""
 
     dataset: str
     split: str = "train"

@@ -16,7 +16,7 @@ import numpy as np
 from google.protobuf import json_format
 
 from lesslabels.common.errors import InvalidArgument
-from lesslabels.common.shards import Shard
+from lesslabels.contract.shards import Shard
 from lesslabels.contract import vocabulary
 from lesslabels.contract.hyperparameters import Hyperparameters
 from lesslabels.contract.metrics import Metrics

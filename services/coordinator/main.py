@@ -11,7 +11,7 @@ from lesslabels.common.channels import wait_until_serving
 from lesslabels.common.config import ClientTLS, ServerSettings, add_flag, add_server_flags, server_settings
 from lesslabels.common.logs import setup_logging
 from lesslabels.common.server import Server
-from lesslabels.common.shards import MAX_SHARDS
+from lesslabels.contract.shards import MAX_SHARDS
 from lesslabels.client import PoolClient, ScorerClient
 from lesslabels.coordinator.clients import TrainerClient
 from lesslabels.coordinator.orchestrator import Coordinator

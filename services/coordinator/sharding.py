@@ -4,7 +4,7 @@ The coordinator is given its scorers as a list of replicas: one client per addre
 (``--scorer-address host1:port,host2:port``), or one client on a DNS name that resolves to several
 addresses, whose channel spreads calls over them (gRPC ``round_robin``, as a Kubernetes headless
 Service is used; ``--score-shards`` then says how many parts to cut a round into). A round's scoring
-is cut into shards (``lesslabels.common.shards``: the samples whose id is ``index`` modulo
+is cut into shards (``lesslabels.contract.shards``: the samples whose id is ``index`` modulo
 ``count``, drawn by the pool, of the round's random candidates when it has some), one per replica
 unless told otherwise; the shards are scored concurrently, each folded by the caller into what it
 keeps (a running top-k), and the caller merges the folds. Because the shards of a count split the
@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 from lesslabels.common import errors
-from lesslabels.common.shards import MAX_SHARDS, Shard, all_shards
+from lesslabels.contract.shards import MAX_SHARDS, Shard, all_shards
 from lesslabels import contract
 from lesslabels.coordinator.ports import Progress, ScorerPort
 

@@ -11,7 +11,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from lesslabels.common import errors
-from lesslabels.common.shards import Shard
+from lesslabels.contract.shards import Shard
 from lesslabels.contract.vocabulary import SPLITS
 from lesslabels.pool import counts, subset
 from lesslabels.pool.base import StorePart, find_dataset, find_run

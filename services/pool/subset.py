@@ -20,7 +20,7 @@ import hashlib
 
 from sqlalchemy import BigInteger, ColumnElement, cast, literal
 
-from lesslabels.common.shards import Shard
+from lesslabels.contract.shards import Shard
 
 #: The largest prime below 2**31 with P % 3 == 2 (cubing permutes [0, P) exactly when 3 does not divide P - 1).
 P = 2_147_483_579
@@ -55,5 +55,5 @@ def rank_sql(column, seed: int) -> ColumnElement:
 
 def in_shard_sql(column, shard: Shard) -> ColumnElement:
     """Whether an integer id ``column`` is in ``shard`` (``id % count == index``, as
-    ``lesslabels.common.shards.bucket``): ids are positive, so both databases agree on the remainder."""
+    ``lesslabels.contract.shards.bucket``): ids are positive, so both databases agree on the remainder."""
     return cast(column, BigInteger) % literal(shard.count, BigInteger) == literal(shard.index, BigInteger)

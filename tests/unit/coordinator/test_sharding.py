@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lesslabels.common import errors
-from lesslabels.common.shards import Shard
+from lesslabels.contract.shards import Shard
 from lesslabels import contract
 from lesslabels.contract import vocabulary
 from lesslabels.coordinator import strategies

@@ -1,6 +1,6 @@
 """ListSamples' shards (a pool split over scorer replicas), on SQLite and PostgreSQL: the shards of a
 count split a listing, and a random subset, without overlap or loss, by the bucket of each id that
-``lesslabels.common.shards.bucket`` computes; they page and resume; every bad shard is refused with
+``lesslabels.contract.shards.bucket`` computes; they page and resume; every bad shard is refused with
 a message naming it."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from lesslabels.client import InvalidArgument, PoolClient
-from lesslabels.common import shards
-from lesslabels.common.shards import Shard
+from lesslabels.contract import shards
+from lesslabels.contract.shards import Shard
 from lesslabels.v1 import common_pb2, pool_pb2
 from tests.helpers import BOTH_DATABASES
 

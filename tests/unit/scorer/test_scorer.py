@@ -770,7 +770,7 @@ def test_score_pool_scores_a_random_subset_or_given_samples_and_only_what_is_ask
 
 def test_score_pool_scores_one_shard_and_refuses_bad_shards(scorer):
     from lesslabels.client import PoolClient, ScorerClient
-    from lesslabels.common.shards import Shard, all_shards
+    from lesslabels.contract.shards import Shard, all_shards
 
     server, channel, checkpoint_id, pool_address = scorer
     _import_toy(pool_address, n=40)
