@@ -1,4 +1,4 @@
-"""Peak memory of a server for each heavy request of issue 14.
+"""Peak memory of a server for each heavy request (big imports, listings, scoring requests).
 
 Each case starts a fresh server as a subprocess (``python -m lesslabels <service>`` on loopback,
 the ``lesslabels`` that PYTHONPATH gives), waits until it is SERVING, reads its peak resident
@@ -13,7 +13,7 @@ what the request cost at most. Cases:
 - ``import-100mib``: ``ImportSamples`` of a 100 MiB headerless ``label,text`` CSV of ~1 kB texts
   (~100,000 rows) in 1 MiB messages.
 
-Usage: ``PYTHONPATH=<tree>/.pyshim python bench/heavy_requests.py [--json out.json]``.
+Usage: ``.venv/bin/python bench/heavy_requests.py [--json out.json]``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Classes covered by a seed set of k samples from 150 synthetic Gaussian blobs of 40 points
 (10 seeds each), and whether the selections are identical. CPU only, about 30 s:
 
-    PYTHONPATH=.pyshim python bench/kmeans_compare.py
+    .venv/bin/python bench/kmeans_compare.py
 """
 
 import importlib.util

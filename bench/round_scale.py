@@ -1,4 +1,4 @@
-"""One acquisition round at pool scale, and scoring over 1 scorer against 2 replicas (issue 15, item 5).
+"""One acquisition round at pool scale, and scoring over 1 scorer against 2 replicas.
 
 Every service is a real ``python -m lesslabels <service>`` subprocess on loopback (the
 ``lesslabels`` that PYTHONPATH gives; the children get the same PYTHONPATH), so that each one's
@@ -26,13 +26,13 @@ peak resident memory can be read from /proc (VmHWM). Two parts:
    the wall time shows the cores it really used (about 1 each on a quiet machine), and the seconds
    its threads waited runnable for a CPU (/proc/<pid>/task/*/schedstat) whether it was starved.
 
-Targets (issue 15): coordinator peak RSS grows by less than 100 MB from N = 100k to 1M; 1M rows
+Targets: coordinator peak RSS grows by less than 100 MB from N = 100k to 1M; 1M rows
 imported in under 60 s; +10k rows into 1M in under 2 s; 2 replicas at least 1.8x one.
 
-    PYTHONPATH=<tree>/.pyshim python bench/round_scale.py                 # 100k and 1M, MiniLM on 20,000 texts
-    PYTHONPATH=<tree>/.pyshim python bench/round_scale.py --sizes 2000 20000 --minilm-texts 2000 \\
+    .venv/bin/python bench/round_scale.py                 # 100k and 1M, MiniLM on 20,000 texts
+    .venv/bin/python bench/round_scale.py --sizes 2000 20000 --minilm-texts 2000 \\
         --out /tmp/round_scale_smoke.json                                  # smoke run, minutes
-    PYTHONPATH=<tree>/.pyshim python bench/round_scale.py --sizes --out /tmp/minilm.json  # MiniLM part only
+    .venv/bin/python bench/round_scale.py --sizes --out /tmp/minilm.json  # MiniLM part only
 
 Writes JSON to ``--out`` (default ``bench/results/round_scale.json``) and prints a table.
 """
