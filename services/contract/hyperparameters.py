@@ -1,8 +1,9 @@
 """Fine-tuning settings: one typed value, each bound declared once, one ``validate()``.
 
-The pool checks a run's settings with this at StartRun, the coordinator passes them on as they
-are, and the trainer trains with exactly them, so a run the pool stores is a run the trainer
-accepts (tests/unit/contract/test_hyperparameters.py shows it field by field).
+The coordinator checks a run's settings with this at StartRun, the run store keeps them as they
+are (checking them with the same rule) and the trainer trains with exactly them, so a run that
+starts is a run the trainer accepts (tests/unit/contract/test_hyperparameters.py shows it field by
+field).
 
 On the wire (``lesslabels.v1.Hyperparameters``) zero means "the default"; here every field holds
 the value training uses, defaults filled in. A few fields read 0 as "none" or "automatic", as

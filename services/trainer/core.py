@@ -71,11 +71,16 @@ class Trainer:
 
     # -- checks at submission -----------------------------------------------------------------
 
+    def check_settings(self, settings: Hyperparameters) -> Hyperparameters:
+        """The settings this trainer trains with: the contract's bounds, and what its device can do."""
+        settings.validate()
+        if settings.precision == "fp16" and self.device.type != "cuda":
+            raise errors.InvalidArgument("precision fp16 needs CUDA; this trainer runs on cpu (use bf16 or fp32)")
+        return settings
+
     def check(self, request: TrainRequest) -> TrainRequest:
         """Raise the domain error a caller can act on, or return the request with labels filled in."""
-        request.hyperparameters.validate()
-        if request.hyperparameters.precision == "fp16" and self.device.type != "cuda":
-            raise errors.InvalidArgument("precision fp16 needs CUDA; this trainer runs on cpu (use bf16 or fp32)")
+        self.check_settings(request.hyperparameters)
         if not request.dataset:
             raise errors.InvalidArgument("dataset is required")
         if request.run_id < 0 or request.round < 0:

@@ -30,7 +30,7 @@ def request_to_dict(request: TrainRequest) -> dict:
 
 
 def request_from_dict(data: dict) -> TrainRequest:
-    """A request from a job file (files written before the shared contract call the settings "config")."""
+    """A request from a job file (older job files call the settings "config")."""
     data = dict(data)
     settings = data.pop("hyperparameters", None) or data.pop("config", None) or {}
     data["hyperparameters"] = Hyperparameters(**settings)

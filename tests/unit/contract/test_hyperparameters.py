@@ -1,5 +1,5 @@
-"""One set of bounds for the fine-tuning settings: what the pool stores at StartRun is exactly what
-the trainer accepts, field by field, whatever a client sends."""
+"""One set of bounds for the fine-tuning settings: what StartRun accepts, the run store keeps and the
+trainer trains with are the same, field by field, whatever a client sends."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from lesslabels.common.errors import InvalidArgument
 from lesslabels.contract import Hyperparameters, RunConfig, TrainRequest, wire
 from lesslabels.contract.hyperparameters import BOUNDS, CHOICES
-from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, run_store_pb2, trainer_pb2
+from lesslabels.v1 import common_pb2, run_pb2, run_store_pb2, trainer_pb2
 from tests.stack import load_toy_dataset
 
 INT32 = st.integers(-(2**31), 2**31 - 1)
@@ -25,7 +25,8 @@ def _near(bound) -> list[float]:
     return [bound.low, bound.high, bound.low - 1, bound.high + 1, (bound.low + bound.high) / 2]
 
 
-def _field(field: dataclasses.Field) -> st.SearchStrategy:
+def _any_value(field: dataclasses.Field) -> st.SearchStrategy:
+    """Any value a client could send: at, inside and outside the bounds, non-finite, unknown enums."""
     name = field.name
     if name in CHOICES:
         return st.integers(0, len(CHOICES[name]) + 2)  # every enum value, and some no name exists for
@@ -37,21 +38,44 @@ def _field(field: dataclasses.Field) -> st.SearchStrategy:
     return st.one_of(st.sampled_from([0.0, *edges, 1e-9, math.nan, math.inf, -math.inf]), st.floats(-2.0, 10_000.0))
 
 
-HYPERPARAMETER_MESSAGES = st.fixed_dictionaries({f.name: _field(f) for f in dataclasses.fields(Hyperparameters)}).map(
-    lambda fields: common_pb2.Hyperparameters(**fields)
-)
+def _valid_value(field: dataclasses.Field) -> st.SearchStrategy:
+    """A value within the field's bounds (or 0, "the default")."""
+    name = field.name
+    if name in CHOICES:
+        return st.integers(0, len(CHOICES[name]))  # 0 is the default, or the first choice
+    if name not in BOUNDS:
+        return st.booleans()
+    bound = BOUNDS[name]
+    if field.type == "int":
+        return st.one_of(st.just(0), st.integers(int(bound.low), int(bound.high)))
+    inside = st.floats(bound.low, bound.high, exclude_min=bound.low_open, exclude_max=bound.high_open)
+    return st.one_of(st.just(0.0), inside)
 
 
-def _trainer_accepts(message: common_pb2.Hyperparameters) -> Hyperparameters | None:
-    """What the trainer trains with for ``message`` (the decode of its StartTraining handler and the
-    first check of ``Trainer.check``), or None when it refuses it."""
-    try:
-        request = wire.train_request_from_proto(
-            trainer_pb2.StartTrainingRequest(dataset="toy", hyperparameters=message)
-        )
-        return request.hyperparameters.validate()
-    except InvalidArgument:
-        return None
+FIELDS = dataclasses.fields(Hyperparameters)
+
+
+@st.composite
+def hyperparameter_messages(draw) -> common_pb2.Hyperparameters:
+    """Settings within their bounds, with one field (or none) given any value a client could send."""
+    values = {f.name: draw(_valid_value(f)) for f in FIELDS}
+    broken = draw(st.one_of(st.none(), st.sampled_from(FIELDS)))
+    if broken is not None:
+        values[broken.name] = draw(_any_value(broken))
+    return common_pb2.Hyperparameters(**values)
+
+
+HYPERPARAMETER_MESSAGES = hyperparameter_messages()
+
+
+@pytest.fixture
+def trainer(tmp_path):
+    """A real Trainer (on this machine's CPU); only its settings check is called."""
+    pytest.importorskip("torch")
+    from lesslabels.common.checkpoints import CheckpointStore
+    from lesslabels.trainer.core import Trainer
+
+    return Trainer(pool=None, store=CheckpointStore(tmp_path / "checkpoints"), device="cpu")  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -60,30 +84,47 @@ def toy_pool(pool_address, stub):
     return stub
 
 
+def _coordinator_accepts(message: common_pb2.Hyperparameters) -> RunConfig | None:
+    """The run configuration StartRun would create (the servicer's decode, then the orchestrator's
+    ``with_defaults``, which validates), or None when the coordinator refuses it."""
+    try:
+        return wire.run_config_from_proto(run_pb2.RunConfig(dataset="toy", hyperparameters=message)).with_defaults()
+    except InvalidArgument:
+        return None
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(message=HYPERPARAMETER_MESSAGES)
-def test_the_pool_stores_exactly_what_the_trainer_accepts(toy_pool, message):
-    accepted = _trainer_accepts(message)
-    config = run_pb2.RunConfig(dataset="toy", hyperparameters=message)
+def test_a_run_stores_exactly_what_the_trainer_trains_with(toy_pool, trainer, message):
+    """StartRun's checks, the run store and the trainer agree, whatever a client sends: the settings
+    go coordinator -> run store -> (read back) -> StartTrainingRequest -> trainer, field by field."""
+    config = _coordinator_accepts(message)
+    # The run store is asked to keep even what the coordinator would refuse: it checks with the same rule.
+    sent = wire.run_config_to_proto(config) if config else run_pb2.RunConfig(dataset="toy", hyperparameters=message)
     try:
-        run = toy_pool.CreateRun(run_store_pb2.CreateRunRequest(config=config), timeout=10)
+        run = toy_pool.CreateRun(run_store_pb2.CreateRunRequest(config=sent), timeout=10)
     except grpc.RpcError as exc:
         assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT, exc.details()
-        assert accepted is None, f"the pool refused what the trainer accepts: {exc.details()}"
+        assert config is None, f"the run store refused what StartRun accepts: {exc.details()}"
         assert "hyperparameters." in exc.details()
         return
-    assert accepted is not None, f"the pool stored what the trainer refuses: {message}"
-    # What the coordinator reads back from the pool and hands the trainer, hop by hop.
-    stored = toy_pool.GetRun(pool_pb2.GetRunRequest(run_id=run.id), timeout=10).config
-    read = wire.run_config_from_proto(stored).hyperparameters
-    sent = wire.train_request_to_proto(TrainRequest(dataset="toy", hyperparameters=read))
-    trained = _trainer_accepts(sent.hyperparameters)
+    assert config is not None, f"the run store kept what StartRun refuses: {message}"
+    stored = toy_pool.GetRun(run_pb2.GetRunRequest(run_id=run.id), timeout=10).config
+    request = wire.train_request_to_proto(
+        TrainRequest(dataset="toy", run_id=run.id, hyperparameters=wire.run_config_from_proto(stored).hyperparameters)
+    )
+    received = wire.train_request_from_proto(trainer_pb2.StartTrainingRequest.FromString(request.SerializeToString()))
+    if config.hyperparameters.precision == "fp16":  # valid anywhere, trainable on a CUDA trainer only
+        with pytest.raises(InvalidArgument, match="fp16 needs CUDA"):
+            trainer.check_settings(received.hyperparameters)
+        return
+    trained = trainer.check_settings(received.hyperparameters)
     for field in dataclasses.fields(Hyperparameters):
-        assert getattr(trained, field.name) == getattr(accepted, field.name), field.name
+        assert getattr(trained, field.name) == getattr(config.hyperparameters, field.name), field.name
 
 
-def test_the_bounds_the_issue_found_disagreeing():
-    """Each of these was accepted by one service and refused by another before the contract."""
+def test_the_bounds_at_the_edges():
+    """POOLING_CLS is a setting a run may carry; warmup_ratio 1.0 is refused; max_length spans [8, 8192]."""
     assert wire.hyperparameters_from_proto(common_pb2.Hyperparameters(pooling=common_pb2.POOLING_CLS)).pooling == "cls"
     with pytest.raises(InvalidArgument, match=r"warmup_ratio must be in \[0, 1\), got 1.0"):
         Hyperparameters(warmup_ratio=1.0).validate()
