@@ -20,7 +20,7 @@ from lesslabels.client import (
     RunEvent,
     SubmittedLabels,
 )
-from lesslabels.client._base import ServiceClient
+from lesslabels.client.base import ServiceClient
 from lesslabels.common.config import ClientTLS
 
 

@@ -6,9 +6,9 @@ import dataclasses
 import time
 from collections.abc import Iterator, Mapping, Sequence
 
-from lesslabels.client._base import ServiceClient
+from lesslabels.client.base import ServiceClient
 from lesslabels.client.errors import DeadlineExceeded, InvalidArgument
-from lesslabels.client.pool import _assignments, _choice
+from lesslabels.client.pool import _assignments
 from lesslabels.client.types import (
     PendingLabels,
     PendingSample,
@@ -108,7 +108,7 @@ class CoordinatorClient(ServiceClient):
     def list_runs(self, *, dataset: str = "", states: Sequence[str] = (), timeout: float | None = None) -> list[Run]:
         """Runs, optionally of one dataset and in the given states ("RUNNING", "COMPLETED", ...)."""
         request = pool_pb2.ListRunsRequest(
-            dataset=dataset, states=[_choice(s, wire.RUN_STATE_TO_PROTO, "run state") for s in states]
+            dataset=dataset, states=[wire.proto_value(s, wire.RUN_STATE_TO_PROTO, "run state") for s in states]
         )
         return [wire.run_from_proto(r) for r in self._unary(self._stub.ListRuns, request, "list runs", timeout).runs]
 

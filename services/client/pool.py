@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import grpc
 
-from lesslabels.client._base import ServiceClient
+from lesslabels.client.base import ServiceClient
 from lesslabels.client.errors import InvalidArgument, LessLabelsError
 from lesslabels.client.types import (
     Counts,
@@ -49,13 +49,6 @@ LABEL_STATES = {
 #: A row to import: ``(text, label)`` (label "" or None: unlabelled) or a mapping with "text"
 #: and optional "label" and "split".
 Row = tuple | Mapping
-
-
-def _choice(value: str, choices: Mapping, what: str):
-    try:
-        return choices[value]
-    except (KeyError, TypeError):
-        raise InvalidArgument(f"unknown {what} {value!r} (expected {', '.join(sorted(choices))})") from None
 
 
 def random_subset(size: int, seed: int) -> common_pb2.RandomSubset | None:
@@ -231,8 +224,8 @@ class PoolClient(ServiceClient):
         name the header columns (or JSON keys) to read; ``check`` only reports what would be stored."""
         header = pool_pb2.ImportHeader(
             dataset=dataset,
-            format=_choice(format, FORMATS, "import format"),
-            split=_choice(split, wire.SPLIT_TO_PROTO, "split"),
+            format=wire.proto_value(format, FORMATS, "import format"),
+            split=wire.proto_value(split, wire.SPLIT_TO_PROTO, "split"),
             create_dataset=create,
             keep_whitespace=keep_whitespace,
             text_column=text_column,
@@ -350,8 +343,8 @@ class PoolClient(ServiceClient):
             raise InvalidArgument(f"page_size must be in 1..{MAX_PAGE}, got {page_size}")
         request = pool_pb2.ListSamplesRequest(
             dataset=dataset,
-            split=_choice(split, wire.SPLIT_TO_PROTO, "split"),
-            state=_choice(state, LABEL_STATES, "label state"),
+            split=wire.proto_value(split, wire.SPLIT_TO_PROTO, "split"),
+            state=wire.proto_value(state, LABEL_STATES, "label state"),
             run_id=run_id,
             include_gold=include_gold,
             page_size=page_size,

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from lesslabels.client._base import ServiceClient
+from lesslabels.client.base import ServiceClient
 from lesslabels.client.errors import InvalidArgument
 from lesslabels.client.types import PoolScores, Scores, Uncertainty
 from lesslabels.contract import SampleQuery, wire

@@ -92,6 +92,15 @@ def enum_name(mapping: Mapping[int, str], value: int, what: str) -> str:
         raise InvalidArgument(f"{what}: unknown value {value}") from None
 
 
+def proto_value(name: str, mapping: Mapping[str, Any], what: str) -> Any:
+    """Core name -> proto enum value (the inverse of ``enum_name``), for the ``*_TO_PROTO`` maps and
+    the like; an unknown name is InvalidArgument naming ``what`` and the names it may be."""
+    try:
+        return mapping[name]
+    except (KeyError, TypeError):
+        raise InvalidArgument(f"unknown {what} {name!r} (expected {', '.join(sorted(mapping))})") from None
+
+
 def parse_time(value: str) -> dt.datetime | None:
     """An RFC 3339 time as the services write it ("" -> None)."""
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None

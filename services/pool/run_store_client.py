@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from lesslabels import contract
-from lesslabels.client._base import ServiceClient
-from lesslabels.client.pool import _choice
+from lesslabels.client.base import ServiceClient
+from lesslabels.contract.wire import proto_value as _choice
 from lesslabels.contract import wire
 from lesslabels.v1 import pool_pb2, run_pb2, run_store_pb2, run_store_pb2_grpc
 
