@@ -3,7 +3,8 @@
 The pool and the scorer need no adapter: the core uses the SDK's clients (``lesslabels.client``
 ``PoolClient`` and ``ScorerClient``), and a run's state goes to the run store's one client
 (``lesslabels.pool.run_store_client.RunStoreClient``). The trainer has no public SDK client; its
-adapter builds on the SDK's ``lesslabels.client.base.ServiceClient`` for the same channel, deadlines, retries and errors.
+adapter builds on the SDK's ``lesslabels.client.base.ServiceClient`` for the same channel,
+deadlines, retries and errors.
 """
 
 from __future__ import annotations

@@ -17,8 +17,7 @@ from lesslabels.common import errors
 from lesslabels import contract
 from lesslabels.contract import vocabulary
 from lesslabels.coordinator.events import EventBus
-from lesslabels.coordinator.ports import PoolPort, ScorerPort, TrainerPort
-from lesslabels.pool.run_store_client import RunStoreClient
+from lesslabels.coordinator.ports import PoolPort, RunStorePort, ScorerPort, TrainerPort
 from lesslabels.coordinator.sharding import ScorerReplicas
 from lesslabels.coordinator.steps import StepRunner
 from lesslabels.coordinator.worker import Pause, RunLocks, Stopped, Worker
@@ -41,7 +40,7 @@ class Coordinator:
     def __init__(
         self,
         pool: PoolPort,
-        runs: RunStoreClient,
+        runs: RunStorePort,
         trainer: TrainerPort,
         scorer: ScorerPort | ScorerReplicas,
         *,

@@ -1,7 +1,7 @@
-"""The coordinator's dependencies, as typed ports: what the orchestrator calls on the pool, the trainer
-and the scorer. ``clients`` and the SDK implement them over gRPC; tests hand in fakes, which the
-type checker holds to the same signatures. A run's state goes to the run store's one client
-(``lesslabels.pool.run_store_client.RunStoreClient``)."""
+"""The coordinator's dependencies, as typed ports: what the orchestrator calls on the pool, the run
+store, the trainer and the scorer. ``clients``, the SDK and the run store's one client
+(``lesslabels.pool.run_store_client.RunStoreClient``, which only ``main`` imports) implement them
+over gRPC; tests hand in fakes, which the type checker holds to the same signatures."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ Progress = Callable[[int, int], None]
 class PoolPort(Protocol):
     """What the core reads and writes in the public pool service: a dataset, its training pool's
     samples, human labels. ``lesslabels.client.PoolClient`` in production; a run's own state is in
-    the run store (``lesslabels.pool.run_store_client.RunStoreClient``)."""
+    the run store (``RunStorePort``)."""
 
     def get_dataset(self, name: str) -> Dataset: ...
 
@@ -39,6 +39,53 @@ class PoolPort(Protocol):
         annotator: str = "",
         idempotency_key: str = "",
     ) -> contract.LabelResult: ...
+
+
+class RunStorePort(Protocol):
+    """A run's record, rounds and acquisitions: the pool process's internal run store, which only
+    the coordinator writes (``lesslabels.pool.run_store_client.RunStoreClient`` in production)."""
+
+    def create_run(self, config: contract.RunConfig, request_id: str = "") -> contract.Run:
+        """A new PENDING run; with a ``request_id`` seen before, the run created with it."""
+        ...
+
+    def get_run(self, run_id: int) -> contract.Run: ...
+
+    def list_runs(self, dataset: str = "", states: Sequence[str] = ()) -> list[contract.Run]: ...
+
+    def update_run(self, run_id: int, *, state: str = "", error: str = "", stop_reason: str = "") -> contract.Run: ...
+
+    def record_step(
+        self,
+        run_id: int,
+        *,
+        expected_step: str,
+        expected_round: int,
+        step: str = "",
+        round: int | None = None,
+        state: str = "",
+        stop_reason: str = "",
+        round_info: contract.Round | None = None,
+        acquisitions: Sequence[contract.Acquisition] = (),
+        acquisition_round: int = 0,
+    ) -> contract.Run:
+        """Store a step's outcome and advance the run in one transaction, only if it is still at
+        ``expected_step``/``expected_round`` (else FailedPrecondition and nothing is written)."""
+        ...
+
+    def put_round(self, info: contract.Round) -> contract.Round: ...
+
+    def list_rounds(self, run_id: int) -> list[contract.Round]: ...
+
+    def list_acquisitions(
+        self, run_id: int, round_index: int = -1, pending_only: bool = False
+    ) -> list[contract.Acquisition]:
+        """The samples the run acquired (``round_index`` -1: in every round), oldest first."""
+        ...
+
+    def reveal_labels(self, run_id: int, sample_ids: Sequence[int], source: str = "oracle") -> contract.LabelResult:
+        """The simulated oracle: record the gold labels of ``sample_ids`` as the run's labels."""
+        ...
 
 
 class TrainerPort(Protocol):

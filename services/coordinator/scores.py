@@ -31,8 +31,7 @@ import numpy as np
 
 from lesslabels import contract
 from lesslabels.coordinator import metrics, strategies
-from lesslabels.coordinator.ports import Progress, ScorerPort
-from lesslabels.pool.run_store_client import RunStoreClient
+from lesslabels.coordinator.ports import Progress, RunStorePort, ScorerPort
 from lesslabels.coordinator.sharding import ScorerReplicas, as_replicas
 
 
@@ -135,7 +134,7 @@ class _ShardScores:
 class PoolScoreCache:
     """A round's scores, scored (sharded over the scorer replicas) on first use and kept until forgotten."""
 
-    def __init__(self, runs: RunStoreClient, scorer: ScorerPort | ScorerReplicas):
+    def __init__(self, runs: RunStorePort, scorer: ScorerPort | ScorerReplicas):
         self.runs = runs
         self.scorer = as_replicas(scorer)
         self._lock = threading.Lock()

@@ -36,8 +36,7 @@ from lesslabels import contract
 from lesslabels.contract import wire
 from lesslabels.coordinator import domain, strategies
 from lesslabels.coordinator.events import EventBus
-from lesslabels.coordinator.ports import PoolPort, Progress, ScorerPort, TrainerPort
-from lesslabels.pool.run_store_client import RunStoreClient
+from lesslabels.coordinator.ports import PoolPort, Progress, RunStorePort, ScorerPort, TrainerPort
 from lesslabels.coordinator.scores import PoolScoreCache, RoundScores, seed_set_seed
 from lesslabels.coordinator.sharding import ScorerReplicas, as_replicas
 from lesslabels.coordinator.stopping import label_budget, stop_reason
@@ -71,7 +70,7 @@ class StepRunner:
     def __init__(
         self,
         pool: PoolPort,
-        runs: RunStoreClient,
+        runs: RunStorePort,
         trainer: TrainerPort,
         scorer: ScorerPort | ScorerReplicas,
         events: EventBus,
