@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lesslabels.common.channels import make_channel
-from lesslabels.v1 import pool_pb2, run_pb2, run_store_pb2_grpc
+from lesslabels.v1 import run_pb2, run_store_pb2_grpc
 from tests.stack import LABELS, wait_for
 
 
@@ -40,12 +40,12 @@ def run_flags(tiny_bert_dir) -> list[str]:
 
 def run_state(stack, run_id) -> run_pb2.Run:
     with make_channel(stack.pool_address) as channel:
-        return run_store_pb2_grpc.RunStoreStub(channel).GetRun(pool_pb2.GetRunRequest(run_id=run_id), timeout=10)
+        return run_store_pb2_grpc.RunStoreStub(channel).GetRun(run_pb2.GetRunRequest(run_id=run_id), timeout=10)
 
 
 def runs(stack):
     with make_channel(stack.pool_address) as channel:
-        return run_store_pb2_grpc.RunStoreStub(channel).ListRuns(pool_pb2.ListRunsRequest(), timeout=10).runs
+        return run_store_pb2_grpc.RunStoreStub(channel).ListRuns(run_pb2.ListRunsRequest(), timeout=10).runs
 
 
 def start_human_run(stack, tiny_bert_dir) -> int:

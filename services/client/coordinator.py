@@ -19,7 +19,7 @@ from lesslabels.client.types import (
     SubmittedLabels,
 )
 from lesslabels.contract import vocabulary, wire
-from lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2, run_pb2
+from lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, run_pb2
 
 #: Deadline of one WatchRun stream; ``watch`` opens the next one until the run stops.
 WATCH_WINDOW = 600.0
@@ -100,14 +100,14 @@ class CoordinatorClient(ServiceClient):
 
     def get_run(self, run_id: int, *, timeout: float | None = None) -> RunDetail:
         """A run and its rounds (test metrics per round)."""
-        reply = self._unary(self._stub.GetRun, pool_pb2.GetRunRequest(run_id=run_id), f"run {run_id}", timeout)
+        reply = self._unary(self._stub.GetRun, run_pb2.GetRunRequest(run_id=run_id), f"run {run_id}", timeout)
         return RunDetail(
             run=wire.run_from_proto(reply.run), rounds=tuple(wire.round_from_proto(r) for r in reply.rounds)
         )
 
     def list_runs(self, *, dataset: str = "", states: Sequence[str] = (), timeout: float | None = None) -> list[Run]:
         """Runs, optionally of one dataset and in the given states ("RUNNING", "COMPLETED", ...)."""
-        request = pool_pb2.ListRunsRequest(
+        request = run_pb2.ListRunsRequest(
             dataset=dataset, states=[wire.proto_value(s, wire.RUN_STATE_TO_PROTO, "run state") for s in states]
         )
         return [wire.run_from_proto(r) for r in self._unary(self._stub.ListRuns, request, "list runs", timeout).runs]

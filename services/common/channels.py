@@ -31,7 +31,6 @@ IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
         "ListRuns",
         "ListRounds",
         "ListAcquisitions",
-        "AddAcquisitions",
         "RevealLabels",
         "PutRound",
     ),

@@ -101,6 +101,14 @@ def proto_value(name: str, mapping: Mapping[str, Any], what: str) -> Any:
         raise InvalidArgument(f"unknown {what} {name!r} (expected {', '.join(sorted(mapping))})") from None
 
 
+def run_states_from_proto(values: Iterable[int]) -> list[str]:
+    """A ListRuns state filter: the core names; UNSPECIFIED or an unknown value is InvalidArgument."""
+    states = [enum_name(RUN_STATE_TO_CORE, value, "run state") for value in values]
+    if "" in states:
+        raise InvalidArgument("RUN_STATE_UNSPECIFIED is not a state to filter by")
+    return states
+
+
 def parse_time(value: str) -> dt.datetime | None:
     """An RFC 3339 time as the services write it ("" -> None)."""
     return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
@@ -340,7 +348,7 @@ def round_to_proto(info: Round) -> run_pb2.Round:
     return message
 
 
-def acquisition_from_proto(message: pool_pb2.Acquisition) -> Acquisition:
+def acquisition_from_proto(message: run_pb2.Acquisition) -> Acquisition:
     return Acquisition(
         sample_id=message.sample_id,
         round=message.round,
@@ -351,8 +359,8 @@ def acquisition_from_proto(message: pool_pb2.Acquisition) -> Acquisition:
     )
 
 
-def acquisition_to_proto(item: Acquisition) -> pool_pb2.Acquisition:
-    return pool_pb2.Acquisition(
+def acquisition_to_proto(item: Acquisition) -> run_pb2.Acquisition:
+    return run_pb2.Acquisition(
         sample_id=item.sample_id,
         round=item.round,
         strategy=STRATEGY_TO_PROTO.get(item.strategy, run_pb2.STRATEGY_UNSPECIFIED),

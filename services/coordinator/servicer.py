@@ -7,7 +7,7 @@ from lesslabels.common.server import ServiceRegistration
 from lesslabels.contract import wire
 from lesslabels.coordinator import convert
 from lesslabels.coordinator.orchestrator import Coordinator
-from lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, pool_pb2
+from lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, run_pb2
 
 
 def _run_id(value: int) -> int:
@@ -33,11 +33,8 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         return coordinator_pb2.RunDetail(run=wire.run_to_proto(run), rounds=[wire.round_to_proto(r) for r in rounds])
 
     def ListRuns(self, request, context):
-        states = [wire.enum_name(wire.RUN_STATE_TO_CORE, s, "run state") for s in request.states]
-        if "" in states:
-            raise InvalidArgument("RUN_STATE_UNSPECIFIED is not a state to filter by")
-        runs = self.core.list_runs(request.dataset, states)
-        return pool_pb2.ListRunsResponse(runs=[wire.run_to_proto(r) for r in runs])
+        runs = self.core.list_runs(request.dataset, wire.run_states_from_proto(request.states))
+        return run_pb2.ListRunsResponse(runs=[wire.run_to_proto(r) for r in runs])
 
     def CancelRun(self, request, context):
         return wire.run_to_proto(self.core.cancel_run(_run_id(request.run_id)))

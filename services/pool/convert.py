@@ -178,8 +178,8 @@ def round_from_proto(message: run_pb2.Round) -> RoundRecord:
     )
 
 
-def acquisition_to_proto(record: AcquisitionRecord) -> pool_pb2.Acquisition:
-    return pool_pb2.Acquisition(
+def acquisition_to_proto(record: AcquisitionRecord) -> run_pb2.Acquisition:
+    return run_pb2.Acquisition(
         sample_id=record.sample_id,
         round=record.round,
         strategy=record.strategy if record.strategy in run_pb2.Strategy.keys() else run_pb2.STRATEGY_UNSPECIFIED,
@@ -189,7 +189,7 @@ def acquisition_to_proto(record: AcquisitionRecord) -> pool_pb2.Acquisition:
     )
 
 
-def acquisition_from_proto(message: pool_pb2.Acquisition) -> AcquisitionRecord:
+def acquisition_from_proto(message: run_pb2.Acquisition) -> AcquisitionRecord:
     if message.strategy not in run_pb2.Strategy.values():
         raise InvalidArgument(f"acquisition of sample {message.sample_id}: unknown strategy value {message.strategy}")
     return AcquisitionRecord(

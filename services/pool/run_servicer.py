@@ -1,4 +1,4 @@
-"""RunStore, the pool process's internal API (runs, rounds, acquisitions, recorded steps): validate,
+"""RunStore, the pool process's internal API (runs, rounds, recorded steps and the acquisitions they store): validate,
 convert, call the core, convert back. Served beside ``PoolService`` on the same store; every method
 takes only the internal token when the server has one (``registration``)."""
 
@@ -8,7 +8,7 @@ from lesslabels.common.errors import InvalidArgument
 from lesslabels.contract import wire
 from lesslabels.pool import convert, steps
 from lesslabels.pool.store import PoolStore
-from lesslabels.v1 import pool_pb2, run_store_pb2, run_store_pb2_grpc
+from lesslabels.v1 import run_pb2, run_store_pb2, run_store_pb2_grpc
 
 
 class RunStoreServicer(run_store_pb2_grpc.RunStoreServicer):
@@ -24,10 +24,8 @@ class RunStoreServicer(run_store_pb2_grpc.RunStoreServicer):
         return convert.run_to_proto(self.store.get_run(request.run_id))
 
     def ListRuns(self, request, context):
-        states = [
-            convert.enum_value(wire.RUN_STATE_TO_CORE, s, "run state", allow_unspecified=False) for s in request.states
-        ]
-        return pool_pb2.ListRunsResponse(
+        states = wire.run_states_from_proto(request.states)
+        return run_pb2.ListRunsResponse(
             runs=[convert.run_to_proto(r) for r in self.store.list_runs(request.dataset, states)]
         )
 
@@ -51,12 +49,6 @@ class RunStoreServicer(run_store_pb2_grpc.RunStoreServicer):
         return run_store_pb2.ListRoundsResponse(
             rounds=[convert.round_to_proto(r) for r in self.store.list_rounds(request.run_id)]
         )
-
-    def AddAcquisitions(self, request, context):
-        added, present = self.store.add_acquisitions(
-            request.run_id, request.round, [convert.acquisition_from_proto(a) for a in request.acquisitions]
-        )
-        return run_store_pb2.AddAcquisitionsResponse(added=added, already_present=present)
 
     def ListAcquisitions(self, request, context):
         records = self.store.list_acquisitions(request.run_id, request.round, request.pending_only)

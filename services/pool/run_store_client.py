@@ -16,7 +16,7 @@ from lesslabels import contract
 from lesslabels.client.base import ServiceClient
 from lesslabels.contract.wire import proto_value as _choice
 from lesslabels.contract import wire
-from lesslabels.v1 import pool_pb2, run_pb2, run_store_pb2, run_store_pb2_grpc
+from lesslabels.v1 import run_pb2, run_store_pb2, run_store_pb2_grpc
 
 
 def _state(name: str) -> Any:
@@ -49,14 +49,14 @@ class RunStoreClient(ServiceClient):
 
     def get_run(self, run_id: int, *, timeout: float | None = None) -> contract.Run:
         return wire.run_from_proto(
-            self._unary(self._stub.GetRun, pool_pb2.GetRunRequest(run_id=run_id), f"run {run_id}", timeout)
+            self._unary(self._stub.GetRun, run_pb2.GetRunRequest(run_id=run_id), f"run {run_id}", timeout)
         )
 
     def list_runs(
         self, dataset: str = "", states: Sequence[str] = (), *, timeout: float | None = None
     ) -> list[contract.Run]:
         """Runs, optionally of one dataset and in the given states ("RUNNING", "COMPLETED", ...)."""
-        request = pool_pb2.ListRunsRequest(
+        request = run_pb2.ListRunsRequest(
             dataset=dataset, states=[_choice(s, wire.RUN_STATE_TO_PROTO, "run state") for s in states]
         )
         return [wire.run_from_proto(r) for r in self._unary(self._stub.ListRuns, request, "list runs", timeout).runs]

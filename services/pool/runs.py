@@ -195,20 +195,6 @@ class RunsPart(StorePart):
                 for r in session.scalars(select(Round).where(Round.run_id == run_id).order_by(Round.index))
             ]
 
-    def add_acquisitions(self, run_id: int, round_index: int, items: Sequence[AcquisitionRecord]) -> tuple[int, int]:
-        """Record selected samples. Returns (added, already_present in this round)."""
-        if round_index < 0:
-            raise errors.InvalidArgument("round must not be negative")
-        ids = [item.sample_id for item in items]
-        if len(set(ids)) != len(ids):
-            raise errors.InvalidArgument("a sample appears more than once in one request")
-
-        def add(session: Session) -> tuple[int, int]:
-            run = find_run(session, run_id)
-            return store_acquisitions(session, run, round_index, items)
-
-        return self._writing(add)
-
     def list_acquisitions(
         self, run_id: int, round_index: int = -1, pending_only: bool = False
     ) -> list[AcquisitionRecord]:

@@ -4,7 +4,6 @@ import grpc
 import warnings
 
 from lesslabels.v1 import coordinator_pb2 as lesslabels_dot_v1_dot_coordinator__pb2
-from lesslabels.v1 import pool_pb2 as lesslabels_dot_v1_dot_pool__pb2
 from lesslabels.v1 import run_pb2 as lesslabels_dot_v1_dot_run__pb2
 
 GRPC_GENERATED_VERSION = '1.76.0'
@@ -48,13 +47,13 @@ class CoordinatorServiceStub(object):
                 _registered_method=True)
         self.GetRun = channel.unary_unary(
                 '/lesslabels.v1.CoordinatorService/GetRun',
-                request_serializer=lesslabels_dot_v1_dot_pool__pb2.GetRunRequest.SerializeToString,
+                request_serializer=lesslabels_dot_v1_dot_run__pb2.GetRunRequest.SerializeToString,
                 response_deserializer=lesslabels_dot_v1_dot_coordinator__pb2.RunDetail.FromString,
                 _registered_method=True)
         self.ListRuns = channel.unary_unary(
                 '/lesslabels.v1.CoordinatorService/ListRuns',
-                request_serializer=lesslabels_dot_v1_dot_pool__pb2.ListRunsRequest.SerializeToString,
-                response_deserializer=lesslabels_dot_v1_dot_pool__pb2.ListRunsResponse.FromString,
+                request_serializer=lesslabels_dot_v1_dot_run__pb2.ListRunsRequest.SerializeToString,
+                response_deserializer=lesslabels_dot_v1_dot_run__pb2.ListRunsResponse.FromString,
                 _registered_method=True)
         self.CancelRun = channel.unary_unary(
                 '/lesslabels.v1.CoordinatorService/CancelRun',
@@ -149,13 +148,13 @@ def add_CoordinatorServiceServicer_to_server(servicer, server):
             ),
             'GetRun': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRun,
-                    request_deserializer=lesslabels_dot_v1_dot_pool__pb2.GetRunRequest.FromString,
+                    request_deserializer=lesslabels_dot_v1_dot_run__pb2.GetRunRequest.FromString,
                     response_serializer=lesslabels_dot_v1_dot_coordinator__pb2.RunDetail.SerializeToString,
             ),
             'ListRuns': grpc.unary_unary_rpc_method_handler(
                     servicer.ListRuns,
-                    request_deserializer=lesslabels_dot_v1_dot_pool__pb2.ListRunsRequest.FromString,
-                    response_serializer=lesslabels_dot_v1_dot_pool__pb2.ListRunsResponse.SerializeToString,
+                    request_deserializer=lesslabels_dot_v1_dot_run__pb2.ListRunsRequest.FromString,
+                    response_serializer=lesslabels_dot_v1_dot_run__pb2.ListRunsResponse.SerializeToString,
             ),
             'CancelRun': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelRun,
@@ -257,7 +256,7 @@ class CoordinatorService(object):
             request,
             target,
             '/lesslabels.v1.CoordinatorService/GetRun',
-            lesslabels_dot_v1_dot_pool__pb2.GetRunRequest.SerializeToString,
+            lesslabels_dot_v1_dot_run__pb2.GetRunRequest.SerializeToString,
             lesslabels_dot_v1_dot_coordinator__pb2.RunDetail.FromString,
             options,
             channel_credentials,
@@ -284,8 +283,8 @@ class CoordinatorService(object):
             request,
             target,
             '/lesslabels.v1.CoordinatorService/ListRuns',
-            lesslabels_dot_v1_dot_pool__pb2.ListRunsRequest.SerializeToString,
-            lesslabels_dot_v1_dot_pool__pb2.ListRunsResponse.FromString,
+            lesslabels_dot_v1_dot_run__pb2.ListRunsRequest.SerializeToString,
+            lesslabels_dot_v1_dot_run__pb2.ListRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,

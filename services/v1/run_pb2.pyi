@@ -1,8 +1,9 @@
 from lesslabels.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -185,3 +186,39 @@ class Round(_message.Message):
     score_seconds: float
     validation: _common_pb2.EvalMetrics
     def __init__(self, run_id: _Optional[int] = ..., index: _Optional[int] = ..., labelled_count: _Optional[int] = ..., train_job_id: _Optional[str] = ..., checkpoint_id: _Optional[str] = ..., test: _Optional[_Union[_common_pb2.EvalMetrics, _Mapping]] = ..., agreement: _Optional[float] = ..., selected_count: _Optional[int] = ..., started_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., train_seconds: _Optional[float] = ..., score_seconds: _Optional[float] = ..., validation: _Optional[_Union[_common_pb2.EvalMetrics, _Mapping]] = ...) -> None: ...
+
+class GetRunRequest(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: int
+    def __init__(self, run_id: _Optional[int] = ...) -> None: ...
+
+class ListRunsRequest(_message.Message):
+    __slots__ = ("dataset", "states")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    states: _containers.RepeatedScalarFieldContainer[RunState]
+    def __init__(self, dataset: _Optional[str] = ..., states: _Optional[_Iterable[_Union[RunState, str]]] = ...) -> None: ...
+
+class ListRunsResponse(_message.Message):
+    __slots__ = ("runs",)
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    runs: _containers.RepeatedCompositeFieldContainer[Run]
+    def __init__(self, runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ...) -> None: ...
+
+class Acquisition(_message.Message):
+    __slots__ = ("sample_id", "round", "strategy", "score", "label", "text")
+    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    sample_id: int
+    round: int
+    strategy: Strategy
+    score: float
+    label: str
+    text: str
+    def __init__(self, sample_id: _Optional[int] = ..., round: _Optional[int] = ..., strategy: _Optional[_Union[Strategy, str]] = ..., score: _Optional[float] = ..., label: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...

@@ -49,24 +49,6 @@ class ListRoundsResponse(_message.Message):
     rounds: _containers.RepeatedCompositeFieldContainer[_run_pb2.Round]
     def __init__(self, rounds: _Optional[_Iterable[_Union[_run_pb2.Round, _Mapping]]] = ...) -> None: ...
 
-class AddAcquisitionsRequest(_message.Message):
-    __slots__ = ("run_id", "round", "acquisitions")
-    RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    ROUND_FIELD_NUMBER: _ClassVar[int]
-    ACQUISITIONS_FIELD_NUMBER: _ClassVar[int]
-    run_id: int
-    round: int
-    acquisitions: _containers.RepeatedCompositeFieldContainer[_pool_pb2.Acquisition]
-    def __init__(self, run_id: _Optional[int] = ..., round: _Optional[int] = ..., acquisitions: _Optional[_Iterable[_Union[_pool_pb2.Acquisition, _Mapping]]] = ...) -> None: ...
-
-class AddAcquisitionsResponse(_message.Message):
-    __slots__ = ("added", "already_present")
-    ADDED_FIELD_NUMBER: _ClassVar[int]
-    ALREADY_PRESENT_FIELD_NUMBER: _ClassVar[int]
-    added: int
-    already_present: int
-    def __init__(self, added: _Optional[int] = ..., already_present: _Optional[int] = ...) -> None: ...
-
 class ListAcquisitionsRequest(_message.Message):
     __slots__ = ("run_id", "round", "pending_only")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
@@ -80,8 +62,8 @@ class ListAcquisitionsRequest(_message.Message):
 class ListAcquisitionsResponse(_message.Message):
     __slots__ = ("acquisitions",)
     ACQUISITIONS_FIELD_NUMBER: _ClassVar[int]
-    acquisitions: _containers.RepeatedCompositeFieldContainer[_pool_pb2.Acquisition]
-    def __init__(self, acquisitions: _Optional[_Iterable[_Union[_pool_pb2.Acquisition, _Mapping]]] = ...) -> None: ...
+    acquisitions: _containers.RepeatedCompositeFieldContainer[_run_pb2.Acquisition]
+    def __init__(self, acquisitions: _Optional[_Iterable[_Union[_run_pb2.Acquisition, _Mapping]]] = ...) -> None: ...
 
 class RevealLabelsRequest(_message.Message):
     __slots__ = ("run_id", "sample_ids", "source")
@@ -109,10 +91,10 @@ class RecordStepRequest(_message.Message):
     expected_step: _run_pb2.RunStep
     expected_round: int
     round_record: _run_pb2.Round
-    acquisitions: _containers.RepeatedCompositeFieldContainer[_pool_pb2.Acquisition]
+    acquisitions: _containers.RepeatedCompositeFieldContainer[_run_pb2.Acquisition]
     acquisition_round: int
     state: _run_pb2.RunState
     step: _run_pb2.RunStep
     round: int
     stop_reason: str
-    def __init__(self, run_id: _Optional[int] = ..., expected_step: _Optional[_Union[_run_pb2.RunStep, str]] = ..., expected_round: _Optional[int] = ..., round_record: _Optional[_Union[_run_pb2.Round, _Mapping]] = ..., acquisitions: _Optional[_Iterable[_Union[_pool_pb2.Acquisition, _Mapping]]] = ..., acquisition_round: _Optional[int] = ..., state: _Optional[_Union[_run_pb2.RunState, str]] = ..., step: _Optional[_Union[_run_pb2.RunStep, str]] = ..., round: _Optional[int] = ..., stop_reason: _Optional[str] = ...) -> None: ...
+    def __init__(self, run_id: _Optional[int] = ..., expected_step: _Optional[_Union[_run_pb2.RunStep, str]] = ..., expected_round: _Optional[int] = ..., round_record: _Optional[_Union[_run_pb2.Round, _Mapping]] = ..., acquisitions: _Optional[_Iterable[_Union[_run_pb2.Acquisition, _Mapping]]] = ..., acquisition_round: _Optional[int] = ..., state: _Optional[_Union[_run_pb2.RunState, str]] = ..., step: _Optional[_Union[_run_pb2.RunStep, str]] = ..., round: _Optional[int] = ..., stop_reason: _Optional[str] = ...) -> None: ...

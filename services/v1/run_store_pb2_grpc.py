@@ -43,13 +43,13 @@ class RunStoreStub(object):
                 _registered_method=True)
         self.GetRun = channel.unary_unary(
                 '/lesslabels.v1.RunStore/GetRun',
-                request_serializer=lesslabels_dot_v1_dot_pool__pb2.GetRunRequest.SerializeToString,
+                request_serializer=lesslabels_dot_v1_dot_run__pb2.GetRunRequest.SerializeToString,
                 response_deserializer=lesslabels_dot_v1_dot_run__pb2.Run.FromString,
                 _registered_method=True)
         self.ListRuns = channel.unary_unary(
                 '/lesslabels.v1.RunStore/ListRuns',
-                request_serializer=lesslabels_dot_v1_dot_pool__pb2.ListRunsRequest.SerializeToString,
-                response_deserializer=lesslabels_dot_v1_dot_pool__pb2.ListRunsResponse.FromString,
+                request_serializer=lesslabels_dot_v1_dot_run__pb2.ListRunsRequest.SerializeToString,
+                response_deserializer=lesslabels_dot_v1_dot_run__pb2.ListRunsResponse.FromString,
                 _registered_method=True)
         self.UpdateRun = channel.unary_unary(
                 '/lesslabels.v1.RunStore/UpdateRun',
@@ -70,11 +70,6 @@ class RunStoreStub(object):
                 '/lesslabels.v1.RunStore/ListRounds',
                 request_serializer=lesslabels_dot_v1_dot_run__store__pb2.ListRoundsRequest.SerializeToString,
                 response_deserializer=lesslabels_dot_v1_dot_run__store__pb2.ListRoundsResponse.FromString,
-                _registered_method=True)
-        self.AddAcquisitions = channel.unary_unary(
-                '/lesslabels.v1.RunStore/AddAcquisitions',
-                request_serializer=lesslabels_dot_v1_dot_run__store__pb2.AddAcquisitionsRequest.SerializeToString,
-                response_deserializer=lesslabels_dot_v1_dot_run__store__pb2.AddAcquisitionsResponse.FromString,
                 _registered_method=True)
         self.ListAcquisitions = channel.unary_unary(
                 '/lesslabels.v1.RunStore/ListAcquisitions',
@@ -143,14 +138,6 @@ class RunStoreServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def AddAcquisitions(self, request, context):
-        """Record selected samples. A sample is acquired at most once per run (ALREADY_EXISTS
-        when it was acquired in another round; a repeat within the same round is a no-op).
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def ListAcquisitions(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -175,13 +162,13 @@ def add_RunStoreServicer_to_server(servicer, server):
             ),
             'GetRun': grpc.unary_unary_rpc_method_handler(
                     servicer.GetRun,
-                    request_deserializer=lesslabels_dot_v1_dot_pool__pb2.GetRunRequest.FromString,
+                    request_deserializer=lesslabels_dot_v1_dot_run__pb2.GetRunRequest.FromString,
                     response_serializer=lesslabels_dot_v1_dot_run__pb2.Run.SerializeToString,
             ),
             'ListRuns': grpc.unary_unary_rpc_method_handler(
                     servicer.ListRuns,
-                    request_deserializer=lesslabels_dot_v1_dot_pool__pb2.ListRunsRequest.FromString,
-                    response_serializer=lesslabels_dot_v1_dot_pool__pb2.ListRunsResponse.SerializeToString,
+                    request_deserializer=lesslabels_dot_v1_dot_run__pb2.ListRunsRequest.FromString,
+                    response_serializer=lesslabels_dot_v1_dot_run__pb2.ListRunsResponse.SerializeToString,
             ),
             'UpdateRun': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateRun,
@@ -202,11 +189,6 @@ def add_RunStoreServicer_to_server(servicer, server):
                     servicer.ListRounds,
                     request_deserializer=lesslabels_dot_v1_dot_run__store__pb2.ListRoundsRequest.FromString,
                     response_serializer=lesslabels_dot_v1_dot_run__store__pb2.ListRoundsResponse.SerializeToString,
-            ),
-            'AddAcquisitions': grpc.unary_unary_rpc_method_handler(
-                    servicer.AddAcquisitions,
-                    request_deserializer=lesslabels_dot_v1_dot_run__store__pb2.AddAcquisitionsRequest.FromString,
-                    response_serializer=lesslabels_dot_v1_dot_run__store__pb2.AddAcquisitionsResponse.SerializeToString,
             ),
             'ListAcquisitions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAcquisitions,
@@ -271,7 +253,7 @@ class RunStore(object):
             request,
             target,
             '/lesslabels.v1.RunStore/GetRun',
-            lesslabels_dot_v1_dot_pool__pb2.GetRunRequest.SerializeToString,
+            lesslabels_dot_v1_dot_run__pb2.GetRunRequest.SerializeToString,
             lesslabels_dot_v1_dot_run__pb2.Run.FromString,
             options,
             channel_credentials,
@@ -298,8 +280,8 @@ class RunStore(object):
             request,
             target,
             '/lesslabels.v1.RunStore/ListRuns',
-            lesslabels_dot_v1_dot_pool__pb2.ListRunsRequest.SerializeToString,
-            lesslabels_dot_v1_dot_pool__pb2.ListRunsResponse.FromString,
+            lesslabels_dot_v1_dot_run__pb2.ListRunsRequest.SerializeToString,
+            lesslabels_dot_v1_dot_run__pb2.ListRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -408,33 +390,6 @@ class RunStore(object):
             '/lesslabels.v1.RunStore/ListRounds',
             lesslabels_dot_v1_dot_run__store__pb2.ListRoundsRequest.SerializeToString,
             lesslabels_dot_v1_dot_run__store__pb2.ListRoundsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def AddAcquisitions(request,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.unary_unary(
-            request,
-            target,
-            '/lesslabels.v1.RunStore/AddAcquisitions',
-            lesslabels_dot_v1_dot_run__store__pb2.AddAcquisitionsRequest.SerializeToString,
-            lesslabels_dot_v1_dot_run__store__pb2.AddAcquisitionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,15 +25,17 @@ def _run(stub) -> int:
     return stub.CreateRun(run_store_pb2.CreateRunRequest(config=config), timeout=10).id
 
 
-def test_add_acquisitions_with_an_unknown_strategy_value(pool_address, stub):
+def test_a_recorded_step_with_an_unknown_strategy_value(pool_address, stub):
     load_toy_dataset(pool_address)
     run_id = _run(stub)
     sample = next(iter(stub.ListSamples(pool_pb2.ListSamplesRequest(dataset="toy"), timeout=10))).samples[0]
-    request = run_store_pb2.AddAcquisitionsRequest(
-        run_id=run_id, round=0, acquisitions=[pool_pb2.Acquisition(sample_id=sample.id, strategy=99)]
+    request = run_store_pb2.RecordStepRequest(
+        run_id=run_id,
+        expected_step=run_pb2.RUN_STEP_SEED,
+        acquisitions=[run_pb2.Acquisition(sample_id=sample.id, strategy=99)],
     )
-    message = _refused(lambda: stub.AddAcquisitions(request, timeout=10))
-    assert "unknown strategy value 99" in message
+    message = _refused(lambda: stub.RecordStep(request, timeout=10))
+    assert f"acquisition of sample {sample.id}" in message and "unknown" in message and "99" in message
     assert stub.ListAcquisitions(run_store_pb2.ListAcquisitionsRequest(run_id=run_id), timeout=10).acquisitions == []
 
 

@@ -23,11 +23,9 @@ import pytest
 from lesslabels.common.channels import wait_until_serving
 from lesslabels import contract
 from lesslabels.client import PoolClient, ScorerClient
-from lesslabels.contract import wire
 from lesslabels.pool.run_store_client import RunStoreClient
 from lesslabels.coordinator.scores import PoolScoreCache
 from lesslabels.coordinator.sharding import ScorerReplicas
-from lesslabels.v1 import run_store_pb2
 from tests.helpers import import_rows
 from tests.integration.compose import _die_with_parent, child_environment, free_port, local_argv
 from tests.integration.values import CHILD_ENV
@@ -159,8 +157,8 @@ def cluster(tmp_path_factory, store_and_id, tiny_bert_dir):
         run = pool.get_run(pool.create_run(config.with_defaults()).id)
         with PoolClient(pool_address, timeout=30) as samples:
             train_ids = [s.id for s in samples.list_samples("flights", page_size=5000)]
-        seeds = [wire.acquisition_to_proto(contract.Acquisition(i, 0, "random", 0.0)) for i in train_ids[::12]]
-        pool.call("AddAcquisitions", run_store_pb2.AddAcquisitionsRequest(run_id=run.id, round=0, acquisitions=seeds))
+        seeds = [contract.Acquisition(i, 0, "random", 0.0) for i in train_ids[::12]]
+        pool.record_step(run.id, expected_step=run.step, expected_round=run.round, acquisitions=seeds)
         pool.reveal_labels(run.id, train_ids[::12], source="seed")
         unlabelled = sorted(set(train_ids) - set(train_ids[::12]))
         yield dict(pool=pool, run=run, checkpoint=checkpoint_id, scorers=scorers, unlabelled=unlabelled)

@@ -349,7 +349,7 @@ class FakeCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
         return coordinator_pb2.RunDetail(run=run, rounds=self.rounds.get(run.id, []))
 
     def ListRuns(self, request, context):
-        return pool_pb2.ListRunsResponse(runs=list(self.runs.values()))
+        return run_pb2.ListRunsResponse(runs=list(self.runs.values()))
 
     def StartRun(self, request, context):
         with self.lock:

@@ -15,7 +15,7 @@ from lesslabels import contract
 from lesslabels.contract import vocabulary
 from lesslabels.pool.run_store_client import RunStoreClient
 from lesslabels.pool.main import build_server as build_pool
-from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, run_store_pb2
+from lesslabels.v1 import common_pb2, run_pb2, run_store_pb2
 from tests.helpers import server_settings_for_tests
 from tests.stack import load_toy_dataset, wait_for, wait_for_state
 
@@ -69,7 +69,7 @@ def test_create_run_refuses_a_bad_config_naming_the_field(pool_address, stub, fi
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in caught.value.details()
     assert len(caught.value.details()) < 300
-    assert stub.ListRuns(pool_pb2.ListRunsRequest(), timeout=10).runs == []
+    assert stub.ListRuns(run_pb2.ListRunsRequest(), timeout=10).runs == []
 
 
 def test_create_run_takes_a_config_at_its_bounds(pool_address, stub):
@@ -104,15 +104,15 @@ def test_a_bad_stored_run_is_reported_failed_and_breaks_nothing(pool_address, st
     bad = stub.CreateRun(run_store_pb2.CreateRunRequest(config=_config()), timeout=10)
     with sqlite3.connect(database_url.removeprefix("sqlite:///")) as db:
         db.execute("UPDATE runs SET config_json = ? WHERE id = ?", (stored, bad.id))
-    runs = {r.id: r for r in stub.ListRuns(pool_pb2.ListRunsRequest(), timeout=10).runs}
+    runs = {r.id: r for r in stub.ListRuns(run_pb2.ListRunsRequest(), timeout=10).runs}
     assert runs[good.id].state == run_pb2.RUN_STATE_PENDING
     assert runs[bad.id].state == run_pb2.RUN_STATE_FAILED
     assert runs[bad.id].error.startswith("stored configuration refused: run config")
     assert runs[bad.id].config.dataset == "toy"
-    assert stub.GetRun(pool_pb2.GetRunRequest(run_id=bad.id), timeout=10).state == run_pb2.RUN_STATE_FAILED
+    assert stub.GetRun(run_pb2.GetRunRequest(run_id=bad.id), timeout=10).state == run_pb2.RUN_STATE_FAILED
     # The mark is stored: an active-states listing leaves the run out, and the coordinator starts
     # (recover) and drives the good run to its end.
-    active = stub.ListRuns(pool_pb2.ListRunsRequest(states=[run_pb2.RUN_STATE_PENDING]), timeout=10).runs
+    active = stub.ListRuns(run_pb2.ListRunsRequest(states=[run_pb2.RUN_STATE_PENDING]), timeout=10).runs
     assert [r.id for r in active] == [good.id]
     core = fake_stack.coordinator()
     assert core.recover() == [good.id]

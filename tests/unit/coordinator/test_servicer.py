@@ -51,7 +51,7 @@ def _start(stub, config):
 def _wait_final(stub, run_id):
     return wait_for(
         lambda: (
-            (r := stub.GetRun(pool_pb2.GetRunRequest(run_id=run_id), timeout=10).run).state
+            (r := stub.GetRun(run_pb2.GetRunRequest(run_id=run_id), timeout=10).run).state
             in (run_pb2.RUN_STATE_COMPLETED, run_pb2.RUN_STATE_FAILED, run_pb2.RUN_STATE_CANCELLED)
             and r
         ),
@@ -67,11 +67,11 @@ def test_start_run_fills_defaults_and_completes(coordinator):
     assert run.config.stopping.max_rounds == 5 and run.config.oracle == run_pb2.ORACLE_MODE_SIMULATED
     done = _wait_final(coordinator, run.id)
     assert done.state == run_pb2.RUN_STATE_COMPLETED and done.stop_reason == "round limit 5 reached"
-    detail = coordinator.GetRun(pool_pb2.GetRunRequest(run_id=run.id), timeout=10)
+    detail = coordinator.GetRun(run_pb2.GetRunRequest(run_id=run.id), timeout=10)
     assert len(detail.rounds) == 5
     assert detail.rounds[0].test.count == 12 and 0 < detail.rounds[0].test.accuracy < 1
     assert set(detail.rounds[0].test.per_class_f1) <= {"flight", "airfare", "ground_service", "abbreviation"}
-    listed = coordinator.ListRuns(pool_pb2.ListRunsRequest(states=[run_pb2.RUN_STATE_COMPLETED]), timeout=10)
+    listed = coordinator.ListRuns(run_pb2.ListRunsRequest(states=[run_pb2.RUN_STATE_COMPLETED]), timeout=10)
     assert [r.id for r in listed.runs] == [run.id]
 
 
@@ -80,7 +80,7 @@ def test_start_run_is_idempotent_under_its_request_id(coordinator):
     first = coordinator.StartRun(request, timeout=10)
     again = coordinator.StartRun(request, timeout=10)
     assert first.id == again.id
-    assert len(coordinator.ListRuns(pool_pb2.ListRunsRequest(), timeout=10).runs) == 1
+    assert len(coordinator.ListRuns(run_pb2.ListRunsRequest(), timeout=10).runs) == 1
 
 
 def test_a_start_run_retried_after_a_coordinator_restart_returns_the_first_run(fake_stack):
@@ -100,7 +100,7 @@ def test_a_start_run_retried_after_a_coordinator_restart_returns_the_first_run(f
                 coordinator_pb2.StartRunRequest(config=_config(), request_id=f"other-{len(ids)}"), timeout=10
             )
             assert other.id not in ids
-            runs = stub.ListRuns(pool_pb2.ListRunsRequest(), timeout=10).runs
+            runs = stub.ListRuns(run_pb2.ListRunsRequest(), timeout=10).runs
         server.stop(0)
         core.close()  # the process dies; its runs are left to the next coordinator
     assert ids[0] == ids[1]
@@ -111,7 +111,7 @@ def test_an_overlong_request_id_is_refused_and_creates_nothing(coordinator):
     request = coordinator_pb2.StartRunRequest(config=_config(), request_id="k" * 129)
     code, details = _code(lambda: coordinator.StartRun(request, timeout=10))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "request_id is 129 characters; at most 128" in details
-    assert coordinator.ListRuns(pool_pb2.ListRunsRequest(), timeout=10).runs == []
+    assert coordinator.ListRuns(run_pb2.ListRunsRequest(), timeout=10).runs == []
 
 
 def _bad_configs():
@@ -201,7 +201,7 @@ def test_unknown_dataset_and_runs_are_not_found(coordinator):
     code, details = _code(lambda: _start(coordinator, _config(dataset="missing")))
     assert code == grpc.StatusCode.NOT_FOUND and "missing" in details
     for rpc, request in (
-        (coordinator.GetRun, pool_pb2.GetRunRequest(run_id=77)),
+        (coordinator.GetRun, run_pb2.GetRunRequest(run_id=77)),
         (coordinator.CancelRun, coordinator_pb2.CancelRunRequest(run_id=77)),
         (coordinator.ResumeRun, coordinator_pb2.ResumeRunRequest(run_id=77)),
         (coordinator.GetPendingLabels, coordinator_pb2.GetPendingLabelsRequest(run_id=77)),
@@ -210,7 +210,7 @@ def test_unknown_dataset_and_runs_are_not_found(coordinator):
         assert code == grpc.StatusCode.NOT_FOUND and "run 77" in details
     code, _ = _code(lambda: list(coordinator.WatchRun(coordinator_pb2.WatchRunRequest(run_id=77), timeout=10)))
     assert code == grpc.StatusCode.NOT_FOUND
-    code, _ = _code(lambda: coordinator.GetRun(pool_pb2.GetRunRequest(run_id=0), timeout=10))
+    code, _ = _code(lambda: coordinator.GetRun(run_pb2.GetRunRequest(run_id=0), timeout=10))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from lesslabels.contract import wire
 from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, run_store_pb2
+from tests.unit.pool.seeding import acquire
 from tests.helpers import BOTH_DATABASES, import_bytes, import_rows, pool_stub, submit_labels
 
 TRAIN = [("greet", "hello there"), ("bye", "see you"), ("greet", "hi"), ("bye", "farewell"), ("greet", "good morning")]
@@ -111,7 +112,7 @@ def _assert_reported_counts_agree(stub, url: str, dataset: str, run_ids=()) -> N
                 first = next(iter(stub.ListSamples(request, timeout=10)), None)
                 assert (first.total if first else 0) == expected, (run_id, split, state)
         if run_id:
-            run = stub.GetRun(pool_pb2.GetRunRequest(run_id=run_id), timeout=5)
+            run = stub.GetRun(run_pb2.GetRunRequest(run_id=run_id), timeout=5)
             in_run = sum(n for (d, sc, _, _), n in labels.items() if (d, sc) == (dataset_id, scope))
             assert (run.labelled_count, run.pool_size) == (in_run, per_split["train"])
     dataset_scope = sum(n for (d, sc, _, _), n in labels.items() if (d, sc) == (dataset_id, "dataset"))
@@ -140,13 +141,8 @@ def _run(stub, dataset="d", oracle=run_pb2.ORACLE_MODE_SIMULATED) -> run_pb2.Run
 
 
 def _acquire(stub, run_id: int, round_: int, sample_ids) -> None:
-    stub.AddAcquisitions(
-        run_store_pb2.AddAcquisitionsRequest(
-            run_id=run_id,
-            round=round_,
-            acquisitions=[pool_pb2.Acquisition(sample_id=i, strategy=run_pb2.STRATEGY_RANDOM) for i in sample_ids],
-        ),
-        timeout=5,
+    acquire(
+        stub, run_id, round_, [run_pb2.Acquisition(sample_id=i, strategy=run_pb2.STRATEGY_RANDOM) for i in sample_ids]
     )
 
 
@@ -250,10 +246,10 @@ def test_reading_counts_does_not_scan_the_samples(pool_address, stub):
     event.listen(Engine, "before_cursor_execute", seen)
     try:
         counts = stub.GetCounts(pool_pb2.GetCountsRequest(dataset="d", run_id=run.id), timeout=5)
-        got = stub.GetRun(pool_pb2.GetRunRequest(run_id=run.id), timeout=5)
+        got = stub.GetRun(run_pb2.GetRunRequest(run_id=run.id), timeout=5)
         info = stub.GetDataset(pool_pb2.GetDatasetRequest(name="d"), timeout=5)
         stub.ListDatasets(pool_pb2.ListDatasetsRequest(), timeout=5)
-        stub.ListRuns(pool_pb2.ListRunsRequest(dataset="d"), timeout=5)
+        stub.ListRuns(run_pb2.ListRunsRequest(dataset="d"), timeout=5)
         reads = list(statements)
         page = next(iter(stub.ListSamples(pool_pb2.ListSamplesRequest(dataset="d", page_size=2), timeout=5)))
         listing = statements[len(reads) :]

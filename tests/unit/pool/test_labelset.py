@@ -7,6 +7,7 @@ import grpc
 import pytest
 
 from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, run_store_pb2
+from tests.unit.pool.seeding import acquire
 from tests.helpers import BOTH_DATABASES, import_bytes, import_rows
 
 ROWS = [("greet", "hello there"), ("bye", "see you"), ("greet", "hi"), ("bye", "farewell"), ("greet", "good morning")]
@@ -29,12 +30,7 @@ def _run(stub, oracle, dataset="d"):
 
 
 def _acquire(stub, run_id, round_, ids):
-    stub.AddAcquisitions(
-        run_store_pb2.AddAcquisitionsRequest(
-            run_id=run_id, round=round_, acquisitions=[pool_pb2.Acquisition(sample_id=i) for i in ids]
-        ),
-        timeout=5,
-    )
+    acquire(stub, run_id, round_, [run_pb2.Acquisition(sample_id=i) for i in ids])
 
 
 def _pending(stub, run_id):
@@ -98,9 +94,9 @@ def test_human_labels_belong_to_the_dataset_and_later_human_runs_ask_nothing_aga
 
 
 @BOTH_DATABASES
-def test_a_recorded_step_in_a_human_run_reuses_the_dataset_labels_as_add_acquisitions_does(pool_address, stub):
-    # The coordinator stores a selection with RecordStep, not AddAcquisitions: both write through
-    # one function, so a human-mode run's step asks nobody again for a label the dataset has.
+def test_a_recorded_step_that_moves_a_human_run_on_reuses_the_dataset_labels(pool_address, stub):
+    # The coordinator stores a selection with the RecordStep that moves the run to LABEL: a
+    # human-mode run's step asks nobody again for a label the dataset has.
     import_rows(pool_address, "d", ROWS)
     ids = _ids(stub)
     _submit(stub, [(ids[0], "greet"), (ids[1], "bye")], annotator="ada")
@@ -112,7 +108,7 @@ def test_a_recorded_step_in_a_human_run_reuses_the_dataset_labels_as_add_acquisi
             expected_round=0,
             step=run_pb2.RUN_STEP_LABEL,
             round=0,
-            acquisitions=[pool_pb2.Acquisition(sample_id=i) for i in ids[:3]],
+            acquisitions=[run_pb2.Acquisition(sample_id=i) for i in ids[:3]],
             acquisition_round=0,
         ),
         timeout=5,
@@ -133,7 +129,7 @@ def test_a_recorded_step_in_a_human_run_reuses_the_dataset_labels_as_add_acquisi
             expected_round=0,
             step=run_pb2.RUN_STEP_LABEL,
             round=0,
-            acquisitions=[pool_pb2.Acquisition(sample_id=i) for i in ids[:2]],
+            acquisitions=[run_pb2.Acquisition(sample_id=i) for i in ids[:2]],
             acquisition_round=0,
         ),
         timeout=5,
@@ -232,7 +228,7 @@ def test_delete_dataset_removes_only_its_own_rows(pool_address, stub):
     names = [d.name for d in stub.ListDatasets(pool_pb2.ListDatasetsRequest(), timeout=5).datasets]
     assert names == ["b"]
     assert _export(stub, "b") == before_b
-    b_runs = stub.ListRuns(pool_pb2.ListRunsRequest(dataset="b"), timeout=5).runs
+    b_runs = stub.ListRuns(run_pb2.ListRunsRequest(dataset="b"), timeout=5).runs
     assert (
         len(b_runs) == 1
         and len(stub.ListRounds(run_store_pb2.ListRoundsRequest(run_id=b_runs[0].id), timeout=5).rounds) == 1

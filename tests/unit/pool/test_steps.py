@@ -9,6 +9,7 @@ import grpc
 import pytest
 from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, run_store_pb2
 
+from tests.unit.pool.seeding import acquire
 from tests.helpers import BOTH_DATABASES, import_rows, pool_stub
 
 ROWS = [("greet", "hello there"), ("bye", "see you"), ("greet", "hi"), ("bye", "farewell"), ("greet", "good morning")]
@@ -37,7 +38,7 @@ def _ids(stub, split=common_pb2.SPLIT_TRAIN) -> list[int]:
 
 
 def _acquisitions(ids, strategy=run_pb2.STRATEGY_RANDOM):
-    return [pool_pb2.Acquisition(sample_id=i, strategy=strategy, score=0.25) for i in ids]
+    return [run_pb2.Acquisition(sample_id=i, strategy=strategy, score=0.25) for i in ids]
 
 
 def _refused(call) -> grpc.RpcError:
@@ -47,7 +48,7 @@ def _refused(call) -> grpc.RpcError:
 
 
 def _nothing_written(stub, run_id: int, *, step=SEED, round_=0, acquired=0) -> None:
-    stored = stub.GetRun(pool_pb2.GetRunRequest(run_id=run_id), timeout=5)
+    stored = stub.GetRun(run_pb2.GetRunRequest(run_id=run_id), timeout=5)
     assert (stored.step, stored.round) == (step, round_)
     assert (
         len(
@@ -142,9 +143,7 @@ def test_a_failed_compare_and_set_writes_no_round_and_no_acquisitions(stub, run,
 
 def test_a_sample_acquired_in_another_round_refuses_the_whole_step(stub, run):
     ids = _ids(stub)
-    stub.AddAcquisitions(
-        run_store_pb2.AddAcquisitionsRequest(run_id=run.id, round=0, acquisitions=_acquisitions(ids[:1])), timeout=5
-    )
+    acquire(stub, run.id, 0, _acquisitions(ids[:1]))
     err = _refused(
         lambda: stub.RecordStep(
             run_store_pb2.RecordStepRequest(
@@ -168,9 +167,7 @@ def test_a_sample_acquired_in_another_round_refuses_the_whole_step(stub, run):
 
 def test_a_repeated_selection_in_the_same_round_is_kept_once(stub, run):
     ids = _ids(stub)
-    stub.AddAcquisitions(
-        run_store_pb2.AddAcquisitionsRequest(run_id=run.id, round=0, acquisitions=_acquisitions(ids[:2])), timeout=5
-    )
+    acquire(stub, run.id, 0, _acquisitions(ids[:2]))
     stub.RecordStep(
         run_store_pb2.RecordStepRequest(
             run_id=run.id, expected_step=SEED, step=LABEL, acquisitions=_acquisitions(ids[:2]), acquisition_round=0

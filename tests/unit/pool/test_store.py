@@ -13,6 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lesslabels.contract import wire
 from lesslabels.v1 import common_pb2, pool_pb2, run_pb2, run_store_pb2
+from tests.unit.pool.seeding import acquire
 from tests.helpers import BOTH_DATABASES, import_bytes, import_rows, pool_stub, submit_labels
 
 ROWS = [("greet", "hello there"), ("bye", "see you"), ("greet", "hi"), ("bye", "farewell"), ("greet", "good morning")]
@@ -574,7 +575,7 @@ def test_create_run_request_id_and_resumed_runs(pool_address, stub):
     assert first.id == again.id and len({first.id, other.id, *(r.id for r in plain)}) == 4
     err = _code(lambda: stub.CreateRun(run_store_pb2.CreateRunRequest(config=config, request_id="x" * 129), timeout=5))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "at most 128" in err.details()
-    assert len(stub.ListRuns(pool_pb2.ListRunsRequest(), timeout=5).runs) == 4
+    assert len(stub.ListRuns(run_pb2.ListRunsRequest(), timeout=5).runs) == 4
     # An ended run moved back to an active state loses its old error and stop reason.
     failed = stub.UpdateRun(
         run_store_pb2.UpdateRunRequest(
@@ -638,11 +639,11 @@ def test_runs_rounds_and_compare_and_set(pool_address, stub):
     assert (rounds[0].validation.accuracy, rounds[0].validation.count) == (0.75, 4)
     assert not rounds[1].HasField("validation") or rounds[1].validation.count == 0
     assert [
-        r.id for r in stub.ListRuns(pool_pb2.ListRunsRequest(states=[run_pb2.RUN_STATE_RUNNING]), timeout=5).runs
+        r.id for r in stub.ListRuns(run_pb2.ListRunsRequest(states=[run_pb2.RUN_STATE_RUNNING]), timeout=5).runs
     ] == [run.id]
-    assert stub.ListRuns(pool_pb2.ListRunsRequest(states=[run_pb2.RUN_STATE_FAILED]), timeout=5).runs == []
+    assert stub.ListRuns(run_pb2.ListRunsRequest(states=[run_pb2.RUN_STATE_FAILED]), timeout=5).runs == []
     for call in [
-        lambda: stub.GetRun(pool_pb2.GetRunRequest(run_id=999), timeout=5),
+        lambda: stub.GetRun(run_pb2.GetRunRequest(run_id=999), timeout=5),
         lambda: stub.PutRound(run_pb2.Round(run_id=999, index=0), timeout=5),
         lambda: stub.ListRounds(run_store_pb2.ListRoundsRequest(run_id=999), timeout=5),
     ]:
@@ -658,20 +659,17 @@ def test_acquisitions_never_twice_and_oracle_reveal(pool_address, stub):
     run = _run(stub)
 
     def add(round_, sample_ids):
-        return stub.AddAcquisitions(
-            run_store_pb2.AddAcquisitionsRequest(
-                run_id=run.id,
-                round=round_,
-                acquisitions=[
-                    pool_pb2.Acquisition(sample_id=i, strategy=run_pb2.STRATEGY_RANDOM, score=0.5) for i in sample_ids
-                ],
-            ),
-            timeout=5,
+        acquire(
+            stub,
+            run.id,
+            round_,
+            [run_pb2.Acquisition(sample_id=i, strategy=run_pb2.STRATEGY_RANDOM, score=0.5) for i in sample_ids],
         )
+        request = run_store_pb2.ListAcquisitionsRequest(run_id=run.id, round=-1)
+        return [(a.sample_id, a.round) for a in stub.ListAcquisitions(request, timeout=5).acquisitions]
 
-    assert add(0, ids[:2]).added == 2
-    repeat = add(0, ids[:2])
-    assert (repeat.added, repeat.already_present) == (0, 2)
+    assert add(0, ids[:2]) == [(ids[0], 0), (ids[1], 0)]
+    assert add(0, ids[:2]) == [(ids[0], 0), (ids[1], 0)]  # a repeat within the round is a no-op
     err = _code(lambda: add(1, [ids[1], ids[2]]))
     assert err.code() == grpc.StatusCode.ALREADY_EXISTS and "round 0" in err.details()
     assert _code(lambda: add(1, [test_id])).code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -695,7 +693,7 @@ def test_acquisitions_never_twice_and_oracle_reveal(pool_address, stub):
     in_run = _samples(stub, dataset="d", run_id=run.id, state=pool_pb2.LABEL_STATE_LABELLED)
     assert [(s.id, s.label) for s in in_run] == [(ids[0], "greet"), (ids[1], "bye")]
     assert _samples(stub, dataset="d", state=pool_pb2.LABEL_STATE_LABELLED) == []
-    assert stub.GetRun(pool_pb2.GetRunRequest(run_id=run.id), timeout=5).labelled_count == 2
+    assert stub.GetRun(run_pb2.GetRunRequest(run_id=run.id), timeout=5).labelled_count == 2
     assert (
         stub.ListAcquisitions(
             run_store_pb2.ListAcquisitionsRequest(run_id=run.id, round=0, pending_only=True), timeout=5
@@ -708,12 +706,7 @@ def test_human_samples_without_gold_cannot_be_revealed(pool_address, stub):
     import_bytes(pool_address, "d", b"text\nunlabelled one\nunlabelled two\n")
     ids = [s.id for s in _samples(stub, dataset="d")]
     run = _run(stub)
-    stub.AddAcquisitions(
-        run_store_pb2.AddAcquisitionsRequest(
-            run_id=run.id, round=0, acquisitions=[pool_pb2.Acquisition(sample_id=ids[0])]
-        ),
-        timeout=5,
-    )
+    acquire(stub, run.id, 0, [run_pb2.Acquisition(sample_id=ids[0])])
     err = _code(
         lambda: stub.RevealLabels(run_store_pb2.RevealLabelsRequest(run_id=run.id, sample_ids=ids[:1]), timeout=5)
     )
@@ -732,4 +725,4 @@ def test_run_config_roundtrips_as_json(pool_address, stub, pool_server):
         hyperparameters=common_pb2.Hyperparameters(learning_rate=3e-5, max_epochs=4),
     )
     run = stub.CreateRun(run_store_pb2.CreateRunRequest(config=config), timeout=5)
-    assert stub.GetRun(pool_pb2.GetRunRequest(run_id=run.id), timeout=5).config == config
+    assert stub.GetRun(run_pb2.GetRunRequest(run_id=run.id), timeout=5).config == config

@@ -208,11 +208,11 @@ def test_run_scope_dev_split_and_latest_pointer(trainer, pool_address, tiny_bert
         for s in p.samples
     ]
     acquired = train_ids[:9]
-    pool.AddAcquisitions(
-        run_store_pb2.AddAcquisitionsRequest(
+    pool.RecordStep(
+        run_store_pb2.RecordStepRequest(
             run_id=run.id,
-            round=0,
-            acquisitions=[pool_pb2.Acquisition(sample_id=i, strategy=run_pb2.STRATEGY_RANDOM) for i in acquired],
+            expected_step=run.step,
+            acquisitions=[run_pb2.Acquisition(sample_id=i, strategy=run_pb2.STRATEGY_RANDOM) for i in acquired],
         ),
         timeout=5,
     )
