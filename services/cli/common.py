@@ -10,15 +10,9 @@ from collections.abc import Callable
 
 import grpc
 
-from lesslabels.common.config import ClientTLS, add_client_tls_flags, add_flag, client_tls
+from lesslabels.common.config import ClientTLS, add_client_tls_flags, add_flag, client_tls, default_address
 
-#: Default ports of ``lesslabels up`` and the addresses clients use when none is configured.
-DEFAULT_PORTS = {"pool": 50051, "trainer": 50052, "scorer": 50053, "coordinator": 50054}
 SERVICES = ("pool", "trainer", "scorer", "coordinator")
-
-
-def default_address(service: str) -> str:
-    return f"localhost:{DEFAULT_PORTS[service]}"
 
 
 class CliError(Exception):

@@ -21,10 +21,10 @@ import urllib.request
 from collections.abc import Mapping
 from typing import IO
 
-from lesslabels.cli.common import DEFAULT_PORTS, SERVICES, ArgumentParser, CliError, command
+from lesslabels.cli.common import SERVICES, ArgumentParser, CliError, command
 from lesslabels.common import errors
 from lesslabels.common.channels import wait_until_serving
-from lesslabels.common.config import add_flag, is_loopback
+from lesslabels.common.config import DEFAULT_PORTS, add_flag, is_loopback
 
 DEFAULT_STATE_DIR = ".lesslabels"
 DEFAULT_WEB_PORT = 8080

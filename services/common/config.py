@@ -15,6 +15,15 @@ import pathlib
 ENV_PREFIX = "LESSLABELS_"
 MiB = 1024 * 1024
 
+#: Default ports of ``lesslabels up`` and the addresses clients (the CLI, the web app) use when none
+#: is configured.
+DEFAULT_PORTS = {"pool": 50051, "trainer": 50052, "scorer": 50053, "coordinator": 50054}
+
+
+def default_address(service: str) -> str:
+    """``localhost`` at the service's default port: ``default_address("pool")`` is ``localhost:50051``."""
+    return f"localhost:{DEFAULT_PORTS[service]}"
+
 
 def env_name(flag: str) -> str:
     """``--checkpoint-dir`` -> ``LESSLABELS_CHECKPOINT_DIR``."""

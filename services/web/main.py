@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from lesslabels.cli.common import default_address
-from lesslabels.common.config import add_client_tls_flags, add_flag, client_tls
+from lesslabels.common.config import add_client_tls_flags, add_flag, client_tls, default_address
 
 DEFAULT_PORT = 8080
 
