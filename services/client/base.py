@@ -1,4 +1,8 @@
-"""What every SDK client shares: the channel (retries, token, TLS), deadlines, error mapping."""
+"""``ServiceClient``, the base for a client of any lesslabels service: the channel (retries, token,
+TLS), deadlines and error mapping that every client shares. The SDK's clients (``PoolClient``,
+``ScorerClient``, ``CoordinatorClient``) and the services' internal adapters (the coordinator's
+trainer client, the pool's run-store client) subclass it: set ``service`` and a ``_stub`` on the
+channel, and wrap each RPC with ``_unary`` / ``_stream``."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from lesslabels.common.config import ClientTLS
 
 
 class ServiceClient:
-    """Base of the clients: owns one channel; a context manager that closes it.
+    """Base for a client of any lesslabels service: owns one channel; a context manager that closes it.
 
     ``address`` is ``HOST:PORT``. ``token`` is sent as ``authorization: Bearer TOKEN`` when set.
     ``timeout`` is the deadline of each unary call in seconds (each method also takes its own
