@@ -140,10 +140,7 @@ def fake_stack(pool_address):
     load_toy_dataset(pool_address)
     stack = FakeStack(pool_address, FakeTrainer(), FakeScorer(pool_address))
     yield stack
-    stack.trainer.hold.set()
-    for core in stack.coordinators:
-        core.close(timeout=5)
-    stack.scorer.close()
+    stack.close()
 
 
 @pytest.fixture

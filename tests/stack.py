@@ -245,6 +245,22 @@ class FakeStack:
     trainer: FakeTrainer
     scorer: FakeScorer
     coordinators: list = dataclasses.field(default_factory=list)
+    _runs: RunStoreClient | None = None
+
+    @property
+    def runs(self) -> RunStoreClient:
+        """A run-store client on the pool, for tests to read what the coordinator recorded."""
+        if self._runs is None:
+            self._runs = RunStoreClient(self.pool_address, timeout=10)
+        return self._runs
+
+    def close(self) -> None:
+        self.trainer.hold.set()
+        for core in self.coordinators:
+            core.close(timeout=5)
+        self.scorer.close()
+        if self._runs is not None:
+            self._runs.close()
 
     def coordinator(self, pool=None, runs=None) -> Coordinator:
         """A coordinator core on the pool, the fake trainer and scorer; ``pool`` (the public pool

@@ -37,10 +37,6 @@ def config(**overrides) -> contract.RunConfig:
     return contract.RunConfig(**base)
 
 
-def _pool(stack) -> RunStoreClient:
-    return RunStoreClient(stack.pool_address, timeout=10)
-
-
 def _round(call: dict) -> int:
     return int(call["checkpoint_id"].split("-")[2].removeprefix("round"))
 
@@ -57,13 +53,13 @@ def _selection_calls(scorer: FakeScorer, run: contract.Run) -> dict[int, list[di
 
 def _acquired(stack, run_id: int) -> dict[int, list[int]]:
     by_round = collections.defaultdict(list)
-    for a in _pool(stack).list_acquisitions(run_id):
+    for a in stack.runs.list_acquisitions(run_id):
         by_round[a.round].append(a.sample_id)
     return by_round
 
 
 def _finish(stack, run: contract.Run) -> contract.Run:
-    done = wait_for_state(_pool(stack), run.id, vocabulary.FINAL_RUN_STATES)
+    done = wait_for_state(stack.runs, run.id, vocabulary.FINAL_RUN_STATES)
     assert done.state == "COMPLETED", done.error
     return done
 
@@ -143,12 +139,12 @@ class _DieAfterScoring:
 def test_a_restarted_coordinator_scores_the_same_subset_again(big):
     reference = big.coordinator().start_run(config())
     _finish(big, reference)
-    dying = _DieAfterScoring(_pool(big))
+    dying = _DieAfterScoring(big.runs)
     first = big.coordinator(runs=dying)
     run = first.start_run(config())
     wait_for(lambda: dying.died and not first.active_runs(), what="the coordinator to die after scoring")
     first.close()
-    assert _pool(big).get_run(run.id).step == "SELECT"
+    assert big.runs.get_run(run.id).step == "SELECT"
     second = big.coordinator()
     assert second.recover() == [run.id]
     _finish(big, run)
@@ -228,7 +224,7 @@ def test_streamed_selection_equals_the_strategy_over_the_whole_pool(big, strateg
         rng=np.random.default_rng([7, 1]),
     )
     assert acquired[1] == whole.sample_ids[selection.indices].tolist()
-    scores = {a.sample_id: a.score for a in _pool(big).list_acquisitions(run.id, 1)}
+    scores = {a.sample_id: a.score for a in big.runs.list_acquisitions(run.id, 1)}
     assert [scores[i] for i in acquired[1]] == pytest.approx(selection.scores.tolist())
 
 
@@ -237,7 +233,7 @@ def test_streamed_selection_equals_the_strategy_over_the_whole_pool(big, strateg
     [("entropy", 0, BATCH), ("clustered_margin", 0, strategies.CANDIDATE_FACTOR * BATCH), ("random", 50, 50)],
 )
 def test_a_round_keeps_only_the_candidates_selection_needs(big, strategy, candidates, kept):
-    pool = _pool(big)
+    pool = big.runs
     run = pool.create_run(config(strategy=strategy, candidates=candidates).with_defaults())
     run = pool.get_run(run.id)
     cache = PoolScoreCache(pool, big.scorer)

@@ -31,10 +31,6 @@ def config(**overrides) -> contract.RunConfig:
     return contract.RunConfig(**base)
 
 
-def _pool(stack) -> RunStoreClient:
-    return RunStoreClient(stack.pool_address, timeout=10)
-
-
 def _assert_no_sample_acquired_twice(pool: RunStoreClient, run_id: int) -> list[contract.Acquisition]:
     acquisitions = pool.list_acquisitions(run_id)
     ids = [a.sample_id for a in acquisitions]
@@ -46,7 +42,7 @@ def test_simulated_run_goes_through_every_round_and_records_each(fake_stack):
     core = fake_stack.coordinator()
     run = core.start_run(config(strategy="margin"))
     assert run.config.strategy == "margin" and run.config.oracle == "simulated"
-    done = wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES)
+    done = wait_for_state(fake_stack.runs, run.id, vocabulary.FINAL_RUN_STATES)
     assert done.state == "COMPLETED", done.error
     assert done.stop_reason == "round limit 3 reached"
     assert done.step == "DONE" and done.round == 2
@@ -59,14 +55,15 @@ def test_simulated_run_goes_through_every_round_and_records_each(fake_stack):
     for r in rounds:
         assert r.checkpoint_id.startswith(f"ckpt-run{run.id}-round{r.index}")
         assert r.test is not None and r.test.count == TEST
-        assert 0 < r.test.accuracy < 1 and set(r.test.per_class_f1) <= {
+        assert r.test.accuracy == fake_stack.scorer.expected_test_accuracy("toy")
+        assert set(r.test.per_class_f1) <= {
             "flight",
             "airfare",
             "ground_service",
             "abbreviation",
         }
         assert r.started_at and r.finished_at
-    acquisitions = _assert_no_sample_acquired_twice(_pool(fake_stack), run.id)
+    acquisitions = _assert_no_sample_acquired_twice(fake_stack.runs, run.id)
     assert collections.Counter(a.round for a in acquisitions) == {0: 8, 1: 6, 2: 6}
     assert all(a.label for a in acquisitions)
     # One training job per round, each warm-started from nothing (warm_start off), seeded by the run.
@@ -76,7 +73,7 @@ def test_simulated_run_goes_through_every_round_and_records_each(fake_stack):
     assert len({r.request_id for r in fake_stack.trainer.requests.values()}) == len(fake_stack.trainer.requests)
 
 
-class CountingPool:
+class CountingRunStore:
     """Delegates to a RunStoreClient and counts the calls of each method."""
 
     def __init__(self, pool: RunStoreClient):
@@ -94,26 +91,34 @@ class CountingPool:
 
 
 def test_a_worker_reads_the_run_once_and_records_each_step_in_one_call(fake_stack):
-    counting = CountingPool(_pool(fake_stack))
+    counting = CountingRunStore(fake_stack.runs)
     core = fake_stack.coordinator(runs=counting)
     run = core.start_run(config())
-    assert wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
+    assert wait_for_state(fake_stack.runs, run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
     wait_for(lambda: not core.active_runs(), what="the worker to end")
     # Read once (configuration decoded once); then each step goes on from RecordStep's reply.
     assert counting.calls["get_run"] == 1
     # PENDING->RUNNING, then SEED, and LABEL/TRAIN/EVALUATE/SCORE/SELECT per round (the last round
     # stops at EVALUATE): 1 + 1 + 5 + 5 + 3.
     assert counting.calls["record_step"] == 15
-    assert counting.calls["add_acquisitions"] == counting.calls["update_run"] == 0
     assert counting.calls["put_round"] == 3  # only the training job's id, as soon as it is known
+    assert set(counting.calls) == {
+        "create_run",
+        "get_run",
+        "record_step",
+        "put_round",
+        "list_rounds",
+        "list_acquisitions",
+        "reveal_labels",
+    }
 
 
 def test_margin_selection_takes_the_smallest_margins_of_the_unlabelled_pool(fake_stack):
     core = fake_stack.coordinator()
     run = core.start_run(config(strategy="margin", stopping=contract.StoppingRule(max_rounds=2)))
-    wait_for_state(_pool(fake_stack), run.id, "COMPLETED")
+    wait_for_state(fake_stack.runs, run.id, "COMPLETED")
     _, rounds = core.get_run(run.id)
-    pool = _pool(fake_stack)
+    pool = fake_stack.runs
     seed_ids = {a.sample_id for a in pool.list_acquisitions(run.id, 0)}
     chosen = [a.sample_id for a in pool.list_acquisitions(run.id, 1)]
     scores = fake_stack.scorer.score_pool(contract.SampleQuery("toy"), checkpoint=rounds[0].checkpoint_id)
@@ -128,7 +133,7 @@ def test_runs_are_deterministic_under_their_random_seed(fake_stack):
     a = core.start_run(config(strategy="random", random_seed=3))
     b = core.start_run(config(strategy="random", random_seed=3))
     c = core.start_run(config(strategy="random", random_seed=4))
-    pool = _pool(fake_stack)
+    pool = fake_stack.runs
     for run in (a, b, c):
         assert wait_for_state(pool, run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
 
@@ -142,7 +147,7 @@ def test_runs_are_deterministic_under_their_random_seed(fake_stack):
 def test_warm_start_passes_the_previous_checkpoint(fake_stack):
     core = fake_stack.coordinator()
     run = core.start_run(config(warm_start=True, stopping=contract.StoppingRule(max_rounds=2)))
-    wait_for_state(_pool(fake_stack), run.id, "COMPLETED")
+    wait_for_state(fake_stack.runs, run.id, "COMPLETED")
     _, rounds = core.get_run(run.id)
     trained = sorted(fake_stack.trainer.trained(run.id), key=lambda r: r.round)
     assert trained[0].warm_start_checkpoint == ""
@@ -162,7 +167,7 @@ def test_stopping_rules(fake_stack, stopping, reason, rounds):
     fake_stack.scorer.stable = True  # same pool predictions every round: agreement 1
     core = fake_stack.coordinator()
     run = core.start_run(config(stopping=stopping))
-    done = wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES)
+    done = wait_for_state(fake_stack.runs, run.id, vocabulary.FINAL_RUN_STATES)
     assert done.state == "COMPLETED", done.error
     assert done.stop_reason.startswith(reason)
     _, recorded = core.get_run(run.id)
@@ -174,11 +179,11 @@ def test_stopping_rules(fake_stack, stopping, reason, rounds):
 def test_defaults_are_filled_in_and_stored(fake_stack):
     core = fake_stack.coordinator()
     run = core.start_run(contract.RunConfig(dataset="toy"))
-    stored = _pool(fake_stack).get_run(run.id).config
+    stored = fake_stack.runs.get_run(run.id).config
     assert stored.strategy == "entropy" and stored.seed_strategy == "random" and stored.oracle == "simulated"
     assert stored.seed_size == contract.Amount(fraction=0.05) and stored.batch_size == contract.Amount(fraction=0.10)
     assert stored.stopping.max_rounds == 5
-    done = wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES)
+    done = wait_for_state(fake_stack.runs, run.id, vocabulary.FINAL_RUN_STATES)
     assert done.state == "COMPLETED"
     # 5% of 40 = 2 seed samples, then +4 per round, for 5 rounds.
     assert done.labelled_count == 2 + 4 * 4
@@ -189,11 +194,11 @@ def test_diverse_seed_embeds_the_pool_with_the_base_model(fake_stack):
     run = core.start_run(
         config(seed_strategy="diverse", strategy="clustered_entropy", stopping=contract.StoppingRule(max_rounds=2))
     )
-    assert wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
+    assert wait_for_state(fake_stack.runs, run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
     first = fake_stack.scorer.calls[0]
     assert first["base_model"] == "default" and first["embeddings"] and first["split"] == "train"
     assert any(c["embeddings"] and c["checkpoint_id"] for c in fake_stack.scorer.calls)
-    assert len(_assert_no_sample_acquired_twice(_pool(fake_stack), run.id)) == 8 + 6
+    assert len(_assert_no_sample_acquired_twice(fake_stack.runs, run.id)) == 8 + 6
 
 
 def test_several_runs_progress_concurrently(fake_stack):
@@ -204,7 +209,7 @@ def test_several_runs_progress_concurrently(fake_stack):
     assert sorted(r.run_id for r in fake_stack.trainer.requests.values()) == sorted(r.id for r in runs)
     fake_stack.trainer.hold.set()
     for run in runs:
-        assert wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
+        assert wait_for_state(fake_stack.runs, run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
 
 
 def test_cancel_stops_a_training_run_and_cancels_its_job(fake_stack):
@@ -217,7 +222,7 @@ def test_cancel_stops_a_training_run_and_cancels_its_job(fake_stack):
     assert fake_stack.trainer.cancelled == ["job-1"]
     wait_for(lambda: not core.active_runs(), what="the worker to stop")
     fake_stack.trainer.hold.set()
-    after = _pool(fake_stack).get_run(run.id)
+    after = fake_stack.runs.get_run(run.id)
     assert after.state == "CANCELLED" and after.step == "TRAIN"
     assert core.cancel_run(run.id).state == "CANCELLED"  # cancelling twice is harmless
 
@@ -232,7 +237,7 @@ def test_cancelled_run_can_be_resumed_to_completion(fake_stack):
     resumed = core.resume_run(run.id)
     assert (resumed.state, resumed.stop_reason) == ("RUNNING", "")
     fake_stack.trainer.hold.set()
-    assert wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
+    assert wait_for_state(fake_stack.runs, run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
     with pytest.raises(errors.FailedPrecondition, match="completed"):
         core.resume_run(run.id)
 
@@ -251,7 +256,7 @@ def test_a_job_lost_by_the_trainer_is_started_again(fake_stack):
     fake_stack.trainer.lose("run-1-round-0-attempt-0")  # the trainer restarted while training it
     run = core.start_run(config(stopping=contract.StoppingRule(max_rounds=1)))
     assert run.id == 1
-    assert wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
+    assert wait_for_state(fake_stack.runs, run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
     keys = sorted(r.request_id for r in fake_stack.trainer.requests.values())
     assert keys == ["run-1-round-0-attempt-0", "run-1-round-0-attempt-1"]
     assert len(fake_stack.trainer.trained(run.id)) == 1
@@ -268,7 +273,7 @@ def test_a_round_lost_every_time_fails_the_run_and_a_resume_trains_it(fake_stack
     core = fake_stack.coordinator()
     fake_stack.trainer.interrupts = 10**6
     run = core.start_run(config(stopping=contract.StoppingRule(max_rounds=1)))
-    failed = wait_for_state(_pool(fake_stack), run.id, "FAILED")
+    failed = wait_for_state(fake_stack.runs, run.id, "FAILED")
     assert f"training of round 0 was interrupted {MAX_TRAIN_ATTEMPTS} times" in failed.error
     assert failed.step == "TRAIN" and fake_stack.trainer.trained(run.id) == []
     # The outage retries started no further training: MAX_TRAIN_ATTEMPTS jobs in all.
@@ -277,7 +282,7 @@ def test_a_round_lost_every_time_fails_the_run_and_a_resume_trains_it(fake_stack
 
     fake_stack.trainer.interrupts = 0
     core.resume_run(run.id)
-    assert wait_for_state(_pool(fake_stack), run.id, "COMPLETED").error == ""
+    assert wait_for_state(fake_stack.runs, run.id, "COMPLETED").error == ""
     trained = fake_stack.trainer.trained(run.id)
     assert [r.request_id for r in trained] == [f"run-1-round-0-attempt-{lost}"]
 
@@ -291,7 +296,7 @@ def test_a_trainer_answering_only_ended_jobs_fails_the_run(fake_stack, monkeypat
         fake_stack.trainer.lose(f"run-1-round-0-attempt-{attempt}")
     core = fake_stack.coordinator()
     run = core.start_run(config(stopping=contract.StoppingRule(max_rounds=1)))
-    failed = wait_for_state(_pool(fake_stack), run.id, "FAILED")
+    failed = wait_for_state(fake_stack.runs, run.id, "FAILED")
     assert "the trainer answered 5 training requests with ended jobs" in failed.error
     assert len(fake_stack.trainer.requests) == 5
 
@@ -307,11 +312,11 @@ def test_a_failed_training_job_fails_the_run_with_its_reason(fake_stack):
 
     trainer.wait_job = failing
     run = core.start_run(config())
-    failed = wait_for_state(_pool(fake_stack), run.id, "FAILED")
+    failed = wait_for_state(fake_stack.runs, run.id, "FAILED")
     assert "too few labels for 4 classes" in failed.error and failed.step == "TRAIN"
     trainer.wait_job = original
     core.resume_run(run.id)
-    assert wait_for_state(_pool(fake_stack), run.id, "COMPLETED").error == ""
+    assert wait_for_state(fake_stack.runs, run.id, "COMPLETED").error == ""
 
 
 # ---------------------------------------------------------------- crash anywhere, resume, nothing twice
@@ -372,23 +377,23 @@ def test_killed_coordinator_resumes_and_selects_nothing_twice(fake_stack, method
     # Reference: the same run, never interrupted.
     reference = fake_stack.coordinator()
     ref_run = reference.start_run(config(strategy=strategy))
-    wait_for_state(_pool(fake_stack), ref_run.id, "COMPLETED")
-    expected = [(a.round, a.sample_id) for a in _pool(fake_stack).list_acquisitions(ref_run.id)]
+    wait_for_state(fake_stack.runs, ref_run.id, "COMPLETED")
+    expected = [(a.round, a.sample_id) for a in fake_stack.runs.list_acquisitions(ref_run.id)]
     reference.close()
 
-    crashing = CrashingPool(_pool(fake_stack), method, nth, **match)
+    crashing = CrashingPool(fake_stack.runs, method, nth, **match)
     first = fake_stack.coordinator(runs=crashing)
     run = first.start_run(config(strategy=strategy))
     wait_for(lambda: crashing.crashed and not first.active_runs(), what="the coordinator to die")
     first.close()
-    stuck = _pool(fake_stack).get_run(run.id)
+    stuck = fake_stack.runs.get_run(run.id)
     assert stuck.state == "RUNNING"  # killed mid-run, not failed
 
     second = fake_stack.coordinator()
     assert second.recover() == [run.id]
-    done = wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES)
+    done = wait_for_state(fake_stack.runs, run.id, vocabulary.FINAL_RUN_STATES)
     assert done.state == "COMPLETED", done.error
-    got = [(a.round, a.sample_id) for a in _assert_no_sample_acquired_twice(_pool(fake_stack), run.id)]
+    got = [(a.round, a.sample_id) for a in _assert_no_sample_acquired_twice(fake_stack.runs, run.id)]
     # The same selections as the uninterrupted run: nothing re-selected differently or twice.
     assert got == expected
     assert done.labelled_count == 20
@@ -404,11 +409,11 @@ def test_a_stopped_coordinator_leaves_training_running_and_the_next_reuses_the_j
     run = first.start_run(config(stopping=contract.StoppingRule(max_rounds=1)))
     wait_for(fake_stack.trainer.started.is_set, what="training to start")
     first.close()
-    assert _pool(fake_stack).get_run(run.id).state == "RUNNING"
+    assert fake_stack.runs.get_run(run.id).state == "RUNNING"
     second = fake_stack.coordinator()
     second.recover()
     fake_stack.trainer.hold.set()
-    assert wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
+    assert wait_for_state(fake_stack.runs, run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
     assert len(fake_stack.trainer.requests) == 1  # StartTraining's idempotency key returned the same job
 
 
@@ -417,7 +422,7 @@ def test_a_stopped_coordinator_leaves_training_running_and_the_next_reuses_the_j
 
 def _gold(stack, sample_ids):
     """The toy dataset's label is the first word(s) of the text."""
-    pool = _pool(stack)
+    pool = stack.runs
     texts = {a.sample_id: a.text for a in pool.list_acquisitions(1)}
     out = []
     for i in sample_ids:
@@ -435,7 +440,7 @@ def _gold(stack, sample_ids):
 def test_labels_for_a_cancelled_run_are_refused_until_it_is_resumed(fake_stack):
     core = fake_stack.coordinator()
     run = core.start_run(config(oracle="human", stopping=contract.StoppingRule(max_rounds=2)))
-    pool = _pool(fake_stack)
+    pool = fake_stack.runs
     wait_for_state(pool, run.id, "WAITING_FOR_LABELS")
     ids = [s.sample_id for s in core.pending_labels(run.id).samples]
     labels = list(zip(ids, _gold(fake_stack, ids), strict=True))
@@ -452,7 +457,7 @@ def test_labels_for_a_cancelled_run_are_refused_until_it_is_resumed(fake_stack):
 def test_human_mode_waits_for_the_batch_and_accepts_partial_and_repeated_labels(fake_stack):
     core = fake_stack.coordinator()
     run = core.start_run(config(oracle="human", stopping=contract.StoppingRule(max_rounds=2)))
-    pool = _pool(fake_stack)
+    pool = fake_stack.runs
     waiting = wait_for_state(pool, run.id, "WAITING_FOR_LABELS")
     assert waiting.step == "LABEL" and waiting.round == 0
     batch = core.pending_labels(run.id)
@@ -505,7 +510,7 @@ def test_human_labels_are_refused_for_simulated_runs_and_unknown_labels(fake_sta
     with pytest.raises(errors.FailedPrecondition, match="simulated oracle"):
         core.submit_labels(sim.id, [(1, "flight")])
     human = core.start_run(config(oracle="human"))
-    wait_for_state(_pool(fake_stack), human.id, "WAITING_FOR_LABELS")
+    wait_for_state(fake_stack.runs, human.id, "WAITING_FOR_LABELS")
     sample = core.pending_labels(human.id).samples[0].sample_id
     with pytest.raises(errors.InvalidArgument):
         core.submit_labels(human.id, [(sample, "not-a-label")])
@@ -516,7 +521,7 @@ def test_human_labels_are_refused_for_simulated_runs_and_unknown_labels(fake_sta
 def test_a_restarted_coordinator_continues_a_human_run_once_labels_arrive(fake_stack):
     first = fake_stack.coordinator()
     run = first.start_run(config(oracle="human", stopping=contract.StoppingRule(max_rounds=1)))
-    wait_for_state(_pool(fake_stack), run.id, "WAITING_FOR_LABELS")
+    wait_for_state(fake_stack.runs, run.id, "WAITING_FOR_LABELS")
     first.close()
     second = fake_stack.coordinator()
     assert second.recover() == [run.id]
@@ -524,7 +529,7 @@ def test_a_restarted_coordinator_continues_a_human_run_once_labels_arrive(fake_s
     ids = [s.sample_id for s in batch.samples]
     _, remaining = second.submit_labels(run.id, list(zip(ids, _gold(fake_stack, ids), strict=True)))
     assert remaining == 0
-    assert wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
+    assert wait_for_state(fake_stack.runs, run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
 
 
 # ---------------------------------------------------------------- watching
@@ -563,14 +568,14 @@ def test_an_unavailable_scorer_is_retried_then_fails_the_run_with_a_clear_error(
     core = fake_stack.coordinator()
     run = core.start_run(config(stopping=contract.StoppingRule(max_rounds=2)))
     assert (
-        wait_for_state(_pool(fake_stack), run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
+        wait_for_state(fake_stack.runs, run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
     )  # two outages ridden out
 
     outages["left"] = 10**6  # now it never comes back
     second = core.start_run(config(stopping=contract.StoppingRule(max_rounds=2)))
-    failed = wait_for_state(_pool(fake_stack), second.id, vocabulary.FINAL_RUN_STATES)
+    failed = wait_for_state(fake_stack.runs, second.id, vocabulary.FINAL_RUN_STATES)
     assert failed.state == "FAILED" and failed.step == "EVALUATE"
     assert "scorer at 127.0.0.1:9 unreachable" in failed.error
     outages["left"] = 0
     core.resume_run(second.id)
-    assert wait_for_state(_pool(fake_stack), second.id, "COMPLETED").error == ""
+    assert wait_for_state(fake_stack.runs, second.id, "COMPLETED").error == ""

@@ -59,7 +59,7 @@ def _wait_final(stub, run_id):
     )
 
 
-def test_start_run_fills_defaults_and_completes(coordinator):
+def test_start_run_fills_defaults_and_completes(coordinator, fake_stack):
     run = _start(coordinator, run_pb2.RunConfig(dataset="toy"))
     assert run.state == run_pb2.RUN_STATE_PENDING and run.pool_size == 40
     assert run.config.strategy == run_pb2.STRATEGY_ENTROPY
@@ -69,7 +69,8 @@ def test_start_run_fills_defaults_and_completes(coordinator):
     assert done.state == run_pb2.RUN_STATE_COMPLETED and done.stop_reason == "round limit 5 reached"
     detail = coordinator.GetRun(run_pb2.GetRunRequest(run_id=run.id), timeout=10)
     assert len(detail.rounds) == 5
-    assert detail.rounds[0].test.count == 12 and 0 < detail.rounds[0].test.accuracy < 1
+    expected = fake_stack.scorer.expected_test_accuracy("toy")
+    assert [r.test.count for r in detail.rounds] == [12] * 5 and {r.test.accuracy for r in detail.rounds} == {expected}
     assert set(detail.rounds[0].test.per_class_f1) <= {"flight", "airfare", "ground_service", "abbreviation"}
     listed = coordinator.ListRuns(run_pb2.ListRunsRequest(states=[run_pb2.RUN_STATE_COMPLETED]), timeout=10)
     assert [r.id for r in listed.runs] == [run.id]
