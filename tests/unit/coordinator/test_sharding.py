@@ -23,16 +23,11 @@ from lesslabels.coordinator.orchestrator import Coordinator
 from lesslabels.coordinator.main import scorer_address_list
 from lesslabels.coordinator.scores import PoolScoreCache
 from lesslabels.coordinator.sharding import ScorerReplicas
-from tests.stack import FakeScorer, load_toy_dataset, wait_for_state
+from tests.helpers import BIG_TRAIN
+from tests.stack import FakeScorer, wait_for_state
 
-TRAIN = 300
+TRAIN = BIG_TRAIN  # the conftest fixture 'big'
 SEED, BATCH = 8, 6
-
-
-@pytest.fixture
-def big(fake_stack):
-    load_toy_dataset(fake_stack.pool_address, "big", train=TRAIN, test=12)
-    return fake_stack
 
 
 @pytest.fixture

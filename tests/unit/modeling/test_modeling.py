@@ -22,9 +22,7 @@ torch = pytest.importorskip("torch")
 LABELS = ["flight", "airfare", "ground"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("few_torch_threads")
 
 
 def _examples(n_per_class: int = 8) -> list[Example]:

@@ -23,9 +23,7 @@ LABELS = ["flight", "airfare", "ground"]
 TEXTS = ["a", "cheap flight to boston tomorrow morning please", "", "taxi at the airport", "fares"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("few_torch_threads")
 
 
 def _examples() -> list[Example]:
