@@ -138,7 +138,7 @@ def test_a_run_rides_out_a_pool_that_is_stopped_and_started(fake_stack, pool_ser
     core = fake_stack.coordinator()
     core._outage_seconds = 60.0  # longer than the outage below
     pool = RunStoreClient(fake_stack.pool_address, timeout=10)
-    run = core.start_run(contract.RunConfig(**{**_engine_config(), "stopping": contract.StoppingRule(max_rounds=2)}))
+    run = core.start_run(contract.RunConfig(**{**_small_run_fields(), "stopping": contract.StoppingRule(max_rounds=2)}))
     assert fake_stack.trainer.started.wait(20)
     caplog.set_level(logging.WARNING, logger="lesslabels.coordinator.orchestrator")
 
@@ -163,7 +163,7 @@ def test_a_run_whose_worker_ended_without_an_outcome_is_picked_up_again(fake_sta
     core._outage_seconds = 0.3  # the worker gives up during the outage, and cannot record FAILED
     core.recover()  # starts the supervisor
     pool = RunStoreClient(fake_stack.pool_address, timeout=10)
-    run = core.start_run(contract.RunConfig(**{**_engine_config(), "stopping": contract.StoppingRule(max_rounds=2)}))
+    run = core.start_run(contract.RunConfig(**{**_small_run_fields(), "stopping": contract.StoppingRule(max_rounds=2)}))
     assert fake_stack.trainer.started.wait(20)
     caplog.set_level(logging.WARNING, logger="lesslabels.coordinator.orchestrator")
 
@@ -187,7 +187,7 @@ def test_recover_with_the_pool_down_picks_the_runs_up_once_it_answers(fake_stack
     fake_stack.trainer.hold.clear()
     stub_run = fake_stack.coordinator()
     run = stub_run.start_run(
-        contract.RunConfig(**{**_engine_config(), "stopping": contract.StoppingRule(max_rounds=1)})
+        contract.RunConfig(**{**_small_run_fields(), "stopping": contract.StoppingRule(max_rounds=1)})
     )
     assert fake_stack.trainer.started.wait(20)
     stub_run.close()
@@ -207,7 +207,7 @@ def test_recover_with_the_pool_down_picks_the_runs_up_once_it_answers(fake_stack
         server.stop(0)
 
 
-def _engine_config() -> dict:
+def _small_run_fields() -> dict:
     return dict(
         dataset="toy",
         seed_size=contract.Amount(count=8),

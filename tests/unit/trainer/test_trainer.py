@@ -438,9 +438,9 @@ def test_a_jobs_reads_ride_out_a_pool_restart(pool_server, pool_address, databas
     """Found by the chaos suite (tests/chaos/test_chaos.py, seed 1419): the pool killed while a
     job read its labels (a ListSamples stream, which the channel does not retry) failed the job."""
     from lesslabels.pool.main import build_server as build_pool
-    from lesslabels.trainer.label_source import PoolLabelSource as TrainerPool
+    from lesslabels.trainer.label_source import PoolLabelSource
 
-    pool = TrainerPool(pool_address, retry_backoff=0.1)
+    pool = PoolLabelSource(pool_address, retry_backoff=0.1)
     assert len(pool.labelled_examples("d", 0)) == len(labelled)
     port = pool_server.port
     pool_server.stop(0)
@@ -468,9 +468,9 @@ def test_a_jobs_reads_ride_out_a_pool_restart(pool_server, pool_address, databas
 
 
 def test_a_jobs_reads_give_up_once_the_pool_stays_away(pool_server, pool_address, labelled):
-    from lesslabels.trainer.label_source import PoolLabelSource as TrainerPool
+    from lesslabels.trainer.label_source import PoolLabelSource
 
-    pool = TrainerPool(pool_address, outage_seconds=0.5, retry_backoff=0.1)
+    pool = PoolLabelSource(pool_address, outage_seconds=0.5, retry_backoff=0.1)
     pool_server.stop(0)
     started = time.monotonic()
     with pytest.raises(errors.Unavailable):
