@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from lesslabels.cli.common import ArgumentParser, CliError, command, sdk_error_message, tls_of
-from lesslabels.client import LessLabelsError, PoolClient
-from lesslabels.common.config import add_client_tls_flags, add_flag
-from lesslabels.v1 import pool_pb2
+import argparse
+import contextlib
+from collections.abc import Iterator
+
+from lesslabels.cli.common import ArgumentParser, CliError, add_client_flags, command, sdk_error_message, tls_of
+from lesslabels.client import Counts, Dataset, LessLabelsError, PoolClient
 
 
-def _flags(parser: ArgumentParser) -> None:
-    add_flag(parser, "--pool-address", default="127.0.0.1:50051", help="pool service HOST:PORT")
-    add_flag(parser, "--token", default="", help="bearer token of the services")
-    add_flag(parser, "--timeout", default=30.0, type=float, help="deadline of each call, in seconds")
-    add_client_tls_flags(parser)
-
-
-def _call(args, method: str, request):
-    """One pool RPC through the SDK's client (these dataset RPCs have no typed SDK method yet)."""
+@contextlib.contextmanager
+def _pool(args: argparse.Namespace) -> Iterator[PoolClient]:
+    """The SDK's pool client for the parsed flags; a failed call is one CliError line."""
     try:
         with PoolClient(args.pool_address, token=args.token, timeout=args.timeout, tls=tls_of(args)) as pool:
-            return pool.call(method, request)
+            yield pool
     except LessLabelsError as exc:
         raise CliError(sdk_error_message(exc, "pool", args.pool_address)) from None
 
@@ -27,9 +23,10 @@ def _call(args, method: str, request):
 @command
 def datasets_main(argv: list[str]) -> int:
     parser = ArgumentParser(prog="lesslabels datasets", description="List the pool's datasets.")
-    _flags(parser)
+    add_client_flags(parser, "pool")
     args = parser.parse_args(argv)
-    datasets = _call(args, "ListDatasets", pool_pb2.ListDatasetsRequest()).datasets
+    with _pool(args) as pool:
+        datasets = pool.list_datasets()
     if not datasets:
         print("no datasets (lesslabels import FILE --dataset NAME creates one)")
         return 0
@@ -43,7 +40,7 @@ def datasets_main(argv: list[str]) -> int:
     return 0
 
 
-def format_dataset(dataset: pool_pb2.Dataset, counts: pool_pb2.Counts) -> str:
+def format_dataset(dataset: Dataset, counts: Counts) -> str:
     lines = [f"dataset {dataset.name}" + (f": {dataset.description}" if dataset.description else "")]
     lines.append(f"label set: {', '.join(dataset.labels) or '(none yet)'}")
     splits = [("train", counts.train), ("test", counts.test), ("dev", counts.dev)]
@@ -79,26 +76,23 @@ def dataset_main(argv: list[str]) -> int:
     labels.add_argument("name")
     labels.add_argument("labels", nargs="+", help="the labels, in order")
     for p in (show, delete, labels):
-        _flags(p)
+        add_client_flags(p, "pool")
     args = parser.parse_args(argv)
-    if args.action == "show":
-        dataset = _call(args, "GetDataset", pool_pb2.GetDatasetRequest(name=args.name))
-        counts = _call(args, "GetCounts", pool_pb2.GetCountsRequest(dataset=args.name))
-        print(format_dataset(dataset, counts))
-    elif args.action == "delete":
-        if not args.yes:
-            dataset = _call(args, "GetDataset", pool_pb2.GetDatasetRequest(name=args.name))
-            total = dataset.train_count + dataset.test_count + dataset.dev_count
-            raise CliError(
-                f"this deletes dataset {args.name!r} ({total} samples, {dataset.labelled_count} labelled) with "
-                f"its runs; run again with --yes to confirm",
-                exit_code=2,
-            )
-        reply = _call(args, "DeleteDataset", pool_pb2.DeleteDatasetRequest(dataset=args.name))
-        print(f"deleted dataset {reply.dataset!r} ({reply.samples} samples)")
-    else:
-        dataset = _call(
-            args, "SetDatasetLabels", pool_pb2.SetDatasetLabelsRequest(dataset=args.name, labels=args.labels)
-        )
-        print(f"dataset {dataset.name}: label set is now {', '.join(dataset.labels)}")
+    with _pool(args) as pool:
+        if args.action == "show":
+            print(format_dataset(pool.get_dataset(args.name), pool.get_counts(args.name)))
+        elif args.action == "delete":
+            if not args.yes:
+                dataset = pool.get_dataset(args.name)
+                total = dataset.train_count + dataset.test_count + dataset.dev_count
+                raise CliError(
+                    f"this deletes dataset {args.name!r} ({total} samples, {dataset.labelled_count} labelled) with "
+                    f"its runs; run again with --yes to confirm",
+                    exit_code=2,
+                )
+            removed = pool.delete_dataset(args.name)
+            print(f"deleted dataset {args.name!r} ({removed} samples)")
+        else:
+            dataset = pool.set_dataset_labels(args.name, args.labels)
+            print(f"dataset {dataset.name}: label set is now {', '.join(dataset.labels)}")
     return 0

@@ -12,8 +12,9 @@
   (which samples: a :class:`SampleQuery`, or a dataset name and its fields as keywords).
 - :class:`CoordinatorClient`: ``start_run``, ``watch``, ``get_run``, ``list_runs``, ``cancel``,
   ``resume``, ``pending_labels``, ``submit_labels``.
-- :class:`PoolClient`: ``create_dataset``, ``get_dataset``, ``list_datasets``, ``import_samples``,
-  ``import_file``, ``export_labels``, ``list_samples``, ``get_counts``, ``submit_labels``.
+- :class:`PoolClient`: ``create_dataset``, ``get_dataset``, ``list_datasets``, ``set_dataset_labels``,
+  ``delete_dataset``, ``import_samples``, ``import_file``, ``export_labels``, ``list_samples``,
+  ``get_counts``, ``submit_labels``.
 
 Runs are read and changed through the coordinator: the pool's run store (a run's rounds and
 acquisitions, written by the coordinator) is an internal service, with no client here.

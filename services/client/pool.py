@@ -199,6 +199,19 @@ class PoolClient(ServiceClient):
         reply = self._unary(self._stub.ListDatasets, pool_pb2.ListDatasetsRequest(), "list datasets", timeout)
         return [_dataset(d) for d in reply.datasets]
 
+    def set_dataset_labels(self, name: str, labels: Sequence[str], *, timeout: float | None = None) -> Dataset:
+        """Declare the label set of dataset ``name``, in order (it replaces the one there); the
+        dataset as it is now. InvalidArgument for near-duplicate names ("Weather" / "weather "),
+        FailedPrecondition when a label in use would be dropped."""
+        request = pool_pb2.SetDatasetLabelsRequest(dataset=name, labels=list(labels))
+        return _dataset(self._unary(self._stub.SetDatasetLabels, request, f"label set of dataset {name!r}", timeout))
+
+    def delete_dataset(self, name: str, *, timeout: float | None = None) -> int:
+        """Delete dataset ``name`` with its samples, labels and runs; the number of samples removed.
+        FailedPrecondition while the dataset has active runs."""
+        request = pool_pb2.DeleteDatasetRequest(dataset=name)
+        return self._unary(self._stub.DeleteDataset, request, f"delete dataset {name!r}", timeout).samples
+
     # ------------------------------------------------------------ import / export
 
     def import_chunks(

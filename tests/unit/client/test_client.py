@@ -138,6 +138,21 @@ def test_datasets_counts_and_labels(pool):
         pool.get_counts("nope")
 
 
+def test_set_a_label_set_and_delete_a_dataset(pool):
+    pool.import_samples("d", [("one", "a"), ("two", "b"), ("three", None)])
+    changed = pool.set_dataset_labels("d", ["a", "b", "c"])
+    assert changed.labels == ("a", "b", "c") and pool.get_dataset("d").labels == ("a", "b", "c")
+    with pytest.raises(InvalidArgument, match="near-duplicate"):
+        pool.set_dataset_labels("d", ["a", "b", "A"])
+    pool.import_samples("other", [("kept", "a")])
+    assert pool.delete_dataset("d") == 3
+    with pytest.raises(NotFound, match="dataset 'd'"):
+        pool.get_dataset("d")
+    with pytest.raises(NotFound, match="delete dataset 'd'"):
+        pool.delete_dataset("d")
+    assert [d.name for d in pool.list_datasets()] == ["other"]  # never another dataset's rows
+
+
 def test_sample_pages_resume_from_a_token(pool):
     pool.import_samples("p", [(f"text {i}", "a") for i in range(7)])
     pages = list(pool.sample_pages("p", page_size=3))
