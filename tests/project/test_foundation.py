@@ -1,9 +1,12 @@
-"""Foundation checks: stubs up to date, architecture boundaries, migrations, the CLI-started pool."""
+"""Foundation checks: stubs up to date, architecture boundaries (no torch where none belongs, the
+import graph between packages), migrations, the CLI-started pool."""
 
 from __future__ import annotations
 
+import ast
 import filecmp
 import os
+import pathlib
 import socket
 import subprocess
 import sys
@@ -38,21 +41,107 @@ def test_committed_stubs_are_up_to_date(tmp_path):
     assert stale == [], f"stale stubs (run `make proto`): {stale}"
 
 
+#: Modules whose import must not load the heavy or wire-level packages named beside them.
+TORCH = ("torch", "transformers")
+
+
 @pytest.mark.parametrize(
-    "package",
-    ["lesslabels.pool.main", "lesslabels.coordinator.main", "lesslabels.cli.main", "lesslabels.common.channels"],
+    ("package", "forbidden"),
+    [
+        ("lesslabels.pool.main", TORCH),
+        ("lesslabels.coordinator.main", TORCH),
+        ("lesslabels.cli.main", TORCH),
+        ("lesslabels.common.channels", TORCH),
+        ("lesslabels.client", TORCH),
+        ("lesslabels.web.app", TORCH),
+        # The shared types carry no protobuf: only lesslabels.contract.wire does.
+        ("lesslabels.contract", (*TORCH, "google.protobuf")),
+    ],
 )
-def test_torch_free_packages_do_not_import_torch(package):
-    code = f"import sys, importlib; importlib.import_module({package!r}); print('torch' in sys.modules, 'transformers' in sys.modules)"
-    try:
-        out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, timeout=120
-        )
-    except subprocess.CalledProcessError as exc:
-        if "No module named" in exc.stderr and package.split(".")[1] in exc.stderr:
-            pytest.skip(f"{package} does not exist yet")
-        raise
-    assert out.stdout.split() == ["False", "False"], f"{package} imports torch/transformers"
+def test_torch_free_packages_do_not_import_torch(package, forbidden):
+    code = (
+        f"import sys, importlib; importlib.import_module({package!r}); "
+        f"print(' '.join(m for m in {forbidden!r} if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, timeout=120
+    )
+    assert out.stdout.split() == [], f"importing {package} loads {out.stdout.strip()}"
+
+
+#: The intended import graph between the top-level packages of lesslabels (services/__init__.py
+#: says why): package -> the packages it may import. The generated v1/ and inference/ are not drawn.
+ALLOWED_IMPORTS = {
+    "__main__": {"cli"},
+    "common": set(),
+    "contract": {"common", "v1"},
+    "client": {"common", "contract", "v1"},
+    "pool": {"common", "contract", "v1", "client"},
+    "modeling": {"common", "contract"},
+    "trainer": {"common", "contract", "v1", "client", "modeling", "pool"},
+    "scorer": {"common", "contract", "v1", "client", "modeling", "inference"},
+    "coordinator": {"common", "contract", "v1", "client", "pool"},
+    "demo": {"common"},
+    "cli": {"common", "contract", "client", "demo"},
+    "web": {"common", "contract", "client"},
+}
+#: Edges allowed from these modules only: the adapters that sit on them.
+ONLY_FROM = {
+    ("contract", "v1"): {"contract/wire.py"},
+    ("pool", "client"): {"pool/run_store_client.py"},
+    ("coordinator", "pool"): {"coordinator/main.py"},
+    ("trainer", "pool"): {"trainer/label_source.py"},
+}
+GENERATED = {"v1", "inference"}
+
+
+def import_edges(services: pathlib.Path) -> dict[tuple[str, str], set[str]]:
+    """(package, package it imports) -> the files (relative to services/) with such an import, for
+    every .py under ``services`` but the generated stubs; a top-level module is its own "package"."""
+    edges: dict[tuple[str, str], set[str]] = {}
+    for path in sorted(services.rglob("*.py")):
+        rel = path.relative_to(services)
+        if rel.parts[0] in GENERATED:
+            continue
+        source = rel.parts[0].removesuffix(".py")
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level:  # relative: resolve against the file
+                base = ["lesslabels", *rel.parts[:-1]][: len(rel.parts) - node.level + 1]
+                names = [".".join([*base, *([node.module] if node.module else [])])]
+                if not node.module:
+                    names = [f"{names[0]}.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module == "lesslabels":
+                names = [f"lesslabels.{alias.name}" for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                parts = name.split(".")
+                if parts[0] == "lesslabels" and len(parts) > 1 and parts[1] != source:
+                    edges.setdefault((source, parts[1]), set()).add(rel.as_posix())
+    return edges
+
+
+def test_packages_import_only_along_the_intended_graph():
+    edges = import_edges(ROOT / "services")
+    assert ("coordinator", "contract") in edges and ("cli", "client") in edges  # the walk sees imports at all
+    packages = {p.name for p in (ROOT / "services").iterdir() if (p / "__init__.py").exists()} - GENERATED
+    assert packages <= set(ALLOWED_IMPORTS), f"packages with no place in the graph: {packages - set(ALLOWED_IMPORTS)}"
+    outside = sorted(
+        f"{source} -> {target} ({', '.join(sorted(files))})"
+        for (source, target), files in edges.items()
+        if target not in ALLOWED_IMPORTS.get(source, set())
+    )
+    assert outside == [], "imports outside the graph of services/__init__.py:\n" + "\n".join(outside)
+    misplaced = sorted(
+        f"{source} -> {target} from {', '.join(sorted(files - ONLY_FROM[source, target]))}"
+        for (source, target), files in edges.items()
+        if (source, target) in ONLY_FROM and files - ONLY_FROM[source, target]
+    )
+    assert misplaced == [], "edges allowed only from their adapter module:\n" + "\n".join(misplaced)
 
 
 def test_migration_from_empty_to_head_matches_models(tmp_path):
