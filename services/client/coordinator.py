@@ -59,15 +59,6 @@ def _config(config: RunConfig | run_pb2.RunConfig | None, fields: dict) -> run_p
     return wire.run_config_to_proto(normalized)
 
 
-def event_from_proto(message: coordinator_pb2.RunEvent) -> RunEvent:
-    return RunEvent(
-        run=wire.run_from_proto(message.run),
-        round=wire.round_from_proto(message.round) if message.HasField("round") else None,
-        step_progress=message.step_progress,
-        message=message.message,
-    )
-
-
 class CoordinatorClient(ServiceClient):
     """Client of the coordinator service (default port 50054).
 
@@ -132,7 +123,7 @@ class CoordinatorClient(ServiceClient):
         for message in self._stream(
             self._stub.WatchRun, coordinator_pb2.WatchRunRequest(run_id=run_id), f"watch run {run_id}", timeout
         ):
-            yield event_from_proto(message)
+            yield wire.run_event_from_proto(message)
 
     def watch(self, run_id: int, *, until_waiting: bool = False, window: float = WATCH_WINDOW) -> Iterator[RunEvent]:
         """The run's events until it is COMPLETED, CANCELLED or FAILED (and, with
