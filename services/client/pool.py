@@ -23,7 +23,7 @@ from lesslabels.client.types import (
     SplitCounts,
 )
 from lesslabels.contract.shards import Shard
-from lesslabels.contract import wire
+from lesslabels.contract import vocabulary, wire
 from lesslabels.v1 import common_pb2, pool_pb2, pool_pb2_grpc
 
 #: Bytes per ImportSamples message: imports stream in bounded chunks, never one giant message.
@@ -33,18 +33,10 @@ STREAM_TIMEOUT = 300.0
 #: The pool's largest page of ListSamples.
 MAX_PAGE = 5000
 
-FORMATS = {
-    "auto": pool_pb2.IMPORT_FORMAT_AUTO,
-    "csv": pool_pb2.IMPORT_FORMAT_CSV_LABEL_TEXT,
-    "csv-header": pool_pb2.IMPORT_FORMAT_CSV_HEADER,
-    "jsonl": pool_pb2.IMPORT_FORMAT_JSONL,
-}
+#: Import formats by the names users give them (``--format csv-header``): the vocabulary's.
+FORMATS = {vocabulary.flag_name(name): value for value, name in wire.IMPORT_FORMAT_TO_CORE.items()}
 FORMAT_NAMES = {v: k for k, v in FORMATS.items()}
-LABEL_STATES = {
-    "any": pool_pb2.LABEL_STATE_ANY,
-    "labelled": pool_pb2.LABEL_STATE_LABELLED,
-    "unlabelled": pool_pb2.LABEL_STATE_UNLABELLED,
-}
+LABEL_STATES = wire.LABEL_STATE_TO_PROTO
 
 #: A row to import: ``(text, label)`` (label "" or None: unlabelled) or a mapping with "text"
 #: and optional "label" and "split".

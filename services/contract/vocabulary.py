@@ -1,4 +1,4 @@
-"""The one vocabulary of the system: the names cores use for splits, label sources, run states
+"""The one vocabulary of the system: the names cores use for splits, label sources, label states, import formats, run states
 and steps, strategies, oracle modes, training-job states and the training settings' choices.
 
 No protobuf here: ``lesslabels.contract.wire`` maps these names to and from the protobuf enums.
@@ -8,6 +8,10 @@ from __future__ import annotations
 
 SPLITS = ("train", "test", "dev")
 SOURCES = ("seed", "oracle", "human")
+#: Which samples a listing keeps by label state.
+LABEL_STATES = ("any", "labelled", "unlabelled")
+#: File formats of an import: guessed, headerless ``label,text`` CSV, CSV with a header row, JSON lines.
+IMPORT_FORMATS = ("auto", "csv", "csv_header", "jsonl")
 
 RUN_STATES = ("PENDING", "RUNNING", "WAITING_FOR_LABELS", "COMPLETED", "CANCELLED", "FAILED")
 #: States a coordinator picks up on start-up and keeps advancing.

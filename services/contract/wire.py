@@ -49,6 +49,16 @@ SPLIT_TO_CORE = _enum_map(common_pb2.Split, "SPLIT", vocabulary.SPLITS)
 SPLIT_TO_PROTO = _inverse(SPLIT_TO_CORE)
 SOURCE_TO_CORE = _enum_map(common_pb2.LabelSource, "LABEL_SOURCE", vocabulary.SOURCES)
 SOURCE_TO_PROTO = _inverse(SOURCE_TO_CORE)
+LABEL_STATE_TO_CORE = _enum_map(pool_pb2.LabelState, "LABEL_STATE", vocabulary.LABEL_STATES)
+LABEL_STATE_TO_PROTO = _inverse(LABEL_STATE_TO_CORE)
+# "csv" is IMPORT_FORMAT_CSV_LABEL_TEXT on the wire, so this map is spelt out.
+IMPORT_FORMAT_TO_CORE: dict[int, str] = {
+    pool_pb2.IMPORT_FORMAT_AUTO: "auto",
+    pool_pb2.IMPORT_FORMAT_CSV_LABEL_TEXT: "csv",
+    pool_pb2.IMPORT_FORMAT_CSV_HEADER: "csv_header",
+    pool_pb2.IMPORT_FORMAT_JSONL: "jsonl",
+}
+IMPORT_FORMAT_TO_PROTO = _inverse(IMPORT_FORMAT_TO_CORE)
 RUN_STATE_TO_CORE = _enum_map(run_pb2.RunState, "RUN_STATE", vocabulary.RUN_STATES)
 RUN_STATE_TO_PROTO = _inverse(RUN_STATE_TO_CORE)
 RUN_STEP_TO_CORE = _enum_map(run_pb2.RunStep, "RUN_STEP", vocabulary.RUN_STEPS)
@@ -232,9 +242,10 @@ def run_config_to_json(config: RunConfig) -> str:
     )
 
 
-def run_config_from_json(text: str, *, dataset: str = "") -> RunConfig:
-    """A stored configuration, validated; InvalidArgument naming what is wrong. ``dataset`` stands in
-    for a configuration that names none."""
+def run_config_from_json(text: str, *, dataset: str = "", validate: bool = True) -> RunConfig:
+    """A stored configuration, validated unless ``validate`` is false (a read-back of one checked when it
+    was stored); InvalidArgument naming what is wrong. ``dataset`` stands in for a configuration that
+    names none."""
     message = run_pb2.RunConfig()
     try:
         json_format.Parse(text, message)
@@ -245,7 +256,7 @@ def run_config_from_json(text: str, *, dataset: str = "") -> RunConfig:
     config = run_config_from_proto(message)
     if dataset and not config.dataset:
         config = dataclasses.replace(config, dataset=dataset)
-    return config.validate()
+    return config.validate() if validate else config
 
 
 # ---------------------------------------------------------------- runs, rounds, metrics

@@ -46,7 +46,7 @@ SPLITS = {"train": "train", "test": "test", "dev": "dev", "validation": "dev", "
 
 class Format(enum.Enum):
     AUTO = "auto"
-    CSV_LABEL_TEXT = "csv_label_text"
+    CSV_LABEL_TEXT = "csv"
     CSV_HEADER = "csv_header"
     JSONL = "jsonl"
 
@@ -361,7 +361,7 @@ def _refuse_header_read_as_data(rows: list[ImportRow]) -> None:
         f"line 1: the first row ({label!r}, {first.text!r}) looks like a header, but the file would be read as "
         f"headerless label,text data (the row would become a sample of a class {label!r}); if it is a header, "
         f"{_flags_hint()}, e.g. --text-column {first.text} --label-column {label}; if it is data, "
-        "pass --format csv_label_text"
+        "pass --format csv"
     )
 
 

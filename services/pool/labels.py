@@ -17,7 +17,8 @@ from lesslabels.pool import counts
 from lesslabels.pool.base import StorePart, find_dataset, find_run
 from lesslabels.pool.labelset import MAX_LABEL_LENGTH, check_not_near_duplicate
 from lesslabels.pool.tables import Acquisition, CurrentLabel, Dataset, LabelEvent, Run, Sample, run_scope
-from lesslabels.pool.records import LabelEventRecord, LabelResult
+from lesslabels.contract import LabelResult
+from lesslabels.pool.records import LabelEventRecord
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,8 @@ def apply_labels(
 ) -> LabelResult:
     """Record checked labels in the run's scope (the dataset's for run 0), inside the caller's transaction."""
     scope = run_scope(run_id)
-    result = LabelResult()
+    recorded = unchanged = changed = 0
+    labels: list[tuple[int, str]] = []
     # Locked (PostgreSQL; SQLite has one writer): the label replaced must be the one in force when
     # this transaction commits, or the kept counts would take back a label another writer replaced.
     # In sample order, so that two submissions lock their common samples in the same order.
@@ -184,8 +186,8 @@ def apply_labels(
     for (sample_id, label), key in zip(assignments, keys, strict=True):
         existing = current.get(sample_id)
         if key in seen_keys or (existing is not None and existing.label == label):
-            result.unchanged += 1
-            result.labels.append((sample_id, existing.label if existing else label))
+            unchanged += 1
+            labels.append((sample_id, existing.label if existing else label))
             continue
         event = LabelEvent(
             sample_id=sample_id, scope=scope, label=label, source=source, annotator=annotator, idempotency_key=key
@@ -195,13 +197,13 @@ def apply_labels(
         dataset_id, split = placed[sample_id]
         if existing is None:
             session.add(CurrentLabel(sample_id=sample_id, scope=scope, label=label, event_id=event.id))
-            result.recorded += 1
+            recorded += 1
         else:
             counted[dataset_id, split, existing.label] -= 1
             existing.label, existing.event_id = label, event.id
-            result.changed += 1
+            changed += 1
         counted[dataset_id, split, label] += 1
-        result.labels.append((sample_id, label))
+        labels.append((sample_id, label))
     session.flush()
     for dataset_id in sorted({d for d, _, _ in counted}):
         counts.add_labels(
@@ -213,7 +215,7 @@ def apply_labels(
     if source == "human" and run_id:
         # A label a person gives belongs to the dataset: later human-mode runs reuse it.
         apply_labels(session, dataset, assignments, 0, source, annotator, idempotency_key)
-    return result
+    return LabelResult(recorded, unchanged, changed, tuple(labels))
 
 
 def reuse_dataset_labels(session: Session, run: Run, sample_ids: Sequence[int]) -> None:

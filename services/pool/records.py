@@ -1,6 +1,9 @@
-"""The values the pool's core hands out and takes in: plain dataclasses, no SQLAlchemy rows, no protobuf.
+"""The pool's own values, where the contract has no type for them (datasets, samples, imports, counts,
+a stored run): plain dataclasses, no SQLAlchemy rows, no protobuf. Rounds, acquisitions and label
+results are the contract's (``lesslabels.contract``).
 
-services/pool/convert.py converts them to and from protobuf at the edge.
+services/pool/convert.py converts these to and from protobuf at the edge; the contract's types go
+through ``lesslabels.contract.wire``.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
+from lesslabels.contract import Run, RunConfig
 from lesslabels.pool import importers
 
 
@@ -63,14 +67,6 @@ class ImportResult:
 
 
 @dataclasses.dataclass
-class LabelResult:
-    recorded: int = 0
-    unchanged: int = 0
-    changed: int = 0
-    labels: list[tuple[int, str]] = dataclasses.field(default_factory=list)
-
-
-@dataclasses.dataclass
 class SplitCount:
     total: int = 0
     labelled: int = 0
@@ -78,44 +74,37 @@ class SplitCount:
     gold_by_label: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
-@dataclasses.dataclass
-class RunRecord:
+@dataclasses.dataclass(frozen=True)
+class StoredRun:
+    """A run as the store keeps it: ``lesslabels.contract.Run`` but for the configuration, which stays the
+    stored JSON text (protobuf JSON of a RunConfig, written by the run store's CreateRun). The run
+    store's servicer reads it with ``lesslabels.contract.wire`` and hands out ``as_run(config)``: the
+    core neither parses nor checks a configuration (see ``RunsPart.fail_bad_configs``)."""
+
     id: int
     dataset: str
     config_json: str
     state: str
     step: str
     round: int
-    error: str
-    stop_reason: str
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    labelled_count: int
-    pool_size: int
-
-
-@dataclasses.dataclass
-class RoundRecord:
-    run_id: int
-    index: int
+    error: str = ""
+    stop_reason: str = ""
+    created_at: str = ""  # RFC 3339
+    updated_at: str = ""
     labelled_count: int = 0
-    train_job_id: str = ""
-    checkpoint_id: str = ""
-    test_metrics: dict = dataclasses.field(default_factory=dict)
-    agreement: float = 0.0
-    selected_count: int = 0
-    started_at: dt.datetime | None = None
-    finished_at: dt.datetime | None = None
-    train_seconds: float = 0.0
-    score_seconds: float = 0.0
-    validation_metrics: dict = dataclasses.field(default_factory=dict)
+    pool_size: int = 0
 
-
-@dataclasses.dataclass
-class AcquisitionRecord:
-    sample_id: int
-    round: int
-    strategy: str
-    score: float
-    label: str = ""
-    text: str = ""
+    def as_run(self, config: RunConfig) -> Run:
+        return Run(
+            id=self.id,
+            config=config,
+            state=self.state,
+            step=self.step,
+            round=self.round,
+            error=self.error,
+            labelled_count=self.labelled_count,
+            pool_size=self.pool_size,
+            stop_reason=self.stop_reason,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )

@@ -1,25 +1,31 @@
 """Runs: create, read, list and update runs (the compare-and-set on step and round), their round
 records and the samples they acquire. ``store_round`` and ``store_acquisitions`` are the one place
-those rows are written, by ``PoolStore`` and by a recorded step (steps.py) alike."""
+those rows are written, by ``PoolStore`` and by a recorded step (steps.py) alike.
+
+Rounds and acquisitions are the contract's types (times as RFC 3339 text, converted here); a run is a
+``StoredRun``, whose configuration stays the stored JSON text: the core neither parses nor checks it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from sqlalchemy import and_, insert, select
 from sqlalchemy.orm import Session
 
 from lesslabels.common import errors
 from lesslabels.common.errors import quote
-from lesslabels.common.timeutil import utcnow
+from lesslabels.common.timeutil import rfc3339, utcnow
+from lesslabels.contract import Acquisition as AcquisitionInfo
+from lesslabels.contract import Metrics
+from lesslabels.contract import Round as RoundInfo
 from lesslabels.contract.vocabulary import ACTIVE_RUN_STATES, FINAL_RUN_STATES, RUN_STATES, RUN_STEPS
 from lesslabels.pool import counts
 from lesslabels.pool.base import StorePart, find_dataset, find_run
 from lesslabels.pool.labels import reuse_dataset_labels
 from lesslabels.pool.tables import REQUEST_ID_MAX, Acquisition, CurrentLabel, Dataset, Round, Run, Sample, run_scope
-from lesslabels.contract import wire
-from lesslabels.pool.records import AcquisitionRecord, RoundRecord, RunRecord
+from lesslabels.pool.records import StoredRun
 
 #: Longest training job id and checkpoint id a round records (the columns hold 128 characters).
 ROUND_ID_MAX = 128
@@ -28,36 +34,31 @@ ROUND_ID_MAX = 128
 class RunsPart(StorePart):
     """The run operations of ``PoolStore``."""
 
-    def _run_record(self, session: Session, run: Run) -> RunRecord:
-        """The record of ``run``; one whose stored configuration fails the checks (``RunConfig.validate``)
-        comes back FAILED with the reason and a configuration naming only its dataset (see
-        ``_fail_bad_configs``, which records that)."""
+    def _stored_run(self, session: Session, run: Run) -> StoredRun:
+        """The stored run ``run``; one whose state or step is not a known name reads FAILED, naming them."""
         dataset = session.get_one(Dataset, run.dataset_id)
-        config_json, state, error = run.config_json, run.state, run.error
-        problem = bad_config(config_json, dataset.name)
-        if problem or state not in RUN_STATES or run.step not in RUN_STEPS:
-            config_json = json.dumps({"dataset": dataset.name})
-            state, error = "FAILED", problem or f"stored run state {quote(state)} / step {quote(run.step)} is unknown"
-        step = run.step if run.step in RUN_STEPS else "SEED"
-        labelled = counts.labelled_total(session, run.dataset_id, run_scope(run.id))
-        pool = counts.sample_total(session, run.dataset_id, ["train"])
-        return RunRecord(
-            run.id,
-            dataset.name,
-            config_json,
-            state,
-            step,
-            run.round,
-            error,
-            run.stop_reason,
-            run.created_at,
-            run.updated_at,
-            labelled,
-            pool,
+        state, step, error = run.state, run.step, run.error
+        if state not in RUN_STATES or step not in RUN_STEPS:
+            state, error = "FAILED", f"stored run state {quote(state)} / step {quote(step)} is unknown"
+            step = step if step in RUN_STEPS else "SEED"
+        return StoredRun(
+            id=run.id,
+            dataset=dataset.name,
+            config_json=run.config_json,
+            state=state,
+            step=step,
+            round=run.round,
+            error=error,
+            stop_reason=run.stop_reason,
+            created_at=rfc3339(run.created_at),
+            updated_at=rfc3339(run.updated_at),
+            labelled_count=counts.labelled_total(session, run.dataset_id, run_scope(run.id)),
+            pool_size=counts.sample_total(session, run.dataset_id, ["train"]),
         )
 
-    def create_run(self, dataset_name: str, config_json: str, request_id: str = "") -> RunRecord:
-        """A new PENDING run; with ``request_id``, the run created before under that key if any."""
+    def create_run(self, dataset_name: str, config_json: str, request_id: str = "") -> StoredRun:
+        """A new PENDING run of the configuration ``config_json`` (checked by the caller); with
+        ``request_id``, the run created before under that key if any."""
         if len(request_id) > REQUEST_ID_MAX:
             raise errors.InvalidArgument(f"request_id is {len(request_id)} characters; at most {REQUEST_ID_MAX}")
 
@@ -81,9 +82,11 @@ class RunsPart(StorePart):
 
         return self.get_run(self._writing(create))
 
-    def _fail_bad_configs(self, run_id: int = 0) -> None:
-        """Mark FAILED, with the reason, each active run (or run ``run_id``) whose stored
-        configuration fails the checks, so that no coordinator picks it up."""
+    def fail_bad_configs(self, problem: Callable[[str, str], str], run_id: int = 0) -> None:
+        """Mark FAILED, with the reason, each active run (or run ``run_id``) whose stored configuration
+        ``problem(config_json, dataset)`` refuses (returns why, or ""), so that no coordinator picks it
+        up. The integrity check of stored rows, which the run store runs where a run is picked up:
+        CreateRun stored a checked configuration, but a row may have been written by other means."""
         query = (
             select(Run.id, Run.config_json, Dataset.name)
             .join(Dataset, Dataset.id == Run.dataset_id)
@@ -92,30 +95,28 @@ class RunsPart(StorePart):
         if run_id:
             query = query.where(Run.id == run_id)
         with self._reading() as session:
-            bad = [(i, problem) for i, text, name in session.execute(query) if (problem := bad_config(text, name))]
-        for i, problem in bad:
+            bad = [(i, why) for i, text, name in session.execute(query) if (why := problem(text, name))]
+        for i, why in bad:
 
-            def mark(session: Session, i: int = i, problem: str = problem) -> None:
+            def mark(session: Session, i: int = i, why: str = why) -> None:
                 run = session.get_one(Run, i)
-                run.state, run.error, run.updated_at = "FAILED", problem, utcnow()
+                run.state, run.error, run.updated_at = "FAILED", why, utcnow()
 
             self._writing(mark)
 
-    def get_run(self, run_id: int) -> RunRecord:
-        self._fail_bad_configs(run_id)
+    def get_run(self, run_id: int) -> StoredRun:
         with self._reading() as session:
-            return self._run_record(session, find_run(session, run_id))
+            return self._stored_run(session, find_run(session, run_id))
 
-    def list_runs(self, dataset_name: str = "", states: Iterable[str] = ()) -> list[RunRecord]:
+    def list_runs(self, dataset_name: str = "", states: Iterable[str] = ()) -> list[StoredRun]:
         states = list(states)
-        self._fail_bad_configs()
         with self._reading() as session:
             query = select(Run).order_by(Run.id)
             if dataset_name:
                 query = query.where(Run.dataset_id == find_dataset(session, dataset_name).id)
             if states:
                 query = query.where(Run.state.in_(states))
-            return [self._run_record(session, run) for run in session.scalars(query)]
+            return [self._stored_run(session, run) for run in session.scalars(query)]
 
     def update_run(
         self,
@@ -128,7 +129,7 @@ class RunsPart(StorePart):
         stop_reason: str | None = None,
         expected_step: str | None = None,
         expected_round: int | None = None,
-    ) -> RunRecord:
+    ) -> StoredRun:
         if state is not None and state not in RUN_STATES:
             raise errors.InvalidArgument(f"unknown run state {errors.quote(state)}")
         for name, value in (("step", step), ("expected_step", expected_step)):
@@ -162,42 +163,42 @@ class RunsPart(StorePart):
         self._writing(update)
         return self.get_run(run_id)
 
-    def put_round(self, record: RoundRecord) -> RoundRecord:
-        if record.index < 0:
+    def put_round(self, info: RoundInfo) -> RoundInfo:
+        if info.index < 0:
             raise errors.InvalidArgument("round index must not be negative")
 
         def put(session: Session) -> None:
-            find_run(session, record.run_id)
-            store_round(session, record)
+            find_run(session, info.run_id)
+            store_round(session, info)
 
         self._writing(put)
-        return record
+        return info
 
-    def list_rounds(self, run_id: int) -> list[RoundRecord]:
+    def list_rounds(self, run_id: int) -> list[RoundInfo]:
         with self._reading() as session:
             find_run(session, run_id)
             return [
-                RoundRecord(
-                    r.run_id,
-                    r.index,
-                    r.labelled_count,
-                    r.train_job_id,
-                    r.checkpoint_id,
-                    json.loads(r.test_metrics_json or "{}"),
-                    r.agreement,
-                    r.selected_count,
-                    r.started_at,
-                    r.finished_at,
-                    r.train_seconds,
-                    r.score_seconds,
-                    json.loads(r.validation_metrics_json or "{}"),
+                RoundInfo(
+                    run_id=r.run_id,
+                    index=r.index,
+                    labelled_count=r.labelled_count,
+                    train_job_id=r.train_job_id,
+                    checkpoint_id=r.checkpoint_id,
+                    test=_metrics_from_json(r.test_metrics_json),
+                    agreement=r.agreement,
+                    selected_count=r.selected_count,
+                    started_at=rfc3339(r.started_at),
+                    finished_at=rfc3339(r.finished_at),
+                    train_seconds=r.train_seconds,
+                    score_seconds=r.score_seconds,
+                    validation=_metrics_from_json(r.validation_metrics_json),
                 )
                 for r in session.scalars(select(Round).where(Round.run_id == run_id).order_by(Round.index))
             ]
 
     def list_acquisitions(
         self, run_id: int, round_index: int = -1, pending_only: bool = False
-    ) -> list[AcquisitionRecord]:
+    ) -> list[AcquisitionInfo]:
         with self._reading() as session:
             find_run(session, run_id)
             query = (
@@ -215,45 +216,66 @@ class RunsPart(StorePart):
             if pending_only:
                 query = query.where(CurrentLabel.label.is_(None))
             return [
-                AcquisitionRecord(a.sample_id, a.round, a.strategy, a.score, label or "", text)
+                AcquisitionInfo(a.sample_id, a.round, a.strategy, a.score, label or "", text)
                 for a, text, label in session.execute(query)
             ]
 
 
-def bad_config(config_json: str, dataset: str) -> str:
-    """Why the stored configuration ``config_json`` of a run of ``dataset`` is unusable, or "" when it
-    passes the checks (the run's row names its dataset, so a configuration without one is not refused)."""
+def _metrics_from_json(text: str | None) -> Metrics | None:
+    """Stored metrics (the fields of ``Metrics``; rows written before held protobuf JSON, whose count is
+    text); None when none were stored."""
+    stored = json.loads(text or "{}")
+    if not stored:
+        return None
+    return Metrics(
+        accuracy=float(stored.get("accuracy", 0.0)),
+        macro_f1=float(stored.get("macro_f1", 0.0)),
+        per_class_f1={k: float(v) for k, v in stored.get("per_class_f1", {}).items()},
+        count=int(stored.get("count", 0)),
+        loss=float(stored.get("loss", 0.0)),
+    )
+
+
+def _metrics_to_json(metrics: Metrics | None) -> str:
+    return json.dumps(metrics.as_dict() if metrics is not None else {})
+
+
+def _time(info: RoundInfo, name: str) -> dt.datetime | None:
+    """A round's RFC 3339 time as stored ("" -> None); InvalidArgument when it is not one."""
+    value = getattr(info, name)
+    if not value:
+        return None
     try:
-        wire.run_config_from_json(config_json, dataset=dataset)
-    except errors.InvalidArgument as exc:
-        return f"stored configuration refused: {exc}"
-    return ""
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise errors.InvalidArgument(f"round {name} is not an RFC 3339 time: {quote(value[:40])}") from None
 
 
-def store_round(session: Session, record: RoundRecord) -> None:
+def store_round(session: Session, info: RoundInfo) -> None:
     """Write a round record (insert or replace), inside the caller's transaction. The run must exist."""
     for name in ("train_job_id", "checkpoint_id"):
-        if len(getattr(record, name)) > ROUND_ID_MAX:
+        if len(getattr(info, name)) > ROUND_ID_MAX:
             raise errors.InvalidArgument(
-                f"round {name} is {len(getattr(record, name))} characters; at most {ROUND_ID_MAX}"
+                f"round {name} is {len(getattr(info, name))} characters; at most {ROUND_ID_MAX}"
             )
-    row = session.get(Round, (record.run_id, record.index)) or Round(run_id=record.run_id, index=record.index)
-    row.labelled_count = record.labelled_count
-    row.train_job_id = record.train_job_id
-    row.checkpoint_id = record.checkpoint_id
-    row.test_metrics_json = json.dumps(record.test_metrics)
-    row.validation_metrics_json = json.dumps(record.validation_metrics)
-    row.agreement = record.agreement
-    row.selected_count = record.selected_count
-    row.started_at = record.started_at
-    row.finished_at = record.finished_at
-    row.train_seconds = record.train_seconds
-    row.score_seconds = record.score_seconds
+    started, finished = _time(info, "started_at"), _time(info, "finished_at")
+    row = session.get(Round, (info.run_id, info.index)) or Round(run_id=info.run_id, index=info.index)
+    row.labelled_count = info.labelled_count
+    row.train_job_id = info.train_job_id
+    row.checkpoint_id = info.checkpoint_id
+    row.test_metrics_json = _metrics_to_json(info.test)
+    row.validation_metrics_json = _metrics_to_json(info.validation)
+    row.agreement = info.agreement
+    row.selected_count = info.selected_count
+    row.started_at = started
+    row.finished_at = finished
+    row.train_seconds = info.train_seconds
+    row.score_seconds = info.score_seconds
     session.merge(row)
 
 
 def store_acquisitions(
-    session: Session, run: Run, round_index: int, items: Sequence[AcquisitionRecord]
+    session: Session, run: Run, round_index: int, items: Sequence[AcquisitionInfo]
 ) -> tuple[int, int]:
     """Record samples ``run`` selected in round ``round_index``, inside the caller's transaction; in a
     human-mode run, those a person already labelled for the dataset are labelled at once.

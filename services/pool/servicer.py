@@ -12,7 +12,7 @@ from typing import IO
 from lesslabels.common.errors import InvalidArgument, ResourceExhausted, quote
 
 from lesslabels.contract import wire
-from lesslabels.pool import convert
+from lesslabels.pool import convert, importers
 from lesslabels.pool.store import PoolStore
 from lesslabels.v1 import pool_pb2, pool_pb2_grpc
 
@@ -104,8 +104,8 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
             result = self.store.import_samples(
                 header.dataset,
                 file,
-                fmt=convert.FORMAT_TO_CORE.get(header.format) or _bad("import format", header.format),
-                default_split=convert.enum_value(wire.SPLIT_TO_CORE, header.split, "split") or "train",
+                fmt=importers.Format(wire.enum_name(wire.IMPORT_FORMAT_TO_CORE, header.format, "import format")),
+                default_split=wire.enum_name(wire.SPLIT_TO_CORE, header.split, "split") or "train",
                 create_dataset=header.create_dataset,
                 keep_whitespace=header.keep_whitespace,
                 columns=convert.import_columns_from_proto(header),
@@ -137,8 +137,8 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
     def ListSamples(self, request, context):
         pages = self.store.list_samples(
             request.dataset,
-            split=convert.enum_value(wire.SPLIT_TO_CORE, request.split, "split"),
-            state=convert.enum_value(convert.STATE_TO_CORE, request.state, "label state"),
+            split=wire.enum_name(wire.SPLIT_TO_CORE, request.split, "split") or None,
+            state=wire.enum_name(wire.LABEL_STATE_TO_CORE, request.state, "label state"),
             run_id=request.run_id,
             page_size=request.page_size,
             after_id=_page_token(request.page_token),
@@ -165,7 +165,7 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
                 first = False
 
     def SubmitLabels(self, request, context):
-        source = convert.enum_value(wire.SOURCE_TO_CORE, request.source, "label source") or "human"
+        source = wire.enum_name(wire.SOURCE_TO_CORE, request.source, "label source") or "human"
         result = self.store.submit_labels(
             request.dataset,
             [(a.sample_id, a.label) for a in request.labels],
@@ -174,7 +174,7 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
             annotator=request.annotator,
             idempotency_key=request.idempotency_key,
         )
-        return convert.label_result_to_proto(result)
+        return wire.label_result_to_proto(result)
 
     def GetCounts(self, request, context):
         counts = self.store.counts(request.dataset, request.run_id)
@@ -198,10 +198,6 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
     def GetLabelHistory(self, request, context):
         events = self.store.label_history(request.dataset, request.sample_id)
         return pool_pb2.LabelHistory(events=[convert.label_event_to_proto(e) for e in events])
-
-
-def _bad(what, value):
-    raise InvalidArgument(f"unknown {what} value {value}")
 
 
 def registration(servicer: PoolServicer):

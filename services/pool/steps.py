@@ -19,7 +19,8 @@ from lesslabels.common import errors
 from lesslabels.common.timeutil import utcnow
 from lesslabels.contract.vocabulary import ACTIVE_RUN_STATES, FINAL_RUN_STATES, RUN_STATES, RUN_STEPS
 from lesslabels.pool.tables import Run
-from lesslabels.pool.records import AcquisitionRecord, RoundRecord, RunRecord
+from lesslabels.contract import Acquisition, Round
+from lesslabels.pool.records import StoredRun
 from lesslabels.pool.runs import store_acquisitions, store_round
 from lesslabels.pool.store import PoolStore
 
@@ -30,8 +31,8 @@ class StepOutcome:
 
     expected_step: str
     expected_round: int
-    round_record: RoundRecord | None = None
-    acquisitions: Sequence[AcquisitionRecord] = ()
+    round_record: Round | None = None
+    acquisitions: Sequence[Acquisition] = ()
     acquisition_round: int = 0
     state: str | None = None
     step: str | None = None
@@ -67,7 +68,7 @@ def validate(run_id: int, outcome: StepOutcome) -> None:
             raise errors.InvalidArgument("a sample appears more than once in one request")
 
 
-def record_step(store: PoolStore, run_id: int, outcome: StepOutcome) -> RunRecord:
+def record_step(store: PoolStore, run_id: int, outcome: StepOutcome) -> StoredRun:
     """Store the step's outcome and advance the run, all or nothing.
 
     FailedPrecondition when the run is not at ``expected_step``/``expected_round`` (checked first,
@@ -75,7 +76,7 @@ def record_step(store: PoolStore, run_id: int, outcome: StepOutcome) -> RunRecor
     another round, InvalidArgument for a sample outside the run's training pool."""
     validate(run_id, outcome)
 
-    def write(session: Session) -> RunRecord:
+    def write(session: Session) -> StoredRun:
         run = session.get(Run, run_id, with_for_update=True) if run_id > 0 else None
         if run is None:
             raise errors.NotFound(f"run {run_id} not found")
@@ -90,7 +91,7 @@ def record_step(store: PoolStore, run_id: int, outcome: StepOutcome) -> RunRecor
             store_round(session, outcome.round_record)
         _advance(run, outcome)
         session.flush()
-        return store._run_record(session, run)
+        return store._stored_run(session, run)
 
     return store._writing(write)
 

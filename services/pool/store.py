@@ -1,6 +1,7 @@
 """The pool's core: every operation of the pool service, on SQLAlchemy, knowing nothing of gRPC.
 
-Values cross this boundary as plain dataclasses (records.py) and strings ("train", "oracle",
+Values cross this boundary as the contract's dataclasses (lesslabels.contract: Round, Acquisition,
+LabelResult), the pool's own where the contract has none (records.py) and strings ("train", "oracle",
 "RUNNING", the names of lesslabels.contract.vocabulary); services/pool/servicer.py (PoolService) and
 run_servicer.py (RunStore) convert them to and from protobuf. ``PoolStore`` is composed of one part per area (datasets, imports, samples, labels, runs) over
 the sessions it owns; the records and label helpers are re-exported here for the store's callers.
@@ -23,16 +24,13 @@ from lesslabels.pool.imports import ImportsPart
 from lesslabels.pool.labels import LabelsPart
 from lesslabels.pool.labelset import MAX_LABEL_LENGTH, check_not_near_duplicate, label_key
 from lesslabels.pool.records import (
-    AcquisitionRecord,
     DatasetInfo,
     DuplicateInfo,
     ImportResult,
     LabelEventRecord,
-    LabelResult,
-    RoundRecord,
-    RunRecord,
     SampleRecord,
     SplitCount,
+    StoredRun,
 )
 from lesslabels.pool.runs import RunsPart
 from lesslabels.pool.samples import MAX_PAGE, SamplesPart
@@ -41,17 +39,14 @@ __all__ = [
     "MAX_LABEL_LENGTH",
     "MAX_PAGE",
     "NAME_RE",
-    "AcquisitionRecord",
     "DatasetInfo",
     "DuplicateInfo",
     "ImportResult",
     "LabelEventRecord",
-    "LabelResult",
     "PoolStore",
-    "RoundRecord",
-    "RunRecord",
     "SampleRecord",
     "SplitCount",
+    "StoredRun",
     "check_not_near_duplicate",
     "label_key",
 ]

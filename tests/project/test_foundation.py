@@ -243,7 +243,65 @@ def test_upgrading_rounds_recorded_before_validation_metrics_keeps_them(tmp_path
         )
     engine.dispose()
     (kept,) = PoolStore(url).list_rounds(7)
-    assert (kept.checkpoint_id, kept.test_metrics["accuracy"], kept.validation_metrics) == ("c0", 0.9, {})
+    assert (kept.checkpoint_id, kept.test.accuracy, kept.test.count, kept.validation) == ("c0", 0.9, 10, None)
+
+
+def test_upgrading_acquisitions_stored_with_enum_names_gives_them_the_strategy_names(tmp_path):
+    """Migration 0008 rewrites the strategy of each stored acquisition from the protobuf enum name
+    ("STRATEGY_ENTROPY") to the contract's name ("entropy"), the one the run store reads and writes;
+    its downgrade writes the enum names back."""
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from lesslabels.pool.db import alembic_config, migrate
+    from lesslabels.pool.store import PoolStore
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    migrate(url, "0007")
+    engine = create_engine(url)
+    stored = ["STRATEGY_ENTROPY", "STRATEGY_LEAST_CONFIDENCE", "STRATEGY_RANDOM", "STRATEGY_UNSPECIFIED"]
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO datasets (id, name, description, labels_json, labels_fixed, created_at) "
+                "VALUES (1, 'old', '', '[\"greet\"]', 0, '2026-11-23 20:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO runs (id, dataset_id, config_json, state, step, round, error, stop_reason, "
+                "created_at, updated_at) VALUES (7, 1, '{}', 'RUNNING', 'LABEL', 1, '', '', "
+                "'2026-11-23 20:00:00', '2026-11-23 20:00:00')"
+            )
+        )
+        for sid, strategy in enumerate(stored, start=1):
+            conn.execute(
+                text(
+                    "INSERT INTO samples (id, dataset_id, row, text, split, gold_label, text_hash) "
+                    "VALUES (:id, 1, :row, :t, 'train', 'greet', :h)"
+                ),
+                {"id": sid, "row": sid - 1, "t": f"text {sid}", "h": sid},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO acquisitions (run_id, sample_id, round, strategy, score, created_at) "
+                    "VALUES (7, :sid, :round, :strategy, 0.5, '2026-11-23 20:00:00')"
+                ),
+                {"sid": sid, "round": sid // 3, "strategy": strategy},
+            )
+    engine.dispose()
+    store = PoolStore(url)  # migrates to head on open
+    assert [a.strategy for a in store.list_acquisitions(7)] == ["entropy", "least_confidence", "random", ""]
+    store.close()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        config = alembic_config(url)
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0007")
+    with engine.connect() as conn:
+        back = conn.execute(text("SELECT strategy FROM acquisitions ORDER BY sample_id")).scalars().all()
+    engine.dispose()
+    assert back == stored
 
 
 def test_upgrading_samples_stored_before_the_text_hash_fills_it_in(tmp_path):

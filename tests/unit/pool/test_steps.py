@@ -188,9 +188,9 @@ def test_a_repeated_selection_in_the_same_round_is_kept_once(stub, run):
     "change, code, words",
     [
         ({"expected_step": 0}, grpc.StatusCode.INVALID_ARGUMENT, "expected_step is required"),
-        ({"expected_step": 99}, grpc.StatusCode.INVALID_ARGUMENT, "unknown expected_step value 99"),
-        ({"step": 99}, grpc.StatusCode.INVALID_ARGUMENT, "unknown run step value 99"),
-        ({"state": 99}, grpc.StatusCode.INVALID_ARGUMENT, "unknown run state value 99"),
+        ({"expected_step": 99}, grpc.StatusCode.INVALID_ARGUMENT, "expected_step: unknown value 99"),
+        ({"step": 99}, grpc.StatusCode.INVALID_ARGUMENT, "run step: unknown value 99"),
+        ({"state": 99}, grpc.StatusCode.INVALID_ARGUMENT, "run state: unknown value 99"),
         ({"expected_round": -1}, grpc.StatusCode.INVALID_ARGUMENT, "expected_round must not be negative"),
         ({"round": -2}, grpc.StatusCode.INVALID_ARGUMENT, "round must not be negative"),
         (
