@@ -156,7 +156,7 @@ def hyperparameters_to_proto(values: Hyperparameters, *, explicit: bool = False)
 # ---------------------------------------------------------------- run configuration
 
 
-def amount_from_proto(message: run_pb2.Amount, what: str) -> Amount | None:
+def amount_from_proto(message: run_pb2.Amount) -> Amount | None:
     which = message.WhichOneof("amount")
     if which is None:
         return None
@@ -174,8 +174,8 @@ def run_config_from_proto(message: run_pb2.RunConfig) -> RunConfig:
     """The configuration as sent, not yet validated (``RunConfig.validate``); InvalidArgument for
     an enum value no name exists for."""
 
-    def amount(parent: Any, field: str, what: str) -> Amount | None:
-        return amount_from_proto(getattr(parent, field), what) if parent.HasField(field) else None
+    def amount(parent: Any, field: str) -> Amount | None:
+        return amount_from_proto(getattr(parent, field)) if parent.HasField(field) else None
 
     stop = message.stopping
     return RunConfig(
@@ -183,11 +183,11 @@ def run_config_from_proto(message: run_pb2.RunConfig) -> RunConfig:
         name=message.name,
         base_model=message.base_model,
         strategy=enum_name(STRATEGY_TO_CORE, message.strategy, "run config: strategy"),
-        seed_size=amount(message, "seed_size", "seed_size"),
+        seed_size=amount(message, "seed_size"),
         seed_strategy=enum_name(SEED_STRATEGY_TO_CORE, message.seed_strategy, "run config: seed_strategy"),
-        batch_size=amount(message, "batch_size", "batch_size"),
+        batch_size=amount(message, "batch_size"),
         stopping=StoppingRule(
-            label_budget=amount(stop, "label_budget", "stopping.label_budget"),
+            label_budget=amount(stop, "label_budget"),
             max_rounds=stop.max_rounds,
             target_accuracy=stop.target_accuracy,
             stable_agreement=stop.stable_agreement,

@@ -13,7 +13,7 @@ from lesslabels.common.logs import setup_logging
 from lesslabels.common.server import Server
 from lesslabels.contract.shards import MAX_SHARDS
 from lesslabels.client import PoolClient, ScorerClient
-from lesslabels.coordinator.clients import TrainerClient
+from lesslabels.coordinator.trainer_client import TrainerClient
 from lesslabels.coordinator.orchestrator import Coordinator
 from lesslabels.coordinator.servicer import CoordinatorServicer, registration
 from lesslabels.pool.run_store_client import RunStoreClient
