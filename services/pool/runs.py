@@ -17,9 +17,7 @@ from sqlalchemy.orm import Session
 from lesslabels.common import errors
 from lesslabels.common.errors import quote
 from lesslabels.common.timeutil import rfc3339, utcnow
-from lesslabels.contract import Acquisition as AcquisitionInfo
-from lesslabels.contract import Metrics
-from lesslabels.contract import Round as RoundInfo
+from lesslabels import contract
 from lesslabels.contract.vocabulary import ACTIVE_RUN_STATES, FINAL_RUN_STATES, RUN_STATES, RUN_STEPS
 from lesslabels.pool import counts
 from lesslabels.pool.base import StorePart, find_dataset, find_run
@@ -163,7 +161,7 @@ class RunsPart(StorePart):
         self._writing(update)
         return self.get_run(run_id)
 
-    def put_round(self, info: RoundInfo) -> RoundInfo:
+    def put_round(self, info: contract.Round) -> contract.Round:
         if info.index < 0:
             raise errors.InvalidArgument("round index must not be negative")
 
@@ -174,11 +172,11 @@ class RunsPart(StorePart):
         self._writing(put)
         return info
 
-    def list_rounds(self, run_id: int) -> list[RoundInfo]:
+    def list_rounds(self, run_id: int) -> list[contract.Round]:
         with self._reading() as session:
             find_run(session, run_id)
             return [
-                RoundInfo(
+                contract.Round(
                     run_id=r.run_id,
                     index=r.index,
                     labelled_count=r.labelled_count,
@@ -198,7 +196,7 @@ class RunsPart(StorePart):
 
     def list_acquisitions(
         self, run_id: int, round_index: int = -1, pending_only: bool = False
-    ) -> list[AcquisitionInfo]:
+    ) -> list[contract.Acquisition]:
         with self._reading() as session:
             find_run(session, run_id)
             query = (
@@ -216,18 +214,18 @@ class RunsPart(StorePart):
             if pending_only:
                 query = query.where(CurrentLabel.label.is_(None))
             return [
-                AcquisitionInfo(a.sample_id, a.round, a.strategy, a.score, label or "", text)
+                contract.Acquisition(a.sample_id, a.round, a.strategy, a.score, label or "", text)
                 for a, text, label in session.execute(query)
             ]
 
 
-def _metrics_from_json(text: str | None) -> Metrics | None:
+def _metrics_from_json(text: str | None) -> contract.Metrics | None:
     """Stored metrics (the fields of ``Metrics``; rows written before held protobuf JSON, whose count is
     text); None when none were stored."""
     stored = json.loads(text or "{}")
     if not stored:
         return None
-    return Metrics(
+    return contract.Metrics(
         accuracy=float(stored.get("accuracy", 0.0)),
         macro_f1=float(stored.get("macro_f1", 0.0)),
         per_class_f1={k: float(v) for k, v in stored.get("per_class_f1", {}).items()},
@@ -236,11 +234,11 @@ def _metrics_from_json(text: str | None) -> Metrics | None:
     )
 
 
-def _metrics_to_json(metrics: Metrics | None) -> str:
+def _metrics_to_json(metrics: contract.Metrics | None) -> str:
     return json.dumps(metrics.as_dict() if metrics is not None else {})
 
 
-def _time(info: RoundInfo, name: str) -> dt.datetime | None:
+def _time(info: contract.Round, name: str) -> dt.datetime | None:
     """A round's RFC 3339 time as stored ("" -> None); InvalidArgument when it is not one."""
     value = getattr(info, name)
     if not value:
@@ -251,7 +249,7 @@ def _time(info: RoundInfo, name: str) -> dt.datetime | None:
         raise errors.InvalidArgument(f"round {name} is not an RFC 3339 time: {quote(value[:40])}") from None
 
 
-def store_round(session: Session, info: RoundInfo) -> None:
+def store_round(session: Session, info: contract.Round) -> None:
     """Write a round record (insert or replace), inside the caller's transaction. The run must exist."""
     for name in ("train_job_id", "checkpoint_id"):
         if len(getattr(info, name)) > ROUND_ID_MAX:
@@ -275,7 +273,7 @@ def store_round(session: Session, info: RoundInfo) -> None:
 
 
 def store_acquisitions(
-    session: Session, run: Run, round_index: int, items: Sequence[AcquisitionInfo]
+    session: Session, run: Run, round_index: int, items: Sequence[contract.Acquisition]
 ) -> tuple[int, int]:
     """Record samples ``run`` selected in round ``round_index``, inside the caller's transaction; in a
     human-mode run, those a person already labelled for the dataset are labelled at once.
