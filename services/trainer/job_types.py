@@ -7,11 +7,13 @@ import enum
 import threading
 from collections.abc import Callable
 
-from lesslabels.contract import Hyperparameters, Metrics, TrainRequest
+from lesslabels.contract import Hyperparameters, Metrics, TrainRequest, vocabulary
 from lesslabels.trainer.loop import Progress
 
 
 class JobState(enum.Enum):
+    """The vocabulary's job states (``contract.vocabulary.JOB_STATES``; a test keeps them equal)."""
+
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
@@ -21,7 +23,7 @@ class JobState(enum.Enum):
 
     @property
     def done(self) -> bool:
-        return self not in (JobState.QUEUED, JobState.RUNNING)
+        return self.value in vocabulary.FINAL_JOB_STATES
 
 
 def request_to_dict(request: TrainRequest) -> dict:
