@@ -35,7 +35,8 @@ LABELSTUDIO_VENV ?= .venv-labelstudio
 $(LABELSTUDIO_VENV)/.installed:
 	$(PYTHON) -m venv $(LABELSTUDIO_VENV)
 	$(LABELSTUDIO_VENV)/bin/python -m pip install -q --upgrade pip
-	$(LABELSTUDIO_VENV)/bin/python -m pip install -q label-studio label-studio-sdk
+	# sentry-sdk 3 refuses an option Label Studio 1.23 passes it at start-up ("Unknown option 'send_default_pii'").
+	$(LABELSTUDIO_VENV)/bin/python -m pip install -q label-studio label-studio-sdk 'sentry-sdk<3'
 	touch $@
 
 labelstudio-server: $(LABELSTUDIO_VENV)/.installed
