@@ -122,6 +122,18 @@ class EvalMetrics(_message.Message):
     loss: float
     def __init__(self, accuracy: _Optional[float] = ..., macro_f1: _Optional[float] = ..., per_class_f1: _Optional[_Mapping[str, float]] = ..., count: _Optional[int] = ..., loss: _Optional[float] = ...) -> None: ...
 
+class ModelComparison(_message.Message):
+    __slots__ = ("against", "count", "new_only", "kept_only")
+    AGAINST_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    NEW_ONLY_FIELD_NUMBER: _ClassVar[int]
+    KEPT_ONLY_FIELD_NUMBER: _ClassVar[int]
+    against: str
+    count: int
+    new_only: int
+    kept_only: int
+    def __init__(self, against: _Optional[str] = ..., count: _Optional[int] = ..., new_only: _Optional[int] = ..., kept_only: _Optional[int] = ...) -> None: ...
+
 class Hyperparameters(_message.Message):
     __slots__ = ("learning_rate", "batch_size", "max_epochs", "patience", "warmup_ratio", "weight_decay", "max_length", "validation_fraction", "use_labelled_validation", "class_balance", "precision", "num_threads", "max_steps", "min_steps", "min_steps_per_class", "head_init", "holdout_min_per_class", "pooling")
     LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -175,7 +187,7 @@ class ModelRef(_message.Message):
     def __init__(self, checkpoint_id: _Optional[str] = ..., latest_of_run: _Optional[int] = ..., base_model: _Optional[str] = ..., best_of_run: _Optional[int] = ...) -> None: ...
 
 class CheckpointManifest(_message.Message):
-    __slots__ = ("id", "run_id", "round", "base_model", "labels", "hyperparameters", "validation", "labelled_set_hash", "weights_sha256", "created_at", "dataset", "train_count", "seed", "job_id", "best_epoch")
+    __slots__ = ("id", "run_id", "round", "base_model", "labels", "hyperparameters", "validation", "labelled_set_hash", "weights_sha256", "created_at", "dataset", "train_count", "seed", "job_id", "best_epoch", "comparison")
     ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
@@ -191,6 +203,7 @@ class CheckpointManifest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     BEST_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    COMPARISON_FIELD_NUMBER: _ClassVar[int]
     id: str
     run_id: int
     round: int
@@ -206,4 +219,5 @@ class CheckpointManifest(_message.Message):
     seed: int
     job_id: str
     best_epoch: int
-    def __init__(self, id: _Optional[str] = ..., run_id: _Optional[int] = ..., round: _Optional[int] = ..., base_model: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., validation: _Optional[_Union[EvalMetrics, _Mapping]] = ..., labelled_set_hash: _Optional[str] = ..., weights_sha256: _Optional[str] = ..., created_at: _Optional[str] = ..., dataset: _Optional[str] = ..., train_count: _Optional[int] = ..., seed: _Optional[int] = ..., job_id: _Optional[str] = ..., best_epoch: _Optional[int] = ...) -> None: ...
+    comparison: ModelComparison
+    def __init__(self, id: _Optional[str] = ..., run_id: _Optional[int] = ..., round: _Optional[int] = ..., base_model: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., hyperparameters: _Optional[_Union[Hyperparameters, _Mapping]] = ..., validation: _Optional[_Union[EvalMetrics, _Mapping]] = ..., labelled_set_hash: _Optional[str] = ..., weights_sha256: _Optional[str] = ..., created_at: _Optional[str] = ..., dataset: _Optional[str] = ..., train_count: _Optional[int] = ..., seed: _Optional[int] = ..., job_id: _Optional[str] = ..., best_epoch: _Optional[int] = ..., comparison: _Optional[_Union[ModelComparison, _Mapping]] = ...) -> None: ...

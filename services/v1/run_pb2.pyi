@@ -158,7 +158,7 @@ class Run(_message.Message):
     def __init__(self, id: _Optional[int] = ..., config: _Optional[_Union[RunConfig, _Mapping]] = ..., state: _Optional[_Union[RunState, str]] = ..., step: _Optional[_Union[RunStep, str]] = ..., round: _Optional[int] = ..., error: _Optional[str] = ..., created_at: _Optional[str] = ..., updated_at: _Optional[str] = ..., labelled_count: _Optional[int] = ..., pool_size: _Optional[int] = ..., stop_reason: _Optional[str] = ...) -> None: ...
 
 class Round(_message.Message):
-    __slots__ = ("run_id", "index", "labelled_count", "train_job_id", "checkpoint_id", "test", "agreement", "selected_count", "started_at", "finished_at", "train_seconds", "score_seconds", "validation")
+    __slots__ = ("run_id", "index", "labelled_count", "train_job_id", "checkpoint_id", "test", "agreement", "selected_count", "started_at", "finished_at", "train_seconds", "score_seconds", "validation", "comparison")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     INDEX_FIELD_NUMBER: _ClassVar[int]
     LABELLED_COUNT_FIELD_NUMBER: _ClassVar[int]
@@ -172,6 +172,7 @@ class Round(_message.Message):
     TRAIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SCORE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_FIELD_NUMBER: _ClassVar[int]
+    COMPARISON_FIELD_NUMBER: _ClassVar[int]
     run_id: int
     index: int
     labelled_count: int
@@ -185,7 +186,8 @@ class Round(_message.Message):
     train_seconds: float
     score_seconds: float
     validation: _common_pb2.EvalMetrics
-    def __init__(self, run_id: _Optional[int] = ..., index: _Optional[int] = ..., labelled_count: _Optional[int] = ..., train_job_id: _Optional[str] = ..., checkpoint_id: _Optional[str] = ..., test: _Optional[_Union[_common_pb2.EvalMetrics, _Mapping]] = ..., agreement: _Optional[float] = ..., selected_count: _Optional[int] = ..., started_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., train_seconds: _Optional[float] = ..., score_seconds: _Optional[float] = ..., validation: _Optional[_Union[_common_pb2.EvalMetrics, _Mapping]] = ...) -> None: ...
+    comparison: _common_pb2.ModelComparison
+    def __init__(self, run_id: _Optional[int] = ..., index: _Optional[int] = ..., labelled_count: _Optional[int] = ..., train_job_id: _Optional[str] = ..., checkpoint_id: _Optional[str] = ..., test: _Optional[_Union[_common_pb2.EvalMetrics, _Mapping]] = ..., agreement: _Optional[float] = ..., selected_count: _Optional[int] = ..., started_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., train_seconds: _Optional[float] = ..., score_seconds: _Optional[float] = ..., validation: _Optional[_Union[_common_pb2.EvalMetrics, _Mapping]] = ..., comparison: _Optional[_Union[_common_pb2.ModelComparison, _Mapping]] = ...) -> None: ...
 
 class GetRunRequest(_message.Message):
     __slots__ = ("run_id",)

@@ -25,37 +25,37 @@ _sym_db = _symbol_database.Default()
 from lesslabels.v1 import common_pb2 as lesslabels_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1blesslabels/v1/trainer.proto\x12\rlesslabels.v1\x1a\x1alesslabels/v1/common.proto\"\xe4\x01\n\x14StartTrainingRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\x03\x12\r\n\x05round\x18\x03 \x01(\x05\x12\x12\n\nbase_model\x18\x04 \x01(\t\x12\x37\n\x0fhyperparameters\x18\x05 \x01(\x0b\x32\x1e.lesslabels.v1.Hyperparameters\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12\x1d\n\x15warm_start_checkpoint\x18\x07 \x01(\t\x12\x0e\n\x06labels\x18\x08 \x03(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\"\xaf\x02\n\x08TrainJob\x12\n\n\x02id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.lesslabels.v1.JobState\x12\x16\n\x0equeue_position\x18\x03 \x01(\x05\x12\x34\n\x07request\x18\x04 \x01(\x0b\x32#.lesslabels.v1.StartTrainingRequest\x12\x15\n\rcheckpoint_id\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x12\n\ncreated_at\x18\x07 \x01(\t\x12\x12\n\nstarted_at\x18\x08 \x01(\t\x12\x13\n\x0b\x66inished_at\x18\t \x01(\t\x12.\n\nvalidation\x18\n \x01(\x0b\x32\x1a.lesslabels.v1.EvalMetrics\x12\x0e\n\x06\x64\x65vice\x18\x0b \x01(\t\"\xa8\x02\n\rTrainProgress\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.lesslabels.v1.JobState\x12\r\n\x05\x65poch\x18\x03 \x01(\x05\x12\x0c\n\x04step\x18\x04 \x01(\x03\x12\x13\n\x0btotal_steps\x18\x05 \x01(\x03\x12\x0c\n\x04loss\x18\x06 \x01(\x01\x12.\n\nvalidation\x18\x07 \x01(\x0b\x32\x1a.lesslabels.v1.EvalMetrics\x12\x1a\n\x12samples_per_second\x18\x08 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\t \x01(\x01\x12\x0f\n\x07message\x18\n \x01(\t\x12\x15\n\rcheckpoint_id\x18\x0b \x01(\t\x12\x16\n\x0equeue_position\x18\x0c \x01(\x05\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"!\n\x0fListJobsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\"9\n\x10ListJobsResponse\x12%\n\x04jobs\x18\x01 \x03(\x0b\x32\x17.lesslabels.v1.TrainJob\"(\n\x16ListCheckpointsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\"Q\n\x17ListCheckpointsResponse\x12\x36\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32!.lesslabels.v1.CheckpointManifest\"O\n\x14GetCheckpointRequest\x12\x17\n\rcheckpoint_id\x18\x01 \x01(\tH\x00\x12\x17\n\rlatest_of_run\x18\x02 \x01(\x03H\x00\x42\x05\n\x03ref*\xb5\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x12\x19\n\x15JOB_STATE_INTERRUPTED\x10\x06\x32\xbb\x04\n\x0eTrainerService\x12M\n\rStartTraining\x12#.lesslabels.v1.StartTrainingRequest\x1a\x17.lesslabels.v1.TrainJob\x12J\n\x08WatchJob\x12\x1e.lesslabels.v1.WatchJobRequest\x1a\x1c.lesslabels.v1.TrainProgress0\x01\x12\x45\n\tCancelJob\x12\x1f.lesslabels.v1.CancelJobRequest\x1a\x17.lesslabels.v1.TrainJob\x12?\n\x06GetJob\x12\x1c.lesslabels.v1.GetJobRequest\x1a\x17.lesslabels.v1.TrainJob\x12K\n\x08ListJobs\x12\x1e.lesslabels.v1.ListJobsRequest\x1a\x1f.lesslabels.v1.ListJobsResponse\x12`\n\x0fListCheckpoints\x12%.lesslabels.v1.ListCheckpointsRequest\x1a&.lesslabels.v1.ListCheckpointsResponse\x12W\n\rGetCheckpoint\x12#.lesslabels.v1.GetCheckpointRequest\x1a!.lesslabels.v1.CheckpointManifestb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1blesslabels/v1/trainer.proto\x12\rlesslabels.v1\x1a\x1alesslabels/v1/common.proto\"\xe4\x01\n\x14StartTrainingRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\x03\x12\r\n\x05round\x18\x03 \x01(\x05\x12\x12\n\nbase_model\x18\x04 \x01(\t\x12\x37\n\x0fhyperparameters\x18\x05 \x01(\x0b\x32\x1e.lesslabels.v1.Hyperparameters\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12\x1d\n\x15warm_start_checkpoint\x18\x07 \x01(\t\x12\x0e\n\x06labels\x18\x08 \x03(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\"\xe3\x02\n\x08TrainJob\x12\n\n\x02id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.lesslabels.v1.JobState\x12\x16\n\x0equeue_position\x18\x03 \x01(\x05\x12\x34\n\x07request\x18\x04 \x01(\x0b\x32#.lesslabels.v1.StartTrainingRequest\x12\x15\n\rcheckpoint_id\x18\x05 \x01(\t\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x12\n\ncreated_at\x18\x07 \x01(\t\x12\x12\n\nstarted_at\x18\x08 \x01(\t\x12\x13\n\x0b\x66inished_at\x18\t \x01(\t\x12.\n\nvalidation\x18\n \x01(\x0b\x32\x1a.lesslabels.v1.EvalMetrics\x12\x0e\n\x06\x64\x65vice\x18\x0b \x01(\t\x12\x32\n\ncomparison\x18\x0c \x01(\x0b\x32\x1e.lesslabels.v1.ModelComparison\"\xa8\x02\n\rTrainProgress\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.lesslabels.v1.JobState\x12\r\n\x05\x65poch\x18\x03 \x01(\x05\x12\x0c\n\x04step\x18\x04 \x01(\x03\x12\x13\n\x0btotal_steps\x18\x05 \x01(\x03\x12\x0c\n\x04loss\x18\x06 \x01(\x01\x12.\n\nvalidation\x18\x07 \x01(\x0b\x32\x1a.lesslabels.v1.EvalMetrics\x12\x1a\n\x12samples_per_second\x18\x08 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\t \x01(\x01\x12\x0f\n\x07message\x18\n \x01(\t\x12\x15\n\rcheckpoint_id\x18\x0b \x01(\t\x12\x16\n\x0equeue_position\x18\x0c \x01(\x05\"!\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\"\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"!\n\x0fListJobsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\"9\n\x10ListJobsResponse\x12%\n\x04jobs\x18\x01 \x03(\x0b\x32\x17.lesslabels.v1.TrainJob\"(\n\x16ListCheckpointsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\"Q\n\x17ListCheckpointsResponse\x12\x36\n\x0b\x63heckpoints\x18\x01 \x03(\x0b\x32!.lesslabels.v1.CheckpointManifest\"O\n\x14GetCheckpointRequest\x12\x17\n\rcheckpoint_id\x18\x01 \x01(\tH\x00\x12\x17\n\rlatest_of_run\x18\x02 \x01(\x03H\x00\x42\x05\n\x03ref*\xb5\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x12\x19\n\x15JOB_STATE_INTERRUPTED\x10\x06\x32\xbb\x04\n\x0eTrainerService\x12M\n\rStartTraining\x12#.lesslabels.v1.StartTrainingRequest\x1a\x17.lesslabels.v1.TrainJob\x12J\n\x08WatchJob\x12\x1e.lesslabels.v1.WatchJobRequest\x1a\x1c.lesslabels.v1.TrainProgress0\x01\x12\x45\n\tCancelJob\x12\x1f.lesslabels.v1.CancelJobRequest\x1a\x17.lesslabels.v1.TrainJob\x12?\n\x06GetJob\x12\x1c.lesslabels.v1.GetJobRequest\x1a\x17.lesslabels.v1.TrainJob\x12K\n\x08ListJobs\x12\x1e.lesslabels.v1.ListJobsRequest\x1a\x1f.lesslabels.v1.ListJobsResponse\x12`\n\x0fListCheckpoints\x12%.lesslabels.v1.ListCheckpointsRequest\x1a&.lesslabels.v1.ListCheckpointsResponse\x12W\n\rGetCheckpoint\x12#.lesslabels.v1.GetCheckpointRequest\x1a!.lesslabels.v1.CheckpointManifestb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lesslabels.v1.trainer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATE']._serialized_start=1315
-  _globals['_JOBSTATE']._serialized_end=1496
+  _globals['_JOBSTATE']._serialized_start=1367
+  _globals['_JOBSTATE']._serialized_end=1548
   _globals['_STARTTRAININGREQUEST']._serialized_start=75
   _globals['_STARTTRAININGREQUEST']._serialized_end=303
   _globals['_TRAINJOB']._serialized_start=306
-  _globals['_TRAINJOB']._serialized_end=609
-  _globals['_TRAINPROGRESS']._serialized_start=612
-  _globals['_TRAINPROGRESS']._serialized_end=908
-  _globals['_WATCHJOBREQUEST']._serialized_start=910
-  _globals['_WATCHJOBREQUEST']._serialized_end=943
-  _globals['_CANCELJOBREQUEST']._serialized_start=945
-  _globals['_CANCELJOBREQUEST']._serialized_end=979
-  _globals['_GETJOBREQUEST']._serialized_start=981
-  _globals['_GETJOBREQUEST']._serialized_end=1012
-  _globals['_LISTJOBSREQUEST']._serialized_start=1014
-  _globals['_LISTJOBSREQUEST']._serialized_end=1047
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1049
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1106
-  _globals['_LISTCHECKPOINTSREQUEST']._serialized_start=1108
-  _globals['_LISTCHECKPOINTSREQUEST']._serialized_end=1148
-  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_start=1150
-  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_end=1231
-  _globals['_GETCHECKPOINTREQUEST']._serialized_start=1233
-  _globals['_GETCHECKPOINTREQUEST']._serialized_end=1312
-  _globals['_TRAINERSERVICE']._serialized_start=1499
-  _globals['_TRAINERSERVICE']._serialized_end=2070
+  _globals['_TRAINJOB']._serialized_end=661
+  _globals['_TRAINPROGRESS']._serialized_start=664
+  _globals['_TRAINPROGRESS']._serialized_end=960
+  _globals['_WATCHJOBREQUEST']._serialized_start=962
+  _globals['_WATCHJOBREQUEST']._serialized_end=995
+  _globals['_CANCELJOBREQUEST']._serialized_start=997
+  _globals['_CANCELJOBREQUEST']._serialized_end=1031
+  _globals['_GETJOBREQUEST']._serialized_start=1033
+  _globals['_GETJOBREQUEST']._serialized_end=1064
+  _globals['_LISTJOBSREQUEST']._serialized_start=1066
+  _globals['_LISTJOBSREQUEST']._serialized_end=1099
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1101
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1158
+  _globals['_LISTCHECKPOINTSREQUEST']._serialized_start=1160
+  _globals['_LISTCHECKPOINTSREQUEST']._serialized_end=1200
+  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_start=1202
+  _globals['_LISTCHECKPOINTSRESPONSE']._serialized_end=1283
+  _globals['_GETCHECKPOINTREQUEST']._serialized_start=1285
+  _globals['_GETCHECKPOINTREQUEST']._serialized_end=1364
+  _globals['_TRAINERSERVICE']._serialized_start=1551
+  _globals['_TRAINERSERVICE']._serialized_end=2122
 # @@protoc_insertion_point(module_scope)

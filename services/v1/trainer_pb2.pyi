@@ -48,7 +48,7 @@ class StartTrainingRequest(_message.Message):
     def __init__(self, dataset: _Optional[str] = ..., run_id: _Optional[int] = ..., round: _Optional[int] = ..., base_model: _Optional[str] = ..., hyperparameters: _Optional[_Union[_common_pb2.Hyperparameters, _Mapping]] = ..., seed: _Optional[int] = ..., warm_start_checkpoint: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class TrainJob(_message.Message):
-    __slots__ = ("id", "state", "queue_position", "request", "checkpoint_id", "error", "created_at", "started_at", "finished_at", "validation", "device")
+    __slots__ = ("id", "state", "queue_position", "request", "checkpoint_id", "error", "created_at", "started_at", "finished_at", "validation", "device", "comparison")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     QUEUE_POSITION_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,7 @@ class TrainJob(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     VALIDATION_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
+    COMPARISON_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: JobState
     queue_position: int
@@ -71,7 +72,8 @@ class TrainJob(_message.Message):
     finished_at: str
     validation: _common_pb2.EvalMetrics
     device: str
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., queue_position: _Optional[int] = ..., request: _Optional[_Union[StartTrainingRequest, _Mapping]] = ..., checkpoint_id: _Optional[str] = ..., error: _Optional[str] = ..., created_at: _Optional[str] = ..., started_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., validation: _Optional[_Union[_common_pb2.EvalMetrics, _Mapping]] = ..., device: _Optional[str] = ...) -> None: ...
+    comparison: _common_pb2.ModelComparison
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., queue_position: _Optional[int] = ..., request: _Optional[_Union[StartTrainingRequest, _Mapping]] = ..., checkpoint_id: _Optional[str] = ..., error: _Optional[str] = ..., created_at: _Optional[str] = ..., started_at: _Optional[str] = ..., finished_at: _Optional[str] = ..., validation: _Optional[_Union[_common_pb2.EvalMetrics, _Mapping]] = ..., device: _Optional[str] = ..., comparison: _Optional[_Union[_common_pb2.ModelComparison, _Mapping]] = ...) -> None: ...
 
 class TrainProgress(_message.Message):
     __slots__ = ("job_id", "state", "epoch", "step", "total_steps", "loss", "validation", "samples_per_second", "eta_seconds", "message", "checkpoint_id", "queue_position")
