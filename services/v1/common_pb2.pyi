@@ -175,16 +175,28 @@ class Hyperparameters(_message.Message):
     def __init__(self, learning_rate: _Optional[float] = ..., batch_size: _Optional[int] = ..., max_epochs: _Optional[int] = ..., patience: _Optional[int] = ..., warmup_ratio: _Optional[float] = ..., weight_decay: _Optional[float] = ..., max_length: _Optional[int] = ..., validation_fraction: _Optional[float] = ..., use_labelled_validation: bool = ..., class_balance: _Optional[_Union[ClassBalance, str]] = ..., precision: _Optional[_Union[Precision, str]] = ..., num_threads: _Optional[int] = ..., max_steps: _Optional[int] = ..., min_steps: _Optional[int] = ..., min_steps_per_class: _Optional[int] = ..., head_init: _Optional[_Union[HeadInit, str]] = ..., holdout_min_per_class: _Optional[int] = ..., pooling: _Optional[_Union[Pooling, str]] = ...) -> None: ...
 
 class ModelRef(_message.Message):
-    __slots__ = ("checkpoint_id", "latest_of_run", "base_model", "best_of_run")
+    __slots__ = ("checkpoint_id", "latest_of_run", "base_model", "best_of_run", "fast_head")
     CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
     LATEST_OF_RUN_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
     BEST_OF_RUN_FIELD_NUMBER: _ClassVar[int]
+    FAST_HEAD_FIELD_NUMBER: _ClassVar[int]
     checkpoint_id: str
     latest_of_run: int
     base_model: str
     best_of_run: int
-    def __init__(self, checkpoint_id: _Optional[str] = ..., latest_of_run: _Optional[int] = ..., base_model: _Optional[str] = ..., best_of_run: _Optional[int] = ...) -> None: ...
+    fast_head: FastHead
+    def __init__(self, checkpoint_id: _Optional[str] = ..., latest_of_run: _Optional[int] = ..., base_model: _Optional[str] = ..., best_of_run: _Optional[int] = ..., fast_head: _Optional[_Union[FastHead, _Mapping]] = ...) -> None: ...
+
+class FastHead(_message.Message):
+    __slots__ = ("run_id", "base_model", "dataset")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    run_id: int
+    base_model: str
+    dataset: str
+    def __init__(self, run_id: _Optional[int] = ..., base_model: _Optional[str] = ..., dataset: _Optional[str] = ...) -> None: ...
 
 class CheckpointManifest(_message.Message):
     __slots__ = ("id", "run_id", "round", "base_model", "labels", "hyperparameters", "validation", "labelled_set_hash", "weights_sha256", "created_at", "dataset", "train_count", "seed", "job_id", "best_epoch", "comparison")
