@@ -6,12 +6,14 @@ protobuf codec and enum map of these types.
 - ``hyperparameters``: ``Hyperparameters``, how a round fine-tunes.
 - ``run``: ``RunConfig``, ``Run``, ``Round``, ``Acquisition``, ``TrainRequest`` and friends.
 - ``samples``: ``SampleQuery``, which samples of a dataset a call is about.
+- ``heads``: ``FastHead``, the scorer's logistic-regression head on cached embeddings, as a model reference.
 - ``shards``: ``Shard``, one of ``count`` disjoint parts of a listing (``MAX_SHARDS``, ``all_shards``,
   ``bucket``).
 - ``metrics``, ``scores``: ``Metrics`` (and ``classification_metrics``, which computes them),
   ``Uncertainty``, ``PoolScores``.
 """
 
+from lesslabels.contract.heads import FastHead
 from lesslabels.contract.hyperparameters import Hyperparameters
 from lesslabels.contract.metrics import Metrics
 from lesslabels.contract.run import (
@@ -34,6 +36,7 @@ from lesslabels.contract.shards import Shard
 __all__ = [
     "Acquisition",
     "Amount",
+    "FastHead",
     "Hyperparameters",
     "LabelResult",
     "Metrics",

@@ -18,6 +18,7 @@ from google.protobuf import json_format
 from lesslabels.common.errors import InvalidArgument
 from lesslabels.contract.shards import Shard
 from lesslabels.contract import vocabulary
+from lesslabels.contract.heads import FastHead
 from lesslabels.contract.hyperparameters import Hyperparameters
 from lesslabels.contract.metrics import Metrics
 from lesslabels.contract.run import (
@@ -466,6 +467,16 @@ def sample_query_fields(query: SampleQuery) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- training and scoring
+
+
+def fast_head_to_proto(head: FastHead) -> common_pb2.FastHead:
+    head.validate()
+    return common_pb2.FastHead(run_id=head.run_id, base_model=head.base_model, dataset=head.dataset)
+
+
+def fast_head_from_proto(message: common_pb2.FastHead) -> FastHead:
+    """The fast head a ModelRef names, validated."""
+    return FastHead(run_id=message.run_id, dataset=message.dataset, base_model=message.base_model).validate()
 
 
 def train_request_from_proto(message: trainer_pb2.StartTrainingRequest) -> TrainRequest:
