@@ -7,6 +7,7 @@ HTTP status in ``app.py``.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import threading
@@ -24,6 +25,7 @@ from lesslabels.client import (
 )
 from lesslabels.common.config import ClientTLS
 from lesslabels.contract import vocabulary
+from lesslabels.web.picker import LOW_CONFIDENCE, first_batch_order
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ def run_view(run) -> dict:
         "error": run.error,
         "stop_reason": run.stop_reason,
         "human": config.oracle == "human",
+        "ended": run.state in vocabulary.FINAL_RUN_STATES,
         "strategy": config.strategy or "",
         "created_at": run.created_at,
         "updated_at": run.updated_at,
@@ -107,7 +110,9 @@ class SdkBackend:
         pending = self.coordinator.pending_labels(run_id)
         checkpoint = batch_model(detail.rounds, pending.round)
         suggestions = self._suggest(run_id, checkpoint, pending)
-        labels = list(pending.labels)
+        labels, order = list(pending.labels), "model"
+        if not suggestions and pending.samples:
+            labels, order = first_batch_order(labels, self._label_frequency(detail.run.config.dataset, run_id))
         items = []
         for s in pending.samples:
             suggestion = suggestions.get(s.sample_id)
@@ -131,7 +136,19 @@ class SdkBackend:
             "done": len(items) - pending.remaining,
             "remaining": pending.remaining,
             "model": checkpoint,
+            "order": order if items else "",
+            "low_confidence": LOW_CONFIDENCE,
         }
+
+    def _label_frequency(self, dataset: str, run_id: int) -> dict[str, int]:
+        """How often each label occurs in the labelled data: labels people gave (in the run's
+        scope) and the gold labels of the test and dev splits (train gold is the answer people
+        are asked for, so it does not count)."""
+        counts = self.pool.get_counts(dataset, run_id=run_id)
+        frequency = collections.Counter(counts.train.labelled_by_label)
+        frequency.update(counts.test.gold_by_label)
+        frequency.update(counts.dev.gold_by_label)
+        return dict(frequency)
 
     def _suggest(self, run_id: int, checkpoint: str, pending) -> dict[int, Suggestion]:
         """Suggestions per (run, round, checkpoint): the batch is scored once, not per keystroke."""

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 
 from lesslabels.web.curve import accuracy_drops, learning_curve_svg
+from lesslabels.web.perclass import per_class_table
 from lesslabels.web.routers.common import backend, render
 
 router = APIRouter()
@@ -25,7 +26,6 @@ def runs_page(request: Request):
 def run_page(request: Request, run_id: int):
     detail = backend(request).run_detail(run_id)
     rounds = detail["rounds"]
-    classes = sorted({c for r in rounds for c in r["per_class_f1"]})
     return render(
         request,
         "run.html",
@@ -33,7 +33,7 @@ def run_page(request: Request, run_id: int):
             "run": detail["run"],
             "rounds": rounds,
             "kept": detail.get("kept"),
-            "classes": classes,
+            "per_class": per_class_table(rounds),
             "warnings": accuracy_drops(rounds),
             "curve": learning_curve_svg(rounds),
         },

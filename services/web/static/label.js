@@ -1,25 +1,42 @@
-// The labelling page: one text at a time, the model's suggestion pre-selected, every action on a key.
+// The labelling page: one text at a time, a label picker for 2 to 500 labels, every action on a key.
+//
+// The picker (#picker) is a combobox: the filter field takes letters, the list below it is an
+// ARIA listbox whose selected option is the field's aria-activedescendant. Enter accepts only
+// while focus is in the picker, so Enter on a link or a button does what it says there. Nothing
+// is pre-selected unless the model is confident (queue.low_confidence): a bare Enter never
+// assigns a label nobody chose.
 import { getJSON, postJSON, nonce, ApiError } from "./api.js";
+import { rank } from "./match.js";
 
 const root = document.getElementById("labelling");
 const runId = root.dataset.run;
 const el = {
   status: document.getElementById("status"),
+  banner: document.getElementById("banner"),
+  announce: document.getElementById("announce"),
   task: document.getElementById("task"),
   text: document.getElementById("text"),
+  picker: document.getElementById("picker"),
+  filter: document.getElementById("filter"),
+  orderNote: document.getElementById("order-note"),
   options: document.getElementById("options"),
+  keyHints: document.getElementById("key-hints"),
   progress: document.getElementById("progress"),
   eta: document.getElementById("eta"),
   annotator: document.getElementById("annotator"),
 };
 const NAME_KEY = "lesslabels.annotator";
 const POLL_MS = 1000;
+const RUN_CHECK_MS = 5000;
+const NUMBERED = 9;
 
 let queue = null; // the batch from /api/runs/ID/queue
 let position = 0; // index into queue.items of the text on screen
-let selected = 0; // index into the current item's options
+let view = []; // the current text's options as shown, filtered and ranked
+let active = null; // the label the selection is on; null: nothing selected
 let history = []; // positions accepted, for Backspace
 let busy = false;
+let ended = root.dataset.ended === "true";
 let round = -1;
 let started = performance.now();
 let acceptedHere = 0;
@@ -29,7 +46,8 @@ el.annotator.addEventListener("change", () => localStorage.setItem(NAME_KEY, el.
 el.annotator.addEventListener("keydown", (event) => {
   if (event.key === "Enter") {
     localStorage.setItem(NAME_KEY, el.annotator.value.trim());
-    el.annotator.blur();
+    if (current() && !el.task.hidden) el.filter.focus();
+    else el.annotator.blur();
     event.preventDefault();
   }
   event.stopPropagation();
@@ -40,8 +58,31 @@ function setStatus(message, kind = "") {
   el.status.className = kind;
 }
 
+function announce(message) {
+  el.announce.textContent = message;
+}
+
 function current() {
   return queue?.items[position];
+}
+
+function percent(probability) {
+  return `${(probability * 100).toFixed(probability < 0.01 ? 1 : 0)} %`;
+}
+
+function suggestionOf(item) {
+  return item.options.find((o) => o.label === item.suggestion) ?? null;
+}
+
+function confident(item) {
+  const suggestion = suggestionOf(item);
+  return suggestion != null && suggestion.probability != null && suggestion.probability >= queue.low_confidence;
+}
+
+// What is selected when a text comes up: the label given already, else a confident suggestion, else nothing.
+function preselected(item) {
+  if (item.label) return item.label;
+  return confident(item) ? item.suggestion : null;
 }
 
 function nextUnlabelled(from) {
@@ -56,15 +97,23 @@ function nextUnlabelled(from) {
 function show(index) {
   position = index;
   const item = current();
-  const given = item.options.findIndex((o) => o.label === item.label);
-  const suggested = item.options.findIndex((o) => o.label === item.suggestion);
-  selected = given >= 0 ? given : Math.max(suggested, 0);
-  render();
+  el.filter.value = "";
+  active = preselected(item);
+  renderProgress();
+  el.task.hidden = false;
+  el.text.textContent = item.text;
+  renderOptions();
+  const suggestion = suggestionOf(item);
+  let about = "No suggestion.";
+  if (suggestion) {
+    about = `Suggested: ${suggestion.label}, ${percent(suggestion.probability)}${confident(item) ? "" : ", low confidence, not selected"}.`;
+  }
+  announce(`Text ${position + 1} of ${queue.items.length}: ${item.text} ${about}${active ? ` Selected: ${active}.` : ""}`);
+  const focus = document.activeElement;
+  if (focus === document.body || focus === null || el.picker.contains(focus)) el.filter.focus();
 }
 
-function render() {
-  const item = current();
-  el.task.hidden = !item;
+function renderProgress() {
   const done = queue ? queue.items.filter((i) => i.label).length : 0;
   el.progress.textContent = queue ? `${done} / ${queue.items.length}` : "– / –";
   if (acceptedHere > 0 && queue && done < queue.items.length) {
@@ -74,36 +123,136 @@ function render() {
   } else {
     el.eta.textContent = "";
   }
+}
+
+function orderNote(item) {
+  const n = item.options.length;
+  const query = el.filter.value.trim();
+  if (query) {
+    return view.length
+      ? `${view.length} of ${n} labels match “${query}”, best first. Esc clears the filter.`
+      : `No label matches “${query}”. Esc clears the filter.`;
+  }
+  if (queue.order === "model") return `${n} labels, most probable first (the model's suggestions).`;
+  const nothing = "Nothing is pre-selected: choose with 1–9, the arrows or by typing.";
+  if (queue.order === "frequency") {
+    return `${n} labels, no model yet: most frequent in the labelled data first, then A–Z. ${nothing}`;
+  }
+  return `${n} labels, no model yet and no labelled data: A–Z. ${nothing}`;
+}
+
+function optionId(item, option) {
+  return `option-${item.options.indexOf(option)}`;
+}
+
+function renderOptions() {
+  const item = current();
   if (!item) return;
-  el.text.textContent = item.text;
+  const hadFocus = el.picker.contains(document.activeElement);
+  view = rank(el.filter.value, item.options);
+  const lowSuggestion = suggestionOf(item) && !confident(item);
   el.options.replaceChildren(
-    ...item.options.map((option, i) => {
+    ...view.map((option, i) => {
       const li = document.createElement("li");
+      li.id = optionId(item, option);
       li.dataset.label = option.label;
       li.setAttribute("role", "option");
-      li.setAttribute("aria-selected", String(i === selected));
-      li.className = i === selected ? "selected" : "";
+      li.tabIndex = -1;
       const key = document.createElement("kbd");
-      key.textContent = i < 9 ? String(i + 1) : "";
+      key.textContent = i < NUMBERED ? String(i + 1) : "";
+      if (i >= NUMBERED) key.className = "blank";
+      key.setAttribute("aria-hidden", "true");
       const name = document.createElement("span");
       name.className = "name";
       name.textContent = option.label;
+      if (option.label === item.label) name.textContent += " ✓";
+      li.append(key, name);
+      if (option.description) {
+        const description = document.createElement("span");
+        description.className = "description";
+        description.textContent = option.description;
+        li.append(description);
+      }
       const p = document.createElement("span");
       p.className = "probability";
-      p.textContent = option.probability == null ? "" : `${(option.probability * 100).toFixed(0)} %`;
-      if (option.label === item.suggestion) p.textContent += " suggested";
-      if (option.label === item.label) name.textContent += " ✓";
-      li.append(key, name, p);
+      p.textContent = option.probability == null ? "" : percent(option.probability);
+      if (option.label === item.suggestion) {
+        p.textContent += lowSuggestion ? " suggested · low confidence" : " suggested";
+        if (lowSuggestion) li.classList.add("low");
+      }
+      li.append(p);
       li.addEventListener("click", () => {
-        selected = i;
+        active = option.label;
+        updateSelection();
         accept();
       });
       return li;
     }),
   );
+  el.orderNote.textContent = orderNote(item);
+  updateSelection();
+  if (hadFocus && !el.picker.contains(document.activeElement)) el.filter.focus();
+}
+
+function updateSelection() {
+  const item = current();
+  let selectedLi = null;
+  for (const li of el.options.children) {
+    const on = li.dataset.label === active;
+    li.setAttribute("aria-selected", String(on));
+    li.classList.toggle("selected", on);
+    if (on) selectedLi = li;
+  }
+  el.filter.setAttribute("aria-activedescendant", selectedLi ? selectedLi.id : "");
+  if (selectedLi) selectedLi.scrollIntoView({ block: "nearest" });
+  else if (item) el.options.scrollTop = 0;
+}
+
+function choose(option, say = true) {
+  active = option ? option.label : null;
+  updateSelection();
+  if (say && option) {
+    const at = view.indexOf(option) + 1;
+    const p = option.probability == null ? "" : `, ${percent(option.probability)}`;
+    announce(`Selected: ${option.label}${p}, ${at} of ${view.length}. Enter accepts.`);
+  }
+}
+
+function refilter() {
+  const item = current();
+  if (!item) return;
+  active = null;
+  renderOptions();
+  if (el.filter.value.trim()) choose(view[0] ?? null, false);
+  else choose(item.options.find((o) => o.label === preselected(item)) ?? null, false);
+  const top = view[0];
+  announce(
+    el.filter.value.trim()
+      ? `${view.length} match${view.length === 1 ? "" : "es"}${top ? `; selected: ${top.label}` : ""}`
+      : "Filter cleared",
+  );
+}
+
+function move(step) {
+  if (view.length === 0) return;
+  const at = view.findIndex((o) => o.label === active);
+  const next = at < 0 ? (step > 0 ? 0 : view.length - 1) : (at + step + view.length) % view.length;
+  choose(view[next]);
+}
+
+function showEnded(run) {
+  ended = true;
+  el.banner.textContent = `Run ${run.id} is ${run.state.toLowerCase()}${run.stop_reason ? `: ${run.stop_reason}` : ""}. Nothing to label here; the labels already given are kept.`;
+  el.banner.hidden = false;
+  el.task.hidden = true;
+  el.keyHints.hidden = true;
+  el.text.textContent = "";
+  el.options.replaceChildren();
+  announce(el.banner.textContent);
 }
 
 async function load() {
+  if (ended) return;
   try {
     queue = await getJSON(`/api/runs/${runId}/queue`);
   } catch (error) {
@@ -112,15 +261,17 @@ async function load() {
     return;
   }
   const run = queue.run;
+  if (run.ended) {
+    showEnded(run);
+    return;
+  }
   const open = queue.items.length > 0 && queue.remaining > 0 && run.step === "LABEL";
   if (!open) {
     el.task.hidden = true;
-    render();
-    if (["COMPLETED", "CANCELLED", "FAILED"].includes(run.state)) {
-      setStatus(`The run is ${run.state.toLowerCase()}${run.stop_reason ? `: ${run.stop_reason}` : ""}. Nothing to label.`);
-      return;
-    }
-    setStatus(`Batch done. The run is ${run.state.toLowerCase()} at ${run.step.toLowerCase()} (round ${run.round}); the next batch appears here by itself.`);
+    renderProgress();
+    setStatus(
+      `Batch done. The run is ${run.state.toLowerCase()} at ${run.step.toLowerCase()} (round ${run.round}); the next batch appears here by itself.`,
+    );
     setTimeout(load, POLL_MS);
     return;
   }
@@ -130,14 +281,40 @@ async function load() {
     started = performance.now();
     acceptedHere = 0;
   }
-  setStatus(`Round ${queue.round}: ${queue.remaining} of ${queue.items.length} texts still need a label.${queue.model ? "" : " (No model yet: no suggestions in the first batch.)"}`);
+  setStatus(
+    `Round ${queue.round}: ${queue.remaining} of ${queue.items.length} texts still need a label.${queue.model ? "" : " (No model yet: no suggestions in the first batch.)"}`,
+  );
   const start = queue.items.findIndex((i) => !i.label);
   show(start >= 0 ? start : 0);
+  if (!el.annotator.value.trim()) el.annotator.focus();
+}
+
+async function checkRun() {
+  if (ended) return;
+  try {
+    const detail = await getJSON(`/api/runs/${runId}`);
+    if (detail.run.ended) {
+      showEnded(detail.run);
+      return;
+    }
+  } catch (error) {
+    // the next check tries again
+  }
+  setTimeout(checkRun, RUN_CHECK_MS);
 }
 
 async function accept() {
   const item = current();
-  if (!item || busy) return;
+  if (!item || busy || ended) return;
+  if (active == null) {
+    setStatus(
+      view.length
+        ? "Choose a label first: type to filter, press 1–9 or move with the arrows, then Enter."
+        : "No label matches the filter: Esc clears it.",
+      "error",
+    );
+    return;
+  }
   const annotator = el.annotator.value.trim();
   if (!annotator) {
     setStatus("Type your name first (it is kept in this browser).", "error");
@@ -145,8 +322,7 @@ async function accept() {
     return;
   }
   localStorage.setItem(NAME_KEY, annotator);
-  const label = item.options[selected].label;
-  const body = { sample_id: item.sample_id, label, annotator, nonce: nonce() };
+  const body = { sample_id: item.sample_id, label: active, annotator, nonce: nonce() };
   busy = true;
   try {
     let reply;
@@ -164,9 +340,10 @@ async function accept() {
     history.push(position);
     if (reply.remaining === 0) {
       queue.remaining = 0;
-      render();
+      renderProgress();
       el.task.hidden = true;
       setStatus("Batch complete: the model trains on your labels, and the next batch appears here by itself.", "ok");
+      announce("Batch complete.");
       setTimeout(load, POLL_MS);
       return;
     }
@@ -179,7 +356,7 @@ async function accept() {
     }
   } catch (error) {
     setStatus(`Not saved: ${error.message}`, "error");
-    if (error instanceof ApiError && error.status === 409) setTimeout(load, POLL_MS);
+    if (error instanceof ApiError && error.status === 409) await load(); // an ended run shows its banner
   } finally {
     busy = false;
   }
@@ -200,30 +377,75 @@ function skip() {
   }
 }
 
-document.addEventListener("keydown", (event) => {
-  if (event.target === el.annotator || event.ctrlKey || event.metaKey || event.altKey) return;
-  const item = current();
-  if (!item || el.task.hidden) return;
+function focusFilter() {
+  el.filter.focus();
+  el.filter.select();
+}
+
+// Keys inside the picker (the filter field or a focused option).
+function pickerKey(event) {
+  const empty = el.filter.value === "";
   if (/^[1-9]$/.test(event.key)) {
-    const i = Number(event.key) - 1;
-    if (i < item.options.length) {
-      selected = i;
-      render();
-    }
+    const option = view[Number(event.key) - 1];
+    if (option) choose(option);
   } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
-    const n = item.options.length;
-    selected = (selected + (event.key === "ArrowDown" ? 1 : n - 1)) % n;
-    render();
+    move(event.key === "ArrowDown" ? 1 : -1);
   } else if (event.key === "Enter") {
     accept();
-  } else if (event.key === "Backspace") {
-    back();
-  } else if (event.key === "s" || event.key === "S") {
+  } else if (event.key === "Escape") {
+    if (empty) return false;
+    el.filter.value = "";
+    refilter();
+  } else if (event.key === "/") {
+    focusFilter();
+  } else if (event.key === " " && empty) {
     skip();
+  } else if (event.key === "Backspace" && empty) {
+    back();
+  } else if (event.target !== el.filter && event.key.length === 1) {
+    el.filter.focus(); // a letter typed on a focused option goes to the filter
+    el.filter.value += event.key;
+    refilter();
+  } else {
+    return false;
+  }
+  return true;
+}
+
+el.filter.addEventListener("input", refilter);
+el.picker.addEventListener("keydown", (event) => {
+  if (event.ctrlKey || event.metaKey || event.altKey || !current() || el.task.hidden) return;
+  if (pickerKey(event)) event.preventDefault();
+});
+
+// Keys anywhere else: "/" and letters bring the picker back; Enter there never accepts.
+document.addEventListener("keydown", (event) => {
+  if (el.picker.contains(event.target) || event.target === el.annotator) return;
+  if (event.ctrlKey || event.metaKey || event.altKey || !current() || el.task.hidden || ended) return;
+  const onPage = event.target === document.body || event.target === document.documentElement || el.task.contains(event.target);
+  if (event.key === "/") {
+    focusFilter();
+  } else if (!onPage) {
+    return; // a link, a button or a form field keeps its own keys
+  } else if (event.key === "Enter") {
+    setStatus("Enter accepts only in the label list: press / or type a letter to go back to it.", "error");
+  } else if (event.key.length === 1 || ["ArrowDown", "ArrowUp", "Escape", "Backspace"].includes(event.key)) {
+    el.filter.focus();
+    if (event.key.length === 1 && !/^[1-9]$/.test(event.key) && !(event.key === " " && el.filter.value === "")) {
+      el.filter.value += event.key;
+      refilter();
+    } else if (!pickerKey(event)) {
+      return;
+    }
   } else {
     return;
   }
   event.preventDefault();
 });
 
-load();
+if (ended) {
+  el.task.hidden = true;
+} else {
+  load();
+  setTimeout(checkRun, RUN_CHECK_MS);
+}

@@ -269,7 +269,7 @@ def test_security_headers_escaping_and_errors(fake):
 def test_run_page_warns_on_a_sharp_accuracy_drop(fake):
     page = TestClient(create_app(fake)).get("/runs/1").text
     assert 'class="drop"' in page and "accuracy fell from 73.0% to 15.0%" in page
-    assert "<th>F1 a</th>" in page and "<td>0.80</td>" in page
+    assert '<th scope="row">a</th><td class="number">0.80</td><td class="number">0.20</td>' in page
     # The run keeps the model before the drop: its best round by validation, not the latest.
     assert "Model: round 0, checkpoint <code>c0</code> (validation accuracy 80.0%" in " ".join(page.split())
     assert page.count('<strong class="kept">model</strong>') == 1
