@@ -7,12 +7,12 @@ across seeds in ``comparison``, plots in ``plots``.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import io
 import json
 from collections.abc import Iterable, Sequence
 
+from lesslabels.common import spreadsheet
 from lesslabels.client import kept_round
 
 
@@ -109,10 +109,19 @@ def kept_model_line(rounds: Sequence) -> str:
     kept = kept_round(rounds)
     if kept is None:
         return "model: none yet"
-    if kept.validation and kept.validation.count:
+    paired = kept.comparison
+    if paired is not None:
+        why = (
+            f"it replaced checkpoint {paired.against} on the same {paired.count} held-out texts: "
+            f"{paired.new_only} right only for it, {paired.kept_only} only for the other"
+        )
+    elif kept.validation and kept.validation.count:
         why = f"validation accuracy {100 * kept.validation.accuracy:.2f} on {kept.validation.count} texts"
     else:
         why = "the latest: no round has validation metrics"
+    passed_over = [r.index for r in rounds if r.index > kept.index and r.checkpoint_id]
+    if passed_over:
+        why += f"; later rounds {', '.join(map(str, passed_over))} were not better on held-out labels"
     return (
         f"model: round {kept.index}, checkpoint {kept.checkpoint_id} ({why}); the scorer serves it as "
         f"best_of_run={kept.run_id}, OIP model run-{kept.run_id} version best"
@@ -130,7 +139,7 @@ def rows_to_records(rows: Sequence[RoundRow]) -> list[dict]:
 def rows_to_csv(rows: Sequence[RoundRow]) -> str:
     out = io.StringIO()
     fields = [f.name for f in dataclasses.fields(RoundRow)]
-    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer = spreadsheet.DictWriter(out, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows_to_records(rows))
     return out.getvalue()

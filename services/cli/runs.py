@@ -10,6 +10,7 @@ import pathlib
 import sys
 import uuid
 
+from lesslabels.common import spreadsheet
 from lesslabels.cli.client import Client
 from lesslabels.cli.common import ArgumentParser, CliError, add_client_flags, command, tls_of
 from lesslabels.cli.live import describe_run, follow_run, progress_enabled, waiting_hint
@@ -219,7 +220,7 @@ def export_records(pending, suggestions, model: str) -> list[dict]:
 
 def pending_to_csv(records: list[dict]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
+    writer = spreadsheet.DictWriter(out, fieldnames=EXPORT_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in records)
     return out.getvalue()
@@ -277,6 +278,8 @@ def read_label_file(path: pathlib.Path, fmt: str) -> list[tuple[int, str]]:
     pairs: dict[int, str] = {}
     for lineno, rec in records:
         label = str(rec.get("label") or "").strip()
+        if fmt != "jsonl":
+            label = spreadsheet.from_cell(label)
         if not label:
             continue
         try:

@@ -24,7 +24,7 @@ from typing import IO
 from lesslabels.cli.common import SERVICES, ArgumentParser, CliError, command
 from lesslabels.common import errors
 from lesslabels.common.channels import wait_until_serving
-from lesslabels.common.config import DEFAULT_PORTS, add_flag, is_loopback
+from lesslabels.common.config import DEFAULT_PORTS, add_flag, open_bind_refusal
 
 DEFAULT_STATE_DIR = ".lesslabels"
 DEFAULT_WEB_PORT = 8080
@@ -383,12 +383,9 @@ def up_main(argv: list[str]) -> int:
     )
     parser.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for each service")
     args = parser.parse_args(argv)
-    if not args.token and not is_loopback(args.host):
-        raise CliError(
-            f"--host {args.host}: the services would listen beyond this machine without a token; "
-            "set --token (LESSLABELS_TOKEN) or keep the default 127.0.0.1",
-            exit_code=2,
-        )
+    refusal = open_bind_refusal(args.host, args.token, offer_insecure=False)
+    if refusal:
+        raise CliError(f"--host {args.host}: {refusal}", exit_code=2)
     if not 0 <= args.web_port <= 65535:
         raise CliError(f"--web-port {args.web_port}: must be within 0..65535", exit_code=2)
     for name in SERVICES:

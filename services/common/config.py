@@ -11,6 +11,7 @@ import dataclasses
 import ipaddress
 import os
 import pathlib
+import socket
 
 ENV_PREFIX = "LESSLABELS_"
 MiB = 1024 * 1024
@@ -132,14 +133,39 @@ def model_dirs(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses; '' and ``0.0.0.0`` (every interface) are not."""
-    host = host.strip("[]")
+    """True when every address ``host`` resolves to is a loopback address: ``localhost``, ``127.1``,
+    ``::1``... The socket layer decides, as the bind will: '' (every interface), ``0``,
+    ``0.0.0.0`` and ``::`` are not loopback, and neither is a name that does not resolve."""
+    host = host.strip().strip("[]")
+    if not host:
+        return False
     if host.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
         return False
+    return bool(found) and all(_loopback_address(str(entry[4][0])) for entry in found)
+
+
+def _loopback_address(text: str) -> bool:
+    address = ipaddress.ip_address(text.partition("%")[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def open_bind_refusal(host: str, token: str, insecure: bool = False, offer_insecure: bool = True) -> str:
+    """Why a server must not listen on ``host`` ('' when it may): an interface beyond loopback
+    without a token lets anyone who reaches it call everything. ``insecure`` says the network is
+    private. The one check of every server, the web app and ``lesslabels up``."""
+    if token or insecure or is_loopback(host):
+        return ""
+    escape = " or pass --insecure (LESSLABELS_INSECURE=true) if the network is private," if offer_insecure else ""
+    return (
+        f"refusing to listen on {host!r} (not loopback) without a token: anyone who reaches it could call "
+        f"every method. Set --token (LESSLABELS_TOKEN),{escape} or listen on 127.0.0.1."
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,12 +258,9 @@ def server_settings(args: argparse.Namespace) -> ServerSettings:
         raise SystemExit(f"--max-message-mb {args.max_message_mb}: must be positive")
     if args.workers <= 0 or args.max_streams <= 0:
         raise SystemExit(f"--workers {args.workers} / --max-streams {args.max_streams}: must be positive")
-    if not (args.token or args.internal_token) and not args.insecure and not is_loopback(args.host):
-        raise SystemExit(
-            f"error: refusing to listen on {args.host!r} (not loopback) without a token: anyone who reaches it "
-            "could call every method. Set --token (LESSLABELS_TOKEN), or listen on 127.0.0.1, or pass --insecure "
-            "(LESSLABELS_INSECURE=true) if the network is private."
-        )
+    refusal = open_bind_refusal(args.host, args.token or args.internal_token, args.insecure)
+    if refusal:
+        raise SystemExit(f"error: {refusal}")
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("error: --tls-cert and --tls-key go together: give both or neither")
     if args.tls_client_ca and not args.tls_cert:

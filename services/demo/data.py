@@ -18,6 +18,7 @@ import tempfile
 import urllib.error
 import urllib.request
 
+from lesslabels.common import spreadsheet
 from lesslabels.common.checkpoints import sha256_file
 
 log = logging.getLogger(__name__)
@@ -250,10 +251,9 @@ def synthetic_rows(seed: int = 13) -> tuple[list[tuple[str, str]], list[tuple[st
 
 
 def _write_rows(path: pathlib.Path, rows: list[tuple[str, str]]) -> None:
-    import csv
 
     with open(path, "w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh, lineterminator="\n").writerows(rows)
+        spreadsheet.writer(fh, lineterminator="\n").writerows(rows)
 
 
 def write_synthetic(folder: pathlib.Path, seed: int = 13) -> tuple[pathlib.Path, pathlib.Path]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import bisect
-import csv
 import io
 from collections.abc import Iterator, Sequence
 
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
+from lesslabels.common import spreadsheet
 from lesslabels.common import errors
 from lesslabels.contract.shards import Shard
 from lesslabels.contract.vocabulary import SPLITS
@@ -205,7 +205,7 @@ class SamplesPart(StorePart):
         header_sent = False
         for page, _, _ in self.list_samples(dataset_name, state="labelled", run_id=run_id, page_size=chunk_rows):
             buffer = io.StringIO()
-            writer = csv.writer(buffer, lineterminator="\n")
+            writer = spreadsheet.writer(buffer, lineterminator="\n")
             if not header_sent:
                 writer.writerow(header)
                 header_sent = True

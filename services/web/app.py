@@ -6,8 +6,11 @@ import dataclasses
 import logging
 import pathlib
 import secrets
+import time
+from collections.abc import Callable, Mapping
 
 import jinja2
+import markupsafe
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -16,7 +19,9 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lesslabels.common import errors
-from lesslabels.web.auth import Sessions
+from lesslabels.common.plaintext import visible
+from lesslabels.web.auth import DEFAULT_LIFETIME, Sessions
+from lesslabels.web.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 HERE = pathlib.Path(__file__).resolve().parent
@@ -54,21 +59,43 @@ class WebSettings:
     token: str = ""
     secret: bytes = b""
     secure_cookie: bool = False
+    #: How long a session lasts from login (or, without a token, from the first page).
+    session_seconds: float = DEFAULT_LIFETIME
+    #: Refused logins one client address may make at once, then one per ``login_refill_seconds``.
+    login_burst: int = 10
+    login_refill_seconds: float = 6.0
 
 
 def status_of(exc: Exception) -> int:
     return HTTP_STATUS.get(getattr(exc, "code", ""), 500)
 
 
-def create_app(backend, settings: WebSettings | None = None) -> FastAPI:
+def _shown(value):
+    """What a template shows of a value: stored text with its control characters made visible."""
+    if isinstance(value, markupsafe.Markup):  # already HTML (|safe, |tojson): escapes add no markup
+        return markupsafe.Markup(visible(value))
+    return visible(value) if isinstance(value, str) else value
+
+
+def create_app(backend, settings: WebSettings | None = None, clock: Callable[[], float] = time.monotonic) -> FastAPI:
     from lesslabels.web.routers import datasets, labelling, login, runs
 
     settings = settings or WebSettings()
     app = FastAPI(title="lesslabels", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.backend = backend
-    app.state.sessions = Sessions(settings.secret or secrets.token_bytes(32), settings.token, settings.secure_cookie)
-    # Autoescaping on for every template: texts to label are untrusted input.
-    environment = jinja2.Environment(loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True)
+    app.state.sessions = Sessions(
+        settings.secret or secrets.token_bytes(32),
+        settings.token,
+        settings.secure_cookie,
+        lifetime=settings.session_seconds,
+        clock=clock,
+    )
+    app.state.login_limiter = RateLimiter(settings.login_burst, settings.login_refill_seconds, clock=clock)
+    # Autoescaping on for every template: texts to label are untrusted input; and every value shown
+    # has its control characters (ESC, bidi overrides...) made visible.
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(HERE / "templates")), autoescape=True, finalize=_shown
+    )
     app.state.templates = Jinja2Templates(env=environment)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     for module in (login, labelling, runs, datasets):
@@ -101,7 +128,7 @@ def create_app(backend, settings: WebSettings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return _error_response(request, exc.status_code, str(exc.detail))
+        return _error_response(request, exc.status_code, str(exc.detail), exc.headers)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz():
@@ -110,11 +137,11 @@ def create_app(backend, settings: WebSettings | None = None) -> FastAPI:
     return app
 
 
-def _error_response(request: Request, status: int, message: str):
+def _error_response(request: Request, status: int, message: str, headers: Mapping[str, str] | None = None):
     if request.url.path.startswith("/api/"):
-        return JSONResponse({"error": message}, status_code=status)
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
     return request.app.state.templates.TemplateResponse(
-        request, "error.html", {"status": status, "message": message, "csrf": ""}, status_code=status
+        request, "error.html", {"status": status, "message": message, "csrf": ""}, status_code=status, headers=headers
     )
 
 
