@@ -7,6 +7,7 @@ import pathlib
 import sys
 
 from lesslabels.cli.common import tls_of
+from lesslabels.cli.terminal import write_data
 from lesslabels.client import ImportSummary, LessLabelsError, PoolClient
 from lesslabels.client.pool import FORMATS
 from lesslabels.contract.vocabulary import SPLITS
@@ -117,5 +118,5 @@ def export_main(argv: list[str] | None = None) -> int:
     if args.output:
         args.output.write_bytes(data)
     else:
-        sys.stdout.buffer.write(data)
+        write_data(data)
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from lesslabels.cli.terminal import visible_output
+
 # command -> (module:function, one-line help). Each function takes argv (list[str]) and returns an exit code.
 COMMANDS: dict[str, tuple[str, str]] = {
     "pool": ("lesslabels.pool.main:main", "run the pool service"),
@@ -37,6 +39,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "compare": ("lesslabels.cli.results:compare_main", "strategies x seeds: mean curves, area under them, one plot"),
 }
 
+#: The commands that run a service: their output is their own log lines (uvicorn's may be coloured).
+SERVERS = frozenset({"pool", "trainer", "scorer", "coordinator", "web"})
+
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
@@ -57,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module_name, func_name = COMMANDS[command][0].split(":")
     func = getattr(importlib.import_module(module_name), func_name)
-    return int(func(rest) or 0)
+    if command in SERVERS:
+        return int(func(rest) or 0)
+    with visible_output():  # stored names and texts never reach the terminal with a raw ESC or BEL
+        return int(func(rest) or 0)
 
 
 if __name__ == "__main__":

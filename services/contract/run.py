@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 
 from lesslabels.common.best import pick_best
 from lesslabels.common.errors import InvalidArgument, quote
+from lesslabels.common.plaintext import name_problem
 from lesslabels.contract import vocabulary
 from lesslabels.contract.hyperparameters import Hyperparameters
 from lesslabels.contract.metrics import Metrics
@@ -103,6 +104,7 @@ class RunConfig:
             value = getattr(self, key)
             if len(value) > limit:
                 found.append(f"{key} is {len(value)} characters; at most {limit}")
+        found.extend(p for key in ("dataset", "name") if (p := name_problem(getattr(self, key), key)))
         for key, names in (
             ("strategy", vocabulary.STRATEGIES),
             ("seed_strategy", vocabulary.SEED_STRATEGIES),

@@ -22,7 +22,9 @@ import re
 from collections.abc import Callable, Generator, Iterator
 from typing import IO, TextIO
 
+from lesslabels.common import spreadsheet
 from lesslabels.common.errors import InvalidArgument, quote
+from lesslabels.common.plaintext import check_name
 from lesslabels.pool.labelset import MAX_LABEL_LENGTH
 
 MAX_ID_LENGTH = 256
@@ -214,7 +216,7 @@ def _label(value, where: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise InvalidArgument(f"{where}: label must be a string, got {type(value).__name__}")
-    value = normalise_label(_unicode(value, where, "label"))
+    value = check_name(normalise_label(_unicode(value, where, "label")), f"{where}: label")
     if len(value) > MAX_LABEL_LENGTH:
         raise InvalidArgument(f"{where}: label {quote(value)} is longer than {MAX_LABEL_LENGTH} characters")
     return value or None
@@ -412,6 +414,7 @@ def _csv_label_text_rows(text: TextIO, separator: str, keep_whitespace: bool) ->
         for fields in reader:
             if _blank(fields):
                 continue
+            fields = [spreadsheet.from_cell(f) for f in fields]
             where = f"row {count + 1} (line {reader.line_num})"
             if len(fields) != 2:
                 raise InvalidArgument(
@@ -462,6 +465,7 @@ def _csv_header_rows(text: TextIO, separator: str, columns: Columns, keep_whites
         for fields in reader:
             if _blank(fields):
                 continue
+            fields = [spreadsheet.from_cell(f) for f in fields]
             where = f"row {count + 1} (line {reader.line_num})"
             if len(fields) != len(header):
                 raise InvalidArgument(

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from lesslabels.common import errors
+from lesslabels.common.plaintext import check_name
 from lesslabels.contract.vocabulary import SOURCES
 from lesslabels.pool import counts
 from lesslabels.pool.base import StorePart, find_dataset, find_run
@@ -88,6 +89,7 @@ class LabelsPart(StorePart):
                     raise errors.InvalidArgument(f"{where}: no such sample in dataset {errors.quote(dataset_name)}")
                 if not label or not label.strip():
                     raise errors.InvalidArgument(f"{where}: empty label")
+                check_name(label, f"{where}: label")
                 if label_set and label not in label_set:
                     check_not_near_duplicate(label, label_set, where)
                     raise errors.InvalidArgument(

@@ -6,6 +6,7 @@ import difflib
 from collections.abc import Sequence
 
 from lesslabels.common import errors
+from lesslabels.common.plaintext import check_name
 
 MAX_LABEL_LENGTH = 128
 
@@ -29,11 +30,12 @@ def check_not_near_duplicate(label: str, existing: Sequence[str], where: str = "
 
 def validate_label_set(labels: Sequence[str]) -> list[str]:
     """The label set as given, refused (InvalidArgument) when a label is empty, too long, repeated, a
-    near-duplicate of another or padded with spaces."""
+    near-duplicate of another, padded with spaces or holding a control character."""
     clean: list[str] = []
-    for label in labels:
+    for index, label in enumerate(labels):
         if not label or not label.strip():
             raise errors.InvalidArgument("labels must not be empty strings")
+        check_name(label, f"labels[{index}]")
         if len(label) > MAX_LABEL_LENGTH:
             raise errors.InvalidArgument(f"label {errors.quote(label)} longer than {MAX_LABEL_LENGTH} characters")
         if label in clean:
