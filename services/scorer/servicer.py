@@ -66,8 +66,15 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         return scorer_pb2.UnloadCheckpointResponse(unloaded=self.cache.unload(request.checkpoint_id))
 
 
+#: Model cache management: loading and evicting models is the operators' and the services' (with an
+#: internal token set, the public one cannot evict every model; it still scores and lists them).
+INTERNAL_METHODS = ("LoadCheckpoint", "UnloadCheckpoint")
+
+
 def registration(servicer: ScorerServicer) -> ServiceRegistration:
     name = scorer_pb2.DESCRIPTOR.services_by_name["ScorerService"].full_name
     return ServiceRegistration(
-        names=(name,), register=lambda server: scorer_pb2_grpc.add_ScorerServiceServicer_to_server(servicer, server)
+        names=(name,),
+        register=lambda server: scorer_pb2_grpc.add_ScorerServiceServicer_to_server(servicer, server),
+        internal_methods=tuple(f"/{name}/{method}" for method in INTERNAL_METHODS),
     )
