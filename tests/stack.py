@@ -70,6 +70,8 @@ class FakeTrainer:
         self.started = threading.Event()  # set when a job starts running
         self.lost_keys: set[str] = set()
         self.interrupts = 0  # the next this many watched jobs end INTERRUPTED (a trainer restart)
+        #: The comparison a job reports with the model its run kept (as the real trainer does), if set.
+        self.compare: Callable[[contract.TrainRequest], contract.Comparison | None] | None = None
         self._lock = threading.Lock()
 
     def lose(self, request_id: str) -> None:
@@ -120,6 +122,7 @@ class FakeTrainer:
             state="SUCCEEDED",
             checkpoint_id=f"ckpt-run{request.run_id}-round{request.round}-{job_id}",
             finished_at="2026-01-01T00:00:02Z",
+            comparison=self.compare(request) if self.compare else None,
         )
         return self.jobs[job_id]
 

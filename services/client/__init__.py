@@ -44,8 +44,9 @@ from lesslabels.client.errors import (
 )
 from lesslabels.client.pool import PoolClient
 from lesslabels.client.scorer import ScorerClient
+from lesslabels.contract.heads import FastHead
 from lesslabels.client.suggestions import Suggestion, batch_model, suggest
-from lesslabels.contract import kept_round
+from lesslabels.contract import Comparison, kept_round
 from lesslabels.common.config import ClientTLS
 from lesslabels.client.types import (
     Acquisition,
@@ -79,11 +80,13 @@ __all__ = [
     "Amount",
     "Cancelled",
     "ClientTLS",
+    "Comparison",
     "CoordinatorClient",
     "Counts",
     "Dataset",
     "DeadlineExceeded",
     "FailedPrecondition",
+    "FastHead",
     "Hyperparameters",
     "ImportSummary",
     "InvalidArgument",

@@ -36,13 +36,16 @@ from typing import Any
 from collections.abc import Iterator
 
 from lesslabels.common import errors
-from lesslabels.common.best import pick_best
+from lesslabels.common.best import Comparison, pick_kept
 from lesslabels.common.timeutil import rfc3339, utcnow
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
+#: The sample ids a checkpoint trained on (a JSON list), so that a later model of its run can be
+#: compared with it on held-out texts neither trained on.
+TRAINING_SAMPLES = "training_samples.json"
 _PREFIX = "ckpt-"
 #: Longest checkpoint id (the folder name, with its prefix, must stay under the 255 bytes file systems allow).
 MAX_ID_LENGTH = 200
@@ -228,6 +231,22 @@ class CheckpointStore:
                 f"checkpoint {checkpoint.id}: weights sha256 {actual[:12]}… does not match the manifest"
             )
 
+    @staticmethod
+    def write_training_samples(folder: pathlib.Path, sample_ids) -> None:
+        """Record, in a checkpoint's staging folder, the sample ids it trained on."""
+        (folder / TRAINING_SAMPLES).write_text(json.dumps(sorted(int(i) for i in sample_ids)), encoding="utf-8")
+
+    @staticmethod
+    def training_samples(checkpoint: Checkpoint) -> frozenset[int] | None:
+        """The sample ids ``checkpoint`` trained on; None when it did not record them (published
+        before they were recorded) or the record is unreadable."""
+        try:
+            ids = json.loads((checkpoint.path / TRAINING_SAMPLES).read_text(encoding="utf-8"))
+            return frozenset(int(i) for i in ids)
+        except (OSError, ValueError, TypeError) as exc:
+            log.info("event=training_samples_unknown id=%s error=%r", checkpoint.id, exc)
+            return None
+
     def latest(self, run_id: int) -> Checkpoint:
         pointer = self.root / "latest" / f"run-{int(run_id)}"
         try:
@@ -237,15 +256,15 @@ class CheckpointStore:
         return self.get(checkpoint_id)
 
     def best(self, run_id: int, metric: str = "accuracy") -> Checkpoint:
-        """The checkpoint the run keeps, by ``metric`` on its validation data (the manifest's
-        ``validation``; test metrics are never consulted): the latest validated one unless an earlier
-        one leads it by more than two standard errors; the latest when none has validation metrics
-        (``lesslabels.common.best``)."""
-        checkpoints = self.list(run_id)
-        best = pick_best(
-            checkpoints,
-            lambda c: _validation_and_count(c, metric),
-            lambda c: (int(c.manifest.get("round") or 0), c.manifest.get("created_at", ""), c.id),
+        """The checkpoint the run keeps, by the one rule of ``lesslabels.common.best``: each
+        checkpoint's paired comparison with the one kept before it (the manifest's ``comparison``),
+        else ``metric`` on its validation data (the manifest's ``validation``). Test metrics are
+        never consulted."""
+        best = pick_kept(
+            self.list(run_id),
+            order=lambda c: (int(c.manifest.get("round") or 0), c.manifest.get("created_at", ""), c.id),
+            comparison=lambda c: Comparison.from_dict(c.manifest.get("comparison")),
+            validation=lambda c: _validation_and_count(c, metric),
         )
         if best is None:
             raise errors.NotFound(f"run {run_id} has no published checkpoint")

@@ -4,7 +4,8 @@ protobuf codec and enum map of these types.
 
 - ``vocabulary``: the names of splits, sources, states, steps, strategies and training choices.
 - ``hyperparameters``: ``Hyperparameters``, how a round fine-tunes.
-- ``run``: ``RunConfig``, ``Run``, ``Round``, ``Acquisition``, ``TrainRequest`` and friends.
+- ``run``: ``RunConfig``, ``Run``, ``Round``, ``Acquisition``, ``TrainRequest`` and friends;
+  ``Comparison`` (from ``common.best``, the kept-model rule) is a round's paired comparison.
 - ``samples``: ``SampleQuery``, which samples of a dataset a call is about.
 - ``heads``: ``FastHead``, the scorer's logistic-regression head on cached embeddings, as a model reference.
 - ``shards``: ``Shard``, one of ``count`` disjoint parts of a listing (``MAX_SHARDS``, ``all_shards``,
@@ -13,6 +14,7 @@ protobuf codec and enum map of these types.
   ``Uncertainty``, ``PoolScores``.
 """
 
+from lesslabels.common.best import Comparison
 from lesslabels.contract.heads import FastHead
 from lesslabels.contract.hyperparameters import Hyperparameters
 from lesslabels.contract.metrics import Metrics
@@ -37,6 +39,7 @@ __all__ = [
     "Acquisition",
     "Amount",
     "FastHead",
+    "Comparison",
     "Hyperparameters",
     "LabelResult",
     "Metrics",

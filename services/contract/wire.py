@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from google.protobuf import json_format
 
+from lesslabels.common.best import Comparison
 from lesslabels.common.errors import InvalidArgument
 from lesslabels.contract.shards import Shard
 from lesslabels.contract import vocabulary
@@ -289,6 +290,22 @@ def _metrics_if_counted(message: common_pb2.EvalMetrics) -> Metrics | None:
     return metrics_from_proto(message) if message.count else None
 
 
+def comparison_to_proto(comparison: Comparison) -> common_pb2.ModelComparison:
+    return common_pb2.ModelComparison(**comparison.as_dict())
+
+
+def comparison_from_proto(message: common_pb2.ModelComparison) -> Comparison | None:
+    """None for an unset (or empty) message; an inconsistent one is dropped too (``Comparison.from_dict``)."""
+    return Comparison.from_dict(
+        {
+            "against": message.against,
+            "count": message.count,
+            "new_only": message.new_only,
+            "kept_only": message.kept_only,
+        }
+    )
+
+
 def run_from_proto(message: run_pb2.Run) -> Run:
     return Run(
         id=message.id,
@@ -336,6 +353,7 @@ def round_from_proto(message: run_pb2.Round) -> Round:
         train_seconds=message.train_seconds,
         score_seconds=message.score_seconds,
         validation=_metrics_if_counted(message.validation),
+        comparison=comparison_from_proto(message.comparison),
     )
 
 
@@ -357,6 +375,8 @@ def round_to_proto(info: Round) -> run_pb2.Round:
         message.test.CopyFrom(metrics_to_proto(info.test))
     if info.validation is not None:
         message.validation.CopyFrom(metrics_to_proto(info.validation))
+    if info.comparison is not None:
+        message.comparison.CopyFrom(comparison_to_proto(info.comparison))
     return message
 
 
@@ -511,6 +531,7 @@ def pool_scores_from_chunks(chunks: Iterable[Any], *, probabilities: bool, embed
     """Stack a ScorePool stream (or one chunk of it, as a one-item list) into arrays (one pass, no
     per-row Python objects kept)."""
     labels: tuple[str, ...] = ()
+    checkpoint_id = ""
     ids: list[int] = []
     predicted: list[str] = []
     probs: list[np.ndarray] = []
@@ -523,6 +544,7 @@ def pool_scores_from_chunks(chunks: Iterable[Any], *, probabilities: bool, embed
     for chunk in chunks:
         if chunk.labels:
             labels = tuple(chunk.labels)
+        checkpoint_id = checkpoint_id or chunk.checkpoint_id
         ids.extend(chunk.sample_ids)
         gold.extend(chunk.gold_labels)
         for score in chunk.scores:
@@ -551,4 +573,5 @@ def pool_scores_from_chunks(chunks: Iterable[Any], *, probabilities: bool, embed
             least_confidence=np.asarray(least_confidence, dtype=np.float64),
             ratio=np.asarray(ratio, dtype=np.float64),
         ),
+        checkpoint_id=checkpoint_id,
     )

@@ -31,6 +31,7 @@ def job_from_proto(message: trainer_pb2.TrainJob) -> domain.JobInfo:
         started_at=message.started_at,
         finished_at=message.finished_at,
         validation=wire.metrics_from_proto(message.validation) if message.validation.count else None,
+        comparison=wire.comparison_from_proto(message.comparison),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from lesslabels.contract import Metrics
+from lesslabels.contract import Comparison, Metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,6 +17,7 @@ class JobInfo:
     started_at: str = ""
     finished_at: str = ""
     validation: Metrics | None = None
+    comparison: Comparison | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -275,7 +275,11 @@ class StepRunner:
         started, finished = wire.parse_time(job.started_at), wire.parse_time(job.finished_at)
         seconds = (finished - started).total_seconds() if started and finished else 0.0
         info = dataclasses.replace(
-            info, checkpoint_id=job.checkpoint_id, train_seconds=seconds, validation=job.validation
+            info,
+            checkpoint_id=job.checkpoint_id,
+            train_seconds=seconds,
+            validation=job.validation,
+            comparison=job.comparison,
         )
         self.advance(
             worker,

@@ -190,6 +190,7 @@ class RunsPart(StorePart):
                     train_seconds=r.train_seconds,
                     score_seconds=r.score_seconds,
                     validation=_metrics_from_json(r.validation_metrics_json),
+                    comparison=contract.Comparison.from_dict(json.loads(r.comparison_json or "{}")),
                 )
                 for r in session.scalars(select(Round).where(Round.run_id == run_id).order_by(Round.index))
             ]
@@ -263,6 +264,7 @@ def store_round(session: Session, info: contract.Round) -> None:
     row.checkpoint_id = info.checkpoint_id
     row.test_metrics_json = _metrics_to_json(info.test)
     row.validation_metrics_json = _metrics_to_json(info.validation)
+    row.comparison_json = json.dumps(info.comparison.as_dict() if info.comparison else {})
     row.agreement = info.agreement
     row.selected_count = info.selected_count
     row.started_at = started

@@ -155,6 +155,8 @@ class Round(Base):
     # EvalMetrics as JSON.
     test_metrics_json: Mapped[str] = mapped_column(Text, default="{}")
     validation_metrics_json: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    #: The round model's paired comparison with the model kept before it (``Comparison.as_dict``), "{}" for none.
+    comparison_json: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
     agreement: Mapped[float] = mapped_column(Float, default=0.0)
     selected_count: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -25,6 +25,7 @@ def job_to_proto(job: Job) -> trainer_pb2.TrainJob:
         finished_at=job.finished_at,
         validation=wire.metrics_to_proto(job.validation) if job.validation else None,
         device=job.device,
+        comparison=wire.comparison_to_proto(job.comparison) if job.comparison else None,
     )
 
 

@@ -19,11 +19,12 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 from google.protobuf import json_format
 
 from lesslabels.common import checkpoints, errors
 from lesslabels.common.checkpoints import CheckpointStore
-from lesslabels.contract import Hyperparameters, TrainRequest, wire
+from lesslabels.contract import Comparison, Hyperparameters, TrainRequest, wire
 from lesslabels.modeling import models
 from lesslabels.modeling.pooling import pooling_of
 from lesslabels.trainer import loop
@@ -141,6 +142,8 @@ class Trainer:
             raise errors.FailedPrecondition(f"the labelled set now has {len(labelled)} samples of fewer than 2 classes")
         train_set, validation_set, source = self._split(request, labelled)
         report(f"data: {len(train_set)} training samples, {len(validation_set)} validation samples ({source})")
+        kept = self._kept_checkpoint(request)
+        comparison: Comparison | None = None
         _raise_if_cancelled(job)
         with _threads_lock:
             previous = torch.get_num_threads()
@@ -175,6 +178,9 @@ class Trainer:
                     fresh_head=not request.warm_start_checkpoint,
                     between_steps=governor.tick,
                 )
+                _raise_if_cancelled(job)
+                if kept is not None:
+                    comparison = self._compare(kept, classifier, validation_set, request, report)
                 if len(governor.changes) > 1:
                     log.info(
                         "event=threads_changed run=%s round=%s threads=%s",
@@ -202,7 +208,10 @@ class Trainer:
         }
         if manifest["validation"] is None:
             del manifest["validation"]
+        if comparison is not None:
+            manifest["comparison"] = comparison.as_dict()
         with self.store.publish(manifest) as folder:
+            self.store.write_training_samples(folder, (e.sample_id for e in train_set))
             # transformers declares to() through functools.wraps(torch.nn.Module.to), which drops the bound self
             cpu_model = classifier.model.to("cpu")  # type: ignore[arg-type]
             models.save_classifier(cpu_model, classifier.tokenizer, folder)
@@ -210,7 +219,60 @@ class Trainer:
         if request.run_id and self.keep_checkpoints > 0:
             self.store.apply_retention(request.run_id, self.keep_checkpoints)
         message = f"{outcome.stop_reason}; published checkpoint {checkpoint_id} (best epoch {outcome.best_epoch})"
-        return RunResult(checkpoint_id=checkpoint_id, validation=outcome.validation, message=message)
+        return RunResult(
+            checkpoint_id=checkpoint_id, validation=outcome.validation, message=message, comparison=comparison
+        )
+
+    def _kept_checkpoint(self, request: TrainRequest) -> checkpoints.Checkpoint | None:
+        """The checkpoint the request's run keeps now (``CheckpointStore.best``), which the new model
+        is compared with; None for no run, none published yet, or other labels."""
+        if not request.run_id:
+            return None
+        try:
+            kept = self.store.best(request.run_id)
+        except errors.NotFound:
+            return None
+        return kept if kept.labels == list(request.labels) else None
+
+    def _compare(
+        self,
+        kept: checkpoints.Checkpoint,
+        classifier: models.LoadedClassifier,
+        validation_set: list[Example],
+        request: TrainRequest,
+        report: Callable[[Progress | str], None],
+    ) -> Comparison | None:
+        """The new model against ``kept`` on the validation texts ``kept`` did not train on (paired
+        counts for ``lesslabels.common.best``); None when there are none, or ``kept`` did not
+        record what it trained on or cannot be loaded."""
+        trained = self.store.training_samples(kept)
+        held_out = [e for e in validation_set if trained is not None and e.sample_id not in trained]
+        if not held_out:
+            return None
+        report(f"comparing with checkpoint {kept.id}, which the run keeps, on {len(held_out)} held-out texts")
+        try:
+            previous = models.load_classifier(str(kept.path), list(request.labels), device=self.device)
+        except errors.LessLabelsError as exc:
+            log.warning("event=kept_checkpoint_unloadable id=%s error=%r", kept.id, str(exc))
+            return None
+        labels = list(request.labels)
+        gold = np.array([labels.index(e.label) for e in held_out])  # [n]
+        texts = [e.text for e in held_out]
+        config = request.hyperparameters
+        new_right = loop.predict_labels(classifier.model, classifier.tokenizer, texts, config, self.device) == gold
+        kept_right = loop.predict_labels(previous.model, previous.tokenizer, texts, config, self.device) == gold
+        comparison = Comparison(
+            against=kept.id,
+            count=len(held_out),
+            new_only=int((new_right & ~kept_right).sum()),
+            kept_only=int((kept_right & ~new_right).sum()),
+        )
+        report(
+            f"on those texts the new model is right on {int(new_right.sum())}, checkpoint {kept.id} on "
+            f"{int(kept_right.sum())}; the run keeps the "
+            + ("earlier model" if comparison.kept_is_better() else "new model")
+        )
+        return comparison
 
     def _split(self, request: TrainRequest, labelled: list[Example]) -> tuple[list[Example], list[Example], str]:
         config = request.hyperparameters

@@ -7,7 +7,7 @@ import enum
 import threading
 from collections.abc import Callable
 
-from lesslabels.contract import Hyperparameters, Metrics, TrainRequest, vocabulary
+from lesslabels.contract import Comparison, Hyperparameters, Metrics, TrainRequest, vocabulary
 from lesslabels.trainer.loop import Progress
 
 
@@ -65,6 +65,7 @@ class RunResult:
     checkpoint_id: str
     validation: Metrics | None
     message: str = ""
+    comparison: Comparison | None = None
 
 
 @dataclasses.dataclass
@@ -80,6 +81,7 @@ class Job:
     validation: Metrics | None = None
     device: str = ""
     queue_position: int = 0
+    comparison: Comparison | None = None
     events: list[JobEvent] = dataclasses.field(default_factory=list, repr=False)
     cancel: threading.Event = dataclasses.field(default_factory=threading.Event, repr=False)
 
@@ -99,6 +101,7 @@ class Job:
             "error": self.error,
             "validation": self.validation.as_dict() if self.validation else None,
             "device": self.device,
+            "comparison": self.comparison.as_dict() if self.comparison else None,
         }
 
     @classmethod
@@ -115,6 +118,7 @@ class Job:
             error=data.get("error", ""),
             validation=Metrics(**validation) if validation else None,
             device=data.get("device", ""),
+            comparison=Comparison.from_dict(data.get("comparison")),
         )
 
 

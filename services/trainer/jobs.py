@@ -266,5 +266,6 @@ class JobManager:
             with self._changed:
                 job.checkpoint_id = result.checkpoint_id
                 job.validation = result.validation
+                job.comparison = result.comparison
                 self._finish(job, JobState.SUCCEEDED, message=result.message or f"published {result.checkpoint_id}")
             log.info("event=job_succeeded job=%s checkpoint=%s", job.id, result.checkpoint_id)

@@ -15,6 +15,7 @@ before every step.
 
 from __future__ import annotations
 
+import hashlib
 import dataclasses
 import logging
 import math
@@ -79,22 +80,31 @@ class TrainOutcome:
         return self.samples_seen / self.train_seconds if self.train_seconds > 0 else 0.0
 
 
+def holdout_rank(sample_id: int, seed: int) -> int:
+    """A sample's place in the order in which its class gives texts to the hold-out: a hash of
+    (seed, sample id), so that it does not change as the labelled set grows."""
+    digest = hashlib.blake2b(f"{seed}:{sample_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
 def stratified_split(examples: Sequence[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
     """Hold out about ``fraction`` of each class for validation, keeping at least one per class
-    for training. Deterministic in ``seed`` whatever the input order."""
-    rng = np.random.default_rng(seed)
+    for training. Deterministic in ``seed`` whatever the input order, and stable as the labelled
+    set grows: each class holds out its texts of lowest ``holdout_rank``, so a text held out in one
+    round stays held out in the next unless a newer text of its class ranks lower (then it trains).
+    The rounds of a run therefore share most of their held-out texts, on which the trainer compares
+    a new model with the model the run kept (``lesslabels.common.best``)."""
     by_label: dict[str, list[Example]] = {}
     for example in sorted(examples, key=lambda e: e.sample_id):
         by_label.setdefault(example.label, []).append(example)
     train: list[Example] = []
     validation: list[Example] = []
     for label in sorted(by_label):
-        group = by_label[label]
-        order = rng.permutation(len(group))
+        group = sorted(by_label[label], key=lambda e: holdout_rank(e.sample_id, seed))
         n_val = min(int(round(fraction * len(group))), len(group) - 1)
-        validation.extend(group[i] for i in order[:n_val])
-        train.extend(group[i] for i in order[n_val:])
-    return train, validation
+        validation.extend(group[:n_val])
+        train.extend(group[n_val:])
+    return sorted(train, key=lambda e: e.sample_id), sorted(validation, key=lambda e: e.sample_id)
 
 
 def validation_split(
@@ -214,6 +224,14 @@ def predict_logits(
     finally:
         model.train(was_training)
     return out
+
+
+def predict_labels(model, tokenizer, texts: Sequence[str], config: Hyperparameters, device) -> np.ndarray:
+    """Predicted class indices [n] of ``model`` for ``texts``, tokenised and run as validation is."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    token_ids = tokenize(tokenizer, list(texts), config.max_length)
+    dtype = autocast_dtype(config.precision, device)
+    return predict_logits(model, token_ids, device=device, pad_id=pad_id, dtype=dtype).argmax(dim=1).numpy()
 
 
 def init_head_from_prototypes(

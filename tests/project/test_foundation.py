@@ -246,6 +246,60 @@ def test_upgrading_rounds_recorded_before_validation_metrics_keeps_them(tmp_path
     assert (kept.checkpoint_id, kept.test.accuracy, kept.test.count, kept.validation) == ("c0", 0.9, 10, None)
 
 
+def test_upgrading_rounds_recorded_before_comparisons_keeps_them_without_one(tmp_path):
+    """Migration 0009 adds the rounds' paired comparison: a round recorded before keeps its metrics
+    and has none (the kept-model rule falls back to validation accuracies); a new one stores it, and
+    the downgrade drops the column and keeps the round."""
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from lesslabels.contract import Comparison, Round
+    from lesslabels.pool.db import alembic_config, migrate
+    from lesslabels.pool.store import PoolStore
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    migrate(url, "0008")
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO datasets (id, name, description, labels_json, labels_fixed, created_at) "
+                "VALUES (1, 'old', '', '[]', 0, '2026-11-23 20:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO runs (id, dataset_id, config_json, state, step, round, error, stop_reason, "
+                "created_at, updated_at) VALUES (7, 1, '{}', 'COMPLETED', 'DONE', 1, '', '', "
+                "'2026-11-23 20:00:00', '2026-11-23 20:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                'INSERT INTO rounds (run_id, "index", labelled_count, train_job_id, checkpoint_id, '
+                "test_metrics_json, validation_metrics_json, agreement, selected_count, train_seconds, "
+                "score_seconds) VALUES (7, 0, 20, 'j0', 'c0', '{}', '{\"accuracy\": 0.9, \"count\": 10}', "
+                "0, 5, 1.0, 2.0)"
+            )
+        )
+    engine.dispose()
+    store = PoolStore(url)  # migrates to head on open
+    (old,) = store.list_rounds(7)
+    assert (old.checkpoint_id, old.validation.accuracy, old.comparison) == ("c0", 0.9, None)
+    comparison = Comparison(against="c0", count=10, new_only=3, kept_only=1)
+    store.put_round(Round(run_id=7, index=1, checkpoint_id="c1", comparison=comparison))
+    assert store.list_rounds(7)[1].comparison == comparison
+    store.close()
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        config = alembic_config(url)
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0008")
+    with engine.connect() as conn:
+        assert conn.execute(text('SELECT checkpoint_id FROM rounds ORDER BY "index"')).scalars().all() == ["c0", "c1"]
+    engine.dispose()
+
+
 def test_upgrading_acquisitions_stored_with_enum_names_gives_them_the_strategy_names(tmp_path):
     """Migration 0008 rewrites the strategy of each stored acquisition from the protobuf enum name
     ("STRATEGY_ENTROPY") to the contract's name ("entropy"), the one the run store reads and writes;

@@ -1,20 +1,21 @@
-"""The model a run keeps: by validation metrics (never test), the latest unless an earlier round
-is clearly better (more than two standard errors of validation accuracy)."""
+"""The model a run keeps, never judged by test: each round's model replaces the one kept before it
+unless that one is significantly better on the same held-out texts (paired, exact McNemar); a
+round without such a comparison falls back to validation accuracies (more than two standard errors)."""
 
 from __future__ import annotations
 
 import pytest
 
 from lesslabels.cli import report
-from lesslabels.client import Metrics, Round, kept_round
-from lesslabels.common.best import pick_best
+from lesslabels.client import Comparison, Metrics, Round, kept_round
+from lesslabels.common.best import pick_kept
 
 
 def _metrics(acc, count):
     return Metrics(accuracy=acc, macro_f1=acc, per_class_f1={}, count=count) if acc is not None else None
 
 
-def _round(index, *, test=None, validation=None, count=50, checkpoint="c") -> Round:
+def _round(index, *, test=None, validation=None, count=50, checkpoint="c", comparison=None) -> Round:
     return Round(
         run_id=3,
         index=index,
@@ -22,6 +23,7 @@ def _round(index, *, test=None, validation=None, count=50, checkpoint="c") -> Ro
         checkpoint_id=f"{checkpoint}{index}" if checkpoint else "",
         test=_metrics(test, 100),
         validation=_metrics(validation, count),
+        comparison=comparison,
     )
 
 
@@ -53,13 +55,77 @@ def test_without_any_validation_the_latest_trained_round_is_kept():
     rounds = [_round(0, test=0.9), _round(1, test=0.2), _round(2, checkpoint="")]  # round 2 not trained yet
     assert kept_round(rounds).index == 1
     assert kept_round([]) is None
-    assert pick_best([], lambda x: (1.0, 1), lambda x: (x,)) is None
+    assert pick_kept([], order=lambda x: (x,), comparison=lambda x: None, validation=lambda x: (1.0, 1)) is None
 
 
 @pytest.mark.parametrize("count", [0])
 def test_unknown_sizes_compare_plainly(count):
     items = [("a", 0.8, 0), ("b", 0.7, 1)]
-    assert pick_best(items, lambda i: (i[1], count), lambda i: (i[2],))[0] == "a"
+    kept = pick_kept(items, order=lambda i: (i[2],), comparison=lambda i: None, validation=lambda i: (i[1], count))
+    assert kept[0] == "a"
+
+
+def _vs(against, new_only, kept_only, count=100):
+    return Comparison(against=f"c{against}", count=count, new_only=new_only, kept_only=kept_only)
+
+
+def test_harder_validation_slices_no_longer_keep_round_0():
+    # The issue's 7-intent run: round 0 scored 100 % on its own slice and later rounds less on
+    # theirs (uncertainty sampling acquires the hard texts), so validation accuracies alone keep
+    # round 0; on the same held-out texts each later model is as good or better.
+    accuracies = [1.0, 0.9, 0.9, 0.9, 0.9]
+    plain = [_round(i, validation=acc, count=60) for i, acc in enumerate(accuracies)]
+    assert kept_round(plain).index == 0  # the fallback, as before: what the issue reported
+    paired = [plain[0]] + [
+        _round(i, validation=acc, count=60, comparison=_vs(i - 1, new_only=3, kept_only=1))
+        for i, acc in enumerate(accuracies[1:], start=1)
+    ]
+    assert kept_round(paired).index == 4
+
+
+def test_a_collapse_on_the_same_texts_keeps_the_earlier_model_and_the_next_round_can_win_back():
+    rounds = [
+        _round(0, validation=0.73, count=10),
+        _round(1, validation=0.15, count=10, comparison=_vs(0, new_only=0, kept_only=12, count=20)),
+    ]
+    assert kept_round(rounds).index == 0
+    # Round 2 was compared with round 0 (the model kept then) and is no worse: it is kept.
+    rounds.append(_round(2, validation=0.8, count=30, comparison=_vs(0, new_only=2, kept_only=2)))
+    assert kept_round(rounds).index == 2
+    # ...and a round 2 that lost too leaves round 0 kept.
+    rounds[2] = _round(2, validation=0.6, count=30, comparison=_vs(0, new_only=1, kept_only=9))
+    assert kept_round(rounds).index == 0
+
+
+def test_small_differences_keep_the_newer_model():
+    # 4 of 4 discordant texts for the kept model: p = 1/16 > 0.05, the newer model stays.
+    assert not _vs(0, new_only=0, kept_only=4).kept_is_better()
+    assert _vs(0, new_only=0, kept_only=5).kept_is_better()  # p = 1/32
+    assert not _vs(0, new_only=10, kept_only=10).kept_is_better()
+    assert not _vs(0, new_only=0, kept_only=0).kept_is_better()
+    rounds = [_round(0, validation=0.9), _round(1, validation=0.2, comparison=_vs(0, new_only=1, kept_only=3))]
+    assert kept_round(rounds).index == 1
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        None,
+        {},
+        {"against": "c0", "count": 5, "new_only": 4, "kept_only": 3},  # more discordant texts than texts
+        {"against": "c0", "count": 5, "new_only": -1, "kept_only": 3},
+        {"against": "", "count": 5, "new_only": 0, "kept_only": 3},
+        {"against": "c0", "count": "many", "new_only": 0, "kept_only": 3},
+        {"against": "c0", "new_only": 0, "kept_only": 3},
+    ],
+)
+def test_a_missing_or_malformed_comparison_is_ignored(record):
+    assert Comparison.from_dict(record) is None
+
+
+def test_a_valid_comparison_round_trips():
+    comparison = _vs(3, new_only=7, kept_only=2, count=40)
+    assert Comparison.from_dict(comparison.as_dict()) == comparison
 
 
 def test_report_marks_the_kept_round_and_says_how_to_serve_it():
@@ -74,4 +140,9 @@ def test_report_marks_the_kept_round_and_says_how_to_serve_it():
     assert table[2].split()[-2:] == ["75.00", "kept"] and "kept" not in table[3] + table[4]
     line = report.kept_model_line(rounds)
     assert "round 0, checkpoint c0 (validation accuracy 75.00 on 12 texts" in line and "best_of_run=3" in line
+    assert "later rounds 1, 2 were not better" in line
+    paired = [rounds[0], _round(1, validation=0.1, count=20, comparison=_vs(0, new_only=6, kept_only=1, count=20))]
+    assert "it replaced checkpoint c0 on the same 20 held-out texts: 6 right only for it, 1 only for the other" in (
+        report.kept_model_line(paired)
+    )
     assert "the latest: no round has validation metrics" in report.kept_model_line([_round(0, test=0.5)])

@@ -73,6 +73,43 @@ def test_simulated_run_goes_through_every_round_and_records_each(fake_stack):
     assert len({r.request_id for r in fake_stack.trainer.requests.values()}) == len(fake_stack.trainer.requests)
 
 
+def test_each_round_records_its_comparison_with_the_kept_model_and_the_run_keeps_by_them(fake_stack):
+    """The trainer's paired comparison of each round's model with the model the run kept travels to
+    the run store with the round; the kept round follows them (round 1 collapsed, round 2 won)."""
+    kept_then = {}
+
+    def compare(request):
+        if request.round == 0:
+            return None
+        against = kept_then[request.run_id]
+        lost = request.round == 1
+        return contract.Comparison(against=against, count=20, new_only=0 if lost else 4, kept_only=9 if lost else 1)
+
+    def remember(job_id: str) -> None:
+        request = fake_stack.trainer.requests[job_id]
+        if request.round != 1:  # round 1 loses: the run keeps round 0's model
+            kept_then[request.run_id] = fake_stack.trainer.jobs[job_id].checkpoint_id
+
+    fake_stack.trainer.compare = compare
+    wait_job = fake_stack.trainer.wait_job
+
+    def wait_and_remember(job_id, *args, **kw):
+        job = wait_job(job_id, *args, **kw)
+        remember(job_id)
+        return job
+
+    fake_stack.trainer.wait_job = wait_and_remember
+    core = fake_stack.coordinator()
+    run = core.start_run(config())
+    assert wait_for_state(fake_stack.runs, run.id, vocabulary.FINAL_RUN_STATES).state == "COMPLETED"
+    _, rounds = core.get_run(run.id)
+    assert rounds[0].comparison is None
+    assert rounds[1].comparison == contract.Comparison(rounds[0].checkpoint_id, 20, 0, 9)
+    assert rounds[2].comparison == contract.Comparison(rounds[0].checkpoint_id, 20, 4, 1)
+    assert [r.index for r in rounds] == [0, 1, 2] and contract.kept_round(rounds).index == 2
+    assert contract.kept_round(rounds[:2]).index == 0
+
+
 class CountingRunStore:
     """Delegates to a RunStoreClient and counts the calls of each method."""
 

@@ -626,6 +626,7 @@ def test_runs_rounds_and_compare_and_set(pool_address, stub):
         checkpoint_id="c0",
         test=common_pb2.EvalMetrics(accuracy=0.5, macro_f1=0.4, per_class_f1={"greet": 0.6}, count=10),
         validation=common_pb2.EvalMetrics(accuracy=0.75, macro_f1=0.7, count=4),
+        comparison=common_pb2.ModelComparison(against="c-before", count=4, new_only=2, kept_only=1),
         started_at="2026-01-01T00:00:00Z",
     )
     stub.PutRound(rnd, timeout=5)
@@ -638,6 +639,13 @@ def test_runs_rounds_and_compare_and_set(pool_address, stub):
     assert rounds[0].test.per_class_f1["greet"] == pytest.approx(0.6) and rounds[0].started_at == "2026-01-01T00:00:00Z"
     assert (rounds[0].validation.accuracy, rounds[0].validation.count) == (0.75, 4)
     assert not rounds[1].HasField("validation") or rounds[1].validation.count == 0
+    assert rounds[0].comparison == rnd.comparison and not rounds[1].HasField("comparison")
+    # An inconsistent comparison (more discordant texts than texts) is not stored as one.
+    bad = run_pb2.Round(run_id=run.id, index=1, comparison=common_pb2.ModelComparison(against="x", count=1, new_only=2))
+    stub.PutRound(bad, timeout=5)
+    assert (
+        not stub.ListRounds(run_store_pb2.ListRoundsRequest(run_id=run.id), timeout=5).rounds[1].HasField("comparison")
+    )
     assert [
         r.id for r in stub.ListRuns(run_pb2.ListRunsRequest(states=[run_pb2.RUN_STATE_RUNNING]), timeout=5).runs
     ] == [run.id]

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from lesslabels.common import errors, uncertainty
 from lesslabels.common.channels import make_channel
 from lesslabels.common.checkpoints import CheckpointStore
-from lesslabels.modeling.batching import char_limit, cut_texts
+from lesslabels.modeling.batching import char_limit
 from lesslabels.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 from lesslabels.scorer.batching import BatcherClosed, DynamicBatcher, plan_batches
 from lesslabels.scorer.model_cache import CacheConfig, ModelCache, ModelSpec
@@ -227,11 +227,54 @@ def test_a_huge_text_is_cut_to_a_character_limit_before_tokenising(cache):
     assert elapsed < 10, f"scoring one 8 MiB text took {elapsed:.1f}s"
 
 
-def test_cut_texts_flags_only_the_texts_it_cut():
-    limit = char_limit(16)
-    texts, cut = cut_texts(["a" * limit, "b" * (limit + 1), ""], 16)
-    assert [len(t) for t in texts] == [limit, limit, 0] and cut.tolist() == [False, True, False]
-    assert char_limit(512) == 512 * 64
+def test_scoring_tokenises_characters_in_proportion_to_max_length_and_asks_for_no_overflow(store_and_id, monkeypatch):
+    """Finding F1: 4,096 texts of 4 KiB added 580-609 MiB, because every text was tokenised from at
+    least 4,096 characters with the tokenizer's truncation, which builds an overflow encoding
+    (~740 tokens with offsets) per text. The scorer now hands the tokenizer at most
+    ``char_limit(max_length)`` characters of each such text, never with truncation on, a chunk of
+    texts at a time, and still reports which texts were truncated."""
+    from lesslabels.modeling import batching
+
+    cache = ModelCache(store_and_id[0], CacheConfig(precision="fp32"))
+    spec = ModelSpec(latest_of_run=RUN_ID)  # max_length 16 from the manifest
+    tokenizer = cache.load(spec).model.tokenizer
+    calls: list[tuple[int, int, object]] = []
+    real_call = type(tokenizer).__call__
+
+    def spy(self, text, *args, **kwargs):
+        batch = [text] if isinstance(text, str) else list(text)
+        calls.append((len(batch), max(map(len, batch), default=0), kwargs.get("truncation")))
+        return real_call(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(type(tokenizer), "__call__", spy)
+    texts = [f"{i} " + "the flight from boston to denver " * 124 for i in range(200)]  # ~4 KiB each
+    try:
+        scored = cache.score(spec, [*texts, "short text"])
+    finally:
+        cache.close()
+    assert max(chars for _, chars, _ in calls) <= 1024  # 64 a token at most, not 4,096 whatever max_length is
+    assert not any(truncation for _, _, truncation in calls)  # no overflow encodings built
+    big = [c for c in calls if c[0] > 1]  # the chunks (the single calls probe the special tokens)
+    assert big and all(n <= batching.CHUNK_TEXTS for n, _, _ in big)
+    assert scored.truncated.tolist() == [True] * 200 + [False]
+
+
+def test_in_flight_budget_refuses_past_its_limit_but_always_takes_one_request():
+    from lesslabels.scorer.limits import InFlightBudget
+
+    budget = InFlightBudget(100)
+    with budget.hold(500):  # alone: runs whatever its size
+        assert budget.used == 500
+        with pytest.raises(errors.ResourceExhausted, match="--max-inflight-mb"):
+            with budget.hold(1):
+                pass
+    with budget.hold(60), budget.hold(40):
+        with pytest.raises(errors.ResourceExhausted):
+            with budget.hold(1):
+                pass
+    assert budget.used == 0  # released, refused ones included
+    with pytest.raises(ValueError):
+        InFlightBudget(0)
 
 
 def test_embeddings_are_mean_pooled(cache, store_and_id):
@@ -449,6 +492,40 @@ def test_best_checkpoint_is_chosen_by_validation_never_test(tmp_path):
         store.best(404)
 
 
+def test_best_checkpoint_follows_the_paired_comparisons_in_the_manifests(tmp_path):
+    """The trainer records each checkpoint's comparison with the one its run kept, on the same held-out
+    texts; best_of_run (and OIP's "best") follow them over validation accuracies measured on different
+    texts, and a checkpoint that lost its comparison is passed over."""
+    store = CheckpointStore(tmp_path)
+    r0 = _publish_manifest(store, run_id=5, round=0, labels=LABELS, validation={"accuracy": 0.99, "count": 50})
+    assert store.best(5).id == r0
+    # By validation accuracies alone round 0 would stay kept (0.99 vs 0.80 on 50 texts each).
+    on_other_texts = {"accuracy": 0.8, "count": 50}
+    r1 = _publish_manifest(
+        store,
+        run_id=5,
+        round=1,
+        labels=LABELS,
+        validation=on_other_texts,
+        comparison={"against": r0, "count": 40, "new_only": 3, "kept_only": 1},
+    )
+    assert store.best(5).id == r1
+    _publish_manifest(
+        store,
+        run_id=5,
+        round=2,
+        labels=LABELS,
+        validation=on_other_texts,
+        comparison={"against": r1, "count": 40, "new_only": 0, "kept_only": 9},  # a collapse
+    )
+    assert store.best(5).id == r1
+    # A malformed comparison is ignored: the fallback (validation accuracies) decides.
+    _publish_manifest(
+        store, run_id=5, round=3, labels=LABELS, validation={"accuracy": 0.5, "count": 400}, comparison={"against": r1}
+    )
+    assert store.best(5).id == r1
+
+
 def test_best_checkpoint_tie_goes_to_the_later_round(tmp_path):
     store = CheckpointStore(tmp_path)
     later = _publish_manifest(store, run_id=5, round=4, labels=LABELS, validation={"accuracy": 0.75})
@@ -646,6 +723,44 @@ def test_bad_score_requests_get_clear_status_and_server_stays_serving(scorer, re
     assert _health(channel) == health_pb2.HealthCheckResponse.SERVING
     ok = stub.Score(scorer_pb2.ScoreRequest(model=_ref(run=RUN_ID), texts=["still works"]), timeout=30)
     assert len(ok.scores) == 1
+
+
+def test_loaded_base_models_are_named_without_server_paths(store_and_id, tiny_bert_dir):
+    """Finding F8: LoadCheckpoint and ListLoaded answered ``base:/<server path>`` for a base model.
+    They name it as a caller may (``base:default``, ``base:`` and its name in the model folder),
+    and UnloadCheckpoint takes that name."""
+    from lesslabels.scorer.main import build_server
+
+    models_dir = str(tiny_bert_dir.parent)
+    server = build_server(
+        server_settings_for_tests(),
+        str(store_and_id[0].root),
+        "",
+        cache_config=CacheConfig(model_dirs=(models_dir,), precision="fp32"),
+    )
+    port = server.start()
+    server.set_serving()
+    try:
+        with make_channel(f"127.0.0.1:{port}") as channel:
+            stub = scorer_pb2_grpc.ScorerServiceStub(channel)
+            answers = [
+                stub.LoadCheckpoint(
+                    scorer_pb2.LoadCheckpointRequest(model=common_pb2.ModelRef(base_model=name)), timeout=60
+                )
+                for name in (str(tiny_bert_dir), "default")
+            ]
+            listed = stub.ListLoaded(scorer_pb2.ListLoadedRequest(), timeout=30).models
+            shown = [(m.checkpoint_id, m.base_model) for m in [*answers, *listed]]
+            assert shown[:2] == [(f"base:{tiny_bert_dir.name}", tiny_bert_dir.name), ("base:default", "default")]
+            assert sorted(shown[2:]) == sorted(shown[:2])
+            assert not any("/" in text for pair in shown for text in pair), shown  # no path of this server
+            unload = scorer_pb2.UnloadCheckpointRequest(checkpoint_id=f"base:{tiny_bert_dir.name}")
+            assert stub.UnloadCheckpoint(unload, timeout=30).unloaded
+            assert [m.checkpoint_id for m in stub.ListLoaded(scorer_pb2.ListLoadedRequest(), timeout=30).models] == [
+                "base:default"
+            ]
+    finally:
+        server.stop(0)
 
 
 def test_load_list_unload(scorer):

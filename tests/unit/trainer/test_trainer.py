@@ -260,10 +260,92 @@ def test_warm_start_and_retention(trainer_factory, labelled, pool_address, tiny_
     kept = [
         c.id for c in stub.ListCheckpoints(trainer_pb2.ListCheckpointsRequest(run_id=run.id), timeout=5).checkpoints
     ]
-    # keep 1 + the best + latest: the warm-started one (latest) and, if it was better, the first.
-    assert second.checkpoint_id in kept
-    first_acc, second_acc = first.validation.accuracy, second.validation.accuracy
-    assert (first.checkpoint_id in kept) == (first_acc > second_acc)
+    # keep 1 + the best + latest: the warm-started one is both. It was compared with the first on
+    # the 3 held-out texts (one per class), too few for the first to be significantly better.
+    assert (second.comparison.against, second.comparison.count) == (first.checkpoint_id, 3)
+    assert kept == [second.checkpoint_id]
+
+
+def _run_with_labels(pool_address: str, dataset: str = "d") -> tuple[int, list[int]]:
+    """A run whose scope has every train sample labelled; returns (run id, sample ids by id)."""
+    run = pool_stub(pool_address).CreateRun(
+        run_store_pb2.CreateRunRequest(config=run_pb2.RunConfig(dataset=dataset)), timeout=5
+    )
+    return run.id, sorted(i for i, _ in _label_all(pool_address, dataset=dataset, run_id=run.id))
+
+
+def test_a_new_model_is_compared_with_the_kept_one_on_held_out_texts_neither_trained_on(
+    trainer_factory, pool_address, tiny_bert_dir, tmp_path
+):
+    _, stub = trainer_factory()
+    import_rows(pool_address, "d", _rows(30))
+    run_id, labelled_ids = _run_with_labels(pool_address)
+    first = _wait_done(stub, stub.StartTraining(_request(tiny_bert_dir, run_id=run_id), timeout=30).id)
+    assert first.state == trainer_pb2.JOB_STATE_SUCCEEDED, first.error
+    assert not first.HasField("comparison")  # nothing kept before it
+    # More labels for round 1: the labelled set grows, the held-out texts of round 0 stay held out.
+    import_rows(pool_address, "d", [(label, t + " more") for label, t in _rows(10)], create=False)
+    more = pool_stub(pool_address)
+    texts = {t + " more": label for label, t in _rows(10)}
+    new = [
+        pool_pb2.LabelAssignment(sample_id=s.id, label=texts[s.text])
+        for page in more.ListSamples(pool_pb2.ListSamplesRequest(dataset="d", split=common_pb2.SPLIT_TRAIN), timeout=10)
+        for s in page.samples
+        if s.text in texts
+    ]
+    more.SubmitLabels(
+        pool_pb2.SubmitLabelsRequest(dataset="d", run_id=run_id, source=common_pb2.LABEL_SOURCE_HUMAN, labels=new),
+        timeout=10,
+    )
+    second_id = stub.StartTraining(_request(tiny_bert_dir, run_id=run_id, round=1), timeout=30).id
+    events = _watch(stub, second_id)
+    second = _wait_done(stub, second_id)
+    assert second.state == trainer_pb2.JOB_STATE_SUCCEEDED, second.error
+    manifest = stub.GetCheckpoint(trainer_pb2.GetCheckpointRequest(checkpoint_id=second.checkpoint_id), timeout=5)
+    first_manifest = stub.GetCheckpoint(trainer_pb2.GetCheckpointRequest(checkpoint_id=first.checkpoint_id), timeout=5)
+    assert manifest.comparison == second.comparison
+    comparison = second.comparison
+    assert comparison.against == first.checkpoint_id
+    # 90 labels then 120, 10 % of each class held out by a rank that does not change as the set
+    # grows: round 0 held out 9 texts, round 1 holds out 12, at most 3 of which round 0 trained on.
+    assert (first_manifest.train_count, manifest.train_count) == (81, 108)
+    store = CheckpointStore(tmp_path / "checkpoints")
+    first_trained = store.training_samples(store.get(first.checkpoint_id))
+    second_trained = store.training_samples(store.get(second.checkpoint_id))
+    assert first_trained is not None and second_trained is not None and len(second_trained) == 108
+    all_ids = set(labelled_ids) | {a.sample_id for a in new}
+    held_out = all_ids - second_trained
+    assert len(held_out) == 12 and 9 <= comparison.count == len(held_out - first_trained)
+    assert comparison.new_only + comparison.kept_only <= comparison.count
+    assert any(e.message.startswith(f"comparing with checkpoint {first.checkpoint_id}") for e in events)
+    assert any("the run keeps the" in e.message for e in events)
+
+
+def test_a_collapsed_round_on_a_real_run_is_not_kept(trainer_factory, pool_address, tiny_bert_dir, tmp_path):
+    """A silent collapse: round 1 trains with a learning rate that wrecks the model (no error, a
+    checkpoint is published); compared on the same dev texts, the run keeps round 0's model, as the
+    scorer's best_of_run and the report would name it."""
+    _, stub = trainer_factory()
+    import_rows(pool_address, "d", _rows(10))
+    import_rows(pool_address, "d", [(label, t + " dev") for label, t in _rows(20)], split="dev", create=False)
+    run_id, _ = _run_with_labels(pool_address)
+    good = _wait_done(
+        stub, stub.StartTraining(_request(tiny_bert_dir, run_id=run_id, hyper=dict(max_epochs=8)), timeout=30).id
+    )
+    assert good.state == trainer_pb2.JOB_STATE_SUCCEEDED and good.validation.accuracy >= 0.8, good.validation
+    wrecked = _wait_done(
+        stub,
+        stub.StartTraining(
+            _request(tiny_bert_dir, run_id=run_id, round=1, hyper=dict(learning_rate=0.9, max_epochs=2, patience=5)),
+            timeout=30,
+        ).id,
+    )
+    assert wrecked.state == trainer_pb2.JOB_STATE_SUCCEEDED, wrecked.error
+    assert wrecked.validation.accuracy <= 0.5, wrecked.validation  # the collapse (3 classes)
+    comparison = wrecked.comparison
+    assert (comparison.against, comparison.count) == (good.checkpoint_id, 60)
+    assert comparison.kept_only > comparison.new_only
+    assert CheckpointStore(tmp_path / "checkpoints").best(run_id).id == good.checkpoint_id
 
 
 def test_request_id_returns_the_same_job(trainer, labelled, tiny_bert_dir):
