@@ -10,7 +10,7 @@ import numpy as np
 from lesslabels.client.base import ServiceClient
 from lesslabels.client.errors import InvalidArgument
 from lesslabels.client.types import PoolScores, Scores, Uncertainty
-from lesslabels.contract import SampleQuery, wire
+from lesslabels.contract import FastHead, SampleQuery, wire
 from lesslabels.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
 #: Deadline of one ScorePool stream (a whole split on CPU).
@@ -18,19 +18,36 @@ SCORE_POOL_TIMEOUT = 3 * 3600.0
 
 
 def model_ref(
-    *, checkpoint: str | None = None, run: int | None = None, best: bool = False, base_model: str | None = None
+    *,
+    checkpoint: str | None = None,
+    run: int | None = None,
+    best: bool = False,
+    base_model: str | None = None,
+    fast_head: FastHead | None = None,
 ) -> common_pb2.ModelRef:
-    """The model to score with: a checkpoint id, a run's latest (or ``best``) checkpoint, or a
-    pretrained base model (embeddings only). Exactly one of them."""
+    """The model to score with: a checkpoint id, a run's latest (or ``best``) checkpoint, a
+    pretrained base model (embeddings only) or a run's fast head (``FastHead(run_id)``: a logistic
+    regression on the base encoder's kept embeddings, fit on the run's labels as they are). Exactly
+    one of them."""
     given = [
         name
-        for name, value in (("checkpoint", checkpoint), ("run", run), ("base_model", base_model))
+        for name, value in (
+            ("checkpoint", checkpoint),
+            ("run", run),
+            ("base_model", base_model),
+            ("fast_head", fast_head),
+        )
         if value is not None
     ]
     if len(given) != 1:
         raise InvalidArgument(
-            f"give exactly one of checkpoint=, run= or base_model= (got {', '.join(given) if given else 'none'})"
+            "give exactly one of checkpoint=, run=, base_model= or fast_head="
+            f" (got {', '.join(given) if given else 'none'})"
         )
+    if fast_head is not None:
+        if not isinstance(fast_head, FastHead):
+            raise InvalidArgument(f"fast_head must be a lesslabels.contract.FastHead, got {type(fast_head).__name__}")
+        return common_pb2.ModelRef(fast_head=wire.fast_head_to_proto(fast_head))
     if best and run is None:
         raise InvalidArgument("best=True selects the best checkpoint of a run: give run= too")
     if checkpoint is not None:
@@ -118,17 +135,20 @@ class ScorerClient(ServiceClient):
         run: int | None = None,
         best: bool = False,
         base_model: str | None = None,
+        fast_head: FastHead | None = None,
         embeddings: bool = False,
         probabilities: bool = True,
         timeout: float | None = None,
     ) -> Scores:
         """Score ``texts`` with a checkpoint (``checkpoint="..."``), a run's latest checkpoint
-        (``run=1``; ``best=True`` for its best by validation), or a base model (embeddings).
+        (``run=1``; ``best=True`` for its best by validation), a base model (embeddings), or a run's
+        fast head (``fast_head=FastHead(1, dataset="flights")``; its dataset is required here).
 
         Raises NotFound for an unknown checkpoint or a run without one, ResourceExhausted over the
-        scorer's text limit, InvalidArgument for bad arguments."""
+        scorer's text limit, InvalidArgument for bad arguments, FailedPrecondition for a fast head
+        whose run has labels of fewer than 2 classes."""
         request = scorer_pb2.ScoreRequest(
-            model=model_ref(checkpoint=checkpoint, run=run, best=best, base_model=base_model),
+            model=model_ref(checkpoint=checkpoint, run=run, best=best, base_model=base_model, fast_head=fast_head),
             texts=_texts(texts),
             include_embeddings=embeddings,
             omit_probabilities=not probabilities,
@@ -142,7 +162,9 @@ class ScorerClient(ServiceClient):
         ``samples`` is a :class:`SampleQuery`, or a dataset name with its fields as keywords:
         ``score_pool("flights", run=3, subset=1000)``; by default the train split's samples without a
         label in the scope of ``run_id``. The model: ``checkpoint=ID``, ``run=N`` (its latest
-        checkpoint, or with ``best=True`` the one it keeps) or ``base_model=NAME`` (embeddings only).
+        checkpoint, or with ``best=True`` the one it keeps), ``base_model=NAME`` (embeddings only) or
+        ``fast_head=FastHead(N)`` (run N's fast head, fit once for the whole stream; its dataset is
+        the samples' dataset; ``checkpoint_id`` names the head's version).
         ``embeddings=True`` adds them; ``probabilities=False`` leaves out the probability rows
         (``uncertainty`` and ``predicted`` are always there). ``chunk_size`` (512) samples per streamed
         chunk, ``progress(done, total)`` called per chunk, ``timeout`` (3 h) for the whole stream.
@@ -166,6 +188,7 @@ class ScorerClient(ServiceClient):
         run: int | None = None,
         best: bool = False,
         base_model: str | None = None,
+        fast_head: FastHead | None = None,
         embeddings: bool = False,
         probabilities: bool = True,
         chunk_size: int = 512,
@@ -175,7 +198,7 @@ class ScorerClient(ServiceClient):
     ) -> tuple[Iterator[scorer_pb2.ScorePoolChunk], bool, bool]:
         query = _sample_query(samples, which)
         request = scorer_pb2.ScorePoolRequest(
-            model=model_ref(checkpoint=checkpoint, run=run, best=best, base_model=base_model),
+            model=model_ref(checkpoint=checkpoint, run=run, best=best, base_model=base_model, fast_head=fast_head),
             chunk_size=chunk_size,
             include_embeddings=embeddings,
             omit_probabilities=not probabilities,

@@ -28,3 +28,4 @@ class PoolScores:
     embeddings: np.ndarray | None = None  # [n, d] float32
     gold: np.ndarray | None = None  # [n] str, test/dev splits only
     uncertainty: Uncertainty | None = None  # [n] each, as the scorer computed them from the probabilities
+    checkpoint_id: str = ""  # the model that scored (the first chunk's): a checkpoint id or a fast head's version

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 from lesslabels.common import errors
 from lesslabels.common.timeutil import rfc3339
-from lesslabels.contract import wire
+from lesslabels.contract import FastHead, wire
 from lesslabels.scorer.model_cache import LoadedEntry, ModelSpec, Scores
 from lesslabels.scorer.pool_scoring import PoolChunk, PoolQuery
 from lesslabels.v1 import common_pb2, scorer_pb2
 
 
+def model_from_proto(ref: common_pb2.ModelRef) -> ModelSpec | FastHead:
+    """The model a Score or ScorePool request names: a loaded model's spec, or a fast head."""
+    if ref.WhichOneof("ref") == "fast_head":
+        return wire.fast_head_from_proto(ref.fast_head)
+    return spec_from_proto(ref)
+
+
 def spec_from_proto(ref: common_pb2.ModelRef) -> ModelSpec:
+    """The loadable model ``ref`` names (a fast head is fit per call, never loaded: InvalidArgument)."""
     which = ref.WhichOneof("ref")
     if which is None:
-        raise errors.InvalidArgument("model is required: set checkpoint_id, latest_of_run, best_of_run or base_model")
+        raise errors.InvalidArgument(
+            "model is required: set checkpoint_id, latest_of_run, best_of_run, base_model or fast_head"
+        )
+    if which == "fast_head":
+        raise errors.InvalidArgument("a fast head is fit at each Score or ScorePool call; it cannot be loaded")
     if which in ("latest_of_run", "best_of_run") and getattr(ref, which) <= 0:
         raise errors.InvalidArgument(f"{which} must be a positive run id, got {getattr(ref, which)}")
     if which == "checkpoint_id" and not ref.checkpoint_id:
@@ -74,7 +86,7 @@ def pool_query_from_proto(request: scorer_pb2.ScorePoolRequest) -> PoolQuery:
     """The samples and model a ScorePool request asks for; InvalidArgument when it is not valid."""
     return PoolQuery(
         samples=wire.sample_query_from_proto(request),
-        spec=spec_from_proto(request.model),
+        spec=model_from_proto(request.model),
         chunk_size=request.chunk_size,
         embeddings=request.include_embeddings,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from grpc_health.v1 import health_pb2
 
@@ -23,23 +24,28 @@ from lesslabels.common.config import (
 from lesslabels.common.logs import setup_logging
 from lesslabels.common.server import Server
 from lesslabels.modeling import models
+from lesslabels.scorer.embedding_store import EmbeddingStore
+from lesslabels.scorer.head_scoring import FastHeads
 from lesslabels.scorer.model_cache import CacheConfig, ModelCache, ModelSpec, parallelism
 from lesslabels.scorer.oip.model_names import spec_from_model_name
 from lesslabels.scorer.oip.servicer import InferenceServicer
 from lesslabels.scorer.oip.servicer import registration as oip_registration
 from lesslabels.scorer.limits import DEFAULT_MAX_TEXTS
+from lesslabels.scorer.pool_source import PoolLabels
 from lesslabels.scorer.servicer import ScorerServicer, registration
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 50053
 DEFAULT_CHECKPOINT_DIR = ".lesslabels/checkpoints"
+DEFAULT_EMBEDDING_DIR = ".lesslabels/embeddings"
 
 
 class ScorerServer(Server):
     """The scorer's server, with its model cache for in-process use."""
 
     model_cache: ModelCache
+    fast_heads: FastHeads | None
 
 
 def build_server(
@@ -52,11 +58,18 @@ def build_server(
     pool_token: str = "",
     pool_tls: ClientTLS | None = None,
     pool_stream_timeout: float = 3600.0,
+    embedding_dir: str = "",
 ) -> ScorerServer:
     """A scorer server (not started). ``start()`` it, then ``set_serving()``; ``stop()`` closes the
     models and the pool channel. ``server.model_cache`` is the model cache, for in-process use."""
     cache = ModelCache(CheckpointStore(checkpoint_dir), cache_config or CacheConfig())
     pool = PoolClient(pool_address, token=pool_token, tls=pool_tls) if pool_address else None
+    # The fast head (ModelRef.fast_head) reads a run's labels from the pool and keeps base-encoder
+    # embeddings in embedding_dir ("": an "embeddings" folder beside the checkpoint folder).
+    heads = None
+    if pool is not None:
+        folder = embedding_dir or os.path.join(os.path.dirname(os.path.abspath(checkpoint_dir)), "embeddings")
+        heads = FastHeads(cache, EmbeddingStore(folder), PoolLabels(pool))
     scorer = ScorerServicer(cache, pool=pool, max_texts=max_texts, pool_stream_timeout=pool_stream_timeout)
     holder: list[Server] = []
     # OIP ServerReady mirrors the health status (NOT_SERVING until set_serving).
@@ -64,6 +77,7 @@ def build_server(
     server = ScorerServer(settings, [registration(scorer), oip_registration(inference)], name="scorer")
     holder.append(server)
     server.model_cache = cache
+    server.fast_heads = scorer.heads = heads
     server.on_stop(cache.close)
     if pool is not None:
         server.on_stop(pool.close)
@@ -82,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         parser, "--checkpoint-dir", default=DEFAULT_CHECKPOINT_DIR, help="the checkpoint store the trainer publishes to"
     )
     add_flag(parser, "--pool-address", default="", help="pool service HOST:PORT, needed by ScorePool")
+    add_flag(
+        parser,
+        "--embedding-dir",
+        default=DEFAULT_EMBEDDING_DIR,
+        help="where the fast head's base-encoder embeddings are kept (writable; reused after a restart)",
+    )
     add_flag(parser, "--cache-size", default=3, type=int, help="models kept loaded (least recently used evicted)")
     add_flag(parser, "--device", default="", help="cpu, cuda, cuda:N ('' = CUDA when present)")
     add_flag(
@@ -151,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         max_texts=args.max_texts,
         pool_token=settings.outbound_token,
         pool_tls=settings.client_tls,
+        embedding_dir=args.embedding_dir,
     )
     server.start()
     if args.pool_address:

@@ -135,6 +135,28 @@ class Scores:
     def predicted_labels(self) -> list[str]:
         return [self.labels[i] if i >= 0 else "" for i in self.predicted]
 
+    @classmethod
+    def from_probabilities(
+        cls,
+        checkpoint_id: str,
+        labels: Sequence[str],
+        probs: np.ndarray,
+        truncated: np.ndarray,
+        embeddings: np.ndarray | None = None,
+    ) -> Scores:
+        """Scores with the prediction and uncertainty of ``probs`` ``[n, c]`` (``c`` = 0: a base model)."""
+        n = len(truncated)
+        if len(labels):
+            predicted = probs.argmax(axis=1)
+            ent, mar = uncertainty.entropy(probs), uncertainty.margin(probs)
+            lc, rat = uncertainty.least_confidence(probs), uncertainty.ratio(probs)
+        else:
+            predicted = np.full(n, -1)
+            ent = mar = lc = rat = np.zeros(n)
+        return cls(
+            checkpoint_id, list(labels), probs, predicted, ent, mar, lc, rat, np.asarray(truncated, bool), embeddings
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class _Row:
@@ -367,22 +389,4 @@ class ModelCache:
         emb = None
         if embeddings:
             emb = np.stack([r[1] for r in results]) if n else np.zeros((0, 0), np.float32)  # [n, h]
-        if n_classes:
-            predicted = probs.argmax(axis=1)
-            ent, mar = uncertainty.entropy(probs), uncertainty.margin(probs)
-            lc, rat = uncertainty.least_confidence(probs), uncertainty.ratio(probs)
-        else:
-            predicted = np.full(n, -1)
-            ent = mar = lc = rat = np.zeros(n)
-        return Scores(
-            entry.checkpoint_id,
-            list(entry.labels),
-            probs,
-            predicted,
-            ent,
-            mar,
-            lc,
-            rat,
-            np.asarray(truncated, dtype=bool),
-            emb,
-        )
+        return Scores.from_probabilities(entry.checkpoint_id, entry.labels, probs, truncated, emb)

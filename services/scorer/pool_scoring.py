@@ -10,7 +10,8 @@ import threading
 from collections.abc import Callable, Iterator
 
 from lesslabels.common import errors
-from lesslabels.contract import SampleQuery
+from lesslabels.contract import FastHead, SampleQuery
+from lesslabels.scorer.head_scoring import FastHeads, PageScorer
 from lesslabels.scorer.model_cache import ModelCache, ModelSpec, Scores
 from lesslabels.scorer.pool_source import CancelScope, PoolPage
 
@@ -28,7 +29,7 @@ class PoolQuery:
     """Which samples to score, with which model, in chunks of how many."""
 
     samples: SampleQuery
-    spec: ModelSpec
+    spec: ModelSpec | FastHead  # a fast head's dataset is the samples' dataset
     chunk_size: int = 0  # 0: DEFAULT_CHUNK
     embeddings: bool = False
 
@@ -54,10 +55,19 @@ class PoolScoring:
     """One scoring of a pool: iterate it for the chunks. ``cancel()``, from any thread, stops it:
     the pool call in flight is cancelled and no further page is scored."""
 
-    def __init__(self, cache: ModelCache, read_pages: PageReader, query: PoolQuery, *, max_chunk: int):
+    def __init__(
+        self,
+        cache: ModelCache,
+        read_pages: PageReader,
+        query: PoolQuery,
+        *,
+        max_chunk: int,
+        heads: FastHeads | None = None,
+    ):
         self.query = query
         self.done = 0
         self._cache = cache
+        self._heads = heads
         self._read_pages = read_pages
         self._chunk = min(query.chunk_size or DEFAULT_CHUNK, MAX_CHUNK, max_chunk)
         self._cancel = CancelScope()
@@ -86,18 +96,36 @@ class PoolScoring:
 
     def _chunks(self) -> Iterator[PoolChunk]:
         query = self.query
-        entry = self._cache.load(query.spec)  # NOT_FOUND before any pool traffic
+        score_page = self._page_scorer()  # NOT_FOUND, FAILED_PRECONDITION... before the pool's samples are read
         pages = self._read_pages(query.samples, page_size=self._chunk, cancel=self._cancel)
         for page in pages:
             if self._cancel.is_set():
                 return
-            scores = self._cache.score(query.spec, page.texts, embeddings=query.embeddings)
+            scores = score_page(page.texts, query.embeddings)
             self.done += len(page.texts)
             yield PoolChunk(
-                checkpoint_id=scores.checkpoint_id or entry.key,
+                checkpoint_id=scores.checkpoint_id,
                 sample_ids=page.sample_ids,
                 gold_labels=page.gold_labels,
                 scores=scores,
                 done=self.done,
                 total=max(page.total, self.done),
             )
+
+    def _page_scorer(self) -> PageScorer:
+        """Scores pages with the model asked for, loaded (or for a fast head, fit) now."""
+        spec = self.query.spec
+        if isinstance(spec, FastHead):
+            if self._heads is None:
+                raise errors.FailedPrecondition("this scorer has no embedding store: the fast head is not available")
+            return self._heads.page_scorer(spec.on(self.query.samples.dataset), cancelled=self._cancel.is_set)
+        entry = self._cache.load(spec)
+        cache = self._cache
+
+        def score_page(texts: list[str], embeddings: bool) -> Scores:
+            scores = cache.score(spec, texts, embeddings=embeddings)
+            if not scores.checkpoint_id:  # a base model: by its name (ListLoaded's), never its path
+                scores.checkpoint_id = entry.name
+            return scores
+
+        return score_page

@@ -119,3 +119,34 @@ def iter_pool_pages(
         finally:
             stream.cancel()
     return
+
+
+#: Deadline of reading a run's labelled set (large sets come in many pages).
+LABELLED_TIMEOUT = 300.0
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledSample:
+    sample_id: int
+    text: str
+    label: str
+
+
+class PoolLabels:
+    """What the fast head reads from the pool: a dataset's label set and a run's labelled train samples."""
+
+    def __init__(self, pool: PoolClient, *, timeout: float = LABELLED_TIMEOUT):
+        self._pool = pool
+        self._timeout = timeout
+
+    def label_set(self, dataset: str) -> list[str]:
+        """The dataset's labels in their declared order (NotFound for an unknown dataset)."""
+        return list(self._pool.get_dataset(dataset).labels)
+
+    def labelled(self, dataset: str, run_id: int) -> list[LabelledSample]:
+        """The train samples labelled in the scope of ``run_id`` (0: the dataset's own labels), with
+        those labels. NotFound for an unknown run, InvalidArgument for a run of another dataset."""
+        samples = self._pool.list_samples(
+            dataset, split="train", state="labelled", run_id=run_id, page_size=MAX_PAGE, timeout=self._timeout
+        )
+        return [LabelledSample(s.id, s.text, s.label) for s in samples if s.label]

@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
+from collections.abc import Sequence
 
 from lesslabels.client import PoolClient
 from lesslabels.common import errors
 from lesslabels.common.server import ServiceRegistration
+from lesslabels.contract import FastHead
 from lesslabels.scorer import convert
 from lesslabels.scorer.deadline import time_left
+from lesslabels.scorer.head_scoring import FastHeads
 from lesslabels.scorer.limits import DEFAULT_MAX_TEXTS, check_request_size
-from lesslabels.scorer.model_cache import ModelCache
+from lesslabels.scorer.model_cache import ModelCache, ModelSpec, Scores
 from lesslabels.scorer.pool_scoring import PoolScoring
 from lesslabels.scorer.pool_source import iter_pool_pages
 from lesslabels.v1 import scorer_pb2, scorer_pb2_grpc
@@ -28,16 +32,18 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         pool: PoolClient | None = None,
         max_texts: int = DEFAULT_MAX_TEXTS,
         pool_stream_timeout: float = 3600.0,
+        heads: FastHeads | None = None,
     ):
         self.cache = cache
         self.max_texts = max_texts
         self._pool = pool
         self._pool_stream_timeout = pool_stream_timeout
+        self.heads = heads
 
     def Score(self, request, context):
         check_request_size(len(request.texts), self.max_texts)
-        spec = convert.spec_from_proto(request.model)
-        scores = self.cache.score(
+        spec = convert.model_from_proto(request.model)
+        scores = self._score(
             spec, list(request.texts), embeddings=request.include_embeddings, timeout=time_left(context)
         )
         return convert.score_response_to_proto(scores, omit_probabilities=request.omit_probabilities)
@@ -48,10 +54,32 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         query = convert.pool_query_from_proto(request)
         # iter_pool_pages is looked up at each call, so a test may wrap the pool reader on a running server.
         read_pages = functools.partial(iter_pool_pages, self._pool, stream_timeout=self._pool_stream_timeout)
-        scoring = PoolScoring(self.cache, read_pages, query, max_chunk=self.max_texts)
+        heads = self._fast_heads() if isinstance(query.spec, FastHead) else None
+        scoring = PoolScoring(self.cache, read_pages, query, max_chunk=self.max_texts, heads=heads)
         context.add_callback(scoring.cancel)  # runs when the RPC ends: before the last chunk = the caller went away
         for chunk in scoring:
             yield convert.pool_chunk_to_proto(chunk, omit_probabilities=request.omit_probabilities)
+
+    def _score(
+        self, spec: ModelSpec | FastHead, texts: Sequence[str], *, embeddings: bool, timeout: float | None
+    ) -> Scores:
+        """Through the model cache, or for a fast head through the fast heads (stopping at the deadline)."""
+        if not isinstance(spec, FastHead):
+            return self.cache.score(spec, texts, embeddings=embeddings, timeout=timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return self._fast_heads().score(
+            spec,
+            list(texts),
+            embeddings=embeddings,
+            cancelled=lambda: deadline is not None and time.monotonic() > deadline,
+        )
+
+    def _fast_heads(self) -> FastHeads:
+        if self.heads is None:
+            raise errors.FailedPrecondition(
+                "this scorer has no pool address (--pool-address); the fast head reads the run's labels from it"
+            )
+        return self.heads
 
     def LoadCheckpoint(self, request, context):
         entry = self.cache.load(convert.spec_from_proto(request.model))

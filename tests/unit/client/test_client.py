@@ -392,7 +392,7 @@ def test_scorer_errors(scorer_address):
             scorer.score(["x"], run=12345)
         with pytest.raises(InvalidArgument, match="not one string"):
             scorer.score("show me flights", run=3)
-        with pytest.raises(InvalidArgument, match="exactly one of checkpoint=, run= or base_model= \\(got none\\)"):
+        with pytest.raises(InvalidArgument, match="exactly one of checkpoint=, run=, base_model= or fast_head= \\(got none\\)"):
             scorer.score(["x"])
         with pytest.raises(InvalidArgument, match="got checkpoint, run"):
             scorer.score(["x"], checkpoint="a", run=3)
