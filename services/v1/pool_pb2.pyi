@@ -75,7 +75,7 @@ class ListDatasetsResponse(_message.Message):
     def __init__(self, datasets: _Optional[_Iterable[_Union[Dataset, _Mapping]]] = ...) -> None: ...
 
 class ImportHeader(_message.Message):
-    __slots__ = ("dataset", "format", "split", "create_dataset", "keep_whitespace", "text_column", "label_column", "id_column", "allow_similar_labels", "check_only")
+    __slots__ = ("dataset", "format", "split", "create_dataset", "keep_whitespace", "text_column", "label_column", "id_column", "allow_similar_labels", "check_only", "request_id")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     SPLIT_FIELD_NUMBER: _ClassVar[int]
@@ -86,6 +86,7 @@ class ImportHeader(_message.Message):
     ID_COLUMN_FIELD_NUMBER: _ClassVar[int]
     ALLOW_SIMILAR_LABELS_FIELD_NUMBER: _ClassVar[int]
     CHECK_ONLY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     format: ImportFormat
     split: _common_pb2.Split
@@ -96,7 +97,8 @@ class ImportHeader(_message.Message):
     id_column: str
     allow_similar_labels: bool
     check_only: bool
-    def __init__(self, dataset: _Optional[str] = ..., format: _Optional[_Union[ImportFormat, str]] = ..., split: _Optional[_Union[_common_pb2.Split, str]] = ..., create_dataset: bool = ..., keep_whitespace: bool = ..., text_column: _Optional[str] = ..., label_column: _Optional[str] = ..., id_column: _Optional[str] = ..., allow_similar_labels: bool = ..., check_only: bool = ...) -> None: ...
+    request_id: str
+    def __init__(self, dataset: _Optional[str] = ..., format: _Optional[_Union[ImportFormat, str]] = ..., split: _Optional[_Union[_common_pb2.Split, str]] = ..., create_dataset: bool = ..., keep_whitespace: bool = ..., text_column: _Optional[str] = ..., label_column: _Optional[str] = ..., id_column: _Optional[str] = ..., allow_similar_labels: bool = ..., check_only: bool = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class ImportSamplesRequest(_message.Message):
     __slots__ = ("header", "data")
@@ -117,7 +119,7 @@ class Duplicate(_message.Message):
     def __init__(self, rows: _Optional[_Iterable[int]] = ..., text: _Optional[str] = ..., first_row: _Optional[int] = ...) -> None: ...
 
 class ImportSummary(_message.Message):
-    __slots__ = ("dataset", "imported", "by_label", "duplicates", "duplicate_rows", "format", "by_split", "columns", "checked_only")
+    __slots__ = ("dataset", "imported", "by_label", "duplicates", "duplicate_rows", "format", "by_split", "columns", "checked_only", "replayed")
     class ByLabelEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -148,6 +150,7 @@ class ImportSummary(_message.Message):
     BY_SPLIT_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     CHECKED_ONLY_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     imported: int
     by_label: _containers.ScalarMap[str, int]
@@ -157,7 +160,8 @@ class ImportSummary(_message.Message):
     by_split: _containers.ScalarMap[str, int]
     columns: _containers.ScalarMap[str, str]
     checked_only: bool
-    def __init__(self, dataset: _Optional[str] = ..., imported: _Optional[int] = ..., by_label: _Optional[_Mapping[str, int]] = ..., duplicates: _Optional[_Iterable[_Union[Duplicate, _Mapping]]] = ..., duplicate_rows: _Optional[int] = ..., format: _Optional[_Union[ImportFormat, str]] = ..., by_split: _Optional[_Mapping[str, int]] = ..., columns: _Optional[_Mapping[str, str]] = ..., checked_only: bool = ...) -> None: ...
+    replayed: bool
+    def __init__(self, dataset: _Optional[str] = ..., imported: _Optional[int] = ..., by_label: _Optional[_Mapping[str, int]] = ..., duplicates: _Optional[_Iterable[_Union[Duplicate, _Mapping]]] = ..., duplicate_rows: _Optional[int] = ..., format: _Optional[_Union[ImportFormat, str]] = ..., by_split: _Optional[_Mapping[str, int]] = ..., columns: _Optional[_Mapping[str, str]] = ..., checked_only: bool = ..., replayed: bool = ...) -> None: ...
 
 class ListSamplesRequest(_message.Message):
     __slots__ = ("dataset", "split", "state", "run_id", "page_size", "page_token", "limit", "include_gold", "subset", "sample_ids", "shard")
