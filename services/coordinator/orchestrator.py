@@ -18,6 +18,7 @@ from lesslabels import contract
 from lesslabels.contract import vocabulary
 from lesslabels.coordinator.events import EventBus
 from lesslabels.coordinator.ports import PoolPort, RunStorePort, ScorerPort, TrainerPort
+from lesslabels.coordinator.shared_reads import SharedRunReads
 from lesslabels.coordinator.sharding import ScorerReplicas
 from lesslabels.coordinator.steps import StepRunner
 from lesslabels.coordinator.worker import Pause, RunLocks, Stopped, Worker
@@ -53,6 +54,8 @@ class Coordinator:
         self.trainer = trainer
         self.scorer = scorer
         self.events = EventBus()
+        # What WatchRun streams of a run no worker advances read from the pool: one read per run and poll.
+        self._stored_runs = SharedRunReads(lambda run_id: self.runs.get_run(run_id))
         self._retry_backoff = retry_backoff
         self._outage_seconds = outage_seconds
         self._supervise_seconds = supervise_seconds
@@ -270,17 +273,19 @@ class Coordinator:
         yield contract.RunEvent(run, rounds[-1] if rounds else None, message=f"run {run_id} is {run.state}")
         if run.state in vocabulary.FINAL_RUN_STATES:
             return
-        while is_active():
-            for seq, event in self.events.after(run_id, seq, poll):  # noqa: B007, B020 - the cursor follows the events read
-                yield event
-                if event.run.state in vocabulary.FINAL_RUN_STATES:
-                    return
-            if not self._has_live_worker(run_id):
-                # Nothing will publish (paused, or stopped elsewhere): end once the stored state is final.
-                current = self.runs.get_run(run_id)
-                if current.state in vocabulary.FINAL_RUN_STATES:
-                    yield contract.RunEvent(current, message=f"run {run_id} is {current.state}")
-                    return
+        with self._stored_runs.watching(run_id):
+            while is_active():
+                for seq, event in self.events.after(run_id, seq, poll):  # noqa: B007, B020 - the cursor follows the events read
+                    yield event
+                    if event.run.state in vocabulary.FINAL_RUN_STATES:
+                        return
+                if not self._has_live_worker(run_id):
+                    # Nothing will publish (paused, or stopped elsewhere): end once the stored state is
+                    # final. Every stream of this run shares one read per poll.
+                    current = self._stored_runs.get(run_id, poll)
+                    if current.state in vocabulary.FINAL_RUN_STATES:
+                        yield contract.RunEvent(current, message=f"run {run_id} is {current.state}")
+                        return
 
     # ------------------------------------------------------------------ workers
 
