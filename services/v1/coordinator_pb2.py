@@ -26,7 +26,7 @@ from lesslabels.v1 import run_pb2 as lesslabels_dot_v1_dot_run__pb2
 from lesslabels.v1 import pool_pb2 as lesslabels_dot_v1_dot_pool__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1flesslabels/v1/coordinator.proto\x12\rlesslabels.v1\x1a\x17lesslabels/v1/run.proto\x1a\x18lesslabels/v1/pool.proto\"O\n\x0fStartRunRequest\x12(\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x18.lesslabels.v1.RunConfig\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"!\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\"x\n\x08RunEvent\x12\x1f\n\x03run\x18\x01 \x01(\x0b\x32\x12.lesslabels.v1.Run\x12#\n\x05round\x18\x02 \x01(\x0b\x32\x14.lesslabels.v1.Round\x12\x15\n\rstep_progress\x18\x03 \x01(\x01\x12\x0f\n\x07message\x18\x04 \x01(\t\"R\n\tRunDetail\x12\x1f\n\x03run\x18\x01 \x01(\x0b\x32\x12.lesslabels.v1.Run\x12$\n\x06rounds\x18\x02 \x03(\x0b\x32\x14.lesslabels.v1.Round\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\"\"\n\x10ResumeRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\")\n\x17GetPendingLabelsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\"N\n\rPendingSample\x12\x11\n\tsample_id\x18\x01 \x01(\x03\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\r\n\x05label\x18\x04 \x01(\t\"\x80\x01\n\rPendingLabels\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\x12\r\n\x05round\x18\x02 \x01(\x05\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12-\n\x07samples\x18\x04 \x03(\x0b\x32\x1c.lesslabels.v1.PendingSample\x12\x11\n\tremaining\x18\x05 \x01(\x03\"\x84\x01\n\x16SubmitRunLabelsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\x12.\n\x06labels\x18\x02 \x03(\x0b\x32\x1e.lesslabels.v1.LabelAssignment\x12\x11\n\tannotator\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"a\n\x17SubmitRunLabelsResponse\x12\x33\n\x06result\x18\x01 \x01(\x0b\x32#.lesslabels.v1.SubmitLabelsResponse\x12\x11\n\tremaining\x18\x02 \x01(\x03\x32\xea\x04\n\x12\x43oordinatorService\x12>\n\x08StartRun\x12\x1e.lesslabels.v1.StartRunRequest\x1a\x12.lesslabels.v1.Run\x12\x45\n\x08WatchRun\x12\x1e.lesslabels.v1.WatchRunRequest\x1a\x17.lesslabels.v1.RunEvent0\x01\x12@\n\x06GetRun\x12\x1c.lesslabels.v1.GetRunRequest\x1a\x18.lesslabels.v1.RunDetail\x12K\n\x08ListRuns\x12\x1e.lesslabels.v1.ListRunsRequest\x1a\x1f.lesslabels.v1.ListRunsResponse\x12@\n\tCancelRun\x12\x1f.lesslabels.v1.CancelRunRequest\x1a\x12.lesslabels.v1.Run\x12@\n\tResumeRun\x12\x1f.lesslabels.v1.ResumeRunRequest\x1a\x12.lesslabels.v1.Run\x12X\n\x10GetPendingLabels\x12&.lesslabels.v1.GetPendingLabelsRequest\x1a\x1c.lesslabels.v1.PendingLabels\x12`\n\x0fSubmitRunLabels\x12%.lesslabels.v1.SubmitRunLabelsRequest\x1a&.lesslabels.v1.SubmitRunLabelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1flesslabels/v1/coordinator.proto\x12\rlesslabels.v1\x1a\x17lesslabels/v1/run.proto\x1a\x18lesslabels/v1/pool.proto\"O\n\x0fStartRunRequest\x12(\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x18.lesslabels.v1.RunConfig\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"!\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\"\xa7\x01\n\x08RunEvent\x12\x1f\n\x03run\x18\x01 \x01(\x0b\x32\x12.lesslabels.v1.Run\x12#\n\x05round\x18\x02 \x01(\x0b\x32\x14.lesslabels.v1.Round\x12\x15\n\rstep_progress\x18\x03 \x01(\x01\x12\x0f\n\x07message\x18\x04 \x01(\t\x12-\n\x08progress\x18\x05 \x01(\x0b\x32\x1b.lesslabels.v1.StepProgress\"\x97\x01\n\x0cStepProgress\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x0c\n\x04\x64one\x18\x02 \x01(\x03\x12\r\n\x05total\x18\x03 \x01(\x03\x12\x12\n\nper_second\x18\x04 \x01(\x01\x12\x1a\n\x12samples_per_second\x18\x05 \x01(\x01\x12\x17\n\x0f\x65lapsed_seconds\x18\x06 \x01(\x01\x12\x13\n\x0b\x65ta_seconds\x18\x07 \x01(\x01\"\x92\x01\n\tRunDetail\x12\x1f\n\x03run\x18\x01 \x01(\x0b\x32\x12.lesslabels.v1.Run\x12$\n\x06rounds\x18\x02 \x03(\x0b\x32\x14.lesslabels.v1.Round\x12\x0f\n\x07message\x18\x03 \x01(\t\x12-\n\x08progress\x18\x04 \x01(\x0b\x32\x1b.lesslabels.v1.StepProgress\"\"\n\x10\x43\x61ncelRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\"\"\n\x10ResumeRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\")\n\x17GetPendingLabelsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\"N\n\rPendingSample\x12\x11\n\tsample_id\x18\x01 \x01(\x03\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\r\n\x05label\x18\x04 \x01(\t\"\x80\x01\n\rPendingLabels\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\x12\r\n\x05round\x18\x02 \x01(\x05\x12\x0e\n\x06labels\x18\x03 \x03(\t\x12-\n\x07samples\x18\x04 \x03(\x0b\x32\x1c.lesslabels.v1.PendingSample\x12\x11\n\tremaining\x18\x05 \x01(\x03\"\x84\x01\n\x16SubmitRunLabelsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\x12.\n\x06labels\x18\x02 \x03(\x0b\x32\x1e.lesslabels.v1.LabelAssignment\x12\x11\n\tannotator\x18\x03 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x04 \x01(\t\"a\n\x17SubmitRunLabelsResponse\x12\x33\n\x06result\x18\x01 \x01(\x0b\x32#.lesslabels.v1.SubmitLabelsResponse\x12\x11\n\tremaining\x18\x02 \x01(\x03\x32\xea\x04\n\x12\x43oordinatorService\x12>\n\x08StartRun\x12\x1e.lesslabels.v1.StartRunRequest\x1a\x12.lesslabels.v1.Run\x12\x45\n\x08WatchRun\x12\x1e.lesslabels.v1.WatchRunRequest\x1a\x17.lesslabels.v1.RunEvent0\x01\x12@\n\x06GetRun\x12\x1c.lesslabels.v1.GetRunRequest\x1a\x18.lesslabels.v1.RunDetail\x12K\n\x08ListRuns\x12\x1e.lesslabels.v1.ListRunsRequest\x1a\x1f.lesslabels.v1.ListRunsResponse\x12@\n\tCancelRun\x12\x1f.lesslabels.v1.CancelRunRequest\x1a\x12.lesslabels.v1.Run\x12@\n\tResumeRun\x12\x1f.lesslabels.v1.ResumeRunRequest\x1a\x12.lesslabels.v1.Run\x12X\n\x10GetPendingLabels\x12&.lesslabels.v1.GetPendingLabelsRequest\x1a\x1c.lesslabels.v1.PendingLabels\x12`\n\x0fSubmitRunLabels\x12%.lesslabels.v1.SubmitRunLabelsRequest\x1a&.lesslabels.v1.SubmitRunLabelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,24 +37,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STARTRUNREQUEST']._serialized_end=180
   _globals['_WATCHRUNREQUEST']._serialized_start=182
   _globals['_WATCHRUNREQUEST']._serialized_end=215
-  _globals['_RUNEVENT']._serialized_start=217
-  _globals['_RUNEVENT']._serialized_end=337
-  _globals['_RUNDETAIL']._serialized_start=339
-  _globals['_RUNDETAIL']._serialized_end=421
-  _globals['_CANCELRUNREQUEST']._serialized_start=423
-  _globals['_CANCELRUNREQUEST']._serialized_end=457
-  _globals['_RESUMERUNREQUEST']._serialized_start=459
-  _globals['_RESUMERUNREQUEST']._serialized_end=493
-  _globals['_GETPENDINGLABELSREQUEST']._serialized_start=495
-  _globals['_GETPENDINGLABELSREQUEST']._serialized_end=536
-  _globals['_PENDINGSAMPLE']._serialized_start=538
-  _globals['_PENDINGSAMPLE']._serialized_end=616
-  _globals['_PENDINGLABELS']._serialized_start=619
-  _globals['_PENDINGLABELS']._serialized_end=747
-  _globals['_SUBMITRUNLABELSREQUEST']._serialized_start=750
-  _globals['_SUBMITRUNLABELSREQUEST']._serialized_end=882
-  _globals['_SUBMITRUNLABELSRESPONSE']._serialized_start=884
-  _globals['_SUBMITRUNLABELSRESPONSE']._serialized_end=981
-  _globals['_COORDINATORSERVICE']._serialized_start=984
-  _globals['_COORDINATORSERVICE']._serialized_end=1602
+  _globals['_RUNEVENT']._serialized_start=218
+  _globals['_RUNEVENT']._serialized_end=385
+  _globals['_STEPPROGRESS']._serialized_start=388
+  _globals['_STEPPROGRESS']._serialized_end=539
+  _globals['_RUNDETAIL']._serialized_start=542
+  _globals['_RUNDETAIL']._serialized_end=688
+  _globals['_CANCELRUNREQUEST']._serialized_start=690
+  _globals['_CANCELRUNREQUEST']._serialized_end=724
+  _globals['_RESUMERUNREQUEST']._serialized_start=726
+  _globals['_RESUMERUNREQUEST']._serialized_end=760
+  _globals['_GETPENDINGLABELSREQUEST']._serialized_start=762
+  _globals['_GETPENDINGLABELSREQUEST']._serialized_end=803
+  _globals['_PENDINGSAMPLE']._serialized_start=805
+  _globals['_PENDINGSAMPLE']._serialized_end=883
+  _globals['_PENDINGLABELS']._serialized_start=886
+  _globals['_PENDINGLABELS']._serialized_end=1014
+  _globals['_SUBMITRUNLABELSREQUEST']._serialized_start=1017
+  _globals['_SUBMITRUNLABELSREQUEST']._serialized_end=1149
+  _globals['_SUBMITRUNLABELSRESPONSE']._serialized_start=1151
+  _globals['_SUBMITRUNLABELSRESPONSE']._serialized_end=1248
+  _globals['_COORDINATORSERVICE']._serialized_start=1251
+  _globals['_COORDINATORSERVICE']._serialized_end=1869
 # @@protoc_insertion_point(module_scope)

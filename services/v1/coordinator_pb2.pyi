@@ -23,24 +23,48 @@ class WatchRunRequest(_message.Message):
     def __init__(self, run_id: _Optional[int] = ...) -> None: ...
 
 class RunEvent(_message.Message):
-    __slots__ = ("run", "round", "step_progress", "message")
+    __slots__ = ("run", "round", "step_progress", "message", "progress")
     RUN_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     STEP_PROGRESS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     run: _run_pb2.Run
     round: _run_pb2.Round
     step_progress: float
     message: str
-    def __init__(self, run: _Optional[_Union[_run_pb2.Run, _Mapping]] = ..., round: _Optional[_Union[_run_pb2.Round, _Mapping]] = ..., step_progress: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
+    progress: StepProgress
+    def __init__(self, run: _Optional[_Union[_run_pb2.Run, _Mapping]] = ..., round: _Optional[_Union[_run_pb2.Round, _Mapping]] = ..., step_progress: _Optional[float] = ..., message: _Optional[str] = ..., progress: _Optional[_Union[StepProgress, _Mapping]] = ...) -> None: ...
+
+class StepProgress(_message.Message):
+    __slots__ = ("unit", "done", "total", "per_second", "samples_per_second", "elapsed_seconds", "eta_seconds")
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ETA_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    unit: str
+    done: int
+    total: int
+    per_second: float
+    samples_per_second: float
+    elapsed_seconds: float
+    eta_seconds: float
+    def __init__(self, unit: _Optional[str] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., per_second: _Optional[float] = ..., samples_per_second: _Optional[float] = ..., elapsed_seconds: _Optional[float] = ..., eta_seconds: _Optional[float] = ...) -> None: ...
 
 class RunDetail(_message.Message):
-    __slots__ = ("run", "rounds")
+    __slots__ = ("run", "rounds", "message", "progress")
     RUN_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     run: _run_pb2.Run
     rounds: _containers.RepeatedCompositeFieldContainer[_run_pb2.Round]
-    def __init__(self, run: _Optional[_Union[_run_pb2.Run, _Mapping]] = ..., rounds: _Optional[_Iterable[_Union[_run_pb2.Round, _Mapping]]] = ...) -> None: ...
+    message: str
+    progress: StepProgress
+    def __init__(self, run: _Optional[_Union[_run_pb2.Run, _Mapping]] = ..., rounds: _Optional[_Iterable[_Union[_run_pb2.Round, _Mapping]]] = ..., message: _Optional[str] = ..., progress: _Optional[_Union[StepProgress, _Mapping]] = ...) -> None: ...
 
 class CancelRunRequest(_message.Message):
     __slots__ = ("run_id",)
