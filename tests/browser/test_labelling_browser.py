@@ -324,3 +324,38 @@ def test_150_labels_picked_in_few_keystrokes_on_a_page_that_cannot_mislabel(
     ada.refresh()
     WebDriverWait(ada, 10).until(lambda b: b.find_element(By.ID, "banner").is_displayed())
     assert not task_visible(ada) and f"Run {run_id} is cancelled" in text_of(ada, "banner")
+
+
+def test_the_filter_ranks_names_before_descriptions_and_keeps_the_given_order_on_ties(web_url, browsers):  # noqa: F811
+    """static/match.js, the picker's ranking, as the page loads it."""
+    browser = browsers()
+    browser.get(web_url + "/login")
+    ranked = browser.execute_async_script(
+        """
+        const done = arguments[arguments.length - 1];
+        import("/static/match.js").then(({ rank }) => {
+          const options = [
+            { label: "card_transfer" }, { label: "change_accent" }, { label: "transfer" },
+            { label: "change_volume" }, { label: "alarm", description: "wake me up at seven" },
+            { label: "wake_up_call" }, { label: "balance", description: "how much money is in the account" },
+          ];
+          const names = (query) => rank(query, options).map((o) => o.label);
+          done({
+            empty: names(""), initials: names("cv"), ties: names("ch"), prefix: names("tra"),
+            words: names("change vol"), description: names("money"), nameFirst: names("wake"),
+            none: names("zzz"), punctuation: names("Change_Vol"),
+          });
+        }, (error) => done({ error: String(error) }));
+        """
+    )
+    assert ranked == {
+        "empty": ["card_transfer", "change_accent", "transfer", "change_volume", "alarm", "wake_up_call", "balance"],
+        "initials": ["change_volume"],  # c(hange) v(olume)
+        "ties": ["change_accent", "change_volume", "balance"],  # ties in the given order; "much" in a description last
+        "prefix": ["transfer", "card_transfer"],  # the name's start before a later word's
+        "words": ["change_volume"],  # every typed word must match
+        "description": ["balance"],
+        "nameFirst": ["wake_up_call", "alarm"],  # a name match counts double a description match
+        "none": [],
+        "punctuation": ["change_volume"],
+    }
