@@ -111,12 +111,16 @@ class FakeTrainer:
             self.interrupts -= 1
             self.jobs[job_id] = dataclasses.replace(self.jobs[job_id], state="INTERRUPTED")
             return self.jobs[job_id]
+        if progress is not None:  # as the trainer reports: steps done / planned, its measured speed and ETA
+            progress(
+                domain.TrainProgress(
+                    job_id, "RUNNING", epoch=1, step=1, total_steps=4, samples_per_second=12.5, eta_seconds=3.0
+                )
+            )
         while not self.hold.wait(0.02):
             if should_stop() or self.jobs[job_id].state == "CANCELLED":
                 return self.jobs[job_id]
         request = self.requests[job_id]
-        if progress is not None:
-            progress(domain.TrainProgress(job_id, "RUNNING", epoch=1, step=1, total_steps=1))
         self.jobs[job_id] = dataclasses.replace(
             self.jobs[job_id],
             state="SUCCEEDED",

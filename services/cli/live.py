@@ -14,10 +14,12 @@ from lesslabels.cli.client import Client
 from lesslabels.cli.common import CliError, ServiceCallError
 from lesslabels.cli.report import COLUMNS, format_table, row_cells, rows_from_rounds
 from lesslabels.cli.runconfig import FINAL_STATES, STATE_NAMES, STEP_NAMES, WAITING, format_amount, strategy_label
-from lesslabels.client import Round, Run
+from lesslabels.client import Round, Run, StepProgress
 
 # Steps whose progress is worth a bar (the others take a moment).
 BAR_STEPS = {"TRAIN", "EVALUATE", "SCORE", "SEED", "SELECT"}
+#: Without a terminal, a step's progress line is printed at most this often.
+LINE_EVERY_S = 10.0
 
 
 def progress_enabled(flag: bool | None, stream: TextIO | None = None) -> bool:
@@ -71,6 +73,7 @@ class RunView:
         self._bar: Any = None  # a tqdm bar; tqdm is imported when first needed
         self._bar_key: tuple[int, str] | None = None
         self._last_line = ""
+        self._last_line_at = 0.0
         self._first_count: tuple[float, int] | None = None  # (time, n) of the first "n/total" of this bar
 
     def _write(self, text: str) -> None:
@@ -101,14 +104,18 @@ class RunView:
                 self._header = True
             self._write(lines[2])
 
-    def update(self, run: Run, step_progress: float, message: str) -> None:
+    def update(self, run: Run, step_progress: float, message: str, progress: StepProgress | None = None) -> None:
+        """Show the step's state. ``progress`` (measured steps or texts, speed, ETA) drives the bar;
+        without a terminal a progress line is printed at most every ``LINE_EVERY_S`` seconds."""
         key = (run.round, run.step)
         label = f"round {run.round} {STEP_NAMES.get(run.step, '?')}"
         if not self.progress:
             line = f"{label}: {message}" if message else label
-            if key != self._bar_key and line != self._last_line:
+            now = time.monotonic()
+            due = progress is not None and now - self._last_line_at >= LINE_EVERY_S
+            if (key != self._bar_key or due) and line != self._last_line:
                 print(line, file=self.err, flush=True)
-                self._last_line = line
+                self._last_line, self._last_line_at = line, now
             self._bar_key = key
             return
         from tqdm import tqdm
@@ -131,7 +138,8 @@ class RunView:
             if target > self._bar.n:
                 self._bar.update(target - self._bar.n)
             if message:
-                rate = self._rate(message)
+                # Measured progress names its own speed and ETA; older coordinators send only "n/total".
+                rate = "" if progress is not None else self._rate(message)
                 self._bar.set_postfix_str(f"{message} ({rate})" if rate else message, refresh=True)
 
     def _rate(self, message: str) -> str:
@@ -184,7 +192,7 @@ def follow_run(
                     if view.pool_size == 0 and run.pool_size:
                         view.pool_size = run.pool_size
                     view.add_rounds([event.round] if event.round is not None else [], run)
-                    view.update(run, event.step_progress, event.message)
+                    view.update(run, event.step_progress, event.message, event.progress)
                     if run.state in FINAL_STATES or run.state == WAITING:
                         break
             except ServiceCallError as exc:

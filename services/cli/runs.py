@@ -108,6 +108,8 @@ def status_main(argv: list[str]) -> int:
         watch = args.watch if args.watch is not None else (active and sys.stdout.isatty())
         if not (watch and active):
             print(describe_run(detail.run))
+            if active and detail.message:
+                print(f"  now: {detail.message}")
             print(rounds_text(detail))
             if detail.run.state == WAITING:
                 print(waiting_hint(detail.run))

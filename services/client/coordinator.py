@@ -93,7 +93,10 @@ class CoordinatorClient(ServiceClient):
         """A run and its rounds (test metrics per round)."""
         reply = self._unary(self._stub.GetRun, run_pb2.GetRunRequest(run_id=run_id), f"run {run_id}", timeout)
         return RunDetail(
-            run=wire.run_from_proto(reply.run), rounds=tuple(wire.round_from_proto(r) for r in reply.rounds)
+            run=wire.run_from_proto(reply.run),
+            rounds=tuple(wire.round_from_proto(r) for r in reply.rounds),
+            message=reply.message,
+            progress=wire.step_progress_from_proto(reply.progress),
         )
 
     def list_runs(self, *, dataset: str = "", states: Sequence[str] = (), timeout: float | None = None) -> list[Run]:

@@ -23,6 +23,7 @@ from lesslabels.contract import (
     RunConfig,
     RunEvent,
     SampleQuery,
+    StepProgress,
     StoppingRule,
     Uncertainty,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "SampleQuery",
     "Scores",
     "SplitCounts",
+    "StepProgress",
     "StoppingRule",
     "SubmittedLabels",
     "Uncertainty",
@@ -156,6 +158,9 @@ class Counts:
 class RunDetail:
     run: Run
     rounds: tuple[Round, ...]
+    #: The coordinator's latest line about a run in progress, and its step's measured progress.
+    message: str = ""
+    progress: StepProgress | None = None
 
 
 @dataclasses.dataclass(frozen=True)

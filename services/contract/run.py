@@ -7,7 +7,7 @@ import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 
-from lesslabels.common.best import pick_best
+from lesslabels.common.best import Comparison, pick_kept
 from lesslabels.common.errors import InvalidArgument, quote
 from lesslabels.common.plaintext import name_problem
 from lesslabels.contract import vocabulary
@@ -197,15 +197,19 @@ class Round:
     train_seconds: float = 0.0
     score_seconds: float = 0.0
     validation: Metrics | None = None
+    #: The round's model against the model the run kept before it, on the same held-out labels.
+    comparison: Comparison | None = None
 
 
 def kept_round(rounds: Sequence[Round]) -> Round | None:
-    """The round whose model the run keeps, by validation accuracy, never test (``common.best``)."""
-    trained = [r for r in rounds if r.checkpoint_id]
-    return pick_best(
-        trained,
-        lambda r: (r.validation.accuracy, r.validation.count) if r.validation and r.validation.count else None,
-        lambda r: (r.index,),
+    """The round whose model the run keeps, by held-out labels, never test (``common.best``)."""
+    return pick_kept(
+        [r for r in rounds if r.checkpoint_id],
+        order=lambda r: (r.index,),
+        comparison=lambda r: r.comparison,
+        validation=lambda r: (
+            (r.validation.accuracy, r.validation.count) if r.validation and r.validation.count else None
+        ),
     )
 
 
@@ -240,11 +244,58 @@ class PendingBatch:
 
 
 @dataclasses.dataclass(frozen=True)
+class StepProgress:
+    """How far a running step is, at what measured speed (lesslabels.v1.StepProgress)."""
+
+    #: What is counted: "steps" (training) or "texts" (scoring, embedding).
+    unit: str
+    done: int
+    total: int
+    #: Units per second, measured (0 until measured).
+    per_second: float = 0.0
+    #: Training: samples per second, as the trainer measured them.
+    samples_per_second: float = 0.0
+    elapsed_seconds: float = 0.0
+    #: Seconds left at the measured speed (0 = unknown yet).
+    eta_seconds: float = 0.0
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.done / self.total) if self.total > 0 else 0.0
+
+    @classmethod
+    def measured(cls, unit: str, done: int, total: int, elapsed: float, **extra: float) -> StepProgress:
+        """Progress with the speed and ETA measured from ``done`` units in ``elapsed`` seconds."""
+        per_second = done / elapsed if elapsed > 0 and done > 0 else 0.0
+        eta = max(0, total - done) / per_second if per_second > 0 else 0.0
+        return cls(unit, done, total, per_second, elapsed_seconds=elapsed, eta_seconds=eta, **extra)
+
+    def describe(self) -> str:
+        """ "step 120/400, 35.2 samples/s, 0:34 elapsed, about 1:20 left"."""
+        parts = [f"{self.unit} {self.done}/{self.total}"]
+        if self.samples_per_second:
+            parts.append(f"{self.samples_per_second:.1f} samples/s")
+        elif self.per_second:
+            parts.append(f"{self.per_second:.1f} {self.unit}/s")
+        parts.append(f"{_clock(self.elapsed_seconds)} elapsed")
+        if self.eta_seconds:
+            parts.append(f"about {_clock(self.eta_seconds)} left")
+        return ", ".join(parts)
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+@dataclasses.dataclass(frozen=True)
 class RunEvent:
     run: Run
     round: Round | None = None
     step_progress: float = 0.0
     message: str = ""
+    progress: StepProgress | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,6 +30,7 @@ from lesslabels.contract.run import (
     Run,
     RunConfig,
     RunEvent,
+    StepProgress,
     StoppingRule,
     TrainRequest,
 )
@@ -420,12 +421,32 @@ def label_result_to_proto(result: LabelResult) -> pool_pb2.SubmitLabelsResponse:
     )
 
 
+def step_progress_to_proto(progress: StepProgress) -> coordinator_pb2.StepProgress:
+    return coordinator_pb2.StepProgress(**dataclasses.asdict(progress))
+
+
+def step_progress_from_proto(message: coordinator_pb2.StepProgress) -> StepProgress | None:
+    """None for an unset message (nothing counted)."""
+    if not message.unit:
+        return None
+    return StepProgress(
+        unit=message.unit,
+        done=message.done,
+        total=message.total,
+        per_second=message.per_second,
+        samples_per_second=message.samples_per_second,
+        elapsed_seconds=message.elapsed_seconds,
+        eta_seconds=message.eta_seconds,
+    )
+
+
 def run_event_from_proto(message: coordinator_pb2.RunEvent) -> RunEvent:
     return RunEvent(
         run=run_from_proto(message.run),
         round=round_from_proto(message.round) if message.HasField("round") else None,
         step_progress=message.step_progress,
         message=message.message,
+        progress=step_progress_from_proto(message.progress),
     )
 
 
@@ -435,6 +456,8 @@ def run_event_to_proto(event: RunEvent) -> coordinator_pb2.RunEvent:
     )
     if event.round is not None:
         message.round.CopyFrom(round_to_proto(event.round))
+    if event.progress is not None:
+        message.progress.CopyFrom(step_progress_to_proto(event.progress))
     return message
 
 

@@ -43,4 +43,6 @@ def progress_from_proto(message: trainer_pb2.TrainProgress) -> domain.TrainProgr
         step=message.step,
         total_steps=message.total_steps,
         message=message.message,
+        samples_per_second=message.samples_per_second,
+        eta_seconds=message.eta_seconds,
     )

@@ -28,3 +28,5 @@ class TrainProgress:
     step: int = 0
     total_steps: int = 0
     message: str = ""
+    samples_per_second: float = 0.0
+    eta_seconds: float = 0.0

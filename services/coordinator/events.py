@@ -23,10 +23,22 @@ class EventBus:
             self._cond.notify_all()
 
     def announce(
-        self, run: contract.Run, round_info: contract.Round | None = None, *, progress: float = 0.0, message: str = ""
+        self,
+        run: contract.Run,
+        round_info: contract.Round | None = None,
+        *,
+        progress: contract.StepProgress | None = None,
+        message: str = "",
     ) -> None:
         """Publish the run's current state with a message (and the round, and a step's progress)."""
-        self.publish(contract.RunEvent(run, round_info, progress, message))
+        fraction = progress.fraction if progress is not None else 0.0
+        self.publish(contract.RunEvent(run, round_info, fraction, message, progress))
+
+    def latest(self, run_id: int) -> contract.RunEvent | None:
+        """The run's last event kept here (None before any, or after a restart)."""
+        with self._cond:
+            events = self._events.get(run_id)
+            return events[-1][1] if events else None
 
     def after(self, run_id: int, seq: int, timeout: float) -> list[tuple[int, contract.RunEvent]]:
         with self._cond:

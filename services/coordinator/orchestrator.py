@@ -164,6 +164,10 @@ class Coordinator:
     def get_run(self, run_id: int) -> tuple[contract.Run, list[contract.Round]]:
         return self.runs.get_run(run_id), self.runs.list_rounds(run_id)
 
+    def latest_event(self, run_id: int) -> contract.RunEvent | None:
+        """The run's last event (its message and step progress), as WatchRun last sent it."""
+        return self.events.latest(run_id)
+
     def list_runs(self, dataset: str = "", states: Sequence[str] = ()) -> list[contract.Run]:
         return self.runs.list_runs(dataset=dataset, states=states)
 

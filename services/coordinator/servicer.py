@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lesslabels.common.errors import InvalidArgument
 from lesslabels.common.server import ServiceRegistration
-from lesslabels.contract import wire
+from lesslabels.contract import vocabulary, wire
 from lesslabels.coordinator import convert
 from lesslabels.coordinator.orchestrator import Coordinator
 from lesslabels.v1 import coordinator_pb2, coordinator_pb2_grpc, run_pb2
@@ -29,8 +29,15 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
             yield wire.run_event_to_proto(event)
 
     def GetRun(self, request, context):
-        run, rounds = self.core.get_run(_run_id(request.run_id))
-        return coordinator_pb2.RunDetail(run=wire.run_to_proto(run), rounds=[wire.round_to_proto(r) for r in rounds])
+        run_id = _run_id(request.run_id)
+        run, rounds = self.core.get_run(run_id)
+        reply = coordinator_pb2.RunDetail(run=wire.run_to_proto(run), rounds=[wire.round_to_proto(r) for r in rounds])
+        latest = self.core.latest_event(run_id)
+        if latest is not None and run.state not in vocabulary.FINAL_RUN_STATES:
+            reply.message = latest.message
+            if latest.progress is not None and latest.run.step == run.step:
+                reply.progress.CopyFrom(wire.step_progress_to_proto(latest.progress))
+        return reply
 
     def ListRuns(self, request, context):
         runs = self.core.list_runs(request.dataset, wire.run_states_from_proto(request.states))

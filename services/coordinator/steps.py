@@ -433,20 +433,36 @@ class StepRunner:
         return strategies.cluster_candidates(scores.candidates, scores.scores, rows, k, rng=rng)
 
     def _progress_cb(self, run: contract.Run, what: str) -> Progress:
+        """Announces texts done / total with the speed measured since the step started counting."""
+        started = time.monotonic()
         last = [0.0]
 
         def progress(done: int, total: int) -> None:
             now = time.monotonic()
             if total and (done >= total or now - last[0] > 1.0):
                 last[0] = now
-                self.events.announce(run, progress=done / total, message=f"{what}: {done}/{total}")
+                measured = contract.StepProgress.measured("texts", done, total, now - started)
+                self.events.announce(run, progress=measured, message=f"{what}: {measured.describe()}")
 
         return progress
 
     def _train_progress_cb(self, run: contract.Run, info: contract.Round) -> Callable[[domain.TrainProgress], None]:
+        """Announces the trainer's steps done / planned, its measured samples per second and ETA."""
+        started = time.monotonic()
+
         def progress(event: domain.TrainProgress) -> None:
-            fraction = event.step / event.total_steps if event.total_steps else 0.0
-            text = f"round {run.round}: training epoch {event.epoch} step {event.step}/{event.total_steps}"
-            self.events.announce(run, info, progress=fraction, message=event.message or text)
+            measured = contract.StepProgress(
+                "steps",
+                event.step,
+                event.total_steps,
+                per_second=event.step / (time.monotonic() - started) if event.step else 0.0,
+                samples_per_second=event.samples_per_second,
+                elapsed_seconds=time.monotonic() - started,
+                eta_seconds=event.eta_seconds,
+            )
+            text = f"round {run.round}: training epoch {event.epoch}, {measured.describe()}"
+            if event.message:
+                text += f" ({event.message})"
+            self.events.announce(run, info, progress=measured if event.total_steps else None, message=text)
 
         return progress

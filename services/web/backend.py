@@ -60,6 +60,23 @@ def run_view(run) -> dict:
     }
 
 
+def activity_view(detail) -> dict | None:
+    """What the coordinator does for a run in progress: its latest line and the step's measured
+    progress (done/total, speed, elapsed, ETA); None when it says nothing (an ended run)."""
+    if not detail.message and detail.progress is None:
+        return None
+    progress = detail.progress
+    return {
+        "message": detail.message,
+        "fraction": progress.fraction if progress else None,
+        "done": progress.done if progress else None,
+        "total": progress.total if progress else None,
+        "unit": progress.unit if progress else "",
+        "eta_seconds": progress.eta_seconds if progress else None,
+        "elapsed_seconds": progress.elapsed_seconds if progress else None,
+    }
+
+
 def round_view(r) -> dict:
     test = r.test
     return {
@@ -102,6 +119,7 @@ class SdkBackend:
             "run": run_view(detail.run),
             "rounds": [round_view(r) for r in detail.rounds],
             "kept": round_view(kept) if kept else None,
+            "activity": activity_view(detail),
         }
 
     def queue(self, run_id: int) -> dict:
@@ -138,6 +156,7 @@ class SdkBackend:
             "model": checkpoint,
             "order": order if items else "",
             "low_confidence": LOW_CONFIDENCE,
+            "activity": activity_view(detail),
         }
 
     def _label_frequency(self, dataset: str, run_id: int) -> dict[str, int]:

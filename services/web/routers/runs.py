@@ -33,6 +33,7 @@ def run_page(request: Request, run_id: int):
             "run": detail["run"],
             "rounds": rounds,
             "kept": detail.get("kept"),
+            "activity": detail.get("activity"),
             "per_class": per_class_table(rounds),
             "warnings": accuracy_drops(rounds),
             "curve": learning_curve_svg(rounds),

@@ -269,8 +269,9 @@ async function load() {
   if (!open) {
     el.task.hidden = true;
     renderProgress();
+    const now = queue.activity ? ` Now: ${queue.activity.message}.` : "";
     setStatus(
-      `Batch done. The run is ${run.state.toLowerCase()} at ${run.step.toLowerCase()} (round ${run.round}); the next batch appears here by itself.`,
+      `Batch done. The run is ${run.state.toLowerCase()} at ${run.step.toLowerCase()} (round ${run.round}).${now} The next batch appears here by itself.`,
     );
     setTimeout(load, POLL_MS);
     return;

@@ -700,6 +700,45 @@ def test_live_bars_show_an_eta_and_a_rate_once_they_can_know_them(monkeypatch):
     view.close_bar()
 
 
+def test_live_view_without_a_terminal_prints_measured_progress_every_ten_seconds(monkeypatch):
+    import io
+
+    from lesslabels.cli import live
+    from lesslabels.client import Run, RunConfig, StepProgress
+
+    clock = [100.0]
+    monkeypatch.setattr(live.time, "monotonic", lambda: clock[0])
+    err = io.StringIO()
+    view = live.RunView(100, progress=False, out=io.StringIO(), err=err)
+    training = Run(1, RunConfig("d"), state="RUNNING", step="TRAIN", round=2)
+
+    def step(done: int) -> None:
+        progress = StepProgress("steps", done, 400, samples_per_second=35.2, elapsed_seconds=done / 4, eta_seconds=20)
+        view.update(training, progress.fraction, f"training, {progress.describe()}", progress)
+
+    step(40)
+    clock[0] += 4.0
+    step(56)  # 4 s later: not yet
+    clock[0] += 6.5
+    step(82)
+    lines = err.getvalue().splitlines()
+    assert lines == [
+        "round 2 train: training, steps 40/400, 35.2 samples/s, 0:10 elapsed, about 0:20 left",
+        "round 2 train: training, steps 82/400, 35.2 samples/s, 0:20 elapsed, about 0:20 left",
+    ]
+
+
+def test_measured_progress_speed_and_eta():
+    from lesslabels.client import StepProgress
+
+    progress = StepProgress.measured("texts", 300, 1200, 10.0)
+    assert (progress.per_second, progress.eta_seconds, progress.fraction) == (30.0, 30.0, 0.25)
+    assert progress.describe() == "texts 300/1200, 30.0 texts/s, 0:10 elapsed, about 0:30 left"
+    unknown = StepProgress.measured("texts", 0, 1200, 0.0)
+    assert (unknown.per_second, unknown.eta_seconds) == (0.0, 0.0) and "left" not in unknown.describe()
+    assert StepProgress.measured("steps", 5, 0, 1.0).fraction == 0.0
+
+
 def test_compare_bar_shows_no_eta(fake_coordinator, capsys):
     from lesslabels.cli.client import Client
     from lesslabels.cli.results import wait_for_runs

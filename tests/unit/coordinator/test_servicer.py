@@ -3,6 +3,8 @@ trainer/scorer: status codes for bad input, proto conversion, WatchRun, human la
 
 from __future__ import annotations
 
+import threading
+
 import grpc
 import pytest
 
@@ -238,6 +240,41 @@ def test_watch_run_streams_rounds_until_completion(coordinator, fake_stack):
     # Watching a finished run gives its state and ends.
     again = list(coordinator.WatchRun(coordinator_pb2.WatchRunRequest(run_id=run.id), timeout=10))
     assert len(again) == 1 and again[0].run.state == run_pb2.RUN_STATE_COMPLETED
+
+
+def test_training_and_scoring_progress_reach_get_run_and_watch_run(coordinator, fake_stack):
+    """Steps done / planned, the trainer's measured samples per second and ETA, and texts scored with
+    their measured speed travel WatchJob -> WatchRun and GetRun (issue 23, item 3)."""
+    fake_stack.trainer.hold.clear()
+    run = _start(coordinator, _config())
+    events = []
+    watching = threading.Thread(
+        target=lambda: events.extend(coordinator.WatchRun(coordinator_pb2.WatchRunRequest(run_id=run.id), timeout=30))
+    )
+    watching.start()
+    detail = wait_for(
+        lambda: (
+            (d := coordinator.GetRun(run_pb2.GetRunRequest(run_id=run.id), timeout=10)).progress.unit == "steps" and d
+        ),
+        what="training progress in GetRun",
+    )
+    progress = detail.progress
+    assert (progress.done, progress.total, progress.samples_per_second, progress.eta_seconds) == (1, 4, 12.5, 3.0)
+    assert progress.elapsed_seconds >= 0 and detail.run.step == run_pb2.RUN_STEP_TRAIN
+    assert (
+        "round 0: training epoch 1, steps 1/4, 12.5 samples/s" in detail.message and "about 0:03 left" in detail.message
+    )
+    fake_stack.trainer.hold.set()
+    final = _wait_final(coordinator, run.id)
+    watching.join(timeout=30)
+    assert final.state == run_pb2.RUN_STATE_COMPLETED
+    scoring = [e.progress for e in events if e.progress.unit == "texts"]
+    assert scoring and all(0 < p.done <= p.total for p in scoring)
+    assert any(p.done == p.total and p.per_second > 0 and p.eta_seconds == 0 for p in scoring)
+    assert all(0.0 <= e.step_progress <= 1.0 for e in events)
+    # An ended run has no step running: GetRun names none.
+    ended = coordinator.GetRun(run_pb2.GetRunRequest(run_id=run.id), timeout=10)
+    assert ended.message == "" and not ended.HasField("progress")
 
 
 def test_human_labelling_over_rpc(coordinator, fake_stack):

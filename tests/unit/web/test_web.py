@@ -188,7 +188,8 @@ class FakeBackend:
                 "validation_accuracy": 0.2,
             },
         ]
-        return {"run": run, "rounds": rounds, "kept": rounds[0]}
+        activity = {"message": "round 1: training epoch 2, steps 120/400, 35.2 samples/s", "fraction": 0.3}
+        return {"run": run, "rounds": rounds, "kept": rounds[0], "activity": activity if run_id == 3 else None}
 
     def submit_label(self, run_id, sample_id, label, annotator, key):
         self.submitted.append(key)
@@ -264,6 +265,15 @@ def test_security_headers_escaping_and_errors(fake):
     assert client.get("/api/runs/404").json() == {"error": "run 404 not found <script>alert(1)</script>"}
     simulated = client.get("/runs/2/label")
     assert simulated.status_code == 409 and "simulated oracle" in simulated.text
+
+
+def test_run_page_shows_the_running_steps_progress(fake):
+    client = TestClient(create_app(fake, WebSettings()))
+    page = client.get("/runs/3").text
+    assert 'id="activity"' in page and "steps 120/400, 35.2 samples/s" in page and 'value="0.3"' in page
+    idle = client.get("/runs/1").text
+    assert '<p id="activity" role="status" hidden>' in idle
+    assert client.get("/api/runs/3").json()["activity"]["fraction"] == 0.3
 
 
 def test_run_page_warns_on_a_sharp_accuracy_drop(fake):
