@@ -24,7 +24,7 @@ from typing import IO
 from lesslabels.cli.common import SERVICES, ArgumentParser, CliError, command
 from lesslabels.common import errors
 from lesslabels.common.channels import wait_until_serving
-from lesslabels.common.config import DEFAULT_PORTS, add_flag, open_bind_refusal
+from lesslabels.common.config import DEFAULT_PORTS, add_flag, env_name, open_bind_refusal
 
 DEFAULT_STATE_DIR = ".lesslabels"
 DEFAULT_WEB_PORT = 8080
@@ -38,6 +38,18 @@ def free_port(host: str = "127.0.0.1") -> int:
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def port_taken(host: str, port: int) -> bool:
+    """Whether ``host:port`` cannot be bound now. The probe binds without SO_REUSEPORT, so a port a
+    gRPC server (which sets it) or any other program listens on counts as taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with contextlib.closing(socket.socket(family, socket.SOCK_STREAM)) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
 
 
 def _tail(path: pathlib.Path, lines: int = 15) -> str:
@@ -201,8 +213,30 @@ class LocalStack:
 
     # ------------------------------------------------------------------ life cycle
 
+    def check_ports(self) -> None:
+        """StackError naming every asked-for port already taken, before anything starts: a service
+        that cannot bind would otherwise leave its clients talking to whatever holds the port
+        (another stack, whose runs this one would then report as its own)."""
+        wanted = dict(self._wanted_ports)
+        if self.web_port:
+            wanted["web"] = self.web_port
+        taken = [(name, port) for name, port in wanted.items() if port and port_taken(self.host, port)]
+        if taken:
+            listed = ", ".join(f"{port} ({name})" for name, port in taken)
+            flags = " ".join(f"--{name}-port" for name, _ in taken)
+            raise StackError(
+                f"port{'s' if len(taken) > 1 else ''} {listed} on {self.host} already in use, by another "
+                f"'lesslabels up' or another program: stop it, or choose free ports ({flags} N, or 0 for any "
+                "free port); nothing was started"
+            )
+
     def start(self) -> LocalStack:
         self.lock()  # before anything reaches the database, the logs or the ports
+        try:
+            self.check_ports()
+        except StackError:
+            self.unlock()
+            raise
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for name in SERVICES:
@@ -342,6 +376,15 @@ def resumed_runs_text(runs) -> str:
     return f"resumed {len(runs)} unfinished run(s): " + ", ".join(described)
 
 
+def export_line(stack: LocalStack) -> str:
+    """The shell line that points every client command at this stack: each service's address
+    variable (the scorer's too, which ``label export`` and ``labelstudio export`` ask for the
+    model's suggestions)."""
+    return "export " + " ".join(
+        f"{env_name(f'--{name}-address')}={stack.address(name)}" for name in SERVICES if name in stack.ports
+    )
+
+
 def _resumed_runs(stack: LocalStack) -> str:
     from lesslabels.cli.client import Client
     from lesslabels.contract.vocabulary import ACTIVE_RUN_STATES
@@ -416,13 +459,7 @@ def up_main(argv: list[str]) -> int:
                     print(f"  {'web':<12} {stack.web_url}  (label in the browser)", flush=True)
                 print(f"logs in {stack.log_dir}", flush=True)
                 print(_resumed_runs(stack), flush=True)
-                print(
-                    "export LESSLABELS_COORDINATOR_ADDRESS="
-                    + stack.address("coordinator")
-                    + " LESSLABELS_POOL_ADDRESS="
-                    + stack.address("pool"),
-                    flush=True,
-                )
+                print(export_line(stack), flush=True)
                 print("ready; Ctrl-C stops them", flush=True)
                 while True:
                     stack.check_alive()
