@@ -102,7 +102,7 @@ class StoppingRule(_message.Message):
     def __init__(self, label_budget: _Optional[_Union[Amount, _Mapping]] = ..., max_rounds: _Optional[int] = ..., target_accuracy: _Optional[float] = ..., stable_agreement: _Optional[float] = ...) -> None: ...
 
 class RunConfig(_message.Message):
-    __slots__ = ("dataset", "name", "base_model", "strategy", "seed_size", "seed_strategy", "batch_size", "stopping", "oracle", "random_seed", "hyperparameters", "warm_start", "candidates")
+    __slots__ = ("dataset", "name", "base_model", "strategy", "seed_size", "seed_strategy", "batch_size", "stopping", "oracle", "random_seed", "hyperparameters", "warm_start", "candidates", "asynchronous", "refill_every", "annotator_seconds")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +116,9 @@ class RunConfig(_message.Message):
     HYPERPARAMETERS_FIELD_NUMBER: _ClassVar[int]
     WARM_START_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    ASYNCHRONOUS_FIELD_NUMBER: _ClassVar[int]
+    REFILL_EVERY_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATOR_SECONDS_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     name: str
     base_model: str
@@ -129,7 +132,10 @@ class RunConfig(_message.Message):
     hyperparameters: _common_pb2.Hyperparameters
     warm_start: bool
     candidates: int
-    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ..., base_model: _Optional[str] = ..., strategy: _Optional[_Union[Strategy, str]] = ..., seed_size: _Optional[_Union[Amount, _Mapping]] = ..., seed_strategy: _Optional[_Union[SeedStrategy, str]] = ..., batch_size: _Optional[_Union[Amount, _Mapping]] = ..., stopping: _Optional[_Union[StoppingRule, _Mapping]] = ..., oracle: _Optional[_Union[OracleMode, str]] = ..., random_seed: _Optional[int] = ..., hyperparameters: _Optional[_Union[_common_pb2.Hyperparameters, _Mapping]] = ..., warm_start: bool = ..., candidates: _Optional[int] = ...) -> None: ...
+    asynchronous: bool
+    refill_every: int
+    annotator_seconds: float
+    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ..., base_model: _Optional[str] = ..., strategy: _Optional[_Union[Strategy, str]] = ..., seed_size: _Optional[_Union[Amount, _Mapping]] = ..., seed_strategy: _Optional[_Union[SeedStrategy, str]] = ..., batch_size: _Optional[_Union[Amount, _Mapping]] = ..., stopping: _Optional[_Union[StoppingRule, _Mapping]] = ..., oracle: _Optional[_Union[OracleMode, str]] = ..., random_seed: _Optional[int] = ..., hyperparameters: _Optional[_Union[_common_pb2.Hyperparameters, _Mapping]] = ..., warm_start: bool = ..., candidates: _Optional[int] = ..., asynchronous: bool = ..., refill_every: _Optional[int] = ..., annotator_seconds: _Optional[float] = ...) -> None: ...
 
 class Run(_message.Message):
     __slots__ = ("id", "config", "state", "step", "round", "error", "created_at", "updated_at", "labelled_count", "pool_size", "stop_reason")
