@@ -9,7 +9,7 @@ from collections import defaultdict
 
 from lesslabels.cli.client import Client
 from lesslabels.cli.common import ArgumentParser, CliError, add_client_flags, command
-from lesslabels.cli.runs import batch_suggestions, check_labels, parse_run_id
+from lesslabels.cli.runs import RELABEL_HELP, batch_suggestions, check_labels, parse_run_id
 from lesslabels.client import LessLabelsError, PoolClient, hfexport
 from lesslabels.client.labelstudio import labelling_config, labels_from_export, tasks_from_batch
 
@@ -73,7 +73,7 @@ def _import(client: Client, args, run_id: int) -> int:
     if not reading.labels:
         raise CliError(f"{path}: no task of the {reading.tasks} has an annotation with a label ({ignored})")
     pending = client.pending_labels(run_id)
-    check_labels([(item.sample_id, item.label) for item in reading.labels], pending, path)
+    check_labels([(item.sample_id, item.label) for item in reading.labels], pending, path, relabel=args.relabel)
     by_annotator: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for item in reading.labels:
         by_annotator[item.annotator or args.annotator].append((item.sample_id, item.label))
@@ -111,6 +111,7 @@ def labelstudio_main(argv: list[str]) -> int:
     imp.add_argument("run", help="run id")
     imp.add_argument("file", help="the project's JSON export")
     imp.add_argument("--annotator", default="", help="annotator for annotations whose completed_by is empty")
+    imp.add_argument("--relabel", action="store_true", help=RELABEL_HELP)
     add_client_flags(imp, "coordinator")
     args = parser.parse_args(argv)
     run_id = parse_run_id(args.run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import pathlib
 import sys
 import time
@@ -51,8 +52,15 @@ def report_main(argv: list[str]) -> int:
     parser.add_argument("--format", choices=["table", "csv", "json"], default="table", help="what to print")
     parser.add_argument("--csv", metavar="FILE", help="also write the rows as CSV")
     parser.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
-    parser.add_argument("--plot", metavar="FILE", default=None, help="learning-curve PNG [lesslabels-run-RUN.png]")
-    parser.add_argument("--no-plot", action="store_true", help="no PNG")
+    parser.add_argument(
+        "--plot",
+        metavar="FILE",
+        nargs="?",
+        const="",
+        default=None,
+        help="also write the learning curve as a PNG [FILE: lesslabels-run-RUN.png]; none without --plot",
+    )
+    parser.add_argument("--no-plot", action="store_true", help=argparse.SUPPRESS)  # the default now; kept for scripts
     parser.add_argument("--reference", type=float, default=None, help="draw this accuracy (e.g. full data) as a line")
     add_client_flags(parser, "coordinator")
     args = parser.parse_args(argv)
@@ -80,7 +88,7 @@ def report_main(argv: list[str]) -> int:
         print(describe_run(detail.run))
         print(report.rounds_table(rows) if rows else "(no evaluated rounds yet)")
         print(report.kept_model_line(detail.rounds))
-    if not args.no_plot and rows:
+    if args.plot is not None and not args.no_plot and rows:
         target = args.plot or f"lesslabels-run-{run_id}.png"
         title = f"run {run_id}: {extra['dataset']}, {extra['strategy']}"
         path = plots.plot_learning_curve(rows, target, title=title, reference=reference)

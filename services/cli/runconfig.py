@@ -160,17 +160,18 @@ def add_run_flags(
     g.add_argument(
         "--label-budget", default=d.get("label_budget"), help=f"stop at this many labels: {_AMOUNT_ARG_HELP}"
     )
-    g.add_argument("--max-rounds", type=int, default=d.get("max_rounds", 0), help="stop after this many rounds")
+    # None = not given (no such rule); a value given must mean a rule: 0 is refused, not read as "off".
+    g.add_argument("--max-rounds", type=int, default=d.get("max_rounds"), help="stop after this many rounds, 1 or more")
     g.add_argument(
         "--target-accuracy",
         type=float,
-        default=d.get("target_accuracy", 0.0),
+        default=d.get("target_accuracy"),
         help="stop once test accuracy reaches this, in (0, 1]",
     )
     g.add_argument(
         "--stable-agreement",
         type=float,
-        default=d.get("stable_agreement", 0.0),
+        default=d.get("stable_agreement"),
         help="stop once this fraction of pool predictions is unchanged between rounds, in (0, 1]",
     )
     g.add_argument(
@@ -233,11 +234,29 @@ def add_run_flags(
     )
 
 
+def _stopping_flags(args: argparse.Namespace) -> tuple[int, float, float]:
+    """--max-rounds, --target-accuracy, --stable-agreement (0 for a flag not given). A value given
+    that stops nothing or cannot be reached (0 rounds, accuracy 0 or above 1) is refused here,
+    before a run starts: the coordinator reads 0 as "no such rule" and would run without it."""
+    max_rounds = getattr(args, "max_rounds", None)
+    if max_rounds is not None and max_rounds < 1:
+        raise CliError(
+            f"--max-rounds {max_rounds}: must be 1 or more (leave the flag out for no round limit)", exit_code=2
+        )
+    unit = []
+    for flag, value in (("--target-accuracy", args.target_accuracy), ("--stable-agreement", args.stable_agreement)):
+        if value is not None and not 0 < value <= 1:
+            raise CliError(f"{flag} {value:g}: must be in (0, 1] (leave the flag out for no such rule)", exit_code=2)
+        unit.append(value or 0.0)
+    return max_rounds or 0, unit[0], unit[1]
+
+
 def run_config_from_args(args: argparse.Namespace, dataset: str | None = None) -> RunConfig:
     """Build the RunConfig the flags describe; unset values are left for the coordinator's defaults."""
     dataset = dataset if dataset is not None else args.dataset
     if not dataset:
         raise CliError("--dataset is required", exit_code=2)
+    max_rounds, target_accuracy, stable_agreement = _stopping_flags(args)
     epochs_given = bool(args.epochs) and args.epochs != getattr(args, "_default_epochs", 0)
     min_steps = args.min_steps
     if min_steps is None:
@@ -267,9 +286,9 @@ def run_config_from_args(args: argparse.Namespace, dataset: str | None = None) -
         batch_size=parse_amount(args.batch_size or protocol["batch_size"], "--batch-size"),
         stopping=StoppingRule(
             label_budget=parse_amount(args.label_budget, "--label-budget") if args.label_budget is not None else None,
-            max_rounds=args.max_rounds,
-            target_accuracy=args.target_accuracy,
-            stable_agreement=args.stable_agreement,
+            max_rounds=max_rounds,
+            target_accuracy=target_accuracy,
+            stable_agreement=stable_agreement,
         ),
         oracle=ORACLES[args.oracle],
         random_seed=args.random_seed,

@@ -162,8 +162,16 @@ def cancel_main(argv: list[str]) -> int:
     parser.add_argument("run", help="run id")
     add_client_flags(parser, "coordinator")
     args = parser.parse_args(argv)
+    run_id = parse_run_id(args.run)
     with Client.from_args(args) as client:
-        run = client.cancel_run(parse_run_id(args.run))
+        before = client.get_run(run_id).run
+        run = client.cancel_run(run_id)
+    if run.state == "COMPLETED":
+        # Nothing was cancelled: a script must not read this as a cancelled run (exit 1, as for a refusal).
+        reason = f" ({run.stop_reason})" if run.stop_reason else ""
+        raise CliError(f"run {run_id} already completed{reason}: nothing to cancel")
+    if before.state == "CANCELLED":
+        print(f"run {run_id} was already cancelled; nothing changed")
     print(describe_run(run))
     return 0
 
@@ -296,10 +304,21 @@ def read_label_file(path: pathlib.Path, fmt: str) -> list[tuple[int, str]]:
     return sorted(pairs.items())
 
 
-def check_labels(pairs: list[tuple[int, str]], pending, path: pathlib.Path) -> None:
-    """Every label must be in the run's label set. Samples outside the pending batch go to the
-    coordinator, which takes them as repeats of labels already recorded (a repeated or late
-    import) and refuses anything else."""
+def check_labels(pairs: list[tuple[int, str]], pending, path: pathlib.Path, *, relabel: bool = False) -> None:
+    """Every label must be in the run's label set, and must not contradict a label already given
+    to a text of the batch unless ``relabel``: a file is often an older copy, or one of two people's,
+    and silently replacing a label someone gave is how two annotators overwrite each other. Samples
+    outside the pending batch go to the coordinator, which takes them as repeats of labels already
+    recorded (a repeated or late import) and refuses anything else. Refused: the whole file."""
+    given = {s.sample_id: s.label for s in pending.samples if s.label}
+    contradicting = [(sid, given[sid], label) for sid, label in pairs if given.get(sid, label) != label]
+    if contradicting and not relabel:
+        shown = "; ".join(f"sample {sid}: {old!r} given, {new!r} in the file" for sid, old, new in contradicting[:5])
+        more = f" (and {len(contradicting) - 5} more)" if len(contradicting) > 5 else ""
+        raise CliError(
+            f"{path}: {len(contradicting)} label(s) contradict labels already given ({shown}{more}); "
+            "nothing was recorded. Correct the file, or pass --relabel to replace those labels"
+        )
     allowed = set(pending.labels)
     if allowed:
         unknown_labels = sorted({label for _, label in pairs if label not in allowed})
@@ -308,6 +327,12 @@ def check_labels(pairs: list[tuple[int, str]], pending, path: pathlib.Path) -> N
                 f"{path}: unknown label(s) {', '.join(map(repr, unknown_labels))}; "
                 f"allowed: {', '.join(sorted(allowed))}"
             )
+
+
+RELABEL_HELP = (
+    "replace labels already given to texts of the batch (each replacement is kept as a new label event; "
+    "the latest is in force) [refuse the file]"
+)
 
 
 def import_key(run_id: int, pairs: list[tuple[int, str]]) -> str:
@@ -332,6 +357,7 @@ def label_main(argv: list[str]) -> int:
         p.add_argument("--format", choices=["auto", "csv", "jsonl"], default="auto")
         if action == "import":
             p.add_argument("--annotator", default="", help="who labelled")
+            p.add_argument("--relabel", action="store_true", help=RELABEL_HELP)
             add_client_flags(p, "coordinator")
         else:
             add_client_flags(p, "coordinator", "scorer")
@@ -360,7 +386,7 @@ def label_main(argv: list[str]) -> int:
         if not pairs:
             raise CliError(f"{path}: no row has a label")
         pending = client.pending_labels(run_id)
-        check_labels(pairs, pending, path)
+        check_labels(pairs, pending, path, relabel=args.relabel)
         reply = client.submit_labels(run_id, pairs, idempotency_key=import_key(run_id, pairs), annotator=args.annotator)
     r = reply.result
     print(

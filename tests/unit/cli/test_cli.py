@@ -168,9 +168,10 @@ def test_epochs_alone_turn_the_step_floor_off_and_the_plan_says_so():
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["--target-accuracy", "1.5"], "--target-accuracy: stopping.target_accuracy must be in [0, 1], got 1.5"),
-        (["--stable-agreement", "-0.1"], "--stable-agreement: stopping.stable_agreement must be in [0, 1], got -0.1"),
-        (["--max-rounds", "-1"], "--max-rounds: stopping.max_rounds must be in [0, 100000], got -1"),
+        (["--target-accuracy", "1.5"], "--target-accuracy 1.5: must be in (0, 1]"),
+        (["--stable-agreement", "-0.1"], "--stable-agreement -0.1: must be in (0, 1]"),
+        (["--max-rounds", "-1"], "--max-rounds -1: must be 1 or more"),
+        (["--max-rounds", "200000"], "--max-rounds: stopping.max_rounds must be in [0, 100000], got 200000"),
         (["--epochs", "-2"], "--epochs: hyperparameters.max_epochs must be in [1, 1000], got -2"),
         (["--min-steps", "-3"], "--min-steps: hyperparameters.min_steps must be in [0, 10000000], got -3"),
         (["--candidates", "-5"], "--candidates: candidates must not be negative, got -5"),
@@ -377,8 +378,10 @@ class FakeCoordinator(coordinator_pb2_grpc.CoordinatorServiceServicer):
             return self.runs[run_id]
 
     def CancelRun(self, request, context):
+        # As the coordinator: a completed (or already cancelled) run is returned as it is.
         run = self._run(request.run_id)
-        run.state = run_pb2.RUN_STATE_CANCELLED
+        if run.state not in (run_pb2.RUN_STATE_COMPLETED, run_pb2.RUN_STATE_CANCELLED):
+            run.state = run_pb2.RUN_STATE_CANCELLED
         return run
 
     def ResumeRun(self, request, context):
@@ -490,7 +493,35 @@ def test_resume_of_a_completed_run_reports_the_precondition(fake_coordinator, ca
 
 def test_cancel(fake_coordinator, capsys):
     assert _cli(fake_coordinator, "cancel", "2") == 0
-    assert "state=cancelled" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "state=cancelled" in out and "already" not in out
+    # Again: the run stays cancelled, and the command says nothing changed.
+    assert _cli(fake_coordinator, "cancel", "2") == 0
+    assert "run 2 was already cancelled; nothing changed" in capsys.readouterr().out
+
+
+def test_cancel_of_a_completed_run_says_so_and_fails(fake_coordinator, capsys):
+    assert _cli(fake_coordinator, "cancel", "1") == 1
+    captured = capsys.readouterr()
+    assert "run 1 already completed (max rounds 2 reached): nothing to cancel" in captured.err
+    assert "state=cancelled" not in captured.out
+    assert fake_coordinator.runs[1].state == run_pb2.RUN_STATE_COMPLETED
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--batch-size", "20", "--max-rounds", "0"], "--max-rounds 0: must be 1 or more"),
+        (["--max-rounds", "-2"], "--max-rounds -2: must be 1 or more"),
+        (["--target-accuracy", "0"], "--target-accuracy 0: must be in (0, 1]"),
+        (["--target-accuracy", "95"], "--target-accuracy 95: must be in (0, 1]"),
+        (["--stable-agreement", "0"], "--stable-agreement 0: must be in (0, 1]"),
+    ],
+)
+def test_run_flags_that_stop_nothing_are_refused_before_a_run_starts(fake_coordinator, capsys, flags, message):
+    assert _cli(fake_coordinator, "run", "--dataset", "d", *flags) == 2
+    assert message in capsys.readouterr().err
+    assert fake_coordinator.started == []
 
 
 def test_run_sends_the_config_and_watch_follows_to_the_end(fake_coordinator, capsys):
@@ -551,6 +582,22 @@ def test_label_export_then_partial_and_repeated_imports(fake_coordinator, tmp_pa
     assert [r["label"] for r in records] == ["greet", "", ""]
 
 
+def test_a_label_contradicting_a_given_one_is_refused_unless_relabel(fake_coordinator, tmp_path, capsys):
+    first = tmp_path / "a.csv"
+    first.write_text("sample_id,label\n11,greet\n")
+    assert _cli(fake_coordinator, "label", "import", "2", str(first)) == 0
+    capsys.readouterr()
+    other = tmp_path / "b.csv"
+    other.write_text("sample_id,label\n11,bye\n12,greet\n")
+    assert _cli(fake_coordinator, "label", "import", "2", str(other)) == 1
+    err = capsys.readouterr().err
+    assert "1 label(s) contradict labels already given (sample 11: 'greet' given, 'bye' in the file)" in err
+    assert "nothing was recorded" in err and "--relabel" in err
+    assert fake_coordinator.labels == {11: "greet"} and len(fake_coordinator.submissions) == 1
+    assert _cli(fake_coordinator, "label", "import", "2", str(other), "--relabel") == 0
+    assert fake_coordinator.labels == {11: "bye", 12: "greet"}
+
+
 def test_label_import_rejects_unknown_ids_labels_and_missing_files(fake_coordinator, tmp_path, capsys):
     bad_id = tmp_path / "bad_id.csv"
     bad_id.write_text("sample_id,label\n11,greet\n999,bye\n")
@@ -581,6 +628,15 @@ def test_report_writes_table_csv_json_and_png(fake_coordinator, tmp_path, capsys
     assert [r["labels"] for r in json.loads(json_path.read_text())["rounds"]] == [10, 20]
     assert _cli(fake_coordinator, "report", "1", "--format", "json", "--no-plot") == 0
     assert json.loads(capsys.readouterr().out)["rounds"][1]["accuracy"] == pytest.approx(0.75)
+
+
+def test_report_writes_a_png_only_when_asked(fake_coordinator, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert _cli(fake_coordinator, "report", "1") == 0
+    assert "learning curve" not in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+    assert _cli(fake_coordinator, "report", "1", "--plot") == 0  # no FILE: the default name
+    assert (tmp_path / "lesslabels-run-1.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_compare_starts_strategies_times_seeds_and_summarises(fake_coordinator, tmp_path, capsys):
