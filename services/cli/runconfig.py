@@ -40,8 +40,9 @@ WAITING = "WAITING_FOR_LABELS"
 
 
 def strategy_label(name: str) -> str:
-    """The CLI's spelling of a strategy the SDK returns ("least_confidence" -> "least-confidence")."""
-    return name.replace("_", "-") if name else "?"
+    """The user-facing spelling of a strategy the SDK returns ("least_confidence" -> "least-confidence"),
+    the vocabulary's, which the web app shows too."""
+    return vocabulary.flag_name(name) if name else "?"
 
 
 # Fine-tuning steps per round at least: with the trainer's plain epoch limit a 100-label round gets

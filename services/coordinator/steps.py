@@ -33,7 +33,7 @@ from lesslabels.common import errors
 from lesslabels.common.timeutil import rfc3339, utcnow
 from lesslabels.contract.metrics import classification_metrics
 from lesslabels import contract
-from lesslabels.contract import wire
+from lesslabels.contract import vocabulary, wire
 from lesslabels.coordinator import domain, strategies
 from lesslabels.coordinator.events import EventBus
 from lesslabels.coordinator.ports import PoolPort, Progress, RunStorePort, ScorerPort, TrainerPort
@@ -366,7 +366,7 @@ class StepRunner:
             round_info=info,
             acquisitions=items,
             acquisition_round=next_round,
-            message=f"round {run.round}: selected {count} samples ({config.strategy})",
+            message=f"round {run.round}: selected {count} samples ({vocabulary.flag_name(config.strategy)})",
         )
         self.scores.forget(run.id, run.round - 1)
 

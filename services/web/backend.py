@@ -44,6 +44,7 @@ def run_view(run) -> dict:
     config = run.config
     return {
         "id": run.id,
+        "name": config.name,
         "dataset": config.dataset,
         "state": run.state,
         "step": run.step,
@@ -54,7 +55,7 @@ def run_view(run) -> dict:
         "stop_reason": run.stop_reason,
         "human": config.oracle == "human",
         "ended": run.state in vocabulary.FINAL_RUN_STATES,
-        "strategy": config.strategy or "",
+        "strategy": vocabulary.flag_name(config.strategy) if config.strategy else "",  # as the CLI spells it
         "created_at": run.created_at,
         "updated_at": run.updated_at,
     }
