@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alesslabels/v1/common.proto\x12\rlesslabels.v1\"\x88\x01\n\x06Sample\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12#\n\x05split\x18\x04 \x01(\x0e\x32\x14.lesslabels.v1.Split\x12\r\n\x05label\x18\x05 \x01(\t\x12\x0b\n\x03row\x18\x06 \x01(\x03\x12\x12\n\ngold_label\x18\x07 \x01(\t\"*\n\x0cRandomSubset\x12\x0c\n\x04size\x18\x01 \x01(\x03\x12\x0c\n\x04seed\x18\x02 \x01(\x03\"%\n\x05Shard\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\xc3\x01\n\x0b\x45valMetrics\x12\x10\n\x08\x61\x63\x63uracy\x18\x01 \x01(\x01\x12\x10\n\x08macro_f1\x18\x02 \x01(\x01\x12@\n\x0cper_class_f1\x18\x03 \x03(\x0b\x32*.lesslabels.v1.EvalMetrics.PerClassF1Entry\x12\r\n\x05\x63ount\x18\x04 \x01(\x03\x12\x0c\n\x04loss\x18\x05 \x01(\x01\x1a\x31\n\x0fPerClassF1Entry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"V\n\x0fModelComparison\x12\x0f\n\x07\x61gainst\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\x12\x10\n\x08new_only\x18\x03 \x01(\x03\x12\x11\n\tkept_only\x18\x04 \x01(\x03\"\x8d\x04\n\x0fHyperparameters\x12\x15\n\rlearning_rate\x18\x01 \x01(\x01\x12\x12\n\nbatch_size\x18\x02 \x01(\x05\x12\x12\n\nmax_epochs\x18\x03 \x01(\x05\x12\x10\n\x08patience\x18\x04 \x01(\x05\x12\x14\n\x0cwarmup_ratio\x18\x05 \x01(\x01\x12\x14\n\x0cweight_decay\x18\x06 \x01(\x01\x12\x12\n\nmax_length\x18\x07 \x01(\x05\x12\x1b\n\x13validation_fraction\x18\x08 \x01(\x01\x12\x1f\n\x17use_labelled_validation\x18\t \x01(\x08\x12\x32\n\rclass_balance\x18\n \x01(\x0e\x32\x1b.lesslabels.v1.ClassBalance\x12+\n\tprecision\x18\x0b \x01(\x0e\x32\x18.lesslabels.v1.Precision\x12\x13\n\x0bnum_threads\x18\x0c \x01(\x05\x12\x11\n\tmax_steps\x18\r \x01(\x05\x12\x11\n\tmin_steps\x18\x0e \x01(\x05\x12\x1b\n\x13min_steps_per_class\x18\x0f \x01(\x05\x12*\n\thead_init\x18\x10 \x01(\x0e\x32\x17.lesslabels.v1.HeadInit\x12\x1d\n\x15holdout_min_per_class\x18\x11 \x01(\x05\x12\'\n\x07pooling\x18\x12 \x01(\x0e\x32\x16.lesslabels.v1.Pooling\"\x9e\x01\n\x08ModelRef\x12\x17\n\rcheckpoint_id\x18\x01 \x01(\tH\x00\x12\x17\n\rlatest_of_run\x18\x02 \x01(\x03H\x00\x12\x14\n\nbase_model\x18\x03 \x01(\tH\x00\x12\x15\n\x0b\x62\x65st_of_run\x18\x04 \x01(\x03H\x00\x12,\n\tfast_head\x18\x05 \x01(\x0b\x32\x17.lesslabels.v1.FastHeadH\x00\x42\x05\n\x03ref\"?\n\x08\x46\x61stHead\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\x12\x12\n\nbase_model\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\"\x9f\x03\n\x12\x43heckpointManifest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\x03\x12\r\n\x05round\x18\x03 \x01(\x05\x12\x12\n\nbase_model\x18\x04 \x01(\t\x12\x0e\n\x06labels\x18\x05 \x03(\t\x12\x37\n\x0fhyperparameters\x18\x06 \x01(\x0b\x32\x1e.lesslabels.v1.Hyperparameters\x12.\n\nvalidation\x18\x07 \x01(\x0b\x32\x1a.lesslabels.v1.EvalMetrics\x12\x19\n\x11labelled_set_hash\x18\x08 \x01(\t\x12\x16\n\x0eweights_sha256\x18\t \x01(\t\x12\x12\n\ncreated_at\x18\n \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x0b \x01(\t\x12\x13\n\x0btrain_count\x18\x0c \x01(\x03\x12\x0c\n\x04seed\x18\r \x01(\x03\x12\x0e\n\x06job_id\x18\x0e \x01(\t\x12\x12\n\nbest_epoch\x18\x0f \x01(\x05\x12\x32\n\ncomparison\x18\x10 \x01(\x0b\x32\x1e.lesslabels.v1.ModelComparison*N\n\x05Split\x12\x15\n\x11SPLIT_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSPLIT_TRAIN\x10\x01\x12\x0e\n\nSPLIT_TEST\x10\x02\x12\r\n\tSPLIT_DEV\x10\x03*s\n\x0bLabelSource\x12\x1c\n\x18LABEL_SOURCE_UNSPECIFIED\x10\x00\x12\x15\n\x11LABEL_SOURCE_SEED\x10\x01\x12\x17\n\x13LABEL_SOURCE_ORACLE\x10\x02\x12\x16\n\x12LABEL_SOURCE_HUMAN\x10\x03*c\n\x0c\x43lassBalance\x12\x16\n\x12\x43LASS_BALANCE_NONE\x10\x00\x12\x1f\n\x1b\x43LASS_BALANCE_WEIGHTED_LOSS\x10\x01\x12\x1a\n\x16\x43LASS_BALANCE_SAMPLING\x10\x02*T\n\x08HeadInit\x12\x19\n\x15HEAD_INIT_UNSPECIFIED\x10\x00\x12\x17\n\x13HEAD_INIT_PROTOTYPE\x10\x01\x12\x14\n\x10HEAD_INIT_RANDOM\x10\x02*E\n\x07Pooling\x12\x17\n\x13POOLING_UNSPECIFIED\x10\x00\x12\x10\n\x0cPOOLING_MEAN\x10\x01\x12\x0f\n\x0bPOOLING_CLS\x10\x02*[\n\tPrecision\x12\x12\n\x0ePRECISION_AUTO\x10\x00\x12\x12\n\x0ePRECISION_FP32\x10\x01\x12\x12\n\x0ePRECISION_BF16\x10\x02\x12\x12\n\x0ePRECISION_FP16\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alesslabels/v1/common.proto\x12\rlesslabels.v1\"\xe2\x01\n\x06Sample\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12#\n\x05split\x18\x04 \x01(\x0e\x32\x14.lesslabels.v1.Split\x12\r\n\x05label\x18\x05 \x01(\t\x12\x0b\n\x03row\x18\x06 \x01(\x03\x12\x12\n\ngold_label\x18\x07 \x01(\t\x12\x11\n\tannotator\x18\x08 \x01(\t\x12\x30\n\x0clabel_source\x18\t \x01(\x0e\x32\x1a.lesslabels.v1.LabelSource\x12\x13\n\x0blabelled_at\x18\n \x01(\t\"*\n\x0cRandomSubset\x12\x0c\n\x04size\x18\x01 \x01(\x03\x12\x0c\n\x04seed\x18\x02 \x01(\x03\"%\n\x05Shard\x12\r\n\x05index\x18\x01 \x01(\x05\x12\r\n\x05\x63ount\x18\x02 \x01(\x05\"\xc3\x01\n\x0b\x45valMetrics\x12\x10\n\x08\x61\x63\x63uracy\x18\x01 \x01(\x01\x12\x10\n\x08macro_f1\x18\x02 \x01(\x01\x12@\n\x0cper_class_f1\x18\x03 \x03(\x0b\x32*.lesslabels.v1.EvalMetrics.PerClassF1Entry\x12\r\n\x05\x63ount\x18\x04 \x01(\x03\x12\x0c\n\x04loss\x18\x05 \x01(\x01\x1a\x31\n\x0fPerClassF1Entry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"V\n\x0fModelComparison\x12\x0f\n\x07\x61gainst\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\x12\x10\n\x08new_only\x18\x03 \x01(\x03\x12\x11\n\tkept_only\x18\x04 \x01(\x03\"\x8d\x04\n\x0fHyperparameters\x12\x15\n\rlearning_rate\x18\x01 \x01(\x01\x12\x12\n\nbatch_size\x18\x02 \x01(\x05\x12\x12\n\nmax_epochs\x18\x03 \x01(\x05\x12\x10\n\x08patience\x18\x04 \x01(\x05\x12\x14\n\x0cwarmup_ratio\x18\x05 \x01(\x01\x12\x14\n\x0cweight_decay\x18\x06 \x01(\x01\x12\x12\n\nmax_length\x18\x07 \x01(\x05\x12\x1b\n\x13validation_fraction\x18\x08 \x01(\x01\x12\x1f\n\x17use_labelled_validation\x18\t \x01(\x08\x12\x32\n\rclass_balance\x18\n \x01(\x0e\x32\x1b.lesslabels.v1.ClassBalance\x12+\n\tprecision\x18\x0b \x01(\x0e\x32\x18.lesslabels.v1.Precision\x12\x13\n\x0bnum_threads\x18\x0c \x01(\x05\x12\x11\n\tmax_steps\x18\r \x01(\x05\x12\x11\n\tmin_steps\x18\x0e \x01(\x05\x12\x1b\n\x13min_steps_per_class\x18\x0f \x01(\x05\x12*\n\thead_init\x18\x10 \x01(\x0e\x32\x17.lesslabels.v1.HeadInit\x12\x1d\n\x15holdout_min_per_class\x18\x11 \x01(\x05\x12\'\n\x07pooling\x18\x12 \x01(\x0e\x32\x16.lesslabels.v1.Pooling\"\x9e\x01\n\x08ModelRef\x12\x17\n\rcheckpoint_id\x18\x01 \x01(\tH\x00\x12\x17\n\rlatest_of_run\x18\x02 \x01(\x03H\x00\x12\x14\n\nbase_model\x18\x03 \x01(\tH\x00\x12\x15\n\x0b\x62\x65st_of_run\x18\x04 \x01(\x03H\x00\x12,\n\tfast_head\x18\x05 \x01(\x0b\x32\x17.lesslabels.v1.FastHeadH\x00\x42\x05\n\x03ref\"?\n\x08\x46\x61stHead\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\x12\x12\n\nbase_model\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x03 \x01(\t\"\x9f\x03\n\x12\x43heckpointManifest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\x03\x12\r\n\x05round\x18\x03 \x01(\x05\x12\x12\n\nbase_model\x18\x04 \x01(\t\x12\x0e\n\x06labels\x18\x05 \x03(\t\x12\x37\n\x0fhyperparameters\x18\x06 \x01(\x0b\x32\x1e.lesslabels.v1.Hyperparameters\x12.\n\nvalidation\x18\x07 \x01(\x0b\x32\x1a.lesslabels.v1.EvalMetrics\x12\x19\n\x11labelled_set_hash\x18\x08 \x01(\t\x12\x16\n\x0eweights_sha256\x18\t \x01(\t\x12\x12\n\ncreated_at\x18\n \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x0b \x01(\t\x12\x13\n\x0btrain_count\x18\x0c \x01(\x03\x12\x0c\n\x04seed\x18\r \x01(\x03\x12\x0e\n\x06job_id\x18\x0e \x01(\t\x12\x12\n\nbest_epoch\x18\x0f \x01(\x05\x12\x32\n\ncomparison\x18\x10 \x01(\x0b\x32\x1e.lesslabels.v1.ModelComparison*N\n\x05Split\x12\x15\n\x11SPLIT_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSPLIT_TRAIN\x10\x01\x12\x0e\n\nSPLIT_TEST\x10\x02\x12\r\n\tSPLIT_DEV\x10\x03*s\n\x0bLabelSource\x12\x1c\n\x18LABEL_SOURCE_UNSPECIFIED\x10\x00\x12\x15\n\x11LABEL_SOURCE_SEED\x10\x01\x12\x17\n\x13LABEL_SOURCE_ORACLE\x10\x02\x12\x16\n\x12LABEL_SOURCE_HUMAN\x10\x03*c\n\x0c\x43lassBalance\x12\x16\n\x12\x43LASS_BALANCE_NONE\x10\x00\x12\x1f\n\x1b\x43LASS_BALANCE_WEIGHTED_LOSS\x10\x01\x12\x1a\n\x16\x43LASS_BALANCE_SAMPLING\x10\x02*T\n\x08HeadInit\x12\x19\n\x15HEAD_INIT_UNSPECIFIED\x10\x00\x12\x17\n\x13HEAD_INIT_PROTOTYPE\x10\x01\x12\x14\n\x10HEAD_INIT_RANDOM\x10\x02*E\n\x07Pooling\x12\x17\n\x13POOLING_UNSPECIFIED\x10\x00\x12\x10\n\x0cPOOLING_MEAN\x10\x01\x12\x0f\n\x0bPOOLING_CLS\x10\x02*[\n\tPrecision\x12\x12\n\x0ePRECISION_AUTO\x10\x00\x12\x12\n\x0ePRECISION_FP32\x10\x01\x12\x12\n\x0ePRECISION_BF16\x10\x02\x12\x12\n\x0ePRECISION_FP16\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,36 +33,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EVALMETRICS_PERCLASSF1ENTRY']._loaded_options = None
   _globals['_EVALMETRICS_PERCLASSF1ENTRY']._serialized_options = b'8\001'
-  _globals['_SPLIT']._serialized_start=1725
-  _globals['_SPLIT']._serialized_end=1803
-  _globals['_LABELSOURCE']._serialized_start=1805
-  _globals['_LABELSOURCE']._serialized_end=1920
-  _globals['_CLASSBALANCE']._serialized_start=1922
-  _globals['_CLASSBALANCE']._serialized_end=2021
-  _globals['_HEADINIT']._serialized_start=2023
-  _globals['_HEADINIT']._serialized_end=2107
-  _globals['_POOLING']._serialized_start=2109
-  _globals['_POOLING']._serialized_end=2178
-  _globals['_PRECISION']._serialized_start=2180
-  _globals['_PRECISION']._serialized_end=2271
+  _globals['_SPLIT']._serialized_start=1815
+  _globals['_SPLIT']._serialized_end=1893
+  _globals['_LABELSOURCE']._serialized_start=1895
+  _globals['_LABELSOURCE']._serialized_end=2010
+  _globals['_CLASSBALANCE']._serialized_start=2012
+  _globals['_CLASSBALANCE']._serialized_end=2111
+  _globals['_HEADINIT']._serialized_start=2113
+  _globals['_HEADINIT']._serialized_end=2197
+  _globals['_POOLING']._serialized_start=2199
+  _globals['_POOLING']._serialized_end=2268
+  _globals['_PRECISION']._serialized_start=2270
+  _globals['_PRECISION']._serialized_end=2361
   _globals['_SAMPLE']._serialized_start=46
-  _globals['_SAMPLE']._serialized_end=182
-  _globals['_RANDOMSUBSET']._serialized_start=184
-  _globals['_RANDOMSUBSET']._serialized_end=226
-  _globals['_SHARD']._serialized_start=228
-  _globals['_SHARD']._serialized_end=265
-  _globals['_EVALMETRICS']._serialized_start=268
-  _globals['_EVALMETRICS']._serialized_end=463
-  _globals['_EVALMETRICS_PERCLASSF1ENTRY']._serialized_start=414
-  _globals['_EVALMETRICS_PERCLASSF1ENTRY']._serialized_end=463
-  _globals['_MODELCOMPARISON']._serialized_start=465
-  _globals['_MODELCOMPARISON']._serialized_end=551
-  _globals['_HYPERPARAMETERS']._serialized_start=554
-  _globals['_HYPERPARAMETERS']._serialized_end=1079
-  _globals['_MODELREF']._serialized_start=1082
-  _globals['_MODELREF']._serialized_end=1240
-  _globals['_FASTHEAD']._serialized_start=1242
-  _globals['_FASTHEAD']._serialized_end=1305
-  _globals['_CHECKPOINTMANIFEST']._serialized_start=1308
-  _globals['_CHECKPOINTMANIFEST']._serialized_end=1723
+  _globals['_SAMPLE']._serialized_end=272
+  _globals['_RANDOMSUBSET']._serialized_start=274
+  _globals['_RANDOMSUBSET']._serialized_end=316
+  _globals['_SHARD']._serialized_start=318
+  _globals['_SHARD']._serialized_end=355
+  _globals['_EVALMETRICS']._serialized_start=358
+  _globals['_EVALMETRICS']._serialized_end=553
+  _globals['_EVALMETRICS_PERCLASSF1ENTRY']._serialized_start=504
+  _globals['_EVALMETRICS_PERCLASSF1ENTRY']._serialized_end=553
+  _globals['_MODELCOMPARISON']._serialized_start=555
+  _globals['_MODELCOMPARISON']._serialized_end=641
+  _globals['_HYPERPARAMETERS']._serialized_start=644
+  _globals['_HYPERPARAMETERS']._serialized_end=1169
+  _globals['_MODELREF']._serialized_start=1172
+  _globals['_MODELREF']._serialized_end=1330
+  _globals['_FASTHEAD']._serialized_start=1332
+  _globals['_FASTHEAD']._serialized_end=1395
+  _globals['_CHECKPOINTMANIFEST']._serialized_start=1398
+  _globals['_CHECKPOINTMANIFEST']._serialized_end=1813
 # @@protoc_insertion_point(module_scope)

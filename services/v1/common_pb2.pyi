@@ -68,7 +68,7 @@ PRECISION_BF16: Precision
 PRECISION_FP16: Precision
 
 class Sample(_message.Message):
-    __slots__ = ("id", "dataset", "text", "split", "label", "row", "gold_label")
+    __slots__ = ("id", "dataset", "text", "split", "label", "row", "gold_label", "annotator", "label_source", "labelled_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     DATASET_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
@@ -76,6 +76,9 @@ class Sample(_message.Message):
     LABEL_FIELD_NUMBER: _ClassVar[int]
     ROW_FIELD_NUMBER: _ClassVar[int]
     GOLD_LABEL_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATOR_FIELD_NUMBER: _ClassVar[int]
+    LABEL_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    LABELLED_AT_FIELD_NUMBER: _ClassVar[int]
     id: int
     dataset: str
     text: str
@@ -83,7 +86,10 @@ class Sample(_message.Message):
     label: str
     row: int
     gold_label: str
-    def __init__(self, id: _Optional[int] = ..., dataset: _Optional[str] = ..., text: _Optional[str] = ..., split: _Optional[_Union[Split, str]] = ..., label: _Optional[str] = ..., row: _Optional[int] = ..., gold_label: _Optional[str] = ...) -> None: ...
+    annotator: str
+    label_source: LabelSource
+    labelled_at: str
+    def __init__(self, id: _Optional[int] = ..., dataset: _Optional[str] = ..., text: _Optional[str] = ..., split: _Optional[_Union[Split, str]] = ..., label: _Optional[str] = ..., row: _Optional[int] = ..., gold_label: _Optional[str] = ..., annotator: _Optional[str] = ..., label_source: _Optional[_Union[LabelSource, str]] = ..., labelled_at: _Optional[str] = ...) -> None: ...
 
 class RandomSubset(_message.Message):
     __slots__ = ("size", "seed")

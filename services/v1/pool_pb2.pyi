@@ -75,7 +75,7 @@ class ListDatasetsResponse(_message.Message):
     def __init__(self, datasets: _Optional[_Iterable[_Union[Dataset, _Mapping]]] = ...) -> None: ...
 
 class ImportHeader(_message.Message):
-    __slots__ = ("dataset", "format", "split", "create_dataset", "keep_whitespace", "text_column", "label_column", "id_column", "allow_similar_labels", "check_only", "request_id")
+    __slots__ = ("dataset", "format", "split", "create_dataset", "keep_whitespace", "text_column", "label_column", "id_column", "allow_similar_labels", "check_only", "request_id", "ignore_extra")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     SPLIT_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,7 @@ class ImportHeader(_message.Message):
     ALLOW_SIMILAR_LABELS_FIELD_NUMBER: _ClassVar[int]
     CHECK_ONLY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    IGNORE_EXTRA_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     format: ImportFormat
     split: _common_pb2.Split
@@ -98,7 +99,8 @@ class ImportHeader(_message.Message):
     allow_similar_labels: bool
     check_only: bool
     request_id: str
-    def __init__(self, dataset: _Optional[str] = ..., format: _Optional[_Union[ImportFormat, str]] = ..., split: _Optional[_Union[_common_pb2.Split, str]] = ..., create_dataset: bool = ..., keep_whitespace: bool = ..., text_column: _Optional[str] = ..., label_column: _Optional[str] = ..., id_column: _Optional[str] = ..., allow_similar_labels: bool = ..., check_only: bool = ..., request_id: _Optional[str] = ...) -> None: ...
+    ignore_extra: bool
+    def __init__(self, dataset: _Optional[str] = ..., format: _Optional[_Union[ImportFormat, str]] = ..., split: _Optional[_Union[_common_pb2.Split, str]] = ..., create_dataset: bool = ..., keep_whitespace: bool = ..., text_column: _Optional[str] = ..., label_column: _Optional[str] = ..., id_column: _Optional[str] = ..., allow_similar_labels: bool = ..., check_only: bool = ..., request_id: _Optional[str] = ..., ignore_extra: bool = ...) -> None: ...
 
 class ImportSamplesRequest(_message.Message):
     __slots__ = ("header", "data")
@@ -164,7 +166,7 @@ class ImportSummary(_message.Message):
     def __init__(self, dataset: _Optional[str] = ..., imported: _Optional[int] = ..., by_label: _Optional[_Mapping[str, int]] = ..., duplicates: _Optional[_Iterable[_Union[Duplicate, _Mapping]]] = ..., duplicate_rows: _Optional[int] = ..., format: _Optional[_Union[ImportFormat, str]] = ..., by_split: _Optional[_Mapping[str, int]] = ..., columns: _Optional[_Mapping[str, str]] = ..., checked_only: bool = ..., replayed: bool = ...) -> None: ...
 
 class ListSamplesRequest(_message.Message):
-    __slots__ = ("dataset", "split", "state", "run_id", "page_size", "page_token", "limit", "include_gold", "subset", "sample_ids", "shard")
+    __slots__ = ("dataset", "split", "state", "run_id", "page_size", "page_token", "limit", "include_gold", "subset", "sample_ids", "shard", "annotator")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     SPLIT_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -176,6 +178,7 @@ class ListSamplesRequest(_message.Message):
     SUBSET_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_IDS_FIELD_NUMBER: _ClassVar[int]
     SHARD_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATOR_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     split: _common_pb2.Split
     state: LabelState
@@ -187,7 +190,8 @@ class ListSamplesRequest(_message.Message):
     subset: _common_pb2.RandomSubset
     sample_ids: _containers.RepeatedScalarFieldContainer[int]
     shard: _common_pb2.Shard
-    def __init__(self, dataset: _Optional[str] = ..., split: _Optional[_Union[_common_pb2.Split, str]] = ..., state: _Optional[_Union[LabelState, str]] = ..., run_id: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., limit: _Optional[int] = ..., include_gold: bool = ..., subset: _Optional[_Union[_common_pb2.RandomSubset, _Mapping]] = ..., sample_ids: _Optional[_Iterable[int]] = ..., shard: _Optional[_Union[_common_pb2.Shard, _Mapping]] = ...) -> None: ...
+    annotator: str
+    def __init__(self, dataset: _Optional[str] = ..., split: _Optional[_Union[_common_pb2.Split, str]] = ..., state: _Optional[_Union[LabelState, str]] = ..., run_id: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., limit: _Optional[int] = ..., include_gold: bool = ..., subset: _Optional[_Union[_common_pb2.RandomSubset, _Mapping]] = ..., sample_ids: _Optional[_Iterable[int]] = ..., shard: _Optional[_Union[_common_pb2.Shard, _Mapping]] = ..., annotator: _Optional[str] = ...) -> None: ...
 
 class SamplePage(_message.Message):
     __slots__ = ("samples", "next_page_token", "total")
@@ -346,3 +350,27 @@ class LabelHistory(_message.Message):
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[LabelEvent]
     def __init__(self, events: _Optional[_Iterable[_Union[LabelEvent, _Mapping]]] = ...) -> None: ...
+
+class ListAnnotatorsRequest(_message.Message):
+    __slots__ = ("dataset", "run_id")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    run_id: int
+    def __init__(self, dataset: _Optional[str] = ..., run_id: _Optional[int] = ...) -> None: ...
+
+class Annotator(_message.Message):
+    __slots__ = ("name", "labels", "last_labelled_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    LAST_LABELLED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    labels: int
+    last_labelled_at: str
+    def __init__(self, name: _Optional[str] = ..., labels: _Optional[int] = ..., last_labelled_at: _Optional[str] = ...) -> None: ...
+
+class ListAnnotatorsResponse(_message.Message):
+    __slots__ = ("annotators",)
+    ANNOTATORS_FIELD_NUMBER: _ClassVar[int]
+    annotators: _containers.RepeatedCompositeFieldContainer[Annotator]
+    def __init__(self, annotators: _Optional[_Iterable[_Union[Annotator, _Mapping]]] = ...) -> None: ...

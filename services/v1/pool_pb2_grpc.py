@@ -89,6 +89,11 @@ class PoolServiceStub(object):
                 request_serializer=lesslabels_dot_v1_dot_pool__pb2.GetLabelHistoryRequest.SerializeToString,
                 response_deserializer=lesslabels_dot_v1_dot_pool__pb2.LabelHistory.FromString,
                 _registered_method=True)
+        self.ListAnnotators = channel.unary_unary(
+                '/lesslabels.v1.PoolService/ListAnnotators',
+                request_serializer=lesslabels_dot_v1_dot_pool__pb2.ListAnnotatorsRequest.SerializeToString,
+                response_deserializer=lesslabels_dot_v1_dot_pool__pb2.ListAnnotatorsResponse.FromString,
+                _registered_method=True)
 
 
 class PoolServiceServicer(object):
@@ -173,6 +178,13 @@ class PoolServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAnnotators(self, request, context):
+        """Who gave the labels in force in a scope: per annotator, how many and when the latest.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PoolServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -230,6 +242,11 @@ def add_PoolServiceServicer_to_server(servicer, server):
                     servicer.GetLabelHistory,
                     request_deserializer=lesslabels_dot_v1_dot_pool__pb2.GetLabelHistoryRequest.FromString,
                     response_serializer=lesslabels_dot_v1_dot_pool__pb2.LabelHistory.SerializeToString,
+            ),
+            'ListAnnotators': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAnnotators,
+                    request_deserializer=lesslabels_dot_v1_dot_pool__pb2.ListAnnotatorsRequest.FromString,
+                    response_serializer=lesslabels_dot_v1_dot_pool__pb2.ListAnnotatorsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -529,6 +546,33 @@ class PoolService(object):
             '/lesslabels.v1.PoolService/GetLabelHistory',
             lesslabels_dot_v1_dot_pool__pb2.GetLabelHistoryRequest.SerializeToString,
             lesslabels_dot_v1_dot_pool__pb2.LabelHistory.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAnnotators(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lesslabels.v1.PoolService/ListAnnotators',
+            lesslabels_dot_v1_dot_pool__pb2.ListAnnotatorsRequest.SerializeToString,
+            lesslabels_dot_v1_dot_pool__pb2.ListAnnotatorsResponse.FromString,
             options,
             channel_credentials,
             insecure,
