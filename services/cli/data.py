@@ -17,11 +17,14 @@ from lesslabels.common.config import add_client_tls_flags, add_flag
 def format_summary(summary: ImportSummary, path: pathlib.Path) -> str:
     verb = "would import (--check: nothing stored)" if summary.checked_only else "imported"
     lines = [f"{verb} {summary.imported} rows from {path} into dataset {summary.dataset!r} ({summary.format})"]
-    if summary.columns:
+    read = {field: column for field, column in summary.columns.items() if field != "ignored"}
+    if read:
         order = ("text", "label", "id", "split")
-        fields = sorted(summary.columns, key=lambda f: (order.index(f) if f in order else len(order), f))
-        used = ", ".join(f"{field}={summary.columns[field]!r}" for field in fields)
+        fields = sorted(read, key=lambda f: (order.index(f) if f in order else len(order), f))
+        used = ", ".join(f"{field}={read[field]!r}" for field in fields)
         lines.append(f"columns: {used}")
+    if summary.columns.get("ignored"):
+        lines.append(f"left out (not stored): {summary.columns['ignored']}")
     if summary.by_split:
         lines.append("per split: " + ", ".join(f"{split} {n}" for split, n in sorted(summary.by_split.items())))
     lines.append(f"per label ({len([k for k in summary.by_label if k])} labels):")
@@ -70,6 +73,11 @@ def import_main(argv: list[str] | None = None) -> int:
         help="accept label names that look like one class spelled differently (e.g. weather / wether)",
     )
     parser.add_argument(
+        "--ignore-extra",
+        action="store_true",
+        help="leave out columns (JSON keys) that no field reads, e.g. metadata, instead of refusing the file",
+    )
+    parser.add_argument(
         "--check", action="store_true", help="dry run: check the file and print what would be imported; store nothing"
     )
     _pool_flags(parser)
@@ -90,6 +98,7 @@ def import_main(argv: list[str] | None = None) -> int:
                 id_column=args.id_column,
                 allow_similar_labels=args.allow_similar_labels,
                 check=args.check,
+                ignore_extra=args.ignore_extra,
             )
         except LessLabelsError as exc:
             print(f"lesslabels import: {args.file}: {_reason(exc)}", file=sys.stderr)

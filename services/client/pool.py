@@ -220,13 +220,15 @@ class PoolClient(ServiceClient):
         id_column: str = "",
         allow_similar_labels: bool = False,
         check: bool = False,
+        ignore_extra: bool = False,
         timeout: float | None = STREAM_TIMEOUT,
     ) -> ImportSummary:
         """Stream file contents (CSV or JSONL bytes, in chunks) into ``dataset``.
 
         ``split`` applies to rows that do not name one; ``create`` creates a missing dataset. The
         pool stores every row or none: a bad row raises InvalidArgument naming it. ``*_column``
-        name the header columns (or JSON keys) to read; ``check`` only reports what would be stored."""
+        name the header columns (or JSON keys) to read; ``check`` only reports what would be stored;
+        ``ignore_extra`` leaves out columns (keys) no field reads instead of refusing the file."""
         header = pool_pb2.ImportHeader(
             dataset=dataset,
             format=wire.proto_value(format, FORMATS, "import format"),
@@ -238,6 +240,7 @@ class PoolClient(ServiceClient):
             id_column=id_column,
             allow_similar_labels=allow_similar_labels,
             check_only=check,
+            ignore_extra=ignore_extra,
         )
 
         failures: list[BaseException] = []
@@ -273,6 +276,7 @@ class PoolClient(ServiceClient):
         id_column: str = "",
         allow_similar_labels: bool = False,
         check: bool = False,
+        ignore_extra: bool = False,
         timeout: float | None = STREAM_TIMEOUT,
     ) -> ImportSummary:
         """Import a headerless ``label,text`` CSV, a CSV with a header (``text``, ``label``, ``split``,
@@ -295,6 +299,7 @@ class PoolClient(ServiceClient):
             id_column=id_column,
             allow_similar_labels=allow_similar_labels,
             check=check,
+            ignore_extra=ignore_extra,
             timeout=timeout,
         )
 

@@ -25,7 +25,9 @@ def dataset_to_proto(info: DatasetInfo) -> pool_pb2.Dataset:
 
 
 def import_columns_from_proto(header: pool_pb2.ImportHeader) -> importers.Columns:
-    return importers.Columns(text=header.text_column, label=header.label_column, id=header.id_column)
+    return importers.Columns(
+        text=header.text_column, label=header.label_column, id=header.id_column, ignore_extra=header.ignore_extra
+    )
 
 
 def import_result_to_proto(result: ImportResult) -> pool_pb2.ImportSummary:

@@ -92,6 +92,12 @@ TEXT_NAMES = ("text", "utterance", "sentence", "query", "question", "message", "
 LABEL_NAMES = ("label", "intent", "class", "category", "target", "topic")
 ID_NAMES = ("id",)
 SPLIT_NAMES = ("split",)
+#: Columns our own exports add beside label and text: where each label came from in the dataset
+#: it was exported from. An import stores labels as the new samples' labels, not as anyone's, so
+#: it leaves these out (named in the summary) instead of refusing its own export.
+PROVENANCE_NAMES = ("sample_id", "annotator", "labelled_at", "label_source")
+#: The summary's entry (in ``ImportFile.columns``) naming the columns or keys left out.
+IGNORED = "ignored"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +107,8 @@ class Columns:
     text: str = ""
     label: str = ""
     id: str = ""
+    #: Leave out the columns (keys) no field reads instead of refusing the file.
+    ignore_extra: bool = False
 
     @property
     def given(self) -> bool:
@@ -119,7 +127,9 @@ def resolve_columns(names: list[str], columns: Columns, where: str) -> dict[str,
     """Map each field (text, label, split, id) to one of ``names`` (a header or the JSONL keys).
 
     Flags win; otherwise the one known name present is used. Refused: a flag naming no column,
-    a field two known names could fill, no text column, and any column nothing reads."""
+    a field two known names could fill, no text column, and any column nothing reads unless
+    ``columns.ignore_extra`` (or it is one of our exports' ``PROVENANCE_NAMES``): those are left
+    out, listed under ``IGNORED``."""
     found = ", ".join(repr(n) for n in names)
     mapping: dict[str, str] = {}
     for field, flag, known in (
@@ -141,13 +151,22 @@ def resolve_columns(names: list[str], columns: Columns, where: str) -> dict[str,
             mapping[field] = candidates[0]
     if "text" not in mapping:
         raise InvalidArgument(f"{where}: no text column among {found}; {_flags_hint()}")
-    unknown = [n for n in names if n not in mapping.values()]
-    if unknown:
+    read = list(mapping.values())
+    unknown = [n for n in names if n not in read and n.lower() not in PROVENANCE_NAMES]
+    if unknown and not columns.ignore_extra:
+        what = "columns" if where.startswith("line") else "keys"
+        # Advice the user has not taken yet: flags already given are not suggested again.
+        hint = "pass --ignore-extra to import without them (they are not stored)"
+        if not (columns.text and columns.label):
+            hint = f"{_flags_hint()} if one of them holds the text or label, or {hint}"
         raise InvalidArgument(
-            f"{where}: unknown columns {unknown} (found {found}; read: "
+            f"{where}: {what} {unknown} are read as nothing (read: "
             + ", ".join(f"{field}={name!r}" for field, name in mapping.items())
-            + f"); {_flags_hint()}, or remove the others"
+            + f"); {hint}"
         )
+    left_out = [n for n in names if n not in read]
+    if left_out:
+        mapping[IGNORED] = ", ".join(left_out)
     return mapping
 
 
@@ -461,7 +480,7 @@ def _csv_header_rows(text: TextIO, separator: str, columns: Columns, keep_whites
         header, mapping = _csv_header(reader, columns)
         # Unnamed columns (a spreadsheet's trailing separators) are skipped while they stay empty.
         unnamed = [i for i, name in enumerate(header) if not name]
-        index = {field: header.index(name) for field, name in mapping.items()}
+        index = {field: header.index(name) for field, name in mapping.items() if field != IGNORED}
         for fields in reader:
             if _blank(fields):
                 continue

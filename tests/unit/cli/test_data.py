@@ -56,3 +56,24 @@ def test_import_refusals_name_the_flags(pool_address, tmp_path, capsys):
     capsys.readouterr()
     assert import_main([str(similar), "--dataset", "d", "--pool-address", pool_address, "--allow-similar-labels"]) == 0
     assert "imported 2 rows" in capsys.readouterr().out
+
+
+def test_a_jsonl_key_no_field_reads_is_refused_naming_ignore_extra_then_left_out_with_it(
+    pool_address, tmp_path, capsys
+):
+    src = tmp_path / "d.jsonl"
+    src.write_text(
+        '{"utterance": "hello there", "intent": "greet", "meta": {"by": "ada"}}\n'
+        '{"utterance": "see you", "intent": "bye", "meta": null}\n'
+    )
+    argv = [str(src), "--dataset", "d", "--pool-address", pool_address, "--text-column", "utterance"]
+    assert import_main([*argv, "--label-column", "intent"]) == 1
+    err = capsys.readouterr().err
+    assert "keys ['meta'] are read as nothing" in err and "pass --ignore-extra" in err
+    assert "--text-column" not in err  # the flags given are not suggested again
+    assert export_main(["--dataset", "d", "--pool-address", pool_address]) == 1  # nothing stored, no dataset
+    capsys.readouterr()
+    assert import_main([*argv, "--label-column", "intent", "--ignore-extra"]) == 0
+    out = capsys.readouterr().out
+    assert "imported 2 rows" in out and "columns: text='utterance', label='intent'" in out
+    assert "left out (not stored): meta" in out

@@ -246,8 +246,14 @@ MISREADABLE = [
         {},
         "the columns look swapped",
     ),
-    (b'{"text": "a", "intent": "x", "source": "web"}\n', {}, "unknown columns ['source']"),
-    (b"text,label,source\nhi,greet,web\n", {}, "unknown columns ['source']"),
+    (b'{"text": "a", "intent": "x", "source": "web"}\n', {}, "keys ['source'] are read as nothing"),
+    (b"text,label,source\nhi,greet,web\n", {}, "columns ['source'] are read as nothing"),
+    # With the columns named, the message offers only what is left: --ignore-extra.
+    (
+        b'{"utterance": "a", "tag": "x", "meta": {"by": "me"}}\n',
+        {"text_column": "utterance", "label_column": "tag"},
+        "keys ['meta'] are read as nothing (read: text='utterance', label='tag'); pass --ignore-extra",
+    ),
     (b"text,sentence,label\nhi,hello,greet\n", {}, "could each be the text; choose one with --text-column"),
     (b"body,tag\nhi,greet\n", {"text_column": "content"}, "no column 'content' for the text"),
     (b"greet,hi\n", {"text_column": "x", "fmt": pool_pb2.IMPORT_FORMAT_CSV_LABEL_TEXT}, "add a header line"),
@@ -288,6 +294,14 @@ def test_header_names_and_column_flags_map_the_columns(pool_address, stub):
     )
     assert dict(summary.columns) == {"text": "body", "label": "tag", "id": "ref"}
     assert [s.text for s in _samples(stub, dataset="c")] == ["hello there", "see you"]
+
+
+def test_ignore_extra_leaves_out_what_no_field_reads_and_names_it(pool_address, stub):
+    data = b"text,label,source,score\nhello there,greet,web,0.5\nsee you,bye,app,0.7\n"
+    summary = import_bytes(pool_address, "x", data, ignore_extra=True)
+    assert dict(summary.columns) == {"text": "text", "label": "label", "ignored": "source, score"}
+    assert [s.text for s in _samples(stub, dataset="x")] == ["hello there", "see you"]
+    assert dict(summary.by_label) == {"greet": 1, "bye": 1}
 
 
 def test_empty_unnamed_columns_are_skipped(pool_address):
