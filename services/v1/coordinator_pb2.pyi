@@ -79,10 +79,12 @@ class ResumeRunRequest(_message.Message):
     def __init__(self, run_id: _Optional[int] = ...) -> None: ...
 
 class GetPendingLabelsRequest(_message.Message):
-    __slots__ = ("run_id",)
+    __slots__ = ("run_id", "annotator")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATOR_FIELD_NUMBER: _ClassVar[int]
     run_id: int
-    def __init__(self, run_id: _Optional[int] = ...) -> None: ...
+    annotator: str
+    def __init__(self, run_id: _Optional[int] = ..., annotator: _Optional[str] = ...) -> None: ...
 
 class PendingSample(_message.Message):
     __slots__ = ("sample_id", "text", "score", "label")
