@@ -3,7 +3,7 @@
 Pure numpy/scikit-learn, no gRPC, no pool: fit on labelled rows, predict probabilities over a
 fixed label order. A class of the label set without a labelled row gets probability 0 (the head
 cannot predict what it has never seen), so the columns always follow the run's label set.
-About 0.2 s for 1,000 labels and under 2 s for 10,000 x 384 on one core (bench/README.md).
+Fit times for 10,000 x 384 are in bench/README.md ("Fast head"); a refit starts from the run's last head.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import numpy as np
 
 from lesslabels.common import errors
 
-#: Inverse regularisation strength on unit-length features. Chosen on CLINC150's dev split
-#: (bench/fast_head.py --choose-c): 10 beats 1 at every label budget from 2 to 20 %, and 100 is within noise.
-C = 10.0
+#: Inverse regularisation strength on unit-length features, chosen on held-out data that is never
+#: test (bench/fast_head.py --choose-c: CLINC150 dev, 20 % of ATIS train; 2-20 % of the labels):
+#: 100 beats 10 by 0.4-4 points and 1 by far; 1000 is within 0.4 points of 100 either way.
+C = 100.0
 MAX_ITER = 300
 
 
@@ -40,6 +41,7 @@ class FittedHead:
     model: object  # sklearn.linear_model.LogisticRegression
     train_count: int
     fit_seconds: float
+    iterations: int = 0
 
     def probabilities(self, vectors: np.ndarray) -> np.ndarray:
         """``[n, d]`` embeddings -> ``[n, len(labels)]`` float32 probabilities, rows summing to 1."""
@@ -50,13 +52,22 @@ class FittedHead:
 
 
 def fit(
-    vectors: np.ndarray, targets: Sequence[str], labels: Sequence[str], *, version: str, c: float = C
+    vectors: np.ndarray,
+    targets: Sequence[str],
+    labels: Sequence[str],
+    *,
+    version: str,
+    c: float = C,
+    start: FittedHead | None = None,
 ) -> FittedHead:
     """Fit on ``vectors`` ``[n, d]`` with ``targets[i]`` the label of row i; ``labels`` gives the
     output order (targets outside it are InvalidArgument). FailedPrecondition with fewer than 2
-    classes among the targets."""
+    classes among the targets. ``start``: a head fit earlier on the same label set (the run's last
+    one), whose weights the optimiser starts from: a few new labels then take a few iterations."""
     import time
+    import warnings
 
+    from sklearn.exceptions import ConvergenceWarning  # type: ignore[import-untyped]
     from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyped]
 
     labels = list(labels)
@@ -73,10 +84,33 @@ def fit(
         )
     started = time.perf_counter()
     model = LogisticRegression(C=c, max_iter=MAX_ITER, solver="lbfgs")
-    model.fit(normalise(vectors), y)
+    _start_from(model, start, labels, classes, vectors.shape[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # MAX_ITER bounds the time; nearly converged is fine
+        model.fit(normalise(vectors), y)
     elapsed = time.perf_counter() - started
     # predict_proba's columns are model.classes_, sorted: the same as np.unique(y).
-    return FittedHead(version, labels, np.asarray(model.classes_, np.int64), model, len(y), elapsed)
+    iterations = int(np.max(model.n_iter_))
+    return FittedHead(version, labels, np.asarray(model.classes_, np.int64), model, len(y), elapsed, iterations)
+
+
+def _start_from(model, start: FittedHead | None, labels: list[str], classes: np.ndarray, dim: int) -> None:
+    """Give ``model`` the weights of ``start`` for the classes both know (a new class starts at 0).
+    Only between multinomial heads (3 classes and more: scikit-learn keeps one row for 2) of one
+    label set and dimension."""
+    if start is None or start.labels != labels or len(classes) < 3 or len(start.classes) < 3:
+        return
+    old_coef, old_bias = start.model.coef_, start.model.intercept_  # type: ignore[attr-defined]
+    if old_coef.shape[1] != dim:
+        return
+    row = {int(k): i for i, k in enumerate(start.classes)}
+    coef = np.zeros((len(classes), dim), old_coef.dtype)  # [k, d]
+    bias = np.zeros(len(classes), old_bias.dtype)  # [k]
+    for i, k in enumerate(classes.tolist()):
+        if k in row:
+            coef[i], bias[i] = old_coef[row[k]], old_bias[row[k]]
+    model.warm_start = True
+    model.coef_, model.intercept_ = coef, bias
 
 
 class HeadCache:
@@ -88,9 +122,15 @@ class HeadCache:
         self._heads: collections.OrderedDict[Hashable, FittedHead] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._fitting: dict[Hashable, threading.Lock] = {}
+        self._latest: collections.OrderedDict[Hashable, FittedHead] = collections.OrderedDict()
         self.fits = 0
 
-    def get(self, key: Hashable, fit_head: Callable[[], FittedHead]) -> FittedHead:
+    def latest(self, line: Hashable) -> FittedHead | None:
+        """The head fit last for ``line`` (a run on one model): where the next fit starts from."""
+        with self._lock:
+            return self._latest.get(line)
+
+    def get(self, key: Hashable, fit_head: Callable[[], FittedHead], *, line: Hashable = None) -> FittedHead:
         with self._lock:
             head = self._heads.get(key)
             if head is not None:
@@ -112,4 +152,9 @@ class HeadCache:
                 self._heads[key] = head
                 while len(self._heads) > self.size:
                     self._heads.popitem(last=False)
+                if line is not None:
+                    self._latest[line] = head
+                    self._latest.move_to_end(line)
+                    while len(self._latest) > self.size:
+                        self._latest.popitem(last=False)
             return head

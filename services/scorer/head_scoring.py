@@ -107,21 +107,27 @@ class FastHeads:
                 f" ({len(samples)} labels)"
             )
 
+        line = (ref.dataset, ref.run_id, model.key)  # the run's heads on one model: each starts from the last
+
         def fit() -> fast_head.FittedHead:
             embedded = self._embed(spec, model, [s.text for s in samples], cancelled)
-            head = fast_head.fit(embedded.vectors, [s.label for s in samples], label_set, version=version)
+            start = self.heads.latest(line)
+            head = fast_head.fit(embedded.vectors, [s.label for s in samples], label_set, version=version, start=start)
             log.info(
-                "event=fast_head_fit version=%s labels=%d classes=%d/%d embedded=%d fit_seconds=%.3f",
+                "event=fast_head_fit version=%s labels=%d classes=%d/%d embedded=%d fit_seconds=%.3f iterations=%d"
+                " warm=%s",
                 version,
                 head.train_count,
                 len(head.classes),
                 len(label_set),
                 embedded.computed,
                 head.fit_seconds,
+                head.iterations,
+                start is not None,
             )
             return head
 
-        return self.heads.get((ref.dataset, ref.run_id, labelled_hash, model.key, tuple(label_set)), fit)
+        return self.heads.get((*line, labelled_hash, tuple(label_set)), fit, line=line)
 
     def score(
         self,
