@@ -1,9 +1,11 @@
 """A labelled set in the layout of Hugging Face ``datasets``: ``text`` and ``label`` columns, the label
-an index into a names list (a ``ClassLabel``), and that names list beside the file.
+an index into a names list (a ``ClassLabel``), and that names list beside the file; then where each
+label came from: ``sample_id``, ``annotator``, ``labelled_at`` (RFC 3339, UTC) and ``label_source``.
 
 Pure conversion, no ``datasets`` import: load the result with
 ``datasets.load_dataset("json", data_files=FILE, features=Features({"text": Value("string"),
-"label": ClassLabel(names=NAMES)}))`` (``"csv"`` for the CSV file).
+"label": ClassLabel(names=NAMES), "sample_id": Value("int64"), "annotator": Value("string"),
+"labelled_at": Value("string"), "label_source": Value("string")}))`` (``"csv"`` for the CSV file).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from lesslabels.client.errors import FailedPrecondition, InvalidArgument
 from lesslabels.client.types import Sample
 
 FORMATS = ("jsonl", "csv")
+#: The columns of a row, in order.
+COLUMNS = ("text", "label", "sample_id", "annotator", "labelled_at", "label_source")
 
 
 def label_names(declared: Sequence[str], samples: Iterable[Sample]) -> list[str]:
@@ -28,7 +32,18 @@ def label_names(declared: Sequence[str], samples: Iterable[Sample]) -> list[str]
 
 def hf_rows(samples: Iterable[Sample], names: Sequence[str]) -> list[dict]:
     index = {name: i for i, name in enumerate(names)}
-    rows = [{"text": s.text, "label": index[s.label]} for s in samples if s.label]
+    rows = [
+        {
+            "text": s.text,
+            "label": index[s.label],
+            "sample_id": s.id,
+            "annotator": s.annotator,
+            "labelled_at": s.labelled_at,
+            "label_source": s.label_source,
+        }
+        for s in samples
+        if s.label
+    ]
     if not rows:
         raise FailedPrecondition("no labelled texts to export")
     return rows
@@ -40,7 +55,8 @@ def to_jsonl(rows: Sequence[dict]) -> str:
 
 def to_csv(rows: Sequence[dict]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=["text", "label"], lineterminator="\n")
+    # Exact cells (no spreadsheet formula quote): this file is read by programs, not spreadsheets.
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()

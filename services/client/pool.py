@@ -13,6 +13,7 @@ import grpc
 from lesslabels.client.base import ServiceClient
 from lesslabels.client.errors import InvalidArgument, LessLabelsError
 from lesslabels.client.types import (
+    Annotator,
     Counts,
     Dataset,
     Duplicate,
@@ -86,6 +87,9 @@ def _sample(message: common_pb2.Sample) -> Sample:
         gold_label=message.gold_label,
         row=message.row,
         dataset=message.dataset,
+        annotator=message.annotator,
+        label_source=wire.SOURCE_TO_CORE.get(message.label_source, ""),
+        labelled_at=message.labelled_at,
     )
 
 
@@ -343,12 +347,14 @@ class PoolClient(ServiceClient):
         subset_seed: int = 0,
         sample_ids: Sequence[int] = (),
         shard: Shard | None = None,
+        annotator: str = "",
         timeout: float | None = STREAM_TIMEOUT,
     ) -> SampleStream:
         """One ListSamples stream of pages; ``page_token`` resumes after an earlier page. ``subset``:
         only that many of the matching samples, a random subset the pool draws under ``subset_seed``
         (the same seed over the same samples, the same subset); ``sample_ids``: only those samples;
-        ``shard``: only the samples of that shard (of the subset, when one is asked for)."""
+        ``shard``: only the samples of that shard (of the subset, when one is asked for);
+        ``annotator``: only the samples whose label in force that person gave."""
         if not 0 < page_size <= MAX_PAGE:
             raise InvalidArgument(f"page_size must be in 1..{MAX_PAGE}, got {page_size}")
         request = pool_pb2.ListSamplesRequest(
@@ -363,6 +369,7 @@ class PoolClient(ServiceClient):
             subset=random_subset(subset, subset_seed),
             sample_ids=sample_ids,
             shard=wire.shard_to_proto(shard),
+            annotator=annotator,
         )
         return SampleStream(self, request, timeout)
 
@@ -380,6 +387,7 @@ class PoolClient(ServiceClient):
         subset_seed: int = 0,
         sample_ids: Sequence[int] = (),
         shard: Shard | None = None,
+        annotator: str = "",
         timeout: float | None = STREAM_TIMEOUT,
     ) -> list[Sample]:
         """Every matching sample (``state``: "any", "labelled" or "unlabelled" in the scope of ``run_id``);
@@ -396,9 +404,20 @@ class PoolClient(ServiceClient):
             subset_seed=subset_seed,
             sample_ids=sample_ids,
             shard=shard,
+            annotator=annotator,
             timeout=timeout,
         )
         return [s for page in stream for s in page.samples]
+
+    def list_annotators(self, dataset: str, *, run_id: int = 0, timeout: float | None = None) -> list[Annotator]:
+        """Who gave the labels in force (in the scope of ``run_id``; 0 = the dataset's own), most first."""
+        reply = self._unary(
+            self._stub.ListAnnotators,
+            pool_pb2.ListAnnotatorsRequest(dataset=dataset, run_id=run_id),
+            f"annotators of dataset {dataset!r}",
+            timeout,
+        )
+        return [Annotator(a.name, a.labels, a.last_labelled_at) for a in reply.annotators]
 
     def get_counts(self, dataset: str, *, run_id: int = 0, timeout: float | None = None) -> Counts:
         """Sizes and labelled counts per split (labels in the scope of ``run_id``; 0 = the dataset's own)."""

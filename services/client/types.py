@@ -123,6 +123,20 @@ class Sample:
     gold_label: str = ""  # only when asked for
     row: int = 0
     dataset: str = ""
+    # Where ``label`` came from (empty when unlabelled): who gave it ("oracle" in a simulated run),
+    # its source ("seed", "oracle" or "human") and when (RFC 3339, UTC).
+    annotator: str = ""
+    label_source: str = ""
+    labelled_at: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Annotator:
+    """Someone who gave labels in force in a scope: how many, and when the latest."""
+
+    name: str
+    labels: int
+    last_labelled_at: str  # RFC 3339, UTC
 
 
 @dataclasses.dataclass(frozen=True)

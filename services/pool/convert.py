@@ -7,7 +7,14 @@ from __future__ import annotations
 from lesslabels.common.timeutil import rfc3339
 from lesslabels.contract import wire
 from lesslabels.pool import importers
-from lesslabels.pool.store import DatasetInfo, ImportResult, LabelEventRecord, SampleRecord, SplitCount
+from lesslabels.pool.store import (
+    AnnotatorRecord,
+    DatasetInfo,
+    ImportResult,
+    LabelEventRecord,
+    SampleRecord,
+    SplitCount,
+)
 from lesslabels.v1 import common_pb2, pool_pb2
 
 
@@ -53,6 +60,11 @@ def sample_to_proto(sample: SampleRecord) -> common_pb2.Sample:
         label=sample.label,
         row=sample.row,
         gold_label=sample.gold_label,
+        annotator=sample.annotator,
+        label_source=(
+            wire.SOURCE_TO_PROTO[sample.label_source] if sample.label_source else common_pb2.LABEL_SOURCE_UNSPECIFIED
+        ),
+        labelled_at=rfc3339(sample.labelled_at),
     )
 
 
@@ -62,6 +74,12 @@ def split_counts_to_proto(count: SplitCount) -> pool_pb2.SplitCounts:
         labelled=count.labelled,
         labelled_by_label=count.labelled_by_label,
         gold_by_label=count.gold_by_label,
+    )
+
+
+def annotator_to_proto(record: AnnotatorRecord) -> pool_pb2.Annotator:
+    return pool_pb2.Annotator(
+        name=record.name, labels=record.labels, last_labelled_at=rfc3339(record.last_labelled_at)
     )
 
 

@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from lesslabels.common import errors
@@ -19,7 +19,7 @@ from lesslabels.pool.base import StorePart, find_dataset, find_run
 from lesslabels.pool.labelset import MAX_LABEL_LENGTH, check_not_near_duplicate
 from lesslabels.pool.tables import Acquisition, CurrentLabel, Dataset, LabelEvent, Run, Sample, run_scope
 from lesslabels.contract import LabelResult
-from lesslabels.pool.records import LabelEventRecord
+from lesslabels.pool.records import AnnotatorRecord, LabelEventRecord
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,25 @@ class LabelsPart(StorePart):
                     .order_by(LabelEvent.id)
                 )
             ]
+
+    def annotators(self, dataset_name: str, run_id: int = 0) -> list[AnnotatorRecord]:
+        """Who gave the labels in force in the scope (the dataset's for run 0): per annotator, how
+        many and when the latest; most labels first, then by name."""
+        with self._reading() as session:
+            dataset = find_dataset(session, dataset_name)
+            if run_id:
+                find_run(session, run_id, dataset_id=dataset.id)
+            labels = func.count(CurrentLabel.sample_id)
+            rows = session.execute(
+                select(LabelEvent.annotator, labels, func.max(LabelEvent.created_at))
+                .select_from(CurrentLabel)
+                .join(LabelEvent, LabelEvent.id == CurrentLabel.event_id)
+                .join(Sample, Sample.id == CurrentLabel.sample_id)
+                .where(CurrentLabel.scope == run_scope(run_id), Sample.dataset_id == dataset.id)
+                .group_by(LabelEvent.annotator)
+                .order_by(labels.desc(), LabelEvent.annotator)
+            ).all()
+            return [AnnotatorRecord(name or "", n, last) for name, n, last in rows]
 
     def submit_labels(
         self,

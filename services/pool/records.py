@@ -34,6 +34,15 @@ class LabelEventRecord:
     created_at: dt.datetime
 
 
+@dataclasses.dataclass(frozen=True)
+class AnnotatorRecord:
+    """Who gave labels in force in a scope: how many, the latest when."""
+
+    name: str
+    labels: int
+    last_labelled_at: dt.datetime | None
+
+
 @dataclasses.dataclass
 class SampleRecord:
     id: int
@@ -44,6 +53,10 @@ class SampleRecord:
     label: str = ""
     gold_label: str = ""
     external_id: str = ""  # the user's own id, from the import's id column
+    # Where the label in force came from (empty when unlabelled).
+    annotator: str = ""
+    label_source: str = ""  # seed, oracle or human
+    labelled_at: dt.datetime | None = None
 
 
 @dataclasses.dataclass

@@ -15,7 +15,8 @@ from lesslabels.contract.shards import Shard
 from lesslabels.contract.vocabulary import SPLITS
 from lesslabels.pool import counts, subset
 from lesslabels.pool.base import StorePart, find_dataset, find_run
-from lesslabels.pool.tables import CurrentLabel, Sample, run_scope
+from lesslabels.common.timeutil import rfc3339
+from lesslabels.pool.tables import CurrentLabel, LabelEvent, Sample, run_scope
 from lesslabels.pool.records import SampleRecord, SplitCount
 
 MAX_PAGE = 5000
@@ -41,13 +42,16 @@ class SamplesPart(StorePart):
         subset_seed: int = 0,
         sample_ids: Sequence[int] = (),
         shard: Shard | None = None,
+        annotator: str | None = None,
     ) -> Iterator[tuple[list[SampleRecord], int, int]]:
         """Yield pages ``(samples, last_id, total)`` in id order; ``total`` is counted for the first page.
 
         ``subset_size``: only the matching samples first in the order of ``subset_seed`` (``subset``),
         drawn in the database; ``sample_ids``: only those of these ids that match; ``shard``: only
         those of them in that shard (of the subset, which is drawn over every matching sample first,
-        so that the shards of a subset split it without overlap or loss)."""
+        so that the shards of a subset split it without overlap or loss); ``annotator``: only samples
+        whose label in force that person gave. Each sample carries its label's annotator, source
+        and time."""
         if state not in ("any", "labelled", "unlabelled"):
             raise errors.InvalidArgument(f"unknown label state {errors.quote(state)}")
         if page_size < 0 or limit < 0 or after_id < 0:
@@ -78,6 +82,9 @@ class SamplesPart(StorePart):
                 conditions.append(CurrentLabel.label.is_not(None))
             elif state == "unlabelled":
                 conditions.append(CurrentLabel.label.is_(None))
+            if annotator is not None:
+                given_by = select(LabelEvent.id).where(LabelEvent.annotator == annotator)
+                conditions.append(CurrentLabel.event_id.in_(given_by))
             in_shard = [] if shard is None else [subset.in_shard_sql(Sample.id, shard)]
             if subset_size:
                 drawn = (
@@ -102,7 +109,7 @@ class SamplesPart(StorePart):
                         .outerjoin(CurrentLabel, labels_join)
                         .where(*conditions, *in_shard, Sample.id.in_(chosen[start : start + MAX_PAGE]))
                     ).scalar_one()
-            elif shard is None:
+            elif shard is None and annotator is None:
                 total = _kept_total(session, dataset.id, scope, split, state)
             else:
                 total = session.execute(
@@ -125,7 +132,11 @@ class SamplesPart(StorePart):
             Sample.gold_label,
             Sample.external_id,
             CurrentLabel.label,
+            LabelEvent.annotator,
+            LabelEvent.source,
+            LabelEvent.created_at,
         )
+        events_join = LabelEvent.id == CurrentLabel.event_id
         yielded = 0
         while True:
             take = page_size if not limit else min(page_size, limit - yielded)
@@ -136,6 +147,7 @@ class SamplesPart(StorePart):
                     rows = session.execute(
                         select(*columns)
                         .outerjoin(CurrentLabel, labels_join)
+                        .outerjoin(LabelEvent, events_join)
                         .where(*conditions, Sample.id > after_id)
                         .order_by(Sample.id)
                         .limit(take)
@@ -149,6 +161,7 @@ class SamplesPart(StorePart):
                         rows += session.execute(
                             select(*columns)
                             .outerjoin(CurrentLabel, labels_join)
+                            .outerjoin(LabelEvent, events_join)
                             .where(*conditions, Sample.id.in_(batch))
                             .order_by(Sample.id)
                         ).all()
@@ -164,6 +177,9 @@ class SamplesPart(StorePart):
                     r.label or "",
                     (r.gold_label or "") if include_gold else "",
                     r.external_id or "",
+                    r.annotator or "" if r.label else "",
+                    r.source or "" if r.label else "",
+                    r.created_at if r.label else None,
                 )
                 for r in rows
             ]
@@ -191,8 +207,10 @@ class SamplesPart(StorePart):
             return result
 
     def export_labels(self, dataset_name: str, run_id: int = 0, chunk_rows: int = 1000) -> Iterator[bytes]:
-        """The labelled set as CSV with a ``label,text`` header (``label,text,id`` when the dataset's
-        samples carry the user's own ids), in chunks."""
+        """The labelled set as CSV, in chunks: ``label,text`` (then ``id`` when the dataset's samples
+        carry the user's own ids), then where each label came from: ``sample_id``, ``annotator``,
+        ``labelled_at`` (RFC 3339, UTC) and ``label_source``. ``lesslabels import`` reads the first
+        ones and leaves the provenance columns out, so an export imports back."""
         with self._reading() as session:
             dataset = find_dataset(session, dataset_name)
             with_ids = (
@@ -201,7 +219,7 @@ class SamplesPart(StorePart):
                 )
                 is not None
             )
-        header = ["label", "text", "id"] if with_ids else ["label", "text"]
+        header = ["label", "text", *(["id"] if with_ids else []), *EXPORT_PROVENANCE]
         header_sent = False
         for page, _, _ in self.list_samples(dataset_name, state="labelled", run_id=run_id, page_size=chunk_rows):
             buffer = io.StringIO()
@@ -209,13 +227,25 @@ class SamplesPart(StorePart):
             if not header_sent:
                 writer.writerow(header)
                 header_sent = True
-            if with_ids:
-                writer.writerows([s.label, s.text, s.external_id] for s in page)
-            else:
-                writer.writerows([s.label, s.text] for s in page)
+            writer.writerows(
+                [s.label, s.text, *([s.external_id] if with_ids else []), *provenance_cells(s)] for s in page
+            )
             yield buffer.getvalue().encode()
         if not header_sent:
             yield (",".join(header) + "\n").encode()
+
+
+#: The columns of a label's provenance in the pool's CSV export, after label, text (and id).
+EXPORT_PROVENANCE = ("sample_id", "annotator", "labelled_at", "label_source")
+
+
+def provenance_cells(sample: SampleRecord) -> list:
+    return [
+        sample.id,
+        sample.annotator,
+        rfc3339(sample.labelled_at) if sample.labelled_at else "",
+        sample.label_source,
+    ]
 
 
 def _kept_total(session: Session, dataset_id: int, scope: str, split: str | None, state: str) -> int:

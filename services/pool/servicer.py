@@ -148,6 +148,7 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
             subset_seed=request.subset.seed,
             sample_ids=request.sample_ids,
             shard=wire.shard_from_proto(request),
+            annotator=request.annotator or None,
         )
         first = True
         for samples, last_id, total in pages:
@@ -198,6 +199,10 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
     def GetLabelHistory(self, request, context):
         events = self.store.label_history(request.dataset, request.sample_id)
         return pool_pb2.LabelHistory(events=[convert.label_event_to_proto(e) for e in events])
+
+    def ListAnnotators(self, request, context):
+        annotators = self.store.annotators(request.dataset, request.run_id)
+        return pool_pb2.ListAnnotatorsResponse(annotators=[convert.annotator_to_proto(a) for a in annotators])
 
 
 def registration(servicer: PoolServicer):

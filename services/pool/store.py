@@ -24,6 +24,7 @@ from lesslabels.pool.imports import ImportsPart
 from lesslabels.pool.labels import LabelsPart
 from lesslabels.pool.labelset import MAX_LABEL_LENGTH, check_not_near_duplicate, label_key
 from lesslabels.pool.records import (
+    AnnotatorRecord,
     DatasetInfo,
     DuplicateInfo,
     ImportResult,
@@ -39,6 +40,7 @@ __all__ = [
     "MAX_LABEL_LENGTH",
     "MAX_PAGE",
     "NAME_RE",
+    "AnnotatorRecord",
     "DatasetInfo",
     "DuplicateInfo",
     "ImportResult",

@@ -13,7 +13,7 @@ def test_import_and_export_roundtrip(pool_address, tmp_path, capsys):
     assert "imported 3 rows" in out and "greet" in out and "1 rows repeat a text" in out
     target = tmp_path / "out.csv"
     assert export_main(["--dataset", "d", "--pool-address", pool_address, "-o", str(target)]) == 0
-    assert target.read_text() == "label,text\n"  # nothing labelled yet
+    assert target.read_text() == "label,text,sample_id,annotator,labelled_at,label_source\n"  # nothing labelled yet
 
 
 def test_import_errors_are_clear(pool_address, tmp_path, capsys):

@@ -105,10 +105,13 @@ def test_import_file_and_export_labels(pool, tmp_path):
     summary = pool.import_file(path, "f")
     assert summary.imported == 2 and summary.format == "csv" and summary.by_label == {"flight": 1, "airfare": 1}
     # Imported labels are the hidden gold labels (the simulated oracle): nothing is labelled yet.
-    assert pool.export_labels("f") == b"label,text\n"
+    assert pool.export_labels("f") == b"label,text,sample_id,annotator,labelled_at,label_source\n"
     first = pool.list_samples("f")[0]
     pool.submit_labels("f", {first.id: "airfare"})
-    assert pool.export_labels("f").decode().splitlines() == ["label,text", "airfare,show me flights"]
+    header, row = pool.export_labels("f").decode().splitlines()
+    assert header == "label,text,sample_id,annotator,labelled_at,label_source" and row.startswith(
+        f"airfare,show me flights,{first.id},,"
+    )
     with pytest.raises(InvalidArgument, match="no such file"):
         pool.import_file(tmp_path / "missing.csv", "f")
     with pytest.raises(InvalidArgument, match="unknown import format 'xml'"):
@@ -392,7 +395,9 @@ def test_scorer_errors(scorer_address):
             scorer.score(["x"], run=12345)
         with pytest.raises(InvalidArgument, match="not one string"):
             scorer.score("show me flights", run=3)
-        with pytest.raises(InvalidArgument, match="exactly one of checkpoint=, run=, base_model= or fast_head= \\(got none\\)"):
+        with pytest.raises(
+            InvalidArgument, match="exactly one of checkpoint=, run=, base_model= or fast_head= \\(got none\\)"
+        ):
             scorer.score(["x"])
         with pytest.raises(InvalidArgument, match="got checkpoint, run"):
             scorer.score(["x"], checkpoint="a", run=3)

@@ -267,10 +267,13 @@ def test_round_trip_through_a_real_stack(real_stack, tiny_bert_dir, tmp_path, ca
     rows = [json.loads(line) for line in hf.read_text().splitlines()]
     assert sorted(names) == sorted(LABELS) and len(rows) == 12
     assert all(names[r["label"]] == gold(r["text"]) for r in rows)
+    # Each row names its sample, who labelled it (Label Studio's completed_by), when and how.
+    assert {r["sample_id"]: r["annotator"] for r in rows} == annotators
+    assert {r["label_source"] for r in rows} == {"human"} and all(r["labelled_at"].endswith("Z") for r in rows)
     csv_path = tmp_path / "toy.csv"
     assert cli(["export-hf", "--dataset", "toy", "-o", str(csv_path), "--pool-address", stack.pool_address]) == 0
     lines = csv_path.read_text().splitlines()
-    assert lines[0] == "text,label" and len(lines) == 13
+    assert lines[0] == "text,label,sample_id,annotator,labelled_at,label_source" and len(lines) == 13
     with PoolClient(stack.pool_address, timeout=10) as pool:
         assert pool.get_dataset("toy").labelled_count == 12
 
@@ -304,13 +307,27 @@ def test_hf_export_loads_in_datasets_with_the_label_names(fmt, tmp_path):
     datasets = pytest.importorskip("datasets")
     from lesslabels.client import Sample, hfexport
 
-    samples = [Sample(1, "to denver, please", "train", "flight"), Sample(2, 'a "quoted" fare', "train", "airfare")]
+    when = "2026-12-01T10:00:00Z"
+    samples = [
+        Sample(1, "to denver, please", "train", "flight", annotator="ada", label_source="human", labelled_at=when),
+        Sample(2, 'a "quoted" fare', "train", "airfare", annotator="oracle", label_source="oracle", labelled_at=when),
+    ]
     samples.append(Sample(3, "not labelled", "train", ""))
     names = hfexport.label_names(["flight", "airfare", "ground_service"], samples)
     path = tmp_path / f"set.{fmt}"
     path.write_text(hfexport.render(hfexport.hf_rows(samples, names), fmt), encoding="utf-8")
     declared = json.loads(hfexport.names_document(names))["label"]["names"]
-    features = datasets.Features({"text": datasets.Value("string"), "label": datasets.ClassLabel(names=declared)})
+    string = datasets.Value("string")
+    features = datasets.Features(
+        {
+            "text": string,
+            "label": datasets.ClassLabel(names=declared),
+            "sample_id": datasets.Value("int64"),
+            "annotator": string,
+            "labelled_at": string,
+            "label_source": string,
+        }
+    )
     loaded = datasets.load_dataset(
         "json" if fmt == "jsonl" else "csv", data_files=str(path), features=features, cache_dir=str(tmp_path / "c")
     )["train"]
@@ -318,6 +335,10 @@ def test_hf_export_loads_in_datasets_with_the_label_names(fmt, tmp_path):
     assert [(r["text"], loaded.features["label"].int2str(r["label"])) for r in loaded] == [
         ("to denver, please", "flight"),
         ('a "quoted" fare', "airfare"),
+    ]
+    assert [(r["sample_id"], r["annotator"], r["label_source"], r["labelled_at"]) for r in loaded] == [
+        (1, "ada", "human", when),
+        (2, "oracle", "oracle", when),
     ]
     with pytest.raises(InvalidArgument, match="format 'parquet'"):
         hfexport.render([], "parquet")

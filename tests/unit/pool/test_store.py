@@ -342,7 +342,9 @@ def test_user_ids_are_kept_exported_and_not_repeated(pool_address, stub):
     train = _samples(stub, dataset="d")
     submit_labels(stub, [(train[0].id, "greet")])
     exported = b"".join(c.data for c in stub.ExportLabels(pool_pb2.ExportLabelsRequest(dataset="d"), timeout=5))
-    assert exported == b"label,text,id\ngreet,hello there,u-1\n"
+    header, row = exported.decode().splitlines()
+    assert header == "label,text,id,sample_id,annotator,labelled_at,label_source"
+    assert row.startswith(f"greet,hello there,u-1,{train[0].id},ann,") and row.endswith(",human")
 
 
 def test_check_only_reports_and_stores_nothing(pool_address, stub):
@@ -561,13 +563,15 @@ def test_export_labelled_set_as_csv(pool_address, stub):
     ids = [s.id for s in _samples(stub, dataset="d")]
     submit_labels(stub, [(ids[0], "greet"), (ids[1], "bye")])
     data = b"".join(c.data for c in stub.ExportLabels(pool_pb2.ExportLabelsRequest(dataset="d"), timeout=5))
-    assert list(csv.reader(io.StringIO(data.decode()))) == [
-        ["label", "text"],
-        ["greet", "hello, friend"],
-        ["bye", 'say "bye"'],
+    rows = list(csv.reader(io.StringIO(data.decode())))
+    assert rows[0] == ["label", "text", "sample_id", "annotator", "labelled_at", "label_source"]
+    assert [r[:4] + r[5:] for r in rows[1:]] == [
+        ["greet", "hello, friend", str(ids[0]), "ann", "human"],
+        ["bye", 'say "bye"', str(ids[1]), "ann", "human"],
     ]
-    # The export re-imports as a headered CSV.
-    assert import_bytes(pool_address, "copy", data).imported == 2
+    # The export re-imports as a headered CSV, its provenance columns left out.
+    summary = import_bytes(pool_address, "copy", data)
+    assert summary.imported == 2 and summary.columns["ignored"] == "sample_id, annotator, labelled_at, label_source"
 
 
 # -- runs, rounds, acquisitions ---------------------------------------------------------------

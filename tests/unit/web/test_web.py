@@ -126,7 +126,7 @@ def test_import_and_export_a_dataset_from_the_browser(web):
     assert reply.status_code == 303 and reply.headers["location"] == "/datasets/fresh?imported=2"
     page = client.get("/datasets/fresh?imported=2")
     assert "Imported 2 rows" in page.text and "<td>train</td><td>2</td><td>0</td><td>2</td>" in page.text
-    assert client.get("/datasets/fresh/export.csv").text == "label,text\n"
+    assert client.get("/datasets/fresh/export.csv").text == "label,text,sample_id,annotator,labelled_at,label_source\n"
     bad = client.post(
         "/datasets/import",
         data={"dataset": "fresh", "split": "train", "csrf_token": token},
