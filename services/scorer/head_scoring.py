@@ -16,7 +16,7 @@ from lesslabels.common.checkpoints import labelled_set_hash
 from lesslabels.contract import FastHead
 from lesslabels.scorer import fast_head
 from lesslabels.scorer.embedding_store import Embedded, EmbeddingModel, EmbeddingStore, folder_identity
-from lesslabels.scorer.model_cache import BASE_PREFIX, ModelCache, ModelSpec, Scores
+from lesslabels.scorer.model_cache import ModelCache, ModelSpec, Scores
 from lesslabels.scorer.pool_source import LabelledSample
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,8 @@ class FastHeads:
         """The base encoder ``base_model`` names (loaded: InvalidArgument when it is not allowed) and
         the identity of the embeddings it computes."""
         spec = ModelSpec(base_model=base_model or "default")
-        entry = self.cache.load(spec)
-        source = entry.key.removeprefix(BASE_PREFIX)
+        entry = self.cache.load(spec)  # InvalidArgument for a base model outside the allowed places
+        source = self.cache.places.resolve(spec.base_model)  # its folder on this server
         model = EmbeddingModel(
             source=source,
             files=folder_identity(source),
