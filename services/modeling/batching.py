@@ -7,6 +7,7 @@ pad tokens, which is where a naive "batch 32 in file order" loop spends much of 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 from collections.abc import Iterator, Sequence
 
@@ -15,33 +16,135 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+#: One text's token ids: a list, or an int32 array as :func:`encode` gives them.
+TokenIds = Sequence[int] | np.ndarray
 
-#: Characters kept per token of ``max_length`` before tokenising (and at least MIN_CHARS): a token
-#: covers far fewer characters in practice (WordPiece words stop at 100), so the cut never changes
-#: the tokens kept, while an 8 MiB text no longer costs a tokenizer pass over all of it.
-CHARS_PER_TOKEN = 64
-MIN_CHARS = 4096
+#: Characters of a text tokenised per token of ``max_length`` at first: English WordPiece averages
+#: 4 to 6 characters a token, so 8 fill ``max_length`` for almost every text. A text cut there that
+#: gives fewer tokens than fit is tokenised again from twice as many characters, up to
+#: MAX_CHARS_PER_TOKEN (a WordPiece token covers at most 100 characters and a space),
+#: so the cut changes the tokens kept only for texts past that. Work and memory per text are
+#: proportional to ``max_length``, never to the text's length.
+CHARS_PER_TOKEN = 8
+MAX_CHARS_PER_TOKEN = 128
+#: Texts per tokenizer call: a fast tokenizer's encodings (offsets, token strings...) cost about
+#: 100 bytes a token, so they are kept for one chunk at a time, never for a whole request.
+CHUNK_TEXTS = 64
 
 
-def char_limit(max_length: int) -> int:
-    """Characters of a text worth tokenising when ``max_length`` tokens are kept."""
-    return max(MIN_CHARS, CHARS_PER_TOKEN * max_length)
+def char_limit(max_length: int, per_token: int = CHARS_PER_TOKEN) -> int:
+    """Characters of a text tokenised first when ``max_length`` tokens are kept."""
+    return per_token * max_length
 
 
-def cut_texts(texts: Sequence[str], max_length: int) -> tuple[list[str], np.ndarray]:
-    """``texts`` cut to ``char_limit(max_length)`` characters, and which were cut ([n] bool)."""
-    limit = char_limit(max_length)
-    cut = np.fromiter((len(t) > limit for t in texts), dtype=bool, count=len(texts))
-    return [t[:limit] if c else t for t, c in zip(texts, cut, strict=True)], cut
+@dataclasses.dataclass
+class Encoded:
+    """Token ids per text (special tokens included, at most ``max_length``; int32 arrays, [tokens])
+    and which texts lost tokens to the limit ([n] bool)."""
+
+    input_ids: list[np.ndarray]
+    truncated: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def _special_counts(tokenizer) -> tuple[int, int] | None:
+    """(special tokens before, after) the text's own tokens for a single text, or None when the
+    tokenizer does not put them around the text."""
+    probe = "hello world"
+    full = list(tokenizer(probe, add_special_tokens=True)["input_ids"])
+    bare = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
+    for start in range(len(full) - len(bare) + 1):
+        if full[start : start + len(bare)] == bare:
+            return start, len(full) - start - len(bare)
+    return None
+
+
+def _ids(tokenizer, texts: list[str]) -> list[list[int]]:
+    """Token ids of ``texts`` whole (special tokens added): no truncation, so no overflow encodings."""
+    encoded = tokenizer(
+        texts,
+        truncation=False,
+        padding=False,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+        verbose=False,  # longer than model_max_length on purpose: cut below
+    )
+    return encoded["input_ids"]
+
+
+def _piece(text: str, limit: int, left: bool) -> tuple[str, bool]:
+    """The first (``left``: last) ``limit`` characters of ``text``, ending (starting) at whitespace
+    so that no word is cut in two (its pieces would differ from the whole word's), and whether it
+    does; with no whitespace in reach it is cut where the limit falls (False)."""
+    if len(text) <= limit:
+        return text, True
+    if left:
+        piece = text[-limit:]
+        found = [i for i in (piece.find(c) for c in _SPACES) if i >= 0]
+        return (piece[min(found) + 1 :], True) if found else (piece, False)
+    piece = text[:limit]
+    end = max(piece.rfind(c) for c in _SPACES)
+    return (piece[:end], True) if end > 0 else (piece, False)
+
+
+_SPACES = (" ", "\n", "\t")
+
+
+def encode(tokenizer, texts: Sequence[str], max_length: int) -> Encoded:
+    """Tokenise ``texts`` keeping at most ``max_length`` tokens each, as the tokenizer's own
+    truncation would, without its overflow encodings and with work bounded per text: each text is
+    cut to ``char_limit(max_length)`` characters (more only while the cut leaves room for tokens),
+    ``CHUNK_TEXTS`` at a time. A text is flagged truncated when it had more tokens than fit, or
+    more characters than were tokenised."""
+    n = len(texts)
+    specials = _special_counts(tokenizer) if n else None
+    before, after = specials or (0, 0)
+    room = max(1, max_length - before - after)  # the text's own tokens that fit
+    left = getattr(tokenizer, "truncation_side", "right") == "left"
+    ids: list[np.ndarray] = []
+    truncated = np.zeros(n, dtype=bool)
+    for start in range(0, n, CHUNK_TEXTS):
+        chunk = list(texts[start : start + CHUNK_TEXTS])
+        pieces = [_piece(t, char_limit(max_length), left) for t in chunk]
+        rows = _ids(tokenizer, [piece for piece, _ in pieces])
+        for k, text in enumerate(chunk):
+            row, limit, whole_words = rows[k], char_limit(max_length), pieces[k][1]
+            # Cut inside a word, or before its tokens filled the room: tokenise more of it (alone).
+            while (
+                len(text) > limit
+                and (not whole_words or len(row) - before - after < room)
+                and limit < char_limit(max_length, MAX_CHARS_PER_TOKEN)
+            ):
+                limit *= 2
+                piece, whole_words = _piece(text, limit, left)
+                row = _ids(tokenizer, [piece])[0]
+            cut = len(text) > limit
+            if len(row) > max_length:
+                cut = True
+                if specials is not None:
+                    row = _truncate(row, max_length, before, after, left)
+                else:  # an unusual template: the tokenizer truncates this one itself
+                    piece = _piece(text, limit, left)[0]
+                    row = tokenizer([piece], truncation=True, max_length=max_length, verbose=False)["input_ids"][0]
+            truncated[start + k] = cut
+            ids.append(np.asarray(row, dtype=np.int32))
+    return Encoded(ids, truncated)
+
+
+def _truncate(row: list[int], max_length: int, before: int, after: int, left: bool) -> list[int]:
+    """``row`` (special tokens included) cut to ``max_length`` tokens from the text's own tokens,
+    keeping the special tokens around them (what the tokenizer's truncation does)."""
+    keep = max_length - before - after
+    head, body, tail = row[:before], row[before : len(row) - after], row[len(row) - after :]
+    return head + (body[len(body) - keep :] if left else body[:keep]) + tail
 
 
 def tokenize(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    """Token ids per text (special tokens included, truncated to ``max_length``, unpadded); texts
-    are cut to ``char_limit(max_length)`` characters first."""
-    if not texts:
-        return []
-    encoded = tokenizer(cut_texts(texts, max_length)[0], truncation=True, max_length=max_length, padding=False)
-    return [list(ids) for ids in encoded["input_ids"]]
+    """Token ids per text (special tokens included, truncated to ``max_length``, unpadded), with
+    the bounded work of :func:`encode`."""
+    return [row.tolist() for row in encode(tokenizer, texts, max_length).input_ids]
 
 
 def length_grouped_batches(
@@ -83,7 +186,7 @@ def length_grouped_batches(
     return batches
 
 
-def collate(token_ids: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
+def collate(token_ids: Sequence[TokenIds], pad_id: int) -> dict[str, torch.Tensor]:
     """Pad a batch to its longest sequence: ``input_ids`` and ``attention_mask``, [batch, longest]."""
     import torch
 
@@ -97,7 +200,7 @@ def collate(token_ids: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.
 
 
 def iterate_batches(
-    token_ids: Sequence[Sequence[int]], batches: Sequence[np.ndarray], pad_id: int
+    token_ids: Sequence[TokenIds], batches: Sequence[np.ndarray], pad_id: int
 ) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
     """Yield (indices, padded tensors) for each batch of indices."""
     for indices in batches:

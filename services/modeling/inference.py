@@ -23,7 +23,7 @@ import torch
 
 from lesslabels.contract.vocabulary import PRECISIONS
 from lesslabels.modeling import pooling
-from lesslabels.modeling.batching import collate, cut_texts
+from lesslabels.modeling.batching import Encoded, TokenIds, collate, encode
 from lesslabels.modeling.models import cpu_has_native_bf16  # noqa: F401 - re-exported for callers
 from lesslabels.modeling.pooling import mean_pool
 
@@ -251,34 +251,14 @@ def _cls_only_matches(loaded: InferenceModel) -> bool:
     return ok
 
 
-@dataclasses.dataclass
-class Tokenized:
-    """Token ids per text (already truncated, special tokens included) and which were truncated."""
-
-    input_ids: list[list[int]]
-    truncated: np.ndarray  # [n] bool
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
+#: Token ids per text (int32 arrays, truncated, special tokens included) and which were truncated.
+Tokenized = Encoded
 
 
 def tokenize(model: InferenceModel, texts: Sequence[str]) -> Tokenized:
-    """Tokenise without padding; a text longer than ``model.max_length`` tokens is cut and flagged."""
-    if not texts:
-        return Tokenized([], np.zeros(0, dtype=bool))
-    texts, cut = cut_texts(texts, model.max_length)  # bounded work for huge texts; a cut text is truncated
-    enc = model.tokenizer(
-        texts, truncation=True, max_length=model.max_length, padding=False, return_attention_mask=False
-    )
-    ids = [list(x) for x in enc["input_ids"]]
-    encodings = getattr(enc, "encodings", None)
-    if encodings is not None:
-        # Fast tokenizers keep what truncation cut off in .overflowing.
-        truncated = np.fromiter((bool(e.overflowing) for e in encodings), dtype=bool, count=len(ids))
-    else:
-        full = model.tokenizer(list(texts), truncation=False, padding=False, return_attention_mask=False)
-        truncated = np.fromiter((len(x) > model.max_length for x in full["input_ids"]), dtype=bool, count=len(ids))
-    return Tokenized(ids, truncated | cut)
+    """Tokenise without padding; a text longer than ``model.max_length`` tokens is cut and flagged
+    (work and memory per text bounded by ``max_length``: :func:`lesslabels.modeling.batching.encode`)."""
+    return encode(model.tokenizer, texts, model.max_length)
 
 
 @dataclasses.dataclass
@@ -289,14 +269,14 @@ class ForwardOutput:
     embeddings: np.ndarray | None  # [n, hidden] float32, when asked for
 
 
-def pad_batch(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_batch(rows: Sequence[TokenIds], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack token id lists into one ``[n, longest]`` tensor and its attention mask."""
     batch = collate(rows, pad_id)
     return batch["input_ids"], batch["attention_mask"]
 
 
 def forward(
-    model: InferenceModel, rows: Sequence[Sequence[int]], *, embeddings: bool = False, full_precision: bool = False
+    model: InferenceModel, rows: Sequence[TokenIds], *, embeddings: bool = False, full_precision: bool = False
 ) -> ForwardOutput:
     """One forward pass over ``rows`` (token id lists), all stacked into one padded tensor.
     ``full_precision`` skips the model's autocast dtype (fp32)."""

@@ -18,6 +18,7 @@ torch and transformers are imported inside the functions so that importing this 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -108,6 +109,25 @@ class ModelPlaces:
             except (OSError, RuntimeError, ValueError):
                 continue
         raise errors.InvalidArgument(NOT_ALLOWED)
+
+    def name_of(self, path: str) -> str:
+        """The name a caller may be shown for a model folder (``resolve`` takes it back): 'default'
+        for the bundled model, else its path inside the model folder or checkpoint store holding it;
+        never the server's path to it."""
+        if not path or path in DEFAULT_NAMES:
+            return "default"
+        real = pathlib.Path(path)
+        with contextlib.suppress(ModuleNotFoundError, OSError):
+            if real.resolve() == pathlib.Path(default_model_path()).resolve():
+                return "default"
+        if not real.is_absolute():
+            return path  # already a name
+        for root in (*self.model_dirs, self.checkpoint_dir):
+            if not root:
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                return real.resolve().relative_to(pathlib.Path(root).resolve()).as_posix()
+        return real.name  # not a place a caller may name: the folder's own name only
 
 
 # CPU flags of native bf16 arithmetic (AVX512-BF16: Cooper Lake, Zen 4 and later; AMX: Sapphire

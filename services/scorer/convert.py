@@ -39,25 +39,24 @@ def spec_from_proto(ref: common_pb2.ModelRef) -> ModelSpec:
 
 
 def text_scores_to_proto(scores: Scores, *, omit_probabilities: bool = False) -> list[scorer_pb2.TextScore]:
-    """One TextScore per row of ``scores``, in row order."""
+    """One TextScore per row of ``scores``, in row order. Probabilities and embeddings become Python
+    floats one row at a time (4,096 embeddings of 384 floats are 48 MiB as Python floats at once)."""
     predicted = scores.predicted_labels()
-    probs = scores.probabilities.tolist()
     ent, mar = scores.entropy.tolist(), scores.margin.tolist()
     lc, rat = scores.least_confidence.tolist(), scores.ratio.tolist()
     trunc = scores.truncated.tolist()
-    emb = scores.embeddings.tolist() if scores.embeddings is not None else None
     out = []
     for i in range(len(scores)):
         out.append(
             scorer_pb2.TextScore(
-                probabilities=() if omit_probabilities else probs[i],
+                probabilities=() if omit_probabilities else scores.probabilities[i].tolist(),
                 predicted_label=predicted[i],
                 entropy=ent[i],
                 margin=mar[i],
                 least_confidence=lc[i],
                 ratio=rat[i],
                 truncated=trunc[i],
-                embedding=emb[i] if emb is not None else (),
+                embedding=scores.embeddings[i].tolist() if scores.embeddings is not None else (),
             )
         )
     return out
@@ -73,7 +72,7 @@ def score_response_to_proto(scores: Scores, *, omit_probabilities: bool = False)
 
 def loaded_to_proto(entry: LoadedEntry) -> scorer_pb2.LoadedModel:
     return scorer_pb2.LoadedModel(
-        checkpoint_id=entry.checkpoint_id or entry.key,
+        checkpoint_id=entry.name,  # a base model by its name, never its path on this server
         labels=entry.labels,
         base_model=entry.base_model,
         device=str(entry.model.device),

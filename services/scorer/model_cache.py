@@ -100,14 +100,17 @@ def parallelism(device: str = "", threads: int = 0, batch_workers: int = 0) -> t
 
 @dataclasses.dataclass
 class LoadedEntry:
-    key: str
+    key: str  # the cache's own key: a base model's is its path on this server (never shown to callers)
     checkpoint_id: str  # "" for a base model
-    base_model: str
+    base_model: str  # as callers may be shown it: a name, never a server path
     model: inference.InferenceModel
     batcher: DynamicBatcher
     loaded_at: datetime.datetime
     # fp32 re-scoring of uncertain rows: on when the model runs in reduced precision
     refine: bool = False
+    #: What callers know the model by: the checkpoint id, or ``base:`` and the base model's name
+    #: (ModelPlaces.name_of); UnloadCheckpoint takes it.
+    name: str = ""
 
     @property
     def labels(self) -> list[str]:
@@ -160,7 +163,7 @@ class Scores:
 
 @dataclasses.dataclass(frozen=True)
 class _Row:
-    ids: list[int]
+    ids: np.ndarray  # [tokens] int32
     embed: bool
     full_precision: bool = False  # an fp32 re-scoring row
 
@@ -265,7 +268,7 @@ class ModelCache:
                     max_length=max_length,
                     precision=cfg.precision,
                 )
-            base = str(checkpoint.manifest.get("base_model", ""))
+            base = self.places.name_of(str(checkpoint.manifest.get("base_model", "")))
         else:
             base = spec.base_model
             with _load_errors(f"base model {base[:200]!r}", f"base_model={base!r}"):
@@ -296,7 +299,10 @@ class ModelCache:
             cfg.refine_below if refine else "-",
             len(model.labels),
         )
-        return LoadedEntry(key, checkpoint_id, base, model, batcher, utcnow(), refine)
+        if not checkpoint_id:
+            base = self.places.name_of(key.removeprefix(BASE_PREFIX))
+        name = checkpoint_id or f"{BASE_PREFIX}{base}"
+        return LoadedEntry(key, checkpoint_id, base, model, batcher, utcnow(), refine, name)
 
     def loaded(self) -> list[LoadedEntry]:
         """Loaded models, most recently used first."""
@@ -304,7 +310,10 @@ class ModelCache:
             return list(reversed(self._cache.values()))
 
     def unload(self, key: str) -> bool:
+        """Unload the model callers know as ``key`` (a checkpoint id, or ``base:`` and a base model's
+        name as ListLoaded gives it); False when none such is loaded."""
         with self._lock:
+            key = next((e.key for e in self._cache.values() if key in (e.name, e.key)), key)
             entry = self._cache.pop(key, None)
         if entry is None:
             return False

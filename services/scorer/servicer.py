@@ -15,7 +15,7 @@ from lesslabels.contract import FastHead
 from lesslabels.scorer import convert
 from lesslabels.scorer.deadline import time_left
 from lesslabels.scorer.head_scoring import FastHeads
-from lesslabels.scorer.limits import DEFAULT_MAX_TEXTS, check_request_size
+from lesslabels.scorer.limits import DEFAULT_MAX_INFLIGHT_MB, DEFAULT_MAX_TEXTS, MiB, InFlightBudget, check_request_size
 from lesslabels.scorer.model_cache import ModelCache, ModelSpec, Scores
 from lesslabels.scorer.pool_scoring import PoolScoring
 from lesslabels.scorer.pool_source import iter_pool_pages
@@ -33,9 +33,11 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         max_texts: int = DEFAULT_MAX_TEXTS,
         pool_stream_timeout: float = 3600.0,
         heads: FastHeads | None = None,
+        in_flight: InFlightBudget | None = None,
     ):
         self.cache = cache
         self.max_texts = max_texts
+        self.in_flight = in_flight or InFlightBudget(DEFAULT_MAX_INFLIGHT_MB * MiB)
         self._pool = pool
         self._pool_stream_timeout = pool_stream_timeout
         self.heads = heads
@@ -43,10 +45,10 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
     def Score(self, request, context):
         check_request_size(len(request.texts), self.max_texts)
         spec = convert.model_from_proto(request.model)
-        scores = self._score(
-            spec, list(request.texts), embeddings=request.include_embeddings, timeout=time_left(context)
-        )
-        return convert.score_response_to_proto(scores, omit_probabilities=request.omit_probabilities)
+        with self.in_flight.hold(request.ByteSize()):
+            # The repeated field itself, not a list copy: texts are read a chunk at a time.
+            scores = self._score(spec, request.texts, embeddings=request.include_embeddings, timeout=time_left(context))
+            return convert.score_response_to_proto(scores, omit_probabilities=request.omit_probabilities)
 
     def ScorePool(self, request, context):
         if self._pool is None:

@@ -10,6 +10,7 @@ from lesslabels.common.server import ServiceRegistration
 from lesslabels.inference import grpc_predict_v2_pb2 as pb
 from lesslabels.inference import grpc_predict_v2_pb2_grpc as pb_grpc
 from lesslabels.scorer.deadline import time_left
+from lesslabels.scorer.limits import DEFAULT_MAX_INFLIGHT_MB, MiB, InFlightBudget
 from lesslabels.scorer.model_cache import ModelCache, ModelSpec
 from lesslabels.scorer.oip import codec
 from lesslabels.scorer.oip.model_names import NAME_REQUIRED, model_versions, resolve_checkpoint
@@ -21,10 +22,17 @@ SERVER_VERSION = "1"
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(
-        self, cache: ModelCache, *, max_texts: int, ready=lambda: True, statistics: InferenceStatistics | None = None
+        self,
+        cache: ModelCache,
+        *,
+        max_texts: int,
+        ready=lambda: True,
+        statistics: InferenceStatistics | None = None,
+        in_flight: InFlightBudget | None = None,
     ):
         self.cache = cache
         self.max_texts = max_texts
+        self.in_flight = in_flight or InFlightBudget(DEFAULT_MAX_INFLIGHT_MB * MiB)
         self._ready = ready
         self.statistics = statistics or InferenceStatistics()
 
@@ -72,15 +80,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         started = time.perf_counter_ns()
         checkpoint = resolve_checkpoint(self.cache, request.model_name, request.model_version)
         try:
-            codec.check_request_parameters(request)
-            texts = codec.texts_from_request(request, self.max_texts)
-            outputs = codec.requested_outputs(request)
-            if not checkpoint.labels:
-                raise errors.InvalidArgument(f"model {errors.quote(request.model_name)} has no classification head")
-            scoring = time.perf_counter_ns()
-            scores = self.cache.score(ModelSpec(checkpoint_id=checkpoint.id), texts, timeout=time_left(context))
-            infer_ns = time.perf_counter_ns() - scoring
-            response = codec.infer_response(request, outputs, scores)
+            with self.in_flight.hold(request.ByteSize()):
+                codec.check_request_parameters(request)
+                texts = codec.texts_from_request(request, self.max_texts)
+                outputs = codec.requested_outputs(request)
+                if not checkpoint.labels:
+                    raise errors.InvalidArgument(f"model {errors.quote(request.model_name)} has no classification head")
+                scoring = time.perf_counter_ns()
+                scores = self.cache.score(ModelSpec(checkpoint_id=checkpoint.id), texts, timeout=time_left(context))
+                infer_ns = time.perf_counter_ns() - scoring
+                response = codec.infer_response(request, outputs, scores)
         except Exception:
             self.statistics.record_failure(request.model_name, checkpoint.id, total_ns=time.perf_counter_ns() - started)
             raise

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lesslabels.common import errors
-from lesslabels.modeling.batching import char_limit, collate, length_grouped_batches, tokenize
+from lesslabels.modeling.batching import char_limit, collate, encode, length_grouped_batches, tokenize
 from lesslabels.contract.metrics import Metrics
 from lesslabels.modeling.models import load_classifier, save_classifier, select_device
 from lesslabels.trainer import loop
@@ -76,6 +76,33 @@ def test_tokenize_cuts_a_huge_text_to_a_character_limit_first(tiny_bert_dir):
     ids = tokenize(loaded.tokenizer, [huge], max_length=64)
     assert time.monotonic() - started < 5
     assert ids == tokenize(loaded.tokenizer, [huge[: char_limit(64)]], max_length=64) and len(ids[0]) == 64
+
+
+def test_encode_keeps_what_the_tokenizers_own_truncation_keeps_and_flags_it(tiny_bert_dir):
+    """Bounded tokenisation (characters cut in proportion to max_length, no truncation asked of
+    the tokenizer) keeps the same ids and truncation flags as the tokenizer truncating whole texts:
+    texts cut inside a long word, a word longer than the first cut, CJK, punctuation, empty."""
+    import random
+
+    loaded = load_classifier(str(tiny_bert_dir), LABELS)
+    tok = loaded.tokenizer
+    rng = random.Random(0)
+    words = ["the", "flight", "boston", "internationalization", "x" * 150, "naïve", "日本語", "a.b,c", "\n", "  "]
+    texts = ["", "hi", "word " * 100, "y" * 900, "short " + "z" * 600 + " tail"]
+    texts += [" ".join(rng.choice(words) for _ in range(rng.randint(0, 300))) for _ in range(120)]
+    for max_length in (8, 16, 64):
+        got = encode(tok, texts, max_length)
+        expected = tok(texts, truncation=True, max_length=max_length)["input_ids"]
+        whole = tok(texts, truncation=False, verbose=False)["input_ids"]
+        assert [row.tolist() for row in got.input_ids] == expected, max_length
+        assert got.truncated.tolist() == [len(ids) > max_length for ids in whole], max_length
+        assert all(row.dtype == np.int32 for row in got.input_ids)
+    assert len(encode(tok, [], 16)) == 0
+    # Past 128 characters a token of max_length (here a 3,000-character word) the rest is never
+    # read: the text is flagged truncated, as a text whose end was not looked at.
+    odd = encode(tok, ["short " + "z" * 3000 + " tail", "y" * 5000], 8)
+    assert odd.truncated.tolist() == [True, True]
+    assert tok.convert_ids_to_tokens(odd.input_ids[0].tolist()) == ["[CLS]", "short", "[SEP]"]
 
 
 # -- class balance ---------------------------------------------------------------------------------

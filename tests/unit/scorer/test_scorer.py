@@ -650,6 +650,32 @@ def test_score_rpc(scorer):
     assert len(empty.scores) == 0 and list(empty.labels) == LABELS
 
 
+def test_requests_past_the_in_flight_budget_are_refused_while_others_run(scorer):
+    """Finding F1: concurrent big requests each took their full memory (3 at once +1.65 GiB). Score
+    and ModelInfer share one budget of request bytes (--max-inflight-mb): past it a request is
+    RESOURCE_EXHAUSTED at once, naming the flag; when the others end it runs."""
+    from lesslabels.inference import grpc_predict_v2_pb2 as pb
+    from lesslabels.inference import grpc_predict_v2_pb2_grpc as pb_grpc
+
+    server, channel, checkpoint_id, _ = scorer
+    stub = scorer_pb2_grpc.ScorerServiceStub(channel)
+    request = scorer_pb2.ScoreRequest(model=_ref(checkpoint_id), texts=["a text to score"])
+    infer = pb.ModelInferRequest(model_name=checkpoint_id)
+    infer.inputs.add(name="text", datatype="BYTES", shape=[1])
+    infer.raw_input_contents.append(b"\x04\x00\x00\x00text")
+    with server.in_flight.hold(server.in_flight.limit):  # others' requests fill the budget
+        for call in (
+            lambda: stub.Score(request, timeout=30),
+            lambda: pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(infer, timeout=30),
+        ):
+            with pytest.raises(grpc.RpcError) as info:
+                call()
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "--max-inflight-mb" in info.value.details()
+    assert server.in_flight.used == 0
+    assert len(stub.Score(request, timeout=30).scores) == 1
+
+
 def test_concurrent_grpc_callers_get_their_own_rows(scorer):
     server, channel, checkpoint_id, _ = scorer
     stub = scorer_pb2_grpc.ScorerServiceStub(channel)
