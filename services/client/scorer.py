@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from lesslabels.client.base import ServiceClient
+from lesslabels.common.errors import quote
 from lesslabels.client.errors import InvalidArgument
 from lesslabels.client.types import PoolScores, Scores, Uncertainty
 from lesslabels.contract import FastHead, SampleQuery, wire
@@ -52,11 +53,11 @@ def model_ref(
         raise InvalidArgument("best=True selects the best checkpoint of a run: give run= too")
     if checkpoint is not None:
         if not isinstance(checkpoint, str) or not checkpoint:
-            raise InvalidArgument(f"checkpoint must be a non-empty checkpoint id, got {checkpoint!r}")
+            raise InvalidArgument(f"checkpoint must be a non-empty checkpoint id, got {quote(checkpoint)}")
         return common_pb2.ModelRef(checkpoint_id=checkpoint)
     if run is not None:
         if isinstance(run, bool) or not isinstance(run, int) or run <= 0:
-            raise InvalidArgument(f"run must be a positive run id, got {run!r}")
+            raise InvalidArgument(f"run must be a positive run id, got {quote(run)}")
         if best:
             return common_pb2.ModelRef(best_of_run=run)
         return common_pb2.ModelRef(latest_of_run=run)
@@ -204,7 +205,7 @@ class ScorerClient(ServiceClient):
             omit_probabilities=not probabilities,
             **wire.sample_query_fields(query),
         )
-        what = f"scoring the {query.split} split of {query.dataset!r}"
+        what = f"scoring the {query.split} split of {quote(query.dataset)}"
         stream = self._stream(self._stub.ScorePool, request, what, timeout)
         return _with_progress(stream, progress), probabilities, embeddings
 

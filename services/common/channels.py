@@ -194,7 +194,8 @@ def wait_until_serving(
 def from_rpc_error(exc: grpc.RpcError, what: str = "") -> errors.LessLabelsError:
     """Map a downstream RpcError back to a domain error, so it propagates with its code."""
     code = exc.code()
-    message = f"{what}: {exc.details()}" if what else str(exc.details())
+    # Bounded: a wrapped error passed on again (the coordinator's) stays short enough to send.
+    message = errors.bounded(f"{what}: {exc.details()}" if what else str(exc.details()))
     mapping = {
         grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgument,
         grpc.StatusCode.NOT_FOUND: errors.NotFound,

@@ -31,7 +31,7 @@ def _abort_for(exc: BaseException, context: grpc.ServicerContext, method: str) -
     """Turn an exception raised by a handler into the call's status. Always raises."""
     if isinstance(exc, errors.LessLabelsError):
         log.info("rpc=%s status=%s error=%r", method, exc.code, str(exc))
-        context.abort(status_code(exc), str(exc))
+        context.abort(status_code(exc), errors.bounded(str(exc)))
     log.error("rpc=%s status=INTERNAL unexpected error", method, exc_info=exc)
     # Only the type goes to the caller: an unexpected error's text can name server files.
     context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method} ({type(exc).__name__}); see the server's log")

@@ -4,6 +4,7 @@ config and the inference statistics as protobuf. Knows nothing of how a model is
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import struct
@@ -116,7 +117,7 @@ def _check_parameters(where: str, given, known: frozenset[str]) -> None:
     unknown = sorted(set(given) - known)
     if unknown:
         accepted = f"it accepts {sorted(known)}" if known else "it accepts none"
-        raise errors.InvalidArgument(f"{where}: unknown parameter(s) {unknown}; {accepted}")
+        raise errors.InvalidArgument(f"{where}: unknown parameter(s) {errors.quote(unknown)}; {accepted}")
 
 
 def check_request_parameters(request: pb.ModelInferRequest) -> None:
@@ -150,8 +151,8 @@ def requested_outputs(request: pb.ModelInferRequest) -> list[OutputRequest]:
     names = [o.name for o in request.outputs]
     unknown = [n for n in names if n not in _DATATYPES]
     if unknown:
-        raise errors.InvalidArgument(f"unknown output(s) {unknown}; this model gives {list(OUTPUTS)}")
-    repeated = sorted({n for n in names if names.count(n) > 1})
+        raise errors.InvalidArgument(f"unknown output(s) {errors.quote(unknown)}; this model gives {list(OUTPUTS)}")
+    repeated = sorted(n for n, count in collections.Counter(names).items() if count > 1)
     if repeated:
         raise errors.InvalidArgument(f"output(s) {repeated} requested more than once")
     out = []

@@ -313,6 +313,28 @@ def test_unknown_models_and_size_limits(oip_server, kind, code, fragment):
     _assert_serving_and_working(channel, checkpoint_id)
 
 
+def test_thousands_of_unknown_parameters_or_outputs_get_a_short_invalid_argument(oip_server):
+    """Finding F6: 2,000 unknown parameters were all listed in the message, which then overflowed
+    the caller's 8 KiB limit on trailers and came back as RESOURCE_EXHAUSTED."""
+    _, channel, checkpoint_id, _ = oip_server
+    many_parameters = _raw_request(checkpoint_id, ["a"])
+    for i in range(2_000):
+        many_parameters.parameters[f"unknown_parameter_{i:04d}"].bool_param = True
+    many_outputs = _raw_request(checkpoint_id, ["a"])
+    for i in range(2_000):
+        many_outputs.outputs.add(name=f"unknown_output_{i:04d}")
+    for request, fragment in (
+        (many_parameters, "request: unknown parameter(s) ['unknown_parameter_0000', "),
+        (many_outputs, "unknown output(s) ['unknown_output_0000', "),
+    ):
+        with pytest.raises(grpc.RpcError) as info:
+            _stub(channel).ModelInfer(request, timeout=30)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
+        assert fragment in info.value.details() and "(2000 items)" in info.value.details()
+        assert len(info.value.details()) < 400
+    _assert_serving_and_working(channel, checkpoint_id)
+
+
 def _assert_serving_and_working(channel, checkpoint_id):
     status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
     assert status == health_pb2.HealthCheckResponse.SERVING
