@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import numbers
 import os
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import grpc
 
 from lesslabels.client.base import ServiceClient
+from lesslabels.common.errors import quote
 from lesslabels.client.errors import InvalidArgument, LessLabelsError
 from lesslabels.client.types import (
     Annotator,
@@ -47,7 +49,7 @@ Row = tuple | Mapping
 def random_subset(size: int, seed: int) -> common_pb2.RandomSubset | None:
     """The RandomSubset of ``size`` samples under ``seed`` (None for 0: no subset)."""
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 0:
-        raise InvalidArgument(f"subset must be a number of samples, 0 or more (0 = all of them), got {size!r}")
+        raise InvalidArgument(f"subset must be a number of samples, 0 or more (0 = all of them), got {quote(size)}")
     return wire.random_subset(int(size), int(seed))
 
 
@@ -64,6 +66,10 @@ def _dataset(message: pool_pb2.Dataset) -> Dataset:
     )
 
 
+#: Failures after which an import may or may not have been stored: retry with its request_id.
+_OUTCOME_UNKNOWN = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED)
+
+
 def _summary(message: pool_pb2.ImportSummary) -> ImportSummary:
     return ImportSummary(
         dataset=message.dataset,
@@ -75,6 +81,7 @@ def _summary(message: pool_pb2.ImportSummary) -> ImportSummary:
         by_split=dict(message.by_split),
         columns=dict(message.columns),
         checked_only=message.checked_only,
+        replayed=message.replayed,
     )
 
 
@@ -109,9 +116,9 @@ def _assignments(labels: Mapping[int, str] | Iterable[tuple[int, str]]) -> list[
         try:
             sample_id, label = pair
         except (TypeError, ValueError):
-            raise InvalidArgument(f"labels[{i}]: expected a (sample_id, label) pair, got {pair!r}") from None
+            raise InvalidArgument(f"labels[{i}]: expected a (sample_id, label) pair, got {quote(pair)}") from None
         if isinstance(sample_id, bool) or not isinstance(sample_id, int) or not isinstance(label, str):
-            raise InvalidArgument(f"labels[{i}]: expected (int sample_id, str label), got {pair!r}")
+            raise InvalidArgument(f"labels[{i}]: expected (int sample_id, str label), got {quote(pair)}")
         out.append(pool_pb2.LabelAssignment(sample_id=sample_id, label=label))
     return out
 
@@ -128,7 +135,7 @@ def rows_to_jsonl(rows: Iterable[Row], chunk_bytes: int = CHUNK_BYTES) -> Iterat
         elif isinstance(row, (tuple, list)) and len(row) == 2:
             record = {"text": row[0]} if row[1] in (None, "") else {"text": row[0], "label": row[1]}
         else:
-            raise InvalidArgument(f"row {i + 1}: expected (text, label) or a mapping with 'text', got {row!r}")
+            raise InvalidArgument(f"row {i + 1}: expected (text, label) or a mapping with 'text', got {quote(row)}")
         if not isinstance(record["text"], str):
             raise InvalidArgument(f"row {i + 1}: text must be a string, got {type(record['text']).__name__}")
         line = (json.dumps(record) + "\n").encode()  # ensure_ascii: no raw line separators inside a row
@@ -147,7 +154,7 @@ class SampleStream:
     def __init__(self, client: PoolClient, request: pool_pb2.ListSamplesRequest, timeout: float | None):
         self._client = client
         self._call = client._stub.ListSamples(request, timeout=client._deadline(timeout))
-        self._what = f"listing samples of dataset {request.dataset!r}"
+        self._what = f"listing samples of dataset {quote(request.dataset)}"
 
     def cancel(self) -> None:
         self._call.cancel()
@@ -183,12 +190,12 @@ class PoolClient(ServiceClient):
     ) -> Dataset:
         """Create an empty dataset (AlreadyExists if the name is taken)."""
         request = pool_pb2.CreateDatasetRequest(name=name, labels=list(labels), description=description)
-        return _dataset(self._unary(self._stub.CreateDataset, request, f"create dataset {name!r}", timeout))
+        return _dataset(self._unary(self._stub.CreateDataset, request, f"create dataset {quote(name)}", timeout))
 
     def get_dataset(self, name: str, *, timeout: float | None = None) -> Dataset:
         """The dataset called ``name`` (NotFound if there is none)."""
         return _dataset(
-            self._unary(self._stub.GetDataset, pool_pb2.GetDatasetRequest(name=name), f"dataset {name!r}", timeout)
+            self._unary(self._stub.GetDataset, pool_pb2.GetDatasetRequest(name=name), f"dataset {quote(name)}", timeout)
         )
 
     def list_datasets(self, *, timeout: float | None = None) -> list[Dataset]:
@@ -200,13 +207,15 @@ class PoolClient(ServiceClient):
         dataset as it is now. InvalidArgument for near-duplicate names ("Weather" / "weather "),
         FailedPrecondition when a label in use would be dropped."""
         request = pool_pb2.SetDatasetLabelsRequest(dataset=name, labels=list(labels))
-        return _dataset(self._unary(self._stub.SetDatasetLabels, request, f"label set of dataset {name!r}", timeout))
+        return _dataset(
+            self._unary(self._stub.SetDatasetLabels, request, f"label set of dataset {quote(name)}", timeout)
+        )
 
     def delete_dataset(self, name: str, *, timeout: float | None = None) -> int:
         """Delete dataset ``name`` with its samples, labels and runs; the number of samples removed.
         FailedPrecondition while the dataset has active runs."""
         request = pool_pb2.DeleteDatasetRequest(dataset=name)
-        return self._unary(self._stub.DeleteDataset, request, f"delete dataset {name!r}", timeout).samples
+        return self._unary(self._stub.DeleteDataset, request, f"delete dataset {quote(name)}", timeout).samples
 
     # ------------------------------------------------------------ import / export
 
@@ -225,6 +234,7 @@ class PoolClient(ServiceClient):
         allow_similar_labels: bool = False,
         check: bool = False,
         ignore_extra: bool = False,
+        request_id: str = "",
         timeout: float | None = STREAM_TIMEOUT,
     ) -> ImportSummary:
         """Stream file contents (CSV or JSONL bytes, in chunks) into ``dataset``.
@@ -232,7 +242,14 @@ class PoolClient(ServiceClient):
         ``split`` applies to rows that do not name one; ``create`` creates a missing dataset. The
         pool stores every row or none: a bad row raises InvalidArgument naming it. ``*_column``
         name the header columns (or JSON keys) to read; ``check`` only reports what would be stored;
-        ``ignore_extra`` leaves out columns (keys) no field reads instead of refusing the file."""
+        ``ignore_extra`` leaves out columns (keys) no field reads instead of refusing the file.
+
+        ``request_id`` ("" = a new random one) makes the import idempotent: when a call fails
+        without telling whether the rows were stored (UNAVAILABLE, a deadline, the server
+        stopping), retry with the same id and the same bytes: the pool stores them at most once and
+        answers the first import's summary (``replayed``). The raised error carries the id as
+        ``request_id``."""
+        request_id = request_id or uuid.uuid4().hex
         header = pool_pb2.ImportHeader(
             dataset=dataset,
             format=wire.proto_value(format, FORMATS, "import format"),
@@ -245,6 +262,7 @@ class PoolClient(ServiceClient):
             allow_similar_labels=allow_similar_labels,
             check_only=check,
             ignore_extra=ignore_extra,
+            request_id=request_id,
         )
 
         failures: list[BaseException] = []
@@ -260,10 +278,13 @@ class PoolClient(ServiceClient):
                 raise
 
         try:
-            reply = self._unary(self._stub.ImportSamples, messages(), f"import into dataset {dataset!r}", timeout)
-        except LessLabelsError:
+            reply = self._unary(self._stub.ImportSamples, messages(), f"import into dataset {quote(dataset)}", timeout)
+        except LessLabelsError as exc:
             if failures:
                 raise failures[0] from None
+            exc.request_id = request_id  # type: ignore[attr-defined]
+            if exc.status in _OUTCOME_UNKNOWN:
+                exc.add_note(f"retry with request_id={request_id!r}: the rows are stored at most once")
             raise
         return _summary(reply)
 
@@ -281,6 +302,7 @@ class PoolClient(ServiceClient):
         allow_similar_labels: bool = False,
         check: bool = False,
         ignore_extra: bool = False,
+        request_id: str = "",
         timeout: float | None = STREAM_TIMEOUT,
     ) -> ImportSummary:
         """Import a headerless ``label,text`` CSV, a CSV with a header (``text``, ``label``, ``split``,
@@ -304,6 +326,7 @@ class PoolClient(ServiceClient):
             allow_similar_labels=allow_similar_labels,
             check=check,
             ignore_extra=ignore_extra,
+            request_id=request_id,
             timeout=timeout,
         )
 
@@ -314,12 +337,20 @@ class PoolClient(ServiceClient):
         *,
         split: str = "train",
         create: bool = True,
+        request_id: str = "",
         timeout: float | None = STREAM_TIMEOUT,
     ) -> ImportSummary:
         """Import ``(text, label)`` pairs or records (``{"text", "label", "split"}``) from any
-        iterable, streamed as JSON lines in bounded chunks (the iterable is read once, lazily)."""
+        iterable, streamed as JSON lines in bounded chunks (the iterable is read once, lazily).
+        ``request_id``: see ``import_chunks``."""
         return self.import_chunks(
-            dataset, rows_to_jsonl(rows), split=split, format="jsonl", create=create, timeout=timeout
+            dataset,
+            rows_to_jsonl(rows),
+            split=split,
+            format="jsonl",
+            create=create,
+            request_id=request_id,
+            timeout=timeout,
         )
 
     def export_labels(self, dataset: str, *, run_id: int = 0, timeout: float | None = STREAM_TIMEOUT) -> bytes:
@@ -327,7 +358,9 @@ class PoolClient(ServiceClient):
         request = pool_pb2.ExportLabelsRequest(dataset=dataset, run_id=run_id)
         return b"".join(
             c.data
-            for c in self._stream(self._stub.ExportLabels, request, f"export labels of dataset {dataset!r}", timeout)
+            for c in self._stream(
+                self._stub.ExportLabels, request, f"export labels of dataset {quote(dataset)}", timeout
+            )
         )
 
     # ------------------------------------------------------------ samples, counts, labels
@@ -424,7 +457,7 @@ class PoolClient(ServiceClient):
         reply = self._unary(
             self._stub.GetCounts,
             pool_pb2.GetCountsRequest(dataset=dataset, run_id=run_id),
-            f"counts of dataset {dataset!r}",
+            f"counts of dataset {quote(dataset)}",
             timeout,
         )
         return Counts(
@@ -455,5 +488,5 @@ class PoolClient(ServiceClient):
             annotator=annotator,
             idempotency_key=idempotency_key,
         )
-        reply = self._unary(self._stub.SubmitLabels, request, f"labels for dataset {dataset!r}", timeout)
+        reply = self._unary(self._stub.SubmitLabels, request, f"labels for dataset {quote(dataset)}", timeout)
         return wire.label_result_from_proto(reply)

@@ -112,6 +112,7 @@ class ImportSummary:
     by_split: dict[str, int] = dataclasses.field(default_factory=dict)
     columns: dict[str, str] = dataclasses.field(default_factory=dict)  # field -> column (or JSON key) read
     checked_only: bool = False  # a dry run (check=True): nothing was stored
+    replayed: bool = False  # the summary of an earlier import with the same request_id: nothing stored now
 
 
 @dataclasses.dataclass(frozen=True)

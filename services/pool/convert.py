@@ -48,6 +48,7 @@ def import_result_to_proto(result: ImportResult) -> pool_pb2.ImportSummary:
         by_split=result.by_split,
         columns=result.columns,
         checked_only=result.checked_only,
+        replayed=result.replayed,
     )
 
 

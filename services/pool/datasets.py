@@ -16,7 +16,17 @@ from lesslabels.contract.vocabulary import ACTIVE_RUN_STATES, SPLITS
 from lesslabels.pool import counts
 from lesslabels.pool.base import NAME_RE, StorePart, find_dataset
 from lesslabels.pool.labelset import validate_label_set
-from lesslabels.pool.tables import Acquisition, CurrentLabel, Dataset, LabelEvent, Round, Run, Sample, run_scope
+from lesslabels.pool.tables import (
+    Acquisition,
+    CurrentLabel,
+    Dataset,
+    ImportRecord,
+    LabelEvent,
+    Round,
+    Run,
+    Sample,
+    run_scope,
+)
 from lesslabels.pool.records import DatasetInfo
 
 log = logging.getLogger(__name__)
@@ -114,6 +124,7 @@ class DatasetsPart(StorePart):
             session.execute(sa_delete(Round).where(Round.run_id.in_(runs)))
             session.execute(sa_delete(Run).where(Run.dataset_id == dataset.id))
             session.execute(sa_delete(Sample).where(Sample.dataset_id == dataset.id))
+            session.execute(sa_delete(ImportRecord).where(ImportRecord.dataset_id == dataset.id))
             session.execute(sa_delete(Dataset).where(Dataset.id == dataset.id))
             return count
 

@@ -7,6 +7,11 @@ texts the dataset holds twice (found by the (dataset_id, text_hash) index; the t
 The import's rows are the dataset's rows past the largest sample id stored before it: the
 dataset's row is locked for the import (SQLite has one writer anyway), so no other import adds to
 the dataset meanwhile.
+
+An import stops, rolled back, when ``stopped()`` turns true (its call was cancelled: the caller
+went away, or the server is shutting down) at a batch or just before it commits, so a caller that
+is told the call failed finds nothing stored. An import with a request id is recorded with its
+summary in the same transaction: a retry with that id finds it and stores nothing again.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import dataclasses
 import heapq
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 from sqlalchemy import and_, func, insert, select, text
@@ -29,7 +34,7 @@ from lesslabels.contract.vocabulary import SPLITS
 from lesslabels.pool import counts, importers
 from lesslabels.pool.base import NAME_RE, StorePart, find_dataset
 from lesslabels.pool.labelset import check_not_near_duplicate, similar_labels
-from lesslabels.pool.tables import Dataset, Sample
+from lesslabels.pool.tables import REQUEST_ID_MAX, Dataset, ImportRecord, Sample
 from lesslabels.pool.records import DuplicateInfo, ImportResult
 from lesslabels.pool.texthash import text_hash
 
@@ -47,6 +52,20 @@ REPORTED_ROWS = 100
 REPORTED_TEXT_CHARS = 200
 #: Hashes looked up in one query when reading the rows of duplicate texts.
 _HASHES_PER_QUERY = 500
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportRequest:
+    """Who is importing: the caller's idempotency key ("" = none), the SHA-256 (hex) of the file's
+    bytes, and ``stopped()``, true once the call is over (cancelled, or the server stopping)."""
+
+    request_id: str = ""
+    content_sha256: str = ""
+    stopped: Callable[[], bool] = lambda: False
+
+    def check_stopped(self) -> None:
+        if self.stopped():
+            raise errors.Cancelled("the import was stopped before it was stored (its call ended): nothing was stored")
 
 
 class _Checked(Exception):
@@ -72,24 +91,50 @@ class ImportsPart(StorePart):
         columns: importers.Columns = importers.DEFAULT_COLUMNS,
         allow_similar_labels: bool = False,
         check_only: bool = False,
+        request: ImportRequest = ImportRequest(),
     ) -> ImportResult:
         """Import a file (its bytes, or a seekable binary file, read from its start several times) in
         one transaction: all rows are stored or none is.
 
-        ``check_only`` does every check and reports what would be stored, then stores nothing."""
+        ``check_only`` does every check and reports what would be stored, then stores nothing.
+        ``request`` carries the idempotency key (a repeat answers the first import's summary,
+        ``replayed``) and the signal that stops the import (Cancelled, nothing stored)."""
         if default_split not in SPLITS:
             raise errors.InvalidArgument(f"unknown split {errors.quote(default_split)}")
-        if not create_dataset:
+        if len(request.request_id) > REQUEST_ID_MAX:
+            raise errors.InvalidArgument(
+                f"request_id is {len(request.request_id)} characters; at most {REQUEST_ID_MAX}"
+            )
+        if not create_dataset or request.request_id:
             with self._reading() as session:
-                find_dataset(session, dataset_name)  # NOT_FOUND before spending time on parsing
+                dataset = session.scalar(select(Dataset).where(Dataset.name == dataset_name))
+                if dataset is None and not create_dataset:
+                    find_dataset(session, dataset_name)  # NOT_FOUND before spending time on parsing
+                earlier = _earlier_import(session, dataset, request) if not check_only else None
+            if earlier is not None:
+                return earlier  # a retry: answered before the file is even parsed
         source = importers.open_import(data, fmt, keep_whitespace=keep_whitespace, columns=columns)
 
         def do_import(session: Session) -> ImportResult:
             dataset = _locked_dataset(session, dataset_name, create_dataset)
-            result = _store(session, dataset, source, default_split, allow_similar_labels)
+            earlier = _earlier_import(session, dataset, request) if not check_only else None
+            if earlier is not None:
+                return earlier  # the same request, stored by a call that ended while this one waited
+            result = _store(session, dataset, source, default_split, allow_similar_labels, request.check_stopped)
             if check_only:
                 # Rolls the transaction back: the rows, and a created dataset, are not kept.
                 raise _Checked(dataclasses.replace(result, checked_only=True))
+            if request.request_id:
+                session.add(
+                    ImportRecord(
+                        dataset_id=dataset.id,
+                        request_id=request.request_id,
+                        content_sha256=request.content_sha256,
+                        summary_json=_result_json(result),
+                    )
+                )
+                session.flush()
+            request.check_stopped()  # the last moment a stopped call can still leave nothing behind
             return result
 
         try:
@@ -100,10 +145,44 @@ class ImportsPart(StorePart):
             raise errors.AlreadyExists(
                 f"dataset {errors.quote(dataset_name)} was created concurrently: {exc.orig}"
             ) from None
+        if result.replayed:
+            log.info("event=import_replayed dataset=%s request_id=%s", dataset_name, request.request_id)
+            return result
         log.info(
             "event=imported dataset=%s rows=%d duplicates=%d", dataset_name, result.imported, result.duplicate_rows
         )
         return result
+
+
+def _earlier_import(session: Session, dataset: Dataset | None, request: ImportRequest) -> ImportResult | None:
+    """The summary of the import ``request`` repeats (its request id, into ``dataset``), replayed;
+    None when it repeats none. The same id with other bytes is AlreadyExists."""
+    if dataset is None or not request.request_id:
+        return None
+    record = session.scalar(
+        select(ImportRecord).where(ImportRecord.dataset_id == dataset.id, ImportRecord.request_id == request.request_id)
+    )
+    if record is None:
+        return None
+    if record.content_sha256 != request.content_sha256:
+        raise errors.AlreadyExists(
+            f"request_id {errors.quote(request.request_id)} was used by an earlier import into dataset "
+            f"{errors.quote(dataset.name)} with other bytes; give each import its own request_id"
+        )
+    return dataclasses.replace(_result_from_json(record.summary_json), replayed=True)
+
+
+def _result_json(result: ImportResult) -> str:
+    fields = dataclasses.asdict(result)
+    fields["format"] = result.format.value
+    return json.dumps(fields)
+
+
+def _result_from_json(text: str) -> ImportResult:
+    fields = json.loads(text)
+    fields["duplicates"] = [DuplicateInfo(**d) for d in fields["duplicates"]]
+    fields["format"] = importers.Format(fields["format"])
+    return ImportResult(**fields)
 
 
 def _locked_dataset(session: Session, name: str, create: bool) -> Dataset:
@@ -122,9 +201,15 @@ def _locked_dataset(session: Session, name: str, create: bool) -> Dataset:
 
 
 def _store(
-    session: Session, dataset: Dataset, source: importers.ImportFile, default_split: str, allow_similar_labels: bool
+    session: Session,
+    dataset: Dataset,
+    source: importers.ImportFile,
+    default_split: str,
+    allow_similar_labels: bool,
+    check_stopped: Callable[[], None] = lambda: None,
 ) -> ImportResult:
-    """Insert every row of ``source``, checking each as it comes, then what needs them all."""
+    """Insert every row of ``source``, checking each as it comes, then what needs them all;
+    ``check_stopped()`` (raising to stop) is called at each batch."""
     stored_before = session.scalar(select(func.max(Sample.id))) or 0
     labels = _Labels(dataset)
     by_label: collections.Counter[str] = collections.Counter()
@@ -133,6 +218,7 @@ def _store(
     with_ids = False
     with contextlib.closing(source.rows()) as rows:
         for batch in _batches(rows):
+            check_stopped()
             values = []
             for row in batch:
                 labels.add(row)
@@ -153,6 +239,7 @@ def _store(
                     )
                 )
             session.execute(insert(Sample), values)
+    check_stopped()
     # In this transaction: a refusal below rolls the counts back with the rows.
     counts.add_samples(session, dataset.id, by_split_gold)
     _analyze(session)

@@ -77,6 +77,7 @@ class ImportResult:
     columns: dict[str, str] = dataclasses.field(default_factory=dict)  # field -> column (or key) read
     checked_only: bool = False  # a dry run: nothing was stored
     duplicate_rows: int = 0  # rows repeating a text, all of them (``duplicates`` names the first)
+    replayed: bool = False  # an earlier import's summary (same request id): nothing stored this time
 
 
 @dataclasses.dataclass

@@ -3,6 +3,7 @@ core, convert back. The run store beside it is ``run_servicer``."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tempfile
 import threading
@@ -13,6 +14,7 @@ from lesslabels.common.errors import InvalidArgument, ResourceExhausted, quote
 
 from lesslabels.contract import wire
 from lesslabels.pool import convert, importers
+from lesslabels.pool.imports import ImportRequest
 from lesslabels.pool.store import PoolStore
 from lesslabels.v1 import pool_pb2, pool_pb2_grpc
 
@@ -94,13 +96,18 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
                 f"{self.max_concurrent_imports} imports are in progress, the most this pool takes at once; retry later"
             )
         try:
-            return self._import(request_iterator)
+            # Set when the call ends: the caller went away, or the server is stopping (SIGTERM,
+            # past the grace period). The import then rolls back instead of committing unseen.
+            ended = threading.Event()
+            context.add_callback(ended.set)
+            return self._import(request_iterator, ended)
         finally:
             self._imports.release()
 
-    def _import(self, request_iterator):
+    def _import(self, request_iterator, ended: threading.Event):
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as file:
-            header = self._receive(request_iterator, file)
+            digest = hashlib.sha256()
+            header = self._receive(request_iterator, file, digest)
             result = self.store.import_samples(
                 header.dataset,
                 file,
@@ -111,11 +118,13 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
                 columns=convert.import_columns_from_proto(header),
                 allow_similar_labels=header.allow_similar_labels,
                 check_only=header.check_only,
+                request=ImportRequest(header.request_id, digest.hexdigest(), ended.is_set),
             )
         return convert.import_result_to_proto(result)
 
-    def _receive(self, request_iterator, file: IO[bytes]) -> pool_pb2.ImportHeader:
-        """The import's header; its data written to ``file`` as it arrives, up to the size limit."""
+    def _receive(self, request_iterator, file: IO[bytes], digest) -> pool_pb2.ImportHeader:
+        """The import's header; its data written to ``file`` (and hashed) as it arrives, up to the
+        size limit."""
         header, size = None, 0
         for message in request_iterator:
             part = message.WhichOneof("part")
@@ -130,6 +139,7 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
                 if size > self.max_import_bytes:
                     raise ResourceExhausted(f"import larger than the limit of {self.max_import_bytes} bytes")
                 file.write(message.data)
+                digest.update(message.data)
         if header is None:
             raise InvalidArgument("ImportSamples: no header was sent")
         return header

@@ -181,3 +181,20 @@ class Acquisition(Base):
     strategy: Mapped[str] = mapped_column(String(32))
     score: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ImportRecord(Base):
+    """An import that carried a request id: a retry with the same id (and the same bytes) is
+    answered with this summary and stores nothing again. Kept with its dataset."""
+
+    __tablename__ = "imports"
+    __table_args__ = (UniqueConstraint("dataset_id", "request_id", name="uq_imports_dataset_request"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    request_id: Mapped[str] = mapped_column(String(REQUEST_ID_MAX))
+    # SHA-256 (hex) of the imported file's bytes: the same id with other bytes is refused.
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    # The import's ImportResult as JSON (lesslabels.pool.imports).
+    summary_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -126,3 +126,55 @@ def test_the_misreading_checks_look_at_the_first_rows():
     rows = [f"weather,will it rain on day {i}" for i in range(importers.CHECKED_ROWS)]
     with pytest.raises(InvalidArgument, match="looks like a header"):
         importers.open_import(("kind,phrase\n" + "\n".join(rows) + "\nkind,phrase\n").encode())
+
+
+# -- an import is told the truth: stopped calls store nothing, retries store once (issue 25 F2) ----
+
+
+def test_a_retried_import_with_its_request_id_is_stored_once(store):
+    import hashlib
+
+    from lesslabels.common.errors import AlreadyExists
+    from lesslabels.pool.imports import ImportRequest
+
+    data = _csv(ROWS)
+    request = ImportRequest("retry-1", hashlib.sha256(data).hexdigest())
+    first = store.import_samples("d", data, request=request)
+    again = store.import_samples("d", data, request=request)
+    assert first.imported == again.imported == ROWS and not first.replayed and again.replayed
+    assert again.by_label == first.by_label and again.duplicates == first.duplicates
+    assert _stored(store) == 1 + ROWS  # not 1 + 2 * ROWS
+    other = _csv(5)
+    with pytest.raises(AlreadyExists, match="other bytes"):
+        store.import_samples("d", other, request=ImportRequest("retry-1", hashlib.sha256(other).hexdigest()))
+    with pytest.raises(InvalidArgument, match="at most 128"):
+        store.import_samples("d", other, request=ImportRequest("x" * 129, "0"))
+    assert _stored(store) == 1 + ROWS
+    # A deleted dataset takes its import records with it: the same request into a new "d" is new.
+    store.delete_dataset("d")
+    store.create_dataset("d")
+    assert not store.import_samples("d", data, request=request).replayed and _stored(store) == ROWS
+
+
+def test_an_import_whose_call_ended_stores_nothing(store):
+    """The call of an import ends (the server stopping, the caller gone) while its rows are being
+    stored: the transaction rolls back, at a batch or at the last moment before commit."""
+    from lesslabels.common.errors import Cancelled
+    from lesslabels.pool.imports import ImportRequest
+
+    def stopping_after(calls: int):
+        seen = []
+
+        def stopped() -> bool:
+            seen.append(1)
+            return len(seen) > calls
+
+        return ImportRequest("", "", stopped)
+
+    for calls_before_stop in (1, 4, 5):  # during the rows (4 batches); after them; just before the commit
+        with pytest.raises(Cancelled, match="nothing was stored"):
+            store.import_samples("d", _csv(ROWS), request=stopping_after(calls_before_stop))
+        with pytest.raises(Cancelled):
+            store.import_samples("new", _csv(ROWS), create_dataset=True, request=stopping_after(calls_before_stop))
+        assert _stored(store) == 1
+        assert "new" not in [d.name for d in store.list_datasets()]
