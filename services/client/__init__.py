@@ -45,7 +45,6 @@ from lesslabels.client.errors import (
 from lesslabels.client.pool import PoolClient
 from lesslabels.client.scorer import ScorerClient
 from lesslabels.contract.heads import FastHead
-from lesslabels.contract.heads import FastHead
 from lesslabels.client.suggestions import Suggestion, batch_model, suggest
 from lesslabels.contract import Comparison, kept_round
 from lesslabels.common.config import ClientTLS
@@ -88,7 +87,6 @@ __all__ = [
     "Dataset",
     "DeadlineExceeded",
     "FailedPrecondition",
-    "FastHead",
     "FastHead",
     "Hyperparameters",
     "ImportSummary",
