@@ -48,14 +48,14 @@ def runs(stack):
         return run_store_pb2_grpc.RunStoreStub(channel).ListRuns(run_pb2.ListRunsRequest(), timeout=10).runs
 
 
-def start_human_run(stack, tiny_bert_dir) -> int:
-    """Start a human-mode run with the CLI and wait until its seed batch waits for labels."""
+def start_human_run(stack, tiny_bert_dir, *, asynchronous: bool = False, extra: tuple[str, ...] = ()) -> int:
+    """Start a human-mode run with the CLI and wait until its seed batch waits for labels: with
+    batch rounds unless ``asynchronous`` (the CLI's default for the human oracle)."""
     from lesslabels.cli.main import main as cli
 
-    assert (
-        cli(["run", *run_flags(tiny_bert_dir), "--oracle", "human", "--coordinator-address", stack.coordinator_address])
-        == 0
-    )
+    mode = "--async" if asynchronous else "--no-async"
+    flags = [*run_flags(tiny_bert_dir), "--oracle", "human", mode, *extra]
+    assert cli(["run", *flags, "--coordinator-address", stack.coordinator_address]) == 0
     run_id = max(r.id for r in runs(stack))
     wait_for(lambda: run_state(stack, run_id).state == run_pb2.RUN_STATE_WAITING_FOR_LABELS, 180, 0.2, "the seed batch")
     return run_id

@@ -180,6 +180,14 @@ class FakeScorer:
     def score_pool_chunks(self, samples: contract.SampleQuery, **options) -> Iterator[contract.PoolScores]:
         query = samples
         checkpoint_id, split = options.get("checkpoint") or "", query.split
+        head = options.get("fast_head")
+        if head is not None:  # as the scorer's fast head: fit on the run's labels as they are now
+            labelled = self._pool.list_samples(
+                query.dataset, state="labelled", run_id=head.run_id, page_size=5000, timeout=10
+            )
+            if len({s.label for s in labelled}) < 2:
+                raise errors.FailedPrecondition(f"run {head.run_id}: the fast head needs labels of 2 classes")
+            checkpoint_id = f"head-{head.run_id}-{len(labelled)}"
         base_model, progress = options.get("base_model"), options.get("progress")
         embeddings, probabilities = options.get("embeddings", False), options.get("probabilities", True)
         call = dict(
@@ -187,6 +195,7 @@ class FakeScorer:
             sample_ids=list(query.sample_ids),
             shard=query.shard,
             checkpoint_id=checkpoint_id,
+            fast_head=head is not None,
             base_model=base_model,
             embeddings=embeddings,
             probabilities=probabilities,

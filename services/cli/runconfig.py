@@ -28,6 +28,8 @@ FLAGS = {
     "stopping.target_accuracy": "--target-accuracy",
     "stopping.stable_agreement": "--stable-agreement",
     "candidates": "--candidates",
+    "refill_every": "--refill-every",
+    "annotator_seconds": "--annotator-seconds",
     "random_seed": "--random-seed",
     "name": "--name",
     "base_model": "--base-model",
@@ -181,6 +183,26 @@ def add_run_flags(
         default=d.get("oracle", "simulated"),
         help="where labels come from [%(default)s]",
     )
+    g.add_argument(
+        "--async",
+        dest="asynchronous",
+        action=argparse.BooleanOptionalAction,
+        default=d.get("asynchronous"),
+        help="rounds as model versions: people label from a queue refilled from the newest model while "
+        "fine-tunes run in the background [on with --oracle human; --no-async for batch rounds]",
+    )
+    g.add_argument(
+        "--refill-every",
+        type=int,
+        default=d.get("refill_every", 0),
+        help="asynchronous runs: labels between refills of the queue [10]",
+    )
+    g.add_argument(
+        "--annotator-seconds",
+        type=float,
+        default=d.get("annotator_seconds", 0.0),
+        help="simulated asynchronous runs (--async with the simulated oracle): seconds per label",
+    )
     g.add_argument("--random-seed", type=int, default=d.get("random_seed", 0), help="seed of every random choice")
     g.add_argument(
         "--warm-start",
@@ -297,6 +319,9 @@ def run_config_from_args(args: argparse.Namespace, dataset: str | None = None) -
         hyperparameters=Hyperparameters.from_mapping({k: v for k, v in hp.items() if v}),
         warm_start=args.warm_start,
         candidates=args.candidates,
+        asynchronous=args.asynchronous,
+        refill_every=args.refill_every,
+        annotator_seconds=args.annotator_seconds,
     )
     problems = config.problems()
     if problems:

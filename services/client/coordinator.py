@@ -150,11 +150,13 @@ class CoordinatorClient(ServiceClient):
                     return
                 time.sleep(0.5)
 
-    def pending_labels(self, run_id: int, *, timeout: float | None = None) -> PendingLabels:
-        """The batch a human-oracle run waits for, with the labels given so far."""
+    def pending_labels(self, run_id: int, *, annotator: str = "", timeout: float | None = None) -> PendingLabels:
+        """The batch a human-oracle run waits for, with the labels given so far; for an asynchronous
+        run its queue, without the texts leased to other annotators (those returned are leased to
+        ``annotator`` when one is named)."""
         reply = self._unary(
             self._stub.GetPendingLabels,
-            coordinator_pb2.GetPendingLabelsRequest(run_id=run_id),
+            coordinator_pb2.GetPendingLabelsRequest(run_id=run_id, annotator=annotator),
             f"pending labels of run {run_id}",
             timeout,
         )

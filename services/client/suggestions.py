@@ -2,7 +2,8 @@
 ``lesslabels label export`` get them from.
 
 For each pending text: the predicted label, its probability and every label's probability, highest
-first, from the model of the round before the batch (the model whose uncertainty chose the batch).
+first, from the model of the round before the batch (the model whose uncertainty chose the batch),
+or, in an asynchronous run, from its fast head (refit on every label so far).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from lesslabels.client.scorer import ScorerClient
 from lesslabels.client.types import PendingLabels
+from lesslabels.contract import FastHead
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,12 +35,22 @@ def batch_model(rounds: Sequence, batch_round: int) -> str:
 
 
 def suggest(
-    scorer: ScorerClient, pending: PendingLabels, checkpoint: str, *, timeout: float | None = None
+    scorer: ScorerClient,
+    pending: PendingLabels,
+    checkpoint: str,
+    *,
+    fast_head: FastHead | None = None,
+    timeout: float | None = None,
 ) -> dict[int, Suggestion]:
-    """Score the batch's texts with ``checkpoint``; ``{}`` when there is no model yet."""
-    if not checkpoint or not pending.samples:
+    """Score the batch's texts with ``checkpoint``, or with ``fast_head`` (an asynchronous run's
+    newest model: refit on its labels as they are now); ``{}`` when there is no model yet."""
+    if not (checkpoint or fast_head) or not pending.samples:
         return {}
-    scores = scorer.score([s.text for s in pending.samples], checkpoint=checkpoint, timeout=timeout)
+    texts = [s.text for s in pending.samples]
+    if fast_head is not None:
+        scores = scorer.score(texts, fast_head=fast_head, timeout=timeout)
+    else:
+        scores = scorer.score(texts, checkpoint=checkpoint, timeout=timeout)
     probabilities = scores.probabilities  # [n, k], columns in scores.labels order
     order = np.argsort(-probabilities, axis=1, kind="stable")  # [n, k]
     result = {}

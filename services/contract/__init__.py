@@ -19,6 +19,8 @@ from lesslabels.contract.heads import FastHead
 from lesslabels.contract.hyperparameters import Hyperparameters
 from lesslabels.contract.metrics import Metrics
 from lesslabels.contract.run import (
+    DEFAULT_REFILL_EVERY,
+    MAX_ANNOTATOR_LENGTH,
     Acquisition,
     Amount,
     LabelResult,
@@ -37,6 +39,8 @@ from lesslabels.contract.scores import PoolScores, Uncertainty
 from lesslabels.contract.shards import Shard
 
 __all__ = [
+    "DEFAULT_REFILL_EVERY",
+    "MAX_ANNOTATOR_LENGTH",
     "Acquisition",
     "Amount",
     "FastHead",

@@ -20,6 +20,12 @@ DEFAULT_ORACLE = "simulated"
 DEFAULT_SEED_FRACTION = 0.05
 DEFAULT_BATCH_FRACTION = 0.10
 DEFAULT_MAX_ROUNDS = 5
+#: Asynchronous runs: labels between refills of the queue, and the bounds of the setting.
+DEFAULT_REFILL_EVERY = 10
+MAX_REFILL_EVERY = 10_000
+MAX_ANNOTATOR_SECONDS = 3600.0
+#: Longest annotator name a label or a queue request may carry.
+MAX_ANNOTATOR_LENGTH = 128
 
 #: Longest dataset name, run name and base model accepted.
 MAX_STRING = {"dataset": 64, "name": 256, "base_model": 1024}
@@ -90,6 +96,12 @@ class RunConfig:
     warm_start: bool = False
     # Unlabelled samples each round scores: a fresh seeded random subset of the unlabelled pool (0 = all of it).
     candidates: int = 0
+    #: Rounds as model versions, not barriers (run.proto); None: on for the human oracle, off for simulated.
+    asynchronous: bool | None = None
+    #: Asynchronous runs: labels between refills of the queue (0 = the default).
+    refill_every: int = 0
+    #: Simulated asynchronous runs: seconds the simulated annotator spends on each label.
+    annotator_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.hyperparameters, Mapping):
@@ -137,6 +149,23 @@ class RunConfig:
             )
         elif self.candidates > MAX_CANDIDATES:
             found.append(f"candidates must be at most {MAX_CANDIDATES}, got {self.candidates}")
+        if not 0 <= self.refill_every <= MAX_REFILL_EVERY:
+            found.append(
+                f"refill_every must be in [1, {MAX_REFILL_EVERY}] (0 = {DEFAULT_REFILL_EVERY}), got {self.refill_every}"
+            )
+        if not (math.isfinite(self.annotator_seconds) and 0 <= self.annotator_seconds <= MAX_ANNOTATOR_SECONDS):
+            found.append(f"annotator_seconds must be in [0, {MAX_ANNOTATOR_SECONDS}], got {self.annotator_seconds}")
+        simulated = (self.oracle or DEFAULT_ORACLE) == "simulated"
+        asynchronous = self.asynchronous if self.asynchronous is not None else not simulated
+        if simulated and asynchronous and not self.annotator_seconds > 0:
+            found.append(
+                "annotator_seconds must be > 0 in a simulated asynchronous run (how long the simulated "
+                "annotator takes per label)"
+            )
+        if self.annotator_seconds and not (simulated and asynchronous):
+            found.append("annotator_seconds applies to simulated asynchronous runs only")
+        if self.refill_every and not asynchronous:
+            found.append("refill_every applies to asynchronous runs only")
         found.extend(f"hyperparameters.{p}" for p in self.hyperparameters.problems())
         return found
 
@@ -164,7 +193,21 @@ class RunConfig:
             seed_size=self.seed_size or Amount(fraction=DEFAULT_SEED_FRACTION),
             batch_size=self.batch_size or Amount(fraction=DEFAULT_BATCH_FRACTION),
             stopping=stop,
+            asynchronous=self.is_asynchronous,
+            refill_every=(self.refill_every or DEFAULT_REFILL_EVERY) if self.is_asynchronous else 0,
         )
+
+    @property
+    def is_asynchronous(self) -> bool:
+        """Whether rounds are model versions (``asynchronous``, by default for the human oracle)."""
+        if self.asynchronous is not None:
+            return self.asynchronous
+        return (self.oracle or DEFAULT_ORACLE) == "human"
+
+    @property
+    def queue_size(self) -> int:
+        """Asynchronous runs: texts kept ready to label (two refills' worth)."""
+        return 2 * (self.refill_every or DEFAULT_REFILL_EVERY)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -200,6 +200,9 @@ def run_config_from_proto(message: run_pb2.RunConfig) -> RunConfig:
         hyperparameters=_run_hyperparameters(message.hyperparameters),
         warm_start=message.warm_start,
         candidates=message.candidates,
+        asynchronous=message.asynchronous if message.HasField("asynchronous") else None,
+        refill_every=message.refill_every,
+        annotator_seconds=message.annotator_seconds,
     )
 
 
@@ -228,7 +231,11 @@ def run_config_to_proto(config: RunConfig) -> run_pb2.RunConfig:
         hyperparameters=hyperparameters_to_proto(config.hyperparameters),
         warm_start=config.warm_start,
         candidates=config.candidates,
+        refill_every=config.refill_every,
+        annotator_seconds=config.annotator_seconds,
     )
+    if config.asynchronous is not None:
+        message.asynchronous = config.asynchronous
     if config.seed_size is not None:
         message.seed_size.CopyFrom(amount_to_proto(config.seed_size))
     if config.batch_size is not None:

@@ -16,8 +16,10 @@ from collections.abc import Callable, Iterator, Sequence
 from lesslabels.common import errors
 from lesslabels import contract
 from lesslabels.contract import vocabulary
+from lesslabels.coordinator.annotator import SimulatedAnnotator
 from lesslabels.coordinator.events import EventBus
 from lesslabels.coordinator.ports import PoolPort, RunStorePort, ScorerPort, TrainerPort
+from lesslabels.coordinator.queue import QueueKeeper, fine_tune_due
 from lesslabels.coordinator.shared_reads import SharedRunReads
 from lesslabels.coordinator.sharding import ScorerReplicas
 from lesslabels.coordinator.steps import StepRunner
@@ -65,6 +67,8 @@ class Coordinator:
         self._run_lock = RunLocks()
         self._workers: dict[int, Worker] = {}
         self._steps = StepRunner(pool, runs, trainer, scorer, self.events, self._run_lock)
+        self.queue = QueueKeeper(runs, self._steps, self._run_lock)
+        self._annotators: dict[int, SimulatedAnnotator] = {}
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -204,9 +208,20 @@ class Coordinator:
         self._ensure_worker(run_id)
         return run
 
-    def pending_labels(self, run_id: int) -> contract.PendingBatch:
+    def pending_labels(self, run_id: int, annotator: str = "") -> contract.PendingBatch:
+        """The texts waiting for a label: the batch of a synchronous run at LABEL; the queue of an
+        asynchronous run at any step, without the texts leased to other annotators (those
+        returned are leased to ``annotator`` when one is named)."""
+        if len(annotator) > contract.MAX_ANNOTATOR_LENGTH:
+            raise errors.InvalidArgument(
+                f"annotator is {len(annotator)} characters; at most {contract.MAX_ANNOTATOR_LENGTH}"
+            )
         run = self.runs.get_run(run_id)
         labels = self.pool.get_dataset(run.config.dataset).labels
+        if run.config.is_asynchronous:
+            if run.state not in vocabulary.ACTIVE_RUN_STATES or run.step in ("SEED", "DONE"):
+                return contract.PendingBatch(run_id, run.round, labels, ())
+            return contract.PendingBatch(run_id, run.round, labels, tuple(self.queue.pending(run, annotator)))
         if run.step != "LABEL":
             return contract.PendingBatch(run_id, run.round, labels, ())
         batch = self.runs.list_acquisitions(run_id, run.round)
@@ -222,6 +237,8 @@ class Coordinator:
             raise errors.FailedPrecondition(f"run {run_id} uses the simulated oracle; it takes no human labels")
         if not labels:
             raise errors.InvalidArgument("no labels given")
+        if run.config.is_asynchronous:
+            return self._submit_to_queue(run_id, labels, annotator=annotator, idempotency_key=idempotency_key)
         with self._run_lock(run_id):
             run = self.runs.get_run(run_id)
             if run.state == "CANCELLED":
@@ -252,6 +269,47 @@ class Coordinator:
                 self._ensure_worker(run_id)
         self.events.announce(self.runs.get_run(run_id), message=f"{remaining} samples of the batch still unlabelled")
         return result, remaining
+
+    def _submit_to_queue(
+        self, run_id: int, labels: Sequence[tuple[int, str]], *, annotator: str, idempotency_key: str
+    ) -> tuple[contract.LabelResult, int]:
+        """Labels for an asynchronous run's queue, taken at any step of an active run; the next
+        fine-tune starts when enough came in, and the queue is refilled in the background."""
+        with self._run_lock(run_id):
+            run = self.runs.get_run(run_id)
+            if run.state == "CANCELLED":
+                raise errors.FailedPrecondition(
+                    f"run {run_id} is cancelled: resume it first ('lesslabels resume {run_id}'), then label"
+                )
+            open_queue = run.state in vocabulary.ACTIVE_RUN_STATES and run.step not in ("SEED", "DONE")
+            queued = (
+                {a.sample_id for a in self.runs.list_acquisitions(run_id, pending_only=True)} if open_queue else set()
+            )
+            fresh = [(i, label) for i, label in labels if i in queued]
+            repeats = self._repeats_of_recorded(run, [(i, label) for i, label in labels if i not in queued])
+            result = repeats
+            if fresh:
+                result = self.pool.submit_labels(
+                    run.config.dataset, fresh, run_id=run_id, annotator=annotator, idempotency_key=idempotency_key
+                )
+                result = dataclasses.replace(
+                    result, unchanged=result.unchanged + repeats.unchanged, labels=result.labels + repeats.labels
+                )
+                self.queue.release(run_id, [i for i, _ in fresh])
+        remaining = self._after_labels(run_id) if fresh else len(queued)
+        return result, remaining
+
+    def _after_labels(self, run_id: int) -> int:
+        """New labels in an asynchronous run: start the fine-tune when it is due, refill the queue
+        when it needs it. Returns the texts still queued."""
+        run = self.runs.get_run(run_id)
+        pending = len(self.runs.list_acquisitions(run_id, pending_only=True))
+        if run.step == "LABEL" and fine_tune_due(run, self.runs.list_rounds(run_id), pending):
+            self._ensure_worker(run_id)
+        self.queue.after_labels(run, pending)
+        log.info("event=labels_queued run=%d labelled=%d queued=%d", run_id, run.labelled_count, pending)
+        self.events.announce(run, message=f"{run.labelled_count} labels; {pending} texts queued")
+        return pending
 
     def _repeats_of_recorded(self, run: contract.Run, labels: Sequence[tuple[int, str]]) -> contract.LabelResult:
         """Labels outside the pending batch are fine only as repeats of labels already recorded
@@ -331,6 +389,8 @@ class Coordinator:
                     if run.state not in vocabulary.ACTIVE_RUN_STATES or run.step == "DONE":
                         worker.outcome = True
                         return
+                    if run.config.is_asynchronous and run.config.oracle == "simulated":
+                        self._ensure_annotator(run_id)
                     self._steps.run_step(worker, run)
                     failures = 0
                 except (Stopped, Pause):
@@ -361,6 +421,16 @@ class Coordinator:
         finally:
             with self._run_lock(run_id):
                 worker.finished = True
+
+    def _ensure_annotator(self, run_id: int) -> None:
+        """Start the simulated annotator of an asynchronous simulated run unless it labels already."""
+        with self._lock:
+            annotator = self._annotators.get(run_id)
+            if self._closed or (annotator is not None and annotator.alive()):
+                return
+            self._annotators[run_id] = SimulatedAnnotator(
+                run_id, self.runs, self.queue, self._after_labels, self._stopping
+            ).start()
 
     def _fail(self, worker: Worker, run_id: int, exc: BaseException) -> None:
         """Record the run FAILED (then the worker has an outcome); raises when the pool cannot."""

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -156,11 +157,42 @@ class PoolScoreCache:
         if cached is not None:
             return cached
         config = run.config
+        # Without candidates the round scores the whole unlabelled pool: the agreement set itself.
+        with_predictions = not config.candidates
+        result = self.score(
+            run,
+            {"checkpoint": checkpoint_id},
+            k,
+            subset_seed=candidate_seed(config.random_seed, round_index),
+            with_predictions=with_predictions,
+            progress=progress,
+            what=f"run {run.id} round {round_index}: scoring the pool",
+        )
+        if not with_predictions and config.stopping.stable_agreement:
+            result = dataclasses.replace(result, predictions=self._agreement_set(run, checkpoint_id))
+        with self._lock:
+            self._scores[key] = result
+        return result
+
+    def score(
+        self,
+        run: contract.Run,
+        model: Mapping[str, Any],
+        k: int,
+        *,
+        subset_seed: int,
+        with_predictions: bool = False,
+        progress: Progress | None = None,
+        what: str = "",
+    ) -> RoundScores:
+        """The run's unacquired candidates scored by ``model`` (the scorer's model options:
+        ``checkpoint=...`` or ``fast_head=...``), the strategy's best ``NEEDS[...].keep * k`` kept,
+        and, ``with_predictions``, the predictions on what it scored. Not kept here (``of_round`` keeps
+        a round's)."""
+        config = run.config
         needs = strategies.NEEDS[config.strategy]
         capacity = needs.keep * k
         acquired = np.unique(np.fromiter((a.sample_id for a in self.runs.list_acquisitions(run.id)), dtype=np.int64))
-        # Without candidates the round scores the whole unlabelled pool: the agreement set itself.
-        with_predictions = not config.candidates
 
         def fold(chunks: Iterator[contract.PoolScores]) -> _ShardScores:
             kept = _ShardScores(
@@ -186,16 +218,13 @@ class PoolScoreCache:
 
         shards = self.scorer.map_shards(
             fold,
-            what=f"run {run.id} round {round_index}: scoring the pool",
+            what=what or f"run {run.id}: scoring the pool",
             progress=progress,
             samples=contract.SampleQuery(
-                config.dataset,
-                run_id=run.id,
-                subset=config.candidates,
-                subset_seed=candidate_seed(config.random_seed, round_index),
+                config.dataset, run_id=run.id, subset=config.candidates, subset_seed=subset_seed
             ),
-            checkpoint=checkpoint_id,
             probabilities=False,
+            **model,
         )
         if needs.priority:
             top = strategies.RunningTopK.merge([s.top for s in shards if s.top is not None], capacity)
@@ -204,18 +233,12 @@ class PoolScoreCache:
             # In pool order, as one unsharded stream lists them (the random draw depends on the order).
             candidates = np.sort(np.concatenate([i for s in shards for i in s.every_id] or [np.empty(0, np.int64)]))
             scores = np.zeros(candidates.size)
-        if with_predictions:
-            agreement_set: Predictions | None = _PredictionsBuilder.merge(
-                [s.predictions for s in shards if s.predictions is not None]
-            )
-        elif config.stopping.stable_agreement:
-            agreement_set = self._agreement_set(run, checkpoint_id)
-        else:
-            agreement_set = None
-        result = RoundScores(candidates, scores, sum(s.scored for s in shards), agreement_set)
-        with self._lock:
-            self._scores[key] = result
-        return result
+        agreement_set = (
+            _PredictionsBuilder.merge([s.predictions for s in shards if s.predictions is not None])
+            if with_predictions
+            else None
+        )
+        return RoundScores(candidates, scores, sum(s.scored for s in shards), agreement_set)
 
     def previous_predictions(self, run: contract.Run) -> Predictions | None:
         """The previous round's predictions on the agreement set, or None in round 0 (or when the

@@ -50,7 +50,7 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServiceServicer):
         return wire.run_to_proto(self.core.resume_run(_run_id(request.run_id)))
 
     def GetPendingLabels(self, request, context):
-        return convert.pending_to_proto(self.core.pending_labels(_run_id(request.run_id)))
+        return convert.pending_to_proto(self.core.pending_labels(_run_id(request.run_id), request.annotator))
 
     def SubmitRunLabels(self, request, context):
         labels = [(a.sample_id, a.label) for a in request.labels]

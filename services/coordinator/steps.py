@@ -25,7 +25,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +38,7 @@ from lesslabels.contract import vocabulary, wire
 from lesslabels.coordinator import domain, strategies
 from lesslabels.coordinator.events import EventBus
 from lesslabels.coordinator.ports import PoolPort, Progress, RunStorePort, ScorerPort, TrainerPort
+from lesslabels.coordinator.queue import fine_tune_due, labels_due
 from lesslabels.coordinator.scores import PoolScoreCache, RoundScores, seed_set_seed
 from lesslabels.coordinator.sharding import ScorerReplicas, as_replicas
 from lesslabels.coordinator.stopping import label_budget, stop_reason
@@ -193,6 +195,9 @@ class StepRunner:
         )
 
     def _label(self, worker: Worker, run: contract.Run) -> None:
+        if run.config.is_asynchronous:
+            self._label_asynchronously(worker, run)
+            return
         pending = self.runs.list_acquisitions(run.id, run.round, pending_only=True)
         if pending and run.config.oracle == "human":
             with self.locks(run.id):
@@ -212,6 +217,32 @@ class StepRunner:
             self.runs.reveal_labels(run.id, [a.sample_id for a in pending], source)
         self.advance(
             worker, run, step="TRAIN", message=lambda moved: f"round {run.round}: {moved.labelled_count} labels"
+        )
+
+    def _label_asynchronously(self, worker: Worker, run: contract.Run) -> None:
+        """An asynchronous run trains again once enough new labels came in (``queue.fine_tune_due``);
+        until then it waits, and people label from its queue (``queue.QueueKeeper``) meanwhile."""
+        with self.locks(run.id):
+            worker.check_not_stopped()
+            current = self.runs.get_run(run.id)
+            pending = len(self.runs.list_acquisitions(run.id, pending_only=True))
+            due = fine_tune_due(current, self.runs.list_rounds(run.id), pending)
+            if not due:
+                if current.state != "WAITING_FOR_LABELS":
+                    current = self.runs.update_run(run.id, state="WAITING_FOR_LABELS")
+                # Marked finished under the lock, so the label that makes it due starts a new worker.
+                worker.finished = True
+        if not due:
+            needed = labels_due(current, self.runs.list_rounds(run.id)) - current.labelled_count
+            self.events.announce(
+                current, message=f"round {run.round}: the next fine-tune starts after {needed} more labels"
+            )
+            raise Pause()
+        self.advance(
+            worker,
+            dataclasses.replace(run, state=current.state),
+            step="TRAIN",
+            message=lambda moved: f"round {run.round}: fine-tuning in the background on {moved.labelled_count} labels",
         )
 
     def _train(self, worker: Worker, run: contract.Run) -> None:
@@ -341,7 +372,9 @@ class StepRunner:
         info = self._round(run)
         next_round = run.round + 1
         items: list[contract.Acquisition] = []
-        existing = self.runs.list_acquisitions(run.id, next_round)
+        # An asynchronous run's queue refills store acquisitions of the next round while it trains;
+        # its selection tops the queue up from this round's checkpoint whatever is there.
+        existing = [] if config.is_asynchronous else self.runs.list_acquisitions(run.id, next_round)
         if existing:
             count = len(existing)  # stored by a coordinator that predates RecordStep: never select again
         else:
@@ -352,7 +385,8 @@ class StepRunner:
                 contract.Acquisition(int(i), next_round, config.strategy, float(s))
                 for i, s in zip(selection.indices, selection.scores, strict=True)
             ]
-            if not items:
+            pending = self.runs.list_acquisitions(run.id, pending_only=True) if config.is_asynchronous else []
+            if not items and not pending:
                 self._complete(worker, run, info, "every pool sample is labelled", "pool exhausted")
                 return
             count = len(items)
@@ -380,12 +414,18 @@ class StepRunner:
             f"run {run.id} is at {run.step} of round {run.round} but the round is not recorded"
         )
 
-    @staticmethod
-    def _selection_size(run: contract.Run) -> int:
-        """How many samples the round selects: the batch size, within what is left of the label budget."""
+    def _selection_size(self, run: contract.Run) -> int:
+        """How many samples the round selects: the batch size, within what is left of the label
+        budget; an asynchronous run tops its queue up to ``queue_size`` texts instead."""
         assert run.config.batch_size is not None  # filled in by RunConfig.with_defaults
-        k = run.config.batch_size.resolve(run.pool_size)
         budget = label_budget(run)
+        if run.config.is_asynchronous:
+            pending = len(self.runs.list_acquisitions(run.id, pending_only=True))
+            k = run.config.queue_size - pending
+            if budget:
+                k = min(k, budget - run.labelled_count - pending)
+            return max(0, k)
+        k = run.config.batch_size.resolve(run.pool_size)
         if budget:
             k = min(k, budget - run.labelled_count)
         return k
@@ -396,16 +436,27 @@ class StepRunner:
             run,
             run.round,
             info.checkpoint_id,
-            self._selection_size(run),
+            max(1, self._selection_size(run)),  # an asynchronous run with a full queue still scores for agreement
             self._progress_cb(run, f"round {run.round}: scoring {what}"),
         )
 
     def _selection(self, run: contract.Run, info: contract.Round, scores: RoundScores) -> strategies.Selection:
         """The next batch, out of the candidates the round kept (sample ids, best first)."""
+        rng = np.random.default_rng([run.config.random_seed, run.round + 1])
+        return self.select_from(run, scores, self._selection_size(run), rng, {"checkpoint": info.checkpoint_id})
+
+    def select_from(
+        self,
+        run: contract.Run,
+        scores: RoundScores,
+        k: int,
+        rng: np.random.Generator,
+        model: Mapping[str, Any],
+    ) -> strategies.Selection:
+        """``k`` samples by the run's strategy out of the kept candidates ``scores`` (sample ids, best
+        first); the diverse strategies embed the candidates with ``model`` (the scorer's options)."""
         config = run.config
-        k = self._selection_size(run)
         needs = strategies.NEEDS[config.strategy]
-        rng = np.random.default_rng([config.random_seed, run.round + 1])
         if not needs.priority:  # random: the same draw as strategies.random_strategy over the candidates
             take = min(k, scores.candidates.size)
             chosen = rng.choice(scores.candidates.size, take, replace=False)
@@ -417,9 +468,9 @@ class StepRunner:
             contract.SampleQuery(
                 config.dataset, run_id=run.id, include_all=True, sample_ids=tuple(scores.candidates.tolist())
             ),
-            checkpoint=info.checkpoint_id,
             embeddings=True,
             probabilities=False,
+            **model,
         )
         order = np.argsort(embedded.sample_ids)  # the rows in candidate order (the k-means draws depend on it)
         by_id = embedded.sample_ids[order]

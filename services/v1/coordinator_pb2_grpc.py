@@ -120,7 +120,7 @@ class CoordinatorServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def GetPendingLabels(self, request, context):
-        """The batch waiting for human labels.
+        """The batch waiting for human labels (an asynchronous run: its queue, at any step).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -24,7 +24,7 @@ from lesslabels.client import (
     suggest,
 )
 from lesslabels.common.config import ClientTLS
-from lesslabels.contract import vocabulary
+from lesslabels.contract import FastHead, vocabulary
 from lesslabels.web.picker import LOW_CONFIDENCE, first_batch_order
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ def run_view(run) -> dict:
         "error": run.error,
         "stop_reason": run.stop_reason,
         "human": config.oracle == "human",
+        "asynchronous": config.is_asynchronous,
         "ended": run.state in vocabulary.FINAL_RUN_STATES,
         "strategy": vocabulary.flag_name(config.strategy) if config.strategy else "",  # as the CLI spells it
         "created_at": run.created_at,
@@ -123,12 +124,20 @@ class SdkBackend:
             "activity": activity_view(detail),
         }
 
-    def queue(self, run_id: int) -> dict:
-        """The pending batch of a human-mode run, each text with the model's suggestion."""
+    def queue(self, run_id: int, annotator: str = "") -> dict:
+        """The pending batch of a human-mode run, each text with the model's suggestion; an
+        asynchronous run's queue as ``annotator`` may take it (the texts others hold left out),
+        with the fast head's suggestions."""
         detail = self.coordinator.get_run(run_id)
-        pending = self.coordinator.pending_labels(run_id)
-        checkpoint = batch_model(detail.rounds, pending.round)
-        suggestions = self._suggest(run_id, checkpoint, pending)
+        pending = self.coordinator.pending_labels(run_id, annotator=annotator)
+        config = detail.run.config
+        if config.is_asynchronous:
+            head = FastHead(run_id, dataset=config.dataset, base_model=config.base_model)
+            checkpoint = f"fast head at {detail.run.labelled_count} labels" if detail.run.labelled_count else ""
+            suggestions = self._suggest(run_id, checkpoint, pending, fast_head=head) if checkpoint else {}
+        else:
+            checkpoint = batch_model(detail.rounds, pending.round)
+            suggestions = self._suggest(run_id, checkpoint, pending)
         labels, order = list(pending.labels), "model"
         if not suggestions and pending.samples:
             labels, order = first_batch_order(labels, self._label_frequency(detail.run.config.dataset, run_id))
@@ -170,15 +179,17 @@ class SdkBackend:
         frequency.update(counts.dev.gold_by_label)
         return dict(frequency)
 
-    def _suggest(self, run_id: int, checkpoint: str, pending) -> dict[int, Suggestion]:
-        """Suggestions per (run, round, checkpoint): the batch is scored once, not per keystroke."""
+    def _suggest(
+        self, run_id: int, checkpoint: str, pending, fast_head: FastHead | None = None
+    ) -> dict[int, Suggestion]:
+        """Suggestions per (run, round, model): the batch is scored once, not per keystroke."""
         key = (run_id, pending.round, checkpoint)
         with self._lock:
             cached = self._suggestions.get(key)
         if cached is not None and all(s.sample_id in cached for s in pending.samples):
             return cached
         try:
-            result = suggest(self.scorer, pending, checkpoint, timeout=120)
+            result = suggest(self.scorer, pending, checkpoint, fast_head=fast_head, timeout=120)
         except LessLabelsError as exc:  # labelling goes on without suggestions
             log.warning("event=suggestions_unavailable run=%d round=%d error=%s", run_id, pending.round, exc)
             return {}

@@ -91,7 +91,10 @@ def many_label_run(real_stack, tiny_bert_dir, web_url):  # noqa: F811
     flags = run_flags(tiny_bert_dir)
     flags[flags.index("toy")] = "clinc"
     flags[flags.index("--seed-size") + 1] = str(SEED)
-    assert cli(["run", *flags, "--oracle", "human", "--coordinator-address", real_stack.coordinator_address]) == 0
+    assert (
+        cli(["run", *flags, "--oracle", "human", "--no-async", "--coordinator-address", real_stack.coordinator_address])
+        == 0
+    )
     run_id = max(r.id for r in runs(real_stack))
     with CoordinatorClient(real_stack.coordinator_address) as coordinator:
         wait_for(lambda: len(coordinator.pending_labels(run_id).samples) == SEED, 120, 0.2, "the seed batch")

@@ -39,7 +39,7 @@ def waiting_again_model(stack, run_id) -> str:
 
 def test_human_mode_through_label_export_and_import(stack, tiny_bert_dir, tmp_path, capsys):
     client = ["--coordinator-address", stack.coordinator_address]
-    assert cli(["run", *run_flags(tiny_bert_dir), "--oracle", "human", *client]) == 0
+    assert cli(["run", *run_flags(tiny_bert_dir), "--oracle", "human", "--no-async", *client]) == 0
     run_id = int(re.search(r"started run (\d+)", capsys.readouterr().out).group(1))
     _wait_state(stack, run_id, run_pb2.RUN_STATE_WAITING_FOR_LABELS)
     assert cli(["status", str(run_id), *client]) == 0

@@ -5,14 +5,17 @@ Driven through the client SDK, as a user would; the trainer (no SDK client) thro
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import threading
+import time
 
 import grpc
 import pytest
 
 import numpy as np
 
+from lesslabels.client import errors
 from lesslabels.client import Amount, CoordinatorClient, PoolClient, RunConfig, SampleQuery, ScorerClient, StoppingRule
 from lesslabels.contract.vocabulary import FINAL_RUN_STATES as FINAL_STATES
 from lesslabels.pool.run_store_client import RunStoreClient
@@ -145,7 +148,7 @@ def test_a_coordinator_stopped_between_steps_resumes_without_selecting_twice(cli
 
 
 def test_human_mode_with_partial_and_repeated_label_submissions(clients, real_stack, tiny_bert_dir):
-    run = clients.coordinator.start_run(_config(tiny_bert_dir, oracle="human"))
+    run = clients.coordinator.start_run(_config(tiny_bert_dir, oracle="human", asynchronous=False))
 
     def pending():
         return clients.coordinator.pending_labels(run.id)
@@ -184,6 +187,52 @@ def test_human_mode_with_partial_and_repeated_label_submissions(clients, real_st
     assert done.state == "COMPLETED", done.error
     acquisitions = _assert_recorded_once(clients, run.id, rounds=2, labelled=20)
     assert all(a.label == truth(a.text) for a in acquisitions)
+
+
+def test_an_asynchronous_human_run_over_the_real_services(clients, tiny_bert_dir):
+    """Two people label from the queue while the real trainer fine-tunes in the background; the
+    queue is refilled by the real scorer's fast head (cached embeddings, a logistic regression on
+    the run's labels), nobody gets a text another holds, nothing is asked or stored twice."""
+    run = clients.coordinator.start_run(_config(tiny_bert_dir, oracle="human", refill_every=4))
+    assert run.config.is_asynchronous
+
+    def truth(text):  # the toy texts start with their label
+        return next(
+            label
+            for label in ("flight", "airfare", "ground_service", "abbreviation")
+            if text.startswith(label.replace("_", " "))
+        )
+
+    queued_while_training = 0
+    deadline = time.monotonic() + 240
+    while clients.run(run.id).state not in ("COMPLETED", "FAILED", "CANCELLED"):
+        assert time.monotonic() < deadline, "the run did not end"
+        alice = clients.coordinator.pending_labels(run.id, annotator="alice").samples
+        bob = clients.coordinator.pending_labels(run.id, annotator="bob").samples
+        assert {s.sample_id for s in alice}.isdisjoint(s.sample_id for s in bob)
+        if clients.run(run.id).step == "TRAIN" and alice:
+            queued_while_training += 1
+        for who, samples in (("alice", alice[:2]), ("bob", bob[:2])):
+            if samples:
+                with contextlib.suppress(errors.InvalidArgument):  # the run may end in between
+                    clients.coordinator.submit_labels(
+                        run.id, {s.sample_id: truth(s.text) for s in samples}, annotator=who
+                    )
+        if not alice and not bob:
+            time.sleep(0.2)
+    done = clients.wait_final(run.id)
+    assert done.state == "COMPLETED", done.error
+    detail = clients.coordinator.get_run(run.id)
+    assert [r.index for r in detail.rounds] == [0, 1]
+    assert (
+        detail.rounds[0].labelled_count >= 12 and detail.rounds[1].labelled_count >= detail.rounds[0].labelled_count + 8
+    )
+    acquisitions = clients.runs.list_acquisitions(run.id)
+    assert len({a.sample_id for a in acquisitions}) == len(acquisitions)
+    # Refills ranked by the fast head's entropy once two classes were labelled.
+    assert any(a.strategy == "entropy" for a in acquisitions)
+    assert all(a.label == truth(a.text) for a in acquisitions if a.label)
+    assert queued_while_training > 0, "the queue was empty while the model trained"
 
 
 class _ScoredSamples:

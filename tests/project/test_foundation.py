@@ -300,6 +300,57 @@ def test_upgrading_rounds_recorded_before_comparisons_keeps_them_without_one(tmp
     engine.dispose()
 
 
+def test_runs_stored_before_asynchronous_rounds_keep_their_synchronous_rounds(tmp_path):
+    """Migration 0011 writes "asynchronous": false into every stored run configuration without the
+    field (a human run stored before would otherwise become asynchronous on resume); one that has it
+    is left alone; the downgrade removes the field."""
+    import json
+
+    from alembic import command
+    from sqlalchemy import create_engine, text
+
+    from lesslabels.pool.db import alembic_config, migrate
+    from lesslabels.pool.store import PoolStore
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    migrate(url, "0010")
+    engine = create_engine(url)
+    configs = {
+        7: {"dataset": "old", "oracle": "ORACLE_MODE_HUMAN"},
+        8: {"dataset": "old", "oracle": "ORACLE_MODE_HUMAN", "asynchronous": True, "refill_every": 5},
+    }
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO datasets (id, name, description, labels_json, labels_fixed, created_at) "
+                "VALUES (1, 'old', '', '[]', 0, '2026-11-23 20:00:00')"
+            )
+        )
+        for run_id, config in configs.items():
+            conn.execute(
+                text(
+                    "INSERT INTO runs (id, dataset_id, config_json, state, step, round, error, stop_reason, "
+                    "created_at, updated_at) VALUES (:id, 1, :config, 'WAITING_FOR_LABELS', 'LABEL', 0, '', '', "
+                    "'2026-11-23 20:00:00', '2026-11-23 20:00:00')"
+                ),
+                {"id": run_id, "config": json.dumps(config)},
+            )
+    engine.dispose()
+    store = PoolStore(url)  # migrates to head on open
+    stored = {run_id: json.loads(store.get_run(run_id).config_json) for run_id in configs}
+    store.close()
+    assert stored[7]["asynchronous"] is False and stored[8] == configs[8]
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        config = alembic_config(url)
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0010")
+    with engine.connect() as conn:
+        back = [json.loads(t) for t in conn.execute(text("SELECT config_json FROM runs ORDER BY id")).scalars()]
+    engine.dispose()
+    assert all("asynchronous" not in c for c in back) and back[1]["refill_every"] == 5
+
+
 def test_upgrading_acquisitions_stored_with_enum_names_gives_them_the_strategy_names(tmp_path):
     """Migration 0008 rewrites the strategy of each stored acquisition from the protobuf enum name
     ("STRATEGY_ENTROPY") to the contract's name ("entropy"), the one the run store reads and writes;

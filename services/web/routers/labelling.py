@@ -29,8 +29,9 @@ def label_page(request: Request, run_id: int):
 
 
 @router.get("/api/runs/{run_id}/queue")
-def queue(request: Request, run_id: int):
-    return backend(request).queue(run_id)
+def queue(request: Request, run_id: int, annotator: str = ""):
+    """The texts to label; an asynchronous run leases those it returns to ``annotator``."""
+    return backend(request).queue(run_id, annotator.strip())
 
 
 @router.post("/api/runs/{run_id}/labels", dependencies=[Depends(csrf_protected)])

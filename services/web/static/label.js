@@ -254,7 +254,8 @@ function showEnded(run) {
 async function load() {
   if (ended) return;
   try {
-    queue = await getJSON(`/api/runs/${runId}/queue`);
+    // An asynchronous run leases the texts it hands out to whoever asks, so two people never get the same one.
+    queue = await getJSON(`/api/runs/${runId}/queue?annotator=${encodeURIComponent(el.annotator.value.trim())}`);
   } catch (error) {
     setStatus(`Could not load the batch: ${error.message}`, "error");
     setTimeout(load, POLL_MS * 3);
@@ -265,7 +266,8 @@ async function load() {
     showEnded(run);
     return;
   }
-  const open = queue.items.length > 0 && queue.remaining > 0 && run.step === "LABEL";
+  // An asynchronous run's queue is open while it fine-tunes; a batch run's only at its LABEL step.
+  const open = queue.items.length > 0 && queue.remaining > 0 && (run.asynchronous || run.step === "LABEL");
   if (!open) {
     el.task.hidden = true;
     renderProgress();
@@ -283,7 +285,9 @@ async function load() {
     acceptedHere = 0;
   }
   setStatus(
-    `Round ${queue.round}: ${queue.remaining} of ${queue.items.length} texts still need a label.${queue.model ? "" : " (No model yet: no suggestions in the first batch.)"}`,
+    queue.run.asynchronous
+      ? `Queue of run ${runId}: ${queue.remaining} texts for you, picked by the newest model; fine-tunes run in the background.${queue.model ? "" : " (No model yet: no suggestions until two labels differ.)"}`
+      : `Round ${queue.round}: ${queue.remaining} of ${queue.items.length} texts still need a label.${queue.model ? "" : " (No model yet: no suggestions in the first batch.)"}`,
   );
   const start = queue.items.findIndex((i) => !i.label);
   show(start >= 0 ? start : 0);
@@ -343,8 +347,13 @@ async function accept() {
       queue.remaining = 0;
       renderProgress();
       el.task.hidden = true;
-      setStatus("Batch complete: the model trains on your labels, and the next batch appears here by itself.", "ok");
-      announce("Batch complete.");
+      if (queue.run.asynchronous) {
+        setStatus("Queue empty for a moment: it is being refilled from the newest model.", "ok");
+        announce("Refilling the queue.");
+      } else {
+        setStatus("Batch complete: the model trains on your labels, and the next batch appears here by itself.", "ok");
+        announce("Batch complete.");
+      }
       setTimeout(load, POLL_MS);
       return;
     }
@@ -352,7 +361,7 @@ async function accept() {
     if (next < 0) {
       await load(); // someone else labelled the rest
     } else {
-      setStatus(`Saved “${reply.label}”. ${reply.remaining} left in this batch.`);
+      setStatus(`Saved “${reply.label}”. ${reply.remaining} left in this ${queue.run.asynchronous ? "queue" : "batch"}.`);
       show(next);
     }
   } catch (error) {

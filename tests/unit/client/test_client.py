@@ -323,7 +323,7 @@ def test_cancel_and_resume(coordinator, fake_stack):
 
 
 def test_human_labelling(coordinator):
-    run = coordinator.start_run(_small(oracle="human"))
+    run = coordinator.start_run(_small(oracle="human", asynchronous=False))
     events = list(coordinator.watch(run.id, until_waiting=True))
     assert events[-1].run.state == "WAITING_FOR_LABELS"
     pending = coordinator.pending_labels(run.id)

@@ -476,7 +476,7 @@ def _gold(stack, sample_ids):
 
 def test_labels_for_a_cancelled_run_are_refused_until_it_is_resumed(fake_stack):
     core = fake_stack.coordinator()
-    run = core.start_run(config(oracle="human", stopping=contract.StoppingRule(max_rounds=2)))
+    run = core.start_run(config(oracle="human", asynchronous=False, stopping=contract.StoppingRule(max_rounds=2)))
     pool = fake_stack.runs
     wait_for_state(pool, run.id, "WAITING_FOR_LABELS")
     ids = [s.sample_id for s in core.pending_labels(run.id).samples]
@@ -493,7 +493,7 @@ def test_labels_for_a_cancelled_run_are_refused_until_it_is_resumed(fake_stack):
 
 def test_human_mode_waits_for_the_batch_and_accepts_partial_and_repeated_labels(fake_stack):
     core = fake_stack.coordinator()
-    run = core.start_run(config(oracle="human", stopping=contract.StoppingRule(max_rounds=2)))
+    run = core.start_run(config(oracle="human", asynchronous=False, stopping=contract.StoppingRule(max_rounds=2)))
     pool = fake_stack.runs
     waiting = wait_for_state(pool, run.id, "WAITING_FOR_LABELS")
     assert waiting.step == "LABEL" and waiting.round == 0
@@ -557,7 +557,7 @@ def test_human_labels_are_refused_for_simulated_runs_and_unknown_labels(fake_sta
 
 def test_a_restarted_coordinator_continues_a_human_run_once_labels_arrive(fake_stack):
     first = fake_stack.coordinator()
-    run = first.start_run(config(oracle="human", stopping=contract.StoppingRule(max_rounds=1)))
+    run = first.start_run(config(oracle="human", asynchronous=False, stopping=contract.StoppingRule(max_rounds=1)))
     wait_for_state(fake_stack.runs, run.id, "WAITING_FOR_LABELS")
     first.close()
     second = fake_stack.coordinator()

@@ -278,7 +278,7 @@ def test_training_and_scoring_progress_reach_get_run_and_watch_run(coordinator, 
 
 
 def test_human_labelling_over_rpc(coordinator, fake_stack):
-    run = _start(coordinator, _config(oracle=run_pb2.ORACLE_MODE_HUMAN))
+    run = _start(coordinator, _config(oracle=run_pb2.ORACLE_MODE_HUMAN, asynchronous=False))
     pending = wait_for(
         lambda: (
             (

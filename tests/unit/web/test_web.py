@@ -33,6 +33,46 @@ def web(real_stack):
     backend.close()
 
 
+def test_an_asynchronous_queue_through_the_api_two_people_and_fast_head_suggestions(web, tiny_bert_dir):
+    stack, client = web
+    run_id = start_human_run(stack, tiny_bert_dir, asynchronous=True, extra=("--refill-every", "4"))
+    assert "Label from the queue" in client.get(f"/runs/{run_id}").text
+    token = csrf_of(client, f"/runs/{run_id}/label")
+    headers = {"X-CSRF-Token": token}
+    ada = client.get(f"/api/runs/{run_id}/queue", params={"annotator": "ada"}).json()
+    bob = client.get(f"/api/runs/{run_id}/queue", params={"annotator": "bob"}).json()
+    assert ada["run"]["asynchronous"] and len(ada["items"]) == 8 == ada["remaining"]  # two refills' worth
+    assert len(bob["items"]) == 4  # the other 4 seed texts, never one of Ada's
+    assert {i["sample_id"] for i in ada["items"]}.isdisjoint(i["sample_id"] for i in bob["items"])
+    assert ada["model"] == "" and all(i["suggestion"] == "" for i in ada["items"])  # no labels yet
+
+    def label(who: str, items) -> None:
+        for n, item in enumerate(items):
+            body = {
+                "sample_id": item["sample_id"],
+                "label": gold(item["text"]),
+                "annotator": who,
+                "nonce": f"{who}{n}xxxxxxx",
+            }
+            assert client.post(f"/api/runs/{run_id}/labels", json=body, headers=headers).status_code == 200
+
+    label("ada", ada["items"][:3])
+    # Suggestions now come from the fast head, refit on the labels so far.
+    again = client.get(f"/api/runs/{run_id}/queue", params={"annotator": "ada"}).json()
+    assert again["model"] == "fast head at 3 labels" and again["order"] == "model"
+    assert all(sum(o["probability"] for o in i["options"]) == pytest.approx(1.0, abs=1e-3) for i in again["items"])
+    label("ada", again["items"])
+    label("bob", bob["items"])
+    # The seed set is labelled: round 0 fine-tunes in the background, and the queue stays open.
+    queued = wait_for(
+        lambda: (q := client.get(f"/api/runs/{run_id}/queue", params={"annotator": "ada"}).json())["items"] and q,
+        60,
+        0.2,
+        "the refilled queue",
+    )
+    assert queued["remaining"] > 0 and all(i["label"] == "" for i in queued["items"])
+
+
 def test_label_a_batch_through_the_api_and_the_next_round_comes_with_suggestions(web, tiny_bert_dir):
     stack, client = web
     run_id = start_human_run(stack, tiny_bert_dir)

@@ -1,0 +1,228 @@
+"""Asynchronous runs over the real pool with fake trainer and scorer: the queue people label from
+never runs dry, it is refilled from the fast head every few labels, fine-tunes start in the
+background and take over the ranking, nobody gets a text another holds, nothing is asked twice, and
+a simulated annotator drives the same mode for benchmarks (issue 23, item 2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lesslabels import contract
+from lesslabels.client import PoolClient
+from lesslabels.common import errors
+from lesslabels.contract import vocabulary, wire
+from lesslabels.coordinator import queue as queue_module
+from tests.stack import wait_for, wait_for_state
+
+
+def config(**overrides) -> contract.RunConfig:
+    base = dict(
+        dataset="toy",
+        oracle="human",
+        seed_size=contract.Amount(count=8),
+        batch_size=contract.Amount(count=6),
+        stopping=contract.StoppingRule(max_rounds=3),
+        random_seed=7,
+        refill_every=3,
+    )
+    base.update(overrides)
+    return contract.RunConfig(**base)
+
+
+def _gold(fake_stack, ids) -> list[str]:
+    """The toy dataset's label is the first word(s) of the text."""
+    with PoolClient(fake_stack.pool_address, timeout=10) as pool:
+        texts = {s.id: s.text for s in pool.list_samples("toy", page_size=5000)}
+    names = ("flight", "airfare", "ground_service", "abbreviation")
+    return [next(n for n in names if texts[i].startswith(n.replace("_", " "))) for i in ids]
+
+
+def _label(core, fake_stack, run_id: int, annotator: str, n: int) -> list[int]:
+    """The annotator takes their queue and labels ``n`` texts of it (gold labels)."""
+    queued = [s.sample_id for s in core.pending_labels(run_id, annotator).samples][:n]
+    if not queued:
+        return []
+    core.submit_labels(run_id, list(zip(queued, _gold(fake_stack, queued), strict=True)), annotator=annotator)
+    return queued
+
+
+def _label_until_done(core, fake_stack, run_id: int, annotator: str) -> contract.Run:
+    """Label the queue 3 texts at a time until the run ends (labels in flight when it ends are refused)."""
+    runs = fake_stack.runs
+    for _ in range(60):
+        if runs.get_run(run_id).state in vocabulary.FINAL_RUN_STATES:
+            break
+        try:
+            labelled = _label(core, fake_stack, run_id, annotator, 3)
+        except errors.InvalidArgument:
+            assert runs.get_run(run_id).state in vocabulary.FINAL_RUN_STATES
+            break
+        if not labelled:
+            wait_for(
+                lambda: (
+                    core.pending_labels(run_id, annotator).samples
+                    or runs.get_run(run_id).state in vocabulary.FINAL_RUN_STATES
+                ),
+                what="the queue to refill",
+            )
+    return wait_for_state(runs, run_id, vocabulary.FINAL_RUN_STATES)
+
+
+def _no_sample_acquired_twice(fake_stack, run_id: int) -> list[contract.Acquisition]:
+    acquisitions = fake_stack.runs.list_acquisitions(run_id)
+    ids = [a.sample_id for a in acquisitions]
+    assert len(ids) == len(set(ids)), "a sample was acquired twice"
+    return acquisitions
+
+
+def test_human_runs_are_asynchronous_by_default_and_old_stored_runs_stay_synchronous():
+    assert config().with_defaults().is_asynchronous and config().with_defaults().refill_every == 3
+    assert contract.RunConfig("toy", oracle="human").with_defaults().refill_every == contract.DEFAULT_REFILL_EVERY
+    assert not contract.RunConfig("toy").with_defaults().is_asynchronous  # simulated: synchronous
+    # Without the field (a run stored before it existed) the default applies; migration 0011 writes
+    # "asynchronous": false into every run stored before (tests/project/test_foundation.py).
+    stored = wire.run_config_to_json(contract.RunConfig("toy", oracle="human"))
+    assert '"asynchronous"' not in stored and wire.run_config_from_json(stored).asynchronous is None
+    fresh = config().with_defaults()
+    assert wire.run_config_from_json(wire.run_config_to_json(fresh)) == fresh
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(oracle="simulated", asynchronous=True), "annotator_seconds must be > 0 in a simulated asynchronous run"),
+        (dict(oracle="simulated", annotator_seconds=1.0), "annotator_seconds applies to simulated asynchronous runs"),
+        (dict(annotator_seconds=1.0), "annotator_seconds applies to simulated asynchronous runs"),
+        (dict(refill_every=-1), "refill_every must be in [1, 10000]"),
+        (dict(refill_every=10_001), "refill_every must be in [1, 10000]"),
+        (dict(asynchronous=False), "refill_every applies to asynchronous runs only"),
+        (dict(oracle="simulated", asynchronous=True, annotator_seconds=float("nan")), "annotator_seconds must be in"),
+        (dict(oracle="simulated", asynchronous=True, annotator_seconds=4000.0), "annotator_seconds must be in"),
+    ],
+)
+def test_impossible_asynchronous_settings_are_refused_and_nothing_is_created(fake_stack, overrides, message):
+    core = fake_stack.coordinator()
+    with pytest.raises(errors.InvalidArgument, match=message.replace("[", r"\[").replace("]", r"\]")):
+        core.start_run(config(**overrides))
+    assert fake_stack.runs.list_runs() == []
+
+
+def test_the_queue_never_runs_dry_and_fine_tunes_start_in_the_background(fake_stack):
+    core = fake_stack.coordinator()
+    run = core.start_run(config())
+    runs = fake_stack.runs
+    wait_for_state(runs, run.id, "WAITING_FOR_LABELS")
+    first = core.pending_labels(run.id, "alice")
+    assert len(first.samples) == 6 == config().with_defaults().queue_size  # two refills' worth of the 8 seeds
+    assert first.remaining == 6
+    # Bob gets the 2 seed texts Alice does not hold, never one of hers.
+    bob = core.pending_labels(run.id, "bob")
+    assert {s.sample_id for s in bob.samples}.isdisjoint(s.sample_id for s in first.samples)
+    assert len(bob.samples) == 2
+
+    # The first fine-tune waits for the seed size (8 labels); a held training job does not stop labelling.
+    fake_stack.trainer.hold.clear()
+    _label(core, fake_stack, run.id, "alice", 6)
+    _label(core, fake_stack, run.id, "bob", 2)
+    wait_for(lambda: runs.get_run(run.id).step == "TRAIN", what="round 0's fine-tune to start")
+    # While it trains the queue is refilled from the fast head (refit on the 8 labels), and labels
+    # given meanwhile are taken.
+    wait_for(lambda: core.pending_labels(run.id, "alice").samples, what="a refill from the fast head")
+    head_calls = [c for c in fake_stack.scorer.calls if c["fast_head"] and c["run_id"] == run.id]
+    assert head_calls and all(c["split"] == "train" for c in head_calls)
+    labelled_while_training = _label(core, fake_stack, run.id, "alice", 2)
+    assert runs.get_run(run.id).step == "TRAIN" and runs.get_run(run.id).labelled_count == 10
+    # Picked by the fast head's uncertainty (the seeds were drawn at random).
+    picked = {a.sample_id: a for a in fake_stack.runs.list_acquisitions(run.id)}
+    assert all(picked[i].strategy == "entropy" for i in labelled_while_training)
+    assert any(a.round == 1 and a.strategy == "entropy" for a in picked.values())
+    fake_stack.trainer.hold.set()
+
+    # Label until the run ends: rounds 1 and 2 start after 6 more labels each.
+    done = _label_until_done(core, fake_stack, run.id, "alice")
+    assert done.state == "COMPLETED" and done.stop_reason == "round limit 3 reached"
+    _, rounds = core.get_run(run.id)
+    trained_on = [r.labelled_count for r in rounds]
+    assert trained_on[0] >= 8 and trained_on[1] >= trained_on[0] + 6 and trained_on[2] >= trained_on[1] + 6
+    acquisitions = _no_sample_acquired_twice(fake_stack, run.id)
+    # Every label given is in the pool under the run, with who gave it.
+    with PoolClient(fake_stack.pool_address, timeout=10) as pool:
+        labelled = pool.list_samples("toy", state="labelled", run_id=run.id, page_size=5000)
+    assert {s.annotator for s in labelled} == {"alice", "bob"}
+    assert {s.id for s in labelled} <= {a.sample_id for a in acquisitions}
+    # After the first fine-tune, its scores (the checkpoint, not the head) topped the queue up too.
+    assert [c for c in fake_stack.scorer.train_calls(run.id) if not c["fast_head"]]
+
+
+def test_a_lease_expires_and_labelled_texts_leave_the_queue(fake_stack, monkeypatch):
+    clock = [1000.0]
+    core = fake_stack.coordinator()
+    monkeypatch.setattr(core.queue, "_clock", lambda: clock[0])
+    run = core.start_run(config())
+    wait_for_state(fake_stack.runs, run.id, "WAITING_FOR_LABELS")
+    alice = [s.sample_id for s in core.pending_labels(run.id, "alice").samples]
+    assert set(alice).isdisjoint(s.sample_id for s in core.pending_labels(run.id, "bob").samples)
+    # Without an annotator (a file export) the texts nobody holds are listed, and none is leased.
+    assert len(core.pending_labels(run.id).samples) == 0 == len(core.pending_labels(run.id).samples)
+    clock[0] += queue_module.LEASE_SECONDS + 1  # both walked away: their texts go to whoever asks
+    assert len(core.pending_labels(run.id).samples) == 6
+    carol = {s.sample_id for s in core.pending_labels(run.id, "carol").samples}
+    assert set(alice) <= carol
+    # Alice comes back: Carol holds her old texts now, she gets the two nobody holds.
+    assert {s.sample_id for s in core.pending_labels(run.id, "alice").samples}.isdisjoint(carol)
+    assert len(core.pending_labels(run.id, "alice").samples) == 2
+
+
+def test_labels_outside_the_queue_are_refused_and_a_cancelled_run_takes_none(fake_stack):
+    core = fake_stack.coordinator()
+    run = core.start_run(config())
+    wait_for_state(fake_stack.runs, run.id, "WAITING_FOR_LABELS")
+    acquired = {a.sample_id for a in fake_stack.runs.list_acquisitions(run.id)}
+    with PoolClient(fake_stack.pool_address, timeout=10) as pool:
+        never = next(s.id for s in pool.list_samples("toy", page_size=5000) if s.id not in acquired)
+    with pytest.raises(errors.InvalidArgument, match=rf"samples \[{never}\] are not in the pending batch"):
+        core.submit_labels(run.id, [(never, "flight")])
+    with pytest.raises(errors.InvalidArgument, match="annotator is 129 characters; at most 128"):
+        core.pending_labels(run.id, "a" * 129)
+    core.cancel_run(run.id)
+    queued = next(iter(acquired))
+    with pytest.raises(errors.FailedPrecondition, match="is cancelled"):
+        core.submit_labels(run.id, [(queued, "flight")])
+    assert core.pending_labels(run.id, "alice").samples == ()
+    assert fake_stack.runs.get_run(run.id).labelled_count == 0
+
+
+def test_a_restarted_coordinator_resumes_an_asynchronous_run_and_asks_nothing_twice(fake_stack):
+    core = fake_stack.coordinator()
+    run = core.start_run(config(stopping=contract.StoppingRule(max_rounds=2)))
+    runs = fake_stack.runs
+    wait_for_state(runs, run.id, "WAITING_FOR_LABELS")
+    _label(core, fake_stack, run.id, "alice", 5)
+    core.close()
+    core = fake_stack.coordinator()
+    assert core.recover() == [run.id]
+    # Leases died with the old coordinator: Bob now sees what Alice held, minus what she labelled.
+    seen = [s.sample_id for s in core.pending_labels(run.id, "bob").samples]
+    assert len(seen) == 3
+    done = _label_until_done(core, fake_stack, run.id, "bob")
+    assert done.state == "COMPLETED", done.error
+    _no_sample_acquired_twice(fake_stack, run.id)
+    assert len(fake_stack.trainer.trained(run.id)) == 2
+
+
+def test_a_simulated_annotator_drives_an_asynchronous_run_to_the_end(fake_stack):
+    core = fake_stack.coordinator()
+    run = core.start_run(config(oracle="simulated", asynchronous=True, annotator_seconds=0.01))
+    done = wait_for_state(fake_stack.runs, run.id, vocabulary.FINAL_RUN_STATES, timeout=60)
+    assert done.state == "COMPLETED", done.error
+    _, rounds = core.get_run(run.id)
+    assert len(rounds) == 3 and rounds[0].labelled_count >= 8
+    assert all(
+        later.labelled_count >= earlier.labelled_count + 6 for earlier, later in zip(rounds, rounds[1:], strict=False)
+    )
+    acquisitions = _no_sample_acquired_twice(fake_stack, run.id)
+    assert {a.strategy for a in acquisitions if a.round > 0} <= {"entropy", "random"}
+    with PoolClient(fake_stack.pool_address, timeout=10) as pool:
+        labelled = pool.list_samples("toy", state="labelled", run_id=run.id, page_size=5000)
+    assert labelled and all(s.label_source in ("seed", "oracle") for s in labelled)
+    assert [s.label for s in labelled] == _gold(fake_stack, [s.id for s in labelled])
