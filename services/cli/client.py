@@ -97,8 +97,10 @@ class Client:
     def resume_run(self, run_id: int) -> Run:
         return self._coord("resume", run_id)
 
-    def pending_labels(self, run_id: int) -> PendingLabels:
-        return self._guard(self.coordinator, self.coordinator.pending_labels, run_id, timeout=self.timeout)
+    def pending_labels(self, run_id: int, annotator: str = "") -> PendingLabels:
+        return self._guard(
+            self.coordinator, self.coordinator.pending_labels, run_id, annotator=annotator, timeout=self.timeout
+        )
 
     def submit_labels(
         self, run_id: int, labels: Sequence[tuple[int, str]], *, idempotency_key: str = "", annotator: str = ""

@@ -25,7 +25,7 @@ from lesslabels.cli.runconfig import (
     training_plan,
     strategy_label,
 )
-from lesslabels.client import LessLabelsError, Run, ScorerClient, batch_model, suggest
+from lesslabels.client import FastHead, LessLabelsError, Run, ScorerClient, batch_model, suggest
 
 
 def parse_run_id(text: str) -> int:
@@ -244,13 +244,19 @@ def batch_suggestions(client: Client, args, pending) -> tuple[dict, str]:
     """The model's suggestions for the batch, from the scorer; ``({}, "")`` with a warning on
     stderr when there is no model yet or the scorer cannot be reached (the export goes on)."""
     try:
-        model = batch_model(client.get_run(pending.run_id).rounds, pending.round)
+        detail = client.get_run(pending.run_id)
+        config, head = detail.run.config, None
+        if config.is_asynchronous:  # the newest model: the fast head, refit on every label so far
+            model = f"fast head at {detail.run.labelled_count} labels" if detail.run.labelled_count else ""
+            head = FastHead(pending.run_id, dataset=config.dataset, base_model=config.base_model)
+        else:
+            model = batch_model(detail.rounds, pending.round)
         if not model:
             return {}, ""
         with ScorerClient(
             args.scorer_address, token=args.token, timeout=max(args.timeout, 120.0), tls=tls_of(args)
         ) as scorer:
-            return suggest(scorer, pending, model), model
+            return suggest(scorer, pending, model, fast_head=head), model
     except (LessLabelsError, CliError) as exc:
         print(f"warning: no model suggestions in the export ({exc})", file=sys.stderr)
         return {}, ""
@@ -360,6 +366,12 @@ def label_main(argv: list[str]) -> int:
             p.add_argument("--relabel", action="store_true", help=RELABEL_HELP)
             add_client_flags(p, "coordinator")
         else:
+            p.add_argument(
+                "--annotator",
+                default="",
+                help="who will label the file: an asynchronous run leases the texts written to them (10 minutes), "
+                "so nobody else gets them",
+            )
             add_client_flags(p, "coordinator", "scorer")
     args = parser.parse_args(argv)
     run_id = parse_run_id(args.run)
@@ -367,7 +379,7 @@ def label_main(argv: list[str]) -> int:
     fmt = _format_for(path, args.format)
     with Client.from_args(args) as client:
         if args.action == "export":
-            pending = client.pending_labels(run_id)
+            pending = client.pending_labels(run_id, args.annotator)
             suggestions, model = batch_suggestions(client, args, pending)
             records = export_records(pending, suggestions, model)
             body = pending_to_jsonl(records) if fmt == "jsonl" else pending_to_csv(records)
@@ -385,7 +397,7 @@ def label_main(argv: list[str]) -> int:
         pairs = read_label_file(path, fmt)
         if not pairs:
             raise CliError(f"{path}: no row has a label")
-        pending = client.pending_labels(run_id)
+        pending = client.pending_labels(run_id, args.annotator)
         check_labels(pairs, pending, path, relabel=args.relabel)
         reply = client.submit_labels(run_id, pairs, idempotency_key=import_key(run_id, pairs), annotator=args.annotator)
     r = reply.result

@@ -37,6 +37,57 @@ def waiting_again_model(stack, run_id) -> str:
         return next(r.checkpoint_id for r in coordinator.get_run(run_id).rounds if r.index == 0)
 
 
+def test_asynchronous_human_run_through_label_export_and_import(stack, tiny_bert_dir, tmp_path, capsys):
+    """The default for --oracle human: files are cut from the run's queue, leased to whoever exports
+    them, and the run fine-tunes in the background while the next file is exported and labelled."""
+    client = ["--coordinator-address", stack.coordinator_address]
+    scorer = ["--scorer-address", stack.scorer_address]
+    assert cli(["run", *run_flags(tiny_bert_dir), "--oracle", "human", "--refill-every", "4", *client]) == 0
+    run_id = int(re.search(r"started run (\d+)", capsys.readouterr().out).group(1))
+    _wait_state(stack, run_id, run_pb2.RUN_STATE_WAITING_FOR_LABELS)
+    ann, ben = tmp_path / "ann.csv", tmp_path / "ben.csv"
+    assert cli(["label", "export", str(run_id), str(ann), "--annotator", "ann", *client, *scorer]) == 0
+    assert cli(["label", "export", str(run_id), str(ben), "--annotator", "ben", *client, *scorer]) == 0
+    capsys.readouterr()
+    ann_rows, ben_rows = list(csv.DictReader(ann.open())), list(csv.DictReader(ben.open()))
+    assert len(ann_rows) == 8 and len(ben_rows) == 4  # the 12 seeds, split: nobody gets another's texts
+    assert {r["sample_id"] for r in ann_rows}.isdisjoint(r["sample_id"] for r in ben_rows)
+
+    def fill(rows, path, who):
+        with path.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["sample_id", "label"])
+            writer.writerows([r["sample_id"], gold(r["text"])] for r in rows)
+        code = cli(["label", "import", str(run_id), str(path), "--annotator", who, *client])
+        # Labels in flight when the run completes are refused (the run ended): nothing else may fail.
+        assert code == 0 or run_state(stack, run_id).state == run_pb2.RUN_STATE_COMPLETED
+        return capsys.readouterr().out
+
+    fill(ann_rows, ann, "ann")
+    fill(ben_rows, ben, "ben")
+
+    # The seed set is labelled: round 0 fine-tunes in the background; the queue is refilled meanwhile,
+    # ranked by the fast head, whose suggestions the next file carries.
+    def next_file():
+        assert cli(["label", "export", str(run_id), str(ann), "--annotator", "ann", *client, *scorer]) == 0
+        return capsys.readouterr().out, list(csv.DictReader(ann.open()))
+
+    out, rows = wait_for(lambda: (f := next_file())[1] and f, 120, 0.3, "a refilled queue")
+    assert "suggestions from model fast head at 12 labels" in out
+    assert all(r["predicted_label"] in LABELS and r["model"] == "fast head at 12 labels" for r in rows)
+    # Label until the run ends (max 2 rounds: one more fine-tune after 8 more labels).
+    for _ in range(30):
+        if run_state(stack, run_id).state == run_pb2.RUN_STATE_COMPLETED:
+            break
+        _, rows = next_file()
+        if rows:
+            fill(rows, ann, "ann")
+        else:
+            wait_for(lambda: next_file()[1] or run_state(stack, run_id).state == run_pb2.RUN_STATE_COMPLETED, 120, 0.5)
+    done = _wait_state(stack, run_id, run_pb2.RUN_STATE_COMPLETED)
+    assert done.round == 1 and done.labelled_count >= 20
+
+
 def test_human_mode_through_label_export_and_import(stack, tiny_bert_dir, tmp_path, capsys):
     client = ["--coordinator-address", stack.coordinator_address]
     assert cli(["run", *run_flags(tiny_bert_dir), "--oracle", "human", "--no-async", *client]) == 0
