@@ -77,7 +77,13 @@ class SimulatedAnnotator:
         text = queued[0]
         if self.stop.wait(run.config.annotator_seconds):
             return True
-        self.runs.reveal_labels(self.run_id, [text.sample_id], "oracle")
+        # Under the run's lock, as a person's labels (the orchestrator's _submit_to_queue): once the
+        # run is over its queue is closed, and the label of the text in hand is not recorded.
+        with self.queue.locks(self.run_id):
+            current = self.runs.get_run(self.run_id)
+            if current.state not in vocabulary.ACTIVE_RUN_STATES or current.step == "DONE":
+                return True
+            self.runs.reveal_labels(self.run_id, [text.sample_id], "oracle")
         self.queue.release(self.run_id, [text.sample_id])
         self.labelled += 1
         self.on_labels(self.run_id)

@@ -331,7 +331,9 @@ class StepRunner:
         gold = scores.gold if scores.gold is not None else np.array([], dtype=object)  # [n]
         predicted = scores.predicted if scores.gold is not None else np.array([], dtype=object)  # [n]
         test = classification_metrics(gold, predicted)
-        info = dataclasses.replace(info, test=test, labelled_count=run.labelled_count)
+        # The count its training started with (``_train``): an asynchronous run's labels go on
+        # coming in while it trains.
+        info = dataclasses.replace(info, test=test, labelled_count=info.labelled_count or run.labelled_count)
         text = f"round {run.round}: test accuracy {test.accuracy:.4f} macro-F1 {test.macro_f1:.4f} on {test.count}"
         reason = stop_reason(run, test)
         if reason:

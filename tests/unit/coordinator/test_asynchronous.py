@@ -226,3 +226,53 @@ def test_a_simulated_annotator_drives_an_asynchronous_run_to_the_end(fake_stack)
         labelled = pool.list_samples("toy", state="labelled", run_id=run.id, page_size=5000)
     assert labelled and all(s.label_source in ("seed", "oracle") for s in labelled)
     assert [s.label for s in labelled] == _gold(fake_stack, [s.id for s in labelled])
+
+
+def test_a_simulated_annotator_labels_nothing_once_the_run_is_over(fake_stack):
+    """The simulated annotator has a text in hand when the run completes (its fine-tune was held
+    while it labelled on): that label is not recorded, as a person's is refused once the run is over
+    (found by the chaos suite: a label event in the run's scope after it completed)."""
+    import time
+
+    core = fake_stack.coordinator()
+    fake_stack.trainer.hold.clear()
+    run = core.start_run(
+        config(
+            oracle="simulated", asynchronous=True, annotator_seconds=0.3, stopping=contract.StoppingRule(max_rounds=1)
+        )
+    )
+    runs = fake_stack.runs
+    wait_for(lambda: runs.get_run(run.id).step == "TRAIN", what="round 0's fine-tune to start")
+    wait_for(lambda: runs.get_run(run.id).labelled_count >= 10, what="labels while the fine-tune is held")
+    fake_stack.trainer.hold.set()
+    done = wait_for_state(runs, run.id, vocabulary.FINAL_RUN_STATES)
+    assert done.state == "COMPLETED", done.error
+    time.sleep(1.0)  # past the annotator's time on the text it held
+    with PoolClient(fake_stack.pool_address, timeout=10) as pool:
+        labelled = pool.list_samples("toy", state="labelled", run_id=run.id, page_size=5000)
+    assert runs.get_run(run.id).labelled_count == done.labelled_count == len(labelled)
+
+
+def test_a_round_records_the_labels_its_fine_tune_started_with_not_those_that_came_in_meanwhile(fake_stack):
+    """Labels keep coming while an asynchronous round fine-tunes; the round's labelled count (its
+    point on the learning curve, and the count the next fine-tune is due from) is the count its
+    training started with."""
+    core = fake_stack.coordinator()
+    fake_stack.trainer.hold.clear()
+    run = core.start_run(config(stopping=contract.StoppingRule(max_rounds=2)))
+    runs = fake_stack.runs
+    wait_for_state(runs, run.id, "WAITING_FOR_LABELS")
+    _label(core, fake_stack, run.id, "alice", 6)
+    _label(core, fake_stack, run.id, "bob", 2)
+    wait_for(lambda: runs.get_run(run.id).step == "TRAIN", what="round 0's fine-tune to start")
+    wait_for(lambda: core.pending_labels(run.id, "alice").samples, what="a refill from the fast head")
+    _label(core, fake_stack, run.id, "alice", 3)
+    assert runs.get_run(run.id).labelled_count == 11
+    fake_stack.trainer.hold.set()
+    wait_for(lambda: runs.get_run(run.id).round == 1, what="round 0 to end")
+    _, rounds = core.get_run(run.id)
+    assert rounds[0].labelled_count == 8
+    # Round 1 is due at 8 + 6 labels: 3 more.
+    assert runs.get_run(run.id).step == "LABEL"
+    _label(core, fake_stack, run.id, "alice", 3)
+    wait_for(lambda: runs.get_run(run.id).step != "LABEL", what="round 1's fine-tune to start")
