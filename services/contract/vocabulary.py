@@ -10,8 +10,8 @@ SPLITS = ("train", "test", "dev")
 SOURCES = ("seed", "oracle", "human")
 #: Which samples a listing keeps by label state.
 LABEL_STATES = ("any", "labelled", "unlabelled")
-#: File formats of an import: guessed, headerless ``label,text`` CSV, CSV with a header row, JSON lines.
-IMPORT_FORMATS = ("auto", "csv", "csv_header", "jsonl")
+#: File formats of an import: guessed, headerless ``label,text`` CSV, CSV with a header row, JSON lines, Parquet.
+IMPORT_FORMATS = ("auto", "csv", "csv_header", "jsonl", "parquet")
 
 RUN_STATES = ("PENDING", "RUNNING", "WAITING_FOR_LABELS", "COMPLETED", "CANCELLED", "FAILED")
 #: States a coordinator picks up on start-up and keeps advancing.

@@ -60,6 +60,7 @@ IMPORT_FORMAT_TO_CORE: dict[int, str] = {
     pool_pb2.IMPORT_FORMAT_CSV_LABEL_TEXT: "csv",
     pool_pb2.IMPORT_FORMAT_CSV_HEADER: "csv_header",
     pool_pb2.IMPORT_FORMAT_JSONL: "jsonl",
+    pool_pb2.IMPORT_FORMAT_PARQUET: "parquet",
 }
 IMPORT_FORMAT_TO_PROTO = _inverse(IMPORT_FORMAT_TO_CORE)
 RUN_STATE_TO_CORE = _enum_map(run_pb2.RunState, "RUN_STATE", vocabulary.RUN_STATES)

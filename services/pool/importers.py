@@ -1,6 +1,11 @@
 """Parse import files into rows, as a stream. Pure functions: a file in, ``ImportRow``s out one at a
 time, or InvalidArgument naming the row.
 
+The file is CSV/TSV (read by the ``csv`` module, its separator sniffed by ``csv.Sniffer`` from the
+first lines), JSON lines, or Parquet (``lesslabels.pool.parquet``, through pyarrow). Text files are
+UTF-8 (a BOM skipped); UTF-16 and UTF-32 files that start with their byte-order mark are recoded to
+UTF-8 first, a block at a time.
+
 ``open_import`` reads what every row depends on (the encoding, the format, the columns) and checks
 what needs more than one row on the first rows of the file (a header read as data, swapped
 columns: ``CHECKED_ROWS``); ``ImportFile.rows()`` then reads the rows from the start of the file,
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import tempfile
 import csv
 import dataclasses
 import enum
@@ -42,6 +48,20 @@ CHECKED_CHARS = 1_000_000
 FIRST_LINE_CHARS = 1 << 20
 #: Bytes read at a time when checking the encoding.
 _BLOCK = 1 << 20
+#: What ``csv.Sniffer`` looks at to find the separator: the first lines, at most this many characters.
+SNIFFED_LINES = 50
+SNIFFED_CHARS = 64 * 1024
+#: The separators a CSV file may use (comma, tab, semicolon, pipe).
+DELIMITERS = ",\t;|"
+#: Byte-order marks of the encodings recoded to UTF-8 (UTF-32's first: its little-endian mark
+#: starts with UTF-16's), and the bytes of a recoded file held in memory before it goes to disk.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_RECODED_IN_MEMORY = 8 << 20
 
 SPLITS = {"train": "train", "test": "test", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev"}
 
@@ -51,6 +71,7 @@ class Format(enum.Enum):
     CSV_LABEL_TEXT = "csv"
     CSV_HEADER = "csv_header"
     JSONL = "jsonl"
+    PARQUET = "parquet"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +85,41 @@ class ImportRow:
 
 #: Rows as a file gives them, one at a time (a generator: closing it stops the reading).
 Rows = Generator[ImportRow, None, None]
+
+
+def recode_to_utf8(file: IO[bytes]) -> IO[bytes]:
+    """``file`` itself when it does not start with a UTF-16 or UTF-32 byte-order mark; otherwise a
+    new file holding its text as UTF-8 (written a block at a time, spilled to disk past 8 MiB).
+    InvalidArgument naming the byte offset of the first bytes that are not of the encoding."""
+    file.seek(0)
+    start = file.read(4)
+    encoding = next((name for bom, name in _BOMS if start.startswith(bom)), None)
+    if encoding is None:
+        return file
+    bom = next(bom for bom, name in _BOMS if name == encoding)
+    file.seek(len(bom))
+    # A text file's first block holds a line end or a separator: bytes that start like a mark but
+    # decode to none are not text of that encoding (check_utf8 then names the first bad byte).
+    first = codecs.decode(file.read(_BLOCK - _BLOCK % 4), encoding, "ignore")
+    if not any(c in first for c in "\r\n{" + DELIMITERS):
+        return file
+    file.seek(len(bom))
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    recoded = tempfile.SpooledTemporaryFile(max_size=_RECODED_IN_MEMORY)
+    offset = len(bom)
+    while True:
+        block = file.read(_BLOCK)
+        try:
+            recoded.write(decoder.decode(block, final=not block).encode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise InvalidArgument(
+                f"not valid {encoding.upper()[:6]} (byte offset {offset + exc.start}); save the file as UTF-8"
+            ) from None
+        if not block:
+            break
+        offset += len(block)
+    recoded.seek(0)
+    return recoded
 
 
 def check_utf8(file: IO[bytes]) -> None:
@@ -154,7 +210,7 @@ def resolve_columns(names: list[str], columns: Columns, where: str) -> dict[str,
     read = list(mapping.values())
     unknown = [n for n in names if n not in read and n.lower() not in PROVENANCE_NAMES]
     if unknown and not columns.ignore_extra:
-        what = "columns" if where.startswith("line") else "keys"
+        what = "keys" if where.startswith("JSON") else "columns"
         # Advice the user has not taken yet: flags already given are not suggested again.
         hint = "pass --ignore-extra to import without them (they are not stored)"
         if not (columns.text and columns.label):
@@ -175,28 +231,23 @@ def _known_name(cell: str, columns: Columns) -> bool:
     return cell in flags or cell.lower() in TEXT_NAMES + LABEL_NAMES + ID_NAMES + SPLIT_NAMES
 
 
-def delimiter(text: str) -> str:
-    """The field separator: the first of tab (TSV), comma and semicolon that splits the first line
-    into two fields or more as valid CSV; a comma when none does."""
-    stripped = text.lstrip()
-    first_line = stripped.splitlines()[0] if stripped else ""
-    for candidate in ("\t", ",", ";"):
-        try:
-            if len(next(csv.reader([first_line], delimiter=candidate, strict=True), [])) >= 2:
-                return candidate
-        except csv.Error:
-            continue
-    return ","
+def delimiter(sample: str) -> str:
+    """The field separator of a CSV file whose first lines are ``sample``: the one of
+    ``DELIMITERS`` that ``csv.Sniffer`` finds splitting them alike; a comma when none does (a file
+    of one column)."""
+    try:
+        return csv.Sniffer().sniff(sample.lstrip(), delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return ","
 
 
-def detect_format(text: str, columns: Columns = DEFAULT_COLUMNS) -> Format:
-    stripped = text.lstrip()
+def detect_format(first_line: str, separator: str, columns: Columns = DEFAULT_COLUMNS) -> Format:
+    stripped = first_line.lstrip()
     if stripped.startswith("{"):
         return Format.JSONL
     if stripped.startswith("["):
         raise InvalidArgument("the file is a JSON array; write one JSON object per line (JSONL) instead")
-    first_line = stripped.splitlines()[0] if stripped else ""
-    header = [h.strip() for h in next(csv.reader([first_line], delimiter=delimiter(text)), [])]
+    header = [h.strip() for h in next(csv.reader([stripped], delimiter=separator), [])]
     # A first row naming a known column (or one a flag names) is a header (ATIS-style files start with data).
     if columns.given or any(_known_name(h, columns) for h in header):
         return Format.CSV_HEADER
@@ -221,7 +272,7 @@ def _unicode(value: str, where: str, what: str) -> str:
     return value
 
 
-def _split(value: str | None, where: str) -> str | None:
+def split_value(value: str | None, where: str) -> str | None:
     if value is None or value.strip() == "":
         return None
     key = value.strip().lower()
@@ -230,7 +281,7 @@ def _split(value: str | None, where: str) -> str | None:
     return SPLITS[key]
 
 
-def _label(value, where: str) -> str | None:
+def label_value(value, where: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
@@ -241,7 +292,7 @@ def _label(value, where: str) -> str | None:
     return value or None
 
 
-def _text(value, where: str, keep_whitespace: bool) -> str:
+def text_value(value, where: str, keep_whitespace: bool) -> str:
     if not isinstance(value, str):
         raise InvalidArgument(f"{where}: text must be a string, got {type(value).__name__}")
     cleaned = _unicode(_clean(value, keep_whitespace), where, "text")
@@ -293,13 +344,20 @@ def open_import(
     Raises InvalidArgument for a file that is not UTF-8, has no rows, or would be misread: a first
     row that looks like a header read as data, columns that look swapped (both judged on the first
     rows), keys or columns nothing reads; and for the first bad row among the first rows."""
+    # Imported here: the Parquet reader reads its rows with this module's checks.
+    from lesslabels.pool import parquet
+
     file = io.BytesIO(data) if isinstance(data, bytes) else data
+    auto = fmt is Format.AUTO
+    if fmt is Format.PARQUET or (auto and parquet.is_parquet(file)):
+        return _checked(ImportFile(Format.PARQUET, *parquet.open_parquet(file, columns, keep_whitespace)), columns)
+    file = recode_to_utf8(file)
     check_utf8(file)
     with _as_text(file) as text:
         first_line = _first_line(text)
-    auto = fmt is Format.AUTO
+        separator = delimiter(_sample(text, first_line))
     if auto:
-        fmt = detect_format(first_line, columns)
+        fmt = detect_format(first_line, separator, columns)
     if not first_line:
         raise InvalidArgument("the file is empty")
     read: Callable[[TextIO], Rows]
@@ -308,7 +366,6 @@ def open_import(
             mapping = _jsonl_columns(text, columns)
         read = functools.partial(_jsonl_rows, mapping=mapping, keep_whitespace=keep_whitespace)
     elif fmt is Format.CSV_HEADER:
-        separator = delimiter(first_line)
         with _as_text(file) as text:
             mapping = _csv_columns(text, separator, columns)
         read = functools.partial(
@@ -320,17 +377,20 @@ def open_import(
                 "--text-column, --label-column and --id-column name header columns; "
                 "a headerless label,text file has none (add a header line)"
             )
-        separator = delimiter(first_line)
         mapping = {"label": "column 1", "text": "column 2"}
         read = functools.partial(_csv_label_text_rows, separator=separator, keep_whitespace=keep_whitespace)
-    opened = ImportFile(fmt, mapping, functools.partial(_read, file, read))
+    return _checked(ImportFile(fmt, mapping, functools.partial(_read, file, read)), columns, auto)
+
+
+def _checked(opened: ImportFile, columns: Columns, auto: bool = False) -> ImportFile:
+    """``opened``, once its first rows are read and show none of the misreadings refused here."""
     first_rows = opened.first_rows()
-    if auto and fmt is Format.CSV_LABEL_TEXT:
+    if auto and opened.format is Format.CSV_LABEL_TEXT:
         _refuse_header_read_as_data(first_rows)
     if not first_rows:
         raise InvalidArgument("the file has no data rows")
     if not (columns.text or columns.label):
-        _refuse_swapped(first_rows, mapping)
+        _refuse_swapped(first_rows, opened.columns)
     return opened
 
 
@@ -349,6 +409,20 @@ def _as_text(file: IO[bytes]) -> Iterator[TextIO]:
 def _read(file: IO[bytes], read: Callable[[TextIO], Rows]) -> Rows:
     with _as_text(file) as text:
         yield from read(text)
+
+
+def _sample(text: TextIO, first_line: str) -> str:
+    """The first line and up to ``SNIFFED_LINES`` after it (whole lines, at most ``SNIFFED_CHARS``
+    characters in all), read on from where ``_first_line`` stopped."""
+    lines = [first_line + "\n"]
+    size = len(first_line)
+    while len(lines) < SNIFFED_LINES and size < SNIFFED_CHARS:
+        line = text.readline(SNIFFED_CHARS - size)
+        if not line or not line.endswith(("\n", "\r")):
+            break  # the end of the file, or a line cut short: the sniffer would read it as a row
+        lines.append(line)
+        size += len(line)
+    return "".join(lines)
 
 
 def _first_line(text: TextIO) -> str:
@@ -439,16 +513,16 @@ def _csv_label_text_rows(text: TextIO, separator: str, keep_whitespace: bool) ->
                 raise InvalidArgument(
                     f"{where}: expected 2 fields 'label,text', got {len(fields)} (quote texts that contain commas)"
                 )
-            label = _label(fields[0], where)
+            label = label_value(fields[0], where)
             if label is None:
                 raise InvalidArgument(f"{where}: empty label")
-            yield ImportRow(count, _text(fields[1], where, keep_whitespace), label, None)
+            yield ImportRow(count, text_value(fields[1], where, keep_whitespace), label, None)
             count += 1
     except csv.Error as exc:
         raise _malformed(count + 1, reader, exc) from None
 
 
-def _external_id(value, where: str) -> str | None:
+def external_id(value, where: str) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (str, int)):
@@ -495,11 +569,11 @@ def _csv_header_rows(text: TextIO, separator: str, columns: Columns, keep_whites
                 raise InvalidArgument(
                     f"{where}: a value in unnamed column {filled[0]}; name it in the header line or remove it"
                 )
-            label = _label(fields[index["label"]], where) if "label" in index else None
-            split = _split(fields[index["split"]], where) if "split" in index else None
-            external_id = _external_id(fields[index["id"]], where) if "id" in index else None
-            text_value = _text(fields[index["text"]], where, keep_whitespace)
-            yield ImportRow(count, text_value, label, split, external_id)
+            label = label_value(fields[index["label"]], where) if "label" in index else None
+            split = split_value(fields[index["split"]], where) if "split" in index else None
+            own_id = external_id(fields[index["id"]], where) if "id" in index else None
+            text_read = text_value(fields[index["text"]], where, keep_whitespace)
+            yield ImportRow(count, text_read, label, split, own_id)
             count += 1
     except csv.Error as exc:
         raise _malformed(count + 1, reader, exc) from None
@@ -541,8 +615,8 @@ def _jsonl_rows(text: TextIO, mapping: dict[str, str], keep_whitespace: bool) ->
             raise InvalidArgument(f"{where}: split must be a string")
         yield ImportRow(
             count,
-            _text(obj[mapping["text"]], where, keep_whitespace),
-            _label(obj.get(mapping["label"]), where) if "label" in mapping else None,
-            _split(split, where),
-            _external_id(obj.get(mapping["id"]), where) if "id" in mapping else None,
+            text_value(obj[mapping["text"]], where, keep_whitespace),
+            label_value(obj.get(mapping["label"]), where) if "label" in mapping else None,
+            split_value(split, where),
+            external_id(obj.get(mapping["id"]), where) if "id" in mapping else None,
         )

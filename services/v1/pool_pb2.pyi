@@ -14,6 +14,7 @@ class ImportFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     IMPORT_FORMAT_CSV_LABEL_TEXT: _ClassVar[ImportFormat]
     IMPORT_FORMAT_CSV_HEADER: _ClassVar[ImportFormat]
     IMPORT_FORMAT_JSONL: _ClassVar[ImportFormat]
+    IMPORT_FORMAT_PARQUET: _ClassVar[ImportFormat]
 
 class LabelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -24,6 +25,7 @@ IMPORT_FORMAT_AUTO: ImportFormat
 IMPORT_FORMAT_CSV_LABEL_TEXT: ImportFormat
 IMPORT_FORMAT_CSV_HEADER: ImportFormat
 IMPORT_FORMAT_JSONL: ImportFormat
+IMPORT_FORMAT_PARQUET: ImportFormat
 LABEL_STATE_ANY: LabelState
 LABEL_STATE_LABELLED: LabelState
 LABEL_STATE_UNLABELLED: LabelState
