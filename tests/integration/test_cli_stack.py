@@ -33,12 +33,13 @@ CHILD_ENV = {"OMP_NUM_THREADS": "1", "LESSLABELS_LOG_LEVEL": "WARNING"}
 
 
 def test_a_service_that_cannot_start_is_reported_with_its_log(tmp_path):
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        stack = LocalStack(tmp_path / "state", ports={"pool": busy.getsockname()[1]}, startup_timeout=60, env=CHILD_ENV)
-        with pytest.raises(StackError, match=r"the pool service exited with code \d+ while starting") as info:
-            stack.start()
+    # The pool cannot open its database: a folder sits where the SQLite file goes. (A taken port is
+    # refused before anything starts: test_up.py.)
+    state = tmp_path / "state"
+    (state / "pool.sqlite3").mkdir(parents=True)
+    stack = LocalStack(state, startup_timeout=60, env=CHILD_ENV)
+    with pytest.raises(StackError, match=r"the pool service exited with code \d+ while starting") as info:
+        stack.start()
     assert "pool.log" in str(info.value)
     assert stack.processes == {}  # the others were stopped too
 
