@@ -30,6 +30,7 @@ FLAGS = {
     "candidates": "--candidates",
     "refill_every": "--refill-every",
     "annotator_seconds": "--annotator-seconds",
+    "overlap": "--overlap",
     "random_seed": "--random-seed",
     "name": "--name",
     "base_model": "--base-model",
@@ -203,6 +204,15 @@ def add_run_flags(
         default=d.get("annotator_seconds", 0.0),
         help="simulated asynchronous runs (--async with the simulated oracle): seconds per label",
     )
+    g.add_argument(
+        "--overlap",
+        type=float,
+        default=d.get("overlap", 0.0),
+        metavar="FRACTION",
+        help="asynchronous human runs: the share of queued texts two people label, in [0, 1]; a second "
+        "person's label is kept beside the first and a disagreement is flagged for review on the web "
+        "app's dataset page [%(default)s]",
+    )
     g.add_argument("--random-seed", type=int, default=d.get("random_seed", 0), help="seed of every random choice")
     g.add_argument(
         "--warm-start",
@@ -322,6 +332,7 @@ def run_config_from_args(args: argparse.Namespace, dataset: str | None = None) -
         asynchronous=args.asynchronous,
         refill_every=args.refill_every,
         annotator_seconds=args.annotator_seconds,
+        overlap=getattr(args, "overlap", 0.0),
     )
     problems = config.problems()
     if problems:

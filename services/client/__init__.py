@@ -14,7 +14,7 @@
   ``resume``, ``pending_labels``, ``submit_labels``.
 - :class:`PoolClient`: ``create_dataset``, ``get_dataset``, ``list_datasets``, ``set_dataset_labels``,
   ``delete_dataset``, ``import_samples``, ``import_file``, ``export_labels``, ``list_samples``,
-  ``get_counts``, ``submit_labels``.
+  ``get_counts``, ``submit_labels``, ``list_annotators``, ``label_opinions``, ``review_labels``.
 
 Runs are read and changed through the coordinator: the pool's run store (a run's rounds and
 acquisitions, written by the coordinator) is an internal service, with no client here.
@@ -55,6 +55,8 @@ from lesslabels.client.types import (
     Dataset,
     Hyperparameters,
     ImportSummary,
+    LabelOpinion,
+    LabelOpinions,
     LabelResult,
     Metrics,
     PendingLabels,
@@ -91,6 +93,8 @@ __all__ = [
     "Hyperparameters",
     "ImportSummary",
     "InvalidArgument",
+    "LabelOpinion",
+    "LabelOpinions",
     "LabelResult",
     "LessLabelsError",
     "Metrics",

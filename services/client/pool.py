@@ -22,6 +22,8 @@ from lesslabels.client.types import (
     ImportSummary,
     LabelResult,
     Sample,
+    LabelOpinion,
+    LabelOpinions,
     SamplePage,
     SplitCounts,
 )
@@ -479,7 +481,9 @@ class PoolClient(ServiceClient):
         timeout: float | None = None,
     ) -> LabelResult:
         """Record human labels, ``{sample_id: label}`` or ``(sample_id, label)`` pairs. Resending
-        the same labels (or the same ``idempotency_key``) records nothing twice."""
+        the same labels (or the same ``idempotency_key``) records nothing twice. ``second_opinion``:
+        keep each label beside a label another person gave instead of replacing it (a different
+        label flags the text for review, ``label_opinions``)."""
         request = pool_pb2.SubmitLabelsRequest(
             dataset=dataset,
             run_id=run_id,
@@ -490,3 +494,53 @@ class PoolClient(ServiceClient):
         )
         reply = self._unary(self._stub.SubmitLabels, request, f"labels for dataset {quote(dataset)}", timeout)
         return wire.label_result_from_proto(reply)
+        second_opinion: bool = False,
+            second_opinion=second_opinion,
+
+    def review_labels(
+        self,
+        dataset: str,
+        labels: Mapping[int, str] | Iterable[tuple[int, str]],
+        *,
+        reviewer: str,
+        idempotency_key: str = "",
+        timeout: float | None = None,
+    ) -> LabelResult:
+        """Resolve flagged texts: each label becomes the one in force for the dataset and in every
+        run where a person labelled the text, recorded as a review by ``reviewer``; the flag clears."""
+        request = pool_pb2.SubmitLabelsRequest(
+            dataset=dataset,
+            labels=_assignments(labels),
+            source=common_pb2.LABEL_SOURCE_REVIEW,
+            annotator=reviewer,
+            idempotency_key=idempotency_key,
+        )
+        reply = self._unary(self._stub.SubmitLabels, request, f"review of dataset {quote(dataset)}", timeout)
+        return wire.label_result_from_proto(reply)
+
+    def label_opinions(
+        self, dataset: str, *, disputed_only: bool = False, timeout: float | None = None
+    ) -> list[LabelOpinions]:
+        """The texts two or more people labelled (each one's latest label), by sample id;
+        ``disputed_only``: only the flagged ones (they disagree, no review since)."""
+        reply = self._unary(
+            self._stub.ListLabelOpinions,
+            pool_pb2.ListLabelOpinionsRequest(dataset=dataset, disputed_only=disputed_only),
+            f"label opinions of dataset {quote(dataset)}",
+            timeout,
+        )
+
+        def opinion(message: pool_pb2.LabelOpinion) -> LabelOpinion:
+            return LabelOpinion(message.annotator, message.label, message.labelled_at)
+
+        return [
+            LabelOpinions(
+                sample_id=t.sample_id,
+                text=t.text,
+                label=t.label,
+                opinions=tuple(opinion(o) for o in t.opinions),
+                disputed=t.disputed,
+                review=opinion(t.review) if t.HasField("review") else None,
+            )
+            for t in reply.texts
+        ]

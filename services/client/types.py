@@ -37,6 +37,8 @@ __all__ = [
     "Hyperparameters",
     "ImportSummary",
     "LabelResult",
+    "LabelOpinion",
+    "LabelOpinions",
     "Metrics",
     "PendingLabels",
     "PendingSample",
@@ -147,6 +149,28 @@ class SamplePage:
     samples: tuple[Sample, ...]
     next_page_token: str
     total: int  # matching samples, as the pool counted them when the listing began
+
+@dataclasses.dataclass(frozen=True)
+class LabelOpinion:
+    """One person's latest label of a text (or a reviewer's resolution)."""
+
+    annotator: str
+    label: str
+    labelled_at: str  # RFC 3339, UTC
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelOpinions:
+    """A text two or more people labelled: each one's latest label, the label in force, and whether
+    it is flagged (``disputed``: they disagree and no review resolved it since)."""
+
+    sample_id: int
+    text: str
+    label: str
+    opinions: tuple[LabelOpinion, ...]
+    disputed: bool
+    review: LabelOpinion | None = None
+
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,6 +4,7 @@ its state, its rounds and what each round acquired. No protobuf here (``contract
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 
@@ -24,6 +25,8 @@ DEFAULT_MAX_ROUNDS = 5
 DEFAULT_REFILL_EVERY = 10
 MAX_REFILL_EVERY = 10_000
 MAX_ANNOTATOR_SECONDS = 3600.0
+#: Largest overlap: every queued text labelled by two people.
+MAX_OVERLAP = 1.0
 #: Longest annotator name a label or a queue request may carry.
 MAX_ANNOTATOR_LENGTH = 128
 
@@ -102,6 +105,8 @@ class RunConfig:
     refill_every: int = 0
     #: Simulated asynchronous runs: seconds the simulated annotator spends on each label.
     annotator_seconds: float = 0.0
+    #: Asynchronous human runs: the share of queued texts two people label (``in_overlap``), in [0, 1].
+    overlap: float = 0.0
 
     def __post_init__(self) -> None:
         if isinstance(self.hyperparameters, Mapping):
@@ -166,6 +171,10 @@ class RunConfig:
             found.append("annotator_seconds applies to simulated asynchronous runs only")
         if self.refill_every and not asynchronous:
             found.append("refill_every applies to asynchronous runs only")
+        if not (math.isfinite(self.overlap) and 0 <= self.overlap <= MAX_OVERLAP):
+            found.append(f"overlap must be in [0, {MAX_OVERLAP:g}], got {self.overlap}")
+        elif self.overlap and (simulated or not asynchronous):
+            found.append("overlap applies to asynchronous runs with the human oracle only")
         found.extend(f"hyperparameters.{p}" for p in self.hyperparameters.problems())
         return found
 
@@ -203,6 +212,14 @@ class RunConfig:
         if self.asynchronous is not None:
             return self.asynchronous
         return (self.oracle or DEFAULT_ORACLE) == "human"
+
+    def in_overlap(self, sample_id: int) -> bool:
+        """Whether two people label this text (the ``overlap`` share): a hash of the run's seed and
+        the sample id, uniform in [0, 1), below ``overlap``; the same in every process and restart."""
+        if self.overlap <= 0:
+            return False
+        digest = hashlib.blake2b(f"{self.random_seed}:{int(sample_id)}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") / 2**64 < self.overlap
 
     @property
     def queue_size(self) -> int:
@@ -264,6 +281,8 @@ class Acquisition:
     score: float = 0.0
     label: str = ""
     text: str = ""
+    #: Each person's latest label of it in the run's scope, by annotator (named annotators only).
+    opinions: Mapping[str, str] = dataclasses.field(default_factory=dict, hash=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,6 +291,8 @@ class LabelResult:
     unchanged: int = 0
     changed: int = 0
     labels: tuple[tuple[int, str], ...] = ()
+    #: Of ``recorded``, the labels kept beside another person's label in force (second opinions).
+    second_opinions: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,7 @@ No protobuf here: ``lesslabels.contract.wire`` maps these names to and from the 
 from __future__ import annotations
 
 SPLITS = ("train", "test", "dev")
-SOURCES = ("seed", "oracle", "human")
+SOURCES = ("seed", "oracle", "human", "review")
 #: Which samples a listing keeps by label state.
 LABEL_STATES = ("any", "labelled", "unlabelled")
 #: File formats of an import: guessed, headerless ``label,text`` CSV, CSV with a header row, JSON lines, Parquet.

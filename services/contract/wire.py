@@ -204,6 +204,7 @@ def run_config_from_proto(message: run_pb2.RunConfig) -> RunConfig:
         asynchronous=message.asynchronous if message.HasField("asynchronous") else None,
         refill_every=message.refill_every,
         annotator_seconds=message.annotator_seconds,
+        overlap=message.overlap,
     )
 
 
@@ -234,6 +235,7 @@ def run_config_to_proto(config: RunConfig) -> run_pb2.RunConfig:
         candidates=config.candidates,
         refill_every=config.refill_every,
         annotator_seconds=config.annotator_seconds,
+        overlap=config.overlap,
     )
     if config.asynchronous is not None:
         message.asynchronous = config.asynchronous
@@ -397,6 +399,7 @@ def acquisition_from_proto(message: run_pb2.Acquisition) -> Acquisition:
         score=message.score,
         label=message.label,
         text=message.text,
+        opinions=dict(message.opinions),
     )
 
 
@@ -408,6 +411,7 @@ def acquisition_to_proto(item: Acquisition) -> run_pb2.Acquisition:
         score=item.score,
         label=item.label,
         text=item.text,
+        opinions=dict(item.opinions),
     )
 
 
@@ -417,6 +421,7 @@ def label_result_from_proto(message: pool_pb2.SubmitLabelsResponse) -> LabelResu
         unchanged=message.unchanged,
         changed=message.changed,
         labels=tuple((a.sample_id, a.label) for a in message.labels),
+        second_opinions=message.second_opinions,
     )
 
 
@@ -426,6 +431,7 @@ def label_result_to_proto(result: LabelResult) -> pool_pb2.SubmitLabelsResponse:
         unchanged=result.unchanged,
         changed=result.changed,
         labels=[pool_pb2.LabelAssignment(sample_id=i, label=label) for i, label in result.labels],
+        second_opinions=result.second_opinions,
     )
 
 

@@ -37,6 +37,16 @@ OUTAGE_SECONDS = 300.0
 SUPERVISE_SECONDS = 5.0
 
 
+def _sum(a: contract.LabelResult, b: contract.LabelResult) -> contract.LabelResult:
+    return contract.LabelResult(
+        recorded=a.recorded + b.recorded,
+        unchanged=a.unchanged + b.unchanged,
+        changed=a.changed + b.changed,
+        labels=a.labels + b.labels,
+        second_opinions=a.second_opinions + b.second_opinions,
+    )
+
+
 class Coordinator:
     """Starts, advances, watches and cancels runs; one thread per run in progress."""
 
@@ -286,18 +296,36 @@ class Coordinator:
                 {a.sample_id for a in self.runs.list_acquisitions(run_id, pending_only=True)} if open_queue else set()
             )
             fresh = [(i, label) for i, label in labels if i in queued]
-            repeats = self._repeats_of_recorded(run, [(i, label) for i, label in labels if i not in queued])
-            result = repeats
-            if fresh:
-                result = self.pool.submit_labels(
-                    run.config.dataset, fresh, run_id=run_id, annotator=annotator, idempotency_key=idempotency_key
+            others = [(i, label) for i, label in labels if i not in queued]
+            # A text someone else labelled: this person's label is their own opinion beside it (the
+            # overlap share asks for it; a text that reached two people after a lease ran out gets it too).
+            beside = self._labelled_by_others(run, annotator) if others and open_queue and annotator else set()
+            seconds = [(i, label) for i, label in others if i in beside]
+            result = self._repeats_of_recorded(run, [(i, label) for i, label in others if i not in beside], annotator)
+            for pairs, second_opinion in ((fresh, False), (seconds, True)):
+                if not pairs:
+                    continue
+                extra = {"second_opinion": True} if second_opinion else {}
+                given = self.pool.submit_labels(
+                    run.config.dataset,
+                    pairs,
+                    run_id=run_id,
+                    annotator=annotator,
+                    idempotency_key=idempotency_key,
+                    **extra,
                 )
-                result = dataclasses.replace(
-                    result, unchanged=result.unchanged + repeats.unchanged, labels=result.labels + repeats.labels
-                )
-                self.queue.release(run_id, [i for i, _ in fresh])
-        remaining = self._after_labels(run_id) if fresh else len(queued)
+                result = _sum(result, given)
+                self.queue.release(run_id, [i for i, _ in pairs])
+        remaining = self._after_labels(run_id) if fresh or seconds else len(queued)
         return result, remaining
+
+    def _labelled_by_others(self, run: contract.Run, annotator: str) -> set[int]:
+        """The run's texts that a named person other than ``annotator`` labelled and they did not."""
+        return {
+            a.sample_id
+            for a in self.runs.list_acquisitions(run.id)
+            if a.label and a.opinions and annotator not in a.opinions
+        }
 
     def _after_labels(self, run_id: int) -> int:
         """New labels in an asynchronous run: start the fine-tune when it is due, refill the queue
@@ -311,19 +339,24 @@ class Coordinator:
         self.events.announce(run, message=f"{run.labelled_count} labels; {pending} texts queued")
         return pending
 
-    def _repeats_of_recorded(self, run: contract.Run, labels: Sequence[tuple[int, str]]) -> contract.LabelResult:
+    def _repeats_of_recorded(
+        self, run: contract.Run, labels: Sequence[tuple[int, str]], annotator: str = ""
+    ) -> contract.LabelResult:
         """Labels outside the pending batch are fine only as repeats of labels already recorded
-        (a retried import after the batch completed); anything else is refused."""
+        (a retried import after the batch completed), or of the annotator's own second opinion;
+        anything else is refused."""
         if not labels:
             return contract.LabelResult()
-        recorded = {a.sample_id: a.label for a in self.runs.list_acquisitions(run.id)}
-        outside = sorted({i for i, label in labels if recorded.get(i) != label or not label})
+        acquired = self.runs.list_acquisitions(run.id)
+        recorded = {a.sample_id: a.label for a in acquired}
+        own = {a.sample_id: a.opinions.get(annotator) for a in acquired} if annotator else {}
+        outside = sorted({i for i, label in labels if (recorded.get(i) != label and own.get(i) != label) or not label})
         if outside:
             where = f"round {run.round}" if run.step == "LABEL" else f"none pending: run is {run.state} at {run.step}"
             raise errors.InvalidArgument(
                 f"samples {outside[:10]} are not in the pending batch of run {run.id} ({where})"
             )
-        return contract.LabelResult(unchanged=len(labels), labels=tuple(labels))
+        return contract.LabelResult(unchanged=len(labels), labels=tuple((i, recorded[i]) for i, _ in labels))
 
     def watch(
         self, run_id: int, is_active: Callable[[], bool] = lambda: True, poll: float = 1.0

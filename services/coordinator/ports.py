@@ -38,7 +38,10 @@ class PoolPort(Protocol):
         run_id: int = 0,
         annotator: str = "",
         idempotency_key: str = "",
-    ) -> contract.LabelResult: ...
+        second_opinion: bool = False,
+    ) -> contract.LabelResult:
+        """Record a person's labels; ``second_opinion``: beside another person's label, never replacing it."""
+        ...
 
 
 class RunStorePort(Protocol):

@@ -15,9 +15,16 @@ Nothing is asked twice: the pool stores each acquisition once per run, and a ref
 samples the run never acquired. Two people never get the same text: ``pending`` leases what it
 hands out to the annotator who asked, for ``LEASE_SECONDS`` or until they label it; a text leased to
 someone else is not shown. Leases live in this process: after a coordinator restart everything
-pending is free again (a text may then reach two people; the second label is recorded as a change,
-never lost). Acquisitions and labels are in the pool, so a killed coordinator resumes the run from
-its recorded step and the next label refills the queue.
+pending is free again (a text may then reach two people; the second person's label is recorded as
+their own opinion beside the first, never lost and never replacing it). Acquisitions and labels are
+in the pool, so a killed coordinator resumes the run from its recorded step and the next label
+refills the queue.
+
+On purpose, with ``RunConfig.overlap``: a text in the overlap share (``RunConfig.in_overlap``, a hash
+of the seed and the sample id) that one named person labelled goes back into the queue of everyone
+else, leased like any other, without the first label (a blind second opinion), until one other
+person labelled it; it never goes to the same person twice. The pool records that label beside the
+first and flags the text when they differ (``PoolService.ListLabelOpinions``).
 """
 
 from __future__ import annotations
@@ -89,10 +96,11 @@ class QueueKeeper:
     def pending(self, run: contract.Run, annotator: str = "") -> list[contract.Acquisition]:
         """The run's texts waiting for a label, newest round first (the newest model's picks), at
         most ``queue_size``; those leased to another annotator left out. With ``annotator`` the
-        texts returned are leased to them."""
+        texts returned are leased to them, and the texts of the overlap share that one other person
+        labelled come first, their label left out (module docstring)."""
         waiting = self.runs.list_acquisitions(run.id, pending_only=True)
         now = self._clock()
-        ordered = sorted(waiting, key=lambda a: -a.round)
+        ordered = self.second_opinions_due(run, annotator) + sorted(waiting, key=lambda a: -a.round)
         with self._lock:
             free = [
                 a
@@ -105,6 +113,17 @@ class QueueKeeper:
                 for a in free:
                     self._leases[(run.id, a.sample_id)] = _Lease(annotator, now + LEASE_SECONDS)
         return free
+
+    def second_opinions_due(self, run: contract.Run, annotator: str) -> list[contract.Acquisition]:
+        """The texts of the overlap share that exactly one other named person labelled, as ``annotator``
+        would label them: without that label. None without an annotator or an overlap."""
+        if not annotator or run.config.overlap <= 0:
+            return []
+        return [
+            dataclasses.replace(a, label="", opinions={})
+            for a in self.runs.list_acquisitions(run.id)
+            if a.label and len(a.opinions) == 1 and annotator not in a.opinions and run.config.in_overlap(a.sample_id)
+        ]
 
     def release(self, run_id: int, sample_ids: Sequence[int]) -> None:
         """Labelled texts go back to nobody."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 from lesslabels.common.timeutil import rfc3339
 from lesslabels.contract import wire
 from lesslabels.pool import importers
+from lesslabels.pool.opinions import Opinion, TextOpinions
 from lesslabels.pool.store import (
     AnnotatorRecord,
     DatasetInfo,
@@ -79,9 +80,26 @@ def split_counts_to_proto(count: SplitCount) -> pool_pb2.SplitCounts:
 
 
 def annotator_to_proto(record: AnnotatorRecord) -> pool_pb2.Annotator:
-    return pool_pb2.Annotator(
-        name=record.name, labels=record.labels, last_labelled_at=rfc3339(record.last_labelled_at)
+    return pool_pb2.Annotator(name=record.name, labels=record.labels, last_labelled_at=rfc3339(record.last_labelled_at))
+
+
+def _opinion_to_proto(opinion: Opinion) -> pool_pb2.LabelOpinion:
+    return pool_pb2.LabelOpinion(
+        annotator=opinion.annotator, label=opinion.label, labelled_at=rfc3339(opinion.labelled_at)
     )
+
+
+def text_opinions_to_proto(record: TextOpinions) -> pool_pb2.LabelOpinions:
+    message = pool_pb2.LabelOpinions(
+        sample_id=record.sample_id,
+        text=record.text,
+        label=record.label,
+        opinions=[_opinion_to_proto(o) for o in record.opinions],
+        disputed=record.disputed,
+    )
+    if record.review is not None:
+        message.review.CopyFrom(_opinion_to_proto(record.review))
+    return message
 
 
 def label_event_to_proto(record: LabelEventRecord) -> pool_pb2.LabelEvent:

@@ -17,6 +17,7 @@ from lesslabels.contract.vocabulary import SOURCES
 from lesslabels.pool import counts
 from lesslabels.pool.base import StorePart, find_dataset, find_run
 from lesslabels.pool.labelset import MAX_LABEL_LENGTH, check_not_near_duplicate
+from lesslabels.pool.opinions import TextOpinions, label_opinions
 from lesslabels.pool.tables import Acquisition, CurrentLabel, Dataset, LabelEvent, Run, Sample, run_scope
 from lesslabels.contract import LabelResult
 from lesslabels.pool.records import AnnotatorRecord, LabelEventRecord
@@ -67,6 +68,12 @@ class LabelsPart(StorePart):
             ).all()
             return [AnnotatorRecord(name or "", n, last) for name, n, last in rows]
 
+    def label_opinions(self, dataset_name: str, *, disputed_only: bool = False) -> list[TextOpinions]:
+        """The dataset's texts two or more people labelled, and which are flagged (``opinions``)."""
+        with self._reading() as session:
+            dataset = find_dataset(session, dataset_name)
+            return label_opinions(session, dataset.id, disputed_only=disputed_only)
+
     def submit_labels(
         self,
         dataset_name: str,
@@ -76,11 +83,23 @@ class LabelsPart(StorePart):
         source: str = "human",
         annotator: str = "",
         idempotency_key: str = "",
+        second_opinion: bool = False,
     ) -> LabelResult:
         """Record labels. Idempotent twice over: a key seen before changes nothing, and a label equal
-        to the one in force is reported unchanged instead of adding an event."""
+        to the one in force is reported unchanged instead of adding an event.
+
+        ``second_opinion``: each label is kept beside a label another person gave, never replacing it
+        (``apply_labels``). Source "review": a reviewer's resolution, given to the dataset and in force
+        in its scope and in every run scope where a person labelled the text."""
         if source not in SOURCES:
             raise errors.InvalidArgument(f"unknown label source {errors.quote(source)}")
+        if second_opinion and (source != "human" or not annotator):
+            raise errors.InvalidArgument("a second opinion is a person's label: it needs source human and an annotator")
+        if source == "review" and (run_id or not annotator):
+            raise errors.InvalidArgument(
+                "a review is given to the dataset (run_id 0) by a named reviewer (annotator); "
+                "it reaches every run where a person labelled the text"
+            )
         if len(annotator) > MAX_ANNOTATOR_LENGTH:
             raise errors.InvalidArgument(f"annotator is {len(annotator)} characters; at most {MAX_ANNOTATOR_LENGTH}")
         if len(idempotency_key) > MAX_IDEMPOTENCY_KEY_LENGTH:
@@ -122,7 +141,12 @@ class LabelsPart(StorePart):
                     allowed.append(label)
             if not label_set and allowed:
                 dataset.labels_json = json.dumps(allowed)
-            return apply_labels(session, dataset, assignments, run_id, source, annotator, idempotency_key)
+            result = apply_labels(
+                session, dataset, assignments, run_id, source, annotator, idempotency_key, second_opinion=second_opinion
+            )
+            if source == "review":
+                _review_in_runs(session, dataset, assignments, annotator, idempotency_key)
+            return result
 
         return self._writing(submit)
 
@@ -172,10 +196,17 @@ def apply_labels(
     source: str,
     annotator: str,
     idempotency_key: str,
+    *,
+    second_opinion: bool = False,
 ) -> LabelResult:
-    """Record checked labels in the run's scope (the dataset's for run 0), inside the caller's transaction."""
+    """Record checked labels in the run's scope (the dataset's for run 0), inside the caller's transaction.
+
+    ``second_opinion``: a label for a text whose label in force another person gave (or a review) is
+    recorded as this annotator's own event beside it, and that label stays in force; the annotator's
+    own latest label repeated adds nothing. A review replaces the label in force even when equal to
+    it (the review is what clears a flagged text)."""
     scope = run_scope(run_id)
-    recorded = unchanged = changed = 0
+    recorded = unchanged = changed = seconds = 0
     labels: list[tuple[int, str]] = []
     # Locked (PostgreSQL; SQLite has one writer): the label replaced must be the one in force when
     # this transaction commits, or the kept counts would take back a label another writer replaced.
@@ -190,6 +221,19 @@ def apply_labels(
             .execution_options(populate_existing=True)
         )
     }
+    in_force = _events(session, [c.event_id for c in current.values()])
+    own: dict[int, str] = {}
+    if second_opinion:
+        for sample_id, label in session.execute(
+            select(LabelEvent.sample_id, LabelEvent.label)
+            .where(
+                LabelEvent.scope == scope,
+                LabelEvent.annotator == annotator,
+                LabelEvent.sample_id.in_([a[0] for a in assignments]),
+            )
+            .order_by(LabelEvent.id)
+        ):
+            own[sample_id] = label  # the latest wins
     keys = [f"{idempotency_key}:{scope}:{sid}" if idempotency_key else None for sid, _ in assignments]
     seen_keys = set(
         session.scalars(
@@ -206,7 +250,30 @@ def apply_labels(
     counted: collections.Counter[tuple[int, str, str]] = collections.Counter()
     for (sample_id, label), key in zip(assignments, keys, strict=True):
         existing = current.get(sample_id)
-        if key in seen_keys or (existing is not None and existing.label == label):
+        by = in_force.get(existing.event_id) if existing is not None else None
+        beside = second_opinion and by is not None and (by[0] != annotator or by[1] == "review")
+        if beside and existing is not None:
+            if key in seen_keys or own.get(sample_id) == label:
+                unchanged += 1
+            else:
+                session.add(
+                    LabelEvent(
+                        sample_id=sample_id,
+                        scope=scope,
+                        label=label,
+                        source=source,
+                        annotator=annotator,
+                        idempotency_key=key,
+                    )
+                )
+                recorded += 1
+                seconds += 1
+            labels.append((sample_id, existing.label))
+            continue
+        repeat = (
+            existing is not None and existing.label == label and (source != "review" or by == (annotator, "review"))
+        )
+        if key in seen_keys or repeat:
             unchanged += 1
             labels.append((sample_id, existing.label if existing else label))
             continue
@@ -219,6 +286,11 @@ def apply_labels(
         if existing is None:
             session.add(CurrentLabel(sample_id=sample_id, scope=scope, label=label, event_id=event.id))
             recorded += 1
+        elif existing.label == label:  # a review confirming the label in force
+            existing.event_id = event.id
+            recorded += 1
+            labels.append((sample_id, label))
+            continue
         else:
             counted[dataset_id, split, existing.label] -= 1
             existing.label, existing.event_id = label, event.id
@@ -235,8 +307,42 @@ def apply_labels(
         )
     if source == "human" and run_id:
         # A label a person gives belongs to the dataset: later human-mode runs reuse it.
-        apply_labels(session, dataset, assignments, 0, source, annotator, idempotency_key)
-    return LabelResult(recorded, unchanged, changed, tuple(labels))
+        apply_labels(
+            session, dataset, assignments, 0, source, annotator, idempotency_key, second_opinion=second_opinion
+        )
+    return LabelResult(recorded, unchanged, changed, tuple(labels), second_opinions=seconds)
+
+
+def _events(session: Session, event_ids: Sequence[int]) -> dict[int, tuple[str, str]]:
+    """Event id -> (annotator, source)."""
+    if not event_ids:
+        return {}
+    rows = session.execute(
+        select(LabelEvent.id, LabelEvent.annotator, LabelEvent.source).where(LabelEvent.id.in_(event_ids))
+    )
+    return {event_id: (annotator or "", source) for event_id, annotator, source in rows}
+
+
+def _review_in_runs(
+    session: Session, dataset: Dataset, assignments: Sequence[tuple[int, str]], reviewer: str, idempotency_key: str
+) -> None:
+    """A review given to the dataset reaches every run scope where a person labelled the text (the
+    label in force there is a person's or an earlier review), so those runs train on it."""
+    label_of = dict(assignments)
+    scopes: dict[int, list[tuple[int, str]]] = collections.defaultdict(list)
+    for scope, sample_id in session.execute(
+        select(CurrentLabel.scope, CurrentLabel.sample_id)
+        .join(LabelEvent, LabelEvent.id == CurrentLabel.event_id)
+        .where(
+            CurrentLabel.sample_id.in_(list(label_of)),
+            CurrentLabel.scope != run_scope(0),
+            LabelEvent.source.in_(("human", "review")),
+        )
+        .order_by(CurrentLabel.scope, CurrentLabel.sample_id)
+    ):
+        scopes[int(scope.split(":", 1)[1])].append((sample_id, label_of[sample_id]))
+    for run_id, pairs in scopes.items():
+        apply_labels(session, dataset, pairs, run_id, "review", reviewer, idempotency_key)
 
 
 def reuse_dataset_labels(session: Session, run: Run, sample_ids: Sequence[int]) -> None:

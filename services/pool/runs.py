@@ -22,7 +22,17 @@ from lesslabels.contract.vocabulary import ACTIVE_RUN_STATES, FINAL_RUN_STATES, 
 from lesslabels.pool import counts
 from lesslabels.pool.base import StorePart, find_dataset, find_run
 from lesslabels.pool.labels import reuse_dataset_labels
-from lesslabels.pool.tables import REQUEST_ID_MAX, Acquisition, CurrentLabel, Dataset, Round, Run, Sample, run_scope
+from lesslabels.pool.tables import (
+    REQUEST_ID_MAX,
+    Acquisition,
+    CurrentLabel,
+    Dataset,
+    LabelEvent,
+    Round,
+    Run,
+    Sample,
+    run_scope,
+)
 from lesslabels.pool.records import StoredRun
 
 #: Longest training job id and checkpoint id a round records (the columns hold 128 characters).
@@ -214,10 +224,35 @@ class RunsPart(StorePart):
                 query = query.where(Acquisition.round == round_index)
             if pending_only:
                 query = query.where(CurrentLabel.label.is_(None))
+            rows = session.execute(query).all()
+            opinions = {} if pending_only else _opinions(session, run_id, round_index)
             return [
-                contract.Acquisition(a.sample_id, a.round, a.strategy, a.score, label or "", text)
-                for a, text, label in session.execute(query)
+                contract.Acquisition(
+                    a.sample_id, a.round, a.strategy, a.score, label or "", text, opinions.get(a.sample_id, {})
+                )
+                for a, text, label in rows
             ]
+
+
+def _opinions(session, run_id: int, round_index: int) -> dict[int, dict[str, str]]:
+    """Sample -> each named person's latest label in the run's scope, for the run's acquisitions."""
+    query = (
+        select(LabelEvent.sample_id, LabelEvent.annotator, LabelEvent.label)
+        .join(Acquisition, Acquisition.sample_id == LabelEvent.sample_id)
+        .where(
+            Acquisition.run_id == run_id,
+            LabelEvent.scope == run_scope(run_id),
+            LabelEvent.source == "human",
+            LabelEvent.annotator != "",
+        )
+        .order_by(LabelEvent.id)
+    )
+    if round_index >= 0:
+        query = query.where(Acquisition.round == round_index)
+    found: dict[int, dict[str, str]] = {}
+    for sample_id, annotator, label in session.execute(query):
+        found.setdefault(sample_id, {})[annotator] = label  # the latest wins
+    return found
 
 
 def _metrics_from_json(text: str | None) -> contract.Metrics | None:

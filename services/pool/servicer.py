@@ -184,6 +184,7 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
             source=source,
             annotator=request.annotator,
             idempotency_key=request.idempotency_key,
+            second_opinion=request.second_opinion,
         )
         return wire.label_result_to_proto(result)
 
@@ -213,6 +214,10 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
     def ListAnnotators(self, request, context):
         annotators = self.store.annotators(request.dataset, request.run_id)
         return pool_pb2.ListAnnotatorsResponse(annotators=[convert.annotator_to_proto(a) for a in annotators])
+
+    def ListLabelOpinions(self, request, context):
+        texts = self.store.label_opinions(request.dataset, disputed_only=request.disputed_only)
+        return pool_pb2.ListLabelOpinionsResponse(texts=[convert.text_opinions_to_proto(t) for t in texts])
 
 
 def registration(servicer: PoolServicer):

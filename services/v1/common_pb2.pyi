@@ -20,6 +20,7 @@ class LabelSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     LABEL_SOURCE_SEED: _ClassVar[LabelSource]
     LABEL_SOURCE_ORACLE: _ClassVar[LabelSource]
     LABEL_SOURCE_HUMAN: _ClassVar[LabelSource]
+    LABEL_SOURCE_REVIEW: _ClassVar[LabelSource]
 
 class ClassBalance(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -53,6 +54,7 @@ LABEL_SOURCE_UNSPECIFIED: LabelSource
 LABEL_SOURCE_SEED: LabelSource
 LABEL_SOURCE_ORACLE: LabelSource
 LABEL_SOURCE_HUMAN: LabelSource
+LABEL_SOURCE_REVIEW: LabelSource
 CLASS_BALANCE_NONE: ClassBalance
 CLASS_BALANCE_WEIGHTED_LOSS: ClassBalance
 CLASS_BALANCE_SAMPLING: ClassBalance

@@ -214,32 +214,36 @@ class LabelAssignment(_message.Message):
     def __init__(self, sample_id: _Optional[int] = ..., label: _Optional[str] = ...) -> None: ...
 
 class SubmitLabelsRequest(_message.Message):
-    __slots__ = ("dataset", "run_id", "labels", "source", "annotator", "idempotency_key")
+    __slots__ = ("dataset", "run_id", "labels", "source", "annotator", "idempotency_key", "second_opinion")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     ANNOTATOR_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    SECOND_OPINION_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     run_id: int
     labels: _containers.RepeatedCompositeFieldContainer[LabelAssignment]
     source: _common_pb2.LabelSource
     annotator: str
     idempotency_key: str
-    def __init__(self, dataset: _Optional[str] = ..., run_id: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[LabelAssignment, _Mapping]]] = ..., source: _Optional[_Union[_common_pb2.LabelSource, str]] = ..., annotator: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    second_opinion: bool
+    def __init__(self, dataset: _Optional[str] = ..., run_id: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[LabelAssignment, _Mapping]]] = ..., source: _Optional[_Union[_common_pb2.LabelSource, str]] = ..., annotator: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., second_opinion: bool = ...) -> None: ...
 
 class SubmitLabelsResponse(_message.Message):
-    __slots__ = ("recorded", "unchanged", "changed", "labels")
+    __slots__ = ("recorded", "unchanged", "changed", "labels", "second_opinions")
     RECORDED_FIELD_NUMBER: _ClassVar[int]
     UNCHANGED_FIELD_NUMBER: _ClassVar[int]
     CHANGED_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
+    SECOND_OPINIONS_FIELD_NUMBER: _ClassVar[int]
     recorded: int
     unchanged: int
     changed: int
     labels: _containers.RepeatedCompositeFieldContainer[LabelAssignment]
-    def __init__(self, recorded: _Optional[int] = ..., unchanged: _Optional[int] = ..., changed: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[LabelAssignment, _Mapping]]] = ...) -> None: ...
+    second_opinions: int
+    def __init__(self, recorded: _Optional[int] = ..., unchanged: _Optional[int] = ..., changed: _Optional[int] = ..., labels: _Optional[_Iterable[_Union[LabelAssignment, _Mapping]]] = ..., second_opinions: _Optional[int] = ...) -> None: ...
 
 class GetCountsRequest(_message.Message):
     __slots__ = ("dataset", "run_id")
@@ -376,3 +380,43 @@ class ListAnnotatorsResponse(_message.Message):
     ANNOTATORS_FIELD_NUMBER: _ClassVar[int]
     annotators: _containers.RepeatedCompositeFieldContainer[Annotator]
     def __init__(self, annotators: _Optional[_Iterable[_Union[Annotator, _Mapping]]] = ...) -> None: ...
+
+class ListLabelOpinionsRequest(_message.Message):
+    __slots__ = ("dataset", "disputed_only")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    DISPUTED_ONLY_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    disputed_only: bool
+    def __init__(self, dataset: _Optional[str] = ..., disputed_only: bool = ...) -> None: ...
+
+class LabelOpinion(_message.Message):
+    __slots__ = ("annotator", "label", "labelled_at")
+    ANNOTATOR_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    LABELLED_AT_FIELD_NUMBER: _ClassVar[int]
+    annotator: str
+    label: str
+    labelled_at: str
+    def __init__(self, annotator: _Optional[str] = ..., label: _Optional[str] = ..., labelled_at: _Optional[str] = ...) -> None: ...
+
+class LabelOpinions(_message.Message):
+    __slots__ = ("sample_id", "text", "label", "opinions", "disputed", "review")
+    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    OPINIONS_FIELD_NUMBER: _ClassVar[int]
+    DISPUTED_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_FIELD_NUMBER: _ClassVar[int]
+    sample_id: int
+    text: str
+    label: str
+    opinions: _containers.RepeatedCompositeFieldContainer[LabelOpinion]
+    disputed: bool
+    review: LabelOpinion
+    def __init__(self, sample_id: _Optional[int] = ..., text: _Optional[str] = ..., label: _Optional[str] = ..., opinions: _Optional[_Iterable[_Union[LabelOpinion, _Mapping]]] = ..., disputed: bool = ..., review: _Optional[_Union[LabelOpinion, _Mapping]] = ...) -> None: ...
+
+class ListLabelOpinionsResponse(_message.Message):
+    __slots__ = ("texts",)
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    texts: _containers.RepeatedCompositeFieldContainer[LabelOpinions]
+    def __init__(self, texts: _Optional[_Iterable[_Union[LabelOpinions, _Mapping]]] = ...) -> None: ...

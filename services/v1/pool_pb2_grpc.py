@@ -94,6 +94,11 @@ class PoolServiceStub(object):
                 request_serializer=lesslabels_dot_v1_dot_pool__pb2.ListAnnotatorsRequest.SerializeToString,
                 response_deserializer=lesslabels_dot_v1_dot_pool__pb2.ListAnnotatorsResponse.FromString,
                 _registered_method=True)
+        self.ListLabelOpinions = channel.unary_unary(
+                '/lesslabels.v1.PoolService/ListLabelOpinions',
+                request_serializer=lesslabels_dot_v1_dot_pool__pb2.ListLabelOpinionsRequest.SerializeToString,
+                response_deserializer=lesslabels_dot_v1_dot_pool__pb2.ListLabelOpinionsResponse.FromString,
+                _registered_method=True)
 
 
 class PoolServiceServicer(object):
@@ -185,6 +190,14 @@ class PoolServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListLabelOpinions(self, request, context):
+        """The texts of a dataset two or more people labelled (dataset scope), each person's latest label
+        and whether they disagree with no review since (a flagged text); by sample id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PoolServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -247,6 +260,11 @@ def add_PoolServiceServicer_to_server(servicer, server):
                     servicer.ListAnnotators,
                     request_deserializer=lesslabels_dot_v1_dot_pool__pb2.ListAnnotatorsRequest.FromString,
                     response_serializer=lesslabels_dot_v1_dot_pool__pb2.ListAnnotatorsResponse.SerializeToString,
+            ),
+            'ListLabelOpinions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLabelOpinions,
+                    request_deserializer=lesslabels_dot_v1_dot_pool__pb2.ListLabelOpinionsRequest.FromString,
+                    response_serializer=lesslabels_dot_v1_dot_pool__pb2.ListLabelOpinionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -573,6 +591,33 @@ class PoolService(object):
             '/lesslabels.v1.PoolService/ListAnnotators',
             lesslabels_dot_v1_dot_pool__pb2.ListAnnotatorsRequest.SerializeToString,
             lesslabels_dot_v1_dot_pool__pb2.ListAnnotatorsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLabelOpinions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lesslabels.v1.PoolService/ListLabelOpinions',
+            lesslabels_dot_v1_dot_pool__pb2.ListLabelOpinionsRequest.SerializeToString,
+            lesslabels_dot_v1_dot_pool__pb2.ListLabelOpinionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,39 +25,43 @@ _sym_db = _symbol_database.Default()
 from lesslabels.v1 import common_pb2 as lesslabels_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17lesslabels/v1/run.proto\x12\rlesslabels.v1\x1a\x1alesslabels/v1/common.proto\"7\n\x06\x41mount\x12\x0f\n\x05\x63ount\x18\x01 \x01(\x03H\x00\x12\x12\n\x08\x66raction\x18\x02 \x01(\x01H\x00\x42\x08\n\x06\x61mount\"\x82\x01\n\x0cStoppingRule\x12+\n\x0clabel_budget\x18\x01 \x01(\x0b\x32\x15.lesslabels.v1.Amount\x12\x12\n\nmax_rounds\x18\x02 \x01(\x05\x12\x17\n\x0ftarget_accuracy\x18\x03 \x01(\x01\x12\x18\n\x10stable_agreement\x18\x04 \x01(\x01\"\x9f\x04\n\tRunConfig\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nbase_model\x18\x03 \x01(\t\x12)\n\x08strategy\x18\x04 \x01(\x0e\x32\x17.lesslabels.v1.Strategy\x12(\n\tseed_size\x18\x05 \x01(\x0b\x32\x15.lesslabels.v1.Amount\x12\x32\n\rseed_strategy\x18\x06 \x01(\x0e\x32\x1b.lesslabels.v1.SeedStrategy\x12)\n\nbatch_size\x18\x07 \x01(\x0b\x32\x15.lesslabels.v1.Amount\x12-\n\x08stopping\x18\x08 \x01(\x0b\x32\x1b.lesslabels.v1.StoppingRule\x12)\n\x06oracle\x18\t \x01(\x0e\x32\x19.lesslabels.v1.OracleMode\x12\x13\n\x0brandom_seed\x18\n \x01(\x03\x12\x37\n\x0fhyperparameters\x18\x0b \x01(\x0b\x32\x1e.lesslabels.v1.Hyperparameters\x12\x12\n\nwarm_start\x18\x0c \x01(\x08\x12\x12\n\ncandidates\x18\r \x01(\x03\x12\x19\n\x0c\x61synchronous\x18\x0e \x01(\x08H\x00\x88\x01\x01\x12\x14\n\x0crefill_every\x18\x0f \x01(\x05\x12\x19\n\x11\x61nnotator_seconds\x18\x10 \x01(\x01\x42\x0f\n\r_asynchronous\"\x8f\x02\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\x03\x12(\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x18.lesslabels.v1.RunConfig\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.lesslabels.v1.RunState\x12$\n\x04step\x18\x04 \x01(\x0e\x32\x16.lesslabels.v1.RunStep\x12\r\n\x05round\x18\x05 \x01(\x05\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x12\n\ncreated_at\x18\x07 \x01(\t\x12\x12\n\nupdated_at\x18\x08 \x01(\t\x12\x16\n\x0elabelled_count\x18\t \x01(\x03\x12\x11\n\tpool_size\x18\n \x01(\x03\x12\x13\n\x0bstop_reason\x18\x0b \x01(\t\"\xfb\x02\n\x05Round\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x16\n\x0elabelled_count\x18\x03 \x01(\x03\x12\x14\n\x0ctrain_job_id\x18\x04 \x01(\t\x12\x15\n\rcheckpoint_id\x18\x05 \x01(\t\x12(\n\x04test\x18\x06 \x01(\x0b\x32\x1a.lesslabels.v1.EvalMetrics\x12\x11\n\tagreement\x18\x07 \x01(\x01\x12\x16\n\x0eselected_count\x18\x08 \x01(\x03\x12\x12\n\nstarted_at\x18\t \x01(\t\x12\x13\n\x0b\x66inished_at\x18\n \x01(\t\x12\x15\n\rtrain_seconds\x18\x0b \x01(\x01\x12\x15\n\rscore_seconds\x18\x0c \x01(\x01\x12.\n\nvalidation\x18\r \x01(\x0b\x32\x1a.lesslabels.v1.EvalMetrics\x12\x32\n\ncomparison\x18\x0e \x01(\x0b\x32\x1e.lesslabels.v1.ModelComparison\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\"K\n\x0fListRunsRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\'\n\x06states\x18\x02 \x03(\x0e\x32\x17.lesslabels.v1.RunState\"4\n\x10ListRunsResponse\x12 \n\x04runs\x18\x01 \x03(\x0b\x32\x12.lesslabels.v1.Run\"\x86\x01\n\x0b\x41\x63quisition\x12\x11\n\tsample_id\x18\x01 \x01(\x03\x12\r\n\x05round\x18\x02 \x01(\x05\x12)\n\x08strategy\x18\x03 \x01(\x0e\x32\x17.lesslabels.v1.Strategy\x12\r\n\x05score\x18\x04 \x01(\x01\x12\r\n\x05label\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t*\xd6\x01\n\x08Strategy\x12\x18\n\x14STRATEGY_UNSPECIFIED\x10\x00\x12\x14\n\x10STRATEGY_ENTROPY\x10\x01\x12\x13\n\x0fSTRATEGY_MARGIN\x10\x02\x12\x1d\n\x19STRATEGY_LEAST_CONFIDENCE\x10\x03\x12\x12\n\x0eSTRATEGY_RATIO\x10\x04\x12\x13\n\x0fSTRATEGY_RANDOM\x10\x05\x12\x1e\n\x1aSTRATEGY_CLUSTERED_ENTROPY\x10\x06\x12\x1d\n\x19STRATEGY_CLUSTERED_MARGIN\x10\x07*b\n\x0cSeedStrategy\x12\x1d\n\x19SEED_STRATEGY_UNSPECIFIED\x10\x00\x12\x18\n\x14SEED_STRATEGY_RANDOM\x10\x01\x12\x19\n\x15SEED_STRATEGY_DIVERSE\x10\x02*[\n\nOracleMode\x12\x1b\n\x17ORACLE_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15ORACLE_MODE_SIMULATED\x10\x01\x12\x15\n\x11ORACLE_MODE_HUMAN\x10\x02*\xbd\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATE_PENDING\x10\x01\x12\x15\n\x11RUN_STATE_RUNNING\x10\x02\x12 \n\x1cRUN_STATE_WAITING_FOR_LABELS\x10\x03\x12\x17\n\x13RUN_STATE_COMPLETED\x10\x04\x12\x17\n\x13RUN_STATE_CANCELLED\x10\x05\x12\x14\n\x10RUN_STATE_FAILED\x10\x06*\xb1\x01\n\x07RunStep\x12\x18\n\x14RUN_STEP_UNSPECIFIED\x10\x00\x12\x11\n\rRUN_STEP_SEED\x10\x01\x12\x12\n\x0eRUN_STEP_LABEL\x10\x02\x12\x12\n\x0eRUN_STEP_TRAIN\x10\x03\x12\x15\n\x11RUN_STEP_EVALUATE\x10\x04\x12\x12\n\x0eRUN_STEP_SCORE\x10\x05\x12\x13\n\x0fRUN_STEP_SELECT\x10\x06\x12\x11\n\rRUN_STEP_DONE\x10\x07\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17lesslabels/v1/run.proto\x12\rlesslabels.v1\x1a\x1alesslabels/v1/common.proto\"7\n\x06\x41mount\x12\x0f\n\x05\x63ount\x18\x01 \x01(\x03H\x00\x12\x12\n\x08\x66raction\x18\x02 \x01(\x01H\x00\x42\x08\n\x06\x61mount\"\x82\x01\n\x0cStoppingRule\x12+\n\x0clabel_budget\x18\x01 \x01(\x0b\x32\x15.lesslabels.v1.Amount\x12\x12\n\nmax_rounds\x18\x02 \x01(\x05\x12\x17\n\x0ftarget_accuracy\x18\x03 \x01(\x01\x12\x18\n\x10stable_agreement\x18\x04 \x01(\x01\"\xb0\x04\n\tRunConfig\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nbase_model\x18\x03 \x01(\t\x12)\n\x08strategy\x18\x04 \x01(\x0e\x32\x17.lesslabels.v1.Strategy\x12(\n\tseed_size\x18\x05 \x01(\x0b\x32\x15.lesslabels.v1.Amount\x12\x32\n\rseed_strategy\x18\x06 \x01(\x0e\x32\x1b.lesslabels.v1.SeedStrategy\x12)\n\nbatch_size\x18\x07 \x01(\x0b\x32\x15.lesslabels.v1.Amount\x12-\n\x08stopping\x18\x08 \x01(\x0b\x32\x1b.lesslabels.v1.StoppingRule\x12)\n\x06oracle\x18\t \x01(\x0e\x32\x19.lesslabels.v1.OracleMode\x12\x13\n\x0brandom_seed\x18\n \x01(\x03\x12\x37\n\x0fhyperparameters\x18\x0b \x01(\x0b\x32\x1e.lesslabels.v1.Hyperparameters\x12\x12\n\nwarm_start\x18\x0c \x01(\x08\x12\x12\n\ncandidates\x18\r \x01(\x03\x12\x19\n\x0c\x61synchronous\x18\x0e \x01(\x08H\x00\x88\x01\x01\x12\x14\n\x0crefill_every\x18\x0f \x01(\x05\x12\x19\n\x11\x61nnotator_seconds\x18\x10 \x01(\x01\x12\x0f\n\x07overlap\x18\x11 \x01(\x01\x42\x0f\n\r_asynchronous\"\x8f\x02\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\x03\x12(\n\x06\x63onfig\x18\x02 \x01(\x0b\x32\x18.lesslabels.v1.RunConfig\x12&\n\x05state\x18\x03 \x01(\x0e\x32\x17.lesslabels.v1.RunState\x12$\n\x04step\x18\x04 \x01(\x0e\x32\x16.lesslabels.v1.RunStep\x12\r\n\x05round\x18\x05 \x01(\x05\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x12\n\ncreated_at\x18\x07 \x01(\t\x12\x12\n\nupdated_at\x18\x08 \x01(\t\x12\x16\n\x0elabelled_count\x18\t \x01(\x03\x12\x11\n\tpool_size\x18\n \x01(\x03\x12\x13\n\x0bstop_reason\x18\x0b \x01(\t\"\xfb\x02\n\x05Round\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\x12\r\n\x05index\x18\x02 \x01(\x05\x12\x16\n\x0elabelled_count\x18\x03 \x01(\x03\x12\x14\n\x0ctrain_job_id\x18\x04 \x01(\t\x12\x15\n\rcheckpoint_id\x18\x05 \x01(\t\x12(\n\x04test\x18\x06 \x01(\x0b\x32\x1a.lesslabels.v1.EvalMetrics\x12\x11\n\tagreement\x18\x07 \x01(\x01\x12\x16\n\x0eselected_count\x18\x08 \x01(\x03\x12\x12\n\nstarted_at\x18\t \x01(\t\x12\x13\n\x0b\x66inished_at\x18\n \x01(\t\x12\x15\n\rtrain_seconds\x18\x0b \x01(\x01\x12\x15\n\rscore_seconds\x18\x0c \x01(\x01\x12.\n\nvalidation\x18\r \x01(\x0b\x32\x1a.lesslabels.v1.EvalMetrics\x12\x32\n\ncomparison\x18\x0e \x01(\x0b\x32\x1e.lesslabels.v1.ModelComparison\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\x03\"K\n\x0fListRunsRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\'\n\x06states\x18\x02 \x03(\x0e\x32\x17.lesslabels.v1.RunState\"4\n\x10ListRunsResponse\x12 \n\x04runs\x18\x01 \x03(\x0b\x32\x12.lesslabels.v1.Run\"\xf3\x01\n\x0b\x41\x63quisition\x12\x11\n\tsample_id\x18\x01 \x01(\x03\x12\r\n\x05round\x18\x02 \x01(\x05\x12)\n\x08strategy\x18\x03 \x01(\x0e\x32\x17.lesslabels.v1.Strategy\x12\r\n\x05score\x18\x04 \x01(\x01\x12\r\n\x05label\x18\x05 \x01(\t\x12\x0c\n\x04text\x18\x06 \x01(\t\x12:\n\x08opinions\x18\x07 \x03(\x0b\x32(.lesslabels.v1.Acquisition.OpinionsEntry\x1a/\n\rOpinionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xd6\x01\n\x08Strategy\x12\x18\n\x14STRATEGY_UNSPECIFIED\x10\x00\x12\x14\n\x10STRATEGY_ENTROPY\x10\x01\x12\x13\n\x0fSTRATEGY_MARGIN\x10\x02\x12\x1d\n\x19STRATEGY_LEAST_CONFIDENCE\x10\x03\x12\x12\n\x0eSTRATEGY_RATIO\x10\x04\x12\x13\n\x0fSTRATEGY_RANDOM\x10\x05\x12\x1e\n\x1aSTRATEGY_CLUSTERED_ENTROPY\x10\x06\x12\x1d\n\x19STRATEGY_CLUSTERED_MARGIN\x10\x07*b\n\x0cSeedStrategy\x12\x1d\n\x19SEED_STRATEGY_UNSPECIFIED\x10\x00\x12\x18\n\x14SEED_STRATEGY_RANDOM\x10\x01\x12\x19\n\x15SEED_STRATEGY_DIVERSE\x10\x02*[\n\nOracleMode\x12\x1b\n\x17ORACLE_MODE_UNSPECIFIED\x10\x00\x12\x19\n\x15ORACLE_MODE_SIMULATED\x10\x01\x12\x15\n\x11ORACLE_MODE_HUMAN\x10\x02*\xbd\x01\n\x08RunState\x12\x19\n\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x15\n\x11RUN_STATE_PENDING\x10\x01\x12\x15\n\x11RUN_STATE_RUNNING\x10\x02\x12 \n\x1cRUN_STATE_WAITING_FOR_LABELS\x10\x03\x12\x17\n\x13RUN_STATE_COMPLETED\x10\x04\x12\x17\n\x13RUN_STATE_CANCELLED\x10\x05\x12\x14\n\x10RUN_STATE_FAILED\x10\x06*\xb1\x01\n\x07RunStep\x12\x18\n\x14RUN_STEP_UNSPECIFIED\x10\x00\x12\x11\n\rRUN_STEP_SEED\x10\x01\x12\x12\n\x0eRUN_STEP_LABEL\x10\x02\x12\x12\n\x0eRUN_STEP_TRAIN\x10\x03\x12\x15\n\x11RUN_STEP_EVALUATE\x10\x04\x12\x12\n\x0eRUN_STEP_SCORE\x10\x05\x12\x13\n\x0fRUN_STEP_SELECT\x10\x06\x12\x11\n\rRUN_STEP_DONE\x10\x07\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'lesslabels.v1.run_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STRATEGY']._serialized_start=1764
-  _globals['_STRATEGY']._serialized_end=1978
-  _globals['_SEEDSTRATEGY']._serialized_start=1980
-  _globals['_SEEDSTRATEGY']._serialized_end=2078
-  _globals['_ORACLEMODE']._serialized_start=2080
-  _globals['_ORACLEMODE']._serialized_end=2171
-  _globals['_RUNSTATE']._serialized_start=2174
-  _globals['_RUNSTATE']._serialized_end=2363
-  _globals['_RUNSTEP']._serialized_start=2366
-  _globals['_RUNSTEP']._serialized_end=2543
+  _globals['_ACQUISITION_OPINIONSENTRY']._loaded_options = None
+  _globals['_ACQUISITION_OPINIONSENTRY']._serialized_options = b'8\001'
+  _globals['_STRATEGY']._serialized_start=1890
+  _globals['_STRATEGY']._serialized_end=2104
+  _globals['_SEEDSTRATEGY']._serialized_start=2106
+  _globals['_SEEDSTRATEGY']._serialized_end=2204
+  _globals['_ORACLEMODE']._serialized_start=2206
+  _globals['_ORACLEMODE']._serialized_end=2297
+  _globals['_RUNSTATE']._serialized_start=2300
+  _globals['_RUNSTATE']._serialized_end=2489
+  _globals['_RUNSTEP']._serialized_start=2492
+  _globals['_RUNSTEP']._serialized_end=2669
   _globals['_AMOUNT']._serialized_start=70
   _globals['_AMOUNT']._serialized_end=125
   _globals['_STOPPINGRULE']._serialized_start=128
   _globals['_STOPPINGRULE']._serialized_end=258
   _globals['_RUNCONFIG']._serialized_start=261
-  _globals['_RUNCONFIG']._serialized_end=804
-  _globals['_RUN']._serialized_start=807
-  _globals['_RUN']._serialized_end=1078
-  _globals['_ROUND']._serialized_start=1081
-  _globals['_ROUND']._serialized_end=1460
-  _globals['_GETRUNREQUEST']._serialized_start=1462
-  _globals['_GETRUNREQUEST']._serialized_end=1493
-  _globals['_LISTRUNSREQUEST']._serialized_start=1495
-  _globals['_LISTRUNSREQUEST']._serialized_end=1570
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1572
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1624
-  _globals['_ACQUISITION']._serialized_start=1627
-  _globals['_ACQUISITION']._serialized_end=1761
+  _globals['_RUNCONFIG']._serialized_end=821
+  _globals['_RUN']._serialized_start=824
+  _globals['_RUN']._serialized_end=1095
+  _globals['_ROUND']._serialized_start=1098
+  _globals['_ROUND']._serialized_end=1477
+  _globals['_GETRUNREQUEST']._serialized_start=1479
+  _globals['_GETRUNREQUEST']._serialized_end=1510
+  _globals['_LISTRUNSREQUEST']._serialized_start=1512
+  _globals['_LISTRUNSREQUEST']._serialized_end=1587
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1589
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1641
+  _globals['_ACQUISITION']._serialized_start=1644
+  _globals['_ACQUISITION']._serialized_end=1887
+  _globals['_ACQUISITION_OPINIONSENTRY']._serialized_start=1840
+  _globals['_ACQUISITION_OPINIONSENTRY']._serialized_end=1887
 # @@protoc_insertion_point(module_scope)

@@ -102,7 +102,7 @@ class StoppingRule(_message.Message):
     def __init__(self, label_budget: _Optional[_Union[Amount, _Mapping]] = ..., max_rounds: _Optional[int] = ..., target_accuracy: _Optional[float] = ..., stable_agreement: _Optional[float] = ...) -> None: ...
 
 class RunConfig(_message.Message):
-    __slots__ = ("dataset", "name", "base_model", "strategy", "seed_size", "seed_strategy", "batch_size", "stopping", "oracle", "random_seed", "hyperparameters", "warm_start", "candidates", "asynchronous", "refill_every", "annotator_seconds")
+    __slots__ = ("dataset", "name", "base_model", "strategy", "seed_size", "seed_strategy", "batch_size", "stopping", "oracle", "random_seed", "hyperparameters", "warm_start", "candidates", "asynchronous", "refill_every", "annotator_seconds", "overlap")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +119,7 @@ class RunConfig(_message.Message):
     ASYNCHRONOUS_FIELD_NUMBER: _ClassVar[int]
     REFILL_EVERY_FIELD_NUMBER: _ClassVar[int]
     ANNOTATOR_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     name: str
     base_model: str
@@ -135,7 +136,8 @@ class RunConfig(_message.Message):
     asynchronous: bool
     refill_every: int
     annotator_seconds: float
-    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ..., base_model: _Optional[str] = ..., strategy: _Optional[_Union[Strategy, str]] = ..., seed_size: _Optional[_Union[Amount, _Mapping]] = ..., seed_strategy: _Optional[_Union[SeedStrategy, str]] = ..., batch_size: _Optional[_Union[Amount, _Mapping]] = ..., stopping: _Optional[_Union[StoppingRule, _Mapping]] = ..., oracle: _Optional[_Union[OracleMode, str]] = ..., random_seed: _Optional[int] = ..., hyperparameters: _Optional[_Union[_common_pb2.Hyperparameters, _Mapping]] = ..., warm_start: bool = ..., candidates: _Optional[int] = ..., asynchronous: bool = ..., refill_every: _Optional[int] = ..., annotator_seconds: _Optional[float] = ...) -> None: ...
+    overlap: float
+    def __init__(self, dataset: _Optional[str] = ..., name: _Optional[str] = ..., base_model: _Optional[str] = ..., strategy: _Optional[_Union[Strategy, str]] = ..., seed_size: _Optional[_Union[Amount, _Mapping]] = ..., seed_strategy: _Optional[_Union[SeedStrategy, str]] = ..., batch_size: _Optional[_Union[Amount, _Mapping]] = ..., stopping: _Optional[_Union[StoppingRule, _Mapping]] = ..., oracle: _Optional[_Union[OracleMode, str]] = ..., random_seed: _Optional[int] = ..., hyperparameters: _Optional[_Union[_common_pb2.Hyperparameters, _Mapping]] = ..., warm_start: bool = ..., candidates: _Optional[int] = ..., asynchronous: bool = ..., refill_every: _Optional[int] = ..., annotator_seconds: _Optional[float] = ..., overlap: _Optional[float] = ...) -> None: ...
 
 class Run(_message.Message):
     __slots__ = ("id", "config", "state", "step", "round", "error", "created_at", "updated_at", "labelled_count", "pool_size", "stop_reason")
@@ -216,17 +218,26 @@ class ListRunsResponse(_message.Message):
     def __init__(self, runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ...) -> None: ...
 
 class Acquisition(_message.Message):
-    __slots__ = ("sample_id", "round", "strategy", "score", "label", "text")
+    __slots__ = ("sample_id", "round", "strategy", "score", "label", "text", "opinions")
+    class OpinionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
+    OPINIONS_FIELD_NUMBER: _ClassVar[int]
     sample_id: int
     round: int
     strategy: Strategy
     score: float
     label: str
     text: str
-    def __init__(self, sample_id: _Optional[int] = ..., round: _Optional[int] = ..., strategy: _Optional[_Union[Strategy, str]] = ..., score: _Optional[float] = ..., label: _Optional[str] = ..., text: _Optional[str] = ...) -> None: ...
+    opinions: _containers.ScalarMap[str, str]
+    def __init__(self, sample_id: _Optional[int] = ..., round: _Optional[int] = ..., strategy: _Optional[_Union[Strategy, str]] = ..., score: _Optional[float] = ..., label: _Optional[str] = ..., text: _Optional[str] = ..., opinions: _Optional[_Mapping[str, str]] = ...) -> None: ...

@@ -516,12 +516,21 @@ def test_cancel_of_a_completed_run_says_so_and_fails(fake_coordinator, capsys):
         (["--target-accuracy", "0"], "--target-accuracy 0: must be in (0, 1]"),
         (["--target-accuracy", "95"], "--target-accuracy 95: must be in (0, 1]"),
         (["--stable-agreement", "0"], "--stable-agreement 0: must be in (0, 1]"),
+        (["--oracle", "human", "--overlap", "1.5"], "--overlap: overlap must be in [0, 1], got 1.5"),
+        (["--oracle", "human", "--overlap", "nan"], "--overlap: overlap must be in [0, 1], got nan"),
+        (["--oracle", "human", "--no-async", "--overlap", "0.2"], "overlap applies to asynchronous runs with the human"),
+        (["--overlap", "0.2"], "--overlap: overlap applies to asynchronous runs with the human oracle only"),
     ],
 )
 def test_run_flags_that_stop_nothing_are_refused_before_a_run_starts(fake_coordinator, capsys, flags, message):
     assert _cli(fake_coordinator, "run", "--dataset", "d", *flags) == 2
     assert message in capsys.readouterr().err
     assert fake_coordinator.started == []
+
+
+def test_run_sends_the_overlap(fake_coordinator, capsys):
+    assert _cli(fake_coordinator, "run", "--dataset", "d", "--oracle", "human", "--overlap", "0.25") == 0
+    assert fake_coordinator.started[-1].config.overlap == 0.25
 
 
 def test_run_sends_the_config_and_watch_follows_to_the_end(fake_coordinator, capsys):
