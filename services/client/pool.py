@@ -478,6 +478,7 @@ class PoolClient(ServiceClient):
         run_id: int = 0,
         annotator: str = "",
         idempotency_key: str = "",
+        second_opinion: bool = False,
         timeout: float | None = None,
     ) -> LabelResult:
         """Record human labels, ``{sample_id: label}`` or ``(sample_id, label)`` pairs. Resending
@@ -491,11 +492,10 @@ class PoolClient(ServiceClient):
             source=common_pb2.LABEL_SOURCE_HUMAN,
             annotator=annotator,
             idempotency_key=idempotency_key,
+            second_opinion=second_opinion,
         )
         reply = self._unary(self._stub.SubmitLabels, request, f"labels for dataset {quote(dataset)}", timeout)
         return wire.label_result_from_proto(reply)
-        second_opinion: bool = False,
-            second_opinion=second_opinion,
 
     def review_labels(
         self,
