@@ -150,6 +150,7 @@ class SamplePage:
     next_page_token: str
     total: int  # matching samples, as the pool counted them when the listing began
 
+
 @dataclasses.dataclass(frozen=True)
 class LabelOpinion:
     """One person's latest label of a text (or a reviewer's resolution)."""
@@ -170,7 +171,6 @@ class LabelOpinions:
     opinions: tuple[LabelOpinion, ...]
     disputed: bool
     review: LabelOpinion | None = None
-
 
 
 @dataclasses.dataclass(frozen=True)
