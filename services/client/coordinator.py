@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 
 from lesslabels.client.base import ServiceClient
 from lesslabels.client.errors import DeadlineExceeded, InvalidArgument
-from lesslabels.client.pool import _assignments
+from lesslabels.client.pool import Labels, _assignments
 from lesslabels.client.types import (
     PendingLabels,
     PendingSample,
@@ -173,13 +173,14 @@ class CoordinatorClient(ServiceClient):
     def submit_labels(
         self,
         run_id: int,
-        labels: Mapping[int, str] | Sequence[tuple[int, str]],
+        labels: Labels,
         *,
         annotator: str = "",
         idempotency_key: str = "",
         timeout: float | None = None,
     ) -> SubmittedLabels:
-        """Label samples of the pending batch (``{sample_id: label}`` or pairs); the run goes on
+        """Label samples of the pending batch (``{sample_id: label}``, pairs, or a DataFrame with
+        ``sample_id`` and ``label`` columns); the run goes on
         once the batch is complete. Partial and repeated submissions are safe."""
         request = coordinator_pb2.SubmitRunLabelsRequest(
             run_id=run_id, labels=_assignments(labels), annotator=annotator, idempotency_key=idempotency_key

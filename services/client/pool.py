@@ -8,9 +8,11 @@ import numbers
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Literal, overload
 
 import grpc
 
+from lesslabels.client import frames
 from lesslabels.client.base import ServiceClient
 from lesslabels.common.errors import quote
 from lesslabels.client.errors import InvalidArgument, LessLabelsError
@@ -111,17 +113,34 @@ def _split_counts(message: pool_pb2.SplitCounts) -> SplitCounts:
     )
 
 
-def _assignments(labels: Mapping[int, str] | Iterable[tuple[int, str]]) -> list[pool_pb2.LabelAssignment]:
-    pairs = labels.items() if isinstance(labels, Mapping) else labels
+#: Labels to submit: ``{sample_id: label}``, ``(sample_id, label)`` pairs, or a DataFrame with
+#: ``sample_id`` (or ``id``) and ``label`` columns.
+Labels = Mapping[int, str] | Iterable[tuple[int, str]] | Any
+
+
+def _frame_pairs(frame: Any) -> Iterable[tuple[Any, Any]]:
+    ids = next((c for c in ("sample_id", "id") if c in frame.columns), None)
+    if ids is None or "label" not in frame.columns:
+        raise InvalidArgument(
+            f"a DataFrame of labels needs a 'sample_id' (or 'id') and a 'label' column; it has {quote(list(frame.columns))}"
+        )
+    return zip(frame[ids].tolist(), frame["label"].tolist(), strict=True)
+
+
+def _assignments(labels: Labels) -> list[pool_pb2.LabelAssignment]:
+    if frames.is_frame(labels):
+        pairs: Iterable = _frame_pairs(labels)
+    else:
+        pairs = labels.items() if isinstance(labels, Mapping) else labels
     out = []
     for i, pair in enumerate(pairs):
         try:
             sample_id, label = pair
         except (TypeError, ValueError):
             raise InvalidArgument(f"labels[{i}]: expected a (sample_id, label) pair, got {quote(pair)}") from None
-        if isinstance(sample_id, bool) or not isinstance(sample_id, int) or not isinstance(label, str):
+        if isinstance(sample_id, bool) or not isinstance(sample_id, numbers.Integral) or not isinstance(label, str):
             raise InvalidArgument(f"labels[{i}]: expected (int sample_id, str label), got {quote(pair)}")
-        out.append(pool_pb2.LabelAssignment(sample_id=sample_id, label=label))
+        out.append(pool_pb2.LabelAssignment(sample_id=int(sample_id), label=label))
     return out
 
 
@@ -343,8 +362,12 @@ class PoolClient(ServiceClient):
         timeout: float | None = STREAM_TIMEOUT,
     ) -> ImportSummary:
         """Import ``(text, label)`` pairs or records (``{"text", "label", "split"}``) from any
-        iterable, streamed as JSON lines in bounded chunks (the iterable is read once, lazily).
-        ``request_id``: see ``import_chunks``."""
+        iterable, streamed as JSON lines in bounded chunks (the iterable is read once, lazily); a
+        DataFrame goes to ``import_dataframe``. ``request_id``: see ``import_chunks``."""
+        if frames.is_frame(rows):
+            return self.import_dataframe(
+                rows, dataset, split=split, create=create, request_id=request_id, timeout=timeout
+            )
         return self.import_chunks(
             dataset,
             rows_to_jsonl(rows),
@@ -354,6 +377,56 @@ class PoolClient(ServiceClient):
             request_id=request_id,
             timeout=timeout,
         )
+
+    def import_dataframe(
+        self,
+        frame: Any,
+        dataset: str,
+        *,
+        text: str | None = None,
+        label: str | None = None,
+        id: str | None = None,
+        split: str = "train",
+        split_column: str | None = None,
+        create: bool = True,
+        allow_similar_labels: bool = False,
+        check: bool = False,
+        ignore_extra: bool = False,
+        request_id: str = "",
+        timeout: float | None = STREAM_TIMEOUT,
+    ) -> ImportSummary:
+        """Import a pandas DataFrame, a row a sample, by the pool's rules for any import (all rows
+        or none; the same refusals; ``check``, ``ignore_extra``, ``request_id`` as in ``import_chunks``).
+
+        ``text``, ``label``, ``id`` and ``split_column`` name its columns; with ``text`` named only
+        the named columns are sent, otherwise every column is, and the pool reads them by their
+        names (text/utterance/sentence..., label/intent/class..., id, split) and refuses the others
+        unless ``ignore_extra``. Missing labels (None, NaN, ``<NA>``) import unlabelled. Texts that
+        are not strings and labels that are not names (class indices) are refused here, naming the
+        row, before anything is sent; a refusal from the pool notes which DataFrame row its
+        "row N" is. Streamed as JSON lines, 5,000 rows at a time."""
+        part, flags = frames.frame_columns(frame, text=text, label=label, id=id, split=split_column)
+        try:
+            return self.import_chunks(
+                dataset,
+                frames.frame_to_jsonl(part),
+                split=split,
+                format="jsonl",
+                create=create,
+                allow_similar_labels=allow_similar_labels,
+                check=check,
+                ignore_extra=ignore_extra,
+                request_id=request_id,
+                timeout=timeout,
+                text_column=flags["text_column"],
+                label_column=flags["label_column"],
+                id_column=flags["id_column"],
+            )
+        except InvalidArgument as exc:
+            note = frames.where_in_frame(getattr(exc, "details", "") or str(exc), part)
+            if note:
+                exc.add_note(note)
+            raise
 
     def export_labels(self, dataset: str, *, run_id: int = 0, timeout: float | None = STREAM_TIMEOUT) -> bytes:
         """The labelled set as CSV bytes (``label,text``): the run's labels, or the dataset's own."""
@@ -408,6 +481,7 @@ class PoolClient(ServiceClient):
         )
         return SampleStream(self, request, timeout)
 
+    @overload
     def list_samples(
         self,
         dataset: str,
@@ -423,10 +497,50 @@ class PoolClient(ServiceClient):
         sample_ids: Sequence[int] = (),
         shard: Shard | None = None,
         annotator: str = "",
+        as_frame: Literal[False] = False,
         timeout: float | None = STREAM_TIMEOUT,
-    ) -> list[Sample]:
+    ) -> list[Sample]: ...
+    @overload
+    def list_samples(
+        self,
+        dataset: str,
+        *,
+        split: str = "train",
+        state: str = "any",
+        run_id: int = 0,
+        include_gold: bool = False,
+        limit: int = 0,
+        page_size: int = 2000,
+        subset: int = 0,
+        subset_seed: int = 0,
+        sample_ids: Sequence[int] = (),
+        shard: Shard | None = None,
+        annotator: str = "",
+        as_frame: Literal[True],
+        timeout: float | None = STREAM_TIMEOUT,
+    ) -> Any: ...
+    def list_samples(
+        self,
+        dataset: str,
+        *,
+        split: str = "train",
+        state: str = "any",
+        run_id: int = 0,
+        include_gold: bool = False,
+        limit: int = 0,
+        page_size: int = 2000,
+        subset: int = 0,
+        subset_seed: int = 0,
+        sample_ids: Sequence[int] = (),
+        shard: Shard | None = None,
+        annotator: str = "",
+        as_frame: bool = False,
+        timeout: float | None = STREAM_TIMEOUT,
+    ) -> list[Sample] | Any:
         """Every matching sample (``state``: "any", "labelled" or "unlabelled" in the scope of ``run_id``);
-        ``subset``/``subset_seed``, ``sample_ids`` and ``shard`` as in ``sample_pages``."""
+        ``subset``/``subset_seed``, ``sample_ids`` and ``shard`` as in ``sample_pages``. ``as_frame``:
+        a pandas DataFrame instead (columns and dtypes: ``lesslabels.client.frames``), e.g. the labels
+        with who gave them and when: ``list_samples(name, state="labelled", as_frame=True)``."""
         stream = self.sample_pages(
             dataset,
             split=split,
@@ -442,7 +556,8 @@ class PoolClient(ServiceClient):
             annotator=annotator,
             timeout=timeout,
         )
-        return [s for page in stream for s in page.samples]
+        samples = [s for page in stream for s in page.samples]
+        return frames.samples_frame(samples) if as_frame else samples
 
     def list_annotators(self, dataset: str, *, run_id: int = 0, timeout: float | None = None) -> list[Annotator]:
         """Who gave the labels in force (in the scope of ``run_id``; 0 = the dataset's own), most first."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
+from lesslabels.client import frames
 from lesslabels.client.base import ServiceClient
 from lesslabels.common.errors import quote
 from lesslabels.client.errors import InvalidArgument
@@ -157,7 +158,13 @@ class ScorerClient(ServiceClient):
         what = f"score {len(request.texts)} texts"
         return scores_from_proto(self._unary(self._stub.Score, request, what, timeout), embeddings=embeddings)
 
-    def score_pool(self, samples: SampleQuery | str, **options: Any) -> PoolScores:
+    @overload
+    def score_pool(
+        self, samples: SampleQuery | str, *, as_frame: Literal[False] = False, **options: Any
+    ) -> PoolScores: ...
+    @overload
+    def score_pool(self, samples: SampleQuery | str, *, as_frame: Literal[True], **options: Any) -> Any: ...
+    def score_pool(self, samples: SampleQuery | str, *, as_frame: bool = False, **options: Any) -> PoolScores | Any:
         """Score samples of a dataset on the scorer (texts never travel through the caller).
 
         ``samples`` is a :class:`SampleQuery`, or a dataset name with its fields as keywords:
@@ -169,9 +176,11 @@ class ScorerClient(ServiceClient):
         ``embeddings=True`` adds them; ``probabilities=False`` leaves out the probability rows
         (``uncertainty`` and ``predicted`` are always there). ``chunk_size`` (512) samples per streamed
         chunk, ``progress(done, total)`` called per chunk, ``timeout`` (3 h) for the whole stream.
-        Arrays are in the order the scorer returned the samples (``sample_ids``)."""
+        Arrays are in the order the scorer returned the samples (``sample_ids``). ``as_frame``: a
+        pandas DataFrame instead, a row per sample (``lesslabels.client.frames``; no embeddings)."""
         stream, probabilities, embeddings = self._score_pool_stream(samples, **options)
-        return wire.pool_scores_from_chunks(stream, probabilities=probabilities, embeddings=embeddings)
+        scores = wire.pool_scores_from_chunks(stream, probabilities=probabilities, embeddings=embeddings)
+        return frames.pool_scores_frame(scores) if as_frame else scores
 
     def score_pool_chunks(self, samples: SampleQuery | str, **options: Any) -> Iterator[PoolScores]:
         """``score_pool`` (the same arguments) one chunk at a time, as the scorer streams it: for a

@@ -8,6 +8,7 @@ strings (``"entropy"``, ``"RUNNING"``, ``"TRAIN"``).
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -77,6 +78,13 @@ class Scores:
 
     def __len__(self) -> int:
         return len(self.predicted)
+
+    def to_pandas(self) -> Any:
+        """A pandas DataFrame, a row per text: ``predicted``, the uncertainties, ``p_<label>`` per
+        class, ``truncated`` (``lesslabels.client.frames``)."""
+        from lesslabels.client import frames
+
+        return frames.scores_frame(self)
 
 
 # ---------------------------------------------------------------- pool
@@ -200,6 +208,13 @@ class RunDetail:
     #: The coordinator's latest line about a run in progress, and its step's measured progress.
     message: str = ""
     progress: StepProgress | None = None
+
+    def to_pandas(self) -> Any:
+        """The rounds as a pandas DataFrame, the learning curve: ``labelled_count`` against
+        ``test_accuracy`` (and ``test_macro_f1``, validation metrics, timings; ``lesslabels.client.frames``)."""
+        from lesslabels.client import frames
+
+        return frames.rounds_frame(self.rounds)
 
 
 @dataclasses.dataclass(frozen=True)
