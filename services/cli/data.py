@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import pathlib
 import sys
 
@@ -11,7 +13,11 @@ from lesslabels.cli.terminal import write_data
 from lesslabels.client import ImportSummary, LessLabelsError, PoolClient
 from lesslabels.client.pool import FORMATS
 from lesslabels.contract.vocabulary import SPLITS
+from lesslabels.common import spreadsheet
 from lesslabels.common.config import add_client_tls_flags, add_flag
+
+#: Columns of the export that hold integers (the rest are text).
+_INTEGER_COLUMNS = ("sample_id",)
 
 
 def format_summary(summary: ImportSummary, path: pathlib.Path) -> str:
@@ -52,13 +58,13 @@ def _pool_flags(parser: argparse.ArgumentParser) -> None:
 
 def import_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="lesslabels import", description="Import a CSV or JSONL file into a pool dataset."
+        prog="lesslabels import", description="Import a CSV/TSV, JSONL or Parquet file into a pool dataset."
     )
     parser.add_argument(
         "file",
         type=pathlib.Path,
-        help="headerless label,text CSV; CSV with a header (text, label, split, id, or columns named by the flags); "
-        "or JSONL",
+        help="headerless label,text CSV; CSV or TSV with a header (text, label, split, id, or columns named by the "
+        "flags); JSONL; or Parquet (a Hugging Face ClassLabel column is read as its names)",
     )
     parser.add_argument("--dataset", required=True, help="dataset name (created when missing unless --no-create)")
     parser.add_argument("--split", choices=sorted(SPLITS), default="train", help="split of rows that do not name one")
@@ -107,22 +113,61 @@ def import_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def export_to_parquet(data: bytes) -> bytes:
+    """The pool's CSV export as Parquet: the same columns, each cell as it was stored (the formula
+    quote ``spreadsheet`` adds for spreadsheets taken off again), ``sample_id`` as int64."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ImportError("Parquet needs pyarrow, which is not installed: pip install 'lesslabels[parquet]'") from None
+    header, *rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))
+    columns: dict[str, list] = {name: [] for name in header}
+    for row in rows:
+        for name, cell in zip(header, row, strict=True):
+            columns[name].append(spreadsheet.from_cell(cell))
+    arrays = {
+        name: pa.array([int(v) if v else None for v in values], pa.int64())
+        if name in _INTEGER_COLUMNS
+        else pa.array([v or None for v in values] if name not in ("label", "text") else values, pa.string())
+        for name, values in columns.items()
+    }
+    out = io.BytesIO()
+    pq.write_table(pa.table(arrays), out)
+    return out.getvalue()
+
+
 def export_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="lesslabels export", description="Export a dataset's labelled set as CSV (label,text)."
+        prog="lesslabels export",
+        description="Export a dataset's labelled set as CSV (label,text,[id,]sample_id,annotator,labelled_at,"
+        "label_source) or Parquet (the same columns).",
     )
     parser.add_argument("--dataset", required=True)
     parser.add_argument(
         "--run", type=int, default=0, help="labels acquired by this run (default: the dataset's own labels)"
     )
     parser.add_argument("--output", "-o", type=pathlib.Path, help="file to write (default: stdout)")
+    parser.add_argument("--format", choices=["auto", "csv", "parquet"], default="auto", help="[from the suffix: csv]")
     _pool_flags(parser)
     args = parser.parse_args(argv)
+    parquet = args.format == "parquet" or (
+        args.format == "auto" and args.output is not None and args.output.suffix.lower() == ".parquet"
+    )
+    if parquet and args.output is None:
+        print("lesslabels export: Parquet is written to a file: pass --output FILE", file=sys.stderr)
+        return 2
     with PoolClient(args.pool_address, token=args.token, tls=tls_of(args)) as pool:
         try:
             data = pool.export_labels(args.dataset, run_id=args.run, timeout=300)
         except LessLabelsError as exc:
             print(f"lesslabels export: {_reason(exc)}", file=sys.stderr)
+            return 1
+    if parquet:
+        try:
+            data = export_to_parquet(data)
+        except ImportError as exc:
+            print(f"lesslabels export: {exc}", file=sys.stderr)
             return 1
     if args.output:
         args.output.write_bytes(data)

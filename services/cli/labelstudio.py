@@ -18,9 +18,12 @@ def default_config_path(tasks: pathlib.Path) -> pathlib.Path:
     return tasks.with_name(tasks.stem + ".config.xml")
 
 
-def _write(path: pathlib.Path, body: str) -> None:
+def _write(path: pathlib.Path, body: str | bytes) -> None:
     try:
-        path.write_text(body, encoding="utf-8")
+        if isinstance(body, bytes):
+            path.write_bytes(body)
+        else:
+            path.write_text(body, encoding="utf-8")
     except OSError as exc:
         raise CliError(f"{path}: cannot write it ({exc})") from None
 
@@ -128,12 +131,13 @@ def export_hf_main(argv: list[str]) -> int:
     )
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--run", type=int, default=0, help="labels acquired by this run [the dataset's own labels]")
-    parser.add_argument("--output", "-o", required=True, help="file to write (.jsonl or .csv)")
+    parser.add_argument("--output", "-o", required=True, help="file to write (.jsonl, .csv or .parquet)")
     parser.add_argument("--format", choices=["auto", *hfexport.FORMATS], default="auto", help="[from the suffix]")
     add_client_flags(parser, "pool")
     args = parser.parse_args(argv)
     path = pathlib.Path(args.output)
-    fmt = args.format if args.format != "auto" else ("csv" if path.suffix.lower() == ".csv" else "jsonl")
+    by_suffix = {".csv": "csv", ".parquet": "parquet"}
+    fmt = args.format if args.format != "auto" else by_suffix.get(path.suffix.lower(), "jsonl")
     with PoolClient(args.pool_address, token=args.token, timeout=args.timeout) as pool:
         try:
             dataset = pool.get_dataset(args.dataset)
@@ -143,7 +147,11 @@ def export_hf_main(argv: list[str]) -> int:
         except LessLabelsError as exc:
             raise CliError(f"dataset {args.dataset!r}: {getattr(exc, 'details', None) or exc}") from None
     names_path = path.with_name(path.stem + ".labels.json")
-    _write(path, hfexport.render(rows, fmt))
+    try:
+        body = hfexport.encode(rows, fmt, names)
+    except ImportError as exc:
+        raise CliError(str(exc)) from None
+    _write(path, body)
     _write(names_path, hfexport.names_document(names))
     print(f"wrote {len(rows)} labelled texts to {path} and the {len(names)} label names to {names_path}")
     return 0

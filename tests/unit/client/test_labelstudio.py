@@ -340,5 +340,5 @@ def test_hf_export_loads_in_datasets_with_the_label_names(fmt, tmp_path):
         (1, "ada", "human", when),
         (2, "oracle", "oracle", when),
     ]
-    with pytest.raises(InvalidArgument, match="format 'parquet'"):
-        hfexport.render([], "parquet")
+    with pytest.raises(InvalidArgument, match="format 'xlsx'"):
+        hfexport.render([], "xlsx")
