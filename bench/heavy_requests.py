@@ -6,6 +6,10 @@ memory (VmHWM in /proc/<pid>/status), sends the request, and reads the peak agai
 what the request cost at most. Cases:
 
 - ``score-8mib``: one 8 MiB text to ``Score`` (bundled encoder, embeddings);
+- ``score-4096x4kib`` / ``score-4096x15kib``: 4,096 texts of 4 KiB (16 MiB) / 15 KiB (60 MiB) to
+  ``Score`` (bundled encoder, max_length 512, embeddings);
+- ``score-16x4096x4kib``: 16 such 16 MiB requests at once (the scorer's ``--max-inflight-mb``
+  budget takes what fits and refuses the rest with RESOURCE_EXHAUSTED);
 - ``oip-raw-60mib``: Open Inference Protocol ``ModelInfer`` with 60 MiB of raw BYTES (empty
   elements) under shape [1];
 - ``list-samples-750x100kb``: ``ListSamples`` over 750 texts of 100 kB (imported first; the
@@ -97,6 +101,84 @@ def score_8mib(tmp: pathlib.Path) -> dict:
             return _measure(pid, lambda: stub.Score(request, timeout=300))
 
 
+def _texts(size: int, n: int = 4096) -> list[str]:
+    """``n`` texts of ``size`` characters of English-like words (ASCII: characters = bytes)."""
+    words = "show me the cheapest flights from boston to denver on monday morning please ".split()
+    out = []
+    for i in range(n):
+        text = f"{i} " + " ".join(words[(i + k) % len(words)] for k in range(size // 5))
+        out.append(text[:size])
+    return out
+
+
+def _warm(stub, model) -> None:
+    """Load the model and run full-size batches on every batch worker, so that the growth measured
+    is the request's own, not the scorer's forward-pass working set (bounded by --max-tokens and
+    --batch-workers, whatever the requests)."""
+    texts = _texts(4096, 256)
+    stub.Score(scorer_pb2.ScoreRequest(model=model, texts=texts, include_embeddings=True), timeout=600)
+
+
+#: Extra flags for the scorer of the score-* cases (--scorer-arg).
+SCORER_ARGS: list[str] = []
+
+
+def _score_many(tmp: pathlib.Path, size: int) -> dict:
+    with _server("scorer", "lesslabels.v1.ScorerService", "--checkpoint-dir", str(tmp / "ckpt"), *SCORER_ARGS) as (
+        address,
+        pid,
+    ):
+        model = common_pb2.ModelRef(base_model="default")
+        request = scorer_pb2.ScoreRequest(model=model, texts=_texts(size), include_embeddings=True)
+        with make_channel(address) as channel:
+            stub = scorer_pb2_grpc.ScorerServiceStub(channel)
+            _warm(stub, model)
+            result = _measure(pid, lambda: stub.Score(request, timeout=1800))
+        result["request_mib"] = round(request.ByteSize() / MiB, 1)
+        result["growth_per_request_byte"] = round(result["peak_rss_growth_mib"] / result["request_mib"], 2)
+        return result
+
+
+def score_4096x4kib(tmp: pathlib.Path) -> dict:
+    return _score_many(tmp, 4096)
+
+
+def score_4096x15kib(tmp: pathlib.Path) -> dict:
+    return _score_many(tmp, 15 * 1024)
+
+
+def score_16x4096x4kib(tmp: pathlib.Path) -> dict:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _server("scorer", "lesslabels.v1.ScorerService", "--checkpoint-dir", str(tmp / "ckpt"), *SCORER_ARGS) as (
+        address,
+        pid,
+    ):
+        model = common_pb2.ModelRef(base_model="default")
+        request = scorer_pb2.ScoreRequest(model=model, texts=_texts(4096), include_embeddings=True)
+        with make_channel(address) as channel:
+            stub = scorer_pb2_grpc.ScorerServiceStub(channel)
+            _warm(stub, model)
+
+            def one(_: int) -> str:
+                try:
+                    stub.Score(request, timeout=3600)
+                    return "OK"
+                except grpc.RpcError as exc:
+                    return exc.code().name
+
+            outcomes: list[str] = []
+
+            def all_at_once():
+                with ThreadPoolExecutor(16) as pool:
+                    outcomes.extend(pool.map(one, range(16)))
+
+            result = _measure(pid, all_at_once)
+        result["request_mib"] = round(request.ByteSize() / MiB, 1)
+        result["outcomes"] = {name: outcomes.count(name) for name in sorted(set(outcomes))}
+        return result
+
+
 def oip_raw_60mib(tmp: pathlib.Path) -> dict:
     store = tmp / "ckpt"
     (store / "ckpt-bench").mkdir(parents=True)
@@ -165,6 +247,9 @@ def import_100mib(tmp: pathlib.Path) -> dict:
 
 CASES = {
     "score-8mib": score_8mib,
+    "score-4096x4kib": score_4096x4kib,
+    "score-4096x15kib": score_4096x15kib,
+    "score-16x4096x4kib": score_16x4096x4kib,
     "oip-raw-60mib": oip_raw_60mib,
     "list-samples-750x100kb": list_samples_750x100kb,
     "import-100mib": import_100mib,
@@ -175,9 +260,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", action="append", choices=sorted(CASES), help="run only these (repeatable)")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--scorer-arg", action="append", default=[], help="a flag for the scorer of the score-* cases (repeatable)"
+    )
     args = parser.parse_args(argv)
-    results = {}
-    for name in args.case or CASES:
+    SCORER_ARGS[:] = args.scorer_arg
+    results: dict = {"scorer_args": args.scorer_arg} if args.scorer_arg else {}
+    for name in args.case or list(CASES):
         with tempfile.TemporaryDirectory() as tmp:
             results[name] = CASES[name](pathlib.Path(tmp))
         print(name, json.dumps(results[name]), flush=True)

@@ -136,7 +136,7 @@ def encode(tokenizer, texts: Sequence[str], max_length: int) -> Encoded:
 def _truncate(row: list[int], max_length: int, before: int, after: int, left: bool) -> list[int]:
     """``row`` (special tokens included) cut to ``max_length`` tokens from the text's own tokens,
     keeping the special tokens around them (what the tokenizer's truncation does)."""
-    keep = max_length - before - after
+    keep = max(0, max_length - before - after)
     head, body, tail = row[:before], row[before : len(row) - after], row[len(row) - after :]
     return head + (body[len(body) - keep :] if left else body[:keep]) + tail
 
