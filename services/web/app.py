@@ -78,7 +78,7 @@ def _shown(value):
 
 
 def create_app(backend, settings: WebSettings | None = None, clock: Callable[[], float] = time.monotonic) -> FastAPI:
-    from lesslabels.web.routers import datasets, labelling, login, runs
+    from lesslabels.web.routers import datasets, labelling, login, review, runs
 
     settings = settings or WebSettings()
     app = FastAPI(title="lesslabels", docs_url=None, redoc_url=None, openapi_url=None)
@@ -98,7 +98,7 @@ def create_app(backend, settings: WebSettings | None = None, clock: Callable[[],
     )
     app.state.templates = Jinja2Templates(env=environment)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-    for module in (login, labelling, runs, datasets):
+    for module in (login, labelling, runs, datasets, review):
         app.include_router(module.router)
 
     @app.middleware("http")

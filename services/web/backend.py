@@ -25,6 +25,7 @@ from lesslabels.client import (
 )
 from lesslabels.common.config import ClientTLS
 from lesslabels.contract import FastHead, vocabulary
+from lesslabels.web.agreement import label_agreement, pair_agreement
 from lesslabels.web.picker import LOW_CONFIDENCE, first_batch_order
 
 log = logging.getLogger(__name__)
@@ -200,14 +201,19 @@ class SdkBackend:
 
     def submit_label(self, run_id: int, sample_id: int, label: str, annotator: str, key: str) -> dict:
         reply = self.coordinator.submit_labels(run_id, [(sample_id, label)], annotator=annotator, idempotency_key=key)
-        in_force = dict(reply.result.labels)
+        in_force = dict(reply.result.labels).get(sample_id, label)
+        # A second opinion (a text someone else labelled first) stays beside theirs: the person sees
+        # their own label, and whether it differs (the text is then flagged for review).
+        second = reply.result.second_opinions > 0
         return {
             "sample_id": sample_id,
-            "label": in_force.get(sample_id, label),
+            "label": label if second else in_force,
             "remaining": reply.remaining,
             "recorded": reply.result.recorded,
             "changed": reply.result.changed,
             "unchanged": reply.result.unchanged,
+            "second_opinion": second,
+            "flagged": second and in_force != label,
         }
 
     # -- datasets -----------------------------------------------------------------------
@@ -235,6 +241,54 @@ class SdkBackend:
             for label in names
         ]
         return view
+
+    def team(self, name: str) -> dict:
+        """Who labelled what in the dataset (labels in force per annotator), how well people agree on
+        the texts two or more of them labelled, and how many are flagged for review."""
+        texts = self.pool.label_opinions(name)
+        return {
+            "annotators": [
+                {"name": a.name, "labels": a.labels, "last_labelled_at": a.last_labelled_at}
+                for a in self.pool.list_annotators(name)
+            ],
+            "double_labelled": len(texts),
+            "flagged": sum(t.disputed for t in texts),
+            "pairs": pair_agreement(texts),
+            "per_label": label_agreement(texts),
+        }
+
+    def annotator_labels(self, name: str, annotator: str) -> list[dict]:
+        """The labels in force in the dataset that ``annotator`` gave, newest first."""
+        samples = self.pool.list_samples(name, state="labelled", annotator=annotator)
+        rows = [
+            {
+                "sample_id": s.id,
+                "text": s.text,
+                "label": s.label,
+                "labelled_at": s.labelled_at,
+                "source": s.label_source,
+            }
+            for s in samples
+        ]
+        return sorted(rows, key=lambda r: r["labelled_at"], reverse=True)
+
+    def flagged(self, name: str) -> list[dict]:
+        """The texts people labelled differently, with no review since, each with every opinion."""
+        return [
+            {
+                "sample_id": t.sample_id,
+                "text": t.text,
+                "label": t.label,
+                "opinions": [{"annotator": o.annotator, "label": o.label, "at": o.labelled_at} for o in t.opinions],
+                "review": {"annotator": t.review.annotator, "label": t.review.label} if t.review else None,
+            }
+            for t in self.pool.label_opinions(name, disputed_only=True)
+        ]
+
+    def resolve(self, name: str, sample_id: int, label: str, reviewer: str, key: str) -> dict:
+        """The reviewer's final label for a flagged text: in force for the dataset and its runs."""
+        result = self.pool.review_labels(name, [(sample_id, label)], reviewer=reviewer, idempotency_key=key)
+        return {"sample_id": sample_id, "label": dict(result.labels).get(sample_id, label)}
 
     def import_data(self, dataset: str, data: bytes, split: str = "train") -> dict:
         if split not in vocabulary.SPLITS:

@@ -19,7 +19,8 @@ def datasets_page(request: Request):
 
 @router.get("/datasets/{name}")
 def dataset_page(request: Request, name: str, imported: int = -1):
-    return render(request, "dataset.html", {"dataset": backend(request).dataset(name), "imported": imported})
+    context = {"dataset": backend(request).dataset(name), "team": backend(request).team(name), "imported": imported}
+    return render(request, "dataset.html", context)
 
 
 @router.post("/datasets/import", dependencies=[Depends(csrf_protected)])

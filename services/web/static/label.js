@@ -28,6 +28,9 @@ const el = {
 const NAME_KEY = "lesslabels.annotator";
 const POLL_MS = 1000;
 const RUN_CHECK_MS = 5000;
+// How often the queue is read again while a text is on screen, so that texts others labelled (or
+// hold) leave this page and new ones arrive; an asynchronous run's read also renews this person's leases.
+const QUEUE_POLL_MS = 4000;
 const NUMBERED = 9;
 
 let queue = null; // the batch from /api/runs/ID/queue
@@ -294,6 +297,66 @@ async function load() {
   if (!el.annotator.value.trim()) el.annotator.focus();
 }
 
+// The queue as the server has it now: texts others labelled or hold leave this page, a batch text
+// someone else labelled shows their label, and new texts join at the end. The text on screen stays
+// unless it is gone, and then the next one comes up with a notice.
+async function refreshQueue() {
+  if (ended || busy || !queue || el.task.hidden) return;
+  let fresh;
+  try {
+    fresh = await getJSON(`/api/runs/${runId}/queue?annotator=${encodeURIComponent(el.annotator.value.trim())}`);
+  } catch (error) {
+    return; // the next poll tries again
+  }
+  if (busy || !queue || el.task.hidden || fresh.run.ended || (!fresh.run.asynchronous && fresh.round !== queue.round)) {
+    if (fresh.run.ended) showEnded(fresh.run);
+    return;
+  }
+  const shown = current();
+  const now = new Map(fresh.items.map((item) => [item.sample_id, item]));
+  let goneHere = false;
+  const kept = [];
+  for (const item of queue.items) {
+    const there = now.get(item.sample_id);
+    if (item.label || there) {
+      if (there && there.label && !item.label) {
+        item.label = there.label; // a batch text someone else labelled meanwhile
+        if (item === shown) goneHere = true;
+      }
+      kept.push(item);
+    } else if (item === shown) {
+      goneHere = true;
+    }
+  }
+  const known = new Set(kept.map((item) => item.sample_id));
+  const added = fresh.items.filter((item) => !known.has(item.sample_id));
+  const dropped = queue.items.length - kept.length;
+  if (dropped === 0 && added.length === 0 && !goneHere) return;
+  queue.items = kept.concat(added);
+  queue.remaining = queue.items.filter((item) => !item.label).length;
+  history = history.filter((i) => i < queue.items.length);
+  if (goneHere || !queue.items.includes(shown)) {
+    const next = queue.items.findIndex((item) => !item.label);
+    if (next < 0) {
+      el.task.hidden = true;
+      setStatus("Someone else labelled the rest of these texts: waiting for more.", "ok");
+      setTimeout(load, POLL_MS);
+      return;
+    }
+    show(next);
+    setStatus("Someone else labelled the text you had on screen: here is the next one.");
+    announce("Someone else labelled that text. Next text shown.");
+  } else {
+    position = queue.items.indexOf(shown);
+    renderProgress();
+  }
+}
+
+function pollQueue() {
+  if (ended) return;
+  refreshQueue().finally(() => setTimeout(pollQueue, QUEUE_POLL_MS));
+}
+
 async function checkRun() {
   if (ended) return;
   try {
@@ -343,6 +406,11 @@ async function accept() {
     item.label = reply.label;
     acceptedHere++;
     history.push(position);
+    const second = reply.second_opinion
+      ? reply.flagged
+        ? " Another person labelled this text differently: it is flagged for review on the dataset page."
+        : " It agrees with the other person's label."
+      : "";
     if (reply.remaining === 0) {
       queue.remaining = 0;
       renderProgress();
@@ -361,7 +429,7 @@ async function accept() {
     if (next < 0) {
       await load(); // someone else labelled the rest
     } else {
-      setStatus(`Saved “${reply.label}”. ${reply.remaining} left in this ${queue.run.asynchronous ? "queue" : "batch"}.`);
+      setStatus(`Saved “${reply.label}”.${second} ${reply.remaining} left in this ${queue.run.asynchronous ? "queue" : "batch"}.`);
       show(next);
     }
   } catch (error) {
@@ -458,4 +526,5 @@ if (ended) {
 } else {
   load();
   setTimeout(checkRun, RUN_CHECK_MS);
+  setTimeout(pollQueue, QUEUE_POLL_MS);
 }

@@ -518,7 +518,10 @@ def test_cancel_of_a_completed_run_says_so_and_fails(fake_coordinator, capsys):
         (["--stable-agreement", "0"], "--stable-agreement 0: must be in (0, 1]"),
         (["--oracle", "human", "--overlap", "1.5"], "--overlap: overlap must be in [0, 1], got 1.5"),
         (["--oracle", "human", "--overlap", "nan"], "--overlap: overlap must be in [0, 1], got nan"),
-        (["--oracle", "human", "--no-async", "--overlap", "0.2"], "overlap applies to asynchronous runs with the human"),
+        (
+            ["--oracle", "human", "--no-async", "--overlap", "0.2"],
+            "overlap applies to asynchronous runs with the human",
+        ),
         (["--overlap", "0.2"], "--overlap: overlap applies to asynchronous runs with the human oracle only"),
     ],
 )
