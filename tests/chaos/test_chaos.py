@@ -28,6 +28,19 @@ trials: trial i uses seed SEED + i, which alone decides its service, phase, frac
 random seed (the timing of processes is not seeded: a replay kills at the same point of the run,
 give or take the machine's load). A failure names its seed;
 ``LESSLABELS_CHAOS_SEED=<seed> LESSLABELS_CHAOS_TRIALS=1`` replays that trial.
+
+Asynchronous runs (issue 23: rounds as model versions, a queue refilled from the fast head) get
+trials of their own, ``LESSLABELS_CHAOS_ASYNC_TRIALS`` (default 8) from the same base seed: each
+seed also decides the labeller, the coordinator's simulated annotator (``annotator_seconds``) or a
+scripted person labelling the queue through the coordinator's API from this process (retrying with
+the same idempotency key after UNAVAILABLE). Their checks (``check_asynchronous_run``): the run is
+COMPLETED by its round limit with rounds 0..n-1 finished, no sample acquired twice, every label
+recorded once (one label event per sample in the run's scope, all gold), none lost (the run's
+labelled samples are exactly its label events, every label the person was told was recorded is
+there, and nothing else), each fine-tune on at least the seed or batch size of new labels, and the
+restarts as above. Texts still queued when the run ends stay acquired without a label. Each
+asynchronous run has the flight set to itself, imported again under its own name (a dataset reuses
+the labels people gave in its earlier runs).
 """
 
 from __future__ import annotations
@@ -47,6 +60,7 @@ from sqlalchemy.engine import make_url
 from lesslabels.client import (
     CoordinatorClient,
     DeadlineExceeded,
+    InvalidArgument,
     PoolClient,
     RunConfig,
     RunDetail,
@@ -376,6 +390,256 @@ def test_a_service_killed_at_a_random_moment_loses_nothing(topology, tiny_bert_d
         problems = restarted_once(topology, plan.service, restarts)
         problems += check_run(topology, detail)
         print(f"{plan}; run {detail.run.id}, delay {attempt_delay:.3f}s, {chaos.describe()}")
+        assert not problems, f"{plan}; run {detail.run.id}, {chaos.describe()}:\n  " + "\n  ".join(problems)
+        if chaos.killed_during_run:
+            return
+    pytest.fail(f"{plan}: the run ended before the kill twice ({chaos.describe()})")
+
+
+# ---------------------------------------------------------------- asynchronous runs
+
+ASYNC_TRIALS = int(os.environ.get("LESSLABELS_CHAOS_ASYNC_TRIALS", "8"))
+LABELLERS = ("simulated", "human")
+#: Labels between refills of the queue (the queue holds twice as many), and the labellers' pace.
+REFILL_EVERY = 4
+ANNOTATOR_SECONDS = 0.05
+PERSON = "chaos-person"
+
+
+@dataclasses.dataclass(frozen=True)
+class AsyncPlan(Plan):
+    """A trial of an asynchronous run: a Plan, plus who labels the queue."""
+
+    labeller: str = "simulated"
+
+    @classmethod
+    def of(cls, seed: int) -> AsyncPlan:
+        plan = Plan.of(seed)
+        labeller = random.Random(f"asynchronous-{seed}").choice(LABELLERS)
+        return cls(plan.seed, plan.service, plan.phase, plan.fraction, plan.run_seed, labeller)
+
+    def __str__(self) -> str:
+        round_index, step = PHASES[self.phase]
+        return (
+            f"asynchronous chaos seed {self.seed} ({self.labeller} labeller): SIGKILL {self.service} "
+            f"{self.fraction:.0%} into round {round_index} {step} (replay: LESSLABELS_CHAOS_SEED={self.seed} "
+            f"LESSLABELS_CHAOS_ASYNC_TRIALS=1 pytest tests/chaos/test_chaos.py -k asynchronous)"
+        )
+
+
+def async_dataset(topology: LocalTopology, name: str) -> str:
+    """The topology's dataset again under ``name``, for one asynchronous run: labels people give in a
+    run also count for the dataset, and a later run on it reuses them (nobody is asked again), which
+    would leave later people fewer texts and mix labels of earlier runs into a run's checks."""
+    dataset = f"{DATASET}-{name}"
+    train, test = synthetic_rows()
+    with PoolClient(topology.address("pool"), token=TOKEN, timeout=60) as pool:
+        pool.import_samples(dataset, [(t, label) for label, t in train[:TRAIN_ROWS]], split="train")
+        pool.import_samples(dataset, [(t, label) for label, t in test[:TEST_ROWS]], split="test")
+    return dataset
+
+
+def async_run_config(base_model: str, random_seed: int, labeller: str, dataset: str) -> RunConfig:
+    config = dataclasses.replace(run_config(base_model, random_seed), dataset=dataset)
+    if labeller == "simulated":
+        return dataclasses.replace(
+            config, asynchronous=True, refill_every=REFILL_EVERY, annotator_seconds=ANNOTATOR_SECONDS
+        )
+    return dataclasses.replace(config, oracle="human", asynchronous=True, refill_every=REFILL_EVERY)
+
+
+def gold_labels() -> dict[str, str]:
+    train, _ = synthetic_rows()
+    return {t: label for label, t in train[:TRAIN_ROWS]}
+
+
+class ScriptedPerson:
+    """A person labelling an asynchronous run's queue through the coordinator's API, two texts at a
+    time at ANNOTATOR_SECONDS a text, until the run is over. A submission cut off by a dead
+    coordinator or pool is sent again with the same idempotency key; ``confirmed`` holds what the
+    coordinator said was recorded (sample -> label), ``problems`` what went wrong."""
+
+    def __init__(self, topology: LocalTopology, gold: dict[str, str]):
+        self.address = topology.public_address("coordinator")
+        self.gold = gold
+        self.run_id = 0
+        self.confirmed: dict[int, str] = {}
+        self.retries = 0
+        self.problems: list[str] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._work, name="scripted-person", daemon=True)
+
+    def start(self, run_id: int) -> None:
+        self.run_id = run_id
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.thread.join(30)
+
+    def _work(self) -> None:
+        while not self.done.is_set():
+            try:
+                with CoordinatorClient(self.address, token=TOKEN, timeout=10) as coordinator:
+                    while not self.done.is_set():
+                        if coordinator.get_run(self.run_id).run.state in FINAL_STATES:
+                            return
+                        queued = coordinator.pending_labels(self.run_id, annotator=PERSON).samples[:2]
+                        if not queued:
+                            self.done.wait(ANNOTATOR_SECONDS)
+                            continue
+                        self.done.wait(ANNOTATOR_SECONDS * len(queued))
+                        self._submit(coordinator, {s.sample_id: self.gold[s.text] for s in queued})
+            except (Unavailable, DeadlineExceeded):
+                self.done.wait(0.3)
+            except Exception as exc:  # noqa: BLE001 - reported by the test
+                self.problems.append(f"the person stopped on {exc!r}")
+                return
+
+    def _submit(self, coordinator: CoordinatorClient, labels: dict[int, str]) -> None:
+        key = "chaos-" + "-".join(str(i) for i in sorted(labels))
+        while not self.done.is_set():
+            try:
+                coordinator.submit_labels(self.run_id, labels, annotator=PERSON, idempotency_key=key)
+                self.confirmed.update(labels)
+                return
+            except (Unavailable, DeadlineExceeded):
+                self.retries += 1
+                self.done.wait(0.3)
+            except InvalidArgument:
+                # Refused only once the run is over (its queue closed); anything else is a problem.
+                if coordinator.get_run(self.run_id).run.state not in FINAL_STATES:
+                    raise
+                return
+
+
+class AsyncChaos(Chaos):
+    """Chaos for an asynchronous run; with a human labeller, a ScriptedPerson labels its queue."""
+
+    def __init__(self, topology: LocalTopology, person: ScriptedPerson | None, *args, **kwargs):
+        super().__init__(topology, *args, **kwargs)
+        self.person = person
+
+    def run(self, config: RunConfig) -> RunDetail:
+        with CoordinatorClient(self.topology.public_address("coordinator"), token=TOKEN, timeout=30) as coordinator:
+            run = coordinator.start_run(config, request_id=str(uuid.uuid4()))
+        self.started = time.monotonic()
+        if self.person is not None:
+            self.person.start(run.id)
+        try:
+            return self.follow(run.id)
+        finally:
+            if self.person is not None:
+                self.person.stop()
+            if self.timer is not None:
+                self.timer.join(self.delay + 10)
+
+
+def check_asynchronous_run(topology: LocalTopology, detail: RunDetail, person: ScriptedPerson | None) -> list[str]:
+    """Every invariant of a completed asynchronous chaos run; returns what is broken."""
+    problems: list[str] = list(person.problems) if person is not None else []
+    run, rounds = detail.run, list(detail.rounds)
+    run_id = run.id
+    if run.state != "COMPLETED" or run.stop_reason != f"round limit {ROUNDS} reached":
+        problems.append(f"run ended {run.state} ({run.stop_reason!r}; error {run.error!r}), not by its round limit")
+    indices = [r.index for r in rounds]
+    if indices != list(range(ROUNDS)):
+        problems.append(f"rounds are {indices}, not 0..{ROUNDS - 1}")
+    for r in rounds:
+        if not (r.checkpoint_id and r.train_job_id and r.test is not None and r.finished_at):
+            problems.append(f"round {r.index} is unfinished: {r}")
+    trained_on = [r.labelled_count for r in rounds]
+    minimum = [SEED + BATCH * i for i in range(len(rounds))]
+    if any(n < m for n, m in zip(trained_on, minimum, strict=True)) or trained_on != sorted(trained_on):
+        problems.append(f"labelled count per round {trained_on}: expected at least {minimum}, growing")
+    with RunStoreClient(topology.address("pool"), token=INTERNAL_TOKEN, timeout=30) as runs:
+        acquired = runs.list_acquisitions(run_id)
+    with PoolClient(topology.address("pool"), token=TOKEN, timeout=30) as pool:
+        samples = pool.list_samples(run.config.dataset, state="labelled", run_id=run_id, page_size=5000)
+        counts = pool.get_counts(run.config.dataset, run_id=run_id)
+    labelled = {s.id: s.label for s in samples}
+    ids = [a.sample_id for a in acquired]
+    twice = sorted(i for i, n in collections.Counter(ids).items() if n > 1)
+    if twice:
+        problems.append(f"samples acquired twice: {twice}")
+    table, events = read_pool_database(topology, run_id)
+    if sorted(table) != sorted((a.sample_id, a.round) for a in acquired):
+        problems.append("the acquisitions table disagrees with ListAcquisitions")
+    given = collections.Counter(sample for sample, _, _ in events)
+    relabelled = sorted(s for s, n in given.items() if n > 1)
+    if relabelled:
+        problems.append(f"samples labelled more than once: {relabelled}")
+    strays = sorted(set(given) - set(ids))
+    if strays:
+        problems.append(f"labels given to samples the run never acquired: {strays}")
+    if set(labelled) != set(given):
+        problems.append(
+            f"the run's labelled samples != its label events: only labelled {sorted(set(labelled) - set(given))}, "
+            f"only in events {sorted(set(given) - set(labelled))}"
+        )
+    if not (run.labelled_count == counts.train.labelled == len(labelled)):
+        problems.append(
+            f"labelled counts disagree: run {run.labelled_count}, pool counts {counts.train.labelled}, "
+            f"labelled samples {len(labelled)}"
+        )
+    in_acquisitions = {a.sample_id: a.label for a in acquired if a.label}
+    if in_acquisitions != labelled:
+        problems.append("the acquisitions' labels disagree with the run's labelled samples")
+    texts = {a.sample_id: a.text for a in acquired}
+    gold = gold_labels()
+    wrong = sorted(i for i, label in labelled.items() if gold.get(texts.get(i, "")) != label)
+    if wrong:
+        problems.append(f"labels that are not the gold label: {wrong}")
+    source = "human" if person is not None else "oracle"
+    wrong_source = sorted(s for s, _, found in events if found != source)
+    if wrong_source:
+        problems.append(f"labels with a source other than {source}: {wrong_source}")
+    if person is not None:
+        lost = sorted(i for i, label in person.confirmed.items() if labelled.get(i) != label)
+        if lost:
+            problems.append(f"labels the person was told were recorded, missing or changed in the pool: {lost}")
+        unknown = sorted(set(labelled) - set(person.confirmed))
+        if unknown:
+            problems.append(f"labels in the pool the person never saw recorded: {unknown}")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def async_phase_seconds(topology, tiny_bert_dir) -> dict[str, list[float]]:
+    """An asynchronous run of each labeller with no kill (the simulated one twice: the first loads
+    the models and embeds the pool for the fast head): each passes every check, and measures the
+    phases that the trials' fractions apply to."""
+    measured: dict[str, list[float]] = {}
+    for random_seed, labeller in ((1, "simulated"), (2, "simulated"), (3, "human")):
+        person = ScriptedPerson(topology, gold_labels()) if labeller == "human" else None
+        chaos = AsyncChaos(topology, person)
+        dataset = async_dataset(topology, f"measure-{random_seed}")
+        detail = chaos.run(async_run_config(str(tiny_bert_dir), random_seed, labeller, dataset))
+        problems = check_asynchronous_run(topology, detail, person)
+        assert not problems, f"{labeller} asynchronous run {detail.run.id} without a kill:\n  " + "\n  ".join(problems)
+        measured[labeller] = chaos.phase_seconds()
+    return measured
+
+
+@pytest.mark.parametrize("seed", [BASE_SEED + i for i in range(ASYNC_TRIALS)])
+def test_a_service_killed_during_an_asynchronous_run_loses_nothing(topology, tiny_bert_dir, async_phase_seconds, seed):
+    plan = AsyncPlan.of(seed)
+    delay = plan.fraction * async_phase_seconds[plan.labeller][plan.phase]
+    for attempt, attempt_delay in enumerate((delay, 0.0)):
+        for name in SERVICES:
+            topology.wait_healthy(name, timeout=HEALTHY_TIMEOUT)
+        restarts = {name: topology.restarts(name) for name in SERVICES}
+        dataset = async_dataset(topology, f"{seed}-{attempt}")
+        person = ScriptedPerson(topology, gold_labels()) if plan.labeller == "human" else None
+        chaos = AsyncChaos(topology, person, plan.service, plan.phase, attempt_delay)
+        try:
+            detail = chaos.run(async_run_config(str(tiny_bert_dir), plan.run_seed, plan.labeller, dataset))
+        except AssertionError as exc:
+            raise AssertionError(f"{plan}: {exc}") from None
+        problems = restarted_once(topology, plan.service, restarts)
+        problems += check_asynchronous_run(topology, detail, person)
+        retries = f", {person.retries} submissions retried" if person is not None else ""
+        print(f"{plan}; run {detail.run.id}, delay {attempt_delay:.3f}s{retries}, {chaos.describe()}")
         assert not problems, f"{plan}; run {detail.run.id}, {chaos.describe()}:\n  " + "\n  ".join(problems)
         if chaos.killed_during_run:
             return
