@@ -129,3 +129,10 @@ class Client:
     def get_dataset(self, name: str):
         pool = self._pool_client()
         return self._guard(pool, pool.get_dataset, name)
+
+    def labelled_samples(self, dataset: str, run_id: int, sample_ids: Sequence[int]):
+        """The labelled samples among ``sample_ids`` in the run's scope, with who labelled them, when and how."""
+        pool = self._pool_client()
+        return self._guard(
+            pool, pool.list_samples, dataset, run_id=run_id, state="labelled", sample_ids=list(sample_ids)
+        )

@@ -9,7 +9,7 @@ from collections import defaultdict
 
 from lesslabels.cli.client import Client
 from lesslabels.cli.common import ArgumentParser, CliError, add_client_flags, command
-from lesslabels.cli.runs import RELABEL_HELP, batch_suggestions, check_labels, parse_run_id
+from lesslabels.cli.runs import RELABEL_HELP, batch_suggestions, check_labels, label_provenance, parse_run_id
 from lesslabels.client import LessLabelsError, PoolClient, hfexport
 from lesslabels.client.labelstudio import labelling_config, labels_from_export, tasks_from_batch
 
@@ -60,7 +60,7 @@ def _export(client: Client, args, run_id: int) -> int:
     except LessLabelsError as exc:
         raise CliError(str(exc)) from None
     suggestions, model = batch_suggestions(client, args, pending)
-    tasks = tasks_from_batch(pending, suggestions, model)
+    tasks = tasks_from_batch(pending, suggestions, model, label_provenance(client, pending))
     _write(path, json.dumps(tasks, ensure_ascii=False, indent=1) + "\n")
     _write(config_path, config)
     print(f"wrote {len(tasks)} Label Studio tasks of run {run_id}, round {pending.round}, to {path}")
@@ -109,7 +109,7 @@ def labelstudio_main(argv: list[str]) -> int:
     export.add_argument("run", help="run id")
     export.add_argument("file", help="tasks JSON to write")
     export.add_argument("--config", default="", help="labelling config XML to write [FILE's stem + .config.xml]")
-    add_client_flags(export, "coordinator", "scorer")
+    add_client_flags(export, "coordinator", "scorer", "pool")
     imp = sub.add_parser("import", help="labels from a Label Studio JSON export")
     imp.add_argument("run", help="run id")
     imp.add_argument("file", help="the project's JSON export")

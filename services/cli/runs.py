@@ -9,6 +9,7 @@ import json
 import pathlib
 import sys
 import uuid
+from collections.abc import Mapping
 
 from lesslabels.common import spreadsheet
 from lesslabels.cli.client import Client
@@ -204,16 +205,29 @@ def _format_for(path: pathlib.Path, given: str) -> str:
 
 
 #: Columns of `lesslabels label export` (CSV header; the keys of each JSONL object).
-EXPORT_COLUMNS = ("sample_id", "label", "text", "predicted_label", "probability", "uncertainty", "model")
+EXPORT_COLUMNS = (
+    "sample_id",
+    "label",
+    "text",
+    "predicted_label",
+    "probability",
+    "uncertainty",
+    "model",
+    "annotator",
+    "labelled_at",
+    "label_source",
+)
 
 
-def export_records(pending, suggestions, model: str) -> list[dict]:
+def export_records(pending, suggestions, model: str, provenance: Mapping | None = None) -> list[dict]:
     """One record per pending text: ``label`` to fill in (or as already given), the model's
-    suggestion and its probability ("" before the run has a model), and ``uncertainty``, the
-    acquisition score that selected the text (higher = more uncertain under the run's strategy)."""
+    suggestion and its probability ("" before the run has a model), ``uncertainty``, the
+    acquisition score that selected the text (higher = more uncertain under the run's strategy),
+    and for a text already labelled who gave the label, when and how (``label_provenance``)."""
     records = []
     for s in pending.samples:
         suggestion = suggestions.get(s.sample_id)
+        given = (provenance or {}).get(s.sample_id) if s.label else None
         records.append(
             {
                 "sample_id": s.sample_id,
@@ -223,9 +237,28 @@ def export_records(pending, suggestions, model: str) -> list[dict]:
                 "probability": round(suggestion.probability, 6) if suggestion else None,
                 "uncertainty": round(s.score, 6),
                 "model": model if suggestion else "",
+                "annotator": given.annotator if given else "",
+                "labelled_at": given.labelled_at if given else "",
+                "label_source": given.label_source if given else "",
             }
         )
     return records
+
+
+def label_provenance(client: Client, pending) -> dict:
+    """The pool's record of each label already given in the batch (sample id -> ``Sample`` with its
+    annotator, time and source, in the run's scope); ``{}`` with a warning on stderr when the pool
+    cannot say (the export goes on without them)."""
+    labelled = [s.sample_id for s in pending.samples if s.label]
+    if not labelled:
+        return {}
+    try:
+        dataset = client.get_run(pending.run_id).run.config.dataset
+        found = client.labelled_samples(dataset, pending.run_id, labelled)
+    except CliError as exc:
+        print(f"warning: no annotator, time or source for the labelled texts in the export ({exc})", file=sys.stderr)
+        return {}
+    return {s.id: s for s in found}
 
 
 def pending_to_csv(records: list[dict]) -> str:
@@ -372,7 +405,7 @@ def label_main(argv: list[str]) -> int:
                 help="who will label the file: an asynchronous run leases the texts written to them (10 minutes), "
                 "so nobody else gets them",
             )
-            add_client_flags(p, "coordinator", "scorer")
+            add_client_flags(p, "coordinator", "scorer", "pool")
     args = parser.parse_args(argv)
     run_id = parse_run_id(args.run)
     path = pathlib.Path(args.file)
@@ -381,7 +414,7 @@ def label_main(argv: list[str]) -> int:
         if args.action == "export":
             pending = client.pending_labels(run_id, args.annotator)
             suggestions, model = batch_suggestions(client, args, pending)
-            records = export_records(pending, suggestions, model)
+            records = export_records(pending, suggestions, model, label_provenance(client, pending))
             body = pending_to_jsonl(records) if fmt == "jsonl" else pending_to_csv(records)
             try:
                 path.write_text(body, encoding="utf-8")

@@ -22,7 +22,7 @@ from typing import Any
 
 from lesslabels.client.errors import InvalidArgument
 from lesslabels.client.suggestions import Suggestion
-from lesslabels.client.types import PendingLabels
+from lesslabels.client.types import PendingLabels, Sample
 
 #: Names of the config's control (``from_name``) and object (``to_name``) tags.
 FROM_NAME = "label"
@@ -47,12 +47,27 @@ def choice_result(label: str) -> dict[str, Any]:
     return {"from_name": FROM_NAME, "to_name": TO_NAME, "type": "choices", "value": {"choices": [label]}}
 
 
-def tasks_from_batch(pending: PendingLabels, suggestions: Mapping[int, Suggestion], model: str) -> list[dict[str, Any]]:
+def tasks_from_batch(
+    pending: PendingLabels,
+    suggestions: Mapping[int, Suggestion],
+    model: str,
+    provenance: Mapping[int, Sample] | None = None,
+) -> list[dict[str, Any]]:
     """Label Studio tasks for the pending batch; texts already labelled carry that label as a prediction
-    too only when the model suggested it (Label Studio has no "given label" field for an import)."""
+    too only when the model suggested it (Label Studio has no "given label" field for an import). A
+    text already labelled carries, in its ``data``, the label given, who gave it, when and how
+    (``label``, ``annotator``, ``labelled_at``, ``label_source``: from ``provenance``, the pool's
+    samples by id)."""
     tasks = []
     for sample in pending.samples:
         task: dict[str, Any] = {"id": sample.sample_id, "data": {TO_NAME: sample.text, "sample_id": sample.sample_id}}
+        given = (provenance or {}).get(sample.sample_id) if sample.label else None
+        if sample.label:
+            task["data"]["label"] = sample.label
+        if given is not None:
+            task["data"].update(
+                annotator=given.annotator, labelled_at=given.labelled_at, label_source=given.label_source
+            )
         suggestion = suggestions.get(sample.sample_id)
         if suggestion is not None and model:
             task["predictions"] = [

@@ -568,9 +568,10 @@ def test_label_export_then_partial_and_repeated_imports(fake_coordinator, tmp_pa
     assert _cli(fake_coordinator, "label", "export", "2", str(exported)) == 0
     assert "wrote 3 samples" in capsys.readouterr().out
     lines = exported.read_text().splitlines()
-    assert lines[0] == "sample_id,label,text,predicted_label,probability,uncertainty,model" and len(lines) == 4
+    header = "sample_id,label,text,predicted_label,probability,uncertainty,model,annotator,labelled_at,label_source"
+    assert lines[0] == header and len(lines) == 4
     # The fake run has no model yet: no suggestions, said so, and the acquisition score is kept.
-    assert lines[1].endswith(",,,0.5,")
+    assert lines[1].endswith(",,,0.5,,,,")
     # Label one row only: a partial import.
     rows = [line.split(",") for line in lines]
     rows[1][1] = "greet"
@@ -592,6 +593,9 @@ def test_label_export_then_partial_and_repeated_imports(fake_coordinator, tmp_pa
     assert _cli(fake_coordinator, "label", "export", "2", str(jsonl)) == 0
     records = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [r["label"] for r in records] == ["greet", "", ""]
+    # No pool answers here: the export goes on without who gave the label, and says so.
+    assert "no annotator, time or source for the labelled texts" in capsys.readouterr().err
+    assert records[0]["annotator"] == "" and records[0]["label_source"] == ""
 
 
 def test_a_label_contradicting_a_given_one_is_refused_unless_relabel(fake_coordinator, tmp_path, capsys):

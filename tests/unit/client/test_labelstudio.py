@@ -4,6 +4,7 @@ stack, and a checkpoint folder loaded by ``transformers.pipeline`` as is."""
 
 from __future__ import annotations
 
+import csv
 import json
 import sqlite3
 import xml.etree.ElementTree as ET
@@ -198,6 +199,19 @@ def test_round_trip_through_a_real_stack(real_stack, tiny_bert_dir, tmp_path, ca
     # The same file again records nothing new.
     assert cli(["labelstudio", "import", str(run_id), str(export_path), *coord]) == 0
     assert "0 labels recorded, 11 unchanged" in capsys.readouterr().out
+    # Exported again, the texts labelled so far carry their label, who gave it, when and how.
+    pool = ["--pool-address", stack.pool_address]
+    assert cli(["labelstudio", "export", str(run_id), str(tmp_path / "again.json"), *addresses, *pool]) == 0
+    again = {t["data"]["sample_id"]: t["data"] for t in json.loads((tmp_path / "again.json").read_text())}
+    first = tasks[0]["data"]["sample_id"]
+    assert again[first]["label"] == gold(tasks[0]["data"]["text"]) and again[first]["annotator"] == str(person[first])
+    assert again[first]["label_source"] == "human" and again[first]["labelled_at"].endswith("Z")
+    assert "annotator" not in again[last] and "label" not in again[last]
+    assert cli(["label", "export", str(run_id), str(tmp_path / "again.csv"), *addresses, *pool]) == 0
+    rows = {int(r["sample_id"]): r for r in csv.DictReader((tmp_path / "again.csv").open(encoding="utf-8"))}
+    assert (rows[first]["annotator"], rows[first]["label_source"]) == (str(person[first]), "human")
+    assert rows[first]["labelled_at"] == again[first]["labelled_at"] and rows[last]["annotator"] == ""
+    capsys.readouterr()
 
     # A label outside the set and a task not in the batch are refused, recording nothing.
     wrong = _ls_export(tasks, lambda t: [_annotation("no such label")] if t["data"]["sample_id"] == last else [])
