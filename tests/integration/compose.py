@@ -23,7 +23,8 @@ service's own port, every ``LESSLABELS_*`` variable accepted by the service's co
 (``lesslabels <service> --help`` lists them; a misspelt one would be ignored by the service), and
 state (``LESSLABELS_*`` paths, ``PGDATA``) on volumes.
 
-:class:`DockerTopology` offers the same interface over a real ``docker compose up``.
+:class:`DockerTopology` offers the same interface over a real ``docker compose up``, or
+``podman-compose up`` (``engine="podman"``).
 """
 
 from __future__ import annotations
@@ -55,7 +56,11 @@ CPU_OVERRIDE = ROOT / "docker-compose.cpu.yml"
 RESTARTING_POLICIES = ("always", "unless-stopped", "on-failure")
 #: Images run without Docker: the repository's name -> the command that stands in for it locally
 #: (``--port`` is set to the service's local port).
-STAND_INS = {"postgres": [sys.executable, "-m", "tests.integration.postgres_image", "--port"]}
+#: deploy/base-images.sh's Debian-made stand-in (lesslabels-postgres) reads the same variables as postgres.
+STAND_INS = {
+    name: [sys.executable, "-m", "tests.integration.postgres_image", "--port"]
+    for name in ("postgres", "lesslabels-postgres")
+}
 
 
 class ComposeError(Exception):
@@ -726,14 +731,14 @@ class LocalTopology:
         self.down()
 
 
-# ---------------------------------------------------------------- a real Docker engine
+# ---------------------------------------------------------------- a real container engine
 
 
 def stand_in_unavailable_reason(services: Mapping[str, Service]) -> str | None:
     """None when every image-only service (``postgres``) of ``services`` can run as a local stand-in, else why not."""
     from tests.postgres import find_bin
 
-    if any(s.image_name == "postgres" for s in services.values() if s.image) and find_bin() is None:
+    if any(s.image_name in STAND_INS for s in services.values() if s.image) and find_bin() is None:
         return "the postgres service's local stand-in needs the PostgreSQL server binaries (apt-get install postgresql)"
     return None
 
@@ -752,19 +757,71 @@ def docker_unavailable_reason() -> str | None:
     return None
 
 
+#: podman's settings for hosts like CI's (runc, lowered rlimits): used when CONTAINERS_CONF is unset.
+PODMAN_CONF = ROOT / "deploy" / "podman" / "containers.conf"
+
+
+def podman_environment() -> dict[str, str]:
+    """This process's environment for podman and podman-compose: ``CONTAINERS_CONF`` defaults to
+    deploy/podman/containers.conf where runc is installed (it names runc)."""
+    env = dict(os.environ)
+    if "CONTAINERS_CONF" not in env and PODMAN_CONF.exists() and shutil.which("runc"):
+        env["CONTAINERS_CONF"] = str(PODMAN_CONF)
+    return env
+
+
+def podman_compose_command() -> list[str] | None:
+    """podman-compose: $LESSLABELS_PODMAN_COMPOSE, else deploy/podman-setup.sh's .venv-compose, else PATH."""
+    for candidate in (
+        os.environ.get("LESSLABELS_PODMAN_COMPOSE", ""),
+        str(ROOT / ".venv-compose" / "bin" / "podman-compose"),
+        shutil.which("podman-compose") or "",
+    ):
+        if candidate and os.access(candidate, os.X_OK):
+            return [candidate]
+    return None
+
+
+def podman_unavailable_reason() -> str | None:
+    """None when podman and podman-compose are usable, else why not (running a container is checked
+    once an image exists: :meth:`DockerTopology.check_runs`)."""
+    if shutil.which("podman") is None:
+        return "podman is not installed (deploy/podman-setup.sh installs it)"
+    if podman_compose_command() is None:
+        return "podman-compose is not installed (deploy/podman-setup.sh installs it into .venv-compose)"
+    info = subprocess.run(
+        ["podman", "info", "--format", "{{.Host.OCIRuntime.Name}}"],
+        capture_output=True,
+        text=True,
+        env=podman_environment(),
+    )
+    if info.returncode != 0:
+        first = ((info.stderr or info.stdout).strip().splitlines() or ["podman info failed"])[0]
+        return f"podman cannot run here ({first[:200]})"
+    return None
+
+
+def engine_unavailable_reason(engine: str) -> str | None:
+    return podman_unavailable_reason() if engine == "podman" else docker_unavailable_reason()
+
+
 _PROJECTS = itertools.count(1)
 
 
 class DockerTopology:
-    """The same interface over ``docker compose`` (project ``lesslabels-it-<pid>-<n>``).
+    """The same interface over a real compose run: ``docker compose``, or ``podman-compose`` with
+    ``engine="podman"`` (project ``lesslabels-it-<pid>-<n>``).
 
     Test-only override: the pool and trainer are published on loopback too (only scorer and
     coordinator are public in the real file) so the suite can import data and check the pool;
-    ``mounts`` are host folders bind-mounted read-only at the same path into trainer and scorer
-    (the tiny test model). The CPU override drops the GPU reservation.
-    """
+    ``mounts`` are host folders bind-mounted read-only at the same path into trainer and scorer,
+    as their model folders (the tiny test model). The CPU override drops the GPU reservation.
 
-    backend = "docker"
+    podman-compose does not gate start-up on health checks (podman 4.3 cannot wait for them, and
+    without systemd it never runs them): ``up`` starts everything at once and then runs each
+    service's health check itself, as ``docker compose up --wait`` would, until all pass. Container
+    state (running, restart count, published port, host PID) comes from the engine's ``inspect``.
+    """
 
     def __init__(
         self,
@@ -774,14 +831,19 @@ class DockerTopology:
         variables: Mapping[str, str] | None = None,
         mounts: Iterable[str] = (),
         startup_timeout: float = 900.0,
+        engine: str = "docker",
+        check_variables: bool = True,
     ):
+        if engine not in ("docker", "podman"):
+            raise ValueError(f"engine must be docker or podman, not {engine!r}")
+        self.engine = engine
         self.compose_file = pathlib.Path(compose_file)
         self.workdir = pathlib.Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.startup_timeout = startup_timeout
         self.variables = dict(variables or {})
         self.services = parse(load(self.compose_file, self.variables), self.compose_file.parent)
-        check_wiring(self.services)
+        check_wiring(self.services, check_variables=check_variables)
         self.project = f"lesslabels-it-{os.getpid()}-{next(_PROJECTS)}"
         # Own image tags: never replace the images of a real deployment on the same host.
         self.variables.setdefault("LESSLABELS_VERSION", "integration-test")
@@ -796,31 +858,120 @@ class DockerTopology:
             binds = [f"{path}:{path}:ro" for path in mounts]
             if binds and name in ("trainer", "scorer"):
                 entry["volumes"] = binds
+                # Base models come only from the bundled one, the checkpoint store and the model folders.
+                entry["environment"] = {"LESSLABELS_MODEL_DIR": os.pathsep.join(str(path) for path in mounts)}
             if entry:
                 override["services"][name] = entry
         self.override_file = self.workdir / "docker-compose.test.yml"
         self.override_file.write_text(yaml.safe_dump(override))
         self.files = [self.compose_file, CPU_OVERRIDE, self.override_file]
+        self._containers: dict[str, str] = {}
+
+    @property
+    def backend(self) -> str:
+        return self.engine
+
+    # ------------------------------------------------------------ the two command-line tools
+
+    def _environment(self) -> dict[str, str]:
+        env = podman_environment() if self.engine == "podman" else dict(os.environ)
+        env = {k: v for k, v in env.items() if not k.startswith("LESSLABELS_")}
+        env.update(self.variables)
+        return env
 
     def _compose(self, *args: str, check: bool = True, timeout: float | None = None) -> subprocess.CompletedProcess:
-        argv = ["docker", "compose", "-p", self.project]
+        if self.engine == "podman":
+            argv = [*(podman_compose_command() or ["podman-compose"]), "-p", self.project]
+        else:
+            argv = ["docker", "compose", "-p", self.project]
         for path in self.files:
             argv += ["-f", str(path)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LESSLABELS_")}
-        env.update(self.variables)
         proc = subprocess.run(
-            argv + list(args), capture_output=True, text=True, env=env, timeout=timeout or self.startup_timeout
+            argv + list(args),
+            capture_output=True,
+            text=True,
+            env=self._environment(),
+            timeout=timeout or self.startup_timeout,
+            cwd=self.compose_file.parent,
         )
         if check and proc.returncode != 0:
-            raise ComposeError(f"docker compose {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+            raise ComposeError(
+                f"{self.engine} compose {' '.join(args)} failed ({proc.returncode}):\n"
+                f"{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+            )
         return proc
 
+    def _engine(self, *args: str, check: bool = True, timeout: float = 120.0) -> subprocess.CompletedProcess:
+        proc = subprocess.run(
+            [self.engine, *args], capture_output=True, text=True, env=self._environment(), timeout=timeout
+        )
+        if check and proc.returncode != 0:
+            raise ComposeError(f"{self.engine} {' '.join(args)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        return proc
+
+    def container(self, name: str) -> str:
+        """The id of the service's container (the one ``up`` made; a restart keeps it)."""
+        if name not in self._containers:
+            proc = self._engine(
+                "ps",
+                "-a",
+                "-q",
+                "--no-trunc",
+                "--filter",
+                f"label=com.docker.compose.project={self.project}",
+                "--filter",
+                f"label=com.docker.compose.service={name}",
+            )
+            ids = proc.stdout.split()
+            if len(ids) != 1:
+                raise ComposeError(f"service {name}: expected one container, found {ids}")
+            self._containers[name] = ids[0]
+        return self._containers[name]
+
+    def inspect(self, name: str, template: str) -> str:
+        return self._engine("inspect", "--format", template, self.container(name)).stdout.strip()
+
+    # ------------------------------------------------------------ life cycle
+
+    def build(self) -> None:
+        """Build the images the file builds (``compose build``), each image once: services that
+        share an image (pool, scorer, coordinator and web share ``lesslabels``) are built by the
+        first of them, one at a time (podman-compose would otherwise build every service's copy
+        of the same image side by side)."""
+        document = load(self.compose_file, self.variables)
+        builders: dict[str, str] = {}
+        for name, spec in document["services"].items():
+            if (spec or {}).get("build") is not None:
+                builders.setdefault(str(spec.get("image", name)), name)
+        for name in builders.values():
+            self._compose(*(["--parallel", "1"] if self.engine == "podman" else []), "build", name)
+
+    def check_runs(self, image: str) -> str | None:
+        """None when the engine runs a container of ``image`` here, else why not."""
+        proc = self._engine("run", "--rm", "--entrypoint", "true", image, check=False, timeout=120)
+        if proc.returncode != 0:
+            return f"{self.engine} cannot run a container here: {(proc.stderr or proc.stdout).strip()[-400:]}"
+        return None
+
     def up(self, names: Iterable[str] | None = None) -> DockerTopology:
-        self._compose("up", "-d", "--build", "--wait", *(names or []))
+        names = list(names or [])
+        if self.engine == "docker":
+            self._compose("up", "-d", "--build", "--wait", *names)
+            return self
+        self._compose("up", "-d", *names)
+        for name in dependency_closure(self.services, names or self.services):
+            self.wait_healthy(name)
         return self
 
     def start(self, name: str, *, with_deps: bool = True, wait: bool = True) -> None:
-        self._compose("up", "-d", *([] if with_deps else ["--no-deps"]), *(["--wait"] if wait else []), name)
+        no_deps = [] if with_deps else ["--no-deps"]
+        if self.engine == "docker":
+            self._compose("up", "-d", *no_deps, *(["--wait"] if wait else []), name)
+            return
+        self._compose("up", "-d", *no_deps, name)
+        if wait:
+            for dependency in dependency_closure(self.services, [name]) if with_deps else [name]:
+                self.wait_healthy(dependency)
 
     def run(
         self, name: str, args: list[str], *, binds: Mapping[str, str] | None = None, timeout: float = 300.0
@@ -830,7 +981,7 @@ class DockerTopology:
 
     def address(self, name: str) -> str:
         port = self.services[name].port
-        published = self._compose("port", name, str(port)).stdout.strip().splitlines()[0]
+        published = self._engine("port", self.container(name), f"{port}/tcp").stdout.strip().splitlines()[0]
         return "127.0.0.1:" + published.rsplit(":", 1)[1]
 
     def public_address(self, name: str) -> str:
@@ -839,10 +990,17 @@ class DockerTopology:
         return self.address(name)
 
     def is_running(self, name: str) -> bool:
-        return bool(self._compose("ps", "-q", "--status", "running", name, check=False).stdout.strip())
+        try:
+            return self.inspect(name, "{{.State.Running}}") == "true"
+        except ComposeError:
+            return False
 
     def health(self, name: str) -> tuple[bool, str]:
-        proc = self._compose("exec", "-T", name, *self.services[name].healthcheck, check=False, timeout=60)
+        """Run the service's health check once in its container (``compose exec``)."""
+        try:
+            proc = self._engine("exec", self.container(name), *self.services[name].healthcheck, check=False, timeout=60)
+        except (ComposeError, subprocess.TimeoutExpired) as exc:
+            return False, str(exc)
         return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
 
     def wait_healthy(self, name: str, timeout: float | None = None) -> None:
@@ -856,36 +1014,37 @@ class DockerTopology:
             time.sleep(1.0)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        """Kill the service's process inside its container (tini, PID 1, then exits with it), so the
-        restart policy applies: ``docker kill`` would count as a manual stop and skip it."""
-        script = (
-            "import os\n"
-            "for p in os.listdir('/proc'):\n"
-            " if p.isdigit() and int(p) not in (1, os.getpid()):\n"
-            "  try: c = open(f'/proc/{p}/cmdline','rb').read().split(b'\\0')\n"
-            "  except OSError: continue\n"
-            f"  if b'lesslabels' in b' '.join(c) and b'{name}' in c: os.kill(int(p), {int(sig)})\n"
-        )
-        self._compose("exec", "-T", name, "python", "-c", script, check=False, timeout=60)
+        """Kill the container's first process (``init: true``'s init, with the service under it) from
+        the host, as a crash or the kernel's OOM killer would: the container exits and its restart
+        policy applies (``docker kill`` / ``podman kill`` count as a manual stop and skip it)."""
+        pid = int(self.inspect(name, "{{.State.Pid}}"))
+        if pid <= 0:
+            raise ComposeError(f"service {name} is not running")
+        os.kill(pid, sig)
 
     def restarts(self, name: str) -> int:
-        container = self._compose("ps", "-q", "-a", name).stdout.strip().splitlines()[0]
-        proc = subprocess.run(
-            ["docker", "inspect", "--format", "{{.RestartCount}}", container],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return int(proc.stdout.strip())
+        return int(self.inspect(name, "{{.RestartCount}}"))
 
     def stop(self, name: str, grace: float = 15.0) -> None:
         self._compose("stop", "-t", str(int(grace)), name)
 
     def logs(self, name: str) -> str:
-        return self._compose("logs", "--no-color", name, check=False).stdout
+        try:
+            proc = self._engine("logs", self.container(name), check=False)
+        except ComposeError as exc:
+            return str(exc)
+        return proc.stdout + proc.stderr
+
+    def volumes(self) -> list[str]:
+        """The project's named volumes that exist now."""
+        proc = self._engine(
+            "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={self.project}", check=False
+        )
+        return proc.stdout.split()
 
     def down(self) -> None:
         self._compose("down", "-v", "--remove-orphans", "-t", "10", check=False)
+        self._containers.clear()
 
     def __enter__(self) -> DockerTopology:
         return self
