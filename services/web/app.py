@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import pathlib
+import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -66,8 +67,23 @@ class WebSettings:
     login_refill_seconds: float = 6.0
 
 
+#: Where a service listens is the operator's business, not the page's: "pool at 10.0.0.5:50051: ..."
+#: is shown as "pool: ...", and a bare address as "(a service address)".
+_SERVICE_AT = re.compile(r"\b(pool|coordinator|scorer|trainer) at \S+?:\d+(?=[:\s,;)]|$)")
+_ADDRESS = re.compile(r"(?:\b(?:ipv4|ipv6|dns|unix):)?\[?[\w.:-]*?(?:\d{1,3}\.){3}\d{1,3}\]?:\d+|\blocalhost:\d+")
+
+
 def status_of(exc: Exception) -> int:
     return HTTP_STATUS.get(getattr(exc, "code", ""), 500)
+
+
+def public_message(exc: Exception) -> str:
+    """What a page says of a service's error: its message without internal addresses; a service that
+    did not answer is named, not located."""
+    if getattr(exc, "code", "") in ("UNAVAILABLE", "CANCELLED"):
+        service = getattr(exc, "service", "") or "a"
+        return f"the {service} service did not answer (it may be starting or stopped): try again in a moment"
+    return _ADDRESS.sub("(a service address)", _SERVICE_AT.sub(r"\1", str(exc)))
 
 
 def _shown(value):
@@ -124,7 +140,9 @@ def create_app(backend, settings: WebSettings | None = None, clock: Callable[[],
 
     @app.exception_handler(errors.LessLabelsError)
     async def domain_error(request: Request, exc: errors.LessLabelsError):
-        return _error_response(request, status_of(exc), str(exc))
+        if status_of(exc) >= 500:
+            log.warning("event=web_error path=%s error=%r", request.url.path, str(exc))
+        return _error_response(request, status_of(exc), public_message(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):

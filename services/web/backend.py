@@ -26,6 +26,7 @@ from lesslabels.client import (
 from lesslabels.common.config import ClientTLS
 from lesslabels.contract import FastHead, vocabulary
 from lesslabels.web.agreement import label_agreement, pair_agreement
+from lesslabels.web.importform import ImportOptions
 from lesslabels.web.picker import LOW_CONFIDENCE, first_batch_order
 
 log = logging.getLogger(__name__)
@@ -290,11 +291,46 @@ class SdkBackend:
         result = self.pool.review_labels(name, [(sample_id, label)], reviewer=reviewer, idempotency_key=key)
         return {"sample_id": sample_id, "label": dict(result.labels).get(sample_id, label)}
 
-    def import_data(self, dataset: str, data: bytes, split: str = "train") -> dict:
-        if split not in vocabulary.SPLITS:
-            raise InvalidArgument(f"unknown split {split!r} (train, test or dev)")
-        summary = self.pool.import_chunks(dataset, [data], split=split, create=True)
-        return {"dataset": summary.dataset, "imported": summary.imported, "duplicate_rows": summary.duplicate_rows}
+    def import_data(
+        self, dataset: str, data: bytes, split: str = "train", options: ImportOptions | None = None, check: bool = False
+    ) -> dict:
+        """Import a file (``check``: a dry run, nothing stored) with the form's column mapping; the
+        summary as the pool reports it: columns read and left out, rows per label and split, and the
+        rows repeating a text."""
+        options = options or ImportOptions(dataset=dataset, split=split)
+        problems = options.problems()
+        if problems:
+            raise InvalidArgument(problems[0])
+        summary = self.pool.import_chunks(
+            dataset,
+            [data],
+            split=options.split,
+            format=options.format,
+            create=True,
+            text_column=options.text_column,
+            label_column=options.label_column,
+            id_column=options.id_column,
+            ignore_extra=options.ignore_extra,
+            allow_similar_labels=options.allow_similar_labels,
+            check=check,
+        )
+        order = ("text", "label", "id", "split")
+        read = {f: c for f, c in summary.columns.items() if f != "ignored"}
+        return {
+            "dataset": summary.dataset,
+            "imported": summary.imported,
+            "checked_only": summary.checked_only,
+            "format": summary.format,
+            "columns": sorted(read.items(), key=lambda fc: (order.index(fc[0]) if fc[0] in order else 9, fc[0])),
+            "left_out": summary.columns.get("ignored", ""),
+            "by_label": sorted(summary.by_label.items(), key=lambda kv: (-kv[1], kv[0])),
+            "by_split": sorted(summary.by_split.items()),
+            "duplicate_rows": summary.duplicate_rows,
+            "duplicates": [
+                {"rows": [r + 1 for r in d.rows[:5]], "text": d.text, "first_row": d.first_row + 1}
+                for d in summary.duplicates[:10]
+            ],
+        }
 
     def export_labels(self, dataset: str) -> bytes:
         return self.pool.export_labels(dataset)

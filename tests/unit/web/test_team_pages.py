@@ -3,6 +3,7 @@ spells them, who labelled what on the dataset page, the import's dry run, column
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -174,3 +175,66 @@ def test_two_people_label_an_overlap_run_through_the_web_api(real_stack, tiny_be
             assert "2 texts labelled by two or more people" in dataset and "<strong>1 flagged</strong>" in dataset
     finally:
         backend.close()
+
+
+# -- the web import: a dry run, column mapping, and problems in the form's words -----------------
+
+ROWS = b"".join(
+    json.dumps({"utterance": t, "intent": i, "meta": {"src": "x"}}).encode() + b"\n"
+    for t, i in (("book a flight", "flight"), ("cheapest fare", "airfare"), ("fly to denver", "flight"))
+)
+
+
+def _post_import(client, token, action, **fields):
+    data = {"csrf_token": token, "dataset": "mapped", "split": "train", "action": action, **fields}
+    files = {"file": ("rows.jsonl", ROWS, "application/json")}
+    return client.post("/datasets/import", data=data, files=files, follow_redirects=False)
+
+
+def test_the_web_import_has_a_dry_run_and_column_mapping_and_names_no_flags(pool_address, pool_web):
+    token = CSRF.search(pool_web.get("/datasets").text).group(1)
+    page = pool_web.get("/datasets").text
+    assert 'name="text_column"' in page and 'value="check"' in page and 'name="ignore_extra"' in page
+
+    # The extra key is refused, in the form's words: no CLI flag, nothing stored, the form kept.
+    refused = _post_import(pool_web, token, "check", text_column="utterance", label_column="intent")
+    assert refused.status_code == 400
+    assert "the “Leave out other columns” box" in refused.text and "--" not in refused.text.split("<main>")[1]
+    assert 'value="utterance"' in refused.text and "nothing was stored" in refused.text
+
+    mapping = {"text_column": "utterance", "label_column": "intent", "ignore_extra": "true"}
+    dry = _post_import(pool_web, token, "check", **mapping)
+    assert dry.status_code == 200 and "Dry run: 3 rows would be imported (jsonl). Nothing was stored." in dry.text
+    columns = dry.text[dry.text.index('id="columns-found"') :]
+    assert '<th scope="row">text</th><td>utterance</td>' in columns
+    assert '<th scope="row">label</th><td>intent</td>' in columns
+    assert '<th scope="row">left out (not stored)</th><td>meta</td>' in columns
+    per_label = dry.text[dry.text.index('id="rows-per-label"') :]
+    assert per_label.index(">flight</th><td>2<") < per_label.index(">airfare</th><td>1<")
+    assert '<th scope="row">train</th><td>3</td>' in dry.text and 'id="no-problems"' in dry.text
+    with PoolClient(pool_address, timeout=10) as pool:
+        assert "mapped" not in [d.name for d in pool.list_datasets()]
+
+    done = _post_import(pool_web, token, "import", **mapping)
+    assert done.status_code == 303 and done.headers["location"] == "/datasets/mapped?imported=3"
+    with PoolClient(pool_address, timeout=10) as pool:
+        assert sorted(s.text for s in pool.list_samples("mapped")) == [
+            "book a flight",
+            "cheapest fare",
+            "fly to denver",
+        ]
+
+
+def test_web_errors_name_no_internal_address():
+    from lesslabels.web.backend import Addresses, SdkBackend
+
+    backend = SdkBackend(Addresses("127.0.0.1:9", "127.0.0.1:9", "127.0.0.1:9", timeout=2))
+    try:
+        with TestClient(create_app(backend)) as client:
+            page = client.get("/datasets")
+            api = client.get("/api/runs/1")
+    finally:
+        backend.close()
+    assert page.status_code == 503 and "the pool service did not answer" in page.text
+    assert api.status_code == 503 and "coordinator service did not answer" in api.json()["error"]
+    assert "127.0.0.1" not in page.text + api.text
