@@ -186,6 +186,14 @@ def test_a_person_labels_a_batch_with_the_keyboard_reloads_and_a_second_person_j
     WebDriverWait(ada, 15).until(lambda b: task_visible(b) and text_of(b, "progress") == "3 / 12")
     assert ada.find_element(By.ID, "annotator").get_attribute("value") == "ada"
 
+    # Someone labels the text on Ada's screen elsewhere: her page reads the queue again and moves on.
+    on_screen = text_of(ada, "text")
+    with CoordinatorClient(real_stack.coordinator_address) as coordinator:
+        sample = next(s for s in coordinator.pending_labels(run_id).samples if s.text == on_screen)
+        coordinator.submit_labels(run_id, [(sample.sample_id, gold(on_screen))], annotator="carol")
+    WebDriverWait(ada, 15).until(lambda b: "Someone else labelled the text you had on screen" in text_of(b, "status"))
+    assert text_of(ada, "text") != on_screen and text_of(ada, "progress") == "4 / 12"
+
     # A second person on the same batch: both press on whatever they see until the batch is complete.
     bob = browsers()
     log_in(bob, web_url, path=f"/runs/{run_id}/label")
