@@ -22,10 +22,10 @@ from lesslabels.client.types import (
     Dataset,
     Duplicate,
     ImportSummary,
-    LabelResult,
-    Sample,
     LabelOpinion,
     LabelOpinions,
+    LabelResult,
+    Sample,
     SamplePage,
     SplitCounts,
 )

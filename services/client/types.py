@@ -37,9 +37,9 @@ __all__ = [
     "Duplicate",
     "Hyperparameters",
     "ImportSummary",
-    "LabelResult",
     "LabelOpinion",
     "LabelOpinions",
+    "LabelResult",
     "Metrics",
     "PendingLabels",
     "PendingSample",
@@ -151,15 +151,6 @@ class Annotator:
 
 
 @dataclasses.dataclass(frozen=True)
-class SamplePage:
-    """One page of a sample listing; ``next_page_token`` resumes after it ("" after the last)."""
-
-    samples: tuple[Sample, ...]
-    next_page_token: str
-    total: int  # matching samples, as the pool counted them when the listing began
-
-
-@dataclasses.dataclass(frozen=True)
 class LabelOpinion:
     """One person's latest label of a text (or a reviewer's resolution)."""
 
@@ -179,6 +170,15 @@ class LabelOpinions:
     opinions: tuple[LabelOpinion, ...]
     disputed: bool
     review: LabelOpinion | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplePage:
+    """One page of a sample listing; ``next_page_token`` resumes after it ("" after the last)."""
+
+    samples: tuple[Sample, ...]
+    next_page_token: str
+    total: int  # matching samples, as the pool counted them when the listing began
 
 
 @dataclasses.dataclass(frozen=True)
