@@ -79,8 +79,9 @@ def test_it_runs_what_compose_runs_with_the_same_images_and_ports(rendered):
     ours = {c.command: (c.spec["image"], r.listens(c)) for c in r.containers if c.command}
     assert ours == {s.argv[1]: (compose[name]["image"], {s.port}) for name, s in services.items() if not s.image}
     # The pool's PostgreSQL: the same official image in both.
-    databases = {c.spec["image"] for c in r.containers if c.spec["image"].startswith("postgres:")}
-    assert databases == {compose["postgres"]["image"]} == {"postgres:16"}
+    # Fully qualified, as the compose file names it (podman resolves no short names without a registry list).
+    databases = {c.spec["image"] for c in r.containers if c.spec["image"].rsplit("/", 1)[-1].startswith("postgres:")}
+    assert databases == {compose["postgres"]["image"]} == {"docker.io/library/postgres:16"}
 
 
 @needs_kustomize

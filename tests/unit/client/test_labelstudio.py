@@ -5,6 +5,7 @@ stack, and a checkpoint folder loaded by ``transformers.pipeline`` as is."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
 import sqlite3
 import xml.etree.ElementTree as ET
@@ -350,9 +351,15 @@ def test_hf_export_loads_in_datasets_with_the_label_names(fmt, tmp_path):
         ("to denver, please", "flight"),
         ('a "quoted" fare', "airfare"),
     ]
-    assert [(r["sample_id"], r["annotator"], r["label_source"], r["labelled_at"]) for r in loaded] == [
-        (1, "ada", "human", when),
-        (2, "oracle", "oracle", when),
+
+    # pyarrow's JSON reader takes an ISO time for a timestamp before the declared features make it
+    # text again ("2026-12-01 10:00:00"): the same instant, in UTC, either way.
+    def instant(text: str) -> dt.datetime:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=dt.UTC)
+
+    assert [(r["sample_id"], r["annotator"], r["label_source"], instant(r["labelled_at"])) for r in loaded] == [
+        (1, "ada", "human", instant(when)),
+        (2, "oracle", "oracle", instant(when)),
     ]
     with pytest.raises(InvalidArgument, match="format 'xlsx'"):
         hfexport.render([], "xlsx")
