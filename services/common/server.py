@@ -27,11 +27,26 @@ def status_code(exc: errors.LessLabelsError) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INTERNAL)
 
 
+def public_message(exc: BaseException) -> str:
+    """The error's text as a caller may see it: without the internal addresses of the services it
+    came through (an SDK error names ``pool at 10.0.0.7:50051``; the log keeps them)."""
+    message = str(exc)
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        address = getattr(link, "address", "")
+        if address:
+            message = message.replace(f" at {address}", "")
+        link = link.__cause__ or link.__context__
+    return message
+
+
 def _abort_for(exc: BaseException, context: grpc.ServicerContext, method: str) -> None:
     """Turn an exception raised by a handler into the call's status. Always raises."""
     if isinstance(exc, errors.LessLabelsError):
         log.info("rpc=%s status=%s error=%r", method, exc.code, str(exc))
-        context.abort(status_code(exc), errors.bounded(str(exc)))
+        context.abort(status_code(exc), errors.bounded(public_message(exc)))
     log.error("rpc=%s status=INTERNAL unexpected error", method, exc_info=exc)
     # Only the type goes to the caller: an unexpected error's text can name server files.
     context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method} ({type(exc).__name__}); see the server's log")

@@ -277,6 +277,29 @@ def test_training_and_scoring_progress_reach_get_run_and_watch_run(coordinator, 
     assert ended.message == "" and not ended.HasField("progress")
 
 
+def test_errors_from_services_behind_the_coordinator_name_no_internal_address(fake_stack, caplog):
+    """Issue 25 F8: a downstream error reaches the public caller as "pool: ...", never "pool at
+    127.0.0.1:1: ..."; the coordinator's log keeps the address."""
+    from lesslabels.client import PoolClient
+
+    dead = "127.0.0.1:1"
+    core = fake_stack.coordinator(pool=PoolClient(dead, timeout=2))
+    server = Server(server_settings_for_tests(), [registration(CoordinatorServicer(core))], name="coordinator")
+    port = server.start()
+    server.set_serving()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = coordinator_pb2_grpc.CoordinatorServiceStub(channel)
+            with caplog.at_level("INFO"):
+                code, details = _code(lambda: _start(stub, _config()))
+    finally:
+        server.stop(0)
+        core.close()
+    assert code == grpc.StatusCode.UNAVAILABLE
+    assert details.startswith("pool: ") and dead not in details, details
+    assert dead in caplog.text  # the operator still sees where
+
+
 def test_human_labelling_over_rpc(coordinator, fake_stack):
     run = _start(coordinator, _config(oracle=run_pb2.ORACLE_MODE_HUMAN, asynchronous=False))
     pending = wait_for(
