@@ -4,8 +4,8 @@ In an asynchronous run (``RunConfig.is_asynchronous``) a round is a model versio
 People label from the run's queue, its pending acquisitions of any round, while the run's worker
 fine-tunes in the background:
 
-- every ``refill_every`` labels (and whenever fewer than ``refill_every`` texts are left) the queue
-  is topped up to ``RunConfig.queue_size`` texts, ranked by the run's strategy with the fast head
+- every ``refill_every`` labels (and whenever fewer than ``refill_every`` texts are left, or someone
+  asks for texts from an empty queue) the queue is topped up to ``RunConfig.queue_size`` texts, ranked by the run's strategy with the fast head
   (the scorer's logistic regression on the base encoder's cached embeddings, refit on every label
   at each call), or drawn at random while the labels hold fewer than two classes;
 - after each fine-tune the SELECT step tops it up from that checkpoint's scores instead;
@@ -99,6 +99,10 @@ class QueueKeeper:
         texts returned are leased to them, and the texts of the overlap share that one other person
         labelled come first, their label left out (module docstring)."""
         waiting = self.runs.list_acquisitions(run.id, pending_only=True)
+        if not waiting and run.state in vocabulary.ACTIVE_RUN_STATES and run.step not in ("SEED", "DONE"):
+            # Labels ask for refills; with nothing to label none would come, after a refill that
+            # failed (the scorer down) or died with a killed coordinator. Asking for texts does.
+            self.request_refill(run.id)
         now = self._clock()
         ordered = self.second_opinions_due(run, annotator) + sorted(waiting, key=lambda a: -a.round)
         with self._lock:

@@ -5,6 +5,8 @@ a simulated annotator drives the same mode for benchmarks (issue 23, item 2)."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from lesslabels import contract
@@ -276,3 +278,35 @@ def test_a_round_records_the_labels_its_fine_tune_started_with_not_those_that_ca
     assert runs.get_run(run.id).step == "LABEL"
     _label(core, fake_stack, run.id, "alice", 3)
     wait_for(lambda: runs.get_run(run.id).step != "LABEL", what="round 1's fine-tune to start")
+
+
+def test_a_queue_that_ran_dry_while_the_scorer_was_down_is_refilled_when_someone_asks(fake_stack, monkeypatch):
+    """Each label's refill failed while the fast head was unavailable, the person labelled the queue
+    empty, and the run waits for more labels than it had texts: nobody can label, so no label asks
+    for a refill again. Asking for texts does, once the scorer is back (a person's page polls)."""
+    down = threading.Event()
+    down.set()
+    score = fake_stack.scorer.score_pool_chunks
+
+    def fast_head_down(samples, **options):
+        if options.get("fast_head") is not None and down.is_set():
+            raise errors.Unavailable("the scorer is restarting")
+        return score(samples, **options)
+
+    monkeypatch.setattr(fake_stack.scorer, "score_pool_chunks", fast_head_down)
+    core = fake_stack.coordinator()
+    run = core.start_run(config(batch_size=contract.Amount(count=10)))
+    runs = fake_stack.runs
+    wait_for_state(runs, run.id, "WAITING_FOR_LABELS")
+    _label(core, fake_stack, run.id, "alice", 6)
+    _label(core, fake_stack, run.id, "bob", 2)
+    # Round 0 fine-tunes on the seed set; its SELECT tops the queue up from the checkpoint (6 texts).
+    wait_for(lambda: (r := runs.get_run(run.id)).round == 1 and r.state == "WAITING_FOR_LABELS", what="round 1 to wait")
+    while _label(core, fake_stack, run.id, "alice", 3):
+        pass
+    wait_for(lambda: run.id not in core.queue._refilling, what="the failed refills to end")
+    assert runs.get_run(run.id).labelled_count == 14 < 18  # round 1 is due at 8 + 10 labels
+    assert core.pending_labels(run.id, "alice").samples == ()
+    down.clear()  # the scorer is back
+    refilled = wait_for(lambda: core.pending_labels(run.id, "alice").samples, 10, what="the queue to be refilled")
+    assert all(a.strategy == "entropy" for a in refilled)
