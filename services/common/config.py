@@ -195,6 +195,8 @@ class ServerSettings:
     #: stream gets RESOURCE_EXHAUSTED. Health Watch streams hold no thread (grpc's non-blocking
     #: health servicer) and have a budget of the same size.
     max_streams: int = 512
+    #: Port of the Prometheus ``/metrics`` HTTP endpoint, on ``host``; 0 = none.
+    metrics_port: int = 0
 
     @property
     def outbound_token(self) -> str:
@@ -249,6 +251,13 @@ def add_server_flags(parser: argparse.ArgumentParser, default_port: int) -> None
         type=int,
         help="response streams served at once (each its own thread); more get RESOURCE_EXHAUSTED",
     )
+    add_flag(
+        parser,
+        "--metrics-port",
+        default=0,
+        type=int,
+        help="serve Prometheus metrics over HTTP at this port, on --host, path /metrics (0 = off)",
+    )
 
 
 def server_settings(args: argparse.Namespace) -> ServerSettings:
@@ -258,6 +267,12 @@ def server_settings(args: argparse.Namespace) -> ServerSettings:
         raise SystemExit(f"--max-message-mb {args.max_message_mb}: must be positive")
     if args.workers <= 0 or args.max_streams <= 0:
         raise SystemExit(f"--workers {args.workers} / --max-streams {args.max_streams}: must be positive")
+    if not 0 <= args.metrics_port <= 65535:
+        raise SystemExit(f"error: --metrics-port {args.metrics_port}: must be within 0..65535 (0 = no metrics)")
+    if args.metrics_port and args.metrics_port == args.port:
+        raise SystemExit(
+            f"error: --metrics-port {args.metrics_port} is --port as well: give the metrics their own port"
+        )
     refusal = open_bind_refusal(args.host, args.token or args.internal_token, args.insecure)
     if refusal:
         raise SystemExit(f"error: {refusal}")
@@ -286,4 +301,5 @@ def server_settings(args: argparse.Namespace) -> ServerSettings:
         log_level=args.log_level,
         workers=args.workers,
         max_streams=args.max_streams,
+        metrics_port=args.metrics_port,
     )

@@ -7,6 +7,7 @@ import hmac
 import logging
 import signal
 import threading
+import time
 from concurrent import futures
 from collections.abc import Callable, Iterable
 
@@ -14,7 +15,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from lesslabels.common import errors
+from lesslabels.common import errors, metrics
 from lesslabels.common.config import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,80 @@ def _rewrap(handler: grpc.RpcMethodHandler, wrap_unary, wrap_stream) -> grpc.Rpc
     if handler.stream_unary:
         return grpc.stream_unary_rpc_method_handler(wrap_unary(handler.stream_unary), **kw)
     return grpc.stream_stream_rpc_method_handler(wrap_stream(handler.stream_stream), **kw)
+
+
+def _rpc_type(handler: grpc.RpcMethodHandler) -> str:
+    if handler.unary_unary:
+        return "unary"
+    if handler.unary_stream:
+        return "server_stream"
+    if handler.stream_unary:
+        return "client_stream"
+    return "bidi_stream"
+
+
+def _code(context: grpc.ServicerContext, default: str) -> str:
+    """The status the handler set (``abort``, ``set_code``), else ``default``."""
+    code = context.code()  # type: ignore[attr-defined]  # grpc has it; its stubs do not
+    return code.name if isinstance(code, grpc.StatusCode) else default
+
+
+class MetricsInterceptor(grpc.ServerInterceptor):
+    """Counts every call of a registered method (``lesslabels.common.metrics``): started, finished
+    by status code, latency, in flight. Registered first, so calls the token check refuses count
+    too. Unknown methods (grpc answers UNIMPLEMENTED) are not counted: a method label only takes
+    the names the server registered. The health service is passed through, as ErrorInterceptor
+    does, for the same reason."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        if handler_call_details.method.startswith(_HEALTH_PREFIX):
+            return continuation(handler_call_details)
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        service, _, name = handler_call_details.method.lstrip("/").rpartition("/")
+        labels = (service, name, _rpc_type(handler))
+        started = metrics.GRPC_STARTED.labels(*labels)
+        seconds = metrics.GRPC_SECONDS.labels(*labels)
+        in_flight = metrics.GRPC_IN_FLIGHT.labels(*labels)
+
+        def begin() -> float:
+            started.inc()
+            in_flight.inc()
+            return time.perf_counter()
+
+        def finish(begun: float, code: str) -> None:
+            seconds.observe(time.perf_counter() - begun)
+            in_flight.dec()
+            metrics.GRPC_HANDLED.labels(*labels, code).inc()
+
+        def wrap_unary(fn):
+            def call(request, context):
+                begun, code = begin(), "UNKNOWN"  # an exception grpc turns into UNKNOWN
+                try:
+                    response = fn(request, context)
+                    code = "OK"
+                    return response
+                finally:
+                    finish(begun, _code(context, code))
+
+            return call
+
+        def wrap_stream(fn):
+            def call(request, context):
+                begun, code = begin(), "UNKNOWN"
+                try:
+                    yield from fn(request, context)
+                    code = "OK"
+                except GeneratorExit:  # the caller went away mid-stream
+                    code = "CANCELLED"
+                    raise
+                finally:
+                    finish(begun, _code(context, code))
+
+            return call
+
+        return _rewrap(handler, wrap_unary, wrap_stream)
 
 
 class TokenInterceptor(grpc.ServerInterceptor):
@@ -242,7 +317,7 @@ class Server:
         self._services = list(services)
         self._stopped = threading.Event()
         self._on_stop: list[Callable[[], None]] = []
-        interceptors: list[grpc.ServerInterceptor] = []
+        interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor()]
         if settings.token or settings.internal_token:
             interceptors.append(
                 TokenInterceptor(
@@ -285,6 +360,7 @@ class Server:
         reflection.enable_server_reflection(names, self._server)
         self._served = [n for s in self._services for n in s.names]
         self.port: int | None = None
+        self._metrics_http: metrics.WSGIServer | None = None
 
     def on_stop(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` after the server stopped accepting calls (close pools, stop workers)."""
@@ -298,6 +374,14 @@ class Server:
             self.port = self._server.add_secure_port(self.settings.bind_address, credentials)
         if self.port == 0:
             raise RuntimeError(f"cannot bind {self.settings.bind_address}")
+        if self.settings.metrics_port:
+            self._metrics_http = metrics.start_http(self.settings.metrics_port, self.settings.host)
+            log.info(
+                "event=metrics server=%s address=%s:%d path=/metrics",
+                self.name,
+                self.settings.host,
+                self.settings.metrics_port,
+            )
         self._set_status(health_pb2.HealthCheckResponse.NOT_SERVING)
         self._server.start()
         log.info(
@@ -334,6 +418,8 @@ class Server:
         # grpc's polling thread wait for that lock: with hundreds of watchers the stop hung
         # (tests/unit/common/test_server.py flood test). Stopping ends the watch streams instead.
         self._server.stop(grace).wait()
+        if self._metrics_http is not None:
+            metrics.stop_http(self._metrics_http)
         for callback in reversed(self._on_stop):
             try:
                 callback()

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from lesslabels.common import errors
+from lesslabels.common import errors, metrics
 from lesslabels.common.timeutil import rfc3339, utcnow
 from lesslabels.contract.metrics import classification_metrics
 from lesslabels import contract
@@ -99,7 +99,12 @@ class StepRunner:
             "SCORE": self._score,
             "SELECT": self._select,
         }[run.step]
-        handler(worker, run)
+        begun, outcome = time.perf_counter(), "error"
+        try:
+            handler(worker, run)
+            outcome = "ok"
+        finally:
+            metrics.COORDINATOR_STEP_SECONDS.labels(run.step, outcome).observe(time.perf_counter() - begun)
 
     def advance(
         self,
@@ -132,6 +137,8 @@ class StepRunner:
                 acquisitions=acquisitions,
                 acquisition_round=acquisition_round,
             )
+        if updated.round > run.round:
+            metrics.COORDINATOR_ROUNDS.inc()
         # The configuration never changes: keep the one decoded when the worker first read the run.
         updated = dataclasses.replace(updated, config=run.config)
         worker.run = updated

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from lesslabels.common import errors
+from lesslabels.common import errors, metrics
 from lesslabels.common.plaintext import check_name
 from lesslabels.contract.vocabulary import SOURCES
 from lesslabels.pool import counts
@@ -148,7 +148,9 @@ class LabelsPart(StorePart):
                 _review_in_runs(session, dataset, assignments, annotator, idempotency_key)
             return result
 
-        return self._writing(submit)
+        recorded = self._writing(submit)
+        metrics.POOL_LABELS.labels(source).inc(recorded.recorded)
+        return recorded
 
     def reveal_labels(self, run_id: int, sample_ids: Sequence[int], source: str = "oracle") -> LabelResult:
         """The simulated oracle: label samples the run acquired with their hidden gold labels."""
@@ -185,7 +187,9 @@ class LabelsPart(StorePart):
             assignments = [(sid, gold[sid]) for sid in sample_ids]
             return apply_labels(session, dataset, assignments, run_id, source, "oracle", f"reveal:{run_id}")
 
-        return self._writing(reveal)
+        revealed = self._writing(reveal)
+        metrics.POOL_LABELS.labels(source).inc(revealed.recorded)
+        return revealed
 
 
 def apply_labels(

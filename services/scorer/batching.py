@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from lesslabels.common import metrics
+
 log = logging.getLogger(__name__)
 
 #: ``batch_fn(items) -> list of per-item results`` (same length, same order).
@@ -140,6 +142,7 @@ class DynamicBatcher:
             if self._closed.is_set():
                 raise BatcherClosed(f"{self.name} is closed")
             self._queue.put(_Request(items, [int(self._length_fn(x)) for x in items], future, time.monotonic()))
+            metrics.SCORER_QUEUE_TEXTS.inc(len(items))
         return future
 
     def __call__(self, items: Sequence[Any], timeout: float | None = None) -> list[Any]:
@@ -207,6 +210,10 @@ class DynamicBatcher:
             self._process(leftovers)
 
     def _process(self, requests: list[_Request]) -> None:
+        now = time.monotonic()
+        metrics.SCORER_QUEUE_TEXTS.dec(sum(len(r.items) for r in requests))
+        for r in requests:
+            metrics.SCORER_QUEUE_WAIT.observe(now - r.enqueued)
         live = [r for r in requests if r.future.set_running_or_notify_cancel()]
         if not live:
             return
@@ -220,6 +227,8 @@ class DynamicBatcher:
             if self._pool is None and set(owner[rows].tolist()) <= failed.keys():
                 return rows, None, None  # everyone in this batch has already failed
             batch = [items[i] for i in rows]
+            metrics.SCORER_BATCH_SIZE.observe(len(batch))
+            metrics.SCORER_TEXTS.inc(len(batch))
             try:
                 out = self._batch_fn(batch)
                 if out is None or len(out) != len(batch):
@@ -245,7 +254,10 @@ class DynamicBatcher:
             for i, row in zip(rows, out, strict=True):
                 results[i] = row
             self._batches += 1
-            self._padded += len(rows) * max(lengths[i] for i in rows)
+            padded = len(rows) * max(lengths[i] for i in rows)
+            self._padded += padded
+            metrics.SCORER_TOKENS.labels("padded").inc(padded)
+            metrics.SCORER_TOKENS.labels("real").inc(sum(lengths[i] for i in rows))
         self._collections += 1
         self._rows += len(items)
         self._real += sum(lengths)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from google.protobuf import json_format
 
-from lesslabels.common import checkpoints, errors
+from lesslabels.common import checkpoints, errors, metrics
 from lesslabels.common.checkpoints import CheckpointStore
 from lesslabels.contract import Comparison, Hyperparameters, TrainRequest, wire
 from lesslabels.modeling import models
@@ -216,6 +216,11 @@ class Trainer:
             cpu_model = classifier.model.to("cpu")  # type: ignore[arg-type]
             models.save_classifier(cpu_model, classifier.tokenizer, folder)
         checkpoint_id = manifest["id"]
+        metrics.TRAINER_TRAININGS.inc()
+        metrics.TRAINER_STEPS.inc(outcome.steps)
+        metrics.TRAINER_SAMPLES.inc(outcome.samples_seen)
+        metrics.TRAINER_SAMPLES_PER_SECOND.set(outcome.samples_per_second)
+        metrics.TRAINER_SECONDS.observe(outcome.train_seconds)
         if request.run_id and self.keep_checkpoints > 0:
             self.store.apply_retention(request.run_id, self.keep_checkpoints)
         message = f"{outcome.stop_reason}; published checkpoint {checkpoint_id} (best epoch {outcome.best_epoch})"
