@@ -98,6 +98,7 @@ POOL_LABELS = Counter(
 def start_http(port: int, host: str) -> WSGIServer:
     """Serve ``/metrics`` on ``host:port`` in a daemon thread; ``stop_http`` ends it. A port taken
     already raises RuntimeError naming the flag."""
+    prometheus_client.disable_created_metrics()  # no ``_created`` series beside every counter
     try:
         server, _thread = prometheus_client.start_http_server(port, addr=host)
     except OSError as exc:
