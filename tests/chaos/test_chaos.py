@@ -464,7 +464,8 @@ class ScriptedPerson:
         self.gold = gold
         self.run_id = 0
         self.confirmed: dict[int, str] = {}
-        self.retries = 0
+        self.retries = 0  # submissions sent again after UNAVAILABLE or DEADLINE_EXCEEDED
+        self.outages = 0  # other calls that met one (the queue or the run asked for again)
         self.problems: list[str] = []
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._work, name="scripted-person", daemon=True)
@@ -491,6 +492,7 @@ class ScriptedPerson:
                         self.done.wait(ANNOTATOR_SECONDS * len(queued))
                         self._submit(coordinator, {s.sample_id: self.gold[s.text] for s in queued})
             except (Unavailable, DeadlineExceeded):
+                self.outages += 1
                 self.done.wait(0.3)
             except Exception as exc:  # noqa: BLE001 - reported by the test
                 self.problems.append(f"the person stopped on {exc!r}")
@@ -638,7 +640,7 @@ def test_a_service_killed_during_an_asynchronous_run_loses_nothing(topology, tin
             raise AssertionError(f"{plan}: {exc}") from None
         problems = restarted_once(topology, plan.service, restarts)
         problems += check_asynchronous_run(topology, detail, person)
-        retries = f", {person.retries} submissions retried" if person is not None else ""
+        retries = f", person: {person.retries} submissions retried, {person.outages} outages" if person else ""
         print(f"{plan}; run {detail.run.id}, delay {attempt_delay:.3f}s{retries}, {chaos.describe()}")
         assert not problems, f"{plan}; run {detail.run.id}, {chaos.describe()}:\n  " + "\n  ".join(problems)
         if chaos.killed_during_run:
