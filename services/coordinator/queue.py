@@ -5,7 +5,8 @@ People label from the run's queue, its pending acquisitions of any round, while 
 fine-tunes in the background:
 
 - every ``refill_every`` labels (and whenever fewer than ``refill_every`` texts are left, or someone
-  asks for texts from an empty queue) the queue is topped up to ``RunConfig.queue_size`` texts, ranked by the run's strategy with the fast head
+  asks for texts from an empty queue) the queue is topped up to ``RunConfig.queue_size`` texts per
+  person holding texts (``target``), ranked by the run's strategy with the fast head
   (the scorer's logistic regression on the base encoder's cached embeddings, refit on every label
   at each call), or drawn at random while the labels hold fewer than two classes;
 - after each fine-tune the SELECT step tops it up from that checkpoint's scores instead;
@@ -13,7 +14,7 @@ fine-tunes in the background:
 
 Nothing is asked twice: the pool stores each acquisition once per run, and a refill scores only
 samples the run never acquired. Two people never get the same text: ``pending`` leases what it
-hands out to the annotator who asked, for ``LEASE_SECONDS`` or until they label it; a text leased to
+hands out to the annotator who asked (a person who finds the queue held by others makes it grow), for ``LEASE_SECONDS`` or until they label it; a text leased to
 someone else is not shown. Leases live in this process: after a coordinator restart everything
 pending is free again (a text may then reach two people; the second person's label is recorded as
 their own opinion beside the first, never lost and never replacing it). Acquisitions and labels are
@@ -48,6 +49,8 @@ log = logging.getLogger(__name__)
 
 #: How long a text handed to one annotator is kept from the others.
 LEASE_SECONDS = 600.0
+#: Someone who asked for texts this recently is labelling: the queue keeps ``queue_size`` texts for each.
+ACTIVE_SECONDS = 120.0
 #: The strategy name acquisitions of a refill by random draw record (fewer than two classes labelled).
 RANDOM = "random"
 
@@ -87,6 +90,7 @@ class QueueKeeper:
         self._clock = clock
         self._lock = threading.Lock()
         self._leases: dict[tuple[int, int], _Lease] = {}  # (run, sample) -> who holds it until when
+        self._asked: dict[tuple[int, str], float] = {}  # (run, annotator) -> when they last asked for texts
         self._refilled_at: dict[int, int] = {}  # run -> labelled count at its last refill
         self._refilling: set[int] = set()
         self._again: set[int] = set()
@@ -105,18 +109,32 @@ class QueueKeeper:
             self.request_refill(run.id)
         now = self._clock()
         ordered = self.second_opinions_due(run, annotator) + sorted(waiting, key=lambda a: -a.round)
+        limit = run.config.queue_size
         with self._lock:
+            if annotator:
+                self._asked[(run.id, annotator)] = now
             free = [
                 a
                 for a in ordered
                 if (lease := self._leases.get((run.id, a.sample_id))) is None
                 or lease.until <= now
                 or lease.annotator == annotator
-            ][: run.config.queue_size]
+            ][:limit]
             if annotator:
                 for a in free:
                     self._leases[(run.id, a.sample_id)] = _Lease(annotator, now + LEASE_SECONDS)
+        if annotator and len(free) < limit and waiting:
+            # Others hold part of the queue: it grows by queue_size for each person labelling (target).
+            self.request_refill(run.id)
         return free
+
+    def target(self, run: contract.Run) -> int:
+        """How many texts the queue keeps: ``queue_size`` for each person labelling now (who asked for
+        texts in the last ``ACTIVE_SECONDS``; at least one)."""
+        now = self._clock()
+        with self._lock:
+            people = [1 for (run_id, _), at in self._asked.items() if run_id == run.id and now - at < ACTIVE_SECONDS]
+        return run.config.queue_size * max(1, len(people))
 
     def second_opinions_due(self, run: contract.Run, annotator: str) -> list[contract.Acquisition]:
         """The texts of the overlap share that exactly one other named person labelled, as ``annotator``
@@ -139,6 +157,8 @@ class QueueKeeper:
         with self._lock:
             for key in [k for k in self._leases if k[0] == run_id]:
                 del self._leases[key]
+            for asked in [k for k in self._asked if k[0] == run_id]:
+                del self._asked[asked]
             self._refilled_at.pop(run_id, None)
 
     # ------------------------------------------------------------------ refills
@@ -187,7 +207,7 @@ class QueueKeeper:
         if not config.is_asynchronous or run.state not in vocabulary.ACTIVE_RUN_STATES or run.step in ("SEED", "DONE"):
             return 0
         pending = self.runs.list_acquisitions(run.id, pending_only=True)
-        k = config.queue_size - len(pending)
+        k = self.target(run) - len(pending)
         budget = label_budget(run)
         if budget:
             k = min(k, budget - run.labelled_count - len(pending))

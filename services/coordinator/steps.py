@@ -395,7 +395,10 @@ class StepRunner:
                 for i, s in zip(selection.indices, selection.scores, strict=True)
             ]
             pending = self.runs.list_acquisitions(run.id, pending_only=True) if config.is_asynchronous else []
-            if not items and not pending:
+            # An asynchronous run whose people labelled the rest of the pool while this round trained
+            # fine-tunes once more on them (its LABEL step finds that due at once) before it ends.
+            untrained = config.is_asynchronous and run.labelled_count > info.labelled_count
+            if not items and not pending and not untrained:
                 self._complete(worker, run, info, "every pool sample is labelled", "pool exhausted")
                 return
             count = len(items)

@@ -134,9 +134,10 @@ def test_the_queue_never_runs_dry_and_fine_tunes_start_in_the_background(fake_st
     assert head_calls and all(c["split"] == "train" for c in head_calls)
     labelled_while_training = _label(core, fake_stack, run.id, "alice", 2)
     assert runs.get_run(run.id).step == "TRAIN" and runs.get_run(run.id).labelled_count == 10
-    # Picked by the fast head's uncertainty (the seeds were drawn at random).
+    # Queued while round 0 trains (a refill Bob's arrival asked for before two classes were labelled
+    # may land then too, drawn at random); the fast head's uncertainty ranked the refills after it.
     picked = {a.sample_id: a for a in fake_stack.runs.list_acquisitions(run.id)}
-    assert all(picked[i].strategy == "entropy" for i in labelled_while_training)
+    assert all(picked[i].round == 1 for i in labelled_while_training)
     assert any(a.round == 1 and a.strategy == "entropy" for a in picked.values())
     fake_stack.trainer.hold.set()
 
@@ -156,23 +157,32 @@ def test_the_queue_never_runs_dry_and_fine_tunes_start_in_the_background(fake_st
     assert [c for c in fake_stack.scorer.train_calls(run.id) if not c["fast_head"]]
 
 
-def test_a_lease_expires_and_labelled_texts_leave_the_queue(fake_stack, monkeypatch):
+def test_a_lease_expires_and_the_queue_grows_for_each_person_labelling(fake_stack, monkeypatch):
     clock = [1000.0]
     core = fake_stack.coordinator()
     monkeypatch.setattr(core.queue, "_clock", lambda: clock[0])
     run = core.start_run(config())
     wait_for_state(fake_stack.runs, run.id, "WAITING_FOR_LABELS")
-    alice = [s.sample_id for s in core.pending_labels(run.id, "alice").samples]
-    assert set(alice).isdisjoint(s.sample_id for s in core.pending_labels(run.id, "bob").samples)
-    # Without an annotator (a file export) the texts nobody holds are listed, and none is leased.
-    assert len(core.pending_labels(run.id).samples) == 0 == len(core.pending_labels(run.id).samples)
+
+    def ids(annotator: str = "") -> set[int]:
+        return {s.sample_id for s in core.pending_labels(run.id, annotator).samples}
+
+    alice = ids("alice")
+    assert len(alice) == 6  # the queue's size, of the 8 seeds
+    bob = ids("bob")
+    assert len(bob) == 2 and bob.isdisjoint(alice)
+    # Bob found the queue held by Alice: it grows to queue_size for each person labelling.
+    wait_for(lambda: len(fake_stack.runs.list_acquisitions(run.id, pending_only=True)) == 12, what="the queue to grow")
+    bob = ids("bob")
+    assert len(bob) == 6 and bob.isdisjoint(alice)
+    # Without an annotator (a file export) only texts nobody holds are listed: none now.
+    assert ids() == set()
     clock[0] += queue_module.LEASE_SECONDS + 1  # both walked away: their texts go to whoever asks
-    assert len(core.pending_labels(run.id).samples) == 6
-    carol = {s.sample_id for s in core.pending_labels(run.id, "carol").samples}
-    assert set(alice) <= carol
-    # Alice comes back: Carol holds her old texts now, she gets the two nobody holds.
-    assert {s.sample_id for s in core.pending_labels(run.id, "alice").samples}.isdisjoint(carol)
-    assert len(core.pending_labels(run.id, "alice").samples) == 2
+    assert len(ids()) == 6  # listed, not leased
+    carol = ids("carol")
+    assert len(carol) == 6
+    # Alice comes back: Carol holds six texts now, Alice gets others.
+    assert ids("alice").isdisjoint(carol)
 
 
 def test_labels_outside_the_queue_are_refused_and_a_cancelled_run_takes_none(fake_stack):
