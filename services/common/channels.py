@@ -138,6 +138,11 @@ def make_channel(
         ("grpc.enable_retries", 1),
         ("grpc.service_config", _service_config()),
         ("grpc.keepalive_time_ms", 30_000),
+        # Its own connections: grpc's process-wide subchannel pool would hand a new channel the
+        # connection state of an older channel to the same address, so a server restarted on that
+        # port (or a new one on a reused ephemeral port) was refused at once with the old
+        # connection's "Connection refused" until its reconnect backoff ran out.
+        ("grpc.use_local_subchannel_pool", 1),
     ]
     if credentials is not None:
         if token:
