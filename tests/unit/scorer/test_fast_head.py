@@ -105,9 +105,11 @@ def test_a_refit_starts_from_the_runs_last_head_and_needs_fewer_iterations():
 
 
 # -- over gRPC ---------------------------------------------------------------------------------
-TRAIN = [("flight", f"show me flights from city {i} to city {i + 1}") for i in range(8)] + [
-    ("weather", f"what is the weather like in town {i} tomorrow") for i in range(8)
-] + [("hotel", f"book a hotel room in place {i}") for i in range(4)]
+TRAIN = (
+    [("flight", f"show me flights from city {i} to city {i + 1}") for i in range(8)]
+    + [("weather", f"what is the weather like in town {i} tomorrow") for i in range(8)]
+    + [("hotel", f"book a hotel room in place {i}") for i in range(4)]
+)
 
 
 @pytest.fixture
