@@ -51,11 +51,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
 
-import bench_data  # noqa: E402
+from bench import bench_data  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 ARMS = ("sync", "async")

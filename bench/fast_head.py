@@ -334,7 +334,9 @@ def service_timing(cache_dir: pathlib.Path, args) -> dict:
                     }
                     print(f"the same pool read alone: {out['pool read alone']}", flush=True)
                     # the scorer's own work for those texts, in process: store lookups, the head, uncertainty
-                    score_page = scorer_server.fast_heads.page_scorer(FastHead(run.id, dataset="clinc"))
+                    heads = scorer_server.fast_heads
+                    assert heads is not None  # the scorer serves the fast head
+                    score_page = heads.page_scorer(FastHead(run.id, dataset="clinc"))
                     texts = [s.text for s in listed]
                     started = time.perf_counter()
                     for i in range(0, len(texts), 2000):
