@@ -439,13 +439,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when the test process dies, so that a killed test run leaks no services."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def die_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` run so that it gets SIGTERM when the test process dies (a killed test run leaks no
+    services): through util-linux's ``setpriv --pdeathsig`` where it exists. Not a ``preexec_fn``:
+    Python code in a child forked from this many-threaded process (grpc, logging) runs the
+    interpreter's fork handlers and crashed there now and then ("Fatal Python error: Aborted" in
+    logging's lock re-initialisation), so a service never started."""
+    setpriv = shutil.which("setpriv") if sys.platform.startswith("linux") else None
+    return [setpriv, "--pdeathsig", "TERM", "--", *argv] if setpriv else list(argv)
 
 
 def _tail(path: pathlib.Path, lines: int = 25) -> str:
@@ -601,14 +602,13 @@ class LocalTopology:
             log.write(f"--- start {shlex.join(self.command(name))}\n".encode())
             log.flush()
             self.processes[name] = subprocess.Popen(
-                self.command(name),
+                die_with_parent(self.command(name)),
                 env=self.environment(name),
                 cwd=cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
             )
 
     def run(

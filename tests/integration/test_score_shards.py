@@ -27,7 +27,7 @@ from lesslabels.pool.run_store_client import RunStoreClient
 from lesslabels.coordinator.scores import PoolScoreCache
 from lesslabels.coordinator.sharding import ScorerReplicas
 from tests.helpers import import_rows
-from tests.integration.compose import _die_with_parent, child_environment, free_port, local_argv
+from tests.integration.compose import child_environment, die_with_parent, free_port, local_argv
 from tests.integration.values import CHILD_ENV
 
 pytestmark = pytest.mark.integration
@@ -60,13 +60,12 @@ class ScorerProcess:
         ]
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
-                argv,
+                die_with_parent(argv),
                 env=child_environment(CHILD_ENV),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
             )
 
     def wait_serving(self) -> None:
