@@ -397,7 +397,7 @@ class StepRunner:
             pending = self.runs.list_acquisitions(run.id, pending_only=True) if config.is_asynchronous else []
             # An asynchronous run whose people labelled the rest of the pool while this round trained
             # fine-tunes once more on them (its LABEL step finds that due at once) before it ends.
-            untrained = config.is_asynchronous and run.labelled_count > info.labelled_count
+            untrained = config.is_asynchronous and self.runs.get_run(run.id).labelled_count > info.labelled_count
             if not items and not pending and not untrained:
                 self._complete(worker, run, info, "every pool sample is labelled", "pool exhausted")
                 return
