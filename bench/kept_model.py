@@ -170,11 +170,22 @@ def new_rule(rounds: list[dict]) -> dict:
     return next(r for r in rounds if r["round"] == kept.index)
 
 
+def replayed_exactly(rounds: list[dict]) -> bool:
+    """Does each recorded comparison name the model today's rule keeps before that round? The trainer
+    compared each new model with the model the rule of its day kept; where today's rule would have
+    kept another one, later comparisons would differ and the recomputed ``kept`` is approximate."""
+    for i, r in enumerate(rounds[1:], start=1):
+        if r["comparison"] and r["comparison"]["against"] != new_rule(rounds[:i])["checkpoint_id"]:
+            return False
+    return True
+
+
 def score(result: dict) -> dict:
     rounds = result["rounds"]
     best = max(r["test_accuracy"] for r in rounds)
     kept, old = new_rule(rounds), old_rule(rounds)
     return {
+        "exact": replayed_exactly(rounds),
         "kept_round": kept["round"],
         "old_round": old["round"],
         "best_rounds": [r["round"] for r in rounds if r["test_accuracy"] == best],
@@ -195,12 +206,16 @@ def markdown(data: dict) -> str:
         curve = " / ".join(f"{100 * r['test_accuracy']:.2f}" for r in result["rounds"])
         lines.append(
             f"| {result['dataset']} | {result['strategy']} | {result['seed']} | {curve} | "
-            f"{','.join(map(str, s['best_rounds']))} | {s['kept_round']} | {s['regret']:.2f} | "
+            f"{','.join(map(str, s['best_rounds']))} | {s['kept_round']}{'' if s['exact'] else ' *'} | {s['regret']:.2f} | "
             f"{s['old_round']} | {s['old_regret']:.2f} |"
         )
         regrets.setdefault(result["dataset"], []).append(s["regret"])
         old.setdefault(result["dataset"], []).append(s["old_regret"])
     lines.append("")
+    if not all(score(result)["exact"] for result in data["results"]):
+        lines.append(
+            "- \\* a comparison in this run was made against a model today's rule would not have kept: recomputed, approximate"
+        )
     for name in regrets:
         r, o = regrets[name], old[name]
         lines.append(
