@@ -145,6 +145,20 @@ class ListCheckpointsResponse(_message.Message):
     checkpoints: _containers.RepeatedCompositeFieldContainer[_common_pb2.CheckpointManifest]
     def __init__(self, checkpoints: _Optional[_Iterable[_Union[_common_pb2.CheckpointManifest, _Mapping]]] = ...) -> None: ...
 
+class CheckBaseModelRequest(_message.Message):
+    __slots__ = ("base_model", "max_length")
+    BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    base_model: str
+    max_length: int
+    def __init__(self, base_model: _Optional[str] = ..., max_length: _Optional[int] = ...) -> None: ...
+
+class CheckBaseModelResponse(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
 class GetCheckpointRequest(_message.Message):
     __slots__ = ("checkpoint_id", "latest_of_run")
     CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]

@@ -70,6 +70,11 @@ class TrainerServiceStub(object):
                 request_serializer=lesslabels_dot_v1_dot_trainer__pb2.GetCheckpointRequest.SerializeToString,
                 response_deserializer=lesslabels_dot_v1_dot_common__pb2.CheckpointManifest.FromString,
                 _registered_method=True)
+        self.CheckBaseModel = channel.unary_unary(
+                '/lesslabels.v1.TrainerService/CheckBaseModel',
+                request_serializer=lesslabels_dot_v1_dot_trainer__pb2.CheckBaseModelRequest.SerializeToString,
+                response_deserializer=lesslabels_dot_v1_dot_trainer__pb2.CheckBaseModelResponse.FromString,
+                _registered_method=True)
 
 
 class TrainerServiceServicer(object):
@@ -122,6 +127,15 @@ class TrainerServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckBaseModel(self, request, context):
+        """Whether a base model may be trained from: one of the trainer's allowed places (the bundled
+        model, its model folders), loadable, with room for max_length tokens. INVALID_ARGUMENT when not
+        (the same answer whether or not a path exists); StartRun asks before a run is stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -159,6 +173,11 @@ def add_TrainerServiceServicer_to_server(servicer, server):
                     servicer.GetCheckpoint,
                     request_deserializer=lesslabels_dot_v1_dot_trainer__pb2.GetCheckpointRequest.FromString,
                     response_serializer=lesslabels_dot_v1_dot_common__pb2.CheckpointManifest.SerializeToString,
+            ),
+            'CheckBaseModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckBaseModel,
+                    request_deserializer=lesslabels_dot_v1_dot_trainer__pb2.CheckBaseModelRequest.FromString,
+                    response_serializer=lesslabels_dot_v1_dot_trainer__pb2.CheckBaseModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -350,6 +369,33 @@ class TrainerService(object):
             '/lesslabels.v1.TrainerService/GetCheckpoint',
             lesslabels_dot_v1_dot_trainer__pb2.GetCheckpointRequest.SerializeToString,
             lesslabels_dot_v1_dot_common__pb2.CheckpointManifest.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckBaseModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lesslabels.v1.TrainerService/CheckBaseModel',
+            lesslabels_dot_v1_dot_trainer__pb2.CheckBaseModelRequest.SerializeToString,
+            lesslabels_dot_v1_dot_trainer__pb2.CheckBaseModelResponse.FromString,
             options,
             channel_credentials,
             insecure,
