@@ -147,6 +147,7 @@ class FakeScorer:
         self.test_accuracy = test_accuracy
         self.stable = stable  # same predictions for every checkpoint
         self.calls: list[dict] = []
+        self.embed_calls: list[dict] = []
         self.chunk_size = 16  # small, so that selection sees several chunks
 
     def close(self) -> None:
@@ -159,6 +160,17 @@ class FakeScorer:
             for c in self.calls
             if c["run_id"] == run_id and c["split"] == "train" and c["checkpoint_id"] and c["embeddings"] == embeddings
         ]
+
+    def embed_pool(
+        self, dataset: str, *, base_model: str = "", shard: contract.Shard | None = None
+    ) -> contract.EmbedProgress:
+        """As the scorer's EmbedPool: every training sample of ``dataset`` (or of the shard); recorded
+        in ``embed_calls``."""
+        samples = self._pool.list_samples(dataset, page_size=5000, timeout=10)
+        if shard is not None:
+            samples = [s for s in samples if s.id % shard.count == shard.index]
+        self.embed_calls.append({"dataset": dataset, "base_model": base_model, "shard": shard})
+        return contract.EmbedProgress(done=len(samples), total=len(samples), computed=len(samples))
 
     def score_pool(self, samples: contract.SampleQuery, **kwargs) -> contract.PoolScores:
         chunks = list(self.score_pool_chunks(samples, **kwargs))

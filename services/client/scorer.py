@@ -12,7 +12,7 @@ from lesslabels.client.base import ServiceClient
 from lesslabels.common.errors import quote
 from lesslabels.client.errors import InvalidArgument
 from lesslabels.client.types import PoolScores, Scores, Uncertainty
-from lesslabels.contract import FastHead, SampleQuery, wire
+from lesslabels.contract import EmbedProgress, FastHead, SampleQuery, Shard, wire
 from lesslabels.v1 import common_pb2, scorer_pb2, scorer_pb2_grpc
 
 #: Deadline of one ScorePool stream (a whole split on CPU).
@@ -190,6 +190,25 @@ class ScorerClient(ServiceClient):
         for chunk in stream:
             yield wire.pool_scores_from_chunks([chunk], probabilities=probabilities, embeddings=embeddings)
 
+    def embed_pool(
+        self,
+        dataset: str,
+        *,
+        base_model: str = "",
+        shard: Shard | None = None,
+        chunk_size: int = 2048,
+        progress: Callable[[int, int], None] | None = None,
+        timeout: float | None = SCORE_POOL_TIMEOUT,
+    ) -> EmbedProgress:
+        """Have the scorer compute and keep ``base_model``'s embeddings of ``dataset``'s training
+        samples (or one ``shard``), the fast head's features, ahead of its first use; texts kept
+        before cost a lookup. Returns the last progress (done, total, computed now)."""
+        request = scorer_pb2.EmbedPoolRequest(
+            dataset=dataset, base_model=base_model, chunk_size=chunk_size, shard=wire.shard_to_proto(shard)
+        )
+        what = f"embedding the training split of {quote(dataset)}"
+        return _embed_progress(self._stream(self._stub.EmbedPool, request, what, timeout), progress)
+
     def _score_pool_stream(
         self,
         samples: SampleQuery | str,
@@ -217,6 +236,17 @@ class ScorerClient(ServiceClient):
         what = f"scoring the {query.split} split of {quote(query.dataset)}"
         stream = self._stream(self._stub.ScorePool, request, what, timeout)
         return _with_progress(stream, progress), probabilities, embeddings
+
+
+def _embed_progress(
+    stream: Iterator[scorer_pb2.EmbedPoolProgress], progress: Callable[[int, int], None] | None
+) -> EmbedProgress:
+    last = EmbedProgress(done=0, total=0, computed=0)
+    for message in stream:
+        last = EmbedProgress(done=message.done, total=message.total, computed=message.computed)
+        if progress is not None:
+            progress(last.done, last.total)
+    return last
 
 
 def _with_progress(

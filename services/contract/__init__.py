@@ -35,7 +35,7 @@ from lesslabels.contract.run import (
     kept_round,
 )
 from lesslabels.contract.samples import SampleQuery
-from lesslabels.contract.scores import PoolScores, Uncertainty
+from lesslabels.contract.scores import EmbedProgress, PoolScores, Uncertainty
 from lesslabels.contract.shards import Shard
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "MAX_ANNOTATOR_LENGTH",
     "Acquisition",
     "Amount",
+    "EmbedProgress",
     "FastHead",
     "Comparison",
     "Hyperparameters",

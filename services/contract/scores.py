@@ -29,3 +29,13 @@ class PoolScores:
     gold: np.ndarray | None = None  # [n] str, test/dev splits only
     uncertainty: Uncertainty | None = None  # [n] each, as the scorer computed them from the probabilities
     checkpoint_id: str = ""  # the model that scored (the first chunk's): a checkpoint id or a fast head's version
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbedProgress:
+    """How far an embedding of a pool for the fast head is (the scorer's EmbedPool): samples done
+    (embedded or found kept) of ``total``, and how many of them the encoder computed."""
+
+    done: int
+    total: int
+    computed: int

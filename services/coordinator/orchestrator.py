@@ -422,6 +422,8 @@ class Coordinator:
                     if run.state not in vocabulary.ACTIVE_RUN_STATES or run.step == "DONE":
                         worker.outcome = True
                         return
+                    if run.config.is_asynchronous:
+                        self.queue.warm(run)
                     if run.config.is_asynchronous and run.config.oracle == "simulated":
                         self._ensure_annotator(run_id)
                     self._steps.run_step(worker, run)

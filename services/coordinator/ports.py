@@ -96,6 +96,11 @@ class TrainerPort(Protocol):
 
     def start_training(self, request: contract.TrainRequest) -> domain.JobInfo: ...
 
+    def check_base_model(self, base_model: str, max_length: int = 0) -> str:
+        """The name a caller may be shown for ``base_model``; InvalidArgument when the trainer may not
+        train from it (outside its allowed places, not loadable, fewer than ``max_length`` positions)."""
+        ...
+
     def cancel_job(self, job_id: str) -> domain.JobInfo: ...
 
     def wait_job(
@@ -117,4 +122,11 @@ class ScorerPort(Protocol):
 
     def score_pool_chunks(self, samples: contract.SampleQuery, **options: Any) -> Iterator[contract.PoolScores]:
         """``score_pool`` one chunk at a time, as the scorer streams it."""
+        ...
+
+    def embed_pool(
+        self, dataset: str, *, base_model: str = "", shard: contract.Shard | None = None
+    ) -> contract.EmbedProgress:
+        """Have the scorer compute and keep the fast head's embeddings of ``dataset``'s training
+        samples (or one shard) ahead of its first use."""
         ...

@@ -94,6 +94,7 @@ class QueueKeeper:
         self._refilled_at: dict[int, int] = {}  # run -> labelled count at its last refill
         self._refilling: set[int] = set()
         self._again: set[int] = set()
+        self._warmed: set[int] = set()
 
     # ------------------------------------------------------------------ who labels what
 
@@ -162,6 +163,37 @@ class QueueKeeper:
             self._refilled_at.pop(run_id, None)
 
     # ------------------------------------------------------------------ refills
+
+    def warm(self, run: contract.Run) -> None:
+        """Have the scorers embed the run's pool for the fast head now, in the background, once per
+        run in this process: the seed set is drawn at random, so while people label it the first
+        refill's embeddings get computed, and that refill then reads them instead of computing
+        them while someone waits. Best effort: on failure it is logged and tried again when a
+        worker next picks the run up; the first refill embeds what is missing."""
+        if not run.config.is_asynchronous:
+            return
+        with self._lock:
+            if run.id in self._warmed:
+                return
+            self._warmed.add(run.id)
+        threading.Thread(target=self._warm, args=(run,), name=f"warm-{run.id}", daemon=True).start()
+
+    def _warm(self, run: contract.Run) -> None:
+        started = self._clock()
+        try:
+            done = self.steps.scorer.embed_pool(run.config.dataset, base_model=run.config.base_model)
+        except Exception as exc:  # noqa: BLE001 - best effort: the first refill embeds what is missing
+            log.warning("event=pool_embedding_failed run=%d error=%r", run.id, str(exc))
+            with self._lock:
+                self._warmed.discard(run.id)
+            return
+        log.info(
+            "event=pool_embedded run=%d texts=%d computed=%d seconds=%.1f",
+            run.id,
+            done.done,
+            done.computed,
+            self._clock() - started,
+        )
 
     def after_labels(self, run: contract.Run, pending: int) -> None:
         """Labels came in: refill in the background when ``refill_every`` of them came since the

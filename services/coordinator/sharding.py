@@ -179,6 +179,23 @@ class ScorerReplicas:
         """``ScorerPort.score_pool_chunks`` on one replica (taking turns); a failure is the caller's to retry."""
         return self.replicas[self._turn()].score_pool_chunks(samples, **scoring)
 
+    def embed_pool(self, dataset: str, *, base_model: str = "") -> contract.EmbedProgress:
+        """``ScorerPort.embed_pool`` over the replicas, concurrently: each embeds the shard it scores
+        in a sharded pass (``map_shards``: shard i on replica i), so its own embedding store holds
+        what it will read. The progress summed over the shards."""
+        count = self.shard_count
+        shards: list[Shard | None] = list(all_shards(count)) if count > 1 else [None]
+
+        def run(position: int, shard: Shard | None) -> contract.EmbedProgress:
+            replica = self.replicas[position % len(self.replicas)]
+            return replica.embed_pool(dataset, base_model=base_model, shard=shard)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(shards), thread_name_prefix="embed-shard") as pool:
+            parts = list(pool.map(run, range(len(shards)), shards))
+        return contract.EmbedProgress(
+            done=sum(p.done for p in parts), total=sum(p.total for p in parts), computed=sum(p.computed for p in parts)
+        )
+
     def _turn(self) -> int:
         with self._lock:
             turn = self._next

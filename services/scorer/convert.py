@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from lesslabels.common import errors
 from lesslabels.common.timeutil import rfc3339
-from lesslabels.contract import FastHead, wire
+from lesslabels.contract import FastHead, SampleQuery, wire
 from lesslabels.scorer.model_cache import LoadedEntry, ModelSpec, Scores
 from lesslabels.scorer.pool_scoring import PoolChunk, PoolQuery
 from lesslabels.v1 import common_pb2, scorer_pb2
@@ -89,6 +89,12 @@ def pool_query_from_proto(request: scorer_pb2.ScorePoolRequest) -> PoolQuery:
         chunk_size=request.chunk_size,
         embeddings=request.include_embeddings,
     )
+
+
+def embed_query_from_proto(request: scorer_pb2.EmbedPoolRequest) -> SampleQuery:
+    """The samples an EmbedPool request embeds: every training sample of the dataset (or one shard),
+    labelled or not, since the fast head reads the labelled ones' embeddings too."""
+    return SampleQuery(dataset=request.dataset, include_all=True, shard=wire.shard_from_proto(request)).validate()
 
 
 def pool_chunk_to_proto(chunk: PoolChunk, *, omit_probabilities: bool = False) -> scorer_pb2.ScorePoolChunk:

@@ -77,6 +77,14 @@ class FastHeads:
         spec, model = self.embedding_model(base_model)
         return self._embed(spec, model, texts, cancelled)
 
+    def embedder(
+        self, base_model: str, *, cancelled: Callable[[], bool] = lambda: False
+    ) -> Callable[[Sequence[str]], Embedded]:
+        """``embed`` with ``base_model`` resolved once (InvalidArgument now when it is not allowed),
+        for many pages of texts."""
+        spec, model = self.embedding_model(base_model)
+        return lambda texts: self._embed(spec, model, texts, cancelled)
+
     def _embed(
         self, spec: ModelSpec, model: EmbeddingModel, texts: Sequence[str], cancelled: Callable[[], bool]
     ) -> Embedded:

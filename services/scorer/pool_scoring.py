@@ -1,6 +1,7 @@
-"""Score a dataset's pool chunk by chunk, as ScorePool streams it. Knows nothing of gRPC: it takes a
-:class:`PoolQuery` and a page reader, and yields :class:`PoolChunk` values; the servicer converts
-the request and each chunk, and calls :meth:`PoolScoring.cancel` when its caller goes away."""
+"""Score a dataset's pool chunk by chunk, as ScorePool streams it, or embed it for the fast head, as
+EmbedPool does. Knows nothing of gRPC: it takes a :class:`PoolQuery` and a page reader, and yields
+:class:`PoolChunk` values; the servicer converts the request and each chunk, and calls
+:meth:`PoolScoring.cancel` when its caller goes away."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from lesslabels.common import errors
-from lesslabels.contract import FastHead, SampleQuery
+from lesslabels.contract import EmbedProgress, FastHead, SampleQuery
 from lesslabels.scorer.head_scoring import FastHeads, PageScorer
 from lesslabels.scorer.model_cache import ModelCache, ModelSpec, Scores
 from lesslabels.scorer.pool_source import CancelScope, PoolPage
@@ -129,3 +130,25 @@ class PoolScoring:
             return scores
 
         return score_page
+
+
+def embed_pool(
+    heads: FastHeads,
+    read_pages: PageReader,
+    samples: SampleQuery,
+    base_model: str,
+    *,
+    chunk_size: int,
+    cancel: CancelScope,
+) -> Iterator[EmbedProgress]:
+    """Embed ``samples`` with ``base_model`` into the embedding store page by page (what a fast
+    head's fit and scoring read); stops when ``cancel`` is set."""
+    embed = heads.embedder(base_model, cancelled=cancel.is_set)  # InvalidArgument before the pool is read
+    done = computed = 0
+    for page in read_pages(samples.validate(), page_size=chunk_size, cancel=cancel):
+        if cancel.is_set():
+            return
+        computed += embed(page.texts).computed
+        done += len(page.texts)
+        yield EmbedProgress(done=done, total=max(page.total, done), computed=computed)
+    log.info("event=embed_pool_done dataset=%s done=%d computed=%d", samples.dataset, done, computed)

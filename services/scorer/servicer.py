@@ -17,8 +17,8 @@ from lesslabels.scorer.deadline import time_left
 from lesslabels.scorer.head_scoring import FastHeads
 from lesslabels.scorer.limits import DEFAULT_MAX_INFLIGHT_MB, DEFAULT_MAX_TEXTS, MiB, InFlightBudget, check_request_size
 from lesslabels.scorer.model_cache import ModelCache, ModelSpec, Scores
-from lesslabels.scorer.pool_scoring import PoolScoring
-from lesslabels.scorer.pool_source import iter_pool_pages
+from lesslabels.scorer.pool_scoring import DEFAULT_CHUNK, MAX_CHUNK, PoolScoring, embed_pool
+from lesslabels.scorer.pool_source import CancelScope, iter_pool_pages
 from lesslabels.v1 import scorer_pb2, scorer_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,19 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
         context.add_callback(scoring.cancel)  # runs when the RPC ends: before the last chunk = the caller went away
         for chunk in scoring:
             yield convert.pool_chunk_to_proto(chunk, omit_probabilities=request.omit_probabilities)
+
+    def EmbedPool(self, request, context):
+        if self._pool is None:
+            raise errors.FailedPrecondition("this scorer has no pool address (--pool-address); EmbedPool needs one")
+        samples = convert.embed_query_from_proto(request)
+        read_pages = functools.partial(iter_pool_pages, self._pool, stream_timeout=self._pool_stream_timeout)
+        cancel = CancelScope()
+        context.add_callback(cancel.cancel)
+        chunk = min(request.chunk_size or DEFAULT_CHUNK, MAX_CHUNK, self.max_texts)
+        for progress in embed_pool(
+            self._fast_heads(), read_pages, samples, request.base_model, chunk_size=chunk, cancel=cancel
+        ):
+            yield scorer_pb2.EmbedPoolProgress(done=progress.done, total=progress.total, computed=progress.computed)
 
     def _score(
         self, spec: ModelSpec | FastHead, texts: Sequence[str], *, embeddings: bool, timeout: float | None

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from lesslabels.v1 import common_pb2 as lesslabels_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alesslabels/v1/scorer.proto\x12\rlesslabels.v1\x1a\x1alesslabels/v1/common.proto\"\xab\x01\n\tTextScore\x12\x15\n\rprobabilities\x18\x01 \x03(\x02\x12\x17\n\x0fpredicted_label\x18\x02 \x01(\t\x12\x0f\n\x07\x65ntropy\x18\x03 \x01(\x01\x12\x0e\n\x06margin\x18\x04 \x01(\x01\x12\x18\n\x10least_confidence\x18\x05 \x01(\x01\x12\r\n\x05ratio\x18\x06 \x01(\x01\x12\x11\n\ttruncated\x18\x07 \x01(\x08\x12\x11\n\tembedding\x18\x08 \x03(\x02\"}\n\x0cScoreRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.lesslabels.v1.ModelRef\x12\r\n\x05texts\x18\x02 \x03(\t\x12\x1a\n\x12include_embeddings\x18\x03 \x01(\x08\x12\x1a\n\x12omit_probabilities\x18\x04 \x01(\x08\"`\n\rScoreResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12(\n\x06scores\x18\x03 \x03(\x0b\x32\x18.lesslabels.v1.TextScore\"\xc7\x02\n\x10ScorePoolRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.lesslabels.v1.ModelRef\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\x03\x12\x12\n\nchunk_size\x18\x04 \x01(\x05\x12\x1a\n\x12include_embeddings\x18\x05 \x01(\x08\x12\x1a\n\x12omit_probabilities\x18\x06 \x01(\x08\x12#\n\x05split\x18\x07 \x01(\x0e\x32\x14.lesslabels.v1.Split\x12\x13\n\x0binclude_all\x18\x08 \x01(\x08\x12+\n\x06subset\x18\t \x01(\x0b\x32\x1b.lesslabels.v1.RandomSubset\x12\x12\n\nsample_ids\x18\n \x03(\x03\x12#\n\x05shard\x18\x0b \x01(\x0b\x32\x14.lesslabels.v1.Shard\"\xa7\x01\n\x0eScorePoolChunk\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x12\n\nsample_ids\x18\x03 \x03(\x03\x12(\n\x06scores\x18\x04 \x03(\x0b\x32\x18.lesslabels.v1.TextScore\x12\x0c\n\x04\x64one\x18\x05 \x01(\x03\x12\r\n\x05total\x18\x06 \x01(\x03\x12\x13\n\x0bgold_labels\x18\x07 \x03(\t\"?\n\x15LoadCheckpointRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.lesslabels.v1.ModelRef\"\x7f\n\x0bLoadedModel\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x12\n\nbase_model\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x12\n\nmax_length\x18\x05 \x01(\x05\x12\x11\n\tloaded_at\x18\x06 \x01(\t\"\x13\n\x11ListLoadedRequest\"@\n\x12ListLoadedResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.lesslabels.v1.LoadedModel\"0\n\x17UnloadCheckpointRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\",\n\x18UnloadCheckpointResponse\x12\x10\n\x08unloaded\x18\x01 \x01(\x08\x32\xae\x03\n\rScorerService\x12\x42\n\x05Score\x12\x1b.lesslabels.v1.ScoreRequest\x1a\x1c.lesslabels.v1.ScoreResponse\x12M\n\tScorePool\x12\x1f.lesslabels.v1.ScorePoolRequest\x1a\x1d.lesslabels.v1.ScorePoolChunk0\x01\x12R\n\x0eLoadCheckpoint\x12$.lesslabels.v1.LoadCheckpointRequest\x1a\x1a.lesslabels.v1.LoadedModel\x12Q\n\nListLoaded\x12 .lesslabels.v1.ListLoadedRequest\x1a!.lesslabels.v1.ListLoadedResponse\x12\x63\n\x10UnloadCheckpoint\x12&.lesslabels.v1.UnloadCheckpointRequest\x1a\'.lesslabels.v1.UnloadCheckpointResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1alesslabels/v1/scorer.proto\x12\rlesslabels.v1\x1a\x1alesslabels/v1/common.proto\"\xab\x01\n\tTextScore\x12\x15\n\rprobabilities\x18\x01 \x03(\x02\x12\x17\n\x0fpredicted_label\x18\x02 \x01(\t\x12\x0f\n\x07\x65ntropy\x18\x03 \x01(\x01\x12\x0e\n\x06margin\x18\x04 \x01(\x01\x12\x18\n\x10least_confidence\x18\x05 \x01(\x01\x12\r\n\x05ratio\x18\x06 \x01(\x01\x12\x11\n\ttruncated\x18\x07 \x01(\x08\x12\x11\n\tembedding\x18\x08 \x03(\x02\"}\n\x0cScoreRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.lesslabels.v1.ModelRef\x12\r\n\x05texts\x18\x02 \x03(\t\x12\x1a\n\x12include_embeddings\x18\x03 \x01(\x08\x12\x1a\n\x12omit_probabilities\x18\x04 \x01(\x08\"`\n\rScoreResponse\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12(\n\x06scores\x18\x03 \x03(\x0b\x32\x18.lesslabels.v1.TextScore\"\xc7\x02\n\x10ScorePoolRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.lesslabels.v1.ModelRef\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x0e\n\x06run_id\x18\x03 \x01(\x03\x12\x12\n\nchunk_size\x18\x04 \x01(\x05\x12\x1a\n\x12include_embeddings\x18\x05 \x01(\x08\x12\x1a\n\x12omit_probabilities\x18\x06 \x01(\x08\x12#\n\x05split\x18\x07 \x01(\x0e\x32\x14.lesslabels.v1.Split\x12\x13\n\x0binclude_all\x18\x08 \x01(\x08\x12+\n\x06subset\x18\t \x01(\x0b\x32\x1b.lesslabels.v1.RandomSubset\x12\x12\n\nsample_ids\x18\n \x03(\x03\x12#\n\x05shard\x18\x0b \x01(\x0b\x32\x14.lesslabels.v1.Shard\"\xa7\x01\n\x0eScorePoolChunk\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x12\n\nsample_ids\x18\x03 \x03(\x03\x12(\n\x06scores\x18\x04 \x03(\x0b\x32\x18.lesslabels.v1.TextScore\x12\x0c\n\x04\x64one\x18\x05 \x01(\x03\x12\r\n\x05total\x18\x06 \x01(\x03\x12\x13\n\x0bgold_labels\x18\x07 \x03(\t\"p\n\x10\x45mbedPoolRequest\x12\x0f\n\x07\x64\x61taset\x18\x01 \x01(\t\x12\x12\n\nbase_model\x18\x02 \x01(\t\x12\x12\n\nchunk_size\x18\x03 \x01(\x05\x12#\n\x05shard\x18\x04 \x01(\x0b\x32\x14.lesslabels.v1.Shard\"B\n\x11\x45mbedPoolProgress\x12\x0c\n\x04\x64one\x18\x01 \x01(\x03\x12\r\n\x05total\x18\x02 \x01(\x03\x12\x10\n\x08\x63omputed\x18\x03 \x01(\x03\"?\n\x15LoadCheckpointRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.lesslabels.v1.ModelRef\"\x7f\n\x0bLoadedModel\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\x12\x0e\n\x06labels\x18\x02 \x03(\t\x12\x12\n\nbase_model\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x04 \x01(\t\x12\x12\n\nmax_length\x18\x05 \x01(\x05\x12\x11\n\tloaded_at\x18\x06 \x01(\t\"\x13\n\x11ListLoadedRequest\"@\n\x12ListLoadedResponse\x12*\n\x06models\x18\x01 \x03(\x0b\x32\x1a.lesslabels.v1.LoadedModel\"0\n\x17UnloadCheckpointRequest\x12\x15\n\rcheckpoint_id\x18\x01 \x01(\t\",\n\x18UnloadCheckpointResponse\x12\x10\n\x08unloaded\x18\x01 \x01(\x08\x32\x80\x04\n\rScorerService\x12\x42\n\x05Score\x12\x1b.lesslabels.v1.ScoreRequest\x1a\x1c.lesslabels.v1.ScoreResponse\x12M\n\tScorePool\x12\x1f.lesslabels.v1.ScorePoolRequest\x1a\x1d.lesslabels.v1.ScorePoolChunk0\x01\x12P\n\tEmbedPool\x12\x1f.lesslabels.v1.EmbedPoolRequest\x1a .lesslabels.v1.EmbedPoolProgress0\x01\x12R\n\x0eLoadCheckpoint\x12$.lesslabels.v1.LoadCheckpointRequest\x1a\x1a.lesslabels.v1.LoadedModel\x12Q\n\nListLoaded\x12 .lesslabels.v1.ListLoadedRequest\x1a!.lesslabels.v1.ListLoadedResponse\x12\x63\n\x10UnloadCheckpoint\x12&.lesslabels.v1.UnloadCheckpointRequest\x1a\'.lesslabels.v1.UnloadCheckpointResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,18 +42,22 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCOREPOOLREQUEST']._serialized_end=800
   _globals['_SCOREPOOLCHUNK']._serialized_start=803
   _globals['_SCOREPOOLCHUNK']._serialized_end=970
-  _globals['_LOADCHECKPOINTREQUEST']._serialized_start=972
-  _globals['_LOADCHECKPOINTREQUEST']._serialized_end=1035
-  _globals['_LOADEDMODEL']._serialized_start=1037
-  _globals['_LOADEDMODEL']._serialized_end=1164
-  _globals['_LISTLOADEDREQUEST']._serialized_start=1166
-  _globals['_LISTLOADEDREQUEST']._serialized_end=1185
-  _globals['_LISTLOADEDRESPONSE']._serialized_start=1187
-  _globals['_LISTLOADEDRESPONSE']._serialized_end=1251
-  _globals['_UNLOADCHECKPOINTREQUEST']._serialized_start=1253
-  _globals['_UNLOADCHECKPOINTREQUEST']._serialized_end=1301
-  _globals['_UNLOADCHECKPOINTRESPONSE']._serialized_start=1303
-  _globals['_UNLOADCHECKPOINTRESPONSE']._serialized_end=1347
-  _globals['_SCORERSERVICE']._serialized_start=1350
-  _globals['_SCORERSERVICE']._serialized_end=1780
+  _globals['_EMBEDPOOLREQUEST']._serialized_start=972
+  _globals['_EMBEDPOOLREQUEST']._serialized_end=1084
+  _globals['_EMBEDPOOLPROGRESS']._serialized_start=1086
+  _globals['_EMBEDPOOLPROGRESS']._serialized_end=1152
+  _globals['_LOADCHECKPOINTREQUEST']._serialized_start=1154
+  _globals['_LOADCHECKPOINTREQUEST']._serialized_end=1217
+  _globals['_LOADEDMODEL']._serialized_start=1219
+  _globals['_LOADEDMODEL']._serialized_end=1346
+  _globals['_LISTLOADEDREQUEST']._serialized_start=1348
+  _globals['_LISTLOADEDREQUEST']._serialized_end=1367
+  _globals['_LISTLOADEDRESPONSE']._serialized_start=1369
+  _globals['_LISTLOADEDRESPONSE']._serialized_end=1433
+  _globals['_UNLOADCHECKPOINTREQUEST']._serialized_start=1435
+  _globals['_UNLOADCHECKPOINTREQUEST']._serialized_end=1483
+  _globals['_UNLOADCHECKPOINTRESPONSE']._serialized_start=1485
+  _globals['_UNLOADCHECKPOINTRESPONSE']._serialized_end=1529
+  _globals['_SCORERSERVICE']._serialized_start=1532
+  _globals['_SCORERSERVICE']._serialized_end=2044
 # @@protoc_insertion_point(module_scope)

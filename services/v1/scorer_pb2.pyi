@@ -93,6 +93,28 @@ class ScorePoolChunk(_message.Message):
     gold_labels: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, checkpoint_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., sample_ids: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[_Union[TextScore, _Mapping]]] = ..., done: _Optional[int] = ..., total: _Optional[int] = ..., gold_labels: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class EmbedPoolRequest(_message.Message):
+    __slots__ = ("dataset", "base_model", "chunk_size", "shard")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    base_model: str
+    chunk_size: int
+    shard: _common_pb2.Shard
+    def __init__(self, dataset: _Optional[str] = ..., base_model: _Optional[str] = ..., chunk_size: _Optional[int] = ..., shard: _Optional[_Union[_common_pb2.Shard, _Mapping]] = ...) -> None: ...
+
+class EmbedPoolProgress(_message.Message):
+    __slots__ = ("done", "total", "computed")
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    COMPUTED_FIELD_NUMBER: _ClassVar[int]
+    done: int
+    total: int
+    computed: int
+    def __init__(self, done: _Optional[int] = ..., total: _Optional[int] = ..., computed: _Optional[int] = ...) -> None: ...
+
 class LoadCheckpointRequest(_message.Message):
     __slots__ = ("model",)
     MODEL_FIELD_NUMBER: _ClassVar[int]

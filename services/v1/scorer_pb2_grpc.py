@@ -44,6 +44,11 @@ class ScorerServiceStub(object):
                 request_serializer=lesslabels_dot_v1_dot_scorer__pb2.ScorePoolRequest.SerializeToString,
                 response_deserializer=lesslabels_dot_v1_dot_scorer__pb2.ScorePoolChunk.FromString,
                 _registered_method=True)
+        self.EmbedPool = channel.unary_stream(
+                '/lesslabels.v1.ScorerService/EmbedPool',
+                request_serializer=lesslabels_dot_v1_dot_scorer__pb2.EmbedPoolRequest.SerializeToString,
+                response_deserializer=lesslabels_dot_v1_dot_scorer__pb2.EmbedPoolProgress.FromString,
+                _registered_method=True)
         self.LoadCheckpoint = channel.unary_unary(
                 '/lesslabels.v1.ScorerService/LoadCheckpoint',
                 request_serializer=lesslabels_dot_v1_dot_scorer__pb2.LoadCheckpointRequest.SerializeToString,
@@ -74,6 +79,15 @@ class ScorerServiceServicer(object):
     def ScorePool(self, request, context):
         """Score a dataset's unlabelled pool (or a random subset of it, or given samples), pulled from the
         pool service in chunks, as a stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EmbedPool(self, request, context):
+        """Compute and keep the base encoder's embeddings of a dataset's training samples (all of them, or
+        one shard), the features of the fast head (ModelRef.fast_head), so that its first fit and
+        scoring read them instead of computing them. Texts already kept cost a lookup. Streams progress.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,6 +125,11 @@ def add_ScorerServiceServicer_to_server(servicer, server):
                     servicer.ScorePool,
                     request_deserializer=lesslabels_dot_v1_dot_scorer__pb2.ScorePoolRequest.FromString,
                     response_serializer=lesslabels_dot_v1_dot_scorer__pb2.ScorePoolChunk.SerializeToString,
+            ),
+            'EmbedPool': grpc.unary_stream_rpc_method_handler(
+                    servicer.EmbedPool,
+                    request_deserializer=lesslabels_dot_v1_dot_scorer__pb2.EmbedPoolRequest.FromString,
+                    response_serializer=lesslabels_dot_v1_dot_scorer__pb2.EmbedPoolProgress.SerializeToString,
             ),
             'LoadCheckpoint': grpc.unary_unary_rpc_method_handler(
                     servicer.LoadCheckpoint,
@@ -182,6 +201,33 @@ class ScorerService(object):
             '/lesslabels.v1.ScorerService/ScorePool',
             lesslabels_dot_v1_dot_scorer__pb2.ScorePoolRequest.SerializeToString,
             lesslabels_dot_v1_dot_scorer__pb2.ScorePoolChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EmbedPool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/lesslabels.v1.ScorerService/EmbedPool',
+            lesslabels_dot_v1_dot_scorer__pb2.EmbedPoolRequest.SerializeToString,
+            lesslabels_dot_v1_dot_scorer__pb2.EmbedPoolProgress.FromString,
             options,
             channel_credentials,
             insecure,

@@ -320,3 +320,39 @@ def test_a_queue_that_ran_dry_while_the_scorer_was_down_is_refilled_when_someone
     down.clear()  # the scorer is back
     refilled = wait_for(lambda: core.pending_labels(run.id, "alice").samples, 10, what="the queue to be refilled")
     assert all(a.strategy == "entropy" for a in refilled)
+
+
+def test_an_asynchronous_run_has_its_pool_embedded_while_the_seed_set_is_labelled(fake_stack):
+    # The seed set needs no model; meanwhile the scorer embeds the pool for the fast head, so the
+    # first refill reads kept embeddings instead of computing them while someone waits.
+    core = fake_stack.coordinator()
+    run = core.start_run(config(base_model="tiny"))
+    wait_for_state(fake_stack.runs, run.id, "WAITING_FOR_LABELS")
+    assert core.pending_labels(run.id, "alice").samples  # the seed set, before any label
+    calls = wait_for(lambda: fake_stack.scorer.embed_calls, what="the pool embedding")
+    assert calls == [{"dataset": "toy", "base_model": "tiny", "shard": None}]
+    # Once per run in a coordinator: labels and workers picking the run up again do not repeat it...
+    _label(core, fake_stack, run.id, "alice", 4)
+    core.close()
+    # ...but a restarted coordinator asks again (texts kept before cost the scorer a lookup each).
+    restarted = fake_stack.coordinator()
+    restarted.recover()
+    wait_for(lambda: len(fake_stack.scorer.embed_calls) == 2, what="the embedding after a restart")
+    # A synchronous run embeds nothing ahead: its rounds score with fine-tuned checkpoints.
+    sync = restarted.start_run(config(asynchronous=False, refill_every=0))
+    wait_for_state(fake_stack.runs, sync.id, "WAITING_FOR_LABELS")
+    assert [c["dataset"] for c in fake_stack.scorer.embed_calls] == ["toy", "toy"]
+
+
+def test_a_failed_pool_embedding_is_logged_and_the_run_goes_on(fake_stack, monkeypatch, caplog):
+    def down(dataset, **kwargs):
+        raise errors.Unavailable("scorer at 127.0.0.1:1 is unavailable")
+
+    monkeypatch.setattr(fake_stack.scorer, "embed_pool", down)
+    core = fake_stack.coordinator()
+    with caplog.at_level("WARNING", logger="lesslabels.coordinator.queue"):
+        run = core.start_run(config())
+        wait_for_state(fake_stack.runs, run.id, "WAITING_FOR_LABELS")
+        wait_for(lambda: "event=pool_embedding_failed" in caplog.text, what="the failure logged")
+    assert _label(core, fake_stack, run.id, "alice", 4)
+    assert fake_stack.runs.get_run(run.id).state == "WAITING_FOR_LABELS"

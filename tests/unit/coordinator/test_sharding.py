@@ -250,3 +250,14 @@ def test_replica_settings_are_checked():
         ScorerReplicas([object()], shards=-1)  # type: ignore[list-item]
     assert ScorerReplicas([object(), object()]).shard_count == 2  # type: ignore[list-item]
     assert ScorerReplicas([object()], shards=4).shard_count == 4  # type: ignore[list-item]
+
+
+def test_each_replica_embeds_for_the_fast_head_the_shard_it_scores(big, replicas):
+    # The fast head's scoring is sharded like a round's (shard i on replica i), and each replica
+    # keeps its own embeddings: so each embeds its own shard ahead, and all together the whole pool.
+    total = ScorerReplicas(replicas).embed_pool("big", base_model="m")
+    assert [[c["shard"] for c in r.embed_calls] for r in replicas] == [[Shard(i, 3)] for i in range(3)]
+    assert total.done == total.total == total.computed == TRAIN
+    one = ScorerReplicas(replicas[:1]).embed_pool("big")
+    assert replicas[0].embed_calls[-1] == {"dataset": "big", "base_model": "", "shard": None}
+    assert one.done == TRAIN

@@ -335,3 +335,66 @@ def test_a_scorer_without_a_pool_refuses_the_fast_head(tmp_path):
                 scorer.score(["x"], fast_head=FastHead(1, dataset="trips"))
     finally:
         server.stop(0)
+
+
+def test_embed_pool_keeps_the_embeddings_the_fast_head_reads_later(head_scorer):
+    env = head_scorer
+    heads = env.server().fast_heads
+    seen = []
+    with env.client() as scorer:
+        first = scorer.embed_pool("trips", base_model=env.base, chunk_size=8, progress=lambda d, t: seen.append((d, t)))
+        assert (first.done, first.total, first.computed) == (20, 20, 20)  # every training text, none kept before
+        assert seen == [(8, 20), (16, 20), (20, 20)]
+        assert _encoder_texts(env.server()) == 20
+        again = scorer.embed_pool("trips", base_model=env.base)
+        assert (again.done, again.computed) == (20, 0)  # a lookup each
+        # The fast head's first fit and its scoring of the pool embed nothing now.
+        heads.cache.score = lambda *a, **k: pytest.fail("the fast head embedded a text EmbedPool had kept")
+        env.label(TRAIN[:2] + TRAIN[8:10])
+        scores = scorer.score_pool("trips", run_id=env.run_id, fast_head=FastHead(env.run_id, base_model=env.base))
+    assert len(scores.sample_ids) == 16
+
+
+def test_embed_pool_of_one_shard_embeds_that_shard_only(head_scorer):
+    from lesslabels.contract import Shard
+
+    env = head_scorer
+    with env.client() as scorer:
+        halves = [scorer.embed_pool("trips", base_model=env.base, shard=Shard(i, 2)) for i in range(2)]
+    assert sum(h.computed for h in halves) == 20 and all(0 < h.done < 20 for h in halves)
+    assert _encoder_texts(env.server()) == 20
+
+
+@pytest.mark.parametrize(
+    "request_fields, code, fragment",
+    [
+        ({"dataset": ""}, grpc.StatusCode.INVALID_ARGUMENT, "dataset is required"),
+        ({"dataset": "nope"}, grpc.StatusCode.NOT_FOUND, "dataset 'nope' not found"),
+        ({"base_model": "/etc"}, grpc.StatusCode.INVALID_ARGUMENT, "base_model must be 'default'"),
+        ({"shard": common_pb2.Shard(index=3, count=2)}, grpc.StatusCode.INVALID_ARGUMENT, "shard"),
+    ],
+)
+def test_bad_embed_pool_requests_get_clear_errors_and_embed_nothing(head_scorer, request_fields, code, fragment):
+    env = head_scorer
+    request = scorer_pb2.EmbedPoolRequest(**{"dataset": "trips", "base_model": env.base, **request_fields})
+    channel, stub = _stub(env)
+    with pytest.raises(grpc.RpcError) as info:
+        list(stub.EmbedPool(request, timeout=60))
+    channel.close()
+    assert info.value.code() == code, info.value.details()
+    assert fragment in info.value.details()
+    assert _encoder_texts(env.server()) == 0
+
+
+def test_a_scorer_without_a_pool_refuses_embed_pool(tmp_path):
+    from lesslabels.scorer.main import build_server
+
+    server = build_server(server_settings_for_tests(), str(tmp_path / "checkpoints"))
+    server.start()
+    server.set_serving()
+    try:
+        with ScorerClient(f"127.0.0.1:{server.port}", timeout=30) as scorer:
+            with pytest.raises(client_errors.FailedPrecondition, match="no pool address"):
+                scorer.embed_pool("trips")
+    finally:
+        server.stop(0)
