@@ -291,7 +291,7 @@ def service_timing(cache_dir: pathlib.Path, args) -> dict:
         scorer_server.set_serving()
         try:
             with PoolClient(address, timeout=600) as pool:
-                pool.import_file(DATA / "clinc150" / "train.csv", "clinc", format="csv")
+                pool.import_file(DATA / "clinc150" / "train.csv", "clinc", text_column="text", label_column="label")
                 samples = pool.list_samples("clinc", page_size=5000)
                 config = run_pb2.RunConfig(dataset="clinc")
                 config.seed_size.count, config.batch_size.count, config.stopping.max_rounds = 300, 300, 5

@@ -67,7 +67,9 @@ def import_dataset(stack: Stack, name: str, data: pathlib.Path, dev: bool) -> di
         for split, file in FILES[name].items():
             if split == "dev" and not dev:
                 continue
-            summary = pool.import_file(data / name / file, name, split=split, format="csv", timeout=600)
+            # CLINC150's files have a label,text header (read by name); ATIS's are headerless label,text.
+            columns = {"text_column": "text", "label_column": "label"} if name == "clinc150" else {"format": "csv"}
+            summary = pool.import_file(data / name / file, name, split=split, timeout=600, **columns)
             counts[split] = summary.imported
     return counts
 
