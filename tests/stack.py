@@ -70,6 +70,8 @@ class FakeTrainer:
         self.started = threading.Event()  # set when a job starts running
         self.lost_keys: set[str] = set()
         self.interrupts = 0  # the next this many watched jobs end INTERRUPTED (a trainer restart)
+        #: Base models check_base_model refuses (as a trainer refuses those outside its model folders).
+        self.refused_models: set[str] = set()
         #: The comparison a job reports with the model its run kept (as the real trainer does), if set.
         self.compare: Callable[[contract.TrainRequest], contract.Comparison | None] | None = None
         self._lock = threading.Lock()
@@ -87,6 +89,11 @@ class FakeTrainer:
             self.requests[job_id] = request
             self.by_request[request.request_id] = job_id
             return self.jobs[job_id]
+
+    def check_base_model(self, base_model: str, max_length: int = 0) -> str:
+        if base_model in self.refused_models:
+            raise errors.InvalidArgument(f"base_model {errors.quote(base_model)}: not in the model folders")
+        return base_model or "default"
 
     def get_job(self, job_id: str) -> domain.JobInfo:
         try:

@@ -121,7 +121,7 @@ class RunConfig:
             value = getattr(self, key)
             if len(value) > limit:
                 found.append(f"{key} is {len(value)} characters; at most {limit}")
-        found.extend(p for key in ("dataset", "name") if (p := name_problem(getattr(self, key), key)))
+        found.extend(p for key in ("dataset", "name", "base_model") if (p := name_problem(getattr(self, key), key)))
         for key, names in (
             ("strategy", vocabulary.STRATEGIES),
             ("seed_strategy", vocabulary.SEED_STRATEGIES),

@@ -33,6 +33,8 @@ RETRY_BACKOFF_SECONDS = 2.0
 MAX_RETRY_BACKOFF_SECONDS = 30.0
 #: How long a run rides out UNAVAILABLE / DEADLINE_EXCEEDED from pool, trainer or scorer before it fails.
 OUTAGE_SECONDS = 300.0
+#: Names of the bundled base model, which every trainer has (others are checked with the trainer).
+DEFAULT_BASE_MODELS = ("", "default")
 #: How often the coordinator looks for active runs that no worker advances (see ``_supervise``).
 SUPERVISE_SECONDS = 5.0
 
@@ -169,11 +171,29 @@ class Coordinator:
                     f"{config.candidates}: a round selects its batch out of the candidates it scores; give "
                     "more candidates or a smaller batch"
                 )
+        self._check_base_model(config)
         run = self.runs.create_run(config, request_id)
         log.info("event=run_created run=%d dataset=%s strategy=%s", run.id, config.dataset, config.strategy)
         self.events.announce(run, message=f"run {run.id} created on {config.dataset}")
         self._ensure_worker(run.id)
         return run
+
+    def _check_base_model(self, config: contract.RunConfig) -> None:
+        """Refuse a base model the trainer may not train from before the run is stored (else the run
+        would fail at its first fine-tune). The trainer's model folders are the one allow-list (the
+        scorer is given the same); the bundled model needs no question."""
+        if config.base_model in DEFAULT_BASE_MODELS:
+            return
+        try:
+            self.trainer.check_base_model(config.base_model, config.hyperparameters.max_length)
+        except errors.InvalidArgument as exc:
+            raise errors.InvalidArgument(exc.details or str(exc)) from None
+        except errors.Unavailable as exc:
+            log.warning("event=base_model_unchecked error=%r", str(exc))
+            raise errors.Unavailable(
+                f"base_model {errors.quote(config.base_model)} cannot be checked now: the trainer does not "
+                "answer; nothing was stored, try again"
+            ) from None
 
     def get_run(self, run_id: int) -> tuple[contract.Run, list[contract.Round]]:
         return self.runs.get_run(run_id), self.runs.list_rounds(run_id)
@@ -257,16 +277,29 @@ class Coordinator:
                 )
             waiting = run.step == "LABEL" and run.state in ("RUNNING", "WAITING_FOR_LABELS", "PENDING")
             batch = {a.sample_id for a in self.runs.list_acquisitions(run_id, run.round)} if waiting else set()
-            fresh = [(i, label) for i, label in labels if i in batch]
+            in_batch = [(i, label) for i, label in labels if i in batch]
             repeats = self._repeats_of_recorded(run, [(i, label) for i, label in labels if i not in batch])
-            if not fresh:
+            if not in_batch:
                 return repeats, len(self.runs.list_acquisitions(run_id, run.round, pending_only=True)) if waiting else 0
-            result = self.pool.submit_labels(
-                run.config.dataset, fresh, run_id=run_id, annotator=annotator, idempotency_key=idempotency_key
-            )
-            result = dataclasses.replace(
-                result, unchanged=result.unchanged + repeats.unchanged, labels=result.labels + repeats.labels
-            )
+            # Two people on one batch: a text another named person labelled keeps their label, and
+            # this person's goes beside it as their own opinion (flagged when they differ), never over it.
+            beside = self._labelled_by_others(run, annotator) if annotator else set()
+            result = repeats
+            for pairs, second_opinion in (
+                ([(i, label) for i, label in in_batch if i not in beside], False),
+                ([(i, label) for i, label in in_batch if i in beside], True),
+            ):
+                if pairs:
+                    extra = {"second_opinion": True} if second_opinion else {}
+                    given = self.pool.submit_labels(
+                        run.config.dataset,
+                        pairs,
+                        run_id=run_id,
+                        annotator=annotator,
+                        idempotency_key=idempotency_key,
+                        **extra,
+                    )
+                    result = _sum(result, given)
             remaining = len(self.runs.list_acquisitions(run_id, run.round, pending_only=True))
             log.info(
                 "event=labels_submitted run=%d round=%d recorded=%d remaining=%d",

@@ -49,6 +49,14 @@ class TrainerClient(ServiceClient):
         )
         return convert.job_from_proto(reply)
 
+    def check_base_model(self, base_model: str, max_length: int = 0) -> str:
+        reply = self._unary(
+            self._stub.CheckBaseModel,
+            trainer_pb2.CheckBaseModelRequest(base_model=base_model, max_length=max_length),
+            f"checking base model {errors.quote(base_model)}",
+        )
+        return reply.name
+
     def get_job(self, job_id: str) -> domain.JobInfo:
         return convert.job_from_proto(
             self._unary(self._stub.GetJob, trainer_pb2.GetJobRequest(job_id=job_id), f"job {job_id}")

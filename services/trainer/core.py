@@ -116,19 +116,32 @@ class Trainer:
                     f"warm start checkpoint {request.warm_start_checkpoint} has labels {own}, not {list(labels)}"
                 )
         else:
-            self._check_model(request)
+            self.check_base_model(request.base_model, request.hyperparameters.max_length)
         return dataclasses.replace(request, labels=labels)
 
-    def _check_model(self, request: TrainRequest) -> None:
+    def check_base_model(self, base_model: str, max_length: int = 0) -> str:
+        """The name a caller may be shown for ``base_model`` (``ModelPlaces.name_of``) when this
+        trainer may train from it: inside its allowed places (else NOT_ALLOWED, whatever the disk
+        holds there), loadable, with at least ``max_length`` positions (0: not checked). Errors
+        quote the caller's name (``errors.quote``), never the server's path to it."""
         from transformers import AutoConfig
 
-        resolved = models.check_loadable(self.places.resolve(request.base_model))
-        config = AutoConfig.from_pretrained(resolved, local_files_only=True, trust_remote_code=False)
+        def refused(reason: str) -> errors.InvalidArgument:
+            return errors.InvalidArgument(f"base_model {errors.quote(base_model)}: {reason}")
+
+        try:
+            resolved = self.places.resolve(base_model)
+        except errors.InvalidArgument as exc:
+            raise refused(str(exc)) from None
+        try:
+            config = AutoConfig.from_pretrained(resolved, local_files_only=True, trust_remote_code=False)
+        except Exception as exc:  # noqa: BLE001 - its text names the server's path: logged, not sent
+            log.info("event=base_model_unloadable model=%s error=%r", resolved, str(exc))
+            raise refused("cannot be loaded: its folder holds no model config that transformers reads") from None
         limit = getattr(config, "max_position_embeddings", 0) or 0
-        if limit and request.hyperparameters.max_length > limit:
-            raise errors.InvalidArgument(
-                f"max_length {request.hyperparameters.max_length} exceeds the {limit} positions of model {errors.quote(request.base_model)}"
-            )
+        if limit and max_length > limit:
+            raise refused(f"max_length {max_length} exceeds the {limit} positions of the model")
+        return self.places.name_of(resolved)
 
     # -- the job runner -------------------------------------------------------------------
 

@@ -46,6 +46,12 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServiceServicer):
             checkpoints=[convert.manifest_to_proto(c.manifest) for c in checkpoints]
         )
 
+    def CheckBaseModel(self, request, context):
+        if request.max_length < 0:
+            raise errors.InvalidArgument(f"max_length must not be negative, got {request.max_length}")
+        name = self.trainer.check_base_model(request.base_model, request.max_length)
+        return trainer_pb2.CheckBaseModelResponse(name=name)
+
     def GetCheckpoint(self, request, context):
         which = request.WhichOneof("ref")
         if which == "checkpoint_id":

@@ -671,11 +671,42 @@ def test_a_base_model_outside_the_model_folders_is_invalid_argument(trainer, lab
     for name in names:
         err = _error(lambda name=name: stub.StartTraining(_request(tiny_bert_dir, base_model=name), timeout=30))
         assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, name
-        assert err.details() == models.NOT_ALLOWED, name  # the same answer whether or not it exists
+        # the same answer whether or not it exists, quoting the caller's name, no server path
+        assert err.details() == f"base_model {errors.quote(name)}: {models.NOT_ALLOWED}", name
     err = _error(lambda: stub.StartTraining(_request(tiny_bert_dir, labels=["flight", "flight"]), timeout=30))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "duplicates" in err.details()
     err = _error(lambda: stub.StartTraining(_request(tiny_bert_dir, labels=["flight", "other"]), timeout=30))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "not in the label set" in err.details()
+
+
+def test_check_base_model_answers_what_start_training_would(trainer_factory, tmp_path, tiny_bert_dir):
+    """CheckBaseModel (what StartRun asks before storing a run): the name a caller may be shown for
+    an allowed model, INVALID_ARGUMENT quoting the caller's name and no server path otherwise."""
+    models_dir = tmp_path / "models"
+    (models_dir / "broken").mkdir(parents=True)
+    (models_dir / "broken" / "config.json").write_text("{not json")
+    _, stub = trainer_factory(model_dirs=(str(tiny_bert_dir), str(models_dir)))
+
+    def check(name: str, max_length: int = 0):
+        return stub.CheckBaseModel(
+            trainer_pb2.CheckBaseModelRequest(base_model=name, max_length=max_length), timeout=30
+        )
+
+    assert check(str(tiny_bert_dir)).name == "."  # the model folder itself, by its path there
+    assert check("default").name == "default"
+    for name, words in [
+        ("/etc", models.NOT_ALLOWED),
+        ("broken", "cannot be loaded"),  # in a model folder, but no model: its path is not sent
+        (str(models_dir / "broken"), "cannot be loaded"),
+    ]:
+        err = _error(lambda name=name: check(name))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+        assert err.details().startswith(f"base_model {errors.quote(name)}: ") and words in err.details(), err.details()
+        assert str(models_dir) not in err.details().replace(name, ""), err.details()
+    err = _error(lambda: check(str(tiny_bert_dir), max_length=512))
+    assert "max_length 512 exceeds the 128 positions" in err.details()
+    err = _error(lambda: check(str(tiny_bert_dir), max_length=-1))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "max_length must not be negative" in err.details()
 
 
 # -- the real model -----------------------------------------------------------------------------
