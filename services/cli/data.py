@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
+import json
 import pathlib
 import sys
 
@@ -20,9 +22,30 @@ from lesslabels.common.config import add_client_tls_flags, add_flag
 _INTEGER_COLUMNS = ("sample_id",)
 
 
+#: Statuses after which an import may or may not have been stored (the call ended without its answer).
+_OUTCOME_UNKNOWN = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED")
+
+
+def import_request_id(path: pathlib.Path, dataset: str, options: dict[str, object]) -> str:
+    """The import's request id: the same for the same file (its bytes), dataset and ``options`` (what
+    the rows are stored as), so that running the same command again after a failed or cut-off import
+    is recognised by the pool, which stores the rows at most once."""
+    with open(path, "rb") as f:
+        content = hashlib.file_digest(f, "sha256").hexdigest()
+    key = json.dumps({"dataset": dataset, "content_sha256": content, **options}, sort_keys=True)
+    return "cli-import-" + hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
 def format_summary(summary: ImportSummary, path: pathlib.Path) -> str:
-    verb = "would import (--check: nothing stored)" if summary.checked_only else "imported"
-    lines = [f"{verb} {summary.imported} rows from {path} into dataset {summary.dataset!r} ({summary.format})"]
+    if summary.replayed:
+        lines = [
+            f"already imported: {path} went into dataset {summary.dataset!r} before, with the same options "
+            "(the pool recognised this import); nothing was stored again",
+            f"the first import stored {summary.imported} rows ({summary.format})",
+        ]
+    else:
+        verb = "would import (--check: nothing stored)" if summary.checked_only else "imported"
+        lines = [f"{verb} {summary.imported} rows from {path} into dataset {summary.dataset!r} ({summary.format})"]
     read = {field: column for field, column in summary.columns.items() if field != "ignored"}
     if read:
         order = ("text", "label", "id", "split")
@@ -86,28 +109,47 @@ def import_main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check", action="store_true", help="dry run: check the file and print what would be imported; store nothing"
     )
+    parser.add_argument(
+        "--request-id",
+        default="",
+        help="the import's idempotency key (at most 128 characters) [derived from the file's bytes, the dataset "
+        "and the options: the same command again stores nothing twice]",
+    )
     _pool_flags(parser)
     args = parser.parse_args(argv)
     if not args.file.is_file():
         print(f"lesslabels import: {args.file}: no such file", file=sys.stderr)
         return 2
+    # What decides how the rows are stored (not --no-create, which only refuses a missing dataset).
+    options: dict[str, object] = dict(
+        split=args.split,
+        format=args.format,
+        text_column=args.text_column,
+        label_column=args.label_column,
+        id_column=args.id_column,
+        allow_similar_labels=args.allow_similar_labels,
+        ignore_extra=args.ignore_extra,
+    )
+    request_id = "" if args.check else args.request_id or import_request_id(args.file, args.dataset, options)
     with PoolClient(args.pool_address, token=args.token, tls=tls_of(args)) as pool:
         try:
             summary = pool.import_file(
                 args.file,
                 args.dataset,
-                split=args.split,
-                format=args.format,
                 create=not args.no_create,
-                text_column=args.text_column,
-                label_column=args.label_column,
-                id_column=args.id_column,
-                allow_similar_labels=args.allow_similar_labels,
                 check=args.check,
-                ignore_extra=args.ignore_extra,
+                request_id=request_id,
+                **options,
             )
         except LessLabelsError as exc:
             print(f"lesslabels import: {args.file}: {_reason(exc)}", file=sys.stderr)
+            status = getattr(exc, "status", None)
+            if request_id and status is not None and status.name in _OUTCOME_UNKNOWN:
+                print(
+                    "lesslabels import: the import may or may not have been stored; run the same command again: "
+                    "the pool recognises it and stores the rows at most once",
+                    file=sys.stderr,
+                )
             return 1
     print(format_summary(summary, args.file))
     return 0
