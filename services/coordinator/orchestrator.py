@@ -7,7 +7,6 @@ Knows nothing of gRPC; its dependencies are the pool, the run store, the trainer
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time

@@ -98,3 +98,31 @@ def test_without_overlap_a_text_labelled_by_someone_else_takes_a_second_opinion_
     with pytest.raises(errors.InvalidArgument, match="not in the pending batch"):
         core.submit_labels(run.id, [(alice[0], other)])
     assert contract.RunConfig("toy", oracle="human").overlap == 0.0
+
+
+def test_two_people_on_one_synchronous_batch_never_overwrite_each_other(fake_stack):
+    """A synchronous batch is one list both pages show: the second person's different label goes
+    beside the first, which stays in force, and the disagreement is flagged; a person may still
+    correct their own label."""
+    core = fake_stack.coordinator()
+    run = core.start_run(config(asynchronous=False, refill_every=0))
+    wait_for_state(fake_stack.runs, run.id, "WAITING_FOR_LABELS")
+    batch = [s.sample_id for s in core.pending_labels(run.id, "alice").samples]
+    gold = dict(zip(batch, _gold(fake_stack, batch), strict=True))
+    first = batch[0]
+    other = next(label for label in ("flight", "airfare") if label != gold[first])
+    core.submit_labels(run.id, [(first, gold[first])], annotator="alice")
+    # Bob's page still shows the text: his label does not replace Alice's.
+    result, remaining = core.submit_labels(run.id, [(first, other)], annotator="bob")
+    assert (result.second_opinions, result.changed) == (1, 0)
+    assert dict(result.labels) == {first: gold[first]}
+    assert remaining == len(batch) - 1  # a second opinion labels nothing new
+    by_id = {a.sample_id: a for a in fake_stack.runs.list_acquisitions(run.id)}
+    assert by_id[first].label == gold[first]
+    assert by_id[first].opinions == {"alice": gold[first], "bob": other}
+    with PoolClient(fake_stack.pool_address, timeout=10) as pool:
+        assert [t.sample_id for t in pool.label_opinions("toy", disputed_only=True)] == [first]
+    # Alice corrects her own label: that one is changed, in force.
+    result, _ = core.submit_labels(run.id, [(first, other)], annotator="alice")
+    assert result.changed == 1
+    assert {a.sample_id: a.label for a in fake_stack.runs.list_acquisitions(run.id)}[first] == other
