@@ -235,13 +235,13 @@ def test_the_images_build_without_a_registry_and_every_service_comes_up(stack):
     )
     assert stack.images["LESSLABELS_POSTGRES_IMAGE"] in postgres_image
     assert topology.inspect("pool", "{{.Config.User}}") == "lesslabels"  # not root
-    # The bundled MiniLM and the web app's dependencies are in the image.
+    # The bundled MiniLM, the web app's dependencies and pyarrow (the pool reads Parquet imports) are in the image.
     probe = topology._engine(
         "exec",
         topology.container("web"),
         "python",
         "-c",
-        "import fastapi, lesslabels.modeling.models as m; print(m.default_model_path())",
+        "import fastapi, pyarrow, lesslabels.modeling.models as m; print(m.default_model_path())",
     )
     assert probe.stdout.strip().endswith("/model")
 
