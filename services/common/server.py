@@ -8,7 +8,6 @@ import logging
 import signal
 import threading
 import time
-from concurrent import futures
 from collections.abc import Callable, Iterable
 
 import grpc
@@ -17,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from lesslabels.common import errors, metrics
 from lesslabels.common.config import ServerSettings
+from lesslabels.common.thread_pool import ElasticThreadPool
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,10 @@ def _abort_for(exc: BaseException, context: grpc.ServicerContext, method: str) -
     if isinstance(exc, errors.LessLabelsError):
         log.info("rpc=%s status=%s error=%r", method, exc.code, str(exc))
         context.abort(status_code(exc), errors.bounded(public_message(exc)))
+    if isinstance(exc, grpc.RpcError) and not context.is_active():
+        # The request stream of a call its client cancelled (or the server stopped) raises this: not a fault.
+        log.info("rpc=%s status=CANCELLED the call ended while its request stream was read", method)
+        context.abort(grpc.StatusCode.CANCELLED, "the call ended before its requests were read")
     log.error("rpc=%s status=INTERNAL unexpected error", method, exc_info=exc)
     # Only the type goes to the caller: an unexpected error's text can name server files.
     context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method} ({type(exc).__name__}); see the server's log")
@@ -340,13 +344,13 @@ class Server:
             ("grpc.keepalive_permit_without_calls", 1),
         ]
         # Threads: ``workers`` for unary calls plus one per admitted response stream, so a full
-        # stream budget still leaves every worker to unary calls. grpc itself answers
-        # RESOURCE_EXHAUSTED past maximum_concurrent_rpcs: the streams of both budgets (ours and
-        # the thread-less health watches) and a queue of unary calls four times the workers.
+        # stream budget still leaves every worker to unary calls; each ends after a few idle seconds,
+        # so a flood of streams leaves no threads behind. grpc itself answers RESOURCE_EXHAUSTED
+        # past maximum_concurrent_rpcs: the streams of both budgets (ours and the thread-less health
+        # watches) and a queue of unary calls four times the workers.
+        self.thread_pool = ElasticThreadPool(settings.workers + settings.max_streams, thread_name_prefix=f"{name}-rpc")
         self._server = grpc.server(
-            futures.ThreadPoolExecutor(
-                max_workers=settings.workers + settings.max_streams, thread_name_prefix=f"{name}-rpc"
-            ),
+            self.thread_pool,  # type: ignore[arg-type]  # grpc calls submit() only
             interceptors=interceptors,
             options=options,
             maximum_concurrent_rpcs=2 * settings.max_streams + 4 * settings.workers,

@@ -404,3 +404,42 @@ def test_bad_stream_budget_is_refused(monkeypatch):
     config.add_server_flags(parser, default_port=0)
     with pytest.raises(SystemExit, match="--max-streams"):
         config.server_settings(parser.parse_args(["--max-streams", "0"]))
+
+
+def test_a_client_stream_cancelled_by_its_caller_is_no_internal_error(caplog):
+    """A request stream whose caller cancelled raises grpc.RpcError inside the handler: logged as
+    CANCELLED, not as an unexpected INTERNAL error with a traceback."""
+    reading = threading.Event()
+
+    def upload(request_iterator, context):
+        for _ in request_iterator:
+            reading.set()
+        return b"done"
+
+    def register(server):
+        handlers = {"Upload": grpc.stream_unary_rpc_method_handler(upload)}
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+
+    server = Server(server_settings_for_tests(), [ServiceRegistration(names=(SERVICE,), register=register)])
+    port = server.start()
+    release = threading.Event()
+
+    def requests():
+        yield b"first"
+        release.wait(10)
+
+    try:
+        with caplog.at_level("INFO", logger="lesslabels.common.server"):
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+                call = ch.stream_unary(f"/{SERVICE}/Upload").future(requests(), timeout=10)
+                assert reading.wait(5)
+                call.cancel()
+                deadline = time.monotonic() + 5
+                while "status=CANCELLED" not in caplog.text and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            release.set()
+        assert f"rpc=/{SERVICE}/Upload status=CANCELLED" in caplog.text
+        assert "INTERNAL" not in caplog.text
+    finally:
+        release.set()
+        server.stop(0)
