@@ -67,7 +67,7 @@ def labelled_set_hash(pairs) -> str:
     return digest.hexdigest()
 
 
-def _fsync_dir(path: pathlib.Path) -> None:
+def fsync_dir(path: pathlib.Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -75,14 +75,15 @@ def _fsync_dir(path: pathlib.Path) -> None:
         os.close(fd)
 
 
-def _fsync_tree(path: pathlib.Path) -> None:
+def fsync_tree(path: pathlib.Path) -> None:
+    """Flush every file and folder under ``path`` to disk: before a rename publishes the folder."""
     for item in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
         if item.is_file():
             with open(item, "rb+") as f:
                 os.fsync(f.fileno())
         else:
-            _fsync_dir(item)
-    _fsync_dir(path)
+            fsync_dir(item)
+    fsync_dir(path)
 
 
 def _write_atomic(path: pathlib.Path, data: str) -> None:
@@ -92,7 +93,7 @@ def _write_atomic(path: pathlib.Path, data: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _validation_and_count(checkpoint: Checkpoint, metric: str) -> tuple[float, int] | None:
@@ -174,11 +175,11 @@ class CheckpointStore:
             manifest.update(id=checkpoint_id, created_at=rfc3339(utcnow()), weights_sha256=sha256_file(weights))
             # The manifest is the last file: a folder without it is incomplete by definition.
             (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
-            _fsync_tree(staging)
+            fsync_tree(staging)
             final = self.root / f"{_PREFIX}{checkpoint_id}"
             with self._lock:
                 os.rename(staging, final)
-                _fsync_dir(self.root)
+                fsync_dir(self.root)
                 run_id = int(manifest.get("run_id") or 0)
                 if run_id:
                     _write_atomic(self.root / "latest" / f"run-{run_id}", checkpoint_id)
