@@ -29,7 +29,7 @@ from lesslabels.coordinator import domain
 from lesslabels.client import PoolClient
 from lesslabels.pool.run_store_client import RunStoreClient
 from lesslabels.coordinator.orchestrator import Coordinator
-from tests.helpers import import_rows, server_settings_for_tests
+from tests.helpers import free_port, import_rows, server_settings_for_tests
 
 if TYPE_CHECKING:
     from lesslabels.common.server import Server
@@ -353,6 +353,8 @@ class RealStack:
     coordinator_server: CoordinatorServer
     servers: dict[str, Server]
     _build_coordinator: Callable[[], tuple[CoordinatorServer, str]]
+    #: Each server's /metrics port (``start_real_stack(metrics=True)``); the metrics are the process's.
+    metrics_ports: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def restart_coordinator(self) -> None:
         """Stop the coordinator (its runs stay as recorded) and start a fresh one that resumes them."""
@@ -361,17 +363,23 @@ class RealStack:
 
 
 def start_real_stack(
-    tmp_path, *, token: str = "", model_dirs: tuple[str, ...] = ()
+    tmp_path, *, token: str = "", model_dirs: tuple[str, ...] = (), metrics: bool = False
 ) -> tuple[RealStack, Callable[[], None]]:
     """Pool (temp SQLite), trainer and scorer (temp checkpoint dir) and coordinator, in process;
-    ``model_dirs``: the model folders of the trainer and the scorer (where base models may come from)."""
+    ``model_dirs``: the model folders of the trainer and the scorer (where base models may come from);
+    ``metrics``: each server serves /metrics on a port of its own (``RealStack.metrics_ports``)."""
     from lesslabels.coordinator.main import build_server as build_coordinator
     from lesslabels.pool.main import build_server as build_pool
     from lesslabels.scorer.model_cache import CacheConfig
     from lesslabels.scorer.main import build_server as build_scorer
     from lesslabels.trainer.main import build_server as build_trainer
 
-    settings = server_settings_for_tests(token=token)
+    metrics_ports = {name: free_port() for name in ("pool", "trainer", "scorer", "coordinator")} if metrics else {}
+
+    def settings_of(name: str):
+        return server_settings_for_tests(token=token, metrics_port=metrics_ports.get(name, 0))
+
+    settings = settings_of("pool")
     servers: dict[str, Server] = {}
     pool = build_pool(settings, f"sqlite:///{tmp_path / 'pool.db'}")
     pool.start()
@@ -380,12 +388,14 @@ def start_real_stack(
     pool_address = f"127.0.0.1:{pool.port}"
     checkpoints = tmp_path / "checkpoints"
     trainer = build_trainer(
-        settings, pool_address, checkpoints, num_threads=1, progress_every_s=0, model_dirs=model_dirs
+        settings_of("trainer"), pool_address, checkpoints, num_threads=1, progress_every_s=0, model_dirs=model_dirs
     )
     trainer.start()
     trainer.set_serving()
     servers["trainer"] = trainer
-    scorer = build_scorer(settings, str(checkpoints), pool_address, cache_config=CacheConfig(model_dirs=model_dirs))
+    scorer = build_scorer(
+        settings_of("scorer"), str(checkpoints), pool_address, cache_config=CacheConfig(model_dirs=model_dirs)
+    )
     scorer.start()
     scorer.set_serving()
     servers["scorer"] = scorer
@@ -393,14 +403,22 @@ def start_real_stack(
 
     def build() -> tuple[CoordinatorServer, str]:
         server = build_coordinator(
-            settings, pool_address, trainer_address, scorer_address, token=token, rpc_timeout=30, retry_backoff=0.2
+            settings_of("coordinator"),
+            pool_address,
+            trainer_address,
+            scorer_address,
+            token=token,
+            rpc_timeout=30,
+            retry_backoff=0.2,
         )
         server.start()
         server.ready()
         return server, f"127.0.0.1:{server.port}"
 
     coordinator, coordinator_address = build()
-    stack = RealStack(pool_address, trainer_address, scorer_address, coordinator_address, coordinator, servers, build)
+    stack = RealStack(
+        pool_address, trainer_address, scorer_address, coordinator_address, coordinator, servers, build, metrics_ports
+    )
 
     def stop():
         stack.coordinator_server.stop(0)

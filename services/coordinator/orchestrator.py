@@ -7,12 +7,13 @@ Knows nothing of gRPC; its dependencies are the pool, the run store, the trainer
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 
-from lesslabels.common import errors
+from lesslabels.common import errors, metrics
 from lesslabels import contract
 from lesslabels.contract import vocabulary
 from lesslabels.coordinator.annotator import SimulatedAnnotator
@@ -46,6 +47,13 @@ def _sum(a: contract.LabelResult, b: contract.LabelResult) -> contract.LabelResu
         labels=a.labels + b.labels,
         second_opinions=a.second_opinions + b.second_opinions,
     )
+
+
+def _count_active(runs: Sequence[contract.Run]) -> None:
+    """The active runs by state, for ``metrics.COORDINATOR_RUNS``."""
+    states = collections.Counter(run.state for run in runs)
+    for state in vocabulary.ACTIVE_RUN_STATES:
+        metrics.COORDINATOR_RUNS.labels(state).set(states[state])
 
 
 class Coordinator:
@@ -97,6 +105,7 @@ class Coordinator:
         except errors.Unavailable as exc:
             log.warning("event=recover_deferred error=%r", str(exc))
             return []
+        _count_active(runs)
         for run in runs:
             log.info("event=recover run=%d state=%s step=%s round=%d", run.id, run.state, run.step, run.round)
             self._ensure_worker(run.id)
@@ -111,6 +120,7 @@ class Coordinator:
             except errors.LessLabelsError as exc:
                 log.warning("event=supervise_skipped error=%r", str(exc))
                 continue
+            _count_active(runs)
             for run in runs:
                 with self._lock:
                     worker = self._workers.get(run.id)
@@ -217,6 +227,7 @@ class Coordinator:
                 worker.cancelled = True
                 worker.stop.set()
             run = self.runs.update_run(run_id, state="CANCELLED", stop_reason="cancelled by a user")
+            metrics.COORDINATOR_RUNS_ENDED.labels("CANCELLED").inc()
         if job_id:
             try:
                 self.trainer.cancel_job(job_id)
@@ -508,5 +519,6 @@ class Coordinator:
                 worker.outcome = True
                 return
             failed = self.runs.update_run(run_id, state="FAILED", error=message)
+            metrics.COORDINATOR_RUNS_ENDED.labels("FAILED").inc()
             worker.outcome = True
         self.events.announce(failed, message=message)

@@ -23,6 +23,7 @@ in round r.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from lesslabels.common import errors, metrics
+from lesslabels.common import errors, metrics, tracing
 from lesslabels.common.timeutil import rfc3339, utcnow
 from lesslabels.contract.metrics import classification_metrics
 from lesslabels import contract
@@ -42,7 +43,7 @@ from lesslabels.coordinator.queue import fine_tune_due, labels_due
 from lesslabels.coordinator.scores import PoolScoreCache, RoundScores, seed_set_seed
 from lesslabels.coordinator.sharding import ScorerReplicas, as_replicas
 from lesslabels.coordinator.stopping import label_budget, stop_reason
-from lesslabels.coordinator.worker import Pause, RunLocks, Worker
+from lesslabels.coordinator.worker import Pause, RunLocks, Stopped, Worker
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,16 @@ DIVERSE_SAMPLE_FLOOR = 2000
 def diverse_seed_sample(k: int) -> int:
     """The most samples the diverse seed set of ``k`` embeds."""
     return max(DIVERSE_SAMPLE_PER_SEED * k, DIVERSE_SAMPLE_FLOOR)
+
+
+def _waited_for_labels(run: contract.Run) -> None:
+    """A run of the human oracle that was WAITING_FOR_LABELS went on: observe how long it waited,
+    from when it was stored in that state (its ``updated_at``; nothing else changes the run while
+    it waits), so a coordinator restarted meanwhile measures the whole wait."""
+    if run.state != "WAITING_FOR_LABELS" or run.config.oracle != "human" or not run.updated_at:
+        return
+    since = datetime.datetime.fromisoformat(run.updated_at)
+    metrics.COORDINATOR_LABEL_WAIT.observe(max(0.0, (utcnow() - since).total_seconds()))
 
 
 class StepRunner:
@@ -100,8 +111,17 @@ class StepRunner:
             "SELECT": self._select,
         }[run.step]
         begun, outcome = time.perf_counter(), "error"
+        # One trace per step (tracing on): the calls the step makes, and the calls those make, nest in it.
+        attributes = {
+            "lesslabels.run_id": run.id,
+            "lesslabels.round": run.round,
+            "lesslabels.step": run.step,
+            "lesslabels.strategy": run.config.strategy,
+            "lesslabels.dataset": run.config.dataset,
+        }
         try:
-            handler(worker, run)
+            with tracing.span(f"step {run.step}", attributes, expected=(Pause, Stopped)):
+                handler(worker, run)
             outcome = "ok"
         finally:
             metrics.COORDINATOR_STEP_SECONDS.labels(run.step, outcome).observe(time.perf_counter() - begun)
@@ -139,6 +159,9 @@ class StepRunner:
             )
         if updated.round > run.round:
             metrics.COORDINATOR_ROUNDS.inc()
+        metrics.COORDINATOR_ACQUIRED.inc(len(acquisitions))
+        if updated.state != run.state and updated.state in vocabulary.FINAL_RUN_STATES:
+            metrics.COORDINATOR_RUNS_ENDED.labels(updated.state).inc()
         # The configuration never changes: keep the one decoded when the worker first read the run.
         updated = dataclasses.replace(updated, config=run.config)
         worker.run = updated
@@ -225,6 +248,7 @@ class StepRunner:
         self.advance(
             worker, run, step="TRAIN", message=lambda moved: f"round {run.round}: {moved.labelled_count} labels"
         )
+        _waited_for_labels(run)
 
     def _label_asynchronously(self, worker: Worker, run: contract.Run) -> None:
         """An asynchronous run trains again once enough new labels came in (``queue.fine_tune_due``);
@@ -251,6 +275,7 @@ class StepRunner:
             step="TRAIN",
             message=lambda moved: f"round {run.round}: fine-tuning in the background on {moved.labelled_count} labels",
         )
+        _waited_for_labels(current)
 
     def _train(self, worker: Worker, run: contract.Run) -> None:
         config = run.config

@@ -20,6 +20,7 @@ import collections
 import contextlib
 import dataclasses
 import heapq
+import io
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -29,7 +30,7 @@ from sqlalchemy import and_, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from lesslabels.common import errors
+from lesslabels.common import errors, metrics
 from lesslabels.contract.vocabulary import SPLITS
 from lesslabels.pool import counts, importers
 from lesslabels.pool.base import NAME_RE, StorePart, find_dataset
@@ -151,7 +152,16 @@ class ImportsPart(StorePart):
         log.info(
             "event=imported dataset=%s rows=%d duplicates=%d", dataset_name, result.imported, result.duplicate_rows
         )
+        metrics.POOL_IMPORTED_ROWS.inc(result.imported)
+        metrics.POOL_IMPORTED_BYTES.inc(_size(data))
         return result
+
+
+def _size(data: bytes | IO[bytes]) -> int:
+    """Bytes of an imported file (a file object: to its end)."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return len(data)
+    return data.seek(0, io.SEEK_END)
 
 
 def _earlier_import(session: Session, dataset: Dataset | None, request: ImportRequest) -> ImportResult | None:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from lesslabels.common import metrics
 from lesslabels.pool.base import NAME_RE
 from lesslabels.pool.datasets import DatasetsPart
 from lesslabels.pool.db import make_engine, migrate
@@ -77,7 +78,7 @@ class PoolStore(DatasetsPart, ImportsPart, SamplesPart, LabelsPart, RunsPart):
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Session]:
-        with self._read() as session, session.begin():
+        with metrics.POOL_DB_SECONDS.labels("read").time(), self._read() as session, session.begin():
             yield session
 
     def _writing(self, fn, *, attempts: int = 6):
@@ -87,6 +88,10 @@ class PoolStore(DatasetsPart, ImportsPart, SamplesPart, LabelsPart, RunsPart):
         same idempotency key, same new dataset) or a lock; the retry then reads what the
         winner wrote and reports it, so the outcome is as if the calls had run in turn.
         """
+        with metrics.POOL_DB_SECONDS.labels("write").time():
+            return self._write_with_retries(fn, attempts)
+
+    def _write_with_retries(self, fn, attempts: int):
         for attempt in range(attempts):
             try:
                 with self._write() as session, session.begin():

@@ -7,7 +7,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-from lesslabels.common import errors
+from lesslabels.common import errors, metrics
 
 DEFAULT_MAX_TEXTS = 4096
 #: Request bytes one scorer works on at once (--max-inflight-mb): the default message size limit,
@@ -45,14 +45,17 @@ class InFlightBudget:
         """Count ``size`` bytes as in flight for the ``with`` block, or refuse them."""
         with self._lock:
             if self._used and self._used + size > self.limit:
+                metrics.SCORER_INFLIGHT_REFUSED.inc()
                 raise errors.ResourceExhausted(
                     f"this scorer is already scoring {self._used / MiB:.1f} MiB of requests and this one adds "
                     f"{size / MiB:.1f} MiB: past its budget of {self.limit / MiB:.0f} MiB at once "
                     "(--max-inflight-mb); retry in a moment or send smaller requests"
                 )
             self._used += size
+            metrics.SCORER_INFLIGHT_BYTES.inc(size)
         try:
             yield
         finally:
             with self._lock:
                 self._used -= size
+                metrics.SCORER_INFLIGHT_BYTES.dec(size)

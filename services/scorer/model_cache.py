@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from lesslabels.common import errors, uncertainty
+from lesslabels.common import errors, metrics, uncertainty
 from lesslabels.common.checkpoints import Checkpoint
 from lesslabels.common.timeutil import utcnow
 from lesslabels.modeling import inference
@@ -235,19 +235,23 @@ class ModelCache:
             entry = self._cache.get(key)
             if entry is not None:
                 self._cache.move_to_end(key)
+                metrics.SCORER_CACHE_LOOKUPS.labels("hit").inc()
                 return entry
         with self._load_lock:  # one load at a time: loads are rare and memory-heavy
             with self._lock:
                 entry = self._cache.get(key)
                 if entry is not None:
                     self._cache.move_to_end(key)
+                    metrics.SCORER_CACHE_LOOKUPS.labels("hit").inc()  # loaded while this call waited
                     return entry
+            metrics.SCORER_CACHE_LOOKUPS.labels("miss").inc()
             entry = self._load_entry(key, checkpoint_id, spec)
             evicted = []
             with self._lock:
                 self._cache[key] = entry
                 while len(self._cache) > self.config.cache_size:
                     evicted.append(self._cache.popitem(last=False)[1])
+            metrics.SCORER_CACHE_EVICTIONS.inc(len(evicted))
             for old in evicted:
                 log.info("event=model_evicted key=%s", old.key)
                 old.batcher.close()

@@ -161,10 +161,15 @@ class Trainer:
         with _threads_lock:
             previous = torch.get_num_threads()
             governor = ThreadGovernor(config.num_threads or self.default_threads)
-            report(
-                f"threads: {governor.start()} of {governor.usable} usable CPUs"
-                + ("" if governor.fixed else " (free now)")
-            )
+            threads = governor.start()
+            metrics.TRAINER_THREADS.set(threads)
+            report(f"threads: {threads} of {governor.usable} usable CPUs" + ("" if governor.fixed else " (free now)"))
+
+            def between_steps() -> int:
+                chosen = governor.tick()
+                metrics.TRAINER_THREADS.set(chosen)
+                return chosen
+
             try:
                 torch.manual_seed(request.seed)  # the fresh head's initialisation
                 source_model = (
@@ -189,7 +194,7 @@ class Trainer:
                     on_progress=report,
                     progress_every_s=self.progress_every_s,
                     fresh_head=not request.warm_start_checkpoint,
-                    between_steps=governor.tick,
+                    between_steps=between_steps,
                 )
                 _raise_if_cancelled(job)
                 if kept is not None:
@@ -203,6 +208,7 @@ class Trainer:
                     )
             finally:
                 torch.set_num_threads(previous)
+                metrics.TRAINER_THREADS.set(0)  # no training runs
         _raise_if_cancelled(job)
         manifest: dict[str, Any] = {  # the store's publish() fills in id, created_at, weights_sha256
             "run_id": request.run_id,

@@ -19,7 +19,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 
-from lesslabels.common import errors
+from lesslabels.common import errors, metrics
 from lesslabels.common.timeutil import rfc3339, utcnow
 from lesslabels.trainer import job_files
 from lesslabels.trainer.loop import Progress
@@ -43,6 +43,7 @@ class JobManager:
         self._worker: threading.Thread | None = None
         with self._changed:
             self._load()
+        metrics.TRAINER_JOBS.add_source(self.count_by_state)
 
     def _save(self, job: Job) -> None:
         job_files.save(self._dir, job)
@@ -109,6 +110,11 @@ class JobManager:
                 job.queue_position,
             )
             return job.snapshot()
+
+    def count_by_state(self) -> dict[str, int]:
+        """How many jobs are in each state (``metrics.TRAINER_JOBS`` reads it when scraped)."""
+        with self._changed:
+            return dict(collections.Counter(job.state.value for job in self._jobs.values()))
 
     def find_request(self, request_id: str) -> Job | None:
         with self._changed:

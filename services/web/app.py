@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lesslabels.common import errors
 from lesslabels.common.plaintext import visible
+from lesslabels.web.activity import LabelActivity
 from lesslabels.web.auth import DEFAULT_LIFETIME, Sessions
 from lesslabels.web.ratelimit import RateLimiter
 
@@ -99,6 +100,7 @@ def create_app(backend, settings: WebSettings | None = None, clock: Callable[[],
     settings = settings or WebSettings()
     app = FastAPI(title="lesslabels", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.backend = backend
+    app.state.activity = LabelActivity(clock=clock)
     app.state.sessions = Sessions(
         settings.secret or secrets.token_bytes(32),
         settings.token,

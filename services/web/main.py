@@ -46,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow listening on a non-loopback interface without a token (anyone who reaches it gets a session)",
     )
     add_flag(parser, "--timeout", default=30.0, type=float, help="deadline of each call to a service, in seconds")
+    add_flag(
+        parser,
+        "--metrics-port",
+        default=0,
+        type=int,
+        help="serve Prometheus metrics over HTTP at this port, on --host, path /metrics (0 = off)",
+    )
     add_client_tls_flags(parser)
     add_flag(parser, "--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     return parser
@@ -54,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
+    from lesslabels.common import metrics
     from lesslabels.web.app import WebSettings, create_app
     from lesslabels.web.backend import Addresses, SdkBackend
 
@@ -62,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--port {args.port}: must be within 0..65535")
     if not args.session_hours > 0:
         raise SystemExit(f"--session-hours {args.session_hours}: must be positive")
+    if not 0 <= args.metrics_port <= 65535:
+        raise SystemExit(f"error: --metrics-port {args.metrics_port}: must be within 0..65535 (0 = no metrics)")
+    if args.metrics_port and args.metrics_port == args.port:
+        raise SystemExit(
+            f"error: --metrics-port {args.metrics_port} is --port as well: give the metrics their own port"
+        )
     refusal = open_bind_refusal(args.host, args.token, args.insecure)
     if refusal:
         raise SystemExit(f"error: {refusal}")
@@ -81,8 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     logging.getLogger(__name__).info("event=web_starting url=http://%s:%d", args.host, args.port)
+    metrics_http = metrics.start_http(args.metrics_port, args.host) if args.metrics_port else None
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level.lower())
     finally:
+        if metrics_http is not None:
+            metrics.stop_http(metrics_http)
         backend.close()
     return 0

@@ -37,4 +37,6 @@ def queue(request: Request, run_id: int, annotator: str = ""):
 @router.post("/api/runs/{run_id}/labels", dependencies=[Depends(csrf_protected)])
 def submit(request: Request, run_id: int, body: LabelSubmission):
     key = f"web:{run_id}:{body.sample_id}:{body.annotator}:{body.nonce}"
-    return backend(request).submit_label(run_id, body.sample_id, body.label, body.annotator, key)
+    reply = backend(request).submit_label(run_id, body.sample_id, body.label, body.annotator, key)
+    request.app.state.activity.recorded(run_id, body.annotator, reply["recorded"])
+    return reply

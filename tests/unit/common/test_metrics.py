@@ -6,42 +6,21 @@ from __future__ import annotations
 import argparse
 import socket
 import urllib.error
-import urllib.request
 
 import grpc
 import pytest
+import prometheus_client
 from prometheus_client import REGISTRY
-from prometheus_client.parser import text_string_to_metric_families
 
+from lesslabels.common import metrics
 from lesslabels.common.config import add_server_flags, server_settings
 from lesslabels.pool.main import build_server
 from lesslabels.scorer.batching import DynamicBatcher
 from lesslabels.v1 import common_pb2, pool_pb2
-from tests.helpers import import_rows, pool_stub, server_settings_for_tests, submit_labels
+from tests.helpers import free_port, import_bytes, import_rows, pool_stub, server_settings_for_tests, submit_labels
+from tests.scrape import scrape, value
 
 POOL = "lesslabels.v1.PoolService"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """``/metrics`` over HTTP: (sample name, sorted labels) -> value."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        assert response.status == 200
-        text = response.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def value(samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 @pytest.fixture
@@ -196,3 +175,94 @@ def test_batcher_reports_batches_texts_tokens_and_queue():
     assert real == padded == 6  # equal lengths: no padding
     assert waits == 1  # one request
     assert sample("lesslabels_scorer_queue_texts") == 0
+
+
+def test_imports_count_stored_rows_and_bytes_and_database_transactions(pool_with_metrics):
+    address, port = pool_with_metrics
+    data = b"label,text\na,one text\nb,another text\na,a third text\n"
+    before = scrape(port)
+    import_bytes(address, "counted", data)
+    import_bytes(address, "counted", b"label,text\na,checked only\n", check_only=True)  # stores nothing
+    with pytest.raises(grpc.RpcError) as refused:
+        import_bytes(address, "counted", b"label,text\na,one text\nb,", create=False)  # a broken row: nothing stored
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    after = scrape(port)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert moved("lesslabels_pool_imported_rows_total") == 3
+    assert moved("lesslabels_pool_imported_bytes_total") == len(data)
+    # Every import reads in a transaction first; the stored one writes one; the refused ones roll back.
+    assert moved("lesslabels_pool_db_transaction_seconds_count", kind="write") >= 1
+    assert moved("lesslabels_pool_db_transaction_seconds_count", kind="read") >= 1
+    assert moved("lesslabels_pool_db_transaction_seconds_sum", kind="write") > 0
+
+
+def test_the_state_gauge_sums_its_sources_and_forgets_dropped_ones():
+    from prometheus_client import CollectorRegistry
+
+    gauge = metrics.StateGauge("lesslabels_test_things", "things by state", ("A", "B"))
+    prometheus_client.REGISTRY.unregister(gauge)
+    registry = CollectorRegistry()
+    registry.register(gauge)
+
+    class Source:
+        def __init__(self, counts):
+            self.counts = counts
+
+        def count(self):
+            return self.counts
+
+    one, two = Source({"A": 2, "C": 7}), Source({"A": 1, "B": 4})
+    gauge.add_source(one.count)
+    gauge.add_source(two.count)
+    assert registry.get_sample_value("lesslabels_test_things", {"state": "A"}) == 3
+    assert registry.get_sample_value("lesslabels_test_things", {"state": "B"}) == 4
+    assert registry.get_sample_value("lesslabels_test_things", {"state": "C"}) is None  # not a known state
+    del two  # a stopped service's source goes with it
+    assert registry.get_sample_value("lesslabels_test_things", {"state": "B"}) == 0
+    assert registry.get_sample_value("lesslabels_test_things", {"state": "A"}) == 2
+
+
+def test_state_metrics_know_the_vocabulary_states():
+    from lesslabels.contract import vocabulary
+
+    assert metrics.TRAINER_JOBS.states == vocabulary.JOB_STATES
+
+
+def test_the_job_manager_reports_its_jobs_by_state(tmp_path):
+    from lesslabels.trainer.jobs import JobManager
+    from lesslabels.contract import TrainRequest
+
+    def jobs(state: str) -> float:
+        return REGISTRY.get_sample_value("lesslabels_trainer_jobs", {"state": state}) or 0.0
+
+    queued_before = jobs("QUEUED")
+    manager = JobManager(tmp_path, runner=lambda job, report: None)  # never started: jobs stay queued
+    manager.submit(TrainRequest(dataset="d", labels=("a", "b")))
+    manager.submit(TrainRequest(dataset="d", labels=("a", "b")))
+    assert jobs("QUEUED") == queued_before + 2
+    manager.cancel(manager.list()[0].id)
+    assert jobs("QUEUED") == queued_before + 1
+    del manager
+    assert jobs("QUEUED") == queued_before
+
+
+def test_the_in_flight_budget_reports_its_bytes_and_refusals():
+    from lesslabels.common import errors
+    from lesslabels.scorer.limits import InFlightBudget
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    budget = InFlightBudget(100)
+    held, refused = sample("lesslabels_scorer_inflight_bytes"), sample("lesslabels_scorer_inflight_refused_total")
+    with budget.hold(60):
+        assert sample("lesslabels_scorer_inflight_bytes") == held + 60
+        with pytest.raises(errors.ResourceExhausted):
+            with budget.hold(50):
+                pass
+        assert sample("lesslabels_scorer_inflight_refused_total") == refused + 1
+        assert sample("lesslabels_scorer_inflight_bytes") == held + 60
+    assert sample("lesslabels_scorer_inflight_bytes") == held
