@@ -18,6 +18,8 @@
   a token, and never with ``--insecure``;
 - scale and resources: the scorer's Service is headless with more than one replica behind it,
   the trainer has a GPU, every container requests CPU and memory;
+- metrics: every lesslabels container serves Prometheus metrics on a declared port, and its pod's
+  ``prometheus.io/scrape`` and ``prometheus.io/port`` annotations point there;
 - state: the paths of the lesslabels state settings (checkpoints, the trainer's jobs, which
   default to a folder of the checkpoints, a SQLite database) and PostgreSQL's data are on
   persistent volume claims; the trainer and the scorer share one ReadWriteMany claim; the pool's
@@ -490,6 +492,26 @@ def check_database(r: Rendering) -> Iterator[str]:
                     yield f"{c.name}: the database URL's {what} is not the one {server.name} is given"
 
 
+def check_metrics(r: Rendering) -> Iterator[str]:
+    """Every lesslabels container serves metrics (``--metrics-port``) on a port it declares, and
+    its pod carries the ``prometheus.io`` annotations that send Prometheus there."""
+    for c in r.containers:
+        if c.command is None or c.init:
+            continue
+        port = r.setting(c, "--metrics-port")
+        if not port or not port.isdigit() or int(port) == 0:
+            yield f"{c.name}: no --metrics-port (LESSLABELS_METRICS_PORT): Prometheus cannot scrape it"
+            continue
+        if int(port) not in c.declared.values():
+            yield f"{c.name}: its metrics port {port} is not a declared container port"
+        annotations = c.workload["spec"]["template"]["metadata"].get("annotations") or {}
+        if annotations.get("prometheus.io/scrape") != "true" or annotations.get("prometheus.io/port") != port:
+            yield (
+                f"{c.name}: the pod's prometheus.io annotations (scrape {annotations.get('prometheus.io/scrape')!r}, "
+                f"port {annotations.get('prometheus.io/port')!r}) do not point at its metrics port {port}"
+            )
+
+
 def check_wiring(docs: list[dict]) -> list[str]:
     """Every wiring mistake found in the rendered objects (none: an empty list)."""
     r = Rendering(docs)
@@ -504,4 +526,5 @@ def check_wiring(docs: list[dict]) -> list[str]:
         *check_scale_and_resources(r),
         *check_state(r),
         *check_database(r),
+        *check_metrics(r),
     ]

@@ -7,6 +7,9 @@ runs the image's ``ENTRYPOINT`` (read from the service's Dockerfile) followed by
 - every service gets a free loopback port: ``pool:50051`` in any value becomes
   ``127.0.0.1:<pool's port>``; a service's own ``LESSLABELS_PORT`` / ``--port`` and the
   ``127.0.0.1:50051`` its health check probes become its port; ``LESSLABELS_HOST`` becomes loopback;
+  its ``LESSLABELS_METRICS_PORT`` becomes another free port (``metrics_ports``);
+- services of a profile (``observability``: Prometheus, Grafana, Jaeger) are left out, as
+  ``docker compose up`` leaves them without ``--profile``;
 - each named volume becomes a temporary folder, and paths under a service's mount point
   (``sqlite:////data/pool.db``, ``PGDATA``) point into it;
 - a service that runs an image nobody builds here (``postgres``) runs its local stand-in
@@ -213,11 +216,15 @@ def _port(value) -> int:
 
 
 def parse(document: dict, base_dir: str | os.PathLike = ROOT) -> dict[str, Service]:
+    """The services Compose starts by default: those of a profile (``observability``) are left
+    out, as ``docker compose up`` leaves them without ``--profile``."""
     base_dir = pathlib.Path(base_dir)
     declared_volumes = set((document.get("volumes") or {}).keys())
     services: dict[str, Service] = {}
     for name, spec in document["services"].items():
         spec = spec or {}
+        if spec.get("profiles"):
+            continue
         command = spec.get("command") or []
         command = shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
         raw_env = spec.get("environment") or {}
@@ -492,6 +499,8 @@ class LocalTopology:
                     f"(known: {', '.join(sorted(STAND_INS))})"
                 )
         self.ports = {name: free_port() for name in self.services}
+        #: Each service's own metrics port (in containers they all use the same one).
+        self.metrics_ports = {name: free_port() for name in self.services}
         self.processes: dict[str, subprocess.Popen] = {}
         self.restart_counts: dict[str, int] = {name: 0 for name in self.services}
         self._healthy_once: set[str] = set()
@@ -559,6 +568,8 @@ class LocalTopology:
         for key, value in service.environment.items():
             if key == "LESSLABELS_PORT" and value == str(service.port):
                 value = str(self.ports[name])
+            elif key == "LESSLABELS_METRICS_PORT" and value not in ("", "0"):
+                value = str(self.metrics_ports[name])
             elif key == "LESSLABELS_HOST":
                 value = "127.0.0.1"
             env[key] = self._rewrite(service, value)

@@ -278,6 +278,21 @@ MISTAKES = {
         ),
         r"pool\[pool\]: LESSLABELS_DATABASE_URL does not come from a Secret",
     ),
+    "metrics-off": (
+        lambda d: set_env(d, "scorer", "LESSLABELS_METRICS_PORT", ""),
+        r"scorer\[scorer\]: no --metrics-port \(LESSLABELS_METRICS_PORT\)",
+    ),
+    "metrics-annotation-port": (
+        lambda d: find(d, "Deployment", "web")["spec"]["template"]["metadata"]["annotations"].update(
+            {"prometheus.io/port": "9000"}
+        ),
+        r"web\[web\]: the pod's prometheus.io annotations \(scrape 'true', port '9000'\) do not point at its "
+        r"metrics port 9464",
+    ),
+    "metrics-port-undeclared": (
+        lambda d: set_env(d, "pool", "LESSLABELS_METRICS_PORT", "9465"),
+        r"pool\[pool\]: its metrics port 9465 is not a declared container port",
+    ),
     "database-password": (
         lambda d: set_secret(d, "lesslabels-postgres", "password", "another-password"),
         r"pool\[pool\]: the database URL's password is not the one StatefulSet/postgres\[postgres\] is given",
