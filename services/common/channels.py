@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from lesslabels.common import errors
+from lesslabels.common import errors, tracing
 from lesslabels.common.config import ClientTLS
 
 log = logging.getLogger(__name__)
@@ -144,14 +144,17 @@ def make_channel(
         # connection's "Connection refused" until its reconnect backoff ran out.
         ("grpc.use_local_subchannel_pool", 1),
     ]
+    # With tracing on (lesslabels.common.tracing), each call is a span whose context the server gets.
+    interceptors: list = tracing.client_interceptors()
     if credentials is not None:
         if token:
             credentials = grpc.composite_channel_credentials(credentials, grpc.access_token_call_credentials(token))
-        return grpc.secure_channel(address, credentials, options=options)
-    channel = grpc.insecure_channel(address, options=options)
-    if token:
-        channel = grpc.intercept_channel(channel, _BearerInterceptor(token))
-    return channel
+        channel = grpc.secure_channel(address, credentials, options=options)
+    else:
+        channel = grpc.insecure_channel(address, options=options)
+        if token:
+            interceptors.append(_BearerInterceptor(token))
+    return grpc.intercept_channel(channel, *interceptors) if interceptors else channel
 
 
 def wait_until_serving(

@@ -14,7 +14,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from lesslabels.common import errors, metrics
+from lesslabels.common import errors, metrics, tracing
 from lesslabels.common.config import ServerSettings
 from lesslabels.common.thread_pool import ElasticThreadPool
 
@@ -321,7 +321,8 @@ class Server:
         self._services = list(services)
         self._stopped = threading.Event()
         self._on_stop: list[Callable[[], None]] = []
-        interceptors: list[grpc.ServerInterceptor] = [MetricsInterceptor()]
+        # Traced first (when tracing is on), so the other interceptors' log lines carry the call's trace id.
+        interceptors: list[grpc.ServerInterceptor] = [*tracing.server_interceptors(), MetricsInterceptor()]
         if settings.token or settings.internal_token:
             interceptors.append(
                 TokenInterceptor(

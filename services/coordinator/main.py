@@ -6,7 +6,7 @@ import argparse
 import logging
 from collections.abc import Callable, Sequence
 
-from lesslabels.common import errors
+from lesslabels.common import errors, tracing
 from lesslabels.common.channels import wait_until_serving
 from lesslabels.common.config import ClientTLS, ServerSettings, add_flag, add_server_flags, server_settings
 from lesslabels.common.logs import setup_logging
@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.score_attempts < 1:
         parser.error("--score-attempts must be at least 1")
     setup_logging(settings.log_level, "coordinator")
+    tracing.configure("coordinator")  # OTEL_* variables; off when none is set
     server = build_server(
         settings,
         args.pool_address,

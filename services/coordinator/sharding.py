@@ -24,6 +24,7 @@ Knows nothing of gRPC: it talks to ``ScorerPort``s and sees domain errors.
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import dataclasses
 import logging
 import threading
@@ -147,7 +148,8 @@ class ScorerReplicas:
             return [run(0, shards[0])]
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(shards), thread_name_prefix="score-shard")
         try:
-            futures = [pool.submit(run, i, shard) for i, shard in enumerate(shards)]
+            # Each in a copy of this thread's context, so the shards' calls nest in the current span.
+            futures = [pool.submit(contextvars.copy_context().run, run, i, shard) for i, shard in enumerate(shards)]
             try:
                 return [future.result() for future in futures]
             except BaseException:
@@ -191,7 +193,9 @@ class ScorerReplicas:
             return replica.embed_pool(dataset, base_model=base_model, shard=shard)
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(shards), thread_name_prefix="embed-shard") as pool:
-            parts = list(pool.map(run, range(len(shards)), shards))
+            # As in map_shards: each in a copy of this thread's context.
+            futures = [pool.submit(contextvars.copy_context().run, run, i, s) for i, s in enumerate(shards)]
+            parts = [future.result() for future in futures]
         return contract.EmbedProgress(
             done=sum(p.done for p in parts), total=sum(p.total for p in parts), computed=sum(p.computed for p in parts)
         )

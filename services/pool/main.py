@@ -8,6 +8,7 @@ import logging
 
 from lesslabels.common.config import ServerSettings, add_flag, add_server_flags, server_settings
 from lesslabels.common.logs import setup_logging
+from lesslabels.common import tracing
 from lesslabels.common.server import Server
 from lesslabels.pool import run_servicer, servicer
 from lesslabels.pool.store import PoolStore
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = server_settings(args)
     setup_logging(settings.log_level, "pool")
+    tracing.configure("pool")  # OTEL_* variables; off when none is set
     # Migrating happens before the port opens; health is SERVING once the store is ready.
     server = build_server(settings, args.database_url)
     server.start()

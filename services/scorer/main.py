@@ -10,7 +10,7 @@ import os
 from grpc_health.v1 import health_pb2
 
 from lesslabels.client import PoolClient
-from lesslabels.common import errors
+from lesslabels.common import errors, tracing
 from lesslabels.common.channels import wait_until_serving
 from lesslabels.common.checkpoints import CheckpointStore
 from lesslabels.common.config import (
@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.refine_below >= 0:  # also refuses NaN
         parser.error(f"--refine-below {args.refine_below} must be at least 0 (0 = no fp32 re-scoring)")
     setup_logging(settings.log_level, "scorer")
+    tracing.configure("scorer")  # OTEL_* variables; off when none is set
     if args.threads < 0 or args.batch_workers < 0:
         parser.error("--threads and --batch-workers must not be negative (0 = automatic)")
     workers, torch_threads = parallelism(args.device, args.threads, args.batch_workers)

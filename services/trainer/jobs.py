@@ -19,7 +19,9 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 
-from lesslabels.common import errors, metrics
+from opentelemetry.context import Context
+
+from lesslabels.common import errors, metrics, tracing
 from lesslabels.common.timeutil import rfc3339, utcnow
 from lesslabels.trainer import job_files
 from lesslabels.trainer.loop import Progress
@@ -41,6 +43,8 @@ class JobManager:
         self._changed = threading.Condition()
         self._stopping = False
         self._worker: threading.Thread | None = None
+        # Where each queued job was asked for (tracing on): its training is a span of that trace.
+        self._callers: dict[str, Context] = {}
         with self._changed:
             self._load()
         metrics.TRAINER_JOBS.add_source(self.count_by_state)
@@ -96,6 +100,9 @@ class JobManager:
                 device=self._device,
             )
             self._jobs[job.id] = job
+            caller = tracing.current()
+            if caller is not None:
+                self._callers[job.id] = caller
             if request.request_id:
                 self._by_request[request.request_id] = job.id
             self._queue.append(job.id)
@@ -138,6 +145,7 @@ class JobManager:
             job = self._get(job_id)
             if job.state == JobState.QUEUED:
                 self._queue.remove(job.id)
+                self._callers.pop(job.id, None)
                 self._finish(job, JobState.CANCELLED, message="cancelled while queued")
                 self._update_positions()
             elif job.state == JobState.RUNNING:
@@ -213,6 +221,7 @@ class JobManager:
                 if self._stopping:
                     return
                 job = self._jobs[self._queue.popleft()]
+                caller = self._callers.pop(job.id, None)
                 self._running = job.id
                 job.state = JobState.RUNNING
                 job.queue_position = 0
@@ -220,8 +229,17 @@ class JobManager:
                 self._save(job)
                 job.events.append(JobEvent(job.id, JobState.RUNNING, message=f"started on {self._device}"))
                 self._update_positions()
-            log.info("event=job_started job=%s", job.id)
-            self._run(job)
+            attributes = {
+                "lesslabels.job_id": job.id,
+                "lesslabels.run_id": job.request.run_id,
+                "lesslabels.round": job.request.round,
+                "lesslabels.dataset": job.request.dataset,
+            }
+            with tracing.span("training job", attributes, parent=caller) as span:
+                log.info("event=job_started job=%s", job.id)
+                self._run(job)
+                if span is not None:
+                    span.set_attribute("lesslabels.job_state", job.state.value)
             with self._changed:
                 self._running = None
                 self._update_positions()

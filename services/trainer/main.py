@@ -16,7 +16,7 @@ import os
 import pathlib
 import threading
 
-from lesslabels.common import errors
+from lesslabels.common import errors, tracing
 from lesslabels.common.channels import wait_until_serving
 from lesslabels.common.checkpoints import CheckpointStore
 from lesslabels.common.config import (
@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = server_settings(args)
     setup_logging(settings.log_level, "trainer")
+    tracing.configure("trainer")  # OTEL_* variables; off when none is set
     if args.keep_checkpoints < 0:
         parser.error(f"--keep-checkpoints {args.keep_checkpoints}: must not be negative")
     if args.num_threads < 0:
