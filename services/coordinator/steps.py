@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from lesslabels.common import errors, metrics
+from lesslabels.common import errors, metrics, tracing
 from lesslabels.common.timeutil import rfc3339, utcnow
 from lesslabels.contract.metrics import classification_metrics
 from lesslabels import contract
@@ -43,7 +43,7 @@ from lesslabels.coordinator.queue import fine_tune_due, labels_due
 from lesslabels.coordinator.scores import PoolScoreCache, RoundScores, seed_set_seed
 from lesslabels.coordinator.sharding import ScorerReplicas, as_replicas
 from lesslabels.coordinator.stopping import label_budget, stop_reason
-from lesslabels.coordinator.worker import Pause, RunLocks, Worker
+from lesslabels.coordinator.worker import Pause, RunLocks, Stopped, Worker
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +111,17 @@ class StepRunner:
             "SELECT": self._select,
         }[run.step]
         begun, outcome = time.perf_counter(), "error"
+        # One trace per step (tracing on): the calls the step makes, and the calls those make, nest in it.
+        attributes = {
+            "lesslabels.run_id": run.id,
+            "lesslabels.round": run.round,
+            "lesslabels.step": run.step,
+            "lesslabels.strategy": run.config.strategy,
+            "lesslabels.dataset": run.config.dataset,
+        }
         try:
-            handler(worker, run)
+            with tracing.span(f"step {run.step}", attributes, expected=(Pause, Stopped)):
+                handler(worker, run)
             outcome = "ok"
         finally:
             metrics.COORDINATOR_STEP_SECONDS.labels(run.step, outcome).observe(time.perf_counter() - begun)
