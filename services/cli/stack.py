@@ -66,6 +66,8 @@ class LocalStack:
     ``ports``: service -> port (0 or missing = a free port). ``env``: extra environment for
     every child (e.g. ``OMP_NUM_THREADS``). Logs go to ``<state_dir>/logs/<service>.log``.
     ``web_port``: also start the web labelling app there (0 = a free port; None = no web app).
+    ``metrics_port``: N > 0 serves each process's Prometheus metrics, on N, N+1, ... in the order
+    pool, trainer, scorer, coordinator, web (``metrics_ports``); 0 = none.
     """
 
     def __init__(
@@ -81,8 +83,10 @@ class LocalStack:
         python: str = sys.executable,
         web_port: int | None = None,
         model_dirs: tuple[str, ...] = (),
+        metrics_port: int = 0,
     ):
         self.web_port = web_port
+        self.metrics_port = metrics_port
         self.model_dirs = tuple(model_dirs)
         self.state_dir = pathlib.Path(state_dir).resolve()
         self.host = host
@@ -150,6 +154,18 @@ class LocalStack:
         return {name: self.address(name) for name in self.ports}
 
     @property
+    def metrics_ports(self) -> dict[str, int]:
+        """Process -> its metrics port (none without ``metrics_port``; the web app's only with it)."""
+        if not self.metrics_port:
+            return {}
+        names = [*SERVICES, *(["web"] if self.web_port is not None else [])]
+        return {name: self.metrics_port + i for i, name in enumerate(names)}
+
+    def _metrics_args(self, name: str) -> list[str]:
+        port = self.metrics_ports.get(name)
+        return ["--metrics-port", str(port)] if port else []
+
+    @property
     def web_url(self) -> str:
         return f"http://{self.address('web')}/"
 
@@ -173,6 +189,7 @@ class LocalStack:
                 a("scorer"),
                 "--log-level",
                 "WARNING",
+                *self._metrics_args("web"),
             ]
         models = [arg for folder in self.model_dirs for arg in ("--model-dir", folder)]
         extra = {
@@ -198,6 +215,7 @@ class LocalStack:
             "--port",
             str(self.ports[service]),
             *extra,
+            *self._metrics_args(service),
         ]
 
     def child_env(self) -> dict[str, str]:
@@ -221,6 +239,15 @@ class LocalStack:
         if self.web_port:
             wanted["web"] = self.web_port
         taken = [(name, port) for name, port in wanted.items() if port and port_taken(self.host, port)]
+        metrics = [
+            (f"{name} metrics", port) for name, port in self.metrics_ports.items() if port_taken(self.host, port)
+        ]
+        if metrics:
+            listed = ", ".join(f"{port} ({name})" for name, port in metrics)
+            raise StackError(
+                f"metrics port{'s' if len(metrics) > 1 else ''} {listed} on {self.host} already in use: choose "
+                f"another --metrics-port (it takes {len(self.metrics_ports)} ports from there); nothing was started"
+            )
         if taken:
             listed = ", ".join(f"{port} ({name})" for name, port in taken)
             flags = " ".join(f"--{name}-port" for name, _ in taken)
@@ -424,6 +451,13 @@ def up_main(argv: list[str]) -> int:
         default=[],
         help="a folder of base models runs may name (repeatable; given to the trainer and the scorer)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve Prometheus metrics from this port on: pool N, trainer N+1, scorer N+2, coordinator N+3, "
+        "web N+4 (0 = no metrics) [%(default)s]",
+    )
     parser.add_argument("--startup-timeout", type=float, default=180.0, help="seconds to wait for each service")
     args = parser.parse_args(argv)
     refusal = open_bind_refusal(args.host, args.token, offer_insecure=False)
@@ -431,6 +465,20 @@ def up_main(argv: list[str]) -> int:
         raise CliError(f"--host {args.host}: {refusal}", exit_code=2)
     if not 0 <= args.web_port <= 65535:
         raise CliError(f"--web-port {args.web_port}: must be within 0..65535", exit_code=2)
+    if not 0 <= args.metrics_port <= 65535 - len(SERVICES):
+        raise CliError(
+            f"--metrics-port {args.metrics_port}: must be within 0..{65535 - len(SERVICES)} (0 = no metrics)",
+            exit_code=2,
+        )
+    if args.metrics_port:
+        asked = {getattr(args, f"{name}_port") for name in SERVICES} | {args.web_port}
+        clash = sorted(asked & set(range(args.metrics_port, args.metrics_port + len(SERVICES) + 1)))
+        if clash:
+            raise CliError(
+                f"--metrics-port {args.metrics_port}: its ports {args.metrics_port}..{args.metrics_port + len(SERVICES)} "
+                f"include {', '.join(map(str, clash))}, a service port; choose another",
+                exit_code=2,
+            )
     for name in SERVICES:
         port = getattr(args, f"{name}_port")
         if not 0 <= port <= 65535:
@@ -443,6 +491,7 @@ def up_main(argv: list[str]) -> int:
         ports={name: getattr(args, f"{name}_port") for name in SERVICES},
         web_port=None if args.no_web else args.web_port,
         model_dirs=tuple(str(pathlib.Path(d).resolve()) for d in args.model_dir),
+        metrics_port=args.metrics_port,
     )
     with sigterm_as_interrupt():
         print(
@@ -457,6 +506,9 @@ def up_main(argv: list[str]) -> int:
                         print(f"  {name:<12} {address}", flush=True)
                 if "web" in stack.ports:
                     print(f"  {'web':<12} {stack.web_url}  (label in the browser)", flush=True)
+                if stack.metrics_ports:
+                    scraped = ", ".join(f"{name} {stack.host}:{port}" for name, port in stack.metrics_ports.items())
+                    print(f"  metrics      {scraped} (/metrics)", flush=True)
                 print(f"logs in {stack.log_dir}", flush=True)
                 print(_resumed_runs(stack), flush=True)
                 print(export_line(stack), flush=True)

@@ -236,12 +236,26 @@ def test_demo_on_synthetic_data_prints_a_learning_curve_and_writes_the_png(
 def test_local_stack_starts_the_web_app_and_stops_it(tmp_path, monkeypatch):
     for key, value in CHILD_ENV.items():
         monkeypatch.setenv(key, value)
-    with LocalStack(tmp_path / "state", web_port=0) as stack:
+    from lesslabels.cli.common import SERVICES as SERVICE_NAMES
+    from tests.helpers import free_port
+
+    metrics = free_port()
+    with LocalStack(tmp_path / "state", web_port=0, metrics_port=metrics) as stack:
         with urllib.request.urlopen(stack.web_url + "runs", timeout=10) as reply:
             page = reply.read().decode()
             assert reply.status == 200 and "<h1>Runs</h1>" in page
             assert "script-src 'self'" in reply.headers["Content-Security-Policy"]
         web = stack.processes["web"]
+        # `up --metrics-port N`: every process serves its metrics, N, N+1, ... in a fixed order.
+        assert stack.metrics_ports == {
+            name: metrics + i for i, name in enumerate(("pool", "trainer", "scorer", "coordinator", "web"))
+        }
+        for name, family in [(name, "lesslabels_grpc_server_handled_total") for name in SERVICE_NAMES] + [
+            ("web", "lesslabels_web_labels_total")
+        ]:
+            url = f"http://127.0.0.1:{stack.metrics_ports[name]}/metrics"
+            with urllib.request.urlopen(url, timeout=10) as reply:
+                assert f"# TYPE {family} counter" in reply.read().decode(), name
     assert web.poll() is not None
     with pytest.raises(OSError):
         urllib.request.urlopen(stack.web_url + "healthz", timeout=2)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import contextlib
 import socket
 
+import pytest
+
 from lesslabels.cli import main as cli_main
 from lesslabels.cli.common import SERVICES, ArgumentParser, add_client_flags
 from lesslabels.cli.stack import LocalStack, export_line, port_taken
@@ -80,3 +82,46 @@ def test_the_export_line_names_every_service_the_commands_read(monkeypatch):
         "127.0.0.1:1004",
         "127.0.0.1:1001",
     )
+
+
+def test_metrics_ports_follow_the_base_in_a_fixed_order_and_reach_every_command_line():
+    stack = LocalStack("unused", ports={}, web_port=0, metrics_port=9100)
+    assert stack.metrics_ports == {"pool": 9100, "trainer": 9101, "scorer": 9102, "coordinator": 9103, "web": 9104}
+    stack.ports = {"pool": 1001, "trainer": 1002, "scorer": 1003, "coordinator": 1004, "web": 1005}
+    for name, port in stack.metrics_ports.items():
+        line = stack.command_line(name)
+        assert line[line.index("--metrics-port") + 1] == str(port), name
+    # Off by default: no flag, no port.
+    plain = LocalStack("unused", ports={}, web_port=None)
+    plain.ports = dict(stack.ports)
+    assert plain.metrics_ports == {} and "--metrics-port" not in plain.command_line("pool")
+    assert LocalStack("unused", web_port=None, metrics_port=9100).metrics_ports == {
+        "pool": 9100,
+        "trainer": 9101,
+        "scorer": 9102,
+        "coordinator": 9103,
+    }
+
+
+def test_a_taken_metrics_port_fails_fast_and_starts_nothing(tmp_path, capsys):
+    with listening(reuseport=False) as port:
+        assert _up(tmp_path, "--no-web", "--metrics-port", str(port - 2)) == 1
+    err = capsys.readouterr().err
+    assert f"metrics port {port} (scorer metrics) on 127.0.0.1 already in use" in err
+    assert "--metrics-port" in err and "nothing was started" in err
+    assert not (tmp_path / "state" / "logs").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--metrics-port", "-1"], "--metrics-port -1: must be within 0..65531"),
+        (["--metrics-port", "65533"], "--metrics-port 65533: must be within 0..65531"),
+        (["--metrics-port", "50049"], "include 50051, a service port"),
+    ],
+)
+def test_impossible_metrics_ports_are_refused_before_anything_starts(tmp_path, capsys, flags, message):
+    ports = ["--pool-port", "50051", "--trainer-port", "0", "--scorer-port", "0", "--coordinator-port", "0"]
+    assert cli_main.main(["up", "--state-dir", str(tmp_path / "state"), *ports, "--no-web", *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "state").exists()
