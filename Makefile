@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup kserve-client labelstudio-server test test-slow test-pool-postgres test-compose test-all lint proto demo clean
+.PHONY: setup kserve-client labelstudio-server onnx-runtime test test-slow test-pool-postgres test-compose test-all lint proto demo clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,17 @@ $(LABELSTUDIO_VENV)/.installed:
 
 labelstudio-server: $(LABELSTUDIO_VENV)/.installed
 export LESSLABELS_LABELSTUDIO_PYTHON ?= $(if $(wildcard $(LABELSTUDIO_VENV)/.installed),$(abspath $(LABELSTUDIO_VENV))/bin/python,)
+
+# onnxruntime, tokenizers and numpy alone, without lesslabels: the README's ONNX example runs there as a
+# user would run it (tests/unit/cli/test_export_model.py; skipped, saying so, without it).
+ONNX_VENV ?= .venv-onnx
+$(ONNX_VENV)/.installed:
+	$(PYTHON) -m venv $(ONNX_VENV)
+	$(ONNX_VENV)/bin/python -m pip install -q onnxruntime tokenizers numpy
+	touch $@
+
+onnx-runtime: $(ONNX_VENV)/.installed
+export LESSLABELS_ONNX_PYTHON ?= $(if $(wildcard $(ONNX_VENV)/.installed),$(abspath $(ONNX_VENV))/bin/python,)
 
 ## The README's test command: everything except the slow extras (about ten minutes on 2 cores).
 test: setup
@@ -88,4 +99,4 @@ proto: setup
 	$(PY) scripts/gen_protos.py
 
 clean:
-	rm -rf $(VENV) $(KSERVE_VENV) $(LABELSTUDIO_VENV) .venv-compose .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(KSERVE_VENV) $(LABELSTUDIO_VENV) $(ONNX_VENV) .venv-compose .pytest_cache build *.egg-info

@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "lesslabels.cli.labelstudio:export_hf_main",
         "export a labelled set for Hugging Face datasets (JSONL/CSV)",
     ),
+    "export-model": (
+        "lesslabels.cli.export_model:export_model_main",
+        "write a checkpoint as ONNX and sentence-transformers folders that run without lesslabels",
+    ),
     "report": ("lesslabels.cli.results:report_main", "a run's learning curve: table, CSV/JSON, PNG"),
     "compare": ("lesslabels.cli.results:compare_main", "strategies x seeds: mean curves, area under them, one plot"),
 }
