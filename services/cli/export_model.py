@@ -59,6 +59,8 @@ def export_model_main(argv: list[str]) -> int:
         exported = portable.export_model(checkpoint, args.out_dir, formats, force=args.force, store=store)
     except errors.LessLabelsError as exc:
         raise CliError(str(exc)) from None
+    except OSError as exc:  # OUT_DIR's parent cannot be made or written
+        raise CliError(f"cannot write {args.out_dir}: {exc.strerror or exc}; nothing was written") from None
     except ImportError as exc:
         raise CliError(f"the {args.format} format needs {exc.name}: pip install 'lesslabels[onnx]'") from None
     print(f"exported checkpoint {exported.checkpoint_id} ({len(exported.labels)} labels) to {exported.path}:")

@@ -37,7 +37,7 @@ import torch
 
 from lesslabels.common import errors
 from lesslabels.modeling import inference
-from lesslabels.modeling.pooling import mean_pool
+from lesslabels.modeling.pooling import mean_pool, pooling_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from tokenizers import Tokenizer
@@ -146,6 +146,7 @@ def export_onnx(loaded: inference.InferenceModel, folder: pathlib.Path, about: d
         **about,
         "opset": OPSET,
         "max_length": loaded.max_length,
+        "pooling": pooling_of(model),
         "inputs": names,
         "outputs": list(OUTPUTS),
         "labels": LABELS_FILE,

@@ -91,6 +91,14 @@ def test_a_non_empty_out_dir_needs_force_and_force_keeps_a_folder_that_is_not_an
     assert [p.name for p in out.iterdir()] == ["thesis.tex"] and (out / "thesis.tex").read_text() == "years of work"
 
 
+def test_an_out_dir_under_a_file_is_named(store_dir, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    out = tmp_path / "notes.txt" / "model"
+    assert export(str(RUN), str(out), "--checkpoint-dir", str(store_dir)) == 1
+    assert f"cannot write {out}: " in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"] and (tmp_path / "notes.txt").read_text() == "mine"
+
+
 def test_a_missing_out_dir_argument_is_a_usage_error(store_dir, capsys):
     assert export(str(RUN), "--checkpoint-dir", str(store_dir)) == 2
     assert "the following arguments are required: OUT_DIR" in capsys.readouterr().err

@@ -81,7 +81,7 @@ def test_the_onnx_folder_names_its_labels_inputs_axes_and_source(store, exported
     manifest = json.loads((folder / "manifest.json").read_text())
     checkpoint = store.latest(MEAN_RUN)
     assert manifest["checkpoint_id"] == checkpoint.id and manifest["run_id"] == MEAN_RUN
-    assert manifest["opset"] == onnx_export.OPSET and manifest["max_length"] == 16
+    assert manifest["opset"] == onnx_export.OPSET and manifest["max_length"] == 16 and manifest["pooling"] == "mean"
     assert manifest["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
     assert manifest["outputs"] == ["probabilities", "embedding"]
     assert manifest["checked"]["max_abs_difference"] < 1e-4
