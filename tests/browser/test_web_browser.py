@@ -12,6 +12,7 @@ import os
 import pathlib
 import shutil
 import threading
+import time
 
 import pytest
 
@@ -266,3 +267,35 @@ def test_a_wrong_token_is_refused(web_url, browsers):
     assert browser.get_cookies() == []
     browser.get(web_url + "/runs")
     assert "/login" in browser.current_url
+
+
+def test_an_asynchronous_run_in_the_browser_keeps_texts_coming_ranked_by_the_fast_head(
+    real_stack, web_url, browsers, tiny_bert_dir
+):
+    """Issue 23: the queue people label from never runs dry while the model trains in the
+    background. The page reads the queue every few seconds and appends what the refills added;
+    a text it added that way shows its own order (the fast head's), not the first read's."""
+    run_id = start_human_run(
+        real_stack, tiny_bert_dir, asynchronous=True, extra=("--refill-every", "4", "--max-rounds", "20")
+    )
+    ada = browsers()
+    log_in(ada, web_url, path=f"/runs/{run_id}/label")
+    open_queue(ada, web_url, run_id, "ada")
+    assert "no model yet" in text_of(ada, "order-note")  # the random seed texts: no model, no suggestion
+    assert "picked by the newest model" in text_of(ada, "status")
+
+    notes: list[str] = []
+    for _ in range(24):
+        wait_task(ada, 60)
+        notes.append(text_of(ada, "order-note"))
+        if "most probable first" in notes[-1]:
+            break
+        time.sleep(1.5)  # a person reading: the page's queue reads (every 4 s) come in meanwhile
+        label_current(ada)
+    assert "most probable first" in notes[-1], notes  # a text the fast head ranked, its order said so
+    suggested = ada.find_element(By.CSS_SELECTOR, "#options li:first-child")
+    assert "suggested" in suggested.text and "%" in suggested.text
+    with CoordinatorClient(real_stack.coordinator_address) as coordinator:
+        detail = coordinator.get_run(run_id)
+    assert detail.run.labelled_count == len(notes) - 1 and detail.run.state in ("RUNNING", "WAITING_FOR_LABELS")
+    screenshot(ada, "asynchronous.png")

@@ -136,9 +136,12 @@ function orderNote(item) {
       ? `${view.length} of ${n} labels match “${query}”, best first. Esc clears the filter.`
       : `No label matches “${query}”. Esc clears the filter.`;
   }
-  if (queue.order === "model") return `${n} labels, most probable first (the model's suggestions).`;
+  // Each text's options come in the order of the read that brought it (texts added by a later read
+  // of the queue may be ranked by a model that the first read did not have yet).
+  const order = item.order ?? queue.order;
+  if (order === "model") return `${n} labels, most probable first (the model's suggestions).`;
   const nothing = "Nothing is pre-selected: choose with 1–9, the arrows or by typing.";
-  if (queue.order === "frequency") {
+  if (order === "frequency") {
     return `${n} labels, no model yet: most frequent in the labelled data first, then A–Z. ${nothing}`;
   }
   return `${n} labels, no model yet and no labelled data: A–Z. ${nothing}`;
@@ -330,6 +333,8 @@ async function refreshQueue() {
   }
   const known = new Set(kept.map((item) => item.sample_id));
   const added = fresh.items.filter((item) => !known.has(item.sample_id));
+  for (const item of added) item.order = fresh.order;
+  if (fresh.model) queue.model = fresh.model;
   const dropped = queue.items.length - kept.length;
   if (dropped === 0 && added.length === 0 && !goneHere) return;
   queue.items = kept.concat(added);
