@@ -197,6 +197,8 @@ class DynamicBatcher:
                 break
             requests, stop = self._collect(first)
             self._process(requests)
+            # Not kept while waiting for the next request: they hold its rows (token ids) and results.
+            del first, requests
         # Closed: anything still queued (submitted before close) is run, not dropped.
         leftovers = []
         while True:

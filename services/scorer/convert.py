@@ -38,36 +38,32 @@ def spec_from_proto(ref: common_pb2.ModelRef) -> ModelSpec:
     )
 
 
-def text_scores_to_proto(scores: Scores, *, omit_probabilities: bool = False) -> list[scorer_pb2.TextScore]:
-    """One TextScore per row of ``scores``, in row order. Probabilities and embeddings become Python
-    floats one row at a time (4,096 embeddings of 384 floats are 48 MiB as Python floats at once)."""
+def add_text_scores(container, scores: Scores, *, omit_probabilities: bool = False) -> None:
+    """Append one TextScore per row of ``scores``, in row order, to the repeated field ``container``.
+    Built in place: a list of TextScores given to the parent's constructor is copied into it (twice
+    the response in memory). Probabilities and embeddings become Python floats one row at a time
+    (4,096 embeddings of 384 floats are 48 MiB as Python floats at once)."""
     predicted = scores.predicted_labels()
     ent, mar = scores.entropy.tolist(), scores.margin.tolist()
     lc, rat = scores.least_confidence.tolist(), scores.ratio.tolist()
     trunc = scores.truncated.tolist()
-    out = []
     for i in range(len(scores)):
-        out.append(
-            scorer_pb2.TextScore(
-                probabilities=() if omit_probabilities else scores.probabilities[i].tolist(),
-                predicted_label=predicted[i],
-                entropy=ent[i],
-                margin=mar[i],
-                least_confidence=lc[i],
-                ratio=rat[i],
-                truncated=trunc[i],
-                embedding=scores.embeddings[i].tolist() if scores.embeddings is not None else (),
-            )
+        container.add(
+            probabilities=() if omit_probabilities else scores.probabilities[i].tolist(),
+            predicted_label=predicted[i],
+            entropy=ent[i],
+            margin=mar[i],
+            least_confidence=lc[i],
+            ratio=rat[i],
+            truncated=trunc[i],
+            embedding=scores.embeddings[i].tolist() if scores.embeddings is not None else (),
         )
-    return out
 
 
 def score_response_to_proto(scores: Scores, *, omit_probabilities: bool = False) -> scorer_pb2.ScoreResponse:
-    return scorer_pb2.ScoreResponse(
-        checkpoint_id=scores.checkpoint_id,
-        labels=scores.labels,
-        scores=text_scores_to_proto(scores, omit_probabilities=omit_probabilities),
-    )
+    response = scorer_pb2.ScoreResponse(checkpoint_id=scores.checkpoint_id, labels=scores.labels)
+    add_text_scores(response.scores, scores, omit_probabilities=omit_probabilities)
+    return response
 
 
 def loaded_to_proto(entry: LoadedEntry) -> scorer_pb2.LoadedModel:
@@ -98,12 +94,13 @@ def embed_query_from_proto(request: scorer_pb2.EmbedPoolRequest) -> SampleQuery:
 
 
 def pool_chunk_to_proto(chunk: PoolChunk, *, omit_probabilities: bool = False) -> scorer_pb2.ScorePoolChunk:
-    return scorer_pb2.ScorePoolChunk(
+    message = scorer_pb2.ScorePoolChunk(
         checkpoint_id=chunk.checkpoint_id,
         labels=chunk.scores.labels,
         sample_ids=chunk.sample_ids,
-        scores=text_scores_to_proto(chunk.scores, omit_probabilities=omit_probabilities),
         done=chunk.done,
         total=chunk.total,
         gold_labels=chunk.gold_labels,
     )
+    add_text_scores(message.scores, chunk.scores, omit_probabilities=omit_probabilities)
+    return message

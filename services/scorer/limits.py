@@ -1,16 +1,16 @@
 """Request limits both scorer protocols (ScorerService and the Open Inference Protocol) enforce:
-texts per request, and bytes of requests being scored at once."""
+texts per request, and bytes of texts being scored at once."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from lesslabels.common import errors, metrics
 
 DEFAULT_MAX_TEXTS = 4096
-#: Request bytes one scorer works on at once (--max-inflight-mb): the default message size limit,
+#: Bytes of texts one scorer works on at once (--max-inflight-mb): the default message size limit,
 #: so one request of the largest size always runs; scoring costs up to about 3x a request's bytes
 #: (bench/README.md), so this bounds what concurrent requests add to about 200 MiB.
 DEFAULT_MAX_INFLIGHT_MB = 64
@@ -24,10 +24,18 @@ def check_request_size(n_texts: int, max_texts: int) -> None:
         )
 
 
+def text_bytes(texts: Iterable[str | bytes]) -> int:
+    """UTF-8 bytes of ``texts``, read one at a time: what a request's texts weigh in the budget.
+    Not the message's ``ByteSize()``: protobuf's upb serializes the whole message to measure it,
+    which took 4x the request in memory at once (bench/README.md, issue 25 F1)."""
+    return sum(len(t) if isinstance(t, bytes) else len(t.encode()) for t in texts)
+
+
 class InFlightBudget:
-    """Bytes of requests being scored at once, at most ``limit``: a request that would pass it
-    while others run is refused with ResourceExhausted (the caller retries later), not queued
-    behind them holding its memory. A request alone always runs: the message size limit bounds it."""
+    """Bytes of texts being scored at once (:func:`text_bytes`), at most ``limit``: a request that
+    would pass it while others run is refused with ResourceExhausted (the caller retries later), not
+    queued behind them holding its memory. A request alone always runs: the message size limit
+    bounds it."""
 
     def __init__(self, limit: int):
         if limit < 1:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 
@@ -32,6 +31,7 @@ from lesslabels.scorer.oip.model_names import spec_from_model_name
 from lesslabels.scorer.oip.servicer import InferenceServicer
 from lesslabels.scorer.oip.servicer import registration as oip_registration
 from lesslabels.scorer.limits import DEFAULT_MAX_INFLIGHT_MB, DEFAULT_MAX_TEXTS, MiB, InFlightBudget
+from lesslabels.scorer.malloc import return_freed_memory
 from lesslabels.scorer.pool_source import PoolLabels
 from lesslabels.scorer.servicer import ScorerServicer, registration
 
@@ -91,27 +91,6 @@ def build_server(
     return server
 
 
-#: Allocations from this size up get pages of their own (glibc's M_MMAP_THRESHOLD), handed back
-#: to the system when freed.
-MMAP_THRESHOLD_BYTES = 1024 * 1024
-
-
-def return_freed_memory() -> None:
-    """Have glibc give freed forward-pass buffers back to the system. By default it raises its
-    mmap threshold up to 32 MiB as big blocks are freed, after which activations come from
-    per-thread heaps that keep what they once held: with 2 batch workers the scorer kept 150-230 MiB
-    more after scoring 2,048 texts, 25 MiB with a fixed 1 MiB threshold (bench/README.md). A no-op
-    where the C library is not glibc."""
-    import ctypes
-    import ctypes.util
-
-    m_mmap_threshold = -3  # <malloc.h>
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        if libc.mallopt(m_mmap_threshold, MMAP_THRESHOLD_BYTES) != 1:
-            log.info("event=mallopt_refused threshold=%d", MMAP_THRESHOLD_BYTES)
-
-
 def _is_serving(server: Server) -> bool:
     reply = server.health.Check(health_pb2.HealthCheckRequest(service=""), None)  # type: ignore[arg-type]  # Check never reads its context
     return reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -155,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         "--max-inflight-mb",
         default=DEFAULT_MAX_INFLIGHT_MB,
         type=int,
-        help="MiB of Score/ModelInfer requests scored at once; past it a request is refused with "
-        "RESOURCE_EXHAUSTED (one request alone always runs)",
+        help="MiB of texts (UTF-8) of Score/ModelInfer requests scored at once; past it a request is "
+        "refused with RESOURCE_EXHAUSTED (one request alone always runs)",
     )
     add_flag(parser, "--threads", default=0, type=int, help="CPU threads for scoring (0 = all cores)")
     add_flag(

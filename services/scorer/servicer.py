@@ -15,7 +15,14 @@ from lesslabels.contract import FastHead
 from lesslabels.scorer import convert
 from lesslabels.scorer.deadline import time_left
 from lesslabels.scorer.head_scoring import FastHeads
-from lesslabels.scorer.limits import DEFAULT_MAX_INFLIGHT_MB, DEFAULT_MAX_TEXTS, MiB, InFlightBudget, check_request_size
+from lesslabels.scorer.limits import (
+    DEFAULT_MAX_INFLIGHT_MB,
+    DEFAULT_MAX_TEXTS,
+    MiB,
+    InFlightBudget,
+    check_request_size,
+    text_bytes,
+)
 from lesslabels.scorer.model_cache import ModelCache, ModelSpec, Scores
 from lesslabels.scorer.pool_scoring import DEFAULT_CHUNK, MAX_CHUNK, PoolScoring, embed_pool
 from lesslabels.scorer.pool_source import CancelScope, iter_pool_pages
@@ -45,7 +52,7 @@ class ScorerServicer(scorer_pb2_grpc.ScorerServiceServicer):
     def Score(self, request, context):
         check_request_size(len(request.texts), self.max_texts)
         spec = convert.model_from_proto(request.model)
-        with self.in_flight.hold(request.ByteSize()):
+        with self.in_flight.hold(text_bytes(request.texts)):
             # The repeated field itself, not a list copy: texts are read a chunk at a time.
             scores = self._score(spec, request.texts, embeddings=request.include_embeddings, timeout=time_left(context))
             return convert.score_response_to_proto(scores, omit_probabilities=request.omit_probabilities)

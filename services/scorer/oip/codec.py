@@ -14,7 +14,7 @@ import numpy as np
 from lesslabels.common import errors
 from lesslabels.common.checkpoints import Checkpoint
 from lesslabels.inference import grpc_predict_v2_pb2 as pb
-from lesslabels.scorer.limits import check_request_size
+from lesslabels.scorer.limits import check_request_size, text_bytes
 from lesslabels.scorer.model_cache import Scores
 from lesslabels.scorer.statistics import Duration, ModelStats
 
@@ -76,6 +76,17 @@ def _element_count(shape, max_texts: int) -> int:
     return dims[0]
 
 
+def request_bytes(request: pb.ModelInferRequest) -> int:
+    """Bytes of the texts ``request`` carries (raw and typed BYTES contents), for the in-flight
+    budget: read an element at a time, never by serializing the message (``ByteSize()``)."""
+    return text_bytes(request.raw_input_contents) + sum(text_bytes(t.contents.bytes_contents) for t in request.inputs)
+
+
+def _has_contents(contents: pb.InferTensorContents) -> bool:
+    """Whether any typed contents are set (counted, not serialized)."""
+    return any(len(getattr(contents, field.name)) for field in contents.DESCRIPTOR.fields)
+
+
 def texts_from_request(request: pb.ModelInferRequest, max_texts: int) -> list[str]:
     """The texts of the single BYTES input, from typed or raw contents, validated against its shape."""
     if len(request.inputs) != 1:
@@ -96,7 +107,7 @@ def texts_from_request(request: pb.ModelInferRequest, max_texts: int) -> list[st
             raise errors.InvalidArgument(
                 f"{len(request.raw_input_contents)} raw_input_contents for {len(request.inputs)} input(s)"
             )
-        if tensor.HasField("contents") and tensor.contents.ByteSize():
+        if tensor.HasField("contents") and _has_contents(tensor.contents):
             raise errors.InvalidArgument(
                 f"input {errors.quote(tensor.name)}: both raw and typed contents given; use one"
             )

@@ -80,7 +80,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         started = time.perf_counter_ns()
         checkpoint = resolve_checkpoint(self.cache, request.model_name, request.model_version)
         try:
-            with self.in_flight.hold(request.ByteSize()):
+            with self.in_flight.hold(codec.request_bytes(request)):
                 codec.check_request_parameters(request)
                 texts = codec.texts_from_request(request, self.max_texts)
                 outputs = codec.requested_outputs(request)

@@ -107,6 +107,28 @@ def test_error_reaches_every_caller_of_the_failed_batch_and_worker_survives():
     batcher.close()
 
 
+def test_a_request_is_not_kept_by_the_batcher_once_answered():
+    """Finding F1: the worker kept its last collection (every row's token ids and results) while
+    it waited for the next request, so a big request's memory outlived it, through its response."""
+    import gc
+    import weakref
+
+    class Row:
+        def __init__(self, i):
+            self.i = i
+
+    batcher = DynamicBatcher(lambda items: [r.i for r in items], length_fn=lambda _: 1, max_wait_s=0.01)
+    rows = [Row(i) for i in range(5)]
+    refs = [weakref.ref(r) for r in rows]
+    assert batcher(rows, timeout=5) == [0, 1, 2, 3, 4]
+    del rows
+    gc.collect()
+    try:
+        assert [ref() for ref in refs] == [None] * 5
+    finally:
+        batcher.close()
+
+
 @pytest.mark.parametrize("workers", [1, 3])
 def test_a_failed_batch_fails_only_its_callers(workers):
     def batch_fn(items):
@@ -257,6 +279,30 @@ def test_scoring_tokenises_characters_in_proportion_to_max_length_and_asks_for_n
     big = [c for c in calls if c[0] > 1]  # the chunks (the single calls probe the special tokens)
     assert big and all(n <= batching.CHUNK_TEXTS for n, _, _ in big)
     assert scored.truncated.tolist() == [True] * 200 + [False]
+
+
+def test_free_pages_are_handed_back_between_tokenising_a_big_request_and_its_forward_passes(store_and_id, monkeypatch):
+    """Finding F1: the blocks freed by receiving and tokenising a big request stayed in the heaps of
+    the threads that freed them through its forward passes (10-20 MiB for 4,096 x 4 KiB). A call
+    with at least HAND_BACK_AFTER_TOKENS token ids hands them back before its first batch runs;
+    smaller calls do not pay for it."""
+    from lesslabels.scorer import malloc, model_cache
+
+    events: list[str] = []
+    monkeypatch.setattr(malloc, "hand_back_free_pages", lambda: events.append("hand back"))
+    monkeypatch.setattr(model_cache, "HAND_BACK_AFTER_TOKENS", 320)
+    cache = ModelCache(store_and_id[0], CacheConfig(precision="fp32"))  # fp32: no re-scoring batches
+    spec = ModelSpec(latest_of_run=RUN_ID)  # max_length 16 from the manifest
+    batcher = cache.load(spec).batcher
+    submit = batcher.submit
+    monkeypatch.setattr(batcher, "submit", lambda rows: events.append(f"submit {len(rows)}") or submit(rows))
+    texts = ["the flight from boston to denver " * 4] * 20  # 16 token ids each: 320
+    try:
+        cache.score(spec, texts)
+        cache.score(spec, texts[:19])
+    finally:
+        cache.close()
+    assert events == ["hand back", "submit 20", "submit 19"]
 
 
 def test_in_flight_budget_refuses_past_its_limit_but_always_takes_one_request():
@@ -674,6 +720,33 @@ def test_requests_past_the_in_flight_budget_are_refused_while_others_run(scorer)
             assert "--max-inflight-mb" in info.value.details()
     assert server.in_flight.used == 0
     assert len(stub.Score(request, timeout=30).scores) == 1
+
+
+def test_the_in_flight_budget_counts_the_texts_utf8_bytes_without_serializing_the_request(scorer, monkeypatch):
+    """Finding F1: the budget measured a request with ``ByteSize()``, which protobuf (upb) computes
+    by serializing the whole message: 4,096 texts of 4 KiB took +65 MiB at once before any
+    scoring. Both protocols now count the UTF-8 bytes of the texts, read one at a time."""
+    from lesslabels.inference import grpc_predict_v2_pb2 as pb
+    from lesslabels.inference import grpc_predict_v2_pb2_grpc as pb_grpc
+    from lesslabels.scorer.oip.codec import encode_bytes_elements
+
+    server, channel, checkpoint_id, _ = scorer
+    held: list[int] = []
+    hold = server.in_flight.hold
+    monkeypatch.setattr(server.in_flight, "hold", lambda size: held.append(size) or hold(size))
+    texts = ["naïve café über", "x" * 300, ""]
+    utf8 = sum(len(t.encode()) for t in texts)  # 17 + 300 + 0; the message is 12 bytes longer
+    request = scorer_pb2.ScoreRequest(model=_ref(checkpoint_id), texts=texts, include_embeddings=True)
+    assert len(scorer_pb2_grpc.ScorerServiceStub(channel).Score(request, timeout=30).scores) == 3
+    infer = pb.ModelInferRequest(model_name=checkpoint_id)
+    infer.inputs.add(name="text", datatype="BYTES", shape=[3])
+    infer.raw_input_contents.append(encode_bytes_elements(texts))  # + a 4-byte length per text
+    pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(infer, timeout=30)
+    typed = pb.ModelInferRequest(model_name=checkpoint_id)
+    typed.inputs.add(name="text", datatype="BYTES", shape=[3]).contents.bytes_contents.extend(t.encode() for t in texts)
+    pb_grpc.GRPCInferenceServiceStub(channel).ModelInfer(typed, timeout=30)
+    assert held == [utf8, utf8 + 4 * len(texts), utf8]
+    assert server.in_flight.used == 0
 
 
 def test_concurrent_grpc_callers_get_their_own_rows(scorer):
