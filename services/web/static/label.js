@@ -311,8 +311,13 @@ async function refreshQueue() {
   } catch (error) {
     return; // the next poll tries again
   }
-  if (busy || !queue || el.task.hidden || fresh.run.ended || (!fresh.run.asynchronous && fresh.round !== queue.round)) {
+  if (busy || !queue || el.task.hidden || fresh.run.ended) {
     if (fresh.run.ended) showEnded(fresh.run);
+    return;
+  }
+  if (!fresh.run.asynchronous && fresh.round !== queue.round) {
+    // Others finished the batch on screen and the run moved on: its next batch (or the wait for it).
+    await load();
     return;
   }
   const shown = current();
