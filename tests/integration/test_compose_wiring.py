@@ -230,7 +230,7 @@ def test_a_bad_setting_value_fails_when_the_service_starts(tmp_path):
 
 @pytest.mark.parametrize("policy, comes_back", [("unless-stopped", True), ('"no"', False)])
 def test_the_restart_policy_of_the_file_decides_whether_a_killed_service_comes_back(tmp_path, policy, comes_back):
-    path = broken_copy(tmp_path, "restart: unless-stopped", f"restart: {policy}", count=2)
+    path = broken_copy(tmp_path, "restart: unless-stopped", f"restart: {policy}", count=5)
     topology = topology_of(path, tmp_path)
     needs_stand_ins(topology)
     try:
