@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
-    from lesslabels.common import metrics
+    from lesslabels.common import metrics, tracing
+    from lesslabels.common.logs import setup_logging
     from lesslabels.web.app import WebSettings, create_app
     from lesslabels.web.backend import Addresses, SdkBackend
 
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     refusal = open_bind_refusal(args.host, args.token, args.insecure)
     if refusal:
         raise SystemExit(f"error: {refusal}")
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging(args.log_level, "web")  # the services' format: trace and span ids in every line
+    tracing.configure("web")  # OTEL_* variables; off when none is set (its calls then carry no trace)
     backend = SdkBackend(
         Addresses(
             args.coordinator_address, args.pool_address, args.scorer_address, args.token, args.timeout, client_tls(args)

@@ -112,3 +112,23 @@ def test_bad_web_metrics_port_is_refused(argv, message):
 def test_web_metrics_port_from_the_environment(monkeypatch):
     monkeypatch.setenv("LESSLABELS_METRICS_PORT", "9466")
     assert web_main.build_parser().parse_args([]).metrics_port == 9466
+
+
+def test_web_log_lines_carry_the_services_format_with_trace_ids_and_tracing_is_configured(monkeypatch, capsys):
+    # Issue 28: the trace id in every log line, the web app's too, and the same OTEL_* handling as the
+    # gRPC services (off here: no variable set, so ids are 0 outside any span).
+    import logging
+
+    import uvicorn
+
+    from lesslabels.common import tracing
+
+    configured = []
+    monkeypatch.setattr(tracing, "configure", lambda service: configured.append(service) or False)
+    monkeypatch.setattr(
+        uvicorn, "run", lambda app, host, port, **kw: logging.getLogger("lesslabels.web.test").warning("event=probe")
+    )
+    assert web_main.main(["--port", str(free_port())]) == 0
+    line = next(line for line in capsys.readouterr().err.splitlines() if "event=probe" in line)
+    assert "service=web" in line and "trace_id=0 span_id=0" in line
+    assert configured == ["web"]
