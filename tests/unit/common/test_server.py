@@ -409,11 +409,20 @@ def test_bad_stream_budget_is_refused(monkeypatch):
 def test_a_client_stream_cancelled_by_its_caller_is_no_internal_error(caplog):
     """A request stream whose caller cancelled raises grpc.RpcError inside the handler: logged as
     CANCELLED, not as an unexpected INTERNAL error with a traceback."""
-    reading = threading.Event()
+    reading, cancelled = threading.Event(), threading.Event()
 
     def upload(request_iterator, context):
-        for _ in request_iterator:
-            reading.set()
+        requests = iter(request_iterator)
+        next(requests)
+        reading.set()
+        # Read on only once the caller has cancelled and the server has seen it, so that the next
+        # read meets the cancellation (a read racing it may instead just end the stream).
+        cancelled.wait(5)
+        deadline = time.monotonic() + 5
+        while context.is_active() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for _ in requests:
+            pass
         return b"done"
 
     def register(server):
@@ -434,6 +443,7 @@ def test_a_client_stream_cancelled_by_its_caller_is_no_internal_error(caplog):
                 call = ch.stream_unary(f"/{SERVICE}/Upload").future(requests(), timeout=10)
                 assert reading.wait(5)
                 call.cancel()
+                cancelled.set()
                 deadline = time.monotonic() + 5
                 while "status=CANCELLED" not in caplog.text and time.monotonic() < deadline:
                     time.sleep(0.05)
