@@ -340,6 +340,9 @@ def test_two_people_overlap_in_browsers_and_a_reviewer_resolves_their_disagreeme
     # The dataset page: two people on one text, one flagged, a link to the review.
     bob.get(f"{web_url}/datasets/toy")
     assert "1 flagged" in bob.find_element(By.TAG_NAME, "body").text
+    # Who labelled what: Ada's labels are in force (Bob's are second opinions), and the pair's agreement.
+    assert "ada" in text_of(bob, "annotators") and "bob" not in text_of(bob, "annotators")
+    assert "ada · bob" in bob.find_element(By.TAG_NAME, "body").text
     bob.find_element(By.CSS_SELECTOR, 'a[href="/datasets/toy/review"]').click()
     WebDriverWait(bob, 10).until(lambda b: b.find_elements(By.ID, "flagged"))
     items = bob.find_elements(By.CSS_SELECTOR, "#flagged > li")
