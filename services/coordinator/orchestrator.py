@@ -294,22 +294,14 @@ class Coordinator:
             # Two people on one batch: a text another named person labelled keeps their label, and
             # this person's goes beside it as their own opinion (flagged when they differ), never over it.
             beside = self._labelled_by_others(run, annotator) if annotator else set()
-            result = repeats
-            for pairs, second_opinion in (
-                ([(i, label) for i, label in in_batch if i not in beside], False),
-                ([(i, label) for i, label in in_batch if i in beside], True),
-            ):
-                if pairs:
-                    extra = {"second_opinion": True} if second_opinion else {}
-                    given = self.pool.submit_labels(
-                        run.config.dataset,
-                        pairs,
-                        run_id=run_id,
-                        annotator=annotator,
-                        idempotency_key=idempotency_key,
-                        **extra,
-                    )
-                    result = _sum(result, given)
+            given = self._record(
+                run,
+                [(i, label) for i, label in in_batch if i not in beside],
+                [(i, label) for i, label in in_batch if i in beside],
+                annotator=annotator,
+                idempotency_key=idempotency_key,
+            )
+            result = _sum(repeats, given)
             remaining = len(self.runs.list_acquisitions(run_id, run.round, pending_only=True))
             log.info(
                 "event=labels_submitted run=%d round=%d recorded=%d remaining=%d",
@@ -345,22 +337,37 @@ class Coordinator:
             beside = self._labelled_by_others(run, annotator) if others and open_queue and annotator else set()
             seconds = [(i, label) for i, label in others if i in beside]
             result = self._repeats_of_recorded(run, [(i, label) for i, label in others if i not in beside], annotator)
-            for pairs, second_opinion in ((fresh, False), (seconds, True)):
-                if not pairs:
-                    continue
+            given = self._record(run, fresh, seconds, annotator=annotator, idempotency_key=idempotency_key)
+            result = _sum(result, given)
+            self.queue.release(run_id, [i for i, _ in fresh + seconds])
+        remaining = self._after_labels(run_id) if fresh or seconds else len(queued)
+        return result, remaining
+
+    def _record(
+        self,
+        run: contract.Run,
+        labels: Sequence[tuple[int, str]],
+        second_opinions: Sequence[tuple[int, str]],
+        *,
+        annotator: str,
+        idempotency_key: str,
+    ) -> contract.LabelResult:
+        """Store a person's labels in the pool: ``labels`` as the texts' labels, ``second_opinions``
+        beside the label another person gave (never over it)."""
+        result = contract.LabelResult()
+        for pairs, second_opinion in ((labels, False), (second_opinions, True)):
+            if pairs:
                 extra = {"second_opinion": True} if second_opinion else {}
                 given = self.pool.submit_labels(
                     run.config.dataset,
                     pairs,
-                    run_id=run_id,
+                    run_id=run.id,
                     annotator=annotator,
                     idempotency_key=idempotency_key,
                     **extra,
                 )
                 result = _sum(result, given)
-                self.queue.release(run_id, [i for i, _ in pairs])
-        remaining = self._after_labels(run_id) if fresh or seconds else len(queued)
-        return result, remaining
+        return result
 
     def _labelled_by_others(self, run: contract.Run, annotator: str) -> set[int]:
         """The run's texts that a named person other than ``annotator`` labelled and they did not."""
