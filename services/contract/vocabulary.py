@@ -40,6 +40,9 @@ FINAL_JOB_STATES = ("SUCCEEDED", "FAILED", "CANCELLED", "INTERRUPTED")
 
 CLASS_BALANCES = ("none", "weighted_loss", "sampling")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: The scorer's engine for checkpoints (``--runtime``); the trainer's ``--onnx-export``.
+RUNTIMES = ("auto", "torch", "onnx")
+ONNX_EXPORTS = ("auto", "on", "off")
 HEAD_INITS = ("prototype", "random")
 POOLINGS = ("mean", "cls")
 

@@ -16,7 +16,7 @@ import logging
 import os
 import pathlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -86,7 +86,7 @@ class InferenceModel:
         return int(pad) if pad is not None else 0
 
 
-def _model_max_length(tokenizer, config) -> int:
+def model_max_length(tokenizer, config) -> int:
     limits = [int(getattr(config, "max_position_embeddings", 0) or 0)]
     tok_max = int(getattr(tokenizer, "model_max_length", 0) or 0)
     if 0 < tok_max < 100_000:  # HF uses a huge sentinel when unknown
@@ -124,7 +124,7 @@ def load_classifier(
     else:
         id2label = getattr(model.config, "id2label", None) or {}
         labels = [str(id2label.get(i, f"LABEL_{i}")) for i in range(n_out)]
-    limit = _model_max_length(tokenizer, model.config)
+    limit = model_max_length(tokenizer, model.config)
     return _finish(
         model,
         tokenizer,
@@ -146,7 +146,7 @@ def load_encoder(
     device = device or pick_device()
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=True, trust_remote_code=False)
     model = AutoModel.from_pretrained(name_or_path, local_files_only=True, trust_remote_code=False)
-    limit = _model_max_length(tokenizer, model.config)
+    limit = model_max_length(tokenizer, model.config)
     return _finish(
         model,
         tokenizer,
@@ -255,7 +255,14 @@ def _cls_only_matches(loaded: InferenceModel) -> bool:
 Tokenized = Encoded
 
 
-def tokenize(model: InferenceModel, texts: Sequence[str]) -> Tokenized:
+class Tokenizing(Protocol):
+    """What :func:`tokenize` reads of a loaded model (an ``InferenceModel`` or an ONNX one)."""
+
+    tokenizer: Any
+    max_length: int
+
+
+def tokenize(model: Tokenizing, texts: Sequence[str]) -> Tokenized:
     """Tokenise without padding; a text longer than ``model.max_length`` tokens is cut and flagged
     (work and memory per text bounded by ``max_length``: :func:`lesslabels.modeling.batching.encode`)."""
     return encode(model.tokenizer, texts, model.max_length)

@@ -74,6 +74,7 @@ def loaded_to_proto(entry: LoadedEntry) -> scorer_pb2.LoadedModel:
         device=str(entry.model.device),
         max_length=entry.model.max_length,
         loaded_at=rfc3339(entry.loaded_at),
+        runtime=entry.runtime,
     )
 
 

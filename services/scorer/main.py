@@ -26,7 +26,8 @@ from lesslabels.common.server import Server
 from lesslabels.modeling import models
 from lesslabels.scorer.embedding_store import EmbeddingStore
 from lesslabels.scorer.head_scoring import FastHeads
-from lesslabels.scorer.model_cache import CacheConfig, ModelCache, ModelSpec, parallelism
+from lesslabels.contract.vocabulary import RUNTIMES
+from lesslabels.scorer.model_cache import CacheConfig, ModelCache, ModelSpec, parallelism, pick_runtime
 from lesslabels.scorer.oip.model_names import spec_from_model_name
 from lesslabels.scorer.oip.servicer import InferenceServicer
 from lesslabels.scorer.oip.servicer import registration as oip_registration
@@ -119,10 +120,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_flag(
         parser,
+        "--runtime",
+        default="auto",
+        choices=RUNTIMES,
+        help="engine for checkpoints: onnx (the ONNX graphs the trainer publishes with each checkpoint, int8 "
+        "where its check passed; torch for checkpoints without them and for base models), torch, or auto "
+        "(onnx on a CPU with onnxruntime installed, else torch)",
+    )
+    add_flag(
+        parser,
         "--refine-below",
         default=0.8,
         type=float,
-        help="with bf16/fp16, re-score in fp32 the rows whose top probability is below this (0 = off)",
+        help="with bf16/fp16 or int8, re-score in fp32 the rows whose top probability is below this (0 = off)",
     )
     add_flag(parser, "--max-length", default=0, type=int, help="tokens per text (0 = the checkpoint's training length)")
     add_flag(parser, "--max-batch-size", default=256, type=int, help="rows per forward pass")
@@ -159,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads < 0 or args.batch_workers < 0:
         parser.error("--threads and --batch-workers must not be negative (0 = automatic)")
     workers, torch_threads = parallelism(args.device, args.threads, args.batch_workers)
+    try:
+        runtime = pick_runtime(args.runtime, args.device)
+    except ValueError as exc:
+        parser.error(f"--runtime {args.runtime}: {exc}")
     import torch
 
     torch.set_num_threads(torch_threads)
@@ -179,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         refine_below=args.refine_below,
         batch_workers=workers,
         model_dirs=model_dirs(args),
+        runtime=runtime,
+        onnx_threads=torch_threads,
     )
     server = build_server(
         settings,

@@ -20,7 +20,8 @@ import numpy as np
 from lesslabels.common import errors, metrics, uncertainty
 from lesslabels.common.checkpoints import Checkpoint
 from lesslabels.common.timeutil import utcnow
-from lesslabels.modeling import inference
+from lesslabels.contract.vocabulary import RUNTIMES
+from lesslabels.modeling import inference, onnx_runtime
 from lesslabels.modeling.models import ModelPlaces
 from lesslabels.scorer import malloc
 from lesslabels.scorer.batching import BatcherClosed, DynamicBatcher
@@ -88,6 +89,28 @@ class CacheConfig:
     # Folders a request's base_model may name a model in (besides the bundled model and the
     # checkpoint store): lesslabels.modeling.models.ModelPlaces.
     model_dirs: tuple[str, ...] = ()
+    # The engine for checkpoints: "torch", "onnx" (the ONNX graphs the trainer published with a
+    # checkpoint, int8 where its check passed: lesslabels.modeling.onnx_runtime; torch for a
+    # checkpoint without them and for base models) or "auto" (onnx on a CPU with onnxruntime
+    # installed, else torch). ``onnx_threads``: threads per ONNX forward (torch's are set per process).
+    runtime: str = "torch"
+    onnx_threads: int = 1
+
+
+def pick_runtime(runtime: str, device: str = "") -> str:
+    """ "torch" or "onnx" for ``runtime`` (RUNTIMES) on ``device``; ValueError for an unknown name,
+    or "onnx" without onnxruntime or on CUDA."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+    on_cpu = inference.pick_device(device).type == "cpu"
+    if runtime == "onnx":
+        if not onnx_runtime.available():
+            raise ValueError("runtime onnx needs onnxruntime: pip install 'lesslabels[onnx]'")
+        if not on_cpu:
+            raise ValueError("runtime onnx runs on the CPU; on CUDA use runtime torch (or auto)")
+    if runtime == "auto":
+        return "onnx" if on_cpu and onnx_runtime.available() else "torch"
+    return runtime
 
 
 def parallelism(device: str = "", threads: int = 0, batch_workers: int = 0) -> tuple[int, int]:
@@ -107,7 +130,7 @@ class LoadedEntry:
     key: str  # the cache's own key: a base model's is its path on this server (never shown to callers)
     checkpoint_id: str  # "" for a base model
     base_model: str  # as callers may be shown it: a name, never a server path
-    model: inference.InferenceModel
+    model: inference.InferenceModel | onnx_runtime.OnnxModel
     batcher: DynamicBatcher
     loaded_at: datetime.datetime
     # fp32 re-scoring of uncertain rows: on when the model runs in reduced precision
@@ -119,6 +142,11 @@ class LoadedEntry:
     @property
     def labels(self) -> list[str]:
         return self.model.labels
+
+    @property
+    def runtime(self) -> str:
+        """What computes its scores: "torch", "onnx-int8" or "onnx-fp32" (onnx_runtime's names)."""
+        return getattr(self.model, "runtime", onnx_runtime.TORCH)
 
 
 @dataclasses.dataclass
@@ -205,6 +233,7 @@ class ModelCache:
             raise ValueError(f"refine_below must be >= 0, got {self.config.refine_below}")
         self.device = inference.pick_device(self.config.device)
         inference.autocast_dtype(self.config.precision, self.device)  # validates the name early
+        self.runtime = pick_runtime(self.config.runtime, self.config.device)
         self._cache: collections.OrderedDict[str, LoadedEntry] = collections.OrderedDict()
         self._lock = threading.Lock()
         self._load_lock = threading.Lock()
@@ -267,15 +296,17 @@ class ModelCache:
             checkpoint = self.store.get(checkpoint_id, verify=True)
             hp = checkpoint.manifest.get("hyperparameters") or {}
             max_length = cfg.max_length or int(hp.get("max_length") or 0)
-            with _load_errors(f"checkpoint {errors.quote(checkpoint_id)}", f"id={checkpoint_id}"):
-                model = inference.load_classifier(
-                    checkpoint.path,
-                    labels=checkpoint.labels,
-                    name=checkpoint_id,
-                    device=self.device,
-                    max_length=max_length,
-                    precision=cfg.precision,
-                )
+            model: inference.InferenceModel | onnx_runtime.OnnxModel | None = self._load_onnx(checkpoint, max_length)
+            if model is None:
+                with _load_errors(f"checkpoint {errors.quote(checkpoint_id)}", f"id={checkpoint_id}"):
+                    model = inference.load_classifier(
+                        checkpoint.path,
+                        labels=checkpoint.labels,
+                        name=checkpoint_id,
+                        device=self.device,
+                        max_length=max_length,
+                        precision=cfg.precision,
+                    )
             base = self.places.name_of(str(checkpoint.manifest.get("base_model", "")))
         else:
             base = spec.base_model
@@ -286,12 +317,14 @@ class ModelCache:
                     max_length=cfg.max_length,
                     precision=cfg.precision,
                 )
-        refine = cfg.refine_below > 0 and model.dtype is not None and model.is_classifier
+        reduced = model.dtype is not None or getattr(model, "runtime", "") == onnx_runtime.ONNX_INT8
+        refine = cfg.refine_below > 0 and reduced and model.is_classifier
+        forward = onnx_runtime.forward if isinstance(model, onnx_runtime.OnnxModel) else inference.forward
         # The fp32 re-scoring rows go through this same batcher, not a second one with threads of
         # its own: torch work from two sets of threads, even taking turns, ran about 1.4x slower
         # on 2 cores (bench/README.md).
         batcher = DynamicBatcher(
-            functools.partial(self._run_batch, model),
+            functools.partial(self._run_batch, forward, model),
             max_batch_size=cfg.max_batch_size,
             max_tokens=cfg.max_tokens,
             max_wait_s=cfg.max_wait_ms / 1000.0,
@@ -299,9 +332,10 @@ class ModelCache:
             name=f"batcher-{key}",
         )
         log.info(
-            "event=model_loaded key=%s device=%s max_length=%d dtype=%s refine_below=%s labels=%d",
+            "event=model_loaded key=%s device=%s runtime=%s max_length=%d dtype=%s refine_below=%s labels=%d",
             key,
             self.device,
+            getattr(model, "runtime", onnx_runtime.TORCH),
             model.max_length,
             model.dtype,
             cfg.refine_below if refine else "-",
@@ -311,6 +345,42 @@ class ModelCache:
             base = self.places.name_of(key.removeprefix(BASE_PREFIX))
         name = checkpoint_id or f"{BASE_PREFIX}{base}"
         return LoadedEntry(key, checkpoint_id, base, model, batcher, utcnow(), refine, name)
+
+    def _load_onnx(self, checkpoint: Checkpoint, max_length: int) -> onnx_runtime.OnnxModel | None:
+        """The checkpoint's ONNX graphs when this cache serves with them and the trainer published
+        them; None (torch serves) otherwise, or when they cannot be loaded (logged)."""
+        if self.runtime != "onnx":
+            return None
+        if not onnx_runtime.has_export(checkpoint.path):
+            log.info("event=onnx_unavailable id=%s reason=no_export: served by torch", checkpoint.id)
+            return None
+        try:
+            model = onnx_runtime.load(
+                checkpoint.path,
+                labels=checkpoint.labels,
+                name=checkpoint.id,
+                max_length=max_length,
+                threads=self.config.onnx_threads,
+                refine_below=self.config.refine_below,
+            )
+        except Exception as exc:  # noqa: BLE001 - a damaged export: the weights still serve, with torch
+            log.error("event=onnx_load_failed id=%s error=%r: served by torch", checkpoint.id, exc)
+            return None
+        if model.why_fp32:
+            log.warning(
+                "event=onnx_int8_not_served id=%s reason=%r: the fp32 graph serves", checkpoint.id, model.why_fp32
+            )
+        return model
+
+    def runtime_of(self, checkpoint: Checkpoint) -> str:
+        """What serves (or would serve, once loaded) ``checkpoint``: LoadedEntry.runtime's names."""
+        with self._lock:
+            entry = self._cache.get(checkpoint.id)
+        if entry is not None:
+            return entry.runtime
+        if self.runtime != "onnx" or not onnx_runtime.has_export(checkpoint.path):
+            return onnx_runtime.TORCH
+        return onnx_runtime.runtime_of_export(checkpoint.path, self.config.refine_below)
 
     def loaded(self) -> list[LoadedEntry]:
         """Loaded models, most recently used first."""
@@ -338,7 +408,7 @@ class ModelCache:
 
     # -- scoring ---------------------------------------------------------------------------
     @staticmethod
-    def _run_batch(model: inference.InferenceModel, rows: list[_Row]) -> list[tuple]:
+    def _run_batch(forward, model, rows: list[_Row]) -> list[tuple]:
         """One forward per precision present in ``rows`` (re-scoring rows run in fp32)."""
         results: list[tuple] = [None] * len(rows)  # type: ignore[list-item]
         for full in (False, True):
@@ -346,7 +416,7 @@ class ModelCache:
             if not group:
                 continue
             embed = any(rows[i].embed for i in group)
-            out = inference.forward(model, [rows[i].ids for i in group], embeddings=embed, full_precision=full)
+            out = forward(model, [rows[i].ids for i in group], embeddings=embed, full_precision=full)
             probs = out.probabilities if out.probabilities is not None else np.zeros((len(group), 0), np.float32)
             embs = out.embeddings if embed else None  # forward() fills them in when asked
             for k, i in enumerate(group):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -60,6 +61,7 @@ class Trainer:
         default_threads: int = 0,
         progress_every_s: float = 2.0,
         model_dirs: tuple[str, ...] = (),
+        onnx: bool = False,
     ):
         self.pool = pool
         self.store = store
@@ -69,6 +71,8 @@ class Trainer:
         self.keep_checkpoints = keep_checkpoints
         self.default_threads = default_threads
         self.progress_every_s = progress_every_s
+        #: Publish each checkpoint with its ONNX graphs, fp32 and int8 (lesslabels.modeling.onnx_runtime).
+        self.onnx = onnx
 
     # -- checks at submission -----------------------------------------------------------------
 
@@ -234,6 +238,9 @@ class Trainer:
             # transformers declares to() through functools.wraps(torch.nn.Module.to), which drops the bound self
             cpu_model = classifier.model.to("cpu")  # type: ignore[arg-type]
             models.save_classifier(cpu_model, classifier.tokenizer, folder)
+            if self.onnx:
+                report("exporting the model to ONNX (fp32 and int8) for the scorer")
+                self._export_onnx(cpu_model, classifier.tokenizer, folder, request, [e.text for e in labelled])
         checkpoint_id = manifest["id"]
         metrics.TRAINER_TRAININGS.inc()
         metrics.TRAINER_STEPS.inc(outcome.steps)
@@ -246,6 +253,28 @@ class Trainer:
         return RunResult(
             checkpoint_id=checkpoint_id, validation=outcome.validation, message=message, comparison=comparison
         )
+
+    def _export_onnx(self, model, tokenizer, folder, request: TrainRequest, texts: list[str]) -> None:
+        """Write the checkpoint's ONNX graphs into its staging ``folder`` (so they are published with
+        it), the int8 one checked on the run's labelled ``texts``. A model the export cannot handle
+        is published without them (the scorer then serves it with torch) and the reason logged."""
+        import torch
+
+        from lesslabels.modeling import inference, onnx_runtime
+
+        loaded = inference.InferenceModel(
+            name=f"run {request.run_id} round {request.round}",
+            model=model,
+            tokenizer=tokenizer,
+            device=torch.device("cpu"),
+            max_length=request.hyperparameters.max_length,
+            labels=list(request.labels),
+        )
+        try:
+            onnx_runtime.build(loaded, folder, texts, threads=self.default_threads or torch.get_num_threads())
+        except Exception as exc:  # noqa: BLE001 - any exporter or quantizer failure: torch serves it
+            log.warning("event=onnx_export_failed run=%s round=%s error=%r", request.run_id, request.round, exc)
+            shutil.rmtree(folder / onnx_runtime.FOLDER, ignore_errors=True)
 
     def _kept_checkpoint(self, request: TrainRequest) -> checkpoints.Checkpoint | None:
         """The checkpoint the request's run keeps now (``CheckpointStore.best``), which the new model

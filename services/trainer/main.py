@@ -30,7 +30,8 @@ from lesslabels.common.config import (
 )
 from lesslabels.common.logs import setup_logging
 from lesslabels.common.server import Server
-from lesslabels.modeling import models
+from lesslabels.contract.vocabulary import ONNX_EXPORTS
+from lesslabels.modeling import models, onnx_runtime
 from lesslabels.trainer.core import Trainer
 from lesslabels.trainer.jobs import JobManager
 from lesslabels.trainer.label_source import PoolLabelSource
@@ -78,6 +79,7 @@ def build_server(
     num_threads: int = 0,
     progress_every_s: float = 2.0,
     model_dirs: tuple[str, ...] = (),
+    onnx_export: bool = False,
 ) -> TrainerServer:
     """A trainer server (not started). ``start()`` then ``set_serving()`` (which starts the job worker).
 
@@ -97,6 +99,7 @@ def build_server(
         default_threads=num_threads,
         progress_every_s=progress_every_s,
         model_dirs=model_dirs,
+        onnx=onnx_export,
     )
     jobs = JobManager(jobs_dir or pathlib.Path(checkpoint_dir) / JOBS_SUBDIR, trainer.run, device=str(trainer.device))
     return TrainerServer(settings, trainer, jobs, store)
@@ -137,9 +140,19 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="torch CPU threads for jobs that set none (0 = the usable CPUs not busy with other work, re-read as it trains)",
     )
+    add_flag(
+        parser,
+        "--onnx-export",
+        default="auto",
+        choices=ONNX_EXPORTS,
+        help="publish each checkpoint with its ONNX graphs, fp32 and int8, which the scorer's --runtime onnx "
+        "serves (auto = when onnxruntime is installed)",
+    )
     add_model_dir_flag(parser)
     args = parser.parse_args(argv)
     settings = server_settings(args)
+    if args.onnx_export == "on" and not onnx_runtime.available():
+        parser.error("--onnx-export on needs onnxruntime: pip install 'lesslabels[onnx]'")
     setup_logging(settings.log_level, "trainer")
     tracing.configure("trainer")  # OTEL_* variables; off when none is set
     if args.keep_checkpoints < 0:
@@ -161,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             device=args.device,
             num_threads=args.num_threads,
             model_dirs=model_dirs(args),
+            onnx_export=args.onnx_export == "on" or (args.onnx_export == "auto" and onnx_runtime.available()),
         )
     except errors.InvalidArgument as exc:
         parser.error(str(exc))

@@ -122,20 +122,22 @@ class LoadCheckpointRequest(_message.Message):
     def __init__(self, model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ...) -> None: ...
 
 class LoadedModel(_message.Message):
-    __slots__ = ("checkpoint_id", "labels", "base_model", "device", "max_length", "loaded_at")
+    __slots__ = ("checkpoint_id", "labels", "base_model", "device", "max_length", "loaded_at", "runtime")
     CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     BASE_MODEL_FIELD_NUMBER: _ClassVar[int]
     DEVICE_FIELD_NUMBER: _ClassVar[int]
     MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
     LOADED_AT_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
     checkpoint_id: str
     labels: _containers.RepeatedScalarFieldContainer[str]
     base_model: str
     device: str
     max_length: int
     loaded_at: str
-    def __init__(self, checkpoint_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., base_model: _Optional[str] = ..., device: _Optional[str] = ..., max_length: _Optional[int] = ..., loaded_at: _Optional[str] = ...) -> None: ...
+    runtime: str
+    def __init__(self, checkpoint_id: _Optional[str] = ..., labels: _Optional[_Iterable[str]] = ..., base_model: _Optional[str] = ..., device: _Optional[str] = ..., max_length: _Optional[int] = ..., loaded_at: _Optional[str] = ..., runtime: _Optional[str] = ...) -> None: ...
 
 class ListLoadedRequest(_message.Message):
     __slots__ = ()

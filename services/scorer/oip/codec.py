@@ -226,10 +226,18 @@ def _tensor_metadata(n_classes: int) -> tuple[list[tuple[str, str, list[int]]], 
 
 _CONFIG_TYPES = {"FP32": pb.TYPE_FP32, "BYTES": pb.TYPE_STRING, "BOOL": pb.TYPE_BOOL}
 PLATFORM = "pytorch_transformers"
+#: The platform when ONNX Runtime serves the model (the scorer's --runtime onnx: Triton's name for it).
+ONNX_PLATFORM = "onnxruntime_onnx"
 
 
-def model_metadata(name: str, versions: list[str], checkpoint: Checkpoint) -> pb.ModelMetadataResponse:
-    meta = pb.ModelMetadataResponse(name=name, versions=versions, platform=PLATFORM)
+def platform(runtime: str) -> str:
+    """The OIP platform for a LoadedEntry.runtime ("torch", "onnx-int8", "onnx-fp32")."""
+    return ONNX_PLATFORM if runtime.startswith("onnx") else PLATFORM
+
+
+def model_metadata(name: str, versions: list[str], checkpoint: Checkpoint, runtime: str) -> pb.ModelMetadataResponse:
+    """``runtime``: what serves the checkpoint (ModelCache.runtime_of), named by ``platform``."""
+    meta = pb.ModelMetadataResponse(name=name, versions=versions, platform=platform(runtime))
     inputs, outputs = _tensor_metadata(len(checkpoint.labels))
     for tname, datatype, shape in inputs:
         meta.inputs.add(name=tname, datatype=datatype, shape=shape)
@@ -238,9 +246,9 @@ def model_metadata(name: str, versions: list[str], checkpoint: Checkpoint) -> pb
     return meta
 
 
-def model_config(name: str, checkpoint: Checkpoint) -> pb.ModelConfig:
+def model_config(name: str, checkpoint: Checkpoint, runtime: str) -> pb.ModelConfig:
     inputs, outputs = _tensor_metadata(len(checkpoint.labels))
-    config = pb.ModelConfig(name=name, platform=PLATFORM, backend="lesslabels", max_batch_size=0)
+    config = pb.ModelConfig(name=name, platform=platform(runtime), backend="lesslabels", max_batch_size=0)
     for tname, datatype, shape in inputs:
         config.input.add(name=tname, data_type=_CONFIG_TYPES[datatype], dims=shape)
     for tname, datatype, shape in outputs:
@@ -248,6 +256,7 @@ def model_config(name: str, checkpoint: Checkpoint) -> pb.ModelConfig:
     config.parameters["labels"].string_value = json.dumps(checkpoint.labels)
     config.parameters["checkpoint_id"].string_value = checkpoint.id
     config.parameters["run_id"].string_value = str(checkpoint.run_id)
+    config.parameters["runtime"].string_value = runtime
     return config
 
 

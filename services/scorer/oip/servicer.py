@@ -59,11 +59,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def ModelMetadata(self, request, context):
         checkpoint = resolve_checkpoint(self.cache, request.name, request.version)
         versions = model_versions(self.cache, request.name, checkpoint)
-        return codec.model_metadata(request.name, versions, checkpoint)
+        return codec.model_metadata(request.name, versions, checkpoint, self.cache.runtime_of(checkpoint))
 
     def ModelConfig(self, request, context):
         checkpoint = resolve_checkpoint(self.cache, request.name, request.version)
-        return pb.ModelConfigResponse(config=codec.model_config(request.name, checkpoint))
+        return pb.ModelConfigResponse(
+            config=codec.model_config(request.name, checkpoint, self.cache.runtime_of(checkpoint))
+        )
 
     def ModelStatistics(self, request, context):
         if not request.name:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -190,6 +191,45 @@ def test_checkpoint_weights_are_the_trained_ones(trainer, labelled, tiny_bert_di
             trainer_pb2.GetCheckpointRequest(checkpoint_id=done.checkpoint_id), timeout=5
         ).validation.accuracy
     )
+
+
+def test_with_onnx_export_the_checkpoint_is_published_with_its_checked_onnx_graphs(
+    trainer_factory, labelled, tiny_bert_dir
+):
+    pytest.importorskip("onnxruntime")
+    from lesslabels.modeling import onnx_runtime
+
+    server, stub = trainer_factory(onnx_export=True)
+    job = stub.StartTraining(_request(tiny_bert_dir), timeout=30)
+    events = _watch(stub, job.id)
+    assert events[-1].state == trainer_pb2.JOB_STATE_SUCCEEDED
+    assert any(e.message.startswith("exporting the model to ONNX") for e in events)
+    checkpoint = CheckpointStore(server.store.root).get(events[-1].checkpoint_id, verify=True)
+    assert onnx_runtime.has_export(checkpoint.path)
+    manifest = json.loads((checkpoint.path / "onnx" / "manifest.json").read_text())
+    assert manifest["int8"]["texts"] == len(labelled) and manifest["max_length"] == 64
+    served = onnx_runtime.load(checkpoint.path, labels=checkpoint.labels, name=checkpoint.id, max_length=64)
+    assert served.labels == checkpoint.labels
+
+
+def test_a_checkpoint_the_onnx_export_fails_on_is_published_without_graphs(
+    trainer_factory, labelled, tiny_bert_dir, monkeypatch, caplog
+):
+    pytest.importorskip("onnxruntime")
+    from lesslabels.modeling import onnx_runtime
+
+    def broken(loaded, folder, texts, threads=1):
+        (folder / onnx_runtime.FOLDER).mkdir()
+        (folder / onnx_runtime.FOLDER / "model.onnx").write_bytes(b"half a graph")
+        raise RuntimeError("the exporter cannot handle this model")
+
+    monkeypatch.setattr(onnx_runtime, "build", broken)
+    server, stub = trainer_factory(onnx_export=True)
+    done = _wait_done(stub, stub.StartTraining(_request(tiny_bert_dir), timeout=30).id)
+    assert done.state == trainer_pb2.JOB_STATE_SUCCEEDED
+    checkpoint = CheckpointStore(server.store.root).get(done.checkpoint_id, verify=True)
+    assert not (checkpoint.path / onnx_runtime.FOLDER).exists()
+    assert "event=onnx_export_failed" in caplog.text and "cannot handle this model" in caplog.text
 
 
 def test_run_scope_dev_split_and_latest_pointer(trainer, pool_address, tiny_bert_dir):
