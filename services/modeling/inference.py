@@ -23,7 +23,7 @@ import torch
 
 from lesslabels.contract.vocabulary import PRECISIONS
 from lesslabels.modeling import pooling
-from lesslabels.modeling.batching import Encoded, TokenIds, collate, encode
+from lesslabels.modeling.batching import Encoded, TokenIds, collate, encode, pin_memory_for, to_device
 from lesslabels.modeling.models import cpu_has_native_bf16  # noqa: F401 - re-exported for callers
 from lesslabels.modeling.pooling import mean_pool
 
@@ -276,9 +276,10 @@ class ForwardOutput:
     embeddings: np.ndarray | None  # [n, hidden] float32, when asked for
 
 
-def pad_batch(rows: Sequence[TokenIds], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack token id lists into one ``[n, longest]`` tensor and its attention mask."""
-    batch = collate(rows, pad_id)
+def pad_batch(rows: Sequence[TokenIds], pad_id: int, *, pin_memory: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack token id lists into one ``[n, longest]`` tensor and its attention mask (in pinned
+    memory with ``pin_memory``: batches bound for CUDA)."""
+    batch = collate(rows, pad_id, pin_memory=pin_memory)
     return batch["input_ids"], batch["attention_mask"]
 
 
@@ -286,14 +287,16 @@ def forward(
     model: InferenceModel, rows: Sequence[TokenIds], *, embeddings: bool = False, full_precision: bool = False
 ) -> ForwardOutput:
     """One forward pass over ``rows`` (token id lists), all stacked into one padded tensor.
-    ``full_precision`` skips the model's autocast dtype (fp32)."""
+    ``full_precision`` skips the model's autocast dtype (fp32). On CUDA the padded batch is built in
+    pinned memory and copied without blocking (``batching.to_device``)."""
     if not rows:
         return ForwardOutput(
             np.zeros((0, len(model.labels)), np.float32) if model.is_classifier else None,
             np.zeros((0, 0), np.float32) if embeddings else None,
         )
-    ids, mask = pad_batch(rows, model.pad_token_id)
-    ids, mask = ids.to(model.device), mask.to(model.device)
+    ids, mask = pad_batch(rows, model.pad_token_id, pin_memory=pin_memory_for(model.device))
+    moved = to_device({"ids": ids, "mask": mask}, model.device)
+    ids, mask = moved["ids"], moved["mask"]
     autocast = (
         torch.autocast(device_type=model.device.type, dtype=model.dtype)
         if model.dtype is not None and not full_precision

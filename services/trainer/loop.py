@@ -8,9 +8,10 @@ weights (validation after every epoch, or every few epochs so that a training va
 class prototypes, no hold-out below ``holdout_min_per_class`` labels per class
 (``validation_split``), seeded shuffling and initialisation (a CPU run with the same
 seed and thread count is repeatable), optional class-weighted loss or class-balanced sampling,
-bf16/fp16 autocast on CUDA. On CPU, ``auto`` precision means bf16 where the CPU computes it
-natively and fp32 elsewhere (bench/README.md has the measurement). A cancel event is checked
-before every step.
+bf16/fp16 autocast on CUDA (fp16 with a gradient scaler), where batches are built in pinned memory
+and copied without blocking (``lesslabels.modeling.batching.to_device``). On CPU, ``auto``
+precision means bf16 where the CPU computes it natively and fp32 elsewhere (bench/README.md has the
+measurement). A cancel event is checked before every step.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lesslabels.common import errors
-from lesslabels.modeling.batching import iterate_batches, length_grouped_batches, tokenize
+from lesslabels.modeling.batching import iterate_batches, length_grouped_batches, pin_memory_for, to_device, tokenize
 from lesslabels.contract.metrics import classification_metrics
 from lesslabels.contract import Hyperparameters, Metrics
 
@@ -216,8 +217,9 @@ def predict_logits(
     lengths = [len(ids) for ids in token_ids]
     try:
         with torch.inference_mode():
-            for indices, batch in iterate_batches(token_ids, length_grouped_batches(lengths, batch_size), pad_id):
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            batches = length_grouped_batches(lengths, batch_size)
+            for indices, batch in iterate_batches(token_ids, batches, pad_id, pin_memory=pin_memory_for(device)):
+                batch = to_device(batch, device)
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                     logits = model(**batch).logits
                 out[torch.as_tensor(indices)] = logits.float().cpu()
@@ -263,8 +265,9 @@ def init_head_from_prototypes(
     try:
         with torch.inference_mode():
             lengths = [len(ids) for ids in token_ids]
-            for indices, batch in iterate_batches(token_ids, length_grouped_batches(lengths, batch_size), pad_id):
-                batch = {k: v.to(device) for k, v in batch.items()}
+            batches = length_grouped_batches(lengths, batch_size)
+            for indices, batch in iterate_batches(token_ids, batches, pad_id, pin_memory=pin_memory_for(device)):
+                batch = to_device(batch, device)
                 captured.clear()
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                     model(**batch)
@@ -330,6 +333,7 @@ def train(
     val_ids = tokenize(tokenizer, [e.text for e in validation_set], config.max_length)
     val_targets = np.array([label_index[e.label] for e in validation_set], dtype=np.int64)
     lengths = np.array([len(ids) for ids in train_ids])
+    pin = pin_memory_for(device)
 
     model.to(device)
     if fresh_head and config.head_init == "prototype":
@@ -370,12 +374,14 @@ def train(
         order = balanced_order(train_targets, rng) if config.class_balance == "sampling" else None
         batches = length_grouped_batches(lengths, config.batch_size, rng=rng, order=order)
         window_loss, window_steps, last_emit = 0.0, 0, time.monotonic()
-        for indices, batch in iterate_batches(train_ids, batches, pad_id):
+        for indices, batch in iterate_batches(train_ids, batches, pad_id, pin_memory=pin):
             if cancel.is_set():
                 raise errors.Cancelled(f"cancelled at epoch {epoch} step {step}")
             started = time.perf_counter()
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-            target = torch.as_tensor(train_targets[indices], device=device)
+            target = torch.empty(len(indices), dtype=torch.long, pin_memory=pin)  # [b]
+            target.copy_(torch.from_numpy(train_targets[indices]))
+            batch = to_device(batch, device)
+            target = target.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = model(**batch).logits
             loss = loss_fn(logits.float(), target)
