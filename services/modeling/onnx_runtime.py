@@ -20,6 +20,15 @@ The check passes when that output's argmax agrees with the fp32 graph's on at le
 log(classes) (1 = the most uncertain a text can be), is at most ``ENTROPY_TOLERANCE``; the margin's
 is recorded beside it. A checkpoint whose int8 graph failed is served by the fp32 graph (the scorer
 logs why and ``LoadedModel.runtime`` says so).
+
+On a CUDA device (``onnxruntime-gpu``, whose ``CUDAExecutionProvider`` is then available), sessions
+run on ONNX Runtime's CUDA provider with the CPU provider behind it (for any node the CUDA provider
+has no kernel for), and the fp32 graph serves alone: int8 dynamic quantization is a CPU technique
+(its dynamically quantized integer MatMuls are made for the CPU's integer instructions; Hugging Face
+Optimum's GPU guide: "it is not possible to run quantized models on CUDAExecutionProvider", only
+statically quantized ones on TensorRT's), and a node placed on the CPU provider costs copies between
+the devices. The GPU's reduced precision is torch's bf16/fp16 autocast (``--runtime torch``, what
+``auto`` picks on CUDA), with the same fp32 re-scoring of uncertain rows.
 """
 
 from __future__ import annotations
@@ -56,6 +65,9 @@ ENTROPY_TOLERANCE = 0.05
 REFINE_BELOW = 0.8
 #: What the scorer's LoadedModel.runtime says.
 TORCH, ONNX_FP32, ONNX_INT8 = "torch", "onnx-fp32", "onnx-int8"
+CUDA_PROVIDER, CPU_PROVIDER = "CUDAExecutionProvider", "CPUExecutionProvider"
+#: Why the int8 graph does not serve on CUDA (the scorer logs it; the module docstring says more).
+INT8_NOT_ON_CUDA = "int8 dynamic quantization is a CPU technique: on CUDA the fp32 graph serves"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +92,27 @@ class Int8Check:
 def available() -> bool:
     """Whether onnxruntime (the ``onnx`` extra) is installed."""
     return importlib.util.find_spec("onnxruntime") is not None
+
+
+def cuda_available() -> bool:
+    """Whether the installed onnxruntime has the CUDA provider (``onnxruntime-gpu``)."""
+    if not available():
+        return False
+    import onnxruntime
+
+    return CUDA_PROVIDER in onnxruntime.get_available_providers()
+
+
+def providers(device: str = "cpu") -> list[Any]:
+    """ONNX Runtime's providers for a session on ``device`` ("cpu", "cuda", "cuda:N"), in order of
+    preference: on CUDA the CUDA provider on that GPU, with the CPU provider for any node it lacks;
+    ValueError for CUDA without the CUDA provider installed."""
+    kind, _, index = device.partition(":")
+    if kind != "cuda":
+        return [CPU_PROVIDER]
+    if not cuda_available():
+        raise ValueError(f"device {device}: this onnxruntime has no {CUDA_PROVIDER} (pip install onnxruntime-gpu)")
+    return [(CUDA_PROVIDER, {"device_id": int(index or 0)}), CPU_PROVIDER]
 
 
 # -- building (the trainer, at publish time) ---------------------------------------------------
@@ -175,15 +208,23 @@ def _probabilities(graph: Any, rows: Sequence[TokenIds], pad_id: int, batch: int
 # -- serving (the scorer) --------------------------------------------------------------------
 
 
-def session(path: pathlib.Path, threads: int = 1) -> Any:
-    """An onnxruntime session (CPU) on ``path``, ``threads`` threads per run; runs may overlap."""
+def session(path: pathlib.Path, threads: int = 1, device: str = "cpu") -> Any:
+    """An onnxruntime session on ``path`` (``providers(device)``), ``threads`` CPU threads per run;
+    runs may overlap. ValueError when CUDA was asked for and the session did not get it."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = max(1, threads)
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # notes about initialisers are not the user's to act on
-    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    graph = onnxruntime.InferenceSession(str(path), options, providers=providers(device))
+    # A CUDA provider that cannot start (no CUDA or cuDNN libraries of its version) is dropped with
+    # a log line and the session runs on the CPU: not what a scorer on CUDA was asked to do.
+    if device.startswith("cuda") and CUDA_PROVIDER not in graph.get_providers():
+        raise ValueError(
+            f"{path}: ONNX Runtime's {CUDA_PROVIDER} did not start (see its log); providers {graph.get_providers()}"
+        )
+    return graph
 
 
 def run(graph: Any, rows: Sequence[TokenIds], pad_id: int, *, embeddings: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -237,9 +278,11 @@ def has_export(checkpoint_folder: pathlib.Path) -> bool:
     return (checkpoint_folder / FOLDER / onnx_export.MANIFEST_FILE).is_file()
 
 
-def why_not_int8(manifest: dict[str, Any], refine_below: float) -> str:
-    """Why an export's int8 graph must not serve a scorer that re-scores below ``refine_below``
-    ("" when it may)."""
+def why_not_int8(manifest: dict[str, Any], refine_below: float, device: str = "cpu") -> str:
+    """Why an export's int8 graph must not serve a scorer on ``device`` that re-scores below
+    ``refine_below`` ("" when it may)."""
+    if device.startswith("cuda"):
+        return INT8_NOT_ON_CUDA
     check = manifest.get("int8") or {}
     if not check:
         return "the export has no int8 graph"
@@ -256,13 +299,14 @@ def why_not_int8(manifest: dict[str, Any], refine_below: float) -> str:
     return ""
 
 
-def runtime_of_export(checkpoint_folder: pathlib.Path, refine_below: float) -> str:
-    """ONNX_INT8 or ONNX_FP32: what would serve the checkpoint's export (its manifest read only)."""
+def runtime_of_export(checkpoint_folder: pathlib.Path, refine_below: float, device: str = "cpu") -> str:
+    """ONNX_INT8 or ONNX_FP32: what would serve the checkpoint's export on ``device`` (its manifest
+    read only)."""
     try:
         manifest = json.loads((checkpoint_folder / FOLDER / onnx_export.MANIFEST_FILE).read_text("utf-8"))
     except (OSError, ValueError):
         return TORCH  # loading it would fail the same way, and torch would serve
-    return ONNX_FP32 if why_not_int8(manifest, refine_below) else ONNX_INT8
+    return ONNX_FP32 if why_not_int8(manifest, refine_below, device) else ONNX_INT8
 
 
 def load(
@@ -273,10 +317,12 @@ def load(
     max_length: int,
     threads: int = 1,
     refine_below: float = REFINE_BELOW,
+    device: str = "cpu",
 ) -> OnnxModel:
     """The checkpoint's ONNX graphs, checked against the sha256 its manifest records (ValueError
-    otherwise). The int8 graph serves when its check passed at a ``refine_below`` no higher than the
-    scorer's; otherwise the fp32 graph serves alone, and ``why_fp32`` says why."""
+    otherwise), in sessions on ``device`` (``providers``). The int8 graph serves when its check passed
+    at a ``refine_below`` no higher than the scorer's, on a CPU; otherwise the fp32 graph serves
+    alone, and ``why_fp32`` says why."""
     from transformers import AutoConfig, AutoTokenizer
 
     pooling.register()  # a mean-pooled checkpoint's config type, from our code, never the folder's
@@ -291,15 +337,16 @@ def load(
     tokenizer = AutoTokenizer.from_pretrained(checkpoint_folder, local_files_only=True, trust_remote_code=False)
     config = AutoConfig.from_pretrained(checkpoint_folder, local_files_only=True, trust_remote_code=False)
     limit = inference.model_max_length(tokenizer, config)  # the graph's axes are dynamic up to the model's positions
-    why = why_not_int8(manifest, refine_below)
+    why = why_not_int8(manifest, refine_below, device)
     return OnnxModel(
         name=name,
         tokenizer=tokenizer,
         max_length=min(max_length, limit) if max_length else limit,
         labels=exported,
-        fp32=session(folder / FP32_FILE, threads),
-        int8=None if why else session(folder / INT8_FILE, threads),
+        fp32=session(folder / FP32_FILE, threads, device),
+        int8=None if why else session(folder / INT8_FILE, threads, device),
         source=str(checkpoint_folder),
+        device=device,
         why_fp32=why,
     )
 

@@ -92,22 +92,28 @@ class CacheConfig:
     # The engine for checkpoints: "torch", "onnx" (the ONNX graphs the trainer published with a
     # checkpoint, int8 where its check passed: lesslabels.modeling.onnx_runtime; torch for a
     # checkpoint without them and for base models) or "auto" (onnx on a CPU with onnxruntime
-    # installed, else torch). ``onnx_threads``: threads per ONNX forward (torch's are set per process).
+    # installed, else torch; on CUDA "onnx" runs the fp32 graph on ONNX Runtime's CUDA provider, where
+    # installed). ``onnx_threads``: threads per ONNX forward (torch's are set per process).
     runtime: str = "torch"
     onnx_threads: int = 1
 
 
 def pick_runtime(runtime: str, device: str = "") -> str:
     """ "torch" or "onnx" for ``runtime`` (RUNTIMES) on ``device``; ValueError for an unknown name,
-    or "onnx" without onnxruntime or on CUDA."""
+    or "onnx" without onnxruntime, or on CUDA without its CUDA provider (``onnxruntime-gpu``).
+    ``auto`` is torch on CUDA: bf16 autocast there, where ONNX Runtime would serve the fp32 graph
+    (``lesslabels.modeling.onnx_runtime``), and no measurement says the CUDA provider is faster."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
     on_cpu = inference.pick_device(device).type == "cpu"
     if runtime == "onnx":
         if not onnx_runtime.available():
             raise ValueError("runtime onnx needs onnxruntime: pip install 'lesslabels[onnx]'")
-        if not on_cpu:
-            raise ValueError("runtime onnx runs on the CPU; on CUDA use runtime torch (or auto)")
+        if not on_cpu and not onnx_runtime.cuda_available():
+            raise ValueError(
+                "runtime onnx on CUDA needs ONNX Runtime's CUDAExecutionProvider (pip install onnxruntime-gpu); "
+                "or use runtime torch (or auto)"
+            )
     if runtime == "auto":
         return "onnx" if on_cpu and onnx_runtime.available() else "torch"
     return runtime
@@ -362,6 +368,7 @@ class ModelCache:
                 max_length=max_length,
                 threads=self.config.onnx_threads,
                 refine_below=self.config.refine_below,
+                device=str(self.device),
             )
         except Exception as exc:  # noqa: BLE001 - a damaged export: the weights still serve, with torch
             log.error("event=onnx_load_failed id=%s error=%r: served by torch", checkpoint.id, exc)
@@ -380,7 +387,7 @@ class ModelCache:
             return entry.runtime
         if self.runtime != "onnx" or not onnx_runtime.has_export(checkpoint.path):
             return onnx_runtime.TORCH
-        return onnx_runtime.runtime_of_export(checkpoint.path, self.config.refine_below)
+        return onnx_runtime.runtime_of_export(checkpoint.path, self.config.refine_below, str(self.device))
 
     def loaded(self) -> list[LoadedEntry]:
         """Loaded models, most recently used first."""

@@ -154,11 +154,12 @@ def test_int8_rows_below_refine_below_are_scored_again_in_fp32(store):
     assert not np.array_equal(int8, fp32)  # the int8 graph computes something else, re-scored away
 
 
-def test_runtime_names_are_checked():
+def test_runtime_names_are_checked(monkeypatch):
     assert pick_runtime("auto", "cpu") == "onnx" and pick_runtime("torch", "cpu") == "torch"
     with pytest.raises(ValueError, match="expected one of auto, torch, onnx"):
         pick_runtime("tensorrt")
-    with pytest.raises(ValueError, match="runs on the CPU"):
+    monkeypatch.setattr(onnx_runtime, "cuda_available", lambda: False)  # CUDA: tests/unit/modeling/test_gpu_paths.py
+    with pytest.raises(ValueError, match="needs ONNX Runtime's CUDAExecutionProvider"):
         pick_runtime("onnx", "cuda")
 
 
