@@ -1,37 +1,43 @@
-"""Parse import files into rows, as a stream. Pure functions: a file in, ``ImportRow``s out one at a
-time, or InvalidArgument naming the row.
+"""Read import files as a stream of checked DataFrames: a file in, ``pandas.DataFrame`` chunks out
+(columns ``row``, ``text``, ``label``, ``split``, ``external_id``), or InvalidArgument naming the row.
 
-The file is CSV/TSV (read by the ``csv`` module, its separator sniffed by ``csv.Sniffer`` from the
-first lines), JSON lines, or Parquet (``lesslabels.pool.parquet``, through pyarrow). Text files are
-UTF-8 (a BOM skipped); UTF-16 and UTF-32 files that start with their byte-order mark are recoded to
-UTF-8 first, a block at a time.
+CSV/TSV is read by ``pandas.read_csv`` (its C parser, every cell a string), the separator sniffed
+by ``csv.Sniffer`` from the first lines; Parquet by pyarrow (``lesslabels.pool.parquet``); JSON
+lines by ``json``, a line at a time (``pandas.read_json`` would misread them: it drops lone
+surrogates, makes integer ids floats beside a missing one and names no line). Text files are UTF-8
+(a BOM skipped), or UTF-16/UTF-32 that start with their byte-order mark; a file is checked to
+decode before it is read. pandas is imported when a file is read, not with this module.
 
-``open_import`` reads what every row depends on (the encoding, the format, the columns) and checks
+``open_import`` reads what every chunk depends on (the encoding, the format, the columns) and checks
 what needs more than one row on the first rows of the file (a header read as data, swapped
-columns: ``CHECKED_ROWS``); ``ImportFile.rows()`` then reads the rows from the start of the file,
-anew on each call, holding one row at a time. Whether an id repeats within the file is left to the
-store, which asks its index once the rows are in (a set of every id would grow with the file).
+columns: ``CHECKED_ROWS``); ``ImportFile.frames()`` then reads the file from its start, anew on each
+call, holding one chunk: at most ``CHUNK_ROWS`` rows, fewer when their texts are long. Each value is
+checked in its chunk (the first bad row is named); whether an id repeats within the file is left to
+the store, which asks its index once the rows are in (a set of every id would grow with the file).
 """
 
 from __future__ import annotations
 
 import codecs
 import contextlib
-import tempfile
 import csv
 import dataclasses
 import enum
 import functools
 import io
+import itertools
 import json
 import re
 from collections.abc import Callable, Generator, Iterator
-from typing import IO, TextIO
+from typing import IO, TYPE_CHECKING, Any
 
 from lesslabels.common import spreadsheet
 from lesslabels.common.errors import InvalidArgument, quote
 from lesslabels.common.plaintext import check_name
 from lesslabels.pool.labelset import MAX_LABEL_LENGTH
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MAX_ID_LENGTH = 256
 #: Longest text a sample may have, in characters: a page of samples must fit in one gRPC message
@@ -44,24 +50,30 @@ MAX_TEXT_LENGTH = 100_000
 #: rest is read as it comes.
 CHECKED_ROWS = 1000
 CHECKED_CHARS = 1_000_000
-#: Characters of the first line read to detect the format (a header, or a first row, is far shorter).
-FIRST_LINE_CHARS = 1 << 20
+#: Rows read at a time (the first chunk: ``FIRST_CHUNK_ROWS``); each next chunk is sized from the
+#: texts of the one before to hold about ``CHUNK_CHARS`` characters of text, so a file of long
+#: texts is read a few rows at a time.
+CHUNK_ROWS = 1000
+FIRST_CHUNK_ROWS = 100
+CHUNK_CHARS = 4_000_000
 #: Bytes read at a time when checking the encoding.
 _BLOCK = 1 << 20
-#: What ``csv.Sniffer`` looks at to find the separator: the first lines, at most this many characters.
+#: What ``csv.Sniffer`` looks at to find the separator: the first lines, at most this many bytes.
 SNIFFED_LINES = 50
-SNIFFED_CHARS = 64 * 1024
+SNIFFED_BYTES = 64 * 1024
 #: The separators a CSV file may use (comma, tab, semicolon, pipe).
 DELIMITERS = ",\t;|"
-#: Byte-order marks of the encodings recoded to UTF-8 (UTF-32's first: its little-endian mark
-#: starts with UTF-16's), and the bytes of a recoded file held in memory before it goes to disk.
+#: Byte-order marks of the other encodings read (UTF-32's first: its little-endian mark starts
+#: with UTF-16's), by the name of their ``codecs`` decoder.
 _BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32-le"),
-    (codecs.BOM_UTF32_BE, "utf-32-be"),
-    (codecs.BOM_UTF16_LE, "utf-16-le"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
+    (codecs.BOM_UTF32_LE, "utf_32_le"),
+    (codecs.BOM_UTF32_BE, "utf_32_be"),
+    (codecs.BOM_UTF16_LE, "utf_16_le"),
+    (codecs.BOM_UTF16_BE, "utf_16_be"),
 )
-_RECODED_IN_MEMORY = 8 << 20
+#: A line end as the CSV parser reads one (inside a quoted field too).
+_LINE_END = re.compile(r"\r\n?|\n")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 SPLITS = {"train": "train", "test": "test", "dev": "dev", "validation": "dev", "valid": "dev", "val": "dev"}
 
@@ -74,72 +86,42 @@ class Format(enum.Enum):
     PARQUET = "parquet"
 
 
-@dataclasses.dataclass(frozen=True)
-class ImportRow:
-    row: int  # 0-based data row (header excluded)
-    text: str
-    label: str | None
-    split: str | None  # None = the import's default
-    external_id: str | None = None  # the user's own id (--id-column)
+#: What a reader gives: ``take(n)`` returns the next chunk of about ``n`` rows, checked, or None
+#: at the end of the file.
+Take = Callable[[int], "pd.DataFrame | None"]
 
 
-#: Rows as a file gives them, one at a time (a generator: closing it stops the reading).
-Rows = Generator[ImportRow, None, None]
-
-
-def recode_to_utf8(file: IO[bytes]) -> IO[bytes]:
-    """``file`` itself when it does not start with a UTF-16 or UTF-32 byte-order mark; otherwise a
-    new file holding its text as UTF-8 (written a block at a time, spilled to disk past 8 MiB).
-    InvalidArgument naming the byte offset of the first bytes that are not of the encoding."""
+def text_encoding(file: IO[bytes]) -> str:
+    """The encoding to read a text file with: UTF-16 or UTF-32 when it starts with their
+    byte-order mark and its first block decodes to text holding a line end or a separator, else
+    UTF-8 (a BOM skipped). InvalidArgument naming the line and byte offset of the first bytes that
+    are not of that encoding."""
     file.seek(0)
-    start = file.read(4)
-    encoding = next((name for bom, name in _BOMS if start.startswith(bom)), None)
-    if encoding is None:
-        return file
-    bom = next(bom for bom, name in _BOMS if name == encoding)
+    start = file.read(_BLOCK)
+    name, bom = "utf_8", b""
+    mark, candidate = next(((m, n) for m, n in _BOMS if start.startswith(m)), (b"", ""))
+    if candidate:
+        body = start[len(mark) :]
+        first = codecs.decode(body[: len(body) - len(body) % 4], candidate, "ignore")
+        if any(c in first for c in "\r\n{" + DELIMITERS):
+            name, bom = candidate, mark
+    decode = getattr(codecs, f"{name}_decode")
+    shown = name[:6].upper().replace("_", "-")
     file.seek(len(bom))
-    # A text file's first block holds a line end or a separator: bytes that start like a mark but
-    # decode to none are not text of that encoding (check_utf8 then names the first bad byte).
-    first = codecs.decode(file.read(_BLOCK - _BLOCK % 4), encoding, "ignore")
-    if not any(c in first for c in "\r\n{" + DELIMITERS):
-        return file
-    file.seek(len(bom))
-    decoder = codecs.getincrementaldecoder(encoding)("strict")
-    recoded = tempfile.SpooledTemporaryFile(max_size=_RECODED_IN_MEMORY)
-    offset = len(bom)
-    while True:
-        block = file.read(_BLOCK)
-        try:
-            recoded.write(decoder.decode(block, final=not block).encode("utf-8"))
-        except UnicodeDecodeError as exc:
-            raise InvalidArgument(
-                f"not valid {encoding.upper()[:6]} (byte offset {offset + exc.start}); save the file as UTF-8"
-            ) from None
-        if not block:
-            break
-        offset += len(block)
-    recoded.seek(0)
-    return recoded
-
-
-def check_utf8(file: IO[bytes]) -> None:
-    """InvalidArgument naming the line and byte offset of the first byte of ``file`` that is not
-    UTF-8; read from the start, a block at a time."""
-    file.seek(0)
-    pending, offset, line = b"", 0, 1
+    pending, offset, line = b"", len(bom), 1
     while True:
         block = file.read(_BLOCK)
         data = pending + block
         try:
-            _, used = codecs.utf_8_decode(data, "strict", not block)
+            text, used = decode(data, "strict", not block)
         except UnicodeDecodeError as exc:
-            line += data.count(b"\n", 0, exc.start)
+            line += decode(data[: exc.start], "ignore", True)[0].count("\n")
             raise InvalidArgument(
-                f"line {line}: not valid UTF-8 (byte offset {offset + exc.start}); save the file as UTF-8"
+                f"line {line}: not valid {shown} (byte offset {offset + exc.start}); save the file as UTF-8"
             ) from None
         if not block:
-            return
-        line += data.count(b"\n", 0, used)
+            return "utf-8-sig" if name == "utf_8" else name[:6].replace("_", "-")  # the codec reads the mark
+        line += text.count("\n")
         pending, offset = data[used:], offset + used
 
 
@@ -241,39 +223,24 @@ def delimiter(sample: str) -> str:
         return ","
 
 
-def detect_format(first_line: str, separator: str, columns: Columns = DEFAULT_COLUMNS) -> Format:
-    stripped = first_line.lstrip()
-    if stripped.startswith("{"):
-        return Format.JSONL
-    if stripped.startswith("["):
-        raise InvalidArgument("the file is a JSON array; write one JSON object per line (JSONL) instead")
-    header = [h.strip() for h in next(csv.reader([stripped], delimiter=separator), [])]
-    # A first row naming a known column (or one a flag names) is a header (ATIS-style files start with data).
-    if columns.given or any(_known_name(h, columns) for h in header):
-        return Format.CSV_HEADER
-    return Format.CSV_LABEL_TEXT
-
-
 def normalise_label(label: str) -> str:
     """Runs of whitespace (tabs, newlines, doubled spaces) become one space; ends are stripped."""
     return " ".join(label.split())
 
 
-def _clean(text: str, keep_whitespace: bool) -> str:
-    return text if keep_whitespace else text.strip()
-
-
 def _unicode(value: str, where: str, what: str) -> str:
     """``value`` unless it holds a lone surrogate (JSON can escape one; no database can store it)."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidArgument(f"{where}: the {what} holds a lone surrogate (character {exc.start + 1})") from None
+    if found := _SURROGATE.search(value):
+        raise InvalidArgument(f"{where}: the {what} holds a lone surrogate (character {found.start() + 1})")
     return value
 
 
-def split_value(value: str | None, where: str) -> str | None:
-    if value is None or value.strip() == "":
+def split_value(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{where}: split must be a string")
+    if value.strip() == "":
         return None
     key = value.strip().lower()
     if key not in SPLITS:
@@ -281,7 +248,7 @@ def split_value(value: str | None, where: str) -> str | None:
     return SPLITS[key]
 
 
-def label_value(value, where: str) -> str | None:
+def label_value(value: Any, where: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
@@ -292,44 +259,146 @@ def label_value(value, where: str) -> str | None:
     return value or None
 
 
-def text_value(value, where: str, keep_whitespace: bool) -> str:
-    if not isinstance(value, str):
-        raise InvalidArgument(f"{where}: text must be a string, got {type(value).__name__}")
-    cleaned = _unicode(_clean(value, keep_whitespace), where, "text")
-    if not cleaned.strip():
-        raise InvalidArgument(f"{where}: empty text")
-    if len(cleaned) > MAX_TEXT_LENGTH:
-        raise InvalidArgument(
-            f"{where}: text of {len(cleaned):,} characters, longer than the limit of {MAX_TEXT_LENGTH:,}; "
-            "shorten or split it"
-        )
-    return cleaned
+def external_id(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise InvalidArgument(f"{where}: id must be a string or an integer, got {type(value).__name__}")
+    value = _unicode(str(value).strip(), where, "id")
+    if "\x00" in value:
+        raise InvalidArgument(f"{where}: the id holds a NUL character (\\x00)")
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidArgument(f"{where}: id longer than {MAX_ID_LENGTH} characters")
+    return value or None
+
+
+class Problems:
+    """The first bad row of a chunk, whichever check finds it (a tie goes to the check made first);
+    ``raise_first()`` raises it. The chunk has a ``row`` column (0-based) and, for text files, a
+    ``line`` column: each row is named ``row N (line L)``."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self._frame = frame
+        self._first: tuple[int, str] | None = None
+
+    def add_at(self, position: int, message: str) -> None:
+        """``message``: what is wrong with the row at ``position``, after the row's name."""
+        if self._first is None or position < self._first[0]:
+            found = self._frame.iloc[position]
+            where = f"row {found['row'] + 1}" + (f" (line {found['line']})" if "line" in self._frame else "")
+            self._first = (position, f"{where}: {message}")
+
+    def add(self, failed: pd.Series, message: str | Callable[[int], str]) -> None:
+        """``failed``: one bool a row; ``message`` (or ``message(position)``) says what is wrong with the first."""
+        if failed.any():
+            position = int(failed.to_numpy().argmax())
+            self.add_at(position, message if isinstance(message, str) else message(position))
+
+    def raise_first(self) -> None:
+        if self._first is not None:
+            raise InvalidArgument(self._first[1])
+
+
+def _by_value(values: pd.Series, check: Callable[[Any, str], Any], problems: Problems) -> list[Any]:
+    """``check(value, where)`` of every value, made once per distinct value (a column of labels
+    has few); a value it refuses is a problem of the first row having it."""
+    cleaned: dict[Any, Any] = {}
+    out = []
+    for position, value in enumerate(values.tolist()):
+        key = (type(value), value) if isinstance(value, str | int | None) else position  # lists: each alone
+        if key not in cleaned:
+            try:
+                cleaned[key] = check(value, "")
+            except InvalidArgument as exc:
+                problems.add_at(position, str(exc).removeprefix(": "))
+                cleaned[key] = None
+        out.append(cleaned[key])
+    return out
+
+
+def checked(frame: pd.DataFrame, problems: Problems, keep_whitespace: bool) -> pd.DataFrame:
+    """The rows of ``frame`` (columns ``row``, ``text`` and any of ``label``, ``split``, ``id``,
+    values as read) with their values checked and cleaned: texts stripped (unless
+    ``keep_whitespace``), labels' whitespace normalised, splits named as the vocabulary names them.
+    InvalidArgument for the first bad row among those and ``problems`` already found."""
+    import pandas as pd
+
+    text = frame["text"]
+    strings = text.map(lambda v: isinstance(v, str)).astype(bool)
+    problems.add(
+        ~strings,
+        lambda i: (
+            "empty text (null)" if text.iloc[i] is None else f"text must be a string, got {type(text.iloc[i]).__name__}"
+        ),
+    )
+    text = text.where(strings, "").astype(object)
+    if not keep_whitespace:
+        text = text.str.strip()
+    problems.add(
+        text.str.contains(_SURROGATE),
+        lambda i: f"the text holds a lone surrogate (character {_SURROGATE.search(text.iloc[i]).start() + 1})",  # type: ignore[union-attr]
+    )
+    problems.add(text.str.contains("\x00", regex=False), "the text holds a NUL character (\\x00)")
+    problems.add(text.str.strip() == "", "empty text")
+    lengths = text.str.len()
+    problems.add(
+        lengths > MAX_TEXT_LENGTH,
+        lambda i: (
+            f"text of {lengths.iloc[i]:,} characters, longer than the limit of {MAX_TEXT_LENGTH:,}; shorten or split it"
+        ),
+    )
+    out = frame[["row"]].assign(text=text)
+    for field, check, name in (
+        ("label", label_value, "label"),
+        ("split", split_value, "split"),
+        ("id", external_id, "external_id"),
+    ):
+        values = _by_value(frame[field], check, problems) if field in frame else [None] * len(frame)
+        out[name] = pd.Series(values, index=frame.index, dtype=object)  # None, not NaN, where there is none
+    problems.raise_first()
+    return out
+
+
+def chunks(take: Take) -> Iterator[pd.DataFrame]:
+    """The chunks ``take`` gives, asked for ``FIRST_CHUNK_ROWS`` rows and then as many as hold
+    about ``CHUNK_CHARS`` characters of text (at most ``CHUNK_ROWS``); empty ones left out."""
+    size = FIRST_CHUNK_ROWS
+    while (frame := take(size)) is not None:
+        if len(frame):
+            chars = max(int(frame["text"].str.len().sum()), 1)
+            size = max(1, min(CHUNK_ROWS, len(frame) * CHUNK_CHARS // chars))
+            yield frame
 
 
 class ImportFile:
     """A file opened for import: its format, the column (or key) read for each field, and its rows."""
 
-    def __init__(self, fmt: Format, columns: dict[str, str], read: Callable[[], Rows]):
+    def __init__(
+        self, fmt: Format, columns: dict[str, str], reader: Callable[[], contextlib.AbstractContextManager[Take]]
+    ):
         self.format = fmt
         self.columns = columns
-        self._read = read
+        self._reader = reader
 
-    def rows(self) -> Rows:
+    def frames(self) -> Generator[pd.DataFrame]:
         """Every row, read from the start of the file (each call reads it again: one reading at a
-        time), one at a time. InvalidArgument for the first bad row, naming it (1-based)."""
-        return self._read()
+        time), a checked chunk at a time. InvalidArgument for the first bad row, naming it (1-based)."""
+        with self._reader() as take:
+            yield from chunks(take)
 
-    def first_rows(self) -> list[ImportRow]:
+    def first_rows(self) -> pd.DataFrame:
         """The rows the checks look at: ``CHECKED_ROWS``, or fewer holding ``CHECKED_CHARS`` of text."""
-        taken: list[ImportRow] = []
-        chars = 0
-        with contextlib.closing(self.rows()) as rows:
-            for row in rows:
-                taken.append(row)
-                chars += len(row.text)
-                if len(taken) >= CHECKED_ROWS or chars >= CHECKED_CHARS:
+        import pandas as pd
+
+        taken: list[pd.DataFrame] = []
+        rows = chars = 0
+        with contextlib.closing(self.frames()) as frames:
+            for frame in frames:
+                taken.append(frame)
+                rows, chars = rows + len(frame), chars + int(frame["text"].str.len().sum())
+                if rows >= CHECKED_ROWS or chars >= CHECKED_CHARS:
                     break
-        return taken
+        return pd.concat(taken).head(CHECKED_ROWS) if taken else pd.DataFrame({"row": [], "text": [], "label": []})
 
 
 def open_import(
@@ -350,112 +419,91 @@ def open_import(
     file = io.BytesIO(data) if isinstance(data, bytes) else data
     auto = fmt is Format.AUTO
     if fmt is Format.PARQUET or (auto and parquet.is_parquet(file)):
-        return _checked(ImportFile(Format.PARQUET, *parquet.open_parquet(file, columns, keep_whitespace)), columns)
-    file = recode_to_utf8(file)
-    check_utf8(file)
-    with _as_text(file) as text:
-        first_line = _first_line(text)
-        separator = delimiter(_sample(text, first_line))
-    if auto:
-        fmt = detect_format(first_line, separator, columns)
-    if not first_line:
+        mapping, reader = parquet.open_parquet(file, columns, keep_whitespace)
+        return _checked(ImportFile(Format.PARQUET, mapping, reader), columns)
+    encoding = text_encoding(file)
+    skipped, lines = _first_lines(file, encoding)
+    if not lines:
         raise InvalidArgument("the file is empty")
-    read: Callable[[TextIO], Rows]
-    if fmt is Format.JSONL:
-        with _as_text(file) as text:
-            mapping = _jsonl_columns(text, columns)
-        read = functools.partial(_jsonl_rows, mapping=mapping, keep_whitespace=keep_whitespace)
-    elif fmt is Format.CSV_HEADER:
-        with _as_text(file) as text:
-            mapping = _csv_columns(text, separator, columns)
-        read = functools.partial(
-            _csv_header_rows, separator=separator, columns=columns, keep_whitespace=keep_whitespace
-        )
+    stripped = lines[0].lstrip()
+    if auto and stripped.startswith("["):
+        raise InvalidArgument("the file is a JSON array; write one JSON object per line (JSONL) instead")
+    if fmt is Format.JSONL or (auto and stripped.startswith("{")):
+        mapping = _jsonl_columns(file, encoding, columns)
+        reader = functools.partial(_jsonl_reader, file, encoding, mapping, keep_whitespace)
+        return _checked(ImportFile(Format.JSONL, mapping, reader), columns)
+    csv_file = _CsvFile(file, encoding, delimiter("".join(lines[:SNIFFED_LINES])), skipped)
+    first = csv_file.first_record()
+    if auto:  # A first row naming a known column (or one a flag names) is a header (ATIS-style files start with data).
+        header = columns.given or any(_known_name(name, columns) for name in first)
+        fmt = Format.CSV_HEADER if header else Format.CSV_LABEL_TEXT
+    if fmt is Format.CSV_HEADER:
+        mapping = resolve_columns([name for name in first if name], columns, "line 1 (header)")
+        index = {field: first.index(name) for field, name in mapping.items() if field != IGNORED}
+        unnamed = [i for i, name in enumerate(first) if not name]
     else:
         if columns.given:
             raise InvalidArgument(
                 "--text-column, --label-column and --id-column name header columns; "
                 "a headerless label,text file has none (add a header line)"
             )
-        mapping = {"label": "column 1", "text": "column 2"}
-        read = functools.partial(_csv_label_text_rows, separator=separator, keep_whitespace=keep_whitespace)
-    return _checked(ImportFile(fmt, mapping, functools.partial(_read, file, read)), columns, auto)
+        if len(first) != 2:
+            raise InvalidArgument(
+                f"row 1 (line {csv_file.first_line}): expected 2 fields 'label,text', got {len(first)} "
+                "(quote texts that contain commas)"
+            )
+        mapping, index, unnamed = {"label": "column 1", "text": "column 2"}, {"label": 0, "text": 1}, []
+    reader = functools.partial(csv_file.reader, fmt is Format.CSV_HEADER, index, unnamed, keep_whitespace)
+    return _checked(ImportFile(fmt, mapping, reader), columns, auto)
 
 
 def _checked(opened: ImportFile, columns: Columns, auto: bool = False) -> ImportFile:
     """``opened``, once its first rows are read and show none of the misreadings refused here."""
     first_rows = opened.first_rows()
+    labels, texts = first_rows["label"].tolist(), first_rows["text"].tolist()
     if auto and opened.format is Format.CSV_LABEL_TEXT:
-        _refuse_header_read_as_data(first_rows)
-    if not first_rows:
+        _refuse_header_read_as_data(labels, texts)
+    if not texts:
         raise InvalidArgument("the file has no data rows")
     if not (columns.text or columns.label):
-        _refuse_swapped(first_rows, opened.columns)
+        _refuse_swapped(labels, texts, opened.columns)
     return opened
 
 
-@contextlib.contextmanager
-def _as_text(file: IO[bytes]) -> Iterator[TextIO]:
-    """``file`` read as text from its start (UTF-8, a BOM skipped, line ends kept as they are for
-    the CSV reader); ``file`` stays open after."""
+def _first_lines(file: IO[bytes], encoding: str) -> tuple[int, list[str]]:
+    """The lines at the start of a text file (at most ``SNIFFED_BYTES``, a line cut there left
+    out unless it is the first) from the first one holding more than whitespace, and how many
+    lines come before it."""
     file.seek(0)
-    text = io.TextIOWrapper(file, encoding="utf-8-sig", newline="")
-    try:
-        yield text
-    finally:
-        text.detach()
-
-
-def _read(file: IO[bytes], read: Callable[[TextIO], Rows]) -> Rows:
-    with _as_text(file) as text:
-        yield from read(text)
-
-
-def _sample(text: TextIO, first_line: str) -> str:
-    """The first line and up to ``SNIFFED_LINES`` after it (whole lines, at most ``SNIFFED_CHARS``
-    characters in all), read on from where ``_first_line`` stopped."""
-    lines = [first_line + "\n"]
-    size = len(first_line)
-    while len(lines) < SNIFFED_LINES and size < SNIFFED_CHARS:
-        line = text.readline(SNIFFED_CHARS - size)
-        if not line or not line.endswith(("\n", "\r")):
-            break  # the end of the file, or a line cut short: the sniffer would read it as a row
-        lines.append(line)
-        size += len(line)
-    return "".join(lines)
-
-
-def _first_line(text: TextIO) -> str:
-    """The first line holding more than whitespace, without its leading whitespace; "" when none does."""
-    while line := text.readline(FIRST_LINE_CHARS):
-        stripped = line.lstrip()
-        if stripped:
-            return stripped.splitlines()[0]
-    return ""
+    head = file.read(SNIFFED_BYTES)
+    lines = io.StringIO(head.decode(encoding, "ignore"), newline="").readlines()
+    if len(head) == SNIFFED_BYTES and len(lines) > 1:
+        lines.pop()
+    skipped = next((i for i, line in enumerate(lines) if line.strip()), len(lines))
+    return skipped, lines[skipped:]
 
 
 _WORDLIKE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,39}$")
 
 
-def _refuse_header_read_as_data(rows: list[ImportRow]) -> None:
+def _refuse_header_read_as_data(labels: list[str | None], texts: list[str]) -> None:
     """A headerless file whose first row is two lone names used nowhere else (in the rows given),
     while the other classes repeat and the other texts have several words: a header nobody named."""
-    if len(rows) < 2:
+    if len(texts) < 2:
         return
-    first, rest = rows[0], rows[1:]
-    label = first.label or ""
-    if not (_WORDLIKE.match(label) and _WORDLIKE.match(first.text)):
+    label, text = labels[0] or "", texts[0]
+    if not (_WORDLIKE.match(label) and _WORDLIKE.match(text)):
         return
-    if any(r.label == label for r in rest) or any(r.text == first.text for r in rest):
+    if label in labels[1:] or text in texts[1:]:
         return
-    if not any(len(r.text.split()) > 1 for r in rest):
+    if not any(len(t.split()) > 1 for t in texts[1:]):
         return  # texts of one word each: the first row reads like the others
-    if len({r.label for r in rest}) == len(rest):
+    if len(set(labels[1:])) == len(labels) - 1:
         return  # every class has one example: a lone first class is no sign of a header
     raise InvalidArgument(
-        f"line 1: the first row ({label!r}, {first.text!r}) looks like a header, but the file would be read as "
+        f"line 1: the first row ({label!r}, {text!r}) looks like a header, but the file would be read as "
         f"headerless label,text data (the row would become a sample of a class {label!r}); if it is a header, "
-        f"{_flags_hint()}, e.g. --text-column {first.text} --label-column {label}; if it is data, "
+        f"{_flags_hint()}, e.g. --text-column {text} --label-column {label}; if it is data, "
         "pass --format csv"
     )
 
@@ -464,13 +512,12 @@ def _mean_words(values: list[str]) -> float:
     return sum(len(v.split()) for v in values) / max(len(values), 1)
 
 
-def _refuse_swapped(rows: list[ImportRow], mapping: dict[str, str]) -> None:
+def _refuse_swapped(all_labels: list[str | None], texts: list[str], mapping: dict[str, str]) -> None:
     """Labels that read like texts (long, multi-word, nearly all distinct) next to texts that read
     like labels (short, few distinct): the columns are the wrong way round."""
-    labels = [r.label for r in rows if r.label is not None]
-    if len(labels) < 4 or len(labels) < len(rows) // 2:
+    labels = [label for label in all_labels if label is not None]
+    if len(labels) < 4 or len(labels) < len(texts) // 2:
         return
-    texts = [r.text for r in rows]
     distinct_labels, distinct_texts = len(set(labels)), len(set(texts))
     label_words, text_words = _mean_words(labels), _mean_words(texts)
     if (
@@ -488,135 +535,177 @@ def _refuse_swapped(rows: list[ImportRow], mapping: dict[str, str]) -> None:
         )
 
 
-def _csv_reader(text: TextIO, separator: str):
-    return csv.reader(text, strict=True, delimiter=separator)
+# ------------------------------------------------------------------ CSV and TSV, by pandas
 
 
-def _malformed(row: int, reader, exc: csv.Error) -> InvalidArgument:
-    return InvalidArgument(f"row {row} (line {reader.line_num}): malformed CSV: {exc}")
+@dataclasses.dataclass(frozen=True)
+class _CsvFile:
+    """A CSV file to read with pandas: its encoding, its separator, the blank lines before its
+    first record."""
 
+    file: IO[bytes]
+    encoding: str
+    separator: str
+    skipped: int
 
-def _blank(fields: list[str]) -> bool:
-    return not fields or all(not f.strip() for f in fields)
+    @property
+    def first_line(self) -> int:
+        return self.skipped + 1
 
+    def _records(self, width: int | None = None) -> Any:
+        """pandas' reader of the file's records, every field a string (blank lines kept, to count them)."""
+        import pandas as pd
 
-def _csv_label_text_rows(text: TextIO, separator: str, keep_whitespace: bool) -> Rows:
-    reader = _csv_reader(text, separator)
-    count = 0
-    try:
-        for fields in reader:
-            if _blank(fields):
-                continue
-            fields = [spreadsheet.from_cell(f) for f in fields]
-            where = f"row {count + 1} (line {reader.line_num})"
-            if len(fields) != 2:
-                raise InvalidArgument(
-                    f"{where}: expected 2 fields 'label,text', got {len(fields)} (quote texts that contain commas)"
-                )
-            label = label_value(fields[0], where)
-            if label is None:
-                raise InvalidArgument(f"{where}: empty label")
-            yield ImportRow(count, text_value(fields[1], where, keep_whitespace), label, None)
-            count += 1
-    except csv.Error as exc:
-        raise _malformed(count + 1, reader, exc) from None
+        self.file.seek(0)
+        return pd.read_csv(
+            self.file,
+            sep=self.separator,
+            encoding=self.encoding,
+            header=None,
+            names=range(width) if width else None,
+            index_col=False,
+            dtype=object,
+            na_filter=False,
+            skip_blank_lines=False,
+            skiprows=self.skipped,
+            iterator=True,
+            engine="c",
+        )
 
+    def first_record(self) -> list[str]:
+        """The first record's fields, stripped (a header's names)."""
+        import pandas as pd
 
-def external_id(value, where: str) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise InvalidArgument(f"{where}: id must be a string or an integer, got {type(value).__name__}")
-    value = str(value).strip()
-    if len(value) > MAX_ID_LENGTH:
-        raise InvalidArgument(f"{where}: id longer than {MAX_ID_LENGTH} characters")
-    return value or None
-
-
-def _csv_header(reader, columns: Columns) -> tuple[list[str], dict[str, str]]:
-    """The header line's names (stripped) and the column read for each field."""
-    header = [h.strip() for h in next(reader)]
-    return header, resolve_columns([name for name in header if name], columns, "line 1 (header)")
-
-
-def _csv_columns(text: TextIO, separator: str, columns: Columns) -> dict[str, str]:
-    reader = _csv_reader(text, separator)
-    try:
-        return _csv_header(reader, columns)[1]
-    except csv.Error as exc:
-        raise _malformed(1, reader, exc) from None
-
-
-def _csv_header_rows(text: TextIO, separator: str, columns: Columns, keep_whitespace: bool) -> Rows:
-    reader = _csv_reader(text, separator)
-    count = 0
-    try:
-        header, mapping = _csv_header(reader, columns)
-        # Unnamed columns (a spreadsheet's trailing separators) are skipped while they stay empty.
-        unnamed = [i for i, name in enumerate(header) if not name]
-        index = {field: header.index(name) for field, name in mapping.items() if field != IGNORED}
-        for fields in reader:
-            if _blank(fields):
-                continue
-            fields = [spreadsheet.from_cell(f) for f in fields]
-            where = f"row {count + 1} (line {reader.line_num})"
-            if len(fields) != len(header):
-                raise InvalidArgument(
-                    f"{where}: expected {len(header)} fields, got {len(fields)} (quote texts that contain the separator)"
-                )
-            filled = [i + 1 for i in unnamed if fields[i].strip()]
-            if filled:
-                raise InvalidArgument(
-                    f"{where}: a value in unnamed column {filled[0]}; name it in the header line or remove it"
-                )
-            label = label_value(fields[index["label"]], where) if "label" in index else None
-            split = split_value(fields[index["split"]], where) if "split" in index else None
-            own_id = external_id(fields[index["id"]], where) if "id" in index else None
-            text_read = text_value(fields[index["text"]], where, keep_whitespace)
-            yield ImportRow(count, text_read, label, split, own_id)
-            count += 1
-    except csv.Error as exc:
-        raise _malformed(count + 1, reader, exc) from None
-
-
-def _jsonl_objects(text: TextIO) -> Iterator[tuple[str, dict]]:
-    """``(where, object)`` for each line that is not blank; InvalidArgument for one that is not a JSON object."""
-    count = 0
-    for line_number, line in enumerate(text, start=1):
-        if not line.strip():
-            continue
-        count += 1
-        where = f"row {count} (line {line_number})"
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidArgument(f"{where}: invalid JSON: {exc.msg}") from None
-        except RecursionError:
-            raise InvalidArgument(f"{where}: JSON nested too deeply") from None
-        if not isinstance(obj, dict):
-            raise InvalidArgument(f"{where}: expected a JSON object")
-        yield where, obj
+            with self._records() as records:
+                return [value.strip() for value in records.get_chunk(1).iloc[0]]
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise InvalidArgument(f"row 1 (line {self.first_line}): malformed CSV: {exc}") from None
+
+    @contextlib.contextmanager
+    def reader(self, header: bool, index: dict[str, int], unnamed: list[int], keep_whitespace: bool) -> Iterator[Take]:
+        """``take`` giving the fields of ``index`` (field -> position) of the rows that are not
+        blank (every field whitespace), after the header line when there is one, checked."""
+        import pandas as pd
+
+        at = {"record": 0, "row": 0, "line": self.first_line}  # where the next record starts
+
+        def rows_of(n: int) -> pd.DataFrame | None:
+            """The next ``n`` records' rows that are not blank, with the ``row`` and ``line`` of each."""
+            try:
+                records = reader.get_chunk(n)
+            except StopIteration:
+                return None
+            except pd.errors.ParserError as exc:
+                raise self._malformed(exc, at, len(index) if not header else 0) from None
+            lines = records.apply(lambda column: column.str.count(_LINE_END)).sum(axis=1) + 1  # [records]
+            starts = lines.cumsum() - lines + at["line"]
+            rows = records[~records.apply(lambda column: column.str.strip() == "").all(axis=1)]
+            rows = rows.assign(row=range(at["row"], at["row"] + len(rows)), line=starts[rows.index])
+            at.update(record=at["record"] + len(records), row=at["row"] + len(rows), line=at["line"] + int(lines.sum()))
+            return rows
+
+        def take(n: int) -> pd.DataFrame | None:
+            if (rows := rows_of(n)) is None:
+                return None
+            problems = Problems(rows)
+            for position in unnamed:
+                message = f"a value in unnamed column {position + 1}; name it in the header line or remove it"
+                problems.add(rows[position].str.strip() != "", message)
+            fields = rows[["row", "line"]].assign(
+                **{field: rows[position].map(spreadsheet.from_cell) for field, position in index.items()}
+            )
+            if not header:  # pandas reads a missing last field as empty
+                problems.add(fields["label"].str.strip() == "", "empty label")
+                problems.add(
+                    fields["text"] == "",
+                    lambda i: (
+                        "expected 2 fields 'label,text', got an empty text or none (quote texts that contain commas)"
+                    ),
+                )
+            return checked(fields, problems, keep_whitespace)
+
+        with self._records(None if header else 2) as reader:
+            if header:
+                rows_of(1)
+                at["row"] = 0
+            yield take
+
+    def _malformed(self, exc: Exception, at: dict[str, int], headerless: int) -> InvalidArgument:
+        """The refusal of a record pandas cannot read, named by its row and line as if the records
+        between the last chunk read and it were rows of one line each."""
+        message = str(exc).removeprefix("Error tokenizing data. C error: ").strip()
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)|starting at row (\d+)", message)
+        if found is None:
+            return InvalidArgument(f"malformed CSV: {message}")
+        after = (int(found[2]) - 1 if found[2] else int(found[4])) - self.skipped - at["record"]
+        where = f"row {at['row'] + after + 1} (line {at['line'] + after})"
+        if found[1] and headerless:
+            return InvalidArgument(
+                f"{where}: expected 2 fields 'label,text', got {found[3]} (quote texts that contain commas)"
+            )
+        if found[1]:
+            return InvalidArgument(
+                f"{where}: expected {found[1]} fields, got {found[3]} (quote texts that contain the separator)"
+            )
+        return InvalidArgument(f"{where}: malformed CSV: {message}")
 
 
-def _jsonl_columns(text: TextIO, columns: Columns) -> dict[str, str]:
+# ------------------------------------------------------------------ JSON lines, by json
+
+
+def _jsonl_objects(file: IO[bytes], encoding: str) -> Generator[tuple[int, str, dict]]:
+    """``(line, where, object)`` for each line that is not blank; InvalidArgument for one that is
+    not a JSON object. The file is read as text from its start and stays open after."""
+    file.seek(0)
+    text = io.TextIOWrapper(file, encoding=encoding, newline="")
+    try:
+        count = 0
+        for line_number, line in enumerate(text, start=1):
+            if not line.strip():
+                continue
+            count += 1
+            where = f"row {count} (line {line_number})"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidArgument(f"{where}: invalid JSON: {exc.msg}") from None
+            except RecursionError:
+                raise InvalidArgument(f"{where}: JSON nested too deeply") from None
+            if not isinstance(obj, dict):
+                raise InvalidArgument(f"{where}: expected a JSON object")
+            yield line_number, where, obj
+    finally:
+        text.detach()
+
+
+def _jsonl_columns(file: IO[bytes], encoding: str, columns: Columns) -> dict[str, str]:
     """The key read for each field, from the keys of every line (a pass over the whole file)."""
     keys: dict[str, None] = {}
-    for _, obj in _jsonl_objects(text):
+    for _, _, obj in _jsonl_objects(file, encoding):
         keys.update(dict.fromkeys(obj))
     return resolve_columns(list(keys), columns, "JSON keys")
 
 
-def _jsonl_rows(text: TextIO, mapping: dict[str, str], keep_whitespace: bool) -> Rows:
-    for count, (where, obj) in enumerate(_jsonl_objects(text)):
-        if mapping["text"] not in obj:
-            raise InvalidArgument(f"{where}: no {mapping['text']!r} field")
-        split = obj.get(mapping["split"]) if "split" in mapping else None
-        if split is not None and not isinstance(split, str):
-            raise InvalidArgument(f"{where}: split must be a string")
-        yield ImportRow(
-            count,
-            text_value(obj[mapping["text"]], where, keep_whitespace),
-            label_value(obj.get(mapping["label"]), where) if "label" in mapping else None,
-            split_value(split, where),
-            external_id(obj.get(mapping["id"]), where) if "id" in mapping else None,
-        )
+@contextlib.contextmanager
+def _jsonl_reader(file: IO[bytes], encoding: str, mapping: dict[str, str], keep_whitespace: bool) -> Iterator[Take]:
+    import pandas as pd
+
+    fields = {field: key for field, key in mapping.items() if field != IGNORED}
+    objects = _jsonl_objects(file, encoding)
+    count = 0
+
+    def take(n: int) -> pd.DataFrame | None:
+        nonlocal count
+        taken = list(itertools.islice(objects, n))
+        for _, where, obj in taken:
+            if fields["text"] not in obj:
+                raise InvalidArgument(f"{where}: no {fields['text']!r} field")
+        frame = pd.DataFrame({"row": range(count, count + len(taken)), "line": [line for line, _, _ in taken]})
+        for field, key in fields.items():
+            frame[field] = pd.Series([obj.get(key) for _, _, obj in taken], dtype=object)
+        count += len(taken)
+        return checked(frame, Problems(frame), keep_whitespace) if taken else None
+
+    with contextlib.closing(objects):
+        yield take

@@ -1,6 +1,7 @@
 """Imports: a file's rows stored in one transaction as they are read, all of them or none.
 
-Rows are parsed and inserted a batch at a time, so an import holds one batch, never the file. What
+Rows are parsed and inserted a chunk at a time (``importers.CHUNK_ROWS``, fewer for long texts), so an
+import holds one chunk, never the file. What
 needs every row is asked of the database once they are all in, inside the same transaction (a
 refusal rolls everything back): ids repeated within the file or already in the dataset, and the
 texts the dataset holds twice (found by the (dataset_id, text_hash) index; the texts decide).
@@ -23,8 +24,8 @@ import heapq
 import io
 import json
 import logging
-from collections.abc import Callable, Iterator
-from typing import IO
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING
 
 from sqlalchemy import and_, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
@@ -39,11 +40,11 @@ from lesslabels.pool.tables import REQUEST_ID_MAX, Dataset, ImportRecord, Sample
 from lesslabels.pool.records import DuplicateInfo, ImportResult
 from lesslabels.pool.texthash import text_hash
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 log = logging.getLogger(__name__)
 
-#: Rows inserted in one statement, and the characters of text that close a batch sooner.
-BATCH_ROWS = 1000
-BATCH_CHARS = 4_000_000
 #: An import's summary names the first REPORTED_DUPLICATES repeated texts (in row order) and the
 #: first REPORTED_ROWS rows of each; its duplicate_rows counts them all. Re-importing a million-row
 #: file stays a small reply.
@@ -226,28 +227,30 @@ def _store(
     by_split: collections.Counter[str] = collections.Counter()
     by_split_gold: collections.Counter[tuple[str, str]] = collections.Counter()
     with_ids = False
-    with contextlib.closing(source.rows()) as rows:
-        for batch in _batches(rows):
+    with contextlib.closing(source.frames()) as frames:
+        for frame in frames:
             check_stopped()
-            values = []
-            for row in batch:
-                labels.add(row)
-                split = row.split or default_split
-                by_label[row.label or ""] += 1
-                by_split[split] += 1
-                by_split_gold[split, row.label or ""] += 1
-                with_ids = with_ids or row.external_id is not None
-                values.append(
-                    dict(
-                        dataset_id=dataset.id,
-                        row=row.row,
-                        text=row.text,
-                        text_hash=text_hash(row.text),
-                        split=split,
-                        gold_label=row.label,
-                        external_id=row.external_id,
-                    )
+            labels.add(frame)
+            texts, gold = frame["text"].tolist(), frame["label"].tolist()
+            splits = [split or default_split for split in frame["split"]]
+            by_label.update(label or "" for label in gold)
+            by_split.update(splits)
+            by_split_gold.update(zip(splits, (label or "" for label in gold), strict=True))
+            with_ids = with_ids or bool(frame["external_id"].notna().any())
+            values = [
+                dict(
+                    dataset_id=dataset.id,
+                    row=row,
+                    text=text,
+                    text_hash=text_hash(text),
+                    split=split,
+                    gold_label=label,
+                    external_id=own_id,
                 )
+                for row, text, split, label, own_id in zip(
+                    frame["row"].tolist(), texts, splits, gold, frame["external_id"].tolist(), strict=True
+                )
+            ]
             session.execute(insert(Sample), values)
     check_stopped()
     # In this transaction: a refusal below rolls the counts back with the rows.
@@ -282,20 +285,6 @@ def _analyze(session: Session) -> None:
         session.execute(text("ANALYZE samples"))
 
 
-def _batches(rows: Iterator[importers.ImportRow]) -> Iterator[list[importers.ImportRow]]:
-    """``rows`` in lists of ``BATCH_ROWS``, or fewer holding ``BATCH_CHARS`` of text."""
-    batch: list[importers.ImportRow] = []
-    chars = 0
-    for row in rows:
-        batch.append(row)
-        chars += len(row.text)
-        if len(batch) >= BATCH_ROWS or chars >= BATCH_CHARS:
-            yield batch
-            batch, chars = [], 0
-    if batch:
-        yield batch
-
-
 class _Labels:
     """The dataset's label set as an import adds to it, row by row."""
 
@@ -305,18 +294,19 @@ class _Labels:
         self._known = set(self.names)
         self._fixed = dataset.labels_fixed
 
-    def add(self, row: importers.ImportRow) -> None:
-        """Take the row's label: refused outside a fixed label set, or as a near-duplicate of one."""
-        label = row.label
-        if label is None or label in self._known:
-            return
-        if self._fixed:
-            raise errors.InvalidArgument(
-                f"row {row.row + 1}: label {errors.quote(label)} is not in the dataset's label set {self.names}"
-            )
-        check_not_near_duplicate(label, self.names, f"row {row.row + 1}")
-        self.names.append(label)
-        self._known.add(label)
+    def add(self, frame: pd.DataFrame) -> None:
+        """Take the chunk's new labels, in the order of their first rows: refused outside a fixed
+        label set, or as a near-duplicate of one."""
+        for label, row in frame[["label", "row"]].dropna().drop_duplicates("label").itertuples(index=False):
+            if label in self._known:
+                continue
+            if self._fixed:
+                raise errors.InvalidArgument(
+                    f"row {row + 1}: label {errors.quote(label)} is not in the dataset's label set {self.names}"
+                )
+            check_not_near_duplicate(label, self.names, f"row {row + 1}")
+            self.names.append(label)
+            self._known.add(label)
 
     def refuse_similar(self) -> None:
         """Refuse new labels that look like one class spelled differently (from each other or a stored one)."""

@@ -1,4 +1,4 @@
-"""Read a Parquet file's rows for import, a batch at a time, with pyarrow.
+"""Read a Parquet file's rows for import, a batch at a time, with pyarrow, as DataFrames.
 
 The columns are named as in a CSV header (``importers.resolve_columns``: the same flags, known names
 and refusals); only the columns read are decoded. A label column of integers is read as class
@@ -66,17 +66,15 @@ def _opened(file: IO[bytes]) -> Iterator[Any]:
 
 def open_parquet(
     file: IO[bytes], columns: importers.Columns, keep_whitespace: bool
-) -> tuple[dict[str, str], Callable[[], importers.Rows]]:
-    """The column read for each field and a function reading the rows from the start of ``file``."""
+) -> tuple[dict[str, str], Callable[[], contextlib.AbstractContextManager[importers.Take]]]:
+    """The column read for each field and the reader of ``file``'s rows, from its start."""
     with _opened(file) as parquet_file:
         schema = parquet_file.schema_arrow
         names = [name for name in schema.names if not _PANDAS_INDEX.match(name)]
         mapping = importers.resolve_columns(names, columns, "Parquet columns")
         class_names = _class_names(schema.metadata or {}, mapping.get("label", ""))
-    read = functools.partial(
-        _rows, file, {field: name for field, name in mapping.items() if field != importers.IGNORED}, class_names
-    )
-    return mapping, functools.partial(read, keep_whitespace)
+    fields = {field: name for field, name in mapping.items() if field != importers.IGNORED}
+    return mapping, functools.partial(_reader, file, fields, class_names, keep_whitespace)
 
 
 def _class_names(metadata: dict[bytes, bytes], label_column: str) -> list[str] | None:
@@ -93,51 +91,53 @@ def _class_names(metadata: dict[bytes, bytes], label_column: str) -> list[str] |
     return [str(n) for n in names] if isinstance(names, list) else None
 
 
-def _label(value: Any, class_names: list[str] | None, where: str) -> str | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        if class_names is None:
-            raise InvalidArgument(
-                f"{where}: label must be a string, got the integer {value} and the file names no classes "
+def _class_labels(labels: Any, class_names: list[str] | None, problems: importers.Problems) -> Any:
+    """``labels`` with the integers read as class indices of ``class_names`` (-1: no label)."""
+    indices = labels.map(lambda v: isinstance(v, int) and not isinstance(v, bool)).astype(bool)
+    if class_names is None:
+        problems.add(
+            indices,
+            lambda i: (
+                f"label must be a string, got the integer {labels.iloc[i]} and the file names no classes "
                 "(no ClassLabel in its Hugging Face metadata); write the label names, not their indices"
-            )
-        if value == -1:
-            return None  # datasets' ClassLabel for "no label"
-        if not 0 <= value < len(class_names):
-            raise InvalidArgument(
-                f"{where}: label {value} is not a class index of the file's ClassLabel ({len(class_names)} names)"
-            )
-        value = class_names[value]
-    return importers.label_value(value, where)
+            ),
+        )
+        return labels
+    known = indices & labels.where(indices, 0).astype(int).between(-1, len(class_names) - 1)
+    problems.add(
+        indices & ~known,
+        lambda i: f"label {labels.iloc[i]} is not a class index of the file's ClassLabel ({len(class_names)} names)",
+    )
+    names = [*class_names, None]  # -1: datasets' ClassLabel for "no label"
+    return [names[v] if index else v for v, index in zip(labels.tolist(), known.tolist(), strict=True)]
 
 
-def _rows(
+@contextlib.contextmanager
+def _reader(
     file: IO[bytes], fields: dict[str, str], class_names: list[str] | None, keep_whitespace: bool
-) -> importers.Rows:
+) -> Iterator[importers.Take]:
+    import pandas as pd
+
     pa = _pyarrow()
     count = 0
     with _opened(file) as parquet_file:
         batches = parquet_file.iter_batches(batch_size=BATCH_ROWS, columns=list(dict.fromkeys(fields.values())))
-        while True:
+
+        def take(_: int) -> Any:
+            nonlocal count
             try:
                 batch = next(batches, None)
             except (pa.ArrowException, OSError) as exc:
                 raise InvalidArgument(f"row {count + 1}: the Parquet file cannot be read: {exc}") from None
             if batch is None:
-                return
-            values = {field: batch.column(name).to_pylist() for field, name in fields.items()}
-            for i in range(batch.num_rows):
-                where = f"row {count + 1}"
-                text = values["text"][i]
-                if text is None:
-                    raise InvalidArgument(f"{where}: empty text (null)")
-                split = values["split"][i] if "split" in values else None
-                if split is not None and not isinstance(split, str):
-                    raise InvalidArgument(f"{where}: split must be a string")
-                yield importers.ImportRow(
-                    count,
-                    importers.text_value(text, where, keep_whitespace),
-                    _label(values["label"][i], class_names, where) if "label" in values else None,
-                    importers.split_value(split, where),
-                    importers.external_id(values["id"][i], where) if "id" in values else None,
-                )
-                count += 1
+                return None
+            frame = pd.DataFrame({"row": range(count, count + batch.num_rows)})
+            for field, name in fields.items():
+                frame[field] = pd.Series(batch.column(name).to_pylist(), dtype=object)
+            count += batch.num_rows
+            problems = importers.Problems(frame)
+            if "label" in frame:
+                frame["label"] = pd.Series(_class_labels(frame["label"], class_names, problems), dtype=object)
+            return importers.checked(frame, problems, keep_whitespace)
+
+        yield take

@@ -12,12 +12,12 @@ import pytest
 
 from lesslabels.client import PoolClient
 from lesslabels.common import errors
-from lesslabels.pool import imports
+from lesslabels.pool import importers
 from lesslabels.pool.main import build_server
 from lesslabels.pool.store import PoolStore
 from tests.helpers import server_settings_for_tests
 
-ROWS = 4 * imports.BATCH_ROWS + 3
+ROWS = 4 * importers.CHUNK_ROWS + 3
 
 
 def _csv() -> bytes:
@@ -34,13 +34,16 @@ def _stored(database_url: str) -> int:
 
 def test_an_import_cut_off_by_the_server_stopping_stores_nothing_and_its_retry_stores_once(database_url, monkeypatch):
     storing, finished = threading.Event(), threading.Event()
-    slow_batches = imports._batches
+    real_chunks = importers.chunks
+    readings: list[int] = []
 
-    def batches(rows):
-        for batch in slow_batches(rows):
-            storing.set()
-            time.sleep(0.3)  # rows being stored when the server stops
-            yield batch
+    def chunks(take):
+        readings.append(1)  # the first reading: the checks of open_import; the second: the rows stored
+        for frame in real_chunks(take):
+            if len(readings) > 1:
+                storing.set()
+                time.sleep(0.3)  # rows being stored when the server stops
+            yield frame
 
     real_import = PoolStore.import_samples
 
@@ -50,7 +53,7 @@ def test_an_import_cut_off_by_the_server_stopping_stores_nothing_and_its_retry_s
         finally:
             finished.set()
 
-    monkeypatch.setattr(imports, "_batches", batches)
+    monkeypatch.setattr(importers, "chunks", chunks)
     monkeypatch.setattr(PoolStore, "import_samples", import_samples)
     server = build_server(server_settings_for_tests(), database_url)
     server.start()
@@ -77,7 +80,7 @@ def test_an_import_cut_off_by_the_server_stopping_stores_nothing_and_its_retry_s
     assert outcome[0].request_id == "import-1"
     assert _stored(database_url) == 0  # told it failed, and nothing was stored
 
-    monkeypatch.setattr(imports, "_batches", slow_batches)
+    monkeypatch.setattr(importers, "chunks", real_chunks)
     restarted = build_server(server_settings_for_tests(), database_url)
     restarted.start()
     restarted.set_serving()

@@ -7,15 +7,15 @@ import collections
 import io
 import tempfile
 
+import pandas as pd
 import pytest
 
 from lesslabels.common.errors import InvalidArgument
 from lesslabels.pool import importers
-from lesslabels.pool.imports import BATCH_ROWS
 from lesslabels.pool.store import PoolStore
 from tests.helpers import BOTH_DATABASES
 
-ROWS = 3 * BATCH_ROWS + 17  # rows spread over several inserted batches
+ROWS = 3 * importers.CHUNK_ROWS + 17  # rows spread over several inserted chunks
 LABELS = ("flight", "airfare", "ground_service")
 
 
@@ -105,11 +105,11 @@ def test_a_file_is_read_again_for_each_pass_and_left_open(fmt):
         data = b"".join(b'{"text": "text %d", "label": "greet"}\n' % i for i in range(2500))
     with _spooled(data) as file:
         opened = importers.open_import(file)
-        first, again = list(opened.rows()), list(opened.rows())
+        first, again = pd.concat(opened.frames()), pd.concat(opened.frames())
         del opened
         assert not file.closed  # the caller's file stays the caller's
-    assert first == again and len(first) == 2500
-    assert (first[0].text, first[-1].row, first[-1].label) == ("text 0", 2499, "greet")
+    assert first.equals(again) and len(first) == 2500
+    assert (first["text"].iloc[0], first["row"].iloc[-1], first["label"].iloc[-1]) == ("text 0", 2499, "greet")
 
 
 def test_a_utf8_error_names_its_line_however_far_into_the_file():
@@ -178,3 +178,34 @@ def test_an_import_whose_call_ended_stores_nothing(store):
             store.import_samples("new", _csv(ROWS), create_dataset=True, request=stopping_after(calls_before_stop))
         assert _stored(store) == 1
         assert "new" not in [d.name for d in store.list_datasets()]
+
+
+# -- read by pandas (issue 30, item 1): what its C parser reads differently is named or refused ----
+
+
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        # A record pandas cannot read, past the first chunks: its row and line are still named.
+        (b"greet,hello\n" * 1500 + b"bye,see,you\n", "row 1501 (line 1501): expected 2 fields 'label,text', got 3"),
+        (b"text,label\n" + b"hello,greet\n" * 1500 + b"a,b,c\n", "row 1501 (line 1502): expected 2 fields, got 3"),
+        # Lines count the line ends inside quoted texts and the blank lines.
+        (b'label,text\ngreet,"two\nlines"\n\nbye,   \n', "row 2 (line 5): empty text"),
+        # pandas reads NUL like any character (the csv module refused the line): no database stores it in a text.
+        (b"greet,hel\x00lo\n", "row 1 (line 1): the text holds a NUL character"),
+        (b'{"text": "a", "id": "x\\u0000"}\n', "row 1 (line 1): the id holds a NUL character"),
+    ],
+    ids=["late-extra-field-headerless", "late-extra-field-header", "multi-line-and-blank", "nul-text", "nul-id"],
+)
+def test_refusals_of_what_pandas_reads_name_the_row_and_line(store, data, words):
+    with pytest.raises(InvalidArgument) as refused:
+        store.import_samples("d", data)
+    assert words in str(refused.value)
+    assert _stored(store) == 1
+
+
+def test_a_row_short_of_fields_reads_the_missing_ones_as_empty(store):
+    """pandas fills a row's missing last fields with empty strings, as a spreadsheet leaves
+    trailing empty cells out: in a file with a header they are empty values, not a refusal."""
+    result = store.import_samples("d", b"text,label,split\nhello there,greet\nsee you,bye,test\n")
+    assert (result.imported, result.by_split, result.by_label) == (2, {"train": 1, "test": 1}, {"greet": 1, "bye": 1})
