@@ -117,13 +117,15 @@ def arm_config(arm: str, seed: int, args) -> run_pb2.RunConfig:
 class Stack:
     """pool + trainer + scorer + coordinator servers in this process, on port 0."""
 
-    def __init__(self, workdir: pathlib.Path, threads: int):
+    def __init__(self, workdir: pathlib.Path, threads: int, runtime: str = "torch"):
+        """``runtime``: the scorer's ("torch" or "onnx": then the trainer publishes ONNX graphs)."""
         import torch
 
         from lesslabels.common.config import ServerSettings
         from lesslabels.coordinator.main import build_server as build_coordinator
         from lesslabels.pool.main import build_server as build_pool
         from lesslabels.scorer.main import build_server as build_scorer
+        from lesslabels.scorer.model_cache import CacheConfig
         from lesslabels.trainer.main import build_server as build_trainer
 
         torch.set_num_threads(threads)
@@ -133,10 +135,20 @@ class Stack:
         self._up(pool)
         self.pool_address = f"127.0.0.1:{pool.port}"
         trainer = build_trainer(
-            settings, self.pool_address, workdir / "checkpoints", num_threads=threads, keep_checkpoints=0
+            settings,
+            self.pool_address,
+            workdir / "checkpoints",
+            num_threads=threads,
+            keep_checkpoints=0,
+            onnx_export=runtime == "onnx",
         )
         self._up(trainer)
-        scorer = build_scorer(settings, str(workdir / "checkpoints"), self.pool_address)
+        scorer = build_scorer(
+            settings,
+            str(workdir / "checkpoints"),
+            self.pool_address,
+            cache_config=CacheConfig(runtime=runtime, onnx_threads=threads),
+        )
         self._up(scorer)
         coordinator = build_coordinator(
             settings, self.pool_address, f"127.0.0.1:{trainer.port}", f"127.0.0.1:{scorer.port}", rpc_timeout=120

@@ -247,6 +247,12 @@ def main(argv=None) -> int:
     parser.add_argument("--dev", action="store_true", help="import CLINC150's dev split (validation on it)")
     parser.add_argument("--data", type=pathlib.Path, default=DATA)
     parser.add_argument("--out", type=pathlib.Path, default=RESULTS / "kept_model.json")
+    parser.add_argument(
+        "--runtime",
+        default="torch",
+        choices=["torch", "onnx"],
+        help="the scorer's runtime (onnx: the trainer publishes ONNX graphs, the scorer serves int8 where checked)",
+    )
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -269,7 +275,7 @@ def main(argv=None) -> int:
             if not todo:
                 continue
             with tempfile.TemporaryDirectory(prefix="kept-model-") as tmp:
-                stack = Stack(pathlib.Path(tmp), args.threads)
+                stack = Stack(pathlib.Path(tmp), args.threads, args.runtime)
                 try:
                     log.info("imported %s: %s", dataset, import_dataset(stack, dataset, args.data, args.dev))
                     for strategy, seed in todo:

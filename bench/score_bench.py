@@ -7,7 +7,14 @@
       probability is below --refine-below on CPUs with native bf16, else fp32); with --also-fp32
       (default) the engine in plain fp32 as well;
   (c) the scorer over gRPC (an in-process server from lesslabels.scorer.main.build_server) with
-      several concurrent clients, each sending Score requests of --request-size texts.
+      several concurrent clients, each sending Score requests of --request-size texts;
+  (b_engine_onnx, c_grpc_onnx) with --onnx (default): (b) and (c) with the scorer's --runtime onnx,
+      the checkpoint's ONNX graphs as the trainer publishes them (lesslabels.modeling.onnx_runtime:
+      int8 where its check passed, with fp32 re-scoring of the rows below --refine-below), built
+      here first when the checkpoint has none.
+
+Each mode's peak resident memory (the worker process's maximum RSS: model, batches, gRPC) is
+recorded beside its speed.
 
 Every mode runs --repeats times, interleaved (a, b, c, a, b, c, ...) so background load on the
 shared machine hits all of them alike; the best run of each mode is reported, all runs are kept.
@@ -33,6 +40,7 @@ import os
 import pathlib
 import platform
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -141,7 +149,29 @@ def agreement(probs: np.ndarray, ref: np.ndarray) -> dict:
     }
 
 
-MODES = ("a_reference", "b_engine", "c_grpc", "b_engine_fp32")
+MODES = ("a_reference", "b_engine", "c_grpc", "b_engine_fp32", "b_engine_onnx", "c_grpc_onnx")
+ONNX_MODES = ("b_engine_onnx", "c_grpc_onnx")
+
+
+def ensure_onnx(store, checkpoint_id: str, texts: list[str], max_length: int) -> dict:
+    """The checkpoint's ONNX manifest, building its graphs (as the trainer does at publish) when it
+    has none; the int8 check runs on ``texts`` (at most 1,000 of them, drawn at random)."""
+    from lesslabels.modeling import inference, onnx_export, onnx_runtime
+
+    checkpoint = store.get(checkpoint_id)
+    manifest_path = checkpoint.path / onnx_runtime.FOLDER / onnx_export.MANIFEST_FILE
+    if not manifest_path.is_file():
+        loaded = inference.load_classifier(
+            checkpoint.path,
+            labels=checkpoint.labels,
+            device=torch.device("cpu"),
+            max_length=max_length,
+            precision="fp32",
+        )
+        started = time.perf_counter()
+        onnx_runtime.build(loaded, checkpoint.path, texts, threads=torch.get_num_threads())
+        print(f"built the ONNX graphs in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    return json.loads(manifest_path.read_text())
 
 
 def run_mode(args, mode: str, texts: list[str]) -> tuple[np.ndarray, float, str]:
@@ -155,20 +185,28 @@ def run_mode(args, mode: str, texts: list[str]) -> tuple[np.ndarray, float, str]
     checkpoint = store.get(args.checkpoint)
     spec = ModelSpec(checkpoint_id=args.checkpoint)
     precision = "fp32" if mode == "b_engine_fp32" else args.precision
+    runtime = "onnx" if mode in ONNX_MODES else "torch"
     # as `lesslabels scorer --threads N` sets itself up: batches side by side, one torch thread each
     workers, torch_threads = parallelism("cpu", args.threads, args.batch_workers)
     torch.set_num_threads(args.threads if mode == "a_reference" else torch_threads)
-    config = CacheConfig(precision=precision, device="cpu", refine_below=args.refine_below, batch_workers=workers)
+    config = CacheConfig(
+        precision=precision,
+        device="cpu",
+        refine_below=args.refine_below,
+        batch_workers=workers,
+        runtime=runtime,
+        onnx_threads=torch_threads,
+    )
     if mode == "a_reference":
         reference_loop(checkpoint.path, texts[:64], args.max_length)  # warm up
         start = time.perf_counter()
         probs = reference_loop(checkpoint.path, texts, args.max_length)
         return probs, time.perf_counter() - start, "float32"
-    if mode in ("b_engine", "b_engine_fp32"):
+    if mode in ("b_engine", "b_engine_fp32", "b_engine_onnx"):
         engine = ModelCache(store, config)
         try:
             engine.score(spec, texts[:64])  # load + warm up
-            dtype = str(engine.load(spec).model.dtype or "torch.float32").replace("torch.", "")
+            dtype = served_as(engine.load(spec))
             start = time.perf_counter()
             probs = engine_mode(engine, spec, texts)
             return probs, time.perf_counter() - start, dtype
@@ -186,12 +224,19 @@ def run_mode(args, mode: str, texts: list[str]) -> tuple[np.ndarray, float, str]
     try:
         address = f"127.0.0.1:{port}"
         grpc_mode(address, args.checkpoint, texts[:64], 2, 32)  # load + warm up
-        dtype = str(server.model_cache.load(spec).model.dtype or "torch.float32").replace("torch.", "")
+        dtype = served_as(server.model_cache.load(spec))
         start = time.perf_counter()
         probs = grpc_mode(address, args.checkpoint, texts, args.clients, args.request_size)
         return probs, time.perf_counter() - start, dtype
     finally:
         server.stop(0)
+
+
+def served_as(entry) -> str:
+    """What scored: the torch dtype ("float32", "bfloat16") or the ONNX runtime ("onnx-int8")."""
+    if entry.runtime != "torch":
+        return entry.runtime
+    return str(entry.model.dtype or "torch.float32").replace("torch.", "")
 
 
 def worker(args) -> int:
@@ -200,11 +245,12 @@ def worker(args) -> int:
     if args.limit:
         texts = texts[: args.limit]
     probs, seconds, dtype = run_mode(args, args.worker, texts)
-    np.savez(args.worker_out, probs=probs, seconds=seconds, dtype=dtype)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    np.savez(args.worker_out, probs=probs, seconds=seconds, dtype=dtype, peak_mib=peak_mib)
     return 0
 
 
-def spawn(args, mode: str, tmp: pathlib.Path, k: int) -> tuple[np.ndarray, float, str]:
+def spawn(args, mode: str, tmp: pathlib.Path, k: int) -> tuple[np.ndarray, float, str, float]:
     out = tmp / f"{mode}-{k}.npz"
     cmd = [
         sys.executable,
@@ -238,7 +284,7 @@ def spawn(args, mode: str, tmp: pathlib.Path, k: int) -> tuple[np.ndarray, float
     ]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     data = np.load(out)
-    return data["probs"], float(data["seconds"]), str(data["dtype"])
+    return data["probs"], float(data["seconds"]), str(data["dtype"]), float(data["peak_mib"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -275,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=CacheConfig().refine_below,
         help="engine's fp32 re-scoring threshold for (b) and (c) [the scorer's default]",
     )
+    parser.add_argument(
+        "--onnx",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also time (b) and (c) with the scorer's --runtime onnx (int8 where its check passed)",
+    )
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "bench" / "results" / "score_cpu.json")
     parser.add_argument("--worker", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--worker-out", type=pathlib.Path, help=argparse.SUPPRESS)
@@ -308,17 +360,22 @@ def main(argv=None) -> int:
         labels, texts = labels[: args.limit], texts[: args.limit]
     n = len(texts)
 
-    modes = [m for m in MODES if args.also_fp32 or m != "b_engine_fp32"]
+    modes = [m for m in MODES if (args.also_fp32 or m != "b_engine_fp32") and (args.onnx or m not in ONNX_MODES)]
+    onnx_manifest = ensure_onnx(store, checkpoint_id, texts, args.max_length) if args.onnx else None
     runs: dict[str, list[float]] = {k: [] for k in modes}
     outputs: dict[str, np.ndarray] = {}
     dtypes: dict[str, str] = {}
+    peaks: dict[str, list[float]] = {k: [] for k in modes}
     with tempfile.TemporaryDirectory(prefix="score-bench-") as tmp:
         for r in range(args.repeats):
             for mode in modes:  # interleaved, each run in a fresh process
-                outputs[mode], seconds, dtypes[mode] = spawn(args, mode, pathlib.Path(tmp), r)
+                outputs[mode], seconds, dtypes[mode], peak = spawn(args, mode, pathlib.Path(tmp), r)
                 runs[mode].append(seconds)
+                peaks[mode].append(peak)
                 print(
-                    f"repeat {r} {mode} ({dtypes[mode]}): {n / seconds:.1f} texts/s ({seconds:.1f}s)", file=sys.stderr
+                    f"repeat {r} {mode} ({dtypes[mode]}): {n / seconds:.1f} texts/s ({seconds:.1f}s), "
+                    f"peak {peak:.0f} MiB",
+                    file=sys.stderr,
                 )
 
     ref = outputs["a_reference"]
@@ -358,7 +415,18 @@ def main(argv=None) -> int:
             "b_over_a": best["b_engine"] / best["a_reference"],
             "c_over_b": best["c_grpc"] / best["b_engine"],
             **({"b_fp32_over_a": best["b_engine_fp32"] / best["a_reference"]} if "b_engine_fp32" in best else {}),
+            **(
+                {
+                    "c_onnx_over_b_fp32": best["c_grpc_onnx"] / best["b_engine_fp32"],
+                    "b_onnx_over_b_fp32": best["b_engine_onnx"] / best["b_engine_fp32"],
+                    "c_onnx_over_c": best["c_grpc_onnx"] / best["c_grpc"],
+                }
+                if args.onnx and "b_engine_fp32" in best
+                else {}
+            ),
         },
+        "peak_rss_mib": {k: max(v) for k, v in peaks.items()},
+        "onnx_int8_check": onnx_manifest["int8"] if onnx_manifest else None,
         "agreement_with_fp32_reference": {k: agreement(v, ref) for k, v in outputs.items() if k != "a_reference"},
         "reference_accuracy_on_train_labels": float(
             np.mean(np.array(checkpoint.labels)[ref.argmax(1)] == np.array(labels))
