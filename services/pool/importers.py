@@ -39,6 +39,14 @@ from lesslabels.pool.labelset import MAX_LABEL_LENGTH
 if TYPE_CHECKING:
     import pandas as pd
 
+
+def load_readers() -> None:
+    """Import pandas (and the pyarrow it loads) now: ``lesslabels pool`` calls this before it
+    serves, so that the ~66 MiB of the libraries are the process's from its start and the first
+    import's memory and time are the import's own (importing this module does not load them)."""
+    import pandas  # noqa: F401
+
+
 MAX_ID_LENGTH = 256
 #: Longest text a sample may have, in characters: a page of samples must fit in one gRPC message
 #: however long its texts (at most 4 bytes a character: 400 kB), and the models read a few

@@ -10,7 +10,7 @@ from lesslabels.common.config import ServerSettings, add_flag, add_server_flags,
 from lesslabels.common.logs import setup_logging
 from lesslabels.common import tracing
 from lesslabels.common.server import Server
-from lesslabels.pool import run_servicer, servicer
+from lesslabels.pool import importers, run_servicer, servicer
 from lesslabels.pool.store import PoolStore
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = server_settings(args)
     setup_logging(settings.log_level, "pool")
     tracing.configure("pool")  # OTEL_* variables; off when none is set
+    importers.load_readers()
     # Migrating happens before the port opens; health is SERVING once the store is ready.
     server = build_server(settings, args.database_url)
     server.start()
