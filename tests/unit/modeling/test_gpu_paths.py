@@ -2,7 +2,9 @@
 without blocking, bf16/fp16 autocast, ONNX Runtime's CUDA provider.
 
 What decides a device's path is tested everywhere; the tests marked ``gpu`` run it on CUDA and are
-skipped without it (no CI machine has a GPU: ``bench/gpu_check.sh`` is the check on one)."""
+skipped without it (no CI machine has a GPU: ``bench/gpu_check.sh`` runs them on one, then measures).
+The module needs nothing of tests/conftest.py (its fixtures are here), so that a GPU machine without
+the services' other dependencies runs it with ``pytest --noconftest``."""
 
 from __future__ import annotations
 
@@ -24,6 +26,21 @@ pytestmark = pytest.mark.usefixtures("few_torch_threads")
 CUDA = torch.cuda.is_available()
 ORT_CUDA = onnx_runtime.cuda_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs CUDA")
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_dir(tmp_path_factory):
+    from tests.tiny_model import save_tiny_bert
+
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture
+def few_torch_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
