@@ -40,7 +40,6 @@ import os
 import pathlib
 import platform
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -239,13 +238,22 @@ def served_as(entry) -> str:
     return str(entry.model.dtype or "torch.float32").replace("torch.", "")
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident memory: VmHWM, which starts afresh at exec (getrusage's
+    ru_maxrss would carry the parent's peak over fork and exec)."""
+    for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return float("nan")
+
+
 def worker(args) -> int:
     """One timed run of one mode in this (fresh) process; results to --worker-out (.npz)."""
     _, texts = read_atis(args.data)
     if args.limit:
         texts = texts[: args.limit]
     probs, seconds, dtype = run_mode(args, args.worker, texts)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    peak_mib = peak_rss_mib()
     np.savez(args.worker_out, probs=probs, seconds=seconds, dtype=dtype, peak_mib=peak_mib)
     return 0
 
