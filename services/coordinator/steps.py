@@ -367,7 +367,7 @@ class StepRunner:
         # coming in while it trains.
         info = dataclasses.replace(info, test=test, labelled_count=info.labelled_count or run.labelled_count)
         text = f"round {run.round}: test accuracy {test.accuracy:.4f} macro-F1 {test.macro_f1:.4f} on {test.count}"
-        reason = stop_reason(run, test)
+        reason = stop_reason(run, test, info.labelled_count if run.config.is_asynchronous else None)
         if reason:
             self._complete(worker, run, info, reason, f"{text}; stopping: {reason}")
         else:

@@ -223,7 +223,10 @@ def test_an_asynchronous_human_run_over_the_real_services(clients, tiny_bert_dir
     done = clients.wait_final(run.id)
     assert done.state == "COMPLETED", done.error
     detail = clients.coordinator.get_run(run.id)
-    assert [r.index for r in detail.rounds] == [0, 1]
+    assert [r.index for r in detail.rounds] == [0, 1], (
+        detail.run.stop_reason,
+        [(r.index, r.labelled_count, r.checkpoint_id) for r in detail.rounds],
+    )
     assert (
         detail.rounds[0].labelled_count >= 12 and detail.rounds[1].labelled_count >= detail.rounds[0].labelled_count + 8
     )

@@ -290,6 +290,33 @@ def test_a_round_records_the_labels_its_fine_tune_started_with_not_those_that_ca
     wait_for(lambda: runs.get_run(run.id).step != "LABEL", what="round 1's fine-tune to start")
 
 
+def test_people_who_label_the_rest_of_the_pool_during_a_fine_tune_get_a_model_trained_on_it(fake_stack):
+    """The pool runs out while round 0 fine-tunes: the run must not end on a model that never saw
+    those labels (it did, found by a flaky end-to-end test: the stopping rule read the live label
+    count); it fine-tunes once more on every label, then ends."""
+    core = fake_stack.coordinator()
+    fake_stack.trainer.hold.clear()
+    run = core.start_run(config(stopping=contract.StoppingRule(max_rounds=5)))
+    runs = fake_stack.runs
+    wait_for_state(runs, run.id, "WAITING_FOR_LABELS")
+    _label(core, fake_stack, run.id, "alice", 6)
+    _label(core, fake_stack, run.id, "bob", 2)
+    wait_for(lambda: runs.get_run(run.id).step == "TRAIN", what="round 0's fine-tune to start")
+    pool_size = runs.get_run(run.id).pool_size
+    for _ in range(100):  # the whole pool, from the fast head's refills, while round 0 trains
+        if runs.get_run(run.id).labelled_count >= pool_size:
+            break
+        if not _label(core, fake_stack, run.id, "alice", 3):
+            wait_for(lambda: core.pending_labels(run.id, "alice").samples, what="a refill")
+    assert runs.get_run(run.id).labelled_count == pool_size and runs.get_run(run.id).round == 0
+    fake_stack.trainer.hold.set()
+    done = wait_for_state(runs, run.id, vocabulary.FINAL_RUN_STATES)
+    assert done.state == "COMPLETED" and done.stop_reason == "every pool sample is labelled"
+    _, rounds = core.get_run(run.id)
+    assert [(r.index, r.labelled_count) for r in rounds] == [(0, 8), (1, pool_size)]
+    assert all(r.checkpoint_id for r in rounds)
+
+
 def test_a_queue_that_ran_dry_while_the_scorer_was_down_is_refilled_when_someone_asks(fake_stack, monkeypatch):
     """Each label's refill failed while the fast head was unavailable, the person labelled the queue
     empty, and the run waits for more labels than it had texts: nobody can label, so no label asks
