@@ -228,6 +228,7 @@ def test_a_bad_setting_value_fails_when_the_service_starts(tmp_path):
     assert "--keep-checkpoints -1: must not be negative" in str(info.value)
 
 
+@pytest.mark.slow  # 10 s each: kills a service and waits out the restart (make test-slow, CI)
 @pytest.mark.parametrize("policy, comes_back", [("unless-stopped", True), ('"no"', False)])
 def test_the_restart_policy_of_the_file_decides_whether_a_killed_service_comes_back(tmp_path, policy, comes_back):
     path = broken_copy(tmp_path, "restart: unless-stopped", f"restart: {policy}", count=5)

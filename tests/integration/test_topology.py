@@ -121,6 +121,7 @@ def test_the_web_app_on_its_public_port_asks_for_the_token_then_shows_the_run(de
         assert page.status_code == 200 and 'class="accuracy"' in page.text  # the learning curve, through the SDK
 
 
+@pytest.mark.slow  # chaos, 13 s: a scorer killed mid-run (make test-slow, CI)
 def test_scorer_killed_mid_run_restarts_and_the_run_loses_no_round(deployment, completed_run):
     killed = []
 

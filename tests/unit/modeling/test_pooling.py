@@ -134,6 +134,7 @@ print("LABEL", out["label"], out["score"], type(classify.model).__name__)
 """
 
 
+@pytest.mark.slow  # 20+ s: a transformers pipeline loading the folder's code (make test-slow, CI)
 def test_a_mean_pooled_folder_loads_in_a_plain_transformers_pipeline_with_its_code(tiny_bert_dir, tmp_path):
     """Outside lesslabels (a fresh interpreter that never imported it) the folder loads with
     trust_remote_code=True and gives the scorer's prediction; without it transformers refuses the
