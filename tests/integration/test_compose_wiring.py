@@ -201,6 +201,7 @@ def test_a_wiring_mistake_fails_before_anything_starts(tmp_path, old, new, messa
     assert not (tmp_path / "run" / "logs").exists()  # nothing was started
 
 
+@pytest.mark.slow  # 8 s: starts the file's services to see one fail (make test-slow, CI)
 def test_a_bad_flag_in_a_command_fails_when_the_service_starts(tmp_path):
     path = broken_copy(tmp_path, 'command: ["pool"]', 'command: ["pool", "--prot", "50051"]')
     topology = topology_of(path, tmp_path)
@@ -213,6 +214,7 @@ def test_a_bad_flag_in_a_command_fails_when_the_service_starts(tmp_path):
     assert "unrecognized arguments: --prot 50051" in str(info.value)  # the end of its log comes with it
 
 
+@pytest.mark.slow  # 12 s: starts the file's services to see one fail (make test-slow, CI)
 def test_a_bad_setting_value_fails_when_the_service_starts(tmp_path):
     path = broken_copy(
         tmp_path, "LESSLABELS_KEEP_CHECKPOINTS: ${LESSLABELS_KEEP_CHECKPOINTS:-3}", 'LESSLABELS_KEEP_CHECKPOINTS: "-1"'

@@ -139,6 +139,7 @@ def test_scorer_killed_mid_run_restarts_and_the_run_loses_no_round(deployment, c
     deployment.topology.wait_healthy("scorer", timeout=60)
 
 
+@pytest.mark.slow  # chaos, 14 s: services started out of order (make test-slow, CI)
 @pytest.mark.parametrize("backend", ["local", "docker"])
 def test_a_service_started_before_its_dependency_waits_then_serves(backend_factory, backend):
     topology, _ = backend_factory(backend)

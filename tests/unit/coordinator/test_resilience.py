@@ -133,6 +133,7 @@ def _stop_pool_until(fake_stack, pool_server, database_url, ready) -> object:
     return server
 
 
+@pytest.mark.slow  # chaos, 10 s (make test-slow, CI)
 def test_a_run_rides_out_a_pool_that_is_stopped_and_started(fake_stack, pool_server, database_url, caplog):
     fake_stack.trainer.hold.clear()
     core = fake_stack.coordinator()
@@ -157,6 +158,7 @@ def test_a_run_rides_out_a_pool_that_is_stopped_and_started(fake_stack, pool_ser
         server.stop(0)
 
 
+@pytest.mark.slow  # chaos, 10 s (make test-slow, CI)
 def test_a_run_whose_worker_ended_without_an_outcome_is_picked_up_again(fake_stack, pool_server, database_url, caplog):
     fake_stack.trainer.hold.clear()
     core = fake_stack.coordinator()
