@@ -33,6 +33,12 @@ BASE_PREFIX = "base:"
 #: Token ids of one call from which the allocator's free pages are handed back before its forward
 #: passes (a few ms, against seconds of scoring): what receiving and tokenising the texts freed.
 HAND_BACK_AFTER_TOKENS = 1 << 18
+#: Texts of one call tokenised and queued at a time. A call holds the token ids of at most two
+#: windows (the one being scored and the next, tokenised meanwhile) besides its results, never
+#: those of all its texts (4,096 texts at max_length 512 held 8.6 MiB of ids through their forward
+#: passes: issue 25, F1). Rows are sorted by length within a window, which is plenty to keep
+#: padding low; concurrent calls' windows still share batches.
+WINDOW_TEXTS = 512
 
 
 @dataclasses.dataclass(frozen=True)
@@ -461,28 +467,83 @@ class ModelCache:
                 raise errors.InvalidArgument(
                     f"{spec.describe()} has no classification head: only embeddings can be asked of it"
                 )
-            tokens = inference.tokenize(entry.model, texts)
-            rows = [_Row(ids, embeddings) for ids in tokens.input_ids]
-            if sum(map(len, rows)) >= HAND_BACK_AFTER_TOKENS:
-                malloc.hand_back_free_pages()
             try:
-                results = entry.batcher.submit(rows).result(timeout)
-                results = self._refine(entry, rows, results, deadline)
+                return self._score_windows(entry, texts, embeddings, deadline)
             except concurrent.futures.TimeoutError:
                 raise errors.Unavailable(f"scoring {len(texts)} texts did not finish within {timeout:.1f}s") from None
             except BatcherClosed:
                 if attempt:
                     raise errors.Unavailable(f"{spec.describe()} was unloaded while scoring; retry") from None
                 continue  # evicted between lookup and submit: load again once
-            return self._assemble(entry, results, tokens.truncated, embeddings)
         raise AssertionError("unreachable")
 
-    @staticmethod
-    def _assemble(entry: LoadedEntry, results: list[tuple], truncated: np.ndarray, embeddings: bool) -> Scores:
-        n_classes = len(entry.labels)
-        n = len(results)
-        probs = np.stack([r[0] for r in results]) if n else np.zeros((0, n_classes), np.float32)  # [n, c]
-        emb = None
-        if embeddings:
-            emb = np.stack([r[1] for r in results]) if n else np.zeros((0, 0), np.float32)  # [n, h]
-        return Scores.from_probabilities(entry.checkpoint_id, entry.labels, probs, truncated, emb)
+    def _score_windows(
+        self, entry: LoadedEntry, texts: Sequence[str], embeddings: bool, deadline: float | None
+    ) -> Scores:
+        """Tokenise and queue ``WINDOW_TEXTS`` texts at a time, the next window while the batcher
+        scores the one before, writing each window's results into arrays of the whole call."""
+        n = len(texts)
+        out = _Results(n, len(entry.labels), embeddings)
+        truncated = np.zeros(n, dtype=bool)
+        queued: list[_Window] = []  # submitted, not finished: at most two
+        tokens_since_hand_back = 0
+        try:
+            for start in range(0, n, WINDOW_TEXTS):
+                tokens = inference.tokenize(entry.model, texts[start : start + WINDOW_TEXTS])
+                truncated[start : start + len(tokens)] = tokens.truncated
+                rows = [_Row(ids, embeddings) for ids in tokens.input_ids]
+                del tokens
+                tokens_since_hand_back += sum(map(len, rows))
+                if tokens_since_hand_back >= HAND_BACK_AFTER_TOKENS:
+                    malloc.hand_back_free_pages()
+                    tokens_since_hand_back = 0
+                queued.append(_Window(start, rows, entry.batcher.submit(rows)))
+                if len(queued) == 2:
+                    self._finish(entry, queued[0], out, deadline)
+                    queued.pop(0)
+            while queued:
+                self._finish(entry, queued[0], out, deadline)
+                queued.pop(0)
+        finally:
+            for window in queued:  # the call failed: windows not yet run need not be
+                window.future.cancel()
+        return Scores.from_probabilities(entry.checkpoint_id, entry.labels, out.probs, truncated, out.embeddings())
+
+    def _finish(self, entry: LoadedEntry, window: _Window, out: _Results, deadline: float | None) -> None:
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        results = self._refine(entry, window.rows, window.future.result(timeout), deadline)
+        out.put(window.start, results)
+
+
+@dataclasses.dataclass
+class _Window:
+    """Rows of one call queued together: where they start in the call, and their future."""
+
+    start: int
+    rows: list[_Row]
+    future: concurrent.futures.Future
+
+
+class _Results:
+    """A call's probabilities ``[n, c]`` and embeddings ``[n, h]``, written a window at a time."""
+
+    def __init__(self, n: int, n_classes: int, embeddings: bool):
+        self.probs = np.zeros((n, n_classes), np.float32)
+        self._want_embeddings = embeddings
+        self._embeddings: np.ndarray | None = None
+
+    def put(self, start: int, results: list[tuple]) -> None:
+        if not results:
+            return
+        end = start + len(results)
+        self.probs[start:end] = np.stack([r[0] for r in results])
+        if self._want_embeddings:
+            rows = np.stack([r[1] for r in results])  # [m, h]
+            if self._embeddings is None:
+                self._embeddings = np.zeros((len(self.probs), rows.shape[1]), np.float32)
+            self._embeddings[start:end] = rows
+
+    def embeddings(self) -> np.ndarray | None:
+        if not self._want_embeddings:
+            return None
+        return self._embeddings if self._embeddings is not None else np.zeros((0, 0), np.float32)

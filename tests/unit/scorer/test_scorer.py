@@ -305,6 +305,68 @@ def test_free_pages_are_handed_back_between_tokenising_a_big_request_and_its_for
     assert events == ["hand back", "submit 20", "submit 19"]
 
 
+def test_a_big_call_is_tokenised_and_queued_a_window_at_a_time(store_and_id, monkeypatch):
+    """Finding F1: a call held every text's token ids through all its forward passes (8.6 MiB for
+    4,096 x 4 KiB at max_length 512). It now queues WINDOW_TEXTS texts at a time, tokenising the
+    next window while the one before is scored: at most two windows' rows are queued and unfinished,
+    and the results are those of scoring the texts in one go, in order."""
+    from lesslabels.scorer import model_cache
+
+    cache = ModelCache(store_and_id[0], CacheConfig(precision="fp32"))
+    spec = ModelSpec(latest_of_run=RUN_ID)
+    texts = [f"flight {i} from boston to denver" + " please" * (i % 7) for i in range(23)]
+    try:
+        whole = cache.score(spec, texts, embeddings=True)
+        monkeypatch.setattr(model_cache, "WINDOW_TEXTS", 5)
+        batcher = cache.load(spec).batcher
+        submit = batcher.submit
+        queued: list[int] = []
+        unfinished: list[int] = []
+        futures: list = []
+
+        def spy(rows):
+            unfinished.append(sum(not f.done() for f in futures))  # windows queued before this one, not done
+            queued.append(len(rows))
+            futures.append(submit(rows))
+            return futures[-1]
+
+        monkeypatch.setattr(batcher, "submit", spy)
+        windowed = cache.score(spec, texts, embeddings=True)
+    finally:
+        cache.close()
+    assert queued == [5, 5, 5, 5, 3]
+    assert max(unfinished) <= 1
+    # Batches are padded to other lengths when cut from other windows: float noise only.
+    np.testing.assert_allclose(windowed.probabilities, whole.probabilities, atol=1e-4)
+    np.testing.assert_allclose(windowed.embeddings, whole.embeddings, atol=1e-4)
+    assert np.abs(np.diff(whole.probabilities, axis=0)).max() > 1e-2  # rows differ: a misplaced row would show
+    assert windowed.truncated.tolist() == whole.truncated.tolist()
+
+
+def test_a_call_that_runs_out_of_time_cancels_its_window_still_queued(store_and_id, monkeypatch):
+    """The window queued behind one that timed out is cancelled, not scored for nobody."""
+
+    from lesslabels.scorer import model_cache
+
+    monkeypatch.setattr(model_cache, "WINDOW_TEXTS", 2)
+    cache = ModelCache(store_and_id[0], CacheConfig(precision="fp32"))
+    spec = ModelSpec(latest_of_run=RUN_ID)
+    batcher = cache.load(spec).batcher
+    futures: list[concurrent.futures.Future] = []
+
+    def never_runs(rows):  # queued, never started: the first window times out
+        futures.append(concurrent.futures.Future())
+        return futures[-1]
+
+    monkeypatch.setattr(batcher, "submit", never_runs)
+    try:
+        with pytest.raises(errors.Unavailable, match="did not finish within"):
+            cache.score(spec, ["a b", "c d", "e f", "g h"], timeout=0.05)
+    finally:
+        cache.close()
+    assert len(futures) == 2 and all(f.cancelled() for f in futures)
+
+
 def test_in_flight_budget_refuses_past_its_limit_but_always_takes_one_request():
     from lesslabels.scorer.limits import InFlightBudget
 
