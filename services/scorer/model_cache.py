@@ -533,8 +533,7 @@ class _Results:
         self._embeddings: np.ndarray | None = None
 
     def put(self, start: int, results: list[tuple]) -> None:
-        if not results:
-            return
+        """One window's results (never empty: a window holds at least one text)."""
         end = start + len(results)
         self.probs[start:end] = np.stack([r[0] for r in results])
         if self._want_embeddings:
